@@ -1,0 +1,62 @@
+"""Call many members at once with one deadline, and keep every member's outcome.
+
+A slow or dead member must never make the whole answer fail or wait past the deadline:
+each outcome says whether it answered, and if not, why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, wait
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T, R]):
+    target: T
+    value: R | None
+    error: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def fan_out(
+    executor: Executor,
+    targets: Sequence[T],
+    call: Callable[[T], R],
+    *,
+    timeout: float,
+    describe_error: Callable[[BaseException], str] = str,
+) -> list[Outcome[T, R]]:
+    """Run ``call(target)`` for every target; outcomes come back in target order."""
+    start = time.monotonic()
+
+    def timed(target: T) -> tuple[R, float]:
+        t0 = time.monotonic()
+        value = call(target)
+        return value, time.monotonic() - t0
+
+    futures = [executor.submit(timed, t) for t in targets]
+    wait(futures, timeout=timeout)
+    outcomes: list[Outcome[T, R]] = []
+    for target, fut in zip(targets, futures, strict=True):
+        if not fut.done():
+            fut.cancel()
+            elapsed = time.monotonic() - start
+            outcomes.append(Outcome(target, None, f"no answer within {timeout:g}s", elapsed))
+            continue
+        exc = fut.exception()
+        if exc is not None:
+            outcomes.append(Outcome(target, None, describe_error(exc) or type(exc).__name__, 0.0))
+        else:
+            value, seconds = fut.result()
+            outcomes.append(Outcome(target, value, "", seconds))
+    return outcomes

@@ -1,0 +1,124 @@
+"""The federation membership document: which nodes exist, where, at what level, under whom.
+
+It is one JSON document signed by the federation CA key. Nodes verify it with the CA
+certificate and refuse any peer that is not in it. This module only needs key objects,
+so it does not depend on the gateway.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+LEVELS = ("ministry", "province", "city")
+ALGORITHM = "ecdsa-p256-sha256"
+
+
+class MembershipError(ValueError):
+    """The document is malformed, inconsistent or not signed by the federation CA."""
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    org: str
+    address: str  # host:port of its gRPC server
+    level: str
+    parent: str = ""
+    name: str = ""  # display name, e.g. "Anhui Province"
+
+
+@dataclass(frozen=True)
+class Membership:
+    federation: str
+    serial: int
+    issued_at: str
+    members: tuple[Member, ...] = field(default_factory=tuple)
+
+    def get(self, node_id: str) -> Member | None:
+        for m in self.members:
+            if m.id == node_id:
+                return m
+        return None
+
+    def children(self, node_id: str) -> list[Member]:
+        return [m for m in self.members if m.parent == node_id]
+
+    def others(self, node_id: str) -> list[Member]:
+        return [m for m in self.members if m.id != node_id]
+
+
+def _canonical(document: dict) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def check(membership: Membership) -> Membership:
+    ids = [m.id for m in membership.members]
+    if len(set(ids)) != len(ids):
+        raise MembershipError("a node id appears twice in the membership document")
+    for m in membership.members:
+        if m.level not in LEVELS:
+            raise MembershipError(f"member {m.id!r}: level {m.level!r} is not one of {LEVELS}")
+        if m.parent and m.parent not in ids:
+            raise MembershipError(f"member {m.id!r}: parent {m.parent!r} is not a member")
+        if m.level == "city" and not m.parent:
+            raise MembershipError(f"member {m.id!r}: a city node needs a parent")
+        host, _, port = m.address.rpartition(":")
+        if not host or not port.isdigit():
+            raise MembershipError(f"member {m.id!r}: address {m.address!r} is not host:port")
+    return membership
+
+
+def sign(membership: Membership, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """Serialise and sign with the federation CA key."""
+    document = asdict(check(membership))
+    signature = key.sign(_canonical(document), ec.ECDSA(hashes.SHA256()))
+    envelope = {
+        "document": document,
+        "algorithm": ALGORITHM,
+        "signature": base64.b64encode(signature).decode(),
+    }
+    return json.dumps(envelope, indent=2, ensure_ascii=False).encode() + b"\n"
+
+
+def verify(data: bytes, ca_keys: list[ec.EllipticCurvePublicKey]) -> Membership:
+    """Parse a signed document; raise MembershipError unless a CA key signed exactly it."""
+    try:
+        envelope = json.loads(data)
+        document = envelope["document"]
+        signature = base64.b64decode(envelope["signature"], validate=True)
+        algorithm = envelope.get("algorithm")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MembershipError(f"membership document is malformed: {exc}") from None
+    if algorithm != ALGORITHM:
+        raise MembershipError(f"membership signature algorithm {algorithm!r} is not supported")
+    payload = _canonical(document)
+    for key in ca_keys:
+        try:
+            key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+            break
+        except (InvalidSignature, TypeError):
+            continue
+    else:
+        raise MembershipError("membership document signature does not verify with the CA")
+    try:
+        members = tuple(Member(**m) for m in document["members"])
+        membership = Membership(
+            federation=str(document["federation"]),
+            serial=int(document["serial"]),
+            issued_at=str(document["issued_at"]),
+            members=members,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MembershipError(f"membership document has bad fields: {exc}") from None
+    return check(membership)
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,81 @@
+"""The node's own catalog: registering local files as datasets and deciding who sees what.
+
+Visibility follows classification: L4 (core) datasets are listed only to the node's own
+operators; everything else is listed to any authenticated member, analyst or node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway import descriptor as descriptor_mod
+from gateway.descriptor import DatasetDescriptor
+from gateway.errors import InvalidArgument
+from gateway.identity import Identity
+from gateway.quality import QualityReport, check_file
+from gateway.state import State
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    descriptor: DatasetDescriptor
+    quality: QualityReport
+    registered_at: str
+    updated_at: str
+
+
+def _under(path: Path, roots: tuple[Path, ...]) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
+
+
+class Catalog:
+    def __init__(self, state: State, roots: tuple[Path, ...], node_org: str) -> None:
+        self._state = state
+        self._roots = tuple(r.resolve() for r in roots)
+        self._node_org = node_org
+
+    def register(
+        self, desc: DatasetDescriptor, *, by: Identity, when: str
+    ) -> tuple[CatalogEntry, bool]:
+        """Check the file against its declaration, measure it, and record it durably."""
+        desc = descriptor_mod.validate(desc)
+        path = Path(desc.path)
+        if not path.is_absolute():
+            raise InvalidArgument(f"dataset path {desc.path!r} must be absolute on the node")
+        path = path.resolve()
+        if not _under(path, self._roots):
+            roots = ", ".join(str(r) for r in self._roots)
+            raise InvalidArgument(
+                f"dataset path {path} is outside the node's dataset roots ({roots})"
+            )
+        quality = check_file(desc, path)
+        desc = dataclasses.replace(desc, path=str(path))
+        row, replaced = self._state.upsert_dataset(
+            desc.name, dataclasses.asdict(desc), quality.to_dict(), when, str(by)
+        )
+        return CatalogEntry(desc, quality, row.registered_at, row.updated_at), replaced
+
+    def entries(self) -> list[CatalogEntry]:
+        out = []
+        for row in self._state.datasets():
+            d = dict(row.descriptor)
+            d["columns"] = tuple(descriptor_mod.ColumnSpec(**c) for c in d["columns"])
+            out.append(
+                CatalogEntry(
+                    DatasetDescriptor(**d),
+                    QualityReport.from_dict(row.quality),
+                    row.registered_at,
+                    row.updated_at,
+                )
+            )
+        return out
+
+    def visible_to(self, caller: Identity, name_contains: str = "") -> list[CatalogEntry]:
+        own_operator = caller.role == "operator" and caller.org == self._node_org
+        return [
+            e
+            for e in self.entries()
+            if name_contains in e.descriptor.name and (e.descriptor.level != "L4" or own_operator)
+        ]

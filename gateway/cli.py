@@ -1,0 +1,378 @@
+"""The ``fedgate`` command. Each sub-command is documented in docs/cli.md.
+
+Errors are printed as one line naming what is wrong (never a traceback) and give a
+non-zero exit: 2 for bad input or configuration, 1 for a refused or failed RPC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from gateway.errors import FedgateError
+
+DEFAULT_REGIONS = Path(__file__).resolve().parents[1] / "region_configs"
+
+
+def _profile(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from gateway.client import Profile
+
+    path = args.profile or os.environ.get("FEDGATE_PROFILE")
+    if not path:
+        raise FedgateError("no profile: pass --profile FILE or set FEDGATE_PROFILE")
+    return Profile.load(Path(path))
+
+
+# --- ca / cert / membership -------------------------------------------------------------
+
+
+def cmd_ca_init(args: argparse.Namespace) -> int:
+    from gateway import identity
+
+    cert = identity.init_ca(Path(args.dir), name=args.name, days=args.days)
+    print(f"CA certificate: {cert}\nCA key: {Path(args.dir) / identity.CA_KEY} (keep it offline)")
+    return 0
+
+
+def cmd_ca_sign(args: argparse.Namespace) -> int:
+    from gateway import identity
+
+    csr = Path(args.csr)
+    try:
+        csr_pem = csr.read_bytes()
+    except FileNotFoundError:
+        raise FedgateError(f"CSR file {csr} does not exist") from None
+    pem = identity.sign_csr(Path(args.dir), csr_pem, days=args.days)
+    out = Path(args.out) if args.out else csr.with_suffix(".pem")
+    out.write_bytes(pem)
+    ident = identity.identity_of(identity.load_cert(out))
+    print(f"signed {ident.role} {ident.id} ({ident.org}), serial {ident.serial}: {out}")
+    return 0
+
+
+def cmd_ca_revoke(args: argparse.Namespace) -> int:
+    from gateway import identity
+
+    if args.cert:
+        serial = identity.load_cert(Path(args.cert)).serial_number
+    else:
+        try:
+            serial = int(args.serial, 16)
+        except ValueError:
+            raise FedgateError(f"--serial {args.serial!r} is not hexadecimal") from None
+    crl = identity.revoke(Path(args.dir), serial)
+    print(f"revoked serial {serial:x}; CRL written to {crl} (nodes reload it on change)")
+    return 0
+
+
+def cmd_cert_request(args: argparse.Namespace) -> int:
+    from gateway import identity
+
+    out = Path(args.out_dir)
+    stem = args.name or args.id
+    key_pem, csr_pem = identity.make_csr(args.role, args.id, args.org, args.host)
+    identity.write_private(out / f"{stem}.key", key_pem)
+    (out / f"{stem}.csr").write_bytes(csr_pem)
+    print(f"private key: {out / (stem + '.key')} (stays here)\nCSR: {out / (stem + '.csr')}")
+    return 0
+
+
+def cmd_cert_show(args: argparse.Namespace) -> int:
+    from gateway import identity
+
+    cert = identity.load_cert(Path(args.cert))
+    ident = identity.identity_of(cert)
+    print(f"role:    {ident.role}\nid:      {ident.id}\norg:     {ident.org}")
+    print(f"serial:  {ident.serial}\nexpires: {ident.not_after:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
+def cmd_membership_sign(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from federation import membership as m
+    from gateway import identity
+
+    try:
+        raw = tomllib.loads(Path(args.input).read_text(encoding="utf-8"))
+        members = tuple(m.Member(**x) for x in raw["members"])
+        doc = m.Membership(
+            federation=raw["federation"],
+            serial=int(raw.get("serial", 1)),
+            issued_at=m.now_rfc3339(),
+            members=members,
+        )
+    except FileNotFoundError:
+        raise FedgateError(f"{args.input} does not exist") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FedgateError(f"{args.input}: bad membership input: {exc}") from None
+    key = identity.load_key(Path(args.ca_dir) / identity.CA_KEY)
+    Path(args.out).write_bytes(m.sign(doc, key))
+    print(f"membership of {len(members)} members, serial {doc.serial}, signed: {args.out}")
+    return 0
+
+
+def cmd_membership_show(args: argparse.Namespace) -> int:
+    from federation import membership as m
+    from gateway import display, identity
+
+    bundle = identity.load_bundle(Path(args.ca))
+    doc = m.verify(Path(args.file).read_bytes(), [c.public_key() for c in bundle])
+    print(f"federation {doc.federation}, serial {doc.serial}, issued {doc.issued_at}: signature OK")
+    rows = [[x.id, x.name, x.level, x.parent, x.address, x.org] for x in doc.members]
+    print(display.table(["id", "name", "level", "parent", "address", "org"], rows))
+    return 0
+
+
+def cmd_federation_init(args: argparse.Namespace) -> int:
+    from gateway import sample_data
+    from gateway.provision import provision
+
+    fed = provision(
+        Path(args.workdir), Path(args.regions), free_ports=args.free_ports, progress=print
+    )
+    if args.sample_data:
+        sample_data.generate(fed.workdir / "data", seed=args.seed, scale=args.scale, progress=print)
+    print(f"node configs: {fed.workdir / 'configs'}; profiles: {fed.workdir / 'profiles'}")
+    return 0
+
+
+# --- node ---------------------------------------------------------------------------------
+
+
+def cmd_node_start(args: argparse.Namespace) -> int:
+    from gateway import config, server
+
+    cfg = config.load(Path(args.config))
+    return server.run(cfg)
+
+
+# --- client commands ----------------------------------------------------------------------
+
+
+def _print_message(msg, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    print(json_format.MessageToJson(msg, preserving_proto_field_name=True, indent=2))
+
+
+def cmd_whoami(args: argparse.Namespace) -> int:
+    from gateway.client import Client
+
+    with Client(_profile(args)) as c:
+        _print_message(c.whoami(), "json")
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from gateway import display
+    from gateway.client import Client
+
+    with Client(_profile(args), timeout=args.timeout) as c:
+        if args.local:
+            resp = c.catalog(args.name)
+            if args.format == "json":
+                _print_message(resp, "json")
+            else:
+                rows = [
+                    [d.name, d.level, f"{d.rows:,}", d.updated_at, d.title] for d in resp.datasets
+                ]
+                print(display.table(["dataset", "level", "rows", "last update", "title"], rows))
+            return 0
+        resp = c.federated_catalog(args.name, member_timeout=args.member_timeout)
+    if args.format == "json":
+        _print_message(resp, "json")
+    else:
+        print(display.federated_catalog_table(resp))
+        down = [m.node_id for m in resp.members if not m.reachable]
+        if down:
+            print(f"\nunreachable members: {', '.join(down)}")
+    return 0
+
+
+def cmd_dataset_register(args: argparse.Namespace) -> int:
+    from gateway.client import Client
+
+    with Client(_profile(args)) as c:
+        for path in args.descriptors:
+            resp = c.register(Path(path))
+            d = resp.dataset
+            verb = "re-registered" if resp.replaced else "registered"
+            print(f"{verb} {d.name} ({d.level}): {d.rows:,} rows, {len(d.columns)} columns")
+            if args.verbose:
+                for q in d.quality.columns:
+                    rng = f" min={q.min:g} max={q.max:g}" if q.HasField("min") else ""
+                    print(f"  {q.name}: nulls {q.null_rate:.2%}{rng}")
+    return 0
+
+
+def cmd_sample_data(args: argparse.Namespace) -> int:
+    from gateway import sample_data
+
+    written = sample_data.generate(
+        Path(args.out), seed=args.seed, scale=args.scale, nodes=args.nodes or None, progress=print
+    )
+    print(
+        f"{sum(len(v) for v in written.values())} datasets for {len(written)} nodes in {args.out}"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(
+        workdir=Path(args.workdir) if args.workdir else None,
+        scale=args.scale,
+        seed=args.seed,
+        keep=args.keep,
+        home=args.home,
+    )
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fedgate", description="Federated data-sharing gateway.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(parent, name: str, help_: str, func):  # type: ignore[no-untyped-def]
+        sp = parent.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(func=func)
+        return sp
+
+    def client_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--profile", help="client profile (default: $FEDGATE_PROFILE)")
+
+    ca = sub.add_parser("ca", help="federation certificate authority").add_subparsers(
+        dest="ca_command", required=True, metavar="ACTION"
+    )
+    sp = add(ca, "init", "create a federation root CA (key, certificate, empty CRL)", cmd_ca_init)
+    sp.add_argument("--dir", required=True, help="CA folder (created)")
+    sp.add_argument("--name", default="Yangtze Delta Federation CA")
+    sp.add_argument("--days", type=int, default=3650)
+    sp = add(ca, "sign", "sign a CSR into a certificate carrying role, id and org", cmd_ca_sign)
+    sp.add_argument("csr")
+    sp.add_argument("--dir", required=True, help="CA folder")
+    sp.add_argument("--days", type=int, default=365)
+    sp.add_argument("--out", help="certificate file (default: CSR name with .pem)")
+    sp = add(ca, "revoke", "revoke a certificate and re-issue the CRL", cmd_ca_revoke)
+    sp.add_argument("--dir", required=True, help="CA folder")
+    g = sp.add_mutually_exclusive_group(required=True)
+    g.add_argument("--cert", help="certificate file to revoke")
+    g.add_argument("--serial", help="serial number (hex) to revoke")
+
+    cert = sub.add_parser("cert", help="keys and certificate requests").add_subparsers(
+        dest="cert_command", required=True, metavar="ACTION"
+    )
+    sp = add(
+        cert,
+        "request",
+        "make a private key and a CSR here (the key never leaves)",
+        cmd_cert_request,
+    )
+    sp.add_argument("--role", required=True, choices=["node", "operator", "analyst"])
+    sp.add_argument("--id", required=True, help="node id, or user@org for people")
+    sp.add_argument("--org", required=True, help="organisation")
+    sp.add_argument("--host", action="append", default=[], help="node address (IP or DNS)")
+    sp.add_argument("--out-dir", default=".", help="folder for KEY and CSR")
+    sp.add_argument("--name", help="file stem (default: the id)")
+    sp = add(cert, "show", "print the identity a certificate carries", cmd_cert_show)
+    sp.add_argument("cert")
+
+    mem = sub.add_parser("membership", help="the signed membership document").add_subparsers(
+        dest="membership_command", required=True, metavar="ACTION"
+    )
+    sp = add(mem, "sign", "sign a membership list (TOML) with the CA key", cmd_membership_sign)
+    sp.add_argument("--input", required=True, help="TOML: federation, serial, [[members]]")
+    sp.add_argument("--ca-dir", required=True)
+    sp.add_argument("--out", required=True)
+    sp = add(mem, "show", "verify and print a membership document", cmd_membership_show)
+    sp.add_argument("file")
+    sp.add_argument("--ca", required=True, help="CA certificate (bundle)")
+
+    fed = sub.add_parser("federation", help="local federation set-up").add_subparsers(
+        dest="federation_command", required=True, metavar="ACTION"
+    )
+    sp = add(
+        fed, "init", "provision CA, node and user keys, membership and configs", cmd_federation_init
+    )
+    sp.add_argument("--workdir", default=str(DEFAULT_REGIONS.parent / ".fedgate"))
+    sp.add_argument("--regions", default=str(DEFAULT_REGIONS))
+    sp.add_argument("--free-ports", action="store_true", help="pick free loopback ports")
+    sp.add_argument("--sample-data", action="store_true", help="also generate sample data")
+    sp.add_argument("--seed", type=int, default=20261125)
+    sp.add_argument("--scale", type=float, default=1.0)
+
+    node = sub.add_parser("node", help="run a gateway node").add_subparsers(
+        dest="node_command", required=True, metavar="ACTION"
+    )
+    sp = add(node, "start", "run one node until SIGTERM/Ctrl-C", cmd_node_start)
+    sp.add_argument("--config", required=True, help="node config (TOML, see docs/config.md)")
+
+    sp = add(sub, "whoami", "who the home node thinks you are", cmd_whoami)
+    client_opts(sp)
+    sp = add(sub, "catalog", "list datasets across the federation", cmd_catalog)
+    client_opts(sp)
+    sp.add_argument("--local", action="store_true", help="only the home node's datasets")
+    sp.add_argument("--name", default="", help="only datasets whose name contains this")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+    sp.add_argument("--timeout", type=float, default=30.0, help="whole request, seconds")
+    sp.add_argument(
+        "--member-timeout",
+        type=float,
+        default=0.0,
+        help="per member, seconds (default: the node's)",
+    )
+
+    ds = sub.add_parser("dataset", help="datasets of your node").add_subparsers(
+        dest="dataset_command", required=True, metavar="ACTION"
+    )
+    sp = add(
+        ds, "register", "register files described by descriptors (operators)", cmd_dataset_register
+    )
+    client_opts(sp)
+    sp.add_argument("descriptors", nargs="+", help="descriptor TOML files")
+    sp.add_argument("-v", "--verbose", action="store_true", help="print the quality report")
+
+    sp = add(sub, "sample-data", "generate the sample datasets of every node", cmd_sample_data)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--seed", type=int, default=20261125)
+    sp.add_argument("--scale", type=float, default=1.0)
+    sp.add_argument("--nodes", nargs="*", help="only these node ids")
+
+    sp = add(sub, "demo", "run the Yangtze Delta demo federation", cmd_demo)
+    sp.add_argument("--workdir", help="where to put keys, data and logs (default: a temp dir)")
+    sp.add_argument("--scale", type=float, default=1.0, help="sample data scale")
+    sp.add_argument("--seed", type=int, default=20261125)
+    sp.add_argument("--keep", action="store_true", help="leave the nodes running")
+    sp.add_argument("--home", default="shanghai", help="home node for the showcase")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from federation.membership import MembershipError
+    from gateway.client import ClientError
+    from gateway.launcher import LaunchError
+
+    try:
+        return args.func(args)
+    except ClientError as exc:
+        print(f"fedgate: {exc}", file=sys.stderr)
+        return 1
+    except (FedgateError, LaunchError, MembershipError) as exc:
+        print(f"fedgate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

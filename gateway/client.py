@@ -1,0 +1,134 @@
+"""Python client for a home node. Used by the CLI, tests, notebooks and the demo.
+
+A *profile* says which node to talk to and with which certificate:
+
+    node = "shanghai"                 # the node id its certificate must carry
+    address = "127.0.0.1:47001"
+    ca = "pki/ca.pem"                 # relative paths are relative to the profile file
+    cert = "users/li.wei.pem"
+    key = "users/li.wei.key"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from gateway import descriptor as descriptor_mod
+from gateway import messages
+from gateway.errors import InvalidArgument
+from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from gateway.tls import secure_channel
+
+
+class ClientError(Exception):
+    """An RPC failed; ``code`` is the gRPC status, the message is for people."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.args[0]}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    node: str
+    address: str
+    ca: Path
+    cert: Path
+    key: Path
+
+    @staticmethod
+    def load(path: Path) -> Profile:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InvalidArgument(f"profile {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidArgument(f"profile {path} is not valid TOML: {exc}") from None
+        base = path.parent
+        try:
+            return Profile(
+                node=str(raw["node"]),
+                address=str(raw["address"]),
+                ca=(base / raw["ca"]).resolve(),
+                cert=(base / raw["cert"]).resolve(),
+                key=(base / raw["key"]).resolve(),
+            )
+        except KeyError as exc:
+            raise InvalidArgument(f"profile {path} is missing the field {exc.args[0]!r}") from None
+
+    def dumps(self) -> str:
+        return "".join(
+            f'{k} = "{v}"\n'
+            for k, v in (
+                ("node", self.node),
+                ("address", self.address),
+                ("ca", self.ca),
+                ("cert", self.cert),
+                ("key", self.key),
+            )
+        )
+
+
+def _explain(exc: grpc.RpcError) -> ClientError:
+    code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
+    if code == grpc.StatusCode.UNAVAILABLE and (
+        "handshake" in details.lower() or "ssl" in details.lower() or "tls" in details.lower()
+    ):
+        details = (
+            "the TLS handshake failed: the node refused our certificate (not signed by the "
+            f"federation CA, expired or missing) or is not the node we expected ({details})"
+        )
+    return ClientError(code, details)
+
+
+class Client:
+    """Talks to one home node over mTLS; identity is the profile's certificate."""
+
+    def __init__(self, profile: Profile, *, timeout: float = 30.0) -> None:
+        self.profile = profile
+        self.timeout = timeout
+        self._channel = secure_channel(
+            profile.address, profile.node, ca=profile.ca, cert=profile.cert, key=profile.key
+        )
+        self._stub = gateway_pb2_grpc.GatewayStub(self._channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: str, request, timeout: float | None = None):  # type: ignore[no-untyped-def]
+        try:
+            return getattr(self._stub, method)(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise _explain(exc) from None
+
+    def whoami(self) -> gateway_pb2.WhoAmIResponse:
+        return self._call("WhoAmI", gateway_pb2.WhoAmIRequest())
+
+    def catalog(self, name_contains: str = "") -> common_pb2.CatalogResponse:
+        return self._call("Catalog", common_pb2.CatalogRequest(name_contains=name_contains))
+
+    def federated_catalog(
+        self, name_contains: str = "", member_timeout: float = 0.0
+    ) -> gateway_pb2.FederatedCatalogResponse:
+        request = gateway_pb2.FederatedCatalogRequest(
+            name_contains=name_contains, timeout_seconds=member_timeout
+        )
+        return self._call("FederatedCatalog", request)
+
+    def register(self, descriptor_path: Path) -> gateway_pb2.RegisterDatasetResponse:
+        desc = descriptor_mod.load(descriptor_path)
+        request = gateway_pb2.RegisterDatasetRequest(dataset=messages.descriptor_to_proto(desc))
+        return self._call("RegisterDataset", request, timeout=max(self.timeout, 300))

@@ -1,0 +1,160 @@
+"""Node configuration (TOML). Every error names the field or path at fault.
+
+The schema is documented field by field in docs/config.md; keep the two in step.
+Relative paths are resolved against the directory of the config file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.descriptor import check_identifier
+from gateway.errors import ConfigError, InvalidArgument
+
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+_KNOWN = {
+    "node": {
+        "id",
+        "org",
+        "listen",
+        "data_dir",
+        "workers",
+        "max_message_bytes",
+        "peer_timeout_seconds",
+        "dataset_roots",
+        "peer_probe_seconds",
+    },
+    "tls": {"ca", "cert", "key", "crl"},
+    "federation": {"membership"},
+    "metrics": {"listen"},
+}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    id: str
+    org: str
+    listen: str
+    data_dir: Path
+    ca: Path
+    cert: Path
+    key: Path
+    crl: Path | None
+    membership: Path
+    metrics_listen: str
+    workers: int = 16
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    peer_timeout_seconds: float = 5.0
+    peer_probe_seconds: float = 15.0
+    dataset_roots: tuple[Path, ...] = ()
+    source: Path | None = None
+
+
+def split_address(value: str, field: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{field}: {value!r} is not host:port")
+    return host, int(port)
+
+
+def _get(section: dict[str, Any], name: str, field: str, kind: type, default: Any = ...) -> Any:
+    if name not in section:
+        if default is ...:
+            raise ConfigError(f"{field} is required")
+        return default
+    value = section[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{field} must be a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _file(base: Path, section: dict[str, Any], name: str, field: str, must_exist: bool) -> Path:
+    path = (base / _get(section, name, field, str)).resolve()
+    if must_exist and not path.is_file():
+        raise ConfigError(f"{field}: file {path} does not exist")
+    return path
+
+
+def load(path: Path) -> NodeConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return parse(raw, base=path.parent.resolve(), source=path)
+
+
+def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> NodeConfig:
+    for section, value in raw.items():
+        if section not in _KNOWN:
+            raise ConfigError(f"unknown section [{section}] (known: {', '.join(sorted(_KNOWN))})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        unknown = set(value) - _KNOWN[section]
+        if unknown:
+            raise ConfigError(f"unknown field {section}.{sorted(unknown)[0]}")
+    node = raw.get("node")
+    if node is None:
+        raise ConfigError("section [node] is required")
+    tls = raw.get("tls")
+    if tls is None:
+        raise ConfigError("section [tls] is required")
+    fed = raw.get("federation")
+    if fed is None:
+        raise ConfigError("section [federation] is required")
+    metrics = raw.get("metrics", {})
+
+    node_id = _get(node, "id", "node.id", str)
+    try:
+        check_identifier(node_id, "node.id")
+    except InvalidArgument as exc:
+        raise ConfigError(exc.message) from None
+    listen = _get(node, "listen", "node.listen", str)
+    split_address(listen, "node.listen")
+    metrics_listen = _get(metrics, "listen", "metrics.listen", str, "")
+    if metrics_listen:
+        split_address(metrics_listen, "metrics.listen")
+    data_dir = (base / _get(node, "data_dir", "node.data_dir", str)).resolve()
+    workers = _get(node, "workers", "node.workers", int, 16)
+    if not 1 <= workers <= 256:
+        raise ConfigError("node.workers must be between 1 and 256")
+    max_bytes = _get(
+        node, "max_message_bytes", "node.max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES
+    )
+    if not 1024 <= max_bytes <= 256 * 1024 * 1024:
+        raise ConfigError("node.max_message_bytes must be between 1 KiB and 256 MiB")
+    timeout = _get(node, "peer_timeout_seconds", "node.peer_timeout_seconds", float, 5.0)
+    if not 0 < timeout <= 600:
+        raise ConfigError("node.peer_timeout_seconds must be in (0, 600]")
+    probe = _get(node, "peer_probe_seconds", "node.peer_probe_seconds", float, 15.0)
+    if probe < 0:
+        raise ConfigError("node.peer_probe_seconds must be >= 0 (0 disables probing)")
+    roots_raw = _get(node, "dataset_roots", "node.dataset_roots", list, [])
+    if not all(isinstance(r, str) for r in roots_raw):
+        raise ConfigError("node.dataset_roots must be a list of paths")
+    roots = tuple((base / r).resolve() for r in roots_raw) or (data_dir / "datasets",)
+    crl = _file(base, tls, "crl", "tls.crl", must_exist=False) if "crl" in tls else None
+    return NodeConfig(
+        id=node_id,
+        org=_get(node, "org", "node.org", str, ""),
+        listen=listen,
+        data_dir=data_dir,
+        ca=_file(base, tls, "ca", "tls.ca", must_exist=True),
+        cert=_file(base, tls, "cert", "tls.cert", must_exist=True),
+        key=_file(base, tls, "key", "tls.key", must_exist=True),
+        crl=crl,
+        membership=_file(base, fed, "membership", "federation.membership", must_exist=True),
+        metrics_listen=metrics_listen,
+        workers=workers,
+        max_message_bytes=max_bytes,
+        peer_timeout_seconds=timeout,
+        peer_probe_seconds=probe,
+        dataset_roots=roots,
+        source=source,
+    )

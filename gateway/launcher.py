@@ -1,0 +1,124 @@
+"""Start node processes, wait until they report SERVING, and always stop them.
+
+Used by the demo, the integration tests and the benchmarks, so that all three run real
+node processes in exactly the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.client import Profile
+from gateway.tls import secure_channel
+
+
+class LaunchError(RuntimeError):
+    """A node did not come up; the message carries the end of its log."""
+
+
+@dataclass
+class NodeProcess:
+    node_id: str
+    config: Path
+    log_path: Path
+    process: subprocess.Popen
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def start_node(node_id: str, config: Path, log_path: Path) -> NodeProcess:
+    """Run ``fedgate node start`` in its own process group, output to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "node", "start", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # our Ctrl-C handling stops it, in order
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    return NodeProcess(node_id, config, log_path, proc)
+
+
+def health_status(address: str, node_id: str, profile: Profile, timeout: float = 1.0) -> int:
+    channel = secure_channel(address, node_id, ca=profile.ca, cert=profile.cert, key=profile.key)
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout).status
+    finally:
+        channel.close()
+
+
+def wait_serving(
+    procs: list[NodeProcess],
+    addresses: dict[str, str],
+    profile: Profile,
+    *,
+    timeout: float = 30.0,
+) -> dict[str, float]:
+    """Poll health until every node says SERVING; returns seconds from spawn per node."""
+    pending = {p.node_id: p for p in procs}
+    ready: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while pending:
+        if time.monotonic() > deadline:
+            names = ", ".join(sorted(pending))
+            raise LaunchError(f"not SERVING within {timeout:g}s: {names}")
+        for node_id, proc in list(pending.items()):
+            if not proc.alive():
+                raise LaunchError(
+                    f"node {node_id} exited with code {proc.process.returncode}:\n"
+                    + proc.log_tail()
+                )
+            with contextlib.suppress(grpc.RpcError):
+                if (
+                    health_status(addresses[node_id], node_id, profile, timeout=0.5)
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    ready[node_id] = time.monotonic() - proc.started
+                    del pending[node_id]
+        if pending:
+            time.sleep(0.02)
+    return ready
+
+
+def stop_nodes(procs: list[NodeProcess], grace: float = 10.0) -> dict[str, int]:
+    """SIGTERM every node, wait for the grace period, then SIGKILL what is left."""
+    for p in procs:
+        if p.alive():
+            with contextlib.suppress(ProcessLookupError):
+                p.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    codes: dict[str, int] = {}
+    for p in procs:
+        try:
+            codes[p.node_id] = p.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            codes[p.node_id] = p.process.wait(timeout=5)
+    return codes

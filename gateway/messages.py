@@ -1,0 +1,91 @@
+"""Conversions between our dataclasses and the v1 wire messages, in one place."""
+
+from __future__ import annotations
+
+from gateway.catalog import CatalogEntry
+from gateway.descriptor import ColumnSpec, DatasetDescriptor
+from gateway.rpc.v1 import common_pb2, gateway_pb2
+
+
+def column_to_proto(c: ColumnSpec, dataset_level: str) -> common_pb2.Column:
+    msg = common_pb2.Column(
+        name=c.name,
+        type=c.type,
+        level=max(c.level or dataset_level, dataset_level),
+        description=c.description,
+    )
+    if c.lower is not None:
+        msg.lower = c.lower
+    if c.upper is not None:
+        msg.upper = c.upper
+    return msg
+
+
+def entry_to_proto(entry: CatalogEntry, node_id: str) -> common_pb2.DatasetInfo:
+    d, q = entry.descriptor, entry.quality
+    quality = common_pb2.QualityReport(rows=q.rows, file_bytes=q.file_bytes, sha256=q.sha256)
+    for c in q.columns:
+        cq = quality.columns.add(name=c.name, null_rate=c.null_rate)
+        if c.min is not None:
+            cq.min = c.min
+        if c.max is not None:
+            cq.max = c.max
+    return common_pb2.DatasetInfo(
+        node_id=node_id,
+        name=d.name,
+        title=d.title,
+        description=d.description,
+        department=d.department,
+        level=d.level,
+        update_frequency=d.update_frequency,
+        columns=[column_to_proto(c, d.level) for c in d.columns],
+        rows=q.rows,
+        registered_at=entry.registered_at,
+        updated_at=entry.updated_at,
+        quality=quality,
+        format=d.format,
+    )
+
+
+def descriptor_to_proto(d: DatasetDescriptor) -> gateway_pb2.DatasetDeclaration:
+    msg = gateway_pb2.DatasetDeclaration(
+        name=d.name,
+        title=d.title,
+        description=d.description,
+        department=d.department,
+        level=d.level,
+        update_frequency=d.update_frequency,
+        path=d.path,
+        format=d.format,
+    )
+    for c in d.columns:
+        col = msg.columns.add(name=c.name, type=c.type, level=c.level, description=c.description)
+        if c.lower is not None:
+            col.lower = c.lower
+        if c.upper is not None:
+            col.upper = c.upper
+    return msg
+
+
+def descriptor_from_proto(msg: gateway_pb2.DatasetDeclaration) -> DatasetDescriptor:
+    return DatasetDescriptor(
+        name=msg.name,
+        title=msg.title,
+        description=msg.description,
+        department=msg.department,
+        level=msg.level,
+        update_frequency=msg.update_frequency,
+        path=msg.path,
+        format=msg.format,
+        columns=tuple(
+            ColumnSpec(
+                name=c.name,
+                type=c.type,
+                level=c.level,
+                description=c.description,
+                lower=c.lower if c.HasField("lower") else None,
+                upper=c.upper if c.HasField("upper") else None,
+            )
+            for c in msg.columns
+        ),
+    )

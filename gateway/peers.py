@@ -1,0 +1,54 @@
+"""Channels from this node to the other members, opened lazily and kept open."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import grpc
+
+from federation.membership import Member, Membership
+from gateway.config import NodeConfig
+from gateway.rpc.v1 import peer_pb2_grpc
+from gateway.tls import secure_channel
+
+
+class Peers:
+    def __init__(self, config: NodeConfig, membership: Callable[[], Membership]) -> None:
+        self._config = config
+        self._membership = membership
+        self._lock = threading.Lock()
+        self._channels: dict[tuple[str, str], grpc.Channel] = {}
+
+    def members(self) -> list[Member]:
+        return self._membership().others(self._config.id)
+
+    def _channel(self, member: Member) -> grpc.Channel:
+        key = (member.id, member.address)
+        with self._lock:
+            channel = self._channels.get(key)
+            if channel is None:
+                channel = secure_channel(
+                    member.address,
+                    member.id,
+                    ca=self._config.ca,
+                    cert=self._config.cert,
+                    key=self._config.key,
+                    max_message_bytes=self._config.max_message_bytes,
+                )
+                self._channels[key] = channel
+            return channel
+
+    def stub(self, member: Member) -> peer_pb2_grpc.PeerStub:
+        return peer_pb2_grpc.PeerStub(self._channel(member))
+
+    def health(self, member: Member):  # type: ignore[no-untyped-def]
+        from grpc_health.v1 import health_pb2_grpc
+
+        return health_pb2_grpc.HealthStub(self._channel(member))
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()

@@ -1,0 +1,237 @@
+"""Provision a local federation from region_configs/: CA, node and user keys, membership.
+
+This does for a whole sample federation, on one machine, what bureaus do separately in a
+real one: each node and user makes its own key and CSR in its own folder, only the CSR
+travels to the CA folder, and only the signed certificate travels back.
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from federation import membership as membership_mod
+from federation.membership import Member, Membership
+from gateway import identity
+from gateway.client import Profile
+from gateway.config import split_address
+from gateway.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    id: str
+    name: str
+    org: str
+    level: str
+    parent: str
+    listen: str
+    metrics_listen: str
+
+
+@dataclass(frozen=True)
+class Federation:
+    """What a provisioned work directory holds, for the demo, tests and benchmarks."""
+
+    workdir: Path
+    name: str
+    nodes: tuple[NodePlan, ...]
+    analysts: tuple[tuple[str, str], ...]  # (user id, home node)
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.workdir / "pki"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.ca_dir / identity.CA_CERT
+
+    @property
+    def membership_path(self) -> Path:
+        return self.workdir / "membership.json"
+
+    def config_path(self, node_id: str) -> Path:
+        return self.workdir / "configs" / f"{node_id}.toml"
+
+    def node_dir(self, node_id: str) -> Path:
+        return self.workdir / "nodes" / node_id
+
+    def data_dir(self, node_id: str) -> Path:
+        return self.workdir / "data" / node_id
+
+    def profile_path(self, user_id: str, node_id: str | None = None) -> Path:
+        suffix = f"-{node_id}" if node_id else ""
+        return self.workdir / "profiles" / f"{user_id}{suffix}.toml"
+
+    def operator_profile(self, node_id: str) -> Path:
+        return self.profile_path(f"ops@{node_id}")
+
+    def node(self, node_id: str) -> NodePlan:
+        return next(n for n in self.nodes if n.id == node_id)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def plan(
+    region_dir: Path, *, free_ports: bool
+) -> tuple[str, list[NodePlan], list[tuple[str, str]]]:
+    fed = _read_toml(region_dir / "federation.toml")
+    nodes = []
+    for m in fed.get("members", []):
+        node_id = m["id"]
+        cfg = _read_toml(region_dir / f"{node_id}.toml").get("node", {})
+        metrics = _read_toml(region_dir / f"{node_id}.toml").get("metrics", {})
+        listen = cfg.get("listen", "127.0.0.1:0")
+        metrics_listen = metrics.get("listen", "")
+        if free_ports:
+            host, _ = split_address(listen, f"{node_id}: node.listen")
+            listen = f"{host}:{free_port(host)}"
+            metrics_listen = f"{host}:{free_port(host)}" if metrics_listen else ""
+        nodes.append(
+            NodePlan(
+                id=node_id,
+                name=m.get("name", node_id),
+                org=cfg.get("org") or m.get("name", node_id),
+                level=m["level"],
+                parent=m.get("parent", ""),
+                listen=listen,
+                metrics_listen=metrics_listen,
+            )
+        )
+    analysts = [(a["id"], a["home"]) for a in fed.get("analysts", [])]
+    return fed.get("federation", "federation"), nodes, analysts
+
+
+def _issue(
+    ca_dir: Path,
+    where: Path,
+    stem: str,
+    role: str,
+    subject: str,
+    org: str,
+    hosts: list[str] | None = None,
+) -> tuple[Path, Path]:
+    """Key and CSR made in ``where``; the CA signs the CSR; the certificate goes back."""
+    key_pem, csr_pem = identity.make_csr(role, subject, org, hosts)
+    identity.write_private(where / f"{stem}.key", key_pem)
+    requests = ca_dir / "requests"
+    requests.mkdir(parents=True, exist_ok=True)
+    (requests / f"{subject}.csr").write_bytes(csr_pem)
+    cert = where / f"{stem}.pem"
+    cert.write_bytes(identity.sign_csr(ca_dir, csr_pem))
+    return cert, where / f"{stem}.key"
+
+
+def _render_config(fed: Federation, n: NodePlan) -> str:
+    tls = fed.node_dir(n.id) / "tls"
+    lines = [
+        f"# Rendered by fedgate for node {n.id}; see docs/config.md.",
+        "[node]",
+        f'id = "{n.id}"',
+        f'org = "{n.org}"',
+        f'listen = "{n.listen}"',
+        f'data_dir = "{fed.node_dir(n.id)}"',
+        f'dataset_roots = ["{fed.data_dir(n.id)}"]',
+        "peer_probe_seconds = 15.0",
+        "",
+        "[tls]",
+        f'ca = "{fed.ca_cert}"',
+        f'cert = "{tls / "node.pem"}"',
+        f'key = "{tls / "node.key"}"',
+        f'crl = "{fed.ca_dir / identity.CA_CRL}"',
+        "",
+        "[federation]",
+        f'membership = "{fed.membership_path}"',
+        "",
+        "[metrics]",
+        f'listen = "{n.metrics_listen}"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def provision(
+    workdir: Path,
+    region_dir: Path,
+    *,
+    free_ports: bool = True,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> Federation:
+    """Create everything a local federation needs in an empty ``workdir``."""
+    workdir = workdir.resolve()
+    if (workdir / "pki" / identity.CA_KEY).exists():
+        raise ConfigError(f"{workdir} is already provisioned; use a new directory or remove it")
+    name, nodes, analysts = plan(region_dir, free_ports=free_ports)
+    fed = Federation(workdir, name, tuple(nodes), tuple(analysts))
+    identity.init_ca(fed.ca_dir)
+    progress(f"federation CA created in {fed.ca_dir}")
+    for n in nodes:
+        tls = fed.node_dir(n.id) / "tls"
+        host, _ = split_address(n.listen, f"{n.id}: node.listen")
+        _issue(fed.ca_dir, tls, "node", "node", n.id, n.org, [host, "localhost"])
+        fed.data_dir(n.id).mkdir(parents=True, exist_ok=True)
+        ops = f"ops@{n.id}"
+        cert, key = _issue(fed.ca_dir, workdir / "users" / ops, "user", "operator", ops, n.org)
+        _write_profile(fed.operator_profile(n.id), n, fed.ca_cert, cert, key)
+    progress(f"{len(nodes)} node keys and operator keys made where they live; CSRs signed")
+    for user, home in analysts:
+        node = fed.node(home)
+        cert, key = _issue(fed.ca_dir, workdir / "users" / user, "user", "analyst", user, node.org)
+        _write_profile(fed.profile_path(user), node, fed.ca_cert, cert, key)
+    progress(f"{len(analysts)} analyst certificates issued")
+    doc = Membership(
+        federation=name,
+        serial=1,
+        issued_at=membership_mod.now_rfc3339(),
+        members=tuple(
+            Member(
+                id=n.id, org=n.org, address=n.listen, level=n.level, parent=n.parent, name=n.name
+            )
+            for n in nodes
+        ),
+    )
+    ca_key = identity.load_key(fed.ca_dir / identity.CA_KEY)
+    fed.membership_path.write_bytes(membership_mod.sign(doc, ca_key))
+    progress(f"membership document of {len(nodes)} members signed by the CA")
+    for n in nodes:
+        path = fed.config_path(n.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_render_config(fed, n))
+    return fed
+
+
+def _write_profile(path: Path, node: NodePlan, ca: Path, cert: Path, key: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(Profile(node.id, node.listen, ca, cert, key).dumps())
+
+
+def load_federation(workdir: Path, region_dir: Path) -> Federation:
+    """Re-open a provisioned work directory (addresses come from its membership)."""
+    workdir = workdir.resolve()
+    name, nodes, analysts = plan(region_dir, free_ports=False)
+    bundle = identity.load_bundle(workdir / "pki" / identity.CA_CERT)
+    doc = membership_mod.verify(
+        (workdir / "membership.json").read_bytes(), [c.public_key() for c in bundle]
+    )
+    by_id = {m.id: m for m in doc.members}
+    nodes = [
+        NodePlan(n.id, n.name, n.org, n.level, n.parent, by_id[n.id].address, n.metrics_listen)
+        for n in nodes
+        if n.id in by_id
+    ]
+    return Federation(workdir, name, tuple(nodes), tuple(analysts))

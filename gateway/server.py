@@ -1,0 +1,354 @@
+"""One gateway node: start-up checks, the gRPC services, and graceful shutdown."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from federation.fanout import fan_out
+from federation.membership import Member, Membership, MembershipError, verify
+from gateway import messages
+from gateway.catalog import Catalog
+from gateway.config import NodeConfig
+from gateway.edge import Authenticator, CallContext, EdgeInterceptor
+from gateway.errors import ConfigError, PermissionDenied
+from gateway.identity import Identity, RevocationList, identity_of, load_bundle, load_cert
+from gateway.metrics import NodeMetrics
+from gateway.peers import Peers
+from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, peer_pb2_grpc
+from gateway.state import State
+from gateway.tls import server_credentials
+
+log = logging.getLogger("fedgate.node")
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def describe_rpc_error(exc: BaseException) -> str:
+    if isinstance(exc, grpc.RpcError):
+        return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+    return f"{type(exc).__name__}: {exc}"
+
+
+class MembershipSource:
+    """The signed membership document, re-verified whenever its file changes.
+
+    A replacement that does not verify is refused and the last good document is kept.
+    """
+
+    def __init__(self, path: Path, bundle) -> None:  # type: ignore[no-untyped-def]
+        self._path = path
+        self._keys = [c.public_key() for c in bundle]
+        self._lock = threading.Lock()
+        self._stamp = self._stat()
+        try:
+            self._current = verify(path.read_bytes(), self._keys)
+        except MembershipError as exc:
+            raise ConfigError(f"federation.membership: {path}: {exc}") from None
+
+    def _stat(self) -> tuple[int, int]:
+        st = self._path.stat()
+        return st.st_mtime_ns, st.st_size
+
+    def __call__(self) -> Membership:
+        try:
+            stamp = self._stat()
+        except FileNotFoundError:
+            return self._current
+        if stamp != self._stamp:
+            with self._lock:
+                self._stamp = stamp
+                try:
+                    self._current = verify(self._path.read_bytes(), self._keys)
+                    log.info("membership reloaded serial=%s", self._current.serial)
+                except MembershipError as exc:
+                    log.error("membership file changed but was refused: %s", exc)
+        return self._current
+
+
+def check_node_identity(config: NodeConfig, membership: Membership) -> tuple[Identity, Member]:
+    """Refuse to start with a certificate or membership that does not fit this node."""
+    bundle = load_bundle(config.ca)
+    cert = load_cert(config.cert)
+    from gateway.identity import verify_signed_by
+
+    if not verify_signed_by(cert, bundle):
+        raise ConfigError(f"tls.cert: {config.cert} is not signed by the CA in {config.ca}")
+    ident = identity_of(cert)
+    if ident.role != "node":
+        raise ConfigError(f"tls.cert: {config.cert} is a {ident.role} certificate, not a node one")
+    if ident.id != config.id:
+        raise ConfigError(
+            f"tls.cert: certificate is for node {ident.id!r} but node.id is {config.id!r}"
+        )
+    if ident.not_after <= dt.datetime.now(dt.UTC):
+        raise ConfigError(f"tls.cert: {config.cert} expired on {ident.not_after:%Y-%m-%d}")
+    me = membership.get(config.id)
+    if me is None:
+        raise ConfigError(f"node.id {config.id!r} is not in the federation membership document")
+    if me.address != config.listen:
+        raise ConfigError(
+            f"node.listen {config.listen!r} differs from this node's membership address "
+            f"{me.address!r}"
+        )
+    return ident, me
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def WhoAmI(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        n, c = self.node, context.caller
+        return gateway_pb2.WhoAmIResponse(
+            node_id=n.identity.id,
+            node_org=n.identity.org,
+            node_level=n.member.level,
+            caller_role=c.role,
+            caller_id=c.id,
+            caller_org=c.org,
+            caller_serial=c.serial,
+        )
+
+    def Catalog(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        return self.node.catalog_response(context.caller, request.name_contains)
+
+    def FederatedCatalog(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        node = self.node
+        timeout = request.timeout_seconds or node.config.peer_timeout_seconds
+        remaining = context.time_remaining()
+        if remaining is not None:
+            timeout = max(0.05, min(timeout, remaining - 0.05))
+        resp = gateway_pb2.FederatedCatalogResponse(home_node=node.identity.id)
+        own = node.catalog_response(context.caller, request.name_contains)
+        resp.members.add(
+            node_id=node.identity.id,
+            org=node.identity.org,
+            level=node.member.level,
+            parent=node.member.parent,
+            address=node.member.address,
+            reachable=True,
+            datasets=own.datasets,
+        )
+        peers = node.peers.members()
+
+        def ask(member: Member) -> common_pb2.CatalogResponse:
+            stub = node.peers.stub(member)
+            return stub.PeerCatalog(
+                common_pb2.CatalogRequest(name_contains=request.name_contains), timeout=timeout
+            )
+
+        outcomes = fan_out(
+            node.executor, peers, ask, timeout=timeout + 0.1, describe_error=describe_rpc_error
+        )
+        for out in outcomes:
+            m = out.target
+            node.record_peer(m.id, out.ok, out.seconds)
+            entry = resp.members.add(
+                node_id=m.id,
+                org=m.org,
+                level=m.level,
+                parent=m.parent,
+                address=m.address,
+                reachable=out.ok,
+                error=out.error,
+                latency_ms=out.seconds * 1000,
+            )
+            if out.value is not None:
+                if out.value.node_id != m.id:
+                    entry.reachable, entry.error = False, f"answered as {out.value.node_id!r}"
+                else:
+                    entry.datasets.extend(out.value.datasets)
+        return resp
+
+    def RegisterDataset(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        node, caller = self.node, context.caller
+        if caller.org != node.identity.org:
+            raise PermissionDenied(
+                f"operator {caller.id} of {caller.org!r} is not an operator of this node"
+            )
+        desc = messages.descriptor_from_proto(request.dataset)
+        entry, replaced = node.catalog.register(desc, by=caller, when=utc_now())
+        node.metrics.datasets.set(len(node.catalog.entries()))
+        log.info(
+            "dataset registered name=%s level=%s rows=%d by=%s replaced=%s",
+            desc.name,
+            desc.level,
+            entry.quality.rows,
+            caller,
+            replaced,
+        )
+        return gateway_pb2.RegisterDatasetResponse(
+            dataset=messages.entry_to_proto(entry, node.identity.id), replaced=replaced
+        )
+
+
+class PeerServicer(peer_pb2_grpc.PeerServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def PeerCatalog(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        return self.node.catalog_response(context.caller, request.name_contains)
+
+
+class Node:
+    """Everything one node holds while it runs; built from a config, nothing global."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        bundle = load_bundle(config.ca)
+        self.membership = MembershipSource(config.membership, bundle)
+        self.identity, self.member = check_node_identity(config, self.membership())
+        self.revocations = RevocationList(config.crl, bundle)
+        self.revocations.is_revoked("0")  # fail at start-up, not at the first call, on a bad CRL
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.state = State(config.data_dir / "state.sqlite3")
+        self.catalog = Catalog(self.state, config.dataset_roots, self.identity.org)
+        self.metrics = NodeMetrics()
+        self.metrics.datasets.set(len(self.catalog.entries()))
+        self.peers = Peers(config, self.membership)
+        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fanout")
+        self.health = health.HealthServicer()
+        self._stop = threading.Event()
+        self._server: grpc.Server | None = None
+        self._metrics_server = None
+
+    def catalog_response(self, caller: Identity, name_contains: str) -> common_pb2.CatalogResponse:
+        return common_pb2.CatalogResponse(
+            node_id=self.identity.id,
+            datasets=[
+                messages.entry_to_proto(e, self.identity.id)
+                for e in self.catalog.visible_to(caller, name_contains)
+            ],
+        )
+
+    def record_peer(self, peer: str, up: bool, seconds: float) -> None:
+        self.metrics.peer_up.labels(peer).set(1 if up else 0)
+        if up:
+            self.metrics.peer_latency.labels(peer).set(seconds)
+
+    def start(self) -> None:
+        auth = Authenticator(self.revocations, self.membership)
+        server = grpc.server(
+            ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rpc"),
+            interceptors=[EdgeInterceptor(auth, self.metrics)],
+            options=[
+                ("grpc.max_receive_message_length", self.config.max_message_bytes),
+                ("grpc.max_send_message_length", self.config.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(self), server)
+        peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(self), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = [
+            gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
+            "fedgate.v1.Peer",
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
+        reflection.enable_server_reflection(names, server)
+        creds = server_credentials(self.config.ca, self.config.cert, self.config.key)
+        try:
+            port = server.add_secure_port(self.config.listen, creds)
+        except RuntimeError as exc:
+            raise ConfigError(f"node.listen: cannot bind {self.config.listen}: {exc}") from None
+        if port == 0:
+            raise ConfigError(f"node.listen: cannot bind {self.config.listen} (address in use?)")
+        server.start()
+        self._server = server
+        if self.config.metrics_listen:
+            try:
+                self._metrics_server = self.metrics.serve(self.config.metrics_listen)
+            except OSError as exc:
+                server.stop(0)
+                raise ConfigError(
+                    f"metrics.listen: cannot bind {self.config.metrics_listen}: {exc}"
+                ) from None
+        for name in ["", *names[:3]]:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.config.peer_probe_seconds > 0:
+            threading.Thread(target=self._probe_peers, name="peer-probe", daemon=True).start()
+        log.info(
+            "serving node=%s address=%s level=%s",
+            self.identity.id,
+            self.config.listen,
+            self.member.level,
+        )
+
+    def _probe_peers(self) -> None:
+        from grpc_health.v1 import health_pb2 as hp
+
+        while not self._stop.wait(self.config.peer_probe_seconds):
+            for member in self.peers.members():
+                t0 = time.monotonic()
+                try:
+                    resp = self.peers.health(member).Check(hp.HealthCheckRequest(), timeout=2)
+                    up = resp.status == hp.HealthCheckResponse.SERVING
+                except grpc.RpcError:
+                    up = False
+                self.record_peer(member.id, up, time.monotonic() - t0)
+
+    def wait(self) -> None:
+        self._stop.wait()
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        log.info("stopping node=%s", self.identity.id)
+        self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            self._server.stop(grace).wait(grace + 1)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+        self.peers.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.state.close()
+        log.info("stopped node=%s", self.identity.id)
+
+
+def setup_logging(data_dir: Path, node_id: str) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter(
+        f"%(asctime)s %(levelname)s %(name)s node={node_id} %(message)s", "%Y-%m-%dT%H:%M:%S"
+    )
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in (logging.FileHandler(data_dir / "node.log"), logging.StreamHandler(sys.stderr)):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+def run(config: NodeConfig) -> int:
+    """Run until SIGTERM or SIGINT; returns the process exit code."""
+    setup_logging(config.data_dir, config.id)
+    node = Node(config)
+    node.start()
+    print(f"fedgate node {config.id} serving on {config.listen}", flush=True)
+
+    def on_signal(signum, frame):  # type: ignore[no-untyped-def]
+        threading.Thread(target=node.stop, name="shutdown").start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    node.wait()
+    # stop() runs in its own thread; give it the grace period to finish
+    deadline = time.monotonic() + 10
+    while node.state is not None and time.monotonic() < deadline:
+        if not any(t.name == "shutdown" and t.is_alive() for t in threading.enumerate()):
+            break
+        time.sleep(0.05)
+    return 0

@@ -1,0 +1,99 @@
+"""A node's durable state: one SQLite database under its data directory.
+
+WAL mode with ``synchronous=FULL``: a committed transaction survives a crash or power
+loss. One connection guarded by a lock is enough for a gateway's write rate, and keeps
+every write a single serialised transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (
+    name TEXT PRIMARY KEY,
+    descriptor TEXT NOT NULL,      -- JSON of the declaration
+    quality TEXT NOT NULL,         -- JSON of the measured quality report
+    registered_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    registered_by TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    name: str
+    descriptor: dict
+    quality: dict
+    registered_at: str
+    updated_at: str
+    registered_by: str
+
+
+class State:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self.transaction() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- datasets ---------------------------------------------------------------------
+
+    def upsert_dataset(
+        self, name: str, descriptor: dict, quality: dict, when: str, by: str
+    ) -> tuple[DatasetRow, bool]:
+        """Insert or replace; returns the row and whether an earlier one was replaced."""
+        with self.transaction() as db:
+            old = db.execute(
+                "SELECT registered_at FROM datasets WHERE name = ?", (name,)
+            ).fetchone()
+            registered_at = old[0] if old else when
+            db.execute(
+                "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?, ?)",
+                (name, json.dumps(descriptor), json.dumps(quality), registered_at, when, by),
+            )
+        row = DatasetRow(name, descriptor, quality, registered_at, when, by)
+        return row, old is not None
+
+    def datasets(self) -> list[DatasetRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, descriptor, quality, registered_at, updated_at, registered_by "
+                "FROM datasets ORDER BY name"
+            ).fetchall()
+        return [DatasetRow(r[0], json.loads(r[1]), json.loads(r[2]), *r[3:]) for r in rows]
