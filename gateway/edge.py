@@ -59,11 +59,13 @@ class Authenticator:
     revocations: RevocationList
     membership: Callable[[], Membership]
 
-    def authenticate(self, context: grpc.ServicerContext, method: str) -> Identity:
+    def identify(self, context: grpc.ServicerContext) -> Identity:
         certs = context.auth_context().get("x509_pem_cert")
         if not certs:
             raise Unauthenticated("no client certificate")
-        caller = identity_of_pem(certs[0])
+        return identity_of_pem(certs[0])
+
+    def authorize(self, caller: Identity, method: str) -> Identity:
         if self.revocations.is_revoked(caller.serial):
             raise Unauthenticated(f"certificate {caller.serial} of {caller} has been revoked")
         if caller.role == "node" and self.membership().get(caller.id) is None:
@@ -119,11 +121,13 @@ class EdgeInterceptor(grpc.ServerInterceptor):
 
     def _guarded(self, method: str, behavior: Callable) -> Callable:
         def run(request_or_iterator, context):  # type: ignore[no-untyped-def]
+            caller: Identity | None = None
             try:
-                caller = self._auth.authenticate(context, method)
+                caller = self._auth.identify(context)
+                self._auth.authorize(caller, method)
             except FedgateError as exc:
                 self._metrics.requests.labels(method, exc.code.name).inc()
-                self._refuse(context, method, exc)
+                self._refuse(context, method, exc, caller)
             return behavior(request_or_iterator, CallContext(context, caller))
 
         return run
@@ -135,7 +139,8 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             failure: FedgateError | None = None
             caller: Identity | None = None
             try:
-                caller = self._auth.authenticate(context, method)
+                caller = self._auth.identify(context)
+                self._auth.authorize(caller, method)
                 return behavior(request, CallContext(context, caller))
             except FedgateError as exc:
                 code, failure = exc.code, exc

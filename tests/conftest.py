@@ -1,0 +1,97 @@
+"""Shared fixtures: a real Yangtze Delta federation of node processes on loopback.
+
+The session federation is provisioned, filled with small sample data and registered by
+each node's operator exactly as `fedgate demo` does it; every node is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway import identity, sample_data
+from gateway.client import Client, Profile
+from gateway.demo import REGION_DIR, register_sample_data
+from gateway.launcher import NodeProcess, start_node, stop_nodes, wait_serving
+from gateway.provision import Federation, provision
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_SCALE = 0.05
+
+
+@dataclass
+class RunningFederation:
+    fed: Federation
+    procs: dict[str, NodeProcess]
+    written: dict[str, list[Path]]
+
+    def client(self, profile: str, *, node: str | None = None) -> Client:
+        """A client for a profile name such as 'ops@anhui' or 'li.wei@shanghai'."""
+        p = Profile.load(self.fed.profile_path(profile))
+        if node is not None:
+            n = self.fed.node(node)
+            p = Profile(n.id, n.listen, p.ca, p.cert, p.key)
+        return Client(p, timeout=20)
+
+    def node_log(self, node_id: str) -> str:
+        return (self.fed.node_dir(node_id) / "node.log").read_text()
+
+    def stdout_log(self, node_id: str) -> str:
+        return (self.fed.node_dir(node_id) / "stdout.log").read_text()
+
+    def start(self, node_id: str) -> NodeProcess:
+        proc = start_node(
+            node_id, self.fed.config_path(node_id), self.fed.node_dir(node_id) / "stdout.log"
+        )
+        self.procs[node_id] = proc
+        profile = Profile.load(self.fed.operator_profile(node_id))
+        wait_serving([proc], {node_id: self.fed.node(node_id).listen}, profile, timeout=30)
+        return proc
+
+    def issue(
+        self, where: Path, role: str, subject: str, org: str, **sign_kwargs: object
+    ) -> tuple[Path, Path]:
+        """A new key and CSR in ``where``, signed by the federation CA."""
+        key_pem, csr_pem = identity.make_csr(role, subject, org, ["127.0.0.1"])
+        key = where / f"{subject}.key"
+        identity.write_private(key, key_pem)
+        cert = where / f"{subject}.pem"
+        cert.write_bytes(identity.sign_csr(self.fed.ca_dir, csr_pem, **sign_kwargs))
+        return cert, key
+
+
+@pytest.fixture(scope="session")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFederation]:
+    workdir = tmp_path_factory.mktemp("federation")
+    fed = provision(workdir, REGION_DIR, free_ports=True)
+    written = sample_data.generate(workdir / "data", scale=TEST_SCALE)
+    procs = [
+        start_node(n.id, fed.config_path(n.id), fed.node_dir(n.id) / "stdout.log")
+        for n in fed.nodes
+    ]
+    running = RunningFederation(fed, {p.node_id: p for p in procs}, written)
+    try:
+        profile = Profile.load(fed.operator_profile(fed.nodes[0].id))
+        wait_serving(procs, {n.id: n.listen for n in fed.nodes}, profile, timeout=60)
+        register_sample_data(fed, written, lambda _msg: None)
+        yield running
+    finally:
+        stop_nodes(list(running.procs.values()))
+
+
+def run_fedgate(
+    *args: str, timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run the real ``fedgate`` command line in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )

@@ -1,0 +1,193 @@
+"""Identity at the edge: each way in without the right certificate is refused and logged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gateway import identity
+from gateway.client import Client, ClientError, Profile
+from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, peer_pb2_grpc
+from gateway.tls import secure_channel
+from tests.conftest import RunningFederation, run_fedgate
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for_log(read, needle: str, timeout: float = 5.0) -> str:
+    """Logs are written by another process: poll (bounded) until the line appears."""
+    deadline = time.monotonic() + timeout
+    text = read()
+    while needle not in text and time.monotonic() < deadline:
+        time.sleep(0.05)
+        text = read()
+    return text
+
+
+def rpc_error(call) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value
+
+
+def whoami_via(fedrun: RunningFederation, node_id: str, cert: Path | None, key: Path | None):
+    n = fedrun.fed.node(node_id)
+    channel = secure_channel(n.listen, node_id, ca=fedrun.fed.ca_cert, cert=cert, key=key)
+    stub = gateway_pb2_grpc.GatewayStub(channel)
+    return channel, lambda: stub.WhoAmI(gateway_pb2.WhoAmIRequest(), timeout=5)
+
+
+def test_identity_comes_from_the_certificate(federation: RunningFederation) -> None:
+    with federation.client("li.wei@shanghai") as c:
+        me = c.whoami()
+    assert (me.node_id, me.caller_role, me.caller_id) == ("shanghai", "analyst", "li.wei@shanghai")
+    assert me.caller_org == federation.fed.node("shanghai").org
+
+
+def test_no_client_certificate_is_refused(federation: RunningFederation) -> None:
+    channel, call = whoami_via(federation, "jiangsu", None, None)
+    with channel:
+        err = rpc_error(call)
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    log = wait_for_log(
+        lambda: federation.stdout_log("jiangsu"), "PEER_DID_NOT_RETURN_A_CERTIFICATE"
+    )
+    assert "Handshake failed" in log and "PEER_DID_NOT_RETURN_A_CERTIFICATE" in log
+
+
+def test_certificate_from_another_ca_is_refused(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-ca"
+    identity.init_ca(other, name="Some Other CA")
+    key_pem, csr_pem = identity.make_csr("analyst", "mallory@elsewhere", "Elsewhere")
+    (tmp_path / "m.key").write_bytes(key_pem)
+    (tmp_path / "m.pem").write_bytes(identity.sign_csr(other, csr_pem))
+    before = federation.stdout_log("zhejiang").count("Handshake failed")
+    channel, call = whoami_via(federation, "zhejiang", tmp_path / "m.pem", tmp_path / "m.key")
+    with channel:
+        err = rpc_error(call)
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    deadline = time.monotonic() + 5
+    while federation.stdout_log("zhejiang").count("Handshake failed") == before:
+        assert time.monotonic() < deadline, "handshake refusal not logged"
+        time.sleep(0.05)
+    assert "CERTIFICATE_VERIFY_FAILED" in federation.stdout_log("zhejiang")
+
+
+def test_expired_certificate_is_refused(federation: RunningFederation, tmp_path: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
+    cert, key = federation.issue(
+        tmp_path,
+        "analyst",
+        "old.user@shanghai",
+        "Shanghai Big Data Center",
+        not_before=now - dt.timedelta(days=30),
+        not_after=now - dt.timedelta(days=1),
+    )
+    before = federation.stdout_log("shanghai").count("Handshake failed")
+    channel, call = whoami_via(federation, "shanghai", cert, key)
+    with channel:
+        err = rpc_error(call)
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    deadline = time.monotonic() + 5
+    while federation.stdout_log("shanghai").count("Handshake failed") == before:
+        assert time.monotonic() < deadline, "handshake refusal not logged"
+        time.sleep(0.05)
+    assert "certificate has expired" in federation.stdout_log("shanghai")
+
+
+def test_revoked_certificate_is_refused_without_restart(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    cert, key = federation.issue(tmp_path, "analyst", "leaver@anhui", "Anhui Data")
+    channel, call = whoami_via(federation, "anhui", cert, key)
+    with channel:
+        assert call().caller_id == "leaver@anhui"
+        result = run_fedgate(
+            "ca", "revoke", "--dir", str(federation.fed.ca_dir), "--cert", str(cert)
+        )
+        assert result.returncode == 0, result.stderr
+        err = rpc_error(call)
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "revoked" in err.details()
+    log = wait_for_log(lambda: federation.node_log("anhui"), "leaver@anhui")
+    assert "code=UNAUTHENTICATED" in log and "revoked" in log
+
+
+def test_analyst_may_not_call_node_to_node_rpc(federation: RunningFederation) -> None:
+    profile = Profile.load(federation.fed.profile_path("li.wei@shanghai"))
+    n = federation.fed.node("hefei")
+    with secure_channel(n.listen, "hefei", ca=profile.ca, cert=profile.cert, key=profile.key) as ch:
+        err = rpc_error(
+            lambda: peer_pb2_grpc.PeerStub(ch).PeerCatalog(common_pb2.CatalogRequest(), timeout=5)
+        )
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "analyst" in err.details() and "PeerCatalog" in err.details()
+    log = wait_for_log(lambda: federation.node_log("hefei"), "analyst:li.wei@shanghai")
+    assert "refused method=/fedgate.v1.Peer/PeerCatalog caller=analyst:li.wei@shanghai" in log
+
+
+def test_node_not_in_membership_is_refused(federation: RunningFederation, tmp_path: Path) -> None:
+    cert, key = federation.issue(tmp_path, "node", "rogue", "Rogue Bureau")
+    n = federation.fed.node("wuhu")
+    with secure_channel(n.listen, "wuhu", ca=federation.fed.ca_cert, cert=cert, key=key) as ch:
+        err = rpc_error(
+            lambda: peer_pb2_grpc.PeerStub(ch).PeerCatalog(common_pb2.CatalogRequest(), timeout=5)
+        )
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'rogue' is not in the federation membership" in err.details()
+    log = wait_for_log(lambda: federation.node_log("wuhu"), "node:rogue")
+    assert "PERMISSION_DENIED" in log
+
+
+def test_member_node_may_call_peer_rpc(federation: RunningFederation) -> None:
+    """The positive twin of the two tests above: a member node's certificate is accepted."""
+    tls = federation.fed.node_dir("anhui") / "tls"
+    n = federation.fed.node("hefei")
+    ca = federation.fed.ca_cert
+    with secure_channel(
+        n.listen, "hefei", ca=ca, cert=tls / "node.pem", key=tls / "node.key"
+    ) as ch:
+        resp = peer_pb2_grpc.PeerStub(ch).PeerCatalog(common_pb2.CatalogRequest(), timeout=5)
+    assert resp.node_id == "hefei" and len(resp.datasets) > 0
+
+
+def test_server_must_be_the_node_we_expect(federation: RunningFederation) -> None:
+    """Connecting to anhui's address while expecting hefei fails the TLS name check."""
+    profile = Profile.load(federation.fed.operator_profile("hefei"))
+    wrong = Profile(
+        "hefei", federation.fed.node("anhui").listen, profile.ca, profile.cert, profile.key
+    )
+    with Client(wrong, timeout=5) as c, pytest.raises(ClientError) as info:
+        c.whoami()
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_oversized_message_is_refused_and_node_survives(federation: RunningFederation) -> None:
+    with federation.client("li.wei@shanghai") as c:
+        with pytest.raises(ClientError) as info:
+            c.catalog("x" * (5 * 1024 * 1024))
+        assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert c.whoami().node_id == "shanghai"
+
+
+def test_operator_of_another_node_may_not_register(federation: RunningFederation) -> None:
+    descriptor = federation.written["anhui"][0]
+    with federation.client("ops@hefei", node="anhui") as c, pytest.raises(ClientError) as info:
+        c.register(descriptor)
+    assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "not an operator of this node" in str(info.value)
+
+
+def test_analyst_may_not_register(federation: RunningFederation) -> None:
+    descriptor = federation.written["shanghai"][0]
+    with federation.client("li.wei@shanghai") as c, pytest.raises(ClientError) as info:
+        c.register(descriptor)
+    assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+    log = wait_for_log(lambda: federation.node_log("shanghai"), "RegisterDataset caller=analyst")
+    assert "refused method=/fedgate.v1.Gateway/RegisterDataset caller=analyst" in log
