@@ -68,7 +68,8 @@ class Authenticator:
     def authorize(self, caller: Identity, method: str) -> Identity:
         if self.revocations.is_revoked(caller.serial):
             raise Unauthenticated(f"certificate {caller.serial} of {caller} has been revoked")
-        if caller.role == "node" and self.membership().get(caller.id) is None:
+        members = self.membership()  # also picks up a changed (and re-verified) document
+        if caller.role == "node" and members.get(caller.id) is None:
             raise PermissionDenied(f"node {caller.id!r} is not in the federation membership")
         allowed = POLICY.get(method)
         if allowed is None or caller.role not in allowed:

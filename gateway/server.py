@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import signal
 import sys
 import threading
@@ -301,9 +302,6 @@ class Node:
                     up = False
                 self.record_peer(member.id, up, time.monotonic() - t0)
 
-    def wait(self) -> None:
-        self._stop.wait()
-
     def stop(self, grace: float = 5.0) -> None:
         if self._stop.is_set():
             return
@@ -333,22 +331,20 @@ def setup_logging(data_dir: Path, node_id: str) -> None:
 
 
 def run(config: NodeConfig) -> int:
-    """Run until SIGTERM or SIGINT; returns the process exit code."""
+    """Run until SIGTERM or SIGINT, then stop gracefully; returns the exit code."""
     setup_logging(config.data_dir, config.id)
     node = Node(config)
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
     node.start()
+    pid_file = config.data_dir / "node.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
     print(f"fedgate node {config.id} serving on {config.listen}", flush=True)
-
-    def on_signal(signum, frame):  # type: ignore[no-untyped-def]
-        threading.Thread(target=node.stop, name="shutdown").start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    node.wait()
-    # stop() runs in its own thread; give it the grace period to finish
-    deadline = time.monotonic() + 10
-    while node.state is not None and time.monotonic() < deadline:
-        if not any(t.name == "shutdown" and t.is_alive() for t in threading.enumerate()):
-            break
-        time.sleep(0.05)
+    try:
+        while not stop_requested.wait(1.0):
+            pass
+    finally:
+        node.stop()
+        pid_file.unlink(missing_ok=True)
     return 0

@@ -1,0 +1,123 @@
+"""The command line as an operator uses it: CA, CSR, signing, revocation, demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_fedgate
+
+pytestmark = pytest.mark.integration
+
+
+def test_ca_csr_sign_show_revoke(tmp_path: Path) -> None:
+    ca, node = tmp_path / "ca", tmp_path / "anhui-host"
+    assert run_fedgate("ca", "init", "--dir", str(ca)).returncode == 0
+    r = run_fedgate(
+        "cert",
+        "request",
+        "--role",
+        "node",
+        "--id",
+        "anhui",
+        "--org",
+        "Anhui Data",
+        "--host",
+        "127.0.0.1",
+        "--out-dir",
+        str(node),
+    )
+    assert r.returncode == 0, r.stderr
+    assert (node / "anhui.key").exists() and not (ca / "anhui.key").exists()
+    r = run_fedgate("ca", "sign", str(node / "anhui.csr"), "--dir", str(ca))
+    assert r.returncode == 0 and "signed node anhui (Anhui Data)" in r.stdout
+    r = run_fedgate("cert", "show", str(node / "anhui.pem"))
+    assert "role:    node" in r.stdout and "id:      anhui" in r.stdout
+    r = run_fedgate("ca", "revoke", "--dir", str(ca), "--cert", str(node / "anhui.pem"))
+    assert r.returncode == 0 and "revoked serial" in r.stdout
+
+
+def test_errors_are_one_line_not_tracebacks(tmp_path: Path) -> None:
+    r = run_fedgate("ca", "sign", str(tmp_path / "none.csr"), "--dir", str(tmp_path))
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    r = run_fedgate(
+        "cert",
+        "request",
+        "--role",
+        "analyst",
+        "--id",
+        "noat",
+        "--org",
+        "X",
+        "--out-dir",
+        str(tmp_path),
+    )
+    assert r.returncode == 2 and "user@org" in r.stderr
+    r = run_fedgate("catalog", "--profile", str(tmp_path / "none.toml"))
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_catalog_command_through_a_running_node(federation) -> None:
+    profile = federation.fed.profile_path("li.wei@shanghai")
+    r = run_fedgate("catalog", "--profile", str(profile))
+    assert r.returncode == 0, r.stderr
+    for n in federation.fed.nodes:
+        assert f"{n.id} (" in r.stdout
+    assert "enterprise_registry" in r.stdout and "industry_enterprises" in r.stdout
+    r = run_fedgate("catalog", "--profile", str(profile), "--format", "json", "--local")
+    assert r.returncode == 0 and '"node_id": "shanghai"' in r.stdout
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    r = run_fedgate("demo", "--workdir", str(tmp_path / "demo"), "--scale", "0.05", timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "all 7 nodes SERVING" in r.stdout
+    for node in ("miit", "shanghai", "jiangsu", "zhejiang", "anhui", "hefei", "wuhu"):
+        assert f"{node} (" in r.stdout
+    assert "UNREACHABLE" not in r.stdout and "demo finished" in r.stdout
+
+
+def test_demo_keep_stops_every_node_on_ctrl_c(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "demo",
+            "--workdir",
+            str(workdir),
+            "--scale",
+            "0.02",
+            "--keep",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "Press Ctrl-C" in line or time.monotonic() > deadline:
+                break
+        assert any("FEDGATE_PROFILE" in x for x in lines), "".join(lines)
+        pids = [int(p.read_text()) for p in workdir.glob("nodes/*/node.pid")]
+        assert len(pids) == 7
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -1,0 +1,145 @@
+"""`fedgate node start` refuses to run on a bad config, certificate or membership document.
+
+Each case runs the real command in a subprocess and checks the exit code and that the
+message names the field or path at fault (and is not a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway import identity
+from gateway.client import Client, Profile
+from gateway.demo import REGION_DIR
+from gateway.launcher import start_node, stop_nodes, wait_serving
+from gateway.provision import Federation, provision
+from tests.conftest import run_fedgate
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Federation:
+    """A provisioned (not running) federation whose files the tests copy and break."""
+    return provision(tmp_path_factory.mktemp("startup"), REGION_DIR, free_ports=True)
+
+
+def refused(config: Path) -> str:
+    result = run_fedgate("node", "start", "--config", str(config), timeout=30)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return result.stderr
+
+
+def edited_config(fed: Federation, tmp_path: Path, node: str, old: str, new: str) -> Path:
+    text = fed.config_path(node).read_text()
+    assert old in text
+    path = tmp_path / f"{node}.toml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    assert f"config file {tmp_path / 'nope.toml'} does not exist" in refused(tmp_path / "nope.toml")
+
+
+def test_config_that_is_not_toml(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("[node\nid = ")
+    assert "is not valid TOML" in refused(tmp_path / "bad.toml")
+
+
+def test_missing_required_field(fed: Federation, tmp_path: Path) -> None:
+    path = edited_config(fed, tmp_path, "anhui", 'id = "anhui"\n', "")
+    assert "node.id is required" in refused(path)
+
+
+def test_unknown_field_is_named(fed: Federation, tmp_path: Path) -> None:
+    path = edited_config(fed, tmp_path, "anhui", "[metrics]\n", "[metrics]\nport = 3\n")
+    assert "unknown field metrics.port" in refused(path)
+
+
+def test_wrong_type_is_named(fed: Federation, tmp_path: Path) -> None:
+    path = edited_config(
+        fed, tmp_path, "anhui", "peer_probe_seconds = 15.0", 'peer_probe_seconds = "x"'
+    )
+    assert "node.peer_probe_seconds must be a float" in refused(path)
+
+
+def test_missing_certificate_file_is_named(fed: Federation, tmp_path: Path) -> None:
+    path = edited_config(fed, tmp_path, "anhui", "tls/node.pem", "tls/missing.pem")
+    err = refused(path)
+    assert "tls.cert" in err and "missing.pem does not exist" in err
+
+
+def test_certificate_of_another_node(fed: Federation, tmp_path: Path) -> None:
+    path = edited_config(fed, tmp_path, "anhui", "nodes/anhui/tls", "nodes/hefei/tls")
+    assert "certificate is for node 'hefei' but node.id is 'anhui'" in refused(path)
+
+
+def test_node_not_in_membership(fed: Federation, tmp_path: Path) -> None:
+    key_pem, csr_pem = identity.make_csr("node", "rogue", "Rogue Bureau", ["127.0.0.1"])
+    identity.write_private(tmp_path / "rogue.key", key_pem)
+    (tmp_path / "rogue.pem").write_bytes(identity.sign_csr(fed.ca_dir, csr_pem))
+    text = fed.config_path("anhui").read_text().replace('id = "anhui"', 'id = "rogue"')
+    tls = fed.node_dir("anhui") / "tls"
+    text = text.replace(str(tls / "node.pem"), str(tmp_path / "rogue.pem"))
+    text = text.replace(str(tls / "node.key"), str(tmp_path / "rogue.key"))
+    (tmp_path / "rogue.toml").write_text(text)
+    assert "node.id 'rogue' is not in the federation membership document" in refused(
+        tmp_path / "rogue.toml"
+    )
+
+
+def test_tampered_membership_document(fed: Federation, tmp_path: Path) -> None:
+    envelope = json.loads(fed.membership_path.read_bytes())
+    envelope["document"]["members"][0]["address"] = "127.0.0.1:1"
+    tampered = tmp_path / "membership.json"
+    tampered.write_text(json.dumps(envelope))
+    path = edited_config(fed, tmp_path, "anhui", str(fed.membership_path), str(tampered))
+    err = refused(path)
+    assert "federation.membership" in err and "signature does not verify" in err
+
+
+def test_listen_address_must_match_membership(fed: Federation, tmp_path: Path) -> None:
+    listen = fed.node("anhui").listen
+    path = edited_config(fed, tmp_path, "anhui", f'listen = "{listen}"', 'listen = "127.0.0.1:1"')
+    assert "differs from this node's membership address" in refused(path)
+
+
+def test_tampered_membership_at_runtime_is_refused_and_old_kept(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """Replacing the file with a forged document while running changes nothing."""
+    copy = tmp_path / "membership.json"
+    copy.write_bytes(fed.membership_path.read_bytes())
+    path = edited_config(fed, tmp_path, "hefei", str(fed.membership_path), str(copy))
+    proc = start_node("hefei", path, tmp_path / "hefei.log")
+    try:
+        profile = Profile.load(fed.operator_profile("hefei"))
+        wait_serving([proc], {"hefei": fed.node("hefei").listen}, profile, timeout=30)
+        envelope = json.loads(copy.read_bytes())
+        envelope["document"]["members"].append(
+            {
+                "id": "rogue",
+                "org": "x",
+                "address": "127.0.0.1:2",
+                "level": "city",
+                "parent": "anhui",
+                "name": "Rogue",
+            }
+        )
+        copy.write_text(json.dumps(envelope))
+        with Client(profile, timeout=10) as c:
+            assert c.whoami().node_id == "hefei"
+        log = fed.node_dir("hefei") / "node.log"
+        deadline = time.monotonic() + 5
+        while "membership file changed but was refused" not in log.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        codes = stop_nodes([proc])
+    assert codes == {"hefei": 0}

@@ -1,0 +1,76 @@
+"""Config parsing names the field at fault; defaults are sane."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load, parse
+from gateway.errors import ConfigError
+
+
+def _raw(tmp_path: Path) -> dict:
+    for name in ("ca.pem", "node.pem", "node.key", "membership.json"):
+        (tmp_path / name).write_text("x")
+    return {
+        "node": {"id": "anhui", "listen": "127.0.0.1:7000", "data_dir": "data"},
+        "tls": {"ca": "ca.pem", "cert": "node.pem", "key": "node.key"},
+        "federation": {"membership": "membership.json"},
+    }
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    cfg = parse(_raw(tmp_path), base=tmp_path)
+    assert cfg.data_dir == tmp_path / "data"
+    assert cfg.dataset_roots == (tmp_path / "data" / "datasets",)
+    assert cfg.crl is None and cfg.metrics_listen == ""
+    assert cfg.workers == 16 and cfg.max_message_bytes == 4 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "section, field, value, message",
+    [
+        ("node", "id", "Bad Id", "node.id"),
+        ("node", "listen", "nowhere", "node.listen"),
+        ("node", "workers", 0, "node.workers"),
+        ("node", "workers", "8", "node.workers must be a int"),
+        ("node", "max_message_bytes", 10, "node.max_message_bytes"),
+        ("node", "peer_timeout_seconds", -1, "node.peer_timeout_seconds"),
+        ("tls", "ca", "missing.pem", "tls.ca: file"),
+        ("metrics", "listen", "9000", "metrics.listen"),
+    ],
+)
+def test_bad_values_name_the_field(tmp_path: Path, section, field, value, message) -> None:
+    raw = _raw(tmp_path)
+    raw.setdefault(section, {})[field] = value
+    with pytest.raises(ConfigError, match=message):
+        parse(raw, base=tmp_path)
+
+
+def test_missing_sections_and_unknown_ones(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    del raw["tls"]
+    with pytest.raises(ConfigError, match=r"section \[tls\] is required"):
+        parse(raw, base=tmp_path)
+    raw = _raw(tmp_path)
+    raw["extra"] = {}
+    with pytest.raises(ConfigError, match=r"unknown section \[extra\]"):
+        parse(raw, base=tmp_path)
+
+
+def test_every_region_config_works_once_provisioned(tmp_path: Path) -> None:
+    """region_configs/*.toml are real configs: after `federation init` they all load."""
+    import shutil
+
+    from gateway.provision import provision
+
+    regions = tmp_path / "region_configs"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "region_configs", regions)
+    fed = provision(tmp_path / ".fedgate", regions, free_ports=False)
+    assert len(fed.nodes) == 7
+    for node in fed.nodes:
+        cfg = load(regions / f"{node.id}.toml")
+        assert cfg.id == node.id and cfg.listen == node.listen
+        assert cfg.cert == (tmp_path / ".fedgate" / "nodes" / node.id / "tls" / "node.pem")
+        assert cfg.membership == fed.membership_path

@@ -1,0 +1,98 @@
+"""Certificates carry role, id and org; CSRs keep keys local; CRLs list revoked serials."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from gateway import identity
+from gateway.errors import InvalidArgument, Unauthenticated
+
+
+@pytest.fixture()
+def ca(tmp_path: Path) -> Path:
+    identity.init_ca(tmp_path / "ca")
+    return tmp_path / "ca"
+
+
+def test_signed_certificate_carries_role_id_and_org(ca: Path) -> None:
+    key_pem, csr_pem = identity.make_csr("node", "anhui", "Anhui Data", ["127.0.0.1"])
+    cert = x509.load_pem_x509_certificate(identity.sign_csr(ca, csr_pem))
+    ident = identity.identity_of(cert)
+    assert (ident.role, ident.id, ident.org) == ("node", "anhui", "Anhui Data")
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "anhui.node.fedgate" in san.get_values_for_type(x509.DNSName)
+    assert identity.verify_signed_by(cert, identity.load_bundle(ca / identity.CA_CERT))
+    assert b"PRIVATE KEY" in key_pem and b"PRIVATE KEY" not in identity.sign_csr(ca, csr_pem)
+
+
+def test_user_ids_must_look_like_user_at_org() -> None:
+    with pytest.raises(InvalidArgument, match="user@org"):
+        identity.make_csr("analyst", "nobody", "Org")
+    with pytest.raises(InvalidArgument, match="role"):
+        identity.make_csr("admin", "a@b", "Org")
+
+
+def test_ca_refuses_a_csr_whose_signature_is_broken(ca: Path) -> None:
+    _, csr_pem = identity.make_csr("analyst", "a@b", "Org")
+    der = bytearray(x509.load_pem_x509_csr(csr_pem).public_bytes(serialization.Encoding.DER))
+    der[-3] ^= 0x01  # flip a bit in the signature
+    pem = b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(bytes(der))
+    pem += b"-----END CERTIFICATE REQUEST-----\n"
+    with pytest.raises(InvalidArgument):
+        identity.sign_csr(ca, pem)
+
+
+def test_certificate_from_another_ca_does_not_verify(ca: Path, tmp_path: Path) -> None:
+    identity.init_ca(tmp_path / "other")
+    _, csr_pem = identity.make_csr("analyst", "a@b", "Org")
+    cert = x509.load_pem_x509_certificate(identity.sign_csr(tmp_path / "other", csr_pem))
+    assert not identity.verify_signed_by(cert, identity.load_bundle(ca / identity.CA_CERT))
+
+
+def test_certificate_without_fedgate_identity_is_unauthenticated(ca: Path) -> None:
+    ca_cert = identity.load_cert(ca / identity.CA_CERT)
+    with pytest.raises(Unauthenticated):
+        identity.identity_of(ca_cert)
+
+
+def test_private_keys_are_private_and_never_overwritten(tmp_path: Path) -> None:
+    identity.write_private(tmp_path / "k.key", b"secret")
+    assert (os.stat(tmp_path / "k.key").st_mode & 0o777) == 0o600
+    with pytest.raises(InvalidArgument, match="refusing to overwrite"):
+        identity.write_private(tmp_path / "k.key", b"other")
+
+
+def test_revocation_list_is_reloaded_when_it_changes(ca: Path) -> None:
+    bundle = identity.load_bundle(ca / identity.CA_CERT)
+    crl = identity.RevocationList(ca / identity.CA_CRL, bundle)
+    _, csr_pem = identity.make_csr("analyst", "a@b", "Org")
+    cert = x509.load_pem_x509_certificate(identity.sign_csr(ca, csr_pem))
+    serial = format(cert.serial_number, "x")
+    assert not crl.is_revoked(serial)
+    identity.revoke(ca, cert.serial_number)
+    assert crl.is_revoked(serial)
+
+
+def test_crl_signed_by_another_ca_is_refused(ca: Path, tmp_path: Path) -> None:
+    identity.init_ca(tmp_path / "other")
+    crl = identity.RevocationList(
+        tmp_path / "other" / identity.CA_CRL, identity.load_bundle(ca / identity.CA_CERT)
+    )
+    with pytest.raises(Unauthenticated, match="not signed by the federation CA"):
+        crl.is_revoked("1")
+
+
+def test_validity_window_is_what_was_asked(ca: Path) -> None:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    _, csr_pem = identity.make_csr("analyst", "a@b", "Org")
+    pem = identity.sign_csr(
+        ca, csr_pem, not_before=now - dt.timedelta(days=2), not_after=now - dt.timedelta(days=1)
+    )
+    assert identity.identity_of_pem(pem).not_after == now - dt.timedelta(days=1)

@@ -1,0 +1,77 @@
+"""The signed membership document: verifies only as signed, and only when consistent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from federation.membership import Member, Membership, MembershipError, check, sign, verify
+from gateway import identity
+
+
+def _doc(*members: Member) -> Membership:
+    return Membership("test", 1, "2026-01-01T00:00:00Z", members)
+
+
+@pytest.fixture()
+def keys(tmp_path: Path):
+    identity.init_ca(tmp_path / "ca")
+    key = identity.load_key(tmp_path / "ca" / identity.CA_KEY)
+    return key, [key.public_key()]
+
+
+PROVINCE = Member("anhui", "Anhui", "127.0.0.1:1000", "province")
+CITY = Member("hefei", "Hefei", "127.0.0.1:1001", "city", "anhui")
+
+
+def test_round_trip(keys) -> None:
+    key, pubs = keys
+    doc = verify(sign(_doc(PROVINCE, CITY), key), pubs)
+    assert doc.get("hefei") == CITY and doc.children("anhui") == [CITY]
+    assert doc.others("anhui") == [CITY]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["members"][0].update(address="10.0.0.1:1000"),
+        lambda d: d["members"].pop(),
+        lambda d: d["members"].reverse(),
+        lambda d: d.update(serial=2),
+    ],
+)
+def test_any_edit_breaks_the_signature(keys, edit) -> None:
+    key, pubs = keys
+    envelope = json.loads(sign(_doc(PROVINCE, CITY), key))
+    edit(envelope["document"])
+    with pytest.raises(MembershipError, match="signature does not verify"):
+        verify(json.dumps(envelope).encode(), pubs)
+
+
+def test_signed_by_another_key_is_refused(keys, tmp_path: Path) -> None:
+    identity.init_ca(tmp_path / "other")
+    other = identity.load_key(tmp_path / "other" / identity.CA_KEY)
+    with pytest.raises(MembershipError):
+        verify(sign(_doc(PROVINCE), other), keys[1])
+
+
+def test_malformed_document(keys) -> None:
+    with pytest.raises(MembershipError, match="malformed"):
+        verify(b"not json", keys[1])
+
+
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ((PROVINCE, PROVINCE), "appears twice"),
+        ((CITY,), "parent 'anhui' is not a member"),
+        ((Member("x", "X", "127.0.0.1:1", "county"),), "level"),
+        ((Member("x", "X", "nowhere", "province"),), "host:port"),
+        ((PROVINCE, Member("c", "C", "127.0.0.1:2", "city")), "needs a parent"),
+    ],
+)
+def test_inconsistent_documents_are_refused(members, message) -> None:
+    with pytest.raises(MembershipError, match=message):
+        check(_doc(*members))
