@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +31,14 @@ def running(fed: Federation, *, timeout: float = 60.0) -> Iterator[list[NodeProc
         wait_serving(procs, {n.id: n.listen for n in fed.nodes}, profile, timeout=timeout)
         yield procs
     finally:
-        stop_nodes(procs)
+        # A second Ctrl-C must not interrupt the shutdown and leave nodes behind.
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+        try:
+            stop_nodes(procs)
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
 
 
 def register_sample_data(
@@ -84,15 +92,17 @@ def run_demo(
             with Client(Profile.load(profile_path)) as client:
                 say(federated_catalog_table(client.federated_catalog()))
             if keep:
-                say("")
-                say("The federation keeps running. In another terminal:")
-                say(f"  export FEDGATE_PROFILE={profile_path}")
-                say("  fedgate catalog           # federated catalog")
-                say("  fedgate whoami")
-                say(f"Operator profiles: {fed.workdir / 'profiles'}")
-                say(f"Node logs: {fed.workdir / 'nodes'}/<id>/node.log")
-                say("Press Ctrl-C to stop every node.")
+                # Everything after the prompt is inside the handler, so Ctrl-C at any
+                # moment means "stop the federation", never an error.
                 with contextlib.suppress(KeyboardInterrupt):
+                    say("")
+                    say("The federation keeps running. In another terminal:")
+                    say(f"  export FEDGATE_PROFILE={profile_path}")
+                    say("  fedgate catalog           # federated catalog")
+                    say("  fedgate whoami")
+                    say(f"Operator profiles: {fed.workdir / 'profiles'}")
+                    say(f"Node logs: {fed.workdir / 'nodes'}/<id>/node.log")
+                    say("Press Ctrl-C to stop every node.")
                     while all(p.alive() for p in procs):
                         time.sleep(0.5)
             say("stopping all nodes")
