@@ -35,6 +35,7 @@ class Catalog:
         self._state = state
         self._roots = tuple(r.resolve() for r in roots)
         self._node_org = node_org
+        self._entries: list[CatalogEntry] | None = None  # this process is the only writer
 
     def register(
         self, desc: DatasetDescriptor, *, by: Identity, when: str
@@ -55,9 +56,18 @@ class Catalog:
         row, replaced = self._state.upsert_dataset(
             desc.name, dataclasses.asdict(desc), quality.to_dict(), when, str(by)
         )
+        self._entries = None
         return CatalogEntry(desc, quality, row.registered_at, row.updated_at), replaced
 
     def entries(self) -> list[CatalogEntry]:
+        if self._entries is None:
+            self._entries = self._load()
+        return list(self._entries)
+
+    def get(self, name: str) -> CatalogEntry | None:
+        return next((e for e in self.entries() if e.descriptor.name == name), None)
+
+    def _load(self) -> list[CatalogEntry]:
         out = []
         for row in self._state.datasets():
             d = dict(row.descriptor)

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import pyarrow as pa
 
+from federation.partials import from_ipc
 from gateway import descriptor as descriptor_mod
 from gateway import messages
 from gateway.errors import InvalidArgument
@@ -78,14 +80,39 @@ class Profile:
 
 def _explain(exc: grpc.RpcError) -> ClientError:
     code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
-    if code == grpc.StatusCode.UNAVAILABLE and (
-        "handshake" in details.lower() or "ssl" in details.lower() or "tls" in details.lower()
+    lowered = details.lower()
+    if code == grpc.StatusCode.UNAVAILABLE and any(
+        hint in lowered for hint in ("handshake", "ssl", "tls", "socket closed", "hostname")
     ):
         details = (
             "the TLS handshake failed: the node refused our certificate (not signed by the "
             f"federation CA, expired or missing) or is not the node we expected ({details})"
         )
     return ClientError(code, details)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A federated answer and how it was made: who contributed, what was withheld."""
+
+    table: pa.Table
+    request_id: str
+    owners: tuple[common_pb2.OwnerResult, ...]
+    missing: tuple[str, ...]
+    epsilon_spent: float
+    plan: str
+
+    @property
+    def contributors(self) -> list[str]:
+        return [o.node_id for o in self.owners if o.ok]
+
+    @property
+    def suppressed(self) -> dict[str, int]:
+        return {o.node_id: o.groups_suppressed for o in self.owners if o.ok}
+
+    @property
+    def receipts(self) -> dict[str, str]:
+        return {o.node_id: o.receipt for o in self.owners if o.receipt}
 
 
 class Client:
@@ -127,6 +154,50 @@ class Client:
             name_contains=name_contains, timeout_seconds=member_timeout
         )
         return self._call("FederatedCatalog", request)
+
+    def query(
+        self,
+        sql: str,
+        *,
+        purpose: str = "",
+        allow_partial: bool = False,
+        nodes: tuple[str, ...] | list[str] = (),
+        timeout: float | None = None,
+    ) -> QueryResult:
+        """Run federated SQL; returns a pyarrow Table plus its provenance."""
+        resp = self._call(
+            "Query",
+            gateway_pb2.QueryRequest(
+                sql=sql, purpose=purpose, allow_partial=allow_partial, nodes=list(nodes)
+            ),
+            timeout=timeout,
+        )
+        return QueryResult(
+            table=from_ipc(resp.arrow_ipc),
+            request_id=resp.request_id,
+            owners=tuple(resp.owners),
+            missing=tuple(resp.missing),
+            epsilon_spent=resp.epsilon_spent,
+            plan=resp.plan,
+        )
+
+    def explain(
+        self, sql: str, *, purpose: str = "", nodes: tuple[str, ...] | list[str] = ()
+    ) -> gateway_pb2.QueryResponse:
+        """Dry run: which owners, which grants, which columns in which role, what cost."""
+        request = gateway_pb2.QueryRequest(
+            sql=sql, purpose=purpose, nodes=list(nodes), explain=True, allow_partial=True
+        )
+        return self._call("Query", request)
+
+    def add_grant(self, grant: common_pb2.Grant) -> common_pb2.Grant:
+        return self._call("AddGrant", gateway_pb2.AddGrantRequest(grant=grant))
+
+    def list_grants(self, dataset: str = "") -> list[common_pb2.Grant]:
+        return list(self._call("ListGrants", gateway_pb2.ListGrantsRequest(dataset=dataset)).grants)
+
+    def revoke_grant(self, grant_id: str) -> common_pb2.Grant:
+        return self._call("RevokeGrant", gateway_pb2.RevokeGrantRequest(id=grant_id))
 
     def register(self, descriptor_path: Path) -> gateway_pb2.RegisterDatasetResponse:
         desc = descriptor_mod.load(descriptor_path)

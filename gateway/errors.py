@@ -35,6 +35,16 @@ class PermissionDenied(FedgateError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
 
+class ResourceExhausted(FedgateError):
+    """A limit is reached: the privacy budget, a use count, a size."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DeadlineExceeded(FedgateError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class FailedPrecondition(FedgateError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.catalog import CatalogEntry
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
+from gateway.grants import Grant
 from gateway.rpc.v1 import common_pb2, gateway_pb2
 
 
@@ -88,4 +89,48 @@ def descriptor_from_proto(msg: gateway_pb2.DatasetDeclaration) -> DatasetDescrip
             )
             for c in msg.columns
         ),
+    )
+
+
+def grant_to_proto(g: Grant, status: str) -> common_pb2.Grant:
+    return common_pb2.Grant(
+        id=g.id,
+        dataset=g.dataset,
+        grantee_kind=g.grantee_kind,
+        grantee=g.grantee,
+        operations=list(g.operations),
+        columns=[
+            common_pb2.ColumnControls(column=c, controls=list(v)) for c, v in g.columns.items()
+        ],
+        min_group_size=g.min_group_size,
+        dp_epsilon=g.dp_epsilon,
+        dp_budget=g.dp_budget,
+        purpose=g.purpose,
+        valid_from=g.valid_from,
+        expires=g.expires,
+        max_uses=g.max_uses,
+        uses=g.uses,
+        epsilon_spent=g.epsilon_spent,
+        revoked_at=g.revoked_at,
+        created_by=g.created_by,
+        created_at=g.created_at,
+        status=status,
+    )
+
+
+def grant_from_proto(msg: common_pb2.Grant) -> Grant:
+    return Grant(
+        id="",
+        dataset=msg.dataset,
+        grantee_kind=msg.grantee_kind,
+        grantee=msg.grantee,
+        operations=tuple(msg.operations),
+        columns={c.column: tuple(c.controls) for c in msg.columns},
+        min_group_size=msg.min_group_size,
+        dp_epsilon=msg.dp_epsilon,
+        dp_budget=msg.dp_budget,
+        purpose=msg.purpose,
+        valid_from=msg.valid_from,
+        expires=msg.expires,
+        max_uses=msg.max_uses,
     )

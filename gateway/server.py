@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -18,19 +19,32 @@ from grpc_reflection.v1alpha import reflection
 
 from federation.fanout import fan_out
 from federation.membership import Member, Membership, MembershipError, verify
+from gateway import grants as grants_mod
 from gateway import messages
 from gateway.catalog import Catalog
 from gateway.config import NodeConfig
 from gateway.edge import Authenticator, CallContext, EdgeInterceptor
-from gateway.errors import ConfigError, PermissionDenied
-from gateway.identity import Identity, RevocationList, identity_of, load_bundle, load_cert
+from gateway.engine import Engine
+from gateway.errors import ConfigError, NotFound, PermissionDenied
+from gateway.grants import GrantStore, parse_time
+from gateway.home import Home
+from gateway.identity import (
+    Identity,
+    RevocationList,
+    identity_of,
+    load_bundle,
+    load_cert,
+    load_key,
+)
 from gateway.metrics import NodeMetrics
+from gateway.owner import Owner, Signer
 from gateway.peers import Peers
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, peer_pb2_grpc
 from gateway.state import State
 from gateway.tls import server_credentials
 
 log = logging.getLogger("fedgate.node")
+DEFAULT_QUERY_SECONDS = 60.0
 
 
 def utc_now() -> str:
@@ -176,10 +190,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     def RegisterDataset(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
         node, caller = self.node, context.caller
-        if caller.org != node.identity.org:
-            raise PermissionDenied(
-                f"operator {caller.id} of {caller.org!r} is not an operator of this node"
-            )
+        self._own_operator(caller)
         desc = messages.descriptor_from_proto(request.dataset)
         entry, replaced = node.catalog.register(desc, by=caller, when=utc_now())
         node.metrics.datasets.set(len(node.catalog.entries()))
@@ -195,6 +206,57 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             dataset=messages.entry_to_proto(entry, node.identity.id), replaced=replaced
         )
 
+    def Query(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        return self.node.home.query(request, context.caller, self.node.deadline(context))
+
+    def _own_operator(self, caller: Identity) -> None:
+        if caller.org != self.node.identity.org:
+            raise PermissionDenied(
+                f"operator {caller.id} of {caller.org!r} is not an operator of this node"
+            )
+
+    def AddGrant(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        node, caller = self.node, context.caller
+        self._own_operator(caller)
+        grant = messages.grant_from_proto(request.grant)
+        entry = node.catalog.get(grant.dataset)
+        if entry is None:
+            raise NotFound(f"no dataset {grant.dataset!r} at {node.identity.id}")
+        now = utc_now()
+        grant = dataclasses.replace(
+            grant,
+            valid_from=parse_time(grant.valid_from, "valid_from") or now,
+            expires=parse_time(grant.expires, "expires"),
+            created_by=str(caller),
+            created_at=now,
+        )
+        grant = node.grants.add(grants_mod.validate(grant, entry.descriptor))
+        log.info(
+            "grant written id=%s dataset=%s grantee=%s:%s operations=%s by=%s",
+            grant.id,
+            grant.dataset,
+            grant.grantee_kind,
+            grant.grantee,
+            ",".join(grant.operations),
+            caller,
+        )
+        return messages.grant_to_proto(grant, grant.status(now))
+
+    def ListGrants(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._own_operator(context.caller)
+        now = utc_now()
+        grants = self.node.grants.list(request.dataset)
+        return gateway_pb2.ListGrantsResponse(
+            grants=[messages.grant_to_proto(g, g.status(now)) for g in grants]
+        )
+
+    def RevokeGrant(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._own_operator(context.caller)
+        now = utc_now()
+        grant = self.node.grants.revoke(request.id, now)
+        log.info("grant revoked id=%s by=%s", grant.id, context.caller)
+        return messages.grant_to_proto(grant, grant.status(now))
+
 
 class PeerServicer(peer_pb2_grpc.PeerServicer):
     def __init__(self, node: Node) -> None:
@@ -202,6 +264,11 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
 
     def PeerCatalog(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
         return self.node.catalog_response(context.caller, request.name_contains)
+
+    def Execute(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        owner = self.node.owner
+        requester = owner.check_caller(context.caller.id, request)
+        return owner.execute(request, requester, self.node.deadline(context))
 
 
 class Node:
@@ -221,6 +288,27 @@ class Node:
         self.metrics.datasets.set(len(self.catalog.entries()))
         self.peers = Peers(config, self.membership)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fanout")
+        self.grants = GrantStore(self.state)
+        self.engine = Engine()
+        signer = Signer(load_key(config.key), config.cert.read_bytes())
+        self.owner = Owner(
+            self.identity.id,
+            self.catalog,
+            self.grants,
+            self.engine,
+            signer,
+            self.membership,
+            self._call_peer,
+            self.executor,
+        )
+        self.home = Home(
+            self.identity.id,
+            self.owner,
+            self.state,
+            self.membership,
+            self._call_peer,
+            self.executor,
+        )
         self.health = health.HealthServicer()
         self._stop = threading.Event()
         self._server: grpc.Server | None = None
@@ -234,6 +322,23 @@ class Node:
                 for e in self.catalog.visible_to(caller, name_contains)
             ],
         )
+
+    def deadline(self, context: CallContext) -> float:
+        """Monotonic deadline of this call, a little early so the answer can travel back."""
+        remaining = context.time_remaining()
+        if remaining is None:
+            remaining = DEFAULT_QUERY_SECONDS
+        return time.monotonic() + max(0.0, min(remaining, DEFAULT_QUERY_SECONDS) - 0.05)
+
+    def _call_peer(self, member: Member, request, deadline: float):  # type: ignore[no-untyped-def]
+        t0 = time.monotonic()
+        try:
+            resp = self.peers.stub(member).Execute(request, timeout=max(0.01, deadline - t0))
+        except grpc.RpcError:
+            self.record_peer(member.id, False, time.monotonic() - t0)
+            raise
+        self.record_peer(member.id, True, time.monotonic() - t0)
+        return resp
 
     def record_peer(self, peer: str, up: bool, seconds: float) -> None:
         self.metrics.peer_up.labels(peer).set(1 if up else 0)
@@ -314,6 +419,7 @@ class Node:
             self._metrics_server.shutdown()
         self.peers.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.engine.close()
         self.state.close()
         log.info("stopped node=%s", self.identity.id)
 

@@ -26,6 +26,25 @@ CREATE TABLE IF NOT EXISTS datasets (
     updated_at TEXT NOT NULL,
     registered_by TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS grants (
+    id TEXT PRIMARY KEY,
+    dataset TEXT NOT NULL,
+    grantee_kind TEXT NOT NULL,
+    grantee TEXT NOT NULL,
+    body TEXT NOT NULL,            -- JSON of the grant as written
+    uses INTEGER NOT NULL,
+    epsilon_spent REAL NOT NULL,
+    revoked_at TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS grants_by_dataset ON grants(dataset);
+CREATE TABLE IF NOT EXISTS receipts (
+    request_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    receipt TEXT NOT NULL,         -- signed receipt JSON, as the owner sent it
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (request_id, owner)
+);
 """
 
 

@@ -89,3 +89,89 @@ class CatalogResponse(_message.Message):
     node_id: str
     datasets: _containers.RepeatedCompositeFieldContainer[DatasetInfo]
     def __init__(self, node_id: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetInfo, _Mapping]]] = ...) -> None: ...
+
+class Requester(_message.Message):
+    __slots__ = ("role", "id", "org")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    id: str
+    org: str
+    def __init__(self, role: _Optional[str] = ..., id: _Optional[str] = ..., org: _Optional[str] = ...) -> None: ...
+
+class OwnerResult(_message.Message):
+    __slots__ = ("node_id", "ok", "error", "groups_released", "groups_suppressed", "epsilon", "grant_id", "receipt", "via", "explain", "error_code")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_RELEASED_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    VIA_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    ok: bool
+    error: str
+    groups_released: int
+    groups_suppressed: int
+    epsilon: float
+    grant_id: str
+    receipt: str
+    via: str
+    explain: str
+    error_code: str
+    def __init__(self, node_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., groups_released: _Optional[int] = ..., groups_suppressed: _Optional[int] = ..., epsilon: _Optional[float] = ..., grant_id: _Optional[str] = ..., receipt: _Optional[str] = ..., via: _Optional[str] = ..., explain: _Optional[str] = ..., error_code: _Optional[str] = ...) -> None: ...
+
+class ColumnControls(_message.Message):
+    __slots__ = ("column", "controls")
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    CONTROLS_FIELD_NUMBER: _ClassVar[int]
+    column: str
+    controls: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, column: _Optional[str] = ..., controls: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Grant(_message.Message):
+    __slots__ = ("id", "dataset", "grantee_kind", "grantee", "operations", "columns", "min_group_size", "dp_epsilon", "dp_budget", "purpose", "valid_from", "expires", "max_uses", "uses", "epsilon_spent", "revoked_at", "created_by", "created_at", "status")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_KIND_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DP_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DP_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    MAX_USES_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    dataset: str
+    grantee_kind: str
+    grantee: str
+    operations: _containers.RepeatedScalarFieldContainer[str]
+    columns: _containers.RepeatedCompositeFieldContainer[ColumnControls]
+    min_group_size: int
+    dp_epsilon: float
+    dp_budget: float
+    purpose: str
+    valid_from: str
+    expires: str
+    max_uses: int
+    uses: int
+    epsilon_spent: float
+    revoked_at: str
+    created_by: str
+    created_at: str
+    status: str
+    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., grantee_kind: _Optional[str] = ..., grantee: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., columns: _Optional[_Iterable[_Union[ColumnControls, _Mapping]]] = ..., min_group_size: _Optional[int] = ..., dp_epsilon: _Optional[float] = ..., dp_budget: _Optional[float] = ..., purpose: _Optional[str] = ..., valid_from: _Optional[str] = ..., expires: _Optional[str] = ..., max_uses: _Optional[int] = ..., uses: _Optional[int] = ..., epsilon_spent: _Optional[float] = ..., revoked_at: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...

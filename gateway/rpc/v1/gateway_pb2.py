@@ -25,29 +25,41 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as fedgate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x64gate/v1/gateway.proto\x12\nfedgate.v1\x1a\x17\x66\x65\x64gate/v1/common.proto\"\x0f\n\rWhoAmIRequest\"\x9a\x01\n\x0eWhoAmIResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08node_org\x18\x02 \x01(\t\x12\x12\n\nnode_level\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61ller_role\x18\x04 \x01(\t\x12\x11\n\tcaller_id\x18\x05 \x01(\t\x12\x12\n\ncaller_org\x18\x06 \x01(\t\x12\x15\n\rcaller_serial\x18\x07 \x01(\t\"I\n\x17\x46\x65\x64\x65ratedCatalogRequest\x12\x15\n\rname_contains\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\"\xbe\x01\n\rMemberCatalog\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0b\n\x03org\x18\x02 \x01(\t\x12\r\n\x05level\x18\x03 \x01(\t\x12\x0e\n\x06parent\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x11\n\treachable\x18\x06 \x01(\x08\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12)\n\x08\x64\x61tasets\x18\x08 \x03(\x0b\x32\x17.fedgate.v1.DatasetInfo\x12\x12\n\nlatency_ms\x18\t \x01(\x01\"Y\n\x18\x46\x65\x64\x65ratedCatalogResponse\x12\x11\n\thome_node\x18\x01 \x01(\t\x12*\n\x07members\x18\x02 \x03(\x0b\x32\x19.fedgate.v1.MemberCatalog\"\xc6\x01\n\x12\x44\x61tasetDeclaration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\ndepartment\x18\x04 \x01(\t\x12\r\n\x05level\x18\x05 \x01(\t\x12\x18\n\x10update_frequency\x18\x06 \x01(\t\x12\x0c\n\x04path\x18\x07 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x08 \x01(\t\x12#\n\x07\x63olumns\x18\t \x03(\x0b\x32\x12.fedgate.v1.Column\"I\n\x16RegisterDatasetRequest\x12/\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1e.fedgate.v1.DatasetDeclaration\"U\n\x17RegisterDatasetResponse\x12(\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x17.fedgate.v1.DatasetInfo\x12\x10\n\x08replaced\x18\x02 \x01(\x08\x32\xc9\x02\n\x07Gateway\x12?\n\x06WhoAmI\x12\x19.fedgate.v1.WhoAmIRequest\x1a\x1a.fedgate.v1.WhoAmIResponse\x12\x42\n\x07\x43\x61talog\x12\x1a.fedgate.v1.CatalogRequest\x1a\x1b.fedgate.v1.CatalogResponse\x12]\n\x10\x46\x65\x64\x65ratedCatalog\x12#.fedgate.v1.FederatedCatalogRequest\x1a$.fedgate.v1.FederatedCatalogResponse\x12Z\n\x0fRegisterDataset\x12\".fedgate.v1.RegisterDatasetRequest\x1a#.fedgate.v1.RegisterDatasetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x64gate/v1/gateway.proto\x12\nfedgate.v1\x1a\x17\x66\x65\x64gate/v1/common.proto\"c\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x15\n\rallow_partial\x18\x03 \x01(\x08\x12\r\n\x05nodes\x18\x04 \x03(\t\x12\x0f\n\x07\x65xplain\x18\x05 \x01(\x08\"\xaa\x01\n\rQueryResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tarrow_ipc\x18\x02 \x01(\x0c\x12\'\n\x06owners\x18\x03 \x03(\x0b\x32\x17.fedgate.v1.OwnerResult\x12\x0f\n\x07missing\x18\x04 \x03(\t\x12\x15\n\repsilon_spent\x18\x05 \x01(\x01\x12\x0c\n\x04plan\x18\x06 \x01(\t\x12\x13\n\x0bplan_digest\x18\x07 \x01(\t\"3\n\x0f\x41\x64\x64GrantRequest\x12 \n\x05grant\x18\x01 \x01(\x0b\x32\x11.fedgate.v1.Grant\"$\n\x11ListGrantsRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"7\n\x12ListGrantsResponse\x12!\n\x06grants\x18\x01 \x03(\x0b\x32\x11.fedgate.v1.Grant\" \n\x12RevokeGrantRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x0f\n\rWhoAmIRequest\"\x9a\x01\n\x0eWhoAmIResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08node_org\x18\x02 \x01(\t\x12\x12\n\nnode_level\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61ller_role\x18\x04 \x01(\t\x12\x11\n\tcaller_id\x18\x05 \x01(\t\x12\x12\n\ncaller_org\x18\x06 \x01(\t\x12\x15\n\rcaller_serial\x18\x07 \x01(\t\"I\n\x17\x46\x65\x64\x65ratedCatalogRequest\x12\x15\n\rname_contains\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\"\xbe\x01\n\rMemberCatalog\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0b\n\x03org\x18\x02 \x01(\t\x12\r\n\x05level\x18\x03 \x01(\t\x12\x0e\n\x06parent\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x11\n\treachable\x18\x06 \x01(\x08\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12)\n\x08\x64\x61tasets\x18\x08 \x03(\x0b\x32\x17.fedgate.v1.DatasetInfo\x12\x12\n\nlatency_ms\x18\t \x01(\x01\"Y\n\x18\x46\x65\x64\x65ratedCatalogResponse\x12\x11\n\thome_node\x18\x01 \x01(\t\x12*\n\x07members\x18\x02 \x03(\x0b\x32\x19.fedgate.v1.MemberCatalog\"\xc6\x01\n\x12\x44\x61tasetDeclaration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\ndepartment\x18\x04 \x01(\t\x12\r\n\x05level\x18\x05 \x01(\t\x12\x18\n\x10update_frequency\x18\x06 \x01(\t\x12\x0c\n\x04path\x18\x07 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x08 \x01(\t\x12#\n\x07\x63olumns\x18\t \x03(\x0b\x32\x12.fedgate.v1.Column\"I\n\x16RegisterDatasetRequest\x12/\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1e.fedgate.v1.DatasetDeclaration\"U\n\x17RegisterDatasetResponse\x12(\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x17.fedgate.v1.DatasetInfo\x12\x10\n\x08replaced\x18\x02 \x01(\x08\x32\xd2\x04\n\x07Gateway\x12?\n\x06WhoAmI\x12\x19.fedgate.v1.WhoAmIRequest\x1a\x1a.fedgate.v1.WhoAmIResponse\x12\x42\n\x07\x43\x61talog\x12\x1a.fedgate.v1.CatalogRequest\x1a\x1b.fedgate.v1.CatalogResponse\x12]\n\x10\x46\x65\x64\x65ratedCatalog\x12#.fedgate.v1.FederatedCatalogRequest\x1a$.fedgate.v1.FederatedCatalogResponse\x12Z\n\x0fRegisterDataset\x12\".fedgate.v1.RegisterDatasetRequest\x1a#.fedgate.v1.RegisterDatasetResponse\x12<\n\x05Query\x12\x18.fedgate.v1.QueryRequest\x1a\x19.fedgate.v1.QueryResponse\x12:\n\x08\x41\x64\x64Grant\x12\x1b.fedgate.v1.AddGrantRequest\x1a\x11.fedgate.v1.Grant\x12K\n\nListGrants\x12\x1d.fedgate.v1.ListGrantsRequest\x1a\x1e.fedgate.v1.ListGrantsResponse\x12@\n\x0bRevokeGrant\x12\x1e.fedgate.v1.RevokeGrantRequest\x1a\x11.fedgate.v1.Grantb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedgate.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WHOAMIREQUEST']._serialized_start=65
-  _globals['_WHOAMIREQUEST']._serialized_end=80
-  _globals['_WHOAMIRESPONSE']._serialized_start=83
-  _globals['_WHOAMIRESPONSE']._serialized_end=237
-  _globals['_FEDERATEDCATALOGREQUEST']._serialized_start=239
-  _globals['_FEDERATEDCATALOGREQUEST']._serialized_end=312
-  _globals['_MEMBERCATALOG']._serialized_start=315
-  _globals['_MEMBERCATALOG']._serialized_end=505
-  _globals['_FEDERATEDCATALOGRESPONSE']._serialized_start=507
-  _globals['_FEDERATEDCATALOGRESPONSE']._serialized_end=596
-  _globals['_DATASETDECLARATION']._serialized_start=599
-  _globals['_DATASETDECLARATION']._serialized_end=797
-  _globals['_REGISTERDATASETREQUEST']._serialized_start=799
-  _globals['_REGISTERDATASETREQUEST']._serialized_end=872
-  _globals['_REGISTERDATASETRESPONSE']._serialized_start=874
-  _globals['_REGISTERDATASETRESPONSE']._serialized_end=959
-  _globals['_GATEWAY']._serialized_start=962
-  _globals['_GATEWAY']._serialized_end=1291
+  _globals['_QUERYREQUEST']._serialized_start=65
+  _globals['_QUERYREQUEST']._serialized_end=164
+  _globals['_QUERYRESPONSE']._serialized_start=167
+  _globals['_QUERYRESPONSE']._serialized_end=337
+  _globals['_ADDGRANTREQUEST']._serialized_start=339
+  _globals['_ADDGRANTREQUEST']._serialized_end=390
+  _globals['_LISTGRANTSREQUEST']._serialized_start=392
+  _globals['_LISTGRANTSREQUEST']._serialized_end=428
+  _globals['_LISTGRANTSRESPONSE']._serialized_start=430
+  _globals['_LISTGRANTSRESPONSE']._serialized_end=485
+  _globals['_REVOKEGRANTREQUEST']._serialized_start=487
+  _globals['_REVOKEGRANTREQUEST']._serialized_end=519
+  _globals['_WHOAMIREQUEST']._serialized_start=521
+  _globals['_WHOAMIREQUEST']._serialized_end=536
+  _globals['_WHOAMIRESPONSE']._serialized_start=539
+  _globals['_WHOAMIRESPONSE']._serialized_end=693
+  _globals['_FEDERATEDCATALOGREQUEST']._serialized_start=695
+  _globals['_FEDERATEDCATALOGREQUEST']._serialized_end=768
+  _globals['_MEMBERCATALOG']._serialized_start=771
+  _globals['_MEMBERCATALOG']._serialized_end=961
+  _globals['_FEDERATEDCATALOGRESPONSE']._serialized_start=963
+  _globals['_FEDERATEDCATALOGRESPONSE']._serialized_end=1052
+  _globals['_DATASETDECLARATION']._serialized_start=1055
+  _globals['_DATASETDECLARATION']._serialized_end=1253
+  _globals['_REGISTERDATASETREQUEST']._serialized_start=1255
+  _globals['_REGISTERDATASETREQUEST']._serialized_end=1328
+  _globals['_REGISTERDATASETRESPONSE']._serialized_start=1330
+  _globals['_REGISTERDATASETRESPONSE']._serialized_end=1415
+  _globals['_GATEWAY']._serialized_start=1418
+  _globals['_GATEWAY']._serialized_end=2012
 # @@protoc_insertion_point(module_scope)

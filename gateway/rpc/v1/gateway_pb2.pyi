@@ -7,6 +7,62 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class QueryRequest(_message.Message):
+    __slots__ = ("sql", "purpose", "allow_partial", "nodes", "explain")
+    SQL_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    sql: str
+    purpose: str
+    allow_partial: bool
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    explain: bool
+    def __init__(self, sql: _Optional[str] = ..., purpose: _Optional[str] = ..., allow_partial: _Optional[bool] = ..., nodes: _Optional[_Iterable[str]] = ..., explain: _Optional[bool] = ...) -> None: ...
+
+class QueryResponse(_message.Message):
+    __slots__ = ("request_id", "arrow_ipc", "owners", "missing", "epsilon_spent", "plan", "plan_digest")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    OWNERS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    PLAN_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    arrow_ipc: bytes
+    owners: _containers.RepeatedCompositeFieldContainer[_common_pb2.OwnerResult]
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    epsilon_spent: float
+    plan: str
+    plan_digest: str
+    def __init__(self, request_id: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., owners: _Optional[_Iterable[_Union[_common_pb2.OwnerResult, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ..., epsilon_spent: _Optional[float] = ..., plan: _Optional[str] = ..., plan_digest: _Optional[str] = ...) -> None: ...
+
+class AddGrantRequest(_message.Message):
+    __slots__ = ("grant",)
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    grant: _common_pb2.Grant
+    def __init__(self, grant: _Optional[_Union[_common_pb2.Grant, _Mapping]] = ...) -> None: ...
+
+class ListGrantsRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class ListGrantsResponse(_message.Message):
+    __slots__ = ("grants",)
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    grants: _containers.RepeatedCompositeFieldContainer[_common_pb2.Grant]
+    def __init__(self, grants: _Optional[_Iterable[_Union[_common_pb2.Grant, _Mapping]]] = ...) -> None: ...
+
+class RevokeGrantRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

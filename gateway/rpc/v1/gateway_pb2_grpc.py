@@ -55,6 +55,26 @@ class GatewayStub:
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.RegisterDatasetRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_gateway__pb2.RegisterDatasetResponse.FromString,
                 _registered_method=True)
+        self.Query = channel.unary_unary(
+                '/fedgate.v1.Gateway/Query',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.QueryRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.QueryResponse.FromString,
+                _registered_method=True)
+        self.AddGrant = channel.unary_unary(
+                '/fedgate.v1.Gateway/AddGrant',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.AddGrantRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_common__pb2.Grant.FromString,
+                _registered_method=True)
+        self.ListGrants = channel.unary_unary(
+                '/fedgate.v1.Gateway/ListGrants',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.ListGrantsRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.ListGrantsResponse.FromString,
+                _registered_method=True)
+        self.RevokeGrant = channel.unary_unary(
+                '/fedgate.v1.Gateway/RevokeGrant',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.RevokeGrantRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_common__pb2.Grant.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -88,6 +108,32 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Query(self, request, context):
+        """Federated aggregate SQL: planned here, run and protected by every owner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddGrant(self, request, context):
+        """Operators only: the grants of this node's datasets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGrants(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeGrant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +156,26 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.RegisterDataset,
                     request_deserializer=fedgate_dot_v1_dot_gateway__pb2.RegisterDatasetRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_gateway__pb2.RegisterDatasetResponse.SerializeToString,
+            ),
+            'Query': grpc.unary_unary_rpc_method_handler(
+                    servicer.Query,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.QueryRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.QueryResponse.SerializeToString,
+            ),
+            'AddGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddGrant,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.AddGrantRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_common__pb2.Grant.SerializeToString,
+            ),
+            'ListGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGrants,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.ListGrantsRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.ListGrantsResponse.SerializeToString,
+            ),
+            'RevokeGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeGrant,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.RevokeGrantRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_common__pb2.Grant.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +286,114 @@ class Gateway:
             '/fedgate.v1.Gateway/RegisterDataset',
             fedgate_dot_v1_dot_gateway__pb2.RegisterDatasetRequest.SerializeToString,
             fedgate_dot_v1_dot_gateway__pb2.RegisterDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Query(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/Query',
+            fedgate_dot_v1_dot_gateway__pb2.QueryRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/AddGrant',
+            fedgate_dot_v1_dot_gateway__pb2.AddGrantRequest.SerializeToString,
+            fedgate_dot_v1_dot_common__pb2.Grant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/ListGrants',
+            fedgate_dot_v1_dot_gateway__pb2.ListGrantsRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.ListGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/RevokeGrant',
+            fedgate_dot_v1_dot_gateway__pb2.RevokeGrantRequest.SerializeToString,
+            fedgate_dot_v1_dot_common__pb2.Grant.FromString,
             options,
             channel_credentials,
             insecure,

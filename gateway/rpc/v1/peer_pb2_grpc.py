@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from . import common_pb2 as fedgate_dot_v1_dot_common__pb2
+from . import peer_pb2 as fedgate_dot_v1_dot_peer__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -39,6 +40,11 @@ class PeerStub:
                 request_serializer=fedgate_dot_v1_dot_common__pb2.CatalogRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_common__pb2.CatalogResponse.FromString,
                 _registered_method=True)
+        self.Execute = channel.unary_unary(
+                '/fedgate.v1.Peer/Execute',
+                request_serializer=fedgate_dot_v1_dot_peer__pb2.PartialRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_peer__pb2.PartialResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -51,6 +57,13 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Execute(self, request, context):
+        """Run one federated query on this node's partition (and its children's, as a relay).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +71,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.PeerCatalog,
                     request_deserializer=fedgate_dot_v1_dot_common__pb2.CatalogRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_common__pb2.CatalogResponse.SerializeToString,
+            ),
+            'Execute': grpc.unary_unary_rpc_method_handler(
+                    servicer.Execute,
+                    request_deserializer=fedgate_dot_v1_dot_peer__pb2.PartialRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_peer__pb2.PartialResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +105,33 @@ class Peer:
             '/fedgate.v1.Peer/PeerCatalog',
             fedgate_dot_v1_dot_common__pb2.CatalogRequest.SerializeToString,
             fedgate_dot_v1_dot_common__pb2.CatalogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Execute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Peer/Execute',
+            fedgate_dot_v1_dot_peer__pb2.PartialRequest.SerializeToString,
+            fedgate_dot_v1_dot_peer__pb2.PartialResponse.FromString,
             options,
             channel_credentials,
             insecure,

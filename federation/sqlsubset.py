@@ -1,0 +1,435 @@
+"""The SQL that fedgate accepts, parsed with sqlglot and never passed through.
+
+A query is parsed into a tree, every node of the tree is checked against a whitelist, and
+the result is a ``QueryPlan``: the dataset, the group keys, the aggregate calls, the
+filter tree, and which column is used in which role. Every SQL string that reaches an
+engine is generated from that tree, not from the user's text.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+MAX_SQL_CHARS = 8_000
+MAX_DEPTH = 40
+MAX_NODES = 1_500
+MAX_LIMIT = 100_000
+RAW_ROW_CAP = 1_000
+
+# Aggregate functions and their canonical names.
+AGGREGATES: dict[type[exp.Expression], str] = {
+    exp.Count: "count",
+    exp.Sum: "sum",
+    exp.Avg: "avg",
+    exp.Min: "min",
+    exp.Max: "max",
+    exp.Variance: "var_samp",
+    exp.VariancePop: "var_pop",
+    exp.Stddev: "stddev_samp",
+    exp.StddevSamp: "stddev_samp",
+    exp.StddevPop: "stddev_pop",
+}
+_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Paren)
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+_LOGIC = (exp.And, exp.Or, exp.Not)
+_LITERALS = (exp.Literal, exp.Null, exp.Boolean)
+# sqlglot models these as Func subclasses; they are operators we validate ourselves.
+_NOT_FUNCTIONS = (
+    *AGGREGATES,
+    exp.Cast,
+    exp.In,
+    exp.Between,
+    exp.Is,
+    *_ARITHMETIC,
+    *_COMPARISONS,
+    *_LOGIC,
+)
+_DATE_TYPES = {exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP}
+
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class QueryError(ValueError):
+    """The query is outside the accepted subset; the message says exactly why."""
+
+
+@dataclass(frozen=True)
+class AggCall:
+    func: str  # one of AGGREGATES' values
+    column: str | None  # None for COUNT(*)
+
+    @property
+    def label(self) -> str:
+        return f"{self.func}({self.column or '*'})"
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    sql: str  # normalised text, regenerated from the tree
+    dataset: str
+    node: str  # "" unless FROM node.dataset
+    group_by: tuple[str, ...]
+    aggregates: tuple[AggCall, ...]
+    where: exp.Expression | None
+    raw_columns: tuple[str, ...]  # non-empty only for a raw SELECT of columns
+    limit: int | None
+    column_roles: dict[str, frozenset[str]] = field(default_factory=dict)
+    final_sql: str = ""  # post-merge query over the merged table (generated)
+
+    @property
+    def is_raw(self) -> bool:
+        return bool(self.raw_columns)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def _depth(node: exp.Expression) -> int:
+    depth, stack = 0, [(node, 1)]
+    while stack:
+        cur, d = stack.pop()
+        depth = max(depth, d)
+        for child in cur.iter_expressions():
+            stack.append((child, d + 1))
+    return depth
+
+
+def _column_name(col: exp.Column, dataset: str) -> str:
+    if isinstance(col.this, exp.Identifier) and not _IDENTIFIER.fullmatch(col.name.lower()):
+        raise QueryError(f"{col.name!r} is not a column name")
+    if col.args.get("catalog") or (col.table and col.table.lower() != dataset):
+        raise QueryError(f"column {col.sql()} must name a column of {dataset}")
+    if isinstance(col.this, exp.Star):
+        raise QueryError("SELECT * is not allowed; name the columns or aggregates")
+    return col.name.lower()
+
+
+def _function_name(node: exp.Expression) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.this).lower()
+    return node.sql_name().lower() if hasattr(node, "sql_name") else type(node).__name__
+
+
+class _Validator:
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        self.roles: dict[str, set[str]] = {}
+
+    def use(self, column: str, role: str) -> None:
+        self.roles.setdefault(column, set()).add(role)
+
+    def literal(self, node: exp.Expression) -> None:
+        if isinstance(node, _LITERALS):
+            return
+        if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
+            return
+        if (
+            isinstance(node, exp.Cast)
+            and isinstance(node.this, exp.Literal)
+            and node.this.is_string
+            and node.to.this in _DATE_TYPES
+        ):
+            return
+        raise QueryError(f"{node.sql()} is not a literal")
+
+    def scalar(self, node: exp.Expression, role: str) -> None:
+        """Columns, literals and arithmetic; columns are recorded with ``role``."""
+        if isinstance(node, exp.Column):
+            self.use(_column_name(node, self.dataset), role)
+        elif isinstance(node, _ARITHMETIC):
+            for child in node.iter_expressions():
+                self.scalar(child, role)
+        else:
+            self.literal(node)
+
+    def condition(self, node: exp.Expression) -> None:
+        """WHERE: comparisons, IN, BETWEEN, IS NULL, AND/OR/NOT over columns and literals."""
+        if isinstance(node, exp.Paren):
+            self.condition(node.this)
+        elif isinstance(node, _LOGIC):
+            for child in node.iter_expressions():
+                self.condition(child)
+        elif isinstance(node, _COMPARISONS):
+            self.scalar(node.this, "filter")
+            self.scalar(node.expression, "filter")
+        elif isinstance(node, exp.In):
+            if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
+                raise QueryError("IN takes a list of literals, not a subquery")
+            self.scalar(node.this, "filter")
+            for item in node.expressions:
+                self.literal(item)
+        elif isinstance(node, exp.Between):
+            self.scalar(node.this, "filter")
+            self.literal(node.args["low"])
+            self.literal(node.args["high"])
+        elif isinstance(node, exp.Is):
+            self.scalar(node.this, "filter")
+            if not isinstance(node.expression, exp.Null):
+                raise QueryError("IS only takes NULL (IS NULL / IS NOT NULL)")
+        elif isinstance(node, exp.Column):
+            self.use(_column_name(node, self.dataset), "filter")
+        elif isinstance(node, exp.Boolean):
+            return
+        else:
+            raise QueryError(f"{_describe(node)} is not allowed in WHERE")
+
+    def aggregate(self, node: exp.Expression, out: list[AggCall]) -> AggCall:
+        func = AGGREGATES[type(node)]
+        arg = node.this
+        if isinstance(arg, exp.Distinct) or node.args.get("distinct"):
+            raise QueryError(f"{func.upper()}(DISTINCT ...) is not allowed")
+        if func == "count" and isinstance(arg, exp.Star):
+            call = AggCall("count", None)
+        elif isinstance(arg, exp.Column):
+            column = _column_name(arg, self.dataset)
+            self.use(column, "aggregate")
+            call = AggCall(func, column)
+        else:
+            raise QueryError(f"{func.upper()} takes one column, not {arg.sql() if arg else '()'}")
+        if len(list(node.iter_expressions())) > 1:
+            raise QueryError(f"{func.upper()} takes exactly one argument")
+        if call not in out:
+            out.append(call)
+        return call
+
+    def output(self, node: exp.Expression, groups: set[str], aggs: list[AggCall]) -> None:
+        """SELECT / HAVING / ORDER BY: aggregates, group keys, literals, arithmetic, logic."""
+        if type(node) in AGGREGATES:
+            self.aggregate(node, aggs)
+        elif isinstance(node, exp.Column):
+            name = _column_name(node, self.dataset)
+            if name not in groups:
+                raise QueryError(
+                    f"column {name!r} must be in GROUP BY or inside an aggregate function"
+                )
+        elif isinstance(node, _ARITHMETIC + _COMPARISONS + _LOGIC):
+            for child in node.iter_expressions():
+                self.output(child, groups, aggs)
+        elif isinstance(node, exp.Alias):
+            self.output(node.this, groups, aggs)
+        else:
+            self.literal(node)
+
+
+def _describe(node: exp.Expression) -> str:
+    if isinstance(node, exp.Func):
+        return f"function {_function_name(node)}()"
+    if isinstance(node, exp.Subquery | exp.Select):
+        return "a subquery"
+    return f"{type(node).__name__} ({node.sql()[:60]})"
+
+
+def _check_shape(select: exp.Select) -> None:
+    for key, what in (
+        ("joins", "JOIN"),
+        ("with_", "WITH (CTE)"),
+        ("with", "WITH (CTE)"),
+        ("distinct", "SELECT DISTINCT"),
+        ("qualify", "QUALIFY"),
+        ("windows", "WINDOW"),
+        ("laterals", "LATERAL"),
+        ("offset", "OFFSET"),
+        ("into", "SELECT INTO"),
+        ("sample", "TABLESAMPLE"),
+        ("pivots", "PIVOT"),
+        ("kind", "this SELECT form"),
+        ("prewhere", "PREWHERE"),
+        ("settings", "SETTINGS"),
+        ("connect", "CONNECT BY"),
+        ("match", "MATCH_RECOGNIZE"),
+        ("locks", "locking clauses"),
+        ("cluster", "CLUSTER BY"),
+        ("distribute", "DISTRIBUTE BY"),
+        ("sort", "SORT BY"),
+    ):
+        if select.args.get(key):
+            raise QueryError(f"{what} is not allowed")
+    for node in select.walk():
+        if isinstance(node, exp.Window):
+            raise QueryError("window functions are not allowed")
+        if node is not select and isinstance(node, exp.Select | exp.Subquery | exp.Union):
+            raise QueryError("subqueries are not allowed")
+        if isinstance(node, exp.Placeholder | exp.Parameter):
+            raise QueryError("parameters are not allowed")
+
+
+def _table(select: exp.Select) -> tuple[str, str]:
+    source = select.args.get("from_") or select.args.get("from")
+    if source is None:
+        raise QueryError("the query needs FROM dataset (or FROM node.dataset)")
+    table = source.this
+    if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
+        raise QueryError(f"FROM takes a dataset name, not {_describe(table)}")
+    if table.args.get("catalog") or table.args.get("joins") or table.args.get("laterals"):
+        raise QueryError("FROM takes dataset or node.dataset")
+    for part in (table.name, table.db or ""):
+        if part and not _IDENTIFIER.fullmatch(part.lower()):
+            raise QueryError(f"{part!r} is not a dataset or node name")
+    if table.args.get("alias"):
+        raise QueryError("table aliases are not allowed")
+    for key in ("pivots", "sample", "version", "when", "only", "partition", "changes", "format"):
+        if table.args.get(key):
+            raise QueryError(f"FROM {key.upper()} is not allowed")
+    return table.name.lower(), (table.db or "").lower()
+
+
+def _limit(select: exp.Select) -> int | None:
+    node = select.args.get("limit")
+    if node is None:
+        return None
+    value = node.expression
+    if not isinstance(value, exp.Literal) or value.is_string or not value.this.isdigit():
+        raise QueryError("LIMIT takes a whole number")
+    if int(value.this) > MAX_LIMIT:
+        raise QueryError(f"LIMIT may be at most {MAX_LIMIT}")
+    return int(value.this)
+
+
+@functools.lru_cache(maxsize=512)
+def parse(sql: str) -> QueryPlan:
+    """Parse and validate one query; raise QueryError with the reason if it is refused.
+
+    Pure, so the result is cached by text: the same dashboard query asked again costs
+    nothing here. Callers must treat the plan (and its trees) as read-only.
+    """
+    if len(sql) > MAX_SQL_CHARS:
+        raise QueryError(f"the query is {len(sql)} characters; the limit is {MAX_SQL_CHARS}")
+    try:
+        statements = [s for s in sqlglot.parse(sql, dialect="duckdb") if s is not None]
+    except (ParseError, TokenError) as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise QueryError(f"the query does not parse: {first}") from None
+    except RecursionError:
+        raise QueryError(f"the query is nested too deeply (limit {MAX_DEPTH})") from None
+    if len(statements) != 1:
+        raise QueryError(f"exactly one statement is allowed, got {len(statements)}")
+    select = statements[0]
+    if not isinstance(select, exp.Select):
+        kind = type(select).__name__.upper()
+        raise QueryError(f"only SELECT is allowed, not {kind}")
+    if _depth(select) > MAX_DEPTH:
+        raise QueryError(f"the query is nested too deeply (limit {MAX_DEPTH})")
+    if sum(1 for _ in select.walk()) > MAX_NODES:
+        raise QueryError(f"the query is too large (limit {MAX_NODES} syntax nodes)")
+    _check_shape(select)
+    for node in select.walk():
+        node.comments = None  # comments never travel on: no user text but the tree
+    for node in select.walk():
+        if isinstance(node, exp.Func) and not isinstance(node, _NOT_FUNCTIONS):
+            raise QueryError(f"{_describe(node)} is not allowed")
+    dataset, node_id = _table(select)
+    v = _Validator(dataset)
+    where = select.args.get("where")
+    if where is not None:
+        v.condition(where.this)
+
+    group_node = select.args.get("group")
+    groups: list[str] = []
+    if group_node is not None:
+        for key in ("rollup", "cube", "grouping_sets", "totals"):
+            if group_node.args.get(key):
+                raise QueryError(f"GROUP BY {key.upper()} is not allowed")
+        for g in group_node.expressions:
+            if not isinstance(g, exp.Column):
+                raise QueryError(f"GROUP BY takes column names, not {g.sql()}")
+            name = _column_name(g, dataset)
+            v.use(name, "group_by")
+            if name not in groups:
+                groups.append(name)
+
+    aggs: list[AggCall] = []
+    has_aggregate = any(type(n) in AGGREGATES for n in select.walk())
+    raw: list[str] = []
+    for item in select.expressions:
+        if isinstance(item, exp.Star):
+            raise QueryError("SELECT * is not allowed; name the columns or aggregates")
+        if not has_aggregate and not groups:
+            inner = item.this if isinstance(item, exp.Alias) else item
+            if not isinstance(inner, exp.Column):
+                raise QueryError(f"{inner.sql()} is not allowed in a raw SELECT")
+            name = _column_name(inner, dataset)
+            v.use(name, "raw")
+            raw.append(name)
+        else:
+            v.output(item, set(groups), aggs)
+    having = select.args.get("having")
+    if having is not None:
+        if raw:
+            raise QueryError("HAVING needs aggregates")
+        v.output(having.this, set(groups), aggs)
+    order = select.args.get("order")
+    aliases = {i.alias.lower() for i in select.expressions if isinstance(i, exp.Alias)}
+    if order is not None:
+        for o in order.expressions:
+            target = o.this
+            if isinstance(target, exp.Column) and target.name.lower() in aliases:
+                continue
+            if raw:
+                if not isinstance(target, exp.Column) or _column_name(target, dataset) not in raw:
+                    raise QueryError("a raw SELECT may only be ordered by its columns")
+                continue
+            v.output(target, set(groups), aggs)
+    limit = _limit(select)
+    if raw and (limit is None or limit > RAW_ROW_CAP):
+        limit = min(limit or RAW_ROW_CAP, RAW_ROW_CAP)
+
+    normalised = select.sql(dialect="duckdb")
+    final = _final_query(select, aggs).sql(dialect="duckdb", comments=False)
+    return QueryPlan(
+        sql=normalised,
+        dataset=dataset,
+        node=node_id,
+        group_by=tuple(groups),
+        aggregates=tuple(aggs),
+        where=where.this.copy() if where is not None else None,
+        raw_columns=tuple(raw),
+        limit=limit,
+        column_roles={k: frozenset(r) for k, r in v.roles.items()},
+        final_sql=final,
+    )
+
+
+MERGED_TABLE = "__merged"
+
+
+def agg_column(index: int) -> str:
+    return f"__a{index}"
+
+
+def _final_query(select: exp.Select, aggs: list[AggCall]) -> exp.Select:
+    """The post-merge query: aggregates become columns of the merged table, WHERE goes."""
+    final = select.copy()
+    final.set("where", None)
+    final.set("group", None)
+    having = final.args.get("having")
+    final.set("having", None)
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if type(node) in AGGREGATES:
+            arg = node.this
+            column = None if isinstance(arg, exp.Star) else arg.name.lower()
+            call = AggCall(AGGREGATES[type(node)], column)
+            return exp.column(agg_column(aggs.index(call)))
+        if isinstance(node, exp.Column):
+            return exp.column(node.name.lower())
+        return node
+
+    final = final.transform(replace)
+    final.set("from_", exp.From(this=exp.to_table(MERGED_TABLE)))
+    if having is not None:
+        final.set("where", exp.Where(this=having.this.transform(replace)))
+    # An unaliased output keeps the name the user wrote (as DuckDB would name it).
+    for i, item in enumerate(select.expressions):
+        if not isinstance(item, exp.Alias) and not isinstance(item, exp.Column):
+            new = final.expressions[i]
+            final.expressions[i] = exp.alias_(new, item.sql(dialect="duckdb"), quoted=True)
+    return final

@@ -1,0 +1,110 @@
+"""The local engine: DuckDB over a node's own datasets, locked down.
+
+Datasets are read with Arrow (not by DuckDB) and loaded into an in-memory DuckDB
+database. The database is then closed to the outside: no file system, no extensions,
+configuration locked. The SQL it runs is generated from a validated tree, so these
+settings are the second line of defence, not the first.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from gateway.catalog import CatalogEntry
+from gateway.errors import DeadlineExceeded, InvalidArgument
+from gateway.quality import ARROW_TYPES
+
+_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "threads": 2,
+}
+
+
+def table_name(dataset: str) -> str:
+    return f"ds_{dataset}"
+
+
+def read_dataset(entry: CatalogEntry) -> pa.Table:
+    desc = entry.descriptor
+    path = Path(desc.path)
+    if desc.format == "parquet":
+        table = pq.read_table(path)
+    else:
+        types = {c.name: ARROW_TYPES[c.type] for c in desc.columns}
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+    schema = pa.schema([(c.name, ARROW_TYPES[c.type]) for c in desc.columns])
+    return table.select(schema.names).cast(schema)
+
+
+class Engine:
+    """One in-memory DuckDB per node; a cursor per query, so queries run in parallel."""
+
+    def __init__(self) -> None:
+        self._db = duckdb.connect(":memory:", config=_CONFIG)
+        self._db.execute("SET lock_configuration = true")
+        self._lock = threading.Lock()
+        self._loaded: dict[str, str] = {}  # dataset -> sha256 of the loaded file
+
+    def ensure_loaded(self, entry: CatalogEntry) -> str:
+        """Load (or reload after re-registration) a dataset; returns its table name."""
+        name = entry.descriptor.name
+        sha = entry.quality.sha256
+        if self._loaded.get(name) == sha:
+            return table_name(name)
+        with self._lock:
+            if self._loaded.get(name) != sha:
+                data = read_dataset(entry)
+                staging = f"__load_{name}"
+                self._db.register(staging, data)
+                try:
+                    self._db.execute(
+                        f"CREATE OR REPLACE TABLE {table_name(name)} AS SELECT * FROM {staging}"
+                    )
+                finally:
+                    self._db.unregister(staging)
+                self._loaded[name] = sha
+        return table_name(name)
+
+    def run(self, sql: str, *, timeout: float | None = None) -> pa.Table:
+        """Run generated SQL; interrupted (DEADLINE_EXCEEDED) if it outlives ``timeout``."""
+        cursor = self._db.cursor()
+        timer = None
+        if timeout is not None:
+            if timeout <= 0:
+                raise DeadlineExceeded("no time left to run the query")
+            timer = threading.Timer(timeout, cursor.interrupt)
+            timer.daemon = True
+            timer.start()
+        try:
+            return cursor.sql(sql).to_arrow_table()
+        except duckdb.InterruptException:
+            raise DeadlineExceeded("the local engine ran out of time") from None
+        except duckdb.Error as exc:
+            raise InvalidArgument(f"the local engine refused the query: {exc}") from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            cursor.close()
+
+    def run_on_table(self, sql: str, name: str, table: pa.Table) -> pa.Table:
+        """Run a generated post-merge query over one small table registered for it alone."""
+        cursor = self._db.cursor()
+        try:
+            cursor.register(name, table)
+            return cursor.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise InvalidArgument(f"the merge query failed: {exc}") from None
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        self._db.close()

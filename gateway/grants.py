@@ -1,0 +1,351 @@
+"""Grants: the only source of permission, written and enforced by the data owner.
+
+A grant names a grantee (a user, a whole organisation, or a node), a dataset, the
+operations allowed, and for each column how it may be used. A column not named may not
+be used at all. Classification sets floors a grant cannot go under.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from dataclasses import asdict, dataclass, field, replace
+
+from federation.sqlsubset import QueryPlan
+from gateway.descriptor import LEVELS, DatasetDescriptor
+from gateway.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
+from gateway.identity import Identity
+from gateway.state import State
+
+CONTROLS = ("raw", "group_by", "aggregate", "filter", "join_key")
+OPERATIONS = ("query", "psi", "train")
+GRANTEE_KINDS = ("user", "org", "node")
+DP_AGGREGATES = {"count", "sum", "avg", "var_samp", "var_pop", "stddev_samp", "stddev_pop"}
+
+
+@dataclass(frozen=True)
+class Floor:
+    raw: bool  # may columns be released row by row?
+    min_group_size: int
+    dp_required: bool
+    releasable: bool = True
+
+
+FLOORS = {
+    "L1": Floor(raw=True, min_group_size=1, dp_required=False),
+    "L2": Floor(raw=False, min_group_size=5, dp_required=False),
+    "L3": Floor(raw=False, min_group_size=10, dp_required=True),
+    "L4": Floor(raw=False, min_group_size=10**9, dp_required=True, releasable=False),
+}
+
+
+@dataclass(frozen=True)
+class Grant:
+    id: str
+    dataset: str
+    grantee_kind: str
+    grantee: str
+    operations: tuple[str, ...]
+    columns: dict[str, tuple[str, ...]]
+    min_group_size: int
+    dp_epsilon: float = 0.0  # per query; 0 means no differential privacy
+    dp_budget: float = 0.0  # total epsilon over the grant's life
+    purpose: str = ""
+    valid_from: str = ""
+    expires: str = ""
+    max_uses: int = 0  # 0: unlimited
+    uses: int = 0
+    epsilon_spent: float = 0.0
+    revoked_at: str = ""
+    created_by: str = ""
+    created_at: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def uses_dp(self) -> bool:
+        return self.dp_epsilon > 0
+
+    def status(self, now: str) -> str:
+        if self.revoked_at:
+            return "revoked"
+        if self.valid_from and now < self.valid_from:
+            return "not yet valid"
+        if self.expires and now >= self.expires:
+            return "expired"
+        if self.max_uses and self.uses >= self.max_uses:
+            return "used up"
+        if self.uses_dp and self.epsilon_spent + self.dp_epsilon > self.dp_budget + 1e-12:
+            return "budget spent"
+        return "active"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the owner will do for one request under one grant."""
+
+    grant: Grant
+    min_group_size: int
+    epsilon: float
+    clamp: dict[str, tuple[float, float]] | None
+    level: str
+
+
+def utc(ts: dt.datetime | None = None) -> str:
+    ts = ts or dt.datetime.now(dt.UTC)
+    return ts.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: str, field_name: str) -> str:
+    """Accept ISO dates or datetimes, store them as UTC RFC 3339."""
+    if not value:
+        return ""
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"{field_name} {value!r} is not an ISO date or datetime") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return utc(parsed)
+
+
+def effective_level(desc: DatasetDescriptor, columns: list[str] | tuple[str, ...]) -> str:
+    levels = [desc.level] + [desc.column_level(c) for c in columns]
+    return max(levels, key=LEVELS.index)
+
+
+def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
+    """Refuse a grant that the dataset's classification does not allow."""
+    if grant.grantee_kind not in GRANTEE_KINDS:
+        raise InvalidArgument(f"grantee kind {grant.grantee_kind!r} is not one of {GRANTEE_KINDS}")
+    if not grant.grantee:
+        raise InvalidArgument("grantee must not be empty")
+    bad_ops = [o for o in grant.operations if o not in OPERATIONS]
+    if bad_ops or not grant.operations:
+        raise InvalidArgument(f"operations must be some of {', '.join(OPERATIONS)}")
+    if not grant.columns:
+        raise InvalidArgument("a grant names at least one column (a column not named is unusable)")
+    declared = {c.name for c in desc.columns}
+    for column, controls in grant.columns.items():
+        if column not in declared:
+            raise InvalidArgument(f"column {column!r} is not a column of {desc.name}")
+        bad = [c for c in controls if c not in CONTROLS]
+        if bad or not controls:
+            raise InvalidArgument(f"column {column!r}: controls must be some of {CONTROLS}")
+    level = effective_level(desc, list(grant.columns))
+    floor = FLOORS[level]
+    if not floor.releasable:
+        raise FailedPrecondition(f"{desc.name} is {level} (core): nothing may leave the node")
+    for column, controls in grant.columns.items():
+        if "raw" in controls and FLOORS[effective_level(desc, [column])].raw is False:
+            raise FailedPrecondition(
+                f"column {column!r} is {effective_level(desc, [column])}: 'raw' needs L1 open data"
+            )
+    if grant.min_group_size < floor.min_group_size:
+        raise FailedPrecondition(
+            f"{level} needs a minimum group size of at least {floor.min_group_size}"
+        )
+    if floor.dp_required and not grant.uses_dp:
+        raise FailedPrecondition(
+            f"{level} needs differential privacy (--dp-epsilon and --dp-budget)"
+        )
+    if grant.uses_dp:
+        if grant.dp_budget < grant.dp_epsilon:
+            raise InvalidArgument("dp budget must be at least the per-query epsilon")
+        for column, controls in grant.columns.items():
+            if "aggregate" in controls:
+                spec = next(c for c in desc.columns if c.name == column)
+                if spec.type in ("int64", "float64") and (spec.lower is None or spec.upper is None):
+                    raise FailedPrecondition(
+                        f"column {column!r} has no declared bounds, needed to clamp it under DP"
+                    )
+    if grant.expires and grant.valid_from and grant.expires <= grant.valid_from:
+        raise InvalidArgument("expires must be after valid_from")
+    return grant
+
+
+# --- store ----------------------------------------------------------------------------
+
+_COLUMNS = "id, dataset, grantee_kind, grantee, body, uses, epsilon_spent, revoked_at, created_at"
+
+
+def _row_to_grant(row: tuple) -> Grant:
+    body = json.loads(row[4])
+    body["operations"] = tuple(body["operations"])
+    body["columns"] = {k: tuple(v) for k, v in body["columns"].items()}
+    return Grant(**{**body, "uses": row[5], "epsilon_spent": row[6], "revoked_at": row[7] or ""})
+
+
+class GrantStore:
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def add(self, grant: Grant) -> Grant:
+        grant = replace(grant, id=grant.id or "g-" + secrets.token_hex(4))
+        body = asdict(grant)
+        for k in ("uses", "epsilon_spent", "revoked_at"):
+            body.pop(k)
+        with self._state.transaction() as db:
+            db.execute(
+                f"INSERT INTO grants ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 0, 0.0, NULL, ?)",
+                (
+                    grant.id,
+                    grant.dataset,
+                    grant.grantee_kind,
+                    grant.grantee,
+                    json.dumps(body),
+                    grant.created_at,
+                ),
+            )
+        return grant
+
+    def get(self, grant_id: str) -> Grant:
+        with self._state.transaction() as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM grants WHERE id = ?", (grant_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no grant {grant_id!r}")
+        return _row_to_grant(row)
+
+    def list(self, dataset: str = "") -> list[Grant]:
+        with self._state.transaction() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM grants WHERE (? = '' OR dataset = ?) "
+                "ORDER BY created_at, id",
+                (dataset, dataset),
+            ).fetchall()
+        return [_row_to_grant(r) for r in rows]
+
+    def revoke(self, grant_id: str, when: str) -> Grant:
+        with self._state.transaction() as db:
+            cur = db.execute(
+                "UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (when, grant_id),
+            )
+            if cur.rowcount == 0:
+                exists = db.execute("SELECT 1 FROM grants WHERE id = ?", (grant_id,)).fetchone()
+                if not exists:
+                    raise NotFound(f"no grant {grant_id!r}")
+                raise FailedPrecondition(f"grant {grant_id} is already revoked")
+        return self.get(grant_id)
+
+    def spend(self, decision: Decision, now: str) -> Grant:
+        """Re-check the grant and spend one use and its epsilon, atomically and durably.
+
+        Runs at release time: a grant revoked, expired or used up since the request was
+        checked stops the release here.
+        """
+        g = decision.grant
+        with self._state.transaction() as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM grants WHERE id = ?", (g.id,)).fetchone()
+            if row is None:
+                raise PermissionDenied(f"grant {g.id} no longer exists")
+            current = _row_to_grant(row)
+            status = current.status(now)
+            if status == "budget spent":
+                raise ResourceExhausted(
+                    f"privacy budget of grant {g.id} is spent "
+                    f"({current.epsilon_spent:g} of {current.dp_budget:g})"
+                )
+            if status != "active":
+                raise PermissionDenied(f"grant {g.id} is {status}")
+            db.execute(
+                "UPDATE grants SET uses = uses + 1, epsilon_spent = epsilon_spent + ? WHERE id = ?",
+                (decision.epsilon, g.id),
+            )
+        return replace(
+            current, uses=current.uses + 1, epsilon_spent=current.epsilon_spent + decision.epsilon
+        )
+
+
+# --- deciding ---------------------------------------------------------------------------
+
+
+def _matches(grant: Grant, requester: Identity, home_node: str) -> bool:
+    if grant.grantee_kind == "user":
+        return grant.grantee == requester.id
+    if grant.grantee_kind == "org":
+        return grant.grantee == requester.org
+    return grant.grantee == home_node
+
+
+def _check_columns(grant: Grant, plan: QueryPlan) -> None:
+    for column, roles in sorted(plan.column_roles.items()):
+        allowed = set(grant.columns.get(column, ()))
+        missing = sorted(set(roles) - allowed)
+        if missing:
+            allowed_text = ", ".join(sorted(allowed)) or "not named in the grant"
+            raise PermissionDenied(
+                f"column {column!r} may not be used as {missing[0]} under grant {grant.id} "
+                f"(allowed: {allowed_text})"
+            )
+
+
+def decide(
+    grants: list[Grant],
+    plan: QueryPlan,
+    desc: DatasetDescriptor,
+    requester: Identity,
+    home_node: str,
+    purpose: str,
+    now: str,
+) -> Decision:
+    """Pick the grant that permits this query, or refuse with the most useful reason."""
+    used = list(plan.column_roles)
+    level = effective_level(desc, [c for c in used if c in {x.name for x in desc.columns}])
+    unknown = [c for c in used if c not in {x.name for x in desc.columns}]
+    if unknown:
+        raise InvalidArgument(f"{desc.name} has no column {unknown[0]!r}")
+    floor = FLOORS[level]
+    if not floor.releasable:
+        raise PermissionDenied(f"{desc.name} is {level} (core data): nothing leaves the node")
+    candidates = [
+        g
+        for g in grants
+        if g.dataset == desc.name and "query" in g.operations and _matches(g, requester, home_node)
+    ]
+    order = {"user": 0, "org": 1, "node": 2}
+    candidates.sort(key=lambda g: order[g.grantee_kind])
+    if not candidates:
+        raise PermissionDenied(f"no grant lets {requester} query {desc.name}")
+    reasons: list[tuple[type[Exception], str]] = []
+    for g in candidates:
+        status = g.status(now)
+        if status != "active":
+            exc_type = ResourceExhausted if status == "budget spent" else PermissionDenied
+            reasons.append((exc_type, f"grant {g.id} is {status}"))
+            continue
+        if g.purpose and g.purpose.strip().lower() != purpose.strip().lower():
+            reasons.append((PermissionDenied, f"grant {g.id} is for the purpose {g.purpose!r}"))
+            continue
+        try:
+            _check_columns(g, plan)
+            if plan.is_raw and not floor.raw:
+                raise PermissionDenied(f"{desc.name} is {level}: only aggregates may leave")
+            if floor.dp_required and not g.uses_dp:
+                raise PermissionDenied(f"{level} data needs a grant with differential privacy")
+            if g.uses_dp:
+                if plan.is_raw:
+                    raise PermissionDenied(f"grant {g.id} uses DP: raw rows cannot be released")
+                bad = [a.label for a in plan.aggregates if a.func not in DP_AGGREGATES]
+                if bad:
+                    raise PermissionDenied(f"{bad[0]} cannot be released under DP")
+        except PermissionDenied as exc:
+            reasons.append((PermissionDenied, exc.message))
+            continue
+        clamp = None
+        if g.uses_dp:
+            clamp = {
+                c.name: (c.lower, c.upper)
+                for c in desc.columns
+                if c.lower is not None and c.upper is not None
+            }
+        k = max(g.min_group_size, floor.min_group_size)
+        return Decision(g, k, g.dp_epsilon if g.uses_dp else 0.0, clamp, level)
+    exc_type, message = reasons[0]
+    raise exc_type(message)

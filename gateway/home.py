@@ -1,0 +1,167 @@
+"""The home node's side of a federated query: plan, fan out, merge, finish, keep receipts."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+import grpc
+
+from federation.fanout import fan_out
+from federation.membership import Member, Membership
+from federation.partials import finalize, from_ipc, merge, to_ipc
+from federation.sqlsubset import MERGED_TABLE
+from gateway.errors import FedgateError, InvalidArgument, NotFound, Unavailable
+from gateway.identity import Identity
+from gateway.owner import Owner, plan_or_refuse
+from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
+from gateway.state import State
+
+log = logging.getLogger("fedgate.home")
+
+_CODES = {c.name: c for c in grpc.StatusCode}
+
+
+class OwnerRefused(FedgateError):
+    """An owner refused; carries the owner's own status code."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Home:
+    def __init__(
+        self,
+        node_id: str,
+        owner: Owner,
+        state: State,
+        membership: Callable[[], Membership],
+        call_peer: Callable[[Member, peer_pb2.PartialRequest, float], peer_pb2.PartialResponse],
+        executor: Executor,
+    ) -> None:
+        self.node_id = node_id
+        self.owner = owner
+        self.state = state
+        self.membership = membership
+        self.call_peer = call_peer
+        self.executor = executor
+
+    def targets(self, plan_node: str, nodes: list[str]) -> list[Member]:
+        members = self.membership()
+        wanted = [plan_node] if plan_node else list(nodes)
+        if wanted:
+            out = []
+            for node_id in wanted:
+                m = members.get(node_id)
+                if m is None:
+                    raise NotFound(f"no member {node_id!r} in the federation")
+                out.append(m)
+            return out
+        # Top-level members; a province relays to its cities.
+        return [m for m in members.members if not m.parent]
+
+    def query(
+        self, req: gateway_pb2.QueryRequest, caller: Identity, deadline: float
+    ) -> gateway_pb2.QueryResponse:
+        plan = plan_or_refuse(req.sql)
+        if plan.node and req.nodes:
+            raise InvalidArgument("use FROM node.dataset or --nodes, not both")
+        request_id = uuid.uuid4().hex
+        targets = self.targets(plan.node, list(req.nodes))
+        preq = peer_pb2.PartialRequest(
+            request_id=request_id,
+            sql=plan.sql,
+            requester=common_pb2.Requester(role=caller.role, id=caller.id, org=caller.org),
+            home_node=self.node_id,
+            purpose=req.purpose,
+            include_children=True,
+            explain=req.explain,
+        )
+
+        def ask(member: Member) -> peer_pb2.PartialResponse:
+            if member.id == self.node_id:
+                return self.owner.execute(preq, caller, deadline)
+            return self.call_peer(member, preq, deadline)
+
+        outcomes = fan_out(
+            self.executor,
+            targets,
+            ask,
+            timeout=max(0.0, deadline - time.monotonic()),
+            describe_error=_describe,
+        )
+        resp = gateway_pb2.QueryResponse(
+            request_id=request_id, plan=plan.sql, plan_digest=plan.digest
+        )
+        tables = []
+        published = False
+        for out in outcomes:
+            if out.value is None:
+                published = True
+                resp.owners.append(
+                    common_pb2.OwnerResult(
+                        node_id=out.target.id,
+                        ok=False,
+                        error=out.error,
+                        error_code=out.error.split(":", 1)[0],
+                    )
+                )
+                continue
+            if not out.value.published:
+                continue
+            published = True
+            resp.owners.extend(out.value.owners)
+            if out.value.arrow_ipc:
+                tables.append(from_ipc(out.value.arrow_ipc))
+        if not published:
+            raise NotFound(f"no member publishes the dataset {plan.dataset!r}")
+        failed = [o for o in resp.owners if not o.ok]
+        if failed and not req.allow_partial:
+            first = failed[0]
+            code = _CODES.get(first.error_code, grpc.StatusCode.UNAVAILABLE)
+            if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+                code = grpc.StatusCode.UNAVAILABLE
+                raise Unavailable(f"owner {first.node_id} did not answer: {first.error}")
+            raise OwnerRefused(code, f"owner {first.node_id} refused: {first.error}")
+        resp.missing.extend(o.node_id for o in failed)
+        self._keep_receipts(request_id, resp.owners)
+        resp.epsilon_spent = sum(o.epsilon for o in resp.owners if o.ok and not req.explain)
+        if req.explain:
+            return resp
+        if not tables:
+            raise Unavailable("no owner contributed to the result")
+        merged = merge(plan, tables) if len(tables) > 1 else tables[0]
+        final_input = finalize(plan, merged)
+        result = self.owner.engine.run_on_table(plan.final_sql, MERGED_TABLE, final_input)
+        resp.arrow_ipc = to_ipc(result)
+        log.info(
+            "answered request=%s requester=%s dataset=%s owners=%d missing=%d rows=%d",
+            request_id,
+            caller,
+            plan.dataset,
+            len([o for o in resp.owners if o.ok]),
+            len(resp.missing),
+            result.num_rows,
+        )
+        return resp
+
+    def _keep_receipts(self, request_id: str, owners) -> None:  # type: ignore[no-untyped-def]
+        from gateway.grants import utc
+
+        rows = [(request_id, o.node_id, o.receipt, utc()) for o in owners if o.receipt]
+        if not rows:
+            return
+        with self.state.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?)", rows)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.RpcError):
+        return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+    if isinstance(exc, FedgateError):
+        return f"{exc.code.name}: {exc.message}"
+    return f"INTERNAL: {type(exc).__name__}: {exc}"

@@ -1,0 +1,278 @@
+"""The owner's side of a federated query: re-check, run, protect, spend, sign, release.
+
+An owner trusts nothing the home node decided. It re-parses the SQL, picks the grant
+from its *own* store, runs the generated SQL on its own engine, suppresses and noises
+what it releases, spends the grant's use and budget atomically at release time (so a
+grant revoked meanwhile stops the release), and signs a receipt. As a relay it does the
+same for its children and returns one merged, still-protected partial.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import grpc
+import pyarrow as pa
+
+from federation.fanout import fan_out
+from federation.membership import Member, Membership
+from federation.partials import from_ipc, merge, partial_query, to_ipc
+from federation.sqlsubset import QueryError, QueryPlan, parse
+from gateway import privacy, receipts
+from gateway.catalog import Catalog, CatalogEntry
+from gateway.engine import Engine
+from gateway.errors import FedgateError, InvalidArgument, PermissionDenied
+from gateway.grants import GrantStore, decide, utc
+from gateway.identity import Identity
+from gateway.rpc.v1 import common_pb2, peer_pb2
+
+log = logging.getLogger("fedgate.owner")
+
+
+@dataclass
+class Signer:
+    key: object  # EC private key of the node
+    cert_pem: bytes
+
+    def sign(self, body: dict) -> receipts.Receipt:
+        return receipts.sign(body, self.key, self.cert_pem)  # type: ignore[arg-type]
+
+
+def plan_or_refuse(sql: str) -> QueryPlan:
+    try:
+        return parse(sql)
+    except QueryError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def error_result(
+    node_id: str, exc: FedgateError | grpc.RpcError, via: str = ""
+) -> common_pb2.OwnerResult:
+    if isinstance(exc, grpc.RpcError):
+        code, message = exc.code().name, exc.details() or ""  # type: ignore[attr-defined]
+    else:
+        code, message = exc.code.name, exc.message
+    return common_pb2.OwnerResult(
+        node_id=node_id, ok=False, error=f"{code}: {message}", error_code=code, via=via
+    )
+
+
+class Owner:
+    def __init__(
+        self,
+        node_id: str,
+        catalog: Catalog,
+        grants: GrantStore,
+        engine: Engine,
+        signer: Signer,
+        membership: Callable[[], Membership],
+        call_child: Callable[[Member, peer_pb2.PartialRequest, float], peer_pb2.PartialResponse],
+        executor: Executor,
+    ) -> None:
+        self.node_id = node_id
+        self.catalog = catalog
+        self.grants = grants
+        self.engine = engine
+        self.signer = signer
+        self.membership = membership
+        self.call_child = call_child
+        self.executor = executor
+
+    # --- the request as a whole ---------------------------------------------------------
+
+    def check_caller(self, caller_node: str, req: peer_pb2.PartialRequest) -> Identity:
+        """The home node vouches only for its own users; relays only for their home."""
+        members = self.membership()
+        home = members.get(req.home_node)
+        me = members.get(self.node_id)
+        if home is None:
+            raise PermissionDenied(f"home node {req.home_node!r} is not a member")
+        if caller_node != req.home_node and (me is None or me.parent != caller_node):
+            raise PermissionDenied(
+                f"node {caller_node!r} may not forward a request of home node {req.home_node!r}"
+            )
+        r = req.requester
+        if r.role not in ("analyst", "operator"):
+            raise PermissionDenied(f"requester role {r.role!r} may not query")
+        if r.org != home.org:
+            raise PermissionDenied(
+                f"home node {home.id} may only vouch for users of {home.org!r}, not {r.org!r}"
+            )
+        if self.node_id in req.path:
+            raise InvalidArgument(f"request loop through {self.node_id}")
+        return Identity(role=r.role, id=r.id, org=r.org, serial="", not_after=None)  # type: ignore[arg-type]
+
+    def execute(
+        self, req: peer_pb2.PartialRequest, requester: Identity, deadline: float
+    ) -> peer_pb2.PartialResponse:
+        plan = plan_or_refuse(req.sql)
+        resp = peer_pb2.PartialResponse(node_id=self.node_id)
+        tables: list[pa.Table] = []
+        entry = self.catalog.get(plan.dataset)
+        if entry is not None:
+            resp.published = True
+            result, table = self._own(plan, entry, req, requester, deadline)
+            resp.owners.append(result)
+            if table is not None:
+                tables.append(table)
+        if req.include_children:
+            children = self.membership().children(self.node_id)
+            child_req = peer_pb2.PartialRequest()
+            child_req.CopyFrom(req)
+            child_req.path.append(self.node_id)
+            outcomes = fan_out(
+                self.executor,
+                children,
+                lambda m: self.call_child(m, child_req, deadline),
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+            for out in outcomes:
+                if out.value is None:
+                    err = out.error or "no answer"
+                    resp.owners.append(
+                        common_pb2.OwnerResult(
+                            node_id=out.target.id,
+                            ok=False,
+                            error=f"UNAVAILABLE: {err}",
+                            error_code="UNAVAILABLE",
+                            via=self.node_id,
+                        )
+                    )
+                    resp.published = True
+                    continue
+                if not out.value.published:
+                    continue
+                resp.published = True
+                for o in out.value.owners:
+                    copy = common_pb2.OwnerResult()
+                    copy.CopyFrom(o)
+                    copy.via = copy.via or self.node_id
+                    resp.owners.append(copy)
+                if out.value.arrow_ipc:
+                    tables.append(from_ipc(out.value.arrow_ipc))
+        if tables and not req.explain:
+            resp.arrow_ipc = to_ipc(merge(plan, tables) if len(tables) > 1 else tables[0])
+        return resp
+
+    # --- this node's own partition --------------------------------------------------------
+
+    def _own(
+        self,
+        plan: QueryPlan,
+        entry: CatalogEntry,
+        req: peer_pb2.PartialRequest,
+        requester: Identity,
+        deadline: float,
+    ) -> tuple[common_pb2.OwnerResult, pa.Table | None]:
+        try:
+            return self._release(plan, entry, req, requester, deadline)
+        except FedgateError as exc:
+            log.warning(
+                "refused query request=%s requester=%s home=%s dataset=%s code=%s reason=%s",
+                req.request_id,
+                requester,
+                req.home_node,
+                plan.dataset,
+                exc.code.name,
+                exc.message,
+            )
+            return error_result(self.node_id, exc), None
+
+    def _release(
+        self,
+        plan: QueryPlan,
+        entry: CatalogEntry,
+        req: peer_pb2.PartialRequest,
+        requester: Identity,
+        deadline: float,
+    ) -> tuple[common_pb2.OwnerResult, pa.Table | None]:
+        desc = entry.descriptor
+        decision = decide(
+            self.grants.list(desc.name), plan, desc, requester, req.home_node, req.purpose, utc()
+        )
+        if req.explain:
+            roles = {c: sorted(r) for c, r in sorted(plan.column_roles.items())}
+            text = json.dumps(
+                {
+                    "grant": decision.grant.id,
+                    "level": decision.level,
+                    "min_group_size": decision.min_group_size,
+                    "epsilon": decision.epsilon,
+                    "columns": roles,
+                    "budget_left": decision.grant.dp_budget - decision.grant.epsilon_spent
+                    if decision.grant.uses_dp
+                    else None,
+                },
+                sort_keys=True,
+            )
+            return common_pb2.OwnerResult(
+                node_id=self.node_id,
+                ok=True,
+                grant_id=decision.grant.id,
+                epsilon=decision.epsilon,
+                explain=text,
+            ), None
+        table_name = self.engine.ensure_loaded(entry)
+        ints = [c.name for c in desc.columns if c.type == "int64"]
+        sql = partial_query(plan, table_name, integer_columns=ints, clamp=decision.clamp)
+        raw = self.engine.run(sql, timeout=deadline - time.monotonic())
+        if plan.is_raw:
+            released = privacy.Released(raw, 0, 0.0)
+        elif decision.epsilon > 0:
+            released = privacy.add_noise(
+                raw, epsilon=decision.epsilon, k=decision.min_group_size, clamp=decision.clamp or {}
+            )
+        else:
+            released = privacy.suppress(raw, decision.min_group_size)
+        payload = to_ipc(released.table)
+        # Release point: re-check the grant and spend, atomically and durably.
+        grant = self.grants.spend(privacy_decision(decision, released.epsilon), utc())
+        body = {
+            "request_id": req.request_id,
+            "owner": self.node_id,
+            "requester": str(requester),
+            "requester_org": requester.org,
+            "home_node": req.home_node,
+            "dataset": desc.name,
+            "grant_id": grant.id,
+            "plan_digest": plan.digest,
+            "result_digest": receipts.digest(payload),
+            "groups_released": released.table.num_rows,
+            "groups_suppressed": released.suppressed,
+            "epsilon": released.epsilon,
+            "time": utc(),
+        }
+        receipt = self.signer.sign(body)
+        log.info(
+            "released request=%s requester=%s home=%s dataset=%s grant=%s groups=%d "
+            "suppressed=%d epsilon=%g",
+            req.request_id,
+            requester,
+            req.home_node,
+            desc.name,
+            grant.id,
+            released.table.num_rows,
+            released.suppressed,
+            released.epsilon,
+        )
+        return common_pb2.OwnerResult(
+            node_id=self.node_id,
+            ok=True,
+            groups_released=released.table.num_rows,
+            groups_suppressed=released.suppressed,
+            epsilon=released.epsilon,
+            grant_id=grant.id,
+            receipt=receipt.to_json(),
+        ), released.table
+
+
+def privacy_decision(decision, epsilon: float):  # type: ignore[no-untyped-def]
+    """The decision with the epsilon OpenDP's map actually charged."""
+    from dataclasses import replace
+
+    return replace(decision, epsilon=epsilon)
