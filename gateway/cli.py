@@ -7,6 +7,8 @@ non-zero exit: 2 for bad input or configuration, 1 for a refused or failed RPC.
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -209,6 +211,223 @@ def cmd_dataset_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_table(table, path: Path) -> None:  # type: ignore[no-untyped-def]
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path)
+    elif path.suffix.lower() == ".csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, path)
+    else:
+        raise FedgateError(f"--out {path}: the file name must end in .csv or .parquet")
+
+
+def _format_value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e15 else f"{value:.6g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "NULL" if value is None else str(value)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    import sys as _sys
+
+    from gateway import display
+    from gateway.client import Client
+
+    nodes = [n for n in (args.nodes or "").split(",") if n]
+    with Client(_profile(args), timeout=args.timeout) as c:
+        if args.explain:
+            resp = c.explain(args.sql, purpose=args.purpose, nodes=nodes)
+            print(f"plan: {resp.plan}\nplan digest: {resp.plan_digest}")
+            rows = []
+            for o in resp.owners:
+                if o.ok:
+                    info = json.loads(o.explain)
+                    cols = "; ".join(f"{k}: {','.join(v)}" for k, v in info["columns"].items())
+                    rows.append(
+                        [
+                            o.node_id,
+                            o.via,
+                            "allowed",
+                            info["grant"],
+                            info["level"],
+                            info["min_group_size"],
+                            f"{info['epsilon']:g}",
+                            cols,
+                        ]
+                    )
+                else:
+                    rows.append([o.node_id, o.via, "REFUSED", "", "", "", "", o.error])
+            print(
+                display.table(
+                    [
+                        "owner",
+                        "via",
+                        "decision",
+                        "grant",
+                        "level",
+                        "k",
+                        "epsilon",
+                        "columns / reason",
+                    ],
+                    rows,
+                )
+            )
+            return 0 if all(o.ok for o in resp.owners) else 1
+        result = c.query(
+            args.sql, purpose=args.purpose, allow_partial=args.allow_partial, nodes=nodes
+        )
+    table = result.table
+    if args.out:
+        _write_table(table, Path(args.out))
+        print(f"{table.num_rows} rows written to {args.out}", file=_sys.stderr)
+    elif args.format == "csv":
+        import pyarrow.csv as pacsv
+
+        sink = io.BytesIO()
+        pacsv.write_csv(table, sink)
+        _sys.stdout.write(sink.getvalue().decode())
+    elif args.format == "json":
+        meta = {
+            "request_id": result.request_id,
+            "owners": result.contributors,
+            "missing": list(result.missing),
+            "suppressed": result.suppressed,
+            "epsilon_spent": result.epsilon_spent,
+        }
+        print(json.dumps({"rows": table.to_pylist(), "meta": meta}, default=str, indent=2))
+    else:
+        rows = [[_format_value(v) for v in r.values()] for r in table.to_pylist()]
+        print(display.table(table.column_names, rows))
+    if args.format != "json":
+        suppressed = sum(result.suppressed.values())
+        print(
+            f"\n{table.num_rows} rows from {len(result.contributors)} owners "
+            f"({', '.join(result.contributors)}); groups suppressed at source: {suppressed}; "
+            f"epsilon spent: {result.epsilon_spent:g}; request {result.request_id}",
+            file=_sys.stderr,
+        )
+        if result.missing:
+            print(f"MISSING owners (partial result): {', '.join(result.missing)}", file=_sys.stderr)
+    return 0
+
+
+def _grant_row(g) -> list[object]:  # type: ignore[no-untyped-def]
+    cols = "; ".join(f"{c.column}:{'+'.join(c.controls)}" for c in g.columns)
+    dp = f"{g.epsilon_spent:g}/{g.dp_budget:g} (e={g.dp_epsilon:g})" if g.dp_epsilon else "-"
+    uses = f"{g.uses}/{g.max_uses}" if g.max_uses else str(g.uses)
+    return [
+        g.id,
+        g.dataset,
+        f"{g.grantee_kind}:{g.grantee}",
+        ",".join(g.operations),
+        cols,
+        g.min_group_size,
+        dp,
+        uses,
+        g.expires or "-",
+        g.status,
+    ]
+
+
+_GRANT_HEADERS = [
+    "id",
+    "dataset",
+    "grantee",
+    "ops",
+    "columns",
+    "k",
+    "epsilon",
+    "uses",
+    "expires",
+    "status",
+]
+
+
+def cmd_grant_add(args: argparse.Namespace) -> int:
+    from gateway import display
+    from gateway.client import Client
+    from gateway.rpc.v1 import common_pb2
+
+    kinds = [(k, v) for k, v in (("user", args.user), ("org", args.org), ("node", args.node)) if v]
+    kind, grantee = kinds[0]
+    columns = []
+    for spec in args.column:
+        name, sep, controls = spec.partition("=")
+        if not sep or not controls:
+            raise FedgateError(f"--column {spec!r} must look like name=control[,control]")
+        columns.append(common_pb2.ColumnControls(column=name, controls=controls.split(",")))
+    grant = common_pb2.Grant(
+        dataset=args.dataset,
+        grantee_kind=kind,
+        grantee=grantee,
+        operations=args.ops.split(","),
+        columns=columns,
+        min_group_size=args.min_group_size,
+        dp_epsilon=args.dp_epsilon,
+        dp_budget=args.dp_budget,
+        purpose=args.purpose,
+        valid_from=args.valid_from,
+        expires=args.expires,
+        max_uses=args.max_uses,
+    )
+    with Client(_profile(args)) as c:
+        g = c.add_grant(grant)
+    print(display.table(_GRANT_HEADERS, [_grant_row(g)]))
+    return 0
+
+
+def cmd_grant_list(args: argparse.Namespace) -> int:
+    from gateway import display
+    from gateway.client import Client
+
+    with Client(_profile(args)) as c:
+        grants = c.list_grants(args.dataset)
+    print(display.table(_GRANT_HEADERS, [_grant_row(g) for g in grants]))
+    return 0
+
+
+def cmd_grant_revoke(args: argparse.Namespace) -> int:
+    from gateway.client import Client
+
+    with Client(_profile(args)) as c:
+        g = c.revoke_grant(args.id)
+    print(f"grant {g.id} revoked at {g.revoked_at}; it stops releases at once, also in flight")
+    return 0
+
+
+def cmd_receipt_verify(args: argparse.Namespace) -> int:
+    from gateway import identity, receipts
+
+    try:
+        text = Path(args.file).read_text()
+    except FileNotFoundError:
+        raise FedgateError(f"receipt file {args.file} does not exist") from None
+    receipt = receipts.Receipt.from_json(text)
+    signer = receipts.verify(receipt, identity.load_bundle(Path(args.ca)))
+    b = receipt.body
+    print(f"receipt OK: signed by node {signer}")
+    for key in (
+        "request_id",
+        "requester",
+        "home_node",
+        "dataset",
+        "grant_id",
+        "plan_digest",
+        "result_digest",
+        "groups_released",
+        "groups_suppressed",
+        "epsilon",
+        "time",
+    ):
+        print(f"  {key}: {b.get(key)}")
+    return 0
+
+
 def cmd_sample_data(args: argparse.Namespace) -> int:
     from gateway import sample_data
 
@@ -338,6 +557,64 @@ def build_parser() -> argparse.ArgumentParser:
     client_opts(sp)
     sp.add_argument("descriptors", nargs="+", help="descriptor TOML files")
     sp.add_argument("-v", "--verbose", action="store_true", help="print the quality report")
+
+    sp = add(sub, "query", "run federated aggregate SQL through your home node", cmd_query)
+    client_opts(sp)
+    sp.add_argument("sql", help="SELECT ... FROM dataset | node.dataset (see docs/sql.md)")
+    sp.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    sp.add_argument("--out", help="write the result to FILE.csv or FILE.parquet")
+    sp.add_argument(
+        "--explain",
+        action="store_true",
+        help="dry run: owners, grants, column roles, privacy cost or refusal",
+    )
+    sp.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="answer without unreachable owners (and name them)",
+    )
+    sp.add_argument("--purpose", default="", help="purpose of use; grants may require one")
+    sp.add_argument("--nodes", help="only these owners, comma-separated")
+    sp.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+
+    grant = sub.add_parser("grant", help="grants of your node's datasets (operators)")
+    grant = grant.add_subparsers(dest="grant_command", required=True, metavar="ACTION")
+    sp = add(grant, "add", "write a grant for one of your datasets", cmd_grant_add)
+    client_opts(sp)
+    sp.add_argument("--dataset", required=True)
+    who = sp.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="grantee user id (user@org)")
+    who.add_argument("--org", help="grantee organisation (as in its certificates)")
+    who.add_argument("--node", help="grantee node id (every user it vouches for)")
+    sp.add_argument("--ops", default="query", help="query,psi,train (default: query)")
+    sp.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        required=True,
+        help="name=control[,control]: raw, group_by, aggregate, filter, join_key",
+    )
+    sp.add_argument("--min-group-size", type=int, default=10, help="k (default 10)")
+    sp.add_argument("--dp-epsilon", type=float, default=0.0, help="epsilon per query (0: no DP)")
+    sp.add_argument("--dp-budget", type=float, default=0.0, help="total epsilon")
+    sp.add_argument("--purpose", default="", help="required purpose of use (default: any)")
+    sp.add_argument("--valid-from", default="", help="ISO date/time (default: now)")
+    sp.add_argument("--expires", default="", help="ISO date/time (default: never)")
+    sp.add_argument("--max-uses", type=int, default=0, help="0: unlimited")
+    sp = add(grant, "list", "list the grants of your node", cmd_grant_list)
+    client_opts(sp)
+    sp.add_argument("--dataset", default="")
+    sp = add(grant, "revoke", "revoke a grant now (stops in-flight releases too)", cmd_grant_revoke)
+    client_opts(sp)
+    sp.add_argument("id")
+
+    receipt = sub.add_parser("receipt", help="release receipts")
+    receipt = receipt.add_subparsers(dest="receipt_command", required=True, metavar="ACTION")
+    sp = add(
+        receipt, "verify", "check a receipt's signature with the CA certificate", cmd_receipt_verify
+    )
+    sp.add_argument("file", help="receipt JSON")
+    sp.add_argument("--ca", required=True, help="federation CA certificate")
 
     sp = add(sub, "sample-data", "generate the sample datasets of every node", cmd_sample_data)
     sp.add_argument("--out", required=True)

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from gateway import sample_data
-from gateway.client import Client, Profile
-from gateway.display import federated_catalog_table
+from gateway.client import Client, ClientError, Profile
+from gateway.display import federated_catalog_table, table
 from gateway.launcher import NodeProcess, start_node, stop_nodes, wait_serving
 from gateway.provision import Federation, provision
+from gateway.showcase import SHOWCASES, Showcase, write_sample_grants
 
 REGION_DIR = Path(__file__).resolve().parents[1] / "region_configs"
 
@@ -52,6 +53,32 @@ def register_sample_data(
                 say(f"  {node_id:>9}: registered {d.name} ({d.level}, {d.rows:,} rows)")
 
 
+def run_showcase(client: Client, case: Showcase) -> str:
+    try:
+        result = client.query(case.sql, purpose=case.purpose)
+    except ClientError as exc:
+        return f"   REFUSED {exc}"
+    rows = [[_cell(v) for v in r.values()] for r in result.table.to_pylist()]
+    text = table(result.table.column_names, rows)
+    suppressed = sum(result.suppressed.values())
+    via = sorted({o.via for o in result.owners if o.via})
+    meta = (
+        f"owners: {', '.join(result.contributors)}"
+        + (f" (via relay {', '.join(via)})" if via else "")
+        + f"; groups suppressed at source: {suppressed}; epsilon spent: "
+        + f"{result.epsilon_spent:g}; signed receipts: {len(result.receipts)}"
+    )
+    return "\n".join("   " + line for line in [*text.splitlines(), meta])
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "NULL" if value is None else str(value)
+
+
 def _sigterm_as_interrupt(signum, frame):  # type: ignore[no-untyped-def]
     raise KeyboardInterrupt
 
@@ -70,27 +97,36 @@ def run_demo(
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="fedgate-demo-"))
     t0 = time.monotonic()
-    say(f"[1/5] provisioning the Yangtze Delta federation in {workdir}")
+    say(f"[1/7] provisioning the Yangtze Delta federation in {workdir}")
     fed = provision(workdir, REGION_DIR, free_ports=True, progress=lambda m: say("  " + m))
-    say(f"[2/5] generating sample data (seed {seed}, scale {scale:g})")
+    say(f"[2/7] generating sample data (seed {seed}, scale {scale:g})")
     written = sample_data.generate(
         workdir / "data", seed=seed, scale=scale, nodes=[n.id for n in fed.nodes]
     )
     say(f"  {sum(len(v) for v in written.values())} datasets written")
-    say(f"[3/5] starting {len(fed.nodes)} gateway nodes on loopback")
+    say(f"[3/7] starting {len(fed.nodes)} gateway nodes on loopback")
     try:
         with running(fed) as procs:
             say(f"  all {len(procs)} nodes SERVING after {time.monotonic() - t0:.1f}s:")
             for n in fed.nodes:
                 parent = f", under {n.parent}" if n.parent else ""
                 say(f"    {n.id:>9}  {n.listen:<16} {n.level}{parent}")
-            say("[4/5] operators register their datasets (checked against declared schemas)")
+            say("[4/7] operators register their datasets (checked against declared schemas)")
             register_sample_data(fed, written, say)
             analyst = next((u for u, h in fed.analysts if h == home), None)
             profile_path = fed.profile_path(analyst) if analyst else fed.operator_profile(home)
-            say(f"[5/5] federated catalog through {home}, as {profile_path.stem}:")
+            say(f"[5/7] federated catalog through {home}, as {profile_path.stem}:")
             with Client(Profile.load(profile_path)) as client:
                 say(federated_catalog_table(client.federated_catalog()))
+            grants = write_sample_grants(fed)
+            say(f"[6/7] each owner's operator wrote its grants ({len(grants)} in all)")
+            say(f"[7/7] federated queries through {home}, as {profile_path.stem}:")
+            with Client(Profile.load(profile_path)) as client:
+                for case in SHOWCASES:
+                    say("")
+                    say(f"-- {case.title}")
+                    say(f"   {case.sql}")
+                    say(run_showcase(client, case))
             if keep:
                 # Everything after the prompt is inside the handler, so Ctrl-C at any
                 # moment means "stop the federation", never an error.
@@ -99,6 +135,9 @@ def run_demo(
                     say("The federation keeps running. In another terminal:")
                     say(f"  export FEDGATE_PROFILE={profile_path}")
                     say("  fedgate catalog           # federated catalog")
+                    say(
+                        '  fedgate query "SELECT city, COUNT(*) FROM enterprise_registry GROUP BY city"'
+                    )
                     say("  fedgate whoami")
                     say(f"Operator profiles: {fed.workdir / 'profiles'}")
                     say(f"Node logs: {fed.workdir / 'nodes'}/<id>/node.log")

@@ -124,8 +124,10 @@ class Home:
             first = failed[0]
             code = _CODES.get(first.error_code, grpc.StatusCode.UNAVAILABLE)
             if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
-                code = grpc.StatusCode.UNAVAILABLE
-                raise Unavailable(f"owner {first.node_id} did not answer: {first.error}")
+                raise Unavailable(
+                    f"owner {first.node_id} is unavailable ({first.error}); "
+                    "--allow-partial answers without it"
+                )
             raise OwnerRefused(code, f"owner {first.node_id} refused: {first.error}")
         resp.missing.extend(o.node_id for o in failed)
         self._keep_receipts(request_id, resp.owners)

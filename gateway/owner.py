@@ -58,7 +58,7 @@ def error_result(
     else:
         code, message = exc.code.name, exc.message
     return common_pb2.OwnerResult(
-        node_id=node_id, ok=False, error=f"{code}: {message}", error_code=code, via=via
+        node_id=node_id, ok=False, error=message, error_code=code, via=via
     )
 
 

@@ -1,0 +1,155 @@
+"""The sample federation's grants and showcase queries, shared by demo, tests and benchmarks.
+
+Grants are written by each node's own operator through its own node, as in real use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.client import Client, Profile
+from gateway.provision import Federation
+from gateway.rpc.v1 import common_pb2
+
+
+def _cols(**controls: str) -> list[common_pb2.ColumnControls]:
+    return [common_pb2.ColumnControls(column=c, controls=v.split(",")) for c, v in controls.items()]
+
+
+def sample_grants(grantee_org: str) -> list[common_pb2.Grant]:
+    """What each regional bureau grants a partner organisation, by classification."""
+    return [
+        common_pb2.Grant(  # L2: aggregates only, k >= 5
+            dataset="enterprise_registry",
+            grantee_kind="org",
+            grantee=grantee_org,
+            operations=["query"],
+            min_group_size=5,
+            purpose="",
+            columns=_cols(
+                industry_section="group_by,filter",
+                industry_code="group_by,filter",
+                city="group_by,filter",
+                high_tech="group_by,filter",
+                founding_year="group_by,filter",
+                employees="aggregate,filter",
+                revenue="aggregate",
+                registered_capital="aggregate",
+            ),
+        ),
+        common_pb2.Grant(  # L3: aggregates only, k >= 10, differential privacy
+            dataset="social_insurance",
+            grantee_kind="org",
+            grantee=grantee_org,
+            operations=["query"],
+            min_group_size=10,
+            dp_epsilon=0.5,
+            dp_budget=50.0,
+            purpose="labour market statistics",
+            columns=_cols(
+                gender="group_by",
+                insurance_type="group_by,filter",
+                city="group_by",
+                birth_year="filter",
+                monthly_wage="aggregate",
+                contribution_months="aggregate",
+            ),
+        ),
+        common_pb2.Grant(  # L1 open data: rows may be shown
+            dataset="air_quality",
+            grantee_kind="org",
+            grantee=grantee_org,
+            operations=["query"],
+            min_group_size=1,
+            columns=_cols(
+                station_id="raw,group_by",
+                city="raw,group_by,filter",
+                date="raw,filter",
+                pm25="raw,aggregate,filter",
+                pm10="raw,aggregate",
+                no2="raw,aggregate",
+                o3="raw,aggregate",
+                aqi="raw,aggregate,filter",
+            ),
+        ),
+    ]
+
+
+def ministry_grant(grantee_org: str) -> common_pb2.Grant:
+    return common_pb2.Grant(
+        dataset="industry_enterprises",
+        grantee_kind="org",
+        grantee=grantee_org,
+        operations=["query", "psi"],
+        min_group_size=10,
+        dp_epsilon=1.0,
+        dp_budget=100.0,
+        purpose="",
+        columns=_cols(
+            credit_code="join_key",
+            industry_code="group_by",
+            specialized_sme="group_by",
+            rnd_expense="aggregate",
+            patents="aggregate",
+        ),
+    )
+
+
+def write_sample_grants(fed: Federation) -> list[common_pb2.Grant]:
+    """Every operator grants every analyst's organisation its sample datasets."""
+    orgs = sorted({fed.node(home).org for _user, home in fed.analysts})
+    written = []
+    for node in fed.nodes:
+        with Client(Profile.load(fed.operator_profile(node.id))) as ops:
+            names = {d.name for d in ops.catalog().datasets}
+            for org in orgs:
+                grants = [ministry_grant(org)] if node.level == "ministry" else sample_grants(org)
+                for g in grants:
+                    if g.dataset in names:
+                        written.append(ops.add_grant(g))
+    return written
+
+
+@dataclass(frozen=True)
+class Showcase:
+    title: str
+    sql: str
+    purpose: str = ""
+    expect_refusal: bool = False
+
+
+SHOWCASES = (
+    Showcase(
+        "Enterprises, jobs and revenue by industry across the Delta (L2, k >= 5)",
+        "SELECT industry_section, COUNT(*) AS enterprises, SUM(employees) AS employees, "
+        "AVG(revenue) AS avg_revenue FROM enterprise_registry GROUP BY industry_section "
+        "ORDER BY enterprises DESC LIMIT 6",
+    ),
+    Showcase(
+        "High-tech enterprises in Anhui, through the province's vertical link to its cities",
+        "SELECT city, COUNT(*) AS high_tech, AVG(employees) AS avg_employees, "
+        "STDDEV_SAMP(employees) AS sd_employees FROM anhui.enterprise_registry "
+        "WHERE high_tech GROUP BY city ORDER BY high_tech DESC",
+    ),
+    Showcase(
+        "Average wage by insurance type (L3: k >= 10 and differential privacy at every owner)",
+        "SELECT insurance_type, COUNT(*) AS insured, AVG(monthly_wage) AS avg_wage "
+        "FROM social_insurance GROUP BY insurance_type ORDER BY insurance_type",
+        purpose="labour market statistics",
+    ),
+    Showcase(
+        "Worst air days (L1 open data: rows may be shown)",
+        "SELECT city, date, aqi, pm25 FROM air_quality WHERE aqi > 150 ORDER BY aqi DESC LIMIT 5",
+    ),
+    Showcase(
+        "Refused: singling out one enterprise by its credit code",
+        "SELECT COUNT(*), SUM(revenue) FROM enterprise_registry "
+        "WHERE credit_code = '91310000MA1FL0XX4D'",
+        expect_refusal=True,
+    ),
+    Showcase(
+        "Refused: reading a file through the engine",
+        "SELECT COUNT(*) FROM read_parquet('/etc/passwd')",
+        expect_refusal=True,
+    ),
+)
