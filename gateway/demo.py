@@ -136,7 +136,8 @@ def run_demo(
                     say(f"  export FEDGATE_PROFILE={profile_path}")
                     say("  fedgate catalog           # federated catalog")
                     say(
-                        '  fedgate query "SELECT city, COUNT(*) FROM enterprise_registry GROUP BY city"'
+                        '  fedgate query "SELECT city, COUNT(*) FROM enterprise_registry '
+                        'GROUP BY city"'
                     )
                     say("  fedgate whoami")
                     say(f"Operator profiles: {fed.workdir / 'profiles'}")

@@ -6,6 +6,8 @@ each node's operator exactly as `fedgate demo` does it; every node is stopped at
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway import identity, sample_data
+from gateway import descriptor, identity, sample_data
 from gateway.client import Client, Profile
 from gateway.demo import REGION_DIR, register_sample_data
 from gateway.launcher import NodeProcess, start_node, stop_nodes, wait_serving
 from gateway.provision import Federation, provision
+from gateway.rpc.v1 import common_pb2
+from gateway.showcase import write_sample_grants
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SCALE = 0.05
@@ -53,6 +57,35 @@ class RunningFederation:
         wait_serving([proc], {node_id: self.fed.node(node_id).listen}, profile, timeout=30)
         return proc
 
+    def register_copy(self, node: str, source: str, new_name: str, **changes: object) -> Path:
+        """Register a copy of a sample dataset under a new name (and changed fields)."""
+        src = next(p for p in self.written[node] if p.stem == source)
+        desc = descriptor.load(src)
+        root = self.fed.data_dir(node)
+        data = root / f"{new_name}.{desc.format}"
+        shutil.copy(desc.path, data)
+        new = dataclasses.replace(desc, name=new_name, path=data.name, **changes)
+        path = root / f"{new_name}.toml"
+        path.write_text(descriptor.dumps(new))
+        with self.client(f"ops@{node}") as ops:
+            ops.register(path)
+        return data
+
+    def grant(self, node: str, **fields: object):  # type: ignore[no-untyped-def]
+        """Write a grant at ``node`` as its operator; columns given as {name: "a,b"}."""
+        columns = fields.pop("columns")
+        msg = common_pb2.Grant(
+            columns=[
+                common_pb2.ColumnControls(column=c, controls=v.split(","))
+                for c, v in columns.items()  # type: ignore[union-attr]
+            ],
+            **fields,  # type: ignore[arg-type]
+        )
+        if not msg.operations:
+            msg.operations.append("query")
+        with self.client(f"ops@{node}") as ops:
+            return ops.add_grant(msg)
+
     def issue(
         self, where: Path, role: str, subject: str, org: str, **sign_kwargs: object
     ) -> tuple[Path, Path]:
@@ -79,6 +112,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFede
         profile = Profile.load(fed.operator_profile(fed.nodes[0].id))
         wait_serving(procs, {n.id: n.listen for n in fed.nodes}, profile, timeout=60)
         register_sample_data(fed, written, lambda _msg: None)
+        write_sample_grants(fed)
         yield running
     finally:
         stop_nodes(list(running.procs.values()))
