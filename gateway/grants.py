@@ -303,7 +303,9 @@ def decide(
         raise InvalidArgument(f"{desc.name} has no column {unknown[0]!r}")
     floor = FLOORS[level]
     if not floor.releasable:
-        raise PermissionDenied(f"{desc.name} is {level} (core data): nothing leaves the node")
+        core = [c for c in used if desc.column_level(c) == "L4"]
+        what = f"column {core[0]!r} of {desc.name}" if core else desc.name
+        raise PermissionDenied(f"{what} is {level} (core data): nothing leaves the node")
     candidates = [
         g
         for g in grants

@@ -1,0 +1,332 @@
+"""Hostile queries: each refused with a clear status, logged, and nothing released.
+
+Every query here goes through the analyst's home node like a real one. Refusals that
+depend on grants are made by the owners (and logged there); queries outside the SQL
+subset are refused by the home node and, sent straight to an owner by a member node
+(a home node that skipped its checks), by the owner too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+
+import grpc
+import pytest
+
+from gateway.client import ClientError
+from gateway.rpc.v1 import common_pb2, peer_pb2, peer_pb2_grpc
+from gateway.tls import secure_channel
+from tests.conftest import RunningFederation
+
+pytestmark = pytest.mark.integration
+
+PD, IA, NF, RE = (
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+)
+ER = "enterprise_registry"
+
+# (id, sql, expected status, words the message must contain)
+HOSTILE = [
+    ("raw-non-raw-column", f"SELECT revenue FROM {ER}", PD, "may not be used as raw"),
+    (
+        "raw-name",
+        f"SELECT enterprise_name FROM {ER}",
+        PD,
+        "'enterprise_name' may not be used as raw",
+    ),
+    ("raw-l3", "SELECT monthly_wage FROM social_insurance", PD, "raw"),
+    (
+        "group-by-uncontrolled",
+        f"SELECT credit_code, COUNT(*) FROM {ER} GROUP BY credit_code",
+        PD,
+        "credit_code",
+    ),
+    (
+        "where-on-aggregate-only",
+        f"SELECT COUNT(*) FROM {ER} WHERE revenue > 100",
+        PD,
+        "'revenue' may not be used as filter",
+    ),
+    ("aggregate-uncontrolled", f"SELECT SUM(division_code) FROM {ER}", PD, "division_code"),
+    (
+        "single-out-credit-code",
+        f"SELECT COUNT(*), SUM(revenue) FROM {ER} WHERE credit_code = '91310000MA1FL0XX4D'",
+        PD,
+        "credit_code",
+    ),
+    (
+        "single-out-name",
+        f"SELECT AVG(employees) FROM {ER} WHERE enterprise_name = 'Acme Co., Ltd.'",
+        PD,
+        "enterprise_name",
+    ),
+    ("unknown-column", f"SELECT SUM(nope) FROM {ER}", IA, "no column 'nope'"),
+    ("unknown-dataset", "SELECT COUNT(*) FROM nothing_here", NF, "nothing_here"),
+    (
+        "l4-column",
+        "SELECT person_id, COUNT(*) FROM social_insurance GROUP BY person_id",
+        PD,
+        "person_id",
+    ),
+    (
+        "max-under-dp",
+        "SELECT MAX(monthly_wage) FROM social_insurance",
+        PD,
+        "cannot be released under DP",
+    ),
+    ("read-csv", "SELECT * FROM read_csv('/etc/passwd')", IA, "read_csv"),
+    ("read-parquet", "SELECT COUNT(*) FROM read_parquet('/etc/shadow')", IA, "read_parquet"),
+    ("read-text", "SELECT COUNT(*) FROM read_text('/etc/hosts')", IA, "read_text"),
+    ("glob", "SELECT COUNT(*) FROM glob('/etc/*')", IA, "glob"),
+    ("quoted-path", 'SELECT COUNT(*) FROM "/etc/passwd"', IA, "not a dataset"),
+    ("copy", f"COPY {ER} TO '/tmp/stolen.csv'", IA, "only SELECT"),
+    ("attach", "ATTACH '/tmp/other.db' AS other", IA, "only SELECT"),
+    ("install", "INSTALL httpfs", IA, "only SELECT"),
+    ("load", "LOAD httpfs", IA, "only SELECT"),
+    ("pragma", "PRAGMA database_list", IA, "only SELECT"),
+    ("set", "SET enable_external_access = true", IA, "only SELECT"),
+    ("create", "CREATE TABLE x AS SELECT 1", IA, "only SELECT"),
+    ("drop", f"DROP TABLE {ER}", IA, "only SELECT"),
+    ("stacked", f"SELECT COUNT(*) FROM {ER}; DROP TABLE {ER}", IA, "exactly one statement"),
+    (
+        "comment-hides-statement",
+        f"SELECT COUNT(*) FROM {ER} /* x */; ATTACH 'x.db'",
+        IA,
+        "exactly one statement",
+    ),
+    (
+        "line-comment-then-statement",
+        f"SELECT COUNT(*) FROM {ER} -- harmless\n; COPY {ER} TO '/tmp/x'",
+        IA,
+        "exactly one statement",
+    ),
+    ("subquery-from", f"SELECT COUNT(*) FROM (SELECT * FROM {ER})", IA, "subquer"),
+    (
+        "subquery-in",
+        f"SELECT COUNT(*) FROM {ER} WHERE city IN (SELECT city FROM {ER})",
+        IA,
+        "subquer",
+    ),
+    ("cte", f"WITH t AS (SELECT * FROM {ER}) SELECT COUNT(*) FROM t", IA, "WITH"),
+    ("join", f"SELECT COUNT(*) FROM {ER} a JOIN social_insurance b ON a.city = b.city", IA, "JOIN"),
+    (
+        "union",
+        f"SELECT COUNT(*) FROM {ER} UNION SELECT COUNT(*) FROM social_insurance",
+        IA,
+        "only SELECT",
+    ),
+    ("window", f"SELECT COUNT(*) OVER () FROM {ER}", IA, "window"),
+    (
+        "settings-function",
+        f"SELECT COUNT(*) FROM {ER} WHERE current_setting('threads') = 1",
+        IA,
+        "current_setting",
+    ),
+    ("catalog-function", "SELECT COUNT(*) FROM duckdb_settings()", IA, "duckdb_settings"),
+    ("getenv", f"SELECT COUNT(*) FROM {ER} WHERE city = getenv('HOME')", IA, "getenv"),
+    ("distinct", f"SELECT DISTINCT city FROM {ER}", IA, "DISTINCT"),
+    ("count-distinct", f"SELECT COUNT(DISTINCT city) FROM {ER}", IA, "DISTINCT"),
+    (
+        "oversized",
+        f"SELECT COUNT(*) FROM {ER} WHERE " + " OR ".join(["city = 'x'"] * 700),
+        IA,
+        "characters",
+    ),
+    (
+        "deeply-nested",
+        f"SELECT COUNT(*) FROM {ER} WHERE " + "(" * 60 + "city = 'x'" + ")" * 60,
+        IA,
+        "nested too deeply",
+    ),
+    ("star", f"SELECT * FROM {ER}", IA, "SELECT *"),
+]
+
+
+def released_count(federation: RunningFederation) -> int:
+    return sum(federation.node_log(n.id).count(" released request=") for n in federation.fed.nodes)
+
+
+def refusal_logged(federation: RunningFederation, needle: str, timeout: float = 5) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = [n.id for n in federation.fed.nodes if needle in federation.node_log(n.id)]
+        if nodes or time.monotonic() > deadline:
+            return nodes
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_hostile_query_is_refused(federation: RunningFederation, case) -> None:  # type: ignore[no-untyped-def]
+    _id, sql, code, words = case
+    before = released_count(federation)
+    purpose = "labour market statistics" if "social_insurance" in sql else ""
+    with federation.client("li.wei@shanghai") as c, pytest.raises(ClientError) as info:
+        c.query(sql, purpose=purpose)
+    assert info.value.code == code, str(info.value)
+    assert words.lower() in str(info.value).lower(), str(info.value)
+    time.sleep(0.05)
+    assert released_count(federation) == before, "something was released"
+    reason = str(info.value).split(": ")[-1][:60]
+    assert refusal_logged(federation, reason), f"refusal not logged: {reason}"
+
+
+def test_owner_revalidates_sql_sent_by_a_member_node(federation: RunningFederation) -> None:
+    """A home node that skipped its own checks still gets refused by every owner."""
+    tls = federation.fed.node_dir("anhui") / "tls"
+    target = federation.fed.node("jiangsu")
+    profile_org = federation.fed.node("anhui").org
+    refused = 0
+    with secure_channel(
+        target.listen,
+        "jiangsu",
+        ca=federation.fed.ca_cert,
+        cert=tls / "node.pem",
+        key=tls / "node.key",
+    ) as ch:
+        stub = peer_pb2_grpc.PeerStub(ch)
+        for _id, sql, code, _words in HOSTILE:
+            if code != IA or "no column" in _words:
+                continue
+            req = peer_pb2.PartialRequest(
+                request_id=f"direct-{_id}",
+                sql=sql,
+                home_node="anhui",
+                requester=common_pb2.Requester(
+                    role="analyst", id="zhang.min@anhui", org=profile_org
+                ),
+            )
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Execute(req, timeout=10)
+            assert info.value.code() == IA
+            refused += 1
+    assert refused >= 25
+    assert federation.node_log("jiangsu").count("method=/fedgate.v1.Peer/Execute") >= refused
+
+
+def test_home_may_not_vouch_for_another_orgs_user(federation: RunningFederation) -> None:
+    tls = federation.fed.node_dir("anhui") / "tls"
+    target = federation.fed.node("jiangsu")
+    with secure_channel(
+        target.listen,
+        "jiangsu",
+        ca=federation.fed.ca_cert,
+        cert=tls / "node.pem",
+        key=tls / "node.key",
+    ) as ch:
+        req = peer_pb2.PartialRequest(
+            request_id="forged",
+            sql=f"SELECT COUNT(*) FROM {ER}",
+            home_node="anhui",
+            requester=common_pb2.Requester(
+                role="analyst", id="li.wei@shanghai", org=federation.fed.node("shanghai").org
+            ),
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            peer_pb2_grpc.PeerStub(ch).Execute(req, timeout=10)
+    assert info.value.code() == PD and "may only vouch for users of" in info.value.details()
+
+
+# --- grant lifecycle: each case has its own dataset copy and a user grant ---------------
+
+
+def _ago(days: float) -> str:
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).isoformat()
+
+
+CASES = {
+    "er_expired": dict(valid_from=_ago(10), expires=_ago(1)),
+    "er_not_yet": dict(valid_from=_ago(-5), expires=_ago(-10)),
+    "er_purpose": dict(purpose="urban planning"),
+}
+
+
+@pytest.fixture(scope="module")
+def lifecycle(federation: RunningFederation) -> dict[str, str]:
+    ids = {}
+    for name, extra in CASES.items():
+        federation.register_copy("jiangsu", ER, name)
+        g = federation.grant(
+            "jiangsu",
+            dataset=name,
+            grantee_kind="user",
+            grantee="li.wei@shanghai",
+            min_group_size=5,
+            columns={"city": "group_by", "employees": "aggregate"},
+            **extra,
+        )
+        ids[name] = g.id
+    for name, extra in (("er_revoked", {}), ("er_used", {"max_uses": 2})):
+        federation.register_copy("jiangsu", ER, name)
+        g = federation.grant(
+            "jiangsu",
+            dataset=name,
+            grantee_kind="user",
+            grantee="li.wei@shanghai",
+            min_group_size=5,
+            columns={"city": "group_by", "employees": "aggregate"},
+            **extra,
+        )
+        ids[name] = g.id
+    return ids
+
+
+def _ask(federation: RunningFederation, dataset: str, purpose: str = ""):  # type: ignore[no-untyped-def]
+    with federation.client("li.wei@shanghai") as c:
+        return c.query(
+            f"SELECT city, SUM(employees) FROM jiangsu.{dataset} GROUP BY city", purpose=purpose
+        )
+
+
+@pytest.mark.parametrize(
+    "dataset, words",
+    [
+        ("er_expired", "is expired"),
+        ("er_not_yet", "is not yet valid"),
+        ("er_purpose", "for the purpose 'urban planning'"),
+    ],
+)
+def test_grant_state_refusals(federation: RunningFederation, lifecycle, dataset, words) -> None:  # type: ignore[no-untyped-def]
+    before = released_count(federation)
+    with pytest.raises(ClientError) as info:
+        _ask(federation, dataset, purpose="research")
+    assert info.value.code == PD and words in str(info.value)
+    assert lifecycle[dataset] in str(info.value)
+    assert released_count(federation) == before
+    assert re.search(
+        rf"refused query .*dataset={dataset} code=PERMISSION_DENIED", federation.node_log("jiangsu")
+    )
+
+
+def test_matching_purpose_is_allowed(federation: RunningFederation, lifecycle) -> None:  # type: ignore[no-untyped-def]
+    assert _ask(federation, "er_purpose", purpose="Urban Planning").table.num_rows > 0
+
+
+def test_revoked_grant_refuses_at_once(federation: RunningFederation, lifecycle) -> None:  # type: ignore[no-untyped-def]
+    assert _ask(federation, "er_revoked").table.num_rows > 0
+    with federation.client("ops@jiangsu") as ops:
+        assert ops.revoke_grant(lifecycle["er_revoked"]).status == "revoked"
+    with pytest.raises(ClientError) as info:
+        _ask(federation, "er_revoked")
+    assert info.value.code == PD and "is revoked" in str(info.value)
+
+
+def test_used_up_grant(federation: RunningFederation, lifecycle) -> None:  # type: ignore[no-untyped-def]
+    _ask(federation, "er_used")
+    _ask(federation, "er_used")
+    with pytest.raises(ClientError) as info:
+        _ask(federation, "er_used")
+    assert info.value.code == PD and "used up" in str(info.value)
+    with federation.client("ops@jiangsu") as ops:
+        (g,) = [g for g in ops.list_grants("er_used")]
+    assert g.uses == 2 and g.status == "used up"
+
+
+def test_other_analyst_without_grant_is_refused(federation: RunningFederation, lifecycle) -> None:  # type: ignore[no-untyped-def]
+    with federation.client("zhang.min@anhui") as c, pytest.raises(ClientError) as info:
+        c.query("SELECT city, SUM(employees) FROM jiangsu.er_purpose GROUP BY city")
+    assert info.value.code == PD and "no grant lets analyst:zhang.min@anhui" in str(info.value)
