@@ -39,6 +39,17 @@ class Peers:
                 self._channels[key] = channel
             return channel
 
+    def reset(self, member: Member) -> None:
+        """Drop a channel that failed, so the next call connects afresh.
+
+        A gRPC channel that lost its peer waits out a reconnect backoff; a member that
+        restarted would otherwise look down for seconds after it is back.
+        """
+        with self._lock:
+            channel = self._channels.pop((member.id, member.address), None)
+        if channel is not None:
+            channel.close()
+
     def stub(self, member: Member) -> peer_pb2_grpc.PeerStub:
         return peer_pb2_grpc.PeerStub(self._channel(member))
 

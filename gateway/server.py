@@ -161,9 +161,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
         def ask(member: Member) -> common_pb2.CatalogResponse:
             stub = node.peers.stub(member)
-            return stub.PeerCatalog(
-                common_pb2.CatalogRequest(name_contains=request.name_contains), timeout=timeout
-            )
+            try:
+                return stub.PeerCatalog(
+                    common_pb2.CatalogRequest(name_contains=request.name_contains),
+                    timeout=timeout,
+                )
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                    node.peers.reset(member)
+                raise
 
         outcomes = fan_out(
             node.executor, peers, ask, timeout=timeout + 0.1, describe_error=describe_rpc_error
@@ -334,8 +340,10 @@ class Node:
         t0 = time.monotonic()
         try:
             resp = self.peers.stub(member).Execute(request, timeout=max(0.01, deadline - t0))
-        except grpc.RpcError:
+        except grpc.RpcError as exc:
             self.record_peer(member.id, False, time.monotonic() - t0)
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                self.peers.reset(member)
             raise
         self.record_peer(member.id, True, time.monotonic() - t0)
         return resp
@@ -405,6 +413,7 @@ class Node:
                     up = resp.status == hp.HealthCheckResponse.SERVING
                 except grpc.RpcError:
                     up = False
+                    self.peers.reset(member)
                 self.record_peer(member.id, up, time.monotonic() - t0)
 
     def stop(self, grace: float = 5.0) -> None:

@@ -1,0 +1,154 @@
+"""Differential privacy at the owner: noise, thresholds and a budget that never overruns."""
+
+from __future__ import annotations
+
+import threading
+
+import duckdb
+import grpc
+import pyarrow.parquet as pq
+import pytest
+
+from gateway.client import ClientError
+from tests.conftest import RunningFederation
+
+pytestmark = pytest.mark.integration
+
+SQL = (
+    "SELECT insurance_type, COUNT(*) AS n, AVG(monthly_wage) AS w FROM zhejiang.{ds} "
+    "GROUP BY insurance_type"
+)
+
+
+def _grant(federation: RunningFederation, dataset: str, epsilon: float, budget: float):  # type: ignore[no-untyped-def]
+    federation.register_copy("zhejiang", "social_insurance", dataset)
+    return federation.grant(
+        "zhejiang",
+        dataset=dataset,
+        grantee_kind="user",
+        grantee="li.wei@shanghai",
+        min_group_size=10,
+        dp_epsilon=epsilon,
+        dp_budget=budget,
+        columns={"insurance_type": "group_by", "monthly_wage": "aggregate"},
+    )
+
+
+def _spent(federation: RunningFederation, dataset: str) -> tuple[float, int]:
+    with federation.client("ops@zhejiang") as ops:
+        (g,) = ops.list_grants(dataset)
+    return g.epsilon_spent, g.uses
+
+
+def test_noisy_answers_are_close_but_not_exact(federation: RunningFederation) -> None:
+    data = pq.read_table(federation.fed.data_dir("zhejiang") / "social_insurance.parquet")
+    _grant(federation, "si_noise", epsilon=1.0, budget=10.0)
+    exact = dict(
+        duckdb.sql("SELECT insurance_type, COUNT(*) FROM data GROUP BY insurance_type").fetchall()
+    )
+    with federation.client("li.wei@shanghai") as c:
+        a = c.query(SQL.format(ds="si_noise"))
+        b = c.query(SQL.format(ds="si_noise"))
+    noisy_a = {r["insurance_type"]: r["n"] for r in a.table.to_pylist()}
+    noisy_b = {r["insurance_type"]: r["n"] for r in b.table.to_pylist()}
+    assert a.epsilon_spent == pytest.approx(1.0) and b.epsilon_spent == pytest.approx(1.0)
+    assert noisy_a != noisy_b  # fresh noise each time
+    for key, n in noisy_a.items():
+        assert abs(n - exact[key]) < 40  # Laplace scale 3/1.0 per count: far inside
+    # The wage sum is clamped to the declared [0, 200000] and noised with scale
+    # 200000 * 3 / epsilon: with a few hundred rows per group the average is very noisy.
+    assert all(isinstance(row["w"], float) for row in a.table.to_pylist())
+
+
+def test_budget_survives_restart_and_is_never_exceeded(federation: RunningFederation) -> None:
+    _grant(federation, "si_restart", epsilon=0.5, budget=1.5)
+    with federation.client("li.wei@shanghai") as c:
+        for _ in range(3):
+            c.query(SQL.format(ds="si_restart"))
+        with pytest.raises(ClientError) as info:
+            c.query(SQL.format(ds="si_restart"))
+    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert _spent(federation, "si_restart") == (pytest.approx(1.5), 3)
+    proc = federation.procs["zhejiang"]
+    proc.process.terminate()
+    assert proc.process.wait(timeout=15) == 0
+    federation.start("zhejiang")
+    assert _spent(federation, "si_restart") == (pytest.approx(1.5), 3)
+    with federation.client("li.wei@shanghai") as c, pytest.raises(ClientError) as info:
+        c.query(SQL.format(ds="si_restart"))
+    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "budget" in str(info.value)
+
+
+def test_concurrent_queries_never_overspend(federation: RunningFederation) -> None:
+    _grant(federation, "si_race", epsilon=0.25, budget=2.0)  # room for exactly 8
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def ask() -> None:
+        with federation.client("li.wei@shanghai") as c:
+            try:
+                c.query(SQL.format(ds="si_race"))
+                result = "ok"
+            except ClientError as exc:
+                result = exc.code.name
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=ask) for _ in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(outcomes) == 24
+    assert outcomes.count("ok") == 8
+    assert set(outcomes) == {"ok", "RESOURCE_EXHAUSTED"}
+    assert _spent(federation, "si_race") == (pytest.approx(2.0), 8)
+
+
+def test_l3_grant_without_dp_is_refused_when_written(federation: RunningFederation) -> None:
+    federation.register_copy("zhejiang", "social_insurance", "si_nodp")
+    with pytest.raises(ClientError) as info:
+        federation.grant(
+            "zhejiang",
+            dataset="si_nodp",
+            grantee_kind="user",
+            grantee="li.wei@shanghai",
+            min_group_size=10,
+            columns={"insurance_type": "group_by"},
+        )
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "needs differential privacy" in str(info.value)
+
+
+def test_grant_cannot_go_under_the_l2_floor(federation: RunningFederation) -> None:
+    with pytest.raises(ClientError) as info:
+        federation.grant(
+            "zhejiang",
+            dataset="enterprise_registry",
+            grantee_kind="org",
+            grantee="x",
+            min_group_size=2,
+            columns={"city": "group_by"},
+        )
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "at least 5" in str(info.value)
+
+
+def test_small_groups_are_suppressed_at_the_source(federation: RunningFederation) -> None:
+    """k = 5 on L2: a group of fewer than 5 enterprises at an owner never leaves it."""
+    data = pq.read_table(federation.fed.data_dir("wuhu") / "enterprise_registry.parquet")
+    counts = dict(
+        duckdb.sql("SELECT industry_code, COUNT(*) FROM data GROUP BY industry_code").fetchall()
+    )
+    small = {k for k, n in counts.items() if n < 5}
+    assert small, "sample data should have some small groups at wuhu"
+    with federation.client("li.wei@shanghai") as c:
+        r = c.query(
+            "SELECT industry_code, COUNT(*) AS n FROM wuhu.enterprise_registry "
+            "GROUP BY industry_code"
+        )
+    got = {row["industry_code"]: row["n"] for row in r.table.to_pylist()}
+    assert not small & set(got)
+    assert got == {k: n for k, n in counts.items() if n >= 5}
+    assert r.suppressed == {"wuhu": len(small)}

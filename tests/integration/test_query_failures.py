@@ -1,0 +1,135 @@
+"""Owners that are down, partial answers, dry runs and the query command line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import grpc
+import pyarrow.parquet as pq
+import pytest
+
+from gateway.client import ClientError
+from gateway.receipts import Receipt
+from tests.conftest import RunningFederation, run_fedgate
+
+pytestmark = pytest.mark.integration
+
+COUNT_BY_CITY = "SELECT city, COUNT(*) AS n FROM enterprise_registry GROUP BY city"
+
+
+def test_unreachable_owner_fails_the_query_naming_it(federation: RunningFederation) -> None:
+    proc = federation.procs["jiangsu"]
+    proc.process.terminate()
+    assert proc.process.wait(timeout=15) == 0
+    try:
+        with federation.client("li.wei@shanghai") as c:
+            with pytest.raises(ClientError) as info:
+                c.query(COUNT_BY_CITY)
+            assert info.value.code == grpc.StatusCode.UNAVAILABLE
+            assert "owner jiangsu is unavailable" in str(info.value)
+            partial = c.query(COUNT_BY_CITY, allow_partial=True)
+        assert partial.missing == ("jiangsu",)
+        assert "jiangsu" not in partial.contributors and "zhejiang" in partial.contributors
+        cities = {r["city"] for r in partial.table.to_pylist()}
+        assert "Nanjing" not in cities and "Hangzhou" in cities
+    finally:
+        federation.start("jiangsu")
+    with federation.client("li.wei@shanghai") as c:
+        assert "Nanjing" in {r["city"] for r in c.query(COUNT_BY_CITY).table.to_pylist()}
+
+
+def test_explain_names_owners_grants_roles_and_refusals(federation: RunningFederation) -> None:
+    sql = "SELECT city, SUM(revenue) FROM enterprise_registry WHERE employees > 5 GROUP BY city"
+    with federation.client("li.wei@shanghai") as c:
+        resp = c.explain(sql)
+        bad = c.explain("SELECT SUM(revenue) FROM enterprise_registry WHERE revenue > 1")
+    owners = {o.node_id: o for o in resp.owners}
+    assert set(owners) == {"shanghai", "jiangsu", "zhejiang", "anhui", "hefei", "wuhu"}
+    info = json.loads(owners["hefei"].explain)
+    assert info["columns"] == {
+        "city": ["group_by"],
+        "employees": ["filter"],
+        "revenue": ["aggregate"],
+    }
+    assert info["min_group_size"] == 5 and info["level"] == "L2" and owners["hefei"].via == "anhui"
+    assert not resp.arrow_ipc and resp.epsilon_spent == 0
+    assert all(not o.ok and "may not be used as filter" in o.error for o in bad.owners)
+
+
+def test_receipts_come_back_signed_and_verify(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    with federation.client("li.wei@shanghai") as c:
+        result = c.query(COUNT_BY_CITY)
+    assert set(result.receipts) == set(result.contributors)
+    receipt = Receipt.from_json(result.receipts["wuhu"])
+    assert receipt.body["request_id"] == result.request_id
+    assert receipt.body["requester"] == "analyst:li.wei@shanghai"
+    path = tmp_path / "r.json"
+    path.write_text(result.receipts["wuhu"])
+    ok = run_fedgate("receipt", "verify", str(path), "--ca", str(federation.fed.ca_cert))
+    assert ok.returncode == 0 and "signed by node wuhu" in ok.stdout
+    forged = json.loads(result.receipts["wuhu"])
+    forged["body"]["groups_released"] += 1
+    path.write_text(json.dumps(forged))
+    bad = run_fedgate("receipt", "verify", str(path), "--ca", str(federation.fed.ca_cert))
+    assert bad.returncode == 2 and "does not verify" in bad.stderr
+
+
+def test_query_command_formats(federation: RunningFederation, tmp_path: Path) -> None:
+    profile = str(federation.fed.profile_path("li.wei@shanghai"))
+    sql = (
+        "SELECT industry_section, COUNT(*) AS n FROM enterprise_registry "
+        "GROUP BY industry_section ORDER BY industry_section"
+    )
+    table = run_fedgate("query", sql, "--profile", profile)
+    assert table.returncode == 0, table.stderr
+    assert "industry_section" in table.stdout and "groups suppressed" in table.stderr
+    as_csv = run_fedgate("query", sql, "--profile", profile, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    as_json = json.loads(run_fedgate("query", sql, "--profile", profile, "--format", "json").stdout)
+    assert [r["industry_section"] for r in rows] == [r["industry_section"] for r in as_json["rows"]]
+    assert sorted(as_json["meta"]["owners"]) == sorted(
+        ["shanghai", "jiangsu", "zhejiang", "anhui", "hefei", "wuhu"]
+    )
+    out = tmp_path / "r.parquet"
+    assert run_fedgate("query", sql, "--profile", profile, "--out", str(out)).returncode == 0
+    assert pq.read_table(out).num_rows == len(rows)
+    explain = run_fedgate("query", sql, "--profile", profile, "--explain")
+    assert explain.returncode == 0 and "allowed" in explain.stdout
+    refused = run_fedgate("query", "SELECT revenue FROM enterprise_registry", "--profile", profile)
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_grant_commands(federation: RunningFederation) -> None:
+    profile = str(federation.fed.operator_profile("hefei"))
+    add = run_fedgate(
+        "grant",
+        "add",
+        "--profile",
+        profile,
+        "--dataset",
+        "air_quality",
+        "--user",
+        "zhang.min@anhui",
+        "--column",
+        "city=group_by",
+        "--column",
+        "pm25=aggregate",
+        "--min-group-size",
+        "1",
+        "--expires",
+        "2030-01-01",
+    )
+    assert add.returncode == 0, add.stderr
+    grant_id = add.stdout.split("\n")[2].split()[0]
+    listed = run_fedgate("grant", "list", "--profile", profile, "--dataset", "air_quality")
+    assert grant_id in listed.stdout and "active" in listed.stdout
+    revoked = run_fedgate("grant", "revoke", "--profile", profile, grant_id)
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    again = run_fedgate("grant", "revoke", "--profile", profile, grant_id)
+    assert again.returncode == 1 and "already revoked" in again.stderr
