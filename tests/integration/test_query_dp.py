@@ -137,9 +137,12 @@ def test_grant_cannot_go_under_the_l2_floor(federation: RunningFederation) -> No
 
 def test_small_groups_are_suppressed_at_the_source(federation: RunningFederation) -> None:
     """k = 5 on L2: a group of fewer than 5 enterprises at an owner never leaves it."""
-    data = pq.read_table(federation.fed.data_dir("wuhu") / "enterprise_registry.parquet")
+    con = duckdb.connect()
+    con.register(
+        "data", pq.read_table(federation.fed.data_dir("wuhu") / "enterprise_registry.parquet")
+    )
     counts = dict(
-        duckdb.sql("SELECT industry_code, COUNT(*) FROM data GROUP BY industry_code").fetchall()
+        con.sql("SELECT industry_code, COUNT(*) FROM data GROUP BY industry_code").fetchall()
     )
     small = {k for k, n in counts.items() if n < 5}
     assert small, "sample data should have some small groups at wuhu"
