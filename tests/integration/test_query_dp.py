@@ -41,10 +41,13 @@ def _spent(federation: RunningFederation, dataset: str) -> tuple[float, int]:
 
 
 def test_noisy_answers_are_close_but_not_exact(federation: RunningFederation) -> None:
-    data = pq.read_table(federation.fed.data_dir("zhejiang") / "social_insurance.parquet")
+    con = duckdb.connect()
+    con.register(
+        "data", pq.read_table(federation.fed.data_dir("zhejiang") / "social_insurance.parquet")
+    )
     _grant(federation, "si_noise", epsilon=1.0, budget=10.0)
     exact = dict(
-        duckdb.sql("SELECT insurance_type, COUNT(*) FROM data GROUP BY insurance_type").fetchall()
+        con.sql("SELECT insurance_type, COUNT(*) FROM data GROUP BY insurance_type").fetchall()
     )
     with federation.client("li.wei@shanghai") as c:
         a = c.query(SQL.format(ds="si_noise"))
