@@ -8,13 +8,12 @@ which stays numerically stable where the textbook sum-of-squares formula does no
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 from sqlglot import exp
 
-from federation.sqlsubset import AggCall, QueryPlan, agg_column
+from federation.sqlsubset import MERGED_TABLE, AggCall, QueryPlan, agg_column
 
 ROWS = "__n"  # COUNT(*) of the group: always present, used for the minimum group size
 
@@ -112,116 +111,107 @@ def partial_query(
     return select.sql(dialect="duckdb", comments=False)
 
 
-def _add(a, b):  # type: ignore[no-untyped-def]
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
+PARTIALS_TABLE = "__partials"
+
+# Runs generated SQL over one in-memory table: (sql, table name, table) -> result.
+RunSql = Callable[[str, str, pa.Table], pa.Table]
 
 
-def _chan(c1: int, s1, m1, c2: int, s2, m2):  # type: ignore[no-untyped-def]
-    """Combine two (count, sum, M2) variance states exactly as one pass would."""
-    if not c1:
-        return m2
-    if not c2:
-        return m1
-    delta = s2 / c2 - s1 / c1
-    return (m1 or 0.0) + (m2 or 0.0) + delta * delta * c1 * c2 / (c1 + c2)
+def _q(name: str) -> str:
+    return f'"{name}"'
 
 
-def merge(plan: QueryPlan, partials: list[pa.Table]) -> pa.Table:
-    """Combine partials into one partial with the same schema (exact; relays use this too)."""
+def merge_query(plan: QueryPlan, schema: pa.Schema) -> str:
+    """SQL that combines stacked partials (table ``__partials``) into one partial.
+
+    Counts and sums add, MIN/MAX take the extreme, and M2 combines exactly as
+    M2 = sum(M2_i) + sum(c_i * (mean_i - mean)^2), the parallel variance formula.
+    """
+    keys = [_q(g) for g in plan.group_by]
+    partition = f"PARTITION BY {', '.join(keys)}" if keys else ""
+    extra, items = [], list(keys)
+    for name in schema.names:
+        if name in plan.group_by:
+            continue
+        kind, _, column = name[2:].partition("_")
+        q = _q(name)
+        if name == ROWS or kind in ("c", "q"):
+            items.append(f"CAST(SUM({q}) AS BIGINT) AS {q}" if kind != "q" else f"SUM({q}) AS {q}")
+        elif kind == "s":
+            exact = pa.types.is_integer(schema.field(name).type)
+            items.append(f"CAST(SUM({q}) AS BIGINT) AS {q}" if exact else f"SUM({q}) AS {q}")
+        elif kind in ("min", "max"):
+            items.append(f"{kind.upper()}({q}) AS {q}")
+        elif kind == "m2":
+            c, s_ = _q(state_column("c", column)), _q(state_column("s", column))
+            ts, tc = _q(f"__ts_{column}"), _q(f"__tc_{column}")
+            extra.append(f"SUM({s_}) OVER ({partition}) AS {ts}")
+            extra.append(f"SUM({c}) OVER ({partition}) AS {tc}")
+            spread = f"CASE WHEN {c} > 0 THEN {c} * POW({s_} / {c} - {ts} / {tc}, 2) ELSE 0 END"
+            items.append(f"COALESCE(SUM({q}), 0) + COALESCE(SUM({spread}), 0) AS {q}")
+    source = PARTIALS_TABLE
+    if extra:
+        source = f"(SELECT *, {', '.join(extra)} FROM {PARTIALS_TABLE})"
+    sql = f"SELECT {', '.join(items)} FROM {source}"
+    if keys:
+        sql += f" GROUP BY {', '.join(keys)}"
+    return sql
+
+
+def merge(plan: QueryPlan, partials: list[pa.Table], run_sql: RunSql) -> pa.Table:
+    """Combine partials into one partial with the same columns (exact; relays use it too)."""
     partials = [p for p in partials if p is not None]
     if not partials:
         raise ValueError("nothing to merge")
-    if plan.is_raw:
-        return pa.concat_tables(partials, promote_options="permissive")
     # Owners under DP send float sums where exact owners send integers: promote.
-    table = pa.concat_tables(partials, promote_options="permissive")
-    schema = table.schema
-    names = schema.names
-    keys = list(plan.group_by)
-    merged: dict[tuple, dict[str, object]] = {}
-    for row in table.to_pylist():
-        key = tuple(row[k] for k in keys)
-        cur = merged.get(key)
-        if cur is None:
-            merged[key] = dict(row)
-            continue
-        old = dict(cur)  # every state combines from the values *before* this row
-        for name in names:
-            if name in keys:
-                continue
-            kind, _, column = name[2:].partition("_")
-            a, b = old[name], row[name]
-            if name == ROWS or kind in ("c", "s", "q"):
-                cur[name] = _add(a, b)
-            elif kind == "m2":
-                cur[name] = _chan(
-                    old[state_column("c", column)] or 0,
-                    old[state_column("s", column)],
-                    a,
-                    row[state_column("c", column)] or 0,
-                    row[state_column("s", column)],
-                    b,
-                )
-            elif kind in ("min", "max"):
-                pick = min if kind == "min" else max
-                cur[name] = b if a is None else (a if b is None else pick(a, b))
-    if not merged and not keys:
-        return table.slice(0, 0)
-    return pa.Table.from_pylist(list(merged.values()), schema=schema)
-
-
-def _final_value(call: AggCall, row: dict[str, object]):  # type: ignore[no-untyped-def]
-    if call.column is None:
-        return row[ROWS]
-    c = row.get(state_column("c", call.column)) or 0
-    s = row.get(state_column("s", call.column))
-    if call.func == "count":
-        return c
-    if call.func in ("min", "max"):
-        return row[state_column(call.func, call.column)]
-    if c == 0 or s is None:
-        return None
-    if call.func == "sum":
-        return s
-    if call.func == "avg":
-        return s / c
-    m2 = row.get(state_column("m2", call.column)) or 0.0
-    if call.func in ("var_samp", "stddev_samp"):
-        if c < 2:
-            return None
-        var = m2 / (c - 1)
-    else:
-        var = m2 / c
-    return math.sqrt(var) if call.func.startswith("stddev") else var
-
-
-def finalize(plan: QueryPlan, merged: pa.Table) -> pa.Table:
-    """Group keys plus one column ``__a<i>`` per aggregate call, ready for the final query."""
+    stacked = pa.concat_tables(partials, promote_options="permissive")
     if plan.is_raw:
-        return merged
-    rows = merged.to_pylist()
-    columns: dict[str, pa.Array] = {}
-    for g in plan.group_by:
-        columns[g] = (
-            merged.column(g).combine_chunks()
-            if merged.num_rows
-            else pa.array([], merged.schema.field(g).type)
-        )
-    for i, call in enumerate(plan.aggregates):
-        values = [_final_value(call, r) for r in rows]
-        if call.func == "count":
-            typ = pa.int64()
-        elif call.func in ("min", "max", "sum"):
-            name = state_column("s" if call.func == "sum" else call.func, call.column or "")
-            typ = merged.schema.field(name).type
-        else:
-            typ = pa.float64()
-        columns[agg_column(i)] = pa.array(values, typ)
-    return pa.table(columns) if columns else pa.table({"__empty": pa.array([], pa.int8())})
+        return stacked
+    if not plan.group_by and stacked.num_rows == 0:
+        return stacked
+    return run_sql(merge_query(plan, stacked.schema), PARTIALS_TABLE, stacked)
+
+
+def _final_expr(call: AggCall) -> str:
+    if call.column is None:
+        return _q(ROWS)
+    c = _q(state_column("c", call.column))
+    s = _q(state_column("s", call.column))
+    m2 = _q(state_column("m2", call.column))
+    if call.func == "count":
+        return f"COALESCE({c}, 0)"
+    if call.func in ("min", "max"):
+        return _q(state_column(call.func, call.column))
+    if call.func == "sum":
+        return f"CASE WHEN {c} > 0 THEN {s} END"
+    if call.func == "avg":
+        return f"CASE WHEN {c} > 0 THEN CAST({s} AS DOUBLE) / {c} END"
+    if call.func.endswith("_samp"):
+        var = f"CASE WHEN {c} > 1 THEN {m2} / ({c} - 1) END"
+    else:
+        var = f"CASE WHEN {c} > 0 THEN {m2} / {c} END"
+    return f"SQRT({var})" if call.func.startswith("stddev") else var
+
+
+def finalize_query(plan: QueryPlan, source: str) -> str:
+    """SQL from one merged partial to the group keys plus ``__a<i>`` per aggregate."""
+    items = [_q(g) for g in plan.group_by]
+    items += [f"{_final_expr(call)} AS {agg_column(i)}" for i, call in enumerate(plan.aggregates)]
+    return f"SELECT {', '.join(items)} FROM {source}"
+
+
+def answer(plan: QueryPlan, partials: list[pa.Table], run_sql: RunSql) -> pa.Table:
+    """The user's answer from the owners' partials, in one generated query: merge, final
+    values, then HAVING, ORDER BY and LIMIT, all after the merge."""
+    stacked = pa.concat_tables(partials, promote_options="permissive")
+    if plan.is_raw:
+        inner = f"SELECT * FROM {PARTIALS_TABLE}"
+    elif not plan.group_by and stacked.num_rows == 0:
+        inner = finalize_query(plan, PARTIALS_TABLE)
+    else:
+        merged = f"({merge_query(plan, stacked.schema)})"
+        inner = finalize_query(plan, merged)
+    return run_sql(f"WITH {MERGED_TABLE} AS ({inner}) {plan.final_sql}", PARTIALS_TABLE, stacked)
 
 
 def to_ipc(table: pa.Table) -> bytes:

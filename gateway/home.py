@@ -12,8 +12,7 @@ import grpc
 
 from federation.fanout import fan_out
 from federation.membership import Member, Membership
-from federation.partials import finalize, from_ipc, merge, to_ipc
-from federation.sqlsubset import MERGED_TABLE
+from federation.partials import answer, from_ipc, to_ipc
 from gateway.errors import FedgateError, InvalidArgument, NotFound, Unavailable
 from gateway.identity import Identity
 from gateway.owner import Owner, plan_or_refuse
@@ -136,9 +135,7 @@ class Home:
             return resp
         if not tables:
             raise Unavailable("no owner contributed to the result")
-        merged = merge(plan, tables) if len(tables) > 1 else tables[0]
-        final_input = finalize(plan, merged)
-        result = self.owner.engine.run_on_table(plan.final_sql, MERGED_TABLE, final_input)
+        result = answer(plan, tables, self.owner.engine.run_on_table)
         resp.arrow_ipc = to_ipc(result)
         log.info(
             "answered request=%s requester=%s dataset=%s owners=%d missing=%d rows=%d",

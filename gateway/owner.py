@@ -156,7 +156,8 @@ class Owner:
                 if out.value.arrow_ipc:
                     tables.append(from_ipc(out.value.arrow_ipc))
         if tables and not req.explain:
-            resp.arrow_ipc = to_ipc(merge(plan, tables) if len(tables) > 1 else tables[0])
+            merged = merge(plan, tables, self.engine.run_on_table) if len(tables) > 1 else tables[0]
+            resp.arrow_ipc = to_ipc(merged)
         return resp
 
     # --- this node's own partition --------------------------------------------------------

@@ -1,0 +1,216 @@
+"""Benchmark federated aggregate SQL through real node processes on loopback (mTLS).
+
+Usage: python scripts/bench_query.py [--queries 2000] [--rows 5000000] [--threads 8]
+
+(a) a home node and 5 owner nodes, a small aggregate: p50 / p99 latency of sequential
+    queries, and queries per second with concurrent clients.
+(b) --rows rows split evenly over the 5 owners: federated time / pooled DuckDB time on
+    the same rows (one DuckDB, all rows in memory) for a group-by aggregate and a
+    filtered sum. Median of --repeat runs each.
+Goals (issue 3, 2-core machine): p50 <= 10 ms, p99 <= 30 ms, >= 200 queries/s,
+ratio <= 1.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import duckdb  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from gateway import descriptor  # noqa: E402
+from gateway.client import Client, Profile  # noqa: E402
+from gateway.demo import running  # noqa: E402
+from gateway.provision import provision  # noqa: E402
+from gateway.rpc.v1 import common_pb2  # noqa: E402
+
+OWNERS = ("owner1", "owner2", "owner3", "owner4", "owner5")
+HOME = "home"
+SMALL = "SELECT industry, COUNT(*) AS n, SUM(employees) AS e FROM firms GROUP BY industry"
+GROUP_BY = (
+    "SELECT industry, city, COUNT(*) AS n, AVG(revenue) AS r, STDDEV_SAMP(employees) AS s "
+    "FROM firms GROUP BY industry, city"
+)
+FILTERED = "SELECT SUM(revenue) AS r FROM firms WHERE employees > 50 AND founded >= 2000"
+
+
+def write_regions(root: Path) -> Path:
+    regions = root / "regions"
+    regions.mkdir()
+    members = [HOME, *OWNERS]
+    lines = ['federation = "bench"']
+    for m in members:
+        lines += ["", "[[members]]", f'id = "{m}"', f'name = "{m}"', 'level = "province"']
+    lines += ["", "[[analysts]]", 'id = "bench@home"', f'home = "{HOME}"']
+    (regions / "federation.toml").write_text("\n".join(lines) + "\n")
+    for m in members:
+        (regions / f"{m}.toml").write_text(
+            f'[node]\nid = "{m}"\norg = "{m} bureau"\nlisten = "127.0.0.1:0"\n'
+            f'data_dir = "x"\n[metrics]\nlisten = ""\n'
+        )
+    return regions
+
+
+def make_firms(rows: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    return pa.table(
+        {
+            "industry": pa.array(rng.choice(list("ABCDEFGHIJKLMNOPQRST"), rows)),
+            "city": pa.array(rng.choice([f"city{i:02d}" for i in range(40)], rows)),
+            "employees": pa.array(rng.integers(1, 5000, rows), pa.int64()),
+            "revenue": pa.array(rng.lognormal(8, 1.5, rows)),
+            "founded": pa.array(rng.integers(1980, 2025, rows), pa.int64()),
+        }
+    )
+
+
+DESC_COLUMNS = (
+    descriptor.ColumnSpec("industry", "string"),
+    descriptor.ColumnSpec("city", "string"),
+    descriptor.ColumnSpec("employees", "int64"),
+    descriptor.ColumnSpec("revenue", "float64"),
+    descriptor.ColumnSpec("founded", "int64"),
+)
+
+
+def publish(fed, owner: str, table: pa.Table, name: str) -> None:  # type: ignore[no-untyped-def]
+    root = fed.data_dir(owner)
+    pq.write_table(table, root / f"{name}.parquet")
+    desc = descriptor.DatasetDescriptor(
+        name=name,
+        title="Firms",
+        description="synthetic",
+        department="bench",
+        level="L1",
+        update_frequency="static",
+        path=f"{name}.parquet",
+        format="parquet",
+        columns=DESC_COLUMNS,
+    )
+    (root / f"{name}.toml").write_text(descriptor.dumps(desc))
+    with Client(Profile.load(fed.operator_profile(owner)), timeout=600) as ops:
+        ops.register(root / f"{name}.toml")
+        ops.add_grant(
+            common_pb2.Grant(
+                dataset=name,
+                grantee_kind="node",
+                grantee=HOME,
+                operations=["query"],
+                min_group_size=1,
+                columns=[
+                    common_pb2.ColumnControls(
+                        column=c.name, controls=["group_by", "aggregate", "filter"]
+                    )
+                    for c in DESC_COLUMNS
+                ],
+            )
+        )
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_small(client: Client, queries: int, threads: int, profile: Profile) -> None:
+    for _ in range(50):
+        client.query(SMALL)
+    lat = []
+    for _ in range(queries):
+        t = time.perf_counter()
+        client.query(SMALL)
+        lat.append((time.perf_counter() - t) * 1000)
+    print(
+        f"(a) small aggregate, 5 owners, sequential: p50 {pct(lat, 0.5):.1f} ms, "
+        f"p99 {pct(lat, 0.99):.1f} ms over {queries} queries (goal p50 <= 10, p99 <= 30)"
+    )
+    per_thread = max(1, queries // threads)
+    errors: list[str] = []
+
+    def worker() -> None:
+        with Client(profile) as c:
+            for _ in range(per_thread):
+                try:
+                    c.query(SMALL)
+                except Exception as exc:  # noqa: BLE001 - counted and reported
+                    errors.append(str(exc))
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    wall = time.perf_counter() - t0
+    done = per_thread * threads - len(errors)
+    print(
+        f"(a) throughput with {threads} concurrent clients: {done / wall:.0f} queries/s "
+        f"({done} queries in {wall:.1f} s, {len(errors)} errors; goal >= 200)"
+    )
+
+
+def bench_large(client: Client, tables: list[pa.Table], repeat: int) -> None:
+    con = duckdb.connect(config={"threads": 2})
+    pooled = pa.concat_tables(tables)
+    con.register("staging", pooled)
+    con.execute("CREATE TABLE firms AS SELECT * FROM staging")
+    con.unregister("staging")
+    for name, sql in (("group-by aggregate", GROUP_BY), ("filtered sum", FILTERED)):
+        fed_sql = sql.replace("FROM firms", "FROM big")
+        client.query(fed_sql, timeout=600)  # warm: owners load the dataset once
+        con.sql(sql).fetchall()
+        fed_t, pool_t = [], []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            res = client.query(fed_sql, timeout=600)
+            fed_t.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ref = con.sql(sql).fetchall()
+            pool_t.append(time.perf_counter() - t)
+        assert res.table.num_rows == len(ref)
+        f, p = statistics.median(fed_t), statistics.median(pool_t)
+        print(
+            f"(b) {name} over {pooled.num_rows:,} rows: federated {f * 1000:.0f} ms, "
+            f"pooled DuckDB {p * 1000:.0f} ms, ratio {f / p:.2f} (goal <= 1.3)"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="fedgate-bench-q-") as tmp:
+        root = Path(tmp)
+        fed = provision(root / "fed", write_regions(root), free_ports=True)
+        with running(fed):
+            per_owner = args.rows // len(OWNERS)
+            tables = [make_firms(per_owner, seed) for seed in range(len(OWNERS))]
+            t0 = time.perf_counter()
+            for owner, table in zip(OWNERS, tables, strict=True):
+                publish(fed, owner, table.slice(0, 2000), "firms")
+                publish(fed, owner, table, "big")
+            print(f"setup: {args.rows:,} rows over 5 owners in {time.perf_counter() - t0:.1f} s")
+            profile = Profile.load(fed.profile_path("bench@home"))
+            with Client(profile, timeout=600) as client:
+                bench_small(client, args.queries, args.threads, profile)
+                bench_large(client, tables, args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
