@@ -82,8 +82,11 @@ class Catalog:
             )
         return out
 
+    def own_operator(self, caller: Identity) -> bool:
+        return caller.role == "operator" and caller.org == self._node_org
+
     def visible_to(self, caller: Identity, name_contains: str = "") -> list[CatalogEntry]:
-        own_operator = caller.role == "operator" and caller.org == self._node_org
+        own_operator = self.own_operator(caller)
         return [
             e
             for e in self.entries()

@@ -72,6 +72,14 @@ def cmd_ca_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ca_crl(args: argparse.Namespace) -> int:
+    from gateway import identity
+
+    crl = identity.write_crl(Path(args.dir), next_update_days=args.days)
+    print(f"CRL re-issued, valid {args.days} days: {crl}")
+    return 0
+
+
 def cmd_cert_request(args: argparse.Namespace) -> int:
     from gateway import identity
 
@@ -472,18 +480,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp = add(ca, "init", "create a federation root CA (key, certificate, empty CRL)", cmd_ca_init)
     sp.add_argument("--dir", required=True, help="CA folder (created)")
-    sp.add_argument("--name", default="Yangtze Delta Federation CA")
-    sp.add_argument("--days", type=int, default=3650)
+    sp.add_argument(
+        "--name",
+        default="Yangtze Delta Federation CA",
+        help="CA common name (default: %(default)s)",
+    )
+    sp.add_argument("--days", type=int, default=3650, help="validity (default: %(default)s)")
     sp = add(ca, "sign", "sign a CSR into a certificate carrying role, id and org", cmd_ca_sign)
     sp.add_argument("csr")
     sp.add_argument("--dir", required=True, help="CA folder")
-    sp.add_argument("--days", type=int, default=365)
+    sp.add_argument("--days", type=int, default=365, help="validity (default: %(default)s)")
     sp.add_argument("--out", help="certificate file (default: CSR name with .pem)")
     sp = add(ca, "revoke", "revoke a certificate and re-issue the CRL", cmd_ca_revoke)
     sp.add_argument("--dir", required=True, help="CA folder")
     g = sp.add_mutually_exclusive_group(required=True)
     g.add_argument("--cert", help="certificate file to revoke")
     g.add_argument("--serial", help="serial number (hex) to revoke")
+
+    sp = add(ca, "crl", "re-issue the CRL (nodes refuse callers once it expires)", cmd_ca_crl)
+    sp.add_argument("--dir", required=True, help="CA folder")
+    sp.add_argument("--days", type=int, default=7, help="validity in days (default 7)")
 
     cert = sub.add_parser("cert", help="keys and certificate requests").add_subparsers(
         dest="cert_command", required=True, metavar="ACTION"
@@ -497,7 +513,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--role", required=True, choices=["node", "operator", "analyst"])
     sp.add_argument("--id", required=True, help="node id, or user@org for people")
     sp.add_argument("--org", required=True, help="organisation")
-    sp.add_argument("--host", action="append", default=[], help="node address (IP or DNS)")
+    sp.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="node address (IP or DNS) for its server certificate; nodes only",
+    )
     sp.add_argument("--out-dir", default=".", help="folder for KEY and CSR")
     sp.add_argument("--name", help="file stem (default: the id)")
     sp = add(cert, "show", "print the identity a certificate carries", cmd_cert_show)
@@ -520,12 +541,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add(
         fed, "init", "provision CA, node and user keys, membership and configs", cmd_federation_init
     )
-    sp.add_argument("--workdir", default=str(DEFAULT_REGIONS.parent / ".fedgate"))
-    sp.add_argument("--regions", default=str(DEFAULT_REGIONS))
+    sp.add_argument(
+        "--workdir",
+        default=str(DEFAULT_REGIONS.parent / ".fedgate"),
+        help="where keys, certificates and data go (default: .fedgate)",
+    )
+    sp.add_argument(
+        "--regions",
+        default=str(DEFAULT_REGIONS),
+        help="folder with federation.toml and <id>.toml (default: region_configs)",
+    )
     sp.add_argument("--free-ports", action="store_true", help="pick free loopback ports")
     sp.add_argument("--sample-data", action="store_true", help="also generate sample data")
-    sp.add_argument("--seed", type=int, default=20261125)
-    sp.add_argument("--scale", type=float, default=1.0)
+    sp.add_argument("--seed", type=int, default=20261125, help="(default: %(default)s)")
+    sp.add_argument("--scale", type=float, default=1.0, help="sample data scale (default: 1)")
 
     node = sub.add_parser("node", help="run a gateway node").add_subparsers(
         dest="node_command", required=True, metavar="ACTION"
@@ -539,7 +568,12 @@ def build_parser() -> argparse.ArgumentParser:
     client_opts(sp)
     sp.add_argument("--local", action="store_true", help="only the home node's datasets")
     sp.add_argument("--name", default="", help="only datasets whose name contains this")
-    sp.add_argument("--format", choices=["table", "json"], default="table")
+    sp.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="output format (default: table)",
+    )
     sp.add_argument("--timeout", type=float, default=30.0, help="whole request, seconds")
     sp.add_argument(
         "--member-timeout",
@@ -617,9 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ca", required=True, help="federation CA certificate")
 
     sp = add(sub, "sample-data", "generate the sample datasets of every node", cmd_sample_data)
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--seed", type=int, default=20261125)
-    sp.add_argument("--scale", type=float, default=1.0)
+    sp.add_argument("--out", required=True, help="folder; one sub-folder per node")
+    sp.add_argument("--seed", type=int, default=20261125, help="(default: %(default)s)")
+    sp.add_argument("--scale", type=float, default=1.0, help="row-count factor (default: 1)")
     sp.add_argument("--nodes", nargs="*", help="only these node ids")
 
     sp = add(sub, "demo", "run the Yangtze Delta demo federation", cmd_demo)
@@ -644,6 +678,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (FedgateError, LaunchError, MembershipError) as exc:
         print(f"fedgate: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"fedgate: error:{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

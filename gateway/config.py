@@ -69,7 +69,8 @@ def _get(section: dict[str, Any], name: str, field: str, kind: type, default: An
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{field} must be a {kind.__name__}, got {type(value).__name__}")
+        names = {int: "an integer", float: "a number", str: "a string", list: "a list"}
+        raise ConfigError(f"{field} must be {names.get(kind, kind.__name__)}, got {value!r}")
     return value
 
 

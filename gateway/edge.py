@@ -71,7 +71,10 @@ class Authenticator:
         return identity_of_pem(certs[0])
 
     def authorize(self, caller: Identity, method: str) -> Identity:
-        if self.revocations.is_revoked(caller.serial):
+        revoked = self.revocations.is_revoked(caller.serial)
+        if self.revocations.problem:
+            log.error("CRL not reloaded, last good list kept: %s", self.revocations.problem)
+        if revoked:
             raise Unauthenticated(f"certificate {caller.serial} of {caller} has been revoked")
         members = self.membership()  # also picks up a changed (and re-verified) document
         if caller.role == "node" and members.get(caller.id) is None:

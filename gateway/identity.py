@@ -330,31 +330,59 @@ def verify_signed_by(cert: x509.Certificate, bundle: list[x509.Certificate]) -> 
 
 
 class RevocationList:
-    """The CA's CRL, re-read whenever the file changes, so revocation needs no restart."""
+    """The CA's CRL, re-read whenever the file changes, so revocation needs no restart.
+
+    It fails closed: a CRL that disappears or stops parsing leaves the last good list in
+    force (and is logged), and a CRL past its next-update time refuses every caller
+    until the CA re-issues it (`fedgate ca crl`).
+    """
 
     def __init__(self, path: Path | None, bundle: list[x509.Certificate]) -> None:
         self._path = path
         self._bundle = bundle
         self._stamp: tuple[int, int] | None = None
         self._serials: frozenset[int] = frozenset()
+        self._next_update: dt.datetime | None = None
+        self._loaded = False
+        self.problem = ""  # last reason a new CRL file was not taken, for the log
 
-    def _reload(self) -> None:
+    def load(self) -> None:
+        """Read the CRL now; raises InvalidArgument (start-up) if it is unusable."""
         if self._path is None:
             return
-        try:
-            st = self._path.stat()
-        except FileNotFoundError:
-            self._stamp, self._serials = None, frozenset()
+        st = self._path.stat() if self._path.exists() else None
+        if st is None:
+            if not self._loaded:
+                self._loaded = True  # no CRL issued yet: nothing revoked
             return
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self._stamp:
             return
-        crl = x509.load_pem_x509_crl(self._path.read_bytes())
+        try:
+            crl = x509.load_pem_x509_crl(self._path.read_bytes())
+        except ValueError as exc:
+            raise InvalidArgument(f"tls.crl: {self._path} is not a PEM CRL: {exc}") from None
         if not any(crl.is_signature_valid(ca.public_key()) for ca in self._bundle):
-            raise Unauthenticated(f"CRL {self._path} is not signed by the federation CA")
+            raise InvalidArgument(f"tls.crl: {self._path} is not signed by the federation CA")
         self._serials = frozenset(r.serial_number for r in crl)
+        self._next_update = crl.next_update_utc
         self._stamp = stamp
+        self._loaded = True
+
+    def _reload(self) -> None:
+        try:
+            self.load()
+            self.problem = ""
+        except InvalidArgument as exc:
+            if not self._loaded:
+                raise Unauthenticated(exc.message) from None
+            self.problem = exc.message  # keep the last good list in force
 
     def is_revoked(self, serial_hex: str) -> bool:
         self._reload()
+        if self._next_update is not None and _now() > self._next_update:
+            raise Unauthenticated(
+                f"the CRL expired at {self._next_update:%Y-%m-%d %H:%M} UTC; "
+                "the CA must re-issue it (fedgate ca crl)"
+            )
         return int(serial_hex, 16) in self._serials

@@ -22,11 +22,17 @@ def column_to_proto(c: ColumnSpec, dataset_level: str) -> common_pb2.Column:
     return msg
 
 
-def entry_to_proto(entry: CatalogEntry, node_id: str) -> common_pb2.DatasetInfo:
+def entry_to_proto(
+    entry: CatalogEntry, node_id: str, *, show_extremes: bool = False
+) -> common_pb2.DatasetInfo:
+    """A catalog entry. Min/max can single out one record (the largest employer, the
+    highest wage), so they are shown only for L1 columns, or to the node's own operators."""
     d, q = entry.descriptor, entry.quality
     quality = common_pb2.QualityReport(rows=q.rows, file_bytes=q.file_bytes, sha256=q.sha256)
     for c in q.columns:
         cq = quality.columns.add(name=c.name, null_rate=c.null_rate)
+        if not (show_extremes or d.column_level(c.name) == "L1"):
+            continue
         if c.min is not None:
             cq.min = c.min
         if c.max is not None:

@@ -93,7 +93,11 @@ def plan(
 ) -> tuple[str, list[NodePlan], list[tuple[str, str]]]:
     fed = _read_toml(region_dir / "federation.toml")
     nodes = []
-    for m in fed.get("members", []):
+    ids = {m.get("id") for m in fed.get("members", [])}
+    for i, m in enumerate(fed.get("members", [])):
+        for key in ("id", "level"):
+            if key not in m:
+                raise ConfigError(f"federation.toml: members[{i}] has no {key!r}")
         node_id = m["id"]
         cfg = _read_toml(region_dir / f"{node_id}.toml").get("node", {})
         metrics = _read_toml(region_dir / f"{node_id}.toml").get("metrics", {})
@@ -114,7 +118,11 @@ def plan(
                 metrics_listen=metrics_listen,
             )
         )
-    analysts = [(a["id"], a["home"]) for a in fed.get("analysts", [])]
+    analysts = []
+    for i, a in enumerate(fed.get("analysts", [])):
+        if "id" not in a or a.get("home") not in ids:
+            raise ConfigError(f"federation.toml: analysts[{i}] needs an id and a member as home")
+        analysts.append((a["id"], a["home"]))
     return fed.get("federation", "federation"), nodes, analysts
 
 

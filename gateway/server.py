@@ -25,7 +25,7 @@ from gateway.catalog import Catalog
 from gateway.config import NodeConfig
 from gateway.edge import Authenticator, CallContext, EdgeInterceptor
 from gateway.engine import Engine
-from gateway.errors import ConfigError, NotFound, PermissionDenied
+from gateway.errors import ConfigError, InvalidArgument, NotFound, PermissionDenied
 from gateway.grants import GrantStore, parse_time
 from gateway.home import Home
 from gateway.identity import (
@@ -86,8 +86,14 @@ class MembershipSource:
             with self._lock:
                 self._stamp = stamp
                 try:
-                    self._current = verify(self._path.read_bytes(), self._keys)
-                    log.info("membership reloaded serial=%s", self._current.serial)
+                    new = verify(self._path.read_bytes(), self._keys)
+                    if new.serial <= self._current.serial:
+                        raise MembershipError(
+                            f"serial {new.serial} is not newer than {self._current.serial} "
+                            "(a replayed or unchanged document)"
+                        )
+                    self._current = new
+                    log.info("membership reloaded serial=%s", new.serial)
                 except MembershipError as exc:
                     log.error("membership file changed but was refused: %s", exc)
         return self._current
@@ -102,6 +108,9 @@ def check_node_identity(config: NodeConfig, membership: Membership) -> tuple[Ide
     if not verify_signed_by(cert, bundle):
         raise ConfigError(f"tls.cert: {config.cert} is not signed by the CA in {config.ca}")
     ident = identity_of(cert)
+    key = load_key(config.key)
+    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+        raise ConfigError(f"tls.key: {config.key} is not the private key of {config.cert}")
     if ident.role != "node":
         raise ConfigError(f"tls.cert: {config.cert} is a {ident.role} certificate, not a node one")
     if ident.id != config.id:
@@ -117,6 +126,10 @@ def check_node_identity(config: NodeConfig, membership: Membership) -> tuple[Ide
         raise ConfigError(
             f"node.listen {config.listen!r} differs from this node's membership address "
             f"{me.address!r}"
+        )
+    if config.org and config.org != ident.org:
+        raise ConfigError(
+            f"node.org {config.org!r} differs from the certificate's organisation {ident.org!r}"
         )
     return ident, me
 
@@ -209,7 +222,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             replaced,
         )
         return gateway_pb2.RegisterDatasetResponse(
-            dataset=messages.entry_to_proto(entry, node.identity.id), replaced=replaced
+            dataset=messages.entry_to_proto(entry, node.identity.id, show_extremes=True),
+            replaced=replaced,
         )
 
     def Query(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
@@ -286,7 +300,10 @@ class Node:
         self.membership = MembershipSource(config.membership, bundle)
         self.identity, self.member = check_node_identity(config, self.membership())
         self.revocations = RevocationList(config.crl, bundle)
-        self.revocations.is_revoked("0")  # fail at start-up, not at the first call, on a bad CRL
+        try:
+            self.revocations.load()  # fail at start-up, not at the first call, on a bad CRL
+        except InvalidArgument as exc:
+            raise ConfigError(exc.message) from None
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.state = State(config.data_dir / "state.sqlite3")
         self.catalog = Catalog(self.state, config.dataset_roots, self.identity.org)
@@ -321,10 +338,11 @@ class Node:
         self._metrics_server = None
 
     def catalog_response(self, caller: Identity, name_contains: str) -> common_pb2.CatalogResponse:
+        own = self.catalog.own_operator(caller)
         return common_pb2.CatalogResponse(
             node_id=self.identity.id,
             datasets=[
-                messages.entry_to_proto(e, self.identity.id)
+                messages.entry_to_proto(e, self.identity.id, show_extremes=own)
                 for e in self.catalog.visible_to(caller, name_contains)
             ],
         )

@@ -66,7 +66,7 @@ def test_wrong_type_is_named(fed: Federation, tmp_path: Path) -> None:
     path = edited_config(
         fed, tmp_path, "anhui", "peer_probe_seconds = 15.0", 'peer_probe_seconds = "x"'
     )
-    assert "node.peer_probe_seconds must be a float" in refused(path)
+    assert "node.peer_probe_seconds must be a number" in refused(path)
 
 
 def test_missing_certificate_file_is_named(fed: Federation, tmp_path: Path) -> None:
@@ -143,3 +143,33 @@ def test_tampered_membership_at_runtime_is_refused_and_old_kept(
     finally:
         codes = stop_nodes([proc])
     assert codes == {"hefei": 0}
+
+
+def test_unparseable_crl_stops_start_up(fed: Federation, tmp_path: Path) -> None:
+    (tmp_path / "crl.pem").write_text("-----BEGIN X509 CRL-----\nnope\n-----END X509 CRL-----\n")
+    crl = str(fed.ca_dir / "crl.pem")
+    path = edited_config(fed, tmp_path, "anhui", crl, str(tmp_path / "crl.pem"))
+    assert "tls.crl" in refused(path) and "not a PEM CRL" in refused(path)
+
+
+def test_key_that_does_not_match_the_certificate(fed: Federation, tmp_path: Path) -> None:
+    path = edited_config(fed, tmp_path, "anhui", "anhui/tls/node.key", "hefei/tls/node.key")
+    assert "tls.key" in refused(path) and "is not the private key of" in refused(path)
+
+
+def test_config_org_must_match_certificate(fed: Federation, tmp_path: Path) -> None:
+    org = fed.node("anhui").org
+    path = edited_config(fed, tmp_path, "anhui", f'org = "{org}"', 'org = "Someone Else"')
+    assert "node.org 'Someone Else' differs from the certificate" in refused(path)
+
+
+def test_federation_init_names_a_bad_member(tmp_path: Path) -> None:
+    regions = tmp_path / "regions"
+    regions.mkdir()
+    (regions / "federation.toml").write_text('federation = "x"\n[[members]]\nid = "a"\n')
+    result = run_fedgate(
+        "federation", "init", "--workdir", str(tmp_path / "w"), "--regions", str(regions)
+    )
+    assert result.returncode == 2 and "members[0] has no 'level'" in result.stderr
+    missing = run_fedgate("membership", "show", str(tmp_path / "none.json"), "--ca", "x.pem")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr

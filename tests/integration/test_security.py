@@ -168,12 +168,62 @@ def test_server_must_be_the_node_we_expect(federation: RunningFederation) -> Non
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_oversized_message_is_refused_and_node_survives(federation: RunningFederation) -> None:
+def test_oversized_message_is_refused_by_the_node_and_it_survives(
+    federation: RunningFederation,
+) -> None:
+    """The client may send 16 MiB; the node's limit (4 MiB) refuses it."""
+    profile = Profile.load(federation.fed.profile_path("li.wei@shanghai"))
+    n = federation.fed.node("shanghai")
+    with secure_channel(
+        n.listen,
+        "shanghai",
+        ca=profile.ca,
+        cert=profile.cert,
+        key=profile.key,
+        max_message_bytes=16 * 1024 * 1024,
+    ) as ch:
+        stub = gateway_pb2_grpc.GatewayStub(ch)
+        err = rpc_error(
+            lambda: stub.Catalog(
+                common_pb2.CatalogRequest(name_contains="x" * (5 << 20)), timeout=10
+            )
+        )
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert stub.WhoAmI(gateway_pb2.WhoAmIRequest(), timeout=5).node_id == "shanghai"
+
+
+def test_deleted_crl_keeps_revocations_in_force(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    cert, key = federation.issue(tmp_path, "analyst", "gone@miit", "MIIT")
+    assert (
+        run_fedgate(
+            "ca", "revoke", "--dir", str(federation.fed.ca_dir), "--cert", str(cert)
+        ).returncode
+        == 0
+    )
+    channel, call = whoami_via(federation, "miit", cert, key)
+    crl = federation.fed.ca_dir / "crl.pem"
+    saved = crl.read_bytes()
+    with channel:
+        assert rpc_error(call).code() == grpc.StatusCode.UNAUTHENTICATED
+        crl.unlink()
+        try:
+            assert rpc_error(call).code() == grpc.StatusCode.UNAUTHENTICATED
+            crl.write_text("garbage")
+            assert rpc_error(call).code() == grpc.StatusCode.UNAUTHENTICATED
+        finally:
+            crl.write_bytes(saved)
+    assert "CRL not reloaded, last good list kept" in federation.node_log("miit")
+
+
+def test_analyst_sees_no_min_max_of_protected_columns(federation: RunningFederation) -> None:
     with federation.client("li.wei@shanghai") as c:
-        with pytest.raises(ClientError) as info:
-            c.catalog("x" * (5 * 1024 * 1024))
-        assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert c.whoami().node_id == "shanghai"
+        datasets = {d.name: d for d in c.catalog().datasets}
+    er = {q.name: q for q in datasets["enterprise_registry"].quality.columns}
+    air = {q.name: q for q in datasets["air_quality"].quality.columns}
+    assert not er["employees"].HasField("max") and er["employees"].null_rate >= 0
+    assert air["aqi"].HasField("max")
 
 
 def test_operator_of_another_node_may_not_register(federation: RunningFederation) -> None:

@@ -34,7 +34,7 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
         ("node", "id", "Bad Id", "node.id"),
         ("node", "listen", "nowhere", "node.listen"),
         ("node", "workers", 0, "node.workers"),
-        ("node", "workers", "8", "node.workers must be a int"),
+        ("node", "workers", "8", "node.workers must be an integer"),
         ("node", "max_message_bytes", 10, "node.max_message_bytes"),
         ("node", "peer_timeout_seconds", -1, "node.peer_timeout_seconds"),
         ("tls", "ca", "missing.pem", "tls.ca: file"),
