@@ -436,6 +436,217 @@ def cmd_receipt_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from gateway.client import Client
+
+    with Client(_profile(args)) as c:
+        data = c.audit_export()
+    Path(args.out).write_bytes(data)
+    entries = sum(1 for line in data.splitlines() if line.startswith(b"E\t"))
+    print(f"{entries} audit entries of {c.profile.node} exported to {args.out}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gateway import identity
+    from gateway.verifier import VerifyError, verify
+
+    bundle = identity.load_bundle(Path(args.ca))
+    extra: list[str] = []
+    for w in args.witness:
+        extra += Path(w).read_text().splitlines()
+    with open(args.file, encoding="utf-8") as fh:
+        try:
+            report = verify(fh, bundle, extra)
+        except VerifyError as exc:
+            print(f"FAILED: {exc}", file=sys.stderr)
+            return 1
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.kinds.items()))
+    print(
+        f"OK: {report.entries} entries of node {report.node}, chain intact, "
+        f"{report.heads} signed heads, {report.witnessed} witnessed heads match"
+    )
+    print(f"entries by kind: {kinds}")
+    return 0
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    from gateway.client import Client
+
+    with Client(_profile(args)) as c:
+        entries = c.audit_show(args.request)
+    if not entries:
+        print(f"no audit entries for request {args.request} at {c.profile.node}")
+        return 1
+    for e in entries:
+        print(json.dumps(json.loads(e), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_audit_witness(args: argparse.Namespace) -> int:
+    from gateway.client import Client
+
+    with Client(_profile(args)) as c:
+        resp = c.witness_now()
+    for w in resp.countersigned:
+        print(f"{w.witness} countersigned head size {w.size} ({w.head[:16]}...) at {w.time}")
+    for e in resp.errors:
+        print(f"not countersigned: {e}", file=sys.stderr)
+    return 0 if not resp.errors else 1
+
+
+def cmd_audit_witnesses(args: argparse.Namespace) -> int:
+    from gateway.audit import canonical
+    from gateway.client import Client
+
+    with Client(_profile(args)) as c:
+        heads = c.witnessed_heads(args.node)
+    lines = [
+        "W\t"
+        + canonical(
+            {
+                "witness": w.witness,
+                "node": w.node,
+                "size": w.size,
+                "head": w.head,
+                "time": w.time,
+                "countersignature": w.countersignature,
+                "cert": w.witness_cert,
+            }
+        )
+        + "\n"
+        for w in heads
+    ]
+    Path(args.out).write_text("".join(lines))
+    print(f"{len(heads)} heads of {args.node} witnessed by {c.profile.node}: {args.out}")
+    return 0
+
+
+def _request_row(r) -> list[object]:  # type: ignore[no-untyped-def]
+    cols = "; ".join(f"{c.column}:{'+'.join(c.controls)}" for c in r.columns)
+    return [
+        r.id,
+        r.owner,
+        r.dataset,
+        r.requester.id,
+        cols,
+        ",".join(r.operations),
+        r.purpose,
+        r.expires or "-",
+        r.state,
+        r.grant_id or "-",
+    ]
+
+
+_REQUEST_HEADERS = [
+    "id",
+    "owner",
+    "dataset",
+    "requester",
+    "columns",
+    "ops",
+    "purpose",
+    "expires",
+    "state",
+    "grant",
+]
+
+
+def _controls(specs: list[str]):  # type: ignore[no-untyped-def]
+    from gateway.rpc.v1 import common_pb2
+
+    out = []
+    for spec in specs:
+        name, sep, controls = spec.partition("=")
+        if not sep or not controls:
+            raise FedgateError(f"--column {spec!r} must look like name=control[,control]")
+        out.append(common_pb2.ColumnControls(column=name, controls=controls.split(",")))
+    return out
+
+
+def cmd_request_submit(args: argparse.Namespace) -> int:
+    from gateway import display
+    from gateway.client import Client
+    from gateway.rpc.v1 import common_pb2
+
+    owner, sep, dataset = args.dataset.partition(".")
+    if not sep:
+        raise FedgateError("--dataset must be node.dataset (the owner and its dataset)")
+    req = common_pb2.AccessRequest(
+        owner=owner,
+        dataset=dataset,
+        columns=_controls(args.column),
+        operations=args.ops.split(","),
+        purpose=args.purpose,
+        valid_from=args.valid_from,
+        expires=args.expires,
+    )
+    with Client(_profile(args)) as c:
+        r = c.submit_access_request(req)
+    print(display.table(_REQUEST_HEADERS, [_request_row(r)]))
+    return 0
+
+
+def cmd_request_status(args: argparse.Namespace) -> int:
+    from gateway import display
+    from gateway.client import Client
+
+    with Client(_profile(args)) as c:
+        r = c.access_request_status(args.owner, args.id)
+    print(display.table(_REQUEST_HEADERS, [_request_row(r)]))
+    if r.decision_note:
+        print(f"note from {r.decided_by}: {r.decision_note}")
+    return 0
+
+
+def cmd_request_list(args: argparse.Namespace) -> int:
+    from gateway import display
+    from gateway.client import Client
+
+    with Client(_profile(args)) as c:
+        rows = [_request_row(r) for r in c.list_access_requests(args.state)]
+    print(display.table(_REQUEST_HEADERS, rows))
+    return 0
+
+
+def cmd_request_decide(args: argparse.Namespace) -> int:
+    from gateway import display
+    from gateway.client import Client
+    from gateway.rpc.v1 import gateway_pb2
+
+    approve = args.request_command == "approve"
+    decision = gateway_pb2.DecideAccessRequestRequest(id=args.id, approve=approve, note=args.note)
+    if approve:
+        decision.columns.extend(_controls(args.column))
+        decision.expires = args.expires
+        decision.min_group_size = args.min_group_size
+        decision.dp_epsilon = args.dp_epsilon
+        decision.dp_budget = args.dp_budget
+        decision.max_uses = args.max_uses
+    with Client(_profile(args)) as c:
+        r = c.decide_access_request(decision)
+    print(display.table(_REQUEST_HEADERS, [_request_row(r)]))
+    return 0
+
+
+def cmd_disclosure(args: argparse.Namespace) -> int:
+    from gateway import disclosure
+    from gateway.client import Client
+
+    with Client(_profile(args)) as c:
+        report = c.disclosure(args.node, args.since, args.until)
+    render = {"md": disclosure.to_markdown, "json": disclosure.to_json, "html": disclosure.to_html}[
+        args.format
+    ]
+    text = render(report)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"disclosure report of {report.node} written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_sample_data(args: argparse.Namespace) -> int:
     from gateway import sample_data
 
@@ -649,6 +860,90 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("file", help="receipt JSON")
     sp.add_argument("--ca", required=True, help="federation CA certificate")
+
+    audit = sub.add_parser("audit", help="the signed, hash-chained audit trail")
+    audit = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    sp = add(
+        audit, "export", "export your node's audit log for an auditor (operators)", cmd_audit_export
+    )
+    client_opts(sp)
+    sp.add_argument("--out", required=True, help="file to write")
+    sp = add(
+        audit, "verify", "verify an exported log offline with the CA certificate", cmd_audit_verify
+    )
+    sp.add_argument("file")
+    sp.add_argument("--ca", required=True, help="federation CA certificate")
+    sp.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        help="heads witnessed by peers (from `fedgate audit witnesses`)",
+    )
+    sp = add(audit, "show", "the audit evidence of one request (operators)", cmd_audit_show)
+    client_opts(sp)
+    sp.add_argument("--request", required=True, help="request id (query or access request)")
+    sp = add(
+        audit, "witness", "have every peer countersign your node's head now", cmd_audit_witness
+    )
+    client_opts(sp)
+    sp = add(
+        audit,
+        "witnesses",
+        "heads of another node that your node countersigned",
+        cmd_audit_witnesses,
+    )
+    client_opts(sp)
+    sp.add_argument("--node", required=True, help="the node whose heads you witnessed")
+    sp.add_argument("--out", required=True)
+
+    req = sub.add_parser("request", help="access requests (场景评审)")
+    req = req.add_subparsers(dest="request_command", required=True, metavar="ACTION")
+    sp = add(req, "submit", "ask a data owner for access (analysts)", cmd_request_submit)
+    client_opts(sp)
+    sp.add_argument("--dataset", required=True, help="owner.dataset, e.g. jiangsu.air_quality")
+    sp.add_argument(
+        "--column", action="append", default=[], required=True, help="name=control[,control]"
+    )
+    sp.add_argument("--ops", default="query", help="query,psi,train (default: query)")
+    sp.add_argument("--purpose", required=True)
+    sp.add_argument("--valid-from", default="")
+    sp.add_argument("--expires", default="", help="end of the period asked for (ISO date)")
+    sp = add(req, "status", "follow your access request", cmd_request_status)
+    client_opts(sp)
+    sp.add_argument("id")
+    sp.add_argument("--owner", required=True, help="the owner node")
+    sp = add(req, "list", "access requests for your node's datasets (operators)", cmd_request_list)
+    client_opts(sp)
+    sp.add_argument("--state", default="", choices=["", "pending", "approved", "denied"])
+    sp = add(req, "approve", "approve (possibly narrowed); writes the grant", cmd_request_decide)
+    client_opts(sp)
+    sp.add_argument("id")
+    sp.add_argument("--note", default="")
+    sp.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        help="narrow to these columns/controls (default: as asked)",
+    )
+    sp.add_argument("--expires", default="", help="narrow the period (default: as asked)")
+    sp.add_argument("--min-group-size", type=int, default=0, help="default: the level's floor")
+    sp.add_argument("--dp-epsilon", type=float, default=0.0)
+    sp.add_argument("--dp-budget", type=float, default=0.0)
+    sp.add_argument("--max-uses", type=int, default=0)
+    sp = add(req, "deny", "deny an access request", cmd_request_decide)
+    client_opts(sp)
+    sp.add_argument("id")
+    sp.add_argument("--note", default="")
+
+    sp = add(
+        sub, "disclosure", "a node's public disclosure report: grants and usage", cmd_disclosure
+    )
+    client_opts(sp)
+    sp.add_argument("--node", default="", help="member to report on (default: home node)")
+    sp.add_argument("--format", choices=["md", "json", "html"], default="md")
+    sp.add_argument("--since", default="", help="usage period start (ISO date)")
+    sp.add_argument("--until", default="", help="usage period end (ISO date)")
+    sp.add_argument("--out", help="write to a file")
 
     sp = add(sub, "sample-data", "generate the sample datasets of every node", cmd_sample_data)
     sp.add_argument("--out", required=True, help="folder; one sub-folder per node")

@@ -199,6 +199,46 @@ class Client:
     def revoke_grant(self, grant_id: str) -> common_pb2.Grant:
         return self._call("RevokeGrant", gateway_pb2.RevokeGrantRequest(id=grant_id))
 
+    def audit_export(self) -> bytes:
+        try:
+            chunks = self._stub.AuditExport(gateway_pb2.AuditExportRequest(), timeout=600)
+            return b"".join(c.data for c in chunks)
+        except grpc.RpcError as exc:
+            raise _explain(exc) from None
+
+    def audit_show(self, request_id: str) -> list[str]:
+        req = gateway_pb2.AuditShowRequest(request_id=request_id)
+        return list(self._call("AuditShow", req).entries)
+
+    def witness_now(self) -> gateway_pb2.WitnessNowResponse:
+        return self._call("WitnessNow", gateway_pb2.WitnessNowRequest())
+
+    def witnessed_heads(self, node: str) -> list[common_pb2.WitnessedHead]:
+        req = gateway_pb2.WitnessedHeadsRequest(node=node)
+        return list(self._call("WitnessedHeads", req).heads)
+
+    def submit_access_request(self, req: common_pb2.AccessRequest) -> common_pb2.AccessRequest:
+        return self._call("SubmitAccessRequest", req)
+
+    def access_request_status(self, owner: str, request_id: str) -> common_pb2.AccessRequest:
+        req = gateway_pb2.AccessRequestStatusRequest(owner=owner, id=request_id)
+        return self._call("AccessRequestStatus", req)
+
+    def list_access_requests(self, state: str = "") -> list[common_pb2.AccessRequest]:
+        req = gateway_pb2.ListAccessRequestsRequest(state=state)
+        return list(self._call("ListAccessRequests", req).requests)
+
+    def decide_access_request(
+        self, decision: gateway_pb2.DecideAccessRequestRequest
+    ) -> common_pb2.AccessRequest:
+        return self._call("DecideAccessRequest", decision)
+
+    def disclosure(
+        self, node: str = "", since: str = "", until: str = ""
+    ) -> gateway_pb2.DisclosureReport:
+        req = gateway_pb2.DisclosureRequest(node=node, since=since, until=until)
+        return self._call("Disclosure", req)
+
     def register(self, descriptor_path: Path) -> gateway_pb2.RegisterDatasetResponse:
         desc = descriptor_mod.load(descriptor_path)
         request = gateway_pb2.RegisterDatasetRequest(dataset=messages.descriptor_to_proto(desc))

@@ -26,6 +26,8 @@ _KNOWN = {
         "peer_timeout_seconds",
         "dataset_roots",
         "peer_probe_seconds",
+        "audit_checkpoint_seconds",
+        "witness_seconds",
     },
     "tls": {"ca", "cert", "key", "crl"},
     "federation": {"membership"},
@@ -50,6 +52,8 @@ class NodeConfig:
     peer_timeout_seconds: float = 5.0
     peer_probe_seconds: float = 15.0
     dataset_roots: tuple[Path, ...] = ()
+    audit_checkpoint_seconds: float = 1.0
+    witness_seconds: float = 30.0
     source: Path | None = None
 
 
@@ -136,6 +140,12 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
     probe = _get(node, "peer_probe_seconds", "node.peer_probe_seconds", float, 15.0)
     if probe < 0:
         raise ConfigError("node.peer_probe_seconds must be >= 0 (0 disables probing)")
+    checkpoint = _get(node, "audit_checkpoint_seconds", "node.audit_checkpoint_seconds", float, 1.0)
+    if not 0.05 <= checkpoint <= 3600:
+        raise ConfigError("node.audit_checkpoint_seconds must be in [0.05, 3600]")
+    witness = _get(node, "witness_seconds", "node.witness_seconds", float, 30.0)
+    if witness < 0:
+        raise ConfigError("node.witness_seconds must be >= 0 (0 disables witnessing)")
     roots_raw = _get(node, "dataset_roots", "node.dataset_roots", list, [])
     if not all(isinstance(r, str) for r in roots_raw):
         raise ConfigError("node.dataset_roots must be a list of paths")
@@ -157,5 +167,7 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
         peer_timeout_seconds=timeout,
         peer_probe_seconds=probe,
         dataset_roots=roots,
+        audit_checkpoint_seconds=checkpoint,
+        witness_seconds=witness,
         source=source,
     )

@@ -38,8 +38,21 @@ POLICY: dict[str, frozenset[str]] = {
     "/fedgate.v1.Gateway/AddGrant": frozenset({"operator"}),
     "/fedgate.v1.Gateway/ListGrants": frozenset({"operator"}),
     "/fedgate.v1.Gateway/RevokeGrant": frozenset({"operator"}),
+    "/fedgate.v1.Gateway/AuditExport": frozenset({"operator"}),
+    "/fedgate.v1.Gateway/AuditShow": frozenset({"operator"}),
+    "/fedgate.v1.Gateway/WitnessNow": frozenset({"operator"}),
+    "/fedgate.v1.Gateway/WitnessedHeads": frozenset({"operator"}),
+    "/fedgate.v1.Gateway/SubmitAccessRequest": USERS,
+    "/fedgate.v1.Gateway/AccessRequestStatus": USERS,
+    "/fedgate.v1.Gateway/ListAccessRequests": frozenset({"operator"}),
+    "/fedgate.v1.Gateway/DecideAccessRequest": frozenset({"operator"}),
+    "/fedgate.v1.Gateway/Disclosure": ALL,
     "/fedgate.v1.Peer/PeerCatalog": NODES,
     "/fedgate.v1.Peer/Execute": NODES,
+    "/fedgate.v1.Peer/Witness": NODES,
+    "/fedgate.v1.Peer/ForwardAccessRequest": NODES,
+    "/fedgate.v1.Peer/ForwardAccessRequestStatus": NODES,
+    "/fedgate.v1.Peer/PeerDisclosure": NODES,
     "/grpc.health.v1.Health/Check": ALL,
     "/grpc.health.v1.Health/Watch": ALL,
     "/grpc.health.v1.Health/List": ALL,
@@ -86,9 +99,15 @@ class Authenticator:
 
 
 class EdgeInterceptor(grpc.ServerInterceptor):
-    def __init__(self, auth: Authenticator, metrics: NodeMetrics) -> None:
+    def __init__(
+        self,
+        auth: Authenticator,
+        metrics: NodeMetrics,
+        on_refusal: Callable[[str, Identity | None, FedgateError], None] = lambda *a: None,
+    ) -> None:
         self._auth = auth
         self._metrics = metrics
+        self._on_refusal = on_refusal
 
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = continuation(handler_call_details)
@@ -118,6 +137,10 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         exc: FedgateError,
         caller: Identity | None = None,
     ) -> None:
+        try:
+            self._on_refusal(method, caller, exc)
+        except Exception:  # the refusal stands even if it cannot be recorded
+            log.exception("could not record the refusal in the audit log")
         log.warning(
             "refused method=%s caller=%s peer=%s code=%s reason=%s",
             method,

@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 from federation.sqlsubset import QueryPlan
+from gateway.audit import AuditLog, Entry
 from gateway.descriptor import LEVELS, DatasetDescriptor
 from gateway.errors import (
     FailedPrecondition,
@@ -182,11 +184,32 @@ def _row_to_grant(row: tuple) -> Grant:
     return Grant(**{**body, "uses": row[5], "epsilon_spent": row[6], "revoked_at": row[7] or ""})
 
 
+def public_fields(grant: Grant) -> dict:
+    """What the audit log says about a grant."""
+    return {
+        "grant_id": grant.id,
+        "dataset": grant.dataset,
+        "grantee_kind": grant.grantee_kind,
+        "grantee": grant.grantee,
+        "operations": list(grant.operations),
+        "columns": {k: list(v) for k, v in grant.columns.items()},
+        "min_group_size": grant.min_group_size,
+        "dp_epsilon": grant.dp_epsilon,
+        "dp_budget": grant.dp_budget,
+        "purpose": grant.purpose,
+        "valid_from": grant.valid_from,
+        "expires": grant.expires,
+        "max_uses": grant.max_uses,
+    }
+
+
 class GrantStore:
+    """Grants in the node's state; every change is audited in the same transaction."""
+
     def __init__(self, state: State) -> None:
         self._state = state
 
-    def add(self, grant: Grant) -> Grant:
+    def add(self, grant: Grant, *, actor: str = "", via: str = "") -> Grant:
         grant = replace(grant, id=grant.id or "g-" + secrets.token_hex(4))
         body = asdict(grant)
         for k in ("uses", "epsilon_spent", "revoked_at"):
@@ -203,6 +226,10 @@ class GrantStore:
                     grant.created_at,
                 ),
             )
+            written = {"kind": "grant.written", "time": grant.created_at, "actor": actor}
+            if via:
+                written["request_id"] = via
+            AuditLog.append_in(db, {**written, **public_fields(grant)})
         return grant
 
     def get(self, grant_id: str) -> Grant:
@@ -221,7 +248,7 @@ class GrantStore:
             ).fetchall()
         return [_row_to_grant(r) for r in rows]
 
-    def revoke(self, grant_id: str, when: str) -> Grant:
+    def revoke(self, grant_id: str, when: str, *, actor: str = "") -> Grant:
         with self._state.transaction() as db:
             cur = db.execute(
                 "UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
@@ -232,10 +259,48 @@ class GrantStore:
                 if not exists:
                     raise NotFound(f"no grant {grant_id!r}")
                 raise FailedPrecondition(f"grant {grant_id} is already revoked")
+            dataset = db.execute("SELECT dataset FROM grants WHERE id = ?", (grant_id,)).fetchone()
+            AuditLog.append_in(
+                db,
+                {
+                    "kind": "grant.revoked",
+                    "time": when,
+                    "actor": actor,
+                    "grant_id": grant_id,
+                    "dataset": dataset[0],
+                },
+            )
         return self.get(grant_id)
 
-    def spend(self, decision: Decision, now: str) -> Grant:
-        """Re-check the grant and spend one use and its epsilon, atomically and durably.
+    def log_expired(self, now: str) -> int:
+        """Write one audit entry per grant that expired since the last sweep."""
+        count = 0
+        with self._state.transaction() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM grants WHERE expiry_logged = 0 AND revoked_at IS NULL"
+            ).fetchall()
+            for row in rows:
+                g = _row_to_grant(row)
+                if g.expires and g.expires <= now:
+                    db.execute("UPDATE grants SET expiry_logged = 1 WHERE id = ?", (g.id,))
+                    AuditLog.append_in(
+                        db,
+                        {
+                            "kind": "grant.expired",
+                            "time": now,
+                            "grant_id": g.id,
+                            "dataset": g.dataset,
+                            "expires": g.expires,
+                        },
+                    )
+                    count += 1
+        return count
+
+    def spend(
+        self, decision: Decision, now: str, record: Callable[[Grant], dict]
+    ) -> tuple[Grant, Entry]:
+        """Re-check the grant, spend one use and its epsilon, and write the release's audit
+        entry: one transaction, so all three are durable together or none is.
 
         Runs at release time: a grant revoked, expired or used up since the request was
         checked stops the release here.
@@ -258,9 +323,13 @@ class GrantStore:
                 "UPDATE grants SET uses = uses + 1, epsilon_spent = epsilon_spent + ? WHERE id = ?",
                 (decision.epsilon, g.id),
             )
-        return replace(
-            current, uses=current.uses + 1, epsilon_spent=current.epsilon_spent + decision.epsilon
-        )
+            spent = replace(
+                current,
+                uses=current.uses + 1,
+                epsilon_spent=current.epsilon_spent + decision.epsilon,
+            )
+            entry = AuditLog.append_in(db, record(spent))
+        return spent, entry
 
 
 # --- deciding ---------------------------------------------------------------------------

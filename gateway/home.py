@@ -14,6 +14,7 @@ from federation.fanout import fan_out
 from federation.membership import Member, Membership
 from federation.partials import answer, from_ipc, to_ipc
 from gateway.errors import FedgateError, InvalidArgument, NotFound, Unavailable
+from gateway.grants import utc
 from gateway.identity import Identity
 from gateway.owner import Owner, plan_or_refuse
 from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
@@ -137,6 +138,20 @@ class Home:
             raise Unavailable("no owner contributed to the result")
         result = answer(plan, tables, self.owner.engine.run_on_table)
         resp.arrow_ipc = to_ipc(result)
+        self.owner.audit.append(
+            {
+                "kind": "query.answered",
+                "time": utc(),
+                "request_id": request_id,
+                "requester": str(caller),
+                "dataset": plan.dataset,
+                "plan_digest": plan.digest,
+                "owners": [o.node_id for o in resp.owners if o.ok],
+                "missing": list(resp.missing),
+                "rows": result.num_rows,
+                "epsilon": resp.epsilon_spent,
+            }
+        )
         log.info(
             "answered request=%s requester=%s dataset=%s owners=%d missing=%d rows=%d",
             request_id,
@@ -149,8 +164,6 @@ class Home:
         return resp
 
     def _keep_receipts(self, request_id: str, owners) -> None:  # type: ignore[no-untyped-def]
-        from gateway.grants import utc
-
         rows = [(request_id, o.node_id, o.receipt, utc()) for o in owners if o.receipt]
         if not rows:
             return

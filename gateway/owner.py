@@ -24,10 +24,11 @@ from federation.membership import Member, Membership
 from federation.partials import from_ipc, merge, partial_query, to_ipc
 from federation.sqlsubset import QueryError, QueryPlan, parse
 from gateway import privacy, receipts
+from gateway.audit import AuditLog
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
 from gateway.errors import FedgateError, InvalidArgument, PermissionDenied
-from gateway.grants import GrantStore, decide, utc
+from gateway.grants import Grant, GrantStore, decide, utc
 from gateway.identity import Identity
 from gateway.rpc.v1 import common_pb2, peer_pb2
 
@@ -70,6 +71,7 @@ class Owner:
         grants: GrantStore,
         engine: Engine,
         signer: Signer,
+        audit: AuditLog,
         membership: Callable[[], Membership],
         call_child: Callable[[Member, peer_pb2.PartialRequest, float], peer_pb2.PartialResponse],
         executor: Executor,
@@ -79,6 +81,7 @@ class Owner:
         self.grants = grants
         self.engine = engine
         self.signer = signer
+        self.audit = audit
         self.membership = membership
         self.call_child = call_child
         self.executor = executor
@@ -173,6 +176,20 @@ class Owner:
         try:
             return self._release(plan, entry, req, requester, deadline)
         except FedgateError as exc:
+            self.audit.append(
+                {
+                    "kind": "query.refused",
+                    "time": utc(),
+                    "request_id": req.request_id,
+                    "requester": str(requester),
+                    "requester_org": requester.org,
+                    "home_node": req.home_node,
+                    "dataset": plan.dataset,
+                    "plan_digest": plan.digest,
+                    "code": exc.code.name,
+                    "reason": exc.message,
+                }
+            )
             log.warning(
                 "refused query request=%s requester=%s home=%s dataset=%s code=%s reason=%s",
                 req.request_id,
@@ -231,23 +248,31 @@ class Owner:
         else:
             released = privacy.suppress(raw, decision.min_group_size)
         payload = to_ipc(released.table)
-        # Release point: re-check the grant and spend, atomically and durably.
-        grant = self.grants.spend(privacy_decision(decision, released.epsilon), utc())
-        body = {
+        facts = {
             "request_id": req.request_id,
             "owner": self.node_id,
             "requester": str(requester),
             "requester_org": requester.org,
             "home_node": req.home_node,
+            "purpose": req.purpose,
             "dataset": desc.name,
-            "grant_id": grant.id,
+            "operation": "query",
             "plan_digest": plan.digest,
             "result_digest": receipts.digest(payload),
             "groups_released": released.table.num_rows,
             "groups_suppressed": released.suppressed,
             "epsilon": released.epsilon,
-            "time": utc(),
         }
+
+        def record(grant: Grant) -> dict:
+            return {"kind": "release", "time": utc(), "grant_id": grant.id, **facts}
+
+        # Release point: re-check the grant, spend, and log the release, in one durable
+        # transaction. Only after it commits does anything leave this node.
+        grant, entry = self.grants.spend(
+            privacy_decision(decision, released.epsilon), utc(), record
+        )
+        body = {**entry.data, "audit_seq": entry.seq, "audit_hash": entry.hash}
         receipt = self.signer.sign(body)
         log.info(
             "released request=%s requester=%s home=%s dataset=%s grant=%s groups=%d "

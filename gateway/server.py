@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import os
 import signal
@@ -14,13 +15,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from federation.fanout import fan_out
 from federation.membership import Member, Membership, MembershipError, verify
+from gateway import disclosure as disclosure_mod
 from gateway import grants as grants_mod
 from gateway import messages
+from gateway.access import AccessRequests
+from gateway.audit import AuditLog
 from gateway.catalog import Catalog
 from gateway.config import NodeConfig
 from gateway.edge import Authenticator, CallContext, EdgeInterceptor
@@ -42,6 +47,7 @@ from gateway.peers import Peers
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, peer_pb2_grpc
 from gateway.state import State
 from gateway.tls import server_credentials
+from gateway.witness import Witness
 
 log = logging.getLogger("fedgate.node")
 DEFAULT_QUERY_SECONDS = 60.0
@@ -213,6 +219,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         desc = messages.descriptor_from_proto(request.dataset)
         entry, replaced = node.catalog.register(desc, by=caller, when=utc_now())
         node.metrics.datasets.set(len(node.catalog.entries()))
+        node.audit.append(
+            {
+                "kind": "dataset.registered",
+                "time": utc_now(),
+                "actor": str(caller),
+                "dataset": desc.name,
+                "level": desc.level,
+                "rows": entry.quality.rows,
+                "sha256": entry.quality.sha256,
+                "replaced": replaced,
+            }
+        )
         log.info(
             "dataset registered name=%s level=%s rows=%d by=%s replaced=%s",
             desc.name,
@@ -250,7 +268,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             created_by=str(caller),
             created_at=now,
         )
-        grant = node.grants.add(grants_mod.validate(grant, entry.descriptor))
+        grant = node.grants.add(grants_mod.validate(grant, entry.descriptor), actor=str(caller))
         log.info(
             "grant written id=%s dataset=%s grantee=%s:%s operations=%s by=%s",
             grant.id,
@@ -273,9 +291,105 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     def RevokeGrant(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
         self._own_operator(context.caller)
         now = utc_now()
-        grant = self.node.grants.revoke(request.id, now)
+        grant = self.node.grants.revoke(request.id, now, actor=str(context.caller))
         log.info("grant revoked id=%s by=%s", grant.id, context.caller)
         return messages.grant_to_proto(grant, grant.status(now))
+
+    # --- audit and witnessing ---------------------------------------------------------
+
+    def AuditExport(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        node = self.node
+        self._own_operator(context.caller)
+        node.audit.append(
+            {"kind": "audit.exported", "time": utc_now(), "actor": str(context.caller)}
+        )
+        lines = node.audit.export_lines(node.cert_pem, node.witness.receipts(), utc_now())
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            chunk.append(line)
+            size += len(line)
+            if size >= 1 << 20:
+                yield gateway_pb2.AuditChunk(data="".join(chunk).encode())
+                chunk, size = [], 0
+        if chunk:
+            yield gateway_pb2.AuditChunk(data="".join(chunk).encode())
+
+    def AuditShow(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._own_operator(context.caller)
+        entries = self.node.audit.for_request(request.request_id)
+        return gateway_pb2.AuditShowResponse(
+            entries=[
+                json.dumps({"seq": e.seq, "hash": e.hash, **e.data}, sort_keys=True)
+                for e in entries
+            ]
+        )
+
+    def WitnessNow(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._own_operator(context.caller)
+        heads, errors = self.node.witness_round()
+        return gateway_pb2.WitnessNowResponse(countersigned=heads, errors=errors)
+
+    def WitnessedHeads(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._own_operator(context.caller)
+        return gateway_pb2.WitnessedHeadsResponse(heads=self.node.witness.heads_of(request.node))
+
+    # --- access requests ---------------------------------------------------------------
+
+    def SubmitAccessRequest(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        node, caller = self.node, context.caller
+        owner = node.member_or_refuse(request.owner)
+        forwarded = common_pb2.AccessRequest()
+        forwarded.CopyFrom(request)
+        forwarded.requester.CopyFrom(
+            common_pb2.Requester(role=caller.role, id=caller.id, org=caller.org)
+        )
+        forwarded.home_node = node.identity.id
+        if owner.id == node.identity.id:
+            result = node.access.submit(forwarded, caller, node.identity.id)
+        else:
+            result = node.peers.stub(owner).ForwardAccessRequest(
+                forwarded, timeout=node.config.peer_timeout_seconds
+            )
+        node.audit.append(
+            {
+                "kind": "access.forwarded",
+                "time": utc_now(),
+                "request_id": result.id,
+                "requester": str(caller),
+                "owner": owner.id,
+                "dataset": request.dataset,
+            }
+        )
+        return result
+
+    def AccessRequestStatus(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        node, caller = self.node, context.caller
+        owner = node.member_or_refuse(request.owner)
+        if owner.id == node.identity.id:
+            return node.access.status_for(request.id, caller)
+        forwarded = gateway_pb2.AccessRequestStatusRequest(owner=owner.id, id=request.id)
+        metadata = (("fedgate-requester", f"{caller.role}|{caller.id}|{caller.org}"),)
+        return node.peers.stub(owner).ForwardAccessRequestStatus(
+            forwarded, timeout=node.config.peer_timeout_seconds, metadata=metadata
+        )
+
+    def ListAccessRequests(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._own_operator(context.caller)
+        return gateway_pb2.ListAccessRequestsResponse(requests=self.node.access.list(request.state))
+
+    def DecideAccessRequest(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._own_operator(context.caller)
+        return self.node.access.decide(request, context.caller)
+
+    def Disclosure(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        node = self.node
+        target = node.member_or_refuse(request.node or node.identity.id)
+        if target.id == node.identity.id:
+            return node.disclosure(request)
+        return node.peers.stub(target).PeerDisclosure(
+            request, timeout=node.config.peer_timeout_seconds
+        )
 
 
 class PeerServicer(peer_pb2_grpc.PeerServicer):
@@ -289,6 +403,34 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         owner = self.node.owner
         requester = owner.check_caller(context.caller.id, request)
         return owner.execute(request, requester, self.node.deadline(context))
+
+    def Witness(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        pem = context.auth_context()["x509_pem_cert"][0]
+        cert = x509.load_pem_x509_certificate(pem)
+        return self.node.witness.countersign(context.caller.id, cert, request)
+
+    def ForwardAccessRequest(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        node = self.node
+        home = node.member_or_refuse(context.caller.id)
+        r = request.requester
+        if r.org != home.org or r.role not in ("analyst", "operator"):
+            raise PermissionDenied(f"home node {home.id} may only vouch for users of {home.org!r}")
+        requester = Identity(role=r.role, id=r.id, org=r.org, serial="", not_after=None)  # type: ignore[arg-type]
+        return node.access.submit(request, requester, home.id)
+
+    def ForwardAccessRequestStatus(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        node = self.node
+        home = node.member_or_refuse(context.caller.id)
+        meta = dict(context.invocation_metadata()).get("fedgate-requester", "")
+        role, _, rest = meta.partition("|")
+        user, _, org = rest.partition("|")
+        if org != home.org:
+            raise PermissionDenied(f"home node {home.id} may only vouch for users of {home.org!r}")
+        requester = Identity(role=role, id=user, org=org, serial="", not_after=None)  # type: ignore[arg-type]
+        return node.access.status_for(request.id, requester)
+
+    def PeerDisclosure(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        return self.node.disclosure(request)
 
 
 class Node:
@@ -313,13 +455,19 @@ class Node:
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fanout")
         self.grants = GrantStore(self.state)
         self.engine = Engine()
-        signer = Signer(load_key(config.key), config.cert.read_bytes())
+        key = load_key(config.key)
+        self.cert_pem = config.cert.read_bytes()
+        self.audit = AuditLog(self.state, self.identity.id, key)
+        self.witness = Witness(self.identity.id, self.state, self.audit, key, self.cert_pem)
+        self.access = AccessRequests(self.identity.id, self.state, self.catalog, self.grants)
+        signer = Signer(key, self.cert_pem)
         self.owner = Owner(
             self.identity.id,
             self.catalog,
             self.grants,
             self.engine,
             signer,
+            self.audit,
             self.membership,
             self._call_peer,
             self.executor,
@@ -345,6 +493,77 @@ class Node:
                 messages.entry_to_proto(e, self.identity.id, show_extremes=own)
                 for e in self.catalog.visible_to(caller, name_contains)
             ],
+        )
+
+    def member_or_refuse(self, node_id: str) -> Member:
+        member = self.membership().get(node_id)
+        if member is None:
+            raise NotFound(f"no member {node_id!r} in the federation")
+        return member
+
+    def disclosure(self, request) -> gateway_pb2.DisclosureReport:  # type: ignore[no-untyped-def]
+        since = grants_mod.parse_time(request.since, "since")
+        until = grants_mod.parse_time(request.until, "until")
+        return disclosure_mod.build(
+            self.identity.id, self.identity.org, self.grants, self.audit, since, until
+        )
+
+    def witness_round(self) -> tuple[list[common_pb2.WitnessedHead], list[str]]:
+        """Send this node's signed head to every peer; keep their countersignatures."""
+        self.audit.checkpoint(utc_now())
+        heads, errors = [], []
+        for member in self.peers.members():
+            stub = self.peers.stub(member)
+            try:
+                req = self.witness.request_for(member.id)
+                try:
+                    w = stub.Witness(req, timeout=self.config.peer_timeout_seconds)
+                except grpc.RpcError as exc:
+                    details = exc.details() or ""  # type: ignore[attr-defined]
+                    if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or (  # type: ignore[attr-defined]
+                        "last witnessed size is" not in details
+                    ):
+                        raise
+                    seen = int(details.rsplit(" ", 1)[-1])
+                    w = stub.Witness(
+                        self.witness.request_for(member.id, seen),
+                        timeout=self.config.peer_timeout_seconds,
+                    )
+                self.witness.keep(w)
+                heads.append(w)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                    self.peers.reset(member)
+                errors.append(f"{member.id}: {describe_rpc_error(exc)}")
+        return heads, errors
+
+    def _housekeeping(self) -> None:
+        """Checkpoints (signed heads), expired-grant entries, and peer witnessing."""
+        last_witness = time.monotonic()
+        while not self._stop.wait(self.config.audit_checkpoint_seconds):
+            try:
+                now = utc_now()
+                self.grants.log_expired(now)
+                self.audit.checkpoint(now)
+                every = self.config.witness_seconds
+                if every > 0 and time.monotonic() - last_witness >= every:
+                    last_witness = time.monotonic()
+                    _heads, errors = self.witness_round()
+                    for e in errors:
+                        log.warning("witnessing: %s", e)
+            except Exception:  # keep the node up; the next round retries
+                log.exception("housekeeping round failed")
+
+    def record_refusal(self, method: str, caller: Identity | None, exc) -> None:  # type: ignore[no-untyped-def]
+        self.audit.append(
+            {
+                "kind": "rpc.refused",
+                "time": utc_now(),
+                "method": method,
+                "caller": str(caller or "-"),
+                "code": exc.code.name,
+                "reason": exc.message[:500],
+            }
         )
 
     def deadline(self, context: CallContext) -> float:
@@ -373,9 +592,19 @@ class Node:
 
     def start(self) -> None:
         auth = Authenticator(self.revocations, self.membership)
+        self.audit.append(
+            {
+                "kind": "node.started",
+                "time": utc_now(),
+                "node": self.identity.id,
+                "cert_serial": self.identity.serial,
+                "membership_serial": self.membership().serial,
+                "address": self.config.listen,
+            }
+        )
         server = grpc.server(
             ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rpc"),
-            interceptors=[EdgeInterceptor(auth, self.metrics)],
+            interceptors=[EdgeInterceptor(auth, self.metrics, self.record_refusal)],
             options=[
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
                 ("grpc.max_send_message_length", self.config.max_message_bytes),
@@ -411,6 +640,7 @@ class Node:
                 ) from None
         for name in ["", *names[:3]]:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
         if self.config.peer_probe_seconds > 0:
             threading.Thread(target=self._probe_peers, name="peer-probe", daemon=True).start()
         log.info(
@@ -439,6 +669,11 @@ class Node:
             return
         self._stop.set()
         log.info("stopping node=%s", self.identity.id)
+        try:
+            self.audit.append({"kind": "node.stopping", "time": utc_now()})
+            self.audit.checkpoint(utc_now())
+        except Exception:
+            log.exception("could not write the final audit entries")
         self.health.enter_graceful_shutdown()
         if self._server is not None:
             self._server.stop(grace).wait(grace + 1)

@@ -35,9 +35,44 @@ CREATE TABLE IF NOT EXISTS grants (
     uses INTEGER NOT NULL,
     epsilon_spent REAL NOT NULL,
     revoked_at TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    expiry_logged INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS grants_by_dataset ON grants(dataset);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,       -- 1, 2, 3 ... without gaps
+    hash TEXT NOT NULL,            -- H(seq | previous hash | H(body))
+    body TEXT NOT NULL,            -- canonical JSON, exactly as hashed
+    kind TEXT NOT NULL,
+    request_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_request ON audit(request_id) WHERE request_id != '';
+CREATE TABLE IF NOT EXISTS audit_heads (
+    size INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    time TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS witnessed (  -- heads of other members this node countersigned
+    node TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    time TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    countersignature TEXT NOT NULL,
+    PRIMARY KEY (node, size)
+);
+CREATE TABLE IF NOT EXISTS witness_receipts (  -- this node's heads, countersigned by others
+    witness TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    body TEXT NOT NULL,            -- WitnessedHead as JSON
+    PRIMARY KEY (witness, size)
+);
+CREATE TABLE IF NOT EXISTS access_requests (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,            -- AccessRequest as JSON
+    state TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS receipts (
     request_id TEXT NOT NULL,
     owner TEXT NOT NULL,

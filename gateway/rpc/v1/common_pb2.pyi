@@ -175,3 +175,71 @@ class Grant(_message.Message):
     created_at: str
     status: str
     def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., grantee_kind: _Optional[str] = ..., grantee: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., columns: _Optional[_Iterable[_Union[ColumnControls, _Mapping]]] = ..., min_group_size: _Optional[int] = ..., dp_epsilon: _Optional[float] = ..., dp_budget: _Optional[float] = ..., purpose: _Optional[str] = ..., valid_from: _Optional[str] = ..., expires: _Optional[str] = ..., max_uses: _Optional[int] = ..., uses: _Optional[int] = ..., epsilon_spent: _Optional[float] = ..., revoked_at: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class SignedHead(_message.Message):
+    __slots__ = ("node", "size", "head", "time", "signature")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    size: int
+    head: str
+    time: str
+    signature: str
+    def __init__(self, node: _Optional[str] = ..., size: _Optional[int] = ..., head: _Optional[str] = ..., time: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
+
+class WitnessedHead(_message.Message):
+    __slots__ = ("witness", "node", "size", "head", "time", "countersignature", "witness_cert")
+    WITNESS_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    COUNTERSIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    WITNESS_CERT_FIELD_NUMBER: _ClassVar[int]
+    witness: str
+    node: str
+    size: int
+    head: str
+    time: str
+    countersignature: str
+    witness_cert: str
+    def __init__(self, witness: _Optional[str] = ..., node: _Optional[str] = ..., size: _Optional[int] = ..., head: _Optional[str] = ..., time: _Optional[str] = ..., countersignature: _Optional[str] = ..., witness_cert: _Optional[str] = ...) -> None: ...
+
+class AccessRequest(_message.Message):
+    __slots__ = ("id", "owner", "dataset", "requester", "home_node", "columns", "operations", "purpose", "valid_from", "expires", "state", "decided_by", "decision_note", "grant_id", "submitted_at", "decided_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    HOME_NODE_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECISION_NOTE_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    owner: str
+    dataset: str
+    requester: Requester
+    home_node: str
+    columns: _containers.RepeatedCompositeFieldContainer[ColumnControls]
+    operations: _containers.RepeatedScalarFieldContainer[str]
+    purpose: str
+    valid_from: str
+    expires: str
+    state: str
+    decided_by: str
+    decision_note: str
+    grant_id: str
+    submitted_at: str
+    decided_at: str
+    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., dataset: _Optional[str] = ..., requester: _Optional[_Union[Requester, _Mapping]] = ..., home_node: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnControls, _Mapping]]] = ..., operations: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., valid_from: _Optional[str] = ..., expires: _Optional[str] = ..., state: _Optional[str] = ..., decided_by: _Optional[str] = ..., decision_note: _Optional[str] = ..., grant_id: _Optional[str] = ..., submitted_at: _Optional[str] = ..., decided_at: _Optional[str] = ...) -> None: ...

@@ -7,6 +7,162 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AuditExportRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AuditChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class AuditShowRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class AuditShowResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, entries: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WitnessNowRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WitnessNowResponse(_message.Message):
+    __slots__ = ("countersigned", "errors")
+    COUNTERSIGNED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    countersigned: _containers.RepeatedCompositeFieldContainer[_common_pb2.WitnessedHead]
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, countersigned: _Optional[_Iterable[_Union[_common_pb2.WitnessedHead, _Mapping]]] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WitnessedHeadsRequest(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    def __init__(self, node: _Optional[str] = ...) -> None: ...
+
+class WitnessedHeadsResponse(_message.Message):
+    __slots__ = ("heads",)
+    HEADS_FIELD_NUMBER: _ClassVar[int]
+    heads: _containers.RepeatedCompositeFieldContainer[_common_pb2.WitnessedHead]
+    def __init__(self, heads: _Optional[_Iterable[_Union[_common_pb2.WitnessedHead, _Mapping]]] = ...) -> None: ...
+
+class AccessRequestStatusRequest(_message.Message):
+    __slots__ = ("owner", "id")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    id: str
+    def __init__(self, owner: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class ListAccessRequestsRequest(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    def __init__(self, state: _Optional[str] = ...) -> None: ...
+
+class ListAccessRequestsResponse(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[_common_pb2.AccessRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[_common_pb2.AccessRequest, _Mapping]]] = ...) -> None: ...
+
+class DecideAccessRequestRequest(_message.Message):
+    __slots__ = ("id", "approve", "note", "columns", "expires", "min_group_size", "dp_epsilon", "dp_budget", "max_uses")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DP_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DP_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    MAX_USES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    approve: bool
+    note: str
+    columns: _containers.RepeatedCompositeFieldContainer[_common_pb2.ColumnControls]
+    expires: str
+    min_group_size: int
+    dp_epsilon: float
+    dp_budget: float
+    max_uses: int
+    def __init__(self, id: _Optional[str] = ..., approve: _Optional[bool] = ..., note: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ColumnControls, _Mapping]]] = ..., expires: _Optional[str] = ..., min_group_size: _Optional[int] = ..., dp_epsilon: _Optional[float] = ..., dp_budget: _Optional[float] = ..., max_uses: _Optional[int] = ...) -> None: ...
+
+class DisclosureRequest(_message.Message):
+    __slots__ = ("node", "since", "until")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    since: str
+    until: str
+    def __init__(self, node: _Optional[str] = ..., since: _Optional[str] = ..., until: _Optional[str] = ...) -> None: ...
+
+class DisclosureReport(_message.Message):
+    __slots__ = ("node", "org", "generated_at", "since", "until", "grants", "usage")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    org: str
+    generated_at: str
+    since: str
+    until: str
+    grants: _containers.RepeatedCompositeFieldContainer[DisclosedGrant]
+    usage: _containers.RepeatedCompositeFieldContainer[DisclosedUsage]
+    def __init__(self, node: _Optional[str] = ..., org: _Optional[str] = ..., generated_at: _Optional[str] = ..., since: _Optional[str] = ..., until: _Optional[str] = ..., grants: _Optional[_Iterable[_Union[DisclosedGrant, _Mapping]]] = ..., usage: _Optional[_Iterable[_Union[DisclosedUsage, _Mapping]]] = ...) -> None: ...
+
+class DisclosedGrant(_message.Message):
+    __slots__ = ("id", "grantee_org", "grantee_kind", "dataset", "columns", "operations", "valid_from", "expires", "purpose", "status")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_ORG_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_KIND_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    grantee_org: str
+    grantee_kind: str
+    dataset: str
+    columns: _containers.RepeatedCompositeFieldContainer[_common_pb2.ColumnControls]
+    operations: _containers.RepeatedScalarFieldContainer[str]
+    valid_from: str
+    expires: str
+    purpose: str
+    status: str
+    def __init__(self, id: _Optional[str] = ..., grantee_org: _Optional[str] = ..., grantee_kind: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ColumnControls, _Mapping]]] = ..., operations: _Optional[_Iterable[str]] = ..., valid_from: _Optional[str] = ..., expires: _Optional[str] = ..., purpose: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class DisclosedUsage(_message.Message):
+    __slots__ = ("dataset", "grantee_org", "requests", "releases", "refusals", "epsilon_spent")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_ORG_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
+    REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    grantee_org: str
+    requests: int
+    releases: int
+    refusals: int
+    epsilon_spent: float
+    def __init__(self, dataset: _Optional[str] = ..., grantee_org: _Optional[str] = ..., requests: _Optional[int] = ..., releases: _Optional[int] = ..., refusals: _Optional[int] = ..., epsilon_spent: _Optional[float] = ...) -> None: ...
+
 class QueryRequest(_message.Message):
     __slots__ = ("sql", "purpose", "allow_partial", "nodes", "explain")
     SQL_FIELD_NUMBER: _ClassVar[int]

@@ -75,6 +75,51 @@ class GatewayStub:
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.RevokeGrantRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_common__pb2.Grant.FromString,
                 _registered_method=True)
+        self.AuditExport = channel.unary_stream(
+                '/fedgate.v1.Gateway/AuditExport',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.AuditExportRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.AuditChunk.FromString,
+                _registered_method=True)
+        self.AuditShow = channel.unary_unary(
+                '/fedgate.v1.Gateway/AuditShow',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.AuditShowRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.AuditShowResponse.FromString,
+                _registered_method=True)
+        self.WitnessNow = channel.unary_unary(
+                '/fedgate.v1.Gateway/WitnessNow',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.WitnessNowRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.WitnessNowResponse.FromString,
+                _registered_method=True)
+        self.WitnessedHeads = channel.unary_unary(
+                '/fedgate.v1.Gateway/WitnessedHeads',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.WitnessedHeadsRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.WitnessedHeadsResponse.FromString,
+                _registered_method=True)
+        self.SubmitAccessRequest = channel.unary_unary(
+                '/fedgate.v1.Gateway/SubmitAccessRequest',
+                request_serializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
+                _registered_method=True)
+        self.AccessRequestStatus = channel.unary_unary(
+                '/fedgate.v1.Gateway/AccessRequestStatus',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.AccessRequestStatusRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
+                _registered_method=True)
+        self.ListAccessRequests = channel.unary_unary(
+                '/fedgate.v1.Gateway/ListAccessRequests',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.ListAccessRequestsRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.ListAccessRequestsResponse.FromString,
+                _registered_method=True)
+        self.DecideAccessRequest = channel.unary_unary(
+                '/fedgate.v1.Gateway/DecideAccessRequest',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.DecideAccessRequestRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
+                _registered_method=True)
+        self.Disclosure = channel.unary_unary(
+                '/fedgate.v1.Gateway/Disclosure',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.DisclosureRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.DisclosureReport.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -134,6 +179,66 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuditExport(self, request, context):
+        """Operators only: this node's audit trail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuditShow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WitnessNow(self, request, context):
+        """Operators only: send this node's signed head to every peer now; list heads this node
+        countersigned for another member.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WitnessedHeads(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitAccessRequest(self, request, context):
+        """Analysts: ask a data owner for access, and follow the request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AccessRequestStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccessRequests(self, request, context):
+        """Operators: requests for this node's datasets, and the decision (approval writes a grant).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideAccessRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Disclosure(self, request, context):
+        """Any member: a node's public disclosure report (grants and usage, never data values).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -176,6 +281,51 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.RevokeGrant,
                     request_deserializer=fedgate_dot_v1_dot_gateway__pb2.RevokeGrantRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_common__pb2.Grant.SerializeToString,
+            ),
+            'AuditExport': grpc.unary_stream_rpc_method_handler(
+                    servicer.AuditExport,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.AuditExportRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.AuditChunk.SerializeToString,
+            ),
+            'AuditShow': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditShow,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.AuditShowRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.AuditShowResponse.SerializeToString,
+            ),
+            'WitnessNow': grpc.unary_unary_rpc_method_handler(
+                    servicer.WitnessNow,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.WitnessNowRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.WitnessNowResponse.SerializeToString,
+            ),
+            'WitnessedHeads': grpc.unary_unary_rpc_method_handler(
+                    servicer.WitnessedHeads,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.WitnessedHeadsRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.WitnessedHeadsResponse.SerializeToString,
+            ),
+            'SubmitAccessRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitAccessRequest,
+                    request_deserializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.SerializeToString,
+            ),
+            'AccessRequestStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.AccessRequestStatus,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.AccessRequestStatusRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.SerializeToString,
+            ),
+            'ListAccessRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccessRequests,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.ListAccessRequestsRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.ListAccessRequestsResponse.SerializeToString,
+            ),
+            'DecideAccessRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideAccessRequest,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.DecideAccessRequestRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.SerializeToString,
+            ),
+            'Disclosure': grpc.unary_unary_rpc_method_handler(
+                    servicer.Disclosure,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.DisclosureRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.DisclosureReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +544,249 @@ class Gateway:
             '/fedgate.v1.Gateway/RevokeGrant',
             fedgate_dot_v1_dot_gateway__pb2.RevokeGrantRequest.SerializeToString,
             fedgate_dot_v1_dot_common__pb2.Grant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fedgate.v1.Gateway/AuditExport',
+            fedgate_dot_v1_dot_gateway__pb2.AuditExportRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.AuditChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditShow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/AuditShow',
+            fedgate_dot_v1_dot_gateway__pb2.AuditShowRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.AuditShowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WitnessNow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/WitnessNow',
+            fedgate_dot_v1_dot_gateway__pb2.WitnessNowRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.WitnessNowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WitnessedHeads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/WitnessedHeads',
+            fedgate_dot_v1_dot_gateway__pb2.WitnessedHeadsRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.WitnessedHeadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitAccessRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/SubmitAccessRequest',
+            fedgate_dot_v1_dot_common__pb2.AccessRequest.SerializeToString,
+            fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AccessRequestStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/AccessRequestStatus',
+            fedgate_dot_v1_dot_gateway__pb2.AccessRequestStatusRequest.SerializeToString,
+            fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccessRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/ListAccessRequests',
+            fedgate_dot_v1_dot_gateway__pb2.ListAccessRequestsRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.ListAccessRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideAccessRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/DecideAccessRequest',
+            fedgate_dot_v1_dot_gateway__pb2.DecideAccessRequestRequest.SerializeToString,
+            fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Disclosure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/Disclosure',
+            fedgate_dot_v1_dot_gateway__pb2.DisclosureRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.DisclosureReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,5 @@
 from . import common_pb2 as _common_pb2
+from . import gateway_pb2 as _gateway_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -6,6 +7,16 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class WitnessRequest(_message.Message):
+    __slots__ = ("head", "from_size", "digests")
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    FROM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    head: _common_pb2.SignedHead
+    from_size: int
+    digests: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, head: _Optional[_Union[_common_pb2.SignedHead, _Mapping]] = ..., from_size: _Optional[int] = ..., digests: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PartialRequest(_message.Message):
     __slots__ = ("request_id", "sql", "requester", "home_node", "purpose", "include_children", "explain", "path")

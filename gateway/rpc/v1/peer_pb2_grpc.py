@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from . import common_pb2 as fedgate_dot_v1_dot_common__pb2
+from . import gateway_pb2 as fedgate_dot_v1_dot_gateway__pb2
 from . import peer_pb2 as fedgate_dot_v1_dot_peer__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -45,6 +46,26 @@ class PeerStub:
                 request_serializer=fedgate_dot_v1_dot_peer__pb2.PartialRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_peer__pb2.PartialResponse.FromString,
                 _registered_method=True)
+        self.Witness = channel.unary_unary(
+                '/fedgate.v1.Peer/Witness',
+                request_serializer=fedgate_dot_v1_dot_peer__pb2.WitnessRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_common__pb2.WitnessedHead.FromString,
+                _registered_method=True)
+        self.ForwardAccessRequest = channel.unary_unary(
+                '/fedgate.v1.Peer/ForwardAccessRequest',
+                request_serializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
+                _registered_method=True)
+        self.ForwardAccessRequestStatus = channel.unary_unary(
+                '/fedgate.v1.Peer/ForwardAccessRequestStatus',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.AccessRequestStatusRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
+                _registered_method=True)
+        self.PeerDisclosure = channel.unary_unary(
+                '/fedgate.v1.Peer/PeerDisclosure',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.DisclosureRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.DisclosureReport.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -64,6 +85,32 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Witness(self, request, context):
+        """Check that the caller's log only grew since the last head seen, and countersign it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForwardAccessRequest(self, request, context):
+        """Access requests, forwarded by the analyst's home node (which vouches for the analyst).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForwardAccessRequestStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PeerDisclosure(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +123,26 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.Execute,
                     request_deserializer=fedgate_dot_v1_dot_peer__pb2.PartialRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_peer__pb2.PartialResponse.SerializeToString,
+            ),
+            'Witness': grpc.unary_unary_rpc_method_handler(
+                    servicer.Witness,
+                    request_deserializer=fedgate_dot_v1_dot_peer__pb2.WitnessRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_common__pb2.WitnessedHead.SerializeToString,
+            ),
+            'ForwardAccessRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForwardAccessRequest,
+                    request_deserializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.SerializeToString,
+            ),
+            'ForwardAccessRequestStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForwardAccessRequestStatus,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.AccessRequestStatusRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.SerializeToString,
+            ),
+            'PeerDisclosure': grpc.unary_unary_rpc_method_handler(
+                    servicer.PeerDisclosure,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.DisclosureRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.DisclosureReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +199,114 @@ class Peer:
             '/fedgate.v1.Peer/Execute',
             fedgate_dot_v1_dot_peer__pb2.PartialRequest.SerializeToString,
             fedgate_dot_v1_dot_peer__pb2.PartialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Witness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Peer/Witness',
+            fedgate_dot_v1_dot_peer__pb2.WitnessRequest.SerializeToString,
+            fedgate_dot_v1_dot_common__pb2.WitnessedHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForwardAccessRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Peer/ForwardAccessRequest',
+            fedgate_dot_v1_dot_common__pb2.AccessRequest.SerializeToString,
+            fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForwardAccessRequestStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Peer/ForwardAccessRequestStatus',
+            fedgate_dot_v1_dot_gateway__pb2.AccessRequestStatusRequest.SerializeToString,
+            fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PeerDisclosure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Peer/PeerDisclosure',
+            fedgate_dot_v1_dot_gateway__pb2.DisclosureRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.DisclosureReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,155 @@
+"""Offline verification of an exported audit log, with the CA certificate alone.
+
+Checks, in order: the exporting node's certificate was issued by the CA; entries are
+numbered 1, 2, 3 ... and each hash is the chain step over its body (this names the
+first entry that was modified, deleted, reordered or inserted); every signed head
+verifies with the node's key and matches the chain at its size (a truncated tail or a
+rewritten chain shows here); and every witnessed head -- countersigned by another member
+-- matches the chain, which shows a history rewritten after it was witnessed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.audit import FORMAT, GENESIS, body_digest, head_message, link
+from gateway.identity import identity_of, verify_signed_by
+from gateway.witness import verify_countersignature
+
+
+class VerifyError(Exception):
+    """The log is not intact; the message names the first problem found."""
+
+
+@dataclass
+class Report:
+    node: str
+    entries: int
+    heads: int
+    witnessed: int
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+def _cert(pem: str, bundle: list[x509.Certificate], what: str) -> x509.Certificate:
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        raise VerifyError(f"{what}: certificate cannot be parsed") from None
+    if not verify_signed_by(cert, bundle):
+        raise VerifyError(f"{what}: certificate is not issued by the federation CA")
+    return cert
+
+
+def verify(
+    lines: Iterable[str], bundle: list[x509.Certificate], extra_witnessed: Iterable[str] = ()
+) -> Report:
+    it = iter(lines)
+    first = next(it, "")
+    if not first.startswith("F\t"):
+        raise VerifyError("not a fedgate audit export (no header line)")
+    try:
+        header = json.loads(first[2:])
+    except ValueError:
+        raise VerifyError("header line is not JSON") from None
+    if header.get("format") != FORMAT:
+        raise VerifyError(f"unknown format {header.get('format')!r}")
+    node = header["node"]
+    cert = _cert(header["cert"], bundle, "exporting node")
+    signer = identity_of(cert)
+    if signer.role != "node" or signer.id != node:
+        raise VerifyError(f"header says node {node!r} but the certificate is {signer}")
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+
+    chain: dict[int, str] = {0: GENESIS}
+    kinds: dict[str, int] = {}
+    prev, expected = GENESIS, 1
+    heads: list[list[str]] = []
+    witnessed: list[dict] = []
+    for lineno, raw in enumerate(it, start=2):
+        line = raw.rstrip("\n")
+        tag = line[:2]
+        if tag == "E\t":
+            parts = line.split("\t", 3)
+            if len(parts) != 4 or not parts[1].isdigit():
+                raise VerifyError(f"line {lineno} is not an entry")
+            seq, stored, body = int(parts[1]), parts[2], parts[3]
+            if seq < expected:
+                raise VerifyError(
+                    f"entry {seq} appears after entry {expected - 1}: entries were reordered "
+                    "or an entry was inserted"
+                )
+            if seq > expected:
+                missing = f"{expected}" if seq == expected + 1 else f"{expected}-{seq - 1}"
+                raise VerifyError(f"entry {missing} is missing: deleted from the log")
+            computed = link(seq, prev, body_digest(body))
+            if computed != stored:
+                raise VerifyError(f"entry {seq} was modified: its hash does not match its body")
+            prev, expected = computed, expected + 1
+            chain[seq] = computed
+            try:
+                kind = json.loads(body).get("kind", "?")
+            except ValueError:
+                raise VerifyError(f"entry {seq} body is not JSON") from None
+            kinds[kind] = kinds.get(kind, 0) + 1
+        elif tag == "H\t":
+            heads.append(line.split("\t")[1:])
+        elif tag == "W\t":
+            witnessed.append(json.loads(line[2:]))
+        elif line:
+            raise VerifyError(f"line {lineno} is not an entry, head or witness line")
+    for raw in extra_witnessed:
+        if raw.startswith("W\t"):
+            witnessed.append(json.loads(raw[2:].rstrip("\n")))
+    size = expected - 1
+    if not heads:
+        raise VerifyError("no signed head: the export is incomplete")
+    for fields in heads:
+        h_size, h_hash, h_time, h_sig = int(fields[0]), fields[1], fields[2], fields[3]
+        try:
+            key.verify(
+                base64.b64decode(h_sig),
+                head_message(node, h_size, h_hash, h_time),
+                ec.ECDSA(hashes.SHA256()),
+            )
+        except (InvalidSignature, ValueError):
+            raise VerifyError(
+                f"signed head at size {h_size} does not verify with the node key"
+            ) from None
+        if h_size > size:
+            raise VerifyError(
+                f"log truncated: the head signed at {h_time} covers {h_size} entries but only "
+                f"{size} are present (entry {size + 1} onwards was removed)"
+            )
+        if chain.get(h_size) != h_hash:
+            raise VerifyError(
+                f"signed head at size {h_size} does not match the chain: an entry at or "
+                f"before {h_size} was changed and the chain recomputed"
+            )
+    if int(heads[-1][0]) != size:
+        raise VerifyError(f"entries after {heads[-1][0]} are not covered by a signed head")
+    for w in witnessed:
+        wcert = _cert(w["cert"], bundle, f"witness {w.get('witness')}")
+        if identity_of(wcert).id != w["witness"] or not verify_countersignature(w, wcert):
+            raise VerifyError(f"countersignature by {w['witness']} does not verify")
+        if w["node"] != node:
+            continue
+        if w["size"] > size:
+            raise VerifyError(
+                f"log truncated: {w['witness']} witnessed {w['size']} entries on {w['time']} "
+                f"but only {size} are present"
+            )
+        if chain.get(w["size"]) != w["head"]:
+            raise VerifyError(
+                f"history rewritten: the head at size {w['size']} witnessed by {w['witness']} "
+                f"on {w['time']} does not match this log"
+            )
+    return Report(node, size, len(heads), len(witnessed), kinds)

@@ -1,0 +1,218 @@
+"""Peer witnessing: members countersign each other's audit-log heads.
+
+A node sends its signed head (size, hash) to each peer together with the body digests
+of the entries the peer has not seen. The peer recomputes the chain from the last head
+it countersigned: only if the new head extends it (the log only grew) does it
+countersign. A node that later rewrites or forks its history cannot produce a log that
+matches the heads its peers hold, and the offline verifier shows it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.audit import GENESIS, AuditLog, canonical, head_message, link
+from gateway.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from gateway.grants import utc
+from gateway.rpc.v1 import common_pb2, peer_pb2
+from gateway.state import State
+
+log = logging.getLogger("fedgate.witness")
+MAX_DIGESTS = 200_000
+
+
+def countersign_message(witness: str, node: str, size: int, head: str, time: str) -> bytes:
+    return canonical(
+        {
+            "format": "fedgate-witness-v1",
+            "witness": witness,
+            "node": node,
+            "size": size,
+            "head": head,
+            "time": time,
+        }
+    ).encode()
+
+
+def _verify(key: ec.EllipticCurvePublicKey, signature: str, message: bytes) -> bool:
+    try:
+        key.verify(base64.b64decode(signature), message, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def verify_head(head: common_pb2.SignedHead, cert: x509.Certificate) -> bool:
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return _verify(key, head.signature, head_message(head.node, head.size, head.head, head.time))
+
+
+def verify_countersignature(w: dict, cert: x509.Certificate) -> bool:
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    msg = countersign_message(w["witness"], w["node"], w["size"], w["head"], w["time"])
+    return _verify(key, w["countersignature"], msg)
+
+
+@dataclass
+class Witness:
+    """This node in the role of witness for its peers, and as the one being witnessed."""
+
+    node_id: str
+    state: State
+    audit: AuditLog
+    key: ec.EllipticCurvePrivateKey
+    cert_pem: bytes
+
+    # --- as witness ---------------------------------------------------------------------
+
+    def last_seen(self, node: str) -> tuple[int, str]:
+        with self.state.transaction() as db:
+            row = db.execute(
+                "SELECT size, hash FROM witnessed WHERE node = ? ORDER BY size DESC LIMIT 1",
+                (node,),
+            ).fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def countersign(
+        self, caller: str, caller_cert: x509.Certificate, req: peer_pb2.WitnessRequest
+    ) -> common_pb2.WitnessedHead:
+        head = req.head
+        if head.node != caller:
+            raise PermissionDenied(f"node {caller} may not present the head of {head.node}")
+        if not verify_head(head, caller_cert):
+            raise InvalidArgument("the head's signature does not verify with the caller's key")
+        if len(req.digests) > MAX_DIGESTS:
+            raise InvalidArgument(f"at most {MAX_DIGESTS} digests per witness request")
+        size, chain = self.last_seen(caller)
+        if req.from_size != size:
+            raise FailedPrecondition(f"last witnessed size is {size}")
+        if head.size < size or head.size != size + len(req.digests):
+            self._fork(caller, head, f"size {head.size} does not extend {size}")
+        for offset, digest in enumerate(req.digests, start=size + 1):
+            chain = link(offset, chain, digest)
+        if chain != head.head:
+            self._fork(caller, head, f"chain from the head at size {size} does not reach it")
+        now = utc()
+        sig = self.key.sign(
+            countersign_message(self.node_id, caller, head.size, head.head, now),
+            ec.ECDSA(hashes.SHA256()),
+        )
+        countersig = base64.b64encode(sig).decode()
+        with self.state.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO witnessed VALUES (?, ?, ?, ?, ?, ?)",
+                (caller, head.size, head.head, now, head.signature, countersig),
+            )
+            AuditLog.append_in(
+                db,
+                {
+                    "kind": "witness.countersigned",
+                    "time": now,
+                    "node": caller,
+                    "size": head.size,
+                    "head": head.head,
+                },
+            )
+        return common_pb2.WitnessedHead(
+            witness=self.node_id,
+            node=caller,
+            size=head.size,
+            head=head.head,
+            time=now,
+            countersignature=countersig,
+            witness_cert=self.cert_pem.decode(),
+        )
+
+    def _fork(self, caller: str, head: common_pb2.SignedHead, why: str) -> None:
+        self.audit.append(
+            {
+                "kind": "witness.refused",
+                "time": utc(),
+                "node": caller,
+                "size": head.size,
+                "head": head.head,
+                "reason": why,
+            }
+        )
+        log.error(
+            "witness refused node=%s size=%d: %s (rewritten or forked log)", caller, head.size, why
+        )
+        raise FailedPrecondition(f"log of {caller} did not only grow: {why}")
+
+    def heads_of(self, node: str) -> list[common_pb2.WitnessedHead]:
+        with self.state.transaction() as db:
+            rows = db.execute(
+                "SELECT size, hash, time, countersignature FROM witnessed WHERE node = ? "
+                "ORDER BY size",
+                (node,),
+            ).fetchall()
+        return [
+            common_pb2.WitnessedHead(
+                witness=self.node_id,
+                node=node,
+                size=r[0],
+                head=r[1],
+                time=r[2],
+                countersignature=r[3],
+                witness_cert=self.cert_pem.decode(),
+            )
+            for r in rows
+        ]
+
+    # --- as the node being witnessed ----------------------------------------------------
+
+    def request_for(self, peer: str, from_size: int | None = None) -> peer_pb2.WitnessRequest:
+        head = self.audit.latest_head() or self.audit.checkpoint(utc(), force=True)
+        assert head is not None
+        if from_size is None:
+            from_size = self.last_countersigned(peer)
+        from_size = min(from_size, head.size)
+        return peer_pb2.WitnessRequest(
+            head=common_pb2.SignedHead(
+                node=self.node_id,
+                size=head.size,
+                head=head.hash,
+                time=head.time,
+                signature=head.signature,
+            ),
+            from_size=from_size,
+            digests=self.audit.digests(from_size, head.size),
+        )
+
+    def last_countersigned(self, peer: str) -> int:
+        with self.state.transaction() as db:
+            row = db.execute(
+                "SELECT MAX(size) FROM witness_receipts WHERE witness = ?", (peer,)
+            ).fetchone()
+        return int(row[0] or 0)
+
+    def keep(self, w: common_pb2.WitnessedHead) -> None:
+        body = {
+            "witness": w.witness,
+            "node": w.node,
+            "size": w.size,
+            "head": w.head,
+            "time": w.time,
+            "countersignature": w.countersignature,
+            "cert": w.witness_cert,
+        }
+        with self.state.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO witness_receipts VALUES (?, ?, ?)",
+                (w.witness, w.size, json.dumps(body)),
+            )
+
+    def receipts(self) -> list[dict]:
+        with self.state.transaction() as db:
+            rows = db.execute("SELECT body FROM witness_receipts ORDER BY size, witness").fetchall()
+        return [json.loads(r[0]) for r in rows]
