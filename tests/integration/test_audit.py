@@ -1,0 +1,212 @@
+"""The audit trail of real nodes: export, offline verification, tampering, witnessing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway import identity
+from gateway.audit import body_digest, link
+from gateway.receipts import Receipt
+from gateway.verifier import VerifyError, verify
+from tests.conftest import RunningFederation, run_fedgate
+
+pytestmark = pytest.mark.integration
+
+QUERY = "SELECT city, COUNT(*) AS n, AVG(employees) AS e FROM enterprise_registry GROUP BY city"
+
+
+@pytest.fixture(scope="module")
+def exported(federation: RunningFederation, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """hefei's log after real traffic, witnessed by its peers, exported with the CLI."""
+    with federation.client("li.wei@shanghai") as c:
+        for _ in range(5):
+            c.query(QUERY)
+    ops = str(federation.fed.operator_profile("hefei"))
+    witnessed = run_fedgate("audit", "witness", "--profile", ops)
+    assert witnessed.returncode == 0, witnessed.stderr
+    out = tmp_path_factory.mktemp("audit") / "hefei.log"
+    result = run_fedgate("audit", "export", "--profile", ops, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def _verify(federation: RunningFederation, lines: list[str], extra: list[str] = ()):  # type: ignore[no-untyped-def]
+    return verify(lines, identity.load_bundle(federation.fed.ca_cert), extra)
+
+
+def _entries(lines: list[str]) -> list[int]:
+    return [i for i, line in enumerate(lines) if line.startswith("E\t")]
+
+
+def test_export_verifies_with_the_ca_alone(federation: RunningFederation, exported: Path) -> None:
+    result = run_fedgate("audit", "verify", str(exported), "--ca", str(federation.fed.ca_cert))
+    assert result.returncode == 0, result.stderr
+    assert "chain intact" in result.stdout and "release" in result.stdout
+    report = _verify(federation, exported.read_text().splitlines(keepends=True))
+    assert report.node == "hefei" and report.kinds["release"] >= 5
+    assert report.witnessed >= 6  # every peer countersigned
+    assert {"node.started", "dataset.registered", "grant.written"} <= set(report.kinds)
+
+
+@pytest.mark.parametrize(
+    "tamper, named",
+    [
+        ("modify", "entry {n} was modified"),
+        ("delete", "entry {n} is missing"),
+        ("reorder", "entry {m} appears after entry {n}"),
+        ("insert", "was inserted"),
+        ("truncate", "log truncated"),
+    ],
+)
+def test_tampering_is_caught_and_named(
+    federation: RunningFederation, exported: Path, tmp_path: Path, tamper: str, named: str
+) -> None:
+    lines = exported.read_text().splitlines(keepends=True)
+    idx = _entries(lines)
+    i = idx[len(idx) // 2]
+    n = int(lines[i].split("\t")[1])
+    if tamper == "modify":
+        lines[i] = lines[i].replace('"kind":"', '"kind":"x', 1)
+    elif tamper == "delete":
+        del lines[i]
+    elif tamper == "reorder":
+        lines[i], lines[i + 1] = lines[i + 1], lines[i]
+        n, m = n + 1, n
+        named = named.format(m=m, n=n)
+    elif tamper == "insert":
+        lines.insert(i, lines[i])
+    elif tamper == "truncate":
+        last = idx[-3]
+        lines = lines[:last] + [x for x in lines[last:] if not x.startswith("E\t")]
+    path = tmp_path / "tampered.log"
+    path.write_text("".join(lines))
+    result = run_fedgate("audit", "verify", str(path), "--ca", str(federation.fed.ca_cert))
+    assert result.returncode == 1, result.stdout
+    assert named.format(n=n) in result.stderr, result.stderr
+
+
+def test_rewritten_history_is_caught_by_witnessed_heads(
+    federation: RunningFederation, exported: Path, tmp_path: Path
+) -> None:
+    """The node rewrites an old entry, recomputes the whole chain and re-signs every head
+    with its own key: self-consistent, but not what its peers countersigned."""
+    key = identity.load_key(federation.fed.node_dir("hefei") / "tls" / "node.key")
+    from gateway.audit import sign_head
+
+    lines = exported.read_text().splitlines(keepends=True)
+    out, prev, chain = [], "0" * 64, {0: "0" * 64}
+    target = int(lines[_entries(lines)[3]].split("\t")[1])
+    witnessed = []
+    for line in lines:
+        if line.startswith("E\t"):
+            _, seq, _h, body = line.rstrip("\n").split("\t", 3)
+            if int(seq) == target:
+                body = body.replace('"kind":"', '"kind":"forged-', 1)
+            prev = link(int(seq), prev, body_digest(body))
+            chain[int(seq)] = prev
+            out.append(f"E\t{seq}\t{prev}\t{body}\n")
+        elif line.startswith("H\t"):
+            _, size, _h, time, _sig = line.rstrip("\n").split("\t")
+            sig = sign_head(key, "hefei", int(size), chain[int(size)], time)
+            out.append(f"H\t{size}\t{chain[int(size)]}\t{time}\t{sig}\n")
+        elif line.startswith("W\t"):
+            witnessed.append(line)  # the node drops the countersignatures it got
+        else:
+            out.append(line)
+    forged = tmp_path / "forged.log"
+    forged.write_text("".join(out))
+    ca = str(federation.fed.ca_cert)
+    alone = run_fedgate("audit", "verify", str(forged), "--ca", ca)
+    assert alone.returncode == 0  # without witnesses a self-consistent rewrite looks fine
+    heads = tmp_path / "jiangsu-witnessed.txt"
+    got = run_fedgate(
+        "audit",
+        "witnesses",
+        "--profile",
+        str(federation.fed.operator_profile("jiangsu")),
+        "--node",
+        "hefei",
+        "--out",
+        str(heads),
+    )
+    assert got.returncode == 0, got.stderr
+    caught = run_fedgate("audit", "verify", str(forged), "--ca", ca, "--witness", str(heads))
+    assert caught.returncode == 1
+    assert "history rewritten" in caught.stderr and "jiangsu" in caught.stderr
+    with pytest.raises(VerifyError, match="history rewritten"):
+        _verify(federation, out, witnessed)
+
+
+def test_witness_refuses_a_log_that_did_not_only_grow(federation: RunningFederation) -> None:
+    """A peer that countersigned size N refuses a head whose chain does not extend it."""
+    from gateway.rpc.v1 import common_pb2, peer_pb2, peer_pb2_grpc
+    from gateway.tls import secure_channel
+
+    tls = federation.fed.node_dir("hefei") / "tls"
+    key = identity.load_key(tls / "node.key")
+    from gateway.audit import sign_head
+
+    with federation.client("ops@jiangsu") as ops:
+        seen = max(w.size for w in ops.witnessed_heads("hefei"))
+    fake = "f" * 64
+    head = common_pb2.SignedHead(
+        node="hefei",
+        size=seen + 1,
+        head=fake,
+        time="2030-01-01T00:00:00Z",
+        signature=sign_head(key, "hefei", seen + 1, fake, "2030-01-01T00:00:00Z"),
+    )
+    target = federation.fed.node("jiangsu")
+    with secure_channel(
+        target.listen,
+        "jiangsu",
+        ca=federation.fed.ca_cert,
+        cert=tls / "node.pem",
+        key=tls / "node.key",
+    ) as ch:
+        import grpc
+
+        with pytest.raises(grpc.RpcError) as info:
+            peer_pb2_grpc.PeerStub(ch).Witness(
+                peer_pb2.WitnessRequest(head=head, from_size=seen, digests=["0" * 64]), timeout=5
+            )
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "did not only grow" in info.value.details()
+    assert "witness refused node=hefei" in federation.node_log("jiangsu")
+
+
+def test_receipt_points_at_its_audit_entry(federation: RunningFederation) -> None:
+    with federation.client("li.wei@shanghai") as c:
+        result = c.query(QUERY)
+    receipt = Receipt.from_json(result.receipts["wuhu"])
+    with federation.client("ops@wuhu") as ops:
+        entries = [json.loads(e) for e in ops.audit_show(result.request_id)]
+    (release,) = [e for e in entries if e["kind"] == "release"]
+    assert release["seq"] == receipt.body["audit_seq"]
+    assert release["hash"] == receipt.body["audit_hash"]
+    assert release["result_digest"] == receipt.body["result_digest"]
+    with federation.client("ops@shanghai") as ops:
+        home = [json.loads(e) for e in ops.audit_show(result.request_id)]
+    assert any(e["kind"] == "query.answered" for e in home)
+    shown = run_fedgate(
+        "audit",
+        "show",
+        "--profile",
+        str(federation.fed.operator_profile("wuhu")),
+        "--request",
+        result.request_id,
+    )
+    assert shown.returncode == 0 and '"kind": "release"' in shown.stdout
+
+
+def test_refusals_are_audited(federation: RunningFederation) -> None:
+    from gateway.client import ClientError
+
+    with federation.client("li.wei@shanghai") as c, pytest.raises(ClientError):
+        c.query("SELECT revenue FROM enterprise_registry")
+    with federation.client("ops@anhui") as ops:
+        text = ops.audit_export().decode()
+    assert '"kind":"query.refused"' in text and "may not be used as raw" in text
