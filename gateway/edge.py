@@ -176,6 +176,10 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                 return behavior(request, CallContext(context, caller))
             except FedgateError as exc:
                 code, failure = exc.code, exc
+            except grpc.RpcError as exc:  # a peer's answer, relayed with its own status
+                code = exc.code()  # type: ignore[attr-defined]
+                failure = FedgateError(exc.details() or code.name)  # type: ignore[attr-defined]
+                failure.code = code
             except Exception:
                 ref = uuid.uuid4().hex[:12]
                 log.exception("internal error method=%s caller=%s ref=%s", method, caller, ref)

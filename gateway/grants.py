@@ -318,7 +318,7 @@ class GrantStore:
                     f"({current.epsilon_spent:g} of {current.dp_budget:g})"
                 )
             if status != "active":
-                raise PermissionDenied(f"grant {g.id} is {status}")
+                raise PermissionDenied(f"grant {g.id} is {status} (checked again at release)")
             db.execute(
                 "UPDATE grants SET uses = uses + 1, epsilon_spent = epsilon_spent + ? WHERE id = ?",
                 (decision.epsilon, g.id),

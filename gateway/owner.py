@@ -27,7 +27,7 @@ from gateway import privacy, receipts
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
-from gateway.errors import FedgateError, InvalidArgument, PermissionDenied
+from gateway.errors import FedgateError, InvalidArgument, PermissionDenied, ResourceExhausted
 from gateway.grants import Grant, GrantStore, decide, utc
 from gateway.identity import Identity
 from gateway.rpc.v1 import common_pb2, peer_pb2
@@ -75,8 +75,10 @@ class Owner:
         membership: Callable[[], Membership],
         call_child: Callable[[Member, peer_pb2.PartialRequest, float], peer_pb2.PartialResponse],
         executor: Executor,
+        max_result_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.node_id = node_id
+        self.max_result_bytes = max_result_bytes - 64 * 1024  # room for the envelope
         self.catalog = catalog
         self.grants = grants
         self.engine = engine
@@ -248,6 +250,11 @@ class Owner:
         else:
             released = privacy.suppress(raw, decision.min_group_size)
         payload = to_ipc(released.table)
+        if len(payload) > self.max_result_bytes:
+            raise ResourceExhausted(
+                f"the partial result is {len(payload):,} bytes, over the {self.max_result_bytes:,}"
+                "-byte message limit: filter more or group by coarser columns"
+            )
         facts = {
             "request_id": req.request_id,
             "owner": self.node_id,

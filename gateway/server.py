@@ -471,6 +471,7 @@ class Node:
             self.membership,
             self._call_peer,
             self.executor,
+            config.max_message_bytes,
         )
         self.home = Home(
             self.identity.id,

@@ -1,0 +1,248 @@
+"""Access requests, grant lifecycle in flight, and the public disclosure report."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import grpc
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gateway import descriptor
+from gateway.client import ClientError
+from tests.conftest import RunningFederation, run_fedgate
+
+pytestmark = pytest.mark.integration
+
+ASK = "SELECT industry_section, COUNT(*) AS n FROM jiangsu.{ds} GROUP BY industry_section"
+
+
+def _audit_kinds(federation: RunningFederation, node: str, request_id: str) -> list[str]:
+    with federation.client(f"ops@{node}") as ops:
+        return [json.loads(e)["kind"] for e in ops.audit_show(request_id)]
+
+
+def test_access_request_approved_writes_a_grant(federation: RunningFederation) -> None:
+    federation.register_copy("jiangsu", "enterprise_registry", "er_asked")
+    analyst = str(federation.fed.profile_path("zhang.min@anhui"))
+    with federation.client("zhang.min@anhui") as c, pytest.raises(ClientError) as before:
+        c.query(ASK.format(ds="er_asked"))
+    assert before.value.code == grpc.StatusCode.PERMISSION_DENIED
+    submitted = run_fedgate(
+        "request",
+        "submit",
+        "--profile",
+        analyst,
+        "--dataset",
+        "jiangsu.er_asked",
+        "--column",
+        "industry_section=group_by",
+        "--column",
+        "revenue=aggregate,filter",
+        "--purpose",
+        "regional industry report",
+        "--expires",
+        "2031-01-01",
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    request_id = submitted.stdout.splitlines()[2].split()[0]
+    ops = str(federation.fed.operator_profile("jiangsu"))
+    listed = run_fedgate("request", "list", "--profile", ops, "--state", "pending")
+    assert request_id in listed.stdout and "zhang.min@anhui" in listed.stdout
+    status = run_fedgate(
+        "request", "status", request_id, "--owner", "jiangsu", "--profile", analyst
+    )
+    assert "pending" in status.stdout
+    approved = run_fedgate(  # narrowed: revenue may be aggregated but not filtered on
+        "request",
+        "approve",
+        request_id,
+        "--profile",
+        ops,
+        "--note",
+        "ok for the report",
+        "--column",
+        "industry_section=group_by",
+        "--column",
+        "revenue=aggregate",
+        "--expires",
+        "2030-06-30",
+    )
+    assert approved.returncode == 0, approved.stderr
+    with federation.client("zhang.min@anhui") as c:
+        state = c.access_request_status("jiangsu", request_id)
+        assert state.state == "approved" and state.grant_id
+        with pytest.raises(ClientError) as narrowed:
+            c.query(
+                "SELECT COUNT(*) FROM jiangsu.er_asked WHERE revenue > 5",
+                purpose="regional industry report",
+            )
+        assert narrowed.value.code == grpc.StatusCode.PERMISSION_DENIED
+        result = c.query(ASK.format(ds="er_asked"), purpose="regional industry report")
+    assert result.table.num_rows > 0 and result.contributors == ["jiangsu"]
+    kinds = _audit_kinds(federation, "jiangsu", request_id)
+    assert kinds == ["access.submitted", "grant.written", "access.approved"]
+    assert _audit_kinds(federation, "anhui", request_id) == ["access.forwarded"]
+
+
+def test_access_request_denied_keeps_the_query_refused(federation: RunningFederation) -> None:
+    federation.register_copy("jiangsu", "enterprise_registry", "er_denied")
+    with federation.client("zhang.min@anhui") as c:
+        from gateway.rpc.v1 import common_pb2
+
+        req = c.submit_access_request(
+            common_pb2.AccessRequest(
+                owner="jiangsu",
+                dataset="er_denied",
+                purpose="curiosity",
+                columns=[common_pb2.ColumnControls(column="enterprise_name", controls=["raw"])],
+            )
+        )
+    deny = run_fedgate(
+        "request",
+        "deny",
+        req.id,
+        "--profile",
+        str(federation.fed.operator_profile("jiangsu")),
+        "--note",
+        "names are L2",
+    )
+    assert deny.returncode == 0
+    with federation.client("zhang.min@anhui") as c:
+        state = c.access_request_status("jiangsu", req.id)
+        assert state.state == "denied" and state.decision_note == "names are L2"
+        with pytest.raises(ClientError) as info:
+            c.query(ASK.format(ds="er_denied"))
+    assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert _audit_kinds(federation, "jiangsu", req.id) == ["access.submitted", "access.denied"]
+    with federation.client("li.wei@shanghai") as other, pytest.raises(ClientError) as peek:
+        other.access_request_status("jiangsu", req.id)
+    assert peek.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def _big_file(federation: RunningFederation, rows: int = 5_000_000) -> pa.Table:
+    rng = np.random.default_rng(7)
+    table = pa.table(
+        {
+            "k": pa.array(rng.integers(0, 2_000, rows), pa.int64()),
+            "x": pa.array(rng.normal(100, 15, rows)),
+        }
+    )
+    pq.write_table(table, federation.fed.data_dir("zhejiang") / "big.parquet")
+    return table
+
+
+def _publish(federation: RunningFederation, name: str) -> None:
+    root = federation.fed.data_dir("zhejiang")
+    (root / f"{name}.parquet").hardlink_to(root / "big.parquet")
+    desc = descriptor.DatasetDescriptor(
+        name,
+        "Big",
+        "",
+        "test",
+        "L1",
+        "static",
+        f"{name}.parquet",
+        "parquet",
+        (descriptor.ColumnSpec("k", "int64"), descriptor.ColumnSpec("x", "float64")),
+    )
+    (root / f"{name}.toml").write_text(descriptor.dumps(desc))
+    with federation.client("ops@zhejiang") as ops:
+        ops.register(root / f"{name}.toml")
+
+
+def test_revocation_during_an_in_flight_query_stops_the_release(
+    federation: RunningFederation,
+) -> None:
+    """The owner checked the grant when the query arrived; the grant is revoked while the
+    owner loads and aggregates 5 M rows; the release-time re-check stops the release.
+
+    Where the revocation lands depends on timing, so each attempt uses a fresh dataset
+    (loaded on first use) and a different delay, until one lands in flight. Every
+    attempt must be consistent: a release spent one use, a refusal spent none.
+    """
+    _big_file(federation)
+    outcomes = []
+    for attempt, delay in enumerate((0.08, 0.12, 0.05, 0.16, 0.03, 0.2)):
+        name = f"big_inflight_{attempt}"
+        _publish(federation, name)
+        grant = federation.grant(
+            "zhejiang",
+            dataset=name,
+            grantee_kind="user",
+            grantee="li.wei@shanghai",
+            min_group_size=1,
+            columns={"k": "group_by", "x": "aggregate"},
+        )
+        outcome: dict[str, object] = {}
+
+        def ask(name: str = name, outcome: dict = outcome) -> None:
+            with federation.client("li.wei@shanghai") as c:
+                try:
+                    outcome["result"] = c.query(
+                        f"SELECT k, VAR_SAMP(x), AVG(x) FROM zhejiang.{name} GROUP BY k "
+                        "ORDER BY k LIMIT 3",
+                        timeout=120,
+                    )
+                except ClientError as exc:
+                    outcome["error"] = exc
+
+        thread = threading.Thread(target=ask)
+        thread.start()
+        time.sleep(delay)
+        with federation.client("ops@zhejiang") as ops:
+            ops.revoke_grant(grant.id)
+        thread.join(timeout=120)
+        with federation.client("ops@zhejiang") as ops:
+            (g,) = ops.list_grants(name)
+        error = outcome.get("error")
+        if error is None:
+            assert g.uses == 1
+            outcomes.append("released before the revocation")
+            continue
+        assert isinstance(error, ClientError) and g.uses == 0
+        assert error.code == grpc.StatusCode.PERMISSION_DENIED and "is revoked" in str(error)
+        if "(checked again at release)" in str(error):
+            outcomes.append("stopped in flight")
+            break
+        outcomes.append("refused on arrival")
+    assert outcomes[-1] == "stopped in flight", outcomes
+
+
+def test_disclosure_report_lists_grants_and_usage_without_persons(
+    federation: RunningFederation, tmp_path
+) -> None:
+    with federation.client("li.wei@shanghai") as c:
+        c.query("SELECT city, COUNT(*) FROM wuhu.enterprise_registry GROUP BY city")
+        with pytest.raises(ClientError):
+            c.query("SELECT revenue FROM wuhu.enterprise_registry")
+    profile = str(federation.fed.profile_path("zhang.min@anhui"))
+    md = run_fedgate("disclosure", "--node", "wuhu", "--format", "md", "--profile", profile)
+    assert md.returncode == 0, md.stderr
+    assert "Wuhu Data Resources Bureau" in md.stdout and "enterprise_registry" in md.stdout
+    as_json = json.loads(
+        run_fedgate("disclosure", "--node", "wuhu", "--format", "json", "--profile", profile).stdout
+    )
+    usage = {(u["dataset"], u["grantee_org"]): u for u in as_json["usage"]}
+    shanghai = usage[("enterprise_registry", federation.fed.node("shanghai").org)]
+    assert int(shanghai["releases"]) >= 1 and int(shanghai["refusals"]) >= 1
+    grants = as_json["grants"]
+    assert any(g["dataset"] == "social_insurance" and g["purpose"] for g in grants)
+    text = json.dumps(as_json)
+    assert "li.wei" not in text and "zhang.min" not in text  # no persons
+    html = run_fedgate(
+        "disclosure",
+        "--node",
+        "wuhu",
+        "--format",
+        "html",
+        "--profile",
+        profile,
+        "--out",
+        str(tmp_path / "r.html"),
+    )
+    assert html.returncode == 0 and "<table>" in (tmp_path / "r.html").read_text()
