@@ -51,7 +51,12 @@ _NOT_FUNCTIONS = (
     *_COMPARISONS,
     *_LOGIC,
 )
-_DATE_TYPES = {exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP}
+_DATE_TYPES = {
+    exp.DataType.Type.DATE,
+    exp.DataType.Type.TIMESTAMP,
+    exp.DataType.Type.TIMESTAMPNTZ,
+    exp.DataType.Type.TIMESTAMPTZ,
+}
 
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -382,6 +387,9 @@ def parse(sql: str) -> QueryPlan:
     if raw and (limit is None or limit > RAW_ROW_CAP):
         limit = min(limit or RAW_ROW_CAP, RAW_ROW_CAP)
 
+    for col in select.find_all(exp.Column):  # dataset.column -> column, everywhere
+        col.set("table", None)
+        col.set("db", None)
     normalised = select.sql(dialect="duckdb")
     final = _final_query(select, aggs).sql(dialect="duckdb", comments=False)
     return QueryPlan(

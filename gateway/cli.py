@@ -233,10 +233,9 @@ def _write_table(table, path: Path) -> None:  # type: ignore[no-untyped-def]
 
 
 def _format_value(value: object) -> str:
+    """Plain integers (a year or a code must not read "1,989"); floats to 4 places."""
     if isinstance(value, float):
-        return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e15 else f"{value:.6g}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
+        return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1e15 else f"{value:.6g}"
     return "NULL" if value is None else str(value)
 
 
@@ -247,6 +246,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     from gateway.client import Client
 
     nodes = [n for n in (args.nodes or "").split(",") if n]
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
+        raise FedgateError(f"--out {args.out}: the file name must end in .csv or .parquet")
     with Client(_profile(args), timeout=args.timeout) as c:
         if args.explain:
             resp = c.explain(args.sql, purpose=args.purpose, nodes=nodes)
@@ -290,6 +291,12 @@ def cmd_query(args: argparse.Namespace) -> int:
             args.sql, purpose=args.purpose, allow_partial=args.allow_partial, nodes=nodes
         )
     table = result.table
+    if args.receipts:
+        folder = Path(args.receipts)
+        folder.mkdir(parents=True, exist_ok=True)
+        for owner, receipt in result.receipts.items():
+            (folder / f"{result.request_id}-{owner}.json").write_text(receipt)
+        print(f"{len(result.receipts)} signed receipts in {folder}", file=_sys.stderr)
     if args.out:
         _write_table(table, Path(args.out))
         print(f"{table.num_rows} rows written to {args.out}", file=_sys.stderr)
@@ -820,6 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--purpose", default="", help="purpose of use; grants may require one")
     sp.add_argument("--nodes", help="only these owners, comma-separated")
+    sp.add_argument("--receipts", help="write each owner's signed receipt into this folder")
     sp.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
 
     grant = sub.add_parser("grant", help="grants of your node's datasets (operators)")
@@ -974,14 +982,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FedgateError, LaunchError, MembershipError) as exc:
         print(f"fedgate: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return 0
     except OSError as exc:  # a path the user gave that cannot be read or written
         where = f" {exc.filename}" if exc.filename else ""
         print(f"fedgate: error:{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
     if not all(isinstance(r, str) for r in roots_raw):
         raise ConfigError("node.dataset_roots must be a list of paths")
     roots = tuple((base / r).resolve() for r in roots_raw) or (data_dir / "datasets",)
-    crl = _file(base, tls, "crl", "tls.crl", must_exist=False) if "crl" in tls else None
+    crl = _file(base, tls, "crl", "tls.crl", must_exist=True) if "crl" in tls else None
     return NodeConfig(
         id=node_id,
         org=_get(node, "org", "node.org", str, ""),

@@ -14,9 +14,11 @@ from pathlib import Path
 from gateway import sample_data
 from gateway.client import Client, ClientError, Profile
 from gateway.display import federated_catalog_table, table
+from gateway.identity import load_bundle
 from gateway.launcher import NodeProcess, start_node, stop_nodes, wait_serving
 from gateway.provision import Federation, provision
 from gateway.showcase import SHOWCASES, Showcase, write_sample_grants
+from gateway.verifier import VerifyError, verify
 
 REGION_DIR = Path(__file__).resolve().parents[1] / "region_configs"
 
@@ -71,6 +73,36 @@ def run_showcase(client: Client, case: Showcase) -> str:
     return "\n".join("   " + line for line in [*text.splitlines(), meta])
 
 
+def audit_summary(fed: Federation) -> str:
+    """Witness, export and verify each node's log offline, as an auditor would."""
+    bundle = load_bundle(fed.ca_cert)
+    rows = []
+    for n in fed.nodes:
+        with Client(Profile.load(fed.operator_profile(n.id))) as ops:
+            witnessed = ops.witness_now()
+            text = ops.audit_export().decode()
+        try:
+            report = verify(text.splitlines(keepends=True), bundle)
+            verdict = "verified"
+        except VerifyError as exc:
+            verdict = f"FAILED: {exc}"
+            rows.append([n.id, "", "", "", verdict])
+            continue
+        releases = report.kinds.get("release", 0)
+        refusals = report.kinds.get("query.refused", 0)
+        rows.append(
+            [
+                n.id,
+                f"{report.entries}",
+                f"{releases}/{refusals}",
+                f"{len(witnessed.countersigned)}",
+                verdict,
+            ]
+        )
+    text = table(["node", "entries", "releases/refusals", "witnesses", "offline check"], rows)
+    return "\n".join("   " + line for line in text.splitlines())
+
+
 def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}"
@@ -97,36 +129,39 @@ def run_demo(
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="fedgate-demo-"))
     t0 = time.monotonic()
-    say(f"[1/7] provisioning the Yangtze Delta federation in {workdir}")
+    say(f"[1/8] provisioning the Yangtze Delta federation in {workdir}")
     fed = provision(workdir, REGION_DIR, free_ports=True, progress=lambda m: say("  " + m))
-    say(f"[2/7] generating sample data (seed {seed}, scale {scale:g})")
+    say(f"[2/8] generating sample data (seed {seed}, scale {scale:g})")
     written = sample_data.generate(
         workdir / "data", seed=seed, scale=scale, nodes=[n.id for n in fed.nodes]
     )
     say(f"  {sum(len(v) for v in written.values())} datasets written")
-    say(f"[3/7] starting {len(fed.nodes)} gateway nodes on loopback")
+    say(f"[3/8] starting {len(fed.nodes)} gateway nodes on loopback")
     try:
         with running(fed) as procs:
             say(f"  all {len(procs)} nodes SERVING after {time.monotonic() - t0:.1f}s:")
             for n in fed.nodes:
                 parent = f", under {n.parent}" if n.parent else ""
                 say(f"    {n.id:>9}  {n.listen:<16} {n.level}{parent}")
-            say("[4/7] operators register their datasets (checked against declared schemas)")
+            say("[4/8] operators register their datasets (checked against declared schemas)")
             register_sample_data(fed, written, say)
             analyst = next((u for u, h in fed.analysts if h == home), None)
             profile_path = fed.profile_path(analyst) if analyst else fed.operator_profile(home)
-            say(f"[5/7] federated catalog through {home}, as {profile_path.stem}:")
+            say(f"[5/8] federated catalog through {home}, as {profile_path.stem}:")
             with Client(Profile.load(profile_path)) as client:
                 say(federated_catalog_table(client.federated_catalog()))
             grants = write_sample_grants(fed)
-            say(f"[6/7] each owner's operator wrote its grants ({len(grants)} in all)")
-            say(f"[7/7] federated queries through {home}, as {profile_path.stem}:")
+            say(f"[6/8] each owner's operator wrote its grants ({len(grants)} in all)")
+            say(f"[7/8] federated queries through {home}, as {profile_path.stem}:")
             with Client(Profile.load(profile_path)) as client:
                 for case in SHOWCASES:
                     say("")
                     say(f"-- {case.title}")
                     say(f"   {case.sql}")
                     say(run_showcase(client, case))
+            say("")
+            say("[8/8] traceability: every owner's signed audit log, witnessed by its peers")
+            say(audit_summary(fed))
             if keep:
                 # Everything after the prompt is inside the handler, so Ctrl-C at any
                 # moment means "stop the federation", never an error.

@@ -387,9 +387,11 @@ def decide(
     reasons: list[tuple[type[Exception], str]] = []
     for g in candidates:
         status = g.status(now)
+        if status == "budget spent":
+            reasons.append((ResourceExhausted, f"the privacy budget of grant {g.id} is spent"))
+            continue
         if status != "active":
-            exc_type = ResourceExhausted if status == "budget spent" else PermissionDenied
-            reasons.append((exc_type, f"grant {g.id} is {status}"))
+            reasons.append((PermissionDenied, f"grant {g.id} is {status}"))
             continue
         if g.purpose and g.purpose.strip().lower() != purpose.strip().lower():
             reasons.append((PermissionDenied, f"grant {g.id} is for the purpose {g.purpose!r}"))
@@ -406,6 +408,19 @@ def decide(
                 bad = [a.label for a in plan.aggregates if a.func not in DP_AGGREGATES]
                 if bad:
                     raise PermissionDenied(f"{bad[0]} cannot be released under DP")
+                specs = {c.name: c for c in desc.columns}
+                unbounded = [
+                    a.column
+                    for a in plan.aggregates
+                    if a.column is not None
+                    and a.func != "count"
+                    and (specs[a.column].lower is None or specs[a.column].upper is None)
+                ]
+                if unbounded:
+                    raise PermissionDenied(
+                        f"column {unbounded[0]!r} has no declared bounds, so it cannot be "
+                        "clamped and noised under DP"
+                    )
         except PermissionDenied as exc:
             reasons.append((PermissionDenied, exc.message))
             continue

@@ -13,7 +13,13 @@ import grpc
 from federation.fanout import fan_out
 from federation.membership import Member, Membership
 from federation.partials import answer, from_ipc, to_ipc
-from gateway.errors import FedgateError, InvalidArgument, NotFound, Unavailable
+from gateway.errors import (
+    FedgateError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from gateway.grants import utc
 from gateway.identity import Identity
 from gateway.owner import Owner, plan_or_refuse
@@ -55,18 +61,33 @@ class Home:
         wanted = [plan_node] if plan_node else list(nodes)
         if wanted:
             out = []
-            for node_id in wanted:
+            for node_id in dict.fromkeys(wanted):
                 m = members.get(node_id)
                 if m is None:
                     raise NotFound(f"no member {node_id!r} in the federation")
                 out.append(m)
-            return out
+            chosen = {m.id for m in out}
+
+            def covered(m: Member) -> bool:  # reached through a chosen ancestor's relay
+                parent = members.get(m.parent) if m.parent else None
+                while parent is not None:
+                    if parent.id in chosen:
+                        return True
+                    parent = members.get(parent.parent) if parent.parent else None
+                return False
+
+            return [m for m in out if not covered(m)]
         # Top-level members; a province relays to its cities.
         return [m for m in members.members if not m.parent]
 
     def query(
         self, req: gateway_pb2.QueryRequest, caller: Identity, deadline: float
     ) -> gateway_pb2.QueryResponse:
+        home_org = self.membership().get(self.node_id)
+        if home_org is not None and caller.org != home_org.org:
+            raise PermissionDenied(
+                f"{self.node_id} is not the home node of {caller.org!r}: connect to your own"
+            )
         plan = plan_or_refuse(req.sql)
         if plan.node and req.nodes:
             raise InvalidArgument("use FROM node.dataset or --nodes, not both")
@@ -120,7 +141,8 @@ class Home:
         if not published:
             raise NotFound(f"no member publishes the dataset {plan.dataset!r}")
         failed = [o for o in resp.owners if not o.ok]
-        if failed and not req.allow_partial:
+        all_failed = len(failed) == len(resp.owners)
+        if failed and not req.explain and (not req.allow_partial or all_failed):
             first = failed[0]
             code = _CODES.get(first.error_code, grpc.StatusCode.UNAVAILABLE)
             if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):

@@ -353,8 +353,8 @@ class RevocationList:
         st = self._path.stat() if self._path.exists() else None
         if st is None:
             if not self._loaded:
-                self._loaded = True  # no CRL issued yet: nothing revoked
-            return
+                raise InvalidArgument(f"tls.crl: {self._path} does not exist")
+            raise InvalidArgument(f"CRL file {self._path} disappeared")
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self._stamp:
             return
@@ -377,6 +377,10 @@ class RevocationList:
             if not self._loaded:
                 raise Unauthenticated(exc.message) from None
             self.problem = exc.message  # keep the last good list in force
+
+    @property
+    def next_update(self) -> dt.datetime | None:
+        return self._next_update
 
     def is_revoked(self, serial_hex: str) -> bool:
         self._reload()

@@ -119,6 +119,22 @@ class Owner:
         resp = peer_pb2.PartialResponse(node_id=self.node_id)
         tables: list[pa.Table] = []
         entry = self.catalog.get(plan.dataset)
+        if entry is not None and entry.descriptor.level == "L4":
+            # Core data is not in anyone else's catalog; answer as if it did not exist.
+            self.audit.append(
+                {
+                    "kind": "query.refused",
+                    "time": utc(),
+                    "request_id": req.request_id,
+                    "requester": str(requester),
+                    "requester_org": requester.org,
+                    "home_node": req.home_node,
+                    "dataset": plan.dataset,
+                    "code": "NOT_FOUND",
+                    "reason": "L4 (core) dataset: nothing leaves the node",
+                }
+            )
+            entry = None
         if entry is not None:
             resp.published = True
             result, table = self._own(plan, entry, req, requester, deadline)

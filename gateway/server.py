@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -73,6 +74,7 @@ class MembershipSource:
         self._path = path
         self._keys = [c.public_key() for c in bundle]
         self._lock = threading.Lock()
+        self.on_event: Callable[[dict], None] = lambda _event: None  # set once audit exists
         self._stamp = self._stat()
         try:
             self._current = verify(path.read_bytes(), self._keys)
@@ -100,8 +102,16 @@ class MembershipSource:
                         )
                     self._current = new
                     log.info("membership reloaded serial=%s", new.serial)
+                    self.on_event(
+                        {
+                            "kind": "membership.reloaded",
+                            "serial": new.serial,
+                            "members": [m.id for m in new.members],
+                        }
+                    )
                 except MembershipError as exc:
                     log.error("membership file changed but was refused: %s", exc)
+                    self.on_event({"kind": "membership.refused", "reason": str(exc)})
         return self._current
 
 
@@ -457,7 +467,9 @@ class Node:
         self.engine = Engine()
         key = load_key(config.key)
         self.cert_pem = config.cert.read_bytes()
+        self._check_membership_serial()
         self.audit = AuditLog(self.state, self.identity.id, key)
+        self.membership.on_event = lambda e: self.audit.append({"time": utc_now(), **e})
         self.witness = Witness(self.identity.id, self.state, self.audit, key, self.cert_pem)
         self.access = AccessRequests(self.identity.id, self.state, self.catalog, self.grants)
         signer = Signer(key, self.cert_pem)
@@ -495,6 +507,21 @@ class Node:
                 for e in self.catalog.visible_to(caller, name_contains)
             ],
         )
+
+    def _check_membership_serial(self) -> None:
+        """Never go back to an older membership document, also across restarts."""
+        serial = self.membership().serial
+        with self.state.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'membership_serial'").fetchone()
+            if row is not None and int(row[0]) > serial:
+                raise ConfigError(
+                    f"federation.membership: serial {serial} is older than serial {row[0]} "
+                    "this node already used (a replayed document)"
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('membership_serial', ?)",
+                (str(serial),),
+            )
 
     def member_or_refuse(self, node_id: str) -> Member:
         member = self.membership().get(node_id)
@@ -544,6 +571,7 @@ class Node:
         while not self._stop.wait(self.config.audit_checkpoint_seconds):
             try:
                 now = utc_now()
+                self._warn_crl_expiry()
                 self.grants.log_expired(now)
                 self.audit.checkpoint(now)
                 every = self.config.witness_seconds
@@ -554,6 +582,15 @@ class Node:
                         log.warning("witnessing: %s", e)
             except Exception:  # keep the node up; the next round retries
                 log.exception("housekeeping round failed")
+
+    def _warn_crl_expiry(self) -> None:
+        """Warn (once an hour) when the CRL expires within a day: then every call fails."""
+        nxt = self.revocations.next_update
+        if nxt is None or nxt - dt.datetime.now(dt.UTC) > dt.timedelta(days=1):
+            return
+        if time.monotonic() - getattr(self, "_crl_warned", -3600.0) >= 3600:
+            self._crl_warned = time.monotonic()
+            log.warning("the CRL expires at %s UTC: re-issue it with `fedgate ca crl`", nxt)
 
     def record_refusal(self, method: str, caller: Identity | None, exc) -> None:  # type: ignore[no-untyped-def]
         self.audit.append(

@@ -31,3 +31,46 @@ def test_bench_node_runs() -> None:
     assert result.returncode == 0, result.stderr
     for figure in ("start -> SERVING", "all 7 nodes SERVING", "idle RSS", "Catalog RPC"):
         assert figure in result.stdout
+
+
+def test_bench_query_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_query.py"),
+            "--queries",
+            "20",
+            "--threads",
+            "2",
+            "--rows",
+            "50000",
+            "--repeat",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for figure in ("(a) small aggregate", "queries/s", "group-by aggregate", "filtered sum"):
+        assert figure in result.stdout
+
+
+def test_bench_audit_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_audit.py"),
+            "--entries",
+            "5000",
+            "--batch",
+            "100",
+            "--single",
+            "50",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "append" in result.stdout and "verify:" in result.stdout

@@ -173,3 +173,26 @@ def test_federation_init_names_a_bad_member(tmp_path: Path) -> None:
     assert result.returncode == 2 and "members[0] has no 'level'" in result.stderr
     missing = run_fedgate("membership", "show", str(tmp_path / "none.json"), "--ca", "x.pem")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_older_membership_is_refused_after_restart(fed: Federation, tmp_path: Path) -> None:
+    """A node that once ran with serial 2 refuses to start with (a replay of) serial 1."""
+    from federation import membership as m
+
+    doc = m.verify(
+        fed.membership_path.read_bytes(),
+        [c.public_key() for c in identity.load_bundle(fed.ca_cert)],
+    )
+    import dataclasses
+
+    key = identity.load_key(fed.ca_dir / identity.CA_KEY)
+    newer = tmp_path / "membership2.json"
+    newer.write_bytes(m.sign(dataclasses.replace(doc, serial=2), key))
+    path = edited_config(fed, tmp_path, "wuhu", str(fed.membership_path), str(newer))
+    proc = start_node("wuhu", path, tmp_path / "wuhu.log")
+    try:
+        profile = Profile.load(fed.operator_profile("wuhu"))
+        wait_serving([proc], {"wuhu": fed.node("wuhu").listen}, profile, timeout=30)
+    finally:
+        assert stop_nodes([proc]) == {"wuhu": 0}
+    assert "serial 1 is older than serial 2" in refused(fed.config_path("wuhu"))

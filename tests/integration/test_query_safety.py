@@ -330,3 +330,59 @@ def test_other_analyst_without_grant_is_refused(federation: RunningFederation, l
     with federation.client("zhang.min@anhui") as c, pytest.raises(ClientError) as info:
         c.query("SELECT city, SUM(employees) FROM jiangsu.er_purpose GROUP BY city")
     assert info.value.code == PD and "no grant lets analyst:zhang.min@anhui" in str(info.value)
+
+
+def test_dp_column_that_lost_its_bounds_is_refused(federation: RunningFederation) -> None:
+    """Re-registered without clamping bounds, a DP column cannot be noised: refuse it."""
+    import dataclasses
+
+    from gateway import descriptor
+
+    federation.register_copy("hefei", "social_insurance", "si_bounds")
+    federation.grant(
+        "hefei",
+        dataset="si_bounds",
+        grantee_kind="user",
+        grantee="li.wei@shanghai",
+        min_group_size=10,
+        dp_epsilon=1.0,
+        dp_budget=10.0,
+        columns={"gender": "group_by", "monthly_wage": "aggregate"},
+    )
+    path = federation.fed.data_dir("hefei") / "si_bounds.toml"
+    desc = descriptor.load(path)
+    cols = tuple(dataclasses.replace(c, lower=None, upper=None) for c in desc.columns)
+    path.write_text(
+        descriptor.dumps(dataclasses.replace(desc, path="si_bounds.parquet", columns=cols))
+    )
+    with federation.client("ops@hefei") as ops:
+        ops.register(path)
+    with federation.client("li.wei@shanghai") as c, pytest.raises(ClientError) as info:
+        c.query("SELECT gender, SUM(monthly_wage) FROM hefei.si_bounds GROUP BY gender")
+    assert info.value.code == PD and "no declared bounds" in str(info.value)
+
+
+def test_home_serves_only_its_own_organisation(federation: RunningFederation) -> None:
+    with federation.client("ops@hefei", node="anhui") as c, pytest.raises(ClientError) as info:
+        c.query(f"SELECT COUNT(*) FROM {ER}")
+    assert info.value.code == PD and "not the home node" in str(info.value)
+
+
+def test_l4_dataset_is_answered_as_unknown(federation: RunningFederation) -> None:
+    federation.register_copy("wuhu", "social_insurance", "si_core", level="L4")
+    with federation.client("li.wei@shanghai") as c, pytest.raises(ClientError) as info:
+        c.query("SELECT COUNT(*) FROM wuhu.si_core")
+    assert info.value.code == NF
+    assert '"dataset":"si_core"' in federation.client("ops@wuhu").audit_export().decode()
+
+
+def test_qualified_columns_and_overlapping_nodes(federation: RunningFederation) -> None:
+    with federation.client("li.wei@shanghai") as c:
+        a = c.query(
+            f"SELECT {ER}.city, COUNT(*) AS n FROM {ER} WHERE {ER}.employees > 1 "
+            f"GROUP BY {ER}.city",
+            nodes=["anhui", "hefei"],
+        )
+        b = c.query(f"SELECT city, COUNT(*) AS n FROM anhui.{ER} WHERE employees > 1 GROUP BY city")
+    assert sorted(a.table.to_pylist(), key=str) == sorted(b.table.to_pylist(), key=str)
+    assert sorted(a.contributors) == ["anhui", "hefei", "wuhu"]  # hefei counted once
