@@ -13,6 +13,7 @@ import grpc
 from federation.fanout import fan_out
 from federation.membership import Member, Membership
 from federation.partials import answer, from_ipc, to_ipc
+from gateway.audit import AuditLog
 from gateway.errors import (
     FedgateError,
     InvalidArgument,
@@ -142,8 +143,26 @@ class Home:
             raise NotFound(f"no member publishes the dataset {plan.dataset!r}")
         failed = [o for o in resp.owners if not o.ok]
         all_failed = len(failed) == len(resp.owners)
+        facts = {
+            "request_id": request_id,
+            "requester": str(caller),
+            "dataset": plan.dataset,
+            "plan_digest": plan.digest,
+        }
         if failed and not req.explain and (not req.allow_partial or all_failed):
             first = failed[0]
+            # Receipts of owners that did release are kept even though the answer fails.
+            self._record(
+                resp.owners,
+                {
+                    "kind": "query.failed",
+                    "time": utc(),
+                    **facts,
+                    "owner": first.node_id,
+                    "code": first.error_code,
+                    "reason": first.error,
+                },
+            )
             code = _CODES.get(first.error_code, grpc.StatusCode.UNAVAILABLE)
             if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
                 raise Unavailable(
@@ -152,7 +171,6 @@ class Home:
                 )
             raise OwnerRefused(code, f"owner {first.node_id} refused: {first.error}")
         resp.missing.extend(o.node_id for o in failed)
-        self._keep_receipts(request_id, resp.owners)
         resp.epsilon_spent = sum(o.epsilon for o in resp.owners if o.ok and not req.explain)
         if req.explain:
             return resp
@@ -160,19 +178,17 @@ class Home:
             raise Unavailable("no owner contributed to the result")
         result = answer(plan, tables, self.owner.engine.run_on_table)
         resp.arrow_ipc = to_ipc(result)
-        self.owner.audit.append(
+        self._record(
+            resp.owners,
             {
                 "kind": "query.answered",
                 "time": utc(),
-                "request_id": request_id,
-                "requester": str(caller),
-                "dataset": plan.dataset,
-                "plan_digest": plan.digest,
+                **facts,
                 "owners": [o.node_id for o in resp.owners if o.ok],
                 "missing": list(resp.missing),
                 "rows": result.num_rows,
                 "epsilon": resp.epsilon_spent,
-            }
+            },
         )
         log.info(
             "answered request=%s requester=%s dataset=%s owners=%d missing=%d rows=%d",
@@ -185,12 +201,13 @@ class Home:
         )
         return resp
 
-    def _keep_receipts(self, request_id: str, owners) -> None:  # type: ignore[no-untyped-def]
-        rows = [(request_id, o.node_id, o.receipt, utc()) for o in owners if o.receipt]
-        if not rows:
-            return
+    def _record(self, owners, entry: dict) -> None:  # type: ignore[no-untyped-def]
+        """Keep the owners' receipts and the home's own audit entry, in one transaction."""
+        now = utc()
+        rows = [(entry["request_id"], o.node_id, o.receipt, now) for o in owners if o.receipt]
         with self.state.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?)", rows)
+            AuditLog.append_in(db, entry)
 
 
 def _describe(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ subject-alternative-name ``urn:fedgate:<role>:<id>``; nothing in a request body 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import json
 import os
@@ -311,7 +312,9 @@ def identity_of(cert: x509.Certificate) -> Identity:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def identity_of_pem(pem: bytes) -> Identity:
+    """Cached: every call of a connection presents the same certificate bytes."""
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:

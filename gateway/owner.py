@@ -79,6 +79,7 @@ class Owner:
     ) -> None:
         self.node_id = node_id
         self.max_result_bytes = max_result_bytes - 64 * 1024  # room for the envelope
+        self._sql_cache: dict[tuple, str] = {}
         self.catalog = catalog
         self.grants = grants
         self.engine = engine
@@ -181,6 +182,25 @@ class Owner:
             resp.arrow_ipc = to_ipc(merged)
         return resp
 
+    def _partial_sql(
+        self,
+        plan: QueryPlan,
+        table: str,
+        entry: CatalogEntry,
+        clamp: dict[str, tuple[float, float]] | None,
+    ) -> str:
+        """Generated SQL, cached: the same query against the same data is asked often."""
+        bounds = tuple(sorted(clamp.items())) if clamp is not None else None
+        key = (plan.sql, table, entry.quality.sha256, bounds)
+        sql = self._sql_cache.get(key)
+        if sql is None:
+            ints = [c.name for c in entry.descriptor.columns if c.type == "int64"]
+            sql = partial_query(plan, table, integer_columns=ints, clamp=clamp)
+            if len(self._sql_cache) > 1024:
+                self._sql_cache.clear()
+            self._sql_cache[key] = sql
+        return sql
+
     # --- this node's own partition --------------------------------------------------------
 
     def _own(
@@ -254,8 +274,7 @@ class Owner:
                 explain=text,
             ), None
         table_name = self.engine.ensure_loaded(entry)
-        ints = [c.name for c in desc.columns if c.type == "int64"]
-        sql = partial_query(plan, table_name, integer_columns=ints, clamp=decision.clamp)
+        sql = self._partial_sql(plan, table_name, entry, decision.clamp)
         raw = self.engine.run(sql, timeout=deadline - time.monotonic())
         if plan.is_raw:
             released = privacy.Released(raw, 0, 0.0)

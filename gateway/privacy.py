@@ -1,5 +1,8 @@
 """Disclosure control at the source: suppression of small groups and DP noise.
 
+(Filters use numpy masks, not pyarrow.compute, whose kernels try to import the missing
+optional ``dateutil`` on every call.)
+
 Noise comes from OpenDP's Laplace mechanism, and the epsilon a release costs is what
 OpenDP's privacy map says for the declared sensitivity, not a number we compute. Values
 were clamped to the declared column bounds in the owner's SQL, which is what bounds the
@@ -11,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from federation.partials import ROWS
 
@@ -40,9 +42,8 @@ def suppress(table: pa.Table, k: int) -> Released:
     """Withhold groups with 0 < n < k (an empty global aggregate reveals no one)."""
     if table.num_rows == 0 or ROWS not in table.column_names:
         return Released(table, 0, 0.0)
-    n = table.column(ROWS)
-    keep = pc.or_(pc.greater_equal(n, k), pc.equal(n, 0))
-    kept = table.filter(keep)
+    n = table.column(ROWS).to_numpy()
+    kept = table.filter(pa.array((n >= k) | (n == 0)))
     return Released(kept, table.num_rows - kept.num_rows, 0.0)
 
 
@@ -107,5 +108,5 @@ def add_noise(
         )
     columns = ordered
     released = pa.table(columns)
-    kept = released.filter(pc.greater_equal(released.column(ROWS), k))
+    kept = released.filter(pa.array(released.column(ROWS).to_numpy() >= k))
     return Released(kept, released.num_rows - kept.num_rows, spent)
