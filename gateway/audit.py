@@ -110,8 +110,8 @@ class AuditLog:
         return Entry(rows[-1][0], rows[-1][1], rows[-1][2]) if rows else None
 
     def append(self, body: dict) -> Entry:
-        with self._state.transaction() as db:
-            return self.append_in(db, body)
+        """Append one entry, durable on return (group commit with concurrent appends)."""
+        return self._state.group(lambda db: self.append_in(db, body))
 
     def append_many(self, bodies: list[dict]) -> Entry | None:
         with self._state.transaction() as db:

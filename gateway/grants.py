@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
@@ -306,7 +307,8 @@ class GrantStore:
         checked stops the release here.
         """
         g = decision.grant
-        with self._state.transaction() as db:
+
+        def work(db: sqlite3.Connection) -> tuple[Grant, Entry]:
             row = db.execute(f"SELECT {_COLUMNS} FROM grants WHERE id = ?", (g.id,)).fetchone()
             if row is None:
                 raise PermissionDenied(f"grant {g.id} no longer exists")
@@ -314,7 +316,7 @@ class GrantStore:
             status = current.status(now)
             if status == "budget spent":
                 raise ResourceExhausted(
-                    f"privacy budget of grant {g.id} is spent "
+                    f"the privacy budget of grant {g.id} is spent "
                     f"({current.epsilon_spent:g} of {current.dp_budget:g})"
                 )
             if status != "active":
@@ -328,8 +330,10 @@ class GrantStore:
                 uses=current.uses + 1,
                 epsilon_spent=current.epsilon_spent + decision.epsilon,
             )
-            entry = AuditLog.append_in(db, record(spent))
-        return spent, entry
+            return spent, AuditLog.append_in(db, record(spent))
+
+        # Group commit: concurrent releases share one fsync; each is its own savepoint.
+        return self._state.group(work)
 
 
 # --- deciding ---------------------------------------------------------------------------

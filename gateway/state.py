@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,6 +85,14 @@ CREATE TABLE IF NOT EXISTS receipts (
 """
 
 
+@dataclass
+class _Work:
+    fn: Callable[[sqlite3.Connection], object]
+    done: bool = False
+    result: object = None
+    error: BaseException | None = None
+
+
 @dataclass(frozen=True)
 class DatasetRow:
     name: str
@@ -98,6 +108,8 @@ class State:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Work] = []
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -121,6 +133,50 @@ class State:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def group(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a transaction shared with concurrent callers: group commit.
+
+        Callers that arrive while a commit is being fsynced wait, and the next one commits
+        them all at once: one fsync for the batch, so concurrent releases do not queue on
+        the disk one by one. Each caller's work runs in its own SAVEPOINT, so its failure
+        rolls back only its own part; ``fn`` returns only after its part is durable.
+        """
+        item = _Work(fn)
+        with self._pending_lock:
+            self._pending.append(item)
+        with self._lock:
+            if not item.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit(batch)
+        if item.error is not None:
+            raise item.error
+        return item.result  # type: ignore[return-value]
+
+    def _commit(self, batch: list[_Work]) -> None:
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for n, work in enumerate(batch):
+                db.execute(f"SAVEPOINT w{n}")
+                try:
+                    work.result = work.fn(db)
+                    db.execute(f"RELEASE w{n}")
+                except BaseException as exc:  # noqa: BLE001 - handed back to its caller
+                    db.execute(f"ROLLBACK TO w{n}")
+                    db.execute(f"RELEASE w{n}")
+                    work.error = exc
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for work in batch:
+                work.error = work.error or exc
+                work.result = None
+        finally:
+            for work in batch:
+                work.done = True
 
     def close(self) -> None:
         with self._lock:

@@ -241,3 +241,21 @@ def test_analyst_may_not_register(federation: RunningFederation) -> None:
     assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
     log = wait_for_log(lambda: federation.node_log("shanghai"), "RegisterDataset caller=analyst")
     assert "refused method=/fedgate.v1.Gateway/RegisterDataset caller=analyst" in log
+
+
+def test_health_and_reflection_are_served_over_mtls(federation: RunningFederation) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    profile = Profile.load(federation.fed.profile_path("li.wei@shanghai"))
+    n = federation.fed.node("shanghai")
+    with secure_channel(
+        n.listen, "shanghai", ca=profile.ca, cert=profile.cert, key=profile.key
+    ) as ch:
+        status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert status.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        (answer,) = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
+    names = {s.name for s in answer.list_services_response.service}
+    assert {"fedgate.v1.Gateway", "fedgate.v1.Peer", "grpc.health.v1.Health"} <= names
