@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -91,6 +91,7 @@ class _Work:
     done: bool = False
     result: object = None
     error: BaseException | None = None
+    event: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class State:
         self._lock = threading.Lock()
         self._pending_lock = threading.Lock()
         self._pending: list[_Work] = []
+        self._leading = False
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -137,19 +139,37 @@ class State:
     def group(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a transaction shared with concurrent callers: group commit.
 
-        Callers that arrive while a commit is being fsynced wait, and the next one commits
-        them all at once: one fsync for the batch, so concurrent releases do not queue on
-        the disk one by one. Each caller's work runs in its own SAVEPOINT, so its failure
-        rolls back only its own part; ``fn`` returns only after its part is durable.
+        The first caller becomes the committer; callers that arrive meanwhile queue up and
+        the committer takes them all in its next transaction: one fsync per batch, so
+        concurrent releases do not wait on the disk one by one. Each caller's work runs
+        in its own SAVEPOINT, so its failure rolls back only its own part; ``fn`` returns
+        only after its part is durable. After a few rounds the committer hands the role
+        to a waiting caller, so no caller waits on others' traffic for long.
         """
         item = _Work(fn)
         with self._pending_lock:
             self._pending.append(item)
-        with self._lock:
-            if not item.done:
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            item.event.wait()
+        if not item.done:  # this caller leads now (first, or handed over)
+            for _round in range(4):
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
-                self._commit(batch)
+                    if not batch:
+                        self._leading = False
+                        break
+                with self._lock:
+                    self._commit(batch)
+                for work in batch:
+                    work.event.set()
+            else:
+                with self._pending_lock:
+                    if self._pending:
+                        self._pending[0].event.set()  # hand over: it finds itself not done
+                    else:
+                        self._leading = False
         if item.error is not None:
             raise item.error
         return item.result  # type: ignore[return-value]
