@@ -370,12 +370,7 @@ def cmd_grant_add(args: argparse.Namespace) -> int:
 
     kinds = [(k, v) for k, v in (("user", args.user), ("org", args.org), ("node", args.node)) if v]
     kind, grantee = kinds[0]
-    columns = []
-    for spec in args.column:
-        name, sep, controls = spec.partition("=")
-        if not sep or not controls:
-            raise FedgateError(f"--column {spec!r} must look like name=control[,control]")
-        columns.append(common_pb2.ColumnControls(column=name, controls=controls.split(",")))
+    columns = _controls(args.column)
     grant = common_pb2.Grant(
         dataset=args.dataset,
         grantee_kind=kind,
@@ -505,25 +500,11 @@ def cmd_audit_witness(args: argparse.Namespace) -> int:
 def cmd_audit_witnesses(args: argparse.Namespace) -> int:
     from gateway.audit import canonical
     from gateway.client import Client
+    from gateway.witness import witnessed_dict
 
     with Client(_profile(args)) as c:
         heads = c.witnessed_heads(args.node)
-    lines = [
-        "W\t"
-        + canonical(
-            {
-                "witness": w.witness,
-                "node": w.node,
-                "size": w.size,
-                "head": w.head,
-                "time": w.time,
-                "countersignature": w.countersignature,
-                "cert": w.witness_cert,
-            }
-        )
-        + "\n"
-        for w in heads
-    ]
+    lines = ["W\t" + canonical(witnessed_dict(w)) + "\n" for w in heads]
     Path(args.out).write_text("".join(lines))
     print(f"{len(heads)} heads of {args.node} witnessed by {c.profile.node}: {args.out}")
     return 0

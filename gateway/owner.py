@@ -122,18 +122,8 @@ class Owner:
         entry = self.catalog.get(plan.dataset)
         if entry is not None and entry.descriptor.level == "L4":
             # Core data is not in anyone else's catalog; answer as if it did not exist.
-            self.audit.append(
-                {
-                    "kind": "query.refused",
-                    "time": utc(),
-                    "request_id": req.request_id,
-                    "requester": str(requester),
-                    "requester_org": requester.org,
-                    "home_node": req.home_node,
-                    "dataset": plan.dataset,
-                    "code": "NOT_FOUND",
-                    "reason": "L4 (core) dataset: nothing leaves the node",
-                }
+            self._audit_refusal(
+                plan, req, requester, "NOT_FOUND", "L4 (core) dataset: nothing leaves the node"
             )
             entry = None
         if entry is not None:
@@ -182,6 +172,29 @@ class Owner:
             resp.arrow_ipc = to_ipc(merged)
         return resp
 
+    def _audit_refusal(
+        self,
+        plan: QueryPlan,
+        req: peer_pb2.PartialRequest,
+        requester: Identity,
+        code: str,
+        reason: str,
+    ) -> None:
+        self.audit.append(
+            {
+                "kind": "query.refused",
+                "time": utc(),
+                "request_id": req.request_id,
+                "requester": str(requester),
+                "requester_org": requester.org,
+                "home_node": req.home_node,
+                "dataset": plan.dataset,
+                "plan_digest": plan.digest,
+                "code": code,
+                "reason": reason,
+            }
+        )
+
     def _partial_sql(
         self,
         plan: QueryPlan,
@@ -214,20 +227,7 @@ class Owner:
         try:
             return self._release(plan, entry, req, requester, deadline)
         except FedgateError as exc:
-            self.audit.append(
-                {
-                    "kind": "query.refused",
-                    "time": utc(),
-                    "request_id": req.request_id,
-                    "requester": str(requester),
-                    "requester_org": requester.org,
-                    "home_node": req.home_node,
-                    "dataset": plan.dataset,
-                    "plan_digest": plan.digest,
-                    "code": exc.code.name,
-                    "reason": exc.message,
-                }
-            )
+            self._audit_refusal(plan, req, requester, exc.code.name, exc.message)
             log.warning(
                 "refused query request=%s requester=%s home=%s dataset=%s code=%s reason=%s",
                 req.request_id,

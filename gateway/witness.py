@@ -63,6 +63,19 @@ def verify_countersignature(w: dict, cert: x509.Certificate) -> bool:
     return _verify(key, w["countersignature"], msg)
 
 
+def witnessed_dict(w: common_pb2.WitnessedHead) -> dict:
+    """A countersigned head as the export's W lines and the verifier read it."""
+    return {
+        "witness": w.witness,
+        "node": w.node,
+        "size": w.size,
+        "head": w.head,
+        "time": w.time,
+        "countersignature": w.countersignature,
+        "cert": w.witness_cert,
+    }
+
+
 @dataclass
 class Witness:
     """This node in the role of witness for its peers, and as the one being witnessed."""
@@ -197,19 +210,10 @@ class Witness:
         return int(row[0] or 0)
 
     def keep(self, w: common_pb2.WitnessedHead) -> None:
-        body = {
-            "witness": w.witness,
-            "node": w.node,
-            "size": w.size,
-            "head": w.head,
-            "time": w.time,
-            "countersignature": w.countersignature,
-            "cert": w.witness_cert,
-        }
         with self.state.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO witness_receipts VALUES (?, ?, ?)",
-                (w.witness, w.size, json.dumps(body)),
+                (w.witness, w.size, json.dumps(witnessed_dict(w))),
             )
 
     def receipts(self) -> list[dict]:

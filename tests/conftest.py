@@ -57,8 +57,10 @@ class RunningFederation:
         wait_serving([proc], {node_id: self.fed.node(node_id).listen}, profile, timeout=30)
         return proc
 
-    def register_copy(self, node: str, source: str, new_name: str, **changes: object) -> Path:
-        """Register a copy of a sample dataset under a new name (and changed fields)."""
+    def copy_dataset(
+        self, node: str, source: str, new_name: str, **changes: object
+    ) -> tuple[Path, Path]:
+        """A copy of a sample dataset (descriptor, data) in the node's dataset root."""
         src = next(p for p in self.written[node] if p.stem == source)
         desc = descriptor.load(src)
         root = self.fed.data_dir(node)
@@ -67,6 +69,11 @@ class RunningFederation:
         new = dataclasses.replace(desc, name=new_name, path=data.name, **changes)
         path = root / f"{new_name}.toml"
         path.write_text(descriptor.dumps(new))
+        return path, data
+
+    def register_copy(self, node: str, source: str, new_name: str, **changes: object) -> Path:
+        """Register a copy of a sample dataset under a new name (and changed fields)."""
+        path, data = self.copy_dataset(node, source, new_name, **changes)
         with self.client(f"ops@{node}") as ops:
             ops.register(path)
         return data

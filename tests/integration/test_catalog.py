@@ -20,17 +20,8 @@ from tests.conftest import RunningFederation
 pytestmark = pytest.mark.integration
 
 
-def _copy_dataset(federation: RunningFederation, node: str, name: str, new_name: str, **changes):
-    """A descriptor + data copy in the node's dataset root, with some fields changed."""
-    src = next(p for p in federation.written[node] if p.stem == name)
-    desc = descriptor.load(src)
-    root = federation.fed.data_dir(node)
-    data = root / f"{new_name}.{desc.format}"
-    shutil.copy(desc.path, data)
-    new = dataclasses.replace(desc, name=new_name, path=data.name, **changes)
-    path = root / f"{new_name}.toml"
-    path.write_text(descriptor.dumps(new))
-    return path, data
+def _copy_dataset(federation: RunningFederation, node: str, name: str, new_name: str, **changes):  # type: ignore[no-untyped-def]
+    return federation.copy_dataset(node, name, new_name, **changes)
 
 
 def test_registration_records_a_quality_report(federation: RunningFederation) -> None:
