@@ -48,7 +48,7 @@ class AccessRequests:
         self, req: common_pb2.AccessRequest, requester: Identity, home_node: str
     ) -> common_pb2.AccessRequest:
         entry = self.catalog.get(req.dataset)
-        if entry is None:
+        if entry is None or entry.descriptor.level == "L4":  # core data: not even its name
             raise NotFound(f"no dataset {req.dataset!r} at {self.node_id}")
         declared = {c.name for c in entry.descriptor.columns}
         for c in req.columns:
@@ -142,12 +142,19 @@ class AccessRequests:
                 )
             return req
         grant = self._grant_for(req, d, operator, now)
-        grant = self.grants.add(grant, actor=str(operator), via=req.id)
-        req.state, req.grant_id = "approved", grant.id
-        if d.columns:
-            del req.columns[:]
-            req.columns.extend(d.columns)
-        with self.state.transaction() as db:
+        with self.state.transaction() as db:  # grant, request state and entries: all or none
+            if (
+                db.execute("SELECT state FROM access_requests WHERE id = ?", (req.id,)).fetchone()[
+                    0
+                ]
+                != "pending"
+            ):
+                raise FailedPrecondition(f"access request {d.id} was decided meanwhile")
+            grant = self.grants.add_in(db, grant, actor=str(operator), via=req.id)
+            req.state, req.grant_id = "approved", grant.id
+            if d.columns:
+                del req.columns[:]
+                req.columns.extend(d.columns)
             self._save(db, req)
             AuditLog.append_in(
                 db,

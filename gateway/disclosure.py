@@ -24,13 +24,22 @@ def grantee_org(kind: str, grantee: str) -> str:
 
 
 def build(
-    node: str, org: str, grants: GrantStore, audit: AuditLog, since: str, until: str
+    node: str,
+    org: str,
+    grants: GrantStore,
+    audit: AuditLog,
+    since: str,
+    until: str,
+    hidden: frozenset[str] | set[str] = frozenset(),
 ) -> gateway_pb2.DisclosureReport:
+    """``hidden``: datasets (L4) whose very name is not disclosed."""
     now = utc()
     report = gateway_pb2.DisclosureReport(
         node=node, org=org, generated_at=now, since=since, until=until
     )
     for g in grants.list():
+        if g.dataset in hidden:
+            continue
         report.grants.add(
             id=g.id,
             grantee_org=grantee_org(g.grantee_kind, g.grantee),
@@ -54,7 +63,9 @@ def build(
         for e in batch:
             body = e.data
             kind = body.get("kind")
-            if kind not in ("release", "query.refused"):
+            if kind not in ("release", "query.refused") or body.get("dry_run"):
+                continue
+            if body.get("dataset") in hidden:
                 continue
             t = body.get("time", "")
             if (since and t < since) or (until and t > until):

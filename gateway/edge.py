@@ -160,9 +160,20 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             except FedgateError as exc:
                 self._metrics.requests.labels(method, exc.code.name).inc()
                 self._refuse(context, method, exc, caller)
-            return behavior(request_or_iterator, CallContext(context, caller))
+            result = behavior(request_or_iterator, CallContext(context, caller))
+            if not hasattr(result, "__next__"):
+                return result
+            return self._stream(method, result, context, caller)
 
         return run
+
+    def _stream(self, method: str, responses, context, caller):  # type: ignore[no-untyped-def]
+        """Typed errors raised while streaming become a status, as for unary calls."""
+        try:
+            yield from responses
+        except FedgateError as exc:
+            self._metrics.requests.labels(method, exc.code.name).inc()
+            self._refuse(context, method, exc, caller)
 
     def _unary(self, method: str, behavior: Callable) -> Callable:
         def run(request, context):  # type: ignore[no-untyped-def]

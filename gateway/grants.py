@@ -211,26 +211,31 @@ class GrantStore:
         self._state = state
 
     def add(self, grant: Grant, *, actor: str = "", via: str = "") -> Grant:
+        with self._state.transaction() as db:
+            return self.add_in(db, grant, actor=actor, via=via)
+
+    @staticmethod
+    def add_in(db: sqlite3.Connection, grant: Grant, *, actor: str = "", via: str = "") -> Grant:
+        """Write a grant and its audit entry inside the caller's transaction."""
         grant = replace(grant, id=grant.id or "g-" + secrets.token_hex(4))
         body = asdict(grant)
         for k in ("uses", "epsilon_spent", "revoked_at"):
             body.pop(k)
-        with self._state.transaction() as db:
-            db.execute(
-                f"INSERT INTO grants ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 0, 0.0, NULL, ?)",
-                (
-                    grant.id,
-                    grant.dataset,
-                    grant.grantee_kind,
-                    grant.grantee,
-                    json.dumps(body),
-                    grant.created_at,
-                ),
-            )
-            written = {"kind": "grant.written", "time": grant.created_at, "actor": actor}
-            if via:
-                written["request_id"] = via
-            AuditLog.append_in(db, {**written, **public_fields(grant)})
+        db.execute(
+            f"INSERT INTO grants ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 0, 0.0, NULL, ?)",
+            (
+                grant.id,
+                grant.dataset,
+                grant.grantee_kind,
+                grant.grantee,
+                json.dumps(body),
+                grant.created_at,
+            ),
+        )
+        written = {"kind": "grant.written", "time": grant.created_at, "actor": actor}
+        if via:
+            written["request_id"] = via
+        AuditLog.append_in(db, {**written, **public_fields(grant)})
         return grant
 
     def get(self, grant_id: str) -> Grant:

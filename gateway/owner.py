@@ -192,6 +192,7 @@ class Owner:
                 "plan_digest": plan.digest,
                 "code": code,
                 "reason": reason,
+                "dry_run": req.explain,
             }
         )
 

@@ -469,7 +469,7 @@ class Node:
         self.cert_pem = config.cert.read_bytes()
         self._check_membership_serial()
         self.audit = AuditLog(self.state, self.identity.id, key)
-        self.membership.on_event = lambda e: self.audit.append({"time": utc_now(), **e})
+        self.membership.on_event = self._membership_event
         self.witness = Witness(self.identity.id, self.state, self.audit, key, self.cert_pem)
         self.access = AccessRequests(self.identity.id, self.state, self.catalog, self.grants)
         signer = Signer(key, self.cert_pem)
@@ -508,6 +508,15 @@ class Node:
             ],
         )
 
+    def _membership_event(self, event: dict) -> None:
+        self.audit.append({"time": utc_now(), **event})
+        if event["kind"] == "membership.reloaded":
+            with self.state.transaction() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('membership_serial', ?)",
+                    (str(event["serial"]),),
+                )
+
     def _check_membership_serial(self) -> None:
         """Never go back to an older membership document, also across restarts."""
         serial = self.membership().serial
@@ -532,8 +541,9 @@ class Node:
     def disclosure(self, request) -> gateway_pb2.DisclosureReport:  # type: ignore[no-untyped-def]
         since = grants_mod.parse_time(request.since, "since")
         until = grants_mod.parse_time(request.until, "until")
+        core = {e.descriptor.name for e in self.catalog.entries() if e.descriptor.level == "L4"}
         return disclosure_mod.build(
-            self.identity.id, self.identity.org, self.grants, self.audit, since, until
+            self.identity.id, self.identity.org, self.grants, self.audit, since, until, core
         )
 
     def witness_round(self) -> tuple[list[common_pb2.WitnessedHead], list[str]]:
@@ -543,22 +553,24 @@ class Node:
         for member in self.peers.members():
             stub = self.peers.stub(member)
             try:
-                req = self.witness.request_for(member.id)
-                try:
-                    w = stub.Witness(req, timeout=self.config.peer_timeout_seconds)
-                except grpc.RpcError as exc:
-                    details = exc.details() or ""  # type: ignore[attr-defined]
-                    if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or (  # type: ignore[attr-defined]
-                        "last witnessed size is" not in details
-                    ):
-                        raise
-                    seen = int(details.rsplit(" ", 1)[-1])
-                    w = stub.Witness(
-                        self.witness.request_for(member.id, seen),
-                        timeout=self.config.peer_timeout_seconds,
-                    )
-                self.witness.keep(w)
-                heads.append(w)
+                seen: int | None = None
+                for _step in range(1000):  # bounded: 40 000 entries a step
+                    req = self.witness.request_for(member.id, seen)
+                    try:
+                        w = stub.Witness(req, timeout=self.config.peer_timeout_seconds)
+                    except grpc.RpcError as exc:
+                        details = exc.details() or ""  # type: ignore[attr-defined]
+                        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or (  # type: ignore[attr-defined]
+                            "last witnessed size is" not in details
+                        ):
+                            raise
+                        seen = int(details.rsplit(" ", 1)[-1])
+                        continue
+                    self.witness.keep(w)
+                    seen = w.size
+                    if w.size >= req.head.size and req.head.size == self.audit.latest_head().size:  # type: ignore[union-attr]
+                        heads.append(w)
+                        break
             except grpc.RpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
                     self.peers.reset(member)
@@ -566,22 +578,25 @@ class Node:
         return heads, errors
 
     def _housekeeping(self) -> None:
-        """Checkpoints (signed heads), expired-grant entries, and peer witnessing."""
-        last_witness = time.monotonic()
+        """Checkpoints (signed heads) and expired-grant entries, on their own clock."""
         while not self._stop.wait(self.config.audit_checkpoint_seconds):
             try:
                 now = utc_now()
                 self._warn_crl_expiry()
                 self.grants.log_expired(now)
                 self.audit.checkpoint(now)
-                every = self.config.witness_seconds
-                if every > 0 and time.monotonic() - last_witness >= every:
-                    last_witness = time.monotonic()
-                    _heads, errors = self.witness_round()
-                    for e in errors:
-                        log.warning("witnessing: %s", e)
             except Exception:  # keep the node up; the next round retries
                 log.exception("housekeeping round failed")
+
+    def _witnessing(self) -> None:
+        """Peer witnessing in its own thread: slow peers never delay checkpoints."""
+        while not self._stop.wait(self.config.witness_seconds):
+            try:
+                _heads, errors = self.witness_round()
+                for e in errors:
+                    log.warning("witnessing: %s", e)
+            except Exception:
+                log.exception("witness round failed")
 
     def _warn_crl_expiry(self) -> None:
         """Warn (once an hour) when the CRL expires within a day: then every call fails."""
@@ -679,6 +694,8 @@ class Node:
         for name in ["", *names[:3]]:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
+        if self.config.witness_seconds > 0:
+            threading.Thread(target=self._witnessing, name="witnessing", daemon=True).start()
         if self.config.peer_probe_seconds > 0:
             threading.Thread(target=self._probe_peers, name="peer-probe", daemon=True).start()
         log.info(

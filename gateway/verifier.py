@@ -39,6 +39,19 @@ class Report:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
+_WITNESS_KEYS = ("witness", "node", "size", "head", "time", "countersignature", "cert")
+
+
+def _witness_line(line: str, where: str) -> dict:
+    try:
+        w = json.loads(line[2:])
+    except ValueError:
+        raise VerifyError(f"{where} is not a witnessed head (not JSON)") from None
+    if not isinstance(w, dict) or any(k not in w for k in _WITNESS_KEYS):
+        raise VerifyError(f"{where} is not a witnessed head (missing fields)")
+    return w
+
+
 def _cert(pem: str, bundle: list[x509.Certificate], what: str) -> x509.Certificate:
     try:
         cert = x509.load_pem_x509_certificate(pem.encode())
@@ -84,9 +97,12 @@ def verify(
                 raise VerifyError(f"line {lineno} is not an entry")
             entries.append((int(parts[1]), parts[2], parts[3]))
         elif tag == "H\t":
-            heads.append(line.split("\t")[1:])
+            fields = line.split("\t")[1:]
+            if len(fields) != 4 or not fields[0].isdigit():
+                raise VerifyError(f"line {lineno} is not a signed head")
+            heads.append(fields)
         elif tag == "W\t":
-            witnessed.append(json.loads(line[2:]))
+            witnessed.append(_witness_line(line, f"line {lineno}"))
         elif line:
             raise VerifyError(f"line {lineno} is not an entry, head or witness line")
     position = {}
@@ -121,9 +137,9 @@ def verify(
         kind = body[start + 8 : body.find('"', start + 8)] if start >= 0 else "?"
         kinds[kind] = kinds.get(kind, 0) + 1
     expected = len(entries) + 1
-    for raw in extra_witnessed:
+    for n, raw in enumerate(extra_witnessed, start=1):
         if raw.startswith("W\t"):
-            witnessed.append(json.loads(raw[2:].rstrip("\n")))
+            witnessed.append(_witness_line(raw.rstrip("\n"), f"witness file line {n}"))
     size = expected - 1
     if not heads:
         raise VerifyError("no signed head: the export is incomplete")
@@ -167,4 +183,5 @@ def verify(
                 f"history rewritten: the head at size {w['size']} witnessed by {w['witness']} "
                 f"on {w['time']} does not match this log"
             )
-    return Report(node, size, len(heads), len(witnessed), kinds)
+    matched = {(w["witness"], w["size"]) for w in witnessed if w["node"] == node}
+    return Report(node, size, len(heads), len(matched), kinds)

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.audit import GENESIS, AuditLog, canonical, head_message, link
+from gateway.audit import GENESIS, AuditLog, Head, canonical, head_message, link, sign_head
 from gateway.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from gateway.grants import utc
 from gateway.rpc.v1 import common_pb2, peer_pb2
@@ -27,6 +27,7 @@ from gateway.state import State
 
 log = logging.getLogger("fedgate.witness")
 MAX_DIGESTS = 200_000
+DIGESTS_PER_REQUEST = 40_000  # 40 000 x 64 hex characters fits a 4 MiB message
 
 
 def countersign_message(witness: str, node: str, size: int, head: str, time: str) -> bytes:
@@ -184,12 +185,22 @@ class Witness:
 
     # --- as the node being witnessed ----------------------------------------------------
 
-    def request_for(self, peer: str, from_size: int | None = None) -> peer_pb2.WitnessRequest:
-        head = self.audit.latest_head() or self.audit.checkpoint(utc(), force=True)
-        assert head is not None
+    def request_for(
+        self, peer: str, from_size: int | None = None, limit: int = 0
+    ) -> peer_pb2.WitnessRequest:
+        """The next step for ``peer``: at most DIGESTS_PER_REQUEST new entries at a time, so a
+        peer that was away for long catches up in several requests within the message size."""
+        latest = self.audit.latest_head() or self.audit.checkpoint(utc(), force=True)
+        assert latest is not None
         if from_size is None:
             from_size = self.last_countersigned(peer)
-        from_size = min(from_size, head.size)
+        from_size = min(from_size, latest.size)
+        head = latest
+        limit = limit or DIGESTS_PER_REQUEST
+        if latest.size - from_size > limit:
+            size = from_size + limit
+            chain, now = self.audit.hash_at(size), utc()
+            head = Head(size, chain, now, sign_head(self.key, self.node_id, size, chain, now))
         return peer_pb2.WitnessRequest(
             head=common_pb2.SignedHead(
                 node=self.node_id,

@@ -210,3 +210,14 @@ def test_refusals_are_audited(federation: RunningFederation) -> None:
     with federation.client("ops@anhui") as ops:
         text = ops.audit_export().decode()
     assert '"kind":"query.refused"' in text and "may not be used as raw" in text
+
+
+def test_only_the_nodes_own_operators_export_its_log(federation: RunningFederation) -> None:
+    import grpc
+
+    from gateway.client import ClientError
+
+    with federation.client("ops@hefei", node="wuhu") as c, pytest.raises(ClientError) as info:
+        c.audit_export()
+    assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "not an operator of this node" in str(info.value)
