@@ -7,6 +7,7 @@ travels to the CA folder, and only the signed certificate travels back.
 
 from __future__ import annotations
 
+import random
 import socket
 import tomllib
 from collections.abc import Callable
@@ -73,10 +74,28 @@ class Federation:
         return next(n for n in self.nodes if n.id == node_id)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_port(host: str = "127.0.0.1", rng: random.Random | None = None) -> int:
+    """A port that is free now, chosen *below* the kernel's ephemeral range.
+
+    The kernel hands out ephemeral ports to outgoing connections (every gRPC client), so
+    a port picked from that range can be taken by a connection before the node binds it.
+    """
+    low, high = 20000, 32767
+    try:
+        eph_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        high = min(high, eph_low - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = rng or random.Random()
+    for _ in range(200):
+        port = rng.randint(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise ConfigError(f"no free port on {host} between {low} and {high}")
 
 
 def _read_toml(path: Path) -> dict:
