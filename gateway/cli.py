@@ -804,7 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--allow-partial",
         action="store_true",
-        help="answer without unreachable owners (and name them)",
+        help="answer without owners that are down or refuse (and name them)",
     )
     sp.add_argument("--purpose", default="", help="purpose of use; grants may require one")
     sp.add_argument("--nodes", help="only these owners, comma-separated")
@@ -887,7 +887,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     req = sub.add_parser("request", help="access requests (场景评审)")
     req = req.add_subparsers(dest="request_command", required=True, metavar="ACTION")
-    sp = add(req, "submit", "ask a data owner for access (analysts)", cmd_request_submit)
+    sp = add(
+        req, "submit", "ask a data owner for access (analysts and operators)", cmd_request_submit
+    )
     client_opts(sp)
     sp.add_argument("--dataset", required=True, help="owner.dataset, e.g. jiangsu.air_quality")
     sp.add_argument(
