@@ -385,6 +385,15 @@ class RevocationList:
     def next_update(self) -> dt.datetime | None:
         return self._next_update
 
+    @property
+    def revoked_count(self) -> int:
+        return len(self._serials)
+
+    @property
+    def version(self) -> tuple[int, int] | None:
+        """Changes whenever a new CRL is taken (for audit entries)."""
+        return self._stamp
+
     def is_revoked(self, serial_hex: str) -> bool:
         self._reload()
         if self._next_update is not None and _now() > self._next_update:

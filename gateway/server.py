@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -495,6 +496,7 @@ class Node:
         )
         self.health = health.HealthServicer()
         self._stop = threading.Event()
+        self._crl_version: tuple[int, int] | None = None
         self._server: grpc.Server | None = None
         self._metrics_server = None
 
@@ -583,6 +585,7 @@ class Node:
             try:
                 now = utc_now()
                 self._warn_crl_expiry()
+                self._audit_crl_change()
                 self.grants.log_expired(now)
                 self.audit.checkpoint(now)
             except Exception:  # keep the node up; the next round retries
@@ -597,6 +600,23 @@ class Node:
                     log.warning("witnessing: %s", e)
             except Exception:
                 log.exception("witness round failed")
+
+    def _audit_crl_change(self) -> None:
+        # Reload if the file changed; an unusable CRL is logged at the edge, last good kept.
+        with contextlib.suppress(Exception):
+            self.revocations.is_revoked("0")
+        version = self.revocations.version
+        if version != self._crl_version:
+            self._crl_version = version
+            nxt = self.revocations.next_update
+            self.audit.append(
+                {
+                    "kind": "crl.loaded",
+                    "time": utc_now(),
+                    "revoked": self.revocations.revoked_count,
+                    "next_update": nxt.isoformat() if nxt else "",
+                }
+            )
 
     def _warn_crl_expiry(self) -> None:
         """Warn (once an hour) when the CRL expires within a day: then every call fails."""

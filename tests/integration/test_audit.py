@@ -48,7 +48,9 @@ def test_export_verifies_with_the_ca_alone(federation: RunningFederation, export
     report = _verify(federation, exported.read_text().splitlines(keepends=True))
     assert report.node == "hefei" and report.kinds["release"] >= 5
     assert report.witnessed >= 6  # every peer countersigned
-    assert {"node.started", "dataset.registered", "grant.written"} <= set(report.kinds)
+    assert {"node.started", "crl.loaded", "dataset.registered", "grant.written"} <= set(
+        report.kinds
+    )
 
 
 @pytest.mark.parametrize(
