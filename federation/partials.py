@@ -206,7 +206,8 @@ def answer(plan: QueryPlan, partials: list[pa.Table], run_sql: RunSql) -> pa.Tab
     stacked = pa.concat_tables(partials, promote_options="permissive")
     if plan.is_raw:
         inner = f"SELECT * FROM {PARTIALS_TABLE}"
-    elif not plan.group_by and stacked.num_rows == 0:
+    elif len(partials) == 1 or (not plan.group_by and stacked.num_rows == 0):
+        # One owner's (or one relay's) partial is merged already; nothing to combine.
         inner = finalize_query(plan, PARTIALS_TABLE)
     else:
         merged = f"({merge_query(plan, stacked.schema)})"

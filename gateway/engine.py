@@ -8,7 +8,9 @@ settings are the second line of defence, not the first.
 
 from __future__ import annotations
 
+import heapq
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,44 @@ def read_dataset(entry: CatalogEntry) -> pa.Table:
     return table.select(schema.names).cast(schema)
 
 
+class Watchdog:
+    """One thread that interrupts queries past their deadline (no thread per query)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Any]] = []
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: float, cursor: Any) -> int:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+                self._thread.start()
+            self._next += 1
+            heapq.heappush(self._heap, (deadline, self._next, cursor))
+            self._cond.notify()
+            return self._next
+
+    def release(self, token: int) -> None:
+        with self._cond:
+            self._heap = [item for item in self._heap if item[1] != token]
+            heapq.heapify(self._heap)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                deadline, _token, cursor = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            cursor.interrupt()
+
+
 class Engine:
     """One in-memory DuckDB per node; a cursor per query, so queries run in parallel.
 
@@ -57,6 +97,7 @@ class Engine:
         self._conn: Any = None
         self._duckdb: Any = None
         self._loaded: dict[str, str] = {}  # dataset -> sha256 of the loaded file
+        self._watchdog = Watchdog()
 
     @property
     def _db(self) -> Any:
@@ -94,13 +135,11 @@ class Engine:
     def run(self, sql: str, *, timeout: float | None = None) -> pa.Table:
         """Run generated SQL; interrupted (DEADLINE_EXCEEDED) if it outlives ``timeout``."""
         cursor = self._db.cursor()
-        timer = None
+        token = None
         if timeout is not None:
             if timeout <= 0:
                 raise DeadlineExceeded("no time left to run the query")
-            timer = threading.Timer(timeout, cursor.interrupt)
-            timer.daemon = True
-            timer.start()
+            token = self._watchdog.watch(time.monotonic() + timeout, cursor)
         try:
             return cursor.sql(sql).to_arrow_table()
         except self._duckdb.InterruptException:
@@ -108,8 +147,8 @@ class Engine:
         except self._duckdb.Error as exc:
             raise InvalidArgument(f"the local engine refused the query: {exc}") from None
         finally:
-            if timer is not None:
-                timer.cancel()
+            if token is not None:
+                self._watchdog.release(token)
             cursor.close()
 
     def run_on_table(self, sql: str, name: str, table: pa.Table) -> pa.Table:
