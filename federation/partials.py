@@ -71,6 +71,13 @@ def partial_query(
         select = exp.select(*[exp.column(c) for c in plan.raw_columns]).from_(table)
         if plan.where is not None:
             select = select.where(plan.where.copy())
+        if plan.raw_order:
+            select = select.order_by(
+                *[
+                    exp.Ordered(this=exp.column(c), desc=desc, nulls_first=nulls_first)
+                    for c, desc, nulls_first in plan.raw_order
+                ]
+            )
         if plan.limit is not None:
             select = select.limit(plan.limit)
         return select.sql(dialect="duckdb", comments=False)
@@ -158,13 +165,45 @@ def merge_query(plan: QueryPlan, schema: pa.Schema) -> str:
     return sql
 
 
+class PartialError(ValueError):
+    """A partial that does not have the shape the plan implies: refused, never merged."""
+
+
+def expected_columns(plan: QueryPlan) -> list[str]:
+    """The only column names a partial for ``plan`` may carry, in order."""
+    if plan.is_raw:
+        return list(plan.raw_columns)
+    names = [*plan.group_by, ROWS]
+    for column, kinds in sorted(states(plan).items()):
+        for kind in ("c", "s", "m2", "min", "max"):
+            if kind in kinds:
+                names.append(state_column(kind, column))
+    return names
+
+
+def check_partial(plan: QueryPlan, table: pa.Table, source: str) -> pa.Table:
+    """Refuse a partial whose columns are not exactly the plan's (names come from peers and
+    end up in generated SQL), or whose state columns are not numeric."""
+    if table.column_names != expected_columns(plan):
+        raise PartialError(f"the partial from {source} does not have the columns the query implies")
+    for field in table.schema:
+        state = field.name.startswith("__") and not field.name.startswith(("__min_", "__max_"))
+        numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+        if state and not numeric:
+            raise PartialError(f"the partial from {source} has a non-numeric {field.name}")
+    return table
+
+
 def merge(plan: QueryPlan, partials: list[pa.Table], run_sql: RunSql) -> pa.Table:
     """Combine partials into one partial with the same columns (exact; relays use it too)."""
     partials = [p for p in partials if p is not None]
     if not partials:
         raise ValueError("nothing to merge")
     # Owners under DP send float sums where exact owners send integers: promote.
-    stacked = pa.concat_tables(partials, promote_options="permissive")
+    try:
+        stacked = pa.concat_tables(partials, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise PartialError(f"owners' partials do not agree on column types: {exc}") from None
     if plan.is_raw:
         return stacked
     if not plan.group_by and stacked.num_rows == 0:
@@ -203,7 +242,10 @@ def finalize_query(plan: QueryPlan, source: str) -> str:
 def answer(plan: QueryPlan, partials: list[pa.Table], run_sql: RunSql) -> pa.Table:
     """The user's answer from the owners' partials, in one generated query: merge, final
     values, then HAVING, ORDER BY and LIMIT, all after the merge."""
-    stacked = pa.concat_tables(partials, promote_options="permissive")
+    try:
+        stacked = pa.concat_tables(partials, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise PartialError(f"owners' partials do not agree on column types: {exc}") from None
     if plan.is_raw:
         inner = f"SELECT * FROM {PARTIALS_TABLE}"
     elif len(partials) == 1 or (not plan.group_by and stacked.num_rows == 0):

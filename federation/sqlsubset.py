@@ -87,6 +87,9 @@ class QueryPlan:
     raw_columns: tuple[str, ...]  # non-empty only for a raw SELECT of columns
     limit: int | None
     column_roles: dict[str, frozenset[str]] = field(default_factory=dict)
+    # A raw SELECT's ORDER BY, applied at every owner too, so that each owner's LIMIT
+    # keeps the rows the final ORDER BY ... LIMIT needs.
+    raw_order: tuple[tuple[str, bool, bool], ...] = ()
     final_sql: str = ""  # post-merge query over the merged table (generated)
 
     @property
@@ -362,6 +365,8 @@ def parse(sql: str) -> QueryPlan:
             if not isinstance(inner, exp.Column):
                 raise QueryError(f"{inner.sql()} is not allowed in a raw SELECT")
             name = _column_name(inner, dataset)
+            if name in raw:
+                raise QueryError(f"column {name!r} is selected twice")
             v.use(name, "raw")
             raw.append(name)
         else:
@@ -372,15 +377,27 @@ def parse(sql: str) -> QueryPlan:
             raise QueryError("HAVING needs aggregates")
         v.output(having.this, set(groups), aggs)
     order = select.args.get("order")
-    aliases = {i.alias.lower() for i in select.expressions if isinstance(i, exp.Alias)}
+    aliases = {i.alias.lower(): i.this for i in select.expressions if isinstance(i, exp.Alias)}
+    raw_order: list[tuple[str, bool, bool]] = []  # (column, descending, nulls first)
     if order is not None:
         for o in order.expressions:
             target = o.this
+            if isinstance(target, exp.Literal):
+                raise QueryError("ORDER BY takes columns, aliases or aggregates, not positions")
             if isinstance(target, exp.Column) and target.name.lower() in aliases:
-                continue
+                target = aliases[target.name.lower()]
+                if not raw:
+                    continue
             if raw:
                 if not isinstance(target, exp.Column) or _column_name(target, dataset) not in raw:
                     raise QueryError("a raw SELECT may only be ordered by its columns")
+                raw_order.append(
+                    (
+                        _column_name(target, dataset),
+                        bool(o.args.get("desc")),
+                        bool(o.args.get("nulls_first")),
+                    )
+                )
                 continue
             v.output(target, set(groups), aggs)
     limit = _limit(select)
@@ -400,6 +417,7 @@ def parse(sql: str) -> QueryPlan:
         aggregates=tuple(aggs),
         where=where.this.copy() if where is not None else None,
         raw_columns=tuple(raw),
+        raw_order=tuple(raw_order),
         limit=limit,
         column_roles={k: frozenset(r) for k, r in v.roles.items()},
         final_sql=final,

@@ -199,6 +199,7 @@ class AccessRequests:
             dataset=req.dataset,
             grantee_kind="user",
             grantee=req.requester.id,
+            grantee_org=req.requester.org,
             operations=tuple(req.operations),
             columns={k: tuple(sorted(v)) for k, v in columns.items()},
             min_group_size=max(d.min_group_size, floor.min_group_size),

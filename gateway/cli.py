@@ -384,6 +384,7 @@ def cmd_grant_add(args: argparse.Namespace) -> int:
         valid_from=args.valid_from,
         expires=args.expires,
         max_uses=args.max_uses,
+        grantee_org=args.user_org,
     )
     with Client(_profile(args)) as c:
         g = c.add_grant(grant)
@@ -817,9 +818,10 @@ def build_parser() -> argparse.ArgumentParser:
     client_opts(sp)
     sp.add_argument("--dataset", required=True)
     who = sp.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", help="grantee user id (user@org)")
+    who.add_argument("--user", help="grantee user id (user@org); needs --user-org")
     who.add_argument("--org", help="grantee organisation (as in its certificates)")
     who.add_argument("--node", help="grantee node id (every user it vouches for)")
+    sp.add_argument("--user-org", default="", help="the --user's organisation (as in its cert)")
     sp.add_argument("--ops", default="query", help="query,psi,train (default: query)")
     sp.add_argument(
         "--column",

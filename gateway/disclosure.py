@@ -17,9 +17,9 @@ from gateway.grants import GrantStore, utc
 from gateway.rpc.v1 import common_pb2, gateway_pb2
 
 
-def grantee_org(kind: str, grantee: str) -> str:
+def grantee_org(kind: str, grantee: str, org: str = "") -> str:
     if kind == "user":
-        return "user at " + grantee.partition("@")[2]
+        return "a user at " + (org or grantee.partition("@")[2])
     return grantee
 
 
@@ -42,7 +42,7 @@ def build(
             continue
         report.grants.add(
             id=g.id,
-            grantee_org=grantee_org(g.grantee_kind, g.grantee),
+            grantee_org=grantee_org(g.grantee_kind, g.grantee, g.grantee_org),
             grantee_kind=g.grantee_kind,
             dataset=g.dataset,
             columns=[

@@ -95,6 +95,7 @@ class Engine:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._scratch_conn: Any = None
         self._duckdb: Any = None
         self._loaded: dict[str, str] = {}  # dataset -> sha256 of the loaded file
         self._watchdog = Watchdog()
@@ -151,9 +152,22 @@ class Engine:
                 self._watchdog.release(token)
             cursor.close()
 
+    @property
+    def _scratch(self) -> Any:
+        """A second database with no datasets in it, for merging what peers sent."""
+        if self._scratch_conn is None:
+            self._db  # noqa: B018 - imports duckdb
+            with self._lock:
+                if self._scratch_conn is None:
+                    conn = self._duckdb.connect(":memory:", config=_CONFIG)
+                    conn.execute("SET lock_configuration = true")
+                    self._scratch_conn = conn
+        return self._scratch_conn
+
     def run_on_table(self, sql: str, name: str, table: pa.Table) -> pa.Table:
-        """Run a generated post-merge query over one small table registered for it alone."""
-        cursor = self._db.cursor()
+        """Run a generated merge query over one table registered for it alone, in a
+        database that holds none of the node's datasets."""
+        cursor = self._scratch.cursor()
         try:
             cursor.register(name, table)
             return cursor.sql(sql).to_arrow_table()
@@ -163,5 +177,6 @@ class Engine:
             cursor.close()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        for conn in (self._conn, self._scratch_conn):
+            if conn is not None:
+                conn.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import secrets
 import sqlite3
 from collections.abc import Callable
@@ -69,6 +70,7 @@ class Grant:
     revoked_at: str = ""
     created_by: str = ""
     created_at: str = ""
+    grantee_org: str = ""  # user grants: the user's organisation, matched as well
     extra: dict = field(default_factory=dict)
 
     @property
@@ -129,6 +131,13 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
         raise InvalidArgument(f"grantee kind {grant.grantee_kind!r} is not one of {GRANTEE_KINDS}")
     if not grant.grantee:
         raise InvalidArgument("grantee must not be empty")
+    if grant.grantee_kind == "user" and not grant.grantee_org:
+        raise InvalidArgument("a user grant names the user's organisation too (--user-org)")
+    for name, value in (("dp_epsilon", grant.dp_epsilon), ("dp_budget", grant.dp_budget)):
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument(f"{name} must be a finite number >= 0")
+    if grant.max_uses < 0 or grant.min_group_size < 1:
+        raise InvalidArgument("max_uses must be >= 0 and min_group_size >= 1")
     bad_ops = [o for o in grant.operations if o not in OPERATIONS]
     if bad_ops or not grant.operations:
         raise InvalidArgument(f"operations must be some of {', '.join(OPERATIONS)}")
@@ -192,6 +201,7 @@ def public_fields(grant: Grant) -> dict:
         "dataset": grant.dataset,
         "grantee_kind": grant.grantee_kind,
         "grantee": grant.grantee,
+        "grantee_org": grant.grantee_org,
         "operations": list(grant.operations),
         "columns": {k: list(v) for k, v in grant.columns.items()},
         "min_group_size": grant.min_group_size,
@@ -346,7 +356,7 @@ class GrantStore:
 
 def _matches(grant: Grant, requester: Identity, home_node: str) -> bool:
     if grant.grantee_kind == "user":
-        return grant.grantee == requester.id
+        return grant.grantee == requester.id and grant.grantee_org == requester.org
     if grant.grantee_kind == "org":
         return grant.grantee == requester.org
     return grant.grantee == home_node
@@ -409,6 +419,18 @@ def decide(
             _check_columns(g, plan)
             if plan.is_raw and not floor.raw:
                 raise PermissionDenied(f"{desc.name} is {level}: only aggregates may leave")
+            extremes = [
+                a
+                for a in plan.aggregates
+                if a.func in ("min", "max")
+                and a.column is not None
+                and effective_level(desc, [a.column]) != "L1"
+            ]
+            if extremes:
+                raise PermissionDenied(
+                    f"{extremes[0].label} would show one record's value: MIN and MAX are "
+                    "only released for L1 (open) columns"
+                )
             if floor.dp_required and not g.uses_dp:
                 raise PermissionDenied(f"{level} data needs a grant with differential privacy")
             if g.uses_dp:

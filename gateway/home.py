@@ -9,10 +9,11 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 import grpc
+import pyarrow as pa
 
 from federation.fanout import fan_out
 from federation.membership import Member, Membership
-from federation.partials import answer, from_ipc, to_ipc
+from federation.partials import PartialError, answer, check_partial, from_ipc, to_ipc
 from gateway.audit import AuditLog
 from gateway.errors import (
     FedgateError,
@@ -23,7 +24,7 @@ from gateway.errors import (
 )
 from gateway.grants import utc
 from gateway.identity import Identity
-from gateway.owner import Owner, plan_or_refuse
+from gateway.owner import Owner, describe_error, plan_or_refuse, sign_request
 from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
 from gateway.state import State
 
@@ -103,6 +104,7 @@ class Home:
             include_children=True,
             explain=req.explain,
         )
+        sign_request(preq, self.owner.signer)
 
         def ask(member: Member) -> peer_pb2.PartialResponse:
             if member.id == self.node_id:
@@ -114,7 +116,7 @@ class Home:
             targets,
             ask,
             timeout=max(0.0, deadline - time.monotonic()),
-            describe_error=_describe,
+            describe_error=describe_error,
         )
         resp = gateway_pb2.QueryResponse(
             request_id=request_id, plan=plan.sql, plan_digest=plan.digest
@@ -138,7 +140,17 @@ class Home:
             published = True
             resp.owners.extend(out.value.owners)
             if out.value.arrow_ipc:
-                tables.append(from_ipc(out.value.arrow_ipc))
+                try:
+                    tables.append(check_partial(plan, from_ipc(out.value.arrow_ipc), out.target.id))
+                except (PartialError, pa.ArrowInvalid) as exc:
+                    resp.owners.append(
+                        common_pb2.OwnerResult(
+                            node_id=out.target.id,
+                            ok=False,
+                            error=str(exc),
+                            error_code="FAILED_PRECONDITION",
+                        )
+                    )
         if not published:
             raise NotFound(f"no member publishes the dataset {plan.dataset!r}")
         failed = [o for o in resp.owners if not o.ok]
@@ -176,7 +188,22 @@ class Home:
             return resp
         if not tables:
             raise Unavailable("no owner contributed to the result")
-        result = answer(plan, tables, self.owner.engine.run_on_table)
+        try:
+            result = answer(plan, tables, self.owner.engine.run_on_table)
+        except (FedgateError, PartialError) as exc:
+            # Owners have released: keep their receipts and record why no answer came.
+            reason = exc.message if isinstance(exc, FedgateError) else str(exc)
+            self._record(
+                resp.owners,
+                {
+                    "kind": "query.failed",
+                    "time": utc(),
+                    **facts,
+                    "code": "INVALID_ARGUMENT",
+                    "reason": reason,
+                },
+            )
+            raise InvalidArgument(f"the owners' partials could not be combined: {reason}") from None
         resp.arrow_ipc = to_ipc(result)
         self._record(
             resp.owners,
@@ -208,11 +235,3 @@ class Home:
         with self.state.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?)", rows)
             AuditLog.append_in(db, entry)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, grpc.RpcError):
-        return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
-    if isinstance(exc, FedgateError):
-        return f"{exc.code.name}: {exc.message}"
-    return f"INTERNAL: {type(exc).__name__}: {exc}"

@@ -121,6 +121,7 @@ def grant_to_proto(g: Grant, status: str) -> common_pb2.Grant:
         created_by=g.created_by,
         created_at=g.created_at,
         status=status,
+        grantee_org=g.grantee_org,
     )
 
 
@@ -139,4 +140,5 @@ def grant_from_proto(msg: common_pb2.Grant) -> Grant:
         valid_from=msg.valid_from,
         expires=msg.expires,
         max_uses=msg.max_uses,
+        grantee_org=msg.grantee_org,
     )

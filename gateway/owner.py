@@ -21,13 +21,26 @@ import pyarrow as pa
 
 from federation.fanout import fan_out
 from federation.membership import Member, Membership
-from federation.partials import from_ipc, merge, partial_query, to_ipc
+from federation.partials import (
+    PartialError,
+    check_partial,
+    from_ipc,
+    merge,
+    partial_query,
+    to_ipc,
+)
 from federation.sqlsubset import QueryError, QueryPlan, parse
 from gateway import privacy, receipts
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
-from gateway.errors import FedgateError, InvalidArgument, PermissionDenied, ResourceExhausted
+from gateway.errors import (
+    DeadlineExceeded,
+    FedgateError,
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from gateway.grants import Grant, GrantStore, decide, utc
 from gateway.identity import Identity
 from gateway.rpc.v1 import common_pb2, peer_pb2
@@ -42,6 +55,34 @@ class Signer:
 
     def sign(self, body: dict) -> receipts.Receipt:
         return receipts.sign(body, self.key, self.cert_pem)  # type: ignore[arg-type]
+
+
+def describe_error(exc: BaseException) -> str:
+    """'CODE: message', the form in which failures travel in OwnerResult."""
+    if isinstance(exc, grpc.RpcError):
+        return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+    if isinstance(exc, FedgateError):
+        return f"{exc.code.name}: {exc.message}"
+    return f"INTERNAL: {type(exc).__name__}: {exc}"
+
+
+def vouched(req: peer_pb2.PartialRequest) -> dict:
+    """The fields a home node vouches for, as it signs them."""
+    r = req.requester
+    return {
+        "request_id": req.request_id,
+        "sql": req.sql,
+        "home_node": req.home_node,
+        "requester": {"role": r.role, "id": r.id, "org": r.org},
+        "purpose": req.purpose,
+        "explain": req.explain,
+    }
+
+
+def sign_request(req: peer_pb2.PartialRequest, signer: Signer) -> None:
+    """The home node signs what it vouches for before the request leaves it."""
+    signed = signer.sign(vouched(req))
+    req.home_signature, req.home_cert = signed.signature, signed.cert_pem
 
 
 def plan_or_refuse(sql: str) -> QueryPlan:
@@ -76,8 +117,10 @@ class Owner:
         call_child: Callable[[Member, peer_pb2.PartialRequest, float], peer_pb2.PartialResponse],
         executor: Executor,
         max_result_bytes: int = 4 * 1024 * 1024,
+        ca_bundle: list | None = None,
     ) -> None:
         self.node_id = node_id
+        self.ca_bundle = ca_bundle or []
         self.max_result_bytes = max_result_bytes - 64 * 1024  # room for the envelope
         self._sql_cache: dict[tuple, str] = {}
         self.catalog = catalog
@@ -111,6 +154,15 @@ class Owner:
             )
         if self.node_id in req.path:
             raise InvalidArgument(f"request loop through {self.node_id}")
+        if caller_node != req.home_node:  # relayed: the home's own signature must vouch
+            try:
+                receipts.verify_signed(
+                    vouched(req), req.home_signature, req.home_cert, self.ca_bundle, req.home_node
+                )
+            except InvalidArgument as exc:
+                raise PermissionDenied(
+                    f"relayed request not vouched for by home node {req.home_node}: {exc.message}"
+                ) from None
         return Identity(role=r.role, id=r.id, org=r.org, serial="", not_after=None)  # type: ignore[arg-type]
 
     def execute(
@@ -142,16 +194,19 @@ class Owner:
                 children,
                 lambda m: self.call_child(m, child_req, deadline),
                 timeout=max(0.0, deadline - time.monotonic()),
+                describe_error=describe_error,
             )
             for out in outcomes:
                 if out.value is None:
-                    err = out.error or "no answer"
+                    code, _, message = (out.error or "UNAVAILABLE: no answer").partition(": ")
+                    if code not in grpc.StatusCode.__members__:  # fan-out's own timeout
+                        code, message = "UNAVAILABLE", out.error
                     resp.owners.append(
                         common_pb2.OwnerResult(
                             node_id=out.target.id,
                             ok=False,
-                            error=f"UNAVAILABLE: {err}",
-                            error_code="UNAVAILABLE",
+                            error=message,
+                            error_code=code,
                             via=self.node_id,
                         )
                     )
@@ -166,7 +221,20 @@ class Owner:
                     copy.via = copy.via or self.node_id
                     resp.owners.append(copy)
                 if out.value.arrow_ipc:
-                    tables.append(from_ipc(out.value.arrow_ipc))
+                    try:
+                        tables.append(
+                            check_partial(plan, from_ipc(out.value.arrow_ipc), out.target.id)
+                        )
+                    except (PartialError, pa.ArrowInvalid) as exc:
+                        resp.owners.append(
+                            common_pb2.OwnerResult(
+                                node_id=out.target.id,
+                                ok=False,
+                                error=str(exc),
+                                error_code="FAILED_PRECONDITION",
+                                via=self.node_id,
+                            )
+                        )
         if tables and not req.explain:
             merged = merge(plan, tables, self.engine.run_on_table) if len(tables) > 1 else tables[0]
             resp.arrow_ipc = to_ipc(merged)
@@ -310,6 +378,8 @@ class Owner:
         def record(grant: Grant) -> dict:
             return {"kind": "release", "time": utc(), "grant_id": grant.id, **facts}
 
+        if time.monotonic() >= deadline:  # nobody is waiting for it: do not spend
+            raise DeadlineExceeded("the query's deadline passed before the release")
         # Release point: re-check the grant, spend, and log the release, in one durable
         # transaction. Only after it commits does anything leave this node.
         grant, entry = self.grants.spend(

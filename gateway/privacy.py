@@ -39,11 +39,18 @@ class Released:
 
 
 def suppress(table: pa.Table, k: int) -> Released:
-    """Withhold groups with 0 < n < k (an empty global aggregate reveals no one)."""
+    """Withhold groups with 0 < n < k rows (an empty global aggregate reveals no one), and
+    groups where an aggregated column has values from 0 < c < k rows: an AVG over 10 rows
+    of which one has a wage would otherwise be that person's wage."""
     if table.num_rows == 0 or ROWS not in table.column_names:
         return Released(table, 0, 0.0)
     n = table.column(ROWS).to_numpy()
-    kept = table.filter(pa.array((n >= k) | (n == 0)))
+    keep = (n >= k) | (n == 0)
+    for name in table.column_names:
+        if name.startswith("__c_"):
+            c = table.column(name).to_numpy()
+            keep &= (c >= k) | (c == 0)
+    kept = table.filter(pa.array(keep))
     return Released(kept, table.num_rows - kept.num_rows, 0.0)
 
 

@@ -60,21 +60,26 @@ def sign(body: dict, key: ec.EllipticCurvePrivateKey, cert_pem: bytes) -> Receip
 
 def verify(receipt: Receipt, ca_bundle: list[x509.Certificate]) -> str:
     """Check the signer's certificate and the signature; returns the signing node id."""
+    verify_signed(receipt.body, receipt.signature, receipt.cert_pem, ca_bundle, receipt.owner)
+    return receipt.owner
+
+
+def verify_signed(
+    body: dict, signature: str, cert_pem: str, ca_bundle: list[x509.Certificate], node_id: str
+) -> None:
+    """``body`` was signed by member node ``node_id``, whose certificate the CA issued."""
     try:
-        cert = x509.load_pem_x509_certificate(receipt.cert_pem.encode())
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
     except ValueError:
-        raise InvalidArgument("receipt certificate cannot be parsed") from None
+        raise InvalidArgument("signer certificate cannot be parsed") from None
     if not verify_signed_by(cert, ca_bundle):
-        raise InvalidArgument("receipt certificate is not signed by the federation CA")
+        raise InvalidArgument("signer certificate is not signed by the federation CA")
     signer = identity_of(cert)
-    if signer.role != "node" or signer.id != receipt.owner:
-        raise InvalidArgument(f"receipt says owner {receipt.owner!r} but is signed by {signer}")
+    if signer.role != "node" or signer.id != node_id:
+        raise InvalidArgument(f"signed for node {node_id!r} but by {signer}")
     key = cert.public_key()
     assert isinstance(key, ec.EllipticCurvePublicKey)
     try:
-        key.verify(
-            base64.b64decode(receipt.signature), canonical(receipt.body), ec.ECDSA(hashes.SHA256())
-        )
+        key.verify(base64.b64decode(signature), canonical(body), ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
-        raise InvalidArgument("receipt signature does not verify: the body was changed") from None
-    return signer.id
+        raise InvalidArgument("signature does not verify: the signed body was changed") from None

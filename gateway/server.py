@@ -44,7 +44,7 @@ from gateway.identity import (
     load_key,
 )
 from gateway.metrics import NodeMetrics
-from gateway.owner import Owner, Signer
+from gateway.owner import Owner, Signer, describe_error
 from gateway.peers import Peers
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, peer_pb2_grpc
 from gateway.state import State
@@ -57,12 +57,6 @@ DEFAULT_QUERY_SECONDS = 60.0
 
 def utc_now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def describe_rpc_error(exc: BaseException) -> str:
-    if isinstance(exc, grpc.RpcError):
-        return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
-    return f"{type(exc).__name__}: {exc}"
 
 
 class MembershipSource:
@@ -202,7 +196,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 raise
 
         outcomes = fan_out(
-            node.executor, peers, ask, timeout=timeout + 0.1, describe_error=describe_rpc_error
+            node.executor, peers, ask, timeout=timeout + 0.1, describe_error=describe_error
         )
         for out in outcomes:
             m = out.target
@@ -464,6 +458,9 @@ class Node:
         self.metrics.datasets.set(len(self.catalog.entries()))
         self.peers = Peers(config, self.membership)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fanout")
+        # A relay's calls to its children get their own pool: waiting on the same pool
+        # that runs the relay's own task could starve under load.
+        self.relay_executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="relay")
         self.grants = GrantStore(self.state)
         self.engine = Engine()
         key = load_key(config.key)
@@ -483,8 +480,9 @@ class Node:
             self.audit,
             self.membership,
             self._call_peer,
-            self.executor,
+            self.relay_executor,
             config.max_message_bytes,
+            bundle,
         )
         self.home = Home(
             self.identity.id,
@@ -576,7 +574,7 @@ class Node:
             except grpc.RpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
                     self.peers.reset(member)
-                errors.append(f"{member.id}: {describe_rpc_error(exc)}")
+                errors.append(f"{member.id}: {describe_error(exc)}")
         return heads, errors
 
     def _housekeeping(self) -> None:
@@ -756,6 +754,7 @@ class Node:
             self._metrics_server.shutdown()
         self.peers.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.relay_executor.shutdown(wait=False, cancel_futures=True)
         self.engine.close()
         self.state.close()
         log.info("stopped node=%s", self.identity.id)

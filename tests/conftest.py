@@ -81,6 +81,9 @@ class RunningFederation:
     def grant(self, node: str, **fields: object):  # type: ignore[no-untyped-def]
         """Write a grant at ``node`` as its operator; columns given as {name: "a,b"}."""
         columns = fields.pop("columns")
+        if fields.get("grantee_kind") == "user" and "grantee_org" not in fields:
+            home = dict(self.fed.analysts)[fields["grantee"]]  # the user's home node
+            fields["grantee_org"] = self.fed.node(home).org
         msg = common_pb2.Grant(
             columns=[
                 common_pb2.ColumnControls(column=c, controls=v.split(","))

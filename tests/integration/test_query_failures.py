@@ -116,6 +116,8 @@ def test_grant_commands(federation: RunningFederation) -> None:
         "air_quality",
         "--user",
         "zhang.min@anhui",
+        "--user-org",
+        federation.fed.node("anhui").org,
         "--column",
         "city=group_by",
         "--column",

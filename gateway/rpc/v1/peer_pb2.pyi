@@ -19,7 +19,7 @@ class WitnessRequest(_message.Message):
     def __init__(self, head: _Optional[_Union[_common_pb2.SignedHead, _Mapping]] = ..., from_size: _Optional[int] = ..., digests: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PartialRequest(_message.Message):
-    __slots__ = ("request_id", "sql", "requester", "home_node", "purpose", "include_children", "explain", "path")
+    __slots__ = ("request_id", "sql", "requester", "home_node", "purpose", "include_children", "explain", "path", "home_cert", "home_signature")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SQL_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,8 @@ class PartialRequest(_message.Message):
     INCLUDE_CHILDREN_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    HOME_CERT_FIELD_NUMBER: _ClassVar[int]
+    HOME_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     sql: str
     requester: _common_pb2.Requester
@@ -36,7 +38,9 @@ class PartialRequest(_message.Message):
     include_children: bool
     explain: bool
     path: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., sql: _Optional[str] = ..., requester: _Optional[_Union[_common_pb2.Requester, _Mapping]] = ..., home_node: _Optional[str] = ..., purpose: _Optional[str] = ..., include_children: _Optional[bool] = ..., explain: _Optional[bool] = ..., path: _Optional[_Iterable[str]] = ...) -> None: ...
+    home_cert: str
+    home_signature: str
+    def __init__(self, request_id: _Optional[str] = ..., sql: _Optional[str] = ..., requester: _Optional[_Union[_common_pb2.Requester, _Mapping]] = ..., home_node: _Optional[str] = ..., purpose: _Optional[str] = ..., include_children: _Optional[bool] = ..., explain: _Optional[bool] = ..., path: _Optional[_Iterable[str]] = ..., home_cert: _Optional[str] = ..., home_signature: _Optional[str] = ...) -> None: ...
 
 class PartialResponse(_message.Message):
     __slots__ = ("node_id", "published", "arrow_ipc", "owners")
