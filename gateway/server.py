@@ -457,10 +457,10 @@ class Node:
         self.metrics = NodeMetrics()
         self.metrics.datasets.set(len(self.catalog.entries()))
         self.peers = Peers(config, self.membership)
-        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fanout")
+        self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="fanout")
         # A relay's calls to its children get their own pool: waiting on the same pool
         # that runs the relay's own task could starve under load.
-        self.relay_executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="relay")
+        self.relay_executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="relay")
         self.grants = GrantStore(self.state)
         self.engine = Engine()
         key = load_key(config.key)
