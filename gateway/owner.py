@@ -9,6 +9,7 @@ same for its children and returns one merged, still-protected partial.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -383,7 +384,10 @@ class Owner:
         # Release point: re-check the grant, spend, and log the release, in one durable
         # transaction. Only after it commits does anything leave this node.
         grant, entry = self.grants.spend(
-            privacy_decision(decision, released.epsilon), utc(), record
+            # the epsilon OpenDP's privacy map actually charged for this release
+            dataclasses.replace(decision, epsilon=released.epsilon),
+            utc(),
+            record,
         )
         body = {**entry.data, "audit_seq": entry.seq, "audit_hash": entry.hash}
         receipt = self.signer.sign(body)
@@ -408,10 +412,3 @@ class Owner:
             grant_id=grant.id,
             receipt=receipt.to_json(),
         ), released.table
-
-
-def privacy_decision(decision, epsilon: float):  # type: ignore[no-untyped-def]
-    """The decision with the epsilon OpenDP's map actually charged."""
-    from dataclasses import replace
-
-    return replace(decision, epsilon=epsilon)
