@@ -411,6 +411,27 @@ def cmd_grant_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_receipt_list(args: argparse.Namespace) -> int:
+    from gateway.client import Client
+    from gateway.receipts import Receipt
+
+    with Client(_profile(args)) as c:
+        kept = [Receipt.from_json(r) for r in c.receipts(args.request)]
+    folder = Path(args.out) if args.out else None
+    if folder:
+        folder.mkdir(parents=True, exist_ok=True)
+    for r in kept:
+        b = r.body
+        print(
+            f"{r.owner}: {b.get('dataset')} grant {b.get('grant_id')}, "
+            f"{b.get('groups_released')} groups, epsilon {b.get('epsilon')}, "
+            f"audit entry {b.get('audit_seq')}"
+        )
+        if folder:
+            (folder / f"{args.request}-{r.owner}.json").write_text(r.to_json())
+    return 0
+
+
 def cmd_receipt_verify(args: argparse.Namespace) -> int:
     from gateway import identity, receipts
 
@@ -856,6 +877,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     receipt = sub.add_parser("receipt", help="release receipts")
     receipt = receipt.add_subparsers(dest="receipt_command", required=True, metavar="ACTION")
+    sp = add(
+        receipt, "list", "receipts your home node keeps for a request (operators)", cmd_receipt_list
+    )
+    client_opts(sp)
+    sp.add_argument("--request", required=True, help="request id")
+    sp.add_argument("--out", help="also write each receipt into this folder")
     sp = add(
         receipt, "verify", "check a receipt's signature with the CA certificate", cmd_receipt_verify
     )

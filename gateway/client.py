@@ -210,6 +210,10 @@ class Client:
         req = gateway_pb2.AuditShowRequest(request_id=request_id)
         return list(self._call("AuditShow", req).entries)
 
+    def receipts(self, request_id: str) -> list[str]:
+        req = gateway_pb2.ReceiptsRequest(request_id=request_id)
+        return list(self._call("Receipts", req).receipts)
+
     def witness_now(self) -> gateway_pb2.WitnessNowResponse:
         return self._call("WitnessNow", gateway_pb2.WitnessNowRequest())
 

@@ -40,6 +40,7 @@ POLICY: dict[str, frozenset[str]] = {
     "/fedgate.v1.Gateway/RevokeGrant": frozenset({"operator"}),
     "/fedgate.v1.Gateway/AuditExport": frozenset({"operator"}),
     "/fedgate.v1.Gateway/AuditShow": frozenset({"operator"}),
+    "/fedgate.v1.Gateway/Receipts": frozenset({"operator"}),
     "/fedgate.v1.Gateway/WitnessNow": frozenset({"operator"}),
     "/fedgate.v1.Gateway/WitnessedHeads": frozenset({"operator"}),
     "/fedgate.v1.Gateway/SubmitAccessRequest": USERS,

@@ -330,6 +330,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             ]
         )
 
+    def Receipts(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
+        self._own_operator(context.caller)
+        with self.node.state.transaction() as db:
+            rows = db.execute(
+                "SELECT receipt FROM receipts WHERE request_id = ? ORDER BY owner",
+                (request.request_id,),
+            ).fetchall()
+        if not rows:
+            raise NotFound(f"no receipts kept for request {request.request_id!r}")
+        return gateway_pb2.ReceiptsResponse(receipts=[r[0] for r in rows])
+
     def WitnessNow(self, request, context: CallContext):  # type: ignore[no-untyped-def]  # noqa: N802
         self._own_operator(context.caller)
         heads, errors = self.node.witness_round()

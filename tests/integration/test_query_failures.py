@@ -135,3 +135,22 @@ def test_grant_commands(federation: RunningFederation) -> None:
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     again = run_fedgate("grant", "revoke", "--profile", profile, grant_id)
     assert again.returncode == 1 and "already revoked" in again.stderr
+
+
+def test_home_keeps_the_receipts_operators_can_list(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    with federation.client("li.wei@shanghai") as c:
+        result = c.query(COUNT_BY_CITY)
+    ops = str(federation.fed.operator_profile("shanghai"))
+    listed = run_fedgate(
+        "receipt", "list", "--profile", ops, "--request", result.request_id, "--out", str(tmp_path)
+    )
+    assert listed.returncode == 0, listed.stderr
+    files = sorted(tmp_path.glob("*.json"))
+    assert len(files) == len(result.contributors)
+    for f in files:
+        ok = run_fedgate("receipt", "verify", str(f), "--ca", str(federation.fed.ca_cert))
+        assert ok.returncode == 0
+    missing = run_fedgate("receipt", "list", "--profile", ops, "--request", "nope")
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr

@@ -85,6 +85,11 @@ class GatewayStub:
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.AuditShowRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_gateway__pb2.AuditShowResponse.FromString,
                 _registered_method=True)
+        self.Receipts = channel.unary_unary(
+                '/fedgate.v1.Gateway/Receipts',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.ReceiptsRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.ReceiptsResponse.FromString,
+                _registered_method=True)
         self.WitnessNow = channel.unary_unary(
                 '/fedgate.v1.Gateway/WitnessNow',
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.WitnessNowRequest.SerializeToString,
@@ -192,6 +197,13 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Receipts(self, request, context):
+        """Operators only: the owners' signed receipts this (home) node keeps for a request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WitnessNow(self, request, context):
         """Operators only: send this node's signed head to every peer now; list heads this node
         countersigned for another member.
@@ -291,6 +303,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.AuditShow,
                     request_deserializer=fedgate_dot_v1_dot_gateway__pb2.AuditShowRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_gateway__pb2.AuditShowResponse.SerializeToString,
+            ),
+            'Receipts': grpc.unary_unary_rpc_method_handler(
+                    servicer.Receipts,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.ReceiptsRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.ReceiptsResponse.SerializeToString,
             ),
             'WitnessNow': grpc.unary_unary_rpc_method_handler(
                     servicer.WitnessNow,
@@ -598,6 +615,33 @@ class Gateway:
             '/fedgate.v1.Gateway/AuditShow',
             fedgate_dot_v1_dot_gateway__pb2.AuditShowRequest.SerializeToString,
             fedgate_dot_v1_dot_gateway__pb2.AuditShowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Receipts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/Receipts',
+            fedgate_dot_v1_dot_gateway__pb2.ReceiptsRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.ReceiptsResponse.FromString,
             options,
             channel_credentials,
             insecure,
