@@ -9,11 +9,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 import grpc
-import pyarrow as pa
 
 from federation.fanout import fan_out
 from federation.membership import Member, Membership
-from federation.partials import PartialError, answer, check_partial, from_ipc, to_ipc
+from federation.partials import PartialError, answer, to_ipc
 from gateway.audit import AuditLog
 from gateway.errors import (
     FedgateError,
@@ -24,7 +23,7 @@ from gateway.errors import (
 )
 from gateway.grants import utc
 from gateway.identity import Identity
-from gateway.owner import Owner, describe_error, plan_or_refuse, sign_request
+from gateway.owner import Owner, collect, describe_error, plan_or_refuse, sign_request
 from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
 from gateway.state import State
 
@@ -121,36 +120,7 @@ class Home:
         resp = gateway_pb2.QueryResponse(
             request_id=request_id, plan=plan.sql, plan_digest=plan.digest
         )
-        tables = []
-        published = False
-        for out in outcomes:
-            if out.value is None:
-                published = True
-                resp.owners.append(
-                    common_pb2.OwnerResult(
-                        node_id=out.target.id,
-                        ok=False,
-                        error=out.error,
-                        error_code=out.error.split(":", 1)[0],
-                    )
-                )
-                continue
-            if not out.value.published:
-                continue
-            published = True
-            resp.owners.extend(out.value.owners)
-            if out.value.arrow_ipc:
-                try:
-                    tables.append(check_partial(plan, from_ipc(out.value.arrow_ipc), out.target.id))
-                except (PartialError, pa.ArrowInvalid) as exc:
-                    resp.owners.append(
-                        common_pb2.OwnerResult(
-                            node_id=out.target.id,
-                            ok=False,
-                            error=str(exc),
-                            error_code="FAILED_PRECONDITION",
-                        )
-                    )
+        tables, published = collect(plan, outcomes, resp.owners)
         if not published:
             raise NotFound(f"no member publishes the dataset {plan.dataset!r}")
         failed = [o for o in resp.owners if not o.ok]

@@ -67,6 +67,45 @@ def describe_error(exc: BaseException) -> str:
     return f"INTERNAL: {type(exc).__name__}: {exc}"
 
 
+def collect(
+    plan: QueryPlan,
+    outcomes: list,
+    owners,
+    via: str = "",  # type: ignore[no-untyped-def]
+) -> tuple[list[pa.Table], bool]:
+    """Gather fanned-out partial responses: each owner's result goes into ``owners``, each
+    well-formed partial into the returned tables; True if any member holds the dataset."""
+    tables: list[pa.Table] = []
+    published = False
+    for out in outcomes:
+        if out.value is None:
+            code, _, message = (out.error or "UNAVAILABLE: no answer").partition(": ")
+            if code not in grpc.StatusCode.__members__:  # fan-out's own timeout
+                code, message = "UNAVAILABLE", out.error
+            owners.add(node_id=out.target.id, ok=False, error=message, error_code=code, via=via)
+            published = True
+            continue
+        if not out.value.published:
+            continue
+        published = True
+        for o in out.value.owners:
+            copy = owners.add()
+            copy.CopyFrom(o)
+            copy.via = copy.via or via
+        if out.value.arrow_ipc:
+            try:
+                tables.append(check_partial(plan, from_ipc(out.value.arrow_ipc), out.target.id))
+            except (PartialError, pa.ArrowInvalid) as exc:
+                owners.add(
+                    node_id=out.target.id,
+                    ok=False,
+                    error=str(exc),
+                    error_code="FAILED_PRECONDITION",
+                    via=via,
+                )
+    return tables, published
+
+
 def vouched(req: peer_pb2.PartialRequest) -> dict:
     """The fields a home node vouches for, as it signs them."""
     r = req.requester
@@ -197,45 +236,9 @@ class Owner:
                 timeout=max(0.0, deadline - time.monotonic()),
                 describe_error=describe_error,
             )
-            for out in outcomes:
-                if out.value is None:
-                    code, _, message = (out.error or "UNAVAILABLE: no answer").partition(": ")
-                    if code not in grpc.StatusCode.__members__:  # fan-out's own timeout
-                        code, message = "UNAVAILABLE", out.error
-                    resp.owners.append(
-                        common_pb2.OwnerResult(
-                            node_id=out.target.id,
-                            ok=False,
-                            error=message,
-                            error_code=code,
-                            via=self.node_id,
-                        )
-                    )
-                    resp.published = True
-                    continue
-                if not out.value.published:
-                    continue
-                resp.published = True
-                for o in out.value.owners:
-                    copy = common_pb2.OwnerResult()
-                    copy.CopyFrom(o)
-                    copy.via = copy.via or self.node_id
-                    resp.owners.append(copy)
-                if out.value.arrow_ipc:
-                    try:
-                        tables.append(
-                            check_partial(plan, from_ipc(out.value.arrow_ipc), out.target.id)
-                        )
-                    except (PartialError, pa.ArrowInvalid) as exc:
-                        resp.owners.append(
-                            common_pb2.OwnerResult(
-                                node_id=out.target.id,
-                                ok=False,
-                                error=str(exc),
-                                error_code="FAILED_PRECONDITION",
-                                via=self.node_id,
-                            )
-                        )
+            child_tables, published = collect(plan, outcomes, resp.owners, via=self.node_id)
+            tables.extend(child_tables)
+            resp.published = resp.published or published
         if tables and not req.explain:
             merged = merge(plan, tables, self.engine.run_on_table) if len(tables) > 1 else tables[0]
             resp.arrow_ipc = to_ipc(merged)

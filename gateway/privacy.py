@@ -11,24 +11,21 @@ sensitivity. The unit of privacy is one row of the dataset.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from federation.partials import ROWS
 
-_opendp = None
 
-
+@functools.cache
 def _dp():  # type: ignore[no-untyped-def]
     """Import OpenDP lazily: it costs start-up time and only DP releases need it."""
-    global _opendp
-    if _opendp is None:
-        import opendp.prelude as dp
+    import opendp.prelude as dp
 
-        dp.enable_features("contrib")
-        _opendp = dp
-    return _opendp
+    dp.enable_features("contrib")
+    return dp
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,13 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def _remember_serial(db, serial: int) -> None:  # type: ignore[no-untyped-def]
+    """The highest membership serial this node has used (refuses replays after restarts)."""
+    db.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES ('membership_serial', ?)", (str(serial),)
+    )
+
+
 class MembershipSource:
     """The signed membership document, re-verified whenever its file changes.
 
@@ -520,13 +527,10 @@ class Node:
         )
 
     def _membership_event(self, event: dict) -> None:
-        self.audit.append({"time": utc_now(), **event})
-        if event["kind"] == "membership.reloaded":
-            with self.state.transaction() as db:
-                db.execute(
-                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('membership_serial', ?)",
-                    (str(event["serial"]),),
-                )
+        with self.state.transaction() as db:  # the entry and the serial kept, together
+            AuditLog.append_in(db, {"time": utc_now(), **event})
+            if event["kind"] == "membership.reloaded":
+                _remember_serial(db, event["serial"])
 
     def _check_membership_serial(self) -> None:
         """Never go back to an older membership document, also across restarts."""
@@ -538,10 +542,7 @@ class Node:
                     f"federation.membership: serial {serial} is older than serial {row[0]} "
                     "this node already used (a replayed document)"
                 )
-            db.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES ('membership_serial', ?)",
-                (str(serial),),
-            )
+            _remember_serial(db, serial)
 
     def member_or_refuse(self, node_id: str) -> Member:
         member = self.membership().get(node_id)

@@ -237,6 +237,8 @@ CASES = {
     "er_expired": dict(valid_from=_ago(10), expires=_ago(1)),
     "er_not_yet": dict(valid_from=_ago(-5), expires=_ago(-10)),
     "er_purpose": dict(purpose="urban planning"),
+    "er_revoked": {},
+    "er_used": dict(max_uses=2),
 }
 
 
@@ -244,18 +246,6 @@ CASES = {
 def lifecycle(federation: RunningFederation) -> dict[str, str]:
     ids = {}
     for name, extra in CASES.items():
-        federation.register_copy("jiangsu", ER, name)
-        g = federation.grant(
-            "jiangsu",
-            dataset=name,
-            grantee_kind="user",
-            grantee="li.wei@shanghai",
-            min_group_size=5,
-            columns={"city": "group_by", "employees": "aggregate"},
-            **extra,
-        )
-        ids[name] = g.id
-    for name, extra in (("er_revoked", {}), ("er_used", {"max_uses": 2})):
         federation.register_copy("jiangsu", ER, name)
         g = federation.grant(
             "jiangsu",
