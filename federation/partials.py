@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import pyarrow as pa
-from sqlglot import exp
+import pyarrow.compute as pc
 
-from federation.sqlsubset import MERGED_TABLE, AggCall, QueryPlan, agg_column
+from federation.sqlsubset import MERGED_TABLE, AggCall, Projection, QueryPlan, agg_column
 
 ROWS = "__n"  # COUNT(*) of the group: always present, used for the minimum group size
 
@@ -43,14 +44,14 @@ def states(plan: QueryPlan) -> dict[str, set[str]]:
     return out
 
 
-def _value(column: str, clamp: tuple[float, float] | None) -> exp.Expression:
-    col = exp.column(column)
-    if clamp is None:
-        return col
-    lo, hi = clamp
-    return exp.func(
-        "LEAST", exp.func("GREATEST", col, exp.Literal.number(lo)), exp.Literal.number(hi)
-    )
+def _q(name: str) -> str:
+    """A quoted identifier. Names reaching here passed the subset's identifier check or
+    are our own state names, so they hold no quote."""
+    return f'"{name}"'
+
+
+def _number(value: float) -> str:
+    return repr(float(value))
 
 
 def partial_query(
@@ -60,109 +61,60 @@ def partial_query(
     integer_columns: Iterable[str] = (),
     clamp: dict[str, tuple[float, float]] | None = None,
 ) -> str:
-    """The owner's SQL, generated from the validated tree.
+    """The owner's SQL, generated from the validated plan (its WHERE from the tree).
 
     With ``clamp`` (differential privacy) values are clamped to the declared bounds and
     variance travels as a sum of squares (``q``) that the privacy layer turns into M2
     after adding noise.
     """
     ints = set(integer_columns)
+    where = f" WHERE {plan.where_sql}" if plan.where_sql else ""
     if plan.is_raw:
-        select = exp.select(*[exp.column(c) for c in plan.raw_columns]).from_(table)
-        if plan.where is not None:
-            select = select.where(plan.where.copy())
+        sql = f"SELECT {', '.join(_q(c) for c in plan.raw_columns)} FROM {_q(table)}{where}"
         if plan.raw_order:
-            select = select.order_by(
-                *[
-                    exp.Ordered(this=exp.column(c), desc=desc, nulls_first=nulls_first)
-                    for c, desc, nulls_first in plan.raw_order
-                ]
+            sql += " ORDER BY " + ", ".join(
+                f"{_q(c)} {'DESC' if desc else 'ASC'} NULLS {'FIRST' if first else 'LAST'}"
+                for c, desc, first in plan.raw_order
             )
         if plan.limit is not None:
-            select = select.limit(plan.limit)
-        return select.sql(dialect="duckdb", comments=False)
-    items: list[exp.Expression] = [exp.column(g) for g in plan.group_by]
-    items.append(exp.alias_(exp.Count(this=exp.Star()), ROWS))
+            sql += f" LIMIT {int(plan.limit)}"
+        return sql
+    items = [_q(g) for g in plan.group_by]
+    items.append(f"COUNT(*) AS {_q(ROWS)}")
     for column, kinds in sorted(states(plan).items()):
         bounds = clamp.get(column) if clamp is not None else None
-        value = _value(column, bounds)
+        col = _q(column)
+        value = col
+        if bounds is not None:
+            value = f"LEAST(GREATEST({col}, {_number(bounds[0])}), {_number(bounds[1])})"
         if "c" in kinds:
-            items.append(exp.alias_(exp.Count(this=exp.column(column)), state_column("c", column)))
+            items.append(f"COUNT({col}) AS {_q(state_column('c', column))}")
         if "s" in kinds:
-            total: exp.Expression = exp.Sum(this=value.copy())
-            if column in ints and clamp is None:
-                total = exp.cast(total, "BIGINT")
-            else:
-                total = exp.cast(total, "DOUBLE")
-            items.append(exp.alias_(total, state_column("s", column)))
+            exact = column in ints and clamp is None
+            items.append(
+                f"CAST(SUM({value}) AS {'BIGINT' if exact else 'DOUBLE'}) "
+                f"AS {_q(state_column('s', column))}"
+            )
         if "m2" in kinds:
             if clamp is not None:
-                square = exp.Mul(this=value.copy(), expression=value.copy())
-                q = exp.cast(exp.Sum(this=square), "DOUBLE")
-                items.append(exp.alias_(q, state_column("q", column)))
+                square = f"CAST(SUM({value} * {value}) AS DOUBLE)"
+                items.append(f"{square} AS {_q(state_column('q', column))}")
             else:
-                m2 = exp.Mul(
-                    this=exp.VariancePop(this=exp.cast(exp.column(column), "DOUBLE")),
-                    expression=exp.Count(this=exp.column(column)),
-                )
-                items.append(exp.alias_(m2, state_column("m2", column)))
-        if "min" in kinds:
-            items.append(exp.alias_(exp.Min(this=exp.column(column)), state_column("min", column)))
-        if "max" in kinds:
-            items.append(exp.alias_(exp.Max(this=exp.column(column)), state_column("max", column)))
-    select = exp.select(*items).from_(table)
-    if plan.where is not None:
-        select = select.where(plan.where.copy())
+                m2 = f"VAR_POP(CAST({col} AS DOUBLE)) * COUNT({col})"
+                items.append(f"{m2} AS {_q(state_column('m2', column))}")
+        for kind in ("min", "max"):
+            if kind in kinds:
+                items.append(f"{kind.upper()}({col}) AS {_q(state_column(kind, column))}")
+    sql = f"SELECT {', '.join(items)} FROM {_q(table)}{where}"
     if plan.group_by:
-        select = select.group_by(*[exp.column(g) for g in plan.group_by])
-    return select.sql(dialect="duckdb", comments=False)
+        sql += f" GROUP BY {', '.join(_q(g) for g in plan.group_by)}"
+    return sql
 
-
-PARTIALS_TABLE = "__partials"
 
 # Runs generated SQL over one in-memory table: (sql, table name, table) -> result.
 RunSql = Callable[[str, str, pa.Table], pa.Table]
 
-
-def _q(name: str) -> str:
-    return f'"{name}"'
-
-
-def merge_query(plan: QueryPlan, schema: pa.Schema) -> str:
-    """SQL that combines stacked partials (table ``__partials``) into one partial.
-
-    Counts and sums add, MIN/MAX take the extreme, and M2 combines exactly as
-    M2 = sum(M2_i) + sum(c_i * (mean_i - mean)^2), the parallel variance formula.
-    """
-    keys = [_q(g) for g in plan.group_by]
-    partition = f"PARTITION BY {', '.join(keys)}" if keys else ""
-    extra, items = [], list(keys)
-    for name in schema.names:
-        if name in plan.group_by:
-            continue
-        kind, _, column = name[2:].partition("_")
-        q = _q(name)
-        if name == ROWS or kind in ("c", "q"):
-            items.append(f"CAST(SUM({q}) AS BIGINT) AS {q}" if kind != "q" else f"SUM({q}) AS {q}")
-        elif kind == "s":
-            exact = pa.types.is_integer(schema.field(name).type)
-            items.append(f"CAST(SUM({q}) AS BIGINT) AS {q}" if exact else f"SUM({q}) AS {q}")
-        elif kind in ("min", "max"):
-            items.append(f"{kind.upper()}({q}) AS {q}")
-        elif kind == "m2":
-            c, s_ = _q(state_column("c", column)), _q(state_column("s", column))
-            ts, tc = _q(f"__ts_{column}"), _q(f"__tc_{column}")
-            extra.append(f"SUM({s_}) OVER ({partition}) AS {ts}")
-            extra.append(f"SUM({c}) OVER ({partition}) AS {tc}")
-            spread = f"CASE WHEN {c} > 0 THEN {c} * POW({s_} / {c} - {ts} / {tc}, 2) ELSE 0 END"
-            items.append(f"COALESCE(SUM({q}), 0) + COALESCE(SUM({spread}), 0) AS {q}")
-    source = PARTIALS_TABLE
-    if extra:
-        source = f"(SELECT *, {', '.join(extra)} FROM {PARTIALS_TABLE})"
-    sql = f"SELECT {', '.join(items)} FROM {source}"
-    if keys:
-        sql += f" GROUP BY {', '.join(keys)}"
-    return sql
+_INT64_LIMIT = 2**63 - 1
 
 
 class PartialError(ValueError):
@@ -194,67 +146,150 @@ def check_partial(plan: QueryPlan, table: pa.Table, source: str) -> pa.Table:
     return table
 
 
-def merge(plan: QueryPlan, partials: list[pa.Table], run_sql: RunSql) -> pa.Table:
-    """Combine partials into one partial with the same columns (exact; relays use it too)."""
+def _stack(partials: list[pa.Table]) -> pa.Table:
+    # Owners under DP send float sums where exact owners send integers: promote.
+    try:
+        return pa.concat_tables(partials, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise PartialError(f"owners' partials do not agree on column types: {exc}") from None
+
+
+def _group_ids(table: pa.Table, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A dense group number per row, and the first row of each group. NULL keys form a
+    group of their own, as in SQL's GROUP BY."""
+    if not keys:
+        return np.zeros(table.num_rows, np.int64), np.zeros(1, np.int64)
+    codes = []
+    for key in keys:
+        encoded = pc.dictionary_encode(table.column(key).combine_chunks(), null_encoding="encode")
+        codes.append(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
+    stacked = codes[0] if len(codes) == 1 else np.stack(codes, axis=1)
+    _, first, gid = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+    return gid.reshape(-1), first
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _check_int_sum(column: pa.ChunkedArray, name: str) -> None:
+    """Arrow's integer sums wrap on overflow; refuse where a 64-bit sum could."""
+    if column.num_chunks == 0 or len(column) == 0:
+        return
+    extreme = pc.max(pc.abs_checked(column)).as_py() or 0
+    if extreme * len(column) > _INT64_LIMIT:
+        raise PartialError(f"the merged {name} would overflow a 64-bit integer")
+
+
+def merge(plan: QueryPlan, partials: list[pa.Table]) -> pa.Table:
+    """Combine partials into one partial with the same columns, exactly (relays use it too).
+
+    Counts and sums add, MIN/MAX take the extreme, and M2 combines as
+    M2 = sum(M2_i) + sum(c_i * (mean_i - mean)^2), the parallel variance formula.
+    """
     partials = [p for p in partials if p is not None]
     if not partials:
         raise ValueError("nothing to merge")
-    # Owners under DP send float sums where exact owners send integers: promote.
-    try:
-        stacked = pa.concat_tables(partials, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise PartialError(f"owners' partials do not agree on column types: {exc}") from None
-    if plan.is_raw:
+    stacked = _stack(partials)
+    if plan.is_raw or (not plan.group_by and stacked.num_rows == 0):
         return stacked
-    if not plan.group_by and stacked.num_rows == 0:
-        return stacked
-    return run_sql(merge_query(plan, stacked.schema), PARTIALS_TABLE, stacked)
+    keys = plan.group_by
+    gid, first = _group_ids(stacked, keys)
+    groups = len(first)
+    work = stacked.append_column("__gid", pa.array(gid, pa.int64()))
+    aggs: list[tuple[str, str]] = []
+    for name in stacked.column_names:
+        if name in keys:
+            continue
+        kind = name[2:].partition("_")[0]
+        if kind in ("min", "max"):
+            aggs.append((name, kind))
+        elif kind != "m2":
+            if pa.types.is_integer(stacked.schema.field(name).type):
+                _check_int_sum(stacked.column(name), name)
+            aggs.append((name, "sum"))
+    summed = work.group_by("__gid", use_threads=False).aggregate(aggs)
+    summed = summed.take(pc.sort_indices(summed.column("__gid")))
+    out: dict[str, pa.ChunkedArray | pa.Array] = {k: stacked.column(k).take(first) for k in keys}
+    for name in stacked.column_names:
+        if name in keys:
+            continue
+        kind, _, column = name[2:].partition("_")
+        if kind != "m2":
+            func = kind if kind in ("min", "max") else "sum"
+            out[name] = summed.column(f"{name}_{func}").cast(stacked.schema.field(name).type)
+            continue
+        c = _floats(stacked.column(state_column("c", column)))
+        s = np.nan_to_num(_floats(stacked.column(state_column("s", column))))
+        m2 = np.nan_to_num(_floats(stacked.column(name)))
+        tc = np.bincount(gid, weights=c, minlength=groups)
+        ts = np.bincount(gid, weights=s, minlength=groups)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.where(tc > 0, ts / tc, 0.0)
+            spread = np.where(c > 0, c * (s / c - mean[gid]) ** 2, 0.0)
+        total = np.bincount(gid, weights=m2 + spread, minlength=groups)
+        out[name] = pa.array(total, pa.float64())
+    return pa.table(out)
 
 
-def _final_expr(call: AggCall) -> str:
+def _final_value(call: AggCall, merged: pa.Table) -> pa.Array | pa.ChunkedArray:
+    """One aggregate's value from its merged state (as SQL defines it on no rows)."""
     if call.column is None:
-        return _q(ROWS)
-    c = _q(state_column("c", call.column))
-    s = _q(state_column("s", call.column))
-    m2 = _q(state_column("m2", call.column))
-    if call.func == "count":
-        return f"COALESCE({c}, 0)"
+        return merged.column(ROWS)
     if call.func in ("min", "max"):
-        return _q(state_column(call.func, call.column))
+        return merged.column(state_column(call.func, call.column))
+    c = merged.column(state_column("c", call.column))
+    if call.func == "count":
+        return pc.coalesce(c, pa.scalar(0, c.type))
+    s = merged.column(state_column("s", call.column))
     if call.func == "sum":
-        return f"CASE WHEN {c} > 0 THEN {s} END"
+        return pc.if_else(pc.greater(c, 0), s, pa.scalar(None, s.type))
+    cf = c.cast(pa.float64())
+    nothing = pa.scalar(None, pa.float64())
     if call.func == "avg":
-        return f"CASE WHEN {c} > 0 THEN CAST({s} AS DOUBLE) / {c} END"
+        return pc.if_else(pc.greater(c, 0), pc.divide(s.cast(pa.float64()), cf), nothing)
+    m2 = merged.column(state_column("m2", call.column)).cast(pa.float64())
     if call.func.endswith("_samp"):
-        var = f"CASE WHEN {c} > 1 THEN {m2} / ({c} - 1) END"
+        var = pc.if_else(pc.greater(c, 1), pc.divide(m2, pc.subtract(cf, 1.0)), nothing)
     else:
-        var = f"CASE WHEN {c} > 0 THEN {m2} / {c} END"
-    return f"SQRT({var})" if call.func.startswith("stddev") else var
+        var = pc.if_else(pc.greater(c, 0), pc.divide(m2, cf), nothing)
+    return pc.sqrt(var) if call.func.startswith("stddev") else var
 
 
-def finalize_query(plan: QueryPlan, source: str) -> str:
-    """SQL from one merged partial to the group keys plus ``__a<i>`` per aggregate."""
-    items = [_q(g) for g in plan.group_by]
-    items += [f"{_final_expr(call)} AS {agg_column(i)}" for i, call in enumerate(plan.aggregates)]
-    return f"SELECT {', '.join(items)} FROM {source}"
+def finals(plan: QueryPlan, merged: pa.Table) -> pa.Table:
+    """Group keys plus ``__a<i>`` per aggregate: the table the post-merge step reads."""
+    columns = {g: merged.column(g) for g in plan.group_by}
+    for i, call in enumerate(plan.aggregates):
+        columns[agg_column(i)] = _final_value(call, merged)
+    return pa.table(columns)
+
+
+def project(shape: Projection, table: pa.Table) -> pa.Table:
+    """A post-merge step that only picks, sorts and limits columns, done in Arrow."""
+    if shape.order:
+        keys = [(c, "descending" if desc else "ascending") for c, desc in shape.order]
+        placement = "at_start" if shape.nulls_first else "at_end"
+        table = table.take(pc.sort_indices(table, sort_keys=keys, null_placement=placement))
+    if shape.limit is not None:
+        table = table.slice(0, shape.limit)
+    return pa.Table.from_arrays(
+        [table.column(source) for source, _ in shape.columns],
+        names=[name for _, name in shape.columns],
+    )
 
 
 def answer(plan: QueryPlan, partials: list[pa.Table], run_sql: RunSql) -> pa.Table:
-    """The user's answer from the owners' partials, in one generated query: merge, final
-    values, then HAVING, ORDER BY and LIMIT, all after the merge."""
-    try:
-        stacked = pa.concat_tables(partials, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise PartialError(f"owners' partials do not agree on column types: {exc}") from None
+    """The user's answer from the owners' partials: merge, final values, then HAVING,
+    ORDER BY and LIMIT, all after the merge. A plain pick-sort-limit step runs in Arrow;
+    anything with expressions runs as the generated post-merge query."""
     if plan.is_raw:
-        inner = f"SELECT * FROM {PARTIALS_TABLE}"
-    elif len(partials) == 1 or (not plan.group_by and stacked.num_rows == 0):
-        # One owner's (or one relay's) partial is merged already; nothing to combine.
-        inner = finalize_query(plan, PARTIALS_TABLE)
+        table = _stack(partials)
     else:
-        merged = f"({merge_query(plan, stacked.schema)})"
-        inner = finalize_query(plan, merged)
-    return run_sql(f"WITH {MERGED_TABLE} AS ({inner}) {plan.final_sql}", PARTIALS_TABLE, stacked)
+        stacked = partials[0] if len(partials) == 1 else merge(plan, partials)
+        table = finals(plan, stacked)
+    if plan.projection is not None:
+        return project(plan.projection, table)
+    return run_sql(plan.final_sql, MERGED_TABLE, table)
 
 
 def to_ipc(table: pa.Table) -> bytes:

@@ -77,13 +77,24 @@ class AggCall:
 
 
 @dataclass(frozen=True)
+class Projection:
+    """A post-merge step that only picks, sorts and limits columns of the merged table
+    (no HAVING, no arithmetic): cheap enough to do without an engine."""
+
+    columns: tuple[tuple[str, str], ...]  # (merged column, output name)
+    order: tuple[tuple[str, bool], ...]  # (merged column, descending)
+    nulls_first: bool
+    limit: int | None
+
+
+@dataclass(frozen=True)
 class QueryPlan:
     sql: str  # normalised text, regenerated from the tree
     dataset: str
     node: str  # "" unless FROM node.dataset
     group_by: tuple[str, ...]
     aggregates: tuple[AggCall, ...]
-    where: exp.Expression | None
+    where_sql: str  # the validated WHERE condition, generated from its tree ("" if none)
     raw_columns: tuple[str, ...]  # non-empty only for a raw SELECT of columns
     limit: int | None
     column_roles: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -91,6 +102,7 @@ class QueryPlan:
     # keeps the rows the final ORDER BY ... LIMIT needs.
     raw_order: tuple[tuple[str, bool, bool], ...] = ()
     final_sql: str = ""  # post-merge query over the merged table (generated)
+    projection: Projection | None = None  # the same step, where it is a plain projection
 
     @property
     def is_raw(self) -> bool:
@@ -101,14 +113,46 @@ class QueryPlan:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def _depth(node: exp.Expression) -> int:
-    depth, stack = 0, [(node, 1)]
+@dataclass
+class _Survey:
+    """What one pass over the tree found, so that refusals keep their order of priority."""
+
+    depth: int = 0
+    nodes: int = 0
+    window: bool = False
+    subquery: bool = False
+    parameter: bool = False
+    bad_function: exp.Expression | None = None
+    has_aggregate: bool = False
+
+
+def _survey(root: exp.Expression) -> _Survey:
+    """One pass over the tree: depth, size, forbidden node kinds, aggregates; and every
+    comment dropped (comments never travel on: no user text but the tree)."""
+    found = _Survey()
+    stack = [(root, 1)]
     while stack:
-        cur, d = stack.pop()
-        depth = max(depth, d)
-        for child in cur.iter_expressions():
+        node, d = stack.pop()
+        found.nodes += 1
+        found.depth = max(found.depth, d)
+        node.comments = None
+        if isinstance(node, exp.Window):
+            found.window = True
+        elif node is not root and isinstance(node, exp.Select | exp.Subquery | exp.Union):
+            found.subquery = True
+        elif isinstance(node, exp.Placeholder | exp.Parameter):
+            found.parameter = True
+        if type(node) in AGGREGATES:
+            found.has_aggregate = True
+        elif (
+            found.bad_function is None
+            and isinstance(node, exp.Func)
+            and not isinstance(node, _NOT_FUNCTIONS)
+        ):
+            found.bad_function = node
+        for child in node.iter_expressions():
             stack.append((child, d + 1))
-    return depth
+    return found
 
 
 def _column_name(col: exp.Column, dataset: str) -> str:
@@ -236,7 +280,7 @@ def _describe(node: exp.Expression) -> str:
     return f"{type(node).__name__} ({node.sql()[:60]})"
 
 
-def _check_shape(select: exp.Select) -> None:
+def _check_clauses(select: exp.Select) -> None:
     for key, what in (
         ("joins", "JOIN"),
         ("with_", "WITH (CTE)"),
@@ -261,13 +305,6 @@ def _check_shape(select: exp.Select) -> None:
     ):
         if select.args.get(key):
             raise QueryError(f"{what} is not allowed")
-    for node in select.walk():
-        if isinstance(node, exp.Window):
-            raise QueryError("window functions are not allowed")
-        if node is not select and isinstance(node, exp.Select | exp.Subquery | exp.Union):
-            raise QueryError("subqueries are not allowed")
-        if isinstance(node, exp.Placeholder | exp.Parameter):
-            raise QueryError("parameters are not allowed")
 
 
 def _table(select: exp.Select) -> tuple[str, str]:
@@ -324,16 +361,20 @@ def parse(sql: str) -> QueryPlan:
     if not isinstance(select, exp.Select):
         kind = type(select).__name__.upper()
         raise QueryError(f"only SELECT is allowed, not {kind}")
-    if _depth(select) > MAX_DEPTH:
+    found = _survey(select)
+    if found.depth > MAX_DEPTH:
         raise QueryError(f"the query is nested too deeply (limit {MAX_DEPTH})")
-    if sum(1 for _ in select.walk()) > MAX_NODES:
+    if found.nodes > MAX_NODES:
         raise QueryError(f"the query is too large (limit {MAX_NODES} syntax nodes)")
-    _check_shape(select)
-    for node in select.walk():
-        node.comments = None  # comments never travel on: no user text but the tree
-    for node in select.walk():
-        if isinstance(node, exp.Func) and not isinstance(node, _NOT_FUNCTIONS):
-            raise QueryError(f"{_describe(node)} is not allowed")
+    _check_clauses(select)
+    if found.window:
+        raise QueryError("window functions are not allowed")
+    if found.subquery:
+        raise QueryError("subqueries are not allowed")
+    if found.parameter:
+        raise QueryError("parameters are not allowed")
+    if found.bad_function is not None:
+        raise QueryError(f"{_describe(found.bad_function)} is not allowed")
     dataset, node_id = _table(select)
     v = _Validator(dataset)
     where = select.args.get("where")
@@ -355,7 +396,7 @@ def parse(sql: str) -> QueryPlan:
                 groups.append(name)
 
     aggs: list[AggCall] = []
-    has_aggregate = any(type(n) in AGGREGATES for n in select.walk())
+    has_aggregate = found.has_aggregate
     raw: list[str] = []
     for item in select.expressions:
         if isinstance(item, exp.Star):
@@ -408,19 +449,22 @@ def parse(sql: str) -> QueryPlan:
         col.set("table", None)
         col.set("db", None)
     normalised = select.sql(dialect="duckdb")
-    final = _final_query(select, aggs).sql(dialect="duckdb", comments=False)
+    where_sql = where.this.sql(dialect="duckdb", comments=False) if where is not None else ""
+    final_tree = _final_query(select, aggs)  # reuses (changes) the tree: generate text first
+    merged_columns = raw or [*groups, *(agg_column(i) for i in range(len(aggs)))]
     return QueryPlan(
         sql=normalised,
         dataset=dataset,
         node=node_id,
         group_by=tuple(groups),
         aggregates=tuple(aggs),
-        where=where.this.copy() if where is not None else None,
+        where_sql=where_sql,
         raw_columns=tuple(raw),
         raw_order=tuple(raw_order),
         limit=limit,
         column_roles={k: frozenset(r) for k, r in v.roles.items()},
-        final_sql=final,
+        final_sql=final_tree.sql(dialect="duckdb", comments=False, copy=False),
+        projection=_projection(final_tree, set(merged_columns)),
     )
 
 
@@ -432,8 +476,15 @@ def agg_column(index: int) -> str:
 
 
 def _final_query(select: exp.Select, aggs: list[AggCall]) -> exp.Select:
-    """The post-merge query: aggregates become columns of the merged table, WHERE goes."""
-    final = select.copy()
+    """The post-merge query: aggregates become columns of the merged table, WHERE goes.
+
+    Built in place from ``select``, which the caller no longer needs."""
+    # An unaliased output keeps the name the user wrote (as DuckDB would name it).
+    names = [
+        None if isinstance(item, exp.Alias | exp.Column) else item.sql(dialect="duckdb")
+        for item in select.expressions
+    ]
+    final = select
     final.set("where", None)
     final.set("group", None)
     having = final.args.get("having")
@@ -449,13 +500,54 @@ def _final_query(select: exp.Select, aggs: list[AggCall]) -> exp.Select:
             return exp.column(node.name.lower())
         return node
 
-    final = final.transform(replace)
+    final = final.transform(replace, copy=False)
     final.set("from_", exp.From(this=exp.to_table(MERGED_TABLE)))
     if having is not None:
-        final.set("where", exp.Where(this=having.this.transform(replace)))
-    # An unaliased output keeps the name the user wrote (as DuckDB would name it).
-    for i, item in enumerate(select.expressions):
-        if not isinstance(item, exp.Alias) and not isinstance(item, exp.Column):
-            new = final.expressions[i]
-            final.expressions[i] = exp.alias_(new, item.sql(dialect="duckdb"), quoted=True)
+        final.set("where", exp.Where(this=having.this.transform(replace, copy=False)))
+    for i, name in enumerate(names):
+        if name is not None:
+            final.expressions[i] = exp.alias_(final.expressions[i], name, quoted=True)
     return final
+
+
+def _projection(final: exp.Select, merged: set[str]) -> Projection | None:
+    """The final step as a Projection, or None where it needs the engine (HAVING,
+    expressions, mixed NULLS FIRST/LAST, or an alias that shadows another column)."""
+    if final.args.get("where") is not None:
+        return None
+    columns: list[tuple[str, str]] = []
+    for item in final.expressions:
+        inner = item.this if isinstance(item, exp.Alias) else item
+        if not isinstance(inner, exp.Column) or inner.name not in merged:
+            return None
+        columns.append((inner.name, item.alias if isinstance(item, exp.Alias) else inner.name))
+    sources: dict[str, set[str]] = {}
+    for source, name in columns:
+        sources.setdefault(name, set()).add(source)
+    order: list[tuple[str, bool]] = []
+    placements = set()
+    order_node = final.args.get("order")
+    for o in order_node.expressions if order_node is not None else []:
+        target = o.this
+        if not isinstance(target, exp.Column):
+            return None
+        name = target.name
+        picked = sources.get(name)
+        if picked is not None:
+            if len(picked) > 1 or (name in merged and picked != {name}):
+                return None  # ambiguous: leave the resolution to the engine
+            source = next(iter(picked))
+        elif name in merged:
+            source = name
+        else:
+            return None
+        order.append((source, bool(o.args.get("desc"))))
+        placements.add(bool(o.args.get("nulls_first")))
+    if len(placements) > 1:
+        return None
+    return Projection(
+        columns=tuple(columns),
+        order=tuple(order),
+        nulls_first=placements.pop() if placements else False,
+        limit=_limit(final),
+    )

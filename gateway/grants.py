@@ -249,14 +249,14 @@ class GrantStore:
         return grant
 
     def get(self, grant_id: str) -> Grant:
-        with self._state.transaction() as db:
+        with self._state.read() as db:
             row = db.execute(f"SELECT {_COLUMNS} FROM grants WHERE id = ?", (grant_id,)).fetchone()
         if row is None:
             raise NotFound(f"no grant {grant_id!r}")
         return _row_to_grant(row)
 
     def list(self, dataset: str = "") -> list[Grant]:
-        with self._state.transaction() as db:
+        with self._state.read() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM grants WHERE (? = '' OR dataset = ?) "
                 "ORDER BY created_at, id",

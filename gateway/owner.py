@@ -240,7 +240,7 @@ class Owner:
             tables.extend(child_tables)
             resp.published = resp.published or published
         if tables and not req.explain:
-            merged = merge(plan, tables, self.engine.run_on_table) if len(tables) > 1 else tables[0]
+            merged = merge(plan, tables) if len(tables) > 1 else tables[0]
             resp.arrow_ipc = to_ipc(merged)
         return resp
 
@@ -348,7 +348,9 @@ class Owner:
             ), None
         table_name = self.engine.ensure_loaded(entry)
         sql = self._partial_sql(plan, table_name, entry, decision.clamp)
-        raw = self.engine.run(sql, timeout=deadline - time.monotonic())
+        raw = self.engine.run(
+            sql, timeout=deadline - time.monotonic(), version=entry.quality.sha256
+        )
         if plan.is_raw:
             released = privacy.Released(raw, 0, 0.0)
         elif decision.epsilon > 0:

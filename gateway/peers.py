@@ -19,6 +19,7 @@ class Peers:
         self._membership = membership
         self._lock = threading.Lock()
         self._channels: dict[tuple[str, str], grpc.Channel] = {}
+        self._stubs: dict[tuple[str, str], peer_pb2_grpc.PeerStub] = {}
 
     def members(self) -> list[Member]:
         return self._membership().others(self._config.id)
@@ -47,11 +48,16 @@ class Peers:
         """
         with self._lock:
             channel = self._channels.pop((member.id, member.address), None)
+            self._stubs.pop((member.id, member.address), None)
         if channel is not None:
             channel.close()
 
     def stub(self, member: Member) -> peer_pb2_grpc.PeerStub:
-        return peer_pb2_grpc.PeerStub(self._channel(member))
+        stub = self._stubs.get((member.id, member.address))
+        if stub is None:
+            stub = peer_pb2_grpc.PeerStub(self._channel(member))
+            self._stubs[(member.id, member.address)] = stub
+        return stub
 
     def health(self, member: Member):  # type: ignore[no-untyped-def]
         from grpc_health.v1 import health_pb2_grpc
@@ -63,3 +69,4 @@ class Peers:
             for channel in self._channels.values():
                 channel.close()
             self._channels.clear()
+            self._stubs.clear()

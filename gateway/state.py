@@ -116,6 +116,10 @@ class State:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        # Reads on their own connection: under WAL they see the last commit and never
+        # queue behind a writer's fsync.
+        self._read_lock = threading.Lock()
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         with self.transaction() as db:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -135,6 +139,16 @@ class State:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent read of the last committed state (one read transaction)."""
+        with self._read_lock:
+            self._reader.execute("BEGIN")
+            try:
+                yield self._reader
+            finally:
+                self._reader.execute("COMMIT")
 
     def group(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a transaction shared with concurrent callers: group commit.
@@ -199,6 +213,8 @@ class State:
                 work.done = True
 
     def close(self) -> None:
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()
 

@@ -38,11 +38,12 @@ from gateway.rpc.v1 import common_pb2  # noqa: E402
 OWNERS = ("owner1", "owner2", "owner3", "owner4", "owner5")
 HOME = "home"
 SMALL = "SELECT industry, COUNT(*) AS n, SUM(employees) AS e FROM firms GROUP BY industry"
+# {} is a constant that changes with every repeat (see bench_large).
 GROUP_BY = (
     "SELECT industry, city, COUNT(*) AS n, AVG(revenue) AS r, STDDEV_SAMP(employees) AS s "
-    "FROM firms GROUP BY industry, city"
+    "FROM firms WHERE employees > {} GROUP BY industry, city"
 )
-FILTERED = "SELECT SUM(revenue) AS r FROM firms WHERE employees > 50 AND founded >= 2000"
+FILTERED = "SELECT SUM(revenue) AS r FROM firms WHERE employees > {} AND founded >= 2000"
 
 
 def write_regions(root: Path) -> Path:
@@ -123,10 +124,17 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bench_small(client: Client, queries: int, threads: int, profile: Profile) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_small(client: Client, queries: int, threads: int, profile: Profile, procs) -> None:  # type: ignore[no-untyped-def]
     for _ in range(50):
         client.query(SMALL)
     lat = []
+    before = {p.node_id: cpu_seconds(p.pid) for p in procs}
     for _ in range(queries):
         t = time.perf_counter()
         client.query(SMALL)
@@ -134,6 +142,12 @@ def bench_small(client: Client, queries: int, threads: int, profile: Profile) ->
     print(
         f"(a) small aggregate, 5 owners, sequential: p50 {pct(lat, 0.5):.1f} ms, "
         f"p99 {pct(lat, 0.99):.1f} ms over {queries} queries (goal p50 <= 10, p99 <= 30)"
+    )
+    cpu = {p.node_id: (cpu_seconds(p.pid) - before[p.node_id]) * 1000 / queries for p in procs}
+    print(
+        "    CPU per query: "
+        + ", ".join(f"{node} {ms:.1f} ms" for node, ms in cpu.items())
+        + f"; {sum(cpu.values()):.1f} ms in all"
     )
     per_thread = max(1, queries // threads)
     errors: list[str] = []
@@ -161,22 +175,24 @@ def bench_small(client: Client, queries: int, threads: int, profile: Profile) ->
 
 
 def bench_large(client: Client, tables: list[pa.Table], repeat: int) -> None:
+    """Each repeat asks with a different constant, so no owner answers from its result
+    cache: both sides really scan the rows every time."""
     con = duckdb.connect(config={"threads": 2})
     pooled = pa.concat_tables(tables)
     con.register("staging", pooled)
     con.execute("CREATE TABLE firms AS SELECT * FROM staging")
     con.unregister("staging")
     for name, sql in (("group-by aggregate", GROUP_BY), ("filtered sum", FILTERED)):
-        fed_sql = sql.replace("FROM firms", "FROM big")
-        client.query(fed_sql, timeout=600)  # warm: owners load the dataset once
-        con.sql(sql).fetchall()
+        client.query(sql.format(1).replace("FROM firms", "FROM big"), timeout=600)  # load once
+        con.sql(sql.format(1)).fetchall()
         fed_t, pool_t = [], []
-        for _ in range(repeat):
+        for i in range(repeat):
+            fed_sql = sql.format(2 + i).replace("FROM firms", "FROM big")
             t = time.perf_counter()
             res = client.query(fed_sql, timeout=600)
             fed_t.append(time.perf_counter() - t)
             t = time.perf_counter()
-            ref = con.sql(sql).fetchall()
+            ref = con.sql(sql.format(2 + i)).fetchall()
             pool_t.append(time.perf_counter() - t)
         assert res.table.num_rows == len(ref)
         f, p = statistics.median(fed_t), statistics.median(pool_t)
@@ -197,7 +213,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fedgate-bench-q-") as tmp:
         root = Path(tmp)
         fed = provision(root / "fed", write_regions(root), free_ports=True)
-        with running(fed):
+        with running(fed) as procs:
             per_owner = args.rows // len(OWNERS)
             tables = [make_firms(per_owner, seed) for seed in range(len(OWNERS))]
             t0 = time.perf_counter()
@@ -207,7 +223,7 @@ def main() -> int:
             print(f"setup: {args.rows:,} rows over 5 owners in {time.perf_counter() - t0:.1f} s")
             profile = Profile.load(fed.profile_path("bench@home"))
             with Client(profile, timeout=600) as client:
-                bench_small(client, args.queries, args.threads, profile)
+                bench_small(client, args.queries, args.threads, profile, procs)
                 bench_large(client, tables, args.repeat)
     return 0
 
