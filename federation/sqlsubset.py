@@ -448,8 +448,10 @@ def parse(sql: str) -> QueryPlan:
     for col in select.find_all(exp.Column):  # dataset.column -> column, everywhere
         col.set("table", None)
         col.set("db", None)
-    normalised = select.sql(dialect="duckdb")
-    where_sql = where.this.sql(dialect="duckdb", comments=False) if where is not None else ""
+    # copy=False: generating DuckDB from a DuckDB tree rewrites nothing that matters, and
+    # the copies were most of the cost of planning a new query.
+    normalised = select.sql(dialect="duckdb", copy=False)
+    where_sql = where.this.sql(dialect="duckdb", comments=False, copy=False) if where else ""
     final_tree = _final_query(select, aggs)  # reuses (changes) the tree: generate text first
     merged_columns = raw or [*groups, *(agg_column(i) for i in range(len(aggs)))]
     return QueryPlan(
@@ -501,12 +503,12 @@ def _final_query(select: exp.Select, aggs: list[AggCall]) -> exp.Select:
         return node
 
     final = final.transform(replace, copy=False)
-    final.set("from_", exp.From(this=exp.to_table(MERGED_TABLE)))
+    final.set("from_", exp.From(this=exp.Table(this=exp.to_identifier(MERGED_TABLE))))
     if having is not None:
         final.set("where", exp.Where(this=having.this.transform(replace, copy=False)))
     for i, name in enumerate(names):
         if name is not None:
-            final.expressions[i] = exp.alias_(final.expressions[i], name, quoted=True)
+            final.expressions[i] = exp.alias_(final.expressions[i], name, quoted=True, copy=False)
     return final
 
 
