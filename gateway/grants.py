@@ -336,6 +336,11 @@ class GrantStore:
                 )
             if status != "active":
                 raise PermissionDenied(f"grant {g.id} is {status} (checked again at release)")
+            if current.uses_dp and current.epsilon_spent + decision.epsilon > current.dp_budget:
+                raise ResourceExhausted(  # what was really charged, with no tolerance
+                    f"the privacy budget of grant {g.id} is spent "
+                    f"({current.epsilon_spent:g} of {current.dp_budget:g})"
+                )
             db.execute(
                 "UPDATE grants SET uses = uses + 1, epsilon_spent = epsilon_spent + ? WHERE id = ?",
                 (decision.epsilon, g.id),

@@ -12,6 +12,7 @@ sensitivity. The unit of privacy is one row of the dataset.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -60,6 +61,19 @@ def _sensitivity(kind: str, bounds: tuple[float, float] | None) -> float:
     return m if kind == "s" else m * m
 
 
+def _laplace_within(dp, space, sens: float, share: float):  # type: ignore[no-untyped-def]
+    """The Laplace measurement whose charged epsilon (OpenDP's map, rounded up) is at
+    most ``share``: the scale goes up an ulp at a time until the map fits, so ten
+    releases of 0.1 fit a budget of 1.0 exactly instead of overrunning it by ulps."""
+    scale = sens / share
+    for _ in range(64):
+        meas = dp.m.make_laplace(*space, scale=scale)
+        if meas.map(sens) <= share:
+            return meas
+        scale = math.nextafter(scale, math.inf)
+    raise ValueError(f"no Laplace scale charges at most {share!r}")
+
+
 def add_noise(
     table: pa.Table, *, epsilon: float, k: int, clamp: dict[str, tuple[float, float]]
 ) -> Released:
@@ -71,6 +85,8 @@ def add_noise(
     dp = _dp()
     noisy_cols = [c for c in table.column_names if c.startswith("__")]
     share = epsilon / len(noisy_cols)
+    while share * len(noisy_cols) > epsilon:  # the shares must not add up to more
+        share = math.nextafter(share, 0.0)
     spent = 0.0
     columns: dict[str, pa.Array] = {c: table.column(c) for c in table.column_names}
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float)
@@ -84,7 +100,7 @@ def add_noise(
         if sens == 0:
             spent += share
             continue
-        meas = dp.m.make_laplace(*space, scale=sens / share)
+        meas = _laplace_within(dp, space, sens, share)
         eps = meas.map(sens)
         noisy = meas(values)
         spent += eps

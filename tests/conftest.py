@@ -6,8 +6,11 @@ each node's operator exactly as `fedgate demo` does it; every node is stopped at
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -44,6 +47,19 @@ class RunningFederation:
 
     def node_log(self, node_id: str) -> str:
         return (self.fed.node_dir(node_id) / "node.log").read_text()
+
+    def audit(self, node_id: str, kind: str = "") -> list[dict]:
+        """A node's durable audit entries (read-only, from its state database)."""
+        uri = (self.fed.node_dir(node_id) / "state.sqlite3").as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            rows = db.execute(
+                "SELECT body FROM audit WHERE (? = '' OR kind = ?) ORDER BY seq", (kind, kind)
+            ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def releases(self) -> int:
+        """Release entries across every node's audit log: what left any owner."""
+        return sum(len(self.audit(n.id, "release")) for n in self.fed.nodes)
 
     def stdout_log(self, node_id: str) -> str:
         return (self.fed.node_dir(node_id) / "stdout.log").read_text()

@@ -107,6 +107,25 @@ def test_concurrent_queries_never_overspend(federation: RunningFederation) -> No
     assert outcomes.count("ok") == 8
     assert set(outcomes) == {"ok", "RESOURCE_EXHAUSTED"}
     assert _spent(federation, "si_race") == (pytest.approx(2.0), 8)
+    assert _spent(federation, "si_race")[0] <= 2.0
+
+
+def test_non_dyadic_epsilon_fits_its_budget_exactly(federation: RunningFederation) -> None:
+    """0.1 is not exact in binary and OpenDP rounds its charge up: ten releases of 0.1
+    must still fit a budget of 1.0, the eleventh must not, and the total never goes over."""
+    _grant(federation, "si_tenth", epsilon=0.1, budget=1.0)
+    with federation.client("li.wei@shanghai") as c:
+        for _ in range(10):
+            c.query(SQL.format(ds="si_tenth"))
+        with pytest.raises(ClientError) as info:
+            c.query(SQL.format(ds="si_tenth"))
+    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    spent, uses = _spent(federation, "si_tenth")
+    assert uses == 10 and spent <= 1.0 and spent == pytest.approx(1.0)
+    charged = [
+        e["epsilon"] for e in federation.audit("zhejiang", "release") if e["dataset"] == "si_tenth"
+    ]
+    assert len(charged) == 10 and all(0 < e <= 0.1 for e in charged)
 
 
 def test_l3_grant_without_dp_is_refused_when_written(federation: RunningFederation) -> None:

@@ -143,15 +143,21 @@ HOSTILE = [
 
 
 def released_count(federation: RunningFederation) -> int:
-    return sum(federation.node_log(n.id).count(" released request=") for n in federation.fed.nodes)
+    return federation.releases()
 
 
-def refusal_logged(federation: RunningFederation, needle: str, timeout: float = 5) -> list[str]:
+def refusal_entry(federation: RunningFederation, message: str, timeout: float = 5) -> dict:
+    """The durable audit entry of a refusal: at the owner that refused (``owner X
+    refused: ...``), else at the home node, which refused before asking any owner."""
+    match = re.search(r"owner (\w+) refused: (.*)", message)
+    node, kind = (match.group(1), "query.refused") if match else ("shanghai", "rpc.refused")
+    reason = (match.group(2) if match else message.split(": ", 1)[-1])[:60]
     deadline = time.monotonic() + timeout
     while True:
-        nodes = [n.id for n in federation.fed.nodes if needle in federation.node_log(n.id)]
-        if nodes or time.monotonic() > deadline:
-            return nodes
+        found = [e for e in federation.audit(node, kind) if reason in e["reason"]]
+        if found or time.monotonic() > deadline:
+            assert found, f"no {kind} entry at {node} for: {reason}"
+            return found[-1]
         time.sleep(0.05)
 
 
@@ -164,10 +170,9 @@ def test_hostile_query_is_refused(federation: RunningFederation, case) -> None: 
         c.query(sql, purpose=purpose)
     assert info.value.code == code, str(info.value)
     assert words.lower() in str(info.value).lower(), str(info.value)
-    time.sleep(0.05)
+    entry = refusal_entry(federation, str(info.value))
+    assert entry["code"] in (code.name, "NOT_FOUND"), entry
     assert released_count(federation) == before, "something was released"
-    reason = str(info.value).split(": ")[-1][:60]
-    assert refusal_logged(federation, reason), f"refusal not logged: {reason}"
 
 
 def test_owner_revalidates_sql_sent_by_a_member_node(federation: RunningFederation) -> None:
@@ -201,6 +206,14 @@ def test_owner_revalidates_sql_sent_by_a_member_node(federation: RunningFederati
             refused += 1
     assert refused >= 25
     assert federation.node_log("jiangsu").count("method=/fedgate.v1.Peer/Execute") >= refused
+    entries = [
+        e
+        for e in federation.audit("jiangsu", "rpc.refused")
+        if e["method"] == "/fedgate.v1.Peer/Execute" and e["code"] == "INVALID_ARGUMENT"
+    ]
+    assert len(entries) >= refused  # each refusal is in the owner's own signed log
+    released = federation.audit("jiangsu", "release")
+    assert not [e for e in released if e["request_id"].startswith("direct-")]
 
 
 def test_home_may_not_vouch_for_another_orgs_user(federation: RunningFederation) -> None:
@@ -295,17 +308,23 @@ def test_revoked_grant_refuses_at_once(federation: RunningFederation, lifecycle)
     assert _ask(federation, "er_revoked").table.num_rows > 0
     with federation.client("ops@jiangsu") as ops:
         assert ops.revoke_grant(lifecycle["er_revoked"]).status == "revoked"
+    before = released_count(federation)
     with pytest.raises(ClientError) as info:
         _ask(federation, "er_revoked")
     assert info.value.code == PD and "is revoked" in str(info.value)
+    assert refusal_entry(federation, str(info.value))["code"] == "PERMISSION_DENIED"
+    assert released_count(federation) == before
 
 
 def test_used_up_grant(federation: RunningFederation, lifecycle) -> None:  # type: ignore[no-untyped-def]
     _ask(federation, "er_used")
     _ask(federation, "er_used")
+    before = released_count(federation)
     with pytest.raises(ClientError) as info:
         _ask(federation, "er_used")
     assert info.value.code == PD and "used up" in str(info.value)
+    assert refusal_entry(federation, str(info.value))["code"] == "PERMISSION_DENIED"
+    assert released_count(federation) == before
     with federation.client("ops@jiangsu") as ops:
         (g,) = [g for g in ops.list_grants("er_used")]
     assert g.uses == 2 and g.status == "used up"
