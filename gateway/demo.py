@@ -55,11 +55,14 @@ def register_sample_data(
                 say(f"  {node_id:>9}: registered {d.name} ({d.level}, {d.rows:,} rows)")
 
 
-def run_showcase(client: Client, case: Showcase) -> str:
+def run_showcase(client: Client, case: Showcase) -> tuple[str, bool]:
+    """The showcase's printout, and whether it went as expected (answered or refused)."""
     try:
         result = client.query(case.sql, purpose=case.purpose)
     except ClientError as exc:
-        return f"   REFUSED {exc}"
+        return f"   REFUSED {exc}", case.expect_refusal
+    if case.expect_refusal:
+        return "   UNEXPECTEDLY ANSWERED: this query should have been refused", False
     rows = [[_cell(v) for v in r.values()] for r in result.table.to_pylist()]
     text = table(result.table.column_names, rows)
     suppressed = sum(result.suppressed.values())
@@ -70,7 +73,7 @@ def run_showcase(client: Client, case: Showcase) -> str:
         + f"; groups suppressed at source: {suppressed}; epsilon spent: "
         + f"{result.epsilon_spent:g}; signed receipts: {len(result.receipts)}"
     )
-    return "\n".join("   " + line for line in [*text.splitlines(), meta])
+    return "\n".join("   " + line for line in [*text.splitlines(), meta]), True
 
 
 def audit_summary(fed: Federation) -> str:
@@ -153,12 +156,16 @@ def run_demo(
             grants = write_sample_grants(fed)
             say(f"[6/8] each owner's operator wrote its grants ({len(grants)} in all)")
             say(f"[7/8] federated queries through {home}, as {profile_path.stem}:")
+            unexpected = []
             with Client(Profile.load(profile_path)) as client:
                 for case in SHOWCASES:
                     say("")
                     say(f"-- {case.title}")
                     say(f"   {case.sql}")
-                    say(run_showcase(client, case))
+                    text, as_expected = run_showcase(client, case)
+                    say(text)
+                    if not as_expected:
+                        unexpected.append(case.title)
             say("")
             say("[8/8] traceability: every owner's signed audit log, witnessed by its peers")
             say(audit_summary(fed))
@@ -187,5 +194,8 @@ def run_demo(
     finally:
         if made_tmp and not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+    if unexpected:
+        say("demo FAILED: not as expected: " + "; ".join(unexpected))
+        return 1
     say(f"demo finished in {time.monotonic() - t0:.1f}s")
     return 0

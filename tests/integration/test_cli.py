@@ -81,6 +81,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     for node in ("miit", "shanghai", "jiangsu", "zhejiang", "anhui", "hefei", "wuhu"):
         assert f"{node} (" in r.stdout
     assert "UNREACHABLE" not in r.stdout and "demo finished" in r.stdout
+    assert "(via relay anhui)" in r.stdout  # the vertical link answered for its cities
+    refused = [line for line in r.stdout.splitlines() if "REFUSED" in line]
+    assert len(refused) == 2, refused  # exactly the two showcases meant to be refused
+    assert "credit_code" in refused[0] and "read_parquet" in refused[1]
 
 
 def test_demo_keep_stops_every_node_on_ctrl_c(tmp_path: Path) -> None:
