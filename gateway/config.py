@@ -28,6 +28,7 @@ _KNOWN = {
         "peer_probe_seconds",
         "audit_checkpoint_seconds",
         "witness_seconds",
+        "engine_threads",
     },
     "tls": {"ca", "cert", "key", "crl"},
     "federation": {"membership"},
@@ -54,6 +55,7 @@ class NodeConfig:
     dataset_roots: tuple[Path, ...] = ()
     audit_checkpoint_seconds: float = 1.0
     witness_seconds: float = 30.0
+    engine_threads: int = 0  # DuckDB threads; 0: every core of the machine
     source: Path | None = None
 
 
@@ -146,6 +148,9 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
     witness = _get(node, "witness_seconds", "node.witness_seconds", float, 30.0)
     if witness < 0:
         raise ConfigError("node.witness_seconds must be >= 0 (0 disables witnessing)")
+    engine_threads = _get(node, "engine_threads", "node.engine_threads", int, 0)
+    if not 0 <= engine_threads <= 256:
+        raise ConfigError("node.engine_threads must be between 0 (all cores) and 256")
     roots_raw = _get(node, "dataset_roots", "node.dataset_roots", list, [])
     if not all(isinstance(r, str) for r in roots_raw):
         raise ConfigError("node.dataset_roots must be a list of paths")
@@ -169,5 +174,6 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
         dataset_roots=roots,
         audit_checkpoint_seconds=checkpoint,
         witness_seconds=witness,
+        engine_threads=engine_threads,
         source=source,
     )

@@ -9,6 +9,7 @@ settings are the second line of defence, not the first.
 from __future__ import annotations
 
 import heapq
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -30,7 +31,6 @@ _CONFIG = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
     "allow_community_extensions": False,
-    "threads": 2,
 }
 
 
@@ -105,7 +105,8 @@ class Engine:
     stays small (about 45 MB less resident memory).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 0) -> None:
+        self._threads = threads or os.cpu_count() or 1
         self._lock = threading.Lock()
         self._conn: Any = None
         self._scratch_conn: Any = None
@@ -123,7 +124,8 @@ class Engine:
                 if self._conn is None:
                     import duckdb
 
-                    conn = duckdb.connect(":memory:", config=_CONFIG)
+                    config = {**_CONFIG, "threads": self._threads}
+                    conn = duckdb.connect(":memory:", config=config)
                     conn.execute("SET lock_configuration = true")
                     self._duckdb, self._conn = duckdb, conn
         return self._conn
@@ -199,7 +201,7 @@ class Engine:
             self._db  # noqa: B018 - imports duckdb
             with self._lock:
                 if self._scratch_conn is None:
-                    conn = self._duckdb.connect(":memory:", config=_CONFIG)
+                    conn = self._duckdb.connect(":memory:", config={**_CONFIG, "threads": 1})
                     conn.execute("SET lock_configuration = true")
                     self._scratch_conn = conn
         return self._scratch_conn

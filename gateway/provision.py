@@ -7,6 +7,7 @@ travels to the CA folder, and only the signed certificate travels back.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import socket
 import tomllib
@@ -31,6 +32,7 @@ class NodePlan:
     parent: str
     listen: str
     metrics_listen: str
+    engine_threads: int = 0  # 0: all cores (set lower where nodes share a machine)
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ def plan(
                 parent=m.get("parent", ""),
                 listen=listen,
                 metrics_listen=metrics_listen,
+                engine_threads=int(cfg.get("engine_threads", 0)),
             )
         )
     analysts = []
@@ -176,6 +179,7 @@ def _render_config(fed: Federation, n: NodePlan) -> str:
         f'data_dir = "{fed.node_dir(n.id)}"',
         f'dataset_roots = ["{fed.data_dir(n.id)}"]',
         "peer_probe_seconds = 15.0",
+        *([f"engine_threads = {n.engine_threads}"] if n.engine_threads else []),
         "",
         "[tls]",
         f'ca = "{fed.ca_cert}"',
@@ -256,9 +260,5 @@ def load_federation(workdir: Path, region_dir: Path) -> Federation:
         (workdir / "membership.json").read_bytes(), [c.public_key() for c in bundle]
     )
     by_id = {m.id: m for m in doc.members}
-    nodes = [
-        NodePlan(n.id, n.name, n.org, n.level, n.parent, by_id[n.id].address, n.metrics_listen)
-        for n in nodes
-        if n.id in by_id
-    ]
+    nodes = [dataclasses.replace(n, listen=by_id[n.id].address) for n in nodes if n.id in by_id]
     return Federation(workdir, name, tuple(nodes), tuple(analysts))

@@ -480,7 +480,7 @@ class Node:
         # that runs the relay's own task could starve under load.
         self.relay_executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="relay")
         self.grants = GrantStore(self.state)
-        self.engine = Engine()
+        self.engine = Engine(config.engine_threads)
         key = load_key(config.key)
         self.cert_pem = config.cert.read_bytes()
         self._check_membership_serial()

@@ -58,7 +58,7 @@ def write_regions(root: Path) -> Path:
     for m in members:
         (regions / f"{m}.toml").write_text(
             f'[node]\nid = "{m}"\norg = "{m} bureau"\nlisten = "127.0.0.1:0"\n'
-            f'data_dir = "x"\n[metrics]\nlisten = ""\n'
+            f'data_dir = "x"\nengine_threads = 1\n[metrics]\nlisten = ""\n'
         )
     return regions
 
