@@ -142,13 +142,10 @@ class State:
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A consistent read of the last committed state (one read transaction)."""
+        """The reading connection: each statement sees the last committed state (use
+        ``transaction`` where several reads must agree with each other)."""
         with self._read_lock:
-            self._reader.execute("BEGIN")
-            try:
-                yield self._reader
-            finally:
-                self._reader.execute("COMMIT")
+            yield self._reader
 
     def group(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a transaction shared with concurrent callers: group commit.
@@ -190,6 +187,9 @@ class State:
 
     def _commit(self, batch: list[_Work]) -> None:
         db = self._db
+        if len(batch) == 1:  # alone: its own transaction, no savepoint needed
+            self._commit_one(batch[0])
+            return
         try:
             db.execute("BEGIN IMMEDIATE")
             for n, work in enumerate(batch):
@@ -211,6 +211,25 @@ class State:
         finally:
             for work in batch:
                 work.done = True
+
+    def _commit_one(self, work: _Work) -> None:
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                work.result = work.fn(db)
+            except BaseException as exc:  # noqa: BLE001 - handed back to its caller
+                work.error = exc
+                db.execute("ROLLBACK")
+            else:
+                db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            work.error = work.error or exc
+            work.result = None
+        finally:
+            work.done = True
 
     def close(self) -> None:
         with self._read_lock:
