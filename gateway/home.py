@@ -15,6 +15,7 @@ from federation.membership import Member, Membership
 from federation.partials import PartialError, answer, to_ipc
 from gateway.audit import AuditLog
 from gateway.errors import (
+    DeadlineExceeded,
     FedgateError,
     InvalidArgument,
     NotFound,
@@ -146,7 +147,14 @@ class Home:
                 },
             )
             code = _CODES.get(first.error_code, grpc.StatusCode.UNAVAILABLE)
-            if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+            late = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+            if code in late and time.monotonic() >= deadline:
+                # The caller's own time ran out: that, not the owner, is the reason.
+                raise DeadlineExceeded(
+                    f"the query's deadline passed before owner {first.node_id} answered; "
+                    "allow more time (--timeout)"
+                )
+            if code in late:
                 raise Unavailable(
                     f"owner {first.node_id} is unavailable ({first.error}); "
                     "--allow-partial answers without it"
@@ -202,6 +210,10 @@ class Home:
         """Keep the owners' receipts and the home's own audit entry, in one transaction."""
         now = utc()
         rows = [(entry["request_id"], o.node_id, o.receipt, now) for o in owners if o.receipt]
-        with self.state.transaction() as db:
+
+        def work(db) -> None:  # type: ignore[no-untyped-def]
             db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?)", rows)
             AuditLog.append_in(db, entry)
+
+        # Group commit: concurrent answers share one fsync.
+        self.state.group(work)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 
 import grpc
@@ -154,3 +155,90 @@ def test_home_keeps_the_receipts_operators_can_list(
         assert ok.returncode == 0
     missing = run_fedgate("receipt", "list", "--profile", ops, "--request", "nope")
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+
+
+def test_city_down_behind_the_relay(federation: RunningFederation) -> None:
+    """Hefei, reached through Anhui's vertical link, is down: the relay reports it by
+    name, and a partial answer says exactly who is missing and through whom."""
+    proc = federation.procs["hefei"]
+    proc.process.terminate()
+    assert proc.process.wait(timeout=15) == 0
+    profile = str(federation.fed.profile_path("li.wei@shanghai"))
+    sql = "SELECT city, COUNT(*) AS n FROM anhui.enterprise_registry GROUP BY city"
+    try:
+        with federation.client("li.wei@shanghai") as c:
+            with pytest.raises(ClientError) as info:
+                c.query(sql)
+            assert info.value.code == grpc.StatusCode.UNAVAILABLE
+            assert "owner hefei is unavailable" in str(info.value)
+            partial = c.query(sql, allow_partial=True)
+        assert partial.missing == ("hefei",)
+        (hefei,) = [o for o in partial.owners if o.node_id == "hefei"]
+        assert not hefei.ok and hefei.via == "anhui" and hefei.error_code == "UNAVAILABLE"
+        cities = {r["city"] for r in partial.table.to_pylist()}
+        assert "Hefei" not in cities and "Wuhu" in cities
+        cli = run_fedgate("query", sql, "--profile", profile, "--allow-partial")
+        assert cli.returncode == 0, cli.stderr
+        assert "MISSING owners (partial result): hefei" in cli.stderr
+        refused = run_fedgate("query", sql, "--profile", profile)
+        assert refused.returncode == 1 and "UNAVAILABLE" in refused.stderr
+        assert "hefei" in refused.stderr and "Traceback" not in refused.stderr
+    finally:
+        federation.start("hefei")
+
+
+def test_query_command_nodes_csv_out_and_purpose(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    profile = str(federation.fed.profile_path("li.wei@shanghai"))
+    out = tmp_path / "r.csv"
+    r = run_fedgate(
+        "query",
+        COUNT_BY_CITY,
+        "--profile",
+        profile,
+        "--nodes",
+        "jiangsu,zhejiang",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert rows and {"city", "n"} == set(rows[0])
+    with federation.client("li.wei@shanghai") as c:
+        want = c.query(COUNT_BY_CITY, nodes=["jiangsu", "zhejiang"])
+    assert sorted(want.contributors) == ["jiangsu", "zhejiang"]
+    assert sorted((row["city"], int(row["n"])) for row in rows) == sorted(
+        (row["city"], row["n"]) for row in want.table.to_pylist()
+    )
+    # L3 data is granted for one purpose only: without it the owners refuse, with it
+    # they answer (and their receipts record the purpose).
+    sql = "SELECT insurance_type, COUNT(*) AS n FROM social_insurance GROUP BY insurance_type"
+    refused = run_fedgate("query", sql, "--profile", profile)
+    assert refused.returncode == 1 and "purpose" in refused.stderr
+    answered = run_fedgate(
+        "query",
+        sql,
+        "--profile",
+        profile,
+        "--purpose",
+        "labour market statistics",
+        "--format",
+        "json",
+    )
+    assert answered.returncode == 0, answered.stderr
+    assert json.loads(answered.stdout)["meta"]["epsilon_spent"] > 0
+
+
+def test_a_spent_deadline_releases_nothing(federation: RunningFederation) -> None:
+    """The client's deadline travels to the home node and on to every owner: a query
+    whose time runs out is answered DEADLINE_EXCEEDED and no owner spends or releases."""
+    before = federation.releases()
+    sql = "SELECT city, high_tech, COUNT(*) AS n FROM enterprise_registry GROUP BY city, high_tech"
+    with federation.client("li.wei@shanghai") as c:
+        with pytest.raises(ClientError) as info:
+            c.query(sql, timeout=0.03)
+        assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(1.0)  # owners that were still working have finished by now
+        assert federation.releases() == before
+        assert c.query(sql).table.num_rows > 0  # with time enough, the same query runs

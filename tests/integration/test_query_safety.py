@@ -499,3 +499,29 @@ def test_raw_order_by_limit_across_owners(federation: RunningFederation) -> None
     with federation.client("li.wei@shanghai") as c:
         got = [tuple(r.values()) for r in c.query(sql).table.to_pylist()]
     assert [g[1] for g in got] == [r[1] for r in con.sql(sql).fetchall()]
+
+
+def test_singling_out_with_allowed_filters_is_suppressed(federation: RunningFederation) -> None:
+    """Every column used is granted, but the filter narrows to one enterprise: its owner
+    withholds the group (k = 5), so nothing about that enterprise leaves it."""
+    import pyarrow.parquet as pq
+
+    biggest = []
+    for node in ("shanghai", "jiangsu", "zhejiang", "anhui", "hefei", "wuhu"):
+        (path,) = federation.fed.data_dir(node).glob("enterprise_registry.*")
+        col = pq.read_table(path, columns=["employees"]).column("employees").to_pylist()
+        biggest.append((max(v for v in col if v is not None), node))
+    (top, node), (second, _) = sorted(biggest, reverse=True)[:2]
+    assert top > second  # one enterprise in the whole federation has that many employees
+    sql = (
+        f"SELECT COUNT(*) AS n, SUM(revenue) AS r FROM enterprise_registry WHERE employees >= {top}"
+    )
+    with federation.client("li.wei@shanghai") as c:
+        result = c.query(sql)
+    # The others hold no such enterprise (an empty total reveals no one): zero, not one.
+    assert result.table.to_pylist() == [{"n": 0, "r": None}]
+    assert result.suppressed[node] == 1
+    entry = next(
+        e for e in federation.audit(node, "release") if e["request_id"] == result.request_id
+    )
+    assert entry["groups_released"] == 0 and entry["groups_suppressed"] == 1

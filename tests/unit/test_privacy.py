@@ -1,0 +1,58 @@
+"""Disclosure control at the source: suppression, clamping and OpenDP's Laplace noise."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from federation.partials import partial_query
+from federation.sqlsubset import parse
+from gateway import privacy
+
+
+def test_small_groups_are_suppressed_and_an_empty_total_is_kept() -> None:
+    table = pa.table({"g": ["a", "b", "c"], "__n": [3, 12, 0], "__c_w": [3, 4, 0]})
+    released = privacy.suppress(table, 10)
+    # b has 12 rows but only 4 with a wage: an average over 4 would show too much.
+    assert released.table.column("g").to_pylist() == ["c"] and released.suppressed == 2
+    assert privacy.suppress(table, 1).suppressed == 0
+
+
+def test_values_are_clamped_to_the_declared_bounds_in_the_owners_sql() -> None:
+    con = duckdb.connect()
+    con.register("t", pa.table({"w": [100.0, 200.0, 1e9]}))  # one outlier
+    plan = parse("SELECT SUM(w), AVG(w) FROM t")
+    sql = partial_query(plan, "t", clamp={"w": (0.0, 1000.0)})
+    (row,) = con.sql(sql).fetchall()
+    names = [d[0] for d in con.sql(sql).description]
+    assert dict(zip(names, row, strict=True))["__s_w"] == 100.0 + 200.0 + 1000.0
+
+
+def test_charged_epsilon_is_opendps_and_never_above_the_grant() -> None:
+    groups = 3000
+    table = pa.table(
+        {
+            "g": [str(i) for i in range(groups)],
+            "__n": pa.array([100] * groups, pa.int64()),
+            "__c_w": pa.array([100] * groups, pa.int64()),
+            "__s_w": pa.array([5000.0] * groups),
+        }
+    )
+    for epsilon in (0.1, 0.3, 1.0):
+        released = privacy.add_noise(table, epsilon=epsilon, k=0, clamp={"w": (0.0, 100.0)})
+        assert 0 < released.epsilon <= epsilon
+        assert released.epsilon == pytest.approx(epsilon, rel=1e-9)
+    # Laplace noise on the counts: scale = sensitivity 1 / (epsilon / 3 columns).
+    released = privacy.add_noise(table, epsilon=1.0, k=0, clamp={"w": (0.0, 100.0)})
+    noise = np.array(released.table.column("__n").to_pylist(), dtype=float) - 100
+    assert np.mean(np.abs(noise)) == pytest.approx(3.0, rel=0.15)  # E|Laplace(b)| = b
+    sums = np.array(released.table.column("__s_w").to_pylist()) - 5000.0
+    assert np.mean(np.abs(sums)) == pytest.approx(300.0, rel=0.15)  # sensitivity 100
+
+
+def test_groups_under_k_after_noise_are_withheld() -> None:
+    table = pa.table({"g": ["big", "tiny"], "__n": pa.array([10_000, 1], pa.int64())})
+    released = privacy.add_noise(table, epsilon=1.0, k=10, clamp={})
+    assert released.table.column("g").to_pylist() == ["big"] and released.suppressed == 1
