@@ -292,10 +292,13 @@ def answer(plan: QueryPlan, partials: list[pa.Table], run_sql: RunSql) -> pa.Tab
     return run_sql(plan.final_sql, MERGED_TABLE, table)
 
 
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions()  # explicit: the default is looked up in os.environ
+
+
 def to_ipc(table: pa.Table) -> bytes:
     """Arrow IPC stream bytes: how every table moves between nodes."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 

@@ -108,7 +108,7 @@ class QueryPlan:
     def is_raw(self) -> bool:
         return bool(self.raw_columns)
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
