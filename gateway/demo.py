@@ -114,7 +114,7 @@ def _cell(value: object) -> str:
     return "NULL" if value is None else str(value)
 
 
-def _sigterm_as_interrupt(signum, frame):  # type: ignore[no-untyped-def]
+def sigterm_as_interrupt(signum, frame):  # type: ignore[no-untyped-def]
     raise KeyboardInterrupt
 
 
@@ -127,7 +127,7 @@ def run_demo(
     home: str,
     say: Callable[[str], None] = print,
 ) -> int:
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     made_tmp = workdir is None
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="fedgate-demo-"))

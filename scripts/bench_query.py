@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -31,7 +32,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from gateway import descriptor  # noqa: E402
 from gateway.client import Client, Profile  # noqa: E402
-from gateway.demo import running  # noqa: E402
+from gateway.demo import running, sigterm_as_interrupt  # noqa: E402
 from gateway.provision import provision  # noqa: E402
 from gateway.rpc.v1 import common_pb2  # noqa: E402
 
@@ -209,6 +210,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, sigterm_as_interrupt)  # a killed bench stops its nodes
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="fedgate-bench-q-") as tmp:
         root = Path(tmp)
