@@ -74,3 +74,14 @@ def test_bench_audit_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "append" in result.stdout and "verify:" in result.stdout
+
+
+def test_bench_rpc_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_rpc.py"), "--calls", "50"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mTLS gRPC unary call" in result.stdout and "DuckDB" in result.stdout
