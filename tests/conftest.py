@@ -64,6 +64,17 @@ class RunningFederation:
     def stdout_log(self, node_id: str) -> str:
         return (self.fed.node_dir(node_id) / "stdout.log").read_text()
 
+    @contextlib.contextmanager
+    def stopped(self, node_id: str) -> Iterator[None]:
+        """The node stopped gracefully (SIGTERM, exit 0) for the block, then started again."""
+        proc = self.procs[node_id]
+        proc.process.terminate()
+        assert proc.process.wait(timeout=15) == 0
+        try:
+            yield
+        finally:
+            self.start(node_id)
+
     def start(self, node_id: str) -> NodeProcess:
         proc = start_node(
             node_id, self.fed.config_path(node_id), self.fed.node_dir(node_id) / "stdout.log"

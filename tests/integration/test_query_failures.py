@@ -22,10 +22,7 @@ COUNT_BY_CITY = "SELECT city, COUNT(*) AS n FROM enterprise_registry GROUP BY ci
 
 
 def test_unreachable_owner_fails_the_query_naming_it(federation: RunningFederation) -> None:
-    proc = federation.procs["jiangsu"]
-    proc.process.terminate()
-    assert proc.process.wait(timeout=15) == 0
-    try:
+    with federation.stopped("jiangsu"):
         with federation.client("li.wei@shanghai") as c:
             with pytest.raises(ClientError) as info:
                 c.query(COUNT_BY_CITY)
@@ -36,8 +33,6 @@ def test_unreachable_owner_fails_the_query_naming_it(federation: RunningFederati
         assert "jiangsu" not in partial.contributors and "zhejiang" in partial.contributors
         cities = {r["city"] for r in partial.table.to_pylist()}
         assert "Nanjing" not in cities and "Hangzhou" in cities
-    finally:
-        federation.start("jiangsu")
     with federation.client("li.wei@shanghai") as c:
         assert "Nanjing" in {r["city"] for r in c.query(COUNT_BY_CITY).table.to_pylist()}
 
@@ -160,12 +155,9 @@ def test_home_keeps_the_receipts_operators_can_list(
 def test_city_down_behind_the_relay(federation: RunningFederation) -> None:
     """Hefei, reached through Anhui's vertical link, is down: the relay reports it by
     name, and a partial answer says exactly who is missing and through whom."""
-    proc = federation.procs["hefei"]
-    proc.process.terminate()
-    assert proc.process.wait(timeout=15) == 0
     profile = str(federation.fed.profile_path("li.wei@shanghai"))
     sql = "SELECT city, COUNT(*) AS n FROM anhui.enterprise_registry GROUP BY city"
-    try:
+    with federation.stopped("hefei"):
         with federation.client("li.wei@shanghai") as c:
             with pytest.raises(ClientError) as info:
                 c.query(sql)
@@ -183,8 +175,6 @@ def test_city_down_behind_the_relay(federation: RunningFederation) -> None:
         refused = run_fedgate("query", sql, "--profile", profile)
         assert refused.returncode == 1 and "UNAVAILABLE" in refused.stderr
         assert "hefei" in refused.stderr and "Traceback" not in refused.stderr
-    finally:
-        federation.start("hefei")
 
 
 def test_query_command_nodes_csv_out_and_purpose(
