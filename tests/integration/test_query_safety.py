@@ -508,7 +508,7 @@ def test_singling_out_with_allowed_filters_is_suppressed(federation: RunningFede
 
     biggest = []
     for node in ("shanghai", "jiangsu", "zhejiang", "anhui", "hefei", "wuhu"):
-        (path,) = federation.fed.data_dir(node).glob("enterprise_registry.*")
+        path = federation.fed.data_dir(node) / "enterprise_registry.parquet"
         col = pq.read_table(path, columns=["employees"]).column("employees").to_pylist()
         biggest.append((max(v for v in col if v is not None), node))
     (top, node), (second, _) = sorted(biggest, reverse=True)[:2]
