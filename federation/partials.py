@@ -8,6 +8,7 @@ which stays numerically stable where the textbook sum-of-squares formula does no
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -51,7 +52,10 @@ def _q(name: str) -> str:
 
 
 def _number(value: float) -> str:
-    return repr(float(value))
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"clamping bound {value!r} is not a finite number")
+    return repr(number)
 
 
 def partial_query(
@@ -114,8 +118,6 @@ def partial_query(
 # Runs generated SQL over one in-memory table: (sql, table name, table) -> result.
 RunSql = Callable[[str, str, pa.Table], pa.Table]
 
-_INT64_LIMIT = 2**63 - 1
-
 
 class PartialError(ValueError):
     """A partial that does not have the shape the plan implies: refused, never merged."""
@@ -140,9 +142,11 @@ def check_partial(plan: QueryPlan, table: pa.Table, source: str) -> pa.Table:
         raise PartialError(f"the partial from {source} does not have the columns the query implies")
     for field in table.schema:
         state = field.name.startswith("__") and not field.name.startswith(("__min_", "__max_"))
-        numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+        numeric = pa.types.is_int64(field.type) or pa.types.is_float64(field.type)
         if state and not numeric:
             raise PartialError(f"the partial from {source} has a non-numeric {field.name}")
+        if pa.types.is_nested(field.type) or pa.types.is_dictionary(field.type):
+            raise PartialError(f"the partial from {source} has a nested {field.name}")
     return table
 
 
@@ -161,7 +165,10 @@ def _group_ids(table: pa.Table, keys: tuple[str, ...]) -> tuple[np.ndarray, np.n
         return np.zeros(table.num_rows, np.int64), np.zeros(1, np.int64)
     codes = []
     for key in keys:
-        encoded = pc.dictionary_encode(table.column(key).combine_chunks(), null_encoding="encode")
+        column = table.column(key).combine_chunks()
+        if pa.types.is_floating(column.type):
+            column = pc.add(column, pa.scalar(0.0, column.type))  # -0.0 and 0.0: one group
+        encoded = pc.dictionary_encode(column, null_encoding="encode")
         codes.append(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
     stacked = codes[0] if len(codes) == 1 else np.stack(codes, axis=1)
     _, first, gid = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
@@ -169,15 +176,16 @@ def _group_ids(table: pa.Table, keys: tuple[str, ...]) -> tuple[np.ndarray, np.n
 
 
 def _floats(column: pa.ChunkedArray) -> np.ndarray:
-    return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    """As float64, NULL as 0 (SQL's SUM skips NULLs); NaN and infinities stay."""
+    filled = pc.fill_null(column.cast(pa.float64(), safe=False), pa.scalar(0.0))
+    return filled.to_numpy(zero_copy_only=False)
 
 
-def _check_int_sum(column: pa.ChunkedArray, name: str) -> None:
-    """Arrow's integer sums wrap on overflow; refuse where a 64-bit sum could."""
-    if column.num_chunks == 0 or len(column) == 0:
-        return
-    extreme = pc.max(pc.abs_checked(column)).as_py() or 0
-    if extreme * len(column) > _INT64_LIMIT:
+def _check_int_sum(column: pa.ChunkedArray, gid: np.ndarray, groups: int, name: str) -> None:
+    """Arrow's integer sums wrap on overflow: refuse a group whose 64-bit sum could (the
+    float sum is within far less than the margin of 2**62 left below the limit)."""
+    totals = np.bincount(gid, weights=np.abs(_floats(column)), minlength=groups)
+    if totals.size and totals.max() >= 2.0**62:
         raise PartialError(f"the merged {name} would overflow a 64-bit integer")
 
 
@@ -193,6 +201,15 @@ def merge(plan: QueryPlan, partials: list[pa.Table]) -> pa.Table:
     stacked = _stack(partials)
     if plan.is_raw or (not plan.group_by and stacked.num_rows == 0):
         return stacked
+    try:
+        return _merge_states(plan, stacked)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        if isinstance(exc, PartialError):
+            raise
+        raise PartialError(f"the partials could not be merged: {exc}") from None
+
+
+def _merge_states(plan: QueryPlan, stacked: pa.Table) -> pa.Table:
     keys = plan.group_by
     gid, first = _group_ids(stacked, keys)
     groups = len(first)
@@ -206,7 +223,7 @@ def merge(plan: QueryPlan, partials: list[pa.Table]) -> pa.Table:
             aggs.append((name, kind))
         elif kind != "m2":
             if pa.types.is_integer(stacked.schema.field(name).type):
-                _check_int_sum(stacked.column(name), name)
+                _check_int_sum(stacked.column(name), gid, groups, name)
             aggs.append((name, "sum"))
     summed = work.group_by("__gid", use_threads=False).aggregate(aggs)
     summed = summed.take(pc.sort_indices(summed.column("__gid")))
@@ -220,8 +237,8 @@ def merge(plan: QueryPlan, partials: list[pa.Table]) -> pa.Table:
             out[name] = summed.column(f"{name}_{func}").cast(stacked.schema.field(name).type)
             continue
         c = _floats(stacked.column(state_column("c", column)))
-        s = np.nan_to_num(_floats(stacked.column(state_column("s", column))))
-        m2 = np.nan_to_num(_floats(stacked.column(name)))
+        s = _floats(stacked.column(state_column("s", column)))
+        m2 = _floats(stacked.column(name))
         tc = np.bincount(gid, weights=c, minlength=groups)
         ts = np.bincount(gid, weights=s, minlength=groups)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -244,11 +261,12 @@ def _final_value(call: AggCall, merged: pa.Table) -> pa.Array | pa.ChunkedArray:
     s = merged.column(state_column("s", call.column))
     if call.func == "sum":
         return pc.if_else(pc.greater(c, 0), s, pa.scalar(None, s.type))
-    cf = c.cast(pa.float64())
+    cf = c.cast(pa.float64(), safe=False)
     nothing = pa.scalar(None, pa.float64())
     if call.func == "avg":
-        return pc.if_else(pc.greater(c, 0), pc.divide(s.cast(pa.float64()), cf), nothing)
-    m2 = merged.column(state_column("m2", call.column)).cast(pa.float64())
+        mean = pc.divide(s.cast(pa.float64(), safe=False), cf)
+        return pc.if_else(pc.greater(c, 0), mean, nothing)
+    m2 = merged.column(state_column("m2", call.column)).cast(pa.float64(), safe=False)
     if call.func.endswith("_samp"):
         var = pc.if_else(pc.greater(c, 1), pc.divide(m2, pc.subtract(cf, 1.0)), nothing)
     else:
@@ -267,9 +285,11 @@ def finals(plan: QueryPlan, merged: pa.Table) -> pa.Table:
 def project(shape: Projection, table: pa.Table) -> pa.Table:
     """A post-merge step that only picks, sorts and limits columns, done in Arrow."""
     if shape.order:
-        keys = [(c, "descending" if desc else "ascending") for c, desc in shape.order]
-        placement = "at_start" if shape.nulls_first else "at_end"
-        table = table.take(pc.sort_indices(table, sort_keys=keys, null_placement=placement))
+        keys = [
+            (c, "descending" if desc else "ascending", "at_start" if first else "at_end")
+            for c, desc, first in shape.order
+        ]
+        table = table.take(pc.sort_indices(table, sort_keys=keys))
     if shape.limit is not None:
         table = table.slice(0, shape.limit)
     return pa.Table.from_arrays(
@@ -287,9 +307,18 @@ def answer(plan: QueryPlan, partials: list[pa.Table], run_sql: RunSql) -> pa.Tab
     else:
         stacked = partials[0] if len(partials) == 1 else merge(plan, partials)
         table = finals(plan, stacked)
-    if plan.projection is not None:
+    if plan.projection is not None and not _nan_in(table, plan.projection.order):
         return project(plan.projection, table)
     return run_sql(plan.final_sql, MERGED_TABLE, table)
+
+
+def _nan_in(table: pa.Table, order: tuple[tuple[str, bool, bool], ...]) -> bool:
+    """NaN sorts above every number in DuckDB and at the end in Arrow: the engine decides."""
+    for column, _desc, _first in order:
+        values = table.column(column)
+        if pa.types.is_floating(values.type) and pc.any(pc.is_nan(values)).as_py():
+            return True
+    return False
 
 
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions()  # explicit: the default is looked up in os.environ

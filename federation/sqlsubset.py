@@ -82,8 +82,7 @@ class Projection:
     (no HAVING, no arithmetic): cheap enough to do without an engine."""
 
     columns: tuple[tuple[str, str], ...]  # (merged column, output name)
-    order: tuple[tuple[str, bool], ...]  # (merged column, descending)
-    nulls_first: bool
+    order: tuple[tuple[str, bool, bool], ...]  # (merged column, descending, nulls first)
     limit: int | None
 
 
@@ -162,6 +161,8 @@ def _column_name(col: exp.Column, dataset: str) -> str:
         raise QueryError(f"column {col.sql()} must name a column of {dataset}")
     if isinstance(col.this, exp.Star):
         raise QueryError("SELECT * is not allowed; name the columns or aggregates")
+    if col.name.startswith("__"):
+        raise QueryError(f"{col.name!r}: names starting with __ are reserved")
     return col.name.lower()
 
 
@@ -514,7 +515,7 @@ def _final_query(select: exp.Select, aggs: list[AggCall]) -> exp.Select:
 
 def _projection(final: exp.Select, merged: set[str]) -> Projection | None:
     """The final step as a Projection, or None where it needs the engine (HAVING,
-    expressions, mixed NULLS FIRST/LAST, or an alias that shadows another column)."""
+    expressions, or an alias that shadows another column)."""
     if final.args.get("where") is not None:
         return None
     columns: list[tuple[str, str]] = []
@@ -523,17 +524,16 @@ def _projection(final: exp.Select, merged: set[str]) -> Projection | None:
         if not isinstance(inner, exp.Column) or inner.name not in merged:
             return None
         columns.append((inner.name, item.alias if isinstance(item, exp.Alias) else inner.name))
-    sources: dict[str, set[str]] = {}
+    sources: dict[str, set[str]] = {}  # by lower-cased name: identifiers ignore case
     for source, name in columns:
-        sources.setdefault(name, set()).add(source)
-    order: list[tuple[str, bool]] = []
-    placements = set()
+        sources.setdefault(name.lower(), set()).add(source)
+    order: list[tuple[str, bool, bool]] = []
     order_node = final.args.get("order")
     for o in order_node.expressions if order_node is not None else []:
         target = o.this
         if not isinstance(target, exp.Column):
             return None
-        name = target.name
+        name = target.name.lower()
         picked = sources.get(name)
         if picked is not None:
             if len(picked) > 1 or (name in merged and picked != {name}):
@@ -543,13 +543,5 @@ def _projection(final: exp.Select, merged: set[str]) -> Projection | None:
             source = name
         else:
             return None
-        order.append((source, bool(o.args.get("desc"))))
-        placements.add(bool(o.args.get("nulls_first")))
-    if len(placements) > 1:
-        return None
-    return Projection(
-        columns=tuple(columns),
-        order=tuple(order),
-        nulls_first=placements.pop() if placements else False,
-        limit=_limit(final),
-    )
+        order.append((source, bool(o.args.get("desc")), bool(o.args.get("nulls_first"))))
+    return Projection(columns=tuple(columns), order=tuple(order), limit=_limit(final))

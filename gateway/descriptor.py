@@ -7,6 +7,7 @@ registration check (``quality.py``) compares the real file against it.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,8 @@ def check_identifier(value: str, what: str) -> str:
         raise InvalidArgument(
             f"{what} {value!r} must be 1-63 characters of a-z, 0-9 and _, not starting with a digit"
         )
+    if value.startswith("__"):
+        raise InvalidArgument(f"{what} {value!r}: names starting with __ are reserved")
     return value
 
 
@@ -85,6 +88,9 @@ def validate(desc: DatasetDescriptor) -> DatasetDescriptor:
             )
         if c.level and c.level not in LEVELS:
             raise InvalidArgument(f"column {c.name!r}: level {c.level!r} is not one of L1-L4")
+        for bound in (c.lower, c.upper):
+            if bound is not None and not math.isfinite(bound):
+                raise InvalidArgument(f"column {c.name!r}: bounds must be finite numbers")
         if c.lower is not None and c.upper is not None and c.lower > c.upper:
             raise InvalidArgument(f"column {c.name!r}: lower bound is above upper bound")
     return desc

@@ -9,6 +9,7 @@ settings are the second line of defence, not the first.
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,8 @@ import pyarrow.parquet as pq
 from gateway.catalog import CatalogEntry
 from gateway.errors import DeadlineExceeded, InvalidArgument
 from gateway.quality import ARROW_TYPES
+
+log = logging.getLogger("fedgate.engine")
 
 RESULT_CACHE_BYTES = 64 * 1024 * 1024  # exact results kept for repeated questions
 
@@ -95,7 +98,10 @@ class Watchdog:
                     continue
                 heapq.heappop(self._heap)
                 cursor = self._live.pop(token)
-            cursor.interrupt()
+            try:
+                cursor.interrupt()
+            except Exception:  # noqa: BLE001 - the query finished and closed its cursor
+                log.debug("query finished before it could be interrupted")
 
 
 class Engine:
@@ -115,6 +121,7 @@ class Engine:
         self._results: OrderedDict[tuple[str, str], pa.Table] = OrderedDict()
         self._results_bytes = 0
         self._results_lock = threading.Lock()  # not _lock: a dataset load holds that long
+        self._loads = 0  # counts dataset (re)loads
         self._watchdog = Watchdog()
 
     @property
@@ -148,6 +155,8 @@ class Engine:
                     )
                 finally:
                     db.unregister(staging)
+                with self._results_lock:
+                    self._loads += 1
                 self._loaded[name] = sha
         return table_name(name)
 
@@ -165,9 +174,12 @@ class Engine:
                 if hit is not None:
                     self._results.move_to_end((sql, version))
                     return hit
+        loads = self._loads
         result = self._execute(sql, timeout)
         if version and result.nbytes <= RESULT_CACHE_BYTES // 16:
             with self._results_lock:
+                if self._loads != loads:  # a dataset was (re)loaded meanwhile: keep nothing
+                    return result
                 if (sql, version) not in self._results:
                     self._results[(sql, version)] = result
                     self._results_bytes += result.nbytes

@@ -14,6 +14,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 from federation.sqlsubset import QueryPlan
 from gateway.audit import AuditLog, Entry
@@ -86,9 +87,31 @@ class Grant:
             return "expired"
         if self.max_uses and self.uses >= self.max_uses:
             return "used up"
-        if self.uses_dp and self.epsilon_spent + self.dp_epsilon > self.dp_budget + 1e-12:
+        if self.uses_dp and not within_budget(self.epsilon_spent, self.dp_epsilon, self.dp_budget):
             return "budget spent"
         return "active"
+
+
+# Budgets are kept in whole units of 1e-12 epsilon, as decimals: binary floats would make
+# three releases of 0.1 overrun a budget of 0.3 (0.1 + 0.1 + 0.1 > 0.3), or, compared with
+# a tolerance, let the total creep over it. Charges round up, budgets down.
+_GRID = Decimal("1e-12")
+
+
+def _units(value: float, rounding: str) -> int:
+    return int((Decimal(repr(float(value))) / _GRID).to_integral_value(rounding))
+
+
+def within_budget(spent: float, charge: float, budget: float) -> bool:
+    """Whether ``charge`` more still fits: never over the budget, at 1e-12 resolution."""
+    total = _units(spent, ROUND_HALF_EVEN) + _units(charge, ROUND_CEILING)
+    return total <= _units(budget, ROUND_FLOOR)
+
+
+def add_epsilon(spent: float, charge: float) -> float:
+    """The new total, on the same grid (so that ten charges of 0.1 are exactly 1.0)."""
+    units = _units(spent, ROUND_HALF_EVEN) + _units(charge, ROUND_CEILING)
+    return float(Decimal(units) * _GRID)
 
 
 @dataclass(frozen=True)
@@ -336,20 +359,18 @@ class GrantStore:
                 )
             if status != "active":
                 raise PermissionDenied(f"grant {g.id} is {status} (checked again at release)")
-            if current.uses_dp and current.epsilon_spent + decision.epsilon > current.dp_budget:
-                raise ResourceExhausted(  # what was really charged, with no tolerance
+            if current.uses_dp and not within_budget(
+                current.epsilon_spent, decision.epsilon, current.dp_budget
+            ):
+                raise ResourceExhausted(  # what is really charged, not the nominal epsilon
                     f"the privacy budget of grant {g.id} is spent "
                     f"({current.epsilon_spent:g} of {current.dp_budget:g})"
                 )
+            total = add_epsilon(current.epsilon_spent, decision.epsilon)
             db.execute(
-                "UPDATE grants SET uses = uses + 1, epsilon_spent = epsilon_spent + ? WHERE id = ?",
-                (decision.epsilon, g.id),
+                "UPDATE grants SET uses = uses + 1, epsilon_spent = ? WHERE id = ?", (total, g.id)
             )
-            spent = replace(
-                current,
-                uses=current.uses + 1,
-                epsilon_spent=current.epsilon_spent + decision.epsilon,
-            )
+            spent = replace(current, uses=current.uses + 1, epsilon_spent=total)
             return spent, AuditLog.append_in(db, record(spent))
 
         # Group commit: concurrent releases share one fsync; each is its own savepoint.

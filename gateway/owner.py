@@ -240,7 +240,19 @@ class Owner:
             tables.extend(child_tables)
             resp.published = resp.published or published
         if tables and not req.explain:
-            merged = merge(plan, tables) if len(tables) > 1 else tables[0]
+            try:
+                merged = merge(plan, tables) if len(tables) > 1 else tables[0]
+            except PartialError as exc:  # the releases stand; the merged partial does not
+                resp.owners.append(
+                    common_pb2.OwnerResult(
+                        node_id=self.node_id,
+                        ok=False,
+                        error=str(exc),
+                        error_code="FAILED_PRECONDITION",
+                        via=self.node_id,
+                    )
+                )
+                return resp
             resp.arrow_ipc = to_ipc(merged)
         return resp
 

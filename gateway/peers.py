@@ -53,11 +53,15 @@ class Peers:
             channel.close()
 
     def stub(self, member: Member) -> peer_pb2_grpc.PeerStub:
-        stub = self._stubs.get((member.id, member.address))
-        if stub is None:
-            stub = peer_pb2_grpc.PeerStub(self._channel(member))
-            self._stubs[(member.id, member.address)] = stub
-        return stub
+        key = (member.id, member.address)
+        channel = self._channel(member)
+        with self._lock:  # a stub only for the channel that is current (reset drops both)
+            stub = self._stubs.get(key)
+            if stub is None or self._channels.get(key) is not channel:
+                stub = peer_pb2_grpc.PeerStub(channel)
+                if self._channels.get(key) is channel:
+                    self._stubs[key] = stub
+            return stub
 
     def health(self, member: Member):  # type: ignore[no-untyped-def]
         from grpc_health.v1 import health_pb2_grpc

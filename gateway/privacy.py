@@ -74,6 +74,13 @@ def _laplace_within(dp, space, sens: float, share: float):  # type: ignore[no-un
     raise ValueError(f"no Laplace scale charges at most {share!r}")
 
 
+def _added(value: float, times: int) -> float:
+    total = 0.0
+    for _ in range(times):
+        total += value
+    return total
+
+
 def add_noise(
     table: pa.Table, *, epsilon: float, k: int, clamp: dict[str, tuple[float, float]]
 ) -> Released:
@@ -85,7 +92,9 @@ def add_noise(
     dp = _dp()
     noisy_cols = [c for c in table.column_names if c.startswith("__")]
     share = epsilon / len(noisy_cols)
-    while share * len(noisy_cols) > epsilon:  # the shares must not add up to more
+    # The charges are added one by one below; rounded addition is monotone, so charges of
+    # at most ``share`` each cannot add up to more than ``epsilon`` once this holds.
+    while _added(share, len(noisy_cols)) > epsilon:
         share = math.nextafter(share, 0.0)
     spent = 0.0
     columns: dict[str, pa.Array] = {c: table.column(c) for c in table.column_names}

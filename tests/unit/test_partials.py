@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from federation.partials import PartialError, check_partial, expected_columns
+from federation.partials import PartialError, check_partial, expected_columns, partial_query
 from federation.sqlsubset import QueryError, parse
 
 
@@ -36,3 +36,99 @@ def test_a_peer_cannot_smuggle_column_names_into_the_merge() -> None:
 def test_more_refusals(sql: str, words: str) -> None:
     with pytest.raises(QueryError, match=words):
         parse(sql)
+
+
+# --- merging in Arrow: the edge cases SQL defines ------------------------------------
+
+import duckdb  # noqa: E402
+
+from federation.partials import answer, merge  # noqa: E402
+from federation.sqlsubset import MERGED_TABLE  # noqa: E402
+
+
+def _duckdb(sql: str, name: str, table: pa.Table) -> pa.Table:
+    con = duckdb.connect()
+    con.register(name, table)
+    return con.sql(sql).to_arrow_table()
+
+
+def _partial(**columns) -> pa.Table:  # type: ignore[no-untyped-def]
+    return pa.table(columns)
+
+
+def test_negative_zero_and_zero_are_one_group_and_nulls_another() -> None:
+    plan = parse("SELECT g, COUNT(*) AS n FROM t GROUP BY g")
+    a = _partial(g=pa.array([0.0, None], pa.float64()), __n=pa.array([2, 1], pa.int64()))
+    b = _partial(g=pa.array([-0.0, None], pa.float64()), __n=pa.array([3, 4], pa.int64()))
+    got = sorted(merge(plan, [a, b]).to_pylist(), key=lambda r: (r["g"] is None, r["g"]))
+    assert got == [{"g": 0.0, "__n": 5}, {"g": None, "__n": 5}]
+
+
+def test_nan_in_the_data_stays_nan_and_nulls_are_skipped() -> None:
+    plan = parse("SELECT STDDEV_POP(w) AS s FROM t")
+    nan = float("nan")
+    a = _partial(__n=[2], __c_w=[2], __s_w=[nan], __m2_w=[nan])
+    b = _partial(__n=[1], __c_w=[1], __s_w=[2.0], __m2_w=[0.0])
+    (row,) = answer(plan, [a, b], _duckdb).to_pylist()
+    assert row["s"] != row["s"]  # NaN, as DuckDB gives for STDDEV_POP over a NaN
+
+
+def test_large_integer_sums_are_exact_and_overflow_is_refused() -> None:
+    plan = parse("SELECT g, SUM(x) AS s FROM t GROUP BY g")
+    big = 10**17
+    parts = [
+        _partial(
+            g=[f"g{i}" for i in range(200)],
+            __n=pa.array([1] * 200, pa.int64()),
+            __c_x=pa.array([1] * 200, pa.int64()),
+            __s_x=pa.array([big] + [1] * 199, pa.int64()),
+        )
+        for _ in range(2)
+    ]
+    rows = {r["g"]: r["s"] for r in answer(plan, parts, _duckdb).to_pylist()}
+    assert rows["g0"] == 2 * big and rows["g1"] == 2  # exact, 200 groups notwithstanding
+    huge = [_partial(g=["a"], __n=[1], __c_x=[1], __s_x=pa.array([2**62], pa.int64()))] * 2
+    with pytest.raises(PartialError, match="overflow"):
+        merge(plan, huge)
+
+
+def test_partials_of_unexpected_types_are_refused_not_crashed_on() -> None:
+    plan = parse("SELECT g, SUM(x) FROM t GROUP BY g")
+    half = _partial(
+        g=["a"], __n=pa.array([1], pa.int64()), __c_x=[1], __s_x=pa.array([1.0], pa.float16())
+    )
+    with pytest.raises(PartialError, match="non-numeric"):
+        check_partial(plan, half, "rogue")
+    nested = _partial(g=[[1, 2]], __n=[1], __c_x=[1], __s_x=[1])
+    with pytest.raises(PartialError, match="nested"):
+        check_partial(plan, nested, "rogue")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # the alias "Region" is the column "region" to DuckDB: the engine must decide
+        "SELECT region AS x, COUNT(*) AS Region FROM t GROUP BY region ORDER BY region LIMIT 2",
+        "SELECT region, AVG(w) AS m FROM t GROUP BY region ORDER BY m DESC",  # NaN in m
+        "SELECT region, COUNT(*) AS n FROM t GROUP BY region ORDER BY n DESC, region NULLS FIRST",
+        "SELECT region AS r, SUM(w) FROM t GROUP BY region ORDER BY r DESC NULLS LAST LIMIT 3",
+    ],
+)
+def test_the_arrow_final_step_agrees_with_the_engine(sql: str) -> None:
+    plan = parse(sql)
+    data = pa.table(
+        {
+            "region": ["a", "b", "b", "c", None, "d", "d", "d"],
+            "w": [1.0, float("nan"), 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        }
+    )
+    con = duckdb.connect()
+    con.register("t", data)
+    want = con.sql(sql).fetchall()
+    state = pa.Table.from_batches(con.sql(partial_query(plan, "t")).to_arrow_table().to_batches())
+    merged = answer(plan, [state.slice(0, 2), state.slice(2)], _duckdb)
+    got = [tuple(r.values()) for r in merged.to_pylist()]
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert list(g) == pytest.approx(list(w), nan_ok=True), (sql, got, want)
+    assert MERGED_TABLE in plan.final_sql

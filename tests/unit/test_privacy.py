@@ -56,3 +56,18 @@ def test_groups_under_k_after_noise_are_withheld() -> None:
     table = pa.table({"g": ["big", "tiny"], "__n": pa.array([10_000, 1], pa.int64())})
     released = privacy.add_noise(table, epsilon=1.0, k=10, clamp={})
     assert released.table.column("g").to_pylist() == ["big"] and released.suppressed == 1
+
+
+@pytest.mark.parametrize("epsilon", [0.1, 0.2, 0.3, 0.7, 1.1, 0.05, 0.09999999999999999])
+def test_budget_accounting_is_decimal_and_never_over(epsilon: float) -> None:
+    """k releases of epsilon fit a budget of k * epsilon exactly: never k - 1 (binary
+    rounding: 0.1 + 0.1 + 0.1 > 0.3) and never k + 1 or a total above the budget."""
+    from gateway.grants import add_epsilon, within_budget
+
+    for k in range(1, 31):
+        budget = round(k * epsilon, 10)
+        spent, releases = 0.0, 0
+        while within_budget(spent, epsilon, budget) and releases <= k:
+            spent = add_epsilon(spent, epsilon)
+            releases += 1
+        assert releases == k and spent <= budget, (epsilon, k, spent, budget)
