@@ -132,3 +132,13 @@ def test_the_arrow_final_step_agrees_with_the_engine(sql: str) -> None:
     for g, w in zip(got, want, strict=True):
         assert list(g) == pytest.approx(list(w), nan_ok=True), (sql, got, want)
     assert MERGED_TABLE in plan.final_sql
+
+
+def test_query_size_limits() -> None:
+    many = ",".join(["1"] * 1600)  # short enough in characters, too many syntax nodes
+    with pytest.raises(QueryError, match="too large"):
+        parse(f"SELECT COUNT(*) FROM t WHERE g IN ({many})")
+    with pytest.raises(QueryError, match="LIMIT may be at most"):
+        parse("SELECT g, COUNT(*) FROM t GROUP BY g LIMIT 100001")
+    capped = parse("SELECT city FROM t")  # a raw SELECT always has a row cap
+    assert capped.limit == 1000 and parse("SELECT city FROM t LIMIT 5000").limit == 1000
