@@ -203,9 +203,9 @@ def merge(plan: QueryPlan, partials: list[pa.Table]) -> pa.Table:
         return stacked
     try:
         return _merge_states(plan, stacked)
-    except (pa.ArrowException, ValueError, TypeError) as exc:
-        if isinstance(exc, PartialError):
-            raise
+    except PartialError:
+        raise
+    except (pa.ArrowException, ValueError, TypeError) as exc:  # whatever a peer's bytes cause
         raise PartialError(f"the partials could not be merged: {exc}") from None
 
 

@@ -18,17 +18,17 @@ class Peers:
         self._config = config
         self._membership = membership
         self._lock = threading.Lock()
-        self._channels: dict[tuple[str, str], grpc.Channel] = {}
-        self._stubs: dict[tuple[str, str], peer_pb2_grpc.PeerStub] = {}
+        # A channel and the stub made on it live and die together (reset drops both).
+        self._channels: dict[tuple[str, str], tuple[grpc.Channel, peer_pb2_grpc.PeerStub]] = {}
 
     def members(self) -> list[Member]:
         return self._membership().others(self._config.id)
 
-    def _channel(self, member: Member) -> grpc.Channel:
+    def _connection(self, member: Member) -> tuple[grpc.Channel, peer_pb2_grpc.PeerStub]:
         key = (member.id, member.address)
         with self._lock:
-            channel = self._channels.get(key)
-            if channel is None:
+            found = self._channels.get(key)
+            if found is None:
                 channel = secure_channel(
                     member.address,
                     member.id,
@@ -37,8 +37,8 @@ class Peers:
                     key=self._config.key,
                     max_message_bytes=self._config.max_message_bytes,
                 )
-                self._channels[key] = channel
-            return channel
+                found = self._channels[key] = (channel, peer_pb2_grpc.PeerStub(channel))
+            return found
 
     def reset(self, member: Member) -> None:
         """Drop a channel that failed, so the next call connects afresh.
@@ -47,30 +47,20 @@ class Peers:
         restarted would otherwise look down for seconds after it is back.
         """
         with self._lock:
-            channel = self._channels.pop((member.id, member.address), None)
-            self._stubs.pop((member.id, member.address), None)
-        if channel is not None:
-            channel.close()
+            found = self._channels.pop((member.id, member.address), None)
+        if found is not None:
+            found[0].close()
 
     def stub(self, member: Member) -> peer_pb2_grpc.PeerStub:
-        key = (member.id, member.address)
-        channel = self._channel(member)
-        with self._lock:  # a stub only for the channel that is current (reset drops both)
-            stub = self._stubs.get(key)
-            if stub is None or self._channels.get(key) is not channel:
-                stub = peer_pb2_grpc.PeerStub(channel)
-                if self._channels.get(key) is channel:
-                    self._stubs[key] = stub
-            return stub
+        return self._connection(member)[1]
 
     def health(self, member: Member):  # type: ignore[no-untyped-def]
         from grpc_health.v1 import health_pb2_grpc
 
-        return health_pb2_grpc.HealthStub(self._channel(member))
+        return health_pb2_grpc.HealthStub(self._connection(member)[0])
 
     def close(self) -> None:
         with self._lock:
-            for channel in self._channels.values():
+            for channel, _stub in self._channels.values():
                 channel.close()
             self._channels.clear()
-            self._stubs.clear()

@@ -187,12 +187,13 @@ class State:
 
     def _commit(self, batch: list[_Work]) -> None:
         db = self._db
-        if len(batch) == 1:  # alone: its own transaction, no savepoint needed
-            self._commit_one(batch[0])
-            return
+        alone = len(batch) == 1  # no savepoint: its failure rolls back the whole transaction
         try:
             db.execute("BEGIN IMMEDIATE")
             for n, work in enumerate(batch):
+                if alone:
+                    work.result = work.fn(db)
+                    continue
                 db.execute(f"SAVEPOINT w{n}")
                 try:
                     work.result = work.fn(db)
@@ -211,25 +212,6 @@ class State:
         finally:
             for work in batch:
                 work.done = True
-
-    def _commit_one(self, work: _Work) -> None:
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                work.result = work.fn(db)
-            except BaseException as exc:  # noqa: BLE001 - handed back to its caller
-                work.error = exc
-                db.execute("ROLLBACK")
-            else:
-                db.execute("COMMIT")
-        except BaseException as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            work.error = work.error or exc
-            work.result = None
-        finally:
-            work.done = True
 
     def close(self) -> None:
         with self._read_lock:
