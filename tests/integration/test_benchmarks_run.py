@@ -84,4 +84,13 @@ def test_bench_rpc_runs() -> None:
         timeout=180,
     )
     assert result.returncode == 0, result.stderr
-    assert "mTLS gRPC unary call" in result.stdout and "DuckDB" in result.stdout
+    for figure in (
+        "mTLS gRPC unary call",
+        "bidirectional stream",
+        "DuckDB",
+        "owner release of the small aggregate, in-process",
+        "home merge and final step",
+        "through the owner's gRPC server",
+        "floor of one federated query",
+    ):
+        assert figure in result.stdout
