@@ -13,7 +13,8 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from gateway.cache import BoundedCache
 from gateway.catalog import CatalogEntry
 from gateway.errors import DeadlineExceeded, InvalidArgument
 from gateway.quality import ARROW_TYPES
@@ -35,6 +37,14 @@ _CONFIG = {
     "autoload_known_extensions": False,
     "allow_community_extensions": False,
 }
+
+
+@dataclass
+class _Result:
+    """An exact result, and values derived from this very table (see Engine.derive)."""
+
+    table: pa.Table
+    derived: dict[Hashable, Any] = field(default_factory=dict)
 
 
 def table_name(dataset: str) -> str:
@@ -118,8 +128,7 @@ class Engine:
         self._scratch_conn: Any = None
         self._duckdb: Any = None
         self._loaded: dict[str, str] = {}  # dataset -> sha256 of the loaded file
-        self._results: OrderedDict[tuple[str, str], pa.Table] = OrderedDict()
-        self._results_bytes = 0
+        self._results = BoundedCache(RESULT_CACHE_BYTES)
         self._results_lock = threading.Lock()  # not _lock: a dataset load holds that long
         self._loads = 0  # counts dataset (re)loads
         self._watchdog = Watchdog()
@@ -165,28 +174,36 @@ class Engine:
 
         With ``version`` (the sha256 of the data the SQL reads) the exact result is kept:
         the same question over the same data is answered again without the engine. It is
-        the unprotected aggregate, so it never leaves this process; suppression, noise,
-        the grant check and the spend still run on every release.
+        the unprotected aggregate, so it never leaves this process. Its suppressed form
+        may be kept beside it (``derive``); noise, the grant check, the spend, the audit
+        entry and the receipt still run on every release.
         """
         if version:
-            with self._results_lock:
-                hit = self._results.get((sql, version))
-                if hit is not None:
-                    self._results.move_to_end((sql, version))
-                    return hit
+            hit = self._results.get((sql, version))
+            if hit is not None:
+                return hit.table
         loads = self._loads
         result = self._execute(sql, timeout)
-        if version and result.nbytes <= RESULT_CACHE_BYTES // 16:
+        if version:
             with self._results_lock:
-                if self._loads != loads:  # a dataset was (re)loaded meanwhile: keep nothing
-                    return result
-                if (sql, version) not in self._results:
-                    self._results[(sql, version)] = result
-                    self._results_bytes += result.nbytes
-                while self._results_bytes > RESULT_CACHE_BYTES:
-                    _, dropped = self._results.popitem(last=False)
-                    self._results_bytes -= dropped.nbytes
+                if self._loads == loads:  # no dataset was (re)loaded meanwhile
+                    # Twice the table: room for what derive() keeps beside it.
+                    self._results.put((sql, version), _Result(result), 2 * result.nbytes)
         return result
+
+    def derive(
+        self, sql: str, version: str, table: pa.Table, tag: Hashable, compute: Callable
+    ) -> Any:
+        """``compute(table)``, kept beside the cached result of (sql, version) when
+        ``table`` is that very result, so it is computed once per result. For pure
+        functions of the table only (suppression, not noise)."""
+        slot = self._results.get((sql, version)) if version else None
+        if slot is None or slot.table is not table:
+            return compute(table)
+        value = slot.derived.get(tag)
+        if value is None:
+            value = slot.derived.setdefault(tag, compute(table))
+        return value
 
     def _execute(self, sql: str, timeout: float | None) -> pa.Table:
         cursor = self._db.cursor()

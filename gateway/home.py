@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -9,11 +10,14 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 import grpc
+import pyarrow as pa
 
 from federation.fanout import fan_out
 from federation.membership import Member, Membership
 from federation.partials import PartialError, answer, to_ipc
+from federation.sqlsubset import QueryPlan
 from gateway.audit import AuditLog
+from gateway.cache import BoundedCache
 from gateway.errors import (
     DeadlineExceeded,
     FedgateError,
@@ -31,6 +35,8 @@ from gateway.state import State
 log = logging.getLogger("fedgate.home")
 
 _CODES = {c.name: c for c in grpc.StatusCode}
+
+ANSWER_CACHE_BYTES = 16 * 1024 * 1024
 
 
 class OwnerRefused(FedgateError):
@@ -57,6 +63,9 @@ class Home:
         self.membership = membership
         self.call_peer = call_peer
         self.executor = executor
+        # The answer is a pure function of the plan and the partials' bytes: when owners
+        # send exactly what they sent before, the merge need not run again.
+        self._answers = BoundedCache(ANSWER_CACHE_BYTES)
 
     def targets(self, plan_node: str, nodes: list[str]) -> list[Member]:
         members = self.membership()
@@ -121,7 +130,7 @@ class Home:
         resp = gateway_pb2.QueryResponse(
             request_id=request_id, plan=plan.sql, plan_digest=plan.digest
         )
-        tables, published = collect(plan, outcomes, resp.owners)
+        tables, payloads, published = collect(plan, outcomes, resp.owners)
         if not published:
             raise NotFound(f"no member publishes the dataset {plan.dataset!r}")
         failed = [o for o in resp.owners if not o.ok]
@@ -167,7 +176,7 @@ class Home:
         if not tables:
             raise Unavailable("no owner contributed to the result")
         try:
-            result = answer(plan, tables, self.owner.engine.run_on_table)
+            result, resp.arrow_ipc = self._answer(plan, tables, payloads, resp.epsilon_spent > 0)
         except (FedgateError, PartialError) as exc:
             # Owners have released: keep their receipts and record why no answer came.
             reason = exc.message if isinstance(exc, FedgateError) else str(exc)
@@ -182,7 +191,6 @@ class Home:
                 },
             )
             raise InvalidArgument(f"the owners' partials could not be combined: {reason}") from None
-        resp.arrow_ipc = to_ipc(result)
         self._record(
             resp.owners,
             {
@@ -205,6 +213,20 @@ class Home:
             result.num_rows,
         )
         return resp
+
+    def _answer(
+        self, plan: QueryPlan, tables: list[pa.Table], payloads: list[bytes], noisy: bool
+    ) -> tuple[pa.Table, bytes]:
+        """The final table and its IPC bytes, merged once per distinct set of partials
+        (noisy partials never repeat, so their answers are not kept)."""
+        key = (plan.sql, tuple(hashlib.sha256(p).digest() for p in payloads))
+        hit = None if noisy else self._answers.get(key)
+        if hit is None:
+            result = answer(plan, tables, self.owner.engine.run_on_table)
+            hit = (result, to_ipc(result))
+            if not noisy:
+                self._answers.put(key, hit, result.nbytes + len(hit[1]))
+        return hit
 
     def _record(self, owners, entry: dict) -> None:  # type: ignore[no-untyped-def]
         """Keep the owners' receipts and the home's own audit entry, in one transaction."""

@@ -72,10 +72,12 @@ def collect(
     outcomes: list,
     owners,
     via: str = "",  # type: ignore[no-untyped-def]
-) -> tuple[list[pa.Table], bool]:
+) -> tuple[list[pa.Table], list[bytes], bool]:
     """Gather fanned-out partial responses: each owner's result goes into ``owners``, each
-    well-formed partial into the returned tables; True if any member holds the dataset."""
+    well-formed partial into the returned tables (and its bytes, in the same order, into
+    the payloads); True if any member holds the dataset."""
     tables: list[pa.Table] = []
+    payloads: list[bytes] = []
     published = False
     for out in outcomes:
         if out.value is None:
@@ -95,6 +97,7 @@ def collect(
         if out.value.arrow_ipc:
             try:
                 tables.append(check_partial(plan, from_ipc(out.value.arrow_ipc), out.target.id))
+                payloads.append(out.value.arrow_ipc)
             except (PartialError, pa.ArrowInvalid) as exc:
                 owners.add(
                     node_id=out.target.id,
@@ -103,7 +106,7 @@ def collect(
                     error_code="FAILED_PRECONDITION",
                     via=via,
                 )
-    return tables, published
+    return tables, payloads, published
 
 
 def vouched(req: peer_pb2.PartialRequest) -> dict:
@@ -142,6 +145,12 @@ def error_result(
     return common_pb2.OwnerResult(
         node_id=node_id, ok=False, error=message, error_code=code, via=via
     )
+
+
+def _protect(raw: pa.Table, k: int) -> tuple[privacy.Released, bytes]:
+    """Without DP: groups under ``k`` suppressed (k = 0: a raw read, released as is)."""
+    released = privacy.suppress(raw, k) if k else privacy.Released(raw, 0, 0.0)
+    return released, to_ipc(released.table)
 
 
 class Owner:
@@ -236,7 +245,7 @@ class Owner:
                 timeout=max(0.0, deadline - time.monotonic()),
                 describe_error=describe_error,
             )
-            child_tables, published = collect(plan, outcomes, resp.owners, via=self.node_id)
+            child_tables, _, published = collect(plan, outcomes, resp.owners, via=self.node_id)
             tables.extend(child_tables)
             resp.published = resp.published or published
         if tables and not req.explain:
@@ -363,15 +372,16 @@ class Owner:
         raw = self.engine.run(
             sql, timeout=deadline - time.monotonic(), version=entry.quality.sha256
         )
-        if plan.is_raw:
-            released = privacy.Released(raw, 0, 0.0)
-        elif decision.epsilon > 0:
+        if decision.epsilon > 0 and not plan.is_raw:  # fresh noise every time, never kept
             released = privacy.add_noise(
                 raw, epsilon=decision.epsilon, k=decision.min_group_size, clamp=decision.clamp or {}
             )
-        else:
-            released = privacy.suppress(raw, decision.min_group_size)
-        payload = to_ipc(released.table)
+            payload = to_ipc(released.table)
+        else:  # deterministic: computed once per cached result
+            k = 0 if plan.is_raw else decision.min_group_size
+            released, payload = self.engine.derive(
+                sql, entry.quality.sha256, raw, ("protected", k), lambda t: _protect(t, k)
+            )
         if len(payload) > self.max_result_bytes:
             raise ResourceExhausted(
                 f"the partial result is {len(payload):,} bytes, over the {self.max_result_bytes:,}"

@@ -177,3 +177,54 @@ def test_small_groups_are_suppressed_at_the_source(federation: RunningFederation
     assert not small & set(got)
     assert got == {k: n for k, n in counts.items() if n >= 5}
     assert r.suppressed == {"wuhu": len(small)}
+
+
+def test_a_repeated_question_is_checked_protected_and_spent_every_time(
+    federation: RunningFederation,
+) -> None:
+    """The owner keeps the exact result and its suppressed form for a repeated question,
+    and the home its merged answer: a new grant's k still applies, every release still
+    spends and is audited, and a revoked grant still stops the release."""
+    federation.register_copy("wuhu", "enterprise_registry", "er_repeat")
+    sql = "SELECT industry_code, COUNT(*) AS n FROM wuhu.er_repeat GROUP BY industry_code"
+    columns = {"industry_code": "group_by"}
+    first = federation.grant(
+        "wuhu",
+        dataset="er_repeat",
+        grantee_kind="user",
+        grantee="li.wei@shanghai",
+        min_group_size=5,
+        columns=columns,
+    )
+    with federation.client("li.wei@shanghai") as c:
+        a, b = c.query(sql), c.query(sql)
+    assert a.table.equals(b.table) and a.request_id != b.request_id
+    assert a.receipts["wuhu"] != b.receipts["wuhu"]  # each release has its own receipt
+    counts = {r["industry_code"]: r["n"] for r in a.table.to_pylist()}
+    with federation.client("ops@wuhu") as ops:
+        assert ops.list_grants("er_repeat")[0].uses == 2
+        ops.revoke_grant(first.id)
+    bigger_k = max(counts.values())  # only the largest group(s) pass
+    federation.grant(
+        "wuhu",
+        dataset="er_repeat",
+        grantee_kind="user",
+        grantee="li.wei@shanghai",
+        min_group_size=bigger_k,
+        columns=columns,
+    )
+    with federation.client("li.wei@shanghai") as c:
+        strict = c.query(sql)
+    got = {r["industry_code"]: r["n"] for r in strict.table.to_pylist()}
+    assert got == {k: n for k, n in counts.items() if n >= bigger_k}
+    assert strict.suppressed["wuhu"] == a.suppressed["wuhu"] + len(counts) - len(got)
+    releases = federation.releases()
+    with federation.client("ops@wuhu") as ops:
+        (active,) = [g for g in ops.list_grants("er_repeat") if not g.revoked_at]
+        ops.revoke_grant(active.id)
+    with federation.client("li.wei@shanghai") as c, pytest.raises(ClientError) as info:
+        c.query(sql)
+    assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert federation.releases() == releases
+    mine = [e for e in federation.audit("wuhu", "release") if e["dataset"] == "er_repeat"]
+    assert len(mine) == 3
