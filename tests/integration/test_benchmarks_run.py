@@ -91,6 +91,6 @@ def test_bench_rpc_runs() -> None:
         "owner release of the small aggregate, in-process",
         "home merge and final step",
         "through the owner's gRPC server",
-        "floor of one federated query",
+        "floor of one repeated federated query",
     ):
         assert figure in result.stdout
