@@ -165,3 +165,38 @@ def test_reserved_state_names_cannot_be_queried_or_registered() -> None:
     assert validate(desc(ColumnSpec("w", "float64", lower=0.0, upper=1.0)))
     with pytest.raises(ValueError, match="finite"):
         partial_query(parse("SELECT SUM(w) FROM t"), "t", clamp={"w": (0.0, float("inf"))})
+
+
+def test_several_keys_with_nulls_merge_like_duckdb_on_the_pooled_rows() -> None:
+    """Groups of two and three keys (NULL a group of its own in each) merge to exactly
+    DuckDB's GROUP BY over all the rows, however the rows are split among owners."""
+    plan = parse("SELECT a, b, c, COUNT(*) AS n, SUM(x) AS s FROM t GROUP BY a, b, c")
+    rows = 300
+    data = pa.table(
+        {
+            "a": [None if i % 7 == 0 else f"a{i % 5}" for i in range(rows)],
+            "b": [None if i % 11 == 0 else i % 3 for i in range(rows)],
+            "c": [None if i % 13 == 0 else float(i % 2) for i in range(rows)],
+            "x": list(range(rows)),
+        }
+    )
+    con = duckdb.connect()
+    con.register("t", data)
+    want = sorted(map(repr, con.sql(plan.sql).fetchall()))
+    state = con.sql(partial_query(plan, "t", integer_columns=["b", "x"])).to_arrow_table()
+    pieces = [state.slice(0, 10), state.slice(10, 25), state.slice(35)]
+    got = sorted(repr(tuple(r.values())) for r in answer(plan, pieces, _duckdb).to_pylist())
+    assert got == want
+
+
+def test_owners_with_no_groups_at_all_merge_to_no_rows() -> None:
+    plan = parse("SELECT a, b, COUNT(*) AS n FROM t GROUP BY a, b")
+    empty = pa.table(
+        {
+            "a": pa.array([], pa.string()),
+            "b": pa.array([], pa.int64()),
+            "__n": pa.array([], pa.int64()),
+        }
+    )
+    assert merge(plan, [empty, empty]).num_rows == 0
+    assert answer(plan, [empty, empty], _duckdb).num_rows == 0
