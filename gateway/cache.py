@@ -32,17 +32,30 @@ class BoundedCache:
 
     def put(self, key: Hashable, value: Any, nbytes: int) -> None:
         """Keep ``value`` (of about ``nbytes``) unless it is too big to be worth it."""
-        if nbytes > self.max_item_bytes:
-            return
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
                 self._bytes -= old[1]
+            if nbytes > self.max_item_bytes:
+                return  # and no older value for the key stays either
             self._items[key] = (value, nbytes)
             self._bytes += nbytes
-            while self._bytes > self.max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
+            self._evict()
+
+    def grow(self, key: Hashable, nbytes: int) -> None:
+        """Count ``nbytes`` more against ``key`` (something was added to its value)."""
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return
+            self._items[key] = (hit[0], hit[1] + nbytes)
+            self._bytes += nbytes
+            self._evict()
+
+    def _evict(self) -> None:
+        while self._bytes > self.max_bytes:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._bytes -= dropped
 
     def clear(self) -> None:
         with self._lock:

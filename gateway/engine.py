@@ -166,7 +166,7 @@ class Engine:
                     db.unregister(staging)
                 with self._results_lock:
                     self._loads += 1
-                self._loaded[name] = sha
+                    self._loaded[name] = sha
         return table_name(name)
 
     def run(self, sql: str, *, timeout: float | None = None, version: str = "") -> pa.Table:
@@ -186,23 +186,38 @@ class Engine:
         result = self._execute(sql, timeout)
         if version:
             with self._results_lock:
-                if self._loads == loads:  # no dataset was (re)loaded meanwhile
-                    # Twice the table: room for what derive() keeps beside it.
-                    self._results.put((sql, version), _Result(result), 2 * result.nbytes)
+                # Kept only if no dataset was (re)loaded meanwhile and the data of this
+                # version is what is loaded: another thread may have reloaded the dataset
+                # between the caller's ensure_loaded() and this run.
+                if self._loads == loads and version in self._loaded.values():
+                    self._results.put((sql, version), _Result(result), result.nbytes)
         return result
 
     def derive(
-        self, sql: str, version: str, table: pa.Table, tag: Hashable, compute: Callable
+        self,
+        sql: str,
+        version: str,
+        table: pa.Table,
+        tag: Hashable,
+        compute: Callable[[pa.Table], Any],
+        nbytes: Callable[[Any], int],
     ) -> Any:
         """``compute(table)``, kept beside the cached result of (sql, version) when
-        ``table`` is that very result, so it is computed once per result. For pure
-        functions of the table only (suppression, not noise)."""
-        slot = self._results.get((sql, version)) if version else None
+        ``table`` is that very result, so it is computed once per result; its
+        ``nbytes`` count against the cache. For pure functions of the table only
+        (suppression, not noise)."""
+        key = (sql, version)
+        slot = self._results.get(key) if version else None
         if slot is None or slot.table is not table:
             return compute(table)
         value = slot.derived.get(tag)
         if value is None:
-            value = slot.derived.setdefault(tag, compute(table))
+            value = compute(table)
+            with self._results_lock:
+                if tag not in slot.derived:
+                    slot.derived[tag] = value
+                    self._results.grow(key, nbytes(value))
+                value = slot.derived[tag]
         return value
 
     def _execute(self, sql: str, timeout: float | None) -> pa.Table:

@@ -380,7 +380,12 @@ class Owner:
         else:  # deterministic: computed once per cached result
             k = 0 if plan.is_raw else decision.min_group_size
             released, payload = self.engine.derive(
-                sql, entry.quality.sha256, raw, ("protected", k), lambda t: _protect(t, k)
+                sql,
+                entry.quality.sha256,
+                raw,
+                ("protected", k),
+                lambda t: _protect(t, k),
+                lambda v: v[0].table.nbytes + len(v[1]),
             )
         if len(payload) > self.max_result_bytes:
             raise ResourceExhausted(

@@ -20,6 +20,9 @@ def test_an_item_too_big_is_not_kept_and_a_new_value_replaces_the_old() -> None:
     cache = BoundedCache(max_bytes=100, max_item_bytes=60)
     cache.put("big", "x", 61)
     assert cache.get("big") is None and cache.nbytes == 0
+    cache.put("small", "v", 10)
+    cache.put("small", "w", 61)  # too big now: the older value does not stay either
+    assert cache.get("small") is None and cache.nbytes == 0
     cache.put("k", "old", 50)
     cache.put("k", "new", 30)
     assert cache.get("k") == "new" and cache.nbytes == 30
@@ -32,3 +35,15 @@ def test_the_default_item_limit_is_a_sixteenth() -> None:
     cache.put("fits", 1, 100)
     cache.put("too big", 2, 101)
     assert cache.get("fits") == 1 and cache.get("too big") is None
+
+
+def test_growing_an_item_counts_against_the_bound() -> None:
+    cache = BoundedCache(max_bytes=100, max_item_bytes=60)
+    cache.put("a", 1, 40)
+    cache.put("b", 2, 40)
+    cache.grow("b", 5)  # what was added beside "b" counts too
+    assert cache.nbytes == 85
+    cache.grow("missing", 50)  # nothing to grow
+    assert cache.nbytes == 85
+    cache.grow("b", 20)  # 105 > 100: the least recently used ("a") goes
+    assert cache.get("a") is None and cache.get("b") == 2 and cache.nbytes == 65

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from gateway import descriptor
+from gateway.catalog import CatalogEntry
 from gateway.engine import Engine
 from gateway.errors import DeadlineExceeded, InvalidArgument
+from gateway.quality import check_file
 
 
 def test_deadline_interrupts_a_long_query() -> None:
@@ -40,7 +46,25 @@ def test_engine_refuses_files_extensions_and_settings(sql: str) -> None:
         engine.close()
 
 
-def test_derived_values_are_kept_only_beside_the_very_cached_result() -> None:
+def _entry(tmp_path: Path, name: str, values: list[int]) -> CatalogEntry:
+    """A real dataset file and its quality report, as the catalog would hold them."""
+    path = tmp_path / f"{name}-{len(values)}.parquet"
+    pq.write_table(pa.table({"x": pa.array(values, pa.int64())}), path)
+    desc = descriptor.DatasetDescriptor(
+        name=name,
+        title="t",
+        description="t",
+        department="t",
+        level="L1",
+        update_frequency="static",
+        path=str(path),
+        format="parquet",
+        columns=(descriptor.ColumnSpec("x", "int64"),),
+    )
+    return CatalogEntry(desc, check_file(desc, path), "", "")
+
+
+def test_derived_values_are_kept_only_beside_the_very_cached_result(tmp_path: Path) -> None:
     """Suppression is computed once per cached result and per tag (k); a table that is not
     the cached result (or a run without a data version) is always computed afresh."""
     engine = Engine(1)
@@ -50,23 +74,43 @@ def test_derived_values_are_kept_only_beside_the_very_cached_result() -> None:
         calls.append(table.num_rows)
         return ("protected", table.num_rows)
 
-    sql = "SELECT range AS x FROM range(3)"
+    def size(value) -> int:  # type: ignore[no-untyped-def]
+        return 10
+
+    entry = _entry(tmp_path, "t", [1, 2, 3])
+    v1 = entry.quality.sha256
     try:
-        raw = engine.run(sql, version="v1")
-        assert engine.run(sql, version="v1") is raw  # the exact result is kept
-        assert engine.derive(sql, "v1", raw, ("k", 5), compute) == ("protected", 3)
-        assert engine.derive(sql, "v1", raw, ("k", 5), compute) == ("protected", 3)
+        sql = f"SELECT x FROM {engine.ensure_loaded(entry)}"
+        raw = engine.run(sql, version=v1)
+        assert engine.run(sql, version=v1) is raw  # the exact result is kept
+        assert engine.derive(sql, v1, raw, ("k", 5), compute, size) == ("protected", 3)
+        assert engine.derive(sql, v1, raw, ("k", 5), compute, size) == ("protected", 3)
         assert calls == [3]
-        engine.derive(sql, "v1", raw, ("k", 10), compute)  # another k: computed again
+        engine.derive(sql, v1, raw, ("k", 10), compute, size)  # another k: computed again
         assert calls == [3, 3]
         other = engine.run(sql)  # no version: not the cached table
         assert other is not raw
-        engine.derive(sql, "v1", other, ("k", 5), compute)
-        engine.derive(sql, "", other, ("k", 5), compute)
+        engine.derive(sql, v1, other, ("k", 5), compute, size)
+        engine.derive(sql, "", other, ("k", 5), compute, size)
         assert calls == [3, 3, 3, 3]
-        fresh = engine.run(sql, version="v2")  # new data digest: a new slot
-        assert fresh is not raw
-        engine.derive(sql, "v2", fresh, ("k", 5), compute)
-        assert calls == [3, 3, 3, 3, 3]
+    finally:
+        engine.close()
+
+
+def test_a_result_read_after_a_reload_is_not_kept_under_the_old_version(
+    tmp_path: Path,
+) -> None:
+    """Another thread may reload the dataset between ensure_loaded() and run(): what the
+    run read then is not the data of the version it was asked for, so it is not kept."""
+    engine = Engine(1)
+    old, new = _entry(tmp_path, "t", [1, 2, 3]), _entry(tmp_path, "t", [1, 2, 3, 4, 5])
+    try:
+        sql = f"SELECT COUNT(*) AS n FROM {engine.ensure_loaded(old)}"
+        engine.ensure_loaded(new)  # the reload, meanwhile
+        first = engine.run(sql, version=old.quality.sha256)
+        assert first.column("n").to_pylist() == [5]  # it did read the new data
+        assert engine.run(sql, version=old.quality.sha256) is not first  # not kept
+        kept = engine.run(sql, version=new.quality.sha256)
+        assert engine.run(sql, version=new.quality.sha256) is kept
     finally:
         engine.close()
