@@ -148,8 +148,8 @@ def error_result(
 
 
 def _protect(raw: pa.Table, k: int) -> tuple[privacy.Released, bytes]:
-    """Without DP: groups under ``k`` suppressed (k = 0: a raw read, released as is)."""
-    released = privacy.suppress(raw, k) if k else privacy.Released(raw, 0, 0.0)
+    """Without DP: groups under ``k`` suppressed (a raw read has no groups: as is)."""
+    released = privacy.suppress(raw, k)
     return released, to_ipc(released.table)
 
 
@@ -378,7 +378,7 @@ class Owner:
             )
             payload = to_ipc(released.table)
         else:  # deterministic: computed once per cached result
-            k = 0 if plan.is_raw else decision.min_group_size
+            k = decision.min_group_size
             released, payload = self.engine.derive(
                 sql,
                 entry.quality.sha256,
