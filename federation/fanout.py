@@ -1,7 +1,7 @@
 """Call many members at once with one deadline, and keep every member's outcome.
 
 A slow or dead member must never make the whole answer fail or wait past the deadline:
-each outcome says whether it answered, and if not, why.
+each outcome holds either the member's value or a structured ``Error`` saying why not.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from concurrent.futures import Executor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from federation.outcome import Code, Error
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -20,12 +22,17 @@ R = TypeVar("R")
 class Outcome(Generic[T, R]):
     target: T
     value: R | None
-    error: str
+    error: Error | None
     seconds: float
 
     @property
     def ok(self) -> bool:
-        return not self.error
+        return self.error is None
+
+
+def internal(exc: BaseException) -> Error:
+    """The default mapping: an exception nobody typed is an internal error."""
+    return Error(Code.INTERNAL, str(exc) or type(exc).__name__)
 
 
 def fan_out(
@@ -34,7 +41,7 @@ def fan_out(
     call: Callable[[T], R],
     *,
     timeout: float,
-    describe_error: Callable[[BaseException], str] = str,
+    to_error: Callable[[BaseException], Error] = internal,
 ) -> list[Outcome[T, R]]:
     """Run ``call(target)`` for every target; outcomes come back in target order."""
     start = time.monotonic()
@@ -51,12 +58,13 @@ def fan_out(
         if not fut.done():
             fut.cancel()
             elapsed = time.monotonic() - start
-            outcomes.append(Outcome(target, None, f"no answer within {timeout:g}s", elapsed))
+            late = Error(Code.UNAVAILABLE, f"no answer within {timeout:g}s")
+            outcomes.append(Outcome(target, None, late, elapsed))
             continue
         exc = fut.exception()
         if exc is not None:
-            outcomes.append(Outcome(target, None, describe_error(exc) or type(exc).__name__, 0.0))
+            outcomes.append(Outcome(target, None, to_error(exc), 0.0))
         else:
             value, seconds = fut.result()
-            outcomes.append(Outcome(target, value, "", seconds))
+            outcomes.append(Outcome(target, value, None, seconds))
     return outcomes

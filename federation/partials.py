@@ -8,111 +8,46 @@ which stays numerically stable where the textbook sum-of-squares formula does no
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from federation.sqlsubset import MERGED_TABLE, AggCall, Projection, QueryPlan, agg_column
+from federation.sql import (
+    MERGED_TABLE,
+    ROWS,
+    AggCall,
+    Kind,
+    Projection,
+    QueryPlan,
+    StateColumn,
+    agg_column,
+    state_columns,
+)
+from federation.sql.states import state_name
 
-ROWS = "__n"  # COUNT(*) of the group: always present, used for the minimum group size
+# transitional: removed once gateway/owner.py, gateway/home.py, gateway/grants.py import
+# federation.sql
+from federation.sql import partial_query as partial_query  # noqa: E402, I001
 
-_NEEDS = {
-    "count": {"c"},
-    "sum": {"c", "s"},
-    "avg": {"c", "s"},
-    "var_samp": {"c", "s", "m2"},
-    "var_pop": {"c", "s", "m2"},
-    "stddev_samp": {"c", "s", "m2"},
-    "stddev_pop": {"c", "s", "m2"},
-    "min": {"min"},
-    "max": {"max"},
-}
-
-
-def state_column(kind: str, column: str) -> str:
-    return f"__{kind}_{column}"
-
-
-def states(plan: QueryPlan) -> dict[str, set[str]]:
-    """Which state kinds each aggregated column needs."""
-    out: dict[str, set[str]] = {}
-    for a in plan.aggregates:
-        if a.column is not None:
-            out.setdefault(a.column, set()).update(_NEEDS[a.func])
-    return out
-
-
-def _q(name: str) -> str:
-    """A quoted identifier. Names reaching here passed the subset's identifier check or
-    are our own state names, so they hold no quote."""
-    return f'"{name}"'
-
-
-def _number(value: float) -> str:
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"clamping bound {value!r} is not a finite number")
-    return repr(number)
-
-
-def partial_query(
-    plan: QueryPlan,
-    table: str,
-    *,
-    integer_columns: Iterable[str] = (),
-    clamp: dict[str, tuple[float, float]] | None = None,
-) -> str:
-    """The owner's SQL, generated from the validated plan (its WHERE from the tree).
-
-    With ``clamp`` (differential privacy) values are clamped to the declared bounds and
-    variance travels as a sum of squares (``q``) that the privacy layer turns into M2
-    after adding noise.
-    """
-    ints = set(integer_columns)
-    where = f" WHERE {plan.where_sql}" if plan.where_sql else ""
-    if plan.is_raw:
-        sql = f"SELECT {', '.join(_q(c) for c in plan.raw_columns)} FROM {_q(table)}{where}"
-        if plan.raw_order:
-            sql += " ORDER BY " + ", ".join(
-                f"{_q(c)} {'DESC' if desc else 'ASC'} NULLS {'FIRST' if first else 'LAST'}"
-                for c, desc, first in plan.raw_order
-            )
-        if plan.limit is not None:
-            sql += f" LIMIT {int(plan.limit)}"
-        return sql
-    items = [_q(g) for g in plan.group_by]
-    items.append(f"COUNT(*) AS {_q(ROWS)}")
-    for column, kinds in sorted(states(plan).items()):
-        bounds = clamp.get(column) if clamp is not None else None
-        col = _q(column)
-        value = col
-        if bounds is not None:
-            value = f"LEAST(GREATEST({col}, {_number(bounds[0])}), {_number(bounds[1])})"
-        if "c" in kinds:
-            items.append(f"COUNT({col}) AS {_q(state_column('c', column))}")
-        if "s" in kinds:
-            exact = column in ints and clamp is None
-            items.append(
-                f"CAST(SUM({value}) AS {'BIGINT' if exact else 'DOUBLE'}) "
-                f"AS {_q(state_column('s', column))}"
-            )
-        if "m2" in kinds:
-            if clamp is not None:
-                square = f"CAST(SUM({value} * {value}) AS DOUBLE)"
-                items.append(f"{square} AS {_q(state_column('q', column))}")
-            else:
-                m2 = f"VAR_POP(CAST({col} AS DOUBLE)) * COUNT({col})"
-                items.append(f"{m2} AS {_q(state_column('m2', column))}")
-        for kind in ("min", "max"):
-            if kind in kinds:
-                items.append(f"{kind.upper()}({col}) AS {_q(state_column(kind, column))}")
-    sql = f"SELECT {', '.join(items)} FROM {_q(table)}{where}"
-    if plan.group_by:
-        sql += f" GROUP BY {', '.join(_q(g) for g in plan.group_by)}"
-    return sql
+__all__ = [
+    "ROWS",
+    "PartialError",
+    "RunSql",
+    "StateColumn",
+    "answer",
+    "check_partial",
+    "expected_columns",
+    "finals",
+    "from_ipc",
+    "merge",
+    "partial_query",
+    "project",
+    "squares_to_m2",
+    "state_columns",
+    "to_ipc",
+]
 
 
 # Runs generated SQL over one in-memory table: (sql, table name, table) -> result.

@@ -10,15 +10,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+import sqlite3
 
 from google.protobuf import json_format
 
-from gateway import grants as grants_mod
+from gateway import policy
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog
+from gateway.clock import parse_time, utc
 from gateway.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from gateway.grants import FLOORS, Grant, GrantStore, parse_time, utc
 from gateway.identity import Identity
+from gateway.policy import FLOORS, Grant, GrantStore
 from gateway.rpc.v1 import common_pb2, gateway_pb2
 from gateway.state import State
 
@@ -38,7 +40,7 @@ class AccessRequests:
         self.catalog = catalog
         self.grants = grants
 
-    def _save(self, db, req: common_pb2.AccessRequest) -> None:  # type: ignore[no-untyped-def]
+    def _save(self, db: sqlite3.Connection, req: common_pb2.AccessRequest) -> None:
         db.execute(
             "INSERT OR REPLACE INTO access_requests VALUES (?, ?, ?)",
             (req.id, _to_json(req), req.state),
@@ -54,7 +56,7 @@ class AccessRequests:
         for c in req.columns:
             if c.column not in declared:
                 raise InvalidArgument(f"column {c.column!r} is not a column of {req.dataset}")
-            bad = [x for x in c.controls if x not in grants_mod.CONTROLS]
+            bad = [x for x in c.controls if x not in policy.CONTROLS]
             if bad:
                 raise InvalidArgument(f"column {c.column!r}: unknown control {bad[0]!r}")
         if not req.columns:
@@ -173,8 +175,8 @@ class AccessRequests:
     def _grant_for(
         self,
         req: common_pb2.AccessRequest,
-        d,
-        operator: Identity,  # type: ignore[no-untyped-def]
+        d: gateway_pb2.DecideAccessRequestRequest,
+        operator: Identity,
         now: str,
     ) -> Grant:
         asked = {c.column: set(c.controls) for c in req.columns}
@@ -189,7 +191,7 @@ class AccessRequests:
                     )
         entry = self.catalog.get(req.dataset)
         assert entry is not None
-        level = grants_mod.effective_level(entry.descriptor, list(columns))
+        level = policy.effective_level(entry.descriptor, list(columns))
         floor = FLOORS[level]
         expires = parse_time(d.expires, "expires") or req.expires
         if req.expires and expires > req.expires:
@@ -212,7 +214,7 @@ class AccessRequests:
             created_by=str(operator),
             created_at=now,
         )
-        return grants_mod.validate(dataclasses.replace(grant), entry.descriptor)
+        return policy.validate(dataclasses.replace(grant), entry.descriptor)
 
 
 def as_dict(req: common_pb2.AccessRequest) -> dict:

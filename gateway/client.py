@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from federation.partials import from_ipc
 from gateway import descriptor as descriptor_mod
-from gateway import messages
+from gateway import serde
 from gateway.errors import InvalidArgument
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway.tls import secure_channel
@@ -245,5 +245,5 @@ class Client:
 
     def register(self, descriptor_path: Path) -> gateway_pb2.RegisterDatasetResponse:
         desc = descriptor_mod.load(descriptor_path)
-        request = gateway_pb2.RegisterDatasetRequest(dataset=messages.descriptor_to_proto(desc))
+        request = gateway_pb2.RegisterDatasetRequest(dataset=serde.descriptor_to_proto(desc))
         return self._call("RegisterDataset", request, timeout=max(self.timeout, 300))

@@ -13,7 +13,8 @@ import json
 from google.protobuf import json_format
 
 from gateway.audit import AuditLog
-from gateway.grants import GrantStore, utc
+from gateway.clock import utc
+from gateway.policy import GrantStore
 from gateway.rpc.v1 import common_pb2, gateway_pb2
 
 

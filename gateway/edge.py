@@ -18,15 +18,20 @@ from typing import Any
 import grpc
 
 from federation.membership import Membership
+from federation.outcome import Code
 from gateway.errors import FedgateError, PermissionDenied, Unauthenticated
 from gateway.identity import ROLES, Identity, RevocationList, identity_of_pem
 from gateway.metrics import NodeMetrics
+from gateway.transport import details_metadata
 
 log = logging.getLogger("fedgate.edge")
 
 ALL = frozenset(ROLES)
 USERS = frozenset({"operator", "analyst"})
 NODES = frozenset({"node"})
+
+# Our status codes are gRPC's, name for name.
+STATUS: dict[Code, grpc.StatusCode] = {c: grpc.StatusCode[c.name] for c in Code}
 
 # Which roles may call which method. A method missing here is refused.
 POLICY: dict[str, frozenset[str]] = {
@@ -150,7 +155,9 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             exc.code.name,
             exc.message,
         )
-        context.abort(exc.code, exc.message)
+        if exc.details:
+            context.set_trailing_metadata(details_metadata(exc.details))
+        context.abort(STATUS[exc.code], exc.message)
 
     def _guarded(self, method: str, behavior: Callable) -> Callable:
         def run(request_or_iterator, context):  # type: ignore[no-untyped-def]
@@ -179,25 +186,20 @@ class EdgeInterceptor(grpc.ServerInterceptor):
     def _unary(self, method: str, behavior: Callable) -> Callable:
         def run(request, context):  # type: ignore[no-untyped-def]
             start = time.perf_counter()
-            code = grpc.StatusCode.OK
+            code = Code.OK
             failure: FedgateError | None = None
             caller: Identity | None = None
             try:
                 caller = self._auth.identify(context)
                 self._auth.authorize(caller, method)
                 return behavior(request, CallContext(context, caller))
-            except FedgateError as exc:
+            except FedgateError as exc:  # a peer's status arrives typed from the transport
                 code, failure = exc.code, exc
-            except grpc.RpcError as exc:  # a peer's answer, relayed with its own status
-                code = exc.code()  # type: ignore[attr-defined]
-                failure = FedgateError(exc.details() or code.name)  # type: ignore[attr-defined]
-                failure.code = code
             except Exception:
                 ref = uuid.uuid4().hex[:12]
                 log.exception("internal error method=%s caller=%s ref=%s", method, caller, ref)
-                code = grpc.StatusCode.INTERNAL
                 failure = FedgateError(f"internal error (reference {ref}); see the node log")
-                failure.code = code
+                code = failure.code
             finally:
                 self._metrics.requests.labels(method, code.name).inc()
                 self._metrics.latency.labels(method).observe(time.perf_counter() - start)

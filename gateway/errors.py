@@ -1,59 +1,104 @@
-"""Typed errors. Code below the RPC edge raises these; the edge maps them to gRPC status."""
+"""Typed errors. Code below the RPC edge raises these; the edge maps them to gRPC status.
+
+Each error carries a ``federation.outcome.Code`` and may carry ``details`` (facts a
+caller acts on, such as the size a witness last saw): the edge sends details as trailing
+metadata, and ``gateway.transport`` reads them back into the same ``Error``.
+"""
 
 from __future__ import annotations
 
-import grpc
+from collections.abc import Mapping
+
+from federation.outcome import Code, Error
 
 
 class FedgateError(Exception):
-    """Base class: carries the gRPC status it becomes at the edge."""
+    """Base class: carries the status it becomes at the edge."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    code: Code = Code.INTERNAL
+
+    def __init__(self, message: str = "", *, details: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.details: Mapping[str, str] = dict(details or {})
 
     @property
     def message(self) -> str:
-        return str(self.args[0]) if self.args else self.__class__.__name__
+        return str(self.args[0]) if self.args and self.args[0] else self.__class__.__name__
+
+    @property
+    def error(self) -> Error:
+        return Error(self.code, self.message, self.details)
+
+    @staticmethod
+    def of(error: Error) -> FedgateError:
+        """The typed exception for a structured error (a peer's, or a fan-out's)."""
+        exc = _BY_CODE.get(error.code, FedgateError)(error.reason, details=error.details)
+        exc.code = error.code
+        return exc
 
 
 class InvalidArgument(FedgateError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = Code.INVALID_ARGUMENT
 
 
 class NotFound(FedgateError):
-    code = grpc.StatusCode.NOT_FOUND
+    code = Code.NOT_FOUND
 
 
 class AlreadyExists(FedgateError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = Code.ALREADY_EXISTS
 
 
 class Unauthenticated(FedgateError):
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code = Code.UNAUTHENTICATED
 
 
 class PermissionDenied(FedgateError):
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code = Code.PERMISSION_DENIED
 
 
 class ResourceExhausted(FedgateError):
     """A limit is reached: the privacy budget, a use count, a size."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = Code.RESOURCE_EXHAUSTED
 
 
 class DeadlineExceeded(FedgateError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = Code.DEADLINE_EXCEEDED
 
 
 class FailedPrecondition(FedgateError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
 
 
 class Unavailable(FedgateError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = Code.UNAVAILABLE
 
 
 class ConfigError(FedgateError):
     """A node cannot start: the message names the field or path at fault."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
+
+
+_BY_CODE: dict[Code, type[FedgateError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        Unauthenticated,
+        PermissionDenied,
+        ResourceExhausted,
+        DeadlineExceeded,
+        FailedPrecondition,
+        Unavailable,
+    )
+}
+
+
+def error_of(exc: BaseException) -> Error:
+    """Any exception as a structured error (the fan-out's mapping)."""
+    if isinstance(exc, FedgateError):
+        return exc.error
+    return Error(Code.INTERNAL, f"{type(exc).__name__}: {exc}")

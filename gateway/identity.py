@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway import clock
 from gateway.descriptor import check_identifier
 from gateway.errors import InvalidArgument, Unauthenticated
 
@@ -44,10 +45,6 @@ class Identity:
 
     def __str__(self) -> str:
         return f"{self.role}:{self.id}"
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -129,7 +126,7 @@ def init_ca(ca_dir: Path, name: str = "Yangtze Delta Federation CA", days: int =
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedgate federation"),
         ]
     )
-    now = _now()
+    now = clock.now()
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -231,7 +228,7 @@ def sign_csr(
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
     if role == "node":
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
-    now = _now()
+    now = clock.now()
     start = not_before or now - dt.timedelta(minutes=5)
     end = not_after or now + dt.timedelta(days=days)
     cert = (
@@ -268,7 +265,7 @@ def write_crl(ca_dir: Path, next_update_days: int = 7) -> Path:
     ca_key = load_key(ca_dir / CA_KEY)
     ca_cert = load_cert(ca_dir / CA_CERT)
     revoked = json.loads((ca_dir / CA_REVOKED).read_text())
-    now = _now()
+    now = clock.now()
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca_cert.subject)
@@ -396,7 +393,7 @@ class RevocationList:
 
     def is_revoked(self, serial_hex: str) -> bool:
         self._reload()
-        if self._next_update is not None and _now() > self._next_update:
+        if self._next_update is not None and clock.now() > self._next_update:
             raise Unauthenticated(
                 f"the CRL expired at {self._next_update:%Y-%m-%d %H:%M} UTC; "
                 "the CA must re-issue it (fedgate ca crl)"

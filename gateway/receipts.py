@@ -45,6 +45,17 @@ class Receipt:
             raise InvalidArgument(f"not a fedgate receipt: {exc}") from None
 
 
+@dataclass(frozen=True)
+class Signer:
+    """The node's key and certificate: signs receipts and what a home vouches for."""
+
+    key: ec.EllipticCurvePrivateKey
+    cert_pem: bytes
+
+    def sign(self, body: dict) -> Receipt:
+        return sign(body, self.key, self.cert_pem)
+
+
 def canonical(body: dict) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 

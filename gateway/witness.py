@@ -5,6 +5,8 @@ of the entries the peer has not seen. The peer recomputes the chain from the las
 it countersigned: only if the new head extends it (the log only grew) does it
 countersign. A node that later rewrites or forks its history cannot produce a log that
 matches the heads its peers hold, and the offline verifier shows it.
+
+The records here are plain dataclasses; ``gateway.serde`` turns them into wire messages.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -20,14 +24,47 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.audit import GENESIS, AuditLog, Head, canonical, head_message, link, sign_head
+from gateway.clock import utc
 from gateway.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from gateway.grants import utc
-from gateway.rpc.v1 import common_pb2, peer_pb2
 from gateway.state import State
 
 log = logging.getLogger("fedgate.witness")
 MAX_DIGESTS = 200_000
 DIGESTS_PER_REQUEST = 40_000  # 40 000 x 64 hex characters fits a 4 MiB message
+LAST_SIZE = "last_size"  # detail of the FAILED_PRECONDITION a witness answers to a stale from_size
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """A node's audit-log head, signed by the node's key."""
+
+    node: str
+    size: int
+    head: str
+    time: str
+    signature: str  # base64 ECDSA over ``audit.head_message``
+
+
+@dataclass(frozen=True)
+class WitnessedHead:
+    """A head countersigned by a witness (another member), kept by the node it witnessed."""
+
+    witness: str
+    node: str
+    size: int
+    head: str
+    time: str  # the witness's clock
+    countersignature: str
+    witness_cert: str  # PEM, so an auditor can check it with the CA alone
+
+
+@dataclass(frozen=True)
+class WitnessRequest:
+    """A head and the body digests of entries (from_size, head.size] the witness lacks."""
+
+    head: SignedHead
+    from_size: int
+    digests: tuple[str, ...]
 
 
 def countersign_message(witness: str, node: str, size: int, head: str, time: str) -> bytes:
@@ -51,20 +88,25 @@ def _verify(key: ec.EllipticCurvePublicKey, signature: str, message: bytes) -> b
     return True
 
 
-def verify_head(head: common_pb2.SignedHead, cert: x509.Certificate) -> bool:
+def _ec_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
     key = cert.public_key()
     assert isinstance(key, ec.EllipticCurvePublicKey)
-    return _verify(key, head.signature, head_message(head.node, head.size, head.head, head.time))
+    return key
 
 
-def verify_countersignature(w: dict, cert: x509.Certificate) -> bool:
-    key = cert.public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    msg = countersign_message(w["witness"], w["node"], w["size"], w["head"], w["time"])
-    return _verify(key, w["countersignature"], msg)
+def verify_head(head: SignedHead, cert: x509.Certificate) -> bool:
+    message = head_message(head.node, head.size, head.head, head.time)
+    return _verify(_ec_key(cert), head.signature, message)
 
 
-def witnessed_dict(w: common_pb2.WitnessedHead) -> dict:
+def verify_countersignature(w: WitnessedHead | Mapping[str, Any], cert: x509.Certificate) -> bool:
+    """Whether ``cert`` signed the head; ``w`` as a record or as an export's W line reads."""
+    d = witnessed_dict(w) if isinstance(w, WitnessedHead) else w
+    msg = countersign_message(d["witness"], d["node"], d["size"], d["head"], d["time"])
+    return _verify(_ec_key(cert), d["countersignature"], msg)
+
+
+def witnessed_dict(w: WitnessedHead) -> dict[str, Any]:
     """A countersigned head as the export's W lines and the verifier read it."""
     return {
         "witness": w.witness,
@@ -95,11 +137,16 @@ class Witness:
                 "SELECT size, hash FROM witnessed WHERE node = ? ORDER BY size DESC LIMIT 1",
                 (node,),
             ).fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS)
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
     def countersign(
-        self, caller: str, caller_cert: x509.Certificate, req: peer_pb2.WitnessRequest
-    ) -> common_pb2.WitnessedHead:
+        self, caller: str, caller_cert: x509.Certificate, req: WitnessRequest
+    ) -> WitnessedHead:
+        """Countersign ``caller``'s head if its log only grew since the last one we signed.
+
+        A stale ``from_size`` is answered with the size we hold in ``details[LAST_SIZE]``,
+        so the caller resends from there without reading a number out of the message.
+        """
         head = req.head
         if head.node != caller:
             raise PermissionDenied(f"node {caller} may not present the head of {head.node}")
@@ -109,7 +156,9 @@ class Witness:
             raise InvalidArgument(f"at most {MAX_DIGESTS} digests per witness request")
         size, chain = self.last_seen(caller)
         if req.from_size != size:
-            raise FailedPrecondition(f"last witnessed size is {size}")
+            raise FailedPrecondition(
+                f"last witnessed size is {size}", details={LAST_SIZE: str(size)}
+            )
         if head.size < size or head.size != size + len(req.digests):
             self._fork(caller, head, f"size {head.size} does not extend {size}")
         for offset, digest in enumerate(req.digests, start=size + 1):
@@ -137,7 +186,7 @@ class Witness:
                     "head": head.head,
                 },
             )
-        return common_pb2.WitnessedHead(
+        return WitnessedHead(
             witness=self.node_id,
             node=caller,
             size=head.size,
@@ -147,7 +196,7 @@ class Witness:
             witness_cert=self.cert_pem.decode(),
         )
 
-    def _fork(self, caller: str, head: common_pb2.SignedHead, why: str) -> None:
+    def _fork(self, caller: str, head: SignedHead, why: str) -> None:
         self.audit.append(
             {
                 "kind": "witness.refused",
@@ -163,22 +212,23 @@ class Witness:
         )
         raise FailedPrecondition(f"log of {caller} did not only grow: {why}")
 
-    def heads_of(self, node: str) -> list[common_pb2.WitnessedHead]:
+    def heads_of(self, node: str) -> list[WitnessedHead]:
         with self.state.transaction() as db:
             rows = db.execute(
                 "SELECT size, hash, time, countersignature FROM witnessed WHERE node = ? "
                 "ORDER BY size",
                 (node,),
             ).fetchall()
+        cert = self.cert_pem.decode()
         return [
-            common_pb2.WitnessedHead(
+            WitnessedHead(
                 witness=self.node_id,
                 node=node,
-                size=r[0],
-                head=r[1],
-                time=r[2],
-                countersignature=r[3],
-                witness_cert=self.cert_pem.decode(),
+                size=int(r[0]),
+                head=str(r[1]),
+                time=str(r[2]),
+                countersignature=str(r[3]),
+                witness_cert=cert,
             )
             for r in rows
         ]
@@ -187,7 +237,7 @@ class Witness:
 
     def request_for(
         self, peer: str, from_size: int | None = None, limit: int = 0
-    ) -> peer_pb2.WitnessRequest:
+    ) -> WitnessRequest:
         """The next step for ``peer``: at most DIGESTS_PER_REQUEST new entries at a time, so a
         peer that was away for long catches up in several requests within the message size."""
         latest = self.audit.latest_head() or self.audit.checkpoint(utc(), force=True)
@@ -201,8 +251,8 @@ class Witness:
             size = from_size + limit
             chain, now = self.audit.hash_at(size), utc()
             head = Head(size, chain, now, sign_head(self.key, self.node_id, size, chain, now))
-        return peer_pb2.WitnessRequest(
-            head=common_pb2.SignedHead(
+        return WitnessRequest(
+            head=SignedHead(
                 node=self.node_id,
                 size=head.size,
                 head=head.hash,
@@ -210,7 +260,7 @@ class Witness:
                 signature=head.signature,
             ),
             from_size=from_size,
-            digests=self.audit.digests(from_size, head.size),
+            digests=tuple(self.audit.digests(from_size, head.size)),
         )
 
     def last_countersigned(self, peer: str) -> int:
@@ -220,14 +270,14 @@ class Witness:
             ).fetchone()
         return int(row[0] or 0)
 
-    def keep(self, w: common_pb2.WitnessedHead) -> None:
+    def keep(self, w: WitnessedHead) -> None:
         with self.state.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO witness_receipts VALUES (?, ?, ?)",
                 (w.witness, w.size, json.dumps(witnessed_dict(w))),
             )
 
-    def receipts(self) -> list[dict]:
+    def receipts(self) -> list[dict[str, Any]]:
         with self.state.transaction() as db:
             rows = db.execute("SELECT body FROM witness_receipts ORDER BY size, witness").fetchall()
         return [json.loads(r[0]) for r in rows]

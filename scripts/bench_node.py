@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway import sample_data  # noqa: E402
 from gateway.client import Client, Profile  # noqa: E402
-from gateway.demo import REGION_DIR, register_sample_data  # noqa: E402
-from gateway.launcher import start_node, stop_nodes, wait_serving  # noqa: E402
-from gateway.provision import provision  # noqa: E402
+from gateway.demo import sample_data  # noqa: E402
+from gateway.demo.launcher import start_node, stop_nodes, wait_serving  # noqa: E402
+from gateway.demo.provision import REGION_DIR, provision  # noqa: E402
+from gateway.demo.run import register_sample_data  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:

@@ -35,8 +35,8 @@ from federation.partials import partial_query  # noqa: E402
 from federation.sqlsubset import parse  # noqa: E402
 from gateway import descriptor  # noqa: E402
 from gateway.client import Client, Profile  # noqa: E402
-from gateway.demo import running, sigterm_as_interrupt  # noqa: E402
-from gateway.provision import provision  # noqa: E402
+from gateway.demo.launcher import running, sigterm_as_interrupt  # noqa: E402
+from gateway.demo.provision import provision  # noqa: E402
 from gateway.rpc.v1 import common_pb2  # noqa: E402
 
 OWNERS = ("owner1", "owner2", "owner3", "owner4", "owner5")

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc  # noqa: E402
 
-from gateway.provision import provision  # noqa: E402
+from gateway.demo.provision import provision  # noqa: E402
 from gateway.rpc.v1 import peer_pb2, peer_pb2_grpc  # noqa: E402
 
 PAYLOAD = b"x" * 1500  # about the size of a small partial in Arrow IPC
@@ -221,7 +221,7 @@ def bench_release(calls: int) -> tuple[float, float]:
     from federation.partials import answer, from_ipc
     from federation.sqlsubset import parse
     from gateway.config import load
-    from gateway.demo import running
+    from gateway.demo.launcher import running
     from gateway.server import Node
 
     with tempfile.TemporaryDirectory(prefix="fedgate-bench-rel-") as tmp:

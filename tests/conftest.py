@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway import descriptor, identity, sample_data
+from gateway import descriptor, identity
 from gateway.client import Client, Profile
-from gateway.demo import REGION_DIR, register_sample_data
-from gateway.launcher import NodeProcess, start_node, stop_nodes, wait_serving
-from gateway.provision import Federation, provision
+from gateway.demo import sample_data
+from gateway.demo.launcher import NodeProcess, start_node, stop_nodes, wait_serving
+from gateway.demo.provision import REGION_DIR, Federation, provision
+from gateway.demo.run import register_sample_data
+from gateway.demo.showcase import write_sample_grants
 from gateway.rpc.v1 import common_pb2
-from gateway.showcase import write_sample_grants
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SCALE = 0.05

@@ -20,9 +20,8 @@ import pytest
 
 from gateway import identity
 from gateway.client import Client, ClientError, Profile
-from gateway.demo import running
-from gateway.launcher import start_node, wait_serving
-from gateway.provision import provision
+from gateway.demo.launcher import running, start_node, wait_serving
+from gateway.demo.provision import provision
 from gateway.receipts import Receipt
 from gateway.rpc.v1 import common_pb2
 from gateway.verifier import verify
@@ -52,7 +51,7 @@ def test_kill_minus_nine_during_releases(tmp_path: Path) -> None:
     import shutil
 
     fed = provision(tmp_path / "fed", _regions(tmp_path), free_ports=True)
-    from gateway import sample_data
+    from gateway.demo import sample_data
 
     written = sample_data.generate(tmp_path / "sample", scale=0.05, nodes=["wuhu"])
     for p in written["wuhu"]:

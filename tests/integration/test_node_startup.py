@@ -14,9 +14,8 @@ import pytest
 
 from gateway import identity
 from gateway.client import Client, Profile
-from gateway.demo import REGION_DIR
-from gateway.launcher import start_node, stop_nodes, wait_serving
-from gateway.provision import Federation, provision
+from gateway.demo.launcher import start_node, stop_nodes, wait_serving
+from gateway.demo.provision import REGION_DIR, Federation, provision
 from tests.conftest import run_fedgate
 
 pytestmark = pytest.mark.integration

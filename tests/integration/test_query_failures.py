@@ -44,13 +44,13 @@ def test_explain_names_owners_grants_roles_and_refusals(federation: RunningFeder
         bad = c.explain("SELECT SUM(revenue) FROM enterprise_registry WHERE revenue > 1")
     owners = {o.node_id: o for o in resp.owners}
     assert set(owners) == {"shanghai", "jiangsu", "zhejiang", "anhui", "hefei", "wuhu"}
-    info = json.loads(owners["hefei"].explain)
-    assert info["columns"] == {
+    info = owners["hefei"].explanation
+    assert {c.column: list(c.roles) for c in info.columns} == {
         "city": ["group_by"],
         "employees": ["filter"],
         "revenue": ["aggregate"],
     }
-    assert info["min_group_size"] == 5 and info["level"] == "L2" and owners["hefei"].via == "anhui"
+    assert info.min_group_size == 5 and info.level == "L2" and owners["hefei"].via == "anhui"
     assert not resp.arrow_ipc and resp.epsilon_spent == 0
     assert all(not o.ok and "may not be used as filter" in o.error for o in bad.owners)
 

@@ -63,7 +63,7 @@ def test_every_region_config_works_once_provisioned(tmp_path: Path) -> None:
     """region_configs/*.toml are real configs: after `federation init` they all load."""
     import shutil
 
-    from gateway.provision import provision
+    from gateway.demo.provision import provision
 
     regions = tmp_path / "region_configs"
     shutil.copytree(Path(__file__).resolve().parents[2] / "region_configs", regions)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pyarrow as pa
 
 from federation.partials import to_ipc
 from federation.sqlsubset import parse
 from gateway.engine import Engine
-from gateway.home import Home
+from gateway.roles.home import Home
 
 
 def _partial(keys: list[str], sums: list[int]) -> pa.Table:
@@ -21,7 +19,7 @@ def _partial(keys: list[str], sums: list[int]) -> pa.Table:
 def test_an_answer_is_kept_per_plan_and_partial_bytes_and_never_when_noisy() -> None:
     engine = Engine(1)
     # Only the engine's empty scratch database is used by the merge (HAVING and the like).
-    home = Home("home", SimpleNamespace(engine=engine), None, None, None, None)  # type: ignore[arg-type]
+    home = Home("home", None, None, None, None, None, engine.run_on_table)  # type: ignore[arg-type]
     plan = parse("SELECT g, SUM(x) AS s FROM t GROUP BY g ORDER BY g")
     a, b = _partial(["p", "q"], [1, 2]), _partial(["p"], [10])
     pa_, pb_ = to_ipc(a), to_ipc(b)

@@ -62,7 +62,7 @@ def test_groups_under_k_after_noise_are_withheld() -> None:
 def test_budget_accounting_is_decimal_and_never_over(epsilon: float) -> None:
     """k releases of epsilon fit a budget of k * epsilon exactly: never k - 1 (binary
     rounding: 0.1 + 0.1 + 0.1 > 0.3) and never k + 1 or a total above the budget."""
-    from gateway.grants import add_epsilon, within_budget
+    from gateway.policy.budget import add_epsilon, within_budget
 
     for k in range(1, 31):
         budget = round(k * epsilon, 10)

@@ -13,8 +13,8 @@ import pytest
 
 from gateway import descriptor
 from gateway.credit_code import is_valid_credit_code
+from gateway.demo.sample_data import NODES, REGIONAL_NODES, generate
 from gateway.errors import InvalidArgument
-from gateway.sample_data import NODES, REGIONAL_NODES, generate
 
 SCALE = 0.1
 ARROW = {

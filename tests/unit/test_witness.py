@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
-from gateway import identity
+from gateway import identity, serde
 from gateway.audit import AuditLog
 from gateway.errors import FailedPrecondition
 from gateway.state import State
-from gateway.witness import Witness, verify_countersignature, witnessed_dict
+from gateway.witness import Witness, verify_countersignature, verify_head, witnessed_dict
 
 
 def _node(root: Path, ca: Path, node_id: str) -> tuple[Witness, x509.Certificate]:
@@ -32,15 +33,17 @@ def pair(tmp_path: Path):  # type: ignore[no-untyped-def]
     return a, a_cert, b
 
 
-def _round(a: Witness, a_cert, b: Witness, limit: int) -> list[int]:  # type: ignore[no-untyped-def]
-    """What Node.witness_round does for one peer, with a small step."""
-    sizes, seen = [], None
+def _round(a: Witness, a_cert: x509.Certificate, b: Witness, limit: int) -> list[int]:
+    """What gateway.witnessing.witness_peer does for one peer, with a small step."""
+    sizes: list[int] = []
+    seen: int | None = None
     for _ in range(100):
         req = a.request_for("beta", seen, limit=limit)
         try:
             w = b.countersign("alpha", a_cert, req)
         except FailedPrecondition as exc:
-            seen = int(exc.message.rsplit(" ", 1)[-1])
+            assert exc.message == f"last witnessed size is {exc.details['last_size']}"
+            seen = int(exc.details["last_size"])
             continue
         a.keep(w)
         seen = w.size
@@ -84,3 +87,31 @@ def test_a_rewritten_log_is_refused(pair, tmp_path: Path) -> None:  # type: igno
     a.audit.checkpoint("2026-01-01T00:00:03Z")
     with pytest.raises(FailedPrecondition, match="did not only grow"):
         b.countersign("alpha", a_cert, a.request_for("beta", 5))
+
+
+def test_a_stale_from_size_is_answered_with_the_size_in_details(
+    pair: tuple[Witness, x509.Certificate, Witness],
+) -> None:
+    a, a_cert, b = pair
+    a.audit.append_many([{"kind": "x", "i": i} for i in range(7)])
+    a.audit.checkpoint("2026-01-01T00:00:00Z")
+    assert _round(a, a_cert, b, limit=10) == [7]
+    with pytest.raises(FailedPrecondition) as caught:
+        b.countersign("alpha", a_cert, a.request_for("beta", 0))
+    assert caught.value.message == "last witnessed size is 7"
+    assert caught.value.details == {"last_size": "7"}
+
+
+def test_records_cross_the_wire_unchanged(pair: tuple[Witness, x509.Certificate, Witness]) -> None:
+    a, a_cert, b = pair
+    a.audit.append_many([{"kind": "x", "i": i} for i in range(3)])
+    a.audit.checkpoint("2026-01-01T00:00:00Z")
+    req = a.request_for("beta")
+    assert serde.witness_request_from_proto(serde.witness_request_to_proto(req)) == req
+    assert verify_head(req.head, a_cert)
+    w = b.countersign("alpha", a_cert, req)
+    assert serde.witnessed_head_from_proto(serde.witnessed_head_to_proto(w)) == w
+    beta_cert = x509.load_pem_x509_certificate(b.cert_pem)
+    assert verify_countersignature(w, beta_cert)
+    forged = dataclasses.replace(w, size=w.size + 1)
+    assert not verify_countersignature(witnessed_dict(forged), beta_cert)

@@ -100,8 +100,32 @@ class Requester(_message.Message):
     org: str
     def __init__(self, role: _Optional[str] = ..., id: _Optional[str] = ..., org: _Optional[str] = ...) -> None: ...
 
+class Explanation(_message.Message):
+    __slots__ = ("grant_id", "level", "min_group_size", "epsilon", "columns", "budget_left")
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_LEFT_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    level: str
+    min_group_size: int
+    epsilon: float
+    columns: _containers.RepeatedCompositeFieldContainer[ColumnRoles]
+    budget_left: float
+    def __init__(self, grant_id: _Optional[str] = ..., level: _Optional[str] = ..., min_group_size: _Optional[int] = ..., epsilon: _Optional[float] = ..., columns: _Optional[_Iterable[_Union[ColumnRoles, _Mapping]]] = ..., budget_left: _Optional[float] = ...) -> None: ...
+
+class ColumnRoles(_message.Message):
+    __slots__ = ("column", "roles")
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    column: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, column: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class OwnerResult(_message.Message):
-    __slots__ = ("node_id", "ok", "error", "groups_released", "groups_suppressed", "epsilon", "grant_id", "receipt", "via", "explain", "error_code")
+    __slots__ = ("node_id", "ok", "error", "groups_released", "groups_suppressed", "epsilon", "grant_id", "receipt", "via", "error_code", "explanation")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -111,8 +135,8 @@ class OwnerResult(_message.Message):
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     VIA_FIELD_NUMBER: _ClassVar[int]
-    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     ok: bool
     error: str
@@ -122,9 +146,9 @@ class OwnerResult(_message.Message):
     grant_id: str
     receipt: str
     via: str
-    explain: str
     error_code: str
-    def __init__(self, node_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., groups_released: _Optional[int] = ..., groups_suppressed: _Optional[int] = ..., epsilon: _Optional[float] = ..., grant_id: _Optional[str] = ..., receipt: _Optional[str] = ..., via: _Optional[str] = ..., explain: _Optional[str] = ..., error_code: _Optional[str] = ...) -> None: ...
+    explanation: Explanation
+    def __init__(self, node_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., groups_released: _Optional[int] = ..., groups_suppressed: _Optional[int] = ..., epsilon: _Optional[float] = ..., grant_id: _Optional[str] = ..., receipt: _Optional[str] = ..., via: _Optional[str] = ..., error_code: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ...) -> None: ...
 
 class ColumnControls(_message.Message):
     __slots__ = ("column", "controls")

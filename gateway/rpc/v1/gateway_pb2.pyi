@@ -66,12 +66,14 @@ class WitnessedHeadsResponse(_message.Message):
     def __init__(self, heads: _Optional[_Iterable[_Union[_common_pb2.WitnessedHead, _Mapping]]] = ...) -> None: ...
 
 class AccessRequestStatusRequest(_message.Message):
-    __slots__ = ("owner", "id")
+    __slots__ = ("owner", "id", "requester")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_FIELD_NUMBER: _ClassVar[int]
     owner: str
     id: str
-    def __init__(self, owner: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+    requester: _common_pb2.Requester
+    def __init__(self, owner: _Optional[str] = ..., id: _Optional[str] = ..., requester: _Optional[_Union[_common_pb2.Requester, _Mapping]] = ...) -> None: ...
 
 class ListAccessRequestsRequest(_message.Message):
     __slots__ = ("state",)

@@ -6,47 +6,24 @@ import contextlib
 import shutil
 import signal
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-from gateway import sample_data
 from gateway.client import Client, ClientError, Profile
+from gateway.demo import sample_data
+from gateway.demo.launcher import running, sigterm_as_interrupt
+from gateway.demo.provision import REGION_DIR, Federation, provision
+from gateway.demo.showcase import SHOWCASES, Showcase, write_sample_grants
 from gateway.display import federated_catalog_table, table
 from gateway.identity import load_bundle
-from gateway.launcher import NodeProcess, start_node, stop_nodes, wait_serving
-from gateway.provision import Federation, provision
-from gateway.showcase import SHOWCASES, Showcase, write_sample_grants
 from gateway.verifier import VerifyError, verify
-
-REGION_DIR = Path(__file__).resolve().parents[1] / "region_configs"
-
-
-@contextlib.contextmanager
-def running(fed: Federation, *, timeout: float = 60.0) -> Iterator[list[NodeProcess]]:
-    """Every node of ``fed`` as its own process; all stopped on exit, whatever happens."""
-    procs: list[NodeProcess] = []
-    try:
-        for n in fed.nodes:
-            procs.append(start_node(n.id, fed.config_path(n.id), fed.node_dir(n.id) / "stdout.log"))
-        profile = Profile.load(fed.operator_profile(fed.nodes[0].id))
-        wait_serving(procs, {n.id: n.listen for n in fed.nodes}, profile, timeout=timeout)
-        yield procs
-    finally:
-        # A second Ctrl-C must not interrupt the shutdown and leave nodes behind.
-        in_main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
-        try:
-            stop_nodes(procs)
-        finally:
-            if in_main:
-                signal.signal(signal.SIGINT, previous)
 
 
 def register_sample_data(
     fed: Federation, written: dict[str, list[Path]], say: Callable[[str], None]
 ) -> None:
+    """Each node's operator registers that node's datasets through it, as in real use."""
     for node_id, descriptors in written.items():
         with Client(Profile.load(fed.operator_profile(node_id))) as ops:
             for path in descriptors:
@@ -112,10 +89,6 @@ def _cell(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return "NULL" if value is None else str(value)
-
-
-def sigterm_as_interrupt(signum, frame):  # type: ignore[no-untyped-def]
-    raise KeyboardInterrupt
 
 
 def run_demo(

@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from federation import membership as membership_mod
 from federation.membership import Member, Membership
@@ -21,6 +22,8 @@ from gateway import identity
 from gateway.client import Profile
 from gateway.config import split_address
 from gateway.errors import ConfigError
+
+REGION_DIR = Path(__file__).resolve().parents[2] / "region_configs"
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def free_port(host: str = "127.0.0.1", rng: random.Random | None = None) -> int:
     raise ConfigError(f"no free port on {host} between {low} and {high}")
 
 
-def _read_toml(path: Path) -> dict:
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -11,15 +11,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.client import Profile
 from gateway.tls import secure_channel
+
+if TYPE_CHECKING:  # only for annotations: `fedgate` imports LaunchError on every command
+    from gateway.demo.provision import Federation
 
 
 class LaunchError(RuntimeError):
@@ -31,7 +38,7 @@ class NodeProcess:
     node_id: str
     config: Path
     log_path: Path
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -122,3 +129,29 @@ def stop_nodes(procs: list[NodeProcess], grace: float = 10.0) -> dict[str, int]:
                 os.killpg(p.pid, signal.SIGKILL)
             codes[p.node_id] = p.process.wait(timeout=5)
     return codes
+
+
+@contextlib.contextmanager
+def running(fed: Federation, *, timeout: float = 60.0) -> Iterator[list[NodeProcess]]:
+    """Every node of ``fed`` as its own process; all stopped on exit, whatever happens."""
+    procs: list[NodeProcess] = []
+    try:
+        for n in fed.nodes:
+            procs.append(start_node(n.id, fed.config_path(n.id), fed.node_dir(n.id) / "stdout.log"))
+        profile = Profile.load(fed.operator_profile(fed.nodes[0].id))
+        wait_serving(procs, {n.id: n.listen for n in fed.nodes}, profile, timeout=timeout)
+        yield procs
+    finally:
+        # A second Ctrl-C must not interrupt the shutdown and leave nodes behind.
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+        try:
+            stop_nodes(procs)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+
+def sigterm_as_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    """A SIGTERM handler: unwind like Ctrl-C, so ``running`` stops every node it started."""
+    raise KeyboardInterrupt

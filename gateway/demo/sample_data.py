@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -421,7 +421,7 @@ _ARROW_TYPES = {
 }
 
 
-def _table(columns: Sequence[ColumnSpec], data: dict[str, object]) -> pa.Table:
+def _table(columns: Sequence[ColumnSpec], data: Mapping[str, object]) -> pa.Table:
     schema = pa.schema([pa.field(c.name, _ARROW_TYPES[c.type]) for c in columns])
     arrays = []
     for field in schema:
@@ -600,10 +600,12 @@ def _air_quality(rng: np.random.Generator, region: _Region, scale: float) -> _Bu
     offset = rng.normal(0, 0.08, (k, 1))
     shape = (k, days)
 
-    pm25 = region.pm25_mean * np.exp(0.4 * winter + 0.35 * regional + 0.15 * local + offset - 0.1)
+    pm25: np.ndarray = region.pm25_mean * np.exp(
+        0.4 * winter + 0.35 * regional + 0.15 * local + offset - 0.1
+    )
     pm10 = pm25 * np.exp(rng.normal(np.log(1.65), 0.12, shape))
-    no2 = 32.0 * np.exp(0.25 * winter + 0.2 * regional + 0.2 * local + offset - 0.04)
-    o3 = 95.0 * np.exp(0.35 * summer - 0.1 * regional + 0.15 * local.clip(-2, 2) - 0.05)
+    no2: np.ndarray = 32.0 * np.exp(0.25 * winter + 0.2 * regional + 0.2 * local + offset - 0.04)
+    o3: np.ndarray = 95.0 * np.exp(0.35 * summer - 0.1 * regional + 0.15 * local.clip(-2, 2) - 0.05)
     pm25 = np.round(np.clip(pm25, 1, 500), 1)
     pm10 = np.round(np.clip(np.maximum(pm10, pm25), 1, 600), 1)
     no2 = np.round(np.clip(no2, 1, 940), 1)

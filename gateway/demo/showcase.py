@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.client import Client, Profile
-from gateway.provision import Federation
+from gateway.demo.provision import Federation
 from gateway.rpc.v1 import common_pb2
 
 

@@ -1,0 +1,62 @@
+"""The SQL fedgate accepts: parsed, checked by a list of rules, planned in steps, and
+generated again from the tree (never passed through).
+
+``parse(text)`` is the entry point: ``read`` (text to one SELECT tree) then
+``rules.check`` (the subset, rule by rule) then a ``QueryPlan`` of steps (scan at each
+owner, aggregate, final at the home). ``partial_query`` generates an owner's SQL from a
+plan; ``state_columns`` says what that SQL's partial carries.
+"""
+
+from __future__ import annotations
+
+from federation.sql.generate import partial_query, partial_tree
+from federation.sql.parse import MAX_SQL_CHARS, parse, read
+from federation.sql.plan import (
+    MERGED_TABLE,
+    AggCall,
+    AggregateStep,
+    FinalStep,
+    Projection,
+    QueryPlan,
+    ScanStep,
+    Step,
+    agg_column,
+)
+from federation.sql.rules import (
+    AGGREGATES,
+    MAX_DEPTH,
+    MAX_LIMIT,
+    MAX_NODES,
+    RAW_ROW_CAP,
+    RULES,
+    QueryError,
+)
+from federation.sql.states import ROWS, Kind, StateColumn, state_columns
+
+__all__ = [
+    "AGGREGATES",
+    "MAX_DEPTH",
+    "MAX_LIMIT",
+    "MAX_NODES",
+    "MAX_SQL_CHARS",
+    "MERGED_TABLE",
+    "RAW_ROW_CAP",
+    "ROWS",
+    "RULES",
+    "AggCall",
+    "AggregateStep",
+    "FinalStep",
+    "Kind",
+    "Projection",
+    "QueryError",
+    "QueryPlan",
+    "ScanStep",
+    "StateColumn",
+    "Step",
+    "agg_column",
+    "parse",
+    "partial_query",
+    "partial_tree",
+    "read",
+    "state_columns",
+]

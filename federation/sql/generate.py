@@ -1,0 +1,206 @@
+"""Every SQL text that reaches an engine, built as a sqlglot tree from the validated plan.
+
+No user text is pasted into a query: the owner's query is assembled with sqlglot's
+expression builders from the plan's names and its validated WHERE tree, and the home's
+post-merge query is the user's own tree with its aggregates replaced by columns of the
+merged table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+from sqlglot import exp
+
+from federation.sql.dialect import DUCKDB
+from federation.sql.plan import MERGED_TABLE, AggCall, Projection, QueryPlan, agg_column
+from federation.sql.rules import AGGREGATES, aggregate_call, limit_of
+from federation.sql.states import Kind, StateColumn, state_columns
+
+_DOUBLE = exp.DataType.Type.DOUBLE
+_BIGINT = exp.DataType.Type.BIGINT
+
+
+def sql(tree: exp.Expr) -> str:
+    """DuckDB text of a tree we built or validated (read-only: generated in place)."""
+    return tree.sql(dialect=DUCKDB, comments=False, copy=False)
+
+
+# --- the owner's query --------------------------------------------------------------------
+
+
+def _column(name: str) -> exp.Column:
+    """A quoted column. Names reaching here passed the subset's identifier check or are
+    our own state names."""
+    return exp.column(name, quoted=True)
+
+
+def _number(value: float) -> exp.Expr:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"clamping bound {value!r} is not a finite number")
+    return exp.Literal.number(repr(number))
+
+
+def _clamped(column: str, bounds: tuple[float, float] | None) -> exp.Expr:
+    """The column's value, clamped to its declared bounds under DP. DuckDB's GREATEST and
+    LEAST skip NULLs (``ignore_nulls``): the owner's SQL has always been written so."""
+    value: exp.Expr = _column(column)
+    if bounds is None:
+        return value
+    low = exp.Greatest(this=value, expressions=[_number(bounds[0])], ignore_nulls=True)
+    return exp.Least(this=low, expressions=[_number(bounds[1])], ignore_nulls=True)
+
+
+def _state(
+    state: StateColumn, ints: set[str], clamp: dict[str, tuple[float, float]] | None
+) -> exp.Expr:
+    """The aggregate computing one state column over the owner's rows."""
+    if state.kind is Kind.ROWS or state.column is None:
+        return exp.Count(this=exp.Star())
+    column = state.column
+    bounds = clamp.get(column) if clamp is not None else None
+    if state.kind is Kind.COUNT:
+        return exp.Count(this=_column(column))
+    if state.kind is Kind.SUM:
+        exact = column in ints and clamp is None
+        total = exp.Sum(this=_clamped(column, bounds))
+        return exp.cast(total, _BIGINT if exact else _DOUBLE, copy=False)
+    if state.kind is Kind.SQUARES:
+        square = exp.Mul(this=_clamped(column, bounds), expression=_clamped(column, bounds))
+        return exp.cast(exp.Sum(this=square), _DOUBLE, copy=False)
+    if state.kind is Kind.M2:
+        spread = exp.VariancePop(this=exp.cast(_column(column), _DOUBLE, copy=False))
+        return exp.Mul(this=spread, expression=exp.Count(this=_column(column)))
+    if state.kind is Kind.MIN:
+        return exp.Min(this=_column(column))
+    if state.kind is Kind.MAX:
+        return exp.Max(this=_column(column))
+    raise ValueError(f"no SQL for the state {state.kind}")
+
+
+def partial_tree(
+    plan: QueryPlan,
+    table: str,
+    *,
+    integer_columns: Iterable[str] = (),
+    clamp: dict[str, tuple[float, float]] | None = None,
+) -> exp.Select:
+    """The owner's query over its ``table``: the scan step, then (unless raw) the
+    aggregate step's states per group. See ``partial_query``."""
+    scan = plan.scan
+    if plan.is_raw:
+        items: list[exp.Expr] = [_column(c) for c in scan.raw_columns]
+    else:
+        ints = set(integer_columns)
+        items = [_column(g) for g in plan.group_by]
+        items += [
+            exp.alias_(_state(s, ints, clamp), s.name, quoted=True, copy=False)
+            for s in state_columns(plan, dp=clamp is not None)
+        ]
+    query = exp.select(*items, copy=False).from_(exp.table_(table, quoted=True), copy=False)
+    if scan.where is not None:
+        # A copy: the plan's tree is shared and read-only, and a tree has one parent.
+        query = query.where(scan.where.copy(), copy=False)
+    if plan.group_by:
+        query = query.group_by(*(_column(g) for g in plan.group_by), copy=False)
+    if scan.raw_order:
+        order = [
+            exp.Ordered(this=_column(c), desc=desc, nulls_first=first)
+            for c, desc, first in scan.raw_order
+        ]
+        query = query.order_by(*order, copy=False)
+    if plan.is_raw and scan.limit is not None:
+        query = query.limit(exp.Literal.number(scan.limit), copy=False)
+    return query
+
+
+def partial_query(
+    plan: QueryPlan,
+    table: str,
+    *,
+    integer_columns: Iterable[str] = (),
+    clamp: dict[str, tuple[float, float]] | None = None,
+) -> str:
+    """The owner's SQL, generated from the validated plan (its WHERE from the tree).
+
+    Its columns are the group keys then ``state_columns(plan, dp=clamp is not None)``.
+    With ``clamp`` (differential privacy) values are clamped to the declared bounds and
+    variance travels as a sum of squares that the privacy layer turns into M2 after
+    adding noise. Sums of ``integer_columns`` stay exact integers (without DP).
+    """
+    return sql(partial_tree(plan, table, integer_columns=integer_columns, clamp=clamp))
+
+
+# --- the home's post-merge query ----------------------------------------------------------
+
+
+def final_query(select: exp.Select, aggregates: list[AggCall]) -> exp.Select:
+    """The post-merge query: aggregates become columns of the merged table, WHERE goes.
+
+    Built in place from the validated ``select``, which the caller no longer needs."""
+    # An unaliased output keeps the name the user wrote (as DuckDB would name it).
+    names = [
+        None if isinstance(item, exp.Alias | exp.Column) else sql(item)
+        for item in select.expressions
+    ]
+    final = select
+    final.set("where", None)
+    final.set("group", None)
+    having = final.args.get("having")
+    final.set("having", None)
+    replace = _merged_columns(aggregates)
+    final = final.transform(replace, copy=False)
+    final.set("from_", exp.From(this=exp.Table(this=exp.to_identifier(MERGED_TABLE))))
+    if having is not None:
+        final.set("where", exp.Where(this=having.this.transform(replace, copy=False)))
+    for i, name in enumerate(names):
+        if name is not None:
+            final.expressions[i] = exp.alias_(final.expressions[i], name, quoted=True, copy=False)
+    return final
+
+
+def _merged_columns(aggregates: list[AggCall]) -> Callable[[exp.Expr], exp.Expr]:
+    def replace(node: exp.Expr) -> exp.Expr:
+        if type(node) in AGGREGATES:
+            return exp.column(agg_column(aggregates.index(aggregate_call(node))))
+        if isinstance(node, exp.Column):
+            return exp.column(node.name.lower())
+        return node
+
+    return replace
+
+
+def projection(final: exp.Select, merged: set[str]) -> Projection | None:
+    """The final step as a Projection, or None where it needs the engine (HAVING,
+    expressions, or an alias that shadows another column)."""
+    if final.args.get("where") is not None:
+        return None
+    columns: list[tuple[str, str]] = []
+    for item in final.expressions:
+        inner = item.this if isinstance(item, exp.Alias) else item
+        if not isinstance(inner, exp.Column) or inner.name not in merged:
+            return None
+        columns.append((inner.name, item.alias if isinstance(item, exp.Alias) else inner.name))
+    sources: dict[str, set[str]] = {}  # by lower-cased name: identifiers ignore case
+    for source, name in columns:
+        sources.setdefault(name.lower(), set()).add(source)
+    order: list[tuple[str, bool, bool]] = []
+    order_node = final.args.get("order")
+    for o in order_node.expressions if order_node is not None else []:
+        target = o.this
+        if not isinstance(target, exp.Column):
+            return None
+        name = target.name.lower()
+        picked = sources.get(name)
+        if picked is not None:
+            if len(picked) > 1 or (name in merged and picked != {name}):
+                return None  # ambiguous: leave the resolution to the engine
+            source = next(iter(picked))
+        elif name in merged:
+            source = name
+        else:
+            return None
+        order.append((source, bool(o.args.get("desc")), bool(o.args.get("nulls_first"))))
+    return Projection(columns=tuple(columns), order=tuple(order), limit=limit_of(final))

@@ -1,0 +1,85 @@
+"""From a query's text to its plan: one SELECT tree, checked by the rules, made a plan.
+
+The SQL that fedgate accepts is parsed with sqlglot and never passed through: every SQL
+string that reaches an engine is generated from the validated tree, not from the user's
+text.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from federation.sql import generate
+from federation.sql.dialect import DUCKDB
+from federation.sql.plan import AggregateStep, FinalStep, QueryPlan, ScanStep, Step, agg_column
+from federation.sql.rules import MAX_DEPTH, Context, QueryError, check
+
+MAX_SQL_CHARS = 8_000
+
+
+def read(sql: str) -> exp.Select:
+    """The one SELECT statement in ``sql``, as a tree; or a refusal."""
+    if len(sql) > MAX_SQL_CHARS:
+        raise QueryError(f"the query is {len(sql)} characters; the limit is {MAX_SQL_CHARS}")
+    try:
+        statements = [s for s in sqlglot.parse(sql, dialect=DUCKDB) if s is not None]
+    except (ParseError, TokenError) as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise QueryError(f"the query does not parse: {first}") from None
+    except RecursionError:
+        raise QueryError(f"the query is nested too deeply (limit {MAX_DEPTH})") from None
+    if len(statements) != 1:
+        raise QueryError(f"exactly one statement is allowed, got {len(statements)}")
+    select = statements[0]
+    if not isinstance(select, exp.Select):
+        kind = type(select).__name__.upper()
+        raise QueryError(f"only SELECT is allowed, not {kind}")
+    return select
+
+
+@functools.lru_cache(maxsize=512)
+def parse(sql: str) -> QueryPlan:
+    """Parse and validate one query; raise QueryError with the reason if it is refused.
+
+    Pure, so the result is cached by text: the same dashboard query asked again costs
+    nothing here. Callers must treat the plan (and its trees) as read-only.
+    """
+    return build(check(read(sql)))
+
+
+def build(ctx: Context) -> QueryPlan:
+    """The plan of a query the rules accepted (its tree becomes the final step's)."""
+    select = ctx.select
+    for col in select.find_all(exp.Column):  # dataset.column -> column, everywhere
+        col.set("table", None)
+        col.set("db", None)
+    # Generated in place: generating DuckDB from a DuckDB tree rewrites nothing that
+    # matters, and the copies were most of the cost of planning a new query.
+    normalised = generate.sql(select)
+    where = select.args.get("where")
+    scan = ScanStep(
+        dataset=ctx.dataset,
+        node=ctx.node,
+        where=where.this if where is not None else None,
+        column_roles={k: frozenset(r) for k, r in ctx.roles.items()},
+        raw_columns=tuple(ctx.raw),
+        raw_order=tuple(ctx.raw_order),
+        limit=ctx.row_cap,
+    )
+    final_tree = generate.final_query(select, ctx.aggregates)  # reuses (changes) the tree
+    merged = ctx.raw or [*ctx.groups, *(agg_column(i) for i in range(len(ctx.aggregates)))]
+    final = FinalStep(
+        tree=final_tree,
+        projection=generate.projection(final_tree, set(merged)),
+        limit=ctx.limit,
+    )
+    steps: tuple[Step, ...]
+    if ctx.raw:
+        steps = (scan, final)
+    else:
+        steps = (scan, AggregateStep(tuple(ctx.groups), tuple(ctx.aggregates)), final)
+    return QueryPlan(sql=normalised, steps=steps)

@@ -1,0 +1,185 @@
+"""A validated query as a plan of explicit steps: where it runs, and what each step does.
+
+A query over one dataset is three steps, run in order by different parties:
+
+1. ``ScanStep``, at every owner: read the dataset's rows that pass the WHERE condition
+   (for a raw read: its columns, ordered and capped);
+2. ``AggregateStep``, at every owner then again at the home: group and compute each
+   aggregate's mergeable state (a raw read has no such step);
+3. ``FinalStep``, at the home over the merged table: final values, HAVING, ORDER BY and
+   LIMIT.
+
+Where a join across two owners goes: a ``JoinStep`` (both sides' join keys, matched
+without revealing the keys, e.g. by PSI) would sit between two ``ScanStep``s, one per
+owner and dataset, and the ``AggregateStep``. ``steps`` then reads ``(scan, scan, join,
+aggregate, final)``; the single-dataset properties below (``dataset``, ``node``,
+``where_sql``, ``column_roles``) are what a join plan would answer per scan instead.
+
+Plans are cached and shared between threads: they and their trees are read-only.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass, field
+from typing import cast
+
+from sqlglot import exp
+
+from federation.sql.dialect import DUCKDB
+
+MERGED_TABLE = "__merged"
+
+
+def agg_column(index: int) -> str:
+    """The merged table's column holding the final value of the ``index``-th aggregate."""
+    return f"__a{index}"
+
+
+@dataclass(frozen=True)
+class AggCall:
+    func: str  # one of rules.AGGREGATES' values
+    column: str | None  # None for COUNT(*)
+
+    @property
+    def label(self) -> str:
+        return f"{self.func}({self.column or '*'})"
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A post-merge step that only picks, sorts and limits columns of the merged table
+    (no HAVING, no arithmetic): cheap enough to do without an engine."""
+
+    columns: tuple[tuple[str, str], ...]  # (merged column, output name)
+    order: tuple[tuple[str, bool, bool], ...]  # (merged column, descending, nulls first)
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class ScanStep:
+    """What an owner reads of its own partition."""
+
+    dataset: str
+    node: str  # "" unless FROM node.dataset
+    # The validated WHERE condition (None if none). Generated SQL is built from it.
+    where: exp.Expr | None = field(compare=False, repr=False)
+    column_roles: dict[str, frozenset[str]]  # column -> the roles the query uses it in
+    raw_columns: tuple[str, ...] = ()  # non-empty only for a raw SELECT of columns
+    # A raw SELECT's ORDER BY, applied at every owner too, so that each owner's LIMIT
+    # keeps the rows the final ORDER BY ... LIMIT needs.
+    raw_order: tuple[tuple[str, bool, bool], ...] = ()  # (column, descending, nulls first)
+    limit: int | None = None  # a raw read's row cap at each owner (None for aggregates)
+
+    @functools.cached_property
+    def where_sql(self) -> str:
+        """The condition as text ("" if none), for display: generated SQL uses the tree."""
+        if self.where is None:
+            return ""
+        return self.where.sql(dialect=DUCKDB, comments=False, copy=False)
+
+
+@dataclass(frozen=True)
+class AggregateStep:
+    """Group by the keys and compute each aggregate's mergeable state."""
+
+    group_by: tuple[str, ...]
+    aggregates: tuple[AggCall, ...]  # distinct calls, in order of first use
+
+
+@dataclass(frozen=True)
+class FinalStep:
+    """The post-merge query over ``MERGED_TABLE`` (group keys and ``agg_column(i)``)."""
+
+    tree: exp.Select = field(compare=False, repr=False)
+    projection: Projection | None  # the same step, where it is a plain projection
+    limit: int | None  # the query's LIMIT
+
+    @functools.cached_property
+    def sql(self) -> str:
+        """Generated on first use: the home needs it only where ``projection`` is None."""
+        return self.tree.sql(dialect=DUCKDB, comments=False, copy=False)
+
+
+Step = ScanStep | AggregateStep | FinalStep
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    sql: str  # normalised text, regenerated from the tree
+    steps: tuple[Step, ...]  # (scan, aggregate, final), or (scan, final) for a raw read
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps[0], ScanStep) or not isinstance(self.steps[-1], FinalStep):
+            raise ValueError("a plan starts with a scan and ends with its final step")
+
+    @property
+    def scan(self) -> ScanStep:
+        return cast(ScanStep, self.steps[0])  # checked in __post_init__
+
+    @property
+    def aggregate(self) -> AggregateStep | None:
+        step = self.steps[-2]
+        return step if isinstance(step, AggregateStep) else None
+
+    @property
+    def final(self) -> FinalStep:
+        return cast(FinalStep, self.steps[-1])  # checked in __post_init__
+
+    # --- one dataset's plan, as the rest of the code reads it ------------------------------
+
+    @property
+    def dataset(self) -> str:
+        return self.scan.dataset
+
+    @property
+    def node(self) -> str:
+        return self.scan.node
+
+    @property
+    def where_sql(self) -> str:
+        return self.scan.where_sql
+
+    @property
+    def column_roles(self) -> dict[str, frozenset[str]]:
+        return self.scan.column_roles
+
+    @property
+    def raw_columns(self) -> tuple[str, ...]:
+        return self.scan.raw_columns
+
+    @property
+    def raw_order(self) -> tuple[tuple[str, bool, bool], ...]:
+        return self.scan.raw_order
+
+    @property
+    def is_raw(self) -> bool:
+        return bool(self.scan.raw_columns)
+
+    @property
+    def group_by(self) -> tuple[str, ...]:
+        step = self.aggregate
+        return step.group_by if step is not None else ()
+
+    @property
+    def aggregates(self) -> tuple[AggCall, ...]:
+        step = self.aggregate
+        return step.aggregates if step is not None else ()
+
+    @property
+    def limit(self) -> int | None:
+        """A raw read's row cap (applied at every owner), else the query's LIMIT."""
+        return self.scan.limit if self.is_raw else self.final.limit
+
+    @property
+    def final_sql(self) -> str:
+        return self.final.sql
+
+    @property
+    def projection(self) -> Projection | None:
+        return self.final.projection
+
+    @functools.cached_property
+    def digest(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()

@@ -1,0 +1,84 @@
+"""The ``fedgate`` command: one parser wired from the command modules, one error policy.
+
+Errors are printed as one line naming what is wrong (never a traceback) and give a
+non-zero exit: 2 for bad input or configuration, 1 for a refused or failed RPC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gateway.cli import (
+    audit,
+    catalog,
+    demo,
+    disclosure,
+    grant,
+    membership,
+    node,
+    pki,
+    query,
+    receipt,
+    request,
+)
+from gateway.errors import FedgateError
+
+# In this order in `fedgate --help`.
+COMMAND_MODULES = (
+    pki,
+    membership,
+    node,
+    catalog,
+    query,
+    grant,
+    receipt,
+    audit,
+    request,
+    disclosure,
+    demo,
+)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fedgate")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fedgate", description="Federated data-sharing gateway.")
+    p.add_argument("--version", action="version", version=f"fedgate {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from federation.membership import MembershipError
+    from gateway.client import ClientError
+    from gateway.demo.launcher import LaunchError
+
+    try:
+        code: int = args.func(args)
+        return code
+    except ClientError as exc:
+        print(f"fedgate: {exc}", file=sys.stderr)
+        return 1
+    except (FedgateError, LaunchError, MembershipError) as exc:
+        print(f"fedgate: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"fedgate: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,118 @@
+"""``fedgate audit``: export, verify and witness the signed, hash-chained audit trail."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gateway.cli.common import Subparsers, add_command, add_group, client_options, profile
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from gateway.client import Client
+
+    with Client(profile(args)) as c:
+        data = c.audit_export()
+    Path(args.out).write_bytes(data)
+    entries = sum(1 for line in data.splitlines() if line.startswith(b"E\t"))
+    print(f"{entries} audit entries of {c.profile.node} exported to {args.out}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gateway import identity
+    from gateway.verifier import VerifyError, verify
+
+    bundle = identity.load_bundle(Path(args.ca))
+    extra: list[str] = []
+    for w in args.witness:
+        extra += Path(w).read_text().splitlines()
+    with open(args.file, encoding="utf-8") as fh:
+        try:
+            report = verify(fh, bundle, extra)
+        except VerifyError as exc:
+            print(f"FAILED: {exc}", file=sys.stderr)
+            return 1
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.kinds.items()))
+    print(
+        f"OK: {report.entries} entries of node {report.node}, chain intact, "
+        f"{report.heads} signed heads, {report.witnessed} witnessed heads match"
+    )
+    print(f"entries by kind: {kinds}")
+    return 0
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    from gateway.client import Client
+
+    with Client(profile(args)) as c:
+        entries = c.audit_show(args.request)
+    if not entries:
+        print(f"no audit entries for request {args.request} at {c.profile.node}")
+        return 1
+    for e in entries:
+        print(json.dumps(json.loads(e), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_audit_witness(args: argparse.Namespace) -> int:
+    from gateway.client import Client
+
+    with Client(profile(args)) as c:
+        resp = c.witness_now()
+    for w in resp.countersigned:
+        print(f"{w.witness} countersigned head size {w.size} ({w.head[:16]}...) at {w.time}")
+    for e in resp.errors:
+        print(f"not countersigned: {e}", file=sys.stderr)
+    return 0 if not resp.errors else 1
+
+
+def cmd_audit_witnesses(args: argparse.Namespace) -> int:
+    from gateway.audit import canonical
+    from gateway.client import Client
+    from gateway.witness import witnessed_dict
+
+    with Client(profile(args)) as c:
+        heads = c.witnessed_heads(args.node)
+    lines = ["W\t" + canonical(witnessed_dict(w)) + "\n" for w in heads]
+    Path(args.out).write_text("".join(lines))
+    print(f"{len(heads)} heads of {args.node} witnessed by {c.profile.node}: {args.out}")
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    audit = add_group(sub, "audit", "the signed, hash-chained audit trail")
+    sp = add_command(
+        audit, "export", "export your node's audit log for an auditor (operators)", cmd_audit_export
+    )
+    client_options(sp)
+    sp.add_argument("--out", required=True, help="file to write")
+    sp = add_command(
+        audit, "verify", "verify an exported log offline with the CA certificate", cmd_audit_verify
+    )
+    sp.add_argument("file")
+    sp.add_argument("--ca", required=True, help="federation CA certificate")
+    sp.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        help="heads witnessed by peers (from `fedgate audit witnesses`)",
+    )
+    sp = add_command(audit, "show", "the audit evidence of one request (operators)", cmd_audit_show)
+    client_options(sp)
+    sp.add_argument("--request", required=True, help="request id (query or access request)")
+    sp = add_command(
+        audit, "witness", "have every peer countersign your node's head now", cmd_audit_witness
+    )
+    client_options(sp)
+    sp = add_command(
+        audit,
+        "witnesses",
+        "heads of another node that your node countersigned",
+        cmd_audit_witnesses,
+    )
+    client_options(sp)
+    sp.add_argument("--node", required=True, help="the node whose heads you witnessed")
+    sp.add_argument("--out", required=True)

@@ -1,0 +1,69 @@
+"""What every command module shares: how commands are added, client options, output."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+from gateway.errors import FedgateError
+
+if TYPE_CHECKING:  # imported where used, so that `fedgate --help` stays quick
+    from google.protobuf.message import Message
+
+    from gateway.client import Profile
+    from gateway.rpc.v1 import common_pb2
+
+Handler: TypeAlias = Callable[[argparse.Namespace], int]
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_command(
+    parent: Subparsers, name: str, help_: str, func: Handler
+) -> argparse.ArgumentParser:
+    """A (sub-)command whose help line is also its description; ``main`` calls ``func``."""
+    sp = parent.add_parser(name, help=help_, description=help_)
+    sp.set_defaults(func=func)
+    return sp
+
+
+def add_group(parent: Subparsers, name: str, help_: str) -> Subparsers:
+    """A command made of actions (``fedgate NAME ACTION``); the action lands in NAME_command."""
+    return parent.add_parser(name, help=help_).add_subparsers(
+        dest=f"{name}_command", required=True, metavar="ACTION"
+    )
+
+
+def client_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--profile", help="client profile (default: $FEDGATE_PROFILE)")
+
+
+def profile(args: argparse.Namespace) -> Profile:
+    from gateway.client import Profile
+
+    path = args.profile or os.environ.get("FEDGATE_PROFILE")
+    if not path:
+        raise FedgateError("no profile: pass --profile FILE or set FEDGATE_PROFILE")
+    return Profile.load(Path(path))
+
+
+def column_controls(specs: list[str]) -> list[common_pb2.ColumnControls]:
+    """``--column name=control[,control]`` options, as grants and access requests take them."""
+    from gateway.rpc.v1 import common_pb2
+
+    out = []
+    for spec in specs:
+        name, sep, controls = spec.partition("=")
+        if not sep or not controls:
+            raise FedgateError(f"--column {spec!r} must look like name=control[,control]")
+        out.append(common_pb2.ColumnControls(column=name, controls=controls.split(",")))
+    return out
+
+
+def print_message(msg: Message) -> None:
+    """A reply as indented JSON with the proto's own field names."""
+    from google.protobuf import json_format
+
+    print(json_format.MessageToJson(msg, preserving_proto_field_name=True, indent=2))

@@ -1,0 +1,49 @@
+"""``fedgate sample-data`` and ``fedgate demo``: the sample federation (gateway.demo)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gateway.cli.common import Subparsers, add_command
+
+
+def cmd_sample_data(args: argparse.Namespace) -> int:
+    from gateway.demo import sample_data
+
+    written = sample_data.generate(
+        Path(args.out), seed=args.seed, scale=args.scale, nodes=args.nodes or None, progress=print
+    )
+    print(
+        f"{sum(len(v) for v in written.values())} datasets for {len(written)} nodes in {args.out}"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo.run import run_demo
+
+    return run_demo(
+        workdir=Path(args.workdir) if args.workdir else None,
+        scale=args.scale,
+        seed=args.seed,
+        keep=args.keep,
+        home=args.home,
+    )
+
+
+def register(sub: Subparsers) -> None:
+    sp = add_command(
+        sub, "sample-data", "generate the sample datasets of every node", cmd_sample_data
+    )
+    sp.add_argument("--out", required=True, help="folder; one sub-folder per node")
+    sp.add_argument("--seed", type=int, default=20261125, help="(default: %(default)s)")
+    sp.add_argument("--scale", type=float, default=1.0, help="row-count factor (default: 1)")
+    sp.add_argument("--nodes", nargs="*", help="only these node ids")
+
+    sp = add_command(sub, "demo", "run the Yangtze Delta demo federation", cmd_demo)
+    sp.add_argument("--workdir", help="where to put keys, data and logs (default: a temp dir)")
+    sp.add_argument("--scale", type=float, default=1.0, help="sample data scale")
+    sp.add_argument("--seed", type=int, default=20261125)
+    sp.add_argument("--keep", action="store_true", help="leave the nodes running")
+    sp.add_argument("--home", default="shanghai", help="home node for the showcase")

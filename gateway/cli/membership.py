@@ -1,0 +1,94 @@
+"""``fedgate membership`` and ``fedgate federation``: the signed member list, local set-up."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gateway.cli.common import Subparsers, add_command, add_group
+from gateway.errors import FedgateError
+
+# gateway.demo.provision.REGION_DIR, worked out here so that `fedgate --help` imports no more.
+DEFAULT_REGIONS = Path(__file__).resolve().parents[2] / "region_configs"
+
+
+def cmd_membership_sign(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from federation import membership as m
+    from gateway import identity
+
+    try:
+        raw = tomllib.loads(Path(args.input).read_text(encoding="utf-8"))
+        members = tuple(m.Member(**x) for x in raw["members"])
+        doc = m.Membership(
+            federation=raw["federation"],
+            serial=int(raw.get("serial", 1)),
+            issued_at=m.now_rfc3339(),
+            members=members,
+        )
+    except FileNotFoundError:
+        raise FedgateError(f"{args.input} does not exist") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FedgateError(f"{args.input}: bad membership input: {exc}") from None
+    key = identity.load_key(Path(args.ca_dir) / identity.CA_KEY)
+    Path(args.out).write_bytes(m.sign(doc, key))
+    print(f"membership of {len(members)} members, serial {doc.serial}, signed: {args.out}")
+    return 0
+
+
+def cmd_membership_show(args: argparse.Namespace) -> int:
+    from federation import membership as m
+    from gateway import display, identity
+
+    bundle = identity.load_bundle(Path(args.ca))
+    doc = m.verify(Path(args.file).read_bytes(), [c.public_key() for c in bundle])
+    print(f"federation {doc.federation}, serial {doc.serial}, issued {doc.issued_at}: signature OK")
+    rows = [[x.id, x.name, x.level, x.parent, x.address, x.org] for x in doc.members]
+    print(display.table(["id", "name", "level", "parent", "address", "org"], rows))
+    return 0
+
+
+def cmd_federation_init(args: argparse.Namespace) -> int:
+    from gateway.demo import sample_data
+    from gateway.demo.provision import provision
+
+    fed = provision(
+        Path(args.workdir), Path(args.regions), free_ports=args.free_ports, progress=print
+    )
+    if args.sample_data:
+        sample_data.generate(fed.workdir / "data", seed=args.seed, scale=args.scale, progress=print)
+    print(f"node configs: {fed.workdir / 'configs'}; profiles: {fed.workdir / 'profiles'}")
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    mem = add_group(sub, "membership", "the signed membership document")
+    sp = add_command(
+        mem, "sign", "sign a membership list (TOML) with the CA key", cmd_membership_sign
+    )
+    sp.add_argument("--input", required=True, help="TOML: federation, serial, [[members]]")
+    sp.add_argument("--ca-dir", required=True)
+    sp.add_argument("--out", required=True)
+    sp = add_command(mem, "show", "verify and print a membership document", cmd_membership_show)
+    sp.add_argument("file")
+    sp.add_argument("--ca", required=True, help="CA certificate (bundle)")
+
+    fed = add_group(sub, "federation", "local federation set-up")
+    sp = add_command(
+        fed, "init", "provision CA, node and user keys, membership and configs", cmd_federation_init
+    )
+    sp.add_argument(
+        "--workdir",
+        default=str(DEFAULT_REGIONS.parent / ".fedgate"),
+        help="where keys, certificates and data go (default: .fedgate)",
+    )
+    sp.add_argument(
+        "--regions",
+        default=str(DEFAULT_REGIONS),
+        help="folder with federation.toml and <id>.toml (default: region_configs)",
+    )
+    sp.add_argument("--free-ports", action="store_true", help="pick free loopback ports")
+    sp.add_argument("--sample-data", action="store_true", help="also generate sample data")
+    sp.add_argument("--seed", type=int, default=20261125, help="(default: %(default)s)")
+    sp.add_argument("--scale", type=float, default=1.0, help="sample data scale (default: 1)")

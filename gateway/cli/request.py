@@ -1,0 +1,160 @@
+"""``fedgate request``: access requests (场景评审), asked by analysts, decided by operators."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from gateway.cli.common import (
+    Subparsers,
+    add_command,
+    add_group,
+    client_options,
+    column_controls,
+    profile,
+)
+from gateway.errors import FedgateError
+
+if TYPE_CHECKING:
+    from gateway.rpc.v1 import common_pb2
+
+_REQUEST_HEADERS = [
+    "id",
+    "owner",
+    "dataset",
+    "requester",
+    "columns",
+    "ops",
+    "purpose",
+    "expires",
+    "state",
+    "grant",
+]
+
+
+def _request_row(r: common_pb2.AccessRequest) -> list[object]:
+    cols = "; ".join(f"{c.column}:{'+'.join(c.controls)}" for c in r.columns)
+    return [
+        r.id,
+        r.owner,
+        r.dataset,
+        r.requester.id,
+        cols,
+        ",".join(r.operations),
+        r.purpose,
+        r.expires or "-",
+        r.state,
+        r.grant_id or "-",
+    ]
+
+
+def cmd_request_submit(args: argparse.Namespace) -> int:
+    from gateway import display
+    from gateway.client import Client
+    from gateway.rpc.v1 import common_pb2
+
+    owner, sep, dataset = args.dataset.partition(".")
+    if not sep:
+        raise FedgateError("--dataset must be node.dataset (the owner and its dataset)")
+    req = common_pb2.AccessRequest(
+        owner=owner,
+        dataset=dataset,
+        columns=column_controls(args.column),
+        operations=args.ops.split(","),
+        purpose=args.purpose,
+        valid_from=args.valid_from,
+        expires=args.expires,
+    )
+    with Client(profile(args)) as c:
+        r = c.submit_access_request(req)
+    print(display.table(_REQUEST_HEADERS, [_request_row(r)]))
+    return 0
+
+
+def cmd_request_status(args: argparse.Namespace) -> int:
+    from gateway import display
+    from gateway.client import Client
+
+    with Client(profile(args)) as c:
+        r = c.access_request_status(args.owner, args.id)
+    print(display.table(_REQUEST_HEADERS, [_request_row(r)]))
+    if r.decision_note:
+        print(f"note from {r.decided_by}: {r.decision_note}")
+    return 0
+
+
+def cmd_request_list(args: argparse.Namespace) -> int:
+    from gateway import display
+    from gateway.client import Client
+
+    with Client(profile(args)) as c:
+        rows = [_request_row(r) for r in c.list_access_requests(args.state)]
+    print(display.table(_REQUEST_HEADERS, rows))
+    return 0
+
+
+def cmd_request_decide(args: argparse.Namespace) -> int:
+    """``approve`` and ``deny`` both; approving may narrow what was asked."""
+    from gateway import display
+    from gateway.client import Client
+    from gateway.rpc.v1 import gateway_pb2
+
+    approve = args.request_command == "approve"
+    decision = gateway_pb2.DecideAccessRequestRequest(id=args.id, approve=approve, note=args.note)
+    if approve:
+        decision.columns.extend(column_controls(args.column))
+        decision.expires = args.expires
+        decision.min_group_size = args.min_group_size
+        decision.dp_epsilon = args.dp_epsilon
+        decision.dp_budget = args.dp_budget
+        decision.max_uses = args.max_uses
+    with Client(profile(args)) as c:
+        r = c.decide_access_request(decision)
+    print(display.table(_REQUEST_HEADERS, [_request_row(r)]))
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    req = add_group(sub, "request", "access requests (场景评审)")
+    sp = add_command(
+        req, "submit", "ask a data owner for access (analysts and operators)", cmd_request_submit
+    )
+    client_options(sp)
+    sp.add_argument("--dataset", required=True, help="owner.dataset, e.g. jiangsu.air_quality")
+    sp.add_argument(
+        "--column", action="append", default=[], required=True, help="name=control[,control]"
+    )
+    sp.add_argument("--ops", default="query", help="query,psi,train (default: query)")
+    sp.add_argument("--purpose", required=True)
+    sp.add_argument("--valid-from", default="")
+    sp.add_argument("--expires", default="", help="end of the period asked for (ISO date)")
+    sp = add_command(req, "status", "follow your access request", cmd_request_status)
+    client_options(sp)
+    sp.add_argument("id")
+    sp.add_argument("--owner", required=True, help="the owner node")
+    sp = add_command(
+        req, "list", "access requests for your node's datasets (operators)", cmd_request_list
+    )
+    client_options(sp)
+    sp.add_argument("--state", default="", choices=["", "pending", "approved", "denied"])
+    sp = add_command(
+        req, "approve", "approve (possibly narrowed); writes the grant", cmd_request_decide
+    )
+    client_options(sp)
+    sp.add_argument("id")
+    sp.add_argument("--note", default="")
+    sp.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        help="narrow to these columns/controls (default: as asked)",
+    )
+    sp.add_argument("--expires", default="", help="narrow the period (default: as asked)")
+    sp.add_argument("--min-group-size", type=int, default=0, help="default: the level's floor")
+    sp.add_argument("--dp-epsilon", type=float, default=0.0)
+    sp.add_argument("--dp-budget", type=float, default=0.0)
+    sp.add_argument("--max-uses", type=int, default=0)
+    sp = add_command(req, "deny", "deny an access request", cmd_request_decide)
+    client_options(sp)
+    sp.add_argument("id")
+    sp.add_argument("--note", default="")

@@ -1,0 +1,1 @@
+"""The sample federation on one machine: provisioning, data, node processes, `fedgate demo`."""

@@ -1,0 +1,91 @@
+"""The signed membership document as a node holds it: verified, reloaded, never older.
+
+It owns the ``membership_serial`` key of the ``meta`` table: the highest serial this node
+has used, so that a replayed older document is refused, also across restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography import x509
+
+from federation.membership import Membership, MembershipError, verify
+from gateway.errors import ConfigError
+from gateway.state import State
+
+log = logging.getLogger("fedgate.node")
+
+
+def remember_serial(db: sqlite3.Connection, serial: int) -> None:
+    """The highest membership serial this node has used (refuses replays after restarts)."""
+    db.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES ('membership_serial', ?)", (str(serial),)
+    )
+
+
+def check_serial(state: State, serial: int) -> None:
+    """Never go back to an older membership document, also across restarts."""
+    with state.transaction() as db:
+        row = db.execute("SELECT value FROM meta WHERE key = 'membership_serial'").fetchone()
+        if row is not None and int(row[0]) > serial:
+            raise ConfigError(
+                f"federation.membership: serial {serial} is older than serial {row[0]} "
+                "this node already used (a replayed document)"
+            )
+        remember_serial(db, serial)
+
+
+class MembershipSource:
+    """The signed membership document, re-verified whenever its file changes.
+
+    A replacement that does not verify is refused and the last good document is kept.
+    """
+
+    def __init__(self, path: Path, bundle: list[x509.Certificate]) -> None:
+        self._path = path
+        self._keys = [c.public_key() for c in bundle]
+        self._lock = threading.Lock()
+        self.on_event: Callable[[dict], None] = lambda _event: None  # set once audit exists
+        self._stamp = self._stat()
+        try:
+            self._current = verify(path.read_bytes(), self._keys)
+        except MembershipError as exc:
+            raise ConfigError(f"federation.membership: {path}: {exc}") from None
+
+    def _stat(self) -> tuple[int, int]:
+        st = self._path.stat()
+        return st.st_mtime_ns, st.st_size
+
+    def __call__(self) -> Membership:
+        try:
+            stamp = self._stat()
+        except FileNotFoundError:
+            return self._current
+        if stamp != self._stamp:
+            with self._lock:
+                self._stamp = stamp
+                try:
+                    new = verify(self._path.read_bytes(), self._keys)
+                    if new.serial <= self._current.serial:
+                        raise MembershipError(
+                            f"serial {new.serial} is not newer than {self._current.serial} "
+                            "(a replayed or unchanged document)"
+                        )
+                    self._current = new
+                    log.info("membership reloaded serial=%s", new.serial)
+                    self.on_event(
+                        {
+                            "kind": "membership.reloaded",
+                            "serial": new.serial,
+                            "members": [m.id for m in new.members],
+                        }
+                    )
+                except MembershipError as exc:
+                    log.error("membership file changed but was refused: %s", exc)
+                    self.on_event({"kind": "membership.refused", "reason": str(exc)})
+        return self._current

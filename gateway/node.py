@@ -1,0 +1,365 @@
+"""One gateway node: start-up checks, assembly of its parts, serving, graceful shutdown.
+
+Everything a node holds is built here from its config and handed explicitly to the parts
+that use it; nothing is global. The servicers (``gateway.services``) are thin: they call
+the roles (``gateway.roles``) that this module wires together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from federation.envelope import Envelope
+from federation.membership import Member, Membership
+from federation.reports import PartialAnswer
+from gateway import disclosure as disclosure_mod
+from gateway import serde
+from gateway.access import AccessRequests
+from gateway.audit import AuditLog
+from gateway.catalog import Catalog
+from gateway.clock import now, parse_time, utc
+from gateway.config import NodeConfig
+from gateway.edge import Authenticator, CallContext, EdgeInterceptor
+from gateway.engine import Engine
+from gateway.errors import ConfigError, FedgateError, InvalidArgument
+from gateway.housekeeping import CrlWatch, every, housekeeping, probe_peers
+from gateway.identity import (
+    Identity,
+    RevocationList,
+    identity_of,
+    load_bundle,
+    load_cert,
+    load_key,
+    verify_signed_by,
+)
+from gateway.membership_source import MembershipSource, check_serial, remember_serial
+from gateway.metrics import NodeMetrics
+from gateway.peers import Peers
+from gateway.policy.store import GrantStore
+from gateway.receipt_store import ReceiptStore
+from gateway.receipts import Signer
+from gateway.release.pipeline import ReleasePipeline
+from gateway.roles.federated_catalog import FederatedCatalog
+from gateway.roles.forwarding import Forwarding
+from gateway.roles.home import Home
+from gateway.roles.operator import Operator
+from gateway.roles.owner import Owner
+from gateway.roles.relay import Relay
+from gateway.roles.vouching import Vouching
+from gateway.rpc.v1 import gateway_pb2, gateway_pb2_grpc, peer_pb2_grpc
+from gateway.services.gateway_service import GatewayService
+from gateway.services.peer_service import PeerService
+from gateway.state import State
+from gateway.tls import server_credentials
+from gateway.transport import Transport
+from gateway.witness import Witness
+from gateway.witnessing import WitnessRound, witness_round
+
+log = logging.getLogger("fedgate.node")
+DEFAULT_QUERY_SECONDS = 60.0
+FANOUT_WORKERS = 64
+
+
+def check_node_identity(config: NodeConfig, membership: Membership) -> tuple[Identity, Member]:
+    """Refuse to start with a certificate or membership that does not fit this node."""
+    bundle = load_bundle(config.ca)
+    cert = load_cert(config.cert)
+    if not verify_signed_by(cert, bundle):
+        raise ConfigError(f"tls.cert: {config.cert} is not signed by the CA in {config.ca}")
+    ident = identity_of(cert)
+    key = load_key(config.key)
+    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+        raise ConfigError(f"tls.key: {config.key} is not the private key of {config.cert}")
+    if ident.role != "node":
+        raise ConfigError(f"tls.cert: {config.cert} is a {ident.role} certificate, not a node one")
+    if ident.id != config.id:
+        raise ConfigError(
+            f"tls.cert: certificate is for node {ident.id!r} but node.id is {config.id!r}"
+        )
+    if ident.not_after <= now():
+        raise ConfigError(f"tls.cert: {config.cert} expired on {ident.not_after:%Y-%m-%d}")
+    me = membership.get(config.id)
+    if me is None:
+        raise ConfigError(f"node.id {config.id!r} is not in the federation membership document")
+    if me.address != config.listen:
+        raise ConfigError(
+            f"node.listen {config.listen!r} differs from this node's membership address "
+            f"{me.address!r}"
+        )
+    if config.org and config.org != ident.org:
+        raise ConfigError(
+            f"node.org {config.org!r} differs from the certificate's organisation {ident.org!r}"
+        )
+    return ident, me
+
+
+class Node:
+    """Everything one node holds while it runs; built from a config, nothing global."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        bundle = load_bundle(config.ca)
+        self.membership = MembershipSource(config.membership, bundle)
+        self.identity, self.member = check_node_identity(config, self.membership())
+        self.revocations = RevocationList(config.crl, bundle)
+        try:
+            self.revocations.load()  # fail at start-up, not at the first call, on a bad CRL
+        except InvalidArgument as exc:
+            raise ConfigError(exc.message) from None
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        node_id = self.identity.id
+        self.state = State(config.data_dir / "state.sqlite3")
+        self.catalog = Catalog(self.state, config.dataset_roots, self.identity.org)
+        self.metrics = NodeMetrics()
+        self.metrics.datasets.set(len(self.catalog.entries()))
+        self.transport = Transport(
+            Peers(config, self.membership), self.metrics, config.peer_timeout_seconds
+        )
+        self.executor = ThreadPoolExecutor(FANOUT_WORKERS, thread_name_prefix="fanout")
+        # A relay's calls to its children get their own pool: waiting on the same pool
+        # that runs the relay's own task could starve under load.
+        self.relay_executor = ThreadPoolExecutor(FANOUT_WORKERS, thread_name_prefix="relay")
+        self.grants = GrantStore(self.state)
+        self.engine = Engine(config.engine_threads)
+        key = load_key(config.key)
+        self.cert_pem = config.cert.read_bytes()
+        check_serial(self.state, self.membership().serial)
+        self.audit = AuditLog(self.state, node_id, key)
+        self.membership.on_event = self._membership_event
+        self.witness = Witness(node_id, self.state, self.audit, key, self.cert_pem)
+        self.access = AccessRequests(node_id, self.state, self.catalog, self.grants)
+        signer = Signer(key, self.cert_pem)
+        self.vouching = Vouching(node_id, self.membership, signer, bundle)
+        self.receipts = ReceiptStore(self.state)
+        pipeline = ReleasePipeline(
+            node_id, self.grants, self.audit, signer, config.max_message_bytes
+        )
+        relay = Relay(node_id, self.membership, self.ask_owner, self.relay_executor)
+        self.owner = Owner(node_id, self.catalog, self.grants, self.engine, pipeline, relay)
+        self.home = Home(
+            node_id,
+            self.membership,
+            self.vouching,
+            self.ask_owner,
+            self.executor,
+            self.receipts,
+            self.engine.run_on_table,
+        )
+        self.operator = Operator(node_id, self.catalog, self.grants, self.audit, self.metrics)
+        self.federated_catalog = FederatedCatalog(node_id, self.transport, self.executor)
+        self.forwarding = Forwarding(
+            node_id, self.membership, self.transport, self.access, self.audit, self.disclosure
+        )
+        self.health = health.HealthServicer()
+        self._stop = threading.Event()
+        self._server: grpc.Server | None = None
+        self._metrics_server: Any = None
+
+    # --- what the services call ---------------------------------------------------------
+
+    def ask_owner(self, member: Member, env: Envelope) -> PartialAnswer:
+        """One owner's part of a request: this node's own owner in-process, any other
+        over the transport. The home and the relay cannot tell the difference."""
+        if member.id == self.identity.id:
+            return self.owner.execute(env)
+        resp = self.transport.call(
+            member, "Execute", serde.envelope_to_proto(env), deadline=env.deadline
+        )
+        return serde.partial_answer_from_proto(resp)
+
+    def catalog_response(self, caller: Identity, name_contains: str) -> Any:
+        return serde.catalog_response(
+            self.identity.id,
+            self.catalog.visible_to(caller, name_contains),
+            show_extremes=self.catalog.own_operator(caller),
+        )
+
+    def disclosure(self, request: Any) -> Any:
+        since = parse_time(request.since, "since")
+        until = parse_time(request.until, "until")
+        core = {e.descriptor.name for e in self.catalog.entries() if e.descriptor.level == "L4"}
+        return disclosure_mod.build(
+            self.identity.id, self.identity.org, self.grants, self.audit, since, until, core
+        )
+
+    def witness_round(self) -> WitnessRound:
+        """Send this node's signed head to every peer; keep their countersignatures."""
+        self.audit.checkpoint(utc())
+        return witness_round(
+            self.witness, self.audit, self.transport, self.config.peer_timeout_seconds
+        )
+
+    def deadline(self, context: CallContext) -> float:
+        """Monotonic deadline of this call, a little early so the answer can travel back."""
+        remaining = context.time_remaining()
+        if remaining is None:
+            remaining = DEFAULT_QUERY_SECONDS
+        return time.monotonic() + max(0.0, min(remaining, DEFAULT_QUERY_SECONDS) - 0.05)
+
+    def record_refusal(self, method: str, caller: Identity | None, exc: FedgateError) -> None:
+        self.audit.append(
+            {
+                "kind": "rpc.refused",
+                "time": utc(),
+                "method": method,
+                "caller": str(caller or "-"),
+                "code": exc.code.name,
+                "reason": exc.message[:500],
+            }
+        )
+
+    def _membership_event(self, event: dict) -> None:
+        with self.state.transaction() as db:  # the entry and the serial kept, together
+            AuditLog.append_in(db, {"time": utc(), **event})
+            if event["kind"] == "membership.reloaded":
+                remember_serial(db, event["serial"])
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        auth = Authenticator(self.revocations, self.membership)
+        self.audit.append(
+            {
+                "kind": "node.started",
+                "time": utc(),
+                "node": self.identity.id,
+                "cert_serial": self.identity.serial,
+                "membership_serial": self.membership().serial,
+                "address": self.config.listen,
+            }
+        )
+        server = grpc.server(
+            ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rpc"),
+            interceptors=[EdgeInterceptor(auth, self.metrics, self.record_refusal)],
+            options=[
+                ("grpc.max_receive_message_length", self.config.max_message_bytes),
+                ("grpc.max_send_message_length", self.config.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayService(self), server)
+        peer_pb2_grpc.add_PeerServicer_to_server(PeerService(self), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = [
+            gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
+            "fedgate.v1.Peer",
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
+        reflection.enable_server_reflection(names, server)
+        creds = server_credentials(self.config.ca, self.config.cert, self.config.key)
+        try:
+            port = server.add_secure_port(self.config.listen, creds)
+        except RuntimeError as exc:
+            raise ConfigError(f"node.listen: cannot bind {self.config.listen}: {exc}") from None
+        if port == 0:
+            raise ConfigError(f"node.listen: cannot bind {self.config.listen} (address in use?)")
+        server.start()
+        self._server = server
+        if self.config.metrics_listen:
+            try:
+                self._metrics_server = self.metrics.serve(self.config.metrics_listen)
+            except OSError as exc:
+                server.stop(0)
+                raise ConfigError(
+                    f"metrics.listen: cannot bind {self.config.metrics_listen}: {exc}"
+                ) from None
+        for name in ["", *names[:3]]:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        crl = CrlWatch(self.revocations, self.audit)
+        every(
+            self._stop,
+            self.config.audit_checkpoint_seconds,
+            housekeeping(crl, self.grants, self.audit),
+            "housekeeping",
+        )
+        if self.config.witness_seconds > 0:
+            every(self._stop, self.config.witness_seconds, self._witness_job, "witnessing")
+        if self.config.peer_probe_seconds > 0:
+            every(
+                self._stop,
+                self.config.peer_probe_seconds,
+                probe_peers(self.transport),
+                "peer-probe",
+            )
+        log.info(
+            "serving node=%s address=%s level=%s",
+            self.identity.id,
+            self.config.listen,
+            self.member.level,
+        )
+
+    def _witness_job(self) -> None:
+        """Peer witnessing in its own thread: slow peers never delay checkpoints."""
+        for failure in self.witness_round().errors:
+            log.warning("witnessing: %s", failure)
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        log.info("stopping node=%s", self.identity.id)
+        try:
+            self.audit.append({"kind": "node.stopping", "time": utc()})
+            self.audit.checkpoint(utc())
+        except Exception:
+            log.exception("could not write the final audit entries")
+        self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            self._server.stop(grace).wait(grace + 1)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+        self.transport.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.relay_executor.shutdown(wait=False, cancel_futures=True)
+        self.engine.close()
+        self.state.close()
+        log.info("stopped node=%s", self.identity.id)
+
+
+def setup_logging(data_dir: Path, node_id: str) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter(
+        f"%(asctime)s %(levelname)s %(name)s node={node_id} %(message)s", "%Y-%m-%dT%H:%M:%S"
+    )
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    # node.log has everything; the console only what needs an operator's eye (formatting
+    # each per-query line twice was a measurable share of a node's CPU).
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    for handler in (logging.FileHandler(data_dir / "node.log"), console):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+def run(config: NodeConfig) -> int:
+    """Run until SIGTERM or SIGINT, then stop gracefully; returns the exit code."""
+    setup_logging(config.data_dir, config.id)
+    node = Node(config)
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
+    node.start()
+    pid_file = config.data_dir / "node.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    print(f"fedgate node {config.id} serving on {config.listen}", flush=True)
+    try:
+        while not stop_requested.wait(1.0):
+            pass
+    finally:
+        node.stop()
+        pid_file.unlink(missing_ok=True)
+    return 0

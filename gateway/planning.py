@@ -1,0 +1,16 @@
+"""A query's plan, or the typed refusal that says why there is none.
+
+Home and owner both plan the text they are given (an owner never trusts the home's plan).
+"""
+
+from __future__ import annotations
+
+from federation.sqlsubset import QueryError, QueryPlan, parse
+from gateway.errors import InvalidArgument
+
+
+def plan_or_refuse(sql: str) -> QueryPlan:
+    try:
+        return parse(sql)
+    except QueryError as exc:
+        raise InvalidArgument(str(exc)) from None

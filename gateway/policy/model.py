@@ -1,0 +1,90 @@
+"""The grant: the only source of permission, written and enforced by the data owner.
+
+A grant names a grantee (a user, a whole organisation, or a node), a dataset, the
+operations allowed, and for each column how it may be used. A column not named may not
+be used at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.policy.budget import within_budget
+
+CONTROLS = ("raw", "group_by", "aggregate", "filter", "join_key")
+OPERATIONS = ("query", "psi", "train")
+GRANTEE_KINDS = ("user", "org", "node")
+
+
+@dataclass(frozen=True)
+class Grant:
+    id: str
+    dataset: str
+    grantee_kind: str
+    grantee: str
+    operations: tuple[str, ...]
+    columns: dict[str, tuple[str, ...]]
+    min_group_size: int
+    dp_epsilon: float = 0.0  # per release; 0 means no differential privacy
+    dp_budget: float = 0.0  # total epsilon over the grant's life
+    purpose: str = ""
+    valid_from: str = ""
+    expires: str = ""
+    max_uses: int = 0  # 0: unlimited
+    uses: int = 0
+    epsilon_spent: float = 0.0
+    revoked_at: str = ""
+    created_by: str = ""
+    created_at: str = ""
+    grantee_org: str = ""  # user grants: the user's organisation, matched as well
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uses_dp(self) -> bool:
+        return self.dp_epsilon > 0
+
+    def status(self, now: str) -> str:
+        """The grant's state at ``now`` (RFC 3339): "active", or why it permits nothing."""
+        if self.revoked_at:
+            return "revoked"
+        if self.valid_from and now < self.valid_from:
+            return "not yet valid"
+        if self.expires and now >= self.expires:
+            return "expired"
+        if self.max_uses and self.uses >= self.max_uses:
+            return "used up"
+        if self.uses_dp and not within_budget(self.epsilon_spent, self.dp_epsilon, self.dp_budget):
+            return "budget spent"
+        return "active"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the owner will do for one request under one grant, whatever the operation."""
+
+    grant: Grant
+    min_group_size: int
+    epsilon: float
+    clamp: dict[str, tuple[float, float]] | None
+    level: str
+
+
+def public_fields(grant: Grant) -> dict[str, Any]:
+    """What the audit log says about a grant."""
+    return {
+        "grant_id": grant.id,
+        "dataset": grant.dataset,
+        "grantee_kind": grant.grantee_kind,
+        "grantee": grant.grantee,
+        "grantee_org": grant.grantee_org,
+        "operations": list(grant.operations),
+        "columns": {k: list(v) for k, v in grant.columns.items()},
+        "min_group_size": grant.min_group_size,
+        "dp_epsilon": grant.dp_epsilon,
+        "dp_budget": grant.dp_budget,
+        "purpose": grant.purpose,
+        "valid_from": grant.valid_from,
+        "expires": grant.expires,
+        "max_uses": grant.max_uses,
+    }

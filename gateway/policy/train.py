@@ -1,0 +1,51 @@
+"""Deciding a federated training run at the owner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from gateway.descriptor import DatasetDescriptor
+from gateway.errors import InvalidArgument, PermissionDenied
+from gateway.identity import Identity
+from gateway.policy.decide import check_columns, choose, dp_bounds, level_of
+from gateway.policy.model import Decision, Grant
+
+
+def decide_train(
+    grants: Iterable[Grant],
+    desc: DatasetDescriptor,
+    features: Sequence[str],
+    label: str,
+    requester: Identity,
+    home_node: str,
+    purpose: str,
+    now: str,
+) -> Decision:
+    """Pick the grant that lets the owner train on ``features`` and ``label``, or refuse.
+
+    The grant must allow the ``train`` operation, and every feature and the label must
+    have the ``aggregate`` control: a model update is an aggregate of rows (a gradient or
+    weight delta summed over the examples), so it needs what lets a query SUM the column,
+    and no new control. ``raw``, ``group_by`` or ``filter`` alone are not enough.
+    L3 data needs a grant with differential privacy (its dp_epsilon is charged per
+    release, as for queries, and values are clamped to their declared bounds); L4 is
+    refused outright. k = max(grant, floor) is the fewest rows the owner trains on.
+    """
+    if not features:
+        raise InvalidArgument("a training run names at least one feature")
+    if label in features:
+        raise InvalidArgument(f"column {label!r} cannot be both a feature and the label")
+    columns = [*features, label]
+    level, floor = level_of(desc, columns)
+    roles = {c: ("aggregate",) for c in columns}
+
+    def check(g: Grant) -> None:
+        check_columns(g, roles)
+        if floor.dp_required and not g.uses_dp:
+            raise PermissionDenied(f"{level} data needs a grant with differential privacy")
+
+    g = choose(grants, desc, "train", requester, home_node, purpose, now, check)
+    k = max(g.min_group_size, floor.min_group_size)
+    if g.uses_dp:
+        return Decision(g, k, g.dp_epsilon, dp_bounds(desc), level)
+    return Decision(g, k, 0.0, None, level)

@@ -1,0 +1,71 @@
+"""Checking a grant as it is written, against the dataset it is for.
+
+Refusing here, when the operator writes the grant, means a grant that the classification
+does not allow never exists; the per-request decision still checks the floors again.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gateway.descriptor import DatasetDescriptor
+from gateway.errors import FailedPrecondition, InvalidArgument
+from gateway.policy.floors import FLOORS, effective_level
+from gateway.policy.model import CONTROLS, GRANTEE_KINDS, OPERATIONS, Grant
+
+
+def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
+    """Refuse a grant that the dataset's classification does not allow."""
+    if grant.grantee_kind not in GRANTEE_KINDS:
+        raise InvalidArgument(f"grantee kind {grant.grantee_kind!r} is not one of {GRANTEE_KINDS}")
+    if not grant.grantee:
+        raise InvalidArgument("grantee must not be empty")
+    if grant.grantee_kind == "user" and not grant.grantee_org:
+        raise InvalidArgument("a user grant names the user's organisation too (--user-org)")
+    for name, value in (("dp_epsilon", grant.dp_epsilon), ("dp_budget", grant.dp_budget)):
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument(f"{name} must be a finite number >= 0")
+    if grant.max_uses < 0 or grant.min_group_size < 1:
+        raise InvalidArgument("max_uses must be >= 0 and min_group_size >= 1")
+    bad_ops = [o for o in grant.operations if o not in OPERATIONS]
+    if bad_ops or not grant.operations:
+        raise InvalidArgument(f"operations must be some of {', '.join(OPERATIONS)}")
+    if not grant.columns:
+        raise InvalidArgument("a grant names at least one column (a column not named is unusable)")
+    declared = {c.name for c in desc.columns}
+    for column, controls in grant.columns.items():
+        if column not in declared:
+            raise InvalidArgument(f"column {column!r} is not a column of {desc.name}")
+        bad = [c for c in controls if c not in CONTROLS]
+        if bad or not controls:
+            raise InvalidArgument(f"column {column!r}: controls must be some of {CONTROLS}")
+    level = effective_level(desc, list(grant.columns))
+    floor = FLOORS[level]
+    if not floor.releasable:
+        raise FailedPrecondition(f"{desc.name} is {level} (core): nothing may leave the node")
+    for column, controls in grant.columns.items():
+        if "raw" in controls and FLOORS[effective_level(desc, [column])].raw is False:
+            raise FailedPrecondition(
+                f"column {column!r} is {effective_level(desc, [column])}: 'raw' needs L1 open data"
+            )
+    if grant.min_group_size < floor.min_group_size:
+        raise FailedPrecondition(
+            f"{level} needs a minimum group size of at least {floor.min_group_size}"
+        )
+    if floor.dp_required and not grant.uses_dp:
+        raise FailedPrecondition(
+            f"{level} needs differential privacy (--dp-epsilon and --dp-budget)"
+        )
+    if grant.uses_dp:
+        if grant.dp_budget < grant.dp_epsilon:
+            raise InvalidArgument("dp budget must be at least the per-query epsilon")
+        for column, controls in grant.columns.items():
+            if "aggregate" in controls:
+                spec = next(c for c in desc.columns if c.name == column)
+                if spec.type in ("int64", "float64") and (spec.lower is None or spec.upper is None):
+                    raise FailedPrecondition(
+                        f"column {column!r} has no declared bounds, needed to clamp it under DP"
+                    )
+    if grant.expires and grant.valid_from and grant.expires <= grant.valid_from:
+        raise InvalidArgument("expires must be after valid_from")
+    return grant

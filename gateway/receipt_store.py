@@ -1,0 +1,42 @@
+"""The owners' signed receipts a home node keeps, per request (the `receipts` table).
+
+Kept in the same transaction as the home's own audit entry for the request, so that an
+answer recorded in the log always has its receipts, and the other way round.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from gateway.audit import AuditLog
+from gateway.clock import utc
+from gateway.errors import NotFound
+from gateway.state import State
+
+
+class ReceiptStore:
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def keep(self, request_id: str, receipts: Sequence[tuple[str, str]], entry: dict) -> None:
+        """``receipts`` as (owner, receipt JSON), and the home's audit ``entry``."""
+        now = utc()
+        rows = [(request_id, owner, receipt, now) for owner, receipt in receipts]
+
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?)", rows)
+            AuditLog.append_in(db, entry)
+
+        # Group commit: concurrent answers share one fsync.
+        self._state.group(work)
+
+    def for_request(self, request_id: str) -> list[str]:
+        with self._state.read() as db:
+            rows = db.execute(
+                "SELECT receipt FROM receipts WHERE request_id = ? ORDER BY owner",
+                (request_id,),
+            ).fetchall()
+        if not rows:
+            raise NotFound(f"no receipts kept for request {request_id!r}")
+        return [r[0] for r in rows]

@@ -1,0 +1,1 @@
+"""What leaves an owner, and the one pipeline every release goes through."""

@@ -1,0 +1,208 @@
+"""One release pipeline: decide → compute → protect → spend → audit → sign.
+
+Whatever leaves an owner (a query partial now; a PSI answer and a model update next)
+passes these steps in this order. An ``Operation`` supplies the three that depend on
+what is released (decide against the owner's own grants, compute, protect); the
+pipeline does the rest the same way for every operation: it refuses a result too large
+to send or too late to matter, spends the grant's use and privacy budget and writes the
+release's audit entry in one durable transaction, and only then signs the receipt.
+Every refusal on the way is an audit entry too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from federation.envelope import Envelope
+from federation.reports import Explanation
+from gateway import receipts
+from gateway.audit import AuditLog, Entry
+from gateway.clock import utc
+from gateway.errors import DeadlineExceeded, FedgateError, ResourceExhausted
+from gateway.policy.model import Decision, Grant
+from gateway.policy.store import GrantStore
+from gateway.receipts import Receipt, Signer
+
+log = logging.getLogger("fedgate.release")
+
+C = TypeVar("C")
+C_contra = TypeVar("C_contra", contravariant=True)
+C_co = TypeVar("C_co", covariant=True)
+
+ENVELOPE_BYTES = 64 * 1024  # room for the response around the payload
+
+
+@dataclass(frozen=True)
+class Protected:
+    """What an operation releases, after its disclosure control."""
+
+    payload: bytes  # exactly the bytes that leave (their digest is in the receipt)
+    epsilon: float  # charged by this release (OpenDP's privacy map); 0 without DP
+    facts: Mapping[str, Any] = field(default_factory=dict)  # for the audit entry
+    value: Any = None  # the same release in memory (a relay merges tables)
+
+
+@dataclass(frozen=True)
+class Released:
+    grant: Grant  # as it stands after the spend
+    entry: Entry  # the durable audit entry of the release
+    receipt: Receipt
+    protected: Protected
+
+
+class Operation(Protocol[C]):
+    """The steps that depend on what is released."""
+
+    @property
+    def name(self) -> str:
+        """query | psi | train: the grant operation, and the audit entry's."""
+
+    @property
+    def subject(self) -> Mapping[str, str]:
+        """What was asked, for the audit entries (dataset, plan digest, ...)."""
+
+    def decide(self, env: Envelope) -> Decision: ...
+
+    def explain(self, decision: Decision) -> Explanation: ...
+
+    def compute(self, decision: Decision, deadline: float) -> C: ...
+
+    def protect(self, computed: C, decision: Decision) -> Protected: ...
+
+
+# --- the steps the pipeline owns, each testable on its own --------------------------------
+
+
+def check_size(payload: bytes, limit: int) -> None:
+    if len(payload) > limit:
+        raise ResourceExhausted(
+            f"the partial result is {len(payload):,} bytes, over the {limit:,}"
+            "-byte message limit: filter more or group by coarser columns"
+        )
+
+
+def check_deadline(deadline: float) -> None:
+    """Nobody is waiting for a release past its deadline: do not spend on it."""
+    if time.monotonic() >= deadline:
+        raise DeadlineExceeded("the query's deadline passed before the release")
+
+
+def release_entry(
+    node_id: str, env: Envelope, op: Operation[Any], protected: Protected, grant: Grant
+) -> dict[str, Any]:
+    """The audit entry of one release (its receipt signs this very body)."""
+    r = env.requester
+    return {
+        "kind": "release",
+        "time": utc(),
+        "grant_id": grant.id,
+        "request_id": env.request_id,
+        "owner": node_id,
+        "requester": str(r),
+        "requester_org": r.org,
+        "home_node": env.home_node,
+        "purpose": env.purpose,
+        **op.subject,
+        "operation": op.name,
+        "result_digest": receipts.digest(protected.payload),
+        **protected.facts,
+        "epsilon": protected.epsilon,
+    }
+
+
+def spend(
+    grants: GrantStore,
+    decision: Decision,
+    epsilon: float,
+    record: Callable[[Grant], dict[str, Any]],
+) -> tuple[Grant, Entry]:
+    """Re-check the grant, spend a use and ``epsilon`` (what OpenDP really charged) and
+    write the release's audit entry: one durable transaction, all or nothing."""
+    return grants.spend(dataclasses.replace(decision, epsilon=epsilon), utc(), record)
+
+
+def sign(signer: Signer, entry: Entry) -> Receipt:
+    """The receipt: the release entry as logged, with its place in the hash chain."""
+    return signer.sign({**entry.data, "audit_seq": entry.seq, "audit_hash": entry.hash})
+
+
+class ReleasePipeline:
+    def __init__(
+        self,
+        node_id: str,
+        grants: GrantStore,
+        audit: AuditLog,
+        signer: Signer,
+        max_message_bytes: int,
+    ) -> None:
+        self.node_id = node_id
+        self.grants = grants
+        self.audit = audit
+        self.signer = signer
+        self.max_payload_bytes = max_message_bytes - ENVELOPE_BYTES
+
+    def run(self, op: Operation[Any], env: Envelope) -> Released | Explanation:
+        """One release, or (for a dry run) what it would be; a refusal is audited and
+        raised as the typed error it is."""
+        try:
+            decision = op.decide(env)
+            if env.explain:
+                return op.explain(decision)
+            protected = op.protect(op.compute(decision, env.deadline), decision)
+            check_size(protected.payload, self.max_payload_bytes)
+            check_deadline(env.deadline)
+            grant, entry = spend(
+                self.grants,
+                decision,
+                protected.epsilon,
+                lambda g: release_entry(self.node_id, env, op, protected, g),
+            )
+        except FedgateError as exc:
+            self.refused(op.name, env, op.subject, exc)
+            raise
+        receipt = sign(self.signer, entry)
+        log.info(
+            "released request=%s requester=%s home=%s operation=%s grant=%s epsilon=%g %s",
+            env.request_id,
+            env.requester,
+            env.home_node,
+            op.name,
+            grant.id,
+            protected.epsilon,
+            " ".join(f"{k}={v}" for k, v in protected.facts.items()),
+        )
+        return Released(grant, entry, receipt, protected)
+
+    def refused(
+        self, operation: str, env: Envelope, subject: Mapping[str, str], exc: FedgateError
+    ) -> None:
+        r = env.requester
+        self.audit.append(
+            {
+                "kind": f"{operation}.refused",
+                "time": utc(),
+                "request_id": env.request_id,
+                "requester": str(r),
+                "requester_org": r.org,
+                "home_node": env.home_node,
+                **subject,
+                "code": exc.code.name,
+                "reason": exc.message,
+                "dry_run": env.explain,
+            }
+        )
+        log.warning(
+            "refused %s request=%s requester=%s home=%s %s code=%s reason=%s",
+            operation,
+            env.request_id,
+            r,
+            env.home_node,
+            " ".join(f"{k}={v}" for k, v in subject.items()),
+            exc.code.name,
+            exc.message,
+        )

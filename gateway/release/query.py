@@ -1,0 +1,150 @@
+"""A federated query's release at one owner: the steps that are particular to SQL.
+
+Decide under the owner's own query grants, run the SQL generated from the validated plan
+on the owner's engine, and protect the result: small groups suppressed, and under a DP
+grant values clamped (in the SQL) and noised (fresh every time, never kept).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from federation.envelope import Envelope
+from federation.partials import partial_query, to_ipc
+from federation.reports import Explanation
+from federation.sqlsubset import QueryPlan
+from gateway import privacy
+from gateway.catalog import CatalogEntry
+from gateway.clock import utc
+from gateway.engine import Engine
+from gateway.policy.model import Decision
+from gateway.policy.query import decide_query
+from gateway.policy.store import GrantStore
+from gateway.release.pipeline import Protected
+
+SQL_CACHE_ENTRIES = 1024
+
+
+class SqlCache:
+    """Generated owner SQL by (plan, table, data version, clamp): the same question
+    against the same data is asked often, and generating it is not free."""
+
+    def __init__(self, limit: int = SQL_CACHE_ENTRIES) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._sql: dict[tuple[object, ...], str] = {}
+
+    def get(self, plan: QueryPlan, table: str, entry: CatalogEntry, clamp: dict | None) -> str:
+        bounds = tuple(sorted(clamp.items())) if clamp is not None else None
+        key = (plan.sql, table, entry.quality.sha256, bounds)
+        sql = self._sql.get(key)
+        if sql is None:
+            ints = [c.name for c in entry.descriptor.columns if c.type == "int64"]
+            sql = partial_query(plan, table, integer_columns=ints, clamp=clamp)
+            with self._lock:
+                if len(self._sql) >= self._limit:
+                    self._sql.clear()
+                self._sql[key] = sql
+        return sql
+
+
+def query_subject(plan: QueryPlan) -> dict[str, str]:
+    """What a query's audit entries name (dataset last: log lines end "dataset=<name>")."""
+    return {"plan_digest": plan.digest, "dataset": plan.dataset}
+
+
+@dataclass(frozen=True)
+class Computed:
+    sql: str
+    table: pa.Table  # the exact, unprotected result: never leaves this process
+
+
+def suppressed(raw: pa.Table, k: int) -> tuple[privacy.Released, bytes]:
+    """Without DP: groups under ``k`` withheld (a raw read has no groups: as is)."""
+    released = privacy.suppress(raw, k)
+    return released, to_ipc(released.table)
+
+
+class QueryRelease:
+    """One query's steps at one owner (see ``gateway.release.pipeline.Operation``)."""
+
+    name = "query"
+
+    def __init__(
+        self,
+        plan: QueryPlan,
+        entry: CatalogEntry,
+        grants: GrantStore,
+        engine: Engine,
+        sql_cache: SqlCache,
+    ) -> None:
+        self.plan = plan
+        self.entry = entry
+        self.grants = grants
+        self.engine = engine
+        self.sql_cache = sql_cache
+        self.subject = query_subject(plan)
+
+    def decide(self, env: Envelope) -> Decision:
+        desc = self.entry.descriptor
+        return decide_query(
+            self.grants.list(desc.name),
+            self.plan,
+            desc,
+            env.requester,
+            env.home_node,
+            env.purpose,
+            utc(),
+        )
+
+    def explain(self, decision: Decision) -> Explanation:
+        g = decision.grant
+        return Explanation(
+            grant_id=g.id,
+            level=decision.level,
+            min_group_size=decision.min_group_size,
+            epsilon=decision.epsilon,
+            columns={c: tuple(sorted(r)) for c, r in sorted(self.plan.column_roles.items())},
+            budget_left=g.dp_budget - g.epsilon_spent if g.uses_dp else None,
+        )
+
+    def compute(self, decision: Decision, deadline: float) -> Computed:
+        table_name = self.engine.ensure_loaded(self.entry)
+        sql = self.sql_cache.get(self.plan, table_name, self.entry, decision.clamp)
+        raw = self.engine.run(
+            sql, timeout=deadline - time.monotonic(), version=self.entry.quality.sha256
+        )
+        return Computed(sql, raw)
+
+    def protect(self, computed: Computed, decision: Decision) -> Protected:
+        if decision.epsilon > 0 and not self.plan.is_raw:  # fresh noise every time
+            released = privacy.add_noise(
+                computed.table,
+                epsilon=decision.epsilon,
+                k=decision.min_group_size,
+                clamp=decision.clamp or {},
+            )
+            payload = to_ipc(released.table)
+        else:  # deterministic: computed once per cached exact result
+            k = decision.min_group_size
+            released, payload = self.engine.derive(
+                computed.sql,
+                self.entry.quality.sha256,
+                computed.table,
+                ("protected", k),
+                lambda t: suppressed(t, k),
+                lambda v: v[0].table.nbytes + len(v[1]),
+            )
+        return Protected(
+            payload=payload,
+            epsilon=released.epsilon,
+            facts={
+                "groups_released": released.table.num_rows,
+                "groups_suppressed": released.suppressed,
+            },
+            value=released.table,
+        )

@@ -1,0 +1,257 @@
+"""The home node's side of a federated query: plan, fan out, merge, finish, keep receipts.
+
+The home authenticates its user (the edge did, from the certificate), vouches for them in
+a signed envelope, asks every owner through ``ask`` (its own owner in-process, the
+others over the transport: the home cannot tell and does not care), merges the
+still-protected partials and keeps every owner's receipt with its own audit entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from federation.envelope import Envelope, Requester
+from federation.fanout import fan_out
+from federation.gather import gather
+from federation.membership import Member, Membership
+from federation.outcome import Error
+from federation.partials import PartialError, RunSql, answer, to_ipc
+from federation.reports import OwnerReport, PartialAnswer, QueryAnswer
+from federation.sqlsubset import QueryPlan
+from gateway.cache import BoundedCache
+from gateway.clock import utc
+from gateway.errors import (
+    DeadlineExceeded,
+    FedgateError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+    error_of,
+)
+from gateway.planning import plan_or_refuse
+from gateway.receipt_store import ReceiptStore
+from gateway.roles.vouching import Vouching
+
+log = logging.getLogger("fedgate.home")
+
+ANSWER_CACHE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class QueryAsk:
+    """An analyst's query, as the home received it."""
+
+    sql: str
+    purpose: str = ""
+    nodes: tuple[str, ...] = ()
+    explain: bool = False
+    allow_partial: bool = False
+
+
+class Home:
+    def __init__(
+        self,
+        node_id: str,
+        membership: Callable[[], Membership],
+        vouching: Vouching,
+        ask: Callable[[Member, Envelope], PartialAnswer],
+        executor: Executor,
+        receipts: ReceiptStore,
+        run_sql: RunSql,
+    ) -> None:
+        self.node_id = node_id
+        self.membership = membership
+        self.vouching = vouching
+        self.ask = ask
+        self.executor = executor
+        self.receipts = receipts
+        self.run_sql = run_sql  # merge queries, in a database that holds no dataset
+        # The answer is a pure function of the plan and the partials' bytes: when owners
+        # send exactly what they sent before, the merge need not run again.
+        self._answers = BoundedCache(ANSWER_CACHE_BYTES)
+
+    def targets(self, plan_node: str, nodes: list[str]) -> list[Member]:
+        members = self.membership()
+        wanted = [plan_node] if plan_node else list(nodes)
+        if wanted:
+            out = []
+            for node_id in dict.fromkeys(wanted):
+                m = members.get(node_id)
+                if m is None:
+                    raise NotFound(f"no member {node_id!r} in the federation")
+                out.append(m)
+            chosen = {m.id for m in out}
+
+            def covered(m: Member) -> bool:  # reached through a chosen ancestor's relay
+                parent = members.get(m.parent) if m.parent else None
+                while parent is not None:
+                    if parent.id in chosen:
+                        return True
+                    parent = members.get(parent.parent) if parent.parent else None
+                return False
+
+            return [m for m in out if not covered(m)]
+        # Top-level members; a province relays to its cities.
+        return [m for m in members.members if not m.parent]
+
+    def query(self, ask: QueryAsk, caller: Requester, deadline: float) -> QueryAnswer:
+        home = self.membership().get(self.node_id)
+        if home is not None and caller.org != home.org:
+            raise PermissionDenied(
+                f"{self.node_id} is not the home node of {caller.org!r}: connect to your own"
+            )
+        plan = plan_or_refuse(ask.sql)
+        if plan.node and ask.nodes:
+            raise InvalidArgument("use FROM node.dataset or --nodes, not both")
+        request_id = uuid.uuid4().hex
+        targets = self.targets(plan.node, list(ask.nodes))
+        env = self.vouching.sign(
+            Envelope(
+                request_id=request_id,
+                requester=caller,
+                home_node=self.node_id,
+                operation="query",
+                body=plan.sql,
+                purpose=ask.purpose,
+                explain=ask.explain,
+                deadline=deadline,
+            )
+        )
+        outcomes = fan_out(
+            self.executor,
+            targets,
+            lambda m: self.ask(m, env),
+            timeout=max(0.0, deadline - time.monotonic()),
+            to_error=error_of,
+        )
+        found = gather(plan, outcomes)
+        if not found.published:
+            raise NotFound(f"no member publishes the dataset {plan.dataset!r}")
+        owners = tuple(found.owners)
+        failed = [o for o in owners if not o.ok]
+        facts = {
+            "request_id": request_id,
+            "requester": str(caller),
+            "dataset": plan.dataset,
+            "plan_digest": plan.digest,
+        }
+        if failed and not ask.explain and (not ask.allow_partial or len(failed) == len(owners)):
+            raise self._failed(owners, failed[0], facts, deadline)
+        missing = tuple(o.node_id for o in failed)
+        epsilon = sum(o.epsilon for o in owners if o.ok and not ask.explain)
+        result = QueryAnswer(
+            request_id=request_id,
+            plan_sql=plan.sql,
+            plan_digest=plan.digest,
+            owners=owners,
+            missing=missing,
+            epsilon_spent=epsilon,
+        )
+        if ask.explain:
+            return result
+        if not found.tables:
+            raise Unavailable("no owner contributed to the result")
+        try:
+            table, payload = self._answer(plan, found.tables, found.payloads, epsilon > 0)
+        except (FedgateError, PartialError) as exc:
+            # Owners have released: keep their receipts and record why no answer came.
+            reason = exc.message if isinstance(exc, FedgateError) else str(exc)
+            failure = {"kind": "query.failed", "time": utc(), **facts}
+            failure.update(code="INVALID_ARGUMENT", reason=reason)
+            self._record(owners, failure)
+            raise InvalidArgument(f"the owners' partials could not be combined: {reason}") from None
+        self._record(
+            owners,
+            {
+                "kind": "query.answered",
+                "time": utc(),
+                **facts,
+                "owners": [o.node_id for o in owners if o.ok],
+                "missing": list(missing),
+                "rows": table.num_rows,
+                "epsilon": epsilon,
+            },
+        )
+        log.info(
+            "answered request=%s requester=%s dataset=%s owners=%d missing=%d rows=%d",
+            request_id,
+            caller,
+            plan.dataset,
+            len(owners) - len(failed),
+            len(missing),
+            table.num_rows,
+        )
+        return QueryAnswer(
+            request_id=request_id,
+            plan_sql=plan.sql,
+            plan_digest=plan.digest,
+            owners=owners,
+            payload=payload,
+            missing=missing,
+            epsilon_spent=epsilon,
+        )
+
+    def _failed(
+        self,
+        owners: tuple[OwnerReport, ...],
+        first: OwnerReport,
+        facts: dict,
+        deadline: float,
+    ) -> FedgateError:
+        """The error for a query an owner failed; receipts of owners that did release
+        are kept even though the answer fails."""
+        assert first.error is not None
+        error = first.error
+        self._record(
+            owners,
+            {
+                "kind": "query.failed",
+                "time": utc(),
+                **facts,
+                "owner": first.node_id,
+                "code": error.code.name,
+                "reason": error.reason,
+            },
+        )
+        if error.code.late and time.monotonic() >= deadline:
+            # The caller's own time ran out: that, not the owner, is the reason.
+            return DeadlineExceeded(
+                f"the query's deadline passed before owner {first.node_id} answered; "
+                "allow more time (--timeout)"
+            )
+        if error.code.late:
+            return Unavailable(
+                f"owner {first.node_id} is unavailable ({error.reason}); "
+                "--allow-partial answers without it"
+            )
+        return FedgateError.of(Error(error.code, f"owner {first.node_id} refused: {error.reason}"))
+
+    def _answer(
+        self, plan: QueryPlan, tables: list[pa.Table], payloads: list[bytes], noisy: bool
+    ) -> tuple[pa.Table, bytes]:
+        """The final table and its IPC bytes, merged once per distinct set of partials
+        (noisy partials never repeat, so their answers are not kept)."""
+        if noisy:
+            result = answer(plan, tables, self.run_sql)
+            return result, to_ipc(result)
+        key = (plan.sql, tuple(hashlib.sha256(p).digest() for p in payloads))
+        hit = self._answers.get(key)
+        if hit is None:
+            result = answer(plan, tables, self.run_sql)
+            hit = (result, to_ipc(result))
+            self._answers.put(key, hit, result.nbytes + len(hit[1]))
+        return hit
+
+    def _record(self, owners: tuple[OwnerReport, ...], entry: dict) -> None:
+        """Keep the owners' receipts and the home's own audit entry, in one transaction."""
+        kept = [(o.node_id, o.receipt) for o in owners if o.receipt]
+        self.receipts.keep(entry["request_id"], kept, entry)

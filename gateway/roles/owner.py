@@ -1,0 +1,111 @@
+"""The owner's side of a federated query: re-check, run, protect, spend, sign, release.
+
+An owner trusts nothing the home node decided. It re-parses the SQL, and its own
+partition goes through the release pipeline (``gateway.release``) under its *own*
+grants. As a relay it asks its children too and returns one merged, still-protected
+partial.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+
+from federation.envelope import Envelope
+from federation.outcome import Code, Error
+from federation.partials import PartialError, merge, to_ipc
+from federation.reports import Explanation, OwnerReport, PartialAnswer
+from federation.sqlsubset import QueryPlan
+from gateway.catalog import Catalog, CatalogEntry
+from gateway.engine import Engine
+from gateway.errors import FedgateError, NotFound
+from gateway.planning import plan_or_refuse
+from gateway.policy.store import GrantStore
+from gateway.release.pipeline import ReleasePipeline
+from gateway.release.query import QueryRelease, SqlCache, query_subject
+from gateway.roles.relay import Relay
+
+log = logging.getLogger("fedgate.owner")
+
+
+class Owner:
+    def __init__(
+        self,
+        node_id: str,
+        catalog: Catalog,
+        grants: GrantStore,
+        engine: Engine,
+        pipeline: ReleasePipeline,
+        relay: Relay,
+    ) -> None:
+        self.node_id = node_id
+        self.catalog = catalog
+        self.grants = grants
+        self.engine = engine
+        self.pipeline = pipeline
+        self.relay = relay
+        self.sql_cache = SqlCache()
+
+    def execute(self, env: Envelope) -> PartialAnswer:
+        """This node's part of a query (and its children's, as a relay)."""
+        plan = plan_or_refuse(env.body)
+        reports: list[OwnerReport] = []
+        tables: list[pa.Table] = []
+        published = False
+        entry = self._published(plan, env)
+        if entry is not None:
+            published = True
+            report, table = self._own(plan, entry, env)
+            reports.append(report)
+            if table is not None:
+                tables.append(table)
+        if env.include_children:
+            children = self.relay.ask_children(env, plan)
+            reports.extend(children.owners)
+            tables.extend(children.tables)
+            published = published or children.published
+        payload = b""
+        if tables and not env.explain:
+            try:
+                merged = merge(plan, tables) if len(tables) > 1 else tables[0]
+            except PartialError as exc:  # the releases stand; the merged partial does not
+                bad = Error(Code.FAILED_PRECONDITION, str(exc))
+                reports.append(OwnerReport(node_id=self.node_id, error=bad, via=self.node_id))
+                return PartialAnswer(self.node_id, published, b"", tuple(reports))
+            payload = to_ipc(merged)
+        return PartialAnswer(self.node_id, published, payload, tuple(reports))
+
+    def _published(self, plan: QueryPlan, env: Envelope) -> CatalogEntry | None:
+        entry = self.catalog.get(plan.dataset)
+        if entry is not None and entry.descriptor.level == "L4":
+            # Core data is not in anyone else's catalog; answer as if it did not exist.
+            core = NotFound("L4 (core) dataset: nothing leaves the node")
+            self.pipeline.refused("query", env, query_subject(plan), core)
+            return None
+        return entry
+
+    def _own(
+        self, plan: QueryPlan, entry: CatalogEntry, env: Envelope
+    ) -> tuple[OwnerReport, pa.Table | None]:
+        op = QueryRelease(plan, entry, self.grants, self.engine, self.sql_cache)
+        try:
+            out = self.pipeline.run(op, env)
+        except FedgateError as exc:  # audited by the pipeline
+            return OwnerReport(node_id=self.node_id, error=exc.error), None
+        if isinstance(out, Explanation):
+            return OwnerReport(
+                node_id=self.node_id,
+                grant_id=out.grant_id,
+                epsilon=out.epsilon,
+                explanation=out,
+            ), None
+        p = out.protected
+        return OwnerReport(
+            node_id=self.node_id,
+            groups_released=int(p.facts["groups_released"]),
+            groups_suppressed=int(p.facts["groups_suppressed"]),
+            epsilon=p.epsilon,
+            grant_id=out.grant.id,
+            receipt=out.receipt.to_json(),
+        ), p.value

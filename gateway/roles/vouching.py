@@ -1,0 +1,70 @@
+"""A home node vouches for its own users; every owner checks that it may.
+
+The home signs the envelope's vouched fields with its node key. An owner accepts a
+request from the home itself, or from its own parent relaying it, and then only with the
+home's signature intact: a relay can neither change nor invent what the home vouched for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cryptography import x509
+
+from federation.envelope import Envelope, Requester
+from federation.membership import Membership
+from gateway import receipts
+from gateway.errors import InvalidArgument, PermissionDenied
+from gateway.receipts import Signer
+
+USER_ROLES = ("analyst", "operator")
+
+
+class Vouching:
+    def __init__(
+        self,
+        node_id: str,
+        membership: Callable[[], Membership],
+        signer: Signer,
+        ca_bundle: list[x509.Certificate],
+    ) -> None:
+        self.node_id = node_id
+        self._membership = membership
+        self._signer = signer
+        self._ca_bundle = ca_bundle
+
+    def sign(self, env: Envelope) -> Envelope:
+        """The home signs what it vouches for before the request leaves it."""
+        signed = self._signer.sign(env.vouched())
+        return env.signed(signed.signature, signed.cert_pem)
+
+    def check(self, caller_node: str, env: Envelope) -> Requester:
+        """The requester of a request that ``caller_node`` sent us, if it may vouch."""
+        members = self._membership()
+        home = members.get(env.home_node)
+        me = members.get(self.node_id)
+        if home is None:
+            raise PermissionDenied(f"home node {env.home_node!r} is not a member")
+        if caller_node != env.home_node and (me is None or me.parent != caller_node):
+            raise PermissionDenied(
+                f"node {caller_node!r} may not forward a request of home node {env.home_node!r}"
+            )
+        r = env.requester
+        if r.role not in USER_ROLES:
+            raise PermissionDenied(f"requester role {r.role!r} may not query")
+        if r.org != home.org:
+            raise PermissionDenied(
+                f"home node {home.id} may only vouch for users of {home.org!r}, not {r.org!r}"
+            )
+        if self.node_id in env.path:
+            raise InvalidArgument(f"request loop through {self.node_id}")
+        if caller_node != env.home_node:  # relayed: the home's own signature must vouch
+            try:
+                receipts.verify_signed(
+                    env.vouched(), env.signature, env.home_cert, self._ca_bundle, env.home_node
+                )
+            except InvalidArgument as exc:
+                raise PermissionDenied(
+                    f"relayed request not vouched for by home node {env.home_node}: {exc.message}"
+                ) from None
+        return r

@@ -1,0 +1,481 @@
+"""Conversions between our typed records and the v1 wire messages, in one place.
+
+Protobuf stays at the edge: servicers and the transport call these functions, and every
+module behind them works with dataclasses (``federation.envelope``, ``federation.reports``,
+``gateway.policy``, ``gateway.catalog``). No other module of ours builds a pb2 message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from federation.envelope import Envelope, Requester
+from federation.membership import Member
+from federation.outcome import Code, Error
+from federation.reports import Explanation, OwnerReport, PartialAnswer, QueryAnswer
+from gateway.catalog import CatalogEntry
+from gateway.descriptor import ColumnSpec, DatasetDescriptor
+from gateway.identity import Identity
+from gateway.policy.model import Grant
+from gateway.roles.home import QueryAsk
+from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
+from gateway.witness import SignedHead, WitnessedHead, WitnessRequest
+
+if TYPE_CHECKING:
+    from gateway.roles.federated_catalog import Listing
+
+
+def column_to_proto(c: ColumnSpec, dataset_level: str) -> common_pb2.Column:
+    msg = common_pb2.Column(
+        name=c.name,
+        type=c.type,
+        level=max(c.level or dataset_level, dataset_level),
+        description=c.description,
+    )
+    if c.lower is not None:
+        msg.lower = c.lower
+    if c.upper is not None:
+        msg.upper = c.upper
+    return msg
+
+
+def entry_to_proto(
+    entry: CatalogEntry, node_id: str, *, show_extremes: bool = False
+) -> common_pb2.DatasetInfo:
+    """A catalog entry. Min/max can single out one record (the largest employer, the
+    highest wage), so they are shown only for L1 columns, or to the node's own operators."""
+    d, q = entry.descriptor, entry.quality
+    quality = common_pb2.QualityReport(rows=q.rows, file_bytes=q.file_bytes, sha256=q.sha256)
+    for c in q.columns:
+        cq = quality.columns.add(name=c.name, null_rate=c.null_rate)
+        if not (show_extremes or d.column_level(c.name) == "L1"):
+            continue
+        if c.min is not None:
+            cq.min = c.min
+        if c.max is not None:
+            cq.max = c.max
+    return common_pb2.DatasetInfo(
+        node_id=node_id,
+        name=d.name,
+        title=d.title,
+        description=d.description,
+        department=d.department,
+        level=d.level,
+        update_frequency=d.update_frequency,
+        columns=[column_to_proto(c, d.level) for c in d.columns],
+        rows=q.rows,
+        registered_at=entry.registered_at,
+        updated_at=entry.updated_at,
+        quality=quality,
+        format=d.format,
+    )
+
+
+def descriptor_to_proto(d: DatasetDescriptor) -> gateway_pb2.DatasetDeclaration:
+    msg = gateway_pb2.DatasetDeclaration(
+        name=d.name,
+        title=d.title,
+        description=d.description,
+        department=d.department,
+        level=d.level,
+        update_frequency=d.update_frequency,
+        path=d.path,
+        format=d.format,
+    )
+    for c in d.columns:
+        col = msg.columns.add(name=c.name, type=c.type, level=c.level, description=c.description)
+        if c.lower is not None:
+            col.lower = c.lower
+        if c.upper is not None:
+            col.upper = c.upper
+    return msg
+
+
+def descriptor_from_proto(msg: gateway_pb2.DatasetDeclaration) -> DatasetDescriptor:
+    return DatasetDescriptor(
+        name=msg.name,
+        title=msg.title,
+        description=msg.description,
+        department=msg.department,
+        level=msg.level,
+        update_frequency=msg.update_frequency,
+        path=msg.path,
+        format=msg.format,
+        columns=tuple(
+            ColumnSpec(
+                name=c.name,
+                type=c.type,
+                level=c.level,
+                description=c.description,
+                lower=c.lower if c.HasField("lower") else None,
+                upper=c.upper if c.HasField("upper") else None,
+            )
+            for c in msg.columns
+        ),
+    )
+
+
+def grant_to_proto(g: Grant, status: str) -> common_pb2.Grant:
+    return common_pb2.Grant(
+        id=g.id,
+        dataset=g.dataset,
+        grantee_kind=g.grantee_kind,
+        grantee=g.grantee,
+        operations=list(g.operations),
+        columns=[
+            common_pb2.ColumnControls(column=c, controls=list(v)) for c, v in g.columns.items()
+        ],
+        min_group_size=g.min_group_size,
+        dp_epsilon=g.dp_epsilon,
+        dp_budget=g.dp_budget,
+        purpose=g.purpose,
+        valid_from=g.valid_from,
+        expires=g.expires,
+        max_uses=g.max_uses,
+        uses=g.uses,
+        epsilon_spent=g.epsilon_spent,
+        revoked_at=g.revoked_at,
+        created_by=g.created_by,
+        created_at=g.created_at,
+        status=status,
+        grantee_org=g.grantee_org,
+    )
+
+
+def grant_from_proto(msg: common_pb2.Grant) -> Grant:
+    return Grant(
+        id="",
+        dataset=msg.dataset,
+        grantee_kind=msg.grantee_kind,
+        grantee=msg.grantee,
+        operations=tuple(msg.operations),
+        columns={c.column: tuple(c.controls) for c in msg.columns},
+        min_group_size=msg.min_group_size,
+        dp_epsilon=msg.dp_epsilon,
+        dp_budget=msg.dp_budget,
+        purpose=msg.purpose,
+        valid_from=msg.valid_from,
+        expires=msg.expires,
+        max_uses=msg.max_uses,
+        grantee_org=msg.grantee_org,
+    )
+
+
+def catalog_response(
+    node_id: str, entries: Iterable[CatalogEntry], *, show_extremes: bool
+) -> common_pb2.CatalogResponse:
+    return common_pb2.CatalogResponse(
+        node_id=node_id,
+        datasets=[entry_to_proto(e, node_id, show_extremes=show_extremes) for e in entries],
+    )
+
+
+def catalog_request(name_contains: str) -> common_pb2.CatalogRequest:
+    return common_pb2.CatalogRequest(name_contains=name_contains)
+
+
+def whoami_response(node: Identity, member: Member, caller: Identity) -> gateway_pb2.WhoAmIResponse:
+    return gateway_pb2.WhoAmIResponse(
+        node_id=node.id,
+        node_org=node.org,
+        node_level=member.level,
+        caller_role=caller.role,
+        caller_id=caller.id,
+        caller_org=caller.org,
+        caller_serial=caller.serial,
+    )
+
+
+def federated_catalog_response(
+    node: Identity, member: Member, own: common_pb2.CatalogResponse, listings: Sequence[Listing]
+) -> gateway_pb2.FederatedCatalogResponse:
+    resp = gateway_pb2.FederatedCatalogResponse(home_node=node.id)
+    resp.members.add(
+        node_id=node.id,
+        org=node.org,
+        level=member.level,
+        parent=member.parent,
+        address=member.address,
+        reachable=True,
+        datasets=own.datasets,
+    )
+    for x in listings:
+        m = x.member
+        resp.members.add(
+            node_id=m.id,
+            org=m.org,
+            level=m.level,
+            parent=m.parent,
+            address=m.address,
+            reachable=x.reachable,
+            error=x.error,
+            latency_ms=x.latency_ms,
+            datasets=list(x.datasets),
+        )
+    return resp
+
+
+def register_response(
+    entry: CatalogEntry, node_id: str, replaced: bool
+) -> gateway_pb2.RegisterDatasetResponse:
+    return gateway_pb2.RegisterDatasetResponse(
+        dataset=entry_to_proto(entry, node_id, show_extremes=True), replaced=replaced
+    )
+
+
+def query_ask_from_proto(msg: gateway_pb2.QueryRequest) -> QueryAsk:
+    return QueryAsk(
+        sql=msg.sql,
+        purpose=msg.purpose,
+        nodes=tuple(msg.nodes),
+        explain=msg.explain,
+        allow_partial=msg.allow_partial,
+    )
+
+
+def audit_chunk(text: str) -> gateway_pb2.AuditChunk:
+    return gateway_pb2.AuditChunk(data=text.encode())
+
+
+def audit_show_response(entries: list[str]) -> gateway_pb2.AuditShowResponse:
+    return gateway_pb2.AuditShowResponse(entries=entries)
+
+
+def receipts_response(receipts: list[str]) -> gateway_pb2.ReceiptsResponse:
+    return gateway_pb2.ReceiptsResponse(receipts=receipts)
+
+
+def access_requests_response(
+    requests: list[common_pb2.AccessRequest],
+) -> gateway_pb2.ListAccessRequestsResponse:
+    return gateway_pb2.ListAccessRequestsResponse(requests=requests)
+
+
+# --- requests between nodes --------------------------------------------------------------
+
+
+def requester_to_proto(r: Requester) -> common_pb2.Requester:
+    return common_pb2.Requester(role=r.role, id=r.id, org=r.org)
+
+
+def requester_from_proto(msg: common_pb2.Requester) -> Requester:
+    return Requester(role=msg.role, id=msg.id, org=msg.org)
+
+
+def envelope_to_proto(env: Envelope) -> peer_pb2.PartialRequest:
+    return peer_pb2.PartialRequest(
+        request_id=env.request_id,
+        sql=env.body,
+        requester=requester_to_proto(env.requester),
+        home_node=env.home_node,
+        purpose=env.purpose,
+        include_children=env.include_children,
+        explain=env.explain,
+        path=list(env.path),
+        home_cert=env.home_cert,
+        home_signature=env.signature,
+    )
+
+
+def envelope_from_proto(msg: peer_pb2.PartialRequest, deadline: float) -> Envelope:
+    return Envelope(
+        request_id=msg.request_id,
+        requester=requester_from_proto(msg.requester),
+        home_node=msg.home_node,
+        operation="query",
+        body=msg.sql,
+        purpose=msg.purpose,
+        explain=msg.explain,
+        include_children=msg.include_children,
+        path=tuple(msg.path),
+        home_cert=msg.home_cert,
+        signature=msg.home_signature,
+        deadline=deadline,
+    )
+
+
+# --- what owners report -----------------------------------------------------------------
+
+
+def explanation_to_proto(e: Explanation) -> common_pb2.Explanation:
+    msg = common_pb2.Explanation(
+        grant_id=e.grant_id,
+        level=e.level,
+        min_group_size=e.min_group_size,
+        epsilon=e.epsilon,
+        columns=[
+            common_pb2.ColumnRoles(column=c, roles=list(r)) for c, r in sorted(e.columns.items())
+        ],
+    )
+    if e.budget_left is not None:
+        msg.budget_left = e.budget_left
+    return msg
+
+
+def explanation_from_proto(msg: common_pb2.Explanation) -> Explanation:
+    return Explanation(
+        grant_id=msg.grant_id,
+        level=msg.level,
+        min_group_size=msg.min_group_size,
+        epsilon=msg.epsilon,
+        columns={c.column: tuple(c.roles) for c in msg.columns},
+        budget_left=msg.budget_left if msg.HasField("budget_left") else None,
+    )
+
+
+def owner_report_to_proto(r: OwnerReport) -> common_pb2.OwnerResult:
+    msg = common_pb2.OwnerResult(
+        node_id=r.node_id,
+        ok=r.ok,
+        groups_released=r.groups_released,
+        groups_suppressed=r.groups_suppressed,
+        epsilon=r.epsilon,
+        grant_id=r.grant_id,
+        receipt=r.receipt,
+        via=r.via,
+    )
+    if r.error is not None:
+        msg.error, msg.error_code = r.error.reason, r.error.code.name
+    if r.explanation is not None:
+        msg.explanation.CopyFrom(explanation_to_proto(r.explanation))
+    return msg
+
+
+def owner_report_from_proto(msg: common_pb2.OwnerResult) -> OwnerReport:
+    error = None
+    if not msg.ok:
+        error = Error(Code.named(msg.error_code, Code.UNAVAILABLE), msg.error)
+    return OwnerReport(
+        node_id=msg.node_id,
+        error=error,
+        groups_released=msg.groups_released,
+        groups_suppressed=msg.groups_suppressed,
+        epsilon=msg.epsilon,
+        grant_id=msg.grant_id,
+        receipt=msg.receipt,
+        via=msg.via,
+        explanation=explanation_from_proto(msg.explanation)
+        if msg.HasField("explanation")
+        else None,
+    )
+
+
+def partial_answer_to_proto(a: PartialAnswer) -> peer_pb2.PartialResponse:
+    return peer_pb2.PartialResponse(
+        node_id=a.node_id,
+        published=a.published,
+        arrow_ipc=a.payload,
+        owners=[owner_report_to_proto(o) for o in a.owners],
+    )
+
+
+def partial_answer_from_proto(msg: peer_pb2.PartialResponse) -> PartialAnswer:
+    return PartialAnswer(
+        node_id=msg.node_id,
+        published=msg.published,
+        payload=msg.arrow_ipc,
+        owners=tuple(owner_report_from_proto(o) for o in msg.owners),
+    )
+
+
+def query_answer_to_proto(a: QueryAnswer) -> gateway_pb2.QueryResponse:
+    return gateway_pb2.QueryResponse(
+        request_id=a.request_id,
+        arrow_ipc=a.payload,
+        owners=[owner_report_to_proto(o) for o in a.owners],
+        missing=list(a.missing),
+        epsilon_spent=a.epsilon_spent,
+        plan=a.plan_sql,
+        plan_digest=a.plan_digest,
+    )
+
+
+def grants_response(grants: Sequence[tuple[Grant, str]]) -> gateway_pb2.ListGrantsResponse:
+    return gateway_pb2.ListGrantsResponse(grants=[grant_to_proto(g, st) for g, st in grants])
+
+
+# --- access requests and disclosure, forwarded between nodes ------------------------------
+
+
+def forwarded_access_request(
+    req: common_pb2.AccessRequest, requester: Requester, home_node: str
+) -> common_pb2.AccessRequest:
+    """The analyst's request as the home vouches for it: requester and home filled in."""
+    forwarded = common_pb2.AccessRequest()
+    forwarded.CopyFrom(req)
+    forwarded.requester.CopyFrom(requester_to_proto(requester))
+    forwarded.home_node = home_node
+    return forwarded
+
+
+def access_status_request(
+    owner: str, request_id: str, requester: Requester
+) -> gateway_pb2.AccessRequestStatusRequest:
+    return gateway_pb2.AccessRequestStatusRequest(
+        owner=owner, id=request_id, requester=requester_to_proto(requester)
+    )
+
+
+# --- witnessing --------------------------------------------------------------------------
+
+
+def signed_head_to_proto(h: SignedHead) -> common_pb2.SignedHead:
+    return common_pb2.SignedHead(
+        node=h.node, size=h.size, head=h.head, time=h.time, signature=h.signature
+    )
+
+
+def signed_head_from_proto(msg: common_pb2.SignedHead) -> SignedHead:
+    return SignedHead(
+        node=msg.node, size=msg.size, head=msg.head, time=msg.time, signature=msg.signature
+    )
+
+
+def witnessed_head_to_proto(w: WitnessedHead) -> common_pb2.WitnessedHead:
+    return common_pb2.WitnessedHead(
+        witness=w.witness,
+        node=w.node,
+        size=w.size,
+        head=w.head,
+        time=w.time,
+        countersignature=w.countersignature,
+        witness_cert=w.witness_cert,
+    )
+
+
+def witnessed_head_from_proto(msg: common_pb2.WitnessedHead) -> WitnessedHead:
+    return WitnessedHead(
+        witness=msg.witness,
+        node=msg.node,
+        size=msg.size,
+        head=msg.head,
+        time=msg.time,
+        countersignature=msg.countersignature,
+        witness_cert=msg.witness_cert,
+    )
+
+
+def witness_request_to_proto(req: WitnessRequest) -> peer_pb2.WitnessRequest:
+    return peer_pb2.WitnessRequest(
+        head=signed_head_to_proto(req.head), from_size=req.from_size, digests=req.digests
+    )
+
+
+def witness_request_from_proto(msg: peer_pb2.WitnessRequest) -> WitnessRequest:
+    return WitnessRequest(
+        head=signed_head_from_proto(msg.head), from_size=msg.from_size, digests=tuple(msg.digests)
+    )
+
+
+def witness_now_response(
+    heads: Iterable[WitnessedHead], errors: Iterable[str]
+) -> gateway_pb2.WitnessNowResponse:
+    """A witness round's answer; ``errors`` as ``str(PeerFailure)``: "peer: CODE: reason"."""
+    return gateway_pb2.WitnessNowResponse(
+        countersigned=[witnessed_head_to_proto(w) for w in heads], errors=list(errors)
+    )
+
+
+def witnessed_heads_response(heads: Iterable[WitnessedHead]) -> gateway_pb2.WitnessedHeadsResponse:
+    return gateway_pb2.WitnessedHeadsResponse(heads=[witnessed_head_to_proto(w) for w in heads])

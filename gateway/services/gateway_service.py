@@ -1,0 +1,141 @@
+"""The client-facing ``Gateway`` service: what operators and analysts call at home."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from federation.envelope import Requester
+from gateway import serde
+from gateway.clock import utc
+from gateway.edge import CallContext
+from gateway.errors import PermissionDenied
+from gateway.identity import Identity
+from gateway.roles.federated_catalog import clamp_timeout
+from gateway.rpc.v1 import gateway_pb2_grpc
+
+if TYPE_CHECKING:
+    from gateway.node import Node
+
+AUDIT_CHUNK_BYTES = 1 << 20
+
+
+def requester(caller: Identity) -> Requester:
+    return Requester(role=caller.role, id=caller.id, org=caller.org)
+
+
+class GatewayService(gateway_pb2_grpc.GatewayServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def _own_operator(self, caller: Identity) -> None:
+        if caller.org != self.node.identity.org:
+            raise PermissionDenied(
+                f"operator {caller.id} of {caller.org!r} is not an operator of this node"
+            )
+
+    def WhoAmI(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        return serde.whoami_response(self.node.identity, self.node.member, context.caller)
+
+    def Catalog(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        return self.node.catalog_response(context.caller, request.name_contains)
+
+    def FederatedCatalog(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        node = self.node
+        timeout = clamp_timeout(
+            request.timeout_seconds, node.config.peer_timeout_seconds, context.time_remaining
+        )
+        own = node.catalog_response(context.caller, request.name_contains)
+        listings = node.federated_catalog.peers(request.name_contains, timeout)
+        return serde.federated_catalog_response(node.identity, node.member, own, listings)
+
+    def RegisterDataset(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        entry, replaced = self.node.operator.register_dataset(
+            serde.descriptor_from_proto(request.dataset), context.caller
+        )
+        return serde.register_response(entry, self.node.identity.id, replaced)
+
+    def Query(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        answer = self.node.home.query(
+            serde.query_ask_from_proto(request),
+            requester(context.caller),
+            self.node.deadline(context),
+        )
+        return serde.query_answer_to_proto(answer)
+
+    def AddGrant(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        grant = self.node.operator.add_grant(serde.grant_from_proto(request.grant), context.caller)
+        return serde.grant_to_proto(grant, grant.status(utc()))
+
+    def ListGrants(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        now = utc()
+        return serde.grants_response(
+            [(g, g.status(now)) for g in self.node.grants.list(request.dataset)]
+        )
+
+    def RevokeGrant(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        grant = self.node.operator.revoke_grant(request.id, context.caller)
+        return serde.grant_to_proto(grant, grant.status(utc()))
+
+    # --- audit and witnessing -------------------------------------------------------------
+
+    def AuditExport(self, request: Any, context: CallContext) -> Iterator[Any]:  # noqa: N802
+        node = self.node
+        self._own_operator(context.caller)
+        node.audit.append({"kind": "audit.exported", "time": utc(), "actor": str(context.caller)})
+        lines = node.audit.export_lines(node.cert_pem, node.witness.receipts(), utc())
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            chunk.append(line)
+            size += len(line)
+            if size >= AUDIT_CHUNK_BYTES:
+                yield serde.audit_chunk("".join(chunk))
+                chunk, size = [], 0
+        if chunk:
+            yield serde.audit_chunk("".join(chunk))
+
+    def AuditShow(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        entries = self.node.audit.for_request(request.request_id)
+        return serde.audit_show_response(
+            [json.dumps({"seq": e.seq, "hash": e.hash, **e.data}, sort_keys=True) for e in entries]
+        )
+
+    def Receipts(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        return serde.receipts_response(self.node.receipts.for_request(request.request_id))
+
+    def WitnessNow(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        return serde.witness_now_response(self.node.witness_round())
+
+    def WitnessedHeads(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        return serde.witnessed_heads_response(self.node.witness.heads_of(request.node))
+
+    # --- access requests and disclosure -----------------------------------------------------
+
+    def SubmitAccessRequest(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        return self.node.forwarding.submit_access(request, requester(context.caller))
+
+    def AccessRequestStatus(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        return self.node.forwarding.access_status(
+            request.owner, request.id, requester(context.caller)
+        )
+
+    def ListAccessRequests(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        return serde.access_requests_response(self.node.access.list(request.state))
+
+    def DecideAccessRequest(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        return self.node.access.decide(request, context.caller)
+
+    def Disclosure(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        return self.node.forwarding.disclosure(request)

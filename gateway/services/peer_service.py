@@ -1,0 +1,51 @@
+"""The node-to-node ``Peer`` service (the edge admits member nodes only)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+
+from gateway import serde
+from gateway.edge import CallContext
+from gateway.rpc.v1 import peer_pb2_grpc
+
+if TYPE_CHECKING:
+    from gateway.node import Node
+
+
+class PeerService(peer_pb2_grpc.PeerServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def PeerCatalog(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        return self.node.catalog_response(context.caller, request.name_contains)
+
+    def Execute(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        env = serde.envelope_from_proto(request, self.node.deadline(context))
+        self.node.vouching.check(context.caller.id, env)
+        return serde.partial_answer_to_proto(self.node.owner.execute(env))
+
+    def Witness(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        pem = context.auth_context()["x509_pem_cert"][0]
+        cert = x509.load_pem_x509_certificate(pem)
+        req = serde.witness_request_from_proto(request)
+        return serde.witnessed_head_to_proto(
+            self.node.witness.countersign(context.caller.id, cert, req)
+        )
+
+    def ForwardAccessRequest(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        fwd = self.node.forwarding
+        requester = fwd.vouched_requester(
+            context.caller.id, serde.requester_from_proto(request.requester)
+        )
+        return self.node.access.submit(request, requester, context.caller.id)
+
+    def ForwardAccessRequestStatus(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        requester = self.node.forwarding.vouched_requester(
+            context.caller.id, serde.requester_from_proto(request.requester)
+        )
+        return self.node.access.status_for(request.id, requester)
+
+    def PeerDisclosure(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        return self.node.disclosure(request)

@@ -1,0 +1,119 @@
+"""One witnessing round, as the node being witnessed, and the thread that repeats it.
+
+The node checkpoints its log, then walks each peer forward from the size that peer last
+countersigned, at most ``DIGESTS_PER_REQUEST`` entries a step. A peer that holds another
+size answers FAILED_PRECONDITION with the size in ``details["last_size"]``; the round
+resends from there. Whatever else a peer answers is that peer's failure, reported in the
+round's result, never raised: one slow or broken peer does not stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from federation.membership import Member
+from federation.outcome import Code, Error
+from gateway import serde
+from gateway.audit import AuditLog
+from gateway.clock import utc
+from gateway.errors import FedgateError
+from gateway.transport import Transport
+from gateway.witness import LAST_SIZE, Witness, WitnessedHead, WitnessRequest
+
+log = logging.getLogger("fedgate.node")  # the node's own background protocol, logged as such
+MAX_STEPS = 1000  # per peer and round: 1000 x 40 000 entries
+
+
+@dataclass(frozen=True)
+class PeerFailure:
+    peer: str
+    error: Error
+
+    def __str__(self) -> str:
+        """The text WitnessNow returns and the log shows: "peer: CODE: reason"."""
+        return f"{self.peer}: {self.error}"
+
+
+@dataclass(frozen=True)
+class WitnessRound:
+    heads: tuple[WitnessedHead, ...]  # the latest head, countersigned, one per peer that did
+    errors: tuple[PeerFailure, ...]  # one per peer that failed
+
+
+Send = Callable[[WitnessRequest], WitnessedHead]
+
+
+def last_size(exc: FedgateError) -> int | None:
+    """The size a witness says it holds, when it refused a request for a stale from_size."""
+    if exc.code != Code.FAILED_PRECONDITION:
+        return None
+    try:
+        return int(exc.details[LAST_SIZE])
+    except (KeyError, ValueError):  # no such detail: a real failure, not a stale from_size
+        return None
+
+
+def witness_peer(witness: Witness, audit: AuditLog, peer: str, send: Send) -> WitnessedHead | None:
+    """Bring ``peer`` up to this node's latest head; its countersignature of that head, or
+    None when MAX_STEPS did not get there. A peer's failure raises its FedgateError."""
+    seen: int | None = None
+    for _step in range(MAX_STEPS):
+        req = witness.request_for(peer, seen)
+        try:
+            w = send(req)
+        except FedgateError as exc:
+            seen = last_size(exc)
+            if seen is None:
+                raise
+            continue
+        witness.keep(w)
+        seen = w.size
+        latest = audit.latest_head()
+        if w.size >= req.head.size and latest is not None and req.head.size == latest.size:
+            return w
+    return None
+
+
+def witness_round(
+    witness: Witness, audit: AuditLog, transport: Transport, timeout: float
+) -> WitnessRound:
+    """Send this node's signed head to every peer; keep their countersignatures."""
+    audit.checkpoint(utc())
+    heads: list[WitnessedHead] = []
+    errors: list[PeerFailure] = []
+    for member in transport.members():
+        try:
+            w = witness_peer(witness, audit, member.id, _sender(transport, member, timeout))
+        except FedgateError as exc:
+            errors.append(PeerFailure(member.id, exc.error))
+            continue
+        if w is not None:
+            heads.append(w)
+    return WitnessRound(tuple(heads), tuple(errors))
+
+
+def _sender(transport: Transport, member: Member, timeout: float) -> Send:
+    def send(req: WitnessRequest) -> WitnessedHead:
+        resp = transport.call(
+            member, "Witness", serde.witness_request_to_proto(req), timeout=timeout
+        )
+        return serde.witnessed_head_from_proto(resp)
+
+    return send
+
+
+def witnessing_loop(
+    stop: threading.Event, interval: float, run_round: Callable[[], WitnessRound]
+) -> None:
+    """Peer witnessing in its own thread: slow peers never delay checkpoints."""
+    while not stop.wait(interval):
+        try:
+            result = run_round()
+        except Exception:  # keep the node up; the next round retries
+            log.exception("witness round failed")
+            continue
+        for failure in result.errors:
+            log.warning("witnessing: %s", failure)

@@ -1,0 +1,201 @@
+"""A witnessing round as the node being witnessed: real witnesses, no network.
+
+Two real ``Witness`` objects (alpha witnessed, beta its witness) over real audit logs; the
+only stand-in is the transport, the node's external edge, replaced by an in-process call
+that carries a peer's answer or typed error (code, message, details) as gRPC would.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from federation.membership import Member
+from federation.outcome import Code, Error
+from gateway import identity, serde
+from gateway.audit import AuditLog
+from gateway.errors import FailedPrecondition, FedgateError, InvalidArgument, Unavailable
+from gateway.state import State
+from gateway.transport import Transport
+from gateway.witness import Witness, WitnessedHead, WitnessRequest
+from gateway.witnessing import (
+    PeerFailure,
+    Send,
+    WitnessRound,
+    last_size,
+    witness_peer,
+    witness_round,
+    witnessing_loop,
+)
+
+Pair = tuple[Witness, x509.Certificate, Witness]
+
+
+def _node(root: Path, ca: Path, node_id: str) -> tuple[Witness, x509.Certificate]:
+    key_pem, csr = identity.make_csr("node", node_id, f"{node_id} bureau", ["127.0.0.1"])
+    identity.write_private(root / f"{node_id}.key", key_pem)
+    cert_pem = identity.sign_csr(ca, csr)
+    key = identity.load_key(root / f"{node_id}.key")
+    state = State(root / f"{node_id}.sqlite3")
+    log = AuditLog(state, node_id, key)
+    return Witness(node_id, state, log, key, cert_pem), x509.load_pem_x509_certificate(cert_pem)
+
+
+@pytest.fixture()
+def pair(tmp_path: Path) -> Pair:
+    identity.init_ca(tmp_path / "ca")
+    a, a_cert = _node(tmp_path, tmp_path / "ca", "alpha")
+    b, _ = _node(tmp_path, tmp_path / "ca", "beta")
+    return a, a_cert, b
+
+
+def _grow(a: Witness, n: int, when: str) -> None:
+    a.audit.append_many([{"kind": "x", "i": i} for i in range(n)])
+    a.audit.checkpoint(when)
+
+
+def _recording(b: Witness, a_cert: x509.Certificate, sent: list[int]) -> Send:
+    def send(req: WitnessRequest) -> WitnessedHead:
+        sent.append(req.from_size)
+        return b.countersign("alpha", a_cert, req)
+
+    return send
+
+
+def _latest(a: Witness) -> int:
+    head = a.audit.latest_head()
+    assert head is not None
+    return head.size
+
+
+# --- the resend rule ---------------------------------------------------------------------
+
+
+def test_a_node_that_lost_track_resends_from_the_size_the_witness_holds(pair: Pair) -> None:
+    a, a_cert, b = pair
+    _grow(a, 12, "2026-01-01T00:00:00Z")
+    sent: list[int] = []
+    assert witness_peer(a, a.audit, "beta", _recording(b, a_cert, sent)) is not None
+    with a.state.transaction() as db:  # e.g. restored from a backup: receipts lost
+        db.execute("DELETE FROM witness_receipts")
+    _grow(a, 3, "2026-01-01T00:00:01Z")
+    sent.clear()
+    w = witness_peer(a, a.audit, "beta", _recording(b, a_cert, sent))
+    assert sent == [0, 12]  # refused from 0, then resent from the size beta holds
+    assert w is not None and w.size == _latest(a) == 15
+    assert a.last_countersigned("beta") == 15
+
+
+def test_a_refusal_without_the_size_is_the_peers_failure(pair: Pair) -> None:
+    a, a_cert, b = pair
+    _grow(a, 4, "2026-01-01T00:00:00Z")
+    witness_peer(a, a.audit, "beta", _recording(b, a_cert, []))
+
+    def forked(req: WitnessRequest) -> WitnessedHead:
+        raise FailedPrecondition("log of alpha did not only grow: size 3 does not extend 4")
+
+    with pytest.raises(FailedPrecondition, match="did not only grow"):
+        witness_peer(a, a.audit, "beta", forked)
+
+
+def test_last_size_reads_only_the_detail_of_a_failed_precondition() -> None:
+    assert (
+        last_size(FailedPrecondition("last witnessed size is 9", details={"last_size": "9"})) == 9
+    )
+    assert last_size(FailedPrecondition("last witnessed size is 9")) is None
+    assert last_size(FailedPrecondition("x", details={"last_size": "nine"})) is None
+    assert last_size(InvalidArgument("x", details={"last_size": "9"})) is None
+
+
+# --- a whole round -----------------------------------------------------------------------
+
+
+class InProcessTransport(Transport):
+    """Transport's contract without gRPC: the peer's answer, or its error re-raised as the
+    typed error the real transport builds from the status and trailing details."""
+
+    def __init__(self, handlers: dict[str, Callable[[Any], Any]]) -> None:
+        self.handlers = handlers
+
+    def members(self) -> list[Member]:
+        return [Member(id=p, org=p, address="", level="L1") for p in self.handlers]
+
+    def call(
+        self,
+        member: Member,
+        method: str,
+        request: Any,
+        *,
+        deadline: float | None = None,
+        timeout: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> Any:
+        assert method == "Witness" and timeout == 1.5
+        try:
+            return self.handlers[member.id](request)
+        except FedgateError as exc:
+            raise FedgateError.of(exc.error) from None
+
+
+def test_a_round_keeps_countersignatures_and_reports_each_failed_peer(pair: Pair) -> None:
+    a, a_cert, b = pair
+    _grow(a, 5, "2026-01-01T00:00:00Z")
+
+    witness_peer(a, a.audit, "beta", _recording(b, a_cert, []))
+    with a.state.transaction() as db:  # beta holds more than alpha remembers: one resend
+        db.execute("DELETE FROM witness_receipts")
+    _grow(a, 2, "2026-01-01T00:00:01Z")
+    sent: list[int] = []
+
+    def beta(msg: Any) -> Any:  # what the servicer's Witness does
+        sent.append(msg.from_size)
+        req = serde.witness_request_from_proto(msg)
+        return serde.witnessed_head_to_proto(b.countersign("alpha", a_cert, req))
+
+    def gamma(msg: Any) -> Any:
+        raise Unavailable("failed to connect to all addresses")
+
+    result = witness_round(a, a.audit, InProcessTransport({"beta": beta, "gamma": gamma}), 1.5)
+    assert sent == [0, 5]
+    assert [(h.witness, h.size) for h in result.heads] == [("beta", _latest(a))]
+    assert result.errors == (
+        PeerFailure("gamma", Error(Code.UNAVAILABLE, "failed to connect to all addresses")),
+    )
+    assert [str(e) for e in result.errors] == [
+        "gamma: UNAVAILABLE: failed to connect to all addresses"
+    ]
+    assert a.receipts()[-1]["size"] == _latest(a)
+    response = serde.witness_now_response(result.heads, [str(e) for e in result.errors])
+    assert response.countersigned[0].size == _latest(a)
+    assert list(response.errors) == ["gamma: UNAVAILABLE: failed to connect to all addresses"]
+
+
+# --- the background thread ---------------------------------------------------------------
+
+
+def test_the_loop_logs_failures_survives_a_crash_and_stops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop = threading.Event()
+    calls: list[int] = []
+    failure = PeerFailure("gamma", Error(Code.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+
+    def run_round() -> WitnessRound:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("disk full")
+        stop.set()
+        return WitnessRound(heads=(), errors=(failure,))
+
+    with caplog.at_level(logging.INFO, logger="fedgate.node"):
+        witnessing_loop(stop, 0.001, run_round)
+    assert len(calls) == 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert "witness round failed" in messages
+    assert "witnessing: gamma: DEADLINE_EXCEEDED: Deadline Exceeded" in messages
