@@ -21,34 +21,14 @@ from federation.sql import (
     Kind,
     Projection,
     QueryPlan,
-    StateColumn,
     agg_column,
     state_columns,
 )
-from federation.sql.states import state_name
 
 # transitional: removed once gateway/owner.py, gateway/home.py, gateway/grants.py import
 # federation.sql
-from federation.sql import partial_query as partial_query  # noqa: E402, I001
-
-__all__ = [
-    "ROWS",
-    "PartialError",
-    "RunSql",
-    "StateColumn",
-    "answer",
-    "check_partial",
-    "expected_columns",
-    "finals",
-    "from_ipc",
-    "merge",
-    "partial_query",
-    "project",
-    "squares_to_m2",
-    "state_columns",
-    "to_ipc",
-]
-
+from federation.sql import partial_query as partial_query
+from federation.sql.states import state_name
 
 # Runs generated SQL over one in-memory table: (sql, table name, table) -> result.
 RunSql = Callable[[str, str, pa.Table], pa.Table]
@@ -62,12 +42,7 @@ def expected_columns(plan: QueryPlan) -> list[str]:
     """The only column names a partial for ``plan`` may carry, in order."""
     if plan.is_raw:
         return list(plan.raw_columns)
-    names = [*plan.group_by, ROWS]
-    for column, kinds in sorted(states(plan).items()):
-        for kind in ("c", "s", "m2", "min", "max"):
-            if kind in kinds:
-                names.append(state_column(kind, column))
-    return names
+    return [*plan.group_by, *(s.name for s in state_columns(plan, dp=False))]
 
 
 def check_partial(plan: QueryPlan, table: pa.Table, source: str) -> pa.Table:
@@ -75,8 +50,10 @@ def check_partial(plan: QueryPlan, table: pa.Table, source: str) -> pa.Table:
     end up in generated SQL), or whose state columns are not numeric."""
     if table.column_names != expected_columns(plan):
         raise PartialError(f"the partial from {source} does not have the columns the query implies")
+    # MIN and MAX keep the column's own type; every other state is a number.
+    numbers = {s.name for s in state_columns(plan, dp=False) if s.kind not in _EXTREMES}
     for field in table.schema:
-        state = field.name.startswith("__") and not field.name.startswith(("__min_", "__max_"))
+        state = field.name in numbers
         numeric = pa.types.is_int64(field.type) or pa.types.is_float64(field.type)
         if state and not numeric:
             raise PartialError(f"the partial from {source} has a non-numeric {field.name}")
@@ -151,35 +128,34 @@ def merge(plan: QueryPlan, partials: list[pa.Table]) -> pa.Table:
         raise PartialError(f"the partials could not be merged: {exc}") from None
 
 
+_EXTREMES = {Kind.MIN: "min", Kind.MAX: "max"}  # the states that merge by an extreme
+
+
 def _merge_states(plan: QueryPlan, stacked: pa.Table) -> pa.Table:
     keys = plan.group_by
+    states = state_columns(plan, dp=False)
     gid, first = _group_ids(stacked, keys)
     groups = len(first)
     work = stacked.append_column("__gid", pa.array(gid, pa.int64()))
     aggs: list[tuple[str, str]] = []
-    for name in stacked.column_names:
-        if name in keys:
-            continue
-        kind = name[2:].partition("_")[0]
-        if kind in ("min", "max"):
-            aggs.append((name, kind))
-        elif kind != "m2":
-            if pa.types.is_integer(stacked.schema.field(name).type):
-                _check_int_sum(stacked.column(name), gid, groups, name)
-            aggs.append((name, "sum"))
+    for state in states:
+        if state.kind in _EXTREMES:
+            aggs.append((state.name, _EXTREMES[state.kind]))
+        elif state.kind is not Kind.M2:
+            if pa.types.is_integer(stacked.schema.field(state.name).type):
+                _check_int_sum(stacked.column(state.name), gid, groups, state.name)
+            aggs.append((state.name, "sum"))
     summed = work.group_by("__gid", use_threads=False).aggregate(aggs)
     summed = summed.take(pc.sort_indices(summed.column("__gid")))
     out: dict[str, pa.ChunkedArray | pa.Array] = {k: stacked.column(k).take(first) for k in keys}
-    for name in stacked.column_names:
-        if name in keys:
-            continue
-        kind, _, column = name[2:].partition("_")
-        if kind != "m2":
-            func = kind if kind in ("min", "max") else "sum"
+    for state in states:
+        name = state.name
+        if state.kind is not Kind.M2 or state.column is None:
+            func = _EXTREMES.get(state.kind, "sum")
             out[name] = summed.column(f"{name}_{func}").cast(stacked.schema.field(name).type)
             continue
-        c = _floats(stacked.column(state_column("c", column)))
-        s = _floats(stacked.column(state_column("s", column)))
+        c = _floats(stacked.column(state_name(Kind.COUNT, state.column)))
+        s = _floats(stacked.column(state_name(Kind.SUM, state.column)))
         m2 = _floats(stacked.column(name))
         tc = np.bincount(gid, weights=c, minlength=groups)
         ts = np.bincount(gid, weights=s, minlength=groups)
@@ -196,11 +172,11 @@ def _final_value(call: AggCall, merged: pa.Table) -> pa.Array | pa.ChunkedArray:
     if call.column is None:
         return merged.column(ROWS)
     if call.func in ("min", "max"):
-        return merged.column(state_column(call.func, call.column))
-    c = merged.column(state_column("c", call.column))
+        return merged.column(state_name(Kind(call.func), call.column))
+    c = merged.column(state_name(Kind.COUNT, call.column))
     if call.func == "count":
         return pc.coalesce(c, pa.scalar(0, c.type))
-    s = merged.column(state_column("s", call.column))
+    s = merged.column(state_name(Kind.SUM, call.column))
     if call.func == "sum":
         return pc.if_else(pc.greater(c, 0), s, pa.scalar(None, s.type))
     cf = c.cast(pa.float64(), safe=False)
@@ -208,12 +184,35 @@ def _final_value(call: AggCall, merged: pa.Table) -> pa.Array | pa.ChunkedArray:
     if call.func == "avg":
         mean = pc.divide(s.cast(pa.float64(), safe=False), cf)
         return pc.if_else(pc.greater(c, 0), mean, nothing)
-    m2 = merged.column(state_column("m2", call.column)).cast(pa.float64(), safe=False)
+    m2 = merged.column(state_name(Kind.M2, call.column)).cast(pa.float64(), safe=False)
     if call.func.endswith("_samp"):
         var = pc.if_else(pc.greater(c, 1), pc.divide(m2, pc.subtract(cf, 1.0)), nothing)
     else:
         var = pc.if_else(pc.greater(c, 0), pc.divide(m2, cf), nothing)
     return pc.sqrt(var) if call.func.startswith("stddev") else var
+
+
+def squares_to_m2(plan: QueryPlan, noisy: pa.Table) -> pa.Table:
+    """An owner's DP partial after noise (``state_columns(plan, dp=True)``), with each
+    noisy sum of squares turned into M2 in its place: M2 = q - s^2 / c from the noisy
+    count, sum and sum of squares, at least 0. The result has ``expected_columns(plan)``;
+    the noisy sums of squares themselves stay at the owner."""
+    out: dict[str, pa.ChunkedArray | pa.Array] = {g: noisy.column(g) for g in plan.group_by}
+    for state in state_columns(plan, dp=True):
+        if state.kind is not Kind.SQUARES or state.column is None:
+            out[state.name] = noisy.column(state.name)
+            continue
+        c = noisy.column(state_name(Kind.COUNT, state.column)).to_pylist()
+        s = noisy.column(state_name(Kind.SUM, state.column)).to_pylist()
+        q = noisy.column(state.name).to_pylist()
+        out[state_name(Kind.M2, state.column)] = pa.array(
+            [
+                max(0.0, qi - si * si / ci) if ci else 0.0
+                for qi, si, ci in zip(q, s, c, strict=True)
+            ],
+            pa.float64(),
+        )
+    return pa.table(out)
 
 
 def finals(plan: QueryPlan, merged: pa.Table) -> pa.Table:

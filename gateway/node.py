@@ -196,7 +196,6 @@ class Node:
 
     def witness_round(self) -> WitnessRound:
         """Send this node's signed head to every peer; keep their countersignatures."""
-        self.audit.checkpoint(utc())
         return witness_round(
             self.witness, self.audit, self.transport, self.config.peer_timeout_seconds
         )
@@ -286,7 +285,7 @@ class Node:
             "housekeeping",
         )
         if self.config.witness_seconds > 0:
-            every(self._stop, self.config.witness_seconds, self._witness_job, "witnessing")
+            every(self._stop, self.config.witness_seconds, self._witness_job, "witness")
         if self.config.peer_probe_seconds > 0:
             every(
                 self._stop,

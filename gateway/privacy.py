@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from federation.partials import ROWS
+from federation.partials import squares_to_m2
+from federation.sql import ROWS, Kind, QueryPlan, StateColumn, row_counts, state_columns
 
 
 @functools.cache
@@ -44,21 +45,25 @@ def suppress(table: pa.Table, k: int) -> Released:
         return Released(table, 0, 0.0)
     n = table.column(ROWS).to_numpy()
     keep = (n >= k) | (n == 0)
-    for name in table.column_names:
-        if name.startswith("__c_"):
-            c = table.column(name).to_numpy()
-            keep &= (c >= k) | (c == 0)
+    for name in row_counts(table.column_names):
+        c = table.column(name).to_numpy()
+        keep &= (c >= k) | (c == 0)
     kept = table.filter(pa.array(keep))
     return Released(kept, table.num_rows - kept.num_rows, 0.0)
 
 
-def _sensitivity(kind: str, bounds: tuple[float, float] | None) -> float:
-    """How much one row can change this state (add/remove one row)."""
-    if kind in ("n", "c"):
+_COUNTS = (Kind.ROWS, Kind.COUNT)  # noised as whole numbers, at least 0
+
+
+def _sensitivity(state: StateColumn, clamp: dict[str, tuple[float, float]]) -> float:
+    """How much one row can change this state (add/remove one row): 1 for a count; the
+    largest clamped magnitude m for a sum, m * m for a sum of squares."""
+    if state.kind in _COUNTS:
         return 1.0
+    bounds = clamp.get(state.column) if state.column is not None else None
     lo, hi = bounds or (0.0, 0.0)
     m = max(abs(lo), abs(hi))
-    return m if kind == "s" else m * m
+    return m if state.kind is Kind.SUM else m * m
 
 
 def _laplace_within(dp, space, sens: float, share: float):  # type: ignore[no-untyped-def]
@@ -82,60 +87,45 @@ def _added(value: float, times: int) -> float:
 
 
 def add_noise(
-    table: pa.Table, *, epsilon: float, k: int, clamp: dict[str, tuple[float, float]]
+    table: pa.Table,
+    plan: QueryPlan,
+    *,
+    epsilon: float,
+    k: int,
+    clamp: dict[str, tuple[float, float]],
 ) -> Released:
     """Add Laplace noise to every state column, split epsilon evenly, then threshold.
 
-    Each row of the dataset falls in one group, so within one state column the groups
-    compose in parallel; the state columns compose sequentially.
+    ``table`` is the owner's partial for ``plan`` under DP (``state_columns(plan,
+    dp=True)`` after the group keys). Each row of the dataset falls in one group, so
+    within one state column the groups compose in parallel; the state columns compose
+    sequentially. Variance leaves as M2 (``squares_to_m2``), never as a sum of squares.
     """
     dp = _dp()
-    noisy_cols = [c for c in table.column_names if c.startswith("__")]
-    share = epsilon / len(noisy_cols)
+    states = state_columns(plan, dp=True)
+    share = epsilon / len(states)
     # The charges are added one by one below; rounded addition is monotone, so charges of
     # at most ``share`` each cannot add up to more than ``epsilon`` once this holds.
-    while _added(share, len(noisy_cols)) > epsilon:
+    while _added(share, len(states)) > epsilon:
         share = math.nextafter(share, 0.0)
     spent = 0.0
-    columns: dict[str, pa.Array] = {c: table.column(c) for c in table.column_names}
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {c: table.column(c) for c in plan.group_by}
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float)
-    for name in noisy_cols:
-        kind, _, column = name[2:].partition("_") if name != ROWS else ("n", "", "")
-        sens = _sensitivity(kind, clamp.get(column))
-        values = [float(v or 0.0) for v in table.column(name).to_pylist()]
-        if not values:
-            spent += share
-            continue
-        if sens == 0:
+    for state in states:
+        columns[state.name] = table.column(state.name)
+        sens = _sensitivity(state, clamp)
+        values = [float(v or 0.0) for v in table.column(state.name).to_pylist()]
+        if not values or sens == 0:
             spent += share
             continue
         meas = _laplace_within(dp, space, sens, share)
         eps = meas.map(sens)
         noisy = meas(values)
         spent += eps
-        if kind in ("n", "c"):
-            columns[name] = pa.array([max(0, round(v)) for v in noisy], pa.int64())
+        if state.kind in _COUNTS:
+            columns[state.name] = pa.array([max(0, round(v)) for v in noisy], pa.int64())
         else:
-            columns[name] = pa.array(noisy, pa.float64())
-    # Variance travels as M2 from here on (in the noisy sum of squares' place); the
-    # noisy sums of squares themselves stay at the owner.
-    ordered: dict[str, pa.Array] = {}
-    for name in table.column_names:
-        if not name.startswith("__q_"):
-            ordered[name] = columns[name]
-            continue
-        column = name[4:]
-        c = columns[f"__c_{column}"].to_pylist()
-        s = columns[f"__s_{column}"].to_pylist()
-        q = columns[name].to_pylist()
-        ordered[f"__m2_{column}"] = pa.array(
-            [
-                max(0.0, qi - si * si / ci) if ci else 0.0
-                for qi, si, ci in zip(q, s, c, strict=True)
-            ],
-            pa.float64(),
-        )
-    columns = ordered
-    released = pa.table(columns)
+            columns[state.name] = pa.array(noisy, pa.float64())
+    released = squares_to_m2(plan, pa.table(columns))
     kept = released.filter(pa.array(released.column(ROWS).to_numpy() >= k))
     return Released(kept, released.num_rows - kept.num_rows, spent)

@@ -24,6 +24,7 @@ from gateway.witness import SignedHead, WitnessedHead, WitnessRequest
 
 if TYPE_CHECKING:
     from gateway.roles.federated_catalog import Listing
+    from gateway.witnessing import WitnessRound  # it imports serde: a type-only import
 
 
 def column_to_proto(c: ColumnSpec, dataset_level: str) -> common_pb2.Column:
@@ -468,12 +469,11 @@ def witness_request_from_proto(msg: peer_pb2.WitnessRequest) -> WitnessRequest:
     )
 
 
-def witness_now_response(
-    heads: Iterable[WitnessedHead], errors: Iterable[str]
-) -> gateway_pb2.WitnessNowResponse:
-    """A witness round's answer; ``errors`` as ``str(PeerFailure)``: "peer: CODE: reason"."""
+def witness_now_response(result: WitnessRound) -> gateway_pb2.WitnessNowResponse:
+    """A witness round's answer; each failure as the text "peer: CODE: reason"."""
     return gateway_pb2.WitnessNowResponse(
-        countersigned=[witnessed_head_to_proto(w) for w in heads], errors=list(errors)
+        countersigned=[witnessed_head_to_proto(w) for w in result.heads],
+        errors=[str(f) for f in result.errors],
     )
 
 

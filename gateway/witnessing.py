@@ -1,4 +1,4 @@
-"""One witnessing round, as the node being witnessed, and the thread that repeats it.
+"""One witnessing round, as the node being witnessed, with a typed result.
 
 The node checkpoints its log, then walks each peer forward from the size that peer last
 countersigned, at most ``DIGESTS_PER_REQUEST`` entries a step. A peer that holds another
@@ -9,8 +9,6 @@ round's result, never raised: one slow or broken peer does not stop the others.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +21,6 @@ from gateway.errors import FedgateError
 from gateway.transport import Transport
 from gateway.witness import LAST_SIZE, Witness, WitnessedHead, WitnessRequest
 
-log = logging.getLogger("fedgate.node")  # the node's own background protocol, logged as such
 MAX_STEPS = 1000  # per peer and round: 1000 x 40 000 entries
 
 
@@ -103,17 +100,3 @@ def _sender(transport: Transport, member: Member, timeout: float) -> Send:
         return serde.witnessed_head_from_proto(resp)
 
     return send
-
-
-def witnessing_loop(
-    stop: threading.Event, interval: float, run_round: Callable[[], WitnessRound]
-) -> None:
-    """Peer witnessing in its own thread: slow peers never delay checkpoints."""
-    while not stop.wait(interval):
-        try:
-            result = run_round()
-        except Exception:  # keep the node up; the next round retries
-            log.exception("witness round failed")
-            continue
-        for failure in result.errors:
-            log.warning("witnessing: %s", failure)

@@ -31,8 +31,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from federation.partials import partial_query  # noqa: E402
-from federation.sqlsubset import parse  # noqa: E402
+from federation.sql import parse, partial_query  # noqa: E402
 from gateway import descriptor  # noqa: E402
 from gateway.client import Client, Profile  # noqa: E402
 from gateway.demo.launcher import running, sigterm_as_interrupt  # noqa: E402

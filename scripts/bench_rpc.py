@@ -219,7 +219,7 @@ def bench_release(calls: int) -> tuple[float, float]:
     import bench_query as bq
 
     from federation.partials import answer, from_ipc
-    from federation.sqlsubset import parse
+    from federation.sql import parse
     from gateway.config import load
     from gateway.demo.launcher import running
     from gateway.server import Node

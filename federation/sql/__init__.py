@@ -31,7 +31,7 @@ from federation.sql.rules import (
     RULES,
     QueryError,
 )
-from federation.sql.states import ROWS, Kind, StateColumn, state_columns
+from federation.sql.states import ROWS, Kind, StateColumn, row_counts, state_columns
 
 __all__ = [
     "AGGREGATES",
@@ -58,5 +58,6 @@ __all__ = [
     "partial_query",
     "partial_tree",
     "read",
+    "row_counts",
     "state_columns",
 ]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
 
+from federation.envelope import Requester
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import FedgateError, InvalidArgument, PermissionDenied, ResourceExhausted
-from gateway.identity import Identity
 from gateway.policy.floors import FLOORS, Floor, effective_level
 from gateway.policy.model import Grant
 
@@ -45,7 +45,7 @@ def level_of(desc: DatasetDescriptor, columns: Iterable[str]) -> tuple[str, Floo
     return level, floor
 
 
-def matches(grant: Grant, requester: Identity, home_node: str) -> bool:
+def matches(grant: Grant, requester: Requester, home_node: str) -> bool:
     """Whether ``grant`` is for this requester (a user at its org, its org, or its home)."""
     if grant.grantee_kind == "user":
         return grant.grantee == requester.id and grant.grantee_org == requester.org
@@ -55,7 +55,7 @@ def matches(grant: Grant, requester: Identity, home_node: str) -> bool:
 
 
 def candidates(
-    grants: Iterable[Grant], dataset: str, operation: str, requester: Identity, home_node: str
+    grants: Iterable[Grant], dataset: str, operation: str, requester: Requester, home_node: str
 ) -> list[Grant]:
     """The grants that could permit ``operation`` on ``dataset``, most specific first."""
     found = [
@@ -89,7 +89,7 @@ def choose(
     grants: Iterable[Grant],
     desc: DatasetDescriptor,
     operation: str,
-    requester: Identity,
+    requester: Requester,
     home_node: str,
     purpose: str,
     now: str,

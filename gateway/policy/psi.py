@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from federation.envelope import Requester
 from gateway.descriptor import DatasetDescriptor
-from gateway.identity import Identity
 from gateway.policy.decide import check_columns, choose, level_of
 from gateway.policy.model import Decision, Grant
 
@@ -14,7 +14,7 @@ def decide_psi(
     grants: Iterable[Grant],
     desc: DatasetDescriptor,
     column: str,
-    requester: Identity,
+    requester: Requester,
     home_node: str,
     purpose: str,
     now: str,

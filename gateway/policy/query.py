@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Protocol
 
+from federation.envelope import Requester
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import PermissionDenied
-from gateway.identity import Identity
 from gateway.policy.decide import check_columns, choose, dp_bounds, level_of
 from gateway.policy.floors import effective_level
 from gateway.policy.model import Decision, Grant
@@ -46,7 +46,7 @@ def decide_query(
     grants: Iterable[Grant],
     plan: QueryUse,
     desc: DatasetDescriptor,
-    requester: Identity,
+    requester: Requester,
     home_node: str,
     purpose: str,
     now: str,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from federation.envelope import Requester
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import InvalidArgument, PermissionDenied
-from gateway.identity import Identity
 from gateway.policy.decide import check_columns, choose, dp_bounds, level_of
 from gateway.policy.model import Decision, Grant
 
@@ -16,7 +16,7 @@ def decide_train(
     desc: DatasetDescriptor,
     features: Sequence[str],
     label: str,
-    requester: Identity,
+    requester: Requester,
     home_node: str,
     purpose: str,
     now: str,

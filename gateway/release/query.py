@@ -124,6 +124,7 @@ class QueryRelease:
         if decision.epsilon > 0 and not self.plan.is_raw:  # fresh noise every time
             released = privacy.add_noise(
                 computed.table,
+                self.plan,
                 epsilon=decision.epsilon,
                 k=decision.min_group_size,
                 clamp=decision.clamp or {},

@@ -7,7 +7,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from federation.sqlsubset import QueryError, parse
+from federation.sql import QueryError, parse
 
 ALLOWED_AGGREGATES = {
     "avg",

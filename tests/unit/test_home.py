@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from federation.partials import to_ipc
-from federation.sqlsubset import parse
+from federation.sql import parse
 from gateway.engine import Engine
 from gateway.roles.home import Home
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from federation.partials import PartialError, check_partial, expected_columns, partial_query
-from federation.sqlsubset import QueryError, parse
+from federation.partials import PartialError, check_partial, expected_columns
+from federation.sql import QueryError, parse, partial_query
 
 
 def test_expected_columns_follow_the_plan() -> None:
@@ -43,7 +43,7 @@ def test_more_refusals(sql: str, words: str) -> None:
 import duckdb  # noqa: E402
 
 from federation.partials import answer, merge  # noqa: E402
-from federation.sqlsubset import MERGED_TABLE  # noqa: E402
+from federation.sql import MERGED_TABLE  # noqa: E402
 
 
 def _duckdb(sql: str, name: str, table: pa.Table) -> pa.Table:

@@ -6,20 +6,19 @@ The helpers here (a dataset, a grant, an analyst) are reused by the per-operatio
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from typing import Any
 
 import pytest
 
+from federation.envelope import Requester
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.errors import InvalidArgument, PermissionDenied, ResourceExhausted
-from gateway.identity import Identity
 from gateway.policy import Grant
 from gateway.policy.decide import candidates, choose, dp_bounds, level_of, purpose_matches
 
 NOW = "2025-06-01T00:00:00Z"
 HOME = "anhui-home"
-ANALYST = Identity("analyst", "zhang@anhui", "anhui", "01", dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+ANALYST = Requester("analyst", "zhang@anhui", "anhui")
 EVERY_USE = ("aggregate", "filter", "group_by", "join_key")
 
 

@@ -7,8 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from federation.partials import partial_query
-from federation.sqlsubset import parse
+from federation.sql import parse, partial_query
 from gateway import privacy
 
 
@@ -40,12 +39,13 @@ def test_charged_epsilon_is_opendps_and_never_above_the_grant() -> None:
             "__s_w": pa.array([5000.0] * groups),
         }
     )
+    plan = parse("SELECT g, SUM(w) FROM t GROUP BY g")  # the partial's states: n, c_w, s_w
     for epsilon in (0.1, 0.3, 1.0):
-        released = privacy.add_noise(table, epsilon=epsilon, k=0, clamp={"w": (0.0, 100.0)})
+        released = privacy.add_noise(table, plan, epsilon=epsilon, k=0, clamp={"w": (0.0, 100.0)})
         assert 0 < released.epsilon <= epsilon
         assert released.epsilon == pytest.approx(epsilon, rel=1e-9)
     # Laplace noise on the counts: scale = sensitivity 1 / (epsilon / 3 columns).
-    released = privacy.add_noise(table, epsilon=1.0, k=0, clamp={"w": (0.0, 100.0)})
+    released = privacy.add_noise(table, plan, epsilon=1.0, k=0, clamp={"w": (0.0, 100.0)})
     noise = np.array(released.table.column("__n").to_pylist(), dtype=float) - 100
     assert np.mean(np.abs(noise)) == pytest.approx(3.0, rel=0.15)  # E|Laplace(b)| = b
     sums = np.array(released.table.column("__s_w").to_pylist()) - 5000.0
@@ -54,7 +54,8 @@ def test_charged_epsilon_is_opendps_and_never_above_the_grant() -> None:
 
 def test_groups_under_k_after_noise_are_withheld() -> None:
     table = pa.table({"g": ["big", "tiny"], "__n": pa.array([10_000, 1], pa.int64())})
-    released = privacy.add_noise(table, epsilon=1.0, k=10, clamp={})
+    plan = parse("SELECT g, COUNT(*) FROM t GROUP BY g")
+    released = privacy.add_noise(table, plan, epsilon=1.0, k=10, clamp={})
     assert released.table.column("g").to_pylist() == ["big"] and released.suppressed == 1
 
 

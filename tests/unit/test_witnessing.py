@@ -7,8 +7,6 @@ that carries a peer's answer or typed error (code, message, details) as gRPC wou
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,11 +25,9 @@ from gateway.witness import Witness, WitnessedHead, WitnessRequest
 from gateway.witnessing import (
     PeerFailure,
     Send,
-    WitnessRound,
     last_size,
     witness_peer,
     witness_round,
-    witnessing_loop,
 )
 
 Pair = tuple[Witness, x509.Certificate, Witness]
@@ -171,31 +167,6 @@ def test_a_round_keeps_countersignatures_and_reports_each_failed_peer(pair: Pair
         "gamma: UNAVAILABLE: failed to connect to all addresses"
     ]
     assert a.receipts()[-1]["size"] == _latest(a)
-    response = serde.witness_now_response(result.heads, [str(e) for e in result.errors])
+    response = serde.witness_now_response(result)
     assert response.countersigned[0].size == _latest(a)
     assert list(response.errors) == ["gamma: UNAVAILABLE: failed to connect to all addresses"]
-
-
-# --- the background thread ---------------------------------------------------------------
-
-
-def test_the_loop_logs_failures_survives_a_crash_and_stops(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    stop = threading.Event()
-    calls: list[int] = []
-    failure = PeerFailure("gamma", Error(Code.DEADLINE_EXCEEDED, "Deadline Exceeded"))
-
-    def run_round() -> WitnessRound:
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("disk full")
-        stop.set()
-        return WitnessRound(heads=(), errors=(failure,))
-
-    with caplog.at_level(logging.INFO, logger="fedgate.node"):
-        witnessing_loop(stop, 0.001, run_round)
-    assert len(calls) == 2
-    messages = [r.getMessage() for r in caplog.records]
-    assert "witness round failed" in messages
-    assert "witnessing: gamma: DEADLINE_EXCEEDED: Deadline Exceeded" in messages

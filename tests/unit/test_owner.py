@@ -1,0 +1,248 @@
+"""The owner and its release pipeline, with real parts: SQLite state, grants, audit log,
+DuckDB, the node's key and a CA-issued certificate. No network: the owner has no
+children here, so its relay never calls out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from federation.envelope import Envelope, Requester
+from federation.membership import Member, Membership
+from federation.outcome import Code
+from federation.partials import from_ipc
+from gateway import clock, identity, receipts
+from gateway.audit import AuditLog
+from gateway.catalog import Catalog
+from gateway.descriptor import ColumnSpec, DatasetDescriptor
+from gateway.engine import Engine
+from gateway.errors import DeadlineExceeded, ResourceExhausted
+from gateway.policy.model import Grant
+from gateway.policy.store import GrantStore
+from gateway.receipts import Signer
+from gateway.release import pipeline
+from gateway.release.pipeline import ReleasePipeline
+from gateway.roles.owner import Owner
+from gateway.roles.relay import Relay
+from gateway.state import State
+
+ORG = "Shanghai Big Data Center"
+ANALYST = Requester("analyst", "li.wei@shanghai", ORG)
+SQL = "SELECT city, COUNT(*) AS n, SUM(revenue) AS r FROM firms GROUP BY city"
+
+
+@dataclass
+class Parts:
+    owner: Owner
+    grants: GrantStore
+    audit: AuditLog
+    state: State
+    data: Path
+    bundle: list
+    catalog: Catalog
+
+
+def _firms(path: Path) -> None:
+    cities = ["hefei"] * 12 + ["wuhu"] * 6 + ["bengbu"] * 2  # bengbu is under k = 5
+    pq.write_table(
+        pa.table(
+            {
+                "city": cities,
+                "revenue": pa.array([float(i * 10) for i in range(len(cities))]),
+                "employees": pa.array(list(range(len(cities))), pa.int64()),
+            }
+        ),
+        path,
+    )
+
+
+def _descriptor(path: Path, level: str = "L2") -> DatasetDescriptor:
+    return DatasetDescriptor(
+        name="firms" if level != "L4" else "core_firms",
+        title="Firms",
+        description="test firms",
+        department="test",
+        level=level,
+        update_frequency="static",
+        path=str(path),
+        format="parquet",
+        columns=(
+            ColumnSpec("city", "string"),
+            ColumnSpec("revenue", "float64", lower=0.0, upper=1000.0),
+            ColumnSpec("employees", "int64", lower=0.0, upper=100.0),
+        ),
+    )
+
+
+@pytest.fixture()
+def parts(tmp_path: Path) -> Iterator[Parts]:
+    ca = tmp_path / "ca"
+    identity.init_ca(ca)
+    key_pem, csr = identity.make_csr("node", "anhui", "Anhui bureau", ["127.0.0.1"])
+    identity.write_private(tmp_path / "anhui.key", key_pem)
+    cert_pem = identity.sign_csr(ca, csr)
+    key = identity.load_key(tmp_path / "anhui.key")
+    bundle = identity.load_bundle(ca / identity.CA_CERT)
+    data = tmp_path / "data"
+    data.mkdir()
+    _firms(data / "firms.parquet")
+    state = State(tmp_path / "state.sqlite3")
+    catalog = Catalog(state, (data,), "Anhui bureau")
+    operator = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
+    catalog.register(_descriptor(data / "firms.parquet"), by=operator, when="2026-01-01T00:00:00Z")
+    grants = GrantStore(state)
+    audit = AuditLog(state, "anhui", key)
+    engine = Engine(1)
+    members = Membership(
+        "test",
+        1,
+        "2026-01-01T00:00:00Z",
+        (Member("anhui", "Anhui bureau", "127.0.0.1:1", "province"),),
+    )
+    with ThreadPoolExecutor(2) as pool:
+        relay = Relay("anhui", lambda: members, _no_call, pool)
+        signer = Signer(key, cert_pem)
+        release = ReleasePipeline("anhui", grants, audit, signer, 4 * 1024 * 1024)
+        owner = Owner("anhui", catalog, grants, engine, release, relay)
+        try:
+            yield Parts(owner, grants, audit, state, data, bundle, catalog)
+        finally:
+            engine.close()
+            state.close()
+
+
+def _no_call(member: Member, env: Envelope) -> object:
+    raise AssertionError(f"the owner has no children, yet called {member.id}")
+
+
+def _grant(parts: Parts, **overrides: object) -> Grant:
+    fields: dict = {
+        "id": "",
+        "dataset": "firms",
+        "grantee_kind": "org",
+        "grantee": ORG,
+        "operations": ("query",),
+        "columns": {"city": ("group_by",), "revenue": ("aggregate",)},
+        "min_group_size": 5,
+        "valid_from": "2020-01-01T00:00:00Z",
+        "created_at": "2020-01-01T00:00:00Z",
+    }
+    fields.update(overrides)
+    return parts.grants.add(Grant(**fields))
+
+
+def _env(sql: str = SQL, *, explain: bool = False, seconds: float = 10.0) -> Envelope:
+    return Envelope(
+        request_id="r-1",
+        requester=ANALYST,
+        home_node="shanghai",
+        operation="query",
+        body=sql,
+        explain=explain,
+        deadline=time.monotonic() + seconds,
+    )
+
+
+def _kinds(audit: AuditLog) -> list[str]:
+    return [e.data["kind"] for e in audit.entries()]
+
+
+def test_a_release_is_suppressed_spent_logged_and_signed(parts: Parts) -> None:
+    grant = _grant(parts)
+    answer = parts.owner.execute(_env())
+    assert answer.published and len(answer.owners) == 1
+    report = answer.owners[0]
+    assert report.ok and report.grant_id == grant.id
+    got = sorted(from_ipc(answer.payload).to_pylist(), key=lambda r: r["city"])
+    con = duckdb.connect()
+    want = con.execute(
+        "SELECT city, COUNT(*), SUM(revenue) FROM read_parquet(?) GROUP BY city "
+        "HAVING COUNT(*) >= 5 ORDER BY city",
+        [str(parts.data / "firms.parquet")],
+    ).fetchall()
+    assert [(r["city"], r["__n"]) for r in got] == [(c, n) for c, n, _ in want]
+    assert report.groups_released == 2 and report.groups_suppressed == 1  # bengbu: 2 < 5
+    assert parts.grants.get(grant.id).uses == 1
+    receipt = receipts.Receipt.from_json(report.receipt)
+    assert receipts.verify(receipt, parts.bundle) == "anhui"
+    entry = next(e for e in parts.audit.entries() if e.data["kind"] == "release")
+    assert receipt.body["audit_seq"] == entry.seq and receipt.body["audit_hash"] == entry.hash
+    assert entry.data["result_digest"] == receipts.digest(answer.payload)
+    assert entry.data["requester"] == str(ANALYST) and entry.data["operation"] == "query"
+
+
+def test_no_grant_is_refused_audited_and_releases_nothing(parts: Parts) -> None:
+    answer = parts.owner.execute(_env())
+    report = answer.owners[0]
+    assert not report.ok and report.error is not None
+    assert report.error.code == Code.PERMISSION_DENIED and "no grant" in report.error.reason
+    assert answer.payload == b"" and "release" not in _kinds(parts.audit)
+    refused = next(e.data for e in parts.audit.entries() if e.data["kind"] == "query.refused")
+    assert refused["code"] == "PERMISSION_DENIED" and refused["dataset"] == "firms"
+
+
+def test_a_forbidden_column_is_refused_and_spends_nothing(parts: Parts) -> None:
+    grant = _grant(parts)
+    answer = parts.owner.execute(_env("SELECT SUM(revenue) FROM firms WHERE employees > 3"))
+    report = answer.owners[0]
+    assert report.error is not None and "may not be used as filter" in report.error.reason
+    assert parts.grants.get(grant.id).uses == 0 and "release" not in _kinds(parts.audit)
+
+
+def test_a_dry_run_explains_and_spends_nothing(parts: Parts) -> None:
+    grant = _grant(parts)
+    answer = parts.owner.execute(_env(explain=True))
+    report = answer.owners[0]
+    assert report.ok and report.explanation is not None and answer.payload == b""
+    assert report.explanation.grant_id == grant.id and report.explanation.min_group_size == 5
+    assert dict(report.explanation.columns) == {"city": ("group_by",), "revenue": ("aggregate",)}
+    assert parts.grants.get(grant.id).uses == 0 and "release" not in _kinds(parts.audit)
+
+
+def test_a_release_past_its_deadline_spends_nothing(parts: Parts) -> None:
+    grant = _grant(parts)
+    answer = parts.owner.execute(_env(seconds=0.0))
+    report = answer.owners[0]
+    assert report.error is not None and report.error.code == Code.DEADLINE_EXCEEDED
+    assert parts.grants.get(grant.id).uses == 0 and "release" not in _kinds(parts.audit)
+
+
+def test_a_used_up_grant_stops_the_second_release(parts: Parts) -> None:
+    grant = _grant(parts, max_uses=1)
+    assert parts.owner.execute(_env()).owners[0].ok
+    second = parts.owner.execute(_env()).owners[0]
+    assert second.error is not None and second.error.code == Code.PERMISSION_DENIED
+    assert parts.grants.get(grant.id).uses == 1 and _kinds(parts.audit).count("release") == 1
+
+
+def test_core_data_is_not_published(parts: Parts) -> None:
+    operator = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
+    core = _descriptor(parts.data / "firms.parquet", level="L4")
+    parts.catalog.register(core, by=operator, when="2026-01-01T00:00:00Z")
+    answer = parts.owner.execute(_env("SELECT COUNT(*) FROM core_firms"))
+    assert not answer.published and answer.owners == () and answer.payload == b""
+    refused = [e.data for e in parts.audit.entries() if e.data["kind"] == "query.refused"]
+    assert refused and refused[-1]["dataset"] == "core_firms" and refused[-1]["code"] == "NOT_FOUND"
+
+
+# --- the pipeline's own steps ---------------------------------------------------------------
+
+
+def test_check_size_refuses_an_oversized_payload() -> None:
+    pipeline.check_size(b"x" * 10, 10)
+    with pytest.raises(ResourceExhausted, match="11 bytes, over the 10-byte"):
+        pipeline.check_size(b"x" * 11, 10)
+
+
+def test_check_deadline_refuses_a_late_release() -> None:
+    pipeline.check_deadline(time.monotonic() + 5)
+    with pytest.raises(DeadlineExceeded):
+        pipeline.check_deadline(time.monotonic() - 0.001)
