@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import pyarrow as pa
 
@@ -26,6 +26,9 @@ class Target(Protocol):
     def id(self) -> str: ...
 
 
+TargetT = TypeVar("TargetT", bound=Target)
+
+
 @dataclass
 class Gathered:
     owners: list[OwnerReport] = field(default_factory=list)
@@ -35,7 +38,7 @@ class Gathered:
 
 
 def gather(
-    plan: QueryPlan, outcomes: Sequence[Outcome[Target, PartialAnswer]], via: str = ""
+    plan: QueryPlan, outcomes: Sequence[Outcome[TargetT, PartialAnswer]], via: str = ""
 ) -> Gathered:
     found = Gathered()
     for out in outcomes:

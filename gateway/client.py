@@ -14,6 +14,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pyarrow as pa
@@ -22,6 +23,7 @@ from federation.partials import from_ipc
 from gateway import descriptor as descriptor_mod
 from gateway import serde
 from gateway.errors import InvalidArgument
+from gateway.roles.home import QueryAsk
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway.tls import secure_channel
 
@@ -79,7 +81,8 @@ class Profile:
 
 
 def _explain(exc: grpc.RpcError) -> ClientError:
-    code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
+    call: Any = exc  # a grpc.Call too: code(), details()
+    code, details = call.code(), call.details() or ""
     lowered = details.lower()
     if code == grpc.StatusCode.UNAVAILABLE and any(
         hint in lowered for hint in ("handshake", "ssl", "tls", "socket closed", "hostname")
@@ -135,24 +138,22 @@ class Client:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: str, request, timeout: float | None = None):  # type: ignore[no-untyped-def]
+    def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         try:
             return getattr(self._stub, method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
             raise _explain(exc) from None
 
     def whoami(self) -> gateway_pb2.WhoAmIResponse:
-        return self._call("WhoAmI", gateway_pb2.WhoAmIRequest())
+        return self._call("WhoAmI", serde.whoami_request())
 
     def catalog(self, name_contains: str = "") -> common_pb2.CatalogResponse:
-        return self._call("Catalog", common_pb2.CatalogRequest(name_contains=name_contains))
+        return self._call("Catalog", serde.catalog_request(name_contains))
 
     def federated_catalog(
         self, name_contains: str = "", member_timeout: float = 0.0
     ) -> gateway_pb2.FederatedCatalogResponse:
-        request = gateway_pb2.FederatedCatalogRequest(
-            name_contains=name_contains, timeout_seconds=member_timeout
-        )
+        request = serde.federated_catalog_request(name_contains, member_timeout)
         return self._call("FederatedCatalog", request)
 
     def query(
@@ -167,8 +168,8 @@ class Client:
         """Run federated SQL; returns a pyarrow Table plus its provenance."""
         resp = self._call(
             "Query",
-            gateway_pb2.QueryRequest(
-                sql=sql, purpose=purpose, allow_partial=allow_partial, nodes=list(nodes)
+            serde.query_request(
+                QueryAsk(sql, purpose=purpose, nodes=tuple(nodes), allow_partial=allow_partial)
             ),
             timeout=timeout,
         )
@@ -185,40 +186,38 @@ class Client:
         self, sql: str, *, purpose: str = "", nodes: tuple[str, ...] | list[str] = ()
     ) -> gateway_pb2.QueryResponse:
         """Dry run: which owners, which grants, which columns in which role, what cost."""
-        request = gateway_pb2.QueryRequest(
-            sql=sql, purpose=purpose, nodes=list(nodes), explain=True, allow_partial=True
-        )
-        return self._call("Query", request)
+        ask = QueryAsk(sql, purpose=purpose, nodes=tuple(nodes), explain=True, allow_partial=True)
+        return self._call("Query", serde.query_request(ask))
 
     def add_grant(self, grant: common_pb2.Grant) -> common_pb2.Grant:
-        return self._call("AddGrant", gateway_pb2.AddGrantRequest(grant=grant))
+        return self._call("AddGrant", serde.add_grant_request(grant))
 
     def list_grants(self, dataset: str = "") -> list[common_pb2.Grant]:
-        return list(self._call("ListGrants", gateway_pb2.ListGrantsRequest(dataset=dataset)).grants)
+        return list(self._call("ListGrants", serde.list_grants_request(dataset)).grants)
 
     def revoke_grant(self, grant_id: str) -> common_pb2.Grant:
-        return self._call("RevokeGrant", gateway_pb2.RevokeGrantRequest(id=grant_id))
+        return self._call("RevokeGrant", serde.revoke_grant_request(grant_id))
 
     def audit_export(self) -> bytes:
         try:
-            chunks = self._stub.AuditExport(gateway_pb2.AuditExportRequest(), timeout=600)
+            chunks = self._stub.AuditExport(serde.audit_export_request(), timeout=600)
             return b"".join(c.data for c in chunks)
         except grpc.RpcError as exc:
             raise _explain(exc) from None
 
     def audit_show(self, request_id: str) -> list[str]:
-        req = gateway_pb2.AuditShowRequest(request_id=request_id)
+        req = serde.audit_show_request(request_id)
         return list(self._call("AuditShow", req).entries)
 
     def receipts(self, request_id: str) -> list[str]:
-        req = gateway_pb2.ReceiptsRequest(request_id=request_id)
+        req = serde.receipts_request(request_id)
         return list(self._call("Receipts", req).receipts)
 
     def witness_now(self) -> gateway_pb2.WitnessNowResponse:
-        return self._call("WitnessNow", gateway_pb2.WitnessNowRequest())
+        return self._call("WitnessNow", serde.witness_now_request())
 
     def witnessed_heads(self, node: str) -> list[common_pb2.WitnessedHead]:
-        req = gateway_pb2.WitnessedHeadsRequest(node=node)
+        req = serde.witnessed_heads_request(node)
         return list(self._call("WitnessedHeads", req).heads)
 
     def submit_access_request(self, req: common_pb2.AccessRequest) -> common_pb2.AccessRequest:
@@ -229,7 +228,7 @@ class Client:
         return self._call("AccessRequestStatus", req)
 
     def list_access_requests(self, state: str = "") -> list[common_pb2.AccessRequest]:
-        req = gateway_pb2.ListAccessRequestsRequest(state=state)
+        req = serde.list_access_requests_request(state)
         return list(self._call("ListAccessRequests", req).requests)
 
     def decide_access_request(
@@ -240,10 +239,10 @@ class Client:
     def disclosure(
         self, node: str = "", since: str = "", until: str = ""
     ) -> gateway_pb2.DisclosureReport:
-        req = gateway_pb2.DisclosureRequest(node=node, since=since, until=until)
+        req = serde.disclosure_request(node, since, until)
         return self._call("Disclosure", req)
 
     def register(self, descriptor_path: Path) -> gateway_pb2.RegisterDatasetResponse:
         desc = descriptor_mod.load(descriptor_path)
-        request = gateway_pb2.RegisterDatasetRequest(dataset=serde.descriptor_to_proto(desc))
+        request = serde.register_request(desc)
         return self._call("RegisterDataset", request, timeout=max(self.timeout, 300))

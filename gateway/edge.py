@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +115,11 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         self._metrics = metrics
         self._on_refusal = on_refusal
 
-    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
@@ -160,7 +164,7 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         context.abort(STATUS[exc.code], exc.message)
 
     def _guarded(self, method: str, behavior: Callable) -> Callable:
-        def run(request_or_iterator, context):  # type: ignore[no-untyped-def]
+        def run(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
             caller: Identity | None = None
             try:
                 caller = self._auth.identify(context)
@@ -168,6 +172,7 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             except FedgateError as exc:
                 self._metrics.requests.labels(method, exc.code.name).inc()
                 self._refuse(context, method, exc, caller)
+            assert caller is not None  # a refusal above aborted the call
             result = behavior(request_or_iterator, CallContext(context, caller))
             if not hasattr(result, "__next__"):
                 return result
@@ -175,7 +180,13 @@ class EdgeInterceptor(grpc.ServerInterceptor):
 
         return run
 
-    def _stream(self, method: str, responses, context, caller):  # type: ignore[no-untyped-def]
+    def _stream(
+        self,
+        method: str,
+        responses: Iterator[Any],
+        context: grpc.ServicerContext,
+        caller: Identity | None,
+    ) -> Iterator[Any]:
         """Typed errors raised while streaming become a status, as for unary calls."""
         try:
             yield from responses
@@ -184,7 +195,7 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             self._refuse(context, method, exc, caller)
 
     def _unary(self, method: str, behavior: Callable) -> Callable:
-        def run(request, context):  # type: ignore[no-untyped-def]
+        def run(request: Any, context: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             code = Code.OK
             failure: FedgateError | None = None

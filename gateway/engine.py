@@ -140,7 +140,10 @@ class Engine:
                 if self._conn is None:
                     import duckdb
 
-                    config = {**_CONFIG, "threads": self._threads}
+                    config: dict[str, str | bool | int | float | list[str]] = {
+                        **_CONFIG,
+                        "threads": self._threads,
+                    }
                     conn = duckdb.connect(":memory:", config=config)
                     conn.execute("SET lock_configuration = true")
                     self._duckdb, self._conn = duckdb, conn

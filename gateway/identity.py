@@ -90,6 +90,17 @@ def load_cert(path: Path) -> x509.Certificate:
         raise InvalidArgument(f"{path} is not a PEM certificate: {exc}") from None
 
 
+def ca_keys(bundle: list[x509.Certificate]) -> list[ec.EllipticCurvePublicKey]:
+    """The CAs' public keys: federation CAs sign with P-256 (``init_ca``), nothing else."""
+    keys = []
+    for cert in bundle:
+        key = cert.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise InvalidArgument(f"CA {cert.subject.rfc4514_string()} does not have an EC key")
+        keys.append(key)
+    return keys
+
+
 def load_bundle(path: Path) -> list[x509.Certificate]:
     """A CA file may hold the federation root or a bundle of regional CAs."""
     try:
@@ -362,7 +373,7 @@ class RevocationList:
             crl = x509.load_pem_x509_crl(self._path.read_bytes())
         except ValueError as exc:
             raise InvalidArgument(f"tls.crl: {self._path} is not a PEM CRL: {exc}") from None
-        if not any(crl.is_signature_valid(ca.public_key()) for ca in self._bundle):
+        if not any(crl.is_signature_valid(key) for key in ca_keys(self._bundle)):
             raise InvalidArgument(f"tls.crl: {self._path} is not signed by the federation CA")
         self._serials = frozenset(r.serial_number for r in crl)
         self._next_update = crl.next_update_utc

@@ -16,6 +16,7 @@ from cryptography import x509
 
 from federation.membership import Membership, MembershipError, verify
 from gateway.errors import ConfigError
+from gateway.identity import ca_keys
 from gateway.state import State
 
 log = logging.getLogger("fedgate.node")
@@ -48,7 +49,7 @@ class MembershipSource:
 
     def __init__(self, path: Path, bundle: list[x509.Certificate]) -> None:
         self._path = path
-        self._keys = [c.public_key() for c in bundle]
+        self._keys = ca_keys(bundle)
         self._lock = threading.Lock()
         self.on_event: Callable[[dict], None] = lambda _event: None  # set once audit exists
         self._stamp = self._stat()

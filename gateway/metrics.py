@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -44,7 +45,7 @@ class NodeMetrics:
         )
         self.datasets = Gauge("fedgate_datasets", "Datasets registered at this node", registry=r)
 
-    def serve(self, listen: str):  # type: ignore[no-untyped-def]
+    def serve(self, listen: str) -> WSGIServer:
         """Start the HTTP exposition endpoint; returns the server (call .shutdown())."""
         host, port = split_address(listen, "metrics.listen")
         server, _thread = start_http_server(port, addr=host, registry=self.registry)

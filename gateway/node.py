@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -80,7 +82,7 @@ def check_node_identity(config: NodeConfig, membership: Membership) -> tuple[Ide
         raise ConfigError(f"tls.cert: {config.cert} is not signed by the CA in {config.ca}")
     ident = identity_of(cert)
     key = load_key(config.key)
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+    if _spki(key.public_key()) != _spki(cert.public_key()):
         raise ConfigError(f"tls.key: {config.key} is not the private key of {config.cert}")
     if ident.role != "node":
         raise ConfigError(f"tls.cert: {config.cert} is a {ident.role} certificate, not a node one")
@@ -103,6 +105,10 @@ def check_node_identity(config: NodeConfig, membership: Membership) -> tuple[Ide
             f"node.org {config.org!r} differs from the certificate's organisation {ident.org!r}"
         )
     return ident, me
+
+
+def _spki(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 class Node:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 
 import grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from federation.membership import Member, Membership
 from gateway.config import NodeConfig
@@ -54,9 +55,7 @@ class Peers:
     def stub(self, member: Member) -> peer_pb2_grpc.PeerStub:
         return self._connection(member)[1]
 
-    def health(self, member: Member):  # type: ignore[no-untyped-def]
-        from grpc_health.v1 import health_pb2_grpc
-
+    def health(self, member: Member) -> health_pb2_grpc.HealthStub:
         return health_pb2_grpc.HealthStub(self._connection(member)[0])
 
     def close(self) -> None:

@@ -147,9 +147,13 @@ def check_file(desc: DatasetDescriptor, path: Path) -> QualityReport:
         ColumnQuality(
             name=c.name,
             null_rate=(nulls[c.name] / rows) if rows else 0.0,
-            min=None if lo[c.name] is None else float(lo[c.name]),
-            max=None if hi[c.name] is None else float(hi[c.name]),
+            min=_float_or_none(lo[c.name]),
+            max=_float_or_none(hi[c.name]),
         )
         for c in desc.columns
     )
     return QualityReport(rows, columns, path.stat().st_size, digest.hexdigest())
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)

@@ -392,6 +392,75 @@ def query_answer_to_proto(a: QueryAnswer) -> gateway_pb2.QueryResponse:
     )
 
 
+# --- the client's requests (gateway.client) ---------------------------------------------
+
+
+def whoami_request() -> gateway_pb2.WhoAmIRequest:
+    return gateway_pb2.WhoAmIRequest()
+
+
+def federated_catalog_request(
+    name_contains: str, member_timeout: float
+) -> gateway_pb2.FederatedCatalogRequest:
+    return gateway_pb2.FederatedCatalogRequest(
+        name_contains=name_contains, timeout_seconds=member_timeout
+    )
+
+
+def query_request(ask: QueryAsk) -> gateway_pb2.QueryRequest:
+    return gateway_pb2.QueryRequest(
+        sql=ask.sql,
+        purpose=ask.purpose,
+        allow_partial=ask.allow_partial,
+        nodes=list(ask.nodes),
+        explain=ask.explain,
+    )
+
+
+def add_grant_request(grant: common_pb2.Grant) -> gateway_pb2.AddGrantRequest:
+    return gateway_pb2.AddGrantRequest(grant=grant)
+
+
+def list_grants_request(dataset: str) -> gateway_pb2.ListGrantsRequest:
+    return gateway_pb2.ListGrantsRequest(dataset=dataset)
+
+
+def revoke_grant_request(grant_id: str) -> gateway_pb2.RevokeGrantRequest:
+    return gateway_pb2.RevokeGrantRequest(id=grant_id)
+
+
+def audit_export_request() -> gateway_pb2.AuditExportRequest:
+    return gateway_pb2.AuditExportRequest()
+
+
+def audit_show_request(request_id: str) -> gateway_pb2.AuditShowRequest:
+    return gateway_pb2.AuditShowRequest(request_id=request_id)
+
+
+def receipts_request(request_id: str) -> gateway_pb2.ReceiptsRequest:
+    return gateway_pb2.ReceiptsRequest(request_id=request_id)
+
+
+def witness_now_request() -> gateway_pb2.WitnessNowRequest:
+    return gateway_pb2.WitnessNowRequest()
+
+
+def witnessed_heads_request(node: str) -> gateway_pb2.WitnessedHeadsRequest:
+    return gateway_pb2.WitnessedHeadsRequest(node=node)
+
+
+def list_access_requests_request(state: str) -> gateway_pb2.ListAccessRequestsRequest:
+    return gateway_pb2.ListAccessRequestsRequest(state=state)
+
+
+def disclosure_request(node: str, since: str, until: str) -> gateway_pb2.DisclosureRequest:
+    return gateway_pb2.DisclosureRequest(node=node, since=since, until=until)
+
+
+def register_request(desc: DatasetDescriptor) -> gateway_pb2.RegisterDatasetRequest:
+    return gateway_pb2.RegisterDatasetRequest(dataset=descriptor_to_proto(desc))
+
+
 def grants_response(grants: Sequence[tuple[Grant, str]]) -> gateway_pb2.ListGrantsResponse:
     return gateway_pb2.ListGrantsResponse(grants=[grant_to_proto(g, st) for g, st in grants])
 

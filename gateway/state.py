@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
@@ -183,7 +183,7 @@ class State:
                         self._leading = False
         if item.error is not None:
             raise item.error
-        return item.result  # type: ignore[return-value]
+        return cast(T, item.result)  # the value ``fn`` returned for this very item
 
     def _commit(self, batch: list[_Work]) -> None:
         db = self._db

@@ -105,7 +105,7 @@ def verify(
             witnessed.append(_witness_line(line, f"line {lineno}"))
         elif line:
             raise VerifyError(f"line {lineno} is not an entry, head or witness line")
-    position = {}
+    position: dict[int, int] = {}
     for i, (seq, _h, _b) in enumerate(entries):
         position.setdefault(seq, i)
     prev = GENESIS

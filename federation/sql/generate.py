@@ -80,6 +80,22 @@ def _state(
     raise ValueError(f"no SQL for the state {state.kind}")
 
 
+def _rebuilt(node: exp.Expr) -> exp.Expr:
+    """A new tree equal to the validated ``node``, to be part of another query (the plan's
+    tree is shared and read-only, and a node has one parent). Not ``node.copy()``: that
+    also deep-copies each node's parse metadata (token positions), which made it cost more
+    than all the rest of the owner's query."""
+    args: dict[str, object] = {}
+    for key, value in node.args.items():
+        if isinstance(value, exp.Expr):
+            args[key] = _rebuilt(value)
+        elif type(value) is list:
+            args[key] = [_rebuilt(v) if isinstance(v, exp.Expr) else v for v in value]
+        else:
+            args[key] = value
+    return type(node)(**args)
+
+
 def partial_tree(
     plan: QueryPlan,
     table: str,
@@ -101,8 +117,7 @@ def partial_tree(
         ]
     query = exp.select(*items, copy=False).from_(exp.table_(table, quoted=True), copy=False)
     if scan.where is not None:
-        # A copy: the plan's tree is shared and read-only, and a tree has one parent.
-        query = query.where(scan.where.copy(), copy=False)
+        query = query.where(_rebuilt(scan.where), copy=False)
     if plan.group_by:
         query = query.group_by(*(_column(g) for g in plan.group_by), copy=False)
     if scan.raw_order:

@@ -28,6 +28,7 @@ from typing import cast
 from sqlglot import exp
 
 from federation.sql.dialect import DUCKDB
+from federation.sql.states import StateColumn, needed
 
 MERGED_TABLE = "__merged"
 
@@ -86,6 +87,16 @@ class AggregateStep:
 
     group_by: tuple[str, ...]
     aggregates: tuple[AggCall, ...]  # distinct calls, in order of first use
+
+    @functools.cached_property
+    def states(self) -> tuple[StateColumn, ...]:
+        """The state columns of a partial, after the group keys (``states.needed``)."""
+        return needed(self.aggregates, dp=False)
+
+    @functools.cached_property
+    def dp_states(self) -> tuple[StateColumn, ...]:
+        """The same as the owner's SQL computes them under DP, before noise."""
+        return needed(self.aggregates, dp=True)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
-from federation.sql.plan import AggCall, QueryPlan
+if TYPE_CHECKING:  # plan.py keeps each plan's states: it imports this module
+    from federation.sql.plan import AggCall, QueryPlan
 
 ROWS = "__n"  # COUNT(*) of the group: always present, used for the minimum group size
 
@@ -29,8 +30,7 @@ class Kind(enum.Enum):
     MAX = "max"
 
 
-@dataclass(frozen=True)
-class StateColumn:
+class StateColumn(NamedTuple):
     kind: Kind
     column: str | None  # the dataset column it summarises (None for ROWS)
     name: str  # its name in the partial
@@ -40,33 +40,35 @@ def state_name(kind: Kind, column: str) -> str:
     return f"__{kind.value}_{column}"
 
 
+# Per aggregated column, its states in the partial's order, as bits.
+_ORDER = (Kind.COUNT, Kind.SUM, Kind.M2, Kind.MIN, Kind.MAX)
+_C, _S, _M2, _MIN, _MAX = (1 << i for i in range(len(_ORDER)))
 # The states each aggregate needs (beyond ROWS, always there).
-_NEEDS: dict[str, frozenset[Kind]] = {
-    "count": frozenset({Kind.COUNT}),
-    "sum": frozenset({Kind.COUNT, Kind.SUM}),
-    "avg": frozenset({Kind.COUNT, Kind.SUM}),
-    "var_samp": frozenset({Kind.COUNT, Kind.SUM, Kind.M2}),
-    "var_pop": frozenset({Kind.COUNT, Kind.SUM, Kind.M2}),
-    "stddev_samp": frozenset({Kind.COUNT, Kind.SUM, Kind.M2}),
-    "stddev_pop": frozenset({Kind.COUNT, Kind.SUM, Kind.M2}),
-    "min": frozenset({Kind.MIN}),
-    "max": frozenset({Kind.MAX}),
+_NEEDS: dict[str, int] = {
+    "count": _C,
+    "sum": _C | _S,
+    "avg": _C | _S,
+    "var_samp": _C | _S | _M2,
+    "var_pop": _C | _S | _M2,
+    "stddev_samp": _C | _S | _M2,
+    "stddev_pop": _C | _S | _M2,
+    "min": _MIN,
+    "max": _MAX,
 }
-_ORDER = (Kind.COUNT, Kind.SUM, Kind.M2, Kind.MIN, Kind.MAX)  # per column, in the partial
 
 
 def needed(aggregates: Iterable[AggCall], *, dp: bool) -> tuple[StateColumn, ...]:
     """ROWS, then per aggregated column (sorted by name) its states in ``_ORDER``. Under
     DP the M2 state is computed as a sum of squares instead: it can be clamped and noised
     as a sum, and becomes M2 once noised (``federation.partials.squares_to_m2``)."""
-    kinds: dict[str, set[Kind]] = {}
+    bits: dict[str, int] = {}
     for call in aggregates:
         if call.column is not None:
-            kinds.setdefault(call.column, set()).update(_NEEDS[call.func])
+            bits[call.column] = bits.get(call.column, 0) | _NEEDS[call.func]
     out = [StateColumn(Kind.ROWS, None, ROWS)]
-    for column in sorted(kinds):
-        for kind in _ORDER:
-            if kind in kinds[column]:
+    for column in sorted(bits):
+        for i, kind in enumerate(_ORDER):
+            if bits[column] >> i & 1:
                 if kind is Kind.M2 and dp:
                     kind = Kind.SQUARES
                 out.append(StateColumn(kind, column, state_name(kind, column)))
@@ -77,9 +79,10 @@ def state_columns(plan: QueryPlan, dp: bool) -> tuple[StateColumn, ...]:
     """The state columns of an owner's partial for ``plan`` (after the group keys), as its
     SQL computes them: with ``dp``, as the owner's SQL writes them before noise. A raw
     read has none."""
-    if plan.is_raw:
+    step = plan.aggregate
+    if step is None:
         return ()
-    return needed(plan.aggregates, dp=dp)
+    return step.dp_states if dp else step.states
 
 
 def row_counts(names: Iterable[str]) -> list[str]:

@@ -50,13 +50,13 @@ class FederatedCatalog:
             to_error=error_of,
         )
         for out in outcomes:
-            member, ms = out.target, out.seconds * 1000
-            if out.error is not None:
+            member, ms, value = out.target, out.seconds * 1000, out.value
+            if value is None:
                 listings.append(Listing(member, False, str(out.error), ms))
-            elif out.value.node_id != member.id:
-                listings.append(Listing(member, False, f"answered as {out.value.node_id!r}", ms))
+            elif value.node_id != member.id:
+                listings.append(Listing(member, False, f"answered as {value.node_id!r}", ms))
             else:
-                listings.append(Listing(member, True, "", ms, tuple(out.value.datasets)))
+                listings.append(Listing(member, True, "", ms, tuple(value.datasets)))
         return listings
 
 
