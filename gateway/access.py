@@ -3,6 +3,10 @@
 A request travels from the analyst's home node (which vouches for the analyst) to the
 owner, where it waits for an operator. Approval -- possibly narrower than what was asked
 -- writes an ordinary grant; every step is an audit entry at the owner.
+
+The records here are plain dataclasses; ``gateway.serde`` turns them into wire messages.
+A request is stored as the JSON object the v1 message has in proto JSON (proto field
+names, empty fields left out), so rows written before and after read the same.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ import dataclasses
 import json
 import secrets
 import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from google.protobuf import json_format
-
+from federation.envelope import Requester
 from gateway import policy
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog
@@ -21,16 +27,130 @@ from gateway.clock import parse_time, utc
 from gateway.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from gateway.identity import Identity
 from gateway.policy import FLOORS, Grant, GrantStore
-from gateway.rpc.v1 import common_pb2, gateway_pb2
 from gateway.state import State
 
-
-def _to_json(req: common_pb2.AccessRequest) -> str:
-    return json_format.MessageToJson(req, preserving_proto_field_name=True, indent=None)
+NOBODY = Requester(role="", id="", org="")
 
 
-def _from_json(text: str) -> common_pb2.AccessRequest:
-    return json_format.Parse(text, common_pb2.AccessRequest())
+@dataclass(frozen=True)
+class ColumnControls:
+    """A column and the ways it is asked (or approved) to be used."""
+
+    column: str
+    controls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    id: str = ""
+    owner: str = ""  # node holding the dataset
+    dataset: str = ""
+    requester: Requester = NOBODY  # filled in by the home node that vouches, never the client
+    home_node: str = ""
+    columns: tuple[ColumnControls, ...] = ()
+    operations: tuple[str, ...] = ()
+    purpose: str = ""
+    valid_from: str = ""
+    expires: str = ""
+    state: str = ""  # pending | approved | denied
+    decided_by: str = ""
+    decision_note: str = ""
+    grant_id: str = ""  # the grant that approval wrote
+    submitted_at: str = ""
+    decided_at: str = ""
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    """An operator's answer to a request; approval may narrow it (empty/zero: as asked)."""
+
+    id: str
+    approve: bool
+    note: str = ""
+    columns: tuple[ColumnControls, ...] = ()
+    expires: str = ""
+    min_group_size: int = 0
+    dp_epsilon: float = 0.0
+    dp_budget: float = 0.0
+    max_uses: int = 0
+
+
+# --- stored form ------------------------------------------------------------------------
+
+
+def _nonempty(
+    pairs: Iterable[tuple[str, Any]], keep: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    return {k: v for k, v in pairs if v or k in keep}
+
+
+def as_dict(req: AccessRequest) -> dict[str, Any]:
+    """The request as proto JSON has it: keys in field order, empty fields left out (the
+    requester, a message field, is always there: the home node filled it in)."""
+    r = req.requester
+    return _nonempty(
+        [
+            ("id", req.id),
+            ("owner", req.owner),
+            ("dataset", req.dataset),
+            ("requester", _nonempty([("role", r.role), ("id", r.id), ("org", r.org)])),
+            ("home_node", req.home_node),
+            (
+                "columns",
+                [
+                    _nonempty([("column", c.column), ("controls", list(c.controls))])
+                    for c in req.columns
+                ],
+            ),
+            ("operations", list(req.operations)),
+            ("purpose", req.purpose),
+            ("valid_from", req.valid_from),
+            ("expires", req.expires),
+            ("state", req.state),
+            ("decided_by", req.decided_by),
+            ("decision_note", req.decision_note),
+            ("grant_id", req.grant_id),
+            ("submitted_at", req.submitted_at),
+            ("decided_at", req.decided_at),
+        ],
+        keep=frozenset({"requester"}),
+    )
+
+
+def from_dict(d: Mapping[str, Any]) -> AccessRequest:
+    def text(key: str, m: Mapping[str, Any] = d) -> str:
+        return str(m.get(key, ""))
+
+    r = d.get("requester") or {}
+    return AccessRequest(
+        id=text("id"),
+        owner=text("owner"),
+        dataset=text("dataset"),
+        requester=Requester(role=text("role", r), id=text("id", r), org=text("org", r)),
+        home_node=text("home_node"),
+        columns=tuple(
+            ColumnControls(text("column", c), tuple(c.get("controls", ())))
+            for c in d.get("columns", ())
+        ),
+        operations=tuple(d.get("operations", ())),
+        purpose=text("purpose"),
+        valid_from=text("valid_from"),
+        expires=text("expires"),
+        state=text("state"),
+        decided_by=text("decided_by"),
+        decision_note=text("decision_note"),
+        grant_id=text("grant_id"),
+        submitted_at=text("submitted_at"),
+        decided_at=text("decided_at"),
+    )
+
+
+def _to_json(req: AccessRequest) -> str:
+    return json.dumps(as_dict(req))
+
+
+def _from_json(text: str) -> AccessRequest:
+    return from_dict(json.loads(text))
 
 
 class AccessRequests:
@@ -40,15 +160,13 @@ class AccessRequests:
         self.catalog = catalog
         self.grants = grants
 
-    def _save(self, db: sqlite3.Connection, req: common_pb2.AccessRequest) -> None:
+    def _save(self, db: sqlite3.Connection, req: AccessRequest) -> None:
         db.execute(
             "INSERT OR REPLACE INTO access_requests VALUES (?, ?, ?)",
             (req.id, _to_json(req), req.state),
         )
 
-    def submit(
-        self, req: common_pb2.AccessRequest, requester: Identity, home_node: str
-    ) -> common_pb2.AccessRequest:
+    def submit(self, req: AccessRequest, requester: Requester, home_node: str) -> AccessRequest:
         entry = self.catalog.get(req.dataset)
         if entry is None or entry.descriptor.level == "L4":  # core data: not even its name
             raise NotFound(f"no dataset {req.dataset!r} at {self.node_id}")
@@ -63,20 +181,18 @@ class AccessRequests:
             raise InvalidArgument("an access request names at least one column")
         if not req.purpose.strip():
             raise InvalidArgument("an access request states its purpose")
-        stored = common_pb2.AccessRequest()
-        stored.CopyFrom(req)
-        stored.id = "ar-" + secrets.token_hex(4)
-        stored.owner = self.node_id
-        stored.requester.CopyFrom(
-            common_pb2.Requester(role=requester.role, id=requester.id, org=requester.org)
+        stored = dataclasses.replace(
+            req,
+            id="ar-" + secrets.token_hex(4),
+            owner=self.node_id,
+            requester=requester,
+            home_node=home_node,
+            state="pending",
+            submitted_at=utc(),
+            valid_from=parse_time(req.valid_from, "valid_from"),
+            expires=parse_time(req.expires, "expires"),
+            operations=req.operations or ("query",),
         )
-        stored.home_node = home_node
-        stored.state = "pending"
-        stored.submitted_at = utc()
-        stored.valid_from = parse_time(req.valid_from, "valid_from")
-        stored.expires = parse_time(req.expires, "expires")
-        if not stored.operations:
-            stored.operations.append("query")
         with self.state.transaction() as db:
             self._save(db, stored)
             AuditLog.append_in(
@@ -96,7 +212,7 @@ class AccessRequests:
             )
         return stored
 
-    def get(self, request_id: str) -> common_pb2.AccessRequest:
+    def get(self, request_id: str) -> AccessRequest:
         with self.state.transaction() as db:
             row = db.execute(
                 "SELECT body FROM access_requests WHERE id = ?", (request_id,)
@@ -105,13 +221,13 @@ class AccessRequests:
             raise NotFound(f"no access request {request_id!r} at {self.node_id}")
         return _from_json(row[0])
 
-    def status_for(self, request_id: str, requester: Identity) -> common_pb2.AccessRequest:
+    def status_for(self, request_id: str, requester: Requester) -> AccessRequest:
         req = self.get(request_id)
         if req.requester.id != requester.id:
             raise PermissionDenied(f"access request {request_id} is not yours")
         return req
 
-    def list(self, state: str = "") -> list[common_pb2.AccessRequest]:
+    def list(self, state: str = "") -> list[AccessRequest]:
         with self.state.transaction() as db:
             rows = db.execute(
                 "SELECT body FROM access_requests WHERE (? = '' OR state = ?) ORDER BY rowid",
@@ -119,16 +235,17 @@ class AccessRequests:
             ).fetchall()
         return [_from_json(r[0]) for r in rows]
 
-    def decide(
-        self, d: gateway_pb2.DecideAccessRequestRequest, operator: Identity
-    ) -> common_pb2.AccessRequest:
+    def decide(self, d: AccessDecision, operator: Identity) -> AccessRequest:
+        """``operator``: this node's own operator, as its certificate authenticated it."""
         req = self.get(d.id)
         if req.state != "pending":
             raise FailedPrecondition(f"access request {d.id} is already {req.state}")
         now = utc()
-        req.decided_by, req.decided_at, req.decision_note = str(operator), now, d.note
+        req = dataclasses.replace(
+            req, decided_by=str(operator), decided_at=now, decision_note=d.note
+        )
         if not d.approve:
-            req.state = "denied"
+            req = dataclasses.replace(req, state="denied")
             with self.state.transaction() as db:
                 self._save(db, req)
                 AuditLog.append_in(
@@ -145,18 +262,13 @@ class AccessRequests:
             return req
         grant = self._grant_for(req, d, operator, now)
         with self.state.transaction() as db:  # grant, request state and entries: all or none
-            if (
-                db.execute("SELECT state FROM access_requests WHERE id = ?", (req.id,)).fetchone()[
-                    0
-                ]
-                != "pending"
-            ):
+            row = db.execute("SELECT state FROM access_requests WHERE id = ?", (req.id,)).fetchone()
+            if row[0] != "pending":
                 raise FailedPrecondition(f"access request {d.id} was decided meanwhile")
             grant = self.grants.add_in(db, grant, actor=str(operator), via=req.id)
-            req.state, req.grant_id = "approved", grant.id
-            if d.columns:
-                del req.columns[:]
-                req.columns.extend(d.columns)
+            req = dataclasses.replace(
+                req, state="approved", grant_id=grant.id, columns=d.columns or req.columns
+            )
             self._save(db, req)
             AuditLog.append_in(
                 db,
@@ -173,11 +285,7 @@ class AccessRequests:
         return req
 
     def _grant_for(
-        self,
-        req: common_pb2.AccessRequest,
-        d: gateway_pb2.DecideAccessRequestRequest,
-        operator: Identity,
-        now: str,
+        self, req: AccessRequest, d: AccessDecision, operator: Identity, now: str
     ) -> Grant:
         asked = {c.column: set(c.controls) for c in req.columns}
         columns = asked
@@ -215,7 +323,3 @@ class AccessRequests:
             created_at=now,
         )
         return policy.validate(dataclasses.replace(grant), entry.descriptor)
-
-
-def as_dict(req: common_pb2.AccessRequest) -> dict:
-    return json.loads(_to_json(req))

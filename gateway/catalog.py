@@ -1,5 +1,7 @@
 """The node's own catalog: registering local files as datasets and deciding who sees what.
 
+It owns the ``datasets`` table of the node's state.
+
 Visibility follows classification: L4 (core) datasets are listed only to the node's own
 operators; everything else is listed to any authenticated member, analyst or node.
 """
@@ -7,6 +9,7 @@ operators; everything else is listed to any authenticated member, analyst or nod
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,11 +56,24 @@ class Catalog:
             )
         quality = check_file(desc, path)
         desc = dataclasses.replace(desc, path=str(path))
-        row, replaced = self._state.upsert_dataset(
-            desc.name, dataclasses.asdict(desc), quality.to_dict(), when, str(by)
-        )
+        with self._state.transaction() as db:
+            old = db.execute(
+                "SELECT registered_at FROM datasets WHERE name = ?", (desc.name,)
+            ).fetchone()
+            registered_at = old[0] if old else when
+            db.execute(
+                "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    desc.name,
+                    json.dumps(dataclasses.asdict(desc)),
+                    json.dumps(quality.to_dict()),
+                    registered_at,
+                    when,
+                    str(by),
+                ),
+            )
         self._entries = None
-        return CatalogEntry(desc, quality, row.registered_at, row.updated_at), replaced
+        return CatalogEntry(desc, quality, registered_at, when), old is not None
 
     def entries(self) -> list[CatalogEntry]:
         if self._entries is None:
@@ -68,16 +84,20 @@ class Catalog:
         return next((e for e in self.entries() if e.descriptor.name == name), None)
 
     def _load(self) -> list[CatalogEntry]:
+        with self._state.transaction() as db:
+            rows = db.execute(
+                "SELECT descriptor, quality, registered_at, updated_at FROM datasets ORDER BY name"
+            ).fetchall()
         out = []
-        for row in self._state.datasets():
-            d = dict(row.descriptor)
+        for descriptor, quality, registered_at, updated_at in rows:
+            d = json.loads(descriptor)
             d["columns"] = tuple(descriptor_mod.ColumnSpec(**c) for c in d["columns"])
             out.append(
                 CatalogEntry(
                     DatasetDescriptor(**d),
-                    QualityReport.from_dict(row.quality),
-                    row.registered_at,
-                    row.updated_at,
+                    QualityReport.from_dict(json.loads(quality)),
+                    registered_at,
+                    updated_at,
                 )
             )
         return out

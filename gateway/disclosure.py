@@ -3,19 +3,56 @@
 Built from the node's grants and its audit log. It names organisations and nodes, never
 persons (a user grantee is shown by the organisation part of its id), and it contains no
 data values: only counts of requests, releases and refusals, and epsilon spent.
+
+The report is a plain dataclass; ``gateway.serde`` turns it into the wire message and back,
+and the renderers here work on the record whichever node built it.
 """
 
 from __future__ import annotations
 
 import html
 import json
-
-from google.protobuf import json_format
+from dataclasses import dataclass
+from typing import Any
 
 from gateway.audit import AuditLog
 from gateway.clock import utc
 from gateway.policy import GrantStore
-from gateway.rpc.v1 import common_pb2, gateway_pb2
+
+
+@dataclass(frozen=True)
+class DisclosedGrant:
+    id: str
+    grantee_org: str  # an organisation or node, never a person
+    grantee_kind: str
+    dataset: str
+    columns: tuple[tuple[str, tuple[str, ...]], ...]  # (column, controls), as the grant has them
+    operations: tuple[str, ...]
+    valid_from: str
+    expires: str
+    purpose: str
+    status: str
+
+
+@dataclass(frozen=True)
+class DisclosedUsage:
+    dataset: str
+    grantee_org: str
+    requests: int
+    releases: int
+    refusals: int
+    epsilon_spent: float
+
+
+@dataclass(frozen=True)
+class DisclosureReport:
+    node: str
+    org: str
+    generated_at: str
+    since: str
+    until: str
+    grants: tuple[DisclosedGrant, ...] = ()
+    usage: tuple[DisclosedUsage, ...] = ()
 
 
 def grantee_org(kind: str, grantee: str, org: str = "") -> str:
@@ -32,29 +69,25 @@ def build(
     since: str,
     until: str,
     hidden: frozenset[str] | set[str] = frozenset(),
-) -> gateway_pb2.DisclosureReport:
+) -> DisclosureReport:
     """``hidden``: datasets (L4) whose very name is not disclosed."""
     now = utc()
-    report = gateway_pb2.DisclosureReport(
-        node=node, org=org, generated_at=now, since=since, until=until
-    )
-    for g in grants.list():
-        if g.dataset in hidden:
-            continue
-        report.grants.add(
+    disclosed = tuple(
+        DisclosedGrant(
             id=g.id,
             grantee_org=grantee_org(g.grantee_kind, g.grantee, g.grantee_org),
             grantee_kind=g.grantee_kind,
             dataset=g.dataset,
-            columns=[
-                common_pb2.ColumnControls(column=c, controls=list(v)) for c, v in g.columns.items()
-            ],
-            operations=list(g.operations),
+            columns=tuple((c, tuple(v)) for c, v in g.columns.items()),
+            operations=tuple(g.operations),
             valid_from=g.valid_from,
             expires=g.expires,
             purpose=g.purpose,
             status=g.status(now),
         )
+        for g in grants.list()
+        if g.dataset not in hidden
+    )
     usage: dict[tuple[str, str], dict[str, float]] = {}
     after = 0
     while True:
@@ -80,24 +113,33 @@ def build(
             else:
                 u["refusals"] += 1
         after = batch[-1].seq
-    for (dataset, org_name), u in sorted(usage.items()):
-        report.usage.add(
-            dataset=dataset,
-            grantee_org=org_name,
-            requests=int(u["requests"]),
-            releases=int(u["releases"]),
-            refusals=int(u["refusals"]),
-            epsilon_spent=u["eps"],
-        )
-    return report
+    return DisclosureReport(
+        node=node,
+        org=org,
+        generated_at=now,
+        since=since,
+        until=until,
+        grants=disclosed,
+        usage=tuple(
+            DisclosedUsage(
+                dataset=dataset,
+                grantee_org=org_name,
+                requests=int(u["requests"]),
+                releases=int(u["releases"]),
+                refusals=int(u["refusals"]),
+                epsilon_spent=u["eps"],
+            )
+            for (dataset, org_name), u in sorted(usage.items())
+        ),
+    )
 
 
-def _grant_rows(r: gateway_pb2.DisclosureReport) -> list[list[str]]:
+def _grant_rows(r: DisclosureReport) -> list[list[str]]:
     return [
         [
             g.grantee_org,
             g.dataset,
-            "; ".join(f"{c.column}: {', '.join(c.controls)}" for c in g.columns),
+            "; ".join(f"{c}: {', '.join(v)}" for c, v in g.columns),
             ", ".join(g.operations),
             f"{g.valid_from or '-'} to {g.expires or 'no expiry'}",
             g.purpose or "-",
@@ -107,7 +149,7 @@ def _grant_rows(r: gateway_pb2.DisclosureReport) -> list[list[str]]:
     ]
 
 
-def _usage_rows(r: gateway_pb2.DisclosureReport) -> list[list[str]]:
+def _usage_rows(r: DisclosureReport) -> list[list[str]]:
     return [
         [
             u.dataset,
@@ -125,13 +167,64 @@ GRANT_HEADERS = ["grantee", "dataset", "columns", "operations", "period", "purpo
 USAGE_HEADERS = ["dataset", "grantee", "requests", "releases", "refusals", "epsilon spent"]
 
 
-def to_json(r: gateway_pb2.DisclosureReport) -> str:
-    return json.dumps(
-        json_format.MessageToDict(r, preserving_proto_field_name=True), indent=2, ensure_ascii=False
+def _nonempty(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {k: v for k, v in pairs if v}
+
+
+def as_dict(r: DisclosureReport) -> dict[str, Any]:
+    """The report as proto JSON has it (what ``--format json`` always printed): proto field
+    names, empty fields left out, 64-bit counts as strings."""
+    grants = [
+        _nonempty(
+            [
+                ("id", g.id),
+                ("grantee_org", g.grantee_org),
+                ("grantee_kind", g.grantee_kind),
+                ("dataset", g.dataset),
+                (
+                    "columns",
+                    [_nonempty([("column", c), ("controls", list(v))]) for c, v in g.columns],
+                ),
+                ("operations", list(g.operations)),
+                ("valid_from", g.valid_from),
+                ("expires", g.expires),
+                ("purpose", g.purpose),
+                ("status", g.status),
+            ]
+        )
+        for g in r.grants
+    ]
+    usage = [
+        _nonempty(
+            [
+                ("dataset", u.dataset),
+                ("grantee_org", u.grantee_org),
+                ("requests", str(u.requests) if u.requests else ""),
+                ("releases", str(u.releases) if u.releases else ""),
+                ("refusals", str(u.refusals) if u.refusals else ""),
+                ("epsilon_spent", float(u.epsilon_spent)),
+            ]
+        )
+        for u in r.usage
+    ]
+    return _nonempty(
+        [
+            ("node", r.node),
+            ("org", r.org),
+            ("generated_at", r.generated_at),
+            ("since", r.since),
+            ("until", r.until),
+            ("grants", grants),
+            ("usage", usage),
+        ]
     )
 
 
-def to_markdown(r: gateway_pb2.DisclosureReport) -> str:
+def to_json(r: DisclosureReport) -> str:
+    return json.dumps(as_dict(r), indent=2, ensure_ascii=False)
+
+
+def to_markdown(r: DisclosureReport) -> str:
     def table(headers: list[str], rows: list[list[str]]) -> list[str]:
         out = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
@@ -151,7 +244,7 @@ def to_markdown(r: gateway_pb2.DisclosureReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_html(r: gateway_pb2.DisclosureReport) -> str:
+def to_html(r: DisclosureReport) -> str:
     def table(headers: list[str], rows: list[list[str]]) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
         body = "".join(

@@ -33,6 +33,7 @@ from gateway.audit import AuditLog
 from gateway.catalog import Catalog
 from gateway.clock import now, parse_time, utc
 from gateway.config import NodeConfig
+from gateway.disclosure import DisclosureReport
 from gateway.edge import Authenticator, CallContext, EdgeInterceptor
 from gateway.engine import Engine
 from gateway.errors import ConfigError, FedgateError, InvalidArgument
@@ -192,9 +193,9 @@ class Node:
             show_extremes=self.catalog.own_operator(caller),
         )
 
-    def disclosure(self, request: Any) -> Any:
-        since = parse_time(request.since, "since")
-        until = parse_time(request.until, "until")
+    def disclosure(self, since: str, until: str) -> DisclosureReport:
+        """This node's public report; L4 datasets are left out, names and all."""
+        since, until = parse_time(since, "since"), parse_time(until, "until")
         core = {e.descriptor.name for e in self.catalog.entries() if e.descriptor.level == "L4"}
         return disclosure_mod.build(
             self.identity.id, self.identity.org, self.grants, self.audit, since, until, core

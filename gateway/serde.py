@@ -14,8 +14,10 @@ from federation.envelope import Envelope, Requester
 from federation.membership import Member
 from federation.outcome import Code, Error
 from federation.reports import Explanation, OwnerReport, PartialAnswer, QueryAnswer
+from gateway.access import AccessDecision, AccessRequest, ColumnControls
 from gateway.catalog import CatalogEntry
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
+from gateway.disclosure import DisclosedGrant, DisclosedUsage, DisclosureReport
 from gateway.identity import Identity
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
@@ -468,17 +470,6 @@ def grants_response(grants: Sequence[tuple[Grant, str]]) -> gateway_pb2.ListGran
 # --- access requests and disclosure, forwarded between nodes ------------------------------
 
 
-def forwarded_access_request(
-    req: common_pb2.AccessRequest, requester: Requester, home_node: str
-) -> common_pb2.AccessRequest:
-    """The analyst's request as the home vouches for it: requester and home filled in."""
-    forwarded = common_pb2.AccessRequest()
-    forwarded.CopyFrom(req)
-    forwarded.requester.CopyFrom(requester_to_proto(requester))
-    forwarded.home_node = home_node
-    return forwarded
-
-
 def access_status_request(
     owner: str, request_id: str, requester: Requester
 ) -> gateway_pb2.AccessRequestStatusRequest:
@@ -548,3 +539,166 @@ def witness_now_response(result: WitnessRound) -> gateway_pb2.WitnessNowResponse
 
 def witnessed_heads_response(heads: Iterable[WitnessedHead]) -> gateway_pb2.WitnessedHeadsResponse:
     return gateway_pb2.WitnessedHeadsResponse(heads=[witnessed_head_to_proto(w) for w in heads])
+
+
+# --- access requests and disclosure ------------------------------------------------------
+
+
+def column_controls_to_proto(c: ColumnControls) -> common_pb2.ColumnControls:
+    return common_pb2.ColumnControls(column=c.column, controls=list(c.controls))
+
+
+def column_controls_from_proto(msg: common_pb2.ColumnControls) -> ColumnControls:
+    return ColumnControls(column=msg.column, controls=tuple(msg.controls))
+
+
+def access_request_to_proto(r: AccessRequest) -> common_pb2.AccessRequest:
+    return common_pb2.AccessRequest(
+        id=r.id,
+        owner=r.owner,
+        dataset=r.dataset,
+        requester=requester_to_proto(r.requester),
+        home_node=r.home_node,
+        columns=[column_controls_to_proto(c) for c in r.columns],
+        operations=list(r.operations),
+        purpose=r.purpose,
+        valid_from=r.valid_from,
+        expires=r.expires,
+        state=r.state,
+        decided_by=r.decided_by,
+        decision_note=r.decision_note,
+        grant_id=r.grant_id,
+        submitted_at=r.submitted_at,
+        decided_at=r.decided_at,
+    )
+
+
+def access_request_from_proto(msg: common_pb2.AccessRequest) -> AccessRequest:
+    return AccessRequest(
+        id=msg.id,
+        owner=msg.owner,
+        dataset=msg.dataset,
+        requester=requester_from_proto(msg.requester),
+        home_node=msg.home_node,
+        columns=tuple(column_controls_from_proto(c) for c in msg.columns),
+        operations=tuple(msg.operations),
+        purpose=msg.purpose,
+        valid_from=msg.valid_from,
+        expires=msg.expires,
+        state=msg.state,
+        decided_by=msg.decided_by,
+        decision_note=msg.decision_note,
+        grant_id=msg.grant_id,
+        submitted_at=msg.submitted_at,
+        decided_at=msg.decided_at,
+    )
+
+
+def list_access_requests_response(
+    requests: Iterable[AccessRequest],
+) -> gateway_pb2.ListAccessRequestsResponse:
+    return gateway_pb2.ListAccessRequestsResponse(
+        requests=[access_request_to_proto(r) for r in requests]
+    )
+
+
+def access_decision_to_proto(d: AccessDecision) -> gateway_pb2.DecideAccessRequestRequest:
+    return gateway_pb2.DecideAccessRequestRequest(
+        id=d.id,
+        approve=d.approve,
+        note=d.note,
+        columns=[column_controls_to_proto(c) for c in d.columns],
+        expires=d.expires,
+        min_group_size=d.min_group_size,
+        dp_epsilon=d.dp_epsilon,
+        dp_budget=d.dp_budget,
+        max_uses=d.max_uses,
+    )
+
+
+def access_decision_from_proto(msg: gateway_pb2.DecideAccessRequestRequest) -> AccessDecision:
+    return AccessDecision(
+        id=msg.id,
+        approve=msg.approve,
+        note=msg.note,
+        columns=tuple(column_controls_from_proto(c) for c in msg.columns),
+        expires=msg.expires,
+        min_group_size=msg.min_group_size,
+        dp_epsilon=msg.dp_epsilon,
+        dp_budget=msg.dp_budget,
+        max_uses=msg.max_uses,
+    )
+
+
+def disclosure_report_to_proto(r: DisclosureReport) -> gateway_pb2.DisclosureReport:
+    return gateway_pb2.DisclosureReport(
+        node=r.node,
+        org=r.org,
+        generated_at=r.generated_at,
+        since=r.since,
+        until=r.until,
+        grants=[
+            gateway_pb2.DisclosedGrant(
+                id=g.id,
+                grantee_org=g.grantee_org,
+                grantee_kind=g.grantee_kind,
+                dataset=g.dataset,
+                columns=[
+                    common_pb2.ColumnControls(column=c, controls=list(v)) for c, v in g.columns
+                ],
+                operations=list(g.operations),
+                valid_from=g.valid_from,
+                expires=g.expires,
+                purpose=g.purpose,
+                status=g.status,
+            )
+            for g in r.grants
+        ],
+        usage=[
+            gateway_pb2.DisclosedUsage(
+                dataset=u.dataset,
+                grantee_org=u.grantee_org,
+                requests=u.requests,
+                releases=u.releases,
+                refusals=u.refusals,
+                epsilon_spent=u.epsilon_spent,
+            )
+            for u in r.usage
+        ],
+    )
+
+
+def disclosure_report_from_proto(msg: gateway_pb2.DisclosureReport) -> DisclosureReport:
+    return DisclosureReport(
+        node=msg.node,
+        org=msg.org,
+        generated_at=msg.generated_at,
+        since=msg.since,
+        until=msg.until,
+        grants=tuple(
+            DisclosedGrant(
+                id=g.id,
+                grantee_org=g.grantee_org,
+                grantee_kind=g.grantee_kind,
+                dataset=g.dataset,
+                columns=tuple((c.column, tuple(c.controls)) for c in g.columns),
+                operations=tuple(g.operations),
+                valid_from=g.valid_from,
+                expires=g.expires,
+                purpose=g.purpose,
+                status=g.status,
+            )
+            for g in msg.grants
+        ),
+        usage=tuple(
+            DisclosedUsage(
+                dataset=u.dataset,
+                grantee_org=u.grantee_org,
+                requests=u.requests,
+                releases=u.releases,
+                refusals=u.refusals,
+                epsilon_spent=u.epsilon_spent,
+            )
+            for u in msg.usage
+        ),
+    )

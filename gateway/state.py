@@ -7,7 +7,6 @@ every write a single serialised transaction.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -92,16 +91,6 @@ class _Work:
     result: object = None
     error: BaseException | None = None
     event: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass(frozen=True)
-class DatasetRow:
-    name: str
-    descriptor: dict
-    quality: dict
-    registered_at: str
-    updated_at: str
-    registered_by: str
 
 
 class State:
@@ -218,29 +207,3 @@ class State:
             self._reader.close()
         with self._lock:
             self._db.close()
-
-    # --- datasets ---------------------------------------------------------------------
-
-    def upsert_dataset(
-        self, name: str, descriptor: dict, quality: dict, when: str, by: str
-    ) -> tuple[DatasetRow, bool]:
-        """Insert or replace; returns the row and whether an earlier one was replaced."""
-        with self.transaction() as db:
-            old = db.execute(
-                "SELECT registered_at FROM datasets WHERE name = ?", (name,)
-            ).fetchone()
-            registered_at = old[0] if old else when
-            db.execute(
-                "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?, ?)",
-                (name, json.dumps(descriptor), json.dumps(quality), registered_at, when, by),
-            )
-        row = DatasetRow(name, descriptor, quality, registered_at, when, by)
-        return row, old is not None
-
-    def datasets(self) -> list[DatasetRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT name, descriptor, quality, registered_at, updated_at, registered_by "
-                "FROM datasets ORDER BY name"
-            ).fetchall()
-        return [DatasetRow(r[0], json.loads(r[1]), json.loads(r[2]), *r[3:]) for r in rows]

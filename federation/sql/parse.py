@@ -54,12 +54,14 @@ def parse(sql: str) -> QueryPlan:
 def build(ctx: Context) -> QueryPlan:
     """The plan of a query the rules accepted (its tree becomes the final step's)."""
     select = ctx.select
-    for col in select.find_all(exp.Column):  # dataset.column -> column, everywhere
-        col.set("table", None)
-        col.set("db", None)
+    for col in ctx.survey.columns:  # dataset.column -> column, everywhere
+        if col.args.get("table") or col.args.get("db"):
+            col.set("table", None)
+            col.set("db", None)
     # Generated in place: generating DuckDB from a DuckDB tree rewrites nothing that
     # matters, and the copies were most of the cost of planning a new query.
-    normalised = generate.sql(select)
+    writer = generate.generator()
+    normalised = generate.sql(select, writer)
     where = select.args.get("where")
     scan = ScanStep(
         dataset=ctx.dataset,
@@ -70,7 +72,7 @@ def build(ctx: Context) -> QueryPlan:
         raw_order=tuple(ctx.raw_order),
         limit=ctx.row_cap,
     )
-    final_tree = generate.final_query(select, ctx.aggregates)  # reuses (changes) the tree
+    final_tree = generate.final_query(select, ctx.aggregates, writer)  # changes the tree
     merged = ctx.raw or [*ctx.groups, *(agg_column(i) for i in range(len(ctx.aggregates)))]
     final = FinalStep(
         tree=final_tree,

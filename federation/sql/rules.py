@@ -70,7 +70,7 @@ class QueryError(ValueError):
 
 # --- one pass over the tree ---------------------------------------------------------------
 
-_WINDOW, _SUBQUERY, _PARAMETER, _AGGREGATE, _FUNCTION = 1, 2, 4, 8, 16
+_WINDOW, _SUBQUERY, _PARAMETER, _AGGREGATE, _FUNCTION, _COLUMN = 1, 2, 4, 8, 16, 32
 
 
 @functools.cache
@@ -87,6 +87,8 @@ def _node_kind(cls: type[exp.Expr]) -> int:
         bits |= _AGGREGATE
     elif issubclass(cls, exp.Func) and not issubclass(cls, _NOT_FUNCTIONS):
         bits |= _FUNCTION
+    if issubclass(cls, exp.Column):
+        bits |= _COLUMN
     return bits
 
 
@@ -101,6 +103,7 @@ class Survey:
     parameter: bool
     bad_function: exp.Expr | None  # the first function outside the subset, if any
     has_aggregate: bool
+    columns: tuple[exp.Column, ...]  # every column reference, wherever it is
 
 
 def survey(root: exp.Expr) -> Survey:
@@ -108,6 +111,7 @@ def survey(root: exp.Expr) -> Survey:
     comment dropped (comments never travel on: no user text but the tree)."""
     depth = nodes = found = 0
     bad: exp.Expr | None = None
+    columns: list[exp.Column] = []
     stack: list[tuple[exp.Expr, int]] = [(root, 1)]
     pop, push = stack.pop, stack.append
     while stack:
@@ -115,9 +119,12 @@ def survey(root: exp.Expr) -> Survey:
         nodes += 1
         if d > depth:
             depth = d
-        node.comments = None
+        if node.comments is not None:
+            node.comments = None
         bits = _node_kind(type(node))
         if bits:
+            if bits & _COLUMN and isinstance(node, exp.Column):
+                columns.append(node)
             if node is root:
                 bits &= ~_SUBQUERY
             if bits & _FUNCTION and bad is None:
@@ -134,6 +141,7 @@ def survey(root: exp.Expr) -> Survey:
         parameter=bool(found & _PARAMETER),
         bad_function=bad,
         has_aggregate=bool(found & _AGGREGATE),
+        columns=tuple(columns),
     )
 
 

@@ -43,6 +43,16 @@ def state_name(kind: Kind, column: str) -> str:
 # Per aggregated column, its states in the partial's order, as bits.
 _ORDER = (Kind.COUNT, Kind.SUM, Kind.M2, Kind.MIN, Kind.MAX)
 _C, _S, _M2, _MIN, _MAX = (1 << i for i in range(len(_ORDER)))
+
+
+def _step(i: int, kind: Kind) -> tuple[int, tuple[Kind, str], tuple[Kind, str]]:
+    dp_kind = Kind.SQUARES if kind is Kind.M2 else kind
+    return 1 << i, (kind, state_name(kind, "")), (dp_kind, state_name(dp_kind, ""))
+
+
+# Per bit in order, (kind, name prefix) without and with DP, worked out once: reading an
+# Enum's value is slow.
+_STEPS = tuple(_step(i, kind) for i, kind in enumerate(_ORDER))
 # The states each aggregate needs (beyond ROWS, always there).
 _NEEDS: dict[str, int] = {
     "count": _C,
@@ -67,11 +77,10 @@ def needed(aggregates: Iterable[AggCall], *, dp: bool) -> tuple[StateColumn, ...
             bits[call.column] = bits.get(call.column, 0) | _NEEDS[call.func]
     out = [StateColumn(Kind.ROWS, None, ROWS)]
     for column in sorted(bits):
-        for i, kind in enumerate(_ORDER):
-            if bits[column] >> i & 1:
-                if kind is Kind.M2 and dp:
-                    kind = Kind.SQUARES
-                out.append(StateColumn(kind, column, state_name(kind, column)))
+        for bit, plain, private in _STEPS:
+            if bits[column] & bit:
+                kind, prefix = private if dp else plain
+                out.append(StateColumn(kind, column, prefix + column))
     return tuple(out)
 
 

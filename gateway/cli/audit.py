@@ -72,11 +72,12 @@ def cmd_audit_witness(args: argparse.Namespace) -> int:
 def cmd_audit_witnesses(args: argparse.Namespace) -> int:
     from gateway.audit import canonical
     from gateway.client import Client
+    from gateway.serde import witnessed_head_from_proto
     from gateway.witness import witnessed_dict
 
     with Client(profile(args)) as c:
         heads = c.witnessed_heads(args.node)
-    lines = ["W\t" + canonical(witnessed_dict(w)) + "\n" for w in heads]
+    lines = ["W\t" + canonical(witnessed_dict(witnessed_head_from_proto(w))) + "\n" for w in heads]
     Path(args.out).write_text("".join(lines))
     print(f"{len(heads)} heads of {args.node} witnessed by {c.profile.node}: {args.out}")
     return 0

@@ -10,11 +10,11 @@ from gateway.cli.common import Subparsers, add_command, client_options, profile
 
 
 def cmd_disclosure(args: argparse.Namespace) -> int:
-    from gateway import disclosure
+    from gateway import disclosure, serde
     from gateway.client import Client
 
     with Client(profile(args)) as c:
-        report = c.disclosure(args.node, args.since, args.until)
+        report = serde.disclosure_report_from_proto(c.disclosure(args.node, args.since, args.until))
     render = {"md": disclosure.to_markdown, "json": disclosure.to_json, "html": disclosure.to_html}[
         args.format
     ]

@@ -16,7 +16,7 @@ from gateway.cli.common import (
 from gateway.errors import FedgateError
 
 if TYPE_CHECKING:
-    from gateway.rpc.v1 import common_pb2
+    from gateway.access import AccessRequest, ColumnControls
 
 _REQUEST_HEADERS = [
     "id",
@@ -32,7 +32,13 @@ _REQUEST_HEADERS = [
 ]
 
 
-def _request_row(r: common_pb2.AccessRequest) -> list[object]:
+def _columns(specs: list[str]) -> tuple[ColumnControls, ...]:
+    from gateway import serde
+
+    return tuple(serde.column_controls_from_proto(c) for c in column_controls(specs))
+
+
+def _request_row(r: AccessRequest) -> list[object]:
     cols = "; ".join(f"{c.column}:{'+'.join(c.controls)}" for c in r.columns)
     return [
         r.id,
@@ -49,34 +55,36 @@ def _request_row(r: common_pb2.AccessRequest) -> list[object]:
 
 
 def cmd_request_submit(args: argparse.Namespace) -> int:
-    from gateway import display
+    from gateway import display, serde
+    from gateway.access import AccessRequest
     from gateway.client import Client
-    from gateway.rpc.v1 import common_pb2
 
     owner, sep, dataset = args.dataset.partition(".")
     if not sep:
         raise FedgateError("--dataset must be node.dataset (the owner and its dataset)")
-    req = common_pb2.AccessRequest(
+    ask = AccessRequest(
         owner=owner,
         dataset=dataset,
-        columns=column_controls(args.column),
-        operations=args.ops.split(","),
+        columns=_columns(args.column),
+        operations=tuple(args.ops.split(",")),
         purpose=args.purpose,
         valid_from=args.valid_from,
         expires=args.expires,
     )
     with Client(profile(args)) as c:
-        r = c.submit_access_request(req)
+        r = serde.access_request_from_proto(
+            c.submit_access_request(serde.access_request_to_proto(ask))
+        )
     print(display.table(_REQUEST_HEADERS, [_request_row(r)]))
     return 0
 
 
 def cmd_request_status(args: argparse.Namespace) -> int:
-    from gateway import display
+    from gateway import display, serde
     from gateway.client import Client
 
     with Client(profile(args)) as c:
-        r = c.access_request_status(args.owner, args.id)
+        r = serde.access_request_from_proto(c.access_request_status(args.owner, args.id))
     print(display.table(_REQUEST_HEADERS, [_request_row(r)]))
     if r.decision_note:
         print(f"note from {r.decided_by}: {r.decision_note}")
@@ -84,32 +92,40 @@ def cmd_request_status(args: argparse.Namespace) -> int:
 
 
 def cmd_request_list(args: argparse.Namespace) -> int:
-    from gateway import display
+    from gateway import display, serde
     from gateway.client import Client
 
     with Client(profile(args)) as c:
-        rows = [_request_row(r) for r in c.list_access_requests(args.state)]
+        listed = c.list_access_requests(args.state)
+    rows = [_request_row(serde.access_request_from_proto(r)) for r in listed]
     print(display.table(_REQUEST_HEADERS, rows))
     return 0
 
 
 def cmd_request_decide(args: argparse.Namespace) -> int:
     """``approve`` and ``deny`` both; approving may narrow what was asked."""
-    from gateway import display
+    from gateway import display, serde
+    from gateway.access import AccessDecision
     from gateway.client import Client
-    from gateway.rpc.v1 import gateway_pb2
 
-    approve = args.request_command == "approve"
-    decision = gateway_pb2.DecideAccessRequestRequest(id=args.id, approve=approve, note=args.note)
-    if approve:
-        decision.columns.extend(column_controls(args.column))
-        decision.expires = args.expires
-        decision.min_group_size = args.min_group_size
-        decision.dp_epsilon = args.dp_epsilon
-        decision.dp_budget = args.dp_budget
-        decision.max_uses = args.max_uses
+    if args.request_command == "approve":
+        decision = AccessDecision(
+            id=args.id,
+            approve=True,
+            note=args.note,
+            columns=_columns(args.column),
+            expires=args.expires,
+            min_group_size=args.min_group_size,
+            dp_epsilon=args.dp_epsilon,
+            dp_budget=args.dp_budget,
+            max_uses=args.max_uses,
+        )
+    else:
+        decision = AccessDecision(id=args.id, approve=False, note=args.note)
     with Client(profile(args)) as c:
-        r = c.decide_access_request(decision)
+        r = serde.access_request_from_proto(
+            c.decide_access_request(serde.access_decision_to_proto(decision))
+        )
     print(display.table(_REQUEST_HEADERS, [_request_row(r)]))
     return 0
 

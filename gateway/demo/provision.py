@@ -260,7 +260,7 @@ def load_federation(workdir: Path, region_dir: Path) -> Federation:
     name, nodes, analysts = plan(region_dir, free_ports=False)
     bundle = identity.load_bundle(workdir / "pki" / identity.CA_CERT)
     doc = membership_mod.verify(
-        (workdir / "membership.json").read_bytes(), [c.public_key() for c in bundle]
+        (workdir / "membership.json").read_bytes(), identity.ca_keys(bundle)
     )
     by_id = {m.id: m for m in doc.members}
     nodes = [dataclasses.replace(n, listen=by_id[n.id].address) for n in nodes if n.id in by_id]

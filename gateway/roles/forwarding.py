@@ -8,14 +8,15 @@ may vouch for users of that organisation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
 
 from federation.envelope import Requester
 from federation.membership import Member, Membership
 from gateway import serde
-from gateway.access import AccessRequests
+from gateway.access import AccessRequest, AccessRequests
 from gateway.audit import AuditLog
 from gateway.clock import utc
+from gateway.disclosure import DisclosureReport
 from gateway.errors import NotFound, PermissionDenied
 from gateway.transport import Transport
 
@@ -30,7 +31,7 @@ class Forwarding:
         transport: Transport,
         access: AccessRequests,
         audit: AuditLog,
-        disclosure: Callable[[Any], Any],
+        disclosure: Callable[[str, str], DisclosureReport],
     ) -> None:
         self.node_id = node_id
         self._membership = membership
@@ -52,13 +53,16 @@ class Forwarding:
             raise PermissionDenied(f"home node {home.id} may only vouch for users of {home.org!r}")
         return requester
 
-    def submit_access(self, req: Any, caller: Requester) -> Any:
+    def submit_access(self, req: AccessRequest, caller: Requester) -> AccessRequest:
         owner = self.member(req.owner)
-        forwarded = serde.forwarded_access_request(req, caller, self.node_id)
+        forwarded = replace(req, requester=caller, home_node=self.node_id)  # what we vouch for
         if owner.id == self.node_id:
             result = self._access.submit(forwarded, caller, self.node_id)
         else:
-            result = self._transport.call(owner, "ForwardAccessRequest", forwarded)
+            answer = self._transport.call(
+                owner, "ForwardAccessRequest", serde.access_request_to_proto(forwarded)
+            )
+            result = serde.access_request_from_proto(answer)
         self._audit.append(
             {
                 "kind": "access.forwarded",
@@ -71,15 +75,20 @@ class Forwarding:
         )
         return result
 
-    def access_status(self, owner_id: str, request_id: str, caller: Requester) -> Any:
+    def access_status(self, owner_id: str, request_id: str, caller: Requester) -> AccessRequest:
         owner = self.member(owner_id)
         if owner.id == self.node_id:
             return self._access.status_for(request_id, caller)
         forwarded = serde.access_status_request(owner.id, request_id, caller)
-        return self._transport.call(owner, "ForwardAccessRequestStatus", forwarded)
+        answer = self._transport.call(owner, "ForwardAccessRequestStatus", forwarded)
+        return serde.access_request_from_proto(answer)
 
-    def disclosure(self, req: Any) -> Any:
-        target = self.member(req.node or self.node_id)
+    def disclosure(self, node_id: str, since: str, until: str) -> DisclosureReport:
+        """``node_id`` empty: this node's own report."""
+        target = self.member(node_id or self.node_id)
         if target.id == self.node_id:
-            return self._disclosure(req)
-        return self._transport.call(target, "PeerDisclosure", req)
+            return self._disclosure(since, until)
+        asked = serde.disclosure_request(target.id, since, until)
+        return serde.disclosure_report_from_proto(
+            self._transport.call(target, "PeerDisclosure", asked)
+        )

@@ -122,20 +122,25 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     # --- access requests and disclosure -----------------------------------------------------
 
     def SubmitAccessRequest(self, request: Any, context: CallContext) -> Any:  # noqa: N802
-        return self.node.forwarding.submit_access(request, requester(context.caller))
+        ask = serde.access_request_from_proto(request)
+        return serde.access_request_to_proto(
+            self.node.forwarding.submit_access(ask, requester(context.caller))
+        )
 
     def AccessRequestStatus(self, request: Any, context: CallContext) -> Any:  # noqa: N802
-        return self.node.forwarding.access_status(
-            request.owner, request.id, requester(context.caller)
+        return serde.access_request_to_proto(
+            self.node.forwarding.access_status(request.owner, request.id, requester(context.caller))
         )
 
     def ListAccessRequests(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)
-        return serde.access_requests_response(self.node.access.list(request.state))
+        return serde.list_access_requests_response(self.node.access.list(request.state))
 
     def DecideAccessRequest(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)
-        return self.node.access.decide(request, context.caller)
+        decision = serde.access_decision_from_proto(request)
+        return serde.access_request_to_proto(self.node.access.decide(decision, context.caller))
 
     def Disclosure(self, request: Any, context: CallContext) -> Any:  # noqa: N802
-        return self.node.forwarding.disclosure(request)
+        report = self.node.forwarding.disclosure(request.node, request.since, request.until)
+        return serde.disclosure_report_to_proto(report)

@@ -35,17 +35,17 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         )
 
     def ForwardAccessRequest(self, request: Any, context: CallContext) -> Any:  # noqa: N802
-        fwd = self.node.forwarding
-        requester = fwd.vouched_requester(
-            context.caller.id, serde.requester_from_proto(request.requester)
+        ask = serde.access_request_from_proto(request)
+        requester = self.node.forwarding.vouched_requester(context.caller.id, ask.requester)
+        return serde.access_request_to_proto(
+            self.node.access.submit(ask, requester, context.caller.id)
         )
-        return self.node.access.submit(request, requester, context.caller.id)
 
     def ForwardAccessRequestStatus(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         requester = self.node.forwarding.vouched_requester(
             context.caller.id, serde.requester_from_proto(request.requester)
         )
-        return self.node.access.status_for(request.id, requester)
+        return serde.access_request_to_proto(self.node.access.status_for(request.id, requester))
 
     def PeerDisclosure(self, request: Any, context: CallContext) -> Any:  # noqa: N802
-        return self.node.disclosure(request)
+        return serde.disclosure_report_to_proto(self.node.disclosure(request.since, request.until))

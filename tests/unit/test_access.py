@@ -1,0 +1,243 @@
+"""Access requests at the owner, with real parts: SQLite state, catalog, grants, audit log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from google.protobuf import json_format
+
+from federation.envelope import Requester
+from gateway import clock, identity, serde
+from gateway.access import AccessDecision, AccessRequest, AccessRequests, ColumnControls, as_dict
+from gateway.catalog import Catalog
+from gateway.descriptor import ColumnSpec, DatasetDescriptor
+from gateway.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from gateway.policy.store import GrantStore
+from gateway.rpc.v1 import common_pb2
+from gateway.state import State
+
+ORG = "上海 Big Data Center"  # not ASCII: the stored JSON escapes it, as json_format did
+ANALYST = Requester("analyst", "li.wei@shanghai", ORG)
+OPERATOR = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
+ASK = AccessRequest(
+    owner="anhui",
+    dataset="firms",
+    columns=(
+        ColumnControls("city", ("group_by",)),
+        ColumnControls("revenue", ("aggregate", "filter")),
+    ),
+    purpose="研究 regional report",
+    expires="2031-01-01",
+)
+
+
+@dataclass
+class Parts:
+    access: AccessRequests
+    grants: GrantStore
+    state: State
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[Parts]:
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(
+        pa.table({"city": ["hefei"] * 6, "revenue": [float(i) for i in range(6)]}),
+        data / "firms.parquet",
+    )
+    state = State(tmp_path / "state.sqlite3")
+    catalog = Catalog(state, (data,), "Anhui bureau")
+    for name, level in (("firms", "L2"), ("core", "L4")):
+        desc = DatasetDescriptor(
+            name=name,
+            title=name,
+            description="",
+            department="test",
+            level=level,
+            update_frequency="static",
+            path=str(data / "firms.parquet"),
+            format="parquet",
+            columns=(
+                ColumnSpec("city", "string"),
+                ColumnSpec("revenue", "float64", lower=0.0, upper=1000.0),
+            ),
+        )
+        catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
+    grants = GrantStore(state)
+    try:
+        yield Parts(AccessRequests("anhui", state, catalog, grants), grants, state)
+    finally:
+        state.close()
+
+
+def _stored(state: State, request_id: str) -> str:
+    with state.transaction() as db:
+        row = db.execute("SELECT body FROM access_requests WHERE id = ?", (request_id,)).fetchone()
+    return str(row[0])
+
+
+def _as_json_format_wrote_it(req: AccessRequest) -> str:
+    """What the node stored before the records were typed: the message, by json_format."""
+    msg = serde.access_request_to_proto(req)
+    return json_format.MessageToJson(msg, preserving_proto_field_name=True, indent=None)
+
+
+def _audit(state: State) -> list[dict[str, Any]]:
+    with state.transaction() as db:
+        return [json.loads(r[0]) for r in db.execute("SELECT body FROM audit ORDER BY seq")]
+
+
+def test_submit_fills_in_the_owner_side_and_stores_the_same_json(parts: Parts) -> None:
+    asked = replace(ASK, id="mine", state="approved")  # what the client says here is ignored
+    req = parts.access.submit(asked, ANALYST, "shanghai")
+    assert req.id.startswith("ar-") and req.owner == "anhui" and req.state == "pending"
+    assert req.requester == ANALYST and req.home_node == "shanghai"
+    assert req.operations == ("query",) and req.expires == "2031-01-01T00:00:00Z"
+    assert req.columns == ASK.columns and req.submitted_at
+    stored = _stored(parts.state, req.id)
+    assert stored == _as_json_format_wrote_it(req)
+    assert json.loads(stored) == as_dict(req)
+    assert parts.access.get(req.id) == req
+    (entry,) = _audit(parts.state)
+    assert entry["kind"] == "access.submitted" and entry["request_id"] == req.id
+    assert entry["requester"] == str(ANALYST) and entry["requester_org"] == ORG
+    assert entry["columns"] == {"city": ["group_by"], "revenue": ["aggregate", "filter"]}
+    assert entry["operations"] == ["query"]
+
+
+def test_a_row_written_by_json_format_reads_back_as_the_same_request(parts: Parts) -> None:
+    msg = common_pb2.AccessRequest(
+        id="ar-0ld",
+        owner="anhui",
+        dataset="firms",
+        requester=common_pb2.Requester(role="analyst", id="li.wei@shanghai", org=ORG),
+        home_node="shanghai",
+        columns=[common_pb2.ColumnControls(column="city", controls=["group_by"])],
+        operations=["query", "psi"],
+        purpose="研究",
+        state="denied",
+        decided_by="operator:op@anhui",
+        decision_note="no",
+        submitted_at="2026-01-01T00:00:00Z",
+        decided_at="2026-01-02T00:00:00Z",
+    )
+    body = json_format.MessageToJson(msg, preserving_proto_field_name=True, indent=None)
+    with parts.state.transaction() as db:
+        db.execute("INSERT INTO access_requests VALUES (?, ?, ?)", (msg.id, body, msg.state))
+    req = parts.access.get("ar-0ld")
+    assert req == serde.access_request_from_proto(msg)
+    assert serde.access_request_to_proto(req) == msg
+    assert parts.access.list("denied") == [req] and parts.access.list("pending") == []
+
+
+def test_submit_refuses_what_the_owner_cannot_take(parts: Parts) -> None:
+    with pytest.raises(NotFound):
+        parts.access.submit(replace(ASK, dataset="nope"), ANALYST, "shanghai")
+    with pytest.raises(NotFound):  # core data: not even its name
+        parts.access.submit(replace(ASK, dataset="core"), ANALYST, "shanghai")
+    with pytest.raises(InvalidArgument, match="not a column"):
+        parts.access.submit(
+            replace(ASK, columns=(ColumnControls("salary", ("aggregate",)),)), ANALYST, "x"
+        )
+    with pytest.raises(InvalidArgument, match="unknown control"):
+        parts.access.submit(
+            replace(ASK, columns=(ColumnControls("city", ("peek",)),)), ANALYST, "x"
+        )
+    with pytest.raises(InvalidArgument, match="at least one column"):
+        parts.access.submit(replace(ASK, columns=()), ANALYST, "x")
+    with pytest.raises(InvalidArgument, match="purpose"):
+        parts.access.submit(replace(ASK, purpose="  "), ANALYST, "x")
+    assert parts.access.list() == [] and _audit(parts.state) == []
+
+
+def test_approval_narrows_and_writes_the_grant(parts: Parts) -> None:
+    req = parts.access.submit(ASK, ANALYST, "shanghai")
+    decision = AccessDecision(
+        id=req.id,
+        approve=True,
+        note="ok for the report",
+        columns=(ColumnControls("city", ("group_by",)), ColumnControls("revenue", ("aggregate",))),
+        expires="2030-06-30",
+        max_uses=3,
+    )
+    decided = parts.access.decide(decision, OPERATOR)
+    assert decided.state == "approved" and decided.grant_id
+    assert decided.decided_by == str(OPERATOR) and decided.decision_note == "ok for the report"
+    assert decided.columns == decision.columns and decided.decided_at
+    assert _stored(parts.state, req.id) == _as_json_format_wrote_it(decided)
+    assert parts.access.get(req.id) == decided
+    grant = parts.grants.get(decided.grant_id)
+    assert grant.grantee_kind == "user" and grant.grantee == ANALYST.id
+    assert grant.grantee_org == ORG and grant.purpose == ASK.purpose
+    assert grant.columns == {"city": ("group_by",), "revenue": ("aggregate",)}
+    assert grant.min_group_size == 5  # the L2 floor
+    assert grant.expires == "2030-06-30T00:00:00Z" and grant.max_uses == 3
+    kinds = [e["kind"] for e in _audit(parts.state)]
+    assert kinds == ["access.submitted", "grant.written", "access.approved"]
+    with pytest.raises(FailedPrecondition, match="already approved"):
+        parts.access.decide(decision, OPERATOR)
+
+
+def test_approval_may_not_widen_the_request(parts: Parts) -> None:
+    req = parts.access.submit(ASK, ANALYST, "shanghai")
+    wider = AccessDecision(id=req.id, approve=True, columns=(ColumnControls("city", ("raw",)),))
+    with pytest.raises(InvalidArgument, match="only narrow"):
+        parts.access.decide(wider, OPERATOR)
+    longer = AccessDecision(id=req.id, approve=True, expires="2040-01-01")
+    with pytest.raises(InvalidArgument, match="extend"):
+        parts.access.decide(longer, OPERATOR)
+    assert parts.access.get(req.id) == req and parts.grants.list() == []
+
+
+def test_denial_keeps_the_note_and_writes_no_grant(parts: Parts) -> None:
+    req = parts.access.submit(ASK, ANALYST, "shanghai")
+    denied = parts.access.decide(AccessDecision(req.id, False, "names are L2"), OPERATOR)
+    assert denied.state == "denied" and denied.decision_note == "names are L2"
+    assert denied.grant_id == "" and denied.columns == ASK.columns
+    assert _stored(parts.state, req.id) == _as_json_format_wrote_it(denied)
+    assert parts.grants.list() == []
+    assert [e["kind"] for e in _audit(parts.state)] == ["access.submitted", "access.denied"]
+    with pytest.raises(FailedPrecondition, match="already denied"):
+        parts.access.decide(AccessDecision(req.id, True), OPERATOR)
+    with pytest.raises(NotFound):
+        parts.access.decide(AccessDecision("ar-none", True), OPERATOR)
+
+
+def test_status_is_for_the_requester_only(parts: Parts) -> None:
+    req = parts.access.submit(ASK, ANALYST, "shanghai")
+    assert parts.access.status_for(req.id, ANALYST) == req
+    other = Requester("analyst", "zhang.min@anhui", "Anhui bureau")
+    with pytest.raises(PermissionDenied, match="not yours"):
+        parts.access.status_for(req.id, other)
+    with pytest.raises(NotFound):
+        parts.access.status_for("ar-none", ANALYST)
+
+
+def test_list_by_state(parts: Parts) -> None:
+    first = parts.access.submit(ASK, ANALYST, "shanghai")
+    second = parts.access.submit(replace(ASK, operations=("query", "psi")), ANALYST, "shanghai")
+    assert parts.access.list() == [first, second]
+    denied = parts.access.decide(AccessDecision(first.id, False), OPERATOR)
+    assert sorted(parts.access.list(), key=lambda r: r.id) == sorted(
+        [denied, second], key=lambda r: r.id
+    )
+    assert parts.access.list("pending") == [second] and parts.access.list("denied") == [denied]
+
+
+def test_wire_round_trips() -> None:
+    req = replace(ASK, id="ar-1", requester=ANALYST, operations=("query",), state="pending")
+    assert serde.access_request_from_proto(serde.access_request_to_proto(req)) == req
+    decision = AccessDecision(
+        "ar-1", True, "n", ASK.columns, "2030-01-01", 7, dp_epsilon=0.5, dp_budget=4.0, max_uses=2
+    )
+    assert serde.access_decision_from_proto(serde.access_decision_to_proto(decision)) == decision
+    listed = serde.list_access_requests_response([req, req])
+    assert [serde.access_request_from_proto(m) for m in listed.requests] == [req, req]

@@ -1,0 +1,150 @@
+"""The disclosure report, built from a real grant store and audit log, and its renderings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+
+from gateway import disclosure, identity, serde
+from gateway.audit import AuditLog
+from gateway.disclosure import DisclosedGrant, DisclosedUsage, DisclosureReport
+from gateway.policy.model import Grant
+from gateway.policy.store import GrantStore
+from gateway.state import State
+
+
+@dataclass
+class Parts:
+    grants: GrantStore
+    audit: AuditLog
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[Parts]:
+    state = State(tmp_path / "state.sqlite3")
+    try:
+        yield Parts(GrantStore(state), AuditLog(state, "wuhu", identity.new_key()))
+    finally:
+        state.close()
+
+
+def _grant(parts: Parts, dataset: str, kind: str, grantee: str, **more: object) -> Grant:
+    fields: dict = {
+        "id": "",
+        "dataset": dataset,
+        "grantee_kind": kind,
+        "grantee": grantee,
+        "operations": ("query",),
+        "columns": {"city": ("group_by", "filter"), "revenue": ("aggregate",)},
+        "min_group_size": 5,
+        "purpose": "industry | report <2026>",
+        "valid_from": "2026-01-01T00:00:00Z",
+    }
+    fields.update(more)
+    return parts.grants.add(Grant(**fields))
+
+
+def _used(parts: Parts) -> None:
+    for body in (
+        {"kind": "release", "time": "2026-02-01T00:00:00Z", "epsilon": 0.25},
+        {"kind": "release", "time": "2026-03-01T00:00:00Z", "epsilon": 0.5},
+        {"kind": "release", "time": "2026-03-02T00:00:00Z", "dry_run": True},
+        {"kind": "query.refused", "time": "2026-03-03T00:00:00Z"},
+    ):
+        parts.audit.append({"dataset": "firms", "requester_org": "上海 Big Data Center", **body})
+    parts.audit.append({"kind": "release", "time": "2026-03-01T00:00:00Z", "dataset": "core"})
+    parts.audit.append({"kind": "grant.written", "time": "2026-03-01T00:00:00Z"})
+
+
+def test_grants_and_usage_without_persons_or_hidden_datasets(parts: Parts) -> None:
+    org_grant = _grant(parts, "firms", "org", "Anhui bureau")
+    user_grant = _grant(parts, "firms", "user", "li.wei@shanghai", expires="2030-01-01T00:00:00Z")
+    _grant(parts, "core", "node", "anhui")
+    _used(parts)
+    r = disclosure.build("wuhu", "Wuhu bureau", parts.grants, parts.audit, "", "", {"core"})
+    assert (r.node, r.org, r.since, r.until) == ("wuhu", "Wuhu bureau", "", "")
+    shown = {g.id: g for g in r.grants}  # the store lists grants by id
+    assert {i: g.grantee_org for i, g in shown.items()} == {
+        org_grant.id: "Anhui bureau",
+        user_grant.id: "a user at shanghai",
+    }
+    org_shown, user_shown = shown[org_grant.id], shown[user_grant.id]
+    assert org_shown.columns == (("city", ("group_by", "filter")), ("revenue", ("aggregate",)))
+    assert org_shown.status == "active" and user_shown.expires == "2030-01-01T00:00:00Z"
+    assert r.usage == (DisclosedUsage("firms", "上海 Big Data Center", 3, 2, 1, 0.75),)
+    since = disclosure.build("wuhu", "W", parts.grants, parts.audit, "2026-02-15", "", {"core"})
+    assert since.usage == (DisclosedUsage("firms", "上海 Big Data Center", 2, 1, 1, 0.5),)
+
+
+def test_the_wire_and_back_keep_every_field(parts: Parts) -> None:
+    _grant(parts, "firms", "user", "li.wei@shanghai", grantee_org="Shanghai center")
+    _used(parts)
+    r = disclosure.build("wuhu", "Wuhu bureau", parts.grants, parts.audit, "2026", "2027")
+    assert serde.disclosure_report_from_proto(serde.disclosure_report_to_proto(r)) == r
+
+
+def test_json_is_what_json_format_printed(parts: Parts) -> None:
+    _grant(parts, "firms", "org", "Anhui bureau")
+    _grant(parts, "firms", "user", "li.wei@shanghai", expires="2030-01-01T00:00:00Z")
+    _used(parts)
+    r = disclosure.build("wuhu", "Wuhu bureau", parts.grants, parts.audit, "", "2027-01-01")
+    wire = serde.disclosure_report_to_proto(r)
+    before = json.dumps(
+        json_format.MessageToDict(wire, preserving_proto_field_name=True),
+        indent=2,
+        ensure_ascii=False,
+    )
+    assert disclosure.to_json(serde.disclosure_report_from_proto(wire)) == before
+    core, firms = json.loads(before)["usage"]
+    assert firms["requests"] == "3" and firms["epsilon_spent"] == 0.75  # int64 as text
+    assert core == {"dataset": "core", "requests": "1", "releases": "1"}  # zeros left out
+    empty = DisclosureReport("n", "o", "2026-01-01T00:00:00Z", "", "")
+    assert json.loads(disclosure.to_json(empty)) == {
+        "node": "n",
+        "org": "o",
+        "generated_at": "2026-01-01T00:00:00Z",
+    }
+
+
+def test_markdown_and_html() -> None:
+    r = DisclosureReport(
+        node="wuhu",
+        org="Wuhu bureau",
+        generated_at="2026-04-01T00:00:00Z",
+        since="",
+        until="",
+        grants=(
+            DisclosedGrant(
+                id="g-1",
+                grantee_org="a user at shanghai",
+                grantee_kind="user",
+                dataset="firms",
+                columns=(("city", ("group_by", "filter")), ("revenue", ("aggregate",))),
+                operations=("query", "psi"),
+                valid_from="",
+                expires="",
+                purpose="a | b <c>",
+                status="active",
+            ),
+        ),
+        usage=(DisclosedUsage("firms", "Shanghai", 3, 2, 1, 0.75),),
+    )
+    md = disclosure.to_markdown(r)
+    assert md.splitlines()[:3] == [
+        "# Data-sharing disclosure: Wuhu bureau (node wuhu)",
+        "",
+        "Generated 2026-04-01T00:00:00Z. Usage period: the start to 2026-04-01T00:00:00Z.",
+    ]
+    assert (
+        "| a user at shanghai | firms | city: group_by, filter; revenue: aggregate | query, psi "
+        "| - to no expiry | a \\| b <c> | active |"
+    ) in md
+    assert "| firms | Shanghai | 3 | 2 | 1 | 0.75 |" in md and md.endswith("|\n")
+    page = disclosure.to_html(r)
+    assert "<td>a | b &lt;c&gt;</td>" in page and "<td>0.75</td>" in page
+    assert page.startswith("<!doctype html>") and page.endswith("</html>\n")
