@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from grpc_health.v1 import health_pb2
+
 from federation.envelope import Envelope, Requester
 from federation.membership import Member
 from federation.outcome import Code, Error
@@ -392,6 +394,10 @@ def query_answer_to_proto(a: QueryAnswer) -> gateway_pb2.QueryResponse:
         plan=a.plan_sql,
         plan_digest=a.plan_digest,
     )
+
+
+def health_check_request() -> health_pb2.HealthCheckRequest:
+    return health_pb2.HealthCheckRequest()
 
 
 # --- the client's requests (gateway.client) ---------------------------------------------

@@ -14,9 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from federation.membership import Member
 from federation.outcome import Code, Error
+from gateway import serde
 from gateway.errors import FedgateError
 from gateway.metrics import NodeMetrics
 from gateway.peers import Peers
@@ -87,13 +89,9 @@ class Transport:
 
     def probe(self, member: Member, timeout: float = 2.0) -> bool:
         """Whether the peer's health service says SERVING."""
-        from grpc_health.v1 import health_pb2
-
         t0 = time.monotonic()
         try:
-            resp = self._peers.health(member).Check(
-                health_pb2.HealthCheckRequest(), timeout=timeout
-            )
+            resp = self._peers.health(member).Check(serde.health_check_request(), timeout=timeout)
             up = resp.status == health_pb2.HealthCheckResponse.SERVING
         except grpc.RpcError:
             up = False

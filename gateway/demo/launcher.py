@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NoReturn
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway import serde
 from gateway.client import Profile
 from gateway.tls import secure_channel
 
@@ -75,7 +76,7 @@ def health_status(address: str, node_id: str, profile: Profile, timeout: float =
     channel = secure_channel(address, node_id, ca=profile.ca, cert=profile.cert, key=profile.key)
     try:
         stub = health_pb2_grpc.HealthStub(channel)
-        return stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout).status
+        return stub.Check(serde.health_check_request(), timeout=timeout).status
     finally:
         channel.close()
 
