@@ -22,7 +22,9 @@ import pyarrow as pa
 from federation.partials import from_ipc
 from gateway import descriptor as descriptor_mod
 from gateway import serde
+from gateway.access import AccessDecision, AccessRequest
 from gateway.errors import InvalidArgument
+from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway.tls import secure_channel
@@ -189,7 +191,8 @@ class Client:
         ask = QueryAsk(sql, purpose=purpose, nodes=tuple(nodes), explain=True, allow_partial=True)
         return self._call("Query", serde.query_request(ask))
 
-    def add_grant(self, grant: common_pb2.Grant) -> common_pb2.Grant:
+    def add_grant(self, grant: Grant) -> common_pb2.Grant:
+        """Write a grant (its id, uses and times are the node's to fill in)."""
         return self._call("AddGrant", serde.add_grant_request(grant))
 
     def list_grants(self, dataset: str = "") -> list[common_pb2.Grant]:
@@ -220,21 +223,23 @@ class Client:
         req = serde.witnessed_heads_request(node)
         return list(self._call("WitnessedHeads", req).heads)
 
-    def submit_access_request(self, req: common_pb2.AccessRequest) -> common_pb2.AccessRequest:
-        return self._call("SubmitAccessRequest", req)
+    def submit_access_request(self, req: AccessRequest) -> AccessRequest:
+        """Ask a data owner for access; your home node fills in who you are."""
+        resp = self._call("SubmitAccessRequest", serde.access_request_to_proto(req))
+        return serde.access_request_from_proto(resp)
 
-    def access_request_status(self, owner: str, request_id: str) -> common_pb2.AccessRequest:
-        req = gateway_pb2.AccessRequestStatusRequest(owner=owner, id=request_id)
-        return self._call("AccessRequestStatus", req)
+    def access_request_status(self, owner: str, request_id: str) -> AccessRequest:
+        req = serde.access_status_query(owner, request_id)
+        return serde.access_request_from_proto(self._call("AccessRequestStatus", req))
 
-    def list_access_requests(self, state: str = "") -> list[common_pb2.AccessRequest]:
+    def list_access_requests(self, state: str = "") -> list[AccessRequest]:
         req = serde.list_access_requests_request(state)
-        return list(self._call("ListAccessRequests", req).requests)
+        resp = self._call("ListAccessRequests", req)
+        return [serde.access_request_from_proto(r) for r in resp.requests]
 
-    def decide_access_request(
-        self, decision: gateway_pb2.DecideAccessRequestRequest
-    ) -> common_pb2.AccessRequest:
-        return self._call("DecideAccessRequest", decision)
+    def decide_access_request(self, decision: AccessDecision) -> AccessRequest:
+        resp = self._call("DecideAccessRequest", serde.access_decision_to_proto(decision))
+        return serde.access_request_from_proto(resp)
 
     def disclosure(
         self, node: str = "", since: str = "", until: str = ""

@@ -425,8 +425,13 @@ def query_request(ask: QueryAsk) -> gateway_pb2.QueryRequest:
     )
 
 
-def add_grant_request(grant: common_pb2.Grant) -> gateway_pb2.AddGrantRequest:
-    return gateway_pb2.AddGrantRequest(grant=grant)
+def add_grant_request(grant: Grant) -> gateway_pb2.AddGrantRequest:
+    return gateway_pb2.AddGrantRequest(grant=grant_to_proto(grant, ""))
+
+
+def access_status_query(owner: str, request_id: str) -> gateway_pb2.AccessRequestStatusRequest:
+    """A client's status request: the home fills in the requester from the certificate."""
+    return gateway_pb2.AccessRequestStatusRequest(owner=owner, id=request_id)
 
 
 def list_grants_request(dataset: str) -> gateway_pb2.ListGrantsRequest:

@@ -26,7 +26,7 @@ from gateway.demo.launcher import NodeProcess, start_node, stop_nodes, wait_serv
 from gateway.demo.provision import REGION_DIR, Federation, provision
 from gateway.demo.run import register_sample_data
 from gateway.demo.showcase import write_sample_grants
-from gateway.rpc.v1 import common_pb2
+from gateway.policy.model import Grant
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SCALE = 0.05
@@ -112,17 +112,14 @@ class RunningFederation:
         if fields.get("grantee_kind") == "user" and "grantee_org" not in fields:
             home = dict(self.fed.analysts)[fields["grantee"]]  # the user's home node
             fields["grantee_org"] = self.fed.node(home).org
-        msg = common_pb2.Grant(
-            columns=[
-                common_pb2.ColumnControls(column=c, controls=v.split(","))
-                for c, v in columns.items()  # type: ignore[union-attr]
-            ],
+        fields["operations"] = tuple(fields.get("operations") or ("query",))  # type: ignore[arg-type]
+        grant = Grant(
+            id="",
+            columns={c: tuple(v.split(",")) for c, v in columns.items()},  # type: ignore[union-attr]
             **fields,  # type: ignore[arg-type]
         )
-        if not msg.operations:
-            msg.operations.append("query")
         with self.client(f"ops@{node}") as ops:
-            return ops.add_grant(msg)
+            return ops.add_grant(grant)
 
     def issue(
         self, where: Path, role: str, subject: str, org: str, **sign_kwargs: object

@@ -15,8 +15,8 @@ from sqlglot import exp
 from sqlglot.generator import Generator
 
 from federation.sql.dialect import DUCKDB
-from federation.sql.plan import MERGED_TABLE, AggCall, Projection, QueryPlan, agg_column
-from federation.sql.rules import AGGREGATES, aggregate_call, limit_of
+from federation.sql.plan import MERGED_TABLE, AggCall, QueryPlan, agg_column
+from federation.sql.rules import AGGREGATES, aggregate_call
 from federation.sql.states import Kind, StateColumn, state_columns
 
 _DOUBLE = exp.DataType.Type.DOUBLE
@@ -199,37 +199,3 @@ def _merged_columns(aggregates: list[AggCall]) -> Callable[[exp.Expr], exp.Expr]
         return node
 
     return replace
-
-
-def projection(final: exp.Select, merged: set[str]) -> Projection | None:
-    """The final step as a Projection, or None where it needs the engine (HAVING,
-    expressions, or an alias that shadows another column)."""
-    if final.args.get("where") is not None:
-        return None
-    columns: list[tuple[str, str]] = []
-    for item in final.expressions:
-        inner = item.this if isinstance(item, exp.Alias) else item
-        if not isinstance(inner, exp.Column) or inner.name not in merged:
-            return None
-        columns.append((inner.name, item.alias if isinstance(item, exp.Alias) else inner.name))
-    sources: dict[str, set[str]] = {}  # by lower-cased name: identifiers ignore case
-    for source, name in columns:
-        sources.setdefault(name.lower(), set()).add(source)
-    order: list[tuple[str, bool, bool]] = []
-    order_node = final.args.get("order")
-    for o in order_node.expressions if order_node is not None else []:
-        target = o.this
-        if not isinstance(target, exp.Column):
-            return None
-        name = target.name.lower()
-        picked = sources.get(name)
-        if picked is not None:
-            if len(picked) > 1 or (name in merged and picked != {name}):
-                return None  # ambiguous: leave the resolution to the engine
-            source = next(iter(picked))
-        elif name in merged:
-            source = name
-        else:
-            return None
-        order.append((source, bool(o.args.get("desc")), bool(o.args.get("nulls_first"))))
-    return Projection(columns=tuple(columns), order=tuple(order), limit=limit_of(final))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
@@ -26,7 +25,7 @@ def read(sql: str) -> exp.Select:
     if len(sql) > MAX_SQL_CHARS:
         raise QueryError(f"the query is {len(sql)} characters; the limit is {MAX_SQL_CHARS}")
     try:
-        statements = [s for s in sqlglot.parse(sql, dialect=DUCKDB) if s is not None]
+        statements = [s for s in DUCKDB.parse(sql) if s is not None]
     except (ParseError, TokenError) as exc:
         first = str(exc).splitlines()[0][:200]
         raise QueryError(f"the query does not parse: {first}") from None
@@ -74,11 +73,7 @@ def build(ctx: Context) -> QueryPlan:
     )
     final_tree = generate.final_query(select, ctx.aggregates, writer)  # changes the tree
     merged = ctx.raw or [*ctx.groups, *(agg_column(i) for i in range(len(ctx.aggregates)))]
-    final = FinalStep(
-        tree=final_tree,
-        projection=generate.projection(final_tree, set(merged)),
-        limit=ctx.limit,
-    )
+    final = FinalStep(tree=final_tree, merged=tuple(merged), limit=ctx.limit)
     steps: tuple[Step, ...]
     if ctx.raw:
         steps = (scan, final)

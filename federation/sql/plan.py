@@ -101,16 +101,63 @@ class AggregateStep:
 
 @dataclass(frozen=True)
 class FinalStep:
-    """The post-merge query over ``MERGED_TABLE`` (group keys and ``agg_column(i)``)."""
+    """The post-merge query over ``MERGED_TABLE`` (group keys and ``agg_column(i)``).
+
+    Its text and its Projection are worked out on first use: only the home needs them."""
 
     tree: exp.Select = field(compare=False, repr=False)
-    projection: Projection | None  # the same step, where it is a plain projection
+    merged: tuple[str, ...]  # the merged table's columns
     limit: int | None  # the query's LIMIT
 
     @functools.cached_property
     def sql(self) -> str:
-        """Generated on first use: the home needs it only where ``projection`` is None."""
+        """The query, run by the home's engine where ``projection`` is None."""
         return self.tree.sql(dialect=DUCKDB, comments=False, copy=False)
+
+    @functools.cached_property
+    def projection(self) -> Projection | None:
+        """The same step where it is a plain projection, done in Arrow."""
+        return _projection(self.tree, set(self.merged))
+
+
+def _projection(final: exp.Select, merged: set[str]) -> Projection | None:
+    """The final step as a Projection, or None where it needs the engine (HAVING,
+    expressions, or an alias that shadows another column)."""
+    if final.args.get("where") is not None:
+        return None
+    columns: list[tuple[str, str]] = []
+    for item in final.expressions:
+        inner = item.this if isinstance(item, exp.Alias) else item
+        if not isinstance(inner, exp.Column) or inner.name not in merged:
+            return None
+        columns.append((inner.name, item.alias if isinstance(item, exp.Alias) else inner.name))
+    sources: dict[str, set[str]] = {}  # by lower-cased name: identifiers ignore case
+    for source, name in columns:
+        sources.setdefault(name.lower(), set()).add(source)
+    order: list[tuple[str, bool, bool]] = []
+    order_node = final.args.get("order")
+    for o in order_node.expressions if order_node is not None else []:
+        target = o.this
+        if not isinstance(target, exp.Column):
+            return None
+        name = target.name.lower()
+        picked = sources.get(name)
+        if picked is not None:
+            if len(picked) > 1 or (name in merged and picked != {name}):
+                return None  # ambiguous: leave the resolution to the engine
+            source = next(iter(picked))
+        elif name in merged:
+            source = name
+        else:
+            return None
+        order.append((source, bool(o.args.get("desc")), bool(o.args.get("nulls_first"))))
+    return Projection(columns=tuple(columns), order=tuple(order), limit=_limit(final))
+
+
+def _limit(select: exp.Select) -> int | None:
+    """The LIMIT of a validated query (a whole number)."""
+    node = select.args.get("limit")
+    return None if node is None else int(node.expression.this)
 
 
 Step = ScanStep | AggregateStep | FinalStep

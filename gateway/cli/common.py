@@ -14,7 +14,6 @@ if TYPE_CHECKING:  # imported where used, so that `fedgate --help` stays quick
     from google.protobuf.message import Message
 
     from gateway.client import Profile
-    from gateway.rpc.v1 import common_pb2
 
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -49,16 +48,15 @@ def profile(args: argparse.Namespace) -> Profile:
     return Profile.load(Path(path))
 
 
-def column_controls(specs: list[str]) -> list[common_pb2.ColumnControls]:
-    """``--column name=control[,control]`` options, as grants and access requests take them."""
-    from gateway.rpc.v1 import common_pb2
-
+def column_controls(specs: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """``--column name=control[,control]`` options, as grants and access requests take them:
+    (column, controls) pairs in the order given."""
     out = []
     for spec in specs:
         name, sep, controls = spec.partition("=")
         if not sep or not controls:
             raise FedgateError(f"--column {spec!r} must look like name=control[,control]")
-        out.append(common_pb2.ColumnControls(column=name, controls=controls.split(",")))
+        out.append((name, tuple(controls.split(","))))
     return out
 
 

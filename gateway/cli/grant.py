@@ -52,17 +52,17 @@ def _grant_row(g: common_pb2.Grant) -> list[object]:
 def cmd_grant_add(args: argparse.Namespace) -> int:
     from gateway import display
     from gateway.client import Client
-    from gateway.rpc.v1 import common_pb2
+    from gateway.policy.model import Grant
 
     kinds = [(k, v) for k, v in (("user", args.user), ("org", args.org), ("node", args.node)) if v]
     kind, grantee = kinds[0]
-    columns = column_controls(args.column)
-    grant = common_pb2.Grant(
+    grant = Grant(
+        id="",
         dataset=args.dataset,
         grantee_kind=kind,
         grantee=grantee,
-        operations=args.ops.split(","),
-        columns=columns,
+        operations=tuple(args.ops.split(",")),
+        columns=dict(column_controls(args.column)),
         min_group_size=args.min_group_size,
         dp_epsilon=args.dp_epsilon,
         dp_budget=args.dp_budget,

@@ -33,9 +33,7 @@ _REQUEST_HEADERS = [
 
 
 def _columns(specs: list[str]) -> tuple[ColumnControls, ...]:
-    from gateway import serde
-
-    return tuple(serde.column_controls_from_proto(c) for c in column_controls(specs))
+    return tuple(ColumnControls(column, controls) for column, controls in column_controls(specs))
 
 
 def _request_row(r: AccessRequest) -> list[object]:
@@ -55,7 +53,7 @@ def _request_row(r: AccessRequest) -> list[object]:
 
 
 def cmd_request_submit(args: argparse.Namespace) -> int:
-    from gateway import display, serde
+    from gateway import display
     from gateway.access import AccessRequest
     from gateway.client import Client
 
@@ -72,19 +70,17 @@ def cmd_request_submit(args: argparse.Namespace) -> int:
         expires=args.expires,
     )
     with Client(profile(args)) as c:
-        r = serde.access_request_from_proto(
-            c.submit_access_request(serde.access_request_to_proto(ask))
-        )
+        r = c.submit_access_request(ask)
     print(display.table(_REQUEST_HEADERS, [_request_row(r)]))
     return 0
 
 
 def cmd_request_status(args: argparse.Namespace) -> int:
-    from gateway import display, serde
+    from gateway import display
     from gateway.client import Client
 
     with Client(profile(args)) as c:
-        r = serde.access_request_from_proto(c.access_request_status(args.owner, args.id))
+        r = c.access_request_status(args.owner, args.id)
     print(display.table(_REQUEST_HEADERS, [_request_row(r)]))
     if r.decision_note:
         print(f"note from {r.decided_by}: {r.decision_note}")
@@ -92,19 +88,19 @@ def cmd_request_status(args: argparse.Namespace) -> int:
 
 
 def cmd_request_list(args: argparse.Namespace) -> int:
-    from gateway import display, serde
+    from gateway import display
     from gateway.client import Client
 
     with Client(profile(args)) as c:
         listed = c.list_access_requests(args.state)
-    rows = [_request_row(serde.access_request_from_proto(r)) for r in listed]
+    rows = [_request_row(r) for r in listed]
     print(display.table(_REQUEST_HEADERS, rows))
     return 0
 
 
 def cmd_request_decide(args: argparse.Namespace) -> int:
     """``approve`` and ``deny`` both; approving may narrow what was asked."""
-    from gateway import display, serde
+    from gateway import display
     from gateway.access import AccessDecision
     from gateway.client import Client
 
@@ -123,9 +119,7 @@ def cmd_request_decide(args: argparse.Namespace) -> int:
     else:
         decision = AccessDecision(id=args.id, approve=False, note=args.note)
     with Client(profile(args)) as c:
-        r = serde.access_request_from_proto(
-            c.decide_access_request(serde.access_decision_to_proto(decision))
-        )
+        r = c.decide_access_request(decision)
     print(display.table(_REQUEST_HEADERS, [_request_row(r)]))
     return 0
 

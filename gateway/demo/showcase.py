@@ -6,24 +6,29 @@ Grants are written by each node's own operator through its own node, as in real 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.client import Client, Profile
 from gateway.demo.provision import Federation
-from gateway.rpc.v1 import common_pb2
+from gateway.policy.model import Grant
+
+if TYPE_CHECKING:
+    from gateway.rpc.v1 import common_pb2
 
 
-def _cols(**controls: str) -> list[common_pb2.ColumnControls]:
-    return [common_pb2.ColumnControls(column=c, controls=v.split(",")) for c, v in controls.items()]
+def _cols(**controls: str) -> dict[str, tuple[str, ...]]:
+    return {c: tuple(v.split(",")) for c, v in controls.items()}
 
 
-def sample_grants(grantee_org: str) -> list[common_pb2.Grant]:
+def sample_grants(grantee_org: str) -> list[Grant]:
     """What each regional bureau grants a partner organisation, by classification."""
     return [
-        common_pb2.Grant(  # L2: aggregates only, k >= 5
+        Grant(  # L2: aggregates only, k >= 5
+            id="",
             dataset="enterprise_registry",
             grantee_kind="org",
             grantee=grantee_org,
-            operations=["query"],
+            operations=("query",),
             min_group_size=5,
             purpose="",
             columns=_cols(
@@ -37,11 +42,12 @@ def sample_grants(grantee_org: str) -> list[common_pb2.Grant]:
                 registered_capital="aggregate",
             ),
         ),
-        common_pb2.Grant(  # L3: aggregates only, k >= 10, differential privacy
+        Grant(  # L3: aggregates only, k >= 10, differential privacy
+            id="",
             dataset="social_insurance",
             grantee_kind="org",
             grantee=grantee_org,
-            operations=["query"],
+            operations=("query",),
             min_group_size=10,
             dp_epsilon=0.5,
             dp_budget=50.0,
@@ -55,11 +61,12 @@ def sample_grants(grantee_org: str) -> list[common_pb2.Grant]:
                 contribution_months="aggregate",
             ),
         ),
-        common_pb2.Grant(  # L1 open data: rows may be shown
+        Grant(  # L1 open data: rows may be shown
+            id="",
             dataset="air_quality",
             grantee_kind="org",
             grantee=grantee_org,
-            operations=["query"],
+            operations=("query",),
             min_group_size=1,
             columns=_cols(
                 station_id="raw,group_by",
@@ -75,12 +82,13 @@ def sample_grants(grantee_org: str) -> list[common_pb2.Grant]:
     ]
 
 
-def ministry_grant(grantee_org: str) -> common_pb2.Grant:
-    return common_pb2.Grant(
+def ministry_grant(grantee_org: str) -> Grant:
+    return Grant(
+        id="",
         dataset="industry_enterprises",
         grantee_kind="org",
         grantee=grantee_org,
-        operations=["query", "psi"],
+        operations=("query", "psi"),
         min_group_size=10,
         dp_epsilon=1.0,
         dp_budget=100.0,

@@ -22,8 +22,8 @@ from gateway import identity
 from gateway.client import Client, ClientError, Profile
 from gateway.demo.launcher import running, start_node, wait_serving
 from gateway.demo.provision import provision
+from gateway.policy.model import Grant
 from gateway.receipts import Receipt
-from gateway.rpc.v1 import common_pb2
 from gateway.verifier import verify
 
 pytestmark = pytest.mark.integration
@@ -65,18 +65,16 @@ def test_kill_minus_nine_during_releases(tmp_path: Path) -> None:
         with Client(ops) as c:
             c.register(fed.data_dir("owner") / "air_quality.toml")
             c.add_grant(
-                common_pb2.Grant(
+                Grant(
+                    id="",
                     dataset="air_quality",
                     grantee_kind="node",
                     grantee="home",
-                    operations=["query"],
+                    operations=("query",),
                     min_group_size=1,
                     dp_epsilon=0.001,  # every release spends budget: it must survive kills
                     dp_budget=1000.0,
-                    columns=[
-                        common_pb2.ColumnControls(column="city", controls=["group_by"]),
-                        common_pb2.ColumnControls(column="pm25", controls=["aggregate"]),
-                    ],
+                    columns={"city": ("group_by",), "pm25": ("aggregate",)},
                 )
             )
         analyst = Profile.load(fed.profile_path("a@home"))

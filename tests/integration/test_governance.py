@@ -92,14 +92,14 @@ def test_access_request_approved_writes_a_grant(federation: RunningFederation) -
 def test_access_request_denied_keeps_the_query_refused(federation: RunningFederation) -> None:
     federation.register_copy("jiangsu", "enterprise_registry", "er_denied")
     with federation.client("zhang.min@anhui") as c:
-        from gateway.rpc.v1 import common_pb2
+        from gateway.access import AccessRequest, ColumnControls
 
         req = c.submit_access_request(
-            common_pb2.AccessRequest(
+            AccessRequest(
                 owner="jiangsu",
                 dataset="er_denied",
                 purpose="curiosity",
-                columns=[common_pb2.ColumnControls(column="enterprise_name", controls=["raw"])],
+                columns=(ColumnControls(column="enterprise_name", controls=("raw",)),),
             )
         )
     deny = run_fedgate(
