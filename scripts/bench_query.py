@@ -36,7 +36,7 @@ from gateway import descriptor  # noqa: E402
 from gateway.client import Client, Profile  # noqa: E402
 from gateway.demo.launcher import running, sigterm_as_interrupt  # noqa: E402
 from gateway.demo.provision import provision  # noqa: E402
-from gateway.rpc.v1 import common_pb2  # noqa: E402
+from gateway.policy.model import Grant  # noqa: E402
 
 OWNERS = ("owner1", "owner2", "owner3", "owner4", "owner5")
 HOME = "home"
@@ -106,18 +106,14 @@ def publish(fed, owner: str, table: pa.Table, name: str) -> None:  # type: ignor
     with Client(Profile.load(fed.operator_profile(owner)), timeout=600) as ops:
         ops.register(root / f"{name}.toml")
         ops.add_grant(
-            common_pb2.Grant(
+            Grant(
+                id="",
                 dataset=name,
                 grantee_kind="node",
                 grantee=HOME,
-                operations=["query"],
+                operations=("query",),
                 min_group_size=1,
-                columns=[
-                    common_pb2.ColumnControls(
-                        column=c.name, controls=["group_by", "aggregate", "filter"]
-                    )
-                    for c in DESC_COLUMNS
-                ],
+                columns={c.name: ("group_by", "aggregate", "filter") for c in DESC_COLUMNS},
             )
         )
 

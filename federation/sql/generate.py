@@ -9,7 +9,7 @@ merged table.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from sqlglot import exp
 from sqlglot.generator import Generator
@@ -48,10 +48,14 @@ def _cast(value: exp.Expr, to: exp.DataType.Type) -> exp.Cast:
 
 
 def _number(value: float) -> exp.Expr:
+    """A float literal, written as Python writes it (``exp.Literal.number`` goes through
+    Decimal: slower, and it would write large numbers as 1E+20)."""
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"clamping bound {value!r} is not a finite number")
-    return exp.Literal.number(repr(number))
+    if number < 0:
+        return exp.Neg(this=exp.Literal(this=repr(-number), is_string=False))
+    return exp.Literal(this=repr(number), is_string=False)
 
 
 def _clamped(column: str, bounds: tuple[float, float] | None) -> exp.Expr:
@@ -163,39 +167,37 @@ def partial_query(
 
 
 def final_query(
-    select: exp.Select, aggregates: list[AggCall], writer: Generator | None = None
+    select: exp.Select,
+    aggregates: list[AggCall],
+    outputs: Iterable[exp.Expr],
+    writer: Generator | None = None,
 ) -> exp.Select:
     """The post-merge query: aggregates become columns of the merged table, WHERE goes.
 
-    Built in place from the validated ``select``, which the caller no longer needs."""
+    Built in place from the validated ``select``, which the caller no longer needs.
+    ``outputs`` are the aggregate calls and the column references of its SELECT, HAVING
+    and ORDER BY (``rules.Context.outputs``): each is replaced by the merged table's
+    column, so the rest of the tree is not walked again."""
     # An unaliased output keeps the name the user wrote (as DuckDB would name it).
     writer = writer or generator()
     names = [
         None if isinstance(item, exp.Alias | exp.Column) else sql(item, writer)
         for item in select.expressions
     ]
+    for node in outputs:
+        if type(node) in AGGREGATES:
+            node.replace(exp.column(agg_column(aggregates.index(aggregate_call(node)))))
+        else:
+            node.replace(exp.column(node.name.lower()))
     final = select
     final.set("where", None)
     final.set("group", None)
     having = final.args.get("having")
     final.set("having", None)
-    replace = _merged_columns(aggregates)
-    final = final.transform(replace, copy=False)
     final.set("from_", exp.From(this=exp.Table(this=exp.to_identifier(MERGED_TABLE))))
     if having is not None:
-        final.set("where", exp.Where(this=having.this.transform(replace, copy=False)))
+        final.set("where", exp.Where(this=having.this))
     for i, name in enumerate(names):
         if name is not None:
             final.expressions[i] = exp.alias_(final.expressions[i], name, quoted=True, copy=False)
     return final
-
-
-def _merged_columns(aggregates: list[AggCall]) -> Callable[[exp.Expr], exp.Expr]:
-    def replace(node: exp.Expr) -> exp.Expr:
-        if type(node) in AGGREGATES:
-            return exp.column(agg_column(aggregates.index(aggregate_call(node))))
-        if isinstance(node, exp.Column):
-            return exp.column(node.name.lower())
-        return node
-
-    return replace

@@ -71,7 +71,7 @@ def build(ctx: Context) -> QueryPlan:
         raw_order=tuple(ctx.raw_order),
         limit=ctx.row_cap,
     )
-    final_tree = generate.final_query(select, ctx.aggregates, writer)  # changes the tree
+    final_tree = generate.final_query(select, ctx.aggregates, ctx.outputs, writer)  # in place
     merged = ctx.raw or [*ctx.groups, *(agg_column(i) for i in range(len(ctx.aggregates)))]
     final = FinalStep(tree=final_tree, merged=tuple(merged), limit=ctx.limit)
     steps: tuple[Step, ...]

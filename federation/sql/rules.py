@@ -162,6 +162,9 @@ class Context:
     raw: list[str] = field(default_factory=list)  # a raw SELECT's columns
     raw_order: list[tuple[str, bool, bool]] = field(default_factory=list)
     limit: int | None = None  # the query's LIMIT
+    # The aggregate calls and column references of SELECT, HAVING and ORDER BY: what
+    # becomes a column of the merged table in the post-merge query.
+    outputs: list[exp.Expr] = field(default_factory=list)
     row_cap: int | None = None  # a raw read's LIMIT at every owner: never above RAW_ROW_CAP
 
     def use(self, column: str, role: str) -> None:
@@ -279,6 +282,7 @@ def _aggregate(ctx: Context, node: exp.Expr) -> None:
         raise QueryError(f"{func.upper()} takes exactly one argument")
     if call not in ctx.aggregates:
         ctx.aggregates.append(call)
+    ctx.outputs.append(node)
 
 
 def _output(ctx: Context, node: exp.Expr) -> None:
@@ -289,6 +293,7 @@ def _output(ctx: Context, node: exp.Expr) -> None:
         name = ctx.column(node)
         if name not in ctx.groups:
             raise QueryError(f"column {name!r} must be in GROUP BY or inside an aggregate function")
+        ctx.outputs.append(node)
     elif isinstance(node, _ARITHMETIC + _COMPARISONS + _LOGIC):
         for child in node.iter_expressions():
             _output(ctx, child)
@@ -435,6 +440,7 @@ def select_list(ctx: Context) -> None:
             raise QueryError(f"column {name!r} is selected twice")
         ctx.use(name, "raw")
         ctx.raw.append(name)
+        ctx.outputs.append(inner)
 
 
 def having_over_groups(ctx: Context) -> None:
@@ -459,6 +465,7 @@ def order_by(ctx: Context) -> None:
         if isinstance(target, exp.Column) and target.name.lower() in aliases:
             target = aliases[target.name.lower()]
             if not ctx.raw:
+                ctx.outputs.append(o.this)  # the alias, a column of the post-merge query
                 continue
         if not ctx.raw:
             _output(ctx, target)
@@ -468,6 +475,7 @@ def order_by(ctx: Context) -> None:
         ctx.raw_order.append(
             (ctx.column(target), bool(o.args.get("desc")), bool(o.args.get("nulls_first")))
         )
+        ctx.outputs.append(o.this)
 
 
 def limit_number(ctx: Context) -> None:

@@ -33,6 +33,8 @@ _REQUEST_HEADERS = [
 
 
 def _columns(specs: list[str]) -> tuple[ColumnControls, ...]:
+    from gateway.access import ColumnControls
+
     return tuple(ColumnControls(column, controls) for column, controls in column_controls(specs))
 
 
