@@ -12,6 +12,7 @@ A *profile* says which node to talk to and with which certificate:
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,15 +28,20 @@ from gateway.errors import InvalidArgument
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from gateway.status import STATUS, error_of_rpc
 from gateway.tls import secure_channel
 
 
 class ClientError(Exception):
-    """An RPC failed; ``code`` is the gRPC status, the message is for people."""
+    """An RPC failed; ``code`` is the gRPC status, the message is for people, ``details``
+    the facts a program acts on (e.g. ``owner`` and ``request_id`` of a refusal)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, message: str, details: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.details: Mapping[str, str] = dict(details or {})
 
     def __str__(self) -> str:
         return f"{self.code.name}: {self.args[0]}"
@@ -83,8 +89,8 @@ class Profile:
 
 
 def _explain(exc: grpc.RpcError) -> ClientError:
-    call: Any = exc  # a grpc.Call too: code(), details()
-    code, details = call.code(), call.details() or ""
+    error = error_of_rpc(exc)
+    code, details = STATUS[error.code], error.reason
     lowered = details.lower()
     if code == grpc.StatusCode.UNAVAILABLE and any(
         hint in lowered for hint in ("handshake", "ssl", "tls", "socket closed", "hostname")
@@ -93,7 +99,7 @@ def _explain(exc: grpc.RpcError) -> ClientError:
             "the TLS handshake failed: the node refused our certificate (not signed by the "
             f"federation CA, expired or missing) or is not the node we expected ({details})"
         )
-    return ClientError(code, details)
+    return ClientError(code, details, error.details)
 
 
 @dataclass(frozen=True)

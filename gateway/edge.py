@@ -22,16 +22,13 @@ from federation.outcome import Code
 from gateway.errors import FedgateError, PermissionDenied, Unauthenticated
 from gateway.identity import ROLES, Identity, RevocationList, identity_of_pem
 from gateway.metrics import NodeMetrics
-from gateway.transport import details_metadata
+from gateway.status import STATUS, details_metadata
 
 log = logging.getLogger("fedgate.edge")
 
 ALL = frozenset(ROLES)
 USERS = frozenset({"operator", "analyst"})
 NODES = frozenset({"node"})
-
-# Our status codes are gRPC's, name for name.
-STATUS: dict[Code, grpc.StatusCode] = {c: grpc.StatusCode[c.name] for c in Code}
 
 # Which roles may call which method. A method missing here is refused.
 POLICY: dict[str, frozenset[str]] = {

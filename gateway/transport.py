@@ -17,30 +17,14 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from federation.membership import Member
-from federation.outcome import Code, Error
+from federation.outcome import Code
 from gateway import serde
 from gateway.errors import FedgateError
 from gateway.metrics import NodeMetrics
 from gateway.peers import Peers
+from gateway.status import error_of_rpc
 
-DETAIL_PREFIX = "fedgate-detail-"
 MIN_TIMEOUT = 0.01
-
-
-def details_metadata(details: dict[str, str] | Any) -> tuple[tuple[str, str], ...]:
-    """An error's details as trailing metadata (the edge sends them with the status)."""
-    return tuple((DETAIL_PREFIX + k.replace("_", "-"), str(v)) for k, v in details.items())
-
-
-def error_of_rpc(exc: grpc.RpcError) -> Error:
-    """A peer's status as a structured error, with the details it sent."""
-    call: Any = exc  # a grpc.Call as well: code(), details(), trailing_metadata()
-    code = Code.named(call.code().name, Code.UNKNOWN)
-    details: dict[str, str] = {}
-    for key, value in call.trailing_metadata() or ():
-        if key.startswith(DETAIL_PREFIX):
-            details[key[len(DETAIL_PREFIX) :].replace("-", "_")] = str(value)
-    return Error(code, call.details() or code.name, details)
 
 
 class Transport:

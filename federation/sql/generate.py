@@ -17,7 +17,7 @@ from sqlglot.generator import Generator
 from federation.sql.dialect import DUCKDB
 from federation.sql.plan import MERGED_TABLE, AggCall, QueryPlan, agg_column
 from federation.sql.rules import AGGREGATES, aggregate_call
-from federation.sql.states import Kind, StateColumn, state_columns
+from federation.sql.states import Kind, StateColumn
 
 _DOUBLE = exp.DataType.Type.DOUBLE
 _BIGINT = exp.DataType.Type.BIGINT
@@ -121,11 +121,11 @@ def partial_tree(
     aggregate step's states per group. See ``partial_query``."""
     # Clauses as nodes (exp.Select(where=...)) rather than the chained builders
     # (.where(...)), which parse-or-wrap each argument: a third of the cost of the tree.
-    scan, keys = plan.scan, plan.group_by
+    scan, step = plan.scan, plan.aggregate
     clauses: dict[str, exp.Expr] = {"from_": exp.From(this=exp.table_(table, quoted=True))}
     if scan.where is not None:
         clauses["where"] = exp.Where(this=_rebuilt(scan.where))
-    if scan.raw_columns:
+    if step is None:  # a raw read
         items: list[exp.Expr] = [_column(c) for c in scan.raw_columns]
         if scan.raw_order:
             order = [
@@ -136,13 +136,13 @@ def partial_tree(
             clauses["limit"] = exp.Limit(expression=exp.Literal.number(scan.limit))
     else:
         ints = set(integer_columns)
-        items = [_column(g) for g in keys]
+        items = [_column(g) for g in step.group_by]
         items += [
             exp.alias_(_state(s, ints, clamp), s.name, quoted=True, copy=False)
-            for s in state_columns(plan, dp=clamp is not None)
+            for s in (step.states if clamp is None else step.dp_states)
         ]
-        if keys:
-            clauses["group"] = exp.Group(expressions=[_column(g) for g in keys])
+        if step.group_by:
+            clauses["group"] = exp.Group(expressions=[_column(g) for g in step.group_by])
     return exp.Select(expressions=items, **clauses)
 
 

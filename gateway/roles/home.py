@@ -222,18 +222,23 @@ class Home:
                 "reason": error.reason,
             },
         )
+        # Which owner, and the request its own audit entries name: for programs, not people.
+        details = {"owner": first.node_id, "request_id": facts["request_id"]}
         if error.code.late and time.monotonic() >= deadline:
             # The caller's own time ran out: that, not the owner, is the reason.
             return DeadlineExceeded(
                 f"the query's deadline passed before owner {first.node_id} answered; "
-                "allow more time (--timeout)"
+                "allow more time (--timeout)",
+                details=details,
             )
         if error.code.late:
             return Unavailable(
                 f"owner {first.node_id} is unavailable ({error.reason}); "
-                "--allow-partial answers without it"
+                "--allow-partial answers without it",
+                details=details,
             )
-        return FedgateError.of(Error(error.code, f"owner {first.node_id} refused: {error.reason}"))
+        refused = f"owner {first.node_id} refused: {error.reason}"
+        return FedgateError.of(Error(error.code, refused, details))
 
     def _answer(
         self, plan: QueryPlan, tables: list[pa.Table], payloads: list[bytes], noisy: bool

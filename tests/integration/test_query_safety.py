@@ -146,17 +146,27 @@ def released_count(federation: RunningFederation) -> int:
     return federation.releases()
 
 
-def refusal_entry(federation: RunningFederation, message: str, timeout: float = 5) -> dict:
-    """The durable audit entry of a refusal: at the owner that refused (``owner X
-    refused: ...``), else at the home node, which refused before asking any owner."""
-    match = re.search(r"owner (\w+) refused: (.*)", message)
-    node, kind = (match.group(1), "query.refused") if match else ("shanghai", "rpc.refused")
-    reason = (match.group(2) if match else message.split(": ", 1)[-1])[:60]
+def refusal_entry(federation: RunningFederation, error: ClientError, timeout: float = 5) -> dict:
+    """The durable audit entry of a refusal: at the owner that refused (the error's
+    details name it and the request), else at the home node, which refused before asking
+    any owner (its entry holds the home's own message)."""
+    owner = error.details.get("owner")
+    if owner:
+        node, kind = owner, "query.refused"
+
+        def matches(e: dict) -> bool:
+            return e["request_id"] == error.details["request_id"]
+    else:
+        node, kind = "shanghai", "rpc.refused"
+
+        def matches(e: dict) -> bool:
+            return bool(e["reason"] == error.args[0][:500])  # the edge keeps 500 characters
+
     deadline = time.monotonic() + timeout
     while True:
-        found = [e for e in federation.audit(node, kind) if reason in e["reason"]]
+        found = [e for e in federation.audit(node, kind) if matches(e)]
         if found or time.monotonic() > deadline:
-            assert found, f"no {kind} entry at {node} for: {reason}"
+            assert found, f"no {kind} entry at {node} for: {error}"
             return found[-1]
         time.sleep(0.05)
 
@@ -170,7 +180,7 @@ def test_hostile_query_is_refused(federation: RunningFederation, case) -> None: 
         c.query(sql, purpose=purpose)
     assert info.value.code == code, str(info.value)
     assert words.lower() in str(info.value).lower(), str(info.value)
-    entry = refusal_entry(federation, str(info.value))
+    entry = refusal_entry(federation, info.value)
     assert entry["code"] in (code.name, "NOT_FOUND"), entry
     assert released_count(federation) == before, "something was released"
 
@@ -295,6 +305,8 @@ def test_grant_state_refusals(federation: RunningFederation, lifecycle, dataset,
     assert info.value.code == PD and words in str(info.value)
     assert lifecycle[dataset] in str(info.value)
     assert released_count(federation) == before
+    refused = refusal_entry(federation, info.value)
+    assert refused["dataset"] == dataset and refused["code"] == "PERMISSION_DENIED"
     assert re.search(
         rf"refused query .*dataset={dataset} code=PERMISSION_DENIED", federation.node_log("jiangsu")
     )
@@ -312,7 +324,7 @@ def test_revoked_grant_refuses_at_once(federation: RunningFederation, lifecycle)
     with pytest.raises(ClientError) as info:
         _ask(federation, "er_revoked")
     assert info.value.code == PD and "is revoked" in str(info.value)
-    assert refusal_entry(federation, str(info.value))["code"] == "PERMISSION_DENIED"
+    assert refusal_entry(federation, info.value)["code"] == "PERMISSION_DENIED"
     assert released_count(federation) == before
 
 
@@ -323,7 +335,7 @@ def test_used_up_grant(federation: RunningFederation, lifecycle) -> None:  # typ
     with pytest.raises(ClientError) as info:
         _ask(federation, "er_used")
     assert info.value.code == PD and "used up" in str(info.value)
-    assert refusal_entry(federation, str(info.value))["code"] == "PERMISSION_DENIED"
+    assert refusal_entry(federation, info.value)["code"] == "PERMISSION_DENIED"
     assert released_count(federation) == before
     with federation.client("ops@jiangsu") as ops:
         (g,) = [g for g in ops.list_grants("er_used")]

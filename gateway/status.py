@@ -1,0 +1,37 @@
+"""Our structured errors as gRPC statuses and back: codes one to one, details as metadata.
+
+The edge sends a typed error's code as the call's status and its details as trailing
+metadata (``fedgate-detail-<key>``); the transport (node to node) and the client (user
+to node) read a status and its details back into the same ``Error``. Detail values are
+ASCII (node ids, request ids, sizes): gRPC metadata carries nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+
+from federation.outcome import Code, Error
+
+DETAIL_PREFIX = "fedgate-detail-"
+
+# Our status codes are gRPC's, name for name.
+STATUS: dict[Code, grpc.StatusCode] = {c: grpc.StatusCode[c.name] for c in Code}
+
+
+def details_metadata(details: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """An error's details as trailing metadata (the edge sends them with the status)."""
+    return tuple((DETAIL_PREFIX + k.replace("_", "-"), str(v)) for k, v in details.items())
+
+
+def error_of_rpc(exc: grpc.RpcError) -> Error:
+    """A failed call's status as a structured error, with the details it carried."""
+    call: Any = exc  # a grpc.Call as well: code(), details(), trailing_metadata()
+    code = Code.named(call.code().name, Code.UNKNOWN)
+    details: dict[str, str] = {}
+    for key, value in call.trailing_metadata() or ():
+        if key.startswith(DETAIL_PREFIX):
+            details[key[len(DETAIL_PREFIX) :].replace("-", "_")] = str(value)
+    return Error(code, call.details() or code.name, details)
