@@ -18,7 +18,7 @@ from federation.fanout import Outcome
 from federation.outcome import Code, Error
 from federation.partials import PartialError, check_partial, from_ipc
 from federation.reports import OwnerReport, PartialAnswer
-from federation.sqlsubset import QueryPlan
+from federation.sql import QueryPlan
 
 
 class Target(Protocol):

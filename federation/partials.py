@@ -24,10 +24,6 @@ from federation.sql import (
     agg_column,
     state_columns,
 )
-
-# transitional: removed once gateway/owner.py, gateway/home.py, gateway/grants.py import
-# federation.sql
-from federation.sql import partial_query as partial_query
 from federation.sql.states import state_name
 
 # Runs generated SQL over one in-memory table: (sql, table name, table) -> result.

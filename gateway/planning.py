@@ -5,7 +5,7 @@ Home and owner both plan the text they are given (an owner never trusts the home
 
 from __future__ import annotations
 
-from federation.sqlsubset import QueryError, QueryPlan, parse
+from federation.sql import QueryError, QueryPlan, parse
 from gateway.errors import InvalidArgument
 
 

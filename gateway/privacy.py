@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -22,7 +23,7 @@ from federation.sql import ROWS, Kind, QueryPlan, StateColumn, row_counts, state
 
 
 @functools.cache
-def _dp():  # type: ignore[no-untyped-def]
+def _dp() -> Any:  # opendp.prelude: untyped
     """Import OpenDP lazily: it costs start-up time and only DP releases need it."""
     import opendp.prelude as dp
 
@@ -66,7 +67,7 @@ def _sensitivity(state: StateColumn, clamp: dict[str, tuple[float, float]]) -> f
     return m if state.kind is Kind.SUM else m * m
 
 
-def _laplace_within(dp, space, sens: float, share: float):  # type: ignore[no-untyped-def]
+def _laplace_within(dp: Any, space: tuple[Any, Any], sens: float, share: float) -> Any:
     """The Laplace measurement whose charged epsilon (OpenDP's map, rounded up) is at
     most ``share``: the scale goes up an ulp at a time until the map fits, so ten
     releases of 0.1 fit a budget of 1.0 exactly instead of overrunning it by ulps."""

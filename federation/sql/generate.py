@@ -19,8 +19,8 @@ from federation.sql.plan import MERGED_TABLE, AggCall, QueryPlan, agg_column
 from federation.sql.rules import AGGREGATES, aggregate_call
 from federation.sql.states import Kind, StateColumn
 
-_DOUBLE = exp.DataType.Type.DOUBLE
-_BIGINT = exp.DataType.Type.BIGINT
+_DOUBLE = exp.DType.DOUBLE
+_BIGINT = exp.DType.BIGINT
 
 
 def generator() -> Generator:
@@ -43,7 +43,7 @@ def _column(name: str) -> exp.Column:
     return exp.column(name, quoted=True)
 
 
-def _cast(value: exp.Expr, to: exp.DataType.Type) -> exp.Cast:
+def _cast(value: exp.Expr, to: exp.DType) -> exp.Cast:
     return exp.Cast(this=value, to=exp.DataType(this=to))
 
 
@@ -97,8 +97,8 @@ def _state(
 def _rebuilt(node: exp.Expr) -> exp.Expr:
     """A new tree equal to the validated ``node``, to be part of another query (the plan's
     tree is shared and read-only, and a node has one parent). Not ``node.copy()``: that
-    also deep-copies each node's parse metadata (token positions), which made it cost more
-    than all the rest of the owner's query."""
+    also deep-copies each node's parse metadata (token positions), which costs about as
+    much as all the rest of the owner's query."""
     args: dict[str, object] = {}
     for key, value in node.args.items():
         if isinstance(value, exp.Expr):

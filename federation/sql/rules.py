@@ -13,7 +13,6 @@ rules do not walk the tree each.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,9 +72,8 @@ class QueryError(ValueError):
 _WINDOW, _SUBQUERY, _PARAMETER, _AGGREGATE, _FUNCTION, _COLUMN = 1, 2, 4, 8, 16, 32
 
 
-@functools.cache
-def _node_kind(cls: type[exp.Expr]) -> int:
-    """What a node class is to the survey, as bits; worked out once per class."""
+def _node_kind(cls: type) -> int:
+    """What a node class is to the survey, as bits."""
     bits = 0
     if issubclass(cls, exp.Window):
         bits |= _WINDOW
@@ -90,6 +88,15 @@ def _node_kind(cls: type[exp.Expr]) -> int:
     if issubclass(cls, exp.Column):
         bits |= _COLUMN
     return bits
+
+
+# The same, worked out once for every node class sqlglot defines (the survey looks up
+# every node's); a class made elsewhere (none the parser makes today) is worked out anew.
+_NODE_KINDS: dict[type, int] = {
+    cls: _node_kind(cls)
+    for cls in vars(exp).values()
+    if isinstance(cls, type) and issubclass(cls, exp.Expr)
+}
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ def survey(root: exp.Expr) -> Survey:
     bad: exp.Expr | None = None
     columns: list[exp.Column] = []
     stack: list[tuple[exp.Expr, int]] = [(root, 1)]
-    pop, push = stack.pop, stack.append
+    pop, push, known = stack.pop, stack.append, _NODE_KINDS.get
     while stack:
         node, d = pop()
         nodes += 1
@@ -121,7 +128,9 @@ def survey(root: exp.Expr) -> Survey:
             depth = d
         if node.comments is not None:
             node.comments = None
-        bits = _node_kind(type(node))
+        bits = known(type(node))
+        if bits is None:
+            bits = _node_kind(type(node))
         if bits:
             if bits & _COLUMN and isinstance(node, exp.Column):
                 columns.append(node)

@@ -31,6 +31,8 @@ class Kind(enum.Enum):
 
 
 class StateColumn(NamedTuple):
+    """One column of a partial (a NamedTuple: cheap to make, several per new query)."""
+
     kind: Kind
     column: str | None  # the dataset column it summarises (None for ROWS)
     name: str  # its name in the partial

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from federation.envelope import Envelope
-from federation.partials import partial_query, to_ipc
+from federation.partials import to_ipc
 from federation.reports import Explanation
-from federation.sqlsubset import QueryPlan
+from federation.sql import QueryPlan, partial_query
 from gateway import privacy
 from gateway.catalog import CatalogEntry
 from gateway.clock import utc

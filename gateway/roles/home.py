@@ -25,7 +25,7 @@ from federation.membership import Member, Membership
 from federation.outcome import Error
 from federation.partials import PartialError, RunSql, answer, to_ipc
 from federation.reports import OwnerReport, PartialAnswer, QueryAnswer
-from federation.sqlsubset import QueryPlan
+from federation.sql import QueryPlan
 from gateway.cache import BoundedCache
 from gateway.clock import utc
 from gateway.errors import (

@@ -16,7 +16,7 @@ from federation.envelope import Envelope
 from federation.outcome import Code, Error
 from federation.partials import PartialError, merge, to_ipc
 from federation.reports import Explanation, OwnerReport, PartialAnswer
-from federation.sqlsubset import QueryPlan
+from federation.sql import QueryPlan
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
 from gateway.errors import FedgateError, NotFound

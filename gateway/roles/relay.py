@@ -15,7 +15,7 @@ from federation.fanout import fan_out
 from federation.gather import Gathered, gather
 from federation.membership import Member, Membership
 from federation.reports import PartialAnswer
-from federation.sqlsubset import QueryPlan
+from federation.sql import QueryPlan
 from gateway.errors import error_of
 
 

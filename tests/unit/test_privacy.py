@@ -72,3 +72,18 @@ def test_budget_accounting_is_decimal_and_never_over(epsilon: float) -> None:
             spent = add_epsilon(spent, epsilon)
             releases += 1
         assert releases == k and spent <= budget, (epsilon, k, spent, budget)
+
+
+def test_noise_follows_the_plans_typed_states_and_variance_leaves_as_m2() -> None:
+    from federation.partials import expected_columns
+
+    con = duckdb.connect()
+    con.register("t", pa.table({"g": ["a"] * 50 + ["b"] * 50, "w": [float(i) for i in range(100)]}))
+    plan = parse("SELECT g, COUNT(*), AVG(w), VAR_SAMP(w) FROM t GROUP BY g")
+    raw = con.sql(partial_query(plan, "t", clamp={"w": (0.0, 100.0)})).to_arrow_table()
+    assert "__q_w" in raw.column_names  # the sum of squares, noised as a sum...
+    released = privacy.add_noise(raw, plan, epsilon=1.0, k=0, clamp={"w": (0.0, 100.0)})
+    assert released.table.column_names == expected_columns(plan)  # ...leaves as M2
+    assert released.table.column("__n").type == pa.int64()
+    assert min(released.table.column("__m2_w").to_pylist()) >= 0.0
+    assert released.epsilon == pytest.approx(1.0, rel=1e-9)  # 4 states: __n, c, s, q
