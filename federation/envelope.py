@@ -58,6 +58,3 @@ class Envelope:
 
     def relayed_by(self, node_id: str) -> Envelope:
         return replace(self, path=(*self.path, node_id))
-
-    def until(self, deadline: float) -> Envelope:
-        return replace(self, deadline=deadline)

@@ -223,7 +223,7 @@ class AccessRequests:
 
     def status_for(self, request_id: str, requester: Requester) -> AccessRequest:
         req = self.get(request_id)
-        if req.requester.id != requester.id:
+        if (req.requester.id, req.requester.org) != (requester.id, requester.org):
             raise PermissionDenied(f"access request {request_id} is not yours")
         return req
 

@@ -84,7 +84,7 @@ class Catalog:
         return next((e for e in self.entries() if e.descriptor.name == name), None)
 
     def _load(self) -> list[CatalogEntry]:
-        with self._state.transaction() as db:
+        with self._state.read() as db:
             rows = db.execute(
                 "SELECT descriptor, quality, registered_at, updated_at FROM datasets ORDER BY name"
             ).fetchall()

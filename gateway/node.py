@@ -165,7 +165,7 @@ class Node:
             self.engine.run_on_table,
         )
         self.operator = Operator(node_id, self.catalog, self.grants, self.audit, self.metrics)
-        self.federated_catalog = FederatedCatalog(node_id, self.transport, self.executor)
+        self.federated_catalog = FederatedCatalog(self.transport, self.executor)
         self.forwarding = Forwarding(
             node_id, self.membership, self.transport, self.access, self.audit, self.disclosure
         )

@@ -251,12 +251,6 @@ def receipts_response(receipts: list[str]) -> gateway_pb2.ReceiptsResponse:
     return gateway_pb2.ReceiptsResponse(receipts=receipts)
 
 
-def access_requests_response(
-    requests: list[common_pb2.AccessRequest],
-) -> gateway_pb2.ListAccessRequestsResponse:
-    return gateway_pb2.ListAccessRequestsResponse(requests=requests)
-
-
 # --- requests between nodes --------------------------------------------------------------
 
 
@@ -269,6 +263,9 @@ def requester_from_proto(msg: common_pb2.Requester) -> Requester:
 
 
 def envelope_to_proto(env: Envelope) -> peer_pb2.PartialRequest:
+    """A query's envelope on the wire (``Peer/Execute`` carries queries only)."""
+    if env.operation != "query":
+        raise ValueError(f"Peer/Execute carries queries, not {env.operation!r}")
     return peer_pb2.PartialRequest(
         request_id=env.request_id,
         sql=env.body,
@@ -430,7 +427,6 @@ def add_grant_request(grant: Grant) -> gateway_pb2.AddGrantRequest:
 
 
 def access_status_query(owner: str, request_id: str) -> gateway_pb2.AccessRequestStatusRequest:
-    """A client's status request: the home fills in the requester from the certificate."""
     return gateway_pb2.AccessRequestStatusRequest(owner=owner, id=request_id)
 
 
@@ -481,11 +477,12 @@ def grants_response(grants: Sequence[tuple[Grant, str]]) -> gateway_pb2.ListGran
 # --- access requests and disclosure, forwarded between nodes ------------------------------
 
 
-def access_status_request(
+def forwarded_status_request(
     owner: str, request_id: str, requester: Requester
-) -> gateway_pb2.AccessRequestStatusRequest:
-    return gateway_pb2.AccessRequestStatusRequest(
-        owner=owner, id=request_id, requester=requester_to_proto(requester)
+) -> peer_pb2.ForwardedStatusRequest:
+    """A status request as the home forwards it, vouching for its user."""
+    return peer_pb2.ForwardedStatusRequest(
+        request=access_status_query(owner, request_id), requester=requester_to_proto(requester)
     )
 
 

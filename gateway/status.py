@@ -8,6 +8,7 @@ ASCII (node ids, request ids, sizes): gRPC metadata carries nothing else.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,9 +22,21 @@ DETAIL_PREFIX = "fedgate-detail-"
 STATUS: dict[Code, grpc.StatusCode] = {c: grpc.StatusCode[c.name] for c in Code}
 
 
+_KEY = re.compile(r"[a-z0-9_]{1,40}")
+_VALUE = re.compile(r"[\x20-\x7e]{0,200}")  # what gRPC allows in a text metadata value
+
+
 def details_metadata(details: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """An error's details as trailing metadata (the edge sends them with the status)."""
-    return tuple((DETAIL_PREFIX + k.replace("_", "-"), str(v)) for k, v in details.items())
+    """An error's details as trailing metadata (the edge sends them with the status).
+
+    A detail that is not a plain key with a short printable-ASCII value is left out, so
+    that a detail (say, an id a peer sent) can never keep the status itself from being
+    sent."""
+    return tuple(
+        (DETAIL_PREFIX + k.replace("_", "-"), str(v))
+        for k, v in details.items()
+        if _KEY.fullmatch(k) and _VALUE.fullmatch(str(v))
+    )
 
 
 def error_of_rpc(exc: grpc.RpcError) -> Error:
@@ -32,6 +45,6 @@ def error_of_rpc(exc: grpc.RpcError) -> Error:
     code = Code.named(call.code().name, Code.UNKNOWN)
     details: dict[str, str] = {}
     for key, value in call.trailing_metadata() or ():
-        if key.startswith(DETAIL_PREFIX):
+        if key.startswith(DETAIL_PREFIX) and isinstance(value, str):
             details[key[len(DETAIL_PREFIX) :].replace("-", "_")] = str(value)
     return Error(code, call.details() or code.name, details)

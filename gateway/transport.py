@@ -10,7 +10,7 @@ caller ever looks inside a gRPC exception or a message string.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -49,7 +49,6 @@ class Transport:
         *,
         deadline: float | None = None,
         timeout: float | None = None,
-        metadata: Sequence[tuple[str, str]] = (),
     ) -> Any:
         """``Peer/<method>`` at ``member``; a failure raises the peer's typed error."""
         t0 = time.monotonic()
@@ -60,7 +59,6 @@ class Transport:
             resp = stub_method(
                 request,
                 timeout=self.default_timeout if timeout is None else timeout,
-                metadata=tuple(metadata) or None,
             )
         except grpc.RpcError as exc:
             self.record(member.id, False, time.monotonic() - t0)

@@ -7,7 +7,6 @@ travels to the CA folder, and only the signed certificate travels back.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import socket
 import tomllib
@@ -252,16 +251,3 @@ def provision(
 def _write_profile(path: Path, node: NodePlan, ca: Path, cert: Path, key: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(Profile(node.id, node.listen, ca, cert, key).dumps())
-
-
-def load_federation(workdir: Path, region_dir: Path) -> Federation:
-    """Re-open a provisioned work directory (addresses come from its membership)."""
-    workdir = workdir.resolve()
-    name, nodes, analysts = plan(region_dir, free_ports=False)
-    bundle = identity.load_bundle(workdir / "pki" / identity.CA_CERT)
-    doc = membership_mod.verify(
-        (workdir / "membership.json").read_bytes(), identity.ca_keys(bundle)
-    )
-    by_id = {m.id: m for m in doc.members}
-    nodes = [dataclasses.replace(n, listen=by_id[n.id].address) for n in nodes if n.id in by_id]
-    return Federation(workdir, name, tuple(nodes), tuple(analysts))

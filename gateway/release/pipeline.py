@@ -28,11 +28,9 @@ from gateway.policy.model import Decision, Grant
 from gateway.policy.store import GrantStore
 from gateway.receipts import Receipt, Signer
 
-log = logging.getLogger("fedgate.release")
+log = logging.getLogger("fedgate.owner")  # the owner's releases, as before the pipeline
 
 C = TypeVar("C")
-C_contra = TypeVar("C_contra", contravariant=True)
-C_co = TypeVar("C_co", covariant=True)
 
 ENVELOPE_BYTES = 64 * 1024  # room for the response around the payload
 
@@ -95,9 +93,10 @@ def check_deadline(deadline: float) -> None:
 def release_entry(
     node_id: str, env: Envelope, op: Operation[Any], protected: Protected, grant: Grant
 ) -> dict[str, Any]:
-    """The audit entry of one release (its receipt signs this very body)."""
+    """The audit entry of one release (its receipt signs this very body). What the
+    operation adds (its subject, its facts) may not replace what the pipeline writes."""
     r = env.requester
-    return {
+    entry = {
         "kind": "release",
         "time": utc(),
         "grant_id": grant.id,
@@ -107,12 +106,22 @@ def release_entry(
         "requester_org": r.org,
         "home_node": env.home_node,
         "purpose": env.purpose,
-        **op.subject,
         "operation": op.name,
         "result_digest": receipts.digest(protected.payload),
-        **protected.facts,
         "epsilon": protected.epsilon,
     }
+    return {**_own(entry, op.subject, protected.facts), **entry}
+
+
+def _own(entry: Mapping[str, Any], *parts: Mapping[str, Any]) -> dict[str, Any]:
+    """The operation's own fields, refused where they would overwrite the pipeline's."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        clash = set(part) & (set(entry) | set(out))
+        if clash:
+            raise ValueError(f"an operation may not set the audit fields {sorted(clash)}")
+        out.update(part)
+    return out
 
 
 def spend(
@@ -167,14 +176,15 @@ class ReleasePipeline:
             raise
         receipt = sign(self.signer, entry)
         log.info(
-            "released request=%s requester=%s home=%s operation=%s grant=%s epsilon=%g %s",
+            "released %s request=%s requester=%s home=%s %s grant=%s %s epsilon=%g",
+            op.name,
             env.request_id,
             env.requester,
             env.home_node,
-            op.name,
+            _pairs(op.subject),
             grant.id,
+            _pairs(protected.facts),
             protected.epsilon,
-            " ".join(f"{k}={v}" for k, v in protected.facts.items()),
         )
         return Released(grant, entry, receipt, protected)
 
@@ -182,27 +192,30 @@ class ReleasePipeline:
         self, operation: str, env: Envelope, subject: Mapping[str, str], exc: FedgateError
     ) -> None:
         r = env.requester
-        self.audit.append(
-            {
-                "kind": f"{operation}.refused",
-                "time": utc(),
-                "request_id": env.request_id,
-                "requester": str(r),
-                "requester_org": r.org,
-                "home_node": env.home_node,
-                **subject,
-                "code": exc.code.name,
-                "reason": exc.message,
-                "dry_run": env.explain,
-            }
-        )
+        entry = {
+            "kind": f"{operation}.refused",
+            "time": utc(),
+            "request_id": env.request_id,
+            "requester": str(r),
+            "requester_org": r.org,
+            "home_node": env.home_node,
+            "code": exc.code.name,
+            "reason": exc.message,
+            "dry_run": env.explain,
+        }
+        self.audit.append({**_own(entry, subject), **entry})
         log.warning(
             "refused %s request=%s requester=%s home=%s %s code=%s reason=%s",
             operation,
             env.request_id,
             r,
             env.home_node,
-            " ".join(f"{k}={v}" for k, v in subject.items()),
+            _pairs(subject),
             exc.code.name,
             exc.message,
         )
+
+
+def _pairs(fields: Mapping[str, Any]) -> str:
+    """``key=value ...`` for a log line."""
+    return " ".join(f"{k}={v}" for k, v in fields.items())

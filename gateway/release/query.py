@@ -53,7 +53,8 @@ class SqlCache:
 
 
 def query_subject(plan: QueryPlan) -> dict[str, str]:
-    """What a query's audit entries name (dataset last: log lines end "dataset=<name>")."""
+    """What a query's audit entries and log lines name (log lines read
+    "... plan_digest=<digest> dataset=<name> ...")."""
     return {"plan_digest": plan.digest, "dataset": plan.dataset}
 
 

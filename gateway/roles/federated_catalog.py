@@ -30,8 +30,7 @@ class Listing:
 
 
 class FederatedCatalog:
-    def __init__(self, node_id: str, transport: Transport, executor: Executor) -> None:
-        self.node_id = node_id
+    def __init__(self, transport: Transport, executor: Executor) -> None:
         self._transport = transport
         self._executor = executor
 

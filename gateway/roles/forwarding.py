@@ -2,7 +2,7 @@
 
 The home vouches for its user (the requester travels in the request, filled in from the
 user's certificate here, never from the client), and the owner re-checks that this home
-may vouch for users of that organisation.
+may vouch for users of that organisation (``Vouching.requester_for``).
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from gateway.access import AccessRequest, AccessRequests
 from gateway.audit import AuditLog
 from gateway.clock import utc
 from gateway.disclosure import DisclosureReport
-from gateway.errors import NotFound, PermissionDenied
+from gateway.errors import NotFound
 from gateway.transport import Transport
-
-USER_ROLES = ("analyst", "operator")
 
 
 class Forwarding:
@@ -45,13 +43,6 @@ class Forwarding:
         if member is None:
             raise NotFound(f"no member {node_id!r} in the federation")
         return member
-
-    def vouched_requester(self, home_node: str, requester: Requester) -> Requester:
-        """At the owner: a home node may only vouch for users of its own organisation."""
-        home = self.member(home_node)
-        if requester.org != home.org or requester.role not in USER_ROLES:
-            raise PermissionDenied(f"home node {home.id} may only vouch for users of {home.org!r}")
-        return requester
 
     def submit_access(self, req: AccessRequest, caller: Requester) -> AccessRequest:
         owner = self.member(req.owner)
@@ -79,7 +70,7 @@ class Forwarding:
         owner = self.member(owner_id)
         if owner.id == self.node_id:
             return self._access.status_for(request_id, caller)
-        forwarded = serde.access_status_request(owner.id, request_id, caller)
+        forwarded = serde.forwarded_status_request(owner.id, request_id, caller)
         answer = self._transport.call(owner, "ForwardAccessRequestStatus", forwarded)
         return serde.access_request_from_proto(answer)
 

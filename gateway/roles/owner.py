@@ -8,8 +8,6 @@ partial.
 
 from __future__ import annotations
 
-import logging
-
 import pyarrow as pa
 
 from federation.envelope import Envelope
@@ -19,14 +17,12 @@ from federation.reports import Explanation, OwnerReport, PartialAnswer
 from federation.sql import QueryPlan
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
-from gateway.errors import FedgateError, NotFound
+from gateway.errors import FedgateError, InvalidArgument, NotFound
 from gateway.planning import plan_or_refuse
 from gateway.policy.store import GrantStore
 from gateway.release.pipeline import ReleasePipeline
 from gateway.release.query import QueryRelease, SqlCache, query_subject
 from gateway.roles.relay import Relay
-
-log = logging.getLogger("fedgate.owner")
 
 
 class Owner:
@@ -49,6 +45,8 @@ class Owner:
 
     def execute(self, env: Envelope) -> PartialAnswer:
         """This node's part of a query (and its children's, as a relay)."""
+        if env.operation != "query":
+            raise InvalidArgument(f"{env.operation!r} is not a query")
         plan = plan_or_refuse(env.body)
         reports: list[OwnerReport] = []
         tables: list[pa.Table] = []

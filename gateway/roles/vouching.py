@@ -14,7 +14,7 @@ from cryptography import x509
 from federation.envelope import Envelope, Requester
 from federation.membership import Membership
 from gateway import receipts
-from gateway.errors import InvalidArgument, PermissionDenied
+from gateway.errors import InvalidArgument, NotFound, PermissionDenied
 from gateway.receipts import Signer
 
 USER_ROLES = ("analyst", "operator")
@@ -37,6 +37,16 @@ class Vouching:
         """The home signs what it vouches for before the request leaves it."""
         signed = self._signer.sign(env.vouched())
         return env.signed(signed.signature, signed.cert_pem)
+
+    def requester_for(self, home_node: str, requester: Requester) -> Requester:
+        """At an owner, for a call forwarded by ``home_node``: it may only vouch for users
+        of its own organisation."""
+        home = self._membership().get(home_node)
+        if home is None:
+            raise NotFound(f"no member {home_node!r} in the federation")
+        if requester.org != home.org or requester.role not in USER_ROLES:
+            raise PermissionDenied(f"home node {home.id} may only vouch for users of {home.org!r}")
+        return requester
 
     def check(self, caller_node: str, env: Envelope) -> Requester:
         """The requester of a request that ``caller_node`` sent us, if it may vouch."""

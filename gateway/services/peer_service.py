@@ -36,16 +36,17 @@ class PeerService(peer_pb2_grpc.PeerServicer):
 
     def ForwardAccessRequest(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         ask = serde.access_request_from_proto(request)
-        requester = self.node.forwarding.vouched_requester(context.caller.id, ask.requester)
+        requester = self.node.vouching.requester_for(context.caller.id, ask.requester)
         return serde.access_request_to_proto(
             self.node.access.submit(ask, requester, context.caller.id)
         )
 
     def ForwardAccessRequestStatus(self, request: Any, context: CallContext) -> Any:  # noqa: N802
-        requester = self.node.forwarding.vouched_requester(
+        requester = self.node.vouching.requester_for(
             context.caller.id, serde.requester_from_proto(request.requester)
         )
-        return serde.access_request_to_proto(self.node.access.status_for(request.id, requester))
+        found = self.node.access.status_for(request.request.id, requester)
+        return serde.access_request_to_proto(found)
 
     def PeerDisclosure(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         return serde.disclosure_report_to_proto(self.node.disclosure(request.since, request.until))

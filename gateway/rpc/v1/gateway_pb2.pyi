@@ -66,14 +66,12 @@ class WitnessedHeadsResponse(_message.Message):
     def __init__(self, heads: _Optional[_Iterable[_Union[_common_pb2.WitnessedHead, _Mapping]]] = ...) -> None: ...
 
 class AccessRequestStatusRequest(_message.Message):
-    __slots__ = ("owner", "id", "requester")
+    __slots__ = ("owner", "id")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
-    REQUESTER_FIELD_NUMBER: _ClassVar[int]
     owner: str
     id: str
-    requester: _common_pb2.Requester
-    def __init__(self, owner: _Optional[str] = ..., id: _Optional[str] = ..., requester: _Optional[_Union[_common_pb2.Requester, _Mapping]] = ...) -> None: ...
+    def __init__(self, owner: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
 
 class ListAccessRequestsRequest(_message.Message):
     __slots__ = ("state",)

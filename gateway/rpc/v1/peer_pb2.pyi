@@ -53,3 +53,11 @@ class PartialResponse(_message.Message):
     arrow_ipc: bytes
     owners: _containers.RepeatedCompositeFieldContainer[_common_pb2.OwnerResult]
     def __init__(self, node_id: _Optional[str] = ..., published: _Optional[bool] = ..., arrow_ipc: _Optional[bytes] = ..., owners: _Optional[_Iterable[_Union[_common_pb2.OwnerResult, _Mapping]]] = ...) -> None: ...
+
+class ForwardedStatusRequest(_message.Message):
+    __slots__ = ("request", "requester")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    request: _gateway_pb2.AccessRequestStatusRequest
+    requester: _common_pb2.Requester
+    def __init__(self, request: _Optional[_Union[_gateway_pb2.AccessRequestStatusRequest, _Mapping]] = ..., requester: _Optional[_Union[_common_pb2.Requester, _Mapping]] = ...) -> None: ...

@@ -58,7 +58,7 @@ class PeerStub:
                 _registered_method=True)
         self.ForwardAccessRequestStatus = channel.unary_unary(
                 '/fedgate.v1.Peer/ForwardAccessRequestStatus',
-                request_serializer=fedgate_dot_v1_dot_gateway__pb2.AccessRequestStatusRequest.SerializeToString,
+                request_serializer=fedgate_dot_v1_dot_peer__pb2.ForwardedStatusRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
                 _registered_method=True)
         self.PeerDisclosure = channel.unary_unary(
@@ -136,7 +136,7 @@ def add_PeerServicer_to_server(servicer, server):
             ),
             'ForwardAccessRequestStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.ForwardAccessRequestStatus,
-                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.AccessRequestStatusRequest.FromString,
+                    request_deserializer=fedgate_dot_v1_dot_peer__pb2.ForwardedStatusRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_common__pb2.AccessRequest.SerializeToString,
             ),
             'PeerDisclosure': grpc.unary_unary_rpc_method_handler(
@@ -278,7 +278,7 @@ class Peer:
             request,
             target,
             '/fedgate.v1.Peer/ForwardAccessRequestStatus',
-            fedgate_dot_v1_dot_gateway__pb2.AccessRequestStatusRequest.SerializeToString,
+            fedgate_dot_v1_dot_peer__pb2.ForwardedStatusRequest.SerializeToString,
             fedgate_dot_v1_dot_common__pb2.AccessRequest.FromString,
             options,
             channel_credentials,
