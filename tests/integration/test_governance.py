@@ -122,6 +122,37 @@ def test_access_request_denied_keeps_the_query_refused(federation: RunningFedera
     with federation.client("li.wei@shanghai") as other, pytest.raises(ClientError) as peek:
         other.access_request_status("jiangsu", req.id)
     assert peek.value.code == grpc.StatusCode.PERMISSION_DENIED
+    _a_node_vouches_only_for_its_own_users(federation, req.id)
+
+
+def _a_node_vouches_only_for_its_own_users(federation: RunningFederation, request_id: str) -> None:
+    """A member node asking the owner directly: for a user of another organisation it is
+    refused; naming the same user id under its own organisation does not read the request
+    either (a request is matched on user and organisation)."""
+    from gateway.rpc.v1 import gateway_pb2, peer_pb2, peer_pb2_grpc
+    from gateway.tls import secure_channel
+
+    tls = federation.fed.node_dir("shanghai") / "tls"
+    jiangsu = federation.fed.node("jiangsu")
+    own_org, other_org = federation.fed.node("shanghai").org, federation.fed.node("anhui").org
+    with secure_channel(
+        jiangsu.listen,
+        "jiangsu",
+        ca=federation.fed.ca_cert,
+        cert=tls / "node.pem",
+        key=tls / "node.key",
+    ) as ch:
+        stub = peer_pb2_grpc.PeerStub(ch)
+        for org, words in ((other_org, "may only vouch for users of"), (own_org, "is not yours")):
+            forwarded = peer_pb2.ForwardedStatusRequest(
+                request=gateway_pb2.AccessRequestStatusRequest(owner="jiangsu", id=request_id),
+            )
+            forwarded.requester.role, forwarded.requester.org = "analyst", org
+            forwarded.requester.id = "zhang.min@anhui"
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ForwardAccessRequestStatus(forwarded, timeout=10)
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert words in (info.value.details() or "")
 
 
 def _big_file(federation: RunningFederation, rows: int = 5_000_000) -> pa.Table:

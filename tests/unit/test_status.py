@@ -1,0 +1,63 @@
+"""Typed errors as gRPC statuses and back: codes one to one, details as metadata."""
+
+from __future__ import annotations
+
+import grpc
+
+from federation.outcome import Code
+from gateway.errors import FailedPrecondition, FedgateError, error_of
+from gateway.status import STATUS, details_metadata, error_of_rpc
+
+
+class _FailedCall(grpc.RpcError):
+    """What a stub raises for a failed call (a grpc.Call): gRPC's shape, not ours."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: tuple) -> None:
+        self._code, self._details, self._trailing = code, details, trailing
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> tuple:
+        return self._trailing
+
+
+def test_every_code_is_the_grpc_status_of_the_same_name() -> None:
+    assert {c.name for c in Code} == {s.name for s in grpc.StatusCode}
+    assert all(STATUS[c].name == c.name for c in Code)
+
+
+def test_details_travel_as_metadata_and_come_back() -> None:
+    exc = FailedPrecondition("last witnessed size is 7", details={"last_size": "7"})
+    metadata = details_metadata(exc.details)
+    assert metadata == (("fedgate-detail-last-size", "7"),)
+    call = _FailedCall(grpc.StatusCode.FAILED_PRECONDITION, exc.message, metadata)
+    back = FedgateError.of(error_of_rpc(call))
+    assert isinstance(back, FailedPrecondition) and back.details == {"last_size": "7"}
+    assert back.error == exc.error
+
+
+def test_details_that_metadata_cannot_carry_are_left_out() -> None:
+    sent = details_metadata(
+        {"owner": "上海", "request_id": "r" * 500, "Bad-Key": "x", "ok": "fine", "nl": "a\nb"}
+    )
+    assert sent == (("fedgate-detail-ok", "fine"),)
+
+
+def test_binary_and_foreign_metadata_is_not_a_detail() -> None:
+    call = _FailedCall(
+        grpc.StatusCode.UNAVAILABLE,
+        "",
+        (("fedgate-detail-x-bin", b"\x00"), ("other", "y"), ("fedgate-detail-owner", "wuhu")),
+    )
+    error = error_of_rpc(call)
+    assert error.code == Code.UNAVAILABLE and error.reason == "UNAVAILABLE"
+    assert dict(error.details) == {"owner": "wuhu"}
+
+
+def test_an_untyped_exception_is_internal() -> None:
+    error = error_of(ValueError("boom"))
+    assert error.code == Code.INTERNAL and error.reason == "ValueError: boom"
