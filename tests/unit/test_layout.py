@@ -1,0 +1,66 @@
+"""The layout's rules (docs/architecture.md), checked on the source so they stay true."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+GENERATED = ROOT / "gateway" / "rpc"
+
+
+def _modules(package: str) -> list[Path]:
+    return [p for p in (ROOT / package).rglob("*.py") if not p.is_relative_to(GENERATED)]
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_federation_imports_neither_gateway_nor_generated_code() -> None:
+    bad = {
+        f"{p.relative_to(ROOT)}: {name}"
+        for p in _modules("federation")
+        for name in _imports(p)
+        if name.split(".")[0] == "gateway" or name.endswith("_pb2") or "_pb2." in name
+    }
+    assert not bad, sorted(bad)
+
+
+def test_the_home_does_not_reach_into_the_owner() -> None:
+    imported = _imports(ROOT / "gateway" / "roles" / "home.py")
+    assert not {n for n in imported if n.startswith(("gateway.roles.owner", "gateway.release"))}
+
+
+def test_protobuf_messages_are_built_only_in_serde() -> None:
+    """No call of a ``*_pb2`` attribute (a message constructor) outside gateway/serde.py."""
+    found = []
+    for path in _modules("gateway") + _modules("federation"):
+        if path == ROOT / "gateway" / "serde.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id.endswith("_pb2")
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, found
+
+
+def test_no_type_checker_escapes_in_the_checked_packages() -> None:
+    escapes = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for p in _modules("gateway") + _modules("federation")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if "type: ignore" in line
+    ]
+    assert not escapes, escapes
