@@ -24,13 +24,22 @@ from gateway import policy
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog
 from gateway.clock import parse_time, utc
-from gateway.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from gateway.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from gateway.identity import Identity
 from gateway.policy import FLOORS, Grant, GrantStore
 from gateway.state import State
 
 NOBODY = Requester(role="", id="", org="")
 
+
+MAX_PENDING_PER_REQUESTER = 20  # undecided requests one user may have at one owner
+MAX_PENDING = 2000  # undecided requests an owner keeps in all
 
 @dataclass(frozen=True)
 class ColumnControls:
@@ -166,6 +175,25 @@ class AccessRequests:
             (req.id, _to_json(req), req.state),
         )
 
+    def _check_room(self, db: sqlite3.Connection, requester: Requester) -> None:
+        """Pending requests are bounded, per requester and in all: one analyst (or a
+        fuzzer with an analyst's certificate) cannot fill the owner's store."""
+        mine, everyone = db.execute(
+            "SELECT COUNT(*) FILTER (WHERE json_extract(body, '$.requester.id') = ? "
+            "AND json_extract(body, '$.requester.org') = ?), COUNT(*) "
+            "FROM access_requests WHERE state = 'pending'",
+            (requester.id, requester.org),
+        ).fetchone()
+        if mine >= MAX_PENDING_PER_REQUESTER:
+            raise ResourceExhausted(
+                f"{requester.id} already has {mine} pending access requests at {self.node_id}: "
+                "wait for decisions before asking again"
+            )
+        if everyone >= MAX_PENDING:
+            raise ResourceExhausted(
+                f"{self.node_id} holds {everyone} pending access requests: try again later"
+            )
+
     def submit(self, req: AccessRequest, requester: Requester, home_node: str) -> AccessRequest:
         entry = self.catalog.get(req.dataset)
         if entry is None or entry.descriptor.level == "L4":  # core data: not even its name
@@ -181,19 +209,23 @@ class AccessRequests:
             raise InvalidArgument("an access request names at least one column")
         if not req.purpose.strip():
             raise InvalidArgument("an access request states its purpose")
-        stored = dataclasses.replace(
-            req,
+        # Only what an analyst may ask: the decision fields are the operator's to fill in.
+        stored = AccessRequest(
             id="ar-" + secrets.token_hex(4),
             owner=self.node_id,
+            dataset=req.dataset,
             requester=requester,
             home_node=home_node,
-            state="pending",
-            submitted_at=utc(),
+            columns=req.columns,
+            operations=req.operations or ("query",),
+            purpose=req.purpose,
             valid_from=parse_time(req.valid_from, "valid_from"),
             expires=parse_time(req.expires, "expires"),
-            operations=req.operations or ("query",),
+            state="pending",
+            submitted_at=utc(),
         )
         with self.state.transaction() as db:
+            self._check_room(db, requester)
             self._save(db, stored)
             AuditLog.append_in(
                 db,

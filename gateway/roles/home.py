@@ -8,6 +8,7 @@ still-protected partials and keeps every owner's receipt with its own audit entr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -190,15 +191,7 @@ class Home:
             len(missing),
             table.num_rows,
         )
-        return QueryAnswer(
-            request_id=request_id,
-            plan_sql=plan.sql,
-            plan_digest=plan.digest,
-            owners=owners,
-            payload=payload,
-            missing=missing,
-            epsilon_spent=epsilon,
-        )
+        return dataclasses.replace(result, payload=payload)
 
     def _failed(
         self,

@@ -241,3 +241,36 @@ def test_wire_round_trips() -> None:
     assert serde.access_decision_from_proto(serde.access_decision_to_proto(decision)) == decision
     listed = serde.list_access_requests_response([req, req])
     assert [serde.access_request_from_proto(m) for m in listed.requests] == [req, req]
+
+
+def test_an_analyst_cannot_prefill_the_operators_decision(parts: Parts) -> None:
+    forged = replace(
+        ASK, state="approved", decided_by="operator:op@anhui", decision_note="ok", grant_id="g-1"
+    )
+    stored = parts.access.submit(forged, ANALYST, "shanghai")
+    assert (stored.state, stored.decided_by, stored.decision_note, stored.grant_id) == (
+        "pending",
+        "",
+        "",
+        "",
+    )
+    assert parts.access.get(stored.id) == stored
+
+
+def test_pending_requests_are_bounded_per_requester(parts: Parts) -> None:
+    from gateway.access import MAX_PENDING_PER_REQUESTER
+    from gateway.errors import ResourceExhausted
+
+    for _ in range(MAX_PENDING_PER_REQUESTER):
+        parts.access.submit(ASK, ANALYST, "shanghai")
+    with pytest.raises(ResourceExhausted, match="pending access requests"):
+        parts.access.submit(ASK, ANALYST, "shanghai")
+    assert len(parts.access.list("pending")) == MAX_PENDING_PER_REQUESTER
+    # Another user (same name, another organisation) is not held back by it ...
+    other = Requester("analyst", ANALYST.id, "Jiangsu bureau")
+    first = parts.access.submit(ASK, other, "jiangsu")
+    # ... and a decision makes room again.
+    parts.access.decide(AccessDecision(id=first.id, approve=False, note="no"), OPERATOR)
+    mine = parts.access.list("pending")[0]
+    parts.access.decide(AccessDecision(id=mine.id, approve=False, note="no"), OPERATOR)
+    parts.access.submit(ASK, ANALYST, "shanghai")
