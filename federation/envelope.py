@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+MAX_PURPOSE_CHARS = 500  # a purpose is a sentence; it is signed, logged and audited
+
 
 @dataclass(frozen=True)
 class Requester:

@@ -41,6 +41,7 @@ NOBODY = Requester(role="", id="", org="")
 MAX_PENDING_PER_REQUESTER = 20  # undecided requests one user may have at one owner
 MAX_PENDING = 2000  # undecided requests an owner keeps in all
 
+
 @dataclass(frozen=True)
 class ColumnControls:
     """A column and the ways it is asked (or approved) to be used."""

@@ -88,12 +88,34 @@ class Profile:
         )
 
 
+# How this client's own gRPC channel reports that it could not connect; a node's answers
+# (say, a home's "owner X is unavailable (...)") never start so.
+_OWN_CONNECTION = "failed to connect to all addresses"
+# ... and what it says when the TLS handshake failed on a certificate: the node refused
+# ours (it closes the connection mid-handshake: "Socket closed"), or its own is not the
+# node we expected or not signed by our CA.
+_CERTIFICATE_HINTS = (
+    "handshake",
+    "ssl",
+    "tls",
+    "certificate",
+    "hostname",
+    "peer name",
+    "socket closed",
+)
+
+
 def _explain(exc: grpc.RpcError) -> ClientError:
+    """A failed call as a ``ClientError``. Only a failure of this client's own connection
+    that says the handshake failed on a certificate is explained as one; anything a node
+    answered (which names the owner, the peer or the reason itself) is passed on as is."""
     error = error_of_rpc(exc)
     code, details = STATUS[error.code], error.reason
     lowered = details.lower()
-    if code == grpc.StatusCode.UNAVAILABLE and any(
-        hint in lowered for hint in ("handshake", "ssl", "tls", "socket closed", "hostname")
+    if (
+        code == grpc.StatusCode.UNAVAILABLE
+        and lowered.startswith(_OWN_CONNECTION)
+        and any(hint in lowered for hint in _CERTIFICATE_HINTS)
     ):
         details = (
             "the TLS handshake failed: the node refused our certificate (not signed by the "

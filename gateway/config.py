@@ -15,6 +15,8 @@ from gateway.descriptor import check_identifier
 from gateway.errors import ConfigError, InvalidArgument
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_LOG_BACKUPS = 3
 _KNOWN = {
     "node": {
         "id",
@@ -29,6 +31,8 @@ _KNOWN = {
         "audit_checkpoint_seconds",
         "witness_seconds",
         "engine_threads",
+        "log_max_bytes",
+        "log_backups",
     },
     "tls": {"ca", "cert", "key", "crl"},
     "federation": {"membership"},
@@ -56,6 +60,8 @@ class NodeConfig:
     audit_checkpoint_seconds: float = 1.0
     witness_seconds: float = 30.0
     engine_threads: int = 0  # DuckDB threads; 0: every core of the machine
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES  # node.log rotates at this size
+    log_backups: int = DEFAULT_LOG_BACKUPS  # rotated files kept: node.log.1 ...
     source: Path | None = None
 
 
@@ -151,6 +157,12 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
     engine_threads = _get(node, "engine_threads", "node.engine_threads", int, 0)
     if not 0 <= engine_threads <= 256:
         raise ConfigError("node.engine_threads must be between 0 (all cores) and 256")
+    log_max_bytes = _get(node, "log_max_bytes", "node.log_max_bytes", int, DEFAULT_LOG_MAX_BYTES)
+    if not 64 * 1024 <= log_max_bytes <= 1024 * 1024 * 1024:
+        raise ConfigError("node.log_max_bytes must be between 64 KiB and 1 GiB")
+    log_backups = _get(node, "log_backups", "node.log_backups", int, DEFAULT_LOG_BACKUPS)
+    if not 1 <= log_backups <= 100:
+        raise ConfigError("node.log_backups must be between 1 and 100")
     roots_raw = _get(node, "dataset_roots", "node.dataset_roots", list, [])
     if not all(isinstance(r, str) for r in roots_raw):
         raise ConfigError("node.dataset_roots must be a list of paths")
@@ -175,5 +187,7 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
         audit_checkpoint_seconds=checkpoint,
         witness_seconds=witness,
         engine_threads=engine_threads,
+        log_max_bytes=log_max_bytes,
+        log_backups=log_backups,
         source=source,
     )

@@ -4,6 +4,10 @@ Datasets are read with Arrow (not by DuckDB) and loaded into an in-memory DuckDB
 database. The database is then closed to the outside: no file system, no extensions,
 configuration locked. The SQL it runs is generated from a validated tree, so these
 settings are the second line of defence, not the first.
+
+An engine error never carries DuckDB's text out of this module: that text quotes row
+values and the generated SQL. It is classified by type into a fixed message
+(``gateway.engine_errors``) and logged here, at WARNING, for the operator alone.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import pyarrow.parquet as pq
 
 from gateway.cache import BoundedCache
 from gateway.catalog import CatalogEntry
-from gateway.errors import DeadlineExceeded, InvalidArgument
+from gateway.engine_errors import HOME, OWNER, EngineError, classify, loggable
+from gateway.errors import DeadlineExceeded, ResourceExhausted
 from gateway.quality import ARROW_TYPES
 
 log = logging.getLogger("fedgate.engine")
@@ -172,8 +177,18 @@ class Engine:
                     self._loaded[name] = sha
         return table_name(name)
 
-    def run(self, sql: str, *, timeout: float | None = None, version: str = "") -> pa.Table:
+    def run(
+        self,
+        sql: str,
+        *,
+        timeout: float | None = None,
+        version: str = "",
+        request_id: str = "",
+    ) -> pa.Table:
         """Run generated SQL; interrupted (DEADLINE_EXCEEDED) if it outlives ``timeout``.
+
+        An engine error is raised as ``EngineError`` (a fixed message, no value); DuckDB's
+        own text is logged with ``request_id``.
 
         With ``version`` (the sha256 of the data the SQL reads) the exact result is kept:
         the same question over the same data is answered again without the engine. It is
@@ -186,7 +201,7 @@ class Engine:
             if hit is not None:
                 return hit.table
         loads = self._loads
-        result = self._execute(sql, timeout)
+        result = self._execute(sql, timeout, request_id)
         if version:
             with self._results_lock:
                 # Kept only if no dataset was (re)loaded meanwhile and the data of this
@@ -223,7 +238,7 @@ class Engine:
                 value = slot.derived[tag]
         return value
 
-    def _execute(self, sql: str, timeout: float | None) -> pa.Table:
+    def _execute(self, sql: str, timeout: float | None, request_id: str) -> pa.Table:
         cursor = self._db.cursor()
         token = None
         if timeout is not None:
@@ -232,14 +247,32 @@ class Engine:
             token = self._watchdog.watch(time.monotonic() + timeout, cursor)
         try:
             return cursor.sql(sql).to_arrow_table()
-        except self._duckdb.InterruptException:
-            raise DeadlineExceeded("the local engine ran out of time") from None
         except self._duckdb.Error as exc:
-            raise InvalidArgument(f"the local engine refused the query: {exc}") from None
+            # Raised below, outside this block, so that DuckDB's exception is not even
+            # the new one's __context__.
+            failure = self._failed(exc, OWNER, request_id)
         finally:
             if token is not None:
                 self._watchdog.release(token)
             cursor.close()
+        raise failure
+
+    def _failed(self, exc: Exception, who: str, request_id: str) -> Exception:
+        """The typed error for an engine exception; DuckDB's text goes to the log only."""
+        if isinstance(exc, self._duckdb.InterruptException):  # the watchdog's doing
+            return DeadlineExceeded("the local engine ran out of time")
+        if isinstance(exc, self._duckdb.OutOfMemoryException):
+            failure: Exception = ResourceExhausted("the local engine ran out of memory")
+        else:
+            failure = EngineError(classify(exc), who=who)
+        log.warning(
+            "engine error request=%s step=%s type=%s engine_text=%s",
+            request_id or "-",
+            "merge" if who == HOME else "scan",
+            type(exc).__name__,
+            loggable(str(exc)),
+        )
+        return failure
 
     @property
     def _scratch(self) -> Any:
@@ -253,17 +286,24 @@ class Engine:
                     self._scratch_conn = conn
         return self._scratch_conn
 
-    def run_on_table(self, sql: str, name: str, table: pa.Table) -> pa.Table:
+    def run_on_table(
+        self, sql: str, name: str, table: pa.Table, *, request_id: str = ""
+    ) -> pa.Table:
         """Run a generated merge query over one table registered for it alone, in a
-        database that holds none of the node's datasets."""
+        database that holds none of the node's datasets. Errors as ``run``'s."""
         cursor = self._scratch.cursor()
         try:
             cursor.register(name, table)
             return cursor.sql(sql).to_arrow_table()
         except self._duckdb.Error as exc:
-            raise InvalidArgument(f"the merge query failed: {exc}") from None
+            failure = self._failed(exc, HOME, request_id)
         finally:
             cursor.close()
+        if isinstance(failure, EngineError):
+            failure = failure.placed(
+                " in the step after the merge (HAVING, ORDER BY or an expression of SELECT)"
+            )
+        raise failure
 
     def close(self) -> None:
         for conn in (self._conn, self._scratch_conn):

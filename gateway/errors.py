@@ -75,6 +75,16 @@ class Unavailable(FedgateError):
     code = Code.UNAVAILABLE
 
 
+class CannotRecord(Unavailable):
+    """The node cannot write its audit log or state (disk full, read-only, I/O error).
+
+    Nothing is released that is not recorded first, so the request fails as a whole and
+    the caller may retry later (or elsewhere); the node reports NOT_SERVING meanwhile."""
+
+    def __init__(self, message: str = "cannot record; nothing released") -> None:
+        super().__init__(message)
+
+
 class ConfigError(FedgateError):
     """A node cannot start: the message names the field or path at fault."""
 

@@ -2,22 +2,28 @@
 
 Each job is a function of what it needs; ``every`` runs one in its own thread until the
 node stops, and a failed round is logged and retried at the next tick.
+
+It owns the ``crl_number`` and ``crl_digest`` keys of the ``meta`` table: the newest CRL
+this node has taken, so that an older CRL is refused, also across restarts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gateway.audit import AuditLog
 from gateway.clock import now, utc
-from gateway.identity import RevocationList
+from gateway.errors import ConfigError
+from gateway.identity import CrlMark, RevocationList
 from gateway.policy.store import GrantStore
+from gateway.state import State
 from gateway.transport import Transport
 
 log = logging.getLogger("fedgate.node")
@@ -39,36 +45,73 @@ def every(stop: threading.Event, seconds: float, job: Callable[[], None], name: 
     threading.Thread(target=loop, name=name, daemon=True).start()
 
 
+def remember_crl(db: sqlite3.Connection, mark: CrlMark) -> None:
+    """The newest CRL this node has taken (refuses an older one after a restart)."""
+    if mark.number is None:
+        return
+    db.executemany(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+        [("crl_number", str(mark.number)), ("crl_digest", mark.digest)],
+    )
+
+
+def check_crl(state: State, path: Path | None, mark: CrlMark | None) -> None:
+    """Never start with a CRL older than one this node has taken, also across restarts."""
+    if mark is None:
+        return
+    with state.transaction() as db:
+        kept = dict(
+            db.execute(
+                "SELECT key, value FROM meta WHERE key IN ('crl_number', 'crl_digest')"
+            ).fetchall()
+        )
+        if "crl_number" in kept:
+            seen = int(kept["crl_number"])
+            why = ""
+            if mark.number is None:
+                why = f"it has no CRL number; this node already used CRL number {seen}"
+            elif mark.number < seen:
+                why = (
+                    f"CRL number {mark.number} is older than CRL number {seen} this node "
+                    "already used (a replayed CRL)"
+                )
+            elif mark.number == seen and kept.get("crl_digest", mark.digest) != mark.digest:
+                why = (
+                    f"CRL number {seen} is the number of the CRL this node already used, but "
+                    "its contents differ"
+                )
+            if why:
+                raise ConfigError(f"tls.crl: {path}: {why}")
+        remember_crl(db, mark)
+
+
 @dataclass
 class CrlWatch:
-    """Audits every CRL (re)load, and warns when the CRL is about to expire (then every
-    call fails)."""
+    """Audits every CRL taken (``crl.loaded``) or refused (``crl.refused``), keeps the
+    newest CRL number in the node's state with the entry, notices a changed CRL file even
+    when no call comes, and warns when the CRL is about to expire (then every call fails)."""
 
     revocations: RevocationList
-    audit: AuditLog
-    _version: tuple[int, int] | None = None
+    state: State
     _warned: float = field(default=-CRL_WARN_EVERY)
+
+    def start(self) -> None:
+        """Audit the CRL in force, and from now on each CRL taken or refused."""
+        if self.revocations.mark is None:  # no tls.crl
+            return
+        self.record(self.revocations.loaded_event())
+        self.revocations.on_event = self.record
+
+    def record(self, event: dict) -> None:
+        with self.state.transaction() as db:  # the entry and the number kept, together
+            AuditLog.append_in(db, {**event, "time": utc()})
+            mark = self.revocations.mark
+            if event["kind"] == "crl.loaded" and mark is not None:
+                remember_crl(db, mark)
 
     def __call__(self) -> None:
         self._warn_expiry()
-        self._audit_change()
-
-    def _audit_change(self) -> None:
-        # Reload if the file changed; an unusable CRL is logged at the edge, last good kept.
-        with contextlib.suppress(Exception):
-            self.revocations.is_revoked("0")
-        version = self.revocations.version
-        if version != self._version:
-            self._version = version
-            nxt = self.revocations.next_update
-            self.audit.append(
-                {
-                    "kind": "crl.loaded",
-                    "time": utc(),
-                    "revoked": self.revocations.revoked_count,
-                    "next_update": nxt.isoformat() if nxt else "",
-                }
-            )
+        self.revocations.refresh()
 
     def _warn_expiry(self) -> None:
         nxt = self.revocations.next_update

@@ -8,11 +8,15 @@ subject-alternative-name ``urn:fedgate:<role>:<id>``; nothing in a request body 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import ipaddress
 import json
+import logging
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +30,8 @@ from gateway import clock
 from gateway.descriptor import check_identifier
 from gateway.errors import InvalidArgument, Unauthenticated
 
+log = logging.getLogger("fedgate.node")
+
 ROLES = ("node", "operator", "analyst")
 NODE_DNS_SUFFIX = ".node.fedgate"
 _URN_PREFIX = "urn:fedgate:"
@@ -33,6 +39,7 @@ CA_KEY = "ca.key"
 CA_CERT = "ca.pem"
 CA_CRL = "crl.pem"
 CA_REVOKED = "revoked.json"
+CA_CRL_NUMBER = "crl_number"  # the last CRL number this CA used
 
 
 @dataclass(frozen=True)
@@ -273,26 +280,62 @@ def revoke(ca_dir: Path, serial: int) -> Path:
 
 
 def write_crl(ca_dir: Path, next_update_days: int = 7) -> Path:
+    """Issue the CRL with the next CRL number: nodes refuse a CRL older than one they saw.
+
+    The last number used is kept in ``<ca_dir>/crl_number`` (and is never below the number
+    of the CRL already in the folder), so each CRL this CA writes has a higher number.
+    """
     ca_key = load_key(ca_dir / CA_KEY)
     ca_cert = load_cert(ca_dir / CA_CERT)
     revoked = json.loads((ca_dir / CA_REVOKED).read_text())
+    number = _next_crl_number(ca_dir)
     now = clock.now()
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca_cert.subject)
         .last_update(now)
         .next_update(now + dt.timedelta(days=next_update_days))
+        .add_extension(x509.CRLNumber(number), critical=False)
     )
     for serial in revoked:
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
         )
     crl = builder.sign(ca_key, hashes.SHA256())
+    _replace(ca_dir / CA_CRL_NUMBER, f"{number}\n".encode())  # a number is never used twice
     out = ca_dir / CA_CRL
-    tmp = out.with_suffix(".tmp")
-    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-    os.replace(tmp, out)  # nodes watching the file never see half a CRL
+    _replace(out, crl.public_bytes(serialization.Encoding.PEM))
     return out
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write a file whole: readers (nodes watching the CRL) never see half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _next_crl_number(ca_dir: Path) -> int:
+    last = 0
+    kept = ca_dir / CA_CRL_NUMBER
+    if kept.exists():
+        try:
+            last = int(kept.read_text().strip())
+        except ValueError:
+            raise InvalidArgument(f"{kept} does not hold a CRL number") from None
+    try:
+        current = crl_number(x509.load_pem_x509_crl((ca_dir / CA_CRL).read_bytes()))
+    except (FileNotFoundError, ValueError):
+        current = None
+    return max(last, current or 0) + 1
+
+
+def crl_number(crl: x509.CertificateRevocationList) -> int | None:
+    """The CRL's CRLNumber extension (None for a CRL written without one)."""
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        return None
 
 
 # --- reading identities ---------------------------------------------------------------
@@ -340,54 +383,179 @@ def verify_signed_by(cert: x509.Certificate, bundle: list[x509.Certificate]) -> 
     return False
 
 
+@dataclass(frozen=True)
+class CrlMark:
+    """What orders CRLs: a node never goes back to a CRL older than one it has taken."""
+
+    number: int | None  # the CRLNumber extension (None: a CRL written without one)
+    this_update: dt.datetime
+    digest: str  # SHA-256 of the DER: tells two CRLs of the same number apart
+
+    @staticmethod
+    def of(crl: x509.CertificateRevocationList) -> CrlMark:
+        return CrlMark(
+            number=crl_number(crl),
+            this_update=crl.last_update_utc,
+            digest=crl.fingerprint(hashes.SHA256()).hex(),
+        )
+
+    def __str__(self) -> str:
+        number = "without number" if self.number is None else f"number {self.number}"
+        return f"CRL {number} of {self.this_update:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def crl_older_reason(new: CrlMark, seen: CrlMark) -> str:
+    """Why ``new`` may not replace ``seen``, the newest CRL a node has taken ("" if it may).
+
+    Higher CRL numbers win; the same number with other contents, a missing number after a
+    numbered CRL, or an earlier this-update are refused (a replayed or forged CRL).
+    """
+    if new.digest == seen.digest:
+        return ""
+    if seen.number is not None:
+        if new.number is None:
+            return f"it has no CRL number; this node has seen CRL number {seen.number}"
+        if new.number < seen.number:
+            return (
+                f"CRL number {new.number} is older than CRL number {seen.number} this node "
+                "has seen (a replayed CRL)"
+            )
+        if new.number == seen.number:
+            return (
+                f"CRL number {new.number} is the number of the CRL this node has, but its "
+                "contents differ"
+            )
+    if new.this_update < seen.this_update or (
+        new.number is None and new.this_update == seen.this_update
+    ):
+        return f"{new} is not newer than {seen} this node has seen"
+    return ""
+
+
+_MISSING = (-1, -1)  # the stamp of a CRL file that is not there
+
+
 class RevocationList:
     """The CA's CRL, re-read whenever the file changes, so revocation needs no restart.
 
-    It fails closed: a CRL that disappears or stops parsing leaves the last good list in
-    force (and is logged), and a CRL past its next-update time refuses every caller
+    It fails closed: a CRL that disappears, stops parsing, is not the CA's or is older
+    than the newest one taken (by CRL number and this-update) leaves the last good list
+    in force; each such file is logged once (ERROR) and reported through ``on_event``
+    (audited as ``crl.refused``). A CRL past its next-update time refuses every caller
     until the CA re-issues it (`fedgate ca crl`).
     """
 
     def __init__(self, path: Path | None, bundle: list[x509.Certificate]) -> None:
         self._path = path
         self._bundle = bundle
-        self._stamp: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None  # of the file last judged (taken or not)
         self._serials: frozenset[int] = frozenset()
         self._next_update: dt.datetime | None = None
-        self._loaded = False
-        self.problem = ""  # last reason a new CRL file was not taken, for the log
+        self._mark: CrlMark | None = None
+        self.problem = ""  # why the current file is not the list in force ("" if it is)
+        # Told of each CRL taken (crl.loaded) or refused (crl.refused) after start-up.
+        self.on_event: Callable[[dict], None] = lambda _event: None
 
     def load(self) -> None:
         """Read the CRL now; raises InvalidArgument (start-up) if it is unusable."""
         if self._path is None:
             return
-        st = self._path.stat() if self._path.exists() else None
-        if st is None:
-            if not self._loaded:
+        with self._lock:
+            stamp = self._stat()
+            if stamp == _MISSING:
                 raise InvalidArgument(f"tls.crl: {self._path} does not exist")
-            raise InvalidArgument(f"CRL file {self._path} disappeared")
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp == self._stamp:
-            return
+            self._take(self._read(), stamp)
+
+    def _stat(self) -> tuple[int, int]:
+        assert self._path is not None
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            return _MISSING
+        return st.st_mtime_ns, st.st_size
+
+    def _read(self) -> x509.CertificateRevocationList:
+        assert self._path is not None
         try:
             crl = x509.load_pem_x509_crl(self._path.read_bytes())
+        except FileNotFoundError:
+            raise InvalidArgument(f"CRL file {self._path} disappeared") from None
         except ValueError as exc:
             raise InvalidArgument(f"tls.crl: {self._path} is not a PEM CRL: {exc}") from None
         if not any(crl.is_signature_valid(key) for key in ca_keys(self._bundle)):
             raise InvalidArgument(f"tls.crl: {self._path} is not signed by the federation CA")
+        return crl
+
+    def _take(self, crl: x509.CertificateRevocationList, stamp: tuple[int, int]) -> bool:
+        """Put ``crl`` in force; False if it is the one already in force."""
+        mark = CrlMark.of(crl)
+        if self._mark is not None and mark.digest == self._mark.digest:
+            self._stamp = stamp
+            return False
         self._serials = frozenset(r.serial_number for r in crl)
         self._next_update = crl.next_update_utc
-        self._stamp = stamp
-        self._loaded = True
+        self._mark = mark
+        self._stamp = stamp  # last: a caller that sees the new stamp sees the new list
+        return True
 
     def _reload(self) -> None:
-        try:
-            self.load()
+        if self._path is None or self._stat() == self._stamp:
+            return
+        with self._lock:
+            stamp = self._stat()
+            if stamp == self._stamp:
+                return
+            if self._mark is None:  # nothing in force yet: fail closed, every call
+                try:
+                    self._take(self._read(), stamp)
+                except InvalidArgument as exc:
+                    raise Unauthenticated(exc.message) from None
+                return
+            try:
+                if stamp == _MISSING:
+                    raise InvalidArgument(f"CRL file {self._path} disappeared")
+                crl = self._read()
+                why = crl_older_reason(CrlMark.of(crl), self._mark)
+                if why:
+                    raise InvalidArgument(f"tls.crl: {self._path}: {why}")
+            except InvalidArgument as exc:
+                self._stamp = stamp  # judged once per change of the file
+                self.problem = exc.message
+                log.error("CRL not reloaded, last good list kept: %s", exc.message)
+                self._tell({"kind": "crl.refused", "reason": exc.message, "kept": self._seen()})
+                return
             self.problem = ""
-        except InvalidArgument as exc:
-            if not self._loaded:
-                raise Unauthenticated(exc.message) from None
-            self.problem = exc.message  # keep the last good list in force
+            if self._take(crl, stamp):
+                log.info("CRL loaded %s revoked=%d", self._mark, len(self._serials))
+                self._tell(self.loaded_event())
+
+    def _tell(self, event: dict) -> None:
+        try:
+            self.on_event(event)
+        except Exception:  # the list in force stands even if the event cannot be recorded
+            log.exception("could not record the CRL event %s", event.get("kind"))
+
+    def _seen(self) -> dict:
+        mark = self._mark
+        if mark is None:
+            return {}
+        return {"number": mark.number, "this_update": mark.this_update.isoformat()}
+
+    def loaded_event(self) -> dict:
+        """The ``crl.loaded`` entry for the list in force."""
+        nxt = self._next_update
+        return {
+            "kind": "crl.loaded",
+            **self._seen(),
+            "revoked": len(self._serials),
+            "next_update": nxt.isoformat() if nxt else "",
+        }
+
+    @property
+    def mark(self) -> CrlMark | None:
+        """The CRL in force (None without ``tls.crl``)."""
+        return self._mark
 
     @property
     def next_update(self) -> dt.datetime | None:
@@ -397,10 +565,10 @@ class RevocationList:
     def revoked_count(self) -> int:
         return len(self._serials)
 
-    @property
-    def version(self) -> tuple[int, int] | None:
-        """Changes whenever a new CRL is taken (for audit entries)."""
-        return self._stamp
+    def refresh(self) -> None:
+        """Take a changed CRL file now (housekeeping: also when no call comes)."""
+        with contextlib.suppress(Unauthenticated):
+            self._reload()
 
     def is_revoked(self, serial_hex: str) -> bool:
         self._reload()

@@ -14,13 +14,14 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from federation.envelope import Envelope
@@ -32,12 +33,13 @@ from gateway.access import AccessRequests
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog
 from gateway.clock import now, parse_time, utc
-from gateway.config import NodeConfig
+from gateway.config import DEFAULT_LOG_BACKUPS, DEFAULT_LOG_MAX_BYTES, NodeConfig
 from gateway.disclosure import DisclosureReport
 from gateway.edge import Authenticator, CallContext, EdgeInterceptor
 from gateway.engine import Engine
 from gateway.errors import ConfigError, FedgateError, InvalidArgument
-from gateway.housekeeping import CrlWatch, every, housekeeping, probe_peers
+from gateway.health import NodeHealth
+from gateway.housekeeping import CrlWatch, check_crl, every, housekeeping, probe_peers
 from gateway.identity import (
     Identity,
     RevocationList,
@@ -73,6 +75,8 @@ from gateway.witnessing import WitnessRound, witness_round
 log = logging.getLogger("fedgate.node")
 DEFAULT_QUERY_SECONDS = 60.0
 FANOUT_WORKERS = 64
+STATE_RECHECK_SECONDS = 5.0
+DEADLINE_RESERVE_MIN, DEADLINE_RESERVE_MAX = 0.05, 1.0  # seconds
 
 
 def check_node_identity(config: NodeConfig, membership: Membership) -> tuple[Identity, Member]:
@@ -143,6 +147,7 @@ class Node:
         key = load_key(config.key)
         self.cert_pem = config.cert.read_bytes()
         check_serial(self.state, self.membership().serial)
+        check_crl(self.state, config.crl, self.revocations.mark)  # never an older CRL
         self.audit = AuditLog(self.state, node_id, key)
         self.membership.on_event = self._membership_event
         self.witness = Witness(node_id, self.state, self.audit, key, self.cert_pem)
@@ -169,7 +174,9 @@ class Node:
         self.forwarding = Forwarding(
             node_id, self.membership, self.transport, self.access, self.audit, self.disclosure
         )
-        self.health = health.HealthServicer()
+        self.health = NodeHealth()
+        # A node that cannot write its audit or state says so in its health status.
+        self.state.on_recording = self.health.recording
         self._stop = threading.Event()
         self._server: grpc.Server | None = None
         self._metrics_server: Any = None
@@ -208,11 +215,18 @@ class Node:
         )
 
     def deadline(self, context: CallContext) -> float:
-        """Monotonic deadline of this call, a little early so the answer can travel back."""
+        """Monotonic deadline of this call, early enough that the answer can travel back.
+
+        What is kept back (5 %, from 50 ms to 1 s) is the time to merge, record and send
+        after the last owner was waited for: a home that waited for a silent owner up to
+        the caller's own deadline could not answer in time, neither with --allow-partial
+        nor with the error naming the owner."""
         remaining = context.time_remaining()
         if remaining is None:
             remaining = DEFAULT_QUERY_SECONDS
-        return time.monotonic() + max(0.0, min(remaining, DEFAULT_QUERY_SECONDS) - 0.05)
+        remaining = min(remaining, DEFAULT_QUERY_SECONDS)
+        kept = min(DEADLINE_RESERVE_MAX, max(DEADLINE_RESERVE_MIN, remaining * 0.05))
+        return time.monotonic() + max(0.0, remaining - kept)
 
     def record_refusal(self, method: str, caller: Identity | None, exc: FedgateError) -> None:
         self.audit.append(
@@ -246,6 +260,8 @@ class Node:
                 "address": self.config.listen,
             }
         )
+        crl = CrlWatch(self.revocations, self.state)
+        crl.start()  # audits the CRL in force, then each one taken or refused
         server = grpc.server(
             ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rpc"),
             interceptors=[EdgeInterceptor(auth, self.metrics, self.record_refusal)],
@@ -284,13 +300,14 @@ class Node:
                 ) from None
         for name in ["", *names[:3]]:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        crl = CrlWatch(self.revocations, self.audit)
         every(
             self._stop,
             self.config.audit_checkpoint_seconds,
             housekeeping(crl, self.grants, self.audit),
             "housekeeping",
         )
+        # After a refused write, a small write every few seconds (until one succeeds).
+        every(self._stop, STATE_RECHECK_SECONDS, self.state.recheck, "state-recheck")
         if self.config.witness_seconds > 0:
             every(self._stop, self.config.witness_seconds, self._witness_job, "witness")
         if self.config.peer_probe_seconds > 0:
@@ -335,25 +352,45 @@ class Node:
         log.info("stopped node=%s", self.identity.id)
 
 
-def setup_logging(data_dir: Path, node_id: str) -> None:
+def setup_logging(
+    data_dir: Path,
+    node_id: str,
+    *,
+    max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+    backups: int = DEFAULT_LOG_BACKUPS,
+) -> None:
+    """Every line once, in ``node.log``, rotated at ``max_bytes`` (``backups`` files kept).
+
+    Warnings are echoed to stderr only when it is a terminal: where stderr goes to a file
+    (the demo's and the tests' launcher, a service manager) each event would otherwise be
+    written twice. Start-up failures reach stderr either way: ``node start`` prints them
+    (``fedgate: error: ...``), as it does a traceback.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     fmt = logging.Formatter(
         f"%(asctime)s %(levelname)s %(name)s node={node_id} %(message)s", "%Y-%m-%dT%H:%M:%S"
     )
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    # node.log has everything; the console only what needs an operator's eye (formatting
-    # each per-query line twice was a measurable share of a node's CPU).
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING)
-    for handler in (logging.FileHandler(data_dir / "node.log"), console):
+    handlers: list[logging.Handler] = [
+        RotatingFileHandler(
+            data_dir / "node.log", maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
+    ]
+    if sys.stderr is not None and sys.stderr.isatty():
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(logging.WARNING)  # only what needs an operator's eye
+        handlers.append(console)
+    for handler in handlers:
         handler.setFormatter(fmt)
         root.addHandler(handler)
 
 
 def run(config: NodeConfig) -> int:
     """Run until SIGTERM or SIGINT, then stop gracefully; returns the exit code."""
-    setup_logging(config.data_dir, config.id)
+    setup_logging(
+        config.data_dir, config.id, max_bytes=config.log_max_bytes, backups=config.log_backups
+    )
     node = Node(config)
     stop_requested = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())

@@ -1,17 +1,37 @@
-"""Channels from this node to the other members, opened lazily and kept open."""
+"""Channels from this node to the other members, opened lazily and kept open.
+
+A call holds its connection for as long as it runs (``Peers.connection``). A channel that
+failed is *retired*: dropped from the pool so that the next call connects afresh, but
+closed only when the last call still running on it has finished, so that a reset (after
+another call's failure, or the health probe's) never cuts a running call short.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from federation.membership import Member, Membership
 from gateway.config import NodeConfig
+from gateway.errors import Unavailable
 from gateway.rpc.v1 import peer_pb2_grpc
 from gateway.tls import secure_channel
+
+
+@dataclass(eq=False)
+class Connection:
+    """A channel and the stubs made on it; they live and die together."""
+
+    channel: grpc.Channel
+    peer: peer_pb2_grpc.PeerStub
+    health: health_pb2_grpc.HealthStub
+    calls: int = 0  # calls running on it now
+    retired: bool = False  # out of the pool: closed when ``calls`` drops to 0
 
 
 class Peers:
@@ -19,17 +39,22 @@ class Peers:
         self._config = config
         self._membership = membership
         self._lock = threading.Lock()
-        # A channel and the stub made on it live and die together (reset drops both).
-        self._channels: dict[tuple[str, str], tuple[grpc.Channel, peer_pb2_grpc.PeerStub]] = {}
+        self._pool: dict[tuple[str, str], Connection] = {}
+        self._retired: set[Connection] = set()  # retired, with calls still running
+        self._closed = False
 
     def members(self) -> list[Member]:
         return self._membership().others(self._config.id)
 
-    def _connection(self, member: Member) -> tuple[grpc.Channel, peer_pb2_grpc.PeerStub]:
+    @contextmanager
+    def connection(self, member: Member) -> Iterator[Connection]:
+        """The member's connection, held for the block: never closed under a call."""
         key = (member.id, member.address)
         with self._lock:
-            found = self._channels.get(key)
-            if found is None:
+            if self._closed:
+                raise Unavailable("this node is stopping: no more calls to peers")
+            conn = self._pool.get(key)
+            if conn is None:
                 channel = secure_channel(
                     member.address,
                     member.id,
@@ -38,28 +63,49 @@ class Peers:
                     key=self._config.key,
                     max_message_bytes=self._config.max_message_bytes,
                 )
-                found = self._channels[key] = (channel, peer_pb2_grpc.PeerStub(channel))
-            return found
+                conn = Connection(
+                    channel, peer_pb2_grpc.PeerStub(channel), health_pb2_grpc.HealthStub(channel)
+                )
+                self._pool[key] = conn
+            conn.calls += 1
+        try:
+            yield conn
+        finally:
+            with self._lock:
+                conn.calls -= 1
+                close = conn.retired and conn.calls == 0
+                if close:
+                    self._retired.discard(conn)
+            if close:
+                conn.channel.close()
 
-    def reset(self, member: Member) -> None:
-        """Drop a channel that failed, so the next call connects afresh.
+    def reset(self, member: Member, conn: Connection | None = None) -> None:
+        """Drop the member's channel (``conn``, if it is still the pooled one), so that
+        the next call connects afresh; calls running on it finish on it first.
 
         A gRPC channel that lost its peer waits out a reconnect backoff; a member that
         restarted would otherwise look down for seconds after it is back.
         """
+        key = (member.id, member.address)
         with self._lock:
-            found = self._channels.pop((member.id, member.address), None)
-        if found is not None:
-            found[0].close()
-
-    def stub(self, member: Member) -> peer_pb2_grpc.PeerStub:
-        return self._connection(member)[1]
-
-    def health(self, member: Member) -> health_pb2_grpc.HealthStub:
-        return health_pb2_grpc.HealthStub(self._connection(member)[0])
+            found = self._pool.get(key)
+            if found is None or (conn is not None and found is not conn):
+                return  # already replaced by a fresh channel: keep that one
+            del self._pool[key]
+            found.retired = True
+            close = found.calls == 0
+            if not close:
+                self._retired.add(found)
+        if close:
+            found.channel.close()
 
     def close(self) -> None:
+        """The node stops: every channel closed, running calls or not."""
         with self._lock:
-            for channel, _stub in self._channels.values():
-                channel.close()
-            self._channels.clear()
+            self._closed = True
+            conns = [*self._pool.values(), *self._retired]
+            self._pool.clear()
+            self._retired.clear()
+        for conn in conns:
+            conn.retired = True
+            conn.channel.close()

@@ -3,19 +3,44 @@
 WAL mode with ``synchronous=FULL``: a committed transaction survives a crash or power
 loss. One connection guarded by a lock is enough for a gateway's write rate, and keeps
 every write a single serialised transaction.
+
+A write the disk refuses (full, read-only, an I/O error, the file held elsewhere past the
+busy timeout) raises ``CannotRecord`` (UNAVAILABLE "cannot record; nothing released"),
+never a raw ``sqlite3`` error, and ``on_recording(False)`` tells the node, which reports
+NOT_SERVING until a write succeeds again (``on_recording(True)``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar, cast
 
+from gateway.errors import CannotRecord
+
+log = logging.getLogger("fedgate.state")
+
 T = TypeVar("T")
+# SQLite's primary result codes for a write the storage refused: the disk (or the file
+# size limit) is full, the file or directory is read-only, an I/O error, the database is
+# held by another process past the busy timeout, the file cannot be opened.
+_CANNOT_WRITE = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -84,6 +109,18 @@ CREATE TABLE IF NOT EXISTS receipts (
 """
 
 
+def cannot_write(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying the storage refused a write."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and isinstance(code, int) and code & 0xFF in _CANNOT_WRITE
+
+
+def _cannot_record(exc: BaseException) -> CannotRecord:
+    error = CannotRecord()
+    error.__cause__ = exc
+    return error
+
+
 @dataclass
 class _Work:
     fn: Callable[[sqlite3.Connection], object]
@@ -101,6 +138,10 @@ class State:
         self._pending_lock = threading.Lock()
         self._pending: list[_Work] = []
         self._leading = False
+        # Told False when a write fails for want of storage and True when one succeeds
+        # again (transitions only, under the write lock): the node's health follows it.
+        self.on_recording: Callable[[bool], None] = lambda ok: None
+        self._failing = False
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -121,13 +162,60 @@ class State:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            db = self._db
+            changes = db.total_changes
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    if db.in_transaction:  # SQLite may have rolled back already
+                        db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if not cannot_write(exc):
+                    raise
+                self._recorded(False, exc)
+                raise _cannot_record(exc) from exc
+            if db.total_changes != changes:
+                self._recorded(True)
+
+    def _recorded(self, ok: bool, exc: BaseException | None = None) -> None:
+        """A write succeeded (``ok``) or the storage refused one; under the write lock.
+        Only a change of state is logged and reported."""
+        if ok != self._failing:
+            return
+        self._failing = not ok
+        if ok:
+            log.warning("state writes succeed again (%s): serving", self.path)
+        else:
+            log.error(
+                "cannot write the node's state %s (%s): nothing is released until a write "
+                "succeeds again",
+                self.path,
+                exc,
+            )
+        try:
+            self.on_recording(ok)
+        except Exception:  # the write's own outcome stands
+            log.exception("could not report the state's write status")
+
+    @property
+    def failing(self) -> bool:
+        """The last write was refused by the storage (no write has succeeded since)."""
+        return self._failing
+
+    def recheck(self) -> None:
+        """After a refused write, try a small one (a time stamp in ``meta``): a node that
+        nobody asks anything still notices when its storage takes writes again."""
+        if not self._failing:
+            return
+        with contextlib.suppress(CannotRecord), self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('write_checked', ?)",
+                (f"{time.time():.3f}",),
+            )
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -177,6 +265,8 @@ class State:
     def _commit(self, batch: list[_Work]) -> None:
         db = self._db
         alone = len(batch) == 1  # no savepoint: its failure rolls back the whole transaction
+        changes = db.total_changes
+        committed = False
         try:
             db.execute("BEGIN IMMEDIATE")
             for n, work in enumerate(batch):
@@ -192,6 +282,7 @@ class State:
                     db.execute(f"RELEASE w{n}")
                     work.error = exc
             db.execute("COMMIT")
+            committed = True
         except BaseException as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -199,8 +290,16 @@ class State:
                 work.error = work.error or exc
                 work.result = None
         finally:
+            refused = None
             for work in batch:
+                if work.error is not None and cannot_write(work.error):
+                    refused = refused or work.error
+                    work.error = _cannot_record(work.error)
                 work.done = True
+            if refused is not None:
+                self._recorded(False, refused)
+            elif committed and db.total_changes != changes:
+                self._recorded(True)
 
     def close(self) -> None:
         with self._read_lock:

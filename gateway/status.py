@@ -17,6 +17,9 @@ import grpc
 from federation.outcome import Code, Error
 
 DETAIL_PREFIX = "fedgate-detail-"
+# Sent with every status our edge gives: a failure without it was not a node's answer but
+# gRPC's own, about the connection (a peer that stopped or restarted under the call).
+ORIGIN = ("fedgate-status", "1")
 
 # Our status codes are gRPC's, name for name.
 STATUS: dict[Code, grpc.StatusCode] = {c: grpc.StatusCode[c.name] for c in Code}
@@ -27,16 +30,23 @@ _VALUE = re.compile(r"[\x20-\x7e]{0,200}")  # what gRPC allows in a text metadat
 
 
 def details_metadata(details: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """An error's details as trailing metadata (the edge sends them with the status).
+    """An error's details as trailing metadata (the edge sends them with the status),
+    marked as our edge's answer (``ORIGIN``).
 
     A detail that is not a plain key with a short printable-ASCII value is left out, so
     that a detail (say, an id a peer sent) can never keep the status itself from being
     sent."""
-    return tuple(
+    return (ORIGIN,) + tuple(
         (DETAIL_PREFIX + k.replace("_", "-"), str(v))
         for k, v in details.items()
         if _KEY.fullmatch(k) and _VALUE.fullmatch(str(v))
     )
+
+
+def answered_by_a_node(exc: grpc.RpcError) -> bool:
+    """Whether a failed call's status came from a fedgate edge (not from gRPC itself)."""
+    call: Any = exc
+    return ORIGIN in tuple(call.trailing_metadata() or ())
 
 
 def error_of_rpc(exc: grpc.RpcError) -> Error:

@@ -5,6 +5,14 @@ deadline, the peer's up/latency metrics, a fresh channel next time when the peer
 unavailable (a channel that lost its peer otherwise waits out a reconnect backoff), and
 a failure as a typed ``FedgateError`` carrying the peer's own status and details, so no
 caller ever looks inside a gRPC exception or a message string.
+
+A peer that stops or restarts under a call is *unavailable*, whatever this node's own
+gRPC channel says about it (CANCELLED "Channel closed!", INTERNAL "Received RST_STREAM"):
+a failure that no fedgate edge answered (every edge marks its statuses,
+``gateway.status.ORIGIN``) with one of those codes becomes UNAVAILABLE naming the peer,
+and the caller (the home, a relay) reports it with its own deadline. Channels are reset,
+never closed, under a running call (``gateway.peers``); a call on a channel retired at
+shutdown is UNAVAILABLE too.
 """
 
 from __future__ import annotations
@@ -17,14 +25,29 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from federation.membership import Member
-from federation.outcome import Code
+from federation.outcome import Code, Error
 from gateway import serde
-from gateway.errors import FedgateError
+from gateway.errors import FedgateError, Unavailable
 from gateway.metrics import NodeMetrics
 from gateway.peers import Peers
-from gateway.status import error_of_rpc
+from gateway.status import answered_by_a_node, error_of_rpc
 
 MIN_TIMEOUT = 0.01
+
+# A failure gRPC reports itself (no fedgate edge answered) with one of these codes means
+# the connection under the call went away: CANCELLED "Channel closed!", INTERNAL "Received
+# RST_STREAM", UNKNOWN "Stream removed". This node never cancels its own peer calls.
+_CONNECTION_LOST = (Code.CANCELLED, Code.INTERNAL, Code.UNKNOWN)
+
+
+def peer_error(member: Member, error: Error, *, answered: bool) -> Error:
+    """The typed error of a failed peer call: a connection lost under it (a status no
+    node gave, ``answered`` False) is UNAVAILABLE naming the peer; a node's own status
+    passes unchanged."""
+    if not answered and error.code in _CONNECTION_LOST:
+        reason = f"the connection to {member.id} was lost ({error.reason})"
+        return Error(Code.UNAVAILABLE, reason, error.details)
+    return error
 
 
 class Transport:
@@ -54,30 +77,47 @@ class Transport:
         t0 = time.monotonic()
         if deadline is not None:
             timeout = max(MIN_TIMEOUT, deadline - t0)
-        stub_method: Callable[..., Any] = getattr(self._peers.stub(member), method)
         try:
-            resp = stub_method(
-                request,
-                timeout=self.default_timeout if timeout is None else timeout,
-            )
-        except grpc.RpcError as exc:
+            with self._peers.connection(member) as conn:
+                stub_method: Callable[..., Any] = getattr(conn.peer, method)
+                try:
+                    resp = stub_method(
+                        request,
+                        timeout=self.default_timeout if timeout is None else timeout,
+                    )
+                except grpc.RpcError as exc:
+                    error = peer_error(member, error_of_rpc(exc), answered=answered_by_a_node(exc))
+                    if error.code == Code.UNAVAILABLE:
+                        self._peers.reset(member, conn)  # calls still on it finish first
+                    raise FedgateError.of(error) from None
+                except ValueError:  # grpc: "Cannot invoke RPC on closed channel!"
+                    if not conn.retired:
+                        raise
+                    raise Unavailable(f"the connection to {member.id} was closed") from None
+        except FedgateError:
             self.record(member.id, False, time.monotonic() - t0)
-            error = error_of_rpc(exc)
-            if error.code == Code.UNAVAILABLE:
-                self._peers.reset(member)
-            raise FedgateError.of(error) from None
+            raise
         self.record(member.id, True, time.monotonic() - t0)
         return resp
 
     def probe(self, member: Member, timeout: float = 2.0) -> bool:
-        """Whether the peer's health service says SERVING."""
+        """Whether the peer's health service says SERVING.
+
+        A failed probe resets the peer's channel so that the next call connects afresh;
+        a call running on the old channel is not disturbed (it ends at its own deadline)."""
         t0 = time.monotonic()
+        up = False
         try:
-            resp = self._peers.health(member).Check(serde.health_check_request(), timeout=timeout)
-            up = resp.status == health_pb2.HealthCheckResponse.SERVING
-        except grpc.RpcError:
-            up = False
-            self._peers.reset(member)
+            with self._peers.connection(member) as conn:
+                try:
+                    resp = conn.health.Check(serde.health_check_request(), timeout=timeout)
+                    up = resp.status == health_pb2.HealthCheckResponse.SERVING
+                except grpc.RpcError:
+                    self._peers.reset(member, conn)
+                except ValueError:  # closed under us: the node is stopping
+                    pass
+        except Unavailable:  # the node is stopping
+            pass
         self.record(member.id, up, time.monotonic() - t0)
         return up
 

@@ -65,6 +65,9 @@ def _cert(pem: str, bundle: list[x509.Certificate], what: str) -> x509.Certifica
 def verify(
     lines: Iterable[str], bundle: list[x509.Certificate], extra_witnessed: Iterable[str] = ()
 ) -> Report:
+    """Verify an export given line by line, cut at "\\n" only: a file opened as text, or
+    ``text.split("\\n")``; never ``str.splitlines()``, which also cuts at U+2028, U+2029
+    and U+0085, characters an entry's text (say, a refusal's reason) may hold."""
     it = iter(lines)
     first = next(it, "")
     if not first.startswith("F\t"):

@@ -452,6 +452,16 @@ def select_list(ctx: Context) -> None:
         ctx.outputs.append(inner)
 
 
+def selects_a_column(ctx: Context) -> None:
+    """SELECT names at least one column or aggregate: an empty or constant select list
+    asks for nothing, and no owner is to sign a release of nothing."""
+    items = ctx.select.expressions
+    if not items:
+        raise QueryError("the SELECT list is empty; name the columns or aggregates to compute")
+    if not any(item.find(exp.Column, exp.Star, *AGGREGATES) for item in items):
+        raise QueryError("the SELECT list names no column or aggregate; name what to compute")
+
+
 def having_over_groups(ctx: Context) -> None:
     having = ctx.select.args.get("having")
     if having is None:
@@ -508,6 +518,7 @@ RULES: tuple[Rule, ...] = (
     where_condition,
     group_by_columns,
     select_list,
+    selects_a_column,
     having_over_groups,
     order_by,
     limit_number,

@@ -58,7 +58,13 @@ class NodeProcess:
 
 
 def start_node(node_id: str, config: Path, log_path: Path) -> NodeProcess:
-    """Run ``fedgate node start`` in its own process group, output to ``log_path``."""
+    """Run ``fedgate node start`` in its own process group, output to ``log_path``.
+
+    ``log_path`` gets what the process prints: its start-up line, a start-up failure
+    (``fedgate: error: ...``, read back by ``wait_serving``) and the gRPC library's own
+    lines (TLS handshake failures). The node's log lines go to its ``node.log`` only: it
+    echoes them to stderr only when that is a terminal, so no event is written twice.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(

@@ -62,7 +62,9 @@ def audit_summary(fed: Federation) -> str:
             witnessed = ops.witness_now()
             text = ops.audit_export().decode()
         try:
-            report = verify(text.splitlines(keepends=True), bundle)
+            # One record per "\n" (the export's only line end): str.splitlines() would
+            # also cut an entry at a U+2028/U+2029 or U+0085 inside a refusal's reason.
+            report = verify(text.split("\n"), bundle)
             verdict = "verified"
         except VerifyError as exc:
             verdict = f"FAILED: {exc}"

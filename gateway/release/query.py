@@ -1,8 +1,10 @@
 """A federated query's release at one owner: the steps that are particular to SQL.
 
-Decide under the owner's own query grants, run the SQL generated from the validated plan
-on the owner's engine, and protect the result: small groups suppressed, and under a DP
-grant values clamped (in the SQL) and noised (fresh every time, never kept).
+Decide under the owner's own query grants (and check the query's types against the
+owner's declared columns), run the SQL generated from the validated plan on the owner's
+engine, and protect the result: small groups suppressed, and under a DP grant values
+clamped (in the SQL) and noised (fresh every time, never kept). An engine error says what
+went wrong and over which columns, never a value (``gateway.engine_errors``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from federation.envelope import Envelope
 from federation.partials import to_ipc
 from federation.reports import Explanation
 from federation.sql import QueryPlan, partial_query
-from gateway import privacy
+from gateway import privacy, typecheck
 from gateway.catalog import CatalogEntry
 from gateway.clock import utc
 from gateway.engine import Engine
+from gateway.engine_errors import EngineError
 from gateway.policy.model import Decision
 from gateway.policy.query import decide_query
 from gateway.policy.store import GrantStore
@@ -89,10 +92,14 @@ class QueryRelease:
         self.engine = engine
         self.sql_cache = sql_cache
         self.subject = query_subject(plan)
+        self.request_id = ""  # the envelope's, once decided: engine errors are logged with it
 
     def decide(self, env: Envelope) -> Decision:
+        """The grant that permits the query, then its types: a query the engine could
+        only fail (quoting a value) is refused before anything runs."""
+        self.request_id = env.request_id
         desc = self.entry.descriptor
-        return decide_query(
+        decision = decide_query(
             self.grants.list(desc.name),
             self.plan,
             desc,
@@ -101,6 +108,8 @@ class QueryRelease:
             env.purpose,
             utc(),
         )
+        typecheck.check(self.plan, desc)
+        return decision
 
     def explain(self, decision: Decision) -> Explanation:
         g = decision.grant
@@ -116,9 +125,15 @@ class QueryRelease:
     def compute(self, decision: Decision, deadline: float) -> Computed:
         table_name = self.engine.ensure_loaded(self.entry)
         sql = self.sql_cache.get(self.plan, table_name, self.entry, decision.clamp)
-        raw = self.engine.run(
-            sql, timeout=deadline - time.monotonic(), version=self.entry.quality.sha256
-        )
+        try:
+            raw = self.engine.run(
+                sql,
+                timeout=deadline - time.monotonic(),
+                version=self.entry.quality.sha256,
+                request_id=self.request_id,
+            )
+        except EngineError as exc:  # a fixed message: say where, by the plan's columns
+            raise exc.placed(typecheck.place(self.plan, exc.failure)) from None
         return Computed(sql, raw)
 
     def protect(self, computed: Computed, decision: Decision) -> Protected:

@@ -6,6 +6,7 @@ answers under another name, is listed as unreachable with the reason.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 from federation.fanout import fan_out
 from federation.membership import Member
 from gateway import serde
-from gateway.errors import error_of
+from gateway.errors import InvalidArgument, error_of
 from gateway.transport import Transport
 
 
@@ -59,8 +60,20 @@ class FederatedCatalog:
         return listings
 
 
+MAX_MEMBER_TIMEOUT = 600.0  # as node.peer_timeout_seconds
+
+
 def clamp_timeout(requested: float, default: float, remaining: Callable[[], float | None]) -> float:
-    """The per-member timeout: what was asked (or the default), within the caller's time."""
+    """The per-member timeout: what was asked (or the default), within the caller's time.
+
+    ``requested`` comes off the wire: anything but a number of seconds in
+    [0, MAX_MEMBER_TIMEOUT] (0: the default) is INVALID_ARGUMENT, never arithmetic on
+    infinity or NaN."""
+    if not math.isfinite(requested) or not 0 <= requested <= MAX_MEMBER_TIMEOUT:
+        raise InvalidArgument(
+            f"timeout_seconds must be a number of seconds from 0 to {MAX_MEMBER_TIMEOUT:g} "
+            "(0: the node's default)"
+        )
     timeout = requested or default
     left = remaining()
     if left is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from federation.envelope import Envelope, Requester
+from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
 from federation.fanout import fan_out
 from federation.gather import gather
 from federation.membership import Member, Membership
@@ -110,6 +110,8 @@ class Home:
             raise PermissionDenied(
                 f"{self.node_id} is not the home node of {caller.org!r}: connect to your own"
             )
+        if len(ask.purpose) > MAX_PURPOSE_CHARS:
+            raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
         plan = plan_or_refuse(ask.sql)
         if plan.node and ask.nodes:
             raise InvalidArgument("use FROM node.dataset or --nodes, not both")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from cryptography import x509
 
-from federation.envelope import Envelope, Requester
+from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
 from federation.membership import Membership
 from gateway import receipts
 from gateway.errors import InvalidArgument, NotFound, PermissionDenied
@@ -66,6 +66,8 @@ class Vouching:
             raise PermissionDenied(
                 f"home node {home.id} may only vouch for users of {home.org!r}, not {r.org!r}"
             )
+        if len(env.purpose) > MAX_PURPOSE_CHARS:
+            raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
         if self.node_id in env.path:
             raise InvalidArgument(f"request loop through {self.node_id}")
         if caller_node != env.home_node:  # relayed: the home's own signature must vouch

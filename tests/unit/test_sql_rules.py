@@ -41,6 +41,7 @@ def test_the_rules_run_in_this_order() -> None:
         "where_condition",
         "group_by_columns",
         "select_list",
+        "selects_a_column",
         "having_over_groups",
         "order_by",
         "limit_number",

@@ -6,7 +6,7 @@ import grpc
 
 from federation.outcome import Code
 from gateway.errors import FailedPrecondition, FedgateError, error_of
-from gateway.status import STATUS, details_metadata, error_of_rpc
+from gateway.status import ORIGIN, STATUS, answered_by_a_node, details_metadata, error_of_rpc
 
 
 class _FailedCall(grpc.RpcError):
@@ -33,7 +33,7 @@ def test_every_code_is_the_grpc_status_of_the_same_name() -> None:
 def test_details_travel_as_metadata_and_come_back() -> None:
     exc = FailedPrecondition("last witnessed size is 7", details={"last_size": "7"})
     metadata = details_metadata(exc.details)
-    assert metadata == (("fedgate-detail-last-size", "7"),)
+    assert metadata == (ORIGIN, ("fedgate-detail-last-size", "7"))
     call = _FailedCall(grpc.StatusCode.FAILED_PRECONDITION, exc.message, metadata)
     back = FedgateError.of(error_of_rpc(call))
     assert isinstance(back, FailedPrecondition) and back.details == {"last_size": "7"}
@@ -44,7 +44,7 @@ def test_details_that_metadata_cannot_carry_are_left_out() -> None:
     sent = details_metadata(
         {"owner": "上海", "request_id": "r" * 500, "Bad-Key": "x", "ok": "fine", "nl": "a\nb"}
     )
-    assert sent == (("fedgate-detail-ok", "fine"),)
+    assert sent == (ORIGIN, ("fedgate-detail-ok", "fine"))
 
 
 def test_binary_and_foreign_metadata_is_not_a_detail() -> None:
@@ -61,3 +61,9 @@ def test_binary_and_foreign_metadata_is_not_a_detail() -> None:
 def test_an_untyped_exception_is_internal() -> None:
     error = error_of(ValueError("boom"))
     assert error.code == Code.INTERNAL and error.reason == "ValueError: boom"
+
+
+def test_a_status_no_node_gave_is_told_apart() -> None:
+    ours = _FailedCall(grpc.StatusCode.INTERNAL, "internal error", details_metadata({}))
+    grpcs = _FailedCall(grpc.StatusCode.INTERNAL, "Received RST_STREAM with error code 2", ())
+    assert answered_by_a_node(ours) and not answered_by_a_node(grpcs)

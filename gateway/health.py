@@ -1,0 +1,71 @@
+"""The node's gRPC health service: grpc_health's, plus ``List`` and the recording flip.
+
+grpcio-health-checking's ``HealthServicer`` has no ``List`` (the generated base answers
+it by raising ``NotImplementedError``); this one answers it from the statuses it was set.
+A node that cannot write its audit log or state reports every service NOT_SERVING until
+a write succeeds again (``recording``), so peers' probes and operators' checks see it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from grpc_health.v1 import health, health_pb2
+
+from gateway import serde
+
+log = logging.getLogger("fedgate.node")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class NodeHealth(health.HealthServicer):
+    def __init__(self) -> None:
+        super().__init__()
+        self._statuses_lock = threading.Lock()
+        self._statuses: dict[str, int] = {"": SERVING}  # what ``set`` was told last
+        self._recording = True
+        self._final = False  # graceful shutdown: statuses no longer change
+
+    def set(self, service: str, status: int) -> None:
+        """Set a service's status; while the node cannot record, SERVING is shown as
+        NOT_SERVING (and restored when ``recording(True)`` comes)."""
+        with self._statuses_lock:  # always taken before the base class's own lock
+            if self._final:
+                return
+            self._statuses[service] = status
+            super().set(service, self._shown(status))
+
+    def enter_graceful_shutdown(self) -> None:
+        """Every service NOT_SERVING, for good (as the base class does)."""
+        with self._statuses_lock:
+            if self._final:
+                return
+            for service in self._statuses:
+                self._statuses[service] = NOT_SERVING
+                super().set(service, NOT_SERVING)
+            self._final = True
+
+    def recording(self, ok: bool) -> None:
+        """The node's state took a write again (``ok``), or the storage refused one."""
+        with self._statuses_lock:
+            if ok == self._recording or self._final:
+                return
+            self._recording = ok
+            for service, status in self._statuses.items():
+                super().set(service, self._shown(status))
+        if ok:
+            log.warning("health: SERVING again (state writes succeed)")
+        else:
+            log.error("health: NOT_SERVING (cannot record; nothing is released)")
+
+    def _shown(self, status: int) -> int:
+        return NOT_SERVING if status == SERVING and not self._recording else status
+
+    def List(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's method name
+        with self._statuses_lock:
+            shown = {service: self._shown(s) for service, s in self._statuses.items()}
+        return serde.health_list_response(shown)
