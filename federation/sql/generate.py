@@ -110,6 +110,20 @@ def _rebuilt(node: exp.Expr) -> exp.Expr:
     return type(node)(**args)
 
 
+_COMPUTED = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Cast)
+
+
+def _may_fail(condition: exp.Expr) -> bool:
+    """Whether evaluating ``condition`` on a row can fail: arithmetic or a cast over a
+    column (an overflow, a division by zero, a conversion). A plain comparison of a column
+    with a literal of its type cannot: the owner checked the types before (typecheck),
+    and such conditions stay as they are, at no cost."""
+    for node in condition.find_all(*_COMPUTED):
+        if next(node.find_all(exp.Column), None) is not None:
+            return True
+    return False
+
+
 def partial_tree(
     plan: QueryPlan,
     table: str,
@@ -124,7 +138,13 @@ def partial_tree(
     scan, step = plan.scan, plan.aggregate
     clauses: dict[str, exp.Expr] = {"from_": exp.From(this=exp.table_(table, quoted=True))}
     if scan.where is not None:
-        clauses["where"] = exp.Where(this=_rebuilt(scan.where))
+        condition = _rebuilt(scan.where)
+        if _may_fail(condition):
+            # An error on some row would tell whether such a row exists (a one-bit answer
+            # past k and DP): under TRY a row whose condition fails is simply not matched,
+            # and the count that changes goes through the owner's disclosure control.
+            condition = exp.Try(this=condition)
+        clauses["where"] = exp.Where(this=condition)
     if step is None:  # a raw read
         items: list[exp.Expr] = [_column(c) for c in scan.raw_columns]
         if scan.raw_order:

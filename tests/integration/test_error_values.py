@@ -306,6 +306,9 @@ def test_no_cell_value_in_any_status_or_audit_entry(
     assert not bad, bad[:5]
 
     # Not vacuous: the fuzz reached each defence, and refusals were audited with reasons.
+    # (A WHERE that fails on some rows at run time matches none of them, under TRY: it is
+    # no error at all, so the owner's run-time messages are exercised by the unit tests
+    # with the exceptions DuckDB raises, and here only at the home's merge.)
     reasons = [o.message for o in failed]
     for words in (
         "is a string: compare it with a string",
@@ -317,8 +320,6 @@ def test_no_cell_value_in_any_status_or_audit_entry(
         "needs a number column",
         "can exceed a 64-bit integer for values within the declared bounds",
         "a constant computed by the query exceeds a 64-bit integer",
-        "out of range for its type (integer overflow) in the WHERE clause's arithmetic",
-        "the owner does not say which row",
         "in the step after the merge",
         "the home does not say which group",
         "a string cast to a date is not a date",
@@ -384,36 +385,32 @@ def test_the_birth_year_overflow_of_the_issue_says_no_value_and_spends_nothing(
     assert [e["reason"] for e in refused] == [reason]
 
 
-def test_an_overflow_past_the_declared_bounds_is_mapped_and_logged_for_the_operator(
+def test_an_overflow_past_the_declared_bounds_is_no_oracle(
     federation: RunningFederation, fuzzed: tuple[dict[str, DatasetDescriptor], Values]
 ) -> None:
-    """Data beyond its declared bounds gets past the static check: DuckDB overflows and
-    quotes a cell; the analyst and the audit trail get the fixed message, the owner's
-    operator DuckDB's text (with the request id) in node.log."""
-    _descs, values = fuzzed
+    """Data beyond its declared bounds gets past the static check, and the arithmetic
+    overflows on some rows. An error would say that such a row exists; under TRY those
+    rows are simply not matched: the answer is the count of the rows where the condition
+    holds without overflowing, and no engine error happens at all."""
     sql = (
-        "SELECT COUNT(*) FROM er_narrow WHERE industry_section = 'C' "
+        "SELECT COUNT(*) AS n FROM er_narrow WHERE industry_section = 'C' "
         "AND employees * 100000000 * 1000000000 > 5"
     )
-    with federation.client(ANALYST) as c, pytest.raises(ClientError) as info:
-        c.query(sql)
-    exc = info.value
-    owner, request_id = exc.details["owner"], exc.details["request_id"]
-    reason = (
-        "a value computed by the query is out of range for its type (integer overflow) in "
-        "the WHERE clause's arithmetic, over 'employees'; the owner does not say which row: "
-        "compute with smaller numbers"
+    # employees * 1e17 overflows a 64-bit integer from 93 employees on.
+    same = (
+        "SELECT COUNT(*) AS n FROM er_narrow WHERE industry_section = 'C' "
+        "AND employees >= 1 AND employees <= 92"
     )
-    assert exc.code == IA and str(exc.args[0]) == f"owner {owner} refused: {reason}"
-    assert not values.leaks(str(exc.args[0]), sql, derived=True)
-    line = next(
-        x
-        for x in federation.node_log(owner).splitlines()
-        if f"engine error request={request_id}" in x
-    )
-    assert "WARNING" in line and "Overflow in multiplication of INT64" in line
-    refused = [e for e in federation.audit(owner, "query.refused") if e["request_id"] == request_id]
-    assert [e["reason"] for e in refused] == [reason]
+    with federation.client(ANALYST) as c:
+        got = c.query(sql)
+        want = c.query(same)
+        everyone = c.query("SELECT COUNT(*) AS n FROM er_narrow WHERE industry_section = 'C'")
+    n = got.table.column("n").to_pylist()
+    assert n == want.table.column("n").to_pylist()
+    assert n[0] < everyone.table.column("n").to_pylist()[0]  # some rows did overflow
+    owners = {o.node_id for o in got.owners}
+    for owner in owners:
+        assert f"engine error request={got.request_id}" not in federation.node_log(owner)
 
 
 def test_a_string_compared_with_a_number_is_refused_before_anything_runs(

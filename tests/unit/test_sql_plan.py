@@ -179,3 +179,12 @@ def test_clamping_bounds_are_finite_numbers_written_in_full() -> None:
     assert 'LEAST(GREATEST("w", -1e+20), 2.5)' in sql
     with pytest.raises(ValueError, match="finite"):
         partial_query(plan, "t", clamp={"w": (0.0, float("nan"))})
+
+
+def test_a_where_that_can_fail_on_a_row_runs_under_try() -> None:
+    from federation.sql import partial_query
+
+    plain = partial_query(parse("SELECT COUNT(*) FROM t WHERE a > -5 AND b = 'x'"), "ds_t")
+    computed = partial_query(parse("SELECT COUNT(*) FROM t WHERE a * 3 > 5 AND b = 'x'"), "ds_t")
+    assert "TRY(" not in plain
+    assert "WHERE TRY(a * 3 > 5 AND b = 'x')" in computed
