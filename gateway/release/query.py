@@ -16,14 +16,17 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from federation.envelope import Envelope
+from federation.outcome import Error
 from federation.partials import to_ipc
 from federation.reports import Explanation
 from federation.sql import QueryPlan, partial_query
 from gateway import privacy, typecheck
 from gateway.catalog import CatalogEntry
 from gateway.clock import utc
+from gateway.descriptor import DatasetDescriptor
 from gateway.engine import Engine
 from gateway.engine_errors import EngineError
+from gateway.errors import FedgateError
 from gateway.policy.model import Decision
 from gateway.policy.query import decide_query
 from gateway.policy.store import GrantStore
@@ -32,14 +35,34 @@ from gateway.release.pipeline import Protected
 SQL_CACHE_ENTRIES = 1024
 
 
-class SqlCache:
-    """Generated owner SQL by (plan, table, data version, clamp): the same question
-    against the same data is asked often, and generating it is not free."""
+class PlanCache:
+    """What an owner derives from a plan alone, kept: its generated SQL by (plan, table,
+    data version, clamp) and its type check by (plan, declaration). The same question
+    against the same data is asked often, and neither is free."""
 
     def __init__(self, limit: int = SQL_CACHE_ENTRIES) -> None:
         self._limit = limit
         self._lock = threading.Lock()
         self._sql: dict[tuple[object, ...], str] = {}
+        self._checked: dict[tuple[str, DatasetDescriptor], Error | None] = {}
+
+    def check_types(self, plan: QueryPlan, desc: DatasetDescriptor) -> None:
+        """``typecheck.check``, once per plan and declaration (a refusal is kept as its
+        error and raised afresh each time)."""
+        key = (plan.sql, desc)
+        if key not in self._checked:
+            try:
+                typecheck.check(plan, desc)
+                outcome: Error | None = None
+            except FedgateError as exc:
+                outcome = exc.error
+            with self._lock:
+                if len(self._checked) >= self._limit:
+                    self._checked.clear()
+                self._checked[key] = outcome
+        error = self._checked[key]
+        if error is not None:
+            raise FedgateError.of(error)
 
     def get(self, plan: QueryPlan, table: str, entry: CatalogEntry, clamp: dict | None) -> str:
         bounds = tuple(sorted(clamp.items())) if clamp is not None else None
@@ -84,7 +107,7 @@ class QueryRelease:
         entry: CatalogEntry,
         grants: GrantStore,
         engine: Engine,
-        sql_cache: SqlCache,
+        sql_cache: PlanCache,
     ) -> None:
         self.plan = plan
         self.entry = entry
@@ -108,7 +131,7 @@ class QueryRelease:
             env.purpose,
             utc(),
         )
-        typecheck.check(self.plan, desc)
+        self.sql_cache.check_types(self.plan, desc)
         return decision
 
     def explain(self, decision: Decision) -> Explanation:

@@ -21,7 +21,7 @@ from gateway.errors import FedgateError, InvalidArgument, NotFound
 from gateway.planning import plan_or_refuse
 from gateway.policy.store import GrantStore
 from gateway.release.pipeline import ReleasePipeline
-from gateway.release.query import QueryRelease, SqlCache, query_subject
+from gateway.release.query import PlanCache, QueryRelease, query_subject
 from gateway.roles.relay import Relay
 
 
@@ -41,7 +41,7 @@ class Owner:
         self.engine = engine
         self.pipeline = pipeline
         self.relay = relay
-        self.sql_cache = SqlCache()
+        self.sql_cache = PlanCache()
 
     def execute(self, env: Envelope) -> PartialAnswer:
         """This node's part of a query (and its children's, as a relay)."""
