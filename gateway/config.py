@@ -7,12 +7,13 @@ Relative paths are resolved against the directory of the config file.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.descriptor import check_identifier
 from gateway.errors import ConfigError, InvalidArgument
+from gateway.limits import RATED, LimitSettings, Rate
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
@@ -37,6 +38,16 @@ _KNOWN = {
     "tls": {"ca", "cert", "key", "crl"},
     "federation": {"membership"},
     "metrics": {"listen"},
+    "limits": {
+        "streams_per_caller",
+        "streams",
+        "calls_per_caller",
+        "calls_per_node",
+        "calls",
+        "stream_max_seconds",
+        "callers",
+        "rates",
+    },
 }
 
 
@@ -62,6 +73,7 @@ class NodeConfig:
     engine_threads: int = 0  # DuckDB threads; 0: every core of the machine
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES  # node.log rotates at this size
     log_backups: int = DEFAULT_LOG_BACKUPS  # rotated files kept: node.log.1 ...
+    limits: LimitSettings = field(default_factory=LimitSettings)  # [limits]; for 16 workers
     source: Path | None = None
 
 
@@ -81,7 +93,13 @@ def _get(section: dict[str, Any], name: str, field: str, kind: type, default: An
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        names = {int: "an integer", float: "a number", str: "a string", list: "a list"}
+        names = {
+            int: "an integer",
+            float: "a number",
+            str: "a string",
+            list: "a list",
+            dict: "a table",
+        }
         raise ConfigError(f"{field} must be {names.get(kind, kind.__name__)}, got {value!r}")
     return value
 
@@ -122,6 +140,7 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
     if fed is None:
         raise ConfigError("section [federation] is required")
     metrics = raw.get("metrics", {})
+    limits = raw.get("limits", {})
 
     node_id = _get(node, "id", "node.id", str)
     try:
@@ -189,5 +208,44 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
         engine_threads=engine_threads,
         log_max_bytes=log_max_bytes,
         log_backups=log_backups,
+        limits=_limits(limits, workers),
         source=source,
+    )
+
+
+def _limits(section: dict[str, Any], workers: int) -> LimitSettings:
+    """``[limits]``: defaults scaled to ``workers`` (``LimitSettings.for_workers``)."""
+    default = LimitSettings.for_workers(workers)
+
+    def number(name: str, kind: type, low: float, high: float, default: Any) -> Any:
+        value = _get(section, name, f"limits.{name}", kind, default)
+        if not low <= value <= high:
+            raise ConfigError(f"limits.{name} must be between {low:g} and {high:g}")
+        return value
+
+    streams = number("streams", int, 1, workers, default.streams)
+    rates = dict(default.rates)
+    table = _get(section, "rates", "limits.rates", dict, {})
+    for name, value in table.items():
+        where = f"limits.rates.{name}"
+        if name not in RATED:
+            raise ConfigError(f"unknown method {where} (rated: {', '.join(sorted(RATED))})")
+        if not isinstance(value, dict) or set(value) - {"per_second", "burst"}:
+            raise ConfigError(f"{where} must be a table {{ per_second = <number>, burst = <n> }}")
+        per_second = _get(value, "per_second", f"{where}.per_second", float, rates[name].per_second)
+        burst = _get(value, "burst", f"{where}.burst", int, rates[name].burst)
+        if not 0 < per_second <= 1_000_000:
+            raise ConfigError(f"{where}.per_second must be in (0, 1000000]")
+        if not 1 <= burst <= 1_000_000:
+            raise ConfigError(f"{where}.burst must be between 1 and 1000000")
+        rates[name] = Rate(per_second, burst)
+    return LimitSettings(
+        streams_per_caller=number("streams_per_caller", int, 1, streams, min(2, streams)),
+        streams=streams,
+        calls_per_caller=number("calls_per_caller", int, 1, workers, default.calls_per_caller),
+        calls_per_node=number("calls_per_node", int, 1, workers, default.calls_per_node),
+        calls=number("calls", int, workers, 100_000, default.calls),
+        stream_max_seconds=number("stream_max_seconds", float, 1, 86_400, 600.0),
+        callers=number("callers", int, 100, 1_000_000, default.callers),
+        rates=rates,
     )

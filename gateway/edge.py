@@ -3,12 +3,15 @@
 TLS has already checked that the peer holds a key for a certificate our CA signed and
 that it has not expired. Here we read who it is from that certificate (never from the
 request), refuse revoked certificates and nodes that are not members, check the role
-against the method, and turn typed errors into gRPC status codes.
+against the method, apply the per-caller limits on streams, calls and rates
+(``gateway/limits.py``; open streams are re-checked while they last), and turn typed
+errors into gRPC status codes.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,8 +30,10 @@ from gateway.errors import (
     InvalidArgument,
     PermissionDenied,
     Unauthenticated,
+    Unavailable,
 )
 from gateway.identity import ROLES, Identity, RevocationList, identity_of_pem
+from gateway.limits import Limiter, LimitExceeded, LimitSettings, Ticket
 from gateway.metrics import NodeMetrics
 from gateway.status import STATUS, details_metadata
 
@@ -75,12 +80,82 @@ POLICY: dict[str, frozenset[str]] = {
 class CallContext:
     """The gRPC context plus the authenticated caller, handed to servicer methods."""
 
-    def __init__(self, context: grpc.ServicerContext, caller: Identity) -> None:
+    def __init__(
+        self, context: grpc.ServicerContext, caller: Identity, stream: OpenStream | None = None
+    ) -> None:
         self._context = context
         self.caller = caller
+        self._stream = stream
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        """As gRPC's; on a stream the edge may also run it when it ends the stream early
+        (a health ``Watch`` waiting for a change then returns). Each runs at most once."""
+        if self._stream is None:
+            return bool(self._context.add_callback(callback))
+        return self._stream.add_callback(callback)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
+
+
+def _once(callback: Callable[[], None]) -> Callable[[], None]:
+    lock = threading.Lock()
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        with lock:
+            if done:
+                return
+            done = True
+        callback()
+
+    return run
+
+
+# A stream the edge ended (certificate revoked or expired, open too long) whose handler
+# did not return at once (blocked reading the client, or sending) is cancelled this long
+# after: its thread is freed either way.
+STREAM_END_GRACE_SECONDS = 1.0
+# How often open streams are checked (caller's certificate, lifetime).
+STREAM_CHECK_SECONDS = 1.0
+
+
+class OpenStream:
+    """A streaming call admitted by the edge: its slot, and how the edge ends it early."""
+
+    def __init__(
+        self, ticket: Ticket, caller: Identity, method: str, context: grpc.ServicerContext
+    ) -> None:
+        self.ticket = ticket
+        self.caller = caller
+        self.method = method
+        self.context = context
+        self.opened = time.monotonic()
+        self.ended: FedgateError | None = None
+        self.ended_at = 0.0
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        once = _once(callback)
+        with self._lock:
+            self._callbacks.append(once)
+        return bool(self.context.add_callback(once))
+
+    def end(self, error: FedgateError) -> None:
+        """End the stream with ``error``: the servicer's termination callbacks run now
+        (a ``Watch`` returns), the edge sends ``error`` as the status."""
+        with self._lock:
+            if self.ended is not None:
+                return
+            self.ended, self.ended_at = error, time.monotonic()
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # the grace cancel frees the thread anyway
+                log.exception("ending a stream: a termination callback failed")
 
 
 @dataclass
@@ -154,10 +229,14 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         auth: Authenticator,
         metrics: NodeMetrics,
         on_refusal: Callable[[str, Identity | None, FedgateError], None] = lambda *a: None,
+        limiter: Limiter | None = None,
     ) -> None:
         self._auth = auth
         self._metrics = metrics
         self._on_refusal = on_refusal
+        self.limiter = limiter or Limiter(LimitSettings())
+        self._streams_lock = threading.Lock()
+        self._streams: set[OpenStream] = set()
 
     def intercept_service(
         self,
@@ -179,8 +258,8 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
-        # Streaming methods (health Watch, reflection, audit export): authenticate, decode,
-        # then pass through.
+        # Streaming methods (health Watch, reflection, audit export): authenticate, take a
+        # stream slot, decode, then pass through.
         kinds = ("unary_stream", "stream_unary", "stream_stream")
         kind = next(k for k in kinds if getattr(handler, k) is not None)
         factory = getattr(grpc, f"{kind}_rpc_method_handler")
@@ -197,8 +276,20 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         exc: FedgateError,
         caller: Identity | None = None,
     ) -> None:
+        note = ""
+        if isinstance(exc, LimitExceeded):
+            quiet = self.limiter.refusals.note(exc.caller, exc.limit)
+            if quiet is None:  # reported already in this window: counted, not recorded
+                context.set_trailing_metadata(details_metadata(exc.details))
+                context.abort(STATUS[exc.code], cut(exc.message, STATUS_MESSAGE_CHARS))
+            if quiet:
+                note = f" ({quiet} more refused by this limit since the last line)"
+        recorded = exc
+        if note:
+            recorded = FedgateError(exc.message + note, details=exc.details)
+            recorded.code = exc.code
         try:
-            self._on_refusal(method, caller, exc)
+            self._on_refusal(method, caller, recorded)
         except CannotRecord as failed:  # the node already says so (health NOT_SERVING)
             log.warning("could not record the refusal in the audit log: %s", failed.message)
         except Exception:  # the refusal stands even if it cannot be recorded
@@ -211,12 +302,67 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             log_field(str(caller or "-"), 200),
             log_field(context.peer(), 100),
             exc.code.name,
-            log_field(exc.message),
+            log_field(recorded.message),
         )
         context.set_trailing_metadata(details_metadata(exc.details))
         # The status message travels as metadata (16 KiB at most, percent-encoded): a
         # reason quoting a 4 MB field would reach the caller as a transport error instead.
         context.abort(STATUS[exc.code], cut(exc.message, STATUS_MESSAGE_CHARS))
+
+    # --- streams --------------------------------------------------------------------------
+
+    def _open_stream(
+        self, caller: Identity, method: str, context: grpc.ServicerContext
+    ) -> OpenStream:
+        stream = OpenStream(self.limiter.open_stream(str(caller), method), caller, method, context)
+        with self._streams_lock:
+            self._streams.add(stream)
+        return stream
+
+    def _close_stream(self, stream: OpenStream) -> None:
+        with self._streams_lock:
+            self._streams.discard(stream)
+        stream.ticket.release()
+
+    def open_streams(self) -> int:
+        with self._streams_lock:
+            return len(self._streams)
+
+    def check_streams(self) -> None:
+        """Run every ``STREAM_CHECK_SECONDS``: a stream does not outlive its caller's
+        certificate (revoked, expired, a node no longer a member) nor
+        ``limits.stream_max_seconds``; a stream ended so that has not returned within
+        ``STREAM_END_GRACE_SECONDS`` is cancelled. Also expires the limiter's entries."""
+        now = time.monotonic()
+        longest = self.limiter.settings.stream_max_seconds
+        with self._streams_lock:
+            streams = list(self._streams)
+        for stream in streams:
+            if stream.ended is not None:
+                if now - stream.ended_at >= STREAM_END_GRACE_SECONDS:
+                    stream.context.cancel()
+                continue
+            if now - stream.opened >= longest:
+                stream.end(
+                    Unavailable(
+                        f"the stream was open for {longest:g} s, the longest this node keeps "
+                        "one; open a new one"
+                    )
+                )
+                continue
+            try:
+                self._auth.authorize(stream.caller, stream.method)
+            except FedgateError as exc:
+                stream.end(exc)
+        for caller, limit, quiet in self.limiter.sweep():
+            log.warning(
+                "refused caller=%s code=RESOURCE_EXHAUSTED limit=%s: %d more refused by this "
+                "limit in the last %g s",
+                log_field(caller, 200),
+                limit,
+                quiet,
+                self.limiter.refusals.window,
+            )
 
     def _guarded(
         self,
@@ -227,21 +373,33 @@ class EdgeInterceptor(grpc.ServerInterceptor):
     ) -> Callable:
         def run(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
             caller: Identity | None = None
+            stream: OpenStream | None = None
             result: Any = None
             try:
                 caller = self._auth.identify(context)
                 self._auth.authorize(caller, method)
+                # Before the handler runs: a stream over a limit never takes a thread
+                # for longer than this refusal.
+                stream = self._open_stream(caller, method, context)
                 if request_stream:  # each message decoded as the servicer reads it
                     request_or_iterator = map(decode, request_or_iterator)
                 else:
                     request_or_iterator = decode(request_or_iterator)
-                result = behavior(request_or_iterator, CallContext(context, caller))
+                result = behavior(request_or_iterator, CallContext(context, caller, stream))
             except FedgateError as exc:
+                if stream is not None:
+                    self._close_stream(stream)
                 self._metrics.requests.labels(method, exc.code.name).inc()
                 self._refuse(context, method, exc, caller)
+            except BaseException:
+                if stream is not None:
+                    self._close_stream(stream)
+                raise
             if not hasattr(result, "__next__"):
+                if stream is not None:
+                    self._close_stream(stream)
                 return result
-            return self._stream(method, result, context, caller)
+            return self._stream(method, result, context, caller, stream)
 
         return run
 
@@ -251,13 +409,28 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         responses: Iterator[Any],
         context: grpc.ServicerContext,
         caller: Identity | None,
+        stream: OpenStream | None,
     ) -> Iterator[Any]:
-        """Typed errors raised while streaming become a status, as for unary calls."""
+        """Typed errors raised while streaming become a status, as for unary calls; a
+        stream the edge ended (``check_streams``) ends with its reason. The slot is given
+        back however the stream ends: its last message, an error, the client's cancel or
+        deadline (gRPC then runs the termination callbacks, which end a ``Watch``, or
+        raises in the handler that reads), the edge's own end."""
         try:
-            yield from responses
+            for response in responses:
+                if stream is not None and stream.ended is not None:
+                    break
+                yield response
+            if stream is not None and stream.ended is not None:
+                raise stream.ended
         except FedgateError as exc:
             self._metrics.requests.labels(method, exc.code.name).inc()
             self._refuse(context, method, exc, caller)
+        finally:
+            if stream is not None:
+                self._close_stream(stream)
+
+    # --- unary calls ----------------------------------------------------------------------
 
     def _unary(self, method: str, behavior: Callable, decode: Callable[[bytes], Any]) -> Callable:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
@@ -265,9 +438,11 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             code = Code.OK
             failure: FedgateError | None = None
             caller: Identity | None = None
+            ticket: Ticket | None = None
             try:
                 caller = self._auth.identify(context)
                 self._auth.authorize(caller, method)
+                ticket = self.limiter.admit_call(str(caller), method, node=caller.role == "node")
                 return behavior(decode(request), CallContext(context, caller))
             except FedgateError as exc:  # a peer's status arrives typed from the transport
                 code, failure = exc.code, exc
@@ -280,6 +455,8 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                 failure = FedgateError(f"internal error (reference {ref}); see the node log")
                 code = failure.code
             finally:
+                if ticket is not None:
+                    ticket.release()
                 self._metrics.requests.labels(method, code.name).inc()
                 self._metrics.latency.labels(method).observe(time.perf_counter() - start)
             self._refuse(context, method, failure, caller)

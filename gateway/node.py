@@ -35,7 +35,7 @@ from gateway.catalog import Catalog
 from gateway.clock import now, parse_time, utc
 from gateway.config import DEFAULT_LOG_BACKUPS, DEFAULT_LOG_MAX_BYTES, NodeConfig
 from gateway.disclosure import DisclosureReport
-from gateway.edge import Authenticator, CallContext, EdgeInterceptor
+from gateway.edge import STREAM_CHECK_SECONDS, Authenticator, CallContext, EdgeInterceptor
 from gateway.engine import Engine
 from gateway.errors import ConfigError, FedgateError, InvalidArgument
 from gateway.health import NodeHealth
@@ -49,6 +49,7 @@ from gateway.identity import (
     load_key,
     verify_signed_by,
 )
+from gateway.limits import Limiter
 from gateway.membership_source import MembershipSource, check_serial, remember_serial
 from gateway.metrics import NodeMetrics
 from gateway.peers import Peers
@@ -262,14 +263,20 @@ class Node:
         )
         crl = CrlWatch(self.revocations, self.state)
         crl.start()  # audits the CRL in force, then each one taken or refused
+        # Limits (gateway/limits.py): per caller at the edge, before a handler runs; and
+        # gRPC's own cap on calls running or waiting for a thread, beyond which a call is
+        # refused RESOURCE_EXHAUSTED rather than queued without bound.
+        limits = self.config.limits
+        edge = EdgeInterceptor(auth, self.metrics, self.record_refusal, Limiter(limits))
         server = grpc.server(
             ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rpc"),
-            interceptors=[EdgeInterceptor(auth, self.metrics, self.record_refusal)],
+            interceptors=[edge],
             options=[
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
                 ("grpc.max_send_message_length", self.config.max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
+            maximum_concurrent_rpcs=limits.calls,
         )
         gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayService(self), server)
         peer_pb2_grpc.add_PeerServicer_to_server(PeerService(self), server)
@@ -300,6 +307,8 @@ class Node:
                 ) from None
         for name in ["", *names[:3]]:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        # Open streams re-checked: caller's certificate, lifetime (gateway/edge.py).
+        every(self._stop, STREAM_CHECK_SECONDS, edge.check_streams, "stream-check")
         every(
             self._stop,
             self.config.audit_checkpoint_seconds,
