@@ -59,13 +59,18 @@ def _number(value: float) -> exp.Expr:
 
 
 def _clamped(column: str, bounds: tuple[float, float] | None) -> exp.Expr:
-    """The column's value, clamped to its declared bounds under DP. DuckDB's GREATEST and
-    LEAST skip NULLs (``ignore_nulls``): the owner's SQL has always been written so."""
+    """The column's value, clamped to its declared bounds under DP; NULL stays NULL.
+
+    DuckDB's GREATEST and LEAST skip NULLs (``ignore_nulls``): on their own they would
+    turn a missing value into the lower bound, summed (and squared) but not counted by
+    COUNT(column), which biases every average whose lower bound is not 0."""
     value: exp.Expr = _column(column)
     if bounds is None:
         return value
     low = exp.Greatest(this=value, expressions=[_number(bounds[0])], ignore_nulls=True)
-    return exp.Least(this=low, expressions=[_number(bounds[1])], ignore_nulls=True)
+    clamped = exp.Least(this=low, expressions=[_number(bounds[1])], ignore_nulls=True)
+    missing = exp.Is(this=_column(column), expression=exp.Null())
+    return exp.Case(ifs=[exp.If(this=missing, true=exp.Null())], default=clamped)
 
 
 def _state(

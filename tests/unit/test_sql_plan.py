@@ -188,3 +188,22 @@ def test_a_where_that_can_fail_on_a_row_runs_under_try() -> None:
     computed = partial_query(parse("SELECT COUNT(*) FROM t WHERE a * 3 > 5 AND b = 'x'"), "ds_t")
     assert "TRY(" not in plain
     assert "WHERE TRY(a * 3 > 5 AND b = 'x')" in computed
+
+
+def test_clamping_under_dp_keeps_a_missing_value_missing() -> None:
+    """A NULL must not enter a DP sum as the lower bound (GREATEST/LEAST skip NULLs)."""
+    import duckdb
+    import pyarrow as pa
+
+    from federation.sql import partial_query
+
+    table = pa.table({"g": ["a", "a", "a"], "x": pa.array([4.0, None, 20.0])})
+    sql = partial_query(
+        parse("SELECT g, SUM(x), AVG(x) FROM t GROUP BY g"), "t", clamp={"x": (2.0, 10.0)}
+    )
+    con = duckdb.connect()
+    con.register("t", table)
+    row = con.sql(sql).to_arrow_table().to_pylist()[0]
+    sums = [v for k, v in row.items() if k.startswith("__s_")]
+    counts = [v for k, v in row.items() if k.startswith("__c_")]
+    assert sums == [14.0] and counts == [2]  # 4 and 20 -> 10; the NULL adds nothing
