@@ -265,12 +265,7 @@ class Limiter:
                     )
                 self._calls[caller] = held + 1
         ticket = Ticket(lambda: self._give_back(self._calls, caller)) if counted else Ticket()
-        try:
-            self._take(caller, method)
-        except LimitExceeded:
-            ticket.release()
-            raise
-        return ticket
+        return self._rated(ticket, caller, method)
 
     def open_stream(self, caller: str, method: str) -> Ticket:
         """A streaming call may open; raises ``LimitExceeded`` when it may not."""
@@ -292,7 +287,10 @@ class Limiter:
                 )
             self._streams[caller] = held + 1
             self._open_streams += 1
-        ticket = Ticket(lambda: self._close_stream(caller))
+        return self._rated(Ticket(lambda: self._close_stream(caller)), caller, method)
+
+    def _rated(self, ticket: Ticket, caller: str, method: str) -> Ticket:
+        """``ticket``, once the method's rate allows the call; given back if it does not."""
         try:
             self._take(caller, method)
         except LimitExceeded:

@@ -28,23 +28,10 @@ from gateway.roles.federated_catalog import clamp_timeout
 from gateway.rpc.v1 import gateway_pb2
 from gateway.state import State
 from gateway.transport import peer_error
+from tests.unit.failed_call import FailedCall
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-class _FailedCall(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, details: str, trailing: tuple = ()) -> None:
-        self._code, self._details, self._trailing = code, details, trailing
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> tuple:
-        return self._trailing
 
 
 # --- storage that refuses writes ------------------------------------------------------------
@@ -234,7 +221,7 @@ def test_the_client_explains_only_its_own_handshake() -> None:
         "failed to connect to all addresses; last error: UNAVAILABLE: "
         "ipv4:127.0.0.1:4700: Socket closed"
     )
-    explained = _explain(_FailedCall(grpc.StatusCode.UNAVAILABLE, own))
+    explained = _explain(FailedCall(grpc.StatusCode.UNAVAILABLE, own))
     assert "TLS handshake failed" in str(explained) and own in str(explained)
     for answered in (
         "owner jiangsu is unavailable (failed to connect to all addresses; last error: "
@@ -243,7 +230,7 @@ def test_the_client_explains_only_its_own_handshake() -> None:
         "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
         "Failed to connect to remote host: Connection refused",
     ):
-        error = _explain(_FailedCall(grpc.StatusCode.UNAVAILABLE, answered))
+        error = _explain(FailedCall(grpc.StatusCode.UNAVAILABLE, answered))
         assert str(error) == f"UNAVAILABLE: {answered}"
 
 

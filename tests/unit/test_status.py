@@ -7,22 +7,7 @@ import grpc
 from federation.outcome import Code
 from gateway.errors import FailedPrecondition, FedgateError, error_of
 from gateway.status import ORIGIN, STATUS, answered_by_a_node, details_metadata, error_of_rpc
-
-
-class _FailedCall(grpc.RpcError):
-    """What a stub raises for a failed call (a grpc.Call): gRPC's shape, not ours."""
-
-    def __init__(self, code: grpc.StatusCode, details: str, trailing: tuple) -> None:
-        self._code, self._details, self._trailing = code, details, trailing
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> tuple:
-        return self._trailing
+from tests.unit.failed_call import FailedCall
 
 
 def test_every_code_is_the_grpc_status_of_the_same_name() -> None:
@@ -34,7 +19,7 @@ def test_details_travel_as_metadata_and_come_back() -> None:
     exc = FailedPrecondition("last witnessed size is 7", details={"last_size": "7"})
     metadata = details_metadata(exc.details)
     assert metadata == (ORIGIN, ("fedgate-detail-last-size", "7"))
-    call = _FailedCall(grpc.StatusCode.FAILED_PRECONDITION, exc.message, metadata)
+    call = FailedCall(grpc.StatusCode.FAILED_PRECONDITION, exc.message, metadata)
     back = FedgateError.of(error_of_rpc(call))
     assert isinstance(back, FailedPrecondition) and back.details == {"last_size": "7"}
     assert back.error == exc.error
@@ -48,7 +33,7 @@ def test_details_that_metadata_cannot_carry_are_left_out() -> None:
 
 
 def test_binary_and_foreign_metadata_is_not_a_detail() -> None:
-    call = _FailedCall(
+    call = FailedCall(
         grpc.StatusCode.UNAVAILABLE,
         "",
         (("fedgate-detail-x-bin", b"\x00"), ("other", "y"), ("fedgate-detail-owner", "wuhu")),
@@ -64,6 +49,6 @@ def test_an_untyped_exception_is_internal() -> None:
 
 
 def test_a_status_no_node_gave_is_told_apart() -> None:
-    ours = _FailedCall(grpc.StatusCode.INTERNAL, "internal error", details_metadata({}))
-    grpcs = _FailedCall(grpc.StatusCode.INTERNAL, "Received RST_STREAM with error code 2", ())
+    ours = FailedCall(grpc.StatusCode.INTERNAL, "internal error", details_metadata({}))
+    grpcs = FailedCall(grpc.StatusCode.INTERNAL, "Received RST_STREAM with error code 2", ())
     assert answered_by_a_node(ours) and not answered_by_a_node(grpcs)
