@@ -22,7 +22,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from federation.membership import Membership
-from federation.outcome import Code
+from federation.outcome import Code, Error
 from gateway import clock
 from gateway.errors import (
     CannotRecord,
@@ -207,6 +207,14 @@ def log_field(text: str, limit: int = LOG_FIELD_CHARS) -> str:
     return head if len(text) <= limit else f"{head}...[cut, {len(text)} chars]"
 
 
+def _abort(context: grpc.ServicerContext, exc: FedgateError) -> None:
+    """End the call with the error's status, details and (bounded) message. The message
+    travels as metadata (16 KiB at most, percent-encoded): a reason quoting a 4 MB field
+    would otherwise reach the caller as a transport error."""
+    context.set_trailing_metadata(details_metadata(exc.details))
+    context.abort(STATUS[exc.code], cut(exc.message, STATUS_MESSAGE_CHARS))
+
+
 def request_decoder(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
     """Bytes to the method's request message, or INVALID_ARGUMENT naming the message."""
     if deserializer is None:
@@ -280,14 +288,10 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         if isinstance(exc, LimitExceeded):
             quiet = self.limiter.refusals.note(exc.caller, exc.limit)
             if quiet is None:  # reported already in this window: counted, not recorded
-                context.set_trailing_metadata(details_metadata(exc.details))
-                context.abort(STATUS[exc.code], cut(exc.message, STATUS_MESSAGE_CHARS))
+                _abort(context, exc)
             if quiet:
                 note = f" ({quiet} more refused by this limit since the last line)"
-        recorded = exc
-        if note:
-            recorded = FedgateError(exc.message + note, details=exc.details)
-            recorded.code = exc.code
+        recorded = FedgateError.of(Error(exc.code, exc.message + note, exc.details))
         try:
             self._on_refusal(method, caller, recorded)
         except CannotRecord as failed:  # the node already says so (health NOT_SERVING)
@@ -304,10 +308,7 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             exc.code.name,
             log_field(recorded.message),
         )
-        context.set_trailing_metadata(details_metadata(exc.details))
-        # The status message travels as metadata (16 KiB at most, percent-encoded): a
-        # reason quoting a 4 MB field would reach the caller as a transport error instead.
-        context.abort(STATUS[exc.code], cut(exc.message, STATUS_MESSAGE_CHARS))
+        _abort(context, exc)
 
     # --- streams --------------------------------------------------------------------------
 
