@@ -246,3 +246,42 @@ def test_check_deadline_refuses_a_late_release() -> None:
     pipeline.check_deadline(time.monotonic() + 5)
     with pytest.raises(DeadlineExceeded):
         pipeline.check_deadline(time.monotonic() - 0.001)
+
+
+def test_an_owner_refuses_an_overlong_purpose_even_from_a_member_home(tmp_path: Path) -> None:
+    """The purpose is signed, logged and audited: an owner caps it whatever the home sent."""
+    from federation.envelope import MAX_PURPOSE_CHARS
+    from gateway.errors import InvalidArgument
+    from gateway.roles.vouching import Vouching
+
+    ca = tmp_path / "ca"
+    identity.init_ca(ca)
+    key_pem, csr = identity.make_csr("node", "shanghai", ORG, ["127.0.0.1"])
+    identity.write_private(tmp_path / "home.key", key_pem)
+    signer = Signer(identity.load_key(tmp_path / "home.key"), identity.sign_csr(ca, csr))
+    members = Membership(
+        "test",
+        1,
+        "2026-01-01T00:00:00Z",
+        (
+            Member("shanghai", ORG, "127.0.0.1:1", "province"),
+            Member("anhui", "Anhui bureau", "127.0.0.1:2", "province"),
+        ),
+    )
+    bundle = identity.load_bundle(ca / identity.CA_CERT)
+    home = Vouching("shanghai", lambda: members, signer, bundle)
+    owner = Vouching("anhui", lambda: members, signer, bundle)
+    fine = home.sign(_env())
+    assert owner.check("shanghai", fine) == ANALYST
+    long = home.sign(
+        Envelope(
+            request_id="r-2",
+            requester=ANALYST,
+            home_node="shanghai",
+            operation="query",
+            body=SQL,
+            purpose="x" * (MAX_PURPOSE_CHARS + 1),
+        )
+    )
+    with pytest.raises(InvalidArgument, match="purpose may be at most"):
+        owner.check("shanghai", long)
