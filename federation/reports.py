@@ -23,6 +23,7 @@ class Explanation:
     epsilon: float
     columns: Mapping[str, tuple[str, ...]]  # column -> roles the query uses it in
     budget_left: float | None = None  # DP grants only
+    l2_noise: bool = False  # answers carry the owner's sticky L2 noise
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class OwnerReport:
     node_id: str
     error: Error | None = None
     groups_released: int = 0
-    groups_suppressed: int = 0
+    l2_noise: bool = False  # the owner's sticky L2 noise is in its partial
     epsilon: float = 0.0
     grant_id: str = ""
     receipt: str = ""  # signed receipt JSON

@@ -140,8 +140,9 @@ class QueryResult:
         return [o.node_id for o in self.owners if o.ok]
 
     @property
-    def suppressed(self) -> dict[str, int]:
-        return {o.node_id: o.groups_suppressed for o in self.owners if o.ok}
+    def noised(self) -> list[str]:
+        """The owners whose partial carries sticky L2 noise (docs/security.md)."""
+        return [o.node_id for o in self.owners if o.ok and o.l2_noise]
 
     @property
     def receipts(self) -> dict[str, str]:

@@ -32,6 +32,7 @@ class DisclosedGrant:
     expires: str
     purpose: str
     status: str
+    exact: bool = False  # the owner opted this grant out of L2 noise
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def build(
             expires=g.expires,
             purpose=g.purpose,
             status=g.status(now),
+            exact=g.exact,
         )
         for g in grants.list()
         if g.dataset not in hidden
@@ -143,6 +145,7 @@ def _grant_rows(r: DisclosureReport) -> list[list[str]]:
             ", ".join(g.operations),
             f"{g.valid_from or '-'} to {g.expires or 'no expiry'}",
             g.purpose or "-",
+            "opted out: exact answers" if g.exact else "-",
             g.status,
         ]
         for g in r.grants
@@ -163,7 +166,16 @@ def _usage_rows(r: DisclosureReport) -> list[list[str]]:
     ]
 
 
-GRANT_HEADERS = ["grantee", "dataset", "columns", "operations", "period", "purpose", "status"]
+GRANT_HEADERS = [
+    "grantee",
+    "dataset",
+    "columns",
+    "operations",
+    "period",
+    "purpose",
+    "L2 noise",
+    "status",
+]
 USAGE_HEADERS = ["dataset", "grantee", "requests", "releases", "refusals", "epsilon spent"]
 
 
@@ -190,6 +202,7 @@ def as_dict(r: DisclosureReport) -> dict[str, Any]:
                 ("expires", g.expires),
                 ("purpose", g.purpose),
                 ("status", g.status),
+                ("exact", g.exact),
             ]
         )
         for g in r.grants

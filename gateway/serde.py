@@ -145,6 +145,7 @@ def grant_to_proto(g: Grant, status: str) -> common_pb2.Grant:
         created_at=g.created_at,
         status=status,
         grantee_org=g.grantee_org,
+        exact=g.exact,
     )
 
 
@@ -164,6 +165,7 @@ def grant_from_proto(msg: common_pb2.Grant) -> Grant:
         expires=msg.expires,
         max_uses=msg.max_uses,
         grantee_org=msg.grantee_org,
+        exact=msg.exact,
     )
 
 
@@ -309,6 +311,7 @@ def explanation_to_proto(e: Explanation) -> common_pb2.Explanation:
         columns=[
             common_pb2.ColumnRoles(column=c, roles=list(r)) for c, r in sorted(e.columns.items())
         ],
+        l2_noise=e.l2_noise,
     )
     if e.budget_left is not None:
         msg.budget_left = e.budget_left
@@ -323,6 +326,7 @@ def explanation_from_proto(msg: common_pb2.Explanation) -> Explanation:
         epsilon=msg.epsilon,
         columns={c.column: tuple(c.roles) for c in msg.columns},
         budget_left=msg.budget_left if msg.HasField("budget_left") else None,
+        l2_noise=msg.l2_noise,
     )
 
 
@@ -331,7 +335,7 @@ def owner_report_to_proto(r: OwnerReport) -> common_pb2.OwnerResult:
         node_id=r.node_id,
         ok=r.ok,
         groups_released=r.groups_released,
-        groups_suppressed=r.groups_suppressed,
+        l2_noise=r.l2_noise,
         epsilon=r.epsilon,
         grant_id=r.grant_id,
         receipt=r.receipt,
@@ -352,7 +356,7 @@ def owner_report_from_proto(msg: common_pb2.OwnerResult) -> OwnerReport:
         node_id=msg.node_id,
         error=error,
         groups_released=msg.groups_released,
-        groups_suppressed=msg.groups_suppressed,
+        l2_noise=msg.l2_noise,
         epsilon=msg.epsilon,
         grant_id=msg.grant_id,
         receipt=msg.receipt,
@@ -666,6 +670,7 @@ def disclosure_report_to_proto(r: DisclosureReport) -> gateway_pb2.DisclosureRep
                 expires=g.expires,
                 purpose=g.purpose,
                 status=g.status,
+                exact=g.exact,
             )
             for g in r.grants
         ],
@@ -702,6 +707,7 @@ def disclosure_report_from_proto(msg: gateway_pb2.DisclosureReport) -> Disclosur
                 expires=g.expires,
                 purpose=g.purpose,
                 status=g.status,
+                exact=g.exact,
             )
             for g in msg.grants
         ),

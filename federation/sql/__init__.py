@@ -9,7 +9,8 @@ plan; ``state_columns`` says what that SQL's partial carries.
 
 from __future__ import annotations
 
-from federation.sql.generate import partial_query, partial_tree
+from federation.sql.conditions import MAX_LEAVES, TooManyLeaves, leaves
+from federation.sql.generate import leaf_query, partial_query, partial_tree
 from federation.sql.parse import MAX_SQL_CHARS, parse, read
 from federation.sql.plan import (
     MERGED_TABLE,
@@ -31,10 +32,23 @@ from federation.sql.rules import (
     RULES,
     QueryError,
 )
-from federation.sql.states import ROWS, Kind, StateColumn, row_counts, state_columns
+from federation.sql.states import (
+    FINGERPRINT,
+    ROWS,
+    Hidden,
+    Kind,
+    StateColumn,
+    hidden_columns,
+    hidden_name,
+    row_counts,
+    state_columns,
+    state_name,
+)
 
 __all__ = [
     "AGGREGATES",
+    "FINGERPRINT",
+    "MAX_LEAVES",
     "MAX_DEPTH",
     "MAX_LIMIT",
     "MAX_NODES",
@@ -46,18 +60,25 @@ __all__ = [
     "AggCall",
     "AggregateStep",
     "FinalStep",
+    "Hidden",
     "Kind",
     "Projection",
     "QueryError",
     "QueryPlan",
     "ScanStep",
     "StateColumn",
+    "TooManyLeaves",
     "Step",
     "agg_column",
+    "hidden_columns",
+    "hidden_name",
+    "leaf_query",
+    "leaves",
     "parse",
     "partial_query",
     "partial_tree",
     "read",
     "row_counts",
+    "state_name",
     "state_columns",
 ]

@@ -14,10 +14,11 @@ from collections.abc import Iterable
 from sqlglot import exp
 from sqlglot.generator import Generator
 
+from federation.sql.conditions import leaves
 from federation.sql.dialect import DUCKDB
 from federation.sql.plan import MERGED_TABLE, AggCall, QueryPlan, agg_column
 from federation.sql.rules import AGGREGATES, aggregate_call
-from federation.sql.states import Kind, StateColumn
+from federation.sql.states import Hidden, Kind, StateColumn, hidden_columns
 
 _DOUBLE = exp.DType.DOUBLE
 _BIGINT = exp.DType.BIGINT
@@ -129,12 +130,46 @@ def _may_fail(condition: exp.Expr) -> bool:
     return False
 
 
+def _fingerprint(where: exp.Expr | None = None) -> exp.Expr:
+    """Which rows (of the group, or matching ``where``): the XOR of their row ids' hashes.
+    The same rows give the same value, however the query that selected them was written."""
+    value: exp.Expr = exp.func("bit_xor", exp.func("hash", exp.column("rowid")))
+    if where is None:
+        return value
+    return exp.Filter(this=value, expression=exp.Where(this=where))
+
+
+def _hidden(column: Hidden) -> exp.Expr:
+    if column.kind == "fingerprint":
+        if column.column is None:
+            return _fingerprint()
+        present = exp.Not(this=exp.Is(this=_column(column.column), expression=exp.Null()))
+        return _fingerprint(present)
+    if column.kind == "low":
+        return _cast(exp.Min(this=_column(column.column or "")), _DOUBLE)
+    return _cast(exp.Max(this=_column(column.column or "")), _DOUBLE)
+
+
+def leaf_query(plan: QueryPlan, table: str) -> str | None:
+    """Per leaf of the WHERE condition (``conditions.leaves``), the fingerprint of the
+    rows it matches in the whole ``table``; None without a condition."""
+    found = leaves(plan.scan.where)
+    if not found:
+        return None
+    items = []
+    for i, leaf in enumerate(found):
+        test = exp.Try(this=leaf) if _may_fail(leaf) else leaf
+        items.append(exp.alias_(_fingerprint(test), f"__leaf{i}", quoted=True, copy=False))
+    return sql(exp.Select(expressions=items, from_=exp.From(this=exp.table_(table, quoted=True))))
+
+
 def partial_tree(
     plan: QueryPlan,
     table: str,
     *,
     integer_columns: Iterable[str] = (),
     clamp: dict[str, tuple[float, float]] | None = None,
+    hidden: bool = False,
 ) -> exp.Select:
     """The owner's query over its ``table``: the scan step, then (unless raw) the
     aggregate step's states per group. See ``partial_query``."""
@@ -161,11 +196,16 @@ def partial_tree(
             clauses["limit"] = exp.Limit(expression=exp.Literal.number(scan.limit))
     else:
         ints = set(integer_columns)
+        states = step.states if clamp is None else step.dp_states
         items = [_column(g) for g in step.group_by]
         items += [
-            exp.alias_(_state(s, ints, clamp), s.name, quoted=True, copy=False)
-            for s in (step.states if clamp is None else step.dp_states)
+            exp.alias_(_state(s, ints, clamp), s.name, quoted=True, copy=False) for s in states
         ]
+        if hidden:
+            items += [
+                exp.alias_(_hidden(h), h.name, quoted=True, copy=False)
+                for h in hidden_columns(states)
+            ]
         if step.group_by:
             clauses["group"] = exp.Group(expressions=[_column(g) for g in step.group_by])
     return exp.Select(expressions=items, **clauses)
@@ -177,15 +217,18 @@ def partial_query(
     *,
     integer_columns: Iterable[str] = (),
     clamp: dict[str, tuple[float, float]] | None = None,
+    hidden: bool = False,
 ) -> str:
     """The owner's SQL, generated from the validated plan (its WHERE from the tree).
 
     Its columns are the group keys then ``state_columns(plan, dp=clamp is not None)``.
     With ``clamp`` (differential privacy) values are clamped to the declared bounds and
     variance travels as a sum of squares that the privacy layer turns into M2 after
-    adding noise. Sums of ``integer_columns`` stay exact integers (without DP).
+    adding noise. Sums of ``integer_columns`` stay exact integers (without DP). With
+    ``hidden`` the ``states.hidden_columns`` follow, for the owner's L2 noise.
     """
-    return sql(partial_tree(plan, table, integer_columns=integer_columns, clamp=clamp))
+    tree = partial_tree(plan, table, integer_columns=integer_columns, clamp=clamp, hidden=hidden)
+    return sql(tree)
 
 
 # --- the home's post-merge query ----------------------------------------------------------

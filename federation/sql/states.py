@@ -101,3 +101,43 @@ def row_counts(names: Iterable[str]) -> list[str]:
     for code that holds a released table but not its plan."""
     prefix = f"__{Kind.COUNT.value}_"
     return [name for name in names if name.startswith(prefix)]
+
+
+# --- what an owner's SQL adds for its own disclosure control (never released) ------------
+
+FINGERPRINT = "__fp"  # of the group's rows: which rows, not how many
+
+
+class Hidden(NamedTuple):
+    """A column the owner computes beside the states to protect them, then drops."""
+
+    kind: str  # "fingerprint" (rows where column is not NULL, all rows if None), "low", "high"
+    column: str | None
+    name: str
+
+
+_HIDDEN_PREFIX = {"fingerprint": "__fp_", "low": "__lo_", "high": "__hi_"}
+
+
+def hidden_name(kind: str, column: str | None) -> str:
+    """A hidden column's name: ``FINGERPRINT`` for all rows, else by kind and column."""
+    if column is None:
+        return FINGERPRINT
+    return _HIDDEN_PREFIX[kind] + column
+
+
+def hidden_columns(states: Iterable[StateColumn]) -> tuple[Hidden, ...]:
+    """For L2 noise (``gateway.sticky_noise``): the fingerprint of the rows behind each
+    count (all rows, and per counted column its non-NULL rows), and each summed column's
+    smallest and largest value in the group (what one row can contribute)."""
+    out = [Hidden("fingerprint", None, FINGERPRINT)]
+    for state in states:
+        if state.column is None:
+            continue
+        if state.kind is Kind.COUNT:
+            name = hidden_name("fingerprint", state.column)
+            out.append(Hidden("fingerprint", state.column, name))
+        elif state.kind is Kind.SUM:
+            for kind in ("low", "high"):
+                out.append(Hidden(kind, state.column, hidden_name(kind, state.column)))
+    return tuple(out)

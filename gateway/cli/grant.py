@@ -34,6 +34,8 @@ _GRANT_HEADERS = [
 def _grant_row(g: common_pb2.Grant) -> list[object]:
     cols = "; ".join(f"{c.column}:{'+'.join(c.controls)}" for c in g.columns)
     dp = f"{g.epsilon_spent:g}/{g.dp_budget:g} (e={g.dp_epsilon:g})" if g.dp_epsilon else "-"
+    if g.exact:
+        dp = "exact (no L2 noise)"
     uses = f"{g.uses}/{g.max_uses}" if g.max_uses else str(g.uses)
     return [
         g.id,
@@ -71,6 +73,7 @@ def cmd_grant_add(args: argparse.Namespace) -> int:
         expires=args.expires,
         max_uses=args.max_uses,
         grantee_org=args.user_org,
+        exact=args.exact,
     )
     with Client(profile(args)) as c:
         g = c.add_grant(grant)
@@ -122,6 +125,12 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--valid-from", default="", help="ISO date/time (default: now)")
     sp.add_argument("--expires", default="", help="ISO date/time (default: never)")
     sp.add_argument("--max-uses", type=int, default=0, help="0: unlimited")
+    sp.add_argument(
+        "--exact",
+        action="store_true",
+        help="opt out of L2 noise: exact answers under k alone (shown in the disclosure "
+        "report; see docs/security.md)",
+    )
     sp = add_command(grant, "list", "list the grants of your node", cmd_grant_list)
     client_options(sp)
     sp.add_argument("--dataset", default="")

@@ -79,6 +79,12 @@ def _write_table(table: pa.Table, path: Path) -> None:
         raise FedgateError(f"--out {path}: the file name must end in .csv or .parquet")
 
 
+def _noise_note(noised: list[str]) -> str:
+    if not noised:
+        return "no L2 noise"
+    return f"sticky L2 noise from {', '.join(noised)} (docs/security.md)"
+
+
 def _format_value(value: object) -> str:
     """Plain integers (a year or a code must not read "1,989"); floats to 4 places."""
     if isinstance(value, float):
@@ -111,7 +117,7 @@ def _print_result(result: QueryResult, args: argparse.Namespace) -> None:
             "request_id": result.request_id,
             "owners": result.contributors,
             "missing": list(result.missing),
-            "suppressed": result.suppressed,
+            "l2_noise": result.noised,
             "epsilon_spent": result.epsilon_spent,
         }
         print(json.dumps({"rows": table.to_pylist(), "meta": meta}, default=str, indent=2))
@@ -119,11 +125,11 @@ def _print_result(result: QueryResult, args: argparse.Namespace) -> None:
         rows = [[_format_value(v) for v in r.values()] for r in table.to_pylist()]
         print(display.table(table.column_names, rows))
     if args.format != "json":
-        suppressed = sum(result.suppressed.values())
         print(
             f"\n{table.num_rows} rows from {len(result.contributors)} owners "
-            f"({', '.join(result.contributors)}); groups suppressed at source: {suppressed}; "
-            f"epsilon spent: {result.epsilon_spent:g}; request {result.request_id}",
+            f"({', '.join(result.contributors)}); groups under each owner's k withheld at "
+            f"source; {_noise_note(result.noised)}; epsilon spent: "
+            f"{result.epsilon_spent:g}; request {result.request_id}",
             file=sys.stderr,
         )
         if result.missing:

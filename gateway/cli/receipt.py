@@ -17,7 +17,7 @@ _VERIFIED_FIELDS = (
     "plan_digest",
     "result_digest",
     "groups_released",
-    "groups_suppressed",
+    "l2_noise",
     "epsilon",
     "time",
 )

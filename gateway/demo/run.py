@@ -42,12 +42,11 @@ def run_showcase(client: Client, case: Showcase) -> tuple[str, bool]:
         return "   UNEXPECTEDLY ANSWERED: this query should have been refused", False
     rows = [[_cell(v) for v in r.values()] for r in result.table.to_pylist()]
     text = table(result.table.column_names, rows)
-    suppressed = sum(result.suppressed.values())
     via = sorted({o.via for o in result.owners if o.via})
     meta = (
         f"owners: {', '.join(result.contributors)}"
         + (f" (via relay {', '.join(via)})" if via else "")
-        + f"; groups suppressed at source: {suppressed}; epsilon spent: "
+        + f"; L2 noise: {', '.join(result.noised) or 'none'}; epsilon spent: "
         + f"{result.epsilon_spent:g}; signed receipts: {len(result.receipts)}"
     )
     return "\n".join("   " + line for line in [*text.splitlines(), meta]), True

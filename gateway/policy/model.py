@@ -38,6 +38,9 @@ class Grant:
     created_by: str = ""
     created_at: str = ""
     grantee_org: str = ""  # user grants: the user's organisation, matched as well
+    # The owner's opt-out of L2 noise (gateway.sticky_noise): exact answers, k only.
+    # Shown as such in the disclosure report.
+    exact: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -68,6 +71,7 @@ class Decision:
     epsilon: float
     clamp: dict[str, tuple[float, float]] | None
     level: str
+    sticky_noise: bool = False  # L2 without DP: gateway.sticky_noise on every state
 
 
 def public_fields(grant: Grant) -> dict[str, Any]:
@@ -87,4 +91,5 @@ def public_fields(grant: Grant) -> dict[str, Any]:
         "valid_from": grant.valid_from,
         "expires": grant.expires,
         "max_uses": grant.max_uses,
+        "exact": grant.exact,
     }

@@ -96,4 +96,5 @@ def decide_query(
     k = max(g.min_group_size, floor.min_group_size)
     if g.uses_dp:
         return Decision(g, k, g.dp_epsilon, dp_bounds(desc), level)
-    return Decision(g, k, 0.0, None, level)
+    sticky = level == "L2" and not plan.is_raw and not g.exact
+    return Decision(g, k, 0.0, None, level, sticky_noise=sticky)

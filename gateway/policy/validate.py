@@ -56,6 +56,8 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
         raise FailedPrecondition(
             f"{level} needs differential privacy (--dp-epsilon and --dp-budget)"
         )
+    if grant.exact and grant.uses_dp:
+        raise InvalidArgument("an exact grant has no noise: it cannot use DP as well")
     if grant.uses_dp:
         if grant.dp_budget < grant.dp_epsilon:
             raise InvalidArgument("dp budget must be at least the per-query epsilon")

@@ -2,13 +2,15 @@
 
 Decide under the owner's own query grants (and check the query's types against the
 owner's declared columns), run the SQL generated from the validated plan on the owner's
-engine, and protect the result: small groups suppressed, and under a DP grant values
-clamped (in the SQL) and noised (fresh every time, never kept). An engine error says what
-went wrong and over which columns, never a value (``gateway.engine_errors``).
+engine, and protect the result: small groups suppressed; under a DP grant values
+clamped (in the SQL) and noised (fresh every time, never kept); on L2 data without DP,
+sticky noise seeded by the rows behind each value (``gateway.sticky_noise``). An engine
+error says what went wrong and over which columns, never a value (``gateway.engine_errors``).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -19,14 +21,14 @@ from federation.envelope import Envelope
 from federation.outcome import Error
 from federation.partials import to_ipc
 from federation.reports import Explanation
-from federation.sql import QueryPlan, partial_query
-from gateway import privacy, typecheck
+from federation.sql import QueryPlan, TooManyLeaves, leaf_query, partial_query
+from gateway import privacy, sticky_noise, typecheck
 from gateway.catalog import CatalogEntry
 from gateway.clock import utc
 from gateway.descriptor import DatasetDescriptor
 from gateway.engine import Engine
 from gateway.engine_errors import EngineError
-from gateway.errors import FedgateError
+from gateway.errors import FedgateError, InvalidArgument
 from gateway.policy.model import Decision
 from gateway.policy.query import decide_query
 from gateway.policy.store import GrantStore
@@ -64,18 +66,38 @@ class PlanCache:
         if error is not None:
             raise FedgateError.of(error)
 
-    def get(self, plan: QueryPlan, table: str, entry: CatalogEntry, clamp: dict | None) -> str:
+    def get(
+        self,
+        plan: QueryPlan,
+        table: str,
+        entry: CatalogEntry,
+        clamp: dict | None,
+        hidden: bool = False,
+    ) -> str:
         bounds = tuple(sorted(clamp.items())) if clamp is not None else None
-        key = (plan.sql, table, entry.quality.sha256, bounds)
+        key = (plan.sql, table, entry.quality.sha256, bounds, hidden)
         sql = self._sql.get(key)
         if sql is None:
             ints = [c.name for c in entry.descriptor.columns if c.type == "int64"]
-            sql = partial_query(plan, table, integer_columns=ints, clamp=clamp)
-            with self._lock:
-                if len(self._sql) >= self._limit:
-                    self._sql.clear()
-                self._sql[key] = sql
+            sql = partial_query(plan, table, integer_columns=ints, clamp=clamp, hidden=hidden)
+            self._keep(key, sql)
         return sql
+
+    def leaves(self, plan: QueryPlan, table: str) -> str | None:
+        """The SQL of the WHERE condition's leaf fingerprints (``leaf_query``)."""
+        key = (plan.sql, table, "leaves")
+        if key not in self._sql:
+            try:
+                self._keep(key, leaf_query(plan, table) or "")
+            except TooManyLeaves as exc:
+                raise InvalidArgument(f"{exc} on L2 data") from None
+        return self._sql[key] or None
+
+    def _keep(self, key: tuple[object, ...], sql: str) -> None:
+        with self._lock:
+            if len(self._sql) >= self._limit:
+                self._sql.clear()
+            self._sql[key] = sql
 
 
 def query_subject(plan: QueryPlan) -> dict[str, str]:
@@ -88,12 +110,25 @@ def query_subject(plan: QueryPlan) -> dict[str, str]:
 class Computed:
     sql: str
     table: pa.Table  # the exact, unprotected result: never leaves this process
+    leaves: tuple[object, ...] = ()  # L2 noise: the WHERE leaves' fingerprints
 
 
 def suppressed(raw: pa.Table, k: int) -> tuple[privacy.Released, bytes]:
     """Without DP: groups under ``k`` withheld (a raw read has no groups: as is)."""
     released = privacy.suppress(raw, k)
     return released, to_ipc(released.table)
+
+
+def sticky_released(
+    raw: pa.Table, plan: QueryPlan, k: int, key: bytes, dataset: str, leaves: tuple[object, ...]
+) -> tuple[privacy.Released, bytes]:
+    """L2 without DP: groups under ``k`` withheld (a total too, when it has no rows),
+    then every state noised by ``sticky_noise`` (the same rows, the same noise)."""
+    kept = sticky_noise.keep_nonempty_totals(privacy.suppress(raw, k).table, plan, k)
+    noisy = sticky_noise.add_sticky_noise(
+        kept, plan, key=key, dataset=dataset, leaf_fingerprints=leaves
+    )
+    return privacy.Released(noisy, raw.num_rows - kept.num_rows, 0.0), to_ipc(noisy)
 
 
 class QueryRelease:
@@ -108,8 +143,10 @@ class QueryRelease:
         grants: GrantStore,
         engine: Engine,
         sql_cache: PlanCache,
+        noise_key: bytes,
     ) -> None:
         self.plan = plan
+        self.noise_key = noise_key
         self.entry = entry
         self.grants = grants
         self.engine = engine
@@ -143,13 +180,23 @@ class QueryRelease:
             epsilon=decision.epsilon,
             columns={c: tuple(sorted(r)) for c, r in sorted(self.plan.column_roles.items())},
             budget_left=g.dp_budget - g.epsilon_spent if g.uses_dp else None,
+            l2_noise=decision.sticky_noise,
         )
 
     def compute(self, decision: Decision, deadline: float) -> Computed:
         table_name = self.engine.ensure_loaded(self.entry)
-        sql = self.sql_cache.get(self.plan, table_name, self.entry, decision.clamp)
+        sticky = decision.sticky_noise
+        sql = self.sql_cache.get(self.plan, table_name, self.entry, decision.clamp, sticky)
+        leaves: tuple[object, ...] = ()
+        if sticky:
+            leaf_sql = self.sql_cache.leaves(self.plan, table_name)
+            if leaf_sql is not None:
+                leaves = tuple(self._run(leaf_sql, deadline).to_pylist()[0].values())
+        return Computed(sql, self._run(sql, deadline), leaves)
+
+    def _run(self, sql: str, deadline: float) -> pa.Table:
         try:
-            raw = self.engine.run(
+            return self.engine.run(
                 sql,
                 timeout=deadline - time.monotonic(),
                 version=self.entry.quality.sha256,
@@ -157,7 +204,6 @@ class QueryRelease:
             )
         except EngineError as exc:  # a fixed message: say where, by the plan's columns
             raise exc.placed(typecheck.place(self.plan, exc.failure)) from None
-        return Computed(sql, raw)
 
     def protect(self, computed: Computed, decision: Decision) -> Protected:
         if decision.epsilon > 0 and not self.plan.is_raw:  # fresh noise every time
@@ -171,20 +217,27 @@ class QueryRelease:
             payload = to_ipc(released.table)
         else:  # deterministic: computed once per cached exact result
             k = decision.min_group_size
+            if decision.sticky_noise:
+                name, key, leaves = self.entry.descriptor.name, self.noise_key, computed.leaves
+                tag: tuple[object, ...] = ("sticky", k, leaves)
+                protect = functools.partial(
+                    sticky_released, plan=self.plan, k=k, key=key, dataset=name, leaves=leaves
+                )
+            else:
+                tag, protect = ("protected", k), functools.partial(suppressed, k=k)
             released, payload = self.engine.derive(
                 computed.sql,
                 self.entry.quality.sha256,
                 computed.table,
-                ("protected", k),
-                lambda t: suppressed(t, k),
+                tag,
+                protect,
                 lambda v: v[0].table.nbytes + len(v[1]),
             )
+        # How many groups were withheld stays here: beside the answer it would tell
+        # whether the one entity a condition describes exists.
         return Protected(
             payload=payload,
             epsilon=released.epsilon,
-            facts={
-                "groups_released": released.table.num_rows,
-                "groups_suppressed": released.suppressed,
-            },
+            facts={"groups_released": released.table.num_rows, "l2_noise": decision.sticky_noise},
             value=released.table,
         )

@@ -23,6 +23,7 @@ from gateway.policy.store import GrantStore
 from gateway.release.pipeline import ReleasePipeline
 from gateway.release.query import PlanCache, QueryRelease, query_subject
 from gateway.roles.relay import Relay
+from gateway.sticky_noise import noise_key
 
 
 class Owner:
@@ -42,6 +43,7 @@ class Owner:
         self.pipeline = pipeline
         self.relay = relay
         self.sql_cache = PlanCache()
+        self.noise_key = noise_key(pipeline.signer.key)
 
     def execute(self, env: Envelope) -> PartialAnswer:
         """This node's part of a query (and its children's, as a relay)."""
@@ -86,7 +88,7 @@ class Owner:
     def _own(
         self, plan: QueryPlan, entry: CatalogEntry, env: Envelope
     ) -> tuple[OwnerReport, pa.Table | None]:
-        op = QueryRelease(plan, entry, self.grants, self.engine, self.sql_cache)
+        op = QueryRelease(plan, entry, self.grants, self.engine, self.sql_cache, self.noise_key)
         try:
             out = self.pipeline.run(op, env)
         except FedgateError as exc:  # audited by the pipeline
@@ -102,7 +104,7 @@ class Owner:
         return OwnerReport(
             node_id=self.node_id,
             groups_released=int(p.facts["groups_released"]),
-            groups_suppressed=int(p.facts["groups_suppressed"]),
+            l2_noise=bool(p.facts["l2_noise"]),
             epsilon=p.epsilon,
             grant_id=out.grant.id,
             receipt=out.receipt.to_json(),

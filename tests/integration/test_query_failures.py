@@ -83,7 +83,7 @@ def test_query_command_formats(federation: RunningFederation, tmp_path: Path) ->
     )
     table = run_fedgate("query", sql, "--profile", profile)
     assert table.returncode == 0, table.stderr
-    assert "industry_section" in table.stdout and "groups suppressed" in table.stderr
+    assert "industry_section" in table.stdout and "withheld at source" in table.stderr
     as_csv = run_fedgate("query", sql, "--profile", profile, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     as_json = json.loads(run_fedgate("query", sql, "--profile", profile, "--format", "json").stdout)

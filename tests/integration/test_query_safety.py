@@ -515,7 +515,9 @@ def test_raw_order_by_limit_across_owners(federation: RunningFederation) -> None
 
 def test_singling_out_with_allowed_filters_is_suppressed(federation: RunningFederation) -> None:
     """Every column used is granted, but the filter narrows to one enterprise: its owner
-    withholds the group (k = 5), so nothing about that enterprise leaves it."""
+    withholds the group (k = 5), so nothing about that enterprise leaves it. And the
+    answer is the same as for a filter that describes no one: neither the answer nor the
+    owner's report says whether the enterprise exists."""
     import pyarrow.parquet as pq
 
     biggest = []
@@ -528,12 +530,14 @@ def test_singling_out_with_allowed_filters_is_suppressed(federation: RunningFede
     sql = (
         f"SELECT COUNT(*) AS n, SUM(revenue) AS r FROM enterprise_registry WHERE employees >= {top}"
     )
+    nobody = sql.replace(f">= {top}", f">= {top + 1}")
     with federation.client("li.wei@shanghai") as c:
-        result = c.query(sql)
-    # The others hold no such enterprise (an empty total reveals no one): zero, not one.
-    assert result.table.to_pylist() == [{"n": 0, "r": None}]
-    assert result.suppressed[node] == 1
+        result, empty = c.query(sql), c.query(nobody)
+    assert result.table.to_pylist() == empty.table.to_pylist()
+    for one, none in zip(result.owners, empty.owners, strict=True):
+        assert one.node_id == none.node_id
+        assert one.groups_released == none.groups_released == 0
     entry = next(
         e for e in federation.audit(node, "release") if e["request_id"] == result.request_id
     )
-    assert entry["groups_released"] == 0 and entry["groups_suppressed"] == 1
+    assert entry["groups_released"] == 0 and "groups_suppressed" not in entry

@@ -142,7 +142,7 @@ def test_markdown_and_html() -> None:
     ]
     assert (
         "| a user at shanghai | firms | city: group_by, filter; revenue: aggregate | query, psi "
-        "| - to no expiry | a \\| b <c> | active |"
+        "| - to no expiry | a \\| b <c> | - | active |"
     ) in md
     assert "| firms | Shanghai | 3 | 2 | 1 | 0.75 |" in md and md.endswith("|\n")
     page = disclosure.to_html(r)

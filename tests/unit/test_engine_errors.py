@@ -405,6 +405,7 @@ def test_a_where_that_fails_on_some_rows_matches_none_of_them(
         parts,
         dataset="firms_narrow",
         columns={"city": ("group_by", "filter"), "employees": ("aggregate", "filter")},
+        exact=True,  # the count compared below is exact
     )
     sql = (
         "SELECT COUNT(*) FROM firms_narrow WHERE city = 'hefei' "

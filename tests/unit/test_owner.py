@@ -156,7 +156,7 @@ def _kinds(audit: AuditLog) -> list[str]:
 
 
 def test_a_release_is_suppressed_spent_logged_and_signed(parts: Parts) -> None:
-    grant = _grant(parts)
+    grant = _grant(parts, exact=True)  # the owner's opt-out of L2 noise: exact, k only
     answer = parts.owner.execute(_env())
     assert answer.published and len(answer.owners) == 1
     report = answer.owners[0]
@@ -169,7 +169,7 @@ def test_a_release_is_suppressed_spent_logged_and_signed(parts: Parts) -> None:
         [str(parts.data / "firms.parquet")],
     ).fetchall()
     assert [(r["city"], r["__n"]) for r in got] == [(c, n) for c, n, _ in want]
-    assert report.groups_released == 2 and report.groups_suppressed == 1  # bengbu: 2 < 5
+    assert report.groups_released == 2 and not report.l2_noise  # bengbu: 2 < 5
     assert parts.grants.get(grant.id).uses == 1
     receipt = receipts.Receipt.from_json(report.receipt)
     assert receipts.verify(receipt, parts.bundle) == "anhui"
@@ -177,6 +177,39 @@ def test_a_release_is_suppressed_spent_logged_and_signed(parts: Parts) -> None:
     assert receipt.body["audit_seq"] == entry.seq and receipt.body["audit_hash"] == entry.hash
     assert entry.data["result_digest"] == receipts.digest(answer.payload)
     assert entry.data["requester"] == str(ANALYST) and entry.data["operation"] == "query"
+
+
+def _counts(payload: bytes) -> dict[str, tuple[int, float]]:
+    return {r["city"]: (r["__n"], r["__s_revenue"]) for r in from_ipc(payload).to_pylist()}
+
+
+def test_l2_answers_carry_sticky_noise_by_default(parts: Parts) -> None:
+    """No opt-out: counts and sums are noised, the same way every time the same rows are
+    asked for (however the question is written), and the hidden columns stay home."""
+    _grant(parts, columns={"city": ("group_by", "filter"), "revenue": ("aggregate",)})
+    first = parts.owner.execute(_env())
+    assert first.owners[0].l2_noise
+    table = from_ipc(first.payload)
+    assert not [c for c in table.column_names if c.startswith(("__fp", "__lo", "__hi"))]
+    got = _counts(first.payload)
+    assert set(got) == {"hefei", "wuhu"}  # bengbu (2 rows) is still withheld
+    exact = {"hefei": (12, sum(i * 10.0 for i in range(12)))}
+    assert got["hefei"] != exact["hefei"]  # noised (a zero draw on both is ~impossible)
+    assert _counts(parts.owner.execute(_env()).payload) == got  # asked again: the same
+    rewritten = "SELECT city, SUM(revenue) AS r, COUNT(*) AS n FROM firms GROUP BY city"
+    assert _counts(parts.owner.execute(_env(rewritten)).payload) == got
+    # A condition matching every row adds its own layer: a different answer.
+    padded = parts.owner.execute(_env(SQL.replace("GROUP BY", "WHERE city <> 'x' GROUP BY")))
+    assert _counts(padded.payload) != got
+
+
+def test_an_l2_total_of_no_rows_is_withheld_like_one_of_a_few(parts: Parts) -> None:
+    """A "0" beside a withheld "1" would tell whether the one entity described exists."""
+    _grant(parts, columns={"city": ("filter",), "revenue": ("aggregate",)})
+    for city in ("nowhere", "bengbu"):  # no rows; 2 rows (under k = 5)
+        sql = f"SELECT COUNT(*), SUM(revenue) FROM firms WHERE city = '{city}'"
+        answer = parts.owner.execute(_env(sql))
+        assert answer.owners[0].ok and from_ipc(answer.payload).num_rows == 0
 
 
 def test_no_grant_is_refused_audited_and_releases_nothing(parts: Parts) -> None:

@@ -101,20 +101,22 @@ class Requester(_message.Message):
     def __init__(self, role: _Optional[str] = ..., id: _Optional[str] = ..., org: _Optional[str] = ...) -> None: ...
 
 class Explanation(_message.Message):
-    __slots__ = ("grant_id", "level", "min_group_size", "epsilon", "columns", "budget_left")
+    __slots__ = ("grant_id", "level", "min_group_size", "epsilon", "columns", "budget_left", "l2_noise")
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     BUDGET_LEFT_FIELD_NUMBER: _ClassVar[int]
+    L2_NOISE_FIELD_NUMBER: _ClassVar[int]
     grant_id: str
     level: str
     min_group_size: int
     epsilon: float
     columns: _containers.RepeatedCompositeFieldContainer[ColumnRoles]
     budget_left: float
-    def __init__(self, grant_id: _Optional[str] = ..., level: _Optional[str] = ..., min_group_size: _Optional[int] = ..., epsilon: _Optional[float] = ..., columns: _Optional[_Iterable[_Union[ColumnRoles, _Mapping]]] = ..., budget_left: _Optional[float] = ...) -> None: ...
+    l2_noise: bool
+    def __init__(self, grant_id: _Optional[str] = ..., level: _Optional[str] = ..., min_group_size: _Optional[int] = ..., epsilon: _Optional[float] = ..., columns: _Optional[_Iterable[_Union[ColumnRoles, _Mapping]]] = ..., budget_left: _Optional[float] = ..., l2_noise: _Optional[bool] = ...) -> None: ...
 
 class ColumnRoles(_message.Message):
     __slots__ = ("column", "roles")
@@ -125,30 +127,30 @@ class ColumnRoles(_message.Message):
     def __init__(self, column: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class OwnerResult(_message.Message):
-    __slots__ = ("node_id", "ok", "error", "groups_released", "groups_suppressed", "epsilon", "grant_id", "receipt", "via", "error_code", "explanation")
+    __slots__ = ("node_id", "ok", "error", "groups_released", "epsilon", "grant_id", "receipt", "via", "error_code", "explanation", "l2_noise")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     GROUPS_RELEASED_FIELD_NUMBER: _ClassVar[int]
-    GROUPS_SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     VIA_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    L2_NOISE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     ok: bool
     error: str
     groups_released: int
-    groups_suppressed: int
     epsilon: float
     grant_id: str
     receipt: str
     via: str
     error_code: str
     explanation: Explanation
-    def __init__(self, node_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., groups_released: _Optional[int] = ..., groups_suppressed: _Optional[int] = ..., epsilon: _Optional[float] = ..., grant_id: _Optional[str] = ..., receipt: _Optional[str] = ..., via: _Optional[str] = ..., error_code: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ...) -> None: ...
+    l2_noise: bool
+    def __init__(self, node_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., groups_released: _Optional[int] = ..., epsilon: _Optional[float] = ..., grant_id: _Optional[str] = ..., receipt: _Optional[str] = ..., via: _Optional[str] = ..., error_code: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., l2_noise: _Optional[bool] = ...) -> None: ...
 
 class ColumnControls(_message.Message):
     __slots__ = ("column", "controls")
@@ -159,7 +161,7 @@ class ColumnControls(_message.Message):
     def __init__(self, column: _Optional[str] = ..., controls: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Grant(_message.Message):
-    __slots__ = ("id", "dataset", "grantee_kind", "grantee", "operations", "columns", "min_group_size", "dp_epsilon", "dp_budget", "purpose", "valid_from", "expires", "max_uses", "uses", "epsilon_spent", "revoked_at", "created_by", "created_at", "status", "grantee_org")
+    __slots__ = ("id", "dataset", "grantee_kind", "grantee", "operations", "columns", "min_group_size", "dp_epsilon", "dp_budget", "purpose", "valid_from", "expires", "max_uses", "uses", "epsilon_spent", "revoked_at", "created_by", "created_at", "status", "grantee_org", "exact")
     ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     GRANTEE_KIND_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +182,7 @@ class Grant(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     GRANTEE_ORG_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     id: str
     dataset: str
     grantee_kind: str
@@ -200,7 +203,8 @@ class Grant(_message.Message):
     created_at: str
     status: str
     grantee_org: str
-    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., grantee_kind: _Optional[str] = ..., grantee: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., columns: _Optional[_Iterable[_Union[ColumnControls, _Mapping]]] = ..., min_group_size: _Optional[int] = ..., dp_epsilon: _Optional[float] = ..., dp_budget: _Optional[float] = ..., purpose: _Optional[str] = ..., valid_from: _Optional[str] = ..., expires: _Optional[str] = ..., max_uses: _Optional[int] = ..., uses: _Optional[int] = ..., epsilon_spent: _Optional[float] = ..., revoked_at: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[str] = ..., status: _Optional[str] = ..., grantee_org: _Optional[str] = ...) -> None: ...
+    exact: bool
+    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., grantee_kind: _Optional[str] = ..., grantee: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., columns: _Optional[_Iterable[_Union[ColumnControls, _Mapping]]] = ..., min_group_size: _Optional[int] = ..., dp_epsilon: _Optional[float] = ..., dp_budget: _Optional[float] = ..., purpose: _Optional[str] = ..., valid_from: _Optional[str] = ..., expires: _Optional[str] = ..., max_uses: _Optional[int] = ..., uses: _Optional[int] = ..., epsilon_spent: _Optional[float] = ..., revoked_at: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[str] = ..., status: _Optional[str] = ..., grantee_org: _Optional[str] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class SignedHead(_message.Message):
     __slots__ = ("node", "size", "head", "time", "signature")

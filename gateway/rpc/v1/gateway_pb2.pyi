@@ -136,7 +136,7 @@ class DisclosureReport(_message.Message):
     def __init__(self, node: _Optional[str] = ..., org: _Optional[str] = ..., generated_at: _Optional[str] = ..., since: _Optional[str] = ..., until: _Optional[str] = ..., grants: _Optional[_Iterable[_Union[DisclosedGrant, _Mapping]]] = ..., usage: _Optional[_Iterable[_Union[DisclosedUsage, _Mapping]]] = ...) -> None: ...
 
 class DisclosedGrant(_message.Message):
-    __slots__ = ("id", "grantee_org", "grantee_kind", "dataset", "columns", "operations", "valid_from", "expires", "purpose", "status")
+    __slots__ = ("id", "grantee_org", "grantee_kind", "dataset", "columns", "operations", "valid_from", "expires", "purpose", "status", "exact")
     ID_FIELD_NUMBER: _ClassVar[int]
     GRANTEE_ORG_FIELD_NUMBER: _ClassVar[int]
     GRANTEE_KIND_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +147,7 @@ class DisclosedGrant(_message.Message):
     EXPIRES_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     id: str
     grantee_org: str
     grantee_kind: str
@@ -157,7 +158,8 @@ class DisclosedGrant(_message.Message):
     expires: str
     purpose: str
     status: str
-    def __init__(self, id: _Optional[str] = ..., grantee_org: _Optional[str] = ..., grantee_kind: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ColumnControls, _Mapping]]] = ..., operations: _Optional[_Iterable[str]] = ..., valid_from: _Optional[str] = ..., expires: _Optional[str] = ..., purpose: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+    exact: bool
+    def __init__(self, id: _Optional[str] = ..., grantee_org: _Optional[str] = ..., grantee_kind: _Optional[str] = ..., dataset: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ColumnControls, _Mapping]]] = ..., operations: _Optional[_Iterable[str]] = ..., valid_from: _Optional[str] = ..., expires: _Optional[str] = ..., purpose: _Optional[str] = ..., status: _Optional[str] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class DisclosedUsage(_message.Message):
     __slots__ = ("dataset", "grantee_org", "requests", "releases", "refusals", "epsilon_spent")

@@ -1,0 +1,143 @@
+"""L2 noise: sticky, layered noise on every released count and sum (no budget to spend).
+
+Exact answers over internal (L2) data let an analyst subtract two allowed questions and
+read one entity's value (all rows minus all-but-one; ``>= v`` minus ``> v``). Here each
+released state gets Gaussian noise made of layers, each drawn from a keyed hash (the
+owner's secret) rather than from a random source:
+
+* a *row-set layer*, seeded by which rows the state summarises (``FINGERPRINT``). The
+  same rows get the same noise however the question is written or how often it is
+  asked, so averaging repeats or rewrites of a question gains nothing;
+* one *leaf layer* per single test in the WHERE condition (``conditions.leaves``),
+  seeded by the rows that test alone matches in the whole dataset. It is the same in
+  both halves of a difference built around the same isolating test, so a difference
+  keeps it however many different backgrounds the attacker pairs it with.
+
+A layer's standard deviation is 1 for a count and ``SUM_SCALE`` times the largest
+magnitude in the group for a sum (what the row that matters most could contribute), so
+one entity is hidden in its group while a sum over many rows stays accurate. The design
+follows Diffix (sticky, layered, data-seeded noise) and is described, with its threat
+model and its limits, in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from federation.sql import (
+    ROWS,
+    Kind,
+    QueryPlan,
+    StateColumn,
+    hidden_columns,
+    hidden_name,
+    state_name,
+)
+
+SUM_SCALE = 0.25  # a sum's layer SD, per unit of the group's largest magnitude
+COUNT_SCALE = 1.0  # a count's layer SD
+
+_COUNTS = (Kind.ROWS, Kind.COUNT)
+
+
+def noise_key(signing_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The owner's noise secret, derived from its signing key: nothing new to keep, and
+    unknown to anyone without that key."""
+    secret = signing_key.private_numbers().private_value.to_bytes(66, "big")
+    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"fedgate L2 noise v1")
+    return kdf.derive(secret)
+
+
+def gaussian(key: bytes, *parts: str) -> float:
+    """A standard normal draw fixed by ``parts`` (Box-Muller over a keyed BLAKE2b)."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), key=key, digest_size=16).digest()
+    u1 = (int.from_bytes(digest[:8], "big") + 1) / 2.0**64  # in (0, 1]
+    u2 = int.from_bytes(digest[8:], "big") / 2.0**64
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+def _fp(value: object) -> str:
+    return "none" if value is None else str(value)
+
+
+def _label(state: StateColumn) -> str:
+    """What a layer is drawn for: every count of the same rows gets the same noise."""
+    return "count" if state.kind in _COUNTS else f"{state.kind.value}:{state.column}"
+
+
+def add_sticky_noise(
+    table: pa.Table,
+    plan: QueryPlan,
+    *,
+    key: bytes,
+    dataset: str,
+    leaf_fingerprints: Sequence[object],
+) -> pa.Table:
+    """The owner's partial (states, then ``hidden_columns``) with every state noised and
+    the hidden columns dropped. Counts stay whole and >= 0, integer sums whole."""
+    states = plan.aggregate.states if plan.aggregate is not None else ()
+    hidden = {h.name for h in hidden_columns(states)}
+    groups = table.num_rows
+    leaves = sorted({_fp(f) for f in leaf_fingerprints})
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for name in table.column_names:
+        if name in hidden:
+            continue
+        state = next((s for s in states if s.name == name), None)
+        if state is None:  # a group key
+            columns[name] = table.column(name)
+            continue
+        fps = table.column(hidden_name("fingerprint", state.column)).to_pylist()
+        label = _label(state)
+        layers = np.array(
+            [
+                gaussian(key, dataset, label, "rows", _fp(fps[i]))
+                + sum(gaussian(key, dataset, label, "leaf", leaf) for leaf in leaves)
+                for i in range(groups)
+            ],
+            dtype=np.float64,
+        )
+        columns[name] = _noised(table, state, layers)
+    return pa.table(columns)
+
+
+def _noised(table: pa.Table, state: StateColumn, layers: np.ndarray) -> pa.Array:
+    column = table.column(state.name)
+    values = _floats(table, state.name)
+    if state.kind in _COUNTS:
+        noisy = np.maximum(0, np.rint(values + COUNT_SCALE * layers))
+        return pa.array(noisy.astype(np.int64), pa.int64())
+    column_name = state.column or ""
+    low = _floats(table, hidden_name("low", column_name))
+    high = _floats(table, hidden_name("high", column_name))
+    if state.kind is Kind.SUM:
+        noisy = values + SUM_SCALE * np.maximum(np.abs(low), np.abs(high)) * layers
+        if pa.types.is_integer(column.type):
+            return pa.array(np.rint(noisy).astype(np.int64), pa.int64())
+        return pa.array(noisy, pa.float64())
+    # M2: one row moves it by about its squared distance from the mean
+    count = _floats(table, state_name(Kind.COUNT, column_name))
+    mean = _floats(table, state_name(Kind.SUM, column_name)) / np.maximum(count, 1.0)
+    spread = np.maximum(high - mean, mean - low) ** 2
+    return pa.array(np.maximum(0.0, values + SUM_SCALE * spread * layers), pa.float64())
+
+
+def _floats(table: pa.Table, name: str) -> np.ndarray:
+    return np.array([0.0 if v is None else float(v) for v in table.column(name).to_pylist()])
+
+
+def keep_nonempty_totals(table: pa.Table, plan: QueryPlan, k: int) -> pa.Table:
+    """A total without groups is withheld under ``k`` rows *including none*: "0" beside a
+    withheld "1" would say whether the one entity the condition describes exists."""
+    if plan.aggregate is None or plan.aggregate.group_by or ROWS not in table.column_names:
+        return table
+    n = table.column(ROWS).to_numpy()
+    return table.filter(pa.array(n >= k))
