@@ -11,7 +11,10 @@ owner's secret) rather than from a random source:
 * one *leaf layer* per single test in the WHERE condition (``conditions.leaves``),
   seeded by the rows that test alone matches in the whole dataset. It is the same in
   both halves of a difference built around the same isolating test, so a difference
-  keeps it however many different backgrounds the attacker pairs it with.
+  keeps it however many different backgrounds the attacker pairs it with;
+* for a sum, a *top layer* seeded by which row contributes the most to it: every
+  question in which the same entity dominates a sum carries the same draw, so
+  averaging over many backgrounds cannot take away the noise that hides it.
 
 A layer's standard deviation is 1 for a count and ``SUM_SCALE`` times the largest
 magnitude in the group for a sum (what the row that matters most could contribute), so
@@ -42,7 +45,7 @@ from federation.sql import (
     state_name,
 )
 
-SUM_SCALE = 0.25  # a sum's layer SD, per unit of the group's largest magnitude
+SUM_SCALE = 0.1  # a sum's layer SD, per unit of the group's largest magnitude
 COUNT_SCALE = 1.0  # a count's layer SD
 
 _COUNTS = (Kind.ROWS, Kind.COUNT)
@@ -96,11 +99,15 @@ def add_sticky_noise(
             columns[name] = table.column(name)
             continue
         fps = table.column(hidden_name("fingerprint", state.column)).to_pylist()
+        tops: list[object] = [None] * groups
+        if state.kind is not Kind.ROWS and state.kind is not Kind.COUNT:
+            tops = table.column(hidden_name("top", state.column)).to_pylist()
         label = _label(state)
         layers = np.array(
             [
                 gaussian(key, dataset, label, "rows", _fp(fps[i]))
                 + sum(gaussian(key, dataset, label, "leaf", leaf) for leaf in leaves)
+                + (0.0 if tops[i] is None else gaussian(key, dataset, label, "top", _fp(tops[i])))
                 for i in range(groups)
             ],
             dtype=np.float64,

@@ -145,6 +145,9 @@ def _hidden(column: Hidden) -> exp.Expr:
             return _fingerprint()
         present = exp.Not(this=exp.Is(this=_column(column.column), expression=exp.Null()))
         return _fingerprint(present)
+    if column.kind == "top":
+        magnitude = exp.Abs(this=_column(column.column or ""))
+        return exp.func("hash", exp.func("arg_max", exp.column("rowid"), magnitude))
     if column.kind == "low":
         return _cast(exp.Min(this=_column(column.column or "")), _DOUBLE)
     return _cast(exp.Max(this=_column(column.column or "")), _DOUBLE)

@@ -111,12 +111,14 @@ FINGERPRINT = "__fp"  # of the group's rows: which rows, not how many
 class Hidden(NamedTuple):
     """A column the owner computes beside the states to protect them, then drops."""
 
-    kind: str  # "fingerprint" (rows where column is not NULL, all rows if None), "low", "high"
+    # "fingerprint" (rows where column is not NULL, all rows if None), "low", "high", or
+    # "top" (which row holds the column's largest magnitude)
+    kind: str
     column: str | None
     name: str
 
 
-_HIDDEN_PREFIX = {"fingerprint": "__fp_", "low": "__lo_", "high": "__hi_"}
+_HIDDEN_PREFIX = {"fingerprint": "__fp_", "low": "__lo_", "high": "__hi_", "top": "__top_"}
 
 
 def hidden_name(kind: str, column: str | None) -> str:
@@ -129,7 +131,8 @@ def hidden_name(kind: str, column: str | None) -> str:
 def hidden_columns(states: Iterable[StateColumn]) -> tuple[Hidden, ...]:
     """For L2 noise (``gateway.sticky_noise``): the fingerprint of the rows behind each
     count (all rows, and per counted column its non-NULL rows), and each summed column's
-    smallest and largest value in the group (what one row can contribute)."""
+    smallest and largest value in the group (what one row can contribute) and which row
+    holds the largest magnitude."""
     out = [Hidden("fingerprint", None, FINGERPRINT)]
     for state in states:
         if state.column is None:
@@ -138,6 +141,6 @@ def hidden_columns(states: Iterable[StateColumn]) -> tuple[Hidden, ...]:
             name = hidden_name("fingerprint", state.column)
             out.append(Hidden("fingerprint", state.column, name))
         elif state.kind is Kind.SUM:
-            for kind in ("low", "high"):
+            for kind in ("low", "high", "top"):
                 out.append(Hidden(kind, state.column, hidden_name(kind, state.column)))
     return tuple(out)

@@ -1,0 +1,198 @@
+"""Attack a small federation as an analyst and as a misbehaving peer, and print what held.
+
+Usage: python scripts/bench_abuse.py [--rows 2500] [--pairs 50] [--messages 100000]
+       [--load-seconds 300] [--clients 32] [--kills 50] [--settle 30] [--only PART ...]
+
+Real node processes on loopback with mutual TLS: a home node and two owners, each with
+``--rows`` synthetic enterprises (city, industry, founding year, employees, revenue) at
+L2 under an organisation grant with k = 5. The same rows are also published under a
+second name whose grant the owner opted out of L2 noise (``exact``): every attack is
+run against both, so each figure stands beside what the same attack achieves without
+the defence. Parts (issue 13, goals in docs/security.md):
+
+- attacks: the differencing attacks of issue 13 and the textbook kinds (complement,
+  range edge, tracker, averaging repeats and rewrites, splitting into ranges, a HAVING
+  oracle, existence by counts), each with the error it achieves and the queries it took;
+- benign: accuracy of ordinary aggregates over groups of at least 100 rows;
+- resources: RSS, threads and fds of every node before, during and ``--settle`` seconds
+  after ``--messages`` malformed messages and a ``--load-seconds`` load of
+  ``--clients`` clients; log bytes per refused request;
+- kills: the status codes a client sees while an owner is killed ``--kills`` times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from gateway import descriptor  # noqa: E402
+from gateway.client import Client, Profile  # noqa: E402
+from gateway.demo.launcher import NodeProcess, running, sigterm_as_interrupt  # noqa: E402
+from gateway.demo.provision import Federation, provision  # noqa: E402
+from gateway.policy.model import Grant  # noqa: E402
+
+HOME = "home"
+OWNERS = ("owner1", "owner2")
+ANALYST = "eve@home"  # the attacker: an ordinary analyst with an ordinary grant
+ORG = "home bureau"
+NOISED, EXACT = "firms", "firms_exact"
+CITIES = tuple(f"city{i}" for i in range(8))
+INDUSTRIES = tuple(f"{s}{d:02d}" for s in "ABCDE" for d in range(6))
+
+COLUMNS = (
+    descriptor.ColumnSpec("city", "string"),
+    descriptor.ColumnSpec("industry_code", "string"),
+    descriptor.ColumnSpec("founding_year", "int64", lower=1980, upper=2025),
+    descriptor.ColumnSpec("employees", "int64", lower=0, upper=100_000),
+    descriptor.ColumnSpec("revenue", "float64", lower=0, upper=1e7),
+)
+CONTROLS = {
+    "city": ("group_by", "filter"),
+    "industry_code": ("group_by", "filter"),
+    "founding_year": ("group_by", "filter"),
+    "employees": ("aggregate", "filter"),
+    "revenue": ("aggregate",),
+}
+
+
+@dataclass
+class Bench:
+    """The running federation every part works against."""
+
+    fed: Federation
+    procs: list[NodeProcess]  # kept up to date by a part that restarts a node
+    analyst: Profile
+    data: dict[str, pa.Table]  # owner -> its rows (the ground truth)
+
+    def proc(self, node: str) -> NodeProcess:
+        return next(p for p in self.procs if p.node_id == node)
+
+
+def write_regions(root: Path) -> Path:
+    regions = root / "regions"
+    regions.mkdir()
+    lines = ['federation = "abuse"']
+    for m in (HOME, *OWNERS):
+        lines += ["", "[[members]]", f'id = "{m}"', f'name = "{m}"', 'level = "province"']
+    lines += ["", "[[analysts]]", f'id = "{ANALYST}"', f'home = "{HOME}"']
+    (regions / "federation.toml").write_text("\n".join(lines) + "\n")
+    for m in (HOME, *OWNERS):
+        (regions / f"{m}.toml").write_text(
+            f'[node]\nid = "{m}"\norg = "{m} bureau"\nlisten = "127.0.0.1:0"\n'
+            f'data_dir = "x"\nengine_threads = 1\n[metrics]\nlisten = ""\n'
+        )
+    return regions
+
+
+def make_firms(rows: int, seed: int) -> pa.Table:
+    """Enterprises with heavy-tailed sizes, like a registry: most small, a few large."""
+    rng = np.random.default_rng(seed)
+    employees = np.maximum(1, rng.lognormal(3.0, 1.2, rows)).astype(np.int64)
+    revenue = np.round(employees * rng.lognormal(4.0, 0.6, rows), 2)
+    return pa.table(
+        {
+            "city": pa.array(rng.choice(CITIES, rows)),
+            "industry_code": pa.array(rng.choice(INDUSTRIES, rows)),
+            "founding_year": pa.array(rng.integers(1980, 2025, rows), pa.int64()),
+            "employees": pa.array(employees, pa.int64()),
+            "revenue": pa.array(revenue, pa.float64()),
+        }
+    )
+
+
+def publish(fed: Federation, owner: str, table: pa.Table) -> None:
+    root = fed.data_dir(owner)
+    pq.write_table(table, root / "firms.parquet")
+    with Client(Profile.load(fed.operator_profile(owner)), timeout=120) as ops:
+        for name, exact in ((NOISED, False), (EXACT, True)):
+            desc = descriptor.DatasetDescriptor(
+                name=name,
+                title="Enterprises",
+                description="synthetic enterprise registry",
+                department="bench",
+                level="L2",
+                update_frequency="static",
+                path="firms.parquet",
+                format="parquet",
+                columns=COLUMNS,
+            )
+            (root / f"{name}.toml").write_text(descriptor.dumps(desc))
+            ops.register(root / f"{name}.toml")
+            ops.add_grant(
+                Grant(
+                    id="",
+                    dataset=name,
+                    grantee_kind="org",
+                    grantee=ORG,
+                    operations=("query",),
+                    min_group_size=5,
+                    columns=dict(CONTROLS),
+                    exact=exact,
+                )
+            )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2500, help="enterprises per owner")
+    parser.add_argument("--pairs", type=int, default=50, help="query pairs per attack")
+    parser.add_argument("--targets", type=int, default=10, help="victims per attack")
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--load-seconds", type=float, default=300.0)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--kills", type=int, default=50)
+    parser.add_argument("--settle", type=float, default=30.0)
+    parser.add_argument("--only", nargs="*", default=["attacks", "benign", "resources", "kills"])
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, sigterm_as_interrupt)  # a killed bench stops its nodes
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="fedgate-bench-abuse-") as tmp:
+        root = Path(tmp)
+        fed = provision(root / "fed", write_regions(root), free_ports=True)
+        with running(fed) as procs:
+            t0 = time.perf_counter()
+            data = {o: make_firms(args.rows, seed) for seed, o in enumerate(OWNERS)}
+            for owner, table in data.items():
+                publish(fed, owner, table)
+            print(
+                f"setup: {args.rows:,} enterprises at each of {len(OWNERS)} owners, L2, k = 5 "
+                f"({time.perf_counter() - t0:.1f} s)"
+            )
+            bench = Bench(fed, procs, Profile.load(fed.profile_path(ANALYST)), data)
+            if "attacks" in args.only or "benign" in args.only:
+                import abuse_attacks
+
+                if "attacks" in args.only:
+                    abuse_attacks.attacks(bench, pairs=args.pairs, targets=args.targets)
+                if "benign" in args.only:
+                    abuse_attacks.benign(bench)
+            if "resources" in args.only or "kills" in args.only:
+                import abuse_resources
+
+                if "resources" in args.only:
+                    abuse_resources.resources(
+                        bench,
+                        messages=args.messages,
+                        load_seconds=args.load_seconds,
+                        clients=args.clients,
+                        settle=args.settle,
+                    )
+                if "kills" in args.only:
+                    abuse_resources.kills(bench, kills=args.kills)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
