@@ -32,6 +32,9 @@ class Envelope:
     body: str  # what the operation runs (the SQL text of a query), re-checked by owners
     purpose: str = ""
     explain: bool = False  # a dry run: what would be released, nothing spent
+    # The home's check before the release (gateway.roles.home): each owner decides and
+    # answers as for a dry run, but a refusal is a real one. Nothing is computed or spent.
+    check: bool = False
     include_children: bool = True  # a relay asks its children too
     path: tuple[str, ...] = ()  # nodes the request went through (loop guard)
     home_cert: str = ""  # PEM of the home node that signed
@@ -53,6 +56,8 @@ class Envelope:
         }
         if self.operation != "query":
             fields["operation"] = self.operation
+        if self.check:
+            fields["check"] = True
         return fields
 
     def signed(self, signature: str, home_cert: str) -> Envelope:

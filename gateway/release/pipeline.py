@@ -160,7 +160,7 @@ class ReleasePipeline:
         raised as the typed error it is."""
         try:
             decision = op.decide(env)
-            if env.explain:
+            if env.explain or env.check:  # decided: nothing computed, nothing spent
                 return op.explain(decision)
             protected = op.protect(op.compute(decision, env.deadline), decision)
             check_size(protected.payload, self.max_payload_bytes)

@@ -4,6 +4,12 @@ The home authenticates its user (the edge did, from the certificate), vouches fo
 a signed envelope, asks every owner through ``ask`` (its own owner in-process, the
 others over the transport: the home cannot tell and does not care), merges the
 still-protected partials and keeps every owner's receipt with its own audit entry.
+
+Check first, release second: an owner spends privacy budget when it releases, so a query
+that fails at one owner would cost the others budget for an answer nobody gets. Unless
+the home has just seen that no owner spends on this dataset for this organisation
+(``NoSpend``), it first sends a check round (each owner decides, computes nothing) and
+releases only when every owner would answer (or the caller allowed a partial answer).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import pyarrow as pa
 
 from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
 from federation.fanout import fan_out
-from federation.gather import gather
+from federation.gather import Gathered, gather
 from federation.membership import Member, Membership
 from federation.outcome import Error
 from federation.partials import PartialError, RunSql, answer, to_ipc
@@ -45,6 +51,27 @@ from gateway.roles.vouching import Vouching
 log = logging.getLogger("fedgate.home")
 
 ANSWER_CACHE_BYTES = 16 * 1024 * 1024
+
+
+class NoSpend:
+    """(dataset, organisation, owners) whose last answer spent no budget anywhere, for
+    ``ttl`` seconds: their next query skips the check round. Anything else, including a
+    question never seen, is checked first. Bounded: at ``limit`` entries it starts anew."""
+
+    def __init__(self, ttl: float = 60.0, limit: int = 4096) -> None:
+        self._ttl, self._limit = ttl, limit
+        self._until: dict[tuple[str, str, tuple[str, ...]], float] = {}
+
+    def known(self, key: tuple[str, str, tuple[str, ...]]) -> bool:
+        return self._until.get(key, 0.0) > time.monotonic()
+
+    def learn(self, key: tuple[str, str, tuple[str, ...]], spends: bool) -> None:
+        if spends:
+            self._until.pop(key, None)
+            return
+        if len(self._until) >= self._limit:
+            self._until.clear()
+        self._until[key] = time.monotonic() + self._ttl
 
 
 @dataclass(frozen=True)
@@ -79,6 +106,7 @@ class Home:
         # The answer is a pure function of the plan and the partials' bytes: when owners
         # send exactly what they sent before, the merge need not run again.
         self._answers = BoundedCache(ANSWER_CACHE_BYTES)
+        self._no_spend = NoSpend()
 
     def targets(self, plan_node: str, nodes: list[str]) -> list[Member]:
         members = self.membership()
@@ -117,40 +145,38 @@ class Home:
             raise InvalidArgument("use FROM node.dataset or --nodes, not both")
         request_id = uuid.uuid4().hex
         targets = self.targets(plan.node, list(ask.nodes))
-        env = self.vouching.sign(
-            Envelope(
-                request_id=request_id,
-                requester=caller,
-                home_node=self.node_id,
-                operation="query",
-                body=plan.sql,
-                purpose=ask.purpose,
-                explain=ask.explain,
-                deadline=deadline,
-            )
+        unsigned = Envelope(
+            request_id=request_id,
+            requester=caller,
+            home_node=self.node_id,
+            operation="query",
+            body=plan.sql,
+            purpose=ask.purpose,
+            explain=ask.explain,
+            deadline=deadline,
         )
-        outcomes = fan_out(
-            self.executor,
-            targets,
-            lambda m: self.ask(m, env),
-            timeout=max(0.0, deadline - time.monotonic()),
-            to_error=error_of,
-        )
-        found = gather(plan, outcomes)
-        if not found.published:
-            raise NotFound(f"no member publishes the dataset {plan.dataset!r}")
-        owners = tuple(found.owners)
-        failed = [o for o in owners if not o.ok]
         facts = {
             "request_id": request_id,
             "requester": str(caller),
             "dataset": plan.dataset,
             "plan_digest": plan.digest,
         }
+        spend_key = (plan.dataset, caller.org, tuple(m.id for m in targets))
+        if not ask.explain and not ask.allow_partial and not self._no_spend.known(spend_key):
+            check = self.vouching.sign(dataclasses.replace(unsigned, check=True))
+            checked = self._fan_out(plan, targets, check, deadline)
+            refused = [o for o in checked.owners if not o.ok]
+            if refused:  # nobody released, nobody spent
+                raise self._failed(tuple(checked.owners), refused[0], facts, deadline)
+        found = self._fan_out(plan, targets, self.vouching.sign(unsigned), deadline)
+        owners = tuple(found.owners)
+        failed = [o for o in owners if not o.ok]
         if failed and not ask.explain and (not ask.allow_partial or len(failed) == len(owners)):
             raise self._failed(owners, failed[0], facts, deadline)
         missing = tuple(o.node_id for o in failed)
         epsilon = sum(o.epsilon for o in owners if o.ok and not ask.explain)
+        if not ask.explain and not failed:
+            self._no_spend.learn(spend_key, spends=epsilon > 0)
         result = QueryAnswer(
             request_id=request_id,
             plan_sql=plan.sql,
@@ -194,6 +220,21 @@ class Home:
             table.num_rows,
         )
         return dataclasses.replace(result, payload=payload)
+
+    def _fan_out(
+        self, plan: QueryPlan, targets: list[Member], env: Envelope, deadline: float
+    ) -> Gathered:
+        outcomes = fan_out(
+            self.executor,
+            targets,
+            lambda m: self.ask(m, env),
+            timeout=max(0.0, deadline - time.monotonic()),
+            to_error=error_of,
+        )
+        found = gather(plan, outcomes)
+        if not found.published:
+            raise NotFound(f"no member publishes the dataset {plan.dataset!r}")
+        return found
 
     def _failed(
         self,

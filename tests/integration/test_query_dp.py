@@ -232,3 +232,49 @@ def test_a_repeated_question_is_checked_protected_and_spent_every_time(
     assert federation.releases() == releases
     mine = [e for e in federation.audit("wuhu", "release") if e["dataset"] == "er_repeat"]
     assert len(mine) == 3
+
+
+def test_no_budget_is_spent_for_a_query_the_home_will_not_answer(
+    federation: RunningFederation,
+) -> None:
+    """Check first, release second: one of two owners refuses (its grant is revoked), so
+    the home answers nothing, and the other owner spends neither a use nor epsilon. Once
+    both grant it, the same query is answered and both spend."""
+    dataset, owners = "si_check", ("jiangsu", "zhejiang")
+    grants = {}
+    for node in owners:
+        federation.register_copy(node, "social_insurance", dataset)
+        grants[node] = federation.grant(
+            node,
+            dataset=dataset,
+            grantee_kind="user",
+            grantee="li.wei@shanghai",
+            min_group_size=10,
+            dp_epsilon=0.5,
+            dp_budget=5.0,
+            columns={"insurance_type": "group_by", "monthly_wage": "aggregate"},
+        )
+    sql = f"SELECT insurance_type, AVG(monthly_wage) AS w FROM {dataset} GROUP BY insurance_type"
+
+    def spent(node: str) -> tuple[float, int]:
+        with federation.client(f"ops@{node}") as ops:
+            (g,) = [g for g in ops.list_grants(dataset) if g.id == grants[node].id]
+        return g.epsilon_spent, g.uses
+
+    with federation.client("li.wei@shanghai") as c:
+        c.query(sql, nodes=owners)  # both answer: both spend
+        assert spent("jiangsu") == spent("zhejiang") == (0.5, 1)
+        with federation.client("ops@zhejiang") as ops:
+            ops.revoke_grant(grants["zhejiang"].id)
+        for _ in range(3):
+            with pytest.raises(ClientError) as info:
+                c.query(sql, nodes=owners)
+            assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+            assert info.value.details["owner"] == "zhejiang"
+    assert spent("jiangsu") == (0.5, 1)  # nothing more: no release for an unanswered query
+    refusals = [
+        e
+        for e in federation.audit("zhejiang", "query.refused")
+        if e.get("dataset") == dataset and not e["dry_run"]
+    ]
+    assert len(refusals) == 3  # the check's refusals are real ones, audited as such

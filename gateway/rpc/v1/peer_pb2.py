@@ -26,7 +26,7 @@ from . import common_pb2 as fedgate_dot_v1_dot_common__pb2
 from . import gateway_pb2 as fedgate_dot_v1_dot_gateway__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64gate/v1/peer.proto\x12\nfedgate.v1\x1a\x17\x66\x65\x64gate/v1/common.proto\x1a\x18\x66\x65\x64gate/v1/gateway.proto\"Z\n\x0eWitnessRequest\x12$\n\x04head\x18\x01 \x01(\x0b\x32\x16.fedgate.v1.SignedHead\x12\x11\n\tfrom_size\x18\x02 \x01(\x03\x12\x0f\n\x07\x64igests\x18\x03 \x03(\t\"\xe3\x01\n\x0ePartialRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sql\x18\x02 \x01(\t\x12(\n\trequester\x18\x03 \x01(\x0b\x32\x15.fedgate.v1.Requester\x12\x11\n\thome_node\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x18\n\x10include_children\x18\x06 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x12\x0c\n\x04path\x18\x08 \x03(\t\x12\x11\n\thome_cert\x18\t \x01(\t\x12\x16\n\x0ehome_signature\x18\n \x01(\t\"q\n\x0fPartialResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tpublished\x18\x02 \x01(\x08\x12\x11\n\tarrow_ipc\x18\x03 \x01(\x0c\x12\'\n\x06owners\x18\x04 \x03(\x0b\x32\x17.fedgate.v1.OwnerResult\"{\n\x16\x46orwardedStatusRequest\x12\x37\n\x07request\x18\x01 \x01(\x0b\x32&.fedgate.v1.AccessRequestStatusRequest\x12(\n\trequester\x18\x02 \x01(\x0b\x32\x15.fedgate.v1.Requester2\xce\x03\n\x04Peer\x12\x46\n\x0bPeerCatalog\x12\x1a.fedgate.v1.CatalogRequest\x1a\x1b.fedgate.v1.CatalogResponse\x12\x42\n\x07\x45xecute\x12\x1a.fedgate.v1.PartialRequest\x1a\x1b.fedgate.v1.PartialResponse\x12@\n\x07Witness\x12\x1a.fedgate.v1.WitnessRequest\x1a\x19.fedgate.v1.WitnessedHead\x12L\n\x14\x46orwardAccessRequest\x12\x19.fedgate.v1.AccessRequest\x1a\x19.fedgate.v1.AccessRequest\x12[\n\x1a\x46orwardAccessRequestStatus\x12\".fedgate.v1.ForwardedStatusRequest\x1a\x19.fedgate.v1.AccessRequest\x12M\n\x0ePeerDisclosure\x12\x1d.fedgate.v1.DisclosureRequest\x1a\x1c.fedgate.v1.DisclosureReportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64gate/v1/peer.proto\x12\nfedgate.v1\x1a\x17\x66\x65\x64gate/v1/common.proto\x1a\x18\x66\x65\x64gate/v1/gateway.proto\"Z\n\x0eWitnessRequest\x12$\n\x04head\x18\x01 \x01(\x0b\x32\x16.fedgate.v1.SignedHead\x12\x11\n\tfrom_size\x18\x02 \x01(\x03\x12\x0f\n\x07\x64igests\x18\x03 \x03(\t\"\xf2\x01\n\x0ePartialRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sql\x18\x02 \x01(\t\x12(\n\trequester\x18\x03 \x01(\x0b\x32\x15.fedgate.v1.Requester\x12\x11\n\thome_node\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x18\n\x10include_children\x18\x06 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x12\x0c\n\x04path\x18\x08 \x03(\t\x12\x11\n\thome_cert\x18\t \x01(\t\x12\x16\n\x0ehome_signature\x18\n \x01(\t\x12\r\n\x05\x63heck\x18\x0b \x01(\x08\"q\n\x0fPartialResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tpublished\x18\x02 \x01(\x08\x12\x11\n\tarrow_ipc\x18\x03 \x01(\x0c\x12\'\n\x06owners\x18\x04 \x03(\x0b\x32\x17.fedgate.v1.OwnerResult\"{\n\x16\x46orwardedStatusRequest\x12\x37\n\x07request\x18\x01 \x01(\x0b\x32&.fedgate.v1.AccessRequestStatusRequest\x12(\n\trequester\x18\x02 \x01(\x0b\x32\x15.fedgate.v1.Requester2\xce\x03\n\x04Peer\x12\x46\n\x0bPeerCatalog\x12\x1a.fedgate.v1.CatalogRequest\x1a\x1b.fedgate.v1.CatalogResponse\x12\x42\n\x07\x45xecute\x12\x1a.fedgate.v1.PartialRequest\x1a\x1b.fedgate.v1.PartialResponse\x12@\n\x07Witness\x12\x1a.fedgate.v1.WitnessRequest\x1a\x19.fedgate.v1.WitnessedHead\x12L\n\x14\x46orwardAccessRequest\x12\x19.fedgate.v1.AccessRequest\x1a\x19.fedgate.v1.AccessRequest\x12[\n\x1a\x46orwardAccessRequestStatus\x12\".fedgate.v1.ForwardedStatusRequest\x1a\x19.fedgate.v1.AccessRequest\x12M\n\x0ePeerDisclosure\x12\x1d.fedgate.v1.DisclosureRequest\x1a\x1c.fedgate.v1.DisclosureReportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,11 +36,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WITNESSREQUEST']._serialized_start=88
   _globals['_WITNESSREQUEST']._serialized_end=178
   _globals['_PARTIALREQUEST']._serialized_start=181
-  _globals['_PARTIALREQUEST']._serialized_end=408
-  _globals['_PARTIALRESPONSE']._serialized_start=410
-  _globals['_PARTIALRESPONSE']._serialized_end=523
-  _globals['_FORWARDEDSTATUSREQUEST']._serialized_start=525
-  _globals['_FORWARDEDSTATUSREQUEST']._serialized_end=648
-  _globals['_PEER']._serialized_start=651
-  _globals['_PEER']._serialized_end=1113
+  _globals['_PARTIALREQUEST']._serialized_end=423
+  _globals['_PARTIALRESPONSE']._serialized_start=425
+  _globals['_PARTIALRESPONSE']._serialized_end=538
+  _globals['_FORWARDEDSTATUSREQUEST']._serialized_start=540
+  _globals['_FORWARDEDSTATUSREQUEST']._serialized_end=663
+  _globals['_PEER']._serialized_start=666
+  _globals['_PEER']._serialized_end=1128
 # @@protoc_insertion_point(module_scope)
