@@ -100,3 +100,29 @@ def test_bench_rpc_runs() -> None:
         "floor of one repeated federated query",
     ):
         assert figure in result.stdout
+
+
+def test_bench_abuse_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_abuse.py"),
+            *("--rows", "600", "--pairs", "4", "--targets", "2", "--messages", "300"),
+            *("--load-seconds", "2", "--clients", "2", "--kills", "1", "--settle", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert result.returncode == 0, result.stderr
+    for figure in (
+        "complement (all minus NOT victim)",
+        "tracker (Denning)",
+        "HAVING as an oracle",
+        "existence by COUNT pairs",
+        "benign: groups of >= 100 rows",
+        "malformed messages",
+        "log per request",
+        "kills: owner2 killed -9 1 times",
+    ):
+        assert figure in result.stdout

@@ -541,3 +541,60 @@ def test_singling_out_with_allowed_filters_is_suppressed(federation: RunningFede
         e for e in federation.audit(node, "release") if e["request_id"] == result.request_id
     )
     assert entry["groups_released"] == 0 and "groups_suppressed" not in entry
+
+
+def test_differencing_one_l2_enterprise_yields_no_exact_value(
+    federation: RunningFederation,
+) -> None:
+    """Issue 13's attack: everything minus everything-but-one-enterprise. Under the L2
+    noise the difference is far from the enterprise's revenue, and asking again gives the
+    same answers (nothing to average); on a copy whose grant the owner opted out of the
+    noise (``exact``), the same two queries give the revenue exactly."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    nodes = ("shanghai", "jiangsu", "zhejiang", "anhui", "hefei", "wuhu")
+    pooled = pa.concat_tables(
+        [pq.read_table(federation.fed.data_dir(n) / "enterprise_registry.parquet") for n in nodes]
+    )
+    here = federation.fed.data_dir("wuhu") / "enterprise_registry.parquet"
+    con = duckdb.connect()
+    con.register("pooled", pooled)
+    con.register("here", pq.read_table(here))
+    keys = "city, industry_code, founding_year, employees"
+    victim = con.execute(  # one of wuhu's enterprises, unique in the whole federation
+        f"SELECT {keys}, revenue FROM here WHERE revenue IS NOT NULL AND ({keys}) IN "
+        f"(SELECT ({keys}) FROM pooled GROUP BY ALL HAVING COUNT(*) = 1) "
+        "ORDER BY revenue LIMIT 1 OFFSET 10"
+    ).fetchone()
+    assert victim is not None
+    city, industry, year, employees, revenue = victim
+    iso = (
+        f"city = '{city}' AND industry_code = '{industry}' AND founding_year = {year} "
+        f"AND employees = {employees}"
+    )
+    federation.register_copy("wuhu", "enterprise_registry", "er_exact")
+
+    def difference(dataset: str) -> float:
+        total = f"SELECT SUM(revenue) AS r FROM {dataset}"
+        with federation.client("li.wei@shanghai") as c:
+            everyone, others = c.query(total), c.query(f"{total} WHERE NOT ({iso})")
+            again = c.query(f"{total} WHERE NOT ({iso})")
+        assert others.table.equals(again.table)  # sticky: the same rows, the same answer
+        return everyone.table.column("r")[0].as_py() - others.table.column("r")[0].as_py()
+
+    noised = difference("enterprise_registry")
+    assert abs(noised - revenue) > 0.05 * revenue
+    # The opt-out, for one user at wuhu: the attack works there, so this test could fail.
+    federation.grant(
+        "wuhu",
+        dataset="er_exact",
+        grantee_kind="user",
+        grantee="li.wei@shanghai",
+        min_group_size=5,
+        exact=True,
+        columns={c: "filter" for c in ("city", "industry_code", "founding_year")}
+        | {"employees": "aggregate,filter", "revenue": "aggregate"},
+    )
+    assert difference("er_exact") == pytest.approx(revenue, rel=1e-9)
