@@ -78,37 +78,34 @@ def _mean(values: list[float | None]) -> float | None:
 # --- the attacks: each returns the estimate of the victim's revenue -----------------------
 
 
-def complement(ask: Asker, v: Victim, pairs: int) -> float | None:
-    """Issue 13: SUM over everything minus SUM over everything but the victim."""
-    if pairs == 1:
-        return _diff(
-            ask.one("SELECT SUM(revenue) AS r FROM ds", "r"),
-            ask.one(f"SELECT SUM(revenue) AS r FROM ds WHERE NOT ({_iso(v)})", "r"),
-        )
+def _paired(
+    ask: Asker, v: Victim, pairs: int, select: str, with_it: str, without: str
+) -> float | None:
+    """``select`` (one value, ``x``) where ``with_it`` holds minus where ``without`` does
+    (the same rows but the victim): over the whole dataset for one pair, else over
+    ``pairs`` backgrounds, averaged."""
+    bases = [""] if pairs == 1 else [f"{b} AND " for b in _backgrounds(v, pairs)]
     return _mean(
         [
             _diff(
-                ask.one(f"SELECT SUM(revenue) AS r FROM ds WHERE {b}", "r"),
-                ask.one(f"SELECT SUM(revenue) AS r FROM ds WHERE {b} AND NOT ({_iso(v)})", "r"),
+                ask.one(f"{select} WHERE {b}{with_it}", "x"),
+                ask.one(f"{select} WHERE {b}{without}", "x"),
             )
-            for b in _backgrounds(v, pairs)
+            for b in bases
         ]
     )
+
+
+def complement(ask: Asker, v: Victim, pairs: int) -> float | None:
+    """Issue 13: SUM over everything minus SUM over everything but the victim."""
+    return _paired(ask, v, pairs, "SELECT SUM(revenue) AS x FROM ds", "TRUE", f"NOT ({_iso(v)})")
 
 
 def range_edge(ask: Asker, v: Victim, pairs: int) -> float | None:
     """Issue 13: ``employees >= e`` minus ``employees > e`` (the victim's e is unique)."""
     e = v["employees"]
-    backgrounds = ["TRUE"] if pairs == 1 else _backgrounds(v, pairs)
-    return _mean(
-        [
-            _diff(
-                ask.one(f"SELECT SUM(revenue) AS r FROM ds WHERE {b} AND employees >= {e}", "r"),
-                ask.one(f"SELECT SUM(revenue) AS r FROM ds WHERE {b} AND employees > {e}", "r"),
-            )
-            for b in backgrounds
-        ]
-    )
+    select = "SELECT SUM(revenue) AS x FROM ds"
+    return _paired(ask, v, pairs, select, f"employees >= {e}", f"employees > {e}")
 
 
 def avg_times_count(ask: Asker, v: Victim, pairs: int) -> float | None:
@@ -222,20 +219,7 @@ def having_oracle(ask: Asker, v: Victim, pairs: int) -> float | None:
 
 def existence(ask: Asker, v: Victim, pairs: int) -> float | None:
     """COUNT(*) pairs around a victim that may not exist: the mean difference (1 or 0)."""
-    if pairs == 1:
-        return _diff(
-            ask.one("SELECT COUNT(*) AS n FROM ds", "n"),
-            ask.one(f"SELECT COUNT(*) AS n FROM ds WHERE NOT ({_iso(v)})", "n"),
-        )
-    return _mean(
-        [
-            _diff(
-                ask.one(f"SELECT COUNT(*) AS n FROM ds WHERE {b}", "n"),
-                ask.one(f"SELECT COUNT(*) AS n FROM ds WHERE {b} AND NOT ({_iso(v)})", "n"),
-            )
-            for b in _backgrounds(v, pairs)
-        ]
-    )
+    return _paired(ask, v, pairs, "SELECT COUNT(*) AS x FROM ds", "TRUE", f"NOT ({_iso(v)})")
 
 
 def _pooled(bench: Bench) -> duckdb.DuckDBPyConnection:

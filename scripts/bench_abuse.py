@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+from bench_query import write_regions  # noqa: E402
 
 from gateway import descriptor  # noqa: E402
 from gateway.client import Client, Profile  # noqa: E402
@@ -78,22 +79,6 @@ class Bench:
 
     def proc(self, node: str) -> NodeProcess:
         return next(p for p in self.procs if p.node_id == node)
-
-
-def write_regions(root: Path) -> Path:
-    regions = root / "regions"
-    regions.mkdir()
-    lines = ['federation = "abuse"']
-    for m in (HOME, *OWNERS):
-        lines += ["", "[[members]]", f'id = "{m}"', f'name = "{m}"', 'level = "province"']
-    lines += ["", "[[analysts]]", f'id = "{ANALYST}"', f'home = "{HOME}"']
-    (regions / "federation.toml").write_text("\n".join(lines) + "\n")
-    for m in (HOME, *OWNERS):
-        (regions / f"{m}.toml").write_text(
-            f'[node]\nid = "{m}"\norg = "{m} bureau"\nlisten = "127.0.0.1:0"\n'
-            f'data_dir = "x"\nengine_threads = 1\n[metrics]\nlisten = ""\n'
-        )
-    return regions
 
 
 def make_firms(rows: int, seed: int) -> pa.Table:
@@ -160,7 +145,7 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="fedgate-bench-abuse-") as tmp:
         root = Path(tmp)
-        fed = provision(root / "fed", write_regions(root), free_ports=True)
+        fed = provision(root / "fed", write_regions(root, HOME, OWNERS, ANALYST), free_ports=True)
         with running(fed) as procs:
             t0 = time.perf_counter()
             data = {o: make_firms(args.rows, seed) for seed, o in enumerate(OWNERS)}

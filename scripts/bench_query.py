@@ -49,14 +49,17 @@ GROUP_BY = (
 FILTERED = "SELECT SUM(revenue) AS r FROM firms WHERE employees > {} AND founded >= 2000"
 
 
-def write_regions(root: Path) -> Path:
+def write_regions(
+    root: Path, home: str = HOME, owners: tuple[str, ...] = OWNERS, analyst: str = "bench@home"
+) -> Path:
+    """A federation of top-level members, ``home`` first, and one analyst at ``home``."""
     regions = root / "regions"
     regions.mkdir()
-    members = [HOME, *OWNERS]
+    members = [home, *owners]
     lines = ['federation = "bench"']
     for m in members:
         lines += ["", "[[members]]", f'id = "{m}"', f'name = "{m}"', 'level = "province"']
-    lines += ["", "[[analysts]]", 'id = "bench@home"', f'home = "{HOME}"']
+    lines += ["", "[[analysts]]", f'id = "{analyst}"', f'home = "{home}"']
     (regions / "federation.toml").write_text("\n".join(lines) + "\n")
     for m in members:
         (regions / f"{m}.toml").write_text(

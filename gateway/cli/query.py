@@ -26,6 +26,7 @@ _EXPLAIN_HEADERS = [
     "level",
     "k",
     "epsilon",
+    "L2 noise",
     "columns / reason",
 ]
 
@@ -49,11 +50,12 @@ def _explain_rows(resp: gateway_pb2.QueryResponse) -> list[list[object]]:
                     e.level,
                     e.min_group_size,
                     f"{e.epsilon:g}",
+                    "sticky" if e.l2_noise else "-",
                     cols,
                 ]
             )
         else:
-            rows.append([o.node_id, o.via, "REFUSED", "", "", "", "", o.error])
+            rows.append([o.node_id, o.via, "REFUSED", "", "", "", "", "", o.error])
     return rows
 
 
