@@ -90,7 +90,7 @@ def _group_ids(table: pa.Table, keys: tuple[str, ...]) -> tuple[np.ndarray, np.n
     return gid.reshape(-1), first
 
 
-def _floats(column: pa.ChunkedArray) -> np.ndarray:
+def floats(column: pa.ChunkedArray) -> np.ndarray:
     """As float64, NULL as 0 (SQL's SUM skips NULLs); NaN and infinities stay."""
     filled = pc.fill_null(column.cast(pa.float64(), safe=False), pa.scalar(0.0))
     return filled.to_numpy(zero_copy_only=False)
@@ -99,7 +99,7 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
 def _check_int_sum(column: pa.ChunkedArray, gid: np.ndarray, groups: int, name: str) -> None:
     """Arrow's integer sums wrap on overflow: refuse a group whose 64-bit sum could (the
     float sum is within far less than the margin of 2**62 left below the limit)."""
-    totals = np.bincount(gid, weights=np.abs(_floats(column)), minlength=groups)
+    totals = np.bincount(gid, weights=np.abs(floats(column)), minlength=groups)
     if totals.size and totals.max() >= 2.0**62:
         raise PartialError(f"the merged {name} would overflow a 64-bit integer")
 
@@ -150,9 +150,9 @@ def _merge_states(plan: QueryPlan, stacked: pa.Table) -> pa.Table:
             func = _EXTREMES.get(state.kind, "sum")
             out[name] = summed.column(f"{name}_{func}").cast(stacked.schema.field(name).type)
             continue
-        c = _floats(stacked.column(state_name(Kind.COUNT, state.column)))
-        s = _floats(stacked.column(state_name(Kind.SUM, state.column)))
-        m2 = _floats(stacked.column(name))
+        c = floats(stacked.column(state_name(Kind.COUNT, state.column)))
+        s = floats(stacked.column(state_name(Kind.SUM, state.column)))
+        m2 = floats(stacked.column(name))
         tc = np.bincount(gid, weights=c, minlength=groups)
         ts = np.bincount(gid, weights=s, minlength=groups)
         with np.errstate(divide="ignore", invalid="ignore"):

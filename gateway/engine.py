@@ -223,7 +223,7 @@ class Engine:
         """``compute(table)``, kept beside the cached result of (sql, version) when
         ``table`` is that very result, so it is computed once per result; its
         ``nbytes`` count against the cache. For pure functions of the table only
-        (suppression, not noise)."""
+        (suppression, the sticky L2 noise; never DP noise, drawn afresh each time)."""
         key = (sql, version)
         slot = self._results.get(key) if version else None
         if slot is None or slot.table is not table:

@@ -19,7 +19,15 @@ from typing import Any
 import pyarrow as pa
 
 from federation.partials import squares_to_m2
-from federation.sql import ROWS, Kind, QueryPlan, StateColumn, row_counts, state_columns
+from federation.sql import (
+    COUNT_KINDS,
+    ROWS,
+    Kind,
+    QueryPlan,
+    StateColumn,
+    row_counts,
+    state_columns,
+)
 
 
 @functools.cache
@@ -38,14 +46,16 @@ class Released:
     epsilon: float  # spent by this release (0 without DP)
 
 
-def suppress(table: pa.Table, k: int) -> Released:
-    """Withhold groups with 0 < n < k rows (an empty global aggregate reveals no one), and
-    groups where an aggregated column has values from 0 < c < k rows: an AVG over 10 rows
-    of which one has a wage would otherwise be that person's wage."""
+def suppress(table: pa.Table, k: int, *, keep_empty: bool = True) -> Released:
+    """Withhold groups with 0 < n < k rows, and groups where an aggregated column has
+    values from 0 < c < k rows: an AVG over 10 rows of which one has a wage would
+    otherwise be that person's wage. A total over no rows (only a global aggregate has
+    one) is kept with ``keep_empty``; without, it is withheld like one over a few: "0"
+    beside a withheld "1" would say whether the one entity a condition describes exists."""
     if table.num_rows == 0 or ROWS not in table.column_names:
         return Released(table, 0, 0.0)
     n = table.column(ROWS).to_numpy()
-    keep = (n >= k) | (n == 0)
+    keep = (n >= k) | ((n == 0) & keep_empty)
     for name in row_counts(table.column_names):
         c = table.column(name).to_numpy()
         keep &= (c >= k) | (c == 0)
@@ -53,13 +63,10 @@ def suppress(table: pa.Table, k: int) -> Released:
     return Released(kept, table.num_rows - kept.num_rows, 0.0)
 
 
-_COUNTS = (Kind.ROWS, Kind.COUNT)  # noised as whole numbers, at least 0
-
-
 def _sensitivity(state: StateColumn, clamp: dict[str, tuple[float, float]]) -> float:
     """How much one row can change this state (add/remove one row): 1 for a count; the
     largest clamped magnitude m for a sum, m * m for a sum of squares."""
-    if state.kind in _COUNTS:
+    if state.kind in COUNT_KINDS:
         return 1.0
     bounds = clamp.get(state.column) if state.column is not None else None
     lo, hi = bounds or (0.0, 0.0)
@@ -123,7 +130,7 @@ def add_noise(
         eps = meas.map(sens)
         noisy = meas(values)
         spent += eps
-        if state.kind in _COUNTS:
+        if state.kind in COUNT_KINDS:
             columns[state.name] = pa.array([max(0, round(v)) for v in noisy], pa.int64())
         else:
             columns[state.name] = pa.array(noisy, pa.float64())

@@ -36,8 +36,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from federation.partials import floats
 from federation.sql import (
-    ROWS,
+    COUNT_KINDS,
     Kind,
     QueryPlan,
     StateColumn,
@@ -45,11 +46,12 @@ from federation.sql import (
     hidden_name,
     state_name,
 )
+from gateway.errors import InvalidArgument
 
 SUM_SCALE = 0.25  # a sum's layer SD, per unit of the group's largest magnitude
 COUNT_SCALE = 0.7  # a count's layer SD
 
-_COUNTS = (Kind.ROWS, Kind.COUNT)
+_NOISED = (Kind.ROWS, Kind.COUNT, Kind.SUM, Kind.M2)  # MIN and MAX are L1 only: as they are
 
 
 def noise_key(signing_key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -74,7 +76,18 @@ def _fp(value: object) -> str:
 
 def _label(state: StateColumn) -> str:
     """What a layer is drawn for: every count of the same rows gets the same noise."""
-    return "count" if state.kind in _COUNTS else f"{state.kind.value}:{state.column}"
+    return "count" if state.kind in COUNT_KINDS else f"{state.kind.value}:{state.column}"
+
+
+def scale_bucket(magnitude: np.ndarray) -> np.ndarray:
+    """The largest magnitude rounded up to a power of two. The spread of many answers
+    about the same rows (each with other always-true padding tests, so other leaf draws)
+    estimates the noise's scale; rounded, it says only within a factor of two how large
+    the largest value is, never the value."""
+    out = np.zeros_like(magnitude)
+    positive = magnitude > 0
+    out[positive] = np.exp2(np.ceil(np.log2(magnitude[positive])))
+    return out
 
 
 def add_sticky_noise(
@@ -82,70 +95,70 @@ def add_sticky_noise(
     plan: QueryPlan,
     *,
     key: bytes,
-    dataset: str,
+    version: str,
     leaf_fingerprints: Sequence[object],
 ) -> pa.Table:
-    """The owner's partial (states, then ``hidden_columns``) with every state noised and
-    the hidden columns dropped. Counts stay whole and >= 0, integer sums whole."""
+    """The owner's partial (states, then ``hidden_columns``) with every count, sum and M2
+    noised and the hidden columns dropped. Seeds name the data by ``version`` (its
+    sha256), not by the dataset's name: two names for the same file draw the same noise.
+    Counts stay whole and >= 0, integer sums whole; a column with no value in a group
+    keeps its exact 0 count and NULL sum (nothing to hide, as without noise)."""
     states = plan.aggregate.states if plan.aggregate is not None else ()
     hidden = {h.name for h in hidden_columns(states)}
-    groups = table.num_rows
     leaves = sorted({_fp(f) for f in leaf_fingerprints})
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for name in table.column_names:
         if name in hidden:
             continue
         state = next((s for s in states if s.name == name), None)
-        if state is None:  # a group key
+        if state is None or state.kind not in _NOISED:  # a group key; MIN/MAX (L1 only)
             columns[name] = table.column(name)
             continue
+        label = _label(state)
+        # The leaf layers depend on the condition only: drawn once for every group.
+        shared = sum(gaussian(key, version, label, "leaf", leaf) for leaf in leaves)
         fps = table.column(hidden_name("fingerprint", state.column)).to_pylist()
-        tops: list[object] = [None] * groups
+        layers = [gaussian(key, version, label, "rows", _fp(fp)) + shared for fp in fps]
         if state.kind is not Kind.ROWS and state.kind is not Kind.COUNT:
             tops = table.column(hidden_name("top", state.column)).to_pylist()
-        label = _label(state)
-        layers = np.array(
-            [
-                gaussian(key, dataset, label, "rows", _fp(fps[i]))
-                + sum(gaussian(key, dataset, label, "leaf", leaf) for leaf in leaves)
-                + (0.0 if tops[i] is None else gaussian(key, dataset, label, "top", _fp(tops[i])))
-                for i in range(groups)
-            ],
-            dtype=np.float64,
-        )
-        columns[name] = _noised(table, state, layers)
+            layers = [
+                z + gaussian(key, version, label, "top", _fp(t))
+                for z, t in zip(layers, tops, strict=True)
+            ]
+        columns[name] = _noised(table, state, np.array(layers, dtype=np.float64))
     return pa.table(columns)
 
 
 def _noised(table: pa.Table, state: StateColumn, layers: np.ndarray) -> pa.Array:
     column = table.column(state.name)
     values = _floats(table, state.name)
-    if state.kind in _COUNTS:
+    if state.kind in COUNT_KINDS:
         noisy = np.maximum(0, np.rint(values + COUNT_SCALE * layers))
+        if state.kind is Kind.COUNT:
+            noisy = np.where(values == 0, 0, noisy)
         return pa.array(noisy.astype(np.int64), pa.int64())
     column_name = state.column or ""
     low = _floats(table, hidden_name("low", column_name))
     high = _floats(table, hidden_name("high", column_name))
+    present = np.array(column.is_valid())
     if state.kind is Kind.SUM:
-        noisy = values + SUM_SCALE * np.maximum(np.abs(low), np.abs(high)) * layers
+        scale = SUM_SCALE * scale_bucket(np.maximum(np.abs(low), np.abs(high)))
+        noisy = values + scale * layers
         if pa.types.is_integer(column.type):
-            return pa.array(np.rint(noisy).astype(np.int64), pa.int64())
-        return pa.array(noisy, pa.float64())
+            whole = np.rint(noisy)
+            if np.any(np.abs(whole[present]) >= 2.0**63):
+                raise InvalidArgument(f"the sum of {column_name!r} does not fit a 64-bit integer")
+            return pa.array(whole.astype(np.int64), pa.int64(), mask=~present)
+        return pa.array(noisy, pa.float64(), mask=~present)
+    if state.kind is not Kind.M2:
+        raise ValueError(f"no L2 noise for the state {state.kind}")
     # M2: one row moves it by about its squared distance from the mean
     count = _floats(table, state_name(Kind.COUNT, column_name))
     mean = _floats(table, state_name(Kind.SUM, column_name)) / np.maximum(count, 1.0)
-    spread = np.maximum(high - mean, mean - low) ** 2
-    return pa.array(np.maximum(0.0, values + SUM_SCALE * spread * layers), pa.float64())
+    spread = scale_bucket(np.maximum(high - mean, mean - low) ** 2)
+    noisy = np.maximum(0.0, values + SUM_SCALE * spread * layers)
+    return pa.array(noisy, pa.float64(), mask=~present)
 
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:
-    return np.array([0.0 if v is None else float(v) for v in table.column(name).to_pylist()])
-
-
-def keep_nonempty_totals(table: pa.Table, plan: QueryPlan, k: int) -> pa.Table:
-    """A total without groups is withheld under ``k`` rows *including none*: "0" beside a
-    withheld "1" would say whether the one entity the condition describes exists."""
-    if plan.aggregate is None or plan.aggregate.group_by or ROWS not in table.column_names:
-        return table
-    n = table.column(ROWS).to_numpy()
-    return table.filter(pa.array(n >= k))
+    return floats(table.column(name))

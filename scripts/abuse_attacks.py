@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
-from bench_abuse import EXACT, NOISED, Bench
+from abuse_setup import EXACT, NOISED, Bench
 
 from gateway.client import Client, ClientError
 

@@ -28,7 +28,7 @@ from gateway.demo.launcher import start_node, wait_serving
 from gateway.tls import secure_channel
 
 if TYPE_CHECKING:
-    from bench_abuse import Bench
+    from abuse_setup import Bench
 
 Figures = dict[str, tuple[float, int, int]]  # node -> (RSS MB, threads, open fds)
 METHODS = ("/fedgate.v1.Gateway/Query", "/fedgate.v1.Gateway/Catalog", "/fedgate.v1.Peer/Execute")

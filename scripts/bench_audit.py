@@ -40,7 +40,7 @@ def body(i: int) -> dict:
         "plan_digest": "a" * 64,
         "result_digest": "b" * 64,
         "groups_released": 12,
-        "groups_suppressed": 1,
+        "l2_noise": True,
         "epsilon": 0.0,
     }
 

@@ -33,6 +33,7 @@ from federation.sql.rules import (
     QueryError,
 )
 from federation.sql.states import (
+    COUNT_KINDS,
     FINGERPRINT,
     ROWS,
     Hidden,
@@ -47,6 +48,7 @@ from federation.sql.states import (
 
 __all__ = [
     "AGGREGATES",
+    "COUNT_KINDS",
     "FINGERPRINT",
     "MAX_LEAVES",
     "MAX_DEPTH",

@@ -140,14 +140,22 @@ def _fingerprint(where: exp.Expr | None = None) -> exp.Expr:
 
 
 def _hidden(column: Hidden) -> exp.Expr:
+    """The aggregate computing one hidden column (``states.hidden_columns``)."""
     if column.kind == "fingerprint":
         if column.column is None:
             return _fingerprint()
         present = exp.Not(this=exp.Is(this=_column(column.column), expression=exp.Null()))
         return _fingerprint(present)
     if column.kind == "top":
-        magnitude = exp.Abs(this=_column(column.column or ""))
-        return exp.func("hash", exp.func("arg_max", exp.column("rowid"), magnitude))
+        # The largest magnitude, ties broken by row id: the same rows always name the same
+        # row (DOUBLE: abs() of the smallest BIGINT would overflow).
+        magnitude = exp.Abs(this=_cast(_column(column.column or ""), _DOUBLE))
+        key = exp.func(
+            "struct_pack",
+            exp.PropertyEQ(this=exp.to_identifier("m"), expression=magnitude),
+            exp.PropertyEQ(this=exp.to_identifier("r"), expression=exp.column("rowid")),
+        )
+        return exp.func("hash", exp.func("arg_max", exp.column("rowid"), key))
     if column.kind == "low":
         return _cast(exp.Min(this=_column(column.column or "")), _DOUBLE)
     return _cast(exp.Max(this=_column(column.column or "")), _DOUBLE)
@@ -161,7 +169,8 @@ def leaf_query(plan: QueryPlan, table: str) -> str | None:
         return None
     items = []
     for i, leaf in enumerate(found):
-        test = exp.Try(this=leaf) if _may_fail(leaf) else leaf
+        test = _rebuilt(leaf)  # a leaf may be the shared plan's own node: never re-parent it
+        test = exp.Try(this=test) if _may_fail(test) else test
         items.append(exp.alias_(_fingerprint(test), f"__leaf{i}", quoted=True, copy=False))
     return sql(exp.Select(expressions=items, from_=exp.From(this=exp.table_(table, quoted=True))))
 

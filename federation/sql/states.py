@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 if TYPE_CHECKING:  # plan.py keeps each plan's states: it imports this module
     from federation.sql.plan import AggCall, QueryPlan
@@ -28,6 +28,9 @@ class Kind(enum.Enum):
     SQUARES = "q"  # sum of squares: under DP only, turned into M2 after noise
     MIN = "min"
     MAX = "max"
+
+
+COUNT_KINDS = (Kind.ROWS, Kind.COUNT)  # whole numbers, at least 0, also once noised
 
 
 class StateColumn(NamedTuple):
@@ -108,20 +111,24 @@ def row_counts(names: Iterable[str]) -> list[str]:
 FINGERPRINT = "__fp"  # of the group's rows: which rows, not how many
 
 
+# "fingerprint": which rows (where the column is not NULL; all rows for None); "low",
+# "high": the column's extremes in the group; "top": which row holds its largest magnitude
+HiddenKind = Literal["fingerprint", "low", "high", "top"]
+
+
 class Hidden(NamedTuple):
     """A column the owner computes beside the states to protect them, then drops."""
 
-    # "fingerprint" (rows where column is not NULL, all rows if None), "low", "high", or
-    # "top" (which row holds the column's largest magnitude)
-    kind: str
+    kind: HiddenKind
     column: str | None
     name: str
 
 
+_EXTREMES: tuple[HiddenKind, ...] = ("low", "high", "top")
 _HIDDEN_PREFIX = {"fingerprint": "__fp_", "low": "__lo_", "high": "__hi_", "top": "__top_"}
 
 
-def hidden_name(kind: str, column: str | None) -> str:
+def hidden_name(kind: HiddenKind, column: str | None) -> str:
     """A hidden column's name: ``FINGERPRINT`` for all rows, else by kind and column."""
     if column is None:
         return FINGERPRINT
@@ -141,6 +148,6 @@ def hidden_columns(states: Iterable[StateColumn]) -> tuple[Hidden, ...]:
             name = hidden_name("fingerprint", state.column)
             out.append(Hidden("fingerprint", state.column, name))
         elif state.kind is Kind.SUM:
-            for kind in ("low", "high", "top"):
+            for kind in _EXTREMES:
                 out.append(Hidden(kind, state.column, hidden_name(kind, state.column)))
     return tuple(out)

@@ -21,7 +21,7 @@ from federation.envelope import Envelope
 from federation.outcome import Error
 from federation.partials import to_ipc
 from federation.reports import Explanation
-from federation.sql import QueryPlan, TooManyLeaves, leaf_query, partial_query
+from federation.sql import QueryPlan, TooManyLeaves, conditions, leaf_query, partial_query
 from gateway import privacy, sticky_noise, typecheck
 from gateway.catalog import CatalogEntry
 from gateway.clock import utc
@@ -86,12 +86,11 @@ class PlanCache:
     def leaves(self, plan: QueryPlan, table: str) -> str | None:
         """The SQL of the WHERE condition's leaf fingerprints (``leaf_query``)."""
         key = (plan.sql, table, "leaves")
-        if key not in self._sql:
-            try:
-                self._keep(key, leaf_query(plan, table) or "")
-            except TooManyLeaves as exc:
-                raise InvalidArgument(f"{exc} on L2 data") from None
-        return self._sql[key] or None
+        sql = self._sql.get(key)
+        if sql is None:
+            sql = leaf_query(plan, table) or ""
+            self._keep(key, sql)
+        return sql or None
 
     def _keep(self, key: tuple[object, ...], sql: str) -> None:
         with self._lock:
@@ -120,13 +119,13 @@ def suppressed(raw: pa.Table, k: int) -> tuple[privacy.Released, bytes]:
 
 
 def sticky_released(
-    raw: pa.Table, plan: QueryPlan, k: int, key: bytes, dataset: str, leaves: tuple[object, ...]
+    raw: pa.Table, plan: QueryPlan, k: int, key: bytes, version: str, leaves: tuple[object, ...]
 ) -> tuple[privacy.Released, bytes]:
     """L2 without DP: groups under ``k`` withheld (a total too, when it has no rows),
     then every state noised by ``sticky_noise`` (the same rows, the same noise)."""
-    kept = sticky_noise.keep_nonempty_totals(privacy.suppress(raw, k).table, plan, k)
+    kept = privacy.suppress(raw, k, keep_empty=False).table
     noisy = sticky_noise.add_sticky_noise(
-        kept, plan, key=key, dataset=dataset, leaf_fingerprints=leaves
+        kept, plan, key=key, version=version, leaf_fingerprints=leaves
     )
     return privacy.Released(noisy, raw.num_rows - kept.num_rows, 0.0), to_ipc(noisy)
 
@@ -169,6 +168,11 @@ class QueryRelease:
             utc(),
         )
         self.sql_cache.check_types(self.plan, desc)
+        if decision.sticky_noise:  # refused here, before any owner of the query spends
+            try:
+                conditions.leaves(self.plan.scan.where)
+            except TooManyLeaves as exc:
+                raise InvalidArgument(f"{exc} on L2 data") from None
         return decision
 
     def explain(self, decision: Decision) -> Explanation:
@@ -218,10 +222,10 @@ class QueryRelease:
         else:  # deterministic: computed once per cached exact result
             k = decision.min_group_size
             if decision.sticky_noise:
-                name, key, leaves = self.entry.descriptor.name, self.noise_key, computed.leaves
+                version, key, leaves = self.entry.quality.sha256, self.noise_key, computed.leaves
                 tag: tuple[object, ...] = ("sticky", k, leaves)
                 protect = functools.partial(
-                    sticky_released, plan=self.plan, k=k, key=key, dataset=name, leaves=leaves
+                    sticky_released, plan=self.plan, k=k, key=key, version=version, leaves=leaves
                 )
             else:
                 tag, protect = ("protected", k), functools.partial(suppressed, k=k)

@@ -53,19 +53,23 @@ log = logging.getLogger("fedgate.home")
 ANSWER_CACHE_BYTES = 16 * 1024 * 1024
 
 
+SpendKey = tuple[str, str, tuple[str, ...]]  # (plan digest, requester, owners asked)
+
+
 class NoSpend:
-    """(dataset, organisation, owners) whose last answer spent no budget anywhere, for
-    ``ttl`` seconds: their next query skips the check round. Anything else, including a
-    question never seen, is checked first. Bounded: at ``limit`` entries it starts anew."""
+    """Questions (the same plan, from the same requester, to the same owners) whose last
+    answer spent no budget anywhere, for ``ttl`` seconds: asked again, they skip the
+    check round. Anything else, including a question never seen, is checked first.
+    Bounded: at ``limit`` entries it starts anew."""
 
     def __init__(self, ttl: float = 60.0, limit: int = 4096) -> None:
         self._ttl, self._limit = ttl, limit
-        self._until: dict[tuple[str, str, tuple[str, ...]], float] = {}
+        self._until: dict[SpendKey, float] = {}
 
-    def known(self, key: tuple[str, str, tuple[str, ...]]) -> bool:
+    def known(self, key: SpendKey) -> bool:
         return self._until.get(key, 0.0) > time.monotonic()
 
-    def learn(self, key: tuple[str, str, tuple[str, ...]], spends: bool) -> None:
+    def learn(self, key: SpendKey, spends: bool) -> None:
         if spends:
             self._until.pop(key, None)
             return
@@ -161,7 +165,7 @@ class Home:
             "dataset": plan.dataset,
             "plan_digest": plan.digest,
         }
-        spend_key = (plan.dataset, caller.org, tuple(m.id for m in targets))
+        spend_key = (plan.digest, str(caller), tuple(m.id for m in targets))
         if not ask.explain and not ask.allow_partial and not self._no_spend.known(spend_key):
             check = self.vouching.sign(dataclasses.replace(unsigned, check=True))
             checked = self._fan_out(plan, targets, check, deadline)

@@ -4,6 +4,7 @@ children here, so its relay never calls out."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -210,6 +211,58 @@ def test_an_l2_total_of_no_rows_is_withheld_like_one_of_a_few(parts: Parts) -> N
         sql = f"SELECT COUNT(*), SUM(revenue) FROM firms WHERE city = '{city}'"
         answer = parts.owner.execute(_env(sql))
         assert answer.owners[0].ok and from_ipc(answer.payload).num_rows == 0
+
+
+def _register(parts: Parts, name: str, **changes: object) -> None:
+    """Another name for the firms file, its descriptor changed as asked."""
+    desc = dataclasses.replace(_descriptor(parts.data / "firms.parquet"), name=name, **changes)
+    operator = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
+    parts.catalog.register(desc, by=operator, when="2026-01-01T00:00:00Z")
+
+
+def test_l2_noise_is_drawn_for_the_data_not_its_name(parts: Parts) -> None:
+    """The same file under two names draws the same noise: an analyst granted both has
+    nothing to average."""
+    _register(parts, "firms_copy")
+    for dataset in ("firms", "firms_copy"):
+        _grant(parts, dataset=dataset, columns={"city": ("group_by",), "revenue": ("aggregate",)})
+    first = parts.owner.execute(_env())
+    copy = parts.owner.execute(_env(SQL.replace("FROM firms", "FROM firms_copy")))
+    assert first.owners[0].l2_noise and _counts(first.payload) == _counts(copy.payload)
+
+
+def test_l2_noise_leaves_min_max_and_empty_columns_as_they_are(parts: Parts) -> None:
+    """MIN and MAX of an L1 column in an L2 query pass through (they are L1 only), and a
+    group whose aggregated column has no value keeps its 0 count and NULL sum."""
+    columns = tuple(
+        dataclasses.replace(c, level="L1" if c.name == "employees" else "L2")
+        for c in _descriptor(parts.data / "firms.parquet").columns
+    )
+    _register(parts, "firms_mixed", level="L1", columns=columns)
+    _grant(
+        parts,
+        dataset="firms_mixed",
+        columns={"city": ("group_by",), "employees": ("aggregate",), "revenue": ("aggregate",)},
+    )
+    sql = (
+        "SELECT city, MIN(employees) AS lo, MAX(employees) AS hi, SUM(revenue) AS r, "
+        "COUNT(employees) AS c FROM firms_mixed GROUP BY city"
+    )
+    answer = parts.owner.execute(_env(sql))
+    assert answer.owners[0].ok and answer.owners[0].l2_noise, answer.owners[0].error
+    rows = {r["city"]: r for r in from_ipc(answer.payload).to_pylist()}
+    assert (rows["hefei"]["__min_employees"], rows["hefei"]["__max_employees"]) == (0, 11)
+    assert (rows["wuhu"]["__min_employees"], rows["wuhu"]["__max_employees"]) == (12, 17)
+
+
+def test_too_many_tests_in_a_condition_are_refused_before_anything_runs(parts: Parts) -> None:
+    grant = _grant(parts, columns={"city": ("filter",), "revenue": ("aggregate",)})
+    names = ", ".join(f"'c{i}'" for i in range(70))
+    answer = parts.owner.execute(_env(f"SELECT SUM(revenue) FROM firms WHERE city IN ({names})"))
+    report = answer.owners[0]
+    assert report.error is not None and report.error.code == Code.INVALID_ARGUMENT
+    assert "more than 64 single tests" in report.error.reason
+    assert parts.grants.get(grant.id).uses == 0 and "release" not in _kinds(parts.audit)
 
 
 def test_no_grant_is_refused_audited_and_releases_nothing(parts: Parts) -> None:
