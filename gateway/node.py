@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,7 @@ from gateway.identity import (
 from gateway.limits import Limiter
 from gateway.membership_source import MembershipSource, check_serial, remember_serial
 from gateway.metrics import NodeMetrics
+from gateway.node_log import NodeLogHandler
 from gateway.peers import Peers
 from gateway.policy.store import GrantStore
 from gateway.receipt_store import ReceiptStore
@@ -382,7 +382,7 @@ def setup_logging(
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     handlers: list[logging.Handler] = [
-        RotatingFileHandler(
+        NodeLogHandler(
             data_dir / "node.log", maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
         )
     ]

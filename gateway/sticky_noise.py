@@ -79,17 +79,6 @@ def _label(state: StateColumn) -> str:
     return "count" if state.kind in COUNT_KINDS else f"{state.kind.value}:{state.column}"
 
 
-def scale_bucket(magnitude: np.ndarray) -> np.ndarray:
-    """The largest magnitude rounded up to a power of two. The spread of many answers
-    about the same rows (each with other always-true padding tests, so other leaf draws)
-    estimates the noise's scale; rounded, it says only within a factor of two how large
-    the largest value is, never the value."""
-    out = np.zeros_like(magnitude)
-    positive = magnitude > 0
-    out[positive] = np.exp2(np.ceil(np.log2(magnitude[positive])))
-    return out
-
-
 def add_sticky_noise(
     table: pa.Table,
     plan: QueryPlan,
@@ -142,7 +131,7 @@ def _noised(table: pa.Table, state: StateColumn, layers: np.ndarray) -> pa.Array
     high = _floats(table, hidden_name("high", column_name))
     present = np.array(column.is_valid())
     if state.kind is Kind.SUM:
-        scale = SUM_SCALE * scale_bucket(np.maximum(np.abs(low), np.abs(high)))
+        scale = SUM_SCALE * np.maximum(np.abs(low), np.abs(high))
         noisy = values + scale * layers
         if pa.types.is_integer(column.type):
             whole = np.rint(noisy)
@@ -155,7 +144,7 @@ def _noised(table: pa.Table, state: StateColumn, layers: np.ndarray) -> pa.Array
     # M2: one row moves it by about its squared distance from the mean
     count = _floats(table, state_name(Kind.COUNT, column_name))
     mean = _floats(table, state_name(Kind.SUM, column_name)) / np.maximum(count, 1.0)
-    spread = scale_bucket(np.maximum(high - mean, mean - low) ** 2)
+    spread = np.maximum(high - mean, mean - low) ** 2
     noisy = np.maximum(0.0, values + SUM_SCALE * spread * layers)
     return pa.array(noisy, pa.float64(), mask=~present)
 

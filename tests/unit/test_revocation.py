@@ -222,7 +222,7 @@ def test_node_log_rotates_and_is_written_once(tmp_path: Path) -> None:
     added = [h for h in root.handlers if h not in before]
     try:
         # stderr is not a terminal here (as under the launcher): node.log is the one copy
-        assert [type(h).__name__ for h in added] == ["RotatingFileHandler"]
+        assert [type(h).__name__ for h in added] == ["NodeLogHandler"]
         for i in range(4000):
             logging.getLogger("fedgate.test").warning("line %d %s", i, "y" * 80)
     finally:

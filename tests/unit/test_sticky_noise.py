@@ -49,8 +49,3 @@ def test_the_same_rows_draw_the_same_noise_whatever_the_version_name_or_ties() -
     assert len(answers) == 1 and answers != {7.0 * rows}
     other = sticky_noise.add_sticky_noise(raw, plan, key=KEY, version="y", leaf_fingerprints=())
     assert other.column("__s_v")[0].as_py() not in answers  # new data, new draws
-
-
-def test_the_scale_says_only_the_power_of_two_of_the_largest_value() -> None:
-    got = sticky_noise.scale_bucket(np.array([0.0, 1.0, 3.0, 4.0, 5.0, 1000.0]))
-    assert got.tolist() == [0.0, 1.0, 4.0, 4.0, 8.0, 1024.0]
