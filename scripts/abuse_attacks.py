@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 from abuse_setup import EXACT, NOISED, Bench
 
-from gateway.client import Client, ClientError
+from gateway.client import Client, ClientError, QueryResult
 
 Victim = dict  # a row of the pooled data
 
@@ -32,18 +32,27 @@ class Asker:
     queries: int = 0
 
     def rows(self, sql: str) -> list[dict]:
+        result = self.result(sql)
+        return [] if result is None else result.table.to_pylist()
+
+    def released(self, sql: str, owner: str) -> bool:
+        """Whether ``owner`` released a group (the per-owner report every answer has)."""
+        result = self.result(sql)
+        return result is not None and any(
+            o.node_id == owner and o.groups_released > 0 for o in result.owners
+        )
+
+    def result(self, sql: str) -> QueryResult | None:
         self.queries += 1
         for _ in range(50):
             try:
-                return self.client.query(
-                    sql.replace("FROM ds", f"FROM {self.dataset}")
-                ).table.to_pylist()
+                return self.client.query(sql.replace("FROM ds", f"FROM {self.dataset}"))
             except ClientError as exc:
                 wait = exc.details.get("retry_after_seconds")
                 if wait is None:
-                    return []
+                    return None
                 time.sleep(float(wait))
-        return []
+        return None
 
     def one(self, sql: str, column: str) -> float | None:
         got = self.rows(sql)
@@ -222,6 +231,62 @@ def existence(ask: Asker, v: Victim, pairs: int) -> float | None:
     return _paired(ask, v, pairs, "SELECT COUNT(*) AS x FROM ds", "TRUE", f"NOT ({_iso(v)})")
 
 
+def threshold_oracle(
+    bench: Bench, client: Client, dataset: str, n: int, retries: int
+) -> tuple[int, int, list[int]]:
+    """The exact k as an oracle: k - 1 enterprises the attacker knows (an owner's largest
+    employers) plus the victim when ``employees <= T``; whether that owner releases the
+    group says whether the test holds. A binary search on T reads the victim's employee
+    count (a filter column); each step is retried with up to ``retries`` paddings while
+    the group stays withheld. Returns (victims read exactly, victims tried, queries each)."""
+    exact, tried, took = 0, 0, []
+    for owner, table in bench.data.items():
+        con = duckdb.connect()
+        con.register("own", table)
+        known = con.execute(  # the 4th largest employee count, held by exactly 4 firms
+            "SELECT employees FROM own ORDER BY employees DESC LIMIT 1 OFFSET 3"
+        ).fetchone()
+        assert known is not None
+        floor = known[0]
+        held = con.execute(f"SELECT COUNT(*) FROM own WHERE employees >= {floor}").fetchone()
+        if held is None or held[0] != 4:  # ties at the 4th: no set of exactly k - 1 here
+            continue
+        victims = con.execute(
+            "SELECT city, industry_code, founding_year, employees FROM own "
+            f"WHERE employees < {floor} AND (city, industry_code, founding_year) IN "
+            "(SELECT (city, industry_code, founding_year) FROM own GROUP BY ALL "
+            f"HAVING COUNT(*) = 1) ORDER BY employees DESC LIMIT {n}"
+        ).fetchall()
+        # Padding that keeps the group's rows but matches other rows in the dataset: a
+        # fresh threshold draw per retry (values nobody in the group has).
+        known_years = {
+            y
+            for (y,) in con.execute(
+                f"SELECT founding_year FROM own WHERE employees >= {floor}"
+            ).fetchall()
+        }
+        pads = [f" AND founding_year <> {y}" for y in range(1980, 2025) if y not in known_years]
+        for city, industry, year, employees in victims:
+            ask = Asker(client, dataset)
+            who = f"city = '{city}' AND industry_code = '{industry}' AND founding_year = {year}"
+            own_pads = [p for p in pads if f"<> {year}" not in p][:retries]
+            lo, hi = 0, 100_000  # the declared range: the victim's count is in (lo, hi]
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                sql = (
+                    f"SELECT COUNT(*) AS n FROM ds WHERE (employees >= {floor} "
+                    f"OR ({who} AND employees <= {mid})){{}}"
+                )
+                if any(ask.released(sql.format(pad), owner) for pad in ["", *own_pads]):
+                    hi = mid
+                else:
+                    lo = mid
+            tried += 1
+            exact += hi == employees
+            took.append(ask.queries)
+    return exact, tried, took
+
+
 def _pooled(bench: Bench) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.register("pooled", pa.concat_tables(list(bench.data.values())))
@@ -312,6 +377,15 @@ def attacks(bench: Bench, *, pairs: int, targets: int) -> None:
             f"  {'withheld-total oracle (COUNT WHERE victim)':<44} | noised: the answer for a "
             f"victim and for no one is the same for {same}/{len(victims)} victims"
         )
+        line = f"  {'k oracle (k-1 known + victim, 12 retries/step)':<44}"
+        for dataset in (NOISED, EXACT):
+            exact, tried, took = threshold_oracle(
+                bench, client, dataset, max(1, targets // 2), retries=12
+            )
+            label = "noised" if dataset == NOISED else "exact (opt-out)"
+            span = f"{min(took)}-{max(took)}" if took else "no"
+            line += f" | {label}: employees read exactly for {exact}/{tried}, {span} queries"
+        print(line)
 
 
 def benign(bench: Bench) -> None:

@@ -121,9 +121,11 @@ def suppressed(raw: pa.Table, k: int) -> tuple[privacy.Released, bytes]:
 def sticky_released(
     raw: pa.Table, plan: QueryPlan, k: int, key: bytes, version: str, leaves: tuple[object, ...]
 ) -> tuple[privacy.Released, bytes]:
-    """L2 without DP: groups under ``k`` withheld (a total too, when it has no rows),
-    then every state noised by ``sticky_noise`` (the same rows, the same noise)."""
+    """L2 without DP: groups under ``k`` withheld (a total too, when it has no rows), then
+    those under their noisy threshold, then every state noised by ``sticky_noise`` (the
+    same rows, the same noise)."""
     kept = privacy.suppress(raw, k, keep_empty=False).table
+    kept = sticky_noise.over_threshold(kept, k=k, key=key, version=version, leaves=leaves)
     noisy = sticky_noise.add_sticky_noise(
         kept, plan, key=key, version=version, leaf_fingerprints=leaves
     )

@@ -175,8 +175,10 @@ def test_small_groups_are_suppressed_at_the_source(federation: RunningFederation
         )
     got = {row["industry_code"]: row["n"] for row in r.table.to_pylist()}
     assert not small & set(got)
-    # k applies to the true counts; what is released carries the L2 noise (SD 0.7 here)
-    assert set(got) == {k for k, n in counts.items() if n >= 5} and r.noised == ["wuhu"]
+    # k applies to the true counts, then a sticky noisy threshold k + floor(3|z|) (over
+    # 17 rows only for a draw beyond 4 SD); the values carry the L2 noise (SD 0.7 here)
+    assert {k for k, n in counts.items() if n >= 18} <= set(got) and r.noised == ["wuhu"]
+    assert set(got) <= {k for k, n in counts.items() if n >= 5}
     assert all(abs(got[k] - counts[k]) <= 6 for k in got)
     assert any(got[k] != counts[k] for k in got)  # noised, not exact
 
