@@ -281,3 +281,26 @@ def test_disclosure_report_lists_grants_and_usage_without_persons(
         str(tmp_path / "r.html"),
     )
     assert html.returncode == 0 and "<table>" in (tmp_path / "r.html").read_text()
+
+
+def test_an_exact_grant_is_written_by_the_cli_and_disclosed_as_such(
+    federation: RunningFederation,
+) -> None:
+    """The owner's opt-out of the L2 noise (``grant add --exact``) is public: the
+    disclosure report marks that grant, and only it, as answered exactly."""
+    federation.register_copy("hefei", "enterprise_registry", "er_disclosed")
+    ops = str(federation.fed.operator_profile("hefei"))
+    org = federation.fed.node("shanghai").org
+    for exact in ((), ("--exact",)):
+        written = run_fedgate(
+            *("grant", "add", "--profile", ops, "--dataset", "er_disclosed", "--org", org),
+            *("--column", "city=group_by", "--min-group-size", "5", *exact),
+        )
+        assert written.returncode == 0, written.stderr
+    assert "exact (no L2 noise)" in written.stdout
+    profile = str(federation.fed.profile_path("zhang.min@anhui"))
+    shown = run_fedgate("disclosure", "--node", "hefei", "--format", "json", "--profile", profile)
+    grants = [g for g in json.loads(shown.stdout)["grants"] if g["dataset"] == "er_disclosed"]
+    assert sorted(bool(g.get("exact")) for g in grants) == [False, True]
+    md = run_fedgate("disclosure", "--node", "hefei", "--format", "md", "--profile", profile)
+    assert "opted out: exact answers" in md.stdout
