@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -39,32 +40,40 @@ SQL_CACHE_ENTRIES = 1024
 
 class PlanCache:
     """What an owner derives from a plan alone, kept: its generated SQL by (plan, table,
-    data version, clamp) and its type check by (plan, declaration). The same question
-    against the same data is asked often, and neither is free."""
+    data version, clamp), its type check by (plan, declaration) and its condition's leaf
+    count. The same question against the same data is asked often, and none is free."""
 
     def __init__(self, limit: int = SQL_CACHE_ENTRIES) -> None:
         self._limit = limit
         self._lock = threading.Lock()
         self._sql: dict[tuple[object, ...], str] = {}
-        self._checked: dict[tuple[str, DatasetDescriptor], Error | None] = {}
+        self._checked: dict[tuple[str, object], Error | None] = {}
 
     def check_types(self, plan: QueryPlan, desc: DatasetDescriptor) -> None:
-        """``typecheck.check``, once per plan and declaration (a refusal is kept as its
-        error and raised afresh each time)."""
-        key = (plan.sql, desc)
-        if key not in self._checked:
+        """``typecheck.check``, once per plan and declaration."""
+        self._check((plan.sql, desc), lambda: typecheck.check(plan, desc))
+
+    def check_leaves(self, plan: QueryPlan) -> None:
+        """At most ``MAX_LEAVES`` single tests in the condition (the L2 noise draws one
+        layer per test), once per plan."""
+        self._check((plan.sql, "leaves"), lambda: _few_leaves(plan))
+
+    def _check(self, key: tuple[str, object], check: Callable[[], object]) -> None:
+        """``check()`` once per key; a refusal is kept as its error and raised afresh."""
+        if key in self._checked:
+            outcome = self._checked[key]
+        else:
             try:
-                typecheck.check(plan, desc)
-                outcome: Error | None = None
+                check()
+                outcome = None
             except FedgateError as exc:
                 outcome = exc.error
             with self._lock:
                 if len(self._checked) >= self._limit:
                     self._checked.clear()
                 self._checked[key] = outcome
-        error = self._checked[key]
-        if error is not None:
-            raise FedgateError.of(error)
+        if outcome is not None:
+            raise FedgateError.of(outcome)
 
     def get(
         self,
@@ -97,6 +106,13 @@ class PlanCache:
             if len(self._sql) >= self._limit:
                 self._sql.clear()
             self._sql[key] = sql
+
+
+def _few_leaves(plan: QueryPlan) -> None:
+    try:
+        conditions.leaves(plan.scan.where)
+    except TooManyLeaves as exc:
+        raise InvalidArgument(f"{exc} on L2 data") from None
 
 
 def query_subject(plan: QueryPlan) -> dict[str, str]:
@@ -171,10 +187,7 @@ class QueryRelease:
         )
         self.sql_cache.check_types(self.plan, desc)
         if decision.sticky_noise:  # refused here, before any owner of the query spends
-            try:
-                conditions.leaves(self.plan.scan.where)
-            except TooManyLeaves as exc:
-                raise InvalidArgument(f"{exc} on L2 data") from None
+            self.sql_cache.check_leaves(self.plan)
         return decision
 
     def explain(self, decision: Decision) -> Explanation:
