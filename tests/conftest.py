@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 
 from gateway import descriptor, identity
@@ -27,6 +28,7 @@ from gateway.demo.provision import REGION_DIR, Federation, provision
 from gateway.demo.run import register_sample_data
 from gateway.demo.showcase import write_sample_grants
 from gateway.policy.model import Grant
+from gateway.tls import secure_channel
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SCALE = 0.05
@@ -45,6 +47,18 @@ class RunningFederation:
             n = self.fed.node(node)
             p = Profile(n.id, n.listen, p.ca, p.cert, p.key)
         return Client(p, timeout=20)
+
+    def peer_channel(self, as_node: str, to_node: str) -> grpc.Channel:
+        """An mTLS channel to ``to_node`` with ``as_node``'s node certificate (as a peer
+        calls it), for a ``with`` block."""
+        tls = self.fed.node_dir(as_node) / "tls"
+        return secure_channel(
+            self.fed.node(to_node).listen,
+            to_node,
+            ca=self.fed.ca_cert,
+            cert=tls / "node.pem",
+            key=tls / "node.key",
+        )
 
     def node_log(self, node_id: str) -> str:
         return (self.fed.node_dir(node_id) / "node.log").read_text()

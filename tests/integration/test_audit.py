@@ -145,7 +145,6 @@ def test_rewritten_history_is_caught_by_witnessed_heads(
 def test_witness_refuses_a_log_that_did_not_only_grow(federation: RunningFederation) -> None:
     """A peer that countersigned size N refuses a head whose chain does not extend it."""
     from gateway.rpc.v1 import common_pb2, peer_pb2, peer_pb2_grpc
-    from gateway.tls import secure_channel
 
     tls = federation.fed.node_dir("hefei") / "tls"
     key = identity.load_key(tls / "node.key")
@@ -161,14 +160,7 @@ def test_witness_refuses_a_log_that_did_not_only_grow(federation: RunningFederat
         time="2030-01-01T00:00:00Z",
         signature=sign_head(key, "hefei", seen + 1, fake, "2030-01-01T00:00:00Z"),
     )
-    target = federation.fed.node("jiangsu")
-    with secure_channel(
-        target.listen,
-        "jiangsu",
-        ca=federation.fed.ca_cert,
-        cert=tls / "node.pem",
-        key=tls / "node.key",
-    ) as ch:
+    with federation.peer_channel("hefei", "jiangsu") as ch:
         import grpc
 
         with pytest.raises(grpc.RpcError) as info:

@@ -130,18 +130,9 @@ def _a_node_vouches_only_for_its_own_users(federation: RunningFederation, reques
     refused; naming the same user id under its own organisation does not read the request
     either (a request is matched on user and organisation)."""
     from gateway.rpc.v1 import gateway_pb2, peer_pb2, peer_pb2_grpc
-    from gateway.tls import secure_channel
 
-    tls = federation.fed.node_dir("shanghai") / "tls"
-    jiangsu = federation.fed.node("jiangsu")
     own_org, other_org = federation.fed.node("shanghai").org, federation.fed.node("anhui").org
-    with secure_channel(
-        jiangsu.listen,
-        "jiangsu",
-        ca=federation.fed.ca_cert,
-        cert=tls / "node.pem",
-        key=tls / "node.key",
-    ) as ch:
+    with federation.peer_channel("shanghai", "jiangsu") as ch:
         stub = peer_pb2_grpc.PeerStub(ch)
         for org, words in ((other_org, "may only vouch for users of"), (own_org, "is not yours")):
             forwarded = peer_pb2.ForwardedStatusRequest(

@@ -17,7 +17,6 @@ import pytest
 
 from gateway.client import ClientError
 from gateway.rpc.v1 import common_pb2, peer_pb2, peer_pb2_grpc
-from gateway.tls import secure_channel
 from tests.conftest import RunningFederation
 
 pytestmark = pytest.mark.integration
@@ -187,17 +186,9 @@ def test_hostile_query_is_refused(federation: RunningFederation, case) -> None: 
 
 def test_owner_revalidates_sql_sent_by_a_member_node(federation: RunningFederation) -> None:
     """A home node that skipped its own checks still gets refused by every owner."""
-    tls = federation.fed.node_dir("anhui") / "tls"
-    target = federation.fed.node("jiangsu")
     profile_org = federation.fed.node("anhui").org
     refused = 0
-    with secure_channel(
-        target.listen,
-        "jiangsu",
-        ca=federation.fed.ca_cert,
-        cert=tls / "node.pem",
-        key=tls / "node.key",
-    ) as ch:
+    with federation.peer_channel("anhui", "jiangsu") as ch:
         stub = peer_pb2_grpc.PeerStub(ch)
         for _id, sql, code, _words in HOSTILE:
             if code != IA or "no column" in _words:
@@ -227,15 +218,7 @@ def test_owner_revalidates_sql_sent_by_a_member_node(federation: RunningFederati
 
 
 def test_home_may_not_vouch_for_another_orgs_user(federation: RunningFederation) -> None:
-    tls = federation.fed.node_dir("anhui") / "tls"
-    target = federation.fed.node("jiangsu")
-    with secure_channel(
-        target.listen,
-        "jiangsu",
-        ca=federation.fed.ca_cert,
-        cert=tls / "node.pem",
-        key=tls / "node.key",
-    ) as ch:
+    with federation.peer_channel("anhui", "jiangsu") as ch:
         req = peer_pb2.PartialRequest(
             request_id="forged",
             sql=f"SELECT COUNT(*) FROM {ER}",
@@ -405,16 +388,8 @@ def test_qualified_columns_and_overlapping_nodes(federation: RunningFederation) 
 
 
 def _execute_as(federation: RunningFederation, via: str, target: str, **fields):  # type: ignore[no-untyped-def]
-    tls = federation.fed.node_dir(via) / "tls"
-    node = federation.fed.node(target)
     with (
-        secure_channel(
-            node.listen,
-            target,
-            ca=federation.fed.ca_cert,
-            cert=tls / "node.pem",
-            key=tls / "node.key",
-        ) as ch,
+        federation.peer_channel(via, target) as ch,
         pytest.raises(grpc.RpcError) as info,
     ):
         peer_pb2_grpc.PeerStub(ch).Execute(peer_pb2.PartialRequest(**fields), timeout=10)
@@ -448,16 +423,8 @@ def test_user_grant_is_bound_to_the_users_organisation(federation: RunningFedera
         min_group_size=5,
         columns={"city": "group_by"},
     )
-    tls = federation.fed.node_dir("jiangsu") / "tls"
-    node = federation.fed.node("zhejiang")
     jiangsu_org = federation.fed.node("jiangsu").org
-    with secure_channel(
-        node.listen,
-        "zhejiang",
-        ca=federation.fed.ca_cert,
-        cert=tls / "node.pem",
-        key=tls / "node.key",
-    ) as ch:
+    with federation.peer_channel("jiangsu", "zhejiang") as ch:
         resp = peer_pb2_grpc.PeerStub(ch).Execute(
             peer_pb2.PartialRequest(
                 request_id="borrowed-user",

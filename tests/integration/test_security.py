@@ -147,12 +147,7 @@ def test_node_not_in_membership_is_refused(federation: RunningFederation, tmp_pa
 
 def test_member_node_may_call_peer_rpc(federation: RunningFederation) -> None:
     """The positive twin of the two tests above: a member node's certificate is accepted."""
-    tls = federation.fed.node_dir("anhui") / "tls"
-    n = federation.fed.node("hefei")
-    ca = federation.fed.ca_cert
-    with secure_channel(
-        n.listen, "hefei", ca=ca, cert=tls / "node.pem", key=tls / "node.key"
-    ) as ch:
+    with federation.peer_channel("anhui", "hefei") as ch:
         resp = peer_pb2_grpc.PeerStub(ch).PeerCatalog(common_pb2.CatalogRequest(), timeout=5)
     assert resp.node_id == "hefei" and len(resp.datasets) > 0
 
