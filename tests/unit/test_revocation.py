@@ -84,21 +84,27 @@ def test_an_older_crl_is_refused_and_the_revocation_stays(
     assert events[0]["kept"]["number"] == 2
 
 
+def _signed_crl(ca: Path, number: int | None) -> bytes:
+    """A CRL signed by the CA, issued 5 s after the current one, revoking no one, with
+    CRL number ``number`` (none for None)."""
+    current = _crl(ca)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(current.issuer)
+        .last_update(current.last_update_utc + dt.timedelta(seconds=5))
+        .next_update(current.last_update_utc + dt.timedelta(days=1))
+    )
+    if number is not None:
+        builder = builder.add_extension(x509.CRLNumber(number), critical=False)
+    signed = builder.sign(identity.load_key(ca / identity.CA_KEY), hashes.SHA256())
+    return signed.public_bytes(serialization.Encoding.PEM)
+
+
 def test_same_number_other_contents_is_refused(ca: Path) -> None:
     serial = _serial(ca)
     identity.revoke(ca, serial)
     crl, events = _revocations(ca)
-    current = _crl(ca)
-    key = identity.load_key(ca / identity.CA_KEY)
-    forged = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(current.issuer)
-        .last_update(current.last_update_utc + dt.timedelta(seconds=5))
-        .next_update(current.next_update_utc or current.last_update_utc)
-        .add_extension(x509.CRLNumber(2), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    _replace(ca / identity.CA_CRL, forged.public_bytes(serialization.Encoding.PEM))
+    _replace(ca / identity.CA_CRL, _signed_crl(ca, number=2))
     assert crl.is_revoked(format(serial, "x"))
     assert "CRL number 2 is the number of the CRL this node has" in crl.problem
     assert [e["kind"] for e in events] == ["crl.refused"]
@@ -121,16 +127,7 @@ def test_a_newer_crl_is_taken_and_the_same_one_again_is_quiet(ca: Path) -> None:
 
 def test_a_crl_without_number_after_a_numbered_one_is_refused(ca: Path) -> None:
     crl, _events = _revocations(ca)
-    current = _crl(ca)
-    key = identity.load_key(ca / identity.CA_KEY)
-    bare = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(current.issuer)
-        .last_update(current.last_update_utc + dt.timedelta(seconds=5))
-        .next_update(current.last_update_utc + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    _replace(ca / identity.CA_CRL, bare.public_bytes(serialization.Encoding.PEM))
+    _replace(ca / identity.CA_CRL, _signed_crl(ca, number=None))
     crl.is_revoked("1")
     assert "it has no CRL number; this node has seen CRL number 1" in crl.problem
 
