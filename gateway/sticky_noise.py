@@ -77,9 +77,15 @@ def _fp(value: object) -> str:
     return "none" if value is None else str(value)
 
 
-def _label(state: StateColumn) -> str:
-    """What a layer is drawn for: every count of the same rows gets the same noise."""
-    return "count" if state.kind in COUNT_KINDS else f"{state.kind.value}:{state.column}"
+def _label(state: StateColumn, plan: QueryPlan) -> str:
+    """What a layer is drawn for: every count of the same rows gets the same noise, and
+    every sum of values read from the same columns (``SUM(x)``, ``SUM(x * 1)``,
+    ``SUM(x + 0)``): rewriting an expression draws nothing new to average away."""
+    if state.kind in COUNT_KINDS:
+        return "count"
+    step = plan.aggregate
+    columns = step.columns_of(state.column or "") if step is not None else ()
+    return f"{state.kind.value}:{','.join(columns)}"
 
 
 def add_sticky_noise(
@@ -106,7 +112,7 @@ def add_sticky_noise(
         if state is None or state.kind not in _NOISED:  # a group key; MIN/MAX (L1 only)
             columns[name] = table.column(name)
             continue
-        label = _label(state)
+        label = _label(state, plan)
         # The leaf layers depend on the condition only: drawn once for every group.
         shared = sum(gaussian(key, version, label, "leaf", leaf) for leaf in leaves)
         fps = table.column(hidden_name("fingerprint", state.column)).to_pylist()

@@ -18,10 +18,10 @@ class TooManyLeaves(ValueError):
     """The condition combines more single tests than the owner will seed noise for."""
 
 
-def leaves(condition: exp.Expr | None) -> list[exp.Expr]:
-    """The condition's leaves (new trees, each once by its text), in order of appearance."""
+def leaves(*conditions: exp.Expr | None) -> list[exp.Expr]:
+    """The conditions' leaves (new trees, each once by its text), in order of appearance."""
     found: dict[str, exp.Expr] = {}
-    stack = [condition] if condition is not None else []
+    stack = [c for c in reversed(conditions) if c is not None]
     while stack:
         node = stack.pop()
         if isinstance(node, exp.And | exp.Or):

@@ -8,16 +8,16 @@ merged table.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sqlglot import exp
 from sqlglot.generator import Generator
 
 from federation.sql.conditions import leaves
 from federation.sql.dialect import DUCKDB
-from federation.sql.plan import MERGED_TABLE, AggCall, QueryPlan, agg_column
-from federation.sql.rules import AGGREGATES, aggregate_call
+from federation.sql.plan import MERGED_TABLE, AggregateStep, QueryPlan
 from federation.sql.states import Hidden, Kind, StateColumn, hidden_columns
 
 _DOUBLE = exp.DType.DOUBLE
@@ -59,44 +59,84 @@ def _number(value: float) -> exp.Expr:
     return exp.Literal(this=repr(number), is_string=False)
 
 
-def _clamped(column: str, bounds: tuple[float, float] | None) -> exp.Expr:
-    """The column's value, clamped to its declared bounds under DP; NULL stays NULL.
+def _clamped(value: Callable[[], exp.Expr], bounds: tuple[float, float] | None) -> exp.Expr:
+    """A value (``value()`` makes a fresh tree of it), clamped to ``bounds`` under DP;
+    NULL stays NULL.
 
     DuckDB's GREATEST and LEAST skip NULLs (``ignore_nulls``): on their own they would
     turn a missing value into the lower bound, summed (and squared) but not counted by
     COUNT(column), which biases every average whose lower bound is not 0."""
-    value: exp.Expr = _column(column)
     if bounds is None:
-        return value
-    low = exp.Greatest(this=value, expressions=[_number(bounds[0])], ignore_nulls=True)
+        return value()
+    low = exp.Greatest(this=value(), expressions=[_number(bounds[0])], ignore_nulls=True)
     clamped = exp.Least(this=low, expressions=[_number(bounds[1])], ignore_nulls=True)
-    missing = exp.Is(this=_column(column), expression=exp.Null())
+    missing = exp.Is(this=value(), expression=exp.Null())
     return exp.Case(ifs=[exp.If(this=missing, true=exp.Null())], default=clamped)
 
 
-def _state(
-    state: StateColumn, ints: set[str], clamp: dict[str, tuple[float, float]] | None
-) -> exp.Expr:
+class _Values:
+    """The owner's SQL for each value a state or hidden column reads: a column, or an
+    expression (a fresh tree each time: a node has one parent). Under DP every column
+    inside is clamped to its declared bounds, and the expression to the interval they
+    imply (``intervals``)."""
+
+    def __init__(self, step: AggregateStep, clamp: dict[str, tuple[float, float]] | None):
+        self.step = step
+        self.clamp = clamp
+
+    def __call__(self, name: str) -> exp.Expr:
+        value = self.step.value_of.get(name)
+        if value is None:
+            bounds = self.clamp.get(name) if self.clamp is not None else None
+            return _clamped(functools.partial(_column, name), bounds)
+        if self.clamp is None:
+            tree = _rebuilt(value.tree)
+            return exp.Try(this=tree) if _may_fail(tree) else tree
+        from federation.sql.intervals import interval_of  # noqa: PLC0415
+
+        clamp = self.clamp
+        interval = interval_of(value.tree, clamp)
+
+        def clamped_tree() -> exp.Expr:
+            tree = _rebuilt(value.tree)
+            for col in list(tree.find_all(exp.Column)):
+                column = col.name.lower()
+                col.replace(
+                    exp.Paren(this=_clamped(functools.partial(_column, column), clamp.get(column)))
+                )
+            return exp.Try(this=tree) if _may_fail(tree) else tree
+
+        return _clamped(clamped_tree, (interval.lo, interval.hi))
+
+
+def _state(state: StateColumn, ints: set[str], decimals: set[str], values: _Values) -> exp.Expr:
     """The aggregate computing one state column over the owner's rows."""
     if state.kind is Kind.ROWS or state.column is None:
         return exp.Count(this=exp.Star())
     column = state.column
-    bounds = clamp.get(column) if clamp is not None else None
+    dp = values.clamp is not None
     if state.kind is Kind.COUNT:
-        return exp.Count(this=_column(column))
+        return exp.Count(this=values(column))
     if state.kind is Kind.SUM:
-        exact = column in ints and clamp is None
-        return _cast(exp.Sum(this=_clamped(column, bounds)), _BIGINT if exact else _DOUBLE)
+        if column in decimals and not dp:
+            return exp.Sum(this=values(column))  # DuckDB keeps DECIMAL(38, s): exact
+        exact = column in ints and not dp
+        return _cast(exp.Sum(this=values(column)), _BIGINT if exact else _DOUBLE)
     if state.kind is Kind.SQUARES:
-        square = exp.Mul(this=_clamped(column, bounds), expression=_clamped(column, bounds))
+        square = exp.Mul(this=values(column), expression=values(column))
         return _cast(exp.Sum(this=square), _DOUBLE)
     if state.kind is Kind.M2:
-        spread = exp.VariancePop(this=_cast(_column(column), _DOUBLE))
-        return exp.Mul(this=spread, expression=exp.Count(this=_column(column)))
+        spread = exp.VariancePop(this=_cast(values(column), _DOUBLE))
+        return exp.Mul(this=spread, expression=exp.Count(this=values(column)))
     if state.kind is Kind.MIN:
-        return exp.Min(this=_column(column))
+        return exp.Min(this=values(column))
     if state.kind is Kind.MAX:
-        return exp.Max(this=_column(column))
+        return exp.Max(this=values(column))
+    if state.kind in (Kind.HLL, Kind.KLL, Kind.QHIST):
+        # The values themselves, which the owner turns into a sketch (or a noisy
+        # histogram) before anything leaves: ``gateway.release.query``.
+        present = exp.Not(this=exp.Is(this=values(column), expression=exp.Null()))
+        return exp.Filter(this=exp.func("list", values(column)), expression=exp.Where(this=present))
     raise ValueError(f"no SQL for the state {state.kind}")
 
 
@@ -139,17 +179,17 @@ def _fingerprint(where: exp.Expr | None = None) -> exp.Expr:
     return exp.Filter(this=value, expression=exp.Where(this=where))
 
 
-def _hidden(column: Hidden) -> exp.Expr:
+def _hidden(column: Hidden, values: _Values) -> exp.Expr:
     """The aggregate computing one hidden column (``states.hidden_columns``)."""
     if column.kind == "fingerprint":
         if column.column is None:
             return _fingerprint()
-        present = exp.Not(this=exp.Is(this=_column(column.column), expression=exp.Null()))
+        present = exp.Not(this=exp.Is(this=values(column.column), expression=exp.Null()))
         return _fingerprint(present)
     if column.kind == "top":
         # The largest magnitude, ties broken by row id: the same rows always name the same
         # row (DOUBLE: abs() of the smallest BIGINT would overflow).
-        magnitude = exp.Abs(this=_cast(_column(column.column or ""), _DOUBLE))
+        magnitude = exp.Abs(this=_cast(values(column.column or ""), _DOUBLE))
         key = exp.func(
             "struct_pack",
             exp.PropertyEQ(this=exp.to_identifier("m"), expression=magnitude),
@@ -157,14 +197,14 @@ def _hidden(column: Hidden) -> exp.Expr:
         )
         return exp.func("hash", exp.func("arg_max", exp.column("rowid"), key))
     if column.kind == "low":
-        return _cast(exp.Min(this=_column(column.column or "")), _DOUBLE)
-    return _cast(exp.Max(this=_column(column.column or "")), _DOUBLE)
+        return _cast(exp.Min(this=values(column.column or "")), _DOUBLE)
+    return _cast(exp.Max(this=values(column.column or "")), _DOUBLE)
 
 
 def leaf_query(plan: QueryPlan, table: str) -> str | None:
     """Per leaf of the WHERE condition (``conditions.leaves``), the fingerprint of the
     rows it matches in the whole ``table``; None without a condition."""
-    found = leaves(plan.scan.where)
+    found = leaves(*plan.conditions)
     if not found:
         return None
     items = []
@@ -180,6 +220,7 @@ def partial_tree(
     table: str,
     *,
     integer_columns: Iterable[str] = (),
+    decimals: Iterable[str] = (),
     clamp: dict[str, tuple[float, float]] | None = None,
     hidden: bool = False,
 ) -> exp.Select:
@@ -207,20 +248,33 @@ def partial_tree(
         if scan.limit is not None:
             clauses["limit"] = exp.Limit(expression=exp.Literal.number(scan.limit))
     else:
-        ints = set(integer_columns)
+        ints, exact = set(integer_columns), set(decimals)
         states = step.states if clamp is None else step.dp_states
-        items = [_column(g) for g in step.group_by]
+        values = _Values(step, clamp)
+        items = [_key(step, g) for g in step.group_by]
         items += [
-            exp.alias_(_state(s, ints, clamp), s.name, quoted=True, copy=False) for s in states
+            exp.alias_(_state(s, ints, exact, values), s.name, quoted=True, copy=False)
+            for s in states
         ]
         if hidden:
             items += [
-                exp.alias_(_hidden(h), h.name, quoted=True, copy=False)
+                exp.alias_(_hidden(h, values), h.name, quoted=True, copy=False)
                 for h in hidden_columns(states)
             ]
         if step.group_by:
-            clauses["group"] = exp.Group(expressions=[_column(g) for g in step.group_by])
+            positions = [exp.Literal.number(i + 1) for i in range(len(step.group_by))]
+            clauses["group"] = exp.Group(expressions=positions)
     return exp.Select(expressions=items, **clauses)
+
+
+def _key(step: AggregateStep, name: str) -> exp.Expr:
+    """A group key of the owner's query: a column, or an expression named as the key."""
+    key = step.value_of.get(name)
+    if key is None:
+        return _column(name)
+    tree = _rebuilt(key.tree)
+    tree = exp.Try(this=tree) if _may_fail(tree) else tree
+    return exp.alias_(tree, name, quoted=True, copy=False)
 
 
 def partial_query(
@@ -228,6 +282,7 @@ def partial_query(
     table: str,
     *,
     integer_columns: Iterable[str] = (),
+    decimals: Iterable[str] = (),
     clamp: dict[str, tuple[float, float]] | None = None,
     hidden: bool = False,
 ) -> str:
@@ -236,10 +291,14 @@ def partial_query(
     Its columns are the group keys then ``state_columns(plan, dp=clamp is not None)``.
     With ``clamp`` (differential privacy) values are clamped to the declared bounds and
     variance travels as a sum of squares that the privacy layer turns into M2 after
-    adding noise. Sums of ``integer_columns`` stay exact integers (without DP). With
-    ``hidden`` the ``states.hidden_columns`` follow, for the owner's L2 noise.
+    adding noise. Sums of ``integer_columns`` stay exact integers and those of
+    ``decimals`` exact decimals (without DP); both name values (a column, or an
+    expression's ``value_name``). With ``hidden`` the ``states.hidden_columns`` follow, for
+    the owner's L2 noise.
     """
-    tree = partial_tree(plan, table, integer_columns=integer_columns, clamp=clamp, hidden=hidden)
+    tree = partial_tree(
+        plan, table, integer_columns=integer_columns, decimals=decimals, clamp=clamp, hidden=hidden
+    )
     return sql(tree)
 
 
@@ -248,27 +307,24 @@ def partial_query(
 
 def final_query(
     select: exp.Select,
-    aggregates: list[AggCall],
-    outputs: Iterable[exp.Expr],
+    outputs: Iterable[tuple[exp.Expr, str]],
     writer: Generator | None = None,
 ) -> exp.Select:
-    """The post-merge query: aggregates become columns of the merged table, WHERE goes.
+    """The post-merge query: aggregates and group keys become columns of the merged
+    table, WHERE goes.
 
     Built in place from the validated ``select``, which the caller no longer needs.
-    ``outputs`` are the aggregate calls and the column references of its SELECT, HAVING
-    and ORDER BY (``rules.Context.outputs``): each is replaced by the merged table's
-    column, so the rest of the tree is not walked again."""
+    ``outputs`` pair each aggregate call, group key and alias reference of its SELECT,
+    HAVING and ORDER BY (``rules.Context.outputs``) with the merged column replacing it,
+    so the rest of the tree is not walked again."""
     # An unaliased output keeps the name the user wrote (as DuckDB would name it).
     writer = writer or generator()
     names = [
         None if isinstance(item, exp.Alias | exp.Column) else sql(item, writer)
         for item in select.expressions
     ]
-    for node in outputs:
-        if type(node) in AGGREGATES:
-            node.replace(exp.column(agg_column(aggregates.index(aggregate_call(node)))))
-        else:
-            node.replace(exp.column(node.name.lower()))
+    for node, column in outputs:
+        node.replace(exp.column(column))
     final = select
     final.set("where", None)
     final.set("group", None)

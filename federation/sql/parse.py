@@ -47,16 +47,12 @@ def parse(sql: str) -> QueryPlan:
     Pure, so the result is cached by text: the same dashboard query asked again costs
     nothing here. Callers must treat the plan (and its trees) as read-only.
     """
-    return build(check(read(sql)))
+    return build(check(read(sql), sql=sql))
 
 
 def build(ctx: Context) -> QueryPlan:
     """The plan of a query the rules accepted (its tree becomes the final step's)."""
     select = ctx.select
-    for col in ctx.survey.columns:  # dataset.column -> column, everywhere
-        if col.args.get("table") or col.args.get("db"):
-            col.set("table", None)
-            col.set("db", None)
     # Generated in place: generating DuckDB from a DuckDB tree rewrites nothing that
     # matters, and the copies were most of the cost of planning a new query.
     writer = generate.generator()
@@ -71,12 +67,19 @@ def build(ctx: Context) -> QueryPlan:
         raw_order=tuple(ctx.raw_order),
         limit=ctx.row_cap,
     )
-    final_tree = generate.final_query(select, ctx.aggregates, ctx.outputs, writer)  # in place
+    final_tree = generate.final_query(select, ctx.outputs, writer)  # in place
     merged = ctx.raw or [*ctx.groups, *(agg_column(i) for i in range(len(ctx.aggregates)))]
     final = FinalStep(tree=final_tree, merged=tuple(merged), limit=ctx.limit)
     steps: tuple[Step, ...]
     if ctx.raw:
         steps = (scan, final)
     else:
-        steps = (scan, AggregateStep(tuple(ctx.groups), tuple(ctx.aggregates)), final)
+        step = AggregateStep(
+            tuple(ctx.groups),
+            tuple(ctx.aggregates),
+            values=tuple(ctx.values),
+            keys=tuple(ctx.keys),
+            buckets=tuple(ctx.buckets),
+        )
+        steps = (scan, step, final)
     return QueryPlan(sql=normalised, steps=steps)

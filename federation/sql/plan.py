@@ -38,14 +38,58 @@ def agg_column(index: int) -> str:
     return f"__a{index}"
 
 
+def value_name(index: int) -> str:
+    """The name of the ``index``-th expression inside an aggregate (``SUM(a * b)``)."""
+    return f"__v{index}"
+
+
+def key_name(index: int) -> str:
+    """The name of the ``index``-th group key that is an expression (``year(day)``)."""
+    return f"__g{index}"
+
+
 @dataclass(frozen=True)
 class AggCall:
     func: str  # one of rules.AGGREGATES' values
-    column: str | None  # None for COUNT(*)
+    # What it aggregates: a dataset column's name, a ``value_name`` (an expression, in
+    # ``AggregateStep.values``), or None for COUNT(*).
+    column: str | None
+    columns: tuple[str, ...] = ()  # the dataset columns it reads (sorted)
+    param: float | None = None  # approx_quantile's q (median: 0.5)
+    text: str = field(default="", compare=False)  # its argument as written (normalised)
 
     @property
     def label(self) -> str:
-        return f"{self.func}({self.column or '*'})"
+        arg = self.text or self.column or "*"
+        if self.param is not None:
+            return f"{self.func}({arg}, {self.param:g})"
+        return f"{self.func}({arg})"
+
+
+@dataclass(frozen=True)
+class Value:
+    """An expression computed per row at every owner: inside an aggregate (``__v<i>``)
+    or as a group key (``__g<i>``). Its tree is validated and read-only."""
+
+    name: str
+    tree: exp.Expr = field(compare=False, repr=False)
+    text: str  # normalised SQL: equal texts are one value
+    columns: tuple[str, ...]  # the dataset columns it reads (sorted)
+    # The conditions inside it (CASE WHEN ..., FILTER (WHERE ...)): each one's leaves
+    # get an L2 noise layer, as the WHERE condition's do.
+    conditions: tuple[exp.Expr, ...] = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A group key that buckets a column (``floor(x / w) * w``, ``width_bucket``,
+    ``date_trunc``): allowed on a ``filter`` column when it is coarse (the owner checks
+    how many buckets the column's range makes)."""
+
+    column: str
+    width: float | None = None  # floor(x / width)
+    count: int | None = None  # width_bucket's buckets, or a CASE's branches
+    unit: str | None = None  # date_trunc / year / month: the unit
 
 
 @dataclass(frozen=True)
@@ -85,8 +129,21 @@ class ScanStep:
 class AggregateStep:
     """Group by the keys and compute each aggregate's mergeable state."""
 
-    group_by: tuple[str, ...]
+    group_by: tuple[str, ...]  # dataset columns, or key names (``keys``)
     aggregates: tuple[AggCall, ...]  # distinct calls, in order of first use
+    values: tuple[Value, ...] = ()  # the expressions aggregated (``value_name``)
+    keys: tuple[Value, ...] = ()  # the group keys that are expressions (``key_name``)
+    buckets: tuple[Bucket, ...] = ()
+
+    @functools.cached_property
+    def value_of(self) -> dict[str, Value]:
+        """Expression values and keys by name."""
+        return {v.name: v for v in (*self.values, *self.keys)}
+
+    def columns_of(self, name: str) -> tuple[str, ...]:
+        """The dataset columns behind a value or key name (itself for a column)."""
+        value = self.value_of.get(name)
+        return value.columns if value is not None else (name,)
 
     @functools.cached_property
     def states(self) -> tuple[StateColumn, ...]:
@@ -224,6 +281,20 @@ class QueryPlan:
     def aggregates(self) -> tuple[AggCall, ...]:
         step = self.aggregate
         return step.aggregates if step is not None else ()
+
+    @property
+    def buckets(self) -> tuple[Bucket, ...]:
+        step = self.aggregate
+        return step.buckets if step is not None else ()
+
+    @functools.cached_property
+    def conditions(self) -> tuple[exp.Expr, ...]:
+        """Every condition the owner evaluates: WHERE, then those inside values."""
+        found: list[exp.Expr] = [] if self.scan.where is None else [self.scan.where]
+        step = self.aggregate
+        for value in (*step.values, *step.keys) if step is not None else ():
+            found.extend(value.conditions)
+        return tuple(found)
 
     @property
     def limit(self) -> int | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from federation.sql.plan import AggCall
+from federation.sql.plan import AggCall, Bucket, Value, agg_column, key_name, value_name
 
 MAX_DEPTH = 40
 MAX_NODES = 1_500
@@ -38,6 +38,39 @@ AGGREGATES: dict[type[exp.Expr], str] = {
     exp.Stddev: "stddev_samp",
     exp.StddevSamp: "stddev_samp",
     exp.StddevPop: "stddev_pop",
+    exp.ApproxDistinct: "approx_count_distinct",
+    exp.ApproxQuantile: "approx_quantile",
+    exp.Median: "approx_quantile",  # median(x) is approx_quantile(x, 0.5)
+}
+# The aggregates that show values of single rows (the grant's ``extremes`` control).
+EXTREMES = frozenset({"min", "max", "approx_quantile"})
+# Per-row functions allowed inside values (and conditions): none reads anything but its
+# arguments, none fails on a row but by overflow (which the owner's TRY turns into NULL).
+_SCALAR_FUNCTIONS = (exp.Abs, exp.Round, exp.Coalesce, exp.Least, exp.Greatest)
+# Functions allowed only in a group key: they coarsen a column into buckets or prefixes.
+_DATE_PARTS: dict[type[exp.Expr], str] = {
+    exp.Year: "year",
+    exp.Quarter: "quarter",
+    exp.Month: "month",
+}
+_KEY_FUNCTIONS = (
+    *_DATE_PARTS,
+    exp.TimestampTrunc,
+    exp.DateTrunc,
+    exp.Floor,
+    exp.WidthBucket,
+    exp.Substring,
+)
+_DATE_UNITS = ("year", "quarter", "month", "week", "day")
+_NUMERIC_CASTS = {
+    exp.DataType.Type.TINYINT,
+    exp.DataType.Type.SMALLINT,
+    exp.DataType.Type.INT,
+    exp.DataType.Type.BIGINT,
+    exp.DataType.Type.INT128,
+    exp.DataType.Type.DECIMAL,
+    exp.DataType.Type.FLOAT,
+    exp.DataType.Type.DOUBLE,
 }
 _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Paren)
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
@@ -46,6 +79,10 @@ _LITERALS = (exp.Literal, exp.Null, exp.Boolean)
 # sqlglot models these as Func subclasses; they are operators we validate ourselves.
 _NOT_FUNCTIONS = (
     *AGGREGATES,
+    *_SCALAR_FUNCTIONS,
+    *_KEY_FUNCTIONS,
+    exp.Case,
+    exp.If,
     exp.Cast,
     exp.In,
     exp.Between,
@@ -163,17 +200,22 @@ class Context:
 
     select: exp.Select
     survey: Survey
+    sql: str = ""  # the user's text, to quote what they wrote in a refusal
     dataset: str = ""
     node: str = ""
     roles: dict[str, set[str]] = field(default_factory=dict)
-    groups: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)  # columns or key names
+    keys: list[Value] = field(default_factory=list)  # group keys that are expressions
+    buckets: list[Bucket] = field(default_factory=list)
     aggregates: list[AggCall] = field(default_factory=list)
+    values: list[Value] = field(default_factory=list)  # expressions inside aggregates
     raw: list[str] = field(default_factory=list)  # a raw SELECT's columns
     raw_order: list[tuple[str, bool, bool]] = field(default_factory=list)
     limit: int | None = None  # the query's LIMIT
-    # The aggregate calls and column references of SELECT, HAVING and ORDER BY: what
-    # becomes a column of the merged table in the post-merge query.
-    outputs: list[exp.Expr] = field(default_factory=list)
+    # What becomes a column of the merged table in the post-merge query: each aggregate
+    # call, group key and alias reference of SELECT, HAVING and ORDER BY, with the
+    # merged column (or alias) that replaces it.
+    outputs: list[tuple[exp.Expr, str]] = field(default_factory=list)
     row_cap: int | None = None  # a raw read's LIMIT at every owner: never above RAW_ROW_CAP
 
     def use(self, column: str, role: str) -> None:
@@ -190,6 +232,9 @@ class Context:
         if col.name.startswith("__"):
             raise QueryError(f"{col.name!r}: names starting with __ are reserved")
         return col.name.lower()
+
+    def describe(self, node: exp.Expr) -> str:
+        return _describe(node)
 
 
 Rule = Callable[[Context], None]
@@ -209,39 +254,86 @@ def _describe(node: exp.Expr) -> str:
     return f"{type(node).__name__} ({node.sql()[:60]})"
 
 
-def _literal(node: exp.Expr) -> None:
+def _text(node: exp.Expr) -> str:
+    """A validated expression's normalised text: equal texts compute equal values."""
+    return node.sql(dialect="duckdb", comments=False)
+
+
+def _is_literal(node: exp.Expr) -> bool:
     if isinstance(node, _LITERALS):
-        return
+        return True
     if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
-        return
-    if (
+        return True
+    return (
         isinstance(node, exp.Cast)
         and isinstance(node.this, exp.Literal)
         and node.this.is_string
         and node.to.this in _DATE_TYPES
-    ):
+    )
+
+
+def _literal(node: exp.Expr, where: str = "") -> None:
+    if _is_literal(node):
         return
+    if type(node) in AGGREGATES or isinstance(node, exp.Filter):
+        raise QueryError(f"{_label(node)}: an aggregate cannot be used here{where}")
+    if isinstance(node, exp.Func):
+        raise QueryError(f"{_describe(node)} is not allowed here{where}")
+    if where:
+        raise QueryError(f"{node.sql()} is not allowed{where}")
     raise QueryError(f"{node.sql()} is not a literal")
 
 
-def _scalar(ctx: Context, node: exp.Expr, role: str) -> None:
-    """Columns, literals and arithmetic; columns are recorded with ``role``."""
+def _number(node: exp.Expr) -> float | None:
+    """A numeric literal's value (None if it is not one)."""
+    negative = isinstance(node, exp.Neg)
+    inner = node.this if negative else node
+    if not isinstance(inner, exp.Literal) or inner.is_string:
+        return None
+    try:
+        value = float(inner.this)
+    except ValueError:
+        return None
+    return -value if negative else value
+
+
+def _scalar(ctx: Context, node: exp.Expr, role: str, where: str = "") -> None:
+    """A per-row value: columns, literals, arithmetic, ABS/ROUND/COALESCE/LEAST/GREATEST,
+    CAST to a number or date, and CASE (whose conditions use columns as ``filter``).
+    Columns are recorded with ``role``."""
     if isinstance(node, exp.Column):
         ctx.use(ctx.column(node), role)
-    elif isinstance(node, _ARITHMETIC):
+    elif isinstance(node, _ARITHMETIC + _SCALAR_FUNCTIONS):
         for child in node.iter_expressions():
-            _scalar(ctx, child, role)
+            _scalar(ctx, child, role, where)
+    elif isinstance(node, exp.Cast) and not _is_literal(node):
+        target = node.to.this
+        if target not in _NUMERIC_CASTS and target not in _DATE_TYPES:
+            raise QueryError(f"CAST to {node.to.sql()} is not allowed{where}; cast to a number")
+        _scalar(ctx, node.this, role, where)
+    elif isinstance(node, exp.Case):
+        if node.args.get("this") is not None:  # CASE x WHEN v THEN ...: x is compared
+            _scalar(ctx, node.this, "filter", where)
+        for branch in node.args.get("ifs") or []:
+            if node.args.get("this") is not None:
+                _literal(branch.this, where)
+            else:
+                _condition(ctx, branch.this, "a CASE condition")
+            _scalar(ctx, branch.args["true"], role, where)
+        if node.args.get("default") is not None:
+            _scalar(ctx, node.args["default"], role, where)
     else:
-        _literal(node)
+        _literal(node, where)
 
 
-def _condition(ctx: Context, node: exp.Expr) -> None:
-    """WHERE: comparisons, IN, BETWEEN, IS NULL, AND/OR/NOT over columns and literals."""
+def _condition(ctx: Context, node: exp.Expr, place: str = "WHERE") -> None:
+    """WHERE (and CASE WHEN, FILTER): comparisons, IN, BETWEEN, IS NULL, AND/OR/NOT over
+    columns and literals; every column is used as ``filter``."""
     if isinstance(node, exp.Paren):
-        _condition(ctx, node.this)
+        _condition(ctx, node.this, place)
     elif isinstance(node, _LOGIC):
         for child in node.iter_expressions():
-            _condition(ctx, child)
+            _condition(ctx, child, place)
     elif isinstance(node, _COMPARISONS):
         _scalar(ctx, node.this, "filter")
         _scalar(ctx, node.expression, "filter")
@@ -264,52 +356,165 @@ def _condition(ctx: Context, node: exp.Expr) -> None:
     elif isinstance(node, exp.Boolean):
         return
     else:
-        raise QueryError(f"{_describe(node)} is not allowed in WHERE")
+        raise QueryError(f"{_describe(node)} is not allowed in {place}")
 
 
-def aggregate_call(node: exp.Expr) -> AggCall:
-    """The call an aggregate node of a validated tree stands for."""
-    arg = node.this
-    column = None if isinstance(arg, exp.Star) else arg.name.lower()
-    return AggCall(AGGREGATES[type(node)], column)
+def _conditions_in(tree: exp.Expr) -> tuple[exp.Expr, ...]:
+    """The conditions of the CASE branches inside a validated value."""
+    found: list[exp.Expr] = []
+    for case in tree.find_all(exp.Case):
+        subject = case.args.get("this")
+        for branch in case.args.get("ifs") or []:
+            if subject is None:
+                found.append(branch.this)
+            else:
+                found.append(exp.EQ(this=subject.copy(), expression=branch.this.copy()))
+    return tuple(found)
 
 
-def _aggregate(ctx: Context, node: exp.Expr) -> None:
-    func = AGGREGATES[type(node)]
-    arg = node.this
-    if isinstance(arg, exp.Distinct) or node.args.get("distinct"):
-        raise QueryError(f"{func.upper()}(DISTINCT ...) is not allowed")
-    if func == "count" and isinstance(arg, exp.Star):
-        call = AggCall("count", None)
-    elif isinstance(arg, exp.Column):
-        column = ctx.column(arg)
-        ctx.use(column, "aggregate")
-        call = AggCall(func, column)
-    else:
-        raise QueryError(f"{func.upper()} takes one column, not {arg.sql() if arg else '()'}")
-    if len(list(node.iter_expressions())) > 1:
+def _columns_in(tree: exp.Expr) -> tuple[str, ...]:
+    return tuple(sorted({c.name.lower() for c in tree.find_all(exp.Column)}))
+
+
+def _value_columns(tree: exp.Expr) -> tuple[str, ...]:
+    """The columns whose values a value can take (not those only in its conditions)."""
+    found: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, exp.Column):
+            found.add(node.name.lower())
+        elif isinstance(node, exp.Case):
+            stack += [b.args["true"] for b in node.args.get("ifs") or []]
+            if node.args.get("default") is not None:
+                stack.append(node.args["default"])
+        else:
+            stack.extend(node.iter_expressions())
+    return tuple(sorted(found))
+
+
+def _label(node: exp.Expr) -> str:
+    inner = node.this if isinstance(node, exp.Filter) else node
+    func = AGGREGATES.get(type(inner), _function_name(inner))
+    return f"{func.upper()}(...)"
+
+
+def _value(ctx: Context, tree: exp.Expr) -> tuple[str, tuple[str, ...]]:
+    """The name of an aggregated expression (a new ``Value`` unless an equal one exists)
+    and the dataset columns it reads."""
+    if isinstance(tree, exp.Column):
+        name = ctx.column(tree)
+        return name, (name,)
+    text = _text(tree)
+    for value in ctx.values:
+        if value.text == text:
+            return value.name, value.columns
+    value = Value(
+        name=value_name(len(ctx.values)),
+        tree=tree,
+        text=text,
+        columns=_value_columns(tree),
+        conditions=_conditions_in(tree),
+    )
+    ctx.values.append(value)
+    return value.name, value.columns
+
+
+def _quantile(node: exp.Expr) -> float:
+    if isinstance(node, exp.Median):
+        return 0.5
+    q = _number(node.args.get("quantile") or exp.Null())
+    if q is None or not 0.0 <= q <= 1.0:
+        raise QueryError("approx_quantile takes a quantile between 0 and 1 as a number")
+    return q
+
+
+def _aggregate(ctx: Context, node: exp.Expr) -> str:
+    """Validate one aggregate call (maybe with FILTER); the merged column it becomes."""
+    condition: exp.Expr | None = None
+    call_node = node
+    if isinstance(node, exp.Filter):
+        call_node = node.this
+        condition = node.expression.this if isinstance(node.expression, exp.Where) else None
+        if type(call_node) not in AGGREGATES or condition is None:
+            raise QueryError("FILTER (WHERE ...) follows an aggregate function")
+        _condition(ctx, condition, "FILTER (WHERE ...)")
+    func = AGGREGATES[type(call_node)]
+    arg = call_node.this
+    if isinstance(arg, exp.Distinct) or call_node.args.get("distinct"):
+        raise QueryError(f"{func.upper()}(DISTINCT ...) is not allowed; use approx_count_distinct")
+    param = _quantile(call_node) if func == "approx_quantile" else None
+    if len(list(call_node.iter_expressions())) > (2 if param is not None else 1):
         raise QueryError(f"{func.upper()} takes exactly one argument")
+    role = "extremes" if func in EXTREMES else "aggregate"
+    if isinstance(arg, exp.Star):
+        if func != "count":
+            raise QueryError(f"{func.upper()}(*) is not allowed; name a column")
+        arg = None
+    elif arg is None:
+        raise QueryError(f"{func.upper()} takes one column or expression")
+    else:
+        _scalar(ctx, arg, role, f" inside {func.upper()}")
+    if condition is not None:  # agg(x) FILTER (WHERE c) is agg(CASE WHEN c THEN x END)
+        then = arg.copy() if arg is not None else exp.Literal.number(1)
+        arg = exp.Case(ifs=[exp.If(this=condition.copy(), true=then)])
+    if arg is None:
+        call = AggCall("count", None)
+    else:
+        name, columns = _value(ctx, arg)
+        text = next((v.text for v in ctx.values if v.name == name), name)
+        call = AggCall(func, name, columns, param, text)
     if call not in ctx.aggregates:
         ctx.aggregates.append(call)
-    ctx.outputs.append(node)
+    return agg_column(ctx.aggregates.index(call))
+
+
+def _key_of(ctx: Context, node: exp.Expr) -> str | None:
+    """The group key a SELECT/HAVING/ORDER BY expression is, if it is one."""
+    if isinstance(node, exp.Column):
+        name = node.name.lower()
+        return name if name in ctx.groups else None
+    if not ctx.keys or isinstance(node, _LITERALS):
+        return None
+    text = _text(node)
+    return next((k.name for k in ctx.keys if k.text == text), None)
+
+
+_COMPUTED_OUTPUTS = (
+    *_ARITHMETIC,
+    *_COMPARISONS,
+    *_LOGIC,
+    *_SCALAR_FUNCTIONS,
+    exp.Case,
+    exp.If,
+    exp.In,
+    exp.Between,
+    exp.Is,
+)
 
 
 def _output(ctx: Context, node: exp.Expr) -> None:
-    """SELECT / HAVING / ORDER BY: aggregates, group keys, literals, arithmetic, logic."""
-    if type(node) in AGGREGATES:
-        _aggregate(ctx, node)
+    """SELECT / HAVING / ORDER BY: aggregates, group keys, literals, and arithmetic,
+    comparisons, logic, CASE and the scalar functions over them (computed by the home
+    over the merged table)."""
+    if type(node) in AGGREGATES or isinstance(node, exp.Filter):
+        ctx.outputs.append((node, _aggregate(ctx, node)))
+        return
+    key = _key_of(ctx, node)
+    if key is not None:
+        ctx.outputs.append((node, key))
     elif isinstance(node, exp.Column):
         name = ctx.column(node)
-        if name not in ctx.groups:
-            raise QueryError(f"column {name!r} must be in GROUP BY or inside an aggregate function")
-        ctx.outputs.append(node)
-    elif isinstance(node, _ARITHMETIC + _COMPARISONS + _LOGIC):
-        for child in node.iter_expressions():
-            _output(ctx, child)
+        raise QueryError(f"column {name!r} must be in GROUP BY or inside an aggregate function")
     elif isinstance(node, exp.Alias):
         _output(ctx, node.this)
+    elif isinstance(node, _COMPUTED_OUTPUTS):
+        for child in node.iter_expressions():
+            _output(ctx, child)
+    elif isinstance(node, exp.Cast) and not _is_literal(node):
+        _output(ctx, node.this)
     else:
-        _literal(node)
+        _literal(node, " (outside an aggregate, only group keys and literals)")
 
 
 def limit_of(select: exp.Select) -> int | None:
@@ -408,6 +613,11 @@ def from_one_dataset(ctx: Context) -> None:
         if table.args.get(key):
             raise QueryError(f"FROM {key.upper()} is not allowed")
     ctx.dataset, ctx.node = table.name.lower(), (table.db or "").lower()
+    for col in ctx.survey.columns:  # dataset.column -> column, everywhere, once
+        if col.args.get("table") or col.args.get("db"):
+            ctx.column(col)  # refuses another table's column
+            col.set("table", None)
+            col.set("db", None)
 
 
 def where_condition(ctx: Context) -> None:
@@ -416,20 +626,147 @@ def where_condition(ctx: Context) -> None:
         _condition(ctx, where.this)
 
 
+MAX_BUCKETS = 1_000  # groups a bucketed filter column may make (owner-checked)
+
+
+def _bucket(ctx: Context, node: exp.Expr) -> Bucket | None:
+    """The bucket a group key makes of one column, if it is one of the bucket forms:
+    ``floor(x / w) [* w]``, ``width_bucket(x, lo, hi, n)``, ``date_trunc('unit', x)``,
+    ``year/quarter/month(x)``, or a CASE over conditions with literal results."""
+    inner = node.this if isinstance(node, exp.Mul) and _number(node.expression) else node
+    if isinstance(inner, exp.Floor) and isinstance(inner.this, exp.Div):
+        div = inner.this
+        width = _number(div.expression)
+        if isinstance(div.this, exp.Column) and width is not None:
+            if width <= 0:
+                raise QueryError("a bucket's width must be a positive number")
+            return Bucket(ctx.column(div.this), width=width)
+    if isinstance(node, exp.WidthBucket) and isinstance(node.this, exp.Column):
+        parts = [node.args.get(k) for k in ("min_value", "max_value", "num_buckets")]
+        numbers = [_number(p) if p is not None else None for p in parts]
+        if None in numbers or not float(numbers[2] or 0).is_integer() or (numbers[2] or 0) < 1:
+            raise QueryError("width_bucket takes a column, two numbers and a whole count")
+        return Bucket(ctx.column(node.this), count=int(numbers[2] or 0) + 2)
+    if type(node) in _DATE_PARTS and isinstance(node.this, exp.Column):
+        return Bucket(ctx.column(node.this), unit=_DATE_PARTS[type(node)])
+    if isinstance(node, exp.TimestampTrunc | exp.DateTrunc) and isinstance(node.this, exp.Column):
+        unit_node = node.args.get("unit")
+        unit = (unit_node.name if unit_node is not None else "").lower()
+        if unit not in _DATE_UNITS:
+            raise QueryError(f"date_trunc takes one of the units {', '.join(_DATE_UNITS)}")
+        return Bucket(ctx.column(node.this), unit=unit)
+    return None
+
+
+def _case_key(ctx: Context, node: exp.Case) -> None:
+    """A CASE mapping as a group key: conditions over columns, literal results."""
+    subject = node.args.get("this")
+    if subject is not None:
+        _scalar(ctx, subject, "bucket")
+    branches = node.args.get("ifs") or []
+    for branch in branches:
+        if subject is None:
+            _key_condition(ctx, branch.this)
+        else:
+            _literal(branch.this)
+        _literal(branch.args["true"], " (a CASE group key maps to literals)")
+    if node.args.get("default") is not None:
+        _literal(node.args["default"], " (a CASE group key maps to literals)")
+
+
+def _key_condition(ctx: Context, node: exp.Expr) -> None:
+    """A CASE key's condition: as in WHERE, its columns used as ``bucket``."""
+    probe = Context(ctx.select, ctx.survey, dataset=ctx.dataset)
+    _condition(probe, node)
+    for column in probe.roles:
+        ctx.use(column, "bucket")
+
+
+def _group_key(ctx: Context, node: exp.Expr) -> str:
+    """One GROUP BY item (a column, or an expression over columns): its key name."""
+    if isinstance(node, exp.Paren):
+        return _group_key(ctx, node.this)
+    if isinstance(node, exp.Column):
+        name = ctx.column(node)
+        ctx.use(name, "group_by")
+        if name not in ctx.groups:
+            ctx.groups.append(name)
+        return name
+    text = _text(node)
+    found = next((k for k in ctx.keys if k.text == text), None)
+    if found is not None:
+        return found.name
+    bucket = _bucket(ctx, node)
+    if bucket is not None:
+        ctx.use(bucket.column, "bucket")
+        ctx.buckets.append(bucket)
+    elif isinstance(node, exp.Case):
+        _case_key(ctx, node)
+    else:
+        _key_expression(ctx, node)
+    if not any(True for _ in node.find_all(exp.Column)):
+        raise QueryError(f"GROUP BY {node.sql()} groups by a constant; name a column")
+    key = Value(name=key_name(len(ctx.keys)), tree=node, text=text, columns=_columns_in(node))
+    ctx.keys.append(key)
+    ctx.groups.append(key.name)
+    return key.name
+
+
+def _key_expression(ctx: Context, node: exp.Expr) -> None:
+    """Any other key: a per-row value over ``group_by`` columns (``substr(code, 1, 2)``,
+    ``year(day)``, arithmetic...)."""
+    if isinstance(node, exp.Substring):
+        positions = [node.args[k] for k in ("start", "length") if node.args.get(k)]
+        if not all(_number(p) is not None for p in positions):
+            raise QueryError("substr in GROUP BY takes a column and literal positions")
+        _scalar(ctx, node.this, "group_by")
+    elif isinstance(node, _KEY_FUNCTIONS):
+        raise QueryError(f"{_describe(node)} in GROUP BY takes a column and literals")
+    else:
+        _scalar(ctx, node, "group_by", " in GROUP BY")
+
+
+def _aliases(ctx: Context) -> dict[str, exp.Expr]:
+    return {i.alias.lower(): i.this for i in ctx.select.expressions if isinstance(i, exp.Alias)}
+
+
+def _position(ctx: Context, node: exp.Expr, clause: str) -> exp.Expr | None:
+    """The SELECT item a ``GROUP BY 2`` / ``ORDER BY 2`` names (None if not a position)."""
+    if not isinstance(node, exp.Literal) or node.is_string:
+        return None
+    items = ctx.select.expressions
+    if not node.this.isdigit() or not 1 <= int(node.this) <= len(items):
+        raise QueryError(f"{clause} {node.this}: there are {len(items)} items in SELECT")
+    item = items[int(node.this) - 1]
+    return item.this if isinstance(item, exp.Alias) else item
+
+
 def group_by_columns(ctx: Context) -> None:
+    """GROUP BY columns, expressions over them, buckets, SELECT positions and aliases."""
     group = ctx.select.args.get("group")
     if group is None:
         return
     for key in ("rollup", "cube", "grouping_sets", "totals"):
         if group.args.get(key):
             raise QueryError(f"GROUP BY {key.upper()} is not allowed")
+    aliases = _aliases(ctx)
     for g in group.expressions:
-        if not isinstance(g, exp.Column):
-            raise QueryError(f"GROUP BY takes column names, not {g.sql()}")
-        name = ctx.column(g)
-        ctx.use(name, "group_by")
-        if name not in ctx.groups:
-            ctx.groups.append(name)
+        if isinstance(g, exp.Rollup | exp.Cube | exp.GroupingSets):
+            raise QueryError(f"GROUP BY {type(g).__name__.upper()} is not allowed")
+        target = _position(ctx, g, "GROUP BY") or g
+        if isinstance(target, exp.Column) and not target.table:
+            alias = aliases.get(target.name.lower())
+            if alias is not None and alias.find(*AGGREGATES, exp.Filter) is not None:
+                alias = None  # as DuckDB: a name that is no key's alias is the column
+            if alias is not None and not isinstance(alias, exp.Column):
+                if any(c.name.lower() == target.name.lower() for c in alias.find_all(exp.Column)):
+                    raise QueryError(
+                        f"GROUP BY {target.name} is both a column and an alias; rename the alias"
+                    )
+                target = alias
+        if type(target) in AGGREGATES or isinstance(target, exp.Filter):
+            raise QueryError("GROUP BY cannot group by an aggregate")
+        _group_key(ctx, target)
 
 
 def select_list(ctx: Context) -> None:
@@ -449,7 +786,7 @@ def select_list(ctx: Context) -> None:
             raise QueryError(f"column {name!r} is selected twice")
         ctx.use(name, "raw")
         ctx.raw.append(name)
-        ctx.outputs.append(inner)
+        ctx.outputs.append((inner, name))
 
 
 def selects_a_column(ctx: Context) -> None:
@@ -462,29 +799,57 @@ def selects_a_column(ctx: Context) -> None:
         raise QueryError("the SELECT list names no column or aggregate; name what to compute")
 
 
+def _alias_refs(ctx: Context, node: exp.Expr) -> exp.Expr:
+    """HAVING over aliases: each column naming a SELECT alias (and not a group key) is
+    left to the post-merge query, which knows the alias; the rest is checked."""
+    aliases = _aliases(ctx)
+    if isinstance(node, exp.Column) and not node.table:
+        name = node.name.lower()
+        if name in aliases and name not in ctx.groups:
+            ctx.outputs.append((node, name))
+            return node
+    if isinstance(node, exp.Column) or type(node) in AGGREGATES or isinstance(node, exp.Filter):
+        _output(ctx, node)
+        return node
+    if _key_of(ctx, node) is not None:
+        _output(ctx, node)
+        return node
+    if isinstance(node, _LITERALS) or _is_literal(node):
+        return node
+    allowed = _ARITHMETIC + _COMPARISONS + _LOGIC + _SCALAR_FUNCTIONS + (exp.Case, exp.If)
+    if not isinstance(node, allowed + (exp.In, exp.Between, exp.Is, exp.Cast)):
+        _literal(node, " in HAVING")
+    for child in node.iter_expressions():
+        _alias_refs(ctx, child)
+    return node
+
+
 def having_over_groups(ctx: Context) -> None:
     having = ctx.select.args.get("having")
     if having is None:
         return
     if ctx.raw:
         raise QueryError("HAVING needs aggregates")
-    _output(ctx, having.this)
+    _alias_refs(ctx, having.this)
 
 
 def order_by(ctx: Context) -> None:
-    """Aggregates, group keys or aliases; a raw read only by its own columns."""
+    """Aggregates, group keys, aliases or SELECT positions; a raw read only by its own
+    columns."""
     order = ctx.select.args.get("order")
     if order is None:
         return
-    aliases = {i.alias.lower(): i.this for i in ctx.select.expressions if isinstance(i, exp.Alias)}
+    aliases = _aliases(ctx)
     for o in order.expressions:
         target = o.this
-        if isinstance(target, exp.Literal):
-            raise QueryError("ORDER BY takes columns, aliases or aggregates, not positions")
+        position = _position(ctx, target, "ORDER BY")
+        if position is not None and not ctx.raw:
+            continue  # the post-merge query orders by the same position
+        target = position if position is not None else target
         if isinstance(target, exp.Column) and target.name.lower() in aliases:
             target = aliases[target.name.lower()]
             if not ctx.raw:
-                ctx.outputs.append(o.this)  # the alias, a column of the post-merge query
+                ctx.outputs.append((o.this, o.this.name.lower()))  # a post-merge column
                 continue
         if not ctx.raw:
             _output(ctx, target)
@@ -494,7 +859,8 @@ def order_by(ctx: Context) -> None:
         ctx.raw_order.append(
             (ctx.column(target), bool(o.args.get("desc")), bool(o.args.get("nulls_first")))
         )
-        ctx.outputs.append(o.this)
+        if position is None:
+            ctx.outputs.append((o.this, ctx.column(target)))
 
 
 def limit_number(ctx: Context) -> None:
@@ -525,9 +891,9 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def check(select: exp.Select, rules: tuple[Rule, ...] = RULES) -> Context:
+def check(select: exp.Select, rules: tuple[Rule, ...] = RULES, sql: str = "") -> Context:
     """Apply ``rules`` in order to one parsed SELECT; the context holds what they found."""
-    ctx = Context(select, survey(select))
+    ctx = Context(select, survey(select), sql=sql)
     for rule in rules:
         rule(ctx)
     return ctx

@@ -28,6 +28,9 @@ class Kind(enum.Enum):
     SQUARES = "q"  # sum of squares: under DP only, turned into M2 after noise
     MIN = "min"
     MAX = "max"
+    HLL = "hll"  # a serialised HyperLogLog sketch (approx_count_distinct)
+    KLL = "kll"  # a serialised KLL quantiles sketch (approx_quantile, median)
+    QHIST = "qh"  # under DP: a noisy histogram over the declared bounds (quantiles)
 
 
 COUNT_KINDS = (Kind.ROWS, Kind.COUNT)  # whole numbers, at least 0, also once noised
@@ -46,12 +49,13 @@ def state_name(kind: Kind, column: str) -> str:
 
 
 # Per aggregated column, its states in the partial's order, as bits.
-_ORDER = (Kind.COUNT, Kind.SUM, Kind.M2, Kind.MIN, Kind.MAX)
-_C, _S, _M2, _MIN, _MAX = (1 << i for i in range(len(_ORDER)))
+_ORDER = (Kind.COUNT, Kind.SUM, Kind.M2, Kind.MIN, Kind.MAX, Kind.HLL, Kind.KLL)
+_C, _S, _M2, _MIN, _MAX, _HLL, _KLL = (1 << i for i in range(len(_ORDER)))
+_DP_KIND = {Kind.M2: Kind.SQUARES, Kind.KLL: Kind.QHIST}
 
 
 def _step(i: int, kind: Kind) -> tuple[int, tuple[Kind, str], tuple[Kind, str]]:
-    dp_kind = Kind.SQUARES if kind is Kind.M2 else kind
+    dp_kind = _DP_KIND.get(kind, kind)
     return 1 << i, (kind, state_name(kind, "")), (dp_kind, state_name(dp_kind, ""))
 
 
@@ -69,6 +73,8 @@ _NEEDS: dict[str, int] = {
     "stddev_pop": _C | _S | _M2,
     "min": _MIN,
     "max": _MAX,
+    "approx_count_distinct": _C | _HLL,
+    "approx_quantile": _C | _KLL,
 }
 
 

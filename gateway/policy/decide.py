@@ -72,16 +72,24 @@ def purpose_matches(grant: Grant, purpose: str) -> bool:
     return not grant.purpose or grant.purpose.strip().lower() == purpose.strip().lower()
 
 
+# A role a query uses a column in, and the controls any one of which allows it. A
+# bucket (``floor(x / 10)``, ``year(day)``, a CASE mapping) is a group key coarser than
+# the range filters a ``filter`` control allows; the owner also checks it is coarse.
+_ALLOWED_BY = {"bucket": ("group_by", "filter")}
+
+
 def check_columns(grant: Grant, roles: Mapping[str, Collection[str]]) -> None:
-    """Refuse unless every column may be used in every role it is used in."""
+    """Refuse unless every column may be used in every role it is used in, naming the
+    control that is missing."""
     for column, used_as in sorted(roles.items()):
         allowed = set(grant.columns.get(column, ()))
-        missing = sorted(set(used_as) - allowed)
+        missing = sorted(r for r in used_as if allowed.isdisjoint(_ALLOWED_BY.get(r, (r,))))
         if missing:
             allowed_text = ", ".join(sorted(allowed)) or "not named in the grant"
+            needs = " or ".join(_ALLOWED_BY.get(missing[0], (missing[0],)))
             raise PermissionDenied(
-                f"column {column!r} may not be used as {missing[0]} under grant {grant.id} "
-                f"(allowed: {allowed_text})"
+                f"column {column!r} may not be used as {missing[0]} under grant {grant.id}: "
+                f"it needs the {needs} control (allowed: {allowed_text})"
             )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway.policy.budget import within_budget
 
-CONTROLS = ("raw", "group_by", "aggregate", "filter", "join_key")
+CONTROLS = ("raw", "group_by", "aggregate", "filter", "extremes", "join_key")
 OPERATIONS = ("query", "psi", "train")
 GRANTEE_KINDS = ("user", "org", "node")
 

@@ -12,10 +12,14 @@ from gateway.policy.decide import check_columns, choose, dp_bounds, level_of
 from gateway.policy.floors import effective_level
 from gateway.policy.model import Decision, Grant
 
-# The aggregates the owner can noise (privacy.add_noise); MIN and MAX are not among them.
+# The aggregates the owner can noise (privacy.add_noise; quantiles as a noisy histogram).
 DP_AGGREGATES = frozenset(
-    {"count", "sum", "avg", "var_samp", "var_pop", "stddev_samp", "stddev_pop"}
+    {"count", "sum", "avg", "var_samp", "var_pop", "stddev_samp", "stddev_pop", "approx_quantile"}
 )
+# The aggregates that show single rows' values: the ``extremes`` control.
+EXTREMES = frozenset({"min", "max", "approx_quantile"})
+MAX_BUCKETS = 1_000  # groups a bucket of a filter-only column may make over its range
+COARSE_UNITS = ("year", "quarter", "month")  # date buckets of a filter-only column
 
 
 class AggregateUse(Protocol):
@@ -24,15 +28,28 @@ class AggregateUse(Protocol):
     @property
     def func(self) -> str: ...
     @property
-    def column(self) -> str | None: ...  # None for COUNT(*)
+    def columns(self) -> tuple[str, ...]: ...  # the dataset columns it reads
     @property
     def label(self) -> str: ...
 
 
+class BucketUse(Protocol):
+    """A group key that buckets a column (``federation.sql.Bucket``)."""
+
+    @property
+    def column(self) -> str: ...
+    @property
+    def width(self) -> float | None: ...
+    @property
+    def count(self) -> int | None: ...
+    @property
+    def unit(self) -> str | None: ...
+
+
 class QueryUse(Protocol):
     """What deciding needs of a parsed query: the columns it uses in which role, whether it
-    reads raw rows, its aggregates. federation's QueryPlan has these; policy does not need
-    to know how a query is planned."""
+    reads raw rows, its aggregates and buckets. federation's QueryPlan has these; policy
+    does not need to know how a query is planned."""
 
     @property
     def column_roles(self) -> Mapping[str, Set[str]]: ...
@@ -40,6 +57,59 @@ class QueryUse(Protocol):
     def is_raw(self) -> bool: ...
     @property
     def aggregates(self) -> Sequence[AggregateUse]: ...
+    @property
+    def buckets(self) -> Sequence[BucketUse]: ...
+
+
+def _roles(
+    desc: DatasetDescriptor, grant: Grant, roles: Mapping[str, Set[str]]
+) -> dict[str, set[str]]:
+    """The roles to check against ``grant``: on an open (L1) column, extremes are what
+    ``aggregate`` already allows (its rows are published as they are)."""
+    out = {c: set(r) for c, r in roles.items()}
+    for column, used in out.items():
+        if (
+            "extremes" in used
+            and effective_level(desc, [column]) == "L1"
+            and "aggregate" in grant.columns.get(column, ())
+        ):
+            used.discard("extremes")
+    return out
+
+
+def check_buckets(
+    buckets: Iterable[BucketUse],
+    grant: Grant,
+    ranges: Mapping[str, tuple[float, float]],
+) -> None:
+    """A bucket of a column the grant lets the analyst filter on but not group by must be
+    coarser than the range filters already allowed: at most MAX_BUCKETS groups over the
+    column's range (``ranges``: from the registration's statistics or declared bounds),
+    and dates by year, quarter or month."""
+    for b in buckets:
+        if "group_by" in grant.columns.get(b.column, ()):
+            continue
+        if b.unit is not None:
+            if b.unit not in COARSE_UNITS:
+                raise PermissionDenied(
+                    f"a bucket of {b.column!r} by {b.unit} is as fine as the column itself: "
+                    f"it needs the group_by control (by {', '.join(COARSE_UNITS)} it needs filter)"
+                )
+            continue
+        count = b.count
+        if count is None and b.width is not None:
+            span = ranges.get(b.column)
+            if span is None:
+                raise PermissionDenied(
+                    f"{b.column!r} has no known range, so a bucket of it cannot be shown to be "
+                    "coarse: it needs the group_by control"
+                )
+            count = int((span[1] - span[0]) / b.width) + 1
+        if count is not None and count > MAX_BUCKETS:
+            raise PermissionDenied(
+                f"a bucket of {b.column!r} would make about {count} groups over its range; "
+                f"without the group_by control at most {MAX_BUCKETS} (use a wider bucket)"
+            )
 
 
 def decide_query(
@@ -50,26 +120,25 @@ def decide_query(
     home_node: str,
     purpose: str,
     now: str,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> Decision:
     """Pick the grant that permits this query, or refuse with the most useful reason."""
     level, floor = level_of(desc, plan.column_roles)
 
     def check(g: Grant) -> None:
-        check_columns(g, plan.column_roles)
+        check_columns(g, _roles(desc, g, plan.column_roles))
+        check_buckets(plan.buckets, g, ranges or {})
         if plan.is_raw and not floor.raw:
             raise PermissionDenied(f"{desc.name} is {level}: only aggregates may leave")
-        extremes = [
-            a
-            for a in plan.aggregates
-            if a.func in ("min", "max")
-            and a.column is not None
-            and effective_level(desc, [a.column]) != "L1"
-        ]
-        if extremes:
-            raise PermissionDenied(
-                f"{extremes[0].label} would show one record's value: MIN and MAX are "
-                "only released for L1 (open) columns"
-            )
+        for a in plan.aggregates:
+            if a.func not in EXTREMES or not a.columns:
+                continue
+            at = effective_level(desc, a.columns)
+            if at not in ("L1", "L2") and not (g.uses_dp and a.func == "approx_quantile"):
+                raise PermissionDenied(
+                    f"{a.label} would show one record's value: {at} data allows extremes "
+                    "only as DP quantiles (approx_quantile under a DP grant)"
+                )
         if floor.dp_required and not g.uses_dp:
             raise PermissionDenied(f"{level} data needs a grant with differential privacy")
         if g.uses_dp:
@@ -80,11 +149,11 @@ def decide_query(
                 raise PermissionDenied(f"{bad[0]} cannot be released under DP")
             specs = {c.name: c for c in desc.columns}
             unbounded = [
-                a.column
+                c
                 for a in plan.aggregates
-                if a.column is not None
-                and a.func != "count"
-                and (specs[a.column].lower is None or specs[a.column].upper is None)
+                if a.func != "count"
+                for c in a.columns
+                if specs[c].lower is None or specs[c].upper is None
             ]
             if unbounded:
                 raise PermissionDenied(

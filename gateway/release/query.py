@@ -87,8 +87,10 @@ class PlanCache:
         key = (plan.sql, table, entry.quality.sha256, bounds, hidden)
         sql = self._sql.get(key)
         if sql is None:
-            ints = [c.name for c in entry.descriptor.columns if c.type == "int64"]
-            sql = partial_query(plan, table, integer_columns=ints, clamp=clamp, hidden=hidden)
+            ints, decimals = exact_values(plan, entry.descriptor)
+            sql = partial_query(
+                plan, table, integer_columns=ints, decimals=decimals, clamp=clamp, hidden=hidden
+            )
             self._keep(key, sql)
         return sql
 
@@ -108,9 +110,41 @@ class PlanCache:
             self._sql[key] = sql
 
 
+def exact_values(plan: QueryPlan, desc: DatasetDescriptor) -> tuple[list[str], list[str]]:
+    """The values whose sums stay exact: (integers, decimals), by value name."""
+    declared = {c.name: c.type for c in desc.columns}
+    ints: list[str] = []
+    decimals: list[str] = []
+    step = plan.aggregate
+    for call in plan.aggregates:
+        name = call.column
+        if name is None or call.func != "sum" and call.func != "avg":
+            continue
+        value = step.value_of.get(name) if step is not None else None
+        # TODO(types): expression values and decimals, once gateway.column_types lands
+        kind = "int" if value is None and declared.get(name) == "int64" else None
+        target = ints if kind == "int" else decimals if kind == "decimal" else None
+        if target is not None and name not in target:
+            target.append(name)
+    return ints, decimals
+
+
+def ranges(entry: CatalogEntry) -> dict[str, tuple[float, float]]:
+    """Each numeric column's range, for the bucket check: the declared bounds, else the
+    registration's statistics."""
+    out: dict[str, tuple[float, float]] = {}
+    for q in entry.quality.columns:
+        if q.min is not None and q.max is not None:
+            out[q.name] = (float(q.min), float(q.max))
+    for c in entry.descriptor.columns:
+        if c.lower is not None and c.upper is not None:
+            out[c.name] = (c.lower, c.upper)
+    return out
+
+
 def _few_leaves(plan: QueryPlan) -> None:
     try:
-        conditions.leaves(plan.scan.where)
+        conditions.leaves(*plan.conditions)
     except TooManyLeaves as exc:
         raise InvalidArgument(f"{exc} on L2 data") from None
 
@@ -184,6 +218,7 @@ class QueryRelease:
             env.home_node,
             env.purpose,
             utc(),
+            ranges(self.entry),
         )
         self.sql_cache.check_types(self.plan, desc)
         if decision.sticky_noise:  # refused here, before any owner of the query spends

@@ -48,8 +48,8 @@ def test_column_without_join_key() -> None:
     grant = make_grant(columns={"code": ("group_by", "filter")})
     with pytest.raises(
         PermissionDenied,
-        match=r"column 'code' may not be used as join_key under grant g-org "
-        r"\(allowed: filter, group_by\)",
+        match=r"column 'code' may not be used as join_key under grant g-org: it needs the "
+        r"join_key control \(allowed: filter, group_by\)",
     ):
         decide([grant])
     with pytest.raises(PermissionDenied, match=r"'region' .* \(allowed: not named in the grant\)"):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from federation.sql.plan import Bucket
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import InvalidArgument, PermissionDenied, ResourceExhausted
 from gateway.policy import Decision, Grant, decide_query
@@ -18,6 +19,10 @@ from tests.unit.test_policy_decide import ANALYST, HOME, NOW, dp, make_desc, mak
 class Agg:
     func: str
     column: str | None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return () if self.column is None else (self.column,)
 
     @property
     def label(self) -> str:
@@ -31,6 +36,7 @@ class Plan:
     column_roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
     aggregates: tuple[Agg, ...] = ()
     raw_columns: tuple[str, ...] = ()
+    buckets: tuple[Bucket, ...] = ()
 
     @property
     def is_raw(self) -> bool:
@@ -87,8 +93,8 @@ def test_column_used_in_a_role_the_grant_does_not_allow() -> None:
     grant = make_grant(columns={"region": ("group_by",), "revenue": ("filter",)})
     with pytest.raises(
         PermissionDenied,
-        match=r"column 'revenue' may not be used as aggregate under grant g-org "
-        r"\(allowed: filter\)",
+        match=r"column 'revenue' may not be used as aggregate under grant g-org: it needs "
+        r"the aggregate control \(allowed: filter\)",
     ):
         decide([grant])
 
@@ -107,11 +113,35 @@ def test_raw_rows_only_from_l1() -> None:
         decide([make_grant(columns={"region": ("raw",)})], raw)
 
 
-def test_min_and_max_only_of_open_columns() -> None:
-    plan = Plan(roles(staff="aggregate"), (Agg("max", "staff"),))
-    with pytest.raises(PermissionDenied, match=r"max\(staff\) would show one record's value"):
+def test_extremes_need_their_control_on_l2_are_open_on_l1_and_never_on_l3() -> None:
+    plan = Plan(roles(staff="extremes"), (Agg("max", "staff"),))
+    with pytest.raises(
+        PermissionDenied, match="may not be used as extremes .* the extremes control"
+    ):
         decide([make_grant()], plan)
-    assert decide([make_grant()], plan, make_desc("L1")).level == "L1"
+    assert decide([make_grant()], plan, make_desc("L1")).level == "L1"  # aggregate suffices
+    allowed = make_grant(columns={"region": ("group_by",), "staff": ("extremes",)})
+    assert decide([allowed], plan).level == "L2"
+    with pytest.raises(PermissionDenied, match=r"max\(staff\) would show one record's value"):
+        decide([allowed], plan, make_desc("L2", staff="L3"))
+
+
+def test_buckets_of_a_filter_column_must_be_coarse() -> None:
+    grant = make_grant(columns={"staff": ("filter",), "revenue": ("aggregate",)})
+    uses = roles(staff="bucket", revenue="aggregate")
+    wide = Plan(uses, (Agg("sum", "revenue"),), buckets=(Bucket("staff", width=100.0),))
+    ranges = {"staff": (0.0, 5000.0)}
+    assert decide_query([grant], wide, make_desc(), ANALYST, HOME, "", NOW, ranges).level == "L2"
+    narrow = Plan(uses, (Agg("sum", "revenue"),), buckets=(Bucket("staff", width=1.0),))
+    with pytest.raises(PermissionDenied, match="about 5001 groups"):
+        decide_query([grant], narrow, make_desc(), ANALYST, HOME, "", NOW, ranges)
+    with pytest.raises(PermissionDenied, match="no known range"):
+        decide_query([grant], narrow, make_desc(), ANALYST, HOME, "", NOW, {})
+    daily = Plan(uses, (Agg("sum", "revenue"),), buckets=(Bucket("staff", unit="day"),))
+    with pytest.raises(PermissionDenied, match="by day is as fine as the column"):
+        decide([grant], daily)
+    grouped = make_grant(columns={"staff": ("group_by",), "revenue": ("aggregate",)})
+    assert decide([grouped], narrow).level == "L2"  # group_by: any bucket
 
 
 def test_l3_needs_a_dp_grant() -> None:

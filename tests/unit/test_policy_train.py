@@ -60,8 +60,8 @@ def test_every_feature_and_the_label_need_aggregate(missing: str) -> None:
     columns = {**TRAIN_ONLY, missing: ("group_by", "filter", "join_key")}
     with pytest.raises(
         PermissionDenied,
-        match=f"column '{missing}' may not be used as aggregate under grant g-org "
-        r"\(allowed: filter, group_by, join_key\)",
+        match=f"column '{missing}' may not be used as aggregate under grant g-org: it needs "
+        r"the aggregate control \(allowed: filter, group_by, join_key\)",
     ):
         decide([make_grant(columns=columns)])
 

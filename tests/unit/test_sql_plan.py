@@ -39,7 +39,7 @@ def test_an_aggregate_query_is_scan_aggregate_final() -> None:
         "w": frozenset({"aggregate"}),
     }
     assert agg.group_by == ("city",)
-    assert agg.aggregates == (AggCall("count", None), AggCall("avg", "w"))
+    assert agg.aggregates == (AggCall("count", None), AggCall("avg", "w", ("w",)))
     assert final.merged == ("city", "__a0", "__a1") and final.limit == 5
     assert final.projection is None  # HAVING: the engine runs the final step
     assert final.sql == (
