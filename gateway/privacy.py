@@ -63,12 +63,15 @@ def suppress(table: pa.Table, k: int, *, keep_empty: bool = True) -> Released:
     return Released(kept, table.num_rows - kept.num_rows, 0.0)
 
 
-def _sensitivity(state: StateColumn, clamp: dict[str, tuple[float, float]]) -> float:
+def _sensitivity(
+    state: StateColumn, clamp: dict[str, tuple[float, float]], plan: QueryPlan
+) -> float:
     """How much one row can change this state (add/remove one row): 1 for a count; the
-    largest clamped magnitude m for a sum, m * m for a sum of squares."""
+    largest clamped magnitude m for a sum, m * m for a sum of squares (m from the value's
+    interval: a column's bounds, or what they imply for an expression)."""
     if state.kind in COUNT_KINDS:
         return 1.0
-    bounds = clamp.get(state.column) if state.column is not None else None
+    bounds = plan.bounds_of(state.column, clamp) if state.column is not None else None
     lo, hi = bounds or (0.0, 0.0)
     m = max(abs(lo), abs(hi))
     return m if state.kind is Kind.SUM else m * m
@@ -121,7 +124,7 @@ def add_noise(
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float)
     for state in states:
         columns[state.name] = table.column(state.name)
-        sens = _sensitivity(state, clamp)
+        sens = _sensitivity(state, clamp, plan)
         values = [float(v or 0.0) for v in table.column(state.name).to_pylist()]
         if not values or sens == 0:
             spent += share

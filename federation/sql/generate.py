@@ -84,18 +84,18 @@ class _Values:
         self.step = step
         self.clamp = clamp
 
-    def __call__(self, name: str) -> exp.Expr:
+    def __call__(self, name: str, *, clamped: bool = True) -> exp.Expr:
         value = self.step.value_of.get(name)
         if value is None:
-            bounds = self.clamp.get(name) if self.clamp is not None else None
+            bounds = self.clamp.get(name) if self.clamp is not None and clamped else None
             return _clamped(functools.partial(_column, name), bounds)
-        if self.clamp is None:
+        if self.clamp is None or not clamped:
             tree = _rebuilt(value.tree)
             return exp.Try(this=tree) if _may_fail(tree) else tree
         from federation.sql.intervals import interval_of  # noqa: PLC0415
 
         clamp = self.clamp
-        interval = interval_of(value.tree, clamp)
+        interval = interval_of(value.tree, clamp)  # as QueryPlan.bounds_of
 
         def clamped_tree() -> exp.Expr:
             tree = _rebuilt(value.tree)
@@ -115,8 +115,8 @@ def _state(state: StateColumn, ints: set[str], decimals: set[str], values: _Valu
         return exp.Count(this=exp.Star())
     column = state.column
     dp = values.clamp is not None
-    if state.kind is Kind.COUNT:
-        return exp.Count(this=values(column))
+    if state.kind is Kind.COUNT:  # clamping keeps NULL as NULL: counts need none
+        return exp.Count(this=values(column, clamped=False))
     if state.kind is Kind.SUM:
         if column in decimals and not dp:
             return exp.Sum(this=values(column))  # DuckDB keeps DECIMAL(38, s): exact

@@ -309,6 +309,21 @@ class QueryPlan:
     def projection(self) -> Projection | None:
         return self.final.projection
 
+    def bounds_of(
+        self, name: str, clamp: dict[str, tuple[float, float]]
+    ) -> tuple[float, float] | None:
+        """Under DP, the range one row's value can take once clamped: a column's declared
+        bounds, or the interval an expression's columns' bounds imply (``intervals``;
+        raises ``intervals.Unbounded`` where none is finite)."""
+        step = self.aggregate
+        value = step.value_of.get(name) if step is not None else None
+        if value is None:
+            return clamp.get(name)
+        from federation.sql.intervals import interval_of  # noqa: PLC0415
+
+        interval = interval_of(value.tree, clamp)
+        return (interval.lo, interval.hi)
+
     @functools.cached_property
     def digest(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()

@@ -116,7 +116,7 @@ def register(sub: Subparsers) -> None:
         action="append",
         default=[],
         required=True,
-        help="name=control[,control]: raw, group_by, aggregate, filter, join_key",
+        help="name=control[,control]: raw, group_by, aggregate, filter, extremes, join_key",
     )
     sp.add_argument("--min-group-size", type=int, default=10, help="k (default 10)")
     sp.add_argument("--dp-epsilon", type=float, default=0.0, help="epsilon per query (0: no DP)")

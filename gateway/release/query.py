@@ -142,6 +142,20 @@ def ranges(entry: CatalogEntry) -> dict[str, tuple[float, float]]:
     return out
 
 
+def bounded(plan: QueryPlan, clamp: dict[str, tuple[float, float]]) -> None:
+    """Under DP every aggregated expression needs a finite interval (its noise is scaled
+    from it): refuse the query where its columns' bounds imply none."""
+    from federation.sql.intervals import Unbounded  # noqa: PLC0415
+
+    for call in plan.aggregates:
+        if call.column is None or call.func == "count":
+            continue
+        try:
+            plan.bounds_of(call.column, clamp)
+        except Unbounded as exc:
+            raise InvalidArgument(f"{call.label} under DP: {exc}") from None
+
+
 def _few_leaves(plan: QueryPlan) -> None:
     try:
         conditions.leaves(*plan.conditions)
@@ -221,6 +235,8 @@ class QueryRelease:
             ranges(self.entry),
         )
         self.sql_cache.check_types(self.plan, desc)
+        if decision.clamp is not None:
+            bounded(self.plan, decision.clamp)
         if decision.sticky_noise:  # refused here, before any owner of the query spends
             self.sql_cache.check_leaves(self.plan)
         return decision
