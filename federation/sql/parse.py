@@ -12,7 +12,7 @@ import functools
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from federation.sql import generate
+from federation.sql import generate, wording
 from federation.sql.dialect import DUCKDB
 from federation.sql.plan import AggregateStep, FinalStep, QueryPlan, ScanStep, Step, agg_column
 from federation.sql.rules import MAX_DEPTH, Context, QueryError, check
@@ -35,8 +35,7 @@ def read(sql: str) -> exp.Select:
         raise QueryError(f"exactly one statement is allowed, got {len(statements)}")
     select = statements[0]
     if not isinstance(select, exp.Select):
-        kind = type(select).__name__.upper()
-        raise QueryError(f"only SELECT is allowed, not {kind}")
+        raise QueryError(f"only SELECT is allowed, not {wording.statement_kind(sql, select)}")
     return select
 
 

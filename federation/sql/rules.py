@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from federation.sql import wording
 from federation.sql.plan import AggCall, Bucket, Value, agg_column, key_name, value_name
 
 MAX_DEPTH = 40
@@ -234,7 +235,8 @@ class Context:
         return col.name.lower()
 
     def describe(self, node: exp.Expr) -> str:
-        return _describe(node)
+        """A node as the user wrote it (``list()``, not the parser's ``array_agg()``)."""
+        return wording.describe(node, self.sql) if self.sql else _describe(node)
 
 
 Rule = Callable[[Context], None]
@@ -356,7 +358,7 @@ def _condition(ctx: Context, node: exp.Expr, place: str = "WHERE") -> None:
     elif isinstance(node, exp.Boolean):
         return
     else:
-        raise QueryError(f"{_describe(node)} is not allowed in {place}")
+        raise QueryError(f"{ctx.describe(node)} is not allowed in {place}")
 
 
 def _conditions_in(tree: exp.Expr) -> tuple[exp.Expr, ...]:
@@ -440,21 +442,23 @@ def _aggregate(ctx: Context, node: exp.Expr) -> str:
             raise QueryError("FILTER (WHERE ...) follows an aggregate function")
         _condition(ctx, condition, "FILTER (WHERE ...)")
     func = AGGREGATES[type(call_node)]
+    said = (wording.written(call_node, ctx.sql) if ctx.sql else None) or func
+    said = said.upper()
     arg = call_node.this
     if isinstance(arg, exp.Distinct) or call_node.args.get("distinct"):
-        raise QueryError(f"{func.upper()}(DISTINCT ...) is not allowed; use approx_count_distinct")
+        raise QueryError(f"{said}(DISTINCT ...) is not allowed; use approx_count_distinct")
     param = _quantile(call_node) if func == "approx_quantile" else None
     if len(list(call_node.iter_expressions())) > (2 if param is not None else 1):
-        raise QueryError(f"{func.upper()} takes exactly one argument")
+        raise QueryError(f"{said} takes exactly one argument")
     role = "extremes" if func in EXTREMES else "aggregate"
     if isinstance(arg, exp.Star):
         if func != "count":
-            raise QueryError(f"{func.upper()}(*) is not allowed; name a column")
+            raise QueryError(f"{said}(*) is not allowed; name a column")
         arg = None
     elif arg is None:
-        raise QueryError(f"{func.upper()} takes one column or expression")
+        raise QueryError(f"{said} takes one column or expression")
     else:
-        _scalar(ctx, arg, role, f" inside {func.upper()}")
+        _scalar(ctx, arg, role, f" inside {said}")
     if condition is not None:  # agg(x) FILTER (WHERE c) is agg(CASE WHEN c THEN x END)
         then = arg.copy() if arg is not None else exp.Literal.number(1)
         arg = exp.Case(ifs=[exp.If(this=condition.copy(), true=then)])
@@ -570,7 +574,7 @@ def no_other_clauses(ctx: Context) -> None:
     """Only SELECT ... FROM ... WHERE ... GROUP BY ... HAVING ... ORDER BY ... LIMIT."""
     for key, what in _CLAUSES:
         if ctx.select.args.get(key):
-            raise QueryError(f"{what} is not allowed")
+            raise QueryError(f"{wording.clause(key, ctx.sql) or what} is not allowed")
 
 
 def no_window_functions(ctx: Context) -> None:
@@ -591,7 +595,7 @@ def no_parameters(ctx: Context) -> None:
 def only_aggregate_functions(ctx: Context) -> None:
     """No function of the engine is reachable but the aggregates (and operators)."""
     if ctx.survey.bad_function is not None:
-        raise QueryError(f"{_describe(ctx.survey.bad_function)} is not allowed")
+        raise QueryError(f"{ctx.describe(ctx.survey.bad_function)} is not allowed")
 
 
 def from_one_dataset(ctx: Context) -> None:
@@ -601,7 +605,7 @@ def from_one_dataset(ctx: Context) -> None:
         raise QueryError("the query needs FROM dataset (or FROM node.dataset)")
     table = source.this
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
-        raise QueryError(f"FROM takes a dataset name, not {_describe(table)}")
+        raise QueryError(f"FROM takes a dataset name, not {ctx.describe(table)}")
     if table.args.get("catalog") or table.args.get("joins") or table.args.get("laterals"):
         raise QueryError("FROM takes dataset or node.dataset")
     for part in (table.name, table.db or ""):
@@ -611,7 +615,8 @@ def from_one_dataset(ctx: Context) -> None:
         raise QueryError("table aliases are not allowed")
     for key in ("pivots", "sample", "version", "when", "only", "partition", "changes", "format"):
         if table.args.get(key):
-            raise QueryError(f"FROM {key.upper()} is not allowed")
+            words = wording.clause(key, ctx.sql) if key in wording.CLAUSES else None
+            raise QueryError(f"{words or 'FROM ' + key.upper()} is not allowed")
     ctx.dataset, ctx.node = table.name.lower(), (table.db or "").lower()
     for col in ctx.survey.columns:  # dataset.column -> column, everywhere, once
         if col.args.get("table") or col.args.get("db"):
@@ -721,7 +726,7 @@ def _key_expression(ctx: Context, node: exp.Expr) -> None:
             raise QueryError("substr in GROUP BY takes a column and literal positions")
         _scalar(ctx, node.this, "group_by")
     elif isinstance(node, _KEY_FUNCTIONS):
-        raise QueryError(f"{_describe(node)} in GROUP BY takes a column and literals")
+        raise QueryError(f"{ctx.describe(node)} in GROUP BY takes a column and literals")
     else:
         _scalar(ctx, node, "group_by", " in GROUP BY")
 
