@@ -4,11 +4,20 @@ An owner never returns an aggregate's final value, only a *state* that merges wi
 loss: counts and sums add, MIN/MAX take the extreme, and variance travels as
 (count, sum, M2) and combines with the parallel formula of Chan, Golub and LeVeque,
 which stays numerically stable where the textbook sum-of-squares formula does not.
+
+Sums are exact where the owners' are: an integer sum travels as int64, a decimal sum as
+decimal128(38, s) (DuckDB's SUM of a DECIMAL(p, s)), and both add exactly, refused
+rather than wrapped where the total could overflow. A float sum (DOUBLE, or any sum
+noised under DP) travels as float64; where owners disagree, every owner's sum of that
+column is merged as float64. AVG of a decimal is the exact merged sum divided by the
+count, rounded once to a DOUBLE, as DuckDB's AVG of a DECIMAL on the pooled rows.
+MIN and MAX keep the column's own type (a timestamp, a date, a decimal, an int8...).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal, localcontext
 
 import numpy as np
 import pyarrow as pa
@@ -41,17 +50,27 @@ def expected_columns(plan: QueryPlan) -> list[str]:
     return [*plan.group_by, *(s.name for s in state_columns(plan, dp=False))]
 
 
+SUM_PRECISION = 38  # a decimal sum travels as decimal128(38, s): DuckDB's SUM of DECIMAL(p, s)
+
+
+def _exact_decimal_sum(t: pa.DataType) -> bool:
+    return pa.types.is_decimal128(t) and t.precision == SUM_PRECISION
+
+
 def check_partial(plan: QueryPlan, table: pa.Table, source: str) -> pa.Table:
     """Refuse a partial whose columns are not exactly the plan's (names come from peers and
-    end up in generated SQL), or whose state columns are not numeric."""
+    end up in generated SQL), or whose state columns are not numeric: int64 or float64,
+    and for a sum also decimal128(38, s)."""
     if table.column_names != expected_columns(plan):
         raise PartialError(f"the partial from {source} does not have the columns the query implies")
     # MIN and MAX keep the column's own type; every other state is a number.
-    numbers = {s.name for s in state_columns(plan, dp=False) if s.kind not in _EXTREMES}
+    states = {s.name: s.kind for s in state_columns(plan, dp=False) if s.kind not in _EXTREMES}
     for field in table.schema:
-        state = field.name in numbers
+        kind = states.get(field.name)
         numeric = pa.types.is_int64(field.type) or pa.types.is_float64(field.type)
-        if state and not numeric:
+        if kind is Kind.SUM and _exact_decimal_sum(field.type):
+            numeric = True
+        if kind is not None and not numeric:
             raise PartialError(f"the partial from {source} has a non-numeric {field.name}")
         if pa.types.is_nested(field.type) or pa.types.is_dictionary(field.type):
             raise PartialError(f"the partial from {source} has a nested {field.name}")
@@ -61,9 +80,38 @@ def check_partial(plan: QueryPlan, table: pa.Table, source: str) -> pa.Table:
 def _stack(partials: list[pa.Table]) -> pa.Table:
     # Owners under DP send float sums where exact owners send integers: promote.
     try:
-        return pa.concat_tables(partials, promote_options="permissive")
+        return pa.concat_tables(_agreeing(partials), promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise PartialError(f"owners' partials do not agree on column types: {exc}") from None
+
+
+def _agreeing(partials: list[pa.Table]) -> list[pa.Table]:
+    """Partials whose decimal columns agree with the others' (Arrow's own promotion makes
+    a decimal256 of two scales, and fails on a decimal beside a float): beside a float,
+    float64; beside integers or another scale, decimal128(38, the largest scale), exactly
+    (a value that no longer fits is refused, never rounded)."""
+    if len(partials) < 2:
+        return partials
+    targets: dict[str, pa.DataType] = {}
+    for name in partials[0].column_names:
+        types = {p.schema.field(name).type for p in partials if name in p.column_names}
+        if len(types) < 2 or not any(pa.types.is_decimal(t) for t in types):
+            continue
+        if any(pa.types.is_floating(t) for t in types):
+            targets[name] = pa.float64()
+        elif all(pa.types.is_decimal(t) or pa.types.is_integer(t) for t in types):
+            scale = max(t.scale for t in types if pa.types.is_decimal(t))
+            targets[name] = pa.decimal128(SUM_PRECISION, scale)
+    if not targets:
+        return partials
+    out = []
+    for p in partials:
+        for name, target in targets.items():
+            if name in p.column_names and p.schema.field(name).type != target:
+                i = p.column_names.index(name)
+                p = p.set_column(i, name, p.column(name).cast(target))
+        out.append(p)
+    return out
 
 
 def _group_ids(table: pa.Table, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +152,15 @@ def _check_int_sum(column: pa.ChunkedArray, gid: np.ndarray, groups: int, name: 
         raise PartialError(f"the merged {name} would overflow a 64-bit integer")
 
 
+def _check_decimal_sum(column: pa.ChunkedArray, gid: np.ndarray, groups: int, name: str) -> None:
+    """Arrow's decimal sums wrap too: refuse a group whose sum could leave its 38 digits
+    (half the limit: the float sum of magnitudes is far closer than that)."""
+    scale = column.type.scale
+    totals = np.bincount(gid, weights=np.abs(floats(column)), minlength=groups)
+    if totals.size and totals.max() >= 0.5 * 10.0 ** (SUM_PRECISION - scale):
+        raise PartialError(f"the merged {name} would overflow a DECIMAL({SUM_PRECISION},{scale})")
+
+
 def merge(plan: QueryPlan, partials: list[pa.Table]) -> pa.Table:
     """Combine partials into one partial with the same columns, exactly (relays use it too).
 
@@ -138,8 +195,11 @@ def _merge_states(plan: QueryPlan, stacked: pa.Table) -> pa.Table:
         if state.kind in _EXTREMES:
             aggs.append((state.name, _EXTREMES[state.kind]))
         elif state.kind is not Kind.M2:
-            if pa.types.is_integer(stacked.schema.field(state.name).type):
+            kind = stacked.schema.field(state.name).type
+            if pa.types.is_integer(kind):
                 _check_int_sum(stacked.column(state.name), gid, groups, state.name)
+            elif pa.types.is_decimal(kind):
+                _check_decimal_sum(stacked.column(state.name), gid, groups, state.name)
             aggs.append((state.name, "sum"))
     summed = work.group_by("__gid", use_threads=False).aggregate(aggs)
     summed = summed.take(pc.sort_indices(summed.column("__gid")))
@@ -178,6 +238,8 @@ def _final_value(call: AggCall, merged: pa.Table) -> pa.Array | pa.ChunkedArray:
     cf = c.cast(pa.float64(), safe=False)
     nothing = pa.scalar(None, pa.float64())
     if call.func == "avg":
+        if pa.types.is_decimal(s.type):
+            return decimal_means(s, c)
         mean = pc.divide(s.cast(pa.float64(), safe=False), cf)
         return pc.if_else(pc.greater(c, 0), mean, nothing)
     m2 = merged.column(state_name(Kind.M2, call.column)).cast(pa.float64(), safe=False)
@@ -186,6 +248,44 @@ def _final_value(call: AggCall, merged: pa.Table) -> pa.Array | pa.ChunkedArray:
     else:
         var = pc.if_else(pc.greater(c, 0), pc.divide(m2, cf), nothing)
     return pc.sqrt(var) if call.func.startswith("stddev") else var
+
+
+def decimal_means(sums: pa.ChunkedArray, counts: pa.ChunkedArray) -> pa.Array:
+    """AVG of a decimal as DuckDB gives it on the pooled rows: a DOUBLE, the exact sum
+    divided by the count and rounded once (NULL where the count is 0). Where the
+    unscaled sum and count x 10^scale are exact doubles (below 2^53), one float division
+    is that rounding; elsewhere the quotient is taken in decimal arithmetic first."""
+    total = sums.combine_chunks()
+    n = np.asarray(pc.fill_null(counts, 0).to_numpy(zero_copy_only=False), dtype=np.float64)
+    scale = total.type.scale
+    unscaled, small = _unscaled(total)
+    divisor = n * 10.0**scale
+    exact = small & (unscaled > -(2**53)) & (unscaled < 2**53) & (divisor < 2.0**53)
+    fast = exact & (n > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = np.where(fast, unscaled.astype(np.float64) / divisor, np.nan)
+    slow = np.flatnonzero(~fast & (n > 0) & np.asarray(total.is_valid()))
+    if slow.size:
+        values = total.take(pa.array(slow)).to_pylist()
+        with localcontext() as ctx:
+            ctx.prec = 80
+            for i, value in zip(slow, values, strict=True):
+                means[i] = float(value / Decimal(int(n[i])))
+    present = (n > 0) & np.asarray(total.is_valid())
+    return pa.array(means, pa.float64(), mask=~present)
+
+
+def _unscaled(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The unscaled 128-bit integers of a decimal128 array as int64, and where that is
+    all of them (the high word is the low word's sign)."""
+    data = values.buffers()[1]
+    if not pa.types.is_decimal128(values.type) or data is None or len(values) == 0:
+        nothing = np.zeros(len(values), np.int64)
+        return nothing, np.zeros(len(values), bool)
+    words = np.frombuffer(data, dtype=np.int64)
+    words = words[2 * values.offset : 2 * (values.offset + len(values))].reshape(-1, 2)
+    low, high = words[:, 0], words[:, 1]
+    return low, high == (low >> 63)
 
 
 def squares_to_m2(plan: QueryPlan, noisy: pa.Table) -> pa.Table:

@@ -12,10 +12,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.column_types import TYPE_NAMES, parse_type
 from gateway.errors import InvalidArgument
 
 LEVELS = ("L1", "L2", "L3", "L4")
-COLUMN_TYPES = ("string", "int64", "float64", "bool", "date")
+# The declared types (``gateway.column_types``), besides decimal(p,s).
+COLUMN_TYPES = TYPE_NAMES
 FORMATS = ("parquet", "csv")
 FREQUENCIES = ("realtime", "daily", "weekly", "monthly", "quarterly", "yearly", "static")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -82,10 +84,10 @@ def validate(desc: DatasetDescriptor) -> DatasetDescriptor:
         if c.name in seen:
             raise InvalidArgument(f"column {c.name!r} is declared twice")
         seen.add(c.name)
-        if c.type not in COLUMN_TYPES:
-            raise InvalidArgument(
-                f"column {c.name!r}: type {c.type!r} must be one of {', '.join(COLUMN_TYPES)}"
-            )
+        try:
+            column_type = parse_type(c.type)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"column {c.name!r}: {exc.message}") from None
         if c.level and c.level not in LEVELS:
             raise InvalidArgument(f"column {c.name!r}: level {c.level!r} is not one of L1-L4")
         for bound in (c.lower, c.upper):
@@ -93,6 +95,10 @@ def validate(desc: DatasetDescriptor) -> DatasetDescriptor:
                 raise InvalidArgument(f"column {c.name!r}: bounds must be finite numbers")
         if c.lower is not None and c.upper is not None and c.lower > c.upper:
             raise InvalidArgument(f"column {c.name!r}: lower bound is above upper bound")
+        if (c.lower is not None or c.upper is not None) and not column_type.numeric:
+            raise InvalidArgument(
+                f"column {c.name!r}: bounds are for number columns, and it is {c.type}"
+            )
     return desc
 
 

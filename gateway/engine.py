@@ -30,7 +30,7 @@ from gateway.cache import BoundedCache
 from gateway.catalog import CatalogEntry
 from gateway.engine_errors import HOME, OWNER, EngineError, classify, loggable
 from gateway.errors import DeadlineExceeded, ResourceExhausted
-from gateway.quality import ARROW_TYPES
+from gateway.quality import arrow_schema, csv_options
 
 log = logging.getLogger("fedgate.engine")
 
@@ -42,6 +42,14 @@ _CONFIG = {
     "autoload_known_extensions": False,
     "allow_community_extensions": False,
 }
+
+
+def _configure(conn: Any) -> None:
+    """Run in UTC, then lock the configuration. UTC: a zoned timestamp compared with a
+    literal without an offset ('2025-01-01 08:00') is the same instant at every owner and
+    at the home, and a zoned result comes out of DuckDB in UTC (Arrow tz=UTC)."""
+    conn.execute("SET GLOBAL TimeZone = 'UTC'")  # GLOBAL: every cursor's session
+    conn.execute("SET lock_configuration = true")
 
 
 @dataclass
@@ -57,14 +65,17 @@ def table_name(dataset: str) -> str:
 
 
 def read_dataset(entry: CatalogEntry) -> pa.Table:
+    """The dataset in its declared types (``column_types.ColumnType.arrow``), whatever
+    lossless form the file holds them in (checked at registration): DuckDB then sees an
+    int8 as TINYINT, a decimal(15,2) as DECIMAL(15,2), a dictionary-encoded string as
+    VARCHAR, a timestamp in microseconds, a zoned one in UTC."""
     desc = entry.descriptor
     path = Path(desc.path)
+    schema = arrow_schema(desc)
     if desc.format == "parquet":
-        table = pq.read_table(path)
+        table = pq.read_table(path, columns=schema.names)
     else:
-        types = {c.name: ARROW_TYPES[c.type] for c in desc.columns}
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
-    schema = pa.schema([(c.name, ARROW_TYPES[c.type]) for c in desc.columns])
+        table = pacsv.read_csv(path, convert_options=csv_options(desc))
     return table.select(schema.names).cast(schema)
 
 
@@ -150,7 +161,7 @@ class Engine:
                         "threads": self._threads,
                     }
                     conn = duckdb.connect(":memory:", config=config)
-                    conn.execute("SET lock_configuration = true")
+                    _configure(conn)
                     self._duckdb, self._conn = duckdb, conn
         return self._conn
 
@@ -282,7 +293,7 @@ class Engine:
             with self._lock:
                 if self._scratch_conn is None:
                     conn = self._duckdb.connect(":memory:", config={**_CONFIG, "threads": 1})
-                    conn.execute("SET lock_configuration = true")
+                    _configure(conn)
                     self._scratch_conn = conn
         return self._scratch_conn
 

@@ -7,6 +7,11 @@ Noise comes from OpenDP's Laplace mechanism, and the epsilon a release costs is 
 OpenDP's privacy map says for the declared sensitivity, not a number we compute. Values
 were clamped to the declared column bounds in the owner's SQL, which is what bounds the
 sensitivity. The unit of privacy is one row of the dataset.
+
+Every noised sum is released as float64, whatever the column's type: an integer or a
+decimal sum (decimal128(38, s)) included. Once noised it is not exact, so the exact
+digits of a decimal would promise what it is not; the home merges it with the other
+owners' sums as float64.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from federation.sql import (
     row_counts,
     state_columns,
 )
+from gateway.errors import FailedPrecondition, InvalidArgument
 
 
 @functools.cache
@@ -72,9 +78,19 @@ def _sensitivity(
     if state.kind in COUNT_KINDS:
         return 1.0
     bounds = plan.bounds_of(state.column, clamp) if state.column is not None else None
-    lo, hi = bounds or (0.0, 0.0)
+    if bounds is None:  # never released without noise: decide refuses unbounded values
+        raise FailedPrecondition(
+            f"{state.column!r} has no declared bounds, so it cannot be noised under DP"
+        )
+    lo, hi = bounds
     m = max(abs(lo), abs(hi))
     return m if state.kind is Kind.SUM else m * m
+
+
+def _named(plan: QueryPlan, state: StateColumn) -> str:
+    """The aggregate a state serves, as the user wrote it (``sum(x * 2)``)."""
+    call = next((c for c in plan.aggregates if c.column == state.column), None)
+    return call.label if call is not None else repr(state.column)
 
 
 def _laplace_within(dp: Any, space: tuple[Any, Any], sens: float, share: float) -> Any:
@@ -125,10 +141,16 @@ def add_noise(
     for state in states:
         columns[state.name] = table.column(state.name)
         sens = _sensitivity(state, clamp, plan)
+        # A decimal sum too (Decimal -> float): noised and released as float64.
         values = [float(v or 0.0) for v in table.column(state.name).to_pylist()]
         if not values or sens == 0:
             spent += share
             continue
+        if not math.isfinite(sens / share):  # never an OpenDP error from deep inside
+            raise InvalidArgument(
+                f"{_named(plan, state)} under DP: no finite bound on what one row adds "
+                "(its noise would be infinite)"
+            )
         meas = _laplace_within(dp, space, sens, share)
         eps = meas.map(sens)
         noisy = meas(values)

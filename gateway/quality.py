@@ -1,7 +1,12 @@
 """Registration check: does the file hold what its descriptor declares? And a quality report.
 
 The file is streamed in record batches, so a large dataset is checked in bounded memory.
-Any mismatch is refused with a reason that names the column.
+Any mismatch is refused with a reason that names the column, the declared type and the
+file's. A file's column may hold the declared type or a lossless widening of it (an int8
+in an int32 column, a decimal(12,2) in a decimal(15,2) one, a dictionary-encoded string
+in a string one, timestamps in any unit): every batch is converted to the declared types
+as the engine will load it (``column_types.ColumnType.arrow``), so a value that does not
+convert (a timestamp finer than a microsecond) is refused here, not at the first query.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import csv
 import hashlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,17 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from gateway.column_types import parse_type, suggested
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import InvalidArgument
 
-ARROW_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "int64": pa.int64(),
-    "float64": pa.float64(),
-    "bool": pa.bool_(),
-    "date": pa.date32(),
-}
-_NUMERIC = {"int64", "float64"}
+Number = int | float | Decimal
 
 
 @dataclass(frozen=True)
@@ -54,19 +54,49 @@ class QualityReport:
         return QualityReport(data["rows"], cols, data["file_bytes"], data["sha256"])
 
 
+def arrow_schema(desc: DatasetDescriptor) -> pa.Schema:
+    """The declared columns as the engine loads them."""
+    return pa.schema([(c.name, parse_type(c.type).arrow) for c in desc.columns])
+
+
 def _compatible(declared: str, actual: pa.DataType) -> bool:
     """Exact type, or a lossless widening of it (int32 -> int64, float32 -> float64...)."""
-    if declared == "string":
-        return pa.types.is_string(actual) or pa.types.is_large_string(actual)
-    if declared == "int64":
-        return pa.types.is_integer(actual) and actual != pa.uint64()
-    if declared == "float64":
-        return pa.types.is_floating(actual)
-    if declared == "bool":
-        return pa.types.is_boolean(actual)
-    if declared == "date":
-        return pa.types.is_date(actual)
-    return False
+    return parse_type(declared).accepts(actual)
+
+
+def mismatch(column: str, declared: str, actual: pa.DataType) -> str:
+    """Why a file's column does not hold its declared type, and what would fit."""
+    reason = (
+        f"schema mismatch: column {column!r} is declared {declared} but the file holds {actual}"
+    )
+    hint = suggested(actual)
+    return f"{reason}: declare it {hint}" if hint is not None else reason
+
+
+def _conformed(batch: pa.RecordBatch, schema: pa.Schema, path: Path) -> pa.RecordBatch:
+    """The batch in the declared types (checked compatible), as the engine will load it."""
+    columns = []
+    for field in schema:
+        column = batch.column(field.name)
+        if column.type != field.type:
+            try:
+                column = column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise InvalidArgument(_unconvertible(path, field, column.type)) from None
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _unconvertible(path: Path, field: pa.Field, actual: pa.DataType) -> str:
+    if pa.types.is_timestamp(field.type):
+        return (
+            f"{path.name}: column {field.name!r} holds {actual} values that are not whole "
+            "microseconds (or are out of range): the engine keeps timestamps in microseconds"
+        )
+    return (
+        f"{path.name}: column {field.name!r} holds {actual} values that do not convert to "
+        f"{field.type}"
+    )
 
 
 def _check_names(declared: list[str], actual: list[str]) -> None:
@@ -88,12 +118,11 @@ def _parquet_batches(desc: DatasetDescriptor, path: Path) -> Iterator[pa.RecordB
     for col in desc.columns:
         actual = schema.field(col.name).type
         if not _compatible(col.type, actual):
-            raise InvalidArgument(
-                f"schema mismatch: column {col.name!r} is declared {col.type} but the file "
-                f"holds {actual}"
-            )
+            raise InvalidArgument(mismatch(col.name, col.type, actual))
+    declared = arrow_schema(desc)
     try:
-        yield from pfile.iter_batches(batch_size=65536)
+        for batch in pfile.iter_batches(batch_size=65536, columns=declared.names):
+            yield _conformed(batch, declared, path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidArgument(f"{path.name} is corrupt: {exc}") from None
 
@@ -107,16 +136,21 @@ def _csv_batches(desc: DatasetDescriptor, path: Path) -> Iterator[pa.RecordBatch
     if not header:
         raise InvalidArgument(f"{path.name} is empty: a CSV file needs a header row")
     _check_names([c.name for c in desc.columns], header)
-    types = {c.name: ARROW_TYPES[c.type] for c in desc.columns}
     try:
         reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(block_size=1 << 20),
-            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False),
+            convert_options=csv_options(desc),
         )
         yield from reader
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidArgument(f"{path.name} does not match its declared schema: {exc}") from None
+
+
+def csv_options(desc: DatasetDescriptor) -> pacsv.ConvertOptions:
+    """How a CSV file is read: each column parsed straight into its declared type (a
+    decimal with no more digits than declared, a zoned timestamp with its offset)."""
+    return pacsv.ConvertOptions(column_types=arrow_schema(desc), strings_can_be_null=False)
 
 
 def check_file(desc: DatasetDescriptor, path: Path) -> QualityReport:
@@ -126,9 +160,9 @@ def check_file(desc: DatasetDescriptor, path: Path) -> QualityReport:
     batches = _parquet_batches(desc, path) if desc.format == "parquet" else _csv_batches(desc, path)
     rows = 0
     nulls = {c.name: 0 for c in desc.columns}
-    lo: dict[str, float | None] = {c.name: None for c in desc.columns}
-    hi: dict[str, float | None] = {c.name: None for c in desc.columns}
-    numeric = [c.name for c in desc.columns if c.type in _NUMERIC]
+    lo: dict[str, Number | None] = {c.name: None for c in desc.columns}
+    hi: dict[str, Number | None] = {c.name: None for c in desc.columns}
+    numeric = [c.name for c in desc.columns if parse_type(c.type).numeric]
     for batch in batches:
         rows += batch.num_rows
         for name in nulls:
@@ -155,5 +189,6 @@ def check_file(desc: DatasetDescriptor, path: Path) -> QualityReport:
     return QualityReport(rows, columns, path.stat().st_size, digest.hexdigest())
 
 
-def _float_or_none(value: float | None) -> float | None:
+def _float_or_none(value: Number | None) -> float | None:
+    """A number's min or max for the report (a decimal's as the nearest float)."""
     return None if value is None else float(value)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from decimal import Decimal, localcontext
 
 import numpy as np
 import pyarrow as pa
@@ -99,8 +100,10 @@ def add_sticky_noise(
     """The owner's partial (states, then ``hidden_columns``) with every count, sum and M2
     noised and the hidden columns dropped. Seeds name the data by ``version`` (its
     sha256), not by the dataset's name: two names for the same file draw the same noise.
-    Counts stay whole and >= 0, integer sums whole; a column with no value in a group
-    keeps its exact 0 count and NULL sum (nothing to hide, as without noise)."""
+    Counts stay whole and >= 0, integer sums whole, decimal sums decimal128(38, s) (the
+    noise rounded to the scale s); a column with no value in a group keeps its exact 0
+    count and NULL sum (nothing to hide, as without noise). MIN and MAX pass as they are,
+    in their own type."""
     states = plan.aggregate.states if plan.aggregate is not None else ()
     hidden = {h.name for h in hidden_columns(states)}
     leaves = sorted({_fp(f) for f in leaf_fingerprints})
@@ -141,6 +144,8 @@ def _noised(table: pa.Table, state: StateColumn, layers: np.ndarray) -> pa.Array
     present = np.array(column.is_valid())
     if state.kind is Kind.SUM:
         scale = SUM_SCALE * np.maximum(np.abs(low), np.abs(high))
+        if pa.types.is_decimal(column.type):
+            return _decimal_noised(column, scale * layers, present, column_name)
         noisy = values + scale * layers
         if pa.types.is_integer(column.type):
             whole = np.rint(noisy)
@@ -156,6 +161,26 @@ def _noised(table: pa.Table, state: StateColumn, layers: np.ndarray) -> pa.Array
     spread = np.maximum(high - mean, mean - low) ** 2
     noisy = np.maximum(0.0, values + SUM_SCALE * spread * layers)
     return pa.array(noisy, pa.float64(), mask=~present)
+
+
+def _decimal_noised(
+    column: pa.ChunkedArray, noise: np.ndarray, present: np.ndarray, name: str
+) -> pa.Array:
+    """A decimal sum stays a decimal128(38, s): the exact sum plus the noise rounded to
+    the scale s, added in decimal arithmetic (no digit of the sum lost to a float)."""
+    scale = column.type.scale
+    units = np.rint(noise * 10.0**scale)  # the noise in units of the last digit
+    if not np.all(np.isfinite(units[present])):
+        raise InvalidArgument(f"the noise on the sum of {name!r} is not a finite number")
+    noisy: list[Decimal | None] = []
+    with localcontext() as ctx:
+        ctx.prec = 80  # above 38 digits: the addition itself never rounds
+        for value, unit, ok in zip(column.to_pylist(), units, present, strict=True):
+            noisy.append(value + Decimal(int(unit)).scaleb(-scale) if ok else None)
+    try:
+        return pa.array(noisy, pa.decimal128(38, scale))
+    except (pa.ArrowInvalid, OverflowError):
+        raise InvalidArgument(f"the sum of {name!r} does not fit a DECIMAL(38,{scale})") from None
 
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:

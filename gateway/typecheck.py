@@ -8,15 +8,21 @@ refuses, at decide time, a query whose types do not fit, with a message that nam
 column and never a value:
 
 - a comparison, ``IN`` or ``BETWEEN`` of a string with a number, a boolean or a date, a
-  number with a string that is not a number or with a date, a date with a string that is
-  not a date or with a number, a boolean with a string that is not a truth value;
-- arithmetic on a string or a boolean (a date takes only ``date ± whole days`` and
-  ``date - date``); a string or a date used as a condition;
-- integer arithmetic in WHERE that can exceed a 64-bit integer for values within the
-  columns' declared bounds (public, in the catalog; a column without bounds is taken to
-  reach 2^40), in whatever order DuckDB multiplies or adds (it moves constants together).
-  DuckDB's overflow error quotes the operands, and whether it happens at all tells
-  whether some row passed the conditions before it: refused from the bounds instead;
+  number with a string that is not a number or with a date, a date (or a timestamp) with
+  a string that is not a date or with a number, a boolean with a string that is not a
+  truth value;
+- arithmetic on a string, a boolean or a timestamp (a date takes only ``date ± whole
+  days`` and ``date - date``); a string literal in arithmetic with a decimal (DuckDB
+  cannot choose a type for it); a string, a date or a timestamp used as a condition;
+- integer arithmetic in WHERE that can exceed its integer type (DuckDB's: an int8 column
+  times a literal that fits int8 is computed in int8, times 1000 in int32, ...) for
+  values within the columns' declared bounds (public, in the catalog; a column without
+  bounds is taken to reach 2^40, or its type's largest value if smaller), in whatever
+  order DuckDB multiplies or adds (it moves constants together). Decimal arithmetic the
+  same, against the DECIMAL(p, s) DuckDB computes it in (a product of two decimals of at
+  most 18 digits is kept in 18). DuckDB's overflow error quotes the operands, and whether
+  it happens at all tells whether some row passed the conditions before it: refused from
+  the bounds instead;
 - ``SUM``/``AVG``/variance/standard deviation of a column that is not a number;
 - the same types in HAVING, ORDER BY and SELECT expressions, which the home runs after
   the merge: the owner refuses before it spends anything on a query the home cannot
@@ -25,45 +31,84 @@ column and never a value:
 Whatever gets past it (data beyond its declared bounds, a literal DuckDB does not
 convert) is mapped at run time by ``gateway.engine_errors``; ``place`` says where such an
 error happened, naming the plan's columns.
+
+The same walk types a value: ``value_kind`` says what a scalar expression over declared
+columns is (an integer, a DECIMAL(p, s), a float, a date...), following DuckDB's typing
+rules, and ``exact_kind_of`` whether a SUM over it is exact (``"int"``, ``"decimal"``)
+or a DOUBLE; ``exact_sum_type`` gives the SUM's type itself.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from sqlglot import exp
 
-from federation.sql import QueryPlan, agg_column
+from federation.sql import AggCall, QueryPlan, agg_column
+from gateway import column_types as ct
+from gateway.column_types import ExactKind, SumType, parse_type
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.engine_errors import Failure, columns_phrase
 from gateway.errors import InvalidArgument
 
 # What a value is, to this check: a declared column type's kind, or a literal's.
-STRING, NUMBER, BOOL, DATE = "string", "number", "bool", "date"
+STRING, NUMBER, BOOL, DATE, TIMESTAMP = "string", "number", "bool", "date", "timestamp"
 TEXT, NULL, UNKNOWN = "text", "null", "unknown"  # a string literal, NULL, not known here
+# A number's type as DuckDB computes it ("" where it is not known here: an aggregate's).
+INT, DECIMAL, FLOAT = ct.INT, ct.DECIMAL, ct.FLOAT
 
-KIND_OF_TYPE = {"string": STRING, "int64": NUMBER, "float64": NUMBER, "bool": BOOL, "date": DATE}
-_NOUN = {STRING: "a string", NUMBER: "a number", BOOL: "a boolean", DATE: "a date"}
+_KIND_OF_FAMILY = {
+    ct.INT: NUMBER,
+    ct.FLOAT: NUMBER,
+    ct.DECIMAL: NUMBER,
+    ct.STRING: STRING,
+    ct.BOOL: BOOL,
+    ct.DATE: DATE,
+    ct.TIMESTAMP: TIMESTAMP,
+}
+
+
+def kind_of(declared_type: str) -> str:
+    """The kind of a column declared ``declared_type`` (``column_types``)."""
+    return _KIND_OF_FAMILY[parse_type(declared_type).family]
+
+
+KIND_OF_TYPE = {name: kind_of(name) for name in ct.TYPE_NAMES}  # decimal(p,s): NUMBER
+_NOUN = {
+    STRING: "a string",
+    NUMBER: "a number",
+    BOOL: "a boolean",
+    DATE: "a date",
+    TIMESTAMP: "a timestamp",
+}
 _ADVICE = {
     STRING: "compare it with a string",
     NUMBER: "compare it with a number",
     BOOL: "compare it with true or false",
     DATE: "compare it with a date written 'YYYY-MM-DD'",
+    TIMESTAMP: "compare it with a timestamp written 'YYYY-MM-DD HH:MM:SS'",
 }
 # A string literal DuckDB converts to a number, a date or a boolean (checked leniently:
 # one it refuses anyway fails on the user's own literal, which the engine error maps).
 _NUMERIC = re.compile(r"\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
+_DECIMAL_LITERAL = re.compile(r"([0-9]*)\.([0-9]*)")
 _DATE_LIKE = re.compile(r"\s*(-?)([0-9]+)[-/.]([0-9]+)[-/.]([0-9]+)")
 _DATE_WORDS = {"infinity", "-infinity", "epoch"}
 _TRUTH = {"true", "false", "t", "f", "yes", "no", "y", "n", "1", "0"}
 _NUMERIC_AGGREGATES = {"sum", "avg", "var_samp", "var_pop", "stddev_samp", "stddev_pop"}
 INT64_MAX = 2**63 - 1
+INT_MAX = {bits: 2 ** (bits - 1) - 1 for bits in (8, 16, 32, 64, 128)}
+_INT_NOUN = {8: "an 8-bit", 16: "a 16-bit", 32: "a 32-bit", 64: "a 64-bit", 128: "a 128-bit"}
 # The magnitude an integer column without declared bounds is taken to reach. Arithmetic
 # that could pass INT64_MAX within it is refused; beyond it, a run-time overflow is mapped.
 UNBOUNDED = 2.0**40
+_INT64_DIGITS = 18  # DuckDB keeps a decimal product of such narrow operands in 18 digits
+_ARITHMETIC = (exp.Neg, exp.Add, exp.Sub, exp.Mul, exp.Div)
+_FUNCTIONS = (exp.Abs, exp.Round, exp.Coalesce, exp.Greatest, exp.Least, exp.Case, exp.If)
 
 
 @dataclass(frozen=True)
@@ -74,17 +119,57 @@ class Value:
     name: str = ""  # how a message names it ("column 'city'"); "" for a literal
     text: str = ""  # a string literal's text
     refs: frozenset[str] = frozenset()  # the columns (or aggregates) it is computed from
-    # Integer arithmetic: DuckDB raises on overflow, quoting the operands. ``magnitude``
-    # bounds |value| for every value within the declared bounds.
+    # Integer and decimal arithmetic: DuckDB raises on overflow, quoting the operands.
+    # ``magnitude`` bounds |value| for every value within the declared bounds.
     whole: bool = False
     magnitude: float = 0.0
     assumed: bool = False  # from a column without declared bounds (taken as UNBOUNDED)
+    typed: bool = False  # from a column without declared bounds, as large as its type
+    observed: bool = False  # from a column without declared bounds, its registered range
+    # A number's type as DuckDB computes it: INT (``bits`` wide), DECIMAL(``precision``,
+    # ``scale``) or FLOAT (``bits`` 32 or 64); "" where not known (an aggregate's value).
+    number: str = ""
+    bits: int = 0
+    precision: int = 0
+    scale: int = 0
+
+
+class ValueKind(NamedTuple):
+    """What a scalar expression is (``value_kind``): its kind (``NUMBER``, ``STRING``,
+    ``BOOL``, ``DATE``, ``TIMESTAMP``, ``NULL`` or ``UNKNOWN``) and, for a number, its
+    type as DuckDB computes it."""
+
+    kind: str
+    number: str = ""  # INT, DECIMAL, FLOAT, or "" (not a number, or not known)
+    bits: int = 0  # INT and FLOAT
+    precision: int = 0  # DECIMAL
+    scale: int = 0
+
+    @property
+    def exact(self) -> ExactKind | None:
+        """Whether a SUM over it is exact: "int", "decimal" or None."""
+        return exact_sum_type(self).exact
+
+    @property
+    def duckdb(self) -> str:
+        """DuckDB's name of the type ("" where not known)."""
+        if self.number == DECIMAL:
+            return f"DECIMAL({self.precision},{self.scale})"
+        if self.number == INT:
+            return {8: "TINYINT", 16: "SMALLINT", 32: "INTEGER", 64: "BIGINT"}.get(
+                self.bits, "HUGEINT"
+            )
+        if self.number == FLOAT:
+            return "FLOAT" if self.bits == 32 else "DOUBLE"
+        return {STRING: "VARCHAR", BOOL: "BOOLEAN", DATE: "DATE", TIMESTAMP: "TIMESTAMP"}.get(
+            self.kind, ""
+        )
 
 
 def _text_fits(text: str, kind: str) -> bool:
     if kind == NUMBER:
         return _NUMERIC.fullmatch(text) is not None
-    if kind == DATE:
+    if kind in (DATE, TIMESTAMP):
         return _is_date(text)
     if kind == BOOL:
         return text.lower() in _TRUTH
@@ -119,6 +204,8 @@ def _fits(a: Value, b: Value) -> bool:
     if kinds == {NUMBER, BOOL}:  # DuckDB casts a whole number to a truth value (0, 1, ...)
         number = a if a.kind == NUMBER else b
         return number.whole and not number.refs
+    if kinds == {DATE, TIMESTAMP}:  # a date is the timestamp of its midnight
+        return True
     return a.kind == b.kind
 
 
@@ -139,6 +226,145 @@ def _mismatch(a: Value, b: Value) -> InvalidArgument:
     return InvalidArgument(f"{_NOUN[a.kind]} is compared with {_NOUN[b.kind]}")
 
 
+def _number_literal(text: str) -> Value:
+    """A number as DuckDB types it: INTEGER (BIGINT, HUGEINT if larger), DECIMAL(p, s) with
+    a point, DOUBLE with an exponent."""
+    magnitude = abs(float(text))
+    if text.isdigit():
+        n = int(text)
+        bits = 32 if n <= INT_MAX[32] else 64 if n <= INT_MAX[64] else 128
+        return Value(NUMBER, whole=True, magnitude=magnitude, number=INT, bits=bits)
+    m = _DECIMAL_LITERAL.fullmatch(text)
+    if m is not None:
+        scale = len(m.group(2))
+        precision = max(len(m.group(1)) + scale, 1)
+        if precision <= ct.MAX_PRECISION:
+            return Value(
+                NUMBER, magnitude=magnitude, number=DECIMAL, precision=precision, scale=scale
+            )
+    return Value(NUMBER, magnitude=magnitude, number=FLOAT, bits=64)
+
+
+def _digits(v: Value) -> tuple[int, int]:
+    """(precision, scale) of a number in decimal arithmetic (an integer's DuckDB width)."""
+    if v.number == DECIMAL:
+        return v.precision, v.scale
+    return ct.INT_DIGITS.get(v.bits, ct.MAX_PRECISION), 0
+
+
+def _int_bits(numbers: list[Value]) -> int:
+    """DuckDB's integer type of an operation over integers: the widest column's, widened
+    for a constant only where the constant does not fit it (int8 * 2 is int8, int8 *
+    1000 is int32); constants alone keep their own (INTEGER, or BIGINT if larger)."""
+    bits = max((v.bits for v in numbers if v.refs), default=0)
+    for v in numbers:
+        if not v.refs and (bits == 0 or v.magnitude > INT_MAX[bits]):
+            bits = max(bits, v.bits)
+    return bits or 64
+
+
+def _float_bits(numbers: list[Value]) -> int:
+    floats = [v.bits for v in numbers if v.number == FLOAT]
+    return 32 if floats and all(b == 32 for b in floats) else 64
+
+
+def _numeric_type(node: exp.Expr, numbers: list[Value]) -> tuple[str, int, int, int]:
+    """(number, bits, precision, scale) of arithmetic over ``numbers``, as DuckDB binds
+    it (its BindDecimalAddSubtract and BindDecimalMultiply for decimals)."""
+    if not numbers or any(v.number == "" for v in numbers):
+        return "", 0, 0, 0
+    if isinstance(node, exp.Div) or any(v.number == FLOAT for v in numbers):
+        return FLOAT, _float_bits(numbers), 0, 0  # "/" is a division of DOUBLEs (FLOATs)
+    if not any(v.number == DECIMAL for v in numbers):
+        return INT, _int_bits(numbers), 0, 0
+    digits = [_digits(v) for v in numbers]
+    widest = max(p for p, _ in digits)
+    if isinstance(node, exp.Mul):
+        precision, scale = sum(p for p, _ in digits), sum(s for _, s in digits)
+        if scale > ct.MAX_PRECISION:
+            raise InvalidArgument(
+                "a product of decimals would need more than 38 digits after the point: "
+                "round or cast its factors first"
+            )
+        if precision > _INT64_DIGITS and widest <= _INT64_DIGITS and scale < _INT64_DIGITS:
+            precision = _INT64_DIGITS
+    elif isinstance(node, exp.Neg):
+        precision, scale = digits[0]
+    else:  # + and -: one more digit
+        scale = max(s for _, s in digits)
+        precision = max(scale + max(p - s for p, s in digits), widest) + 1
+    return DECIMAL, 0, min(precision, ct.MAX_PRECISION), scale
+
+
+def _common_type(numbers: list[Value]) -> tuple[str, int, int, int]:
+    """The type DuckDB gives COALESCE, LEAST, GREATEST and CASE over ``numbers``."""
+    if not numbers or any(v.number == "" for v in numbers):
+        return "", 0, 0, 0
+    if any(v.number == FLOAT for v in numbers):
+        return FLOAT, _float_bits(numbers), 0, 0
+    if not any(v.number == DECIMAL for v in numbers):
+        return INT, _int_bits(numbers), 0, 0
+    digits = [_digits(v) for v in numbers]
+    scale = max(s for _, s in digits)
+    precision = min(scale + max(p - s for p, s in digits), ct.MAX_PRECISION)
+    return DECIMAL, 0, precision, scale
+
+
+def _within(operands: Iterable[Value]) -> str:
+    """For which values a refused overflow can happen."""
+    operands = list(operands)
+    if any(v.assumed for v in operands):
+        return "a column without declared bounds taken as reaching 2^40"
+    if any(v.typed for v in operands):
+        return "values its columns' types hold (no bounds are declared)"
+    if any(v.observed for v in operands):
+        return "values within the declared bounds or, where none are, the registered range"
+    return "values within the declared bounds"
+
+
+_CAST_INTS = {
+    exp.DType.TINYINT: 8,
+    exp.DType.SMALLINT: 16,
+    exp.DType.INT: 32,
+    exp.DType.BIGINT: 64,
+    exp.DType.INT128: 128,
+}
+_CAST_KINDS = {
+    exp.DType.VARCHAR: STRING,
+    exp.DType.TEXT: STRING,
+    exp.DType.CHAR: STRING,
+    exp.DType.BOOLEAN: BOOL,
+    exp.DType.DATE: DATE,
+    exp.DType.TIMESTAMP: TIMESTAMP,
+    exp.DType.TIMESTAMPNTZ: TIMESTAMP,
+    exp.DType.TIMESTAMPTZ: TIMESTAMP,
+    exp.DType.DATETIME: TIMESTAMP,
+}
+
+
+def _cast_target(to: exp.DataType) -> Value:
+    """The value a CAST makes (UNKNOWN for a type this check does not know)."""
+    kind = to.this
+    if kind in _CAST_INTS:
+        return Value(NUMBER, whole=True, number=INT, bits=_CAST_INTS[kind])
+    if kind == exp.DType.FLOAT:
+        return Value(NUMBER, number=FLOAT, bits=32)
+    if kind == exp.DType.DOUBLE:
+        return Value(NUMBER, number=FLOAT, bits=64)
+    if kind == exp.DType.DECIMAL:
+        params = [int(p.this.this) for p in to.expressions if isinstance(p.this, exp.Literal)]
+        precision, scale = (params + [18, 3][len(params) :])[:2] if params else (18, 3)
+        if len(params) == 1:
+            scale = 0
+        if not 1 <= precision <= ct.MAX_PRECISION or scale > precision:
+            raise InvalidArgument(
+                f"DECIMAL({precision},{scale}) is not a decimal type: the precision must be "
+                "1 to 38 and the scale at most the precision"
+            )
+        return Value(NUMBER, number=DECIMAL, precision=precision, scale=scale)
+    return Value(_CAST_KINDS.get(kind, UNKNOWN))
+
+
 class Checker:
     """The types of one query's expressions, from the names they use."""
 
@@ -157,21 +383,19 @@ class Checker:
                 return Value(
                     TEXT, text=text, whole=number and text.strip().isdigit(), magnitude=size
                 )
-            return Value(NUMBER, whole=text.isdigit(), magnitude=abs(float(text)))
+            return _number_literal(text)
         if isinstance(node, exp.Null):
             return Value(NULL)
         if isinstance(node, exp.Boolean):
             return Value(BOOL)
-        if isinstance(node, exp.Cast):  # the subset casts only a string literal, to a date
-            if not _is_date(str(node.this.this)):
-                raise InvalidArgument(
-                    "a string cast to a date is not a date: write it 'YYYY-MM-DD'"
-                )
-            return Value(DATE)
+        if isinstance(node, exp.Cast):  # TRY_CAST is a Cast too
+            return self._cast(node)
         if isinstance(node, exp.Paren | exp.Alias | exp.Ordered):
             return self.value(node.this)
-        if isinstance(node, exp.Neg | exp.Add | exp.Sub | exp.Mul | exp.Div):
+        if isinstance(node, _ARITHMETIC):
             return self._arithmetic(node)
+        if isinstance(node, _FUNCTIONS):
+            return self._function(node)
         if isinstance(node, exp.EQ | exp.NEQ | exp.GT | exp.GTE | exp.LT | exp.LTE):
             self._compare(self.value(node.this), self.value(node.expression))
             return Value(BOOL)
@@ -197,7 +421,7 @@ class Checker:
     def condition(self, node: exp.Expr) -> None:
         """``node`` where a truth value is expected (WHERE, HAVING, AND/OR/NOT)."""
         v = self.value(node)
-        if v.kind in (STRING, DATE, TEXT):
+        if v.kind in (STRING, DATE, TIMESTAMP, TEXT):
             what = v.name or "a string literal"
             noun = _NOUN.get(v.kind, "a string")
             raise InvalidArgument(f"{what} is {noun}: a condition needs a comparison")
@@ -213,6 +437,11 @@ class Checker:
                 raise InvalidArgument(
                     f"{v.name or 'a literal'} is {_NOUN[v.kind]}: arithmetic needs numbers"
                 )
+            if v.kind == TIMESTAMP:
+                raise InvalidArgument(
+                    f"{v.name or 'a timestamp'} is a timestamp: it takes no arithmetic "
+                    "(compare it with a timestamp instead)"
+                )
             if v.kind == TEXT and not _text_fits(v.text, NUMBER):
                 raise InvalidArgument("a string literal in arithmetic must be a number")
         refs = frozenset().union(*(v.refs for v in operands))
@@ -222,31 +451,62 @@ class Checker:
         dates = [v for v in operands if v.kind == DATE]
         if dates:
             return self._dates(node, operands, dates[0], over, refs)
+        numbers = [v for v in operands if v.kind == NUMBER]
+        if any(v.kind == TEXT for v in operands) and any(v.number == DECIMAL for v in numbers):
+            raise InvalidArgument(
+                "a string literal in arithmetic with a decimal: write the number without quotes"
+            )
+        if any(v.kind == UNKNOWN for v in operands):  # e.g. a key function's value
+            numbers = [*numbers, Value(NUMBER)]  # a number of a type not known here
+        number, bits, precision, scale = _numeric_type(node, numbers)
         whole = all(v.whole for v in operands) and not isinstance(node, exp.Div)
-        assumed = any(v.assumed for v in operands)
         if isinstance(node, exp.Mul):  # every partial product, in any order DuckDB picks
             magnitude = max(1.0, operands[0].magnitude) * max(1.0, operands[1].magnitude)
         elif isinstance(node, exp.Div):
             magnitude = 0.0  # a DOUBLE: it cannot overflow
         else:
             magnitude = sum(v.magnitude for v in operands)
-        if whole and magnitude > INT64_MAX:
-            if not refs:
+        out = Value(
+            NUMBER,
+            name=over,
+            refs=refs,
+            whole=whole,
+            magnitude=magnitude,
+            assumed=any(v.assumed for v in operands),
+            typed=any(v.typed for v in operands),
+            observed=any(v.observed for v in operands),
+            number=number,
+            bits=bits,
+            precision=precision,
+            scale=scale,
+        )
+        self._overflow(out, operands)
+        return out
+
+    @staticmethod
+    def _overflow(out: Value, operands: list[Value]) -> None:
+        """Refuse a result that can exceed its DuckDB type for values within the bounds."""
+        if out.whole:
+            bits = out.bits if out.number == INT else 64
+            if out.magnitude <= INT_MAX.get(bits, INT64_MAX):
+                return
+            width = _INT_NOUN.get(bits, "a 64-bit")
+            if not out.refs:
                 raise InvalidArgument(
-                    "a constant computed by the query exceeds a 64-bit integer: "
+                    f"a constant computed by the query exceeds {width} integer: "
                     "compute with smaller numbers"
                 )
-            within = (
-                "a column without declared bounds taken as reaching 2^40"
-                if assumed
-                else "values within the declared bounds"
-            )
             raise InvalidArgument(
-                f"{over} can exceed a 64-bit integer for {within}: compute with smaller numbers"
+                f"{out.name} can exceed {width} integer for {_within(operands)}: "
+                "compute with smaller numbers"
             )
-        return Value(
-            NUMBER, name=over, refs=refs, whole=whole, magnitude=magnitude, assumed=assumed
-        )
+        if out.number == DECIMAL and out.refs:
+            if out.magnitude < 10.0 ** (out.precision - out.scale):
+                return
+            raise InvalidArgument(
+                f"{out.name} can exceed DECIMAL({out.precision},{out.scale}), the type DuckDB "
+                f"computes it in, for {_within(operands)}: compute with smaller numbers"
+            )
 
     @staticmethod
     def _dates(
@@ -256,7 +516,8 @@ class Checker:
         if len(operands) == 1:
             raise InvalidArgument(f"{date.name or 'a date'} is a date: it cannot be negated")
         if isinstance(node, exp.Sub) and all(v.kind == DATE for v in operands):
-            return Value(NUMBER, name=over, refs=refs)  # days between two dates
+            # days between two dates (a BIGINT)
+            return Value(NUMBER, name=over, refs=refs, number=INT, bits=64)
         other = operands[1] if operands[0] is date else operands[0]
         moved = isinstance(node, exp.Add) or (isinstance(node, exp.Sub) and date is operands[0])
         if moved and other.kind == NUMBER and other.whole and not other.refs:
@@ -266,42 +527,297 @@ class Checker:
             "can be added to or subtracted from it"
         )
 
+    def _function(self, node: exp.Expr) -> Value:
+        """ABS, ROUND, COALESCE, LEAST, GREATEST, CASE and IF."""
+        if isinstance(node, exp.Abs | exp.Round):
+            return self._rounded(node)
+        if isinstance(node, exp.If):  # IF(condition, a, b)
+            self.condition(node.this)
+            branches = [self.value(node.args["true"])]
+            if node.args.get("false") is not None:
+                branches.append(self.value(node.args["false"]))
+            return self._common(branches)
+        if isinstance(node, exp.Case):
+            subject = node.args.get("this")
+            tested = self.value(subject) if subject is not None else None
+            branches = []
+            for branch in node.args.get("ifs") or []:
+                if tested is not None:  # CASE x WHEN v THEN ...: x = v
+                    self._compare(tested, self.value(branch.this))
+                else:
+                    self.condition(branch.this)
+                branches.append(self.value(branch.args["true"]))
+            default = node.args.get("default")
+            if default is not None:
+                branches.append(self.value(default))
+            return self._common(branches)
+        values = [self.value(child) for child in node.iter_expressions()]
+        return self._common(values)
+
+    def _rounded(self, node: exp.Expr) -> Value:
+        func = "ABS" if isinstance(node, exp.Abs) else "ROUND"
+        v = self.value(node.this)
+        if v.kind in (NULL, UNKNOWN):
+            return v
+        if v.kind != NUMBER:
+            noun = _NOUN.get(v.kind, "a string")
+            raise InvalidArgument(f"{v.name or 'a literal'} is {noun}: {func} needs a number")
+        name = f"the expression over {_listed(v.refs)}" if v.refs else ""
+        out = replace(v, name=name)
+        if isinstance(node, exp.Abs):
+            self._overflow(out, [v])  # ABS of an integer type's smallest value overflows
+            return out
+        digits = _round_digits(node.args.get("decimals"))
+        if out.number == DECIMAL and digits < out.scale:
+            scale = max(digits, 0)
+            return replace(out, scale=scale, magnitude=out.magnitude + 10.0**-digits)
+        return out
+
+    def _common(self, values: list[Value]) -> Value:
+        """The value of COALESCE, LEAST, GREATEST or CASE: its operands must fit one
+        another (as compared), and it has their common type."""
+        present = [v for v in values if v.kind not in (NULL, UNKNOWN)]
+        refs = frozenset().union(*(v.refs for v in values))
+        name = f"the expression over {_listed(refs)}" if refs else ""
+        anchor = next((v for v in present if v.kind != TEXT), None)
+        if anchor is None:  # string literals only (a CASE's labels): a string value
+            kind = STRING if present else (UNKNOWN if values else NULL)
+            return Value(kind, name=name, refs=refs)
+        for v in present:
+            self._compare(anchor, v)
+        kinds = {v.kind for v in present} - {TEXT}
+        if kinds == {NUMBER}:
+            numbers = [v for v in present if v.kind == NUMBER]
+            number, bits, precision, scale = _common_type(numbers)
+            return Value(
+                NUMBER,
+                name=name,
+                refs=refs,
+                whole=all(v.whole or v.kind == TEXT for v in present),
+                magnitude=max(v.magnitude for v in present),
+                assumed=any(v.assumed for v in present),
+                typed=any(v.typed for v in present),
+                observed=any(v.observed for v in present),
+                number=number,
+                bits=bits,
+                precision=precision,
+                scale=scale,
+            )
+        if kinds == {DATE, TIMESTAMP}:
+            return Value(TIMESTAMP, name=name, refs=refs)
+        if len(kinds) == 1:
+            return Value(kinds.pop(), name=name, refs=refs)
+        return Value(UNKNOWN, name=name, refs=refs)  # a number with true/false
+
+    def _cast(self, node: exp.Cast) -> Value:
+        """CAST(x AS type): a string literal must read as the type; a column converts only
+        where no cell can fail (a string column to a number would quote the first cell
+        that does not convert)."""
+        target = _cast_target(node.args["to"])
+        inner = node.this
+        if isinstance(inner, exp.Literal) and inner.is_string:
+            text = str(inner.this)
+            if target.kind in (DATE, TIMESTAMP) and not _is_date(text):
+                raise InvalidArgument(
+                    "a string cast to a date is not a date: write it 'YYYY-MM-DD'"
+                )
+            if target.kind in (NUMBER, BOOL) and not _text_fits(text, target.kind):
+                raise InvalidArgument(
+                    f"a string cast to {_NOUN[target.kind]} is not {_NOUN[target.kind]}"
+                )
+            if target.kind == NUMBER:
+                size = abs(float(text))
+                return replace(target, magnitude=size)
+            return target
+        v = self.value(inner)
+        refs = v.refs
+        name = f"the expression over {_listed(refs)}" if refs else ""
+        if target.kind == UNKNOWN or v.kind in (NULL, UNKNOWN):
+            return Value(target.kind, name=name, refs=refs)
+        if v.kind == TEXT:
+            return self._cast(exp.Cast(this=exp.Literal.string(v.text), to=node.args["to"]))
+        convertible = {
+            STRING: {STRING},
+            NUMBER: {NUMBER, STRING, BOOL},
+            BOOL: {BOOL, NUMBER, STRING},
+            DATE: {DATE, TIMESTAMP, STRING},
+            TIMESTAMP: {DATE, TIMESTAMP, STRING},
+        }
+        if target.kind not in convertible[v.kind]:
+            raise InvalidArgument(
+                f"{v.name or 'a literal'} is {_NOUN[v.kind]}: it cannot be cast to "
+                f"{_NOUN[target.kind]}"
+            )
+        if target.kind != NUMBER:
+            return Value(target.kind, name=name, refs=refs)
+        magnitude = v.magnitude if v.kind == NUMBER else 1.0
+        out = replace(
+            target,
+            name=name,
+            refs=refs,
+            magnitude=magnitude,
+            assumed=v.assumed,
+            typed=v.typed,
+            observed=v.observed,
+        )
+        if not isinstance(node, exp.TryCast):  # TRY_CAST makes NULL of what does not fit
+            self._narrowed(out, v)
+        return out
+
+    @staticmethod
+    def _narrowed(out: Value, source: Value) -> None:
+        """Refuse a CAST that can fail on a value within the bounds: DuckDB's conversion
+        error would say that such a row passed the conditions."""
+        if out.number == INT:
+            fits = out.magnitude <= INT_MAX[out.bits]
+            target = f"{_INT_NOUN[out.bits]} integer"
+        elif out.number == DECIMAL:
+            fits = out.magnitude < 10.0 ** (out.precision - out.scale)
+            target = f"DECIMAL({out.precision},{out.scale})"
+        else:
+            return
+        if not fits:
+            what = out.name or "a constant"
+            raise InvalidArgument(
+                f"the cast of {what.removeprefix('the expression over ')} to {target} can fail "
+                f"for {_within([source])}: cast to a wider type"
+            )
+
+
+def _round_digits(node: exp.Expr | None) -> int:
+    """ROUND's digits: a whole number literal (DuckDB requires a constant)."""
+    if node is None:
+        return 0
+    negative = isinstance(node, exp.Neg)
+    literal = node.this if negative else node
+    if isinstance(literal, exp.Literal) and not literal.is_string and literal.this.isdigit():
+        return -int(literal.this) if negative else int(literal.this)
+    raise InvalidArgument("ROUND's number of digits must be a whole number literal")
+
 
 def _listed(refs: frozenset[str]) -> str:
     names = sorted(refs)
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _column(c: ColumnSpec) -> Value:
+Ranges = Mapping[str, tuple[float, float]]
+
+
+def _column(c: ColumnSpec, observed: tuple[float, float] | None = None) -> Value:
+    """A declared column: its kind, and for a number its type and the magnitude its
+    values reach: the declared bounds; without them the ``observed`` range (the
+    registration's minimum and maximum, where the caller gives them), else 2^40 or the
+    type's largest value if smaller."""
     name = f"column {c.name!r}"
-    if c.type != "int64":
-        return Value(KIND_OF_TYPE.get(c.type, UNKNOWN), name=name, refs=frozenset({name}))
-    bounded = c.lower is not None and c.upper is not None
-    size = max(abs(c.lower or 0.0), abs(c.upper or 0.0)) if bounded else UNBOUNDED
     refs = frozenset({name})
-    return Value(NUMBER, name=name, refs=refs, whole=True, magnitude=size, assumed=not bounded)
+    t = parse_type(c.type)
+    kind = _KIND_OF_FAMILY[t.family]
+    if not t.numeric:
+        return Value(kind, name=name, refs=refs)
+    top = t.max_magnitude
+    bounded = c.lower is not None and c.upper is not None
+    seen = not bounded and observed is not None
+    if bounded:
+        size = min(max(abs(c.lower or 0.0), abs(c.upper or 0.0)), top)
+    elif observed is not None:
+        size = min(max(abs(observed[0]), abs(observed[1])), top)
+    else:
+        size = min(top, UNBOUNDED)
+    unknown = not bounded and not seen
+    return Value(
+        NUMBER,
+        name=name,
+        refs=refs,
+        whole=t.family == ct.INT,
+        magnitude=size,
+        assumed=unknown and top > UNBOUNDED,
+        typed=unknown and top <= UNBOUNDED,
+        observed=seen,
+        number=t.family,
+        bits=t.bits,
+        precision=t.precision,
+        scale=t.scale,
+    )
 
 
-def _columns(desc: DatasetDescriptor) -> dict[str, Value]:
-    return {c.name: _column(c) for c in desc.columns}
+def _columns(
+    desc: DatasetDescriptor | Iterable[ColumnSpec], ranges: Ranges | None = None
+) -> dict[str, Value]:
+    specs = desc.columns if isinstance(desc, DatasetDescriptor) else desc
+    seen = ranges or {}
+    return {c.name: _column(c, seen.get(c.name)) for c in specs}
 
 
-def check(plan: QueryPlan, desc: DatasetDescriptor) -> None:
-    """Refuse (InvalidArgument) a query whose types do not fit the owner's columns."""
-    columns = _columns(desc)
+def value_kind(
+    tree: exp.Expr,
+    columns: DatasetDescriptor | Iterable[ColumnSpec],
+    ranges: Ranges | None = None,
+) -> ValueKind:
+    """What the scalar expression ``tree`` over declared ``columns`` is, as DuckDB types
+    it (an integer of some width, a DECIMAL(p, s), a float, a string, a date...).
+    Refuses (InvalidArgument) what does not fit, as ``check`` does in WHERE: a string in
+    arithmetic, a product that can overflow within the declared bounds (or ``ranges``,
+    the registered minimum and maximum of columns without bounds), and so on."""
+    v = Checker(_columns(columns, ranges)).value(tree)
+    return ValueKind(v.kind, v.number, v.bits, v.precision, v.scale)
+
+
+def exact_sum_type(value: ValueKind | str) -> SumType:
+    """SUM over a value of kind ``value`` (a ``ValueKind``, or a declared column type):
+    integers exactly as BIGINT (the owner's SQL casts DuckDB's HUGEINT down; a larger
+    sum is an overflow), a DECIMAL(p, s) exactly as DECIMAL(38, s) (DuckDB's own
+    result), anything else as DOUBLE."""
+    if isinstance(value, str):
+        return parse_type(value).sum_type or ct.FLOAT_SUM
+    if value.number == INT:
+        return ct.INT_SUM
+    if value.number == DECIMAL:
+        return ct.decimal_sum(value.scale)
+    return ct.FLOAT_SUM
+
+
+def exact_kind_of(
+    tree: exp.Expr, desc: DatasetDescriptor, ranges: Ranges | None = None
+) -> ExactKind | None:
+    """Whether a SUM over the expression ``tree`` is exact: ``"int"`` (integers under
+    ``+ - *``), ``"decimal"`` (a decimal under ``+ - *`` with integers or decimals, a
+    CAST to DECIMAL, a ROUND of a decimal), or None (a division, or any float)."""
+    return value_kind(tree, desc, ranges).exact
+
+
+def check(plan: QueryPlan, desc: DatasetDescriptor, ranges: Ranges | None = None) -> None:
+    """Refuse (InvalidArgument) a query whose types do not fit the owner's columns: its
+    WHERE condition, the expressions inside its aggregates (with their CASE and FILTER
+    conditions) and its group keys, then what the home runs after the merge. Overflow is
+    judged from the declared bounds, else from ``ranges`` (the registration's minimum and
+    maximum per column, if the caller gives them), else from 2^40 or the type's range."""
+    columns = _columns(desc, ranges)
+    checker = Checker(columns)
     where = plan.scan.where
     if where is not None:
-        Checker(columns).condition(where)
+        checker.condition(where)
+    typed = dict(columns)
+    step = plan.aggregate
+    for value in (*step.values, *step.keys) if step is not None else ():
+        v = checker.value(value.tree)
+        typed[value.name] = v if v.name else replace(v, name=f"the expression {value.text}")
     for call in plan.aggregates:
         if call.func in _NUMERIC_AGGREGATES and call.column is not None:
-            kind = columns[call.column].kind if call.column in columns else UNKNOWN
-            if kind not in (NUMBER, UNKNOWN):
-                func = call.func.upper()
+            v = typed.get(call.column, Value(UNKNOWN))
+            if v.kind in (NUMBER, UNKNOWN, NULL):
+                continue
+            func = call.func.upper()
+            if call.column in columns:
                 raise InvalidArgument(
-                    f"{func}({call.column}): column {call.column!r} is {_NOUN[kind]}; "
+                    f"{func}({call.column}): column {call.column!r} is {_NOUN[v.kind]}; "
                     f"{func} needs a number column"
                 )
-    _check_final(plan, columns)
+            what = v.name or "the expression"
+            noun = _NOUN.get(v.kind, "a string")
+            raise InvalidArgument(
+                f"{func}({call.text or call.column}): {what} is {noun}; {func} needs a number"
+            )
+    _check_final(plan, typed)
 
 
 def _check_final(plan: QueryPlan, columns: Mapping[str, Value]) -> None:
@@ -315,8 +831,13 @@ def _check_final(plan: QueryPlan, columns: Mapping[str, Value]) -> None:
             kind = NUMBER
         # An aggregate's size is not known here (and its value is protected): not whole.
         names[agg_column(i)] = Value(kind, name=call.label, refs=frozenset({call.label}))
-    checker = Checker(names)
     tree = plan.final.tree
+    for item in tree.expressions:  # HAVING and ORDER BY may name a SELECT alias
+        if isinstance(item, exp.Alias) and isinstance(item.this, exp.Column):
+            source = names.get(item.this.name.lower())
+            if source is not None:
+                names.setdefault(item.alias.lower(), source)
+    checker = Checker(names)
     having = tree.args.get("where")
     if having is not None:
         checker.condition(having.this)
@@ -345,11 +866,18 @@ def _columns_in(node: exp.Expr | None, *, arithmetic: bool) -> set[str]:
     return found
 
 
+def _read_by(call: AggCall) -> tuple[str, ...]:
+    """The dataset columns an aggregate reads (its value's, for an expression)."""
+    if call.columns:
+        return call.columns
+    return () if call.column is None else (call.column,)
+
+
 def place(plan: QueryPlan, failure: Failure) -> str:
     """Where in the owner's query an engine ``failure`` can have happened, as a phrase of
     column names (``engine_errors.message``'s ``place``)."""
     where = plan.scan.where
-    aggregated = {a.column for a in plan.aggregates if a.column is not None}
+    aggregated = {c for a in plan.aggregates for c in _read_by(a)}
     if failure is Failure.OVERFLOW:
         in_arithmetic = _columns_in(where, arithmetic=True)
         if in_arithmetic:

@@ -267,12 +267,46 @@ def partial_tree(
     return exp.Select(expressions=items, **clauses)
 
 
+def _width_bucket(node: exp.Expr) -> exp.Expr:
+    """``width_bucket(x, lo, hi, n)`` as DuckDB can run it (it has no such function),
+    with PostgreSQL's meaning: 0 below ``lo``, ``n + 1`` from ``hi`` on, else the bucket
+    1..n of equal width."""
+    if not isinstance(node, exp.WidthBucket):
+        return node
+    x, lo, hi, n = (
+        node.this,
+        node.args["min_value"],
+        node.args["max_value"],
+        node.args["num_buckets"],
+    )
+    width = exp.Paren(this=exp.Sub(this=hi.copy(), expression=lo.copy()))
+    scaled = exp.Div(
+        this=exp.Mul(
+            this=exp.Paren(this=exp.Sub(this=x.copy(), expression=lo.copy())), expression=n.copy()
+        ),
+        expression=width,
+    )
+    inside = exp.Add(this=_cast(exp.Floor(this=scaled), _BIGINT), expression=exp.Literal.number(1))
+    return exp.Case(
+        ifs=[
+            exp.If(this=exp.LT(this=x.copy(), expression=lo.copy()), true=exp.Literal.number(0)),
+            exp.If(
+                this=exp.GTE(this=x.copy(), expression=hi.copy()),
+                true=exp.Add(this=n.copy(), expression=exp.Literal.number(1)),
+            ),
+        ],
+        default=inside,
+    )
+
+
 def _key(step: AggregateStep, name: str) -> exp.Expr:
     """A group key of the owner's query: a column, or an expression named as the key."""
     key = step.value_of.get(name)
     if key is None:
         return _column(name)
     tree = _rebuilt(key.tree)
+    if tree.find(exp.WidthBucket) is not None:
+        tree = tree.transform(_width_bucket, copy=False)
     tree = exp.Try(this=tree) if _may_fail(tree) else tree
     return exp.alias_(tree, name, quoted=True, copy=False)
 

@@ -11,6 +11,7 @@ import math
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import FailedPrecondition, InvalidArgument
 from gateway.policy.floors import FLOORS, effective_level
+from gateway.column_types import parse_type
 from gateway.policy.model import CONTROLS, GRANTEE_KINDS, OPERATIONS, Grant
 
 
@@ -64,7 +65,7 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
         for column, controls in grant.columns.items():
             if "aggregate" in controls:
                 spec = next(c for c in desc.columns if c.name == column)
-                if spec.type in ("int64", "float64") and (spec.lower is None or spec.upper is None):
+                if parse_type(spec.type).numeric and (spec.lower is None or spec.upper is None):
                     raise FailedPrecondition(
                         f"column {column!r} has no declared bounds, needed to clamp it under DP"
                     )

@@ -25,6 +25,7 @@ from federation.reports import Explanation
 from federation.sql import QueryPlan, TooManyLeaves, conditions, leaf_query, partial_query
 from gateway import privacy, sticky_noise, typecheck
 from gateway.catalog import CatalogEntry
+from gateway.column_types import exact_kind
 from gateway.clock import utc
 from gateway.descriptor import DatasetDescriptor
 from gateway.engine import Engine
@@ -121,8 +122,10 @@ def exact_values(plan: QueryPlan, desc: DatasetDescriptor) -> tuple[list[str], l
         if name is None or call.func != "sum" and call.func != "avg":
             continue
         value = step.value_of.get(name) if step is not None else None
-        # TODO(types): expression values and decimals, once gateway.column_types lands
-        kind = "int" if value is None and declared.get(name) == "int64" else None
+        if value is None:
+            kind = exact_kind(declared[name]) if name in declared else None
+        else:
+            kind = typecheck.exact_kind_of(value.tree, desc)
         target = ints if kind == "int" else decimals if kind == "decimal" else None
         if target is not None and name not in target:
             target.append(name)

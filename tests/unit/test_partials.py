@@ -200,3 +200,207 @@ def test_owners_with_no_groups_at_all_merge_to_no_rows() -> None:
     )
     assert merge(plan, [empty, empty]).num_rows == 0
     assert answer(plan, [empty, empty], _duckdb).num_rows == 0
+
+
+# --- decimals, small integers, floats and timestamps: exact merging --------------------
+
+import datetime as dt  # noqa: E402
+import random  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+from federation.partials import decimal_means  # noqa: E402
+
+
+def _owner_sql(plan, table: str, exact: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
+    """The owner's SQL with exact sums as the owner would ask for them: each value as
+    ``gateway.column_types.exact_kind`` says ("int" or "decimal")."""
+    ints = [n for n, k in exact.items() if k == "int"]
+    decimals = [n for n, k in exact.items() if k == "decimal"]
+    return partial_query(plan, table, integer_columns=ints, decimals=decimals)
+
+
+def _typed_rows(n: int, seed: int) -> pa.Table:
+    rng = random.Random(seed)
+    utc = dt.UTC
+    return pa.table(
+        {
+            "region": pa.array([rng.choice(["east", "west", None]) for _ in range(n)]),
+            "price": pa.array(
+                [
+                    None if rng.random() < 0.1 else Decimal(rng.randint(-(10**12), 10**13)) / 100
+                    for _ in range(n)
+                ],
+                pa.decimal128(15, 2),
+            ),
+            "qty": pa.array([rng.randint(-128, 127) for _ in range(n)], pa.int8()),
+            "units": pa.array([rng.randint(-32768, 32767) for _ in range(n)], pa.int16()),
+            "visits": pa.array([rng.randint(0, 2**31 - 1) for _ in range(n)], pa.int32()),
+            "ratio": pa.array([rng.uniform(0, 100) for _ in range(n)], pa.float32()),
+            "seen": pa.array(
+                [
+                    dt.datetime(2025, 1, 1) + dt.timedelta(seconds=rng.randint(0, 10**7))
+                    for _ in range(n)
+                ],
+                pa.timestamp("us"),
+            ),
+            "seen_tz": pa.array(
+                [
+                    dt.datetime(2025, 1, 1, tzinfo=utc)
+                    + dt.timedelta(minutes=rng.randint(0, 10**6))
+                    for _ in range(n)
+                ],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "day": pa.array(
+                [dt.date(2024, 1, 1) + dt.timedelta(days=rng.randint(0, 700)) for _ in range(n)],
+                pa.date32(),
+            ),
+        }
+    )
+
+
+_EXACT = {"price": "decimal", "qty": "int", "units": "int", "visits": "int"}
+
+
+def _same(a: object, b: object) -> bool:
+    """Exact for everything but floats (1e-9 relative); a float where DuckDB has an exact
+    value, or the reverse, is a mismatch."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, float) and isinstance(b, float) and a == pytest.approx(b, rel=1e-9)
+    return type(a) is type(b) and a == b
+
+
+def test_typed_aggregates_merge_to_duckdbs_answer_on_the_pooled_rows() -> None:
+    sql = (
+        "SELECT region, SUM(price) AS sp, AVG(price) AS ap, COUNT(price) AS cp, "
+        "MIN(price) AS lp, MAX(price) AS hp, VAR_POP(price) AS vp, SUM(qty) AS sq, "
+        "AVG(qty) AS aq, MIN(qty) AS lq, SUM(units) AS su, SUM(visits) AS sv, "
+        "SUM(ratio) AS sr, MIN(ratio) AS lr, MIN(seen) AS ls, MAX(seen_tz) AS ht, "
+        "MIN(day) AS ld FROM t GROUP BY region"
+    )
+    plan = parse(sql)
+    owners = [_typed_rows(400 + 50 * i, seed=i) for i in range(3)]
+    partials = []
+    for rows in owners:
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("t", rows)
+        partials.append(con.sql(_owner_sql(plan, "t", _EXACT)).to_arrow_table())
+    assert partials[0].schema.field("__s_price").type == pa.decimal128(38, 2)
+    assert check_partial(plan, partials[0], "owner") is partials[0]
+    pooled = duckdb.connect()
+    pooled.execute("SET TimeZone = 'UTC'")
+    pooled.register("t", pa.concat_tables(owners))
+    want = pooled.sql(sql).to_arrow_table()
+    got = answer(plan, partials, _duckdb)
+    for name in ("sp", "lp", "ls", "ht", "ld", "lq", "lr"):  # exact, and in their own type
+        assert got.schema.field(name).type == want.schema.field(name).type, name
+
+    def rows(table: pa.Table) -> list[dict]:
+        return sorted(table.to_pylist(), key=lambda r: str(r["region"]))
+
+    for g, w in zip(rows(got), rows(want), strict=True):
+        assert g.keys() == w.keys()
+        for k in w:
+            if k in ("sq", "su", "sv"):  # DuckDB's pooled SUM of integers is a HUGEINT
+                assert g[k] == int(w[k]), k
+            else:
+                assert _same(g[k], w[k]), (k, g[k], w[k])
+
+
+def test_decimal_sums_past_a_double_stay_exact_and_overflow_is_refused() -> None:
+    plan = parse("SELECT g, SUM(x) AS s, AVG(x) AS a FROM t GROUP BY g")
+    big = Decimal("12345678901234567890123456789012.34")  # 34 digits: far past 2^53
+    parts = [
+        pa.table(
+            {
+                "g": ["a", "b"],
+                "__n": pa.array([3, 1], pa.int64()),
+                "__c_x": pa.array([3, 0], pa.int64()),
+                "__s_x": pa.array([big + i, None], pa.decimal128(38, 2)),
+            }
+        )
+        for i in range(3)
+    ]
+    merged = answer(plan, parts, _duckdb).to_pylist()
+    a = next(r for r in merged if r["g"] == "a")
+    b = next(r for r in merged if r["g"] == "b")
+    assert a["s"] == 3 * big + 3  # every digit
+    want = duckdb.connect().sql(f"SELECT {3 * big + 3}::DECIMAL(38,2) / 9 :: DOUBLE").fetchall()
+    assert a["a"] == want[0][0]  # the exact sum over the count, rounded once
+    assert b["s"] is None and b["a"] is None  # no value: NULL, as SQL says
+    huge = Decimal("6" + "0" * 35)  # 6e35: two of them pass 10^36, the limit at scale 2
+    over = [
+        pa.table(
+            {
+                "g": ["a"],
+                "__n": pa.array([1], pa.int64()),
+                "__c_x": pa.array([1], pa.int64()),
+                "__s_x": pa.array([huge], pa.decimal128(38, 2)),
+            }
+        )
+    ] * 2
+    with pytest.raises(PartialError, match=r"overflow a DECIMAL\(38,2\)"):
+        merge(plan, over)
+
+
+def test_decimal_averages_equal_duckdbs_on_both_paths() -> None:
+    """The fast path (sums below 2^53) and the exact one agree with DuckDB's AVG."""
+    rng = random.Random(7)
+    con = duckdb.connect()
+    for scale, digits in ((2, 12), (2, 30), (0, 36), (9, 20)):
+        values = [
+            Decimal(rng.randint(-(10**digits), 10**digits)).scaleb(-scale) for _ in range(500)
+        ]
+        typ = pa.decimal128(38, scale)
+        data = pa.table({"g": [i % 7 for i in range(500)], "x": pa.array(values, typ)})
+        con.register("t", data)
+        want = dict(con.sql("SELECT g, AVG(x) FROM t GROUP BY g").fetchall())
+        sums = con.sql(
+            "SELECT g, SUM(x) AS s, COUNT(x) AS c FROM t GROUP BY g ORDER BY g"
+        ).to_arrow_table()
+        got = decimal_means(sums.column("s"), sums.column("c")).to_pylist()
+        for g, mean in zip(sums.column("g").to_pylist(), got, strict=True):
+            assert mean == pytest.approx(want[g], rel=1e-15), (scale, digits)
+
+
+def test_a_decimal_sum_travels_only_as_decimal128_38() -> None:
+    plan = parse("SELECT g, SUM(x), MIN(x) FROM t GROUP BY g")
+
+    def partial(sum_type: pa.DataType, count_type: pa.DataType | None = None) -> pa.Table:
+        return pa.table(
+            {
+                "g": ["a"],
+                "__n": pa.array([1], pa.int64()),
+                "__c_x": pa.array([1], count_type or pa.int64()),
+                "__s_x": pa.array([Decimal("1.50")], sum_type),
+                "__min_x": pa.array([Decimal("1.50")], pa.decimal128(15, 2)),  # its own type
+            }
+        )
+
+    ok = partial(pa.decimal128(38, 2))
+    assert check_partial(plan, ok, "owner") is ok
+    for bad in (partial(pa.decimal128(15, 2)), partial(pa.decimal256(40, 2))):
+        with pytest.raises(PartialError, match="non-numeric __s_x"):
+            check_partial(plan, bad, "rogue")
+    with pytest.raises(PartialError, match="non-numeric __c_x"):
+        check_partial(plan, partial(pa.decimal128(38, 2), pa.decimal128(38, 0)), "rogue")
+
+
+def test_owners_that_declared_a_column_differently_merge_to_the_wider_type() -> None:
+    plan = parse("SELECT SUM(x) AS s FROM t")
+
+    def partial(values: pa.Array) -> pa.Table:
+        return pa.table(
+            {"__n": pa.array([1], pa.int64()), "__c_x": pa.array([1], pa.int64()), "__s_x": values}
+        )
+
+    two = partial(pa.array([Decimal("1.25")], pa.decimal128(38, 2)))
+    three = partial(pa.array([Decimal("0.125")], pa.decimal128(38, 3)))
+    whole = partial(pa.array([7], pa.int64()))
+    exact = merge(plan, [two, three, whole])
+    assert exact.schema.field("__s_x").type == pa.decimal128(38, 3)
+    assert exact.column("__s_x").to_pylist() == [Decimal("8.375")]
+    noised = partial(pa.array([0.5], pa.float64()))  # an owner under DP sends a float
+    floated = merge(plan, [two, noised])
+    assert floated.column("__s_x").to_pylist() == [1.75]

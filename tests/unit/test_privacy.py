@@ -9,6 +9,7 @@ import pytest
 
 from federation.sql import parse, partial_query
 from gateway import privacy
+from gateway.errors import InvalidArgument
 
 
 def test_small_groups_are_suppressed_and_an_empty_total_is_kept() -> None:
@@ -87,3 +88,52 @@ def test_noise_follows_the_plans_typed_states_and_variance_leaves_as_m2() -> Non
     assert released.table.column("__n").type == pa.int64()
     assert min(released.table.column("__m2_w").to_pylist()) >= 0.0
     assert released.epsilon == pytest.approx(1.0, rel=1e-9)  # 4 states: __n, c, s, q
+
+
+def test_a_decimal_sum_is_noised_and_released_as_a_float() -> None:
+    """Under DP every sum leaves as float64, a decimal one too: noised, it is not exact."""
+    from decimal import Decimal
+
+    con = duckdb.connect()
+    data = pa.table(
+        {
+            "g": ["a"] * 200 + ["b"] * 200,
+            "p": pa.array([Decimal(i) / 100 for i in range(400)], pa.decimal128(15, 2)),
+        }
+    )
+    con.register("t", data)
+    plan = parse("SELECT g, SUM(p), AVG(p) FROM t GROUP BY g")
+    raw = con.sql(partial_query(plan, "t", clamp={"p": (0.0, 10.0)})).to_arrow_table()
+    exact = dict(con.sql("SELECT g, SUM(p) FROM t GROUP BY g").fetchall())
+    released = privacy.add_noise(raw, plan, epsilon=1.0, k=0, clamp={"p": (0.0, 10.0)})
+    assert released.table.column("__s_p").type == pa.float64()
+    for g, s in zip(
+        released.table.column("g").to_pylist(),
+        released.table.column("__s_p").to_pylist(),
+        strict=True,
+    ):
+        # Laplace(10 / (1/3)): far from exact would mean a wrong scale, exact no noise
+        assert s != float(exact[g]) and abs(s - float(exact[g])) < 30 * 20
+
+
+def test_a_sum_without_bounds_is_never_released_under_dp() -> None:
+    from gateway.errors import FailedPrecondition
+
+    table = pa.table(
+        {"__n": pa.array([100], pa.int64()), "__c_w": pa.array([100]), "__s_w": pa.array([5.0])}
+    )
+    plan = parse("SELECT SUM(w) FROM t")
+    with pytest.raises(FailedPrecondition, match="no declared bounds"):
+        privacy.add_noise(table, plan, epsilon=1.0, k=0, clamp={})
+
+
+def test_noise_that_would_be_infinite_is_refused_not_crashed_on() -> None:
+    """A variance of values near 1e200 has squares past the largest double: refused with
+    a typed error naming the aggregate, before OpenDP is asked for an infinite scale."""
+    con = duckdb.connect()
+    con.register("t", pa.table({"w": [1.0, 2.0, 3.0]}))
+    plan = parse("SELECT VAR_POP(w) FROM t")
+    clamp = {"w": (0.0, 1e200)}
+    raw = con.sql(partial_query(plan, "t", clamp=clamp)).to_arrow_table()
+    with pytest.raises(InvalidArgument, match=r"var_pop\(w\) under DP: no finite bound"):
+        privacy.add_noise(raw, plan, epsilon=1.0, k=0, clamp=clamp)

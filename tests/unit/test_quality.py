@@ -66,3 +66,120 @@ def test_csv_header_and_values(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="does not exist"):
         check_file(_desc(tmp_path / "none.parquet", x="int64"), tmp_path / "none.parquet")
+
+
+# --- the declared types beyond the first five -----------------------------------------
+
+
+def test_every_type_registers_from_its_own_arrow_type(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    n = 100_000  # two batches
+    prices = [None if i % 4 == 0 else Decimal(i) / 100 for i in range(n)]
+    table = pa.table(
+        {
+            "price": pa.array(prices, pa.decimal128(15, 2)),
+            "qty": pa.array([i % 100 - 50 for i in range(n)], pa.int8()),
+            "units": pa.array([i % 30_000 for i in range(n)], pa.int16()),
+            "visits": pa.array(list(range(n)), pa.int32()),
+            "ratio": pa.array([i / 8 for i in range(n)], pa.float32()),
+            "seen": pa.array(
+                [dt.datetime(2025, 1, 1, 0, 0, i % 60) for i in range(n)], pa.timestamp("ns")
+            ),
+            "seen_tz": pa.array(
+                [dt.datetime(2025, 1, 1, tzinfo=dt.UTC)] * n, pa.timestamp("s", "UTC")
+            ),
+            "region": pa.array(["east", "west"] * (n // 2)).dictionary_encode(),
+        }
+    )
+    path = tmp_path / "typed.parquet"
+    pq.write_table(table, path)
+    types = dict(
+        price="decimal(15,2)",
+        qty="int8",
+        units="int16",
+        visits="int32",
+        ratio="float32",
+        seen="timestamp",
+        seen_tz="timestamptz",
+        region="string",
+    )
+    q = check_file(_desc(path, **types), path)
+    by_name = {c.name: c for c in q.columns}
+    assert q.rows == n
+    assert by_name["price"].null_rate == 0.25
+    assert (by_name["price"].min, by_name["price"].max) == (0.01, float(Decimal(n - 1) / 100))
+    assert (by_name["qty"].min, by_name["qty"].max) == (-50, 49)
+    assert by_name["ratio"].max == (n - 1) / 8 and by_name["seen"].min is None
+
+
+@pytest.mark.parametrize(
+    ("declared", "array", "message"),
+    [
+        (
+            "float64",
+            pa.array([1], pa.decimal128(15, 2)),
+            r"'x' is declared float64 but the file holds decimal128\(15, 2\): "
+            r"declare it decimal\(15,2\)",
+        ),
+        (
+            "decimal(15,2)",
+            pa.array([1], pa.decimal128(15, 3)),
+            r"declared decimal\(15,2\) but the file holds decimal128\(15, 3\): declare it "
+            r"decimal\(15,3\)",
+        ),
+        (
+            "int8",
+            pa.array([1], pa.int16()),
+            "declared int8 but the file holds int16: declare it int16",
+        ),
+        (
+            "int32",
+            pa.array([1], pa.uint32()),
+            "declared int32 but the file holds uint32: declare it int64",
+        ),
+        (
+            "timestamp",
+            pa.array([1], pa.timestamp("us", "Asia/Shanghai")),
+            "declared timestamp but the file holds timestamp.*: declare it timestamptz",
+        ),
+        (
+            "timestamptz",
+            pa.array([1], pa.timestamp("us")),
+            "declared timestamptz but the file holds timestamp.*: declare it timestamp",
+        ),
+        ("string", pa.array([1], pa.int32()), "declared string but the file holds int32"),
+        ("int64", pa.array([1], pa.uint64()), "declared int64 but the file holds uint64$"),
+    ],
+)
+def test_a_mismatch_names_declared_and_actual_and_what_would_fit(
+    tmp_path: Path, declared: str, array: pa.Array, message: str
+) -> None:
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"x": array}), path)
+    with pytest.raises(InvalidArgument, match=message):
+        check_file(_desc(path, x=declared), path)
+
+
+def test_timestamps_finer_than_a_microsecond_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"t": pa.array([1_700_000_000_000_000_001], pa.timestamp("ns"))}), path)
+    with pytest.raises(InvalidArgument, match="'t' holds timestamp.* not whole microseconds"):
+        check_file(_desc(path, t="timestamp"), path)
+    pq.write_table(pa.table({"t": pa.array([1_700_000_000_000_000_000], pa.timestamp("ns"))}), path)
+    assert check_file(_desc(path, t="timestamp"), path).rows == 1
+
+
+def test_csv_is_parsed_into_the_declared_types(tmp_path: Path) -> None:
+    p = tmp_path / "a.csv"
+    p.write_text("price,qty,at\n12.50,-3,2025-01-02T08:00:00+08:00\n,7,2025-01-02 00:00:00Z\n")
+    q = check_file(_desc(p, "csv", price="decimal(15,2)", qty="int8", at="timestamptz"), p)
+    assert q.rows == 2 and q.columns[0].max == 12.5 and q.columns[0].null_rate == 0.5
+    for text, declared, words in (
+        ("price\n1.255\n", "decimal(15,2)", "does not match its declared schema"),
+        ("price\n300\n", "int8", "does not match its declared schema"),
+        ("price\n2025-01-02 08:00:00\n", "timestamptz", "expected a zone offset"),
+    ):
+        p.write_text(text)
+        with pytest.raises(InvalidArgument, match=words):
+            check_file(_desc(p, "csv", price=declared), p)

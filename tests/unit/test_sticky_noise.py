@@ -64,3 +64,41 @@ def test_groups_just_over_k_pass_a_sticky_noisy_threshold() -> None:
         again = sticky_noise.over_threshold(raw, k=5, key=KEY, version=str(i), leaves=())
         assert again.equals(kept)
     assert 0.18 < sum(released) / len(released) < 0.34
+
+
+def test_a_decimal_sum_stays_a_decimal_with_its_scale_and_sticky_noise() -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    rows = 40
+    table = pa.table(
+        {
+            "g": ["a"] * rows,
+            "p": pa.array(
+                [Decimal("1234567890123.45") + i for i in range(rows)], pa.decimal128(15, 2)
+            ),
+            "at": pa.array(
+                [dt.datetime(2025, 1, 1 + i % 28) for i in range(rows)], pa.timestamp("us")
+            ),
+        }
+    )
+    plan = parse("SELECT g, SUM(p), MIN(at) FROM t GROUP BY g")
+    con = duckdb.connect()
+    con.register("staging", table)
+    con.execute("CREATE TABLE ds_t AS SELECT * FROM staging")
+    raw = con.sql(partial_query(plan, "ds_t", decimals=["p"], hidden=True)).to_arrow_table()
+    exact = raw.column("__s_p")[0].as_py()
+    assert raw.schema.field("__s_p").type == pa.decimal128(38, 2)
+    outs = [
+        sticky_noise.add_sticky_noise(raw, plan, key=KEY, version="x", leaf_fingerprints=())
+        for _ in range(2)
+    ]
+    noisy = outs[0].column("__s_p")[0].as_py()
+    assert outs[0].schema.field("__s_p").type == pa.decimal128(38, 2)
+    assert noisy.as_tuple().exponent == -2 and noisy != exact
+    assert outs[1].column("__s_p")[0].as_py() == noisy  # the same rows, the same noise
+    # noise on the scale of the largest value (SUM_SCALE per layer), not of the sum
+    largest = float(table.column("p").to_pylist()[-1])
+    assert abs(float(noisy - exact)) < 10 * sticky_noise.SUM_SCALE * largest
+    assert outs[0].column("__min_at").type == pa.timestamp("us")  # MIN as it is
+    assert outs[0].column("__min_at")[0].as_py() == dt.datetime(2025, 1, 1)
