@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from federation import dp_hist, sketches
 from federation.sql import (
     MERGED_TABLE,
     ROWS,
@@ -67,6 +68,9 @@ def check_partial(plan: QueryPlan, table: pa.Table, source: str) -> pa.Table:
     states = {s.name: s.kind for s in state_columns(plan, dp=False) if s.kind not in _EXTREMES}
     for field in table.schema:
         kind = states.get(field.name)
+        if kind in _SKETCHES:
+            _check_sketches(table.column(field.name), kind, f"{source}'s {field.name}")
+            continue
         numeric = pa.types.is_int64(field.type) or pa.types.is_float64(field.type)
         if kind is Kind.SUM and _exact_decimal_sum(field.type):
             numeric = True
@@ -75,6 +79,24 @@ def check_partial(plan: QueryPlan, table: pa.Table, source: str) -> pa.Table:
         if pa.types.is_nested(field.type) or pa.types.is_dictionary(field.type):
             raise PartialError(f"the partial from {source} has a nested {field.name}")
     return table
+
+
+_SKETCHES = (Kind.HLL, Kind.KLL)  # binary states: one serialised sketch per group
+
+
+def _check_sketches(column: pa.ChunkedArray, kind: Kind, what: str) -> None:
+    """Every sketch a peer sent, checked before any library reads it (a malformed one
+    could crash the process): a distinct-count sketch, or a quantile sketch (a KLL
+    sketch, or a DP owner's noisy histogram)."""
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        raise PartialError(f"the partial from {what} is not a sketch")
+    check = sketches.check_hll if kind is Kind.HLL else dp_hist.check_quantile_state
+    try:
+        for value in column.to_pylist():
+            if value is not None:
+                check(value)
+    except ValueError as exc:
+        raise PartialError(f"the partial from {what} is malformed: {exc}") from None
 
 
 def _stack(partials: list[pa.Table]) -> pa.Table:
@@ -192,6 +214,8 @@ def _merge_states(plan: QueryPlan, stacked: pa.Table) -> pa.Table:
     work = stacked.append_column("__gid", pa.array(gid, pa.int64()))
     aggs: list[tuple[str, str]] = []
     for state in states:
+        if state.kind in _SKETCHES:
+            continue
         if state.kind in _EXTREMES:
             aggs.append((state.name, _EXTREMES[state.kind]))
         elif state.kind is not Kind.M2:
@@ -206,6 +230,12 @@ def _merge_states(plan: QueryPlan, stacked: pa.Table) -> pa.Table:
     out: dict[str, pa.ChunkedArray | pa.Array] = {k: stacked.column(k).take(first) for k in keys}
     for state in states:
         name = state.name
+        if state.kind is Kind.HLL:
+            out[name] = sketches.merge_groups("hll", gid, stacked.column(name), groups)
+            continue
+        if state.kind is Kind.KLL:
+            out[name] = dp_hist.merge_quantile_groups(gid, stacked.column(name), groups)
+            continue
         if state.kind is not Kind.M2 or state.column is None:
             func = _EXTREMES.get(state.kind, "sum")
             out[name] = summed.column(f"{name}_{func}").cast(stacked.schema.field(name).type)
@@ -229,6 +259,11 @@ def _final_value(call: AggCall, merged: pa.Table) -> pa.Array | pa.ChunkedArray:
         return merged.column(ROWS)
     if call.func in ("min", "max"):
         return merged.column(state_name(Kind(call.func), call.column))
+    if call.func == "approx_count_distinct":
+        return sketches.hll_estimates(merged.column(state_name(Kind.HLL, call.column)))
+    if call.func == "approx_quantile":
+        kll = merged.column(state_name(Kind.KLL, call.column))
+        return dp_hist.state_quantiles(kll, call.param if call.param is not None else 0.5)
     c = merged.column(state_name(Kind.COUNT, call.column))
     if call.func == "count":
         return pc.coalesce(c, pa.scalar(0, c.type))
@@ -295,6 +330,9 @@ def squares_to_m2(plan: QueryPlan, noisy: pa.Table) -> pa.Table:
     the noisy sums of squares themselves stay at the owner."""
     out: dict[str, pa.ChunkedArray | pa.Array] = {g: noisy.column(g) for g in plan.group_by}
     for state in state_columns(plan, dp=True):
+        if state.kind is Kind.QHIST and state.column is not None:  # travels as a quantile state
+            out[state_name(Kind.KLL, state.column)] = noisy.column(state.name)
+            continue
         if state.kind is not Kind.SQUARES or state.column is None:
             out[state.name] = noisy.column(state.name)
             continue

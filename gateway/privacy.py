@@ -33,6 +33,7 @@ from federation.sql import (
     row_counts,
     state_columns,
 )
+from gateway.dp_quantiles import noisy_histograms
 from gateway.errors import FailedPrecondition, InvalidArgument
 
 
@@ -140,6 +141,12 @@ def add_noise(
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float)
     for state in states:
         columns[state.name] = table.column(state.name)
+        if state.kind is Kind.QHIST:  # quantiles: a noisy histogram over the bounds
+            lo, hi = plan.bounds_of(state.column or "", clamp) or (0.0, 0.0)
+            hist = noisy_histograms(table.column(state.name), lower=lo, upper=hi, epsilon=share)
+            columns[state.name] = hist.states
+            spent += hist.epsilon
+            continue
         sens = _sensitivity(state, clamp, plan)
         # A decimal sum too (Decimal -> float): noised and released as float64.
         values = [float(v or 0.0) for v in table.column(state.name).to_pylist()]

@@ -54,9 +54,11 @@ def _number(value: float) -> exp.Expr:
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"clamping bound {value!r} is not a finite number")
-    if number < 0:
-        return exp.Neg(this=exp.Literal(this=repr(-number), is_string=False))
-    return exp.Literal(this=repr(number), is_string=False)
+    text = repr(abs(number))
+    if "e" not in text:
+        text += "e0"  # DuckDB reads 0.1 as a DECIMAL: LEAST(FLOAT, DECIMAL) is a FLOAT
+    literal = exp.Literal(this=text, is_string=False)
+    return exp.Neg(this=literal) if number < 0 else literal
 
 
 def _clamped(value: Callable[[], exp.Expr], bounds: tuple[float, float] | None) -> exp.Expr:
@@ -156,7 +158,7 @@ def _rebuilt(node: exp.Expr) -> exp.Expr:
     return type(node)(**args)
 
 
-_COMPUTED = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Cast)
+_COMPUTED = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Cast, exp.Abs)
 
 
 def _may_fail(condition: exp.Expr) -> bool:

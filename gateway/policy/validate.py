@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 
+from gateway.column_types import parse_type
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import FailedPrecondition, InvalidArgument
 from gateway.policy.floors import FLOORS, effective_level
-from gateway.column_types import parse_type
 from gateway.policy.model import CONTROLS, GRANTEE_KINDS, OPERATIONS, Grant
 
 

@@ -18,15 +18,16 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from federation import sketches
 from federation.envelope import Envelope
 from federation.outcome import Error
 from federation.partials import to_ipc
 from federation.reports import Explanation
-from federation.sql import QueryPlan, TooManyLeaves, conditions, leaf_query, partial_query
+from federation.sql import Kind, QueryPlan, TooManyLeaves, conditions, leaf_query, partial_query
 from gateway import privacy, sticky_noise, typecheck
 from gateway.catalog import CatalogEntry
-from gateway.column_types import exact_kind
 from gateway.clock import utc
+from gateway.column_types import exact_kind
 from gateway.descriptor import DatasetDescriptor
 from gateway.engine import Engine
 from gateway.engine_errors import EngineError
@@ -179,9 +180,27 @@ class Computed:
     leaves: tuple[object, ...] = ()  # L2 noise: the WHERE leaves' fingerprints
 
 
-def suppressed(raw: pa.Table, k: int) -> tuple[privacy.Released, bytes]:
+def sketched(plan: QueryPlan, table: pa.Table) -> pa.Table:
+    """The owner's result with each list of values (``approx_count_distinct``,
+    ``approx_quantile``) turned into its mergeable sketch: the values never leave."""
+    step = plan.aggregate
+    if step is None:
+        return table
+    for state in step.states:
+        if state.kind not in (Kind.HLL, Kind.KLL):
+            continue
+        build = sketches.hll_sketches if state.kind is Kind.HLL else sketches.kll_sketches
+        index = table.column_names.index(state.name)
+        try:
+            table = table.set_column(index, state.name, build(table.column(state.name)))
+        except sketches.SketchError as exc:
+            raise InvalidArgument(f"{state.column}: {exc}") from None
+    return table
+
+
+def suppressed(raw: pa.Table, k: int, plan: QueryPlan) -> tuple[privacy.Released, bytes]:
     """Without DP: groups under ``k`` withheld (a raw read has no groups: as is)."""
-    released = privacy.suppress(raw, k)
+    released = privacy.suppress(sketched(plan, raw), k)
     return released, to_ipc(released.table)
 
 
@@ -191,7 +210,7 @@ def sticky_released(
     """L2 without DP: groups under ``k`` withheld (a total too, when it has no rows), then
     those under their noisy threshold, then every state noised by ``sticky_noise`` (the
     same rows, the same noise)."""
-    kept = privacy.suppress(raw, k, keep_empty=False).table
+    kept = privacy.suppress(sketched(plan, raw), k, keep_empty=False).table
     kept = sticky_noise.over_threshold(kept, k=k, key=key, version=version, leaves=leaves)
     noisy = sticky_noise.add_sticky_noise(
         kept, plan, key=key, version=version, leaf_fingerprints=leaves
@@ -297,7 +316,8 @@ class QueryRelease:
                     sticky_released, plan=self.plan, k=k, key=key, version=version, leaves=leaves
                 )
             else:
-                tag, protect = ("protected", k), functools.partial(suppressed, k=k)
+                tag = ("protected", k)
+                protect = functools.partial(suppressed, k=k, plan=self.plan)
             released, payload = self.engine.derive(
                 computed.sql,
                 self.entry.quality.sha256,

@@ -72,7 +72,7 @@ HOSTILE = [
         PD,
         "person_id",
     ),
-    ("max-under-dp", "SELECT MAX(monthly_wage) FROM social_insurance", PD, "MIN and MAX"),
+    ("max-under-dp", "SELECT MAX(monthly_wage) FROM social_insurance", PD, "the extremes control"),
     ("read-csv", "SELECT * FROM read_csv('/etc/passwd')", IA, "read_csv"),
     ("read-parquet", "SELECT COUNT(*) FROM read_parquet('/etc/shadow')", IA, "read_parquet"),
     ("read-text", "SELECT COUNT(*) FROM read_text('/etc/hosts')", IA, "read_text"),
@@ -140,6 +140,351 @@ HOSTILE = [
     ("star", f"SELECT * FROM {ER}", IA, "SELECT *"),
 ]
 
+SI = "social_insurance"
+# Issue 10's forms (expressions and CASE inside aggregates, FILTER, expression and bucket
+# group keys, extremes, sketches), each used to smuggle a column past its grant's control.
+# The sample grants: enterprise_registry (L2) has city, industry_*, high_tech and
+# founding_year as group_by,filter; employees as aggregate,filter (0..100000, no group_by);
+# revenue and registered_capital as aggregate; credit_code, enterprise_name and
+# division_code not at all. social_insurance (L3, DP) has gender and city as group_by
+# only, birth_year as filter only, monthly_wage and contribution_months as aggregate.
+SMUGGLED = [
+    # an ungranted (or non-aggregate) column inside an aggregate's value
+    (
+        "times-zero",
+        f"SELECT SUM(revenue + division_code * 0) FROM {ER}",
+        PD,
+        "'division_code' may not be used as aggregate",
+    ),
+    (
+        "in-coalesce",
+        f"SELECT SUM(COALESCE(revenue, registered_capital, division_code)) FROM {ER}",
+        PD,
+        "'division_code' may not be used as aggregate",
+    ),
+    (
+        "in-case-then",
+        f"SELECT SUM(CASE WHEN employees > 10 THEN credit_code ELSE 0 END) FROM {ER}",
+        PD,
+        "'credit_code' may not be used as aggregate",
+    ),
+    (
+        "in-case-else",
+        f"SELECT AVG(CASE WHEN high_tech THEN revenue ELSE enterprise_name END) FROM {ER}",
+        PD,
+        "'enterprise_name' may not be used as aggregate",
+    ),
+    (
+        "in-least",
+        f"SELECT SUM(LEAST(revenue, division_code)) FROM {ER}",
+        PD,
+        "'division_code' may not be used as aggregate",
+    ),
+    (
+        "in-cast",
+        f"SELECT SUM(TRY_CAST(credit_code AS DOUBLE)) FROM {ER}",
+        PD,
+        "'credit_code' may not be used as aggregate",
+    ),
+    (
+        "group-key-in-abs",
+        f"SELECT AVG(ABS(founding_year - 2000)) FROM {ER}",
+        PD,
+        "'founding_year' may not be used as aggregate",
+    ),
+    (
+        "filter-only-in-value",
+        f"SELECT SUM(monthly_wage + birth_year * 0) FROM {SI}",
+        PD,
+        "'birth_year' may not be used as aggregate",
+    ),
+    (
+        "count-of-ungranted",
+        f"SELECT COUNT(credit_code) FROM {ER}",
+        PD,
+        "'credit_code' may not be used as aggregate",
+    ),
+    # a column without filter in a condition: CASE WHEN, a simple CASE's operand, FILTER
+    (
+        "group-by-only-in-case-when",
+        f"SELECT SUM(CASE WHEN gender = 'F' THEN monthly_wage ELSE 0 END) FROM {SI}",
+        PD,
+        "'gender' may not be used as filter",
+    ),
+    (
+        "aggregate-only-in-simple-case",
+        f"SELECT SUM(CASE revenue WHEN 0 THEN 1 ELSE 0 END) FROM {ER}",
+        PD,
+        "'revenue' may not be used as filter",
+    ),
+    (
+        "aggregate-only-in-filter",
+        f"SELECT SUM(employees) FILTER (WHERE revenue > 100) FROM {ER}",
+        PD,
+        "'revenue' may not be used as filter",
+    ),
+    (
+        "ungranted-in-filter",
+        f"SELECT COUNT(*) FILTER (WHERE credit_code = '91310000MA1FL0XX4D') FROM {ER}",
+        PD,
+        "'credit_code' may not be used as filter",
+    ),
+    (
+        "group-by-only-in-filter",
+        f"SELECT COUNT(*) FILTER (WHERE city = 'Hefei') FROM {SI}",
+        PD,
+        "'city' may not be used as filter",
+    ),
+    (
+        "filter-in-having",
+        f"SELECT city, COUNT(*) AS n FROM {ER} GROUP BY city "
+        "HAVING SUM(employees) FILTER (WHERE registered_capital > 5) > 0",
+        PD,
+        "'registered_capital' may not be used as filter",
+    ),
+    (
+        "filter-with-function",
+        f"SELECT SUM(employees) FILTER (WHERE length(enterprise_name) > 5) FROM {ER}",
+        IA,
+        "length",
+    ),
+    # group keys: expressions and buckets that are as fine as the column itself
+    (
+        "width-1-bucket",
+        f"SELECT floor(employees / 1) AS b, COUNT(*) FROM {ER} GROUP BY b",
+        PD,
+        "a bucket of 'employees' would make about 100001 groups",
+    ),
+    (
+        "width-1-bucket-by-position",
+        f"SELECT floor(employees / 1) * 1, COUNT(*) FROM {ER} GROUP BY 1",
+        PD,
+        "a bucket of 'employees' would make about 100001 groups",
+    ),
+    (
+        "tiny-width-bucket",
+        f"SELECT COUNT(*) FROM {ER} GROUP BY floor(employees / 0.001)",
+        PD,
+        "a bucket of 'employees' would make about",
+    ),
+    (
+        "width-bucket-fine",
+        f"SELECT width_bucket(employees, 0, 1e6, 100000) AS b, COUNT(*) FROM {ER} GROUP BY b",
+        PD,
+        "a bucket of 'employees' would make about 100002 groups",
+    ),
+    (
+        "bucket-of-negated-column",
+        f"SELECT COUNT(*) FROM {ER} GROUP BY floor(-employees / 100)",
+        IA,
+        "floor() in GROUP BY takes a column and literals",
+    ),
+    (
+        "key-arithmetic-of-filter-only",
+        f"SELECT employees + 0 AS e, COUNT(*) FROM {ER} GROUP BY e",
+        PD,
+        "'employees' may not be used as group_by",
+    ),
+    (
+        "bucket-of-aggregate-only",
+        f"SELECT COUNT(*) FROM {ER} GROUP BY floor(revenue / 1000000)",
+        PD,
+        "'revenue' may not be used as bucket",
+    ),
+    (
+        "negative-width",
+        f"SELECT COUNT(*) FROM {ER} GROUP BY floor(employees / -10)",
+        IA,
+        "width must be a positive number",
+    ),
+    (
+        "date-by-day",
+        "SELECT date_trunc('day', date) AS d, COUNT(*) FROM air_quality GROUP BY d",
+        PD,
+        "a bucket of 'date' by day is as fine as the column itself",
+    ),
+    (
+        "date-by-week",
+        "SELECT COUNT(*) FROM air_quality GROUP BY date_trunc('week', date)",
+        PD,
+        "a bucket of 'date' by week",
+    ),
+    (
+        "case-key-of-aggregate-only",
+        f"SELECT CASE WHEN revenue > 1000 THEN 'big' ELSE 'small' END AS size, COUNT(*) "
+        f"FROM {ER} GROUP BY size",
+        PD,
+        "'revenue' may not be used as bucket",
+    ),
+    (
+        "case-key-then-column",
+        f"SELECT COUNT(*) FROM {ER} GROUP BY CASE WHEN employees > 1 THEN credit_code END",
+        IA,
+        "a CASE group key maps to literals",
+    ),
+    (
+        "key-expression-of-aggregate-only",
+        f"SELECT ROUND(revenue, -3) AS r, COUNT(*) FROM {ER} GROUP BY r",
+        PD,
+        "'revenue' may not be used as group_by",
+    ),
+    (
+        "substr-of-ungranted",
+        f"SELECT substr(credit_code, 1, 17) AS p, COUNT(*) FROM {ER} GROUP BY p",
+        PD,
+        "'credit_code' may not be used as group_by",
+    ),
+    (
+        "group-by-position-of-ungranted",
+        f"SELECT credit_code, COUNT(*) FROM {ER} GROUP BY 1",
+        PD,
+        "'credit_code' may not be used as group_by",
+    ),
+    (
+        "alias-shadows-a-key",
+        f"SELECT credit_code AS city, COUNT(*) FROM {ER} GROUP BY city",
+        IA,
+        "'credit_code' must be in GROUP BY",
+    ),
+    (
+        "group-by-position-of-aggregate",
+        f"SELECT SUM(revenue), COUNT(*) FROM {ER} GROUP BY 1",
+        IA,
+        "cannot group by an aggregate",
+    ),
+    # extremes: MIN/MAX/quantiles need the extremes control on L2, never on L3
+    ("min-l2", f"SELECT MIN(revenue) FROM {ER}", PD, "'revenue' may not be used as extremes"),
+    (
+        "max-in-order-by",
+        f"SELECT city, COUNT(*) FROM {ER} GROUP BY city ORDER BY MAX(revenue) DESC",
+        PD,
+        "'revenue' may not be used as extremes",
+    ),
+    (
+        "median-l2",
+        f"SELECT median(employees) FROM {ER}",
+        PD,
+        "'employees' may not be used as extremes",
+    ),
+    (
+        "quantile-in-having",
+        f"SELECT city, COUNT(*) FROM {ER} GROUP BY city "
+        "HAVING approx_quantile(registered_capital, 0.99) > 0",
+        PD,
+        "'registered_capital' may not be used as extremes",
+    ),
+    (
+        "min-l3",
+        f"SELECT gender, MIN(contribution_months) FROM {SI} GROUP BY gender",
+        PD,
+        "'contribution_months' may not be used as extremes",
+    ),
+    (
+        "median-l3-without-extremes",
+        f"SELECT median(monthly_wage) FROM {SI}",
+        PD,
+        "'monthly_wage' may not be used as extremes",
+    ),
+    # sketches over columns without the control they need
+    (
+        "distinct-count-ungranted",
+        f"SELECT approx_count_distinct(credit_code) FROM {ER}",
+        PD,
+        "'credit_code' may not be used as aggregate",
+    ),
+    (
+        "distinct-count-group-key",
+        f"SELECT approx_count_distinct(city) FROM {ER}",
+        PD,
+        "'city' may not be used as aggregate",
+    ),
+    (
+        "distinct-count-under-dp",
+        f"SELECT approx_count_distinct(monthly_wage) FROM {SI}",
+        PD,
+        "cannot be released under DP",
+    ),
+    (
+        "quantile-out-of-range",
+        f"SELECT approx_quantile(employees, 2) FROM {ER}",
+        IA,
+        "between 0 and 1",
+    ),
+    # forms outside the subset, wherever they hide
+    ("cast-to-text", f"SELECT SUM(CAST(revenue AS VARCHAR)) FROM {ER}", IA, "cast to a number"),
+    ("nested-aggregate", f"SELECT SUM(SUM(revenue)) FROM {ER}", IA, "aggregate cannot be used"),
+    (
+        "aggregate-in-filter",
+        f"SELECT SUM(revenue) FILTER (WHERE SUM(revenue) > 1) FROM {ER}",
+        IA,
+        "aggregate cannot be used",
+    ),
+    (
+        "subquery-in-filter",
+        f"SELECT SUM(revenue) FILTER (WHERE city IN (SELECT city FROM {ER})) FROM {ER}",
+        IA,
+        "subquer",
+    ),
+    ("count-distinct-value", f"SELECT COUNT(DISTINCT revenue) FROM {ER}", IA, "DISTINCT"),
+    ("sum-distinct", f"SELECT SUM(DISTINCT revenue) FROM {ER}", IA, "DISTINCT"),
+    # the refusal quotes the function as the user wrote it (sqlglot says ARRAY_AGG...)
+    ("list", f"SELECT list(revenue) FROM {ER}", IA, "function list() is not allowed"),
+    (
+        "string-agg",
+        f"SELECT string_agg(enterprise_name, ',') FROM {ER}",
+        IA,
+        "function string_agg() is not allowed",
+    ),
+    (
+        "window-in-case",
+        f"SELECT SUM(CASE WHEN row_number() OVER () = 1 THEN revenue ELSE 0 END) FROM {ER}",
+        IA,
+        "window",
+    ),
+    # a decimal overflow: refused without quoting a value (DuckDB's own message would)
+    (
+        "decimal-sum-overflow",
+        f"SELECT SUM(CAST(revenue AS DECIMAL(38, 0)) * CAST(1e33 AS DECIMAL(38, 0))) FROM {ER}",
+        IA,
+        "compute with smaller numbers",
+    ),
+    (
+        "decimal-avg-overflow-by-city",
+        f"SELECT city, AVG(CAST(employees AS DECIMAL(38, 0)) * CAST(1e36 AS DECIMAL(38, 0))) "
+        f"FROM {ER} GROUP BY city",
+        IA,
+        "compute with smaller numbers",
+    ),
+    # DP: a value without a finite bound cannot be noised
+    (
+        "dp-division-by-a-column",
+        f"SELECT SUM(monthly_wage / contribution_months) FROM {SI}",
+        IA,
+        "division by contribution_months may divide by 0",
+    ),
+    (
+        "dp-value-beyond-doubles",
+        f"SELECT SUM(monthly_wage * 1e300 * 1e300) FROM {SI}",
+        IA,
+        "no finite bound",
+    ),
+    (
+        "dp-square-beyond-doubles",
+        f"SELECT VAR_POP(monthly_wage * 1e200) FROM {SI}",
+        IA,
+        "no finite bound",
+    ),
+    (
+        "dp-noise-scale-beyond-doubles",
+        f"SELECT SUM(monthly_wage * 8e302) FROM {SI}",
+        IA,
+        "no finite bound",
+    ),
+]
+# Refused by the owner's decision (grant, types, DP bounds), not by the subset: the
+# direct-to-owner test below sends only what the subset itself refuses.
+DECIDED = {c[0] for c in SMUGGLED if c[0].startswith(("dp-", "decimal-"))}
+
 
 def released_count(federation: RunningFederation) -> int:
     return federation.releases()
@@ -170,9 +515,11 @@ def refusal_entry(federation: RunningFederation, error: ClientError, timeout: fl
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("case", HOSTILE, ids=[c[0] for c in HOSTILE])
-def test_hostile_query_is_refused(federation: RunningFederation, case) -> None:  # type: ignore[no-untyped-def]
-    _id, sql, code, words = case
+def assert_refused(
+    federation: RunningFederation, sql: str, code: grpc.StatusCode, words: str
+) -> ClientError:
+    """``sql`` asked by li.wei is refused with ``code`` and ``words``, the refusal is in
+    the refusing node's signed log, and no owner released anything."""
     before = released_count(federation)
     purpose = "labour market statistics" if "social_insurance" in sql else ""
     with federation.client("li.wei@shanghai") as c, pytest.raises(ClientError) as info:
@@ -182,6 +529,129 @@ def test_hostile_query_is_refused(federation: RunningFederation, case) -> None: 
     entry = refusal_entry(federation, info.value)
     assert entry["code"] in (code.name, "NOT_FOUND"), entry
     assert released_count(federation) == before, "something was released"
+    return info.value
+
+
+@pytest.mark.parametrize("case", HOSTILE + SMUGGLED, ids=[c[0] for c in HOSTILE + SMUGGLED])
+def test_hostile_query_is_refused(federation: RunningFederation, case) -> None:  # type: ignore[no-untyped-def]
+    _id, sql, code, words = case
+    error = assert_refused(federation, sql, code, words)
+    if _id.startswith(("decimal-", "dp-")):  # an engine's or a bound's failure: no engine text
+        assert not re.search(r"overflow in|exception|error:", error.args[0].lower()), error
+    if _id.startswith("decimal-"):  # ... and says where, never which value: no number
+        assert not re.search(r"\d{3,}", error.args[0]), error
+
+
+# Copies whose user grants give the extremes control: si_extremes (L3, DP) on monthly_wage,
+# where the floor still allows extremes only as DP quantiles; er_extremes (L2) on revenue
+# only, next to columns without it.
+WITH_EXTREMES = [
+    (
+        "l3-max-with-extremes",
+        "SELECT MAX(monthly_wage) FROM si_extremes",
+        PD,
+        "L3 data allows extremes only as DP quantiles",
+    ),
+    (
+        "l3-min-by-group",
+        "SELECT gender, MIN(monthly_wage) FROM si_extremes GROUP BY gender",
+        PD,
+        "L3 data allows extremes only as DP quantiles",
+    ),
+    (
+        "l3-max-of-expression",
+        "SELECT MAX(monthly_wage * 1 + 0) FROM si_extremes",
+        PD,
+        "L3 data allows extremes only as DP quantiles",
+    ),
+    (
+        "l3-max-in-having",
+        "SELECT gender, COUNT(*) FROM si_extremes GROUP BY gender HAVING MAX(monthly_wage) > 0",
+        PD,
+        "L3 data allows extremes only as DP quantiles",
+    ),
+    (
+        "l3-max-filtered",
+        "SELECT MAX(monthly_wage) FILTER (WHERE birth_year > 1990) FROM si_extremes",
+        PD,
+        "L3 data allows extremes only as DP quantiles",
+    ),
+    (
+        "extremes-beside-a-column-without",
+        "SELECT MAX(revenue + employees) FROM er_extremes",
+        PD,
+        "'employees' may not be used as extremes",
+    ),
+    (
+        "quantile-without-extremes",
+        "SELECT approx_quantile(employees, 0.5) FROM er_extremes",
+        PD,
+        "'employees' may not be used as extremes",
+    ),
+    (
+        "min-of-case-on-a-group-key",
+        "SELECT MIN(CASE WHEN city = 'Wuhu' THEN revenue END) FROM er_extremes",
+        PD,
+        "'city' may not be used as filter",
+    ),
+    (
+        "max-filtered-by-aggregate-only",
+        "SELECT MAX(revenue) FILTER (WHERE employees > 100) FROM er_extremes",
+        PD,
+        "'employees' may not be used as filter",
+    ),
+    (
+        "distinct-count-of-a-group-key",
+        "SELECT approx_count_distinct(city) FROM er_extremes",
+        PD,
+        "'city' may not be used as aggregate",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def extremes(federation: RunningFederation) -> None:
+    federation.register_copy("hefei", SI, "si_extremes")
+    federation.grant(
+        "hefei",
+        dataset="si_extremes",
+        grantee_kind="user",
+        grantee="li.wei@shanghai",
+        min_group_size=10,
+        dp_epsilon=1.0,
+        dp_budget=10.0,
+        columns={
+            "gender": "group_by",
+            "birth_year": "filter",
+            "monthly_wage": "aggregate,extremes",
+        },
+    )
+    federation.register_copy("wuhu", ER, "er_extremes")
+    federation.grant(
+        "wuhu",
+        dataset="er_extremes",
+        grantee_kind="user",
+        grantee="li.wei@shanghai",
+        min_group_size=5,
+        columns={"city": "group_by", "revenue": "aggregate,extremes", "employees": "aggregate"},
+    )
+
+
+@pytest.mark.parametrize("case", WITH_EXTREMES, ids=[c[0] for c in WITH_EXTREMES])
+def test_extremes_control_is_not_a_way_around_the_others(  # type: ignore[no-untyped-def]
+    federation: RunningFederation, extremes, case
+) -> None:
+    _id, sql, code, words = case
+    assert_refused(federation, sql, code, words)
+
+
+def test_extremes_control_allows_min_and_max_on_l2(federation: RunningFederation, extremes) -> None:  # type: ignore[no-untyped-def]
+    """The refusals above are the grant's and the floor's: with the control, MIN and MAX
+    of the L2 column are answered."""
+    sql = "SELECT city, MIN(revenue) AS lo, MAX(revenue) AS hi FROM er_extremes GROUP BY city"
+    with federation.client("li.wei@shanghai") as c:
+        rows = c.query(sql).table.to_pylist()
+    assert rows and all(r["lo"] <= r["hi"] for r in rows)
 
 
 def test_owner_revalidates_sql_sent_by_a_member_node(federation: RunningFederation) -> None:
@@ -190,8 +660,8 @@ def test_owner_revalidates_sql_sent_by_a_member_node(federation: RunningFederati
     refused = 0
     with federation.peer_channel("anhui", "jiangsu") as ch:
         stub = peer_pb2_grpc.PeerStub(ch)
-        for _id, sql, code, _words in HOSTILE:
-            if code != IA or "no column" in _words:
+        for _id, sql, code, _words in HOSTILE + SMUGGLED:
+            if code != IA or "no column" in _words or _id in DECIDED:
                 continue
             req = peer_pb2.PartialRequest(
                 request_id=f"direct-{_id}",
@@ -445,7 +915,7 @@ def test_user_grant_is_bound_to_the_users_organisation(federation: RunningFedera
 def test_min_max_only_on_open_columns(federation: RunningFederation) -> None:
     with federation.client("li.wei@shanghai") as c, pytest.raises(ClientError) as info:
         c.query(f"SELECT city, MAX(employees) FROM {ER} GROUP BY city")
-    assert info.value.code == PD and "only released for L1" in str(info.value)
+    assert info.value.code == PD and "needs the extremes control" in str(info.value)
 
 
 def test_grant_with_nonsense_dp_settings_is_refused(federation: RunningFederation) -> None:

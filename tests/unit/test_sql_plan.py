@@ -176,7 +176,7 @@ def test_a_raw_read_is_ordered_and_capped_at_the_owner() -> None:
 def test_clamping_bounds_are_finite_numbers_written_in_full() -> None:
     plan = parse("SELECT SUM(w) FROM t")
     sql = partial_query(plan, "t", clamp={"w": (-1e20, 2.5)})
-    assert 'LEAST(GREATEST("w", -1e+20), 2.5)' in sql
+    assert 'LEAST(GREATEST("w", -1e+20), 2.5e0)' in sql  # doubles, never DECIMAL
     with pytest.raises(ValueError, match="finite"):
         partial_query(plan, "t", clamp={"w": (0.0, float("nan"))})
 
