@@ -77,6 +77,20 @@ def _roles(
     return out
 
 
+def _sketch_of_values(desc: DatasetDescriptor, grant: Grant, call: AggregateUse) -> None:
+    """A distinct-count sketch travels to the home with a hash of every value in it, so
+    whoever holds it can test a guessed value for presence: beyond open (L1) columns it
+    needs the ``extremes`` control too (the owner accepts that single values show)."""
+    for column in call.columns:
+        if effective_level(desc, [column]) == "L1":
+            continue
+        if "extremes" not in grant.columns.get(column, ()):
+            raise PermissionDenied(
+                f"{call.label}: a distinct-count sketch of {column!r} shows whether a given "
+                "value is present; beyond L1 it needs the extremes control as well as aggregate"
+            )
+
+
 def check_buckets(
     buckets: Iterable[BucketUse],
     grant: Grant,
@@ -131,6 +145,8 @@ def decide_query(
         if plan.is_raw and not floor.raw:
             raise PermissionDenied(f"{desc.name} is {level}: only aggregates may leave")
         for a in plan.aggregates:
+            if a.func == "approx_count_distinct":
+                _sketch_of_values(desc, g, a)
             if a.func not in EXTREMES or not a.columns:
                 continue
             at = effective_level(desc, a.columns)

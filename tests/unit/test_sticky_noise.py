@@ -102,3 +102,32 @@ def test_a_decimal_sum_stays_a_decimal_with_its_scale_and_sticky_noise() -> None
     assert abs(float(noisy - exact)) < 10 * sticky_noise.SUM_SCALE * largest
     assert outs[0].column("__min_at").type == pa.timestamp("us")  # MIN as it is
     assert outs[0].column("__min_at")[0].as_py() == dt.datetime(2025, 1, 1)
+
+
+def test_rewriting_a_value_draws_no_new_noise_and_a_case_condition_gets_its_leaves() -> None:
+    """SUM(v), SUM(v * 1), SUM(v + 0) and SUM(v) * 2 as SUM(v * 2): the same rows and the
+    same columns draw the same layers (scaled by the value's own magnitude), so averaging
+    rewrites of a question gains nothing. A condition inside CASE adds its leaves to the
+    noise as a WHERE does."""
+    rng = np.random.default_rng(7)
+    table = pa.table(
+        {"g": ["a"] * 200, "v": rng.uniform(1, 100, 200), "c": rng.integers(0, 9, 200)}
+    )
+
+    def noised(sql: str, name: str, leaves: tuple[object, ...] = ()) -> float:
+        raw, plan = _partial(sql, table)
+        out = sticky_noise.add_sticky_noise(
+            raw, plan, key=KEY, version="x", leaf_fingerprints=leaves
+        )
+        return float(out.column(name)[0].as_py())
+
+    exact = float(np.sum(table.column("v").to_numpy()))
+    plain = noised("SELECT SUM(v) FROM t", "__s_v")
+    assert plain != exact
+    for sql in ("SELECT SUM(v * 1) FROM t", "SELECT SUM(v + 0) FROM t", "SELECT SUM((v)) FROM t"):
+        assert abs(noised(sql, "__s___v0") - plain) < 1e-6 * abs(plain), sql
+    doubled = noised("SELECT SUM(v * 2) FROM t", "__s___v0")
+    assert abs(doubled - 2 * plain) < 1e-6 * abs(plain)  # the same draw, twice the scale
+    case = "SELECT SUM(CASE WHEN c > 3 THEN v END) FROM t"
+    assert parse(case).conditions  # its leaf is seeded like a WHERE leaf
+    assert noised(case, "__s___v0", ("leaf-1",)) != noised(case, "__s___v0", ("leaf-2",))
