@@ -446,7 +446,8 @@ def _aggregate(ctx: Context, node: exp.Expr) -> str:
     said = said.upper()
     arg = call_node.this
     if isinstance(arg, exp.Distinct) or call_node.args.get("distinct"):
-        raise QueryError(f"{said}(DISTINCT ...) is not allowed; use approx_count_distinct")
+        hint = "; use approx_count_distinct" if func == "count" else ""
+        raise QueryError(f"{said}(DISTINCT ...) is not allowed{hint}")
     param = _quantile(call_node) if func == "approx_quantile" else None
     if len(list(call_node.iter_expressions())) > (2 if param is not None else 1):
         raise QueryError(f"{said} takes exactly one argument")
@@ -638,7 +639,9 @@ def _bucket(ctx: Context, node: exp.Expr) -> Bucket | None:
     """The bucket a group key makes of one column, if it is one of the bucket forms:
     ``floor(x / w) [* w]``, ``width_bucket(x, lo, hi, n)``, ``date_trunc('unit', x)``,
     ``year/quarter/month(x)``, or a CASE over conditions with literal results."""
-    inner = node.this if isinstance(node, exp.Mul) and _number(node.expression) else node
+    inner = (
+        node.this if isinstance(node, exp.Mul) and _number(node.expression) is not None else node
+    )
     if isinstance(inner, exp.Floor) and isinstance(inner.this, exp.Div):
         div = inner.this
         width = _number(div.expression)
@@ -763,7 +766,9 @@ def group_by_columns(ctx: Context) -> None:
             alias = aliases.get(target.name.lower())
             if alias is not None and alias.find(*AGGREGATES, exp.Filter) is not None:
                 alias = None  # as DuckDB: a name that is no key's alias is the column
-            if alias is not None and not isinstance(alias, exp.Column):
+            if isinstance(alias, exp.Column) and alias.name.lower() == target.name.lower():
+                alias = None  # `city AS city`: the column itself
+            if alias is not None:
                 if any(c.name.lower() == target.name.lower() for c in alias.find_all(exp.Column)):
                     raise QueryError(
                         f"GROUP BY {target.name} is both a column and an alias; rename the alias"
