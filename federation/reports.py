@@ -37,6 +37,9 @@ class OwnerReport:
     receipt: str = ""  # signed receipt JSON
     via: str = ""  # the relay it answered through
     explanation: Explanation | None = None
+    # The owner has no grant for this requester on the dataset that spends budget or
+    # uses: the home may skip the check round next time (False: unknown, or it may).
+    no_spend: bool = False
 
     @property
     def ok(self) -> bool:

@@ -342,6 +342,7 @@ def owner_report_to_proto(r: OwnerReport) -> common_pb2.OwnerResult:
         grant_id=r.grant_id,
         receipt=r.receipt,
         via=r.via,
+        no_spend=r.no_spend,
     )
     if r.error is not None:
         msg.error, msg.error_code = r.error.reason, r.error.code.name
@@ -363,6 +364,7 @@ def owner_report_from_proto(msg: common_pb2.OwnerResult) -> OwnerReport:
         grant_id=msg.grant_id,
         receipt=msg.receipt,
         via=msg.via,
+        no_spend=msg.no_spend,
         explanation=explanation_from_proto(msg.explanation)
         if msg.HasField("explanation")
         else None,

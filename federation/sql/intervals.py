@@ -17,7 +17,8 @@ Conditions (``CASE WHEN``) only choose a branch: every branch is taken to be rea
 
 NULL. A NULL value is skipped by every aggregate, so it contributes nothing. Whether an
 expression may be NULL (a column may; a literal may not) is tracked only to be exact about
-COALESCE, LEAST and GREATEST; an expression that is always NULL has no values (None).
+COALESCE, LEAST and GREATEST; an expression that is always NULL has no values (an empty
+range that still carries its type, which decides how COALESCE and CASE convert the others).
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ class _Values(NamedTuple):
     hi: float
     nullable: bool
     single: bool = False
+
+    @property
+    def empty(self) -> bool:
+        """Always NULL: no values at all."""
+        return self.lo > self.hi
+
+
+def _null(single: bool = False) -> _Values:
+    return _Values(math.inf, -math.inf, True, single)
 
 
 class _Scope(NamedTuple):
@@ -158,6 +168,8 @@ def _float32(x: float, up: bool, node: exp.Expr) -> float:
 
 def _single(v: _Values, node: exp.Expr) -> _Values:
     """``v`` as the engine may hold it in a FLOAT."""
+    if v.empty:
+        return v._replace(single=True)
     return _Values(_float32(v.lo, False, node), _float32(v.hi, True, node), v.nullable, True)
 
 
@@ -195,6 +207,8 @@ def _arithmetic(node: exp.Expr, a: _Values, b: _Values) -> _Values:
     """``a`` + - * / ``b``. With a FLOAT operand DuckDB converts the other to FLOAT and
     rounds the result to FLOAT: both are bracketed as well."""
     single = a.single or b.single
+    if a.empty or b.empty:
+        return _null(single)  # NULL + x is NULL
     if single:
         a, b = _single(a, node), _single(b, node)
     (alo, ahi), (blo, bhi) = _ends(a), _ends(b)
@@ -274,6 +288,8 @@ def _cast(node: exp.Cast, a: _Values) -> _Values:
         raise _refused(node)
     if isinstance(node, exp.TryCast):
         a = a._replace(nullable=True)  # a failed conversion is NULL
+    if a.empty and (to.this in _INTEGERS or to.this in (_Type.DOUBLE, _Type.FLOAT, _Type.DECIMAL)):
+        return _null(to.this is _Type.FLOAT)
     if to.this is _Type.DOUBLE:
         return a._replace(single=False)  # a float32 converts to a double exactly
     if to.this is _Type.FLOAT:
@@ -300,10 +316,8 @@ def _common(args: list[_Values], node: exp.Expr) -> list[_Values]:
     return args
 
 
-def _hull(parts: list[_Values], nullable: bool, node: exp.Expr) -> _Values | None:
-    """The smallest range holding every part's values; None if there are no parts."""
-    if not parts:
-        return None
+def _hull(parts: list[_Values], nullable: bool, node: exp.Expr) -> _Values:
+    """The smallest range holding every part's values, in their common type."""
     parts = _common(parts, node)
     return _Values(
         min(p.lo for p in parts),
@@ -313,23 +327,19 @@ def _hull(parts: list[_Values], nullable: bool, node: exp.Expr) -> _Values | Non
     )
 
 
-def _coalesce(args: list[_Values | None], node: exp.Expr) -> _Values | None:
+def _coalesce(args: list[_Values], node: exp.Expr) -> _Values:
     """The first non-NULL argument: an argument after one that is never NULL is never used
-    (arguments that are always NULL still count for the common type)."""
-    present = [a for a in args if a is not None]
+    (but all of them decide the common type)."""
     used: list[_Values] = []
-    for arg in present:
+    for arg in args:
         used.append(arg)
         if not arg.nullable:
             break
-    single = any(a.single for a in present)
-    hull = _hull(used, not used or used[-1].nullable, node)
-    return _single(hull, node) if hull is not None and single else hull
+    hull = _hull(used, used[-1].nullable, node)
+    return _single(hull, node) if any(a.single for a in args) else hull
 
 
-def _extreme(
-    args: list[_Values | None], least: bool, skips_nulls: bool, node: exp.Expr
-) -> _Values | None:
+def _extreme(args: list[_Values], least: bool, skips_nulls: bool, node: exp.Expr) -> _Values:
     """LEAST/GREATEST. DuckDB's skip NULL arguments (sqlglot marks them ``ignore_nulls``)
     and are NULL only if all are; without the mark, any NULL argument makes them NULL.
 
@@ -337,11 +347,11 @@ def _extreme(
     from the arguments that are never NULL (any other one can only lower it) or, if every
     one may be NULL, from the single largest one (it may be the only one present).
     GREATEST mirrors it."""
-    if not skips_nulls and any(a is None for a in args):
-        return None
-    present = _common([a for a in args if a is not None], node)
-    if not present:
-        return None
+    args = _common(args, node)
+    single = args[0].single
+    present = [a for a in args if not a.empty]
+    if not present or (not skips_nulls and len(present) < len(args)):
+        return _null(single)
     sure = [a for a in present if not a.nullable] if skips_nulls else present
     if least:
         lo = min(a.lo for a in present)
@@ -350,17 +360,16 @@ def _extreme(
         hi = max(a.hi for a in present)
         lo = max(a.lo for a in sure) if sure else min(a.lo for a in present)
     nullable = not sure if skips_nulls else any(a.nullable for a in present)
-    return _Values(lo, hi, nullable, present[0].single)
+    return _Values(lo, hi, nullable, single)
 
 
-def _case(node: exp.Case, of: Callable[[exp.Expr], _Values | None]) -> _Values | None:
+def _case(node: exp.Case, of: Callable[[exp.Expr], _Values]) -> _Values:
     """Any branch may be taken: the hull of every THEN and the ELSE, NULL without an ELSE.
     The conditions (and a simple CASE's operand) only choose a branch: not bounded."""
     results = [of(branch.args["true"]) for branch in node.args.get("ifs") or []]
     default = node.args.get("default")
-    otherwise = of(default) if default is not None else None
-    nullable = otherwise is None or otherwise.nullable
-    return _hull([r for r in (*results, otherwise) if r is not None], nullable, node)
+    otherwise = of(default) if default is not None else _null()
+    return _hull([*results, otherwise], otherwise.nullable, node)
 
 
 def _refused(node: exp.Expr) -> Unbounded:
@@ -383,42 +392,39 @@ def _refused(node: exp.Expr) -> Unbounded:
     )
 
 
-_UNARY = (exp.Neg, exp.Abs, exp.Round, exp.Cast)
+_UNARY = (exp.Neg, exp.Abs, exp.Round)
 _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div)
 _ONE_OF = (exp.Coalesce, exp.Least, exp.Greatest)
 
 
-def _values(node: exp.Expr, scope: _Scope) -> _Values | None:
-    """The values of ``node``; None if it is always NULL."""
+def _values(node: exp.Expr, scope: _Scope) -> _Values:
+    """The values of ``node`` (empty if it is always NULL)."""
 
-    def of(child: exp.Expr) -> _Values | None:
+    def of(child: exp.Expr) -> _Values:
         return _values(child, scope)
 
     if isinstance(node, exp.Paren):
         return of(node.this)
     if isinstance(node, exp.Null):
-        return None
+        return _null()
     if isinstance(node, exp.Literal):
         return _literal(node)
     if isinstance(node, exp.Column):
         return _column(node, scope)
     if isinstance(node, _ARITHMETIC):
-        left, right = of(node.this), of(node.expression)
-        if left is None or right is None:
-            return None  # NULL + x is NULL
-        return _arithmetic(node, left, right)
+        return _arithmetic(node, of(node.this), of(node.expression))
+    if isinstance(node, exp.Cast):
+        return _cast(node, of(node.this))
     if isinstance(node, _UNARY):
         inner = of(node.this)
-        if inner is None:
-            return None
+        if inner.empty:
+            return inner
         if isinstance(node, exp.Neg):
             return inner._replace(lo=-inner.hi, hi=-inner.lo)
         if isinstance(node, exp.Abs):
             return _abs(inner)
-        if isinstance(node, exp.Round):
-            return _round(node, inner)
-        assert isinstance(node, exp.Cast)
-        return _cast(node, inner)
+        assert isinstance(node, exp.Round)
+        return _round(node, inner)
     if isinstance(node, _ONE_OF):
         args = [of(a) for a in (node.this, *node.expressions)]
         if isinstance(node, exp.Coalesce):
@@ -447,7 +453,7 @@ def interval_of(
     rule, or a range beyond the doubles. An expression that is always NULL contributes
     nothing: its interval is [0, 0]."""
     values = _values(tree, _Scope(bounds, singles))
-    if values is None:
+    if values.empty:
         return Interval(0.0, 0.0)
     return Interval(values.lo, values.hi)
 

@@ -422,6 +422,32 @@ def _value(ctx: Context, tree: exp.Expr) -> tuple[str, tuple[str, ...]]:
     return value.name, value.columns
 
 
+class _Said:
+    """An aggregate's name as the user wrote it (``variance``, not ``VAR_SAMP``), looked
+    up only when a refusal is written: finding it can cost as much as planning."""
+
+    def __init__(self, sql: str, node: exp.Expr, func: str) -> None:
+        self.sql, self.node, self.func = sql, node, func
+
+    def __format__(self, spec: str) -> str:
+        written = wording.written(self.node, self.sql) if self.sql else None
+        return (written or self.func).upper()
+
+
+class _Inside(str):
+    """`` inside SUM``, for a refusal inside an aggregate's value (written lazily)."""
+
+    def __new__(cls, said: _Said) -> _Inside:
+        made = super().__new__(cls, " inside ")
+        made.said = said
+        return made
+
+    said: _Said
+
+    def __format__(self, spec: str) -> str:
+        return f" inside {self.said}"
+
+
 def _quantile(node: exp.Expr) -> float:
     if isinstance(node, exp.Median):
         return 0.5
@@ -442,8 +468,7 @@ def _aggregate(ctx: Context, node: exp.Expr) -> str:
             raise QueryError("FILTER (WHERE ...) follows an aggregate function")
         _condition(ctx, condition, "FILTER (WHERE ...)")
     func = AGGREGATES[type(call_node)]
-    said = (wording.written(call_node, ctx.sql) if ctx.sql else None) or func
-    said = said.upper()
+    said = _Said(ctx.sql, call_node, func)
     arg = call_node.this
     if isinstance(arg, exp.Distinct) or call_node.args.get("distinct"):
         hint = "; use approx_count_distinct" if func == "count" else ""
@@ -459,7 +484,7 @@ def _aggregate(ctx: Context, node: exp.Expr) -> str:
     elif arg is None:
         raise QueryError(f"{said} takes one column or expression")
     else:
-        _scalar(ctx, arg, role, f" inside {said}")
+        _scalar(ctx, arg, role, _Inside(said))
     if condition is not None:  # agg(x) FILTER (WHERE c) is agg(CASE WHEN c THEN x END)
         then = arg.copy() if arg is not None else exp.Literal.number(1)
         arg = exp.Case(ifs=[exp.If(this=condition.copy(), true=then)])

@@ -72,6 +72,9 @@ class Decision:
     clamp: dict[str, tuple[float, float]] | None
     level: str
     sticky_noise: bool = False  # L2 without DP: gateway.sticky_noise on every state
+    # No grant this requester could use on the dataset spends budget or counts uses: a
+    # home told so by every owner may skip its check round (gateway.roles.home.NoSpend).
+    no_spend: bool = False
 
 
 def public_fields(grant: Grant) -> dict[str, Any]:

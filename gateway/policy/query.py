@@ -8,7 +8,7 @@ from typing import Protocol
 from federation.envelope import Requester
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import PermissionDenied
-from gateway.policy.decide import check_columns, choose, dp_bounds, level_of
+from gateway.policy.decide import candidates, check_columns, choose, dp_bounds, level_of
 from gateway.policy.floors import effective_level
 from gateway.policy.model import Decision, Grant
 
@@ -177,9 +177,14 @@ def decide_query(
                     "clamped and noised under DP"
                 )
 
+    grants = list(grants)
     g = choose(grants, desc, "query", requester, home_node, purpose, now, check)
     k = max(g.min_group_size, floor.min_group_size)
     if g.uses_dp:
         return Decision(g, k, g.dp_epsilon, dp_bounds(desc), level)
     sticky = level == "L2" and not plan.is_raw and not g.exact
-    return Decision(g, k, 0.0, None, level, sticky_noise=sticky)
+    free = not any(
+        c.uses_dp or c.max_uses
+        for c in candidates(grants, desc.name, "query", requester, home_node)
+    )
+    return Decision(g, k, 0.0, None, level, sticky_noise=sticky, no_spend=free)

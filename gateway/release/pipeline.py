@@ -51,6 +51,7 @@ class Released:
     entry: Entry  # the durable audit entry of the release
     receipt: Receipt
     protected: Protected
+    no_spend: bool = False  # Decision.no_spend
 
 
 class Operation(Protocol[C]):
@@ -186,7 +187,7 @@ class ReleasePipeline:
             _pairs(protected.facts),
             protected.epsilon,
         )
-        return Released(grant, entry, receipt, protected)
+        return Released(grant, entry, receipt, protected, decision.no_spend)
 
     def refused(
         self, operation: str, env: Envelope, subject: Mapping[str, str], exc: FedgateError

@@ -53,14 +53,15 @@ log = logging.getLogger("fedgate.home")
 ANSWER_CACHE_BYTES = 16 * 1024 * 1024
 
 
-SpendKey = tuple[str, str, tuple[str, ...]]  # (plan digest, requester, owners asked)
+SpendKey = tuple[str, str, str, tuple[str, ...]]  # (dataset, node, requester, owners asked)
 
 
 class NoSpend:
-    """Questions (the same plan, from the same requester, to the same owners) whose last
-    answer spent no budget anywhere, for ``ttl`` seconds: asked again, they skip the
-    check round. Anything else, including a question never seen, is checked first.
-    Bounded: at ``limit`` entries it starts anew."""
+    """Datasets (asked by the same requester of the same owners) on which every owner
+    said, in its last answer, that no grant it could use spends budget or uses
+    (``OwnerReport.no_spend``), for ``ttl`` seconds: a question on them, new or not,
+    skips the check round. Anything else is checked first. Bounded: at ``limit``
+    entries it starts anew."""
 
     def __init__(self, ttl: float = 60.0, limit: int = 4096) -> None:
         self._ttl, self._limit = ttl, limit
@@ -165,7 +166,7 @@ class Home:
             "dataset": plan.dataset,
             "plan_digest": plan.digest,
         }
-        spend_key = (plan.digest, str(caller), tuple(m.id for m in targets))
+        spend_key = (plan.dataset, plan.node, str(caller), tuple(m.id for m in targets))
         if not ask.explain and not ask.allow_partial and not self._no_spend.known(spend_key):
             check = self.vouching.sign(dataclasses.replace(unsigned, check=True))
             checked = self._fan_out(plan, targets, check, deadline)
@@ -180,7 +181,8 @@ class Home:
         missing = tuple(o.node_id for o in failed)
         epsilon = sum(o.epsilon for o in owners if o.ok and not ask.explain)
         if not ask.explain and not failed:
-            self._no_spend.learn(spend_key, spends=epsilon > 0)
+            spends = epsilon > 0 or not all(o.no_spend for o in owners)
+            self._no_spend.learn(spend_key, spends=spends)
         result = QueryAnswer(
             request_id=request_id,
             plan_sql=plan.sql,

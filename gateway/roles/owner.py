@@ -108,4 +108,5 @@ class Owner:
             epsilon=p.epsilon,
             grant_id=out.grant.id,
             receipt=out.receipt.to_json(),
+            no_spend=out.no_spend,
         ), p.value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pyarrow as pa
 
 from federation.partials import to_ipc
@@ -40,4 +42,69 @@ def test_an_answer_is_kept_per_plan_and_partial_bytes_and_never_when_noisy() -> 
         noisy2, _ = home._answer(plan, [a, b], [pa_, pb_], noisy=True)
         assert noisy1 is not noisy2 and noisy1 is not first  # computed, never kept
     finally:
+        engine.close()
+
+
+class _Vouching:
+    def sign(self, env):  # type: ignore[no-untyped-def]
+        return env
+
+
+class _Receipts:
+    def keep(self, request_id, kept, entry) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_a_new_question_skips_the_check_round_only_where_every_owner_said_nothing_spends() -> None:
+    """The check round (decide everywhere, release nowhere) guards budgets; it costs a
+    round trip per question. Where every owner said in its last answer that no grant the
+    requester could use on the dataset spends budget or uses, a new question on that
+    dataset goes straight to the release; where one owner did not say so, every question
+    is checked first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from federation.envelope import Requester
+    from federation.membership import Member, Membership
+    from federation.reports import OwnerReport, PartialAnswer
+    from gateway.roles.home import QueryAsk
+
+    members = (
+        Member("home", "H", "127.0.0.1:1", "province"),
+        Member("a", "A", "127.0.0.1:2", "province"),
+        Member("b", "B", "127.0.0.1:3", "province"),
+    )
+    membership = Membership("f", 1, "2026-01-01T00:00:00Z", members)
+    payload = to_ipc(pa.table({"__n": pa.array([7], pa.int64())}))
+    says_free = {"home": True, "a": True, "b": True}
+    checks: list[str] = []
+
+    def ask(member, env):  # type: ignore[no-untyped-def]
+        if env.check:
+            checks.append(member.id)
+            return PartialAnswer(member.id, True, owners=(OwnerReport(member.id),))
+        report = OwnerReport(member.id, receipt="r", no_spend=says_free[member.id])
+        return PartialAnswer(member.id, True, payload=payload, owners=(report,))
+
+    engine = Engine(1)
+    pool = ThreadPoolExecutor(4)
+    fakes = (_Vouching(), ask, pool, _Receipts())
+    home = Home("home", lambda: membership, *fakes, engine.run_on_table)  # type: ignore[arg-type]
+    analyst = Requester("analyst", "li", "H")
+    try:
+        deadline = time.monotonic() + 60
+        home.query(QueryAsk("SELECT COUNT(*) FROM t"), analyst, deadline)
+        assert sorted(checks) == ["a", "b", "home"]  # never seen: checked first
+        checks.clear()
+        home.query(QueryAsk("SELECT COUNT(*) FROM t WHERE x > 1"), analyst, deadline)
+        assert checks == []  # a new text on the same dataset: straight to the release
+        home.query(QueryAsk("SELECT COUNT(*) FROM u"), analyst, deadline)
+        assert sorted(checks) == ["a", "b", "home"]  # another dataset: checked
+        checks.clear()
+        says_free["b"] = False  # b could spend (a DP grant, or one with uses)
+        home.query(QueryAsk("SELECT COUNT(*) FROM t WHERE x > 2"), analyst, deadline)
+        assert checks == []  # still known free until b's answer said otherwise
+        home.query(QueryAsk("SELECT COUNT(*) FROM t WHERE x > 3"), analyst, deadline)
+        assert sorted(checks) == ["a", "b", "home"]
+    finally:
+        pool.shutdown()
         engine.close()

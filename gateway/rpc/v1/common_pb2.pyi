@@ -127,7 +127,7 @@ class ColumnRoles(_message.Message):
     def __init__(self, column: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class OwnerResult(_message.Message):
-    __slots__ = ("node_id", "ok", "error", "groups_released", "epsilon", "grant_id", "receipt", "via", "error_code", "explanation", "l2_noise")
+    __slots__ = ("node_id", "ok", "error", "groups_released", "epsilon", "grant_id", "receipt", "via", "error_code", "explanation", "l2_noise", "no_spend")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class OwnerResult(_message.Message):
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     L2_NOISE_FIELD_NUMBER: _ClassVar[int]
+    NO_SPEND_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     ok: bool
     error: str
@@ -150,7 +151,8 @@ class OwnerResult(_message.Message):
     error_code: str
     explanation: Explanation
     l2_noise: bool
-    def __init__(self, node_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., groups_released: _Optional[int] = ..., epsilon: _Optional[float] = ..., grant_id: _Optional[str] = ..., receipt: _Optional[str] = ..., via: _Optional[str] = ..., error_code: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., l2_noise: _Optional[bool] = ...) -> None: ...
+    no_spend: bool
+    def __init__(self, node_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., groups_released: _Optional[int] = ..., epsilon: _Optional[float] = ..., grant_id: _Optional[str] = ..., receipt: _Optional[str] = ..., via: _Optional[str] = ..., error_code: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., l2_noise: _Optional[bool] = ..., no_spend: _Optional[bool] = ...) -> None: ...
 
 class ColumnControls(_message.Message):
     __slots__ = ("column", "controls")
