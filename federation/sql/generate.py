@@ -94,21 +94,12 @@ class _Values:
         if self.clamp is None or not clamped:
             tree = _rebuilt(value.tree)
             return exp.Try(this=tree) if _may_fail(tree) else tree
-        from federation.sql.intervals import interval_of  # noqa: PLC0415
+        from federation.sql.intervals import clamped_value  # noqa: PLC0415
 
-        clamp = self.clamp
-        interval = interval_of(value.tree, clamp)  # as QueryPlan.bounds_of
-
-        def clamped_tree() -> exp.Expr:
-            tree = _rebuilt(value.tree)
-            for col in list(tree.find_all(exp.Column)):
-                column = col.name.lower()
-                col.replace(
-                    exp.Paren(this=_clamped(functools.partial(_column, column), clamp.get(column)))
-                )
-            return exp.Try(this=tree) if _may_fail(tree) else tree
-
-        return _clamped(clamped_tree, (interval.lo, interval.hi))
+        # Each column used as a value clamped to its bounds (conditions are left as a
+        # WHERE is), then the whole to the interval they imply (QueryPlan.bounds_of).
+        tree, _ = clamped_value(value.tree, self.clamp)
+        return exp.Try(this=tree) if _may_fail(value.tree) else tree
 
 
 def _state(state: StateColumn, ints: set[str], decimals: set[str], values: _Values) -> exp.Expr:

@@ -88,6 +88,7 @@ _INTEGERS = {
     _Type.UBIGINT,
     _Type.UINT128,
 }
+_NUMERIC = _INTEGERS | {_Type.DOUBLE, _Type.FLOAT, _Type.DECIMAL}
 _DECIMAL_SCALE = 3  # DuckDB's DECIMAL without parameters is DECIMAL(18, 3)
 _MAX_DIGITS = 38  # ROUND(x, n) beyond this many decimals (either way) is refused
 
@@ -288,7 +289,7 @@ def _cast(node: exp.Cast, a: _Values) -> _Values:
         raise _refused(node)
     if isinstance(node, exp.TryCast):
         a = a._replace(nullable=True)  # a failed conversion is NULL
-    if a.empty and (to.this in _INTEGERS or to.this in (_Type.DOUBLE, _Type.FLOAT, _Type.DECIMAL)):
+    if a.empty and to.this in _NUMERIC:
         return _null(to.this is _Type.FLOAT)
     if to.this is _Type.DOUBLE:
         return a._replace(single=False)  # a float32 converts to a double exactly

@@ -7,7 +7,8 @@ text.
 
 from __future__ import annotations
 
-import functools
+import collections
+import threading
 
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
@@ -39,14 +40,49 @@ def read(sql: str) -> exp.Select:
     return select
 
 
-@functools.lru_cache(maxsize=512)
+PLAN_CACHE_ENTRIES = 512
+
+
+class _Plans:
+    """Plans by text, least recently used dropped first. A plan is also kept under its
+    normalised text (``plan.sql``), which is what every owner plans from: the home's own
+    owner then finds the plan the home just made (normalising is idempotent: tested)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._plans: collections.OrderedDict[str, QueryPlan] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sql: str) -> QueryPlan | None:
+        with self._lock:
+            plan = self._plans.get(sql)
+            if plan is not None:
+                self._plans.move_to_end(sql)
+            return plan
+
+    def keep(self, sql: str, plan: QueryPlan) -> None:
+        with self._lock:
+            for key in dict.fromkeys((sql, plan.sql)):
+                self._plans[key] = plan
+                self._plans.move_to_end(key)
+            while len(self._plans) > self._limit:
+                self._plans.popitem(last=False)
+
+
+_PLANS = _Plans(PLAN_CACHE_ENTRIES)
+
+
 def parse(sql: str) -> QueryPlan:
     """Parse and validate one query; raise QueryError with the reason if it is refused.
 
-    Pure, so the result is cached by text: the same dashboard query asked again costs
+    Pure, so the result is kept by text: the same dashboard query asked again costs
     nothing here. Callers must treat the plan (and its trees) as read-only.
     """
-    return build(check(read(sql), sql=sql))
+    plan = _PLANS.get(sql)
+    if plan is None:
+        plan = build(check(read(sql), sql=sql))
+        _PLANS.keep(sql, plan)
+    return plan
 
 
 def build(ctx: Context) -> QueryPlan:

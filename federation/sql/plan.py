@@ -195,6 +195,13 @@ def _projection(final: exp.Select, merged: set[str]) -> Projection | None:
     order_node = final.args.get("order")
     for o in order_node.expressions if order_node is not None else []:
         target = o.this
+        if isinstance(target, exp.Literal) and not target.is_string and target.this.isdigit():
+            position = int(target.this)  # ORDER BY 2: the second output column
+            if not 1 <= position <= len(columns):
+                return None
+            source = columns[position - 1][0]
+            order.append((source, bool(o.args.get("desc")), bool(o.args.get("nulls_first"))))
+            continue
         if not isinstance(target, exp.Column):
             return None
         name = target.name.lower()

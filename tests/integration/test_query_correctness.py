@@ -34,6 +34,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from federation.sql.parse import build, read
+from federation.sql.rules import check
 from gateway import descriptor
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from tests.conftest import RunningFederation
@@ -692,6 +694,11 @@ def _key(row: tuple[Any, ...]) -> tuple[tuple[int, float, str], ...]:
 
 
 def _check(federation: RunningFederation, pooled: duckdb.DuckDBPyConnection, case: Case) -> None:
+    # Normalising is idempotent: the home keeps its plan under the normalised text, which
+    # every owner plans from (federation/sql/parse.py), so both must be one plan.
+    first = build(check(read(case.sql), sql=case.sql))
+    again = build(check(read(first.sql), sql=first.sql))
+    assert (again.sql, again.steps) == (first.sql, first.steps), case.sql
     with federation.client(USER) as c:
         result = c.query(case.sql)
     expected = pooled.sql(case.sql).to_arrow_table()

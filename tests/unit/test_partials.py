@@ -113,6 +113,8 @@ def test_partials_of_unexpected_types_are_refused_not_crashed_on() -> None:
         "SELECT region, AVG(w) AS m FROM t GROUP BY region ORDER BY m DESC",  # NaN in m
         "SELECT region, COUNT(*) AS n FROM t GROUP BY region ORDER BY n DESC, region NULLS FIRST",
         "SELECT region AS r, SUM(w) FROM t GROUP BY region ORDER BY r DESC NULLS LAST LIMIT 3",
+        "SELECT region, COUNT(*) AS n FROM t GROUP BY 1 ORDER BY 2 DESC, 1",  # positions
+        "SELECT region, COUNT(*) FROM t GROUP BY region ORDER BY 1 NULLS FIRST LIMIT 2",
     ],
 )
 def test_the_arrow_final_step_agrees_with_the_engine(sql: str) -> None:
