@@ -151,6 +151,9 @@ def add_noise(
         # A decimal sum too (Decimal -> float): noised and released as float64.
         values = [float(v or 0.0) for v in table.column(state.name).to_pylist()]
         if not values or sens == 0:
+            # Every value is 0: released as 0 whether rows had a value or not (a NULL
+            # beside a 0 would tell which, at no noise).
+            columns[state.name] = pa.array(values, pa.float64())
             spent += share
             continue
         if not math.isfinite(sens / share):  # never an OpenDP error from deep inside

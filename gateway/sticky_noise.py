@@ -33,6 +33,7 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -45,6 +46,7 @@ from federation.sql import (
     Kind,
     QueryPlan,
     StateColumn,
+    conditions,
     hidden_columns,
     hidden_name,
     state_name,
@@ -106,7 +108,7 @@ def add_sticky_noise(
     in their own type."""
     states = plan.aggregate.states if plan.aggregate is not None else ()
     hidden = {h.name for h in hidden_columns(states)}
-    leaves = sorted({_fp(f) for f in leaf_fingerprints})
+    by_leaf = leaf_map(plan, leaf_fingerprints)
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for name in table.column_names:
         if name in hidden:
@@ -116,7 +118,11 @@ def add_sticky_noise(
             columns[name] = table.column(name)
             continue
         label = _label(state, plan)
-        # The leaf layers depend on the condition only: drawn once for every group.
+        # The leaf layers depend on the conditions only: drawn once for every group. A
+        # state carries the WHERE's leaves and its own value's (CASE, FILTER), never
+        # another value's: a test isolating one entity stays in one state's noise and
+        # cannot cancel between two states of one answer.
+        leaves = state_leaves(plan, state.column, by_leaf)
         shared = sum(gaussian(key, version, label, "leaf", leaf) for leaf in leaves)
         fps = table.column(hidden_name("fingerprint", state.column)).to_pylist()
         layers = [gaussian(key, version, label, "rows", _fp(fp)) + shared for fp in fps]
@@ -128,6 +134,66 @@ def add_sticky_noise(
             ]
         columns[name] = _noised(table, state, np.array(layers, dtype=np.float64))
     return pa.table(columns)
+
+
+def _threshold(k: int, key: bytes, version: str, rows: str, seeds: str) -> int:
+    """k + floor(|draw| x THRESHOLD_SCALE), the draw fixed by the rows and the leaves."""
+    return k + math.floor(abs(gaussian(key, version, "threshold", rows, seeds)) * THRESHOLD_SCALE)
+
+
+def leaf_map(plan: QueryPlan, fingerprints: Sequence[object]) -> dict[str, str]:
+    """Each leaf of the plan's conditions (by its text) with the fingerprint of the rows it
+    matches in the whole dataset (``leaf_query`` reads them in this order)."""
+    found = conditions.leaves(*plan.conditions)
+    return {leaf.sql(): _fp(fp) for leaf, fp in zip(found, fingerprints, strict=False)}
+
+
+def state_leaves(plan: QueryPlan, value: str | None, by_leaf: dict[str, str]) -> list[str]:
+    """The leaf fingerprints behind one state: the WHERE's and its value's conditions'."""
+    step = plan.aggregate
+    held = step.value_of.get(value or "") if step is not None else None
+    own = held.conditions if held is not None else ()
+    found = conditions.leaves(plan.scan.where, *own)
+    return sorted({by_leaf.get(leaf.sql(), "none") for leaf in found})
+
+
+def withhold_small_values(
+    noisy: pa.Table,
+    exact: pa.Table,
+    plan: QueryPlan,
+    *,
+    k: int,
+    key: bytes,
+    version: str,
+    leaf_fingerprints: Sequence[object],
+) -> pa.Table:
+    """A value with its own condition (``COUNT(*) FILTER (WHERE ...)``, ``SUM(CASE WHEN
+    ... THEN x END)``) is a group of its own: where fewer rows than its sticky noisy
+    threshold hold it, all its states are withheld (NULL; a count reads 0), so a filter
+    isolating one entity says nothing, not even whether it exists. ``exact`` is the
+    partial before noise, row for row the same groups as ``noisy``."""
+    step = plan.aggregate
+    if step is None or noisy.num_rows == 0:
+        return noisy
+    by_leaf = leaf_map(plan, leaf_fingerprints)
+    out = noisy
+    for value in step.values:
+        if not value.conditions:
+            continue
+        counts = exact.column(state_name(Kind.COUNT, value.name)).to_numpy(zero_copy_only=False)
+        fps = exact.column(hidden_name("fingerprint", value.name)).to_pylist()
+        seeds = "|".join(state_leaves(plan, value.name, by_leaf))
+        needed = np.array([_threshold(k, key, version, _fp(fp), seeds) for fp in fps])
+        small = pa.array(np.nan_to_num(counts.astype(np.float64)) < needed)
+        for state in step.states:
+            if state.column != value.name or state.name not in out.column_names:
+                continue
+            index = out.column_names.index(state.name)
+            column = out.column(state.name)
+            out = out.set_column(
+                index, state.name, pc.if_else(small, pa.nulls(len(small), column.type), column)
+            )
+    return out
 
 
 def _noised(table: pa.Table, state: StateColumn, layers: np.ndarray) -> pa.Array:
@@ -202,11 +268,5 @@ def over_threshold(
     seeds = "|".join(sorted(_fp(f) for f in leaves))
     rows = table.column(ROWS).to_numpy()
     fps = table.column(FINGERPRINT).to_pylist()
-    needed = np.array(
-        [
-            k
-            + math.floor(abs(gaussian(key, version, "threshold", _fp(fp), seeds)) * THRESHOLD_SCALE)
-            for fp in fps
-        ]
-    )
+    needed = np.array([_threshold(k, key, version, _fp(fp), seeds) for fp in fps])
     return table.filter(pa.array(rows >= needed))

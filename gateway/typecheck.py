@@ -99,7 +99,17 @@ _DECIMAL_LITERAL = re.compile(r"([0-9]*)\.([0-9]*)")
 _DATE_LIKE = re.compile(r"\s*(-?)([0-9]+)[-/.]([0-9]+)[-/.]([0-9]+)")
 _DATE_WORDS = {"infinity", "-infinity", "epoch"}
 _TRUTH = {"true", "false", "t", "f", "yes", "no", "y", "n", "1", "0"}
-_NUMERIC_AGGREGATES = {"sum", "avg", "var_samp", "var_pop", "stddev_samp", "stddev_pop"}
+# approx_quantile too: its sketch answers in float64 (a date or timestamp would come back
+# as a number of days or microseconds).
+_NUMERIC_AGGREGATES = {
+    "sum",
+    "avg",
+    "var_samp",
+    "var_pop",
+    "stddev_samp",
+    "stddev_pop",
+    "approx_quantile",
+}
 INT64_MAX = 2**63 - 1
 INT_MAX = {bits: 2 ** (bits - 1) - 1 for bits in (8, 16, 32, 64, 128)}
 _INT_NOUN = {8: "an 8-bit", 16: "a 16-bit", 32: "a 32-bit", 64: "a 64-bit", 128: "a 128-bit"}

@@ -188,7 +188,12 @@ def _hidden(column: Hidden, values: _Values) -> exp.Expr:
             exp.PropertyEQ(this=exp.to_identifier("m"), expression=magnitude),
             exp.PropertyEQ(this=exp.to_identifier("r"), expression=exp.column("rowid")),
         )
-        return exp.func("hash", exp.func("arg_max", exp.column("rowid"), key))
+        # Only rows that hold a value: a NULL magnitude would sort above every number.
+        present = exp.Not(this=exp.Is(this=values(column.column or ""), expression=exp.Null()))
+        top = exp.Filter(
+            this=exp.func("arg_max", exp.column("rowid"), key), expression=exp.Where(this=present)
+        )
+        return exp.func("hash", top)
     if column.kind == "low":
         return _cast(exp.Min(this=values(column.column or "")), _DOUBLE)
     return _cast(exp.Max(this=values(column.column or "")), _DOUBLE)

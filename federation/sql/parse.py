@@ -85,8 +85,22 @@ def parse(sql: str) -> QueryPlan:
     return plan
 
 
+def _every_column_has_a_role(ctx: Context) -> None:
+    """Defence in depth: every column in what owners compute (the condition, the values,
+    the keys) was recorded in a role the owner's grants are checked against. A column a
+    rule let through unrecorded would be used in no role at all: refuse the query."""
+    where = ctx.select.args.get("where")
+    trees = [where.this] if where is not None else []
+    trees += [v.tree for v in (*ctx.values, *ctx.keys)]
+    for tree in trees:
+        for col in tree.find_all(exp.Column):
+            if col.name.lower() not in ctx.roles:
+                raise QueryError(f"column {col.name!r} is used in a way the subset does not check")
+
+
 def build(ctx: Context) -> QueryPlan:
     """The plan of a query the rules accepted (its tree becomes the final step's)."""
+    _every_column_has_a_role(ctx)
     select = ctx.select
     # Generated in place: generating DuckDB from a DuckDB tree rewrites nothing that
     # matters, and the copies were most of the cost of planning a new query.
@@ -115,6 +129,7 @@ def build(ctx: Context) -> QueryPlan:
             values=tuple(ctx.values),
             keys=tuple(ctx.keys),
             buckets=tuple(ctx.buckets),
+            key_aliases=tuple(ctx.key_aliases),
         )
         steps = (scan, step, final)
     return QueryPlan(sql=normalised, steps=steps)

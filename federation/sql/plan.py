@@ -80,6 +80,52 @@ class Value:
     conditions: tuple[exp.Expr, ...] = field(default=(), compare=False, repr=False)
 
 
+def _scaled_column(node: exp.Expr) -> bool:
+    """A column, or a column times (or divided by) a positive number."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.Column):
+        return True
+    if isinstance(node, exp.Mul | exp.Div):
+        parts = [node.this, node.expression]
+        for column, number in ((parts[0], parts[1]), (parts[1], parts[0])):
+            if isinstance(node, exp.Div) and column is not parts[0]:
+                continue
+            if (
+                isinstance(number, exp.Literal)
+                and not number.is_string
+                and float(number.this) > 0
+                and _scaled_column(column)
+            ):
+                return True
+    return False
+
+
+def noise_safe(value: Value) -> bool:
+    """Whether sticky (L2) noise protects this value: a column scaled by a positive
+    number, a positive constant, or ``CASE WHEN cond THEN <one such value> END`` (what
+    FILTER becomes). The noise of a value is seeded by the rows that hold it and the
+    columns it reads, not by its values: two values of other shapes over the same rows
+    and columns (``x`` and ``CASE WHEN id = 17 THEN 0 ELSE x END``; ``x`` and ``-x``)
+    would carry the same noise, and their difference would be exact."""
+    tree = value.tree
+    while isinstance(tree, exp.Paren):
+        tree = tree.this
+    if isinstance(tree, exp.Case):
+        if tree.args.get("default") not in (None,) and not isinstance(
+            tree.args.get("default"), exp.Null
+        ):
+            return False
+        results = {b.args["true"].sql() for b in tree.args.get("ifs") or []}
+        results.discard("NULL")
+        if len(results) != 1:
+            return False
+        tree = next(b.args["true"] for b in tree.args["ifs"] if b.args["true"].sql() != "NULL")
+    if isinstance(tree, exp.Literal) and not tree.is_string:
+        return float(tree.this) > 0
+    return _scaled_column(tree)
+
+
 @dataclass(frozen=True)
 class Bucket:
     """A group key that buckets a column (``floor(x / w) * w``, ``width_bucket``,
@@ -134,6 +180,9 @@ class AggregateStep:
     values: tuple[Value, ...] = ()  # the expressions aggregated (``value_name``)
     keys: tuple[Value, ...] = ()  # the group keys that are expressions (``key_name``)
     buckets: tuple[Bucket, ...] = ()
+    # GROUP BY names read as SELECT aliases: an owner refuses one that is also a column
+    # of its dataset (DuckDB would group by the column; the home cannot see columns).
+    key_aliases: tuple[str, ...] = ()
 
     @functools.cached_property
     def value_of(self) -> dict[str, Value]:

@@ -208,6 +208,7 @@ class Context:
     groups: list[str] = field(default_factory=list)  # columns or key names
     keys: list[Value] = field(default_factory=list)  # group keys that are expressions
     buckets: list[Bucket] = field(default_factory=list)
+    key_aliases: list[str] = field(default_factory=list)  # GROUP BY names read as aliases
     aggregates: list[AggCall] = field(default_factory=list)
     values: list[Value] = field(default_factory=list)  # expressions inside aggregates
     raw: list[str] = field(default_factory=list)  # a raw SELECT's columns
@@ -306,6 +307,7 @@ def _scalar(ctx: Context, node: exp.Expr, role: str, where: str = "") -> None:
     if isinstance(node, exp.Column):
         ctx.use(ctx.column(node), role)
     elif isinstance(node, _ARITHMETIC + _SCALAR_FUNCTIONS):
+        _plain_arguments(node)
         for child in node.iter_expressions():
             _scalar(ctx, child, role, where)
     elif isinstance(node, exp.Cast) and not _is_literal(node):
@@ -492,6 +494,16 @@ def _aggregate(ctx: Context, node: exp.Expr) -> str:
         call = AggCall("count", None)
     else:
         name, columns = _value(ctx, arg)
+        if func in EXTREMES or func == "approx_count_distinct":
+            # These show single rows' values (or whether one is present): a condition
+            # inside decides which, so its columns count as shown too (MAX(CASE WHEN
+            # id = 17 THEN 1 ELSE 0 END) would answer a test on one entity exactly).
+            if not columns:
+                raise QueryError(f"{said} of a constant shows nothing but the test; name a column")
+            columns = _columns_in(arg)
+            if func in EXTREMES:
+                for column in columns:
+                    ctx.use(column, "extremes")
         text = next((v.text for v in ctx.values if v.name == name), name)
         call = AggCall(func, name, columns, param, text)
     if call not in ctx.aggregates:
@@ -660,6 +672,31 @@ def where_condition(ctx: Context) -> None:
 MAX_BUCKETS = 1_000  # groups a bucketed filter column may make (owner-checked)
 
 
+# The arguments each function may have where we accept it: any other (``floor(x, n)``,
+# ``date_trunc(..., zone)``, ``round(x, n, mode)``) is refused, never dropped unchecked.
+_ARGUMENTS: dict[type[exp.Expr], frozenset[str]] = {
+    exp.Floor: frozenset({"this"}),
+    exp.WidthBucket: frozenset({"this", "min_value", "max_value", "num_buckets"}),
+    exp.TimestampTrunc: frozenset({"this", "unit"}),
+    exp.DateTrunc: frozenset({"this", "unit"}),
+    exp.Year: frozenset({"this"}),
+    exp.Quarter: frozenset({"this"}),
+    exp.Month: frozenset({"this"}),
+    exp.Substring: frozenset({"this", "start", "length"}),
+    exp.Round: frozenset({"this", "decimals"}),
+    exp.Abs: frozenset({"this"}),
+}
+
+
+def _plain_arguments(node: exp.Expr) -> None:
+    allowed = _ARGUMENTS.get(type(node))
+    if allowed is None:
+        return
+    extra = [k for k, v in node.args.items() if k not in allowed and v not in (None, False, [])]
+    if extra:
+        raise QueryError(f"{_function_name(node)}() takes no {extra[0]} argument here")
+
+
 def _bucket(ctx: Context, node: exp.Expr) -> Bucket | None:
     """The bucket a group key makes of one column, if it is one of the bucket forms:
     ``floor(x / w) [* w]``, ``width_bucket(x, lo, hi, n)``, ``date_trunc('unit', x)``,
@@ -667,6 +704,8 @@ def _bucket(ctx: Context, node: exp.Expr) -> Bucket | None:
     inner = (
         node.this if isinstance(node, exp.Mul) and _number(node.expression) is not None else node
     )
+    _plain_arguments(inner)
+    _plain_arguments(node)
     if isinstance(inner, exp.Floor) and isinstance(inner.this, exp.Div):
         div = inner.this
         width = _number(div.expression)
@@ -677,9 +716,12 @@ def _bucket(ctx: Context, node: exp.Expr) -> Bucket | None:
     if isinstance(node, exp.WidthBucket) and isinstance(node.this, exp.Column):
         parts = [node.args.get(k) for k in ("min_value", "max_value", "num_buckets")]
         numbers = [_number(p) if p is not None else None for p in parts]
-        if None in numbers or not float(numbers[2] or 0).is_integer() or (numbers[2] or 0) < 1:
-            raise QueryError("width_bucket takes a column, two numbers and a whole count")
-        return Bucket(ctx.column(node.this), count=int(numbers[2] or 0) + 2)
+        lo, hi, n = numbers
+        if lo is None or hi is None or n is None or not n.is_integer() or n < 1 or lo >= hi:
+            raise QueryError(
+                "width_bucket takes a column, a low and a higher high bound, and a whole count"
+            )
+        return Bucket(ctx.column(node.this), width=(hi - lo) / n)
     if type(node) in _DATE_PARTS and isinstance(node.this, exp.Column):
         return Bucket(ctx.column(node.this), unit=_DATE_PARTS[type(node)])
     if isinstance(node, exp.TimestampTrunc | exp.DateTrunc) and isinstance(node.this, exp.Column):
@@ -692,27 +734,44 @@ def _bucket(ctx: Context, node: exp.Expr) -> Bucket | None:
 
 
 def _case_key(ctx: Context, node: exp.Case) -> None:
-    """A CASE mapping as a group key: conditions over columns, literal results."""
+    """A CASE mapping as a group key: conditions over columns, literal results. A column
+    compared with two or more numbers across its branches makes a bucket as narrow as the
+    closest two (the owner checks it is coarse, as for ``floor(x / w)``): ``CASE WHEN
+    id = 1 THEN 1 WHEN id = 2 THEN 2 ...`` is a bucket of width 1."""
     subject = node.args.get("this")
+    numbers: dict[str, set[float]] = {}
     if subject is not None:
         _scalar(ctx, subject, "bucket")
     branches = node.args.get("ifs") or []
     for branch in branches:
         if subject is None:
-            _key_condition(ctx, branch.this)
+            _key_condition(ctx, branch.this, numbers)
         else:
             _literal(branch.this)
+            value = _number(branch.this)
+            for column in _columns_in(subject):
+                numbers.setdefault(column, set()).update([] if value is None else [value])
         _literal(branch.args["true"], " (a CASE group key maps to literals)")
     if node.args.get("default") is not None:
         _literal(node.args["default"], " (a CASE group key maps to literals)")
+    for column, compared in numbers.items():
+        ordered = sorted(compared)
+        if len(ordered) >= 2:
+            width = min(b - a for a, b in zip(ordered, ordered[1:], strict=False))
+            ctx.buckets.append(Bucket(column, width=width))
 
 
-def _key_condition(ctx: Context, node: exp.Expr) -> None:
-    """A CASE key's condition: as in WHERE, its columns used as ``bucket``."""
+def _key_condition(ctx: Context, node: exp.Expr, numbers: dict[str, set[float]]) -> None:
+    """A CASE key's condition: as in WHERE, its columns used as ``bucket``; the numbers
+    each column is compared with are added to ``numbers``."""
     probe = Context(ctx.select, ctx.survey, dataset=ctx.dataset)
     _condition(probe, node)
     for column in probe.roles:
         ctx.use(column, "bucket")
+    for test in node.find_all(*_COMPARISONS, exp.In, exp.Between):
+        found = {n for n in map(_number, test.iter_expressions()) if n is not None}
+        for column in {c.name.lower() for c in test.find_all(exp.Column)}:
+            numbers.setdefault(column, set()).update(found)
 
 
 def _group_key(ctx: Context, node: exp.Expr) -> str:
@@ -748,6 +807,7 @@ def _group_key(ctx: Context, node: exp.Expr) -> str:
 def _key_expression(ctx: Context, node: exp.Expr) -> None:
     """Any other key: a per-row value over ``group_by`` columns (``substr(code, 1, 2)``,
     ``year(day)``, arithmetic...)."""
+    _plain_arguments(node)
     if isinstance(node, exp.Substring):
         positions = [node.args[k] for k in ("start", "length") if node.args.get(k)]
         if not all(_number(p) is not None for p in positions):
@@ -798,6 +858,7 @@ def group_by_columns(ctx: Context) -> None:
                     raise QueryError(
                         f"GROUP BY {target.name} is both a column and an alias; rename the alias"
                     )
+                ctx.key_aliases.append(target.name.lower())
                 target = alias
         if type(target) in AGGREGATES or isinstance(target, exp.Filter):
             raise QueryError("GROUP BY cannot group by an aggregate")

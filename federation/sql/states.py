@@ -71,8 +71,8 @@ _NEEDS: dict[str, int] = {
     "var_pop": _C | _S | _M2,
     "stddev_samp": _C | _S | _M2,
     "stddev_pop": _C | _S | _M2,
-    "min": _MIN,
-    "max": _MAX,
+    "min": _C | _MIN,
+    "max": _C | _MAX,
     "approx_count_distinct": _C | _HLL,
     "approx_quantile": _C | _KLL,
 }

@@ -65,13 +65,15 @@ def _roles(
     desc: DatasetDescriptor, grant: Grant, roles: Mapping[str, Set[str]]
 ) -> dict[str, set[str]]:
     """The roles to check against ``grant``: on an open (L1) column, extremes are what
-    ``aggregate`` already allows (its rows are published as they are)."""
+    ``aggregate`` or ``filter`` already allow (its rows are published as they are; a
+    filter at k = 1 finds any one value)."""
     out = {c: set(r) for c, r in roles.items()}
     for column, used in out.items():
+        allowed = grant.columns.get(column, ())
         if (
             "extremes" in used
             and effective_level(desc, [column]) == "L1"
-            and "aggregate" in grant.columns.get(column, ())
+            and ("aggregate" in allowed or "filter" in allowed)
         ):
             used.discard("extremes")
     return out

@@ -24,6 +24,7 @@ from federation.outcome import Error
 from federation.partials import to_ipc
 from federation.reports import Explanation
 from federation.sql import Kind, QueryPlan, TooManyLeaves, conditions, leaf_query, partial_query
+from federation.sql.plan import noise_safe
 from gateway import privacy, sticky_noise, typecheck
 from gateway.catalog import CatalogEntry
 from gateway.clock import utc
@@ -31,7 +32,7 @@ from gateway.column_types import exact_kind
 from gateway.descriptor import DatasetDescriptor
 from gateway.engine import Engine
 from gateway.engine_errors import EngineError
-from gateway.errors import FedgateError, InvalidArgument
+from gateway.errors import FedgateError, InvalidArgument, PermissionDenied
 from gateway.policy.model import Decision
 from gateway.policy.query import decide_query
 from gateway.policy.store import GrantStore
@@ -146,6 +147,28 @@ def ranges(entry: CatalogEntry) -> dict[str, tuple[float, float]]:
     return out
 
 
+def declared(desc: DatasetDescriptor) -> set[str]:
+    return {c.name for c in desc.columns}
+
+
+def noised_values(plan: QueryPlan) -> None:
+    """On L2 data under sticky noise, every summed value must be one the noise protects
+    (``federation.sql.plan.noise_safe``); other arithmetic needs an exact or DP grant."""
+    step = plan.aggregate
+    if step is None:
+        return
+    exact_kinds = ("min", "max", "approx_count_distinct", "approx_quantile")
+    for call in plan.aggregates:
+        value = step.value_of.get(call.column or "")
+        if value is None or call.func in exact_kinds or noise_safe(value):
+            continue
+        raise PermissionDenied(
+            f"{call.label}: on L2 data the owner's noise protects a column, a column times a "
+            "positive number, or CASE WHEN ... THEN that value END (FILTER); other arithmetic "
+            "needs a grant with DP or the exact option"
+        )
+
+
 def bounded(plan: QueryPlan, clamp: dict[str, tuple[float, float]]) -> None:
     """Under DP every aggregated expression needs a finite interval (its noise is scaled
     from it): refuse the query where its columns' bounds imply none."""
@@ -211,9 +234,15 @@ def sticky_released(
     those under their noisy threshold, then every state noised by ``sticky_noise`` (the
     same rows, the same noise)."""
     kept = privacy.suppress(sketched(plan, raw), k, keep_empty=False).table
-    kept = sticky_noise.over_threshold(kept, k=k, key=key, version=version, leaves=leaves)
+    # A group's rows are chosen by the WHERE alone: its threshold is seeded by those
+    # leaves only (a value's own condition could otherwise redraw it at will).
+    where = sticky_noise.state_leaves(plan, None, sticky_noise.leaf_map(plan, leaves))
+    kept = sticky_noise.over_threshold(kept, k=k, key=key, version=version, leaves=where)
     noisy = sticky_noise.add_sticky_noise(
         kept, plan, key=key, version=version, leaf_fingerprints=leaves
+    )
+    noisy = sticky_noise.withhold_small_values(
+        noisy, kept, plan, k=k, key=key, version=version, leaf_fingerprints=leaves
     )
     return privacy.Released(noisy, raw.num_rows - kept.num_rows, 0.0), to_ipc(noisy)
 
@@ -259,6 +288,15 @@ class QueryRelease:
         self.sql_cache.check_types(self.plan, desc)
         if decision.clamp is not None:
             bounded(self.plan, decision.clamp)
+        step = self.plan.aggregate
+        shadowed = [a for a in (step.key_aliases if step else ()) if a in declared(desc)]
+        if shadowed:
+            raise InvalidArgument(
+                f"GROUP BY {shadowed[0]}: {shadowed[0]!r} is an alias in SELECT and a column of "
+                f"{desc.name}; rename the alias"
+            )
+        if decision.sticky_noise:
+            noised_values(self.plan)
         if decision.sticky_noise:  # refused here, before any owner of the query spends
             self.sql_cache.check_leaves(self.plan)
         return decision

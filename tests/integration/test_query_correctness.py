@@ -553,15 +553,18 @@ def _date_key(draw: Draw, col: Col) -> str:
 def _case_key(draw: Draw, schema: Schema) -> str:
     numbers = schema.any_of(("filter",), NUMBERS)
     form = draw(st.sampled_from(["range", "condition", "subject"]))
-    if form == "range":
+    if form == "range":  # two thresholds as far apart as a coarse bucket (owner-checked)
         col = draw(st.sampled_from(numbers))
-        low, high = sorted(float(draw(col.literals)) for _ in range(2))
+        low = float(draw(col.literals))
+        widths = (2, 5, 10) + col.coarse_widths if col.has("group_by") else col.coarse_widths
+        high = low + draw(st.sampled_from(widths))
         return (
             f"CASE WHEN {col.name} < {low:g} THEN 'low' WHEN {col.name} < {high:g} THEN 'mid' "
             "ELSE 'high' END"
         )
-    if form == "condition":
-        return f"CASE WHEN {draw(conditions(schema, 1))} THEN 1 ELSE 0 END"
+    if form == "condition":  # one threshold: two groups
+        col = draw(st.sampled_from(numbers))
+        return f"CASE WHEN {col.name} > {float(draw(col.literals)):g} THEN 1 ELSE 0 END"
     return (
         "CASE city WHEN 'Hefei' THEN 'Anhui' WHEN 'Wuhu' THEN 'Anhui' "
         "WHEN 'Nanjing' THEN 'Jiangsu' WHEN 'Suzhou' THEN 'Jiangsu' ELSE 'other' END"

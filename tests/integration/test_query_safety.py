@@ -267,11 +267,44 @@ SMUGGLED = [
         PD,
         "a bucket of 'employees' would make about",
     ),
+    # found in review: each was answered before its fix
+    (
+        "floor-decimals-secret",
+        f"SELECT floor(employees / 3, revenue) AS b, COUNT(*) FROM {ER} GROUP BY 1",
+        IA,
+        "floor() takes no decimals argument",
+    ),
+    (
+        "width-bucket-narrow-range",
+        f"SELECT width_bucket(employees, 1000, 1998, 998) AS b, COUNT(*) FROM {ER} GROUP BY b",
+        PD,
+        "would make about 100001 groups",
+    ),
+    (
+        "case-key-per-value",
+        f"SELECT CASE WHEN employees = 1 THEN 1 WHEN employees = 2 THEN 2 ELSE 0 END AS b, "
+        f"COUNT(*) FROM {ER} GROUP BY b",
+        PD,
+        "would make about 100001 groups",
+    ),
+    (
+        "l2-case-zero-difference",
+        f"SELECT SUM(revenue), SUM(CASE WHEN employees = 17 THEN 0 ELSE revenue END) FROM {ER}",
+        PD,
+        "DP or the exact option",
+    ),
+    ("l2-negated-value", f"SELECT SUM(revenue), SUM(-revenue) FROM {ER}", PD, "exact option"),
+    (
+        "max-of-a-test",
+        f"SELECT MAX(CASE WHEN employees = 17 THEN 1 ELSE 0 END) FROM {ER}",
+        IA,
+        "of a constant shows nothing",
+    ),
     (
         "width-bucket-fine",
         f"SELECT width_bucket(employees, 0, 1e6, 100000) AS b, COUNT(*) FROM {ER} GROUP BY b",
         PD,
-        "a bucket of 'employees' would make about 100002 groups",
+        "a bucket of 'employees' would make about 10001 groups",
     ),
     (
         "bucket-of-negated-column",
@@ -343,8 +376,8 @@ SMUGGLED = [
     (
         "alias-shadows-a-key",
         f"SELECT credit_code AS city, COUNT(*) FROM {ER} GROUP BY city",
-        IA,
-        "'credit_code' must be in GROUP BY",
+        PD,
+        "'credit_code' may not be used as group_by",
     ),
     (
         "group-by-position-of-aggregate",
@@ -402,7 +435,7 @@ SMUGGLED = [
         "distinct-count-under-dp",
         f"SELECT approx_count_distinct(monthly_wage) FROM {SI}",
         PD,
-        "cannot be released under DP",
+        "needs the extremes control as well",
     ),
     (
         "quantile-out-of-range",
@@ -574,7 +607,7 @@ WITH_EXTREMES = [
         "l3-max-filtered",
         "SELECT MAX(monthly_wage) FILTER (WHERE birth_year > 1990) FROM si_extremes",
         PD,
-        "L3 data allows extremes only as DP quantiles",
+        "'birth_year' may not be used as extremes",
     ),
     (
         "extremes-beside-a-column-without",
@@ -592,13 +625,13 @@ WITH_EXTREMES = [
         "min-of-case-on-a-group-key",
         "SELECT MIN(CASE WHEN city = 'Wuhu' THEN revenue END) FROM er_extremes",
         PD,
-        "'city' may not be used as filter",
+        "'city' may not be used as extremes",
     ),
     (
         "max-filtered-by-aggregate-only",
         "SELECT MAX(revenue) FILTER (WHERE employees > 100) FROM er_extremes",
         PD,
-        "'employees' may not be used as filter",
+        "'employees' may not be used as extremes",
     ),
     (
         "distinct-count-of-a-group-key",

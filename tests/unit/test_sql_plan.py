@@ -83,6 +83,7 @@ def test_state_columns_are_typed_and_named_in_one_place() -> None:
         StateColumn(Kind.COUNT, "w", "__c_w"),
         StateColumn(Kind.SUM, "w", "__s_w"),
         StateColumn(Kind.M2, "w", "__m2_w"),
+        StateColumn(Kind.COUNT, "x", "__c_x"),
         StateColumn(Kind.MIN, "x", "__min_x"),
         StateColumn(Kind.COUNT, "y", "__c_y"),
     )
@@ -92,12 +93,13 @@ def test_state_columns_are_typed_and_named_in_one_place() -> None:
         Kind.COUNT,
         Kind.SUM,
         Kind.SQUARES,
+        Kind.COUNT,
         Kind.MIN,
         Kind.COUNT,
     ]
     assert private[3].name == "__q_w"
     assert expected_columns(plan) == ["g", *(s.name for s in plain)]
-    assert row_counts(expected_columns(plan)) == ["__c_w", "__c_y"]
+    assert row_counts(expected_columns(plan)) == ["__c_w", "__c_x", "__c_y"]
 
 
 def _rows(sql: str, table: pa.Table) -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from federation.sql import parse, partial_query
 from gateway import sticky_noise
@@ -105,7 +106,7 @@ def test_a_decimal_sum_stays_a_decimal_with_its_scale_and_sticky_noise() -> None
 
 
 def test_rewriting_a_value_draws_no_new_noise_and_a_case_condition_gets_its_leaves() -> None:
-    """SUM(v), SUM(v * 1), SUM(v + 0) and SUM(v) * 2 as SUM(v * 2): the same rows and the
+    """SUM(v), SUM(v * 1), SUM(v / 1) and SUM(v) * 2 as SUM(v * 2): the same rows and the
     same columns draw the same layers (scaled by the value's own magnitude), so averaging
     rewrites of a question gains nothing. A condition inside CASE adds its leaves to the
     noise as a WHERE does."""
@@ -124,10 +125,50 @@ def test_rewriting_a_value_draws_no_new_noise_and_a_case_condition_gets_its_leav
     exact = float(np.sum(table.column("v").to_numpy()))
     plain = noised("SELECT SUM(v) FROM t", "__s_v")
     assert plain != exact
-    for sql in ("SELECT SUM(v * 1) FROM t", "SELECT SUM(v + 0) FROM t", "SELECT SUM((v)) FROM t"):
+    for sql in ("SELECT SUM(v * 1) FROM t", "SELECT SUM(v / 1) FROM t", "SELECT SUM((v)) FROM t"):
         assert abs(noised(sql, "__s___v0") - plain) < 1e-6 * abs(plain), sql
     doubled = noised("SELECT SUM(v * 2) FROM t", "__s___v0")
     assert abs(doubled - 2 * plain) < 1e-6 * abs(plain)  # the same draw, twice the scale
     case = "SELECT SUM(CASE WHEN c > 3 THEN v END) FROM t"
     assert parse(case).conditions  # its leaf is seeded like a WHERE leaf
     assert noised(case, "__s___v0", ("leaf-1",)) != noised(case, "__s___v0", ("leaf-2",))
+
+
+def test_values_the_noise_cannot_protect_are_refused_on_l2() -> None:
+    """The noise is seeded by rows and columns, not by values: SUM(x) and SUM(CASE WHEN
+    id = 17 THEN 0 ELSE x END) would draw the same noise and differ by exactly one
+    entity's x; SUM(x) and SUM(-x) would average to the exact sum. Only scaled columns,
+    positive constants and CASE WHEN ... THEN <one of them> END (FILTER) pass."""
+    from federation.sql.plan import noise_safe
+    from gateway.errors import PermissionDenied
+    from gateway.release.query import noised_values
+
+    safe = ["x * 2", "x / 4", "CASE WHEN id <> 17 THEN x END", "CASE WHEN a > 1 THEN 1 END"]
+    unsafe = ["-x", "x + 0", "x * 0", "CASE WHEN id = 17 THEN 0 ELSE x END", "x * y", "ABS(x)"]
+    for value in safe:
+        assert all(noise_safe(v) for v in parse(f"SELECT SUM({value}) FROM t").aggregate.values)
+    for value in unsafe:
+        plan = parse(f"SELECT SUM({value}) FROM t")
+        assert not all(noise_safe(v) for v in plan.aggregate.values), value
+        with pytest.raises(PermissionDenied, match="DP or the exact option"):
+            noised_values(plan)
+    noised_values(parse("SELECT SUM(x) FILTER (WHERE a > 1), COUNT(*) FILTER (WHERE b) FROM t"))
+
+
+def test_a_conditioned_value_under_its_threshold_is_withheld_whether_or_not_rows_match() -> None:
+    """COUNT(*) FILTER (WHERE <one entity>) reads NULL (0) whether the entity exists or not:
+    no existence oracle, no exact count under k."""
+    table = pa.table({"g": ["a"] * 40, "id": list(range(40)), "v": [1.0] * 40})
+    outs = []
+    for test in ("id = 17", "id = 1000"):
+        sql = f"SELECT g, COUNT(*) FILTER (WHERE {test}), SUM(v) FROM t GROUP BY g"
+        raw, plan = _partial(sql, table)
+        noisy = sticky_noise.add_sticky_noise(
+            raw, plan, key=KEY, version="x", leaf_fingerprints=("l",)
+        )
+        out = sticky_noise.withhold_small_values(
+            noisy, raw, plan, k=5, key=KEY, version="x", leaf_fingerprints=("l",)
+        )
+        outs.append(out.column("__c___v0")[0].as_py())
+        assert out.column("__s_v")[0].as_py() is not None  # the rest of the group stays
+    assert outs == [None, None]
