@@ -811,6 +811,7 @@ def check(plan: QueryPlan, desc: DatasetDescriptor, ranges: Ranges | None = None
     for value in (*step.values, *step.keys) if step is not None else ():
         v = checker.value(value.tree)
         typed[value.name] = v if v.name else replace(v, name=f"the expression {value.text}")
+    _check_key_functions(plan, columns)
     for call in plan.aggregates:
         if call.func in _NUMERIC_AGGREGATES and call.column is not None:
             v = typed.get(call.column, Value(UNKNOWN))
@@ -828,6 +829,43 @@ def check(plan: QueryPlan, desc: DatasetDescriptor, ranges: Ranges | None = None
                 f"{func}({call.text or call.column}): {what} is {noun}; {func} needs a number"
             )
     _check_final(plan, typed)
+
+
+# Group key functions and the kind of column each takes.
+_KEY_KINDS: dict[type[exp.Expr], tuple[str, ...]] = {
+    exp.Year: (DATE, TIMESTAMP),
+    exp.Quarter: (DATE, TIMESTAMP),
+    exp.Month: (DATE, TIMESTAMP),
+    exp.TimestampTrunc: (DATE, TIMESTAMP),
+    exp.DateTrunc: (DATE, TIMESTAMP),
+    exp.Substring: (STRING,),
+    exp.WidthBucket: (NUMBER,),
+}
+
+
+_KEY_NAMES: dict[type[exp.Expr], str] = {
+    exp.TimestampTrunc: "date_trunc",
+    exp.DateTrunc: "date_trunc",
+    exp.Substring: "substr",
+}
+
+
+def _check_key_functions(plan: QueryPlan, columns: Mapping[str, Value]) -> None:
+    """A group key's function over a column of a kind it does not take (``year(city)``,
+    ``substr(revenue, 1, 2)``, ``date_trunc('month', revenue)``) is refused here, before
+    anything runs, rather than failing in every owner's engine."""
+    step = plan.aggregate
+    for key in step.keys if step is not None else ():
+        for node in key.tree.find_all(*_KEY_KINDS):
+            arg = node.this
+            if not isinstance(arg, exp.Column):
+                continue
+            kind = columns.get(arg.name.lower(), Value(UNKNOWN)).kind
+            if kind not in (*_KEY_KINDS[type(node)], UNKNOWN):
+                name = _KEY_NAMES.get(type(node), node.key)
+                raise InvalidArgument(
+                    f"{name}({arg.name}) in GROUP BY: column {arg.name!r} is {_NOUN[kind]}"
+                )
 
 
 def _check_final(plan: QueryPlan, columns: Mapping[str, Value]) -> None:

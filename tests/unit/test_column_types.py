@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -463,3 +464,23 @@ def test_typed_values_that_fit_pass() -> None:
         "GROUP BY k HAVING k = 'low' AND m > '2025-01-01 08:00:00'",
     ):
         typecheck.check(parse(sql), _desc(*COLUMNS))
+
+
+def test_a_group_key_function_over_a_column_of_the_wrong_kind_is_refused_before_it_runs() -> None:
+    from federation.sql import parse
+    from gateway import typecheck
+    from gateway.descriptor import ColumnSpec, DatasetDescriptor
+    from gateway.errors import InvalidArgument
+
+    cols = (ColumnSpec("city", "string"), ColumnSpec("x", "int64"), ColumnSpec("d", "date"))
+    desc = DatasetDescriptor("t", "t", "", "", "L1", "static", "/x", "parquet", cols)
+    for sql, words in [
+        ("SELECT year(city), COUNT(*) FROM t GROUP BY 1", "year(city) in GROUP BY"),
+        ("SELECT substr(x, 1, 2), COUNT(*) FROM t GROUP BY 1", "substr(x) in GROUP BY"),
+        ("SELECT date_trunc('month', x), COUNT(*) FROM t GROUP BY 1", "date_trunc(x)"),
+    ]:
+        with pytest.raises(InvalidArgument, match=re.escape(words)):
+            typecheck.check(parse(sql), desc)
+    typecheck.check(
+        parse("SELECT year(d), substr(city, 1, 2), COUNT(*) FROM t GROUP BY 1, 2"), desc
+    )
