@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -165,8 +165,13 @@ def _post(lower: float, upper: float, bins: int, q: float) -> Any:
     )
 
 
-def merge_groups(gid: np.ndarray, states: pa.Array | pa.ChunkedArray, groups: int) -> pa.Array:
-    """Per group number (0 to groups - 1), the sum of the histogram states in its rows."""
+def _per_group(
+    gid: np.ndarray,
+    states: pa.Array | pa.ChunkedArray,
+    groups: int,
+    merge: Callable[[list[object]], bytes | None],
+) -> pa.Array:
+    """Per group number (0 to groups - 1), ``merge`` of the states in its rows."""
     column = states.to_pylist()
     gid = np.asarray(gid, dtype=np.int64)
     if gid.shape != (len(column),) or (gid.size and (gid.min() < 0 or gid.max() >= groups)):
@@ -174,7 +179,12 @@ def merge_groups(gid: np.ndarray, states: pa.Array | pa.ChunkedArray, groups: in
     rows: list[list[object]] = [[] for _ in range(groups)]
     for g, state in zip(gid.tolist(), column, strict=True):
         rows[g].append(state)
-    return pa.array([merge_hists(r) for r in rows], pa.binary())
+    return pa.array([merge(r) for r in rows], pa.binary())
+
+
+def merge_groups(gid: np.ndarray, states: pa.Array | pa.ChunkedArray, groups: int) -> pa.Array:
+    """Per group number (0 to groups - 1), the sum of the histogram states in its rows."""
+    return _per_group(gid, states, groups, merge_hists)
 
 
 def hist_quantiles(states: pa.Array | pa.ChunkedArray, q: float) -> pa.Array:
@@ -237,14 +247,7 @@ def merge_quantile_groups(
     gid: np.ndarray, states: pa.Array | pa.ChunkedArray, groups: int
 ) -> pa.Array:
     """Per group number (0 to groups - 1), ``merge_quantile_states`` of its rows."""
-    column = states.to_pylist()
-    gid = np.asarray(gid, dtype=np.int64)
-    if gid.shape != (len(column),) or (gid.size and (gid.min() < 0 or gid.max() >= groups)):
-        raise HistError("group numbers must be one per row, from 0 to groups - 1")
-    rows: list[list[object]] = [[] for _ in range(groups)]
-    for g, state in zip(gid.tolist(), column, strict=True):
-        rows[g].append(state)
-    return pa.array([merge_quantile_states(r) for r in rows], pa.binary())
+    return _per_group(gid, states, groups, merge_quantile_states)
 
 
 def state_quantiles(

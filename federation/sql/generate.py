@@ -19,6 +19,7 @@ from federation.sql.conditions import leaves
 from federation.sql.dialect import DUCKDB
 from federation.sql.plan import MERGED_TABLE, AggregateStep, QueryPlan
 from federation.sql.states import Hidden, Kind, StateColumn, hidden_columns
+from federation.sql.trees import rebuilt
 
 _DOUBLE = exp.DType.DOUBLE
 _BIGINT = exp.DType.BIGINT
@@ -92,7 +93,7 @@ class _Values:
             bounds = self.clamp.get(name) if self.clamp is not None and clamped else None
             return _clamped(functools.partial(_column, name), bounds)
         if self.clamp is None or not clamped:
-            tree = _rebuilt(value.tree)
+            tree = rebuilt(value.tree)
             return exp.Try(this=tree) if _may_fail(tree) else tree
         from federation.sql.intervals import clamped_value  # noqa: PLC0415
 
@@ -131,22 +132,6 @@ def _state(state: StateColumn, ints: set[str], decimals: set[str], values: _Valu
         present = exp.Not(this=exp.Is(this=values(column), expression=exp.Null()))
         return exp.Filter(this=exp.func("list", values(column)), expression=exp.Where(this=present))
     raise ValueError(f"no SQL for the state {state.kind}")
-
-
-def _rebuilt(node: exp.Expr) -> exp.Expr:
-    """A new tree equal to the validated ``node``, to be part of another query (the plan's
-    tree is shared and read-only, and a node has one parent). Not ``node.copy()``: that
-    also deep-copies each node's parse metadata (token positions), which costs about as
-    much as all the rest of the owner's query."""
-    args: dict[str, object] = {}
-    for key, value in node.args.items():
-        if isinstance(value, exp.Expr):
-            args[key] = _rebuilt(value)
-        elif type(value) is list:
-            args[key] = [_rebuilt(v) if isinstance(v, exp.Expr) else v for v in value]
-        else:
-            args[key] = value
-    return type(node)(**args)
 
 
 _COMPUTED = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Cast, exp.Abs)
@@ -207,7 +192,7 @@ def leaf_query(plan: QueryPlan, table: str) -> str | None:
         return None
     items = []
     for i, leaf in enumerate(found):
-        test = _rebuilt(leaf)  # a leaf may be the shared plan's own node: never re-parent it
+        test = rebuilt(leaf)  # a leaf may be the shared plan's own node: never re-parent it
         test = exp.Try(this=test) if _may_fail(test) else test
         items.append(exp.alias_(_fingerprint(test), f"__leaf{i}", quoted=True, copy=False))
     return sql(exp.Select(expressions=items, from_=exp.From(this=exp.table_(table, quoted=True))))
@@ -229,7 +214,7 @@ def partial_tree(
     scan, step = plan.scan, plan.aggregate
     clauses: dict[str, exp.Expr] = {"from_": exp.From(this=exp.table_(table, quoted=True))}
     if scan.where is not None:
-        condition = _rebuilt(scan.where)
+        condition = rebuilt(scan.where)
         if _may_fail(condition):
             # An error on some row would tell whether such a row exists (a one-bit answer
             # past k and DP): under TRY a row whose condition fails is simply not matched,
@@ -302,7 +287,7 @@ def _key(step: AggregateStep, name: str) -> exp.Expr:
     key = step.value_of.get(name)
     if key is None:
         return _column(name)
-    tree = _rebuilt(key.tree)
+    tree = rebuilt(key.tree)
     if tree.find(exp.WidthBucket) is not None:
         tree = tree.transform(_width_bucket, copy=False)
     tree = exp.Try(this=tree) if _may_fail(tree) else tree

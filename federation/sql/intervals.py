@@ -32,6 +32,7 @@ from typing import Literal, NamedTuple
 from sqlglot import exp
 
 from federation.sql.dialect import DUCKDB
+from federation.sql.trees import rebuilt
 
 _Type = exp.DataType.Type
 
@@ -471,20 +472,6 @@ def _double(value: float) -> exp.Expr:
     return exp.Neg(this=literal) if value < 0 else literal
 
 
-def _rebuilt(node: exp.Expr) -> exp.Expr:
-    """A new tree equal to ``node`` (a node has one parent). Not ``copy()``: that also
-    deep-copies each node's parse metadata, which costs more than all the rest."""
-    args: dict[str, object] = {}
-    for key, value in node.args.items():
-        if isinstance(value, exp.Expr):
-            args[key] = _rebuilt(value)
-        elif type(value) is list:
-            args[key] = [_rebuilt(v) if isinstance(v, exp.Expr) else v for v in value]
-        else:
-            args[key] = value
-    return type(node)(**args)
-
-
 def clamp_tree(tree: exp.Expr, interval: Interval) -> exp.Expr:
     """``tree``'s per-row value clamped into ``interval``, as a DOUBLE; NULL stays NULL.
 
@@ -495,12 +482,12 @@ def clamp_tree(tree: exp.Expr, interval: Interval) -> exp.Expr:
     bounds written as exact DOUBLE literals. ``tree`` itself is not changed (it appears
     twice in the result, as two new copies)."""
     low = exp.Greatest(
-        this=exp.Paren(this=_rebuilt(tree)),
+        this=exp.Paren(this=rebuilt(tree)),
         expressions=[_double(interval.lo)],
         ignore_nulls=True,
     )
     clamped = exp.Least(this=low, expressions=[_double(interval.hi)], ignore_nulls=True)
-    missing = exp.Is(this=exp.Paren(this=_rebuilt(tree)), expression=exp.Null())
+    missing = exp.Is(this=exp.Paren(this=rebuilt(tree)), expression=exp.Null())
     return exp.Case(ifs=[exp.If(this=missing, true=exp.Null())], default=clamped)
 
 
@@ -515,9 +502,9 @@ def _over_clamped(node: exp.Expr, bounds: Mapping[str, tuple[float, float]]) -> 
         operand = node.args.get("this")
         default = node.args.get("default")
         return exp.Case(
-            this=_rebuilt(operand) if operand is not None else None,
+            this=rebuilt(operand) if operand is not None else None,
             ifs=[
-                exp.If(this=_rebuilt(b.this), true=_over_clamped(b.args["true"], bounds))
+                exp.If(this=rebuilt(b.this), true=_over_clamped(b.args["true"], bounds))
                 for b in node.args.get("ifs") or []
             ],
             default=_over_clamped(default, bounds) if default is not None else None,
