@@ -102,6 +102,9 @@ def run_demo(
     say: Callable[[str], None] = print,
 ) -> int:
     signal.signal(signal.SIGTERM, sigterm_as_interrupt)
+    # Ctrl-C stops the federation even when the demo was started with SIGINT ignored (a
+    # background job of a shell without job control inherits it so, as in CI scripts).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     made_tmp = workdir is None
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="fedgate-demo-"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -121,6 +122,9 @@ def test_demo_keep_stops_every_node_on_ctrl_c(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            for p in workdir.glob("nodes/*/node.pid"):  # never leave the nodes behind
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(p.read_text()), signal.SIGKILL)
     assert proc.returncode == 0, out
     for pid in pids:
         with pytest.raises(ProcessLookupError):
