@@ -132,7 +132,9 @@ def add_sticky_noise(
                 z + gaussian(key, version, label, "top", _fp(t))
                 for z, t in zip(layers, tops, strict=True)
             ]
-        columns[name] = _noised(table, state, np.array(layers, dtype=np.float64))
+        constant = label.endswith(":")  # a value that reads no column: a count
+        per_unit = COUNT_SCALE if constant else SUM_SCALE
+        columns[name] = _noised(table, state, np.array(layers, dtype=np.float64), per_unit)
     return pa.table(columns)
 
 
@@ -152,8 +154,11 @@ def state_leaves(plan: QueryPlan, value: str | None, by_leaf: dict[str, str]) ->
     """The leaf fingerprints behind one state: the WHERE's and its value's conditions'."""
     step = plan.aggregate
     held = step.value_of.get(value or "") if step is not None else None
-    own = held.conditions if held is not None else ()
-    found = conditions.leaves(plan.scan.where, *own)
+    own = held.conditions if step is not None and held in step.values else ()
+    # The keys' conditions (a CASE key) choose a group's rows as the WHERE does: in every
+    # state's noise, and in the group's threshold (value None).
+    keys = [c for k in step.keys for c in k.conditions] if step is not None else []
+    found = conditions.leaves(plan.scan.where, *keys, *own)
     return sorted({by_leaf.get(leaf.sql(), "none") for leaf in found})
 
 
@@ -196,7 +201,11 @@ def withhold_small_values(
     return out
 
 
-def _noised(table: pa.Table, state: StateColumn, layers: np.ndarray) -> pa.Array:
+def _noised(
+    table: pa.Table, state: StateColumn, layers: np.ndarray, per_unit: float = SUM_SCALE
+) -> pa.Array:
+    """One state, noised: ``per_unit`` is a sum's layer SD per unit of the group's
+    largest magnitude (COUNT_SCALE for a sum of a constant, which is a count)."""
     column = table.column(state.name)
     values = _floats(table, state.name)
     if state.kind in COUNT_KINDS:
@@ -207,9 +216,11 @@ def _noised(table: pa.Table, state: StateColumn, layers: np.ndarray) -> pa.Array
     column_name = state.column or ""
     low = _floats(table, hidden_name("low", column_name))
     high = _floats(table, hidden_name("high", column_name))
-    present = np.array(column.is_valid())
+    # A sum that overflowed to inf (or NaN) would say, by whether it did, what the exact
+    # value is: withheld.
+    present = np.array(column.is_valid()) & np.isfinite(values)
     if state.kind is Kind.SUM:
-        scale = SUM_SCALE * np.maximum(np.abs(low), np.abs(high))
+        scale = per_unit * np.maximum(np.abs(low), np.abs(high))
         if pa.types.is_decimal(column.type):
             return _decimal_noised(column, scale * layers, present, column_name)
         noisy = values + scale * layers
@@ -225,7 +236,7 @@ def _noised(table: pa.Table, state: StateColumn, layers: np.ndarray) -> pa.Array
     count = _floats(table, state_name(Kind.COUNT, column_name))
     mean = _floats(table, state_name(Kind.SUM, column_name)) / np.maximum(count, 1.0)
     spread = np.maximum(high - mean, mean - low) ** 2
-    noisy = np.maximum(0.0, values + SUM_SCALE * spread * layers)
+    noisy = np.maximum(0.0, values + per_unit * spread * layers)
     return pa.array(noisy, pa.float64(), mask=~present)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -94,7 +95,7 @@ def _scaled_column(node: exp.Expr) -> bool:
             if (
                 isinstance(number, exp.Literal)
                 and not number.is_string
-                and float(number.this) > 0
+                and _moderate(float(number.this))
                 and _scaled_column(column)
             ):
                 return True
@@ -122,8 +123,14 @@ def noise_safe(value: Value) -> bool:
             return False
         tree = next(b.args["true"] for b in tree.args["ifs"] if b.args["true"].sql() != "NULL")
     if isinstance(tree, exp.Literal) and not tree.is_string:
-        return float(tree.this) > 0
+        return _moderate(float(tree.this))
     return _scaled_column(tree)
+
+
+def _moderate(factor: float) -> bool:
+    """A positive, finite factor far from overflow or underflow (a sum scaled to reach
+    infinity would say by whether it does what its exact value is)."""
+    return math.isfinite(factor) and 1e-6 <= factor <= 1e6
 
 
 @dataclass(frozen=True)

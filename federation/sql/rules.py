@@ -742,6 +742,9 @@ def _case_key(ctx: Context, node: exp.Case) -> None:
     numbers: dict[str, set[float]] = {}
     if subject is not None:
         _scalar(ctx, subject, "bucket")
+        if not isinstance(subject, exp.Column):  # CASE x * 1000 WHEN ...: no width to judge
+            for column in _columns_in(subject):
+                ctx.use(column, "group_by")
     branches = node.args.get("ifs") or []
     for branch in branches:
         if subject is None:
@@ -750,6 +753,8 @@ def _case_key(ctx: Context, node: exp.Case) -> None:
             _literal(branch.this)
             value = _number(branch.this)
             for column in _columns_in(subject):
+                if value is None:  # a string or a date: a mapping of single values
+                    ctx.use(column, "group_by")
                 numbers.setdefault(column, set()).update([] if value is None else [value])
         _literal(branch.args["true"], " (a CASE group key maps to literals)")
     if node.args.get("default") is not None:
@@ -769,8 +774,17 @@ def _key_condition(ctx: Context, node: exp.Expr, numbers: dict[str, set[float]])
     for column in probe.roles:
         ctx.use(column, "bucket")
     for test in node.find_all(*_COMPARISONS, exp.In, exp.Between):
-        found = {n for n in map(_number, test.iter_expressions()) if n is not None}
+        parts = list(test.iter_expressions())
+        found = {n for n in map(_number, parts) if n is not None}
+        literals = [p for p in parts if not isinstance(p, exp.Column)]
+        plain = any(isinstance(p, exp.Column) for p in parts) and all(
+            _number(p) is not None for p in literals
+        )
         for column in {c.name.lower() for c in test.find_all(exp.Column)}:
+            if not plain:
+                # A column inside arithmetic (id * 1000 = ...) or compared with strings or
+                # dates: no bucket width to judge it by; it needs group_by.
+                ctx.use(column, "group_by")
             numbers.setdefault(column, set()).update(found)
 
 
@@ -798,7 +812,13 @@ def _group_key(ctx: Context, node: exp.Expr) -> str:
         _key_expression(ctx, node)
     if not any(True for _ in node.find_all(exp.Column)):
         raise QueryError(f"GROUP BY {node.sql()} groups by a constant; name a column")
-    key = Value(name=key_name(len(ctx.keys)), tree=node, text=text, columns=_columns_in(node))
+    key = Value(
+        name=key_name(len(ctx.keys)),
+        tree=node,
+        text=text,
+        columns=_columns_in(node),
+        conditions=_conditions_in(node),
+    )
     ctx.keys.append(key)
     ctx.groups.append(key.name)
     return key.name
@@ -816,6 +836,8 @@ def _key_expression(ctx: Context, node: exp.Expr) -> None:
     elif isinstance(node, _KEY_FUNCTIONS):
         raise QueryError(f"{ctx.describe(node)} in GROUP BY takes a column and literals")
     else:
+        if node.find(exp.Case) is not None:
+            raise QueryError("a CASE in GROUP BY must be the whole group key")
         _scalar(ctx, node, "group_by", " in GROUP BY")
 
 

@@ -172,3 +172,54 @@ def test_a_conditioned_value_under_its_threshold_is_withheld_whether_or_not_rows
         outs.append(out.column("__c___v0")[0].as_py())
         assert out.column("__s_v")[0].as_py() is not None  # the rest of the group stays
     assert outs == [None, None]
+
+
+def test_second_review_holes_stay_closed() -> None:
+    """Found in a review of the first fixes: a CASE key's tests had no noise layer; a sum
+    scaled to overflow read the exact sum; CASE keys hid fine buckets; a sum of a constant
+    carried a third of a count's noise."""
+    from federation.sql import QueryError
+    from federation.sql.plan import noise_safe
+
+    keyed = parse(
+        "SELECT CASE WHEN u <> 3 AND id <> 17 THEN 1 ELSE 0 END AS g, SUM(x) FROM t GROUP BY g"
+    )
+    by_leaf = {
+        leaf.sql(): f"fp{i}"
+        for i, leaf in enumerate(sticky_noise.conditions.leaves(*keyed.conditions))
+    }
+    assert len(by_leaf) == 2
+    assert sticky_noise.state_leaves(keyed, "x", by_leaf) == ["fp0", "fp1"]
+    assert sticky_noise.state_leaves(keyed, None, by_leaf) == ["fp0", "fp1"]  # the threshold too
+    for factor in ("1e308", "1e999", "1e-300"):
+        assert not noise_safe(parse(f"SELECT SUM(x * {factor}) FROM t").aggregate.values[0])
+    with pytest.raises(QueryError, match="must be the whole group key"):
+        parse("SELECT (CASE WHEN id = 1 THEN 1 END) + 0 AS g, COUNT(*) FROM t GROUP BY g")
+    scaled = parse("SELECT CASE WHEN id * 1000 = 5000 THEN 1 END AS g, COUNT(*) FROM t GROUP BY g")
+    assert "group_by" in scaled.column_roles["id"]
+    dated = parse(
+        "SELECT CASE WHEN d = DATE '2024-01-01' THEN 1 END AS g, COUNT(*) FROM t GROUP BY g"
+    )
+    assert "group_by" in dated.column_roles["d"]
+
+    table = pa.table({"g": ["a"] * 40, "v": [1e308] * 40, "c": list(range(40))})
+    raw, plan = _partial("SELECT g, SUM(v) FROM t GROUP BY g", table)
+    out = sticky_noise.add_sticky_noise(raw, plan, key=KEY, version="x", leaf_fingerprints=())
+    assert out.column("__s_v")[0].as_py() is None  # inf: withheld, never noised
+
+    ones = pa.table({"g": ["a"] * 200, "c": [i % 2 for i in range(200)]})
+    spreads = []
+    for sql in (
+        "SELECT g, COUNT(*) FILTER (WHERE c = 1) FROM t GROUP BY g",
+        "SELECT g, SUM(1) FILTER (WHERE c = 1) FROM t GROUP BY g",
+    ):
+        draws = []
+        for i in range(200):
+            raw, plan = _partial(sql, ones)
+            name = [n for n in raw.column_names if n.startswith(("__c___v", "__s___v"))][-1]
+            out = sticky_noise.add_sticky_noise(
+                raw, plan, key=bytes([i]) * 32, version="x", leaf_fingerprints=()
+            )
+            draws.append(float(out.column(name)[0].as_py()) - 100.0)
+        spreads.append(float(np.std(draws)))
+    assert spreads[1] > 0.6 * spreads[0]  # a sum of ones is noised as a count
