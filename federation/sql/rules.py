@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from federation.sql import wording
+from federation.sql import generate, wording
 from federation.sql.plan import AggCall, Bucket, Value, agg_column, key_name, value_name
 
 MAX_DEPTH = 40
@@ -259,7 +259,7 @@ def _describe(node: exp.Expr) -> str:
 
 def _text(node: exp.Expr) -> str:
     """A validated expression's normalised text: equal texts compute equal values."""
-    return node.sql(dialect="duckdb", comments=False)
+    return generate.sql(node)
 
 
 def _is_literal(node: exp.Expr) -> bool:

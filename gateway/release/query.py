@@ -56,6 +56,20 @@ class PlanCache:
         """``typecheck.check``, once per plan and declaration."""
         self._check((plan.sql, desc), lambda: typecheck.check(plan, desc))
 
+    def check_shape(self, plan: QueryPlan, desc: DatasetDescriptor, decision: Decision) -> None:
+        """What the decision's protection needs of the query's shape, once per plan: under
+        DP a finite interval for every value; no GROUP BY alias that is a column; on L2
+        under the sticky noise only values it protects, and few enough condition tests
+        (refused here, before any owner of the query spends)."""
+        if decision.clamp is not None:
+            clamp = decision.clamp
+            bounds = tuple(sorted(clamp.items()))
+            self._check((plan.sql, ("bounded", bounds)), lambda: bounded(plan, clamp))
+        self._check((plan.sql, ("aliases", desc)), lambda: aliases_are_not_columns(plan, desc))
+        if decision.sticky_noise:
+            self._check((plan.sql, "noised"), lambda: noised_values(plan))
+            self.check_leaves(plan)
+
     def check_leaves(self, plan: QueryPlan) -> None:
         """At most ``MAX_LEAVES`` single tests in the condition (the L2 noise draws one
         layer per test), once per plan."""
@@ -147,8 +161,17 @@ def ranges(entry: CatalogEntry) -> dict[str, tuple[float, float]]:
     return out
 
 
-def declared(desc: DatasetDescriptor) -> set[str]:
-    return {c.name for c in desc.columns}
+def aliases_are_not_columns(plan: QueryPlan, desc: DatasetDescriptor) -> None:
+    """A GROUP BY name the home read as a SELECT alias must not be a column here: DuckDB
+    would group by the column, and the home cannot see the owner's columns."""
+    step = plan.aggregate
+    declared = {c.name for c in desc.columns}
+    shadowed = [a for a in (step.key_aliases if step else ()) if a in declared]
+    if shadowed:
+        raise InvalidArgument(
+            f"GROUP BY {shadowed[0]}: {shadowed[0]!r} is an alias in SELECT and a column of "
+            f"{desc.name}; rename the alias"
+        )
 
 
 def noised_values(plan: QueryPlan) -> None:
@@ -286,19 +309,7 @@ class QueryRelease:
             ranges(self.entry),
         )
         self.sql_cache.check_types(self.plan, desc)
-        if decision.clamp is not None:
-            bounded(self.plan, decision.clamp)
-        step = self.plan.aggregate
-        shadowed = [a for a in (step.key_aliases if step else ()) if a in declared(desc)]
-        if shadowed:
-            raise InvalidArgument(
-                f"GROUP BY {shadowed[0]}: {shadowed[0]!r} is an alias in SELECT and a column of "
-                f"{desc.name}; rename the alias"
-            )
-        if decision.sticky_noise:
-            noised_values(self.plan)
-        if decision.sticky_noise:  # refused here, before any owner of the query spends
-            self.sql_cache.check_leaves(self.plan)
+        self.sql_cache.check_shape(self.plan, desc, decision)
         return decision
 
     def explain(self, decision: Decision) -> Explanation:
