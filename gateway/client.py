@@ -12,7 +12,7 @@ A *profile* says which node to talk to and with which certificate:
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,14 @@ import grpc
 import pyarrow as pa
 
 from federation.partials import from_ipc
+from federation.psi.frames import Progress, PsiAnswer
 from gateway import descriptor as descriptor_mod
 from gateway import serde
 from gateway.access import AccessDecision, AccessRequest
 from gateway.errors import InvalidArgument
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
+from gateway.roles.psi_home import PsiAsk, PsiSideAsk
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway.status import STATUS, error_of_rpc
 from gateway.tls import secure_channel
@@ -213,6 +215,38 @@ class Client:
             plan=resp.plan,
         )
 
+    def psi(
+        self,
+        left: str,
+        right: str,
+        *,
+        left_where: str = "",
+        right_where: str = "",
+        purpose: str = "",
+        explain: bool = False,
+        timeout: float | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> PsiAnswer:
+        """The size of the intersection of two owners' identifier columns, each given as
+        ``NODE:DATASET.COLUMN``; ``on_progress`` sees the matcher's progress events.
+        ``explain`` is the dry run: each owner's decision and who would learn what."""
+        ask = PsiAsk(
+            psi_side(left, left_where, "left"),
+            psi_side(right, right_where, "right"),
+            purpose=purpose,
+            explain=explain,
+        )
+        try:
+            for msg in self._stub.Psi(serde.psi_request(ask), timeout=timeout or self.timeout):
+                event = serde.psi_event_from_proto(msg)
+                if isinstance(event, PsiAnswer):
+                    return event
+                if on_progress is not None:
+                    on_progress(event)
+        except grpc.RpcError as exc:
+            raise _explain(exc) from None
+        raise ClientError(grpc.StatusCode.UNAVAILABLE, "the home ended the PSI session early")
+
     def explain(
         self, sql: str, *, purpose: str = "", nodes: tuple[str, ...] | list[str] = ()
     ) -> gateway_pb2.QueryResponse:
@@ -280,3 +314,12 @@ class Client:
         desc = descriptor_mod.load(descriptor_path)
         request = serde.register_request(desc)
         return self._call("RegisterDataset", request, timeout=max(self.timeout, 300))
+
+
+def psi_side(text: str, where: str, which: str) -> PsiSideAsk:
+    """``NODE:DATASET.COLUMN`` as one side of a PSI."""
+    node, _, rest = text.partition(":")
+    dataset, _, column = rest.partition(".")
+    if not (node and dataset and column) or "." in column:
+        raise InvalidArgument(f"--{which} {text!r}: write NODE:DATASET.COLUMN")
+    return PsiSideAsk(node.strip(), dataset.strip(), column.strip(), where)

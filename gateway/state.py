@@ -106,6 +106,16 @@ CREATE TABLE IF NOT EXISTS receipts (
     received_at TEXT NOT NULL,
     PRIMARY KEY (request_id, owner)
 );
+CREATE TABLE IF NOT EXISTS psi_sessions (  -- gateway/psi_sessions.py: differencing defence
+    grant_id TEXT NOT NULL,
+    session TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    own_size INTEGER NOT NULL,
+    own_digest TEXT NOT NULL,
+    peer_size INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (grant_id, session)
+);
 """
 
 

@@ -18,7 +18,7 @@ shutdown is UNAVAILABLE too.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -99,6 +99,39 @@ class Transport:
             raise
         self.record(member.id, True, time.monotonic() - t0)
         return resp
+
+    def stream(
+        self,
+        member: Member,
+        method: str,
+        request: Any,
+        *,
+        deadline: float,
+    ) -> Iterator[Any]:
+        """The responses of a streaming ``Peer/<method>`` at ``member`` (``request`` is
+        one message, or an iterator of them for a bidirectional stream); a failure raises
+        the peer's typed error. Leaving the loop early cancels the call."""
+        t0 = time.monotonic()
+        ok = False
+        try:
+            with self._peers.connection(member) as conn:
+                stub_method: Callable[..., Any] = getattr(conn.peer, method)
+                try:
+                    call = stub_method(request, timeout=max(MIN_TIMEOUT, deadline - t0))
+                except ValueError:  # grpc: "Cannot invoke RPC on closed channel!"
+                    raise Unavailable(f"the connection to {member.id} was closed") from None
+                try:
+                    yield from call
+                    ok = True
+                except grpc.RpcError as exc:
+                    error = peer_error(member, error_of_rpc(exc), answered=answered_by_a_node(exc))
+                    if error.code == Code.UNAVAILABLE:
+                        self._peers.reset(member, conn)
+                    raise FedgateError.of(error) from None
+                finally:
+                    call.cancel()  # a no-op once the call ended
+        finally:
+            self.record(member.id, ok, time.monotonic() - t0)
 
     def probe(self, member: Member, timeout: float = 2.0) -> bool:
         """Whether the peer's health service says SERVING.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from federation.sql.conditions import MAX_LEAVES, TooManyLeaves, leaves
 from federation.sql.generate import leaf_query, partial_query, partial_tree
+from federation.sql.join import JoinAgg, JoinPlan, JoinSide, is_join, parse_join
 from federation.sql.parse import MAX_SQL_CHARS, parse, read
 from federation.sql.plan import (
     MERGED_TABLE,
@@ -83,4 +84,9 @@ __all__ = [
     "row_counts",
     "state_name",
     "state_columns",
+    "JoinAgg",
+    "JoinPlan",
+    "JoinSide",
+    "is_join",
+    "parse_join",
 ]

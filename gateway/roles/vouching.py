@@ -80,3 +80,34 @@ class Vouching:
                     f"relayed request not vouched for by home node {env.home_node}: {exc.message}"
                 ) from None
         return r
+
+    def check_partner(self, caller_node: str, env: Envelope, matcher: str) -> Requester:
+        """At the other owner of a PSI session: ``caller_node`` is the matching owner the
+        home named in what it signed (``matcher``), and the home's signature is intact
+        (the matcher can neither change nor invent the session)."""
+        if caller_node != matcher:
+            raise PermissionDenied(
+                f"node {caller_node!r} is not the matching owner of this session ({matcher!r})"
+            )
+        members = self._membership()
+        home = members.get(env.home_node)
+        if home is None:
+            raise PermissionDenied(f"home node {env.home_node!r} is not a member")
+        r = env.requester
+        if r.role not in USER_ROLES:
+            raise PermissionDenied(f"requester role {r.role!r} may not run PSI")
+        if r.org != home.org:
+            raise PermissionDenied(
+                f"home node {home.id} may only vouch for users of {home.org!r}, not {r.org!r}"
+            )
+        if len(env.purpose) > MAX_PURPOSE_CHARS:
+            raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+        try:
+            receipts.verify_signed(
+                env.vouched(), env.signature, env.home_cert, self._ca_bundle, env.home_node
+            )
+        except InvalidArgument as exc:
+            raise PermissionDenied(
+                f"session not vouched for by home node {env.home_node}: {exc.message}"
+            ) from None
+        return r

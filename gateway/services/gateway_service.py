@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from federation.envelope import Requester
+from federation.sql.join import is_join
 from gateway import serde
 from gateway.clock import utc
 from gateway.edge import CallContext
-from gateway.errors import PermissionDenied
+from gateway.errors import InvalidArgument, PermissionDenied
 from gateway.identity import Identity
 from gateway.roles.federated_catalog import clamp_timeout
 from gateway.rpc.v1 import gateway_pb2_grpc
@@ -58,12 +59,31 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         return serde.register_response(entry, self.node.identity.id, replaced)
 
     def Query(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        if is_join(request.sql):  # two owners' datasets: a join aggregate (docs/psi.md)
+            if request.nodes:
+                raise InvalidArgument("a join names its two nodes in FROM; leave out --nodes")
+            joined = self.node.psi_home.join(
+                request.sql,
+                requester(context.caller),
+                request.purpose,
+                request.explain,
+                self.node.psi_deadline(context),
+            )
+            return serde.query_answer_to_proto(joined)
         answer = self.node.home.query(
             serde.query_ask_from_proto(request),
             requester(context.caller),
             self.node.deadline(context),
         )
         return serde.query_answer_to_proto(answer)
+
+    def Psi(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        events = self.node.psi_home.psi(
+            serde.psi_ask_from_proto(request),
+            requester(context.caller),
+            self.node.psi_deadline(context),
+        )
+        return (serde.psi_event_to_proto(e) for e in events)
 
     def AddGrant(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)

@@ -50,3 +50,15 @@ class PeerService(peer_pb2_grpc.PeerServicer):
 
     def PeerDisclosure(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         return serde.disclosure_report_to_proto(self.node.disclosure(request.since, request.until))
+
+    def PsiRun(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        env = serde.envelope_from_proto(request.envelope, self.node.psi_deadline(context), "psi")
+        self.node.vouching.check(context.caller.id, env)
+        return (serde.psi_event_to_proto(e) for e in self.node.psi.match(env))
+
+    def PsiExchange(self, request_iterator: Any, context: CallContext) -> Any:  # noqa: N802
+        deadline = self.node.psi_deadline(context)
+        frames = (serde.psi_frame_from_proto(m, deadline) for m in request_iterator)
+        return (
+            serde.psi_frame_to_proto(fr) for fr in self.node.psi.respond(context.caller.id, frames)
+        )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,6 +12,7 @@ from gateway.credit_code import (
     make_credit_code,
     org_check_char,
     uscc_check_char,
+    valid_mask,
 )
 from gateway.errors import InvalidArgument
 
@@ -107,3 +110,59 @@ def test_made_codes_are_valid(dept: str, org_type: str, division: str, serial: s
     assert len(code) == 18
     assert code.startswith(dept + org_type + division + serial)
     assert is_valid_credit_code(code)
+
+
+def _random_codes(rng: random.Random, n: int) -> list[str]:
+    return [
+        make_credit_code(
+            rng.choice(CHARSET),
+            rng.choice(CHARSET),
+            "".join(rng.choices("0123456789", k=6)),
+            "".join(rng.choices(CHARSET, k=8)),
+        )
+        for _ in range(n)
+    ]
+
+
+def _mutated(rng: random.Random, code: str) -> str:
+    pos = rng.randrange(len(code))
+    kind = rng.randrange(6)
+    if kind == 0:  # another character of the charset (or of ASCII, or beyond)
+        return code[:pos] + rng.choice(CHARSET + "IOZSVaz -?\x00") + code[pos + 1 :]
+    if kind == 1:
+        return code[:pos] + rng.choice("éＡ中\ud800") + code[pos + 1 :]
+    if kind == 2:  # two neighbours swapped
+        pos = min(pos, len(code) - 2)
+        return code[:pos] + code[pos + 1] + code[pos] + code[pos + 2 :]
+    if kind == 3:
+        return code[:pos] + code[pos + 1 :]
+    if kind == 4:
+        return code[:pos] + rng.choice(CHARSET) + code[pos:]
+    return code.lower()
+
+
+def test_valid_mask_agrees_with_the_per_code_check() -> None:
+    rng = random.Random(12)
+    valid = PUBLISHED + _random_codes(rng, 2000)
+    mutated = [_mutated(rng, code) for code in valid for _ in range(3)]
+    codes = valid + mutated + ["", "91350100M000100Y4", "91350100M000100Y433"]
+    rng.shuffle(codes)
+    mask = valid_mask(codes)
+    assert mask.dtype == bool and mask.shape == (len(codes),)
+    assert mask.tolist() == [is_valid_credit_code(code) for code in codes]
+    assert 2000 <= int(mask.sum()) < len(codes) - 2000  # both verdicts are exercised
+
+
+def test_valid_mask_of_only_valid_and_of_nothing() -> None:
+    codes = _random_codes(random.Random(3), 50)
+    assert valid_mask(codes).all()
+    assert valid_mask(tuple(codes)).all()
+    assert valid_mask([]).shape == (0,)
+
+
+def test_valid_mask_says_false_for_what_is_not_a_string() -> None:
+    code = PUBLISHED[0]
+    mixed = [code, None, code.encode(), 913501001234, list(code), code]
+    assert valid_mask(mixed).tolist() == [True, False, False, False, False, True]  # type: ignore[arg-type]
+    sized = [code, code.encode(), list(code), "x" * 18]  # every one has a length of 18
+    assert valid_mask(sized).tolist() == [True, False, False, False]  # type: ignore[arg-type]

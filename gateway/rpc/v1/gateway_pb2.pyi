@@ -328,3 +328,75 @@ class RegisterDatasetResponse(_message.Message):
     dataset: _common_pb2.DatasetInfo
     replaced: bool
     def __init__(self, dataset: _Optional[_Union[_common_pb2.DatasetInfo, _Mapping]] = ..., replaced: _Optional[bool] = ...) -> None: ...
+
+class PsiSide(_message.Message):
+    __slots__ = ("node", "dataset", "column", "where")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    dataset: str
+    column: str
+    where: str
+    def __init__(self, node: _Optional[str] = ..., dataset: _Optional[str] = ..., column: _Optional[str] = ..., where: _Optional[str] = ...) -> None: ...
+
+class PsiRequest(_message.Message):
+    __slots__ = ("left", "right", "purpose", "explain")
+    LEFT_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    left: PsiSide
+    right: PsiSide
+    purpose: str
+    explain: bool
+    def __init__(self, left: _Optional[_Union[PsiSide, _Mapping]] = ..., right: _Optional[_Union[PsiSide, _Mapping]] = ..., purpose: _Optional[str] = ..., explain: _Optional[bool] = ...) -> None: ...
+
+class PsiProgress(_message.Message):
+    __slots__ = ("node_id", "stage", "done", "total")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    stage: str
+    done: int
+    total: int
+    def __init__(self, node_id: _Optional[str] = ..., stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class PsiLearns(_message.Message):
+    __slots__ = ("party", "learns")
+    PARTY_FIELD_NUMBER: _ClassVar[int]
+    LEARNS_FIELD_NUMBER: _ClassVar[int]
+    party: str
+    learns: str
+    def __init__(self, party: _Optional[str] = ..., learns: _Optional[str] = ...) -> None: ...
+
+class PsiResult(_message.Message):
+    __slots__ = ("request_id", "intersection", "suppressed", "min_group_size", "owners", "learns", "arrow_ipc", "epsilon_spent")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INTERSECTION_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
+    MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    OWNERS_FIELD_NUMBER: _ClassVar[int]
+    LEARNS_FIELD_NUMBER: _ClassVar[int]
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    intersection: int
+    suppressed: bool
+    min_group_size: int
+    owners: _containers.RepeatedCompositeFieldContainer[_common_pb2.OwnerResult]
+    learns: _containers.RepeatedCompositeFieldContainer[PsiLearns]
+    arrow_ipc: bytes
+    epsilon_spent: float
+    def __init__(self, request_id: _Optional[str] = ..., intersection: _Optional[int] = ..., suppressed: _Optional[bool] = ..., min_group_size: _Optional[int] = ..., owners: _Optional[_Iterable[_Union[_common_pb2.OwnerResult, _Mapping]]] = ..., learns: _Optional[_Iterable[_Union[PsiLearns, _Mapping]]] = ..., arrow_ipc: _Optional[bytes] = ..., epsilon_spent: _Optional[float] = ...) -> None: ...
+
+class PsiEvent(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: PsiProgress
+    result: PsiResult
+    def __init__(self, progress: _Optional[_Union[PsiProgress, _Mapping]] = ..., result: _Optional[_Union[PsiResult, _Mapping]] = ...) -> None: ...

@@ -60,6 +60,11 @@ class GatewayStub:
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.QueryRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_gateway__pb2.QueryResponse.FromString,
                 _registered_method=True)
+        self.Psi = channel.unary_stream(
+                '/fedgate.v1.Gateway/Psi',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.PsiRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.PsiEvent.FromString,
+                _registered_method=True)
         self.AddGrant = channel.unary_unary(
                 '/fedgate.v1.Gateway/AddGrant',
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.AddGrantRequest.SerializeToString,
@@ -160,6 +165,14 @@ class GatewayServicer:
 
     def Query(self, request, context):
         """Federated aggregate SQL: planned here, run and protected by every owner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Psi(self, request, context):
+        """Private set intersection cardinality between two owners (docs/psi.md): progress events,
+        then one result.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -278,6 +291,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.Query,
                     request_deserializer=fedgate_dot_v1_dot_gateway__pb2.QueryRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_gateway__pb2.QueryResponse.SerializeToString,
+            ),
+            'Psi': grpc.unary_stream_rpc_method_handler(
+                    servicer.Psi,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.PsiRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.PsiEvent.SerializeToString,
             ),
             'AddGrant': grpc.unary_unary_rpc_method_handler(
                     servicer.AddGrant,
@@ -480,6 +498,33 @@ class Gateway:
             '/fedgate.v1.Gateway/Query',
             fedgate_dot_v1_dot_gateway__pb2.QueryRequest.SerializeToString,
             fedgate_dot_v1_dot_gateway__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Psi(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fedgate.v1.Gateway/Psi',
+            fedgate_dot_v1_dot_gateway__pb2.PsiRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.PsiEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,3 +63,91 @@ class ForwardedStatusRequest(_message.Message):
     request: _gateway_pb2.AccessRequestStatusRequest
     requester: _common_pb2.Requester
     def __init__(self, request: _Optional[_Union[_gateway_pb2.AccessRequestStatusRequest, _Mapping]] = ..., requester: _Optional[_Union[_common_pb2.Requester, _Mapping]] = ...) -> None: ...
+
+class PsiRunRequest(_message.Message):
+    __slots__ = ("envelope",)
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    envelope: PartialRequest
+    def __init__(self, envelope: _Optional[_Union[PartialRequest, _Mapping]] = ...) -> None: ...
+
+class PsiFrame(_message.Message):
+    __slots__ = ("hello", "points", "done", "tally", "release", "sums", "opened")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TALLY_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    SUMS_FIELD_NUMBER: _ClassVar[int]
+    OPENED_FIELD_NUMBER: _ClassVar[int]
+    hello: PsiHello
+    points: PsiPoints
+    done: PsiDone
+    tally: PsiTally
+    release: _common_pb2.OwnerResult
+    sums: PsiSums
+    opened: PsiOpened
+    def __init__(self, hello: _Optional[_Union[PsiHello, _Mapping]] = ..., points: _Optional[_Union[PsiPoints, _Mapping]] = ..., done: _Optional[_Union[PsiDone, _Mapping]] = ..., tally: _Optional[_Union[PsiTally, _Mapping]] = ..., release: _Optional[_Union[_common_pb2.OwnerResult, _Mapping]] = ..., sums: _Optional[_Union[PsiSums, _Mapping]] = ..., opened: _Optional[_Union[PsiOpened, _Mapping]] = ...) -> None: ...
+
+class PsiHello(_message.Message):
+    __slots__ = ("envelope", "set_size", "min_group_size", "version", "max_batch", "paillier_key", "value_digits", "epsilon")
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    SET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    PAILLIER_KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_DIGITS_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    envelope: PartialRequest
+    set_size: int
+    min_group_size: int
+    version: int
+    max_batch: int
+    paillier_key: bytes
+    value_digits: int
+    epsilon: float
+    def __init__(self, envelope: _Optional[_Union[PartialRequest, _Mapping]] = ..., set_size: _Optional[int] = ..., min_group_size: _Optional[int] = ..., version: _Optional[int] = ..., max_batch: _Optional[int] = ..., paillier_key: _Optional[bytes] = ..., value_digits: _Optional[int] = ..., epsilon: _Optional[float] = ...) -> None: ...
+
+class PsiPoints(_message.Message):
+    __slots__ = ("kind", "seq", "points", "tags", "values")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    kind: int
+    seq: int
+    points: bytes
+    tags: bytes
+    values: bytes
+    def __init__(self, kind: _Optional[int] = ..., seq: _Optional[int] = ..., points: _Optional[bytes] = ..., tags: _Optional[bytes] = ..., values: _Optional[bytes] = ...) -> None: ...
+
+class PsiDone(_message.Message):
+    __slots__ = ("kind",)
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    kind: int
+    def __init__(self, kind: _Optional[int] = ...) -> None: ...
+
+class PsiTally(_message.Message):
+    __slots__ = ("intersection", "min_group_size", "group_sizes")
+    INTERSECTION_FIELD_NUMBER: _ClassVar[int]
+    MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZES_FIELD_NUMBER: _ClassVar[int]
+    intersection: int
+    min_group_size: int
+    group_sizes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, intersection: _Optional[int] = ..., min_group_size: _Optional[int] = ..., group_sizes: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class PsiSums(_message.Message):
+    __slots__ = ("ciphertexts", "counts")
+    CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    ciphertexts: _containers.RepeatedScalarFieldContainer[bytes]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ciphertexts: _Optional[_Iterable[bytes]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class PsiOpened(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, values: _Optional[_Iterable[bytes]] = ...) -> None: ...

@@ -66,6 +66,16 @@ class PeerStub:
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.DisclosureRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_gateway__pb2.DisclosureReport.FromString,
                 _registered_method=True)
+        self.PsiRun = channel.unary_stream(
+                '/fedgate.v1.Peer/PsiRun',
+                request_serializer=fedgate_dot_v1_dot_peer__pb2.PsiRunRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.PsiEvent.FromString,
+                _registered_method=True)
+        self.PsiExchange = channel.stream_stream(
+                '/fedgate.v1.Peer/PsiExchange',
+                request_serializer=fedgate_dot_v1_dot_peer__pb2.PsiFrame.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_peer__pb2.PsiFrame.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -111,6 +121,20 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PsiRun(self, request, context):
+        """A PSI session or join aggregate, asked by the analyst's home of the matching owner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PsiExchange(self, request_iterator, context):
+        """The matching owner's exchange with the other owner (docs/psi.md, "The protocol").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +167,16 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.PeerDisclosure,
                     request_deserializer=fedgate_dot_v1_dot_gateway__pb2.DisclosureRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_gateway__pb2.DisclosureReport.SerializeToString,
+            ),
+            'PsiRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.PsiRun,
+                    request_deserializer=fedgate_dot_v1_dot_peer__pb2.PsiRunRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.PsiEvent.SerializeToString,
+            ),
+            'PsiExchange': grpc.stream_stream_rpc_method_handler(
+                    servicer.PsiExchange,
+                    request_deserializer=fedgate_dot_v1_dot_peer__pb2.PsiFrame.FromString,
+                    response_serializer=fedgate_dot_v1_dot_peer__pb2.PsiFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +341,60 @@ class Peer:
             '/fedgate.v1.Peer/PeerDisclosure',
             fedgate_dot_v1_dot_gateway__pb2.DisclosureRequest.SerializeToString,
             fedgate_dot_v1_dot_gateway__pb2.DisclosureReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PsiRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fedgate.v1.Peer/PsiRun',
+            fedgate_dot_v1_dot_peer__pb2.PsiRunRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.PsiEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PsiExchange(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fedgate.v1.Peer/PsiExchange',
+            fedgate_dot_v1_dot_peer__pb2.PsiFrame.SerializeToString,
+            fedgate_dot_v1_dot_peer__pb2.PsiFrame.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,77 @@
+"""The owner's memory of its PSI sessions, per grant: the defence against differencing.
+
+Two sessions whose sets differ by one identifier reveal, by the difference of their
+cardinalities, whether that identifier is in the other owner's set. An owner therefore
+refuses a session under a grant when, compared with an earlier session under the same
+grant with the same peer, its own set changed (another digest) but by fewer than k
+identifiers in size, or the peer's declared set size changed by 1 to k - 1. Repeating
+the very same session is allowed (same digest, same sizes: nothing new is learned). A
+grant's ``max_uses`` bounds the number of sessions as for queries; this table keeps the
+last ``KEEP`` sessions per grant (the `psi_sessions` table is owned by this module).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from gateway.clock import utc
+from gateway.errors import FailedPrecondition
+from gateway.state import State
+
+KEEP = 1000  # sessions remembered per grant
+
+
+@dataclass(frozen=True)
+class Session:
+    grant_id: str
+    session: str
+    peer: str
+    own_size: int
+    own_digest: str
+    peer_size: int
+
+
+def _too_close(a: int, b: int, k: int) -> bool:
+    return 0 < abs(a - b) < k
+
+
+class PsiSessions:
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def check(self, s: Session, k: int) -> None:
+        """Refuse ``s`` if it and an earlier session differ by fewer than ``k``."""
+        with self._state.read() as db:
+            rows = db.execute(
+                "SELECT own_size, own_digest, peer_size FROM psi_sessions "
+                "WHERE grant_id = ? AND peer = ? ORDER BY at DESC LIMIT ?",
+                (s.grant_id, s.peer, KEEP),
+            ).fetchall()
+        for own_size, own_digest, peer_size in rows:
+            if own_digest != s.own_digest and abs(own_size - s.own_size) < k:
+                raise FailedPrecondition(
+                    f"this owner's set differs from an earlier session under grant "
+                    f"{s.grant_id} by fewer than k = {k} identifiers ({own_size:,} vs "
+                    f"{s.own_size:,}): refused as a differencing attack (docs/psi.md)"
+                )
+            if _too_close(peer_size, s.peer_size, k):
+                raise FailedPrecondition(
+                    f"the other owner's set size changed by fewer than k = {k} since an "
+                    f"earlier session under grant {s.grant_id} ({peer_size:,} vs "
+                    f"{s.peer_size:,}): refused as a differencing attack (docs/psi.md)"
+                )
+
+    def record(self, s: Session) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO psi_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (s.grant_id, s.session, s.peer, s.own_size, s.own_digest, s.peer_size, utc()),
+            )
+            db.execute(
+                "DELETE FROM psi_sessions WHERE grant_id = ? AND session NOT IN (SELECT "
+                "session FROM psi_sessions WHERE grant_id = ? ORDER BY at DESC LIMIT ?)",
+                (s.grant_id, s.grant_id, KEEP),
+            )
+
+        self._state.group(work)

@@ -1,0 +1,186 @@
+"""The home's side of a PSI session or join aggregate: vouch, ask the matcher, keep.
+
+The analyst's home signs one envelope (the session's SQL, its join form) and asks the
+matching owner, which runs the exchange with the other owner itself (owner to owner,
+over their own mTLS channel). The home passes the matcher's progress on, and keeps both
+owners' receipts with its own audit entry, as for a query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
+from federation.membership import Member, Membership
+from federation.psi import frames as f
+from federation.reports import QueryAnswer
+from federation.sql.dialect import DUCKDB
+from federation.sql.join import JoinPlan
+from gateway.clock import utc
+from gateway.errors import FedgateError, InvalidArgument, NotFound, PermissionDenied
+from gateway.receipt_store import ReceiptStore
+from gateway.roles.psi_owner import join_or_refuse
+from gateway.roles.vouching import Vouching
+
+log = logging.getLogger("fedgate.home")
+
+RunPsi = Callable[[Member, Envelope], Iterator[f.Event]]
+
+
+@dataclass(frozen=True)
+class PsiSideAsk:
+    node: str
+    dataset: str
+    column: str
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class PsiAsk:
+    left: PsiSideAsk
+    right: PsiSideAsk
+    purpose: str = ""
+    explain: bool = False
+
+
+def _qualified(where: str, alias: str) -> exp.Expr | None:
+    """The user's conditions on one side, every column qualified by the side's alias
+    (the join form checks them again, as the single-owner subset does)."""
+    if not where.strip():
+        return None
+    try:
+        cond: exp.Expr = exp.maybe_parse(where, dialect=DUCKDB)
+    except Exception:  # sqlglot's own parse error: say what was wrong, not where
+        raise InvalidArgument(f"the condition {where[:200]!r} is not valid SQL") from None
+    for col in list(cond.find_all(exp.Column)):
+        col.set("table", exp.to_identifier(alias))
+    return cond
+
+
+def psi_sql(left: PsiSideAsk, right: PsiSideAsk) -> str:
+    """``fedgate psi`` as the join form: the count of matched identifiers."""
+    for side in (left, right):
+        if not (side.node and side.dataset and side.column):
+            raise InvalidArgument("each side of a PSI is NODE:DATASET.COLUMN")
+    on = exp.column(left.column, "l").eq(exp.column(right.column, "r"))
+    select = (
+        exp.select(exp.alias_(exp.Count(this=exp.Star()), "intersection"))
+        .from_(exp.table_(left.dataset, db=left.node, alias="l"))
+        .join(exp.table_(right.dataset, db=right.node, alias="r"), on=on, join_type="inner")
+    )
+    conds = [c for c in (_qualified(left.where, "l"), _qualified(right.where, "r")) if c]
+    if conds:
+        select = select.where(exp.and_(*conds))
+    return select.sql(dialect=DUCKDB)
+
+
+class PsiHome:
+    def __init__(
+        self,
+        node_id: str,
+        membership: Callable[[], Membership],
+        vouching: Vouching,
+        run: RunPsi,
+        receipts: ReceiptStore,
+    ) -> None:
+        self.node_id = node_id
+        self.membership = membership
+        self.vouching = vouching
+        self.run = run
+        self.receipts = receipts
+
+    def psi(self, ask: PsiAsk, caller: Requester, deadline: float) -> Iterator[f.Event]:
+        plan = join_or_refuse(psi_sql(ask.left, ask.right))
+        return self._session(plan, caller, ask.purpose, ask.explain, deadline)
+
+    def join(
+        self, sql: str, caller: Requester, purpose: str, explain: bool, deadline: float
+    ) -> QueryAnswer:
+        """A join aggregate asked through ``fedgate query``: the same session, one answer."""
+        plan = join_or_refuse(sql)
+        answer = None
+        for event in self._session(plan, caller, purpose, explain, deadline):
+            if isinstance(event, f.PsiAnswer):
+                answer = event
+        assert answer is not None
+        return QueryAnswer(
+            request_id=answer.request_id,
+            plan_sql=plan.sql,
+            plan_digest=hashlib.sha256(plan.sql.encode()).hexdigest(),
+            owners=answer.owners,
+            payload=answer.payload,
+            epsilon_spent=answer.epsilon_spent,
+        )
+
+    def _session(
+        self, plan: JoinPlan, caller: Requester, purpose: str, explain: bool, deadline: float
+    ) -> Iterator[f.Event]:
+        members = self.membership()
+        home = members.get(self.node_id)
+        if home is not None and caller.org != home.org:
+            raise PermissionDenied(
+                f"{self.node_id} is not the home node of {caller.org!r}: connect to your own"
+            )
+        if len(purpose) > MAX_PURPOSE_CHARS:
+            raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+        for side in plan.sides:
+            if members.get(side.node) is None:
+                raise NotFound(f"no member {side.node!r} in the federation")
+        matcher = members.get(plan.sides[plan.matcher].node)
+        assert matcher is not None
+        request_id = uuid.uuid4().hex
+        env = self.vouching.sign(
+            Envelope(
+                request_id=request_id,
+                requester=caller,
+                home_node=self.node_id,
+                operation="psi",
+                body=plan.sql,
+                purpose=purpose,
+                explain=explain,
+                deadline=deadline,
+            )
+        )
+        facts = {
+            "request_id": request_id,
+            "requester": str(caller),
+            "sides": [f"{s.node}:{s.dataset}.{s.key}" for s in plan.sides],
+            "plan_digest": hashlib.sha256(plan.sql.encode()).hexdigest(),
+        }
+        try:
+            for event in self.run(matcher, env):
+                if isinstance(event, f.PsiAnswer):
+                    if not explain:
+                        self._keep(event, facts)
+                    yield event
+                    return
+                yield event
+        except FedgateError as exc:
+            entry = {"kind": "psi.failed", "time": utc(), **facts}
+            entry.update(code=exc.code.name, reason=exc.message[:500])
+            self.receipts.keep(request_id, [], entry)
+            raise
+        raise InvalidArgument("the matching owner ended the session without an answer")
+
+    def _keep(self, answer: f.PsiAnswer, facts: dict) -> None:
+        kept = [(o.node_id, o.receipt) for o in answer.owners if o.receipt]
+        entry = {
+            "kind": "psi.answered",
+            "time": utc(),
+            **facts,
+            "intersection": answer.intersection,
+            "epsilon": answer.epsilon_spent,
+        }
+        self.receipts.keep(answer.request_id, kept, entry)
+        log.info(
+            "answered psi request=%s sides=%s intersection=%d",
+            answer.request_id,
+            ",".join(facts["sides"]),
+            answer.intersection,
+        )

@@ -1,0 +1,949 @@
+"""The two owners of a PSI session or join aggregate (docs/psi.md, "The protocol").
+
+The *matcher* is the owner the analyst's home asks (``match``, ``Peer/PsiRun``): it
+opens the exchange with the other owner (``respond``, ``Peer/PsiExchange``), finds the
+matches, and releases the answer to the home. Each side runs its part through its own
+release pipeline, so each decides under its own grants, and spends, audits and signs its
+own release. Any check that fails (a point off the group, a batch out of order, more
+points than declared, a grant, the differencing defence) ends the session with a typed
+error at both sides, audited, and nothing released.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from federation.envelope import Envelope
+from federation.outcome import Code, Error
+from federation.partials import to_ipc
+from federation.psi import frames as f
+from federation.psi import group, paillier
+from federation.psi.errors import PsiError
+from federation.psi.join_sums import Scale, accumulate, mask_sums, unmask
+from federation.psi.stream import Inbound, Limits, intersection_size, permutation
+from federation.reports import Explanation, OwnerReport
+from federation.sql import QueryError
+from federation.sql.join import JoinPlan, parse_join
+from gateway.catalog import Catalog, CatalogEntry
+from gateway.engine import Engine
+from gateway.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    FedgateError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from gateway.policy.model import Decision
+from gateway.policy.store import GrantStore
+from gateway.privacy import laplace_noise
+from gateway.psi_sessions import PsiSessions, Session
+from gateway.release.pipeline import Protected, Released, ReleasePipeline
+from gateway.release.psi import PsiRelease
+from gateway.roles.psi_rows import SideRows, canonical
+from gateway.roles.vouching import Vouching
+
+log = logging.getLogger("fedgate.psi")
+
+Exchange = Callable[[str, Iterator[f.Frame], float], Iterator[f.Frame]]
+Progress = Callable[[str, int, int], None]
+
+TAG_BYTES = 16
+OUT_FRAMES = 8  # frames waiting to be sent, per session
+KEY_SESSIONS = 100  # a value owner's Paillier key serves this many sessions, then a new one
+DIGITS = 2  # fixed-point digits of a float value column (decimals keep their own scale)
+
+
+def join_or_refuse(sql: str) -> JoinPlan:
+    try:
+        return parse_join(sql)
+    except QueryError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def typed(exc: PsiError) -> FedgateError:
+    return FedgateError.of(Error(exc.code, exc.reason))
+
+
+def session_label(request_id: str, plan: JoinPlan) -> bytes:
+    """Binds every hash of the session to the session and to both sides' datasets."""
+    sides = [[s.node, s.dataset, s.key] for s in plan.sides]
+    return hashlib.blake2b(
+        json.dumps([request_id, sides]).encode(), digest_size=32, person=b"fedgate-label"
+    ).digest()
+
+
+def chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(n, start + size)
+
+
+def blind_parallel(pool: ThreadPoolExecutor, points: bytes, scalar: bytes) -> bytes:
+    """``group.blind`` on two threads (libsodium runs without the GIL)."""
+    n = len(points) // group.POINT_BYTES
+    if n < 256:
+        return bytes(group.blind(points, scalar))
+    half = (n // 2) * group.POINT_BYTES
+    first = pool.submit(group.blind, points[:half], scalar)
+    second = group.blind(points[half:], scalar)
+    return bytes(first.result()) + bytes(second)
+
+
+@dataclass
+class Settings:
+    limits: Limits
+    max_batch: int = 4096
+
+
+class _Outbox:
+    """Frames one side sends, bounded; closed when the consumer is gone."""
+
+    def __init__(self, deadline: float) -> None:
+        self._q: queue.Queue[f.Frame | None] = queue.Queue(maxsize=OUT_FRAMES)
+        self._deadline = deadline
+        self.gone = threading.Event()
+
+    def put(self, frame: f.Frame | None) -> None:
+        while True:
+            if self.gone.is_set():
+                raise Unavailable("the other owner stopped the session")
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceeded("the session's deadline passed")
+            try:
+                self._q.put(frame, timeout=min(left, 0.5))
+                return
+            except queue.Full:
+                continue
+
+    def frames(self) -> Iterator[f.Frame]:
+        try:
+            while True:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    return
+                try:
+                    frame = self._q.get(timeout=min(left, 0.5))
+                except queue.Empty:
+                    continue
+                if frame is None:
+                    return
+                yield frame
+        finally:
+            self.gone.set()
+
+
+def _next(it: Iterator[f.Frame], what: str) -> f.Frame:
+    try:
+        return next(it)
+    except StopIteration:
+        raise Unavailable(f"the other owner ended the session before {what}") from None
+    except FedgateError:
+        raise
+    except Exception:  # the call was cancelled or the peer went away under the read
+        raise Unavailable(f"the other owner stopped the session before {what}") from None
+
+
+def _expect(it: Iterator[f.Frame], kind: type, what: str) -> Any:
+    frame = _next(it, what)
+    if isinstance(frame, f.Release) and frame.report.error is not None:
+        raise FedgateError.of(frame.report.error)
+    if not isinstance(frame, kind):
+        raise InvalidArgument(f"protocol error: {type(frame).__name__} arrived, not {what}")
+    return frame
+
+
+def _check_hello(h: f.Hello, limits: Limits) -> None:
+    if h.version != f.VERSION:
+        raise FailedPrecondition(f"PSI protocol version {h.version}; this node speaks {f.VERSION}")
+    if not 0 <= h.set_size <= limits.max_set:
+        raise InvalidArgument(f"a declared set of {h.set_size:,}: at most {limits.max_set:,}")
+    if not h.max_batch >= 1 or not 1 <= h.min_group_size <= 10**9:
+        raise InvalidArgument("a hello with no batch size or no k")
+    if not (0.0 <= h.epsilon < math.inf):
+        raise InvalidArgument("a hello with an epsilon that is not a finite non-negative number")
+
+
+def _dp_epsilon(mine: float, theirs: float) -> float:
+    """The epsilon a count is noised with: the stricter of the owners that want DP."""
+    wanted = [e for e in (mine, theirs) if e > 0]
+    return min(wanted) if wanted else 0.0
+
+
+class _Tags:
+    """Group indices the matcher sends along its points, opaque to the other owner
+    (AES-128 over index + 12 random bytes, one block each); only the matcher reads them
+    back, after the other owner shuffled them with the points."""
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(16)
+
+    def seal(self, index: np.ndarray) -> bytes:
+        n = len(index)
+        blocks = np.frombuffer(os.urandom(n * TAG_BYTES), dtype=np.uint8).reshape(n, TAG_BYTES)
+        blocks = blocks.copy()
+        blocks[:, :4] = index.astype("<u4").view(np.uint8).reshape(n, 4)
+        enc = Cipher(algorithms.AES(self._key), modes.ECB()).encryptor()
+        return enc.update(blocks.tobytes()) + enc.finalize()
+
+    def open(self, tags: bytes, groups: int) -> np.ndarray:
+        dec = Cipher(algorithms.AES(self._key), modes.ECB()).decryptor()
+        plain = dec.update(tags) + dec.finalize()
+        n = len(plain) // TAG_BYTES
+        raw = np.frombuffer(plain, dtype=np.uint8).reshape(n, TAG_BYTES)[:, :4]
+        index = np.ascontiguousarray(raw).view("<u4").reshape(n).astype(np.int64)
+        if n and int(index.max()) >= groups:
+            raise InvalidArgument("the other owner returned group tags that are not ours")
+        return index
+
+
+class PsiOwner:
+    def __init__(
+        self,
+        node_id: str,
+        catalog: Catalog,
+        grants: GrantStore,
+        engine: Engine,
+        pipeline: ReleasePipeline,
+        vouching: Vouching,
+        sessions: PsiSessions,
+        exchange: Exchange,
+        settings: Settings | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.catalog = catalog
+        self.grants = grants
+        self.engine = engine
+        self.pipeline = pipeline
+        self.vouching = vouching
+        self.sessions = sessions
+        self.exchange = exchange
+        self.settings = settings or Settings(Limits())
+        self._key_lock = threading.Lock()
+        self._key: paillier.PrivateKey | None = None
+        self._key_uses = 0
+
+    # --- shared ---------------------------------------------------------------------------
+
+    def _side(self, env: Envelope, *, matcher: bool) -> tuple[JoinPlan, int, CatalogEntry]:
+        plan = join_or_refuse(env.body)
+        side = plan.matcher if matcher else 1 - plan.matcher
+        if plan.sides[side].node != self.node_id:
+            role = "matching" if matcher else "other"
+            raise InvalidArgument(f"{self.node_id} is not the {role} owner of this session")
+        name = plan.sides[side].dataset
+        entry = self.catalog.get(name)
+        if entry is None or entry.descriptor.level == "L4":
+            missing = NotFound(f"no dataset {name!r} at {self.node_id}")
+            self.pipeline.refused("psi", env, {"dataset": name}, missing)
+            raise missing
+        return plan, side, entry
+
+    def _rows(
+        self, plan: JoinPlan, side: int, entry: CatalogEntry, deadline: float, request_id: str
+    ) -> SideRows:
+        s = plan.sides[side]
+        table = self.engine.run(
+            plan.side_sql(side, self.engine.ensure_loaded(entry)),
+            timeout=max(0.01, deadline - time.monotonic()),
+            request_id=request_id,
+        )
+        grouped = side == plan.group_side
+        return canonical(
+            table,
+            s.key,
+            s.group_columns if grouped else (),
+            s.value_columns,
+            unique=plan.group_side is not None or plan.value_side is not None,
+            dataset=s.dataset,
+        )
+
+    def _paillier(self) -> paillier.PrivateKey:
+        with self._key_lock:
+            if self._key is None or self._key_uses >= KEY_SESSIONS:
+                self._key, self._key_uses = paillier.PrivateKey.generate(), 0
+            self._key_uses += 1
+            return self._key
+
+    # --- the matcher ----------------------------------------------------------------------
+
+    def match(self, env: Envelope) -> Iterator[f.Event]:
+        """Progress events, then the answer; run the session on a worker thread."""
+        plan, side, entry = self._side(env, matcher=True)
+        events: queue.Queue[f.Event | BaseException] = queue.Queue(maxsize=64)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            with contextlib.suppress(queue.Full):  # advisory: dropped rather than waited on
+                events.put_nowait(f.Progress(self.node_id, stage, done, total))
+
+        def work() -> None:
+            answer: f.PsiAnswer | BaseException
+            try:
+                answer = self._matched(env, plan, side, entry, progress)
+            except BaseException as exc:  # handed to the caller's thread
+                answer = exc
+            while True:
+                try:
+                    events.put(answer, timeout=0.5)
+                    return
+                except queue.Full:
+                    if time.monotonic() > env.deadline:
+                        return
+
+        worker = threading.Thread(target=work, name=f"psi-{env.request_id[:8]}", daemon=True)
+        worker.start()
+        while True:
+            left = env.deadline + 5.0 - time.monotonic()
+            try:
+                event = events.get(timeout=max(0.01, left))
+            except queue.Empty:
+                raise DeadlineExceeded("the PSI session's deadline passed") from None
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+            if isinstance(event, f.PsiAnswer):
+                return
+
+    def _matched(
+        self, env: Envelope, plan: JoinPlan, side: int, entry: CatalogEntry, progress: Progress
+    ) -> f.PsiAnswer:
+        peer_node = plan.sides[1 - side].node
+        session = _MatcherSession(self, env, plan, side, entry, progress)
+        op = PsiRelease(plan, side, entry, self.grants, session.run)
+        out = self.pipeline.run(op, env)
+        if isinstance(out, Explanation):
+            mine = OwnerReport(self.node_id, grant_id=out.grant_id, explanation=out)
+            peer = self._explained_by_peer(env, peer_node)
+            return f.PsiAnswer(env.request_id, -1, False, 0, (mine, peer), learns(plan))
+        assert isinstance(out, Released)
+        result: _Matched = out.protected.value
+        mine = OwnerReport(
+            self.node_id,
+            groups_released=result.groups,
+            epsilon=out.protected.epsilon,
+            grant_id=out.grant.id,
+            receipt=out.receipt.to_json(),
+        )
+        return f.PsiAnswer(
+            request_id=env.request_id,
+            intersection=result.intersection,
+            suppressed=result.intersection < 0,
+            min_group_size=result.k,
+            owners=(mine, result.peer),
+            learns=learns(plan),
+            payload=result.table_ipc,
+            epsilon_spent=out.protected.epsilon + result.peer.epsilon,
+        )
+
+    def _explained_by_peer(self, env: Envelope, peer_node: str) -> OwnerReport:
+        hello = f.Hello(0, 1, self.settings.max_batch, envelope=env)
+        try:
+            frames = self.exchange(peer_node, iter([hello]), env.deadline)
+            frame = _next(frames, "its dry run")
+        except FedgateError as exc:
+            return OwnerReport(peer_node, error=exc.error)
+        if not isinstance(frame, f.Release):
+            return OwnerReport(peer_node, error=Error(Code.INTERNAL, "no dry-run answer"))
+        return frame.report
+
+    # --- the other owner ------------------------------------------------------------------
+
+    def respond(self, caller_node: str, frames: Iterator[f.Frame]) -> Iterator[f.Frame]:
+        """The other owner's side of an exchange the matcher opened."""
+        it = iter(frames)
+        hello = _expect(it, f.Hello, "its hello")
+        env = hello.envelope
+        if env is None:
+            raise InvalidArgument("the first frame of a session carries the home's envelope")
+        plan = join_or_refuse(env.body)
+        self.vouching.check_partner(caller_node, env, plan.sides[plan.matcher].node)
+        plan, side, entry = self._side(env, matcher=False)
+        outbox = _Outbox(env.deadline)
+        session = _ResponderSession(self, env, plan, side, entry, hello, it, outbox)
+        op = PsiRelease(plan, side, entry, self.grants, session.run)
+
+        def work() -> None:
+            try:
+                out = self.pipeline.run(op, env)
+                if isinstance(out, Explanation):
+                    report = OwnerReport(self.node_id, grant_id=out.grant_id, explanation=out)
+                    outbox.put(f.Release(report))
+                else:
+                    assert isinstance(out, Released)
+                    if session.opened is not None:
+                        outbox.put(session.opened)
+                    outbox.put(
+                        f.Release(
+                            OwnerReport(
+                                self.node_id,
+                                groups_released=session.groups,
+                                epsilon=out.protected.epsilon,
+                                grant_id=out.grant.id,
+                                receipt=out.receipt.to_json(),
+                            )
+                        )
+                    )
+                outbox.put(None)
+            except FedgateError as exc:
+                session.failed = exc
+                try:
+                    outbox.put(f.Release(OwnerReport(self.node_id, error=exc.error)))
+                    outbox.put(None)
+                except FedgateError:
+                    pass
+            except BaseException:  # never a silent thread death
+                log.exception("PSI session %s failed", env.request_id)
+                session.failed = FedgateError("internal error in the PSI session")
+                outbox.gone.set()
+
+        threading.Thread(target=work, name=f"psi-r-{env.request_id[:8]}", daemon=True).start()
+        yield from outbox.frames()
+
+
+@dataclass(frozen=True)
+class _Matched:
+    intersection: int  # -1 when suppressed (a join: matched rows in all, -1 if none shown)
+    k: int
+    groups: int
+    peer: OwnerReport
+    table_ipc: bytes = b""
+
+
+def learns(plan: JoinPlan) -> tuple[tuple[str, str], ...]:
+    """What each party learns (docs/psi.md has the same table)."""
+    m, o = plan.sides[plan.matcher], plan.sides[1 - plan.matcher]
+    grouped = plan.group_side is not None
+    valued = plan.value_side is not None
+    matcher = (
+        f"the size of {o.node}'s set; the number of matches"
+        + (" per group of its own rows (also those under k)" if grouped else "")
+        + ("; the released sums" if valued else "")
+    )
+    other = f"the size of {m.node}'s set; the released count" + (
+        "s and the number of released groups" if grouped else ""
+    )
+    analyst = "the released " + ("table (groups of at least k rows)" if grouped else "count")
+    return (
+        (f"{m.node} (matching owner)", matcher),
+        (f"{o.node} (other owner)", other),
+        ("home node", analyst + ", the owners' receipts"),
+        ("analyst", analyst + ", or that it was suppressed"),
+    )
+
+
+class _MatcherSession:
+    def __init__(
+        self,
+        owner: PsiOwner,
+        env: Envelope,
+        plan: JoinPlan,
+        side: int,
+        entry: CatalogEntry,
+        progress: Progress,
+    ) -> None:
+        self.o, self.env, self.plan, self.side, self.entry = owner, env, plan, side, entry
+        self.progress = progress
+
+    def run(self, decision: Decision, deadline: float) -> Protected:
+        try:
+            return self._run(decision, deadline)
+        except PsiError as exc:
+            raise typed(exc) from None
+
+    def _run(self, decision: Decision, deadline: float) -> Protected:
+        o, env, plan = self.o, self.env, self.plan
+        peer_node = plan.sides[1 - self.side].node
+        rows = o._rows(plan, self.side, self.entry, deadline, env.request_id)
+        n = len(rows.items)
+        label = session_label(env.request_id, plan)
+        alpha = group.new_scalar()
+        tags = _Tags() if rows.group_index is not None else None
+        outbox = _Outbox(deadline)
+        max_batch = o.settings.max_batch
+        hello = f.Hello(
+            n, decision.min_group_size, max_batch, envelope=env, epsilon=decision.epsilon
+        )
+
+        def requests() -> Iterator[f.Frame]:
+            yield hello
+            for seq, (a, b) in enumerate(chunks(n, max_batch)):
+                pts = group.blind(group.hash_to_points(label, rows.items[a:b]), alpha)
+                sealed = b""
+                if tags is not None and rows.group_index is not None:
+                    sealed = tags.seal(rows.group_index[a:b])
+                yield f.Points(f.OWN, seq, bytes(pts), tags=sealed)
+                self.progress("blinded", b, n)
+            yield f.Done(f.OWN)
+            yield from outbox.frames()
+
+        frames = o.exchange(peer_node, requests(), deadline)
+        try:
+            return self._exchange(decision, rows, alpha, tags, frames, outbox)
+        finally:
+            outbox.gone.set()
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+
+    def _exchange(
+        self,
+        decision: Decision,
+        rows: SideRows,
+        alpha: bytes,
+        tags: _Tags | None,
+        frames: Iterator[f.Frame],
+        outbox: _Outbox,
+    ) -> Protected:
+        o, plan = self.o, self.plan
+        limits = o.settings.limits
+        n = len(rows.items)
+        peer = _expect(frames, f.Hello, "its hello")
+        _check_hello(peer, limits)
+        k = max(decision.min_group_size, peer.min_group_size)
+        o.sessions.check(self._session(decision, rows, peer), k)
+        valued = plan.value_side is not None
+        ncols = len(plan.sides[1 - self.side].value_columns) if valued else 0
+        pk = paillier.PublicKey.from_bytes(peer.paillier_key) if valued else None
+        ct = pk.ciphertext_bytes if pk is not None else 0
+        theirs = Inbound(peer.set_size, limits, "the other owner's blinded set")
+        mine = Inbound(n, limits, "our set, reblinded by the other owner")
+        doubled: list[bytes] = []
+        values: list[bytes] = []
+        back_tags: list[bytes] = []
+        done: set[int] = set()
+        finished: dict[int, bytes] = {}
+        with ThreadPoolExecutor(1) as pool:
+            while done != {f.OWN, f.REBLINDED}:
+                frame = _next(frames, "the end of its sets")
+                if isinstance(frame, f.Points) and frame.kind == f.OWN and f.OWN not in done:
+                    theirs.add(frame.seq, frame.points)
+                    count = len(frame.points) // group.POINT_BYTES
+                    if len(frame.values) != count * ncols * ct:
+                        raise InvalidArgument("a batch whose values do not match its points")
+                    doubled.append(blind_parallel(pool, frame.points, alpha))
+                    values.append(frame.values)
+                    self.progress("received", theirs.received, peer.set_size)
+                elif (
+                    isinstance(frame, f.Points)
+                    and frame.kind == f.REBLINDED
+                    and f.REBLINDED not in done
+                ):
+                    mine.add(frame.seq, frame.points)
+                    count = len(frame.points) // group.POINT_BYTES
+                    if len(frame.tags) != (count * TAG_BYTES if tags is not None else 0):
+                        raise InvalidArgument("a batch whose tags do not match its points")
+                    back_tags.append(frame.tags)
+                    self.progress("reblinded", mine.received, n)
+                elif isinstance(frame, f.Done) and frame.kind in (f.OWN, f.REBLINDED):
+                    finished[frame.kind] = (theirs if frame.kind == f.OWN else mine).finish()
+                    done.add(frame.kind)
+                elif isinstance(frame, f.Release) and frame.report.error is not None:
+                    raise FedgateError.of(frame.report.error)
+                else:
+                    raise InvalidArgument(f"protocol error: an unexpected {type(frame).__name__}")
+        mine_all = finished[f.REBLINDED]
+        theirs_all = b"".join(doubled)
+        epsilon = _dp_epsilon(decision.epsilon, peer.epsilon)
+        if plan.group_side is None and not valued:
+            count = intersection_size(mine_all, theirs_all)
+            self.progress("matched", count, min(n, peer.set_size))
+            return self._cardinality(decision, rows, peer, k, count, epsilon, frames, outbox)
+        return self._join(
+            decision, rows, peer, k, epsilon, mine_all, b"".join(back_tags), theirs_all,
+            values, pk, ncols, tags, frames, outbox,
+        )  # fmt: skip
+
+    def _session(self, decision: Decision, rows: SideRows, peer: f.Hello) -> Session:
+        return Session(
+            grant_id=decision.grant.id,
+            session=self.env.request_id,
+            peer=self.plan.sides[1 - self.side].node,
+            own_size=len(rows.items),
+            own_digest=rows.digest,
+            peer_size=peer.set_size,
+        )
+
+    def _finish(
+        self, decision: Decision, rows: SideRows, peer: f.Hello, frames: Iterator[f.Frame]
+    ) -> OwnerReport:
+        """The other owner's release, and this session remembered."""
+        frame = _expect(frames, f.Release, "its release")
+        if frame.report.error is not None:
+            raise FedgateError.of(frame.report.error)
+        self.o.sessions.record(self._session(decision, rows, peer))
+        report: OwnerReport = frame.report
+        return report
+
+    def _cardinality(
+        self,
+        decision: Decision,
+        rows: SideRows,
+        peer: f.Hello,
+        k: int,
+        count: int,
+        epsilon: float,
+        frames: Iterator[f.Frame],
+        outbox: _Outbox,
+    ) -> Protected:
+        spent = 0.0
+        released = count
+        if epsilon > 0:
+            noise, charged = laplace_noise(1, 1.0, epsilon)
+            released = max(0, round(count + noise[0]))
+            spent = charged if decision.epsilon > 0 else 0.0
+        shown = released if count >= k else -1
+        outbox.put(f.Tally(shown, decision.min_group_size))
+        outbox.put(None)
+        peer_report = self._finish(decision, rows, peer, frames)
+        facts = {
+            "own_size": len(rows.items),
+            "peer_size": peer.set_size,
+            "invalid_identifiers": rows.invalid,
+            "intersection": shown,
+            "min_group_size": k,
+        }
+        payload = json.dumps({"intersection": shown, "min_group_size": k}).encode()
+        result = _Matched(shown, k, 1 if shown >= 0 else 0, peer_report)
+        return Protected(payload, spent, facts, result)
+
+    def _join(
+        self,
+        decision: Decision,
+        rows: SideRows,
+        peer: f.Hello,
+        k: int,
+        epsilon: float,
+        mine: bytes,
+        mine_tags: bytes,
+        theirs: bytes,
+        values: list[bytes],
+        pk: paillier.PublicKey | None,
+        ncols: int,
+        tags: _Tags | None,
+        frames: Iterator[f.Frame],
+        outbox: _Outbox,
+    ) -> Protected:
+        n_groups = max(1, len(rows.groups))
+        a = np.frombuffer(mine, dtype="S32")
+        gi = (
+            tags.open(mine_tags, len(rows.groups))
+            if tags is not None
+            else np.zeros(len(a), dtype=np.int64)
+        )
+        b = np.frombuffer(theirs, dtype="S32")
+        order = np.argsort(a, kind="stable")
+        a_sorted = a[order]
+        pos = np.searchsorted(a_sorted, b)
+        pos[pos >= len(a_sorted)] = 0
+        hit = (a_sorted[pos] == b) if len(a_sorted) else np.zeros(len(b), dtype=bool)
+        group_of = np.full(len(b), -1, dtype=np.int64)
+        group_of[hit] = gi[order][pos[hit]]
+        counts = np.bincount(group_of[hit], minlength=n_groups)
+        self.progress("matched", int(hit.sum()), min(len(a), len(b)))
+        keep = [g for g in range(n_groups) if counts[g] >= k]
+        spent = 0.0
+        shown_counts = [int(counts[g]) for g in keep]
+        if epsilon > 0 and keep:
+            noise, charged = laplace_noise(len(keep), 1.0, epsilon)
+            shown_counts = [max(0, round(c + e)) for c, e in zip(shown_counts, noise, strict=True)]
+            spent = charged if decision.epsilon > 0 else 0.0
+        outbox.put(
+            f.Tally(int(hit.sum()) if keep else -1, decision.min_group_size, tuple(shown_counts))
+        )
+        sums: list[list[int]] = []
+        if pk is not None and keep:
+            sums = self._open_sums(pk, ncols, values, group_of, keep, counts, frames, outbox)
+        outbox.put(None)
+        peer_report = self._finish(decision, rows, peer, frames)
+        table = self._table(rows, keep, shown_counts, sums, peer)
+        facts = {
+            "own_size": len(rows.items),
+            "peer_size": peer.set_size,
+            "invalid_identifiers": rows.invalid,
+            "groups_released": len(keep),
+            "min_group_size": k,
+        }
+        ipc = to_ipc(table)
+        result = _Matched(sum(shown_counts) if keep else -1, k, len(keep), peer_report, ipc)
+        return Protected(ipc, spent, facts, result)
+
+    def _open_sums(
+        self,
+        pk: paillier.PublicKey,
+        ncols: int,
+        values: list[bytes],
+        group_of: np.ndarray,
+        keep: list[int],
+        counts: np.ndarray,
+        frames: Iterator[f.Frame],
+        outbox: _Outbox,
+    ) -> list[list[int]]:
+        """Per released group and value column: the product of the matched rows'
+        ciphertexts, masked, opened by the value owner, unmasked here."""
+        ct = pk.ciphertext_bytes
+        blob = b"".join(values)
+        products: list[dict[str, int]] = [{} for _ in range(ncols)]
+        wanted = set(keep)
+        for j in range(ncols):
+            names: list[str | None] = []
+            cts: list[int] = []
+            for i in np.flatnonzero(group_of >= 0).tolist():
+                g = int(group_of[i])
+                if g not in wanted:
+                    continue
+                start = (i * ncols + j) * ct
+                names.append(str(g))
+                cts.append(int.from_bytes(blob[start : start + ct], "big"))
+            checked = paillier.ciphertexts_from_bytes(
+                pk, b"".join(c.to_bytes(ct, "big") for c in cts)
+            )
+            accumulate(pk, names, checked, products[j])
+        enc = paillier.Encryptor(pk)
+        value_bits = 200  # a sum of up to 2 M values of |x| < 2^150 fixed-point units
+        masked: list[bytes] = []
+        masks: list[dict[str, int]] = []
+        for j in range(ncols):
+            sums = {str(g): products[j].get(str(g), 1) for g in keep}
+            hidden, mask = mask_sums(enc, sums, value_bits, {str(g): int(counts[g]) for g in keep})
+            masks.append(mask)
+            masked.extend(hidden[str(g)].to_bytes(ct, "big") for g in keep)
+        outbox.put(f.Sums(tuple(masked), tuple(int(counts[g]) for g in keep)))
+        opened = _expect(frames, f.Opened, "the opened sums")
+        if len(opened.values) != len(masked):
+            raise InvalidArgument("the other owner opened a different number of sums")
+        out: list[list[int]] = []
+        for j in range(ncols):
+            part = opened.values[j * len(keep) : (j + 1) * len(keep)]
+            got = unmask({str(g): v for g, v in zip(keep, part, strict=True)}, masks[j], pk.n)
+            out.append([got[str(g)] for g in keep])
+        return out
+
+    def _table(
+        self,
+        rows: SideRows,
+        keep: list[int],
+        counts: list[int],
+        sums: list[list[int]],
+        peer: f.Hello,
+    ) -> pa.Table:
+        plan = self.plan
+        cols: dict[str, list[Any]] = {}
+        for i, name in enumerate(plan.group_outputs):
+            cols[name] = [rows.groups[g][i] for g in keep]
+        value_cols = (
+            plan.sides[plan.value_side].value_columns if plan.value_side is not None else ()
+        )
+        scale = Scale(peer.value_digits)
+        for agg in plan.aggregates:
+            if agg.func == "count":
+                cols[agg.name] = counts
+                continue
+            j = value_cols.index(agg.column or "")
+            totals = [scale.decode(v) for v in sums[j]] if sums else []
+            if agg.func == "sum":
+                cols[agg.name] = totals
+            else:
+                cols[agg.name] = [
+                    float(t) / c if c > 0 else None for t, c in zip(totals, counts, strict=True)
+                ]
+        table = pa.table(cols) if cols else pa.table({"count": counts})
+        for name, desc in reversed(plan.order_by):
+            order = "descending" if desc else "ascending"
+            table = table.sort_by([(name, order)])
+        if plan.limit is not None:
+            table = table.slice(0, plan.limit)
+        return table
+
+
+class _ResponderSession:
+    def __init__(
+        self,
+        owner: PsiOwner,
+        env: Envelope,
+        plan: JoinPlan,
+        side: int,
+        entry: CatalogEntry,
+        hello: f.Hello,
+        frames: Iterator[f.Frame],
+        outbox: _Outbox,
+    ) -> None:
+        self.o, self.env, self.plan, self.side, self.entry = owner, env, plan, side, entry
+        self.hello, self.frames, self.outbox = hello, frames, outbox
+        self.opened: f.Opened | None = None
+        self.groups = 0
+        self.failed: FedgateError | None = None
+
+    def run(self, decision: Decision, deadline: float) -> Protected:
+        try:
+            return self._run(decision, deadline)
+        except PsiError as exc:
+            raise typed(exc) from None
+
+    def _run(self, decision: Decision, deadline: float) -> Protected:
+        o, env, plan = self.o, self.env, self.plan
+        limits = o.settings.limits
+        _check_hello(self.hello, limits)
+        rows = o._rows(plan, self.side, self.entry, deadline, env.request_id)
+        n = len(rows.items)
+        k = max(decision.min_group_size, self.hello.min_group_size)
+        m_size = self.hello.set_size
+        o.sessions.check(
+            Session(decision.grant.id, env.request_id, plan.sides[plan.matcher].node, n,
+                    rows.digest, m_size),
+            k,
+        )  # fmt: skip
+        valued = plan.value_side == self.side
+        key = o._paillier() if valued else None
+        digits = DIGITS
+        max_batch = o.settings.max_batch
+        self.outbox.put(
+            f.Hello(
+                n,
+                decision.min_group_size,
+                max_batch,
+                paillier_key=key.public.to_bytes() if key is not None else b"",
+                value_digits=digits if valued else 0,
+                epsilon=decision.epsilon,
+            )
+        )
+        label = session_label(env.request_id, plan)
+        beta = group.new_scalar()
+        scale = Scale(digits)
+        encoded = [scale.encode(v) for v in rows.values] if valued else []
+        sender_error: list[BaseException] = []
+
+        def send_own() -> None:
+            try:
+                enc = paillier.Encryptor(key.public) if key is not None else None
+                for seq, (a, b) in enumerate(chunks(n, max_batch)):
+                    pts = group.blind(group.hash_to_points(label, rows.items[a:b]), beta)
+                    vals = b""
+                    if enc is not None:
+                        flat = [col[i] for i in range(a, b) for col in encoded]
+                        vals = enc.encrypt_to_bytes(flat)
+                    self.outbox.put(f.Points(f.OWN, seq, bytes(pts), values=vals))
+                self.outbox.put(f.Done(f.OWN))
+            except BaseException as exc:
+                sender_error.append(exc)
+                self.outbox.gone.set()
+
+        sender = threading.Thread(target=send_own, name="psi-own", daemon=True)
+        sender.start()
+        try:
+            theirs, their_tags = self._upload(m_size, limits)
+            self._reblind(theirs, their_tags, beta, max_batch)
+        finally:
+            sender.join(timeout=max(0.0, deadline - time.monotonic()))
+        if sender_error:
+            err = sender_error[0]
+            raise err if isinstance(err, FedgateError) else Unavailable("the session failed")
+        tally = _expect(self.frames, f.Tally, "its tally")
+        for size in tally.group_sizes:
+            if not size >= 0:
+                raise InvalidArgument("a tally with a negative count")
+        exact = decision.epsilon <= 0 and self.hello.epsilon <= 0
+        if plan.group_side is None and 0 <= tally.intersection < k and exact:
+            raise FailedPrecondition("the matcher released a count under k")
+        if plan.group_side is not None and any(s < k for s in tally.group_sizes) and exact:
+            raise FailedPrecondition("the matcher released a group under k")
+        self.groups = (
+            len(tally.group_sizes) if plan.group_side is not None else int(tally.intersection >= 0)
+        )
+        spent = decision.epsilon if decision.epsilon > 0 else 0.0
+        opened: list[int] = []
+        if valued and key is not None and tally.intersection >= 0:
+            sums = _expect(self.frames, f.Sums, "the masked sums")
+            opened, noise_spent = self._open(sums, key, decision, digits)
+            spent = noise_spent if decision.epsilon > 0 else 0.0
+            self.opened = f.Opened(tuple(opened))
+        elif decision.epsilon <= 0:
+            spent = 0.0
+        facts = {
+            "own_size": n,
+            "peer_size": m_size,
+            "invalid_identifiers": rows.invalid,
+            "intersection": tally.intersection,
+            "groups_released": self.groups,
+            "min_group_size": k,
+        }
+        payload = json.dumps(
+            {"tally": tally.intersection, "groups": list(tally.group_sizes), "opened": opened}
+        ).encode()
+        return Protected(payload, spent, facts, None)
+
+    def _upload(self, declared: int, limits: Limits) -> tuple[bytes, bytes]:
+        """The matcher's whole blinded set (and its opaque tags), checked."""
+        inbound = Inbound(declared, limits, "the matching owner's blinded set")
+        tags: list[bytes] = []
+        grouped = self.plan.group_side == self.plan.matcher
+        while True:
+            frame = _next(self.frames, "the end of its set")
+            if isinstance(frame, f.Points) and frame.kind == f.OWN:
+                inbound.add(frame.seq, frame.points)
+                count = len(frame.points) // group.POINT_BYTES
+                if len(frame.tags) != (count * TAG_BYTES if grouped else 0):
+                    raise InvalidArgument("a batch whose tags do not match its points")
+                tags.append(frame.tags)
+            elif isinstance(frame, f.Done) and frame.kind == f.OWN:
+                return inbound.finish(), b"".join(tags)
+            else:
+                raise InvalidArgument(f"protocol error: an unexpected {type(frame).__name__}")
+
+    def _reblind(self, points: bytes, tags: bytes, beta: bytes, max_batch: int) -> None:
+        """Shuffle the whole set (and its tags) once, then reblind and stream it back."""
+        n = len(points) // group.POINT_BYTES
+        perm = permutation(n)
+        shuffled = np.frombuffer(points, dtype="V32")[perm].tobytes()
+        shuffled_tags = np.frombuffer(tags, dtype="V16")[perm].tobytes() if tags else b""
+        with ThreadPoolExecutor(1) as pool:
+            for seq, (a, b) in enumerate(chunks(n, max_batch)):
+                pts = blind_parallel(pool, shuffled[a * 32 : b * 32], beta)
+                t = shuffled_tags[a * TAG_BYTES : b * TAG_BYTES] if tags else b""
+                self.outbox.put(f.Points(f.REBLINDED, seq, pts, tags=t))
+        self.outbox.put(f.Done(f.REBLINDED))
+
+    def _open(
+        self, sums: f.Sums, key: paillier.PrivateKey, decision: Decision, digits: int
+    ) -> tuple[list[int], float]:
+        """Decrypt the masked sums; under DP add this owner's noise first (to the masked
+        value: the mask is removed by the matcher, the noise stays)."""
+        pk = key.public
+        cts = paillier.ciphertexts_from_bytes(pk, b"".join(sums.ciphertexts))
+        cols = self.plan.sides[self.side].value_columns
+        per_col = len(sums.counts)
+        if len(cts) != per_col * len(cols):
+            raise InvalidArgument("masked sums that do not match the released groups")
+        opened = [key.decrypt(c) for c in cts]
+        spent = 0.0
+        if decision.epsilon > 0 and opened:
+            share = decision.epsilon / len(cols)
+            bounds = decision.clamp or {}
+            for j, col in enumerate(cols):
+                lo, hi = bounds.get(col, (math.inf, math.inf))
+                sens = max(abs(lo), abs(hi)) * 10**digits
+                noise, charged = laplace_noise(per_col, sens, share)
+                spent += charged
+                for i, e in enumerate(noise):
+                    opened[j * per_col + i] = (opened[j * per_col + i] + round(e)) % pk.n
+        return opened, spent
+
+
+def replace_deadline(env: Envelope, deadline: float) -> Envelope:
+    return replace(env, deadline=deadline)

@@ -1,0 +1,214 @@
+"""PSI cardinality and join aggregates between two real owner nodes (docs/psi.md).
+
+Each scenario registers its own pair of datasets (one at Shanghai, one at Jiangsu) with
+generated credit codes and grants it to Li Wei's organisation (his home is Shanghai):
+the cardinality must equal the exact intersection of the canonical identifier sets, and a
+join aggregate must equal DuckDB on the pooled, joined rows.
+"""
+
+from __future__ import annotations
+
+import random
+
+import duckdb
+import grpc
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gateway import credit_code as cc
+from gateway.client import ClientError
+from gateway.descriptor import ColumnSpec, DatasetDescriptor, dumps
+from tests.conftest import RunningFederation
+
+pytestmark = pytest.mark.integration
+
+ANALYST = "li.wei@shanghai"
+LEFT, RIGHT = "shanghai", "jiangsu"
+K = 5
+
+
+def codes(rng: random.Random, n: int) -> list[str]:
+    """``n`` distinct valid credit codes."""
+    out: set[str] = set()
+    while len(out) < n:
+        serial = "".join(rng.choice(cc.CHARSET) for _ in range(8))
+        out.add(cc.make_credit_code("9", "1", "310000", serial))
+    return sorted(out)
+
+
+def register(
+    fed: RunningFederation,
+    node: str,
+    name: str,
+    table: pa.Table,
+    columns: tuple[ColumnSpec, ...],
+    controls: dict[str, str],
+    operations: tuple[str, ...] = ("psi",),
+) -> None:
+    root = fed.fed.data_dir(node)
+    pq.write_table(table, root / f"{name}.parquet")
+    desc = DatasetDescriptor(
+        name=name,
+        title=name,
+        description="",
+        department="Test",
+        level="L2",
+        update_frequency="static",
+        path=f"{name}.parquet",
+        format="parquet",
+        columns=columns,
+    )
+    (root / f"{name}.toml").write_text(dumps(desc))
+    with fed.client(f"ops@{node}") as ops:
+        ops.register(root / f"{name}.toml")
+    org = fed.fed.node("shanghai").org
+    fed.grant(
+        node,
+        dataset=name,
+        grantee_kind="org",
+        grantee=org,
+        operations=operations,
+        min_group_size=K,
+        columns=controls,
+    )
+
+
+ID_COLUMNS = (ColumnSpec("credit_code", "string"), ColumnSpec("part", "int64"))
+ID_CONTROLS = {"credit_code": "join_key", "part": "filter"}
+
+
+def id_table(values: list[str], parts: list[int]) -> pa.Table:
+    return pa.table(
+        {"credit_code": pa.array(values, pa.string()), "part": pa.array(parts, pa.int64())}
+    )
+
+
+def psi(fed: RunningFederation, left: str, right: str, **kw: str):  # type: ignore[no-untyped-def]
+    with fed.client(ANALYST) as c:
+        return c.psi(f"{LEFT}:{left}.credit_code", f"{RIGHT}:{right}.credit_code", **kw)
+
+
+@pytest.mark.parametrize(
+    ("case", "n_left", "n_right", "overlap"),
+    [
+        ("some", 300, 250, 120),
+        ("none", 40, 30, 0),
+        ("full", 60, 60, 60),
+        ("empty", 0, 50, 0),
+        ("tiny", 1, 1, 1),
+    ],
+)
+def test_cardinality_is_the_exact_intersection(
+    federation: RunningFederation, case: str, n_left: int, n_right: int, overlap: int
+) -> None:
+    rng = random.Random(case)
+    pool = codes(rng, n_left + n_right)
+    shared = pool[:overlap]
+    left = shared + pool[overlap:n_left]
+    right = shared + pool[n_left : n_left + n_right - overlap]
+    # Duplicates, lower case, padding and a broken check character on the left: the owner
+    # canonicalises, drops the invalid one and counts distinct identifiers.
+    dirty = list(left) + left[:3] + [c.lower() for c in left[3:5]] + [f" {c} " for c in left[5:6]]
+    if left:
+        dirty.append(left[0][:-1] + ("0" if left[0][-1] != "0" else "1"))
+    register(
+        federation, LEFT, f"psi_{case}_l", id_table(dirty, [0] * len(dirty)), ID_COLUMNS,
+        ID_CONTROLS,
+    )  # fmt: skip
+    register(
+        federation, RIGHT, f"psi_{case}_r", id_table(right, [0] * len(right)), ID_COLUMNS,
+        ID_CONTROLS,
+    )  # fmt: skip
+    seen: list[object] = []
+    answer = psi(federation, f"psi_{case}_l", f"psi_{case}_r", on_progress=seen.append)
+    expected = len(set(left) & set(right))
+    if expected >= K:
+        assert not answer.suppressed
+        assert answer.intersection == expected
+    else:
+        assert answer.suppressed and answer.intersection == -1
+    assert answer.min_group_size == K
+    assert {o.node_id for o in answer.owners} == {LEFT, RIGHT}
+    assert all(o.receipt for o in answer.owners)
+    for node in (LEFT, RIGHT):
+        entries = [
+            e for e in federation.audit(node, "release") if e.get("request_id") == answer.request_id
+        ]
+        assert len(entries) == 1 and entries[0]["operation"] == "psi"
+        assert entries[0]["own_size"] == len(set(left) if node == LEFT else set(right))
+
+
+JOIN_L_COLUMNS = (ColumnSpec("credit_code", "string"), ColumnSpec("sector", "string"))
+JOIN_R_COLUMNS = (
+    ColumnSpec("credit_code", "string"),
+    ColumnSpec("revenue", "int64", lower=0, upper=10**9),
+    ColumnSpec("city", "string"),
+)
+
+
+def test_join_aggregate_equals_duckdb_on_the_joined_rows(federation: RunningFederation) -> None:
+    rng = random.Random(7)
+    pool = codes(rng, 900)
+    left_codes = pool[:600]
+    right_codes = pool[200:900]
+    sectors = ["C", "I", "M", "F", "Z"]
+    lt = pa.table(
+        {
+            "credit_code": left_codes,
+            "sector": [sectors[min(4, int(rng.expovariate(0.9)))] for _ in left_codes],
+        }
+    )
+    rt = pa.table(
+        {
+            "credit_code": right_codes,
+            "revenue": pa.array([rng.randint(0, 10**7) for _ in right_codes], pa.int64()),
+            "city": [rng.choice(["Nanjing", "Suzhou"]) for _ in right_codes],
+        }
+    )
+    register(
+        federation, LEFT, "join_l", lt, JOIN_L_COLUMNS,
+        {"credit_code": "join_key", "sector": "group_by"},
+    )  # fmt: skip
+    register(
+        federation, RIGHT, "join_r", rt, JOIN_R_COLUMNS,
+        {"credit_code": "join_key", "revenue": "aggregate", "city": "filter"},
+    )  # fmt: skip
+    sql = (
+        "SELECT a.sector, COUNT(*) AS n, SUM(b.revenue) AS revenue, AVG(b.revenue) AS avg_rev "
+        "FROM shanghai.join_l a JOIN jiangsu.join_r b ON a.credit_code = b.credit_code "
+        "WHERE b.city = 'Suzhou' GROUP BY a.sector ORDER BY a.sector"
+    )
+    with federation.client(ANALYST) as c:
+        result = c.query(sql)
+    db = duckdb.connect()
+    db.register("l", lt)
+    db.register("r", rt)
+    want = db.execute(
+        "SELECT a.sector, COUNT(*) AS n, SUM(b.revenue) AS revenue, AVG(b.revenue) AS avg_rev "
+        "FROM l a JOIN r b ON a.credit_code = b.credit_code WHERE b.city = 'Suzhou' "
+        f"GROUP BY a.sector HAVING COUNT(*) >= {K} ORDER BY a.sector"
+    ).fetchall()
+    got = [tuple(r.values()) for r in result.table.to_pylist()]
+    assert [g[:3] for g in got] == [w[:3] for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert g[3] == pytest.approx(w[3], rel=1e-12)
+    assert len(result.receipts) == 2
+
+
+def test_psi_without_a_psi_grant_is_refused_and_logged(federation: RunningFederation) -> None:
+    rng = random.Random("nogrant")
+    values = codes(rng, 20)
+    register(federation, LEFT, "psi_ng_l", id_table(values, [0] * 20), ID_COLUMNS, ID_CONTROLS)
+    register(
+        federation, RIGHT, "psi_ng_r", id_table(values, [0] * 20), ID_COLUMNS,
+        {"credit_code": "filter", "part": "filter"}, operations=("query",),
+    )  # fmt: skip
+    before = federation.releases()
+    with pytest.raises(ClientError) as err:
+        psi(federation, "psi_ng_l", "psi_ng_r")
+    assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "psi_ng_r" in str(err.value)
+    refused = [e for e in federation.audit(RIGHT, "psi.refused") if e["dataset"] == "psi_ng_r"]
+    assert refused and refused[-1]["code"] == "PERMISSION_DENIED"
+    assert federation.releases() == before
