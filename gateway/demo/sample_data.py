@@ -644,6 +644,7 @@ def _air_quality(rng: np.random.Generator, region: _Region, scale: float) -> _Bu
 _MIIT_COLUMNS = (
     _col("credit_code", "string", "Unified Social Credit Code (GB 32100)", level="L3"),
     _col("industry_code", "string", "GB/T 4754-2017 section letter + 2-digit division"),
+    _col("industry_section", "string", "GB/T 4754-2017 section letter"),
     _col("specialized_sme", "bool", "Specialised and sophisticated SME (专精特新)"),
     _col("rnd_expense", "float64", "Annual R&D expense, 10k CNY", lower=0, upper=1e6),
     _col("patents", "int64", "Valid invention and utility patents", lower=0, upper=10_000),
@@ -694,6 +695,7 @@ def _industry_enterprises(seed: int, scale: float) -> _Built:
     data = {
         "credit_code": cat("credit_code")[rows],
         "industry_code": industry,
+        "industry_section": section,
         "specialized_sme": specialized,
         "rnd_expense": rnd,
         "patents": patents,

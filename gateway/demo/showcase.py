@@ -28,10 +28,11 @@ def sample_grants(grantee_org: str) -> list[Grant]:
             dataset="enterprise_registry",
             grantee_kind="org",
             grantee=grantee_org,
-            operations=("query",),
+            operations=("query", "psi"),
             min_group_size=5,
             purpose="",
             columns=_cols(
+                credit_code="join_key",
                 industry_section="group_by,filter",
                 industry_code="group_by,filter",
                 city="group_by,filter",
@@ -96,6 +97,7 @@ def ministry_grant(grantee_org: str) -> Grant:
         columns=_cols(
             credit_code="join_key",
             industry_code="group_by",
+            industry_section="group_by",
             specialized_sme="group_by",
             rnd_expense="aggregate",
             patents="aggregate",
@@ -148,6 +150,14 @@ SHOWCASES = (
     Showcase(
         "Worst air days (L1 open data: rows may be shown)",
         "SELECT city, date, aqi, pm25 FROM air_quality WHERE aqi > 150 ORDER BY aqi DESC LIMIT 5",
+    ),
+    Showcase(
+        "Revenue of Anhui's enterprises on the ministry's list, by industry section (a join "
+        "across two owners: keys matched by ECDH, sums under Paillier; docs/psi.md)",
+        "SELECT m.industry_section, COUNT(*) AS enterprises, SUM(r.revenue) AS revenue "
+        "FROM anhui.enterprise_registry r JOIN miit.industry_enterprises m "
+        "ON r.credit_code = m.credit_code GROUP BY m.industry_section "
+        "ORDER BY revenue DESC LIMIT 6",
     ),
     Showcase(
         "Refused: singling out one enterprise by its credit code",

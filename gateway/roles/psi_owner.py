@@ -71,6 +71,25 @@ KEY_SESSIONS = 100  # a value owner's Paillier key serves this many sessions, th
 DIGITS = 2  # fixed-point digits of a float value column (decimals keep their own scale)
 
 
+def value_slots(plan: JoinPlan) -> tuple[tuple[str, bool], ...]:
+    """What the value owner encrypts per row: each summed column (NULL as 0), then for
+    each averaged column whether the row has a value (AVG divides by those, as SQL)."""
+    if plan.value_side is None:
+        return ()
+    cols = plan.sides[plan.value_side].value_columns
+    averaged = dict.fromkeys(a.column for a in plan.aggregates if a.func == "avg" and a.column)
+    return tuple((c, False) for c in cols) + tuple((c, True) for c in averaged)
+
+
+def slot_values(values: list[Any], nonnull: bool, clamp: tuple[float, float] | None) -> list[Any]:
+    if nonnull:
+        return [0 if v is None else 1 for v in values]
+    if clamp is None:
+        return [0 if v is None else v for v in values]
+    lo, hi = clamp
+    return [0 if v is None else min(max(v, type(v)(lo)), type(v)(hi)) for v in values]
+
+
 def join_or_refuse(sql: str) -> JoinPlan:
     try:
         return parse_join(sql)
@@ -519,7 +538,7 @@ class _MatcherSession:
         k = max(decision.min_group_size, peer.min_group_size)
         o.sessions.check(self._session(decision, rows, peer), k)
         valued = plan.value_side is not None
-        ncols = len(plan.sides[1 - self.side].value_columns) if valued else 0
+        ncols = len(value_slots(plan))
         pk = paillier.PublicKey.from_bytes(peer.paillier_key) if valued else None
         ct = pk.ciphertext_bytes if pk is not None else 0
         theirs = Inbound(peer.set_size, limits, "the other owner's blinded set")
@@ -747,22 +766,21 @@ class _MatcherSession:
         cols: dict[str, list[Any]] = {}
         for i, name in enumerate(plan.group_outputs):
             cols[name] = [rows.groups[g][i] for g in keep]
-        value_cols = (
-            plan.sides[plan.value_side].value_columns if plan.value_side is not None else ()
-        )
+        slots = value_slots(plan)
         scale = Scale(peer.value_digits)
         for agg in plan.aggregates:
             if agg.func == "count":
                 cols[agg.name] = counts
                 continue
-            j = value_cols.index(agg.column or "")
+            j = slots.index((agg.column or "", False))
             totals = [scale.decode(v) for v in sums[j]] if sums else []
             if agg.func == "sum":
                 cols[agg.name] = totals
-            else:
-                cols[agg.name] = [
-                    float(t) / c if c > 0 else None for t, c in zip(totals, counts, strict=True)
-                ]
+                continue
+            had = [scale.decode(v) for v in sums[slots.index((agg.column or "", True))]]
+            cols[agg.name] = [
+                float(t) / float(c) if c > 0 else None for t, c in zip(totals, had, strict=True)
+            ]
         table = pa.table(cols) if cols else pa.table({"count": counts})
         for name, desc in reversed(plan.order_by):
             order = "descending" if desc else "ascending"
@@ -826,7 +844,14 @@ class _ResponderSession:
         label = session_label(env.request_id, plan)
         beta = group.new_scalar()
         scale = Scale(digits)
-        encoded = [scale.encode(v) for v in rows.values] if valued else []
+        bounds = decision.clamp if decision.epsilon > 0 else None
+        columns = plan.sides[self.side].value_columns
+        encoded = [
+            scale.encode(
+                slot_values(rows.values[columns.index(c)], nonnull, (bounds or {}).get(c))
+            )
+            for c, nonnull in value_slots(plan)
+        ] if valued else []  # fmt: skip
         sender_error: list[BaseException] = []
 
         def send_own() -> None:
@@ -926,7 +951,7 @@ class _ResponderSession:
         value: the mask is removed by the matcher, the noise stays)."""
         pk = key.public
         cts = paillier.ciphertexts_from_bytes(pk, b"".join(sums.ciphertexts))
-        cols = self.plan.sides[self.side].value_columns
+        cols = value_slots(self.plan)
         per_col = len(sums.counts)
         if len(cts) != per_col * len(cols):
             raise InvalidArgument("masked sums that do not match the released groups")
@@ -935,8 +960,8 @@ class _ResponderSession:
         if decision.epsilon > 0 and opened:
             share = decision.epsilon / len(cols)
             bounds = decision.clamp or {}
-            for j, col in enumerate(cols):
-                lo, hi = bounds.get(col, (math.inf, math.inf))
+            for j, (col, nonnull) in enumerate(cols):
+                lo, hi = (1.0, 1.0) if nonnull else bounds.get(col, (math.inf, math.inf))
                 sens = max(abs(lo), abs(hi)) * 10**digits
                 noise, charged = laplace_noise(per_col, sens, share)
                 spent += charged

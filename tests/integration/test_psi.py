@@ -162,7 +162,10 @@ def test_join_aggregate_equals_duckdb_on_the_joined_rows(federation: RunningFede
     rt = pa.table(
         {
             "credit_code": right_codes,
-            "revenue": pa.array([rng.randint(0, 10**7) for _ in right_codes], pa.int64()),
+            "revenue": pa.array(
+                [rng.randint(0, 10**7) if rng.random() > 0.1 else None for _ in right_codes],
+                pa.int64(),
+            ),
             "city": [rng.choice(["Nanjing", "Suzhou"]) for _ in right_codes],
         }
     )
