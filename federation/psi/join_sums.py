@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from numbers import Integral, Real
 
 import numpy as np
-from gmpy2 import mpz  # type: ignore[import-untyped]  # no stubs, no py.typed
+from gmpy2 import mpz  # no stubs, no py.typed
 
 from federation.outcome import Code
 from federation.psi.errors import PsiError

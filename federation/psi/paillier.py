@@ -60,7 +60,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-import gmpy2  # type: ignore[import-untyped]  # no stubs, no py.typed
+import gmpy2  # no stubs, no py.typed
 from gmpy2 import mpz
 
 from federation.outcome import Code

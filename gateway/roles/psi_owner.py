@@ -722,17 +722,15 @@ class _MatcherSession:
         wanted = set(keep)
         for j in range(ncols):
             names: list[str | None] = []
-            cts: list[int] = []
+            cts: list[bytes] = []
             for i in np.flatnonzero(group_of >= 0).tolist():
                 g = int(group_of[i])
                 if g not in wanted:
                     continue
                 start = (i * ncols + j) * ct
                 names.append(str(g))
-                cts.append(int.from_bytes(blob[start : start + ct], "big"))
-            checked = paillier.ciphertexts_from_bytes(
-                pk, b"".join(c.to_bytes(ct, "big") for c in cts)
-            )
+                cts.append(blob[start : start + ct])
+            checked = paillier.ciphertexts_from_bytes(pk, b"".join(cts))
             accumulate(pk, names, checked, products[j])
         enc = paillier.Encryptor(pk)
         value_bits = 200  # a sum of up to 2 M values of |x| < 2^150 fixed-point units
@@ -856,7 +854,7 @@ class _ResponderSession:
 
         def send_own() -> None:
             try:
-                enc = paillier.Encryptor(key.public) if key is not None else None
+                enc = paillier.Encryptor(key.public, private=key) if key is not None else None
                 for seq, (a, b) in enumerate(chunks(n, max_batch)):
                     pts = group.blind(group.hash_to_points(label, rows.items[a:b]), beta)
                     vals = b""
