@@ -215,3 +215,49 @@ def test_psi_without_a_psi_grant_is_refused_and_logged(federation: RunningFedera
     refused = [e for e in federation.audit(RIGHT, "psi.refused") if e["dataset"] == "psi_ng_r"]
     assert refused and refused[-1]["code"] == "PERMISSION_DENIED"
     assert federation.releases() == before
+
+
+def test_explain_says_what_each_owner_decides_and_who_learns_what(
+    federation: RunningFederation,
+) -> None:
+    rng = random.Random("explain")
+    values = codes(rng, 30)
+    register(federation, LEFT, "psi_ex_l", id_table(values, [0] * 30), ID_COLUMNS, ID_CONTROLS)
+    register(federation, RIGHT, "psi_ex_r", id_table(values, [0] * 30), ID_COLUMNS, ID_CONTROLS)
+    before = federation.releases()
+    answer = psi(federation, "psi_ex_l", "psi_ex_r", explain=True, left_where="part = 0")
+    assert federation.releases() == before
+    by_node = {o.node_id: o for o in answer.owners}
+    assert set(by_node) == {LEFT, RIGHT}
+    for node in (LEFT, RIGHT):
+        e = by_node[node].explanation
+        assert e is not None and e.min_group_size == K
+        assert e.columns["credit_code"] == ("join_key",)
+    assert by_node[LEFT].explanation.columns["part"] == ("filter",)
+    parties = dict(answer.learns)
+    assert set(parties) == {
+        f"{LEFT} (matching owner)",
+        f"{RIGHT} (other owner)",
+        "home node",
+        "analyst",
+    }
+    assert "size" in parties[f"{RIGHT} (other owner)"]
+
+
+def test_fedgate_psi_command(federation: RunningFederation, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import run_fedgate
+
+    rng = random.Random("cli")
+    pool = codes(rng, 80)
+    register(federation, LEFT, "psi_cli_l", id_table(pool[:50], [0] * 50), ID_COLUMNS, ID_CONTROLS)
+    register(federation, RIGHT, "psi_cli_r", id_table(pool[20:], [0] * 60), ID_COLUMNS, ID_CONTROLS)
+    profile = federation.fed.profile_path(ANALYST)
+    out = run_fedgate(
+        "psi", "--profile", str(profile), "--left", f"{LEFT}:psi_cli_l.credit_code",
+        "--right", f"{RIGHT}:psi_cli_r.credit_code", "--receipts", str(tmp_path),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "intersection: 30" in out.stdout
+    assert len(list(tmp_path.glob("*.json"))) == 2
+    bad = run_fedgate("psi", "--profile", str(profile), "--left", "shanghai", "--right", "x:y.z")
+    assert bad.returncode == 2 and "NODE:DATASET.COLUMN" in bad.stderr
