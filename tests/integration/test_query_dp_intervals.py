@@ -104,7 +104,9 @@ def _outside(name: str, lo: float, hi: float) -> st.SearchStrategy[Any]:
     sql_type = TYPES[name]
     if sql_type in INT_RANGE:
         top = INT_RANGE[sql_type]
-        ends = st.sampled_from([-top - 1, top, int(lo) - 1, int(hi) + 1])
+        # Just past the bounds, but never past the type (a bound may be the type's own end).
+        past = [max(-top - 1, int(lo) - 1), min(top, int(hi) + 1)]
+        ends = st.sampled_from([-top - 1, top, *past])
         return ends | st.integers(-top - 1, top)
     if sql_type.startswith("DECIMAL"):
         ends = st.sampled_from([Decimal("-9999999999999.99"), Decimal("9999999999999.99")])
