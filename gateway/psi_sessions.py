@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from gateway.audit import AuditLog
 from gateway.clock import utc
 from gateway.errors import FailedPrecondition
 from gateway.state import State
@@ -41,8 +42,16 @@ class PsiSessions:
         self._state = state
 
     def check(self, s: Session, k: int) -> None:
-        """Refuse ``s`` if it and an earlier session differ by fewer than ``k``."""
+        """Refuse ``s`` if it was served before (a replayed envelope), or if it and an
+        earlier session differ by fewer than ``k``."""
         with self._state.read() as db:
+            seen = db.execute(
+                "SELECT 1 FROM psi_sessions WHERE session = ? LIMIT 1", (s.session,)
+            ).fetchone()
+            if seen:
+                raise FailedPrecondition(
+                    f"session {s.session} was run here before: a replayed request is refused"
+                )
             rows = db.execute(
                 "SELECT own_size, own_digest, peer_size FROM psi_sessions "
                 "WHERE grant_id = ? AND peer = ? ORDER BY at DESC LIMIT ?",
@@ -62,8 +71,23 @@ class PsiSessions:
                     f"{s.peer_size:,}): refused as a differencing attack (docs/psi.md)"
                 )
 
-    def record(self, s: Session) -> None:
+    def record(self, s: Session, role: str, invalid: int) -> None:
+        """Remember the session, and write its set sizes to the audit log (never into a
+        receipt: a receipt reaches the analyst, the sizes are this owner's to keep)."""
+        entry = {
+            "kind": "psi.session",
+            "time": utc(),
+            "request_id": s.session,
+            "grant_id": s.grant_id,
+            "peer": s.peer,
+            "role": role,
+            "own_size": s.own_size,
+            "peer_size": s.peer_size,
+            "invalid_identifiers": invalid,
+        }
+
         def work(db: sqlite3.Connection) -> None:
+            AuditLog.append_in(db, entry)
             db.execute(
                 "INSERT OR REPLACE INTO psi_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (s.grant_id, s.session, s.peer, s.own_size, s.own_digest, s.peer_size, utc()),

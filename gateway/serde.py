@@ -753,7 +753,7 @@ def psi_frame_to_proto(f: psi.Frame) -> peer_pb2.PsiFrame:
             version=f.version,
             max_batch=f.max_batch,
             paillier_key=f.paillier_key,
-            value_digits=f.value_digits,
+            value_kinds=list(f.value_kinds),
             epsilon=f.epsilon,
         )
         if f.envelope is not None:
@@ -800,7 +800,7 @@ def psi_frame_from_proto(
             version=h.version,
             envelope=env,
             paillier_key=h.paillier_key,
-            value_digits=h.value_digits,
+            value_kinds=tuple(h.value_kinds),
             epsilon=h.epsilon,
         )
     if which == "done":

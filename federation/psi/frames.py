@@ -28,7 +28,7 @@ class Hello:
     version: int = VERSION
     envelope: Envelope | None = None  # matcher -> other only
     paillier_key: bytes = b""  # value owner -> matcher (join aggregates)
-    value_digits: int = 0
+    value_kinds: tuple[str, ...] = ()  # per value column: int | float | decimal(p,s)
     epsilon: float = 0.0  # this owner's DP epsilon for the session (0: none)
 
 

@@ -59,6 +59,10 @@ class Scale:
             return self._encode_array(values)
         return [self._encode_one(v) for v in values]
 
+    def encode_nullable(self, values: Sequence[object]) -> list[int | None]:
+        """As ``encode``, a NULL kept as None (``pack`` counts only rows with a value)."""
+        return [None if v is None else self._encode_one(v) for v in values]
+
     def _encode_array(self, values: np.ndarray) -> list[int]:
         kind = values.dtype.kind
         if kind in "biu":
@@ -185,3 +189,23 @@ def unmask(opened: Mapping[str, int], masks: Mapping[str, int], n: int) -> dict[
         s = (value - masks[group]) % n
         sums[group] = s - n if s > half else s
     return sums
+
+
+COUNT_BITS = 64  # the low bits of a packed value count the rows that have one
+
+
+def pack(encoded: Sequence[int | None]) -> list[int]:
+    """Each row's fixed-point value and whether it has one, in one plaintext:
+    ``v * 2^64 + 1`` (NULL: 0). A sum of packed values is then the sum of the values
+    and, in its low 64 bits, how many rows had one (SQL's SUM skips NULLs, AVG divides
+    by those rows, and k applies to them): one ciphertext per row and column."""
+    return [0 if v is None else (v << COUNT_BITS) + 1 for v in encoded]
+
+
+def unpack(total: int) -> tuple[int, int]:
+    """(sum of the values, rows with a value) of a packed sum. Noise may have pushed the
+    count below zero: the low bits are read as a signed 64-bit number."""
+    low = total & ((1 << COUNT_BITS) - 1)
+    if low >= 1 << (COUNT_BITS - 1):
+        low -= 1 << COUNT_BITS
+    return (total - low) >> COUNT_BITS, low

@@ -32,7 +32,7 @@ class ProgressBar:
         filled = width * p.done // p.total if p.total else width
         bar = "#" * filled + "." * (width - filled)
         print(
-            f"\r{p.node_id}: {p.stage:<9} [{bar}] {p.done:,}/{p.total:,} "
+            f"\r{p.node_id}: {p.stage:<9} [{bar}] {100 * p.done / max(1, p.total):5.1f} % "
             f"({now - self._start:.1f} s)",
             end="",
             file=sys.stderr,

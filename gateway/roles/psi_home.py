@@ -24,8 +24,8 @@ from federation.sql.dialect import DUCKDB
 from federation.sql.join import JoinPlan
 from gateway.clock import utc
 from gateway.errors import FedgateError, InvalidArgument, NotFound, PermissionDenied
+from gateway.planning import join_or_refuse
 from gateway.receipt_store import ReceiptStore
-from gateway.roles.psi_owner import join_or_refuse
 from gateway.roles.vouching import Vouching
 
 log = logging.getLogger("fedgate.home")

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,12 +36,12 @@ from federation.partials import to_ipc
 from federation.psi import frames as f
 from federation.psi import group, paillier
 from federation.psi.errors import PsiError
-from federation.psi.join_sums import Scale, accumulate, mask_sums, unmask
+from federation.psi.join_sums import COUNT_BITS, Scale, accumulate, mask_sums, pack, unmask, unpack
 from federation.psi.stream import Inbound, Limits, intersection_size, permutation
 from federation.reports import Explanation, OwnerReport
-from federation.sql import QueryError
-from federation.sql.join import JoinPlan, parse_join
+from federation.sql.join import JoinPlan
 from gateway.catalog import Catalog, CatalogEntry
+from gateway.column_types import DECIMAL, FLOAT, INT, parse_type
 from gateway.engine import Engine
 from gateway.errors import (
     DeadlineExceeded,
@@ -51,6 +51,8 @@ from gateway.errors import (
     NotFound,
     Unavailable,
 )
+from gateway.planning import join_or_refuse
+from gateway.policy.decide import dp_bounds
 from gateway.policy.model import Decision
 from gateway.policy.store import GrantStore
 from gateway.privacy import laplace_noise
@@ -68,33 +70,50 @@ Progress = Callable[[str, int, int], None]
 TAG_BYTES = 16
 OUT_FRAMES = 8  # frames waiting to be sent, per session
 KEY_SESSIONS = 100  # a value owner's Paillier key serves this many sessions, then a new one
-DIGITS = 2  # fixed-point digits of a float value column (decimals keep their own scale)
 
 
-def value_slots(plan: JoinPlan) -> tuple[tuple[str, bool], ...]:
-    """What the value owner encrypts per row: each summed column (NULL as 0), then for
-    each averaged column whether the row has a value (AVG divides by those, as SQL)."""
-    if plan.value_side is None:
-        return ()
-    cols = plan.sides[plan.value_side].value_columns
-    averaged = dict.fromkeys(a.column for a in plan.aggregates if a.func == "avg" and a.column)
-    return tuple((c, False) for c in cols) + tuple((c, True) for c in averaged)
+FLOAT_DIGITS = 6  # fixed-point digits of a float column's values
+# A packed value: |v| < 2^130 fixed-point units (a decimal(38,0), 1e30 at 6 digits), then
+# the 64 bits that count rows with a value (join_sums.pack).
+PACKED_BITS = 130 + COUNT_BITS
 
 
-def slot_values(values: list[Any], nonnull: bool, clamp: tuple[float, float] | None) -> list[Any]:
-    if nonnull:
-        return [0 if v is None else 1 for v in values]
-    if clamp is None:
-        return [0 if v is None else v for v in values]
-    lo, hi = clamp
-    return [0 if v is None else min(max(v, type(v)(lo)), type(v)(hi)) for v in values]
+def value_columns(plan: JoinPlan) -> tuple[str, ...]:
+    """The columns the value owner encrypts, one ciphertext per row each (packed with
+    whether the row has a value: ``join_sums.pack``)."""
+    return () if plan.value_side is None else plan.sides[plan.value_side].value_columns
 
 
-def join_or_refuse(sql: str) -> JoinPlan:
-    try:
-        return parse_join(sql)
-    except QueryError as exc:
-        raise InvalidArgument(str(exc)) from None
+def value_kind(declared: str) -> str:
+    """How a column's sums travel and come back: int, decimal(p,s) or float."""
+    t = parse_type(declared)
+    if t.family == DECIMAL:
+        return t.name
+    if t.family == INT:
+        return "int"
+    if t.family == FLOAT:
+        return "float"
+    raise InvalidArgument(f"a column of type {declared} cannot be summed")
+
+
+def kind_digits(kind: str) -> int:
+    if kind == "int":
+        return 0
+    if kind == "float":
+        return FLOAT_DIGITS
+    return parse_type(kind).scale
+
+
+def decoded(kind: str, total: int) -> Any:
+    value = Scale(kind_digits(kind)).decode(total)
+    return float(value) if kind == "float" else value
+
+
+def clamped(values: list[Any], bounds: tuple[float, float] | None) -> list[Any]:
+    if bounds is None:
+        return values
+    lo, hi = bounds
+    return [None if v is None else min(max(v, type(v)(lo)), type(v)(hi)) for v in values]
 
 
 def typed(exc: PsiError) -> FedgateError:
@@ -308,9 +327,17 @@ class PsiOwner:
         plan, side, entry = self._side(env, matcher=True)
         events: queue.Queue[f.Event | BaseException] = queue.Queue(maxsize=64)
 
+        last: dict[str, int] = {}
+
         def progress(stage: str, done: int, total: int) -> None:
+            """Per mille of each stage, each step once: the home and the analyst see how
+            far the session is, never a set size or a number of matches."""
+            permille = 1000 * done // total if total else 1000
+            if last.get(stage, -1) >= permille:
+                return
+            last[stage] = permille
             with contextlib.suppress(queue.Full):  # advisory: dropped rather than waited on
-                events.put_nowait(f.Progress(self.node_id, stage, done, total))
+                events.put_nowait(f.Progress(self.node_id, stage, permille, 1000))
 
         def work() -> None:
             answer: f.PsiAnswer | BaseException
@@ -538,9 +565,9 @@ class _MatcherSession:
         k = max(decision.min_group_size, peer.min_group_size)
         session = self._session(decision, rows, peer)
         o.sessions.check(session, k)
-        o.sessions.record(session)  # before anything is matched (see the other owner)
+        o.sessions.record(session, "matcher", rows.invalid)  # before anything is matched
         valued = plan.value_side is not None
-        ncols = len(value_slots(plan))
+        ncols = len(value_columns(plan))
         pk = paillier.PublicKey.from_bytes(peer.paillier_key) if valued else None
         ct = pk.ciphertext_bytes if pk is not None else 0
         theirs = Inbound(peer.set_size, limits, "the other owner's blinded set")
@@ -581,15 +608,17 @@ class _MatcherSession:
                     raise InvalidArgument(f"protocol error: an unexpected {type(frame).__name__}")
         mine_all = finished[f.REBLINDED]
         theirs_all = b"".join(doubled)
-        epsilon = _dp_epsilon(decision.epsilon, peer.epsilon)
         if plan.group_side is None and not valued:
-            count = intersection_size(mine_all, theirs_all)
-            self.progress("matched", count, min(n, peer.set_size))
-            return self._cardinality(decision, rows, peer, k, count, epsilon, frames, outbox)
-        return self._join(
-            decision, rows, peer, k, epsilon, mine_all, b"".join(back_tags), theirs_all,
-            values, pk, ncols, tags, frames, outbox,
-        )  # fmt: skip
+            counts = np.array([intersection_size(mine_all, theirs_all)], dtype=np.int64)
+            group_of = None
+        else:
+            group_of, counts = self._match_groups(
+                rows, mine_all, b"".join(back_tags), theirs_all, tags
+            )
+        self.progress("matched", 1, 1)
+        return self._release(
+            decision, rows, peer, k, counts, group_of, values, pk, ncols, frames, outbox
+        )
 
     def _session(self, decision: Decision, rows: SideRows, peer: f.Hello) -> Session:
         return Session(
@@ -601,65 +630,19 @@ class _MatcherSession:
             peer_size=peer.set_size,
         )
 
-    def _finish(
-        self, decision: Decision, rows: SideRows, peer: f.Hello, frames: Iterator[f.Frame]
-    ) -> OwnerReport:
-        """The other owner's release, and this session remembered."""
+    def _finish(self, frames: Iterator[f.Frame]) -> OwnerReport:
+        """The other owner's release (its receipt), or its refusal."""
         frame = _expect(frames, f.Release, "its release")
         if frame.report.error is not None:
             raise FedgateError.of(frame.report.error)
         report: OwnerReport = frame.report
         return report
 
-    def _cardinality(
-        self,
-        decision: Decision,
-        rows: SideRows,
-        peer: f.Hello,
-        k: int,
-        count: int,
-        epsilon: float,
-        frames: Iterator[f.Frame],
-        outbox: _Outbox,
-    ) -> Protected:
-        spent = 0.0
-        released = count
-        if epsilon > 0:
-            noise, charged = laplace_noise(1, 1.0, epsilon)
-            released = max(0, round(count + noise[0]))
-            spent = charged if decision.epsilon > 0 else 0.0
-        shown = released if count >= k else -1
-        outbox.put(f.Tally(shown, decision.min_group_size))
-        outbox.put(None)
-        peer_report = self._finish(decision, rows, peer, frames)
-        facts = {
-            "own_size": len(rows.items),
-            "peer_size": peer.set_size,
-            "invalid_identifiers": rows.invalid,
-            "intersection": shown,
-            "min_group_size": k,
-        }
-        payload = json.dumps({"intersection": shown, "min_group_size": k}).encode()
-        result = _Matched(shown, k, 1 if shown >= 0 else 0, peer_report)
-        return Protected(payload, spent, facts, result)
-
-    def _join(
-        self,
-        decision: Decision,
-        rows: SideRows,
-        peer: f.Hello,
-        k: int,
-        epsilon: float,
-        mine: bytes,
-        mine_tags: bytes,
-        theirs: bytes,
-        values: list[bytes],
-        pk: paillier.PublicKey | None,
-        ncols: int,
-        tags: _Tags | None,
-        frames: Iterator[f.Frame],
-        outbox: _Outbox,
-    ) -> Protected:
+    def _match_groups(
+        self, rows: SideRows, mine: bytes, mine_tags: bytes, theirs: bytes, tags: _Tags | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of the other owner's (shuffled) set: the group of ours it matched, or
+        -1; and the number of matches per group."""
         n_groups = max(1, len(rows.groups))
         a = np.frombuffer(mine, dtype="S32")
         gi = (
@@ -670,38 +653,56 @@ class _MatcherSession:
         b = np.frombuffer(theirs, dtype="S32")
         order = np.argsort(a, kind="stable")
         a_sorted = a[order]
-        pos = np.searchsorted(a_sorted, b)
-        pos[pos >= len(a_sorted)] = 0
-        hit = (a_sorted[pos] == b) if len(a_sorted) else np.zeros(len(b), dtype=bool)
         group_of = np.full(len(b), -1, dtype=np.int64)
-        group_of[hit] = gi[order][pos[hit]]
-        counts = np.bincount(group_of[hit], minlength=n_groups)
-        self.progress("matched", int(hit.sum()), min(len(a), len(b)))
-        keep = [g for g in range(n_groups) if counts[g] >= k]
-        spent = 0.0
-        shown_counts = [int(counts[g]) for g in keep]
-        if epsilon > 0 and keep:
-            noise, charged = laplace_noise(len(keep), 1.0, epsilon)
-            shown_counts = [max(0, round(c + e)) for c, e in zip(shown_counts, noise, strict=True)]
-            spent = charged if decision.epsilon > 0 else 0.0
-        outbox.put(
-            f.Tally(int(hit.sum()) if keep else -1, decision.min_group_size, tuple(shown_counts))
-        )
-        sums: list[list[int]] = []
-        if pk is not None and keep:
-            sums = self._open_sums(pk, ncols, values, group_of, keep, counts, frames, outbox)
+        if len(a_sorted) and len(b):
+            pos = np.searchsorted(a_sorted, b)
+            pos[pos >= len(a_sorted)] = 0
+            hit = a_sorted[pos] == b
+            group_of[hit] = gi[order][pos[hit]]
+        counts = np.bincount(group_of[group_of >= 0], minlength=n_groups)
+        return group_of, counts
+
+    def _release(
+        self,
+        decision: Decision,
+        rows: SideRows,
+        peer: f.Hello,
+        k: int,
+        counts: np.ndarray,
+        group_of: np.ndarray | None,
+        values: list[bytes],
+        pk: paillier.PublicKey | None,
+        ncols: int,
+        frames: Iterator[f.Frame],
+        outbox: _Outbox,
+    ) -> Protected:
+        """What leaves: groups of at least k matched rows (noisy counts under DP, as a
+        query's), then, for a join with values, their sums opened by the value owner; a
+        group whose summed column has a value in fewer than k rows is withheld too."""
+        epsilon = _dp_epsilon(decision.epsilon, peer.epsilon)
+        share = epsilon / (1 + 2 * ncols)  # counts; per value column its sum and its rows
+        present = [g for g in range(len(counts)) if counts[g] > 0 or group_of is None]
+        shown = {g: int(counts[g]) for g in present}
+        if epsilon > 0 and present:
+            noise, _ = laplace_noise(len(present), 1.0, share)
+            shown = {g: max(0, round(counts[g] + e)) for g, e in zip(present, noise, strict=True)}
+        keep = [g for g in present if shown[g] >= k]
+        total = sum(shown[g] for g in keep) if keep else -1
+        outbox.put(f.Tally(total, decision.min_group_size, tuple(shown[g] for g in keep)))
+        opened: list[list[tuple[int, int]]] = []
+        if pk is not None and keep and group_of is not None:
+            opened = self._open_sums(
+                pk, ncols, values, group_of, keep, counts, shown, frames, outbox
+            )
         outbox.put(None)
-        peer_report = self._finish(decision, rows, peer, frames)
-        table = self._table(rows, keep, shown_counts, sums, peer)
-        facts = {
-            "own_size": len(rows.items),
-            "peer_size": peer.set_size,
-            "invalid_identifiers": rows.invalid,
-            "groups_released": len(keep),
-            "min_group_size": k,
-        }
+        peer_report = self._finish(frames)
+        table, released = self._table(rows, keep, shown, opened, peer, k)
+        facts = {"groups_released": released, "min_group_size": k}
+        if self.plan.group_side is None:
+            facts["intersection"] = total if released else -1
         ipc = to_ipc(table)
-        result = _Matched(sum(shown_counts) if keep else -1, k, len(keep), peer_report, ipc)
+        result = _Matched(total if released else -1, k, released, peer_report, ipc)
+        spent = epsilon if decision.epsilon > 0 else 0.0
         return Protected(ipc, spent, facts, result)
 
     def _open_sums(
@@ -712,81 +713,82 @@ class _MatcherSession:
         group_of: np.ndarray,
         keep: list[int],
         counts: np.ndarray,
+        shown: dict[int, int],
         frames: Iterator[f.Frame],
         outbox: _Outbox,
-    ) -> list[list[int]]:
-        """Per released group and value column: the product of the matched rows'
-        ciphertexts, masked, opened by the value owner, unmasked here."""
+    ) -> list[list[tuple[int, int]]]:
+        """Per value column and released group: (sum, rows with a value), from the
+        product of the matched rows' ciphertexts, masked, opened by the value owner
+        (with its noise), unmasked here."""
         ct = pk.ciphertext_bytes
         blob = b"".join(values)
-        products: list[dict[str, int]] = [{} for _ in range(ncols)]
-        wanted = set(keep)
-        for j in range(ncols):
-            names: list[str | None] = []
-            cts: list[bytes] = []
-            for i in np.flatnonzero(group_of >= 0).tolist():
-                g = int(group_of[i])
-                if g not in wanted:
-                    continue
-                start = (i * ncols + j) * ct
-                names.append(str(g))
-                cts.append(blob[start : start + ct])
-            checked = paillier.ciphertexts_from_bytes(pk, b"".join(cts))
-            accumulate(pk, names, checked, products[j])
+        wanted = np.isin(group_of, keep)
+        rows_in = np.flatnonzero(wanted).tolist()
+        names: list[str | None] = [str(int(group_of[i])) for i in rows_in]
         enc = paillier.Encryptor(pk)
-        value_bits = 200  # a sum of up to 2 M values of |x| < 2^150 fixed-point units
         masked: list[bytes] = []
         masks: list[dict[str, int]] = []
+        terms = {str(g): int(counts[g]) for g in keep}
         for j in range(ncols):
-            sums = {str(g): products[j].get(str(g), 1) for g in keep}
-            hidden, mask = mask_sums(enc, sums, value_bits, {str(g): int(counts[g]) for g in keep})
+            cts = b"".join(blob[(i * ncols + j) * ct : (i * ncols + j + 1) * ct] for i in rows_in)
+            products: dict[str, int] = {}
+            accumulate(pk, names, paillier.ciphertexts_from_bytes(pk, cts), products)
+            sums = {str(g): products.get(str(g), 1) for g in keep}
+            hidden, mask = mask_sums(enc, sums, PACKED_BITS, terms)
             masks.append(mask)
             masked.extend(hidden[str(g)].to_bytes(ct, "big") for g in keep)
-        outbox.put(f.Sums(tuple(masked), tuple(int(counts[g]) for g in keep)))
+        outbox.put(f.Sums(tuple(masked), tuple(shown[g] for g in keep)))
         opened = _expect(frames, f.Opened, "the opened sums")
         if len(opened.values) != len(masked):
             raise InvalidArgument("the other owner opened a different number of sums")
-        out: list[list[int]] = []
+        out: list[list[tuple[int, int]]] = []
         for j in range(ncols):
             part = opened.values[j * len(keep) : (j + 1) * len(keep)]
             got = unmask({str(g): v for g, v in zip(keep, part, strict=True)}, masks[j], pk.n)
-            out.append([got[str(g)] for g in keep])
+            out.append([unpack(got[str(g)]) for g in keep])
         return out
 
     def _table(
         self,
         rows: SideRows,
         keep: list[int],
-        counts: list[int],
-        sums: list[list[int]],
+        shown: dict[int, int],
+        opened: list[list[tuple[int, int]]],
         peer: f.Hello,
-    ) -> pa.Table:
+        k: int,
+    ) -> tuple[pa.Table, int]:
+        """The released table and its number of groups: a group whose summed column has
+        a value in 0 < rows < k is withheld, as a query's (privacy.suppress)."""
         plan = self.plan
+        columns = value_columns(plan)
+        if opened:
+            if len(peer.value_kinds) != len(columns):
+                raise InvalidArgument("the value owner did not say how its sums are written")
+            keep_at = [i for i in range(len(keep)) if all(not 0 < col[i][1] < k for col in opened)]
+        else:
+            keep_at = list(range(len(keep)))
+        groups = [keep[i] for i in keep_at]
         cols: dict[str, list[Any]] = {}
         for i, name in enumerate(plan.group_outputs):
-            cols[name] = [rows.groups[g][i] for g in keep]
-        slots = value_slots(plan)
-        scale = Scale(peer.value_digits)
+            cols[name] = [rows.groups[g][i] for g in groups]
         for agg in plan.aggregates:
             if agg.func == "count":
-                cols[agg.name] = counts
+                cols[agg.name] = [shown[g] for g in groups]
                 continue
-            j = slots.index((agg.column or "", False))
-            totals = [scale.decode(v) for v in sums[j]] if sums else []
+            j = columns.index(agg.column or "")
+            kind = peer.value_kinds[j]
+            pairs = [opened[j][i] for i in keep_at] if opened else []
             if agg.func == "sum":
-                cols[agg.name] = totals
-                continue
-            had = [scale.decode(v) for v in sums[slots.index((agg.column or "", True))]]
-            cols[agg.name] = [
-                float(t) / float(c) if c > 0 else None for t, c in zip(totals, had, strict=True)
-            ]
-        table = pa.table(cols) if cols else pa.table({"count": counts})
+                cols[agg.name] = [decoded(kind, t) if c > 0 else None for t, c in pairs]
+            else:
+                cols[agg.name] = [float(decoded(kind, t)) / c if c > 0 else None for t, c in pairs]
+        table = pa.table(cols)
         for name, desc in reversed(plan.order_by):
             order = "descending" if desc else "ascending"
             table = table.sort_by([(name, order)])
         if plan.limit is not None:
             table = table.slice(0, plan.limit)
-        return table
+        return table, len(groups)
 
 
 class _ResponderSession:
@@ -828,39 +830,53 @@ class _ResponderSession:
         o.sessions.check(session, k)
         # Remembered before any point leaves: a session that stops after the matching must
         # not buy a second, differing one for free.
-        o.sessions.record(session)
+        o.sessions.record(session, "responder", rows.invalid)
         valued = plan.value_side == self.side
+        epsilon = _dp_epsilon(decision.epsilon, self.hello.epsilon)
+        columns = value_columns(plan) if valued else ()
+        desc = self.entry.descriptor
+        declared = {spec.name: spec.type for spec in desc.columns}
+        kinds = tuple(value_kind(declared[c]) for c in columns)
+        bounds = dp_bounds(desc) if epsilon > 0 else {}
+        if epsilon > 0 and any(c not in bounds for c in columns):
+            missing = next(c for c in columns if c not in bounds)
+            raise FailedPrecondition(
+                f"{missing!r} has no declared bounds, so its sums cannot be noised under DP"
+            )
         key = o._paillier() if valued else None
-        digits = DIGITS
-        max_batch = o.settings.max_batch
+        ct = key.public.ciphertext_bytes if key is not None else 0
+        room = o.pipeline.max_payload_bytes // (group.POINT_BYTES + len(columns) * ct)
+        max_batch = max(1, min(o.settings.max_batch, self.hello.max_batch, room))
         self.outbox.put(
             f.Hello(
                 n,
                 decision.min_group_size,
-                max_batch,
+                o.settings.max_batch,
                 paillier_key=key.public.to_bytes() if key is not None else b"",
-                value_digits=digits if valued else 0,
                 epsilon=decision.epsilon,
+                value_kinds=kinds,
             )
         )
         label = session_label(env.request_id, plan)
         beta = group.new_scalar()
-        scale = Scale(digits)
-        bounds = decision.clamp if decision.epsilon > 0 else None
-        columns = plan.sides[self.side].value_columns
+        # Our own set goes out in an order that says nothing about our rows.
+        order = permutation(n).tolist()
+        items = [rows.items[i] for i in order]
         encoded = [
-            scale.encode(
-                slot_values(rows.values[columns.index(c)], nonnull, (bounds or {}).get(c))
+            pack(
+                Scale(kind_digits(kind)).encode_nullable(
+                    clamped([rows.values[desc_index][i] for i in order], bounds.get(c))
+                )
             )
-            for c, nonnull in value_slots(plan)
-        ] if valued else []  # fmt: skip
+            for desc_index, (c, kind) in enumerate(zip(columns, kinds, strict=True))
+        ]
         sender_error: list[BaseException] = []
 
         def send_own() -> None:
             try:
                 enc = paillier.Encryptor(key.public, private=key) if key is not None else None
                 for seq, (a, b) in enumerate(chunks(n, max_batch)):
-                    pts = group.blind(group.hash_to_points(label, rows.items[a:b]), beta)
+                    pts = group.blind(group.hash_to_points(label, items[a:b]), beta)
                     vals = b""
                     if enc is not None:
                         flat = [col[i] for i in range(a, b) for col in encoded]
@@ -882,30 +898,19 @@ class _ResponderSession:
             err = sender_error[0]
             raise err if isinstance(err, FedgateError) else Unavailable("the session failed")
         tally = _expect(self.frames, f.Tally, "its tally")
-        for size in tally.group_sizes:
-            if not size >= 0:
-                raise InvalidArgument("a tally with a negative count")
-        exact = decision.epsilon <= 0 and self.hello.epsilon <= 0
-        if plan.group_side is None and 0 <= tally.intersection < k and exact:
-            raise FailedPrecondition("the matcher released a count under k")
-        if plan.group_side is not None and any(s < k for s in tally.group_sizes) and exact:
+        if any(size < 0 for size in tally.group_sizes):
+            raise InvalidArgument("a tally with a negative count")
+        if epsilon <= 0 and any(size < k for size in tally.group_sizes):
             raise FailedPrecondition("the matcher released a group under k")
-        self.groups = (
-            len(tally.group_sizes) if plan.group_side is not None else int(tally.intersection >= 0)
-        )
-        spent = decision.epsilon if decision.epsilon > 0 else 0.0
+        self.groups = len(tally.group_sizes)
         opened: list[int] = []
-        if valued and key is not None and tally.intersection >= 0:
+        if key is not None and tally.group_sizes:
             sums = _expect(self.frames, f.Sums, "the masked sums")
-            opened, noise_spent = self._open(sums, key, decision, digits)
-            spent = noise_spent if decision.epsilon > 0 else 0.0
+            if tuple(sums.counts) != tuple(tally.group_sizes):
+                raise InvalidArgument("masked sums that do not match the released groups")
+            opened = self._open(sums, key, columns, bounds, kinds, epsilon)
             self.opened = f.Opened(tuple(opened))
-        elif decision.epsilon <= 0:
-            spent = 0.0
         facts = {
-            "own_size": n,
-            "peer_size": m_size,
-            "invalid_identifiers": rows.invalid,
             "intersection": tally.intersection,
             "groups_released": self.groups,
             "min_group_size": k,
@@ -913,6 +918,7 @@ class _ResponderSession:
         payload = json.dumps(
             {"tally": tally.intersection, "groups": list(tally.group_sizes), "opened": opened}
         ).encode()
+        spent = epsilon if decision.epsilon > 0 else 0.0
         return Protected(payload, spent, facts, None)
 
     def _upload(self, declared: int, limits: Limits) -> tuple[bytes, bytes]:
@@ -947,30 +953,31 @@ class _ResponderSession:
         self.outbox.put(f.Done(f.REBLINDED))
 
     def _open(
-        self, sums: f.Sums, key: paillier.PrivateKey, decision: Decision, digits: int
-    ) -> tuple[list[int], float]:
-        """Decrypt the masked sums; under DP add this owner's noise first (to the masked
-        value: the mask is removed by the matcher, the noise stays)."""
+        self,
+        sums: f.Sums,
+        key: paillier.PrivateKey,
+        columns: tuple[str, ...],
+        bounds: dict[str, tuple[float, float]],
+        kinds: tuple[str, ...],
+        epsilon: float,
+    ) -> list[int]:
+        """Decrypt the masked sums; under DP add noise to each packed sum first, to its
+        value and to its count of rows with a value (the matcher removes its mask; the
+        noise stays)."""
         pk = key.public
         cts = paillier.ciphertexts_from_bytes(pk, b"".join(sums.ciphertexts))
-        cols = value_slots(self.plan)
         per_col = len(sums.counts)
-        if len(cts) != per_col * len(cols):
+        if len(cts) != per_col * len(columns):
             raise InvalidArgument("masked sums that do not match the released groups")
         opened = [key.decrypt(c) for c in cts]
-        spent = 0.0
-        if decision.epsilon > 0 and opened:
-            share = decision.epsilon / len(cols)
-            bounds = decision.clamp or {}
-            for j, (col, nonnull) in enumerate(cols):
-                lo, hi = (1.0, 1.0) if nonnull else bounds.get(col, (math.inf, math.inf))
-                sens = max(abs(lo), abs(hi)) * 10**digits
-                noise, charged = laplace_noise(per_col, sens, share)
-                spent += charged
-                for i, e in enumerate(noise):
-                    opened[j * per_col + i] = (opened[j * per_col + i] + round(e)) % pk.n
-        return opened, spent
-
-
-def replace_deadline(env: Envelope, deadline: float) -> Envelope:
-    return replace(env, deadline=deadline)
+        if epsilon > 0 and opened:
+            share = epsilon / (1 + 2 * len(columns))  # as the matcher splits it
+            for j, (col, kind) in enumerate(zip(columns, kinds, strict=True)):
+                lo, hi = bounds[col]
+                sens = max(abs(lo), abs(hi)) * 10 ** kind_digits(kind)
+                values, _ = laplace_noise(per_col, sens, share)
+                rows, _ = laplace_noise(per_col, 1.0, share)
+                for i in range(per_col):
+                    noise = (round(values[i]) << COUNT_BITS) + round(rows[i])
+                    opened[j * per_col + i] = (opened[j * per_col + i] + noise) % pk.n
+        return opened

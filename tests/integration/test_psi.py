@@ -136,7 +136,15 @@ def test_cardinality_is_the_exact_intersection(
             e for e in federation.audit(node, "release") if e.get("request_id") == answer.request_id
         ]
         assert len(entries) == 1 and entries[0]["operation"] == "psi"
-        assert entries[0]["own_size"] == len(set(left) if node == LEFT else set(right))
+        # The set sizes are the owner's own record, never in what reaches the analyst.
+        assert not {"own_size", "peer_size"} & set(entries[0])
+        (session,) = [
+            e for e in federation.audit(node, "psi.session") if e["request_id"] == answer.request_id
+        ]
+        mine, theirs = (left, right) if node == LEFT else (right, left)
+        assert (session["own_size"], session["peer_size"]) == (len(set(mine)), len(set(theirs)))
+    # Progress says how far, never how many.
+    assert seen and all(p.total == 1000 and 0 <= p.done <= 1000 for p in seen)
 
 
 JOIN_L_COLUMNS = (ColumnSpec("credit_code", "string"), ColumnSpec("sector", "string"))
@@ -261,3 +269,70 @@ def test_fedgate_psi_command(federation: RunningFederation, tmp_path) -> None:  
     assert len(list(tmp_path.glob("*.json"))) == 2
     bad = run_fedgate("psi", "--profile", str(profile), "--left", "shanghai", "--right", "x:y.z")
     assert bad.returncode == 2 and "NODE:DATASET.COLUMN" in bad.stderr
+
+
+def test_join_of_several_value_columns_over_many_rows_is_exact(
+    federation: RunningFederation,
+) -> None:
+    """Two value columns (an integer and a decimal) over more rows than one batch holds:
+    integer sums come back as integers, decimal sums exactly, AVG as DuckDB's."""
+    from decimal import Decimal
+
+    rng = random.Random(11)
+    pool = codes(rng, 9000)
+    lt = pa.table({"credit_code": pool[:6000], "sector": [rng.choice("ABC") for _ in range(6000)]})
+    right_codes = pool[1000:9000]
+    rt = pa.table(
+        {
+            "credit_code": right_codes,
+            "revenue": pa.array(
+                [
+                    rng.randint(-(10**6), 10**9) if rng.random() > 0.05 else None
+                    for _ in right_codes
+                ],
+                pa.int64(),
+            ),
+            "amount": pa.array(
+                [Decimal(rng.randint(0, 10**9)) / 100 for _ in right_codes], pa.decimal128(12, 2)
+            ),
+            "city": [rng.choice(["Nanjing", "Suzhou"]) for _ in right_codes],
+        }
+    )
+    register(
+        federation, LEFT, "wide_l", lt, JOIN_L_COLUMNS,
+        {"credit_code": "join_key", "sector": "group_by"},
+    )  # fmt: skip
+    register(
+        federation, RIGHT, "wide_r", rt,
+        (*JOIN_R_COLUMNS, ColumnSpec("amount", "decimal(12,2)", lower=0, upper=10**7)),
+        {"credit_code": "join_key", "revenue": "aggregate", "amount": "aggregate"},
+    )  # fmt: skip
+    body = (
+        "a.sector, COUNT(*) AS n, SUM(b.revenue) AS revenue, AVG(b.revenue) AS avg_rev, "
+        "SUM(b.amount) AS amount FROM {l} a JOIN {r} b ON a.credit_code = b.credit_code "
+        "GROUP BY a.sector ORDER BY a.sector"
+    )
+    with federation.client(ANALYST) as c:
+        result = c.query("SELECT " + body.format(l="shanghai.wide_l", r="jiangsu.wide_r"))
+    db = duckdb.connect()
+    db.register("l", lt)
+    db.register("r", rt)
+    want = db.execute("SELECT " + body.format(l="l", r="r")).fetchall()
+    got = [tuple(r.values()) for r in result.table.to_pylist()]
+    assert [(g[0], g[1], g[2], g[4]) for g in got] == [(w[0], w[1], w[2], w[4]) for w in want]
+    assert all(isinstance(g[2], int) and isinstance(g[4], Decimal) for g in got)
+    for g, w in zip(got, want, strict=True):
+        assert g[3] == pytest.approx(w[3], rel=1e-12)
+
+
+def test_a_count_only_join_through_query_is_a_table(federation: RunningFederation) -> None:
+    rng = random.Random("countonly")
+    pool = codes(rng, 60)
+    register(federation, LEFT, "cnt_l", id_table(pool[:40], [0] * 40), ID_COLUMNS, ID_CONTROLS)
+    register(federation, RIGHT, "cnt_r", id_table(pool[10:], [0] * 50), ID_COLUMNS, ID_CONTROLS)
+    with federation.client(ANALYST) as c:
+        result = c.query(
+            "SELECT COUNT(*) AS shared FROM shanghai.cnt_l a JOIN jiangsu.cnt_r b "
+            "ON a.credit_code = b.credit_code"
+        )
+    assert result.table.to_pylist() == [{"shared": 30}]

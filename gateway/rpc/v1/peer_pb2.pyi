@@ -89,14 +89,14 @@ class PsiFrame(_message.Message):
     def __init__(self, hello: _Optional[_Union[PsiHello, _Mapping]] = ..., points: _Optional[_Union[PsiPoints, _Mapping]] = ..., done: _Optional[_Union[PsiDone, _Mapping]] = ..., tally: _Optional[_Union[PsiTally, _Mapping]] = ..., release: _Optional[_Union[_common_pb2.OwnerResult, _Mapping]] = ..., sums: _Optional[_Union[PsiSums, _Mapping]] = ..., opened: _Optional[_Union[PsiOpened, _Mapping]] = ...) -> None: ...
 
 class PsiHello(_message.Message):
-    __slots__ = ("envelope", "set_size", "min_group_size", "version", "max_batch", "paillier_key", "value_digits", "epsilon")
+    __slots__ = ("envelope", "set_size", "min_group_size", "version", "max_batch", "paillier_key", "value_kinds", "epsilon")
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
     SET_SIZE_FIELD_NUMBER: _ClassVar[int]
     MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     PAILLIER_KEY_FIELD_NUMBER: _ClassVar[int]
-    VALUE_DIGITS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_KINDS_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     envelope: PartialRequest
     set_size: int
@@ -104,9 +104,9 @@ class PsiHello(_message.Message):
     version: int
     max_batch: int
     paillier_key: bytes
-    value_digits: int
+    value_kinds: _containers.RepeatedScalarFieldContainer[str]
     epsilon: float
-    def __init__(self, envelope: _Optional[_Union[PartialRequest, _Mapping]] = ..., set_size: _Optional[int] = ..., min_group_size: _Optional[int] = ..., version: _Optional[int] = ..., max_batch: _Optional[int] = ..., paillier_key: _Optional[bytes] = ..., value_digits: _Optional[int] = ..., epsilon: _Optional[float] = ...) -> None: ...
+    def __init__(self, envelope: _Optional[_Union[PartialRequest, _Mapping]] = ..., set_size: _Optional[int] = ..., min_group_size: _Optional[int] = ..., version: _Optional[int] = ..., max_batch: _Optional[int] = ..., paillier_key: _Optional[bytes] = ..., value_kinds: _Optional[_Iterable[str]] = ..., epsilon: _Optional[float] = ...) -> None: ...
 
 class PsiPoints(_message.Message):
     __slots__ = ("kind", "seq", "points", "tags", "values")
