@@ -153,7 +153,8 @@ SHOWCASES = (
     ),
     Showcase(
         "Revenue of Anhui's enterprises on the ministry's list, by industry section (a join "
-        "across two owners: keys matched by ECDH, sums under Paillier; docs/psi.md)",
+        "across two owners: keys matched by ECDH, sums under Paillier; the ministry's list is "
+        "L3, so counts and sums carry DP noise of scale bound/epsilon; docs/psi.md)",
         "SELECT m.industry_section, COUNT(*) AS enterprises, SUM(r.revenue) AS revenue "
         "FROM anhui.enterprise_registry r JOIN miit.industry_enterprises m "
         "ON r.credit_code = m.credit_code GROUP BY m.industry_section "
