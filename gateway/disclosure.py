@@ -99,7 +99,7 @@ def build(
         for e in batch:
             body = e.data
             kind = body.get("kind")
-            if kind not in ("release", "query.refused") or body.get("dry_run"):
+            if kind not in ("release", "query.refused", "psi.refused") or body.get("dry_run"):
                 continue
             if body.get("dataset") in hidden:
                 continue

@@ -41,39 +41,12 @@ class PsiSessions:
     def __init__(self, state: State) -> None:
         self._state = state
 
-    def check(self, s: Session, k: int) -> None:
-        """Refuse ``s`` if it was served before (a replayed envelope), or if it and an
-        earlier session differ by fewer than ``k``."""
-        with self._state.read() as db:
-            seen = db.execute(
-                "SELECT 1 FROM psi_sessions WHERE session = ? LIMIT 1", (s.session,)
-            ).fetchone()
-            if seen:
-                raise FailedPrecondition(
-                    f"session {s.session} was run here before: a replayed request is refused"
-                )
-            rows = db.execute(
-                "SELECT own_size, own_digest, peer_size FROM psi_sessions "
-                "WHERE grant_id = ? AND peer = ? ORDER BY at DESC LIMIT ?",
-                (s.grant_id, s.peer, KEEP),
-            ).fetchall()
-        for own_size, own_digest, peer_size in rows:
-            if own_digest != s.own_digest and abs(own_size - s.own_size) < k:
-                raise FailedPrecondition(
-                    f"this owner's set differs from an earlier session under grant "
-                    f"{s.grant_id} by fewer than k = {k} identifiers ({own_size:,} vs "
-                    f"{s.own_size:,}): refused as a differencing attack (docs/psi.md)"
-                )
-            if _too_close(peer_size, s.peer_size, k):
-                raise FailedPrecondition(
-                    f"the other owner's set size changed by fewer than k = {k} since an "
-                    f"earlier session under grant {s.grant_id} ({peer_size:,} vs "
-                    f"{s.peer_size:,}): refused as a differencing attack (docs/psi.md)"
-                )
-
-    def record(self, s: Session, role: str, invalid: int) -> None:
-        """Remember the session, and write its set sizes to the audit log (never into a
-        receipt: a receipt reaches the analyst, the sizes are this owner's to keep)."""
+    def admit(self, s: Session, k: int, role: str, invalid: int) -> None:
+        """Refuse ``s`` if it was served before (a replayed envelope) or if it and an
+        earlier session differ by fewer than ``k``; else remember it and write its set
+        sizes to the audit log (never into a receipt: a receipt reaches the analyst, the
+        sizes are this owner's to keep). One transaction: two sessions at once cannot
+        both pass against the same memory."""
         entry = {
             "kind": "psi.session",
             "time": utc(),
@@ -87,9 +60,10 @@ class PsiSessions:
         }
 
         def work(db: sqlite3.Connection) -> None:
+            _check(db, s, k)
             AuditLog.append_in(db, entry)
             db.execute(
-                "INSERT OR REPLACE INTO psi_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO psi_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (s.grant_id, s.session, s.peer, s.own_size, s.own_digest, s.peer_size, utc()),
             )
             db.execute(
@@ -99,3 +73,30 @@ class PsiSessions:
             )
 
         self._state.group(work)
+
+
+def _check(db: sqlite3.Connection, s: Session, k: int) -> None:
+    """The refusals say which rule, never the sizes (they are the owners' to keep)."""
+    seen = db.execute("SELECT 1 FROM psi_sessions WHERE session = ? LIMIT 1", (s.session,))
+    if seen.fetchone():
+        raise FailedPrecondition(
+            f"session {s.session} was run here before: a replayed request is refused"
+        )
+    rows = db.execute(
+        "SELECT own_size, own_digest, peer_size FROM psi_sessions "
+        "WHERE grant_id = ? AND peer = ? ORDER BY at DESC LIMIT ?",
+        (s.grant_id, s.peer, KEEP),
+    ).fetchall()
+    for own_size, own_digest, peer_size in rows:
+        if own_digest != s.own_digest and abs(own_size - s.own_size) < k:
+            raise FailedPrecondition(
+                f"this owner's set differs from an earlier session under grant {s.grant_id} "
+                f"by fewer than k = {k} identifiers: refused as a differencing attack "
+                "(docs/psi.md)"
+            )
+        if _too_close(peer_size, s.peer_size, k):
+            raise FailedPrecondition(
+                f"the other owner's set size changed by fewer than k = {k} since an earlier "
+                f"session under grant {s.grant_id}: refused as a differencing attack "
+                "(docs/psi.md)"
+            )

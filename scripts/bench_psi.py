@@ -279,25 +279,42 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy() -> float:
+    """CPU seconds all programs have used so far, over every core (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 class Usage(NamedTuple):
     peak_mb: dict[str, float]
     cpu: dict[str, float]
     peaks_reset: bool
+    others: float  # CPU seconds other programs (not the nodes, not this script) used
+    wall: float
 
 
 class Meter:
-    """Peak RSS and CPU of each node process over one part."""
+    """Peak RSS and CPU of each node process over one part, and the CPU every other
+    program took meanwhile (the load average counts the nodes' own threads too)."""
 
     def __init__(self, procs: Sequence[NodeProcess]) -> None:
         self.procs = procs
         self.reset = all([reset_peak(p.pid) for p in procs])
         self.cpu0 = {p.node_id: cpu_seconds(p.pid) for p in procs}
+        self.busy0, self.own0 = machine_busy(), time.process_time()
+        self.t0 = time.perf_counter()
 
     def stop(self) -> Usage:
+        cpu = {p.node_id: cpu_seconds(p.pid) - self.cpu0[p.node_id] for p in self.procs}
+        own = time.process_time() - self.own0
+        others = machine_busy() - self.busy0 - sum(cpu.values()) - own
         return Usage(
             {p.node_id: status_kb(p.pid, "VmHWM") / 1024 for p in self.procs},
-            {p.node_id: cpu_seconds(p.pid) - self.cpu0[p.node_id] for p in self.procs},
+            cpu,
             self.reset,
+            max(0.0, others),
+            time.perf_counter() - self.t0,
         )
 
 
@@ -305,7 +322,11 @@ def usage_line(u: Usage) -> str:
     peak = ", ".join(f"{node} {mb:,.0f} MB" for node, mb in u.peak_mb.items())
     cpu = ", ".join(f"{node} {s:.1f} s" for node, s in u.cpu.items())
     since = "this part" if u.peaks_reset else "node start (the kernel refused a reset)"
-    return f"peak RSS (VmHWM since {since}): {peak}; CPU: {cpu}"
+    cores = os.cpu_count() or 1
+    return (
+        f"peak RSS (VmHWM since {since}): {peak}; CPU: {cpu}; other programs used "
+        f"{u.others:.1f} CPU s ({u.others / (cores * u.wall):.0%} of the {cores} cores)"
+    )
 
 
 def load_line() -> str:

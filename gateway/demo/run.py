@@ -94,7 +94,7 @@ def audit_summary(fed: Federation) -> str:
             rows.append([n.id, "", "", "", verdict])
             continue
         releases = report.kinds.get("release", 0)
-        refusals = report.kinds.get("query.refused", 0)
+        refusals = report.kinds.get("query.refused", 0) + report.kinds.get("psi.refused", 0)
         rows.append(
             [
                 n.id,

@@ -49,6 +49,7 @@ from gateway.errors import (
     FedgateError,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     Unavailable,
 )
 from gateway.planning import join_or_refuse
@@ -68,6 +69,8 @@ Exchange = Callable[[str, Iterator[f.Frame], float], Iterator[f.Frame]]
 Progress = Callable[[str, int, int], None]
 
 TAG_BYTES = 16
+PROGRESS_STEP = 50  # per mille
+ABORT_SECONDS = 2.0  # how long a refusing side waits for the peer to take its reason
 OUT_FRAMES = 8  # frames waiting to be sent, per session
 KEY_SESSIONS = 100  # a value owner's Paillier key serves this many sessions, then a new one
 
@@ -75,7 +78,8 @@ KEY_SESSIONS = 100  # a value owner's Paillier key serves this many sessions, th
 FLOAT_DIGITS = 6  # fixed-point digits of a float column's values
 # A packed value: |v| < 2^130 fixed-point units (a decimal(38,0), 1e30 at 6 digits), then
 # the 64 bits that count rows with a value (join_sums.pack).
-PACKED_BITS = 130 + COUNT_BITS
+MAX_VALUE_BITS = 130
+PACKED_BITS = MAX_VALUE_BITS + COUNT_BITS
 
 
 def value_columns(plan: JoinPlan) -> tuple[str, ...]:
@@ -94,6 +98,13 @@ def value_kind(declared: str) -> str:
     if t.family == FLOAT:
         return "float"
     raise InvalidArgument(f"a column of type {declared} cannot be summed")
+
+
+def _known_kind(kind: str) -> bool:
+    try:
+        return kind in ("int", "float") or parse_type(kind).family == DECIMAL
+    except FedgateError:
+        return False
 
 
 def kind_digits(kind: str) -> int:
@@ -151,12 +162,24 @@ class Settings:
 
 
 class _Outbox:
-    """Frames one side sends, bounded; closed when the consumer is gone."""
+    """Frames one side sends, bounded; closed when the consumer is gone. ``abort`` hands
+    the peer this side's refusal instead of whatever it would have sent next."""
 
     def __init__(self, deadline: float) -> None:
         self._q: queue.Queue[f.Frame | None] = queue.Queue(maxsize=OUT_FRAMES)
         self._deadline = deadline
         self.gone = threading.Event()
+        self.aborted: f.Release | None = None
+        self.sent = threading.Event()  # the sending side finished (or gave up)
+
+    def abort(self, refusal: f.Release, wait: float = 1.0) -> None:
+        """Tell the peer why (best effort, at most ``wait`` seconds)."""
+        self.aborted = refusal
+        with contextlib.suppress(queue.Full):
+            self._q.put_nowait(refusal)
+        with contextlib.suppress(queue.Full):
+            self._q.put_nowait(None)
+        self.sent.wait(timeout=wait)
 
     def put(self, frame: f.Frame | None) -> None:
         while True:
@@ -199,10 +222,33 @@ def _next(it: Iterator[f.Frame], what: str) -> f.Frame:
         raise Unavailable(f"the other owner stopped the session before {what}") from None
 
 
+def _tell(frames: Iterator[f.Frame], outbox: _Outbox, refusal: f.Release) -> None:
+    """Hand the peer this side's refusal, then let the call end as the peer ends it:
+    cancelling it at once could drop the refusal unsent. The call is read out on a
+    thread that ends with the peer's answer, or at the call's deadline at the latest."""
+    outbox.abort(refusal)
+
+    def drain() -> None:
+        with contextlib.suppress(Exception):
+            for _ in frames:
+                pass
+
+    t = threading.Thread(target=drain, name="psi-drain", daemon=True)
+    t.start()
+    t.join(timeout=ABORT_SECONDS)
+
+
+def _refused_by_peer(report: OwnerReport) -> FedgateError:
+    """The peer's refusal, said as the peer's (its reason speaks of *its* sets)."""
+    assert report.error is not None
+    e = report.error
+    return FedgateError.of(Error(e.code, f"owner {report.node_id} refused: {e.reason}"))
+
+
 def _expect(it: Iterator[f.Frame], kind: type, what: str) -> Any:
     frame = _next(it, what)
     if isinstance(frame, f.Release) and frame.report.error is not None:
-        raise FedgateError.of(frame.report.error)
+        raise _refused_by_peer(frame.report)
     if not isinstance(frame, kind):
         raise InvalidArgument(f"protocol error: {type(frame).__name__} arrived, not {what}")
     return frame
@@ -332,7 +378,8 @@ class PsiOwner:
         def progress(stage: str, done: int, total: int) -> None:
             """Per mille of each stage, each step once: the home and the analyst see how
             far the session is, never a set size or a number of matches."""
-            permille = 1000 * done // total if total else 1000
+            # In steps of 5 %: a finer step would tell the set size from the batch size.
+            permille = (1000 * done // total if total else 1000) // PROGRESS_STEP * PROGRESS_STEP
             if last.get(stage, -1) >= permille:
                 return
             last[stage] = permille
@@ -465,7 +512,7 @@ class PsiOwner:
 
 @dataclass(frozen=True)
 class _Matched:
-    intersection: int  # -1 when suppressed (a join: matched rows in all, -1 if none shown)
+    intersection: int  # the released count (a join: of its released groups); -1: none
     k: int
     groups: int
     peer: OwnerReport
@@ -480,10 +527,15 @@ def learns(plan: JoinPlan) -> tuple[tuple[str, str], ...]:
     matcher = (
         f"the size of {o.node}'s set; the number of matches"
         + (" per group of its own rows (also those under k)" if grouped else "")
-        + ("; the released sums" if valued else "")
+        + (
+            "; the sums of every group whose count passes k (also those withheld for too few "
+            "values)"
+            if valued
+            else ""
+        )
     )
     other = f"the size of {m.node}'s set; the released count" + (
-        "s and the number of released groups" if grouped else ""
+        "s of the groups that pass k, and how many" if grouped else ""
     )
     analyst = "the released " + ("table (groups of at least k rows)" if grouped else "count")
     return (
@@ -528,25 +580,38 @@ class _MatcherSession:
         )
 
         def requests() -> Iterator[f.Frame]:
-            yield hello
-            for seq, (a, b) in enumerate(chunks(n, max_batch)):
-                pts = group.blind(group.hash_to_points(label, rows.items[a:b]), alpha)
-                sealed = b""
-                if tags is not None and rows.group_index is not None:
-                    sealed = tags.seal(rows.group_index[a:b])
-                yield f.Points(f.OWN, seq, bytes(pts), tags=sealed)
-                self.progress("blinded", b, n)
-            yield f.Done(f.OWN)
-            yield from outbox.frames()
+            try:
+                yield hello
+                for seq, (a, b) in enumerate(chunks(n, max_batch)):
+                    if outbox.aborted is not None:
+                        yield outbox.aborted
+                        return
+                    pts = group.blind(group.hash_to_points(label, rows.items[a:b]), alpha)
+                    sealed = b""
+                    if tags is not None and rows.group_index is not None:
+                        sealed = tags.seal(rows.group_index[a:b])
+                    yield f.Points(f.OWN, seq, bytes(pts), tags=sealed)
+                    self.progress("blinded", b, n)
+                yield f.Done(f.OWN)
+                yield from outbox.frames()
+            finally:
+                outbox.sent.set()
 
         frames = o.exchange(peer_node, requests(), deadline)
+        told = False
         try:
             return self._exchange(decision, rows, alpha, tags, frames, outbox)
+        except FedgateError as exc:
+            if not isinstance(exc, Unavailable | DeadlineExceeded):
+                _tell(frames, outbox, f.Release(OwnerReport(o.node_id, error=exc.error)))
+                told = True
+            raise
         finally:
             outbox.gone.set()
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()
+            if not told:  # told: the call ends as the peer ends it (or at its deadline)
+                close = getattr(frames, "close", None)
+                if close is not None:
+                    close()
 
     def _exchange(
         self,
@@ -563,12 +628,14 @@ class _MatcherSession:
         peer = _expect(frames, f.Hello, "its hello")
         _check_hello(peer, limits)
         k = max(decision.min_group_size, peer.min_group_size)
-        session = self._session(decision, rows, peer)
-        o.sessions.check(session, k)
-        o.sessions.record(session, "matcher", rows.invalid)  # before anything is matched
+        o.sessions.admit(self._session(decision, rows, peer), k, "matcher", rows.invalid)
         valued = plan.value_side is not None
         ncols = len(value_columns(plan))
         pk = paillier.PublicKey.from_bytes(peer.paillier_key) if valued else None
+        if valued and (
+            len(peer.value_kinds) != ncols or not all(map(_known_kind, peer.value_kinds))
+        ):
+            raise InvalidArgument("the value owner did not say how its sums are written")
         ct = pk.ciphertext_bytes if pk is not None else 0
         theirs = Inbound(peer.set_size, limits, "the other owner's blinded set")
         mine = Inbound(n, limits, "our set, reblinded by the other owner")
@@ -603,7 +670,7 @@ class _MatcherSession:
                     finished[frame.kind] = (theirs if frame.kind == f.OWN else mine).finish()
                     done.add(frame.kind)
                 elif isinstance(frame, f.Release) and frame.report.error is not None:
-                    raise FedgateError.of(frame.report.error)
+                    raise _refused_by_peer(frame.report)
                 else:
                     raise InvalidArgument(f"protocol error: an unexpected {type(frame).__name__}")
         mine_all = finished[f.REBLINDED]
@@ -634,7 +701,7 @@ class _MatcherSession:
         """The other owner's release (its receipt), or its refusal."""
         frame = _expect(frames, f.Release, "its release")
         if frame.report.error is not None:
-            raise FedgateError.of(frame.report.error)
+            raise _refused_by_peer(frame.report)
         report: OwnerReport = frame.report
         return report
 
@@ -681,12 +748,21 @@ class _MatcherSession:
         group whose summed column has a value in fewer than k rows is withheld too."""
         epsilon = _dp_epsilon(decision.epsilon, peer.epsilon)
         share = epsilon / (1 + 2 * ncols)  # counts; per value column its sum and its rows
-        present = [g for g in range(len(counts)) if counts[g] > 0 or group_of is None]
+        # Under DP every group of ours is noised, also one with no match: a group shown
+        # must not say by its presence that it had one.
+        present = [
+            g for g in range(len(counts)) if counts[g] > 0 or group_of is None or epsilon > 0
+        ]
         shown = {g: int(counts[g]) for g in present}
         if epsilon > 0 and present:
             noise, _ = laplace_noise(len(present), 1.0, share)
             shown = {g: max(0, round(counts[g] + e)) for g, e in zip(present, noise, strict=True)}
         keep = [g for g in present if shown[g] >= k]
+        cells = len(keep) * ncols * (pk.ciphertext_bytes if pk is not None else 0)
+        if cells > self.o.pipeline.max_payload_bytes:
+            raise ResourceExhausted(
+                f"{len(keep):,} groups of sums do not fit one message: group by coarser columns"
+            )
         total = sum(shown[g] for g in keep) if keep else -1
         outbox.put(f.Tally(total, decision.min_group_size, tuple(shown[g] for g in keep)))
         opened: list[list[tuple[int, int]]] = []
@@ -696,12 +772,13 @@ class _MatcherSession:
             )
         outbox.put(None)
         peer_report = self._finish(frames)
-        table, released = self._table(rows, keep, shown, opened, peer, k)
-        facts = {"groups_released": released, "min_group_size": k}
+        table, groups = self._table(rows, keep, shown, opened, peer, k)
+        released = sum(shown[g] for g in groups) if groups else -1
+        facts = {"groups_released": len(groups), "min_group_size": k}
         if self.plan.group_side is None:
-            facts["intersection"] = total if released else -1
+            facts["intersection"] = released
         ipc = to_ipc(table)
-        result = _Matched(total if released else -1, k, released, peer_report, ipc)
+        result = _Matched(released, k, len(groups), peer_report, ipc)
         spent = epsilon if decision.epsilon > 0 else 0.0
         return Protected(ipc, spent, facts, result)
 
@@ -721,16 +798,21 @@ class _MatcherSession:
         product of the matched rows' ciphertexts, masked, opened by the value owner
         (with its noise), unmasked here."""
         ct = pk.ciphertext_bytes
-        blob = b"".join(values)
-        wanted = np.isin(group_of, keep)
-        rows_in = np.flatnonzero(wanted).tolist()
-        names: list[str | None] = [str(int(group_of[i])) for i in rows_in]
+        # The ciphertexts stay in the batches they came in (no second copy of them all).
+        starts = np.cumsum([0] + [len(v) // (ncols * ct) for v in values])
+        rows_in = np.flatnonzero(np.isin(group_of, keep))
+        batch_of = (np.searchsorted(starts, rows_in, side="right") - 1).tolist()
+        offsets = (rows_in - starts[batch_of]).tolist() if len(rows_in) else []
+        names: list[str | None] = [str(int(group_of[i])) for i in rows_in.tolist()]
         enc = paillier.Encryptor(pk)
         masked: list[bytes] = []
         masks: list[dict[str, int]] = []
         terms = {str(g): int(counts[g]) for g in keep}
         for j in range(ncols):
-            cts = b"".join(blob[(i * ncols + j) * ct : (i * ncols + j + 1) * ct] for i in rows_in)
+            cts = b"".join(
+                values[b][(i * ncols + j) * ct : (i * ncols + j + 1) * ct]
+                for b, i in zip(batch_of, offsets, strict=True)
+            )
             products: dict[str, int] = {}
             accumulate(pk, names, paillier.ciphertexts_from_bytes(pk, cts), products)
             sums = {str(g): products.get(str(g), 1) for g in keep}
@@ -756,14 +838,12 @@ class _MatcherSession:
         opened: list[list[tuple[int, int]]],
         peer: f.Hello,
         k: int,
-    ) -> tuple[pa.Table, int]:
-        """The released table and its number of groups: a group whose summed column has
+    ) -> tuple[pa.Table, list[int]]:
+        """The released table and its groups: a group whose summed column has
         a value in 0 < rows < k is withheld, as a query's (privacy.suppress)."""
         plan = self.plan
         columns = value_columns(plan)
         if opened:
-            if len(peer.value_kinds) != len(columns):
-                raise InvalidArgument("the value owner did not say how its sums are written")
             keep_at = [i for i in range(len(keep)) if all(not 0 < col[i][1] < k for col in opened)]
         else:
             keep_at = list(range(len(keep)))
@@ -788,7 +868,7 @@ class _MatcherSession:
             table = table.sort_by([(name, order)])
         if plan.limit is not None:
             table = table.slice(0, plan.limit)
-        return table, len(groups)
+        return table, groups
 
 
 class _ResponderSession:
@@ -827,10 +907,9 @@ class _ResponderSession:
             decision.grant.id, env.request_id, plan.sides[plan.matcher].node, n, rows.digest,
             m_size,
         )  # fmt: skip
-        o.sessions.check(session, k)
         # Remembered before any point leaves: a session that stops after the matching must
         # not buy a second, differing one for free.
-        o.sessions.record(session, "responder", rows.invalid)
+        o.sessions.admit(session, k, "responder", rows.invalid)
         valued = plan.value_side == self.side
         epsilon = _dp_epsilon(decision.epsilon, self.hello.epsilon)
         columns = value_columns(plan) if valued else ()
@@ -862,14 +941,17 @@ class _ResponderSession:
         # Our own set goes out in an order that says nothing about our rows.
         order = permutation(n).tolist()
         items = [rows.items[i] for i in order]
-        encoded = [
-            pack(
-                Scale(kind_digits(kind)).encode_nullable(
-                    clamped([rows.values[desc_index][i] for i in order], bounds.get(c))
-                )
+        encoded: list[list[Any]] = [
+            Scale(kind_digits(kind)).encode_nullable(
+                clamped([rows.values[index][i] for i in order], bounds.get(c))
             )
-            for desc_index, (c, kind) in enumerate(zip(columns, kinds, strict=True))
+            for index, (c, kind) in enumerate(zip(columns, kinds, strict=True))
         ]
+        if any(abs(v) >> MAX_VALUE_BITS for col in encoded for v in col if v is not None):
+            raise FailedPrecondition(
+                "a value to sum is too large for the encrypted sums (over 2^130 units)"
+            )
+        encoded = [pack(col) for col in encoded]
         sender_error: list[BaseException] = []
 
         def send_own() -> None:
@@ -898,8 +980,10 @@ class _ResponderSession:
             err = sender_error[0]
             raise err if isinstance(err, FedgateError) else Unavailable("the session failed")
         tally = _expect(self.frames, f.Tally, "its tally")
-        if any(size < 0 for size in tally.group_sizes):
-            raise InvalidArgument("a tally with a negative count")
+        if any(size < 0 for size in tally.group_sizes) or tally.intersection != (
+            sum(tally.group_sizes) if tally.group_sizes else -1
+        ):
+            raise InvalidArgument("a tally whose total is not the sum of its counts")
         if epsilon <= 0 and any(size < k for size in tally.group_sizes):
             raise FailedPrecondition("the matcher released a group under k")
         self.groups = len(tally.group_sizes)
@@ -910,11 +994,13 @@ class _ResponderSession:
                 raise InvalidArgument("masked sums that do not match the released groups")
             opened = self._open(sums, key, columns, bounds, kinds, epsilon)
             self.opened = f.Opened(tuple(opened))
-        facts = {
-            "intersection": tally.intersection,
-            "groups_released": self.groups,
-            "min_group_size": k,
-        }
+        # With sums, the matcher may still withhold a group whose values are too few (it
+        # learns that from the opened sums): this owner records what it opened.
+        facts: dict[str, int] = {"min_group_size": k}
+        if key is None:
+            facts.update(intersection=tally.intersection, groups_released=self.groups)
+        else:
+            facts.update(groups_opened=self.groups)
         payload = json.dumps(
             {"tally": tally.intersection, "groups": list(tally.group_sizes), "opened": opened}
         ).encode()
@@ -936,6 +1022,8 @@ class _ResponderSession:
                 tags.append(frame.tags)
             elif isinstance(frame, f.Done) and frame.kind == f.OWN:
                 return inbound.finish(), b"".join(tags)
+            elif isinstance(frame, f.Release) and frame.report.error is not None:
+                raise _refused_by_peer(frame.report)
             else:
                 raise InvalidArgument(f"protocol error: an unexpected {type(frame).__name__}")
 

@@ -584,3 +584,46 @@ def test_grant_used_up_after_max_uses(federation: RunningFederation) -> None:
     assert federation.releases() == before
     with federation.client(f"ops@{RIGHT}") as ops:
         assert [g.uses for g in ops.list_grants(p.right) if g.id == grant_id] == [1]
+
+
+def test_a_replayed_session_is_refused_by_the_other_owner(
+    federation: RunningFederation,
+) -> None:
+    """The same signed envelope twice: the other owner ran that request already."""
+    p = make_pair(federation, "replay", n_left=20, n_right=20, overlap=10)
+    env = session_env(federation, p)
+    for attempt in range(2):
+        with Exchange(federation, LEFT, RIGHT) as ex:
+            ex.send(f.Hello(len(p.left_codes), K, BATCH, envelope=env))
+            first = ex.receive()
+            if attempt == 0:
+                assert isinstance(first, f.Hello)  # the first time, the session starts
+            else:
+                assert isinstance(first, f.Release) and first.report.error is not None
+                assert first.report.error.code == Code.FAILED_PRECONDITION
+                assert "replayed" in first.report.error.reason
+    assert any("replayed" in e["reason"] for e in refusals(federation, RIGHT, env.request_id))
+    assert not released(federation, env.request_id)
+
+
+def test_the_other_owner_audits_the_matchers_own_refusal(
+    federation: RunningFederation,
+) -> None:
+    """A matcher that refuses once the exchange is open says why: the other owner's
+    refusal entry carries the matcher's reason, not a lost connection. (One identifier
+    swapped for another on the matcher's side: the other owner sees the same set size and
+    goes on; only the matcher knows its set changed.)"""
+    p = make_pair(federation, "swap", n_left=40, n_right=40, overlap=30, left_special={1: 1, 2: 1})
+    assert psi(federation, p.left, p.right, left_where="part <> 1").intersection > 0
+    with pytest.raises(ClientError) as err:
+        psi(federation, p.left, p.right, left_where="part <> 2")
+    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    entries = eventually(
+        lambda: [
+            e
+            for e in federation.audit(RIGHT, "psi.refused")
+            if e.get("dataset") == p.right and "owner shanghai refused" in e["reason"]
+        ]
+    )
+    assert entries[-1]["code"] == "FAILED_PRECONDITION"
+    assert "differencing attack" in entries[-1]["reason"]
