@@ -41,6 +41,8 @@ RATED: dict[str, str] = {
     "RegisterDataset": "/fedgate.v1.Gateway/RegisterDataset",
     "SubmitAccessRequest": "/fedgate.v1.Gateway/SubmitAccessRequest",
     "Execute": "/fedgate.v1.Peer/Execute",
+    "Psi": "/fedgate.v1.Gateway/Psi",
+    "PsiRun": "/fedgate.v1.Peer/PsiRun",
 }
 _RATED_NAME = {method: name for name, method in RATED.items()}
 
@@ -69,6 +71,9 @@ DEFAULT_RATES: Mapping[str, Rate] = {
     "AuditExport": Rate(5.0, 20),
     "RegisterDataset": Rate(10.0, 50),
     "SubmitAccessRequest": Rate(10.0, 50),
+    # A PSI session is seconds to minutes of both owners' CPU: asked by people, rarely.
+    "Psi": Rate(1.0, 10),
+    "PsiRun": Rate(5.0, 50),
 }
 
 

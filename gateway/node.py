@@ -215,11 +215,14 @@ class Node:
         )
         return serde.partial_answer_from_proto(resp)
 
-    def run_psi(self, member: Member, env: Envelope) -> Iterator[psi_frames.Event]:
+    def run_psi(
+        self, member: Member, env: Envelope, stop: threading.Event
+    ) -> Iterator[psi_frames.Event]:
         """A PSI session at its matching owner: this node in-process, any other over
-        the transport (``Peer/PsiRun``)."""
+        the transport (``Peer/PsiRun``; leaving the loop cancels the call, which sets the
+        matcher's own stop)."""
         if member.id == self.identity.id:
-            yield from self.psi.match(env)
+            yield from self.psi.match(env, stop)
             return
         request = serde.psi_run_request(env)
         for msg in self.transport.stream(member, "PsiRun", request, deadline=env.deadline):

@@ -5,9 +5,13 @@ cardinalities, whether that identifier is in the other owner's set. An owner the
 refuses a session under a grant when, compared with an earlier session under the same
 grant with the same peer, its own set changed (another digest) but by fewer than k
 identifiers in size, or the peer's declared set size changed by 1 to k - 1. Repeating
-the very same session is allowed (same digest, same sizes: nothing new is learned). A
-grant's ``max_uses`` bounds the number of sessions as for queries; this table keeps the
-last ``KEEP`` sessions per grant (the `psi_sessions` table is owned by this module).
+the very same session (a new request with the same sets) is allowed; the same request
+twice (a replayed envelope) is not. Under DP only replays are refused: the noise bounds
+what a series of sessions tells, and a refusal by size would be an exact answer of its
+own. Without DP the size rule is a heuristic with a threshold an analyst can probe
+(docs/psi.md says how far it goes). A grant's ``max_uses`` bounds the number of sessions
+as for queries; this table remembers every session of a grant with a peer, up to
+``KEEP``, then refuses more (the `psi_sessions` table is owned by this module).
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from dataclasses import dataclass
 
 from gateway.audit import AuditLog
 from gateway.clock import utc
-from gateway.errors import FailedPrecondition
+from gateway.errors import FailedPrecondition, ResourceExhausted
 from gateway.state import State
 
-KEEP = 1000  # sessions remembered per grant
+KEEP = 1000  # sessions remembered per grant and peer; then the grant takes no more
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class PsiSessions:
     def __init__(self, state: State) -> None:
         self._state = state
 
-    def admit(self, s: Session, k: int, role: str, invalid: int) -> None:
+    def admit(self, s: Session, k: int, role: str, invalid: int, *, dp: bool) -> None:
         """Refuse ``s`` if it was served before (a replayed envelope) or if it and an
         earlier session differ by fewer than ``k``; else remember it and write its set
         sizes to the audit log (never into a receipt: a receipt reaches the analyst, the
@@ -60,32 +64,39 @@ class PsiSessions:
         }
 
         def work(db: sqlite3.Connection) -> None:
-            _check(db, s, k)
+            _check(db, s, k, dp)
             AuditLog.append_in(db, entry)
             db.execute(
                 "INSERT INTO psi_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (s.grant_id, s.session, s.peer, s.own_size, s.own_digest, s.peer_size, utc()),
             )
-            db.execute(
-                "DELETE FROM psi_sessions WHERE grant_id = ? AND session NOT IN (SELECT "
-                "session FROM psi_sessions WHERE grant_id = ? ORDER BY at DESC LIMIT ?)",
-                (s.grant_id, s.grant_id, KEEP),
-            )
 
         self._state.group(work)
 
 
-def _check(db: sqlite3.Connection, s: Session, k: int) -> None:
-    """The refusals say which rule, never the sizes (they are the owners' to keep)."""
+def _check(db: sqlite3.Connection, s: Session, k: int, dp: bool) -> None:
+    """The refusals say which rule, never the sizes (they are the owners' to keep).
+
+    Under DP only a replay is refused: the noise bounds what a series of sessions tells,
+    and a refusal by size would itself be an exact, free answer (docs/psi.md)."""
     seen = db.execute("SELECT 1 FROM psi_sessions WHERE session = ? LIMIT 1", (s.session,))
     if seen.fetchone():
         raise FailedPrecondition(
             f"session {s.session} was run here before: a replayed request is refused"
         )
+    if dp:
+        return
+    held = db.execute(
+        "SELECT COUNT(*) FROM psi_sessions WHERE grant_id = ? AND peer = ?", (s.grant_id, s.peer)
+    ).fetchone()[0]
+    if held >= KEEP:  # never forget one to make room: a forgotten set could be differenced
+        raise ResourceExhausted(
+            f"grant {s.grant_id} has had {KEEP:,} PSI sessions with {s.peer}: the owner must "
+            "write a new grant for more"
+        )
     rows = db.execute(
-        "SELECT own_size, own_digest, peer_size FROM psi_sessions "
-        "WHERE grant_id = ? AND peer = ? ORDER BY at DESC LIMIT ?",
-        (s.grant_id, s.peer, KEEP),
+        "SELECT own_size, own_digest, peer_size FROM psi_sessions WHERE grant_id = ? AND peer = ?",
+        (s.grant_id, s.peer),
     ).fetchall()
     for own_size, own_digest, peer_size in rows:
         if own_digest != s.own_digest and abs(own_size - s.own_size) < k:

@@ -116,6 +116,8 @@ CREATE TABLE IF NOT EXISTS psi_sessions (  -- gateway/psi_sessions.py: differenc
     at TEXT NOT NULL,
     PRIMARY KEY (grant_id, session)
 );
+CREATE INDEX IF NOT EXISTS psi_sessions_peer ON psi_sessions (grant_id, peer);
+CREATE INDEX IF NOT EXISTS psi_sessions_session ON psi_sessions (session);
 """
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from gateway.roles.vouching import Vouching
 
 log = logging.getLogger("fedgate.home")
 
-RunPsi = Callable[[Member, Envelope], Iterator[f.Event]]
+RunPsi = Callable[[Member, Envelope, threading.Event], Iterator[f.Event]]
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,15 @@ class PsiHome:
         self.run = run
         self.receipts = receipts
 
-    def psi(self, ask: PsiAsk, caller: Requester, deadline: float) -> Iterator[f.Event]:
+    def psi(
+        self,
+        ask: PsiAsk,
+        caller: Requester,
+        deadline: float,
+        stop: threading.Event | None = None,
+    ) -> Iterator[f.Event]:
         plan = join_or_refuse(psi_sql(ask.left, ask.right))
-        return self._session(plan, caller, ask.purpose, ask.explain, deadline)
+        return self._session(plan, caller, ask.purpose, ask.explain, deadline, stop)
 
     def join(
         self, sql: str, caller: Requester, purpose: str, explain: bool, deadline: float
@@ -105,7 +112,7 @@ class PsiHome:
         """A join aggregate asked through ``fedgate query``: the same session, one answer."""
         plan = join_or_refuse(sql)
         answer = None
-        for event in self._session(plan, caller, purpose, explain, deadline):
+        for event in self._session(plan, caller, purpose, explain, deadline, None):
             if isinstance(event, f.PsiAnswer):
                 answer = event
         assert answer is not None
@@ -119,7 +126,13 @@ class PsiHome:
         )
 
     def _session(
-        self, plan: JoinPlan, caller: Requester, purpose: str, explain: bool, deadline: float
+        self,
+        plan: JoinPlan,
+        caller: Requester,
+        purpose: str,
+        explain: bool,
+        deadline: float,
+        stop: threading.Event | None,
     ) -> Iterator[f.Event]:
         members = self.membership()
         home = members.get(self.node_id)
@@ -153,20 +166,30 @@ class PsiHome:
             "sides": [f"{s.node}:{s.dataset}.{s.key}" for s in plan.sides],
             "plan_digest": hashlib.sha256(plan.sql.encode()).hexdigest(),
         }
+        done = False
+
+        def failed(code: str, reason: str) -> None:
+            entry = {"kind": "psi.failed", "time": utc(), **facts}
+            entry.update(code=code, reason=reason[:500])
+            self.receipts.keep(request_id, [], entry)
+
         try:
-            for event in self.run(matcher, env):
+            for event in self.run(matcher, env, stop or threading.Event()):
                 if isinstance(event, f.PsiAnswer):
                     if not explain:
                         self._keep(event, facts)
+                    done = True
                     yield event
                     return
                 yield event
+            raise InvalidArgument("the matching owner ended the session without an answer")
         except FedgateError as exc:
-            entry = {"kind": "psi.failed", "time": utc(), **facts}
-            entry.update(code=exc.code.name, reason=exc.message[:500])
-            self.receipts.keep(request_id, [], entry)
+            done = True
+            failed(exc.code.name, exc.message)
             raise
-        raise InvalidArgument("the matching owner ended the session without an answer")
+        finally:
+            if not done:  # the analyst went away (the generator was closed)
+                failed("CANCELLED", "the analyst cancelled the session")
 
     def _keep(self, answer: f.PsiAnswer, facts: dict) -> None:
         kept = [(o.node_id, o.receipt) for o in answer.owners if o.receipt]

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import queue
 import secrets
@@ -24,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,7 @@ from gateway.errors import (
     FedgateError,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unavailable,
 )
@@ -69,7 +70,9 @@ Exchange = Callable[[str, Iterator[f.Frame], float], Iterator[f.Frame]]
 Progress = Callable[[str, int, int], None]
 
 TAG_BYTES = 16
-PROGRESS_STEP = 50  # per mille
+MIN_EPSILON, MAX_EPSILON = 1e-6, 1e3  # a peer's declared DP epsilon
+PROGRESS_STEP = 1000  # per mille: stages start and end (a finer step tells set sizes)
+MAX_CIPHERTEXT_BYTES = 1 << 30  # a value owner's ciphertexts the matcher holds at once
 ABORT_SECONDS = 2.0  # how long a refusing side waits for the peer to take its reason
 OUT_FRAMES = 8  # frames waiting to be sent, per session
 KEY_SESSIONS = 100  # a value owner's Paillier key serves this many sessions, then a new one
@@ -196,7 +199,7 @@ class _Outbox:
 
     def frames(self) -> Iterator[f.Frame]:
         try:
-            while True:
+            while not self.gone.is_set():
                 left = self._deadline - time.monotonic()
                 if left <= 0:
                     return
@@ -254,6 +257,13 @@ def _expect(it: Iterator[f.Frame], kind: type, what: str) -> Any:
     return frame
 
 
+def _column(values: list[Any]) -> pa.Array:
+    """Sums as a column; an integer sum beyond int64 as decimal(38, 0), exactly."""
+    if any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in values):
+        return pa.array([None if v is None else Decimal(v) for v in values], pa.decimal128(38, 0))
+    return pa.array(values)
+
+
 def _check_hello(h: f.Hello, limits: Limits) -> None:
     if h.version != f.VERSION:
         raise FailedPrecondition(f"PSI protocol version {h.version}; this node speaks {f.VERSION}")
@@ -261,8 +271,23 @@ def _check_hello(h: f.Hello, limits: Limits) -> None:
         raise InvalidArgument(f"a declared set of {h.set_size:,}: at most {limits.max_set:,}")
     if not h.max_batch >= 1 or not 1 <= h.min_group_size <= 10**9:
         raise InvalidArgument("a hello with no batch size or no k")
-    if not (0.0 <= h.epsilon < math.inf):
-        raise InvalidArgument("a hello with an epsilon that is not a finite non-negative number")
+    if not (h.epsilon == 0.0 or MIN_EPSILON <= h.epsilon <= MAX_EPSILON):
+        raise InvalidArgument(
+            f"a hello's epsilon must be 0 (no DP) or between {MIN_EPSILON:g} and {MAX_EPSILON:g}"
+        )
+
+
+def check_exact(plan: JoinPlan, decision: Decision, epsilon: float) -> None:
+    """Groups or sums over L2 data without DP only where the owner opted into exact
+    answers: the same sets grouped two ways would otherwise show a group under k by
+    difference, which sticky noise prevents for queries (docs/security.md)."""
+    shaped = plan.group_side is not None or plan.value_side is not None
+    if shaped and epsilon <= 0 and decision.level != "L1" and not decision.grant.exact:
+        raise PermissionDenied(
+            f"a grouped or summed join over {decision.level} data needs differential privacy "
+            f"or the owner's opt-in to exact answers (grant {decision.grant.id} has neither): "
+            "the same sets grouped two ways would show groups under k"
+        )
 
 
 def _dp_epsilon(mine: float, theirs: float) -> float:
@@ -331,7 +356,9 @@ class PsiOwner:
         side = plan.matcher if matcher else 1 - plan.matcher
         if plan.sides[side].node != self.node_id:
             role = "matching" if matcher else "other"
-            raise InvalidArgument(f"{self.node_id} is not the {role} owner of this session")
+            wrong = InvalidArgument(f"{self.node_id} is not the {role} owner of this session")
+            self.pipeline.refused("psi", env, {"dataset": plan.sides[side].dataset}, wrong)
+            raise wrong
         name = plan.sides[side].dataset
         entry = self.catalog.get(name)
         if entry is None or entry.descriptor.level == "L4":
@@ -368,9 +395,12 @@ class PsiOwner:
 
     # --- the matcher ----------------------------------------------------------------------
 
-    def match(self, env: Envelope) -> Iterator[f.Event]:
-        """Progress events, then the answer; run the session on a worker thread."""
+    def match(self, env: Envelope, stop: threading.Event | None = None) -> Iterator[f.Event]:
+        """Progress events, then the answer; run the session on a worker thread.
+        ``stop`` is set when whoever asked is gone: the session stops at its next step,
+        before anything more is computed or released."""
         plan, side, entry = self._side(env, matcher=True)
+        stop = stop or threading.Event()
         events: queue.Queue[f.Event | BaseException] = queue.Queue(maxsize=64)
 
         last: dict[str, int] = {}
@@ -378,7 +408,6 @@ class PsiOwner:
         def progress(stage: str, done: int, total: int) -> None:
             """Per mille of each stage, each step once: the home and the analyst see how
             far the session is, never a set size or a number of matches."""
-            # In steps of 5 %: a finer step would tell the set size from the batch size.
             permille = (1000 * done // total if total else 1000) // PROGRESS_STEP * PROGRESS_STEP
             if last.get(stage, -1) >= permille:
                 return
@@ -389,7 +418,7 @@ class PsiOwner:
         def work() -> None:
             answer: f.PsiAnswer | BaseException
             try:
-                answer = self._matched(env, plan, side, entry, progress)
+                answer = self._matched(env, plan, side, entry, progress, stop)
             except BaseException as exc:  # handed to the caller's thread
                 answer = exc
             while True:
@@ -415,10 +444,16 @@ class PsiOwner:
                 return
 
     def _matched(
-        self, env: Envelope, plan: JoinPlan, side: int, entry: CatalogEntry, progress: Progress
+        self,
+        env: Envelope,
+        plan: JoinPlan,
+        side: int,
+        entry: CatalogEntry,
+        progress: Progress,
+        stop: threading.Event,
     ) -> f.PsiAnswer:
         peer_node = plan.sides[1 - side].node
-        session = _MatcherSession(self, env, plan, side, entry, progress)
+        session = _MatcherSession(self, env, plan, side, entry, progress, stop)
         op = PsiRelease(plan, side, entry, self.grants, session.run)
         out = self.pipeline.run(op, env)
         if isinstance(out, Explanation):
@@ -465,8 +500,12 @@ class PsiOwner:
         env = hello.envelope
         if env is None:
             raise InvalidArgument("the first frame of a session carries the home's envelope")
-        plan = join_or_refuse(env.body)
-        self.vouching.check_partner(caller_node, env, plan.sides[plan.matcher].node)
+        try:
+            plan = join_or_refuse(env.body)
+            self.vouching.check_partner(caller_node, env, plan.sides[plan.matcher].node)
+        except FedgateError as exc:  # audited with the caller it came from
+            self.pipeline.refused("psi", env, {"caller": caller_node}, exc)
+            raise
         plan, side, entry = self._side(env, matcher=False)
         outbox = _Outbox(env.deadline)
         session = _ResponderSession(self, env, plan, side, entry, hello, it, outbox)
@@ -555,20 +594,33 @@ class _MatcherSession:
         side: int,
         entry: CatalogEntry,
         progress: Progress,
+        stop: threading.Event,
     ) -> None:
         self.o, self.env, self.plan, self.side, self.entry = owner, env, plan, side, entry
         self.progress = progress
+        self.stop = stop
+
+    def check_wanted(self) -> None:
+        if self.stop.is_set():
+            raise FedgateError.of(Error(Code.CANCELLED, "the session was cancelled"))
 
     def run(self, decision: Decision, deadline: float) -> Protected:
         try:
             return self._run(decision, deadline)
         except PsiError as exc:
             raise typed(exc) from None
+        except FedgateError:
+            raise
+        except Exception:  # audited as a refusal, never a traceback to the peer
+            log.exception("PSI session %s failed", self.env.request_id)
+            raise FedgateError("internal error in the PSI session (see the node log)") from None
 
     def _run(self, decision: Decision, deadline: float) -> Protected:
         o, env, plan = self.o, self.env, self.plan
         peer_node = plan.sides[1 - self.side].node
+        self.check_wanted()
         rows = o._rows(plan, self.side, self.entry, deadline, env.request_id)
+        self.check_wanted()
         n = len(rows.items)
         label = session_label(env.request_id, plan)
         alpha = group.new_scalar()
@@ -628,7 +680,6 @@ class _MatcherSession:
         peer = _expect(frames, f.Hello, "its hello")
         _check_hello(peer, limits)
         k = max(decision.min_group_size, peer.min_group_size)
-        o.sessions.admit(self._session(decision, rows, peer), k, "matcher", rows.invalid)
         valued = plan.value_side is not None
         ncols = len(value_columns(plan))
         pk = paillier.PublicKey.from_bytes(peer.paillier_key) if valued else None
@@ -637,6 +688,17 @@ class _MatcherSession:
         ):
             raise InvalidArgument("the value owner did not say how its sums are written")
         ct = pk.ciphertext_bytes if pk is not None else 0
+        if peer.set_size * ncols * ct > MAX_CIPHERTEXT_BYTES:
+            raise ResourceExhausted(
+                "the other owner's encrypted values would not fit this node's memory for one "
+                "session: filter more, or sum fewer columns"
+            )
+        epsilon = _dp_epsilon(decision.epsilon, peer.epsilon)
+        check_exact(plan, decision, epsilon)
+        # Remembered before anything is matched (a checked hello only).
+        o.sessions.admit(
+            self._session(decision, rows, peer), k, "matcher", rows.invalid, dp=epsilon > 0
+        )
         theirs = Inbound(peer.set_size, limits, "the other owner's blinded set")
         mine = Inbound(n, limits, "our set, reblinded by the other owner")
         doubled: list[bytes] = []
@@ -764,6 +826,7 @@ class _MatcherSession:
                 f"{len(keep):,} groups of sums do not fit one message: group by coarser columns"
             )
         total = sum(shown[g] for g in keep) if keep else -1
+        self.check_wanted()  # the other owner releases once it has the tally
         outbox.put(f.Tally(total, decision.min_group_size, tuple(shown[g] for g in keep)))
         opened: list[list[tuple[int, int]]] = []
         if pk is not None and keep and group_of is not None:
@@ -859,7 +922,7 @@ class _MatcherSession:
             kind = peer.value_kinds[j]
             pairs = [opened[j][i] for i in keep_at] if opened else []
             if agg.func == "sum":
-                cols[agg.name] = [decoded(kind, t) if c > 0 else None for t, c in pairs]
+                cols[agg.name] = _column([decoded(kind, t) if c > 0 else None for t, c in pairs])
             else:
                 cols[agg.name] = [float(decoded(kind, t)) / c if c > 0 else None for t, c in pairs]
         table = pa.table(cols)
@@ -894,6 +957,11 @@ class _ResponderSession:
             return self._run(decision, deadline)
         except PsiError as exc:
             raise typed(exc) from None
+        except FedgateError:
+            raise
+        except Exception:  # audited as a refusal, never a traceback to the peer
+            log.exception("PSI session %s failed", self.env.request_id)
+            raise FedgateError("internal error in the PSI session (see the node log)") from None
 
     def _run(self, decision: Decision, deadline: float) -> Protected:
         o, env, plan = self.o, self.env, self.plan
@@ -907,11 +975,12 @@ class _ResponderSession:
             decision.grant.id, env.request_id, plan.sides[plan.matcher].node, n, rows.digest,
             m_size,
         )  # fmt: skip
-        # Remembered before any point leaves: a session that stops after the matching must
-        # not buy a second, differing one for free.
-        o.sessions.admit(session, k, "responder", rows.invalid)
         valued = plan.value_side == self.side
         epsilon = _dp_epsilon(decision.epsilon, self.hello.epsilon)
+        check_exact(plan, decision, epsilon)
+        # Remembered before any point leaves: a session that stops after the matching must
+        # not buy a second, differing one for free.
+        o.sessions.admit(session, k, "responder", rows.invalid, dp=epsilon > 0)
         columns = value_columns(plan) if valued else ()
         desc = self.entry.descriptor
         declared = {spec.name: spec.type for spec in desc.columns}
@@ -953,11 +1022,14 @@ class _ResponderSession:
             )
         encoded = [pack(col) for col in encoded]
         sender_error: list[BaseException] = []
+        stop = threading.Event()
 
         def send_own() -> None:
             try:
                 enc = paillier.Encryptor(key.public, private=key) if key is not None else None
                 for seq, (a, b) in enumerate(chunks(n, max_batch)):
+                    if stop.is_set():  # the session failed: no more work for it
+                        return
                     pts = group.blind(group.hash_to_points(label, items[a:b]), beta)
                     vals = b""
                     if enc is not None:
@@ -974,6 +1046,9 @@ class _ResponderSession:
         try:
             theirs, their_tags = self._upload(m_size, limits)
             self._reblind(theirs, their_tags, beta, max_batch)
+        except BaseException:
+            stop.set()
+            raise
         finally:
             sender.join(timeout=max(0.0, deadline - time.monotonic()))
         if sender_error:
@@ -984,7 +1059,7 @@ class _ResponderSession:
             sum(tally.group_sizes) if tally.group_sizes else -1
         ):
             raise InvalidArgument("a tally whose total is not the sum of its counts")
-        if epsilon <= 0 and any(size < k for size in tally.group_sizes):
+        if any(size < k for size in tally.group_sizes):
             raise FailedPrecondition("the matcher released a group under k")
         self.groups = len(tally.group_sizes)
         opened: list[int] = []

@@ -65,17 +65,16 @@ def canonical(
     invalid = len(text) - len(rows)
     if len(rows) > MAX_SET:
         raise FailedPrecondition(
-            f"{len(rows):,} identifiers in {dataset}: at most {MAX_SET:,} per session; filter more"
+            f"more than {MAX_SET:,} identifiers of {dataset} pass the conditions: filter more"
         )
     if not groups and not values and not unique:
         items = list(dict.fromkeys(text[i].encode() for i in rows))
         return SideRows(items, invalid, set_digest(items))
     items = [text[i].encode() for i in rows]
     if len(set(items)) != len(items):
-        dup = len(items) - len(set(items))
         raise FailedPrecondition(
-            f"the join key {key!r} repeats in {dataset} ({dup:,} repeated identifiers): a "
-            "join aggregate joins one row per identifier"
+            f"the join key {key!r} repeats in {dataset}: a join aggregate joins one row per "
+            "identifier"
         )
     kept = table.take(pa.array(rows)) if invalid else table
     found: list[tuple[object, ...]] = []

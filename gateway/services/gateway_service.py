@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -78,10 +79,13 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         return serde.query_answer_to_proto(answer)
 
     def Psi(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        stop = threading.Event()  # the analyst went away
+        context.add_callback(stop.set)
         events = self.node.psi_home.psi(
             serde.psi_ask_from_proto(request),
             requester(context.caller),
             self.node.psi_deadline(context),
+            stop,
         )
         return (serde.psi_event_to_proto(e) for e in events)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -54,7 +55,9 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     def PsiRun(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         env = serde.envelope_from_proto(request.envelope, self.node.psi_deadline(context), "psi")
         self.node.vouching.check(context.caller.id, env)
-        return (serde.psi_event_to_proto(e) for e in self.node.psi.match(env))
+        stop = threading.Event()  # the home went away: the session stops at its next step
+        context.add_callback(stop.set)
+        return (serde.psi_event_to_proto(e) for e in self.node.psi.match(env, stop))
 
     def PsiExchange(self, request_iterator: Any, context: CallContext) -> Any:  # noqa: N802
         deadline = self.node.psi_deadline(context)

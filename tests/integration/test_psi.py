@@ -45,6 +45,7 @@ def register(
     columns: tuple[ColumnSpec, ...],
     controls: dict[str, str],
     operations: tuple[str, ...] = ("psi",),
+    exact: bool = False,
 ) -> None:
     root = fed.fed.data_dir(node)
     pq.write_table(table, root / f"{name}.parquet")
@@ -71,6 +72,7 @@ def register(
         operations=operations,
         min_group_size=K,
         columns=controls,
+        exact=exact,
     )
 
 
@@ -179,11 +181,11 @@ def test_join_aggregate_equals_duckdb_on_the_joined_rows(federation: RunningFede
     )
     register(
         federation, LEFT, "join_l", lt, JOIN_L_COLUMNS,
-        {"credit_code": "join_key", "sector": "group_by"},
+        {"credit_code": "join_key", "sector": "group_by"}, exact=True,
     )  # fmt: skip
     register(
         federation, RIGHT, "join_r", rt, JOIN_R_COLUMNS,
-        {"credit_code": "join_key", "revenue": "aggregate", "city": "filter"},
+        {"credit_code": "join_key", "revenue": "aggregate", "city": "filter"}, exact=True,
     )  # fmt: skip
     sql = (
         "SELECT a.sector, COUNT(*) AS n, SUM(b.revenue) AS revenue, AVG(b.revenue) AS avg_rev "
@@ -300,12 +302,12 @@ def test_join_of_several_value_columns_over_many_rows_is_exact(
     )
     register(
         federation, LEFT, "wide_l", lt, JOIN_L_COLUMNS,
-        {"credit_code": "join_key", "sector": "group_by"},
+        {"credit_code": "join_key", "sector": "group_by"}, exact=True,
     )  # fmt: skip
     register(
         federation, RIGHT, "wide_r", rt,
         (*JOIN_R_COLUMNS, ColumnSpec("amount", "decimal(12,2)", lower=0, upper=10**7)),
-        {"credit_code": "join_key", "revenue": "aggregate", "amount": "aggregate"},
+        {"credit_code": "join_key", "revenue": "aggregate", "amount": "aggregate"}, exact=True,
     )  # fmt: skip
     body = (
         "a.sector, COUNT(*) AS n, SUM(b.revenue) AS revenue, AVG(b.revenue) AS avg_rev, "
@@ -336,3 +338,28 @@ def test_a_count_only_join_through_query_is_a_table(federation: RunningFederatio
             "ON a.credit_code = b.credit_code"
         )
     assert result.table.to_pylist() == [{"shared": 30}]
+
+
+def test_a_grouped_join_over_l2_needs_dp_or_the_exact_opt_in(
+    federation: RunningFederation,
+) -> None:
+    """Regrouping the same sets would show groups under k by difference: without DP a
+    grouped join needs each owner's exact opt-in; a plain count does not."""
+    rng = random.Random("optin")
+    pool = codes(rng, 60)
+    lt = pa.table({"credit_code": pool[:50], "sector": ["A"] * 50})
+    register(
+        federation, LEFT, "optin_l", lt, JOIN_L_COLUMNS,
+        {"credit_code": "join_key", "sector": "group_by"},
+    )  # fmt: skip
+    register(federation, RIGHT, "optin_r", id_table(pool[10:], [0] * 50), ID_COLUMNS, ID_CONTROLS)
+    before = federation.releases()
+    with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
+        c.query(
+            "SELECT a.sector, COUNT(*) FROM shanghai.optin_l a JOIN jiangsu.optin_r b "
+            "ON a.credit_code = b.credit_code GROUP BY a.sector"
+        )
+    assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "exact answers" in str(err.value)
+    assert federation.releases() == before
+    assert psi(federation, "optin_l", "optin_r").intersection == 40
