@@ -125,6 +125,11 @@ def valid_mask(codes: Sequence[str]) -> npt.NDArray[np.bool_]:
     return mask
 
 
+def valid_rows(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """``valid_mask`` over an (n, 18) array of code bytes (no Python string per code)."""
+    return _valid_rows(np.ascontiguousarray(codes.reshape(-1, LENGTH).T))
+
+
 def _valid_rows(cols: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     """The checks over an (18, n) array of code bytes, one contiguous row per position.
 

@@ -225,7 +225,10 @@ class Node:
             yield from self.psi.match(env, stop)
             return
         request = serde.psi_run_request(env)
-        for msg in self.transport.stream(member, "PsiRun", request, deadline=env.deadline):
+        responses = self.transport.stream(
+            member, "PsiRun", request, deadline=env.deadline, cancel=stop
+        )
+        for msg in responses:
             yield serde.psi_event_from_proto(msg)
 
     def psi_exchange(

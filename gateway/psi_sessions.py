@@ -84,8 +84,6 @@ def _check(db: sqlite3.Connection, s: Session, k: int, dp: bool) -> None:
         raise FailedPrecondition(
             f"session {s.session} was run here before: a replayed request is refused"
         )
-    if dp:
-        return
     held = db.execute(
         "SELECT COUNT(*) FROM psi_sessions WHERE grant_id = ? AND peer = ?", (s.grant_id, s.peer)
     ).fetchone()[0]
@@ -94,6 +92,8 @@ def _check(db: sqlite3.Connection, s: Session, k: int, dp: bool) -> None:
             f"grant {s.grant_id} has had {KEEP:,} PSI sessions with {s.peer}: the owner must "
             "write a new grant for more"
         )
+    if dp:
+        return
     rows = db.execute(
         "SELECT own_size, own_digest, peer_size FROM psi_sessions WHERE grant_id = ? AND peer = ?",
         (s.grant_id, s.peer),

@@ -17,6 +17,7 @@ shutdown is UNAVAILABLE too.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -48,6 +49,14 @@ def peer_error(member: Member, error: Error, *, answered: bool) -> Error:
         reason = f"the connection to {member.id} was lost ({error.reason})"
         return Error(Code.UNAVAILABLE, reason, error.details)
     return error
+
+
+def _cancel_on(cancel: threading.Event, ended: threading.Event, call: Any) -> None:
+    """Cancel ``call`` once ``cancel`` is set; return when the call ended anyway."""
+    while not ended.wait(0.2):
+        if cancel.is_set():
+            call.cancel()
+            return
 
 
 class Transport:
@@ -107,10 +116,12 @@ class Transport:
         request: Any,
         *,
         deadline: float,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Any]:
         """The responses of a streaming ``Peer/<method>`` at ``member`` (``request`` is
         one message, or an iterator of them for a bidirectional stream); a failure raises
-        the peer's typed error. Leaving the loop early cancels the call."""
+        the peer's typed error. Leaving the loop early cancels the call, and so does
+        ``cancel`` when it is set (even while the loop waits for the next response)."""
         t0 = time.monotonic()
         ok = False
         try:
@@ -120,6 +131,11 @@ class Transport:
                     call = stub_method(request, timeout=max(MIN_TIMEOUT, deadline - t0))
                 except ValueError:  # grpc: "Cannot invoke RPC on closed channel!"
                     raise Unavailable(f"the connection to {member.id} was closed") from None
+                ended = threading.Event()
+                if cancel is not None:
+                    threading.Thread(
+                        target=_cancel_on, args=(cancel, ended, call), daemon=True
+                    ).start()
                 try:
                     yield from call
                     ok = True
@@ -129,6 +145,7 @@ class Transport:
                         self._peers.reset(member, conn)
                     raise FedgateError.of(error) from None
                 finally:
+                    ended.set()
                     call.cancel()  # a no-op once the call ended
         finally:
             self.record(member.id, ok, time.monotonic() - t0)

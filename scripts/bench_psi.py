@@ -51,7 +51,7 @@ from federation.psi import group  # noqa: E402
 from federation.psi.frames import Progress  # noqa: E402
 from gateway import credit_code as cc  # noqa: E402
 from gateway import descriptor  # noqa: E402
-from gateway.client import Client, Profile  # noqa: E402
+from gateway.client import Client, ClientError, Profile  # noqa: E402
 from gateway.demo.launcher import NodeProcess, running, sigterm_as_interrupt  # noqa: E402
 from gateway.demo.provision import Federation, provision  # noqa: E402
 from gateway.policy.model import Grant  # noqa: E402
@@ -208,7 +208,7 @@ def publish(
     controls: dict[str, tuple[str, ...]],
 ) -> None:
     """Register an L2 dataset at ``node`` and grant the home's organisation ``psi`` on it
-    (no DP, k = 5)."""
+    (no DP, k = 5, exact answers: a grouped or summed join over L2 needs the opt-in)."""
     root = fed.data_dir(node)
     pq.write_table(table, root / f"{name}.parquet")
     desc = descriptor.DatasetDescriptor(
@@ -234,6 +234,7 @@ def publish(
                 operations=("psi",),
                 min_group_size=K,
                 columns=controls,
+                exact=True,  # no DP: the owner's opt-in to exact answers (docs/security.md)
             )
         )
 
@@ -344,18 +345,22 @@ class PsiRun(NamedTuple):
     stages: dict[str, tuple[float, float]]  # stage: (first event, last event), s from start
 
 
-def bench_psi(client: Client, procs: Sequence[NodeProcess], sets: Sets) -> PsiRun:
+def bench_psi(client: Client, procs: Sequence[NodeProcess], sets: Sets) -> PsiRun | None:
     rows = sets.left.num_rows
     print(f"(a) PSI {rows:,} x {rows:,} identifiers, {sets.exact:,} shared; {load_line()}")
     events: list[tuple[float, Progress]] = []
     meter = Meter(procs)
     t0 = time.perf_counter()
-    answer = client.psi(
-        f"{LEFT}:{LEFT_DS}.{KEY}",
-        f"{RIGHT}:{RIGHT_DS}.{KEY}",
-        timeout=TIMEOUT,
-        on_progress=lambda e: events.append((time.perf_counter() - t0, e)),
-    )
+    try:
+        answer = client.psi(
+            f"{LEFT}:{LEFT_DS}.{KEY}",
+            f"{RIGHT}:{RIGHT_DS}.{KEY}",
+            timeout=TIMEOUT,
+            on_progress=lambda e: events.append((time.perf_counter() - t0, e)),
+        )
+    except ClientError as exc:
+        print(f"(a) fedgate psi FAILED after {time.perf_counter() - t0:.1f} s: {exc}")
+        return None
     wall = time.perf_counter() - t0
     usage = meter.stop()
     stages: dict[str, tuple[float, float]] = {}
@@ -535,12 +540,16 @@ def pooled_answer(sets: Sets) -> list[tuple[object, ...]]:
     return rows
 
 
-def bench_join(client: Client, procs: Sequence[NodeProcess], sets: Sets) -> JoinRun:
+def bench_join(client: Client, procs: Sequence[NodeProcess], sets: Sets) -> JoinRun | None:
     rows = sets.left.num_rows
     print(f"(d) join aggregate, {rows:,} x {rows:,} rows, {GROUPS} groups; {load_line()}")
     meter = Meter(procs)
     t0 = time.perf_counter()
-    result = client.query(JOIN_SQL, timeout=TIMEOUT)
+    try:
+        result = client.query(JOIN_SQL, timeout=TIMEOUT)
+    except ClientError as exc:
+        print(f"(d) join FAILED after {time.perf_counter() - t0:.1f} s: {exc}")
+        return None
     wall = time.perf_counter() - t0
     usage = meter.stop()
     got = sorted(tuple(r.values()) for r in result.table.to_pylist())
@@ -634,6 +643,7 @@ def main() -> int:
     floor: Floor | None = None
     join: JoinRun | None = None
     ref: Reference | None = None
+    failed = False  # an answer refused or wrong: the exit status says so
     if "b" in parts:
         floor = measure_floor(rows)
     if "a" in parts or "d" in parts:
@@ -655,14 +665,16 @@ def main() -> int:
                 with Client(profile, timeout=TIMEOUT) as client:
                     if "a" in parts:
                         psi_run = bench_psi(client, procs, sets)
+                        failed |= psi_run is None or psi_run.intersection != sets.exact
                     if "d" in parts:
                         join = bench_join(client, procs, sets)
+                        failed |= join is None or not join.same
     if floor is not None:
         print_floor(floor, rows, psi_run)
     if "c" in parts:
         ref = bench_reference(rows, args.reference_rows)
     summary(rows, psi_run, floor, ref, join)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ from gateway.errors import FailedPrecondition, InvalidArgument
 from gateway.policy.floors import FLOORS, effective_level
 from gateway.policy.model import CONTROLS, GRANTEE_KINDS, OPERATIONS, Grant
 
+# A DP grant's epsilon per release: below, the noise drowns every answer; above, there is none.
+MIN_EPSILON, MAX_EPSILON = 1e-6, 1e3
+
 
 def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
     """Refuse a grant that the dataset's classification does not allow."""
@@ -26,6 +29,10 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
     for name, value in (("dp_epsilon", grant.dp_epsilon), ("dp_budget", grant.dp_budget)):
         if not math.isfinite(value) or value < 0:
             raise InvalidArgument(f"{name} must be a finite number >= 0")
+    if grant.dp_epsilon and not MIN_EPSILON <= grant.dp_epsilon <= MAX_EPSILON:
+        raise InvalidArgument(
+            f"dp_epsilon must be 0 (no DP) or between {MIN_EPSILON:g} and {MAX_EPSILON:g}"
+        )
     if grant.max_uses < 0 or grant.min_group_size < 1:
         raise InvalidArgument("max_uses must be >= 0 and min_group_size >= 1")
     bad_ops = [o for o in grant.operations if o not in OPERATIONS]

@@ -107,12 +107,18 @@ class PsiHome:
         return self._session(plan, caller, ask.purpose, ask.explain, deadline, stop)
 
     def join(
-        self, sql: str, caller: Requester, purpose: str, explain: bool, deadline: float
+        self,
+        sql: str,
+        caller: Requester,
+        purpose: str,
+        explain: bool,
+        deadline: float,
+        stop: threading.Event | None = None,
     ) -> QueryAnswer:
         """A join aggregate asked through ``fedgate query``: the same session, one answer."""
         plan = join_or_refuse(sql)
         answer = None
-        for event in self._session(plan, caller, purpose, explain, deadline, None):
+        for event in self._session(plan, caller, purpose, explain, deadline, stop):
             if isinstance(event, f.PsiAnswer):
                 answer = event
         assert answer is not None

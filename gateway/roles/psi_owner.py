@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from federation.envelope import Envelope
@@ -57,21 +58,20 @@ from gateway.planning import join_or_refuse
 from gateway.policy.decide import dp_bounds
 from gateway.policy.model import Decision
 from gateway.policy.store import GrantStore
+from gateway.policy.validate import MAX_EPSILON, MIN_EPSILON
 from gateway.privacy import laplace_noise
 from gateway.psi_sessions import PsiSessions, Session
 from gateway.release.pipeline import Protected, Released, ReleasePipeline
 from gateway.release.psi import PsiRelease
-from gateway.roles.psi_rows import SideRows, canonical
+from gateway.roles.psi_rows import SideRows, batch, canonical
 from gateway.roles.vouching import Vouching
 
 log = logging.getLogger("fedgate.psi")
 
 Exchange = Callable[[str, Iterator[f.Frame], float], Iterator[f.Frame]]
-Progress = Callable[[str, int, int], None]
+Progress = Callable[[str, bool], None]
 
 TAG_BYTES = 16
-MIN_EPSILON, MAX_EPSILON = 1e-6, 1e3  # a peer's declared DP epsilon
-PROGRESS_STEP = 1000  # per mille: stages start and end (a finer step tells set sizes)
 MAX_CIPHERTEXT_BYTES = 1 << 30  # a value owner's ciphertexts the matcher holds at once
 ABORT_SECONDS = 2.0  # how long a refusing side waits for the peer to take its reason
 OUT_FRAMES = 8  # frames waiting to be sent, per session
@@ -403,17 +403,11 @@ class PsiOwner:
         stop = stop or threading.Event()
         events: queue.Queue[f.Event | BaseException] = queue.Queue(maxsize=64)
 
-        last: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            """Per mille of each stage, each step once: the home and the analyst see how
-            far the session is, never a set size or a number of matches."""
-            permille = (1000 * done // total if total else 1000) // PROGRESS_STEP * PROGRESS_STEP
-            if last.get(stage, -1) >= permille:
-                return
-            last[stage] = permille
+        def progress(stage: str, finished: bool) -> None:
+            """A stage started (0) or finished (1000), whatever the sizes: the home and the
+            analyst see how far the session is, never a set size or a number of matches."""
             with contextlib.suppress(queue.Full):  # advisory: dropped rather than waited on
-                events.put_nowait(f.Progress(self.node_id, stage, permille, 1000))
+                events.put_nowait(f.Progress(self.node_id, stage, 1000 if finished else 0, 1000))
 
         def work() -> None:
             answer: f.PsiAnswer | BaseException
@@ -634,16 +628,17 @@ class _MatcherSession:
         def requests() -> Iterator[f.Frame]:
             try:
                 yield hello
+                self.progress("blinded", False)
                 for seq, (a, b) in enumerate(chunks(n, max_batch)):
                     if outbox.aborted is not None:
                         yield outbox.aborted
                         return
-                    pts = group.blind(group.hash_to_points(label, rows.items[a:b]), alpha)
+                    pts = group.blind(group.hash_to_points(label, batch(rows.items, a, b)), alpha)
                     sealed = b""
                     if tags is not None and rows.group_index is not None:
                         sealed = tags.seal(rows.group_index[a:b])
                     yield f.Points(f.OWN, seq, bytes(pts), tags=sealed)
-                    self.progress("blinded", b, n)
+                self.progress("blinded", True)
                 yield f.Done(f.OWN)
                 yield from outbox.frames()
             finally:
@@ -706,6 +701,8 @@ class _MatcherSession:
         back_tags: list[bytes] = []
         done: set[int] = set()
         finished: dict[int, bytes] = {}
+        self.progress("received", False)
+        self.progress("reblinded", False)
         with ThreadPoolExecutor(1) as pool:
             while done != {f.OWN, f.REBLINDED}:
                 frame = _next(frames, "the end of its sets")
@@ -716,7 +713,6 @@ class _MatcherSession:
                         raise InvalidArgument("a batch whose values do not match its points")
                     doubled.append(blind_parallel(pool, frame.points, alpha))
                     values.append(frame.values)
-                    self.progress("received", theirs.received, peer.set_size)
                 elif (
                     isinstance(frame, f.Points)
                     and frame.kind == f.REBLINDED
@@ -727,10 +723,10 @@ class _MatcherSession:
                     if len(frame.tags) != (count * TAG_BYTES if tags is not None else 0):
                         raise InvalidArgument("a batch whose tags do not match its points")
                     back_tags.append(frame.tags)
-                    self.progress("reblinded", mine.received, n)
                 elif isinstance(frame, f.Done) and frame.kind in (f.OWN, f.REBLINDED):
                     finished[frame.kind] = (theirs if frame.kind == f.OWN else mine).finish()
                     done.add(frame.kind)
+                    self.progress("received" if frame.kind == f.OWN else "reblinded", True)
                 elif isinstance(frame, f.Release) and frame.report.error is not None:
                     raise _refused_by_peer(frame.report)
                 else:
@@ -744,7 +740,7 @@ class _MatcherSession:
             group_of, counts = self._match_groups(
                 rows, mine_all, b"".join(back_tags), theirs_all, tags
             )
-        self.progress("matched", 1, 1)
+        self.progress("matched", True)
         return self._release(
             decision, rows, peer, k, counts, group_of, values, pk, ncols, frames, outbox
         )
@@ -823,7 +819,7 @@ class _MatcherSession:
         cells = len(keep) * ncols * (pk.ciphertext_bytes if pk is not None else 0)
         if cells > self.o.pipeline.max_payload_bytes:
             raise ResourceExhausted(
-                f"{len(keep):,} groups of sums do not fit one message: group by coarser columns"
+                "the sums of the released groups do not fit one message: group by coarser columns"
             )
         total = sum(shown[g] for g in keep) if keep else -1
         self.check_wanted()  # the other owner releases once it has the tally
@@ -1008,11 +1004,12 @@ class _ResponderSession:
         label = session_label(env.request_id, plan)
         beta = group.new_scalar()
         # Our own set goes out in an order that says nothing about our rows.
-        order = permutation(n).tolist()
-        items = [rows.items[i] for i in order]
+        order = permutation(n)
+        items = pc.take(rows.items, pa.array(order))
+        order_list = order.tolist()
         encoded: list[list[Any]] = [
             Scale(kind_digits(kind)).encode_nullable(
-                clamped([rows.values[index][i] for i in order], bounds.get(c))
+                clamped([rows.values[index][i] for i in order_list], bounds.get(c))
             )
             for index, (c, kind) in enumerate(zip(columns, kinds, strict=True))
         ]
@@ -1030,7 +1027,7 @@ class _ResponderSession:
                 for seq, (a, b) in enumerate(chunks(n, max_batch)):
                     if stop.is_set():  # the session failed: no more work for it
                         return
-                    pts = group.blind(group.hash_to_points(label, items[a:b]), beta)
+                    pts = group.blind(group.hash_to_points(label, batch(items, a, b)), beta)
                     vals = b""
                     if enc is not None:
                         flat = [col[i] for i in range(a, b) for col in encoded]

@@ -63,12 +63,15 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         if is_join(request.sql):  # two owners' datasets: a join aggregate (docs/psi.md)
             if request.nodes:
                 raise InvalidArgument("a join names its two nodes in FROM; leave out --nodes")
+            stop = threading.Event()  # the analyst went away
+            context.add_callback(stop.set)
             joined = self.node.psi_home.join(
                 request.sql,
                 requester(context.caller),
                 request.purpose,
                 request.explain,
                 self.node.psi_deadline(context),
+                stop,
             )
             return serde.query_answer_to_proto(joined)
         answer = self.node.home.query(

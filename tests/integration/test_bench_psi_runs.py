@@ -21,7 +21,7 @@ def test_bench_psi_runs() -> None:
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     for figure in (
         "setup: 2,000 codes at each owner (1,000 shared)",
@@ -48,7 +48,7 @@ def test_bench_psi_parts_pick_what_runs() -> None:
         text=True,
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "(b) floor of (a):" in out
     assert "(a) fedgate psi" not in out and "(d)" not in out and "setup:" not in out

@@ -424,11 +424,13 @@ def test_forged_session_is_permission_denied(federation: RunningFederation, how:
             ex.rest()
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert words in (info.value.details() or "")
-    # Refused at the edge of the call, before any dataset is touched: an rpc.refused
-    # entry (as a forged Peer/Execute is), not a psi.refused one.
+    # Refused before any dataset is touched: an rpc.refused entry at the edge (as a
+    # forged Peer/Execute is), and a psi.refused one naming the calling node.
     new = rpc_refusals(federation, RIGHT)[seen:]
     assert len(new) == 1 and new[0]["code"] == "PERMISSION_DENIED"
     assert words in new[0]["reason"] and new[0]["caller"].endswith(caller)
+    psi_refused = [e for e in federation.audit(RIGHT, "psi.refused") if e.get("caller") == caller]
+    assert psi_refused and psi_refused[-1]["code"] == "PERMISSION_DENIED"
     assert not released(federation, env.request_id)
     assert federation.releases() == before
 
