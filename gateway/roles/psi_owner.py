@@ -579,7 +579,28 @@ def learns(plan: JoinPlan) -> tuple[tuple[str, str], ...]:
     )
 
 
-class _MatcherSession:
+class _Session:
+    """One side's part of a session, as the release pipeline's compute step: a failure
+    is typed (and so audited as a refusal), never a traceback to the peer."""
+
+    env: Envelope
+
+    def run(self, decision: Decision, deadline: float) -> Protected:
+        try:
+            return self._run(decision, deadline)
+        except PsiError as exc:
+            raise typed(exc) from None
+        except FedgateError:
+            raise
+        except Exception:
+            log.exception("PSI session %s failed", self.env.request_id)
+            raise FedgateError("internal error in the PSI session (see the node log)") from None
+
+    def _run(self, decision: Decision, deadline: float) -> Protected:
+        raise NotImplementedError
+
+
+class _MatcherSession(_Session):
     def __init__(
         self,
         owner: PsiOwner,
@@ -597,17 +618,6 @@ class _MatcherSession:
     def check_wanted(self) -> None:
         if self.stop.is_set():
             raise FedgateError.of(Error(Code.CANCELLED, "the session was cancelled"))
-
-    def run(self, decision: Decision, deadline: float) -> Protected:
-        try:
-            return self._run(decision, deadline)
-        except PsiError as exc:
-            raise typed(exc) from None
-        except FedgateError:
-            raise
-        except Exception:  # audited as a refusal, never a traceback to the peer
-            log.exception("PSI session %s failed", self.env.request_id)
-            raise FedgateError("internal error in the PSI session (see the node log)") from None
 
     def _run(self, decision: Decision, deadline: float) -> Protected:
         o, env, plan = self.o, self.env, self.plan
@@ -930,7 +940,7 @@ class _MatcherSession:
         return table, groups
 
 
-class _ResponderSession:
+class _ResponderSession(_Session):
     def __init__(
         self,
         owner: PsiOwner,
@@ -947,17 +957,6 @@ class _ResponderSession:
         self.opened: f.Opened | None = None
         self.groups = 0
         self.failed: FedgateError | None = None
-
-    def run(self, decision: Decision, deadline: float) -> Protected:
-        try:
-            return self._run(decision, deadline)
-        except PsiError as exc:
-            raise typed(exc) from None
-        except FedgateError:
-            raise
-        except Exception:  # audited as a refusal, never a traceback to the peer
-            log.exception("PSI session %s failed", self.env.request_id)
-            raise FedgateError("internal error in the PSI session (see the node log)") from None
 
     def _run(self, decision: Decision, deadline: float) -> Protected:
         o, env, plan = self.o, self.env, self.plan

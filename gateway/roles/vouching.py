@@ -12,7 +12,7 @@ from collections.abc import Callable
 from cryptography import x509
 
 from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
-from federation.membership import Membership
+from federation.membership import Member, Membership
 from gateway import receipts
 from gateway.errors import InvalidArgument, NotFound, PermissionDenied
 from gateway.receipts import Signer
@@ -59,26 +59,11 @@ class Vouching:
             raise PermissionDenied(
                 f"node {caller_node!r} may not forward a request of home node {env.home_node!r}"
             )
-        r = env.requester
-        if r.role not in USER_ROLES:
-            raise PermissionDenied(f"requester role {r.role!r} may not query")
-        if r.org != home.org:
-            raise PermissionDenied(
-                f"home node {home.id} may only vouch for users of {home.org!r}, not {r.org!r}"
-            )
-        if len(env.purpose) > MAX_PURPOSE_CHARS:
-            raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+        r = _vouched_requester(env, home, "query")
         if self.node_id in env.path:
             raise InvalidArgument(f"request loop through {self.node_id}")
         if caller_node != env.home_node:  # relayed: the home's own signature must vouch
-            try:
-                receipts.verify_signed(
-                    env.vouched(), env.signature, env.home_cert, self._ca_bundle, env.home_node
-                )
-            except InvalidArgument as exc:
-                raise PermissionDenied(
-                    f"relayed request not vouched for by home node {env.home_node}: {exc.message}"
-                ) from None
+            self._signed_by_home(env, "relayed request")
         return r
 
     def check_partner(self, caller_node: str, env: Envelope, matcher: str) -> Requester:
@@ -89,25 +74,33 @@ class Vouching:
             raise PermissionDenied(
                 f"node {caller_node!r} is not the matching owner of this session ({matcher!r})"
             )
-        members = self._membership()
-        home = members.get(env.home_node)
+        home = self._membership().get(env.home_node)
         if home is None:
             raise PermissionDenied(f"home node {env.home_node!r} is not a member")
-        r = env.requester
-        if r.role not in USER_ROLES:
-            raise PermissionDenied(f"requester role {r.role!r} may not run PSI")
-        if r.org != home.org:
-            raise PermissionDenied(
-                f"home node {home.id} may only vouch for users of {home.org!r}, not {r.org!r}"
-            )
-        if len(env.purpose) > MAX_PURPOSE_CHARS:
-            raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+        r = _vouched_requester(env, home, "run PSI")
+        self._signed_by_home(env, "session")
+        return r
+
+    def _signed_by_home(self, env: Envelope, what: str) -> None:
         try:
             receipts.verify_signed(
                 env.vouched(), env.signature, env.home_cert, self._ca_bundle, env.home_node
             )
         except InvalidArgument as exc:
             raise PermissionDenied(
-                f"session not vouched for by home node {env.home_node}: {exc.message}"
+                f"{what} not vouched for by home node {env.home_node}: {exc.message}"
             ) from None
-        return r
+
+
+def _vouched_requester(env: Envelope, home: Member, verb: str) -> Requester:
+    """The envelope's requester, if ``home`` may vouch for it at all."""
+    r = env.requester
+    if r.role not in USER_ROLES:
+        raise PermissionDenied(f"requester role {r.role!r} may not {verb}")
+    if r.org != home.org:
+        raise PermissionDenied(
+            f"home node {home.id} may only vouch for users of {home.org!r}, not {r.org!r}"
+        )
+    if len(env.purpose) > MAX_PURPOSE_CHARS:
+        raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+    return r

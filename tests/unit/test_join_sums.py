@@ -25,16 +25,6 @@ from federation.psi.paillier import Encryptor, PrivateKey, PublicKey
 
 
 @pytest.fixture(scope="module")
-def sk() -> PrivateKey:
-    return PrivateKey.generate()
-
-
-@pytest.fixture(scope="module")
-def pk(sk: PrivateKey) -> PublicKey:
-    return sk.public
-
-
-@pytest.fixture(scope="module")
 def enc(sk: PrivateKey) -> Encryptor:
     return Encryptor(sk.public, private=sk)
 

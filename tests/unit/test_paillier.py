@@ -27,16 +27,6 @@ from federation.psi.paillier import (
 
 
 @pytest.fixture(scope="module")
-def sk() -> PrivateKey:
-    return PrivateKey.generate()
-
-
-@pytest.fixture(scope="module")
-def pk(sk: PrivateKey) -> PublicKey:
-    return sk.public
-
-
-@pytest.fixture(scope="module")
 def enc(pk: PublicKey) -> Encryptor:
     return Encryptor(pk)
 
