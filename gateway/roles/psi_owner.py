@@ -199,13 +199,15 @@ class _Outbox:
 
     def frames(self) -> Iterator[f.Frame]:
         try:
-            while not self.gone.is_set():
+            while True:
                 left = self._deadline - time.monotonic()
                 if left <= 0:
                     return
                 try:
-                    frame = self._q.get(timeout=min(left, 0.5))
+                    frame = self._q.get(timeout=min(left, 0.2))
                 except queue.Empty:
+                    if self.gone.is_set():  # nothing more will come (what came is sent)
+                        return
                     continue
                 if frame is None:
                     return
