@@ -116,8 +116,11 @@ def blind(points: bytes | bytearray | memoryview, scalar: bytes) -> bytearray:
     return bytearray().join(out)
 
 
-def check_points(buf: bytes | bytearray | memoryview) -> None:
+def check_points(buf: bytes | bytearray | memoryview, *, decode: bool = True) -> None:
     """Refuse a batch unless every point is a canonical, non-identity ristretto255 point.
+
+    ``decode=False`` runs the byte checks only, for a caller that multiplies every point
+    next: ``blind`` decodes each point anyway and refuses one that does not decode.
 
     Points are numbered from 1 in the reason. The byte checks run on the whole batch at
     once (numpy); libsodium's decode runs only on the points before the first byte failure,
@@ -132,9 +135,10 @@ def check_points(buf: bytes | bytearray | memoryview) -> None:
     first_high = int(high[0]) if high.size else count
     first_identity = int(identity[0]) if identity.size else count
     limit = min(first_high, first_identity)
+    decoded = limit if decode else 0
     data = buf if isinstance(buf, bytes) else bytes(memoryview(buf)[: limit * POINT_BYTES])
     valid = rbcl.crypto_core_ristretto255_is_valid_point
-    for i in range(0, limit * POINT_BYTES, POINT_BYTES):
+    for i in range(0, decoded * POINT_BYTES, POINT_BYTES):
         if not valid(data[i : i + POINT_BYTES]):
             _refuse_point(i // POINT_BYTES, "it does not decode")
     if limit < count:

@@ -73,7 +73,7 @@ class Inbound:
     first refusal ends the direction: every later call is refused too.
     """
 
-    def __init__(self, declared: int, limits: Limits, what: str) -> None:
+    def __init__(self, declared: int, limits: Limits, what: str, *, decode: bool = True) -> None:
         if declared < 0:
             raise PsiError(Code.INVALID_ARGUMENT, f"{what} declares a negative number of points")
         if declared > limits.max_set:
@@ -85,6 +85,7 @@ class Inbound:
         self._declared = declared
         self._limits = limits
         self._what = what
+        self._decode = decode  # False: the caller multiplies each batch (see check_points)
         self._buf: _Rows = np.zeros(declared * POINT_BYTES, dtype=np.uint8)
         self._received = 0
         self._next = 0
@@ -132,7 +133,7 @@ class Inbound:
                 f"{what}: batch {seq:,} brings more points than the {self._declared:,} declared",
             )
         try:
-            check_points(points)
+            check_points(points, decode=self._decode)
         except PsiError as exc:
             raise PsiError(exc.code, f"{what}, batch {seq:,}: {exc.reason}") from None
         start = self._received * POINT_BYTES

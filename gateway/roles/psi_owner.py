@@ -158,6 +158,22 @@ def blind_parallel(pool: ThreadPoolExecutor, points: bytes, scalar: bytes) -> by
     return bytes(first.result()) + bytes(second)
 
 
+def blind_inbound(
+    pool: ThreadPoolExecutor, points: bytes, scalar: bytes, what: str, seq: int
+) -> bytes:
+    """``blind_parallel`` of a batch an ``Inbound(decode=False)`` took: libsodium's
+    multiplication decodes each point (so the batch is not decoded twice); a point that
+    does not decode is refused as ``Inbound`` would have refused it."""
+    try:
+        return blind_parallel(pool, points, scalar)
+    except PsiError:
+        try:
+            group.check_points(points)  # names the first point that does not decode
+        except PsiError as exc:
+            raise PsiError(exc.code, f"{what}, batch {seq:,}: {exc.reason}") from None
+        raise
+
+
 @dataclass
 class Settings:
     limits: Limits
@@ -706,7 +722,8 @@ class _MatcherSession(_Session):
         o.sessions.admit(
             self._session(decision, rows, peer), k, "matcher", rows.invalid, dp=epsilon > 0
         )
-        theirs = Inbound(peer.set_size, limits, "the other owner's blinded set")
+        theirs_what = "the other owner's blinded set"
+        theirs = Inbound(peer.set_size, limits, theirs_what, decode=False)
         mine = Inbound(n, limits, "our set, reblinded by the other owner")
         doubled: list[bytes] = []
         values: list[bytes] = []
@@ -723,7 +740,7 @@ class _MatcherSession(_Session):
                     count = len(frame.points) // group.POINT_BYTES
                     if len(frame.values) != count * ncols * ct:
                         raise InvalidArgument("a batch whose values do not match its points")
-                    doubled.append(blind_parallel(pool, frame.points, alpha))
+                    doubled.append(blind_inbound(pool, frame.points, alpha, theirs_what, frame.seq))
                     values.append(frame.values)
                 elif (
                     isinstance(frame, f.Points)
@@ -1042,8 +1059,8 @@ class _ResponderSession(_Session):
         sender = threading.Thread(target=send_own, name="psi-own", daemon=True)
         sender.start()
         try:
-            theirs, their_tags = self._upload(m_size, limits)
-            self._reblind(theirs, their_tags, beta, max_batch)
+            reblinded, their_tags = self._upload(m_size, limits, beta)
+            self._send_shuffled(reblinded, their_tags, max_batch)
         except BaseException:
             stop.set()
             raise
@@ -1080,37 +1097,43 @@ class _ResponderSession(_Session):
         spent = epsilon if decision.epsilon > 0 else 0.0
         return Protected(payload, spent, facts, None)
 
-    def _upload(self, declared: int, limits: Limits) -> tuple[bytes, bytes]:
-        """The matcher's whole blinded set (and its opaque tags), checked."""
-        inbound = Inbound(declared, limits, "the matching owner's blinded set")
+    def _upload(self, declared: int, limits: Limits, beta: bytes) -> tuple[bytes, bytes]:
+        """The matcher's whole blinded set (and its opaque tags), checked and reblinded
+        batch by batch as it arrives: the multiplications overlap the matcher's own work
+        instead of following it. Nothing goes back before the whole set is in, and it
+        goes back shuffled (``_send_shuffled``)."""
+        what = "the matching owner's blinded set"
+        inbound = Inbound(declared, limits, what, decode=False)
         tags: list[bytes] = []
+        reblinded: list[bytes] = []
         grouped = self.plan.group_side == self.plan.matcher
-        while True:
-            frame = _next(self.frames, "the end of its set")
-            if isinstance(frame, f.Points) and frame.kind == f.OWN:
-                inbound.add(frame.seq, frame.points)
-                count = len(frame.points) // group.POINT_BYTES
-                if len(frame.tags) != (count * TAG_BYTES if grouped else 0):
-                    raise InvalidArgument("a batch whose tags do not match its points")
-                tags.append(frame.tags)
-            elif isinstance(frame, f.Done) and frame.kind == f.OWN:
-                return inbound.finish(), b"".join(tags)
-            elif isinstance(frame, f.Release) and frame.report.error is not None:
-                raise _refused_by_peer(frame.report)
-            else:
-                raise InvalidArgument(f"protocol error: an unexpected {type(frame).__name__}")
+        with ThreadPoolExecutor(1) as pool:
+            while True:
+                frame = _next(self.frames, "the end of its set")
+                if isinstance(frame, f.Points) and frame.kind == f.OWN:
+                    inbound.add(frame.seq, frame.points)
+                    count = len(frame.points) // group.POINT_BYTES
+                    if len(frame.tags) != (count * TAG_BYTES if grouped else 0):
+                        raise InvalidArgument("a batch whose tags do not match its points")
+                    tags.append(frame.tags)
+                    reblinded.append(blind_inbound(pool, frame.points, beta, what, frame.seq))
+                elif isinstance(frame, f.Done) and frame.kind == f.OWN:
+                    inbound.finish()
+                    return b"".join(reblinded), b"".join(tags)
+                elif isinstance(frame, f.Release) and frame.report.error is not None:
+                    raise _refused_by_peer(frame.report)
+                else:
+                    raise InvalidArgument(f"protocol error: an unexpected {type(frame).__name__}")
 
-    def _reblind(self, points: bytes, tags: bytes, beta: bytes, max_batch: int) -> None:
-        """Shuffle the whole set (and its tags) once, then reblind and stream it back."""
+    def _send_shuffled(self, points: bytes, tags: bytes, max_batch: int) -> None:
+        """The reblinded set (and its tags) shuffled as a whole, streamed back."""
         n = len(points) // group.POINT_BYTES
         perm = permutation(n)
         shuffled = np.frombuffer(points, dtype="V32")[perm].tobytes()
         shuffled_tags = np.frombuffer(tags, dtype="V16")[perm].tobytes() if tags else b""
-        with ThreadPoolExecutor(1) as pool:
-            for seq, (a, b) in enumerate(chunks(n, max_batch)):
-                pts = blind_parallel(pool, shuffled[a * 32 : b * 32], beta)
-                t = shuffled_tags[a * TAG_BYTES : b * TAG_BYTES] if tags else b""
-                self.outbox.put(f.Points(f.REBLINDED, seq, pts, tags=t))
+        for seq, (a, b) in enumerate(chunks(n, max_batch)):
+            t = shuffled_tags[a * TAG_BYTES : b * TAG_BYTES] if tags else b""
+            self.outbox.put(f.Points(f.REBLINDED, seq, shuffled[a * 32 : b * 32], tags=t))
         self.outbox.put(f.Done(f.REBLINDED))
 
     def _open(
