@@ -10,7 +10,7 @@ million ``bytes`` objects.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,7 @@ from federation.psi.group import POINT_BYTES, check_points
 
 _Rows = npt.NDArray[np.uint8]
 _RECORD = np.dtype(f"V{POINT_BYTES}")  # raw bytes: equality and order are memcmp's
+Transform = Callable[[int, bytes], bytes]  # (batch number, its points) -> as many points
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,16 @@ class Inbound:
     The buffer for the declared set is allocated zeroed by numpy (``calloc``), so the
     memory a peer's declaration reserves becomes resident only as its points arrive. The
     first refusal ends the direction: every later call is refused too.
+
+    ``transform`` (a scalar multiplication) is applied to each batch as it arrives and
+    the buffer holds its result, so a set is held once, never once as received and once
+    multiplied. The multiplication decodes every point and must refuse one that does not
+    decode; duplicates are found among the multiplied points (a bijection keeps them).
     """
 
-    def __init__(self, declared: int, limits: Limits, what: str, *, decode: bool = True) -> None:
+    def __init__(
+        self, declared: int, limits: Limits, what: str, *, transform: Transform | None = None
+    ) -> None:
         if declared < 0:
             raise PsiError(Code.INVALID_ARGUMENT, f"{what} declares a negative number of points")
         if declared > limits.max_set:
@@ -85,7 +93,7 @@ class Inbound:
         self._declared = declared
         self._limits = limits
         self._what = what
-        self._decode = decode  # False: the caller multiplies each batch (see check_points)
+        self._transform = transform
         self._buf: _Rows = np.zeros(declared * POINT_BYTES, dtype=np.uint8)
         self._received = 0
         self._next = 0
@@ -133,16 +141,21 @@ class Inbound:
                 f"{what}: batch {seq:,} brings more points than the {self._declared:,} declared",
             )
         try:
-            check_points(points, decode=self._decode)
+            check_points(points, decode=self._transform is None)
+            if self._transform is not None:
+                points = self._transform(seq, points)
         except PsiError as exc:
             raise PsiError(exc.code, f"{what}, batch {seq:,}: {exc.reason}") from None
+        if len(points) != count * POINT_BYTES:
+            raise PsiError(Code.INTERNAL, f"{what}: a batch changed size when multiplied")
         start = self._received * POINT_BYTES
         self._buf[start : start + len(points)] = np.frombuffer(points, dtype=np.uint8)
         self._received += count
         self._next += 1
 
-    def finish(self) -> bytes:
-        """The whole set, once every declared point arrived and no point came twice."""
+    def finish(self) -> memoryview:
+        """The whole set, once every declared point arrived and no point came twice (a
+        view of the buffer: a set is not copied to be handed on)."""
         self._open()
         what = self._what
         if self._received != self._declared:
@@ -155,7 +168,7 @@ class Inbound:
         if _distinct([rows]) != self._declared:
             self._closed = "was refused earlier"
             raise PsiError(Code.INVALID_ARGUMENT, f"{what} holds duplicate points")
-        out = self._buf.tobytes()
+        out = self._buf.data
         self._buf = np.zeros(0, dtype=np.uint8)
         self._closed = "is already complete"
         return out
@@ -185,12 +198,59 @@ def shuffled(buf: bytes | bytearray) -> bytearray:
     return out
 
 
+MATCH_CHUNK = 1 << 16  # candidate pairs compared whole at a time (bounded temporaries)
+
+
 def intersection_size(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> int:
-    """How many points are in both ``a`` and ``b``; each side must be duplicate-free."""
+    """How many points are in both ``a`` and ``b``; each side must be duplicate-free.
+
+    The smaller side's 8-byte prefixes are sorted and the other side's are looked up in
+    them; a prefix found once is compared whole, in chunks, so a million-point match holds
+    a few 8-byte arrays, never a sorted copy of both sets. Prefixes that repeat within a
+    side (a crafted set; 10^-8 by chance at a million) are counted exactly by ``_distinct``.
+    """
     rows_a, rows_b = _rows(a), _rows(b)
-    if rows_a.shape[0] == 0 or rows_b.shape[0] == 0:
+    if rows_a.shape[0] > rows_b.shape[0]:
+        rows_a, rows_b = rows_b, rows_a
+    if rows_a.shape[0] == 0:
         return 0
-    return rows_a.shape[0] + rows_b.shape[0] - _distinct([rows_a, rows_b])
+    keys = rows_a.view(np.uint64)[:, 0]
+    order = np.argsort(keys)
+    sorted_keys = keys[order]
+    probe = rows_b.view(np.uint64)[:, 0]
+    lo = np.searchsorted(sorted_keys, probe, side="left")
+    hi = np.searchsorted(sorted_keys, probe, side="right")
+    del sorted_keys
+    width = hi - lo
+    del hi
+    count = 0
+    single = np.flatnonzero(width == 1)
+    for start in range(0, single.size, MATCH_CHUNK):
+        j = single[start : start + MATCH_CHUNK]
+        same = rows_a[order[lo[j]]] == rows_b[j]
+        count += int(same.all(axis=1).sum())
+    several = np.flatnonzero(width > 1)
+    if several.size:
+        members = np.ascontiguousarray(rows_a[_run_members(order, lo, width, several)])
+        probes = np.ascontiguousarray(rows_b[several])
+        count += members.shape[0] + probes.shape[0] - _distinct([members, probes])
+    return count
+
+
+def _run_members(
+    order: npt.NDArray[np.intp],
+    lo: npt.NDArray[np.intp],
+    width: npt.NDArray[np.intp],
+    probes: npt.NDArray[np.intp],
+) -> npt.NDArray[np.intp]:
+    """Rows of the sorted side under the repeated prefixes that ``probes`` found, each
+    run once."""
+    starts, first = np.unique(lo[probes], return_index=True)
+    lengths = width[probes][first]
+    before = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    positions = np.repeat(starts - before, lengths) + np.arange(int(lengths.sum()))
+    members: npt.NDArray[np.intp] = order[positions]
+    return members
 
 
 def _distinct(parts: list[_Rows]) -> int:

@@ -158,19 +158,14 @@ def blind_parallel(pool: ThreadPoolExecutor, points: bytes, scalar: bytes) -> by
     return bytes(first.result()) + bytes(second)
 
 
-def blind_inbound(
-    pool: ThreadPoolExecutor, points: bytes, scalar: bytes, what: str, seq: int
-) -> bytes:
-    """``blind_parallel`` of a batch an ``Inbound(decode=False)`` took: libsodium's
-    multiplication decodes each point (so the batch is not decoded twice); a point that
-    does not decode is refused as ``Inbound`` would have refused it."""
+def blind_inbound(pool: ThreadPoolExecutor, points: bytes, scalar: bytes) -> bytes:
+    """``blind_parallel`` as an ``Inbound`` transform: libsodium's multiplication decodes
+    each point (so a batch is not decoded twice); when one does not decode, the byte
+    checks name it."""
     try:
         return blind_parallel(pool, points, scalar)
     except PsiError:
-        try:
-            group.check_points(points)  # names the first point that does not decode
-        except PsiError as exc:
-            raise PsiError(exc.code, f"{what}, batch {seq:,}: {exc.reason}") from None
+        group.check_points(points)
         raise
 
 
@@ -395,7 +390,7 @@ class PsiOwner:
             request_id=request_id,
         )
         grouped = side == plan.group_side
-        return canonical(
+        rows = canonical(
             table,
             s.key,
             s.group_columns if grouped else (),
@@ -403,6 +398,11 @@ class PsiOwner:
             unique=plan.group_side is not None or plan.value_side is not None,
             dataset=s.dataset,
         )
+        del table
+        # The read and the canonical copies are freed; hand their pages back before the
+        # session's buffers are filled, rather than keep them in Arrow's pool.
+        pa.default_memory_pool().release_unused()
+        return rows
 
     def _paillier(self) -> paillier.PrivateKey:
         with self._key_lock:
@@ -722,17 +722,20 @@ class _MatcherSession(_Session):
         o.sessions.admit(
             self._session(decision, rows, peer), k, "matcher", rows.invalid, dp=epsilon > 0
         )
-        theirs_what = "the other owner's blinded set"
-        theirs = Inbound(peer.set_size, limits, theirs_what, decode=False)
-        mine = Inbound(n, limits, "our set, reblinded by the other owner")
-        doubled: list[bytes] = []
         values: list[bytes] = []
         back_tags: list[bytes] = []
         done: set[int] = set()
-        finished: dict[int, bytes] = {}
+        finished: dict[int, memoryview] = {}
         self.progress("received", False)
         self.progress("reblinded", False)
         with ThreadPoolExecutor(1) as pool:
+            theirs = Inbound(
+                peer.set_size,
+                limits,
+                "the other owner's blinded set",
+                transform=lambda _, points: blind_inbound(pool, points, alpha),
+            )
+            mine = Inbound(n, limits, "our set, reblinded by the other owner")
             while done != {f.OWN, f.REBLINDED}:
                 frame = _next(frames, "the end of its sets")
                 if isinstance(frame, f.Points) and frame.kind == f.OWN and f.OWN not in done:
@@ -740,7 +743,6 @@ class _MatcherSession(_Session):
                     count = len(frame.points) // group.POINT_BYTES
                     if len(frame.values) != count * ncols * ct:
                         raise InvalidArgument("a batch whose values do not match its points")
-                    doubled.append(blind_inbound(pool, frame.points, alpha, theirs_what, frame.seq))
                     values.append(frame.values)
                 elif (
                     isinstance(frame, f.Points)
@@ -760,8 +762,7 @@ class _MatcherSession(_Session):
                     raise _refused_by_peer(frame.report)
                 else:
                     raise InvalidArgument(f"protocol error: an unexpected {type(frame).__name__}")
-        mine_all = finished[f.REBLINDED]
-        theirs_all = b"".join(doubled)
+        mine_all, theirs_all = finished[f.REBLINDED], finished[f.OWN]
         if plan.group_side is None and not valued:
             counts = np.array([intersection_size(mine_all, theirs_all)], dtype=np.int64)
             group_of = None
@@ -793,7 +794,12 @@ class _MatcherSession(_Session):
         return report
 
     def _match_groups(
-        self, rows: SideRows, mine: bytes, mine_tags: bytes, theirs: bytes, tags: _Tags | None
+        self,
+        rows: SideRows,
+        mine: memoryview,
+        mine_tags: bytes,
+        theirs: memoryview,
+        tags: _Tags | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per row of the other owner's (shuffled) set: the group of ours it matched, or
         -1; and the number of matches per group."""
@@ -1059,8 +1065,7 @@ class _ResponderSession(_Session):
         sender = threading.Thread(target=send_own, name="psi-own", daemon=True)
         sender.start()
         try:
-            reblinded, their_tags = self._upload(m_size, limits, beta)
-            self._send_shuffled(reblinded, their_tags, max_batch)
+            self._send_shuffled(*self._upload(m_size, limits, beta), max_batch)
         except BaseException:
             stop.set()
             raise
@@ -1097,17 +1102,20 @@ class _ResponderSession(_Session):
         spent = epsilon if decision.epsilon > 0 else 0.0
         return Protected(payload, spent, facts, None)
 
-    def _upload(self, declared: int, limits: Limits, beta: bytes) -> tuple[bytes, bytes]:
+    def _upload(self, declared: int, limits: Limits, beta: bytes) -> tuple[memoryview, bytes]:
         """The matcher's whole blinded set (and its opaque tags), checked and reblinded
         batch by batch as it arrives: the multiplications overlap the matcher's own work
         instead of following it. Nothing goes back before the whole set is in, and it
         goes back shuffled (``_send_shuffled``)."""
-        what = "the matching owner's blinded set"
-        inbound = Inbound(declared, limits, what, decode=False)
         tags: list[bytes] = []
-        reblinded: list[bytes] = []
         grouped = self.plan.group_side == self.plan.matcher
         with ThreadPoolExecutor(1) as pool:
+            inbound = Inbound(
+                declared,
+                limits,
+                "the matching owner's blinded set",
+                transform=lambda _, points: blind_inbound(pool, points, beta),
+            )
             while True:
                 frame = _next(self.frames, "the end of its set")
                 if isinstance(frame, f.Points) and frame.kind == f.OWN:
@@ -1116,24 +1124,24 @@ class _ResponderSession(_Session):
                     if len(frame.tags) != (count * TAG_BYTES if grouped else 0):
                         raise InvalidArgument("a batch whose tags do not match its points")
                     tags.append(frame.tags)
-                    reblinded.append(blind_inbound(pool, frame.points, beta, what, frame.seq))
                 elif isinstance(frame, f.Done) and frame.kind == f.OWN:
-                    inbound.finish()
-                    return b"".join(reblinded), b"".join(tags)
+                    return inbound.finish(), b"".join(tags)
                 elif isinstance(frame, f.Release) and frame.report.error is not None:
                     raise _refused_by_peer(frame.report)
                 else:
                     raise InvalidArgument(f"protocol error: an unexpected {type(frame).__name__}")
 
-    def _send_shuffled(self, points: bytes, tags: bytes, max_batch: int) -> None:
-        """The reblinded set (and its tags) shuffled as a whole, streamed back."""
+    def _send_shuffled(self, points: memoryview, tags: bytes, max_batch: int) -> None:
+        """The reblinded set (and its tags) shuffled as a whole, streamed back (each
+        batch copied out of the shuffled array as it goes)."""
         n = len(points) // group.POINT_BYTES
         perm = permutation(n)
-        shuffled = np.frombuffer(points, dtype="V32")[perm].tobytes()
-        shuffled_tags = np.frombuffer(tags, dtype="V16")[perm].tobytes() if tags else b""
+        shuffled = np.frombuffer(points, dtype="V32")[perm]
+        shuffled_tags = np.frombuffer(tags, dtype="V16")[perm] if tags else None
+        del perm
         for seq, (a, b) in enumerate(chunks(n, max_batch)):
-            t = shuffled_tags[a * TAG_BYTES : b * TAG_BYTES] if tags else b""
-            self.outbox.put(f.Points(f.REBLINDED, seq, shuffled[a * 32 : b * 32], tags=t))
+            t = shuffled_tags[a:b].tobytes() if shuffled_tags is not None else b""
+            self.outbox.put(f.Points(f.REBLINDED, seq, shuffled[a:b].tobytes(), tags=t))
         self.outbox.put(f.Done(f.REBLINDED))
 
     def _open(

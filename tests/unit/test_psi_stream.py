@@ -13,6 +13,7 @@ from federation.outcome import Code
 from federation.psi.errors import PsiError
 from federation.psi.group import POINT_BYTES, hash_to_points
 from federation.psi.stream import (
+    MATCH_CHUNK,
     Inbound,
     Limits,
     batches,
@@ -212,3 +213,15 @@ def test_intersection_size_is_exact_when_prefixes_collide(a: set[bytes], b: set[
 def test_intersection_size_of_a_set_with_itself_shuffled() -> None:
     points = secrets.token_bytes(5000 * POINT_BYTES)
     assert intersection_size(points, shuffled(points)) == 5000
+
+
+def test_intersection_size_over_several_chunks_with_colliding_prefixes() -> None:
+    """More matches than one comparison chunk holds, plus crafted records that share a
+    prefix within each side: every path of the count at once."""
+    shared = secrets.token_bytes((MATCH_CHUNK + 900) * POINT_BYTES)
+    only_a = secrets.token_bytes(3000 * POINT_BYTES)
+    crafted = [b"\x07" * 8 + bytes([i]) * 24 for i in range(6)]
+    a = shared + only_a + b"".join(crafted[:4])
+    b = shuffled(shared + b"".join(crafted[2:]))
+    assert intersection_size(a, b) == MATCH_CHUNK + 900 + 2
+    assert intersection_size(b, a) == MATCH_CHUNK + 900 + 2
