@@ -46,6 +46,7 @@ def register(
     controls: dict[str, str],
     operations: tuple[str, ...] = ("psi",),
     exact: bool = False,
+    **grant_fields: object,
 ) -> None:
     root = fed.fed.data_dir(node)
     pq.write_table(table, root / f"{name}.parquet")
@@ -73,6 +74,7 @@ def register(
         min_group_size=K,
         columns=controls,
         exact=exact,
+        **grant_fields,
     )
 
 

@@ -6,7 +6,7 @@ import warnings
 from . import common_pb2 as fedgate_dot_v1_dot_common__pb2
 from . import gateway_pb2 as fedgate_dot_v1_dot_gateway__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -64,6 +64,11 @@ class GatewayStub:
                 '/fedgate.v1.Gateway/Psi',
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.PsiRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_gateway__pb2.PsiEvent.FromString,
+                _registered_method=True)
+        self.Train = channel.unary_stream(
+                '/fedgate.v1.Gateway/Train',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainEvent.FromString,
                 _registered_method=True)
         self.AddGrant = channel.unary_unary(
                 '/fedgate.v1.Gateway/AddGrant',
@@ -173,6 +178,14 @@ class GatewayServicer:
     def Psi(self, request, context):
         """Private set intersection cardinality between two owners (docs/psi.md): progress events,
         then one result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Train(self, request, context):
+        """A federated training run on Flower (docs/training.md): a round's progress at a
+        time, then the model and every owner's receipts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -296,6 +309,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.Psi,
                     request_deserializer=fedgate_dot_v1_dot_gateway__pb2.PsiRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_gateway__pb2.PsiEvent.SerializeToString,
+            ),
+            'Train': grpc.unary_stream_rpc_method_handler(
+                    servicer.Train,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainEvent.SerializeToString,
             ),
             'AddGrant': grpc.unary_unary_rpc_method_handler(
                     servicer.AddGrant,
@@ -525,6 +543,33 @@ class Gateway:
             '/fedgate.v1.Gateway/Psi',
             fedgate_dot_v1_dot_gateway__pb2.PsiRequest.SerializeToString,
             fedgate_dot_v1_dot_gateway__pb2.PsiEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Train(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fedgate.v1.Gateway/Train',
+            fedgate_dot_v1_dot_gateway__pb2.TrainRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.TrainEvent.FromString,
             options,
             channel_credentials,
             insecure,

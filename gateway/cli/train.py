@@ -1,0 +1,170 @@
+"""``fedgate train``: a federated training run on Flower, each owner on its own rows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gateway.cli.common import Subparsers, add_command, client_options, profile
+from gateway.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from gateway.roles.train_home import TrainResult, TrainRound
+
+STRATEGIES = (
+    "fedavg",
+    "fedprox",
+    "fedadam",
+    "fedyogi",
+    "fedadagrad",
+    "fedmedian",
+    "fedtrimmedavg",
+    "krum",
+)
+
+
+def _names(text: str, what: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise InvalidArgument(f"{what}: name at least one, comma-separated")
+    return names
+
+
+def _show(r: TrainRound, quiet: bool) -> None:
+    if quiet:
+        return
+    acc = "" if math.isnan(r.eval_accuracy) else f"  accuracy {r.eval_accuracy:.4f}"
+    print(
+        f"round {r.round:>3}/{r.rounds}  nodes {r.answered}  train loss {r.train_loss:.4f}  "
+        f"eval loss {r.eval_loss:.4f}{acc}  ({r.elapsed:.1f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def write_run(result: TrainResult, out: Path) -> list[Path]:
+    """The run's folder: model, per-round metrics, receipts, and the plot."""
+    from gateway.training.plot import chart, png
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "model.npz", out / "metrics.json", out / "plot.png"]
+    written[0].write_bytes(result.model_npz)
+    rounds = [
+        {
+            "round": r.round,
+            "nodes_answered": r.answered,
+            "train_loss": r.train_loss,
+            "eval_loss": r.eval_loss,
+            "eval_accuracy": None if math.isnan(r.eval_accuracy) else r.eval_accuracy,
+            "elapsed_seconds": r.elapsed,
+        }
+        for r in result.rounds
+    ]
+    refusals = [
+        {"owner": o.node_id, "code": o.error.code.name, "reason": o.error.reason}
+        for o in result.owners
+        if o.error is not None
+    ]
+    meta = {
+        "run_id": result.run_id,
+        "task": result.task,
+        "features": list(result.features),
+        "label": result.label,
+        "mean": list(result.mean),
+        "std": list(result.std),
+        "rounds": rounds,
+        "refusals": refusals,
+    }
+    written[1].write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
+    series = {
+        "train loss": [r.train_loss for r in result.rounds],
+        "eval loss": [r.eval_loss for r in result.rounds],
+        "accuracy": [r.eval_accuracy for r in result.rounds],
+    }
+    written[2].write_bytes(png(chart(series)))
+    receipts = out / "receipts"
+    receipts.mkdir(exist_ok=True)
+    for i, o in enumerate(result.owners):
+        if o.receipt:
+            path = receipts / f"{i:04d}-{o.node_id}.json"
+            path.write_text(o.receipt)
+            written.append(path)
+    return written
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gateway.client import Client
+    from gateway.roles.train_home import TrainAsk
+
+    if args.dp or args.secagg:
+        raise InvalidArgument(
+            "--dp and --secagg are not built yet (docs/training.md, 'Not built yet')"
+        )
+    ask = TrainAsk(
+        task=args.task,
+        dataset=args.dataset,
+        features=_names(args.features, "--features"),
+        label=args.label,
+        rounds=args.rounds,
+        nodes=_names(args.nodes, "--nodes"),
+        strategy=args.strategy,
+        min_nodes=args.min_nodes,
+        seed=args.seed,
+        purpose=args.purpose,
+        learning_rate=args.lr,
+        local_epochs=args.epochs,
+        n_classes=args.classes,
+    )
+    with Client(profile(args), timeout=args.timeout) as c:
+        run = c.train(ask, on_round=lambda r: _show(r, args.quiet))
+        try:
+            result = run.result()
+        except KeyboardInterrupt:
+            run.cancel()
+            print("cancelled: the run stops at every node", file=sys.stderr)
+            return 130
+    written = write_run(result, Path(args.out))
+    last = result.rounds[-1] if result.rounds else None
+    if last is not None and not math.isnan(last.eval_accuracy):
+        print(f"final accuracy {last.eval_accuracy:.4f}, eval loss {last.eval_loss:.4f}")
+    elif last is not None:
+        print(f"final eval loss {last.eval_loss:.6g}")
+    receipts = sum(1 for o in result.owners if o.receipt)
+    print(
+        f"run {result.run_id}: {len(result.rounds)} rounds, {receipts} receipts; "
+        f"wrote {len(written)} files to {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    sp = add_command(
+        sub,
+        "train",
+        "train a model across owners on Flower; only model updates leave (docs/training.md)",
+        cmd_train,
+    )
+    client_options(sp)
+    sp.add_argument("--task", required=True, help="logreg | linreg | mlp")
+    sp.add_argument("--dataset", required=True)
+    sp.add_argument("--features", required=True, help="feature columns, comma-separated")
+    sp.add_argument("--label", required=True, help="the label column")
+    sp.add_argument("--classes", type=int, default=2, help="classification: classes 0..N-1")
+    sp.add_argument("--rounds", type=int, default=10)
+    sp.add_argument("--strategy", choices=STRATEGIES, default="fedavg")
+    sp.add_argument("--nodes", required=True, help="the owners that train, comma-separated")
+    sp.add_argument("--min-nodes", type=int, default=0, help="0: every owner named")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--lr", type=float, default=0.0, help="learning rate (0: the task's)")
+    sp.add_argument("--epochs", type=int, default=0, help="local epochs (0: the task's)")
+    sp.add_argument("--purpose", default="", help="purpose of use; grants may require one")
+    sp.add_argument("--dp", help="NOISE_MULTIPLIER,CLIP (not built yet)")
+    sp.add_argument("--secagg", action="store_true", help="SecAgg+ (not built yet)")
+    sp.add_argument("--out", required=True, help="folder for the model, metrics, receipts, plot")
+    sp.add_argument("--quiet", action="store_true", help="no per-round lines")
+    sp.add_argument("--timeout", type=float, default=590.0, help="seconds (default 590)")

@@ -1,0 +1,186 @@
+"""Federated training through real nodes: the home's Grid over mTLS, each owner's ClientApp.
+
+Three owner nodes each hold one part of the same rows; an analyst trains through
+``fedgate``'s Python API and the CLI. The model must match what the same task reaches on
+the pooled rows, every owner must have written one release per message it answered, and
+every refusal the issue names is refused at the owner with a clear status and an entry.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from federation.training import features
+from federation.training.tasks import task_named
+from gateway.client import ClientError
+from gateway.descriptor import ColumnSpec
+from gateway.roles.train_home import TrainAsk, TrainResult
+from tests.conftest import RunningFederation, run_fedgate
+from tests.integration.test_psi import register
+
+pytestmark = pytest.mark.integration
+
+ANALYST = "li.wei@shanghai"
+OWNERS = ("shanghai", "jiangsu", "zhejiang")
+FEATURES = ("x1", "x2", "x3")
+COLUMNS = (
+    *(ColumnSpec(f, "float64", lower=-100.0, upper=100.0) for f in FEATURES),
+    ColumnSpec("y", "int64", lower=0, upper=1),
+    ColumnSpec("secret", "float64", lower=-100.0, upper=100.0),  # in no grant
+)
+CONTROLS = {**{f: "aggregate" for f in FEATURES}, "y": "aggregate"}
+ROUNDS, LR, EPOCHS = 25, 0.5, 5
+
+
+def rows(seed: int, n: int) -> pa.Table:
+    """A binary classification the model can learn but not perfectly (label noise)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3)) * np.array([1.0, 3.0, 0.5]) + np.array([0.0, 2.0, -1.0])
+    logit = 1.5 * X[:, 0] - 0.6 * X[:, 1] + 2.0 * X[:, 2] + 1.0
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    secret = rng.normal(size=n)
+    return pa.table({"x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2], "y": y, "secret": secret})
+
+
+@pytest.fixture(scope="module")
+def parts(federation: RunningFederation) -> dict[str, pa.Table]:
+    """One part of the rows at each owner, of different sizes, with a train grant."""
+    out = {}
+    for i, node in enumerate(OWNERS):
+        table = rows(100 + i, 300 + 150 * i)
+        register(
+            federation, node, "train_rows", table, COLUMNS, CONTROLS, operations=("train",),
+            train_tasks=("logreg", "linreg", "mlp"), max_rounds=50,
+        )  # fmt: skip
+        out[node] = table
+    return out
+
+
+def ask(**changes: object) -> TrainAsk:
+    base = dict(
+        task="logreg", dataset="train_rows", features=FEATURES, label="y", rounds=ROUNDS,
+        nodes=OWNERS, seed=7, learning_rate=LR, local_epochs=EPOCHS, n_classes=2,
+    )  # fmt: skip
+    base.update(changes)
+    return TrainAsk(**base)  # type: ignore[arg-type]
+
+
+def train(fed: RunningFederation, **changes: object) -> TrainResult:
+    with fed.client(ANALYST) as c:
+        return c.train(ask(**changes)).result(timeout=300)
+
+
+def model(result: TrainResult) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    with np.load(io.BytesIO(result.model_npz)) as z:
+        weights = [z[f"w{i}"] for i in range(len(z.files) - 2)]
+        return weights, z["mean"], z["std"]
+
+
+def pooled_accuracy(tables: list[pa.Table], weights: list[np.ndarray], mean, std) -> float:  # type: ignore[no-untyped-def]
+    X = np.column_stack([np.concatenate([t[f].to_numpy() for t in tables]) for f in FEATURES])
+    y = np.concatenate([t["y"].to_numpy() for t in tables])
+    task = task_named("logreg")
+    _, acc = task.evaluate(weights, features.standardise(X, mean, std), y.astype(np.float64))
+    assert acc is not None
+    return acc
+
+
+def test_federated_logreg_matches_pooled_training(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    result = train(federation)
+    assert len(result.rounds) == ROUNDS
+    assert all(r.answered == len(OWNERS) for r in result.rounds)
+    weights, mean, std = model(result)
+    tables = list(parts.values())
+    # The same task on the pooled rows, full batch, as many passes as the owners made.
+    X = np.column_stack([np.concatenate([t[f].to_numpy() for t in tables]) for f in FEATURES])
+    y = np.concatenate([t["y"].to_numpy() for t in tables]).astype(np.float64)
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(std, X.std(axis=0), rtol=1e-9)
+    task = task_named("logreg")
+    start = task.init(len(FEATURES), 2, 7)
+    pooled, _ = task.fit(
+        start, features.standardise(X, mean, std), y, epochs=ROUNDS * EPOCHS, lr=LR,
+        batch_size=0, seed=7,
+    )  # fmt: skip
+    fed_acc = pooled_accuracy(tables, weights, mean, std)
+    pooled_acc = pooled_accuracy(tables, pooled, mean, std)
+    assert fed_acc > 0.7, "the model learned nothing"
+    assert abs(fed_acc - pooled_acc) <= 0.01, (fed_acc, pooled_acc)
+    # One release and one receipt per owner and message: the statistics, then a train
+    # and an evaluate message each round.
+    receipts = [o for o in result.owners if o.receipt]
+    assert len(receipts) == len(OWNERS) * (1 + 2 * ROUNDS)
+    for node in OWNERS:
+        mine = [
+            e for e in federation.audit(node, "release")
+            if e.get("request_id") == result.run_id
+        ]  # fmt: skip
+        assert len(mine) == 1 + 2 * ROUNDS
+        assert {e["operation"] for e in mine} == {"train"}
+        trained = [e for e in mine if e["step"] == "train"]
+        assert [int(e["round"]) for e in trained] == list(range(1, ROUNDS + 1))
+        assert all(e["examples"] == parts[node].num_rows for e in trained)
+        assert all(e["update_norm"] > 0 for e in trained)
+
+
+def test_same_seed_same_weights(federation: RunningFederation, parts: dict[str, pa.Table]) -> None:
+    a, _, _ = model(train(federation, rounds=3))
+    b, _, _ = model(train(federation, rounds=3))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_cli_writes_the_run_folder(
+    federation: RunningFederation, parts: dict[str, pa.Table], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    proc = run_fedgate(
+        "train", "--profile", str(federation.fed.profile_path(ANALYST)), "--task", "logreg",
+        "--dataset", "train_rows", "--features", ",".join(FEATURES), "--label", "y",
+        "--rounds", "3", "--nodes", ",".join(OWNERS), "--lr", str(LR), "--out", str(out),
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "round   3/3" in proc.stderr
+    assert "final accuracy" in proc.stdout
+    meta = json.loads((out / "metrics.json").read_text())
+    assert [r["round"] for r in meta["rounds"]] == [1, 2, 3]
+    assert (out / "plot.png").read_bytes().startswith(b"\x89PNG")
+    assert len(list((out / "receipts").glob("*.json"))) == len(OWNERS) * 7
+    with np.load(out / "model.npz") as z:
+        assert z["w0"].shape[0] == len(FEATURES)
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "reason"),
+    [
+        ({"features": ("x1", "x2", "secret")}, grpc.StatusCode.PERMISSION_DENIED, "secret"),
+        ({"task": "mlp", "rounds": 60}, grpc.StatusCode.PERMISSION_DENIED, "at most 50"),
+        ({"dataset": "no_such_rows"}, grpc.StatusCode.NOT_FOUND, "no_such_rows"),
+    ],
+)
+def test_refusals_stop_the_run_and_are_audited(
+    federation: RunningFederation,
+    parts: dict[str, pa.Table],
+    changes: dict[str, object],
+    code: grpc.StatusCode,
+    reason: str,
+) -> None:
+    with pytest.raises(ClientError) as err:
+        train(federation, **changes)
+    assert err.value.code == grpc.StatusCode.UNAVAILABLE  # no owner answered the round
+    for node in OWNERS:  # the run's error says who refused and why
+        assert f"{node} refused ({code.name})" in str(err.value)
+        assert reason in str(err.value)
+    for node in OWNERS:
+        refused = federation.audit(node, "train.refused")
+        assert any(reason in e["reason"] and e["code"] == code.name for e in refused), node
