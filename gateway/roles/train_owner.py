@@ -200,6 +200,7 @@ class TrainOwner:
             exp.select(*[exp.column(c, quoted=True) for c in columns])
             .from_(exp.table_(table, quoted=True))
             .where(present)
+            .order_by(exp.column("rowid"))  # the same rows in the same order every run
             .limit(MAX_ROWS + 1)
         )
         got = self.engine.run(
