@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 from federation.training import features
 from federation.training.tasks import task_named
 from gateway.client import Client, ClientError
-from gateway.roles.train_home import TrainAsk, TrainRound
+from gateway.roles.train_home import TrainAsk, TrainResult, TrainRound
 
 OWNERS = ("anhui", "jiangsu", "shanghai", "zhejiang")
 FEATURES = ("employees", "revenue", "registered_capital")
@@ -48,6 +49,35 @@ def accuracy(weights: list[np.ndarray], X: np.ndarray, y: np.ndarray) -> float:
     return float(acc or 0.0)
 
 
+@dataclass(frozen=True)
+class Comparison:
+    result: TrainResult
+    federated: float  # accuracy of the federated model on every owner's rows
+    pooled: float  # the same task trained on the pooled rows
+
+
+def train_and_compare(
+    client: Client, written: Mapping[str, Sequence[Path]], on_round: Callable[[TrainRound], None]
+) -> Comparison:
+    ask = TrainAsk(
+        task="logreg", dataset="enterprise_registry", features=FEATURES, label=LABEL,
+        rounds=ROUNDS, nodes=OWNERS, seed=SEED, learning_rate=LR, local_epochs=EPOCHS,
+        n_classes=2,
+    )  # fmt: skip
+    result = client.train(ask, on_round=on_round).result(timeout=300)
+    with np.load(io.BytesIO(result.model_npz)) as z:
+        weights = [z[f"w{i}"] for i in range(len(z.files) - 2)]
+        mean, std = z["mean"], z["std"]
+    X, y = _pooled(written)
+    Xs = features.standardise(X, mean, std)
+    task = task_named("logreg")
+    pooled, _ = task.fit(
+        task.init(len(FEATURES), 2, SEED), Xs, y, epochs=ROUNDS * EPOCHS, lr=LR,
+        batch_size=0, seed=SEED,
+    )  # fmt: skip
+    return Comparison(result, accuracy(weights, Xs, y), accuracy(pooled, Xs, y))
+
+
 def run_training(client: Client, written: Mapping[str, Sequence[Path]]) -> tuple[str, bool]:
     """The run's per-round lines and the comparison with pooled training."""
     cmd = (
@@ -63,31 +93,15 @@ def run_training(client: Client, written: Mapping[str, Sequence[Path]]) -> tuple
             f"{r.train_loss:.4f}, accuracy {r.eval_accuracy:.4f} ({r.elapsed:.1f} s)"
         )
 
-    ask = TrainAsk(
-        task="logreg", dataset="enterprise_registry", features=FEATURES, label=LABEL,
-        rounds=ROUNDS, nodes=OWNERS, seed=SEED, learning_rate=LR, local_epochs=EPOCHS,
-        n_classes=2,
-    )  # fmt: skip
     t0 = time.monotonic()
     try:
-        result = client.train(ask, on_round=show).result(timeout=300)
+        c = train_and_compare(client, written, show)
     except ClientError as exc:
         return f"{head}\n   FAILED: {exc}", False
-    with np.load(io.BytesIO(result.model_npz)) as z:
-        weights = [z[f"w{i}"] for i in range(len(z.files) - 2)]
-        mean, std = z["mean"], z["std"]
-    X, y = _pooled(written)
-    Xs = features.standardise(X, mean, std)
-    task = task_named("logreg")
-    pooled, _ = task.fit(
-        task.init(len(FEATURES), 2, SEED), Xs, y, epochs=ROUNDS * EPOCHS, lr=LR,
-        batch_size=0, seed=SEED,
-    )  # fmt: skip
-    fed_acc, pooled_acc = accuracy(weights, Xs, y), accuracy(pooled, Xs, y)
-    receipts = sum(1 for o in result.owners if o.receipt)
+    receipts = sum(1 for o in c.result.owners if o.receipt)
     lines.append(
-        f"   federated accuracy {fed_acc:.4f} on all rows; pooled training reaches "
-        f"{pooled_acc:.4f} (difference {100 * abs(fed_acc - pooled_acc):.2f} points); "
+        f"   federated accuracy {c.federated:.4f} on all rows; pooled training reaches "
+        f"{c.pooled:.4f} (difference {100 * abs(c.federated - c.pooled):.2f} points); "
         f"only model updates left the owners; {receipts} signed receipts; "
         f"{time.monotonic() - t0:.1f} s"
     )

@@ -160,6 +160,81 @@ def test_cli_writes_the_run_folder(
         assert z["w0"].shape[0] == len(FEATURES)
 
 
+def test_sample_data_parity_with_pooled_training(federation: RunningFederation) -> None:
+    """The demo's run on the sample registries (four provinces, sample grants)."""
+    from gateway.demo.training import OWNERS as PROVINCES
+    from gateway.demo.training import ROUNDS as DEMO_ROUNDS
+    from gateway.demo.training import train_and_compare
+
+    seen: list[int] = []
+    with federation.client(ANALYST) as c:
+        got = train_and_compare(c, federation.written, lambda r: seen.append(r.round))
+    assert seen == list(range(1, DEMO_ROUNDS + 1))
+    assert abs(got.federated - got.pooled) <= 0.01, (got.federated, got.pooled)
+    assert {o.node_id for o in got.result.owners} == set(PROVINCES)
+
+
+def test_breast_cancer_parity_through_the_nodes(federation: RunningFederation) -> None:
+    """A real public dataset (scikit-learn's breast cancer, 569 rows, 30 features) split
+    over three owners: federated accuracy within 1 point of pooled training."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    X, y = datasets.load_breast_cancer(return_X_y=True)
+    names = tuple(f"f{i}" for i in range(X.shape[1]))
+    cols = (
+        *(ColumnSpec(n, "float64", lower=-1e6, upper=1e6) for n in names),
+        ColumnSpec("y", "int64", lower=0, upper=1),
+    )
+    order = np.random.default_rng(0).permutation(len(y))
+    bounds = [0, 150, 340, len(y)]
+    tables = []
+    for i, node in enumerate(OWNERS):
+        idx = order[bounds[i] : bounds[i + 1]]
+        table = pa.table({**{n: X[idx, j] for j, n in enumerate(names)}, "y": y[idx]})
+        register(
+            federation, node, "breast_cancer", table, cols,
+            {**{n: "aggregate" for n in names}, "y": "aggregate"}, operations=("train",),
+            train_tasks=("logreg",), max_rounds=50,
+        )  # fmt: skip
+        tables.append(table)
+    result = train(federation, dataset="breast_cancer", features=names, rounds=20)
+    weights, mean, std = model(result)
+    Xs = features.standardise(X, mean, std)
+    task = task_named("logreg")
+    pooled, _ = task.fit(
+        task.init(len(names), 2, 7), Xs, y.astype(np.float64), epochs=20 * EPOCHS, lr=LR,
+        batch_size=0, seed=7,
+    )  # fmt: skip
+    _, fed_acc = task.evaluate(weights, Xs, y.astype(np.float64))
+    _, pooled_acc = task.evaluate(pooled, Xs, y.astype(np.float64))
+    assert fed_acc is not None and pooled_acc is not None
+    assert pooled_acc > 0.95
+    assert abs(fed_acc - pooled_acc) <= 0.01, (fed_acc, pooled_acc)
+
+
+def test_refusals_of_the_grant_kinds(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    """L3 data (a DP grant: DP training is not built, so nothing is released), a task the
+    grant does not allow, and an analyst of another organisation."""
+    for node in OWNERS:
+        register(
+            federation, node, "train_l3", parts[node], COLUMNS, CONTROLS, operations=("train",),
+            level="L3", min_group_size=10, dp_epsilon=0.5, dp_budget=5.0,
+            train_tasks=("logreg",), max_rounds=50,
+        )  # fmt: skip
+    cases = [
+        (ANALYST, {"dataset": "train_l3"}, grpc.StatusCode.FAILED_PRECONDITION, "not built yet"),
+        (ANALYST, {"task": "mlp_relu"}, grpc.StatusCode.PERMISSION_DENIED, "does not allow"),
+        ("zhang.min@anhui", {}, grpc.StatusCode.PERMISSION_DENIED, "no grant lets"),
+    ]
+    for who, changes, code, reason in cases:
+        with pytest.raises(ClientError) as err, federation.client(who) as c:
+            c.train(ask(**changes)).result(timeout=300)
+        assert reason in str(err.value), str(err.value)
+        if code is not None:
+            assert code.name in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("changes", "code", "reason"),
     [
