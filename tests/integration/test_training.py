@@ -259,3 +259,36 @@ def test_refusals_stop_the_run_and_are_audited(
     for node in OWNERS:
         refused = federation.audit(node, "train.refused")
         assert any(reason in e["reason"] and e["code"] == code.name for e in refused), node
+
+
+def test_cancel_stops_the_run_at_every_node(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    """Cancelling after the second round: the home records the run as cancelled, its
+    server process is gone, and no owner answers another message of the run."""
+    import time
+
+    rounds: list[int] = []
+    with federation.client(ANALYST) as c:
+        run = c.train(ask(rounds=50), on_round=lambda r: rounds.append(r.round))
+        deadline = time.monotonic() + 120
+        while len(rounds) < 2 and time.monotonic() < deadline and not run.done:
+            time.sleep(0.02)
+        assert len(rounds) >= 2, "the run did not start"
+        run.cancel()
+        with pytest.raises(ClientError) as err:
+            run.result(timeout=30)
+        assert err.value.code == grpc.StatusCode.CANCELLED
+    home = "shanghai"
+    entry = None
+    for _ in range(100):  # the home notices the cancel within its poll interval
+        failed = federation.audit(home, "train.failed")
+        entry = next((e for e in failed if e.get("code") == "CANCELLED"), None)
+        if entry is not None:
+            break
+        time.sleep(0.1)
+    assert entry is not None, "the home did not record the cancelled run"
+    counts = {n: len(federation.audit(n, "release")) for n in OWNERS}
+    time.sleep(1.0)
+    assert counts == {n: len(federation.audit(n, "release")) for n in OWNERS}
+    assert len(rounds) < 50
