@@ -76,7 +76,6 @@ POLICY: dict[str, frozenset[str]] = {
     "/fedgate.v1.Peer/TrainStep": NODES,
     "/grpc.health.v1.Health/Check": ALL,
     "/grpc.health.v1.Health/Watch": ALL,
-    "/grpc.health.v1.Health/List": ALL,
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": ALL,
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": ALL,
 }

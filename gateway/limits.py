@@ -50,7 +50,7 @@ _RATED_NAME = {method: name for name, method in RATED.items()}
 
 # Answered from memory in microseconds, and what peers' probes need most when a node is
 # busy: not counted against a caller's calls in progress (gRPC's node-wide cap still holds).
-UNCOUNTED = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/List"})
+UNCOUNTED = frozenset({"/grpc.health.v1.Health/Check"})
 
 REFUSAL_WINDOW_SECONDS = 60.0
 

@@ -7,7 +7,7 @@ module behind them works with dataclasses (``federation.envelope``, ``federation
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health_pb2
@@ -417,13 +417,6 @@ def query_answer_to_proto(a: QueryAnswer) -> gateway_pb2.QueryResponse:
 
 def health_check_request() -> health_pb2.HealthCheckRequest:
     return health_pb2.HealthCheckRequest()
-
-
-def health_list_response(statuses: Mapping[str, int]) -> health_pb2.HealthListResponse:
-    """``Health/List``: every service's status, as ``Check`` would answer it."""
-    return health_pb2.HealthListResponse(
-        statuses={s: health_pb2.HealthCheckResponse(status=v) for s, v in statuses.items()}
-    )
 
 
 # --- the client's requests (gateway.client) ---------------------------------------------

@@ -68,8 +68,6 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
     if grant.train_tasks and "train" not in grant.operations:
         raise InvalidArgument("train tasks are for grants with the train operation")
     if "train" in grant.operations:
-        if not grant.train_tasks:
-            raise InvalidArgument("a train grant names the tasks it allows (--train-tasks)")
         unknown = [t for t in grant.train_tasks if t not in TASKS]
         if unknown:
             raise InvalidArgument(
