@@ -141,6 +141,8 @@ class Node:
         except InvalidArgument as exc:
             raise ConfigError(exc.message) from None
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        # Flower's home folder (it writes nothing there on a node's path) in the node's state.
+        os.environ["FLWR_HOME"] = str(config.data_dir / "flwr")
         node_id = self.identity.id
         self.state = State(config.data_dir / "state.sqlite3")
         self.catalog = Catalog(self.state, config.dataset_roots, self.identity.org)

@@ -20,8 +20,8 @@ def decide_train(
     home_node: str,
     purpose: str,
     now: str,
-    task: str = "",
-    rounds: int = 0,
+    task: str,
+    rounds: int,
 ) -> Decision:
     """Pick the grant that lets the owner train on ``features`` and ``label``, or refuse.
 
@@ -48,7 +48,7 @@ def decide_train(
         check_columns(g, roles)
         if floor.dp_required and not g.uses_dp:
             raise PermissionDenied(f"{level} data needs a grant with differential privacy")
-        if task and task not in g.train_tasks:
+        if task not in g.train_tasks:
             allowed = ", ".join(g.train_tasks) or "none"
             raise PermissionDenied(
                 f"the grant does not allow the task {task!r} (allowed: {allowed})"

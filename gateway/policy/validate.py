@@ -75,6 +75,8 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
             )
     if grant.max_rounds < 0 or grant.max_examples < 0:
         raise InvalidArgument("max rounds and max examples are 0 (no limit) or more")
+    if grant.max_examples and grant.max_examples < max(grant.min_group_size, floor.min_group_size):
+        raise InvalidArgument("max examples below the minimum group size would train on nothing")
     if grant.exact and grant.uses_dp:
         raise InvalidArgument("an exact grant has no noise: it cannot use DP as well")
     if grant.uses_dp:

@@ -17,8 +17,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 
 from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
 from federation.membership import Member, Membership
@@ -40,7 +40,7 @@ log = logging.getLogger("fedgate.home")
 
 AskStep = Callable[[Member, Envelope, bytes], tuple[bytes, OwnerReport]]
 FIRST_NODE_ID = 1001  # Flower node ids of the run's owners, in the order of their names
-ROUND_SECONDS = 600.0  # the longest a round waits for its replies
+ROUND_SECONDS = 300.0  # the longest one exchange waits for its replies (a run: 590 s)
 POLL_SECONDS = 0.2
 
 
@@ -98,6 +98,12 @@ class _Reports:
     def add(self, report: OwnerReport) -> None:
         with self.lock:
             self.items.append(report)
+
+
+def _receipts(owners: Sequence[OwnerReport]) -> list[tuple[str, str]]:
+    """Every receipt of a run, kept under ``owner/n`` (an owner signs one per message,
+    the store keeps one per request and name)."""
+    return [(f"{o.node_id}/{i}", o.receipt) for i, o in enumerate(owners) if o.receipt]
 
 
 def _why(node: str, reports: _Reports) -> str:
@@ -198,6 +204,11 @@ class TrainHome:
             done = True
             self._failed(run_id, facts, reports, exc.code.name, exc.message)
             raise
+        except Exception:
+            done = True
+            log.exception("train request=%s failed", run_id)
+            self._failed(run_id, facts, reports, "INTERNAL", "the run failed at its home")
+            raise
         finally:
             if not done:
                 self._failed(run_id, facts, reports, "CANCELLED", "the analyst cancelled the run")
@@ -239,7 +250,7 @@ class TrainHome:
         mine, theirs = ctx.Pipe()
         job = worker.Job(
             int(uuid.UUID(env.request_id).int % (1 << 63)),
-            spec.as_dict(),
+            spec,
             tuple(by_id),
             min_nodes,
             ROUND_SECONDS,
@@ -262,7 +273,9 @@ class TrainHome:
                     continue
                 msg = mine.recv()
                 if msg[0] == "exchange":
-                    replies = self._exchange(msg[1], msg[2], env, by_id, reports, pool)
+                    replies = self._exchange(msg[1], msg[2], env, by_id, reports, pool, stop)
+                    if replies is None:
+                        return  # cancelled during the exchange
                     mine.send(("replies", replies))
                 elif msg[0] == "round":
                     r = msg[1]
@@ -278,18 +291,20 @@ class TrainHome:
                 elif msg[0] == "result":
                     yield msg[1]
                     return
-                else:  # ("error", code, reason, missing node ids)
-                    _, code, reason, missing = msg
+                else:  # ("error", Error, missing node ids)
+                    _, error, missing = msg
                     why = [_why(by_id[i].id, reports) for i in missing if i in by_id]
-                    if why:
-                        reason = f"{reason}; " + "; ".join(why)
-                    raise FedgateError.of(Error(Code[code], reason))
+                    reason = "; ".join([error.reason, *why])
+                    raise FedgateError.of(Error(error.code, reason))
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
             mine.close()
             proc.join(timeout=2)
             if proc.is_alive():
                 proc.terminate()
+                proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
                 proc.join(timeout=5)
 
     def _exchange(
@@ -300,12 +315,14 @@ class TrainHome:
         by_id: dict[int, Member],
         reports: _Reports,
         pool: ThreadPoolExecutor,
-    ) -> list[bytes]:
-        """One batch of messages to the owners at once; the replies that came back."""
-        limit = time.monotonic() + (timeout or ROUND_SECONDS)
-        call_env = Envelope(**{**env.__dict__, "deadline": min(env.deadline, limit)})
+        stop: threading.Event | None,
+    ) -> list[tuple[int, bytes]] | None:
+        """One batch of messages to the owners at once; the replies that came back (with
+        the node each came from), or None when the analyst cancelled meanwhile."""
+        limit = time.monotonic() + min(timeout or ROUND_SECONDS, ROUND_SECONDS)
+        call_env = replace(env, deadline=min(env.deadline, limit))
 
-        def one(node_id: int, data: bytes) -> bytes | None:
+        def one(node_id: int, data: bytes) -> tuple[int, bytes] | None:
             member = by_id.get(node_id)
             if member is None:
                 return None
@@ -322,13 +339,21 @@ class TrainHome:
                 )
                 return None
             reports.add(report)
-            return reply
+            return node_id, reply
 
-        futures = [pool.submit(one, node_id, data) for node_id, data in out]
-        return [r for r in (fut.result() for fut in futures) if r is not None]
+        pending: set[Future[tuple[int, bytes] | None]] = {
+            pool.submit(one, node_id, data) for node_id, data in out
+        }
+        replies: list[tuple[int, bytes]] = []
+        while pending:
+            if stop is not None and stop.is_set():
+                return None  # the calls in flight end at their deadline; nothing waits
+            finished, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            replies.extend(r for r in (f.result() for f in finished) if r is not None)
+        return replies
 
     def _keep(self, result: TrainResult, facts: dict) -> None:
-        kept = [(o.node_id, o.receipt) for o in result.owners if o.receipt]
+        kept = _receipts(result.owners)
         last = result.rounds[-1] if result.rounds else None
         entry = {
             "kind": "train.finished",
@@ -342,7 +367,7 @@ class TrainHome:
         log.info("trained request=%s rounds=%d", result.run_id, len(result.rounds))
 
     def _failed(self, run_id: str, facts: dict, reports: _Reports, code: str, reason: str) -> None:
-        kept = [(o.node_id, o.receipt) for o in reports.items if o.receipt]
+        kept = _receipts(reports.items)
         entry = {"kind": "train.failed", "time": utc(), **facts, "code": code}
         entry["reason"] = reason[:500]
         self.receipts.keep(run_id, kept, entry)

@@ -2,13 +2,17 @@
 
 Each message from the run's home is decided again under this owner's grants
 (``release.train``), answered by the built-in ClientApp (``federation.training``) on
-exactly the granted feature and label columns, and released through the pipeline: an
-audit entry and a signed receipt for every round this owner joined. The run's rows and
-Flower ``Context`` are kept between messages, for a bounded number of runs.
+exactly the granted feature and label columns, with the settings of the signed spec
+(``training.settings``), and released through the pipeline: an audit entry and a signed
+receipt for every message this owner answered. A run's rows and Flower ``Context`` are
+kept between its messages, for a bounded number of runs and cells, and each message of
+a run is answered once (statistics once, then train and evaluate per round, in order),
+so a home cannot ask the same rows the same question twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -34,8 +38,9 @@ from federation.training.client_app import (
     STATS_MESSAGE,
     make_client_app,
 )
-from federation.training.config import server_round as server_round_of
+from federation.training.config import server_round
 from federation.training.errors import TrainingError
+from federation.training.tasks import task_named
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
 from gateway.errors import FailedPrecondition, FedgateError, InvalidArgument, NotFound
@@ -44,17 +49,23 @@ from gateway.policy.store import GrantStore
 from gateway.release.pipeline import Protected, Released, ReleasePipeline
 from gateway.release.train import Step, TrainRelease
 from gateway.training.grid import from_bytes, to_bytes
+from gateway.training.settings import bound_record
 from gateway.training.spec import TrainSpec
 
-RUNS_KEPT = 8  # runs whose rows and Context an owner keeps between messages
-MAX_ROWS = 2_000_000  # rows one run may train on at one owner
+RUNS_KEPT = 4  # runs whose rows and Context an owner keeps between messages
+MAX_CELLS = 20_000_000  # rows x (features + label) one run may hold (160 MB of float64)
 KINDS = ("train", "evaluate", STATS_MESSAGE)
 
 
 @dataclass
 class _Run:
+    """One run at this owner: its rows (loaded under ``grant_id``) and what was asked."""
+
     context: Context
-    rows: tuple[NDArray[np.float64], NDArray[np.generic]] | None = None
+    grant_id: str = ""
+    rows: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+    asked: set[tuple[str, int]] = field(default_factory=set)
+    last_train: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -62,7 +73,29 @@ def _typed(exc: TrainingError) -> FedgateError:
     return FedgateError.of(Error(exc.code, exc.reason))
 
 
+def run_key(env: Envelope) -> str:
+    """A run is its home, request id, signed spec and requester: a message that differs
+    in any of them is another run (and loads its own rows under its own decision)."""
+    parts = (env.home_node, env.request_id, env.body, str(env.requester), env.requester.org)
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def check_order(run: _Run, step: Step, rounds: int) -> None:
+    """Statistics once, before round 1; each round's train once, in order, then its
+    evaluate once. Anything else asks the same rows again."""
+    if (step.kind, step.round) in run.asked:
+        raise FailedPrecondition(f"{step.kind} of round {step.round} was already answered")
+    if step.kind == STATS_MESSAGE and step.round != 0:
+        raise InvalidArgument("the statistics come before round 1")
+    if step.kind == "train" and not (step.round == run.last_train + 1 and step.round <= rounds):
+        raise FailedPrecondition(f"train round {step.round} out of order")
+    if step.kind == "evaluate" and step.round != run.last_train:
+        raise FailedPrecondition(f"evaluate of round {step.round} before its training")
+
+
 class TrainOwner:
+    """Answers ``Peer/TrainStep`` for this node's datasets (see the module docstring)."""
+
     def __init__(
         self,
         node_id: str,
@@ -82,14 +115,12 @@ class TrainOwner:
     def step(self, env: Envelope, message: bytes) -> tuple[bytes, OwnerReport]:
         """This owner's answer to one message of a run (its caller is vouched for)."""
         spec, entry, msg, step = self._read(env, message)
-        run = self._run(env, msg)
 
         def compute(decision: Decision, deadline: float) -> Protected:
-            return self._compute(spec, entry, decision, deadline, env, msg, run)
+            return self._compute(spec, entry, decision, deadline, env, msg, step)
 
         released = self.pipeline.run(TrainRelease(spec, step, entry, self.grants, compute), env)
-        if not isinstance(released, Released):
-            raise InvalidArgument("a training message cannot be a dry run")
+        assert isinstance(released, Released)  # dry runs are refused in ``_read``
         report = OwnerReport(
             self.node_id,
             epsilon=released.protected.epsilon,
@@ -99,12 +130,14 @@ class TrainOwner:
         return released.protected.payload, report
 
     def _read(self, env: Envelope, message: bytes) -> tuple[TrainSpec, CatalogEntry, Message, Step]:
-        """The spec the home signed, the dataset, and the message, each checked; a
-        refusal here is audited as one."""
+        """The spec the home signed, the dataset, and the message with the spec's settings
+        in place of its own, each checked; a refusal here is audited as one."""
         subject: dict[str, str] = {}
         try:
             spec = TrainSpec.parse(env.body)
             subject = {"dataset": spec.dataset, "task": spec.task}
+            if env.explain or env.check:
+                raise InvalidArgument("a training run has no dry run: ask with --explain later")
             entry = self.catalog.get(spec.dataset)
             if entry is None or entry.descriptor.level == "L4":
                 raise NotFound(f"no dataset {spec.dataset!r} at {self.node_id}")
@@ -115,20 +148,23 @@ class TrainOwner:
             kind = msg.metadata.message_type
             if kind not in KINDS or not msg.has_content():
                 raise InvalidArgument(f"a training run does not send {kind!r} messages")
-            config = msg.content.config_records.get(CONFIG)
+            content = msg.content
+            config = content.config_records.get(CONFIG)
+            if config is None:
+                raise InvalidArgument("a training message without its settings")
+            content.config_records[CONFIG] = bound_record(spec, config)
             try:
-                server_round = server_round_of(config) if config is not None else 0
+                step = Step(kind, server_round(config))
             except TrainingError as exc:
                 raise _typed(exc) from None
-            if not 0 <= server_round <= spec.rounds:
-                raise InvalidArgument(f"round {server_round} of a run of {spec.rounds} rounds")
         except FedgateError as exc:
             self.pipeline.refused("train", env, subject, exc)
             raise
-        return spec, entry, msg, Step(kind, server_round)
+        return spec, entry, msg, step
 
     def _run(self, env: Envelope, msg: Message) -> _Run:
-        key = f"{env.home_node}/{env.request_id}"
+        """The run's state, created once its first message was decided."""
+        key = run_key(env)
         with self._lock:
             run = self._runs.get(key)
             if run is None:
@@ -145,6 +181,10 @@ class TrainOwner:
             self._runs.move_to_end(key)
             return run
 
+    def _forget(self, env: Envelope) -> None:
+        with self._lock:
+            self._runs.pop(run_key(env), None)
+
     def _compute(
         self,
         spec: TrainSpec,
@@ -153,21 +193,30 @@ class TrainOwner:
         deadline: float,
         env: Envelope,
         msg: Message,
-        run: _Run,
+        step: Step,
     ) -> Protected:
-        def load(_: ConfigRecord) -> tuple[NDArray[np.generic], NDArray[np.generic]]:
-            if run.rows is None:
-                run.rows = self._rows(spec, entry, decision, deadline, env.request_id)
-            return run.rows
-
-        app = make_client_app(load)
+        run = self._run(env, msg)
         with run.lock:
+            check_order(run, step, spec.rounds)
+            if run.rows is None or run.grant_id != decision.grant.id:
+                run.rows = self._rows(spec, entry, decision, deadline, env.request_id)
+                run.grant_id = decision.grant.id
+            rows = run.rows
+
+            def load(_: ConfigRecord) -> tuple[NDArray[np.generic], NDArray[np.generic]]:
+                return rows
+
             try:
-                reply = app(msg, run.context)
+                reply = make_client_app(load)(msg, run.context)
             except TrainingError as exc:
                 raise _typed(exc) from None
-        if reply.has_error():
-            raise InvalidArgument(f"the training step failed: {reply.error.reason}")
+            if reply.has_error():
+                raise InvalidArgument(f"the training step failed: {reply.error.reason}")
+            run.asked.add((step.kind, step.round))
+            if step.kind == "train":
+                run.last_train = step.round
+        if step.kind == "evaluate" and step.round == spec.rounds:
+            self._forget(env)  # the run's last message: its rows are not kept
         facts: dict[str, Any] = {}
         content = reply.content
         if METRICS in content.metric_records:
@@ -186,9 +235,11 @@ class TrainOwner:
         decision: Decision,
         deadline: float,
         request_id: str,
-    ) -> tuple[NDArray[np.float64], NDArray[np.generic]]:
-        """The granted columns of the rows that hold all of them, in a fixed order."""
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The granted columns of the rows that hold all of them, in table order, at
+        least k of them (after ``max_examples``), the label as class indices."""
         columns = [*spec.features, spec.label]
+        max_rows = MAX_CELLS // len(columns)
         table = self.engine.ensure_loaded(entry)
         present = exp.and_(
             *[
@@ -201,30 +252,57 @@ class TrainOwner:
             .from_(exp.table_(table, quoted=True))
             .where(present)
             .order_by(exp.column("rowid"))  # the same rows in the same order every run
-            .limit(MAX_ROWS + 1)
+            .limit(max_rows + 1)
         )
         got = self.engine.run(
             generate.sql(tree),
             timeout=max(0.01, deadline - time.monotonic()),
             request_id=request_id,
         )
-        if got.num_rows > MAX_ROWS:
-            raise FailedPrecondition(f"more than {MAX_ROWS:,} rows: a training run takes fewer")
-        if got.num_rows < decision.min_group_size:
+        if got.num_rows > max_rows:
             raise FailedPrecondition(
-                f"fewer rows than the grant's minimum of {decision.min_group_size}: nothing "
-                "is trained on"
+                f"more than {max_rows:,} rows of {len(columns)} columns: a run takes fewer"
             )
         limit = decision.grant.max_examples
         if limit and got.num_rows > limit:  # the same rows every round of the run
             rng = np.random.default_rng(spec.seed)
             got = got.take(pa.array(np.sort(rng.permutation(got.num_rows)[:limit])))
+        if got.num_rows < decision.min_group_size:
+            raise FailedPrecondition(
+                f"fewer rows than the grant's minimum of {decision.min_group_size}: nothing "
+                "is trained on"
+            )
         try:
             X = features.encode({c: got.column(c) for c in spec.features}, spec.features)
         except TrainingError as exc:
             raise _typed(exc) from None
-        label = got.column(spec.label)
+        return X, self._labels(spec, entry, got.column(spec.label))
+
+    def _labels(self, spec: TrainSpec, entry: CatalogEntry, label: Any) -> NDArray[np.float64]:
+        """Targets of a regression; class indices 0..n-1 of a classification, whose
+        classes the label column must declare (a bool, or bounds 0 and n-1): a refusal
+        that depended on the values would tell them."""
+        if not task_named(spec.task).classification:
+            if not (pa.types.is_integer(label.type) or pa.types.is_floating(label.type)):
+                raise FailedPrecondition(f"the label {spec.label!r} of a regression is a number")
+            return np.asarray(label.to_numpy(), dtype=np.float64)
+        col = next(c for c in entry.descriptor.columns if c.name == spec.label)
         if pa.types.is_boolean(label.type):
-            label = pc.cast(label, pa.int64())
-        y = np.asarray(label.to_numpy(), dtype=np.float64)
-        return X, y
+            declared = 2
+        elif pa.types.is_integer(label.type) and col.lower == 0 and col.upper is not None:
+            declared = int(col.upper) + 1
+        else:
+            raise FailedPrecondition(
+                f"the label {spec.label!r} must be a bool or an integer column declaring its "
+                "classes as bounds 0..n-1"
+            )
+        if spec.n_classes != declared:
+            raise InvalidArgument(
+                f"the label {spec.label!r} declares {declared} classes, not {spec.n_classes}"
+            )
+        y = np.asarray(pc.cast(label, pa.int64()).to_numpy(), dtype=np.float64)
+        if ((y < 0) | (y >= declared)).any():
+            raise FailedPrecondition(
+                f"the label {spec.label!r} holds values outside its declared classes"
+            )
+        return y

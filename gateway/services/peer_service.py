@@ -9,6 +9,7 @@ from cryptography import x509
 
 from gateway import serde
 from gateway.edge import CallContext
+from gateway.errors import PermissionDenied
 from gateway.rpc.v1 import peer_pb2_grpc
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ class PeerService(peer_pb2_grpc.PeerServicer):
 
     def TrainStep(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         env = serde.envelope_from_proto(request.envelope, self.node.deadline(context), "train")
+        if context.caller.id != env.home_node:  # the Flower message itself is not signed
+            raise PermissionDenied("a training step comes from the run's home node itself")
         self.node.vouching.check(context.caller.id, env)
         reply, report = self.node.train_owner.step(env, request.message)
         return serde.train_step_response(reply, report)

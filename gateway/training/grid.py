@@ -18,9 +18,9 @@ from flwr.proto.message_pb2 import Message as ProtoMessage
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-# (destination node id, serialised Message) out; serialised replies back (any order, a
-# missing one being an owner that did not answer in time).
-Exchange = Callable[[Sequence[tuple[int, bytes]], float | None], Sequence[bytes]]
+# (destination node id, serialised Message) out; (node id, serialised reply) back, for
+# the nodes that answered in time, any order.
+Exchange = Callable[[Sequence[tuple[int, bytes]], float | None], Sequence[tuple[int, bytes]]]
 
 
 def to_bytes(message: Message) -> bytes:
@@ -80,5 +80,19 @@ class ExchangeGrid(Grid):
 
     def _deliver(self, messages: list[Message], timeout: float | None) -> list[Message]:
         # Serialised one by one: a strategy hands every node the same RecordDict.
-        out = [(m.metadata.dst_node_id, to_bytes(m)) for m in messages]
-        return [from_bytes(b) for b in self._exchange(out, timeout)]
+        sent = {m.metadata.dst_node_id: m for m in messages}
+        out = [(node, to_bytes(m)) for node, m in sent.items()]
+        replies = []
+        for node, data in self._exchange(out, timeout):
+            asked = sent.get(node)
+            if asked is None:
+                continue
+            try:
+                reply = from_bytes(data)
+            except Exception:  # an undecodable reply is a missing one
+                continue
+            # Who answered is who was called, whatever the reply says of itself.
+            reply.metadata.__dict__["_src_node_id"] = node
+            reply.metadata.__dict__["_reply_to_message_id"] = asked.metadata.message_id
+            replies.append(reply)
+        return replies

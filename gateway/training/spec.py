@@ -11,12 +11,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from federation.training.tasks import MAX_CLASSES, TASKS
 from gateway.errors import InvalidArgument
 
 MAX_ROUNDS = 1000
 MAX_FEATURES = 256
-MAX_EPOCHS = 100
-MAX_CLASSES = 1000
+MAX_EPOCHS = 100  # local epochs a message may ask (the tasks themselves allow more)
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class TrainSpec:
 
     def check(self) -> None:
         """Bounds every party applies; the grant's own limits are the owner's (policy)."""
+        if self.task not in TASKS:
+            raise InvalidArgument(f"unknown task {self.task!r} (built in: {', '.join(TASKS)})")
         if not self.dataset:
             raise InvalidArgument("a training run names a dataset")
         if not self.features:

@@ -9,32 +9,31 @@ to carry messages (``exchange``) and telling it each finished round and the resu
 from __future__ import annotations
 
 import io
-import os
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-# Flower reads these at import time: no telemetry, no update check, ever.
-os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
-os.environ["FLWR_DISABLE_UPDATE_CHECK"] = "1"
+import numpy as np
+from flwr.common.constant import SUPERLINK_NODE_ID
+from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
 
-import numpy as np  # noqa: E402
-from flwr.common.constant import SUPERLINK_NODE_ID  # noqa: E402
-from flwr.supercore.run import Run  # noqa: E402
-from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
+from federation.outcome import Code, Error
+from federation.training import server
+from federation.training.errors import TooFewNodes, TrainingError
+from federation.training.tasks import task_named
+from gateway.training.grid import Exchange, ExchangeGrid
+from gateway.training.settings import train_config
+from gateway.training.spec import TrainSpec
 
-from federation.outcome import Code  # noqa: E402
-from federation.training import server  # noqa: E402
-from federation.training.config import TrainConfig  # noqa: E402
-from federation.training.errors import TooFewNodes, TrainingError  # noqa: E402
-from federation.training.tasks import task_named  # noqa: E402
-from gateway.training.grid import ExchangeGrid  # noqa: E402
+log = logging.getLogger("fedgate.train")
 
 
 @dataclass(frozen=True)
 class Job:
     run_id: int
-    spec: dict[str, Any]  # TrainSpec.as_dict()
+    spec: TrainSpec
     node_ids: tuple[int, ...]
     min_nodes: int
     timeout: float  # seconds a round may wait for its replies
@@ -72,7 +71,7 @@ def main(conn: Connection, job: Job) -> None:
     TaskIdentity.run_id = job.run_id
     TaskIdentity.node_id = SUPERLINK_NODE_ID
 
-    def exchange(out: Any, timeout: float | None) -> list[bytes]:
+    def exchange(out: Any, timeout: float | None) -> list[tuple[int, bytes]]:
         conn.send(("exchange", list(out), timeout))
         kind, replies = conn.recv()
         if kind != "replies":
@@ -82,41 +81,33 @@ def main(conn: Connection, job: Job) -> None:
     try:
         conn.send(("result", run(job, exchange, lambda r: conn.send(("round", r)))))
     except TooFewNodes as exc:
-        conn.send(("error", exc.code.name, exc.reason, list(exc.missing)))
+        conn.send(("error", Error(exc.code, exc.reason), list(exc.missing)))
     except TrainingError as exc:
-        conn.send(("error", exc.code.name, exc.reason, []))
-    except Exception as exc:  # the home logs it; the user sees a reference, not a trace
-        conn.send(("error", Code.INTERNAL.name, f"{type(exc).__name__}: {exc}", []))
+        conn.send(("error", Error(exc.code, exc.reason), []))
+    except Exception:  # logged here (the node's stderr); the user gets no trace
+        log.exception("training run %d failed in its server process", job.run_id)
+        conn.send(("error", Error(Code.INTERNAL, "the run's server process failed"), []))
     finally:
         conn.close()
 
 
-def run(job: Job, exchange: Any, report: Any) -> dict[str, Any]:
+def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
     spec = job.spec
     grid = ExchangeGrid(Run.create_empty(job.run_id), job.node_ids, exchange)
-    task = task_named(spec["task"])
-    n_classes = spec["n_classes"] if task.classification else 0
-    base = TrainConfig(
-        task=spec["task"],
-        n_classes=n_classes,
-        lr=spec["learning_rate"] or 0.1,
-        epochs=spec["local_epochs"] or 1,
-        seed=spec["seed"],
-    )
+    task = task_named(spec.task)
+    base = train_config(spec)
     stats = server.federated_stats(
         grid, base.to_record(), min_nodes=job.min_nodes, timeout=job.timeout
     )
-    config = TrainConfig(**{**base.__dict__, "mean": tuple(stats.mean), "std": tuple(stats.std)})
-    strategy = server.make_strategy(
-        spec["strategy"], server.StrategyOptions(min_nodes=job.min_nodes)
-    )
-    n_outputs = n_classes if task.classification else 1
-    initial = server.initial_arrays(spec["task"], len(spec["features"]), n_outputs, spec["seed"])
+    config = replace(base, mean=tuple(stats.mean), std=tuple(stats.std))
+    strategy = server.make_strategy(spec.strategy, server.StrategyOptions(min_nodes=job.min_nodes))
+    n_outputs = base.n_classes if task.classification else 1
+    initial = server.initial_arrays(spec.task, len(spec.features), n_outputs, spec.seed)
     result = server.run(
         grid,
         strategy,
         initial,
-        spec["rounds"],
+        spec.rounds,
         config.to_record(),
         lambda r: report(round_summary(r)),
         min_nodes=job.min_nodes,

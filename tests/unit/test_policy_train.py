@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ def decide(
     desc: DatasetDescriptor | None = None,
     **kw: Any,
 ) -> Decision:
+    # A train grant names its tasks; the shared grants of the decide tests name none.
+    grants = [replace(g, train_tasks=g.train_tasks or ("logreg",)) for g in grants]
     return decide_train(
         grants,
         desc or make_desc(),
@@ -31,8 +34,8 @@ def decide(
         HOME,
         kw.get("purpose", ""),
         NOW,
-        task=kw.get("task", ""),
-        rounds=kw.get("rounds", 0),
+        task=kw.get("task", "logreg"),
+        rounds=kw.get("rounds", 1),
     )
 
 

@@ -7,10 +7,6 @@ on all rows at once with the same epochs and learning rate.
 
 from __future__ import annotations
 
-import os
-
-os.environ["FLWR_TELEMETRY_ENABLED"] = "0"  # before flwr is first imported: no phoning home
-
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 

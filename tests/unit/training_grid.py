@@ -55,7 +55,9 @@ class LocalGrid(ExchangeGrid):
     def get_node_ids(self) -> Iterable[int]:
         return [n for n in self._apps if n not in self.down]
 
-    def _deliver_here(self, out: Sequence[tuple[int, bytes]], timeout: float | None) -> list[bytes]:
+    def _deliver_here(
+        self, out: Sequence[tuple[int, bytes]], timeout: float | None
+    ) -> list[tuple[int, bytes]]:
         """What the home's transport and each owner's TrainStep do, without the network."""
         replies = []
         for node, data in out:
@@ -69,5 +71,5 @@ class LocalGrid(ExchangeGrid):
                 )
             else:
                 reply = self._apps[node](received, self._contexts[node])
-            replies.append(to_bytes(reply))
+            replies.append((node, to_bytes(reply)))
         return replies
