@@ -906,6 +906,7 @@ def train_request(ask: TrainAsk) -> gateway_pb2.TrainRequest:
         learning_rate=ask.learning_rate,
         local_epochs=ask.local_epochs,
         classes=ask.n_classes,
+        dp_clip=ask.dp_clip,
     )
 
 
@@ -924,6 +925,7 @@ def train_ask_from_proto(msg: gateway_pb2.TrainRequest) -> TrainAsk:
         learning_rate=msg.learning_rate,
         local_epochs=msg.local_epochs,
         n_classes=msg.classes,
+        dp_clip=msg.dp_clip,
     )
 
 

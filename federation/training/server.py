@@ -60,6 +60,7 @@ class StrategyOptions:
     server_lr: float | None = None  # eta of fedadam, fedyogi, fedadagrad
     trim_beta: float = 0.2  # fedtrimmedavg: share cut at each end
     num_malicious: int = 0  # krum
+    evaluate: bool = True  # False: no federated evaluation (an owner under DP answers none)
 
 
 def _nodes(o: StrategyOptions) -> dict[str, Any]:
@@ -67,9 +68,9 @@ def _nodes(o: StrategyOptions) -> dict[str, Any]:
         raise invalid("a run needs at least one node")
     return {
         "fraction_train": 1.0,
-        "fraction_evaluate": 1.0,
+        "fraction_evaluate": 1.0 if o.evaluate else 0.0,
         "min_train_nodes": o.min_nodes,
-        "min_evaluate_nodes": o.min_nodes,
+        "min_evaluate_nodes": o.min_nodes if o.evaluate else 0,
         "min_available_nodes": o.min_nodes,
     }
 

@@ -100,10 +100,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gateway.client import Client
     from gateway.roles.train_home import TrainAsk
 
-    if args.dp or args.secagg:
-        raise InvalidArgument(
-            "--dp and --secagg are not built yet (docs/training.md, 'Not built yet')"
-        )
+    if args.secagg:
+        raise InvalidArgument("--secagg is not built yet (docs/training.md, 'Not built yet')")
     ask = TrainAsk(
         task=args.task,
         dataset=args.dataset,
@@ -118,6 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         local_epochs=args.epochs,
         n_classes=args.classes,
+        dp_clip=args.dp,
     )
     with Client(profile(args), timeout=args.timeout) as c:
         run = c.train(ask, on_round=lambda r: _show(r, args.quiet))
@@ -163,7 +162,14 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--lr", type=float, default=0.0, help="learning rate (0: the task's)")
     sp.add_argument("--epochs", type=int, default=0, help="local epochs (0: the task's)")
     sp.add_argument("--purpose", default="", help="purpose of use; grants may require one")
-    sp.add_argument("--dp", help="NOISE_MULTIPLIER,CLIP (not built yet)")
+    sp.add_argument(
+        "--dp",
+        type=float,
+        default=0.0,
+        metavar="CLIP",
+        help="differential privacy: each owner clips its update to this L1 norm and adds "
+        "Laplace noise under its grant's epsilon (needed under DP grants)",
+    )
     sp.add_argument("--secagg", action="store_true", help="SecAgg+ (not built yet)")
     sp.add_argument("--out", required=True, help="folder for the model, metrics, receipts, plot")
     sp.add_argument("--quiet", action="store_true", help="no per-round lines")

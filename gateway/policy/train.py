@@ -22,6 +22,7 @@ def decide_train(
     now: str,
     task: str,
     rounds: int,
+    dp: bool = False,
 ) -> Decision:
     """Pick the grant that lets the owner train on ``features`` and ``label``, or refuse.
 
@@ -33,8 +34,9 @@ def decide_train(
     release, as for queries, and values are clamped to their declared bounds); L4 is
     refused outright. k = max(grant, floor) is the fewest rows the owner trains on.
     The grant names the built-in tasks it allows (``train_tasks``) and the most rounds a
-    run may have (``max_rounds``); a DP grant is refused until DP training is built (the
-    owner would otherwise release exact updates of data that needs noise).
+    run may have (``max_rounds``). Under a DP grant the run must ask for differential
+    privacy (``dp``: it names a clipping bound); the owner then clips and noises what it
+    releases under its own epsilon (``gateway.training.dp``).
     """
     if not features:
         raise InvalidArgument("a training run names at least one feature")
@@ -57,9 +59,10 @@ def decide_train(
             raise PermissionDenied(
                 f"{rounds} rounds asked, the grant allows at most {g.max_rounds}"
             )
-        if g.uses_dp:
+        if g.uses_dp and not dp:
             raise FailedPrecondition(
-                "training under a differential-privacy grant is not built yet: nothing is released"
+                "the grant needs differential privacy: ask with --dp CLIP (each owner clips "
+                "and noises what it releases, under its own epsilon)"
             )
 
     g = choose(grants, desc, "train", requester, home_node, purpose, now, check)

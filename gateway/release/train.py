@@ -69,6 +69,7 @@ class TrainRelease:
             utc(),
             task=self.spec.task,
             rounds=self.spec.rounds,
+            dp=self.spec.dp_clip > 0,
         )
 
     def explain(self, decision: Decision) -> Explanation:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from numpy.typing import NDArray
 from sqlglot import exp
 
@@ -32,9 +32,11 @@ from federation.reports import OwnerReport
 from federation.sql import generate
 from federation.training import features
 from federation.training.client_app import (
+    ARRAYS,
     CONFIG,
     METRICS,
     NUM_EXAMPLES,
+    STATS,
     STATS_MESSAGE,
     make_client_app,
 )
@@ -48,6 +50,7 @@ from gateway.policy.model import Decision
 from gateway.policy.store import GrantStore
 from gateway.release.pipeline import Protected, Released, ReleasePipeline
 from gateway.release.train import Step, TrainRelease
+from gateway.training import dp
 from gateway.training.grid import from_bytes, to_bytes
 from gateway.training.settings import bound_record
 from gateway.training.spec import TrainSpec
@@ -198,24 +201,27 @@ class TrainOwner:
         run = self._run(env, msg)
         with run.lock:
             check_order(run, step, spec.rounds)
+            if decision.epsilon > 0 and step.kind == "evaluate":
+                raise FailedPrecondition(
+                    "under differential privacy an owner answers no evaluation (a loss over "
+                    "its rows would be one more exact release)"
+                )
             if run.rows is None or run.grant_id != decision.grant.id:
                 run.rows = self._rows(spec, entry, decision, deadline, env.request_id)
                 run.grant_id = decision.grant.id
             rows = run.rows
-
-            def load(_: ConfigRecord) -> tuple[NDArray[np.generic], NDArray[np.generic]]:
-                return rows
-
-            try:
-                reply = make_client_app(load)(msg, run.context)
-            except TrainingError as exc:
-                raise _typed(exc) from None
-            if reply.has_error():
-                raise InvalidArgument(f"the training step failed: {reply.error.reason}")
+            if decision.epsilon > 0 and step.kind == STATS_MESSAGE:
+                reply, epsilon = self._dp_stats(spec, decision, msg, rows[0])
+            else:
+                reply = self._answer(msg, run.context, rows)
+                epsilon = 0.0
+            if decision.epsilon > 0 and step.kind == "train":
+                reply, epsilon = self._dp_update(spec, decision, msg, reply)
             run.asked.add((step.kind, step.round))
             if step.kind == "train":
                 run.last_train = step.round
-        if step.kind == "evaluate" and step.round == spec.rounds:
+        last = "train" if decision.epsilon > 0 else "evaluate"  # no evaluation under DP
+        if step.kind == last and step.round == spec.rounds:
             self._forget(env)  # the run's last message: its rows are not kept
         facts: dict[str, Any] = {}
         content = reply.content
@@ -226,7 +232,66 @@ class TrainOwner:
                 facts["examples"] = int(examples)
             if isinstance(norm, int | float):
                 facts["update_norm"] = float(norm)
-        return Protected(to_bytes(reply), 0.0, facts)
+        return Protected(to_bytes(reply), epsilon, facts)
+
+    @staticmethod
+    def _answer(
+        msg: Message,
+        context: Context,
+        rows: tuple[NDArray[np.float64], NDArray[np.float64]],
+    ) -> Message:
+        """The built-in ClientApp's reply, on exactly these rows."""
+
+        def load(_: ConfigRecord) -> tuple[NDArray[np.generic], NDArray[np.generic]]:
+            return rows
+
+        try:
+            reply = make_client_app(load)(msg, context)
+        except TrainingError as exc:
+            raise _typed(exc) from None
+        if reply.has_error():
+            raise InvalidArgument(f"the training step failed: {reply.error.reason}")
+        return reply
+
+    @staticmethod
+    def _dp_stats(
+        spec: TrainSpec, decision: Decision, msg: Message, X: NDArray[np.float64]
+    ) -> tuple[Message, float]:
+        """The statistics under DP: noised moments about the declared bounds' midpoints."""
+        clamp = decision.clamp or {}
+        missing = [f for f in spec.features if f not in clamp]
+        if missing:
+            raise FailedPrecondition(f"feature {missing[0]!r} declares no bounds to clamp to")
+        s, epsilon = dp.noisy_stats(X, [clamp[f] for f in spec.features], decision.epsilon)
+        arrays = ArrayRecord(
+            {
+                "count": Array(np.array(s.count, dtype=np.int64)),
+                "shift": Array(s.shift),
+                "sum": Array(s.sum),
+                "sumsq": Array(s.sumsq),
+            }
+        )
+        return Message(RecordDict({STATS: arrays}), reply_to=msg), epsilon
+
+    @staticmethod
+    def _dp_update(
+        spec: TrainSpec, decision: Decision, msg: Message, reply: Message
+    ) -> tuple[Message, float]:
+        """The round's update under DP: clipped, noised, weighted one."""
+        before, after = msg.content.array_records[ARRAYS], reply.content.array_records[ARRAYS]
+        keys = list(after.keys())
+        old = [np.asarray(before[k].numpy(), dtype=np.float64) for k in keys]
+        new = [np.asarray(after[k].numpy(), dtype=np.float64) for k in keys]
+        noisy, epsilon = dp.noisy_update(old, new, spec.dp_clip, decision.epsilon)
+        moved = zip(old, noisy, strict=True)
+        norm = float(np.sqrt(sum(float(((n - o) ** 2).sum()) for o, n in moved)))
+        content = RecordDict(
+            {
+                ARRAYS: ArrayRecord({k: Array(a) for k, a in zip(keys, noisy, strict=True)}),
+                METRICS: MetricRecord({NUM_EXAMPLES: 1, "update_norm": norm}),
+            }
+        )
+        return Message(content, reply_to=msg), epsilon
 
     def _rows(
         self,

@@ -32,6 +32,7 @@ class TrainSpec:
     local_epochs: int = 0  # 0: the task's default
     min_nodes: int = 0  # 0: every node asked
     n_classes: int = 0  # classification: the label's classes, 0..n-1; 0 for a regression
+    dp_clip: float = 0.0  # > 0: differential privacy, each update clipped to this L1 norm
 
     def body(self) -> str:
         """The canonical text the home signs."""
@@ -53,6 +54,7 @@ class TrainSpec:
                 local_epochs=int(raw["local_epochs"]),
                 min_nodes=int(raw["min_nodes"]),
                 n_classes=int(raw["n_classes"]),
+                dp_clip=float(raw["dp_clip"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidArgument(f"not a training run's spec: {exc}") from None
@@ -83,6 +85,8 @@ class TrainSpec:
             raise InvalidArgument(f"local epochs must be between 0 (default) and {MAX_EPOCHS}")
         if self.min_nodes < 0:
             raise InvalidArgument("min nodes cannot be negative")
+        if not (math.isfinite(self.dp_clip) and 0 <= self.dp_clip <= 1e6):
+            raise InvalidArgument("the DP clipping bound is a number between 0 (no DP) and 1e6")
         if not 0 <= self.n_classes <= MAX_CLASSES:
             raise InvalidArgument(f"a label has at most {MAX_CLASSES} classes")
 

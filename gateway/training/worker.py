@@ -1,4 +1,4 @@
-"""One training run's server side, in its own process (``multiprocessing``, spawn).
+"""One training run's server side, in its own process (forked from a forkserver).
 
 Flower keeps the run's identity (``TaskIdentity``) in process-global state that every
 new ``Message`` reads, so each run gets a process of its own. The process holds no key
@@ -100,7 +100,8 @@ def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
         grid, base.to_record(), min_nodes=job.min_nodes, timeout=job.timeout
     )
     config = replace(base, mean=tuple(stats.mean), std=tuple(stats.std))
-    strategy = server.make_strategy(spec.strategy, server.StrategyOptions(min_nodes=job.min_nodes))
+    options = server.StrategyOptions(min_nodes=job.min_nodes, evaluate=spec.dp_clip == 0)
+    strategy = server.make_strategy(spec.strategy, options)
     n_outputs = base.n_classes if task.classification else 1
     initial = server.initial_arrays(spec.task, len(spec.features), n_outputs, spec.seed)
     result = server.run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 import grpc
@@ -214,8 +215,8 @@ def test_breast_cancer_parity_through_the_nodes(federation: RunningFederation) -
 def test_refusals_of_the_grant_kinds(
     federation: RunningFederation, parts: dict[str, pa.Table]
 ) -> None:
-    """L3 data (a DP grant: DP training is not built, so nothing is released), a task the
-    grant does not allow, and an analyst of another organisation."""
+    """L3 data asked without differential privacy, a task the grant does not allow, and
+    an analyst of another organisation."""
     for node in OWNERS:
         register(
             federation, node, "train_l3", parts[node], COLUMNS, CONTROLS, operations=("train",),
@@ -223,7 +224,7 @@ def test_refusals_of_the_grant_kinds(
             train_tasks=("logreg",), max_rounds=50,
         )  # fmt: skip
     cases = [
-        (ANALYST, {"dataset": "train_l3"}, grpc.StatusCode.FAILED_PRECONDITION, "not built yet"),
+        (ANALYST, {"dataset": "train_l3"}, grpc.StatusCode.FAILED_PRECONDITION, "--dp CLIP"),
         (ANALYST, {"task": "mlp_relu"}, grpc.StatusCode.PERMISSION_DENIED, "does not allow"),
         ("zhang.min@anhui", {}, grpc.StatusCode.PERMISSION_DENIED, "no grant lets"),
     ]
@@ -292,3 +293,34 @@ def test_cancel_stops_the_run_at_every_node(
     time.sleep(1.0)
     assert counts == {n: len(federation.audit(n, "release")) for n in OWNERS}
     assert len(rounds) < 50
+
+
+def test_dp_run_spends_each_owners_budget_then_is_refused(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    """Under an L3 grant with DP (0.5 a release, 3.0 in all) each owner noises its
+    statistics and each round's update and charges 0.5 for each; no evaluation is
+    released. A second run that would need more than what is left stops when the owners
+    refuse with RESOURCE_EXHAUSTED, naming them."""
+    for node in OWNERS:
+        register(
+            federation, node, "train_dp", parts[node], COLUMNS, CONTROLS, operations=("train",),
+            level="L3", min_group_size=10, dp_epsilon=0.5, dp_budget=3.0,
+            train_tasks=("logreg",), max_rounds=50,
+        )  # fmt: skip
+    result = train(federation, dataset="train_dp", rounds=3, dp_clip=1.0)
+    assert len(result.rounds) == 3
+    assert all(math.isnan(r.eval_accuracy) for r in result.rounds)  # no evaluation
+    for node in OWNERS:
+        mine = [o for o in result.owners if o.node_id == node]
+        assert len(mine) == 4 and all(o.receipt for o in mine)  # statistics + 3 rounds
+        assert sum(o.epsilon for o in mine) == pytest.approx(2.0)
+        entries = [
+            e for e in federation.audit(node, "release") if e.get("request_id") == result.run_id
+        ]
+        assert sum(e["epsilon"] for e in entries) == pytest.approx(2.0)
+    weights, _, _ = model(result)
+    assert all(np.isfinite(w).all() for w in weights)
+    with pytest.raises(ClientError) as err:
+        train(federation, dataset="train_dp", rounds=3, dp_clip=1.0)
+    assert "RESOURCE_EXHAUSTED" in str(err.value) and "budget" in str(err.value)

@@ -36,6 +36,7 @@ def decide(
         NOW,
         task=kw.get("task", "logreg"),
         rounds=kw.get("rounds", 1),
+        dp=kw.get("dp", False),
     )
 
 
@@ -50,13 +51,20 @@ def test_aggregate_on_every_column_permits() -> None:
     )
 
 
-def test_l3_needs_dp_and_dp_training_is_not_built_yet() -> None:
-    """L3 needs a DP grant; a DP grant is refused until DP training is built (an owner
-    would otherwise release exact updates of data that needs noise)."""
+def test_l3_needs_a_dp_grant_and_a_run_that_asks_for_dp() -> None:
+    """L3 needs a DP grant; under a DP grant the run must ask for DP (a clipping bound),
+    and then the decision carries the grant's epsilon and the declared bounds."""
     with pytest.raises(PermissionDenied, match="L3 data needs a grant with differential privacy"):
-        decide([make_grant()], desc=make_desc("L2", revenue="L3"))
-    with pytest.raises(FailedPrecondition, match="not built yet"):
+        decide([make_grant()], desc=make_desc("L2", revenue="L3"), dp=True)
+    with pytest.raises(FailedPrecondition, match="ask with --dp CLIP"):
         decide([dp()], desc=make_desc("L2", revenue="L3"))
+    d = decide([dp()], desc=make_desc("L2", revenue="L3"), dp=True)
+    assert (d.epsilon, d.clamp, d.level, d.min_group_size) == (
+        0.5,
+        {"revenue": (0.0, 1e9)},
+        "L3",
+        10,
+    )
 
 
 def test_task_and_rounds_within_the_grant() -> None:
