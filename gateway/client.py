@@ -34,6 +34,7 @@ from gateway.roles.train_home import TrainAsk, TrainResult, TrainRound
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway.status import STATUS, error_of_rpc
 from gateway.tls import secure_channel
+from gateway.training.runs import RunStatus
 
 
 class ClientError(Exception):
@@ -260,6 +261,16 @@ class Client:
         as they end, cancels it, and waits for its result."""
         call = self._stub.Train(serde.train_request(ask), timeout=timeout or self.timeout)
         return TrainRun(call, on_round)
+
+    def train_runs(self, run_id: str = "") -> list[RunStatus]:
+        """Your training runs this home remembers (one, with ``run_id``)."""
+        resp = self._call("TrainRuns", serde.train_runs_request(run_id))
+        return [serde.train_run_status_from_proto(r) for r in resp.runs]
+
+    def train_cancel(self, run_id: str) -> RunStatus:
+        """Stop one of your running runs, at every node."""
+        resp = self._call("TrainCancel", serde.train_cancel_request(run_id))
+        return serde.train_run_status_from_proto(resp)
 
     def explain(
         self, sql: str, *, purpose: str = "", nodes: tuple[str, ...] | list[str] = ()

@@ -52,6 +52,8 @@ POLICY: dict[str, frozenset[str]] = {
     "/fedgate.v1.Gateway/Query": USERS,
     "/fedgate.v1.Gateway/Psi": USERS,
     "/fedgate.v1.Gateway/Train": USERS,
+    "/fedgate.v1.Gateway/TrainRuns": USERS,
+    "/fedgate.v1.Gateway/TrainCancel": USERS,
     "/fedgate.v1.Gateway/AddGrant": frozenset({"operator"}),
     "/fedgate.v1.Gateway/ListGrants": frozenset({"operator"}),
     "/fedgate.v1.Gateway/RevokeGrant": frozenset({"operator"}),

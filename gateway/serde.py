@@ -28,6 +28,7 @@ from gateway.roles.home import QueryAsk
 from gateway.roles.psi_home import PsiAsk, PsiSideAsk
 from gateway.roles.train_home import TrainAsk, TrainEvent, TrainResult, TrainRound
 from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
+from gateway.training.runs import RunStatus
 from gateway.witness import SignedHead, WitnessedHead, WitnessRequest
 
 if TYPE_CHECKING:
@@ -994,3 +995,38 @@ def train_step_request(env: Envelope, message: bytes) -> peer_pb2.TrainStepReque
 
 def train_step_response(reply: bytes, report: OwnerReport) -> peer_pb2.TrainStepResponse:
     return peer_pb2.TrainStepResponse(message=reply, owner=owner_report_to_proto(report))
+
+
+def train_run_status(r: RunStatus) -> gateway_pb2.TrainRunStatus:
+    return gateway_pb2.TrainRunStatus(
+        run_id=r.run_id,
+        requester=r.requester,
+        dataset=r.dataset,
+        task=r.task,
+        rounds=r.rounds,
+        started=r.started,
+        state=r.state,
+        round=r.round,
+        train_loss=r.train_loss,
+        eval_accuracy=r.eval_accuracy,
+        reason=r.reason,
+    )
+
+
+def train_run_status_from_proto(m: gateway_pb2.TrainRunStatus) -> RunStatus:
+    return RunStatus(
+        m.run_id, m.requester, m.dataset, m.task, m.rounds, m.started, m.state, m.round,
+        m.train_loss, m.eval_accuracy, m.reason,
+    )  # fmt: skip
+
+
+def train_runs_response(runs: Sequence[RunStatus]) -> gateway_pb2.TrainRunsResponse:
+    return gateway_pb2.TrainRunsResponse(runs=[train_run_status(r) for r in runs])
+
+
+def train_runs_request(run_id: str) -> gateway_pb2.TrainRunsRequest:
+    return gateway_pb2.TrainRunsRequest(run_id=run_id)
+
+
+def train_cancel_request(run_id: str) -> gateway_pb2.TrainCancelRequest:
+    return gateway_pb2.TrainCancelRequest(run_id=run_id)

@@ -96,9 +96,43 @@ def write_run(result: TrainResult, out: Path) -> list[Path]:
     return written
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    """``fedgate train list | status RUN | cancel RUN``."""
+    from gateway import display
+    from gateway.client import Client
+
+    if args.action != "list" and not args.run:
+        raise InvalidArgument(f"fedgate train {args.action} needs a run id")
+    with Client(profile(args)) as c:
+        if args.action == "cancel":
+            r = c.train_cancel(args.run)
+            print(f"run {r.run_id}: cancelled; it stops at every node at its next step")
+            return 0
+        runs = c.train_runs(args.run if args.action == "status" else "")
+
+    def acc(x: float) -> str:
+        return "-" if math.isnan(x) else f"{x:.4f}"
+
+    rows = [
+        [r.run_id, r.state, f"{r.round}/{r.rounds}", r.task, r.dataset, acc(r.eval_accuracy),
+         r.started, r.reason]
+        for r in runs
+    ]  # fmt: skip
+    headers = ["run", "state", "round", "task", "dataset", "accuracy", "started", "reason"]
+    print(display.table(headers, rows))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from gateway.client import Client
     from gateway.roles.train_home import TrainAsk
+
+    if args.action is not None:
+        return cmd_runs(args)
+    missing = [f"--{n}" for n in ("task", "dataset", "features", "label", "nodes", "out")
+               if not getattr(args, n)]  # fmt: skip
+    if missing:
+        raise InvalidArgument(f"fedgate train needs {', '.join(missing)}")
 
     if args.secagg:
         raise InvalidArgument("--secagg is not built yet (docs/training.md, 'Not built yet')")
@@ -149,14 +183,21 @@ def register(sub: Subparsers) -> None:
         cmd_train,
     )
     client_options(sp)
-    sp.add_argument("--task", required=True, help="logreg | linreg | mlp")
-    sp.add_argument("--dataset", required=True)
-    sp.add_argument("--features", required=True, help="feature columns, comma-separated")
-    sp.add_argument("--label", required=True, help="the label column")
+    sp.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "status", "cancel"],
+        help="instead of a new run: list your runs at your home, one's status, or cancel one",
+    )
+    sp.add_argument("run", nargs="?", default="", help="the run id (status, cancel)")
+    sp.add_argument("--task", help="logreg | linreg | mlp | mlp_relu")
+    sp.add_argument("--dataset")
+    sp.add_argument("--features", help="feature columns, comma-separated")
+    sp.add_argument("--label", help="the label column")
     sp.add_argument("--classes", type=int, default=2, help="classification: classes 0..N-1")
     sp.add_argument("--rounds", type=int, default=10)
     sp.add_argument("--strategy", choices=STRATEGIES, default="fedavg")
-    sp.add_argument("--nodes", required=True, help="the owners that train, comma-separated")
+    sp.add_argument("--nodes", help="the owners that train, comma-separated")
     sp.add_argument("--min-nodes", type=int, default=0, help="0: every owner named")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--lr", type=float, default=0.0, help="learning rate (0: the task's)")
@@ -171,6 +212,6 @@ def register(sub: Subparsers) -> None:
         "Laplace noise under its grant's epsilon (needed under DP grants)",
     )
     sp.add_argument("--secagg", action="store_true", help="SecAgg+ (not built yet)")
-    sp.add_argument("--out", required=True, help="folder for the model, metrics, receipts, plot")
+    sp.add_argument("--out", help="folder for the model, metrics, receipts, plot")
     sp.add_argument("--quiet", action="store_true", help="no per-round lines")
     sp.add_argument("--timeout", type=float, default=590.0, help="seconds (default 590)")

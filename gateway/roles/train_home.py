@@ -34,6 +34,7 @@ from gateway.errors import (
 )
 from gateway.receipt_store import ReceiptStore
 from gateway.roles.vouching import Vouching
+from gateway.training.runs import Runs
 from gateway.training.spec import TrainSpec
 
 log = logging.getLogger("fedgate.home")
@@ -42,6 +43,7 @@ AskStep = Callable[[Member, Envelope, bytes], tuple[bytes, OwnerReport]]
 FIRST_NODE_ID = 1001  # Flower node ids of the run's owners, in the order of their names
 ROUND_SECONDS = 300.0  # the longest one exchange waits for its replies (a run: 590 s)
 POLL_SECONDS = 0.2
+CANCELLED = "the analyst cancelled the run"
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class TrainHome:
         self.vouching = vouching
         self.ask_step = ask_step
         self.receipts = receipts
+        self.runs = Runs()
 
     def train(
         self,
@@ -193,10 +196,13 @@ class TrainHome:
         reports = _Reports()
         rounds: list[TrainRound] = []
         done = False
+        stop = stop or threading.Event()
+        self.runs.start(run_id, caller, spec.dataset, spec.task, spec.rounds, stop)
         try:
             for event in self._run(spec, env, by_id, min_nodes, reports, deadline, stop):
                 if isinstance(event, TrainRound):
                     rounds.append(event)
+                    self.runs.round(run_id, event.round, event.train_loss, event.eval_accuracy)
                     yield event
                     continue
                 result = TrainResult(
@@ -211,21 +217,29 @@ class TrainHome:
                     tuple(event["std"]),
                 )
                 self._keep(result, facts)
+                self.runs.end(run_id, "finished")
                 done = True
                 yield result
                 return
         except FedgateError as exc:
             done = True
             self._failed(run_id, facts, reports, exc.code.name, exc.message)
+            cancelled = exc.code is Code.CANCELLED
+            state = "cancelled" if cancelled else "failed"
+            self.runs.end(
+                run_id, state, exc.message if cancelled else f"{exc.code.name}: {exc.message}"
+            )
             raise
         except Exception:
             done = True
             log.exception("train request=%s failed", run_id)
             self._failed(run_id, facts, reports, "INTERNAL", "the run failed at its home")
+            self.runs.end(run_id, "failed", "INTERNAL: the run failed at its home")
             raise
         finally:
             if not done:
-                self._failed(run_id, facts, reports, "CANCELLED", "the analyst cancelled the run")
+                self._failed(run_id, facts, reports, "CANCELLED", CANCELLED)
+                self.runs.end(run_id, "cancelled", CANCELLED)
 
     def _owners(self, ask: TrainAsk, caller: Requester) -> list[Member]:
         members = self.membership()
@@ -276,7 +290,7 @@ class TrainHome:
         try:
             while True:
                 if stop is not None and stop.is_set():
-                    return  # the analyst went away: recorded as cancelled by ``train``
+                    raise FedgateError.of(Error(Code.CANCELLED, CANCELLED))
                 if time.monotonic() >= deadline:
                     raise DeadlineExceeded("the run's deadline passed")
                 if not mine.poll(POLL_SECONDS):
@@ -288,8 +302,8 @@ class TrainHome:
                 msg = mine.recv()
                 if msg[0] == "exchange":
                     replies = self._exchange(msg[1], msg[2], env, by_id, reports, pool, stop)
-                    if replies is None:
-                        return  # cancelled during the exchange
+                    if replies is None:  # cancelled during the exchange
+                        raise FedgateError.of(Error(Code.CANCELLED, CANCELLED))
                     mine.send(("replies", replies))
                 elif msg[0] == "round":
                     r = msg[1]

@@ -103,6 +103,17 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         )
         return (serde.train_event_to_proto(e) for e in events)
 
+    def TrainRuns(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        runs = self.node.train_home.runs
+        me = requester(context.caller)
+        found = [runs.get(request.run_id, me)] if request.run_id else runs.mine(me)
+        return serde.train_runs_response(found)
+
+    def TrainCancel(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        return serde.train_run_status(
+            self.node.train_home.runs.cancel(request.run_id, requester(context.caller))
+        )
+
     def AddGrant(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)
         grant = self.node.operator.add_grant(serde.grant_from_proto(request.grant), context.caller)

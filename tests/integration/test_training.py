@@ -324,3 +324,47 @@ def test_dp_run_spends_each_owners_budget_then_is_refused(
     with pytest.raises(ClientError) as err:
         train(federation, dataset="train_dp", rounds=3, dp_clip=1.0)
     assert "RESOURCE_EXHAUSTED" in str(err.value) and "budget" in str(err.value)
+
+
+def test_list_status_and_cancel_from_another_client(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    """A run is listed and cancelled from a second client while it runs (from its
+    second round's callback, so the timing is the run's own), shown as cancelled by the
+    CLI afterwards; another analyst can neither see nor cancel it."""
+    import time
+
+    seen: list[str] = []
+    with federation.client(ANALYST) as c, federation.client(ANALYST) as second:
+
+        def on_round(r: object) -> None:
+            if getattr(r, "round", 0) == 2 and not seen:
+                (running,) = [x for x in second.train_runs() if x.state == "running"]
+                assert running.dataset == "train_rows" and running.round >= 1
+                seen.append(running.run_id)
+                with federation.client("zhang.min@anhui", node="shanghai") as other:
+                    try:
+                        other.train_cancel(running.run_id)
+                    except ClientError as exc:
+                        seen.append(exc.code.name)
+                second.train_cancel(running.run_id)
+
+        run = c.train(ask(rounds=50), on_round=on_round)
+        with pytest.raises(ClientError) as err:
+            run.result(timeout=120)
+        assert err.value.code == grpc.StatusCode.CANCELLED
+        run_id = seen[0]
+        assert seen[1] in ("NOT_FOUND", "PERMISSION_DENIED")  # not another analyst's to stop
+        state = ""
+        for _ in range(100):  # the home ends the run within its poll interval
+            (status,) = c.train_runs(run_id)
+            state = status.state
+            if state != "running":
+                break
+            time.sleep(0.1)
+    assert state == "cancelled" and status.round < 50
+    profile = str(federation.fed.profile_path(ANALYST))
+    shown = run_fedgate("train", "status", run_id, "--profile", profile)
+    assert shown.returncode == 0 and "cancelled" in shown.stdout, shown.stderr
+    listed = run_fedgate("train", "list", "--profile", profile)
+    assert run_id in listed.stdout

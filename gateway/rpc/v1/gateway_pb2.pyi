@@ -482,3 +482,47 @@ class TrainEvent(_message.Message):
     round: TrainRound
     result: TrainResult
     def __init__(self, round: _Optional[_Union[TrainRound, _Mapping]] = ..., result: _Optional[_Union[TrainResult, _Mapping]] = ...) -> None: ...
+
+class TrainRunsRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class TrainRunStatus(_message.Message):
+    __slots__ = ("run_id", "requester", "dataset", "task", "rounds", "started", "state", "round", "train_loss", "eval_accuracy", "reason")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    requester: str
+    dataset: str
+    task: str
+    rounds: int
+    started: str
+    state: str
+    round: int
+    train_loss: float
+    eval_accuracy: float
+    reason: str
+    def __init__(self, run_id: _Optional[str] = ..., requester: _Optional[str] = ..., dataset: _Optional[str] = ..., task: _Optional[str] = ..., rounds: _Optional[int] = ..., started: _Optional[str] = ..., state: _Optional[str] = ..., round: _Optional[int] = ..., train_loss: _Optional[float] = ..., eval_accuracy: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class TrainRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[TrainRunStatus]
+    def __init__(self, runs: _Optional[_Iterable[_Union[TrainRunStatus, _Mapping]]] = ...) -> None: ...
+
+class TrainCancelRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...

@@ -70,6 +70,16 @@ class GatewayStub:
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainEvent.FromString,
                 _registered_method=True)
+        self.TrainRuns = channel.unary_unary(
+                '/fedgate.v1.Gateway/TrainRuns',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainRunsRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainRunsResponse.FromString,
+                _registered_method=True)
+        self.TrainCancel = channel.unary_unary(
+                '/fedgate.v1.Gateway/TrainCancel',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainCancelRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainRunStatus.FromString,
+                _registered_method=True)
         self.AddGrant = channel.unary_unary(
                 '/fedgate.v1.Gateway/AddGrant',
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.AddGrantRequest.SerializeToString,
@@ -187,6 +197,19 @@ class GatewayServicer:
         """A federated training run on Flower (docs/training.md): a round's progress at a
         time, then the model and every owner's receipts.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrainRuns(self, request, context):
+        """The caller's own training runs at this home (newest last), and cancelling one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrainCancel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -314,6 +337,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.Train,
                     request_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainEvent.SerializeToString,
+            ),
+            'TrainRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainRuns,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainRunsRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainRunsResponse.SerializeToString,
+            ),
+            'TrainCancel': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainCancel,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainCancelRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainRunStatus.SerializeToString,
             ),
             'AddGrant': grpc.unary_unary_rpc_method_handler(
                     servicer.AddGrant,
@@ -570,6 +603,60 @@ class Gateway:
             '/fedgate.v1.Gateway/Train',
             fedgate_dot_v1_dot_gateway__pb2.TrainRequest.SerializeToString,
             fedgate_dot_v1_dot_gateway__pb2.TrainEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/TrainRuns',
+            fedgate_dot_v1_dot_gateway__pb2.TrainRunsRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.TrainRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainCancel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/TrainCancel',
+            fedgate_dot_v1_dot_gateway__pb2.TrainCancelRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.TrainRunStatus.FromString,
             options,
             channel_credentials,
             insecure,
