@@ -1001,6 +1001,7 @@ def train_run_status(r: RunStatus) -> gateway_pb2.TrainRunStatus:
     return gateway_pb2.TrainRunStatus(
         run_id=r.run_id,
         requester=r.requester,
+        org=r.org,
         dataset=r.dataset,
         task=r.task,
         rounds=r.rounds,
@@ -1015,7 +1016,7 @@ def train_run_status(r: RunStatus) -> gateway_pb2.TrainRunStatus:
 
 def train_run_status_from_proto(m: gateway_pb2.TrainRunStatus) -> RunStatus:
     return RunStatus(
-        m.run_id, m.requester, m.dataset, m.task, m.rounds, m.started, m.state, m.round,
+        m.run_id, m.requester, m.org, m.dataset, m.task, m.rounds, m.started, m.state, m.round,
         m.train_loss, m.eval_accuracy, m.reason,
     )  # fmt: skip
 

@@ -1031,7 +1031,8 @@ def bench_floor(paths: Sequence[Path], s: Settings) -> Outcome:
 
 def worker_start(tries: int = 3) -> float:
     """What a fresh interpreter takes to import the training worker (Flower, numpy,
-    ``federation.training``): the least each fedgate run pays for its own process. The
+    ``federation.training``): what a home's first run pays to start the forkserver its
+    runs are forked from (later runs fork in milliseconds). The
     best of ``tries``, as other programs' load only ever adds to it."""
     best = float("inf")
     for _ in range(tries):
@@ -1173,8 +1174,8 @@ def main() -> int:
         floor = bench_floor(paths, s)
         start_cost = worker_start()
         print(
-            f"(c) a fresh interpreter importing the training worker (each fedgate run starts "
-            f"one), best of 3: {start_cost:.2f} s; the floor plus that: "
+            f"(c) a fresh interpreter importing the training worker (a home's first run starts "
+            f"one, its forkserver), best of 3: {start_cost:.2f} s; the floor plus that: "
             f"{floor.wall + start_cost:.2f} s"
         )
         fedgate_runs = bench_fedgate(parts, s)

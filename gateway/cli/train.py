@@ -37,10 +37,16 @@ def _names(text: str, what: str) -> tuple[str, ...]:
 def _show(r: TrainRound, quiet: bool) -> None:
     if quiet:
         return
-    acc = "" if math.isnan(r.eval_accuracy) else f"  accuracy {r.eval_accuracy:.4f}"
+    parts = [f"round {r.round:>3}/{r.rounds}", f"nodes {r.answered}"]
+    for name, value in (
+        ("train loss", r.train_loss),
+        ("eval loss", r.eval_loss),
+        ("accuracy", r.eval_accuracy),
+    ):
+        if not math.isnan(value):  # a DP run releases no loss; a regression no accuracy
+            parts.append(f"{name} {value:.4f}")
     print(
-        f"round {r.round:>3}/{r.rounds}  nodes {r.answered}  train loss {r.train_loss:.4f}  "
-        f"eval loss {r.eval_loss:.4f}{acc}  ({r.elapsed:.1f} s)",
+        "  ".join(parts) + f"  ({r.elapsed:.1f} s)",
         file=sys.stderr,
         flush=True,
     )
@@ -57,8 +63,8 @@ def write_run(result: TrainResult, out: Path) -> list[Path]:
         {
             "round": r.round,
             "nodes_answered": r.answered,
-            "train_loss": r.train_loss,
-            "eval_loss": r.eval_loss,
+            "train_loss": None if math.isnan(r.train_loss) else r.train_loss,
+            "eval_loss": None if math.isnan(r.eval_loss) else r.eval_loss,
             "eval_accuracy": None if math.isnan(r.eval_accuracy) else r.eval_accuracy,
             "elapsed_seconds": r.elapsed,
         }
@@ -106,7 +112,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     with Client(profile(args)) as c:
         if args.action == "cancel":
             r = c.train_cancel(args.run)
-            print(f"run {r.run_id}: cancelled; it stops at every node at its next step")
+            if r.state == "running":
+                print(f"run {r.run_id}: cancelled; it stops at every node at its next step")
+            else:
+                print(f"run {r.run_id} had already ended ({r.state}): nothing to cancel")
             return 0
         runs = c.train_runs(args.run if args.action == "status" else "")
 
@@ -164,8 +173,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     last = result.rounds[-1] if result.rounds else None
     if last is not None and not math.isnan(last.eval_accuracy):
         print(f"final accuracy {last.eval_accuracy:.4f}, eval loss {last.eval_loss:.4f}")
-    elif last is not None:
+    elif last is not None and not math.isnan(last.eval_loss):
         print(f"final eval loss {last.eval_loss:.6g}")
+    elif last is not None:
+        print("no evaluation (a DP run): the model is in the run's folder")
     receipts = sum(1 for o in result.owners if o.receipt)
     print(
         f"run {result.run_id}: {len(result.rounds)} rounds, {receipts} receipts; "

@@ -12,6 +12,7 @@ home's own audit entry, as for a query.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import threading
 import time
@@ -388,7 +389,9 @@ class TrainHome:
             "time": utc(),
             **facts,
             "rounds_run": len(result.rounds),
-            "final_eval_loss": last.eval_loss if last else None,
+            "final_eval_loss": (
+                last.eval_loss if last and not math.isnan(last.eval_loss) else None
+            ),
             "receipts": len(kept),
         }
         self.receipts.keep(result.run_id, kept, entry)

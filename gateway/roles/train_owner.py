@@ -215,7 +215,7 @@ class TrainOwner:
             else:
                 reply = self._answer(msg, run.context, rows)
                 epsilon = 0.0
-            if decision.epsilon > 0 and step.kind == "train":
+            if spec.dp_clip > 0 and step.kind == "train":  # noised if the grant has DP
                 reply, epsilon = self._dp_update(spec, decision, msg, reply)
             run.asked.add((step.kind, step.round))
             if step.kind == "train":
@@ -277,7 +277,8 @@ class TrainOwner:
     def _dp_update(
         spec: TrainSpec, decision: Decision, msg: Message, reply: Message
     ) -> tuple[Message, float]:
-        """The round's update under DP: clipped, noised, weighted one."""
+        """The round's update in a DP run: clipped, noised under a DP grant, weighted one
+        (an owner without DP still clips: its update then counts as much as the others')."""
         before, after = msg.content.array_records[ARRAYS], reply.content.array_records[ARRAYS]
         keys = list(after.keys())
         old = [np.asarray(before[k].numpy(), dtype=np.float64) for k in keys]

@@ -53,13 +53,16 @@ def noisy_update(
     epsilon: float,
 ) -> tuple[list[NDArray[np.float64]], float]:
     """``new`` with its change from ``old`` clipped to L1 ``clip`` and noised; the
-    epsilon charged."""
+    epsilon charged. ``epsilon`` 0 (an owner whose grant has no DP, in a run that asked
+    for it): clipped only, so that every owner's update counts alike."""
     delta = np.concatenate([(n - o).ravel() for o, n in zip(old, new, strict=True)])
     norm = float(np.abs(delta).sum())
     if norm > clip:
         delta *= clip / norm
-    noise, charged = laplace_noise(delta.size, 2 * clip, epsilon)
-    delta += np.array(noise)
+    charged = 0.0
+    if epsilon > 0:
+        noise, charged = laplace_noise(delta.size, 2 * clip, epsilon)
+        delta += np.array(noise)
     out, at = [], 0
     for o in old:
         out.append(o + delta[at : at + o.size].reshape(o.shape))

@@ -22,6 +22,7 @@ KEEP = 200  # runs a home remembers (running ones are never forgotten before the
 class RunStatus:
     run_id: str
     requester: str
+    org: str
     dataset: str
     task: str
     rounds: int
@@ -44,7 +45,9 @@ class Runs:
         stop: threading.Event,
     ) -> None:  # fmt: skip
         with self._lock:
-            self._runs[run_id] = RunStatus(run_id, str(requester), dataset, task, rounds, utc())
+            self._runs[run_id] = RunStatus(
+                run_id, str(requester), requester.org, dataset, task, rounds, utc()
+            )
             self._stops[run_id] = stop
             ended = [k for k, r in self._runs.items() if r.state != "running"]
             for key in ended[: max(0, len(self._runs) - KEEP)]:
@@ -67,12 +70,12 @@ class Runs:
 
     def mine(self, requester: Requester) -> list[RunStatus]:
         with self._lock:
-            return [r for r in self._runs.values() if r.requester == str(requester)]
+            return [r for r in self._runs.values() if _theirs(r, requester)]
 
     def get(self, run_id: str, requester: Requester) -> RunStatus:
         with self._lock:
             r = self._runs.get(run_id)
-        if r is None or r.requester != str(requester):
+        if r is None or not _theirs(r, requester):
             raise NotFound(f"no training run {run_id!r} of yours at this node")
         return r
 
@@ -84,3 +87,7 @@ class Runs:
         if stop is not None:
             stop.set()
         return r
+
+
+def _theirs(run: RunStatus, requester: Requester) -> bool:
+    return run.requester == str(requester) and run.org == requester.org

@@ -490,7 +490,7 @@ class TrainRunsRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class TrainRunStatus(_message.Message):
-    __slots__ = ("run_id", "requester", "dataset", "task", "rounds", "started", "state", "round", "train_loss", "eval_accuracy", "reason")
+    __slots__ = ("run_id", "requester", "dataset", "task", "rounds", "started", "state", "round", "train_loss", "eval_accuracy", "reason", "org")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -502,6 +502,7 @@ class TrainRunStatus(_message.Message):
     TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
     EVAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     requester: str
     dataset: str
@@ -513,7 +514,8 @@ class TrainRunStatus(_message.Message):
     train_loss: float
     eval_accuracy: float
     reason: str
-    def __init__(self, run_id: _Optional[str] = ..., requester: _Optional[str] = ..., dataset: _Optional[str] = ..., task: _Optional[str] = ..., rounds: _Optional[int] = ..., started: _Optional[str] = ..., state: _Optional[str] = ..., round: _Optional[int] = ..., train_loss: _Optional[float] = ..., eval_accuracy: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+    org: str
+    def __init__(self, run_id: _Optional[str] = ..., requester: _Optional[str] = ..., dataset: _Optional[str] = ..., task: _Optional[str] = ..., rounds: _Optional[int] = ..., started: _Optional[str] = ..., state: _Optional[str] = ..., round: _Optional[int] = ..., train_loss: _Optional[float] = ..., eval_accuracy: _Optional[float] = ..., reason: _Optional[str] = ..., org: _Optional[str] = ...) -> None: ...
 
 class TrainRunsResponse(_message.Message):
     __slots__ = ("runs",)
