@@ -2,4 +2,5 @@
 
 from gateway.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # a training run's worker process imports this module again
+    raise SystemExit(main())

@@ -11,6 +11,7 @@ A *profile* says which node to talk to and with which certificate:
 
 from __future__ import annotations
 
+import threading
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,9 +30,11 @@ from gateway.errors import InvalidArgument
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
 from gateway.roles.psi_home import PsiAsk, PsiSideAsk
+from gateway.roles.train_home import TrainAsk, TrainResult, TrainRound
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway.status import STATUS, error_of_rpc
 from gateway.tls import secure_channel
+from gateway.training.runs import RunStatus
 
 
 class ClientError(Exception):
@@ -247,6 +250,28 @@ class Client:
             raise _explain(exc) from None
         raise ClientError(grpc.StatusCode.UNAVAILABLE, "the home ended the PSI session early")
 
+    def train(
+        self,
+        ask: TrainAsk,
+        *,
+        timeout: float | None = None,
+        on_round: Callable[[TrainRound], None] | None = None,
+    ) -> TrainRun:
+        """Start a federated training run (docs/training.md); the handle shows its rounds
+        as they end, cancels it, and waits for its result."""
+        call = self._stub.Train(serde.train_request(ask), timeout=timeout or self.timeout)
+        return TrainRun(call, on_round)
+
+    def train_runs(self, run_id: str = "") -> list[RunStatus]:
+        """Your training runs this home remembers (one, with ``run_id``)."""
+        resp = self._call("TrainRuns", serde.train_runs_request(run_id))
+        return [serde.train_run_status_from_proto(r) for r in resp.runs]
+
+    def train_cancel(self, run_id: str) -> RunStatus:
+        """Stop one of your running runs, at every node."""
+        resp = self._call("TrainCancel", serde.train_cancel_request(run_id))
+        return serde.train_run_status_from_proto(resp)
+
     def explain(
         self, sql: str, *, purpose: str = "", nodes: tuple[str, ...] | list[str] = ()
     ) -> gateway_pb2.QueryResponse:
@@ -323,3 +348,54 @@ def psi_side(text: str, where: str, which: str) -> PsiSideAsk:
     if not (node and dataset and column) or "." in column:
         raise InvalidArgument(f"--{which} {text!r}: write NODE:DATASET.COLUMN")
     return PsiSideAsk(node.strip(), dataset.strip(), column.strip(), where)
+
+
+class TrainRun:
+    """A training run in progress: its rounds so far, ``cancel``, and ``result``.
+
+    The run's stream is read on a thread of its own; cancelling ends the call, and the
+    home stops the run at every node (nothing more is trained or released)."""
+
+    def __init__(self, call: Any, on_round: Callable[[TrainRound], None] | None) -> None:
+        self._call = call
+        self._on_round = on_round
+        self.rounds: list[TrainRound] = []
+        self._result: TrainResult | None = None
+        self._error: ClientError | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="fedgate-train", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for msg in self._call:
+                event = serde.train_event_from_proto(msg)
+                if isinstance(event, TrainResult):
+                    self._result = event
+                    break
+                self.rounds.append(event)
+                if self._on_round is not None:
+                    self._on_round(event)
+            if self._result is None:
+                self._error = ClientError(
+                    grpc.StatusCode.UNAVAILABLE, "the home ended the run without a result"
+                )
+        except grpc.RpcError as exc:
+            self._error = _explain(exc)
+        finally:
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    def result(self, timeout: float | None = None) -> TrainResult:
+        if not self._done.wait(timeout):
+            raise TimeoutError("the run has not finished")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result

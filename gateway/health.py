@@ -1,8 +1,8 @@
-"""The node's gRPC health service: grpc_health's, plus ``List`` and the recording flip.
+"""The node's gRPC health service: grpc_health's, plus the recording flip.
 
-grpcio-health-checking's ``HealthServicer`` has no ``List`` (the generated base answers
-it by raising ``NotImplementedError``); this one answers it from the statuses it was set.
-A node that cannot write its audit log or state reports every service NOT_SERVING until
+grpcio-health-checking 1.81 (the newest that accepts protobuf 6, which Flower needs) has
+no ``Health/List``: gRPC answers it UNIMPLEMENTED, never reaching a servicer. A node that
+cannot write its audit log or state reports every service NOT_SERVING until
 a write succeeds again (``recording``), so peers' probes and operators' checks see it.
 """
 
@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from grpc_health.v1 import health, health_pb2
-
-from gateway import serde
 
 log = logging.getLogger("fedgate.node")
 
@@ -64,8 +61,3 @@ class NodeHealth(health.HealthServicer):
 
     def _shown(self, status: int) -> int:
         return NOT_SERVING if status == SERVING and not self._recording else status
-
-    def List(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's method name
-        with self._statuses_lock:
-            shown = {service: self._shown(s) for service, s in self._statuses.items()}
-        return serde.health_list_response(shown)

@@ -43,12 +43,14 @@ RATED: dict[str, str] = {
     "Execute": "/fedgate.v1.Peer/Execute",
     "Psi": "/fedgate.v1.Gateway/Psi",
     "PsiRun": "/fedgate.v1.Peer/PsiRun",
+    "Train": "/fedgate.v1.Gateway/Train",
+    "TrainStep": "/fedgate.v1.Peer/TrainStep",
 }
 _RATED_NAME = {method: name for name, method in RATED.items()}
 
 # Answered from memory in microseconds, and what peers' probes need most when a node is
 # busy: not counted against a caller's calls in progress (gRPC's node-wide cap still holds).
-UNCOUNTED = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/List"})
+UNCOUNTED = frozenset({"/grpc.health.v1.Health/Check"})
 
 REFUSAL_WINDOW_SECONDS = 60.0
 
@@ -75,6 +77,9 @@ DEFAULT_RATES: Mapping[str, Rate] = {
     # the rate bounds a loop of small ones (the suite's ~60 sessions in ~20 s stay under).
     "Psi": Rate(5.0, 50),
     "PsiRun": Rate(10.0, 100),
+    # A run is minutes of every owner's CPU; its messages are two per owner and round.
+    "Train": Rate(1.0, 20),
+    "TrainStep": Rate(200.0, 1000),
 }
 
 

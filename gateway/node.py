@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from federation.envelope import Envelope
 from federation.membership import Member, Membership
 from federation.psi import frames as psi_frames
-from federation.reports import PartialAnswer
+from federation.reports import OwnerReport, PartialAnswer
 from gateway import disclosure as disclosure_mod
 from gateway import serde
 from gateway.access import AccessRequests
@@ -68,6 +68,8 @@ from gateway.roles.owner import Owner
 from gateway.roles.psi_home import PsiHome
 from gateway.roles.psi_owner import PsiOwner
 from gateway.roles.relay import Relay
+from gateway.roles.train_home import TrainHome
+from gateway.roles.train_owner import TrainOwner
 from gateway.roles.vouching import Vouching
 from gateway.rpc.v1 import gateway_pb2, gateway_pb2_grpc, peer_pb2_grpc
 from gateway.services.gateway_service import GatewayService
@@ -139,6 +141,8 @@ class Node:
         except InvalidArgument as exc:
             raise ConfigError(exc.message) from None
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        # Flower's home folder (it writes nothing there on a node's path) in the node's state.
+        os.environ["FLWR_HOME"] = str(config.data_dir / "flwr")
         node_id = self.identity.id
         self.state = State(config.data_dir / "state.sqlite3")
         self.catalog = Catalog(self.state, config.dataset_roots, self.identity.org)
@@ -191,6 +195,10 @@ class Node:
         self.psi_home = PsiHome(
             node_id, self.membership, self.vouching, self.run_psi, self.receipts
         )
+        self.train_owner = TrainOwner(node_id, self.catalog, self.grants, self.engine, pipeline)
+        self.train_home = TrainHome(
+            node_id, self.membership, self.vouching, self.train_step, self.receipts
+        )
         self.operator = Operator(node_id, self.catalog, self.grants, self.audit, self.metrics)
         self.federated_catalog = FederatedCatalog(self.transport, self.executor)
         self.forwarding = Forwarding(
@@ -231,6 +239,18 @@ class Node:
         for msg in responses:
             yield serde.psi_event_from_proto(msg)
 
+    def train_step(
+        self, member: Member, env: Envelope, message: bytes
+    ) -> tuple[bytes, OwnerReport]:
+        """One message of a training run at one owner: this node in-process, any other
+        over the transport (``Peer/TrainStep``)."""
+        if member.id == self.identity.id:
+            return self.train_owner.step(env, message)
+        resp = self.transport.call(
+            member, "TrainStep", serde.train_step_request(env, message), deadline=env.deadline
+        )
+        return bytes(resp.message), serde.owner_report_from_proto(resp.owner)
+
     def psi_exchange(
         self, node_id: str, frames: Iterator[psi_frames.Frame], deadline: float
     ) -> Iterator[psi_frames.Frame]:
@@ -242,8 +262,9 @@ class Node:
         for msg in self.transport.stream(member, "PsiExchange", requests, deadline=deadline):
             yield serde.psi_frame_from_proto(msg, deadline)
 
-    def psi_deadline(self, context: CallContext) -> float:
-        """A PSI session's deadline: the caller's, up to ``PSI_MAX_SECONDS``."""
+    def stream_deadline(self, context: CallContext) -> float:
+        """A PSI session's or training run's deadline: the caller's, up to ``PSI_MAX_SECONDS``
+        (under the edge's longest stream)."""
         remaining = context.time_remaining()
         remaining = PSI_DEFAULT_SECONDS if remaining is None else remaining
         remaining = min(remaining, PSI_MAX_SECONDS)

@@ -7,7 +7,7 @@ module behind them works with dataclasses (``federation.envelope``, ``federation
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health_pb2
@@ -26,7 +26,9 @@ from gateway.identity import Identity
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
 from gateway.roles.psi_home import PsiAsk, PsiSideAsk
+from gateway.roles.train_home import TrainAsk, TrainEvent, TrainResult, TrainRound
 from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
+from gateway.training.runs import RunStatus
 from gateway.witness import SignedHead, WitnessedHead, WitnessRequest
 
 if TYPE_CHECKING:
@@ -149,6 +151,9 @@ def grant_to_proto(g: Grant, status: str) -> common_pb2.Grant:
         status=status,
         grantee_org=g.grantee_org,
         exact=g.exact,
+        train_tasks=list(g.train_tasks),
+        max_rounds=g.max_rounds,
+        max_examples=g.max_examples,
     )
 
 
@@ -169,6 +174,9 @@ def grant_from_proto(msg: common_pb2.Grant) -> Grant:
         max_uses=msg.max_uses,
         grantee_org=msg.grantee_org,
         exact=msg.exact,
+        train_tasks=tuple(msg.train_tasks),
+        max_rounds=msg.max_rounds,
+        max_examples=msg.max_examples,
     )
 
 
@@ -410,13 +418,6 @@ def query_answer_to_proto(a: QueryAnswer) -> gateway_pb2.QueryResponse:
 
 def health_check_request() -> health_pb2.HealthCheckRequest:
     return health_pb2.HealthCheckRequest()
-
-
-def health_list_response(statuses: Mapping[str, int]) -> health_pb2.HealthListResponse:
-    """``Health/List``: every service's status, as ``Check`` would answer it."""
-    return health_pb2.HealthListResponse(
-        statuses={s: health_pb2.HealthCheckResponse(status=v) for s, v in statuses.items()}
-    )
 
 
 # --- the client's requests (gateway.client) ---------------------------------------------
@@ -886,3 +887,147 @@ def psi_event_from_proto(msg: gateway_pb2.PsiEvent) -> psi.Event:
         payload=r.arrow_ipc,
         epsilon_spent=r.epsilon_spent,
     )
+
+
+# --- training ---------------------------------------------------------------------------
+
+
+def train_request(ask: TrainAsk) -> gateway_pb2.TrainRequest:
+    return gateway_pb2.TrainRequest(
+        task=ask.task,
+        dataset=ask.dataset,
+        features=list(ask.features),
+        label=ask.label,
+        rounds=ask.rounds,
+        strategy=ask.strategy,
+        nodes=list(ask.nodes),
+        min_nodes=ask.min_nodes,
+        seed=ask.seed,
+        purpose=ask.purpose,
+        learning_rate=ask.learning_rate,
+        local_epochs=ask.local_epochs,
+        classes=ask.n_classes,
+        dp_clip=ask.dp_clip,
+    )
+
+
+def train_ask_from_proto(msg: gateway_pb2.TrainRequest) -> TrainAsk:
+    return TrainAsk(
+        task=msg.task,
+        dataset=msg.dataset,
+        features=tuple(msg.features),
+        label=msg.label,
+        rounds=msg.rounds,
+        nodes=tuple(msg.nodes),
+        strategy=msg.strategy or "fedavg",
+        min_nodes=msg.min_nodes,
+        seed=msg.seed,
+        purpose=msg.purpose,
+        learning_rate=msg.learning_rate,
+        local_epochs=msg.local_epochs,
+        n_classes=msg.classes,
+        dp_clip=msg.dp_clip,
+    )
+
+
+def _train_round_to_proto(r: TrainRound) -> gateway_pb2.TrainRound:
+    return gateway_pb2.TrainRound(
+        round=r.round,
+        rounds=r.rounds,
+        nodes_answered=r.answered,
+        train_loss=r.train_loss,
+        eval_loss=r.eval_loss,
+        eval_accuracy=r.eval_accuracy,
+        elapsed_seconds=r.elapsed,
+    )
+
+
+def _train_round_from_proto(m: gateway_pb2.TrainRound) -> TrainRound:
+    return TrainRound(
+        m.round,
+        m.rounds,
+        m.nodes_answered,
+        m.train_loss,
+        m.eval_loss,
+        m.eval_accuracy,
+        m.elapsed_seconds,
+    )
+
+
+def train_event_to_proto(e: TrainEvent) -> gateway_pb2.TrainEvent:
+    if isinstance(e, TrainRound):
+        return gateway_pb2.TrainEvent(round=_train_round_to_proto(e))
+    return gateway_pb2.TrainEvent(
+        result=gateway_pb2.TrainResult(
+            run_id=e.run_id,
+            model_npz=e.model_npz,
+            rounds=[_train_round_to_proto(r) for r in e.rounds],
+            owners=[owner_report_to_proto(o) for o in e.owners],
+            task=e.task,
+            features=list(e.features),
+            label=e.label,
+            mean=list(e.mean),
+            std=list(e.std),
+        )
+    )
+
+
+def train_event_from_proto(msg: gateway_pb2.TrainEvent) -> TrainEvent:
+    if msg.WhichOneof("event") == "round":
+        return _train_round_from_proto(msg.round)
+    r = msg.result
+    return TrainResult(
+        run_id=r.run_id,
+        model_npz=bytes(r.model_npz),
+        rounds=tuple(_train_round_from_proto(x) for x in r.rounds),
+        owners=tuple(owner_report_from_proto(o) for o in r.owners),
+        task=r.task,
+        features=tuple(r.features),
+        label=r.label,
+        mean=tuple(r.mean),
+        std=tuple(r.std),
+    )
+
+
+def train_step_request(env: Envelope, message: bytes) -> peer_pb2.TrainStepRequest:
+    return peer_pb2.TrainStepRequest(envelope=envelope_to_proto(env, "train"), message=message)
+
+
+def train_step_response(reply: bytes, report: OwnerReport) -> peer_pb2.TrainStepResponse:
+    return peer_pb2.TrainStepResponse(message=reply, owner=owner_report_to_proto(report))
+
+
+def train_run_status(r: RunStatus) -> gateway_pb2.TrainRunStatus:
+    return gateway_pb2.TrainRunStatus(
+        run_id=r.run_id,
+        requester=r.requester,
+        org=r.org,
+        dataset=r.dataset,
+        task=r.task,
+        rounds=r.rounds,
+        started=r.started,
+        state=r.state,
+        round=r.round,
+        train_loss=r.train_loss,
+        eval_accuracy=r.eval_accuracy,
+        reason=r.reason,
+    )
+
+
+def train_run_status_from_proto(m: gateway_pb2.TrainRunStatus) -> RunStatus:
+    return RunStatus(
+        m.run_id, m.requester, m.org, m.dataset, m.task, m.rounds, m.started, m.state, m.round,
+        m.train_loss, m.eval_accuracy, m.reason,
+    )  # fmt: skip
+
+
+def train_runs_response(runs: Sequence[RunStatus]) -> gateway_pb2.TrainRunsResponse:
+    return gateway_pb2.TrainRunsResponse(runs=[train_run_status(r) for r in runs])
+
+
+def train_runs_request(run_id: str) -> gateway_pb2.TrainRunsRequest:
+    return gateway_pb2.TrainRunsRequest(run_id=run_id)
+
+
+def train_cancel_request(run_id: str) -> gateway_pb2.TrainCancelRequest:
+    return gateway_pb2.TrainCancelRequest(run_id=run_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -17,7 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
+# Flower reads these when first imported: no telemetry, no update check in any test or
+# node process a test starts (they inherit the environment).
+os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
+os.environ["FLWR_DISABLE_UPDATE_CHECK"] = "1"
+
+import grpc  # noqa: E402
 import pytest
 
 from gateway import descriptor, identity

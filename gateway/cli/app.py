@@ -23,6 +23,7 @@ from gateway.cli import (
     query,
     receipt,
     request,
+    train,
 )
 from gateway.errors import FedgateError
 
@@ -34,6 +35,7 @@ COMMAND_MODULES = (
     catalog,
     query,
     psi,
+    train,
     grant,
     receipt,
     audit,

@@ -74,6 +74,9 @@ def cmd_grant_add(args: argparse.Namespace) -> int:
         max_uses=args.max_uses,
         grantee_org=args.user_org,
         exact=args.exact,
+        train_tasks=tuple(t for t in args.train_tasks.split(",") if t),
+        max_rounds=args.max_rounds,
+        max_examples=args.max_examples,
     )
     with Client(profile(args)) as c:
         g = c.add_grant(grant)
@@ -130,6 +133,13 @@ def register(sub: Subparsers) -> None:
         action="store_true",
         help="opt out of L2 noise: exact answers under k alone (shown in the disclosure "
         "report; see docs/security.md)",
+    )
+    sp.add_argument(
+        "--train-tasks", default="", help="ops train: the built-in tasks allowed (logreg,...)"
+    )
+    sp.add_argument("--max-rounds", type=int, default=0, help="ops train: rounds a run (0: any)")
+    sp.add_argument(
+        "--max-examples", type=int, default=0, help="ops train: examples a round (0: all)"
     )
     sp = add_command(grant, "list", "list the grants of your node", cmd_grant_list)
     client_options(sp)

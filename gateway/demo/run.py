@@ -15,6 +15,7 @@ from gateway.demo import sample_data
 from gateway.demo.launcher import running, sigterm_as_interrupt
 from gateway.demo.provision import REGION_DIR, Federation, provision
 from gateway.demo.showcase import SHOWCASES, Showcase, write_sample_grants
+from gateway.demo.training import run_training
 from gateway.display import federated_catalog_table, table
 from gateway.identity import load_bundle
 from gateway.verifier import VerifyError, verify
@@ -94,7 +95,9 @@ def audit_summary(fed: Federation) -> str:
             rows.append([n.id, "", "", "", verdict])
             continue
         releases = report.kinds.get("release", 0)
-        refusals = report.kinds.get("query.refused", 0) + report.kinds.get("psi.refused", 0)
+        refusals = sum(
+            report.kinds.get(k, 0) for k in ("query.refused", "psi.refused", "train.refused")
+        )
         rows.append(
             [
                 n.id,
@@ -172,6 +175,11 @@ def run_demo(
                 say(text)
                 if not ok:
                     unexpected.append("overlap")
+                say("")
+                text, ok = run_training(client, written)
+                say(text)
+                if not ok:
+                    unexpected.append("training")
             say("")
             say("[8/8] traceability: every owner's signed audit log, witnessed by its peers")
             say(audit_summary(fed))

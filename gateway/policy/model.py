@@ -41,6 +41,12 @@ class Grant:
     # The owner's opt-out of L2 noise (gateway.sticky_noise): exact answers, k only.
     # Shown as such in the disclosure report.
     exact: bool = False
+    # Training (operation "train"): the built-in tasks allowed (federation.training.tasks),
+    # the most rounds a run may have and the most examples one round may train on (0: no
+    # limit beyond the data).
+    train_tasks: tuple[str, ...] = ()
+    max_rounds: int = 0
+    max_examples: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -95,4 +101,7 @@ def public_fields(grant: Grant) -> dict[str, Any]:
         "expires": grant.expires,
         "max_uses": grant.max_uses,
         "exact": grant.exact,
+        "train_tasks": list(grant.train_tasks),
+        "max_rounds": grant.max_rounds,
+        "max_examples": grant.max_examples,
     }

@@ -26,6 +26,7 @@ def _row_to_grant(row: tuple[Any, ...]) -> Grant:
     body = json.loads(row[4])
     body["operations"] = tuple(body["operations"])
     body["columns"] = {k: tuple(v) for k, v in body["columns"].items()}
+    body["train_tasks"] = tuple(body.get("train_tasks", ()))
     return Grant(**{**body, "uses": row[5], "epsilon_spent": row[6], "revoked_at": row[7] or ""})
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from federation.envelope import Requester
 from gateway.descriptor import DatasetDescriptor
-from gateway.errors import InvalidArgument, PermissionDenied
+from gateway.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from gateway.policy.decide import check_columns, choose, dp_bounds, level_of
 from gateway.policy.model import Decision, Grant
 
@@ -20,6 +20,9 @@ def decide_train(
     home_node: str,
     purpose: str,
     now: str,
+    task: str,
+    rounds: int,
+    dp: bool = False,
 ) -> Decision:
     """Pick the grant that lets the owner train on ``features`` and ``label``, or refuse.
 
@@ -30,6 +33,10 @@ def decide_train(
     L3 data needs a grant with differential privacy (its dp_epsilon is charged per
     release, as for queries, and values are clamped to their declared bounds); L4 is
     refused outright. k = max(grant, floor) is the fewest rows the owner trains on.
+    The grant names the built-in tasks it allows (``train_tasks``) and the most rounds a
+    run may have (``max_rounds``). Under a DP grant the run must ask for differential
+    privacy (``dp``: it names a clipping bound); the owner then clips and noises what it
+    releases under its own epsilon (``gateway.training.dp``).
     """
     if not features:
         raise InvalidArgument("a training run names at least one feature")
@@ -43,6 +50,20 @@ def decide_train(
         check_columns(g, roles)
         if floor.dp_required and not g.uses_dp:
             raise PermissionDenied(f"{level} data needs a grant with differential privacy")
+        if task not in g.train_tasks:
+            allowed = ", ".join(g.train_tasks) or "none"
+            raise PermissionDenied(
+                f"the grant does not allow the task {task!r} (allowed: {allowed})"
+            )
+        if g.max_rounds and rounds > g.max_rounds:
+            raise PermissionDenied(
+                f"{rounds} rounds asked, the grant allows at most {g.max_rounds}"
+            )
+        if g.uses_dp and not dp:
+            raise FailedPrecondition(
+                "the grant needs differential privacy: ask with --dp CLIP (each owner clips "
+                "and noises what it releases, under its own epsilon)"
+            )
 
     g = choose(grants, desc, "train", requester, home_node, purpose, now, check)
     k = max(g.min_group_size, floor.min_group_size)

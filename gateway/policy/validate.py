@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from federation.training.tasks import TASKS
 from gateway.column_types import parse_type
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import FailedPrecondition, InvalidArgument
@@ -64,6 +65,18 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
         raise FailedPrecondition(
             f"{level} needs differential privacy (--dp-epsilon and --dp-budget)"
         )
+    if grant.train_tasks and "train" not in grant.operations:
+        raise InvalidArgument("train tasks are for grants with the train operation")
+    if "train" in grant.operations:
+        unknown = [t for t in grant.train_tasks if t not in TASKS]
+        if unknown:
+            raise InvalidArgument(
+                f"unknown training task {unknown[0]!r} (built in: {', '.join(TASKS)})"
+            )
+    if grant.max_rounds < 0 or grant.max_examples < 0:
+        raise InvalidArgument("max rounds and max examples are 0 (no limit) or more")
+    if grant.max_examples and grant.max_examples < max(grant.min_group_size, floor.min_group_size):
+        raise InvalidArgument("max examples below the minimum group size would train on nothing")
     if grant.exact and grant.uses_dp:
         raise InvalidArgument("an exact grant has no noise: it cannot use DP as well")
     if grant.uses_dp:

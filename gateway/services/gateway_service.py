@@ -70,7 +70,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 requester(context.caller),
                 request.purpose,
                 request.explain,
-                self.node.psi_deadline(context),
+                self.node.stream_deadline(context),
                 stop,
             )
             return serde.query_answer_to_proto(joined)
@@ -87,10 +87,32 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         events = self.node.psi_home.psi(
             serde.psi_ask_from_proto(request),
             requester(context.caller),
-            self.node.psi_deadline(context),
+            self.node.stream_deadline(context),
             stop,
         )
         return (serde.psi_event_to_proto(e) for e in events)
+
+    def Train(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        stop = threading.Event()  # the analyst went away: the run stops at every node
+        context.add_callback(stop.set)
+        events = self.node.train_home.train(
+            serde.train_ask_from_proto(request),
+            requester(context.caller),
+            self.node.stream_deadline(context),
+            stop,
+        )
+        return (serde.train_event_to_proto(e) for e in events)
+
+    def TrainRuns(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        runs = self.node.train_home.runs
+        me = requester(context.caller)
+        found = [runs.get(request.run_id, me)] if request.run_id else runs.mine(me)
+        return serde.train_runs_response(found)
+
+    def TrainCancel(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        return serde.train_run_status(
+            self.node.train_home.runs.cancel(request.run_id, requester(context.caller))
+        )
 
     def AddGrant(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)

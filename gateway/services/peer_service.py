@@ -9,6 +9,7 @@ from cryptography import x509
 
 from gateway import serde
 from gateway.edge import CallContext
+from gateway.errors import PermissionDenied
 from gateway.rpc.v1 import peer_pb2_grpc
 
 if TYPE_CHECKING:
@@ -53,15 +54,23 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         return serde.disclosure_report_to_proto(self.node.disclosure(request.since, request.until))
 
     def PsiRun(self, request: Any, context: CallContext) -> Any:  # noqa: N802
-        env = serde.envelope_from_proto(request.envelope, self.node.psi_deadline(context), "psi")
+        env = serde.envelope_from_proto(request.envelope, self.node.stream_deadline(context), "psi")
         self.node.vouching.check(context.caller.id, env)
         stop = threading.Event()  # the home went away: the session stops at its next step
         context.add_callback(stop.set)
         return (serde.psi_event_to_proto(e) for e in self.node.psi.match(env, stop))
 
     def PsiExchange(self, request_iterator: Any, context: CallContext) -> Any:  # noqa: N802
-        deadline = self.node.psi_deadline(context)
+        deadline = self.node.stream_deadline(context)
         frames = (serde.psi_frame_from_proto(m, deadline) for m in request_iterator)
         return (
             serde.psi_frame_to_proto(fr) for fr in self.node.psi.respond(context.caller.id, frames)
         )
+
+    def TrainStep(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        env = serde.envelope_from_proto(request.envelope, self.node.deadline(context), "train")
+        if context.caller.id != env.home_node:  # the Flower message itself is not signed
+            raise PermissionDenied("a training step comes from the run's home node itself")
+        self.node.vouching.check(context.caller.id, env)
+        reply, report = self.node.train_owner.step(env, request.message)
+        return serde.train_step_response(reply, report)

@@ -46,6 +46,8 @@ def register(
     controls: dict[str, str],
     operations: tuple[str, ...] = ("psi",),
     exact: bool = False,
+    level: str = "L2",
+    **grant_fields: object,
 ) -> None:
     root = fed.fed.data_dir(node)
     pq.write_table(table, root / f"{name}.parquet")
@@ -54,7 +56,7 @@ def register(
         title=name,
         description="",
         department="Test",
-        level="L2",
+        level=level,
         update_frequency="static",
         path=f"{name}.parquet",
         format="parquet",
@@ -70,9 +72,9 @@ def register(
         grantee_kind="org",
         grantee=org,
         operations=operations,
-        min_group_size=K,
         columns=controls,
         exact=exact,
+        **{"min_group_size": K, **grant_fields},
     )
 
 

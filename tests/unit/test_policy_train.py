@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from gateway.descriptor import DatasetDescriptor
-from gateway.errors import InvalidArgument, PermissionDenied, ResourceExhausted
+from gateway.errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
 from gateway.policy import Decision, Grant, decide_train
 from tests.unit.test_policy_decide import ANALYST, HOME, NOW, dp, make_desc, make_grant
 
@@ -22,8 +23,20 @@ def decide(
     desc: DatasetDescriptor | None = None,
     **kw: Any,
 ) -> Decision:
+    # A train grant names its tasks; the shared grants of the decide tests name none.
+    grants = [replace(g, train_tasks=g.train_tasks or ("logreg",)) for g in grants]
     return decide_train(
-        grants, desc or make_desc(), features, label, ANALYST, HOME, kw.get("purpose", ""), NOW
+        grants,
+        desc or make_desc(),
+        features,
+        label,
+        ANALYST,
+        HOME,
+        kw.get("purpose", ""),
+        NOW,
+        task=kw.get("task", "logreg"),
+        rounds=kw.get("rounds", 1),
+        dp=kw.get("dp", False),
     )
 
 
@@ -38,16 +51,32 @@ def test_aggregate_on_every_column_permits() -> None:
     )
 
 
-def test_l3_needs_dp_and_charges_its_epsilon() -> None:
+def test_l3_needs_a_dp_grant_and_a_run_that_asks_for_dp() -> None:
+    """L3 needs a DP grant; under a DP grant the run must ask for DP (a clipping bound),
+    and then the decision carries the grant's epsilon and the declared bounds."""
     with pytest.raises(PermissionDenied, match="L3 data needs a grant with differential privacy"):
-        decide([make_grant()], desc=make_desc("L2", revenue="L3"))
-    d = decide([dp()], desc=make_desc("L2", revenue="L3"))
+        decide([make_grant()], desc=make_desc("L2", revenue="L3"), dp=True)
+    with pytest.raises(FailedPrecondition, match="ask with --dp CLIP"):
+        decide([dp()], desc=make_desc("L2", revenue="L3"))
+    d = decide([dp()], desc=make_desc("L2", revenue="L3"), dp=True)
     assert (d.epsilon, d.clamp, d.level, d.min_group_size) == (
         0.5,
         {"revenue": (0.0, 1e9)},
         "L3",
         10,
     )
+
+
+def test_task_and_rounds_within_the_grant() -> None:
+    grant = make_grant(
+        operations=("train",), columns=TRAIN_ONLY, min_group_size=1,
+        train_tasks=("logreg",), max_rounds=20,
+    )  # fmt: skip
+    assert decide([grant], task="logreg", rounds=20).grant == grant
+    with pytest.raises(PermissionDenied, match="does not allow the task 'mlp'"):
+        decide([grant], task="mlp", rounds=5)
+    with pytest.raises(PermissionDenied, match="21 rounds asked, the grant allows at most 20"):
+        decide([grant], task="logreg", rounds=21)
 
 
 def test_wrong_operation_is_no_grant() -> None:

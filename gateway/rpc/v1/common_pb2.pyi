@@ -163,7 +163,7 @@ class ColumnControls(_message.Message):
     def __init__(self, column: _Optional[str] = ..., controls: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Grant(_message.Message):
-    __slots__ = ("id", "dataset", "grantee_kind", "grantee", "operations", "columns", "min_group_size", "dp_epsilon", "dp_budget", "purpose", "valid_from", "expires", "max_uses", "uses", "epsilon_spent", "revoked_at", "created_by", "created_at", "status", "grantee_org", "exact")
+    __slots__ = ("id", "dataset", "grantee_kind", "grantee", "operations", "columns", "min_group_size", "dp_epsilon", "dp_budget", "purpose", "valid_from", "expires", "max_uses", "uses", "epsilon_spent", "revoked_at", "created_by", "created_at", "status", "grantee_org", "exact", "train_tasks", "max_rounds", "max_examples")
     ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     GRANTEE_KIND_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +185,9 @@ class Grant(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     GRANTEE_ORG_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_TASKS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     id: str
     dataset: str
     grantee_kind: str
@@ -206,7 +209,10 @@ class Grant(_message.Message):
     status: str
     grantee_org: str
     exact: bool
-    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., grantee_kind: _Optional[str] = ..., grantee: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., columns: _Optional[_Iterable[_Union[ColumnControls, _Mapping]]] = ..., min_group_size: _Optional[int] = ..., dp_epsilon: _Optional[float] = ..., dp_budget: _Optional[float] = ..., purpose: _Optional[str] = ..., valid_from: _Optional[str] = ..., expires: _Optional[str] = ..., max_uses: _Optional[int] = ..., uses: _Optional[int] = ..., epsilon_spent: _Optional[float] = ..., revoked_at: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[str] = ..., status: _Optional[str] = ..., grantee_org: _Optional[str] = ..., exact: _Optional[bool] = ...) -> None: ...
+    train_tasks: _containers.RepeatedScalarFieldContainer[str]
+    max_rounds: int
+    max_examples: int
+    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., grantee_kind: _Optional[str] = ..., grantee: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., columns: _Optional[_Iterable[_Union[ColumnControls, _Mapping]]] = ..., min_group_size: _Optional[int] = ..., dp_epsilon: _Optional[float] = ..., dp_budget: _Optional[float] = ..., purpose: _Optional[str] = ..., valid_from: _Optional[str] = ..., expires: _Optional[str] = ..., max_uses: _Optional[int] = ..., uses: _Optional[int] = ..., epsilon_spent: _Optional[float] = ..., revoked_at: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[str] = ..., status: _Optional[str] = ..., grantee_org: _Optional[str] = ..., exact: _Optional[bool] = ..., train_tasks: _Optional[_Iterable[str]] = ..., max_rounds: _Optional[int] = ..., max_examples: _Optional[int] = ...) -> None: ...
 
 class SignedHead(_message.Message):
     __slots__ = ("node", "size", "head", "time", "signature")

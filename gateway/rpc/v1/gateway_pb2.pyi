@@ -400,3 +400,131 @@ class PsiEvent(_message.Message):
     progress: PsiProgress
     result: PsiResult
     def __init__(self, progress: _Optional[_Union[PsiProgress, _Mapping]] = ..., result: _Optional[_Union[PsiResult, _Mapping]] = ...) -> None: ...
+
+class TrainRequest(_message.Message):
+    __slots__ = ("task", "dataset", "features", "label", "rounds", "strategy", "nodes", "min_nodes", "seed", "purpose", "learning_rate", "local_epochs", "classes", "dp_clip")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    MIN_NODES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    DP_CLIP_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    dataset: str
+    features: _containers.RepeatedScalarFieldContainer[str]
+    label: str
+    rounds: int
+    strategy: str
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    min_nodes: int
+    seed: int
+    purpose: str
+    learning_rate: float
+    local_epochs: int
+    classes: int
+    dp_clip: float
+    def __init__(self, task: _Optional[str] = ..., dataset: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., rounds: _Optional[int] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., min_nodes: _Optional[int] = ..., seed: _Optional[int] = ..., purpose: _Optional[str] = ..., learning_rate: _Optional[float] = ..., local_epochs: _Optional[int] = ..., classes: _Optional[int] = ..., dp_clip: _Optional[float] = ...) -> None: ...
+
+class TrainRound(_message.Message):
+    __slots__ = ("round", "rounds", "nodes_answered", "train_loss", "eval_loss", "eval_accuracy", "elapsed_seconds")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    NODES_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    rounds: int
+    nodes_answered: int
+    train_loss: float
+    eval_loss: float
+    eval_accuracy: float
+    elapsed_seconds: float
+    def __init__(self, round: _Optional[int] = ..., rounds: _Optional[int] = ..., nodes_answered: _Optional[int] = ..., train_loss: _Optional[float] = ..., eval_loss: _Optional[float] = ..., eval_accuracy: _Optional[float] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
+
+class TrainResult(_message.Message):
+    __slots__ = ("run_id", "model_npz", "rounds", "owners", "task", "features", "label", "mean", "std", "classes")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NPZ_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    OWNERS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STD_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    model_npz: bytes
+    rounds: _containers.RepeatedCompositeFieldContainer[TrainRound]
+    owners: _containers.RepeatedCompositeFieldContainer[_common_pb2.OwnerResult]
+    task: str
+    features: _containers.RepeatedScalarFieldContainer[str]
+    label: str
+    mean: _containers.RepeatedScalarFieldContainer[float]
+    std: _containers.RepeatedScalarFieldContainer[float]
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., model_npz: _Optional[bytes] = ..., rounds: _Optional[_Iterable[_Union[TrainRound, _Mapping]]] = ..., owners: _Optional[_Iterable[_Union[_common_pb2.OwnerResult, _Mapping]]] = ..., task: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., classes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TrainEvent(_message.Message):
+    __slots__ = ("round", "result")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    round: TrainRound
+    result: TrainResult
+    def __init__(self, round: _Optional[_Union[TrainRound, _Mapping]] = ..., result: _Optional[_Union[TrainResult, _Mapping]] = ...) -> None: ...
+
+class TrainRunsRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class TrainRunStatus(_message.Message):
+    __slots__ = ("run_id", "requester", "dataset", "task", "rounds", "started", "state", "round", "train_loss", "eval_accuracy", "reason", "org")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    requester: str
+    dataset: str
+    task: str
+    rounds: int
+    started: str
+    state: str
+    round: int
+    train_loss: float
+    eval_accuracy: float
+    reason: str
+    org: str
+    def __init__(self, run_id: _Optional[str] = ..., requester: _Optional[str] = ..., dataset: _Optional[str] = ..., task: _Optional[str] = ..., rounds: _Optional[int] = ..., started: _Optional[str] = ..., state: _Optional[str] = ..., round: _Optional[int] = ..., train_loss: _Optional[float] = ..., eval_accuracy: _Optional[float] = ..., reason: _Optional[str] = ..., org: _Optional[str] = ...) -> None: ...
+
+class TrainRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[TrainRunStatus]
+    def __init__(self, runs: _Optional[_Iterable[_Union[TrainRunStatus, _Mapping]]] = ...) -> None: ...
+
+class TrainCancelRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...

@@ -6,7 +6,7 @@ import warnings
 from . import common_pb2 as fedgate_dot_v1_dot_common__pb2
 from . import gateway_pb2 as fedgate_dot_v1_dot_gateway__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -64,6 +64,21 @@ class GatewayStub:
                 '/fedgate.v1.Gateway/Psi',
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.PsiRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_gateway__pb2.PsiEvent.FromString,
+                _registered_method=True)
+        self.Train = channel.unary_stream(
+                '/fedgate.v1.Gateway/Train',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainEvent.FromString,
+                _registered_method=True)
+        self.TrainRuns = channel.unary_unary(
+                '/fedgate.v1.Gateway/TrainRuns',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainRunsRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainRunsResponse.FromString,
+                _registered_method=True)
+        self.TrainCancel = channel.unary_unary(
+                '/fedgate.v1.Gateway/TrainCancel',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainCancelRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainRunStatus.FromString,
                 _registered_method=True)
         self.AddGrant = channel.unary_unary(
                 '/fedgate.v1.Gateway/AddGrant',
@@ -174,6 +189,27 @@ class GatewayServicer:
         """Private set intersection cardinality between two owners (docs/psi.md): progress events,
         then one result.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Train(self, request, context):
+        """A federated training run on Flower (docs/training.md): a round's progress at a
+        time, then the model and every owner's receipts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrainRuns(self, request, context):
+        """The caller's own training runs at this home (newest last), and cancelling one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrainCancel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -296,6 +332,21 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.Psi,
                     request_deserializer=fedgate_dot_v1_dot_gateway__pb2.PsiRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_gateway__pb2.PsiEvent.SerializeToString,
+            ),
+            'Train': grpc.unary_stream_rpc_method_handler(
+                    servicer.Train,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainEvent.SerializeToString,
+            ),
+            'TrainRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainRuns,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainRunsRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainRunsResponse.SerializeToString,
+            ),
+            'TrainCancel': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainCancel,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.TrainCancelRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.TrainRunStatus.SerializeToString,
             ),
             'AddGrant': grpc.unary_unary_rpc_method_handler(
                     servicer.AddGrant,
@@ -525,6 +576,87 @@ class Gateway:
             '/fedgate.v1.Gateway/Psi',
             fedgate_dot_v1_dot_gateway__pb2.PsiRequest.SerializeToString,
             fedgate_dot_v1_dot_gateway__pb2.PsiEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Train(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fedgate.v1.Gateway/Train',
+            fedgate_dot_v1_dot_gateway__pb2.TrainRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.TrainEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/TrainRuns',
+            fedgate_dot_v1_dot_gateway__pb2.TrainRunsRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.TrainRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainCancel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/TrainCancel',
+            fedgate_dot_v1_dot_gateway__pb2.TrainCancelRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.TrainRunStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -151,3 +151,19 @@ class PsiOpened(_message.Message):
     VALUES_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, values: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class TrainStepRequest(_message.Message):
+    __slots__ = ("envelope", "message")
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    envelope: PartialRequest
+    message: bytes
+    def __init__(self, envelope: _Optional[_Union[PartialRequest, _Mapping]] = ..., message: _Optional[bytes] = ...) -> None: ...
+
+class TrainStepResponse(_message.Message):
+    __slots__ = ("message", "owner")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    message: bytes
+    owner: _common_pb2.OwnerResult
+    def __init__(self, message: _Optional[bytes] = ..., owner: _Optional[_Union[_common_pb2.OwnerResult, _Mapping]] = ...) -> None: ...

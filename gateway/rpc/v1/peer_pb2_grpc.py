@@ -7,7 +7,7 @@ from . import common_pb2 as fedgate_dot_v1_dot_common__pb2
 from . import gateway_pb2 as fedgate_dot_v1_dot_gateway__pb2
 from . import peer_pb2 as fedgate_dot_v1_dot_peer__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -76,6 +76,11 @@ class PeerStub:
                 request_serializer=fedgate_dot_v1_dot_peer__pb2.PsiFrame.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_peer__pb2.PsiFrame.FromString,
                 _registered_method=True)
+        self.TrainStep = channel.unary_unary(
+                '/fedgate.v1.Peer/TrainStep',
+                request_serializer=fedgate_dot_v1_dot_peer__pb2.TrainStepRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_peer__pb2.TrainStepResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -135,6 +140,14 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TrainStep(self, request, context):
+        """One Flower message of a training run, from the run's home to an owner, which
+        re-checks the grant on every message and trains on the granted columns only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +190,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.PsiExchange,
                     request_deserializer=fedgate_dot_v1_dot_peer__pb2.PsiFrame.FromString,
                     response_serializer=fedgate_dot_v1_dot_peer__pb2.PsiFrame.SerializeToString,
+            ),
+            'TrainStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainStep,
+                    request_deserializer=fedgate_dot_v1_dot_peer__pb2.TrainStepRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_peer__pb2.TrainStepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -395,6 +413,33 @@ class Peer:
             '/fedgate.v1.Peer/PsiExchange',
             fedgate_dot_v1_dot_peer__pb2.PsiFrame.SerializeToString,
             fedgate_dot_v1_dot_peer__pb2.PsiFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Peer/TrainStep',
+            fedgate_dot_v1_dot_peer__pb2.TrainStepRequest.SerializeToString,
+            fedgate_dot_v1_dot_peer__pb2.TrainStepResponse.FromString,
             options,
             channel_credentials,
             insecure,

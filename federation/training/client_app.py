@@ -1,0 +1,217 @@
+"""The owner's ClientApp for the vetted tasks, run in-process on the granted columns only.
+
+Messages (Flower's ``RecordDict`` content, keys as Flower's strategies use them):
+
+- ``train``: in ``arrays`` (ArrayRecord, the global model) and ``config`` (ConfigRecord,
+  ``config.TrainConfig``); out ``arrays`` (the locally trained model, same keys) and
+  ``metrics`` (MetricRecord: ``num-examples``, the key FedAvg weights by, ``train_loss``
+  and ``update_norm``, the L2 norm of new minus received weights).
+- ``evaluate``: in ``arrays`` and ``config``; out ``metrics`` with ``num-examples``,
+  ``eval_loss`` and, for classification, ``eval_acc``.
+- ``query.stats``: in ``config``; out ``stats`` (ArrayRecord: ``count``, and ``shift``,
+  ``sum``, ``sumsq`` per feature as ``features.local_stats`` defines them, and
+  ``class_counts`` for classification) for the home's standardisation.
+
+The rows come from ``load(config)``, the owner's callable, which returns (X, y) already
+restricted to the granted feature and label columns and must return the same rows in
+the same order on every call (a held-out share is chosen by position). Rows are
+standardised with the config's ``mean``/``std`` when it has them. Every input is checked
+(``TrainingError``, raised out of the handler for the node to turn into its refusal);
+the replies hold only the model, counts and aggregate statistics, never a row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import Mod
+from numpy.typing import NDArray
+
+from federation.training import features
+from federation.training.config import TrainConfig, server_round
+from federation.training.errors import invalid
+from federation.training.tasks import FloatArray, Task, task_named
+
+Loader = Callable[[ConfigRecord], tuple[NDArray[np.generic], NDArray[np.generic]]]
+
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+STATS = "stats"
+NUM_EXAMPLES = "num-examples"  # FedAvg's default weighted_by_key
+STATS_MESSAGE = "query.stats"
+_HOLDOUT_STREAM = 0x686F6C64  # keeps the holdout draw apart from the per-round seeds
+
+
+def make_client_app(load: Loader, *, train_mods: Sequence[Mod] = ()) -> ClientApp:
+    """A ClientApp answering train, evaluate and query.stats from ``load``'s rows.
+
+    ``train_mods`` wrap the train handler only (e.g. Flower's ``fixedclipping_mod`` for
+    client-side DP clipping, which reads the one ArrayRecord and ConfigRecord we send).
+    """
+    app = ClientApp()
+
+    @app.train(mods=list(train_mods))
+    def _train(msg: Message, context: Context) -> Message:
+        return Message(train_content(load, msg.content), reply_to=msg)
+
+    @app.evaluate()
+    def _evaluate(msg: Message, context: Context) -> Message:
+        return Message(evaluate_content(load, msg.content), reply_to=msg)
+
+    @app.query("stats")
+    def _stats(msg: Message, context: Context) -> Message:
+        return Message(stats_content(load, msg.content), reply_to=msg)
+
+    return app
+
+
+def train_content(load: Loader, content: RecordDict) -> RecordDict:
+    """One round of local training: the reply's content."""
+    rec = _config(content)
+    cfg = TrainConfig.from_record(rec)
+    task = task_named(cfg.task)
+    keys, start = _model(content, task)
+    X, y = _rows(load, rec, cfg, evaluation=False)
+    new, loss = task.fit(
+        start,
+        X,
+        y,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        seed=round_seed(cfg.seed, server_round(rec)),
+        proximal_mu=cfg.proximal_mu,
+        class_weight=np.array(cfg.class_weight) if cfg.class_weight else None,
+    )
+    norm = math.sqrt(sum(float(np.sum((a - b) ** 2)) for a, b in zip(new, start, strict=True)))
+    arrays = ArrayRecord(
+        {k: Array(np.ascontiguousarray(v)) for k, v in zip(keys, new, strict=True)}
+    )
+    metrics = MetricRecord({NUM_EXAMPLES: int(X.shape[0]), "train_loss": loss, "update_norm": norm})
+    return RecordDict({ARRAYS: arrays, METRICS: metrics})
+
+
+def evaluate_content(load: Loader, content: RecordDict) -> RecordDict:
+    """Loss (and accuracy) of the received model on the owner's evaluation rows."""
+    rec = _config(content)
+    cfg = TrainConfig.from_record(rec)
+    task = task_named(cfg.task)
+    _, arrays = _model(content, task)
+    X, y = _rows(load, rec, cfg, evaluation=True)
+    loss, acc = task.evaluate(arrays, X, y)
+    values: dict[str, int | float | list[int] | list[float]] = {
+        NUM_EXAMPLES: int(X.shape[0]),
+        "eval_loss": loss,
+    }
+    if acc is not None:
+        values["eval_acc"] = acc
+    return RecordDict({METRICS: MetricRecord(values)})
+
+
+def stats_content(load: Loader, content: RecordDict) -> RecordDict:
+    """Per-feature moments and class counts of the owner's training rows (unscaled)."""
+    rec = _config(content)
+    cfg = TrainConfig.from_record(rec)
+    X, y = _rows(load, rec, cfg, evaluation=False, scaled=False)
+    s = features.local_stats(X)
+    arrays = {
+        "count": Array(np.array(s.count, dtype=np.int64)),
+        "shift": Array(s.shift),
+        "sum": Array(s.sum),
+        "sumsq": Array(s.sumsq),
+    }
+    if cfg.n_classes:
+        arrays["class_counts"] = Array(features.class_counts(y, cfg.n_classes))
+    return RecordDict({STATS: ArrayRecord(arrays)})
+
+
+def read_stats(content: RecordDict) -> tuple[features.Stats, NDArray[np.int64] | None]:
+    """An owner's ``query.stats`` reply, checked: its moments and class counts."""
+    rec = content.get(STATS)
+    moments = ("shift", "sum", "sumsq")
+    if not isinstance(rec, ArrayRecord) or not {"count", *moments} <= set(rec.keys()):
+        raise invalid("a stats reply has no count, shift, sum and sumsq")
+    count = _decode(rec["count"])
+    if count.shape != () or count.dtype.kind not in "iu" or int(count) < 0:
+        raise invalid("a stats reply's count is not a non-negative integer")
+    shift, total, sumsq = (_decode(rec[k]) for k in moments)
+    if shift.ndim != 1 or any(
+        a.shape != shift.shape or a.dtype.kind != "f" for a in (shift, total, sumsq)
+    ):
+        raise invalid("a stats reply's moments are not one number per feature")
+    if not all(np.isfinite(a).all() for a in (shift, total, sumsq)) or (sumsq < 0).any():
+        raise invalid("a stats reply holds a value that is not finite")
+    counts = None
+    if "class_counts" in rec:
+        counts = _decode(rec["class_counts"])
+        if counts.ndim != 1 or counts.dtype.kind not in "iu" or (counts < 0).any():
+            raise invalid("a stats reply's class counts are not counts")
+        counts = counts.astype(np.int64)
+    stats = features.Stats(
+        int(count), shift.astype(np.float64), total.astype(np.float64), sumsq.astype(np.float64)
+    )
+    return stats, counts
+
+
+def round_seed(seed: int, server_round: int) -> int:
+    """The seed of one round's mini-batch order: fixed by the run's seed and the round."""
+    return int(np.random.SeedSequence([seed, server_round]).generate_state(1, np.uint64)[0])
+
+
+def _config(content: RecordDict) -> ConfigRecord:
+    rec = content.get(CONFIG)
+    if not isinstance(rec, ConfigRecord):
+        raise invalid(f"the message has no ConfigRecord {CONFIG!r}")
+    return rec
+
+
+def _model(content: RecordDict, task: Task) -> tuple[list[str], list[FloatArray]]:
+    """The received model's keys (kept for the reply) and checked float64 arrays."""
+    rec = content.get(ARRAYS)
+    if not isinstance(rec, ArrayRecord) or not len(rec):
+        raise invalid(f"the message has no ArrayRecord {ARRAYS!r}")
+    keys = list(rec.keys())
+    return keys, task.check([_decode(rec[k]) for k in keys])
+
+
+def _decode(array: Array) -> NDArray[Any]:
+    try:
+        return array.numpy()
+    except (TypeError, ValueError, OSError, EOFError) as e:
+        raise invalid("an array in the message cannot be read") from e
+
+
+def _rows(
+    load: Loader, rec: ConfigRecord, cfg: TrainConfig, *, evaluation: bool, scaled: bool = True
+) -> tuple[FloatArray, NDArray[np.generic]]:
+    """The owner's rows for this step: standardised, and split if there is a holdout."""
+    X_raw, y = load(rec)
+    X = np.asarray(X_raw, dtype=np.float64)
+    y = np.asarray(y)
+    if X.ndim != 2 or y.shape[:1] != X.shape[:1]:
+        raise invalid("the loaded rows are not a feature table with one label per row")
+    if scaled and cfg.mean:
+        X = features.standardise(X, np.array(cfg.mean), np.array(cfg.std))
+    if cfg.holdout > 0:
+        n = X.shape[0]
+        n_eval = int(cfg.holdout * n)
+        if n_eval == 0 or n_eval == n:
+            raise invalid(f"{n} rows are too few to hold out {cfg.holdout:g} of them")
+        order = np.random.default_rng([cfg.seed, _HOLDOUT_STREAM]).permutation(n)
+        idx = np.sort(order[:n_eval] if evaluation else order[n_eval:])
+        X, y = X[idx], y[idx]
+    return X, y

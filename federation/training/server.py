@@ -1,0 +1,313 @@
+"""The home's side of a training run: Flower's strategies by name and the observed loop.
+
+``run`` drives a real Flower ``Strategy.start`` over whatever ``Grid`` the node gives it
+(the gateway's, carrying each message over mTLS; a test's, in-process) and reports each
+round as it ends. It wraps the strategy in a thin delegate that
+
+- hands the inner strategy the replies sorted by node id, so aggregation does not depend
+  on the order replies arrive in (same seed, same final weights);
+- stops the run with ``TooFewNodes`` (naming the node ids that did not answer) when fewer
+  nodes than the strategy's minimum are connected or answer a round, instead of Flower's
+  sampling, which waits for nodes forever in 1 s sleeps;
+- calls ``on_round`` with the round's aggregated metrics after its evaluation; raising
+  from ``on_round`` (e.g. on cancel) ends the run with that exception.
+
+``federated_stats`` asks every node for its ``query.stats`` and combines them into the
+standardisation and class counts that go into the training config.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.exception import AggregationError, InconsistentMessageReplies
+from flwr.serverapp.strategy import (
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    FedYogi,
+    Krum,
+    Result,
+    Strategy,
+)
+from numpy.typing import NDArray
+
+from federation.outcome import Code
+from federation.training import features
+from federation.training.client_app import CONFIG, STATS_MESSAGE, read_stats
+from federation.training.errors import TooFewNodes, TrainingError, invalid
+from federation.training.tasks import FloatArray, task_named
+
+Metrics = dict[str, float | int | list[float] | list[int]]
+
+
+@dataclass(frozen=True)
+class StrategyOptions:
+    """Settings of the named strategies; None keeps Flower's default for that strategy."""
+
+    min_nodes: int = 2
+    proximal_mu: float = 0.1  # fedprox
+    server_lr: float | None = None  # eta of fedadam, fedyogi, fedadagrad
+    trim_beta: float = 0.2  # fedtrimmedavg: share cut at each end
+    num_malicious: int = 0  # krum
+    evaluate: bool = True  # False: no federated evaluation (an owner under DP answers none)
+
+
+def _nodes(o: StrategyOptions) -> dict[str, Any]:
+    if o.min_nodes < 1:
+        raise invalid("a run needs at least one node")
+    return {
+        "fraction_train": 1.0,
+        "fraction_evaluate": 1.0 if o.evaluate else 0.0,
+        "min_train_nodes": o.min_nodes,
+        "min_evaluate_nodes": o.min_nodes if o.evaluate else 0,
+        "min_available_nodes": o.min_nodes,
+    }
+
+
+def _eta(o: StrategyOptions) -> dict[str, Any]:
+    return {} if o.server_lr is None else {"eta": o.server_lr}
+
+
+STRATEGIES: Mapping[str, Callable[[StrategyOptions], Strategy]] = MappingProxyType(
+    {
+        "fedavg": lambda o: FedAvg(**_nodes(o)),
+        "fedprox": lambda o: FedProx(**_nodes(o), proximal_mu=o.proximal_mu),
+        "fedadam": lambda o: FedAdam(**_nodes(o), **_eta(o)),
+        "fedyogi": lambda o: FedYogi(**_nodes(o), **_eta(o)),
+        "fedadagrad": lambda o: FedAdagrad(**_nodes(o), **_eta(o)),
+        "fedmedian": lambda o: FedMedian(**_nodes(o)),
+        "fedtrimmedavg": lambda o: FedTrimmedAvg(**_nodes(o), beta=o.trim_beta),
+        "krum": lambda o: Krum(**_nodes(o), num_malicious_nodes=o.num_malicious),
+    }
+)
+
+
+def make_strategy(name: str, options: StrategyOptions | None = None) -> Strategy:
+    """The named Flower strategy, sampling every node, or a refusal naming the known ones."""
+    factory = STRATEGIES.get(name)
+    if factory is None:
+        raise invalid(f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")
+    return factory(options or StrategyOptions())
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """One finished round: who answered, the aggregated metrics, the global model."""
+
+    server_round: int
+    rounds: int
+    train_nodes: tuple[int, ...]  # node ids whose training reply was used
+    eval_nodes: tuple[int, ...]
+    failed: tuple[int, ...]  # asked this round but answered with an error or not at all
+    train_metrics: Metrics  # weighted by num-examples: train_loss, update_norm
+    eval_metrics: Metrics  # eval_loss, eval_acc
+    arrays: list[FloatArray]
+    elapsed: float  # seconds since the run started
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    arrays: list[FloatArray]  # the final global model
+    history: tuple[RoundReport, ...]
+    flower: Result  # Flower's own record of the run
+
+
+def initial_arrays(task: str, n_features: int, n_outputs: int, seed: int) -> ArrayRecord:
+    """The task's initial model as the ArrayRecord a strategy starts from."""
+    return ArrayRecord(task_named(task).init(n_features, n_outputs, seed))
+
+
+def run(
+    grid: Grid,
+    strategy: Strategy,
+    initial: ArrayRecord | Sequence[NDArray[np.generic]],
+    rounds: int,
+    config: ConfigRecord,
+    on_round: Callable[[RoundReport], None] | None = None,
+    *,
+    evaluate_config: ConfigRecord | None = None,
+    min_nodes: int | None = None,
+    timeout: float = 3600.0,
+) -> TrainingResult:
+    """Train for ``rounds`` rounds with ``strategy.start`` over ``grid``.
+
+    ``config`` goes to every train message (and, unless ``evaluate_config`` is given, to
+    every evaluate message: the owners need the task and standardisation there too).
+    ``min_nodes`` (the fewest nodes connected and answering each round before the run
+    stops with ``TooFewNodes``) defaults to the strategy's own minimums.
+    """
+    if rounds < 1:
+        raise invalid("a run has at least one round")
+    start = initial if isinstance(initial, ArrayRecord) else ArrayRecord(list(initial))
+    observed = _Observed(strategy, rounds, min_nodes or _min_nodes(strategy), on_round)
+    observed.check_available(grid, 0)
+    try:
+        result = observed.start(
+            grid=grid,
+            initial_arrays=start,
+            num_rounds=rounds,
+            timeout=timeout,
+            train_config=ConfigRecord(dict(config)),
+            evaluate_config=ConfigRecord(dict(evaluate_config or config)),
+        )
+    except (InconsistentMessageReplies, AggregationError) as e:
+        raise TrainingError(Code.ABORTED, f"the strategy could not aggregate: {e}") from e
+    final = result.arrays if len(result.arrays) else start
+    return TrainingResult(final.to_numpy_ndarrays(), tuple(observed.history), result)
+
+
+@dataclass(frozen=True)
+class FederatedStats:
+    mean: FloatArray
+    std: FloatArray
+    count: int
+    class_counts: NDArray[np.int64] | None
+    nodes: tuple[int, ...]
+
+
+def federated_stats(
+    grid: Grid, config: ConfigRecord, *, min_nodes: int = 1, timeout: float = 600.0
+) -> FederatedStats:
+    """Ask every node for ``query.stats`` and combine: pooled mean, std, class counts."""
+    nodes = sorted(grid.get_node_ids())
+    content = RecordDict({CONFIG: config})
+    messages = [Message(content, node, STATS_MESSAGE) for node in nodes]
+    replies = _by_node(grid.send_and_receive(messages, timeout=timeout))
+    good = [r for r in replies if not r.has_error()]
+    answered = tuple(r.metadata.src_node_id for r in good)
+    if len(good) < max(min_nodes, 1):
+        missing = tuple(n for n in nodes if n not in answered)
+        raise TooFewNodes("stats", 0, len(good), min_nodes, missing)
+    parts = [read_stats(r.content) for r in good]
+    mean, std = features.combine(s for s, _ in parts)
+    counts = [c for _, c in parts if c is not None]
+    class_counts = features.combine_counts(counts) if counts else None
+    return FederatedStats(mean, std, sum(s.count for s, _ in parts), class_counts, answered)
+
+
+class _Observed(Strategy):
+    """Delegates to a Flower strategy; orders replies, enforces the minimum, reports."""
+
+    def __init__(
+        self,
+        inner: Strategy,
+        rounds: int,
+        min_nodes: int,
+        on_round: Callable[[RoundReport], None] | None,
+    ) -> None:
+        self.inner = inner
+        self.rounds = rounds
+        self.min_nodes = min_nodes
+        self.on_round = on_round
+        self.history: list[RoundReport] = []
+        self._t0 = time.monotonic()
+        self._known: tuple[int, ...] = ()
+        self._asked: tuple[int, ...] = ()
+        self._train_nodes: tuple[int, ...] = ()
+        self._train_metrics: Metrics = {}
+        self._failed: set[int] = set()
+        self._arrays: ArrayRecord | None = None
+
+    def check_available(self, grid: Grid, server_round: int) -> None:
+        """Refuse to sample below the minimum (Flower would wait for nodes forever)."""
+        nodes = tuple(sorted(grid.get_node_ids()))
+        if len(nodes) < self.min_nodes:
+            missing = tuple(n for n in self._known if n not in nodes)
+            raise TooFewNodes("connect", server_round, len(nodes), self.min_nodes, missing)
+        self._known = tuple(sorted({*self._known, *nodes}))
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self.check_available(grid, server_round)
+        self._arrays = arrays
+        self._failed = set()
+        messages = list(self.inner.configure_train(server_round, arrays, config, grid))
+        self._asked = tuple(sorted(m.metadata.dst_node_id for m in messages))
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        ordered = self._answered("train", server_round, replies)
+        self._train_nodes = tuple(m.metadata.src_node_id for m in ordered if not m.has_error())
+        arrays, metrics = self.inner.aggregate_train(server_round, ordered)
+        if arrays is not None:
+            self._arrays = arrays
+        self._train_metrics = _plain(metrics)
+        return arrays, metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self.check_available(grid, server_round)
+        messages = list(self.inner.configure_evaluate(server_round, arrays, config, grid))
+        self._asked = tuple(sorted(m.metadata.dst_node_id for m in messages))
+        return messages
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        ordered = self._answered("evaluate", server_round, replies)
+        metrics = self.inner.aggregate_evaluate(server_round, ordered)
+        report = RoundReport(
+            server_round=server_round,
+            rounds=self.rounds,
+            train_nodes=self._train_nodes,
+            eval_nodes=tuple(m.metadata.src_node_id for m in ordered if not m.has_error()),
+            failed=tuple(sorted(self._failed)),
+            train_metrics=self._train_metrics,
+            eval_metrics=_plain(metrics),
+            arrays=self._arrays.to_numpy_ndarrays() if self._arrays is not None else [],
+            elapsed=time.monotonic() - self._t0,
+        )
+        self.history.append(report)
+        if self.on_round is not None:
+            self.on_round(report)
+        return metrics
+
+    def summary(self) -> None:
+        self.inner.summary()
+
+    def _answered(self, stage: str, server_round: int, replies: Iterable[Message]) -> list[Message]:
+        """Replies in node order; the run stops if fewer than the minimum succeeded."""
+        ordered = _by_node(replies)
+        ok = {m.metadata.src_node_id for m in ordered if not m.has_error()}
+        missing = tuple(n for n in self._asked if n not in ok)
+        self._failed.update(missing)
+        if self._asked and len(ok) < self.min_nodes:
+            raise TooFewNodes(stage, server_round, len(ok), self.min_nodes, missing)
+        return ordered
+
+
+def _by_node(replies: Iterable[Message]) -> list[Message]:
+    return sorted(replies, key=lambda m: m.metadata.src_node_id)
+
+
+def _plain(record: MetricRecord | None) -> Metrics:
+    return {} if record is None else dict(record)
+
+
+def _min_nodes(strategy: Strategy) -> int:
+    """The most of the strategy's ``min_train_nodes`` and ``min_available_nodes`` (below
+    the latter Flower's sampling would wait forever), looking inside the DP wrappers."""
+    s: object = strategy
+    for _ in range(4):
+        found = [getattr(s, a, None) for a in ("min_train_nodes", "min_available_nodes")]
+        if any(isinstance(f, int) for f in found):
+            return max([1, *(f for f in found if isinstance(f, int))])
+        s = getattr(s, "strategy", None)
+        if s is None:
+            break
+    return 1

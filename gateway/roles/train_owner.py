@@ -1,0 +1,374 @@
+"""The owner's side of a training run: one Flower message in, one release out.
+
+Each message from the run's home is decided again under this owner's grants
+(``release.train``), answered by the built-in ClientApp (``federation.training``) on
+exactly the granted feature and label columns, with the settings of the signed spec
+(``training.settings``), and released through the pipeline: an audit entry and a signed
+receipt for every message this owner answered. A run's rows and Flower ``Context`` are
+kept between its messages, for a bounded number of runs and cells, and each message of
+a run is answered once (statistics once, then train and evaluate per round, in order),
+so a home cannot ask the same rows the same question twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from numpy.typing import NDArray
+from sqlglot import exp
+
+from federation.envelope import Envelope
+from federation.outcome import Error
+from federation.reports import OwnerReport
+from federation.sql import generate
+from federation.training import features
+from federation.training.client_app import (
+    ARRAYS,
+    CONFIG,
+    METRICS,
+    NUM_EXAMPLES,
+    STATS,
+    STATS_MESSAGE,
+    make_client_app,
+)
+from federation.training.config import server_round
+from federation.training.errors import TrainingError
+from federation.training.tasks import task_named
+from gateway.catalog import Catalog, CatalogEntry
+from gateway.engine import Engine
+from gateway.errors import FailedPrecondition, FedgateError, InvalidArgument, NotFound
+from gateway.policy.model import Decision
+from gateway.policy.store import GrantStore
+from gateway.release.pipeline import Protected, Released, ReleasePipeline
+from gateway.release.train import Step, TrainRelease
+from gateway.training import dp
+from gateway.training.grid import from_bytes, to_bytes
+from gateway.training.settings import bound_record
+from gateway.training.spec import TrainSpec
+
+RUNS_KEPT = 4  # runs whose rows and Context an owner keeps between messages
+MAX_CELLS = 20_000_000  # rows x (features + label) one run may hold (160 MB of float64)
+KINDS = ("train", "evaluate", STATS_MESSAGE)
+
+
+@dataclass
+class _Run:
+    """One run at this owner: its rows (loaded under ``grant_id``) and what was asked."""
+
+    context: Context
+    grant_id: str = ""
+    rows: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+    asked: set[tuple[str, int]] = field(default_factory=set)
+    last_train: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _typed(exc: TrainingError) -> FedgateError:
+    return FedgateError.of(Error(exc.code, exc.reason))
+
+
+def run_key(env: Envelope) -> str:
+    """A run is its home, request id, signed spec and requester: a message that differs
+    in any of them is another run (and loads its own rows under its own decision)."""
+    parts = (env.home_node, env.request_id, env.body, str(env.requester), env.requester.org)
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def check_order(run: _Run, step: Step, rounds: int) -> None:
+    """Statistics once, before round 1; each round's train once, in order, then its
+    evaluate once. Anything else asks the same rows again."""
+    if (step.kind, step.round) in run.asked:
+        raise FailedPrecondition(f"{step.kind} of round {step.round} was already answered")
+    if step.kind == STATS_MESSAGE and step.round != 0:
+        raise InvalidArgument("the statistics come before round 1")
+    if step.kind == "train" and not (step.round == run.last_train + 1 and step.round <= rounds):
+        raise FailedPrecondition(f"train round {step.round} out of order")
+    if step.kind == "evaluate" and step.round != run.last_train:
+        raise FailedPrecondition(f"evaluate of round {step.round} before its training")
+
+
+class TrainOwner:
+    """Answers ``Peer/TrainStep`` for this node's datasets (see the module docstring)."""
+
+    def __init__(
+        self,
+        node_id: str,
+        catalog: Catalog,
+        grants: GrantStore,
+        engine: Engine,
+        pipeline: ReleasePipeline,
+    ) -> None:
+        self.node_id = node_id
+        self.catalog = catalog
+        self.grants = grants
+        self.engine = engine
+        self.pipeline = pipeline
+        self._runs: OrderedDict[str, _Run] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def step(self, env: Envelope, message: bytes) -> tuple[bytes, OwnerReport]:
+        """This owner's answer to one message of a run (its caller is vouched for)."""
+        spec, entry, msg, step = self._read(env, message)
+
+        def compute(decision: Decision, deadline: float) -> Protected:
+            return self._compute(spec, entry, decision, deadline, env, msg, step)
+
+        released = self.pipeline.run(TrainRelease(spec, step, entry, self.grants, compute), env)
+        assert isinstance(released, Released)  # dry runs are refused in ``_read``
+        report = OwnerReport(
+            self.node_id,
+            epsilon=released.protected.epsilon,
+            grant_id=released.grant.id,
+            receipt=released.receipt.to_json(),
+        )
+        return released.protected.payload, report
+
+    def _read(self, env: Envelope, message: bytes) -> tuple[TrainSpec, CatalogEntry, Message, Step]:
+        """The spec the home signed, the dataset, and the message with the spec's settings
+        in place of its own, each checked; a refusal here is audited as one."""
+        subject: dict[str, str] = {}
+        try:
+            spec = TrainSpec.parse(env.body)
+            subject = {"dataset": spec.dataset, "task": spec.task}
+            if env.explain or env.check:
+                raise InvalidArgument("a training run has no dry run: ask with --explain later")
+            entry = self.catalog.get(spec.dataset)
+            if entry is None or entry.descriptor.level == "L4":
+                raise NotFound(f"no dataset {spec.dataset!r} at {self.node_id}")
+            try:
+                msg = from_bytes(message)
+            except Exception:  # any undecodable input is the sender's error
+                raise InvalidArgument("not a Flower message") from None
+            kind = msg.metadata.message_type
+            if kind not in KINDS or not msg.has_content():
+                raise InvalidArgument(f"a training run does not send {kind!r} messages")
+            content = msg.content
+            config = content.config_records.get(CONFIG)
+            if config is None:
+                raise InvalidArgument("a training message without its settings")
+            content.config_records[CONFIG] = bound_record(spec, config)
+            try:
+                step = Step(kind, server_round(config))
+            except TrainingError as exc:
+                raise _typed(exc) from None
+        except FedgateError as exc:
+            self.pipeline.refused("train", env, subject, exc)
+            raise
+        return spec, entry, msg, step
+
+    def _run(self, env: Envelope, msg: Message) -> _Run:
+        """The run's state, created once its first message was decided."""
+        key = run_key(env)
+        with self._lock:
+            run = self._runs.get(key)
+            if run is None:
+                ctx = Context(
+                    run_id=msg.metadata.run_id,
+                    node_id=msg.metadata.dst_node_id,
+                    node_config={},
+                    state=RecordDict(),
+                    run_config={},
+                )
+                run = self._runs[key] = _Run(ctx)
+                while len(self._runs) > RUNS_KEPT:
+                    self._runs.popitem(last=False)
+            self._runs.move_to_end(key)
+            return run
+
+    def _forget(self, env: Envelope) -> None:
+        with self._lock:
+            self._runs.pop(run_key(env), None)
+
+    def _compute(
+        self,
+        spec: TrainSpec,
+        entry: CatalogEntry,
+        decision: Decision,
+        deadline: float,
+        env: Envelope,
+        msg: Message,
+        step: Step,
+    ) -> Protected:
+        run = self._run(env, msg)
+        with run.lock:
+            check_order(run, step, spec.rounds)
+            if decision.epsilon > 0 and step.kind == "evaluate":
+                raise FailedPrecondition(
+                    "under differential privacy an owner answers no evaluation (a loss over "
+                    "its rows would be one more exact release)"
+                )
+            if run.rows is None or run.grant_id != decision.grant.id:
+                run.rows = self._rows(spec, entry, decision, deadline, env.request_id)
+                run.grant_id = decision.grant.id
+            rows = run.rows
+            if decision.epsilon > 0 and step.kind == STATS_MESSAGE:
+                reply, epsilon = self._dp_stats(spec, decision, msg, rows[0])
+            else:
+                reply = self._answer(msg, run.context, rows)
+                epsilon = 0.0
+            if spec.dp_clip > 0 and step.kind == "train":  # noised if the grant has DP
+                reply, epsilon = self._dp_update(spec, decision, msg, reply)
+            run.asked.add((step.kind, step.round))
+            if step.kind == "train":
+                run.last_train = step.round
+        last = "train" if decision.epsilon > 0 else "evaluate"  # no evaluation under DP
+        if step.kind == last and step.round == spec.rounds:
+            self._forget(env)  # the run's last message: its rows are not kept
+        facts: dict[str, Any] = {}
+        content = reply.content
+        if METRICS in content.metric_records:
+            metrics = content.metric_records[METRICS]
+            examples, norm = metrics.get(NUM_EXAMPLES), metrics.get("update_norm")
+            if isinstance(examples, int | float):
+                facts["examples"] = int(examples)
+            if isinstance(norm, int | float):
+                facts["update_norm"] = float(norm)
+        return Protected(to_bytes(reply), epsilon, facts)
+
+    @staticmethod
+    def _answer(
+        msg: Message,
+        context: Context,
+        rows: tuple[NDArray[np.float64], NDArray[np.float64]],
+    ) -> Message:
+        """The built-in ClientApp's reply, on exactly these rows."""
+
+        def load(_: ConfigRecord) -> tuple[NDArray[np.generic], NDArray[np.generic]]:
+            return rows
+
+        try:
+            reply = make_client_app(load)(msg, context)
+        except TrainingError as exc:
+            raise _typed(exc) from None
+        if reply.has_error():
+            raise InvalidArgument(f"the training step failed: {reply.error.reason}")
+        return reply
+
+    @staticmethod
+    def _dp_stats(
+        spec: TrainSpec, decision: Decision, msg: Message, X: NDArray[np.float64]
+    ) -> tuple[Message, float]:
+        """The statistics under DP: noised moments about the declared bounds' midpoints."""
+        clamp = decision.clamp or {}
+        missing = [f for f in spec.features if f not in clamp]
+        if missing:
+            raise FailedPrecondition(f"feature {missing[0]!r} declares no bounds to clamp to")
+        s, epsilon = dp.noisy_stats(X, [clamp[f] for f in spec.features], decision.epsilon)
+        arrays = ArrayRecord(
+            {
+                "count": Array(np.array(s.count, dtype=np.int64)),
+                "shift": Array(s.shift),
+                "sum": Array(s.sum),
+                "sumsq": Array(s.sumsq),
+            }
+        )
+        return Message(RecordDict({STATS: arrays}), reply_to=msg), epsilon
+
+    @staticmethod
+    def _dp_update(
+        spec: TrainSpec, decision: Decision, msg: Message, reply: Message
+    ) -> tuple[Message, float]:
+        """The round's update in a DP run: clipped, noised under a DP grant, weighted one
+        (an owner without DP still clips: its update then counts as much as the others')."""
+        before, after = msg.content.array_records[ARRAYS], reply.content.array_records[ARRAYS]
+        keys = list(after.keys())
+        old = [np.asarray(before[k].numpy(), dtype=np.float64) for k in keys]
+        new = [np.asarray(after[k].numpy(), dtype=np.float64) for k in keys]
+        noisy, epsilon = dp.noisy_update(old, new, spec.dp_clip, decision.epsilon)
+        moved = zip(old, noisy, strict=True)
+        norm = float(np.sqrt(sum(float(((n - o) ** 2).sum()) for o, n in moved)))
+        content = RecordDict(
+            {
+                ARRAYS: ArrayRecord({k: Array(a) for k, a in zip(keys, noisy, strict=True)}),
+                METRICS: MetricRecord({NUM_EXAMPLES: 1, "update_norm": norm}),
+            }
+        )
+        return Message(content, reply_to=msg), epsilon
+
+    def _rows(
+        self,
+        spec: TrainSpec,
+        entry: CatalogEntry,
+        decision: Decision,
+        deadline: float,
+        request_id: str,
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The granted columns of the rows that hold all of them, in table order, at
+        least k of them (after ``max_examples``), the label as class indices."""
+        columns = [*spec.features, spec.label]
+        max_rows = MAX_CELLS // len(columns)
+        table = self.engine.ensure_loaded(entry)
+        present = exp.and_(
+            *[
+                exp.Not(this=exp.Is(this=exp.column(c, quoted=True), expression=exp.Null()))
+                for c in columns
+            ]
+        )
+        tree = (
+            exp.select(*[exp.column(c, quoted=True) for c in columns])
+            .from_(exp.table_(table, quoted=True))
+            .where(present)
+            .order_by(exp.column("rowid"))  # the same rows in the same order every run
+            .limit(max_rows + 1)
+        )
+        got = self.engine.run(
+            generate.sql(tree),
+            timeout=max(0.01, deadline - time.monotonic()),
+            request_id=request_id,
+        )
+        if got.num_rows > max_rows:
+            raise FailedPrecondition(
+                f"more than {max_rows:,} rows of {len(columns)} columns: a run takes fewer"
+            )
+        limit = decision.grant.max_examples
+        if limit and got.num_rows > limit:  # the same rows every round of the run
+            rng = np.random.default_rng(spec.seed)
+            got = got.take(pa.array(np.sort(rng.permutation(got.num_rows)[:limit])))
+        if got.num_rows < decision.min_group_size:
+            raise FailedPrecondition(
+                f"fewer rows than the grant's minimum of {decision.min_group_size}: nothing "
+                "is trained on"
+            )
+        try:
+            X = features.encode({c: got.column(c) for c in spec.features}, spec.features)
+        except TrainingError as exc:
+            raise _typed(exc) from None
+        return X, self._labels(spec, entry, got.column(spec.label))
+
+    def _labels(self, spec: TrainSpec, entry: CatalogEntry, label: Any) -> NDArray[np.float64]:
+        """Targets of a regression; class indices 0..n-1 of a classification, whose
+        classes the label column must declare (a bool, or bounds 0 and n-1): a refusal
+        that depended on the values would tell them."""
+        if not task_named(spec.task).classification:
+            if not (pa.types.is_integer(label.type) or pa.types.is_floating(label.type)):
+                raise FailedPrecondition(f"the label {spec.label!r} of a regression is a number")
+            return np.asarray(label.to_numpy(), dtype=np.float64)
+        col = next(c for c in entry.descriptor.columns if c.name == spec.label)
+        if pa.types.is_boolean(label.type):
+            declared = 2
+        elif pa.types.is_integer(label.type) and col.lower == 0 and col.upper is not None:
+            declared = int(col.upper) + 1
+        else:
+            raise FailedPrecondition(
+                f"the label {spec.label!r} must be a bool or an integer column declaring its "
+                "classes as bounds 0..n-1"
+            )
+        if spec.n_classes != declared:
+            raise InvalidArgument(
+                f"the label {spec.label!r} declares {declared} classes, not {spec.n_classes}"
+            )
+        y = np.asarray(pc.cast(label, pa.int64()).to_numpy(), dtype=np.float64)
+        if ((y < 0) | (y >= declared)).any():
+            raise FailedPrecondition(
+                f"the label {spec.label!r} holds values outside its declared classes"
+            )
+        return y

@@ -1,0 +1,70 @@
+"""Differential privacy of a training run, applied by each owner to what it releases.
+
+Under a DP grant the owner, not the home, adds the noise, under its own grant's epsilon
+per release (as for a query), so no exact value of its rows leaves it:
+
+- the statistics: features clamped to their declared bounds, moments taken about the
+  bounds' midpoints (public), and Laplace noise on the count, the sums and the sums of
+  squares, the epsilon split in three;
+- each round's update: the change to the model clipped to an L1 norm of ``clip`` (the
+  run's ``--dp``), then Laplace noise of scale 2 clip / epsilon on every weight. The clip
+  bounds what the owner's whole data can change, so the guarantee holds for each owner's
+  data as a whole, and so for each of its rows; the update is reported with a weight of
+  one (FedAvg then averages owners equally: a row count would be one more exact release);
+- no evaluation: a loss or an accuracy over the rows would be one more.
+
+The noise is OpenDP's Laplace mechanism (``gateway.privacy.laplace_noise``), charged by
+its own privacy map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from federation.training import features
+from gateway.privacy import laplace_noise
+
+
+def noisy_stats(
+    X: NDArray[np.float64], bounds: Sequence[tuple[float, float]], epsilon: float
+) -> tuple[features.Stats, float]:
+    """The moments an owner releases under DP, and the epsilon charged."""
+    lo = np.array([b[0] for b in bounds], dtype=np.float64)
+    hi = np.array([b[1] for b in bounds], dtype=np.float64)
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
+    dev = np.clip(X, lo, hi) - mid
+    part = epsilon / 3
+    count_noise, e1 = laplace_noise(1, 1.0, part)
+    sum_noise, e2 = laplace_noise(len(mid), float(half.sum()) or 1.0, part)
+    sq_noise, e3 = laplace_noise(len(mid), float((half**2).sum()) or 1.0, part)
+    count = max(1, round(X.shape[0] + count_noise[0]))
+    total = dev.sum(axis=0) + np.array(sum_noise)
+    squares = np.maximum((dev**2).sum(axis=0) + np.array(sq_noise), 0.0)
+    return features.Stats(count, mid, total, squares), e1 + e2 + e3
+
+
+def noisy_update(
+    old: Sequence[NDArray[np.float64]],
+    new: Sequence[NDArray[np.float64]],
+    clip: float,
+    epsilon: float,
+) -> tuple[list[NDArray[np.float64]], float]:
+    """``new`` with its change from ``old`` clipped to L1 ``clip`` and noised; the
+    epsilon charged. ``epsilon`` 0 (an owner whose grant has no DP, in a run that asked
+    for it): clipped only, so that every owner's update counts alike."""
+    delta = np.concatenate([(n - o).ravel() for o, n in zip(old, new, strict=True)])
+    norm = float(np.abs(delta).sum())
+    if norm > clip:
+        delta *= clip / norm
+    charged = 0.0
+    if epsilon > 0:
+        noise, charged = laplace_noise(delta.size, 2 * clip, epsilon)
+        delta += np.array(noise)
+    out, at = [], 0
+    for o in old:
+        out.append(o + delta[at : at + o.size].reshape(o.shape))
+        at += o.size
+    return out, charged

@@ -1,0 +1,94 @@
+"""A training run's spec: what the home signs and every owner re-checks on every message.
+
+It travels as the envelope's body (canonical JSON), so a relay or a peer cannot change
+the task, the columns or the number of rounds an owner agreed to under its grant.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from federation.training.tasks import MAX_CLASSES, TASKS
+from gateway.errors import InvalidArgument
+
+MAX_ROUNDS = 1000
+MAX_FEATURES = 256
+MAX_EPOCHS = 100  # local epochs a message may ask (the tasks themselves allow more)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    task: str
+    dataset: str
+    features: tuple[str, ...]
+    label: str
+    rounds: int
+    strategy: str = "fedavg"
+    seed: int = 0
+    learning_rate: float = 0.0  # 0: the task's default
+    local_epochs: int = 0  # 0: the task's default
+    min_nodes: int = 0  # 0: every node asked
+    n_classes: int = 0  # classification: the label's classes, 0..n-1; 0 for a regression
+    dp_clip: float = 0.0  # > 0: differential privacy, each update clipped to this L1 norm
+
+    def body(self) -> str:
+        """The canonical text the home signs."""
+        return json.dumps({"train": asdict(self)}, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, text: str) -> TrainSpec:
+        try:
+            raw = json.loads(text)["train"]
+            spec = cls(
+                task=str(raw["task"]),
+                dataset=str(raw["dataset"]),
+                features=tuple(str(f) for f in raw["features"]),
+                label=str(raw["label"]),
+                rounds=int(raw["rounds"]),
+                strategy=str(raw["strategy"]),
+                seed=int(raw["seed"]),
+                learning_rate=float(raw["learning_rate"]),
+                local_epochs=int(raw["local_epochs"]),
+                min_nodes=int(raw["min_nodes"]),
+                n_classes=int(raw["n_classes"]),
+                dp_clip=float(raw["dp_clip"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidArgument(f"not a training run's spec: {exc}") from None
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        """Bounds every party applies; the grant's own limits are the owner's (policy)."""
+        if self.task not in TASKS:
+            raise InvalidArgument(f"unknown task {self.task!r} (built in: {', '.join(TASKS)})")
+        if not self.dataset:
+            raise InvalidArgument("a training run names a dataset")
+        if not self.features:
+            raise InvalidArgument("a training run names at least one feature")
+        if len(self.features) > MAX_FEATURES:
+            raise InvalidArgument(f"at most {MAX_FEATURES} features")
+        if len(set(self.features)) != len(self.features):
+            raise InvalidArgument("a feature is named twice")
+        if not self.label:
+            raise InvalidArgument("a training run names a label column")
+        if self.label in self.features:
+            raise InvalidArgument(f"column {self.label!r} cannot be both a feature and the label")
+        if not 1 <= self.rounds <= MAX_ROUNDS:
+            raise InvalidArgument(f"rounds must be between 1 and {MAX_ROUNDS}")
+        if not (math.isfinite(self.learning_rate) and 0 <= self.learning_rate <= 10):
+            raise InvalidArgument("the learning rate must be between 0 (default) and 10")
+        if not 0 <= self.local_epochs <= MAX_EPOCHS:
+            raise InvalidArgument(f"local epochs must be between 0 (default) and {MAX_EPOCHS}")
+        if self.min_nodes < 0:
+            raise InvalidArgument("min nodes cannot be negative")
+        if not (math.isfinite(self.dp_clip) and 0 <= self.dp_clip <= 1e6):
+            raise InvalidArgument("the DP clipping bound is a number between 0 (no DP) and 1e6")
+        if not 0 <= self.n_classes <= MAX_CLASSES:
+            raise InvalidArgument(f"a label has at most {MAX_CLASSES} classes")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,122 @@
+"""One training run's server side, in its own process (forked from a forkserver).
+
+Flower keeps the run's identity (``TaskIdentity``) in process-global state that every
+new ``Message`` reads, so each run gets a process of its own. The process holds no key
+and opens no port: it talks to the home node only through its end of a pipe, asking it
+to carry messages (``exchange``) and telling it each finished round and the result.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+from flwr.common.constant import SUPERLINK_NODE_ID
+from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
+
+from federation.outcome import Code, Error
+from federation.training import server
+from federation.training.errors import TooFewNodes, TrainingError
+from federation.training.tasks import task_named
+from gateway.training.grid import Exchange, ExchangeGrid
+from gateway.training.settings import train_config
+from gateway.training.spec import TrainSpec
+
+log = logging.getLogger("fedgate.train")
+
+
+@dataclass(frozen=True)
+class Job:
+    run_id: int
+    spec: TrainSpec
+    node_ids: tuple[int, ...]
+    min_nodes: int
+    timeout: float  # seconds a round may wait for its replies
+
+
+def round_summary(r: server.RoundReport) -> dict[str, Any]:
+    """What the home shows of a round (plain values through the pipe)."""
+
+    def number(metrics: dict[str, Any], key: str) -> float:
+        v = metrics.get(key)
+        return float(v) if isinstance(v, int | float) else float("nan")
+
+    return {
+        "round": r.server_round,
+        "rounds": r.rounds,
+        "answered": len(r.train_nodes),
+        "failed": list(r.failed),
+        "train_loss": number(r.train_metrics, "train_loss"),
+        "eval_loss": number(r.eval_metrics, "eval_loss"),
+        "eval_accuracy": number(r.eval_metrics, "eval_acc"),
+        "elapsed": r.elapsed,
+    }
+
+
+def model_npz(arrays: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    named: dict[str, Any] = {f"w{i}": a for i, a in enumerate(arrays)}
+    np.savez(out, mean=mean, std=std, **named)
+    return out.getvalue()
+
+
+def main(conn: Connection, job: Job) -> None:
+    """The process's entry point: run the strategy, report through ``conn``."""
+    TaskIdentity.task_id = 1
+    TaskIdentity.run_id = job.run_id
+    TaskIdentity.node_id = SUPERLINK_NODE_ID
+
+    def exchange(out: Any, timeout: float | None) -> list[tuple[int, bytes]]:
+        conn.send(("exchange", list(out), timeout))
+        kind, replies = conn.recv()
+        if kind != "replies":
+            raise SystemExit(0)  # the home ended the run
+        return list(replies)
+
+    try:
+        conn.send(("result", run(job, exchange, lambda r: conn.send(("round", r)))))
+    except TooFewNodes as exc:
+        conn.send(("error", Error(exc.code, exc.reason), list(exc.missing)))
+    except TrainingError as exc:
+        conn.send(("error", Error(exc.code, exc.reason), []))
+    except Exception:  # logged here (the node's stderr); the user gets no trace
+        log.exception("training run %d failed in its server process", job.run_id)
+        conn.send(("error", Error(Code.INTERNAL, "the run's server process failed"), []))
+    finally:
+        conn.close()
+
+
+def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
+    spec = job.spec
+    grid = ExchangeGrid(Run.create_empty(job.run_id), job.node_ids, exchange)
+    task = task_named(spec.task)
+    base = train_config(spec)
+    stats = server.federated_stats(
+        grid, base.to_record(), min_nodes=job.min_nodes, timeout=job.timeout
+    )
+    config = replace(base, mean=tuple(stats.mean), std=tuple(stats.std))
+    options = server.StrategyOptions(min_nodes=job.min_nodes, evaluate=spec.dp_clip == 0)
+    strategy = server.make_strategy(spec.strategy, options)
+    n_outputs = base.n_classes if task.classification else 1
+    initial = server.initial_arrays(spec.task, len(spec.features), n_outputs, spec.seed)
+    result = server.run(
+        grid,
+        strategy,
+        initial,
+        spec.rounds,
+        config.to_record(),
+        lambda r: report(round_summary(r)),
+        min_nodes=job.min_nodes,
+        timeout=job.timeout,
+    )
+    return {
+        "model": model_npz(result.arrays, stats.mean, stats.std),
+        "mean": [float(m) for m in stats.mean],
+        "std": [float(s) for s in stats.std],
+        "examples": int(stats.count),
+    }

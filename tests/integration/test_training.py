@@ -1,0 +1,370 @@
+"""Federated training through real nodes: the home's Grid over mTLS, each owner's ClientApp.
+
+Three owner nodes each hold one part of the same rows; an analyst trains through
+``fedgate``'s Python API and the CLI. The model must match what the same task reaches on
+the pooled rows, every owner must have written one release per message it answered, and
+every refusal the issue names is refused at the owner with a clear status and an entry.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from federation.training import features
+from federation.training.tasks import task_named
+from gateway.client import ClientError
+from gateway.descriptor import ColumnSpec
+from gateway.roles.train_home import TrainAsk, TrainResult
+from tests.conftest import RunningFederation, run_fedgate
+from tests.integration.test_psi import register
+
+pytestmark = pytest.mark.integration
+
+ANALYST = "li.wei@shanghai"
+OWNERS = ("shanghai", "jiangsu", "zhejiang")
+FEATURES = ("x1", "x2", "x3")
+COLUMNS = (
+    *(ColumnSpec(f, "float64", lower=-100.0, upper=100.0) for f in FEATURES),
+    ColumnSpec("y", "int64", lower=0, upper=1),
+    ColumnSpec("secret", "float64", lower=-100.0, upper=100.0),  # in no grant
+)
+CONTROLS = {**{f: "aggregate" for f in FEATURES}, "y": "aggregate"}
+ROUNDS, LR, EPOCHS = 25, 0.5, 5
+
+
+def rows(seed: int, n: int) -> pa.Table:
+    """A binary classification the model can learn but not perfectly (label noise)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3)) * np.array([1.0, 3.0, 0.5]) + np.array([0.0, 2.0, -1.0])
+    logit = 1.5 * X[:, 0] - 0.6 * X[:, 1] + 2.0 * X[:, 2] + 1.0
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    secret = rng.normal(size=n)
+    return pa.table({"x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2], "y": y, "secret": secret})
+
+
+@pytest.fixture(scope="module")
+def parts(federation: RunningFederation) -> dict[str, pa.Table]:
+    """One part of the rows at each owner, of different sizes, with a train grant."""
+    out = {}
+    for i, node in enumerate(OWNERS):
+        table = rows(100 + i, 300 + 150 * i)
+        register(
+            federation, node, "train_rows", table, COLUMNS, CONTROLS, operations=("train",),
+            train_tasks=("logreg", "linreg", "mlp"), max_rounds=50,
+        )  # fmt: skip
+        out[node] = table
+    return out
+
+
+def ask(**changes: object) -> TrainAsk:
+    base = dict(
+        task="logreg", dataset="train_rows", features=FEATURES, label="y", rounds=ROUNDS,
+        nodes=OWNERS, seed=7, learning_rate=LR, local_epochs=EPOCHS, n_classes=2,
+    )  # fmt: skip
+    base.update(changes)
+    return TrainAsk(**base)  # type: ignore[arg-type]
+
+
+def train(fed: RunningFederation, **changes: object) -> TrainResult:
+    with fed.client(ANALYST) as c:
+        return c.train(ask(**changes)).result(timeout=300)
+
+
+def model(result: TrainResult) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    with np.load(io.BytesIO(result.model_npz)) as z:
+        weights = [z[f"w{i}"] for i in range(len(z.files) - 2)]
+        return weights, z["mean"], z["std"]
+
+
+def pooled_accuracy(tables: list[pa.Table], weights: list[np.ndarray], mean, std) -> float:  # type: ignore[no-untyped-def]
+    X = np.column_stack([np.concatenate([t[f].to_numpy() for t in tables]) for f in FEATURES])
+    y = np.concatenate([t["y"].to_numpy() for t in tables])
+    task = task_named("logreg")
+    _, acc = task.evaluate(weights, features.standardise(X, mean, std), y.astype(np.float64))
+    assert acc is not None
+    return acc
+
+
+def test_federated_logreg_matches_pooled_training(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    result = train(federation)
+    assert len(result.rounds) == ROUNDS
+    assert all(r.answered == len(OWNERS) for r in result.rounds)
+    weights, mean, std = model(result)
+    tables = list(parts.values())
+    # The same task on the pooled rows, full batch, as many passes as the owners made.
+    X = np.column_stack([np.concatenate([t[f].to_numpy() for t in tables]) for f in FEATURES])
+    y = np.concatenate([t["y"].to_numpy() for t in tables]).astype(np.float64)
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(std, X.std(axis=0), rtol=1e-9)
+    task = task_named("logreg")
+    start = task.init(len(FEATURES), 2, 7)
+    pooled, _ = task.fit(
+        start, features.standardise(X, mean, std), y, epochs=ROUNDS * EPOCHS, lr=LR,
+        batch_size=0, seed=7,
+    )  # fmt: skip
+    fed_acc = pooled_accuracy(tables, weights, mean, std)
+    pooled_acc = pooled_accuracy(tables, pooled, mean, std)
+    assert fed_acc > 0.7, "the model learned nothing"
+    assert abs(fed_acc - pooled_acc) <= 0.01, (fed_acc, pooled_acc)
+    # One release and one receipt per owner and message: the statistics, then a train
+    # and an evaluate message each round.
+    receipts = [o for o in result.owners if o.receipt]
+    assert len(receipts) == len(OWNERS) * (1 + 2 * ROUNDS)
+    for node in OWNERS:
+        mine = [
+            e for e in federation.audit(node, "release")
+            if e.get("request_id") == result.run_id
+        ]  # fmt: skip
+        assert len(mine) == 1 + 2 * ROUNDS
+        assert {e["operation"] for e in mine} == {"train"}
+        trained = [e for e in mine if e["step"] == "train"]
+        assert [int(e["round"]) for e in trained] == list(range(1, ROUNDS + 1))
+        assert all(e["examples"] == parts[node].num_rows for e in trained)
+        assert all(e["update_norm"] > 0 for e in trained)
+
+
+def test_same_seed_same_weights(federation: RunningFederation, parts: dict[str, pa.Table]) -> None:
+    a, _, _ = model(train(federation, rounds=3))
+    b, _, _ = model(train(federation, rounds=3))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_cli_writes_the_run_folder(
+    federation: RunningFederation, parts: dict[str, pa.Table], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    proc = run_fedgate(
+        "train", "--profile", str(federation.fed.profile_path(ANALYST)), "--task", "logreg",
+        "--dataset", "train_rows", "--features", ",".join(FEATURES), "--label", "y",
+        "--rounds", "3", "--nodes", ",".join(OWNERS), "--lr", str(LR), "--out", str(out),
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "round   3/3" in proc.stderr
+    assert "final accuracy" in proc.stdout
+    meta = json.loads((out / "metrics.json").read_text())
+    assert [r["round"] for r in meta["rounds"]] == [1, 2, 3]
+    assert (out / "plot.png").read_bytes().startswith(b"\x89PNG")
+    assert len(list((out / "receipts").glob("*.json"))) == len(OWNERS) * 7
+    with np.load(out / "model.npz") as z:
+        assert z["w0"].shape[0] == len(FEATURES)
+
+
+def test_sample_data_parity_with_pooled_training(federation: RunningFederation) -> None:
+    """The demo's run on the sample registries (four provinces, sample grants)."""
+    from gateway.demo.training import OWNERS as PROVINCES
+    from gateway.demo.training import ROUNDS as DEMO_ROUNDS
+    from gateway.demo.training import train_and_compare
+
+    seen: list[int] = []
+    with federation.client(ANALYST) as c:
+        got = train_and_compare(c, federation.written, lambda r: seen.append(r.round))
+    assert seen == list(range(1, DEMO_ROUNDS + 1))
+    assert abs(got.federated - got.pooled) <= 0.01, (got.federated, got.pooled)
+    assert {o.node_id for o in got.result.owners} == set(PROVINCES)
+
+
+def test_breast_cancer_parity_through_the_nodes(federation: RunningFederation) -> None:
+    """A real public dataset (scikit-learn's breast cancer, 569 rows, 30 features) split
+    over three owners: federated accuracy within 1 point of pooled training."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    X, y = datasets.load_breast_cancer(return_X_y=True)
+    names = tuple(f"f{i}" for i in range(X.shape[1]))
+    cols = (
+        *(ColumnSpec(n, "float64", lower=-1e6, upper=1e6) for n in names),
+        ColumnSpec("y", "int64", lower=0, upper=1),
+    )
+    order = np.random.default_rng(0).permutation(len(y))
+    bounds = [0, 150, 340, len(y)]
+    tables = []
+    for i, node in enumerate(OWNERS):
+        idx = order[bounds[i] : bounds[i + 1]]
+        table = pa.table({**{n: X[idx, j] for j, n in enumerate(names)}, "y": y[idx]})
+        register(
+            federation, node, "breast_cancer", table, cols,
+            {**{n: "aggregate" for n in names}, "y": "aggregate"}, operations=("train",),
+            train_tasks=("logreg",), max_rounds=50,
+        )  # fmt: skip
+        tables.append(table)
+    result = train(federation, dataset="breast_cancer", features=names, rounds=20)
+    weights, mean, std = model(result)
+    Xs = features.standardise(X, mean, std)
+    task = task_named("logreg")
+    pooled, _ = task.fit(
+        task.init(len(names), 2, 7), Xs, y.astype(np.float64), epochs=20 * EPOCHS, lr=LR,
+        batch_size=0, seed=7,
+    )  # fmt: skip
+    _, fed_acc = task.evaluate(weights, Xs, y.astype(np.float64))
+    _, pooled_acc = task.evaluate(pooled, Xs, y.astype(np.float64))
+    assert fed_acc is not None and pooled_acc is not None
+    assert pooled_acc > 0.95
+    assert abs(fed_acc - pooled_acc) <= 0.01, (fed_acc, pooled_acc)
+
+
+def test_refusals_of_the_grant_kinds(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    """L3 data asked without differential privacy, a task the grant does not allow, and
+    an analyst of another organisation."""
+    for node in OWNERS:
+        register(
+            federation, node, "train_l3", parts[node], COLUMNS, CONTROLS, operations=("train",),
+            level="L3", min_group_size=10, dp_epsilon=0.5, dp_budget=5.0,
+            train_tasks=("logreg",), max_rounds=50,
+        )  # fmt: skip
+    cases = [
+        (ANALYST, {"dataset": "train_l3"}, grpc.StatusCode.FAILED_PRECONDITION, "--dp CLIP"),
+        (ANALYST, {"task": "mlp_relu"}, grpc.StatusCode.PERMISSION_DENIED, "does not allow"),
+        ("zhang.min@anhui", {}, grpc.StatusCode.PERMISSION_DENIED, "no grant lets"),
+    ]
+    for who, changes, code, reason in cases:
+        with pytest.raises(ClientError) as err, federation.client(who) as c:
+            c.train(ask(**changes)).result(timeout=300)
+        assert reason in str(err.value), str(err.value)
+        if code is not None:
+            assert code.name in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "reason"),
+    [
+        ({"features": ("x1", "x2", "secret")}, grpc.StatusCode.PERMISSION_DENIED, "secret"),
+        ({"task": "mlp", "rounds": 60}, grpc.StatusCode.PERMISSION_DENIED, "at most 50"),
+        ({"dataset": "no_such_rows"}, grpc.StatusCode.NOT_FOUND, "no_such_rows"),
+    ],
+)
+def test_refusals_stop_the_run_and_are_audited(
+    federation: RunningFederation,
+    parts: dict[str, pa.Table],
+    changes: dict[str, object],
+    code: grpc.StatusCode,
+    reason: str,
+) -> None:
+    with pytest.raises(ClientError) as err:
+        train(federation, **changes)
+    assert err.value.code == grpc.StatusCode.UNAVAILABLE  # no owner answered the round
+    for node in OWNERS:  # the run's error says who refused and why
+        assert f"{node} refused ({code.name})" in str(err.value)
+        assert reason in str(err.value)
+    for node in OWNERS:
+        refused = federation.audit(node, "train.refused")
+        assert any(reason in e["reason"] and e["code"] == code.name for e in refused), node
+
+
+def test_cancel_stops_the_run_at_every_node(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    """Cancelling after the second round: the home records the run as cancelled, its
+    server process is gone, and no owner answers another message of the run."""
+    import time
+
+    rounds: list[int] = []
+    with federation.client(ANALYST) as c:
+        run = c.train(ask(rounds=50), on_round=lambda r: rounds.append(r.round))
+        deadline = time.monotonic() + 120
+        while len(rounds) < 2 and time.monotonic() < deadline and not run.done:
+            time.sleep(0.02)
+        assert len(rounds) >= 2, "the run did not start"
+        run.cancel()
+        with pytest.raises(ClientError) as err:
+            run.result(timeout=30)
+        assert err.value.code == grpc.StatusCode.CANCELLED
+    home = "shanghai"
+    entry = None
+    for _ in range(100):  # the home notices the cancel within its poll interval
+        failed = federation.audit(home, "train.failed")
+        entry = next((e for e in failed if e.get("code") == "CANCELLED"), None)
+        if entry is not None:
+            break
+        time.sleep(0.1)
+    assert entry is not None, "the home did not record the cancelled run"
+    counts = {n: len(federation.audit(n, "release")) for n in OWNERS}
+    time.sleep(1.0)
+    assert counts == {n: len(federation.audit(n, "release")) for n in OWNERS}
+    assert len(rounds) < 50
+
+
+def test_dp_run_spends_each_owners_budget_then_is_refused(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    """Under an L3 grant with DP (0.5 a release, 3.0 in all) each owner noises its
+    statistics and each round's update and charges 0.5 for each; no evaluation is
+    released. A second run that would need more than what is left stops when the owners
+    refuse with RESOURCE_EXHAUSTED, naming them."""
+    for node in OWNERS:
+        register(
+            federation, node, "train_dp", parts[node], COLUMNS, CONTROLS, operations=("train",),
+            level="L3", min_group_size=10, dp_epsilon=0.5, dp_budget=3.0,
+            train_tasks=("logreg",), max_rounds=50,
+        )  # fmt: skip
+    result = train(federation, dataset="train_dp", rounds=3, dp_clip=1.0)
+    assert len(result.rounds) == 3
+    assert all(math.isnan(r.eval_accuracy) for r in result.rounds)  # no evaluation
+    for node in OWNERS:
+        mine = [o for o in result.owners if o.node_id == node]
+        assert len(mine) == 4 and all(o.receipt for o in mine)  # statistics + 3 rounds
+        assert sum(o.epsilon for o in mine) == pytest.approx(2.0)
+        entries = [
+            e for e in federation.audit(node, "release") if e.get("request_id") == result.run_id
+        ]
+        assert sum(e["epsilon"] for e in entries) == pytest.approx(2.0)
+    weights, _, _ = model(result)
+    assert all(np.isfinite(w).all() for w in weights)
+    with pytest.raises(ClientError) as err:
+        train(federation, dataset="train_dp", rounds=3, dp_clip=1.0)
+    assert "RESOURCE_EXHAUSTED" in str(err.value) and "budget" in str(err.value)
+
+
+def test_list_status_and_cancel_from_another_client(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    """A run is listed and cancelled from a second client while it runs (from its
+    second round's callback, so the timing is the run's own), shown as cancelled by the
+    CLI afterwards; another analyst can neither see nor cancel it."""
+    import time
+
+    seen: list[str] = []
+    with federation.client(ANALYST) as c, federation.client(ANALYST) as second:
+
+        def on_round(r: object) -> None:
+            if getattr(r, "round", 0) == 2 and not seen:
+                (running,) = [x for x in second.train_runs() if x.state == "running"]
+                assert running.dataset == "train_rows" and running.round >= 1
+                seen.append(running.run_id)
+                with federation.client("zhang.min@anhui", node="shanghai") as other:
+                    try:
+                        other.train_cancel(running.run_id)
+                    except ClientError as exc:
+                        seen.append(exc.code.name)
+                second.train_cancel(running.run_id)
+
+        run = c.train(ask(rounds=50), on_round=on_round)
+        with pytest.raises(ClientError) as err:
+            run.result(timeout=120)
+        assert err.value.code == grpc.StatusCode.CANCELLED
+        run_id = seen[0]
+        assert seen[1] in ("NOT_FOUND", "PERMISSION_DENIED")  # not another analyst's to stop
+        state = ""
+        for _ in range(100):  # the home ends the run within its poll interval
+            (status,) = c.train_runs(run_id)
+            state = status.state
+            if state != "running":
+                break
+            time.sleep(0.1)
+    assert state == "cancelled" and status.round < 50
+    profile = str(federation.fed.profile_path(ANALYST))
+    shown = run_fedgate("train", "status", run_id, "--profile", profile)
+    assert shown.returncode == 0 and "cancelled" in shown.stdout, shown.stderr
+    listed = run_fedgate("train", "list", "--profile", profile)
+    assert run_id in listed.stdout

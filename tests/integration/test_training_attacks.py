@@ -1,0 +1,135 @@
+"""A misbehaving home, played by the test with a node's own certificate and key.
+
+It signs a run's spec as a home does, then sends ``Peer/TrainStep`` messages an honest
+home would not: settings that differ from the signed spec, the same round twice, rounds
+out of order, classes the label does not declare, bytes that are no Flower message, or a
+step sent by a node that is not the run's home. Each is refused by the owner with a clear
+status and an audit entry, and nothing is released.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import grpc
+import pytest
+from flwr.app import Message, RecordDict
+
+from federation.envelope import Envelope, Requester
+from federation.training.client_app import CONFIG, STATS_MESSAGE
+from federation.training.config import SERVER_ROUND
+from gateway import serde
+from gateway.roles.train_home import FIRST_NODE_ID
+from gateway.rpc.v1 import peer_pb2_grpc
+from gateway.training.grid import to_bytes
+from gateway.training.settings import train_config
+from gateway.training.spec import TrainSpec
+from tests.conftest import RunningFederation
+from tests.integration.test_psi_attacks import sign_as
+from tests.integration.test_training import ANALYST, FEATURES, parts  # noqa: F401 (fixture)
+from tests.unit.training_grid import server_identity
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("parts")]
+
+HOME, OWNER = "shanghai", "jiangsu"
+SPEC = TrainSpec(
+    task="logreg", dataset="train_rows", features=FEATURES, label="y", rounds=3, seed=7,
+    n_classes=2,
+)  # fmt: skip
+
+
+def envelope(fed: RunningFederation, spec: TrainSpec = SPEC) -> Envelope:
+    env = Envelope(
+        request_id=uuid.uuid4().hex,
+        requester=Requester("analyst", ANALYST, fed.fed.node(HOME).org),
+        home_node=HOME,
+        operation="train",
+        body=spec.body(),
+    )
+    return sign_as(fed, HOME, env)
+
+
+def message(kind: str, round_: int = 0, **changes: object) -> bytes:
+    """A message as the run's server side builds it, with ``changes`` to its settings."""
+    record = replace(train_config(SPEC), **changes).to_record()  # type: ignore[arg-type]
+    record[SERVER_ROUND] = round_
+    with server_identity():
+        return to_bytes(Message(RecordDict({CONFIG: record}), FIRST_NODE_ID, kind))
+
+
+def step(fed: RunningFederation, env: Envelope, data: bytes, caller: str = HOME) -> object:
+    with fed.peer_channel(caller, OWNER) as ch:
+        stub = peer_pb2_grpc.PeerStub(ch)
+        return stub.TrainStep(serde.train_step_request(env, data), timeout=30)
+
+
+def refused(
+    fed: RunningFederation, env: Envelope, data: bytes, caller: str = HOME
+) -> grpc.RpcError:
+    before = len(fed.audit(OWNER, "release"))
+    with pytest.raises(grpc.RpcError) as err:
+        step(fed, env, data, caller)
+    assert len(fed.audit(OWNER, "release")) == before, "something was released"
+    return err.value
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"task": "linreg", "n_classes": 0}, {"holdout": 0.9}, {"epochs": 99}, {"batch_size": 1}],
+    ids=["task", "holdout", "epochs", "batch"],
+)
+def test_settings_that_differ_from_the_signed_spec_are_refused(
+    federation: RunningFederation,
+    changes: dict,
+) -> None:
+    env = envelope(federation)
+    err = refused(federation, env, message(STATS_MESSAGE, **changes))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "differ from the run's signed spec" in (err.details() or "")
+    entries = [
+        e for e in federation.audit(OWNER, "train.refused") if e["request_id"] == env.request_id
+    ]
+    assert len(entries) == 1 and entries[0]["code"] == "INVALID_ARGUMENT"
+
+
+def test_a_message_is_answered_once_and_rounds_in_order(
+    federation: RunningFederation,
+) -> None:
+    env = envelope(federation)
+    step(federation, env, message(STATS_MESSAGE))  # the statistics, once
+    again = refused(federation, env, message(STATS_MESSAGE))
+    assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "already answered" in (again.details() or "")
+    skipped = refused(federation, env, message("evaluate", 1))
+    assert skipped.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "before its training" in (skipped.details() or "")
+
+
+def test_classes_the_label_does_not_declare_are_refused(
+    federation: RunningFederation,
+) -> None:
+    spec = replace(SPEC, n_classes=5)
+    env = envelope(federation, spec)
+    record = train_config(spec).to_record()
+    with server_identity():
+        data = to_bytes(Message(RecordDict({CONFIG: record}), FIRST_NODE_ID, STATS_MESSAGE))
+    err = refused(federation, env, data)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "declares 2 classes, not 5" in (err.details() or "")
+
+
+def test_bytes_that_are_no_flower_message_are_refused(
+    federation: RunningFederation,
+) -> None:
+    err = refused(federation, envelope(federation), b"\x0a\xff\xff\xff\xff\x0f garbage")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a Flower message" in (err.details() or "")
+
+
+def test_a_step_from_a_node_that_is_not_the_home_is_refused(
+    federation: RunningFederation,
+) -> None:
+    err = refused(federation, envelope(federation), message(STATS_MESSAGE), caller="zhejiang")
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "the run's home node itself" in (err.details() or "")

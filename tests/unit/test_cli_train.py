@@ -1,0 +1,25 @@
+"""The run folder ``fedgate train --out`` writes (gateway/cli/train.py: write_run)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from gateway.cli.train import write_run
+from gateway.roles.train_home import TrainResult, TrainRound
+
+NAN = math.nan
+
+
+def test_a_dp_run_without_losses_writes_nulls(tmp_path: Path) -> None:
+    """Under DP no loss or accuracy is released: the metrics hold null, not NaN."""
+    rounds = tuple(TrainRound(i, 2, 3, NAN, NAN, NAN, 0.1 * i) for i in (1, 2))
+    result = TrainResult("r1", b"npz", rounds, (), "logreg", ("a", "b"), "y", (0.0, 1.0), (1, 1))
+    written = write_run(result, tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [r["train_loss"] for r in meta["rounds"]] == [None, None]
+    assert meta["rounds"][1]["eval_accuracy"] is None
+    assert (tmp_path / "run" / "plot.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "run" / "model.npz").read_bytes() == b"npz"
+    assert len(written) == 3

@@ -1,0 +1,39 @@
+"""An owner's DP releases of a training run (gateway/training/dp.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gateway.training.dp import noisy_stats, noisy_update
+
+BIG = 1e6  # epsilon so large the noise is negligible: what is left is the clamping/clipping
+
+
+def test_an_update_is_clipped_to_its_l1_bound_then_noised() -> None:
+    old = [np.zeros((3, 1)), np.zeros(1)]
+    new = [np.array([[3.0], [-4.0], [1.0]]), np.array([2.0])]  # L1 norm 10
+    out, charged = noisy_update(old, new, clip=1.0, epsilon=BIG)
+    delta = np.concatenate([o.ravel() for o in out])
+    assert np.abs(delta).sum() == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(delta, np.array([3, -4, 1, 2]) / 10, atol=1e-3)
+    assert [o.shape for o in out] == [(3, 1), (1,)]
+    assert 0 < charged <= BIG
+
+
+def test_the_noise_follows_epsilon() -> None:
+    old, new = [np.zeros(2000)], [np.zeros(2000)]
+    out, charged = noisy_update(old, new, clip=1.0, epsilon=0.5)
+    # Laplace of scale 2 * clip / epsilon = 4: mean absolute value 4.
+    assert 3.5 < float(np.abs(out[0]).mean()) < 4.5
+    assert charged == pytest.approx(0.5, rel=1e-6)
+
+
+def test_statistics_are_clamped_to_the_declared_bounds() -> None:
+    X = np.array([[0.0, 5.0], [10.0, 5.0], [1e9, 5.0]])  # 1e9 is clamped to 10
+    s, charged = noisy_stats(X, [(0.0, 10.0), (0.0, 10.0)], BIG)
+    assert s.count == 3
+    np.testing.assert_array_equal(s.shift, [5.0, 5.0])  # the public midpoints
+    np.testing.assert_allclose(s.sum, [5.0, 0.0], atol=1e-3)  # (-5 + 5 + 5), (0 + 0 + 0)
+    np.testing.assert_allclose(s.sumsq, [75.0, 0.0], atol=1e-3)
+    assert charged <= BIG
