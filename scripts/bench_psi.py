@@ -206,9 +206,12 @@ def publish(
     table: pa.Table,
     columns: tuple[descriptor.ColumnSpec, ...],
     controls: dict[str, tuple[str, ...]],
+    operations: tuple[str, ...] = ("psi",),
+    **grant_fields: object,
 ) -> None:
-    """Register an L2 dataset at ``node`` and grant the home's organisation ``psi`` on it
-    (no DP, k = 5, exact answers: a grouped or summed join over L2 needs the opt-in)."""
+    """Register an L2 dataset at ``node`` and grant the home's organisation ``operations``
+    on it (no DP, k = 5; for ``psi`` exact answers: a grouped or summed join over L2 needs
+    the opt-in). ``grant_fields`` go into the grant as they are."""
     root = fed.data_dir(node)
     pq.write_table(table, root / f"{name}.parquet")
     desc = descriptor.DatasetDescriptor(
@@ -231,10 +234,12 @@ def publish(
                 dataset=name,
                 grantee_kind="org",
                 grantee=fed.node(HOME).org,
-                operations=("psi",),
+                operations=operations,
                 min_group_size=K,
                 columns=controls,
-                exact=True,  # no DP: the owner's opt-in to exact answers (docs/security.md)
+                # no DP: the owner's opt-in to exact answers (docs/security.md)
+                exact="psi" in operations,
+                **grant_fields,  # type: ignore[arg-type]
             )
         )
 

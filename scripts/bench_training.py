@@ -72,6 +72,7 @@ import numpy.typing as npt  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from bench_psi import cpu_seconds, load_line, reset_peak, status_kb  # noqa: E402
+from bench_psi import publish as register  # noqa: E402
 from flwr.app import ConfigRecord, Context, RecordDict  # noqa: E402
 from flwr.common.constant import SUPERLINK_NODE_ID  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
@@ -82,7 +83,6 @@ from gateway import descriptor  # noqa: E402
 from gateway.client import Client, ClientError, Profile  # noqa: E402
 from gateway.demo.launcher import running, sigterm_as_interrupt  # noqa: E402
 from gateway.demo.provision import Federation, free_port, provision  # noqa: E402
-from gateway.policy.model import Grant  # noqa: E402
 from gateway.roles.train_home import FIRST_NODE_ID, TrainAsk  # noqa: E402
 from gateway.training import worker  # noqa: E402
 from gateway.training.grid import from_bytes, to_bytes  # noqa: E402
@@ -435,36 +435,15 @@ def write_regions(root: Path) -> Path:
 def publish(fed: Federation, node: str, table: pa.Table, rounds: int) -> None:
     """Register the owner's part (L2) and grant the home's organisation ``train`` on it:
     the features and the label as ``aggregate``, the task ``logreg``, ``rounds`` at most."""
-    root = fed.data_dir(node)
-    pq.write_table(table, root / f"{DATASET}.parquet")
-    columns = tuple(descriptor.ColumnSpec(f, "float64", lower=-1e3, upper=1e3) for f in FEATURES)
-    desc = descriptor.DatasetDescriptor(
-        name=DATASET,
-        title=DATASET,
-        description="synthetic rows for the training benchmark",
-        department="bench",
-        level="L2",
-        update_frequency="static",
-        path=f"{DATASET}.parquet",
-        format="parquet",
-        columns=(*columns, descriptor.ColumnSpec(LABEL, "int64", lower=0, upper=1)),
+    columns = (
+        *(descriptor.ColumnSpec(f, "float64", lower=-1e3, upper=1e3) for f in FEATURES),
+        descriptor.ColumnSpec(LABEL, "int64", lower=0, upper=1),
     )
-    (root / f"{DATASET}.toml").write_text(descriptor.dumps(desc))
-    with Client(Profile.load(fed.operator_profile(node)), timeout=60) as ops:
-        ops.register(root / f"{DATASET}.toml")
-        ops.add_grant(
-            Grant(
-                id="",
-                dataset=DATASET,
-                grantee_kind="org",
-                grantee=fed.node(HOME).org,
-                operations=("train",),
-                min_group_size=K,
-                columns={c: ("aggregate",) for c in (*FEATURES, LABEL)},
-                train_tasks=(TASK,),
-                max_rounds=max(rounds, 1),
-            )
-        )
+    register(
+        fed, node, DATASET, table, columns,
+        {c: ("aggregate",) for c in (*FEATURES, LABEL)}, ("train",), train_tasks=(TASK,),
+        max_rounds=max(rounds, 1),
+    )  # fmt: skip
 
 
 class OwnerMemory(NamedTuple):
