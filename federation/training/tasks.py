@@ -233,8 +233,20 @@ class Task(ABC):
         return _classes(z) if self.classification else z
 
 
+class _Linear(Task):
+    """A weight matrix and a bias: the forward and backward steps both linear tasks share."""
+
+    def _forward(self, arrays: Arrays, X: FloatArray) -> tuple[FloatArray, FloatArray | None]:
+        return X @ arrays[0] + arrays[1], None
+
+    def _backward(
+        self, arrays: Arrays, X: FloatArray, hidden: FloatArray | None, dz: FloatArray
+    ) -> Arrays:
+        return [X.T @ dz, dz.sum(axis=0)]
+
+
 @dataclass(frozen=True)
-class LogisticRegression(Task):
+class LogisticRegression(_Linear):
     """Binary (sigmoid, one output) for 2 classes, multinomial (softmax) for more."""
 
     name: str = "logreg"
@@ -247,17 +259,9 @@ class LogisticRegression(Task):
     def _shapes_ok(self, arrays: Arrays) -> bool:
         return _linear_ok(arrays) and arrays[1].shape[0] <= MAX_CLASSES
 
-    def _forward(self, arrays: Arrays, X: FloatArray) -> tuple[FloatArray, FloatArray | None]:
-        return X @ arrays[0] + arrays[1], None
-
-    def _backward(
-        self, arrays: Arrays, X: FloatArray, hidden: FloatArray | None, dz: FloatArray
-    ) -> Arrays:
-        return [X.T @ dz, dz.sum(axis=0)]
-
 
 @dataclass(frozen=True)
-class LinearRegression(Task):
+class LinearRegression(_Linear):
     """Least squares: the loss is the mean squared error over rows and targets."""
 
     name: str = "linreg"
@@ -269,14 +273,6 @@ class LinearRegression(Task):
 
     def _shapes_ok(self, arrays: Arrays) -> bool:
         return _linear_ok(arrays)
-
-    def _forward(self, arrays: Arrays, X: FloatArray) -> tuple[FloatArray, FloatArray | None]:
-        return X @ arrays[0] + arrays[1], None
-
-    def _backward(
-        self, arrays: Arrays, X: FloatArray, hidden: FloatArray | None, dz: FloatArray
-    ) -> Arrays:
-        return [X.T @ dz, dz.sum(axis=0)]
 
 
 @dataclass(frozen=True)
