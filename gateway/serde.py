@@ -29,6 +29,7 @@ from gateway.roles.psi_home import PsiAsk, PsiSideAsk
 from gateway.roles.train_home import TrainAsk, TrainEvent, TrainResult, TrainRound
 from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
 from gateway.training.runs import RunStatus
+from gateway.training.spec import TrainSpec
 from gateway.witness import SignedHead, WitnessedHead, WitnessRequest
 
 if TYPE_CHECKING:
@@ -893,41 +894,41 @@ def psi_event_from_proto(msg: gateway_pb2.PsiEvent) -> psi.Event:
 
 
 def train_request(ask: TrainAsk) -> gateway_pb2.TrainRequest:
+    spec = ask.spec
     return gateway_pb2.TrainRequest(
-        task=ask.task,
-        dataset=ask.dataset,
-        features=list(ask.features),
-        label=ask.label,
-        rounds=ask.rounds,
-        strategy=ask.strategy,
+        task=spec.task,
+        dataset=spec.dataset,
+        features=list(spec.features),
+        label=spec.label,
+        rounds=spec.rounds,
+        strategy=spec.strategy,
         nodes=list(ask.nodes),
-        min_nodes=ask.min_nodes,
-        seed=ask.seed,
+        min_nodes=spec.min_nodes,
+        seed=spec.seed,
         purpose=ask.purpose,
-        learning_rate=ask.learning_rate,
-        local_epochs=ask.local_epochs,
-        classes=ask.n_classes,
-        dp_clip=ask.dp_clip,
+        learning_rate=spec.learning_rate,
+        local_epochs=spec.local_epochs,
+        classes=spec.n_classes,
+        dp_clip=spec.dp_clip,
     )
 
 
 def train_ask_from_proto(msg: gateway_pb2.TrainRequest) -> TrainAsk:
-    return TrainAsk(
+    spec = TrainSpec(
         task=msg.task,
         dataset=msg.dataset,
         features=tuple(msg.features),
         label=msg.label,
         rounds=msg.rounds,
-        nodes=tuple(msg.nodes),
         strategy=msg.strategy or "fedavg",
         min_nodes=msg.min_nodes,
         seed=msg.seed,
-        purpose=msg.purpose,
         learning_rate=msg.learning_rate,
         local_epochs=msg.local_epochs,
         n_classes=msg.classes,
         dp_clip=msg.dp_clip,
     )
+    return TrainAsk(spec, tuple(msg.nodes), msg.purpose)
 
 
 def _train_round_to_proto(r: TrainRound) -> gateway_pb2.TrainRound:

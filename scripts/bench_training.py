@@ -475,12 +475,7 @@ def train_once(
     before = owner_rss(pids, "VmRSS")
     anon0, file0 = owner_rss(pids, "RssAnon"), owner_rss(pids, "RssFile")
     marks: list[float] = []
-    sp = spec(s)
-    ask = TrainAsk(
-        task=sp.task, dataset=sp.dataset, features=sp.features, label=sp.label,
-        rounds=sp.rounds, nodes=OWNERS, seed=sp.seed, learning_rate=sp.learning_rate,
-        local_epochs=sp.local_epochs, n_classes=sp.n_classes, purpose="training benchmark",
-    )  # fmt: skip
+    ask = TrainAsk(spec(s), OWNERS, "training benchmark")
     with (
         Sampler({pid: n for n, pid in pids.items()}) as sampler,
         Client(Profile.load(fed.profile_path(ANALYST)), timeout=TIMEOUT) as client,

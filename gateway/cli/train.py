@@ -135,6 +135,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from gateway.client import Client
     from gateway.roles.train_home import TrainAsk
+    from gateway.training.spec import TrainSpec
 
     if args.action is not None:
         return cmd_runs(args)
@@ -145,22 +146,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.secagg:
         raise InvalidArgument("--secagg is not built yet (docs/training.md, 'Not built yet')")
-    ask = TrainAsk(
+    spec = TrainSpec(
         task=args.task,
         dataset=args.dataset,
         features=_names(args.features, "--features"),
         label=args.label,
         rounds=args.rounds,
-        nodes=_names(args.nodes, "--nodes"),
         strategy=args.strategy,
         min_nodes=args.min_nodes,
         seed=args.seed,
-        purpose=args.purpose,
         learning_rate=args.lr,
         local_epochs=args.epochs,
         n_classes=args.classes,
         dp_clip=args.dp,
     )
+    ask = TrainAsk(spec, _names(args.nodes, "--nodes"), args.purpose)
     with Client(profile(args), timeout=args.timeout) as c:
         run = c.train(ask, on_round=lambda r: _show(r, args.quiet))
         try:

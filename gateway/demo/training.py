@@ -21,6 +21,7 @@ from federation.training import features
 from federation.training.tasks import task_named
 from gateway.client import Client, ClientError
 from gateway.roles.train_home import TrainAsk, TrainResult, TrainRound
+from gateway.training.spec import TrainSpec
 
 OWNERS = ("anhui", "jiangsu", "shanghai", "zhejiang")
 FEATURES = ("employees", "revenue", "registered_capital")
@@ -59,11 +60,11 @@ class Comparison:
 def train_and_compare(
     client: Client, written: Mapping[str, Sequence[Path]], on_round: Callable[[TrainRound], None]
 ) -> Comparison:
-    ask = TrainAsk(
+    spec = TrainSpec(
         task="logreg", dataset="enterprise_registry", features=FEATURES, label=LABEL,
-        rounds=ROUNDS, nodes=OWNERS, seed=SEED, learning_rate=LR, local_epochs=EPOCHS,
-        n_classes=2,
+        rounds=ROUNDS, seed=SEED, learning_rate=LR, local_epochs=EPOCHS, n_classes=2,
     )  # fmt: skip
+    ask = TrainAsk(spec, OWNERS)
     result = client.train(ask, on_round=on_round).result(timeout=300)
     with np.load(io.BytesIO(result.model_npz)) as z:
         weights = [z[f"w{i}"] for i in range(len(z.files) - 2)]

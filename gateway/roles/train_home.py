@@ -49,20 +49,11 @@ CANCELLED = "the analyst cancelled the run"
 
 @dataclass(frozen=True)
 class TrainAsk:
-    task: str
-    dataset: str
-    features: tuple[str, ...]
-    label: str
-    rounds: int
+    """What an analyst asks: the run's spec (what the home signs), and who trains it."""
+
+    spec: TrainSpec
     nodes: tuple[str, ...]
-    strategy: str = "fedavg"
-    min_nodes: int = 0
-    seed: int = 0
     purpose: str = ""
-    learning_rate: float = 0.0
-    local_epochs: int = 0
-    n_classes: int = 0
-    dp_clip: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -154,23 +145,10 @@ class TrainHome:
         deadline: float,
         stop: threading.Event | None = None,
     ) -> Iterator[TrainEvent]:
-        spec = TrainSpec(
-            task=ask.task,
-            dataset=ask.dataset,
-            features=ask.features,
-            label=ask.label,
-            rounds=ask.rounds,
-            strategy=ask.strategy or "fedavg",
-            seed=ask.seed,
-            learning_rate=ask.learning_rate,
-            local_epochs=ask.local_epochs,
-            min_nodes=ask.min_nodes,
-            n_classes=ask.n_classes,
-            dp_clip=ask.dp_clip,
-        )
+        spec = ask.spec
         spec.check()
         members = self._owners(ask, caller)
-        min_nodes = ask.min_nodes or len(members)
+        min_nodes = spec.min_nodes or len(members)
         if not 1 <= min_nodes <= len(members):
             raise InvalidArgument(f"min nodes must be between 1 and the {len(members)} named")
         run_id = uuid.uuid4().hex

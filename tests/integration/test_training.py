@@ -23,6 +23,7 @@ from federation.training.tasks import task_named
 from gateway.client import ClientError
 from gateway.descriptor import ColumnSpec
 from gateway.roles.train_home import TrainAsk, TrainResult
+from gateway.training.spec import TrainSpec
 from tests.conftest import RunningFederation, run_fedgate
 from tests.integration.test_psi import register
 
@@ -67,10 +68,10 @@ def parts(federation: RunningFederation) -> dict[str, pa.Table]:
 def ask(**changes: object) -> TrainAsk:
     base = dict(
         task="logreg", dataset="train_rows", features=FEATURES, label="y", rounds=ROUNDS,
-        nodes=OWNERS, seed=7, learning_rate=LR, local_epochs=EPOCHS, n_classes=2,
+        seed=7, learning_rate=LR, local_epochs=EPOCHS, n_classes=2,
     )  # fmt: skip
     base.update(changes)
-    return TrainAsk(**base)  # type: ignore[arg-type]
+    return TrainAsk(TrainSpec(**base), OWNERS)  # type: ignore[arg-type]
 
 
 def train(fed: RunningFederation, **changes: object) -> TrainResult:
