@@ -23,3 +23,11 @@ def test_a_dp_run_without_losses_writes_nulls(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "plot.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "run" / "model.npz").read_bytes() == b"npz"
     assert len(written) == 3
+
+
+def test_the_cli_offers_exactly_the_strategies_the_home_runs() -> None:
+    """The CLI keeps its own list (it does not import Flower to parse arguments)."""
+    from federation.training.server import STRATEGIES as RUN
+    from gateway.cli.train import STRATEGIES as OFFERED
+
+    assert tuple(RUN) == OFFERED
