@@ -97,7 +97,10 @@ def test_an_owner_killed_and_restarted_under_load_is_only_ever_unavailable(
     for exc in failures:
         assert exc.code in LATE, exc
         assert "jiangsu" in str(exc), exc
-        assert "certificate" not in str(exc) and "handshake" not in str(exc).lower(), exc
+        # gRPC's own transport text may say "Handshake read failed (... reset by peer)"
+        # when the port dies mid-connect; what must never appear is a certificate story.
+        text = str(exc).lower()
+        assert "certificate" not in text and "tls handshake failed" not in text, exc
     assert not partial_failures, partial_failures[:3]
     assert any(r.missing == ("jiangsu",) for r in answered)
     with federation.client("li.wei@shanghai") as c:  # and back, in full
