@@ -910,6 +910,7 @@ def train_request(ask: TrainAsk) -> gateway_pb2.TrainRequest:
         local_epochs=spec.local_epochs,
         classes=spec.n_classes,
         dp_clip=spec.dp_clip,
+        secagg=spec.secagg,
     )
 
 
@@ -927,6 +928,7 @@ def train_ask_from_proto(msg: gateway_pb2.TrainRequest) -> TrainAsk:
         local_epochs=msg.local_epochs,
         n_classes=msg.classes,
         dp_clip=msg.dp_clip,
+        secagg=msg.secagg,
     )
     return TrainAsk(spec, tuple(msg.nodes), msg.purpose)
 

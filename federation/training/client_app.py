@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from flwr.app import (
@@ -36,8 +36,13 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
+from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
+from flwr.common import Code as LegacyCode
+from flwr.common import FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
+from flwr.compat.common import recorddict_compat as compat
 from numpy.typing import NDArray
 
 from federation.training import features
@@ -46,6 +51,8 @@ from federation.training.errors import invalid
 from federation.training.tasks import FloatArray, Task, task_named
 
 Loader = Callable[[ConfigRecord], tuple[NDArray[np.generic], NDArray[np.generic]]]
+# (the message's content, the trained reply's content) -> the content that leaves
+Protect = Callable[[RecordDict, RecordDict], RecordDict]
 
 ARRAYS = "arrays"
 CONFIG = "config"
@@ -53,20 +60,47 @@ METRICS = "metrics"
 STATS = "stats"
 NUM_EXAMPLES = "num-examples"  # FedAvg's default weighted_by_key
 STATS_MESSAGE = "query.stats"
+LEGACY_CONFIG = "fitins.config"  # where a SecAgg+ round carries ``config``
+LEGACY_ARRAYS = "fitins.parameters"  # ... and ``arrays``
+# Flower's SecAgg+ stages as the steps of a round (the masked training is its ``train``)
+STAGES = {
+    Stage.SETUP: "secagg.setup",
+    Stage.SHARE_KEYS: "secagg.share_keys",
+    Stage.COLLECT_MASKED_VECTORS: "train",
+    Stage.UNMASK: "secagg.unmask",
+}
 _HOLDOUT_STREAM = 0x686F6C64  # keeps the holdout draw apart from the per-round seeds
 
 
-def make_client_app(load: Loader, *, train_mods: Sequence[Mod] = ()) -> ClientApp:
+def make_client_app(
+    load: Loader,
+    *,
+    train_mods: Sequence[Mod] = (),
+    secagg: bool = False,
+    protect: Protect | None = None,
+) -> ClientApp:
     """A ClientApp answering train, evaluate and query.stats from ``load``'s rows.
 
     ``train_mods`` wrap the train handler only (e.g. Flower's ``fixedclipping_mod`` for
     client-side DP clipping, which reads the one ArrayRecord and ConfigRecord we send).
+    With ``secagg`` the train handler speaks SecAgg+ (Flower's ``secaggplus_mod``, its
+    state kept in the ``Context``): only a masked update leaves. ``protect`` rewrites a
+    trained model before it leaves or is masked (the owner's DP clipping and noise).
     """
     app = ClientApp()
+    guard = protect or _unprotected
 
-    @app.train(mods=list(train_mods))
-    def _train(msg: Message, context: Context) -> Message:
-        return Message(train_content(load, msg.content), reply_to=msg)
+    if secagg:
+
+        @app.train(mods=[*train_mods, secaggplus_mod])
+        def _secagg_train(msg: Message, context: Context) -> Message:
+            return Message(legacy_train_content(load, msg.content, guard), reply_to=msg)
+
+    else:
+
+        @app.train(mods=list(train_mods))
+        def _train(msg: Message, context: Context) -> Message:
+            return Message(guard(msg.content, train_content(load, msg.content)), reply_to=msg)
 
     @app.evaluate()
     def _evaluate(msg: Message, context: Context) -> Message:
@@ -103,6 +137,38 @@ def train_content(load: Loader, content: RecordDict) -> RecordDict:
     )
     metrics = MetricRecord({NUM_EXAMPLES: int(X.shape[0]), "train_loss": loss, "update_norm": norm})
     return RecordDict({ARRAYS: arrays, METRICS: metrics})
+
+
+def legacy_train_content(load: Loader, content: RecordDict, protect: Protect) -> RecordDict:
+    """A round in the legacy form SecAgg+ masks: ``fitins.*`` in, ``fitres.*`` out. Only
+    ``num_examples`` and ``train_loss`` go beside the masked model (no update norm)."""
+    try:
+        params = compat.arrayrecord_to_parameters(
+            content.array_records[LEGACY_ARRAYS], keep_input=True
+        )
+        arrays = parameters_to_ndarrays(params)
+    except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
+        raise invalid("a SecAgg+ round without its model") from e
+    config = content.config_records.get(LEGACY_CONFIG)
+    if config is None:
+        raise invalid("a SecAgg+ round without its settings")
+    ours = RecordDict(
+        {ARRAYS: ArrayRecord([np.asarray(a) for a in arrays]), CONFIG: ConfigRecord(dict(config))}
+    )
+    reply = protect(ours, train_content(load, ours))
+    metrics = reply.metric_records[METRICS]
+    examples, loss = metrics[NUM_EXAMPLES], metrics.get("train_loss")
+    res = FitRes(
+        Status(LegacyCode.OK, ""),
+        ndarrays_to_parameters(reply.array_records[ARRAYS].to_numpy_ndarrays()),
+        int(cast(int, examples)),
+        {} if loss is None else {"train_loss": float(cast(float, loss))},
+    )
+    return compat.fitres_to_recorddict(res, keep_input=False)
+
+
+def _unprotected(received: RecordDict, reply: RecordDict) -> RecordDict:
+    return reply
 
 
 def evaluate_content(load: Loader, content: RecordDict) -> RecordDict:
@@ -165,6 +231,17 @@ def read_stats(content: RecordDict) -> tuple[features.Stats, NDArray[np.int64] |
         int(count), shift.astype(np.float64), total.astype(np.float64), sumsq.astype(np.float64)
     )
     return stats, counts
+
+
+def stage_of(message: Message) -> str:
+    """The step a message asks: its SecAgg+ stage (the masked training round is
+    ``train``), else its message type."""
+    if message.has_content():
+        rec = message.content.config_records.get(RECORD_KEY_CONFIGS)
+        if rec is not None:
+            stage = rec.get(Key.STAGE)
+            return STAGES.get(stage, "secagg.unknown") if isinstance(stage, str) else "secagg."
+    return message.metadata.message_type
 
 
 def round_seed(seed: int, server_round: int) -> int:

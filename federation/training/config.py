@@ -23,6 +23,11 @@ from federation.training.tasks import MAX_CLASSES, MAX_EPOCHS, task_named
 SERVER_ROUND = "server-round"
 FLOWER_PROXIMAL_MU = "proximal-mu"
 
+# SecAgg+ (``federation.training.secagg``): the strategies that aggregate by a weighted
+# sum, all the home gets; with two owners each learns the other's update from the sum.
+SECAGG_STRATEGIES = ("fedavg", "fedprox")
+SECAGG_MIN_NODES = 3
+
 MAX_FEATURES = 100_000
 MAX_SEED = 2**63 - 1
 MAX_HOLDOUT = 0.9

@@ -120,7 +120,7 @@ class RoundReport:
 class TrainingResult:
     arrays: list[FloatArray]  # the final global model
     history: tuple[RoundReport, ...]
-    flower: Result  # Flower's own record of the run
+    flower: Result | None  # Flower's own record of the run (None: a SecAgg+ run)
 
 
 def initial_arrays(task: str, n_features: int, n_outputs: int, seed: int) -> ArrayRecord:

@@ -144,8 +144,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if missing:
         raise InvalidArgument(f"fedgate train needs {', '.join(missing)}")
 
-    if args.secagg:
-        raise InvalidArgument("--secagg is not built yet (docs/training.md, 'Not built yet')")
     spec = TrainSpec(
         task=args.task,
         dataset=args.dataset,
@@ -159,6 +157,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         local_epochs=args.epochs,
         n_classes=args.classes,
         dp_clip=args.dp,
+        secagg=args.secagg,
     )
     ask = TrainAsk(spec, _names(args.nodes, "--nodes"), args.purpose)
     with Client(profile(args), timeout=args.timeout) as c:
@@ -222,7 +221,12 @@ def register(sub: Subparsers) -> None:
         help="differential privacy: each owner clips its update to this L1 norm and adds "
         "Laplace noise under its grant's epsilon (needed under DP grants)",
     )
-    sp.add_argument("--secagg", action="store_true", help="SecAgg+ (not built yet)")
+    sp.add_argument(
+        "--secagg",
+        action="store_true",
+        help="SecAgg+: each owner masks its update, the home sees only their sum "
+        "(fedavg or fedprox, at least 3 owners)",
+    )
     sp.add_argument("--out", help="folder for the model, metrics, receipts, plot")
     sp.add_argument("--quiet", action="store_true", help="no per-round lines")
     sp.add_argument("--timeout", type=float, default=590.0, help="seconds (default 590)")

@@ -25,6 +25,7 @@ from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
 from federation.membership import Member, Membership
 from federation.outcome import Code, Error
 from federation.reports import OwnerReport
+from federation.training.config import SECAGG_MIN_NODES
 from gateway.clock import utc
 from gateway.errors import (
     DeadlineExceeded,
@@ -151,6 +152,11 @@ class TrainHome:
         min_nodes = spec.min_nodes or len(members)
         if not 1 <= min_nodes <= len(members):
             raise InvalidArgument(f"min nodes must be between 1 and the {len(members)} named")
+        if spec.secagg and min_nodes < SECAGG_MIN_NODES:
+            raise InvalidArgument(
+                f"--secagg needs at least {SECAGG_MIN_NODES} owners training (with two, each "
+                "learns the other's update from the sum)"
+            )
         run_id = uuid.uuid4().hex
         env = self.vouching.sign(
             Envelope(

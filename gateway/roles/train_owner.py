@@ -17,12 +17,13 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from numpy.typing import NDArray
 from sqlglot import exp
 
@@ -34,11 +35,14 @@ from federation.training import features
 from federation.training.client_app import (
     ARRAYS,
     CONFIG,
+    LEGACY_CONFIG,
     METRICS,
     NUM_EXAMPLES,
     STATS,
     STATS_MESSAGE,
+    Protect,
     make_client_app,
+    stage_of,
 )
 from federation.training.config import server_round
 from federation.training.errors import TrainingError
@@ -52,12 +56,27 @@ from gateway.release.pipeline import Protected, Released, ReleasePipeline
 from gateway.release.train import Step, TrainRelease
 from gateway.training import dp
 from gateway.training.grid import from_bytes, to_bytes
+from gateway.training.secagg_guard import check_stage, stage_round
 from gateway.training.settings import bound_record
 from gateway.training.spec import TrainSpec
 
 RUNS_KEPT = 4  # runs whose rows and Context an owner keeps between messages
 MAX_CELLS = 20_000_000  # rows x (features + label) one run may hold (160 MB of float64)
 KINDS = ("train", "evaluate", STATS_MESSAGE)
+# A SecAgg+ round's steps after its setup, each after the one named
+SECAGG_AFTER = {
+    "secagg.share_keys": "secagg.setup",
+    "train": "secagg.share_keys",
+    "secagg.unmask": "train",
+}
+
+
+def last_step(spec: TrainSpec) -> str:
+    """The kind of a run's last message: its rows are not kept after it (a DP run has
+    no evaluation)."""
+    if spec.dp_clip == 0:
+        return "evaluate"
+    return "secagg.unmask" if spec.secagg else "train"
 
 
 @dataclass
@@ -83,17 +102,24 @@ def run_key(env: Envelope) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
-def check_order(run: _Run, step: Step, rounds: int) -> None:
-    """Statistics once, before round 1; each round's train once, in order, then its
-    evaluate once. Anything else asks the same rows again."""
-    if (step.kind, step.round) in run.asked:
-        raise FailedPrecondition(f"{step.kind} of round {step.round} was already answered")
-    if step.kind == STATS_MESSAGE and step.round != 0:
-        raise InvalidArgument("the statistics come before round 1")
-    if step.kind == "train" and not (step.round == run.last_train + 1 and step.round <= rounds):
-        raise FailedPrecondition(f"train round {step.round} out of order")
-    if step.kind == "evaluate" and step.round != run.last_train:
-        raise FailedPrecondition(f"evaluate of round {step.round} before its training")
+def check_order(run: _Run, step: Step, rounds: int, *, secagg: bool = False) -> None:
+    """Statistics once, before round 1; each round's train once, in order (under SecAgg+
+    after its setup and key sharing, and followed by its unmask), then its evaluate once.
+    Anything else asks the same rows, or the same shares, again."""
+    kind, r = step.kind, step.round
+    if (kind, r) in run.asked:
+        raise FailedPrecondition(f"{kind} of round {r} was already answered")
+    if kind == STATS_MESSAGE:
+        if r != 0:
+            raise InvalidArgument("the statistics come before round 1")
+    elif kind == "evaluate":
+        if r != run.last_train:
+            raise FailedPrecondition(f"evaluate of round {r} before its training")
+    elif kind == ("secagg.setup" if secagg else "train"):
+        if not (r == run.last_train + 1 and r <= rounds):
+            raise FailedPrecondition(f"round {r} out of order")
+    elif not secagg or (SECAGG_AFTER.get(kind), r) not in run.asked:
+        raise FailedPrecondition(f"{kind} of round {r} out of order")
 
 
 class TrainOwner:
@@ -151,19 +177,45 @@ class TrainOwner:
             kind = msg.metadata.message_type
             if kind not in KINDS or not msg.has_content():
                 raise InvalidArgument(f"a training run does not send {kind!r} messages")
-            content = msg.content
-            config = content.config_records.get(CONFIG)
-            if config is None:
-                raise InvalidArgument("a training message without its settings")
-            content.config_records[CONFIG] = bound_record(spec, config)
-            try:
-                step = Step(kind, server_round(config))
-            except TrainingError as exc:
-                raise _typed(exc) from None
+            step = self._step(spec, msg)
         except FedgateError as exc:
             self.pipeline.refused("train", env, subject, exc)
             raise
         return spec, entry, msg, step
+
+    @staticmethod
+    def _step(spec: TrainSpec, msg: Message) -> Step:
+        """The step the message asks, its settings replaced by the spec's. A SecAgg+ run
+        trains only in masked stages; a plain run never speaks SecAgg+."""
+        kind, content = stage_of(msg), msg.content
+        masked = kind.startswith("secagg.") or (
+            kind == "train" and RECORD_KEY_CONFIGS in content.config_records
+        )
+        if masked and not spec.secagg:
+            raise InvalidArgument("a SecAgg+ stage in a run not signed for --secagg")
+        if spec.secagg and msg.metadata.message_type == "train" and not masked:
+            raise InvalidArgument(
+                "a SecAgg+ run trains only in SecAgg+ stages: no unmasked update is released"
+            )
+        if kind.startswith("secagg."):
+            if kind not in SECAGG_AFTER and kind != "secagg.setup":
+                raise InvalidArgument("an unknown SecAgg+ stage")
+            check_stage(
+                kind, content.config_records.get(RECORD_KEY_CONFIGS), msg.metadata.dst_node_id
+            )
+            return Step(kind, stage_round(msg.metadata.group_id))
+        key = LEGACY_CONFIG if masked else CONFIG
+        config = content.config_records.get(key)
+        if config is None:
+            raise InvalidArgument("a training message without its settings")
+        content.config_records[key] = bound_record(spec, config)
+        try:
+            step = Step(kind, server_round(config))
+        except TrainingError as exc:
+            raise _typed(exc) from None
+        if masked and step.round != stage_round(msg.metadata.group_id):
+            raise InvalidArgument("a SecAgg+ round whose settings name another round")
+        return step
 
     def _run(self, env: Envelope, msg: Message) -> _Run:
         """The run's state, created once its first message was decided."""
@@ -199,8 +251,9 @@ class TrainOwner:
         step: Step,
     ) -> Protected:
         run = self._run(env, msg)
+        facts: dict[str, Any] = {}
         with run.lock:
-            check_order(run, step, spec.rounds)
+            check_order(run, step, spec.rounds, secagg=spec.secagg)
             if decision.epsilon > 0 and step.kind == "evaluate":
                 raise FailedPrecondition(
                     "under differential privacy an owner answers no evaluation (a loss over "
@@ -210,35 +263,31 @@ class TrainOwner:
                 run.rows = self._rows(spec, entry, decision, deadline, env.request_id)
                 run.grant_id = decision.grant.id
             rows = run.rows
+            spent: list[float] = []
             if decision.epsilon > 0 and step.kind == STATS_MESSAGE:
                 reply, epsilon = self._dp_stats(spec, decision, msg, rows[0])
+                spent.append(epsilon)
             else:
-                reply = self._answer(msg, run.context, rows)
-                epsilon = 0.0
-            if spec.dp_clip > 0 and step.kind == "train":  # noised if the grant has DP
-                reply, epsilon = self._dp_update(spec, decision, msg, reply)
+                protect = self._protect(spec, decision, facts, spent)
+                reply = self._answer(msg, run.context, rows, spec.secagg, protect)
             run.asked.add((step.kind, step.round))
             if step.kind == "train":
                 run.last_train = step.round
-        last = "train" if decision.epsilon > 0 else "evaluate"  # no evaluation under DP
-        if step.kind == last and step.round == spec.rounds:
+        if step.kind == last_step(spec) and step.round == spec.rounds:
             self._forget(env)  # the run's last message: its rows are not kept
-        facts: dict[str, Any] = {}
-        content = reply.content
-        if METRICS in content.metric_records:
-            metrics = content.metric_records[METRICS]
-            examples, norm = metrics.get(NUM_EXAMPLES), metrics.get("update_norm")
+        if step.kind == "evaluate" and METRICS in reply.content.metric_records:
+            examples = reply.content.metric_records[METRICS].get(NUM_EXAMPLES)
             if isinstance(examples, int | float):
                 facts["examples"] = int(examples)
-            if isinstance(norm, int | float):
-                facts["update_norm"] = float(norm)
-        return Protected(to_bytes(reply), epsilon, facts)
+        return Protected(to_bytes(reply), sum(spent), facts)
 
     @staticmethod
     def _answer(
         msg: Message,
         context: Context,
         rows: tuple[NDArray[np.float64], NDArray[np.float64]],
+        secagg: bool,
+        protect: Protect,
     ) -> Message:
         """The built-in ClientApp's reply, on exactly these rows."""
 
@@ -246,12 +295,46 @@ class TrainOwner:
             return rows
 
         try:
-            reply = make_client_app(load)(msg, context)
+            reply = make_client_app(load, secagg=secagg, protect=protect)(msg, context)
         except TrainingError as exc:
             raise _typed(exc) from None
+        except (KeyError, TypeError, ValueError) as exc:  # what secaggplus_mod raises
+            raise InvalidArgument(f"the SecAgg+ stage failed: {exc}") from None
         if reply.has_error():
             raise InvalidArgument(f"the training step failed: {reply.error.reason}")
         return reply
+
+    @staticmethod
+    def _protect(
+        spec: TrainSpec, decision: Decision, facts: dict[str, Any], spent: list[float]
+    ) -> Protect:
+        """What happens to a trained model before it leaves (or is masked): its facts
+        noted for the receipt; in a DP run clipped, noised under a DP grant, weighted
+        one (an owner without DP still clips: its update then counts as the others')."""
+
+        def protect(received: RecordDict, reply: RecordDict) -> RecordDict:
+            before, after = received.array_records[ARRAYS], reply.array_records[ARRAYS]
+            keys = list(after.keys())
+            old = [np.asarray(before[k].numpy(), dtype=np.float64) for k in keys]
+            new = [np.asarray(after[k].numpy(), dtype=np.float64) for k in keys]
+            metrics = dict(reply.metric_records[METRICS])
+            if spec.dp_clip > 0:
+                new, epsilon = dp.noisy_update(old, new, spec.dp_clip, decision.epsilon)
+                spent.append(epsilon)
+                metrics = {NUM_EXAMPLES: 1}
+            moved = zip(old, new, strict=True)
+            norm = float(np.sqrt(sum(float(((n - o) ** 2).sum()) for o, n in moved)))
+            metrics["update_norm"] = norm
+            examples = metrics[NUM_EXAMPLES]
+            facts.update(examples=int(cast(int, examples)), update_norm=norm)
+            return RecordDict(
+                {
+                    ARRAYS: ArrayRecord({k: Array(a) for k, a in zip(keys, new, strict=True)}),
+                    METRICS: MetricRecord(metrics),
+                }
+            )
+
+        return protect
 
     @staticmethod
     def _dp_stats(
@@ -272,27 +355,6 @@ class TrainOwner:
             }
         )
         return Message(RecordDict({STATS: arrays}), reply_to=msg), epsilon
-
-    @staticmethod
-    def _dp_update(
-        spec: TrainSpec, decision: Decision, msg: Message, reply: Message
-    ) -> tuple[Message, float]:
-        """The round's update in a DP run: clipped, noised under a DP grant, weighted one
-        (an owner without DP still clips: its update then counts as much as the others')."""
-        before, after = msg.content.array_records[ARRAYS], reply.content.array_records[ARRAYS]
-        keys = list(after.keys())
-        old = [np.asarray(before[k].numpy(), dtype=np.float64) for k in keys]
-        new = [np.asarray(after[k].numpy(), dtype=np.float64) for k in keys]
-        noisy, epsilon = dp.noisy_update(old, new, spec.dp_clip, decision.epsilon)
-        moved = zip(old, noisy, strict=True)
-        norm = float(np.sqrt(sum(float(((n - o) ** 2).sum()) for o, n in moved)))
-        content = RecordDict(
-            {
-                ARRAYS: ArrayRecord({k: Array(a) for k, a in zip(keys, noisy, strict=True)}),
-                METRICS: MetricRecord({NUM_EXAMPLES: 1, "update_norm": norm}),
-            }
-        )
-        return Message(content, reply_to=msg), epsilon
 
     def _rows(
         self,

@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from federation.training.config import SECAGG_MIN_NODES, SECAGG_STRATEGIES
 from federation.training.tasks import MAX_CLASSES, TASKS
 from gateway.errors import InvalidArgument
 
@@ -33,6 +34,7 @@ class TrainSpec:
     min_nodes: int = 0  # 0: every node asked
     n_classes: int = 0  # classification: the label's classes, 0..n-1; 0 for a regression
     dp_clip: float = 0.0  # > 0: differential privacy, each update clipped to this L1 norm
+    secagg: bool = False  # SecAgg+: owners mask their updates, the home sees only the sum
 
     def body(self) -> str:
         """The canonical text the home signs."""
@@ -55,6 +57,7 @@ class TrainSpec:
                 min_nodes=int(raw["min_nodes"]),
                 n_classes=int(raw["n_classes"]),
                 dp_clip=float(raw["dp_clip"]),
+                secagg=raw["secagg"] is True,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidArgument(f"not a training run's spec: {exc}") from None
@@ -87,6 +90,17 @@ class TrainSpec:
             raise InvalidArgument("min nodes cannot be negative")
         if not (math.isfinite(self.dp_clip) and 0 <= self.dp_clip <= 1e6):
             raise InvalidArgument("the DP clipping bound is a number between 0 (no DP) and 1e6")
+        if self.secagg and self.strategy not in SECAGG_STRATEGIES:
+            raise InvalidArgument(
+                f"--secagg needs a strategy that averages a weighted sum "
+                f"({', '.join(SECAGG_STRATEGIES)}), not {self.strategy!r}: the home sees no "
+                "single update to take a median or a score of"
+            )
+        if self.secagg and self.min_nodes and self.min_nodes < SECAGG_MIN_NODES:
+            raise InvalidArgument(
+                f"--secagg needs at least {SECAGG_MIN_NODES} owners (with two, each learns "
+                "the other's update from the sum)"
+            )
         if not 0 <= self.n_classes <= MAX_CLASSES:
             raise InvalidArgument(f"a label has at most {MAX_CLASSES} classes")
 

@@ -20,7 +20,7 @@ from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 from federation.outcome import Code, Error
-from federation.training import server
+from federation.training import secagg, server
 from federation.training.errors import TooFewNodes, TrainingError
 from federation.training.tasks import task_named
 from gateway.training.grid import Exchange, ExchangeGrid
@@ -100,20 +100,37 @@ def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
         grid, base.to_record(), min_nodes=job.min_nodes, timeout=job.timeout
     )
     config = replace(base, mean=tuple(stats.mean), std=tuple(stats.std))
-    options = server.StrategyOptions(min_nodes=job.min_nodes, evaluate=spec.dp_clip == 0)
-    strategy = server.make_strategy(spec.strategy, options)
     n_outputs = base.n_classes if task.classification else 1
     initial = server.initial_arrays(spec.task, len(spec.features), n_outputs, spec.seed)
-    result = server.run(
-        grid,
-        strategy,
-        initial,
-        spec.rounds,
-        config.to_record(),
-        lambda r: report(round_summary(r)),
-        min_nodes=job.min_nodes,
-        timeout=job.timeout,
-    )
+    evaluate = spec.dp_clip == 0  # an owner under DP answers no evaluation
+    if spec.secagg:
+        # Under DP every update weighs 1; otherwise no owner weighs more than all rows.
+        weight = 1.0 if spec.dp_clip > 0 else float(max(stats.count, 1))
+        result = secagg.run_secagg(
+            grid,
+            spec.strategy,
+            initial,
+            spec.rounds,
+            config.to_record(),
+            lambda r: report(round_summary(r)),
+            settings=secagg.SecAggSettings(max_weight=weight),
+            min_nodes=job.min_nodes,
+            evaluate=evaluate,
+            timeout=job.timeout,
+        )
+    else:
+        result = server.run(
+            grid,
+            server.make_strategy(
+                spec.strategy, server.StrategyOptions(min_nodes=job.min_nodes, evaluate=evaluate)
+            ),
+            initial,
+            spec.rounds,
+            config.to_record(),
+            lambda r: report(round_summary(r)),
+            min_nodes=job.min_nodes,
+            timeout=job.timeout,
+        )
     return {
         "model": model_npz(result.arrays, stats.mean, stats.std),
         "mean": [float(m) for m in stats.mean],

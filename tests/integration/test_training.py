@@ -327,6 +327,44 @@ def test_dp_run_spends_each_owners_budget_then_is_refused(
     assert "RESOURCE_EXHAUSTED" in str(err.value) and "budget" in str(err.value)
 
 
+def test_secagg_run_matches_the_plain_run_and_releases_no_single_update(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    """With --secagg each round is Flower's four SecAgg+ stages at every owner (each one
+    release and receipt), the model is the plain run's up to SecAgg+'s quantisation, and
+    no owner's audit says it released an unmasked update."""
+    rounds = 4
+    plain, _, _ = model(train(federation, rounds=rounds))
+    result = train(federation, rounds=rounds, secagg=True)
+    secure, _, _ = model(result)
+    for a, b in zip(plain, secure, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+    assert all(r.answered == len(OWNERS) for r in result.rounds)
+    assert result.rounds[-1].eval_accuracy > 0.7
+    steps = ["secagg.setup", "secagg.share_keys", "train", "secagg.unmask", "evaluate"]
+    for node in OWNERS:
+        mine = [
+            e for e in federation.audit(node, "release") if e.get("request_id") == result.run_id
+        ]
+        assert [e["step"] for e in mine] == ["query.stats", *steps * rounds]
+        trained = [e for e in mine if e["step"] == "train"]
+        assert all(e["examples"] == parts[node].num_rows for e in trained)
+    receipts = [o for o in result.owners if o.receipt]
+    assert len(receipts) == len(OWNERS) * (1 + len(steps) * rounds)
+
+
+def test_secagg_refuses_what_it_cannot_hide(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    with pytest.raises(ClientError) as err:
+        train(federation, rounds=2, secagg=True, strategy="krum")
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "weighted sum" in str(err.value)
+    with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
+        spec = ask(rounds=2, secagg=True).spec
+        c.train(TrainAsk(spec, OWNERS[:2])).result(timeout=60)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "at least 3" in str(err.value)
+
+
 def test_list_status_and_cancel_from_another_client(
     federation: RunningFederation, parts: dict[str, pa.Table]
 ) -> None:

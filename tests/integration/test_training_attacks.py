@@ -14,7 +14,8 @@ from dataclasses import replace
 
 import grpc
 import pytest
-from flwr.app import Message, RecordDict
+from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
 from federation.envelope import Envelope, Requester
 from federation.training.client_app import CONFIG, STATS_MESSAGE
@@ -133,3 +134,70 @@ def test_a_step_from_a_node_that_is_not_the_home_is_refused(
     err = refused(federation, envelope(federation), message(STATS_MESSAGE), caller="zhejiang")
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "the run's home node itself" in (err.details() or "")
+
+
+SECAGG = replace(SPEC, secagg=True)
+
+
+def stage(stage_name: str, round_: int, **configs: object) -> bytes:
+    """A SecAgg+ stage message as Flower's workflow builds it, with these settings."""
+    record = ConfigRecord({Key.STAGE: stage_name, **configs})  # type: ignore[arg-type]
+    with server_identity():
+        msg = Message(
+            RecordDict({RECORD_KEY_CONFIGS: record}), FIRST_NODE_ID, "train", group_id=str(round_)
+        )
+        return to_bytes(msg)
+
+
+SETUP = {
+    Key.SAMPLE_NUMBER: 3, Key.SHARE_NUMBER: 3, Key.THRESHOLD: 2, Key.CLIPPING_RANGE: 8.0,
+    Key.TARGET_RANGE: 2**22, Key.MOD_RANGE: 2**32, Key.MAX_WEIGHT: 1000.0,
+}  # fmt: skip
+
+
+def test_a_secagg_run_releases_no_unmasked_update(federation: RunningFederation) -> None:
+    """A home that signed --secagg and then asks a plain train (or a plain run that
+    speaks SecAgg+) is refused: the unmasked update never leaves."""
+    env = envelope(federation, SECAGG)
+    step(federation, env, message(STATS_MESSAGE))
+    err = refused(federation, env, message("train", 1))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no unmasked update" in (err.details() or "")
+    err = refused(federation, envelope(federation), stage("setup", 1, **SETUP))
+    assert "not signed for --secagg" in (err.details() or "")
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [{Key.THRESHOLD: 1}, {Key.SHARE_NUMBER: 4, Key.THRESHOLD: 2}, {Key.SAMPLE_NUMBER: 2}],
+    ids=["threshold-1", "minority", "two-owners"],
+)
+def test_a_setup_that_lets_the_home_rebuild_a_secret_is_refused(
+    federation: RunningFederation, weak: dict
+) -> None:
+    env = envelope(federation, SECAGG)
+    step(federation, env, message(STATS_MESSAGE))
+    err = refused(federation, env, stage("setup", 1, **{**SETUP, **weak}))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    entries = [
+        e for e in federation.audit(OWNER, "train.refused") if e["request_id"] == env.request_id
+    ]
+    assert len(entries) == 1
+
+
+def test_secagg_stages_in_order_and_once(federation: RunningFederation) -> None:
+    env = envelope(federation, SECAGG)
+    step(federation, env, message(STATS_MESSAGE))
+    err = refused(
+        federation,
+        env,
+        stage("unmask", 1, **{Key.ACTIVE_NODE_ID_LIST: [FIRST_NODE_ID], Key.DEAD_NODE_ID_LIST: []}),
+    )
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "out of order" in (
+        err.details() or ""
+    )
+    step(federation, env, stage("setup", 1, **SETUP))
+    err = refused(federation, env, stage("setup", 1, **SETUP))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "already answered" in (
+        err.details() or ""
+    )

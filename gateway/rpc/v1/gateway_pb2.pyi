@@ -402,7 +402,7 @@ class PsiEvent(_message.Message):
     def __init__(self, progress: _Optional[_Union[PsiProgress, _Mapping]] = ..., result: _Optional[_Union[PsiResult, _Mapping]] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("task", "dataset", "features", "label", "rounds", "strategy", "nodes", "min_nodes", "seed", "purpose", "learning_rate", "local_epochs", "classes", "dp_clip")
+    __slots__ = ("task", "dataset", "features", "label", "rounds", "strategy", "nodes", "min_nodes", "seed", "purpose", "learning_rate", "local_epochs", "classes", "dp_clip", "secagg")
     TASK_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
@@ -417,6 +417,7 @@ class TrainRequest(_message.Message):
     LOCAL_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     DP_CLIP_FIELD_NUMBER: _ClassVar[int]
+    SECAGG_FIELD_NUMBER: _ClassVar[int]
     task: str
     dataset: str
     features: _containers.RepeatedScalarFieldContainer[str]
@@ -431,7 +432,8 @@ class TrainRequest(_message.Message):
     local_epochs: int
     classes: int
     dp_clip: float
-    def __init__(self, task: _Optional[str] = ..., dataset: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., rounds: _Optional[int] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., min_nodes: _Optional[int] = ..., seed: _Optional[int] = ..., purpose: _Optional[str] = ..., learning_rate: _Optional[float] = ..., local_epochs: _Optional[int] = ..., classes: _Optional[int] = ..., dp_clip: _Optional[float] = ...) -> None: ...
+    secagg: bool
+    def __init__(self, task: _Optional[str] = ..., dataset: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., rounds: _Optional[int] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., min_nodes: _Optional[int] = ..., seed: _Optional[int] = ..., purpose: _Optional[str] = ..., learning_rate: _Optional[float] = ..., local_epochs: _Optional[int] = ..., classes: _Optional[int] = ..., dp_clip: _Optional[float] = ..., secagg: _Optional[bool] = ...) -> None: ...
 
 class TrainRound(_message.Message):
     __slots__ = ("round", "rounds", "nodes_answered", "train_loss", "eval_loss", "eval_accuracy", "elapsed_seconds")
