@@ -32,7 +32,11 @@ every process (node processes: VmHWM since this part began; processes that come 
 their VmHWM sampled every 0.1 s), CPU time, the RSS an owner node adds while training,
 and whether the final weights of (a), (b), (c) are the same (max abs difference).
 Goals: (a) <= 2x (c); (a) >= 50x faster than (b); training adds <= 60 MB to an owner.
-SecAgg+ is not built. The machine's load average is printed before each part.
+The same with SecAgg+ (``--secagg``: each round Flower's four SecAgg+ exchanges, then the
+evaluation): (a) ``fedgate secagg`` through the nodes and (c) ``floor secagg`` in this
+process; their final weights are within SecAgg+'s quantisation (it rounds stochastically)
+of each other's and of the plain run's. Goal: a SecAgg+ round <= 0.5 s. The machine's load
+average is printed before each part.
 """
 
 from __future__ import annotations
@@ -103,6 +107,8 @@ SPEED_GOAL = 2.0  # (a) <= 2x (c)
 FLOWER_GOAL = 50.0  # (b) >= 50x (a)
 RSS_GOAL_MB = 60.0  # what training may add to an owner node
 SAME_WEIGHTS = 1e-9  # max abs difference for "the same weights"
+SECAGG_ROUND_GOAL = 0.5  # seconds
+QUANTISED = 1e-3  # SecAgg+ vs plain: its quantisation step is about 3e-5 a value
 FLOWER_CONNECT_SECONDS = 120.0  # for the SuperNodes to register
 FLOWER_ROUND_SECONDS = 180.0  # bound of one Flower round (the run's wait grows with rounds)
 STOP_GRACE = 15.0  # a SuperNode takes a few seconds to stop on SIGTERM
@@ -150,10 +156,10 @@ def write_parts(parts: Sequence[pa.Table], where: Path) -> list[Path]:
     return paths
 
 
-def spec(s: Settings) -> TrainSpec:
+def spec(s: Settings, *, secagg: bool = False) -> TrainSpec:
     return TrainSpec(
         task=TASK, dataset=DATASET, features=FEATURES, label=LABEL, rounds=s.rounds,
-        seed=SEED, learning_rate=LR, local_epochs=EPOCHS, n_classes=N_CLASSES,
+        seed=SEED, learning_rate=LR, local_epochs=EPOCHS, n_classes=N_CLASSES, secagg=secagg,
     )  # fmt: skip
 
 
@@ -468,14 +474,14 @@ class FedgateRun(NamedTuple):
 
 
 def train_once(
-    fed: Federation, pids: Mapping[str, int], s: Settings, name: str
+    fed: Federation, pids: Mapping[str, int], s: Settings, name: str, *, secagg: bool = False
 ) -> FedgateRun | None:
     """One ``Client.train`` run through the running nodes, measured."""
     reset_peak_ok = all([reset_peak(pid) for pid in pids.values()])
     before = owner_rss(pids, "VmRSS")
     anon0, file0 = owner_rss(pids, "RssAnon"), owner_rss(pids, "RssFile")
     marks: list[float] = []
-    ask = TrainAsk(spec(s), OWNERS, "training benchmark")
+    ask = TrainAsk(spec(s, secagg=secagg), OWNERS, "training benchmark")
     with (
         Sampler({pid: n for n, pid in pids.items()}) as sampler,
         Client(Profile.load(fed.profile_path(ANALYST)), timeout=TIMEOUT) as client,
@@ -542,9 +548,9 @@ def bench_fedgate(parts: Sequence[pa.Table], s: Settings) -> list[FedgateRun]:
                 f"(a) setup: four nodes up, {len(OWNERS)} datasets registered and granted in "
                 f"{time.perf_counter() - t0:.1f} s; RSS {idle}"
             )
-            for name in ("fedgate", "fedgate again"):
+            for name in ("fedgate", "fedgate again", "fedgate secagg"):
                 print(f"(a) {name}, {s.rounds} rounds; {load_line()}", flush=True)
-                run = train_once(fed, pids, s, name)
+                run = train_once(fed, pids, s, name, secagg=name.endswith("secagg"))
                 if run is None:
                     break
                 runs.append(run)
@@ -967,14 +973,15 @@ def server_identity(run_id: int) -> Iterator[None]:
         TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved
 
 
-def bench_floor(paths: Sequence[Path], s: Settings) -> Outcome:
+def bench_floor(paths: Sequence[Path], s: Settings, *, secagg: bool = False) -> Outcome:
     """The worker's code with an ``exchange`` that calls each owner's ClientApp here."""
-    print(f"(c) the floor, {s.rounds} rounds in this process; {load_line()}", flush=True)
+    name = "floor secagg" if secagg else "floor"
+    print(f"(c) {name}, {s.rounds} rounds in this process; {load_line()}", flush=True)
     run_id = 7
     apps, contexts = {}, {}
     for i, path in enumerate(paths):  # the home numbers owners in name order, from 1001
         node = FIRST_NODE_ID + i
-        apps[node] = make_client_app(cached_loader(path))
+        apps[node] = make_client_app(cached_loader(path), secagg=secagg)
         contexts[node] = Context(
             run_id=run_id, node_id=node, node_config={}, state=RecordDict(), run_config={}
         )
@@ -986,7 +993,7 @@ def bench_floor(paths: Sequence[Path], s: Settings) -> Outcome:
             (node, to_bytes(apps[node](from_bytes(data), contexts[node]))) for node, data in out
         ]
 
-    job = worker.Job(run_id, spec(s), tuple(apps), len(apps), 600.0)
+    job = worker.Job(run_id, spec(s, secagg=secagg), tuple(apps), len(apps), 600.0)
     pid = os.getpid()
     reset_peak(pid)
     cpu0 = cpu_seconds(pid)
@@ -998,8 +1005,10 @@ def bench_floor(paths: Sequence[Path], s: Settings) -> Outcome:
     me = ProcStat(
         pid, "this process", status_kb(pid, "VmHWM") / 1024, cpu_seconds(pid) - cpu0, wall
     )
-    out = Outcome("floor", wall, marks, model_of(result["model"]), [me], me.peak_mb, [])
-    print(f"(c) floor: {timing_line(out, s.rounds)}; peak RSS of this process {me.peak_mb:,.0f} MB")
+    out = Outcome(name, wall, marks, model_of(result["model"]), [me], me.peak_mb, [])
+    print(
+        f"(c) {name}: {timing_line(out, s.rounds)}; peak RSS of this process {me.peak_mb:,.0f} MB"
+    )
     return out
 
 
@@ -1041,15 +1050,19 @@ def summary(
     fedgate: Sequence[FedgateRun],
     flower: Outcome | None,
     floor: Outcome,
+    floor_secagg: Outcome,
     start_cost: float,
     diffs: Sequence[tuple[str, float]],
+    quantised: Sequence[tuple[str, float]],
 ) -> None:
     lines: list[tuple[str, str, str, str]] = []
 
     def add(figure: str, measured: str, goal: str = "-", note: str = "-") -> None:
         lines.append((figure, measured, goal, note))
 
-    for r in fedgate:
+    plain = [r for r in fedgate if not r.outcome.name.endswith("secagg")]
+    secure = [r for r in fedgate if r.outcome.name.endswith("secagg")]
+    for r in plain:
         o, ratio = r.outcome, r.outcome.wall / floor.wall
         timing = f"{o.wall:.2f} s ({o.per_round:.3f} s/round)"
         add(
@@ -1066,7 +1079,7 @@ def summary(
             f"{o.per_round / floor.per_round:.1f}x (c) "
             + verdict(o.per_round <= SPEED_GOAL * floor.per_round),
         )
-    for r in fedgate:
+    for r in plain:
         owners = [p.peak_mb for p in r.outcome.procs if p.label in OWNERS]
         added = r.memory.added_mb
         add(
@@ -1103,7 +1116,35 @@ def summary(
             f"<= {SAME_WEIGHTS:g}",
             "same" if d <= SAME_WEIGHTS else "DIFFERENT",
         )
-    add("SecAgg+ round", "not built", "<= 0.5 s")
+    for name, d in quantised:
+        add(
+            f"weights {name}",
+            f"max |diff| {d:.1e}",
+            f"<= {QUANTISED:g}",
+            "within quantisation" if d <= QUANTISED else "DIFFERENT",
+        )
+    for r in secure:
+        o = r.outcome
+        add(
+            f"(a) {o.name} per round",
+            f"{o.per_round:.3f} s",
+            f"<= {SECAGG_ROUND_GOAL:g} s",
+            f"{verdict(o.per_round <= SECAGG_ROUND_GOAL)}; "
+            f"{o.per_round / floor_secagg.per_round:.1f}x (c) secagg"
+            + (
+                f", {o.per_round / plain[-1].outcome.per_round:.1f}x a plain round" if plain else ""
+            ),
+        )
+        add(
+            f"(a) {o.name} wall",
+            f"{o.wall:.2f} s",
+            "-",
+            f"{o.wall / floor_secagg.wall:.1f}x (c) secagg",
+        )
+    add(
+        "(c) floor secagg wall",
+        f"{floor_secagg.wall:.2f} s ({floor_secagg.per_round:.3f} s/round)",
+    )
     print(f"summary, {s.rounds} rounds over {s.rows:,} rows ({load_line()}):")
     head = ("figure", "measured", "goal", "verdict / reference")
     widths = [max(len(r[i]) for r in [head, *lines]) for i in range(4)]
@@ -1141,11 +1182,11 @@ def main() -> int:
         f"task {TASK} (FedAvg), {len(FEATURES)} features, {EPOCHS} local epochs, lr {LR}, "
         f"seed {SEED}; rows per owner: {sizes}"
     )
-    print("SecAgg+: not built (no figure)")
     with tempfile.TemporaryDirectory(prefix="fedgate-bench-train-flower-") as tmp:
         work = Path(tmp)
         paths = write_parts(parts, work / "parts")
         floor = bench_floor(paths, s)
+        floor_secagg = bench_floor(paths, s, secagg=True)
         start_cost = worker_start()
         print(
             f"(c) a fresh interpreter importing the training worker (a home's first run starts "
@@ -1154,16 +1195,28 @@ def main() -> int:
         )
         fedgate_runs = bench_fedgate(parts, s)
         flower = None if args.skip_flower else bench_flower(paths, s, work)
-    runs = [r.outcome for r in fedgate_runs] + [r for r in (flower, floor) if r is not None]
+    outcomes = [r.outcome for r in fedgate_runs]
+    plain = [o for o in outcomes if not o.name.endswith("secagg")]
+    secure = [o for o in outcomes if o.name.endswith("secagg")]
+    runs = plain + [r for r in (flower, floor) if r is not None]
     diffs = compare(runs)
+    # SecAgg+ rounds each value stochastically (Flower's quantiser draws from numpy's
+    # global generator): two SecAgg+ runs agree to its quantisation step, not bit for bit.
+    quantised = compare([*secure, floor_secagg])
+    quantised += [(f"{o.name} vs floor", max_diff(o.model, floor.model)) for o in secure]
+    quantised.append(("floor secagg vs floor", max_diff(floor_secagg.model, floor.model)))
     for name, d in diffs:
         same = "the same" if d <= SAME_WEIGHTS else "DIFFERENT (WRONG)"
         print(f"final weights {name}: max abs difference {d:.2e}: {same}")
-    summary(s, fedgate_runs, flower, floor, start_cost, diffs)
+    for name, d in quantised:
+        near = f"within SecAgg+'s quantisation (<= {QUANTISED:g})" if d <= QUANTISED else "WRONG"
+        print(f"final weights {name}: max abs difference {d:.2e}: {near}")
+    summary(s, fedgate_runs, flower, floor, floor_secagg, start_cost, diffs, quantised)
     if args.out is not None:
-        save(args.out, runs, diffs)
-    failed = len(fedgate_runs) < 2 or (flower is None and not args.skip_flower)
-    return 1 if failed or any(d > SAME_WEIGHTS for _, d in diffs) else 0
+        save(args.out, [*runs, *secure, floor_secagg], [*diffs, *quantised])
+    failed = len(fedgate_runs) < 3 or (flower is None and not args.skip_flower)
+    wrong = any(d > SAME_WEIGHTS for _, d in diffs) or any(d > QUANTISED for _, d in quantised)
+    return 1 if failed or wrong else 0
 
 
 if __name__ == "__main__":

@@ -55,7 +55,6 @@ def test_bench_training_runs(tmp_path: Path) -> None:
     for figure in (
         "machine: ",
         "rows per owner: n1 150, n2 210, n3 240",
-        "SecAgg+: not built",
         "(c) floor: ",
         "(c) a fresh interpreter importing the training worker",
         "(a) setup: four nodes up, 3 datasets registered and granted",
@@ -68,7 +67,11 @@ def test_bench_training_runs(tmp_path: Path) -> None:
         "final weights fedgate vs fedgate again: max abs difference 0.00e+00: the same",
         "summary, 2 rounds over 600 rows",
         "(a) fedgate: RSS an owner adds",
-        "SecAgg+ round",
+        "(c) floor secagg: ",
+        "(a) fedgate secagg: ",
+        "final weights fedgate secagg vs floor secagg: max abs difference",
+        "final weights fedgate secagg vs floor: max abs difference",
+        "(a) fedgate secagg per round",
     ):
         assert figure in out, figure
     assert "(b)" not in out and "flower.npz" not in {p.name for p in tmp_path.iterdir()}
