@@ -58,6 +58,7 @@ def test_bench_training_runs(tmp_path: Path) -> None:
         "(c) floor: ",
         "(c) a fresh interpreter importing the training worker",
         "(a) setup: four nodes up, 3 datasets registered and granted",
+        "(a) warm-up: one COUNT(*) query at every owner",
         "(a) fedgate: ",
         "(a) fedgate again: ",
         "15 owner receipts",  # per owner: stats, then a train and an evaluate per round
