@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from federation.partials import from_ipc
 from federation.psi.frames import Progress, PsiAnswer
+from federation.training.app_bundle import AppBundle
 from gateway import descriptor as descriptor_mod
 from gateway import serde
 from gateway.access import AccessDecision, AccessRequest
@@ -34,6 +35,7 @@ from gateway.roles.train_home import TrainAsk, TrainResult, TrainRound
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway.status import STATUS, error_of_rpc
 from gateway.tls import secure_channel
+from gateway.training.apps import ApprovedApp
 from gateway.training.runs import RunStatus
 
 
@@ -288,6 +290,20 @@ class Client:
 
     def revoke_grant(self, grant_id: str) -> common_pb2.Grant:
         return self._call("RevokeGrant", serde.revoke_grant_request(grant_id))
+
+    def approve_app(self, bundle: AppBundle, name: str = "") -> ApprovedApp:
+        """Store a custom training app at this (your own) node as reviewed: runs that
+        name its digest may then execute it here (docs/training.md, custom apps)."""
+        req = serde.approve_app_request(name, bundle)
+        return serde.app_info_from_proto(self._call("ApproveApp", req))
+
+    def list_apps(self) -> list[ApprovedApp]:
+        resp = self._call("ListApps", serde.list_apps_request())
+        return [serde.app_info_from_proto(a) for a in resp.apps]
+
+    def revoke_app(self, digest: str) -> ApprovedApp:
+        resp = self._call("RevokeApp", serde.revoke_app_request(digest))
+        return serde.app_info_from_proto(resp)
 
     def audit_export(self) -> bytes:
         try:

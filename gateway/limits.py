@@ -45,6 +45,7 @@ RATED: dict[str, str] = {
     "PsiRun": "/fedgate.v1.Peer/PsiRun",
     "Train": "/fedgate.v1.Gateway/Train",
     "TrainStep": "/fedgate.v1.Peer/TrainStep",
+    "ApproveApp": "/fedgate.v1.Gateway/ApproveApp",
 }
 _RATED_NAME = {method: name for name, method in RATED.items()}
 
@@ -80,6 +81,8 @@ DEFAULT_RATES: Mapping[str, Rate] = {
     # A run is minutes of every owner's CPU; its messages are two per owner and round.
     "Train": Rate(1.0, 20),
     "TrainStep": Rate(200.0, 1000),
+    # An approval writes up to 2 MiB of files durably; people approve a few apps a day.
+    "ApproveApp": Rate(2.0, 20),
 }
 
 

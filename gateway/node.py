@@ -76,6 +76,7 @@ from gateway.services.gateway_service import GatewayService
 from gateway.services.peer_service import PeerService
 from gateway.state import State
 from gateway.tls import server_credentials
+from gateway.training.apps import AppStore
 from gateway.transport import Transport
 from gateway.witness import Witness
 from gateway.witnessing import WitnessRound, witness_round
@@ -195,11 +196,16 @@ class Node:
         self.psi_home = PsiHome(
             node_id, self.membership, self.vouching, self.run_psi, self.receipts
         )
-        self.train_owner = TrainOwner(node_id, self.catalog, self.grants, self.engine, pipeline)
+        self.apps = AppStore(config.data_dir / "apps")
+        self.train_owner = TrainOwner(
+            node_id, self.catalog, self.grants, self.engine, pipeline, self.apps
+        )
         self.train_home = TrainHome(
             node_id, self.membership, self.vouching, self.train_step, self.receipts
         )
-        self.operator = Operator(node_id, self.catalog, self.grants, self.audit, self.metrics)
+        self.operator = Operator(
+            node_id, self.catalog, self.grants, self.audit, self.metrics, self.apps
+        )
         self.federated_catalog = FederatedCatalog(self.transport, self.executor)
         self.forwarding = Forwarding(
             node_id, self.membership, self.transport, self.access, self.audit, self.disclosure
@@ -431,6 +437,7 @@ class Node:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
         self.transport.close()
+        self.train_owner.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.relay_executor.shutdown(wait=False, cancel_futures=True)
         self.engine.close()

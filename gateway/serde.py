@@ -17,6 +17,9 @@ from federation.membership import Member
 from federation.outcome import Code, Error
 from federation.psi import frames as psi
 from federation.reports import Explanation, OwnerReport, PartialAnswer, QueryAnswer
+from federation.training import app_bundle
+from federation.training.app_bundle import AppBundle
+from federation.training.errors import TrainingError
 from gateway.access import AccessDecision, AccessRequest, ColumnControls
 from gateway.catalog import CatalogEntry
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
@@ -28,6 +31,7 @@ from gateway.roles.home import QueryAsk
 from gateway.roles.psi_home import PsiAsk, PsiSideAsk
 from gateway.roles.train_home import TrainAsk, TrainEvent, TrainResult, TrainRound
 from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
+from gateway.training.apps import ApprovedApp
 from gateway.training.runs import RunStatus
 from gateway.training.spec import TrainSpec
 from gateway.witness import SignedHead, WitnessedHead, WitnessRequest
@@ -460,6 +464,45 @@ def list_grants_request(dataset: str) -> gateway_pb2.ListGrantsRequest:
 
 def revoke_grant_request(grant_id: str) -> gateway_pb2.RevokeGrantRequest:
     return gateway_pb2.RevokeGrantRequest(id=grant_id)
+
+
+def approve_app_request(name: str, bundle: AppBundle) -> gateway_pb2.ApproveAppRequest:
+    files = [gateway_pb2.AppFile(path=p, data=d) for p, d in bundle.files]
+    return gateway_pb2.ApproveAppRequest(name=name, files=files)
+
+
+def app_bundle_from_proto(msg: gateway_pb2.ApproveAppRequest) -> AppBundle:
+    try:
+        return app_bundle.bundle([(f.path, f.data) for f in msg.files])
+    except TrainingError as exc:
+        raise InvalidArgument(exc.reason) from None
+
+
+def app_info_to_proto(app: ApprovedApp) -> gateway_pb2.AppInfo:
+    return gateway_pb2.AppInfo(
+        digest=app.digest,
+        name=app.name,
+        approved_by=app.approved_by,
+        approved_at=app.approved_at,
+        files=app.files,
+        size=app.size,
+    )
+
+
+def app_info_from_proto(msg: gateway_pb2.AppInfo) -> ApprovedApp:
+    return ApprovedApp(msg.digest, msg.name, msg.approved_by, msg.approved_at, msg.files, msg.size)
+
+
+def list_apps_request() -> gateway_pb2.ListAppsRequest:
+    return gateway_pb2.ListAppsRequest()
+
+
+def list_apps_response(apps: Iterable[ApprovedApp]) -> gateway_pb2.ListAppsResponse:
+    return gateway_pb2.ListAppsResponse(apps=[app_info_to_proto(a) for a in apps])
+
+
+def revoke_app_request(digest: str) -> gateway_pb2.RevokeAppRequest:
+    return gateway_pb2.RevokeAppRequest(digest=digest)
 
 
 def audit_export_request() -> gateway_pb2.AuditExportRequest:
@@ -911,6 +954,7 @@ def train_request(ask: TrainAsk) -> gateway_pb2.TrainRequest:
         classes=spec.n_classes,
         dp_clip=spec.dp_clip,
         secagg=spec.secagg,
+        initial_model=ask.initial_model,
     )
 
 
@@ -930,7 +974,7 @@ def train_ask_from_proto(msg: gateway_pb2.TrainRequest) -> TrainAsk:
         dp_clip=msg.dp_clip,
         secagg=msg.secagg,
     )
-    return TrainAsk(spec, tuple(msg.nodes), msg.purpose)
+    return TrainAsk(spec, tuple(msg.nodes), msg.purpose, msg.initial_model)
 
 
 def _train_round_to_proto(r: TrainRound) -> gateway_pb2.TrainRound:

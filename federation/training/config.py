@@ -16,6 +16,7 @@ from typing import Any
 
 from flwr.app import ConfigRecord
 
+from federation.training.app_bundle import is_app_task
 from federation.training.errors import invalid
 from federation.training.tasks import MAX_CLASSES, MAX_EPOCHS, task_named
 
@@ -58,10 +59,13 @@ class TrainConfig:
     class_weight: tuple[float, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        task = task_named(self.task)
-        if task.classification and not 2 <= self.n_classes <= MAX_CLASSES:
-            raise invalid(f"task {self.task} needs n_classes in 2..{MAX_CLASSES}")
-        if not task.classification and self.n_classes != 0:
+        if is_app_task(self.task):  # a custom app: classes if it says so
+            if self.n_classes and not 2 <= self.n_classes <= MAX_CLASSES:
+                raise invalid(f"n_classes must be 0 (a regression) or in 2..{MAX_CLASSES}")
+        elif task_named(self.task).classification:
+            if not 2 <= self.n_classes <= MAX_CLASSES:
+                raise invalid(f"task {self.task} needs n_classes in 2..{MAX_CLASSES}")
+        elif self.n_classes != 0:
             raise invalid(f"task {self.task} is a regression: n_classes must be 0")
         if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
             raise invalid(f"lr must be in (0, {MAX_LR:g}]")
@@ -126,6 +130,11 @@ class TrainConfig:
             holdout=_get(rec, "holdout", float, 0.0),
             class_weight=_floats(rec, "class_weight"),
         )
+
+
+def classifies(task: str, n_classes: int) -> bool:
+    """Whether a run of ``task`` is a classification (a custom app's: it has classes)."""
+    return n_classes > 0 if is_app_task(task) else task_named(task).classification
 
 
 def server_round(rec: Mapping[str, Any]) -> int:

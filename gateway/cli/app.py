@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from gateway.cli import (
     audit,
     catalog,
+    custom_app,
     demo,
     disclosure,
     grant,
@@ -36,6 +37,7 @@ COMMAND_MODULES = (
     query,
     psi,
     train,
+    custom_app,
     grant,
     receipt,
     audit,

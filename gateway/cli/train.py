@@ -132,6 +132,22 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _app_run(folder: str, n_features: int, classes: int, seed: int) -> tuple[str, bytes]:
+    """A custom app's task (``app:<digest>``) and initial model, from its folder: here,
+    on your machine, ``init`` runs (your own code); at each owner only the copy its
+    operator approved, found by the digest."""
+    from federation.training.app_bundle import load_init, model_npz, task_of
+    from federation.training.errors import TrainingError
+    from gateway.cli.custom_app import read_app
+
+    bundle = read_app(folder)
+    try:
+        arrays = load_init(Path(folder), n_features, classes or 1, seed)
+    except TrainingError as exc:
+        raise InvalidArgument(f"--app: {exc.reason}") from None
+    return task_of(bundle.digest), model_npz(arrays)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from gateway.client import Client
     from gateway.roles.train_home import TrainAsk
@@ -139,15 +155,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.action is not None:
         return cmd_runs(args)
-    missing = [f"--{n}" for n in ("task", "dataset", "features", "label", "nodes", "out")
+    missing = [f"--{n}" for n in ("dataset", "features", "label", "nodes", "out")
                if not getattr(args, n)]  # fmt: skip
+    if not args.task and not args.app:
+        missing.insert(0, "--task (or --app)")
     if missing:
         raise InvalidArgument(f"fedgate train needs {', '.join(missing)}")
+    if args.task and args.app:
+        raise InvalidArgument("--task or --app, not both")
+    features = _names(args.features, "--features")
+    task, initial = args.task, b""
+    if args.app:
+        task, initial = _app_run(args.app, len(features), args.classes, args.seed)
 
     spec = TrainSpec(
-        task=args.task,
+        task=task,
         dataset=args.dataset,
-        features=_names(args.features, "--features"),
+        features=features,
         label=args.label,
         rounds=args.rounds,
         strategy=args.strategy,
@@ -159,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         dp_clip=args.dp,
         secagg=args.secagg,
     )
-    ask = TrainAsk(spec, _names(args.nodes, "--nodes"), args.purpose)
+    ask = TrainAsk(spec, _names(args.nodes, "--nodes"), args.purpose, initial)
     with Client(profile(args), timeout=args.timeout) as c:
         run = c.train(ask, on_round=lambda r: _show(r, args.quiet))
         try:
@@ -201,10 +225,21 @@ def register(sub: Subparsers) -> None:
     )
     sp.add_argument("run", nargs="?", default="", help="the run id (status, cancel)")
     sp.add_argument("--task", help="logreg | linreg | mlp | mlp_relu")
+    sp.add_argument(
+        "--app",
+        metavar="DIR",
+        help="instead of --task: a custom app's folder, which every owner's operator "
+        "approved (fedgate app approve); its init makes the initial model here",
+    )
     sp.add_argument("--dataset")
     sp.add_argument("--features", help="feature columns, comma-separated")
     sp.add_argument("--label", help="the label column")
-    sp.add_argument("--classes", type=int, default=2, help="classification: classes 0..N-1")
+    sp.add_argument(
+        "--classes",
+        type=int,
+        default=2,
+        help="classification: classes 0..N-1 (a custom app's regression: 0)",
+    )
     sp.add_argument("--rounds", type=int, default=10)
     sp.add_argument("--strategy", choices=STRATEGIES, default="fedavg")
     sp.add_argument("--nodes", help="the owners that train, comma-separated")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from federation.training.app_bundle import is_app_task
 from federation.training.tasks import TASKS
 from gateway.column_types import parse_type
 from gateway.descriptor import DatasetDescriptor
@@ -68,10 +69,11 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
     if grant.train_tasks and "train" not in grant.operations:
         raise InvalidArgument("train tasks are for grants with the train operation")
     if "train" in grant.operations:
-        unknown = [t for t in grant.train_tasks if t not in TASKS]
+        unknown = [t for t in grant.train_tasks if t not in TASKS and not is_app_task(t)]
         if unknown:
             raise InvalidArgument(
-                f"unknown training task {unknown[0]!r} (built in: {', '.join(TASKS)})"
+                f"unknown training task {unknown[0]!r} (built in: {', '.join(TASKS)}; or a "
+                "custom app as app:<digest>)"
             )
     if grant.max_rounds < 0 or grant.max_examples < 0:
         raise InvalidArgument("max rounds and max examples are 0 (no limit) or more")

@@ -1,4 +1,5 @@
-"""What a node's own operators do to it: register datasets, write and revoke grants.
+"""What a node's own operators do to it: register datasets, write and revoke grants,
+approve and revoke custom training apps.
 
 Every change is audited (the grant store writes its entries in the grant's own
 transaction) and logged.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from federation.training.app_bundle import AppBundle
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.clock import parse_time, utc
@@ -19,6 +21,7 @@ from gateway.metrics import NodeMetrics
 from gateway.policy import validate
 from gateway.policy.model import Grant
 from gateway.policy.store import GrantStore
+from gateway.training.apps import ApprovedApp, AppStore
 
 log = logging.getLogger("fedgate.node")
 
@@ -31,8 +34,10 @@ class Operator:
         grants: GrantStore,
         audit: AuditLog,
         metrics: NodeMetrics,
+        apps: AppStore,
     ) -> None:
         self.node_id = node_id
+        self._apps = apps
         self._catalog = catalog
         self._grants = grants
         self._audit = audit
@@ -88,6 +93,33 @@ class Operator:
             caller,
         )
         return grant
+
+    def approve_app(self, bundle: AppBundle, name: str, caller: Identity) -> ApprovedApp:
+        app = self._apps.approve(bundle, name, str(caller), utc())
+        self._audit.append(
+            {
+                "kind": "app.approved",
+                "time": utc(),
+                "actor": str(caller),
+                "digest": app.digest,
+                "name": app.name,
+                "files": app.files,
+                "size": app.size,
+            }
+        )
+        log.info("app approved digest=%s name=%s by=%s", app.digest, app.name, caller)
+        return app
+
+    def list_apps(self) -> list[ApprovedApp]:
+        return self._apps.list()
+
+    def revoke_app(self, digest: str, caller: Identity) -> ApprovedApp:
+        app = self._apps.revoke(digest)
+        self._audit.append(
+            {"kind": "app.revoked", "time": utc(), "actor": str(caller), "digest": app.digest}
+        )
+        log.info("app revoked digest=%s by=%s", app.digest, caller)
+        return app
 
     def revoke_grant(self, grant_id: str, caller: Identity) -> Grant:
         grant = self._grants.revoke(grant_id, utc(), actor=str(caller))

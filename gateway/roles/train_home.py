@@ -25,7 +25,9 @@ from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
 from federation.membership import Member, Membership
 from federation.outcome import Code, Error
 from federation.reports import OwnerReport
+from federation.training.app_bundle import is_app_task, model_arrays
 from federation.training.config import SECAGG_MIN_NODES
+from federation.training.errors import TrainingError
 from gateway.clock import utc
 from gateway.errors import (
     DeadlineExceeded,
@@ -55,6 +57,7 @@ class TrainAsk:
     spec: TrainSpec
     nodes: tuple[str, ...]
     purpose: str = ""
+    initial_model: bytes = b""  # a custom app's run: its initial model (.npz of w0, w1, ...)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,13 @@ class TrainHome:
     ) -> Iterator[TrainEvent]:
         spec = ask.spec
         spec.check()
+        if is_app_task(spec.task):
+            try:
+                model_arrays(ask.initial_model)
+            except TrainingError as exc:
+                raise InvalidArgument(f"a custom app's run: {exc.reason}") from None
+        elif ask.initial_model:
+            raise InvalidArgument("an initial model is for a custom app's run (--app)")
         members = self._owners(ask, caller)
         min_nodes = spec.min_nodes or len(members)
         if not 1 <= min_nodes <= len(members):
@@ -184,7 +194,9 @@ class TrainHome:
         stop = stop or threading.Event()
         self.runs.start(run_id, caller, spec.dataset, spec.task, spec.rounds, stop)
         try:
-            for event in self._run(spec, env, by_id, min_nodes, reports, deadline, stop):
+            for event in self._run(
+                spec, ask.initial_model, env, by_id, min_nodes, reports, deadline, stop
+            ):
                 if isinstance(event, TrainRound):
                     rounds.append(event)
                     self.runs.round(run_id, event.round, event.train_loss, event.eval_accuracy)
@@ -250,6 +262,7 @@ class TrainHome:
     def _run(
         self,
         spec: TrainSpec,
+        initial_model: bytes,
         env: Envelope,
         by_id: dict[int, Member],
         min_nodes: int,
@@ -267,6 +280,7 @@ class TrainHome:
             tuple(by_id),
             min_nodes,
             ROUND_SECONDS,
+            initial_model,
         )
         proc = ctx.Process(target=worker.main, args=(theirs, job), name="fedgate-train")
         proc.start()

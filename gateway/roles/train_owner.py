@@ -28,10 +28,11 @@ from numpy.typing import NDArray
 from sqlglot import exp
 
 from federation.envelope import Envelope
-from federation.outcome import Error
+from federation.outcome import Code, Error
 from federation.reports import OwnerReport
 from federation.sql import generate
 from federation.training import features
+from federation.training.app_bundle import digest_of, is_app_task, short
 from federation.training.client_app import (
     ARRAYS,
     CONFIG,
@@ -44,9 +45,8 @@ from federation.training.client_app import (
     make_client_app,
     stage_of,
 )
-from federation.training.config import server_round
+from federation.training.config import classifies, server_round
 from federation.training.errors import TrainingError
-from federation.training.tasks import task_named
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
 from gateway.errors import FailedPrecondition, FedgateError, InvalidArgument, NotFound
@@ -55,6 +55,8 @@ from gateway.policy.store import GrantStore
 from gateway.release.pipeline import Protected, Released, ReleasePipeline
 from gateway.release.train import Step, TrainRelease
 from gateway.training import dp
+from gateway.training.app_host import AppHost, AppLimits
+from gateway.training.apps import AppStore
 from gateway.training.grid import from_bytes, to_bytes
 from gateway.training.secagg_guard import check_stage, stage_round
 from gateway.training.settings import bound_record
@@ -89,6 +91,12 @@ class _Run:
     asked: set[tuple[str, int]] = field(default_factory=set)
     last_train: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    host: AppHost | None = None  # a custom app's process, for this run only
+
+    def close(self) -> None:
+        if self.host is not None:
+            self.host.close()
+            self.host = None
 
 
 def _typed(exc: TrainingError) -> FedgateError:
@@ -132,14 +140,26 @@ class TrainOwner:
         grants: GrantStore,
         engine: Engine,
         pipeline: ReleasePipeline,
+        apps: AppStore,
+        limits: AppLimits = AppLimits(),  # noqa: B008 - frozen
     ) -> None:
         self.node_id = node_id
+        self.apps = apps
+        self.app_limits = limits
         self.catalog = catalog
         self.grants = grants
         self.engine = engine
         self.pipeline = pipeline
         self._runs: OrderedDict[str, _Run] = OrderedDict()
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop every run's app process (the node is stopping)."""
+        with self._lock:
+            runs = list(self._runs.values())
+            self._runs.clear()
+        for run in runs:
+            run.close()
 
     def step(self, env: Envelope, message: bytes) -> tuple[bytes, OwnerReport]:
         """This owner's answer to one message of a run (its caller is vouched for)."""
@@ -170,6 +190,11 @@ class TrainOwner:
             entry = self.catalog.get(spec.dataset)
             if entry is None or entry.descriptor.level == "L4":
                 raise NotFound(f"no dataset {spec.dataset!r} at {self.node_id}")
+            if is_app_task(spec.task) and self.apps.folder(digest_of(spec.task)) is None:
+                raise FailedPrecondition(
+                    f"app {short(digest_of(spec.task))} is not approved at {self.node_id} "
+                    "(its operator reviews it and runs: fedgate app approve DIR)"
+                )
             try:
                 msg = from_bytes(message)
             except Exception:  # any undecodable input is the sender's error
@@ -232,13 +257,15 @@ class TrainOwner:
                 )
                 run = self._runs[key] = _Run(ctx)
                 while len(self._runs) > RUNS_KEPT:
-                    self._runs.popitem(last=False)
+                    self._runs.popitem(last=False)[1].close()
             self._runs.move_to_end(key)
             return run
 
     def _forget(self, env: Envelope) -> None:
         with self._lock:
-            self._runs.pop(run_key(env), None)
+            run = self._runs.pop(run_key(env), None)
+        if run is not None:
+            run.close()
 
     def _compute(
         self,
@@ -267,6 +294,9 @@ class TrainOwner:
             if decision.epsilon > 0 and step.kind == STATS_MESSAGE:
                 reply, epsilon = self._dp_stats(spec, decision, msg, rows[0])
                 spent.append(epsilon)
+            elif is_app_task(spec.task) and step.kind != STATS_MESSAGE:
+                protect = self._protect(spec, decision, facts, spent)
+                reply = self._app_answer(spec, run, msg, deadline, protect)
             else:
                 protect = self._protect(spec, decision, facts, spent)
                 reply = self._answer(msg, run.context, rows, spec.secagg, protect)
@@ -303,6 +333,34 @@ class TrainOwner:
         if reply.has_error():
             raise InvalidArgument(f"the training step failed: {reply.error.reason}")
         return reply
+
+    def _app_answer(
+        self, spec: TrainSpec, run: _Run, msg: Message, deadline: float, protect: Protect
+    ) -> Message:
+        """A custom app's reply from its own process (started for the run on its first
+        message), allowed out only in the shape a model update or evaluation has."""
+        folder = self.apps.folder(digest_of(spec.task))
+        if folder is None:  # revoked during the run
+            raise FailedPrecondition(f"app {short(digest_of(spec.task))} is no longer approved")
+        if run.host is None:
+            assert run.rows is not None
+            run.host = AppHost(folder, *run.rows, self.app_limits)
+        try:
+            data = run.host.call(to_bytes(msg), deadline - time.monotonic())
+            try:
+                reply = from_bytes(data)
+            except Exception:
+                msg_ = "the app's reply is not a Flower message"
+                raise FedgateError.of(Error(Code.ABORTED, msg_)) from None
+            if reply.has_error() or not reply.has_content():
+                raise FedgateError.of(Error(Code.ABORTED, "the app answered with an error"))
+            content = check_app_reply(msg, reply.content)
+        except FedgateError:
+            run.close()  # a run this owner refused goes no further here: nor does its app
+            raise
+        if msg.metadata.message_type == "train":
+            content = protect(msg.content, content)
+        return Message(content, reply_to=msg)
 
     @staticmethod
     def _protect(
@@ -410,7 +468,7 @@ class TrainOwner:
         """Targets of a regression; class indices 0..n-1 of a classification, whose
         classes the label column must declare (a bool, or bounds 0 and n-1): a refusal
         that depended on the values would tell them."""
-        if not task_named(spec.task).classification:
+        if not classifies(spec.task, spec.n_classes):
             if not (pa.types.is_integer(label.type) or pa.types.is_floating(label.type)):
                 raise FailedPrecondition(f"the label {spec.label!r} of a regression is a number")
             return np.asarray(label.to_numpy(), dtype=np.float64)
@@ -434,3 +492,36 @@ class TrainOwner:
                 f"the label {spec.label!r} holds values outside its declared classes"
             )
         return y
+
+
+def check_app_reply(msg: Message, content: RecordDict) -> RecordDict:
+    """What a custom app may send out: for ``train`` the received model's arrays (same
+    names, shapes, finite) and numeric metrics with ``num-examples``; for ``evaluate``
+    numeric metrics only. Anything else (another array, a config record, text) could
+    carry rows, and is refused."""
+    metrics = content.metric_records.get(METRICS)
+    if content.config_records or set(content.metric_records) != {METRICS} or metrics is None:
+        raise FedgateError.of(Error(Code.ABORTED, "the app's reply holds more than metrics"))
+    examples = metrics.get(NUM_EXAMPLES)
+    if not isinstance(examples, int) or examples < 0:
+        raise FedgateError.of(Error(Code.ABORTED, f"the app's reply has no {NUM_EXAMPLES!r}"))
+    if msg.metadata.message_type != "train":
+        if content.array_records:
+            raise FedgateError.of(Error(Code.ABORTED, "the app's evaluation holds arrays"))
+        return content
+    sent = msg.content.array_records.get(ARRAYS)
+    got = content.array_records.get(ARRAYS)
+    if sent is None or got is None or set(content.array_records) != {ARRAYS}:
+        raise FedgateError.of(Error(Code.ABORTED, "the app's reply holds no model"))
+    if list(got.keys()) != list(sent.keys()):
+        raise FedgateError.of(Error(Code.ABORTED, "the app's model is not the received one's"))
+    for k in list(got.keys()):
+        try:
+            a = got[k].numpy()
+        except Exception:
+            raise FedgateError.of(Error(Code.ABORTED, "the app's model cannot be read")) from None
+        if a.shape != tuple(sent[k].shape) or a.dtype.kind != "f" or not np.isfinite(a).all():
+            raise FedgateError.of(
+                Error(Code.ABORTED, "the app's model is not the received one's shape")
+            )
+    return content

@@ -131,6 +131,23 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         grant = self.node.operator.revoke_grant(request.id, context.caller)
         return serde.grant_to_proto(grant, grant.status(utc()))
 
+    def ApproveApp(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        bundle = serde.app_bundle_from_proto(request)
+        return serde.app_info_to_proto(
+            self.node.operator.approve_app(bundle, request.name[:80], context.caller)
+        )
+
+    def ListApps(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        return serde.list_apps_response(self.node.operator.list_apps())
+
+    def RevokeApp(self, request: Any, context: CallContext) -> Any:  # noqa: N802
+        self._own_operator(context.caller)
+        return serde.app_info_to_proto(
+            self.node.operator.revoke_app(request.digest, context.caller)
+        )
+
     # --- audit and witnessing -------------------------------------------------------------
 
     def AuditExport(self, request: Any, context: CallContext) -> Iterator[Any]:  # noqa: N802

@@ -14,9 +14,14 @@ from dataclasses import replace
 
 from flwr.app import ConfigRecord
 
-from federation.training.config import FLOWER_PROXIMAL_MU, SERVER_ROUND, TrainConfig, server_round
+from federation.training.config import (
+    FLOWER_PROXIMAL_MU,
+    SERVER_ROUND,
+    TrainConfig,
+    classifies,
+    server_round,
+)
 from federation.training.errors import TrainingError
-from federation.training.tasks import task_named
 from gateway.errors import InvalidArgument
 from gateway.training.spec import TrainSpec
 
@@ -27,7 +32,7 @@ DEFAULT_EPOCHS = 1
 def train_config(spec: TrainSpec) -> TrainConfig:
     """Full batch, no holdout (evaluation on the training rows: a held-out share chosen
     by the home could be one row), the spec's classes, rate, epochs and seed."""
-    classification = task_named(spec.task).classification
+    classification = classifies(spec.task, spec.n_classes)
     return TrainConfig(
         task=spec.task,
         n_classes=spec.n_classes if classification else 0,

@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from federation.training.app_bundle import is_app_task
 from federation.training.config import SECAGG_MIN_NODES, SECAGG_STRATEGIES
 from federation.training.tasks import MAX_CLASSES, TASKS
 from gateway.errors import InvalidArgument
@@ -66,8 +67,13 @@ class TrainSpec:
 
     def check(self) -> None:
         """Bounds every party applies; the grant's own limits are the owner's (policy)."""
-        if self.task not in TASKS:
-            raise InvalidArgument(f"unknown task {self.task!r} (built in: {', '.join(TASKS)})")
+        if self.task not in TASKS and not is_app_task(self.task):
+            raise InvalidArgument(
+                f"unknown task {self.task!r} (built in: {', '.join(TASKS)}; or a custom "
+                "app as app:<digest>)"
+            )
+        if is_app_task(self.task) and self.secagg:
+            raise InvalidArgument("--secagg with a custom app is not built yet")
         if not self.dataset:
             raise InvalidArgument("a training run names a dataset")
         if not self.features:

@@ -15,12 +15,14 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
+from flwr.app import ArrayRecord
 from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 from federation.outcome import Code, Error
 from federation.training import secagg, server
+from federation.training.app_bundle import is_app_task, model_arrays
 from federation.training.errors import TooFewNodes, TrainingError
 from federation.training.tasks import task_named
 from gateway.training.grid import Exchange, ExchangeGrid
@@ -37,6 +39,7 @@ class Job:
     node_ids: tuple[int, ...]
     min_nodes: int
     timeout: float  # seconds a round may wait for its replies
+    initial_model: bytes = b""  # a custom app's run: its initial model (.npz)
 
 
 def round_summary(r: server.RoundReport) -> dict[str, Any]:
@@ -94,14 +97,16 @@ def main(conn: Connection, job: Job) -> None:
 def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
     spec = job.spec
     grid = ExchangeGrid(Run.create_empty(job.run_id), job.node_ids, exchange)
-    task = task_named(spec.task)
     base = train_config(spec)
     stats = server.federated_stats(
         grid, base.to_record(), min_nodes=job.min_nodes, timeout=job.timeout
     )
     config = replace(base, mean=tuple(stats.mean), std=tuple(stats.std))
-    n_outputs = base.n_classes if task.classification else 1
-    initial = server.initial_arrays(spec.task, len(spec.features), n_outputs, spec.seed)
+    if is_app_task(spec.task):
+        initial = ArrayRecord(model_arrays(job.initial_model))
+    else:
+        n_outputs = base.n_classes if task_named(spec.task).classification else 1
+        initial = server.initial_arrays(spec.task, len(spec.features), n_outputs, spec.seed)
     evaluate = spec.dp_clip == 0  # an owner under DP answers no evaluation
     if spec.secagg:
         # Under DP every update weighs 1; otherwise no owner weighs more than all rows.

@@ -233,6 +233,54 @@ class RevokeGrantRequest(_message.Message):
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
+class AppFile(_message.Message):
+    __slots__ = ("path", "data")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    data: bytes
+    def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ApproveAppRequest(_message.Message):
+    __slots__ = ("name", "files")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    files: _containers.RepeatedCompositeFieldContainer[AppFile]
+    def __init__(self, name: _Optional[str] = ..., files: _Optional[_Iterable[_Union[AppFile, _Mapping]]] = ...) -> None: ...
+
+class AppInfo(_message.Message):
+    __slots__ = ("digest", "name", "approved_by", "approved_at", "files", "size")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_BY_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_AT_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    name: str
+    approved_by: str
+    approved_at: str
+    files: int
+    size: int
+    def __init__(self, digest: _Optional[str] = ..., name: _Optional[str] = ..., approved_by: _Optional[str] = ..., approved_at: _Optional[str] = ..., files: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+
+class ListAppsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAppsResponse(_message.Message):
+    __slots__ = ("apps",)
+    APPS_FIELD_NUMBER: _ClassVar[int]
+    apps: _containers.RepeatedCompositeFieldContainer[AppInfo]
+    def __init__(self, apps: _Optional[_Iterable[_Union[AppInfo, _Mapping]]] = ...) -> None: ...
+
+class RevokeAppRequest(_message.Message):
+    __slots__ = ("digest",)
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    def __init__(self, digest: _Optional[str] = ...) -> None: ...
+
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -402,7 +450,7 @@ class PsiEvent(_message.Message):
     def __init__(self, progress: _Optional[_Union[PsiProgress, _Mapping]] = ..., result: _Optional[_Union[PsiResult, _Mapping]] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("task", "dataset", "features", "label", "rounds", "strategy", "nodes", "min_nodes", "seed", "purpose", "learning_rate", "local_epochs", "classes", "dp_clip", "secagg")
+    __slots__ = ("task", "dataset", "features", "label", "rounds", "strategy", "nodes", "min_nodes", "seed", "purpose", "learning_rate", "local_epochs", "classes", "dp_clip", "secagg", "initial_model")
     TASK_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
@@ -418,6 +466,7 @@ class TrainRequest(_message.Message):
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     DP_CLIP_FIELD_NUMBER: _ClassVar[int]
     SECAGG_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_MODEL_FIELD_NUMBER: _ClassVar[int]
     task: str
     dataset: str
     features: _containers.RepeatedScalarFieldContainer[str]
@@ -433,7 +482,8 @@ class TrainRequest(_message.Message):
     classes: int
     dp_clip: float
     secagg: bool
-    def __init__(self, task: _Optional[str] = ..., dataset: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., rounds: _Optional[int] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., min_nodes: _Optional[int] = ..., seed: _Optional[int] = ..., purpose: _Optional[str] = ..., learning_rate: _Optional[float] = ..., local_epochs: _Optional[int] = ..., classes: _Optional[int] = ..., dp_clip: _Optional[float] = ..., secagg: _Optional[bool] = ...) -> None: ...
+    initial_model: bytes
+    def __init__(self, task: _Optional[str] = ..., dataset: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., rounds: _Optional[int] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., min_nodes: _Optional[int] = ..., seed: _Optional[int] = ..., purpose: _Optional[str] = ..., learning_rate: _Optional[float] = ..., local_epochs: _Optional[int] = ..., classes: _Optional[int] = ..., dp_clip: _Optional[float] = ..., secagg: _Optional[bool] = ..., initial_model: _Optional[bytes] = ...) -> None: ...
 
 class TrainRound(_message.Message):
     __slots__ = ("round", "rounds", "nodes_answered", "train_loss", "eval_loss", "eval_accuracy", "elapsed_seconds")

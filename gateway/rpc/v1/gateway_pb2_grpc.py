@@ -95,6 +95,21 @@ class GatewayStub:
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.RevokeGrantRequest.SerializeToString,
                 response_deserializer=fedgate_dot_v1_dot_common__pb2.Grant.FromString,
                 _registered_method=True)
+        self.ApproveApp = channel.unary_unary(
+                '/fedgate.v1.Gateway/ApproveApp',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.ApproveAppRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.AppInfo.FromString,
+                _registered_method=True)
+        self.ListApps = channel.unary_unary(
+                '/fedgate.v1.Gateway/ListApps',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.ListAppsRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.ListAppsResponse.FromString,
+                _registered_method=True)
+        self.RevokeApp = channel.unary_unary(
+                '/fedgate.v1.Gateway/RevokeApp',
+                request_serializer=fedgate_dot_v1_dot_gateway__pb2.RevokeAppRequest.SerializeToString,
+                response_deserializer=fedgate_dot_v1_dot_gateway__pb2.AppInfo.FromString,
+                _registered_method=True)
         self.AuditExport = channel.unary_stream(
                 '/fedgate.v1.Gateway/AuditExport',
                 request_serializer=fedgate_dot_v1_dot_gateway__pb2.AuditExportRequest.SerializeToString,
@@ -233,6 +248,25 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApproveApp(self, request, context):
+        """Custom training apps this node's operators reviewed (docs/training.md, custom apps).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApps(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AuditExport(self, request, context):
         """Operators only: this node's audit trail.
         """
@@ -362,6 +396,21 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.RevokeGrant,
                     request_deserializer=fedgate_dot_v1_dot_gateway__pb2.RevokeGrantRequest.FromString,
                     response_serializer=fedgate_dot_v1_dot_common__pb2.Grant.SerializeToString,
+            ),
+            'ApproveApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveApp,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.ApproveAppRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.AppInfo.SerializeToString,
+            ),
+            'ListApps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApps,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.ListAppsRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.ListAppsResponse.SerializeToString,
+            ),
+            'RevokeApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApp,
+                    request_deserializer=fedgate_dot_v1_dot_gateway__pb2.RevokeAppRequest.FromString,
+                    response_serializer=fedgate_dot_v1_dot_gateway__pb2.AppInfo.SerializeToString,
             ),
             'AuditExport': grpc.unary_stream_rpc_method_handler(
                     servicer.AuditExport,
@@ -738,6 +787,87 @@ class Gateway:
             '/fedgate.v1.Gateway/RevokeGrant',
             fedgate_dot_v1_dot_gateway__pb2.RevokeGrantRequest.SerializeToString,
             fedgate_dot_v1_dot_common__pb2.Grant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/ApproveApp',
+            fedgate_dot_v1_dot_gateway__pb2.ApproveAppRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.AppInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/ListApps',
+            fedgate_dot_v1_dot_gateway__pb2.ListAppsRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.ListAppsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedgate.v1.Gateway/RevokeApp',
+            fedgate_dot_v1_dot_gateway__pb2.RevokeAppRequest.SerializeToString,
+            fedgate_dot_v1_dot_gateway__pb2.AppInfo.FromString,
             options,
             channel_credentials,
             insecure,

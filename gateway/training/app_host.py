@@ -1,0 +1,234 @@
+"""An approved custom app's ClientApp, run in a process of its own under resource limits.
+
+The owner node never imports an app. For each run that names one, it starts this module
+as a child process (``AppHost``), hands it the run's granted rows once, then each Flower
+message as bytes, and reads back each reply. The child sets its own limits before it
+imports the app: address space, CPU seconds, no file writes (``RLIMIT_FSIZE`` 0), no
+core dumps; it runs in a session of its own with a cleaned environment (Flower offline,
+its home in a temporary folder) and is killed with the run. Frames on its stdin and
+stdout are an 8-byte length and the bytes; the app's own prints go to stderr (the
+node's log). A failure reaches the caller as the exception's type only: its message
+could hold the rows' values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from numpy.typing import NDArray
+
+from federation.outcome import Code, Error
+from gateway.errors import DeadlineExceeded, FedgateError, ResourceExhausted
+
+OK, FAILED = b"\x00", b"\x01"
+IDLE_SECONDS = 900.0  # an app process with no message for this long ends itself
+MAX_LOG_LINES = 1000  # of one app process's output kept in the node's log
+MAX_LOG_LINE = 1000
+log = logging.getLogger("fedgate.app")
+MAX_FRAME = 256 * 1024 * 1024
+_ROOT = Path(__file__).resolve().parents[2]  # the folder holding gateway/ and federation/
+
+
+@dataclass(frozen=True)
+class AppLimits:
+    memory_mb: int = 2048  # address space: Python, numpy and Flower take ~1 GB of it
+    cpu_seconds: int = 600  # of the whole run
+
+
+def _write(out: IO[bytes], payload: bytes) -> None:
+    out.write(len(payload).to_bytes(8, "big") + payload)
+    out.flush()
+
+
+def _read(fd: int, n: int, deadline: float | None) -> bytes:
+    chunks, left = [], n
+    while left:
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                raise TimeoutError
+        got = os.read(fd, min(left, 1 << 20))
+        if not got:
+            raise EOFError
+        chunks.append(got)
+        left -= len(got)
+    return b"".join(chunks)
+
+
+def _frame(fd: int, deadline: float | None = None) -> bytes:
+    size = int.from_bytes(_read(fd, 8, deadline), "big")
+    if size > MAX_FRAME:
+        raise EOFError
+    return _read(fd, size, deadline)
+
+
+class AppHost:
+    """The parent's handle on one run's app process."""
+
+    def __init__(
+        self,
+        app_dir: Path,
+        X: NDArray[np.float64],
+        y: NDArray[np.float64],
+        limits: AppLimits = AppLimits(),  # noqa: B008 - frozen
+    ) -> None:
+        self._home = tempfile.TemporaryDirectory(prefix="fedgate-app-")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": str(_ROOT),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "HOME": self._home.name,
+            "FLWR_HOME": self._home.name,
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+        }
+        args = [str(app_dir), str(limits.memory_mb), str(limits.cpu_seconds)]
+        self.proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            [sys.executable, "-m", "gateway.training.app_host", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,  # to the node's log (the child may write no file)
+            env=env,
+            cwd=self._home.name,
+            start_new_session=True,
+        )
+        threading.Thread(
+            target=_log_lines, args=(self.proc.stderr,), name="app-log", daemon=True
+        ).start()
+        buf = io.BytesIO()
+        np.savez(buf, X=X, y=y)
+        self._send(buf.getvalue())
+
+    def _send(self, payload: bytes) -> None:
+        assert self.proc.stdin is not None
+        try:
+            _write(self.proc.stdin, payload)
+        except (BrokenPipeError, OSError):
+            raise self._ended() from None
+
+    def call(self, message: bytes, timeout: float) -> bytes:
+        """The app's reply to one message, or a typed error (the process is then gone)."""
+        self._send(message)
+        assert self.proc.stdout is not None
+        try:
+            frame = _frame(self.proc.stdout.fileno(), time.monotonic() + max(timeout, 0.01))
+        except TimeoutError:
+            self.close()
+            raise DeadlineExceeded("the app did not answer in time; it was stopped") from None
+        except EOFError:
+            raise self._ended() from None
+        if frame[:1] == OK:
+            return frame[1:]
+        name = frame[1:80].decode("ascii", "replace")
+        if name == "MemoryError":
+            self.close()
+            raise ResourceExhausted("the app ran out of its memory limit; it was stopped")
+        raise FedgateError.of(Error(Code.ABORTED, f"the app failed ({name})"))
+
+    def _ended(self) -> FedgateError:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=2)  # it closed its end: let it finish before any kill
+        code = self.close()
+        if code == -signal.SIGXCPU:
+            return ResourceExhausted("the app went over its CPU time limit; it was stopped")
+        return FedgateError.of(Error(Code.ABORTED, f"the app's process ended (exit {code})"))
+
+    def close(self) -> int | None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()
+        self._home.cleanup()
+        return code
+
+
+def _log_lines(stream: IO[bytes] | None) -> None:
+    """The app's output and tracebacks, into the node's log: bounded per line and run."""
+    if stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        for n, line in enumerate(stream):
+            if n < MAX_LOG_LINES:
+                log.info("app: %s", line[:MAX_LOG_LINE].decode("utf-8", "replace").rstrip())
+
+
+# --- the child ----------------------------------------------------------------------------
+
+
+def _limit(memory_mb: int, cpu_seconds: int) -> None:
+    import resource
+
+    mem = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write then fails, the process lives
+
+
+def child(argv: list[str]) -> int:
+    app_dir, memory_mb, cpu_seconds = Path(argv[0]), int(argv[1]), int(argv[2])
+    frames_in = sys.stdin.buffer.fileno()
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the app's prints go to the log
+    _limit(memory_mb, cpu_seconds)
+
+    from flwr.app import Array, ArrayRecord, Context, RecordDict
+
+    from federation.training.app_bundle import ROWS, load_module
+    from gateway.training.grid import from_bytes, to_bytes
+
+    try:
+        with np.load(io.BytesIO(_frame(frames_in))) as z:
+            X, y = z["X"], z["y"]
+    except EOFError:
+        return 0
+    app = getattr(load_module(app_dir, "fedgate_app"), "app", None)
+    context: Context | None = None
+    while True:
+        try:  # a run whose home went away stops here too, not only when the owner says
+            data = _frame(frames_in, time.monotonic() + IDLE_SECONDS)
+        except (EOFError, TimeoutError):
+            return 0
+        try:
+            msg = from_bytes(data)
+            if context is None:
+                rows = ArrayRecord({"X": Array(X), "y": Array(y)})
+                context = Context(
+                    run_id=msg.metadata.run_id,
+                    node_id=msg.metadata.dst_node_id,
+                    node_config={},
+                    state=RecordDict({ROWS: rows}),
+                    run_config={},
+                )
+            if app is None:
+                raise TypeError("client_app.py defines no app")
+            _write(out, OK + to_bytes(app(msg, context)))
+        except Exception as exc:  # the app's: its type to the owner, the trace to the log
+            traceback.print_exc()
+            _write(out, FAILED + type(exc).__name__.encode("ascii", "replace")[:64])
+
+
+if __name__ == "__main__":
+    sys.exit(child(sys.argv[1:]))

@@ -1,0 +1,290 @@
+"""Custom Flower apps: approved by each owner's operator, run in a limited process.
+
+The app here is an analyst's own logistic regression (its own numpy code, not the
+built-in task) in a folder with ``client_app.py``. Each owner's operator approves it
+(``fedgate app approve``); the analyst trains with ``--app``. Refused, each with a clear
+status and an entry at the owner, nothing released: a digest not approved there, a
+grant that does not name the app, an app revoked; an app whose reply holds more than a
+model update, one that raises, and one that goes over its memory limit.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from federation.training.app_bundle import load_init, model_npz, read_dir, task_of
+from gateway.client import ClientError
+from gateway.roles.train_home import TrainAsk, TrainResult
+from gateway.training.spec import TrainSpec
+from tests.conftest import RunningFederation, run_fedgate
+from tests.integration.test_psi import register
+from tests.integration.test_training import ANALYST, COLUMNS, CONTROLS, FEATURES, OWNERS, rows
+
+pytestmark = pytest.mark.integration
+
+APP = '''\
+"""An analyst's own binary logistic regression (weights w, bias b), full batch."""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from federation.training.app_bundle import app_rows
+
+app = ClientApp()
+
+
+def init(n_features, n_outputs, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(scale=0.01, size=n_features), np.zeros(1)]
+
+
+def _data(msg, context):
+    X, y = app_rows(context)
+    cfg = msg.content["config"]
+    if "mean" in cfg:
+        X = (X - np.array(cfg["mean"])) / np.array(cfg["std"])
+    return X, y, cfg
+
+
+def _loss(w, b, X, y):
+    p = 1 / (1 + np.exp(-(X @ w + b[0])))
+    eps = 1e-12
+    return p, float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    X, y, cfg = _data(msg, context)
+    arrays = msg.content["arrays"]
+    keys = list(arrays.keys())
+    w, b = (arrays[k].numpy().astype(np.float64) for k in keys)
+    for _ in range(int(cfg["epochs"])):
+        p, _ = _loss(w, b, X, y)
+        w = w - float(cfg["lr"]) * X.T @ (p - y) / len(y)
+        b = b - float(cfg["lr"]) * np.array([np.mean(p - y)])
+    _, loss = _loss(w, b, X, y)
+    out = ArrayRecord({keys[0]: Array(w), keys[1]: Array(b)})
+    metrics = MetricRecord({"num-examples": len(y), "train_loss": loss})
+    return Message(RecordDict({"arrays": out, "metrics": metrics}), reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    X, y, _ = _data(msg, context)
+    w, b = (a.numpy() for a in msg.content["arrays"].values())
+    p, loss = _loss(w, b, X, y)
+    acc = float(np.mean((p > 0.5) == (y > 0.5)))
+    metrics = MetricRecord({"num-examples": len(y), "eval_loss": loss, "eval_acc": acc})
+    return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+'''
+
+# Variants that misbehave at the train step (each a different app, so another digest).
+_AT_TRAIN = "    X, y, cfg = _data(msg, context)\n    arrays"
+VARIANTS = {
+    "good": APP,
+    # sends the first feature of every row as its "weights"
+    "leaks": APP.replace(
+        "out = ArrayRecord({keys[0]: Array(w), keys[1]: Array(b)})",
+        "out = ArrayRecord({keys[0]: Array(X[:, 0].copy()), keys[1]: Array(b)})",
+    ),
+    # raises with row values in its message
+    "raises": APP.replace(
+        _AT_TRAIN, "    raise RuntimeError(str(app_rows(context)[0][:3]))\n    arrays"
+    ),
+    # reserves 3.2 GB: fine without a limit (nothing touched), not under 2 GB of address space
+    "greedy": APP.replace(_AT_TRAIN, "    hog = np.empty(400_000_000)\n" + _AT_TRAIN),
+}
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("apps")
+    out = {}
+    for name, source in VARIANTS.items():
+        (root / name).mkdir()
+        (root / name / "client_app.py").write_text(source)
+        out[name] = root / name
+    return out
+
+
+def digest(apps: dict[str, Path], name: str) -> str:
+    return read_dir(apps[name]).digest
+
+
+@pytest.fixture(scope="module")
+def granted(federation: RunningFederation, apps: dict[str, Path]) -> dict[str, pa.Table]:
+    """Each owner's rows, granted for the built-in logreg and for the apps written here."""
+    out = {}
+    tasks = ("logreg", *(task_of(digest(apps, n)) for n in VARIANTS))
+    for i, node in enumerate(OWNERS):
+        table = rows(200 + i, 300 + 100 * i)
+        register(
+            federation, node, "app_rows", table, COLUMNS, CONTROLS, operations=("train",),
+            train_tasks=tasks, max_rounds=20,
+        )  # fmt: skip
+        out[node] = table
+    return out
+
+
+def fedgate(fed: RunningFederation, profile: str, *args: str) -> subprocess.CompletedProcess:
+    path = str(fed.fed.profile_path(profile))
+    return run_fedgate(*args, "--profile", path, timeout=300)
+
+
+def approve(
+    fed: RunningFederation, apps: dict[str, Path], name: str, nodes: tuple[str, ...] = OWNERS
+) -> None:
+    for node in nodes:
+        result = fedgate(fed, f"ops@{node}", "app", "approve", str(apps[name]))
+        assert result.returncode == 0, result.stderr
+        assert digest(apps, name) in result.stdout
+
+
+def train(fed: RunningFederation, apps: dict[str, Path], name: str, rounds: int) -> TrainResult:
+    arrays = load_init(apps[name], len(FEATURES), 2, 7)
+    spec = TrainSpec(
+        task=task_of(digest(apps, name)), dataset="app_rows", features=FEATURES, label="y",
+        rounds=rounds, seed=7, learning_rate=0.5, local_epochs=5, n_classes=2,
+    )  # fmt: skip
+    with fed.client(ANALYST) as c:
+        return c.train(TrainAsk(spec, OWNERS, "", model_npz(arrays))).result(timeout=300)
+
+
+def test_an_approved_app_trains_in_its_own_process(
+    federation: RunningFederation, apps: dict[str, Path], granted: dict[str, pa.Table]
+) -> None:
+    approve(federation, apps, "good")
+    result = train(federation, apps, "good", rounds=8)
+    assert len(result.rounds) == 8 and all(r.answered == 3 for r in result.rounds)
+    assert result.rounds[-1].eval_accuracy > 0.7
+    with np.load(io.BytesIO(result.model_npz)) as z:
+        assert z["w0"].shape == (len(FEATURES),) and z["w1"].shape == (1,)
+    for node in OWNERS:
+        mine = [
+            e for e in federation.audit(node, "release") if e.get("request_id") == result.run_id
+        ]
+        assert [e["step"] for e in mine] == ["query.stats", *["train", "evaluate"] * 8]
+        assert all(e["task"] == task_of(digest(apps, "good")) for e in mine)
+        approved = federation.audit(node, "app.approved")
+        assert any(e["digest"] == digest(apps, "good") for e in approved)
+        # the run's app process was stopped with its last message
+        assert not app_processes(federation, node)
+    with federation.client("ops@jiangsu") as ops:
+        assert digest(apps, "good") in {a.digest for a in ops.list_apps()}
+
+
+def app_processes(fed: RunningFederation, node: str) -> list[int]:
+    """Children of the node's process running the app host."""
+    pid = fed.procs[node].process.pid
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == pid and b"gateway.training.app_host" in cmd:
+            found.append(int(d.name))
+    return found
+
+
+def test_an_app_not_approved_at_an_owner_is_refused_there(
+    federation: RunningFederation, apps: dict[str, Path], granted: dict[str, pa.Table]
+) -> None:
+    approve(federation, apps, "good")
+    with federation.client("ops@jiangsu") as ops:
+        ops.revoke_app(digest(apps, "good"))
+    before = len(federation.audit("jiangsu", "release"))
+    with pytest.raises(ClientError) as err:
+        train(federation, apps, "good", rounds=2)
+    assert "not approved at jiangsu" in str(err.value)
+    assert len(federation.audit("jiangsu", "release")) == before
+    refusals = federation.audit("jiangsu", "train.refused")
+    assert any("not approved" in e.get("reason", "") for e in refusals)
+    revoked = federation.audit("jiangsu", "app.revoked")
+    assert any(e["digest"] == digest(apps, "good") for e in revoked)
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("leaks", "not the received one's shape"),
+        ("raises", "the app failed (RuntimeError)"),
+        ("greedy", "memory limit"),
+    ],
+)
+def test_a_misbehaving_app_is_stopped_and_nothing_is_released(
+    federation: RunningFederation,
+    apps: dict[str, Path],
+    granted: dict[str, pa.Table],
+    name: str,
+    says: str,
+) -> None:
+    approve(federation, apps, name)
+    before = {n: len(federation.audit(n, "release")) for n in OWNERS}
+    with pytest.raises(ClientError) as err:
+        train(federation, apps, name, rounds=2)
+    assert says in str(err.value)
+    for node in OWNERS:  # only the statistics (the built-in's: no app code runs for them)
+        assert len(federation.audit(node, "release")) == before[node] + 1
+        assert not app_processes(federation, node)
+    if name == "raises":  # the exception's type only: its message held row values
+        assert "RuntimeError)" in str(err.value) and "[" not in str(err.value)
+
+
+def test_a_grant_must_name_the_app(
+    federation: RunningFederation, apps: dict[str, Path], granted: dict[str, pa.Table],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "client_app.py").write_text(APP + "\n# another app\n")
+    for node in OWNERS:
+        with federation.client(f"ops@{node}") as ops:
+            ops.approve_app(read_dir(other), "other")
+    spec = TrainSpec(
+        task=task_of(read_dir(other).digest), dataset="app_rows", features=FEATURES,
+        label="y", rounds=2, seed=7, n_classes=2,
+    )  # fmt: skip
+    initial = model_npz(load_init(other, len(FEATURES), 2, 7))
+    with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
+        c.train(TrainAsk(spec, OWNERS, "", initial)).result(timeout=120)
+    assert "does not allow the task" in str(err.value)
+
+
+def test_the_cli_approves_digests_and_runs_an_app(
+    federation: RunningFederation, apps: dict[str, Path], granted: dict[str, pa.Table],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    approve(federation, apps, "good")
+    out = tmp_path / "run"
+    result = fedgate(
+        federation, ANALYST, "train", "--app", str(apps["good"]), "--dataset", "app_rows",
+        "--features", ",".join(FEATURES), "--label", "y", "--rounds", "3", "--lr", "0.5",
+        "--epochs", "5", "--nodes", ",".join(OWNERS), "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (out / "model.npz").is_file() and "final accuracy" in result.stdout
+    shown = run_fedgate("app", "digest", str(apps["good"]))
+    assert shown.returncode == 0 and digest(apps, "good") in shown.stdout
+    listed = fedgate(federation, "ops@jiangsu", "app", "list")
+    assert listed.returncode == 0 and digest(apps, "good") in listed.stdout
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.py").write_text("x = 1\n")
+    result = fedgate(federation, "ops@jiangsu", "app", "approve", str(bad))
+    assert result.returncode == 2 and "client_app.py" in result.stderr
+    assert "Traceback" not in result.stderr
+    refused = fedgate(federation, ANALYST, "app", "approve", str(apps["good"]))
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr
