@@ -135,7 +135,9 @@ def register(sub: Subparsers) -> None:
         "report; see docs/security.md)",
     )
     sp.add_argument(
-        "--train-tasks", default="", help="ops train: the built-in tasks allowed (logreg,...)"
+        "--train-tasks",
+        default="",
+        help="ops train: the tasks allowed (logreg,..., or app:<digest> of an approved app)",
     )
     sp.add_argument("--max-rounds", type=int, default=0, help="ops train: rounds a run (0: any)")
     sp.add_argument(
