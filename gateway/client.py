@@ -11,6 +11,7 @@ A *profile* says which node to talk to and with which certificate:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import tomllib
 from collections.abc import Callable, Mapping
@@ -31,12 +32,13 @@ from gateway.errors import InvalidArgument
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
 from gateway.roles.psi_home import PsiAsk, PsiSideAsk
-from gateway.roles.train_home import TrainAsk, TrainResult, TrainRound
+from gateway.roles.train_home import ModelPiece, TrainAsk, TrainResult, TrainRound
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway.status import STATUS, error_of_rpc
 from gateway.tls import secure_channel
 from gateway.training.apps import ApprovedApp
 from gateway.training.runs import RunStatus
+from gateway.training.transfers import MAX_MESSAGE_BYTES
 
 
 class ClientError(Exception):
@@ -384,9 +386,19 @@ class TrainRun:
 
     def _read(self) -> None:
         try:
+            model = bytearray()
             for msg in self._call:
                 event = serde.train_event_from_proto(msg)
+                if isinstance(event, ModelPiece):
+                    model += event.data
+                    if len(model) > MAX_MESSAGE_BYTES:
+                        raise ClientError(
+                            grpc.StatusCode.RESOURCE_EXHAUSTED, "the model is too large"
+                        )
+                    continue
                 if isinstance(event, TrainResult):
+                    if model:
+                        event = dataclasses.replace(event, model_npz=bytes(model))
                     self._result = event
                     break
                 self.rounds.append(event)
@@ -398,6 +410,9 @@ class TrainRun:
                 )
         except grpc.RpcError as exc:
             self._error = _explain(exc)
+        except ClientError as exc:
+            self._error = exc
+            self._call.cancel()
         finally:
             self._done.set()
 

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,7 +39,7 @@ from gateway.config import DEFAULT_LOG_BACKUPS, DEFAULT_LOG_MAX_BYTES, NodeConfi
 from gateway.disclosure import DisclosureReport
 from gateway.edge import STREAM_CHECK_SECONDS, Authenticator, CallContext, EdgeInterceptor
 from gateway.engine import Engine
-from gateway.errors import ConfigError, FedgateError, InvalidArgument, NotFound
+from gateway.errors import ConfigError, FedgateError, InvalidArgument, NotFound, Unavailable
 from gateway.health import NodeHealth
 from gateway.housekeeping import CrlWatch, check_crl, every, housekeeping, probe_peers
 from gateway.identity import (
@@ -77,6 +78,7 @@ from gateway.services.peer_service import PeerService
 from gateway.state import State
 from gateway.tls import server_credentials
 from gateway.training.apps import AppStore
+from gateway.training.transfers import MAX_MESSAGE_BYTES, PIECE_BYTES, Answer, Piece, pieces
 from gateway.transport import Transport
 from gateway.witness import Witness
 from gateway.witnessing import WitnessRound, witness_round
@@ -252,10 +254,29 @@ class Node:
         over the transport (``Peer/TrainStep``)."""
         if member.id == self.identity.id:
             return self.train_owner.step(env, message)
-        resp = self.transport.call(
-            member, "TrainStep", serde.train_step_request(env, message), deadline=env.deadline
-        )
-        return bytes(resp.message), serde.owner_report_from_proto(resp.owner)
+
+        def call(piece: Piece) -> Answer:
+            req = serde.train_step_request(env, piece)
+            resp = self.transport.call(member, "TrainStep", req, deadline=env.deadline)
+            return serde.train_step_answer(resp)
+
+        transfer = uuid.uuid4().hex
+        if len(message) <= PIECE_BYTES:
+            answer = call(Piece(message, transfer))
+        else:  # in pieces (gateway/training/transfers.py): the last one is answered
+            for offset, data in pieces(message):
+                answer = call(Piece(data, transfer, len(message), offset))
+        if answer.report is None:
+            raise Unavailable(f"{member.id} did not answer the message's last piece")
+        reply, total = bytearray(answer.data), max(answer.total, len(answer.data))
+        if total > MAX_MESSAGE_BYTES:
+            raise Unavailable(f"{member.id}'s reply is larger than a training message may be")
+        while len(reply) < total:  # at most total / PIECE_BYTES calls: each adds a piece
+            more = call(Piece(b"", transfer, fetch=len(reply)))
+            if not more.data or more.offset != len(reply):
+                raise Unavailable(f"{member.id} sent its reply's pieces out of order")
+            reply += more.data
+        return bytes(reply[:total]), answer.report
 
     def psi_exchange(
         self, node_id: str, frames: Iterator[psi_frames.Frame], deadline: float

@@ -7,6 +7,7 @@ module behind them works with dataclasses (``federation.envelope``, ``federation
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -29,11 +30,12 @@ from gateway.identity import Identity
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
 from gateway.roles.psi_home import PsiAsk, PsiSideAsk
-from gateway.roles.train_home import TrainAsk, TrainEvent, TrainResult, TrainRound
+from gateway.roles.train_home import ModelPiece, TrainAsk, TrainEvent, TrainResult, TrainRound
 from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
 from gateway.training.apps import ApprovedApp
 from gateway.training.runs import RunStatus
 from gateway.training.spec import TrainSpec
+from gateway.training.transfers import PIECE_BYTES, Answer, Piece, pieces
 from gateway.witness import SignedHead, WitnessedHead, WitnessRequest
 
 if TYPE_CHECKING:
@@ -954,7 +956,6 @@ def train_request(ask: TrainAsk) -> gateway_pb2.TrainRequest:
         classes=spec.n_classes,
         dp_clip=spec.dp_clip,
         secagg=spec.secagg,
-        initial_model=ask.initial_model,
     )
 
 
@@ -974,7 +975,7 @@ def train_ask_from_proto(msg: gateway_pb2.TrainRequest) -> TrainAsk:
         dp_clip=msg.dp_clip,
         secagg=msg.secagg,
     )
-    return TrainAsk(spec, tuple(msg.nodes), msg.purpose, msg.initial_model)
+    return TrainAsk(spec, tuple(msg.nodes), msg.purpose)
 
 
 def _train_round_to_proto(r: TrainRound) -> gateway_pb2.TrainRound:
@@ -1001,9 +1002,20 @@ def _train_round_from_proto(m: gateway_pb2.TrainRound) -> TrainRound:
     )
 
 
+def train_events_to_proto(e: TrainEvent) -> list[gateway_pb2.TrainEvent]:
+    """An event as the messages that carry it: a model larger than one message goes
+    first, in pieces (``ModelPiece``), and its result then holds none."""
+    if isinstance(e, TrainResult) and len(e.model_npz) > PIECE_BYTES:
+        out = [train_event_to_proto(ModelPiece(p)) for _, p in pieces(e.model_npz)]
+        return [*out, train_event_to_proto(dataclasses.replace(e, model_npz=b""))]
+    return [train_event_to_proto(e)]
+
+
 def train_event_to_proto(e: TrainEvent) -> gateway_pb2.TrainEvent:
     if isinstance(e, TrainRound):
         return gateway_pb2.TrainEvent(round=_train_round_to_proto(e))
+    if isinstance(e, ModelPiece):
+        return gateway_pb2.TrainEvent(model_piece=e.data)
     return gateway_pb2.TrainEvent(
         result=gateway_pb2.TrainResult(
             run_id=e.run_id,
@@ -1022,6 +1034,8 @@ def train_event_to_proto(e: TrainEvent) -> gateway_pb2.TrainEvent:
 def train_event_from_proto(msg: gateway_pb2.TrainEvent) -> TrainEvent:
     if msg.WhichOneof("event") == "round":
         return _train_round_from_proto(msg.round)
+    if msg.WhichOneof("event") == "model_piece":
+        return ModelPiece(bytes(msg.model_piece))
     r = msg.result
     return TrainResult(
         run_id=r.run_id,
@@ -1036,12 +1050,33 @@ def train_event_from_proto(msg: gateway_pb2.TrainEvent) -> TrainEvent:
     )
 
 
-def train_step_request(env: Envelope, message: bytes) -> peer_pb2.TrainStepRequest:
-    return peer_pb2.TrainStepRequest(envelope=envelope_to_proto(env, "train"), message=message)
+def train_step_request(env: Envelope, piece: Piece) -> peer_pb2.TrainStepRequest:
+    return peer_pb2.TrainStepRequest(
+        envelope=envelope_to_proto(env, "train"),
+        message=piece.data,
+        total=piece.total,
+        offset=piece.offset,
+        fetch=piece.fetch,
+        transfer=piece.transfer,
+    )
 
 
-def train_step_response(reply: bytes, report: OwnerReport) -> peer_pb2.TrainStepResponse:
-    return peer_pb2.TrainStepResponse(message=reply, owner=owner_report_to_proto(report))
+def piece_of(msg: peer_pb2.TrainStepRequest) -> Piece:
+    if msg.total < 0 or msg.offset < 0 or msg.fetch < 0 or len(msg.transfer) > 64:
+        raise InvalidArgument("a training step's sizes are not sizes")
+    return Piece(bytes(msg.message), msg.transfer, msg.total, msg.offset, msg.fetch)
+
+
+def train_step_response(answer: Answer) -> peer_pb2.TrainStepResponse:
+    resp = peer_pb2.TrainStepResponse(message=answer.data, total=answer.total, offset=answer.offset)
+    if answer.report is not None:
+        resp.owner.CopyFrom(owner_report_to_proto(answer.report))
+    return resp
+
+
+def train_step_answer(msg: peer_pb2.TrainStepResponse) -> Answer:
+    report = owner_report_from_proto(msg.owner) if msg.HasField("owner") else None
+    return Answer(bytes(msg.message), report, msg.total, msg.offset)
 
 
 def train_run_status(r: RunStatus) -> gateway_pb2.TrainRunStatus:

@@ -6,23 +6,22 @@ An app is a folder of Python (and TOML) files whose ``client_app.py`` defines
   the built-in tasks do (``arrays`` and ``metrics`` with ``num-examples``), reading its
   rows with ``app_rows(context)``; and
 - ``init(n_features, n_outputs, seed)``: the initial model, a list of numpy arrays, which
-  the analyst's own ``fedgate train --app`` computes on the analyst's machine.
+  one owner's approved copy computes for the run (``query.init``).
 
 Its digest is SHA-256 over every file in path order (length-prefixed path and bytes), so
 an owner approves exactly the code that will run; a task names it as ``app:<digest>``.
-Nothing here runs app code except ``load_init`` (the analyst's side).
+Nothing here runs app code: ``load_module`` is for the app's own process
+(``gateway.training.app_host``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import numpy as np
 from flwr.app import Context
@@ -131,34 +130,7 @@ def app_rows(context: Context) -> tuple[np.ndarray, np.ndarray]:
     return rec["X"].numpy(), rec["y"].numpy()
 
 
-MAX_ARRAYS = 64
-
-
-def model_npz(arrays: list[np.ndarray]) -> bytes:
-    """An initial model as it travels: an .npz of ``w0``, ``w1``, ..."""
-    out = io.BytesIO()
-    named: dict[str, Any] = {f"w{i}": a for i, a in enumerate(arrays)}
-    np.savez(out, **named)
-    return out.getvalue()
-
-
-def model_arrays(npz: bytes) -> list[np.ndarray]:
-    """The arrays of a received initial model, checked: w0..wN, numeric, finite."""
-    try:
-        with np.load(io.BytesIO(npz), allow_pickle=False) as z:
-            names = list(z.files)
-            if (
-                not names
-                or len(names) > MAX_ARRAYS
-                or set(names) != {f"w{i}" for i in range(len(names))}
-            ):
-                raise invalid(f"an initial model holds arrays w0..wN (at most {MAX_ARRAYS})")
-            arrays = [np.asarray(z[f"w{i}"]) for i in range(len(names))]
-    except (ValueError, OSError, EOFError, KeyError) as e:
-        raise invalid("the initial model is not an .npz of arrays") from e
-    if any(a.dtype.kind not in "fiu" or not np.isfinite(a).all() for a in arrays):
-        raise invalid("the initial model's arrays must be finite numbers")
-    return [a.astype(np.float64) for a in arrays]
+MAX_ARRAYS = 64  # in an app's initial model
 
 
 def load_module(root: Path, name: str) -> object:
@@ -173,14 +145,3 @@ def load_module(root: Path, name: str) -> object:
     finally:
         sys.path.remove(str(root))
     return module
-
-
-def load_init(root: Path, n_features: int, n_outputs: int, seed: int) -> list[np.ndarray]:
-    """The app's initial model (the analyst's side: runs the analyst's own code)."""
-    init = getattr(load_module(root, "fedgate_app_init"), "init", None)
-    if not callable(init):
-        raise invalid(f"{ENTRY} defines no init(n_features, n_outputs, seed)")
-    arrays = init(n_features, n_outputs, seed)
-    if not isinstance(arrays, list | tuple) or not arrays:
-        raise invalid("init must return a list of numpy arrays")
-    return model_arrays(model_npz([np.asarray(a) for a in arrays]))

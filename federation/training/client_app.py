@@ -60,6 +60,7 @@ METRICS = "metrics"
 STATS = "stats"
 NUM_EXAMPLES = "num-examples"  # FedAvg's default weighted_by_key
 STATS_MESSAGE = "query.stats"
+INIT_MESSAGE = "query.init"  # a custom app's initial model, from its own init
 LEGACY_CONFIG = "fitins.config"  # where a SecAgg+ round carries ``config``
 LEGACY_ARRAYS = "fitins.parameters"  # ... and ``arrays``
 # Flower's SecAgg+ stages as the steps of a round (the masked training is its ``train``)

@@ -44,7 +44,13 @@ from numpy.typing import NDArray
 
 from federation.outcome import Code
 from federation.training import features
-from federation.training.client_app import CONFIG, STATS_MESSAGE, read_stats
+from federation.training.client_app import (
+    ARRAYS,
+    CONFIG,
+    INIT_MESSAGE,
+    STATS_MESSAGE,
+    read_stats,
+)
 from federation.training.errors import TooFewNodes, TrainingError, invalid
 from federation.training.tasks import FloatArray, task_named
 
@@ -174,6 +180,20 @@ class FederatedStats:
     count: int
     class_counts: NDArray[np.int64] | None
     nodes: tuple[int, ...]
+
+
+def app_initial(
+    grid: Grid, config: ConfigRecord, node: int, *, timeout: float = 600.0
+) -> ArrayRecord:
+    """A custom app's initial model: its own ``init``, run by ``node``'s approved copy
+    (every owner holds the same code: the digest says so)."""
+    content = RecordDict({CONFIG: config})
+    replies = list(grid.send_and_receive([Message(content, node, INIT_MESSAGE)], timeout=timeout))
+    good = [r for r in replies if not r.has_error() and r.has_content()]
+    rec = good[0].content.array_records.get(ARRAYS) if good else None
+    if rec is None or not len(rec):
+        raise TrainingError(Code.ABORTED, f"node {node} gave no initial model for the app")
+    return ArrayRecord(rec.to_numpy_ndarrays())
 
 
 def federated_stats(

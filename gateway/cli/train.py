@@ -132,22 +132,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _app_run(folder: str, n_features: int, classes: int, seed: int) -> tuple[str, bytes]:
-    """A custom app's task (``app:<digest>``) and initial model, from its folder: here,
-    on your machine, ``init`` runs (your own code); at each owner only the copy its
-    operator approved, found by the digest."""
-    from federation.training.app_bundle import load_init, model_npz, task_of
-    from federation.training.errors import TrainingError
-    from gateway.cli.custom_app import read_app
-
-    bundle = read_app(folder)
-    try:
-        arrays = load_init(Path(folder), n_features, classes or 1, seed)
-    except TrainingError as exc:
-        raise InvalidArgument(f"--app: {exc.reason}") from None
-    return task_of(bundle.digest), model_npz(arrays)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from gateway.client import Client
     from gateway.roles.train_home import TrainAsk
@@ -164,9 +148,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.task and args.app:
         raise InvalidArgument("--task or --app, not both")
     features = _names(args.features, "--features")
-    task, initial = args.task, b""
+    task = args.task
     if args.app:
-        task, initial = _app_run(args.app, len(features), args.classes, args.seed)
+        from federation.training.app_bundle import task_of
+        from gateway.cli.custom_app import read_app
+
+        task = task_of(read_app(args.app).digest)
 
     spec = TrainSpec(
         task=task,
@@ -183,7 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         dp_clip=args.dp,
         secagg=args.secagg,
     )
-    ask = TrainAsk(spec, _names(args.nodes, "--nodes"), args.purpose, initial)
+    ask = TrainAsk(spec, _names(args.nodes, "--nodes"), args.purpose)
     with Client(profile(args), timeout=args.timeout) as c:
         run = c.train(ask, on_round=lambda r: _show(r, args.quiet))
         try:

@@ -156,15 +156,18 @@ class ReleasePipeline:
         self.signer = signer
         self.max_payload_bytes = max_message_bytes - ENVELOPE_BYTES
 
-    def run(self, op: Operation[Any], env: Envelope) -> Released | Explanation:
+    def run(
+        self, op: Operation[Any], env: Envelope, *, max_payload_bytes: int | None = None
+    ) -> Released | Explanation:
         """One release, or (for a dry run) what it would be; a refusal is audited and
-        raised as the typed error it is."""
+        raised as the typed error it is. A release larger than one gRPC message may be
+        (``max_payload_bytes``) only where its operation carries it in pieces."""
         try:
             decision = op.decide(env)
             if env.explain or env.check:  # decided: nothing computed, nothing spent
                 return op.explain(decision)
             protected = op.protect(op.compute(decision, env.deadline), decision)
-            check_size(protected.payload, self.max_payload_bytes)
+            check_size(protected.payload, max_payload_bytes or self.max_payload_bytes)
             check_deadline(env.deadline)
             grant, entry = spend(
                 self.grants,

@@ -25,9 +25,7 @@ from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
 from federation.membership import Member, Membership
 from federation.outcome import Code, Error
 from federation.reports import OwnerReport
-from federation.training.app_bundle import is_app_task, model_arrays
 from federation.training.config import SECAGG_MIN_NODES
-from federation.training.errors import TrainingError
 from gateway.clock import utc
 from gateway.errors import (
     DeadlineExceeded,
@@ -57,7 +55,6 @@ class TrainAsk:
     spec: TrainSpec
     nodes: tuple[str, ...]
     purpose: str = ""
-    initial_model: bytes = b""  # a custom app's run: its initial model (.npz of w0, w1, ...)
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,14 @@ class TrainResult:
     std: tuple[float, ...] = ()
 
 
-TrainEvent = TrainRound | TrainResult
+@dataclass(frozen=True)
+class ModelPiece:
+    """A piece of a final model larger than one message, sent before its result."""
+
+    data: bytes
+
+
+TrainEvent = TrainRound | TrainResult | ModelPiece
 
 
 @dataclass
@@ -151,13 +155,6 @@ class TrainHome:
     ) -> Iterator[TrainEvent]:
         spec = ask.spec
         spec.check()
-        if is_app_task(spec.task):
-            try:
-                model_arrays(ask.initial_model)
-            except TrainingError as exc:
-                raise InvalidArgument(f"a custom app's run: {exc.reason}") from None
-        elif ask.initial_model:
-            raise InvalidArgument("an initial model is for a custom app's run (--app)")
         members = self._owners(ask, caller)
         min_nodes = spec.min_nodes or len(members)
         if not 1 <= min_nodes <= len(members):
@@ -194,9 +191,7 @@ class TrainHome:
         stop = stop or threading.Event()
         self.runs.start(run_id, caller, spec.dataset, spec.task, spec.rounds, stop)
         try:
-            for event in self._run(
-                spec, ask.initial_model, env, by_id, min_nodes, reports, deadline, stop
-            ):
+            for event in self._run(spec, env, by_id, min_nodes, reports, deadline, stop):
                 if isinstance(event, TrainRound):
                     rounds.append(event)
                     self.runs.round(run_id, event.round, event.train_loss, event.eval_accuracy)
@@ -262,7 +257,6 @@ class TrainHome:
     def _run(
         self,
         spec: TrainSpec,
-        initial_model: bytes,
         env: Envelope,
         by_id: dict[int, Member],
         min_nodes: int,
@@ -280,7 +274,6 @@ class TrainHome:
             tuple(by_id),
             min_nodes,
             ROUND_SECONDS,
-            initial_model,
         )
         proc = ctx.Process(target=worker.main, args=(theirs, job), name="fedgate-train")
         proc.start()

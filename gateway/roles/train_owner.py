@@ -32,10 +32,11 @@ from federation.outcome import Code, Error
 from federation.reports import OwnerReport
 from federation.sql import generate
 from federation.training import features
-from federation.training.app_bundle import digest_of, is_app_task, short
+from federation.training.app_bundle import MAX_ARRAYS, digest_of, is_app_task, short
 from federation.training.client_app import (
     ARRAYS,
     CONFIG,
+    INIT_MESSAGE,
     LEGACY_CONFIG,
     METRICS,
     NUM_EXAMPLES,
@@ -61,10 +62,11 @@ from gateway.training.grid import from_bytes, to_bytes
 from gateway.training.secagg_guard import check_stage, stage_round
 from gateway.training.settings import bound_record
 from gateway.training.spec import TrainSpec
+from gateway.training.transfers import MAX_MESSAGE_BYTES, PIECE_BYTES, Answer, Piece, Transfers
 
 RUNS_KEPT = 4  # runs whose rows and Context an owner keeps between messages
 MAX_CELLS = 20_000_000  # rows x (features + label) one run may hold (160 MB of float64)
-KINDS = ("train", "evaluate", STATS_MESSAGE)
+KINDS = ("train", "evaluate", STATS_MESSAGE, INIT_MESSAGE)
 # A SecAgg+ round's steps after its setup, each after the one named
 SECAGG_AFTER = {
     "secagg.share_keys": "secagg.setup",
@@ -117,9 +119,9 @@ def check_order(run: _Run, step: Step, rounds: int, *, secagg: bool = False) -> 
     kind, r = step.kind, step.round
     if (kind, r) in run.asked:
         raise FailedPrecondition(f"{kind} of round {r} was already answered")
-    if kind == STATS_MESSAGE:
+    if kind in (STATS_MESSAGE, INIT_MESSAGE):
         if r != 0:
-            raise InvalidArgument("the statistics come before round 1")
+            raise InvalidArgument(f"{kind} comes before round 1")
     elif kind == "evaluate":
         if r != run.last_train:
             raise FailedPrecondition(f"evaluate of round {r} before its training")
@@ -145,6 +147,7 @@ class TrainOwner:
     ) -> None:
         self.node_id = node_id
         self.apps = apps
+        self.transfers = Transfers()
         self.app_limits = limits
         self.catalog = catalog
         self.grants = grants
@@ -161,6 +164,29 @@ class TrainOwner:
         for run in runs:
             run.close()
 
+    def receive(self, caller: str, env: Envelope, piece: Piece) -> Answer:
+        """One ``Peer/TrainStep`` call: a whole message, one of its pieces (answered once
+        the last arrives), or a fetch of a large reply's next piece."""
+        key = (caller, env.request_id, piece.transfer)
+        if piece.fetch:
+            data, total, report = self.transfers.fetch(key, piece.fetch)
+            return Answer(data, report, total, piece.fetch)
+        message = piece.data
+        if piece.total:
+            if not piece.transfer:
+                raise InvalidArgument("a message in pieces names its transfer")
+            whole = self.transfers.put(key, piece.total, piece.offset, piece.data)
+            if whole is None:
+                return Answer(b"", None)
+            message = whole
+        reply, report = self.step(env, message)
+        if len(reply) <= PIECE_BYTES:
+            return Answer(reply, report)
+        if not piece.transfer:
+            raise InvalidArgument("a message whose reply comes in pieces names its transfer")
+        self.transfers.hold_reply(key, reply, report)
+        return Answer(reply[:PIECE_BYTES], report, len(reply), 0)
+
     def step(self, env: Envelope, message: bytes) -> tuple[bytes, OwnerReport]:
         """This owner's answer to one message of a run (its caller is vouched for)."""
         spec, entry, msg, step = self._read(env, message)
@@ -168,7 +194,11 @@ class TrainOwner:
         def compute(decision: Decision, deadline: float) -> Protected:
             return self._compute(spec, entry, decision, deadline, env, msg, step)
 
-        released = self.pipeline.run(TrainRelease(spec, step, entry, self.grants, compute), env)
+        released = self.pipeline.run(
+            TrainRelease(spec, step, entry, self.grants, compute),
+            env,
+            max_payload_bytes=MAX_MESSAGE_BYTES,
+        )
         assert isinstance(released, Released)  # dry runs are refused in ``_read``
         report = OwnerReport(
             self.node_id,
@@ -213,6 +243,8 @@ class TrainOwner:
         """The step the message asks, its settings replaced by the spec's. A SecAgg+ run
         trains only in masked stages; a plain run never speaks SecAgg+."""
         kind, content = stage_of(msg), msg.content
+        if kind == INIT_MESSAGE and not is_app_task(spec.task):
+            raise InvalidArgument("only a custom app's run asks for an initial model")
         masked = kind.startswith("secagg.") or (
             kind == "train" and RECORD_KEY_CONFIGS in content.config_records
         )
@@ -499,6 +531,8 @@ def check_app_reply(msg: Message, content: RecordDict) -> RecordDict:
     names, shapes, finite) and numeric metrics with ``num-examples``; for ``evaluate``
     numeric metrics only. Anything else (another array, a config record, text) could
     carry rows, and is refused."""
+    if msg.metadata.message_type == INIT_MESSAGE:
+        return _checked_init(content)
     metrics = content.metric_records.get(METRICS)
     if content.config_records or set(content.metric_records) != {METRICS} or metrics is None:
         raise FedgateError.of(Error(Code.ABORTED, "the app's reply holds more than metrics"))
@@ -523,5 +557,27 @@ def check_app_reply(msg: Message, content: RecordDict) -> RecordDict:
         if a.shape != tuple(sent[k].shape) or a.dtype.kind != "f" or not np.isfinite(a).all():
             raise FedgateError.of(
                 Error(Code.ABORTED, "the app's model is not the received one's shape")
+            )
+    return content
+
+
+def _checked_init(content: RecordDict) -> RecordDict:
+    """An app's initial model: arrays only (``init`` has the rows at hand too, so what it
+    may send is what a model is: a bounded number of finite float arrays)."""
+    rec = content.array_records.get(ARRAYS)
+    if content.config_records or content.metric_records or set(content.array_records) != {ARRAYS}:
+        raise FedgateError.of(Error(Code.ABORTED, "the app's initial model holds more"))
+    if rec is None or not 0 < len(rec) <= MAX_ARRAYS:
+        raise FedgateError.of(
+            Error(Code.ABORTED, f"the app's initial model holds 1 to {MAX_ARRAYS} arrays")
+        )
+    for k in list(rec.keys()):
+        try:
+            a = rec[k].numpy()
+        except Exception:
+            raise FedgateError.of(Error(Code.ABORTED, "the app's model cannot be read")) from None
+        if a.dtype.kind != "f" or not np.isfinite(a).all():
+            raise FedgateError.of(
+                Error(Code.ABORTED, "the app's initial model holds values that are not floats")
             )
     return content

@@ -101,7 +101,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             self.node.stream_deadline(context),
             stop,
         )
-        return (serde.train_event_to_proto(e) for e in events)
+        return (m for e in events for m in serde.train_events_to_proto(e))
 
     def TrainRuns(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         runs = self.node.train_home.runs

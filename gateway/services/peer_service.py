@@ -72,5 +72,5 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         if context.caller.id != env.home_node:  # the Flower message itself is not signed
             raise PermissionDenied("a training step comes from the run's home node itself")
         self.node.vouching.check(context.caller.id, env)
-        reply, report = self.node.train_owner.step(env, request.message)
-        return serde.train_step_response(reply, report)
+        answer = self.node.train_owner.receive(context.caller.id, env, serde.piece_of(request))
+        return serde.train_step_response(answer)

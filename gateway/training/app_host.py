@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+from flwr.app import Message
 from numpy.typing import NDArray
 
 from federation.outcome import Code, Error
@@ -187,6 +188,21 @@ def _limit(memory_mb: int, cpu_seconds: int) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write then fails, the process lives
 
 
+def _init(module: object, msg: Message, n_features: int) -> Message:
+    """The app's ``init(n_features, n_outputs, seed)`` as a reply's arrays (float64)."""
+    from flwr.app import Array, ArrayRecord, RecordDict
+
+    config = msg.content.config_records["config"]
+    n_classes, seed = config.get("n_classes", 0), config.get("seed", 0)
+    n_outputs = n_classes if isinstance(n_classes, int) and n_classes > 0 else 1
+    init = getattr(module, "init", None)
+    if not callable(init):
+        raise TypeError("client_app.py defines no init")
+    arrays = [np.asarray(a, dtype=np.float64) for a in init(n_features, n_outputs, seed)]
+    named = ArrayRecord({f"w{i}": Array(np.ascontiguousarray(a)) for i, a in enumerate(arrays)})
+    return Message(RecordDict({"arrays": named}), reply_to=msg)
+
+
 def child(argv: list[str]) -> int:
     app_dir, memory_mb, cpu_seconds = Path(argv[0]), int(argv[1]), int(argv[2])
     frames_in = sys.stdin.buffer.fileno()
@@ -197,6 +213,7 @@ def child(argv: list[str]) -> int:
     from flwr.app import Array, ArrayRecord, Context, RecordDict
 
     from federation.training.app_bundle import ROWS, load_module
+    from federation.training.client_app import INIT_MESSAGE
     from gateway.training.grid import from_bytes, to_bytes
 
     try:
@@ -204,7 +221,8 @@ def child(argv: list[str]) -> int:
             X, y = z["X"], z["y"]
     except EOFError:
         return 0
-    app = getattr(load_module(app_dir, "fedgate_app"), "app", None)
+    module = load_module(app_dir, "fedgate_app")
+    app = getattr(module, "app", None)
     context: Context | None = None
     while True:
         try:  # a run whose home went away stops here too, not only when the owner says
@@ -222,9 +240,13 @@ def child(argv: list[str]) -> int:
                     state=RecordDict({ROWS: rows}),
                     run_config={},
                 )
-            if app is None:
+            if msg.metadata.message_type == INIT_MESSAGE:  # the run's initial model
+                reply = _init(module, msg, X.shape[1])
+            elif app is None:
                 raise TypeError("client_app.py defines no app")
-            _write(out, OK + to_bytes(app(msg, context)))
+            else:
+                reply = app(msg, context)
+            _write(out, OK + to_bytes(reply))
         except Exception as exc:  # the app's: its type to the owner, the trace to the log
             traceback.print_exc()
             _write(out, FAILED + type(exc).__name__.encode("ascii", "replace")[:64])

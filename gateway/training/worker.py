@@ -15,14 +15,13 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord
 from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 from federation.outcome import Code, Error
 from federation.training import secagg, server
-from federation.training.app_bundle import is_app_task, model_arrays
+from federation.training.app_bundle import is_app_task
 from federation.training.errors import TooFewNodes, TrainingError
 from federation.training.tasks import task_named
 from gateway.training.grid import Exchange, ExchangeGrid
@@ -39,7 +38,6 @@ class Job:
     node_ids: tuple[int, ...]
     min_nodes: int
     timeout: float  # seconds a round may wait for its replies
-    initial_model: bytes = b""  # a custom app's run: its initial model (.npz)
 
 
 def round_summary(r: server.RoundReport) -> dict[str, Any]:
@@ -102,8 +100,9 @@ def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
         grid, base.to_record(), min_nodes=job.min_nodes, timeout=job.timeout
     )
     config = replace(base, mean=tuple(stats.mean), std=tuple(stats.std))
-    if is_app_task(spec.task):
-        initial = ArrayRecord(model_arrays(job.initial_model))
+    if is_app_task(spec.task):  # the app's own init, run by an owner's approved copy
+        first = stats.nodes[0]  # an owner that answered the statistics
+        initial = server.app_initial(grid, config.to_record(), first, timeout=job.timeout)
     else:
         n_outputs = base.n_classes if task_named(spec.task).classification else 1
         initial = server.initial_arrays(spec.task, len(spec.features), n_outputs, spec.seed)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import io
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from federation.training.app_bundle import load_init, model_npz, read_dir, task_of
+from federation.training.app_bundle import read_dir, task_of
 from gateway.client import ClientError
 from gateway.roles.train_home import TrainAsk, TrainResult
 from gateway.training.spec import TrainSpec
@@ -102,6 +103,14 @@ VARIANTS = {
     ),
     # reserves 3.2 GB: fine without a limit (nothing touched), not under 2 GB of address space
     "greedy": APP.replace(_AT_TRAIN, "    hog = np.empty(400_000_000)\n" + _AT_TRAIN),
+    # a model of 52.8 MB: the logistic regression and a third array it carries along
+    "big": APP.replace("np.zeros(1)]", "np.zeros(1), np.zeros(BIG)]\n\n\nBIG = 6_600_000")
+    .replace(
+        "    w, b = (arrays[k].numpy().astype(np.float64) for k in keys)",
+        "    w, b, extra = (arrays[k].numpy().astype(np.float64) for k in keys)",
+    )
+    .replace("Array(b)})\n", "Array(b), keys[2]: Array(extra + 1.0)})\n")
+    .replace("    w, b = (a.numpy() for a in", "    w, b, _ = (a.numpy() for a in"),
 }
 
 
@@ -149,14 +158,15 @@ def approve(
         assert digest(apps, name) in result.stdout
 
 
-def train(fed: RunningFederation, apps: dict[str, Path], name: str, rounds: int) -> TrainResult:
-    arrays = load_init(apps[name], len(FEATURES), 2, 7)
+def train(
+    fed: RunningFederation, apps: dict[str, Path], name: str, rounds: int, timeout: float = 20
+) -> TrainResult:
     spec = TrainSpec(
         task=task_of(digest(apps, name)), dataset="app_rows", features=FEATURES, label="y",
         rounds=rounds, seed=7, learning_rate=0.5, local_epochs=5, n_classes=2,
     )  # fmt: skip
     with fed.client(ANALYST) as c:
-        return c.train(TrainAsk(spec, OWNERS, "", model_npz(arrays))).result(timeout=300)
+        return c.train(TrainAsk(spec, OWNERS), timeout=timeout).result(timeout=timeout + 10)
 
 
 def test_an_approved_app_trains_in_its_own_process(
@@ -172,7 +182,11 @@ def test_an_approved_app_trains_in_its_own_process(
         mine = [
             e for e in federation.audit(node, "release") if e.get("request_id") == result.run_id
         ]
-        assert [e["step"] for e in mine] == ["query.stats", *["train", "evaluate"] * 8]
+        steps = ["train", "evaluate"] * 8
+        assert [e["step"] for e in mine] in (
+            ["query.stats", *steps],
+            ["query.stats", "query.init", *steps],  # the owner that made the initial model
+        )
         assert all(e["task"] == task_of(digest(apps, "good")) for e in mine)
         approved = federation.audit(node, "app.approved")
         assert any(e["digest"] == digest(apps, "good") for e in approved)
@@ -236,8 +250,9 @@ def test_a_misbehaving_app_is_stopped_and_nothing_is_released(
     with pytest.raises(ClientError) as err:
         train(federation, apps, name, rounds=2)
     assert says in str(err.value)
-    for node in OWNERS:  # only the statistics (the built-in's: no app code runs for them)
-        assert len(federation.audit(node, "release")) == before[node] + 1
+    # the statistics (the built-in's) and one owner's initial model (the app's init)
+    assert sum(len(federation.audit(n, "release")) - before[n] for n in OWNERS) == 4
+    for node in OWNERS:
         assert not app_processes(federation, node)
     if name == "raises":  # the exception's type only: its message held row values
         assert "RuntimeError)" in str(err.value) and "[" not in str(err.value)
@@ -257,9 +272,8 @@ def test_a_grant_must_name_the_app(
         task=task_of(read_dir(other).digest), dataset="app_rows", features=FEATURES,
         label="y", rounds=2, seed=7, n_classes=2,
     )  # fmt: skip
-    initial = model_npz(load_init(other, len(FEATURES), 2, 7))
     with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
-        c.train(TrainAsk(spec, OWNERS, "", initial)).result(timeout=120)
+        c.train(TrainAsk(spec, OWNERS)).result(timeout=120)
     assert "does not allow the task" in str(err.value)
 
 
@@ -288,3 +302,22 @@ def test_the_cli_approves_digests_and_runs_an_app(
     assert "Traceback" not in result.stderr
     refused = fedgate(federation, ANALYST, "app", "approve", str(apps["good"]))
     assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr
+
+
+def test_a_model_of_50_mb_travels_in_pieces(
+    federation: RunningFederation, apps: dict[str, Path], granted: dict[str, pa.Table]
+) -> None:
+    """Every message of the run is larger than a gRPC message may be (4 MiB here): each
+    goes to the owners in pieces, each reply and the final model come back in pieces."""
+    approve(federation, apps, "big")
+    t0 = time.monotonic()
+    result = train(federation, apps, "big", rounds=2, timeout=300)
+    print(
+        f"2 rounds of a {len(result.model_npz) / 1e6:.1f} MB model: {time.monotonic() - t0:.1f} s"
+    )
+    assert len(result.model_npz) > 50_000_000
+    assert all(r.answered == 3 for r in result.rounds)
+    with np.load(io.BytesIO(result.model_npz)) as z:
+        assert z["w2"].shape == (6_600_000,)
+        np.testing.assert_array_equal(z["w2"][:5], 2.0)  # each round added 1 at every owner
+    assert result.rounds[-1].eval_accuracy > 0.6

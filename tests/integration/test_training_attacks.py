@@ -26,6 +26,7 @@ from gateway.rpc.v1 import peer_pb2_grpc
 from gateway.training.grid import to_bytes
 from gateway.training.settings import train_config
 from gateway.training.spec import TrainSpec
+from gateway.training.transfers import Piece
 from tests.conftest import RunningFederation
 from tests.integration.test_psi_attacks import sign_as
 from tests.integration.test_training import ANALYST, FEATURES, parts  # noqa: F401 (fixture)
@@ -62,7 +63,7 @@ def message(kind: str, round_: int = 0, **changes: object) -> bytes:
 def step(fed: RunningFederation, env: Envelope, data: bytes, caller: str = HOME) -> object:
     with fed.peer_channel(caller, OWNER) as ch:
         stub = peer_pb2_grpc.PeerStub(ch)
-        return stub.TrainStep(serde.train_step_request(env, data), timeout=30)
+        return stub.TrainStep(serde.train_step_request(env, Piece(data)), timeout=30)
 
 
 def refused(

@@ -450,7 +450,7 @@ class PsiEvent(_message.Message):
     def __init__(self, progress: _Optional[_Union[PsiProgress, _Mapping]] = ..., result: _Optional[_Union[PsiResult, _Mapping]] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("task", "dataset", "features", "label", "rounds", "strategy", "nodes", "min_nodes", "seed", "purpose", "learning_rate", "local_epochs", "classes", "dp_clip", "secagg", "initial_model")
+    __slots__ = ("task", "dataset", "features", "label", "rounds", "strategy", "nodes", "min_nodes", "seed", "purpose", "learning_rate", "local_epochs", "classes", "dp_clip", "secagg")
     TASK_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
@@ -466,7 +466,6 @@ class TrainRequest(_message.Message):
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     DP_CLIP_FIELD_NUMBER: _ClassVar[int]
     SECAGG_FIELD_NUMBER: _ClassVar[int]
-    INITIAL_MODEL_FIELD_NUMBER: _ClassVar[int]
     task: str
     dataset: str
     features: _containers.RepeatedScalarFieldContainer[str]
@@ -482,8 +481,7 @@ class TrainRequest(_message.Message):
     classes: int
     dp_clip: float
     secagg: bool
-    initial_model: bytes
-    def __init__(self, task: _Optional[str] = ..., dataset: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., rounds: _Optional[int] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., min_nodes: _Optional[int] = ..., seed: _Optional[int] = ..., purpose: _Optional[str] = ..., learning_rate: _Optional[float] = ..., local_epochs: _Optional[int] = ..., classes: _Optional[int] = ..., dp_clip: _Optional[float] = ..., secagg: _Optional[bool] = ..., initial_model: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, task: _Optional[str] = ..., dataset: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., rounds: _Optional[int] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., min_nodes: _Optional[int] = ..., seed: _Optional[int] = ..., purpose: _Optional[str] = ..., learning_rate: _Optional[float] = ..., local_epochs: _Optional[int] = ..., classes: _Optional[int] = ..., dp_clip: _Optional[float] = ..., secagg: _Optional[bool] = ...) -> None: ...
 
 class TrainRound(_message.Message):
     __slots__ = ("round", "rounds", "nodes_answered", "train_loss", "eval_loss", "eval_accuracy", "elapsed_seconds")
@@ -528,12 +526,14 @@ class TrainResult(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., model_npz: _Optional[bytes] = ..., rounds: _Optional[_Iterable[_Union[TrainRound, _Mapping]]] = ..., owners: _Optional[_Iterable[_Union[_common_pb2.OwnerResult, _Mapping]]] = ..., task: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., classes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TrainEvent(_message.Message):
-    __slots__ = ("round", "result")
+    __slots__ = ("round", "result", "model_piece")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PIECE_FIELD_NUMBER: _ClassVar[int]
     round: TrainRound
     result: TrainResult
-    def __init__(self, round: _Optional[_Union[TrainRound, _Mapping]] = ..., result: _Optional[_Union[TrainResult, _Mapping]] = ...) -> None: ...
+    model_piece: bytes
+    def __init__(self, round: _Optional[_Union[TrainRound, _Mapping]] = ..., result: _Optional[_Union[TrainResult, _Mapping]] = ..., model_piece: _Optional[bytes] = ...) -> None: ...
 
 class TrainRunsRequest(_message.Message):
     __slots__ = ("run_id",)

@@ -153,17 +153,29 @@ class PsiOpened(_message.Message):
     def __init__(self, values: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class TrainStepRequest(_message.Message):
-    __slots__ = ("envelope", "message")
+    __slots__ = ("envelope", "message", "total", "offset", "fetch", "transfer")
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    FETCH_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_FIELD_NUMBER: _ClassVar[int]
     envelope: PartialRequest
     message: bytes
-    def __init__(self, envelope: _Optional[_Union[PartialRequest, _Mapping]] = ..., message: _Optional[bytes] = ...) -> None: ...
+    total: int
+    offset: int
+    fetch: int
+    transfer: str
+    def __init__(self, envelope: _Optional[_Union[PartialRequest, _Mapping]] = ..., message: _Optional[bytes] = ..., total: _Optional[int] = ..., offset: _Optional[int] = ..., fetch: _Optional[int] = ..., transfer: _Optional[str] = ...) -> None: ...
 
 class TrainStepResponse(_message.Message):
-    __slots__ = ("message", "owner")
+    __slots__ = ("message", "owner", "total", "offset")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     message: bytes
     owner: _common_pb2.OwnerResult
-    def __init__(self, message: _Optional[bytes] = ..., owner: _Optional[_Union[_common_pb2.OwnerResult, _Mapping]] = ...) -> None: ...
+    total: int
+    offset: int
+    def __init__(self, message: _Optional[bytes] = ..., owner: _Optional[_Union[_common_pb2.OwnerResult, _Mapping]] = ..., total: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
