@@ -71,6 +71,12 @@ class FailedPrecondition(FedgateError):
     code = Code.FAILED_PRECONDITION
 
 
+class Aborted(FedgateError):
+    """The work was stopped: e.g. a custom app failed or answered outside its bounds."""
+
+    code = Code.ABORTED
+
+
 class Unavailable(FedgateError):
     code = Code.UNAVAILABLE
 
@@ -94,6 +100,7 @@ class ConfigError(FedgateError):
 _BY_CODE: dict[Code, type[FedgateError]] = {
     cls.code: cls
     for cls in (
+        Aborted,
         InvalidArgument,
         NotFound,
         AlreadyExists,

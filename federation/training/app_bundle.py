@@ -68,6 +68,9 @@ def bundle(files: list[tuple[str, bytes]]) -> AppBundle:
         if path in seen:
             raise invalid(f"the app names {path!r} twice")
         seen.add(path)
+    folders = {str(p) for path in seen for p in PurePosixPath(path).parents}
+    if seen & folders:
+        raise invalid("an app names a file and a folder alike")
     if ENTRY not in seen:
         raise invalid(f"an app needs {ENTRY} (defining app and init)")
     b = AppBundle(tuple(sorted(files)))

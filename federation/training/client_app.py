@@ -236,8 +236,9 @@ def read_stats(content: RecordDict) -> tuple[features.Stats, NDArray[np.int64] |
 
 def stage_of(message: Message) -> str:
     """The step a message asks: its SecAgg+ stage (the masked training round is
-    ``train``), else its message type."""
-    if message.has_content():
+    ``train``), else its message type. Only a ``train`` message has stages, as only it
+    reaches ``secaggplus_mod``."""
+    if message.metadata.message_type == "train" and message.has_content():
         rec = message.content.config_records.get(RECORD_KEY_CONFIGS)
         if rec is not None:
             stage = rec.get(Key.STAGE)

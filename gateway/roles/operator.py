@@ -95,18 +95,20 @@ class Operator:
         return grant
 
     def approve_app(self, bundle: AppBundle, name: str, caller: Identity) -> ApprovedApp:
-        app = self._apps.approve(bundle, name, str(caller), utc())
-        self._audit.append(
-            {
-                "kind": "app.approved",
-                "time": utc(),
-                "actor": str(caller),
-                "digest": app.digest,
-                "name": app.name,
-                "files": app.files,
-                "size": app.size,
-            }
-        )
+        def record(app: ApprovedApp) -> None:  # durable before the app counts as approved
+            self._audit.append(
+                {
+                    "kind": "app.approved",
+                    "time": utc(),
+                    "actor": str(caller),
+                    "digest": app.digest,
+                    "name": app.name,
+                    "files": app.files,
+                    "size": app.size,
+                }
+            )
+
+        app = self._apps.approve(bundle, name, str(caller), utc(), record)
         log.info("app approved digest=%s name=%s by=%s", app.digest, app.name, caller)
         return app
 
@@ -114,10 +116,12 @@ class Operator:
         return self._apps.list()
 
     def revoke_app(self, digest: str, caller: Identity) -> ApprovedApp:
-        app = self._apps.revoke(digest)
-        self._audit.append(
-            {"kind": "app.revoked", "time": utc(), "actor": str(caller), "digest": app.digest}
-        )
+        def record(app: ApprovedApp) -> None:
+            self._audit.append(
+                {"kind": "app.revoked", "time": utc(), "actor": str(caller), "digest": app.digest}
+            )
+
+        app = self._apps.revoke(digest, record)
         log.info("app revoked digest=%s by=%s", app.digest, caller)
         return app
 

@@ -22,13 +22,14 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from cryptography.fernet import InvalidToken
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from numpy.typing import NDArray
 from sqlglot import exp
 
 from federation.envelope import Envelope
-from federation.outcome import Code, Error
+from federation.outcome import Error
 from federation.reports import OwnerReport
 from federation.sql import generate
 from federation.training import features
@@ -50,7 +51,7 @@ from federation.training.config import classifies, server_round
 from federation.training.errors import TrainingError
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
-from gateway.errors import FailedPrecondition, FedgateError, InvalidArgument, NotFound
+from gateway.errors import Aborted, FailedPrecondition, FedgateError, InvalidArgument, NotFound
 from gateway.policy.model import Decision
 from gateway.policy.store import GrantStore
 from gateway.release.pipeline import Protected, Released, ReleasePipeline
@@ -59,7 +60,7 @@ from gateway.training import dp
 from gateway.training.app_host import AppHost, AppLimits
 from gateway.training.apps import AppStore
 from gateway.training.grid import from_bytes, to_bytes
-from gateway.training.secagg_guard import check_stage, stage_round
+from gateway.training.secagg_guard import SecAggRound, check_stage, stage_round
 from gateway.training.settings import bound_record
 from gateway.training.spec import TrainSpec
 from gateway.training.transfers import MAX_MESSAGE_BYTES, PIECE_BYTES, Answer, Piece, Transfers
@@ -94,11 +95,14 @@ class _Run:
     last_train: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     host: AppHost | None = None  # a custom app's process, for this run only
+    secagg: SecAggRound = field(default_factory=SecAggRound)
 
     def close(self) -> None:
-        if self.host is not None:
-            self.host.close()
-            self.host = None
+        """Stop the run's app, also from another thread while it answers (that call
+        then fails: the run was dropped)."""
+        host, self.host = self.host, None
+        if host is not None:
+            host.close()
 
 
 def _typed(exc: TrainingError) -> FedgateError:
@@ -243,6 +247,8 @@ class TrainOwner:
         """The step the message asks, its settings replaced by the spec's. A SecAgg+ run
         trains only in masked stages; a plain run never speaks SecAgg+."""
         kind, content = stage_of(msg), msg.content
+        if msg.metadata.message_type != "train" and RECORD_KEY_CONFIGS in content.config_records:
+            raise InvalidArgument("a SecAgg+ stage travels only in a train message")
         if kind == INIT_MESSAGE and not is_app_task(spec.task):
             raise InvalidArgument("only a custom app's run asks for an initial model")
         masked = kind.startswith("secagg.") or (
@@ -257,9 +263,6 @@ class TrainOwner:
         if kind.startswith("secagg."):
             if kind not in SECAGG_AFTER and kind != "secagg.setup":
                 raise InvalidArgument("an unknown SecAgg+ stage")
-            check_stage(
-                kind, content.config_records.get(RECORD_KEY_CONFIGS), msg.metadata.dst_node_id
-            )
             return Step(kind, stage_round(msg.metadata.group_id))
         key = LEGACY_CONFIG if masked else CONFIG
         config = content.config_records.get(key)
@@ -277,6 +280,7 @@ class TrainOwner:
     def _run(self, env: Envelope, msg: Message) -> _Run:
         """The run's state, created once its first message was decided."""
         key = run_key(env)
+        evicted: list[_Run] = []
         with self._lock:
             run = self._runs.get(key)
             if run is None:
@@ -289,9 +293,11 @@ class TrainOwner:
                 )
                 run = self._runs[key] = _Run(ctx)
                 while len(self._runs) > RUNS_KEPT:
-                    self._runs.popitem(last=False)[1].close()
+                    evicted.append(self._runs.popitem(last=False)[1])
             self._runs.move_to_end(key)
-            return run
+        for old in evicted:  # outside the lock: stopping an app waits for its process
+            old.close()
+        return run
 
     def _forget(self, env: Envelope) -> None:
         with self._lock:
@@ -312,7 +318,12 @@ class TrainOwner:
         run = self._run(env, msg)
         facts: dict[str, Any] = {}
         with run.lock:
+            if msg.metadata.dst_node_id != run.context.node_id:
+                raise InvalidArgument("a run's messages go to one node id at this owner")
             check_order(run, step, spec.rounds, secagg=spec.secagg)
+            if spec.secagg and (step.kind.startswith("secagg.") or step.kind == "train"):
+                configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
+                check_stage(step.kind, configs, run.context.node_id, run.secagg)
             if decision.epsilon > 0 and step.kind == "evaluate":
                 raise FailedPrecondition(
                     "under differential privacy an owner answers no evaluation (a loss over "
@@ -360,8 +371,11 @@ class TrainOwner:
             reply = make_client_app(load, secagg=secagg, protect=protect)(msg, context)
         except TrainingError as exc:
             raise _typed(exc) from None
-        except (KeyError, TypeError, ValueError) as exc:  # what secaggplus_mod raises
-            raise InvalidArgument(f"the SecAgg+ stage failed: {exc}") from None
+        except (LookupError, TypeError, ValueError, InvalidToken) as exc:
+            if not secagg:
+                raise
+            # what secaggplus_mod raises on a stage it cannot use (a garbled ciphertext ...)
+            raise InvalidArgument(f"the SecAgg+ stage failed ({type(exc).__name__})") from None
         if reply.has_error():
             raise InvalidArgument(f"the training step failed: {reply.error.reason}")
         return reply
@@ -374,18 +388,19 @@ class TrainOwner:
         folder = self.apps.folder(digest_of(spec.task))
         if folder is None:  # revoked during the run
             raise FailedPrecondition(f"app {short(digest_of(spec.task))} is no longer approved")
-        if run.host is None:
+        host = run.host
+        if host is None:
             assert run.rows is not None
-            run.host = AppHost(folder, *run.rows, self.app_limits)
+            host = run.host = AppHost(folder, *run.rows, self.app_limits)
         try:
-            data = run.host.call(to_bytes(msg), deadline - time.monotonic())
+            data = host.call(to_bytes(msg), deadline - time.monotonic())
             try:
                 reply = from_bytes(data)
             except Exception:
                 msg_ = "the app's reply is not a Flower message"
-                raise FedgateError.of(Error(Code.ABORTED, msg_)) from None
+                raise Aborted(msg_) from None
             if reply.has_error() or not reply.has_content():
-                raise FedgateError.of(Error(Code.ABORTED, "the app answered with an error"))
+                raise Aborted("the app answered with an error")
             content = check_app_reply(msg, reply.content)
         except FedgateError:
             run.close()  # a run this owner refused goes no further here: nor does its app
@@ -526,38 +541,42 @@ class TrainOwner:
         return y
 
 
+APP_METRICS = frozenset({NUM_EXAMPLES, "train_loss", "eval_loss", "eval_acc"})
+
+
 def check_app_reply(msg: Message, content: RecordDict) -> RecordDict:
     """What a custom app may send out: for ``train`` the received model's arrays (same
-    names, shapes, finite) and numeric metrics with ``num-examples``; for ``evaluate``
-    numeric metrics only. Anything else (another array, a config record, text) could
-    carry rows, and is refused."""
+    names, shapes, finite) and ``APP_METRICS`` (single numbers, ``num-examples`` among
+    them); for ``evaluate`` those metrics only. Anything else (another array, a config
+    record, text, a list) could carry rows, and is refused."""
     if msg.metadata.message_type == INIT_MESSAGE:
         return _checked_init(content)
     metrics = content.metric_records.get(METRICS)
     if content.config_records or set(content.metric_records) != {METRICS} or metrics is None:
-        raise FedgateError.of(Error(Code.ABORTED, "the app's reply holds more than metrics"))
+        raise Aborted("the app's reply holds more than metrics")
     examples = metrics.get(NUM_EXAMPLES)
     if not isinstance(examples, int) or examples < 0:
-        raise FedgateError.of(Error(Code.ABORTED, f"the app's reply has no {NUM_EXAMPLES!r}"))
+        raise Aborted(f"the app's reply has no {NUM_EXAMPLES!r}")
+    for key, value in metrics.items():  # a few named numbers: no list, no name to spell rows
+        if key not in APP_METRICS or not isinstance(value, int | float):
+            raise Aborted(f"an app's metrics are numbers named {', '.join(sorted(APP_METRICS))}")
     if msg.metadata.message_type != "train":
         if content.array_records:
-            raise FedgateError.of(Error(Code.ABORTED, "the app's evaluation holds arrays"))
+            raise Aborted("the app's evaluation holds arrays")
         return content
     sent = msg.content.array_records.get(ARRAYS)
     got = content.array_records.get(ARRAYS)
     if sent is None or got is None or set(content.array_records) != {ARRAYS}:
-        raise FedgateError.of(Error(Code.ABORTED, "the app's reply holds no model"))
+        raise Aborted("the app's reply holds no model")
     if list(got.keys()) != list(sent.keys()):
-        raise FedgateError.of(Error(Code.ABORTED, "the app's model is not the received one's"))
+        raise Aborted("the app's model is not the received one's")
     for k in list(got.keys()):
         try:
             a = got[k].numpy()
         except Exception:
-            raise FedgateError.of(Error(Code.ABORTED, "the app's model cannot be read")) from None
+            raise Aborted("the app's model cannot be read") from None
         if a.shape != tuple(sent[k].shape) or a.dtype.kind != "f" or not np.isfinite(a).all():
-            raise FedgateError.of(
-                Error(Code.ABORTED, "the app's model is not the received one's shape")
-            )
+            raise Aborted("the app's model is not the received one's shape")
     return content
 
 
@@ -566,18 +585,14 @@ def _checked_init(content: RecordDict) -> RecordDict:
     may send is what a model is: a bounded number of finite float arrays)."""
     rec = content.array_records.get(ARRAYS)
     if content.config_records or content.metric_records or set(content.array_records) != {ARRAYS}:
-        raise FedgateError.of(Error(Code.ABORTED, "the app's initial model holds more"))
+        raise Aborted("the app's initial model holds more")
     if rec is None or not 0 < len(rec) <= MAX_ARRAYS:
-        raise FedgateError.of(
-            Error(Code.ABORTED, f"the app's initial model holds 1 to {MAX_ARRAYS} arrays")
-        )
+        raise Aborted(f"the app's initial model holds 1 to {MAX_ARRAYS} arrays")
     for k in list(rec.keys()):
         try:
             a = rec[k].numpy()
         except Exception:
-            raise FedgateError.of(Error(Code.ABORTED, "the app's model cannot be read")) from None
+            raise Aborted("the app's model cannot be read") from None
         if a.dtype.kind != "f" or not np.isfinite(a).all():
-            raise FedgateError.of(
-                Error(Code.ABORTED, "the app's initial model holds values that are not floats")
-            )
+            raise Aborted("the app's initial model holds values that are not floats")
     return content

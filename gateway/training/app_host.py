@@ -3,9 +3,11 @@
 The owner node never imports an app. For each run that names one, it starts this module
 as a child process (``AppHost``), hands it the run's granted rows once, then each Flower
 message as bytes, and reads back each reply. The child sets its own limits before it
-imports the app: address space, CPU seconds, no file writes (``RLIMIT_FSIZE`` 0), no
-core dumps; it runs in a session of its own with a cleaned environment (Flower offline,
-its home in a temporary folder) and is killed with the run. Frames on its stdin and
+imports the app: address space, CPU seconds, no file growth (``RLIMIT_FSIZE`` 0), no
+core dumps, and (``training.landlock``) reads only of Python, fedgate's packages and
+the app's own files, no file writes, no TCP; it runs in a session of its own with a
+cleaned environment (Flower offline, its home in a temporary folder) and is killed
+with the run. Frames on its stdin and
 stdout are an 8-byte length and the bytes; the app's own prints go to stderr (the
 node's log). A failure reaches the caller as the exception's type only: its message
 could hold the rows' values.
@@ -33,10 +35,20 @@ import numpy as np
 from flwr.app import Message
 from numpy.typing import NDArray
 
-from federation.outcome import Code, Error
-from gateway.errors import DeadlineExceeded, FedgateError, ResourceExhausted
+from gateway.errors import Aborted, DeadlineExceeded, FedgateError, ResourceExhausted
 
-OK, FAILED = b"\x00", b"\x01"
+OK, FAILED, OUT_OF_MEMORY = b"\x00", b"\x01", b"\x02"
+# Exception names a failure may show (an app's own class could be named anything)
+KNOWN_ERRORS = frozenset(
+    {
+        "ArithmeticError", "AssertionError", "AttributeError", "ConnectionError",
+        "FileNotFoundError", "FloatingPointError", "ImportError", "IndexError", "KeyError",
+        "LookupError", "ModuleNotFoundError", "NameError", "NotImplementedError", "OSError",
+        "OverflowError", "PermissionError", "RecursionError", "RuntimeError", "TypeError",
+        "ValueError", "ZeroDivisionError",
+    }
+)  # fmt: skip
+SYSTEM_READABLE = ("/usr", "/lib", "/lib64", "/etc/ld.so.cache", "/dev/null")
 IDLE_SECONDS = 900.0  # an app process with no message for this long ends itself
 MAX_LOG_LINES = 1000  # of one app process's output kept in the node's log
 MAX_LOG_LINE = 1000
@@ -63,7 +75,10 @@ def _read(fd: int, n: int, deadline: float | None) -> bytes:
             wait = deadline - time.monotonic()
             if wait <= 0 or not select.select([fd], [], [], wait)[0]:
                 raise TimeoutError
-        got = os.read(fd, min(left, 1 << 20))
+        try:
+            got = os.read(fd, min(left, 1 << 20))
+        except OSError:  # the pipe was closed under us: the process is gone
+            raise EOFError from None
         if not got:
             raise EOFError
         chunks.append(got)
@@ -108,7 +123,9 @@ class AppHost:
             cwd=self._home.name,
             start_new_session=True,
         )
-        threading.Thread(
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(  # ends at the pipe's end, when the process is gone
             target=_log_lines, args=(self.proc.stderr,), name="app-log", daemon=True
         ).start()
         buf = io.BytesIO()
@@ -116,51 +133,67 @@ class AppHost:
         self._send(buf.getvalue())
 
     def _send(self, payload: bytes) -> None:
-        assert self.proc.stdin is not None
+        if self._closed or self.proc.stdin is None:
+            raise Aborted("the app's process was stopped")
         try:
             _write(self.proc.stdin, payload)
-        except (BrokenPipeError, OSError):
+        except (OSError, ValueError):
             raise self._ended() from None
 
     def call(self, message: bytes, timeout: float) -> bytes:
-        """The app's reply to one message, or a typed error (the process is then gone)."""
-        self._send(message)
-        assert self.proc.stdout is not None
-        try:
-            frame = _frame(self.proc.stdout.fileno(), time.monotonic() + max(timeout, 0.01))
-        except TimeoutError:
-            self.close()
-            raise DeadlineExceeded("the app did not answer in time; it was stopped") from None
-        except EOFError:
-            raise self._ended() from None
-        if frame[:1] == OK:
-            return frame[1:]
-        name = frame[1:80].decode("ascii", "replace")
-        if name == "MemoryError":
-            self.close()
-            raise ResourceExhausted("the app ran out of its memory limit; it was stopped")
-        raise FedgateError.of(Error(Code.ABORTED, f"the app failed ({name})"))
+        """The app's reply to one message, or a typed error (the process is then gone).
+        One call at a time; ``close`` from another thread ends a call in progress."""
+        with self._lock:
+            self._send(message)
+            assert self.proc.stdout is not None
+            try:
+                frame = _frame(self.proc.stdout.fileno(), time.monotonic() + max(timeout, 0.01))
+            except TimeoutError:
+                self._close()
+                raise DeadlineExceeded("the app did not answer in time; it was stopped") from None
+            except EOFError:
+                raise self._ended() from None
+            if frame[:1] == OK:
+                return frame[1:]
+            if frame[:1] == OUT_OF_MEMORY:
+                self._close()
+                raise ResourceExhausted("the app ran out of its memory limit; it was stopped")
+            name = frame[1:65].decode("ascii", "replace")
+            # Only a built-in exception's name: the app chooses the rest (it could spell rows).
+            raise Aborted(f"the app failed ({name if name in KNOWN_ERRORS else 'Exception'})")
 
     def _ended(self) -> FedgateError:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=2)  # it closed its end: let it finish before any kill
-        code = self.close()
+        code = self._close()
         if code == -signal.SIGXCPU:
             return ResourceExhausted("the app went over its CPU time limit; it was stopped")
-        return FedgateError.of(Error(Code.ABORTED, f"the app's process ended (exit {code})"))
+        return Aborted("the app's process ended")
 
     def close(self) -> int | None:
+        """Stop the process (also while a call waits on it: that call then fails)."""
+        self._kill()
+        with self._lock:
+            return self._close()
+
+    def _kill(self) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def _close(self) -> int | None:
+        """Under ``_lock``: no call is reading the pipes that are closed here."""
+        self._kill()
         try:
             code = self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             code = None
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if f is not None:
-                f.close()
-        self._home.cleanup()
+        if not self._closed:
+            self._closed = True
+            for f in (self.proc.stdin, self.proc.stdout):
+                if f is not None:
+                    f.close()
+            self._home.cleanup()
         return code
 
 
@@ -168,10 +201,12 @@ def _log_lines(stream: IO[bytes] | None) -> None:
     """The app's output and tracebacks, into the node's log: bounded per line and run."""
     if stream is None:
         return
-    with contextlib.suppress(OSError, ValueError):
-        for n, line in enumerate(stream):
-            if n < MAX_LOG_LINES:
-                log.info("app: %s", line[:MAX_LOG_LINE].decode("utf-8", "replace").rstrip())
+    with contextlib.suppress(OSError, ValueError), stream:
+        n = 0
+        while piece := stream.readline(MAX_LOG_LINE):  # a line longer is cut in pieces
+            n += 1
+            if n <= MAX_LOG_LINES:
+                log.info("app: %s", piece.decode("utf-8", "replace").rstrip())
 
 
 # --- the child ----------------------------------------------------------------------------
@@ -209,6 +244,11 @@ def child(argv: list[str]) -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the app's prints go to the log
     _limit(memory_mb, cpu_seconds)
+    from gateway.training import landlock
+
+    readable = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), app_dir}
+    readable |= {_ROOT / "gateway", _ROOT / "federation", *map(Path, SYSTEM_READABLE)}
+    print(f"fedgate app sandbox: {landlock.restrict(sorted(readable))}", file=sys.stderr)
 
     from flwr.app import Array, ArrayRecord, Context, RecordDict
 
@@ -247,6 +287,8 @@ def child(argv: list[str]) -> int:
             else:
                 reply = app(msg, context)
             _write(out, OK + to_bytes(reply))
+        except MemoryError:
+            _write(out, OUT_OF_MEMORY)
         except Exception as exc:  # the app's: its type to the owner, the trace to the log
             traceback.print_exc()
             _write(out, FAILED + type(exc).__name__.encode("ascii", "replace")[:64])

@@ -1,16 +1,19 @@
 """What an owner checks of a SecAgg+ stage before Flower's ``secaggplus_mod`` answers it.
 
-The mod trusts the server's parameters. A home that set a threshold of one share, or
-named the same owner both alive and dropped in an unmask, would rebuild both that
-owner's mask seed and its key, and so its single update. The owner therefore insists
-that a secret needs a strict majority of the shares (each owner answers one unmask a
-round: ``check_order``), that it is among the live owners it was asked to unmask for,
-and that no owner is named both alive and dropped. What stays outside: the home relays
-the public keys, so a home that substitutes its own keys for an owner's (an active
-attack) is not stopped here (docs/training.md, 'Secure aggregation').
+The mod trusts the server's parameters. A home that set a threshold of one share, left
+an owner's shares out of another's masked round, or told different owners different
+stories about who dropped would rebuild both an owner's mask seed and its key, and so
+its single update. The owner therefore insists on a strict majority threshold with
+every owner holding a share of every other's secrets, on the shares of every other
+owner in its masked round, and on an unmask that names every owner alive: a round with
+a dropout ends (each owner answers one unmask a round: ``check_order``). What stays
+outside: the home relays the public keys, so a home that substitutes its own keys for
+an owner's is not stopped here (docs/training.md, 'Secure aggregation').
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from flwr.app import ConfigRecord
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
@@ -38,12 +41,25 @@ def _int(rec: ConfigRecord, key: str) -> int:
 def _ids(rec: ConfigRecord, key: str) -> list[int]:
     v = rec.get(key)
     if not isinstance(v, list) or any(type(x) is not int for x in v):
-        raise InvalidArgument(f"a SecAgg+ unmask without a list of node ids {key!r}")
+        raise InvalidArgument(f"a SecAgg+ stage without a list of node ids {key!r}")
     return [int(x) for x in v]
 
 
-def check_stage(step: str, configs: ConfigRecord | None, node_id: int) -> None:
-    """Refuse a setup or unmask that would let the home rebuild one owner's update."""
+@dataclass
+class SecAggRound:
+    """What an owner remembers of a run's current SecAgg+ round: how many owners take
+    part (setup) and which, by the keys it was given (share keys)."""
+
+    sample: int = 0
+    nodes: frozenset[int] = frozenset()
+
+
+def check_stage(step: str, configs: ConfigRecord | None, me: int, state: SecAggRound) -> None:
+    """Refuse a stage that would let the home rebuild one owner's update: a minority
+    threshold, a round where not every owner holds a share of every other's secrets, a
+    masked training that omits an owner's shares, or an unmask that calls anyone dropped
+    or leaves anyone out (a home telling each owner a different story could otherwise
+    gather both an owner's mask seed and its key). Every owner stays through a round."""
     if configs is None:
         raise InvalidArgument(f"a SecAgg+ stage without its {RECORD_KEY_CONFIGS!r}")
     if step == "secagg.setup":
@@ -52,15 +68,30 @@ def check_stage(step: str, configs: ConfigRecord | None, node_id: int) -> None:
         )
         if sample < SECAGG_MIN_NODES:
             raise InvalidArgument(f"SecAgg+ over fewer than {SECAGG_MIN_NODES} owners")
-        if not (2 <= threshold <= shares <= sample and 2 * threshold > shares):
+        if shares != sample:
+            raise InvalidArgument("every owner holds a share of every other's secrets")
+        if not (2 <= threshold <= shares and 2 * threshold > shares):
             raise InvalidArgument(
                 f"a SecAgg+ threshold of {threshold} of {shares} shares: a secret must need "
                 "a strict majority of the shares"
             )
+        state.sample, state.nodes = sample, frozenset()
+    elif step == "secagg.share_keys":
+        ids = [k for k in configs if k != Key.STAGE]
+        if not all(k.isdigit() and len(k) <= 20 for k in ids):
+            raise InvalidArgument("a SecAgg+ key share names owners by number")
+        nodes = frozenset(int(k) for k in ids)
+        if len(nodes) != state.sample or me not in nodes:
+            raise InvalidArgument("the keys of every owner of the round, this one's too")
+        state.nodes = nodes
+    elif step == "train":
+        sources = _ids(configs, Key.SOURCE_LIST)
+        if sorted(sources) != sorted(state.nodes - {me}):
+            raise InvalidArgument("a masked round carries the shares of every other owner")
     elif step == "secagg.unmask":
         active = _ids(configs, Key.ACTIVE_NODE_ID_LIST)
         dead = _ids(configs, Key.DEAD_NODE_ID_LIST)
-        if set(active) & set(dead):
-            raise InvalidArgument("an unmask names an owner both alive and dropped")
-        if node_id not in active:
-            raise InvalidArgument("an unmask that does not count this owner alive")
+        if dead or sorted(active) != sorted(state.nodes):
+            raise InvalidArgument(
+                "an unmask names every owner of the round alive: one that dropped ends the round"
+            )

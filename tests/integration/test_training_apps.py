@@ -97,6 +97,8 @@ VARIANTS = {
         "out = ArrayRecord({keys[0]: Array(w), keys[1]: Array(b)})",
         "out = ArrayRecord({keys[0]: Array(X[:, 0].copy()), keys[1]: Array(b)})",
     ),
+    # sends the rows as a metric
+    "chatty": APP.replace('"train_loss": loss})', '"train_loss": loss, "rows": X[:, 0].tolist()})'),
     # raises with row values in its message
     "raises": APP.replace(
         _AT_TRAIN, "    raise RuntimeError(str(app_rows(context)[0][:3]))\n    arrays"
@@ -234,6 +236,7 @@ def test_an_app_not_approved_at_an_owner_is_refused_there(
     ("name", "says"),
     [
         ("leaks", "not the received one's shape"),
+        ("chatty", "an app's metrics are numbers named"),
         ("raises", "the app failed (RuntimeError)"),
         ("greedy", "memory limit"),
     ],
@@ -321,3 +324,51 @@ def test_a_model_of_50_mb_travels_in_pieces(
         assert z["w2"].shape == (6_600_000,)
         np.testing.assert_array_equal(z["w2"][:5], 2.0)  # each round added 1 at every owner
     assert result.rounds[-1].eval_accuracy > 0.6
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        "open(KEY, 'rb').read()",  # the node's own TLS key
+        "open(ROWS_FILE, 'rb').read()",  # the dataset's file itself
+        "socket.create_connection(('127.0.0.1', PORT), timeout=2)",  # the node's gRPC port
+        "open(os.path.join(APP_DIR, 'left.txt'), 'w').write('x')",  # a file of its own
+    ],
+    ids=["node-key", "dataset-file", "tcp", "write"],
+)
+def test_an_approved_app_cannot_reach_past_its_rows(
+    federation: RunningFederation, granted: dict[str, pa.Table], tmp_path: Path, attempt: str
+) -> None:
+    """Under Landlock an app reads only Python, fedgate's packages and its own files,
+    writes none and opens no TCP connection: the attempt fails in the app."""
+    node = "jiangsu"
+    home = federation.fed.node_dir(node)
+    source = APP.replace(
+        _AT_TRAIN,
+        f"    {attempt}\n" + _AT_TRAIN,
+    ).replace(
+        "import numpy as np\n",
+        "import os\nimport socket\n\nimport numpy as np\n\n"
+        f"KEY = {str(home / 'tls' / 'node.key')!r}\n"
+        f"ROWS_FILE = {str(federation.fed.data_dir(node) / 'app_rows.parquet')!r}\n"
+        f"PORT = {federation.fed.node(node).listen.rsplit(':', 1)[1]}\n"
+        "APP_DIR = os.path.dirname(__file__)\n",
+    )
+    folder = tmp_path / "snoop"
+    folder.mkdir()
+    (folder / "client_app.py").write_text(source)
+    task = task_of(read_dir(folder).digest)
+    for n in OWNERS:
+        with federation.client(f"ops@{n}") as ops:
+            ops.approve_app(read_dir(folder), "snoop")
+        federation.grant(
+            n, dataset="app_rows", grantee_kind="org", grantee=federation.fed.node("shanghai").org,
+            operations=("train",), columns=CONTROLS, min_group_size=5, train_tasks=(task,),
+        )  # fmt: skip
+    spec = TrainSpec(
+        task=task, dataset="app_rows", features=FEATURES, label="y", rounds=1, seed=7,
+        n_classes=2,
+    )  # fmt: skip
+    with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
+        c.train(TrainAsk(spec, OWNERS)).result(timeout=60)
+    assert "PermissionError" in str(err.value), err.value

@@ -140,14 +140,16 @@ def test_a_step_from_a_node_that_is_not_the_home_is_refused(
 SECAGG = replace(SPEC, secagg=True)
 
 
-def stage(stage_name: str, round_: int, **configs: object) -> bytes:
+def stage(
+    stage_name: str, round_: int, kind: str = "train", dst: int = FIRST_NODE_ID, **configs: object
+) -> bytes:
     """A SecAgg+ stage message as Flower's workflow builds it, with these settings."""
     record = ConfigRecord({Key.STAGE: stage_name, **configs})  # type: ignore[arg-type]
+    content = RecordDict({RECORD_KEY_CONFIGS: record})
+    if kind != "train":  # what a stats or evaluate message carries besides
+        content[CONFIG] = train_config(SECAGG).to_record()
     with server_identity():
-        msg = Message(
-            RecordDict({RECORD_KEY_CONFIGS: record}), FIRST_NODE_ID, "train", group_id=str(round_)
-        )
-        return to_bytes(msg)
+        return to_bytes(Message(content, dst, kind, group_id=str(round_)))
 
 
 SETUP = {
@@ -202,3 +204,33 @@ def test_secagg_stages_in_order_and_once(federation: RunningFederation) -> None:
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "already answered" in (
         err.details() or ""
     )
+
+
+@pytest.mark.parametrize("kind", [STATS_MESSAGE, "evaluate"])
+def test_a_secagg_stage_outside_a_train_message_is_refused(
+    federation: RunningFederation, kind: str
+) -> None:
+    """A stage record on a statistics or evaluate message would have the owner answer it
+    as that message, skipping the spec's settings (and, under DP, the noise)."""
+    env = envelope(federation, SECAGG)
+    err = refused(federation, env, stage("setup", 1, kind=kind, **SETUP))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "only in a train message" in (err.details() or "")
+
+
+def test_a_run_speaks_to_one_node_id_at_an_owner(federation: RunningFederation) -> None:
+    """The node id is the owner's name in SecAgg+: a home may not change it mid-run."""
+    env = envelope(federation, SECAGG)
+    step(federation, env, message(STATS_MESSAGE))
+    err = refused(federation, env, stage("setup", 1, dst=FIRST_NODE_ID + 7, **SETUP))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "one node id" in (err.details() or "")
+
+
+def test_a_key_share_without_every_owner_is_refused(federation: RunningFederation) -> None:
+    env = envelope(federation, SECAGG)
+    step(federation, env, message(STATS_MESSAGE))
+    step(federation, env, stage("setup", 1, **SETUP))
+    keys = {str(FIRST_NODE_ID): [b"a" * 32, b"b" * 32], "9": [b"c" * 32, b"d" * 32]}
+    err = refused(federation, env, stage("share_keys", 1, **keys))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "every owner of the round" in (err.details() or "")
