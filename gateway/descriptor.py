@@ -23,6 +23,9 @@ FREQUENCIES = ("realtime", "daily", "weekly", "monthly", "quarterly", "yearly", 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
+MAX_CATEGORIES = 1000  # declared values of one column (a model's one-hot width)
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     name: str
@@ -31,6 +34,9 @@ class ColumnSpec:
     description: str = ""
     lower: float | None = None  # declared bounds, used later for DP clamping
     upper: float | None = None
+    # declared values of a string column, in order: training one-hot encodes a feature
+    # with them, and takes a label's classes from them (docs/training.md)
+    categories: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,17 @@ def validate(desc: DatasetDescriptor) -> DatasetDescriptor:
             raise InvalidArgument(
                 f"column {c.name!r}: bounds are for number columns, and it is {c.type}"
             )
+        if c.categories:
+            if c.type != "string":
+                raise InvalidArgument(
+                    f"column {c.name!r}: categories are for string columns, and it is {c.type}"
+                )
+            if len(c.categories) > MAX_CATEGORIES or len(set(c.categories)) != len(c.categories):
+                raise InvalidArgument(
+                    f"column {c.name!r}: categories are distinct, at most {MAX_CATEGORIES}"
+                )
+            if any(not v or len(v) > 200 for v in c.categories):
+                raise InvalidArgument(f"column {c.name!r}: a category is 1 to 200 characters")
     return desc
 
 
@@ -113,6 +130,7 @@ def from_dict(data: dict, *, base_dir: Path | None = None) -> DatasetDescriptor:
                 description=str(c.get("description", "")),
                 lower=None if c.get("lower") is None else float(c["lower"]),
                 upper=None if c.get("upper") is None else float(c["upper"]),
+                categories=tuple(str(v) for v in c.get("categories", ())),
             )
             for c in data.get("columns", [])
         )
@@ -184,4 +202,6 @@ def dumps(desc: DatasetDescriptor) -> str:
             lines.append(f"lower = {_toml_value(c.lower)}")
         if c.upper is not None:
             lines.append(f"upper = {_toml_value(c.upper)}")
+        if c.categories:
+            lines.append(f"categories = {_toml_value(list(c.categories))}")
     return "\n".join(lines) + "\n"

@@ -54,6 +54,7 @@ def column_to_proto(c: ColumnSpec, dataset_level: str) -> common_pb2.Column:
         msg.lower = c.lower
     if c.upper is not None:
         msg.upper = c.upper
+    msg.categories.extend(c.categories)
     return msg
 
 
@@ -106,6 +107,7 @@ def descriptor_to_proto(d: DatasetDescriptor) -> gateway_pb2.DatasetDeclaration:
             col.lower = c.lower
         if c.upper is not None:
             col.upper = c.upper
+        col.categories.extend(c.categories)
     return msg
 
 
@@ -127,6 +129,7 @@ def descriptor_from_proto(msg: gateway_pb2.DatasetDeclaration) -> DatasetDescrip
                 description=c.description,
                 lower=c.lower if c.HasField("lower") else None,
                 upper=c.upper if c.HasField("upper") else None,
+                categories=tuple(c.categories),
             )
             for c in msg.columns
         ),

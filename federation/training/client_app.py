@@ -60,6 +60,7 @@ METRICS = "metrics"
 STATS = "stats"
 NUM_EXAMPLES = "num-examples"  # FedAvg's default weighted_by_key
 STATS_MESSAGE = "query.stats"
+STATS_FEATURES = "stats.features"  # a stats reply's ConfigRecord: the model's input names
 INIT_MESSAGE = "query.init"  # a custom app's initial model, from its own init
 LEGACY_CONFIG = "fitins.config"  # where a SecAgg+ round carries ``config``
 LEGACY_ARRAYS = "fitins.parameters"  # ... and ``arrays``
@@ -244,6 +245,17 @@ def stage_of(message: Message) -> str:
             stage = rec.get(Key.STAGE)
             return STAGES.get(stage, "secagg.unknown") if isinstance(stage, str) else "secagg."
     return message.metadata.message_type
+
+
+def read_names(content: RecordDict) -> tuple[str, ...]:
+    """The model's input names a stats reply gives (empty when it gives none)."""
+    rec = content.config_records.get(STATS_FEATURES)
+    names = rec.get("names") if rec is not None else None
+    if names is None:
+        return ()
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise invalid("a stats reply's feature names are not names")
+    return tuple(str(n) for n in names)
 
 
 def round_seed(seed: int, server_round: int) -> int:

@@ -49,6 +49,7 @@ from federation.training.client_app import (
     CONFIG,
     INIT_MESSAGE,
     STATS_MESSAGE,
+    read_names,
     read_stats,
 )
 from federation.training.errors import TooFewNodes, TrainingError, invalid
@@ -180,6 +181,7 @@ class FederatedStats:
     count: int
     class_counts: NDArray[np.int64] | None
     nodes: tuple[int, ...]
+    names: tuple[str, ...] = ()  # the model's inputs as the owners encode them
 
 
 def app_initial(
@@ -210,10 +212,19 @@ def federated_stats(
         missing = tuple(n for n in nodes if n not in answered)
         raise TooFewNodes("stats", 0, len(good), min_nodes, missing)
     parts = [read_stats(r.content) for r in good]
+    names = {read_names(r.content) for r in good}
+    if len(names) > 1:
+        raise TrainingError(
+            Code.FAILED_PRECONDITION,
+            "the owners encode the features differently (their declared categories differ): "
+            + "; ".join(", ".join(n) or "-" for n in sorted(names))[:400],
+        )
     mean, std = features.combine(s for s, _ in parts)
     counts = [c for _, c in parts if c is not None]
     class_counts = features.combine_counts(counts) if counts else None
-    return FederatedStats(mean, std, sum(s.count for s, _ in parts), class_counts, answered)
+    return FederatedStats(
+        mean, std, sum(s.count for s, _ in parts), class_counts, answered, names.pop()
+    )
 
 
 class _Observed(Strategy):

@@ -44,7 +44,9 @@ def decide_train(
         raise InvalidArgument(f"column {label!r} cannot be both a feature and the label")
     columns = [*features, label]
     level, floor = level_of(desc, columns)
-    roles = {c: ("aggregate",) for c in columns}
+    declared = {c.name: c.categories for c in desc.columns}
+    # a declared categorical column is trained on by group (one-hot, class counts)
+    roles = {c: ("group_by",) if declared.get(c) else ("aggregate",) for c in columns}
 
     def check(g: Grant) -> None:
         check_columns(g, roles)

@@ -203,7 +203,7 @@ class TrainHome:
                     tuple(rounds),
                     tuple(reports.items),
                     spec.task,
-                    spec.features,
+                    tuple(event.get("features", spec.features)),
                     spec.label,
                     tuple(event["mean"]),
                     tuple(event["std"]),

@@ -42,6 +42,7 @@ from federation.training.client_app import (
     METRICS,
     NUM_EXAMPLES,
     STATS,
+    STATS_FEATURES,
     STATS_MESSAGE,
     Protect,
     make_client_app,
@@ -96,6 +97,7 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     host: AppHost | None = None  # a custom app's process, for this run only
     secagg: SecAggRound = field(default_factory=SecAggRound)
+    names: tuple[str, ...] = ()  # the model's inputs (one-hot columns as name=value)
 
     def close(self) -> None:
         """Stop the run's app, also from another thread while it answers (that call
@@ -107,6 +109,14 @@ class _Run:
 
 def _typed(exc: TrainingError) -> FedgateError:
     return FedgateError.of(Error(exc.code, exc.reason))
+
+
+def encoding(spec: TrainSpec, entry: CatalogEntry) -> tuple[list[str], dict[str, tuple[str, ...]]]:
+    """The spec's features as this owner encodes them: numeric columns as they are, a
+    column declaring categories one-hot (numeric first, then each categorical block)."""
+    declared = {c.name: c.categories for c in entry.descriptor.columns}
+    numeric = [f for f in spec.features if not declared.get(f)]
+    return numeric, {f: declared[f] for f in spec.features if declared.get(f)}
 
 
 def run_key(env: Envelope) -> str:
@@ -330,12 +340,13 @@ class TrainOwner:
                     "its rows would be one more exact release)"
                 )
             if run.rows is None or run.grant_id != decision.grant.id:
-                run.rows = self._rows(spec, entry, decision, deadline, env.request_id)
+                X, y, run.names = self._rows(spec, entry, decision, deadline, env.request_id)
+                run.rows = (X, y)
                 run.grant_id = decision.grant.id
             rows = run.rows
             spent: list[float] = []
             if decision.epsilon > 0 and step.kind == STATS_MESSAGE:
-                reply, epsilon = self._dp_stats(spec, decision, msg, rows[0])
+                reply, epsilon = self._dp_stats(spec, entry, decision, msg, rows[0])
                 spent.append(epsilon)
             elif is_app_task(spec.task) and step.kind != STATS_MESSAGE:
                 protect = self._protect(spec, decision, facts, spent)
@@ -343,6 +354,10 @@ class TrainOwner:
             else:
                 protect = self._protect(spec, decision, facts, spent)
                 reply = self._answer(msg, run.context, rows, spec.secagg, protect)
+            if step.kind == STATS_MESSAGE:  # the model's inputs, for the home to agree on
+                reply.content.config_records[STATS_FEATURES] = ConfigRecord(
+                    {"names": list(run.names)}
+                )
             run.asked.add((step.kind, step.round))
             if step.kind == "train":
                 run.last_train = step.round
@@ -443,14 +458,22 @@ class TrainOwner:
 
     @staticmethod
     def _dp_stats(
-        spec: TrainSpec, decision: Decision, msg: Message, X: NDArray[np.float64]
+        spec: TrainSpec,
+        entry: CatalogEntry,
+        decision: Decision,
+        msg: Message,
+        X: NDArray[np.float64],
     ) -> tuple[Message, float]:
-        """The statistics under DP: noised moments about the declared bounds' midpoints."""
+        """The statistics under DP: noised moments about the declared bounds' midpoints
+        (a one-hot column's are 0 and 1)."""
         clamp = decision.clamp or {}
-        missing = [f for f in spec.features if f not in clamp]
+        numeric, categorical = encoding(spec, entry)
+        missing = [f for f in numeric if f not in clamp]
         if missing:
             raise FailedPrecondition(f"feature {missing[0]!r} declares no bounds to clamp to")
-        s, epsilon = dp.noisy_stats(X, [clamp[f] for f in spec.features], decision.epsilon)
+        bounds = [clamp[f] for f in numeric]
+        bounds += [(0.0, 1.0)] * sum(len(vs) for vs in categorical.values())
+        s, epsilon = dp.noisy_stats(X, bounds, decision.epsilon)
         arrays = ArrayRecord(
             {
                 "count": Array(np.array(s.count, dtype=np.int64)),
@@ -468,9 +491,10 @@ class TrainOwner:
         decision: Decision,
         deadline: float,
         request_id: str,
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[str, ...]]:
         """The granted columns of the rows that hold all of them, in table order, at
-        least k of them (after ``max_examples``), the label as class indices."""
+        least k of them (after ``max_examples``), the label as class indices; and the
+        model's input names (a declared categorical feature one-hot: ``name=value``)."""
         columns = [*spec.features, spec.label]
         max_rows = MAX_CELLS // len(columns)
         table = self.engine.ensure_loaded(entry)
@@ -505,11 +529,13 @@ class TrainOwner:
                 f"fewer rows than the grant's minimum of {decision.min_group_size}: nothing "
                 "is trained on"
             )
+        numeric, categorical = encoding(spec, entry)
         try:
-            X = features.encode({c: got.column(c) for c in spec.features}, spec.features)
+            X = features.encode({c: got.column(c) for c in spec.features}, numeric, categorical)
         except TrainingError as exc:
             raise _typed(exc) from None
-        return X, self._labels(spec, entry, got.column(spec.label))
+        names = (*numeric, *(f"{c}={v}" for c, vs in categorical.items() for v in vs))
+        return X, self._labels(spec, entry, got.column(spec.label)), names
 
     def _labels(self, spec: TrainSpec, entry: CatalogEntry, label: Any) -> NDArray[np.float64]:
         """Targets of a regression; class indices 0..n-1 of a classification, whose
@@ -520,14 +546,26 @@ class TrainOwner:
                 raise FailedPrecondition(f"the label {spec.label!r} of a regression is a number")
             return np.asarray(label.to_numpy(), dtype=np.float64)
         col = next(c for c in entry.descriptor.columns if c.name == spec.label)
+        if col.categories:  # classes by name, in their declared order
+            if spec.n_classes != len(col.categories):
+                raise InvalidArgument(
+                    f"the label {spec.label!r} declares {len(col.categories)} classes, not "
+                    f"{spec.n_classes}"
+                )
+            try:
+                return features.label_index(label, col.categories).astype(np.float64)
+            except TrainingError:
+                raise FailedPrecondition(
+                    f"the label {spec.label!r} holds values outside its declared classes"
+                ) from None
         if pa.types.is_boolean(label.type):
             declared = 2
         elif pa.types.is_integer(label.type) and col.lower == 0 and col.upper is not None:
             declared = int(col.upper) + 1
         else:
             raise FailedPrecondition(
-                f"the label {spec.label!r} must be a bool or an integer column declaring its "
-                "classes as bounds 0..n-1"
+                f"the label {spec.label!r} must be a bool, an integer column declaring its "
+                "classes as bounds 0..n-1, or a string column declaring them as categories"
             )
         if spec.n_classes != declared:
             raise InvalidArgument(

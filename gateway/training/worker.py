@@ -105,7 +105,8 @@ def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
         initial = server.app_initial(grid, config.to_record(), first, timeout=job.timeout)
     else:
         n_outputs = base.n_classes if task_named(spec.task).classification else 1
-        initial = server.initial_arrays(spec.task, len(spec.features), n_outputs, spec.seed)
+        width = len(stats.mean)  # a categorical feature is one input per declared value
+        initial = server.initial_arrays(spec.task, width, n_outputs, spec.seed)
     evaluate = spec.dp_clip == 0  # an owner under DP answers no evaluation
     if spec.secagg:
         # Under DP every update weighs 1; otherwise no owner weighs more than all rows.
@@ -140,4 +141,5 @@ def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
         "mean": [float(m) for m in stats.mean],
         "std": [float(s) for s in stats.std],
         "examples": int(stats.count),
+        "features": list(stats.names or spec.features),
     }

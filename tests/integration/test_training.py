@@ -407,3 +407,97 @@ def test_list_status_and_cancel_from_another_client(
     assert shown.returncode == 0 and "cancelled" in shown.stdout, shown.stderr
     listed = run_fedgate("train", "list", "--profile", profile)
     assert run_id in listed.stdout
+
+
+SECTORS = ("A", "B", "C")
+GRADES = ("low", "high")
+
+
+def categorical_rows(seed: int, n: int) -> pa.Table:
+    """A numeric feature, a sector (a string with declared categories) that moves the
+    odds, and a label by class name."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n)
+    sector = rng.choice(len(SECTORS), size=n)
+    logit = 1.5 * x1 + np.array([-2.0, 0.0, 2.0])[sector]
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pa.table(
+        {
+            "x1": x1,
+            "sector": [SECTORS[i] for i in sector],
+            "grade": [GRADES[i] for i in y],
+        }
+    )
+
+
+def categorical_columns(sectors: tuple[str, ...] = SECTORS) -> tuple[ColumnSpec, ...]:
+    return (
+        ColumnSpec("x1", "float64", lower=-100.0, upper=100.0),
+        ColumnSpec("sector", "string", categories=sectors),
+        ColumnSpec("grade", "string", categories=GRADES),
+    )
+
+
+CATEGORICAL_CONTROLS = {"x1": "aggregate", "sector": "group_by", "grade": "group_by"}
+
+
+def test_categorical_features_and_a_label_by_name(federation: RunningFederation) -> None:
+    """A string feature declaring its categories is one-hot encoded by each owner (and
+    needs group_by, not aggregate); a string label declaring them gives the classes in
+    their order. The model matches the same one-hot model trained on the pooled rows."""
+    tables = []
+    for i, node in enumerate(OWNERS):
+        table = categorical_rows(300 + i, 400 + 100 * i)
+        register(
+            federation, node, "cat_rows", table, categorical_columns(), CATEGORICAL_CONTROLS,
+            operations=("train",), train_tasks=("logreg",), max_rounds=50,
+        )  # fmt: skip
+        tables.append(table)
+    result = train(
+        federation, dataset="cat_rows", features=("x1", "sector"), label="grade", rounds=20,
+    )  # fmt: skip
+    assert result.features == ("x1", "sector=A", "sector=B", "sector=C")
+    weights, mean, std = model(result)
+    assert weights[0].shape[0] == 4  # one input per numeric feature and declared sector
+    pooled = pa.concat_tables(tables)
+    X = np.column_stack(
+        [pooled["x1"].to_numpy()]
+        + [(pooled["sector"].to_numpy(zero_copy_only=False) == s).astype(float) for s in SECTORS]
+    )
+    y = np.array([GRADES.index(g) for g in pooled["grade"].to_pylist()], dtype=np.float64)
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-9)
+    task = task_named("logreg")
+    Z = features.standardise(X, mean, std)
+    fitted, _ = task.fit(task.init(4, 2, 7), Z, y, epochs=20 * EPOCHS, lr=LR, batch_size=0, seed=7)
+    _, fed_acc = task.evaluate(weights, Z, y)
+    _, pooled_acc = task.evaluate(fitted, Z, y)
+    assert fed_acc is not None and pooled_acc is not None and fed_acc > 0.7
+    assert abs(fed_acc - pooled_acc) <= 0.01
+
+
+def test_owners_that_declare_other_categories_stop_the_run(
+    federation: RunningFederation,
+) -> None:
+    for i, node in enumerate(OWNERS):
+        sectors = ("A", "B", "C", "D") if node == "zhejiang" else SECTORS
+        register(
+            federation, node, "cat_mixed", categorical_rows(310 + i, 300),
+            categorical_columns(sectors), CATEGORICAL_CONTROLS, operations=("train",),
+            train_tasks=("logreg",),
+        )  # fmt: skip
+    with pytest.raises(ClientError) as err:
+        train(federation, dataset="cat_mixed", features=("x1", "sector"), label="grade", rounds=2)
+    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "encode the features differently" in str(err.value)
+
+
+def test_a_categorical_feature_needs_group_by(federation: RunningFederation) -> None:
+    for i, node in enumerate(OWNERS):
+        register(
+            federation, node, "cat_agg", categorical_rows(320 + i, 300), categorical_columns(),
+            {**CATEGORICAL_CONTROLS, "sector": "aggregate"}, operations=("train",),
+            train_tasks=("logreg",),
+        )  # fmt: skip
+    with pytest.raises(ClientError) as err:
+        train(federation, dataset="cat_agg", features=("x1", "sector"), label="grade", rounds=2)
+    assert "group_by" in str(err.value) and "sector" in str(err.value)

@@ -86,6 +86,26 @@ def _desc(*cols: ColumnSpec, path: str = "t.parquet", fmt: str = "parquet") -> D
     return DatasetDescriptor("t", "T", "", "Dept", "L2", "daily", path, fmt, cols)
 
 
+def test_declared_categories_are_distinct_values_of_a_string_column() -> None:
+    assert validate(_desc(ColumnSpec("sector", "string", categories=("A", "B"))))
+    for col, words in (
+        (ColumnSpec("n", "int64", categories=("1", "2")), "categories are for string columns"),
+        (ColumnSpec("s", "string", categories=("A", "A")), "categories are distinct"),
+        (ColumnSpec("s", "string", categories=tuple(map(str, range(1001)))), "at most 1000"),
+        (ColumnSpec("s", "string", categories=("",)), "1 to 200 characters"),
+    ):
+        with pytest.raises(InvalidArgument, match=words):
+            validate(_desc(col))
+
+
+def test_categories_survive_the_toml_round_trip(tmp_path: Path) -> None:
+    from gateway.descriptor import dumps, load
+
+    desc = _desc(ColumnSpec("sector", "string", categories=("制造业", 'B "x"')))
+    (tmp_path / "d.toml").write_text(dumps(desc))
+    assert load(tmp_path / "d.toml").columns[0].categories == ("制造业", 'B "x"')
+
+
 def test_the_descriptor_names_the_column_of_a_bad_type() -> None:
     assert validate(_desc(ColumnSpec("price", "decimal(15,2)", lower=0, upper=1e6)))
     with pytest.raises(InvalidArgument, match=r"column 'price': type 'decimal\(40,2\)'"):
