@@ -200,7 +200,7 @@ class Node:
         )
         self.apps = AppStore(config.data_dir / "apps")
         self.train_owner = TrainOwner(
-            node_id, self.catalog, self.grants, self.engine, pipeline, self.apps
+            node_id, self.catalog, self.grants, self.engine, pipeline, self.apps, self.vouching
         )
         self.train_home = TrainHome(
             node_id, self.membership, self.vouching, self.train_step, self.receipts

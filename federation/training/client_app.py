@@ -64,6 +64,10 @@ STATS_FEATURES = "stats.features"  # a stats reply's ConfigRecord: the model's i
 INIT_MESSAGE = "query.init"  # a custom app's initial model, from its own init
 LEGACY_CONFIG = "fitins.config"  # where a SecAgg+ round carries ``config``
 LEGACY_ARRAYS = "fitins.parameters"  # ... and ``arrays``
+# An owner's public keys of a SecAgg+ round, signed with its node key: in its setup reply
+# (one statement), and, carried by the home, in every share-keys message (all of them)
+KEY_STATEMENT = "fedgate.secagg.key"
+KEY_STATEMENTS = "fedgate.secagg.keys"
 # Flower's SecAgg+ stages as the steps of a round (the masked training is its ``train``)
 STAGES = {
     Stage.SETUP: "secagg.setup",

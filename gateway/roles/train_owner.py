@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from cryptography.fernet import InvalidToken
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from numpy.typing import NDArray
 from sqlglot import exp
 
@@ -38,6 +38,8 @@ from federation.training.client_app import (
     ARRAYS,
     CONFIG,
     INIT_MESSAGE,
+    KEY_STATEMENT,
+    KEY_STATEMENTS,
     LEGACY_CONFIG,
     METRICS,
     NUM_EXAMPLES,
@@ -52,16 +54,30 @@ from federation.training.config import classifies, server_round
 from federation.training.errors import TrainingError
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
-from gateway.errors import Aborted, FailedPrecondition, FedgateError, InvalidArgument, NotFound
+from gateway.errors import (
+    Aborted,
+    FailedPrecondition,
+    FedgateError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from gateway.policy.model import Decision
 from gateway.policy.store import GrantStore
 from gateway.release.pipeline import Protected, Released, ReleasePipeline
 from gateway.release.train import Step, TrainRelease
+from gateway.roles.vouching import Vouching
 from gateway.training import dp
 from gateway.training.app_host import AppHost, AppLimits
 from gateway.training.apps import AppStore
 from gateway.training.grid import from_bytes, to_bytes
-from gateway.training.secagg_guard import SecAggRound, check_stage, stage_round
+from gateway.training.secagg_guard import (
+    SecAggRound,
+    check_signed_keys,
+    check_stage,
+    key_statement,
+    stage_round,
+)
 from gateway.training.settings import bound_record
 from gateway.training.spec import TrainSpec
 from gateway.training.transfers import MAX_MESSAGE_BYTES, PIECE_BYTES, Answer, Piece, Transfers
@@ -157,9 +173,11 @@ class TrainOwner:
         engine: Engine,
         pipeline: ReleasePipeline,
         apps: AppStore,
+        vouching: Vouching,
         limits: AppLimits = AppLimits(),  # noqa: B008 - frozen
     ) -> None:
         self.node_id = node_id
+        self.vouching = vouching
         self.apps = apps
         self.transfers = Transfers()
         self.app_limits = limits
@@ -334,6 +352,8 @@ class TrainOwner:
             if spec.secagg and (step.kind.startswith("secagg.") or step.kind == "train"):
                 configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
                 check_stage(step.kind, configs, run.context.node_id, run.secagg)
+                if step.kind == "secagg.share_keys" and configs is not None:
+                    self._check_keys(env, step, run, configs, msg)
             if decision.epsilon > 0 and step.kind == "evaluate":
                 raise FailedPrecondition(
                     "under differential privacy an owner answers no evaluation (a loss over "
@@ -354,6 +374,14 @@ class TrainOwner:
             else:
                 protect = self._protect(spec, decision, facts, spent)
                 reply = self._answer(msg, run.context, rows, spec.secagg, protect)
+            if step.kind == "secagg.setup":  # its keys, signed: no home can pass off others
+                keys = reply.content.config_records[RECORD_KEY_CONFIGS]
+                pk1, pk2 = keys[Key.PUBLIC_KEY_1], keys[Key.PUBLIC_KEY_2]
+                assert isinstance(pk1, bytes) and isinstance(pk2, bytes)
+                body = key_statement(run_key(env), step.round, run.context.node_id, pk1, pk2)
+                reply.content.config_records[KEY_STATEMENT] = ConfigRecord(
+                    {"statement": self.vouching.state(body)}
+                )
             if step.kind == STATS_MESSAGE:  # the model's inputs, for the home to agree on
                 reply.content.config_records[STATS_FEATURES] = ConfigRecord(
                     {"names": list(run.names)}
@@ -394,6 +422,19 @@ class TrainOwner:
         if reply.has_error():
             raise InvalidArgument(f"the training step failed: {reply.error.reason}")
         return reply
+
+    def _check_keys(
+        self, env: Envelope, step: Step, run: _Run, configs: ConfigRecord, msg: Message
+    ) -> None:
+        """Every owner's keys signed by a distinct member for this run and round, this
+        owner's own by itself."""
+        statements = msg.content.config_records.get(KEY_STATEMENTS)
+        check_signed_keys(
+            configs, statements, run_key(env), step.round, self.vouching.member_statement
+        )
+        mine = statements.get(str(run.context.node_id)) if statements is not None else None
+        if not isinstance(mine, str) or self.vouching.member_statement(mine)[0] != self.node_id:
+            raise PermissionDenied("this owner's own SecAgg+ keys come signed by another")
 
     def _app_answer(
         self, spec: TrainSpec, run: _Run, msg: Message, deadline: float, protect: Protect

@@ -38,6 +38,22 @@ class Vouching:
         signed = self._signer.sign(env.vouched())
         return env.signed(signed.signature, signed.cert_pem)
 
+    def state(self, body: dict) -> str:
+        """A statement this node signs (with its node key) for other members to check."""
+        return self._signer.sign({**body, "owner": self.node_id}).to_json()
+
+    def member_statement(self, text: str) -> tuple[str, dict]:
+        """The member node that signed ``text`` (a statement from ``state``), and what
+        it says; refused when it is not a current member's, intact."""
+        receipt = receipts.Receipt.from_json(text)
+        try:
+            node = receipts.verify(receipt, self._ca_bundle)
+        except InvalidArgument as exc:
+            raise PermissionDenied(f"a statement not signed by a member: {exc.message}") from None
+        if self._membership().get(node) is None:
+            raise PermissionDenied(f"a statement signed by {node!r}, not a member")
+        return node, dict(receipt.body)
+
     def requester_for(self, home_node: str, requester: Requester) -> Requester:
         """At an owner, for a call forwarded by ``home_node``: it may only vouch for users
         of its own organisation."""

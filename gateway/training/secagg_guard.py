@@ -13,13 +13,16 @@ an owner's is not stopped here (docs/training.md, 'Secure aggregation').
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flwr.app import ConfigRecord
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
 from federation.training.config import SECAGG_MIN_NODES
-from gateway.errors import InvalidArgument
+from gateway.errors import InvalidArgument, PermissionDenied
 
 MAX_ROUND_DIGITS = 6
 
@@ -52,6 +55,46 @@ class SecAggRound:
 
     sample: int = 0
     nodes: frozenset[int] = frozenset()
+
+
+def key_statement(run: str, round_: int, node: int, pk1: bytes, pk2: bytes) -> dict[str, Any]:
+    """What an owner signs of its round's public keys: whose they are, in which run."""
+    return {
+        "kind": "secagg.keys",
+        "run": run,
+        "round": round_,
+        "node": node,
+        "pk1": base64.b64encode(pk1).decode(),
+        "pk2": base64.b64encode(pk2).decode(),
+    }
+
+
+def check_signed_keys(
+    configs: ConfigRecord,
+    statements: ConfigRecord | None,
+    run: str,
+    round_: int,
+    member: Callable[[str], tuple[str, dict[str, Any]]],
+) -> None:
+    """Every owner's keys in a share-keys message are signed by a distinct member for
+    this run and round: a home cannot slip in keys of its own for another owner (to
+    read the shares meant for it). ``member`` checks a statement's signature."""
+    signers: set[str] = set()
+    for key in (k for k in configs if k != Key.STAGE):
+        text = statements.get(key) if statements is not None else None
+        if not isinstance(text, str):
+            raise PermissionDenied(f"the SecAgg+ keys of owner {key} come unsigned")
+        signer, body = member(text)
+        keys = configs[key]
+        pk1, pk2 = (keys[0], keys[1]) if isinstance(keys, list) and len(keys) == 2 else (b"", b"")
+        if not isinstance(pk1, bytes) or not isinstance(pk2, bytes):
+            raise InvalidArgument("a SecAgg+ key share holds two keys per owner")
+        expected = key_statement(run, round_, int(key), pk1, pk2)
+        if any(body.get(k) != v for k, v in expected.items()):
+            raise PermissionDenied(f"the SecAgg+ keys of owner {key} are not the ones it signed")
+        if signer in signers:
+            raise PermissionDenied(f"member {signer!r} signed the keys of two owners")
+        signers.add(signer)
 
 
 def check_stage(step: str, configs: ConfigRecord | None, me: int, state: SecAggRound) -> None:

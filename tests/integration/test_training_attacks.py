@@ -18,12 +18,12 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
 from federation.envelope import Envelope, Requester
-from federation.training.client_app import CONFIG, STATS_MESSAGE
+from federation.training.client_app import CONFIG, KEY_STATEMENT, KEY_STATEMENTS, STATS_MESSAGE
 from federation.training.config import SERVER_ROUND
 from gateway import serde
 from gateway.roles.train_home import FIRST_NODE_ID
 from gateway.rpc.v1 import peer_pb2_grpc
-from gateway.training.grid import to_bytes
+from gateway.training.grid import from_bytes, to_bytes
 from gateway.training.settings import train_config
 from gateway.training.spec import TrainSpec
 from gateway.training.transfers import Piece
@@ -234,3 +234,42 @@ def test_a_key_share_without_every_owner_is_refused(federation: RunningFederatio
     err = refused(federation, env, stage("share_keys", 1, **keys))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "every owner of the round" in (err.details() or "")
+
+
+def test_keys_a_home_slips_in_for_another_owner_are_refused(
+    federation: RunningFederation,
+) -> None:
+    """A home that relays keys of its own as another owner's (to read the shares meant
+    for it) is refused: every owner's keys come signed by that owner's node key, for this
+    run and round, and the owner checks each signature and signer."""
+    from gateway.receipts import Receipt
+
+    env = envelope(federation, SECAGG)
+    step(federation, env, message(STATS_MESSAGE))
+    with server_identity():
+        reply = from_bytes(bytes(step(federation, env, stage("setup", 1, **SETUP)).message))
+    mine = reply.content.config_records[RECORD_KEY_CONFIGS]
+    own = [mine[Key.PUBLIC_KEY_1], mine[Key.PUBLIC_KEY_2]]
+    statement = reply.content.config_records[KEY_STATEMENT]["statement"]
+    assert Receipt.from_json(statement).owner == OWNER  # signed by the owner's node key
+    fake = {"8": [b"a" * 32, b"b" * 32], "9": [b"c" * 32, b"d" * 32]}
+    keys = {str(FIRST_NODE_ID): own, **fake}
+    unsigned = stage("share_keys", 1, **keys)
+    err = refused(federation, env, unsigned)
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "unsigned" in (err.details() or "")
+    # the owner's own statement passed off as the others'
+    forged = stage_with_statements("share_keys", 1, keys, {k: statement for k in keys})
+    err = refused(federation, env, forged)
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not the ones it signed" in (err.details() or "")
+
+
+def stage_with_statements(
+    stage_name: str, round_: int, configs: dict, statements: dict[str, str]
+) -> bytes:
+    record = ConfigRecord({Key.STAGE: stage_name, **configs})
+    content = RecordDict(
+        {RECORD_KEY_CONFIGS: record, KEY_STATEMENTS: ConfigRecord(dict(statements))}
+    )
+    with server_identity():
+        return to_bytes(Message(content, FIRST_NODE_ID, "train", group_id=str(round_)))
