@@ -6,9 +6,9 @@ stories about who dropped would rebuild both an owner's mask seed and its key, a
 its single update. The owner therefore insists on a strict majority threshold with
 every owner holding a share of every other's secrets, on the shares of every other
 owner in its masked round, and on an unmask that names every owner alive: a round with
-a dropout ends (each owner answers one unmask a round: ``check_order``). What stays
-outside: the home relays the public keys, so a home that substitutes its own keys for
-an owner's is not stopped here (docs/training.md, 'Secure aggregation').
+a dropout ends (each owner answers one unmask a round: ``check_order``). And since the
+home relays the public keys, each owner signs its own (``key_statement``) and checks
+every other's (``check_signed_keys``): no home can pass off keys of its own.
 """
 
 from __future__ import annotations
