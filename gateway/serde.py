@@ -959,6 +959,7 @@ def train_request(ask: TrainAsk) -> gateway_pb2.TrainRequest:
         classes=spec.n_classes,
         dp_clip=spec.dp_clip,
         secagg=spec.secagg,
+        dp_noise=spec.dp_noise,
     )
 
 
@@ -977,6 +978,7 @@ def train_ask_from_proto(msg: gateway_pb2.TrainRequest) -> TrainAsk:
         n_classes=msg.classes,
         dp_clip=msg.dp_clip,
         secagg=msg.secagg,
+        dp_noise=msg.dp_noise,
     )
     return TrainAsk(spec, tuple(msg.nodes), msg.purpose)
 
@@ -1030,6 +1032,8 @@ def train_event_to_proto(e: TrainEvent) -> gateway_pb2.TrainEvent:
             label=e.label,
             mean=list(e.mean),
             std=list(e.std),
+            dp_epsilon=e.dp_epsilon,
+            dp_delta=e.dp_delta,
         )
     )
 
@@ -1050,6 +1054,8 @@ def train_event_from_proto(msg: gateway_pb2.TrainEvent) -> TrainEvent:
         label=r.label,
         mean=tuple(r.mean),
         std=tuple(r.std),
+        dp_epsilon=r.dp_epsilon,
+        dp_delta=r.dp_delta,
     )
 
 

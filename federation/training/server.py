@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-from flwr.serverapp import Grid
+from flwr.serverapp import Grid, RdpAccountant
 from flwr.serverapp.exception import AggregationError, InconsistentMessageReplies
 from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideFixedClipping,
     FedAdagrad,
     FedAdam,
     FedAvg,
@@ -39,6 +40,12 @@ from flwr.serverapp.strategy import (
     Krum,
     Result,
     Strategy,
+)
+from flwr.serverapp.strategy.dp_fixed_clipping import DifferentialPrivacyFixedClippingBase
+from flwr.supercore.privacy_accounting import (
+    NeighboringRelation,
+    PrivacyConfig,
+    SamplingMethod,
 )
 from numpy.typing import NDArray
 
@@ -98,6 +105,42 @@ STRATEGIES: Mapping[str, Callable[[StrategyOptions], Strategy]] = MappingProxyTy
         "krum": lambda o: Krum(**_nodes(o), num_malicious_nodes=o.num_malicious),
     }
 )
+
+
+DP_DELTA = 1e-5  # the delta Flower's accountant reports epsilon at
+
+
+def with_central_dp(
+    strategy: Strategy, noise_multiplier: float, clip: float, nodes: int
+) -> DifferentialPrivacyClientSideFixedClipping:
+    """Flower's central DP around ``strategy``: each owner clips its update to an L2 norm
+    of ``clip`` (and weighs it 1), the home adds Gaussian noise of ``noise_multiplier`` x
+    ``clip`` / ``nodes`` to their average, and Flower's RDP accountant (client-level,
+    every owner every round: no sampling amplification) tracks (epsilon, delta)."""
+    accountant = RdpAccountant(
+        PrivacyConfig(
+            target_delta=DP_DELTA,
+            population_size=nodes,
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            sampling_method=SamplingMethod.NO_AMPLIFICATION,
+        )
+    )
+    try:
+        return DifferentialPrivacyClientSideFixedClipping(
+            strategy, noise_multiplier, clip, nodes, accountant=accountant
+        )
+    except ValueError as e:
+        raise invalid(f"Flower's DP: {e}") from e
+
+
+def privacy_spent(strategy: Strategy) -> tuple[float, float] | None:
+    """The run's (epsilon, delta) from Flower's accountant, if it has one."""
+    spent = (
+        strategy.privacy_spent()
+        if isinstance(strategy, DifferentialPrivacyFixedClippingBase)
+        else None
+    )
+    return None if spent is None else (float(spent.epsilon), float(spent.delta))
 
 
 def make_strategy(name: str, options: StrategyOptions | None = None) -> Strategy:

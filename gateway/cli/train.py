@@ -75,7 +75,7 @@ def write_run(result: TrainResult, out: Path) -> list[Path]:
         for o in result.owners
         if o.error is not None
     ]
-    meta = {
+    meta: dict[str, object] = {
         "run_id": result.run_id,
         "task": result.task,
         "features": list(result.features),
@@ -85,6 +85,8 @@ def write_run(result: TrainResult, out: Path) -> list[Path]:
         "rounds": rounds,
         "refusals": refusals,
     }
+    if result.dp_epsilon:  # Flower's central DP: the model's guarantee
+        meta["dp"] = {"epsilon": result.dp_epsilon, "delta": result.dp_delta}
     written[1].write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
     series = {
         "train loss": [r.train_loss for r in result.rounds],
@@ -132,6 +134,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dp(text: str) -> tuple[float, float]:
+    """``CLIP`` or ``NOISE,CLIP`` as (noise multiplier, clipping bound)."""
+    parts = text.split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError("write CLIP or NOISE,CLIP (numbers)") from None
+    if len(values) == 1:
+        return 0.0, values[0]
+    if len(values) == 2:
+        return values[0], values[1]
+    raise argparse.ArgumentTypeError("write CLIP or NOISE,CLIP")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from gateway.client import Client
     from gateway.roles.train_home import TrainAsk
@@ -167,7 +183,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         local_epochs=args.epochs,
         n_classes=args.classes,
-        dp_clip=args.dp,
+        dp_clip=args.dp[1],
+        dp_noise=args.dp[0],
         secagg=args.secagg,
     )
     ask = TrainAsk(spec, _names(args.nodes, "--nodes"), args.purpose)
@@ -187,6 +204,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"final eval loss {last.eval_loss:.6g}")
     elif last is not None:
         print("no evaluation (a DP run): the model is in the run's folder")
+    if result.dp_epsilon:
+        print(
+            f"central DP (Flower's RDP accountant, {len(result.rounds)} releases): "
+            f"epsilon {result.dp_epsilon:.4g} at delta {result.dp_delta:g}"
+        )
     receipts = sum(1 for o in result.owners if o.receipt)
     print(
         f"run {result.run_id}: {len(result.rounds)} rounds, {receipts} receipts; "
@@ -237,11 +259,13 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--purpose", default="", help="purpose of use; grants may require one")
     sp.add_argument(
         "--dp",
-        type=float,
-        default=0.0,
-        metavar="CLIP",
-        help="differential privacy: each owner clips its update to this L1 norm and adds "
-        "Laplace noise under its grant's epsilon (needed under DP grants)",
+        type=_dp,
+        default=(0.0, 0.0),
+        metavar="[NOISE,]CLIP",
+        help="differential privacy. CLIP: each owner clips its update to this L1 norm and "
+        "adds Laplace noise under its grant's epsilon (needed under DP grants). "
+        "NOISE,CLIP: also Flower's central DP: owners clip to this L2 norm, the home adds "
+        "Gaussian noise of this multiplier, and Flower's accountant reports (epsilon, delta)",
     )
     sp.add_argument(
         "--secagg",

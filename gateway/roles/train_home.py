@@ -79,6 +79,10 @@ class TrainResult:
     label: str
     mean: tuple[float, ...] = ()  # the standardisation the model expects
     std: tuple[float, ...] = ()
+    # Flower's central DP (``--dp NOISE,CLIP``): the model's (epsilon, delta) from its RDP
+    # accountant; 0, 0 without
+    dp_epsilon: float = 0.0
+    dp_delta: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,7 @@ class TrainHome:
                     spec.label,
                     tuple(event["mean"]),
                     tuple(event["std"]),
+                    *(event.get("privacy") or (0.0, 0.0)),
                 )
                 self._keep(result, facts)
                 self.runs.end(run_id, "finished")

@@ -479,9 +479,12 @@ class TrainOwner:
             old = [np.asarray(before[k].numpy(), dtype=np.float64) for k in keys]
             new = [np.asarray(after[k].numpy(), dtype=np.float64) for k in keys]
             metrics = dict(reply.metric_records[METRICS])
-            if spec.dp_clip > 0:
+            if spec.dp_clip > 0 and (spec.dp_noise == 0 or decision.epsilon > 0):
                 new, epsilon = dp.noisy_update(old, new, spec.dp_clip, decision.epsilon)
                 spent.append(epsilon)
+            if spec.dp_noise > 0:  # the home's central DP counts on an L2 bound, weight 1
+                new = dp.clip_l2(old, new, spec.dp_clip)
+            if spec.dp_clip > 0:
                 metrics = {NUM_EXAMPLES: 1}
             moved = zip(old, new, strict=True)
             norm = float(np.sqrt(sum(float(((n - o) ** 2).sum()) for o, n in moved)))

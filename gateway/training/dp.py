@@ -46,6 +46,18 @@ def noisy_stats(
     return features.Stats(count, mid, total, squares), e1 + e2 + e3
 
 
+def clip_l2(
+    old: Sequence[NDArray[np.float64]], new: Sequence[NDArray[np.float64]], clip: float
+) -> list[NDArray[np.float64]]:
+    """``new`` with its change from ``old`` scaled to an L2 norm of at most ``clip``: what
+    Flower's ``fixedclipping_mod`` does, applied by the owner from the signed spec (the
+    home's central DP, ``--dp NOISE,CLIP``, counts on it)."""
+    deltas = [n - o for o, n in zip(old, new, strict=True)]
+    norm = float(np.sqrt(sum(float((d**2).sum()) for d in deltas)))
+    scale = min(1.0, clip / norm) if norm > 0 else 1.0
+    return [o + d * scale for o, d in zip(old, deltas, strict=True)]
+
+
 def noisy_update(
     old: Sequence[NDArray[np.float64]],
     new: Sequence[NDArray[np.float64]],

@@ -19,6 +19,7 @@ from gateway.errors import InvalidArgument
 MAX_ROUNDS = 1000
 MAX_FEATURES = 256
 MAX_EPOCHS = 100  # local epochs a message may ask (the tasks themselves allow more)
+FLOWER_DP_STRATEGIES = ("fedavg", "fedprox")  # aggregate with FedAvg.aggregate_train
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class TrainSpec:
     n_classes: int = 0  # classification: the label's classes, 0..n-1; 0 for a regression
     dp_clip: float = 0.0  # > 0: differential privacy, each update clipped to this L1 norm
     secagg: bool = False  # SecAgg+: owners mask their updates, the home sees only the sum
+    # > 0 (with dp_clip): Flower's central DP, the home adding Gaussian noise of this
+    # multiplier to the average of updates each owner clipped to L2 dp_clip
+    dp_noise: float = 0.0
 
     def body(self) -> str:
         """The canonical text the home signs."""
@@ -59,6 +63,7 @@ class TrainSpec:
                 n_classes=int(raw["n_classes"]),
                 dp_clip=float(raw["dp_clip"]),
                 secagg=raw["secagg"] is True,
+                dp_noise=float(raw["dp_noise"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidArgument(f"not a training run's spec: {exc}") from None
@@ -106,6 +111,21 @@ class TrainSpec:
             raise InvalidArgument(
                 f"--secagg needs at least {SECAGG_MIN_NODES} owners (with two, each learns "
                 "the other's update from the sum)"
+            )
+        if not (math.isfinite(self.dp_noise) and 0 <= self.dp_noise <= 100):
+            raise InvalidArgument("the DP noise multiplier is a number between 0 and 100")
+        if self.dp_noise and not self.dp_clip:
+            raise InvalidArgument("Flower's DP needs a clipping norm: --dp NOISE,CLIP")
+        if self.dp_noise and self.secagg:
+            raise InvalidArgument("--dp NOISE,CLIP with --secagg is not built yet")
+        if self.dp_noise and self.strategy not in FLOWER_DP_STRATEGIES:
+            raise InvalidArgument(
+                "Flower's DP accounting needs FedAvg's aggregation "
+                f"({', '.join(FLOWER_DP_STRATEGIES)}), not {self.strategy!r}"
+            )
+        if self.dp_noise and self.min_nodes:
+            raise InvalidArgument(
+                "Flower's DP accounting needs every owner each round: leave --min-nodes out"
             )
         if not 0 <= self.n_classes <= MAX_CLASSES:
             raise InvalidArgument(f"a label has at most {MAX_CLASSES} classes")

@@ -108,6 +108,7 @@ def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
         width = len(stats.mean)  # a categorical feature is one input per declared value
         initial = server.initial_arrays(spec.task, width, n_outputs, spec.seed)
     evaluate = spec.dp_clip == 0  # an owner under DP answers no evaluation
+    privacy: tuple[float, float] | None = None  # Flower's central DP: (epsilon, delta)
     if spec.secagg:
         # Under DP every update weighs 1; otherwise no owner weighs more than all rows.
         weight = 1.0 if spec.dp_clip > 0 else float(max(stats.count, 1))
@@ -124,11 +125,16 @@ def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
             timeout=job.timeout,
         )
     else:
+        strategy = server.make_strategy(
+            spec.strategy, server.StrategyOptions(min_nodes=job.min_nodes, evaluate=evaluate)
+        )
+        if spec.dp_noise > 0:
+            strategy = server.with_central_dp(
+                strategy, spec.dp_noise, spec.dp_clip, len(job.node_ids)
+            )
         result = server.run(
             grid,
-            server.make_strategy(
-                spec.strategy, server.StrategyOptions(min_nodes=job.min_nodes, evaluate=evaluate)
-            ),
+            strategy,
             initial,
             spec.rounds,
             config.to_record(),
@@ -136,10 +142,12 @@ def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
             min_nodes=job.min_nodes,
             timeout=job.timeout,
         )
+        privacy = server.privacy_spent(strategy)
     return {
         "model": model_npz(result.arrays, stats.mean, stats.std),
         "mean": [float(m) for m in stats.mean],
         "std": [float(s) for s in stats.std],
         "examples": int(stats.count),
         "features": list(stats.names or spec.features),
+        "privacy": privacy,
     }

@@ -501,3 +501,59 @@ def test_a_categorical_feature_needs_group_by(federation: RunningFederation) -> 
     with pytest.raises(ClientError) as err:
         train(federation, dataset="cat_agg", features=("x1", "sector"), label="grade", rounds=2)
     assert "group_by" in str(err.value) and "sector" in str(err.value)
+
+
+def test_flowers_central_dp_reports_epsilon_from_its_accountant(
+    federation: RunningFederation, parts: dict[str, pa.Table]
+) -> None:
+    """``--dp NOISE,CLIP``: Flower's DifferentialPrivacyClientSideFixedClipping at the
+    home (Gaussian noise on the average), each owner clipping its update to L2 CLIP from
+    the signed spec and weighing it 1; the run's (epsilon, delta) is what Flower's RDP
+    accountant gives for that many releases."""
+    from flwr.serverapp import RdpAccountant
+    from flwr.supercore.privacy_accounting import (
+        GaussianPrivacyEvent,
+        NeighboringRelation,
+        PrivacyConfig,
+        SamplingMethod,
+    )
+
+    rounds, noise, clip = 4, 1.2, 0.5
+    result = train(federation, rounds=rounds, dp_clip=clip, dp_noise=noise)
+    assert len(result.rounds) == rounds
+    expected = RdpAccountant(
+        PrivacyConfig(
+            target_delta=1e-5,
+            population_size=len(OWNERS),
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            sampling_method=SamplingMethod.NO_AMPLIFICATION,
+        )
+    )
+    expected.compose(GaussianPrivacyEvent(noise, len(OWNERS), len(OWNERS)), count=rounds)
+    assert result.dp_delta == 1e-5
+    assert result.dp_epsilon == pytest.approx(expected.get_epsilon(1e-5), rel=1e-9)
+    for node in OWNERS:
+        trained = [
+            e for e in federation.audit(node, "release")
+            if e.get("request_id") == result.run_id and e["step"] == "train"
+        ]  # fmt: skip
+        assert len(trained) == rounds
+        assert all(e["examples"] == 1 and e["update_norm"] <= clip + 1e-9 for e in trained)
+    weights, _, _ = model(result)
+    assert all(np.isfinite(w).all() for w in weights)
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"strategy": "krum"}, "FedAvg's aggregation"),
+        ({"secagg": True}, "not built yet"),
+        ({"min_nodes": 2}, "every owner each round"),
+    ],
+)
+def test_flowers_central_dp_refuses_what_its_accountant_cannot_count(
+    federation: RunningFederation, parts: dict[str, pa.Table], changes: dict, says: str
+) -> None:
+    with pytest.raises(ClientError) as err:
+        train(federation, rounds=2, dp_clip=0.5, dp_noise=1.0, **changes)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and says in str(err.value)

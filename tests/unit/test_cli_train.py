@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from gateway.cli.train import write_run
 from gateway.roles.train_home import TrainResult, TrainRound
 
@@ -31,3 +33,15 @@ def test_the_cli_offers_exactly_the_strategies_the_home_runs() -> None:
     from gateway.cli.train import STRATEGIES as OFFERED
 
     assert tuple(RUN) == OFFERED
+
+
+def test_dp_takes_a_clip_or_a_noise_multiplier_and_a_clip() -> None:
+    import argparse
+
+    from gateway.cli.train import _dp
+
+    assert _dp("0.5") == (0.0, 0.5)
+    assert _dp("1.1,0.5") == (1.1, 0.5)
+    for bad in ("a", "1,2,3", "1;2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _dp(bad)

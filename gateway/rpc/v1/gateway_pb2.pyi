@@ -450,7 +450,7 @@ class PsiEvent(_message.Message):
     def __init__(self, progress: _Optional[_Union[PsiProgress, _Mapping]] = ..., result: _Optional[_Union[PsiResult, _Mapping]] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("task", "dataset", "features", "label", "rounds", "strategy", "nodes", "min_nodes", "seed", "purpose", "learning_rate", "local_epochs", "classes", "dp_clip", "secagg")
+    __slots__ = ("task", "dataset", "features", "label", "rounds", "strategy", "nodes", "min_nodes", "seed", "purpose", "learning_rate", "local_epochs", "classes", "dp_clip", "secagg", "dp_noise")
     TASK_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
@@ -466,6 +466,7 @@ class TrainRequest(_message.Message):
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     DP_CLIP_FIELD_NUMBER: _ClassVar[int]
     SECAGG_FIELD_NUMBER: _ClassVar[int]
+    DP_NOISE_FIELD_NUMBER: _ClassVar[int]
     task: str
     dataset: str
     features: _containers.RepeatedScalarFieldContainer[str]
@@ -481,7 +482,8 @@ class TrainRequest(_message.Message):
     classes: int
     dp_clip: float
     secagg: bool
-    def __init__(self, task: _Optional[str] = ..., dataset: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., rounds: _Optional[int] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., min_nodes: _Optional[int] = ..., seed: _Optional[int] = ..., purpose: _Optional[str] = ..., learning_rate: _Optional[float] = ..., local_epochs: _Optional[int] = ..., classes: _Optional[int] = ..., dp_clip: _Optional[float] = ..., secagg: _Optional[bool] = ...) -> None: ...
+    dp_noise: float
+    def __init__(self, task: _Optional[str] = ..., dataset: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., rounds: _Optional[int] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., min_nodes: _Optional[int] = ..., seed: _Optional[int] = ..., purpose: _Optional[str] = ..., learning_rate: _Optional[float] = ..., local_epochs: _Optional[int] = ..., classes: _Optional[int] = ..., dp_clip: _Optional[float] = ..., secagg: _Optional[bool] = ..., dp_noise: _Optional[float] = ...) -> None: ...
 
 class TrainRound(_message.Message):
     __slots__ = ("round", "rounds", "nodes_answered", "train_loss", "eval_loss", "eval_accuracy", "elapsed_seconds")
@@ -502,7 +504,7 @@ class TrainRound(_message.Message):
     def __init__(self, round: _Optional[int] = ..., rounds: _Optional[int] = ..., nodes_answered: _Optional[int] = ..., train_loss: _Optional[float] = ..., eval_loss: _Optional[float] = ..., eval_accuracy: _Optional[float] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
 
 class TrainResult(_message.Message):
-    __slots__ = ("run_id", "model_npz", "rounds", "owners", "task", "features", "label", "mean", "std", "classes")
+    __slots__ = ("run_id", "model_npz", "rounds", "owners", "task", "features", "label", "mean", "std", "classes", "dp_epsilon", "dp_delta")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NPZ_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
@@ -513,6 +515,8 @@ class TrainResult(_message.Message):
     MEAN_FIELD_NUMBER: _ClassVar[int]
     STD_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
+    DP_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DP_DELTA_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     model_npz: bytes
     rounds: _containers.RepeatedCompositeFieldContainer[TrainRound]
@@ -523,7 +527,9 @@ class TrainResult(_message.Message):
     mean: _containers.RepeatedScalarFieldContainer[float]
     std: _containers.RepeatedScalarFieldContainer[float]
     classes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, run_id: _Optional[str] = ..., model_npz: _Optional[bytes] = ..., rounds: _Optional[_Iterable[_Union[TrainRound, _Mapping]]] = ..., owners: _Optional[_Iterable[_Union[_common_pb2.OwnerResult, _Mapping]]] = ..., task: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., classes: _Optional[_Iterable[str]] = ...) -> None: ...
+    dp_epsilon: float
+    dp_delta: float
+    def __init__(self, run_id: _Optional[str] = ..., model_npz: _Optional[bytes] = ..., rounds: _Optional[_Iterable[_Union[TrainRound, _Mapping]]] = ..., owners: _Optional[_Iterable[_Union[_common_pb2.OwnerResult, _Mapping]]] = ..., task: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., classes: _Optional[_Iterable[str]] = ..., dp_epsilon: _Optional[float] = ..., dp_delta: _Optional[float] = ...) -> None: ...
 
 class TrainEvent(_message.Message):
     __slots__ = ("round", "result", "model_piece")
