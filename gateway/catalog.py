@@ -91,7 +91,10 @@ class Catalog:
         out = []
         for descriptor, quality, registered_at, updated_at in rows:
             d = json.loads(descriptor)
-            d["columns"] = tuple(descriptor_mod.ColumnSpec(**c) for c in d["columns"])
+            d["columns"] = tuple(
+                descriptor_mod.ColumnSpec(**{**c, "categories": tuple(c.get("categories", ()))})
+                for c in d["columns"]
+            )
             out.append(
                 CatalogEntry(
                     DatasetDescriptor(**d),

@@ -374,3 +374,16 @@ def test_an_owner_refuses_an_overlong_purpose_even_from_a_member_home(tmp_path: 
     )
     with pytest.raises(InvalidArgument, match="purpose may be at most"):
         owner.check("shanghai", long)
+
+
+def test_declared_categories_survive_a_restart(parts: Parts, tmp_path: Path) -> None:
+    """The catalog keeps descriptors as JSON in its state; read back (a node's restart)
+    a column's categories are a tuple again, so a descriptor stays hashable."""
+    desc = _descriptor(tmp_path / "data" / "firms.parquet")
+    columns = (ColumnSpec("city", "string", categories=("Hefei", "Wuhu")), *desc.columns[1:])
+    _register(parts, "firms_cat", columns=columns)
+    again = Catalog(parts.state, (tmp_path / "data",), "Anhui bureau")
+    entry = again.get("firms_cat")
+    assert entry is not None
+    assert entry.descriptor.columns[0].categories == ("Hefei", "Wuhu")
+    assert hash(entry.descriptor)
