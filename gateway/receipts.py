@@ -40,9 +40,16 @@ class Receipt:
     def from_json(text: str | bytes) -> Receipt:
         try:
             data = json.loads(text)
-            return Receipt(data["body"], data["signature"], data["cert"])
+            body, signature, cert = data["body"], data["signature"], data["cert"]
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidArgument(f"not a fedgate receipt: {exc}") from None
+        if (
+            not isinstance(body, dict)
+            or not isinstance(signature, str)
+            or not isinstance(cert, str)
+        ):
+            raise InvalidArgument("not a fedgate receipt: a body, a signature and a certificate")
+        return Receipt(body, signature, cert)
 
 
 @dataclass(frozen=True)

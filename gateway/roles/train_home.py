@@ -160,6 +160,7 @@ class TrainHome:
         spec = ask.spec
         spec.check()
         members = self._owners(ask, caller)
+        spec = replace(spec, nodes=tuple(m.id for m in members))  # signed with the spec
         min_nodes = spec.min_nodes or len(members)
         if not 1 <= min_nodes <= len(members):
             raise InvalidArgument(f"min nodes must be between 1 and the {len(members)} named")

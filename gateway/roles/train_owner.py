@@ -50,7 +50,7 @@ from federation.training.client_app import (
     make_client_app,
     stage_of,
 )
-from federation.training.config import classifies, server_round
+from federation.training.config import SECAGG_MIN_NODES, classifies, server_round
 from federation.training.errors import TrainingError
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
@@ -199,14 +199,16 @@ class TrainOwner:
     def receive(self, caller: str, env: Envelope, piece: Piece) -> Answer:
         """One ``Peer/TrainStep`` call: a whole message, one of its pieces (answered once
         the last arrives), or a fetch of a large reply's next piece."""
+        if not piece.transfer:
+            raise InvalidArgument("a training step names its transfer")
         key = (caller, env.request_id, piece.transfer)
         if piece.fetch:
             data, total, report = self.transfers.fetch(key, piece.fetch)
             return Answer(data, report, total, piece.fetch)
         message = piece.data
         if piece.total:
-            if not piece.transfer:
-                raise InvalidArgument("a message in pieces names its transfer")
+            if piece.offset == 0:  # nothing is held for a run this owner would refuse
+                self._precheck(env)
             whole = self.transfers.put(key, piece.total, piece.offset, piece.data)
             if whole is None:
                 return Answer(b"", None)
@@ -214,10 +216,23 @@ class TrainOwner:
         reply, report = self.step(env, message)
         if len(reply) <= PIECE_BYTES:
             return Answer(reply, report)
-        if not piece.transfer:
-            raise InvalidArgument("a message whose reply comes in pieces names its transfer")
         self.transfers.hold_reply(key, reply, report)
         return Answer(reply[:PIECE_BYTES], report, len(reply), 0)
+
+    def _precheck(self, env: Envelope) -> None:
+        """Before holding a message's pieces: the run names this owner, its dataset is
+        here, and a grant allows it now (decided again on the whole message)."""
+        spec = TrainSpec.parse(env.body)
+        if self.node_id not in spec.nodes:
+            raise PermissionDenied(f"a run that does not name {self.node_id} as an owner")
+        entry = self.catalog.get(spec.dataset)
+        if entry is None or entry.descriptor.level == "L4":
+            raise NotFound(f"no dataset {spec.dataset!r} at {self.node_id}")
+
+        def never(decision: Decision, deadline: float) -> Protected:
+            raise AssertionError("a precheck computes nothing")
+
+        TrainRelease(spec, Step("train", 0), entry, self.grants, never).decide(env)
 
     def step(self, env: Envelope, message: bytes) -> tuple[bytes, OwnerReport]:
         """This owner's answer to one message of a run (its caller is vouched for)."""
@@ -249,6 +264,8 @@ class TrainOwner:
             subject = {"dataset": spec.dataset, "task": spec.task}
             if env.explain or env.check:
                 raise InvalidArgument("a training run has no dry run: ask with --explain later")
+            if self.node_id not in spec.nodes:
+                raise PermissionDenied(f"a run that does not name {self.node_id} as an owner")
             entry = self.catalog.get(spec.dataset)
             if entry is None or entry.descriptor.level == "L4":
                 raise NotFound(f"no dataset {spec.dataset!r} at {self.node_id}")
@@ -351,9 +368,10 @@ class TrainOwner:
             check_order(run, step, spec.rounds, secagg=spec.secagg)
             if spec.secagg and (step.kind.startswith("secagg.") or step.kind == "train"):
                 configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
-                check_stage(step.kind, configs, run.context.node_id, run.secagg)
+                least = max(SECAGG_MIN_NODES, spec.min_nodes or len(spec.nodes))
+                check_stage(step.kind, configs, run.context.node_id, run.secagg, least)
                 if step.kind == "secagg.share_keys" and configs is not None:
-                    self._check_keys(env, step, run, configs, msg)
+                    self._check_keys(spec, env, step, run, configs, msg)
             if decision.epsilon > 0 and step.kind == "evaluate":
                 raise FailedPrecondition(
                     "under differential privacy an owner answers no evaluation (a loss over "
@@ -415,23 +433,30 @@ class TrainOwner:
         except TrainingError as exc:
             raise _typed(exc) from None
         except (LookupError, TypeError, ValueError, InvalidToken) as exc:
-            if not secagg:
-                raise
             # what secaggplus_mod raises on a stage it cannot use (a garbled ciphertext ...)
-            raise InvalidArgument(f"the SecAgg+ stage failed ({type(exc).__name__})") from None
+            what = "SecAgg+ stage" if secagg else "training step"
+            raise InvalidArgument(f"the {what} failed ({type(exc).__name__})") from None
         if reply.has_error():
             raise InvalidArgument(f"the training step failed: {reply.error.reason}")
         return reply
 
     def _check_keys(
-        self, env: Envelope, step: Step, run: _Run, configs: ConfigRecord, msg: Message
+        self,
+        spec: TrainSpec,
+        env: Envelope,
+        step: Step,
+        run: _Run,
+        configs: ConfigRecord,
+        msg: Message,
     ) -> None:
         """Every owner's keys signed by a distinct member for this run and round, this
         owner's own by itself."""
         statements = msg.content.config_records.get(KEY_STATEMENTS)
-        check_signed_keys(
+        signers = check_signed_keys(
             configs, statements, run_key(env), step.round, self.vouching.member_statement
         )
+        if not signers <= set(spec.nodes):  # a home or a colluding member as a participant
+            raise PermissionDenied("SecAgg+ keys signed by a member that is no owner of the run")
         mine = statements.get(str(run.context.node_id)) if statements is not None else None
         if not isinstance(mine, str) or self.vouching.member_statement(mine)[0] != self.node_id:
             raise PermissionDenied("this owner's own SecAgg+ keys come signed by another")
@@ -444,10 +469,16 @@ class TrainOwner:
         folder = self.apps.folder(digest_of(spec.task))
         if folder is None:  # revoked during the run
             raise FailedPrecondition(f"app {short(digest_of(spec.task))} is no longer approved")
-        host = run.host
-        if host is None:
-            assert run.rows is not None
-            host = run.host = AppHost(folder, *run.rows, self.app_limits)
+        assert run.rows is not None
+        if msg.metadata.message_type == INIT_MESSAGE:
+            # ``init`` runs in a process of its own that never holds a row: only the
+            # rows' width, so that no row can come back inside an "initial model"
+            width = run.rows[0].shape[1]
+            empty = (np.zeros((0, width)), np.zeros((0,)))
+            host = AppHost(folder, *empty, self.app_limits)
+        else:
+            host = run.host or AppHost(folder, *run.rows, self.app_limits)
+            run.host = host
         try:
             data = host.call(to_bytes(msg), deadline - time.monotonic())
             try:
@@ -461,6 +492,9 @@ class TrainOwner:
         except FedgateError:
             run.close()  # a run this owner refused goes no further here: nor does its app
             raise
+        finally:
+            if host is not run.host:
+                host.close()
         if msg.metadata.message_type == "train":
             content = protect(msg.content, content)
         return Message(content, reply_to=msg)
@@ -540,7 +574,9 @@ class TrainOwner:
         least k of them (after ``max_examples``), the label as class indices; and the
         model's input names (a declared categorical feature one-hot: ``name=value``)."""
         columns = [*spec.features, spec.label]
-        max_rows = MAX_CELLS // len(columns)
+        numeric, categorical = encoding(spec, entry)
+        width = len(numeric) + sum(len(v) for v in categorical.values()) + 1  # one-hot too
+        max_rows = MAX_CELLS // width
         table = self.engine.ensure_loaded(entry)
         present = exp.and_(
             *[
@@ -562,7 +598,7 @@ class TrainOwner:
         )
         if got.num_rows > max_rows:
             raise FailedPrecondition(
-                f"more than {max_rows:,} rows of {len(columns)} columns: a run takes fewer"
+                f"more than {max_rows:,} rows of {width} inputs: a run takes fewer"
             )
         limit = decision.grant.max_examples
         if limit and got.num_rows > limit:  # the same rows every round of the run
@@ -573,11 +609,15 @@ class TrainOwner:
                 f"fewer rows than the grant's minimum of {decision.min_group_size}: nothing "
                 "is trained on"
             )
-        numeric, categorical = encoding(spec, entry)
         try:
             X = features.encode({c: got.column(c) for c in spec.features}, numeric, categorical)
         except TrainingError as exc:
             raise _typed(exc) from None
+        # A category held by fewer than k rows here is encoded as undeclared (all zeros),
+        # as a query suppresses a group under k: its exact count would show in the moments.
+        hot = X[:, len(numeric) :]
+        rare = (hot.sum(axis=0) > 0) & (hot.sum(axis=0) < decision.min_group_size)
+        hot[:, rare] = 0.0
         names = (*numeric, *(f"{c}={v}" for c, vs in categorical.items() for v in vs))
         return X, self._labels(spec, entry, got.column(spec.label)), names
 

@@ -3,11 +3,12 @@ folders, and TCP, for itself and its children, for good.
 
 Used by an approved app's process (``training.app_host``) before it imports the app:
 it may then read Python, its packages and the app's own files, and nothing else (not
-the node's keys, state or data), write no file, and neither connect nor listen on TCP.
-Landlock needs Linux 5.13 (files) and 6.7 (TCP: ABI 4); ``restrict`` returns what it
-could apply, and the caller logs it. The kernel's ABI, through ``ctypes`` syscalls:
-``landlock_create_ruleset`` 444, ``landlock_add_rule`` 445, ``landlock_restrict_self``
-446 (the numbers are the same on x86-64 and arm64).
+the node's keys, state or data), write no file, neither connect nor listen on TCP, and
+neither signal nor reach by abstract unix socket any process outside it (the node).
+Landlock needs Linux 5.13 (files), 6.7 (TCP: ABI 4) and 6.12 (scopes: ABI 6);
+``restrict`` returns what it could apply, and the caller logs it. The kernel's ABI,
+through ``ctypes`` syscalls: ``landlock_create_ruleset`` 444, ``landlock_add_rule`` 445,
+``landlock_restrict_self`` 446 (the same numbers on x86-64 and arm64).
 """
 
 from __future__ import annotations
@@ -31,8 +32,16 @@ _READS = EXECUTE | READ_FILE | READ_DIR
 BIND_TCP, CONNECT_TCP = 1 << 0, 1 << 1
 
 
+# scoped bits (ABI 6): no abstract unix sockets out of the domain, no signals out of it
+SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
+
+
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class _PathBeneath(ctypes.Structure):
@@ -57,8 +66,10 @@ def restrict(readable: Iterable[Path]) -> str:
     handled = _READS | WRITE_FILE | _WRITES
     handled |= (REFER if version >= 2 else 0) | (TRUNCATE if version >= 3 else 0)
     net = BIND_TCP | CONNECT_TCP if version >= 4 else 0
-    attr = _RulesetAttr(handled, net)
-    size = ctypes.sizeof(attr) if net else ctypes.sizeof(ctypes.c_uint64)
+    scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if version >= 6 else 0
+    attr = _RulesetAttr(handled, net, scoped)
+    fields = 3 if scoped else 2 if net else 1
+    size = fields * ctypes.sizeof(ctypes.c_uint64)
     fd = int(libc.syscall(_CREATE, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)))
     if fd < 0:
         return f"not restricted: landlock_create_ruleset failed (errno {ctypes.get_errno()})"
@@ -81,4 +92,6 @@ def restrict(readable: Iterable[Path]) -> str:
     finally:
         os.close(fd)
     what = "reads only beneath its allowed folders, no file writes"
-    return f"Landlock ABI {version}: {what}" + (", no TCP" if net else " (TCP not restricted)")
+    what += ", no TCP" if net else " (TCP not restricted)"
+    what += ", no signals or abstract sockets out" if scoped else ""
+    return f"Landlock ABI {version}: {what}"

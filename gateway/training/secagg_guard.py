@@ -75,10 +75,11 @@ def check_signed_keys(
     run: str,
     round_: int,
     member: Callable[[str], tuple[str, dict[str, Any]]],
-) -> None:
+) -> set[str]:
     """Every owner's keys in a share-keys message are signed by a distinct member for
     this run and round: a home cannot slip in keys of its own for another owner (to
-    read the shares meant for it). ``member`` checks a statement's signature."""
+    read the shares meant for it). ``member`` checks a statement's signature; the
+    signers are returned, for the caller to check they are the run's owners."""
     signers: set[str] = set()
     for key in (k for k in configs if k != Key.STAGE):
         text = statements.get(key) if statements is not None else None
@@ -95,9 +96,16 @@ def check_signed_keys(
         if signer in signers:
             raise PermissionDenied(f"member {signer!r} signed the keys of two owners")
         signers.add(signer)
+    return signers
 
 
-def check_stage(step: str, configs: ConfigRecord | None, me: int, state: SecAggRound) -> None:
+def check_stage(
+    step: str,
+    configs: ConfigRecord | None,
+    me: int,
+    state: SecAggRound,
+    least: int = SECAGG_MIN_NODES,
+) -> None:
     """Refuse a stage that would let the home rebuild one owner's update: a minority
     threshold, a round where not every owner holds a share of every other's secrets, a
     masked training that omits an owner's shares, or an unmask that calls anyone dropped
@@ -109,8 +117,10 @@ def check_stage(step: str, configs: ConfigRecord | None, me: int, state: SecAggR
         sample, shares, threshold = (
             _int(configs, k) for k in (Key.SAMPLE_NUMBER, Key.SHARE_NUMBER, Key.THRESHOLD)
         )
-        if sample < SECAGG_MIN_NODES:
-            raise InvalidArgument(f"SecAgg+ over fewer than {SECAGG_MIN_NODES} owners")
+        if sample < max(least, SECAGG_MIN_NODES):
+            raise InvalidArgument(
+                f"SecAgg+ over {sample} owners, fewer than the run's {max(least, SECAGG_MIN_NODES)}"
+            )
         if shares != sample:
             raise InvalidArgument("every owner holds a share of every other's secrets")
         if not (2 <= threshold <= shares and 2 * threshold > shares):

@@ -40,6 +40,9 @@ class TrainSpec:
     # > 0 (with dp_clip): Flower's central DP, the home adding Gaussian noise of this
     # multiplier to the average of updates each owner clipped to L2 dp_clip
     dp_noise: float = 0.0
+    # the owners the home named, as member ids (the home fills them in before it signs):
+    # an owner trains only in a run that names it, and SecAgg+ keys only of these count
+    nodes: tuple[str, ...] = ()
 
     def body(self) -> str:
         """The canonical text the home signs."""
@@ -64,6 +67,7 @@ class TrainSpec:
                 dp_clip=float(raw["dp_clip"]),
                 secagg=raw["secagg"] is True,
                 dp_noise=float(raw["dp_noise"]),
+                nodes=tuple(str(n) for n in raw["nodes"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidArgument(f"not a training run's spec: {exc}") from None

@@ -24,6 +24,7 @@ MAX_MESSAGE_BYTES = 128 * 1024 * 1024  # one training message, whole
 MAX_HELD_BYTES = 256 * 1024 * 1024  # every message this owner holds in pieces
 TTL_SECONDS = 300.0  # a transfer left unfinished this long is dropped
 MAX_TRANSFERS = 64
+MAX_PER_CALLER = 8  # messages in pieces one calling node may have held here at once
 
 Key = tuple[str, str, str]  # (calling node, run's request id, transfer id)
 
@@ -74,6 +75,9 @@ class Transfers:
     def _bytes(self) -> int:
         return sum(len(h.data) for h in self._held.values())
 
+    def _of(self, caller: str) -> list[Key]:
+        return [k for k in self._held if k[0] == caller]
+
     def _sweep(self, now: float) -> None:
         for key in [k for k, h in self._held.items() if now - h.touched > TTL_SECONDS]:
             del self._held[key]
@@ -94,7 +98,7 @@ class Transfers:
             if held is None:
                 if offset != 0:
                     raise FailedPrecondition("a message's pieces start at offset 0")
-                if len(self._held) >= MAX_TRANSFERS:
+                if len(self._of(key[0])) >= MAX_PER_CALLER or len(self._held) >= MAX_TRANSFERS:
                     raise ResourceExhausted("too many training messages in pieces; try later")
                 held = self._held[key] = _Held(bytearray(), total)
             if held.report is not None or held.total != total or offset != len(held.data):
@@ -113,11 +117,13 @@ class Transfers:
             return bytes(held.data)
 
     def hold_reply(self, key: Key, reply: bytes, report: OwnerReport) -> None:
-        """Keep a reply larger than one piece for the caller to fetch."""
+        """Keep a reply larger than one piece for the caller to fetch. It never fails
+        (the release is already made): it pushes out the caller's own oldest transfer
+        if it holds too many, so what is held stays bounded per calling node."""
         with self._lock:
             self._sweep(time.monotonic())
-            if len(self._held) >= MAX_TRANSFERS or self._bytes() + len(reply) > MAX_HELD_BYTES:
-                raise ResourceExhausted("this owner holds too much in pieces; try later")
+            for old in self._of(key[0])[: max(0, len(self._of(key[0])) - MAX_PER_CALLER + 1)]:
+                del self._held[old]
             self._held[key] = _Held(bytearray(reply), len(reply), report)
 
     def fetch(self, key: Key, offset: int) -> tuple[bytes, int, OwnerReport]:

@@ -557,3 +557,30 @@ def test_flowers_central_dp_refuses_what_its_accountant_cannot_count(
     with pytest.raises(ClientError) as err:
         train(federation, rounds=2, dp_clip=0.5, dp_noise=1.0, **changes)
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and says in str(err.value)
+
+
+def test_a_category_under_k_at_an_owner_is_not_released(
+    federation: RunningFederation,
+) -> None:
+    """An owner whose rows hold a declared category fewer than k times encodes it as
+    undeclared (zeros), as a query suppresses a group under k: the federated mean of that
+    one-hot column counts only the owners that hold it k times or more."""
+    tables = {}
+    for i, node in enumerate(OWNERS):
+        table = categorical_rows(330 + i, 300)
+        if node == "jiangsu":  # only two rows of sector C here, under k = 5
+            sector = ["A" if s == "C" else s for s in table["sector"].to_pylist()]
+            sector[0] = sector[1] = "C"
+            table = table.set_column(1, "sector", pa.array(sector))
+        register(
+            federation, node, "cat_rare", table, categorical_columns(), CATEGORICAL_CONTROLS,
+            operations=("train",), train_tasks=("logreg",),
+        )  # fmt: skip
+        tables[node] = table
+    result = train(
+        federation, dataset="cat_rare", features=("x1", "sector"), label="grade", rounds=1
+    )
+    _, mean, _ = model(result)
+    held = sum(t["sector"].to_pylist().count("C") for n, t in tables.items() if n != "jiangsu")
+    total = sum(t.num_rows for t in tables.values())
+    assert mean[result.features.index("sector=C")] == pytest.approx(held / total, rel=1e-12)

@@ -22,6 +22,7 @@ import pytest
 from federation.training.app_bundle import read_dir, task_of
 from gateway.client import ClientError
 from gateway.roles.train_home import TrainAsk, TrainResult
+from gateway.training import landlock
 from gateway.training.spec import TrainSpec
 from tests.conftest import RunningFederation, run_fedgate
 from tests.integration.test_psi import register
@@ -333,9 +334,11 @@ def test_a_model_of_50_mb_travels_in_pieces(
         "open(ROWS_FILE, 'rb').read()",  # the dataset's file itself
         "socket.create_connection(('127.0.0.1', PORT), timeout=2)",  # the node's gRPC port
         "open(os.path.join(APP_DIR, 'left.txt'), 'w').write('x')",  # a file of its own
+        "os.kill(os.getppid(), signal.SIGSTOP)",  # the owner node itself (ABI 6)
     ],
-    ids=["node-key", "dataset-file", "tcp", "write"],
+    ids=["node-key", "dataset-file", "tcp", "write", "signal-the-node"],
 )
+@pytest.mark.skipif(landlock.abi() < 4, reason="Landlock ABI 4 (Linux 6.7) restricts TCP")
 def test_an_approved_app_cannot_reach_past_its_rows(
     federation: RunningFederation, granted: dict[str, pa.Table], tmp_path: Path, attempt: str
 ) -> None:
@@ -348,7 +351,7 @@ def test_an_approved_app_cannot_reach_past_its_rows(
         f"    {attempt}\n" + _AT_TRAIN,
     ).replace(
         "import numpy as np\n",
-        "import os\nimport socket\n\nimport numpy as np\n\n"
+        "import os\nimport signal\nimport socket\n\nimport numpy as np\n\n"
         f"KEY = {str(home / 'tls' / 'node.key')!r}\n"
         f"ROWS_FILE = {str(federation.fed.data_dir(node) / 'app_rows.parquet')!r}\n"
         f"PORT = {federation.fed.node(node).listen.rsplit(':', 1)[1]}\n"
@@ -372,3 +375,45 @@ def test_an_approved_app_cannot_reach_past_its_rows(
     with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
         c.train(TrainAsk(spec, OWNERS)).result(timeout=60)
     assert "PermissionError" in str(err.value), err.value
+    assert federation.procs[node].process.poll() is None  # the node lives on
+
+
+INIT_LOOKS_FOR_ROWS = APP.replace(
+    "def init(n_features, n_outputs, seed):\n    rng = np.random.default_rng(seed)\n"
+    "    return [rng.normal(scale=0.01, size=n_features), np.zeros(1)]",
+    "def init(n_features, n_outputs, seed):\n    import sys\n\n"
+    "    rows, frame = 0, sys._getframe(1)\n"
+    "    while frame is not None:  # the host's own variables, up the stack\n"
+    "        x = frame.f_locals.get('X')\n"
+    "        if isinstance(x, np.ndarray) and x.ndim == 2:\n"
+    "            rows = max(rows, x.shape[0])\n"
+    "        frame = frame.f_back\n"
+    "    return [np.zeros(n_features), np.array([float(rows)])]",
+).replace('    for _ in range(int(cfg["epochs"])):', "    for _ in range(0):")
+
+
+def test_an_apps_init_runs_where_no_row_is(
+    federation: RunningFederation, granted: dict[str, pa.Table], tmp_path: Path
+) -> None:
+    """``init`` runs in a process given no rows (only their width): an init that looks
+    for the rows in memory, and sends their count back as the bias, sends 0."""
+    assert "_getframe" in INIT_LOOKS_FOR_ROWS and "range(0)" in INIT_LOOKS_FOR_ROWS
+    folder = tmp_path / "looks"
+    folder.mkdir()
+    (folder / "client_app.py").write_text(INIT_LOOKS_FOR_ROWS)
+    task = task_of(read_dir(folder).digest)
+    for n in OWNERS:
+        with federation.client(f"ops@{n}") as ops:
+            ops.approve_app(read_dir(folder), "looks")
+        federation.grant(
+            n, dataset="app_rows", grantee_kind="org", grantee=federation.fed.node("shanghai").org,
+            operations=("train",), columns=CONTROLS, min_group_size=5, train_tasks=(task,),
+        )  # fmt: skip
+    spec = TrainSpec(
+        task=task, dataset="app_rows", features=FEATURES, label="y", rounds=1, seed=7,
+        n_classes=2,
+    )  # fmt: skip
+    with federation.client(ANALYST) as c:
+        result = c.train(TrainAsk(spec, OWNERS)).result(timeout=60)
+    with np.load(io.BytesIO(result.model_npz)) as z:  # the app's train changes nothing
+        assert z["w1"].tolist() == [0.0]

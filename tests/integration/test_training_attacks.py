@@ -29,7 +29,7 @@ from gateway.training.spec import TrainSpec
 from gateway.training.transfers import Piece
 from tests.conftest import RunningFederation
 from tests.integration.test_psi_attacks import sign_as
-from tests.integration.test_training import ANALYST, FEATURES, parts  # noqa: F401 (fixture)
+from tests.integration.test_training import ANALYST, FEATURES, OWNERS, parts  # noqa: F401
 from tests.unit.training_grid import server_identity
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("parts")]
@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("parts")]
 HOME, OWNER = "shanghai", "jiangsu"
 SPEC = TrainSpec(
     task="logreg", dataset="train_rows", features=FEATURES, label="y", rounds=3, seed=7,
-    n_classes=2,
+    n_classes=2, nodes=OWNERS,
 )  # fmt: skip
 
 
@@ -63,7 +63,8 @@ def message(kind: str, round_: int = 0, **changes: object) -> bytes:
 def step(fed: RunningFederation, env: Envelope, data: bytes, caller: str = HOME) -> object:
     with fed.peer_channel(caller, OWNER) as ch:
         stub = peer_pb2_grpc.PeerStub(ch)
-        return stub.TrainStep(serde.train_step_request(env, Piece(data)), timeout=30)
+        req = serde.train_step_request(env, Piece(data, uuid.uuid4().hex))
+        return stub.TrainStep(req, timeout=30)
 
 
 def refused(
@@ -273,3 +274,33 @@ def stage_with_statements(
     )
     with server_identity():
         return to_bytes(Message(content, FIRST_NODE_ID, "train", group_id=str(round_)))
+
+
+def test_keys_signed_by_members_that_are_no_owners_of_the_run_are_refused(
+    federation: RunningFederation,
+) -> None:
+    """Two members the run does not name (a home's accomplices, with no data and no
+    grant) sign keys as participants: each owner takes keys only from the run's owners."""
+    from gateway import identity, receipts
+    from gateway.roles.train_owner import run_key
+    from gateway.training.secagg_guard import key_statement
+
+    env = envelope(federation, SECAGG)
+    step(federation, env, message(STATS_MESSAGE))
+    with server_identity():
+        reply = from_bytes(bytes(step(federation, env, stage("setup", 1, **SETUP)).message))
+    mine = reply.content.config_records[RECORD_KEY_CONFIGS]
+    keys = {str(FIRST_NODE_ID): [mine[Key.PUBLIC_KEY_1], mine[Key.PUBLIC_KEY_2]]}
+    statements = {str(FIRST_NODE_ID): reply.content.config_records[KEY_STATEMENT]["statement"]}
+    for node_id, member in ((8, "hefei"), (9, "wuhu")):
+        pk1, pk2 = bytes([node_id]) * 32, bytes([node_id + 1]) * 32
+        tls = federation.fed.node_dir(member) / "tls"
+        body = {**key_statement(run_key(env), 1, node_id, pk1, pk2), "owner": member}
+        signed = receipts.sign(
+            body, identity.load_key(tls / "node.key"), (tls / "node.pem").read_bytes()
+        )
+        keys[str(node_id)] = [pk1, pk2]
+        statements[str(node_id)] = signed.to_json()
+    err = refused(federation, env, stage_with_statements("share_keys", 1, keys, statements))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "no owner of the run" in (err.details() or "")

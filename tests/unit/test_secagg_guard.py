@@ -67,7 +67,7 @@ def test_an_honest_round_passes() -> None:
         (setup(threshold=1), "strict majority"),
         (setup(threshold=2), "strict majority"),  # 2 of 4 is not a majority
         (setup(shares=3, threshold=2), "every other's secrets"),
-        (setup(sample=2, shares=2, threshold=2), "fewer than 3"),
+        (setup(sample=2, shares=2, threshold=2), "fewer than the run.s 3"),
         (ConfigRecord({Key.SAMPLE_NUMBER: 4.0, Key.SHARE_NUMBER: 4, Key.THRESHOLD: 3}), "integer"),
     ],
 )

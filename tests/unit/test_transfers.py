@@ -1,0 +1,69 @@
+"""Training messages in pieces (gateway/training/transfers.py): order, bounds, fetches."""
+
+from __future__ import annotations
+
+import pytest
+
+from federation.reports import OwnerReport
+from gateway.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from gateway.training import transfers
+from gateway.training.transfers import PIECE_BYTES, Transfers, pieces
+
+REPORT = OwnerReport("jiangsu")
+
+
+def test_pieces_in_order_make_the_message_once() -> None:
+    t = Transfers()
+    data = bytes(range(256)) * (PIECE_BYTES // 256 * 2 + 3)
+    key = ("home", "run", "x")
+    got = [t.put(key, len(data), offset, piece) for offset, piece in pieces(data)]
+    assert got[:-1] == [None] * (len(got) - 1) and got[-1] == data
+    with pytest.raises(FailedPrecondition):  # forgotten once whole
+        t.put(key, len(data), PIECE_BYTES, data[PIECE_BYTES : 2 * PIECE_BYTES])
+
+
+def test_pieces_out_of_order_or_past_the_size_are_refused() -> None:
+    t = Transfers()
+    key = ("home", "run", "x")
+    with pytest.raises(FailedPrecondition, match="start at offset 0"):
+        t.put(key, 10, 5, b"abcde")
+    t.put(key, 10, 0, b"abcde")
+    with pytest.raises(InvalidArgument, match="not in order"):
+        t.put(key, 10, 7, b"abc")
+    t.put(key, 10, 0, b"abcde")
+    with pytest.raises(InvalidArgument, match="more than the message's size"):
+        t.put(key, 10, 5, b"abcdefgh")
+    with pytest.raises(ResourceExhausted):
+        t.put(key, transfers.MAX_MESSAGE_BYTES + 1, 0, b"a")
+
+
+def test_one_caller_cannot_crowd_out_another() -> None:
+    t = Transfers()
+    for i in range(transfers.MAX_PER_CALLER):
+        t.put(("mallory", "run", str(i)), 10, 0, b"a")
+    with pytest.raises(ResourceExhausted):
+        t.put(("mallory", "run", "more"), 10, 0, b"a")
+    assert t.put(("home", "run", "x"), 1, 0, b"a") == b"a"
+
+
+def test_a_reply_is_fetched_by_its_own_key_only_and_then_forgotten() -> None:
+    t = Transfers()
+    reply = b"r" * (PIECE_BYTES + 10)
+    t.hold_reply(("home", "run", "x"), reply, REPORT)
+    with pytest.raises(FailedPrecondition):
+        t.fetch(("other", "run", "x"), PIECE_BYTES)
+    with pytest.raises(InvalidArgument):
+        t.fetch(("home", "run", "x"), 0)
+    piece, total, report = t.fetch(("home", "run", "x"), PIECE_BYTES)
+    assert piece == b"r" * 10 and total == len(reply) and report == REPORT
+    with pytest.raises(FailedPrecondition):
+        t.fetch(("home", "run", "x"), PIECE_BYTES)
+
+
+def test_holding_a_reply_never_fails_and_keeps_a_caller_bounded() -> None:
+    t = Transfers()
+    for i in range(transfers.MAX_PER_CALLER + 3):
+        t.hold_reply(("home", "run", str(i)), b"x" * (PIECE_BYTES + 1), REPORT)
+    held = [k for k in t._held if k[0] == "home"]
+    assert len(held) == transfers.MAX_PER_CALLER
+    assert ("home", "run", str(transfers.MAX_PER_CALLER + 2)) in held
