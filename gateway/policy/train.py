@@ -11,6 +11,13 @@ from gateway.policy.decide import check_columns, choose, dp_bounds, level_of
 from gateway.policy.model import Decision, Grant
 
 
+def train_roles(desc: DatasetDescriptor, columns: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The control each column of a run needs: ``group_by`` for a declared categorical
+    column (trained on by group: one-hot, class counts), ``aggregate`` for the rest."""
+    declared = {c.name: c.categories for c in desc.columns}
+    return {c: ("group_by",) if declared.get(c) else ("aggregate",) for c in columns}
+
+
 def decide_train(
     grants: Iterable[Grant],
     desc: DatasetDescriptor,
@@ -27,9 +34,10 @@ def decide_train(
     """Pick the grant that lets the owner train on ``features`` and ``label``, or refuse.
 
     The grant must allow the ``train`` operation, and every feature and the label must
-    have the ``aggregate`` control: a model update is an aggregate of rows (a gradient or
-    weight delta summed over the examples), so it needs what lets a query SUM the column,
-    and no new control. ``raw``, ``group_by`` or ``filter`` alone are not enough.
+    have the control ``train_roles`` names: ``aggregate`` for a number (a model update is
+    an aggregate of rows, a gradient or weight delta summed over the examples, so it
+    needs what lets a query SUM the column), ``group_by`` for a column declaring
+    categories (one-hot and class counts are counts by group).
     L3 data needs a grant with differential privacy (its dp_epsilon is charged per
     release, as for queries, and values are clamped to their declared bounds); L4 is
     refused outright. k = max(grant, floor) is the fewest rows the owner trains on.
@@ -44,9 +52,7 @@ def decide_train(
         raise InvalidArgument(f"column {label!r} cannot be both a feature and the label")
     columns = [*features, label]
     level, floor = level_of(desc, columns)
-    declared = {c.name: c.categories for c in desc.columns}
-    # a declared categorical column is trained on by group (one-hot, class counts)
-    roles = {c: ("group_by",) if declared.get(c) else ("aggregate",) for c in columns}
+    roles = train_roles(desc, columns)
 
     def check(g: Grant) -> None:
         check_columns(g, roles)

@@ -17,7 +17,7 @@ from gateway.catalog import CatalogEntry
 from gateway.clock import utc
 from gateway.policy.model import Decision
 from gateway.policy.store import GrantStore
-from gateway.policy.train import decide_train
+from gateway.policy.train import decide_train, train_roles
 from gateway.release.pipeline import Protected
 from gateway.training.spec import TrainSpec
 
@@ -79,7 +79,7 @@ class TrainRelease:
             level=decision.level,
             min_group_size=decision.min_group_size,
             epsilon=decision.epsilon,
-            columns={c: ("aggregate",) for c in (*self.spec.features, self.spec.label)},
+            columns=train_roles(self.entry.descriptor, (*self.spec.features, self.spec.label)),
             budget_left=g.dp_budget - g.epsilon_spent if g.uses_dp else None,
         )
 
