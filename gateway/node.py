@@ -78,7 +78,14 @@ from gateway.services.peer_service import PeerService
 from gateway.state import State
 from gateway.tls import server_credentials
 from gateway.training.apps import AppStore
-from gateway.training.transfers import MAX_MESSAGE_BYTES, PIECE_BYTES, Answer, Piece, pieces
+from gateway.training.transfers import (
+    MAX_MESSAGE_BYTES,
+    MIN_PIECE_BYTES,
+    Answer,
+    Piece,
+    piece_bytes,
+    pieces,
+)
 from gateway.transport import Transport
 from gateway.witness import Witness
 from gateway.witnessing import WitnessRound, witness_round
@@ -200,7 +207,14 @@ class Node:
         )
         self.apps = AppStore(config.data_dir / "apps")
         self.train_owner = TrainOwner(
-            node_id, self.catalog, self.grants, self.engine, pipeline, self.apps, self.vouching
+            node_id,
+            self.catalog,
+            self.grants,
+            self.engine,
+            pipeline,
+            self.apps,
+            self.vouching,
+            piece_bytes=piece_bytes(config.max_message_bytes),
         )
         self.train_home = TrainHome(
             node_id, self.membership, self.vouching, self.train_step, self.receipts
@@ -261,19 +275,21 @@ class Node:
             return serde.train_step_answer(resp)
 
         transfer = uuid.uuid4().hex
-        if len(message) <= PIECE_BYTES:
+        size = piece_bytes(self.config.max_message_bytes)
+        if len(message) <= size:
             answer = call(Piece(message, transfer))
         else:  # in pieces (gateway/training/transfers.py): the last one is answered
-            for offset, data in pieces(message):
+            for offset, data in pieces(message, size):
                 answer = call(Piece(data, transfer, len(message), offset))
         if answer.report is None:
             raise Unavailable(f"{member.id} did not answer the message's last piece")
         reply, total = bytearray(answer.data), max(answer.total, len(answer.data))
         if total > MAX_MESSAGE_BYTES:
             raise Unavailable(f"{member.id}'s reply is larger than a training message may be")
-        while len(reply) < total:  # at most total / PIECE_BYTES calls: each adds a piece
+        while len(reply) < total:  # at most total / 64 KiB calls: each piece is that much
             more = call(Piece(b"", transfer, fetch=len(reply)))
-            if not more.data or more.offset != len(reply):
+            least = min(total - len(reply), MIN_PIECE_BYTES)
+            if len(more.data) < least or more.offset != len(reply):
                 raise Unavailable(f"{member.id} sent its reply's pieces out of order")
             reply += more.data
         return bytes(reply[:total]), answer.report

@@ -175,7 +175,9 @@ class TrainOwner:
         apps: AppStore,
         vouching: Vouching,
         limits: AppLimits = AppLimits(),  # noqa: B008 - frozen
+        piece_bytes: int = PIECE_BYTES,  # of a reply in pieces: fits this node's messages
     ) -> None:
+        self.piece_bytes = piece_bytes
         self.node_id = node_id
         self.vouching = vouching
         self.apps = apps
@@ -203,7 +205,7 @@ class TrainOwner:
             raise InvalidArgument("a training step names its transfer")
         key = (caller, env.request_id, piece.transfer)
         if piece.fetch:
-            data, total, report = self.transfers.fetch(key, piece.fetch)
+            data, total, report = self.transfers.fetch(key, piece.fetch, self.piece_bytes)
             return Answer(data, report, total, piece.fetch)
         message = piece.data
         if piece.total:
@@ -214,10 +216,10 @@ class TrainOwner:
                 return Answer(b"", None)
             message = whole
         reply, report = self.step(env, message)
-        if len(reply) <= PIECE_BYTES:
+        if len(reply) <= self.piece_bytes:
             return Answer(reply, report)
         self.transfers.hold_reply(key, reply, report)
-        return Answer(reply[:PIECE_BYTES], report, len(reply), 0)
+        return Answer(reply[: self.piece_bytes], report, len(reply), 0)
 
     def _precheck(self, env: Envelope) -> None:
         """Before holding a message's pieces: the run names this owner, its dataset is

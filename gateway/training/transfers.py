@@ -20,6 +20,7 @@ from federation.reports import OwnerReport
 from gateway.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 
 PIECE_BYTES = 2 * 1024 * 1024  # under the default 4 MiB gRPC message, with the envelope
+MIN_PIECE_BYTES = 64 * 1024  # a reply's pieces are at least this (but its last)
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024  # one training message, whole
 MAX_HELD_BYTES = 256 * 1024 * 1024  # every message this owner holds in pieces
 TTL_SECONDS = 300.0  # a transfer left unfinished this long is dropped
@@ -52,9 +53,15 @@ class Answer:
     offset: int = 0
 
 
-def pieces(data: bytes) -> list[tuple[int, bytes]]:
+def piece_bytes(max_message_bytes: int) -> int:
+    """The piece a node sends: ``PIECE_BYTES``, or half its gRPC message limit if that
+    is smaller (the rest is room for the envelope)."""
+    return max(MIN_PIECE_BYTES, min(PIECE_BYTES, max_message_bytes // 2))
+
+
+def pieces(data: bytes, size: int = PIECE_BYTES) -> list[tuple[int, bytes]]:
     """A message as (offset, piece) in order."""
-    return [(o, data[o : o + PIECE_BYTES]) for o in range(0, len(data), PIECE_BYTES)]
+    return [(o, data[o : o + size]) for o in range(0, len(data), size)]
 
 
 @dataclass
@@ -126,7 +133,9 @@ class Transfers:
                 del self._held[old]
             self._held[key] = _Held(bytearray(reply), len(reply), report)
 
-    def fetch(self, key: Key, offset: int) -> tuple[bytes, int, OwnerReport]:
+    def fetch(
+        self, key: Key, offset: int, size: int = PIECE_BYTES
+    ) -> tuple[bytes, int, OwnerReport]:
         """The reply's piece at ``offset``, its size and the release it came from; the
         reply is forgotten once its last piece was fetched."""
         with self._lock:
@@ -136,7 +145,7 @@ class Transfers:
                 raise FailedPrecondition("no reply waits under that transfer id")
             if not 0 < offset < held.total:
                 raise InvalidArgument("fetch a reply from inside it")
-            piece = bytes(held.data[offset : offset + PIECE_BYTES])
+            piece = bytes(held.data[offset : offset + size])
             held.touched = time.monotonic()
             if offset + len(piece) >= held.total:
                 del self._held[key]
