@@ -38,6 +38,7 @@ _KNOWN = {
     "tls": {"ca", "cert", "key", "crl"},
     "federation": {"membership"},
     "metrics": {"listen"},
+    "training": {"warm_worker"},
     "limits": {
         "streams_per_caller",
         "streams",
@@ -74,6 +75,9 @@ class NodeConfig:
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES  # node.log rotates at this size
     log_backups: int = DEFAULT_LOG_BACKUPS  # rotated files kept: node.log.1 ...
     limits: LimitSettings = field(default_factory=LimitSettings)  # [limits]; for 16 workers
+    # [training] warm_worker: start the forkserver that training runs are forked from
+    # with the node (~100 MB held, ~0.4 s of CPU once) rather than with its first run
+    warm_worker: bool = False
     source: Path | None = None
 
 
@@ -141,6 +145,8 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
         raise ConfigError("section [federation] is required")
     metrics = raw.get("metrics", {})
     limits = raw.get("limits", {})
+    training = raw.get("training", {})
+    warm_worker = _get(training, "warm_worker", "training.warm_worker", bool, False)
 
     node_id = _get(node, "id", "node.id", str)
     try:
@@ -209,6 +215,7 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
         log_max_bytes=log_max_bytes,
         log_backups=log_backups,
         limits=_limits(limits, workers),
+        warm_worker=warm_worker,
         source=source,
     )
 

@@ -69,7 +69,7 @@ from gateway.roles.owner import Owner
 from gateway.roles.psi_home import PsiHome
 from gateway.roles.psi_owner import PsiOwner
 from gateway.roles.relay import Relay
-from gateway.roles.train_home import TrainHome
+from gateway.roles.train_home import TrainHome, warm_worker
 from gateway.roles.train_owner import TrainOwner
 from gateway.roles.vouching import Vouching
 from gateway.rpc.v1 import gateway_pb2, gateway_pb2_grpc, peer_pb2_grpc
@@ -427,6 +427,8 @@ class Node:
                 ) from None
         for name in ["", *names[:3]]:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.config.warm_worker:  # the first training run then forks in milliseconds
+            threading.Thread(target=warm_worker, name="warm-worker", daemon=True).start()
         # Open streams re-checked: caller's certificate, lifetime (gateway/edge.py).
         every(self._stop, STREAM_CHECK_SECONDS, edge.check_streams, "stream-check")
         every(

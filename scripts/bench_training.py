@@ -34,6 +34,10 @@ and whether the final weights of (a), (b), (c) are the same (max abs difference)
 Goals: (a) <= 2x (c); (a) >= 50x faster than (b); training adds <= 60 MB to an owner
 (an owner that has answered one query, as nodes in service have: the warm-up's own
 cost, DuckDB's code mapped by a node's first query, is printed before the runs).
+A fourth node set runs the first training run once more with the home's
+``[training] warm_worker`` on (its forkserver started with the node, not with the run):
+``fedgate warm home``.
+
 The same with SecAgg+ (``--secagg``: each round Flower's four SecAgg+ exchanges, then the
 evaluation): (a) ``fedgate secagg`` through the nodes and (c) ``floor secagg`` in this
 process; their final weights are within SecAgg+'s quantisation (it rounds stochastically)
@@ -110,6 +114,7 @@ FLOWER_GOAL = 50.0  # (b) >= 50x (a)
 RSS_GOAL_MB = 60.0  # what training may add to an owner node
 SAME_WEIGHTS = 1e-9  # max abs difference for "the same weights"
 SECAGG_ROUND_GOAL = 0.5  # seconds
+WARM_SECONDS = 2.0  # for a warm home's forkserver to have started before its first run
 QUANTISED = 1e-3  # SecAgg+ vs plain: its quantisation step is about 3e-5 a value
 FLOWER_CONNECT_SECONDS = 120.0  # for the SuperNodes to register
 FLOWER_ROUND_SECONDS = 180.0  # bound of one Flower round (the run's wait grows with rounds)
@@ -424,7 +429,7 @@ def timing_line(o: Outcome, rounds: int) -> str:
 # --- (a) fedgate ----------------------------------------------------------------------------
 
 
-def write_regions(root: Path) -> Path:
+def write_regions(root: Path, warm: bool = False) -> Path:
     """Four top-level members, ``home`` first (the analyst's, holding no rows)."""
     regions = root / "regions"
     regions.mkdir()
@@ -434,6 +439,7 @@ def write_regions(root: Path) -> Path:
         (regions / f"{m}.toml").write_text(
             f'[node]\nid = "{m}"\norg = "{m} bureau"\nlisten = "127.0.0.1:0"\n'
             'data_dir = "x"\nengine_threads = 1\n[metrics]\nlisten = ""\n'
+            + ("[training]\nwarm_worker = true\n" if m == HOME and warm else "")
         )
     lines += ["", "[[analysts]]", f'id = "{ANALYST}"', f'home = "{HOME}"']
     (regions / "federation.toml").write_text("\n".join(lines) + "\n")
@@ -546,16 +552,23 @@ def warm_up(fed: Federation, pids: Mapping[str, int]) -> None:
     )
 
 
-def bench_fedgate(parts: Sequence[pa.Table], s: Settings) -> list[FedgateRun]:
+def bench_fedgate(
+    parts: Sequence[pa.Table],
+    s: Settings,
+    *,
+    warm: bool = False,
+    names: Sequence[str] = ("fedgate", "fedgate again", "fedgate secagg"),
+) -> list[FedgateRun]:
     """Four nodes, the owners' parts registered and granted, one query at every owner,
-    then three runs: the first training run the nodes see (what a node pays once for
-    training, e.g. the home's worker start, shows here), the same run again, and the
-    same run with SecAgg+."""
+    then ``names``' runs: the first training run the nodes see (what a node pays once
+    for training, e.g. the home's worker start, shows here), the same run again, and
+    the same run with SecAgg+. ``warm``: the home starts its training forkserver with
+    the node (``[training] warm_worker``)."""
     t0 = time.perf_counter()
     runs: list[FedgateRun] = []
     with tempfile.TemporaryDirectory(prefix="fedgate-bench-train-") as tmp:
         root = Path(tmp)
-        fed = provision(root / "fed", write_regions(root), free_ports=True)
+        fed = provision(root / "fed", write_regions(root, warm), free_ports=True)
         with running(fed) as procs:
             for node, table in zip(OWNERS, parts, strict=True):
                 publish(fed, node, table, s.rounds)
@@ -568,7 +581,9 @@ def bench_fedgate(parts: Sequence[pa.Table], s: Settings) -> list[FedgateRun]:
                 f"{time.perf_counter() - t0:.1f} s; RSS {idle}"
             )
             warm_up(fed, pids)
-            for name in ("fedgate", "fedgate again", "fedgate secagg"):
+            if warm:  # the forkserver started with the node: let it finish starting
+                time.sleep(WARM_SECONDS)
+            for name in names:
                 print(f"(a) {name}, {s.rounds} rounds; {load_line()}", flush=True)
                 run = train_once(fed, pids, s, name, secagg=name.endswith("secagg"))
                 if run is None:
@@ -1214,6 +1229,7 @@ def main() -> int:
             f"{floor.wall + start_cost:.2f} s"
         )
         fedgate_runs = bench_fedgate(parts, s)
+        fedgate_runs += bench_fedgate(parts, s, warm=True, names=("fedgate warm home",))
         flower = None if args.skip_flower else bench_flower(paths, s, work)
     outcomes = [r.outcome for r in fedgate_runs]
     plain = [o for o in outcomes if not o.name.endswith("secagg")]

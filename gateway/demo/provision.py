@@ -35,6 +35,7 @@ class NodePlan:
     listen: str
     metrics_listen: str
     engine_threads: int = 0  # 0: all cores (set lower where nodes share a machine)
+    warm_worker: bool = False  # [training] warm_worker in the region's file
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def plan(
         node_id = m["id"]
         cfg = _read_toml(region_dir / f"{node_id}.toml").get("node", {})
         metrics = _read_toml(region_dir / f"{node_id}.toml").get("metrics", {})
+        training = _read_toml(region_dir / f"{node_id}.toml").get("training", {})
         listen = cfg.get("listen", "127.0.0.1:0")
         metrics_listen = metrics.get("listen", "")
         if free_ports:
@@ -140,6 +142,7 @@ def plan(
                 listen=listen,
                 metrics_listen=metrics_listen,
                 engine_threads=int(cfg.get("engine_threads", 0)),
+                warm_worker=training.get("warm_worker") is True,
             )
         )
     analysts = []
@@ -194,6 +197,7 @@ def _render_config(fed: Federation, n: NodePlan) -> str:
         "",
         "[metrics]",
         f'listen = "{n.metrics_listen}"',
+        *(["", "[training]", "warm_worker = true"] if n.warm_worker else []),
     ]
     return "\n".join(lines) + "\n"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import multiprocessing.forkserver
 import threading
 import time
 import uuid
@@ -117,6 +118,15 @@ def worker_context() -> multiprocessing.context.ForkServerContext:
     assert isinstance(ctx, multiprocessing.context.ForkServerContext)
     ctx.set_forkserver_preload(["gateway.training.worker"])
     return ctx
+
+
+def warm_worker() -> None:
+    """Start the forkserver now (``[training] warm_worker``), not with the first run."""
+    try:
+        worker_context()
+        multiprocessing.forkserver.ensure_running()
+    except Exception:  # the first run starts it then, and says why if it cannot
+        log.exception("could not start the training forkserver ahead of a run")
 
 
 def _receipts(owners: Sequence[OwnerReport]) -> list[tuple[str, str]]:

@@ -61,6 +61,7 @@ def test_bench_training_runs(tmp_path: Path) -> None:
         "(a) warm-up: one COUNT(*) query at every owner",
         "(a) fedgate: ",
         "(a) fedgate again: ",
+        "(a) fedgate warm home: ",
         "15 owner receipts",  # per owner: stats, then a train and an evaluate per round
         "owner RSS before / peak / after the run:",
         "no socket of these processes had a peer off loopback",

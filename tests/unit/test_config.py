@@ -74,3 +74,11 @@ def test_every_region_config_works_once_provisioned(tmp_path: Path) -> None:
         assert cfg.id == node.id and cfg.listen == node.listen
         assert cfg.cert == (tmp_path / ".fedgate" / "nodes" / node.id / "tls" / "node.pem")
         assert cfg.membership == fed.membership_path
+
+
+def test_training_warm_worker_is_a_bool_and_off_by_default(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    assert not parse(raw, base=tmp_path).warm_worker
+    assert parse({**raw, "training": {"warm_worker": True}}, base=tmp_path).warm_worker
+    with pytest.raises(ConfigError, match="training.warm_worker must be"):
+        parse({**raw, "training": {"warm_worker": "yes"}}, base=tmp_path)
