@@ -225,16 +225,21 @@ class TrainOwner:
         """Before holding a message's pieces: the run names this owner, its dataset is
         here, and a grant allows it now (decided again on the whole message)."""
         spec = TrainSpec.parse(env.body)
-        if self.node_id not in spec.nodes:
-            raise PermissionDenied(f"a run that does not name {self.node_id} as an owner")
-        entry = self.catalog.get(spec.dataset)
-        if entry is None or entry.descriptor.level == "L4":
-            raise NotFound(f"no dataset {spec.dataset!r} at {self.node_id}")
+        entry = self._entry(spec)
 
         def never(decision: Decision, deadline: float) -> Protected:
             raise AssertionError("a precheck computes nothing")
 
         TrainRelease(spec, Step("train", 0), entry, self.grants, never).decide(env)
+
+    def _entry(self, spec: TrainSpec) -> CatalogEntry:
+        """The run's dataset here, in a run that names this owner (L4 is absent)."""
+        if self.node_id not in spec.nodes:
+            raise PermissionDenied(f"a run that does not name {self.node_id} as an owner")
+        entry = self.catalog.get(spec.dataset)
+        if entry is None or entry.descriptor.level == "L4":
+            raise NotFound(f"no dataset {spec.dataset!r} at {self.node_id}")
+        return entry
 
     def step(self, env: Envelope, message: bytes) -> tuple[bytes, OwnerReport]:
         """This owner's answer to one message of a run (its caller is vouched for)."""
@@ -266,11 +271,7 @@ class TrainOwner:
             subject = {"dataset": spec.dataset, "task": spec.task}
             if env.explain or env.check:
                 raise InvalidArgument("a training run has no dry run: ask with --explain later")
-            if self.node_id not in spec.nodes:
-                raise PermissionDenied(f"a run that does not name {self.node_id} as an owner")
-            entry = self.catalog.get(spec.dataset)
-            if entry is None or entry.descriptor.level == "L4":
-                raise NotFound(f"no dataset {spec.dataset!r} at {self.node_id}")
+            entry = self._entry(spec)
             if is_app_task(spec.task) and self.apps.folder(digest_of(spec.task)) is None:
                 raise FailedPrecondition(
                     f"app {short(digest_of(spec.task))} is not approved at {self.node_id} "
@@ -457,10 +458,9 @@ class TrainOwner:
         signers = check_signed_keys(
             configs, statements, run_key(env), step.round, self.vouching.member_statement
         )
-        if not signers <= set(spec.nodes):  # a home or a colluding member as a participant
+        if not set(signers.values()) <= set(spec.nodes):  # a home or colluding member
             raise PermissionDenied("SecAgg+ keys signed by a member that is no owner of the run")
-        mine = statements.get(str(run.context.node_id)) if statements is not None else None
-        if not isinstance(mine, str) or self.vouching.member_statement(mine)[0] != self.node_id:
+        if signers.get(str(run.context.node_id)) != self.node_id:
             raise PermissionDenied("this owner's own SecAgg+ keys come signed by another")
 
     def _app_answer(

@@ -75,12 +75,12 @@ def check_signed_keys(
     run: str,
     round_: int,
     member: Callable[[str], tuple[str, dict[str, Any]]],
-) -> set[str]:
+) -> dict[str, str]:
     """Every owner's keys in a share-keys message are signed by a distinct member for
     this run and round: a home cannot slip in keys of its own for another owner (to
-    read the shares meant for it). ``member`` checks a statement's signature; the
-    signers are returned, for the caller to check they are the run's owners."""
-    signers: set[str] = set()
+    read the shares meant for it). ``member`` checks a statement's signature; the signer
+    of each owner's keys is returned, for the caller to check they are the run's owners."""
+    signers: dict[str, str] = {}
     for key in (k for k in configs if k != Key.STAGE):
         text = statements.get(key) if statements is not None else None
         if not isinstance(text, str):
@@ -93,9 +93,9 @@ def check_signed_keys(
         expected = key_statement(run, round_, int(key), pk1, pk2)
         if any(body.get(k) != v for k, v in expected.items()):
             raise PermissionDenied(f"the SecAgg+ keys of owner {key} are not the ones it signed")
-        if signer in signers:
+        if signer in signers.values():
             raise PermissionDenied(f"member {signer!r} signed the keys of two owners")
-        signers.add(signer)
+        signers[key] = signer
     return signers
 
 

@@ -327,6 +327,26 @@ def test_a_model_of_50_mb_travels_in_pieces(
     assert result.rounds[-1].eval_accuracy > 0.6
 
 
+def approve_and_grant(federation: RunningFederation, folder: Path, name: str) -> str:
+    """The app in ``folder`` approved at every owner and named in a grant there: its task."""
+    task = task_of(read_dir(folder).digest)
+    for n in OWNERS:
+        with federation.client(f"ops@{n}") as ops:
+            ops.approve_app(read_dir(folder), name)
+        federation.grant(
+            n, dataset="app_rows", grantee_kind="org", grantee=federation.fed.node("shanghai").org,
+            operations=("train",), columns=CONTROLS, min_group_size=5, train_tasks=(task,),
+        )  # fmt: skip
+    return task
+
+
+def one_round(task: str) -> TrainSpec:
+    return TrainSpec(
+        task=task, dataset="app_rows", features=FEATURES, label="y", rounds=1, seed=7,
+        n_classes=2,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "attempt",
     [
@@ -360,18 +380,7 @@ def test_an_approved_app_cannot_reach_past_its_rows(
     folder = tmp_path / "snoop"
     folder.mkdir()
     (folder / "client_app.py").write_text(source)
-    task = task_of(read_dir(folder).digest)
-    for n in OWNERS:
-        with federation.client(f"ops@{n}") as ops:
-            ops.approve_app(read_dir(folder), "snoop")
-        federation.grant(
-            n, dataset="app_rows", grantee_kind="org", grantee=federation.fed.node("shanghai").org,
-            operations=("train",), columns=CONTROLS, min_group_size=5, train_tasks=(task,),
-        )  # fmt: skip
-    spec = TrainSpec(
-        task=task, dataset="app_rows", features=FEATURES, label="y", rounds=1, seed=7,
-        n_classes=2,
-    )  # fmt: skip
+    spec = one_round(approve_and_grant(federation, folder, "snoop"))
     with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
         c.train(TrainAsk(spec, OWNERS)).result(timeout=60)
     assert "PermissionError" in str(err.value), err.value
@@ -401,18 +410,7 @@ def test_an_apps_init_runs_where_no_row_is(
     folder = tmp_path / "looks"
     folder.mkdir()
     (folder / "client_app.py").write_text(INIT_LOOKS_FOR_ROWS)
-    task = task_of(read_dir(folder).digest)
-    for n in OWNERS:
-        with federation.client(f"ops@{n}") as ops:
-            ops.approve_app(read_dir(folder), "looks")
-        federation.grant(
-            n, dataset="app_rows", grantee_kind="org", grantee=federation.fed.node("shanghai").org,
-            operations=("train",), columns=CONTROLS, min_group_size=5, train_tasks=(task,),
-        )  # fmt: skip
-    spec = TrainSpec(
-        task=task, dataset="app_rows", features=FEATURES, label="y", rounds=1, seed=7,
-        n_classes=2,
-    )  # fmt: skip
+    spec = one_round(approve_and_grant(federation, folder, "looks"))
     with federation.client(ANALYST) as c:
         result = c.train(TrainAsk(spec, OWNERS)).result(timeout=60)
     with np.load(io.BytesIO(result.model_npz)) as z:  # the app's train changes nothing
