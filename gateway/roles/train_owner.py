@@ -386,14 +386,13 @@ class TrainOwner:
                 run.grant_id = decision.grant.id
             rows = run.rows
             spent: list[float] = []
+            protect = self._protect(spec, decision, facts, spent)
             if decision.epsilon > 0 and step.kind == STATS_MESSAGE:
                 reply, epsilon = self._dp_stats(spec, entry, decision, msg, rows[0])
                 spent.append(epsilon)
             elif is_app_task(spec.task) and step.kind != STATS_MESSAGE:
-                protect = self._protect(spec, decision, facts, spent)
                 reply = self._app_answer(spec, run, msg, deadline, protect)
             else:
-                protect = self._protect(spec, decision, facts, spent)
                 reply = self._answer(msg, run.context, rows, spec.secagg, protect)
             if step.kind == "secagg.setup":  # its keys, signed: no home can pass off others
                 keys = reply.content.config_records[RECORD_KEY_CONFIGS]
