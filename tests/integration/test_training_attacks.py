@@ -304,3 +304,16 @@ def test_keys_signed_by_members_that_are_no_owners_of_the_run_are_refused(
     err = refused(federation, env, stage_with_statements("share_keys", 1, keys, statements))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "no owner of the run" in (err.details() or "")
+
+
+def test_pieces_of_a_run_that_does_not_name_the_owner_are_not_held(
+    federation: RunningFederation,
+) -> None:
+    """The first piece of a large message is decided before anything is held: a run
+    that does not name this owner is refused there, and nothing is kept of it."""
+    env = envelope(federation, replace(SPEC, nodes=("shanghai", "zhejiang")))
+    piece = Piece(b"x" * 1024, uuid.uuid4().hex, total=10 * 1024 * 1024, offset=0)
+    with federation.peer_channel(HOME, OWNER) as ch, pytest.raises(grpc.RpcError) as err:
+        peer_pb2_grpc.PeerStub(ch).TrainStep(serde.train_step_request(env, piece), timeout=30)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "does not name jiangsu" in (err.value.details() or "")

@@ -109,3 +109,16 @@ def test_an_unmask_that_is_not_everyone_alive_is_refused(
     check_stage("train", masked(OTHERS), ME, state)
     with pytest.raises(InvalidArgument, match="every owner of the round alive"):
         check_stage("secagg.unmask", unmask(active, dead), ME, state)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"body": [1], "signature": "s", "cert": "c"}', '{"body": {}, "signature": "s", "cert": 5}'],
+)
+def test_a_malformed_key_statement_is_a_clear_refusal(text: str) -> None:
+    """A statement is parsed before its signature is checked: a body that is no object
+    or a certificate that is no text is refused as such, not an internal error."""
+    from gateway.receipts import Receipt
+
+    with pytest.raises(InvalidArgument, match="not a fedgate receipt"):
+        Receipt.from_json(text)
