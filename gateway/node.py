@@ -217,7 +217,7 @@ class Node:
             piece_bytes=piece_bytes(config.max_message_bytes),
         )
         self.train_home = TrainHome(
-            node_id, self.membership, self.vouching, self.train_step, self.receipts
+            node_id, self.membership, self.vouching, self.train_step, self.receipts, self.publishers
         )
         self.operator = Operator(
             node_id, self.catalog, self.grants, self.audit, self.metrics, self.apps
@@ -313,6 +313,17 @@ class Node:
         remaining = min(remaining, PSI_MAX_SECONDS)
         kept = min(DEADLINE_RESERVE_MAX, max(DEADLINE_RESERVE_MIN, remaining * 0.05))
         return time.monotonic() + max(0.0, remaining - kept)
+
+    def publishers(self, dataset: str, timeout: float) -> list[str]:
+        """The members that list ``dataset`` as the federated catalog shows it to a member
+        node (never L4): this node and every member that answers within ``timeout``."""
+        own = any(
+            e.descriptor.name == dataset and e.descriptor.level != "L4"
+            for e in self.catalog.entries()
+        )
+        listings = self.federated_catalog.peers(dataset, timeout)
+        peers = [x.member.id for x in listings if any(d.name == dataset for d in x.datasets)]
+        return sorted([self.identity.id] * own + peers)
 
     def catalog_response(self, caller: Identity, name_contains: str) -> Any:
         return serde.catalog_response(

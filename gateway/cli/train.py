@@ -155,7 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.action is not None:
         return cmd_runs(args)
-    missing = [f"--{n}" for n in ("dataset", "features", "label", "nodes", "out")
+    missing = [f"--{n}" for n in ("dataset", "features", "label", "out")
                if not getattr(args, n)]  # fmt: skip
     if not args.task and not args.app:
         missing.insert(0, "--task (or --app)")
@@ -187,7 +187,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         dp_noise=args.dp[0],
         secagg=args.secagg,
     )
-    ask = TrainAsk(spec, _names(args.nodes, "--nodes"), args.purpose)
+    nodes = _names(args.nodes, "--nodes") if args.nodes else ()
+    if not nodes:
+        print(f"no --nodes: every member that lists {args.dataset!r} trains", file=sys.stderr)
+    ask = TrainAsk(spec, nodes, args.purpose)
     with Client(profile(args), timeout=args.timeout) as c:
         run = c.train(ask, on_round=lambda r: _show(r, args.quiet))
         try:
@@ -210,8 +213,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"epsilon {result.dp_epsilon:.4g} at delta {result.dp_delta:g}"
         )
     receipts = sum(1 for o in result.owners if o.receipt)
+    owners = ", ".join(sorted({o.node_id for o in result.owners}))
     print(
-        f"run {result.run_id}: {len(result.rounds)} rounds, {receipts} receipts; "
+        f"run {result.run_id}: {len(result.rounds)} rounds at {owners}, {receipts} receipts; "
         f"wrote {len(written)} files to {args.out}",
         file=sys.stderr,
     )
@@ -251,7 +255,11 @@ def register(sub: Subparsers) -> None:
     )
     sp.add_argument("--rounds", type=int, default=10)
     sp.add_argument("--strategy", choices=STRATEGIES, default="fedavg")
-    sp.add_argument("--nodes", help="the owners that train, comma-separated")
+    sp.add_argument(
+        "--nodes",
+        help="the owners that train, comma-separated (default: every member that lists "
+        "the dataset in the federated catalog)",
+    )
     sp.add_argument("--min-nodes", type=int, default=0, help="0: every owner named")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--lr", type=float, default=0.0, help="learning rate (0: the task's)")

@@ -47,6 +47,7 @@ FIRST_NODE_ID = 1001  # Flower node ids of the run's owners, in the order of the
 ROUND_SECONDS = 300.0  # the longest one exchange waits for its replies (a run: 590 s)
 POLL_SECONDS = 0.2
 CANCELLED = "the analyst cancelled the run"
+PUBLISHERS_TIMEOUT = 10.0  # the longest the home asks who lists a run's dataset
 
 
 @dataclass(frozen=True)
@@ -152,12 +153,14 @@ class TrainHome:
         vouching: Vouching,
         ask_step: AskStep,
         receipts: ReceiptStore,
+        publishers: Callable[[str, float], list[str]],
     ) -> None:
         self.node_id = node_id
         self.membership = membership
         self.vouching = vouching
         self.ask_step = ask_step
         self.receipts = receipts
+        self.publishers = publishers  # (dataset, timeout) -> the members that list it
         self.runs = Runs()
 
     def train(
@@ -169,7 +172,7 @@ class TrainHome:
     ) -> Iterator[TrainEvent]:
         spec = ask.spec
         spec.check()
-        members = self._owners(ask, caller)
+        members = self._owners(ask, caller, deadline)
         spec = replace(spec, nodes=tuple(m.id for m in members))  # signed with the spec
         min_nodes = spec.min_nodes or len(members)
         if not 1 <= min_nodes <= len(members):
@@ -249,7 +252,7 @@ class TrainHome:
                 self._failed(run_id, facts, reports, "CANCELLED", CANCELLED)
                 self.runs.end(run_id, "cancelled", CANCELLED)
 
-    def _owners(self, ask: TrainAsk, caller: Requester) -> list[Member]:
+    def _owners(self, ask: TrainAsk, caller: Requester, deadline: float) -> list[Member]:
         members = self.membership()
         home = members.get(self.node_id)
         if home is not None and caller.org != home.org:
@@ -258,12 +261,19 @@ class TrainHome:
             )
         if len(ask.purpose) > MAX_PURPOSE_CHARS:
             raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
-        if not ask.nodes:
-            raise InvalidArgument("name the owners that train (--nodes)")
-        if len(set(ask.nodes)) != len(ask.nodes):
+        names = ask.nodes
+        if not names:  # every reachable member that lists the dataset
+            timeout = min(PUBLISHERS_TIMEOUT, deadline - time.monotonic())
+            names = tuple(self.publishers(ask.spec.dataset, max(0.05, timeout)))
+            if not names:
+                raise NotFound(
+                    f"no reachable member lists a dataset {ask.spec.dataset!r}: "
+                    "check the name with fedgate catalog, or name the owners with --nodes"
+                )
+        if len(set(names)) != len(names):
             raise InvalidArgument("an owner is named twice")
         found = []
-        for name in sorted(ask.nodes):
+        for name in sorted(names):
             m = members.get(name)
             if m is None:
                 raise NotFound(f"no member {name!r} in the federation")
