@@ -13,6 +13,8 @@ the defence. Parts (issue 13, goals in docs/security.md):
 - attacks: the differencing attacks of issue 13 and the textbook kinds (complement,
   range edge, tracker, averaging repeats and rewrites, splitting into ranges, a HAVING
   oracle, existence by counts), each with the error it achieves and the queries it took;
+- oracle: the exact k as an oracle (k - 1 known firms and the victim), by an attacker who
+  knows the noisy threshold and retries each step as often as it needs;
 - benign: accuracy of ordinary aggregates over groups of at least 100 rows;
 - resources: RSS, threads and fds of every node before, during and ``--settle`` seconds
   after ``--messages`` malformed messages and a ``--load-seconds`` load of
@@ -50,7 +52,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--kills", type=int, default=50)
     parser.add_argument("--settle", type=float, default=30.0)
-    parser.add_argument("--only", nargs="*", default=["attacks", "benign", "resources", "kills"])
+    parser.add_argument(
+        "--only", nargs="*", default=["attacks", "oracle", "benign", "resources", "kills"]
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, sigterm_as_interrupt)  # a killed bench stops its nodes
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
@@ -67,11 +71,13 @@ def main() -> int:
                 f"({time.perf_counter() - t0:.1f} s)"
             )
             bench = Bench(fed, procs, Profile.load(fed.profile_path(ANALYST)), data)
-            if "attacks" in args.only or "benign" in args.only:
+            if {"attacks", "oracle", "benign"} & set(args.only):
                 import abuse_attacks
 
                 if "attacks" in args.only:
                     abuse_attacks.attacks(bench, pairs=args.pairs, targets=args.targets)
+                if "oracle" in args.only:
+                    abuse_attacks.k_oracle(bench, targets=args.targets)
                 if "benign" in args.only:
                     abuse_attacks.benign(bench)
             if "resources" in args.only or "kills" in args.only:
