@@ -4,8 +4,9 @@ The owner node never imports an app. For each run that names one, it starts this
 as a child process (``AppHost``), hands it the run's granted rows once, then each Flower
 message as bytes, and reads back each reply. The child sets its own limits before it
 imports the app: address space, CPU seconds, no file growth (``RLIMIT_FSIZE`` 0), no
-core dumps, and (``training.landlock``) reads only of Python, fedgate's packages and
-the app's own files, no file writes, no TCP; it runs in a session of its own with a
+core dumps, no network at all (``training.netns``: a network namespace of its own), and
+(``training.landlock``) reads only of Python, fedgate's packages and the app's own files,
+no file writes, no TCP; it runs in a session of its own with a
 cleaned environment (Flower offline, its home in a temporary folder) and is killed
 with the run. Frames on its stdin and
 stdout are an 8-byte length and the bytes; the app's own prints go to stderr (the
@@ -112,6 +113,8 @@ class AppHost:
             "FLWR_HOME": self._home.name,
             "FLWR_TELEMETRY_ENABLED": "0",
             "FLWR_DISABLE_UPDATE_CHECK": "1",
+            # one thread until the sandbox is up: a user namespace needs a process of one
+            **dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"), "1"),
         }
         args = [str(app_dir), str(limits.memory_mb), str(limits.cpu_seconds)]
         self.proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
@@ -244,7 +247,9 @@ def child(argv: list[str]) -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the app's prints go to the log
     _limit(memory_mb, cpu_seconds)
-    from gateway.training import landlock
+    from gateway.training import landlock, netns
+
+    print(f"fedgate app sandbox: {netns.isolate()}", file=sys.stderr)  # before Landlock
 
     readable = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), app_dir}
     readable |= {_ROOT / "gateway", _ROOT / "federation", *map(Path, SYSTEM_READABLE)}

@@ -11,7 +11,10 @@ model update, one that raises, and one that goes over its memory limit.
 from __future__ import annotations
 
 import io
+import os
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -352,18 +355,17 @@ def one_round(task: str) -> TrainSpec:
     [
         "open(KEY, 'rb').read()",  # the node's own TLS key
         "open(ROWS_FILE, 'rb').read()",  # the dataset's file itself
-        "socket.create_connection(('127.0.0.1', PORT), timeout=2)",  # the node's gRPC port
         "open(os.path.join(APP_DIR, 'left.txt'), 'w').write('x')",  # a file of its own
         "os.kill(os.getppid(), signal.SIGSTOP)",  # the owner node itself (ABI 6)
     ],
-    ids=["node-key", "dataset-file", "tcp", "write", "signal-the-node"],
+    ids=["node-key", "dataset-file", "write", "signal-the-node"],
 )
 @pytest.mark.skipif(landlock.abi() < 4, reason="Landlock ABI 4 (Linux 6.7) restricts TCP")
 def test_an_approved_app_cannot_reach_past_its_rows(
     federation: RunningFederation, granted: dict[str, pa.Table], tmp_path: Path, attempt: str
 ) -> None:
     """Under Landlock an app reads only Python, fedgate's packages and its own files,
-    writes none and opens no TCP connection: the attempt fails in the app."""
+    writes none and signals no process outside it: the attempt fails in the app."""
     node = "jiangsu"
     home = federation.fed.node_dir(node)
     source = APP.replace(
@@ -385,6 +387,56 @@ def test_an_approved_app_cannot_reach_past_its_rows(
         c.train(TrainAsk(spec, OWNERS)).result(timeout=60)
     assert "PermissionError" in str(err.value), err.value
     assert federation.procs[node].process.poll() is None  # the node lives on
+
+
+def _isolates() -> bool:
+    """Whether this machine gives a process a network namespace (root, or unprivileged
+    user namespaces), as the app's process asks for one."""
+    probe = subprocess.run(  # noqa: S603 - our own module
+        [sys.executable, "-c", "from gateway.training import netns; print(netns.isolate())"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    return "no network at all" in probe.stdout
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        "socket.create_connection(('127.0.0.1', PORT), timeout=2)  # tcp",  # the node's port
+        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'rows', ('127.0.0.1', UDP))",
+    ],
+    ids=["tcp", "udp"],
+)
+@pytest.mark.skipif(not _isolates(), reason="no network namespace for a process here")
+def test_an_approved_app_has_no_network(
+    federation: RunningFederation, granted: dict[str, pa.Table], tmp_path: Path, attempt: str
+) -> None:
+    """An app's process has a network namespace of its own: neither a TCP connection to
+    the node's port nor a UDP datagram to a listener on loopback leaves it."""
+    node = "jiangsu"
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    with listener:
+        source = APP.replace(_AT_TRAIN, f"    {attempt}\n" + _AT_TRAIN).replace(
+            "import numpy as np\n",
+            "import socket\n\nimport numpy as np\n\n"
+            f"PORT = {federation.fed.node(node).listen.rsplit(':', 1)[1]}\n"
+            f"UDP = {listener.getsockname()[1]}\n",
+        )
+        folder = tmp_path / "caller"
+        folder.mkdir()
+        (folder / "client_app.py").write_text(source)
+        spec = one_round(approve_and_grant(federation, folder, "caller"))
+        with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
+            c.train(TrainAsk(spec, OWNERS)).result(timeout=60)
+        # ENETUNREACH from the namespace; a TCP connect meets Landlock's check first
+        failed = "PermissionError" if "tcp" in attempt and landlock.abi() >= 4 else "OSError"
+        assert f"the app failed ({failed})" in str(err.value), err.value
+        with pytest.raises(TimeoutError):
+            listener.recvfrom(64)  # nothing came
+    assert federation.procs[node].process.poll() is None
 
 
 INIT_LOOKS_FOR_ROWS = APP.replace(
