@@ -53,7 +53,7 @@ from federation.sql import (
 )
 from gateway.errors import InvalidArgument
 
-THRESHOLD_SCALE = 6.0  # a group is released from k + floor(|draw| x this) rows
+THRESHOLD_SPREAD = 30  # a group is released from k + a draw uniform over 0..this rows
 SUM_SCALE = 0.25  # a sum's layer SD, per unit of the group's largest magnitude
 COUNT_SCALE = 0.7  # a count's layer SD
 
@@ -139,8 +139,11 @@ def add_sticky_noise(
 
 
 def _threshold(k: int, key: bytes, version: str, rows: str, seeds: str) -> int:
-    """k + floor(|draw| x THRESHOLD_SCALE), the draw fixed by the rows and the leaves."""
-    return k + math.floor(abs(gaussian(key, version, "threshold", rows, seeds)) * THRESHOLD_SCALE)
+    """k plus a draw uniform over 0..THRESHOLD_SPREAD, fixed by the rows and the leaves."""
+    digest = hashlib.blake2b(
+        "\x1f".join((version, "threshold", rows, seeds)).encode(), key=key, digest_size=8
+    ).digest()
+    return k + int.from_bytes(digest, "big") % (THRESHOLD_SPREAD + 1)
 
 
 def leaf_map(plan: QueryPlan, fingerprints: Sequence[object]) -> dict[str, str]:
@@ -268,13 +271,15 @@ def over_threshold(
     table: pa.Table, *, k: int, key: bytes, version: str, leaves: Sequence[object]
 ) -> pa.Table:
     """The groups (already at least ``k`` rows) whose row count also reaches a sticky noisy
-    threshold ``k + floor(|draw| * THRESHOLD_SCALE)``, the draw seeded by the group's rows
+    threshold ``k + u``, u uniform over 0..THRESHOLD_SPREAD and seeded by the group's rows
     and the condition's leaves (Diffix's low-count filter). With an exact k, an analyst who
     knows k - 1 entities matching a condition reads a test on a victim from whether the
     group is released (a binary search: ~17 queries for a value to 100 000). Here a group
-    of exactly k is released at a try about 1 time in 8 (P(|z| < 1/6)), and a withheld
-    group says nothing sure, so each step of such a search takes dozens of padded retries
-    (THRESHOLD_SCALE 6 rather than 3: measured, over 200 queries a value, not 89)."""
+    of exactly k is released at a try 1 time in 31, and a withheld group says nothing
+    sure, so each step of such a search takes dozens of padded retries. Uniform: what such
+    an attacker learns per query is bounded by the largest step of the threshold's
+    distribution (docs/security.md), and for the same steps a uniform one is the
+    narrowest: every group of k + THRESHOLD_SPREAD rows or more is released."""
     if table.num_rows == 0 or ROWS not in table.column_names:
         return table
     seeds = "|".join(sorted(_fp(f) for f in leaves))

@@ -52,7 +52,7 @@ class Parts:
 
 
 def _firms(path: Path) -> None:
-    cities = ["hefei"] * 30 + ["wuhu"] * 6 + ["bengbu"] * 2  # bengbu is under k = 5
+    cities = ["hefei"] * 40 + ["wuhu"] * 6 + ["bengbu"] * 2  # bengbu is under k = 5
     pq.write_table(
         pa.table(
             {
@@ -193,10 +193,10 @@ def test_l2_answers_carry_sticky_noise_by_default(parts: Parts) -> None:
     table = from_ipc(first.payload)
     assert not [c for c in table.column_names if c.startswith(("__fp", "__lo", "__hi"))]
     got = _counts(first.payload)
-    # bengbu (2 rows) is withheld; hefei (30) passes the noisy threshold k + floor(6|z|)
-    # unless its draw is beyond 4.3 SD (1 in 60 000); wuhu (6) may go either way
+    # bengbu (2 rows) is withheld; hefei (40) passes the noisy threshold k + u (u at most
+    # 30) always; wuhu (6) may go either way
     assert "hefei" in got and "bengbu" not in got
-    exact = {"hefei": (30, sum(i * 10.0 for i in range(30)))}
+    exact = {"hefei": (40, sum(i * 10.0 for i in range(40)))}
     assert got["hefei"] != exact["hefei"]  # noised (a zero draw on both is ~impossible)
     assert _counts(parts.owner.execute(_env()).payload) == got  # asked again: the same
     rewritten = "SELECT city, SUM(revenue) AS r, COUNT(*) AS n FROM firms GROUP BY city"
@@ -253,9 +253,9 @@ def test_l2_noise_leaves_min_max_and_empty_columns_as_they_are(parts: Parts) -> 
     answer = parts.owner.execute(_env(sql))
     assert answer.owners[0].ok and answer.owners[0].l2_noise, answer.owners[0].error
     rows = {r["city"]: r for r in from_ipc(answer.payload).to_pylist()}
-    assert (rows["hefei"]["__min_employees"], rows["hefei"]["__max_employees"]) == (0, 29)
+    assert (rows["hefei"]["__min_employees"], rows["hefei"]["__max_employees"]) == (0, 39)
     if "wuhu" in rows:  # 6 rows: under the noisy threshold or not
-        assert (rows["wuhu"]["__min_employees"], rows["wuhu"]["__max_employees"]) == (30, 35)
+        assert (rows["wuhu"]["__min_employees"], rows["wuhu"]["__max_employees"]) == (40, 45)
 
 
 def test_too_many_tests_in_a_condition_are_refused_before_anything_runs(parts: Parts) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -55,21 +53,26 @@ def test_the_same_rows_draw_the_same_noise_whatever_the_version_name_or_ties() -
 
 
 def test_groups_just_over_k_pass_a_sticky_noisy_threshold() -> None:
-    """k + floor(6|z|): a group of exactly k is released about 1 time in 8 (over many
-    seeds: P(|z| < 1/6)), always the same way for the same rows and condition; a large
-    one always."""
-    table = pa.table({"g": ["small"] * 5 + ["large"] * 40, "v": [1.0] * 45})
+    """k + u, u uniform over 0..30: a group of exactly k is released 1 time in 31 (over
+    many seeds), one of k + 15 about half the time, always the same way for the same rows
+    and condition; one of k + 30 always."""
+    sizes = {"k": 5, "mid": 20, "top": 35}
+    table = pa.table(
+        {"g": [g for g, n in sizes.items() for _ in range(n)], "v": [1.0] * sum(sizes.values())}
+    )
     raw, _ = _partial("SELECT g, SUM(v) FROM t GROUP BY g", table)
-    released = []
-    for i in range(400):
+    released = {g: 0 for g in sizes}
+    seeds = 1000
+    for i in range(seeds):
         kept = sticky_noise.over_threshold(raw, k=5, key=KEY, version=str(i), leaves=())
-        assert "large" in kept.column("g").to_pylist()
-        released.append("small" in kept.column("g").to_pylist())
+        for g in kept.column("g").to_pylist():
+            released[g] += 1
         again = sticky_noise.over_threshold(raw, k=5, key=KEY, version=str(i), leaves=())
         assert again.equals(kept)
-    expected = math.erf(1 / sticky_noise.THRESHOLD_SCALE / math.sqrt(2))
-    assert sticky_noise.THRESHOLD_SCALE == 6.0 and 0.08 < expected < 0.18
-    assert abs(sum(released) / len(released) - expected) < 0.06
+    spread = sticky_noise.THRESHOLD_SPREAD
+    assert spread == 30 and released["top"] == seeds
+    assert abs(released["k"] / seeds - 1 / (spread + 1)) < 0.02
+    assert abs(released["mid"] / seeds - 16 / (spread + 1)) < 0.06
 
 
 def test_a_decimal_sum_stays_a_decimal_with_its_scale_and_sticky_noise() -> None:
