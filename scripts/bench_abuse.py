@@ -1,6 +1,7 @@
 """Attack a small federation as an analyst and as a misbehaving peer, and print what held.
 
-Usage: python scripts/bench_abuse.py [--rows 2500] [--pairs 50] [--messages 100000]
+Usage: python scripts/bench_abuse.py [--rows 2500] [--pairs 50] [--targets 10]
+       [--oracle-cap 600] [--messages 100000]
        [--load-seconds 300] [--clients 32] [--kills 50] [--settle 30] [--only PART ...]
 
 Real node processes on loopback with mutual TLS: a home node and two owners, each with
@@ -47,6 +48,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=2500, help="enterprises per owner")
     parser.add_argument("--pairs", type=int, default=50, help="query pairs per attack")
     parser.add_argument("--targets", type=int, default=10, help="victims per attack")
+    parser.add_argument(
+        "--oracle-cap", type=int, default=600, help="queries the k oracle spends on a victim"
+    )
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--load-seconds", type=float, default=300.0)
     parser.add_argument("--clients", type=int, default=32)
@@ -77,7 +81,7 @@ def main() -> int:
                 if "attacks" in args.only:
                     abuse_attacks.attacks(bench, pairs=args.pairs, targets=args.targets)
                 if "oracle" in args.only:
-                    abuse_attacks.k_oracle(bench, targets=args.targets)
+                    abuse_attacks.k_oracle(bench, targets=args.targets, cap=args.oracle_cap)
                 if "benign" in args.only:
                     abuse_attacks.benign(bench)
             if "resources" in args.only or "kills" in args.only:

@@ -145,7 +145,8 @@ def test_bench_abuse_runs() -> None:
         [
             sys.executable,
             str(ROOT / "scripts" / "bench_abuse.py"),
-            *("--rows", "600", "--pairs", "4", "--targets", "2", "--messages", "300"),
+            *("--rows", "600", "--pairs", "4", "--targets", "2", "--oracle-cap", "40"),
+            *("--messages", "300"),
             *("--load-seconds", "2", "--clients", "2", "--kills", "1", "--settle", "1"),
         ],
         capture_output=True,
@@ -158,6 +159,7 @@ def test_bench_abuse_runs() -> None:
         "tracker (Denning)",
         "HAVING as an oracle",
         "existence by COUNT pairs",
+        "k oracle, within 5 %",
         "benign: groups of >= 100 rows",
         "malformed messages",
         "log per request",
