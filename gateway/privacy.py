@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,17 +54,23 @@ class Released:
     epsilon: float  # spent by this release (0 without DP)
 
 
-def suppress(table: pa.Table, k: int, *, keep_empty: bool = True) -> Released:
+def suppress(
+    table: pa.Table, k: int, *, keep_empty: bool = True, per_value: Collection[str] = ()
+) -> Released:
     """Withhold groups with 0 < n < k rows, and groups where an aggregated column has
     values from 0 < c < k rows: an AVG over 10 rows of which one has a wage would
     otherwise be that person's wage. A total over no rows (only a global aggregate has
     one) is kept with ``keep_empty``; without, it is withheld like one over a few: "0"
-    beside a withheld "1" would say whether the one entity a condition describes exists."""
+    beside a withheld "1" would say whether the one entity a condition describes exists.
+    The row counts named in ``per_value`` are left to their own check (the L2 noise
+    withholds such a value, not its group)."""
     if table.num_rows == 0 or ROWS not in table.column_names:
         return Released(table, 0, 0.0)
     n = table.column(ROWS).to_numpy()
     keep = (n >= k) | ((n == 0) & keep_empty)
     for name in row_counts(table.column_names):
+        if name in per_value:
+            continue
         c = table.column(name).to_numpy()
         keep &= (c >= k) | (c == 0)
     kept = table.filter(pa.array(keep))

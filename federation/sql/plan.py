@@ -359,6 +359,15 @@ class QueryPlan:
             found.extend(value.conditions)
         return tuple(found)
 
+    @functools.cached_property
+    def value_condition_columns(self) -> frozenset[str]:
+        """The columns tested inside a value's own condition (FILTER, CASE WHEN)."""
+        step = self.aggregate
+        values = step.values if step is not None else ()
+        return frozenset(
+            col.name for v in values for c in v.conditions for col in c.find_all(exp.Column)
+        )
+
     @property
     def limit(self) -> int | None:
         """A raw read's row cap (applied at every owner), else the query's LIMIT."""

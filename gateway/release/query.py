@@ -23,7 +23,15 @@ from federation.envelope import Envelope
 from federation.outcome import Error
 from federation.partials import to_ipc
 from federation.reports import Explanation
-from federation.sql import Kind, QueryPlan, TooManyLeaves, conditions, leaf_query, partial_query
+from federation.sql import (
+    Kind,
+    QueryPlan,
+    TooManyLeaves,
+    conditions,
+    leaf_query,
+    partial_query,
+    state_name,
+)
 from federation.sql.plan import noise_safe
 from gateway import privacy, sticky_noise, typecheck
 from gateway.catalog import CatalogEntry
@@ -33,7 +41,7 @@ from gateway.descriptor import DatasetDescriptor
 from gateway.engine import Engine
 from gateway.engine_errors import EngineError
 from gateway.errors import FedgateError, InvalidArgument, PermissionDenied
-from gateway.policy.model import Decision
+from gateway.policy.model import Decision, Grant
 from gateway.policy.query import decide_query
 from gateway.policy.store import GrantStore
 from gateway.release.pipeline import Protected
@@ -68,6 +76,11 @@ class PlanCache:
         self._check((plan.sql, ("aliases", desc)), lambda: aliases_are_not_columns(plan, desc))
         if decision.sticky_noise:
             self._check((plan.sql, "noised"), lambda: noised_values(plan))
+            controls = tuple(sorted(decision.grant.columns.items()))
+            self._check(
+                (plan.sql, ("tested in values", controls)),
+                lambda: tested_in_values(plan, decision.grant),
+            )
             self.check_leaves(plan)
 
     def check_leaves(self, plan: QueryPlan) -> None:
@@ -192,6 +205,21 @@ def noised_values(plan: QueryPlan) -> None:
         )
 
 
+def tested_in_values(plan: QueryPlan, grant: Grant) -> None:
+    """On L2 data under sticky noise a value's own condition (FILTER, CASE WHEN) may
+    test only columns the grant gives ``group_by``: each such value is shown or withheld
+    by its own rows, so tests of a filter-only column there would be many tries of the
+    k oracle in one query (``employees <= T`` for 25 values of T). Such tests go in the
+    WHERE, one a query."""
+    for column in sorted(plan.value_condition_columns):
+        if "group_by" not in grant.columns.get(column, ()):
+            raise PermissionDenied(
+                f"column {column!r} may not be tested inside an aggregate (FILTER, CASE "
+                f"WHEN) on L2 data under grant {grant.id}: that needs the group_by control "
+                "(test it in the WHERE), or a grant with DP or the exact option"
+            )
+
+
 def bounded(plan: QueryPlan, clamp: dict[str, tuple[float, float]]) -> None:
     """Under DP every aggregated expression needs a finite interval (its noise is scaled
     from it): refuse the query where its columns' bounds imply none."""
@@ -256,7 +284,11 @@ def sticky_released(
     """L2 without DP: groups under ``k`` withheld (a total too, when it has no rows), then
     those under their noisy threshold, then every state noised by ``sticky_noise`` (the
     same rows, the same noise)."""
-    kept = privacy.suppress(sketched(plan, raw), k, keep_empty=False).table
+    step = plan.aggregate
+    conditioned = (
+        [state_name(Kind.COUNT, v.name) for v in step.values if v.conditions] if step else []
+    )
+    kept = privacy.suppress(sketched(plan, raw), k, keep_empty=False, per_value=conditioned).table
     # A group's rows are chosen by the WHERE alone: its threshold is seeded by those
     # leaves only (a value's own condition could otherwise redraw it at will).
     where = sticky_noise.state_leaves(plan, None, sticky_noise.leaf_map(plan, leaves))

@@ -1068,3 +1068,35 @@ def test_differencing_one_l2_enterprise_yields_no_exact_value(
         | {"employees": "aggregate,filter", "revenue": "aggregate"},
     )
     assert difference("er_exact") == pytest.approx(revenue, rel=1e-9)
+
+
+def test_the_k_oracle_through_filter_values_is_refused_on_l2(
+    federation: RunningFederation,
+) -> None:
+    """Review finding: ``COUNT(*) FILTER (WHERE <k - 1 known> OR (victim AND employees <=
+    T))`` for many T in one query would be many tries of the k oracle at once. Under the
+    L2 noise a value's own condition may test only group_by columns: refused at the
+    owner, audited, nothing released; the same test in the WHERE is answered."""
+    values = ", ".join(
+        f"COUNT(*) FILTER (WHERE employees <= {t}) AS le_{t}" for t in (10, 100, 1000)
+    )
+    with federation.client("li.wei@shanghai") as c:
+        with pytest.raises(ClientError) as err:
+            c.query(f"SELECT COUNT(*) AS n, {values} FROM wuhu.enterprise_registry")
+        assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert "'employees' may not be tested inside an aggregate" in str(err.value)
+        request_id = err.value.details.get("request_id", "")
+        answered = c.query(
+            "SELECT COUNT(*) AS n FROM wuhu.enterprise_registry WHERE employees <= 100"
+        )
+    assert answered.table.num_rows == 1
+    refused = [
+        e for e in federation.audit("wuhu", "query.refused") if e.get("request_id") == request_id
+    ]
+    assert (
+        request_id
+        and refused
+        and not [
+            e for e in federation.audit("wuhu", "release") if e.get("request_id") == request_id
+        ]
+    )

@@ -231,3 +231,61 @@ def test_second_review_holes_stay_closed() -> None:
             draws.append(float(out.column(name)[0].as_py()) - 100.0)
         spreads.append(float(np.std(draws)))
     assert spreads[1] > 0.6 * spreads[0]  # a sum of ones is noised as a count
+
+
+def test_a_groups_conditioned_values_share_its_threshold_draw() -> None:
+    """Eight values over the same 20 rows, each padded differently, are shown or withheld
+    together (the group's draw): one draw each would make one query eight tries of the k
+    oracle. Over many keys both happen, about as often as a group of 20 is shown."""
+    table = pa.table({"g": ["a"] * 45, "c": ["x"] * 20 + ["y"] * 25, "v": [1.0] * 45})
+    pads = " ".join(f", COUNT(*) FILTER (WHERE c = 'x' AND c <> 'p{i}')" for i in range(8))
+    raw, plan = _partial(f"SELECT g{pads} FROM t GROUP BY g", table)
+    shown = 0
+    for i in range(200):
+        version = f"v{i}"
+        noisy = sticky_noise.add_sticky_noise(
+            raw, plan, key=KEY, version=version, leaf_fingerprints=()
+        )
+        out = sticky_noise.withhold_small_values(
+            noisy, raw, plan, k=5, key=KEY, version=version, leaf_fingerprints=()
+        )
+        values = [out.column(c)[0].as_py() for c in out.column_names if c.startswith("__c___v")]
+        assert len(values) == 8 and len({v is None for v in values}) == 1, values
+        shown += values[0] is not None
+    assert abs(shown / 200 - 16 / 31) < 0.15
+
+
+def test_a_conditioned_value_of_few_rows_does_not_withhold_its_group() -> None:
+    """Dropping the group when a value had 0 < n < k rows, and keeping it (the value
+    blanked) from k rows on, answered the k oracle exactly with the group's presence."""
+    from gateway.release.query import sticky_released
+
+    table = pa.table({"g": ["a"] * 40, "id": list(range(40)), "v": [1.0] * 40})
+    seen = []
+    for ids in ("(1, 2, 3, 4)", "(1, 2, 3, 4, 5)"):  # 4 rows (under k), 5 rows
+        sql = f"SELECT g, COUNT(*) FILTER (WHERE id IN {ids}), SUM(v) FROM t GROUP BY g"
+        raw, plan = _partial(sql, table)
+        for i in range(40):
+            released, _ = sticky_released(raw, plan, 5, KEY, f"v{i}", ("l",))
+            assert released.table.num_rows == 1  # the group of 40 stays either way
+            seen.append((ids, released.table.column("__c___v0")[0].as_py()))
+    assert all(v is None for ids, v in seen if ids == "(1, 2, 3, 4)")
+
+
+def test_l2_values_test_only_group_by_columns() -> None:
+    """A filter-only column inside FILTER or CASE WHEN is refused under the L2 noise."""
+    from gateway.errors import PermissionDenied
+    from gateway.policy.model import Grant
+    from gateway.release.query import tested_in_values
+
+    grant = Grant(
+        id="g-1", dataset="t", grantee_kind="org", grantee="o", operations=("query",),
+        columns={"city": ("group_by", "filter"), "e": ("aggregate", "filter")}, min_group_size=5,
+    )  # fmt: skip
+    for sql in (
+        "SELECT COUNT(*) FILTER (WHERE e <= 10) FROM t",
+        "SELECT SUM(CASE WHEN e <= 10 AND city = 'a' THEN 1 END) FROM t",
+    ):
+        with pytest.raises(PermissionDenied, match="'e' may not be tested inside an aggregate"):
+            tested_in_values(parse(sql), grant)
+    tested_in_values(parse("SELECT COUNT(*) FILTER (WHERE city = 'a') FROM t WHERE e <= 10"), grant)
