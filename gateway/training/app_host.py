@@ -4,14 +4,13 @@ The owner node never imports an app. For each run that names one, it starts this
 as a child process (``AppHost``), hands it the run's granted rows once, then each Flower
 message as bytes, and reads back each reply. The child sets its own limits before it
 imports the app: address space, CPU seconds, no file growth (``RLIMIT_FSIZE`` 0), no
-core dumps, no network at all (``training.netns``: a network namespace of its own), and
-(``training.landlock``) reads only of Python, fedgate's packages and the app's own files,
-no file writes, no TCP; it runs in a session of its own with a
-cleaned environment (Flower offline, its home in a temporary folder) and is killed
-with the run. Frames on its stdin and
-stdout are an 8-byte length and the bytes; the app's own prints go to stderr (the
-node's log). A failure reaches the caller as the exception's type only: its message
-could hold the rows' values.
+core dumps, no IP network (``training.netns``, set first by ``training.app_child``:
+a user and network namespace of its own), and (``training.landlock``) reads only of
+Python, fedgate's packages and the app's own files, no file writes, no TCP; it runs in
+a session of its own with a cleaned environment (Flower offline, its home in a temporary
+folder) and is killed with the run. Frames on its stdin and stdout are an 8-byte length
+and the bytes; the app's own prints go to stderr (the node's log). A failure reaches the
+caller as the exception's type only: its message could hold the rows' values.
 """
 
 from __future__ import annotations
@@ -36,7 +35,14 @@ import numpy as np
 from flwr.app import Message
 from numpy.typing import NDArray
 
-from gateway.errors import Aborted, DeadlineExceeded, FedgateError, ResourceExhausted
+from gateway.errors import (
+    Aborted,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FedgateError,
+    ResourceExhausted,
+)
+from gateway.training.app_child import EXIT_NOT_ISOLATED
 
 OK, FAILED, OUT_OF_MEMORY = b"\x00", b"\x01", b"\x02"
 # Exception names a failure may show (an app's own class could be named anything)
@@ -113,12 +119,10 @@ class AppHost:
             "FLWR_HOME": self._home.name,
             "FLWR_TELEMETRY_ENABLED": "0",
             "FLWR_DISABLE_UPDATE_CHECK": "1",
-            # one thread until the sandbox is up: a user namespace needs a process of one
-            **dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"), "1"),
         }
         args = [str(app_dir), str(limits.memory_mb), str(limits.cpu_seconds)]
         self.proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [sys.executable, "-m", "gateway.training.app_host", *args],
+            [sys.executable, "-m", "gateway.training.app_child", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,  # to the node's log (the child may write no file)
@@ -171,6 +175,11 @@ class AppHost:
         code = self._close()
         if code == -signal.SIGXCPU:
             return ResourceExhausted("the app went over its CPU time limit; it was stopped")
+        if code == EXIT_NOT_ISOLATED:
+            return FailedPrecondition(
+                "this node cannot take an app's process off the network (no user namespace: "
+                "see the node's log); no app runs here until it can"
+            )
         return Aborted("the app's process ended")
 
     def close(self) -> int | None:
@@ -247,9 +256,7 @@ def child(argv: list[str]) -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the app's prints go to the log
     _limit(memory_mb, cpu_seconds)
-    from gateway.training import landlock, netns
-
-    print(f"fedgate app sandbox: {netns.isolate()}", file=sys.stderr)  # before Landlock
+    from gateway.training import landlock
 
     readable = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), app_dir}
     readable |= {_ROOT / "gateway", _ROOT / "federation", *map(Path, SYSTEM_READABLE)}

@@ -11,7 +11,6 @@ model update, one that raises, and one that goes over its memory limit.
 from __future__ import annotations
 
 import io
-import os
 import socket
 import subprocess
 import sys
@@ -214,7 +213,7 @@ def app_processes(fed: RunningFederation, node: str) -> list[int]:
             cmd = (d / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat[1]) == pid and b"gateway.training.app_host" in cmd:
+        if int(stat[1]) == pid and b"gateway.training.app_child" in cmd:
             found.append(int(d.name))
     return found
 
@@ -390,14 +389,13 @@ def test_an_approved_app_cannot_reach_past_its_rows(
 
 
 def _isolates() -> bool:
-    """Whether this machine gives a process a network namespace (root, or unprivileged
-    user namespaces), as the app's process asks for one."""
+    """Whether this machine gives an app's process a user and network namespace (as its
+    entry point, ``gateway.training.app_child``, asks first thing)."""
     probe = subprocess.run(  # noqa: S603 - our own module
         [sys.executable, "-c", "from gateway.training import netns; print(netns.isolate())"],
         capture_output=True, text=True, timeout=60,
-        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
-    return "no network at all" in probe.stdout
+    return "no IP network" in probe.stdout
 
 
 @pytest.mark.parametrize(
@@ -405,15 +403,20 @@ def _isolates() -> bool:
     [
         "socket.create_connection(('127.0.0.1', PORT), timeout=2)  # tcp",  # the node's port
         "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'rows', ('127.0.0.1', UDP))",
+        # back into the node's network namespace, then the datagram
+        "ctypes.CDLL(None).setns(os.pidfd_open(os.getppid()), 0x40000000); "
+        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'rows', ('127.0.0.1', UDP))",
     ],
-    ids=["tcp", "udp"],
+    ids=["tcp", "udp", "setns-then-udp"],
 )
 @pytest.mark.skipif(not _isolates(), reason="no network namespace for a process here")
 def test_an_approved_app_has_no_network(
     federation: RunningFederation, granted: dict[str, pa.Table], tmp_path: Path, attempt: str
 ) -> None:
-    """An app's process has a network namespace of its own: neither a TCP connection to
-    the node's port nor a UDP datagram to a listener on loopback leaves it."""
+    """An app's process has a user and network namespace of its own: neither a TCP
+    connection to the node's port nor a UDP datagram to a listener on loopback leaves it,
+    nor can it join the node's network namespace again (setns needs the first user
+    namespace's CAP_SYS_ADMIN, which it gave up even where the node runs as root)."""
     node = "jiangsu"
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     listener.bind(("127.0.0.1", 0))
@@ -421,7 +424,7 @@ def test_an_approved_app_has_no_network(
     with listener:
         source = APP.replace(_AT_TRAIN, f"    {attempt}\n" + _AT_TRAIN).replace(
             "import numpy as np\n",
-            "import socket\n\nimport numpy as np\n\n"
+            "import ctypes\nimport os\nimport socket\n\nimport numpy as np\n\n"
             f"PORT = {federation.fed.node(node).listen.rsplit(':', 1)[1]}\n"
             f"UDP = {listener.getsockname()[1]}\n",
         )
@@ -432,8 +435,10 @@ def test_an_approved_app_has_no_network(
         with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
             c.train(TrainAsk(spec, OWNERS)).result(timeout=60)
         # ENETUNREACH from the namespace; a TCP connect meets Landlock's check first
-        failed = "PermissionError" if "tcp" in attempt and landlock.abi() >= 4 else "OSError"
-        assert f"the app failed ({failed})" in str(err.value), err.value
+        failed = {"PermissionError"} if "tcp" in attempt and landlock.abi() >= 4 else {"OSError"}
+        if "setns" in attempt:  # refused at pidfd_open (Landlock) or unreachable after
+            failed |= {"PermissionError"}
+        assert any(f"the app failed ({f})" in str(err.value) for f in failed), err.value
         with pytest.raises(TimeoutError):
             listener.recvfrom(64)  # nothing came
     assert federation.procs[node].process.poll() is None
@@ -467,3 +472,22 @@ def test_an_apps_init_runs_where_no_row_is(
         result = c.train(TrainAsk(spec, OWNERS)).result(timeout=60)
     with np.load(io.BytesIO(result.model_npz)) as z:  # the app's train changes nothing
         assert z["w1"].tolist() == [0.0]
+
+
+def test_an_app_process_that_cannot_leave_the_network_stops_before_any_app_code() -> None:
+    """A process of two threads cannot enter a user namespace: the entry point stops at
+    once with its own exit code (the owner refuses the message), never running the app."""
+    code = (
+        "import sys, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "from gateway.training.app_child import main\n"
+        "sys.exit(main(['/nonexistent', '512', '10']))\n"
+    )
+    proc = subprocess.run(  # noqa: S603 - our own module
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    from gateway.training.app_child import EXIT_NOT_ISOLATED
+
+    assert proc.returncode == EXIT_NOT_ISOLATED, proc.stderr
+    assert "network not isolated, stopping" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,32 @@
+"""The entry point of an approved app's process: its network goes before anything else.
+
+A user namespace (``training.netns``) can only be entered by a process of one thread, and
+importing numpy or Flower may start threads; so this module imports nothing heavy, takes
+the process out of every IP network, and only then hands over to
+``training.app_host.child``. Where the kernel refuses, the process ends at once with
+``EXIT_NOT_ISOLATED`` and the owner refuses the message: an app never runs networked.
+"""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_NOT_ISOLATED = 3
+
+
+def main(argv: list[str]) -> int:
+    from gateway.training import netns
+
+    try:
+        applied = netns.isolate()
+    except OSError as exc:
+        print(f"fedgate app sandbox: network not isolated, stopping: {exc}", file=sys.stderr)
+        return EXIT_NOT_ISOLATED
+    print(f"fedgate app sandbox: {applied}", file=sys.stderr)
+    from gateway.training.app_host import child
+
+    return child(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
