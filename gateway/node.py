@@ -314,16 +314,18 @@ class Node:
         kept = min(DEADLINE_RESERVE_MAX, max(DEADLINE_RESERVE_MIN, remaining * 0.05))
         return time.monotonic() + max(0.0, remaining - kept)
 
-    def publishers(self, dataset: str, timeout: float) -> list[str]:
+    def publishers(self, dataset: str, timeout: float) -> tuple[list[str], list[str]]:
         """The members that list ``dataset`` as the federated catalog shows it to a member
-        node (never L4): this node and every member that answers within ``timeout``."""
+        node (never L4), this node included; and the members that did not answer within
+        ``timeout`` (or answered under another name)."""
         own = any(
             e.descriptor.name == dataset and e.descriptor.level != "L4"
             for e in self.catalog.entries()
         )
         listings = self.federated_catalog.peers(dataset, timeout)
         peers = [x.member.id for x in listings if any(d.name == dataset for d in x.datasets)]
-        return sorted([self.identity.id] * own + peers)
+        silent = sorted(x.member.id for x in listings if not x.reachable)
+        return sorted([self.identity.id] * own + peers), silent
 
     def catalog_response(self, caller: Identity, name_contains: str) -> Any:
         return serde.catalog_response(

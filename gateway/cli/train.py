@@ -150,7 +150,7 @@ def _dp(text: str) -> tuple[float, float]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from gateway.client import Client
-    from gateway.roles.train_home import TrainAsk
+    from gateway.roles.train_home import EVERY_PUBLISHER, TrainAsk
     from gateway.training.spec import TrainSpec
 
     if args.action is not None:
@@ -187,9 +187,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         dp_noise=args.dp[0],
         secagg=args.secagg,
     )
-    nodes = _names(args.nodes, "--nodes") if args.nodes else ()
-    if not nodes:
-        print(f"no --nodes: every member that lists {args.dataset!r} trains", file=sys.stderr)
+    if not args.nodes:
+        raise InvalidArgument(
+            "fedgate train needs --nodes a,b,c (the owners that train), or --nodes all"
+        )
+    nodes = EVERY_PUBLISHER if args.nodes == "all" else _names(args.nodes, "--nodes")
+    if nodes == EVERY_PUBLISHER:
+        print(f"--nodes all: every member that lists {args.dataset!r} trains", file=sys.stderr)
     ask = TrainAsk(spec, nodes, args.purpose)
     with Client(profile(args), timeout=args.timeout) as c:
         run = c.train(ask, on_round=lambda r: _show(r, args.quiet))
@@ -257,8 +261,8 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--strategy", choices=STRATEGIES, default="fedavg")
     sp.add_argument(
         "--nodes",
-        help="the owners that train, comma-separated (default: every member that lists "
-        "the dataset in the federated catalog)",
+        help="the owners that train, comma-separated; all: every member that lists the "
+        "dataset in the federated catalog",
     )
     sp.add_argument("--min-nodes", type=int, default=0, help="0: every owner named")
     sp.add_argument("--seed", type=int, default=0)

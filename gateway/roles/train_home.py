@@ -34,6 +34,7 @@ from gateway.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 from gateway.receipt_store import ReceiptStore
 from gateway.roles.vouching import Vouching
@@ -48,6 +49,7 @@ ROUND_SECONDS = 300.0  # the longest one exchange waits for its replies (a run: 
 POLL_SECONDS = 0.2
 CANCELLED = "the analyst cancelled the run"
 PUBLISHERS_TIMEOUT = 10.0  # the longest the home asks who lists a run's dataset
+EVERY_PUBLISHER = ("all",)  # TrainAsk.nodes for every member that lists the dataset
 
 
 @dataclass(frozen=True)
@@ -153,14 +155,15 @@ class TrainHome:
         vouching: Vouching,
         ask_step: AskStep,
         receipts: ReceiptStore,
-        publishers: Callable[[str, float], list[str]],
+        publishers: Callable[[str, float], tuple[list[str], list[str]]],
     ) -> None:
         self.node_id = node_id
         self.membership = membership
         self.vouching = vouching
         self.ask_step = ask_step
         self.receipts = receipts
-        self.publishers = publishers  # (dataset, timeout) -> the members that list it
+        # (dataset, timeout) -> (the members that list it, the members that did not answer)
+        self.publishers = publishers
         self.runs = Runs()
 
     def train(
@@ -176,7 +179,9 @@ class TrainHome:
         spec = replace(spec, nodes=tuple(m.id for m in members))  # signed with the spec
         min_nodes = spec.min_nodes or len(members)
         if not 1 <= min_nodes <= len(members):
-            raise InvalidArgument(f"min nodes must be between 1 and the {len(members)} named")
+            named = "found (" + ", ".join(m.id for m in members) + ")"
+            named = named if ask.nodes == EVERY_PUBLISHER else "named"
+            raise InvalidArgument(f"min nodes must be between 1 and the {len(members)} {named}")
         if spec.secagg and min_nodes < SECAGG_MIN_NODES:
             raise InvalidArgument(
                 f"--secagg needs at least {SECAGG_MIN_NODES} owners training (with two, each "
@@ -262,14 +267,13 @@ class TrainHome:
         if len(ask.purpose) > MAX_PURPOSE_CHARS:
             raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
         names = ask.nodes
-        if not names:  # every reachable member that lists the dataset
-            timeout = min(PUBLISHERS_TIMEOUT, deadline - time.monotonic())
-            names = tuple(self.publishers(ask.spec.dataset, max(0.05, timeout)))
-            if not names:
-                raise NotFound(
-                    f"no reachable member lists a dataset {ask.spec.dataset!r}: "
-                    "check the name with fedgate catalog, or name the owners with --nodes"
-                )
+        if not names:
+            raise InvalidArgument(
+                "name the owners that train (--nodes a,b,c), or --nodes all for every "
+                "member that lists the dataset"
+            )
+        if names == EVERY_PUBLISHER:
+            names = self._publishers(ask.spec.dataset, deadline)
         if len(set(names)) != len(names):
             raise InvalidArgument("an owner is named twice")
         found = []
@@ -279,6 +283,24 @@ class TrainHome:
                 raise NotFound(f"no member {name!r} in the federation")
             found.append(m)
         return found
+
+    def _publishers(self, dataset: str, deadline: float) -> tuple[str, ...]:
+        """``--nodes all``: every member that lists the dataset, this node included; a
+        member that did not answer fails the run (it may hold the dataset)."""
+        timeout = min(PUBLISHERS_TIMEOUT, deadline - time.monotonic())
+        if timeout <= 0:
+            raise DeadlineExceeded("no time was left to ask who lists the dataset")
+        found, silent = self.publishers(dataset, timeout)
+        if silent:
+            raise Unavailable(
+                f"member(s) {', '.join(silent)} did not answer the catalog, so whether they "
+                f"list {dataset!r} is unknown: name the owners with --nodes"
+            )
+        if not found:
+            raise NotFound(
+                f"no member lists a dataset {dataset!r}: check the name with fedgate catalog"
+            )
+        return tuple(found)
 
     def _run(
         self,

@@ -162,27 +162,33 @@ def test_cli_writes_the_run_folder(
         assert z["w0"].shape[0] == len(FEATURES)
 
 
-def test_without_nodes_every_member_listing_the_dataset_trains(
+def test_nodes_all_trains_every_member_listing_the_dataset(
     federation: RunningFederation, parts: dict[str, pa.Table], tmp_path: Path
 ) -> None:
-    """No --nodes: the home asks the federated catalog who lists the dataset (here the
-    three owners of train_rows, of seven members) and signs the spec with them."""
+    """--nodes all: the home asks the federated catalog who lists the dataset (here the
+    three owners of train_rows, of seven members) and signs the spec with them; without
+    --nodes the run is refused (no owner joins a run the analyst did not ask for)."""
     common = (
         "train", "--profile", str(federation.fed.profile_path(ANALYST)), "--task", "logreg",
         "--features", ",".join(FEATURES), "--label", "y", "--rounds", "2", "--lr", str(LR),
     )  # fmt: skip
-    proc = run_fedgate(
-        *common, "--dataset", "train_rows", "--out", str(tmp_path / "run"), timeout=300
-    )
+    out = str(tmp_path / "run")
+    proc = run_fedgate(*common, "--dataset", "train_rows", "--nodes", "all", "--out", out)
     assert proc.returncode == 0, proc.stderr
-    assert "every member that lists 'train_rows' trains" in proc.stderr
+    assert "--nodes all: every member that lists 'train_rows' trains" in proc.stderr
     assert f"rounds at {', '.join(sorted(OWNERS))}," in proc.stderr
     meta = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [r["nodes_answered"] for r in meta["rounds"]] == [len(OWNERS)] * 2
-    proc = run_fedgate(*common, "--dataset", "no_such_rows", "--out", str(tmp_path / "x"))
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "NOT_FOUND: no reachable member lists a dataset 'no_such_rows'" in proc.stderr
-    assert not (tmp_path / "x").exists()
+    for extra, status, words in (
+        (("--dataset", "no_such_rows", "--nodes", "all"), "NOT_FOUND", "no member lists"),
+        (("--dataset", "train_rows", "--nodes", "all", "--min-nodes", "4"), "INVALID_ARGUMENT",
+         "between 1 and the 3 found (jiangsu, shanghai, zhejiang)"),
+        (("--dataset", "train_rows"), "fedgate: error:", "needs --nodes a,b,c"),
+    ):  # fmt: skip
+        proc = run_fedgate(*common, *extra, "--out", str(tmp_path / "x"))
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert status in proc.stderr and words in proc.stderr, proc.stderr
+        assert not (tmp_path / "x").exists()
 
 
 def test_sample_data_parity_with_pooled_training(federation: RunningFederation) -> None:
