@@ -6,7 +6,8 @@ message as bytes, and reads back each reply. The child sets its own limits befor
 imports the app: address space, CPU seconds, no file growth (``RLIMIT_FSIZE`` 0), no
 core dumps, no IP network (``training.netns``, set first by ``training.app_child``:
 a user and network namespace of its own), and (``training.landlock``) reads only of
-Python, fedgate's packages and the app's own files, no file writes, no TCP; it runs in
+Python, fedgate's packages and the app's own files, no file writes, no TCP, and
+(``training.seccomp``) no unix sockets; it runs in
 a session of its own with a cleaned environment (Flower offline, its home in a temporary
 folder) and is killed with the run. Frames on its stdin and stdout are an 8-byte length
 and the bytes; the app's own prints go to stderr (the node's log). A failure reaches the
@@ -256,11 +257,12 @@ def child(argv: list[str]) -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the app's prints go to the log
     _limit(memory_mb, cpu_seconds)
-    from gateway.training import landlock
+    from gateway.training import landlock, seccomp
 
     readable = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), app_dir}
     readable |= {_ROOT / "gateway", _ROOT / "federation", *map(Path, SYSTEM_READABLE)}
     print(f"fedgate app sandbox: {landlock.restrict(sorted(readable))}", file=sys.stderr)
+    print(f"fedgate app sandbox: {seccomp.restrict()}", file=sys.stderr)
 
     from flwr.app import Array, ArrayRecord, Context, RecordDict
 

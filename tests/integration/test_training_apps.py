@@ -406,8 +406,10 @@ def _isolates() -> bool:
         # back into the node's network namespace, then the datagram
         "ctypes.CDLL(None).setns(os.pidfd_open(os.getppid()), 0x40000000); "
         "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'rows', ('127.0.0.1', UDP))",
+        # a pathname unix socket (as /dev/log or a resolver's): not network, not Landlock's
+        "socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'rows', UNIX)",
     ],
-    ids=["tcp", "udp", "setns-then-udp"],
+    ids=["tcp", "udp", "setns-then-udp", "unix-socket"],
 )
 @pytest.mark.skipif(not _isolates(), reason="no network namespace for a process here")
 def test_an_approved_app_has_no_network(
@@ -418,15 +420,19 @@ def test_an_approved_app_has_no_network(
     nor can it join the node's network namespace again (setns needs the first user
     namespace's CAP_SYS_ADMIN, which it gave up even where the node runs as root)."""
     node = "jiangsu"
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    unix.bind(str(tmp_path / "sock"))
+    unix.settimeout(0.5)
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     listener.bind(("127.0.0.1", 0))
     listener.settimeout(0.5)
-    with listener:
+    with listener, unix:
         source = APP.replace(_AT_TRAIN, f"    {attempt}\n" + _AT_TRAIN).replace(
             "import numpy as np\n",
             "import ctypes\nimport os\nimport socket\n\nimport numpy as np\n\n"
             f"PORT = {federation.fed.node(node).listen.rsplit(':', 1)[1]}\n"
-            f"UDP = {listener.getsockname()[1]}\n",
+            f"UDP = {listener.getsockname()[1]}\n"
+            f"UNIX = {str(tmp_path / 'sock')!r}\n",
         )
         folder = tmp_path / "caller"
         folder.mkdir()
@@ -438,9 +444,12 @@ def test_an_approved_app_has_no_network(
         failed = {"PermissionError"} if "tcp" in attempt and landlock.abi() >= 4 else {"OSError"}
         if "setns" in attempt:  # refused at pidfd_open (Landlock) or unreachable after
             failed |= {"PermissionError"}
+        if "AF_UNIX" in attempt:  # seccomp: EACCES
+            failed = {"PermissionError"}
         assert any(f"the app failed ({f})" in str(err.value) for f in failed), err.value
-        with pytest.raises(TimeoutError):
-            listener.recvfrom(64)  # nothing came
+        for sock in (listener, unix):
+            with pytest.raises(TimeoutError):
+                sock.recvfrom(64)  # nothing came
     assert federation.procs[node].process.poll() is None
 
 

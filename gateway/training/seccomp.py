@@ -1,0 +1,66 @@
+"""A seccomp filter: a process may no longer make unix sockets, for itself and its children.
+
+An approved app's process has no IP network (``training.netns``) and Landlock limits
+its files, but a pathname unix socket is reached by ``connect``, which Landlock does
+not check: ``/dev/log``, a resolver's or a container engine's socket would carry what
+the app read. With this filter ``socket(AF_UNIX, ...)`` fails with ``EACCES`` (pipes and
+``socketpair`` still work). A classic BPF program through ``ctypes``
+(``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)``) for x86-64 and arm64; elsewhere
+``restrict`` says it did nothing. It needs ``no_new_privs``, which it sets.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import platform
+
+_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 38, 22, 2
+_RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
+_LD_ABS, _JEQ, _RET = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET
+_AF_UNIX = 1
+# machine -> (AUDIT_ARCH_*, the socket syscall's number)
+_ARCHES = {"x86_64": (0xC000003E, 41), "aarch64": (0xC00000B7, 198)}
+
+
+class _Insn(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_Insn))]
+
+
+def _program(arch: int, socket_nr: int) -> list[tuple[int, int, int, int]]:
+    """seccomp_data: nr at 0, arch at 4, args[0] (low half, little-endian) at 16."""
+    return [
+        (_LD_ABS, 0, 0, 4),
+        (_JEQ, 0, 5, arch),  # another ABI: allow (x86-64's x32 is not in a Python build)
+        (_LD_ABS, 0, 0, 0),
+        (_JEQ, 0, 3, socket_nr),
+        (_LD_ABS, 0, 0, 16),
+        (_JEQ, 0, 1, _AF_UNIX),
+        (_RET, 0, 0, _RET_ERRNO | errno.EACCES),
+        (_RET, 0, 0, _RET_ALLOW),
+    ]
+
+
+def restrict() -> str:
+    """Refuse ``socket(AF_UNIX, ...)`` from now on; what was applied, or why not."""
+    arch = _ARCHES.get(platform.machine())
+    if arch is None:
+        return f"unix sockets not restricted: no filter for {platform.machine()}"
+    insns = _program(*arch)
+    array = (_Insn * len(insns))(*(_Insn(*i) for i in insns))
+    prog = _Prog(len(insns), ctypes.cast(array, ctypes.POINTER(_Insn)))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        return "unix sockets not restricted: prctl(NO_NEW_PRIVS) failed"
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        return f"unix sockets not restricted: seccomp failed (errno {ctypes.get_errno()})"
+    return "seccomp: no unix sockets"
