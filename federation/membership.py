@@ -58,10 +58,15 @@ def _canonical(document: dict) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+RESERVED_ID = "all"
+
+
 def check(membership: Membership) -> Membership:
     ids = [m.id for m in membership.members]
     if len(set(ids)) != len(ids):
         raise MembershipError("a node id appears twice in the membership document")
+    if RESERVED_ID in ids:  # ``fedgate train --nodes all`` means every member
+        raise MembershipError(f"{RESERVED_ID!r} is not a node id (it means every member)")
     for m in membership.members:
         if m.level not in LEVELS:
             raise MembershipError(f"member {m.id!r}: level {m.level!r} is not one of {LEVELS}")

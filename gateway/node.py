@@ -324,7 +324,7 @@ class Node:
         )
         listings = self.federated_catalog.peers(dataset, timeout)
         peers = [x.member.id for x in listings if any(d.name == dataset for d in x.datasets)]
-        silent = sorted(x.member.id for x in listings if not x.reachable)
+        silent = sorted(f"{x.member.id} ({x.error[:120]})" for x in listings if not x.reachable)
         return sorted([self.identity.id] * own + peers), silent
 
     def catalog_response(self, caller: Identity, name_contains: str) -> Any:

@@ -175,14 +175,15 @@ def withhold_small_values(
     version: str,
     leaf_fingerprints: Sequence[object],
 ) -> pa.Table:
-    """A value with its own condition (``COUNT(*) FILTER (WHERE ...)``, ``SUM(CASE WHEN
-    ... THEN x END)``) is shown only where its rows reach its group's sticky noisy
-    threshold (the group's own draw: k or more); else all its states are withheld
-    (NULL; a count reads 0), so a filter isolating one entity says nothing, not even
-    whether it exists. One draw for all of a group's values: a draw each would give a
-    query of many values as many tries of the k oracle at once (the group itself is
-    never withheld for a value's few rows: that would be the exact k again). ``exact``
-    is the partial before noise, row for row the same groups as ``noisy``."""
+    """A value is shown only where its own rows (those its condition keeps, those where
+    it is not NULL: ``COUNT(*) FILTER (WHERE ...)``, ``SUM(CASE WHEN ... THEN x END)``,
+    ``SUM(x)`` of a column with NULLs) reach its group's sticky noisy threshold (the
+    group's own draw: k or more); else all its states are withheld (NULL; a count reads
+    0), so a filter isolating one entity says nothing, not even whether it exists. One
+    draw for all of a group's values: a draw each would give a query of many values as
+    many tries of the k oracle at once (the group itself is never withheld for a value's
+    few rows: that would be the exact k again). ``exact`` is the partial before noise,
+    row for row the same groups as ``noisy``."""
     step = plan.aggregate
     if step is None or noisy.num_rows == 0:
         return noisy
@@ -190,13 +191,11 @@ def withhold_small_values(
     groups = exact.column(FINGERPRINT).to_pylist()
     needed = np.array([_threshold(k, key, version, _fp(fp), seeds) for fp in groups])
     out = noisy
-    for value in step.values:
-        if not value.conditions:
-            continue
-        counts = exact.column(state_name(Kind.COUNT, value.name)).to_numpy(zero_copy_only=False)
+    for counted in [s for s in step.states if s.kind is Kind.COUNT]:
+        counts = exact.column(counted.name).to_numpy(zero_copy_only=False)
         small = pa.array(np.nan_to_num(counts.astype(np.float64)) < needed)
         for state in step.states:
-            if state.column != value.name or state.name not in out.column_names:
+            if state.column != counted.column or state.name not in out.column_names:
                 continue
             index = out.column_names.index(state.name)
             column = out.column(state.name)

@@ -30,7 +30,6 @@ from federation.sql import (
     conditions,
     leaf_query,
     partial_query,
-    state_name,
 )
 from federation.sql.plan import noise_safe
 from gateway import privacy, sticky_noise, typecheck
@@ -284,11 +283,12 @@ def sticky_released(
     """L2 without DP: groups under ``k`` withheld (a total too, when it has no rows), then
     those under their noisy threshold, then every state noised by ``sticky_noise`` (the
     same rows, the same noise)."""
+    # Every value's own row count (its condition's, its NULLs') is left to the value's
+    # check (``withhold_small_values``): a group withheld for a value's few rows, and
+    # kept from k on, would answer the k oracle exactly.
     step = plan.aggregate
-    conditioned = (
-        [state_name(Kind.COUNT, v.name) for v in step.values if v.conditions] if step else []
-    )
-    kept = privacy.suppress(sketched(plan, raw), k, keep_empty=False, per_value=conditioned).table
+    counted = [s.name for s in step.states if s.kind is Kind.COUNT] if step else []
+    kept = privacy.suppress(sketched(plan, raw), k, keep_empty=False, per_value=counted).table
     # A group's rows are chosen by the WHERE alone: its threshold is seeded by those
     # leaves only (a value's own condition could otherwise redraw it at will).
     where = sticky_noise.state_leaves(plan, None, sticky_noise.leaf_map(plan, leaves))

@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
-from federation.membership import Member, Membership
+from federation.membership import RESERVED_ID, Member, Membership
 from federation.outcome import Code, Error
 from federation.reports import OwnerReport
 from federation.training.config import SECAGG_MIN_NODES
@@ -49,7 +49,7 @@ ROUND_SECONDS = 300.0  # the longest one exchange waits for its replies (a run: 
 POLL_SECONDS = 0.2
 CANCELLED = "the analyst cancelled the run"
 PUBLISHERS_TIMEOUT = 10.0  # the longest the home asks who lists a run's dataset
-EVERY_PUBLISHER = ("all",)  # TrainAsk.nodes for every member that lists the dataset
+EVERY_PUBLISHER = (RESERVED_ID,)  # TrainAsk.nodes: every member that lists the dataset
 
 
 @dataclass(frozen=True)
@@ -291,9 +291,11 @@ class TrainHome:
         if timeout <= 0:
             raise DeadlineExceeded("no time was left to ask who lists the dataset")
         found, silent = self.publishers(dataset, timeout)
+        if time.monotonic() >= deadline:  # the lookup ran out the run's own time
+            raise DeadlineExceeded("the deadline passed while asking who lists the dataset")
         if silent:
             raise Unavailable(
-                f"member(s) {', '.join(silent)} did not answer the catalog, so whether they "
+                f"member(s) {'; '.join(silent)} did not answer the catalog, so whether they "
                 f"list {dataset!r} is unknown: name the owners with --nodes"
             )
         if not found:

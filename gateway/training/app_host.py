@@ -178,8 +178,8 @@ class AppHost:
             return ResourceExhausted("the app went over its CPU time limit; it was stopped")
         if code == EXIT_NOT_ISOLATED:
             return FailedPrecondition(
-                "this node cannot take an app's process off the network (no user namespace: "
-                "see the node's log); no app runs here until it can"
+                "this node cannot sandbox an app's process (a user and network namespace, "
+                "its seccomp filter: see the node's log); no app runs here until it can"
             )
         return Aborted("the app's process ended")
 
@@ -262,7 +262,10 @@ def child(argv: list[str]) -> int:
     readable = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), app_dir}
     readable |= {_ROOT / "gateway", _ROOT / "federation", *map(Path, SYSTEM_READABLE)}
     print(f"fedgate app sandbox: {landlock.restrict(sorted(readable))}", file=sys.stderr)
-    print(f"fedgate app sandbox: {seccomp.restrict()}", file=sys.stderr)
+    filtered = seccomp.restrict()
+    print(f"fedgate app sandbox: {filtered}", file=sys.stderr)
+    if not filtered.startswith("seccomp:") and seccomp.supported():
+        return EXIT_NOT_ISOLATED  # the filter exists for this machine but did not apply
 
     from flwr.app import Array, ArrayRecord, Context, RecordDict
 

@@ -3,10 +3,12 @@
 An approved app's process has no IP network (``training.netns``) and Landlock limits
 its files, but a pathname unix socket is reached by ``connect``, which Landlock does
 not check: ``/dev/log``, a resolver's or a container engine's socket would carry what
-the app read. With this filter ``socket(AF_UNIX, ...)`` fails with ``EACCES`` (pipes and
-``socketpair`` still work). A classic BPF program through ``ctypes``
-(``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)``) for x86-64 and arm64; elsewhere
-``restrict`` says it did nothing. It needs ``no_new_privs``, which it sets.
+the app read. With this filter ``socket(AF_UNIX, ...)`` and io_uring fail with
+``EACCES``, a syscall of another ABI kills the process (pipes, ``socketpair`` and a fork
+``multiprocessing`` pool still work; the forkserver start method does not). A classic
+BPF program through ``ctypes`` (``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)``) for
+x86-64 and arm64; elsewhere ``restrict`` says it did nothing. It needs ``no_new_privs``,
+which it sets.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import errno
 import platform
 
 _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 38, 22, 2
-_RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
-_LD_ABS, _JEQ, _RET = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET
+_RET_ALLOW, _RET_ERRNO, _RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
+# BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_JMP|BPF_JGE|BPF_K, BPF_RET
+_LD_ABS, _JEQ, _JGE, _RET = 0x20, 0x15, 0x35, 0x06
+_X32 = 0x40000000  # x86-64's x32 syscall numbers start here
+_IO_URING = (425, 426, 427)  # io_uring_setup, _enter, _register (x86-64 and arm64 alike)
 _AF_UNIX = 1
 # machine -> (AUDIT_ARCH_*, the socket syscall's number)
 _ARCHES = {"x86_64": (0xC000003E, 41), "aarch64": (0xC00000B7, 198)}
@@ -37,17 +42,29 @@ class _Prog(ctypes.Structure):
 
 
 def _program(arch: int, socket_nr: int) -> list[tuple[int, int, int, int]]:
-    """seccomp_data: nr at 0, arch at 4, args[0] (low half, little-endian) at 16."""
+    """seccomp_data: nr at 0, arch at 4, args[0] (low half, little-endian) at 16. Another
+    ABI (i386's ``int 0x80`` on x86-64) kills the process; x32 numbers and io_uring (which
+    makes sockets without ``socket``) are refused; ``socket(AF_UNIX, ...)`` is refused."""
     return [
         (_LD_ABS, 0, 0, 4),
-        (_JEQ, 0, 5, arch),  # another ABI: allow (x86-64's x32 is not in a Python build)
+        (_JEQ, 1, 0, arch),
+        (_RET, 0, 0, _RET_KILL),
         (_LD_ABS, 0, 0, 0),
+        (_JGE, 6, 0, _X32),
+        (_JEQ, 5, 0, _IO_URING[0]),
+        (_JEQ, 4, 0, _IO_URING[1]),
+        (_JEQ, 3, 0, _IO_URING[2]),
         (_JEQ, 0, 3, socket_nr),
         (_LD_ABS, 0, 0, 16),
         (_JEQ, 0, 1, _AF_UNIX),
         (_RET, 0, 0, _RET_ERRNO | errno.EACCES),
         (_RET, 0, 0, _RET_ALLOW),
     ]
+
+
+def supported() -> bool:
+    """Whether this machine has a filter here (x86-64, arm64)."""
+    return platform.machine() in _ARCHES
 
 
 def restrict() -> str:

@@ -70,6 +70,7 @@ def test_malformed_document(keys) -> None:
         ((Member("x", "X", "127.0.0.1:1", "county"),), "level"),
         ((Member("x", "X", "nowhere", "province"),), "host:port"),
         ((PROVINCE, Member("c", "C", "127.0.0.1:2", "city")), "needs a parent"),
+        ((Member("all", "All", "127.0.0.1:3", "province"),), "'all' is not a node id"),
     ],
 )
 def test_inconsistent_documents_are_refused(members, message) -> None:

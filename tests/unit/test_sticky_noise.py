@@ -289,3 +289,20 @@ def test_l2_values_test_only_group_by_columns() -> None:
         with pytest.raises(PermissionDenied, match="'e' may not be tested inside an aggregate"):
             tested_in_values(parse(sql), grant)
     tested_in_values(parse("SELECT COUNT(*) FILTER (WHERE city = 'a') FROM t WHERE e <= 10"), grant)
+
+
+def test_a_value_with_few_non_null_rows_does_not_withhold_its_group() -> None:
+    """Review finding: SUM(revenue) where 40 padding rows have no revenue and 4 known
+    firms (plus the victim, when a test holds) have one: withholding the group at 4
+    non-NULL rows and keeping it at 5 was the exact k oracle. The value is blanked."""
+    from gateway.release.query import sticky_released
+
+    for with_victim in (False, True):
+        present = 5 if with_victim else 4
+        table = pa.table({"g": ["a"] * 45, "v": [1.0] * present + [None] * (45 - present)})
+        raw, plan = _partial("SELECT g, COUNT(*), SUM(v) FROM t GROUP BY g", table)
+        for i in range(40):
+            released, _ = sticky_released(raw, plan, 5, KEY, f"v{i}", ())
+            assert released.table.num_rows == 1  # the group of 45 stays either way
+            if not with_victim:
+                assert released.table.column("__s_v")[0].as_py() is None

@@ -22,8 +22,8 @@ def test_every_member_that_lists_the_dataset() -> None:
 
 def test_a_member_that_did_not_answer_stops_the_run() -> None:
     """It may hold the dataset: training without it silently would change the run."""
-    with pytest.raises(Unavailable, match="member.s. c did not answer the catalog"):
-        _home(["a"], ["c"])._publishers("ds", time.monotonic() + 5)
+    with pytest.raises(Unavailable, match="member.s. c .timed out. did not answer the catalog"):
+        _home(["a"], ["c (timed out)"])._publishers("ds", time.monotonic() + 5)
 
 
 def test_nobody_lists_it_or_no_time_is_left() -> None:

@@ -1,0 +1,58 @@
+"""The app process's seccomp filter, in child processes (a filter cannot be lifted)."""
+
+from __future__ import annotations
+
+import platform
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from gateway.training import seccomp
+
+pytestmark = pytest.mark.skipif(not seccomp.supported(), reason="no filter for this machine")
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    head = (
+        "from gateway.training import seccomp\nassert seccomp.restrict().startswith('seccomp:')\n"
+    )
+    return subprocess.run(  # noqa: S603 - our own code
+        [sys.executable, "-c", head + code], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_unix_sockets_and_io_uring_are_refused_the_rest_works() -> None:
+    proc = _run(
+        "import ctypes, errno, socket\n"
+        "try:\n"
+        "    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "    raise SystemExit('a unix socket was made')\n"
+        "except PermissionError:\n"
+        "    pass\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "assert libc.syscall(425, 8, None) == -1 and ctypes.get_errno() == errno.EACCES\n"
+        "a, b = socket.socketpair()  # a pipe's kind of socket: allowed\n"
+        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close()\n"
+        "import numpy, flwr.app\n"
+        "print('ok')\n"
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="i386's int 0x80 is x86-64's")
+def test_a_syscall_of_another_abi_kills_the_process() -> None:
+    """Review finding: i386's ``int 0x80`` socket (359) passed a filter that allowed other
+    ABIs, and a datagram reached a unix socket outside."""
+    proc = _run(
+        "import ctypes, mmap\n"
+        "code = bytes([0xB8, 0x67, 0x01, 0, 0, 0xBB, 1, 0, 0, 0, 0xB9, 2, 0, 0, 0,\n"
+        "              0xBA, 0, 0, 0, 0, 0xCD, 0x80, 0xC3])  # socket(AF_UNIX, DGRAM, 0)\n"
+        "buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+        "buf.write(code)\n"
+        "addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))\n"
+        "print('returned', ctypes.CFUNCTYPE(ctypes.c_int)(addr)())\n"
+    )
+    assert proc.returncode == -signal.SIGSYS, (proc.returncode, proc.stdout, proc.stderr)
+    assert "returned" not in proc.stdout
