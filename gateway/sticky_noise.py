@@ -147,10 +147,18 @@ def _threshold(k: int, key: bytes, version: str, rows: str, seeds: str) -> int:
 
 
 def leaf_map(plan: QueryPlan, fingerprints: Sequence[object]) -> dict[str, str]:
-    """Each leaf of the plan's conditions (by its text) with the fingerprint of the rows it
-    matches in the whole dataset (``leaf_query`` reads them in this order)."""
+    """Each leaf of the plan's conditions (by its text) with its seed: the fingerprints of
+    the rows it matches in the whole dataset and of the rows the WHERE matches with it
+    forced true and false (``leaf_query`` reads them in this order, three a leaf). The
+    forced ones make a leaf's layer depend on what the condition means, not only on
+    which rows it selects: two conditions that select the same rows by different means
+    (``X OR (v AND t)``, ``X AND NOT (v AND t)`` when v does not hold) draw differently,
+    so equal answers say nothing; two spellings of one condition draw alike."""
     found = conditions.leaves(*plan.conditions)
-    return {leaf.sql(): _fp(fp) for leaf, fp in zip(found, fingerprints, strict=False)}
+    seeds = [fingerprints[i : i + 3] for i in range(0, len(fingerprints), 3)]
+    return {
+        leaf.sql(): "/".join(_fp(f) for f in seed) for leaf, seed in zip(found, seeds, strict=False)
+    }
 
 
 def state_leaves(plan: QueryPlan, value: str | None, by_leaf: dict[str, str]) -> list[str]:

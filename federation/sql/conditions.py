@@ -47,3 +47,32 @@ def leaves(*conditions: exp.Expr | None) -> list[exp.Expr]:
                 "counts one per value)"
             )
     return list(found.values())
+
+
+def forced(condition: exp.Expr, leaf: str, value: bool) -> exp.Expr:
+    """A new ``condition`` with every occurrence of the leaf ``leaf`` (its text, as
+    ``leaves`` names it) replaced by TRUE or FALSE; ``BETWEEN`` and ``IN`` are first
+    spelled as the leaves ``leaves`` makes of them. Two conditions that mean the same
+    stay the same when the same leaf is forced, whatever their spelling."""
+
+    def walk(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.And | exp.Or):
+            return type(node)(this=walk(node.this), expression=walk(node.expression))
+        if isinstance(node, exp.Not | exp.Paren):
+            return type(node)(this=walk(node.this))
+        if isinstance(node, exp.Between):
+            value_ = node.this
+            low = exp.GTE(this=value_.copy(), expression=node.args["low"].copy())
+            high = exp.LTE(this=value_.copy(), expression=node.args["high"].copy())
+            return exp.Paren(this=exp.And(this=walk(low), expression=walk(high)))
+        if isinstance(node, exp.In) and node.expressions:
+            tests = [exp.EQ(this=node.this.copy(), expression=v.copy()) for v in node.expressions]
+            out = walk(tests[0])
+            for t in tests[1:]:
+                out = exp.Or(this=out, expression=walk(t))
+            return exp.Paren(this=out)
+        if node.sql() == leaf:
+            return exp.true() if value else exp.false()
+        return node.copy()
+
+    return walk(condition)

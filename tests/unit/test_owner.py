@@ -387,3 +387,31 @@ def test_declared_categories_survive_a_restart(parts: Parts, tmp_path: Path) -> 
     assert entry is not None
     assert entry.descriptor.columns[0].categories == ("Hefei", "Wuhu")
     assert hash(entry.descriptor)
+
+
+def test_equal_rows_by_different_means_are_not_equal_answers(parts: Parts) -> None:
+    """Review finding: ``X OR (v AND t)`` and ``X AND NOT (v AND t)`` select the same rows
+    exactly when t fails for v, and drew the same noise (same rows, same tests): equal
+    answers read t. A test's layer is also seeded by what the WHERE matches with that
+    test forced, so the two draw apart; spellings of one condition still draw alike."""
+    _grant(
+        parts,
+        columns={"city": ("filter",), "employees": ("filter",), "revenue": ("aggregate",)},
+    )
+
+    def answer(where: str) -> object:
+        payload = parts.owner.execute(_env(f"SELECT SUM(revenue) AS r FROM firms WHERE {where}"))
+        return from_ipc(payload.payload).column("__s_revenue")[0].as_py()
+
+    test = "city = 'wuhu' AND employees <= 20"  # wuhu's employees are 40..45: never holds
+    either, neither = (
+        answer(f"city = 'hefei' OR ({test})"),
+        answer(f"city = 'hefei' AND NOT ({test})"),
+    )
+    assert either is not None and neither is not None and either != neither
+    assert answer(f"city = 'hefei' OR ({test})") == either  # sticky
+    for spelling in (  # the same condition, spelled otherwise: the same answer
+        "(employees <= 20 AND city = 'wuhu') OR city = 'hefei'",
+        "city IN ('hefei') OR (city IN ('wuhu') AND employees <= 20)",
+    ):
+        assert answer(spelling) == either, spelling
