@@ -368,6 +368,46 @@ def k_oracle(bench: Bench, *, targets: int, cap: int = 600) -> None:
             print(line + f"; the attacker gives up after {cap} queries", flush=True)
 
 
+def equal_answers(bench: Bench, client: Client, dataset: str, n: int) -> tuple[int, int, int]:
+    """A review's attack: ``X OR (victim AND employees <= T)`` and ``X AND NOT (victim AND
+    employees <= T)`` select the same rows exactly when the test fails; with noise drawn
+    from the rows and the set of tests alone their answers were then identical (to the
+    last bits a sum's order leaves). A binary search on T, two queries a step. Returns
+    (victims read exactly, victims, the most queries one took); victims unique by city,
+    industry and founding year (the test must single them out)."""
+    con = _pooled(bench)
+    victims = (
+        con.sql(
+            "SELECT * FROM pooled QUALIFY COUNT(*) OVER "
+            "(PARTITION BY city, industry_code, founding_year) = 1 ORDER BY revenue"
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
+    victims = victims[:: max(1, len(victims) // n)][:n]
+    exact, most = 0, 0
+    for v in victims:
+        ask = Asker(client, dataset)
+        other = next(c for c in CITIES if c != v["city"])
+        who = (
+            f"city = '{v['city']}' AND industry_code = '{v['industry_code']}' "
+            f"AND founding_year = {v['founding_year']}"
+        )
+        lo, hi = 0, 100_000
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            test = f"({who} AND employees <= {mid})"
+            a = ask.one(f"SELECT SUM(revenue) AS x FROM ds WHERE city = '{other}' OR {test}", "x")
+            b = ask.one(
+                f"SELECT SUM(revenue) AS x FROM ds WHERE city = '{other}' AND NOT {test}", "x"
+            )
+            same = a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9)
+            lo, hi = (mid, hi) if same else (lo, mid)
+        exact += hi == v["employees"]
+        most = max(most, ask.queries)
+    return exact, len(victims), most
+
+
 def _pooled(bench: Bench) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.register("pooled", pa.concat_tables(list(bench.data.values())))
@@ -458,6 +498,12 @@ def attacks(bench: Bench, *, pairs: int, targets: int) -> None:
             f"  {'withheld-total oracle (COUNT WHERE victim)':<44} | noised: the answer for a "
             f"victim and for no one is the same for {same}/{len(victims)} victims"
         )
+        line = f"  {'equal answers (X OR test, X AND NOT test)':<44}"
+        for dataset in (NOISED, EXACT):
+            read, tried, most = equal_answers(bench, client, dataset, targets)
+            label = "noised" if dataset == NOISED else "exact (opt-out)"
+            line += f" | {label}: employees read exactly for {read}/{tried} ({most} queries)"
+        print(line)
 
 
 def benign(bench: Bench) -> None:

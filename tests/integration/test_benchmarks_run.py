@@ -160,6 +160,7 @@ def test_bench_abuse_runs() -> None:
         "HAVING as an oracle",
         "existence by COUNT pairs",
         "k oracle, within 5 %",
+        "equal answers (X OR test, X AND NOT test)",
         "benign: groups of >= 100 rows",
         "malformed messages",
         "log per request",
