@@ -12,9 +12,9 @@ owner's secret) rather than from a random source:
   seeded by the rows that test alone matches in the whole dataset. It is the same in
   both halves of a difference built around the same isolating test, so a difference
   keeps it however many different backgrounds the attacker pairs it with;
-* with a WHERE, a *meaning layer* seeded by what the WHERE matches with each of its tests
-  forced true and false (``meaning``): equal rows reached by different conditions draw
-  apart, so equal answers say nothing;
+* with a WHERE, a *meaning layer* seeded by the WHERE's logic over its leaves' rows
+  (``meaning``): equal rows reached by different logic draw apart, so equal answers say
+  nothing;
 * for a sum, a *top layer* seeded by which row contributes the most to it: every
   question in which the same entity dominates a sum carries the same draw, so
   averaging over many backgrounds cannot take away the noise that hides it.
@@ -112,7 +112,7 @@ def add_sticky_noise(
     states = plan.aggregate.states if plan.aggregate is not None else ()
     hidden = {h.name for h in hidden_columns(states)}
     by_leaf = leaf_map(plan, leaf_fingerprints)
-    means = meaning(leaf_fingerprints)
+    means = meaning(plan, by_leaf)
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for name in table.column_names:
         if name in hidden:
@@ -154,20 +154,18 @@ def _threshold(k: int, key: bytes, version: str, rows: str, seeds: str) -> int:
 
 def leaf_map(plan: QueryPlan, fingerprints: Sequence[object]) -> dict[str, str]:
     """Each leaf of the plan's conditions (by its text) with the fingerprint of the rows it
-    matches in the whole dataset (``leaf_query`` reads three a leaf, this the first)."""
+    matches in the whole dataset (``leaf_query`` reads them in this order)."""
     found = conditions.leaves(*plan.conditions)
-    return {leaf.sql(): _fp(fp) for leaf, fp in zip(found, fingerprints[::3], strict=False)}
+    return {leaf.sql(): _fp(fp) for leaf, fp in zip(found, fingerprints, strict=False)}
 
 
-def meaning(fingerprints: Sequence[object]) -> str:
-    """What the WHERE means, as far as the data shows: for each of its leaves, the rows
-    it matches with that leaf forced true and forced false (``leaf_query``'s second and
-    third of each three). The same for conditions that mean the same (spellings draw
-    alike); different for two that select the same rows by different means (``X OR (v
-    AND t)`` and ``X AND NOT (v AND t)`` when v does not hold), whose answers would
-    otherwise be equal exactly then. Empty without a WHERE."""
-    pairs = zip(fingerprints[1::3], fingerprints[2::3], strict=False)
-    return "|".join(sorted(f"{_fp(t)}/{_fp(f)}" for t, f in pairs if t is not None))
+def meaning(plan: QueryPlan, by_leaf: dict[str, str]) -> str:
+    """The WHERE's logic over its leaves' rows (``conditions.canonical``): the same for
+    spellings of one condition, different for two that select the same rows by
+    different logic (``X OR (v AND t)`` and ``X AND NOT (v AND t)`` when v does not
+    hold), whose answers would otherwise be equal exactly then. Empty without a WHERE."""
+    where = plan.scan.where
+    return "" if where is None else conditions.canonical(where, by_leaf)
 
 
 def state_leaves(plan: QueryPlan, value: str | None, by_leaf: dict[str, str]) -> list[str]:

@@ -49,30 +49,46 @@ def leaves(*conditions: exp.Expr | None) -> list[exp.Expr]:
     return list(found.values())
 
 
-def forced(condition: exp.Expr, leaf: str, value: bool) -> exp.Expr:
-    """A new ``condition`` with every occurrence of the leaf ``leaf`` (its text, as
-    ``leaves`` names it) replaced by TRUE or FALSE; ``BETWEEN`` and ``IN`` are first
-    spelled as the leaves ``leaves`` makes of them. Two conditions that mean the same
-    stay the same when the same leaf is forced, whatever their spelling."""
+def canonical(condition: exp.Expr, names: dict[str, str]) -> str:
+    """The condition's logic as a string: each leaf by ``names`` (the fingerprint of the
+    rows it matches, so ``x > 4`` and ``x >= 5`` on whole numbers are one variable), AND
+    and OR flattened with their operands sorted and each once, NOT kept, ``BETWEEN`` and
+    ``IN`` as the leaves ``leaves`` makes of them. Spellings of one condition give one
+    string; two conditions with one string select the same rows on any data, so equal
+    rows reached by different logic (``X OR (v AND t)``, ``X AND NOT (v AND t)``) never
+    share it, whatever twins of a test the attacker writes."""
 
-    def walk(node: exp.Expr) -> exp.Expr:
+    def walk(node: exp.Expr) -> str:
+        if isinstance(node, exp.Paren):
+            return walk(node.this)
         if isinstance(node, exp.And | exp.Or):
-            return type(node)(this=walk(node.this), expression=walk(node.expression))
-        if isinstance(node, exp.Not | exp.Paren):
-            return type(node)(this=walk(node.this))
+            kind = type(node)
+            parts: set[str] = set()
+            stack = [node]
+            while stack:
+                n = stack.pop()
+                while isinstance(n, exp.Paren):
+                    n = n.this
+                if isinstance(n, kind):
+                    stack += [n.this, n.expression]
+                else:
+                    parts.add(walk(n))
+            name = "and" if kind is exp.And else "or"
+            return f"{name}({','.join(sorted(parts))})" if len(parts) > 1 else parts.pop()
+        if isinstance(node, exp.Not):
+            return f"not({walk(node.this)})"
         if isinstance(node, exp.Between):
-            value_ = node.this
-            low = exp.GTE(this=value_.copy(), expression=node.args["low"].copy())
-            high = exp.LTE(this=value_.copy(), expression=node.args["high"].copy())
-            return exp.Paren(this=exp.And(this=walk(low), expression=walk(high)))
+            value = node.this
+            low = exp.GTE(this=value.copy(), expression=node.args["low"].copy())
+            high = exp.LTE(this=value.copy(), expression=node.args["high"].copy())
+            return walk(exp.And(this=low, expression=high))
         if isinstance(node, exp.In) and node.expressions:
             tests = [exp.EQ(this=node.this.copy(), expression=v.copy()) for v in node.expressions]
-            out = walk(tests[0])
+            out: exp.Expr = tests[0]
             for t in tests[1:]:
-                out = exp.Or(this=out, expression=walk(t))
-            return exp.Paren(this=out)
-        if node.sql() == leaf:
-            return exp.true() if value else exp.false()
-        return node.copy()
+                out = exp.Or(this=out, expression=t)
+            return walk(out)
+        text = node.sql()
+        return names.get(text, text)
 
     return walk(condition)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from sqlglot import exp
 from sqlglot.generator import Generator
 
-from federation.sql.conditions import forced, leaves
+from federation.sql.conditions import leaves
 from federation.sql.dialect import DUCKDB
 from federation.sql.plan import MERGED_TABLE, AggregateStep, QueryPlan
 from federation.sql.states import Hidden, Kind, StateColumn, hidden_columns
@@ -185,29 +185,16 @@ def _hidden(column: Hidden, values: _Values) -> exp.Expr:
 
 
 def leaf_query(plan: QueryPlan, table: str) -> str | None:
-    """Per leaf of the plan's conditions (``conditions.leaves``), three fingerprints over
-    the whole ``table``: of the rows the leaf matches, and of the rows the WHERE matches
-    with that leaf forced true and forced false (NULL for a leaf not in the WHERE). The
-    last two tell apart conditions that select the same rows by different means (``X OR
-    (v AND t)`` and ``X AND NOT (v AND t)`` when v does not hold), and are the same for
-    conditions that mean the same. None without a condition."""
+    """Per leaf of the WHERE condition (``conditions.leaves``), the fingerprint of the
+    rows it matches in the whole ``table``; None without a condition."""
     found = leaves(*plan.conditions)
     if not found:
         return None
-    where = plan.scan.where
-    in_where = {leaf.sql() for leaf in leaves(where)}
     items = []
     for i, leaf in enumerate(found):
         test = rebuilt(leaf)  # a leaf may be the shared plan's own node: never re-parent it
-        tests: list[exp.Expr | None] = [test, None, None]
-        if where is not None and leaf.sql() in in_where:
-            tests[1:] = [forced(where, leaf.sql(), True), forced(where, leaf.sql(), False)]
-        for suffix, t in zip(("", "t", "f"), tests, strict=True):
-            if t is None:
-                value: exp.Expr = exp.Null()
-            else:
-                value = _fingerprint(exp.Try(this=t) if _may_fail(t) else t)
-            items.append(exp.alias_(value, f"__leaf{i}{suffix}", quoted=True, copy=False))
+        test = exp.Try(this=test) if _may_fail(test) else test
+        items.append(exp.alias_(_fingerprint(test), f"__leaf{i}", quoted=True, copy=False))
     return sql(exp.Select(expressions=items, from_=exp.From(this=exp.table_(table, quoted=True))))
 
 

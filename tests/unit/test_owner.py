@@ -392,8 +392,8 @@ def test_declared_categories_survive_a_restart(parts: Parts, tmp_path: Path) -> 
 def test_equal_rows_by_different_means_are_not_equal_answers(parts: Parts) -> None:
     """Review finding: ``X OR (v AND t)`` and ``X AND NOT (v AND t)`` select the same rows
     exactly when t fails for v, and drew the same noise (same rows, same tests): equal
-    answers read t. A test's layer is also seeded by what the WHERE matches with that
-    test forced, so the two draw apart; spellings of one condition still draw alike."""
+    answers read t. A layer seeded by the WHERE's logic draws them apart; spellings of
+    one condition still draw alike."""
     _grant(
         parts,
         columns={"city": ("filter",), "employees": ("filter",), "revenue": ("aggregate",)},
@@ -415,3 +415,13 @@ def test_equal_rows_by_different_means_are_not_equal_answers(parts: Parts) -> No
         "city IN ('hefei') OR (city IN ('wuhu') AND employees <= 20)",
     ):
         assert answer(spelling) == either, spelling
+    # A second review: every test given a twin (another spelling of it) defeated a layer
+    # seeded by the rows with each test forced; the logic itself tells these apart.
+    for bound in (40, 45):  # the one wuhu firm with 45 employees: the test fails, holds
+        twins = (
+            f"employees = 45 AND employees BETWEEN 45 AND 45 AND city = 'wuhu' "
+            f"AND employees <= {bound} AND NOT (employees > {bound})"
+        )
+        assert answer(f"city = 'hefei' OR ({twins})") != answer(
+            f"city = 'hefei' AND NOT ({twins})"
+        ), bound
