@@ -18,6 +18,24 @@ class TooManyLeaves(ValueError):
     """The condition combines more single tests than the owner will seed noise for."""
 
 
+def _spelled(node: exp.Expr) -> exp.Expr | None:
+    """``BETWEEN`` as its two bounds (``>=`` low AND ``<=`` high) and ``IN`` as one
+    equality per value OR'd; None for anything else."""
+    if isinstance(node, exp.Between):
+        value = node.this
+        return exp.And(
+            this=exp.GTE(this=value.copy(), expression=node.args["low"].copy()),
+            expression=exp.LTE(this=value.copy(), expression=node.args["high"].copy()),
+        )
+    if isinstance(node, exp.In) and node.expressions:
+        tests = [exp.EQ(this=node.this.copy(), expression=v.copy()) for v in node.expressions]
+        out: exp.Expr = tests[0]
+        for t in tests[1:]:
+            out = exp.Or(this=out, expression=t)
+        return out
+    return None
+
+
 def leaves(*conditions: exp.Expr | None) -> list[exp.Expr]:
     """The conditions' leaves (new trees, each once by its text), in order of appearance."""
     found: dict[str, exp.Expr] = {}
@@ -28,17 +46,8 @@ def leaves(*conditions: exp.Expr | None) -> list[exp.Expr]:
             stack += [node.expression, node.this]
         elif isinstance(node, exp.Not | exp.Paren):
             stack.append(node.this)
-        elif isinstance(node, exp.Between):
-            value = node.this
-            stack += [
-                exp.LTE(this=value.copy(), expression=node.args["high"].copy()),
-                exp.GTE(this=value.copy(), expression=node.args["low"].copy()),
-            ]
-        elif isinstance(node, exp.In) and node.expressions:
-            value = node.this
-            stack += [
-                exp.EQ(this=value.copy(), expression=v.copy()) for v in reversed(node.expressions)
-            ]
+        elif (tests := _spelled(node)) is not None:
+            stack.append(tests)
         else:
             found.setdefault(node.sql(), node)
         if len(found) > MAX_LEAVES:
@@ -77,17 +86,8 @@ def canonical(condition: exp.Expr, names: dict[str, str]) -> str:
             return f"{name}({','.join(sorted(parts))})" if len(parts) > 1 else parts.pop()
         if isinstance(node, exp.Not):
             return f"not({walk(node.this)})"
-        if isinstance(node, exp.Between):
-            value = node.this
-            low = exp.GTE(this=value.copy(), expression=node.args["low"].copy())
-            high = exp.LTE(this=value.copy(), expression=node.args["high"].copy())
-            return walk(exp.And(this=low, expression=high))
-        if isinstance(node, exp.In) and node.expressions:
-            tests = [exp.EQ(this=node.this.copy(), expression=v.copy()) for v in node.expressions]
-            out: exp.Expr = tests[0]
-            for t in tests[1:]:
-                out = exp.Or(this=out, expression=t)
-            return walk(out)
+        if (tests := _spelled(node)) is not None:
+            return walk(tests)
         text = node.sql()
         return names.get(text, text)
 

@@ -349,6 +349,17 @@ def one_round(task: str) -> TrainSpec:
     )  # fmt: skip
 
 
+def _refused(federation: RunningFederation, folder: Path, source: str) -> ClientError:
+    """The app ``source`` written to ``folder``, approved, granted and run for a round:
+    the refusal the analyst gets."""
+    folder.mkdir()
+    (folder / "client_app.py").write_text(source)
+    spec = one_round(approve_and_grant(federation, folder, folder.name))
+    with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
+        c.train(TrainAsk(spec, OWNERS)).result(timeout=60)
+    return err.value
+
+
 @pytest.mark.parametrize(
     "attempt",
     [
@@ -378,13 +389,8 @@ def test_an_approved_app_cannot_reach_past_its_rows(
         f"PORT = {federation.fed.node(node).listen.rsplit(':', 1)[1]}\n"
         "APP_DIR = os.path.dirname(__file__)\n",
     )
-    folder = tmp_path / "snoop"
-    folder.mkdir()
-    (folder / "client_app.py").write_text(source)
-    spec = one_round(approve_and_grant(federation, folder, "snoop"))
-    with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
-        c.train(TrainAsk(spec, OWNERS)).result(timeout=60)
-    assert "PermissionError" in str(err.value), err.value
+    err = _refused(federation, tmp_path / "snoop", source)
+    assert "PermissionError" in str(err), err
     assert federation.procs[node].process.poll() is None  # the node lives on
 
 
@@ -434,19 +440,14 @@ def test_an_approved_app_has_no_network(
             f"UDP = {listener.getsockname()[1]}\n"
             f"UNIX = {str(tmp_path / 'sock')!r}\n",
         )
-        folder = tmp_path / "caller"
-        folder.mkdir()
-        (folder / "client_app.py").write_text(source)
-        spec = one_round(approve_and_grant(federation, folder, "caller"))
-        with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
-            c.train(TrainAsk(spec, OWNERS)).result(timeout=60)
+        err = _refused(federation, tmp_path / "caller", source)
         # ENETUNREACH from the namespace; a TCP connect meets Landlock's check first
         failed = {"PermissionError"} if "tcp" in attempt and landlock.abi() >= 4 else {"OSError"}
         if "setns" in attempt:  # refused at pidfd_open (Landlock) or unreachable after
             failed |= {"PermissionError"}
         if "AF_UNIX" in attempt:  # seccomp: EACCES
             failed = {"PermissionError"}
-        assert any(f"the app failed ({f})" in str(err.value) for f in failed), err.value
+        assert any(f"the app failed ({f})" in str(err) for f in failed), err
         for sock in (listener, unix):
             with pytest.raises(TimeoutError):
                 sock.recvfrom(64)  # nothing came
