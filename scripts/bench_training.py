@@ -110,6 +110,7 @@ K = 5  # the grants' minimum rows
 TIMEOUT = 900.0  # the client's, for one fedgate run
 SAMPLE_SECONDS = 0.1
 SPEED_GOAL = 2.0  # (a) <= 2x (c)
+CORES = os.cpu_count() or 1
 FLOWER_GOAL = 50.0  # (b) >= 50x (a)
 RSS_GOAL_MB = 60.0  # what training may add to an owner node
 SAME_WEIGHTS = 1e-9  # max abs difference for "the same weights"
@@ -179,6 +180,7 @@ class ProcStat(NamedTuple):
     peak_mb: float  # VmHWM, the largest seen
     cpu: float  # user + system seconds, the last seen
     seconds: float  # how long it was seen alive
+    cpu_run: float  # user + system seconds spent while sampled (all of it if born meanwhile)
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -292,9 +294,11 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
         self._root_of: dict[int, str] = {}
+        self._first = True
 
     def __enter__(self) -> Sampler:
         self.sample()
+        self._first = False
         self._thread.start()
         return self
 
@@ -327,6 +331,7 @@ class Sampler:
                     "label": label_of(pid, self.roots, parent),
                     "peak": 0.0,
                     "first": now,
+                    "cpu0": cpu if self._first else 0.0,
                 }
             rec["peak"] = max(float(rec["peak"]), hwm / 1024)
             rec["cpu"], rec["last"] = cpu, now
@@ -354,6 +359,7 @@ class Sampler:
                 float(r["peak"]),
                 float(r.get("cpu", 0.0)),
                 float(r.get("last", r["first"])) - float(r["first"]),
+                float(r.get("cpu", 0.0)) - float(r["cpu0"]),
             )
             for (pid, _), r in sorted(self.stats.items(), key=lambda kv: kv[1]["first"])
         ]
@@ -417,6 +423,22 @@ def calls_line(o: Outcome) -> str:
             f"(sampled every {SAMPLE_SECONDS:g} s)"
         )
     return "CALLS OUT: " + "; ".join(o.calls_out)
+
+
+def cpu_run(o: Outcome) -> float:
+    """CPU seconds every process of a part used during the run."""
+    return sum(p.cpu_run for p in o.procs)
+
+
+def cpu_line(o: Outcome) -> str:
+    """Where the run's CPU went: on a machine of ``CORES`` cores the run's wall cannot be
+    shorter than its CPU over the cores, whatever the protocol's waits."""
+    parts = ", ".join(f"{p.label} {p.cpu_run:.2f}" for p in o.procs if p.cpu_run > 0)
+    total = cpu_run(o)
+    return (
+        f"CPU during the run (s, /proc, 10 ms ticks): {parts}; all {total:.2f} s = "
+        f"{total / CORES:.2f} s of wall on {CORES} cores ({total / CORES / o.wall:.0%} of the wall)"
+    )
 
 
 def timing_line(o: Outcome, rounds: int) -> str:
@@ -518,6 +540,7 @@ def train_once(
     print(f"(a) {name}: {timing_line(out, s.rounds)}; {len(result.owners)} owner receipts")
     print(f"    peak RSS (VmHWM since {since}): " + "; ".join(proc_lines(out.procs, False)))
     print(f"    {calls_line(out)}")
+    print(f"    {cpu_line(out)}")
     print(
         "    owner RSS before / peak / after the run: "
         + "; ".join(
@@ -1037,9 +1060,8 @@ def bench_floor(paths: Sequence[Path], s: Settings, *, secagg: bool = False) -> 
         begun = time.perf_counter()
         result = worker.run(job, exchange, lambda _: marks.append(time.perf_counter() - begun))
         wall = time.perf_counter() - begun
-    me = ProcStat(
-        pid, "this process", status_kb(pid, "VmHWM") / 1024, cpu_seconds(pid) - cpu0, wall
-    )
+    used = cpu_seconds(pid) - cpu0
+    me = ProcStat(pid, "this process", status_kb(pid, "VmHWM") / 1024, used, wall, used)
     out = Outcome(name, wall, marks, model_of(result["model"]), [me], me.peak_mb, [])
     print(
         f"(c) {name}: {timing_line(out, s.rounds)}; peak RSS of this process {me.peak_mb:,.0f} MB"
@@ -1113,6 +1135,15 @@ def summary(
             f"<= {SPEED_GOAL:g}x (c)",
             f"{o.per_round / floor.per_round:.1f}x (c) "
             + verdict(o.per_round <= SPEED_GOAL * floor.per_round),
+        )
+    for r in plain:
+        o, used = r.outcome, cpu_run(r.outcome)
+        add(
+            f"(a) {o.name}: CPU of every process",
+            f"{used:.2f} s",
+            "-",
+            f"{used / cpu_run(floor):.1f}x (c)'s {cpu_run(floor):.2f} s; over {CORES} cores "
+            f"{used / CORES:.2f} s, {used / CORES / o.wall:.0%} of its wall",
         )
     for r in plain:
         owners = [p.peak_mb for p in r.outcome.procs if p.label in OWNERS]
