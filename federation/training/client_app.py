@@ -84,6 +84,7 @@ def make_client_app(
     train_mods: Sequence[Mod] = (),
     secagg: bool = False,
     protect: Protect | None = None,
+    stay_if_diverged: bool = False,
 ) -> ClientApp:
     """A ClientApp answering train, evaluate and query.stats from ``load``'s rows.
 
@@ -92,6 +93,8 @@ def make_client_app(
     With ``secagg`` the train handler speaks SecAgg+ (Flower's ``secaggplus_mod``, its
     state kept in the ``Context``): only a masked update leaves. ``protect`` rewrites a
     trained model before it leaves or is masked (the owner's DP clipping and noise).
+    ``stay_if_diverged``: a round that diverges answers the model it got (see
+    ``Task.fit``) rather than an error, as an owner under DP must.
     """
     app = ClientApp()
     guard = protect or _unprotected
@@ -100,13 +103,15 @@ def make_client_app(
 
         @app.train(mods=[*train_mods, secaggplus_mod])
         def _secagg_train(msg: Message, context: Context) -> Message:
-            return Message(legacy_train_content(load, msg.content, guard), reply_to=msg)
+            content = legacy_train_content(load, msg.content, guard, stay_if_diverged)
+            return Message(content, reply_to=msg)
 
     else:
 
         @app.train(mods=list(train_mods))
         def _train(msg: Message, context: Context) -> Message:
-            return Message(guard(msg.content, train_content(load, msg.content)), reply_to=msg)
+            content = train_content(load, msg.content, stay_if_diverged)
+            return Message(guard(msg.content, content), reply_to=msg)
 
     @app.evaluate()
     def _evaluate(msg: Message, context: Context) -> Message:
@@ -119,13 +124,13 @@ def make_client_app(
     return app
 
 
-def train_content(load: Loader, content: RecordDict) -> RecordDict:
+def train_content(load: Loader, content: RecordDict, stay_if_diverged: bool = False) -> RecordDict:
     """One round of local training: the reply's content."""
     rec = _config(content)
     cfg = TrainConfig.from_record(rec)
     task = task_named(cfg.task)
-    keys, start = _model(content, task)
     X, y = _rows(load, rec, cfg, evaluation=False)
+    keys, start = _model(content, task, cfg, X, y)
     new, loss = task.fit(
         start,
         X,
@@ -136,6 +141,7 @@ def train_content(load: Loader, content: RecordDict) -> RecordDict:
         seed=round_seed(cfg.seed, server_round(rec)),
         proximal_mu=cfg.proximal_mu,
         class_weight=np.array(cfg.class_weight) if cfg.class_weight else None,
+        stay_if_diverged=stay_if_diverged,
     )
     norm = math.sqrt(sum(float(np.sum((a - b) ** 2)) for a, b in zip(new, start, strict=True)))
     arrays = ArrayRecord(
@@ -145,7 +151,9 @@ def train_content(load: Loader, content: RecordDict) -> RecordDict:
     return RecordDict({ARRAYS: arrays, METRICS: metrics})
 
 
-def legacy_train_content(load: Loader, content: RecordDict, protect: Protect) -> RecordDict:
+def legacy_train_content(
+    load: Loader, content: RecordDict, protect: Protect, stay_if_diverged: bool = False
+) -> RecordDict:
     """A round in the legacy form SecAgg+ masks: ``fitins.*`` in, ``fitres.*`` out. Only
     ``num_examples`` and ``train_loss`` go beside the masked model (no update norm)."""
     try:
@@ -161,7 +169,7 @@ def legacy_train_content(load: Loader, content: RecordDict, protect: Protect) ->
     ours = RecordDict(
         {ARRAYS: ArrayRecord([np.asarray(a) for a in arrays]), CONFIG: ConfigRecord(dict(config))}
     )
-    reply = protect(ours, train_content(load, ours))
+    reply = protect(ours, train_content(load, ours, stay_if_diverged))
     metrics = reply.metric_records[METRICS]
     examples, loss = metrics[NUM_EXAMPLES], metrics.get("train_loss")
     res = FitRes(
@@ -182,8 +190,8 @@ def evaluate_content(load: Loader, content: RecordDict) -> RecordDict:
     rec = _config(content)
     cfg = TrainConfig.from_record(rec)
     task = task_named(cfg.task)
-    _, arrays = _model(content, task)
     X, y = _rows(load, rec, cfg, evaluation=True)
+    _, arrays = _model(content, task, cfg, X, y)
     loss, acc = task.evaluate(arrays, X, y)
     values: dict[str, int | float | list[int] | list[float]] = {
         NUM_EXAMPLES: int(X.shape[0]),
@@ -195,10 +203,11 @@ def evaluate_content(load: Loader, content: RecordDict) -> RecordDict:
 
 
 def stats_content(load: Loader, content: RecordDict) -> RecordDict:
-    """Per-feature moments and class counts of the owner's training rows (unscaled)."""
+    """Per-feature moments of the owner's training rows (unscaled). No count per class:
+    a class held by fewer than k rows would be an exact count under the grant's k."""
     rec = _config(content)
     cfg = TrainConfig.from_record(rec)
-    X, y = _rows(load, rec, cfg, evaluation=False, scaled=False)
+    X, _ = _rows(load, rec, cfg, evaluation=False, scaled=False)
     s = features.local_stats(X)
     arrays = {
         "count": Array(np.array(s.count, dtype=np.int64)),
@@ -206,13 +215,11 @@ def stats_content(load: Loader, content: RecordDict) -> RecordDict:
         "sum": Array(s.sum),
         "sumsq": Array(s.sumsq),
     }
-    if cfg.n_classes:
-        arrays["class_counts"] = Array(features.class_counts(y, cfg.n_classes))
     return RecordDict({STATS: ArrayRecord(arrays)})
 
 
-def read_stats(content: RecordDict) -> tuple[features.Stats, NDArray[np.int64] | None]:
-    """An owner's ``query.stats`` reply, checked: its moments and class counts."""
+def read_stats(content: RecordDict) -> features.Stats:
+    """An owner's ``query.stats`` reply, checked: its row count and moments."""
     rec = content.get(STATS)
     moments = ("shift", "sum", "sumsq")
     if not isinstance(rec, ArrayRecord) or not {"count", *moments} <= set(rec.keys()):
@@ -227,16 +234,9 @@ def read_stats(content: RecordDict) -> tuple[features.Stats, NDArray[np.int64] |
         raise invalid("a stats reply's moments are not one number per feature")
     if not all(np.isfinite(a).all() for a in (shift, total, sumsq)) or (sumsq < 0).any():
         raise invalid("a stats reply holds a value that is not finite")
-    counts = None
-    if "class_counts" in rec:
-        counts = _decode(rec["class_counts"])
-        if counts.ndim != 1 or counts.dtype.kind not in "iu" or (counts < 0).any():
-            raise invalid("a stats reply's class counts are not counts")
-        counts = counts.astype(np.int64)
-    stats = features.Stats(
+    return features.Stats(
         int(count), shift.astype(np.float64), total.astype(np.float64), sumsq.astype(np.float64)
     )
-    return stats, counts
 
 
 def stage_of(message: Message) -> str:
@@ -274,13 +274,18 @@ def _config(content: RecordDict) -> ConfigRecord:
     return rec
 
 
-def _model(content: RecordDict, task: Task) -> tuple[list[str], list[FloatArray]]:
-    """The received model's keys (kept for the reply) and checked float64 arrays."""
+def _model(
+    content: RecordDict, task: Task, cfg: TrainConfig, X: FloatArray, y: NDArray[np.generic]
+) -> tuple[list[str], list[FloatArray]]:
+    """The received model's keys (kept for the reply) and checked float64 arrays, of
+    exactly the shapes the task has for these rows and the run's classes."""
     rec = content.get(ARRAYS)
     if not isinstance(rec, ArrayRecord) or not len(rec):
         raise invalid(f"the message has no ArrayRecord {ARRAYS!r}")
     keys = list(rec.keys())
-    return keys, task.check([_decode(rec[k]) for k in keys])
+    outputs = cfg.n_classes if task.classification else (y.shape[1] if y.ndim == 2 else 1)
+    shapes = task.shapes(X.shape[1], outputs)
+    return keys, task.check([_decode(rec[k]) for k in keys], shapes)
 
 
 def _decode(array: Array) -> NDArray[Any]:

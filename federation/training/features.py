@@ -9,8 +9,7 @@ large against its spread, and the pooled mean and population std equal numpy's o
 pooled rows to about 1e-15 relative. What it discloses is what (count, sum, sum of
 squares) would: the three are computable from each other.
 
-Class balance: each owner releases its count per class (``class_counts``); the home adds
-them and derives balanced class weights. Categorical columns become one-hot blocks over
+Categorical columns become one-hot blocks over
 the catalog's declared categories (a value outside them: all zeros), and class names
 become class indices (a name outside the declared classes is refused).
 """
@@ -102,45 +101,6 @@ def standardise(X: NDArray[np.generic], mean: FloatArray, std: FloatArray) -> Fl
         raise invalid("standardisation needs finite means and positive stds")
     out: FloatArray = (Xf - mean) / std
     return out
-
-
-def class_counts(y: NDArray[np.generic], n_classes: int) -> IntArray:
-    """Rows per class index 0..n_classes-1 (a label outside them is refused)."""
-    yf = np.asarray(y, dtype=np.float64)
-    if yf.ndim != 1:
-        raise invalid("class labels must be one column")
-    if yf.size and not (
-        np.isfinite(yf).all()
-        and np.all(yf == np.round(yf))
-        and yf.min() >= 0
-        and yf.max() < n_classes
-    ):
-        raise invalid(f"labels must be class indices 0..{n_classes - 1}")
-    counts: IntArray = np.bincount(yf.astype(np.int64), minlength=n_classes).astype(np.int64)
-    return counts
-
-
-def combine_counts(counts: Iterable[NDArray[np.generic]]) -> IntArray:
-    """The federation's count per class: the owners' counts added."""
-    parts = [np.asarray(c, dtype=np.int64) for c in counts]
-    if not parts:
-        raise invalid("no owner sent class counts")
-    if any(p.shape != parts[0].shape or p.ndim != 1 for p in parts):
-        raise invalid("owners' class counts cover different numbers of classes")
-    if any((p < 0).any() for p in parts):
-        raise invalid("a class count is negative")
-    total: IntArray = np.sum(parts, axis=0)
-    return total
-
-
-def balanced_class_weights(counts: NDArray[np.generic]) -> FloatArray:
-    """n / (K * n_k) per class (scikit-learn's "balanced"); 0 for a class with no rows."""
-    c = np.asarray(counts, dtype=np.float64)
-    n, k = c.sum(), c.size
-    if n <= 0:
-        raise invalid("there are no labelled rows")
-    weights: FloatArray = np.divide(n, k * c, out=np.zeros_like(c), where=c > 0)
-    return weights
 
 
 def one_hot(values: Any, categories: Sequence[Any]) -> FloatArray:

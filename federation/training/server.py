@@ -222,7 +222,6 @@ class FederatedStats:
     mean: FloatArray
     std: FloatArray
     count: int
-    class_counts: NDArray[np.int64] | None
     nodes: tuple[int, ...]
     names: tuple[str, ...] = ()  # the model's inputs as the owners encode them
 
@@ -244,7 +243,7 @@ def app_initial(
 def federated_stats(
     grid: Grid, config: ConfigRecord, *, min_nodes: int = 1, timeout: float = 600.0
 ) -> FederatedStats:
-    """Ask every node for ``query.stats`` and combine: pooled mean, std, class counts."""
+    """Ask every node for ``query.stats`` and combine: pooled mean and std."""
     nodes = sorted(grid.get_node_ids())
     content = RecordDict({CONFIG: config})
     messages = [Message(content, node, STATS_MESSAGE) for node in nodes]
@@ -262,12 +261,8 @@ def federated_stats(
             "the owners encode the features differently (their declared categories differ): "
             + "; ".join(", ".join(n) or "-" for n in sorted(names))[:400],
         )
-    mean, std = features.combine(s for s, _ in parts)
-    counts = [c for _, c in parts if c is not None]
-    class_counts = features.combine_counts(counts) if counts else None
-    return FederatedStats(
-        mean, std, sum(s.count for s, _ in parts), class_counts, answered, names.pop()
-    )
+    mean, std = features.combine(parts)
+    return FederatedStats(mean, std, sum(s.count for s in parts), answered, names.pop())
 
 
 class _Observed(Strategy):

@@ -85,23 +85,29 @@ class Task(ABC):
             return "mse"
         return "binary" if arrays[-1].shape[0] == 1 else "softmax"
 
-    def check(self, arrays: Sequence[NDArray[Any]], n_features: int | None = None) -> Arrays:
-        """The model as float64 copies, or a refusal: a peer's arrays are never trusted."""
+    def shapes(self, n_features: int, n_outputs: int) -> list[tuple[int, ...]]:
+        """The shapes of this family's model for these inputs and outputs (its ``init``'s)."""
+        return [a.shape for a in self.init(n_features, n_outputs, 0)]
+
+    def check(
+        self, arrays: Sequence[NDArray[Any]], shapes: Sequence[tuple[int, ...]] | None = None
+    ) -> Arrays:
+        """The model as float64 copies, or a refusal: a peer's arrays are never trusted.
+        ``shapes``: exactly these (a home's model of another width, e.g. a thousand hidden
+        units each firing on one row, would make the update a copy of rows)."""
         if not arrays or not all(isinstance(a, np.ndarray) for a in arrays):
             raise invalid(f"task {self.name}: the model has no arrays")
         if not all(a.dtype.kind in "fiu" for a in arrays):
             raise invalid(f"task {self.name}: the model's arrays must be numeric")
         out = [np.array(a, dtype=np.float64) for a in arrays]
+        got = ", ".join(str(a.shape) for a in out)
         if not self._shapes_ok(out):
-            shapes = ", ".join(str(a.shape) for a in out)
-            raise invalid(f"task {self.name}: arrays of shapes {shapes} are not its model")
+            raise invalid(f"task {self.name}: arrays of shapes {got} are not its model")
+        if shapes is not None and [a.shape for a in out] != [tuple(s) for s in shapes]:
+            want = ", ".join(str(tuple(s)) for s in shapes)
+            raise invalid(f"task {self.name}: a model of shapes {got}, not the run's ({want})")
         if not all(np.isfinite(a).all() for a in out):
             raise invalid(f"task {self.name}: the model holds a value that is not finite")
-        if n_features is not None and self.n_features(out) != n_features:
-            raise invalid(
-                f"task {self.name}: the model takes {self.n_features(out)} features, "
-                f"the rows have {n_features}"
-            )
         return out
 
     def batch(
@@ -164,6 +170,7 @@ class Task(ABC):
         seed: int,
         proximal_mu: float = 0.0,
         class_weight: FloatArray | None = None,
+        stay_if_diverged: bool = False,
     ) -> tuple[Arrays, float]:
         """Gradient descent from ``arrays``: the new arrays and the mean training loss.
 
@@ -172,6 +179,9 @@ class Task(ABC):
         from the seed. ``proximal_mu`` adds FedProx's mu/2 * ||w - w_start||^2. The loss
         returned is the data loss (no proximal term) of each batch before its step,
         averaged over every row visited: what the local model paid while it trained.
+        ``stay_if_diverged``: a run that diverges ends where it started (loss NaN) instead of being
+        refused, so that whether it diverged (which depends on the rows) is not told
+        apart from an update: under DP the owner's noise then covers both alike.
         """
         start = self.check(list(arrays))
         _check_fit_args(epochs, lr, batch_size, proximal_mu)
@@ -182,6 +192,8 @@ class Task(ABC):
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked below
             w, total, seen = self._descend(start, data, epochs, lr, step, rng, proximal_mu)
         if not all(np.isfinite(a).all() for a in w):
+            if stay_if_diverged:
+                return [a.copy() for a in start], math.nan
             raise invalid(f"task {self.name}: training diverged (lower the learning rate)")
         return w, total / seen
 

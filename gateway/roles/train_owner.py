@@ -135,6 +135,20 @@ def encoding(spec: TrainSpec, entry: CatalogEntry) -> tuple[list[str], dict[str,
     return numeric, {f: declared[f] for f in spec.features if declared.get(f)}
 
 
+def _dp_bounds(
+    spec: TrainSpec, entry: CatalogEntry, decision: Decision
+) -> list[tuple[float, float]]:
+    """Each model input's bounds under a DP grant: a numeric feature's declared ones (a
+    feature without is refused), 0 and 1 for a one-hot column."""
+    clamp = decision.clamp or {}
+    numeric, categorical = encoding(spec, entry)
+    missing = [f for f in numeric if f not in clamp]
+    if missing:
+        raise FailedPrecondition(f"feature {missing[0]!r} declares no bounds to clamp to")
+    bounds = [clamp[f] for f in numeric]
+    return bounds + [(0.0, 1.0)] * sum(len(vs) for vs in categorical.values())
+
+
 def run_key(env: Envelope) -> str:
     """A run is its home, request id, signed spec and requester: a message that differs
     in any of them is another run (and loads its own rows under its own decision)."""
@@ -153,7 +167,7 @@ def check_order(run: _Run, step: Step, rounds: int, *, secagg: bool = False) -> 
         if r != 0:
             raise InvalidArgument(f"{kind} comes before round 1")
     elif kind == "evaluate":
-        if r != run.last_train:
+        if r < 1 or r != run.last_train:  # no evaluation of a model nobody trained here
             raise FailedPrecondition(f"evaluate of round {r} before its training")
     elif kind == ("secagg.setup" if secagg else "train"):
         if not (r == run.last_train + 1 and r <= rounds):
@@ -380,20 +394,28 @@ class TrainOwner:
                     "under differential privacy an owner answers no evaluation (a loss over "
                     "its rows would be one more exact release)"
                 )
+            bounds = _dp_bounds(spec, entry, decision) if decision.epsilon > 0 else None
             if run.rows is None or run.grant_id != decision.grant.id:
                 X, y, run.names = self._rows(spec, entry, decision, deadline, env.request_id)
-                run.rows = (X, y)
+                run.rows = (X if bounds is None else dp.clamp_rows(X, bounds), y)
                 run.grant_id = decision.grant.id
             rows = run.rows
+            if bounds is not None:  # nothing the rows decide may refuse the message
+                settings = msg.content.config_records
+                dp.bound_standardisation(
+                    [settings[k] for k in (CONFIG, LEGACY_CONFIG) if k in settings], bounds
+                )
             spent: list[float] = []
             protect = self._protect(spec, decision, facts, spent)
-            if decision.epsilon > 0 and step.kind == STATS_MESSAGE:
-                reply, epsilon = self._dp_stats(spec, entry, decision, msg, rows[0])
+            if bounds is not None and step.kind == STATS_MESSAGE:
+                reply, epsilon = self._dp_stats(bounds, decision, msg, rows[0])
                 spent.append(epsilon)
             elif is_app_task(spec.task) and step.kind != STATS_MESSAGE:
                 reply = self._app_answer(spec, run, msg, deadline, protect)
             else:
-                reply = self._answer(msg, run.context, rows, spec.secagg, protect)
+                reply = self._answer(
+                    msg, run.context, rows, spec.secagg, protect, stay_if_diverged=spec.dp_clip > 0
+                )
             if step.kind == "secagg.setup":  # its keys, signed: no home can pass off others
                 keys = reply.content.config_records[RECORD_KEY_CONFIGS]
                 pk1, pk2 = keys[Key.PUBLIC_KEY_1], keys[Key.PUBLIC_KEY_2]
@@ -424,6 +446,8 @@ class TrainOwner:
         rows: tuple[NDArray[np.float64], NDArray[np.float64]],
         secagg: bool,
         protect: Protect,
+        *,
+        stay_if_diverged: bool = False,
     ) -> Message:
         """The built-in ClientApp's reply, on exactly these rows."""
 
@@ -431,7 +455,10 @@ class TrainOwner:
             return rows
 
         try:
-            reply = make_client_app(load, secagg=secagg, protect=protect)(msg, context)
+            app = make_client_app(
+                load, secagg=secagg, protect=protect, stay_if_diverged=stay_if_diverged
+            )
+            reply = app(msg, context)
         except TrainingError as exc:
             raise _typed(exc) from None
         except (LookupError, TypeError, ValueError, InvalidToken) as exc:
@@ -537,21 +564,13 @@ class TrainOwner:
 
     @staticmethod
     def _dp_stats(
-        spec: TrainSpec,
-        entry: CatalogEntry,
+        bounds: list[tuple[float, float]],
         decision: Decision,
         msg: Message,
         X: NDArray[np.float64],
     ) -> tuple[Message, float]:
         """The statistics under DP: noised moments about the declared bounds' midpoints
         (a one-hot column's are 0 and 1)."""
-        clamp = decision.clamp or {}
-        numeric, categorical = encoding(spec, entry)
-        missing = [f for f in numeric if f not in clamp]
-        if missing:
-            raise FailedPrecondition(f"feature {missing[0]!r} declares no bounds to clamp to")
-        bounds = [clamp[f] for f in numeric]
-        bounds += [(0.0, 1.0)] * sum(len(vs) for vs in categorical.values())
         s, epsilon = dp.noisy_stats(X, bounds, decision.epsilon)
         arrays = ArrayRecord(
             {

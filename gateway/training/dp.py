@@ -11,7 +11,13 @@ per release (as for a query), so no exact value of its rows leaves it:
   bounds what the owner's whole data can change, so the guarantee holds for each owner's
   data as a whole, and so for each of its rows; the update is reported with a weight of
   one (FedAvg then averages owners equally: a row count would be one more exact release);
-- no evaluation: a loss or an accuracy over the rows would be one more.
+- no evaluation: a loss or an accuracy over the rows would be one more;
+- nothing that depends on the rows decides whether the owner answers: the rows are
+  clamped to their declared bounds, the home's standardisation is held to what those
+  bounds allow (``bound_standardisation``), and a round that diverges answers the model
+  it got (``Task.fit``'s ``stay_if_diverged``). A refusal after the rows were touched
+  would be an answer of its own that no noise covers (a standardisation that overflows
+  only on a row above some value reads that value, one bit a message, for free).
 
 The noise is OpenDP's Laplace mechanism (``gateway.privacy.laplace_noise``), charged by
 its own privacy map.
@@ -22,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from flwr.app import ConfigRecord
 from numpy.typing import NDArray
 
 from federation.training import features
@@ -44,6 +51,44 @@ def noisy_stats(
     total = dev.sum(axis=0) + np.array(sum_noise)
     squares = np.maximum((dev**2).sum(axis=0) + np.array(sq_noise), 0.0)
     return features.Stats(count, mid, total, squares), e1 + e2 + e3
+
+
+# the home's std of an input may be no smaller than this share of the input's declared
+# range: a row then stands at most 1/STD_SHARE ranges from the mean once standardised
+STD_SHARE = 1e-3
+
+
+def clamp_rows(
+    X: NDArray[np.float64], bounds: Sequence[tuple[float, float]]
+) -> NDArray[np.float64]:
+    """Each model input clamped to its declared bounds (what the DP statistics assume)."""
+    lo = np.array([b[0] for b in bounds], dtype=np.float64)
+    hi = np.array([b[1] for b in bounds], dtype=np.float64)
+    out: NDArray[np.float64] = np.clip(X, lo, hi)
+    return out
+
+
+def bound_standardisation(
+    records: Sequence[ConfigRecord], bounds: Sequence[tuple[float, float]]
+) -> None:
+    """The home's mean and std in these settings, held in place to what the declared
+    bounds allow: a mean within them, a std between ``STD_SHARE`` of their range and the
+    range. It depends on the home's numbers and the bounds only: no row decides it. A
+    mean or std of another length is left for the ClientApp to refuse (as it refuses
+    any run whose settings do not fit its rows)."""
+    lo = np.array([b[0] for b in bounds], dtype=np.float64)
+    hi = np.array([b[1] for b in bounds], dtype=np.float64)
+    span = np.maximum(hi - lo, 1e-12)
+    for rec in records:
+        mean, std = rec.get("mean"), rec.get("std")
+        if not isinstance(mean, list) or not isinstance(std, list):
+            continue
+        if len(mean) != len(bounds) or len(std) != len(bounds):
+            continue
+        m = np.nan_to_num(np.asarray(mean, dtype=np.float64), nan=0.0)
+        sd = np.nan_to_num(np.asarray(std, dtype=np.float64), nan=0.0)
+        rec["mean"] = [float(v) for v in np.clip(m, lo, hi)]
+        rec["std"] = [float(v) for v in np.clip(sd, span * STD_SHARE, span)]
 
 
 def clip_l2(

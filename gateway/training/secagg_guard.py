@@ -29,9 +29,14 @@ MAX_ROUND_DIGITS = 6
 
 def stage_round(group_id: str) -> int:
     """A SecAgg+ stage carries its round only as Flower's group id."""
-    if not group_id.isdigit() or len(group_id) > MAX_ROUND_DIGITS:
+    if not _digits(group_id, MAX_ROUND_DIGITS):
         raise InvalidArgument("a SecAgg+ stage names its round as its group id")
     return int(group_id)
+
+
+def _digits(text: str, most: int) -> bool:
+    """1..``most`` ASCII digits (``str.isdigit`` also takes "²", which ``int`` refuses)."""
+    return 0 < len(text) <= most and text.isascii() and text.isdigit()
 
 
 def _int(rec: ConfigRecord, key: str) -> int:
@@ -131,7 +136,7 @@ def check_stage(
         state.sample, state.nodes = sample, frozenset()
     elif step == "secagg.share_keys":
         ids = [k for k in configs if k != Key.STAGE]
-        if not all(k.isdigit() and len(k) <= 20 for k in ids):
+        if not all(_digits(k, 20) for k in ids):
             raise InvalidArgument("a SecAgg+ key share names owners by number")
         nodes = frozenset(int(k) for k in ids)
         if len(nodes) != state.sample or me not in nodes:

@@ -19,6 +19,8 @@ from gateway.errors import InvalidArgument
 MAX_ROUNDS = 1000
 MAX_FEATURES = 256
 MAX_EPOCHS = 100  # local epochs a message may ask (the tasks themselves allow more)
+MAX_NAME_CHARS = 128  # a dataset, column or member name: an audit entry quotes them
+MAX_SEED = 2**63 - 1
 FLOWER_DP_STRATEGIES = ("fedavg", "fedprox")  # aggregate with FedAvg.aggregate_train
 
 
@@ -69,8 +71,9 @@ class TrainSpec:
                 dp_noise=float(raw["dp_noise"]),
                 nodes=tuple(str(n) for n in raw["nodes"]),
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidArgument(f"not a training run's spec: {exc}") from None
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+            # the exception's own text may quote the input: only its kind is told
+            raise InvalidArgument(f"not a training run's spec ({type(exc).__name__})") from None
         spec.check()
         return spec
 
@@ -85,6 +88,11 @@ class TrainSpec:
             raise InvalidArgument("--secagg with a custom app is not built yet")
         if not self.dataset:
             raise InvalidArgument("a training run names a dataset")
+        names = (self.dataset, self.label, *self.features, *self.nodes)
+        if any(len(n) > MAX_NAME_CHARS for n in names):
+            raise InvalidArgument(f"a name in a training run is longer than {MAX_NAME_CHARS}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InvalidArgument(f"the seed must be between 0 and {MAX_SEED}")
         if not self.features:
             raise InvalidArgument("a training run names at least one feature")
         if len(self.features) > MAX_FEATURES:

@@ -126,11 +126,17 @@ class Transfers:
     def hold_reply(self, key: Key, reply: bytes, report: OwnerReport) -> None:
         """Keep a reply larger than one piece for the caller to fetch. It never fails
         (the release is already made): it pushes out the caller's own oldest transfer
-        if it holds too many, so what is held stays bounded per calling node."""
+        if it holds too many, then the oldest of all while the owner's own bounds
+        (``MAX_TRANSFERS``, ``MAX_HELD_BYTES``) would be passed: what is held stays bounded
+        per calling node and in all."""
         with self._lock:
             self._sweep(time.monotonic())
             for old in self._of(key[0])[: max(0, len(self._of(key[0])) - MAX_PER_CALLER + 1)]:
                 del self._held[old]
+            while self._held and (
+                len(self._held) >= MAX_TRANSFERS or self._bytes() + len(reply) > MAX_HELD_BYTES
+            ):
+                self._held.popitem(last=False)
             self._held[key] = _Held(bytearray(reply), len(reply), report)
 
     def fetch(

@@ -9,16 +9,24 @@ status and an audit entry, and nothing is released.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import replace
 
 import grpc
+import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
 from federation.envelope import Envelope, Requester
-from federation.training.client_app import CONFIG, KEY_STATEMENT, KEY_STATEMENTS, STATS_MESSAGE
+from federation.training.client_app import (
+    ARRAYS,
+    CONFIG,
+    KEY_STATEMENT,
+    KEY_STATEMENTS,
+    STATS_MESSAGE,
+)
 from federation.training.config import SERVER_ROUND
 from gateway import serde
 from gateway.roles.train_home import FIRST_NODE_ID
@@ -28,8 +36,17 @@ from gateway.training.settings import train_config
 from gateway.training.spec import TrainSpec
 from gateway.training.transfers import Piece
 from tests.conftest import RunningFederation
+from tests.integration.test_psi import register
 from tests.integration.test_psi_attacks import sign_as
-from tests.integration.test_training import ANALYST, FEATURES, OWNERS, parts  # noqa: F401
+from tests.integration.test_training import (  # noqa: F401
+    ANALYST,
+    COLUMNS,
+    CONTROLS,
+    FEATURES,
+    OWNERS,
+    parts,
+    rows,
+)
 from tests.unit.training_grid import server_identity
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("parts")]
@@ -52,9 +69,9 @@ def envelope(fed: RunningFederation, spec: TrainSpec = SPEC) -> Envelope:
     return sign_as(fed, HOME, env)
 
 
-def message(kind: str, round_: int = 0, **changes: object) -> bytes:
+def message(kind: str, round_: int = 0, spec: TrainSpec = SPEC, **changes: object) -> bytes:
     """A message as the run's server side builds it, with ``changes`` to its settings."""
-    record = replace(train_config(SPEC), **changes).to_record()  # type: ignore[arg-type]
+    record = replace(train_config(spec), **changes).to_record()  # type: ignore[arg-type]
     record[SERVER_ROUND] = round_
     with server_identity():
         return to_bytes(Message(RecordDict({CONFIG: record}), FIRST_NODE_ID, kind))
@@ -107,6 +124,10 @@ def test_a_message_is_answered_once_and_rounds_in_order(
     skipped = refused(federation, env, message("evaluate", 1))
     assert skipped.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "before its training" in (skipped.details() or "")
+    # nor a "round 0" evaluation of a model the home chose before any training
+    early = refused(federation, env, message("evaluate", 0))
+    assert early.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "before its training" in (early.details() or "")
 
 
 def test_classes_the_label_does_not_declare_are_refused(
@@ -317,3 +338,77 @@ def test_pieces_of_a_run_that_does_not_name_the_owner_are_not_held(
         peer_pb2_grpc.PeerStub(ch).TrainStep(serde.train_step_request(env, piece), timeout=30)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "does not name jiangsu" in (err.value.details() or "")
+
+
+def train_message(spec: TrainSpec, round_: int, arrays: list, **changes: object) -> bytes:
+    """A train message carrying the model ``arrays`` and the spec's settings."""
+    record = replace(train_config(spec), **changes).to_record()  # type: ignore[arg-type]
+    record[SERVER_ROUND] = round_
+    content = RecordDict({CONFIG: record, ARRAYS: ArrayRecord([np.asarray(a) for a in arrays])})
+    with server_identity():
+        return to_bytes(Message(content, FIRST_NODE_ID, "train"))
+
+
+def test_a_model_wider_than_the_runs_task_is_refused(federation: RunningFederation) -> None:
+    """A home's logistic regression with a thousand outputs (each could fire on one row,
+    making the update a copy of rows) is not the run's model: refused, nothing released."""
+    env = envelope(federation)
+    step(federation, env, message(STATS_MESSAGE))
+    wide = [np.zeros((len(FEATURES), 1000)), np.zeros(1000)]
+    err = refused(federation, env, train_message(SPEC, 1, wide))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not the run's" in (err.details() or "")
+
+
+def test_under_dp_the_homes_standardisation_cannot_make_the_rows_refuse(
+    federation: RunningFederation,
+) -> None:
+    """Under a DP grant a home that picks a std of 1e-308 (standardising overflows only
+    for a row above the mean) and a learning rate that diverges gets an answer, noised
+    and charged, not a refusal that would read a row's value for free: the owner holds
+    the standardisation to the declared bounds and a diverging round stays put."""
+    table = rows(31, 400)
+    register(
+        federation, OWNER, "train_dp_attack", table, COLUMNS, CONTROLS, operations=("train",),
+        level="L3", min_group_size=10, dp_epsilon=0.5, dp_budget=5.0,
+        train_tasks=("logreg",), max_rounds=5,
+    )  # fmt: skip
+    spec = replace(SPEC, dataset="train_dp_attack", dp_clip=1.0, learning_rate=10.0)
+    env = envelope(federation, spec)
+    step(federation, env, message(STATS_MESSAGE, spec=spec))  # a DP release of its own
+    before = len(federation.audit(OWNER, "release"))
+    n = len(FEATURES)
+    model = [np.zeros((n, 1)), np.zeros(1)]
+    for round_, mean in ((1, -100.0), (2, 99.0)):  # below every row, then above most
+        data = train_message(spec, round_, model, mean=(mean,) * n, std=(1e-308,) * n)
+        report = serde.train_step_answer(step(federation, env, data)).report
+        assert report is not None and report.epsilon == pytest.approx(0.5)
+    releases = federation.audit(OWNER, "release")[before:]
+    assert [e["request_id"] for e in releases] == [env.request_id] * 2
+    assert not [
+        e for e in federation.audit(OWNER, "train.refused") if e["request_id"] == env.request_id
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("rounds", "1e999"), ("seed", "-1"), ("dataset", '"' + "d" * 5000 + '"')],
+    ids=["rounds-overflow", "negative-seed", "long-name"],
+)
+def test_a_spec_out_of_range_is_an_invalid_argument(
+    federation: RunningFederation, field: str, value: str
+) -> None:
+    """Numbers no run can hold and names longer than an audit entry quotes: a clear
+    INVALID_ARGUMENT, never an INTERNAL error."""
+    was = f'"{field}":{json.dumps(getattr(SPEC, field))}'
+    body = SPEC.body().replace(was, f'"{field}":{value}')
+    assert body != SPEC.body()
+    env = Envelope(
+        request_id=uuid.uuid4().hex,
+        requester=Requester("analyst", ANALYST, federation.fed.node(HOME).org),
+        home_node=HOME,
+        operation="train",
+        body=body,
+    )
+    err = refused(federation, sign_as(federation, HOME, env), message(STATS_MESSAGE))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT

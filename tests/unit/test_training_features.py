@@ -45,29 +45,6 @@ def test_standardised_pooled_rows_have_zero_mean_and_unit_std() -> None:
     assert np.all(Z[:, 1] == 0)
 
 
-def test_class_counts_combine_to_the_pooled_counts_and_balanced_weights() -> None:
-    rng = np.random.default_rng(3)
-    y = rng.choice(4, size=1000, p=[0.7, 0.2, 0.1, 0.0]).astype(np.float64)
-    parts = np.array_split(y, 3)
-    counts = features.combine_counts(features.class_counts(p, 4) for p in parts)
-    pooled = np.bincount(y.astype(int), minlength=4)
-    np.testing.assert_array_equal(counts, pooled)
-    weights = features.balanced_class_weights(counts)
-    present = pooled > 0
-    np.testing.assert_allclose(weights[present], len(y) / (present.size * pooled[present]))
-    assert weights[~present].tolist() == [0.0]
-    # Balanced: every present class carries the same total weight.
-    totals = weights[present] * pooled[present]
-    np.testing.assert_allclose(totals, totals[0])
-
-
-def test_labels_outside_the_classes_are_refused() -> None:
-    with pytest.raises(TrainingError):
-        features.class_counts(np.array([0.0, 3.0]), 3)
-    with pytest.raises(TrainingError):
-        features.class_counts(np.array([0.0, 1.5]), 3)
-
-
 def test_one_hot_uses_the_declared_categories_and_zeros_for_the_rest() -> None:
     values = pa.array(["b", "a", None, "zz", "c", "a"])
     got = features.one_hot(values, ["a", "b", "c"])

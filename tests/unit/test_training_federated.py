@@ -320,15 +320,17 @@ def test_raising_from_on_round_cancels_the_run() -> None:
     assert sum(kind == "train" for _, kind in grid.sent) == 2 * len(NODES)
 
 
-def test_stats_over_the_wire_equal_numpys_and_count_classes() -> None:
+def test_stats_over_the_wire_equal_numpys_and_count_no_classes() -> None:
     X, y = _blobs(seed=15, k=3)
     grid = _grid(X, y, (0.5, 0.2, 0.3))
     cfg = TrainConfig(task="logreg", n_classes=3, seed=1).to_record()
     stats = server.federated_stats(grid, cfg, min_nodes=3)
     np.testing.assert_allclose(stats.mean, X.mean(axis=0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(stats.std, X.std(axis=0), rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(stats.class_counts, np.bincount(y.astype(int), minlength=3))
     assert stats.count == len(y) and stats.nodes == NODES
+    # no count per class is released (a class under k would be an exact count)
+    rec = client_app.stats_content(lambda _: (X, y), RecordDict({"config": cfg}))
+    assert set(rec[client_app.STATS].keys()) == {"count", "shift", "sum", "sumsq"}
 
 
 def test_holdout_splits_each_owners_rows_between_train_and_evaluate() -> None:
@@ -348,10 +350,8 @@ def test_holdout_splits_each_owners_rows_between_train_and_evaluate() -> None:
     train = client_app.train_content(load, RecordDict({"arrays": model, "config": rec}))
     ev = client_app.evaluate_content(load, RecordDict({"arrays": model, "config": rec}))
     assert train["metrics"]["num-examples"] == 300 and ev["metrics"]["num-examples"] == 100
-    stats, counts = client_app.read_stats(
-        client_app.stats_content(load, RecordDict({"config": rec}))
-    )
-    assert stats.count == 300 and counts is not None and counts.sum() == 300
+    stats = client_app.read_stats(client_app.stats_content(load, RecordDict({"config": rec})))
+    assert stats.count == 300
     np.testing.assert_allclose(stats.shift[0], train_rows.mean())
 
 
@@ -377,7 +377,21 @@ def test_holdout_splits_each_owners_rows_between_train_and_evaluate() -> None:
                 "arrays": [np.zeros((5, 1)), np.zeros(1)],
                 "config": {"task": "logreg", "n_classes": 2},
             },
-            "model of 5 features",
+            "not the run's",
+        ),
+        (  # a binary run's model with a thousand outputs: scores of rows x 1000
+            {
+                "arrays": [np.zeros((3, 1000)), np.zeros(1000)],
+                "config": {"task": "logreg", "n_classes": 2},
+            },
+            r"not the run's \(\(3, 1\), \(1,\)\)",
+        ),
+        (  # an MLP wider than the task's: one hidden unit per row is a copy of the rows
+            {
+                "arrays": [np.zeros((3, 1024)), np.zeros(1024), np.zeros((1024, 1)), np.zeros(1)],
+                "config": {"task": "mlp", "n_classes": 2},
+            },
+            r"not the run's \(\(3, 16\)",
         ),
         (
             {

@@ -67,3 +67,18 @@ def test_holding_a_reply_never_fails_and_keeps_a_caller_bounded() -> None:
     held = [k for k in t._held if k[0] == "home"]
     assert len(held) == transfers.MAX_PER_CALLER
     assert ("home", "run", str(transfers.MAX_PER_CALLER + 2)) in held
+
+
+def test_held_replies_stay_within_the_owners_bounds_in_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many calling nodes' large replies: the oldest go, the count and bytes stay bounded."""
+    monkeypatch.setattr(transfers, "MAX_HELD_BYTES", 10 * (PIECE_BYTES + 1))
+    t = Transfers()
+    for caller in range(transfers.MAX_TRANSFERS):  # 64 callers x 2 replies each
+        for i in range(2):
+            t.hold_reply((f"member{caller}", "run", str(i)), b"x" * (PIECE_BYTES + 1), REPORT)
+    assert len(t._held) <= min(transfers.MAX_TRANSFERS, 10)
+    assert t._bytes() <= transfers.MAX_HELD_BYTES
+    last = (f"member{transfers.MAX_TRANSFERS - 1}", "run", "1")
+    assert t.fetch(last, PIECE_BYTES)[1] == PIECE_BYTES + 1  # the newest is still there
