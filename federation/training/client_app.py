@@ -68,6 +68,11 @@ LEGACY_ARRAYS = "fitins.parameters"  # ... and ``arrays``
 # (one statement), and, carried by the home, in every share-keys message (all of them)
 KEY_STATEMENT = "fedgate.secagg.key"
 KEY_STATEMENTS = "fedgate.secagg.keys"
+# The digest of the global model an owner masked its update of, signed: in its masked
+# training reply (one), and, carried by the home, in every unmask message (all of them):
+# an owner unmasks only when every owner of the round was sent the same model
+MODEL_STATEMENT = "fedgate.secagg.model"
+MODEL_STATEMENTS = "fedgate.secagg.models"
 # Flower's SecAgg+ stages as the steps of a round (the masked training is its ``train``)
 STAGES = {
     Stage.SETUP: "secagg.setup",

@@ -33,7 +33,13 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.run import Run
 
 from federation.outcome import Code
-from federation.training.client_app import KEY_STATEMENT, KEY_STATEMENTS, stage_of
+from federation.training.client_app import (
+    KEY_STATEMENT,
+    KEY_STATEMENTS,
+    MODEL_STATEMENT,
+    MODEL_STATEMENTS,
+    stage_of,
+)
 from federation.training.config import SECAGG_MIN_NODES as MIN_NODES
 from federation.training.config import SECAGG_STRATEGIES as STRATEGIES
 from federation.training.config import SERVER_ROUND
@@ -215,10 +221,11 @@ class _Watched(Grid):
         self.answered: dict[str, tuple[int, ...]] = {}
         self.failed: set[int] = set()
         self.statements: dict[int, str] = {}  # each owner's signed keys, from its setup
+        self.models: dict[int, str] = {}  # each owner's signed model digest, from its train
 
     def start_round(self) -> None:
         self.asked, self.answered, self.failed = {}, {}, set()
-        self.statements = {}
+        self.statements, self.models = {}, {}
 
     def check(self, server_round: int, min_nodes: int) -> None:
         """Stop the run (naming who did not answer) when a stage had too few answers."""
@@ -259,17 +266,24 @@ class _Watched(Grid):
     ) -> Iterable[Message]:
         out = list(messages)
         stage = stage_of(out[0]) if out else ""
-        if stage == "secagg.share_keys":  # every owner checks the others' keys are theirs
+        # every owner checks the others' keys are theirs, and that all got its model
+        relay = {"secagg.share_keys": (KEY_STATEMENTS, self.statements)}
+        relay["secagg.unmask"] = (MODEL_STATEMENTS, self.models)
+        if stage in relay:
+            name, statements = relay[stage]
             for m in out:
-                m.content.config_records[KEY_STATEMENTS] = ConfigRecord(
-                    {str(n): s for n, s in self.statements.items()}
+                m.content.config_records[name] = ConfigRecord(
+                    {str(n): s for n, s in statements.items()}
                 )
         replies = list(self.inner.send_and_receive(out, timeout=timeout))
-        if stage == "secagg.setup":
+        keep = {"secagg.setup": (KEY_STATEMENT, self.statements)}
+        keep["train"] = (MODEL_STATEMENT, self.models)
+        if stage in keep:
+            name, statements = keep[stage]
             for r in replies:
-                rec = r.content.config_records.get(KEY_STATEMENT) if r.has_content() else None
+                rec = r.content.config_records.get(name) if r.has_content() else None
                 if rec is not None and isinstance(rec.get("statement"), str):
-                    self.statements[r.metadata.src_node_id] = str(rec["statement"])
+                    statements[r.metadata.src_node_id] = str(rec["statement"])
         asked = tuple(sorted(m.metadata.dst_node_id for m in out))
         ok = tuple(sorted(m.metadata.src_node_id for m in replies if not m.has_error()))
         self.asked[stage] = asked

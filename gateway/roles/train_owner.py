@@ -40,8 +40,11 @@ from federation.training.client_app import (
     INIT_MESSAGE,
     KEY_STATEMENT,
     KEY_STATEMENTS,
+    LEGACY_ARRAYS,
     LEGACY_CONFIG,
     METRICS,
+    MODEL_STATEMENT,
+    MODEL_STATEMENTS,
     NUM_EXAMPLES,
     STATS,
     STATS_FEATURES,
@@ -73,9 +76,12 @@ from gateway.training.apps import AppStore
 from gateway.training.grid import from_bytes, to_bytes
 from gateway.training.secagg_guard import (
     SecAggRound,
+    check_same_model,
     check_signed_keys,
     check_stage,
     key_statement,
+    model_digest,
+    model_statement,
     stage_round,
 )
 from gateway.training.settings import bound_record
@@ -389,6 +395,17 @@ class TrainOwner:
                 check_stage(step.kind, configs, run.context.node_id, run.secagg, least)
                 if step.kind == "secagg.share_keys" and configs is not None:
                     self._check_keys(spec, env, step, run, configs, msg)
+                if step.kind == "train":  # the model it masks its update of, for the others
+                    arrays = msg.content.array_records.get(LEGACY_ARRAYS)
+                    run.secagg.model = model_digest(arrays) if arrays is not None else ""
+                if step.kind == "secagg.unmask":  # only if every owner got that model too
+                    check_same_model(
+                        msg.content.config_records.get(MODEL_STATEMENTS),
+                        run.secagg,
+                        run_key(env),
+                        step.round,
+                        self.vouching.member_statement,
+                    )
             if decision.epsilon > 0 and step.kind == "evaluate":
                 raise FailedPrecondition(
                     "under differential privacy an owner answers no evaluation (a loss over "
@@ -422,6 +439,13 @@ class TrainOwner:
                 assert isinstance(pk1, bytes) and isinstance(pk2, bytes)
                 body = key_statement(run_key(env), step.round, run.context.node_id, pk1, pk2)
                 reply.content.config_records[KEY_STATEMENT] = ConfigRecord(
+                    {"statement": self.vouching.state(body)}
+                )
+            if spec.secagg and step.kind == "train" and run.secagg.model:
+                body = model_statement(
+                    run_key(env), step.round, run.context.node_id, run.secagg.model
+                )
+                reply.content.config_records[MODEL_STATEMENT] = ConfigRecord(
                     {"statement": self.vouching.state(body)}
                 )
             if step.kind == STATS_MESSAGE:  # the model's inputs, for the home to agree on
@@ -488,6 +512,7 @@ class TrainOwner:
             raise PermissionDenied("SecAgg+ keys signed by a member that is no owner of the run")
         if signers.get(str(run.context.node_id)) != self.node_id:
             raise PermissionDenied("this owner's own SecAgg+ keys come signed by another")
+        run.secagg.signers = signers
 
     def _app_answer(
         self, spec: TrainSpec, run: _Run, msg: Message, deadline: float, protect: Protect

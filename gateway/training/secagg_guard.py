@@ -8,21 +8,24 @@ every owner holding a share of every other's secrets, on the shares of every oth
 owner in its masked round, and on an unmask that names every owner alive: a round with
 a dropout ends (each owner answers one unmask a round: ``check_order``). And since the
 home relays the public keys, each owner signs its own (``key_statement``) and checks
-every other's (``check_signed_keys``): no home can pass off keys of its own.
+every other's (``check_signed_keys``): no home can pass off keys of its own. Nor models:
+each owner signs the digest of the model it masked its update of (``model_statement``),
+and unmasks only when every owner of the round signed the same (``check_same_model``).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from flwr.app import ConfigRecord
+from flwr.app import ArrayRecord, ConfigRecord
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
 from federation.training.config import SECAGG_MIN_NODES
-from gateway.errors import InvalidArgument, PermissionDenied
+from gateway.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 
 MAX_ROUND_DIGITS = 6
 
@@ -60,6 +63,8 @@ class SecAggRound:
 
     sample: int = 0
     nodes: frozenset[int] = frozenset()
+    signers: dict[str, str] = field(default_factory=dict)  # node id -> member, by its keys
+    model: str = ""  # the digest of the model this owner masked its update of
 
 
 def key_statement(run: str, round_: int, node: int, pk1: bytes, pk2: bytes) -> dict[str, Any]:
@@ -72,6 +77,50 @@ def key_statement(run: str, round_: int, node: int, pk1: bytes, pk2: bytes) -> d
         "pk1": base64.b64encode(pk1).decode(),
         "pk2": base64.b64encode(pk2).decode(),
     }
+
+
+def model_digest(arrays: ArrayRecord) -> str:
+    """The digest of a global model as it arrived (keys, dtypes, shapes and bytes, in
+    order): owners sent the same model compute the same digest."""
+    h = hashlib.sha256()
+    for key, array in arrays.items():
+        for part in (key, array.dtype, repr(tuple(array.shape)), array.stype):
+            h.update(part.encode() + b"\x00")
+        h.update(hashlib.sha256(array.data).digest())
+    return h.hexdigest()
+
+
+def model_statement(run: str, round_: int, node: int, digest: str) -> dict[str, Any]:
+    """What an owner signs of the model it masked its update of, in which run and round."""
+    return {"kind": "secagg.model", "run": run, "round": round_, "node": node, "model": digest}
+
+
+def check_same_model(
+    statements: ConfigRecord | None,
+    state: SecAggRound,
+    run: str,
+    round_: int,
+    member: Callable[[str], tuple[str, dict[str, Any]]],
+) -> None:
+    """Before an owner unmasks: every owner of the round says, signed by the member whose
+    keys it has, that it was sent the model this owner was. A home that sends one owner
+    a model whose units answer to its rows and the others one with those units dead
+    would read that owner's update out of the sum; here it gets no unmasking."""
+    if not state.model:
+        raise FailedPrecondition(f"an unmask of round {round_} before its masked training")
+    for node in sorted(state.nodes):
+        text = statements.get(str(node)) if statements is not None else None
+        if not isinstance(text, str):
+            raise PermissionDenied(f"owner {node} did not say which model it was sent")
+        signer, body = member(text)
+        if signer != state.signers.get(str(node)):
+            raise PermissionDenied(f"the model statement of owner {node} is not signed by it")
+        expected = model_statement(run, round_, node, state.model)
+        if any(body.get(k) != v for k, v in expected.items()):
+            raise PermissionDenied(
+                f"owner {node} was sent another model than this owner in round {round_}: "
+                "nothing is unmasked"
+            )
 
 
 def check_signed_keys(
@@ -134,6 +183,7 @@ def check_stage(
                 "a strict majority of the shares"
             )
         state.sample, state.nodes = sample, frozenset()
+        state.signers, state.model = {}, ""
     elif step == "secagg.share_keys":
         ids = [k for k in configs if k != Key.STAGE]
         if not all(_digits(k, 20) for k in ids):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
 from federation.envelope import Envelope, Requester
@@ -25,9 +26,11 @@ from federation.training.client_app import (
     CONFIG,
     KEY_STATEMENT,
     KEY_STATEMENTS,
+    LEGACY_ARRAYS,
     STATS_MESSAGE,
 )
 from federation.training.config import SERVER_ROUND
+from federation.training.errors import TooFewNodes
 from gateway import serde
 from gateway.roles.train_home import FIRST_NODE_ID
 from gateway.rpc.v1 import peer_pb2_grpc
@@ -412,3 +415,60 @@ def test_a_spec_out_of_range_is_an_invalid_argument(
     )
     err = refused(federation, sign_as(federation, HOME, env), message(STATS_MESSAGE))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_secagg_home_that_sends_one_owner_another_model_gets_nothing_unmasked(
+    federation: RunningFederation,
+) -> None:
+    """The home runs Flower's SecAgg+ workflow honestly but for one thing: the owner it
+    targets gets another global model than the others (a model whose units answer to its
+    rows, the others' with those units dead, would put that owner's update alone in the
+    sum). Every owner signs the digest of the model it masked its update of, and unmasks
+    only when all signed the same: here none unmasks, and each audits its refusal."""
+    from gateway.training import worker
+    from gateway.training.secagg_guard import stage_round
+
+    spec = replace(SECAGG, rounds=1)
+    env = envelope(federation, spec)
+    owners = {FIRST_NODE_ID + i: o for i, o in enumerate(sorted(OWNERS))}
+    target = FIRST_NODE_ID
+    sent: list[str] = []
+
+    def exchange(out: list[tuple[int, bytes]], timeout: float | None) -> list[tuple[int, bytes]]:
+        replies = []
+        for node, data in out:
+            msg = from_bytes(data)
+            if node == target and RECORD_KEY_CONFIGS in msg.content.config_records:
+                stage = msg.content.config_records[RECORD_KEY_CONFIGS].get(Key.STAGE)
+                if stage == "collect_masked_vectors":  # another model for the target
+                    arrays = msg.content.array_records[LEGACY_ARRAYS]
+                    changed = [a.numpy() + 1.0 for a in arrays.values()]
+                    msg.content.array_records[LEGACY_ARRAYS] = ArrayRecord(
+                        dict(zip(arrays.keys(), [Array(c) for c in changed], strict=True))
+                    )
+                    data = to_bytes(msg)
+            sent.append(str(msg.content.config_records.get(RECORD_KEY_CONFIGS, {}).get(Key.STAGE)))
+            try:
+                reply = step_at(federation, env, data, owners[node])
+            except grpc.RpcError:
+                continue
+            replies.append((node, bytes(reply.message)))
+        return replies
+
+    job = worker.Job(stage_round("7"), spec, tuple(owners), len(owners), 60.0)
+    with server_identity(job.run_id), pytest.raises(TooFewNodes, match="secagg.unmask"):
+        worker.run(job, exchange, lambda _: None)
+    assert "collect_masked_vectors" in sent and "unmask" in sent
+    for owner in OWNERS:
+        why = [
+            e["reason"]
+            for e in federation.audit(owner, "train.refused")
+            if e["request_id"] == env.request_id
+        ]
+        assert any("another model than this owner" in w for w in why), (owner, why)
+
+
+def step_at(fed: RunningFederation, env: Envelope, data: bytes, owner: str) -> Any:
+    with fed.peer_channel(HOME, owner) as ch:
+        req = serde.train_step_request(env, Piece(data, uuid.uuid4().hex))
+        return peer_pb2_grpc.PeerStub(ch).TrainStep(req, timeout=30)

@@ -13,8 +13,13 @@ import pytest
 from flwr.app import ConfigRecord
 from flwr.common.secure_aggregation.secaggplus_constants import Key, Stage
 
-from gateway.errors import InvalidArgument
-from gateway.training.secagg_guard import SecAggRound, check_stage
+from gateway.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from gateway.training.secagg_guard import (
+    SecAggRound,
+    check_same_model,
+    check_stage,
+    model_statement,
+)
 
 ME, OTHERS = 1, (2, 3, 4)
 ALL = (ME, *OTHERS)
@@ -122,3 +127,40 @@ def test_a_malformed_key_statement_is_a_clear_refusal(text: str) -> None:
 
     with pytest.raises(InvalidArgument, match="not a fedgate receipt"):
         Receipt.from_json(text)
+
+
+def _signed(statements: dict[str, tuple[str, dict]]) -> tuple[ConfigRecord, object]:
+    """Statements as ConfigRecord text, and a ``member`` that reads who signed each."""
+    rec = ConfigRecord({node: f"stmt-{node}" for node in statements})
+
+    def member(text: str) -> tuple[str, dict]:
+        return statements[text.removeprefix("stmt-")]
+
+    return rec, member
+
+
+def _round_state(model: str = "d1") -> SecAggRound:
+    return SecAggRound(
+        sample=4,
+        nodes=frozenset(ALL),
+        signers={str(n): f"member{n}" for n in ALL},
+        model=model,
+    )
+
+
+def test_unmasking_needs_every_owner_to_have_signed_the_same_model() -> None:
+    state = _round_state()
+    same = {str(n): (f"member{n}", model_statement("run", 1, n, "d1")) for n in ALL}
+    rec, member = _signed(same)
+    check_same_model(rec, state, "run", 1, member)  # type: ignore[arg-type]
+    for broken, why in (
+        ({**same, "3": ("member3", model_statement("run", 1, 3, "d2"))}, "another model"),
+        ({**same, "3": ("member2", model_statement("run", 1, 3, "d1"))}, "not signed by it"),
+        ({k: v for k, v in same.items() if k != "4"}, "did not say which model"),
+        ({**same, "2": ("member2", model_statement("run", 2, 2, "d1"))}, "another model"),
+    ):
+        rec, member = _signed(broken)
+        with pytest.raises(PermissionDenied, match=why):
+            check_same_model(rec, state, "run", 1, member)  # type: ignore[arg-type]
+    with pytest.raises(FailedPrecondition, match="before its masked training"):
+        check_same_model(rec, _round_state(model=""), "run", 1, member)  # type: ignore[arg-type]
