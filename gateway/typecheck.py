@@ -23,7 +23,11 @@ column and never a value:
   most 18 digits is kept in 18). DuckDB's overflow error quotes the operands, and whether
   it happens at all tells whether some row passed the conditions before it: refused from
   the bounds instead;
-- ``SUM``/``AVG``/variance/standard deviation of a column that is not a number;
+- ``SUM``/``AVG``/variance/standard deviation of a column that is not a number, or of
+  a value whose sum over 2^40 rows within the bounds could leave the type DuckDB sums it
+  in (a HUGEINT, a DECIMAL(38, s)), which DuckDB raises on;
+- a group key's function (``substr``, date parts, ``date_trunc``...) over a value of a
+  kind it does not take, and whatever is inside its arguments, typed like any value;
 - the same types in HAVING, ORDER BY and SELECT expressions, which the home runs after
   the merge: the owner refuses before it spends anything on a query the home cannot
   answer (the size of an aggregate is not known here: its overflow is left to run time).
@@ -99,6 +103,11 @@ _DECIMAL_LITERAL = re.compile(r"([0-9]*)\.([0-9]*)")
 _DATE_LIKE = re.compile(r"\s*(-?)([0-9]+)[-/.]([0-9]+)[-/.]([0-9]+)")
 _DATE_WORDS = {"infinity", "-infinity", "epoch"}
 _TRUTH = {"true", "false", "t", "f", "yes", "no", "y", "n", "1", "0"}
+# The aggregates whose states hold a SUM of the value (AVG, VAR_*, STDDEV_* too).
+_SUMMED = {"sum", "avg", "var_samp", "var_pop", "stddev_samp", "stddev_pop"}
+# The rows a sum is judged for (2^40, a trillion): within them, a sum of values within the
+# declared bounds must fit the type DuckDB sums in.
+SUMMED_ROWS = 2.0**40
 # approx_quantile too: its sketch answers in float64 (a date or timestamp would come back
 # as a number of days or microseconds).
 _NUMERIC_AGGREGATES = {
@@ -426,7 +435,29 @@ class Checker:
             for child in node.iter_expressions():
                 self.condition(child)
             return Value(BOOL)
+        if isinstance(node, _KEY_FUNCTIONS):
+            return self._key_function(node)
         return Value(UNKNOWN)  # nothing else passes the subset's rules
+
+    def _key_function(self, node: exp.Expr) -> Value:
+        """A group key's function (``substr``, a date part, ``date_trunc``, ``floor``,
+        ``width_bucket``): its arguments typed like any value, so that nothing inside one
+        escapes this check (a conversion that fails only on a row that passed the WHERE
+        says the row exists), and its subject of a kind it takes (``year(city)``,
+        ``substr(revenue, 1, 2)`` are refused here rather than in every owner's engine)."""
+        subject, *_ = operands = [self.value(child) for child in node.iter_expressions()]
+        allowed = _KEY_KINDS.get(type(node))
+        kind = STRING if subject.kind == TEXT else subject.kind
+        if allowed is not None and kind not in (*allowed, UNKNOWN, NULL):
+            func = _KEY_NAMES.get(type(node), node.key)
+            arg = node.this.name if isinstance(node.this, exp.Column) else "..."
+            noun = _NOUN.get(subject.kind, "a string")
+            raise InvalidArgument(
+                f"{func}({arg}) in GROUP BY: {subject.name or 'a literal'} is {noun}"
+            )
+        refs = frozenset().union(*(v.refs for v in operands))
+        name = f"the expression over {_listed(refs)}" if refs else ""
+        return Value(STRING if isinstance(node, exp.Substring) else UNKNOWN, name=name, refs=refs)
 
     def condition(self, node: exp.Expr) -> None:
         """``node`` where a truth value is expected (WHERE, HAVING, AND/OR/NOT)."""
@@ -811,10 +842,11 @@ def check(plan: QueryPlan, desc: DatasetDescriptor, ranges: Ranges | None = None
     for value in (*step.values, *step.keys) if step is not None else ():
         v = checker.value(value.tree)
         typed[value.name] = v if v.name else replace(v, name=f"the expression {value.text}")
-    _check_key_functions(plan, columns)
     for call in plan.aggregates:
         if call.func in _NUMERIC_AGGREGATES and call.column is not None:
             v = typed.get(call.column, Value(UNKNOWN))
+            if call.func in _SUMMED and v.kind == NUMBER:
+                _summable(call, v)
             if v.kind in (NUMBER, UNKNOWN, NULL):
                 continue
             func = call.func.upper()
@@ -848,24 +880,31 @@ _KEY_NAMES: dict[type[exp.Expr], str] = {
     exp.DateTrunc: "date_trunc",
     exp.Substring: "substr",
 }
+# The functions allowed only in group keys (rules._KEY_FUNCTIONS), typed inside.
+_KEY_FUNCTIONS = (*_KEY_KINDS, exp.Floor)
 
 
-def _check_key_functions(plan: QueryPlan, columns: Mapping[str, Value]) -> None:
-    """A group key's function over a column of a kind it does not take (``year(city)``,
-    ``substr(revenue, 1, 2)``, ``date_trunc('month', revenue)``) is refused here, before
-    anything runs, rather than failing in every owner's engine."""
-    step = plan.aggregate
-    for key in step.keys if step is not None else ():
-        for node in key.tree.find_all(*_KEY_KINDS):
-            arg = node.this
-            if not isinstance(arg, exp.Column):
-                continue
-            kind = columns.get(arg.name.lower(), Value(UNKNOWN)).kind
-            if kind not in (*_KEY_KINDS[type(node)], UNKNOWN):
-                name = _KEY_NAMES.get(type(node), node.key)
-                raise InvalidArgument(
-                    f"{name}({arg.name}) in GROUP BY: column {arg.name!r} is {_NOUN[kind]}"
-                )
+def _summable(call: AggCall, v: Value) -> None:
+    """DuckDB sums integers in a HUGEINT and a DECIMAL(p, s) in a DECIMAL(38, s), and
+    raises when the total leaves it: whether it does would say whether rows passed the
+    conditions (``SUM(CAST(x AS DECIMAL(38, 30)))`` fails past 10^8). Refuse a value whose
+    sum over SUMMED_ROWS rows within the declared bounds could leave its type. (A total
+    past BIGINT, the type an integer sum travels in, is NULL at the owner: generate.)"""
+    if v.number == INT:
+        limit, target = float(INT_MAX[128]), "a 128-bit integer"
+        advice = "compute with smaller numbers"
+    elif v.number == DECIMAL:
+        limit, target = 10.0 ** (ct.MAX_PRECISION - v.scale), f"DECIMAL(38,{v.scale})"
+        advice = "cast it to a DECIMAL with fewer digits after the point, or to DOUBLE"
+    else:
+        return
+    if v.magnitude * SUMMED_ROWS < limit:
+        return
+    func = call.func.upper()
+    raise InvalidArgument(
+        f"{func}({call.text or call.column}): its sum can exceed {target}, the type DuckDB "
+        f"sums it in, for {_within([v])}: {advice}"
+    )
 
 
 def _check_final(plan: QueryPlan, columns: Mapping[str, Value]) -> None:

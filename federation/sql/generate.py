@@ -113,9 +113,14 @@ def _state(state: StateColumn, ints: set[str], decimals: set[str], values: _Valu
         return exp.Count(this=values(column, clamped=False))
     if state.kind is Kind.SUM:
         if column in decimals and not dp:
-            return exp.Sum(this=values(column))  # DuckDB keeps DECIMAL(38, s): exact
-        exact = column in ints and not dp
-        return _cast(exp.Sum(this=values(column)), _BIGINT if exact else _DOUBLE)
+            # DuckDB keeps DECIMAL(38, s): exact (typecheck refuses a value whose sum could
+            # leave it, which DuckDB would raise on)
+            return exp.Sum(this=values(column))
+        if column in ints and not dp:
+            # DuckDB sums integers as HUGEINT; a total past BIGINT is NULL, not an error
+            # that would say whether some row passed the WHERE (as DOUBLE's inf is withheld)
+            return exp.TryCast(this=exp.Sum(this=values(column)), to=exp.DataType(this=_BIGINT))
+        return _cast(exp.Sum(this=values(column)), _DOUBLE)
     if state.kind is Kind.SQUARES:
         square = exp.Mul(this=values(column), expression=values(column))
         return _cast(exp.Sum(this=square), _DOUBLE)
@@ -134,14 +139,17 @@ def _state(state: StateColumn, ints: set[str], decimals: set[str], values: _Valu
     raise ValueError(f"no SQL for the state {state.kind}")
 
 
-_COMPUTED = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Cast, exp.Abs)
+# Substring: a group key's positions are checked (rules.MAX_SUBSTR), but DuckDB raises on
+# some (a length past 2^32): never let one fail on a row.
+_COMPUTED = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Cast, exp.Abs, exp.Substring)
 
 
 def _may_fail(condition: exp.Expr) -> bool:
-    """Whether evaluating ``condition`` on a row can fail: arithmetic or a cast over a
-    column (an overflow, a division by zero, a conversion). A plain comparison of a column
-    with a literal of its type cannot: the owner checked the types before (typecheck),
-    and such conditions stay as they are, at no cost."""
+    """Whether evaluating ``condition`` (or a value, a group key) on a row can fail:
+    arithmetic, a cast or a substring over a column (an overflow, a division by zero, a
+    conversion, a position out of range). A plain comparison of a column with a literal
+    of its type cannot: the owner checked the types before (typecheck), and such
+    conditions stay as they are, at no cost."""
     for node in condition.find_all(*_COMPUTED):
         if next(node.find_all(exp.Column), None) is not None:
             return True

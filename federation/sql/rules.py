@@ -670,6 +670,7 @@ def where_condition(ctx: Context) -> None:
 
 
 MAX_BUCKETS = 1_000  # groups a bucketed filter column may make (owner-checked)
+MAX_SUBSTR = 1_000  # substr's start and length in a group key: 1 to MAX_SUBSTR
 
 
 # The arguments each function may have where we accept it: any other (``floor(x, n)``,
@@ -737,7 +738,10 @@ def _case_key(ctx: Context, node: exp.Case) -> None:
     """A CASE mapping as a group key: conditions over columns, literal results. A column
     compared with two or more numbers across its branches makes a bucket as narrow as the
     closest two (the owner checks it is coarse, as for ``floor(x / w)``): ``CASE WHEN
-    id = 1 THEN 1 WHEN id = 2 THEN 2 ...`` is a bucket of width 1."""
+    id = 1 THEN 1 WHEN id = 2 THEN 2 ...`` is a bucket of width 1. Every column of the
+    key is recorded as one bucket of it, even a single threshold: the owner lets a
+    filter-only column into one group key only (ten keys ``CASE WHEN x < 2000 ...``,
+    ``x < 2001``... would together split it by 1)."""
     subject = node.args.get("this")
     numbers: dict[str, set[float]] = {}
     if subject is not None:
@@ -759,11 +763,13 @@ def _case_key(ctx: Context, node: exp.Case) -> None:
         _literal(branch.args["true"], " (a CASE group key maps to literals)")
     if node.args.get("default") is not None:
         _literal(node.args["default"], " (a CASE group key maps to literals)")
-    for column, compared in numbers.items():
-        ordered = sorted(compared)
+    for column in _columns_in(node):
+        ordered = sorted(numbers.get(column, ()))
         if len(ordered) >= 2:
             width = min(b - a for a, b in zip(ordered, ordered[1:], strict=False))
             ctx.buckets.append(Bucket(column, width=width))
+        else:  # one threshold (or none): as many groups as results, at most
+            ctx.buckets.append(Bucket(column, count=len(branches) + 1))
 
 
 def _key_condition(ctx: Context, node: exp.Expr, numbers: dict[str, set[float]]) -> None:
@@ -824,15 +830,42 @@ def _group_key(ctx: Context, node: exp.Expr) -> str:
     return key.name
 
 
+def _substr_key(ctx: Context, node: exp.Substring) -> None:
+    """``substr(col, start[, length])`` as a group key: a prefix (or slice) of one
+    ``group_by`` column. Only a plain column: ``substr(CASE ... END, 1, 1)`` would carry
+    a CASE's conditions past the bucket and type checks. Only small whole positions:
+    DuckDB raises on a length past 2^32, and an error that happens only when a row
+    passes the WHERE says that the row exists."""
+    if not isinstance(node.this, exp.Column):
+        raise QueryError(
+            f"substr in GROUP BY takes a column, not {ctx.describe(node.this)}: "
+            "write substr(col, start, length)"
+        )
+    if node.args.get("start") is None:
+        raise QueryError("substr in GROUP BY takes a column and a start position")
+    for part in ("start", "length"):
+        position = node.args.get(part)
+        if position is not None and not _small_position(position):
+            raise QueryError(
+                f"substr in GROUP BY takes whole-number positions from 1 to {MAX_SUBSTR}: "
+                f"its {part} is {ctx.describe(position)}"
+            )
+    ctx.use(ctx.column(node.this), "group_by")
+
+
+def _small_position(node: exp.Expr) -> bool:
+    """A whole-number literal from 1 to MAX_SUBSTR (no sign, point or exponent)."""
+    if not isinstance(node, exp.Literal) or node.is_string or not str(node.this).isdigit():
+        return False
+    return 1 <= int(node.this) <= MAX_SUBSTR
+
+
 def _key_expression(ctx: Context, node: exp.Expr) -> None:
     """Any other key: a per-row value over ``group_by`` columns (``substr(code, 1, 2)``,
-    ``year(day)``, arithmetic...)."""
+    arithmetic...)."""
     _plain_arguments(node)
     if isinstance(node, exp.Substring):
-        positions = [node.args[k] for k in ("start", "length") if node.args.get(k)]
-        if not all(_number(p) is not None for p in positions):
-            raise QueryError("substr in GROUP BY takes a column and literal positions")
-        _scalar(ctx, node.this, "group_by")
+        _substr_key(ctx, node)
     elif isinstance(node, _KEY_FUNCTIONS):
         raise QueryError(f"{ctx.describe(node)} in GROUP BY takes a column and literals")
     else:

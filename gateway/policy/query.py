@@ -93,6 +93,25 @@ def _sketch_of_values(desc: DatasetDescriptor, grant: Grant, call: AggregateUse)
             )
 
 
+def _one_key_each(buckets: Sequence[BucketUse], grant: Grant) -> None:
+    """Refuse a column without the group_by control that two or more group keys bucket
+    (the plan records one bucket per key and column it coarsens). Its date parts by year,
+    quarter and month count as one key: each is a function of the month, so together
+    they are no finer than ``date_trunc('month', col)``, which is allowed alone."""
+    keys: dict[str, list[BucketUse]] = {}
+    for b in buckets:
+        if "group_by" not in grant.columns.get(b.column, ()):
+            keys.setdefault(b.column, []).append(b)
+    for column, found in keys.items():
+        coarse = [b for b in found if b.unit in COARSE_UNITS]
+        if len(found) - len(coarse) + min(len(coarse), 1) > 1:
+            raise PermissionDenied(
+                f"column {column!r} is bucketed by {len(found)} group keys; without the "
+                "group_by control a column may be in one group key only (coarse keys of one "
+                "column together make a fine one)"
+            )
+
+
 def check_buckets(
     buckets: Iterable[BucketUse],
     grant: Grant,
@@ -101,7 +120,11 @@ def check_buckets(
     """A bucket of a column the grant lets the analyst filter on but not group by must be
     coarser than the range filters already allowed: at most MAX_BUCKETS groups over the
     column's range (``ranges``: from the registration's statistics or declared bounds),
-    and dates by year, quarter or month."""
+    and dates by year, quarter or month. And in one group key only: each key is judged
+    alone, and several coarse keys of one column (``CASE WHEN x < 2000 ...``, ``x <
+    2001``...; ``width_bucket``s with shifted bounds) together make a fine bucket."""
+    buckets = list(buckets)
+    _one_key_each(buckets, grant)
     for b in buckets:
         if "group_by" in grant.columns.get(b.column, ()):
             continue
