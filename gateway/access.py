@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from federation.envelope import Requester
+from federation.envelope import MAX_PURPOSE_CHARS, Requester
 from gateway import policy
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog
@@ -40,6 +40,10 @@ NOBODY = Requester(role="", id="", org="")
 
 MAX_PENDING_PER_REQUESTER = 20  # undecided requests one user may have at one owner
 MAX_PENDING = 2000  # undecided requests an owner keeps in all
+# ... and each is small: a request's columns, controls and operations are names the owner
+# knows (kept once each), its purpose a sentence (MAX_PURPOSE_CHARS, as a query's).
+MAX_ASKED_COLUMNS = 1000  # column entries in one request, repeats included
+MAX_NAME_CHARS = 63  # a column name (descriptor.check_identifier's limit)
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,39 @@ def _from_json(text: str) -> AccessRequest:
     return from_dict(json.loads(text))
 
 
+def asked_columns(
+    asked: Iterable[ColumnControls], dataset: str, declared: set[str]
+) -> tuple[ColumnControls, ...]:
+    """The columns asked, each once with its known controls once each (in the order
+    first asked): what is stored and audited grows with what the dataset declares, not
+    with the size of the request."""
+    asked = tuple(asked)
+    if not asked:
+        raise InvalidArgument("an access request names at least one column")
+    if len(asked) > MAX_ASKED_COLUMNS:
+        raise InvalidArgument(f"an access request names at most {MAX_ASKED_COLUMNS} columns")
+    merged: dict[str, dict[str, None]] = {}
+    for c in asked:
+        if len(c.column) > MAX_NAME_CHARS or c.column not in declared:
+            raise InvalidArgument(f"column {c.column[:100]!r} is not a column of {dataset}")
+        bad = [x for x in c.controls if x not in policy.CONTROLS]
+        if bad:
+            raise InvalidArgument(f"column {c.column!r}: unknown control {bad[0][:100]!r}")
+        merged.setdefault(c.column, {}).update(dict.fromkeys(c.controls))
+    return tuple(ColumnControls(name, tuple(controls)) for name, controls in merged.items())
+
+
+def asked_operations(asked: Iterable[str]) -> tuple[str, ...]:
+    """The operations asked, known ones only, each once; none asked: ``query``."""
+    operations = tuple(dict.fromkeys(asked))
+    bad = [o for o in operations if o not in policy.OPERATIONS]
+    if bad:
+        raise InvalidArgument(
+            f"operation {bad[0][:100]!r}: operations must be some of {', '.join(policy.OPERATIONS)}"
+        )
+    return operations or ("query",)
+
+
 class AccessRequests:
     def __init__(self, node_id: str, state: State, catalog: Catalog, grants: GrantStore) -> None:
         self.node_id = node_id
@@ -198,18 +235,14 @@ class AccessRequests:
     def submit(self, req: AccessRequest, requester: Requester, home_node: str) -> AccessRequest:
         entry = self.catalog.get(req.dataset)
         if entry is None or entry.descriptor.level == "L4":  # core data: not even its name
-            raise NotFound(f"no dataset {req.dataset!r} at {self.node_id}")
+            raise NotFound(f"no dataset {req.dataset[:100]!r} at {self.node_id}")
         declared = {c.name for c in entry.descriptor.columns}
-        for c in req.columns:
-            if c.column not in declared:
-                raise InvalidArgument(f"column {c.column!r} is not a column of {req.dataset}")
-            bad = [x for x in c.controls if x not in policy.CONTROLS]
-            if bad:
-                raise InvalidArgument(f"column {c.column!r}: unknown control {bad[0]!r}")
-        if not req.columns:
-            raise InvalidArgument("an access request names at least one column")
+        columns = asked_columns(req.columns, req.dataset, declared)
+        operations = asked_operations(req.operations)
         if not req.purpose.strip():
             raise InvalidArgument("an access request states its purpose")
+        if len(req.purpose) > MAX_PURPOSE_CHARS:
+            raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
         # Only what an analyst may ask: the decision fields are the operator's to fill in.
         stored = AccessRequest(
             id="ar-" + secrets.token_hex(4),
@@ -217,8 +250,8 @@ class AccessRequests:
             dataset=req.dataset,
             requester=requester,
             home_node=home_node,
-            columns=req.columns,
-            operations=req.operations or ("query",),
+            columns=columns,
+            operations=operations,
             purpose=req.purpose,
             valid_from=parse_time(req.valid_from, "valid_from"),
             expires=parse_time(req.expires, "expires"),

@@ -28,14 +28,23 @@ def utc(ts: dt.datetime | None = None) -> str:
 def parse_time(value: str, field_name: str) -> str:
     """Accept ISO dates or datetimes, store them as UTC RFC 3339 ("" stays "").
 
-    A time without a zone is taken as UTC. Raises InvalidArgument naming ``field_name``.
+    A time without a zone is taken as UTC. Raises InvalidArgument naming ``field_name``,
+    also for a time whose UTC falls outside years 1-9999 (``9999-12-31T23:59:59-05:00``:
+    datetime's OverflowError would reach the caller as an internal error).
     """
     if not value:
         return ""
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidArgument(f"{field_name} {value!r} is not an ISO date or datetime") from None
+        raise InvalidArgument(
+            f"{field_name} {value[:64]!r} is not an ISO date or datetime"
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return utc(parsed)
+    try:
+        return utc(parsed)
+    except OverflowError:
+        raise InvalidArgument(
+            f"{field_name} {value[:64]!r} is out of range: in UTC it must fall in years 1-9999"
+        ) from None

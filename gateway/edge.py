@@ -33,7 +33,7 @@ from gateway.errors import (
     Unavailable,
 )
 from gateway.identity import ROLES, Identity, RevocationList, identity_of_pem
-from gateway.limits import Limiter, LimitExceeded, LimitSettings, Ticket
+from gateway.limits import Limiter, LimitExceeded, LimitSettings, Ticket, cut
 from gateway.metrics import NodeMetrics
 from gateway.status import STATUS, details_metadata
 
@@ -203,11 +203,6 @@ LOG_FIELD_CHARS = 300
 STATUS_MESSAGE_CHARS = 1000
 
 
-def cut(text: str, limit: int) -> str:
-    """``text`` if it is at most ``limit`` characters, else its head and a marker."""
-    return text if len(text) <= limit else f"{text[:limit]}...[cut, {len(text)} chars]"
-
-
 def log_field(text: str, limit: int = LOG_FIELD_CHARS) -> str:
     """A free-text field of a log line: at most ``limit`` characters (then a marker with
     the full length), control and line-breaking characters escaped (one event, one line).
@@ -238,6 +233,20 @@ def request_decoder(deserializer: Callable[[bytes], Any] | None) -> Callable[[by
             raise InvalidArgument(f"the request is not a valid {name} message") from None
 
     return decode
+
+
+def untyped(method: str, caller: Identity | None, exc: Exception) -> FedgateError:
+    """The error a caller sees for ``exc``, an exception that is not ours (unary calls and
+    streams alike): UNIMPLEMENTED for a generated servicer's method nobody implemented,
+    else INTERNAL with a reference to the traceback logged here; Python's text never
+    reaches the caller. Called in the ``except`` block, for the traceback."""
+    if isinstance(exc, NotImplementedError):
+        failure = FedgateError(f"{method.rsplit('/', 1)[-1]} is not implemented here")
+        failure.code = Code.UNIMPLEMENTED
+        return failure
+    ref = uuid.uuid4().hex[:12]
+    log.exception("internal error method=%s caller=%s ref=%s", method, caller, ref)
+    return FedgateError(f"internal error (reference {ref}); see the node log")
 
 
 class EdgeInterceptor(grpc.ServerInterceptor):
@@ -401,6 +410,14 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                     self._close_stream(stream)
                 self._metrics.requests.labels(method, exc.code.name).inc()
                 self._refuse(context, method, exc, caller)
+            except Exception as exc:
+                if stream is not None:
+                    self._close_stream(stream)
+                if not context.is_active():  # gRPC's own end (the caller went away)
+                    raise
+                failure = untyped(method, caller, exc)
+                self._metrics.requests.labels(method, failure.code.name).inc()
+                self._refuse(context, method, failure, caller)
             except BaseException:
                 if stream is not None:
                     self._close_stream(stream)
@@ -421,11 +438,12 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         caller: Identity | None,
         stream: OpenStream | None,
     ) -> Iterator[Any]:
-        """Typed errors raised while streaming become a status, as for unary calls; a
-        stream the edge ended (``check_streams``) ends with its reason. The slot is given
-        back however the stream ends: its last message, an error, the client's cancel or
-        deadline (gRPC then runs the termination callbacks, which end a ``Watch``, or
-        raises in the handler that reads), the edge's own end."""
+        """Errors raised while streaming become a status, as for unary calls (one not
+        typed is INTERNAL with a reference, its traceback logged); a stream the edge ended
+        (``check_streams``) ends with its reason. The slot is given back however the
+        stream ends: its last message, an error, the client's cancel or deadline (gRPC
+        then runs the termination callbacks, which end a ``Watch``, or raises in the
+        handler that reads), the edge's own end."""
         try:
             for response in responses:
                 if stream is not None and stream.ended is not None:
@@ -436,6 +454,12 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         except FedgateError as exc:
             self._metrics.requests.labels(method, exc.code.name).inc()
             self._refuse(context, method, exc, caller)
+        except Exception as exc:
+            if not context.is_active():  # gRPC's own end (the caller went away)
+                raise
+            failure = untyped(method, caller, exc)
+            self._metrics.requests.labels(method, failure.code.name).inc()
+            self._refuse(context, method, failure, caller)
         finally:
             if stream is not None:
                 self._close_stream(stream)
@@ -456,13 +480,8 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                 return behavior(decode(request), CallContext(context, caller))
             except FedgateError as exc:  # a peer's status arrives typed from the transport
                 code, failure = exc.code, exc
-            except NotImplementedError:  # a generated servicer's method nobody implemented
-                failure = FedgateError(f"{method.rsplit('/', 1)[-1]} is not implemented here")
-                failure.code = code = Code.UNIMPLEMENTED
-            except Exception:
-                ref = uuid.uuid4().hex[:12]
-                log.exception("internal error method=%s caller=%s ref=%s", method, caller, ref)
-                failure = FedgateError(f"internal error (reference {ref}); see the node log")
+            except Exception as exc:
+                failure = untyped(method, caller, exc)
                 code = failure.code
             finally:
                 if ticket is not None:

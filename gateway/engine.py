@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from gateway.cache import BoundedCache
+from gateway.cache import BoundedCache, entry_cost
 from gateway.catalog import CatalogEntry
 from gateway.engine_errors import HOME, OWNER, EngineError, classify, loggable
 from gateway.errors import DeadlineExceeded, ResourceExhausted
@@ -35,6 +35,9 @@ from gateway.quality import arrow_schema, csv_options
 log = logging.getLogger("fedgate.engine")
 
 RESULT_CACHE_BYTES = 64 * 1024 * 1024  # exact results kept for repeated questions
+# ... and at most this many, whatever their bytes: each costs its SQL and ~4 KiB besides
+# (gateway/cache.py), so distinct one-row questions fill the count, not the bytes.
+RESULT_CACHE_ENTRIES = 4096
 
 _CONFIG = {
     "enable_external_access": False,
@@ -144,7 +147,9 @@ class Engine:
         self._scratch_conn: Any = None
         self._duckdb: Any = None
         self._loaded: dict[str, str] = {}  # dataset -> sha256 of the loaded file
-        self._results = BoundedCache(RESULT_CACHE_BYTES)
+        self._results = BoundedCache(
+            RESULT_CACHE_BYTES, max_entries=RESULT_CACHE_ENTRIES, per_entry=entry_cost
+        )
         self._results_lock = threading.Lock()  # not _lock: a dataset load holds that long
         self._loads = 0  # counts dataset (re)loads
         self._watchdog = Watchdog()

@@ -55,6 +55,17 @@ UNCOUNTED = frozenset({"/grpc.health.v1.Health/Check"})
 
 REFUSAL_WINDOW_SECONDS = 60.0
 
+# What a refusal's audit entry keeps of each text the caller chose (its reason, which may
+# quote the request, and the names it asked for): the log is append-only and never pruned,
+# so an entry grows with the number of refusals, never with the size of a request. The
+# edge's ``rpc.refused`` entries keep as much of their reason.
+AUDIT_TEXT_CHARS = 500
+
+
+def cut(text: str, limit: int = AUDIT_TEXT_CHARS) -> str:
+    """``text`` if it is at most ``limit`` characters, else its head and a marker."""
+    return text if len(text) <= limit else f"{text[:limit]}...[cut, {len(text)} chars]"
+
 
 @dataclass(frozen=True)
 class Rate:

@@ -51,7 +51,7 @@ from gateway.identity import (
     load_key,
     verify_signed_by,
 )
-from gateway.limits import Limiter
+from gateway.limits import Limiter, cut
 from gateway.membership_source import MembershipSource, check_serial, remember_serial
 from gateway.metrics import NodeMetrics
 from gateway.node_log import NodeLogHandler
@@ -370,7 +370,7 @@ class Node:
                 "method": method,
                 "caller": str(caller or "-"),
                 "code": exc.code.name,
-                "reason": exc.message[:500],
+                "reason": cut(exc.message),
             }
         )
 

@@ -24,6 +24,7 @@ from gateway import receipts
 from gateway.audit import AuditLog, Entry
 from gateway.clock import utc
 from gateway.errors import DeadlineExceeded, FedgateError, ResourceExhausted
+from gateway.limits import cut
 from gateway.policy.model import Decision, Grant
 from gateway.policy.store import GrantStore
 from gateway.receipts import Receipt, Signer
@@ -195,7 +196,12 @@ class ReleasePipeline:
     def refused(
         self, operation: str, env: Envelope, subject: Mapping[str, str], exc: FedgateError
     ) -> None:
+        """The refusal's audit entry and log line. The reason and the subject's values
+        (names the caller chose: a 1 MB dataset name made a 1.9 MiB entry) are cut to
+        ``AUDIT_TEXT_CHARS``, as the edge's own refusal entries."""
         r = env.requester
+        subject = {k: cut(v) if isinstance(v, str) else v for k, v in subject.items()}
+        reason = cut(exc.message)
         entry = {
             "kind": f"{operation}.refused",
             "time": utc(),
@@ -204,7 +210,7 @@ class ReleasePipeline:
             "requester_org": r.org,
             "home_node": env.home_node,
             "code": exc.code.name,
-            "reason": exc.message,
+            "reason": reason,
             "dry_run": env.explain,
         }
         self.audit.append({**_own(entry, subject), **entry})
@@ -216,7 +222,7 @@ class ReleasePipeline:
             env.home_node,
             _pairs(subject),
             exc.code.name,
-            exc.message,
+            reason,
         )
 
 

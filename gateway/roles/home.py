@@ -33,7 +33,7 @@ from federation.outcome import Error
 from federation.partials import PartialError, RunSql, answer, to_ipc
 from federation.reports import OwnerReport, PartialAnswer, QueryAnswer
 from federation.sql import QueryPlan
-from gateway.cache import BoundedCache
+from gateway.cache import BoundedCache, entry_cost
 from gateway.clock import utc
 from gateway.errors import (
     DeadlineExceeded,
@@ -51,6 +51,7 @@ from gateway.roles.vouching import Vouching
 log = logging.getLogger("fedgate.home")
 
 ANSWER_CACHE_BYTES = 16 * 1024 * 1024
+ANSWER_CACHE_ENTRIES = 1024  # each costs its key and ~4 KiB besides (gateway/cache.py)
 
 
 SpendKey = tuple[str, str, str, tuple[str, ...]]  # (dataset, node, requester, owners asked)
@@ -110,7 +111,9 @@ class Home:
         self.run_sql = run_sql  # merge queries, in a database that holds no dataset
         # The answer is a pure function of the plan and the partials' bytes: when owners
         # send exactly what they sent before, the merge need not run again.
-        self._answers = BoundedCache(ANSWER_CACHE_BYTES)
+        self._answers = BoundedCache(
+            ANSWER_CACHE_BYTES, max_entries=ANSWER_CACHE_ENTRIES, per_entry=entry_cost
+        )
         self._no_spend = NoSpend()
 
     def targets(self, plan_node: str, nodes: list[str]) -> list[Member]:

@@ -21,10 +21,12 @@ from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
 from federation.membership import Member, Membership
 from federation.psi import frames as f
 from federation.reports import QueryAnswer
+from federation.sql import MAX_SQL_CHARS
 from federation.sql.dialect import DUCKDB
 from federation.sql.join import JoinPlan
 from gateway.clock import utc
 from gateway.errors import FedgateError, InvalidArgument, NotFound, PermissionDenied
+from gateway.limits import cut
 from gateway.planning import join_or_refuse
 from gateway.receipt_store import ReceiptStore
 from gateway.roles.vouching import Vouching
@@ -55,10 +57,18 @@ def _qualified(where: str, alias: str) -> exp.Expr | None:
     (the join form checks them again, as the single-owner subset does)."""
     if not where.strip():
         return None
+    # Before parsing: sqlglot takes seconds and gigabytes over a few megabytes of text,
+    # which the whole query (checked after) could never be anyway.
+    if len(where) > MAX_SQL_CHARS:
+        raise InvalidArgument(
+            f"the condition is {len(where)} characters; a query's limit is {MAX_SQL_CHARS}"
+        )
     try:
         cond: exp.Expr = exp.maybe_parse(where, dialect=DUCKDB)
     except Exception:  # sqlglot's own parse error: say what was wrong, not where
         raise InvalidArgument(f"the condition {where[:200]!r} is not valid SQL") from None
+    if not isinstance(cond, exp.Condition):  # "*", "a b" (an alias), "select", "a; b"
+        raise InvalidArgument(f"the condition {where[:200]!r} is not a condition")
     for col in list(cond.find_all(exp.Column)):
         col.set("table", exp.to_identifier(alias))
     return cond
@@ -176,7 +186,7 @@ class PsiHome:
 
         def failed(code: str, reason: str) -> None:
             entry = {"kind": "psi.failed", "time": utc(), **facts}
-            entry.update(code=code, reason=reason[:500])
+            entry.update(code=code, reason=cut(reason))
             self.receipts.keep(request_id, [], entry)
 
         try:

@@ -36,6 +36,7 @@ from gateway.errors import (
     PermissionDenied,
     Unavailable,
 )
+from gateway.limits import cut
 from gateway.receipt_store import ReceiptStore
 from gateway.roles.vouching import Vouching
 from gateway.training.runs import Runs
@@ -441,5 +442,5 @@ class TrainHome:
     def _failed(self, run_id: str, facts: dict, reports: _Reports, code: str, reason: str) -> None:
         kept = _receipts(reports.items)
         entry = {"kind": "train.failed", "time": utc(), **facts, "code": code}
-        entry["reason"] = reason[:500]
+        entry["reason"] = cut(reason)
         self.receipts.keep(run_id, kept, entry)
