@@ -80,8 +80,8 @@ from gateway.training.secagg_guard import (
     check_signed_keys,
     check_stage,
     key_statement,
-    model_digest,
     model_statement,
+    round_digest,
     stage_round,
 )
 from gateway.training.settings import bound_record
@@ -395,9 +395,12 @@ class TrainOwner:
                 check_stage(step.kind, configs, run.context.node_id, run.secagg, least)
                 if step.kind == "secagg.share_keys" and configs is not None:
                     self._check_keys(spec, env, step, run, configs, msg)
-                if step.kind == "train":  # the model it masks its update of, for the others
+                if step.kind == "train":  # what it masks its update of, for the others
                     arrays = msg.content.array_records.get(LEGACY_ARRAYS)
-                    run.secagg.model = model_digest(arrays) if arrays is not None else ""
+                    given = msg.content.config_records.get(LEGACY_CONFIG)
+                    run.secagg.model = (
+                        round_digest(run.secagg.setup, arrays, given) if arrays else ""
+                    )
                 if step.kind == "secagg.unmask":  # only if every owner got that model too
                     check_same_model(
                         msg.content.config_records.get(MODEL_STATEMENTS),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +65,8 @@ class SecAggRound:
     sample: int = 0
     nodes: frozenset[int] = frozenset()
     signers: dict[str, str] = field(default_factory=dict)  # node id -> member, by its keys
-    model: str = ""  # the digest of the model this owner masked its update of
+    setup: str = ""  # the digest of the round's setup parameters (weights, ranges ...)
+    model: str = ""  # the digest of what this owner masked its update of (``round_digest``)
 
 
 def key_statement(run: str, round_: int, node: int, pk1: bytes, pk2: bytes) -> dict[str, Any]:
@@ -79,19 +81,39 @@ def key_statement(run: str, round_: int, node: int, pk1: bytes, pk2: bytes) -> d
     }
 
 
-def model_digest(arrays: ArrayRecord) -> str:
-    """The digest of a global model as it arrived (keys, dtypes, shapes and bytes, in
-    order): owners sent the same model compute the same digest."""
-    h = hashlib.sha256()
+def round_digest(setup: str, arrays: ArrayRecord, settings: ConfigRecord | None) -> str:
+    """The digest of everything the home chose for an owner's masked round: the setup's
+    parameters (``setup``, a ``record_digest``), the global model as it arrived (keys,
+    dtypes, shapes and bytes, in order) and the settings it trains with (the round, the
+    pooled mean and std, the proximal term: what the owner keeps of the message's). Any
+    of them told apart for one owner (another model, a std that makes the others' updates
+    vanish, a weight that rounds theirs to zero) would leave its update alone in the sum;
+    owners sent the same compute the same digest."""
+    h = hashlib.sha256(setup.encode() + b"\x00")
     for key, array in arrays.items():
         for part in (key, array.dtype, repr(tuple(array.shape)), array.stype):
             h.update(part.encode() + b"\x00")
         h.update(hashlib.sha256(array.data).digest())
+    h.update(record_digest(settings).encode())
     return h.hexdigest()
 
 
+def record_digest(record: ConfigRecord | None) -> str:
+    """A ConfigRecord's digest over its items in key order (bytes as hex)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, bytes):
+            return v.hex()
+        return [plain(x) for x in v] if isinstance(v, list) else v
+
+    items = {} if record is None else {k: plain(v) for k, v in record.items()}
+    text = json.dumps(items, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def model_statement(run: str, round_: int, node: int, digest: str) -> dict[str, Any]:
-    """What an owner signs of the model it masked its update of, in which run and round."""
+    """What an owner signs of what it masked its update of (``round_digest``), in which
+    run and round."""
     return {"kind": "secagg.model", "run": run, "round": round_, "node": node, "model": digest}
 
 
@@ -184,6 +206,7 @@ def check_stage(
             )
         state.sample, state.nodes = sample, frozenset()
         state.signers, state.model = {}, ""
+        state.setup = record_digest(configs)
     elif step == "secagg.share_keys":
         ids = [k for k in configs if k != Key.STAGE]
         if not all(_digits(k, 20) for k in ids):

@@ -27,6 +27,7 @@ from federation.training.client_app import (
     KEY_STATEMENT,
     KEY_STATEMENTS,
     LEGACY_ARRAYS,
+    LEGACY_CONFIG,
     STATS_MESSAGE,
 )
 from federation.training.config import SERVER_ROUND
@@ -417,14 +418,17 @@ def test_a_spec_out_of_range_is_an_invalid_argument(
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_a_secagg_home_that_sends_one_owner_another_model_gets_nothing_unmasked(
-    federation: RunningFederation,
+@pytest.mark.parametrize("tamper", ["model", "std", "weight"])
+def test_a_secagg_home_that_tells_owners_apart_gets_nothing_unmasked(
+    federation: RunningFederation, tamper: str
 ) -> None:
-    """The home runs Flower's SecAgg+ workflow honestly but for one thing: the owner it
-    targets gets another global model than the others (a model whose units answer to its
-    rows, the others' with those units dead, would put that owner's update alone in the
-    sum). Every owner signs the digest of the model it masked its update of, and unmasks
-    only when all signed the same: here none unmasks, and each audits its refusal."""
+    """The home runs Flower's SecAgg+ workflow honestly but for one thing that would put
+    one owner's update alone in the sum: the owner it targets gets another global model
+    than the others (``model``: units answering to its rows, the others' dead), or the
+    others a std that makes their updates vanish (``std``), or a maximum weight that
+    rounds theirs to zero (``weight``). Every owner signs the digest of the setup, the
+    model and the settings it masked its update of, and unmasks only when all signed the
+    same: here none unmasks, and each audits its refusal."""
     from gateway.training import worker
     from gateway.training.secagg_guard import stage_round
 
@@ -438,15 +442,21 @@ def test_a_secagg_home_that_sends_one_owner_another_model_gets_nothing_unmasked(
         replies = []
         for node, data in out:
             msg = from_bytes(data)
-            if node == target and RECORD_KEY_CONFIGS in msg.content.config_records:
-                stage = msg.content.config_records[RECORD_KEY_CONFIGS].get(Key.STAGE)
-                if stage == "collect_masked_vectors":  # another model for the target
-                    arrays = msg.content.array_records[LEGACY_ARRAYS]
-                    changed = [a.numpy() + 1.0 for a in arrays.values()]
-                    msg.content.array_records[LEGACY_ARRAYS] = ArrayRecord(
-                        dict(zip(arrays.keys(), [Array(c) for c in changed], strict=True))
-                    )
-                    data = to_bytes(msg)
+            configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
+            stage = configs.get(Key.STAGE) if configs is not None else None
+            if tamper == "model" and node == target and stage == "collect_masked_vectors":
+                arrays = msg.content.array_records[LEGACY_ARRAYS]
+                changed = [a.numpy() + 1.0 for a in arrays.values()]
+                msg.content.array_records[LEGACY_ARRAYS] = ArrayRecord(
+                    dict(zip(arrays.keys(), [Array(c) for c in changed], strict=True))
+                )
+            if tamper == "std" and node != target and stage == "collect_masked_vectors":
+                settings = msg.content.config_records[LEGACY_CONFIG]
+                settings["std"] = [1e300 for _ in settings["std"]]  # type: ignore[union-attr]
+            if tamper == "weight" and node != target and stage == "setup":
+                assert configs is not None
+                configs[Key.MAX_WEIGHT] = 1e30
+            data = to_bytes(msg)
             sent.append(str(msg.content.config_records.get(RECORD_KEY_CONFIGS, {}).get(Key.STAGE)))
             try:
                 reply = step_at(federation, env, data, owners[node])
