@@ -431,7 +431,7 @@ class TrainOwner:
                 reply, epsilon = self._dp_stats(bounds, decision, msg, rows[0])
                 spent.append(epsilon)
             elif is_app_task(spec.task) and step.kind != STATS_MESSAGE:
-                reply = self._app_answer(spec, run, msg, deadline, protect)
+                reply = self._app_answer(spec, run, msg, deadline, protect, stay=spec.dp_clip > 0)
             else:
                 reply = self._answer(
                     msg, run.context, rows, spec.secagg, protect, stay_if_diverged=spec.dp_clip > 0
@@ -518,10 +518,20 @@ class TrainOwner:
         run.secagg.signers = signers
 
     def _app_answer(
-        self, spec: TrainSpec, run: _Run, msg: Message, deadline: float, protect: Protect
+        self,
+        spec: TrainSpec,
+        run: _Run,
+        msg: Message,
+        deadline: float,
+        protect: Protect,
+        *,
+        stay: bool = False,
     ) -> Message:
         """A custom app's reply from its own process (started for the run on its first
-        message), allowed out only in the shape a model update or evaluation has."""
+        message), allowed out only in the shape a model update or evaluation has.
+        ``stay`` (a DP run): a training round the app fails on, whatever the reason,
+        answers the model it got, clipped and noised like any update: whether an app
+        fails can depend on the rows, and a refusal would tell it outside the noise."""
         folder = self.apps.folder(digest_of(spec.task))
         if folder is None:  # revoked during the run
             raise FailedPrecondition(f"app {short(digest_of(spec.task))} is no longer approved")
@@ -547,7 +557,9 @@ class TrainOwner:
             content = check_app_reply(msg, reply.content)
         except FedgateError:
             run.close()  # a run this owner refused goes no further here: nor does its app
-            raise
+            if not (stay and msg.metadata.message_type == "train"):
+                raise
+            content = _unchanged(msg)
         finally:
             if host is not run.host:
                 host.close()
@@ -712,6 +724,14 @@ class TrainOwner:
 
 
 APP_METRICS = frozenset({NUM_EXAMPLES, "train_loss", "eval_loss", "eval_acc"})
+
+
+def _unchanged(msg: Message) -> RecordDict:
+    """A training round's answer that trained nothing: the model received, weight one."""
+    sent = msg.content.array_records.get(ARRAYS)
+    if sent is None:
+        raise InvalidArgument("a training message without its model")
+    return RecordDict({ARRAYS: sent, METRICS: MetricRecord({NUM_EXAMPLES: 1})})
 
 
 def check_app_reply(msg: Message, content: RecordDict) -> RecordDict:

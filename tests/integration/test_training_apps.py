@@ -501,3 +501,40 @@ def test_an_app_process_that_cannot_leave_the_network_stops_before_any_app_code(
     assert proc.returncode == EXIT_NOT_ISOLATED, proc.stderr
     assert "network not isolated, stopping" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_under_dp_an_app_that_fails_on_some_rows_is_answered_not_refused(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    """An approved app that raises only where a row's first feature is large: under a DP
+    grant that failure is not told as a refusal (which the rows would decide, outside the
+    noise); the owner answers the model it got, clipped, noised and charged, and the run
+    finishes."""
+    folder = tmp_path / "fails_on_rows"
+    folder.mkdir()
+    raising = "    X, y, cfg = _data(msg, context)\n    if (X[:, 0] > 0.5).any():\n"
+    raising += "        raise RuntimeError('a large row')\n    arrays"
+    (folder / "client_app.py").write_text(APP.replace(_AT_TRAIN, raising))
+    task = task_of(read_dir(folder).digest)
+    for i, node in enumerate(OWNERS):
+        with federation.client(f"ops@{node}") as ops:
+            ops.approve_app(read_dir(folder), "fails on rows")
+        register(
+            federation, node, "app_dp_rows", rows(400 + i, 200), COLUMNS, CONTROLS,
+            operations=("train",), level="L3", min_group_size=10, dp_epsilon=0.5,
+            dp_budget=20.0, train_tasks=(task,), max_rounds=5,
+        )  # fmt: skip
+    spec = TrainSpec(
+        task=task, dataset="app_dp_rows", features=FEATURES, label="y", rounds=2, seed=7,
+        learning_rate=0.5, local_epochs=2, n_classes=2, dp_clip=1.0,
+    )  # fmt: skip
+    with federation.client(ANALYST) as c:
+        result = c.train(TrainAsk(spec, OWNERS), timeout=60).result(timeout=90)
+    assert len(result.rounds) == 2
+    for node in OWNERS:
+        mine = [o for o in result.owners if o.node_id == node]
+        assert sum(o.epsilon for o in mine) == pytest.approx(0.5 * 3)  # stats + 2 rounds
+        refused = [
+            e for e in federation.audit(node, "train.refused") if e["request_id"] == result.run_id
+        ]
+        assert not refused, refused
