@@ -26,6 +26,7 @@ MAX_HELD_BYTES = 256 * 1024 * 1024  # every message this owner holds in pieces
 TTL_SECONDS = 300.0  # a transfer left unfinished this long is dropped
 MAX_TRANSFERS = 64
 MAX_PER_CALLER = 8  # messages in pieces one calling node may have held here at once
+CALLER_BYTES = MAX_HELD_BYTES // 2  # what one calling node may have held here at once
 
 Key = tuple[str, str, str]  # (calling node, run's request id, transfer id)
 
@@ -85,6 +86,9 @@ class Transfers:
     def _of(self, caller: str) -> list[Key]:
         return [k for k in self._held if k[0] == caller]
 
+    def _bytes_of(self, caller: str) -> int:
+        return sum(len(self._held[k].data) for k in self._of(caller))
+
     def _sweep(self, now: float) -> None:
         for key in [k for k, h in self._held.items() if now - h.touched > TTL_SECONDS]:
             del self._held[key]
@@ -114,7 +118,10 @@ class Transfers:
             if offset + len(piece) > total:
                 del self._held[key]
                 raise InvalidArgument("the pieces hold more than the message's size")
-            if self._bytes() + len(piece) > MAX_HELD_BYTES:
+            if (
+                self._bytes() + len(piece) > MAX_HELD_BYTES
+                or self._bytes_of(key[0]) + len(piece) > CALLER_BYTES
+            ):
                 raise ResourceExhausted("this owner holds too much in pieces; try later")
             held.data += piece
             held.touched = now
@@ -125,17 +132,28 @@ class Transfers:
 
     def hold_reply(self, key: Key, reply: bytes, report: OwnerReport) -> None:
         """Keep a reply larger than one piece for the caller to fetch. It never fails
-        (the release is already made): it pushes out the caller's own oldest transfer
-        if it holds too many, then the oldest of all while the owner's own bounds
-        (``MAX_TRANSFERS``, ``MAX_HELD_BYTES``) would be passed: what is held stays bounded
-        per calling node and in all."""
+        (the release is already made): it pushes out the caller's own oldest transfers
+        while it would hold more than ``MAX_PER_CALLER`` or ``CALLER_BYTES``, then, while
+        the owner's own bounds (``MAX_TRANSFERS``, ``MAX_HELD_BYTES``) would be passed,
+        other callers' unfinished uploads (they send again) before, last, the oldest of
+        all. Another caller's released reply goes only in that last case, which a
+        caller's share (half the store) leaves to two or more callers at their limit."""
+        caller = key[0]
+
+        def over(extra: int) -> bool:
+            return len(self._held) >= MAX_TRANSFERS or self._bytes() + extra > MAX_HELD_BYTES
+
         with self._lock:
             self._sweep(time.monotonic())
-            for old in self._of(key[0])[: max(0, len(self._of(key[0])) - MAX_PER_CALLER + 1)]:
-                del self._held[old]
-            while self._held and (
-                len(self._held) >= MAX_TRANSFERS or self._bytes() + len(reply) > MAX_HELD_BYTES
+            mine = self._of(caller)
+            while mine and (
+                len(mine) >= MAX_PER_CALLER or self._bytes_of(caller) + len(reply) > CALLER_BYTES
             ):
+                del self._held[mine.pop(0)]
+            uploads = [k for k, h in self._held.items() if h.report is None]
+            while uploads and over(len(reply)):
+                del self._held[uploads.pop(0)]
+            while self._held and over(len(reply)):
                 self._held.popitem(last=False)
             self._held[key] = _Held(bytearray(reply), len(reply), report)
 

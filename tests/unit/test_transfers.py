@@ -82,3 +82,21 @@ def test_held_replies_stay_within_the_owners_bounds_in_all(
     assert t._bytes() <= transfers.MAX_HELD_BYTES
     last = (f"member{transfers.MAX_TRANSFERS - 1}", "run", "1")
     assert t.fetch(last, PIECE_BYTES)[1] == PIECE_BYTES + 1  # the newest is still there
+
+
+def test_a_callers_replies_push_out_its_own_before_anothers_released_reply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A home filling the store with replies of its own pushes out its own oldest (its
+    share is half the store), never another home's released reply waiting to be fetched;
+    another home's unfinished upload goes before any released reply."""
+    monkeypatch.setattr(transfers, "MAX_HELD_BYTES", 8 * (PIECE_BYTES + 1))
+    monkeypatch.setattr(transfers, "CALLER_BYTES", 4 * (PIECE_BYTES + 1))
+    t = Transfers()
+    t.hold_reply(("victim", "run", "r"), b"v" * (PIECE_BYTES + 1), REPORT)
+    t.put(("other", "run", "u"), 10, 0, b"a")  # an upload under way
+    for i in range(20):
+        t.hold_reply(("mallory", "run", str(i)), b"x" * (PIECE_BYTES + 1), REPORT)
+    assert t._bytes_of("mallory") <= transfers.CALLER_BYTES
+    piece, total, _ = t.fetch(("victim", "run", "r"), PIECE_BYTES)
+    assert total == PIECE_BYTES + 1 and piece == b"v"
