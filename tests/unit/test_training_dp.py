@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from flwr.app import ConfigRecord
 
-from gateway.training.dp import noisy_stats, noisy_update
+from gateway.training.dp import (
+    STD_SHARE,
+    bound_standardisation,
+    clamp_rows,
+    noisy_stats,
+    noisy_update,
+)
 
 BIG = 1e6  # epsilon so large the noise is negligible: what is left is the clamping/clipping
 
@@ -37,3 +44,26 @@ def test_statistics_are_clamped_to_the_declared_bounds() -> None:
     np.testing.assert_allclose(s.sum, [5.0, 0.0], atol=1e-3)  # (-5 + 5 + 5), (0 + 0 + 0)
     np.testing.assert_allclose(s.sumsq, [75.0, 0.0], atol=1e-3)
     assert charged <= BIG
+
+
+def test_rows_are_clamped_to_their_declared_bounds() -> None:
+    X = np.array([[-5.0, 0.5], [3.0, 2.0], [0.0, -1.0]])
+    got = clamp_rows(X, [(-1.0, 1.0), (0.0, 1.0)])
+    np.testing.assert_array_equal(got, [[-1.0, 0.5], [1.0, 1.0], [0.0, 0.0]])
+
+
+def test_the_homes_standardisation_is_held_to_the_bounds() -> None:
+    """A mean outside the bounds, a std of 1e-308 or of 1e300, a NaN: each held to what the
+    bounds allow (a mean within them, a std from 1/1000 of the range to the range); a
+    mean or std of another length is left alone (the ClientApp refuses it)."""
+    bounds = [(-100.0, 100.0), (0.0, 1.0), (5.0, 5.0)]
+    rec = ConfigRecord({"mean": [-500.0, 0.3, 5.0], "std": [1e-308, 1e300, 0.0]})
+    bound_standardisation([rec], bounds)
+    assert rec["mean"] == [-100.0, 0.3, 5.0]
+    assert rec["std"] == pytest.approx([200.0 * STD_SHARE, 1.0, 1e-12 * STD_SHARE])
+    odd = ConfigRecord({"mean": [1e9], "std": [1e-308]})
+    bound_standardisation([odd], bounds)
+    assert odd["mean"] == [1e9] and odd["std"] == [1e-308]
+    nan = ConfigRecord({"mean": [float("nan"), 0.5, 5.0], "std": [float("nan"), 0.5, 1.0]})
+    bound_standardisation([nan], bounds)
+    assert nan["mean"][0] == 0.0 and nan["std"][0] == pytest.approx(200.0 * STD_SHARE)

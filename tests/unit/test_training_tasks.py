@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -165,3 +167,20 @@ def test_divergence_is_reported_not_returned() -> None:
     X, y = _data(task, 50, 3, 1, seed=13)
     with pytest.raises(TrainingError, match="diverged"):
         task.fit(task.init(3, 1, 0), X * 1e3, y, epochs=50, lr=10.0, batch_size=0, seed=0)
+
+
+def test_a_run_that_must_not_refuse_stays_where_it_started_when_it_diverges() -> None:
+    """Under DP the owner answers a diverging round with the model it got (loss NaN):
+    whether it diverged depends on the rows, and a refusal would tell it."""
+    task = TASKS["linreg"]
+    X, y = _data(task, 50, 3, 1, seed=13)
+    start = [a + 0.5 for a in task.init(3, 1, 0)]
+    got, loss = task.fit(
+        start, X * 1e3, y, epochs=50, lr=10.0, batch_size=0, seed=0, stay_if_diverged=True
+    )
+    assert math.isnan(loss)
+    assert all(np.array_equal(a, b) for a, b in zip(got, start, strict=True))
+    calm, calm_loss = task.fit(
+        start, X, y, epochs=5, lr=0.01, batch_size=0, seed=0, stay_if_diverged=True
+    )
+    assert math.isfinite(calm_loss) and not np.array_equal(calm[0], start[0])
