@@ -9,8 +9,8 @@ Messages (Flower's ``RecordDict`` content, keys as Flower's strategies use them)
 - ``evaluate``: in ``arrays`` and ``config``; out ``metrics`` with ``num-examples``,
   ``eval_loss`` and, for classification, ``eval_acc``.
 - ``query.stats``: in ``config``; out ``stats`` (ArrayRecord: ``count``, and ``shift``,
-  ``sum``, ``sumsq`` per feature as ``features.local_stats`` defines them, and
-  ``class_counts`` for classification) for the home's standardisation.
+  ``sum``, ``sumsq`` per feature as ``features.local_stats`` defines them; no count per
+  class) for the home's standardisation.
 
 The rows come from ``load(config)``, the owner's callable, which returns (X, y) already
 restricted to the granted feature and label columns and must return the same rows in

@@ -13,7 +13,7 @@ round as it ends. It wraps the strategy in a thin delegate that
   from ``on_round`` (e.g. on cancel) ends the run with that exception.
 
 ``federated_stats`` asks every node for its ``query.stats`` and combines them into the
-standardisation and class counts that go into the training config.
+standardisation that goes into the training config.
 """
 
 from __future__ import annotations

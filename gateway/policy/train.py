@@ -13,7 +13,7 @@ from gateway.policy.model import Decision, Grant
 
 def train_roles(desc: DatasetDescriptor, columns: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """The control each column of a run needs: ``group_by`` for a declared categorical
-    column (trained on by group: one-hot, class counts), ``aggregate`` for the rest."""
+    column (trained on by group: one-hot), ``aggregate`` for the rest."""
     declared = {c.name: c.categories for c in desc.columns}
     return {c: ("group_by",) if declared.get(c) else ("aggregate",) for c in columns}
 
@@ -37,7 +37,7 @@ def decide_train(
     have the control ``train_roles`` names: ``aggregate`` for a number (a model update is
     an aggregate of rows, a gradient or weight delta summed over the examples, so it
     needs what lets a query SUM the column), ``group_by`` for a column declaring
-    categories (one-hot and class counts are counts by group).
+    categories (its one-hot columns are counts by group in every update).
     L3 data needs a grant with differential privacy (its dp_epsilon is charged per
     release, as for queries, and values are clamped to their declared bounds); L4 is
     refused outright. k = max(grant, floor) is the fewest rows the owner trains on.
