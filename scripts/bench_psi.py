@@ -237,8 +237,9 @@ def publish(
                 operations=operations,
                 min_group_size=K,
                 columns=controls,
-                # no DP: the owner's opt-in to exact answers (docs/security.md)
-                exact="psi" in operations,
+                # no DP: the owner's opt-in to exact answers and to training without DP
+                # (docs/security.md)
+                exact="psi" in operations or "train" in operations,
                 **grant_fields,  # type: ignore[arg-type]
             )
         )

@@ -39,8 +39,11 @@ def decide_train(
     needs what lets a query SUM the column), ``group_by`` for a column declaring
     categories (its one-hot columns are counts by group in every update).
     L3 data needs a grant with differential privacy (its dp_epsilon is charged per
-    release, as for queries, and values are clamped to their declared bounds); L4 is
-    refused outright. k = max(grant, floor) is the fewest rows the owner trains on.
+    release, as for queries, and values are clamped to their declared bounds); L2 data
+    a DP grant or one its owner marked ``exact`` (without DP the home, which chooses the
+    model every round, could choose one that singles out rows: the owner's opt-in, as for
+    exact L2 queries); L4 is refused outright. k = max(grant, floor) is the fewest rows the
+    owner trains on.
     The grant names the built-in tasks it allows (``train_tasks``) and the most rounds a
     run may have (``max_rounds``). Under a DP grant the run must ask for differential
     privacy (``dp``: it names a clipping bound); the owner then clips and noises what it
@@ -58,6 +61,12 @@ def decide_train(
         check_columns(g, roles)
         if floor.dp_required and not g.uses_dp:
             raise PermissionDenied(f"{level} data needs a grant with differential privacy")
+        if level == "L2" and not g.uses_dp and not g.exact:
+            raise PermissionDenied(
+                "L2 data trains without differential privacy only under a grant its owner "
+                "marked exact (--exact): the home chooses the model every round, and a "
+                "model can single out rows; ask for a DP grant (and train with --dp CLIP)"
+            )
         if task not in g.train_tasks:
             allowed = ", ".join(g.train_tasks) or "none"
             raise PermissionDenied(

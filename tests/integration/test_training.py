@@ -59,7 +59,7 @@ def parts(federation: RunningFederation) -> dict[str, pa.Table]:
         table = rows(100 + i, 300 + 150 * i)
         register(
             federation, node, "train_rows", table, COLUMNS, CONTROLS, operations=("train",),
-            train_tasks=("logreg", "linreg", "mlp"), max_rounds=50,
+            train_tasks=("logreg", "linreg", "mlp"), max_rounds=50, exact=True,
         )  # fmt: skip
         out[node] = table
     return out
@@ -224,7 +224,7 @@ def test_breast_cancer_parity_through_the_nodes(federation: RunningFederation) -
         register(
             federation, node, "breast_cancer", table, cols,
             {**{n: "aggregate" for n in names}, "y": "aggregate"}, operations=("train",),
-            train_tasks=("logreg",), max_rounds=50,
+            train_tasks=("logreg",), max_rounds=50, exact=True,
         )  # fmt: skip
         tables.append(table)
     result = train(federation, dataset="breast_cancer", features=names, rounds=20)
@@ -245,16 +245,22 @@ def test_breast_cancer_parity_through_the_nodes(federation: RunningFederation) -
 def test_refusals_of_the_grant_kinds(
     federation: RunningFederation, parts: dict[str, pa.Table]
 ) -> None:
-    """L3 data asked without differential privacy, a task the grant does not allow, and
-    an analyst of another organisation."""
+    """L3 data asked without differential privacy, L2 data without DP under a grant its
+    owner did not mark exact (the home chooses the model: it could single out rows), a
+    task the grant does not allow, and an analyst of another organisation."""
     for node in OWNERS:
         register(
             federation, node, "train_l3", parts[node], COLUMNS, CONTROLS, operations=("train",),
             level="L3", min_group_size=10, dp_epsilon=0.5, dp_budget=5.0,
             train_tasks=("logreg",), max_rounds=50,
         )  # fmt: skip
+        register(
+            federation, node, "train_l2", parts[node], COLUMNS, CONTROLS, operations=("train",),
+            train_tasks=("logreg",), max_rounds=50,
+        )  # fmt: skip
     cases = [
         (ANALYST, {"dataset": "train_l3"}, grpc.StatusCode.FAILED_PRECONDITION, "--dp CLIP"),
+        (ANALYST, {"dataset": "train_l2"}, grpc.StatusCode.PERMISSION_DENIED, "marked exact"),
         (ANALYST, {"task": "mlp_relu"}, grpc.StatusCode.PERMISSION_DENIED, "does not allow"),
         ("zhang.min@anhui", {}, grpc.StatusCode.PERMISSION_DENIED, "no grant lets"),
     ]
@@ -479,7 +485,7 @@ def test_categorical_features_and_a_label_by_name(federation: RunningFederation)
         table = categorical_rows(300 + i, 400 + 100 * i)
         register(
             federation, node, "cat_rows", table, categorical_columns(), CATEGORICAL_CONTROLS,
-            operations=("train",), train_tasks=("logreg",), max_rounds=50,
+            operations=("train",), train_tasks=("logreg",), max_rounds=50, exact=True,
         )  # fmt: skip
         tables.append(table)
     result = train(
@@ -512,7 +518,7 @@ def test_owners_that_declare_other_categories_stop_the_run(
         register(
             federation, node, "cat_mixed", categorical_rows(310 + i, 300),
             categorical_columns(sectors), CATEGORICAL_CONTROLS, operations=("train",),
-            train_tasks=("logreg",),
+            train_tasks=("logreg",), exact=True,
         )  # fmt: skip
     with pytest.raises(ClientError) as err:
         train(federation, dataset="cat_mixed", features=("x1", "sector"), label="grade", rounds=2)
@@ -525,7 +531,7 @@ def test_a_categorical_feature_needs_group_by(federation: RunningFederation) -> 
         register(
             federation, node, "cat_agg", categorical_rows(320 + i, 300), categorical_columns(),
             {**CATEGORICAL_CONTROLS, "sector": "aggregate"}, operations=("train",),
-            train_tasks=("logreg",),
+            train_tasks=("logreg",), exact=True,
         )  # fmt: skip
     with pytest.raises(ClientError) as err:
         train(federation, dataset="cat_agg", features=("x1", "sector"), label="grade", rounds=2)
@@ -603,7 +609,7 @@ def test_a_category_under_k_at_an_owner_is_not_released(
             table = table.set_column(1, "sector", pa.array(sector))
         register(
             federation, node, "cat_rare", table, categorical_columns(), CATEGORICAL_CONTROLS,
-            operations=("train",), train_tasks=("logreg",),
+            operations=("train",), train_tasks=("logreg",), exact=True,
         )  # fmt: skip
         tables[node] = table
     result = train(

@@ -143,7 +143,7 @@ def granted(federation: RunningFederation, apps: dict[str, Path]) -> dict[str, p
         table = rows(200 + i, 300 + 100 * i)
         register(
             federation, node, "app_rows", table, COLUMNS, CONTROLS, operations=("train",),
-            train_tasks=tasks, max_rounds=20,
+            train_tasks=tasks, max_rounds=20, exact=True,
         )  # fmt: skip
         out[node] = table
     return out
@@ -338,6 +338,7 @@ def approve_and_grant(federation: RunningFederation, folder: Path, name: str) ->
         federation.grant(
             n, dataset="app_rows", grantee_kind="org", grantee=federation.fed.node("shanghai").org,
             operations=("train",), columns=CONTROLS, min_group_size=5, train_tasks=(task,),
+            exact=True,
         )  # fmt: skip
     return task
 

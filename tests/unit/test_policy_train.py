@@ -41,7 +41,8 @@ def decide(
 
 
 def test_aggregate_on_every_column_permits() -> None:
-    d = decide([make_grant(operations=("train",), columns=TRAIN_ONLY, min_group_size=1)])
+    grant = make_grant(operations=("train",), columns=TRAIN_ONLY, min_group_size=1, exact=True)
+    d = decide([grant])
     assert (d.grant.id, d.min_group_size, d.epsilon, d.clamp, d.level) == (
         "g-org",
         5,
@@ -70,13 +71,24 @@ def test_l3_needs_a_dp_grant_and_a_run_that_asks_for_dp() -> None:
 def test_task_and_rounds_within_the_grant() -> None:
     grant = make_grant(
         operations=("train",), columns=TRAIN_ONLY, min_group_size=1,
-        train_tasks=("logreg",), max_rounds=20,
+        train_tasks=("logreg",), max_rounds=20, exact=True,
     )  # fmt: skip
     assert decide([grant], task="logreg", rounds=20).grant == grant
     with pytest.raises(PermissionDenied, match="does not allow the task 'mlp'"):
         decide([grant], task="mlp", rounds=5)
     with pytest.raises(PermissionDenied, match="21 rounds asked, the grant allows at most 20"):
         decide([grant], task="logreg", rounds=21)
+
+
+def test_l2_without_dp_needs_the_owners_exact_opt_in() -> None:
+    """Without DP the home chooses every round's model, and a model can single out rows:
+    L2 data trains so only under a grant its owner marked exact (or under a DP grant)."""
+    plain = make_grant(operations=("train",), columns=TRAIN_ONLY, min_group_size=1)
+    with pytest.raises(PermissionDenied, match="marked exact"):
+        decide([plain])
+    assert decide([replace(plain, exact=True)]).epsilon == 0.0
+    public = decide([plain], desc=make_desc("L1"))
+    assert public.level == "L1"
 
 
 def test_wrong_operation_is_no_grant() -> None:
