@@ -145,11 +145,19 @@ def _grant_rows(r: DisclosureReport) -> list[list[str]]:
             ", ".join(g.operations),
             f"{g.valid_from or '-'} to {g.expires or 'no expiry'}",
             g.purpose or "-",
-            "opted out: exact answers" if g.exact else "-",
+            _exact_note(g) if g.exact else "-",
             g.status,
         ]
         for g in r.grants
     ]
+
+
+def _exact_note(g: Any) -> str:
+    """What an owner's ``exact`` opt-in gives the grantee (a train grant: training on L2
+    data without DP, the home choosing the model)."""
+    if "train" in g.operations:
+        return "opted out: exact answers; trains without DP"
+    return "opted out: exact answers"
 
 
 def _usage_rows(r: DisclosureReport) -> list[list[str]]:

@@ -35,7 +35,8 @@ def _grant_row(g: common_pb2.Grant) -> list[object]:
     cols = "; ".join(f"{c.column}:{'+'.join(c.controls)}" for c in g.columns)
     dp = f"{g.epsilon_spent:g}/{g.dp_budget:g} (e={g.dp_epsilon:g})" if g.dp_epsilon else "-"
     if g.exact:
-        dp = "exact (no L2 noise)"
+        trains = "; trains without DP" if "train" in g.operations else ""
+        dp = f"exact (no L2 noise{trains})"
     uses = f"{g.uses}/{g.max_uses}" if g.max_uses else str(g.uses)
     return [
         g.id,
@@ -131,8 +132,9 @@ def register(sub: Subparsers) -> None:
     sp.add_argument(
         "--exact",
         action="store_true",
-        help="opt out of L2 noise: exact answers under k alone (shown in the disclosure "
-        "report; see docs/security.md)",
+        help="opt out of L2 noise: exact answers under k alone, exact join aggregates, and "
+        "training on L2 data without DP (shown in the disclosure report; see "
+        "docs/security.md)",
     )
     sp.add_argument(
         "--train-tasks",

@@ -59,11 +59,13 @@ from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
 from gateway.errors import (
     Aborted,
+    DeadlineExceeded,
     FailedPrecondition,
     FedgateError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
 )
 from gateway.policy.model import Decision
 from gateway.policy.store import GrantStore
@@ -555,9 +557,12 @@ class TrainOwner:
             if reply.has_error() or not reply.has_content():
                 raise Aborted("the app answered with an error")
             content = check_app_reply(msg, reply.content)
-        except FedgateError:
+        except FedgateError as exc:
             run.close()  # a run this owner refused goes no further here: nor does its app
-            if not (stay and msg.metadata.message_type == "train"):
+            # what the app's own run on the rows can end in (not, say, a node that cannot
+            # sandbox it, which no row decides and its operator must see)
+            rows_may_decide = isinstance(exc, Aborted | ResourceExhausted | DeadlineExceeded)
+            if not (stay and rows_may_decide and msg.metadata.message_type == "train"):
                 raise
             content = _unchanged(msg)
         finally:

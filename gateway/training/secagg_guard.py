@@ -103,7 +103,7 @@ def record_digest(record: ConfigRecord | None) -> str:
 
     def plain(v: Any) -> Any:
         if isinstance(v, bytes):
-            return v.hex()
+            return {"bytes": v.hex()}  # never equal to a text value
         return [plain(x) for x in v] if isinstance(v, list) else v
 
     items = {} if record is None else {k: plain(v) for k, v in record.items()}

@@ -122,6 +122,7 @@ class Transfers:
                 self._bytes() + len(piece) > MAX_HELD_BYTES
                 or self._bytes_of(key[0]) + len(piece) > CALLER_BYTES
             ):
+                del self._held[key]  # the home starts the message again: nothing is kept
                 raise ResourceExhausted("this owner holds too much in pieces; try later")
             held.data += piece
             held.touched = now
@@ -135,9 +136,10 @@ class Transfers:
         (the release is already made): it pushes out the caller's own oldest transfers
         while it would hold more than ``MAX_PER_CALLER`` or ``CALLER_BYTES``, then, while
         the owner's own bounds (``MAX_TRANSFERS``, ``MAX_HELD_BYTES``) would be passed,
-        other callers' unfinished uploads (they send again) before, last, the oldest of
-        all. Another caller's released reply goes only in that last case, which a
-        caller's share (half the store) leaves to two or more callers at their limit."""
+        other callers' unfinished uploads (that message's next piece is then refused, and
+        its step fails at its home) before, last, the oldest of all. Another caller's
+        released reply goes only in that last case, which a caller's share (half the
+        store) leaves to two or more callers at their limit."""
         caller = key[0]
 
         def over(extra: int) -> bool:

@@ -100,3 +100,15 @@ def test_a_callers_replies_push_out_its_own_before_anothers_released_reply(
     assert t._bytes_of("mallory") <= transfers.CALLER_BYTES
     piece, total, _ = t.fetch(("victim", "run", "r"), PIECE_BYTES)
     assert total == PIECE_BYTES + 1 and piece == b"v"
+
+
+def test_a_refused_piece_leaves_nothing_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first piece refused for want of room is not kept: it would count against its
+    home's transfers until it expired, and block its uploads here meanwhile."""
+    monkeypatch.setattr(transfers, "CALLER_BYTES", 100)
+    t = Transfers()
+    for i in range(transfers.MAX_PER_CALLER + 2):
+        with pytest.raises(ResourceExhausted):
+            t.put(("home", "run", str(i)), 1000, 0, b"a" * 200)
+    assert not t._held
+    assert t.put(("home", "run", "small"), 50, 0, b"a" * 50) == b"a" * 50
