@@ -5,7 +5,7 @@ Grants are written by each node's own operator through its own node, as in real 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from gateway.client import Client, Profile
@@ -22,49 +22,36 @@ def _cols(**controls: str) -> dict[str, tuple[str, ...]]:
 
 def sample_grants(grantee_org: str) -> list[Grant]:
     """What each regional bureau grants a partner organisation, by classification."""
-    return [
-        Grant(  # L2: aggregates only, k >= 5
-            id="",
-            dataset="enterprise_registry",
-            grantee_kind="org",
-            grantee=grantee_org,
-            operations=("query", "psi"),
-            min_group_size=5,
-            purpose="",
-            columns=_cols(
-                credit_code="join_key",
-                industry_section="group_by,filter",
-                industry_code="group_by,filter",
-                city="group_by,filter",
-                high_tech="group_by,filter,aggregate",
-                founding_year="group_by,filter",
-                employees="aggregate,filter",
-                revenue="aggregate",
-                registered_capital="aggregate",
-            ),
+    registry = Grant(  # L2: aggregates only, k >= 5
+        id="",
+        dataset="enterprise_registry",
+        grantee_kind="org",
+        grantee=grantee_org,
+        operations=("query", "psi"),
+        min_group_size=5,
+        purpose="",
+        columns=_cols(
+            credit_code="join_key",
+            industry_section="group_by,filter",
+            industry_code="group_by,filter",
+            city="group_by,filter",
+            high_tech="group_by,filter,aggregate",
+            founding_year="group_by,filter",
+            employees="aggregate,filter",
+            revenue="aggregate",
+            registered_capital="aggregate",
         ),
-        Grant(  # L2 training without DP: the owner trusts the partner's home with the model
-            id="",
-            dataset="enterprise_registry",
-            grantee_kind="org",
-            grantee=grantee_org,
+    )
+    return [
+        registry,
+        # L2 training without DP, in a grant of its own: the owner's exact opt-in (it
+        # trusts the partner's home with the model) leaves the queries' L2 noise on
+        replace(
+            registry,
             operations=("train",),
-            min_group_size=5,
-            purpose="",
             exact=True,
             train_tasks=("logreg", "mlp"),
             max_rounds=50,
-            columns=_cols(
-                credit_code="join_key",
-                industry_section="group_by,filter",
-                industry_code="group_by,filter",
-                city="group_by,filter",
-                high_tech="group_by,filter,aggregate",
-                founding_year="group_by,filter",
-                employees="aggregate,filter",
-                revenue="aggregate",
-                registered_capital="aggregate",
-            ),
         ),
         Grant(  # L3: aggregates only, k >= 10, differential privacy
             id="",
