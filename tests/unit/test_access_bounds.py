@@ -5,22 +5,16 @@ datetime's range are refused as bad times, not internal errors."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from federation.envelope import MAX_PURPOSE_CHARS, Requester
 from gateway import clock, identity
 from gateway.access import MAX_ASKED_COLUMNS, AccessRequest, AccessRequests, ColumnControls
-from gateway.catalog import Catalog
-from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.errors import InvalidArgument
-from gateway.policy.store import GrantStore
 from gateway.state import State
+from tests.unit.test_access import Parts, parts  # noqa: F401
 
 ANALYST = Requester("analyst", "mallory@jiangsu", "Jiangsu")
 OPERATOR = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
@@ -33,34 +27,10 @@ ASK = AccessRequest(
 
 
 @pytest.fixture
-def access(tmp_path: Path) -> Iterator[tuple[AccessRequests, State]]:
-    data = tmp_path / "data"
-    data.mkdir()
-    pq.write_table(
-        pa.table({"city": ["hefei"] * 6, "revenue": [float(i) for i in range(6)]}),
-        data / "firms.parquet",
-    )
-    state = State(tmp_path / "state.sqlite3")
-    catalog = Catalog(state, (data,), "Anhui bureau")
-    desc = DatasetDescriptor(
-        name="firms",
-        title="firms",
-        description="",
-        department="test",
-        level="L2",
-        update_frequency="static",
-        path=str(data / "firms.parquet"),
-        format="parquet",
-        columns=(
-            ColumnSpec("city", "string"),
-            ColumnSpec("revenue", "float64", lower=0.0, upper=1000.0),
-        ),
-    )
-    catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
-    try:
-        yield AccessRequests("anhui", state, catalog, GrantStore(state)), state
-    finally:
-        state.close()
+def access(request: pytest.FixtureRequest) -> tuple[AccessRequests, State]:
+    """``test_access``'s node parts: requests over a registered dataset, and the state."""
+    node: Parts = request.getfixturevalue("parts")
+    return node.access, node.state
 
 
 def _largest_row(state: State) -> int:
