@@ -79,11 +79,16 @@ class Federation:
         return next(n for n in self.nodes if n.id == node_id)
 
 
-def free_port(host: str = "127.0.0.1", rng: random.Random | None = None) -> int:
-    """A port that is free now, chosen *below* the kernel's ephemeral range.
+def free_port(
+    host: str = "127.0.0.1", rng: random.Random | None = None, taken: set[int] | None = None
+) -> int:
+    """A port that is free now, chosen *below* the kernel's ephemeral range, and not one
+    of ``taken`` (added to it).
 
     The kernel hands out ephemeral ports to outgoing connections (every gRPC client), so
     a port picked from that range can be taken by a connection before the node binds it.
+    A federation's ports are picked before any of its nodes binds one: without ``taken``
+    two of its nodes could be given the same port (a node then fails to start).
     """
     low, high = 20000, 32767
     try:
@@ -94,12 +99,16 @@ def free_port(host: str = "127.0.0.1", rng: random.Random | None = None) -> int:
     rng = rng or random.Random()
     for _ in range(200):
         port = rng.randint(low, high)
+        if taken is not None and port in taken:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
-            return port
+        if taken is not None:
+            taken.add(port)
+        return port
     raise ConfigError(f"no free port on {host} between {low} and {high}")
 
 
@@ -117,6 +126,7 @@ def plan(
 ) -> tuple[str, list[NodePlan], list[tuple[str, str]]]:
     fed = _read_toml(region_dir / "federation.toml")
     nodes = []
+    ports: set[int] = set()  # handed out in this plan
     ids = {m.get("id") for m in fed.get("members", [])}
     for i, m in enumerate(fed.get("members", [])):
         for key in ("id", "level"):
@@ -130,8 +140,8 @@ def plan(
         metrics_listen = metrics.get("listen", "")
         if free_ports:
             host, _ = split_address(listen, f"{node_id}: node.listen")
-            listen = f"{host}:{free_port(host)}"
-            metrics_listen = f"{host}:{free_port(host)}" if metrics_listen else ""
+            listen = f"{host}:{free_port(host, taken=ports)}"
+            metrics_listen = f"{host}:{free_port(host, taken=ports)}" if metrics_listen else ""
         nodes.append(
             NodePlan(
                 id=node_id,

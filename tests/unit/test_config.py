@@ -82,3 +82,29 @@ def test_training_warm_worker_is_a_bool_and_off_by_default(tmp_path: Path) -> No
     assert parse({**raw, "training": {"warm_worker": True}}, base=tmp_path).warm_worker
     with pytest.raises(ConfigError, match="training.warm_worker must be"):
         parse({**raw, "training": {"warm_worker": "yes"}}, base=tmp_path)
+
+
+def test_free_port_never_hands_out_a_port_twice_in_one_plan() -> None:
+    """The random pick may repeat (the first port is still free: nothing bound it yet);
+    ``taken`` makes the second pick another port, as ``provision`` relies on."""
+    import random
+
+    from gateway.demo.provision import free_port
+
+    taken: set[int] = set()
+    first = free_port(rng=random.Random(5), taken=taken)
+    second = free_port(rng=random.Random(5), taken=taken)  # the same sequence again
+    assert first != second and taken == {first, second}
+    assert free_port(rng=random.Random(5)) == first  # without ``taken``: the repeat
+
+
+def test_provision_gives_every_node_its_own_ports(tmp_path: Path) -> None:
+    import shutil
+
+    from gateway.demo.provision import provision
+
+    regions = tmp_path / "region_configs"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "region_configs", regions)
+    fed = provision(tmp_path / ".fedgate", regions, free_ports=True)
+    ports = [a for n in fed.nodes for a in (n.listen, n.metrics_listen) if a]
+    assert len(ports) >= 7 and len(set(ports)) == len(ports)
