@@ -31,3 +31,8 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
+# Every node, CLI call and benchmark is a new interpreter. Where PYTHONDONTWRITEBYTECODE is
+# set (as on this project's CI machines) none of them caches our modules' bytecode, and
+# each compiles all of gateway/ and federation/ again (~0.4 s of CPU a process); compiling
+# them once here (only what changed, a fraction of a second) spares every start that.
+"$VENV/bin/python" -m compileall -q "$ROOT/gateway" "$ROOT/federation" >/dev/null
