@@ -38,6 +38,7 @@ from federation.psi import frames as f
 from federation.psi import group, paillier
 from federation.psi.errors import PsiError
 from federation.psi.join_sums import COUNT_BITS, Scale, accumulate, mask_sums, pack, unmask, unpack
+from federation.psi.progress import StageProgress
 from federation.psi.stream import Inbound, Limits, intersection_size, permutation
 from federation.reports import Explanation, OwnerReport
 from federation.sql.join import JoinPlan
@@ -69,7 +70,7 @@ from gateway.roles.vouching import Vouching
 log = logging.getLogger("fedgate.psi")
 
 Exchange = Callable[[str, Iterator[f.Frame], float], Iterator[f.Frame]]
-Progress = Callable[[str, bool], None]
+Progress = Callable[[str, float], None]  # a stage and the fraction of it done
 
 TAG_BYTES = 16
 MAX_CIPHERTEXT_BYTES = 1 << 30  # a value owner's ciphertexts the matcher holds at once
@@ -421,11 +422,11 @@ class PsiOwner:
         stop = stop or threading.Event()
         events: queue.Queue[f.Event | BaseException] = queue.Queue(maxsize=64)
 
-        def progress(stage: str, finished: bool) -> None:
-            """A stage started (0) or finished (1000), whatever the sizes: the home and the
-            analyst see how far the session is, never a set size or a number of matches."""
+        def put(event: f.Progress) -> None:
             with contextlib.suppress(queue.Full):  # advisory: dropped rather than waited on
-                events.put_nowait(f.Progress(self.node_id, stage, 1000 if finished else 0, 1000))
+                events.put_nowait(event)
+
+        progress = StageProgress(self.node_id, put)
 
         def work() -> None:
             answer: f.PsiAnswer | BaseException
@@ -656,8 +657,9 @@ class _MatcherSession(_Session):
         def requests() -> Iterator[f.Frame]:
             try:
                 yield hello
-                self.progress("blinded", False)
+                self.progress("blinded", 0.0)
                 for seq, (a, b) in enumerate(chunks(n, max_batch)):
+                    self.progress("blinded", a / n)
                     if outbox.aborted is not None:
                         yield outbox.aborted
                         return
@@ -666,7 +668,7 @@ class _MatcherSession(_Session):
                     if tags is not None and rows.group_index is not None:
                         sealed = tags.seal(rows.group_index[a:b])
                     yield f.Points(f.OWN, seq, bytes(pts), tags=sealed)
-                self.progress("blinded", True)
+                self.progress("blinded", 1.0)
                 yield f.Done(f.OWN)
                 yield from outbox.frames()
             finally:
@@ -726,8 +728,8 @@ class _MatcherSession(_Session):
         back_tags: list[bytes] = []
         done: set[int] = set()
         finished: dict[int, memoryview] = {}
-        self.progress("received", False)
-        self.progress("reblinded", False)
+        self.progress("received", 0.0)
+        self.progress("reblinded", 0.0)
         with ThreadPoolExecutor(1) as pool:
             theirs = Inbound(
                 peer.set_size,
@@ -740,6 +742,7 @@ class _MatcherSession(_Session):
                 frame = _next(frames, "the end of its sets")
                 if isinstance(frame, f.Points) and frame.kind == f.OWN and f.OWN not in done:
                     theirs.add(frame.seq, frame.points)
+                    self.progress("received", theirs.received / max(1, peer.set_size))
                     count = len(frame.points) // group.POINT_BYTES
                     if len(frame.values) != count * ncols * ct:
                         raise InvalidArgument("a batch whose values do not match its points")
@@ -750,6 +753,7 @@ class _MatcherSession(_Session):
                     and f.REBLINDED not in done
                 ):
                     mine.add(frame.seq, frame.points)
+                    self.progress("reblinded", mine.received / max(1, n))
                     count = len(frame.points) // group.POINT_BYTES
                     if len(frame.tags) != (count * TAG_BYTES if tags is not None else 0):
                         raise InvalidArgument("a batch whose tags do not match its points")
@@ -757,7 +761,7 @@ class _MatcherSession(_Session):
                 elif isinstance(frame, f.Done) and frame.kind in (f.OWN, f.REBLINDED):
                     finished[frame.kind] = (theirs if frame.kind == f.OWN else mine).finish()
                     done.add(frame.kind)
-                    self.progress("received" if frame.kind == f.OWN else "reblinded", True)
+                    self.progress("received" if frame.kind == f.OWN else "reblinded", 1.0)
                 elif isinstance(frame, f.Release) and frame.report.error is not None:
                     raise _refused_by_peer(frame.report)
                 else:
@@ -770,7 +774,7 @@ class _MatcherSession(_Session):
             group_of, counts = self._match_groups(
                 rows, mine_all, b"".join(back_tags), theirs_all, tags
             )
-        self.progress("matched", True)
+        self.progress("matched", 1.0)
         return self._release(
             decision, rows, peer, k, counts, group_of, values, pk, ncols, frames, outbox
         )
