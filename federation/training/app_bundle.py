@@ -22,11 +22,14 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
-from flwr.app import Context
 
 from federation.training.errors import invalid
+
+if TYPE_CHECKING:  # an annotation only: the client and the CLI load no Flower
+    from flwr.app import Context
 
 ENTRY = "client_app.py"
 SUFFIXES = (".py", ".toml")

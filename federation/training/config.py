@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from flwr.app import ConfigRecord
+from typing import TYPE_CHECKING, Any
 
 from federation.training.app_bundle import is_app_task
 from federation.training.errors import invalid
 from federation.training.tasks import MAX_CLASSES, MAX_EPOCHS, task_named
+
+if TYPE_CHECKING:  # the client and the CLI read these settings without loading Flower
+    from flwr.app import ConfigRecord
 
 # Flower's own keys (flwr.serverapp.strategy: FedAvg.configure_train, FedProx)
 SERVER_ROUND = "server-round"
@@ -93,6 +94,8 @@ class TrainConfig:
 
     def to_record(self, extra: Mapping[str, Any] | None = None) -> ConfigRecord:
         """The ConfigRecord to send (``extra``: the node's own keys, e.g. the dataset)."""
+        from flwr.app import ConfigRecord  # only where a run sends them
+
         rec = ConfigRecord(dict(extra or {}))
         rec.update(
             {

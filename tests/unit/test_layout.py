@@ -64,3 +64,17 @@ def test_no_type_checker_escapes_in_the_checked_packages() -> None:
         if "type: ignore" in line
     ]
     assert not escapes, escapes
+
+
+def test_the_client_and_the_cli_load_no_flower() -> None:
+    """Flower costs ~0.4 s to import: a node and a training run load it, a `fedgate query`
+    does not (docs/architecture.md)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gateway.client, gateway.cli.app; "
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'flwr'], 'flwr loaded'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
