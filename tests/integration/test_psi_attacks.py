@@ -13,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import os
 import queue
 import random
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -60,6 +63,7 @@ QUERY_ONLY = {"credit_code": "filter", "part": "filter"}  # a grant that permits
 CALL_SECONDS = 15.0
 MAX_FRAMES = 1000  # frames one crafted exchange may receive
 PSI_EXCHANGE = "/fedgate.v1.Peer/PsiExchange"
+SILENT_SECONDS = 6.0  # the deadline of a session whose other owner goes silent
 
 
 # --- datasets ------------------------------------------------------------------------------
@@ -459,6 +463,51 @@ def test_peer_that_stops_mid_session_leaves_no_release(federation: RunningFedera
     answer = psi(federation, fresh.left, fresh.right)
     assert not answer.suppressed and answer.intersection == fresh.truth()
     assert federation.releases() == before + 2
+
+
+def test_a_peer_that_goes_silent_times_out_on_both_sides(federation: RunningFederation) -> None:
+    """The other owner freezes (SIGSTOP) once the session is under way: the matcher
+    gives up at the session's deadline with a clear status and an audited refusal; the
+    frozen owner, woken after that deadline, ends its side the same way. Neither
+    releases anything or spends its grant, and the next session works."""
+    n = 20_000  # blinding 20 000 points takes each owner about a second: time to freeze
+    p = make_pair(federation, "silent", n_left=n, n_right=n, overlap=n // 2)
+    frozen = federation.procs[RIGHT].pid
+    before = federation.releases()
+    stopped = threading.Event()
+
+    def freeze(event: object) -> None:
+        if not stopped.is_set():  # the matcher has begun: its hello is on the way
+            stopped.set()
+            os.kill(frozen, signal.SIGSTOP)
+
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ClientError) as info:
+            psi(federation, p.left, p.right, on_progress=freeze, timeout=SILENT_SECONDS)
+        waited = time.monotonic() - t0
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+    assert stopped.is_set()
+    assert info.value.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+    assert waited < SILENT_SECONDS + 10  # the deadline ends it, nothing hangs
+
+    def refused_at(node: str, dataset: str) -> list[dict]:
+        return [e for e in federation.audit(node, "psi.refused") if e.get("dataset") == dataset]
+
+    (mine,) = eventually(lambda: refused_at(LEFT, p.left), seconds=SILENT_SECONDS + 10)
+    assert mine["code"] in ("DEADLINE_EXCEEDED", "UNAVAILABLE", "CANCELLED"), mine
+    (theirs,) = eventually(lambda: refused_at(RIGHT, p.right), seconds=SILENT_SECONDS + 10)
+    assert theirs["code"] in ("DEADLINE_EXCEEDED", "UNAVAILABLE", "CANCELLED"), theirs
+    assert theirs["request_id"] == mine["request_id"]
+    assert not released(federation, mine["request_id"])
+    assert federation.releases() == before
+    for node, dataset in ((LEFT, p.left), (RIGHT, p.right)):
+        with federation.client(f"ops@{node}") as ops:  # nothing spent at either owner
+            assert [g.uses for g in ops.list_grants(dataset)] == [0]
+    fresh = make_pair(federation, "after_silent")
+    answer = psi(federation, fresh.left, fresh.right)
+    assert not answer.suppressed and answer.intersection == fresh.truth()
 
 
 # --- 4. an analyst of another organisation --------------------------------------------------

@@ -203,6 +203,15 @@ def test_a_lost_connection_is_unavailable_naming_the_peer(code: Code, reason: st
     assert error.details == {"x": "1"}
 
 
+def test_a_deadline_grpc_ran_out_names_the_silent_peer() -> None:
+    late = Error(Code.DEADLINE_EXCEEDED, "Stream removed (Deadline Exceeded)", {"x": "1"})
+    error = peer_error(MEMBER, late, answered=False)
+    assert error.code == Code.DEADLINE_EXCEEDED and error.details == {"x": "1"}
+    assert error.reason == "jiangsu did not answer before the request's deadline"
+    own = Error(Code.DEADLINE_EXCEEDED, "the local engine ran out of time")
+    assert peer_error(MEMBER, own, answered=True) == own  # the peer's own words stay
+
+
 def test_a_peers_own_failures_pass_unchanged() -> None:
     """A node's answer (marked by its edge) keeps its status, whatever its words; and
     gRPC's own UNAVAILABLE needs no mapping."""
