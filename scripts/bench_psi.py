@@ -66,6 +66,7 @@ PARTS = ("a", "b", "c", "d")
 TIMEOUT = 900.0  # the client's; the node caps a session at 590 s (gateway.node)
 RATIO_GOAL = 1.15
 JOIN_GOAL = 600.0  # seconds
+RSS_GOAL_MB = 600  # peak resident memory of each owner in (a)
 JOIN_SQL = (
     f"SELECT a.g, COUNT(*) AS n, SUM(b.v) AS s FROM {LEFT}.{LEFT_DS} a "
     f"JOIN {RIGHT}.{RIGHT_DS} b ON a.{KEY} = b.{KEY} GROUP BY a.g"
@@ -592,7 +593,10 @@ def summary(
                 f"floor {floor.bound:.1f} s" if floor else "-",
             )
         )
-        lines.append(("(a) peak RSS, larger owner", f"{peak:,.0f} MB", "-", "-"))
+        verdict = "PASS" if peak <= RSS_GOAL_MB else "MISS"
+        lines.append(
+            ("(a) peak RSS, larger owner", f"{peak:,.0f} MB {verdict}", f"<= {RSS_GOAL_MB} MB", "-")
+        )
     if floor is not None:
         ratio = f"{psi.wall / floor.bound:.2f}" if psi is not None else "-"
         verdict = (
@@ -603,8 +607,11 @@ def summary(
         )
     if ref is not None:
         label = "measured" if ref.rows == rows else f"extrapolated from {ref.rows:,}"
-        vs = f"fedgate {ref.scaled / psi.wall:.1f}x faster" if psi is not None else "-"
-        lines.append(("(c) openmined-psi", f"{ref.scaled:.1f} s ({label})", "-", vs))
+        vs = "-"
+        if psi is not None:
+            verdict = "PASS" if psi.wall < ref.scaled else "MISS"
+            vs = f"(a) takes {psi.wall / ref.scaled:.2f} x its time {verdict}"
+        lines.append(("(c) openmined-psi", f"{ref.scaled:.1f} s ({label})", "(a) faster", vs))
     if join is not None:
         verdict = "PASS" if join.wall <= JOIN_GOAL and join.same else "MISS"
         lines.append(
