@@ -718,9 +718,24 @@ def bench_analytic(
     bench_new_texts(client, procs, new_texts)
 
 
+def parse_parts(text: str) -> tuple[str, ...]:
+    if text == "all":
+        return PARTS
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"parts are all or {', '.join(PARTS)}: not {text!r}")
+    return parts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("all", *PARTS), default="all")
+    parser.add_argument(
+        "--part",
+        type=parse_parts,
+        default=PARTS,
+        help=f"all (the default), or one or more of {', '.join(PARTS)}, comma-separated",
+    )
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--rows", type=int, default=5_000_000)
@@ -728,7 +743,7 @@ def main() -> int:
     parser.add_argument("--analytic-runs", type=int, default=3)
     parser.add_argument("--new-texts", type=int, default=200)
     args = parser.parse_args()
-    parts = PARTS if args.part == "all" else (args.part,)
+    parts: tuple[str, ...] = args.part
     signal.signal(signal.SIGTERM, sigterm_as_interrupt)  # a killed bench stops its nodes
     load = os.getloadavg()[0]  # other programs' share of the cores skews every figure
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load {load:.1f}")
