@@ -44,12 +44,12 @@ _CONNECTION_LOST = (Code.CANCELLED, Code.INTERNAL, Code.UNKNOWN)
 def peer_error(member: Member, error: Error, *, answered: bool) -> Error:
     """The typed error of a failed peer call: a connection lost under it (a status no
     node gave, ``answered`` False) is UNAVAILABLE naming the peer; a node's own status
-    passes unchanged; a deadline gRPC ran out itself says which peer did not answer."""
+    passes unchanged; a deadline gRPC ran out itself names the peer that had not finished."""
     if not answered and error.code in _CONNECTION_LOST:
         reason = f"the connection to {member.id} was lost ({error.reason})"
         return Error(Code.UNAVAILABLE, reason, error.details)
     if not answered and error.code == Code.DEADLINE_EXCEEDED:
-        reason = f"{member.id} did not answer before the request's deadline"
+        reason = f"{member.id} did not finish before the request's deadline"
         return Error(Code.DEADLINE_EXCEEDED, reason, error.details)
     return error
 

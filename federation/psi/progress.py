@@ -1,14 +1,19 @@
 """How far a PSI session is, as the matcher tells its home and the analyst's progress bar.
 
-Progress must say how far, never how many: a stage is told in tenths of itself (0, 100,
-... 1000 of 1000), each tenth once. Its start and its end are always told; the tenths
-between only once the stage has run ``after`` seconds. A short stage so shows what it
-always did (which batches a set spans is not told by its events), and a long one, whose
-length the session's timing tells anyway, gets a bar that moves.
+Progress must say how far, never how many. A stage is told in tenths of itself (``done``
+0, 100, ... 1000 of 1000): its start and its end always, and the tenths between only
+once the stage has worked ``after`` seconds *from its first batch* (the wait for a peer
+before it does not count). A stage that is short once it has begun, however many
+batches it spans (a set returned in one burst, a small set), so tells that it started
+and ended and nothing else. On a long stage the tenths come one by one, none skipped,
+so which tenths appear says nothing; when each comes marks the batches done by then,
+which for a set of a few batches tells about how many it spans: about what the length
+of the stage tells anyway (docs/psi.md, what each party learns).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,19 +25,47 @@ AFTER_SECONDS = 0.5
 
 
 @dataclass
+class _Stage:
+    shown: int = 0  # the last tenth told (the start, 0, is told on the first call)
+    first_batch: float | None = None  # when the first batch was done
+
+
+@dataclass
 class StageProgress:
     node_id: str
     emit: Callable[[Progress], None]
     clock: Callable[[], float] = time.monotonic
     after: float = AFTER_SECONDS
-    _shown: dict[str, tuple[int, float]] = field(default_factory=dict)  # tenth, start
+    _stages: dict[str, _Stage] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # stages on two threads
 
     def __call__(self, stage: str, fraction: float) -> None:
-        """``fraction`` of ``stage`` is done (0 when it starts, 1 when it ends)."""
+        """``fraction`` of ``stage`` is done: 0 when it starts, then after each batch,
+        1 when it ends."""
         step = min(STEPS, max(0, int(fraction * STEPS)))
+        with self._lock:
+            told = self._told(stage, step, fraction)
+        for tenth in told:
+            self.emit(Progress(self.node_id, stage, 1000 * tenth // STEPS, 1000))
+
+    def _told(self, stage: str, step: int, fraction: float) -> list[int]:
+        s = self._stages.get(stage)
+        if s is None:  # the stage starts (the call's fraction aside)
+            s = self._stages[stage] = _Stage()
+            return [0] + self._told(stage, step, fraction) if fraction > 0 else [0]
+        if s.shown >= STEPS:
+            return []
+        if step >= STEPS:  # the end: tenths not yet told too, if any were (none skipped)
+            told = list(range(s.shown + 1, STEPS + 1)) if s.shown > 0 else [STEPS]
+            s.shown = STEPS
+            return told
+        if fraction <= 0:
+            return []
         now = self.clock()
-        last, began = self._shown.get(stage, (-1, now))
-        if last >= step or (0 < step < STEPS and now - began < self.after):
-            return
-        self._shown[stage] = (step, began)
-        self.emit(Progress(self.node_id, stage, 1000 * step // STEPS, 1000))
+        if s.first_batch is None:
+            s.first_batch = now
+        if now - s.first_batch < self.after or step <= s.shown:
+            return []
+        told = list(range(s.shown + 1, step + 1))
+        s.shown = step
+        return told

@@ -659,7 +659,6 @@ class _MatcherSession(_Session):
                 yield hello
                 self.progress("blinded", 0.0)
                 for seq, (a, b) in enumerate(chunks(n, max_batch)):
-                    self.progress("blinded", a / n)
                     if outbox.aborted is not None:
                         yield outbox.aborted
                         return
@@ -668,6 +667,7 @@ class _MatcherSession(_Session):
                     if tags is not None and rows.group_index is not None:
                         sealed = tags.seal(rows.group_index[a:b])
                     yield f.Points(f.OWN, seq, bytes(pts), tags=sealed)
+                    self.progress("blinded", b / n)
                 self.progress("blinded", 1.0)
                 yield f.Done(f.OWN)
                 yield from outbox.frames()
@@ -767,6 +767,7 @@ class _MatcherSession(_Session):
                 else:
                     raise InvalidArgument(f"protocol error: an unexpected {type(frame).__name__}")
         mine_all, theirs_all = finished[f.REBLINDED], finished[f.OWN]
+        self.progress("matched", 0.0)
         if plan.group_side is None and not valued:
             counts = np.array([intersection_size(mine_all, theirs_all)], dtype=np.int64)
             group_of = None

@@ -476,8 +476,10 @@ def test_a_peer_that_goes_silent_times_out_on_both_sides(federation: RunningFede
     before = federation.releases()
     stopped = threading.Event()
 
-    def freeze(event: object) -> None:
-        if not stopped.is_set():  # the matcher has begun: its hello is on the way
+    def freeze(event: f.Progress) -> None:
+        # ``received`` starts once the matcher has the other owner's hello: that owner
+        # has admitted the session and is at work on its side.
+        if event.stage == "received" and not stopped.is_set():
             stopped.set()
             os.kill(frozen, signal.SIGSTOP)
 
@@ -497,6 +499,8 @@ def test_a_peer_that_goes_silent_times_out_on_both_sides(federation: RunningFede
 
     (mine,) = eventually(lambda: refused_at(LEFT, p.left), seconds=SILENT_SECONDS + 10)
     assert mine["code"] in ("DEADLINE_EXCEEDED", "UNAVAILABLE", "CANCELLED"), mine
+    if mine["code"] == "DEADLINE_EXCEEDED":
+        assert f"{RIGHT} did not finish before the request's deadline" in mine["reason"], mine
     (theirs,) = eventually(lambda: refused_at(RIGHT, p.right), seconds=SILENT_SECONDS + 10)
     assert theirs["code"] in ("DEADLINE_EXCEEDED", "UNAVAILABLE", "CANCELLED"), theirs
     assert theirs["request_id"] == mine["request_id"]

@@ -207,7 +207,7 @@ def test_a_deadline_grpc_ran_out_names_the_silent_peer() -> None:
     late = Error(Code.DEADLINE_EXCEEDED, "Stream removed (Deadline Exceeded)", {"x": "1"})
     error = peer_error(MEMBER, late, answered=False)
     assert error.code == Code.DEADLINE_EXCEEDED and error.details == {"x": "1"}
-    assert error.reason == "jiangsu did not answer before the request's deadline"
+    assert error.reason == "jiangsu did not finish before the request's deadline"
     own = Error(Code.DEADLINE_EXCEEDED, "the local engine ran out of time")
     assert peer_error(MEMBER, own, answered=True) == own  # the peer's own words stay
 

@@ -6,38 +6,49 @@ from federation.psi.frames import Progress
 from federation.psi.progress import StageProgress
 
 
-def _run(times: list[float], fractions: list[float]) -> list[Progress]:
+def _run(calls: list[tuple[float, float]]) -> list[int]:
+    """``(time, fraction)`` calls on one stage; the ``done`` values told."""
     seen: list[Progress] = []
-    clock = iter(times)
-    progress = StageProgress("n1", seen.append, clock=lambda: next(clock), after=0.5)
-    for fraction in fractions:
-        progress("blinded", fraction)
-    return seen
+    now = [0.0]
+    progress = StageProgress("n1", seen.append, clock=lambda: now[0], after=0.5)
+    for t, fraction in calls:
+        now[0] = t
+        progress("received", fraction)
+    assert all(p.total == 1000 and p.stage == "received" for p in seen)
+    return [p.done for p in seen]
 
 
-def test_a_short_stage_tells_only_its_start_and_end() -> None:
-    """However many batches, a stage done within ``after`` shows the same two events."""
-    for batches in (1, 3, 10, 40):
-        fractions = [0.0] + [i / batches for i in range(batches)] + [1.0]
-        seen = _run([0.01 * i for i in range(len(fractions))], fractions)
-        assert [p.done for p in seen] == [0, 1000], batches
-        assert all(p.total == 1000 and p.stage == "blinded" for p in seen)
+def _stage(batches: int, wait: float, per_batch: float) -> list[tuple[float, float]]:
+    """Start, ``wait`` seconds with nothing, the batches, then the end."""
+    calls = [(0.0, 0.0)]
+    calls += [(wait + per_batch * (i + 1), (i + 1) / batches) for i in range(batches)]
+    return calls + [(calls[-1][0], 1.0)]
 
 
-def test_a_long_stage_moves_in_tenths_each_once() -> None:
-    fractions = [0.0] + [i / 100 for i in range(100)] + [1.0]
-    seen = _run([0.1 * i for i in range(len(fractions))], fractions)
-    done = [p.done for p in seen]
-    assert done == sorted(set(done)) and done[0] == 0 and done[-1] == 1000
-    assert set(done) <= set(range(0, 1001, 100)) and len(done) >= 8
+def test_a_short_stage_tells_only_its_start_and_end_whatever_its_batches() -> None:
+    """However many batches, and however long the wait before the first (a set sent
+    back in one burst after the peer's whole upload), the same two events."""
+    for batches in (1, 2, 3, 4, 7, 9, 10, 40):
+        for wait in (0.0, 0.6, 30.0):
+            assert _run(_stage(batches, wait, 0.004)) == [0, 1000], (batches, wait)
 
 
-def test_stages_are_told_apart_and_out_of_range_is_clamped() -> None:
+def test_a_long_stage_tells_every_tenth_once_none_skipped() -> None:
+    """Its clock starts at the first batch: with two batches nothing lies between."""
+    assert _run(_stage(2, 0.3, 1.0)) == [0, 1000]
+    for batches in (3, 4, 7, 13, 100):
+        done = _run(_stage(batches, 0.3, 2.0 / batches))
+        assert done == list(range(0, 1001, 100)), (batches, done)
+
+
+def test_an_empty_stage_and_stages_told_apart() -> None:
+    assert _run([(0.0, 0.0), (0.0, 1.0)]) == [0, 1000]
     seen: list[Progress] = []
     progress = StageProgress("n1", seen.append, clock=lambda: 0.0)
     progress("received", 0.0)
     progress("reblinded", -1.0)
-    progress("received", 7.0)
+    progress("received", 7.0)  # out of range: clamped
+    progress("received", 1.0)  # told once
     assert [(p.stage, p.done) for p in seen] == [
         ("received", 0),
         ("reblinded", 0),
