@@ -258,9 +258,9 @@ class Node:
 
     @property
     def train_owner(self) -> TrainOwner:
-        """The owner's side of training, made when a run first asks this node: it loads
-        Flower (~0.4 s of CPU, ~11 MB), which a node that never trains does not pay at
-        every start."""
+        """The owner's side of training. Making it loads Flower (~0.4 s of CPU, ~11 MB):
+        a starting node makes it in the background once it serves, and whichever comes
+        first, that thread or a training message, makes it."""
         with self._train_owner_lock:
             if self._train_owner is None:
                 from gateway.roles.train_owner import TrainOwner
@@ -276,6 +276,9 @@ class Node:
                     piece_bytes=piece_bytes(self.config.max_message_bytes),
                 )
             return self._train_owner
+
+    def _make_train_owner(self) -> None:
+        self.train_owner  # noqa: B018 - made on first use
 
     def train_step(
         self, member: Member, env: Envelope, message: bytes
@@ -458,6 +461,9 @@ class Node:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.config.warm_worker:  # the first training run then forks in milliseconds
             threading.Thread(target=warm_worker, name="warm-worker", daemon=True).start()
+        # The training owner (and Flower) is made once the node serves, not before: the
+        # start does not wait for it, and a first training message finds it made.
+        threading.Thread(target=self._make_train_owner, name="train-owner", daemon=True).start()
         # Open streams re-checked: caller's certificate, lifetime (gateway/edge.py).
         every(self._stop, STREAM_CHECK_SECONDS, edge.check_streams, "stream-check")
         every(

@@ -67,8 +67,8 @@ def test_no_type_checker_escapes_in_the_checked_packages() -> None:
 
 
 def test_the_client_the_cli_and_a_starting_node_load_no_flower() -> None:
-    """Flower costs ~0.4 s to import: a training run loads it, a `fedgate query` and a
-    node's start do not (docs/architecture.md)."""
+    """Flower costs ~0.4 s to import: a `fedgate query` does not load it, and a node
+    loads it only once it serves, in the background (docs/architecture.md)."""
     import subprocess
     import sys
 
