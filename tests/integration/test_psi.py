@@ -369,3 +369,48 @@ def test_a_grouped_join_over_l2_needs_dp_or_the_exact_opt_in(
     assert "exact answers" in str(err.value)
     assert federation.releases() == before
     assert psi(federation, "optin_l", "optin_r").intersection == 40
+
+
+def test_join_sums_a_column_of_the_left_side_too(federation: RunningFederation) -> None:
+    """The values may come from either side: here the matcher's (left) side holds them and
+    the other owner the groups. Sums grouped by their own side's columns are refused (a
+    side's own sums per its own groups are a single-owner query; docs/sql.md)."""
+    rng = random.Random("left-values")
+    pool = codes(rng, 700)
+    lt = pa.table(
+        {
+            "credit_code": pool[:500],
+            "revenue": pa.array([rng.randint(0, 10**8) for _ in range(500)], pa.int64()),
+            "city": [rng.choice(["Pudong", "Minhang"]) for _ in range(500)],
+        }
+    )
+    rt = pa.table({"credit_code": pool[150:700], "sector": [rng.choice("ABC") for _ in range(550)]})
+    register(
+        federation, LEFT, "lv_l", lt, JOIN_R_COLUMNS,
+        {"credit_code": "join_key", "revenue": "aggregate", "city": "group_by"}, exact=True,
+    )  # fmt: skip
+    register(
+        federation, RIGHT, "lv_r", rt, JOIN_L_COLUMNS,
+        {"credit_code": "join_key", "sector": "group_by"}, exact=True,
+    )  # fmt: skip
+    body = (
+        "{g} AS g, COUNT(*) AS n, SUM(a.revenue) AS revenue FROM {l} a JOIN {r} b "
+        "ON a.credit_code = b.credit_code GROUP BY {g} ORDER BY g"
+    )
+    nodes = {"l": "shanghai.lv_l", "r": "jiangsu.lv_r"}
+    with federation.client(ANALYST) as c:
+        result = c.query("SELECT " + body.format(g="b.sector", **nodes))
+    db = duckdb.connect()
+    db.register("l", lt)
+    db.register("r", rt)
+    want = db.execute("SELECT " + body.format(g="b.sector", l="l", r="r")).fetchall()
+    got = [tuple(r.values()) for r in result.table.to_pylist()]
+    assert want and got == [tuple(w) for w in want]
+    assert all(isinstance(g[2], int) for g in got)
+    assert len(result.receipts) == 2
+    before = federation.releases()
+    with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
+        c.query("SELECT " + body.format(g="a.city", **nodes))
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "grouped by the other side's columns" in str(err.value)
+    assert federation.releases() == before
