@@ -233,6 +233,38 @@ def test_psi_without_a_psi_grant_is_refused_and_logged(federation: RunningFedera
     assert federation.releases() == before
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("missing", ["psi", "join_key"])
+def test_either_owner_without_psi_or_join_key_refuses_and_logs(
+    federation: RunningFederation, side: str, missing: str
+) -> None:
+    """Each owner decides for itself: a grant without the ``psi`` operation, or one whose
+    identifier column is not a ``join_key``, at either side stops the session there."""
+    rng = random.Random(f"nogrant-{side}-{missing}")
+    values = codes(rng, 20)
+    names = {"left": f"ng_{missing}_{side}_l", "right": f"ng_{missing}_{side}_r"}
+    for s, node in (("left", LEFT), ("right", RIGHT)):
+        controls, ops = dict(ID_CONTROLS), ("psi",)
+        if s == side and missing == "psi":
+            ops = ("query",)
+        if s == side and missing == "join_key":
+            controls["credit_code"] = "filter"
+        table = id_table(values, [0] * 20)
+        register(federation, node, names[s], table, ID_COLUMNS, controls, operations=ops)
+    refuser, dataset = (LEFT, names["left"]) if side == "left" else (RIGHT, names["right"])
+    before = federation.releases()
+    with pytest.raises(ClientError) as err:
+        psi(federation, names["left"], names["right"])
+    assert err.value.code == grpc.StatusCode.PERMISSION_DENIED, err.value
+    if missing == "psi":
+        assert dataset in str(err.value)
+    else:  # the grant is found; the column's control is what it lacks
+        assert "needs the join_key control (allowed: filter)" in str(err.value)
+    refused = [e for e in federation.audit(refuser, "psi.refused") if e["dataset"] == dataset]
+    assert refused and refused[-1]["code"] == "PERMISSION_DENIED"
+    assert federation.releases() == before
+
+
 def test_explain_says_what_each_owner_decides_and_who_learns_what(
     federation: RunningFederation,
 ) -> None:
