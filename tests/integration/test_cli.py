@@ -86,6 +86,14 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     refused = [line for line in r.stdout.splitlines() if "REFUSED" in line]
     assert len(refused) == 2, refused  # exactly the two showcases meant to be refused
     assert "credit_code" in refused[0] and "read_parquet" in refused[1]
+    # The PSI: a number (or suppressed under k), with both owners' receipts.
+    (overlap,) = [line for line in r.stdout.splitlines() if "overlap:" in line]
+    assert "2 signed receipts" in overlap and "FAILED" not in overlap
+    # The join aggregate: revenue of the overlap by industry section, a table with both
+    # owners' receipts.
+    join = r.stdout.split("Revenue of Anhui's enterprises on the ministry's list")[1]
+    join = join.split("\n-- ")[0]
+    assert "industry_section  enterprises" in join and "signed receipts: 2" in join, join
 
 
 def test_demo_keep_stops_every_node_on_ctrl_c(tmp_path: Path) -> None:
