@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -70,6 +70,7 @@ from gateway.roles.psi_home import PsiHome
 from gateway.roles.psi_owner import PsiOwner
 from gateway.roles.relay import Relay
 from gateway.roles.train_home import TrainHome, warm_worker
+from gateway.roles.train_owner import TrainOwner
 from gateway.roles.vouching import Vouching
 from gateway.rpc.v1 import gateway_pb2, gateway_pb2_grpc, peer_pb2_grpc
 from gateway.services.gateway_service import GatewayService
@@ -88,9 +89,6 @@ from gateway.training.transfers import (
 from gateway.transport import Transport
 from gateway.witness import Witness
 from gateway.witnessing import WitnessRound, witness_round
-
-if TYPE_CHECKING:  # made lazily (Node.train_owner): it loads Flower
-    from gateway.roles.train_owner import TrainOwner
 
 log = logging.getLogger("fedgate.node")
 DEFAULT_QUERY_SECONDS = 60.0
@@ -208,9 +206,16 @@ class Node:
             node_id, self.membership, self.vouching, self.run_psi, self.receipts
         )
         self.apps = AppStore(config.data_dir / "apps")
-        self._pipeline = pipeline
-        self._train_owner: TrainOwner | None = None  # made on a run's first message
-        self._train_owner_lock = threading.Lock()
+        self.train_owner = TrainOwner(
+            node_id,
+            self.catalog,
+            self.grants,
+            self.engine,
+            pipeline,
+            self.apps,
+            self.vouching,
+            piece_bytes=piece_bytes(config.max_message_bytes),
+        )
         self.train_home = TrainHome(
             node_id, self.membership, self.vouching, self.train_step, self.receipts, self.publishers
         )
@@ -255,30 +260,6 @@ class Node:
         )
         for msg in responses:
             yield serde.psi_event_from_proto(msg)
-
-    @property
-    def train_owner(self) -> TrainOwner:
-        """The owner's side of training. Making it loads Flower (~0.4 s of CPU, ~11 MB):
-        a starting node makes it in the background once it serves, and whichever comes
-        first, that thread or a training message, makes it."""
-        with self._train_owner_lock:
-            if self._train_owner is None:
-                from gateway.roles.train_owner import TrainOwner
-
-                self._train_owner = TrainOwner(
-                    self.identity.id,
-                    self.catalog,
-                    self.grants,
-                    self.engine,
-                    self._pipeline,
-                    self.apps,
-                    self.vouching,
-                    piece_bytes=piece_bytes(self.config.max_message_bytes),
-                )
-            return self._train_owner
-
-    def _make_train_owner(self) -> None:
-        self.train_owner  # noqa: B018 - made on first use
 
     def train_step(
         self, member: Member, env: Envelope, message: bytes
@@ -461,9 +442,6 @@ class Node:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.config.warm_worker:  # the first training run then forks in milliseconds
             threading.Thread(target=warm_worker, name="warm-worker", daemon=True).start()
-        # The training owner (and Flower) is made once the node serves, not before: the
-        # start does not wait for it, and a first training message finds it made.
-        threading.Thread(target=self._make_train_owner, name="train-owner", daemon=True).start()
         # Open streams re-checked: caller's certificate, lifetime (gateway/edge.py).
         every(self._stop, STREAM_CHECK_SECONDS, edge.check_streams, "stream-check")
         every(
@@ -511,9 +489,7 @@ class Node:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
         self.transport.close()
-        with self._train_owner_lock:
-            if self._train_owner is not None:
-                self._train_owner.close()
+        self.train_owner.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.relay_executor.shutdown(wait=False, cancel_futures=True)
         self.engine.close()

@@ -71,7 +71,7 @@ def run_overlap(client: Client) -> tuple[str, bool]:
     shown = "suppressed" if answer.suppressed else f"{answer.intersection:,}"
     return (
         f"{head}\n   overlap: {shown} (k = {answer.min_group_size}; identifiers never left "
-        f"either owner; {len(answer.owners)} signed receipts; "
+        f"either owner; {sum(1 for o in answer.owners if o.receipt)} signed receipts; "
         f"{time.monotonic() - t0:.1f} s)",
         True,
     )

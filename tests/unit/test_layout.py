@@ -66,14 +66,14 @@ def test_no_type_checker_escapes_in_the_checked_packages() -> None:
     assert not escapes, escapes
 
 
-def test_the_client_the_cli_and_a_starting_node_load_no_flower() -> None:
-    """Flower costs ~0.4 s to import: a `fedgate query` does not load it, and a node
-    loads it only once it serves, in the background (docs/architecture.md)."""
+def test_the_client_and_the_cli_load_no_flower() -> None:
+    """Flower costs ~0.4 s to import: a node and a training run load it, a `fedgate query`
+    does not (docs/architecture.md)."""
     import subprocess
     import sys
 
     code = (
-        "import sys, gateway.client, gateway.cli.app, gateway.node; "
+        "import sys, gateway.client, gateway.cli.app; "
         "assert not [m for m in sys.modules if m.split('.')[0] == 'flwr'], 'flwr loaded'"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
