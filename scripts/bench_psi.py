@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+from bench_args import parts_of  # noqa: E402
 
 from federation.psi import group  # noqa: E402
 from federation.psi.frames import Progress  # noqa: E402
@@ -631,18 +632,10 @@ def summary(
         print("    " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
-def parse_parts(text: str) -> tuple[str, ...]:
-    parts = tuple(p.strip() for p in text.split(",") if p.strip())
-    unknown = [p for p in parts if p not in PARTS]
-    if unknown or not parts:
-        raise argparse.ArgumentTypeError(f"parts are a comma list of {', '.join(PARTS)}")
-    return parts
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--parts", type=parse_parts, default=PARTS)
+    parser.add_argument("--parts", type=parts_of(PARTS), default=PARTS)
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--reference-rows", type=int, default=0, help="0: --rows")
     args = parser.parse_args()

@@ -42,6 +42,7 @@ import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+from bench_args import parts_of  # noqa: E402
 
 from federation.sql import parse  # noqa: E402
 from gateway import descriptor  # noqa: E402
@@ -718,21 +719,11 @@ def bench_analytic(
     bench_new_texts(client, procs, new_texts)
 
 
-def parse_parts(text: str) -> tuple[str, ...]:
-    if text == "all":
-        return PARTS
-    parts = tuple(p.strip() for p in text.split(",") if p.strip())
-    unknown = [p for p in parts if p not in PARTS]
-    if unknown or not parts:
-        raise argparse.ArgumentTypeError(f"parts are all or {', '.join(PARTS)}: not {text!r}")
-    return parts
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--part",
-        type=parse_parts,
+        type=parts_of(PARTS),
         default=PARTS,
         help=f"all (the default), or one or more of {', '.join(PARTS)}, comma-separated",
     )

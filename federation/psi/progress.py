@@ -50,22 +50,19 @@ class StageProgress:
 
     def _told(self, stage: str, step: int, fraction: float) -> list[int]:
         s = self._stages.get(stage)
-        if s is None:  # the stage starts (the call's fraction aside)
+        told = [] if s is not None else [0]  # a stage's first call is its start
+        if s is None:
             s = self._stages[stage] = _Stage()
-            return [0] + self._told(stage, step, fraction) if fraction > 0 else [0]
-        if s.shown >= STEPS:
-            return []
+        if s.shown >= STEPS or fraction <= 0:
+            return told
         if step >= STEPS:  # the end: tenths not yet told too, if any were (none skipped)
-            told = list(range(s.shown + 1, STEPS + 1)) if s.shown > 0 else [STEPS]
+            told += list(range(s.shown + 1, STEPS + 1)) if s.shown > 0 else [STEPS]
             s.shown = STEPS
             return told
-        if fraction <= 0:
-            return []
         now = self.clock()
         if s.first_batch is None:
             s.first_batch = now
-        if now - s.first_batch < self.after or step <= s.shown:
-            return []
-        told = list(range(s.shown + 1, step + 1))
-        s.shown = step
+        if now - s.first_batch >= self.after and step > s.shown:
+            told += list(range(s.shown + 1, step + 1))
+            s.shown = step
         return told
