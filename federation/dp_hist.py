@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from federation import sketches
+from federation.dp_lib import opendp
 
 DEFAULT_BINS = 128
 MAX_BINS = 4096
@@ -46,14 +47,6 @@ _HEADER = struct.Struct("<4sIdd")
 
 class HistError(ValueError):
     """Bytes that are not a noisy histogram, or histograms that do not merge."""
-
-
-@functools.cache
-def _dp() -> Any:  # opendp.prelude: untyped; imported on first use (start-up time)
-    import opendp.prelude as dp
-
-    dp.enable_features("contrib")
-    return dp
 
 
 class Hist(NamedTuple):
@@ -159,7 +152,7 @@ def hist_quantile(data: object, q: float) -> float | None:
 def _post(lower: float, upper: float, bins: int, q: float) -> Any:
     """OpenDP's quantile-from-counts function for these bins and fraction (made once: a
     query asks it for every group)."""
-    dp = _dp()
+    dp = opendp()
     return dp.t.make_quantiles_from_counts(
         edges(lower, upper, bins), alphas=[q], interpolation="linear"
     )

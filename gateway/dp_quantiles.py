@@ -18,7 +18,6 @@ state.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -27,16 +26,9 @@ import numpy as np
 import pyarrow as pa
 
 from federation.dp_hist import DEFAULT_BINS, HistError, bin_index, check_bounds, encode
+from federation.dp_lib import opendp
 from federation.sketches import SketchError, flatten_lists
 from gateway.errors import InvalidArgument
-
-
-@functools.cache
-def _dp() -> Any:  # opendp.prelude: untyped; imported on first use (start-up time)
-    import opendp.prelude as dp
-
-    dp.enable_features("contrib")
-    return dp
 
 
 @dataclass(frozen=True)
@@ -65,7 +57,7 @@ def _laplace_within(epsilon: float, kind: str) -> tuple[Any, float, float]:
     """The discrete Laplace measurement on a vector of integer counts (``kind`` "i32" or
     "i64") whose charge for a distance of 1 (OpenDP's map) is at most ``epsilon``: the
     scale goes up an ulp at a time until it fits. Returns (measurement, charge, scale)."""
-    dp = _dp()
+    dp = opendp()
     space = dp.vector_domain(dp.atom_domain(T=kind)), dp.l1_distance(T=kind)
     scale = 1.0 / epsilon
     for _ in range(64):

@@ -16,7 +16,6 @@ owners' sums as float64.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from federation.dp_lib import opendp
 from federation.partials import squares_to_m2
 from federation.sql import (
     COUNT_KINDS,
@@ -36,15 +36,6 @@ from federation.sql import (
 )
 from gateway.dp_quantiles import noisy_histograms
 from gateway.errors import FailedPrecondition, InvalidArgument
-
-
-@functools.cache
-def _dp() -> Any:  # opendp.prelude: untyped
-    """Import OpenDP lazily: it costs start-up time and only DP releases need it."""
-    import opendp.prelude as dp
-
-    dp.enable_features("contrib")
-    return dp
 
 
 @dataclass(frozen=True)
@@ -136,7 +127,7 @@ def add_noise(
     within one state column the groups compose in parallel; the state columns compose
     sequentially. Variance leaves as M2 (``squares_to_m2``), never as a sum of squares.
     """
-    dp = _dp()
+    dp = opendp()
     states = state_columns(plan, dp=True)
     share = epsilon / len(states)
     # The charges are added one by one below; rounded addition is monotone, so charges of
@@ -190,7 +181,7 @@ def laplace_noise(n: int, sensitivity: float, epsilon: float) -> tuple[list[floa
         return [], 0.0
     if sensitivity <= 0 or not math.isfinite(sensitivity / epsilon):
         raise InvalidArgument("no finite bound on what one row adds: its noise would be infinite")
-    dp = _dp()
+    dp = opendp()
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float)
     meas = _laplace_within(dp, space, sensitivity, epsilon)
     return list(meas([0.0] * n)), meas.map(sensitivity)

@@ -78,3 +78,23 @@ def test_the_client_and_the_cli_load_no_flower() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_dp_release_loads_neither_scikit_learn_nor_scipy() -> None:
+    """``opendp.prelude`` imports OpenDP's extras, scikit-learn and SciPy with them: 2 s
+    of a fresh owner's first DP release. ``federation.dp_lib`` loads only what we call."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from federation.dp_lib import opendp\n"
+        "from gateway.privacy import add_noise\n"
+        "dp = opendp()\n"
+        "dp.m.make_laplace(dp.vector_domain(dp.atom_domain(T=float, nan=False)),"
+        " dp.l1_distance(T=float), scale=1.0)([1.0])\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')]\n"
+        "assert not heavy, heavy[:5]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
