@@ -314,18 +314,18 @@ def test_a_model_of_50_mb_travels_in_pieces(
     federation: RunningFederation, apps: dict[str, Path], granted: dict[str, pa.Table]
 ) -> None:
     """Every message of the run is larger than a gRPC message may be (4 MiB here): each
-    goes to the owners in pieces, each reply and the final model come back in pieces."""
+    goes to the owners in pieces, each reply and the final model come back in pieces.
+    One round: its fit and evaluate messages go out and come back whole (Flower's serde
+    takes ~1 s a 100 MB message, most of this test's time)."""
     approve(federation, apps, "big")
     t0 = time.monotonic()
-    result = train(federation, apps, "big", rounds=2, timeout=300)
-    print(
-        f"2 rounds of a {len(result.model_npz) / 1e6:.1f} MB model: {time.monotonic() - t0:.1f} s"
-    )
+    result = train(federation, apps, "big", rounds=1, timeout=300)
+    print(f"a round of a {len(result.model_npz) / 1e6:.1f} MB model: {time.monotonic() - t0:.1f} s")
     assert len(result.model_npz) > 50_000_000
     assert all(r.answered == 3 for r in result.rounds)
     with np.load(io.BytesIO(result.model_npz)) as z:
         assert z["w2"].shape == (6_600_000,)
-        np.testing.assert_array_equal(z["w2"][:5], 2.0)  # each round added 1 at every owner
+        np.testing.assert_array_equal(z["w2"], 1.0)  # the round added 1 at every owner
     assert result.rounds[-1].eval_accuracy > 0.6
 
 
