@@ -13,7 +13,13 @@ from collections.abc import Callable, Iterable, Sequence
 from uuid import uuid4
 
 from flwr.app import Message, RecordDict
-from flwr.common.serde import message_from_proto, message_to_proto
+from flwr.common.serde import (
+    error_to_proto,
+    message_from_proto,
+    message_to_proto,
+    metadata_to_proto,
+    recorddict_to_proto,
+)
 from flwr.proto.message_pb2 import Message as ProtoMessage
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
@@ -25,6 +31,44 @@ Exchange = Callable[[Sequence[tuple[int, bytes]], float | None], Sequence[tuple[
 
 def to_bytes(message: Message) -> bytes:
     return bytes(message_to_proto(message).SerializeToString())
+
+
+_CONTENT_TAG = b"\x12"  # field 2 of Flower's proto Message, length-delimited
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def to_bytes_each(messages: Sequence[Message]) -> list[bytes]:
+    """``to_bytes`` of each message, the byte-identical result with the content that
+    several messages share serialised once: a strategy hands every node the same
+    RecordDict, and Flower's serde takes ~0.8 s of CPU for a 50 MB one. A message is
+    its metadata (field 1), content (2) and error (3), written in that order, so its
+    bytes are its proto without the content with the content's field put in between."""
+    contents: dict[int, bytes] = {}
+    out = []
+    for m in messages:
+        if not m.has_content():
+            out.append(to_bytes(m))
+            continue
+        key = id(m.content)
+        if key not in contents:
+            body = recorddict_to_proto(m.content).SerializeToString()
+            contents[key] = _CONTENT_TAG + _varint(len(body)) + body
+        head = ProtoMessage(metadata=metadata_to_proto(m.metadata)).SerializeToString()
+        tail = (
+            ProtoMessage(error=error_to_proto(m.error)).SerializeToString()
+            if m.has_error()
+            else b""
+        )
+        out.append(b"".join((head, contents[key], tail)))
+    return out
 
 
 def from_bytes(data: bytes) -> Message:
@@ -79,9 +123,8 @@ class ExchangeGrid(Grid):
         return self._deliver([self._pending.pop(i) for i in ids], timeout)
 
     def _deliver(self, messages: list[Message], timeout: float | None) -> list[Message]:
-        # Serialised one by one: a strategy hands every node the same RecordDict.
         sent = {m.metadata.dst_node_id: m for m in messages}
-        out = [(node, to_bytes(m)) for node, m in sent.items()]
+        out = list(zip(sent, to_bytes_each(list(sent.values())), strict=True))
         replies = []
         for node, data in self._exchange(out, timeout):
             asked = sent.get(node)
