@@ -1,7 +1,7 @@
 """The one way fedgate loads OpenDP: only the modules it calls, "contrib" enabled.
 
-``opendp.prelude`` also imports OpenDP's extras (scikit-learn and SciPy with them): 2 s of
-a fresh owner's first DP release, against 0.07 s for the modules below.
+``opendp.prelude`` also imports OpenDP's extras (scikit-learn and SciPy with them, where
+installed): 2 s of a fresh owner's first DP release, against 0.07 s for the modules below.
 """
 
 from __future__ import annotations

@@ -313,10 +313,9 @@ def test_the_cli_approves_digests_and_runs_an_app(
 def test_a_model_of_50_mb_travels_in_pieces(
     federation: RunningFederation, apps: dict[str, Path], granted: dict[str, pa.Table]
 ) -> None:
-    """Every message of the run is larger than a gRPC message may be (4 MiB here): each
-    goes to the owners in pieces, each reply and the final model come back in pieces.
-    One round: its fit and evaluate messages go out and come back whole (Flower's serde
-    takes ~1 s a 100 MB message, most of this test's time)."""
+    """A model larger than a gRPC message may be (4 MiB here), over one round: the fit
+    and evaluate messages (52.8 MB) go out to the owners in pieces, the fit replies and
+    the final model come back in pieces."""
     approve(federation, apps, "big")
     t0 = time.monotonic()
     result = train(federation, apps, "big", rounds=1, timeout=300)

@@ -81,18 +81,21 @@ def test_the_client_and_the_cli_load_no_flower() -> None:
 
 
 def test_a_dp_release_loads_neither_scikit_learn_nor_scipy() -> None:
-    """``opendp.prelude`` imports OpenDP's extras, scikit-learn and SciPy with them: 2 s
-    of a fresh owner's first DP release. ``federation.dp_lib`` loads only what we call."""
+    """``opendp.prelude`` imports OpenDP's extras, scikit-learn and SciPy with them where
+    installed: 2 s of a fresh owner's first DP release. ``federation.dp_lib`` loads only
+    what we call."""
     import subprocess
     import sys
 
-    code = (
+    code = (  # each of the three callers of OpenDP, through its own function
         "import sys\n"
-        "from federation.dp_lib import opendp\n"
-        "from gateway.privacy import add_noise\n"
-        "dp = opendp()\n"
-        "dp.m.make_laplace(dp.vector_domain(dp.atom_domain(T=float, nan=False)),"
-        " dp.l1_distance(T=float), scale=1.0)([1.0])\n"
+        "import pyarrow as pa\n"
+        "from federation.dp_hist import hist_quantile\n"
+        "from gateway.dp_quantiles import noisy_histograms\n"
+        "from gateway.privacy import laplace_noise\n"
+        "assert len(laplace_noise(3, 1.0, 1.0)[0]) == 3\n"
+        "h = noisy_histograms(pa.array([[1.0, 2.0, 3.0]]), lower=0, upper=4, epsilon=1.0)\n"
+        "hist_quantile(h.states[0].as_py(), 0.5)\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')]\n"
         "assert not heavy, heavy[:5]\n"
     )

@@ -222,9 +222,9 @@ def test_second_review_holes_stay_closed() -> None:
         "SELECT g, SUM(1) FILTER (WHERE c = 1) FROM t GROUP BY g",
     ):
         draws = []
+        raw, plan = _partial(sql, ones)  # the same partial, noised under 200 keys
+        name = [n for n in raw.column_names if n.startswith(("__c___v", "__s___v"))][-1]
         for i in range(200):
-            raw, plan = _partial(sql, ones)
-            name = [n for n in raw.column_names if n.startswith(("__c___v", "__s___v"))][-1]
             out = sticky_noise.add_sticky_noise(
                 raw, plan, key=bytes([i]) * 32, version="x", leaf_fingerprints=()
             )
