@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -70,7 +70,6 @@ from gateway.roles.psi_home import PsiHome
 from gateway.roles.psi_owner import PsiOwner
 from gateway.roles.relay import Relay
 from gateway.roles.train_home import TrainHome, warm_worker
-from gateway.roles.train_owner import TrainOwner
 from gateway.roles.vouching import Vouching
 from gateway.rpc.v1 import gateway_pb2, gateway_pb2_grpc, peer_pb2_grpc
 from gateway.services.gateway_service import GatewayService
@@ -78,6 +77,7 @@ from gateway.services.peer_service import PeerService
 from gateway.state import State
 from gateway.tls import server_credentials
 from gateway.training.apps import AppStore
+from gateway.training.loading import load
 from gateway.training.transfers import (
     MAX_MESSAGE_BYTES,
     MIN_PIECE_BYTES,
@@ -89,6 +89,9 @@ from gateway.training.transfers import (
 from gateway.transport import Transport
 from gateway.witness import Witness
 from gateway.witnessing import WitnessRound, witness_round
+
+if TYPE_CHECKING:  # made on first use (Node.train_owner): it loads Flower
+    from gateway.roles.train_owner import TrainOwner
 
 log = logging.getLogger("fedgate.node")
 DEFAULT_QUERY_SECONDS = 60.0
@@ -206,16 +209,9 @@ class Node:
             node_id, self.membership, self.vouching, self.run_psi, self.receipts
         )
         self.apps = AppStore(config.data_dir / "apps")
-        self.train_owner = TrainOwner(
-            node_id,
-            self.catalog,
-            self.grants,
-            self.engine,
-            pipeline,
-            self.apps,
-            self.vouching,
-            piece_bytes=piece_bytes(config.max_message_bytes),
-        )
+        self._pipeline = pipeline
+        self._train_owner: TrainOwner | None = None  # made on a run's first message
+        self._train_owner_lock = threading.Lock()
         self.train_home = TrainHome(
             node_id, self.membership, self.vouching, self.train_step, self.receipts, self.publishers
         )
@@ -260,6 +256,32 @@ class Node:
         )
         for msg in responses:
             yield serde.psi_event_from_proto(msg)
+
+    @property
+    def train_owner(self) -> TrainOwner:
+        """The owner's side of training, made on first use (a thread the node starts once
+        it serves, or a run's first message, whichever comes first): it loads Flower,
+        through ``gateway.training.loading``, so not while a home run's worker does."""
+        with self._train_owner_lock:
+            if self._train_owner is None:
+                owner = load("gateway.roles.train_owner")
+                self._train_owner = owner.TrainOwner(
+                    self.identity.id,
+                    self.catalog,
+                    self.grants,
+                    self.engine,
+                    self._pipeline,
+                    self.apps,
+                    self.vouching,
+                    piece_bytes=piece_bytes(self.config.max_message_bytes),
+                )
+            return self._train_owner
+
+    def _make_train_owner(self) -> None:
+        try:
+            self.train_owner  # noqa: B018 - made on first use
+        except Exception:  # a run's first message makes it then, and says why if it cannot
+            log.exception("could not make the training owner ahead of a run")
 
     def train_step(
         self, member: Member, env: Envelope, message: bytes
@@ -442,6 +464,9 @@ class Node:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.config.warm_worker:  # the first training run then forks in milliseconds
             threading.Thread(target=warm_worker, name="warm-worker", daemon=True).start()
+        # The training owner (Flower) is made once the node serves: its start does not wait
+        # for it, and a run's first message finds it made (gateway/training/loading.py).
+        threading.Thread(target=self._make_train_owner, name="train-owner", daemon=True).start()
         # Open streams re-checked: caller's certificate, lifetime (gateway/edge.py).
         every(self._stop, STREAM_CHECK_SECONDS, edge.check_streams, "stream-check")
         every(
@@ -489,7 +514,9 @@ class Node:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
         self.transport.close()
-        self.train_owner.close()
+        with self._train_owner_lock:
+            if self._train_owner is not None:
+                self._train_owner.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.relay_executor.shutdown(wait=False, cancel_futures=True)
         self.engine.close()

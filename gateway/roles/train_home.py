@@ -39,6 +39,7 @@ from gateway.errors import (
 from gateway.limits import cut
 from gateway.receipt_store import ReceiptStore
 from gateway.roles.vouching import Vouching
+from gateway.training.loading import load
 from gateway.training.runs import Runs
 from gateway.training.spec import TrainSpec
 
@@ -315,7 +316,7 @@ class TrainHome:
         deadline: float,
         stop: threading.Event | None,
     ) -> Iterator[TrainRound | dict]:
-        from gateway.training import worker  # Flower is imported where a run needs it
+        worker = load("gateway.training.worker")  # Flower, where a run needs it
 
         ctx = worker_context()
         mine, theirs = ctx.Pipe()

@@ -29,7 +29,13 @@ def test_bench_node_runs() -> None:
         timeout=180,
     )
     assert result.returncode == 0, result.stderr
-    for figure in ("start -> SERVING", "all 7 nodes SERVING", "idle RSS", "Catalog RPC"):
+    for figure in (
+        "start -> SERVING",
+        "all 7 nodes SERVING",
+        "idle RSS",
+        "Catalog RPC",
+        "first DP query at an owner that had answered none",
+    ):
         assert figure in result.stdout
 
 

@@ -66,14 +66,15 @@ def test_no_type_checker_escapes_in_the_checked_packages() -> None:
     assert not escapes, escapes
 
 
-def test_the_client_and_the_cli_load_no_flower() -> None:
-    """Flower costs ~0.4 s to import: a node and a training run load it, a `fedgate query`
-    does not (docs/architecture.md)."""
+def test_the_client_the_cli_and_a_node_load_no_flower() -> None:
+    """Flower costs ~0.3 s to import: a node loads it once it serves, in a thread of its
+    own, and a home's run in its worker (``gateway.training.loading``); importing the
+    node's modules and `fedgate query` do not (docs/architecture.md)."""
     import subprocess
     import sys
 
     code = (
-        "import sys, gateway.client, gateway.cli.app; "
+        "import sys, gateway.client, gateway.cli.app, gateway.node; "
         "assert not [m for m in sys.modules if m.split('.')[0] == 'flwr'], 'flwr loaded'"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
