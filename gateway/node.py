@@ -210,7 +210,7 @@ class Node:
         )
         self.apps = AppStore(config.data_dir / "apps")
         self._pipeline = pipeline
-        self._train_owner: TrainOwner | None = None  # made on a run's first message
+        self._train_owner: TrainOwner | None = None  # made once serving (or by a run)
         self._train_owner_lock = threading.Lock()
         self.train_home = TrainHome(
             node_id, self.membership, self.vouching, self.train_step, self.receipts, self.publishers
@@ -264,6 +264,8 @@ class Node:
         through ``gateway.training.loading``, so not while a home run's worker does."""
         with self._train_owner_lock:
             if self._train_owner is None:
+                if self._stop.is_set():  # stopping: nothing is made after ``stop`` closed it
+                    raise Unavailable(f"node {self.identity.id} is stopping")
                 owner = load("gateway.roles.train_owner")
                 self._train_owner = owner.TrainOwner(
                     self.identity.id,
@@ -278,6 +280,8 @@ class Node:
             return self._train_owner
 
     def _make_train_owner(self) -> None:
+        if self._stop.is_set():
+            return
         try:
             self.train_owner  # noqa: B018 - made on first use
         except Exception:  # a run's first message makes it then, and says why if it cannot

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 CODE = """
 import threading
 from gateway.training.loading import load
 done = []
 threads = [
-    threading.Thread(target=lambda m=m: done.append(load(m).__name__))
+    threading.Thread(target=lambda m=m: done.append(load(m).__name__), daemon=True)
     for m in ("gateway.roles.train_owner", "gateway.training.worker")
 ]
 for t in threads:
     t.start()
 for t in threads:
     t.join(60)
+assert not any(t.is_alive() for t in threads), "an import hung"
 assert sorted(done) == ["gateway.roles.train_owner", "gateway.training.worker"], done
 print("both")
 """
@@ -29,3 +31,58 @@ def test_the_owner_and_the_worker_import_at_once_without_deadlock() -> None:
             [sys.executable, "-c", CODE], capture_output=True, text=True, timeout=120
         )
         assert result.returncode == 0 and "both" in result.stdout, result.stderr
+
+
+def test_flower_is_reached_only_through_load() -> None:
+    """No module of the node imports a module that loads Flower (directly or through
+    another), except those modules among themselves, ``TYPE_CHECKING`` blocks and
+    ``load``: else a request thread could import Flower beside the node's own thread."""
+    import ast
+
+    from tests.unit.test_layout import ROOT, _modules
+
+    def module_name(path: Path) -> str:
+        return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+    def runtime_imports(path: Path, *, top_level: bool) -> set[str]:
+        """What ``path`` imports outside ``TYPE_CHECKING`` blocks (and, with
+        ``top_level``, outside functions: what importing it imports)."""
+        tree = ast.parse(path.read_text())
+        skip = (ast.FunctionDef, ast.AsyncFunctionDef) if top_level else ()
+        names: set[str] = set()
+        todo: list[ast.AST] = [tree]
+        while todo:
+            node = todo.pop()
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                todo.extend(node.orelse)
+                continue
+            if isinstance(node, skip):
+                continue
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+            todo.extend(ast.iter_child_nodes(node))
+        return names
+
+    paths = {module_name(p): p for p in _modules("gateway") + _modules("federation")}
+    imports = {m: runtime_imports(p, top_level=True) for m, p in paths.items()}
+    flower = {m for m, names in imports.items() if any(n.split(".")[0] == "flwr" for n in names)}
+    grown = True
+    while grown:  # and every module that imports one of them
+        more = {m for m, names in imports.items() if names & flower} - flower
+        grown = bool(more)
+        flower |= more
+    # Training's own modules (in a training process, or reached only through load()):
+    # a node module importing one that loads Flower joins ``flower`` above and fails.
+    allowed = {m for m in paths if m.startswith(("gateway.training.", "federation.training."))}
+    allowed |= {"gateway.roles.train_owner"}
+    assert flower - allowed == set(), sorted(flower - allowed)
+    lazy = {  # nor inside a function, but through load()
+        m: sorted(n for n in names if n in flower or n.split(".")[0] == "flwr")
+        for m, p in paths.items()
+        if m not in allowed and (names := runtime_imports(p, top_level=False))
+    }
+    assert {m: n for m, n in lazy.items() if n} == {}
+    assert "gateway.roles.train_owner" in flower and "gateway.training.worker" in flower
