@@ -13,14 +13,25 @@ def _modules(package: str) -> list[Path]:
     return [p for p in (ROOT / package).rglob("*.py") if not p.is_relative_to(GENERATED)]
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, *, at_run_time: bool = False, top_level: bool = False) -> set[str]:
+    """What ``path`` imports; ``at_run_time``: not in ``TYPE_CHECKING`` blocks;
+    ``top_level``: not inside functions either (what importing the module imports)."""
+    skip = (ast.FunctionDef, ast.AsyncFunctionDef) if top_level else ()
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    todo: list[ast.AST] = [ast.parse(path.read_text())]
+    while todo:
+        node = todo.pop()
+        if at_run_time and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+            continue
+        if isinstance(node, skip):
+            continue
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
             names.update(f"{node.module}.{a.name}" for a in node.names)
+        todo.extend(ast.iter_child_nodes(node))
     return names
 
 

@@ -37,37 +37,13 @@ def test_flower_is_reached_only_through_load() -> None:
     """No module of the node imports a module that loads Flower (directly or through
     another), except those modules among themselves, ``TYPE_CHECKING`` blocks and
     ``load``: else a request thread could import Flower beside the node's own thread."""
-    import ast
-
-    from tests.unit.test_layout import ROOT, _modules
+    from tests.unit.test_layout import ROOT, _imports, _modules
 
     def module_name(path: Path) -> str:
         return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
 
-    def runtime_imports(path: Path, *, top_level: bool) -> set[str]:
-        """What ``path`` imports outside ``TYPE_CHECKING`` blocks (and, with
-        ``top_level``, outside functions: what importing it imports)."""
-        tree = ast.parse(path.read_text())
-        skip = (ast.FunctionDef, ast.AsyncFunctionDef) if top_level else ()
-        names: set[str] = set()
-        todo: list[ast.AST] = [tree]
-        while todo:
-            node = todo.pop()
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-                todo.extend(node.orelse)
-                continue
-            if isinstance(node, skip):
-                continue
-            if isinstance(node, ast.Import):
-                names.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names.add(node.module)
-                names.update(f"{node.module}.{a.name}" for a in node.names)
-            todo.extend(ast.iter_child_nodes(node))
-        return names
-
     paths = {module_name(p): p for p in _modules("gateway") + _modules("federation")}
-    imports = {m: runtime_imports(p, top_level=True) for m, p in paths.items()}
+    imports = {m: _imports(p, at_run_time=True, top_level=True) for m, p in paths.items()}
     flower = {m for m, names in imports.items() if any(n.split(".")[0] == "flwr" for n in names)}
     grown = True
     while grown:  # and every module that imports one of them
@@ -82,7 +58,7 @@ def test_flower_is_reached_only_through_load() -> None:
     lazy = {  # nor inside a function, but through load()
         m: sorted(n for n in names if n in flower or n.split(".")[0] == "flwr")
         for m, p in paths.items()
-        if m not in allowed and (names := runtime_imports(p, top_level=False))
+        if m not in allowed and (names := _imports(p, at_run_time=True))
     }
     assert {m: n for m, n in lazy.items() if n} == {}
     assert "gateway.roles.train_owner" in flower and "gateway.training.worker" in flower
