@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from gateway.cache import BoundedCache, entry_cost
 from gateway.catalog import CatalogEntry
@@ -75,9 +73,13 @@ def read_dataset(entry: CatalogEntry) -> pa.Table:
     desc = entry.descriptor
     path = Path(desc.path)
     schema = arrow_schema(desc)
-    if desc.format == "parquet":
+    if desc.format == "parquet":  # the readers load on first use (pyarrow.fs with them)
+        import pyarrow.parquet as pq
+
         table = pq.read_table(path, columns=schema.names)
     else:
+        import pyarrow.csv as pacsv
+
         table = pacsv.read_csv(path, convert_options=csv_options(desc))
     return table.select(schema.names).cast(schema)
 

@@ -56,6 +56,7 @@ from gateway.membership_source import MembershipSource, check_serial, remember_s
 from gateway.metrics import NodeMetrics
 from gateway.node_log import NodeLogHandler
 from gateway.peers import Peers
+from gateway.policy.model import Grant
 from gateway.policy.store import GrantStore
 from gateway.psi_sessions import PsiSessions
 from gateway.receipt_store import ReceiptStore
@@ -168,7 +169,7 @@ class Node:
         # A relay's calls to its children get their own pool: waiting on the same pool
         # that runs the relay's own task could starve under load.
         self.relay_executor = ThreadPoolExecutor(FANOUT_WORKERS, thread_name_prefix="relay")
-        self.grants = GrantStore(self.state)
+        self.grants = GrantStore(self.state, on_written=self._grant_written)
         self.engine = Engine(config.engine_threads)
         key = load_key(config.key)
         self.cert_pem = config.cert.read_bytes()
@@ -210,8 +211,9 @@ class Node:
         )
         self.apps = AppStore(config.data_dir / "apps")
         self._pipeline = pipeline
-        self._train_owner: TrainOwner | None = None  # made once serving (or by a run)
+        self._train_owner: TrainOwner | None = None  # made ahead of a run, or by it
         self._train_owner_lock = threading.Lock()
+        self._readying = threading.Lock()  # held by the one thread making it ahead
         self.train_home = TrainHome(
             node_id, self.membership, self.vouching, self.train_step, self.receipts, self.publishers
         )
@@ -260,12 +262,14 @@ class Node:
     @property
     def train_owner(self) -> TrainOwner:
         """The owner's side of training, made on first use (a thread the node starts once
-        it serves, or a run's first message, whichever comes first): it loads Flower,
-        through ``gateway.training.loading``, so not while a home run's worker does."""
+        it serves and holds a train grant, or a run's first message, whichever comes
+        first): it loads Flower, through ``gateway.training.loading``, so not while a home
+        run's worker does."""
         with self._train_owner_lock:
             if self._train_owner is None:
                 if self._stop.is_set():  # stopping: nothing is made after ``stop`` closed it
                     raise Unavailable(f"node {self.identity.id} is stopping")
+                started = time.monotonic()
                 owner = load("gateway.roles.train_owner")
                 self._train_owner = owner.TrainOwner(
                     self.identity.id,
@@ -277,15 +281,30 @@ class Node:
                     self.vouching,
                     piece_bytes=piece_bytes(self.config.max_message_bytes),
                 )
+                log.info("training ready (Flower loaded in %.2f s)", time.monotonic() - started)
             return self._train_owner
 
     def _make_train_owner(self) -> None:
-        if self._stop.is_set():
-            return
         try:
-            self.train_owner  # noqa: B018 - made on first use
+            if not self._stop.is_set():
+                self.train_owner  # noqa: B018 - made on first use
         except Exception:  # a run's first message makes it then, and says why if it cannot
             log.exception("could not make the training owner ahead of a run")
+        finally:
+            self._readying.release()
+
+    def _ready_training(self) -> None:
+        """Make the training owner in the background, once this node may be asked to
+        train: it holds a ``train`` grant. Flower then costs memory (~10 MB) only at the
+        nodes that may train, and their first run does not wait for it to load."""
+        if self._server is None or self._train_owner is not None:
+            return
+        if self._readying.acquire(blocking=False):
+            threading.Thread(target=self._make_train_owner, name="train-owner", daemon=True).start()
+
+    def _grant_written(self, grant: Grant) -> None:
+        if "train" in grant.operations:
+            self._ready_training()
 
     def train_step(
         self, member: Member, env: Envelope, message: bytes
@@ -468,9 +487,11 @@ class Node:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.config.warm_worker:  # the first training run then forks in milliseconds
             threading.Thread(target=warm_worker, name="warm-worker", daemon=True).start()
-        # The training owner (Flower) is made once the node serves: its start does not wait
-        # for it, and a run's first message finds it made (gateway/training/loading.py).
-        threading.Thread(target=self._make_train_owner, name="train-owner", daemon=True).start()
+        # The training owner (Flower) is made once the node serves, if it holds a train
+        # grant (else once one is written): its start does not wait for it, and a run's
+        # first message finds it made (gateway/training/loading.py).
+        if any("train" in g.operations and not g.revoked_at for g in self.grants.list()):
+            self._ready_training()
         # Open streams re-checked: caller's certificate, lifetime (gateway/edge.py).
         every(self._stop, STREAM_CHECK_SECONDS, edge.check_streams, "stream-check")
         every(

@@ -17,15 +17,17 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from gateway.column_types import parse_type, suggested
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import pyarrow.csv as pacsv
 
 Number = int | float | Decimal
 
@@ -109,6 +111,8 @@ def _check_names(declared: list[str], actual: list[str]) -> None:
 
 
 def _parquet_batches(desc: DatasetDescriptor, path: Path) -> Iterator[pa.RecordBatch]:
+    import pyarrow.parquet as pq  # file readers load on first use: idle nodes stay small
+
     try:
         pfile = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -136,6 +140,8 @@ def _csv_batches(desc: DatasetDescriptor, path: Path) -> Iterator[pa.RecordBatch
     if not header:
         raise InvalidArgument(f"{path.name} is empty: a CSV file needs a header row")
     _check_names([c.name for c in desc.columns], header)
+    import pyarrow.csv as pacsv
+
     try:
         reader = pacsv.open_csv(
             path,
@@ -150,6 +156,8 @@ def _csv_batches(desc: DatasetDescriptor, path: Path) -> Iterator[pa.RecordBatch
 def csv_options(desc: DatasetDescriptor) -> pacsv.ConvertOptions:
     """How a CSV file is read: each column parsed straight into its declared type (a
     decimal with no more digits than declared, a zoned timestamp with its offset)."""
+    import pyarrow.csv as pacsv
+
     return pacsv.ConvertOptions(column_types=arrow_schema(desc), strings_can_be_null=False)
 
 

@@ -22,9 +22,9 @@ import hashlib
 import secrets
 import time
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
-import rbcl
 
 from federation.outcome import Code
 from federation.psi.errors import PsiError
@@ -43,9 +43,17 @@ _RATE_BATCH = 64
 _RATE_MAX_ROUNDS = 10_000
 
 
+def _sodium() -> ModuleType:
+    """libsodium's binding, imported on the first PSI: ``rbcl`` also imports ``doctest``
+    and ``unittest``, ~5 MB that a node which never runs a PSI should not hold."""
+    import rbcl
+
+    return rbcl
+
+
 def new_scalar() -> bytes:
     """A fresh secret scalar, uniform in [1, L): libsodium never returns zero."""
-    scalar: bytes = rbcl.crypto_core_ristretto255_scalar_random()
+    scalar: bytes = _sodium().crypto_core_ristretto255_scalar_random()
     if len(scalar) != SCALAR_BYTES or not any(scalar):
         raise PsiError(Code.INTERNAL, "libsodium returned an unusable blinding scalar")
     return scalar
@@ -70,7 +78,7 @@ def hash_to_points(label: bytes, items: Sequence[bytes]) -> bytearray:
       could shift, hence no length prefix is needed;
     - the personalisation keeps these digests apart from every other BLAKE2b use.
     """
-    from_hash = rbcl.crypto_core_ristretto255_from_hash
+    from_hash = _sodium().crypto_core_ristretto255_from_hash
     base = hashlib.blake2b(digest_size=_DIGEST_BYTES, key=_label_key(label), person=_ITEM_PERSON)
     copy = base.copy
     points: list[bytes] = []
@@ -99,7 +107,7 @@ def blind(points: bytes | bytearray | memoryview, scalar: bytes) -> bytearray:
         raise PsiError(Code.INVALID_ARGUMENT, f"a blinding scalar is {SCALAR_BYTES} bytes")
     count = _whole_points(points)
     data = points if isinstance(points, bytes) else bytes(points)
-    mult = rbcl.crypto_scalarmult_ristretto255
+    mult = _sodium().crypto_scalarmult_ristretto255
     out: list[bytes] = []
     append = out.append
     end = count * POINT_BYTES
@@ -137,7 +145,7 @@ def check_points(buf: bytes | bytearray | memoryview, *, decode: bool = True) ->
     limit = min(first_high, first_identity)
     decoded = limit if decode else 0
     data = buf if isinstance(buf, bytes) else bytes(memoryview(buf)[: limit * POINT_BYTES])
-    valid = rbcl.crypto_core_ristretto255_is_valid_point
+    valid = _sodium().crypto_core_ristretto255_is_valid_point
     for i in range(0, decoded * POINT_BYTES, POINT_BYTES):
         if not valid(data[i : i + POINT_BYTES]):
             _refuse_point(i // POINT_BYTES, "it does not decode")

@@ -33,15 +33,19 @@ def _row_to_grant(row: tuple[Any, ...]) -> Grant:
 class GrantStore:
     """Grants in the node's state; every change is audited in the same transaction."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, on_written: Callable[[Grant], None] | None = None) -> None:
         self._state = state
+        # Told of each grant written (the node readies its training owner for a train
+        # grant); called inside the writing transaction, so it must not touch the state.
+        self._on_written = on_written
 
     def add(self, grant: Grant, *, actor: str = "", via: str = "") -> Grant:
         with self._state.transaction() as db:
             return self.add_in(db, grant, actor=actor, via=via)
 
-    @staticmethod
-    def add_in(db: sqlite3.Connection, grant: Grant, *, actor: str = "", via: str = "") -> Grant:
+    def add_in(
+        self, db: sqlite3.Connection, grant: Grant, *, actor: str = "", via: str = ""
+    ) -> Grant:
         """Write a grant and its audit entry inside the caller's transaction."""
         grant = replace(grant, id=grant.id or "g-" + secrets.token_hex(4))
         body = asdict(grant)
@@ -62,6 +66,8 @@ class GrantStore:
         if via:
             written["request_id"] = via
         AuditLog.append_in(db, {**written, **public_fields(grant)})
+        if self._on_written is not None:
+            self._on_written(grant)
         return grant
 
     def get(self, grant_id: str) -> Grant:

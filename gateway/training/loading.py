@@ -1,11 +1,11 @@
 """Flower is imported by one thread at a time.
 
-A node's start does not wait for Flower (~45 MB, ~0.3 s of CPU): its training owner is
-made by a thread the node starts once it serves (or by a run's first message, if that
-comes first), and a home imports its worker when a run starts. Those can happen at once
-in one process, and two threads importing Flower's modules in different orders deadlock
-in Python's per-module import locks (seen in review; ``tests/unit/test_training_loading.py``),
-so both import through ``load``.
+A node's start does not wait for Flower (~10 MB in a node, ~0.3 s of CPU): its training
+owner is made by a thread the node starts once it serves and holds a train grant (or by a
+run's first message, if that comes first), and a home imports its worker when a run
+starts. Those can happen at once in one process, and two threads importing Flower's
+modules in different orders deadlock in Python's per-module import locks (seen in review;
+``tests/unit/test_training_loading.py``), so both import through ``load``.
 """
 
 from __future__ import annotations

@@ -195,3 +195,52 @@ def test_older_membership_is_refused_after_restart(fed: Federation, tmp_path: Pa
     finally:
         assert stop_nodes([proc]) == {"wuhu": 0}
     assert "serial 1 is older than serial 2" in refused(fed.config_path("wuhu"))
+
+
+def _log_says(path: Path, text: str, *, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while True:
+        if path.is_file() and text in path.read_text():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def test_a_node_loads_flower_only_once_it_holds_a_train_grant(tmp_path: Path) -> None:
+    """Flower (~10 MB) is loaded, ahead of a run, by the nodes that may train: once a
+    train grant is written, and at start when one is held; not by the others."""
+    from gateway.demo import sample_data
+    from gateway.demo.showcase import sample_grants
+
+    fed = provision(tmp_path / "fed", REGION_DIR, free_ports=True)
+    written = sample_data.generate(tmp_path / "fed" / "data", scale=0.01, nodes=["anhui"])
+    config, log = fed.config_path("anhui"), fed.node_dir("anhui") / "node.log"
+    profile = Profile.load(fed.operator_profile("anhui"))
+    address = {"anhui": fed.node("anhui").listen}
+    query_grant, train_grant = sample_grants(fed.node("shanghai").org)[:2]
+    assert "train" in train_grant.operations and "train" not in query_grant.operations
+
+    proc = start_node("anhui", config, tmp_path / "out1.log")
+    try:
+        wait_serving([proc], address, profile, timeout=30)
+        with Client(profile) as ops:
+            for path in written["anhui"]:
+                ops.register(path)
+            ops.add_grant(query_grant)
+            assert not _log_says(log, "training ready", within=2.0)  # nothing may train
+            ops.add_grant(train_grant)
+        assert _log_says(log, "training ready", within=30.0)
+    finally:
+        stop_nodes([proc])
+
+    before = log.read_text().count("training ready")
+    proc = start_node("anhui", config, tmp_path / "out2.log")
+    try:  # a train grant is held: loaded at start, with no run and no new grant
+        wait_serving([proc], address, profile, timeout=30)
+        deadline = time.monotonic() + 30
+        while log.read_text().count("training ready") == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert log.read_text().count("training ready") == before + 1
+    finally:
+        stop_nodes([proc])

@@ -78,15 +78,32 @@ def test_no_type_checker_escapes_in_the_checked_packages() -> None:
 
 
 def test_the_client_the_cli_and_a_node_load_no_flower() -> None:
-    """Flower costs ~0.3 s to import: a node loads it once it serves, in a thread of its
-    own, and a home's run in its worker (``gateway.training.loading``); importing the
-    node's modules and `fedgate query` do not (docs/architecture.md)."""
+    """Flower costs ~0.3 s to import: a node loads it once it holds a train grant, in a
+    thread of its own, and a home's run in its worker (``gateway.training.loading``);
+    importing the node's modules and `fedgate query` do not (docs/architecture.md)."""
     import subprocess
     import sys
 
     code = (
         "import sys, gateway.client, gateway.cli.app, gateway.node; "
         "assert not [m for m in sys.modules if m.split('.')[0] == 'flwr'], 'flwr loaded'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_idle_node_holds_no_file_readers_and_no_psi_library() -> None:
+    """Idle memory (issue 2: <= 150 MB): Parquet and CSV readers (with pyarrow's file
+    systems) load on a node's first registration or query, libsodium (``rbcl``, which
+    imports ``doctest`` and ``unittest``) on its first PSI."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gateway.node\n"
+        "lazy = ('pyarrow.parquet', 'pyarrow.csv', 'pyarrow.fs', 'rbcl', 'unittest')\n"
+        "loaded = [m for m in lazy if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
