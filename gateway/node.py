@@ -229,6 +229,7 @@ class Node:
         self.state.on_recording = self.health.recording
         self._stop = threading.Event()
         self._server: grpc.Server | None = None
+        self._may_ready = False  # training is made ahead only once the node starts serving
         self._metrics_server: Any = None
 
     # --- what the services call ---------------------------------------------------------
@@ -288,6 +289,8 @@ class Node:
         try:
             if not self._stop.is_set():
                 self.train_owner  # noqa: B018 - made on first use
+        except Unavailable:  # the node stopped meanwhile
+            pass
         except Exception:  # a run's first message makes it then, and says why if it cannot
             log.exception("could not make the training owner ahead of a run")
         finally:
@@ -297,12 +300,20 @@ class Node:
         """Make the training owner in the background, once this node may be asked to
         train: it holds a ``train`` grant. Flower then costs memory (~10 MB) only at the
         nodes that may train, and their first run does not wait for it to load."""
-        if self._server is None or self._train_owner is not None:
+        if not self._may_ready or self._train_owner is not None:
             return
         if self._readying.acquire(blocking=False):
-            threading.Thread(target=self._make_train_owner, name="train-owner", daemon=True).start()
+            try:
+                threading.Thread(
+                    target=self._make_train_owner, name="train-owner", daemon=True
+                ).start()
+            except Exception:  # a run's first message makes it then
+                self._readying.release()
+                log.exception("could not start making the training owner ahead of a run")
 
     def _grant_written(self, grant: Grant) -> None:
+        """Told of each grant written, inside its transaction (so before its commit: at
+        worst Flower is loaded for a grant that was then not written). Never raises."""
         if "train" in grant.operations:
             self._ready_training()
 
@@ -473,6 +484,7 @@ class Node:
             raise ConfigError(f"node.listen: cannot bind {self.config.listen}: {exc}") from None
         if port == 0:
             raise ConfigError(f"node.listen: cannot bind {self.config.listen} (address in use?)")
+        self._may_ready = True  # before serving: a grant written from now on readies it
         server.start()
         self._server = server
         if self.config.metrics_listen:
@@ -490,7 +502,11 @@ class Node:
         # The training owner (Flower) is made once the node serves, if it holds a train
         # grant (else once one is written): its start does not wait for it, and a run's
         # first message finds it made (gateway/training/loading.py).
-        if any("train" in g.operations and not g.revoked_at for g in self.grants.list()):
+        at = utc()
+        if any(
+            "train" in g.operations and g.status(at) in ("active", "not yet valid")
+            for g in self.grants.list()
+        ):
             self._ready_training()
         # Open streams re-checked: caller's certificate, lifetime (gateway/edge.py).
         every(self._stop, STREAM_CHECK_SECONDS, edge.check_streams, "stream-check")

@@ -96,6 +96,7 @@ from gateway.demo.provision import Federation, free_port, provision  # noqa: E40
 from gateway.roles.train_home import FIRST_NODE_ID, TrainAsk  # noqa: E402
 from gateway.training import worker  # noqa: E402
 from gateway.training.grid import from_bytes, to_bytes  # noqa: E402
+from gateway.training.job import Job  # noqa: E402
 from gateway.training.spec import TrainSpec  # noqa: E402
 
 HOME = "home"
@@ -671,6 +672,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from gateway.training import worker
 from gateway.training.grid import from_bytes, to_bytes
+from gateway.training.job import Job
 from gateway.training.spec import TrainSpec
 
 app = ServerApp()
@@ -701,7 +703,7 @@ def main(grid: Grid, context: Context) -> None:
 
         spec = TrainSpec.parse(Path(str(cfg["spec"])).read_text())
         node_ids = tuple(sorted(grid.get_node_ids()))
-        job = worker.Job(context.run_id, spec, node_ids, nodes, float(cfg["round-timeout"]))
+        job = Job(context.run_id, spec, node_ids, nodes, float(cfg["round-timeout"]))
         result = worker.run(job, exchange, lambda _: marks.append(time.time()))
         (out / "model.npz").write_bytes(result["model"])
     except Exception as exc:
@@ -1051,7 +1053,7 @@ def bench_floor(paths: Sequence[Path], s: Settings, *, secagg: bool = False) -> 
             (node, to_bytes(apps[node](from_bytes(data), contexts[node]))) for node, data in out
         ]
 
-    job = worker.Job(run_id, spec(s, secagg=secagg), tuple(apps), len(apps), 600.0)
+    job = Job(run_id, spec(s, secagg=secagg), tuple(apps), len(apps), 600.0)
     pid = os.getpid()
     reset_peak(pid)
     cpu0 = cpu_seconds(pid)

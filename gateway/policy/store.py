@@ -7,6 +7,7 @@ spending a use or epsilon re-checks the grant under the same lock that writes th
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import sqlite3
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from gateway.errors import FailedPrecondition, NotFound, PermissionDenied, Resou
 from gateway.policy.budget import add_epsilon, within_budget
 from gateway.policy.model import Decision, Grant, public_fields
 from gateway.state import State
+
+log = logging.getLogger("fedgate.grants")
 
 _COLUMNS = "id, dataset, grantee_kind, grantee, body, uses, epsilon_spent, revoked_at, created_at"
 
@@ -67,7 +70,10 @@ class GrantStore:
             written["request_id"] = via
         AuditLog.append_in(db, {**written, **public_fields(grant)})
         if self._on_written is not None:
-            self._on_written(grant)
+            try:
+                self._on_written(grant)
+            except Exception:  # a listener never undoes a grant
+                log.exception("after grant %s was written", grant.id)
         return grant
 
     def get(self, grant_id: str) -> Grant:

@@ -39,7 +39,7 @@ from gateway.errors import (
 from gateway.limits import cut
 from gateway.receipt_store import ReceiptStore
 from gateway.roles.vouching import Vouching
-from gateway.training.loading import load
+from gateway.training.job import Job, start
 from gateway.training.runs import Runs
 from gateway.training.spec import TrainSpec
 
@@ -316,18 +316,17 @@ class TrainHome:
         deadline: float,
         stop: threading.Event | None,
     ) -> Iterator[TrainRound | dict]:
-        worker = load("gateway.training.worker")  # Flower, where a run needs it
-
         ctx = worker_context()
         mine, theirs = ctx.Pipe()
-        job = worker.Job(
+        job = Job(
             int(uuid.UUID(env.request_id).int % (1 << 63)),
             spec,
             tuple(by_id),
             min_nodes,
             ROUND_SECONDS,
         )
-        proc = ctx.Process(target=worker.main, args=(theirs, job), name="fedgate-train")
+        # The target is light: this process does not import Flower, the forkserver has.
+        proc = ctx.Process(target=start, args=(theirs, job), name="fedgate-train")
         proc.start()
         theirs.close()
         pool = ThreadPoolExecutor(max(1, len(by_id)), thread_name_prefix="train")

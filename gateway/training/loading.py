@@ -2,10 +2,11 @@
 
 A node's start does not wait for Flower (~10 MB in a node, ~0.3 s of CPU): its training
 owner is made by a thread the node starts once it serves and holds a train grant (or by a
-run's first message, if that comes first), and a home imports its worker when a run
-starts. Those can happen at once in one process, and two threads importing Flower's
-modules in different orders deadlock in Python's per-module import locks (seen in review;
-``tests/unit/test_training_loading.py``), so both import through ``load``.
+run's first message, if that comes first). A home's run process imports its worker
+(``gateway/training/job.py``), and tests and benchmarks run the worker beside an owner in
+one process. Two threads importing Flower's modules in different orders deadlock in
+Python's per-module import locks (seen in review; ``tests/unit/test_training_loading.py``),
+so every such import goes through ``load``.
 """
 
 from __future__ import annotations

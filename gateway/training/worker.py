@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -25,19 +25,10 @@ from federation.training.app_bundle import is_app_task
 from federation.training.errors import TooFewNodes, TrainingError
 from federation.training.tasks import task_named
 from gateway.training.grid import Exchange, ExchangeGrid
+from gateway.training.job import Job
 from gateway.training.settings import train_config
-from gateway.training.spec import TrainSpec
 
 log = logging.getLogger("fedgate.train")
-
-
-@dataclass(frozen=True)
-class Job:
-    run_id: int
-    spec: TrainSpec
-    node_ids: tuple[int, ...]
-    min_nodes: int
-    timeout: float  # seconds a round may wait for its replies
 
 
 def round_summary(r: server.RoundReport) -> dict[str, Any]:

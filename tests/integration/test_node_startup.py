@@ -209,7 +209,8 @@ def _log_says(path: Path, text: str, *, within: float) -> bool:
 
 def test_a_node_loads_flower_only_once_it_holds_a_train_grant(tmp_path: Path) -> None:
     """Flower (~10 MB) is loaded, ahead of a run, by the nodes that may train: once a
-    train grant is written, and at start when one is held; not by the others."""
+    train grant is written, and at start while one is in force; not by the others (a
+    revoked grant, like an expired one, does not count)."""
     from gateway.demo import sample_data
     from gateway.demo.showcase import sample_grants
 
@@ -221,6 +222,9 @@ def test_a_node_loads_flower_only_once_it_holds_a_train_grant(tmp_path: Path) ->
     query_grant, train_grant = sample_grants(fed.node("shanghai").org)[:2]
     assert "train" in train_grant.operations and "train" not in query_grant.operations
 
+    def readied() -> int:
+        return log.read_text().count("training ready") if log.is_file() else 0
+
     proc = start_node("anhui", config, tmp_path / "out1.log")
     try:
         wait_serving([proc], address, profile, timeout=30)
@@ -229,18 +233,29 @@ def test_a_node_loads_flower_only_once_it_holds_a_train_grant(tmp_path: Path) ->
                 ops.register(path)
             ops.add_grant(query_grant)
             assert not _log_says(log, "training ready", within=2.0)  # nothing may train
-            ops.add_grant(train_grant)
+            train_id = ops.add_grant(train_grant).id
         assert _log_says(log, "training ready", within=30.0)
     finally:
-        stop_nodes([proc])
+        assert stop_nodes([proc]) == {"anhui": 0}
 
-    before = log.read_text().count("training ready")
+    before = readied()
     proc = start_node("anhui", config, tmp_path / "out2.log")
-    try:  # a train grant is held: loaded at start, with no run and no new grant
+    try:  # a train grant is in force: loaded at start, with no run and no new grant
         wait_serving([proc], address, profile, timeout=30)
         deadline = time.monotonic() + 30
-        while log.read_text().count("training ready") == before and time.monotonic() < deadline:
+        while readied() == before and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert log.read_text().count("training ready") == before + 1
+        assert readied() == before + 1
+        with Client(profile) as ops:
+            ops.revoke_grant(train_id)
     finally:
-        stop_nodes([proc])
+        assert stop_nodes([proc]) == {"anhui": 0}
+
+    before = readied()
+    proc = start_node("anhui", config, tmp_path / "out3.log")
+    try:  # the train grant is revoked: nothing may train here any more
+        wait_serving([proc], address, profile, timeout=30)
+        time.sleep(2.0)
+        assert readied() == before
+    finally:
+        assert stop_nodes([proc]) == {"anhui": 0}

@@ -430,6 +430,7 @@ def test_a_secagg_home_that_tells_owners_apart_gets_nothing_unmasked(
     model and the settings it masked its update of, and unmasks only when all signed the
     same: here none unmasks, and each audits its refusal."""
     from gateway.training import worker
+    from gateway.training.job import Job
     from gateway.training.secagg_guard import stage_round
 
     spec = replace(SECAGG, rounds=1)
@@ -465,7 +466,7 @@ def test_a_secagg_home_that_tells_owners_apart_gets_nothing_unmasked(
             replies.append((node, bytes(reply.message)))
         return replies
 
-    job = worker.Job(stage_round("7"), spec, tuple(owners), len(owners), 60.0)
+    job = Job(stage_round("7"), spec, tuple(owners), len(owners), 60.0)
     with server_identity(job.run_id), pytest.raises(TooFewNodes, match="secagg.unmask"):
         worker.run(job, exchange, lambda _: None)
     assert "collect_masked_vectors" in sent and "unmask" in sent

@@ -85,7 +85,7 @@ def test_the_client_the_cli_and_a_node_load_no_flower() -> None:
     import sys
 
     code = (
-        "import sys, gateway.client, gateway.cli.app, gateway.node; "
+        "import sys, gateway.client, gateway.cli.app, gateway.node, gateway.training.job; "
         "assert not [m for m in sys.modules if m.split('.')[0] == 'flwr'], 'flwr loaded'"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

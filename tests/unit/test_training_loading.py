@@ -1,5 +1,6 @@
-"""Training's imports (``gateway.training.loading``): the owner's and the home's, from two
-threads at once, both finish. Each try is a fresh interpreter, where neither is loaded."""
+"""Training's imports (``gateway.training.loading``): the owner's and the worker's (a
+process may hold both: a home's run process, the benchmark's floor), from two threads at
+once, both finish. Each try is a fresh interpreter, where neither is loaded."""
 
 from __future__ import annotations
 
