@@ -77,45 +77,44 @@ def test_no_type_checker_escapes_in_the_checked_packages() -> None:
     assert not escapes, escapes
 
 
-def test_the_client_the_cli_and_a_node_load_no_flower() -> None:
-    """Flower costs ~0.3 s to import: a node loads it once it holds a train grant, in a
-    thread of its own, and a home's run in its worker (``gateway.training.loading``);
-    importing the node's modules and `fedgate query` do not (docs/architecture.md)."""
+def _in_fresh_interpreter(code: str) -> None:
+    """Run ``code`` where nothing is imported yet (this test process has imported much)."""
     import subprocess
     import sys
 
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_client_the_cli_and_a_node_load_no_flower() -> None:
+    """Flower costs ~0.3 s to import: a node loads it once it holds a train grant, in a
+    thread of its own, and a home's runs in processes forked from their forkserver
+    (``gateway.training.job``); importing the node's modules and `fedgate query` do not
+    (docs/architecture.md)."""
     code = (
         "import sys, gateway.client, gateway.cli.app, gateway.node, gateway.training.job; "
         "assert not [m for m in sys.modules if m.split('.')[0] == 'flwr'], 'flwr loaded'"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    _in_fresh_interpreter(code)
 
 
 def test_an_idle_node_holds_no_file_readers_and_no_psi_library() -> None:
     """Idle memory (issue 2: <= 150 MB): Parquet and CSV readers (with pyarrow's file
     systems) load on a node's first registration or query, libsodium (``rbcl``, which
     imports ``doctest`` and ``unittest``) on its first PSI."""
-    import subprocess
-    import sys
-
     code = (
         "import sys, gateway.node\n"
         "lazy = ('pyarrow.parquet', 'pyarrow.csv', 'pyarrow.fs', 'rbcl', 'unittest')\n"
         "loaded = [m for m in lazy if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    _in_fresh_interpreter(code)
 
 
 def test_a_dp_release_loads_neither_scikit_learn_nor_scipy() -> None:
     """``opendp.prelude`` imports OpenDP's extras, scikit-learn and SciPy with them where
     installed: 2 s of a fresh owner's first DP release. ``federation.dp_lib`` loads only
     what we call."""
-    import subprocess
-    import sys
-
     code = (  # each of the three callers of OpenDP, through its own function
         "import sys\n"
         "import pyarrow as pa\n"
@@ -128,5 +127,4 @@ def test_a_dp_release_loads_neither_scikit_learn_nor_scipy() -> None:
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')]\n"
         "assert not heavy, heavy[:5]\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    _in_fresh_interpreter(code)
