@@ -314,7 +314,7 @@ class Node:
     def _grant_written(self, grant: Grant) -> None:
         """Told of each grant written, inside its transaction (so before its commit: at
         worst Flower is loaded for a grant that was then not written). Never raises."""
-        if "train" in grant.operations:
+        if "train" in grant.operations and grant.status(utc()) in ("active", "not yet valid"):
             self._ready_training()
 
     def train_step(

@@ -4,11 +4,15 @@ run's process forked from it do (``gateway/training/worker.py``)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+from federation.outcome import Code, Error
 from gateway.training.loading import load
 from gateway.training.spec import TrainSpec
+
+log = logging.getLogger("fedgate.train")
 
 
 @dataclass(frozen=True)
@@ -21,5 +25,13 @@ class Job:
 
 
 def start(conn: Connection, job: Job) -> None:
-    """The run's process's entry point (already imported by its forkserver)."""
-    load("gateway.training.worker").main(conn, job)
+    """The run's process's entry point (the worker already imported by its forkserver,
+    which ignores a failed import: then it is imported, or fails, here)."""
+    try:
+        worker = load("gateway.training.worker")
+    except Exception:  # logged here (the node's stderr); the analyst gets a clear error
+        log.exception("training run %d could not load its worker", job.run_id)
+        conn.send(("error", Error(Code.INTERNAL, "the run's server process could not start"), []))
+        conn.close()
+        return
+    worker.main(conn, job)

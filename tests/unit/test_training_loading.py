@@ -63,3 +63,27 @@ def test_flower_is_reached_only_through_load() -> None:
     }
     assert {m: n for m, n in lazy.items() if n} == {}
     assert "gateway.roles.train_owner" in flower and "gateway.training.worker" in flower
+
+
+def test_a_run_process_that_cannot_load_its_worker_tells_the_home() -> None:
+    """The forkserver ignores a failed preload; the run's own import then fails in
+    ``job.start``, which must say so on the pipe (the home maps it to a clear status)
+    rather than end silently."""
+    code = """
+import sys
+from multiprocessing import Pipe
+sys.modules["gateway.training.worker"] = None  # importing it now raises ImportError
+from gateway.training.job import Job, start
+from gateway.training.spec import TrainSpec
+home, run = Pipe()
+start(run, Job(1, TrainSpec("logreg", "d", ("a",), "y", 1), (1,), 1, 5.0))
+kind, error, missing = home.recv()
+assert kind == "error" and error.code.name == "INTERNAL" and missing == [], (kind, error)
+assert "could not start" in error.reason, error.reason
+print("told")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "told" in result.stdout, result.stderr
+    assert "could not load its worker" in result.stderr  # logged where the node logs
