@@ -111,6 +111,16 @@ def test_an_idle_node_holds_no_file_readers_and_no_psi_library() -> None:
     _in_fresh_interpreter(code)
 
 
+def test_a_runs_server_process_imports_no_arrow() -> None:
+    """A home's first run waits for its forkserver to import the worker (~0.7 s); the
+    server side needs only statistics, so Arrow (~0.1 s) is the owners' alone."""
+    code = (
+        "import sys, gateway.training.worker\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'pyarrow']\n"
+    )
+    _in_fresh_interpreter(code)
+
+
 def test_a_dp_release_loads_neither_scikit_learn_nor_scipy() -> None:
     """``opendp.prelude`` imports OpenDP's extras, scikit-learn and SciPy with them where
     installed: 2 s of a fresh owner's first DP release. ``federation.dp_lib`` loads only
