@@ -264,8 +264,8 @@ class Node:
     def train_owner(self) -> TrainOwner:
         """The owner's side of training, made on first use (a thread the node starts once
         it serves and holds a train grant, or a run's first message, whichever comes
-        first): it loads Flower, through ``gateway.training.loading``, so not while a home
-        run's worker does."""
+        first): it loads Flower, through ``gateway.training.loading``, one import of
+        Flower at a time in a process."""
         with self._train_owner_lock:
             if self._train_owner is None:
                 if self._stop.is_set():  # stopping: nothing is made after ``stop`` closed it
@@ -299,7 +299,8 @@ class Node:
     def _ready_training(self) -> None:
         """Make the training owner in the background, once this node may be asked to
         train: it holds a ``train`` grant. Flower then costs memory (~10 MB) only at the
-        nodes that may train, and their first run does not wait for it to load."""
+        nodes that may train (or that a run's message reached: the owner decides on it
+        through the training owner), and their first run does not wait for it to load."""
         if not self._may_ready or self._train_owner is not None:
             return
         if self._readying.acquire(blocking=False):

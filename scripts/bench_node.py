@@ -24,7 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.client import Client, Profile  # noqa: E402
 from gateway.demo import sample_data  # noqa: E402
-from gateway.demo.launcher import start_node, stop_nodes, wait_serving  # noqa: E402
+from gateway.demo.launcher import (  # noqa: E402
+    start_node,
+    stop_nodes,
+    wait_serving,
+    wait_training_ready,
+)
 from gateway.demo.provision import REGION_DIR, provision  # noqa: E402
 from gateway.demo.run import register_sample_data  # noqa: E402
 from gateway.demo.showcase import write_sample_grants  # noqa: E402
@@ -127,20 +132,15 @@ def main() -> int:
                 write_sample_grants(fed)
                 # Each node given a train grant now loads Flower in the background (~0.4 s
                 # of CPU): wait for them, so the DP query below measures only itself.
-                t = time.perf_counter()
                 training = [
                     n
                     for n, paths in written.items()
                     if any(p.stem == "enterprise_registry" for p in paths)
                 ]
-                logs = [fed.node_dir(n) / "node.log" for n in training]
-                while time.perf_counter() - t < 60 and not all(
-                    "training ready" in p.read_text() for p in logs
-                ):
-                    time.sleep(0.05)
+                waited = wait_training_ready([fed.node_dir(n) / "node.log" for n in training])
                 print(
                     f"training readied at {len(training)} nodes given a train grant "
-                    f"{time.perf_counter() - t:.2f} s after the grants were written"
+                    f"{waited:.2f} s after the grants were written"
                 )
                 took = []
                 for sql in (

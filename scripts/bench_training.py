@@ -91,7 +91,7 @@ from federation.training import features  # noqa: E402
 from federation.training.client_app import Loader, make_client_app  # noqa: E402
 from gateway import descriptor  # noqa: E402
 from gateway.client import Client, ClientError, Profile  # noqa: E402
-from gateway.demo.launcher import running, sigterm_as_interrupt  # noqa: E402
+from gateway.demo.launcher import running, sigterm_as_interrupt, wait_training_ready  # noqa: E402
 from gateway.demo.provision import Federation, free_port, provision  # noqa: E402
 from gateway.roles.train_home import FIRST_NODE_ID, TrainAsk  # noqa: E402
 from gateway.training import worker  # noqa: E402
@@ -596,6 +596,8 @@ def bench_fedgate(
         with running(fed) as procs:
             for node, table in zip(OWNERS, parts, strict=True):
                 publish(fed, node, table, s.rounds)
+            # each owner, given its train grant, loads Flower in the background: not timed
+            wait_training_ready([fed.node_dir(n) / "node.log" for n in OWNERS])
             pids = {p.node_id: p.pid for p in procs}
             idle = ", ".join(
                 f"{n} {status_kb(pid, 'VmRSS') / 1024:,.0f} MB" for n, pid in pids.items()

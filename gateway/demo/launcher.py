@@ -87,6 +87,18 @@ def health_status(address: str, node_id: str, profile: Profile, timeout: float =
         channel.close()
 
 
+def wait_training_ready(logs: list[Path], *, timeout: float = 60.0) -> float:
+    """Wait until each node log says ``training ready`` (a node given a train grant loads
+    Flower in the background, ~0.4 s of CPU: benchmarks let it finish before they time
+    anything); returns the seconds waited."""
+    start = time.monotonic()
+    while not all(p.is_file() and "training ready" in p.read_text() for p in logs):
+        if time.monotonic() - start > timeout:
+            raise LaunchError(f"training not ready within {timeout:g}s: {logs}")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
 def wait_serving(
     procs: list[NodeProcess],
     addresses: dict[str, str],

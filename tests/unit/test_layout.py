@@ -82,7 +82,9 @@ def _in_fresh_interpreter(code: str) -> None:
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -103,7 +105,7 @@ def test_an_idle_node_holds_no_file_readers_and_no_psi_library() -> None:
     systems) load on a node's first registration or query, libsodium (``rbcl``, which
     imports ``doctest`` and ``unittest``) on its first PSI."""
     code = (
-        "import sys, gateway.node\n"
+        "import sys, gateway.node, gateway.cli.app, gateway.config\n"
         "lazy = ('pyarrow.parquet', 'pyarrow.csv', 'pyarrow.fs', 'rbcl', 'unittest')\n"
         "loaded = [m for m in lazy if m in sys.modules]\n"
         "assert not loaded, loaded\n"
