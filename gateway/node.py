@@ -141,6 +141,11 @@ def _spki(key: PublicKeyTypes) -> bytes:
     return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
+def _may_train(grant: Grant, now: str) -> bool:
+    """A train grant in force now or later: its holder may be asked to train here."""
+    return "train" in grant.operations and grant.status(now) in ("active", "not yet valid")
+
+
 class Node:
     """Everything one node holds while it runs; built from a config, nothing global."""
 
@@ -315,7 +320,7 @@ class Node:
     def _grant_written(self, grant: Grant) -> None:
         """Told of each grant written, inside its transaction (so before its commit: at
         worst Flower is loaded for a grant that was then not written). Never raises."""
-        if "train" in grant.operations and grant.status(utc()) in ("active", "not yet valid"):
+        if _may_train(grant, utc()):
             self._ready_training()
 
     def train_step(
@@ -504,10 +509,7 @@ class Node:
         # grant (else once one is written): its start does not wait for it, and a run's
         # first message finds it made (gateway/training/loading.py).
         at = utc()
-        if any(
-            "train" in g.operations and g.status(at) in ("active", "not yet valid")
-            for g in self.grants.list()
-        ):
+        if any(_may_train(g, at) for g in self.grants.list()):
             self._ready_training()
         # Open streams re-checked: caller's certificate, lifetime (gateway/edge.py).
         every(self._stop, STREAM_CHECK_SECONDS, edge.check_streams, "stream-check")
