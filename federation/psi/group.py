@@ -46,7 +46,7 @@ _RATE_MAX_ROUNDS = 10_000
 def _sodium() -> ModuleType:
     """libsodium's binding, imported on the first PSI: ``rbcl`` also imports ``doctest``
     and ``unittest``, ~5 MB that a node which never runs a PSI should not hold."""
-    import rbcl
+    from federation.psi.sodium import rbcl
 
     return rbcl
 

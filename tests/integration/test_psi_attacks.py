@@ -27,12 +27,12 @@ from typing import Any
 
 import grpc
 import pytest
-import rbcl
 
 from federation.envelope import Envelope, Requester
 from federation.outcome import Code
 from federation.psi import frames as f
 from federation.psi import group
+from federation.psi.sodium import rbcl
 from federation.psi.stream import Limits
 from federation.sql.join import parse_join
 from gateway import serde

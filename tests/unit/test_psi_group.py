@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-import rbcl
 
 from federation.outcome import Code
 from federation.psi.errors import PsiError
@@ -18,6 +21,7 @@ from federation.psi.group import (
     hash_to_points,
     new_scalar,
 )
+from federation.psi.sodium import rbcl
 
 LABEL = b"session-1|enterprise_registry|tax_records"
 
@@ -172,3 +176,29 @@ def test_floor_rates_measures_every_step_briefly() -> None:
     # C costs per point: blind ~36 µs, hash ~12 µs, check ~4 µs; a step is never free.
     assert all(0 < rate < 10_000_000 for rate in rates.values())
     assert rates["blind"] < rates["check_points"]
+
+
+def _temporary_files_left(tmp_path: Path, code: str) -> list[str]:
+    """The files ``code`` leaves in a temporary folder of its own (a fresh interpreter,
+    ``TMPDIR`` pointed at an empty folder)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir(parents=True)
+    env = {**os.environ, "TMPDIR": str(folder)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_loading_libsodium_leaves_no_file_behind(tmp_path: Path) -> None:
+    """rbcl writes its libsodium to a temporary file and keeps it (2.8 MB a process);
+    our binding removes it once loaded, and the library keeps working."""
+    bare = _temporary_files_left(tmp_path / "bare", "import rbcl")
+    assert len(bare) == 1 and bare[0].endswith(".so"), bare  # what the fix is for
+    ours = _temporary_files_left(
+        tmp_path / "ours",
+        "from federation.psi.group import blind, hash_to_points, new_scalar\n"
+        "assert len(blind(hash_to_points(b'label', [b'id']), new_scalar())) == 32\n",
+    )
+    assert ours == []
