@@ -30,7 +30,7 @@ def add_command(
 
 def add_group(parent: Subparsers, name: str, help_: str) -> Subparsers:
     """A command made of actions (``fedgate NAME ACTION``); the action lands in NAME_command."""
-    return parent.add_parser(name, help=help_).add_subparsers(
+    return parent.add_parser(name, help=help_, description=help_).add_subparsers(
         dest=f"{name}_command", required=True, metavar="ACTION"
     )
 

@@ -81,12 +81,12 @@ def register(sub: Subparsers) -> None:
     sp.add_argument(
         "--workdir",
         default=str(DEFAULT_REGIONS.parent / ".fedgate"),
-        help="where keys, certificates and data go (default: .fedgate)",
+        help="where keys, certificates and data go (default: <repo>/.fedgate)",
     )
     sp.add_argument(
         "--regions",
         default=str(DEFAULT_REGIONS),
-        help="folder with federation.toml and <id>.toml (default: region_configs)",
+        help="folder with federation.toml and <id>.toml (default: <repo>/region_configs)",
     )
     sp.add_argument("--free-ports", action="store_true", help="pick free loopback ports")
     sp.add_argument("--sample-data", action="store_true", help="also generate sample data")

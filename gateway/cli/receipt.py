@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.cli.common import Subparsers, add_command, add_group, client_options, profile
 from gateway.errors import FedgateError
+
+if TYPE_CHECKING:
+    from gateway.receipts import Receipt
 
 _VERIFIED_FIELDS = (
     "request_id",
@@ -23,6 +28,32 @@ _VERIFIED_FIELDS = (
 )
 
 
+def released(body: dict) -> str:
+    """What one receipt says its owner released, in the words of its operation."""
+    op = body.get("operation")
+    if op == "train":
+        return f"{body.get('task')} {body.get('step')}, round {body.get('round')}"
+    if op == "psi":
+        what = f"{body.get('role')} with {body.get('peer')}.{body.get('peer_dataset')}"
+        if "groups_released" in body:
+            what += f", {body['groups_released']} groups"
+        return what
+    return f"{body.get('groups_released')} groups"
+
+
+def receipt_files(request: str, kept: list[Receipt]) -> list[str]:
+    """File names for ``--out``: ``<request>-<owner>.json``, numbered in the order kept
+    (``<request>-<owner>-0001.json``, ...) for an owner of several (a training run)."""
+    per_owner = Counter(r.owner for r in kept)
+    seen: Counter[str] = Counter()
+    names = []
+    for r in kept:
+        seen[r.owner] += 1
+        n = f"-{seen[r.owner]:04d}" if per_owner[r.owner] > 1 else ""
+        names.append(f"{request}-{r.owner}{n}.json")
+    return names
+
+
 def cmd_receipt_list(args: argparse.Namespace) -> int:
     from gateway.client import Client
     from gateway.receipts import Receipt
@@ -32,15 +63,14 @@ def cmd_receipt_list(args: argparse.Namespace) -> int:
     folder = Path(args.out) if args.out else None
     if folder:
         folder.mkdir(parents=True, exist_ok=True)
-    for r in kept:
+    for r, name in zip(kept, receipt_files(args.request, kept), strict=True):
         b = r.body
         print(
-            f"{r.owner}: {b.get('dataset')} grant {b.get('grant_id')}, "
-            f"{b.get('groups_released')} groups, epsilon {b.get('epsilon')}, "
-            f"audit entry {b.get('audit_seq')}"
+            f"{r.owner}: {b.get('dataset')} grant {b.get('grant_id')}, {released(b)}, "
+            f"epsilon {b.get('epsilon')}, audit entry {b.get('audit_seq')}"
         )
         if folder:
-            (folder / f"{args.request}-{r.owner}.json").write_text(r.to_json())
+            (folder / name).write_text(r.to_json())
     return 0
 
 

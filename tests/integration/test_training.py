@@ -160,6 +160,21 @@ def test_cli_writes_the_run_folder(
     assert len(list((out / "receipts").glob("*.json"))) == len(OWNERS) * 7
     with np.load(out / "model.npz") as z:
         assert z["w0"].shape[0] == len(FEATURES)
+    # The home's operators list the run's receipts: each line says which step and round
+    # it released, and --out writes each receipt to a file of its own.
+    kept = tmp_path / "kept"
+    ops = str(federation.fed.operator_profile("shanghai"))
+    listed = run_fedgate("receipt", "list", "--profile", ops, "--request", meta["run_id"],
+                         "--out", str(kept))  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert len(lines) == len(OWNERS) * 7 and "None" not in listed.stdout
+    assert sum("logreg train, round 3" in line for line in lines) == len(OWNERS)
+    files = sorted(kept.glob("*.json"))
+    assert len(files) == len(OWNERS) * 7
+    assert files[0].name == f"{meta['run_id']}-jiangsu-0001.json"
+    ok = run_fedgate("receipt", "verify", str(files[-1]), "--ca", str(federation.fed.ca_cert))
+    assert ok.returncode == 0, ok.stderr
 
 
 def test_nodes_all_trains_every_member_listing_the_dataset(
