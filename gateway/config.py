@@ -18,6 +18,10 @@ from gateway.limits import RATED, LimitSettings, Rate
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_LOG_BACKUPS = 3
+# What the engine's scans may write to disk when they do not fit in memory (a sort, a
+# large group-by). DuckDB's own default is 90 % of the free disk, in ./.tmp of whatever
+# folder the node was started from.
+DEFAULT_SPILL_BYTES = 4 * 1024**3
 _KNOWN = {
     "node": {
         "id",
@@ -32,6 +36,8 @@ _KNOWN = {
         "audit_checkpoint_seconds",
         "witness_seconds",
         "engine_threads",
+        "engine_spill_bytes",
+        "engine_memory_bytes",
         "log_max_bytes",
         "log_backups",
     },
@@ -72,6 +78,8 @@ class NodeConfig:
     audit_checkpoint_seconds: float = 1.0
     witness_seconds: float = 30.0
     engine_threads: int = 0  # DuckDB threads; 0: every core of the machine
+    engine_spill_bytes: int = DEFAULT_SPILL_BYTES  # a scan's disk beyond memory; 0: none
+    engine_memory_bytes: int = 0  # the engine's memory; 0: DuckDB's 80 % of the machine's
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES  # node.log rotates at this size
     log_backups: int = DEFAULT_LOG_BACKUPS  # rotated files kept: node.log.1 ...
     limits: LimitSettings = field(default_factory=LimitSettings)  # [limits]; for 16 workers
@@ -182,6 +190,12 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
     engine_threads = _get(node, "engine_threads", "node.engine_threads", int, 0)
     if not 0 <= engine_threads <= 256:
         raise ConfigError("node.engine_threads must be between 0 (all cores) and 256")
+    spill = _get(node, "engine_spill_bytes", "node.engine_spill_bytes", int, DEFAULT_SPILL_BYTES)
+    if not 0 <= spill <= 1024**4:
+        raise ConfigError("node.engine_spill_bytes must be between 0 (never spill) and 1 TiB")
+    memory = _get(node, "engine_memory_bytes", "node.engine_memory_bytes", int, 0)
+    if memory and not 64 * 1024**2 <= memory <= 1024**4:
+        raise ConfigError("node.engine_memory_bytes must be 0 (DuckDB's default) or 64 MiB-1 TiB")
     log_max_bytes = _get(node, "log_max_bytes", "node.log_max_bytes", int, DEFAULT_LOG_MAX_BYTES)
     if not 64 * 1024 <= log_max_bytes <= 1024 * 1024 * 1024:
         raise ConfigError("node.log_max_bytes must be between 64 KiB and 1 GiB")
@@ -212,6 +226,8 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
         audit_checkpoint_seconds=checkpoint,
         witness_seconds=witness,
         engine_threads=engine_threads,
+        engine_spill_bytes=spill,
+        engine_memory_bytes=memory,
         log_max_bytes=log_max_bytes,
         log_backups=log_backups,
         limits=_limits(limits, workers),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -26,8 +27,9 @@ import pyarrow as pa
 
 from gateway.cache import BoundedCache, entry_cost
 from gateway.catalog import CatalogEntry
+from gateway.config import DEFAULT_SPILL_BYTES
 from gateway.engine_errors import HOME, OWNER, EngineError, classify, loggable
-from gateway.errors import DeadlineExceeded, ResourceExhausted
+from gateway.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from gateway.quality import arrow_schema, csv_options
 
 log = logging.getLogger("fedgate.engine")
@@ -96,9 +98,12 @@ class Watchdog:
         self._live: dict[int, Any] = {}
         self._next = 0
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
     def watch(self, deadline: float, cursor: Any) -> int:
         with self._cond:
+            if self._stopped:
+                raise Unavailable("the node is stopping")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
                 self._thread.start()
@@ -114,11 +119,21 @@ class Watchdog:
         with self._cond:
             self._live.pop(token, None)
 
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
+
     def _run(self) -> None:
         while True:
             with self._cond:
                 while self._heap and self._heap[0][1] not in self._live:
                     heapq.heappop(self._heap)
+                if self._stopped:
+                    return
                 if not self._heap:
                     self._cond.wait()
                     continue
@@ -139,11 +154,31 @@ class Engine:
     """One in-memory DuckDB per node; a cursor per query, so queries run in parallel.
 
     DuckDB is imported and opened on first use: a node that only serves its catalog
-    stays small (about 45 MB less resident memory).
+    stays small (about 45 MB less resident memory). A scan that does not fit in memory
+    spills into ``spill_dir`` (this engine's alone: what a killed node left there is
+    removed here), up to ``spill_bytes``; without a folder, or with 0 bytes, it fails
+    with RESOURCE_EXHAUSTED instead. ``memory_bytes`` (0: DuckDB's default, 80 % of the
+    machine's memory) bounds what the datasets and the scans hold in memory.
     """
 
-    def __init__(self, threads: int = 0) -> None:
+    def __init__(
+        self,
+        threads: int = 0,
+        spill_dir: Path | None = None,
+        spill_bytes: int = DEFAULT_SPILL_BYTES,
+        memory_bytes: int = 0,
+    ) -> None:
         self._threads = threads or os.cpu_count() or 1
+        self._settings: dict[str, str | bool | int | float | list[str]] = {"temp_directory": ""}
+        if spill_dir is not None and spill_bytes > 0:
+            shutil.rmtree(spill_dir, ignore_errors=True)
+            spill_dir.mkdir(parents=True, exist_ok=True)
+            self._settings = {
+                "temp_directory": str(spill_dir / "scan"),
+                "max_temp_directory_size": f"{spill_bytes} bytes",
+            }
+        if memory_bytes:  # else DuckDB's default: 80 % of the machine's memory
+            self._settings["memory_limit"] = f"{memory_bytes} bytes"
         self._lock = threading.Lock()
         self._conn: Any = None
         self._scratch_conn: Any = None
@@ -165,6 +200,7 @@ class Engine:
 
                     config: dict[str, str | bool | int | float | list[str]] = {
                         **_CONFIG,
+                        **self._settings,
                         "threads": self._threads,
                     }
                     conn = duckdb.connect(":memory:", config=config)
@@ -299,7 +335,9 @@ class Engine:
             self._db  # noqa: B018 - imports duckdb
             with self._lock:
                 if self._scratch_conn is None:
-                    conn = self._duckdb.connect(":memory:", config={**_CONFIG, "threads": 1})
+                    # peers' partials are in memory already, bounded by the message size
+                    config = {**_CONFIG, "temp_directory": "", "threads": 1}
+                    conn = self._duckdb.connect(":memory:", config=config)
                     _configure(conn)
                     self._scratch_conn = conn
         return self._scratch_conn
@@ -324,6 +362,7 @@ class Engine:
         raise failure
 
     def close(self) -> None:
+        self._watchdog.stop()
         for conn in (self._conn, self._scratch_conn):
             if conn is not None:
                 conn.close()

@@ -175,7 +175,12 @@ class Node:
         # that runs the relay's own task could starve under load.
         self.relay_executor = ThreadPoolExecutor(FANOUT_WORKERS, thread_name_prefix="relay")
         self.grants = GrantStore(self.state, on_written=self._grant_written)
-        self.engine = Engine(config.engine_threads)
+        self.engine = Engine(
+            config.engine_threads,
+            config.data_dir / "engine-spill",
+            config.engine_spill_bytes,
+            config.engine_memory_bytes,
+        )
         key = load_key(config.key)
         self.cert_pem = config.cert.read_bytes()
         check_serial(self.state, self.membership().serial)

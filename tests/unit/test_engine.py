@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from gateway import descriptor
 from gateway.catalog import CatalogEntry
 from gateway.engine import Engine
-from gateway.errors import DeadlineExceeded, InvalidArgument
+from gateway.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from gateway.quality import check_file
 
 
@@ -114,3 +115,51 @@ def test_a_result_read_after_a_reload_is_not_kept_under_the_old_version(
         assert engine.run(sql, version=new.quality.sha256) is kept
     finally:
         engine.close()
+
+
+BIG_GROUP_BY = (  # 1.9 M groups: more than MEMORY holds, so it spills or fails
+    "SELECT count(*), sum(c) FROM "
+    "(SELECT hash(i) % 3000000 AS g, count(*) AS c FROM range(3000000) t(i) GROUP BY g)"
+)
+MEMORY = 32 * 1024**2
+
+
+def test_a_scan_spills_only_into_its_own_folder_and_only_so_much(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's default spills up to 90 % of the free disk into ./.tmp of the folder the
+    node started from, and a killed node leaves it there."""
+    monkeypatch.chdir(tmp_path)
+    reference = Engine(1)
+    try:
+        expected = reference.run(BIG_GROUP_BY).to_pylist()
+    finally:
+        reference.close()
+    spill = tmp_path / "spill"
+    left = spill / "scan" / "duckdb_temp_storage_left_by_a_kill.tmp"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"x" * 4096)
+    engines = {
+        "enough": Engine(1, spill, spill_bytes=512 * 1024**2, memory_bytes=MEMORY),
+        "too little disk": Engine(1, tmp_path / "small", spill_bytes=1024**2, memory_bytes=MEMORY),
+        "no folder": Engine(1, None, memory_bytes=MEMORY),
+        "no bytes": Engine(1, tmp_path / "none", spill_bytes=0, memory_bytes=MEMORY),
+    }
+    try:
+        assert not left.exists()  # what a killed node left is removed at start
+        assert engines["enough"].run(BIG_GROUP_BY).to_pylist() == expected
+        for name in ("too little disk", "no folder", "no bytes"):
+            with pytest.raises(ResourceExhausted, match="ran out of memory"):
+                engines[name].run(BIG_GROUP_BY)
+    finally:
+        for engine in engines.values():
+            engine.close()
+    assert not (tmp_path / ".tmp").exists()
+    assert not (tmp_path / "none").exists()
+
+
+def test_closing_stops_the_watchdog() -> None:
+    engine = Engine(1)
+    engine.run("SELECT 1", timeout=5)  # starts the watchdog thread
+    engine.close()
+    assert not [t for t in threading.enumerate() if t.name == "watchdog" and t.is_alive()]
