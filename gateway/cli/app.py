@@ -7,6 +7,7 @@ non-zero exit: 2 for bad input or configuration, 1 for a refused or failed RPC.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -73,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a reader that went away shows here, not at the exit's flush
         return code
     except ClientError as exc:
         print(f"fedgate: {exc}", file=sys.stderr)
@@ -80,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FedgateError, LaunchError, MembershipError) as exc:
         print(f"fedgate: error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
+    except BrokenPipeError:  # `fedgate ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
         return 0
     except OSError as exc:  # a path the user gave that cannot be read or written
         where = f" {exc.filename}" if exc.filename else ""
