@@ -2,14 +2,63 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from dataclasses import dataclass, field
-from wsgiref.simple_server import WSGIServer
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from gateway.config import split_address
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SCRAPES = 4  # connections served at once; more are closed at once
+SCRAPE_IDLE_SECONDS = 5.0  # a connection that sends nothing for this long is closed
+
+
+class _Handler(WSGIRequestHandler):
+    timeout = SCRAPE_IDLE_SECONDS
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        """Not to stderr: a scrape is not an event of the node."""
+
+
+class MetricsServer(ThreadingMixIn, WSGIServer):
+    """prometheus_client's server starts a thread per connection, without limit, and
+    waits on an idle one for ever: anyone who reaches the port could pile up threads."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, host: str, port: int) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._slots = threading.BoundedSemaphore(SCRAPES)
+        super().__init__((host, port), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An idle or broken scrape: nothing for the node's stderr."""
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
 
 
 @dataclass
@@ -45,8 +94,10 @@ class NodeMetrics:
         )
         self.datasets = Gauge("fedgate_datasets", "Datasets registered at this node", registry=r)
 
-    def serve(self, listen: str) -> WSGIServer:
-        """Start the HTTP exposition endpoint; returns the server (call .shutdown())."""
+    def serve(self, listen: str) -> MetricsServer:
+        """Start the HTTP exposition endpoint; returns the server (call .stop())."""
         host, port = split_address(listen, "metrics.listen")
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        server = MetricsServer(host.strip("[]"), port)
+        server.set_app(make_wsgi_app(self.registry))
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         return server

@@ -561,7 +561,7 @@ class Node:
         if self._server is not None:
             self._server.stop(grace).wait(grace + 1)
         if self._metrics_server is not None:
-            self._metrics_server.shutdown()
+            self._metrics_server.stop()
         self.transport.close()
         with self._train_owner_lock:
             if self._train_owner is not None:

@@ -1,0 +1,62 @@
+"""The metrics endpoint: bounded threads, idle connections closed, the port released."""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from gateway import metrics
+from gateway.metrics import SCRAPES, NodeMetrics
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return str(r.read().decode())
+
+
+def _closed(socks: list[socket.socket], after: float) -> int:
+    """How many of ``socks`` the server has closed (EOF readable) ``after`` s from now."""
+    time.sleep(after)
+    readable, _, _ = select.select(socks, [], [], 0)
+    return len(readable)
+
+
+def _threads_back_to(count: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while threading.active_count() > count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return threading.active_count() <= count
+
+
+def test_idle_connections_hold_a_few_threads_briefly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics._Handler, "timeout", 0.5)
+    node_metrics = NodeMetrics()
+    node_metrics.datasets.set(3)
+    server = node_metrics.serve("127.0.0.1:0")
+    port = server.server_address[1]
+    idle: list[socket.socket] = []
+    try:
+        before = threading.active_count()
+        assert "fedgate_datasets 3.0" in _scrape(port)
+        assert _threads_back_to(before, 5)
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(SCRAPES + 8)]
+        time.sleep(0.2)
+        assert threading.active_count() - before <= SCRAPES
+        # past the slots a connection is closed at once, the others when they idle out
+        assert _closed(idle, 0.1) == 8  # the idle ones are held for 0.5 s
+        assert _closed(idle, 1.5) == SCRAPES + 8
+        assert _threads_back_to(before, 5)
+        assert "fedgate_datasets 3.0" in _scrape(port)
+    finally:
+        for s in idle:
+            s.close()
+        server.stop()
+    with pytest.raises(OSError):  # the port is released, not just no longer served
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    again = NodeMetrics().serve(f"127.0.0.1:{port}")
+    again.stop()
