@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from gateway.cli.common import Subparsers, add_command
+
+
+def scale_factor(value: str) -> float:
+    """A positive, finite row-count factor, refused before anything is written."""
+    try:
+        scale = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not math.isfinite(scale) or scale <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return scale
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
@@ -38,12 +50,14 @@ def register(sub: Subparsers) -> None:
     )
     sp.add_argument("--out", required=True, help="folder; one sub-folder per node")
     sp.add_argument("--seed", type=int, default=20261125, help="(default: %(default)s)")
-    sp.add_argument("--scale", type=float, default=1.0, help="row-count factor (default: 1)")
+    sp.add_argument("--scale", type=scale_factor, default=1.0, help="row-count factor (default: 1)")
     sp.add_argument("--nodes", nargs="*", help="only these node ids")
 
     sp = add_command(sub, "demo", "run the Yangtze Delta demo federation", cmd_demo)
     sp.add_argument("--workdir", help="where to put keys, data and logs (default: a temp dir)")
-    sp.add_argument("--scale", type=float, default=1.0, help="sample data scale")
+    sp.add_argument(
+        "--scale", type=scale_factor, default=1.0, help="sample data row-count factor (default: 1)"
+    )
     sp.add_argument("--seed", type=int, default=20261125)
     sp.add_argument("--keep", action="store_true", help="leave the nodes running")
     sp.add_argument("--home", default="shanghai", help="home node for the showcase")

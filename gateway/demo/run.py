@@ -136,15 +136,15 @@ def run_demo(
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="fedgate-demo-"))
     t0 = time.monotonic()
-    say(f"[1/8] provisioning the Yangtze Delta federation in {workdir}")
-    fed = provision(workdir, REGION_DIR, free_ports=True, progress=lambda m: say("  " + m))
-    say(f"[2/8] generating sample data (seed {seed}, scale {scale:g})")
-    written = sample_data.generate(
-        workdir / "data", seed=seed, scale=scale, nodes=[n.id for n in fed.nodes]
-    )
-    say(f"  {sum(len(v) for v in written.values())} datasets written")
-    say(f"[3/8] starting {len(fed.nodes)} gateway nodes on loopback")
-    try:
+    try:  # from here on a folder made here is removed however the demo ends
+        say(f"[1/8] provisioning the Yangtze Delta federation in {workdir}")
+        fed = provision(workdir, REGION_DIR, free_ports=True, progress=lambda m: say("  " + m))
+        say(f"[2/8] generating sample data (seed {seed}, scale {scale:g})")
+        written = sample_data.generate(
+            workdir / "data", seed=seed, scale=scale, nodes=[n.id for n in fed.nodes]
+        )
+        say(f"  {sum(len(v) for v in written.values())} datasets written")
+        say(f"[3/8] starting {len(fed.nodes)} gateway nodes on loopback")
         with running(fed) as procs:
             say(f"  all {len(procs)} nodes SERVING after {time.monotonic() - t0:.1f}s:")
             for n in fed.nodes:

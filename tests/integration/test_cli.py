@@ -137,3 +137,30 @@ def test_demo_keep_stops_every_node_on_ctrl_c(tmp_path: Path) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_demo_stopped_while_it_prepares_leaves_no_folder(tmp_path: Path) -> None:
+    """Without --workdir the demo works in a temporary folder holding the CA's and the
+    nodes' keys: stopped before its nodes start, it removes that folder too."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp)},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if "generating sample data" in line or time.monotonic() > deadline:
+                break
+        assert list(tmp.glob("fedgate-demo-*")), "the demo made no folder"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 130, out
+    assert "every node was stopped" in out
+    assert not list(tmp.glob("fedgate-demo-*"))
