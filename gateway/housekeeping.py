@@ -135,9 +135,11 @@ def housekeeping(crl: CrlWatch, grants: GrantStore, audit: AuditLog) -> Callable
 
 
 def probe_peers(transport: Transport) -> Callable[[], None]:
-    """Health-check every peer: keeps the peer metrics current and channels fresh."""
+    """Health-check every peer: keeps the peer metrics current and channels fresh, and
+    closes those of members that are gone."""
 
     def job() -> None:
+        transport.prune()  # after a membership reload: members that left or moved
         for member in transport.members():
             transport.probe(member)
 

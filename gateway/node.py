@@ -241,6 +241,7 @@ class Node:
         self._server: grpc.Server | None = None
         self._may_ready = False  # training is made ahead only once the node starts serving
         self._metrics_server: Any = None
+        self._rpc_pool: ThreadPoolExecutor | None = None
 
     # --- what the services call ---------------------------------------------------------
 
@@ -468,8 +469,10 @@ class Node:
         # refused RESOURCE_EXHAUSTED rather than queued without bound.
         limits = self.config.limits
         edge = EdgeInterceptor(auth, self.metrics, self.record_refusal, Limiter(limits))
+        # gRPC's server.stop() does not shut its pool down: stop() does (self._rpc_pool).
+        self._rpc_pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="rpc")
         server = grpc.server(
-            ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rpc"),
+            self._rpc_pool,
             interceptors=[edge],
             options=[
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
@@ -560,6 +563,8 @@ class Node:
         self.health.enter_graceful_shutdown()
         if self._server is not None:
             self._server.stop(grace).wait(grace + 1)
+        if self._rpc_pool is not None:
+            self._rpc_pool.shutdown(wait=False, cancel_futures=True)
         if self._metrics_server is not None:
             self._metrics_server.stop()
         self.transport.close()

@@ -91,13 +91,31 @@ class Peers:
             found = self._pool.get(key)
             if found is None or (conn is not None and found is not conn):
                 return  # already replaced by a fresh channel: keep that one
-            del self._pool[key]
-            found.retired = True
-            close = found.calls == 0
-            if not close:
-                self._retired.add(found)
-        if close:
-            found.channel.close()
+            close = self._retire(key)
+        if close is not None:
+            close.channel.close()
+
+    def prune(self, members: list[Member]) -> list[str]:
+        """Retire the channels of members that are no longer ``members`` (left the
+        federation, or moved to another address); returns their ids. A reloaded
+        membership document would otherwise leave them open until the node stops."""
+        current = {(m.id, m.address) for m in members}
+        with self._lock:
+            gone = [key for key in self._pool if key not in current]
+            closing = [self._retire(key) for key in gone]
+        for conn in closing:
+            if conn is not None:
+                conn.channel.close()
+        return [member_id for member_id, _ in gone]
+
+    def _retire(self, key: tuple[str, str]) -> Connection | None:
+        """Out of the pool (under ``_lock``); returned when it can be closed now."""
+        conn = self._pool.pop(key)
+        conn.retired = True
+        if conn.calls == 0:
+            return conn
+        self._retired.add(conn)
+        return None
 
     def close(self) -> None:
         """The node stops: every channel closed, running calls or not."""

@@ -179,5 +179,15 @@ class Transport:
         if up:
             self._metrics.peer_latency.labels(peer).set(seconds)
 
+    def prune(self) -> None:
+        """Close the channels of members that left (or moved) and drop their metrics."""
+        members = self._peers.members()
+        self._peers.prune(members)
+        current = {m.id for m in members}
+        for gauge in (self._metrics.peer_up, self._metrics.peer_latency):
+            shown = {s.labels["peer"] for family in gauge.collect() for s in family.samples}
+            for peer in shown - current:
+                gauge.remove(peer)
+
     def close(self) -> None:
         self._peers.close()

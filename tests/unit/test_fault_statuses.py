@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -182,6 +183,24 @@ def test_a_stale_reset_keeps_the_fresh_channel(peers: Peers) -> None:
     assert not _usable(fresh.channel)
     with pytest.raises(Unavailable, match="stopping"), peers.connection(MEMBER):
         pass
+
+
+def test_members_that_left_or_moved_lose_their_channels(peers: Peers) -> None:
+    """After a membership reload (the peer probe prunes): a member that left, or whose
+    address changed, has its channel closed, once the calls on it have ended."""
+    moved = Member(id="zhejiang", org="ZJ", address="127.0.0.1:2", level="province")
+    left = Member(id="anhui", org="AH", address="127.0.0.1:3", level="province")
+    with peers.connection(MEMBER) as kept, peers.connection(moved) as old:
+        pass
+    with peers.connection(left) as running:
+        there = replace(moved, address="127.0.0.1:4")
+        assert sorted(peers.prune([MEMBER, there])) == ["anhui", "zhejiang"]
+        assert running.retired and _usable(running.channel)  # its call goes on
+    assert not _usable(running.channel) and not _usable(old.channel)
+    with peers.connection(MEMBER) as again:
+        assert again is kept and _usable(kept.channel)
+    assert peers.prune([MEMBER, there]) == []
+    peers.close()
 
 
 # --- lost connections, and the client's certificate explanation -----------------------------
