@@ -22,6 +22,7 @@ from gateway.audit import AuditLog
 from gateway.clock import now, utc
 from gateway.errors import ConfigError
 from gateway.identity import CrlMark, RevocationList
+from gateway.node_log import cap_stderr
 from gateway.policy.store import GrantStore
 from gateway.state import State
 from gateway.transport import Transport
@@ -122,14 +123,18 @@ class CrlWatch:
             log.warning("the CRL expires at %s UTC: re-issue it with `fedgate ca crl`", nxt)
 
 
-def housekeeping(crl: CrlWatch, grants: GrantStore, audit: AuditLog) -> Callable[[], None]:
-    """Checkpoints (signed heads) and expired-grant entries, on their own clock."""
+def housekeeping(
+    crl: CrlWatch, grants: GrantStore, audit: AuditLog, stderr_bytes: int
+) -> Callable[[], None]:
+    """Checkpoints (signed heads), expired-grant entries and the stderr cap, on their own
+    clock."""
 
     def job() -> None:
         crl()
         stamp = utc()
         grants.log_expired(stamp)
         audit.checkpoint(stamp)
+        cap_stderr(stderr_bytes)
 
     return job
 

@@ -524,7 +524,7 @@ class Node:
         every(
             self._stop,
             self.config.audit_checkpoint_seconds,
-            housekeeping(crl, self.grants, self.audit),
+            housekeeping(crl, self.grants, self.audit, self.config.log_max_bytes),
             "housekeeping",
         )
         # After a refused write, a small write every few seconds (until one succeeds).
