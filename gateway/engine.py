@@ -293,13 +293,13 @@ class Engine:
         return value
 
     def _execute(self, sql: str, timeout: float | None, request_id: str) -> pa.Table:
+        if timeout is not None and timeout <= 0:
+            raise DeadlineExceeded("no time left to run the query")
         cursor = self._db.cursor()
         token = None
-        if timeout is not None:
-            if timeout <= 0:
-                raise DeadlineExceeded("no time left to run the query")
-            token = self._watchdog.watch(time.monotonic() + timeout, cursor)
         try:
+            if timeout is not None:
+                token = self._watchdog.watch(time.monotonic() + timeout, cursor)
             return cursor.sql(sql).to_arrow_table()
         except self._duckdb.Error as exc:
             # Raised below, outside this block, so that DuckDB's exception is not even

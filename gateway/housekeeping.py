@@ -130,11 +130,11 @@ def housekeeping(
     clock."""
 
     def job() -> None:
+        cap_stderr(stderr_bytes)  # first: it never raises, the others may (a full disk)
         crl()
         stamp = utc()
         grants.log_expired(stamp)
         audit.checkpoint(stamp)
-        cap_stderr(stderr_bytes)
 
     return job
 

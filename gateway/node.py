@@ -29,6 +29,7 @@ from federation.envelope import Envelope
 from federation.membership import Member, Membership
 from federation.psi import frames as psi_frames
 from federation.reports import OwnerReport, PartialAnswer
+from gateway import data_dir as data_dir_mod
 from gateway import disclosure as disclosure_mod
 from gateway import serde
 from gateway.access import AccessRequests
@@ -159,7 +160,7 @@ class Node:
             self.revocations.load()  # fail at start-up, not at the first call, on a bad CRL
         except InvalidArgument as exc:
             raise ConfigError(exc.message) from None
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._data_dir_lock = data_dir_mod.hold(config.data_dir)  # one node per folder
         # Flower's home folder (it writes nothing there on a node's path) in the node's state.
         os.environ["FLWR_HOME"] = str(config.data_dir / "flwr")
         node_id = self.identity.id
@@ -575,6 +576,7 @@ class Node:
         self.relay_executor.shutdown(wait=False, cancel_futures=True)
         self.engine.close()
         self.state.close()
+        os.close(self._data_dir_lock)
         log.info("stopped node=%s", self.identity.id)
 
 

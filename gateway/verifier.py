@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -39,7 +39,24 @@ class Report:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
-_WITNESS_KEYS = ("witness", "node", "size", "head", "time", "countersignature", "cert")
+_WITNESS_FIELDS: dict[str, type] = {
+    "witness": str,
+    "node": str,
+    "size": int,
+    "head": str,
+    "time": str,
+    "countersignature": str,
+    "cert": str,
+}
+_HEADER_FIELDS: dict[str, type] = {"node": str, "cert": str}
+
+
+def _typed(value: object, fields: Mapping[str, type]) -> bool:
+    """A JSON object with each field of ``fields``, of its type (a bool is not an int)."""
+    return isinstance(value, dict) and all(
+        isinstance(value.get(k), kind) and not isinstance(value.get(k), bool)
+        for k, kind in fields.items()
+    )
 
 
 def _witness_line(line: str, where: str) -> dict:
@@ -47,8 +64,8 @@ def _witness_line(line: str, where: str) -> dict:
         w = json.loads(line[2:])
     except ValueError:
         raise VerifyError(f"{where} is not a witnessed head (not JSON)") from None
-    if not isinstance(w, dict) or any(k not in w for k in _WITNESS_KEYS):
-        raise VerifyError(f"{where} is not a witnessed head (missing fields)")
+    if not _typed(w, _WITNESS_FIELDS):
+        raise VerifyError(f"{where} is not a witnessed head (missing fields or of a wrong type)")
     return w
 
 
@@ -76,8 +93,11 @@ def verify(
         header = json.loads(first[2:])
     except ValueError:
         raise VerifyError("header line is not JSON") from None
-    if header.get("format") != FORMAT:
-        raise VerifyError(f"unknown format {header.get('format')!r}")
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else header
+        raise VerifyError(f"unknown format {found!r}")
+    if not _typed(header, _HEADER_FIELDS):
+        raise VerifyError("header line lacks the node or its certificate")
     node = header["node"]
     cert = _cert(header["cert"], bundle, "exporting node")
     signer = identity_of(cert)

@@ -83,7 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fedgate: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `fedgate ... | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush has nothing to say
+        os.close(devnull)
         return 0
     except OSError as exc:  # a path the user gave that cannot be read or written
         where = f" {exc.filename}" if exc.filename else ""

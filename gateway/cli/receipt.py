@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.common import Subparsers, add_command, add_group, client_options, profile
 from gateway.errors import FedgateError
@@ -28,7 +28,7 @@ _VERIFIED_FIELDS = (
 )
 
 
-def released(body: dict) -> str:
+def released(body: dict[str, Any]) -> str:
     """What one receipt says its owner released, in the words of its operation."""
     op = body.get("operation")
     if op == "train":

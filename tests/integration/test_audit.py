@@ -90,6 +90,39 @@ def test_tampering_is_caught_and_named(
     assert named.format(n=n) in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    "line, named",
+    [
+        ("W\tnot json", "is not a witnessed head (not JSON)"),
+        ('W\t["a", "list"]', "is not a witnessed head (missing fields or of a wrong type)"),
+        ("wrong-typed cert", "is not a witnessed head (missing fields or of a wrong type)"),
+        ('F\t"a string"', "unknown format 'a string'"),
+        ("header without its node", "header line lacks the node or its certificate"),
+    ],
+)
+def test_malformed_witness_and_header_lines_are_named_not_a_traceback(
+    federation: RunningFederation, exported: Path, tmp_path: Path, line: str, named: str
+) -> None:
+    lines = exported.read_text().split("\n")
+    witness = next(x for x in lines if x.startswith("W\t"))
+    if line == "wrong-typed cert":
+        body = json.loads(witness[2:])
+        line = "W\t" + json.dumps({**body, "cert": 5})
+    if line == "header without its node":
+        header = json.loads(lines[0][2:])
+        del header["node"]
+        line = "F\t" + json.dumps(header)
+    if line.startswith("F\t"):
+        lines[0] = line
+    else:
+        lines.insert(1, line)
+    path = tmp_path / "malformed.log"
+    path.write_text("\n".join(lines))
+    result = run_fedgate("audit", "verify", str(path), "--ca", str(federation.fed.ca_cert))
+    assert (result.returncode, "Traceback" in result.stderr) == (1, False), result.stderr
+    assert named in result.stderr
+
+
 def test_rewritten_history_is_caught_by_witnessed_heads(
     federation: RunningFederation, exported: Path, tmp_path: Path
 ) -> None:

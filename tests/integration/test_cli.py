@@ -147,7 +147,7 @@ def test_demo_stopped_while_it_prepares_leaves_no_folder(tmp_path: Path) -> None
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "demo"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-        env={**os.environ, "TMPDIR": str(tmp)},
+        env={**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"},  # lines as printed
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

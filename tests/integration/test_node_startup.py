@@ -11,12 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
+from grpc_health.v1 import health_pb2
 
 from gateway import identity
 from gateway.client import Client, Profile
-from gateway.demo.launcher import start_node, stop_nodes, wait_serving
+from gateway.demo.launcher import health_status, start_node, stop_nodes, wait_serving
 from gateway.demo.provision import REGION_DIR, Federation, provision
 from tests.conftest import run_fedgate
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
 
 pytestmark = pytest.mark.integration
 
@@ -195,6 +198,24 @@ def test_older_membership_is_refused_after_restart(fed: Federation, tmp_path: Pa
     finally:
         assert stop_nodes([proc]) == {"wuhu": 0}
     assert "serial 1 is older than serial 2" in refused(fed.config_path("wuhu"))
+
+
+def test_a_second_node_on_a_data_dir_in_use_is_refused(fed: Federation, tmp_path: Path) -> None:
+    """One node process per data folder: a second start (the same config again) is
+    refused before it touches the folder; the running node's spill files stay."""
+    config = fed.config_path("jiangsu")
+    proc = start_node("jiangsu", config, tmp_path / "jiangsu.log")
+    try:
+        profile = Profile.load(fed.operator_profile("jiangsu"))
+        wait_serving([proc], {"jiangsu": fed.node("jiangsu").listen}, profile, timeout=30)
+        spilled = fed.node_dir("jiangsu") / "engine-spill" / "scan.tmp"
+        spilled.write_bytes(b"a running scan's spill")
+        message = refused(config)
+        assert f"is in use by another node process (pid {proc.process.pid})" in message
+        assert spilled.exists()
+        assert health_status(fed.node("jiangsu").listen, "jiangsu", profile) == SERVING
+    finally:
+        assert stop_nodes([proc]) == {"jiangsu": 0}
 
 
 def _log_says(path: Path, text: str, *, within: float) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -161,5 +160,7 @@ def test_a_scan_spills_only_into_its_own_folder_and_only_so_much(
 def test_closing_stops_the_watchdog() -> None:
     engine = Engine(1)
     engine.run("SELECT 1", timeout=5)  # starts the watchdog thread
+    thread = engine._watchdog._thread
+    assert thread is not None and thread.is_alive()
     engine.close()
-    assert not [t for t in threading.enumerate() if t.name == "watchdog" and t.is_alive()]
+    assert not thread.is_alive()

@@ -1,0 +1,35 @@
+"""A node's data folder, held by one node process at a time.
+
+Two nodes started on one folder (the same config twice, or two configs naming one
+``data_dir``) would share its state and logs, and the second would empty the first's
+engine spill folder before failing on the port. The second is refused at once; the lock
+is the kernel's, so it goes with the process however that ends (also ``kill -9``)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from gateway.errors import ConfigError
+
+LOCK_FILE = "node.lock"
+
+
+def hold(data_dir: Path) -> int:
+    """Create ``data_dir`` if missing and lock it for this process; returns the lock's
+    descriptor (close it to let go). Raises ConfigError if another process holds it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(
+            f"node.data_dir {data_dir} is in use by another node process (pid {holder}): "
+            "stop it, or give this node a data_dir of its own"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
