@@ -6,7 +6,9 @@ message names the field or path at fault (and is not a traceback).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -216,6 +218,41 @@ def test_a_second_node_on_a_data_dir_in_use_is_refused(fed: Federation, tmp_path
         assert health_status(fed.node("jiangsu").listen, "jiangsu", profile) == SERVING
     finally:
         assert stop_nodes([proc]) == {"jiangsu": 0}
+
+
+def test_refused_handshakes_cannot_grow_the_stderr_file_past_its_cap(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """gRPC writes a line to stderr for each refused TLS handshake, which anyone who can
+    reach the port can cause: the node keeps that file (the launcher's stdout.log, opened
+    for appending) under node.log_max_bytes, with one copy beside it."""
+    cap = 64 * 1024
+    config = edited_config(fed, tmp_path, "wuhu", "[node]\n", f"[node]\nlog_max_bytes = {cap}\n")
+    out = tmp_path / "stdout.log"
+    proc = start_node("wuhu", config, out)
+    try:
+        profile = Profile.load(fed.operator_profile("wuhu"))
+        host, port = fed.node("wuhu").listen.rsplit(":", 1)
+        wait_serving([proc], {"wuhu": fed.node("wuhu").listen}, profile, timeout=30)
+        start = time.monotonic()
+        sizes = []
+        while len(sizes) < 3000 and time.monotonic() - start < 20:  # ~200 bytes a line
+            with socket.create_connection((host, int(port)), timeout=5) as s:
+                s.sendall(b"\x16\x03\x01\x00\x05hello, not TLS")
+                with contextlib.suppress(OSError):
+                    s.recv(64)
+            sizes.append(out.stat().st_size)
+        time.sleep(2.5)  # a housekeeping round (1 s) after the last refusal
+        sizes.append(out.stat().st_size)
+        written = sum(max(0, b - a) for a, b in zip(sizes, sizes[1:], strict=False))
+        per_second = written / (time.monotonic() - start - 2.5)
+        assert written > 2 * cap and (tmp_path / "stdout.log.1").exists()
+        # bounded by the cap plus what a housekeeping round's interval lets through
+        assert max(sizes) <= cap + 2 * per_second and sizes[-1] <= cap
+        assert "Handshake" in (tmp_path / "stdout.log.1").read_text(errors="replace")
+        assert health_status(fed.node("wuhu").listen, "wuhu", profile) == SERVING
+    finally:
+        assert stop_nodes([proc]) == {"wuhu": 0}
 
 
 def _log_says(path: Path, text: str, *, within: float) -> bool:
