@@ -6,6 +6,7 @@ Relative paths are resolved against the directory of the config file.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ class NodeConfig:
 
 def split_address(value: str, field: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{field}: {value!r} is not host:port")
     return host, int(port)
 
@@ -116,11 +117,31 @@ def _get(section: dict[str, Any], name: str, field: str, kind: type, default: An
     return value
 
 
+def _path(base: Path, section: dict[str, Any], name: str, field: str) -> Path:
+    value = _get(section, name, field, str)
+    if not value or "\0" in value:
+        raise ConfigError(f"{field} must be a path, got {value!r}")
+    return (base / value).resolve()
+
+
 def _file(base: Path, section: dict[str, Any], name: str, field: str, must_exist: bool) -> Path:
-    path = (base / _get(section, name, field, str)).resolve()
+    path = _path(base, section, name, field)
+    if must_exist and path.is_dir():
+        raise ConfigError(f"{field}: {path} is a folder, not a file")
     if must_exist and not path.is_file():
         raise ConfigError(f"{field}: file {path} does not exist")
     return path
+
+
+def _seconds(
+    node: dict[str, Any], name: str, default: float, least: float, most: float, *, off: bool
+) -> float:
+    """A finite interval in [least, most], or 0 where ``off`` allows the job to be off."""
+    value = _get(node, name, f"node.{name}", float, default)
+    if not ((off and value == 0) or (math.isfinite(value) and least <= value <= most)):
+        zero = " (0 switches it off)" if off else ""
+        raise ConfigError(f"node.{name} must be a number of seconds in [{least:g}, {most:g}]{zero}")
+    return value
 
 
 def load(path: Path) -> NodeConfig:
@@ -128,6 +149,10 @@ def load(path: Path) -> NodeConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     return parse(raw, base=path.parent.resolve(), source=path)
@@ -166,7 +191,9 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
     metrics_listen = _get(metrics, "listen", "metrics.listen", str, "")
     if metrics_listen:
         split_address(metrics_listen, "metrics.listen")
-    data_dir = (base / _get(node, "data_dir", "node.data_dir", str)).resolve()
+    data_dir = _path(base, node, "data_dir", "node.data_dir")
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"node.data_dir: {data_dir} is not a folder")
     workers = _get(node, "workers", "node.workers", int, 16)
     if not 1 <= workers <= 256:
         raise ConfigError("node.workers must be between 1 and 256")
@@ -178,15 +205,9 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
     timeout = _get(node, "peer_timeout_seconds", "node.peer_timeout_seconds", float, 5.0)
     if not 0 < timeout <= 600:
         raise ConfigError("node.peer_timeout_seconds must be in (0, 600]")
-    probe = _get(node, "peer_probe_seconds", "node.peer_probe_seconds", float, 15.0)
-    if probe < 0:
-        raise ConfigError("node.peer_probe_seconds must be >= 0 (0 disables probing)")
-    checkpoint = _get(node, "audit_checkpoint_seconds", "node.audit_checkpoint_seconds", float, 1.0)
-    if not 0.05 <= checkpoint <= 3600:
-        raise ConfigError("node.audit_checkpoint_seconds must be in [0.05, 3600]")
-    witness = _get(node, "witness_seconds", "node.witness_seconds", float, 30.0)
-    if witness < 0:
-        raise ConfigError("node.witness_seconds must be >= 0 (0 disables witnessing)")
+    probe = _seconds(node, "peer_probe_seconds", 15.0, 0.05, 86400, off=True)
+    checkpoint = _seconds(node, "audit_checkpoint_seconds", 1.0, 0.05, 3600, off=False)
+    witness = _seconds(node, "witness_seconds", 30.0, 0.05, 86400, off=True)
     engine_threads = _get(node, "engine_threads", "node.engine_threads", int, 0)
     if not 0 <= engine_threads <= 256:
         raise ConfigError("node.engine_threads must be between 0 (all cores) and 256")

@@ -119,11 +119,22 @@ def load_bundle(path: Path) -> list[x509.Certificate]:
     return certs
 
 
+MAX_NAME_CHARS = 64  # X.509's upper bound for a common or organisation name
+
+
+def check_name(value: str, what: str) -> None:
+    """A certificate name attribute: X.509 allows 1 to 64 characters."""
+    if not 1 <= len(value) <= MAX_NAME_CHARS:
+        raise InvalidArgument(f"{what} must be 1 to {MAX_NAME_CHARS} characters")
+
+
 def check_subject(role: str, subject_id: str, org: str) -> None:
     if role not in ROLES:
         raise InvalidArgument(f"role {role!r} must be one of {', '.join(ROLES)}")
     if not org.strip():
         raise InvalidArgument("organisation must not be empty")
+    check_name(org, "the organisation")
+    check_name(subject_id, "the id")
     if role == "node":
         check_identifier(subject_id, "node id")
     else:
@@ -137,6 +148,7 @@ def check_subject(role: str, subject_id: str, org: str) -> None:
 
 def init_ca(ca_dir: Path, name: str = "Yangtze Delta Federation CA", days: int = 3650) -> Path:
     """Create the federation root: key, self-signed certificate and an empty CRL."""
+    check_name(name, "the CA's name")
     key = new_key()
     subject = x509.Name(
         [
@@ -204,7 +216,14 @@ def _host_name(host: str) -> x509.GeneralName:
     try:
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
+        pass
+    try:
         return x509.DNSName(host)
+    except ValueError:  # not ASCII: an internationalised name must come as its A-label
+        raise InvalidArgument(
+            f"host {host!r} is neither an IP address nor an ASCII DNS name (write an "
+            "internationalised name as its xn-- form)"
+        ) from None
 
 
 def _name_attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
@@ -269,10 +288,32 @@ def sign_csr(
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+MAX_SERIAL = 2**159  # RFC 5280: positive, at most 20 octets
+
+
+def _revoked(ca_dir: Path) -> list[int]:
+    """The serials this CA revoked (``revoked.json``); a clear error if the file is not
+    what this CA writes."""
+    path = ca_dir / CA_REVOKED
+    if not path.exists():
+        return []
+    try:
+        revoked = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument(f"{path} is not a list of serial numbers (not JSON)") from None
+    if not isinstance(revoked, list) or not all(
+        type(n) is int and 0 < n < MAX_SERIAL for n in revoked
+    ):
+        raise InvalidArgument(f"{path} is not a list of positive serial numbers")
+    return revoked
+
+
 def revoke(ca_dir: Path, serial: int) -> Path:
     """Add a serial to the CA's revocation list and re-issue the CRL."""
+    if not 0 < serial < MAX_SERIAL:
+        raise InvalidArgument(f"serial {serial:x} is not a certificate serial (1 to 2^159 - 1)")
     path = ca_dir / CA_REVOKED
-    revoked = json.loads(path.read_text()) if path.exists() else []
+    revoked = _revoked(ca_dir)
     if serial not in revoked:
         revoked.append(serial)
     path.write_text(json.dumps(sorted(revoked)) + "\n")
@@ -287,7 +328,7 @@ def write_crl(ca_dir: Path, next_update_days: int = 7) -> Path:
     """
     ca_key = load_key(ca_dir / CA_KEY)
     ca_cert = load_cert(ca_dir / CA_CERT)
-    revoked = json.loads((ca_dir / CA_REVOKED).read_text())
+    revoked = _revoked(ca_dir)
     number = _next_crl_number(ca_dir)
     now = clock.now()
     builder = (

@@ -35,6 +35,20 @@ def add_group(parent: Subparsers, name: str, help_: str) -> Subparsers:
     )
 
 
+MAX_DAYS = 36_500  # a hundred years: past that X.509's dates run out
+
+
+def days(value: str) -> int:
+    """A validity in whole days, refused by the parser unless 1 to ``MAX_DAYS``."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {value!r}") from None
+    if not 1 <= n <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_DAYS} days, got {n}")
+    return n
+
+
 def client_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--profile", help="client profile (default: $FEDGATE_PROFILE)")
 

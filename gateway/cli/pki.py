@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.cli.common import Subparsers, add_command, add_group
+from gateway.cli.common import Subparsers, add_command, add_group, days
 from gateway.errors import FedgateError
 
 
@@ -89,13 +89,13 @@ def register(sub: Subparsers) -> None:
         default="Yangtze Delta Federation CA",
         help="CA common name (default: %(default)s)",
     )
-    sp.add_argument("--days", type=int, default=3650, help="validity (default: %(default)s)")
+    sp.add_argument("--days", type=days, default=3650, help="validity (default: %(default)s)")
     sp = add_command(
         ca, "sign", "sign a CSR into a certificate carrying role, id and org", cmd_ca_sign
     )
     sp.add_argument("csr")
     sp.add_argument("--dir", required=True, help="CA folder")
-    sp.add_argument("--days", type=int, default=365, help="validity (default: %(default)s)")
+    sp.add_argument("--days", type=days, default=365, help="validity (default: %(default)s)")
     sp.add_argument("--out", help="certificate file (default: CSR name with .pem)")
     sp = add_command(ca, "revoke", "revoke a certificate and re-issue the CRL", cmd_ca_revoke)
     sp.add_argument("--dir", required=True, help="CA folder")
@@ -106,7 +106,7 @@ def register(sub: Subparsers) -> None:
         ca, "crl", "re-issue the CRL (nodes refuse callers once it expires)", cmd_ca_crl
     )
     sp.add_argument("--dir", required=True, help="CA folder")
-    sp.add_argument("--days", type=int, default=7, help="validity in days (default 7)")
+    sp.add_argument("--days", type=days, default=7, help="validity in days (default 7)")
 
     cert = add_group(sub, "cert", "keys and certificate requests")
     sp = add_command(

@@ -39,6 +39,16 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
         ("node", "peer_timeout_seconds", -1, "node.peer_timeout_seconds"),
         ("tls", "ca", "missing.pem", "tls.ca: file"),
         ("metrics", "listen", "9000", "metrics.listen"),
+        ("node", "listen", "127.0.0.1:\u00b2", "node.listen"),  # "²".isdigit() is True
+        ("node", "data_dir", "a\0b", "node.data_dir must be a path"),
+        ("tls", "ca", ".", "tls.ca: .* is a folder"),
+        ("node", "witness_seconds", float("inf"), "node.witness_seconds must be a number"),
+        ("node", "witness_seconds", 1e-9, "node.witness_seconds must be a number"),
+        ("node", "peer_probe_seconds", float("nan"), "node.peer_probe_seconds must be"),
+        ("node", "peer_probe_seconds", -1, "node.peer_probe_seconds must be"),
+        ("node", "audit_checkpoint_seconds", 0, "node.audit_checkpoint_seconds must be"),
+        ("node", "engine_spill_bytes", -1, "node.engine_spill_bytes"),
+        ("node", "engine_memory_bytes", 1024, "node.engine_memory_bytes"),
     ],
 )
 def test_bad_values_name_the_field(tmp_path: Path, section, field, value, message) -> None:
@@ -108,3 +118,20 @@ def test_provision_gives_every_node_its_own_ports(tmp_path: Path) -> None:
     fed = provision(tmp_path / ".fedgate", regions, free_ports=True)
     ports = [a for n in fed.nodes for a in (n.listen, n.metrics_listen) if a]
     assert len(ports) >= 7 and len(set(ports)) == len(ports)
+
+
+def test_files_that_are_not_a_config_are_named(tmp_path: Path) -> None:
+    binary = tmp_path / "node.toml"
+    binary.write_bytes(b'[node]\nid = "\xff"\n')
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load(binary)
+    with pytest.raises(ConfigError, match="is a folder"):
+        load(tmp_path)
+    raw = _raw(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    raw["node"]["data_dir"] = "afile"
+    with pytest.raises(ConfigError, match="node.data_dir: .* is not a folder"):
+        parse(raw, base=tmp_path)
+    raw = _raw(tmp_path)
+    raw["node"]["witness_seconds"] = 0  # off: allowed
+    assert parse(raw, base=tmp_path).witness_seconds == 0
