@@ -96,3 +96,33 @@ def test_validity_window_is_what_was_asked(ca: Path) -> None:
         ca, csr_pem, not_before=now - dt.timedelta(days=2), not_after=now - dt.timedelta(days=1)
     )
     assert identity.identity_of_pem(pem).not_after == now - dt.timedelta(days=1)
+
+
+@pytest.mark.parametrize("serial", [-5, 0, 2**159])
+def test_a_serial_outside_x509s_range_is_refused_before_it_is_written(
+    ca: Path, serial: int
+) -> None:
+    """A negative serial once went into revoked.json and broke every later CRL."""
+    before = (ca / identity.CA_REVOKED).read_text()
+    with pytest.raises(InvalidArgument, match="is not a certificate serial"):
+        identity.revoke(ca, serial)
+    assert (ca / identity.CA_REVOKED).read_text() == before
+    identity.write_crl(ca)  # the CA still works
+
+
+@pytest.mark.parametrize("junk", ["oops", '{"a": 1}', "[-5]", '["1f"]'])
+def test_a_revoked_list_that_is_not_the_cas_own_is_named(ca: Path, junk: str) -> None:
+    (ca / identity.CA_REVOKED).write_text(junk)
+    with pytest.raises(InvalidArgument, match="revoked.json is not a list of"):
+        identity.write_crl(ca)
+
+
+def test_names_x509_cannot_hold_are_refused_before_a_key_is_made(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="the id must be 1 to 64 characters"):
+        identity.make_csr("analyst", "a" * 70 + "@org", "o", [])
+    with pytest.raises(InvalidArgument, match="the organisation must be 1 to 64"):
+        identity.make_csr("analyst", "a@org", "o" * 65, [])
+    with pytest.raises(InvalidArgument, match="neither an IP address nor an ASCII DNS"):
+        identity.make_csr("node", "n2", "o", ["\u00fc.example"])
+    with pytest.raises(InvalidArgument, match="the CA's name must be 1 to 64"):
+        identity.init_ca(tmp_path / "ca2", name="x" * 65)
