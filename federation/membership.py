@@ -61,7 +61,21 @@ def _canonical(document: dict) -> bytes:
 RESERVED_ID = "all"
 
 
+def _check_types(membership: Membership) -> None:
+    """Every field of its declared type: a document (or a TOML input) may hold anything."""
+    if not isinstance(membership.federation, str) or not isinstance(membership.issued_at, str):
+        raise MembershipError("the federation name and the issue time must be strings")
+    if not isinstance(membership.serial, int) or isinstance(membership.serial, bool):
+        raise MembershipError("the serial must be an integer")
+    for m in membership.members:
+        for name in ("id", "org", "address", "level", "parent", "name"):
+            value = getattr(m, name)
+            if not isinstance(value, str):
+                raise MembershipError(f"member field {name!r} must be a string, got {value!r}")
+
+
 def check(membership: Membership) -> Membership:
+    _check_types(membership)
     ids = [m.id for m in membership.members]
     if len(set(ids)) != len(ids):
         raise MembershipError("a node id appears twice in the membership document")
@@ -75,7 +89,7 @@ def check(membership: Membership) -> Membership:
         if m.level == "city" and not m.parent:
             raise MembershipError(f"member {m.id!r}: a city node needs a parent")
         host, _, port = m.address.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
             raise MembershipError(f"member {m.id!r}: address {m.address!r} is not host:port")
     return membership
 

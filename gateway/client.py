@@ -12,6 +12,7 @@ A *profile* says which node to talk to and with which certificate:
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import tomllib
 from collections.abc import Callable, Mapping
@@ -70,23 +71,33 @@ class Profile:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InvalidArgument(f"profile {path} does not exist") from None
+        except (IsADirectoryError, UnicodeDecodeError):
+            raise InvalidArgument(
+                f"profile {path} is not a profile (not a TOML text file)"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise InvalidArgument(f"profile {path} is not valid TOML: {exc}") from None
+        fields = {}
+        for name in ("node", "address", "ca", "cert", "key"):
+            if name not in raw:
+                raise InvalidArgument(f"profile {path} is missing the field {name!r}")
+            if not isinstance(raw[name], str) or not raw[name] or "\0" in raw[name]:
+                raise InvalidArgument(f"profile {path}: {name} must be a non-empty string")
+            fields[name] = raw[name]
         base = path.parent
-        try:
-            return Profile(
-                node=str(raw["node"]),
-                address=str(raw["address"]),
-                ca=(base / raw["ca"]).resolve(),
-                cert=(base / raw["cert"]).resolve(),
-                key=(base / raw["key"]).resolve(),
-            )
-        except KeyError as exc:
-            raise InvalidArgument(f"profile {path} is missing the field {exc.args[0]!r}") from None
+        return Profile(
+            node=fields["node"],
+            address=fields["address"],
+            ca=(base / fields["ca"]).resolve(),
+            cert=(base / fields["cert"]).resolve(),
+            key=(base / fields["key"]).resolve(),
+        )
 
     def dumps(self) -> str:
+        """TOML that ``load`` reads back: each value a JSON string, which is also a valid
+        TOML basic string (quotes, backslashes and control characters escaped)."""
         return "".join(
-            f'{k} = "{v}"\n'
+            f"{k} = {json.dumps(str(v), ensure_ascii=False)}\n"
             for k, v in (
                 ("node", self.node),
                 ("address", self.address),

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.audit import FORMAT, GENESIS, head_message
-from gateway.identity import identity_of, verify_signed_by
+from gateway.errors import FedgateError
+from gateway.identity import Identity, identity_of, verify_signed_by
 from gateway.witness import verify_countersignature
 
 
@@ -69,6 +70,18 @@ def _witness_line(line: str, where: str) -> dict:
     return w
 
 
+def _whole(text: str) -> bool:
+    """Digits as ``int()`` reads them ("²".isdigit() is True, and int() refuses it)."""
+    return text.isascii() and text.isdigit()
+
+
+def _identity(cert: x509.Certificate, what: str) -> Identity:
+    try:
+        return identity_of(cert)
+    except FedgateError as exc:
+        raise VerifyError(f"{what}: {exc.message}") from None
+
+
 def _cert(pem: str, bundle: list[x509.Certificate], what: str) -> x509.Certificate:
     try:
         cert = x509.load_pem_x509_certificate(pem.encode())
@@ -100,7 +113,7 @@ def verify(
         raise VerifyError("header line lacks the node or its certificate")
     node = header["node"]
     cert = _cert(header["cert"], bundle, "exporting node")
-    signer = identity_of(cert)
+    signer = _identity(cert, "exporting node")
     if signer.role != "node" or signer.id != node:
         raise VerifyError(f"header says node {node!r} but the certificate is {signer}")
     key = cert.public_key()
@@ -116,12 +129,12 @@ def verify(
         tag = line[:2]
         if tag == "E\t":
             parts = line.split("\t", 3)
-            if len(parts) != 4 or not parts[1].isdigit():
+            if len(parts) != 4 or not _whole(parts[1]):
                 raise VerifyError(f"line {lineno} is not an entry")
             entries.append((int(parts[1]), parts[2], parts[3]))
         elif tag == "H\t":
             fields = line.split("\t")[1:]
-            if len(fields) != 4 or not fields[0].isdigit():
+            if len(fields) != 4 or not _whole(fields[0]):
                 raise VerifyError(f"line {lineno} is not a signed head")
             heads.append(fields)
         elif tag == "W\t":
@@ -192,7 +205,9 @@ def verify(
         raise VerifyError(f"entries after {heads[-1][0]} are not covered by a signed head")
     for w in witnessed:
         wcert = _cert(w["cert"], bundle, f"witness {w.get('witness')}")
-        if identity_of(wcert).id != w["witness"] or not verify_countersignature(w, wcert):
+        if _identity(wcert, f"witness {w['witness']}").id != w[
+            "witness"
+        ] or not verify_countersignature(w, wcert):
             raise VerifyError(f"countersignature by {w['witness']} does not verify")
         if w["node"] != node:
             continue

@@ -27,14 +27,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     bundle = identity.load_bundle(Path(args.ca))
     extra: list[str] = []
-    for w in args.witness:
-        extra += Path(w).read_text().splitlines()
-    with open(args.file, encoding="utf-8") as fh:
-        try:
+    try:
+        for w in args.witness:
+            extra += Path(w).read_text(encoding="utf-8").split("\n")
+        with open(args.file, encoding="utf-8") as fh:
             report = verify(fh, bundle, extra)
-        except VerifyError as exc:
-            print(f"FAILED: {exc}", file=sys.stderr)
-            return 1
+    except VerifyError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    except UnicodeDecodeError:
+        print("FAILED: not an audit export or witness file (not UTF-8 text)", file=sys.stderr)
+        return 1
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.kinds.items()))
     print(
         f"OK: {report.entries} entries of node {report.node}, chain intact, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,17 @@ def add_group(parent: Subparsers, name: str, help_: str) -> Subparsers:
     return parent.add_parser(name, help=help_, description=help_).add_subparsers(
         dest=f"{name}_command", required=True, metavar="ACTION"
     )
+
+
+def scale_factor(value: str) -> float:
+    """A positive, finite row-count factor, refused before anything is written."""
+    try:
+        scale = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not math.isfinite(scale) or scale <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return scale
 
 
 MAX_DAYS = 36_500  # a hundred years: past that X.509's dates run out

@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-from gateway.cli.common import Subparsers, add_command
-
-
-def scale_factor(value: str) -> float:
-    """A positive, finite row-count factor, refused before anything is written."""
-    try:
-        scale = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not math.isfinite(scale) or scale <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
-    return scale
+from gateway.cli.common import Subparsers, add_command, scale_factor
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.cli.common import Subparsers, add_command, add_group
+from gateway.cli.common import Subparsers, add_command, add_group, scale_factor
 from gateway.errors import FedgateError
 
 # gateway.demo.provision.REGION_DIR, worked out here so that `fedgate --help` imports no more.
@@ -91,4 +91,6 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--free-ports", action="store_true", help="pick free loopback ports")
     sp.add_argument("--sample-data", action="store_true", help="also generate sample data")
     sp.add_argument("--seed", type=int, default=20261125, help="(default: %(default)s)")
-    sp.add_argument("--scale", type=float, default=1.0, help="sample data scale (default: 1)")
+    sp.add_argument(
+        "--scale", type=scale_factor, default=1.0, help="sample data scale (default: 1)"
+    )

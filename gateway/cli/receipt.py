@@ -78,9 +78,11 @@ def cmd_receipt_verify(args: argparse.Namespace) -> int:
     from gateway import identity, receipts
 
     try:
-        text = Path(args.file).read_text()
+        text = Path(args.file).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FedgateError(f"receipt file {args.file} does not exist") from None
+    except UnicodeDecodeError:
+        raise FedgateError(f"receipt file {args.file} is not a receipt (not UTF-8 text)") from None
     receipt = receipts.Receipt.from_json(text)
     signer = receipts.verify(receipt, identity.load_bundle(Path(args.ca)))
     b = receipt.body

@@ -7,6 +7,7 @@ travels to the CA folder, and only the signed certificate travels back.
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import tomllib
@@ -16,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from federation import membership as membership_mod
-from federation.membership import Member, Membership
+from federation.membership import Member, Membership, MembershipError
 from gateway import identity
 from gateway.client import Profile
 from gateway.config import split_address
-from gateway.errors import ConfigError
+from gateway.descriptor import check_identifier
+from gateway.errors import ConfigError, InvalidArgument
 
 REGION_DIR = Path(__file__).resolve().parents[2] / "region_configs"
 
@@ -121,23 +123,42 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
+def _text(table: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    """A string field of a region file (``default`` when missing, if there is one)."""
+    value = table.get(key, default)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+    return value
+
+
 def plan(
     region_dir: Path, *, free_ports: bool
 ) -> tuple[str, list[NodePlan], list[tuple[str, str]]]:
     fed = _read_toml(region_dir / "federation.toml")
     nodes = []
     ports: set[int] = set()  # handed out in this plan
-    ids = {m.get("id") for m in fed.get("members", [])}
-    for i, m in enumerate(fed.get("members", [])):
+    listed = fed.get("members", [])
+    if not isinstance(listed, list) or not all(isinstance(m, dict) for m in listed):
+        raise ConfigError("federation.toml: members must be [[members]] tables")
+    for i, m in enumerate(listed):
         for key in ("id", "level"):
             if key not in m:
                 raise ConfigError(f"federation.toml: members[{i}] has no {key!r}")
+        try:
+            check_identifier(_text(m, "id", f"federation.toml: members[{i}]"), "node id")
+        except InvalidArgument as exc:
+            raise ConfigError(f"federation.toml: members[{i}]: {exc.message}") from None
+    ids = {m["id"] for m in listed}
+    for m in listed:
         node_id = m["id"]
-        cfg = _read_toml(region_dir / f"{node_id}.toml").get("node", {})
-        metrics = _read_toml(region_dir / f"{node_id}.toml").get("metrics", {})
-        training = _read_toml(region_dir / f"{node_id}.toml").get("training", {})
-        listen = cfg.get("listen", "127.0.0.1:0")
-        metrics_listen = metrics.get("listen", "")
+        region = _read_toml(region_dir / f"{node_id}.toml")
+        cfg, metrics, training = (region.get(k, {}) for k in ("node", "metrics", "training"))
+        where = f"{node_id}.toml"
+        listen = _text(cfg, "listen", where, "127.0.0.1:0")
+        metrics_listen = _text(metrics, "listen", where, "")
+        threads = cfg.get("engine_threads", 0)
+        if type(threads) is not int or not 0 <= threads <= 256:
+            raise ConfigError(f"{where}: engine_threads must be a whole number 0-256")
         if free_ports:
             host, _ = split_address(listen, f"{node_id}: node.listen")
             listen = f"{host}:{free_port(host, taken=ports)}"
@@ -145,22 +166,22 @@ def plan(
         nodes.append(
             NodePlan(
                 id=node_id,
-                name=m.get("name", node_id),
-                org=cfg.get("org") or m.get("name", node_id),
-                level=m["level"],
-                parent=m.get("parent", ""),
+                name=_text(m, "name", f"federation.toml: {node_id}", node_id),
+                org=_text(cfg, "org", where, "") or _text(m, "name", node_id, node_id),
+                level=_text(m, "level", f"federation.toml: {node_id}"),
+                parent=_text(m, "parent", f"federation.toml: {node_id}", ""),
                 listen=listen,
                 metrics_listen=metrics_listen,
-                engine_threads=int(cfg.get("engine_threads", 0)),
+                engine_threads=threads,
                 warm_worker=training.get("warm_worker") is True,
             )
         )
     analysts = []
     for i, a in enumerate(fed.get("analysts", [])):
-        if "id" not in a or a.get("home") not in ids:
+        if not isinstance(a, dict) or not isinstance(a.get("id"), str) or a.get("home") not in ids:
             raise ConfigError(f"federation.toml: analysts[{i}] needs an id and a member as home")
         analysts.append((a["id"], a["home"]))
-    return fed.get("federation", "federation"), nodes, analysts
+    return _text(fed, "federation", "federation.toml", "federation"), nodes, analysts
 
 
 def _issue(
@@ -183,30 +204,35 @@ def _issue(
     return cert, where / f"{stem}.key"
 
 
+def _toml(value: object) -> str:
+    """A TOML basic string: a JSON string is one (quotes, backslashes escaped)."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
 def _render_config(fed: Federation, n: NodePlan) -> str:
     tls = fed.node_dir(n.id) / "tls"
     lines = [
         f"# Rendered by fedgate for node {n.id}; see docs/config.md.",
         "[node]",
-        f'id = "{n.id}"',
-        f'org = "{n.org}"',
-        f'listen = "{n.listen}"',
-        f'data_dir = "{fed.node_dir(n.id)}"',
-        f'dataset_roots = ["{fed.data_dir(n.id)}"]',
+        f"id = {_toml(n.id)}",
+        f"org = {_toml(n.org)}",
+        f"listen = {_toml(n.listen)}",
+        f"data_dir = {_toml(fed.node_dir(n.id))}",
+        f"dataset_roots = [{_toml(fed.data_dir(n.id))}]",
         "peer_probe_seconds = 15.0",
         *([f"engine_threads = {n.engine_threads}"] if n.engine_threads else []),
         "",
         "[tls]",
-        f'ca = "{fed.ca_cert}"',
-        f'cert = "{tls / "node.pem"}"',
-        f'key = "{tls / "node.key"}"',
-        f'crl = "{fed.ca_dir / identity.CA_CRL}"',
+        f"ca = {_toml(fed.ca_cert)}",
+        f"cert = {_toml(tls / 'node.pem')}",
+        f"key = {_toml(tls / 'node.key')}",
+        f"crl = {_toml(fed.ca_dir / identity.CA_CRL)}",
         "",
         "[federation]",
-        f'membership = "{fed.membership_path}"',
+        f"membership = {_toml(fed.membership_path)}",
         "",
         "[metrics]",
-        f'listen = "{n.metrics_listen}"',
+        f"listen = {_toml(n.metrics_listen)}",
         *(["", "[training]", "warm_worker = true"] if n.warm_worker else []),
     ]
     return "\n".join(lines) + "\n"
@@ -225,6 +251,19 @@ def provision(
         raise ConfigError(f"{workdir} is already provisioned; use a new directory or remove it")
     name, nodes, analysts = plan(region_dir, free_ports=free_ports)
     fed = Federation(workdir, name, tuple(nodes), tuple(analysts))
+    members = tuple(
+        Member(id=n.id, org=n.org, address=n.listen, level=n.level, parent=n.parent, name=n.name)
+        for n in nodes
+    )
+    try:  # everything the region files say, checked before the first key is written
+        membership_mod.check(Membership(name, 1, membership_mod.now_rfc3339(), members))
+        for n in nodes:
+            identity.check_subject("node", n.id, n.org)
+            identity.check_subject("operator", f"ops@{n.id}", n.org)
+        for user, home in analysts:
+            identity.check_subject("analyst", user, fed.node(home).org)
+    except (MembershipError, InvalidArgument) as exc:
+        raise ConfigError(f"{region_dir}: {exc}") from None
     identity.init_ca(fed.ca_dir)
     progress(f"federation CA created in {fed.ca_dir}")
     for n in nodes:
@@ -245,12 +284,7 @@ def provision(
         federation=name,
         serial=1,
         issued_at=membership_mod.now_rfc3339(),
-        members=tuple(
-            Member(
-                id=n.id, org=n.org, address=n.listen, level=n.level, parent=n.parent, name=n.name
-            )
-            for n in nodes
-        ),
+        members=members,
     )
     ca_key = identity.load_key(fed.ca_dir / identity.CA_KEY)
     fed.membership_path.write_bytes(membership_mod.sign(doc, ca_key))

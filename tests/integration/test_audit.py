@@ -98,6 +98,9 @@ def test_tampering_is_caught_and_named(
         ("wrong-typed cert", "is not a witnessed head (missing fields or of a wrong type)"),
         ('F\t"a string"', "unknown format 'a string'"),
         ("header without its node", "header line lacks the node or its certificate"),
+        ("E\t\u00b2\tx\t{}", "line 2 is not an entry"),  # "²".isdigit() is True
+        ("header of the CA's certificate", "exporting node: certificate carries no fedgate"),
+        ("not UTF-8", "not an audit export or witness file (not UTF-8 text)"),
     ],
 )
 def test_malformed_witness_and_header_lines_are_named_not_a_traceback(
@@ -112,12 +115,18 @@ def test_malformed_witness_and_header_lines_are_named_not_a_traceback(
         header = json.loads(lines[0][2:])
         del header["node"]
         line = "F\t" + json.dumps(header)
-    if line.startswith("F\t"):
-        lines[0] = line
-    else:
-        lines.insert(1, line)
+    if line == "header of the CA's certificate":
+        header = json.loads(lines[0][2:])
+        line = "F\t" + json.dumps({**header, "cert": federation.fed.ca_cert.read_text()})
     path = tmp_path / "malformed.log"
-    path.write_text("\n".join(lines))
+    if line == "not UTF-8":
+        path.write_bytes("\n".join(lines).encode() + b"\nE\t9\t\xff\n")
+    else:
+        if line.startswith("F\t"):
+            lines[0] = line
+        else:
+            lines.insert(1, line)
+        path.write_text("\n".join(lines))
     result = run_fedgate("audit", "verify", str(path), "--ca", str(federation.fed.ca_cert))
     assert (result.returncode, "Traceback" in result.stderr) == (1, False), result.stderr
     assert named in result.stderr

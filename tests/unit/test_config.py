@@ -135,3 +135,71 @@ def test_files_that_are_not_a_config_are_named(tmp_path: Path) -> None:
     raw = _raw(tmp_path)
     raw["node"]["witness_seconds"] = 0  # off: allowed
     assert parse(raw, base=tmp_path).witness_seconds == 0
+
+
+@pytest.mark.parametrize(
+    "file, old, new, message",
+    [
+        ("shanghai.toml", 'org = "Shanghai Big Data Center"', "org = 5", "org must be a string"),
+        ("anhui.toml", "[node]", '[node]\nengine_threads = "x"', "engine_threads must be"),
+        ("federation.toml", 'level = "province"', 'level = "galaxy"', "level 'galaxy' is not"),
+        ("federation.toml", 'id = "hefei"', 'id = "../hefei"', "node id '../hefei' must be"),
+    ],
+)
+def test_region_files_are_checked_before_anything_is_written(
+    tmp_path: Path, file: str, old: str, new: str, message: str
+) -> None:
+    """A bad region file once failed after the CA and every key were made, leaving a
+    folder every rerun refused as 'already provisioned'."""
+    import shutil
+
+    from gateway.demo.provision import provision
+
+    regions = tmp_path / "region_configs"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "region_configs", regions)
+    text = (regions / file).read_text()
+    assert old in text
+    (regions / file).write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=message):
+        provision(tmp_path / "fed", regions, free_ports=False)
+    assert not (tmp_path / "fed").exists()
+
+
+def test_names_with_quotes_and_backslashes_survive_the_rendered_files(tmp_path: Path) -> None:
+    import shutil
+
+    from gateway.client import Profile
+    from gateway.demo.provision import provision
+
+    regions = tmp_path / "region_configs"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "region_configs", regions)
+    text = (regions / "shanghai.toml").read_text()
+    org = 'Shanghai "Big" Data \\ Center'
+    (regions / "shanghai.toml").write_text(
+        text.replace('org = "Shanghai Big Data Center"', f"org = '''{org}'''")
+    )
+    workdir = tmp_path / 'we said "here" \\ there'
+    fed = provision(workdir, regions, free_ports=False)
+    assert load(fed.config_path("shanghai")).org == org
+    profile = Profile.load(fed.operator_profile("shanghai"))
+    assert profile.ca == fed.ca_cert and profile.ca.exists()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('node = "a"\naddress = "x:1"\nca = 5\ncert = "c"\nkey = "k"\n', "ca must be a non-empty"),
+        ('node = "a"\naddress = "x:1"\ncert = "c"\nkey = "k"\n', "missing the field 'ca'"),
+    ],
+)
+def test_a_profile_with_wrong_fields_is_named(tmp_path: Path, text: str, message: str) -> None:
+    from gateway.client import Profile
+    from gateway.errors import InvalidArgument
+
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    with pytest.raises(InvalidArgument, match=message):
+        Profile.load(path)
+    path.write_bytes(b'node = "\xff"\n')
+    with pytest.raises(InvalidArgument, match="not a TOML text file"):
+        Profile.load(path)

@@ -71,6 +71,10 @@ def test_malformed_document(keys) -> None:
         ((Member("x", "X", "nowhere", "province"),), "host:port"),
         ((PROVINCE, Member("c", "C", "127.0.0.1:2", "city")), "needs a parent"),
         ((Member("all", "All", "127.0.0.1:3", "province"),), "'all' is not a node id"),
+        ((Member("x", "X", 5, "province"),), "'address' must be a string"),  # type: ignore[arg-type]
+        ((Member(["a"], "X", "127.0.0.1:1", "province"),), "'id' must be a string"),  # type: ignore[arg-type]
+        ((Member("x", "X", "127.0.0.1:\u00b2", "province"),), "host:port"),
+        ((Member("x", "X", "127.0.0.1:70000", "province"),), "host:port"),
     ],
 )
 def test_inconsistent_documents_are_refused(members, message) -> None:
