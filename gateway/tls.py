@@ -8,14 +8,28 @@ import grpc
 
 from gateway.identity import NODE_DNS_SUFFIX
 
+# What each file must hold: gRPC given a certificate as the key fails only at connect,
+# with "connection refused" after a line of its own on stderr.
+_PEM_MARK = {
+    "CA": b"-----BEGIN CERTIFICATE-----",
+    "certificate": b"-----BEGIN CERTIFICATE-----",
+    "key": b"PRIVATE KEY-----",
+}
+
 
 def _read(path: Path, what: str) -> bytes:
     from gateway.errors import InvalidArgument
 
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise InvalidArgument(f"{what} file {path} does not exist") from None
+    except IsADirectoryError:
+        raise InvalidArgument(f"{what} file {path} is a folder") from None
+    if _PEM_MARK[what] not in data:
+        kind = "private key" if what == "key" else "certificate"
+        raise InvalidArgument(f"{what} file {path} holds no PEM {kind}")
+    return data
 
 
 def server_credentials(ca: Path, cert: Path, key: Path) -> grpc.ServerCredentials:

@@ -126,3 +126,21 @@ def test_names_x509_cannot_hold_are_refused_before_a_key_is_made(tmp_path: Path)
         identity.make_csr("node", "n2", "o", ["\u00fc.example"])
     with pytest.raises(InvalidArgument, match="the CA's name must be 1 to 64"):
         identity.init_ca(tmp_path / "ca2", name="x" * 65)
+
+
+def test_a_profile_file_of_the_wrong_kind_is_named_before_connecting(
+    ca: Path, tmp_path: Path
+) -> None:
+    """gRPC given a certificate as the key failed only at connect ('connection refused')."""
+    from gateway.tls import secure_channel
+
+    cert = ca / identity.CA_CERT
+    with pytest.raises(InvalidArgument, match="key file .* holds no PEM private key"):
+        secure_channel("127.0.0.1:1", "anhui", ca=cert, cert=cert, key=cert)
+    key = tmp_path / "k.key"
+    key.write_bytes(identity.make_csr("analyst", "a@o", "o")[0])
+    with pytest.raises(InvalidArgument, match="certificate file .* holds no PEM certificate"):
+        secure_channel("127.0.0.1:1", "anhui", ca=cert, cert=key, key=key)
+    with pytest.raises(InvalidArgument, match="CA file .* is a folder"):
+        secure_channel("127.0.0.1:1", "anhui", ca=tmp_path, cert=cert, key=key)
+    secure_channel("127.0.0.1:1", "anhui", ca=cert, cert=cert, key=key).close()
