@@ -149,6 +149,48 @@ def test_tampered_membership_at_runtime_is_refused_and_old_kept(
     assert codes == {"hefei": 0}
 
 
+def test_a_serial_taken_at_runtime_is_the_floor_after_a_restart(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """A newer document loaded while running raises the node's floor: a replay of the
+    older one is refused at runtime, and so is a restart with it."""
+    import dataclasses
+
+    from federation import membership as m
+
+    doc = m.verify(
+        fed.membership_path.read_bytes(),
+        [c.public_key() for c in identity.load_bundle(fed.ca_cert)],
+    )
+    key = identity.load_key(fed.ca_dir / identity.CA_KEY)
+    live = tmp_path / "membership.json"
+    live.write_bytes(fed.membership_path.read_bytes())  # serial 1
+    path = edited_config(fed, tmp_path, "zhejiang", str(fed.membership_path), str(live))
+    log = fed.node_dir("zhejiang") / "node.log"
+
+    def logged(text: str) -> None:
+        deadline = time.monotonic() + 10
+        while text not in log.read_text():
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+
+    proc = start_node("zhejiang", path, tmp_path / "zhejiang.log")
+    try:
+        profile = Profile.load(fed.operator_profile("zhejiang"))
+        wait_serving([proc], {"zhejiang": fed.node("zhejiang").listen}, profile, timeout=30)
+        live.write_bytes(m.sign(dataclasses.replace(doc, serial=2), key))
+        with Client(profile, timeout=10) as c:
+            c.whoami()  # every call looks at the file
+        logged("membership reloaded serial=2")
+        live.write_bytes(fed.membership_path.read_bytes())  # serial 1 again, validly signed
+        with Client(profile, timeout=10) as c:
+            assert c.whoami().node_id == "zhejiang"  # calls go on, on serial 2
+        logged("serial 1 is not newer than 2")
+    finally:
+        assert stop_nodes([proc]) == {"zhejiang": 0}
+    assert "serial 1 is older than serial 2" in refused(path)
+
+
 def test_unparseable_crl_stops_start_up(fed: Federation, tmp_path: Path) -> None:
     (tmp_path / "crl.pem").write_text("-----BEGIN X509 CRL-----\nnope\n-----END X509 CRL-----\n")
     crl = str(fed.ca_dir / "crl.pem")
