@@ -153,7 +153,8 @@ def test_a_serial_taken_at_runtime_is_the_floor_after_a_restart(
     fed: Federation, tmp_path: Path
 ) -> None:
     """A newer document loaded while running raises the node's floor: a replay of the
-    older one is refused at runtime, and so is a restart with it."""
+    older one is refused at runtime, and so is a restart with it. (zhejiang's state
+    then holds serial 2: no other test of this module starts it.)"""
     import dataclasses
 
     from federation import membership as m
@@ -269,13 +270,13 @@ def test_refused_handshakes_cannot_grow_the_stderr_file_past_its_cap(
     reach the port can cause: the node keeps that file (the launcher's stdout.log, opened
     for appending) under node.log_max_bytes, with one copy beside it."""
     cap = 64 * 1024
-    config = edited_config(fed, tmp_path, "wuhu", "[node]\n", f"[node]\nlog_max_bytes = {cap}\n")
+    config = edited_config(fed, tmp_path, "miit", "[node]\n", f"[node]\nlog_max_bytes = {cap}\n")
     out = tmp_path / "stdout.log"
-    proc = start_node("wuhu", config, out)
+    proc = start_node("miit", config, out)
     try:
-        profile = Profile.load(fed.operator_profile("wuhu"))
-        host, port = fed.node("wuhu").listen.rsplit(":", 1)
-        wait_serving([proc], {"wuhu": fed.node("wuhu").listen}, profile, timeout=30)
+        profile = Profile.load(fed.operator_profile("miit"))
+        host, port = fed.node("miit").listen.rsplit(":", 1)
+        wait_serving([proc], {"miit": fed.node("miit").listen}, profile, timeout=30)
         start = time.monotonic()
         sizes = []
         while len(sizes) < 3000 and time.monotonic() - start < 20:  # ~200 bytes a line
@@ -292,9 +293,9 @@ def test_refused_handshakes_cannot_grow_the_stderr_file_past_its_cap(
         # bounded by the cap plus what a housekeeping round's interval lets through
         assert max(sizes) <= cap + 2 * per_second and sizes[-1] <= cap
         assert "Handshake" in (tmp_path / "stdout.log.1").read_text(errors="replace")
-        assert health_status(fed.node("wuhu").listen, "wuhu", profile) == SERVING
+        assert health_status(fed.node("miit").listen, "miit", profile) == SERVING
     finally:
-        assert stop_nodes([proc]) == {"wuhu": 0}
+        assert stop_nodes([proc]) == {"miit": 0}
 
 
 def _log_says(path: Path, text: str, *, within: float) -> bool:
