@@ -12,11 +12,13 @@ import socket
 import time
 from pathlib import Path
 
+import grpc
 import pytest
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2
 
 from gateway import identity
-from gateway.client import Client, Profile
+from gateway.client import Client, ClientError, Profile
 from gateway.demo.launcher import health_status, start_node, stop_nodes, wait_serving
 from gateway.demo.provision import REGION_DIR, Federation, provision
 from tests.conftest import run_fedgate
@@ -197,6 +199,55 @@ def test_unparseable_crl_stops_start_up(fed: Federation, tmp_path: Path) -> None
     crl = str(fed.ca_dir / "crl.pem")
     path = edited_config(fed, tmp_path, "anhui", crl, str(tmp_path / "crl.pem"))
     assert "tls.crl" in refused(path) and "not a PEM CRL" in refused(path)
+
+
+def test_a_missing_crl_file_stops_start_up(fed: Federation, tmp_path: Path) -> None:
+    """A node told to check revocations never runs without its list."""
+    crl = str(fed.ca_dir / "crl.pem")
+    path = edited_config(fed, tmp_path, "anhui", crl, str(tmp_path / "gone.pem"))
+    assert "tls.crl: file" in refused(path) and "does not exist" in refused(path)
+
+
+def test_a_stale_crl_refuses_every_caller(fed: Federation, tmp_path: Path) -> None:
+    """A CRL past its next update (the CA stopped publishing) may hide revocations made
+    since: the node still starts, and refuses every call until a fresh one comes."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    ca_key = identity.load_key(fed.ca_dir / identity.CA_KEY)
+    ca_cert = identity.load_cert(fed.ca_cert)
+    now = dt.datetime.now(dt.UTC)
+    stale = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - dt.timedelta(days=9))
+        .next_update(now - dt.timedelta(days=2))
+        .add_extension(x509.CRLNumber(1), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    crl_path = tmp_path / "stale-crl.pem"
+    crl_path.write_bytes(stale.public_bytes(serialization.Encoding.PEM))
+    path = edited_config(fed, tmp_path, "shanghai", str(fed.ca_dir / "crl.pem"), str(crl_path))
+    proc = start_node("shanghai", path, tmp_path / "shanghai.log")
+    try:
+        profile = Profile.load(fed.operator_profile("shanghai"))
+        deadline = time.monotonic() + 30
+        while True:  # up: the handshake passes, the edge refuses
+            try:
+                with Client(profile, timeout=5) as c:
+                    c.whoami()
+            except ClientError as exc:
+                if exc.code == grpc.StatusCode.UNAUTHENTICATED:
+                    assert "the CRL expired at" in str(exc), exc
+                    break
+            assert time.monotonic() < deadline, "no refusal from the node"
+            time.sleep(0.2)
+        log = (fed.node_dir("shanghai") / "node.log").read_text()
+        assert "the CRL expired at" in log
+    finally:
+        assert stop_nodes([proc]) == {"shanghai": 0}
 
 
 def test_key_that_does_not_match_the_certificate(fed: Federation, tmp_path: Path) -> None:

@@ -254,3 +254,33 @@ def test_health_and_reflection_are_served_over_mtls(federation: RunningFederatio
         (answer,) = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
     names = {s.name for s in answer.list_services_response.service}
     assert {"fedgate.v1.Gateway", "fedgate.v1.Peer", "grpc.health.v1.Health"} <= names
+
+
+@pytest.mark.parametrize("who", ["li.wei@shanghai", "ops@hefei"])
+def test_analysts_and_other_nodes_operators_may_not_manage_grants(
+    federation: RunningFederation, who: str
+) -> None:
+    """Only a node's own operators write, list or revoke its grants."""
+    from gateway.policy.model import Grant
+
+    dataset = "enterprise_registry"
+    grant = Grant(
+        id="",
+        dataset=dataset,
+        grantee_kind="org",
+        grantee="Shanghai Big Data Center",
+        columns={"city": ("group_by",)},
+        min_group_size=10,
+        operations=("query",),
+    )
+    with federation.client(who, node="anhui") as c:
+        before = len(federation.audit("anhui", "grant.written"))
+        for attempt in (
+            lambda: c.add_grant(grant),
+            lambda: c.list_grants(dataset),
+            lambda: c.revoke_grant("g-any"),
+        ):
+            with pytest.raises(ClientError) as info:
+                attempt()
+            assert info.value.code == grpc.StatusCode.PERMISSION_DENIED, info.value
+    assert len(federation.audit("anhui", "grant.written")) == before
