@@ -89,8 +89,10 @@ def check(membership: Membership) -> Membership:
         if m.level == "city" and not m.parent:
             raise MembershipError(f"member {m.id!r}: a city node needs a parent")
         host, _, port = m.address.rpartition(":")
-        if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        if not host or not (0 < len(port) <= 5 and port.isascii() and port.isdigit()):
             raise MembershipError(f"member {m.id!r}: address {m.address!r} is not host:port")
+        if int(port) > 65535:
+            raise MembershipError(f"member {m.id!r}: port {port} is over 65535")
     return membership
 
 

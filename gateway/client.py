@@ -12,7 +12,6 @@ A *profile* says which node to talk to and with which certificate:
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import tomllib
 from collections.abc import Callable, Mapping
@@ -29,6 +28,7 @@ from federation.training.app_bundle import AppBundle
 from gateway import descriptor as descriptor_mod
 from gateway import serde
 from gateway.access import AccessDecision, AccessRequest
+from gateway.config import toml_string
 from gateway.errors import InvalidArgument
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
@@ -94,10 +94,9 @@ class Profile:
         )
 
     def dumps(self) -> str:
-        """TOML that ``load`` reads back: each value a JSON string, which is also a valid
-        TOML basic string (quotes, backslashes and control characters escaped)."""
+        """TOML that ``load`` reads back (quotes, backslashes, control characters)."""
         return "".join(
-            f"{k} = {json.dumps(str(v), ensure_ascii=False)}\n"
+            f"{k} = {toml_string(v)}\n"
             for k, v in (
                 ("node", self.node),
                 ("address", self.address),

@@ -6,6 +6,7 @@ Relative paths are resolved against the directory of the config file.
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -90,9 +91,21 @@ class NodeConfig:
     source: Path | None = None
 
 
+def toml_string(value: object) -> str:
+    """``value`` as a TOML basic string. A JSON string is one, but for DEL (U+007F),
+    which JSON leaves raw and TOML refuses; non-ASCII stays as it is (JSON's surrogate
+    pair escapes of astral characters are not TOML)."""
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def is_port(text: str) -> bool:
+    """A port number as written: 1 to 5 ASCII digits ("²".isdigit() is True), 0-65535."""
+    return 0 < len(text) <= 5 and text.isascii() and text.isdigit() and int(text) <= 65535
+
+
 def split_address(value: str, field: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
+    if not host or not is_port(port):
         raise ConfigError(f"{field}: {value!r} is not host:port")
     return host, int(port)
 

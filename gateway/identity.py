@@ -119,13 +119,16 @@ def load_bundle(path: Path) -> list[x509.Certificate]:
     return certs
 
 
-MAX_NAME_CHARS = 64  # X.509's upper bound for a common or organisation name
+MAX_NAME = 64  # RFC 5280's upper bound for a common or organisation name
 
 
-def check_name(value: str, what: str) -> None:
-    """A certificate name attribute: X.509 allows 1 to 64 characters."""
-    if not 1 <= len(value) <= MAX_NAME_CHARS:
-        raise InvalidArgument(f"{what} must be 1 to {MAX_NAME_CHARS} characters")
+def check_name(value: str, what: str, *, common_name: bool = False) -> None:
+    """A certificate name attribute: RFC 5280 allows 1 to 64 characters; the library
+    counts a common name's length in bytes of UTF-8 (a Chinese character is three)."""
+    size = len(value.encode()) if common_name else len(value)
+    if not 1 <= size <= MAX_NAME:
+        unit = "bytes of UTF-8" if common_name else "characters"
+        raise InvalidArgument(f"{what} must be 1 to {MAX_NAME} {unit}")
 
 
 def check_subject(role: str, subject_id: str, org: str) -> None:
@@ -134,7 +137,7 @@ def check_subject(role: str, subject_id: str, org: str) -> None:
     if not org.strip():
         raise InvalidArgument("organisation must not be empty")
     check_name(org, "the organisation")
-    check_name(subject_id, "the id")
+    check_name(subject_id, "the id", common_name=True)
     if role == "node":
         check_identifier(subject_id, "node id")
     else:
@@ -148,7 +151,7 @@ def check_subject(role: str, subject_id: str, org: str) -> None:
 
 def init_ca(ca_dir: Path, name: str = "Yangtze Delta Federation CA", days: int = 3650) -> Path:
     """Create the federation root: key, self-signed certificate and an empty CRL."""
-    check_name(name, "the CA's name")
+    check_name(name, "the CA's name", common_name=True)
     key = new_key()
     subject = x509.Name(
         [
@@ -210,6 +213,11 @@ def make_csr(
         )
     csr = builder.sign(key, hashes.SHA256())
     return key_pem(key), csr.public_bytes(serialization.Encoding.PEM)
+
+
+def check_host(host: str) -> None:
+    """An IP address or an ASCII DNS name, as a certificate can name it."""
+    _host_name(host)
 
 
 def _host_name(host: str) -> x509.GeneralName:

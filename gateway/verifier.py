@@ -71,8 +71,9 @@ def _witness_line(line: str, where: str) -> dict:
 
 
 def _whole(text: str) -> bool:
-    """Digits as ``int()`` reads them ("²".isdigit() is True, and int() refuses it)."""
-    return text.isascii() and text.isdigit()
+    """A count as written: ASCII digits ("²".isdigit() is True, and int() refuses it),
+    at most 20 (int() refuses strings of over 4 300 digits)."""
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
 
 
 def _identity(cert: x509.Certificate, what: str) -> Identity:

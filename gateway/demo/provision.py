@@ -7,7 +7,6 @@ travels to the CA folder, and only the signed certificate travels back.
 
 from __future__ import annotations
 
-import json
 import random
 import socket
 import tomllib
@@ -20,7 +19,7 @@ from federation import membership as membership_mod
 from federation.membership import Member, Membership, MembershipError
 from gateway import identity
 from gateway.client import Profile
-from gateway.config import split_address
+from gateway.config import split_address, toml_string
 from gateway.descriptor import check_identifier
 from gateway.errors import ConfigError, InvalidArgument
 
@@ -119,8 +118,18 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _table(region: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """A section of a region file (empty when missing)."""
+    value = region.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    return value
 
 
 def _text(table: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
@@ -152,8 +161,8 @@ def plan(
     for m in listed:
         node_id = m["id"]
         region = _read_toml(region_dir / f"{node_id}.toml")
-        cfg, metrics, training = (region.get(k, {}) for k in ("node", "metrics", "training"))
         where = f"{node_id}.toml"
+        cfg, metrics, training = (_table(region, k, where) for k in ("node", "metrics", "training"))
         listen = _text(cfg, "listen", where, "127.0.0.1:0")
         metrics_listen = _text(metrics, "listen", where, "")
         threads = cfg.get("engine_threads", 0)
@@ -177,8 +186,16 @@ def plan(
             )
         )
     analysts = []
-    for i, a in enumerate(fed.get("analysts", [])):
-        if not isinstance(a, dict) or not isinstance(a.get("id"), str) or a.get("home") not in ids:
+    listed_analysts = fed.get("analysts", [])
+    if not isinstance(listed_analysts, list):
+        raise ConfigError("federation.toml: analysts must be [[analysts]] tables")
+    for i, a in enumerate(listed_analysts):
+        if (
+            not isinstance(a, dict)
+            or not isinstance(a.get("id"), str)
+            or not isinstance(a.get("home"), str)
+            or a["home"] not in ids
+        ):
             raise ConfigError(f"federation.toml: analysts[{i}] needs an id and a member as home")
         analysts.append((a["id"], a["home"]))
     return _text(fed, "federation", "federation.toml", "federation"), nodes, analysts
@@ -204,35 +221,30 @@ def _issue(
     return cert, where / f"{stem}.key"
 
 
-def _toml(value: object) -> str:
-    """A TOML basic string: a JSON string is one (quotes, backslashes escaped)."""
-    return json.dumps(str(value), ensure_ascii=False)
-
-
 def _render_config(fed: Federation, n: NodePlan) -> str:
     tls = fed.node_dir(n.id) / "tls"
     lines = [
         f"# Rendered by fedgate for node {n.id}; see docs/config.md.",
         "[node]",
-        f"id = {_toml(n.id)}",
-        f"org = {_toml(n.org)}",
-        f"listen = {_toml(n.listen)}",
-        f"data_dir = {_toml(fed.node_dir(n.id))}",
-        f"dataset_roots = [{_toml(fed.data_dir(n.id))}]",
+        f"id = {toml_string(n.id)}",
+        f"org = {toml_string(n.org)}",
+        f"listen = {toml_string(n.listen)}",
+        f"data_dir = {toml_string(fed.node_dir(n.id))}",
+        f"dataset_roots = [{toml_string(fed.data_dir(n.id))}]",
         "peer_probe_seconds = 15.0",
         *([f"engine_threads = {n.engine_threads}"] if n.engine_threads else []),
         "",
         "[tls]",
-        f"ca = {_toml(fed.ca_cert)}",
-        f"cert = {_toml(tls / 'node.pem')}",
-        f"key = {_toml(tls / 'node.key')}",
-        f"crl = {_toml(fed.ca_dir / identity.CA_CRL)}",
+        f"ca = {toml_string(fed.ca_cert)}",
+        f"cert = {toml_string(tls / 'node.pem')}",
+        f"key = {toml_string(tls / 'node.key')}",
+        f"crl = {toml_string(fed.ca_dir / identity.CA_CRL)}",
         "",
         "[federation]",
-        f"membership = {_toml(fed.membership_path)}",
+        f"membership = {toml_string(fed.membership_path)}",
         "",
         "[metrics]",
-        f"listen = {_toml(n.metrics_listen)}",
+        f"listen = {toml_string(n.metrics_listen)}",
         *(["", "[training]", "warm_worker = true"] if n.warm_worker else []),
     ]
     return "\n".join(lines) + "\n"
@@ -260,6 +272,10 @@ def provision(
         for n in nodes:
             identity.check_subject("node", n.id, n.org)
             identity.check_subject("operator", f"ops@{n.id}", n.org)
+            host, _ = split_address(n.listen, f"{n.id}.toml: node.listen")
+            identity.check_host(host)
+            if n.metrics_listen:
+                split_address(n.metrics_listen, f"{n.id}.toml: metrics.listen")
         for user, home in analysts:
             identity.check_subject("analyst", user, fed.node(home).org)
     except (MembershipError, InvalidArgument) as exc:
@@ -292,10 +308,10 @@ def provision(
     for n in nodes:
         path = fed.config_path(n.id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_render_config(fed, n))
+        path.write_text(_render_config(fed, n), encoding="utf-8")
     return fed
 
 
 def _write_profile(path: Path, node: NodePlan, ca: Path, cert: Path, key: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(Profile(node.id, node.listen, ca, cert, key).dumps())
+    path.write_text(Profile(node.id, node.listen, ca, cert, key).dumps(), encoding="utf-8")

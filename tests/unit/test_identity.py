@@ -118,7 +118,7 @@ def test_a_revoked_list_that_is_not_the_cas_own_is_named(ca: Path, junk: str) ->
 
 
 def test_names_x509_cannot_hold_are_refused_before_a_key_is_made(tmp_path: Path) -> None:
-    with pytest.raises(InvalidArgument, match="the id must be 1 to 64 characters"):
+    with pytest.raises(InvalidArgument, match="the id must be 1 to 64 bytes of UTF-8"):
         identity.make_csr("analyst", "a" * 70 + "@org", "o", [])
     with pytest.raises(InvalidArgument, match="the organisation must be 1 to 64"):
         identity.make_csr("analyst", "a@org", "o" * 65, [])
@@ -126,6 +126,12 @@ def test_names_x509_cannot_hold_are_refused_before_a_key_is_made(tmp_path: Path)
         identity.make_csr("node", "n2", "o", ["\u00fc.example"])
     with pytest.raises(InvalidArgument, match="the CA's name must be 1 to 64"):
         identity.init_ca(tmp_path / "ca2", name="x" * 65)
+    long_chinese = "长江三角洲区域联邦数据网关根证书颁发机构中心"  # 22 characters, 66 bytes
+    with pytest.raises(InvalidArgument, match="the CA's name must be 1 to 64 bytes of UTF-8"):
+        identity.init_ca(tmp_path / "ca3", name=long_chinese)
+    with pytest.raises(InvalidArgument, match="the id must be 1 to 64 bytes of UTF-8"):
+        identity.make_csr("analyst", long_chinese + "@org", "o", [])
+    identity.init_ca(tmp_path / "ca4", name=long_chinese[:21])  # 63 bytes: fits
 
 
 def test_a_profile_file_of_the_wrong_kind_is_named_before_connecting(

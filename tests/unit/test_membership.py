@@ -74,7 +74,8 @@ def test_malformed_document(keys) -> None:
         ((Member("x", "X", 5, "province"),), "'address' must be a string"),  # type: ignore[arg-type]
         ((Member(["a"], "X", "127.0.0.1:1", "province"),), "'id' must be a string"),  # type: ignore[arg-type]
         ((Member("x", "X", "127.0.0.1:\u00b2", "province"),), "host:port"),
-        ((Member("x", "X", "127.0.0.1:70000", "province"),), "host:port"),
+        ((Member("x", "X", "127.0.0.1:70000", "province"),), "port 70000 is over 65535"),
+        ((Member("x", "X", "127.0.0.1:" + "9" * 5000, "province"),), "host:port"),
     ],
 )
 def test_inconsistent_documents_are_refused(members, message) -> None:
