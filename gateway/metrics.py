@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from socketserver import ThreadingMixIn
+from socketserver import TCPServer, ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
@@ -48,6 +48,13 @@ class MetricsServer(ThreadingMixIn, WSGIServer):
         self._lock = threading.Lock()
         self._open: dict[Any, float] = {}  # connection -> when it must be closed
         super().__init__((str(address[0]), int(address[1])), _Handler)
+
+    def server_bind(self) -> None:
+        """As WSGIServer's, without HTTPServer's ``socket.getfqdn``: a reverse DNS lookup
+        at start (nothing of a node calls out)."""
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+        self.setup_environ()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):

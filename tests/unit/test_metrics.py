@@ -77,3 +77,18 @@ def test_an_ipv6_address_is_served() -> None:
             assert b"fedgate_datasets" in r.read()
     finally:
         server.stop()
+
+
+def test_starting_the_endpoint_looks_nothing_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPServer names itself with socket.getfqdn, a reverse DNS lookup: not ours."""
+
+    def no_lookup(*_args: object) -> str:
+        raise AssertionError("a name lookup at start")
+
+    monkeypatch.setattr(socket, "getfqdn", no_lookup)
+    monkeypatch.setattr(socket, "gethostbyaddr", no_lookup)
+    server = NodeMetrics().serve("127.0.0.1:0")
+    try:
+        assert "fedgate_datasets" in _scrape(server.server_address[1])
+    finally:
+        server.stop()
