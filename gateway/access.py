@@ -258,6 +258,11 @@ class AccessRequests:
             state="pending",
             submitted_at=utc(),
         )
+        # A period no grant could have: refused now, not when the operator approves.
+        if stored.expires and stored.expires <= max(stored.valid_from, stored.submitted_at):
+            raise InvalidArgument(
+                "the period asked for ends before it starts or has already ended (--expires)"
+            )
         with self.state.transaction() as db:
             self._check_room(db, requester)
             self._save(db, stored)

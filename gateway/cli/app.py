@@ -66,8 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _not_text(args: argparse.Namespace) -> str | None:
+    """The first option whose value is not text: bytes that are not UTF-8 on the command
+    line arrive as lone surrogates, which no message can carry."""
+    for name, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return name
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    bad = _not_text(args)
+    if bad is not None:
+        print(f"fedgate: error: {bad} is not UTF-8 text", file=sys.stderr)
+        return 2
     from federation.membership import MembershipError
     from gateway.client import ClientError
     from gateway.demo.launcher import LaunchError
@@ -88,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.close(devnull)
         return 0
     except OSError as exc:  # a path the user gave that cannot be read or written
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"fedgate: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        where = f" {exc.filename}:" if exc.filename else ""
+        print(f"fedgate: error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -12,6 +12,7 @@ from gateway.cli.common import (
     client_options,
     print_message,
     profile,
+    seconds,
 )
 
 
@@ -78,7 +79,7 @@ def register(sub: Subparsers) -> None:
         default="table",
         help="output format (default: table)",
     )
-    sp.add_argument("--timeout", type=float, default=30.0, help="whole request, seconds")
+    sp.add_argument("--timeout", type=seconds, default=30.0, help="whole request, seconds")
     sp.add_argument(
         "--member-timeout",
         type=float,

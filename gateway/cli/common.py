@@ -47,6 +47,36 @@ def scale_factor(value: str) -> float:
     return scale
 
 
+def whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high], refused by the parser (a number
+    past the wire's field once ended in a traceback from building the message)."""
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"must be {low} to {high}, got {n}")
+        return n
+
+    return parse
+
+
+def seconds(value: str) -> float:
+    """An argparse type for a timeout: positive and finite (at most a day); 0, a
+    negative number, inf or NaN were sent on and came back DEADLINE_EXCEEDED at once."""
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not (math.isfinite(n) and 0 < n <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_SECONDS:g} seconds")
+    return n
+
+
+MAX_SECONDS = 86_400.0
+INT32 = 2**31 - 1
 MAX_DAYS = 36_500  # a hundred years: past that X.509's dates run out
 
 
@@ -59,6 +89,28 @@ def days(value: str) -> int:
     if not 1 <= n <= MAX_DAYS:
         raise argparse.ArgumentTypeError(f"must be 1 to {MAX_DAYS} days, got {n}")
     return n
+
+
+def writable_folder(path: str, option: str) -> Path:
+    """``--out DIR``-like options, checked before the work they would hold is done (a
+    run trained, a DP answer spent, and then nowhere to put it)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise FedgateError(f"{option} {path} is a file, not a folder")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise FedgateError(f"{option} {path}: cannot create a folder under {existing}")
+    return folder
+
+
+def writable_file(path: str, option: str) -> Path:
+    """``--out FILE``: its folder must exist; the file itself is replaced."""
+    file = Path(path)
+    if file.is_dir():
+        raise FedgateError(f"{option} {path} is a folder, not a file")
+    if not file.parent.is_dir() or not os.access(file.parent, os.W_OK):
+        raise FedgateError(f"{option} {path}: no folder {file.parent} to write it in")
+    return file
 
 
 def client_options(sp: argparse.ArgumentParser) -> None:

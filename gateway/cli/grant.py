@@ -6,12 +6,14 @@ import argparse
 from typing import TYPE_CHECKING
 
 from gateway.cli.common import (
+    INT32,
     Subparsers,
     add_command,
     add_group,
     client_options,
     column_controls,
     profile,
+    whole,
 )
 
 if TYPE_CHECKING:
@@ -122,13 +124,13 @@ def register(sub: Subparsers) -> None:
         required=True,
         help="name=control[,control]: raw, group_by, aggregate, filter, extremes, join_key",
     )
-    sp.add_argument("--min-group-size", type=int, default=10, help="k (default 10)")
+    sp.add_argument("--min-group-size", type=whole(1, INT32), default=10, help="k (default 10)")
     sp.add_argument("--dp-epsilon", type=float, default=0.0, help="epsilon per query (0: no DP)")
     sp.add_argument("--dp-budget", type=float, default=0.0, help="total epsilon")
     sp.add_argument("--purpose", default="", help="required purpose of use (default: any)")
     sp.add_argument("--valid-from", default="", help="ISO date/time (default: now)")
     sp.add_argument("--expires", default="", help="ISO date/time (default: never)")
-    sp.add_argument("--max-uses", type=int, default=0, help="0: unlimited")
+    sp.add_argument("--max-uses", type=whole(0, INT32), default=0, help="0: unlimited")
     sp.add_argument(
         "--exact",
         action="store_true",
@@ -141,9 +143,14 @@ def register(sub: Subparsers) -> None:
         default="",
         help="ops train: the tasks allowed (logreg,..., or app:<digest> of an approved app)",
     )
-    sp.add_argument("--max-rounds", type=int, default=0, help="ops train: rounds a run (0: any)")
     sp.add_argument(
-        "--max-examples", type=int, default=0, help="ops train: examples a round (0: all)"
+        "--max-rounds", type=whole(0, INT32), default=0, help="ops train: rounds a run (0: any)"
+    )
+    sp.add_argument(
+        "--max-examples",
+        type=whole(0, INT32),
+        default=0,
+        help="ops train: examples a round (0: all)",
     )
     sp = add_command(grant, "list", "list the grants of your node", cmd_grant_list)
     client_options(sp)

@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.cli.common import Subparsers, add_command, client_options, profile
+from gateway.cli.common import (
+    Subparsers,
+    add_command,
+    client_options,
+    profile,
+    seconds,
+    writable_folder,
+)
 
 if TYPE_CHECKING:
     from federation.psi.frames import Progress, PsiAnswer
@@ -103,6 +110,8 @@ def _print_explain(answer: PsiAnswer) -> int:
 def cmd_psi(args: argparse.Namespace) -> int:
     from gateway.client import Client
 
+    if args.receipts:
+        writable_folder(args.receipts, "--receipts")
     bar = ProgressBar(sys.stderr.isatty() and not args.quiet and not args.explain)
     with Client(profile(args), timeout=args.timeout) as c:
         try:
@@ -142,4 +151,4 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--format", choices=["text", "json"], default="text")
     sp.add_argument("--receipts", help="write each owner's signed receipt into this folder")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
+    sp.add_argument("--timeout", type=seconds, default=300.0, help="seconds (default 300)")

@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.cli.common import Subparsers, add_command, client_options, profile
+from gateway.cli.common import (
+    Subparsers,
+    add_command,
+    client_options,
+    profile,
+    seconds,
+    writable_file,
+    writable_folder,
+)
 from gateway.errors import FedgateError
 
 if TYPE_CHECKING:
@@ -141,9 +149,15 @@ def _print_result(result: QueryResult, args: argparse.Namespace) -> None:
 def cmd_query(args: argparse.Namespace) -> int:
     from gateway.client import Client
 
-    nodes = [n for n in (args.nodes or "").split(",") if n]
+    nodes = [n.strip() for n in (args.nodes or "").split(",")] if args.nodes is not None else []
+    if args.nodes is not None and not all(nodes):
+        raise FedgateError(f"--nodes {args.nodes!r}: name each node once, separated by commas")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
         raise FedgateError(f"--out {args.out}: the file name must end in .csv or .parquet")
+    if args.out:
+        writable_file(args.out, "--out")
+    if args.receipts:
+        writable_folder(args.receipts, "--receipts")
     with Client(profile(args), timeout=args.timeout) as c:
         if args.explain:
             return _explain(c, args, nodes)
@@ -173,4 +187,4 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--purpose", default="", help="purpose of use; grants may require one")
     sp.add_argument("--nodes", help="only these owners, comma-separated")
     sp.add_argument("--receipts", help="write each owner's signed receipt into this folder")
-    sp.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    sp.add_argument("--timeout", type=seconds, default=60.0, help="seconds (default 60)")

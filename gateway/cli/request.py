@@ -6,12 +6,14 @@ import argparse
 from typing import TYPE_CHECKING
 
 from gateway.cli.common import (
+    INT32,
     Subparsers,
     add_command,
     add_group,
     client_options,
     column_controls,
     profile,
+    whole,
 )
 from gateway.errors import FedgateError
 
@@ -162,10 +164,12 @@ def register(sub: Subparsers) -> None:
         help="narrow to these columns/controls (default: as asked)",
     )
     sp.add_argument("--expires", default="", help="narrow the period (default: as asked)")
-    sp.add_argument("--min-group-size", type=int, default=0, help="default: the level's floor")
+    sp.add_argument(
+        "--min-group-size", type=whole(0, INT32), default=0, help="default: the level's floor"
+    )
     sp.add_argument("--dp-epsilon", type=float, default=0.0)
     sp.add_argument("--dp-budget", type=float, default=0.0)
-    sp.add_argument("--max-uses", type=int, default=0)
+    sp.add_argument("--max-uses", type=whole(0, INT32), default=0)
     sp = add_command(req, "deny", "deny an access request", cmd_request_decide)
     client_options(sp)
     sp.add_argument("id")

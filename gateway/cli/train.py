@@ -9,7 +9,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.cli.common import Subparsers, add_command, client_options, profile
+from gateway.cli.common import (
+    INT32,
+    Subparsers,
+    add_command,
+    client_options,
+    profile,
+    seconds,
+    whole,
+    writable_folder,
+)
 from gateway.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -163,6 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise InvalidArgument(f"fedgate train needs {', '.join(missing)}")
     if args.task and args.app:
         raise InvalidArgument("--task or --app, not both")
+    writable_folder(args.out, "--out")  # before the run: its model would have nowhere to go
     features = _names(args.features, "--features")
     task = args.task
     if args.app:
@@ -257,17 +267,19 @@ def register(sub: Subparsers) -> None:
         default=2,
         help="classification: classes 0..N-1 (a custom app's regression: 0)",
     )
-    sp.add_argument("--rounds", type=int, default=10)
+    sp.add_argument("--rounds", type=whole(1, INT32), default=10)
     sp.add_argument("--strategy", choices=STRATEGIES, default="fedavg")
     sp.add_argument(
         "--nodes",
         help="the owners that train, comma-separated; all: every member that lists the "
         "dataset in the federated catalog",
     )
-    sp.add_argument("--min-nodes", type=int, default=0, help="0: every owner named")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--min-nodes", type=whole(0, INT32), default=0, help="0: every owner named")
+    sp.add_argument("--seed", type=whole(0, 2**63 - 1), default=0)
     sp.add_argument("--lr", type=float, default=0.0, help="learning rate (0: the task's)")
-    sp.add_argument("--epochs", type=int, default=0, help="local epochs (0: the task's)")
+    sp.add_argument(
+        "--epochs", type=whole(0, INT32), default=0, help="local epochs (0: the task's)"
+    )
     sp.add_argument("--purpose", default="", help="purpose of use; grants may require one")
     sp.add_argument(
         "--dp",
@@ -287,4 +299,4 @@ def register(sub: Subparsers) -> None:
     )
     sp.add_argument("--out", help="folder for the model, metrics, receipts, plot")
     sp.add_argument("--quiet", action="store_true", help="no per-round lines")
-    sp.add_argument("--timeout", type=float, default=590.0, help="seconds (default 590)")
+    sp.add_argument("--timeout", type=seconds, default=590.0, help="seconds (default 590)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from federation.envelope import MAX_PURPOSE_CHARS
 from federation.training.app_bundle import is_app_task
 from federation.training.tasks import TASKS
 from gateway.column_types import parse_type
@@ -35,6 +36,8 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
         raise InvalidArgument(
             f"dp_epsilon must be 0 (no DP) or between {MIN_EPSILON:g} and {MAX_EPSILON:g}"
         )
+    if len(grant.purpose) > MAX_PURPOSE_CHARS:  # no request could state a longer one
+        raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
     if grant.max_uses < 0 or grant.min_group_size < 1:
         raise InvalidArgument("max_uses must be >= 0 and min_group_size >= 1")
     bad_ops = [o for o in grant.operations if o not in OPERATIONS]

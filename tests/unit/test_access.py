@@ -155,6 +155,9 @@ def test_submit_refuses_what_the_owner_cannot_take(parts: Parts) -> None:
         parts.access.submit(replace(ASK, columns=()), ANALYST, "x")
     with pytest.raises(InvalidArgument, match="purpose"):
         parts.access.submit(replace(ASK, purpose="  "), ANALYST, "x")
+    for valid_from, expires in (("2030-01-01", "2029-01-01"), ("", "2020-01-01")):
+        with pytest.raises(InvalidArgument, match="ends before it starts or has already ended"):
+            parts.access.submit(replace(ASK, valid_from=valid_from, expires=expires), ANALYST, "x")
     assert parts.access.list() == [] and _audit(parts.state) == []
 
 

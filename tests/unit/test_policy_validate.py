@@ -34,6 +34,7 @@ def test_a_good_grant_passes_unchanged() -> None:
         ({"columns": {"region": ("peek",)}}, "controls must be some of"),
         ({"dp_epsilon": 1.0, "dp_budget": 0.5}, "dp budget must be at least"),
         ({"valid_from": "2025-02-01", "expires": "2025-01-01"}, "expires must be after"),
+        ({"purpose": "p" * 501}, "the purpose may be at most 500 characters"),
     ],
 )
 def test_malformed_grants_are_invalid(overrides: dict[str, Any], message: str) -> None:

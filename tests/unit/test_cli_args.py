@@ -1,0 +1,67 @@
+"""Arguments the command line refuses itself, before it connects or does any work: a
+number past the wire's field, a timeout that is not one, text that is not UTF-8, and an
+output path the result could not be written to (after owners released, or a run
+trained)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli.app import main
+
+
+def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = int(exc.code or 0)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["query", "SELECT 1", "--timeout", "inf"], "must be more than 0 and at most"),
+        (["query", "SELECT 1", "--timeout", "-1"], "must be more than 0 and at most"),
+        (["query", "SELECT 1", "--timeout", "nan"], "must be more than 0 and at most"),
+        (["catalog", "--timeout", "0"], "must be more than 0 and at most"),
+        (["psi", "--left", "a:b.c", "--right", "d:e.f", "--timeout", "1e12"], "at most 86400"),
+        (
+            ["grant", "add", "--dataset", "d", "--org", "o", "--column", "c=filter",
+             "--min-group-size", "99999999999999999999"],
+            "must be 1 to 2147483647",
+        ),
+        (["request", "approve", "ar-1", "--max-uses", "-1"], "must be 0 to 2147483647"),
+        (["train", "--rounds", "99999999999"], "must be 1 to 2147483647"),
+        (["train", "--seed", "99999999999999999999"], "must be 0 to 9223372036854775807"),
+        (["query", "SELECT \udcff FROM x"], "sql is not UTF-8 text"),
+        (["query", "SELECT 1", "--nodes", ",,,"], "name each node once"),
+    ],
+)  # fmt: skip
+def test_refused_before_anything_is_sent(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert message in _refused(capsys, argv)
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_first(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    no_profile = ["--profile", str(tmp_path / "never-read.toml")]  # checked before it
+    sql = ["query", "SELECT 1", *no_profile]
+    assert "no folder" in _refused(capsys, [*sql, "--out", str(tmp_path / "nope" / "x.csv")])
+    (tmp_path / "dir.csv").mkdir()
+    assert "is a folder, not a file" in _refused(capsys, [*sql, "--out", str(tmp_path / "dir.csv")])
+    assert "is a file, not a folder" in _refused(capsys, [*sql, "--receipts", str(a_file)])
+    run = [
+        "train", *no_profile, "--task", "logreg", "--dataset", "d", "--features", "a,b",
+        "--label", "y", "--nodes", "x", "--out", str(a_file),
+    ]  # fmt: skip
+    assert f"--out {a_file} is a file, not a folder" in _refused(capsys, run)
