@@ -66,16 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Arguments that travel in a message (paths do not: a non-UTF-8 file name is legal).
+_SENT = (
+    "sql", "purpose", "note", "left", "right", "left_where", "right_where", "features",
+    "label", "dataset", "nodes", "user", "org", "node", "user_org", "column", "name",
+)  # fmt: skip
+
+
 def _not_text(args: argparse.Namespace) -> str | None:
-    """The first option whose value is not text: bytes that are not UTF-8 on the command
+    """The first sent argument that is not text: bytes that are not UTF-8 on the command
     line arrive as lone surrogates, which no message can carry."""
-    for name, value in vars(args).items():
+    for name in _SENT:
+        value = getattr(args, name, None)
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str):
                 try:
                     item.encode("utf-8")
                 except UnicodeEncodeError:
-                    return name
+                    return name if name == "sql" else "--" + name.replace("_", "-")
     return None
 
 

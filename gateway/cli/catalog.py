@@ -13,6 +13,7 @@ from gateway.cli.common import (
     print_message,
     profile,
     seconds,
+    seconds_or_zero,
 )
 
 
@@ -82,7 +83,7 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--timeout", type=seconds, default=30.0, help="whole request, seconds")
     sp.add_argument(
         "--member-timeout",
-        type=float,
+        type=seconds_or_zero,
         default=0.0,
         help="per member, seconds (default: the node's)",
     )

@@ -75,6 +75,11 @@ def seconds(value: str) -> float:
     return n
 
 
+def seconds_or_zero(value: str) -> float:
+    """``seconds``, or 0 for "the default"."""
+    return 0.0 if value.strip() in ("0", "0.0") else seconds(value)
+
+
 MAX_SECONDS = 86_400.0
 INT32 = 2**31 - 1
 MAX_DAYS = 36_500  # a hundred years: past that X.509's dates run out
@@ -97,9 +102,12 @@ def writable_folder(path: str, option: str) -> Path:
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise FedgateError(f"{option} {path} is a file, not a folder")
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise FedgateError(f"{option} {path}: cannot create a folder under {existing}")
+    existing = next((p for p in (folder, *folder.absolute().parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise FedgateError(f"{option} {path}: no folder to create it in")
+    if not os.access(existing, os.W_OK):
+        where = "in it" if existing == folder else f"under {existing}"
+        raise FedgateError(f"{option} {path}: cannot write {where}")
     return folder
 
 
@@ -108,8 +116,10 @@ def writable_file(path: str, option: str) -> Path:
     file = Path(path)
     if file.is_dir():
         raise FedgateError(f"{option} {path} is a folder, not a file")
-    if not file.parent.is_dir() or not os.access(file.parent, os.W_OK):
+    if not file.parent.is_dir():
         raise FedgateError(f"{option} {path}: no folder {file.parent} to write it in")
+    if not os.access(file.parent, os.W_OK):
+        raise FedgateError(f"{option} {path}: cannot write in {file.parent}")
     return file
 
 

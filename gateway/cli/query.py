@@ -149,9 +149,9 @@ def _print_result(result: QueryResult, args: argparse.Namespace) -> None:
 def cmd_query(args: argparse.Namespace) -> int:
     from gateway.client import Client
 
-    nodes = [n.strip() for n in (args.nodes or "").split(",")] if args.nodes is not None else []
-    if args.nodes is not None and not all(nodes):
-        raise FedgateError(f"--nodes {args.nodes!r}: name each node once, separated by commas")
+    nodes = [n.strip() for n in args.nodes.split(",")] if args.nodes else []  # "": every member
+    if not all(nodes):
+        raise FedgateError(f"--nodes {args.nodes!r}: an empty node name")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
         raise FedgateError(f"--out {args.out}: the file name must end in .csv or .parquet")
     if args.out:

@@ -40,7 +40,9 @@ def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["train", "--rounds", "99999999999"], "must be 1 to 2147483647"),
         (["train", "--seed", "99999999999999999999"], "must be 0 to 9223372036854775807"),
         (["query", "SELECT \udcff FROM x"], "sql is not UTF-8 text"),
-        (["query", "SELECT 1", "--nodes", ",,,"], "name each node once"),
+        (["query", "SELECT 1", "--nodes", "a,,b"], "an empty node name"),
+        (["query", "SELECT 1", "--purpose", "\udcff"], "--purpose is not UTF-8 text"),
+        (["catalog", "--member-timeout", "nan"], "must be more than 0"),
     ],
 )  # fmt: skip
 def test_refused_before_anything_is_sent(
