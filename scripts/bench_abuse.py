@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from abuse_setup import ANALYST, HOME, OWNERS, Bench, make_firms, publish  # noq
 from bench_query import write_regions  # noqa: E402
 
 from gateway.client import Profile  # noqa: E402
-from gateway.demo.launcher import running, sigterm_as_interrupt  # noqa: E402
+from gateway.demo.launcher import StopSignal, running  # noqa: E402
 from gateway.demo.provision import provision  # noqa: E402
 
 
@@ -60,7 +59,7 @@ def main() -> int:
         "--only", nargs="*", default=["attacks", "oracle", "benign", "resources", "kills"]
     )
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, sigterm_as_interrupt)  # a killed bench stops its nodes
+    StopSignal().install()  # a killed bench stops its nodes
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="fedgate-bench-abuse-") as tmp:
         root = Path(tmp)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -53,7 +52,7 @@ from federation.psi.frames import Progress  # noqa: E402
 from gateway import credit_code as cc  # noqa: E402
 from gateway import descriptor  # noqa: E402
 from gateway.client import Client, ClientError, Profile  # noqa: E402
-from gateway.demo.launcher import NodeProcess, running, sigterm_as_interrupt  # noqa: E402
+from gateway.demo.launcher import NodeProcess, StopSignal, running  # noqa: E402
 from gateway.demo.provision import Federation, provision  # noqa: E402
 from gateway.policy.model import Grant  # noqa: E402
 
@@ -643,7 +642,7 @@ def main() -> int:
     parts: tuple[str, ...] = args.parts
     if args.skip_reference:
         parts = tuple(p for p in parts if p != "c")
-    signal.signal(signal.SIGTERM, sigterm_as_interrupt)  # a killed bench stops its nodes
+    StopSignal().install()  # a killed bench stops its nodes
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {load_line()}")
     psi_run: PsiRun | None = None
     floor: Floor | None = None

@@ -25,7 +25,6 @@ import datetime
 import math
 import multiprocessing
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -48,7 +47,7 @@ from federation.sql import parse  # noqa: E402
 from gateway import descriptor  # noqa: E402
 from gateway.catalog import CatalogEntry  # noqa: E402
 from gateway.client import Client, ClientError, Profile  # noqa: E402
-from gateway.demo.launcher import NodeProcess, running, sigterm_as_interrupt  # noqa: E402
+from gateway.demo.launcher import NodeProcess, StopSignal, running  # noqa: E402
 from gateway.demo.provision import Federation, provision  # noqa: E402
 from gateway.engine import table_name  # noqa: E402
 from gateway.policy.model import Grant  # noqa: E402
@@ -735,7 +734,7 @@ def main() -> int:
     parser.add_argument("--new-texts", type=int, default=200)
     args = parser.parse_args()
     parts: tuple[str, ...] = args.part
-    signal.signal(signal.SIGTERM, sigterm_as_interrupt)  # a killed bench stops its nodes
+    StopSignal().install()  # a killed bench stops its nodes
     load = os.getloadavg()[0]  # other programs' share of the cores skews every figure
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load {load:.1f}")
     with tempfile.TemporaryDirectory(prefix="fedgate-bench-q-") as tmp:

@@ -91,7 +91,7 @@ from federation.training import features  # noqa: E402
 from federation.training.client_app import Loader, make_client_app  # noqa: E402
 from gateway import descriptor  # noqa: E402
 from gateway.client import Client, ClientError, Profile  # noqa: E402
-from gateway.demo.launcher import running, sigterm_as_interrupt, wait_training_ready  # noqa: E402
+from gateway.demo.launcher import StopSignal, running, wait_training_ready  # noqa: E402
 from gateway.demo.provision import Federation, free_port, provision  # noqa: E402
 from gateway.roles.train_home import FIRST_NODE_ID, TrainAsk  # noqa: E402
 from gateway.training import worker  # noqa: E402
@@ -1243,7 +1243,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="write each part's model and the figures")
     args = parser.parse_args()
     s = Settings(rounds=max(1, args.rounds), rows=max(10 * K, args.rows))
-    signal.signal(signal.SIGTERM, sigterm_as_interrupt)  # a killed bench stops what it started
+    StopSignal().install()  # a killed bench stops what it started
     logging.getLogger("flwr").setLevel(logging.WARNING)  # (c) runs Flower's loop here
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {load_line()}")
     parts = make_parts(s.rows)

@@ -171,6 +171,28 @@ def running(fed: Federation, *, timeout: float = 60.0) -> Iterator[list[NodeProc
                 signal.signal(signal.SIGINT, previous)
 
 
-def sigterm_as_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-    """A SIGTERM handler: unwind like Ctrl-C, so ``running`` stops every node it started."""
-    raise KeyboardInterrupt
+class StopSignal:
+    """SIGTERM and Ctrl-C as a KeyboardInterrupt, remembered until the run ends.
+
+    Python raises the interrupt wherever the main thread is, and a library's C code may
+    swallow it there (numpy does while it imports a module or formats a string), so a long
+    run also calls ``check`` between its steps; ``running`` then stops every node it started.
+    """
+
+    def __init__(self) -> None:
+        self.asked = False
+
+    def install(self) -> StopSignal:
+        signal.signal(signal.SIGTERM, self._handle)
+        # Also when started with SIGINT ignored (a background job of a shell without job
+        # control inherits it so, as in CI scripts).
+        signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> NoReturn:
+        self.asked = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.asked:
+            raise KeyboardInterrupt

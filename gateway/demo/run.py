@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from gateway.client import Client, ClientError, Profile
 from gateway.demo import sample_data
-from gateway.demo.launcher import running, sigterm_as_interrupt
+from gateway.demo.launcher import StopSignal, running
 from gateway.demo.provision import REGION_DIR, Federation, provision
 from gateway.demo.showcase import SHOWCASES, Showcase, write_sample_grants
 from gateway.demo.training import run_training
@@ -119,6 +118,16 @@ def _cell(value: object) -> str:
     return "NULL" if value is None else str(value)
 
 
+def _checking(stop: StopSignal, say: Callable[[str], None]) -> Callable[[str], None]:
+    """``say`` that first stops the run if a stop was asked and its interrupt swallowed."""
+
+    def checked(line: str) -> None:
+        stop.check()
+        say(line)
+
+    return checked
+
+
 def run_demo(
     *,
     workdir: Path | None,
@@ -128,10 +137,8 @@ def run_demo(
     home: str,
     say: Callable[[str], None] = print,
 ) -> int:
-    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
-    # Ctrl-C stops the federation even when the demo was started with SIGINT ignored (a
-    # background job of a shell without job control inherits it so, as in CI scripts).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop = StopSignal().install()
+    tell, say = say, _checking(stop, say)  # every step starts with a line: it checks
     made_tmp = workdir is None
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="fedgate-demo-"))
@@ -199,17 +206,18 @@ def run_demo(
                     say(f"Operator profiles: {fed.workdir / 'profiles'}")
                     say(f"Node logs: {fed.workdir / 'nodes'}/<id>/node.log")
                     say("Press Ctrl-C to stop every node.")
-                    while all(p.alive() for p in procs):
+                    while not stop.asked and all(p.alive() for p in procs):
                         time.sleep(0.5)
+                stop.asked = False  # Ctrl-C is how a kept federation is meant to end
             say("stopping all nodes")
     except KeyboardInterrupt:
-        say("interrupted: every node was stopped")
+        tell("interrupted: every node was stopped")
         return 130
     finally:
         if made_tmp and not keep:
             shutil.rmtree(workdir, ignore_errors=True)
     if unexpected:
-        say("demo FAILED: not as expected: " + "; ".join(unexpected))
+        tell("demo FAILED: not as expected: " + "; ".join(unexpected))
         return 1
-    say(f"demo finished in {time.monotonic() - t0:.1f}s")
+    tell(f"demo finished in {time.monotonic() - t0:.1f}s")
     return 0
