@@ -24,6 +24,7 @@ os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
 os.environ["FLWR_DISABLE_UPDATE_CHECK"] = "1"
 
 import grpc  # noqa: E402
+import hypothesis
 import pytest
 
 from gateway import descriptor, identity
@@ -35,6 +36,11 @@ from gateway.demo.run import register_sample_data
 from gateway.demo.showcase import write_sample_grants
 from gateway.policy.model import Grant
 from gateway.tls import secure_channel
+
+# Property tests: the same examples every run, and no per-example time limit (a shared
+# 2-core machine stalls an example now and then; a test's own settings still win).
+hypothesis.settings.register_profile("fedgate", deadline=None, derandomize=True)
+hypothesis.settings.load_profile("fedgate")
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SCALE = 0.05

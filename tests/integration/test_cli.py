@@ -114,6 +114,7 @@ def test_demo_keep_stops_every_node_on_ctrl_c(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
         cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # lines as printed, not at exit
     )
     try:
         deadline = time.monotonic() + 120

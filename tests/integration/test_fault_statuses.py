@@ -138,10 +138,10 @@ def test_a_stopped_owner_ends_the_query_at_its_deadline_naming_it(
     assert isinstance(error, ClientError), error
     assert error.code == grpc.StatusCode.DEADLINE_EXCEEDED, error
     assert "owner zhejiang" in str(error) and error.details.get("owner") == "zhejiang"
-    assert timeout - 2 <= seconds <= timeout, seconds  # its own deadline, not the probe's
+    assert timeout - 2 <= seconds <= timeout + 1, seconds  # its deadline, not the probe's
     seconds, answer = partial
     assert isinstance(answer, QueryResult), answer
-    assert answer.missing == ("zhejiang",) and seconds <= timeout
+    assert answer.missing == ("zhejiang",) and seconds <= timeout + 1  # + the handshake
     with federation.client("li.wei@shanghai") as c:
         assert "zhejiang" in c.query(COUNT_BY_CITY, timeout=30).contributors
 

@@ -154,8 +154,9 @@ def test_64_idle_watch_streams_of_one_caller_leave_another_callers_p99_unchanged
             f"(ratio {p99_during / p99_before:.2f}) with 64 Watch streams opened by one "
             "analyst (2 held open, 62 refused)"
         )
-        # A noisy 2-core machine: a ratio, with slack, or a few milliseconds either way.
-        assert p99_during <= 3 * p99_before or p99_during - p99_before <= 20, (
+        # A noisy 2-core machine: a ratio, with slack, or some milliseconds either way (the
+        # p99 of 200 calls is the third slowest; a frozen node times calls out instead).
+        assert p99_during <= 3 * p99_before or p99_during - p99_before <= 100, (
             p99_before,
             p99_during,
         )
@@ -202,8 +203,9 @@ def test_slots_come_back_after_a_deadline_an_error_and_a_reflection_stream(
 ) -> None:
     fed = federation.fed
     with user_channel(fed, "zhejiang", "zhang.min@anhui") as ch:
-        # deadline: two streams that time out after 1 s
-        short = [watch(ch, timeout=1.0) for _ in range(2)]
+        # deadline: two streams that time out after 3 s (the handshake and the three
+        # openings below come first, slower on a loaded machine)
+        short = [watch(ch, timeout=3.0) for _ in range(2)]
         assert all(admitted(first) for _, first in short)
         refused_for(watch(ch)[1], "streams_per_caller")
         for call, _ in short:
@@ -274,7 +276,7 @@ def test_a_stream_ends_when_its_certificate_expires(
         "brief@anhui",
         "Anhui Data",
         not_before=now - dt.timedelta(minutes=1),
-        not_after=now + dt.timedelta(seconds=4),
+        not_after=now + dt.timedelta(seconds=8),  # the key, the handshake and a call first
     )
     with channel_as(federation.fed, "hefei", cert, key) as ch:
         call, first = watch(ch)
@@ -379,16 +381,23 @@ def test_one_caller_cannot_take_every_thread(tiny: tuple[Federation, dict]) -> N
 
         def slow() -> None:
             with Client(analyst, timeout=20) as c:
-                result.append(c.federated_catalog(member_timeout=3))
+                result.append(c.federated_catalog(member_timeout=6))
 
         worker = threading.Thread(target=slow)
         worker.start()
-        time.sleep(0.5)
-        with Client(analyst, timeout=5) as c, pytest.raises(ClientError) as info:
-            c.whoami()
-        assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert info.value.details["limit"] == "calls_per_caller"
-        assert "too many calls in progress from analyst:zhang.min@anhui" in str(info.value)
+        refused: ClientError | None = None
+        deadline = time.monotonic() + 5
+        while refused is None and time.monotonic() < deadline:  # once the slow call is in
+            try:
+                with Client(analyst, timeout=5) as c:
+                    c.whoami()
+            except ClientError as exc:
+                refused = exc
+            time.sleep(0.05)
+        assert refused is not None, "the caller's second call was not refused"
+        assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert refused.details["limit"] == "calls_per_caller"
+        assert "too many calls in progress from analyst:zhang.min@anhui" in str(refused)
         with Client(Profile.load(fed.operator_profile("hefei")), timeout=5) as ops:
             assert ops.whoami().node_id == "hefei"
         worker.join(timeout=20)

@@ -336,13 +336,16 @@ def test_refused_handshakes_cannot_grow_the_stderr_file_past_its_cap(
                 with contextlib.suppress(OSError):
                     s.recv(64)
             sizes.append(out.stat().st_size)
-        time.sleep(2.5)  # a housekeeping round (1 s) after the last refusal
-        sizes.append(out.stat().st_size)
         written = sum(max(0, b - a) for a, b in zip(sizes, sizes[1:], strict=False))
-        per_second = written / (time.monotonic() - start - 2.5)
+        per_second = written / (time.monotonic() - start)
+        settled = time.monotonic() + 10
+        while out.stat().st_size > cap and time.monotonic() < settled:
+            time.sleep(0.1)  # a housekeeping round (1 s) after the last refusal
+        assert out.stat().st_size <= cap
         assert written > 2 * cap and (tmp_path / "stdout.log.1").exists()
-        # bounded by the cap plus what a housekeeping round's interval lets through
-        assert max(sizes) <= cap + 2 * per_second and sizes[-1] <= cap
+        # bounded by the cap plus what a few housekeeping intervals let through (a round
+        # may come late while the flood holds both cores)
+        assert max(sizes) <= cap + 5 * per_second
         assert "Handshake" in (tmp_path / "stdout.log.1").read_text(errors="replace")
         assert health_status(fed.node("miit").listen, "miit", profile) == SERVING
     finally:

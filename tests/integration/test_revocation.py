@@ -87,7 +87,7 @@ def test_certificate_expiring_on_an_open_connection_is_refused(
     federation: RunningFederation, tmp_path: Path
 ) -> None:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    expires = now + dt.timedelta(seconds=4)
+    expires = now + dt.timedelta(seconds=8)  # the key, the handshake and a call first
     cert, key = federation.issue(
         tmp_path, "analyst", "brief@shanghai", "Shanghai Big Data Center", not_after=expires
     )

@@ -340,9 +340,22 @@ def test_cancel_stops_the_run_at_every_node(
             break
         time.sleep(0.1)
     assert entry is not None, "the home did not record the cancelled run"
-    counts = {n: len(federation.audit(n, "release")) for n in OWNERS}
-    time.sleep(1.0)
-    assert counts == {n: len(federation.audit(n, "release")) for n in OWNERS}
+
+    def releases() -> dict[str, int]:
+        return {n: len(federation.audit(n, "release")) for n in OWNERS}
+
+    # A step already at an owner when the cancel came may still finish (nothing cancels
+    # its call, and a loaded machine can delay it past the home's entry); after that, no
+    # owner releases anything more of the run.
+    at_cancel = before = releases()
+    for _ in range(15):
+        time.sleep(1.0)
+        now = releases()
+        if now == before:
+            break
+        before = now
+    assert now == before, "owners kept releasing after the cancel"
+    assert all(now[n] - at_cancel[n] <= 1 for n in OWNERS), (at_cancel, now)
     assert len(rounds) < 50
 
 

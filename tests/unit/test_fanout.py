@@ -16,17 +16,17 @@ def test_outcomes_in_order_with_errors_and_timeouts() -> None:
         if x == 2:
             raise ValueError("boom")
         if x == 3:
-            release.wait(5)
+            release.wait(10)
         return x * 10
 
     with ThreadPoolExecutor(4) as pool:
         t0 = time.monotonic()
-        outs = fan_out(pool, [1, 2, 3, 4], call, timeout=0.3)
+        outs = fan_out(pool, [1, 2, 3, 4], call, timeout=2.0)  # 1 and 4 answer at once
         elapsed = time.monotonic() - t0
         release.set()
     assert [o.target for o in outs] == [1, 2, 3, 4]
     assert [o.value for o in outs] == [10, None, None, 40]
     assert outs[1].error is not None and outs[1].error.reason == "boom"
-    assert outs[2].error is not None and "no answer within 0.3s" in outs[2].error.reason
+    assert outs[2].error is not None and "no answer within 2s" in outs[2].error.reason
     assert outs[0].ok and not outs[2].ok
-    assert elapsed < 2
+    assert elapsed < 6

@@ -23,11 +23,11 @@ def _peak_mib() -> int:
 
 def test_a_where_over_the_sql_limit_is_refused_before_it_is_parsed() -> None:
     where = " AND ".join(["a = 1"] * 300_000)  # 2.9 MiB: fits a 4 MiB message
-    before, start = _peak_mib(), time.monotonic()
+    before, start = _peak_mib(), time.process_time()  # CPU, not the machine's load
     with pytest.raises(InvalidArgument, match=f"limit is {MAX_SQL_CHARS}"):
         psi_sql(PsiSideAsk("anhui", "ds", "k", where), RIGHT)
     # parsed, it took 21.9 s and two gigabytes before the length was looked at
-    assert time.monotonic() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert _peak_mib() - before < 100
 
 

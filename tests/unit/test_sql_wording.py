@@ -162,11 +162,11 @@ def test_a_long_query_is_worded_in_bounded_time() -> None:
     sql = f"SELECT {items} FROM t"
     assert len(sql) < 8_000
     (node,) = _nodes(sql, exp.CurrentDate)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU: a loaded machine's waits do not count
     assert describe(node, sql) == "CURRENT_DATE"
     last_max = _tree(sql).expressions[299]
     assert written(last_max, sql) == "MAX"
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 @pytest.mark.parametrize(
