@@ -161,14 +161,16 @@ def running(fed: Federation, *, timeout: float = 60.0) -> Iterator[list[NodeProc
         wait_serving(procs, {n.id: n.listen for n in fed.nodes}, profile, timeout=timeout)
         yield procs
     finally:
-        # A second Ctrl-C must not interrupt the shutdown and leave nodes behind.
+        # A second Ctrl-C or SIGTERM must not interrupt the shutdown and leave nodes behind.
         in_main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+        stops = (signal.SIGINT, signal.SIGTERM) if in_main else ()
+        previous = {s: signal.signal(s, signal.SIG_IGN) for s in stops}
         try:
             stop_nodes(procs)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for s, handler in previous.items():
+                if handler is not None:  # None: set outside Python, cannot be put back
+                    signal.signal(s, handler)
 
 
 class StopSignal:

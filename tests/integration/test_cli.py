@@ -165,3 +165,42 @@ def test_demo_stopped_while_it_prepares_leaves_no_folder(tmp_path: Path) -> None
     assert proc.returncode == 130, out
     assert "every node was stopped" in out
     assert not list(tmp.glob("fedgate-demo-*"))
+
+
+def test_a_second_sigterm_cannot_cut_the_shutdown_short(tmp_path: Path) -> None:
+    """SIGTERM while the nodes run, one node frozen so that the shutdown waits its grace
+    period for it, and SIGTERM again meanwhile: the demo still ends every node (the
+    frozen one by SIGKILL after the grace period) before it exits 130."""
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo", "--workdir", str(workdir), "--scale", "0.02"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # lines as printed
+    )  # fmt: skip
+    pids: dict[str, int] = {}
+    try:
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if "[4/8]" in line or time.monotonic() > deadline:
+                break
+        pids = {p.parent.name: int(p.read_text()) for p in workdir.glob("nodes/*/node.pid")}
+        assert len(pids) == 7, line
+        proc.send_signal(signal.SIGTERM)
+        os.kill(pids["wuhu"], signal.SIGSTOP)  # its own SIGTERM now waits, pending
+        time.sleep(1.0)  # the shutdown is waiting for wuhu
+        assert proc.poll() is None, "the demo did not wait for its frozen node"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        for pid in pids.values():  # never leave the nodes behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130, out
+    assert "every node was stopped" in out
+    for node, pid in pids.items():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+            pytest.fail(f"{node} (pid {pid}) outlived the demo")
