@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 from gateway.cli.common import Subparsers, add_command, scale_factor
@@ -23,13 +24,19 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo.run import run_demo
 
-    return run_demo(
-        workdir=Path(args.workdir) if args.workdir else None,
-        scale=args.scale,
-        seed=args.seed,
-        keep=args.keep,
-        home=args.home,
-    )
+    try:
+        return run_demo(
+            workdir=Path(args.workdir) if args.workdir else None,
+            scale=args.scale,
+            seed=args.seed,
+            keep=args.keep,
+            home=args.home,
+        )
+    finally:
+        # Every node is stopped and the folder removed: a stop that comes now, as Python
+        # exits and puts back the default handlers, would only make the exit a signal's.
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)
 
 
 def register(sub: Subparsers) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -151,34 +151,55 @@ def stop_nodes(procs: list[NodeProcess], grace: float = 10.0) -> dict[str, int]:
 
 
 @contextlib.contextmanager
+def deferred_stops() -> Iterator[None]:
+    """SIGINT and SIGTERM wait for the end of the block, then are delivered again: a stop
+    must not cut a node's start short (a child started but not yet listed would be left
+    running in its own session) nor the shutdown (a node still in its grace period)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    came: list[int] = []
+    previous: dict[int, Any] = {}
+    try:
+        try:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                previous[s] = signal.signal(s, lambda signum, _frame: came.append(signum))
+        except KeyboardInterrupt:  # one came while the handlers were being set
+            came.append(signal.SIGINT)
+        yield
+    finally:
+        for number, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(number, handler)
+        if came:
+            signal.raise_signal(came[0])
+
+
+@contextlib.contextmanager
 def running(fed: Federation, *, timeout: float = 60.0) -> Iterator[list[NodeProcess]]:
     """Every node of ``fed`` as its own process; all stopped on exit, whatever happens."""
     procs: list[NodeProcess] = []
     try:
         for n in fed.nodes:
-            procs.append(start_node(n.id, fed.config_path(n.id), fed.node_dir(n.id) / "stdout.log"))
+            with deferred_stops():
+                procs.append(
+                    start_node(n.id, fed.config_path(n.id), fed.node_dir(n.id) / "stdout.log")
+                )
         profile = Profile.load(fed.operator_profile(fed.nodes[0].id))
         wait_serving(procs, {n.id: n.listen for n in fed.nodes}, profile, timeout=timeout)
         yield procs
     finally:
-        # A second Ctrl-C or SIGTERM must not interrupt the shutdown and leave nodes behind.
-        in_main = threading.current_thread() is threading.main_thread()
-        stops = (signal.SIGINT, signal.SIGTERM) if in_main else ()
-        previous = {s: signal.signal(s, signal.SIG_IGN) for s in stops}
-        try:
+        with deferred_stops():
             stop_nodes(procs)
-        finally:
-            for s, handler in previous.items():
-                if handler is not None:  # None: set outside Python, cannot be put back
-                    signal.signal(s, handler)
 
 
 class StopSignal:
-    """SIGTERM and Ctrl-C as a KeyboardInterrupt, remembered until the run ends.
+    """SIGTERM and Ctrl-C as a KeyboardInterrupt, raised once and remembered.
 
     Python raises the interrupt wherever the main thread is, and a library's C code may
     swallow it there (numpy does while it imports a module or formats a string), so a long
     run also calls ``check`` between its steps; ``running`` then stops every node it started.
+    Later signals are not raised again: they would cut that cleanup short.
     """
 
     def __init__(self) -> None:
@@ -191,7 +212,9 @@ class StopSignal:
         signal.signal(signal.SIGINT, self._handle)
         return self
 
-    def _handle(self, signum: int, frame: FrameType | None) -> NoReturn:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.asked:  # raised once: a second signal must not cut the cleanup short
+            return
         self.asked = True
         raise KeyboardInterrupt
 

@@ -191,6 +191,7 @@ def run_demo(
             say("[8/8] traceability: every owner's signed audit log, witnessed by its peers")
             say(audit_summary(fed))
             if keep:
+                stop.check()  # a stop asked before the prompt is not the keep's end
                 # Everything after the prompt is inside the handler, so Ctrl-C at any
                 # moment means "stop the federation", never an error.
                 with contextlib.suppress(KeyboardInterrupt):

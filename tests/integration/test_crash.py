@@ -112,7 +112,7 @@ def test_kill_minus_nine_during_releases(tmp_path: Path) -> None:
             procs[procs.index(owner_proc)] = restarted
             owner_proc = restarted
             wait_serving([restarted], {"owner": fed.node("owner").listen}, ops, timeout=30)
-        assert answered > KILLS  # releases were under way when the kills came
+        assert answered >= KILLS + KILLS // 10  # releases were under way when the kills came
         with Client(ops) as c:
             export = c.audit_export().decode()
     report = verify(export.splitlines(keepends=True), identity.load_bundle(fed.ca_cert))

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.demo.launcher import StopSignal
+from gateway.demo.launcher import StopSignal, deferred_stops
 from gateway.demo.run import _checking
 
 
@@ -57,3 +57,23 @@ def test_without_a_signal_every_step_runs(handlers: None) -> None:
         say(step)
     stop.check()
     assert said == ["a", "b", "c"] and not stop.asked
+
+
+def test_a_second_signal_is_not_raised_again(handlers: None) -> None:
+    stop = StopSignal().install()
+    _swallowed(signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGINT)  # would cut a cleanup short if raised
+    time.sleep(0.05)
+    assert stop.asked
+    with pytest.raises(KeyboardInterrupt):
+        stop.check()
+
+
+def test_a_stop_waits_for_the_end_of_a_deferred_block(handlers: None) -> None:
+    StopSignal().install()
+    done = []
+    with pytest.raises(KeyboardInterrupt), deferred_stops():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the recording handler runs here, and raises nothing
+        done.append("the block ran to its end")
+    assert done == ["the block ran to its end"]
