@@ -38,8 +38,10 @@ from gateway.policy.model import Grant
 from gateway.tls import secure_channel
 
 # Property tests: the same examples every run, and no per-example time limit (a shared
-# 2-core machine stalls an example now and then; a test's own settings still win).
+# 2-core machine stalls an example now and then; a test's own settings still win). A
+# scheduled run explores new examples with `--hypothesis-profile fedgate-random`.
 hypothesis.settings.register_profile("fedgate", deadline=None, derandomize=True)
+hypothesis.settings.register_profile("fedgate-random", deadline=None, derandomize=False)
 hypothesis.settings.load_profile("fedgate")
 
 ROOT = Path(__file__).resolve().parents[1]
