@@ -34,7 +34,7 @@ from federation.sql import (
     agg_column,
     state_columns,
 )
-from federation.sql.states import state_name
+from federation.sql.states import StateColumn, state_name
 
 # Runs generated SQL over one in-memory table: (sql, table name, table) -> result.
 RunSql = Callable[[str, str, pa.Table], pa.Table]
@@ -250,7 +250,55 @@ def _merge_states(plan: QueryPlan, stacked: pa.Table) -> pa.Table:
             spread = np.where(c > 0, c * (s / c - mean[gid]) ** 2, 0.0)
         total = np.bincount(gid, weights=m2 + spread, minlength=groups)
         out[name] = pa.array(total, pa.float64())
+    _unknown_sums(states, stacked, gid, groups, out)
+    _nan_maxima(states, stacked, gid, groups, out)
     return pa.table(out)
+
+
+def _in_groups(rows: pa.ChunkedArray, gid: np.ndarray, groups: int) -> pa.Array:
+    """Per group, whether any of its rows is true."""
+    flags = np.asarray(pc.fill_null(rows, False).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return pa.array(np.bincount(gid, weights=flags, minlength=groups) > 0)
+
+
+def _unknown_sums(
+    states: tuple[StateColumn, ...], stacked: pa.Table, gid: np.ndarray, groups: int, out: dict
+) -> None:
+    """An owner's sum that is NULL beside a count of rows is one it could not give (an
+    integer total past 64 bits: ``generate._state``): the group's total is unknown, so
+    its sum and spread are NULL, never the other owners' sum alone."""
+    for state in states:
+        if state.kind is not Kind.SUM or state.column is None:
+            continue
+        count = state_name(Kind.COUNT, state.column)
+        if count not in stacked.column_names:
+            continue
+        lost = pc.and_(
+            pc.is_null(stacked.column(state.name)),
+            pc.greater(pc.fill_null(stacked.column(count), 0), 0),
+        )
+        if not pc.any(lost).as_py():
+            continue
+        unknown = _in_groups(lost, gid, groups)
+        for name in (state.name, state_name(Kind.M2, state.column)):
+            if name in out:
+                out[name] = pc.if_else(unknown, pa.scalar(None, out[name].type), out[name])
+
+
+def _nan_maxima(
+    states: tuple[StateColumn, ...], stacked: pa.Table, gid: np.ndarray, groups: int, out: dict
+) -> None:
+    """DuckDB ranks NaN above every number, so a group's MAX over rows with a NaN is NaN;
+    Arrow's skips it (its MIN agrees with DuckDB: NaN only when nothing else is there)."""
+    for state in states:
+        if state.kind is not Kind.MAX or not pa.types.is_floating(out[state.name].type):
+            continue
+        nan = pc.is_nan(stacked.column(state.name))
+        if pc.any(nan).as_py():
+            some = _in_groups(nan, gid, groups)
+            out[state.name] = pc.if_else(
+                some, pa.scalar(float("nan"), out[state.name].type), out[state.name]
+            )
 
 
 def _final_value(call: AggCall, merged: pa.Table) -> pa.Array | pa.ChunkedArray:

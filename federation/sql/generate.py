@@ -214,6 +214,7 @@ def partial_tree(
     decimals: Iterable[str] = (),
     clamp: dict[str, tuple[float, float]] | None = None,
     hidden: bool = False,
+    whole: Iterable[str] = (),
 ) -> exp.Select:
     """The owner's query over its ``table``: the scan step, then (unless raw) the
     aggregate step's states per group. See ``partial_query``."""
@@ -242,7 +243,8 @@ def partial_tree(
         ints, exact = set(integer_columns), set(decimals)
         states = step.states if clamp is None else step.dp_states
         values = _Values(step, clamp)
-        items = [_key(step, g) for g in step.group_by]
+        wide = frozenset(whole)
+        items = [_key(step, g, wide) for g in step.group_by]
         items += [
             exp.alias_(_state(s, ints, exact, values), s.name, quoted=True, copy=False)
             for s in states
@@ -258,10 +260,11 @@ def partial_tree(
     return exp.Select(expressions=items, **clauses)
 
 
-def _width_bucket(node: exp.Expr) -> exp.Expr:
+def _width_bucket(node: exp.Expr, whole: frozenset[str]) -> exp.Expr:
     """``width_bucket(x, lo, hi, n)`` as DuckDB can run it (it has no such function),
     with PostgreSQL's meaning: 0 below ``lo``, ``n + 1`` from ``hi`` on, else the bucket
-    1..n of equal width."""
+    1..n of equal width. An integer ``x`` is widened first: ``(x - lo) * n`` in its own
+    type (a TINYINT, say) would overflow, and the row would fall in the NULL group."""
     if not isinstance(node, exp.WidthBucket):
         return node
     x, lo, hi, n = (
@@ -270,10 +273,11 @@ def _width_bucket(node: exp.Expr) -> exp.Expr:
         node.args["max_value"],
         node.args["num_buckets"],
     )
+    wide = _cast(x.copy(), exp.DType.INT128) if x.name.lower() in whole else x.copy()
     width = exp.Paren(this=exp.Sub(this=hi.copy(), expression=lo.copy()))
     scaled = exp.Div(
         this=exp.Mul(
-            this=exp.Paren(this=exp.Sub(this=x.copy(), expression=lo.copy())), expression=n.copy()
+            this=exp.Paren(this=exp.Sub(this=wide, expression=lo.copy())), expression=n.copy()
         ),
         expression=width,
     )
@@ -290,14 +294,15 @@ def _width_bucket(node: exp.Expr) -> exp.Expr:
     )
 
 
-def _key(step: AggregateStep, name: str) -> exp.Expr:
-    """A group key of the owner's query: a column, or an expression named as the key."""
+def _key(step: AggregateStep, name: str, whole: frozenset[str]) -> exp.Expr:
+    """A group key of the owner's query: a column, or an expression named as the key
+    (``whole``: the dataset's integer columns)."""
     key = step.value_of.get(name)
     if key is None:
         return _column(name)
     tree = rebuilt(key.tree)
     if tree.find(exp.WidthBucket) is not None:
-        tree = tree.transform(_width_bucket, copy=False)
+        tree = tree.transform(lambda node: _width_bucket(node, whole), copy=False)
     tree = exp.Try(this=tree) if _may_fail(tree) else tree
     return exp.alias_(tree, name, quoted=True, copy=False)
 
@@ -310,6 +315,7 @@ def partial_query(
     decimals: Iterable[str] = (),
     clamp: dict[str, tuple[float, float]] | None = None,
     hidden: bool = False,
+    whole: Iterable[str] = (),
 ) -> str:
     """The owner's SQL, generated from the validated plan (its WHERE from the tree).
 
@@ -319,10 +325,16 @@ def partial_query(
     adding noise. Sums of ``integer_columns`` stay exact integers and those of
     ``decimals`` exact decimals (without DP); both name values (a column, or an
     expression's ``value_name``). With ``hidden`` the ``states.hidden_columns`` follow, for
-    the owner's L2 noise.
+    the owner's L2 noise. ``whole`` names the dataset's integer columns.
     """
     tree = partial_tree(
-        plan, table, integer_columns=integer_columns, decimals=decimals, clamp=clamp, hidden=hidden
+        plan,
+        table,
+        integer_columns=integer_columns,
+        decimals=decimals,
+        clamp=clamp,
+        hidden=hidden,
+        whole=whole,
     )
     return sql(tree)
 

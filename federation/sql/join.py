@@ -243,6 +243,7 @@ def _survey_rules(select: exp.Select, sql: str) -> None:
     rules.no_window_functions(ctx)
     rules.no_subqueries(ctx)
     rules.no_parameters(ctx)
+    rules.numbers_are_numbers(ctx)
     rules.only_aggregate_functions(ctx)
     if select.args.get("having") is not None:
         raise QueryError("HAVING is not allowed in a join aggregate; filter the rows in WHERE")

@@ -99,6 +99,7 @@ _DATE_TYPES = {
     exp.DataType.Type.TIMESTAMPTZ,
 }
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")  # as the parser keeps one
 
 
 class QueryError(ValueError):
@@ -147,6 +148,7 @@ class Survey:
     subquery: bool
     parameter: bool
     bad_function: exp.Expr | None  # the first function outside the subset, if any
+    bad_number: str | None  # the first number literal that is not a number (``1e``)
     has_aggregate: bool
     columns: tuple[exp.Column, ...]  # every column reference, wherever it is
 
@@ -156,6 +158,7 @@ def survey(root: exp.Expr) -> Survey:
     comment dropped (comments never travel on: no user text but the tree)."""
     depth = nodes = found = 0
     bad: exp.Expr | None = None
+    bad_number: str | None = None
     columns: list[exp.Column] = []
     stack: list[tuple[exp.Expr, int]] = [(root, 1)]
     pop, push, known = stack.pop, stack.append, _NODE_KINDS.get
@@ -166,6 +169,13 @@ def survey(root: exp.Expr) -> Survey:
             depth = d
         if node.comments is not None:
             node.comments = None
+        if (
+            type(node) is exp.Literal
+            and bad_number is None
+            and not node.is_string
+            and not _NUMBER.fullmatch(node.this)
+        ):
+            bad_number = node.this
         bits = known(type(node))
         if bits is None:
             bits = _node_kind(type(node))
@@ -187,6 +197,7 @@ def survey(root: exp.Expr) -> Survey:
         subquery=bool(found & _SUBQUERY),
         parameter=bool(found & _PARAMETER),
         bad_function=bad,
+        bad_number=bad_number,
         has_aggregate=bool(found & _AGGREGATE),
         columns=tuple(columns),
     )
@@ -625,6 +636,12 @@ def no_subqueries(ctx: Context) -> None:
         raise QueryError("subqueries are not allowed")
 
 
+def numbers_are_numbers(ctx: Context) -> None:
+    """The parser reads ``1e`` as a number; DuckDB would not (nor our type check)."""
+    if ctx.survey.bad_number is not None:
+        raise QueryError(f"{ctx.survey.bad_number!r} is not a number")
+
+
 def no_parameters(ctx: Context) -> None:
     if ctx.survey.parameter:
         raise QueryError("parameters are not allowed")
@@ -1030,6 +1047,7 @@ RULES: tuple[Rule, ...] = (
     no_window_functions,
     no_subqueries,
     no_parameters,
+    numbers_are_numbers,
     only_aggregate_functions,
     from_one_dataset,
     where_condition,

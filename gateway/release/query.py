@@ -117,8 +117,15 @@ class PlanCache:
         sql = self._sql.get(key)
         if sql is None:
             ints, decimals = exact_values(plan, entry.descriptor)
+            whole = [c.name for c in entry.descriptor.columns if exact_kind(c.type) == "int"]
             sql = partial_query(
-                plan, table, integer_columns=ints, decimals=decimals, clamp=clamp, hidden=hidden
+                plan,
+                table,
+                integer_columns=ints,
+                decimals=decimals,
+                clamp=clamp,
+                hidden=hidden,
+                whole=whole,
             )
             self._keep(key, sql)
         return sql

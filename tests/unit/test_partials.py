@@ -414,3 +414,66 @@ def test_owners_that_declared_a_column_differently_merge_to_the_wider_type() -> 
     noised = partial(pa.array([0.5], pa.float64()))  # an owner under DP sends a float
     floated = merge(plan, [two, noised])
     assert floated.column("__s_x").to_pylist() == [1.75]
+
+
+# --- found in review (2026-12-04): answers that did not equal DuckDB's ---------------------
+
+
+def _owners_answer(sql: str, parts: list[pa.Table], whole: tuple[str, ...] = ()) -> list[dict]:
+    """``sql`` as the owners run it (their generated SQL over their own rows, in DuckDB)
+    and the home merges it."""
+    plan = parse(sql)
+    partials = [
+        _duckdb(partial_query(plan, "t", integer_columns=whole, whole=whole), "t", p) for p in parts
+    ]
+    return answer(plan, partials, _duckdb).to_pylist()
+
+
+def test_an_owners_integer_sum_past_64_bits_leaves_the_total_unknown_not_short() -> None:
+    # One owner's rows sum past BIGINT (its own total is withheld as NULL): the federated
+    # SUM, AVG and spread are NULL, not the other owner's 7; the count stays right.
+    big = pa.table({"g": ["a", "a"], "v": pa.array([5 * 10**18] * 2, pa.int64())})
+    small = pa.table({"g": ["a", "b"], "v": pa.array([7, 3], pa.int64())})
+    sql = "SELECT g, SUM(v) AS s, AVG(v) AS m, VAR_POP(v) AS var, COUNT(v) AS n FROM t GROUP BY g"
+    rows = {r["g"]: r for r in _owners_answer(sql, [big, small], whole=("v",))}
+    assert rows["a"] == {"g": "a", "s": None, "m": None, "var": None, "n": 3}
+    assert rows["b"] == {"g": "b", "s": 3, "m": 3.0, "var": 0.0, "n": 1}
+    # a group whose values are all NULL at an owner is no such case: its sum is the others'
+    empty = pa.table({"g": ["b"], "v": pa.array([None], pa.int64())})
+    rows = {r["g"]: r for r in _owners_answer(sql, [empty, small], whole=("v",))}
+    assert rows["b"]["s"] == 3
+
+
+def test_max_over_a_nan_is_nan_wherever_the_nan_is_held() -> None:
+    nan = float("nan")
+    left = pa.table({"g": ["a", "a", "b"], "f": [nan, 1.0, nan]})
+    right = pa.table({"g": ["a", "b", "c"], "f": [5.0, nan, 2.0]})
+    sql = "SELECT g, MAX(f) AS hi, MIN(f) AS lo FROM t GROUP BY g ORDER BY g"
+    pooled = _duckdb(sql, "t", pa.concat_tables([left, right])).to_pylist()
+    got = _owners_answer(sql, [left, right])
+    assert [str(r) for r in got] == [str(r) for r in pooled]  # str: NaN == NaN
+    assert str(got[0]["hi"]) == "nan" and got[0]["lo"] == 1.0
+
+
+def test_width_bucket_of_narrow_integers_computes_wide() -> None:
+    # (x - lo) * n in the column's own type overflowed a TINYINT: the row fell in NULL
+    tiny = pa.table(
+        {
+            "i8": pa.array([-120, -50, 0, 50, 120, 10, 90], pa.int8()),
+            "i16": pa.array([0, 100, 10000, 20000, 29999, 15000, 25000], pa.int16()),
+        }
+    )
+    for column, lo, hi, n in (("i8", -100, 100, 3), ("i16", 0, 30000, 4)):
+        sql = (
+            f"SELECT width_bucket({column}, {lo}, {hi}, {n}) AS b, COUNT(*) AS c FROM t GROUP BY b"
+        )
+        got = sorted(
+            (r["b"], r["c"]) for r in _owners_answer(sql, [tiny[:4], tiny[4:]], ("i8", "i16"))
+        )
+        values = tiny.column(column).to_pylist()
+        width = (hi - lo) / n
+        want: dict[int, int] = {}
+        for x in values:
+            b = 0 if x < lo else n + 1 if x >= hi else int((x - lo) // width) + 1
+            want[b] = want.get(b, 0) + 1
+        assert got == sorted(want.items())

@@ -36,6 +36,7 @@ def test_the_rules_run_in_this_order() -> None:
         "no_window_functions",
         "no_subqueries",
         "no_parameters",
+        "numbers_are_numbers",
         "only_aggregate_functions",
         "from_one_dataset",
         "where_condition",
@@ -114,6 +115,17 @@ def test_no_window_subquery_parameter_or_function() -> None:
         r.no_subqueries, "SELECT COUNT(*) FROM (SELECT * FROM t)", "subqueries are not allowed"
     )
     _refused(r.no_parameters, "SELECT COUNT(*) FROM t WHERE a = ?", "parameters are not allowed")
+    for text, literal in (("1e", "1e"), (".5e", "0.5e"), ("2E AND a < 3", "2E")):
+        # the parser keeps these as numbers; an owner's type check could not read them
+        _refused(
+            r.numbers_are_numbers,
+            f"SELECT COUNT(*) FROM t WHERE a > {text}",
+            f"{literal!r} is not a number",
+        )
+    for text in ("1e5", "1.", ".5", "1E-3", "00012", "1_000"):
+        r.numbers_are_numbers(
+            _context(f"SELECT COUNT(*) FROM t WHERE a > {text}", upto=r.numbers_are_numbers)
+        )
     _refused(
         r.only_aggregate_functions,
         "SELECT COUNT(*) FROM read_csv('/etc/passwd')",
