@@ -16,6 +16,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from federation.canonical import canonical
+
 LEVELS = ("ministry", "province", "city")
 ALGORITHM = "ecdsa-p256-sha256"
 
@@ -52,10 +54,6 @@ class Membership:
 
     def others(self, node_id: str) -> list[Member]:
         return [m for m in self.members if m.id != node_id]
-
-
-def _canonical(document: dict) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 RESERVED_ID = "all"
@@ -99,7 +97,7 @@ def check(membership: Membership) -> Membership:
 def sign(membership: Membership, key: ec.EllipticCurvePrivateKey) -> bytes:
     """Serialise and sign with the federation CA key."""
     document = asdict(check(membership))
-    signature = key.sign(_canonical(document), ec.ECDSA(hashes.SHA256()))
+    signature = key.sign(canonical(document).encode(), ec.ECDSA(hashes.SHA256()))
     envelope = {
         "document": document,
         "algorithm": ALGORITHM,
@@ -119,7 +117,7 @@ def verify(data: bytes, ca_keys: list[ec.EllipticCurvePublicKey]) -> Membership:
         raise MembershipError(f"membership document is malformed: {exc}") from None
     if algorithm != ALGORITHM:
         raise MembershipError(f"membership signature algorithm {algorithm!r} is not supported")
-    payload = _canonical(document)
+    payload = canonical(document).encode()
     for key in ca_keys:
         try:
             key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))

@@ -24,14 +24,11 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from federation.canonical import canonical
 from gateway.state import State
 
 GENESIS = "0" * 64
 FORMAT = "fedgate-audit-v1"
-
-
-def canonical(body: dict) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def body_digest(body_text: str) -> str:

@@ -12,12 +12,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.column_types import TYPE_NAMES, parse_type
+from gateway.column_types import parse_type
 from gateway.errors import InvalidArgument
 
 LEVELS = ("L1", "L2", "L3", "L4")
-# The declared types (``gateway.column_types``), besides decimal(p,s).
-COLUMN_TYPES = TYPE_NAMES
 FORMATS = ("parquet", "csv")
 FREQUENCIES = ("realtime", "daily", "weekly", "monthly", "quarterly", "yearly", "static")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from federation.dp_hist import DEFAULT_BINS, HistError, bin_index, check_bounds, encode
-from federation.dp_lib import opendp
+from federation.dp_lib import laplace_within, opendp
 from federation.sketches import SketchError, flatten_lists
 from gateway.errors import InvalidArgument
 
@@ -53,22 +52,6 @@ def _numbers(values: pa.Array) -> np.ndarray:
 _I32_SAFE = 1 << 30
 
 
-def _laplace_within(epsilon: float, kind: str) -> tuple[Any, float, float]:
-    """The discrete Laplace measurement on a vector of integer counts (``kind`` "i32" or
-    "i64") whose charge for a distance of 1 (OpenDP's map) is at most ``epsilon``: the
-    scale goes up an ulp at a time until it fits. Returns (measurement, charge, scale)."""
-    dp = opendp()
-    space = dp.vector_domain(dp.atom_domain(T=kind)), dp.l1_distance(T=kind)
-    scale = 1.0 / epsilon
-    for _ in range(64):
-        meas = dp.m.make_laplace(*space, scale=scale)
-        charge = float(meas.map(1))
-        if charge <= epsilon:
-            return meas, charge, scale
-        scale = math.nextafter(scale, math.inf)
-    raise InvalidArgument(f"no Laplace scale charges at most {epsilon!r}")
-
-
 def noisy_histograms(
     values: pa.Array | pa.ChunkedArray,
     *,
@@ -93,7 +76,13 @@ def noisy_histograms(
     cells = gid * bins + bin_index(_numbers(child), lower, upper, bins)
     counts = np.bincount(cells, minlength=groups * bins).astype(np.int64)
     small = counts.size == 0 or int(counts.max()) < _I32_SAFE
-    meas, charge, scale = _laplace_within(epsilon, "i32" if small else "i64")
+    kind = "i32" if small else "i64"
+    dp = opendp()
+    space = dp.vector_domain(dp.atom_domain(T=kind)), dp.l1_distance(T=kind)
+    try:
+        meas, charge, scale = laplace_within(space, 1, epsilon)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
     noisy = np.asarray(meas(counts.tolist()) if counts.size else [], dtype=np.int64)
     states = [encode(lower, upper, noisy[g * bins : (g + 1) * bins]) for g in range(groups)]
     return NoisyHistograms(pa.array(states, pa.binary()), charge, scale)

@@ -610,10 +610,6 @@ class RevocationList:
     def next_update(self) -> dt.datetime | None:
         return self._next_update
 
-    @property
-    def revoked_count(self) -> int:
-        return len(self._serials)
-
     def refresh(self) -> None:
         """Take a changed CRL file now (housekeeping: also when no call comes)."""
         with contextlib.suppress(Unauthenticated):

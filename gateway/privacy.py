@@ -19,11 +19,10 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 
-from federation.dp_lib import opendp
+from federation.dp_lib import laplace_within, opendp
 from federation.partials import squares_to_m2
 from federation.sql import (
     COUNT_KINDS,
@@ -92,19 +91,6 @@ def _named(plan: QueryPlan, state: StateColumn) -> str:
     return call.label if call is not None else repr(state.column)
 
 
-def _laplace_within(dp: Any, space: tuple[Any, Any], sens: float, share: float) -> Any:
-    """The Laplace measurement whose charged epsilon (OpenDP's map, rounded up) is at
-    most ``share``: the scale goes up an ulp at a time until the map fits, so ten
-    releases of 0.1 fit a budget of 1.0 exactly instead of overrunning it by ulps."""
-    scale = sens / share
-    for _ in range(64):
-        meas = dp.m.make_laplace(*space, scale=scale)
-        if meas.map(sens) <= share:
-            return meas
-        scale = math.nextafter(scale, math.inf)
-    raise ValueError(f"no Laplace scale charges at most {share!r}")
-
-
 def _added(value: float, times: int) -> float:
     total = 0.0
     for _ in range(times):
@@ -159,8 +145,7 @@ def add_noise(
                 f"{_named(plan, state)} under DP: no finite bound on what one row adds "
                 "(its noise would be infinite)"
             )
-        meas = _laplace_within(dp, space, sens, share)
-        eps = meas.map(sens)
+        meas, eps, _ = laplace_within(space, sens, share)
         noisy = meas(values)
         spent += eps
         if state.kind in COUNT_KINDS:
@@ -183,5 +168,5 @@ def laplace_noise(n: int, sensitivity: float, epsilon: float) -> tuple[list[floa
         raise InvalidArgument("no finite bound on what one row adds: its noise would be infinite")
     dp = opendp()
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float)
-    meas = _laplace_within(dp, space, sensitivity, epsilon)
-    return list(meas([0.0] * n)), meas.map(sensitivity)
+    meas, charge, _ = laplace_within(space, sensitivity, epsilon)
+    return list(meas([0.0] * n)), charge

@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from federation.canonical import canonical
 from gateway.errors import InvalidArgument
 from gateway.identity import identity_of, verify_signed_by
 
@@ -63,16 +64,12 @@ class Signer:
         return sign(body, self.key, self.cert_pem)
 
 
-def canonical(body: dict) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
 def sign(body: dict, key: ec.EllipticCurvePrivateKey, cert_pem: bytes) -> Receipt:
-    signature = key.sign(canonical(body), ec.ECDSA(hashes.SHA256()))
+    signature = key.sign(canonical(body).encode(), ec.ECDSA(hashes.SHA256()))
     return Receipt(body, base64.b64encode(signature).decode(), cert_pem.decode())
 
 
@@ -98,6 +95,6 @@ def verify_signed(
     key = cert.public_key()
     assert isinstance(key, ec.EllipticCurvePublicKey)
     try:
-        key.verify(base64.b64decode(signature), canonical(body), ec.ECDSA(hashes.SHA256()))
+        key.verify(base64.b64decode(signature), canonical(body).encode(), ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
         raise InvalidArgument("signature does not verify: the signed body was changed") from None

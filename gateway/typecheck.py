@@ -76,12 +76,6 @@ _KIND_OF_FAMILY = {
 }
 
 
-def kind_of(declared_type: str) -> str:
-    """The kind of a column declared ``declared_type`` (``column_types``)."""
-    return _KIND_OF_FAMILY[parse_type(declared_type).family]
-
-
-KIND_OF_TYPE = {name: kind_of(name) for name in ct.TYPE_NAMES}  # decimal(p,s): NUMBER
 _NOUN = {
     STRING: "a string",
     NUMBER: "a number",

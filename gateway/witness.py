@@ -23,7 +23,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.audit import GENESIS, AuditLog, Head, canonical, head_message, link, sign_head
+from federation.canonical import canonical
+from gateway.audit import GENESIS, AuditLog, Head, head_message, link, sign_head
 from gateway.clock import utc
 from gateway.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from gateway.state import State

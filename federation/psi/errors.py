@@ -20,3 +20,8 @@ class PsiError(Exception):
 
     def __str__(self) -> str:
         return self.reason
+
+
+def invalid(reason: str) -> PsiError:
+    """The usual refusal: a peer's or the caller's input out of the protocol."""
+    return PsiError(Code.INVALID_ARGUMENT, reason)

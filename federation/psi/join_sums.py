@@ -22,7 +22,7 @@ import numpy as np
 from gmpy2 import mpz  # no stubs, no py.typed
 
 from federation.outcome import Code
-from federation.psi.errors import PsiError
+from federation.psi.errors import PsiError, invalid
 from federation.psi.paillier import Encryptor, PublicKey, encrypt_classic
 
 STATISTICAL_BITS = 40  # a mask hides a sum up to a statistical distance of 2^-40
@@ -32,10 +32,6 @@ MAX_VALUE_DIGITS = 300  # one encoded value; ~1000 bits, far above any sum that 
 # Room for any value encode accepts, so quantize rounds once, where it is asked to.
 _EXACT = Context(prec=MAX_VALUE_DIGITS + MAX_DIGITS + 10, rounding=ROUND_HALF_EVEN)
 _FLOAT_EXACT = float(2**53)  # floats scaled to below this are rounded by numpy
-
-
-def _invalid(reason: str) -> PsiError:
-    return PsiError(Code.INVALID_ARGUMENT, reason)
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ class Scale:
 
     def __post_init__(self) -> None:
         if not 0 <= self.digits <= MAX_DIGITS:
-            raise _invalid(f"a fixed-point scale needs 0 to {MAX_DIGITS} decimal digits")
+            raise invalid(f"a fixed-point scale needs 0 to {MAX_DIGITS} decimal digits")
 
     def encode(self, values: Sequence[float | int | Decimal] | np.ndarray) -> list[int]:
         """Each value as an integer count of ``10^-digits``; refuses NaN and infinities."""
@@ -72,7 +68,7 @@ class Scale:
             scaled = values.astype(np.float64) * float(10**self.digits)
             if not np.isfinite(scaled).all():
                 if not np.isfinite(values).all():
-                    raise _invalid("a value to sum is NaN or infinite")
+                    raise invalid("a value to sum is NaN or infinite")
                 return [self._encode_one(v) for v in values.tolist()]
             if scaled.size and np.abs(scaled).max() >= _FLOAT_EXACT:
                 return [self._encode_one(v) for v in values.tolist()]
@@ -80,7 +76,7 @@ class Scale:
             return out
         if kind == "O":
             return [self._encode_one(v) for v in values.tolist()]
-        raise _invalid(f"values of type {values.dtype} cannot be summed")
+        raise invalid(f"values of type {values.dtype} cannot be summed")
 
     def _encode_one(self, value: object) -> int:
         digits = self.digits
@@ -88,22 +84,22 @@ class Scale:
             return int(value) * 10**digits
         if isinstance(value, Decimal):
             if not value.is_finite():
-                raise _invalid("a value to sum is NaN or infinite")
+                raise invalid("a value to sum is NaN or infinite")
             if value.adjusted() + digits > MAX_VALUE_DIGITS:
-                raise _invalid("a value to sum is too large")
+                raise invalid("a value to sum is too large")
             unit = Decimal((0, (1,), -digits))  # 10^-digits
             return int(value.quantize(unit, ROUND_HALF_EVEN, _EXACT).scaleb(digits, _EXACT))
         if isinstance(value, Real):  # float, numpy floats
             x = float(value)
             if not math.isfinite(x):
-                raise _invalid("a value to sum is NaN or infinite")
+                raise invalid("a value to sum is NaN or infinite")
             scaled_f = x * 10**digits
             if not math.isfinite(scaled_f):
-                raise _invalid("a value to sum is too large")
+                raise invalid("a value to sum is too large")
             return round(scaled_f)
         if value is None:
-            raise _invalid("a value to sum is missing (NULL)")
-        raise _invalid(f"a value of type {type(value).__name__} cannot be summed")
+            raise invalid("a value to sum is missing (NULL)")
+        raise invalid(f"a value of type {type(value).__name__} cannot be summed")
 
     def decode(self, total: int) -> int | Decimal:
         """``total * 10^-digits``, exactly: an ``int`` at 0 digits, else a ``Decimal``."""
@@ -133,7 +129,7 @@ def accumulate(
     calls (converted once per group per call).
     """
     if len(groups) != len(ciphertexts):
-        raise _invalid("the rows and their ciphertexts do not pair up")
+        raise invalid("the rows and their ciphertexts do not pair up")
     n2 = mpz(pk.nsquare)
     one = mpz(1)
     products = {group: mpz(c) for group, c in into.items()}
@@ -167,7 +163,7 @@ def mask_sums(
     for group, product in sums.items():
         terms = count.get(group)
         if terms is None or terms < 0:
-            raise _invalid("a group to mask has no row count")
+            raise invalid("a group to mask has no row count")
         bits = max(value_bits, 0) + max(terms, 1).bit_length()
         if bits + STATISTICAL_BITS + 1 >= pk.n.bit_length():
             raise PsiError(Code.FAILED_PRECONDITION, "sums this large do not fit the key")
@@ -180,12 +176,12 @@ def mask_sums(
 def unmask(opened: Mapping[str, int], masks: Mapping[str, int], n: int) -> dict[str, int]:
     """``(opened_g - r_g) mod n`` as a signed integer in ``(-n/2, n/2]``."""
     if opened.keys() != masks.keys():
-        raise _invalid("the decrypted sums do not name the groups that were sent")
+        raise invalid("the decrypted sums do not name the groups that were sent")
     half = n // 2
     sums: dict[str, int] = {}
     for group, value in opened.items():
         if not 0 <= value < n:
-            raise _invalid("a decrypted sum is out of range")
+            raise invalid("a decrypted sum is out of range")
         s = (value - masks[group]) % n
         sums[group] = s - n if s > half else s
     return sums

@@ -64,7 +64,7 @@ import gmpy2  # no stubs, no py.typed
 from gmpy2 import mpz
 
 from federation.outcome import Code
-from federation.psi.errors import PsiError
+from federation.psi.errors import PsiError, invalid
 
 KEY_BITS = 2048
 MIN_KEY_BITS = 2040  # a peer's public key below this is refused
@@ -76,10 +76,6 @@ _BATCH = 4096  # encrypt_many draws the random exponents of this many values at 
 _PRIME_TRIES = 10_000  # bound on next_prime draws for one key (about 10 are needed)
 # Product of the odd primes below 1000: a peer's modulus sharing one is not an RSA modulus.
 _SMALL_PRIMES = math.prod(p for p in range(3, 1000, 2) if gmpy2.is_prime(p))
-
-
-def _invalid(reason: str) -> PsiError:
-    return PsiError(Code.INVALID_ARGUMENT, reason)
 
 
 @dataclass(frozen=True)
@@ -116,14 +112,14 @@ class PublicKey:
     def from_bytes(b: bytes, max_bits: int = 4096) -> PublicKey:
         """A peer's key, checked as far as a public key can be without its factors."""
         if len(b) < 3 or b[0] != _KEY_FORMAT:
-            raise _invalid("the Paillier public key is not in a format this node reads")
+            raise invalid("the Paillier public key is not in a format this node reads")
         width = int.from_bytes(b[1:3], "big")
         if len(b) != 3 + 3 * width:
-            raise _invalid("the Paillier public key has the wrong length")
+            raise invalid("the Paillier public key has the wrong length")
         n = int.from_bytes(b[3 : 3 + width], "big")
         hs = int.from_bytes(b[3 + width :], "big")
         if not MIN_KEY_BITS <= n.bit_length() <= max_bits or (n.bit_length() + 7) // 8 != width:
-            raise _invalid(
+            raise invalid(
                 f"the Paillier modulus must have {MIN_KEY_BITS} to {max_bits} bits, "
                 "written in the fewest bytes"
             )
@@ -134,9 +130,9 @@ class PublicKey:
             or gmpy2.is_square(nz)
             or gmpy2.is_prime(nz)
         ):
-            raise _invalid("the Paillier modulus is not a product of two large primes")
+            raise invalid("the Paillier modulus is not a product of two large primes")
         if not 1 < hs < n * n - 1 or gmpy2.gcd(mpz(hs), nz) != 1:
-            raise _invalid("the Paillier key's randomiser base is out of range")
+            raise invalid("the Paillier key's randomiser base is out of range")
         return PublicKey(n, hs)
 
 
@@ -165,12 +161,12 @@ class PrivateKey:
     def __init__(self, p: int, q: int, hs: int | None = None) -> None:
         pz, qz = mpz(p), mpz(q)
         if pz == qz or pz.bit_length() != qz.bit_length() or pz < 3:
-            raise _invalid("a Paillier key needs two distinct primes of one length")
+            raise invalid("a Paillier key needs two distinct primes of one length")
         if not (gmpy2.is_prime(pz) and gmpy2.is_prime(qz)):
-            raise _invalid("a Paillier key needs two primes")
+            raise invalid("a Paillier key needs two primes")
         n = pz * qz
         if gmpy2.gcd(n, (pz - 1) * (qz - 1)) != 1:
-            raise _invalid("these primes do not make a Paillier modulus")
+            raise invalid("these primes do not make a Paillier modulus")
         self._p, self._q = pz, qz
         self._p2, self._q2 = pz * pz, qz * qz
         self._n, self._n2 = n, n * n
@@ -190,7 +186,7 @@ class PrivateKey:
     def generate(bits: int = KEY_BITS) -> PrivateKey:
         """A fresh key with an admissible ``bits``-bit modulus (about 0.5 s at 2048)."""
         if bits < 512 or bits % 2:
-            raise _invalid("a Paillier key needs an even number of bits, at least 512")
+            raise invalid("a Paillier key needs an even number of bits, at least 512")
         half = bits // 2
         p = _random_prime(half)
         for _ in range(_PRIME_TRIES):
@@ -215,7 +211,7 @@ class PrivateKey:
         """
         cz = mpz(c)
         if not 0 < cz < self._n2 or gmpy2.gcd(cz, self._n) != 1:
-            raise _invalid("a value to decrypt is not a Paillier ciphertext of this key")
+            raise invalid("a value to decrypt is not a Paillier ciphertext of this key")
         p, q = self._p, self._q
         mp = (gmpy2.powmod(cz, p - 1, self._p2) - 1) // p * self._hp % p
         mq = (gmpy2.powmod(cz, q - 1, self._q2) - 1) // q * self._hq % q
@@ -258,12 +254,12 @@ class Encryptor:
         exponent_bits: int = RANDOM_EXPONENT_BITS,
     ) -> None:
         if exponent_bits < RANDOM_EXPONENT_BITS or exponent_bits % WINDOW_BITS:
-            raise _invalid(
+            raise invalid(
                 f"the random exponent needs a multiple of {WINDOW_BITS} bits, "
                 f"at least {RANDOM_EXPONENT_BITS}"
             )
         if private is not None and private.public != pk:
-            raise _invalid("the private key does not match the public key")
+            raise invalid("the private key does not match the public key")
         started = time.perf_counter()
         self.public = pk
         self.exponent_bytes = exponent_bits // WINDOW_BITS
@@ -367,7 +363,7 @@ def ciphertexts_from_bytes(pk: PublicKey, buf: bytes) -> list[int]:
     """
     width = pk.ciphertext_bytes
     if len(buf) % width:
-        raise _invalid(f"a batch of ciphertexts must be a multiple of {width} bytes long")
+        raise invalid(f"a batch of ciphertexts must be a multiple of {width} bytes long")
     n, n2 = pk._mpz
     view = memoryview(buf)
     from_bytes = int.from_bytes
@@ -377,11 +373,11 @@ def ciphertexts_from_bytes(pk: PublicKey, buf: bytes) -> list[int]:
     for start in range(0, len(buf), width):
         c = from_bytes(view[start : start + width], "big")
         if not 0 < c < n2:
-            raise _invalid(f"ciphertext {start // width + 1} of the batch is out of range")
+            raise invalid(f"ciphertext {start // width + 1} of the batch is out of range")
         units = units * (c % n) % n
         append(c)
     if gmpy2.gcd(units, n) != 1:
         for i, c in enumerate(out):
             if gmpy2.gcd(c, n) != 1:
-                raise _invalid(f"ciphertext {i + 1} of the batch is not a unit")
+                raise invalid(f"ciphertext {i + 1} of the batch is not a unit")
     return out

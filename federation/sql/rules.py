@@ -254,15 +254,9 @@ class Context:
 Rule = Callable[[Context], None]
 
 
-def _function_name(node: exp.Expr) -> str:
-    if isinstance(node, exp.Anonymous):
-        return str(node.this).lower()
-    return node.sql_name().lower() if isinstance(node, exp.Func) else type(node).__name__
-
-
 def _describe(node: exp.Expr) -> str:
     if isinstance(node, exp.Func):
-        return f"function {_function_name(node)}()"
+        return f"function {wording.function_name(node)}()"
     if isinstance(node, exp.Subquery | exp.Select):
         return "a subquery"
     return f"{type(node).__name__} ({node.sql()[:60]})"
@@ -410,7 +404,7 @@ def _value_columns(tree: exp.Expr) -> tuple[str, ...]:
 
 def _label(node: exp.Expr) -> str:
     inner = node.this if isinstance(node, exp.Filter) else node
-    func = AGGREGATES.get(type(inner), _function_name(inner))
+    func = AGGREGATES.get(type(inner), wording.function_name(inner))
     return f"{func.upper()}(...)"
 
 
@@ -686,7 +680,6 @@ def where_condition(ctx: Context) -> None:
         _condition(ctx, where.this)
 
 
-MAX_BUCKETS = 1_000  # groups a bucketed filter column may make (owner-checked)
 MAX_SUBSTR = 1_000  # substr's start and length in a group key: 1 to MAX_SUBSTR
 
 
@@ -712,7 +705,7 @@ def _plain_arguments(node: exp.Expr) -> None:
         return
     extra = [k for k, v in node.args.items() if k not in allowed and v not in (None, False, [])]
     if extra:
-        raise QueryError(f"{_function_name(node)}() takes no {extra[0]} argument here")
+        raise QueryError(f"{wording.function_name(node)}() takes no {extra[0]} argument here")
 
 
 def _bucket(ctx: Context, node: exp.Expr) -> Bucket | None:

@@ -344,7 +344,7 @@ def text_of(node: exp.Expr, sql: str) -> str:
     return text if text is not None else node.sql(dialect=DUCKDB)[:_SNIPPET]
 
 
-def _function_name(node: exp.Expr) -> str:
+def function_name(node: exp.Expr) -> str:
     """sqlglot's name for a function: the fallback when the user's cannot be found."""
     if isinstance(node, exp.Anonymous):
         return str(node.this).lower()
@@ -373,7 +373,7 @@ def describe(node: exp.Expr, sql: str) -> str:
         name = lex.raw(call.name, call.name)
         return f"function {name}()" if call.paren else lex.word(call.name)
     text = _text(node, lex)  # an operator form: x || y, [1, 2], x::JSON
-    return text if text is not None else f"function {_function_name(node)}()"
+    return text if text is not None else f"function {function_name(node)}()"
 
 
 # --- statements ----------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def cmd_audit_witness(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_witnesses(args: argparse.Namespace) -> int:
-    from gateway.audit import canonical
+    from federation.canonical import canonical
     from gateway.client import Client
     from gateway.serde import witnessed_head_from_proto
     from gateway.witness import witnessed_dict
