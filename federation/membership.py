@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -57,6 +57,27 @@ class Membership:
 
 
 RESERVED_ID = "all"
+
+
+_MEMBER_FIELDS = tuple(f.name for f in fields(Member))
+_REQUIRED = ("id", "org", "address", "level")
+
+
+def member_from(raw: object, index: int) -> Member:
+    """A member from its table (an operator's TOML input, a signed document), naming the
+    member and the field that is wrong rather than a Python call's complaint."""
+    if not isinstance(raw, dict):
+        raise MembershipError(f"member {index + 1} is not a table of fields")
+    who = repr(raw["id"]) if isinstance(raw.get("id"), str) else str(index + 1)
+    unknown = sorted(str(k) for k in raw if k not in _MEMBER_FIELDS)
+    if unknown:
+        raise MembershipError(
+            f"member {who}: no field {unknown[0]!r} (the fields: {', '.join(_MEMBER_FIELDS)})"
+        )
+    missing = [k for k in _REQUIRED if k not in raw]
+    if missing:
+        raise MembershipError(f"member {who}: the field {missing[0]!r} is missing")
+    return Member(**raw)
 
 
 def _check_types(membership: Membership) -> None:
@@ -127,7 +148,7 @@ def verify(data: bytes, ca_keys: list[ec.EllipticCurvePublicKey]) -> Membership:
     else:
         raise MembershipError("membership document signature does not verify with the CA")
     try:
-        members = tuple(Member(**m) for m in document["members"])
+        members = tuple(member_from(m, i) for i, m in enumerate(document["members"]))
         membership = Membership(
             federation=str(document["federation"]),
             serial=int(document["serial"]),

@@ -338,7 +338,11 @@ class AccessRequests:
                 raise FailedPrecondition(f"access request {d.id} was decided meanwhile")
             grant = self.grants.add_in(db, grant, actor=str(operator), via=req.id)
             req = dataclasses.replace(
-                req, state="approved", grant_id=grant.id, columns=d.columns or req.columns
+                req,
+                state="approved",
+                grant_id=grant.id,
+                columns=d.columns or req.columns,
+                expires=grant.expires,  # what was approved, as the columns
             )
             self._save(db, req)
             AuditLog.append_in(

@@ -28,7 +28,7 @@ from federation.training.app_bundle import AppBundle
 from gateway import descriptor as descriptor_mod
 from gateway import serde
 from gateway.access import AccessDecision, AccessRequest
-from gateway.config import toml_string
+from gateway.config import is_port, toml_string
 from gateway.errors import InvalidArgument
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
@@ -66,7 +66,8 @@ class Profile:
     key: Path
 
     @staticmethod
-    def load(path: Path) -> Profile:
+    def load(path: Path | str) -> Profile:
+        path = Path(path)
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -84,6 +85,10 @@ class Profile:
             if not isinstance(raw[name], str) or not raw[name] or "\0" in raw[name]:
                 raise InvalidArgument(f"profile {path}: {name} must be a non-empty string")
             fields[name] = raw[name]
+        host, _, port = fields["address"].rpartition(":")
+        if not host or not is_port(port):
+            # gRPC would quietly dial port 443
+            raise InvalidArgument(f"profile {path}: address {fields['address']!r} is not host:port")
         base = path.parent
         return Profile(
             node=fields["node"],

@@ -20,7 +20,7 @@ def cmd_membership_sign(args: argparse.Namespace) -> int:
 
     try:
         raw = tomllib.loads(Path(args.input).read_text(encoding="utf-8"))
-        members = tuple(m.Member(**x) for x in raw["members"])
+        members = tuple(m.member_from(x, i) for i, x in enumerate(raw["members"]))
         doc = m.Membership(
             federation=raw["federation"],
             serial=int(raw.get("serial", 1)),

@@ -227,10 +227,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"epsilon {result.dp_epsilon:.4g} at delta {result.dp_delta:g}"
         )
     receipts = sum(1 for o in result.owners if o.receipt)
-    owners = ", ".join(sorted({o.node_id for o in result.owners}))
+    trained = sorted({o.node_id for o in result.owners if o.receipt})
+    never = sorted({o.node_id for o in result.owners} - set(trained))
     print(
-        f"run {result.run_id}: {len(result.rounds)} rounds at {owners}, {receipts} receipts; "
-        f"wrote {len(written)} files to {args.out}",
+        f"run {result.run_id}: {len(result.rounds)} rounds at {', '.join(trained) or 'no owner'}, "
+        f"{receipts} receipts"
+        + (f" ({', '.join(never)} took no part: see metrics.json)" if never else "")
+        + f"; wrote {len(written)} files to {args.out}",
         file=sys.stderr,
     )
     return 0

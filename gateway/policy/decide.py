@@ -21,6 +21,9 @@ _KIND_ORDER = {"user": 0, "org": 1, "node": 2}
 # How "no grant lets X <verb> D" reads for each operation.
 _VERBS = {"query": "query", "psi": "run PSI on", "train": "train on"}
 
+# The states of a grant an operator ended (or let end), as against one still in force.
+_ENDED = frozenset({"revoked", "expired"})
+
 Check = Callable[[Grant], None]
 """An operation's own test of one candidate grant: raises PermissionDenied to refuse it."""
 
@@ -108,16 +111,21 @@ def choose(
     Candidates are tried most specific first, each in a fixed order: its status (a spent
     budget is ResourceExhausted, anything else not active PermissionDenied), its purpose,
     then the operation's ``check``. The refusal reported is the most specific grant's,
-    which is the one the requester most likely meant.
+    which is the one the requester most likely meant; but a revoked or expired grant is
+    one an operator ended, so when a grant still in force refused too, its reason is the
+    one that tells the requester what to ask for (the ended one is named after it).
     """
     found = candidates(grants, desc.name, operation, requester, home_node)
     if not found:
         raise PermissionDenied(f"no grant lets {requester} {_VERBS[operation]} {desc.name}")
     refusals: list[tuple[type[FedgateError], str]] = []
+    ended: list[str] = []
     for g in found:
         status = g.status(now)
         if status == "budget spent":
             refusals.append((ResourceExhausted, f"the privacy budget of grant {g.id} is spent"))
+        elif status in _ENDED:
+            ended.append(f"grant {g.id} is {status}")
         elif status != "active":
             refusals.append((PermissionDenied, f"grant {g.id} is {status}"))
         elif not purpose_matches(g, purpose):
@@ -129,7 +137,11 @@ def choose(
                 refusals.append((PermissionDenied, exc.message))
             else:
                 return g
+    if not refusals:
+        raise PermissionDenied(ended[0])
     exc_type, message = refusals[0]
+    if ended:
+        message += f" ({'; '.join(ended)})"
     raise exc_type(message)
 
 

@@ -175,6 +175,7 @@ def test_approval_narrows_and_writes_the_grant(parts: Parts) -> None:
     assert decided.state == "approved" and decided.grant_id
     assert decided.decided_by == str(OPERATOR) and decided.decision_note == "ok for the report"
     assert decided.columns == decision.columns and decided.decided_at
+    assert decided.expires == "2030-06-30T00:00:00Z"  # the approved period, as the columns
     assert _stored(parts.state, req.id) == _as_json_format_wrote_it(decided)
     assert parts.access.get(req.id) == decided
     grant = parts.grants.get(decided.grant_id)

@@ -199,6 +199,9 @@ def test_names_with_quotes_and_backslashes_survive_the_rendered_files(tmp_path: 
     [
         ('node = "a"\naddress = "x:1"\nca = 5\ncert = "c"\nkey = "k"\n', "ca must be a non-empty"),
         ('node = "a"\naddress = "x:1"\ncert = "c"\nkey = "k"\n', "missing the field 'ca'"),
+        # without a port gRPC would quietly dial 443 (seen by a new user)
+        ('node = "a"\naddress = "localhost"\nca = "c"\ncert = "c"\nkey = "k"\n', "not host:port"),
+        ('node = "a"\naddress = "x:99999"\nca = "c"\ncert = "c"\nkey = "k"\n', "not host:port"),
     ],
 )
 def test_a_profile_with_wrong_fields_is_named(tmp_path: Path, text: str, message: str) -> None:
@@ -209,6 +212,8 @@ def test_a_profile_with_wrong_fields_is_named(tmp_path: Path, text: str, message
     path.write_text(text)
     with pytest.raises(InvalidArgument, match=message):
         Profile.load(path)
+    with pytest.raises(InvalidArgument, match=message):
+        Profile.load(str(path))  # a path as text too (the docs' Python examples)
     path.write_bytes(b'node = "\xff"\n')
     with pytest.raises(InvalidArgument, match="not a TOML text file"):
         Profile.load(path)

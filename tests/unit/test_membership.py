@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from federation.membership import Member, Membership, MembershipError, check, sign, verify
+from federation.membership import (
+    Member,
+    Membership,
+    MembershipError,
+    check,
+    member_from,
+    sign,
+    verify,
+)
 from gateway import identity
 
 
@@ -81,3 +89,28 @@ def test_malformed_document(keys) -> None:
 def test_inconsistent_documents_are_refused(members, message) -> None:
     with pytest.raises(MembershipError, match=message):
         check(_doc(*members))
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            {"id": "a", "org": "o", "address": "h:1", "level": "province", "colour": "red"},
+            "member 'a': no field 'colour' (the fields: id, org, address, level, parent, name)",
+        ),
+        (
+            {"id": "a", "org": "o", "level": "province"},
+            "member 'a': the field 'address' is missing",
+        ),
+        ({"org": "o"}, "member 3: the field 'id' is missing"),
+        ("anhui", "member 3 is not a table of fields"),
+    ],
+)
+def test_a_member_table_is_read_naming_the_member_and_field(raw: object, message: str) -> None:
+    # An operator's typo in `fedgate membership sign --input` showed a Python call's
+    # complaint ("Member.__init__() got an unexpected keyword argument") (seen by a new user)
+    with pytest.raises(MembershipError) as info:
+        member_from(raw, 2)
+    assert str(info.value) == message
+    good = {"id": "a", "org": "o", "address": "h:1", "level": "province"}
+    assert member_from(good, 0) == Member("a", "o", "h:1", "province")

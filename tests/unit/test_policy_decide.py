@@ -146,8 +146,29 @@ def test_the_most_specific_grants_refusal_is_reported() -> None:
         id="g-user", grantee_kind="user", grantee="zhang@anhui", grantee_org="anhui", max_uses=1
     )
     org = make_grant(id="g-org", revoked_at=NOW)
-    with pytest.raises(PermissionDenied, match="^grant g-user is used up$"):
+    with pytest.raises(
+        PermissionDenied, match=r"^grant g-user is used up \(grant g-org is revoked\)$"
+    ):
         pick([org, dataclasses.replace(user, uses=1)])
+
+
+def test_a_grant_in_force_speaks_before_an_ended_one() -> None:
+    # The analyst's own grant was revoked; the organisation's lacks a control: its reason
+    # says what to ask for, the revoked grant is named after it (seen by a new user).
+    user = make_grant(
+        id="g-user", grantee_kind="user", grantee="zhang@anhui", grantee_org="anhui", revoked_at=NOW
+    )
+
+    def no_extremes(g: Grant) -> None:
+        raise PermissionDenied(f"column 'revenue' needs the extremes control under {g.id}")
+
+    with pytest.raises(PermissionDenied) as info:
+        pick([make_grant(id="g-org"), user], check=no_extremes)
+    assert info.value.message == (
+        "column 'revenue' needs the extremes control under g-org (grant g-user is revoked)"
+    )
+    with pytest.raises(PermissionDenied, match="^grant g-user is revoked$"):
+        pick([user], check=no_extremes)
 
 
 def test_status_is_checked_before_purpose_and_the_operation_check() -> None:
