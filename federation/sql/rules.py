@@ -552,7 +552,11 @@ def _output(ctx: Context, node: exp.Expr) -> None:
         ctx.outputs.append((node, key))
     elif isinstance(node, exp.Column):
         name = ctx.column(node)
-        raise QueryError(f"column {name!r} must be in GROUP BY or inside an aggregate function")
+        aliases = sorted(_aliases(ctx))
+        hint = f" (the aliases of SELECT: {', '.join(aliases)})" if aliases else ""
+        raise QueryError(
+            f"column {name!r} must be in GROUP BY or inside an aggregate function{hint}"
+        )
     elif isinstance(node, exp.Alias):
         _output(ctx, node.this)
     elif isinstance(node, _COMPUTED_OUTPUTS):

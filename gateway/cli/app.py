@@ -87,12 +87,20 @@ def _not_text(args: argparse.Namespace) -> str | None:
     return None
 
 
+# The commands that run nodes (their processes inherit the environment).
+_SERVING = frozenset({"node", "demo"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     bad = _not_text(args)
     if bad is not None:
         print(f"fedgate: error: {bad} is not UTF-8 text", file=sys.stderr)
         return 2
+    if args.command not in _SERVING and not os.environ.get("GRPC_VERBOSITY"):
+        # A client's gRPC would print its own log lines (a failed TLS handshake) above
+        # our one line that says the same; a node keeps them (security.md: logged).
+        os.environ["GRPC_VERBOSITY"] = "NONE"
     from federation.membership import MembershipError
     from gateway.client import ClientError
     from gateway.demo.launcher import LaunchError

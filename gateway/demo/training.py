@@ -83,7 +83,8 @@ def run_training(client: Client, written: Mapping[str, Sequence[Path]]) -> tuple
     """The run's per-round lines and the comparison with pooled training."""
     cmd = (
         f"   fedgate train --task logreg --dataset enterprise_registry --features "
-        f"{','.join(FEATURES)} --label {LABEL} --rounds {ROUNDS} --nodes {','.join(OWNERS)}"
+        f"{','.join(FEATURES)} --label {LABEL} --rounds {ROUNDS} --lr {LR} --epochs {EPOCHS} "
+        f"--seed {SEED} --nodes {','.join(OWNERS)} --out run/"
     )
     head = f"-- Which enterprises are high-tech, learned across {len(OWNERS)} provinces\n{cmd}"
     lines: list[str] = []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import identity
 from tests.conftest import ROOT, run_fedgate
 
 pytestmark = pytest.mark.integration
@@ -73,6 +74,26 @@ def test_catalog_command_through_a_running_node(federation) -> None:
     assert "enterprise_registry" in r.stdout and "industry_enterprises" in r.stdout
     r = run_fedgate("catalog", "--profile", str(profile), "--format", "json", "--local")
     assert r.returncode == 0 and '"node_id": "shanghai"' in r.stdout
+
+
+def test_a_profile_with_another_ca_gets_one_line_not_grpcs_log(federation, tmp_path: Path) -> None:
+    # gRPC's own "I1204 ... Handshake failed" line came above ours (seen by a new user)
+    identity.init_ca(tmp_path / "other", name="Some Other CA")
+    profile = federation.fed.profile_path("li.wei@shanghai")
+    text = profile.read_text().replace(
+        profile_field(profile, "ca"), str(tmp_path / "other" / identity.CA_CERT)
+    )
+    (tmp_path / "p.toml").write_text(text)
+    r = run_fedgate("whoami", "--profile", str(tmp_path / "p.toml"))
+    assert r.returncode == 1
+    assert r.stderr.startswith("fedgate: UNAVAILABLE: the TLS handshake failed"), r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+
+
+def profile_field(profile: Path, name: str) -> str:
+    import tomllib
+
+    return str(tomllib.loads(profile.read_text())[name])
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
