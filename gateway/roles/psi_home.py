@@ -79,6 +79,11 @@ def psi_sql(left: PsiSideAsk, right: PsiSideAsk) -> str:
     for side in (left, right):
         if not (side.node and side.dataset and side.column):
             raise InvalidArgument("each side of a PSI is NODE:DATASET.COLUMN")
+    if left.node == right.node:  # before the join form says it of a join aggregate
+        raise InvalidArgument(
+            f"--left and --right are both at node {left.node}: a PSI intersects the sets of"
+            " two different nodes"
+        )
     on = exp.column(left.column, "l").eq(exp.column(right.column, "r"))
     select = (
         exp.select(exp.alias_(exp.Count(this=exp.Star()), "intersection"))

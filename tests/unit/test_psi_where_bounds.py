@@ -54,3 +54,14 @@ def test_every_odd_value_of_a_side_is_a_typed_refusal(field: str) -> None:
         # a typed refusal or a plan; anything else fails the test with its own exception
         with contextlib.suppress(FedgateError):
             join_or_refuse(psi_sql(PsiSideAsk(**side), RIGHT))
+
+
+def test_both_sides_at_one_node_is_said_of_a_psi() -> None:
+    # the join form's "a join aggregate joins datasets of two different nodes" confused
+    # a PSI user (seen by a new user)
+    with pytest.raises(InvalidArgument) as info:
+        psi_sql(PsiSideAsk("jiangsu", "other", "k"), RIGHT)
+    assert info.value.message == (
+        "--left and --right are both at node jiangsu: a PSI intersects the sets of two"
+        " different nodes"
+    )
