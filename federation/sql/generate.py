@@ -260,11 +260,27 @@ def partial_tree(
     return exp.Select(expressions=items, **clauses)
 
 
+def _whole_literal(node: exp.Expr) -> int | None:
+    """A whole-number literal's exact value (``-5``, ``100``), else None."""
+    negative = isinstance(node, exp.Neg)
+    inner = node.this if negative else node
+    if not isinstance(inner, exp.Literal) or inner.is_string or not inner.this.isdigit():
+        return None
+    return -int(inner.this) if negative else int(inner.this)
+
+
+def _fits_bigint(lo: int, hi: int, n: int) -> bool:
+    limit = 2**62
+    return max(abs(lo), abs(hi)) < limit and 0 <= (hi - lo) * n < limit
+
+
 def _width_bucket(node: exp.Expr, whole: frozenset[str]) -> exp.Expr:
     """``width_bucket(x, lo, hi, n)`` as DuckDB can run it (it has no such function),
     with PostgreSQL's meaning: 0 below ``lo``, ``n + 1`` from ``hi`` on, else the bucket
     1..n of equal width. An integer ``x`` is widened first: ``(x - lo) * n`` in its own
-    type (a TINYINT, say) would overflow, and the row would fall in the NULL group."""
+    type (a TINYINT, say) would overflow, and the row would fall in the NULL group. In
+    the last branch ``0 <= x - lo < hi - lo``, so BIGINT holds it when ``(hi - lo) * n``
+    does; else HUGEINT (exact, but 1.6 times the time of a key over 5 M rows)."""
     if not isinstance(node, exp.WidthBucket):
         return node
     x, lo, hi, n = (
@@ -273,7 +289,16 @@ def _width_bucket(node: exp.Expr, whole: frozenset[str]) -> exp.Expr:
         node.args["max_value"],
         node.args["num_buckets"],
     )
-    wide = _cast(x.copy(), exp.DType.INT128) if x.name.lower() in whole else x.copy()
+    wide = x.copy()
+    if x.name.lower() in whole:
+        low, high, count = (_whole_literal(v) for v in (lo, hi, n))
+        fits = (
+            low is not None
+            and high is not None
+            and count is not None
+            and _fits_bigint(low, high, count)
+        )
+        wide = _cast(wide, _BIGINT if fits else exp.DType.INT128)
     width = exp.Paren(this=exp.Sub(this=hi.copy(), expression=lo.copy()))
     scaled = exp.Div(
         this=exp.Mul(

@@ -463,17 +463,21 @@ def test_width_bucket_of_narrow_integers_computes_wide() -> None:
             "i16": pa.array([0, 100, 10000, 20000, 29999, 15000, 25000], pa.int16()),
         }
     )
-    for column, lo, hi, n in (("i8", -100, 100, 3), ("i16", 0, 30000, 4)):
+    tiny = tiny.append_column(
+        "i64", pa.array([0, 10**18, 3 * 10**18, 5 * 10**18, 7 * 10**18, 9 * 10**18, 1], pa.int64())
+    )
+    cases = (("i8", -100, 100, 3), ("i16", 0, 30000, 4), ("i64", 0, 9 * 10**18, 4))
+    for column, lo, hi, n in cases:  # the last needs HUGEINT: (hi - lo) * n passes 2^63
         sql = (
             f"SELECT width_bucket({column}, {lo}, {hi}, {n}) AS b, COUNT(*) AS c FROM t GROUP BY b"
         )
         got = sorted(
-            (r["b"], r["c"]) for r in _owners_answer(sql, [tiny[:4], tiny[4:]], ("i8", "i16"))
+            (r["b"], r["c"])
+            for r in _owners_answer(sql, [tiny[:4], tiny[4:]], ("i8", "i16", "i64"))
         )
         values = tiny.column(column).to_pylist()
-        width = (hi - lo) / n
         want: dict[int, int] = {}
-        for x in values:
-            b = 0 if x < lo else n + 1 if x >= hi else int((x - lo) // width) + 1
+        for x in values:  # exactly, in Python's integers
+            b = 0 if x < lo else n + 1 if x >= hi else (x - lo) * n // (hi - lo) + 1
             want[b] = want.get(b, 0) + 1
         assert got == sorted(want.items())
