@@ -326,6 +326,9 @@ def _final_value(call: AggCall, merged: pa.Table) -> pa.Array | pa.ChunkedArray:
         mean = pc.divide(s.cast(pa.float64(), safe=False), cf)
         return pc.if_else(pc.greater(c, 0), mean, nothing)
     m2 = merged.column(state_name(Kind.M2, call.column)).cast(pa.float64(), safe=False)
+    # a sum an owner could not give (``_unknown_sums``): the spread is unknown too, also
+    # when that owner's partial is the only one (never merged)
+    m2 = pc.if_else(pc.and_(pc.is_null(s), pc.greater(c, 0)), nothing, m2)
     if call.func.endswith("_samp"):
         var = pc.if_else(pc.greater(c, 1), pc.divide(m2, pc.subtract(cf, 1.0)), nothing)
     else:

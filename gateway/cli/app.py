@@ -97,10 +97,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad is not None:
         print(f"fedgate: error: {bad} is not UTF-8 text", file=sys.stderr)
         return 2
-    if args.command not in _SERVING and not os.environ.get("GRPC_VERBOSITY"):
+    verbosity = os.environ.get("GRPC_VERBOSITY")
+    if args.command not in _SERVING and not verbosity:
         # A client's gRPC would print its own log lines (a failed TLS handshake) above
         # our one line that says the same; a node keeps them (security.md: logged).
         os.environ["GRPC_VERBOSITY"] = "NONE"
+    try:
+        return _run(args)
+    finally:  # main() called in-process (tests) leaves the environment as it found it
+        if verbosity is None:
+            os.environ.pop("GRPC_VERBOSITY", None)
+        else:
+            os.environ["GRPC_VERBOSITY"] = verbosity
+
+
+def _run(args: argparse.Namespace) -> int:
     from federation.membership import MembershipError
     from gateway.client import ClientError
     from gateway.demo.launcher import LaunchError

@@ -140,8 +140,9 @@ def choose(
     if not refusals:
         raise PermissionDenied(ended[0])
     exc_type, message = refusals[0]
-    if ended:
-        message += f" ({'; '.join(ended)})"
+    if ended:  # the first, and how many more (a requester may hold many old grants)
+        more = f"; and {len(ended) - 1} more ended" if len(ended) > 1 else ""
+        message += f" ({ended[0]}{more})"
     raise exc_type(message)
 
 

@@ -113,7 +113,9 @@ class PlanCache:
         hidden: bool = False,
     ) -> str:
         bounds = tuple(sorted(clamp.items())) if clamp is not None else None
-        key = (plan.sql, table, entry.quality.sha256, bounds, hidden)
+        # the declared types choose exact sums and wide keys: a file registered again
+        # with other types (the same bytes) is other SQL
+        key = (plan.sql, table, entry.quality.sha256, entry.descriptor.columns, bounds, hidden)
         sql = self._sql.get(key)
         if sql is None:
             ints, decimals = exact_values(plan, entry.descriptor)

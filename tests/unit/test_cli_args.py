@@ -5,6 +5,7 @@ trained)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,17 @@ def test_an_output_path_that_cannot_be_written_is_refused_first(
         "--label", "y", "--nodes", "x", "--out", str(a_file),
     ]  # fmt: skip
     assert f"--out {a_file} is a file, not a folder" in _refused(capsys, run)
+
+
+@pytest.mark.parametrize("before", [None, "", "info"])
+def test_the_grpc_verbosity_a_client_command_sets_is_undone(
+    before: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # main() silences gRPC's log lines for client commands; called in-process it must not
+    # leave that to nodes a test starts later (they inherit the environment)
+    if before is None:
+        monkeypatch.delenv("GRPC_VERBOSITY", raising=False)
+    else:
+        monkeypatch.setenv("GRPC_VERBOSITY", before)
+    assert main(["query", "SELECT 1", "--nodes", "a,,b"]) == 2
+    assert os.environ.get("GRPC_VERBOSITY") == before

@@ -438,6 +438,9 @@ def test_an_owners_integer_sum_past_64_bits_leaves_the_total_unknown_not_short()
     rows = {r["g"]: r for r in _owners_answer(sql, [big, small], whole=("v",))}
     assert rows["a"] == {"g": "a", "s": None, "m": None, "var": None, "n": 3}
     assert rows["b"] == {"g": "b", "s": 3, "m": 3.0, "var": 0.0, "n": 1}
+    # the same from that owner alone (its partial is not merged): the spread is unknown too
+    alone = _owners_answer(sql, [big], whole=("v",))
+    assert alone == [{"g": "a", "s": None, "m": None, "var": None, "n": 2}]
     # a group whose values are all NULL at an owner is no such case: its sum is the others'
     empty = pa.table({"g": ["b"], "v": pa.array([None], pa.int64())})
     rows = {r["g"]: r for r in _owners_answer(sql, [empty, small], whole=("v",))}
@@ -463,11 +466,18 @@ def test_width_bucket_of_narrow_integers_computes_wide() -> None:
             "i16": pa.array([0, 100, 10000, 20000, 29999, 15000, 25000], pa.int16()),
         }
     )
-    tiny = tiny.append_column(
-        "i64", pa.array([0, 10**18, 3 * 10**18, 5 * 10**18, 7 * 10**18, 9 * 10**18, 1], pa.int64())
+    # near bucket edges past 2^53, where a DOUBLE's division put 2^60 - 1 in bucket 2 and
+    # 9e18 - 1 in n + 1 (found in review)
+    edges = [0, 2**60 - 1, 2**60, 9 * 10**18 - 1, 2**62 - 3, 45 * 10**17, 1]
+    tiny = tiny.append_column("i64", pa.array(edges, pa.int64()))
+    cases = (
+        ("i8", -100, 100, 3),
+        ("i16", 0, 30000, 4),
+        ("i64", 0, 9 * 10**18, 4),  # HUGEINT: (hi - lo) * n passes 2^63
+        ("i64", 0, 2**61 - 1, 2),  # BIGINT
+        ("i64", 0, 2**62 - 1, 3),  # HUGEINT
     )
-    cases = (("i8", -100, 100, 3), ("i16", 0, 30000, 4), ("i64", 0, 9 * 10**18, 4))
-    for column, lo, hi, n in cases:  # the last needs HUGEINT: (hi - lo) * n passes 2^63
+    for column, lo, hi, n in cases:
         sql = (
             f"SELECT width_bucket({column}, {lo}, {hi}, {n}) AS b, COUNT(*) AS c FROM t GROUP BY b"
         )

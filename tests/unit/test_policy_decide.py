@@ -169,6 +169,11 @@ def test_a_grant_in_force_speaks_before_an_ended_one() -> None:
     )
     with pytest.raises(PermissionDenied, match="^grant g-user is revoked$"):
         pick([user], check=no_extremes)
+    # many old grants are named as one and a count (a message does not grow without end)
+    old = [dataclasses.replace(user, id=f"g-old{i}", expires="2025-02-01") for i in range(50)]
+    with pytest.raises(PermissionDenied) as info:
+        pick([make_grant(id="g-org"), user, *old], check=no_extremes)
+    assert info.value.message.endswith("(grant g-user is revoked; and 50 more ended)")
 
 
 def test_status_is_checked_before_purpose_and_the_operation_check() -> None:
