@@ -367,6 +367,10 @@ class AccessRequests:
         if d.columns:  # narrowing: a subset of columns, each with a subset of controls
             columns = {c.column: set(c.controls) for c in d.columns}
             for name, controls in columns.items():
+                if name not in asked:
+                    raise InvalidArgument(
+                        f"approval may only narrow the request: column {name!r} was not asked for"
+                    )
                 if not controls <= asked.get(name, set()):
                     raise InvalidArgument(
                         f"approval may only narrow the request: {name!r} was not asked as "

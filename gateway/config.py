@@ -91,6 +91,15 @@ class NodeConfig:
     source: Path | None = None
 
 
+def _as_toml(value: object) -> str:
+    """A value as the config file spells it (``true``, not Python's ``True``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return toml_string(value)
+    return repr(value)
+
+
 def toml_string(value: object) -> str:
     """``value`` as a TOML basic string. A JSON string is one, but for DEL (U+007F),
     which JSON leaves raw and TOML refuses; non-ASCII stays as it is (JSON's surrogate
@@ -126,7 +135,8 @@ def _get(section: dict[str, Any], name: str, field: str, kind: type, default: An
             list: "a list",
             dict: "a table",
         }
-        raise ConfigError(f"{field} must be {names.get(kind, kind.__name__)}, got {value!r}")
+        shown = _as_toml(value)
+        raise ConfigError(f"{field} must be {names.get(kind, kind.__name__)}, got {shown}")
     return value
 
 
@@ -277,7 +287,7 @@ def _limits(section: dict[str, Any], workers: int) -> LimitSettings:
     def number(name: str, kind: type, low: float, high: float, default: Any) -> Any:
         value = _get(section, name, f"limits.{name}", kind, default)
         if not low <= value <= high:
-            raise ConfigError(f"limits.{name} must be between {low:g} and {high:g}")
+            raise ConfigError(f"limits.{name} must be between {low:.0f} and {high:.0f}")
         return value
 
     streams = number("streams", int, 1, workers, default.streams)
@@ -287,8 +297,11 @@ def _limits(section: dict[str, Any], workers: int) -> LimitSettings:
         where = f"limits.rates.{name}"
         if name not in RATED:
             raise ConfigError(f"unknown method {where} (rated: {', '.join(sorted(RATED))})")
-        if not isinstance(value, dict) or set(value) - {"per_second", "burst"}:
+        if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a table {{ per_second = <number>, burst = <n> }}")
+        unknown = sorted(set(value) - {"per_second", "burst"})
+        if unknown:
+            raise ConfigError(f"unknown field {where}.{unknown[0]} (known: per_second, burst)")
         per_second = _get(value, "per_second", f"{where}.per_second", float, rates[name].per_second)
         burst = _get(value, "burst", f"{where}.burst", int, rates[name].burst)
         if not 0 < per_second <= 1_000_000:

@@ -11,6 +11,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gateway.column_types import parse_type
 from gateway.errors import InvalidArgument
@@ -117,21 +118,35 @@ def validate(desc: DatasetDescriptor) -> DatasetDescriptor:
     return desc
 
 
+def _column(c: Any, index: int) -> ColumnSpec:
+    """One ``[[columns]]`` table, naming the column (or its place) and field at fault."""
+    if not isinstance(c, dict):
+        raise InvalidArgument(f"column {index + 1} of the descriptor is not a table")
+    who = f"column {c['name']!r}" if isinstance(c.get("name"), str) else f"column {index + 1}"
+    for name in ("name", "type"):
+        if name not in c:
+            raise InvalidArgument(f"descriptor {who} is missing the field {name!r}")
+    bounds: dict[str, float | None] = {}
+    for name in ("lower", "upper"):
+        value = c.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InvalidArgument(f"descriptor {who}: {name} must be a number, got {value!r}")
+        bounds[name] = None if value is None else float(value)
+    return ColumnSpec(
+        name=str(c["name"]),
+        type=str(c["type"]),
+        level=str(c.get("level", "")),
+        description=str(c.get("description", "")),
+        lower=bounds["lower"],
+        upper=bounds["upper"],
+        categories=tuple(str(v) for v in c.get("categories", ())),
+    )
+
+
 def from_dict(data: dict, *, base_dir: Path | None = None) -> DatasetDescriptor:
     """Build from parsed TOML; a relative ``path`` is resolved against ``base_dir``."""
     try:
-        columns = tuple(
-            ColumnSpec(
-                name=str(c["name"]),
-                type=str(c["type"]),
-                level=str(c.get("level", "")),
-                description=str(c.get("description", "")),
-                lower=None if c.get("lower") is None else float(c["lower"]),
-                upper=None if c.get("upper") is None else float(c["upper"]),
-                categories=tuple(str(v) for v in c.get("categories", ())),
-            )
-            for c in data.get("columns", [])
-        )
+        columns = tuple(_column(c, i) for i, c in enumerate(data.get("columns", [])))
         path = str(data["path"])
         if base_dir is not None and not Path(path).is_absolute():
             path = str((base_dir / path).resolve())

@@ -114,8 +114,10 @@ def load_bundle(path: Path) -> list[x509.Certificate]:
         certs = x509.load_pem_x509_certificates(path.read_bytes())
     except FileNotFoundError:
         raise InvalidArgument(f"CA file {path} does not exist") from None
-    except ValueError as exc:
-        raise InvalidArgument(f"{path} is not a PEM certificate bundle: {exc}") from None
+    except ValueError:  # the library's text (a URL, "MalformedFraming") says no more
+        raise InvalidArgument(
+            f"{path} is not a PEM certificate bundle (-----BEGIN CERTIFICATE----- blocks)"
+        ) from None
     return certs
 
 

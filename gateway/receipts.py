@@ -41,9 +41,14 @@ class Receipt:
     def from_json(text: str | bytes) -> Receipt:
         try:
             data = json.loads(text)
-            body, signature, cert = data["body"], data["signature"], data["cert"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidArgument(f"not a fedgate receipt: {exc}") from None
+        except ValueError:
+            raise InvalidArgument("not a fedgate receipt: not JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidArgument("not a fedgate receipt: a JSON object is one")
+        missing = [k for k in ("body", "signature", "cert") if k not in data]
+        if missing:
+            raise InvalidArgument(f"not a fedgate receipt: it has no {missing[0]!r}")
+        body, signature, cert = data["body"], data["signature"], data["cert"]
         if (
             not isinstance(body, dict)
             or not isinstance(signature, str)

@@ -177,6 +177,8 @@ def verify(
     for n, raw in enumerate(extra_witnessed, start=1):
         if raw.startswith("W\t"):
             witnessed.append(_witness_line(raw.rstrip("\n"), f"witness file line {n}"))
+        elif raw.strip():  # the wrong file must not pass as "witnesses checked"
+            raise VerifyError(f"witness file line {n} is not a witnessed head")
     size = expected - 1
     if not heads:
         raise VerifyError("no signed head: the export is incomplete")

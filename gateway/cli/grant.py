@@ -59,7 +59,12 @@ def cmd_grant_add(args: argparse.Namespace) -> int:
     from gateway.client import Client
     from gateway.policy.model import Grant
 
-    kinds = [(k, v) for k, v in (("user", args.user), ("org", args.org), ("node", args.node)) if v]
+    # `--org ""` is a grantee too: the owner refuses it by name ("grantee must not be empty")
+    kinds = [
+        (k, v)
+        for k, v in (("user", args.user), ("org", args.org), ("node", args.node))
+        if v is not None
+    ]
     kind, grantee = kinds[0]
     grant = Grant(
         id="",

@@ -182,6 +182,14 @@ def test_rewritten_history_is_caught_by_witnessed_heads(
     assert "history rewritten" in caught.stderr and "jiangsu" in caught.stderr
     with pytest.raises(VerifyError, match="history rewritten"):
         _verify(federation, out, witnessed)
+    # the wrong file given as --witness is not "witnesses checked" (it printed OK)
+    junk = heads.with_name("junk.txt")
+    for text in ("hello world\n", "X\tfoo\n", forged.read_text()):
+        junk.write_text(text)
+        wrong = run_fedgate("audit", "verify", str(forged), "--ca", ca, "--witness", str(junk))
+        assert wrong.returncode == 1 and "line 1 is not a witnessed head" in wrong.stderr
+    with pytest.raises(VerifyError, match="witness file line 1 is not a witnessed head"):
+        _verify(federation, out, ["hello world"])
 
 
 def test_witness_refuses_a_log_that_did_not_only_grow(federation: RunningFederation) -> None:

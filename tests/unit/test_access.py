@@ -195,6 +195,9 @@ def test_approval_may_not_widen_the_request(parts: Parts) -> None:
     wider = AccessDecision(id=req.id, approve=True, columns=(ColumnControls("city", ("raw",)),))
     with pytest.raises(InvalidArgument, match="only narrow"):
         parts.access.decide(wider, OPERATOR)
+    other = AccessDecision(id=req.id, approve=True, columns=(ColumnControls("staff", ("filter",)),))
+    with pytest.raises(InvalidArgument, match="column 'staff' was not asked for"):
+        parts.access.decide(other, OPERATOR)
     longer = AccessDecision(id=req.id, approve=True, expires="2040-01-01")
     with pytest.raises(InvalidArgument, match="extend"):
         parts.access.decide(longer, OPERATOR)

@@ -115,6 +115,30 @@ def test_the_descriptor_names_the_column_of_a_bad_type() -> None:
 
 
 @pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        (
+            {"name": "staff", "type": "int64", "lower": "zero"},
+            "descriptor column 'staff': lower must be a number, got 'zero'",
+        ),
+        ({"type": "int64"}, "descriptor column 2 is missing the field 'name'"),
+        ({"name": "x"}, "descriptor column 'x' is missing the field 'type'"),
+        ("x", "column 2 of the descriptor is not a table"),
+    ],
+)
+def test_a_descriptor_column_of_the_wrong_shape_is_named(column: object, message: str) -> None:
+    # was "descriptor has a field of the wrong type: could not convert string to float:
+    # 'zero'", naming no column (seen by an operator)
+    from gateway.descriptor import from_dict
+
+    data = {"name": "d", "path": "/x.csv", "level": "L1"}
+    data["columns"] = [{"name": "a", "type": "string"}, column]
+    with pytest.raises(InvalidArgument) as info:
+        from_dict(data)
+    assert info.value.message == message
+
+
+@pytest.mark.parametrize(
     ("declared", "accepted", "refused"),
     [
         (

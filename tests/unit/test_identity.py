@@ -150,3 +150,15 @@ def test_a_profile_file_of_the_wrong_kind_is_named_before_connecting(
     with pytest.raises(InvalidArgument, match="CA file .* is a folder"):
         secure_channel("127.0.0.1:1", "anhui", ca=tmp_path, cert=cert, key=key)
     secure_channel("127.0.0.1:1", "anhui", ca=cert, cert=cert, key=key).close()
+
+
+def test_a_ca_file_that_is_not_pem_is_one_plain_line(tmp_path: Path) -> None:
+    # the library's own text came through: "Unable to load PEM file. See https://...
+    # MalformedFraming" (seen by an operator)
+    bad = tmp_path / "ca.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    with pytest.raises(InvalidArgument) as info:
+        identity.load_bundle(bad)
+    assert info.value.message == (
+        f"{bad} is not a PEM certificate bundle (-----BEGIN CERTIFICATE----- blocks)"
+    )

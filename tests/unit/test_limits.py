@@ -246,7 +246,12 @@ def test_config_sets_limits_and_rates(tmp_path: Path) -> None:
         ({"rates": {"Query": 5}}, "limits.rates.Query must be a table"),
         ({"rates": {"Query": {"burst": 0}}}, r"limits.rates.Query.burst must be between"),
         ({"rates": {"Query": {"per_second": 0}}}, r"limits.rates.Query.per_second must be in"),
-        ({"rates": {"Query": {"rate": 1}}}, "limits.rates.Query must be a table"),
+        (
+            {"rates": {"Query": {"per_sec": 5}}},  # was "must be a table": it is one
+            r"unknown field limits.rates.Query.per_sec \(known: per_second, burst\)",
+        ),
+        ({"callers": True}, "limits.callers must be an integer, got true$"),  # not True
+        ({"callers": 5}, "limits.callers must be between 100 and 1000000$"),  # not 1e+06
         ({"nope": 1}, "unknown field limits.nope"),
     ],
 )

@@ -24,6 +24,8 @@ def test_a_good_grant_passes_unchanged() -> None:
     [
         ({"grantee_kind": "team"}, "grantee kind 'team'"),
         ({"grantee": ""}, "grantee must not be empty"),
+        ({"grantee": "   "}, "grantee must not be empty"),  # was written as org '   '
+        ({"grantee": "anhui "}, "grantee 'anhui ' starts or ends with a space"),
         ({"grantee_kind": "user", "grantee": "zhang@anhui"}, "names the user's organisation"),
         ({"dp_epsilon": float("nan")}, "dp_epsilon must be a finite number"),
         ({"min_group_size": 0}, "min_group_size >= 1"),
@@ -33,7 +35,10 @@ def test_a_good_grant_passes_unchanged() -> None:
         ({"columns": {"nope": ("aggregate",)}}, "'nope' is not a column of firms"),
         ({"columns": {"region": ("peek",)}}, "controls must be some of"),
         ({"dp_epsilon": 1.0, "dp_budget": 0.5}, "dp budget must be at least"),
-        ({"valid_from": "2025-02-01", "expires": "2025-01-01"}, "expires must be after"),
+        (
+            {"valid_from": "2025-02-01", "expires": "2025-01-01"},
+            r"expires \(2025-01-01\) must be after",
+        ),
         ({"purpose": "p" * 501}, "the purpose may be at most 500 characters"),
     ],
 )

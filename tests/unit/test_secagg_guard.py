@@ -129,6 +129,23 @@ def test_a_malformed_key_statement_is_a_clear_refusal(text: str) -> None:
         Receipt.from_json(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"body": {}, "cert": "c"}', "not a fedgate receipt: it has no 'signature'"),
+        ("[1, 2]", "not a fedgate receipt: a JSON object is one"),
+        ("{", "not a fedgate receipt: not JSON"),
+    ],
+)
+def test_a_receipt_that_is_no_receipt_says_so_in_words(text: str, message: str) -> None:
+    # was Python's own text ("'signature'", "list indices must be integers ...")
+    from gateway.receipts import Receipt
+
+    with pytest.raises(InvalidArgument) as info:
+        Receipt.from_json(text)
+    assert info.value.message == message
+
+
 def _signed(statements: dict[str, tuple[str, dict]]) -> tuple[ConfigRecord, object]:
     """Statements as ConfigRecord text, and a ``member`` that reads who signed each."""
     rec = ConfigRecord({node: f"stmt-{node}" for node in statements})
