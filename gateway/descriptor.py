@@ -131,7 +131,10 @@ def _column(c: Any, index: int) -> ColumnSpec:
         value = c.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise InvalidArgument(f"descriptor {who}: {name} must be a number, got {value!r}")
-        bounds[name] = None if value is None else float(value)
+        try:
+            bounds[name] = None if value is None else float(value)
+        except OverflowError:  # a whole number of hundreds of digits
+            raise InvalidArgument(f"descriptor {who}: {name} is too large a number") from None
     return ColumnSpec(
         name=str(c["name"]),
         type=str(c["type"]),

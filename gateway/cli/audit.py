@@ -30,11 +30,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     try:
         for w in args.witness:
             lines = Path(w).read_text(encoding="utf-8").split("\n")
-            bad = next((n for n, x in enumerate(lines, 1) if x and not x.startswith("W\t")), 0)
+            bad = next(
+                (n for n, x in enumerate(lines, 1) if x.strip() and not x.startswith("W\t")), 0
+            )
             if bad:  # named here, where the file is known (verify numbers all files as one)
                 raise VerifyError(
                     f"{w} line {bad} is not a witnessed head (a witness file is what "
-                    "`fedgate audit witnesses` writes)"
+                    "fedgate audit witnesses writes)"
                 )
             extra += lines
         with open(args.file, encoding="utf-8") as fh:
