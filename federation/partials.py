@@ -266,7 +266,8 @@ def _unknown_sums(
 ) -> None:
     """An owner's sum that is NULL beside a count of rows is one it could not give (an
     integer total past 64 bits: ``generate._state``): the group's total is unknown, so
-    its sum and spread are NULL, never the other owners' sum alone."""
+    its sum is NULL, never the other owners' sum alone (and ``_final_value`` makes its
+    spread NULL, as for a single unmerged partial)."""
     for state in states:
         if state.kind is not Kind.SUM or state.column is None:
             continue
@@ -280,9 +281,9 @@ def _unknown_sums(
         if not pc.any(lost).as_py():
             continue
         unknown = _in_groups(lost, gid, groups)
-        for name in (state.name, state_name(Kind.M2, state.column)):
-            if name in out:
-                out[name] = pc.if_else(unknown, pa.scalar(None, out[name].type), out[name])
+        out[state.name] = pc.if_else(
+            unknown, pa.scalar(None, out[state.name].type), out[state.name]
+        )
 
 
 def _nan_maxima(
