@@ -1,18 +1,25 @@
 """The owners' signed receipts a home node keeps, per request (the `receipts` table).
 
 Kept in the same transaction as the home's own audit entry for the request, so that an
-answer recorded in the log always has its receipts, and the other way round.
+answer recorded in the log always has its receipts, and the other way round. A receipt
+that is not its owner's release receipt for the request (junk, another request's, a
+statement of another kind) is not kept: the home's audit entry names its owner under
+``bad_receipts`` and the node logs it, so the evidence says which owner gave none.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
 
 from gateway.audit import AuditLog
 from gateway.clock import utc
 from gateway.errors import NotFound
+from gateway.receipts import problem
 from gateway.state import State
+
+log = logging.getLogger(__name__)
 
 
 class ReceiptStore:
@@ -22,7 +29,12 @@ class ReceiptStore:
     def keep(self, request_id: str, receipts: Sequence[tuple[str, str]], entry: dict) -> None:
         """``receipts`` as (owner, receipt JSON), and the home's audit ``entry``."""
         now = utc()
-        rows = [(request_id, owner, receipt, now) for owner, receipt in receipts]
+        checked = [(owner, r, problem(r, owner, request_id)) for owner, r in receipts]
+        bad = {owner: why for owner, _, why in checked if why}
+        if bad:
+            entry = {**entry, "bad_receipts": bad}
+            log.warning("request=%s owners gave an invalid receipt: %s", request_id, sorted(bad))
+        rows = [(request_id, owner, r, now) for owner, r, why in checked if not why]
 
         def work(db: sqlite3.Connection) -> None:
             db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?)", rows)

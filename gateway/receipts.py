@@ -79,9 +79,32 @@ def sign(body: dict, key: ec.EllipticCurvePrivateKey, cert_pem: bytes) -> Receip
 
 
 def verify(receipt: Receipt, ca_bundle: list[x509.Certificate]) -> str:
-    """Check the signer's certificate and the signature; returns the signing node id."""
-    verify_signed(receipt.body, receipt.signature, receipt.cert_pem, ca_bundle, receipt.owner)
+    """Check that it is a release receipt, the signer's certificate and the signature;
+    returns the signing node id. (A node signs other statements too: a SecAgg+ key, a
+    model digest; none of them is a receipt.)"""
+    body = receipt.body
+    if body.get("kind") != "release" or "audit_seq" not in body or "audit_hash" not in body:
+        raise InvalidArgument("not a release receipt: no release kind or audit entry in its body")
+    verify_signed(body, receipt.signature, receipt.cert_pem, ca_bundle, receipt.owner)
     return receipt.owner
+
+
+def problem(text: str, node_id: str, request_id: str) -> str:
+    """Why an owner's receipt, as the home receives it, is not that owner's receipt for
+    this request ("" when it is): kept under the request, it must name both. The home
+    checks only this much per release; ``receipt verify`` and ``receipt list`` check the
+    signature against the CA."""
+    try:
+        body = Receipt.from_json(text).body
+    except InvalidArgument as exc:
+        return exc.message
+    if body.get("kind") != "release":
+        return "not a release receipt"
+    if body.get("owner") != node_id:
+        return "it names another owner"
+    if body.get("request_id") != request_id:
+        return "it names another request"
+    return ""
 
 
 def verify_signed(

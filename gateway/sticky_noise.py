@@ -101,10 +101,13 @@ def add_sticky_noise(
     key: bytes,
     version: str,
     leaf_fingerprints: Sequence[object],
+    integer_sums: frozenset[str] = frozenset(),
 ) -> pa.Table:
     """The owner's partial (states, then ``hidden_columns``) with every count, sum and M2
-    noised and the hidden columns dropped. Seeds name the data by ``version`` (its
-    sha256), not by the dataset's name: two names for the same file draw the same noise.
+    noised and the hidden columns dropped. ``integer_sums`` names the values whose sums
+    arrive as DuckDB's HUGEINT (Arrow decimal128(38, 0)) and leave as int64. Seeds name
+    the data by ``version`` (its sha256), not by the dataset's name: two names for the
+    same file draw the same noise.
     Counts stay whole and >= 0, integer sums whole, decimal sums decimal128(38, s) (the
     noise rounded to the scale s); a column with no value in a group keeps its exact 0
     count and NULL sum (nothing to hide, as without noise). MIN and MAX pass as they are,
@@ -140,7 +143,9 @@ def add_sticky_noise(
             ]
         constant = label.endswith(":")  # a value that reads no column: a count
         per_unit = COUNT_SCALE if constant else SUM_SCALE
-        columns[name] = _noised(table, state, np.array(layers, dtype=np.float64), per_unit)
+        noise = np.array(layers, dtype=np.float64)
+        whole = state.column in integer_sums
+        columns[name] = _noised(table, state, noise, per_unit, whole_sum=whole)
     return pa.table(columns)
 
 
@@ -221,7 +226,12 @@ def withhold_small_values(
 
 
 def _noised(
-    table: pa.Table, state: StateColumn, layers: np.ndarray, per_unit: float = SUM_SCALE
+    table: pa.Table,
+    state: StateColumn,
+    layers: np.ndarray,
+    per_unit: float = SUM_SCALE,
+    *,
+    whole_sum: bool = False,
 ) -> pa.Array:
     """One state, noised: ``per_unit`` is a sum's layer SD per unit of the group's
     largest magnitude (COUNT_SCALE for a sum of a constant, which is a count)."""
@@ -240,6 +250,8 @@ def _noised(
     present = np.array(column.is_valid()) & np.isfinite(values)
     if state.kind is Kind.SUM:
         scale = per_unit * np.maximum(np.abs(low), np.abs(high))
+        if whole_sum and pa.types.is_decimal(column.type):
+            return _whole_noised(column, scale * layers, present, column_name)
         if pa.types.is_decimal(column.type):
             return _decimal_noised(column, scale * layers, present, column_name)
         noisy = values + scale * layers
@@ -277,6 +289,23 @@ def _decimal_noised(
         return pa.array(noisy, pa.decimal128(38, scale))
     except (pa.ArrowInvalid, OverflowError):
         raise InvalidArgument(f"the sum of {name!r} does not fit a DECIMAL(38,{scale})") from None
+
+
+def _whole_noised(
+    column: pa.ChunkedArray, noise: np.ndarray, present: np.ndarray, name: str
+) -> pa.Array:
+    """An integer sum, exact in a HUGEINT, plus the noise rounded to a whole number: an
+    int64, or refused when the *noisy* total does not fit one (a refusal, or a NULL,
+    decided on the exact total would tell it: ``SUM(x * c)`` for a search over c)."""
+    units = np.rint(noise)
+    if not np.all(np.isfinite(units[present])):
+        raise InvalidArgument(f"the noise on the sum of {name!r} is not a finite number")
+    noisy: list[int | None] = []
+    for value, unit, ok in zip(column.to_pylist(), units, present, strict=True):
+        noisy.append(int(value) + int(unit) if ok else None)
+    if any(v is not None and not -(2**63) <= v < 2**63 for v in noisy):
+        raise InvalidArgument(f"the sum of {name!r} does not fit a 64-bit integer")
+    return pa.array(noisy, pa.int64())
 
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:

@@ -119,6 +119,9 @@ _INT_NOUN = {8: "an 8-bit", 16: "a 16-bit", 32: "a 32-bit", 64: "a 64-bit", 128:
 # The magnitude an integer column without declared bounds is taken to reach. Arithmetic
 # that could pass INT64_MAX within it is refused; beyond it, a run-time overflow is mapped.
 UNBOUNDED = 2.0**40
+# A float's largest finite value: past it DuckDB gives inf, and a sum that is inf is
+# withheld, which would tell by whether it was whether some row passed a threshold.
+FLOAT_MAX = {32: 3.4028234663852886e38, 64: 1.7976931348623157e308}
 _INT64_DIGITS = 18  # DuckDB keeps a decimal product of such narrow operands in 18 digits
 _ARITHMETIC = (exp.Neg, exp.Add, exp.Sub, exp.Mul, exp.Div)
 _FUNCTIONS = (exp.Abs, exp.Round, exp.Coalesce, exp.Greatest, exp.Least, exp.Case, exp.If)
@@ -497,8 +500,10 @@ class Checker:
         whole = all(v.whole for v in operands) and not isinstance(node, exp.Div)
         if isinstance(node, exp.Mul):  # every partial product, in any order DuckDB picks
             magnitude = max(1.0, operands[0].magnitude) * max(1.0, operands[1].magnitude)
+        elif isinstance(node, exp.Div) and not operands[1].refs and operands[1].magnitude > 0:
+            magnitude = operands[0].magnitude / operands[1].magnitude  # by a literal
         elif isinstance(node, exp.Div):
-            magnitude = 0.0  # a DOUBLE: it cannot overflow
+            magnitude = 0.0  # by a column: not bounded here (a divisor may be near 0)
         else:
             magnitude = sum(v.magnitude for v in operands)
         out = Value(
@@ -541,6 +546,16 @@ class Checker:
             raise InvalidArgument(
                 f"{out.name} can exceed DECIMAL({out.precision},{out.scale}), the type DuckDB "
                 f"computes it in, for {_within(operands)}: compute with smaller numbers"
+            )
+        if (
+            out.number == FLOAT
+            and out.refs
+            and out.magnitude > FLOAT_MAX.get(out.bits, FLOAT_MAX[64])
+        ):
+            raise InvalidArgument(
+                f"{out.name} can exceed the largest {'FLOAT' if out.bits == 32 else 'DOUBLE'}, "
+                "the type DuckDB computes it "
+                f"in, for {_within(operands)}: compute with smaller numbers"
             )
 
     @staticmethod
@@ -890,6 +905,9 @@ def _summable(call: AggCall, v: Value) -> None:
     elif v.number == DECIMAL:
         limit, target = 10.0 ** (ct.MAX_PRECISION - v.scale), f"DECIMAL(38,{v.scale})"
         advice = "cast it to a DECIMAL with fewer digits after the point, or to DOUBLE"
+    elif v.number == FLOAT:  # summed in a DOUBLE: inf past its largest value
+        limit, target = FLOAT_MAX[64], "a DOUBLE"
+        advice = "compute with smaller numbers"
     else:
         return
     if v.magnitude * SUMMED_ROWS < limit:

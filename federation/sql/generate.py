@@ -103,8 +103,11 @@ class _Values:
         return exp.Try(this=tree) if _may_fail(value.tree) else tree
 
 
-def _state(state: StateColumn, ints: set[str], decimals: set[str], values: _Values) -> exp.Expr:
-    """The aggregate computing one state column over the owner's rows."""
+def _state(
+    state: StateColumn, ints: set[str], decimals: set[str], values: _Values, noised: bool
+) -> exp.Expr:
+    """The aggregate computing one state column over the owner's rows (``noised``: under
+    the owner's L2 noise, which takes integer sums as DuckDB's HUGEINT)."""
     if state.kind is Kind.ROWS or state.column is None:
         return exp.Count(this=exp.Star())
     column = state.column
@@ -115,6 +118,10 @@ def _state(state: StateColumn, ints: set[str], decimals: set[str], values: _Valu
         if column in decimals and not dp:
             # DuckDB keeps DECIMAL(38, s): exact (typecheck refuses a value whose sum could
             # leave it, which DuckDB would raise on)
+            return exp.Sum(this=values(column))
+        if column in ints and noised:
+            # the HUGEINT itself: the noise decides on the noisy total whether it fits
+            # BIGINT (a NULL for an exact total past it would tell that total)
             return exp.Sum(this=values(column))
         if column in ints and not dp:
             # DuckDB sums integers as HUGEINT; a total past BIGINT is NULL, not an error
@@ -246,7 +253,7 @@ def partial_tree(
         wide = frozenset(whole)
         items = [_key(step, g, wide) for g in step.group_by]
         items += [
-            exp.alias_(_state(s, ints, exact, values), s.name, quoted=True, copy=False)
+            exp.alias_(_state(s, ints, exact, values, hidden), s.name, quoted=True, copy=False)
             for s in states
         ]
         if hidden:

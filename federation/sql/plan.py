@@ -82,24 +82,30 @@ class Value:
 
 
 def _scaled_column(node: exp.Expr) -> bool:
-    """A column, or a column times (or divided by) a positive number."""
+    """A column times (or divided by) positive numbers whose product is moderate: each
+    factor moderate is not enough (``x * 1e6 * 1e6 * 1e6`` reaches an overflow)."""
+    factor = _column_factor(node)
+    return factor is not None and _moderate(factor)
+
+
+def _column_factor(node: exp.Expr) -> float | None:
+    """The product of the positive numbers a column is scaled by (1.0 for a bare
+    column), or None for any other shape."""
     while isinstance(node, exp.Paren):
         node = node.this
     if isinstance(node, exp.Column):
-        return True
+        return 1.0
     if isinstance(node, exp.Mul | exp.Div):
         parts = [node.this, node.expression]
         for column, number in ((parts[0], parts[1]), (parts[1], parts[0])):
             if isinstance(node, exp.Div) and column is not parts[0]:
                 continue
-            if (
-                isinstance(number, exp.Literal)
-                and not number.is_string
-                and _moderate(float(number.this))
-                and _scaled_column(column)
-            ):
-                return True
-    return False
+            if isinstance(number, exp.Literal) and not number.is_string:
+                value = float(number.this)
+                inner = _column_factor(column)
+                if inner is not None and _moderate(value):
+                    return inner * value if isinstance(node, exp.Mul) else inner / value
+    return None
 
 
 def noise_safe(value: Value) -> bool:

@@ -55,11 +55,30 @@ def receipt_files(request: str, kept: list[Receipt]) -> list[str]:
 
 
 def cmd_receipt_list(args: argparse.Namespace) -> int:
+    """Each receipt checked as ``receipt verify`` does (and that it names this request):
+    a bad one is shown as such on its own line, the others still listed. Exit 1 if any
+    is bad."""
+    from gateway import identity, receipts
     from gateway.client import Client
     from gateway.receipts import Receipt
 
-    with Client(profile(args)) as c:
-        kept = [Receipt.from_json(r) for r in c.receipts(args.request)]
+    prof = profile(args)
+    with Client(prof) as c:
+        texts = c.receipts(args.request)
+    bundle = identity.load_bundle(prof.ca)
+    kept: list[Receipt] = []
+    bad = 0
+    for i, text in enumerate(texts, 1):
+        try:
+            r = Receipt.from_json(text)
+            receipts.verify(r, bundle)
+            if r.body.get("request_id") != args.request:
+                raise FedgateError("it names another request")
+        except FedgateError as exc:
+            print(f"receipt {i}: NOT VALID: {exc}")
+            bad += 1
+            continue
+        kept.append(r)
     folder = Path(args.out) if args.out else None
     if folder:
         folder.mkdir(parents=True, exist_ok=True)
@@ -71,7 +90,7 @@ def cmd_receipt_list(args: argparse.Namespace) -> int:
         )
         if folder:
             (folder / name).write_text(r.to_json())
-    return 0
+    return 1 if bad else 0
 
 
 def cmd_receipt_verify(args: argparse.Namespace) -> int:

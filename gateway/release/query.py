@@ -207,9 +207,9 @@ def noised_values(plan: QueryPlan) -> None:
         if value is None or call.func in exact_kinds or noise_safe(value):
             continue
         raise PermissionDenied(
-            f"{call.label}: on L2 data the owner's noise protects a column, a column times a "
-            "positive number, or CASE WHEN ... THEN that value END (FILTER); other arithmetic "
-            "needs a grant with DP or the exact option"
+            f"{call.label}: on L2 data the owner's noise protects a column, a column times "
+            "positive numbers (in all between 1e-6 and 1e6), or CASE WHEN ... THEN that value "
+            "END (FILTER); other arithmetic needs a grant with DP or the exact option"
         )
 
 
@@ -287,7 +287,13 @@ def suppressed(raw: pa.Table, k: int, plan: QueryPlan) -> tuple[privacy.Released
 
 
 def sticky_released(
-    raw: pa.Table, plan: QueryPlan, k: int, key: bytes, version: str, leaves: tuple[object, ...]
+    raw: pa.Table,
+    plan: QueryPlan,
+    k: int,
+    key: bytes,
+    version: str,
+    leaves: tuple[object, ...],
+    integer_sums: frozenset[str] = frozenset(),
 ) -> tuple[privacy.Released, bytes]:
     """L2 without DP: groups under ``k`` withheld (a total too, when it has no rows), then
     those under their noisy threshold, then every state noised by ``sticky_noise`` (the
@@ -303,7 +309,7 @@ def sticky_released(
     where = sticky_noise.state_leaves(plan, None, sticky_noise.leaf_map(plan, leaves))
     kept = sticky_noise.over_threshold(kept, k=k, key=key, version=version, leaves=where)
     noisy = sticky_noise.add_sticky_noise(
-        kept, plan, key=key, version=version, leaf_fingerprints=leaves
+        kept, plan, key=key, version=version, leaf_fingerprints=leaves, integer_sums=integer_sums
     )
     noisy = sticky_noise.withhold_small_values(
         noisy, kept, plan, k=k, key=key, version=version, leaf_fingerprints=leaves
@@ -402,8 +408,15 @@ class QueryRelease:
             if decision.sticky_noise:
                 version, key, leaves = self.entry.quality.sha256, self.noise_key, computed.leaves
                 tag: tuple[object, ...] = ("sticky", k, leaves)
+                ints, _ = exact_values(self.plan, self.entry.descriptor)
                 protect = functools.partial(
-                    sticky_released, plan=self.plan, k=k, key=key, version=version, leaves=leaves
+                    sticky_released,
+                    plan=self.plan,
+                    k=k,
+                    key=key,
+                    version=version,
+                    leaves=leaves,
+                    integer_sums=frozenset(ints),
                 )
             else:
                 tag = ("protected", k)

@@ -718,11 +718,16 @@ class _MatcherSession(_Session):
                 "the other owner's encrypted values would not fit this node's memory for one "
                 "session: filter more, or sum fewer columns"
             )
-        epsilon = _dp_epsilon(decision.epsilon, peer.epsilon)
-        check_exact(plan, decision, epsilon)
+        # This owner's own protections follow its own grant: a peer's epsilon (up to
+        # MAX_EPSILON, a noise of nothing) must not switch them off (review, 2026-12-04).
+        check_exact(plan, decision, decision.epsilon)
         # Remembered before anything is matched (a checked hello only).
         o.sessions.admit(
-            self._session(decision, rows, peer), k, "matcher", rows.invalid, dp=epsilon > 0
+            self._session(decision, rows, peer),
+            k,
+            "matcher",
+            rows.invalid,
+            dp=decision.epsilon > 0,
         )
         values: list[bytes] = []
         back_tags: list[bytes] = []
@@ -1002,10 +1007,11 @@ class _ResponderSession(_Session):
         )  # fmt: skip
         valued = plan.value_side == self.side
         epsilon = _dp_epsilon(decision.epsilon, self.hello.epsilon)
-        check_exact(plan, decision, epsilon)
+        # This owner's own protections follow its own grant, not the peer's epsilon.
+        check_exact(plan, decision, decision.epsilon)
         # Remembered before any point leaves: a session that stops after the matching must
         # not buy a second, differing one for free.
-        o.sessions.admit(session, k, "responder", rows.invalid, dp=epsilon > 0)
+        o.sessions.admit(session, k, "responder", rows.invalid, dp=decision.epsilon > 0)
         columns = value_columns(plan) if valued else ()
         desc = self.entry.descriptor
         declared = {spec.name: spec.type for spec in desc.columns}

@@ -4,12 +4,17 @@ Identifiers are matched byte for byte after hashing, so both owners must write t
 same way: stripped, upper case; a column named like ``credit_code`` holds Unified Social
 Credit Codes, whose check characters are verified (a code that fails is dropped and
 counted, never matched). A PSI counts distinct identifiers; a join aggregate joins one
-row per identifier, so a key that repeats on a side with groups or values is refused.
+row per identifier, so on a side with groups or values a key that repeats among the rows
+the conditions keep is dropped with all its rows and counted as invalid ones are: a
+refusal would tell whether two rows pass a condition, an exact and free answer past k and
+DP (review, 2026-12-04). A value that is NaN or infinite is missing, as NULL is, for the
+same reason.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +95,11 @@ def _credit_codes_valid(text: pa.Array) -> np.ndarray:
     return ok
 
 
+def _present(value: Any) -> Any:
+    """NULL for a float that is no number (NaN, inf): summing it would fail on that row."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def canonical(
     table: pa.Table,
     key: str,
@@ -117,11 +127,13 @@ def canonical(
     if not groups and not values and not unique:
         items = pc.unique(kept_text)
         return SideRows(items, invalid, set_digest(items))
-    if len(pc.unique(kept_text)) != len(kept_text):
-        raise FailedPrecondition(
-            f"the join key {key!r} repeats in {dataset}: a join aggregate joins one row per "
-            "identifier"
-        )
+    if len(pc.unique(kept_text)) != len(kept_text):  # repeated keys: out, with every row
+        counts = pc.value_counts(kept_text)
+        repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+        single = pc.invert(pc.is_in(kept_text, value_set=repeated)).to_numpy(zero_copy_only=False)
+        invalid += len(kept_text) - int(single.sum())
+        rows = rows[single]
+        kept_text = kept_text.filter(pa.array(single))
     kept = table.take(pa.array(rows)) if invalid else table
     found: list[tuple[object, ...]] = []
     index = None
@@ -134,5 +146,5 @@ def canonical(
             count=len(kept_text),
         )
         found = list(seen)
-    vals = [kept.column(c).to_pylist() for c in values]
+    vals = [[_present(v) for v in kept.column(c).to_pylist()] for c in values]
     return SideRows(kept_text, invalid, set_digest(kept_text), found, index, vals)

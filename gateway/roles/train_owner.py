@@ -56,6 +56,7 @@ from federation.training.client_app import (
 from federation.training.config import SECAGG_MIN_NODES, classifies, server_round
 from federation.training.errors import TrainingError
 from gateway.catalog import Catalog, CatalogEntry
+from gateway.column_types import FLOAT, parse_type
 from gateway.engine import Engine
 from gateway.errors import (
     Aborted,
@@ -122,10 +123,15 @@ class _Run:
     host: AppHost | None = None  # a custom app's process, for this run only
     secagg: SecAggRound = field(default_factory=SecAggRound)
     names: tuple[str, ...] = ()  # the model's inputs (one-hot columns as name=value)
+    closed: bool = False  # dropped: no app process may start for it again
 
     def close(self) -> None:
-        """Stop the run's app, also from another thread while it answers (that call
-        then fails: the run was dropped)."""
+        """Drop the run and stop its app, also from another thread while it answers
+        (that call then fails: the run was dropped)."""
+        self.closed = True  # before the host is read: see ``_app_answer``
+        self.stop_app()
+
+    def stop_app(self) -> None:
         host, self.host = self.host, None
         if host is not None:
             host.close()
@@ -418,6 +424,7 @@ class TrainOwner:
                 )
             bounds = _dp_bounds(spec, entry, decision) if decision.epsilon > 0 else None
             if run.rows is None or run.grant_id != decision.grant.id:
+                run.stop_app()  # an app process holds the rows of the grant it started under
                 X, y, run.names = self._rows(spec, entry, decision, deadline, env.request_id)
                 run.rows = (X if bounds is None else dp.clamp_rows(X, bounds), y)
                 run.grant_id = decision.grant.id
@@ -547,6 +554,9 @@ class TrainOwner:
         else:
             host = run.host or AppHost(folder, *run.rows, self.app_limits)
             run.host = host
+            if run.closed:  # dropped while its process started: ``close`` may have missed it
+                run.stop_app()
+                raise Aborted("the run was dropped at this owner (too many runs at once)")
         try:
             data = host.call(to_bytes(msg), deadline - time.monotonic())
             try:
@@ -558,7 +568,7 @@ class TrainOwner:
                 raise Aborted("the app answered with an error")
             content = check_app_reply(msg, reply.content)
         except FedgateError as exc:
-            run.close()  # a run this owner refused goes no further here: nor does its app
+            run.stop_app()  # a step this owner refused goes no further here: nor does its app
             # what the app's own run on the rows can end in (not, say, a node that cannot
             # sandbox it, which no row decides and its operator must see)
             rows_may_decide = isinstance(exc, Aborted | ResourceExhausted | DeadlineExceeded)
@@ -593,11 +603,11 @@ class TrainOwner:
                 new = dp.clip_l2(old, new, spec.dp_clip)
             if spec.dp_clip > 0:
                 metrics = {NUM_EXAMPLES: 1}
-            moved = zip(old, new, strict=True)
-            norm = float(np.sqrt(sum(float(((n - o) ** 2).sum()) for o, n in moved)))
-            metrics["update_norm"] = norm
-            examples = metrics[NUM_EXAMPLES]
-            facts.update(examples=int(cast(int, examples)), update_norm=norm)
+            facts["examples"] = int(cast(int, metrics[NUM_EXAMPLES]))
+            if not spec.secagg:  # under SecAgg+ the norm, like the update, stays hidden
+                moved = zip(old, new, strict=True)
+                norm = float(np.sqrt(sum(float(((n - o) ** 2).sum()) for o, n in moved)))
+                metrics["update_norm"] = facts["update_norm"] = norm
             return RecordDict(
                 {
                     ARRAYS: ArrayRecord({k: Array(a) for k, a in zip(keys, new, strict=True)}),
@@ -643,11 +653,13 @@ class TrainOwner:
         width = len(numeric) + sum(len(v) for v in categorical.values()) + 1  # one-hot too
         max_rows = MAX_CELLS // width
         table = self.engine.ensure_loaded(entry)
-        present = exp.and_(
+        floats = {c.name for c in entry.descriptor.columns if parse_type(c.type).family == FLOAT}
+        present = exp.and_(  # a NaN or infinity is missing too, as NULL is
             *[
                 exp.Not(this=exp.Is(this=exp.column(c, quoted=True), expression=exp.Null()))
                 for c in columns
-            ]
+            ],
+            *[exp.func("isfinite", exp.column(c, quoted=True)) for c in columns if c in floats],
         )
         tree = (
             exp.select(*[exp.column(c, quoted=True) for c in columns])
@@ -678,11 +690,14 @@ class TrainOwner:
             X = features.encode({c: got.column(c) for c in spec.features}, numeric, categorical)
         except TrainingError as exc:
             raise _typed(exc) from None
-        # A category held by fewer than k rows here is encoded as undeclared (all zeros),
-        # as a query suppresses a group under k: its exact count would show in the moments.
-        hot = X[:, len(numeric) :]
-        rare = (hot.sum(axis=0) > 0) & (hot.sum(axis=0) < decision.min_group_size)
-        hot[:, rare] = 0.0
+        # Without DP a category held by fewer than k rows here is encoded as undeclared
+        # (all zeros), as a query suppresses a group under k: its exact count would show in
+        # the moments. Under DP the noise covers the counts, and blanking would not be
+        # covered by it: one more row lifting a category to k changes k - 1 rows' inputs.
+        if decision.epsilon == 0:
+            hot = X[:, len(numeric) :]
+            rare = (hot.sum(axis=0) > 0) & (hot.sum(axis=0) < decision.min_group_size)
+            hot[:, rare] = 0.0
         names = (*numeric, *(f"{c}={v}" for c, vs in categorical.items() for v in vs))
         return X, self._labels(spec, entry, got.column(spec.label)), names
 

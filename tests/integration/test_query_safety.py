@@ -499,7 +499,7 @@ SMUGGLED = [
         "dp-value-beyond-doubles",
         f"SELECT SUM(monthly_wage * 1e300 * 1e300) FROM {SI}",
         IA,
-        "no finite bound",
+        "can exceed the largest DOUBLE",  # the type check, before DP's bounds
     ),
     (
         "dp-square-beyond-doubles",
@@ -511,7 +511,7 @@ SMUGGLED = [
         "dp-noise-scale-beyond-doubles",
         f"SELECT SUM(monthly_wage * 8e302) FROM {SI}",
         IA,
-        "no finite bound",
+        "its sum can exceed a DOUBLE",  # the type check, before DP's bounds
     ),
 ]
 # Refused by the owner's decision (grant, types, DP bounds), not by the subset: the

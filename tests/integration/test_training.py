@@ -395,7 +395,7 @@ def test_secagg_run_matches_the_plain_run_and_releases_no_single_update(
 ) -> None:
     """With --secagg each round is Flower's four SecAgg+ stages at every owner (each one
     release and receipt), the model is the plain run's up to SecAgg+'s quantisation, and
-    no owner's audit says it released an unmasked update."""
+    no owner's audit or receipt tells its unmasked update, nor that update's norm."""
     rounds = 4
     plain, _, _ = model(train(federation, rounds=rounds))
     result = train(federation, rounds=rounds, secagg=True)
@@ -412,8 +412,10 @@ def test_secagg_run_matches_the_plain_run_and_releases_no_single_update(
         assert [e["step"] for e in mine] == ["query.stats", *steps * rounds]
         trained = [e for e in mine if e["step"] == "train"]
         assert all(e["examples"] == parts[node].num_rows for e in trained)
+        assert not any("update_norm" in e for e in mine)  # the norm would tell the update's
     receipts = [o for o in result.owners if o.receipt]
     assert len(receipts) == len(OWNERS) * (1 + len(steps) * rounds)
+    assert not any("update_norm" in o.receipt for o in receipts)
 
 
 def test_secagg_refuses_what_it_cannot_hide(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from federation.psi.paillier import PrivateKey, PublicKey
+from tests.unit.test_owner import parts  # noqa: F401 - an owner of real parts, shared
 
 
 @pytest.fixture(scope="session")

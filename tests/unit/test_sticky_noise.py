@@ -9,6 +9,7 @@ import pytest
 
 from federation.sql import parse, partial_query
 from gateway import sticky_noise
+from gateway.errors import InvalidArgument
 
 KEY = b"k" * 32
 
@@ -152,7 +153,10 @@ def test_values_the_noise_cannot_protect_are_refused_on_l2() -> None:
     from gateway.release.query import noised_values
 
     safe = ["x * 2", "x / 4", "CASE WHEN id <> 17 THEN x END", "CASE WHEN a > 1 THEN 1 END"]
+    safe += ["x * 1000 * 1000", "x / 1000000 * 3"]
     unsafe = ["-x", "x + 0", "x * 0", "CASE WHEN id = 17 THEN 0 ELSE x END", "x * y", "ABS(x)"]
+    # each factor moderate, their product not: a scale that reaches an overflow (review)
+    unsafe += ["x * 1000000 * 7 * 123456", "x / 1000000 / 1000000", "(x * 1000) * 1001"]
     for value in safe:
         assert all(noise_safe(v) for v in parse(f"SELECT SUM({value}) FROM t").aggregate.values)
     for value in unsafe:
@@ -306,3 +310,35 @@ def test_a_value_with_few_non_null_rows_does_not_withhold_its_group() -> None:
             assert released.table.num_rows == 1  # the group of 45 stays either way
             if not with_victim:
                 assert released.table.column("__s_v")[0].as_py() is None
+
+
+@pytest.mark.parametrize("sql", ["SELECT SUM(e) FROM t", "SELECT g, SUM(e) FROM t GROUP BY g"])
+def test_an_integer_total_past_64_bits_is_decided_on_the_noisy_total(sql: str) -> None:
+    """Review finding (2026-12-04): an owner's exact integer total past 2^63 was NULL and
+    withheld, so ``SUM(x * c)`` for a search over c read the exact total. Under the noise
+    the owner sums in a HUGEINT and decides on the noisy total: two totals on either side
+    of 2^63 over the same rows draw the same noise and come out alike (both an int64, 2
+    apart, or both refused), never one released and one withheld."""
+    outcomes = []
+    for last in (2**62 - 1, 2**62 + 1):  # totals 2^63 - 1 and 2^63 + 1
+        table = pa.table({"g": ["a", "a"], "e": pa.array([2**62, last], pa.int64())})
+        plan = parse(sql)
+        con = duckdb.connect()
+        con.register("staging", table)
+        con.execute("CREATE TABLE ds_t AS SELECT * FROM staging")
+        text = partial_query(plan, "ds_t", integer_columns=["e"], hidden=True)
+        assert "TRY_CAST" not in text
+        raw = con.sql(text).to_arrow_table()
+        try:
+            out = sticky_noise.add_sticky_noise(
+                raw, plan, key=KEY, version="x", leaf_fingerprints=(), integer_sums=frozenset("e")
+            )
+        except InvalidArgument as exc:
+            outcomes.append(str(exc))
+            continue
+        assert out.schema.field("__s_e").type == pa.int64()
+        outcomes.append(out.column("__s_e")[0].as_py())
+    if isinstance(outcomes[0], str):
+        assert outcomes[1] == outcomes[0] and "does not fit a 64-bit integer" in outcomes[0]
+    else:
+        assert outcomes[1] - outcomes[0] == 2

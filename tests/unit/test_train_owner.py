@@ -1,0 +1,198 @@
+"""The training owner's rows and runs, with real parts: the catalog and grants of
+``test_owner``'s fixture, DuckDB, and a custom app's real process. Review findings of
+2026-12-04: rows a DP release would not cover, and an app process left running."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+
+from federation.envelope import Envelope, Requester
+from gateway import clock, identity
+from gateway.descriptor import ColumnSpec, DatasetDescriptor
+from gateway.errors import Aborted
+from gateway.policy.model import Decision, Grant
+from gateway.roles.train_owner import RUNS_KEPT, TrainOwner, _dp_bounds
+from gateway.training.apps import AppStore
+from gateway.training.grid import from_bytes, to_bytes
+from gateway.training.spec import TrainSpec
+from tests.integration.test_training_apps import APP
+from tests.unit.test_owner import Parts
+from tests.unit.training_grid import server_identity
+
+K = 10
+CATEGORIES = ("A", "B", "C", "D")
+ANALYST = Requester("analyst", "li.wei@shanghai", "Shanghai Big Data Center")
+
+
+def _owner(parts: Parts, apps: Path) -> TrainOwner:
+    o = parts.owner
+    return TrainOwner(
+        "anhui",
+        o.catalog,
+        o.grants,
+        o.engine,
+        o.pipeline,
+        AppStore(apps),
+        vouching=None,  # type: ignore[arg-type]
+    )
+
+
+def _register(parts: Parts, name: str, table: pa.Table, columns: tuple[ColumnSpec, ...]) -> Any:
+    path = parts.data / f"{name}.parquet"
+    pq.write_table(table, path)
+    desc = DatasetDescriptor(
+        name, name, "test", "test", "L3", "static", str(path), "parquet", columns
+    )
+    operator = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
+    parts.catalog.register(desc, by=operator, when="2026-01-01T00:00:00Z")
+    entry = parts.catalog.get(name)
+    assert entry is not None
+    return entry
+
+
+def _decision(dataset: str, epsilon: float) -> Decision:
+    grant = Grant(
+        "g",
+        dataset,
+        "org",
+        ANALYST.org,
+        ("train",),
+        {"sector": ("group_by",), "x": ("aggregate",), "y": ("aggregate",)},
+        K,
+        dp_epsilon=epsilon,
+        dp_budget=10 * epsilon,
+    )
+    return Decision(grant, K, epsilon, {"x": (0.0, 10.0)}, "L3")
+
+
+def _spec(dataset: str, features: tuple[str, ...], task: str = "logreg", **kw: Any) -> TrainSpec:
+    return TrainSpec(
+        task=task,
+        dataset=dataset,
+        features=features,
+        label="y",
+        n_classes=2,
+        nodes=("anhui",),
+        **{"rounds": 1, **kw},
+    )
+
+
+def _sectors(parts: Parts, owner: TrainOwner, sectors: list[str], epsilon: float) -> Any:
+    name = f"s{uuid.uuid4().hex[:8]}"
+    table = pa.table({"sector": sectors, "y": [i % 2 == 0 for i in range(len(sectors))]})
+    cols = (ColumnSpec("sector", "string", categories=CATEGORIES), ColumnSpec("y", "bool"))
+    entry = _register(parts, name, table, cols)
+    spec = _spec(name, ("sector",), dp_clip=1.0 if epsilon else 0.0)
+    decision = _decision(name, epsilon)
+    X, _, _ = owner._rows(spec, entry, decision, time.monotonic() + 30, "r")
+    return X, spec, entry, decision
+
+
+def test_under_dp_one_more_row_moves_the_moments_by_at_most_the_noised_bound(
+    parts: Parts, tmp_path: Path
+) -> None:
+    """A category one row short of k: one more row must move the released sums by no more
+    than the bound the noise is scaled to (it moved them by k + 1 when rare categories
+    were blanked under DP too). Without DP the rare category is still blanked."""
+    owner = _owner(parts, tmp_path / "apps")
+    base = ["A"] * 50 + ["B"] * 50 + ["C"] * 50 + ["D"] * (K - 1)
+    X0, spec, entry, decision = _sectors(parts, owner, base, 1.0)
+    X1, _, _, _ = _sectors(parts, owner, [*base, "D"], 1.0)
+    bounds = np.array(_dp_bounds(spec, entry, decision))
+    mid, half = bounds.mean(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2
+    moved = np.abs((X1 - mid).sum(axis=0) - (X0 - mid).sum(axis=0)).sum()
+    assert moved <= half.sum() + 1e-12
+    assert X0[:, 3].sum() == K - 1  # the rare category kept: the noise covers its count
+    plain, _, _, _ = _sectors(parts, owner, base, 0.0)
+    assert plain[:, 3].sum() == 0  # without DP its exact count would show: blanked
+
+
+def test_a_row_with_nan_or_infinity_is_missing_like_a_null(parts: Parts, tmp_path: Path) -> None:
+    """A non-finite feature or label would refuse the run (telling that such a row is
+    there) or pass into DP moments as NaN: the owner leaves the row out, as a NULL."""
+    owner = _owner(parts, tmp_path / "apps")
+    xs = [1.0, float("nan"), 2.0, float("inf"), None, *([3.0] * 20)]
+    table = pa.table({"x": pa.array(xs, pa.float64()), "y": [True, False] * 12 + [True]})
+    cols = (ColumnSpec("x", "float64", lower=0.0, upper=10.0), ColumnSpec("y", "bool"))
+    entry = _register(parts, "withnan", table, cols)
+    for epsilon in (0.0, 1.0):
+        spec = _spec("withnan", ("x",), dp_clip=1.0 if epsilon else 0.0)
+        X, y, _ = owner._rows(
+            spec, entry, _decision("withnan", epsilon), time.monotonic() + 30, "r"
+        )
+        assert X.shape == (len(xs) - 3, 1) and np.isfinite(X).all() and len(y) == len(X)
+
+
+def _children() -> set[int]:
+    """This process's live children (by /proc: no psutil here)."""
+    import os
+
+    mine = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            mine.add(int(stat.parent.name))
+    return mine
+
+
+@pytest.fixture()
+def approved_app(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    digest = "ab" * 32
+    files = tmp_path / "apps" / digest / "files"
+    files.mkdir(parents=True)
+    (files / "client_app.py").write_text(APP)
+    approval = {"digest": digest, "name": "x", "approved_by": "ops", "approved_at": "now"}
+    approval |= {"files": 1, "size": len(APP)}
+    (tmp_path / "apps" / digest / "approval.json").write_text(json.dumps(approval))
+    yield tmp_path / "apps", digest
+
+
+def test_a_run_dropped_while_its_app_starts_leaves_no_process(
+    parts: Parts, approved_app: tuple[Path, str]
+) -> None:
+    """A run evicted by newer runs while its first app message is answered: the answer
+    is refused and the app process it started is stopped, not left holding the rows."""
+    apps, digest = approved_app
+    owner = _owner(parts, apps)
+    spec = _spec("d", ("a", "b"), task=f"app:{digest}", rounds=3)
+
+    def env() -> Envelope:
+        return Envelope(uuid.uuid4().hex, ANALYST, "home", "train", body=spec.body())
+
+    with server_identity():
+        content = RecordDict(
+            {
+                "arrays": ArrayRecord([np.zeros(2), np.zeros(1)]),
+                "config": ConfigRecord({"epochs": 1, "lr": 0.1, "server-round": 1}),
+            }
+        )
+        msg = from_bytes(to_bytes(Message(content, 1001, "train")))
+    before = _children()
+    run = owner._run(env(), msg)
+    rng = np.random.default_rng(0)
+    run.rows = (rng.normal(size=(50, 2)), (rng.random(50) > 0.5).astype(float))
+    for _ in range(RUNS_KEPT):  # newer runs' first messages drop it
+        owner._run(env(), msg)
+    assert run.closed and run not in owner._runs.values()
+    with pytest.raises(Aborted, match="dropped"):
+        owner._app_answer(spec, run, msg, time.monotonic() + 60, lambda a, b: b)
+    assert run.host is None
+    deadline = time.monotonic() + 10
+    while _children() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _children() - before
+    owner.close()
