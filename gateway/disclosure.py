@@ -62,6 +62,10 @@ def grantee_org(kind: str, grantee: str, org: str = "") -> str:
     return grantee
 
 
+# What the usage table counts: releases, and refusals of each operation (not dry runs).
+_COUNTED = frozenset({"release", "query.refused", "psi.refused", "train.refused"})
+
+
 def build(
     node: str,
     org: str,
@@ -91,6 +95,9 @@ def build(
         if g.dataset not in hidden
     )
     usage: dict[tuple[str, str], dict[str, float]] = {}
+    # Only datasets this node holds or held: a refusal names whatever the caller asked for,
+    # and any analyst could otherwise plant rows in the public report (review, 2026-12-04).
+    known = {g.dataset for g in grants.list()}
     after = 0
     while True:
         batch = audit.entries(after, 20_000)
@@ -99,8 +106,13 @@ def build(
         for e in batch:
             body = e.data
             kind = body.get("kind")
-            if kind not in ("release", "query.refused", "psi.refused") or body.get("dry_run"):
+            if kind == "dataset.registered":
+                known.add(str(body.get("dataset", "")))
                 continue
+            if kind not in _COUNTED or body.get("dry_run"):
+                continue
+            if kind == "release":  # released from: held here
+                known.add(str(body.get("dataset", "")))
             if body.get("dataset") in hidden:
                 continue
             t = body.get("time", "")
@@ -132,6 +144,7 @@ def build(
                 epsilon_spent=u["eps"],
             )
             for (dataset, org_name), u in sorted(usage.items())
+            if dataset in known
         ),
     )
 

@@ -43,6 +43,7 @@ RATED: dict[str, str] = {
     "Execute": "/fedgate.v1.Peer/Execute",
     "Psi": "/fedgate.v1.Gateway/Psi",
     "PsiRun": "/fedgate.v1.Peer/PsiRun",
+    "PsiExchange": "/fedgate.v1.Peer/PsiExchange",
     "Train": "/fedgate.v1.Gateway/Train",
     "TrainStep": "/fedgate.v1.Peer/TrainStep",
     "ApproveApp": "/fedgate.v1.Gateway/ApproveApp",
@@ -89,6 +90,7 @@ DEFAULT_RATES: Mapping[str, Rate] = {
     # the rate bounds a loop of small ones (the suite's ~60 sessions in ~20 s stay under).
     "Psi": Rate(5.0, 50),
     "PsiRun": Rate(10.0, 100),
+    "PsiExchange": Rate(10.0, 100),  # one per session, owner to owner, as PsiRun
     # A run is minutes of every owner's CPU; its messages are two per owner and round.
     "Train": Rate(1.0, 20),
     "TrainStep": Rate(200.0, 1000),

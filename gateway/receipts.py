@@ -85,8 +85,15 @@ def verify(receipt: Receipt, ca_bundle: list[x509.Certificate]) -> str:
     body = receipt.body
     if body.get("kind") != "release" or "audit_seq" not in body or "audit_hash" not in body:
         raise InvalidArgument("not a release receipt: no release kind or audit entry in its body")
-    verify_signed(body, receipt.signature, receipt.cert_pem, ca_bundle, receipt.owner)
-    return receipt.owner
+    return verify_statement(receipt, ca_bundle)
+
+
+def verify_statement(statement: Receipt, ca_bundle: list[x509.Certificate]) -> str:
+    """Any body a member node signed (a receipt, a SecAgg+ key or model statement);
+    returns the signing node id."""
+    body = statement.body
+    verify_signed(body, statement.signature, statement.cert_pem, ca_bundle, statement.owner)
+    return statement.owner
 
 
 def problem(text: str, node_id: str, request_id: str) -> str:
@@ -100,7 +107,7 @@ def problem(text: str, node_id: str, request_id: str) -> str:
         return exc.message
     if body.get("kind") != "release":
         return "not a release receipt"
-    if body.get("owner") != node_id:
+    if body.get("owner") != node_id.partition("/")[0]:  # a run's are kept as owner/n
         return "it names another owner"
     if body.get("request_id") != request_id:
         return "it names another request"

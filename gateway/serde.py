@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health_pb2
 
-from federation.envelope import Envelope, Requester
+from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
 from federation.membership import Member
 from federation.outcome import Code, Error
 from federation.psi import frames as psi
@@ -305,10 +305,32 @@ def envelope_to_proto(env: Envelope, operation: str = "query") -> peer_pb2.Parti
     )
 
 
+# An envelope's names, bounded before anything is decided or audited: a home makes a
+# 32-hex request id, node ids and certificate names are short; a peer sending megabytes
+# in them would otherwise write megabytes into every refusal's audit entry (review).
+MAX_ENVELOPE_NAME = 256
+MAX_PATH_HOPS = 16
+
+
 def envelope_from_proto(
     msg: peer_pb2.PartialRequest, deadline: float, operation: str = "query"
 ) -> Envelope:
     """``operation`` comes from the RPC that carried the envelope (the home signed it)."""
+    r = msg.requester
+    names = {
+        "request id": msg.request_id,
+        "home node": msg.home_node,
+        "requester role": r.role,
+        "requester id": r.id,
+        "requester organisation": r.org,
+    }
+    for what, text in names.items():
+        if len(text) > MAX_ENVELOPE_NAME:
+            raise InvalidArgument(f"an envelope's {what} is longer than {MAX_ENVELOPE_NAME}")
+    if len(msg.path) > MAX_PATH_HOPS or any(len(p) > MAX_ENVELOPE_NAME for p in msg.path):
+        raise InvalidArgument(f"an envelope's path is longer than {MAX_PATH_HOPS} node ids")
+    if len(msg.purpose) > MAX_PURPOSE_CHARS:
+        raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
     return Envelope(
         request_id=msg.request_id,
         requester=requester_from_proto(msg.requester),

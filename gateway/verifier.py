@@ -38,6 +38,9 @@ class Report:
     heads: int
     witnessed: int
     kinds: dict[str, int] = field(default_factory=dict)
+    # per witness, the largest size of this log it countersigned (how much of the tail
+    # no peer has seen is ``entries`` less the largest of these)
+    covered: dict[str, int] = field(default_factory=dict)
 
 
 _WITNESS_FIELDS: dict[str, type] = {
@@ -155,9 +158,9 @@ def verify(
                     f"entry {seq} appears again at position {expected}: an entry was inserted"
                 )
             if seq < expected:
+                after = f"after entry {entries[i - 1][0]}" if i else "first"
                 raise VerifyError(
-                    f"entry {seq} appears after entry {entries[i - 1][0]}: "
-                    "entries were reordered or an entry was inserted"
+                    f"entry {seq} appears {after}: entries were reordered or an entry was inserted"
                 )
             if expected in position:
                 raise VerifyError(
@@ -204,16 +207,25 @@ def verify(
                 f"signed head at size {h_size} does not match the chain: an entry at or "
                 f"before {h_size} was changed and the chain recomputed"
             )
-    if int(heads[-1][0]) != size:
-        raise VerifyError(f"entries after {heads[-1][0]} are not covered by a signed head")
+    last = max(int(h[0]) for h in heads)
+    if last != size:
+        raise VerifyError(f"entries after {last} are not covered by a signed head")
+    covered: dict[str, int] = {}
     for w in witnessed:
         wcert = _cert(w["cert"], bundle, f"witness {w.get('witness')}")
-        if _identity(wcert, f"witness {w['witness']}").id != w[
-            "witness"
-        ] or not verify_countersignature(w, wcert):
+        who = _identity(wcert, f"witness {w['witness']}")
+        if who.role != "node" or who.id != w["witness"]:
+            raise VerifyError(f"countersignature by {w['witness']} is not by that member node")
+        try:
+            signed = verify_countersignature(w, wcert)
+        except (UnicodeEncodeError, ValueError):  # a field no signer could have signed
+            raise VerifyError(f"a head witnessed by {w['witness']} is not readable") from None
+        if not signed:
             raise VerifyError(f"countersignature by {w['witness']} does not verify")
         if w["node"] != node:
             continue
+        if w["witness"] == node:  # a node cannot witness its own log
+            raise VerifyError(f"a head of {node} countersigned by {node} itself")
         if w["size"] > size:
             raise VerifyError(
                 f"log truncated: {w['witness']} witnessed {w['size']} entries on {w['time']} "
@@ -224,5 +236,6 @@ def verify(
                 f"history rewritten: the head at size {w['size']} witnessed by {w['witness']} "
                 f"on {w['time']} does not match this log"
             )
+        covered[w["witness"]] = max(covered.get(w["witness"], 0), w["size"])
     matched = {(w["witness"], w["size"]) for w in witnessed if w["node"] == node}
-    return Report(node, size, len(heads), len(matched), kinds)
+    return Report(node, size, len(heads), len(matched), kinds, covered)

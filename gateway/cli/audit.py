@@ -7,15 +7,23 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.cli.common import Subparsers, add_command, add_group, client_options, profile
+from gateway.cli.common import (
+    Subparsers,
+    add_command,
+    add_group,
+    client_options,
+    profile,
+    writable_file,
+)
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     from gateway.client import Client
 
+    out = writable_file(args.out, "--out")  # before the export writes its own entry
     with Client(profile(args)) as c:
         data = c.audit_export()
-    Path(args.out).write_bytes(data)
+    out.write_bytes(data)
     entries = sum(1 for line in data.splitlines() if line.startswith(b"E\t"))
     print(f"{entries} audit entries of {c.profile.node} exported to {args.out}")
     return 0
@@ -27,6 +35,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     bundle = identity.load_bundle(Path(args.ca))
     extra: list[str] = []
+    about: dict[str, set[str]] = {}  # per witness file, the nodes its heads are of
     try:
         for w in args.witness:
             lines = Path(w).read_text(encoding="utf-8").split("\n")
@@ -39,8 +48,15 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                     "fedgate audit witnesses writes)"
                 )
             extra += lines
+            about[w] = {_head_node(x) for x in lines if x.strip()}
         with open(args.file, encoding="utf-8") as fh:
             report = verify(fh, bundle, extra)
+        for w, nodes in about.items():  # an empty, stale-typo or other node's file
+            if report.node not in nodes:
+                raise VerifyError(
+                    f"{w} holds no head of {report.node} (fedgate audit witnesses --node "
+                    f"{report.node} writes them)"
+                )
     except VerifyError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
@@ -53,7 +69,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         f"{report.heads} signed heads, {report.witnessed} witnessed heads match"
     )
     print(f"entries by kind: {kinds}")
+    for witness, size in sorted(report.covered.items()):
+        print(f"witnessed by {witness}: up to entry {size} of {report.entries}")
     return 0
+
+
+def _head_node(line: str) -> str:
+    """The node a witness line's head is of ("" when it cannot be read: verify says why)."""
+    try:
+        node = json.loads(line[2:]).get("node", "")
+    except (ValueError, AttributeError):
+        return ""
+    return node if isinstance(node, str) else ""
 
 
 def cmd_audit_show(args: argparse.Namespace) -> int:
@@ -87,10 +114,18 @@ def cmd_audit_witnesses(args: argparse.Namespace) -> int:
     from gateway.serde import witnessed_head_from_proto
     from gateway.witness import witnessed_dict
 
+    out = writable_file(args.out, "--out")
     with Client(profile(args)) as c:
         heads = c.witnessed_heads(args.node)
+    if not heads:  # a typo, or a node never witnessed here: no file that would pass as one
+        print(
+            f"no heads of {args.node!r} witnessed by {c.profile.node}: nothing written "
+            "(is it a member's node id? has a witnessing round run?)",
+            file=sys.stderr,
+        )
+        return 1
     lines = ["W\t" + canonical(witnessed_dict(witnessed_head_from_proto(w))) + "\n" for w in heads]
-    Path(args.out).write_text("".join(lines))
+    out.write_text("".join(lines))
     print(f"{len(heads)} heads of {args.node} witnessed by {c.profile.node}: {args.out}")
     return 0
 

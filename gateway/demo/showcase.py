@@ -27,7 +27,7 @@ def sample_grants(grantee_org: str) -> list[Grant]:
         dataset="enterprise_registry",
         grantee_kind="org",
         grantee=grantee_org,
-        operations=("query", "psi"),
+        operations=("query",),
         min_group_size=5,
         purpose="",
         columns=_cols(
@@ -44,6 +44,9 @@ def sample_grants(grantee_org: str) -> list[Grant]:
     )
     return [
         registry,
+        # PSI and joins carry no L2 noise: the owner's exact opt-in for them (a join's
+        # sums still carry the ministry's DP noise, which the L3 side brings)
+        replace(registry, operations=("psi",), exact=True),
         # L2 training without DP, in a grant of its own: the owner's exact opt-in (it
         # trusts the partner's home with the model) leaves the queries' L2 noise on
         replace(

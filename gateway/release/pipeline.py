@@ -205,10 +205,10 @@ class ReleasePipeline:
         entry = {
             "kind": f"{operation}.refused",
             "time": utc(),
-            "request_id": env.request_id,
-            "requester": str(r),
-            "requester_org": r.org,
-            "home_node": env.home_node,
+            "request_id": cut(env.request_id),  # cut too: a caller chose them
+            "requester": cut(str(r)),
+            "requester_org": cut(r.org),
+            "home_node": cut(env.home_node),
             "code": exc.code.name,
             "reason": reason,
             "dry_run": env.explain,

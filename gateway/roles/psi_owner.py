@@ -64,7 +64,7 @@ from gateway.privacy import laplace_noise
 from gateway.psi_sessions import PsiSessions, Session
 from gateway.release.pipeline import Protected, Released, ReleasePipeline
 from gateway.release.psi import PsiRelease
-from gateway.roles.psi_rows import SideRows, batch, canonical
+from gateway.roles.psi_rows import MAX_SET, SideRows, batch, canonical
 from gateway.roles.vouching import Vouching
 
 log = logging.getLogger("fedgate.psi")
@@ -911,7 +911,10 @@ class _MatcherSession(_Session):
         enc = paillier.Encryptor(pk)
         masked: list[bytes] = []
         masks: list[dict[str, int]] = []
-        terms = {str(g): int(counts[g]) for g in keep}
+        # Each mask sized for the most rows a group can have (a public bound), not for the
+        # group's own count: the opened width would tell the value owner the count's bit
+        # length, under DP too (review, 2026-12-04).
+        terms = dict.fromkeys((str(g) for g in keep), MAX_SET)
         for j in range(ncols):
             cts = b"".join(
                 values[b][(i * ncols + j) * ct : (i * ncols + j + 1) * ct]

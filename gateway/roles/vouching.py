@@ -47,7 +47,7 @@ class Vouching:
         it says; refused when it is not a current member's, intact."""
         receipt = receipts.Receipt.from_json(text)
         try:
-            node = receipts.verify(receipt, self._ca_bundle)
+            node = receipts.verify_statement(receipt, self._ca_bundle)
         except InvalidArgument as exc:
             raise PermissionDenied(f"a statement not signed by a member: {exc.message}") from None
         if self._membership().get(node) is None:

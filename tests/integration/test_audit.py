@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import identity
 from gateway.audit import body_digest, link
 from gateway.receipts import Receipt
 from gateway.verifier import VerifyError, verify
+from gateway.witness import countersign_message
 from tests.conftest import RunningFederation, run_fedgate
 
 pytestmark = pytest.mark.integration
@@ -190,6 +194,36 @@ def test_rewritten_history_is_caught_by_witnessed_heads(
         assert wrong.returncode == 1 and "line 1 is not a witnessed head" in wrong.stderr
     with pytest.raises(VerifyError, match="witness file line 1 is not a witnessed head"):
         _verify(federation, out, ["hello world"])
+    # review (2026-12-04): a file that says nothing of hefei, empty or another node's
+    # heads, is no witness of it either; a typo'd node writes no file at all
+    other = heads.with_name("anhui-witnessed.txt")
+    got = run_fedgate(
+        "audit", "witnesses", "--profile", str(federation.fed.operator_profile("jiangsu")),
+        "--node", "anhui", "--out", str(other),
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    junk.write_text("")
+    for text in (junk, other):
+        wrong = run_fedgate("audit", "verify", str(forged), "--ca", ca, "--witness", str(text))
+        assert wrong.returncode == 1 and "holds no head of hefei" in wrong.stderr
+    typo = heads.with_name("typo.txt")
+    got = run_fedgate(
+        "audit", "witnesses", "--profile", str(federation.fed.operator_profile("jiangsu")),
+        "--node", "hefie", "--out", str(typo),
+    )  # fmt: skip
+    assert got.returncode == 1 and "no heads of 'hefie'" in got.stderr and not typo.exists()
+    # ... and a head countersigned by hefei itself is no witness: a node's own key
+    size = max(int(x.split("\t")[1]) for x in out if x.startswith("H\t"))
+    mine = {
+        "witness": "hefei", "node": "hefei", "size": size, "head": chain[size],
+        "time": "2030-01-01T00:00:00Z",
+        "cert": (federation.fed.node_dir("hefei") / "tls" / "node.pem").read_text(),
+    }  # fmt: skip
+    message = countersign_message("hefei", "hefei", size, chain[size], mine["time"])
+    der = key.sign(message, ec.ECDSA(hashes.SHA256()))
+    mine["countersignature"] = base64.b64encode(der).decode()
+    with pytest.raises(VerifyError, match="countersigned by hefei itself"):
+        _verify(federation, out, ["W\t" + json.dumps(mine)])
 
 
 def test_witness_refuses_a_log_that_did_not_only_grow(federation: RunningFederation) -> None:

@@ -81,6 +81,27 @@ def test_grants_and_usage_without_persons_or_hidden_datasets(parts: Parts) -> No
     assert since.usage == (DisclosedUsage("firms", "上海 Big Data Center", 2, 1, 1, 0.5),)
 
 
+def test_refusals_of_every_operation_count_but_not_made_up_names(parts: Parts) -> None:
+    """Review (2026-12-04): any analyst's refused request for a dataset the node never
+    held added a row to the public report; a PSI or training refusal counts as a query's;
+    a dry run's refusal does not."""
+    _grant(parts, "firms", "org", "Anhui bureau")
+    parts.audit.append({"kind": "dataset.registered", "dataset": "roads", "level": "L1"})
+    for kind, dataset, dry in (
+        ("query.refused", "nosuch_ds", False),
+        ("psi.refused", "firms", False),
+        ("train.refused", "roads", False),
+        ("query.refused", "roads", True),
+    ):
+        body = {"kind": kind, "time": "2026-03-03T00:00:00Z", "dataset": dataset}
+        parts.audit.append({**body, "requester_org": "SBDC", "dry_run": dry})
+    r = disclosure.build("wuhu", "W", parts.grants, parts.audit, "", "", set())
+    assert r.usage == (
+        DisclosedUsage("firms", "SBDC", 1, 0, 1, 0.0),
+        DisclosedUsage("roads", "SBDC", 1, 0, 1, 0.0),
+    )
+
+
 def test_the_wire_and_back_keep_every_field(parts: Parts) -> None:
     _grant(parts, "firms", "user", "li.wei@shanghai", grantee_org="Shanghai center")
     _used(parts)
