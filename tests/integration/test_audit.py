@@ -197,6 +197,8 @@ def test_rewritten_history_is_caught_by_witnessed_heads(
     # review (2026-12-04): a file that says nothing of hefei, empty or another node's
     # heads, is no witness of it either; a typo'd node writes no file at all
     other = heads.with_name("anhui-witnessed.txt")
+    anhui = str(federation.fed.operator_profile("anhui"))
+    assert run_fedgate("audit", "witness", "--profile", anhui).returncode == 0
     got = run_fedgate(
         "audit", "witnesses", "--profile", str(federation.fed.operator_profile("jiangsu")),
         "--node", "anhui", "--out", str(other),
