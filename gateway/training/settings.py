@@ -3,7 +3,7 @@
 A Flower message carries its settings in a ConfigRecord the home writes; an owner that
 obeyed it would train whatever task, epochs or label classes the home chose, whatever
 the signed spec and the grant say. So the settings are derived here from the spec alone;
-only the round, FedProx's proximal term (the strategy's) and the federation's
+only the round, FedProx's proximal term (in a FedProx run only) and the federation's
 standardisation come from the message, and a message whose other settings differ from
 the spec's is refused.
 """
@@ -50,6 +50,11 @@ def bound_record(spec: TrainSpec, rec: ConfigRecord) -> ConfigRecord:
         round_ = server_round(rec)
     except TrainingError as exc:
         raise InvalidArgument(exc.reason) from None
+    if got.proximal_mu and spec.strategy != "fedprox":  # the strategy's term, none else
+        raise InvalidArgument(
+            "the message's settings differ from the run's signed spec: a proximal term in a "
+            f"run whose strategy is {spec.strategy}"
+        )
     own = replace(train_config(spec), mean=got.mean, std=got.std, proximal_mu=got.proximal_mu)
     if got != own:
         raise InvalidArgument("the message's settings differ from the run's signed spec")

@@ -100,8 +100,14 @@ def refused(
 
 @pytest.mark.parametrize(
     "changes",
-    [{"task": "linreg", "n_classes": 0}, {"holdout": 0.9}, {"epochs": 99}, {"batch_size": 1}],
-    ids=["task", "holdout", "epochs", "batch"],
+    [
+        {"task": "linreg", "n_classes": 0},
+        {"holdout": 0.9},
+        {"epochs": 99},
+        {"batch_size": 1},
+        {"proximal_mu": 5.0},  # FedProx's term in a FedAvg run (review, 2026-12-04)
+    ],
+    ids=["task", "holdout", "epochs", "batch", "proximal"],
 )
 def test_settings_that_differ_from_the_signed_spec_are_refused(
     federation: RunningFederation,
