@@ -2,13 +2,16 @@
 
 The home does it for the members it asked and a relay for its children: every member's
 report is kept (answered, refused or silent), and every partial is checked against the
-plan before it is merged, so one malformed partial fails only its own owner.
+plan before it is merged, so one malformed partial fails only its own owner. An answer
+may speak only for the member asked and the members below it (``speaks_for``), each
+once: a member that reports for any other node (a sibling's refusal, a receipt under
+another's name) fails as a whole, its partial unmerged.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -38,9 +41,13 @@ class Gathered:
 
 
 def gather(
-    plan: QueryPlan, outcomes: Sequence[Outcome[TargetT, PartialAnswer]], via: str = ""
+    plan: QueryPlan,
+    outcomes: Sequence[Outcome[TargetT, PartialAnswer]],
+    via: str = "",
+    speaks_for: Callable[[str], Collection[str]] | None = None,
 ) -> Gathered:
     found = Gathered()
+    seen: set[str] = set()
     for out in outcomes:
         answer = out.value
         if answer is None:
@@ -51,6 +58,12 @@ def gather(
         if not answer.published:
             continue
         found.published = True
+        stray = _stray(out.target.id, answer, seen, speaks_for)
+        if stray:
+            bad = Error(Code.FAILED_PRECONDITION, stray)
+            found.owners.append(OwnerReport(node_id=out.target.id, error=bad, via=via))
+            continue
+        seen.update(r.node_id for r in answer.owners)
         for report in answer.owners:
             found.owners.append(
                 report if report.via or not via else dataclasses.replace(report, via=via)
@@ -65,3 +78,21 @@ def gather(
             found.tables.append(table)
             found.payloads.append(answer.payload)
     return found
+
+
+def _stray(
+    target: str,
+    answer: PartialAnswer,
+    seen: set[str],
+    speaks_for: Callable[[str], Collection[str]] | None,
+) -> str:
+    """Why ``target``'s answer cannot be taken ("" when it can)."""
+    allowed = speaks_for(target) if speaks_for is not None else None
+    ids = [r.node_id for r in answer.owners]
+    for node in ids:
+        if allowed is not None and node not in allowed:
+            return f"{target} answered for {node}, which is not {target} or below it"
+        if node != target and (node in seen or ids.count(node) > 1):  # a relay may add
+            # a report of its own (a merge that failed after its release)
+            return f"{target} answered for {node} a second time"
+    return ""

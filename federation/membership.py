@@ -52,6 +52,16 @@ class Membership:
     def children(self, node_id: str) -> list[Member]:
         return [m for m in self.members if m.parent == node_id]
 
+    def subtree(self, node_id: str) -> frozenset[str]:
+        """The node and every member below it: whom its answer may speak for."""
+        found = {node_id}
+        frontier = [node_id]
+        while frontier:  # the tree is finite and parents are members: no cycle survives
+            below = [m.id for m in self.members if m.parent in frontier and m.id not in found]
+            found.update(below)
+            frontier = below
+        return frozenset(found)
+
     def others(self, node_id: str) -> list[Member]:
         return [m for m in self.members if m.id != node_id]
 

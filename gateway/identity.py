@@ -210,9 +210,11 @@ def make_csr(
     )
     builder = x509.CertificateSigningRequestBuilder().subject_name(name)
     if hosts:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([_host_name(h) for h in hosts]), critical=False
-        )
+        sans = [_host_name(h) for h in hosts]
+        for n in sans:  # the CA checks again; said here, where the operator can fix it
+            if isinstance(n, x509.DNSName):
+                check_dns_name(n.value, subject_id)
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     csr = builder.sign(key, hashes.SHA256())
     return key_pem(key), csr.public_bytes(serialization.Encoding.PEM)
 
@@ -239,6 +241,26 @@ def _host_name(host: str) -> x509.GeneralName:
 def _name_attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
     attrs = name.get_attributes_for_oid(oid)
     return str(attrs[0].value) if attrs else ""
+
+
+def host_names(cert: x509.Certificate) -> list[str]:
+    """The DNS names and IP addresses a certificate may answer as."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(n.value) for n in san if isinstance(n, x509.DNSName | x509.IPAddress)]
+
+
+def check_dns_name(name: str, node_id: str) -> None:
+    """A node may name its own hosts, never another node's TLS name (clients check a
+    server by ``<id>.node.fedgate``: hefei asking for ``jiangsu.node.fedgate`` could pose
+    as jiangsu) nor a wildcard (review, 2026-12-04)."""
+    if "*" in name:
+        raise InvalidArgument(f"the CSR asks for the wildcard name {name!r}: name each host")
+    lowered = name.lower().rstrip(".")
+    if lowered.endswith(NODE_DNS_SUFFIX) and lowered != node_id.lower() + NODE_DNS_SUFFIX:
+        raise InvalidArgument(f"the CSR asks for {name!r}, another node's TLS name")
 
 
 def sign_csr(
@@ -269,9 +291,15 @@ def sign_csr(
         names.append(x509.DNSName(subject_id + NODE_DNS_SUFFIX))
         try:
             requested = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            names.extend(n for n in requested if isinstance(n, x509.IPAddress | x509.DNSName))
         except x509.ExtensionNotFound:
-            pass
+            requested = x509.SubjectAlternativeName([])
+        for n in requested:
+            if isinstance(n, x509.DNSName):
+                check_dns_name(n.value, subject_id)
+                if n.value != subject_id + NODE_DNS_SUFFIX:
+                    names.append(n)
+            elif isinstance(n, x509.IPAddress):
+                names.append(n)
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
     if role == "node":
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)

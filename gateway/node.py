@@ -61,7 +61,7 @@ from gateway.policy.model import Grant
 from gateway.policy.store import GrantStore
 from gateway.psi_sessions import PsiSessions
 from gateway.receipt_store import ReceiptStore
-from gateway.receipts import Signer
+from gateway.receipts import ReceiptCheck, Signer
 from gateway.release.pipeline import ReleasePipeline
 from gateway.roles.federated_catalog import FederatedCatalog
 from gateway.roles.forwarding import Forwarding
@@ -192,7 +192,7 @@ class Node:
         self.access = AccessRequests(node_id, self.state, self.catalog, self.grants)
         signer = Signer(key, self.cert_pem)
         self.vouching = Vouching(node_id, self.membership, signer, bundle)
-        self.receipts = ReceiptStore(self.state)
+        self.receipts = ReceiptStore(self.state, ReceiptCheck(bundle))
         pipeline = ReleasePipeline(
             node_id, self.grants, self.audit, signer, config.max_message_bytes
         )

@@ -2,9 +2,10 @@
 
 Kept in the same transaction as the home's own audit entry for the request, so that an
 answer recorded in the log always has its receipts, and the other way round. A receipt
-that is not its owner's release receipt for the request (junk, another request's, a
-statement of another kind) is not kept: the home's audit entry names its owner under
-``bad_receipts`` and the node logs it, so the evidence says which owner gave none.
+that is not its owner's signed release receipt for the request (junk, another request's
+or owner's, a statement of another kind, a signature that does not verify) is not kept:
+the home's audit entry names its owner under ``bad_receipts`` and the node logs it, so
+the evidence says which owner gave none.
 """
 
 from __future__ import annotations
@@ -16,20 +17,21 @@ from collections.abc import Sequence
 from gateway.audit import AuditLog
 from gateway.clock import utc
 from gateway.errors import NotFound
-from gateway.receipts import problem
+from gateway.receipts import ReceiptCheck
 from gateway.state import State
 
 log = logging.getLogger(__name__)
 
 
 class ReceiptStore:
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, check: ReceiptCheck) -> None:
         self._state = state
+        self._check = check
 
     def keep(self, request_id: str, receipts: Sequence[tuple[str, str]], entry: dict) -> None:
         """``receipts`` as (owner, receipt JSON), and the home's audit ``entry``."""
         now = utc()
-        checked = [(owner, r, problem(r, owner, request_id)) for owner, r in receipts]
+        checked = [(owner, r, self._check.problem(r, owner, request_id)) for owner, r in receipts]
         bad = {owner: why for owner, _, why in checked if why}
         if bad:
             entry = {**entry, "bad_receipts": bad}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -96,22 +97,67 @@ def verify_statement(statement: Receipt, ca_bundle: list[x509.Certificate]) -> s
     return statement.owner
 
 
-def problem(text: str, node_id: str, request_id: str) -> str:
-    """Why an owner's receipt, as the home receives it, is not that owner's receipt for
-    this request ("" when it is): kept under the request, it must name both. The home
-    checks only this much per release; ``receipt verify`` and ``receipt list`` check the
-    signature against the CA."""
-    try:
-        body = Receipt.from_json(text).body
-    except InvalidArgument as exc:
-        return exc.message
-    if body.get("kind") != "release":
-        return "not a release receipt"
-    if body.get("owner") != node_id.partition("/")[0]:  # a run's are kept as owner/n
-        return "it names another owner"
-    if body.get("request_id") != request_id:
-        return "it names another request"
-    return ""
+class ReceiptCheck:
+    """The home's check of each owner's receipt as it arrives: a release receipt of that
+    owner for this request, signed by that owner's CA-issued node certificate. A
+    certificate once verified is remembered (at most ``MAX_CERTS``), so a receipt costs
+    one ECDSA verification (~0.1 ms) rather than ~0.4 ms with the certificate's."""
+
+    MAX_CERTS = 256
+
+    def __init__(self, ca_bundle: list[x509.Certificate]) -> None:
+        self._bundle = ca_bundle
+        self._keys: dict[str, tuple[str, ec.EllipticCurvePublicKey]] = {}
+        self._lock = threading.Lock()
+
+    def problem(self, text: str, node_id: str, request_id: str) -> str:
+        """Why it is not (""  when it is); ``node_id`` may be ``owner/n`` (a run's)."""
+        try:
+            receipt = Receipt.from_json(text)
+        except InvalidArgument as exc:
+            return exc.message
+        body = receipt.body
+        if body.get("kind") != "release":
+            return "not a release receipt"
+        if body.get("owner") != node_id.partition("/")[0]:
+            return "it names another owner"
+        if body.get("request_id") != request_id:
+            return "it names another request"
+        try:
+            key = self._key(receipt.cert_pem, receipt.owner)
+            key.verify(
+                base64.b64decode(receipt.signature),
+                canonical(body).encode(),
+                ec.ECDSA(hashes.SHA256()),
+            )
+        except InvalidArgument as exc:
+            return exc.message
+        except (InvalidSignature, ValueError):
+            return "its signature does not verify"
+        return ""
+
+    def _key(self, cert_pem: str, owner: str) -> ec.EllipticCurvePublicKey:
+        with self._lock:
+            known = self._keys.get(cert_pem)
+        if known is not None and known[0] == owner:
+            return known[1]
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        except ValueError:
+            raise InvalidArgument("its certificate cannot be parsed") from None
+        if not verify_signed_by(cert, self._bundle):
+            raise InvalidArgument("its certificate is not issued by the federation CA")
+        signer = identity_of(cert)
+        if signer.role != "node" or signer.id != owner:
+            raise InvalidArgument(f"it is signed by {signer}, not node {owner}")
+        key = cert.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise InvalidArgument("its certificate holds no EC key")
+        with self._lock:
+            if len(self._keys) >= self.MAX_CERTS:
+                self._keys.clear()
+            self._keys[cert_pem] = (owner, key)
+        return key
 
 
 def verify_signed(

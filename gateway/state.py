@@ -106,6 +106,12 @@ CREATE TABLE IF NOT EXISTS receipts (
     received_at TEXT NOT NULL,
     PRIMARY KEY (request_id, owner)
 );
+CREATE TABLE IF NOT EXISTS released_requests (  -- a query released once per request
+    home_node TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (home_node, request_id)
+);
 CREATE TABLE IF NOT EXISTS psi_sessions (  -- gateway/psi_sessions.py: differencing defence
     grant_id TEXT NOT NULL,
     session TEXT NOT NULL,

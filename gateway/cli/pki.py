@@ -28,8 +28,12 @@ def cmd_ca_sign(args: argparse.Namespace) -> int:
     pem = identity.sign_csr(Path(args.dir), csr_pem, days=args.days)
     out = Path(args.out) if args.out else csr.with_suffix(".pem")
     out.write_bytes(pem)
-    ident = identity.identity_of(identity.load_cert(out))
+    cert = identity.load_cert(out)
+    ident = identity.identity_of(cert)
     print(f"signed {ident.role} {ident.id} ({ident.org}), serial {ident.serial}: {out}")
+    hosts = identity.host_names(cert)
+    if hosts:  # what the certificate lets its holder answer as: the keeper should see it
+        print(f"  TLS names: {', '.join(hosts)}")
     return 0
 
 

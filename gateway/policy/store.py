@@ -141,17 +141,31 @@ class GrantStore:
         return count
 
     def spend(
-        self, decision: Decision, now: str, record: Callable[[Grant], dict[str, Any]]
+        self,
+        decision: Decision,
+        now: str,
+        record: Callable[[Grant], dict[str, Any]],
+        once: tuple[str, str] | None = None,
     ) -> tuple[Grant, Entry]:
         """Re-check the grant, spend one use and its epsilon, and write the release's audit
         entry: one transaction, so all three are durable together or none is.
 
         Runs at release time: a grant revoked, expired or used up since the request was
-        checked stops the release here.
+        checked stops the release here. ``once`` (home node, request id): a request this
+        node released before is refused, in the same transaction (a relay replaying a
+        home's signed envelope would buy a fresh release, and fresh noise, each time).
         """
         g = decision.grant
 
         def work(db: sqlite3.Connection) -> tuple[Grant, Entry]:
+            if once is not None:
+                try:
+                    db.execute("INSERT INTO released_requests VALUES (?, ?, ?)", (*once, now))
+                except sqlite3.IntegrityError:
+                    raise FailedPrecondition(
+                        f"request {once[1]} of home {once[0]} was released here before: a "
+                        "replayed request is refused"
+                    ) from None
             row = db.execute(f"SELECT {_COLUMNS} FROM grants WHERE id = ?", (g.id,)).fetchone()
             if row is None:
                 raise PermissionDenied(f"grant {g.id} no longer exists")

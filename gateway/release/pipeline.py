@@ -63,6 +63,10 @@ class Operation(Protocol[C]):
         """query | psi | train: the grant operation, and the audit entry's."""
 
     @property
+    def once_per_request(self) -> bool:
+        """Whether this node releases at most once per (home node, request id)."""
+
+    @property
     def subject(self) -> Mapping[str, str]:
         """What was asked, for the audit entries (dataset, plan digest, ...)."""
 
@@ -131,10 +135,12 @@ def spend(
     decision: Decision,
     epsilon: float,
     record: Callable[[Grant], dict[str, Any]],
+    once: tuple[str, str] | None = None,
 ) -> tuple[Grant, Entry]:
     """Re-check the grant, spend a use and ``epsilon`` (what OpenDP really charged) and
-    write the release's audit entry: one durable transaction, all or nothing."""
-    return grants.spend(dataclasses.replace(decision, epsilon=epsilon), utc(), record)
+    write the release's audit entry: one durable transaction, all or nothing (``once``:
+    the request's home and id, refused if this node released it before)."""
+    return grants.spend(dataclasses.replace(decision, epsilon=epsilon), utc(), record, once)
 
 
 def sign(signer: Signer, entry: Entry) -> Receipt:
@@ -175,6 +181,7 @@ class ReleasePipeline:
                 decision,
                 protected.epsilon,
                 lambda g: release_entry(self.node_id, env, op, protected, g),
+                (env.home_node, env.request_id) if op.once_per_request else None,
             )
         except FedgateError as exc:
             self.refused(op.name, env, op.subject, exc)

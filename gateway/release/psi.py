@@ -38,6 +38,7 @@ def side_roles(plan: JoinPlan, side: int) -> dict[str, tuple[str, ...]]:
 
 class PsiRelease:
     name = "psi"
+    once_per_request = False  # replays are refused at admission (psi_sessions)
 
     def __init__(
         self,

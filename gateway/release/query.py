@@ -321,6 +321,7 @@ class QueryRelease:
     """One query's steps at one owner (see ``gateway.release.pipeline.Operation``)."""
 
     name = "query"
+    once_per_request = True  # one release per request: a replayed envelope is refused
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ class Step:
 
 class TrainRelease:
     name = "train"
+    once_per_request = False  # one release per message of a run (check_order)
 
     def __init__(
         self,

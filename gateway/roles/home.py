@@ -240,7 +240,7 @@ class Home:
             timeout=max(0.0, deadline - time.monotonic()),
             to_error=error_of,
         )
-        found = gather(plan, outcomes)
+        found = gather(plan, outcomes, speaks_for=self.membership().subtree)
         if not found.published:
             raise NotFound(f"no member publishes the dataset {plan.dataset!r}")
         return found

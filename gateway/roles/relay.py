@@ -45,4 +45,5 @@ class Relay:
             timeout=max(0.0, env.deadline - time.monotonic()),
             to_error=error_of,
         )
-        return gather(plan, outcomes, via=self.node_id)
+        members = self._membership()
+        return gather(plan, outcomes, via=self.node_id, speaks_for=members.subtree)

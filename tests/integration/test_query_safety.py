@@ -1100,3 +1100,42 @@ def test_the_k_oracle_through_filter_values_is_refused_on_l2(
             e for e in federation.audit("wuhu", "release") if e.get("request_id") == request_id
         ]
     )
+
+
+def test_a_relay_replaying_a_homes_envelope_gets_no_second_release(
+    federation: RunningFederation,
+) -> None:
+    """Review (2026-12-04): a province kept a home's signed envelope and sent it to its
+    city again and again; each time the city released and spent (6 releases, 3.0 epsilon
+    for one request). Now an owner releases a query once per home and request id: the
+    replay is refused, audited, nothing released, nothing spent."""
+    import uuid
+
+    from federation.envelope import Envelope, Requester
+    from gateway.serde import envelope_to_proto, partial_answer_from_proto
+    from tests.integration.test_psi_attacks import sign_as
+
+    org = federation.fed.node("shanghai").org
+    env = Envelope(
+        request_id=uuid.uuid4().hex,
+        requester=Requester("analyst", "li.wei@shanghai", org),
+        home_node="shanghai",
+        operation="query",
+        body="SELECT city, COUNT(*) AS n FROM enterprise_registry GROUP BY city",
+        path=("shanghai", "anhui"),
+    )
+    signed = sign_as(federation, "shanghai", env)
+    answers = []
+    with federation.peer_channel("anhui", "hefei") as ch:
+        stub = peer_pb2_grpc.PeerStub(ch)
+        for _ in range(3):
+            got = stub.Execute(envelope_to_proto(signed), timeout=10)
+            answers.append(partial_answer_from_proto(got).owners[0])
+    assert answers[0].ok and answers[0].receipt
+    for again in answers[1:]:
+        assert again.error is not None and again.error.code.name == "FAILED_PRECONDITION"
+        assert "was released here before" in again.error.reason
+    mine = [e for e in federation.audit("hefei", "release") if e["request_id"] == env.request_id]
+    refused = federation.audit("hefei", "query.refused")
+    assert len(mine) == 1
+    assert len([e for e in refused if e["request_id"] == env.request_id]) == 2

@@ -162,3 +162,33 @@ def test_a_ca_file_that_is_not_pem_is_one_plain_line(tmp_path: Path) -> None:
     assert info.value.message == (
         f"{bad} is not a PEM certificate bundle (-----BEGIN CERTIFICATE----- blocks)"
     )
+
+
+@pytest.mark.parametrize("host", ["jiangsu.node.fedgate", "*.node.fedgate", "*.example.org"])
+def test_a_node_cannot_ask_for_another_nodes_tls_name_or_a_wildcard(ca: Path, host: str) -> None:
+    """Review (2026-12-04): hefei's CSR asking for jiangsu.node.fedgate was signed, and a
+    server with that certificate passed a client's check for jiangsu (or any node)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    with pytest.raises(InvalidArgument, match="wildcard|another node"):
+        identity.make_csr("node", "hefei", "Hefei", ["127.0.0.1", host])
+    key = identity.new_key()  # a CSR made by other tools: the CA refuses it too
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "hefei"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Hefei"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "node"),
+        ]
+    )
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    with pytest.raises(InvalidArgument, match="wildcard|another node"):
+        identity.sign_csr(ca, csr.public_bytes(serialization.Encoding.PEM))
+    _, own = identity.make_csr("node", "hefei", "Hefei", ["hefei.node.fedgate", "gw.hefei.gov"])
+    cert = x509.load_pem_x509_certificate(identity.sign_csr(ca, own))
+    assert identity.host_names(cert) == ["hefei.node.fedgate", "gw.hefei.gov"]

@@ -1,0 +1,68 @@
+"""Whom a member's answer may speak for (review, 2026-12-04: a city reported "hefei
+refused" and OK reports with receipts for a sibling and for a node that is no member;
+the home blamed hefei and kept the forged receipt in place of hefei's own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from federation.fanout import Outcome
+from federation.gather import gather
+from federation.membership import Member, Membership
+from federation.outcome import Code, Error
+from federation.reports import OwnerReport, PartialAnswer
+from federation.sql import parse
+
+MEMBERS = Membership(
+    "test",
+    1,
+    "2026-01-01T00:00:00Z",
+    (
+        Member("shanghai", "S", "127.0.0.1:1", "province"),
+        Member("anhui", "A", "127.0.0.1:2", "province"),
+        Member("hefei", "H", "127.0.0.1:3", "city", parent="anhui"),
+        Member("wuhu", "W", "127.0.0.1:4", "city", parent="anhui"),
+    ),
+)
+PLAN = parse("SELECT COUNT(*) AS n FROM t")
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+
+
+def _answer(target: str, *reports: OwnerReport) -> Outcome[Target, PartialAnswer]:
+    return Outcome(Target(target), PartialAnswer(target, True, b"", reports), None, 0.0)
+
+
+def test_a_subtree_is_the_node_and_everything_below_it() -> None:
+    assert MEMBERS.subtree("anhui") == {"anhui", "hefei", "wuhu"}
+    assert MEMBERS.subtree("wuhu") == {"wuhu"}
+
+
+def test_an_answer_for_a_node_outside_the_subtree_fails_its_member() -> None:
+    refused = Error(Code.PERMISSION_DENIED, "no grant")
+    outcomes = [
+        _answer("wuhu", OwnerReport("wuhu"), OwnerReport("hefei", error=refused)),
+        _answer("hefei", OwnerReport("hefei", receipt="{}")),
+    ]
+    found = gather(PLAN, outcomes, via="anhui", speaks_for=MEMBERS.subtree)
+    by_node = {r.node_id: r for r in found.owners}
+    assert by_node["hefei"].ok and by_node["hefei"].receipt == "{}"
+    wuhu = by_node["wuhu"]
+    assert wuhu.error is not None and wuhu.error.code is Code.FAILED_PRECONDITION
+    assert "wuhu answered for hefei" in wuhu.error.reason
+
+
+def test_a_node_reported_twice_fails_the_second_member() -> None:
+    outcomes = [
+        _answer("anhui", OwnerReport("anhui"), OwnerReport("hefei")),
+        _answer("shanghai", OwnerReport("shanghai"), OwnerReport("ghost")),
+    ]
+    found = gather(PLAN, outcomes, speaks_for=MEMBERS.subtree)
+    assert [r.node_id for r in found.owners if r.ok] == ["anhui", "hefei"]
+    assert "shanghai answered for ghost" in found.owners[-1].error.reason  # type: ignore[union-attr]
+    twice = [_answer("anhui", OwnerReport("anhui"), OwnerReport("wuhu"), OwnerReport("wuhu"))]
+    found = gather(PLAN, twice, speaks_for=MEMBERS.subtree)
+    assert "a second time" in found.owners[0].error.reason  # type: ignore[union-attr]
