@@ -117,7 +117,7 @@ class ReceiptCheck:
         except InvalidArgument as exc:
             return exc.message
         body = receipt.body
-        if body.get("kind") != "release":
+        if body.get("kind") != "release" or "audit_seq" not in body or "audit_hash" not in body:
             return "not a release receipt"
         if body.get("owner") != node_id.partition("/")[0]:
             return "it names another owner"

@@ -182,6 +182,13 @@ class ValueKind(NamedTuple):
         )
 
 
+def _bare_number(node: exp.Expr) -> bool:
+    """A number literal, maybe negated or in parentheses."""
+    while isinstance(node, exp.Paren | exp.Neg):
+        node = node.this
+    return isinstance(node, exp.Literal) and not node.is_string
+
+
 def _text_fits(text: str, kind: str) -> bool:
     if kind == NUMBER:
         return _NUMERIC.fullmatch(text) is not None
@@ -500,8 +507,10 @@ class Checker:
         whole = all(v.whole for v in operands) and not isinstance(node, exp.Div)
         if isinstance(node, exp.Mul):  # every partial product, in any order DuckDB picks
             magnitude = max(1.0, operands[0].magnitude) * max(1.0, operands[1].magnitude)
-        elif isinstance(node, exp.Div) and not operands[1].refs and operands[1].magnitude > 0:
-            magnitude = operands[0].magnitude / operands[1].magnitude  # by a literal
+        elif isinstance(node, exp.Div) and _bare_number(node.expression):
+            # by a literal, whose magnitude is its value (that of a constant expression is
+            # only an upper bound: 1 - 0.9 would make the quotient look 20 times smaller)
+            magnitude = operands[0].magnitude / max(operands[1].magnitude, 1e-300)
         elif isinstance(node, exp.Div):
             magnitude = 0.0  # by a column: not bounded here (a divisor may be near 0)
         else:

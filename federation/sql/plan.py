@@ -82,10 +82,12 @@ class Value:
 
 
 def _scaled_column(node: exp.Expr) -> bool:
-    """A column times (or divided by) positive numbers whose product is moderate: each
-    factor moderate is not enough (``x * 1e6 * 1e6 * 1e6`` reaches an overflow)."""
+    """A column times (or divided by) positive numbers whose product is within
+    ``SCALES``: each factor moderate is not enough (``x * 1e6 * 1e6 * 1e6`` reaches an
+    overflow, decided on the exact value; ``x * 1e-320`` is 0 exactly when every x is
+    small, an underflow that would tell the group's largest x)."""
     factor = _column_factor(node)
-    return factor is not None and _moderate(factor)
+    return factor is not None and SCALES[0] <= factor <= SCALES[1]
 
 
 def _column_factor(node: exp.Expr) -> float | None:
@@ -103,7 +105,7 @@ def _column_factor(node: exp.Expr) -> float | None:
             if isinstance(number, exp.Literal) and not number.is_string:
                 value = float(number.this)
                 inner = _column_factor(column)
-                if inner is not None and _moderate(value):
+                if inner is not None and math.isfinite(value) and value > 0:
                     return inner * value if isinstance(node, exp.Mul) else inner / value
     return None
 
@@ -131,6 +133,11 @@ def noise_safe(value: Value) -> bool:
     if isinstance(tree, exp.Literal) and not tree.is_string:
         return _moderate(float(tree.this))
     return _scaled_column(tree)
+
+
+# The product of the numbers a noise-protected column may be scaled by: far from overflow
+# and from underflow (10^-12 takes revenue in yuan to units of 10^12 and back within reach).
+SCALES = (1e-12, 1e6)
 
 
 def _moderate(factor: float) -> bool:

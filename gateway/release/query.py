@@ -208,8 +208,8 @@ def noised_values(plan: QueryPlan) -> None:
             continue
         raise PermissionDenied(
             f"{call.label}: on L2 data the owner's noise protects a column, a column times "
-            "positive numbers (in all between 1e-6 and 1e6), or CASE WHEN ... THEN that value "
-            "END (FILTER); other arithmetic needs a grant with DP or the exact option"
+            "positive numbers (multiplying to between 1e-12 and 1e6), or CASE WHEN ... THEN "
+            "that value END (FILTER); other arithmetic needs a grant with DP or the exact option"
         )
 
 

@@ -153,10 +153,11 @@ def test_values_the_noise_cannot_protect_are_refused_on_l2() -> None:
     from gateway.release.query import noised_values
 
     safe = ["x * 2", "x / 4", "CASE WHEN id <> 17 THEN x END", "CASE WHEN a > 1 THEN 1 END"]
-    safe += ["x * 1000 * 1000", "x / 1000000 * 3"]
+    safe += ["x * 1000 * 1000", "x / 1000000 * 3", "x / 10000 / 10000", "x / 1e6 / 1e6"]
     unsafe = ["-x", "x + 0", "x * 0", "CASE WHEN id = 17 THEN 0 ELSE x END", "x * y", "ABS(x)"]
     # each factor moderate, their product not: a scale that reaches an overflow (review)
-    unsafe += ["x * 1000000 * 7 * 123456", "x / 1000000 / 1000000", "(x * 1000) * 1001"]
+    unsafe += ["x * 1000000 * 7 * 123456", "x / 0.000001 / 0.001", "(x * 1000) * 1001"]
+    unsafe += ["x / 1e6 / 1e6 / 10"]  # toward an underflow, which would tell the largest x
     for value in safe:
         assert all(noise_safe(v) for v in parse(f"SELECT SUM({value}) FROM t").aggregate.values)
     for value in unsafe:
