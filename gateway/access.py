@@ -34,6 +34,7 @@ from gateway.errors import (
 from gateway.identity import Identity
 from gateway.policy import FLOORS, Grant, GrantStore
 from gateway.state import State
+from gateway.text import plain
 
 NOBODY = Requester(role="", id="", org="")
 
@@ -239,6 +240,7 @@ class AccessRequests:
         declared = {c.name for c in entry.descriptor.columns}
         columns = asked_columns(req.columns, req.dataset, declared)
         operations = asked_operations(req.operations)
+        plain(req.purpose, "the purpose")  # an operator reads it, then the public report
         if not req.purpose.strip():
             raise InvalidArgument("an access request states its purpose")
         if len(req.purpose) > MAX_PURPOSE_CHARS:
@@ -258,6 +260,10 @@ class AccessRequests:
             state="pending",
             submitted_at=utc(),
         )
+        if stored.valid_from and stored.valid_from < stored.submitted_at:
+            # a start in the past grants nothing more, but the public report would show
+            # a grant "from 2001" (review, 2026-12-04): from now on, as written
+            stored = dataclasses.replace(stored, valid_from=stored.submitted_at)
         # A period no grant could have: refused now, not when the operator approves.
         if stored.expires and stored.expires <= max(stored.valid_from, stored.submitted_at):
             raise InvalidArgument(
@@ -311,6 +317,7 @@ class AccessRequests:
         req = self.get(d.id)
         if req.state != "pending":
             raise FailedPrecondition(f"access request {d.id} is already {req.state}")
+        plain(d.note, "the note")
         now = utc()
         req = dataclasses.replace(
             req, decided_by=str(operator), decided_at=now, decision_note=d.note

@@ -18,6 +18,7 @@ from typing import Any
 from gateway.audit import AuditLog
 from gateway.clock import utc
 from gateway.policy import GrantStore
+from gateway.text import markdown_cell
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,7 @@ def to_json(r: DisclosureReport) -> str:
 def to_markdown(r: DisclosureReport) -> str:
     def table(headers: list[str], rows: list[list[str]]) -> list[str]:
         out = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        out += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows]
         return out
 
     period = f"{r.since or 'the start'} to {r.until or r.generated_at}"

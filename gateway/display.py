@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.rpc.v1 import gateway_pb2
+from gateway.text import shown
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    # every cell escaped: a caller's text (a purpose, a name) must not redraw the table
+    cells = [[str(h) for h in headers]] + [
+        ["" if v is None else shown(str(v)) for v in r] for r in rows
+    ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     numeric = [
         all(_is_number(r[i]) for r in cells[1:]) and len(cells) > 1 for i in range(len(headers))

@@ -36,6 +36,7 @@ from gateway.identity import ROLES, Identity, RevocationList, identity_of_pem
 from gateway.limits import Limiter, LimitExceeded, LimitSettings, Ticket, cut
 from gateway.metrics import NodeMetrics
 from gateway.status import STATUS, details_metadata
+from gateway.text import shown
 
 log = logging.getLogger("fedgate.edge")
 
@@ -207,7 +208,7 @@ def log_field(text: str, limit: int = LOG_FIELD_CHARS) -> str:
     """A free-text field of a log line: at most ``limit`` characters (then a marker with
     the full length), control and line-breaking characters escaped (one event, one line).
     A log grows with events, never with the size of a request."""
-    head = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text[:limit])
+    head = shown(text[:limit])
     return head if len(text) <= limit else f"{head}...[cut, {len(text)} chars]"
 
 

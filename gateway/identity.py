@@ -29,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from gateway import clock
 from gateway.descriptor import check_identifier
 from gateway.errors import InvalidArgument, Unauthenticated
+from gateway.text import plain
 
 log = logging.getLogger("fedgate.node")
 
@@ -140,6 +141,8 @@ def check_subject(role: str, subject_id: str, org: str) -> None:
         raise InvalidArgument("organisation must not be empty")
     check_name(org, "the organisation")
     check_name(subject_id, "the id", common_name=True)
+    plain(org, "the organisation")  # an id that looks like another's in every listing
+    plain(subject_id, "the id")
     if role == "node":
         check_identifier(subject_id, "node id")
     else:

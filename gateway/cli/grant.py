@@ -43,7 +43,7 @@ def _grant_row(g: common_pb2.Grant) -> list[object]:
     return [
         g.id,
         g.dataset,
-        f"{g.grantee_kind}:{g.grantee}",
+        f"{g.grantee_kind}:{g.grantee}" + (f" ({g.grantee_org})" if g.grantee_org else ""),
         ",".join(g.operations),
         cols,
         g.min_group_size,

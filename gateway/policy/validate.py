@@ -16,6 +16,7 @@ from gateway.descriptor import DatasetDescriptor
 from gateway.errors import FailedPrecondition, InvalidArgument
 from gateway.policy.floors import FLOORS, effective_level
 from gateway.policy.model import CONTROLS, GRANTEE_KINDS, OPERATIONS, Grant
+from gateway.text import plain
 
 # A DP grant's epsilon per release: below, the noise drowns every answer; above, there is none.
 MIN_EPSILON, MAX_EPSILON = 1e-6, 1e3
@@ -27,6 +28,12 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
         raise InvalidArgument(f"grantee kind {grant.grantee_kind!r} is not one of {GRANTEE_KINDS}")
     if not grant.grantee.strip():  # as the CA: no certificate names an org of spaces
         raise InvalidArgument("grantee must not be empty")
+    for what, text in (
+        ("the grantee", grant.grantee),
+        ("the grantee's organisation", grant.grantee_org),
+        ("the purpose", grant.purpose),
+    ):
+        plain(text, what)  # shown to operators and in the public report as written
     if grant.grantee_kind == "user" and not grant.grantee_org:
         raise InvalidArgument("a user grant names the user's organisation too (--user-org)")
     for name, value in (("dp_epsilon", grant.dp_epsilon), ("dp_budget", grant.dp_budget)):
@@ -38,6 +45,11 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
         )
     if len(grant.purpose) > MAX_PURPOSE_CHARS:  # no request could state a longer one
         raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+    if grant.dp_budget and not grant.dp_epsilon:  # a "cap" that caps nothing
+        raise InvalidArgument(
+            "a DP budget without a DP epsilon limits nothing: give --dp-epsilon too, or use "
+            "--max-uses to cap releases"
+        )
     if grant.max_uses < 0 or grant.min_group_size < 1:
         raise InvalidArgument("max_uses must be >= 0 and min_group_size >= 1")
     bad_ops = [o for o in grant.operations if o not in OPERATIONS]

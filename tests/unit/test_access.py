@@ -158,7 +158,19 @@ def test_submit_refuses_what_the_owner_cannot_take(parts: Parts) -> None:
     for valid_from, expires in (("2030-01-01", "2029-01-01"), ("", "2020-01-01")):
         with pytest.raises(InvalidArgument, match="ends before it starts or has already ended"):
             parts.access.submit(replace(ASK, valid_from=valid_from, expires=expires), ANALYST, "x")
+    # review (2026-12-04): terminal escapes that redraw the operator's row, a purpose of a
+    # zero-width space
+    for purpose in ("report\r\x1b[14Gindustry_section:group_by\x1b[K", "\u200b", "a\u202eb"):
+        with pytest.raises(InvalidArgument, match="control or invisible character"):
+            parts.access.submit(replace(ASK, purpose=purpose), ANALYST, "x")
     assert parts.access.list() == [] and _audit(parts.state) == []
+
+
+def test_a_start_in_the_past_is_stored_as_the_time_of_asking(parts: Parts) -> None:
+    """Review (2026-12-04): a request from 2001 published a grant "from 2001" once
+    approved as asked."""
+    req = parts.access.submit(replace(ASK, valid_from="2001-01-01"), ANALYST, "shanghai")
+    assert req.valid_from == req.submitted_at
 
 
 def test_approval_narrows_and_writes_the_grant(parts: Parts) -> None:

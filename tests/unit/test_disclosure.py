@@ -163,9 +163,25 @@ def test_markdown_and_html() -> None:
     ]
     assert (
         "| a user at shanghai | firms | city: group_by, filter; revenue: aggregate | query, psi "
-        "| - to no expiry | a \\| b <c> | - | active |"
+        "| - to no expiry | a \\| b &lt;c&gt; | - | active |"
     ) in md
     assert "| firms | Shanghai | 3 | 2 | 1 | 0.75 |" in md and md.endswith("|\n")
     page = disclosure.to_html(r)
     assert "<td>a | b &lt;c&gt;</td>" in page and "<td>0.75</td>" in page
     assert page.startswith("<!doctype html>") and page.endswith("</html>\n")
+
+
+def test_a_purpose_cannot_rewrite_the_markdown_report() -> None:
+    """Review (2026-12-04): a purpose with newlines and ``<!--`` published a fake notice
+    and hid every later row. Such a purpose is refused where it enters, and a cell is one
+    line without the writer's markup wherever it came from."""
+    from gateway.errors import InvalidArgument
+    from gateway.text import markdown_cell, plain
+
+    evil = "regional report\n\n**Notice:** all grants were revoked\n\n<!--"
+    with pytest.raises(InvalidArgument, match="control or invisible character"):
+        plain(evil, "the purpose")
+    with pytest.raises(InvalidArgument, match="U\\+200B"):
+        plain("\u200b", "the purpose")  # a zero-width purpose is no stated purpose
+    cell = markdown_cell(evil)
+    assert "\n" not in cell and "<!--" not in cell and "&lt;!--" in cell

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -142,7 +143,7 @@ def _grant(parts: Parts, **overrides: object) -> Grant:
 
 def _env(sql: str = SQL, *, explain: bool = False, seconds: float = 10.0) -> Envelope:
     return Envelope(
-        request_id="r-1",
+        request_id=f"r-{uuid.uuid4().hex[:12]}",  # one release per request id
         requester=ANALYST,
         home_node="shanghai",
         operation="query",

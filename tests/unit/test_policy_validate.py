@@ -39,6 +39,10 @@ def test_a_good_grant_passes_unchanged() -> None:
             r"expires \(2025-01-01\) must be after",
         ),
         ({"purpose": "p" * 501}, "the purpose may be at most 500 characters"),
+        # review (2026-12-04): a "cap" that caps nothing; text that redraws a listing
+        ({"dp_budget": 5.0}, "a DP budget without a DP epsilon limits nothing"),
+        ({"purpose": "ok\n\n<!--"}, "the purpose holds a control or invisible character"),
+        ({"grantee": "Anhui\u200b"}, "the grantee holds a control or invisible character"),
     ],
 )
 def test_malformed_grants_are_invalid(overrides: dict[str, Any], message: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -169,7 +170,7 @@ def _no_call(member: Member, env: Envelope) -> object:
 def _ask(node: Node, sql: str) -> tuple[bool, str, list[dict]]:
     """(released, the refusal's reason or "", the released rows) of one query."""
     env = Envelope(
-        request_id="r-1",
+        request_id=f"r-{uuid.uuid4().hex[:12]}",  # one release per request id
         requester=ANALYST,
         home_node="shanghai",
         operation="query",
