@@ -372,6 +372,10 @@ class AccessRequests:
         asked = {c.column: set(c.controls) for c in req.columns}
         columns = asked
         if d.columns:  # narrowing: a subset of columns, each with a subset of controls
+            names = [c.column for c in d.columns]
+            twice = next((n for n in names if names.count(n) > 1), None)
+            if twice is not None:  # the stored approval would show both, the grant one
+                raise InvalidArgument(f"column {twice!r} is named twice: give it once")
             columns = {c.column: set(c.controls) for c in d.columns}
             for name, controls in columns.items():
                 if name not in asked:

@@ -213,6 +213,9 @@ def test_approval_may_not_widen_the_request(parts: Parts) -> None:
     longer = AccessDecision(id=req.id, approve=True, expires="2040-01-01")
     with pytest.raises(InvalidArgument, match="extend"):
         parts.access.decide(longer, OPERATOR)
+    twice = (ColumnControls("city", ("group_by",)), ColumnControls("city", ("filter",)))
+    with pytest.raises(InvalidArgument, match="named twice"):  # review: last one won
+        parts.access.decide(AccessDecision(id=req.id, approve=True, columns=twice), OPERATOR)
     assert parts.access.get(req.id) == req and parts.grants.list() == []
 
 
