@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from federation import dp_hist, sketches
+from federation.ipc_guard import IpcRefused, check_stream
 from federation.sql import (
     MERGED_TABLE,
     ROWS,
@@ -460,5 +461,14 @@ def to_ipc(table: pa.Table) -> bytes:
 
 
 def from_ipc(data: bytes) -> pa.Table:
-    with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
-        return reader.read_all()
+    """A peer's stream, decoded only if uncompressed (``ipc_guard``) and then validated in
+    full: its buffers are the bytes received, and nothing reads past them."""
+    buf = pa.py_buffer(data)
+    try:
+        check_stream(buf)
+    except IpcRefused as exc:
+        raise PartialError(str(exc)) from None
+    with pa.ipc.open_stream(buf) as reader:
+        table = reader.read_all()
+    table.validate(full=True)
+    return table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -491,3 +492,24 @@ def test_width_bucket_of_narrow_integers_computes_wide() -> None:
             b = 0 if x < lo else n + 1 if x >= hi else (x - lo) * n // (hi - lo) + 1
             want[b] = want.get(b, 0) + 1
         assert got == sorted(want.items())
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_a_compressed_partial_is_refused_before_it_is_decompressed(codec: str) -> None:
+    """Review (2026-12-04): 12 KB of zstd decoded to a 12 M-row partial, 344 MB at the
+    home; 4 MB would have been ~100 GB. Nodes never compress: such a stream is refused from
+    its metadata, and an uncompressed one decodes as before."""
+    from federation.partials import PartialError, from_ipc, to_ipc
+
+    rows = 1_000_000
+    table = pa.table({"__n": pa.array(np.ones(rows, dtype=np.int64))})
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=codec)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    bomb = sink.getvalue().to_pybytes()
+    assert len(bomb) < rows * 8 // 10  # 8 MB of ones, compressed
+    with pytest.raises(PartialError, match="compressed Arrow record batch"):
+        from_ipc(bomb)
+    small = pa.table({"g": ["a", "b"], "__n": pa.array([5, 6], pa.int64())})
+    assert from_ipc(to_ipc(small)).equals(small)
