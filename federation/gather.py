@@ -89,6 +89,8 @@ def _stray(
     """Why ``target``'s answer cannot be taken ("" when it can)."""
     allowed = speaks_for(target) if speaks_for is not None else None
     ids = [r.node_id for r in answer.owners]
+    if answer.payload and not any(r.ok for r in answer.owners):  # data nobody answers for
+        return f"{target} sent a partial without the report of an owner that released it"
     for node in ids:
         if allowed is not None and node not in allowed:
             return f"{target} answered for {node}, which is not {target} or below it"

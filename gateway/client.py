@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from federation.partials import from_ipc
 from federation.psi.frames import Progress, PsiAnswer
+from federation.reports import OwnerReport
 from federation.training.app_bundle import AppBundle
 from gateway import descriptor as descriptor_mod
 from gateway import serde
@@ -33,13 +34,17 @@ from gateway.errors import InvalidArgument
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
 from gateway.roles.psi_home import PsiAsk, PsiSideAsk
-from gateway.roles.train_home import ModelPiece, TrainAsk, TrainResult, TrainRound
+from gateway.roles.train_home import ModelPiece, OwnerBatch, TrainAsk, TrainResult, TrainRound
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway.status import STATUS, error_of_rpc
 from gateway.tls import secure_channel
 from gateway.training.apps import ApprovedApp
 from gateway.training.runs import RunStatus
 from gateway.training.transfers import MAX_MESSAGE_BYTES
+
+# A training run's owner reports the client holds: one per owner and message (1 + 2 x
+# rounds an owner, 1 000 rounds at most); far beyond, a home is misbehaving.
+MAX_RUN_REPORTS = 200_000
 
 
 class ClientError(Exception):
@@ -402,8 +407,16 @@ class TrainRun:
     def _read(self) -> None:
         try:
             model = bytearray()
+            owners: list[OwnerReport] = []
             for msg in self._call:
                 event = serde.train_event_from_proto(msg)
+                if isinstance(event, OwnerBatch):
+                    owners += event.owners
+                    if len(owners) > MAX_RUN_REPORTS:
+                        raise ClientError(
+                            grpc.StatusCode.RESOURCE_EXHAUSTED, "too many owner reports"
+                        )
+                    continue
                 if isinstance(event, ModelPiece):
                     model += event.data
                     if len(model) > MAX_MESSAGE_BYTES:
@@ -414,6 +427,8 @@ class TrainRun:
                 if isinstance(event, TrainResult):
                     if model:
                         event = dataclasses.replace(event, model_npz=bytes(model))
+                    if owners:
+                        event = dataclasses.replace(event, owners=(*owners, *event.owners))
                     self._result = event
                     break
                 self.rounds.append(event)

@@ -7,6 +7,7 @@ the roles (``gateway.roles``) that this module wires together.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -361,7 +362,9 @@ class Node:
             if len(more.data) < least or more.offset != len(reply):
                 raise Unavailable(f"{member.id} sent its reply's pieces out of order")
             reply += more.data
-        return bytes(reply[:total]), answer.report
+        # the report is the called member's, whatever node it names (review, 2026-12-04:
+        # an owner blamed another with a made-up refusal)
+        return bytes(reply[:total]), dataclasses.replace(answer.report, node_id=member.id)
 
     def psi_exchange(
         self, node_id: str, frames: Iterator[psi_frames.Frame], deadline: float

@@ -39,7 +39,8 @@ class ReceiptStore:
         rows = [(request_id, owner, r, now) for owner, r, why in checked if not why]
 
         def work(db: sqlite3.Connection) -> None:
-            db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?)", rows)
+            # never replaced: a second receipt under a kept (request, owner) is ignored
+            db.executemany("INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?)", rows)
             AuditLog.append_in(db, entry)
 
         # Group commit: concurrent answers share one fsync.

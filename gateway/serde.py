@@ -27,10 +27,18 @@ from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.disclosure import DisclosedGrant, DisclosedUsage, DisclosureReport
 from gateway.errors import InvalidArgument
 from gateway.identity import Identity
+from gateway.limits import cut
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
 from gateway.roles.psi_home import PsiAsk, PsiSideAsk
-from gateway.roles.train_home import ModelPiece, TrainAsk, TrainEvent, TrainResult, TrainRound
+from gateway.roles.train_home import (
+    ModelPiece,
+    OwnerBatch,
+    TrainAsk,
+    TrainEvent,
+    TrainResult,
+    TrainRound,
+)
 from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
 from gateway.training.apps import ApprovedApp
 from gateway.training.runs import RunStatus
@@ -398,19 +406,28 @@ def owner_report_to_proto(r: OwnerReport) -> common_pb2.OwnerResult:
     return msg
 
 
+# What a report from a peer may hold: a reason as long as a status message, a receipt (about
+# 1.5 KB) well under this; more is cut (a cut receipt no longer parses, and the home names
+# its owner under ``bad_receipts``). A 4 MB reason went whole into the home's audit log on
+# every query (review, 2026-12-04).
+REPORT_REASON_CHARS = 1000
+REPORT_RECEIPT_CHARS = 64 * 1024
+
+
 def owner_report_from_proto(msg: common_pb2.OwnerResult) -> OwnerReport:
     error = None
     if not msg.ok:
-        error = Error(Code.named(msg.error_code, Code.UNAVAILABLE), msg.error)
+        reason = cut(msg.error, REPORT_REASON_CHARS)
+        error = Error(Code.named(msg.error_code, Code.UNAVAILABLE), reason)
     return OwnerReport(
-        node_id=msg.node_id,
+        node_id=cut(msg.node_id, MAX_ENVELOPE_NAME),
         error=error,
         groups_released=msg.groups_released,
         l2_noise=msg.l2_noise,
         epsilon=msg.epsilon,
-        grant_id=msg.grant_id,
-        receipt=msg.receipt,
-        via=msg.via,
+        grant_id=cut(msg.grant_id, MAX_ENVELOPE_NAME),
+        receipt=msg.receipt[:REPORT_RECEIPT_CHARS],
+        via=cut(msg.via, MAX_ENVELOPE_NAME),
         no_spend=msg.no_spend,
         explanation=explanation_from_proto(msg.explanation)
         if msg.HasField("explanation")
@@ -1031,11 +1048,30 @@ def _train_round_from_proto(m: gateway_pb2.TrainRound) -> TrainRound:
 
 def train_events_to_proto(e: TrainEvent) -> list[gateway_pb2.TrainEvent]:
     """An event as the messages that carry it: a model larger than one message goes
-    first, in pieces (``ModelPiece``), and its result then holds none."""
-    if isinstance(e, TrainResult) and len(e.model_npz) > PIECE_BYTES:
-        out = [train_event_to_proto(ModelPiece(p)) for _, p in pieces(e.model_npz)]
-        return [*out, train_event_to_proto(dataclasses.replace(e, model_npz=b""))]
-    return [train_event_to_proto(e)]
+    first, in pieces (``ModelPiece``), and so do owner reports that would not fit with it
+    (``OwnerBatch``, each under ``PIECE_BYTES``); the result then holds none of them."""
+    if not isinstance(e, TrainResult):
+        return [train_event_to_proto(e)]
+    out: list[gateway_pb2.TrainEvent] = []
+    if len(e.model_npz) > PIECE_BYTES:
+        out += [train_event_to_proto(ModelPiece(p)) for _, p in pieces(e.model_npz)]
+        e = dataclasses.replace(e, model_npz=b"")
+    if sum(_report_bytes(o) for o in e.owners) > PIECE_BYTES // 2:
+        batch: list[OwnerReport] = []
+        size = 0
+        for o in e.owners:
+            if batch and size + _report_bytes(o) > PIECE_BYTES // 2:
+                out.append(train_event_to_proto(OwnerBatch(tuple(batch))))
+                batch, size = [], 0
+            batch.append(o)
+            size += _report_bytes(o)
+        out.append(train_event_to_proto(OwnerBatch(tuple(batch))))
+        e = dataclasses.replace(e, owners=())
+    return [*out, train_event_to_proto(e)]
+
+
+def _report_bytes(o: OwnerReport) -> int:
+    return len(o.receipt) + len(o.error.reason if o.error else "") + 256
 
 
 def train_event_to_proto(e: TrainEvent) -> gateway_pb2.TrainEvent:
@@ -1043,6 +1079,9 @@ def train_event_to_proto(e: TrainEvent) -> gateway_pb2.TrainEvent:
         return gateway_pb2.TrainEvent(round=_train_round_to_proto(e))
     if isinstance(e, ModelPiece):
         return gateway_pb2.TrainEvent(model_piece=e.data)
+    if isinstance(e, OwnerBatch):
+        reports = [owner_report_to_proto(o) for o in e.owners]
+        return gateway_pb2.TrainEvent(owners=gateway_pb2.OwnerResults(owners=reports))
     return gateway_pb2.TrainEvent(
         result=gateway_pb2.TrainResult(
             run_id=e.run_id,
@@ -1065,6 +1104,8 @@ def train_event_from_proto(msg: gateway_pb2.TrainEvent) -> TrainEvent:
         return _train_round_from_proto(msg.round)
     if msg.WhichOneof("event") == "model_piece":
         return ModelPiece(bytes(msg.model_piece))
+    if msg.WhichOneof("event") == "owners":
+        return OwnerBatch(tuple(owner_report_from_proto(o) for o in msg.owners.owners))
     r = msg.result
     return TrainResult(
         run_id=r.run_id,

@@ -75,10 +75,13 @@ Frame = Hello | Points | Done | Tally | Sums | Opened | Release
 # --- what the matcher tells the home, and the home the analyst --------------------------
 
 
+STAGES = frozenset({"blinded", "received", "reblinded", "matched"})  # a session's progress
+
+
 @dataclass(frozen=True)
 class Progress:
     node_id: str
-    stage: str  # blinded | sent | received | reblinded | matched
+    stage: str  # one of STAGES
     done: int
     total: int
 

@@ -55,6 +55,8 @@ from federation.training.client_app import (
     ARRAYS,
     CONFIG,
     INIT_MESSAGE,
+    METRICS,
+    NUM_EXAMPLES,
     STATS_MESSAGE,
     read_names,
     read_stats,
@@ -248,7 +250,7 @@ def federated_stats(
     content = RecordDict({CONFIG: config})
     messages = [Message(content, node, STATS_MESSAGE) for node in nodes]
     replies = _by_node(grid.send_and_receive(messages, timeout=timeout))
-    good = [r for r in replies if not r.has_error()]
+    good = [r for r in replies if not r.has_error() and _usable_stats(r)]
     answered = tuple(r.metadata.src_node_id for r in good)
     if len(good) < max(min_nodes, 1):
         missing = tuple(n for n in nodes if n not in answered)
@@ -263,6 +265,25 @@ def federated_stats(
         )
     mean, std = features.combine(parts)
     return FederatedStats(mean, std, sum(s.count for s in parts), answered, names.pop())
+
+
+def _usable_stats(reply: Message) -> bool:
+    """A stats reply that can join the pooled moments: readable, with at least one row. An
+    owner always has (k, or 1 under DP); one claiming none would have the pool be the
+    other owners' exact moments, which every owner is then sent (review, 2026-12-04). A
+    reply that is not usable counts as that owner missing, not as the run failing."""
+    try:
+        return read_stats(reply.content).count >= 1
+    except TrainingError:
+        return False
+
+
+def _weighted(reply: Message) -> bool:
+    """A train reply with a weight of at least one example: with 0, FedAvg's global model
+    is exactly the other owners' updates (review, 2026-12-04)."""
+    metrics = reply.content.metric_records.get(METRICS)
+    examples = metrics.get(NUM_EXAMPLES) if metrics is not None else None
+    return isinstance(examples, int | float) and examples >= 1
 
 
 class _Observed(Strategy):
@@ -350,8 +371,11 @@ class _Observed(Strategy):
         self.inner.summary()
 
     def _answered(self, stage: str, server_round: int, replies: Iterable[Message]) -> list[Message]:
-        """Replies in node order; the run stops if fewer than the minimum succeeded."""
+        """Replies in node order (a train reply without a weight dropped, as missing); the
+        run stops if fewer than the minimum succeeded."""
         ordered = _by_node(replies)
+        if stage == "train":
+            ordered = [m for m in ordered if m.has_error() or _weighted(m)]
         ok = {m.metadata.src_node_id for m in ordered if not m.has_error()}
         missing = tuple(n for n in self._asked if n not in ok)
         self._failed.update(missing)

@@ -115,13 +115,14 @@ def _run(args: argparse.Namespace) -> int:
     from federation.membership import MembershipError
     from gateway.client import ClientError
     from gateway.demo.launcher import LaunchError
+    from gateway.text import shown
 
     try:
         code: int = args.func(args)
         sys.stdout.flush()  # a reader that went away shows here, not at the exit's flush
         return code
-    except ClientError as exc:
-        print(f"fedgate: {exc}", file=sys.stderr)
+    except ClientError as exc:  # a node's text: escaped, it cannot drive the terminal
+        print(f"fedgate: {shown(str(exc))}", file=sys.stderr)
         return 1
     except (FedgateError, LaunchError, MembershipError) as exc:
         print(f"fedgate: error: {exc}", file=sys.stderr)

@@ -96,6 +96,15 @@ def days(value: str) -> int:
     return n
 
 
+def file_name(*parts: str) -> str:
+    """A file name made of ids a server sent (a request id, a node id): only letters,
+    digits, ``.``, ``_`` and ``-`` are kept, so no id can lead outside the folder
+    (review, 2026-12-04: an absolute "request id" wrote anywhere)."""
+    name = "-".join(parts)
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
+    return safe.lstrip(".") or "_"
+
+
 def writable_folder(path: str, option: str) -> Path:
     """``--out DIR``-like options, checked before the work they would hold is done (a
     run trained, a DP answer spent, and then nowhere to put it)."""

@@ -13,6 +13,7 @@ from gateway.cli.common import (
     Subparsers,
     add_command,
     client_options,
+    file_name,
     profile,
     seconds,
     writable_folder,
@@ -59,7 +60,7 @@ def _print(answer: PsiAnswer, args: argparse.Namespace) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         kept = [o for o in answer.owners if o.receipt]
         for o in kept:
-            (folder / f"{answer.request_id}-{o.node_id}.json").write_text(o.receipt)
+            (folder / (file_name(answer.request_id, o.node_id) + ".json")).write_text(o.receipt)
         print(f"{len(kept)} signed receipts in {folder}", file=sys.stderr)
     if args.format == "json":
         print(

@@ -13,6 +13,7 @@ from gateway.cli.common import (
     Subparsers,
     add_command,
     client_options,
+    file_name,
     profile,
     seconds,
     writable_file,
@@ -111,7 +112,7 @@ def _print_result(result: QueryResult, args: argparse.Namespace) -> None:
         folder = Path(args.receipts)
         folder.mkdir(parents=True, exist_ok=True)
         for owner, receipt in result.receipts.items():
-            (folder / f"{result.request_id}-{owner}.json").write_text(receipt)
+            (folder / (file_name(result.request_id, owner) + ".json")).write_text(receipt)
         print(f"{len(result.receipts)} signed receipts in {folder}", file=sys.stderr)
     if args.out:
         _write_table(table, Path(args.out))

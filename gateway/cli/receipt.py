@@ -7,7 +7,14 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.cli.common import Subparsers, add_command, add_group, client_options, profile
+from gateway.cli.common import (
+    Subparsers,
+    add_command,
+    add_group,
+    client_options,
+    file_name,
+    profile,
+)
 from gateway.errors import FedgateError
 
 if TYPE_CHECKING:
@@ -50,7 +57,7 @@ def receipt_files(request: str, kept: list[Receipt]) -> list[str]:
     for r in kept:
         seen[r.owner] += 1
         n = f"-{seen[r.owner]:04d}" if per_owner[r.owner] > 1 else ""
-        names.append(f"{request}-{r.owner}{n}.json")
+        names.append(file_name(request, r.owner) + f"{n}.json")
     return names
 
 

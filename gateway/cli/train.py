@@ -14,6 +14,7 @@ from gateway.cli.common import (
     Subparsers,
     add_command,
     client_options,
+    file_name,
     profile,
     seconds,
     whole,
@@ -107,7 +108,7 @@ def write_run(result: TrainResult, out: Path) -> list[Path]:
     receipts.mkdir(exist_ok=True)
     for i, o in enumerate(result.owners):
         if o.receipt:
-            path = receipts / f"{i:04d}-{o.node_id}.json"
+            path = receipts / (file_name(f"{i:04d}", o.node_id) + ".json")
             path.write_text(o.receipt)
             written.append(path)
     return written

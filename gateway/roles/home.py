@@ -44,6 +44,7 @@ from gateway.errors import (
     Unavailable,
     error_of,
 )
+from gateway.limits import cut
 from gateway.planning import plan_or_refuse
 from gateway.receipt_store import ReceiptStore
 from gateway.roles.vouching import Vouching
@@ -264,7 +265,7 @@ class Home:
                 **facts,
                 "owner": first.node_id,
                 "code": error.code.name,
-                "reason": error.reason,
+                "reason": cut(error.reason),  # an owner's text: bounded in the log
             },
         )
         # Which owner, and the request its own audit entries name: for programs, not people.

@@ -25,7 +25,13 @@ from federation.sql import MAX_SQL_CHARS
 from federation.sql.dialect import DUCKDB
 from federation.sql.join import JoinPlan
 from gateway.clock import utc
-from gateway.errors import FedgateError, InvalidArgument, NotFound, PermissionDenied
+from gateway.errors import (
+    FailedPrecondition,
+    FedgateError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from gateway.limits import cut
 from gateway.planning import join_or_refuse
 from gateway.receipt_store import ReceiptStore
@@ -195,13 +201,19 @@ class PsiHome:
             self.receipts.keep(request_id, [], entry)
 
         try:
+            sides = {s.node for s in plan.sides}
             for event in self.run(matcher, env, stop or threading.Event()):
                 if isinstance(event, f.PsiAnswer):
+                    _check_answer(event, request_id, sides)
                     if not explain:
                         self._keep(event, facts)
                     done = True
                     yield event
                     return
+                if isinstance(event, f.Progress) and (
+                    event.node_id not in sides or event.stage not in f.STAGES
+                ):
+                    raise FailedPrecondition("the matching owner sent progress of no side")
                 yield event
             raise InvalidArgument("the matching owner ended the session without an answer")
         except FedgateError as exc:
@@ -213,6 +225,7 @@ class PsiHome:
                 failed("CANCELLED", "the analyst cancelled the session")
 
     def _keep(self, answer: f.PsiAnswer, facts: dict) -> None:
+        """(``answer`` names this request and only the two sides: ``_check_answer``.)"""
         kept = [(o.node_id, o.receipt) for o in answer.owners if o.receipt]
         entry = {
             "kind": "psi.answered",
@@ -228,3 +241,14 @@ class PsiHome:
             ",".join(facts["sides"]),
             answer.intersection,
         )
+
+
+def _check_answer(answer: f.PsiAnswer, request_id: str, sides: set[str]) -> None:
+    """The matcher's answer is for this request and reports the two sides, each once: a
+    matcher naming another request would have its receipts kept, and written by the
+    analyst's CLI, under a name of its choosing (review, 2026-12-04)."""
+    if answer.request_id != request_id:
+        raise FailedPrecondition("the matching owner answered another request")
+    named = [o.node_id for o in answer.owners]
+    if not set(named) <= sides or len(named) != len(set(named)):
+        raise FailedPrecondition("the matching owner reported for nodes outside the session")

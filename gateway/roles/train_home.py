@@ -39,6 +39,7 @@ from gateway.errors import (
 from gateway.limits import cut
 from gateway.receipt_store import ReceiptStore
 from gateway.roles.vouching import Vouching
+from gateway.text import shown
 from gateway.training.job import Job, start
 from gateway.training.runs import Runs
 from gateway.training.spec import TrainSpec
@@ -98,7 +99,15 @@ class ModelPiece:
     data: bytes
 
 
-TrainEvent = TrainRound | TrainResult | ModelPiece
+@dataclass(frozen=True)
+class OwnerBatch:
+    """Some of a long run's owner reports (a receipt each, ~1.5 KB: three owners and 1 000
+    rounds would not fit one message), sent before its result."""
+
+    owners: tuple[OwnerReport, ...]
+
+
+TrainEvent = TrainRound | TrainResult | ModelPiece | OwnerBatch
 
 
 @dataclass
@@ -406,7 +415,7 @@ class TrainHome:
                     env.request_id,
                     member.id,
                     exc.code.name,
-                    exc.message,
+                    shown(exc.message),  # an owner's text: one event, one line
                 )
                 return None
             reports.add(report)

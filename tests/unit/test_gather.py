@@ -66,3 +66,11 @@ def test_a_node_reported_twice_fails_the_second_member() -> None:
     twice = [_answer("anhui", OwnerReport("anhui"), OwnerReport("wuhu"), OwnerReport("wuhu"))]
     found = gather(PLAN, twice, speaks_for=MEMBERS.subtree)
     assert "a second time" in found.owners[0].error.reason  # type: ignore[union-attr]
+
+
+def test_a_partial_no_owner_reports_is_not_merged() -> None:
+    """Review (2026-12-04): a member answering with a partial and no report had its data
+    merged while it appeared nowhere: not among the owners, not missing."""
+    silent = Outcome(Target("anhui"), PartialAnswer("anhui", True, b"data", ()), None, 0.0)
+    found = gather(PLAN, [silent], speaks_for=MEMBERS.subtree)
+    assert not found.tables and "without the report" in found.owners[0].error.reason  # type: ignore[union-attr]

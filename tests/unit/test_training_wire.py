@@ -53,3 +53,51 @@ def test_shared_content_is_serialised_once(monkeypatch: pytest.MonkeyPatch) -> N
         messages = [Message(shared, dst_node_id=n, message_type="train") for n in (1, 2, 3)]
         to_bytes_each(messages)
     assert len(calls) == 1
+
+
+def test_a_long_runs_receipts_travel_in_batches_under_the_message_size() -> None:
+    """Review (2026-12-04): three owners x 1 000 rounds of ~1.5 KB receipts made an 8.8
+    MiB result, over the 4 MiB a message may be: the run was lost after every owner had
+    spent. The reports now go first, in batches, and come back whole."""
+    from federation.reports import OwnerReport
+    from gateway import serde
+    from gateway.roles.train_home import OwnerBatch, TrainResult
+    from gateway.training.transfers import PIECE_BYTES
+
+    owners = tuple(
+        OwnerReport(f"node{i % 3}", receipt="r" * 1500 + str(i)) for i in range(3 * 2001)
+    )
+    result = TrainResult("run", b"npz", (), owners, "logreg", ("a",), "y")
+    messages = serde.train_events_to_proto(result)
+    assert len(messages) > 2 and all(m.ByteSize() < PIECE_BYTES for m in messages)
+    got: list[OwnerReport] = []
+    final = None
+    for m in messages:
+        event = serde.train_event_from_proto(m)
+        if isinstance(event, OwnerBatch):
+            got += event.owners
+        else:
+            final = event
+    assert isinstance(final, TrainResult) and final.owners == ()
+    assert tuple(got) == owners and final.model_npz == b"npz"
+
+
+def test_a_reply_of_no_rows_or_no_weight_counts_as_missing() -> None:
+    """Review (2026-12-04): with two owners, one claiming 0 rows had every later message
+    carry the other's exact mean and std; one claiming 0 examples had the global model be
+    the other's update. Such replies count as missing, as a refusal does."""
+    from federation.training.client_app import METRICS, NUM_EXAMPLES, STATS
+    from federation.training.server import _usable_stats, _weighted
+
+    def stats(count: int) -> RecordDict:
+        moments = {k: Array(np.zeros(2)) for k in ("shift", "sum", "sumsq")}
+        return RecordDict({STATS: ArrayRecord({"count": Array(np.array(count)), **moments})})
+
+    with server_identity():
+        assert _usable_stats(Message(stats(12), 1001, "query.stats"))
+        assert not _usable_stats(Message(stats(0), 1001, "query.stats"))
+        assert not _usable_stats(Message(RecordDict(), 1001, "query.stats"))  # unreadable
+        trained = RecordDict({METRICS: MetricRecord({NUM_EXAMPLES: 40})})
+        assert _weighted(Message(trained, 1001, "train"))
+        unweighted = RecordDict({METRICS: MetricRecord({NUM_EXAMPLES: 0})})
+        assert not _weighted(Message(unweighted, 1001, "train"))

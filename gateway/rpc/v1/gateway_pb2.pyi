@@ -531,15 +531,23 @@ class TrainResult(_message.Message):
     dp_delta: float
     def __init__(self, run_id: _Optional[str] = ..., model_npz: _Optional[bytes] = ..., rounds: _Optional[_Iterable[_Union[TrainRound, _Mapping]]] = ..., owners: _Optional[_Iterable[_Union[_common_pb2.OwnerResult, _Mapping]]] = ..., task: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., classes: _Optional[_Iterable[str]] = ..., dp_epsilon: _Optional[float] = ..., dp_delta: _Optional[float] = ...) -> None: ...
 
+class OwnerResults(_message.Message):
+    __slots__ = ("owners",)
+    OWNERS_FIELD_NUMBER: _ClassVar[int]
+    owners: _containers.RepeatedCompositeFieldContainer[_common_pb2.OwnerResult]
+    def __init__(self, owners: _Optional[_Iterable[_Union[_common_pb2.OwnerResult, _Mapping]]] = ...) -> None: ...
+
 class TrainEvent(_message.Message):
-    __slots__ = ("round", "result", "model_piece")
+    __slots__ = ("round", "result", "model_piece", "owners")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     MODEL_PIECE_FIELD_NUMBER: _ClassVar[int]
+    OWNERS_FIELD_NUMBER: _ClassVar[int]
     round: TrainRound
     result: TrainResult
     model_piece: bytes
-    def __init__(self, round: _Optional[_Union[TrainRound, _Mapping]] = ..., result: _Optional[_Union[TrainResult, _Mapping]] = ..., model_piece: _Optional[bytes] = ...) -> None: ...
+    owners: OwnerResults
+    def __init__(self, round: _Optional[_Union[TrainRound, _Mapping]] = ..., result: _Optional[_Union[TrainResult, _Mapping]] = ..., model_piece: _Optional[bytes] = ..., owners: _Optional[_Union[OwnerResults, _Mapping]] = ...) -> None: ...
 
 class TrainRunsRequest(_message.Message):
     __slots__ = ("run_id",)
