@@ -136,6 +136,10 @@ def check_name(value: str, what: str, *, common_name: bool = False) -> None:
 
 def check_subject(role: str, subject_id: str, org: str) -> None:
     if role not in ROLES:
+        if not role:  # a CSR made by other tools carries no fedgate role
+            raise InvalidArgument(
+                "the CSR carries no fedgate role (subject OU): make it with fedgate cert request"
+            )
         raise InvalidArgument(f"role {role!r} must be one of {', '.join(ROLES)}")
     if not org.strip():
         raise InvalidArgument("organisation must not be empty")

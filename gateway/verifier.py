@@ -41,6 +41,8 @@ class Report:
     # per witness, the largest size of this log it countersigned (how much of the tail
     # no peer has seen is ``entries`` less the largest of these)
     covered: dict[str, int] = field(default_factory=dict)
+    # heads of this log from the witness files given (not the export's own W lines)
+    from_files: int = 0
 
 
 _WITNESS_FIELDS: dict[str, type] = {
@@ -177,6 +179,7 @@ def verify(
         kind = body[start + 8 : body.find('"', start + 8)] if start >= 0 else "?"
         kinds[kind] = kinds.get(kind, 0) + 1
     expected = len(entries) + 1
+    own = len(witnessed)  # the export's own W lines; the files' follow
     for n, raw in enumerate(extra_witnessed, start=1):
         if raw.startswith("W\t"):
             witnessed.append(_witness_line(raw.rstrip("\n"), f"witness file line {n}"))
@@ -229,7 +232,8 @@ def verify(
         if w["size"] > size:
             raise VerifyError(
                 f"log truncated: {w['witness']} witnessed {w['size']} entries on {w['time']} "
-                f"but only {size} are present"
+                f"but only {size} are present (if its witness file was collected after this "
+                "export, collect the files first and export again)"
             )
         if chain.get(w["size"]) != w["head"]:
             raise VerifyError(
@@ -238,4 +242,5 @@ def verify(
             )
         covered[w["witness"]] = max(covered.get(w["witness"], 0), w["size"])
     matched = {(w["witness"], w["size"]) for w in witnessed if w["node"] == node}
-    return Report(node, size, len(heads), len(matched), kinds, covered)
+    files = {(w["witness"], w["size"]) for w in witnessed[own:] if w["node"] == node}
+    return Report(node, size, len(heads), len(matched), kinds, covered, len(files))

@@ -71,6 +71,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     print(f"entries by kind: {kinds}")
     for witness, size in sorted(report.covered.items()):
         print(f"witnessed by {witness}: up to entry {size} of {report.entries}")
+    if args.witness:  # what the peers' own files added: the independent part
+        print(f"from the {len(args.witness)} witness files: {report.from_files} heads match")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -197,6 +198,8 @@ def run_demo(
                 with contextlib.suppress(KeyboardInterrupt):
                     say("")
                     say("The federation keeps running. In another terminal:")
+                    venv = Path(sys.prefix) / "bin" / "activate"
+                    say(f"  source {venv}   # puts fedgate on the PATH")
                     say(f"  export FEDGATE_PROFILE={profile_path}")
                     say("  fedgate catalog           # federated catalog")
                     say(
@@ -204,7 +207,8 @@ def run_demo(
                         'GROUP BY city"'
                     )
                     say("  fedgate whoami")
-                    say(f"Operator profiles: {fed.workdir / 'profiles'}")
+                    say(f"Profiles (operators and analysts): {fed.workdir / 'profiles'}")
+                    say(f"Federation CA certificate: {fed.ca_cert}")
                     say(f"Node logs: {fed.workdir / 'nodes'}/<id>/node.log")
                     say("Press Ctrl-C to stop every node.")
                     while not stop.asked and all(p.alive() for p in procs):
