@@ -88,13 +88,19 @@ def _stray(
 ) -> str:
     """Why ``target``'s answer cannot be taken ("" when it can)."""
     allowed = speaks_for(target) if speaks_for is not None else None
-    ids = [r.node_id for r in answer.owners]
     if answer.payload and not any(r.ok for r in answer.owners):  # data nobody answers for
         return f"{target} sent a partial without the report of an owner that released it"
-    for node in ids:
+    counted: set[str] = set()
+    for r in answer.owners:
+        node = r.node_id
         if allowed is not None and node not in allowed:
             return f"{target} answered for {node}, which is not {target} or below it"
-        if node != target and (node in seen or ids.count(node) > 1):  # a relay may add
-            # a report of its own (a merge that failed after its release)
-            return f"{target} answered for {node} a second time"
+        if node in seen:
+            return f"{target} answered for {node}, which another member answered for"
+        # A node may be named again only by an error without a receipt (a relay adds one
+        # for a child whose partial failed its check, or for its own failed merge).
+        if r.ok or r.receipt:
+            if node in counted:
+                return f"{target} answered for {node} a second time"
+            counted.add(node)
     return ""

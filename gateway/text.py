@@ -27,11 +27,27 @@ def plain(value: str, what: str) -> str:
 
 
 def shown(value: str) -> str:
-    """For a terminal or a log line: each non-printable character as ``\\uXXXX``."""
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in value)
+    """For a terminal or a log line: each character ``plain`` refuses as ``\\uXXXX``
+    (a full-width space, common in Chinese names, stays as it is)."""
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in _HIDDEN else c for c in value)
 
 
-_MARKDOWN = str.maketrans({"|": "\\|", "\\": "\\\\", "`": "\\`", "<": "&lt;", ">": "&gt;"})
+# Table structure (|, line breaks), HTML (< >, &), code spans and links or images ([ ] ( ) !)
+_MARKDOWN = str.maketrans(
+    {
+        "|": "\\|",
+        "\\": "\\\\",
+        "`": "\\`",
+        "<": "&lt;",
+        ">": "&gt;",
+        "&": "&amp;",
+        "[": "\\[",
+        "]": "\\]",
+        "(": "\\(",
+        ")": "\\)",
+        "!": "\\!",
+    }
+)
 
 
 def markdown_cell(value: str) -> str:

@@ -184,4 +184,6 @@ def test_a_purpose_cannot_rewrite_the_markdown_report() -> None:
     with pytest.raises(InvalidArgument, match="U\\+200B"):
         plain("\u200b", "the purpose")  # a zero-width purpose is no stated purpose
     cell = markdown_cell(evil)
-    assert "\n" not in cell and "<!--" not in cell and "&lt;!--" in cell
+    assert "\n" not in cell and "<!--" not in cell and "&lt;\\!--" in cell
+    linked = markdown_cell("see ![x](https://t.example/p.png) or [official](https://e.example)")
+    assert "![" not in linked and "](" not in linked  # no image, no link of the writer's

@@ -74,3 +74,21 @@ def test_a_partial_no_owner_reports_is_not_merged() -> None:
     silent = Outcome(Target("anhui"), PartialAnswer("anhui", True, b"data", ()), None, 0.0)
     found = gather(PLAN, [silent], speaks_for=MEMBERS.subtree)
     assert not found.tables and "without the report" in found.owners[0].error.reason  # type: ignore[union-attr]
+
+
+def test_a_relay_reporting_a_childs_failed_partial_keeps_its_siblings() -> None:
+    """Review (2026-12-04): a relay whose child's partial failed its check names the child
+    twice (its release, then the error); that is no second answer: the home keeps the
+    relay's answer. A second released report for one node still is."""
+    failed = Error(Code.FAILED_PRECONDITION, "hefei's partial does not fit the plan")
+    relay = _answer(
+        "anhui",
+        OwnerReport("anhui", receipt="{}"),
+        OwnerReport("hefei", receipt="{}"),
+        OwnerReport("hefei", error=failed, via="anhui"),
+        OwnerReport("wuhu", receipt="{}"),
+    )
+    found = gather(PLAN, [relay], speaks_for=MEMBERS.subtree)
+    assert [r.node_id for r in found.owners] == ["anhui", "hefei", "hefei", "wuhu"]
+    twice = _answer("anhui", OwnerReport("hefei", receipt="{}"), OwnerReport("hefei"))
+    assert "a second time" in gather(PLAN, [twice]).owners[0].error.reason  # type: ignore[union-attr]

@@ -513,3 +513,15 @@ def test_a_compressed_partial_is_refused_before_it_is_decompressed(codec: str) -
         from_ipc(bomb)
     small = pa.table({"g": ["a", "b"], "__n": pa.array([5, 6], pa.int64())})
     assert from_ipc(to_ipc(small)).equals(small)
+
+
+def test_rows_that_cost_no_bytes_are_refused() -> None:
+    """Review (2026-12-04): a column of type null (no buffers) made 288 bytes a 10^9-row
+    partial, real rows once merged."""
+    from federation.partials import PartialError, from_ipc, to_ipc
+
+    with pytest.raises(PartialError, match="of type null"):
+        from_ipc(to_ipc(pa.table({"x": pa.nulls(10**7)})))
+    ree = pa.RunEndEncodedArray.from_arrays([10**7], pa.array([5], pa.int64()))
+    with pytest.raises(PartialError, match="run_end_encoded"):
+        from_ipc(to_ipc(pa.table({"__n": ree})))
