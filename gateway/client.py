@@ -42,9 +42,10 @@ from gateway.training.apps import ApprovedApp
 from gateway.training.runs import RunStatus
 from gateway.training.transfers import MAX_MESSAGE_BYTES
 
-# A training run's owner reports the client holds: one per owner and message (1 + 2 x
-# rounds an owner, 1 000 rounds at most); far beyond, a home is misbehaving.
-MAX_RUN_REPORTS = 200_000
+# The text of a training run's owner reports the client holds (one per owner and message,
+# ~1.5 KB each: 1 000 rounds of SecAgg+ over 40 owners is ~300 MB); far beyond, a home is
+# misbehaving.
+MAX_RUN_REPORT_BYTES = 1 << 30
 
 
 class ClientError(Exception):
@@ -408,13 +409,15 @@ class TrainRun:
         try:
             model = bytearray()
             owners: list[OwnerReport] = []
+            held = 0
             for msg in self._call:
                 event = serde.train_event_from_proto(msg)
                 if isinstance(event, OwnerBatch):
                     owners += event.owners
-                    if len(owners) > MAX_RUN_REPORTS:
+                    held += sum(len(o.receipt) + 256 for o in event.owners)
+                    if held > MAX_RUN_REPORT_BYTES:
                         raise ClientError(
-                            grpc.StatusCode.RESOURCE_EXHAUSTED, "too many owner reports"
+                            grpc.StatusCode.RESOURCE_EXHAUSTED, "the owner reports pass 1 GiB"
                         )
                     continue
                 if isinstance(event, ModelPiece):

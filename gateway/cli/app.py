@@ -113,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from federation.membership import MembershipError
+    from federation.partials import PartialError
     from gateway.client import ClientError
     from gateway.demo.launcher import LaunchError
     from gateway.text import shown
@@ -127,6 +128,9 @@ def _run(args: argparse.Namespace) -> int:
     except (FedgateError, LaunchError, MembershipError) as exc:
         print(f"fedgate: error: {exc}", file=sys.stderr)
         return 2
+    except PartialError as exc:  # an answer the home sent that this client does not decode
+        print(f"fedgate: error: the answer cannot be read: {shown(str(exc))}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `fedgate ... | head`: the reader has what it wanted
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush has nothing to say

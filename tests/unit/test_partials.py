@@ -518,10 +518,18 @@ def test_a_compressed_partial_is_refused_before_it_is_decompressed(codec: str) -
 def test_rows_that_cost_no_bytes_are_refused() -> None:
     """Review (2026-12-04): a column of type null (no buffers) made 288 bytes a 10^9-row
     partial, real rows once merged."""
-    from federation.partials import PartialError, from_ipc, to_ipc
+    from federation.partials import PartialError, check_partial, from_ipc, to_ipc
+    from federation.sql import parse
 
-    with pytest.raises(PartialError, match="of type null"):
-        from_ipc(to_ipc(pa.table({"x": pa.nulls(10**7)})))
+    plan = parse("SELECT COUNT(*) AS n FROM t")
     ree = pa.RunEndEncodedArray.from_arrays([10**7], pa.array([5], pa.int64()))
-    with pytest.raises(PartialError, match="run_end_encoded"):
+    with pytest.raises(PartialError, match="10,000,000 rows in"):  # more rows than bits
         from_ipc(to_ipc(pa.table({"__n": ree})))
+    ree = pa.RunEndEncodedArray.from_arrays([100], pa.array([5], pa.int64()))
+    with pytest.raises(PartialError, match="run_end_encoded"):
+        check_partial(plan, from_ipc(to_ipc(pa.table({"__n": ree}))), "m")
+    raw = parse("SELECT x FROM t")
+    with pytest.raises(PartialError, match="of type null"):
+        check_partial(raw, from_ipc(to_ipc(pa.table({"x": pa.nulls(100)}))), "m")
+    # the home's own answer may hold a NULL column (SELECT NULL AS note): decoded as it is
+    assert from_ipc(to_ipc(pa.table({"note": pa.nulls(3)}))).num_rows == 3
