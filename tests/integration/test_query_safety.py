@@ -1139,3 +1139,11 @@ def test_a_relay_replaying_a_homes_envelope_gets_no_second_release(
     refused = federation.audit("hefei", "query.refused")
     assert len(mine) == 1
     assert len([e for e in refused if e["request_id"] == env.request_id]) == 2
+
+
+def test_an_answer_with_a_null_column_reaches_the_analyst(federation: RunningFederation) -> None:
+    """Review (2026-12-04): the client refused the home's answer when a column was of
+    Arrow type null (``NULL AS note``), a check meant for peers' partials only."""
+    with federation.client("li.wei@shanghai") as c:
+        got = c.query("SELECT COUNT(*) AS n, NULL AS note FROM air_quality")
+    assert got.table.column_names == ["n", "note"] and got.table.column("n")[0].as_py() > 0
