@@ -144,7 +144,7 @@ def _path(base: Path, section: dict[str, Any], name: str, field: str) -> Path:
     value = _get(section, name, field, str)
     if not value or "\0" in value:
         raise ConfigError(f"{field} must be a path, got {value!r}")
-    return (base / value).resolve()
+    return (base / Path(value).expanduser()).resolve()  # "~/x" is the home's, not "./~"
 
 
 def _file(base: Path, section: dict[str, Any], name: str, field: str, must_exist: bool) -> Path:
@@ -218,13 +218,13 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigError(f"node.data_dir: {data_dir} is not a folder")
     workers = _get(node, "workers", "node.workers", int, 16)
-    if not 1 <= workers <= 256:
-        raise ConfigError("node.workers must be between 1 and 256")
+    if not 2 <= workers <= 256:  # one must stay free of streams (review, 2026-12-04)
+        raise ConfigError("node.workers must be between 2 and 256")
     max_bytes = _get(
         node, "max_message_bytes", "node.max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES
     )
-    if not 1024 <= max_bytes <= 256 * 1024 * 1024:
-        raise ConfigError("node.max_message_bytes must be between 1 KiB and 256 MiB")
+    if not 64 * 1024 <= max_bytes <= 256 * 1024 * 1024:  # a catalog of 7 is 1.4 KB
+        raise ConfigError("node.max_message_bytes must be between 64 KiB and 256 MiB")
     timeout = _get(node, "peer_timeout_seconds", "node.peer_timeout_seconds", float, 5.0)
     if not 0 < timeout <= 600:
         raise ConfigError("node.peer_timeout_seconds must be in (0, 600]")
@@ -290,7 +290,8 @@ def _limits(section: dict[str, Any], workers: int) -> LimitSettings:
             raise ConfigError(f"limits.{name} must be between {low:.0f} and {high:.0f}")
         return value
 
-    streams = number("streams", int, 1, workers, default.streams)
+    # streams hold their worker for minutes: one worker at least stays for unary calls
+    streams = number("streams", int, 1, workers - 1, default.streams)
     rates = dict(default.rates)
     table = _get(section, "rates", "limits.rates", dict, {})
     for name, value in table.items():

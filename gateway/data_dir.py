@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from gateway.errors import ConfigError
+from gateway.state import State
 
 LOCK_FILE = "node.lock"
 
@@ -33,3 +34,18 @@ def hold(data_dir: Path) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+def claim(state: State, node_id: str) -> None:
+    """The folder's state belongs to the first node that started on it: another node's
+    config naming it would take over its catalog and grants and sign into its hash chain
+    with another key, breaking both nodes' audit trails for good (review, 2026-12-04)."""
+    with state.transaction() as db:
+        row = db.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO meta VALUES ('node_id', ?)", (node_id,))
+        elif row[0] != node_id:
+            raise ConfigError(
+                f"node.data_dir holds the state of node {row[0]!r}; this is node {node_id!r}: "
+                "give this node a data_dir of its own"
+            )

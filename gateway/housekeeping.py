@@ -57,8 +57,17 @@ def remember_crl(db: sqlite3.Connection, mark: CrlMark) -> None:
 
 
 def check_crl(state: State, path: Path | None, mark: CrlMark | None) -> None:
-    """Never start with a CRL older than one this node has taken, also across restarts."""
+    """Never start with a CRL older than one this node has taken, also across restarts,
+    nor without one once it has taken one (deleting ``tls.crl`` re-admitted every revoked
+    certificate without a word; review, 2026-12-04)."""
     if mark is None:
+        with state.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'crl_number'").fetchone()
+        if row is not None:
+            raise ConfigError(
+                f"tls.crl: this node has enforced CRL number {row[0]}; without tls.crl "
+                "revocation would be off: set it again"
+            )
         return
     with state.transaction() as db:
         kept = dict(

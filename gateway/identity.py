@@ -84,6 +84,11 @@ def load_key(path: Path) -> ec.EllipticCurvePrivateKey:
         raise InvalidArgument(f"key file {path} does not exist") from None
     except ValueError as exc:
         raise InvalidArgument(f"{path} is not a PEM private key: {exc}") from None
+    except TypeError:  # a passphrase-protected key (cryptography asks for the password)
+        raise InvalidArgument(
+            f"{path} is encrypted with a passphrase: fedgate needs the key unencrypted "
+            "(keep it readable by the node's user only)"
+        ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise InvalidArgument(f"{path}: only EC keys are supported")
     return key

@@ -185,6 +185,7 @@ class Node:
         )
         key = load_key(config.key)
         self.cert_pem = config.cert.read_bytes()
+        data_dir_mod.claim(self.state, node_id)  # never another node's state
         check_serial(self.state, self.membership().serial)
         check_crl(self.state, config.crl, self.revocations.mark)  # never an older CRL
         self.audit = AuditLog(self.state, node_id, key)
@@ -618,7 +619,8 @@ def setup_logging(
 
 
 def run(config: NodeConfig) -> int:
-    """Run until SIGTERM or SIGINT, then stop gracefully; returns the exit code."""
+    """Run until SIGTERM, SIGINT or SIGHUP (an ssh session closing on a node started by
+    hand), then stop gracefully; returns the exit code."""
     setup_logging(
         config.data_dir, config.id, max_bytes=config.log_max_bytes, backups=config.log_backups
     )
@@ -626,6 +628,7 @@ def run(config: NodeConfig) -> int:
     stop_requested = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
     signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
+    signal.signal(signal.SIGHUP, lambda *_: stop_requested.set())
     node.start()
     pid_file = config.data_dir / "node.pid"
     pid_file.write_text(f"{os.getpid()}\n")

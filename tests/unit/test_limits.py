@@ -206,7 +206,12 @@ def test_config_defaults_follow_the_workers(tmp_path: Path) -> None:
     cfg = parse(_raw(tmp_path, workers=32), base=tmp_path)
     assert (cfg.limits.streams, cfg.limits.calls_per_caller, cfg.limits.calls) == (8, 16, 128)
     assert cfg.limits.calls_per_node == 24
-    assert parse(_raw(tmp_path, workers=1), base=tmp_path).limits.streams_per_caller == 1
+    assert parse(_raw(tmp_path, workers=2), base=tmp_path).limits.streams_per_caller == 1
+    # one worker, or streams that could hold them all, would let one idle stream freeze it
+    with pytest.raises(ConfigError, match="node.workers must be between 2 and 256"):
+        parse(_raw(tmp_path, workers=1), base=tmp_path)
+    with pytest.raises(ConfigError, match="limits.streams must be between 1 and 15"):
+        parse(_raw(tmp_path, limits={"streams": 16}), base=tmp_path)
 
 
 def test_config_sets_limits_and_rates(tmp_path: Path) -> None:
@@ -234,7 +239,7 @@ def test_config_sets_limits_and_rates(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "limits, message",
     [
-        ({"streams": 0}, "limits.streams must be between 1 and 16"),
+        ({"streams": 0}, "limits.streams must be between 1 and 15"),
         ({"streams": 2, "streams_per_caller": 3}, "limits.streams_per_caller must be between"),
         ({"calls_per_caller": 17}, "limits.calls_per_caller must be between 1 and 16"),
         ({"calls_per_node": 0}, "limits.calls_per_node must be between 1 and 16"),

@@ -1,0 +1,42 @@
+"""What a node's state remembers of who it is (review, 2026-12-04: hefei started on
+anhui's data folder took over its catalog and signed into its hash chain; a node restarted
+without ``tls.crl`` re-admitted every revoked certificate)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from gateway import data_dir
+from gateway.errors import ConfigError
+from gateway.housekeeping import check_crl
+from gateway.identity import CrlMark
+from gateway.state import State
+
+
+def test_a_data_folder_belongs_to_the_first_node_that_used_it(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.sqlite3")
+    try:
+        data_dir.claim(state, "anhui")
+        data_dir.claim(state, "anhui")  # its own restart
+        with pytest.raises(
+            ConfigError, match="holds the state of node 'anhui'; this is node 'hefei'"
+        ):
+            data_dir.claim(state, "hefei")
+    finally:
+        state.close()
+
+
+def test_a_node_that_enforced_a_crl_does_not_start_without_one(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.sqlite3")
+    try:
+        check_crl(state, None, None)  # never had one: fine
+        check_crl(
+            state, tmp_path / "crl.pem", CrlMark(2, dt.datetime(2026, 12, 1, tzinfo=dt.UTC), "d")
+        )
+        with pytest.raises(ConfigError, match="enforced CRL number 2; without tls.crl"):
+            check_crl(state, None, None)
+    finally:
+        state.close()
