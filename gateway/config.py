@@ -210,7 +210,8 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
     except InvalidArgument as exc:
         raise ConfigError(exc.message) from None
     listen = _get(node, "listen", "node.listen", str)
-    split_address(listen, "node.listen")
+    if split_address(listen, "node.listen")[1] == 0:  # a port no peer or profile would know
+        raise ConfigError(f"node.listen: {listen!r} names port 0: give the node's own port")
     metrics_listen = _get(metrics, "listen", "metrics.listen", str, "")
     if metrics_listen:
         split_address(metrics_listen, "metrics.listen")

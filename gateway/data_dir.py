@@ -20,7 +20,7 @@ LOCK_FILE = "node.lock"
 def hold(data_dir: Path) -> int:
     """Create ``data_dir`` if missing and lock it for this process; returns the lock's
     descriptor (close it to let go). Raises ConfigError if another process holds it."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # state, audit, logs: the node's
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -304,12 +304,19 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         caller: Identity | None = None,
     ) -> None:
         note = ""
-        if isinstance(exc, LimitExceeded):
-            quiet = self.limiter.refusals.note(exc.caller, exc.limit)
+        # A limit's refusals, and those of a certificate the node does not accept (revoked,
+        # expired: a client looping on one grew the append-only log ~1 KB a call; review,
+        # 2026-12-04), are recorded once per caller and kind a window, then counted.
+        if isinstance(exc, LimitExceeded) or exc.code is Code.UNAUTHENTICATED:
+            if isinstance(exc, LimitExceeded):
+                who, kind = exc.caller, exc.limit
+            else:
+                who, kind = str(caller or "-"), "certificate"
+            quiet = self.limiter.refusals.note(who, kind)
             if quiet is None:  # reported already in this window: counted, not recorded
                 _abort(context, exc)
             if quiet:
-                note = f" ({quiet} more refused by this limit since the last line)"
+                note = f" ({quiet} more refused like this since the last line)"
         recorded = FedgateError.of(Error(exc.code, exc.message + note, exc.details))
         try:
             self._on_refusal(method, caller, recorded)
@@ -375,10 +382,11 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             except FedgateError as exc:
                 stream.end(exc)
         for caller, limit, quiet in self.limiter.sweep():
+            code = "UNAUTHENTICATED" if limit == "certificate" else "RESOURCE_EXHAUSTED"
             log.warning(
-                "refused caller=%s code=RESOURCE_EXHAUSTED limit=%s: %d more refused by this "
-                "limit in the last %g s",
+                "refused caller=%s code=%s limit=%s: %d more refused like this in the last %g s",
                 log_field(caller, 200),
+                code,
                 limit,
                 quiet,
                 self.limiter.refusals.window,

@@ -41,7 +41,14 @@ from gateway.config import DEFAULT_LOG_BACKUPS, DEFAULT_LOG_MAX_BYTES, NodeConfi
 from gateway.disclosure import DisclosureReport
 from gateway.edge import STREAM_CHECK_SECONDS, Authenticator, CallContext, EdgeInterceptor
 from gateway.engine import Engine
-from gateway.errors import ConfigError, FedgateError, InvalidArgument, NotFound, Unavailable
+from gateway.errors import (
+    ConfigError,
+    FedgateError,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 from gateway.health import NodeHealth
 from gateway.housekeeping import CrlWatch, check_crl, every, housekeeping, probe_peers
 from gateway.identity import (
@@ -161,6 +168,11 @@ class Node:
             self.revocations.load()  # fail at start-up, not at the first call, on a bad CRL
         except InvalidArgument as exc:
             raise ConfigError(exc.message) from None
+        if self._own_revoked():  # every peer would refuse it
+            raise ConfigError(
+                f"tls.cert: this node's certificate (serial {self.identity.serial}) is revoked "
+                "in tls.crl: ask the CA keeper for a new one"
+            )
         self._data_dir_lock = data_dir_mod.hold(config.data_dir)  # one node per folder
         # Flower's home folder (it writes nothing there on a node's path) in the node's state.
         os.environ["FLWR_HOME"] = str(config.data_dir / "flwr")
@@ -434,6 +446,14 @@ class Node:
         remaining = min(remaining, DEFAULT_QUERY_SECONDS)
         kept = min(DEADLINE_RESERVE_MAX, max(DEADLINE_RESERVE_MIN, remaining * 0.05))
         return time.monotonic() + max(0.0, remaining - kept)
+
+    def _own_revoked(self) -> bool:
+        """Whether the CRL lists this node's own certificate (an expired CRL says nothing
+        here: the node starts and refuses every call until the CA re-issues it)."""
+        try:
+            return self.revocations.is_revoked(self.identity.serial)
+        except Unauthenticated:
+            return False
 
     def record_refusal(self, method: str, caller: Identity | None, exc: FedgateError) -> None:
         self.audit.append(
