@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from federation.envelope import MAX_PURPOSE_CHARS, Requester
+from federation.envelope import Requester
 from gateway import policy
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog
@@ -34,7 +34,7 @@ from gateway.errors import (
 from gateway.identity import Identity
 from gateway.policy import FLOORS, Grant, GrantStore
 from gateway.state import State
-from gateway.text import plain
+from gateway.text import check_purpose, plain
 
 NOBODY = Requester(role="", id="", org="")
 
@@ -243,8 +243,7 @@ class AccessRequests:
         plain(req.purpose, "the purpose")  # an operator reads it, then the public report
         if not req.purpose.strip():
             raise InvalidArgument("an access request states its purpose")
-        if len(req.purpose) > MAX_PURPOSE_CHARS:
-            raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+        check_purpose(req.purpose)
         # Only what an analyst may ask: the decision fields are the operator's to fill in.
         stored = AccessRequest(
             id="ar-" + secrets.token_hex(4),

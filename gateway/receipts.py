@@ -83,10 +83,14 @@ def verify(receipt: Receipt, ca_bundle: list[x509.Certificate]) -> str:
     """Check that it is a release receipt, the signer's certificate and the signature;
     returns the signing node id. (A node signs other statements too: a SecAgg+ key, a
     model digest; none of them is a receipt.)"""
-    body = receipt.body
-    if body.get("kind") != "release" or "audit_seq" not in body or "audit_hash" not in body:
+    if not is_release(receipt.body):
         raise InvalidArgument("not a release receipt: no release kind or audit entry in its body")
     return verify_statement(receipt, ca_bundle)
+
+
+def is_release(body: dict) -> bool:
+    """A release receipt's body: a ``release`` entry with its place in the owner's log."""
+    return body.get("kind") == "release" and "audit_seq" in body and "audit_hash" in body
 
 
 def verify_statement(statement: Receipt, ca_bundle: list[x509.Certificate]) -> str:
@@ -117,7 +121,7 @@ class ReceiptCheck:
         except InvalidArgument as exc:
             return exc.message
         body = receipt.body
-        if body.get("kind") != "release" or "audit_seq" not in body or "audit_hash" not in body:
+        if not is_release(body):
             return "not a release receipt"
         if body.get("owner") != node_id.partition("/")[0]:
             return "it names another owner"
@@ -125,14 +129,9 @@ class ReceiptCheck:
             return "it names another request"
         try:
             key = self._key(receipt.cert_pem, receipt.owner)
-            key.verify(
-                base64.b64decode(receipt.signature),
-                canonical(body).encode(),
-                ec.ECDSA(hashes.SHA256()),
-            )
         except InvalidArgument as exc:
             return exc.message
-        except (InvalidSignature, ValueError):
+        if not signature_holds(key, body, receipt.signature):
             return "its signature does not verify"
         return ""
 
@@ -141,18 +140,7 @@ class ReceiptCheck:
             known = self._keys.get(cert_pem)
         if known is not None and known[0] == owner:
             return known[1]
-        try:
-            cert = x509.load_pem_x509_certificate(cert_pem.encode())
-        except ValueError:
-            raise InvalidArgument("its certificate cannot be parsed") from None
-        if not verify_signed_by(cert, self._bundle):
-            raise InvalidArgument("its certificate is not issued by the federation CA")
-        signer = identity_of(cert)
-        if signer.role != "node" or signer.id != owner:
-            raise InvalidArgument(f"it is signed by {signer}, not node {owner}")
-        key = cert.public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise InvalidArgument("its certificate holds no EC key")
+        key = node_key(cert_pem, self._bundle, owner)
         with self._lock:
             if len(self._keys) >= self.MAX_CERTS:
                 self._keys.clear()
@@ -164,6 +152,14 @@ def verify_signed(
     body: dict, signature: str, cert_pem: str, ca_bundle: list[x509.Certificate], node_id: str
 ) -> None:
     """``body`` was signed by member node ``node_id``, whose certificate the CA issued."""
+    if not signature_holds(node_key(cert_pem, ca_bundle, node_id), body, signature):
+        raise InvalidArgument("signature does not verify: the signed body was changed")
+
+
+def node_key(
+    cert_pem: str, ca_bundle: list[x509.Certificate], node_id: str
+) -> ec.EllipticCurvePublicKey:
+    """The public key of member node ``node_id`` from a certificate the CA issued to it."""
     try:
         cert = x509.load_pem_x509_certificate(cert_pem.encode())
     except ValueError:
@@ -174,8 +170,15 @@ def verify_signed(
     if signer.role != "node" or signer.id != node_id:
         raise InvalidArgument(f"signed for node {node_id!r} but by {signer}")
     key = cert.public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise InvalidArgument("signer certificate holds no EC key")
+    return key
+
+
+def signature_holds(key: ec.EllipticCurvePublicKey, body: dict, signature: str) -> bool:
+    """Whether ``signature`` (base64 DER ECDSA) covers ``canonical(body)``."""
     try:
         key.verify(base64.b64decode(signature), canonical(body).encode(), ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
-        raise InvalidArgument("signature does not verify: the signed body was changed") from None
+        return False
+    return True

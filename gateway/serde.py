@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health_pb2
 
-from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
+from federation.envelope import Envelope, Requester
 from federation.membership import Member
 from federation.outcome import Code, Error
 from federation.psi import frames as psi
@@ -40,6 +40,7 @@ from gateway.roles.train_home import (
     TrainRound,
 )
 from gateway.rpc.v1 import common_pb2, gateway_pb2, peer_pb2
+from gateway.text import check_purpose
 from gateway.training.apps import ApprovedApp
 from gateway.training.runs import RunStatus
 from gateway.training.spec import TrainSpec
@@ -337,8 +338,7 @@ def envelope_from_proto(
             raise InvalidArgument(f"an envelope's {what} is longer than {MAX_ENVELOPE_NAME}")
     if len(msg.path) > MAX_PATH_HOPS or any(len(p) > MAX_ENVELOPE_NAME for p in msg.path):
         raise InvalidArgument(f"an envelope's path is longer than {MAX_PATH_HOPS} node ids")
-    if len(msg.purpose) > MAX_PURPOSE_CHARS:
-        raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+    check_purpose(msg.purpose)
     return Envelope(
         request_id=msg.request_id,
         requester=requester_from_proto(msg.requester),

@@ -294,18 +294,15 @@ def _decimal_noised(
 def _whole_noised(
     column: pa.ChunkedArray, noise: np.ndarray, present: np.ndarray, name: str
 ) -> pa.Array:
-    """An integer sum, exact in a HUGEINT, plus the noise rounded to a whole number: an
-    int64, or refused when the *noisy* total does not fit one (a refusal, or a NULL,
-    decided on the exact total would tell it: ``SUM(x * c)`` for a search over c)."""
-    units = np.rint(noise)
-    if not np.all(np.isfinite(units[present])):
-        raise InvalidArgument(f"the noise on the sum of {name!r} is not a finite number")
-    noisy: list[int | None] = []
-    for value, unit, ok in zip(column.to_pylist(), units, present, strict=True):
-        noisy.append(int(value) + int(unit) if ok else None)
-    if any(v is not None and not -(2**63) <= v < 2**63 for v in noisy):
-        raise InvalidArgument(f"the sum of {name!r} does not fit a 64-bit integer")
-    return pa.array(noisy, pa.int64())
+    """An integer sum, exact in a HUGEINT (decimal128(38, 0)), noised as a decimal sum of
+    scale 0 is, then an int64, or refused when the *noisy* total does not fit one (a
+    refusal, or a NULL, decided on the exact total would tell it: ``SUM(x * c)`` for a
+    search over c)."""
+    noisy = _decimal_noised(column, noise, present, name)
+    try:
+        return noisy.cast(pa.int64())
+    except pa.ArrowInvalid:
+        raise InvalidArgument(f"the sum of {name!r} does not fit a 64-bit integer") from None
 
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 
+from federation.envelope import MAX_PURPOSE_CHARS
 from gateway.errors import InvalidArgument
 
 # Control, format (bidi overrides, zero-width), line and paragraph separators.
@@ -24,6 +25,12 @@ def plain(value: str, what: str) -> str:
             f"{what} holds a control or invisible character (U+{ord(bad):04X}): write plain text"
         )
     return value
+
+
+def check_purpose(value: str) -> None:
+    """A purpose is a sentence: signed, logged and audited wherever it goes."""
+    if len(value) > MAX_PURPOSE_CHARS:
+        raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
 
 
 def shown(value: str) -> str:

@@ -250,12 +250,13 @@ def federated_stats(
     content = RecordDict({CONFIG: config})
     messages = [Message(content, node, STATS_MESSAGE) for node in nodes]
     replies = _by_node(grid.send_and_receive(messages, timeout=timeout))
-    good = [r for r in replies if not r.has_error() and _usable_stats(r)]
+    read = [(r, _usable_stats(r)) for r in replies if not r.has_error()]
+    good = [r for r, stats in read if stats is not None]
+    parts = [stats for _, stats in read if stats is not None]
     answered = tuple(r.metadata.src_node_id for r in good)
     if len(good) < max(min_nodes, 1):
         missing = tuple(n for n in nodes if n not in answered)
         raise TooFewNodes("stats", 0, len(good), min_nodes, missing)
-    parts = [read_stats(r.content) for r in good]
     names = {read_names(r.content) for r in good}
     if len(names) > 1:
         raise TrainingError(
@@ -267,15 +268,16 @@ def federated_stats(
     return FederatedStats(mean, std, sum(s.count for s in parts), answered, names.pop())
 
 
-def _usable_stats(reply: Message) -> bool:
-    """A stats reply that can join the pooled moments: readable, with at least one row. An
+def _usable_stats(reply: Message) -> features.Stats | None:
+    """A stats reply's moments if they can join the pool: readable, at least one row. An
     owner always has (k, or 1 under DP); one claiming none would have the pool be the
     other owners' exact moments, which every owner is then sent (review, 2026-12-04). A
     reply that is not usable counts as that owner missing, not as the run failing."""
     try:
-        return read_stats(reply.content).count >= 1
+        stats = read_stats(reply.content)
     except TrainingError:
-        return False
+        return None
+    return stats if stats.count >= 1 else None
 
 
 def _weighted(reply: Message) -> bool:

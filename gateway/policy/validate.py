@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-from federation.envelope import MAX_PURPOSE_CHARS
 from federation.training.app_bundle import is_app_task
 from federation.training.tasks import TASKS
 from gateway.column_types import parse_type
@@ -16,7 +15,7 @@ from gateway.descriptor import DatasetDescriptor
 from gateway.errors import FailedPrecondition, InvalidArgument
 from gateway.policy.floors import FLOORS, effective_level
 from gateway.policy.model import CONTROLS, GRANTEE_KINDS, OPERATIONS, Grant
-from gateway.text import plain
+from gateway.text import check_purpose, plain
 
 # A DP grant's epsilon per release: below, the noise drowns every answer; above, there is none.
 MIN_EPSILON, MAX_EPSILON = 1e-6, 1e3
@@ -43,8 +42,7 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
         raise InvalidArgument(
             f"dp_epsilon must be 0 (no DP) or between {MIN_EPSILON:g} and {MAX_EPSILON:g}"
         )
-    if len(grant.purpose) > MAX_PURPOSE_CHARS:  # no request could state a longer one
-        raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+    check_purpose(grant.purpose)
     if grant.dp_budget and not grant.dp_epsilon:  # a "cap" that caps nothing
         raise InvalidArgument(
             "a DP budget without a DP epsilon limits nothing: give --dp-epsilon too, or use "

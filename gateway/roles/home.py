@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
+from federation.envelope import Envelope, Requester
 from federation.fanout import fan_out
 from federation.gather import Gathered, gather
 from federation.membership import Member, Membership
@@ -48,6 +48,7 @@ from gateway.limits import cut
 from gateway.planning import plan_or_refuse
 from gateway.receipt_store import ReceiptStore
 from gateway.roles.vouching import Vouching
+from gateway.text import check_purpose
 
 log = logging.getLogger("fedgate.home")
 
@@ -147,8 +148,7 @@ class Home:
             raise PermissionDenied(
                 f"{self.node_id} is not the home node of {caller.org!r}: connect to your own"
             )
-        if len(ask.purpose) > MAX_PURPOSE_CHARS:
-            raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+        check_purpose(ask.purpose)
         plan = plan_or_refuse(ask.sql)
         if plan.node and ask.nodes:
             raise InvalidArgument("use FROM node.dataset or --nodes, not both")

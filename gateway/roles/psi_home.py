@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
+from federation.envelope import Envelope, Requester
 from federation.membership import Member, Membership
 from federation.psi import frames as f
 from federation.reports import QueryAnswer
@@ -36,6 +36,7 @@ from gateway.limits import cut
 from gateway.planning import join_or_refuse
 from gateway.receipt_store import ReceiptStore
 from gateway.roles.vouching import Vouching
+from gateway.text import check_purpose
 
 log = logging.getLogger("fedgate.home")
 
@@ -167,8 +168,7 @@ class PsiHome:
             raise PermissionDenied(
                 f"{self.node_id} is not the home node of {caller.org!r}: connect to your own"
             )
-        if len(purpose) > MAX_PURPOSE_CHARS:
-            raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+        check_purpose(purpose)
         for side in plan.sides:
             if members.get(side.node) is None:
                 raise NotFound(f"no member {side.node!r} in the federation")

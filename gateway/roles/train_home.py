@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
-from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
+from federation.envelope import Envelope, Requester
 from federation.membership import RESERVED_ID, Member, Membership
 from federation.outcome import Code, Error
 from federation.reports import OwnerReport
@@ -39,7 +39,7 @@ from gateway.errors import (
 from gateway.limits import cut
 from gateway.receipt_store import ReceiptStore
 from gateway.roles.vouching import Vouching
-from gateway.text import shown
+from gateway.text import check_purpose, shown
 from gateway.training.job import Job, start
 from gateway.training.runs import Runs
 from gateway.training.spec import TrainSpec
@@ -275,8 +275,7 @@ class TrainHome:
             raise PermissionDenied(
                 f"{self.node_id} is not the home node of {caller.org!r}: connect to your own"
             )
-        if len(ask.purpose) > MAX_PURPOSE_CHARS:
-            raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+        check_purpose(ask.purpose)
         names = ask.nodes
         if not names:
             raise InvalidArgument(

@@ -11,11 +11,12 @@ from collections.abc import Callable
 
 from cryptography import x509
 
-from federation.envelope import MAX_PURPOSE_CHARS, Envelope, Requester
+from federation.envelope import Envelope, Requester
 from federation.membership import Member, Membership
 from gateway import receipts
 from gateway.errors import InvalidArgument, NotFound, PermissionDenied
 from gateway.receipts import Signer
+from gateway.text import check_purpose
 
 USER_ROLES = ("analyst", "operator")
 
@@ -117,6 +118,5 @@ def _vouched_requester(env: Envelope, home: Member, verb: str) -> Requester:
         raise PermissionDenied(
             f"home node {home.id} may only vouch for users of {home.org!r}, not {r.org!r}"
         )
-    if len(env.purpose) > MAX_PURPOSE_CHARS:
-        raise InvalidArgument(f"the purpose may be at most {MAX_PURPOSE_CHARS} characters")
+    check_purpose(env.purpose)
     return r
