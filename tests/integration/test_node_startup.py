@@ -255,6 +255,23 @@ def test_key_that_does_not_match_the_certificate(fed: Federation, tmp_path: Path
     assert "tls.key" in refused(path) and "is not the private key of" in refused(path)
 
 
+def test_a_node_whose_own_certificate_is_revoked_does_not_start(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """Review (2026-12-04): it served, and signed heads and receipts with a revoked key,
+    while every peer refused it. (A copy of the CA: the module's federation is untouched.)"""
+    import shutil
+
+    from gateway import identity
+
+    ca = tmp_path / "ca"
+    shutil.copytree(fed.ca_dir, ca)
+    serial = identity.load_cert(fed.node_dir("anhui") / "tls" / "node.pem").serial_number
+    identity.revoke(ca, serial)
+    path = edited_config(fed, tmp_path, "anhui", str(fed.ca_dir / "crl.pem"), str(ca / "crl.pem"))
+    assert "this node's certificate" in refused(path) and "is revoked in tls.crl" in refused(path)
+
+
 def test_config_org_must_match_certificate(fed: Federation, tmp_path: Path) -> None:
     org = fed.node("anhui").org
     path = edited_config(fed, tmp_path, "anhui", f'org = "{org}"', 'org = "Someone Else"')

@@ -403,6 +403,36 @@ def test_a_grouped_join_over_l2_needs_dp_or_the_exact_opt_in(
     assert psi(federation, "optin_l", "optin_r").intersection == 40
 
 
+def test_the_other_owners_dp_does_not_switch_off_an_owners_own_rule(
+    federation: RunningFederation,
+) -> None:
+    """Review (2026-12-04): the peer's epsilon (up to 1 000, a noise of nothing) used to
+    count as DP for both owners, so a plain L2 grant's owner skipped its exact-answers rule
+    and its differencing check. Its own grant decides now: refused, nothing released."""
+    rng = random.Random("peer-dp")
+    pool = codes(rng, 60)
+    lt = pa.table({"credit_code": pool[:50], "sector": ["A"] * 50})
+    register(
+        federation, LEFT, "peerdp_l", lt, JOIN_L_COLUMNS,
+        {"credit_code": "join_key", "sector": "group_by"},
+    )  # fmt: skip
+    register(
+        federation, RIGHT, "peerdp_r", id_table(pool[10:], [0] * 50), ID_COLUMNS, ID_CONTROLS,
+        dp_epsilon=1000.0, dp_budget=100000.0,
+    )  # fmt: skip
+    before = federation.releases()
+    with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
+        c.query(
+            "SELECT a.sector, COUNT(*) FROM shanghai.peerdp_l a JOIN jiangsu.peerdp_r b "
+            "ON a.credit_code = b.credit_code GROUP BY a.sector"
+        )
+    assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "exact answers" in str(err.value)
+    refused = federation.audit(LEFT, "psi.refused")  # the plain L2 owner, by its own grant
+    assert any("exact answers" in e["reason"] for e in refused if e.get("dataset") == "peerdp_l")
+    assert federation.releases() == before
+
+
 def test_join_sums_a_column_of_the_left_side_too(federation: RunningFederation) -> None:
     """The values may come from either side: here the matcher's (left) side holds them and
     the other owner the groups. Sums grouped by their own side's columns are refused (a

@@ -111,8 +111,14 @@ def test_certificate_revoked_on_an_open_connection_is_refused(
         assert call().caller_id == "moved@jiangsu"
         identity.revoke(federation.fed.ca_dir, identity.load_cert(cert).serial_number)
         err = rpc_error(call)
+        for _ in range(20):  # a client looping on its revoked certificate
+            assert rpc_error(call).code() == grpc.StatusCode.UNAUTHENTICATED
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "of analyst:moved@jiangsu has been revoked" in err.details()
+    # Review (2026-12-04): each refusal was an audit entry (~1 KB a call, without bound);
+    # now the first of a minute is, and the rest are counted.
+    mine = [e for e in federation.audit("jiangsu", "rpc.refused") if "moved@jiangsu" in e["caller"]]
+    assert len(mine) == 1
 
 
 def _log_bytes(federation: RunningFederation) -> int:

@@ -41,3 +41,17 @@ def test_an_ordinary_envelope_decodes() -> None:
 def test_a_name_past_its_bound_is_refused_before_anything(changes: dict, words: str) -> None:
     with pytest.raises(InvalidArgument, match=words):
         envelope_from_proto(_msg(**changes), time.monotonic() + 5)
+
+
+def test_an_owners_report_is_bounded_when_decoded() -> None:
+    """Review (2026-12-04): a 4 MB refusal reason went whole into the home's audit log on
+    every query, and a report's receipt had no bound."""
+    from gateway.serde import REPORT_REASON_CHARS, REPORT_RECEIPT_CHARS, owner_report_from_proto
+
+    msg = common_pb2.OwnerResult(
+        node_id="n" * 10_000, ok=False, error="x" * 4_000_000, receipt="r" * 1_000_000
+    )
+    report = owner_report_from_proto(msg)
+    assert report.error is not None and len(report.error.reason) < REPORT_REASON_CHARS + 50
+    assert len(report.receipt) == REPORT_RECEIPT_CHARS
+    assert len(report.node_id) < MAX_ENVELOPE_NAME + 50

@@ -40,3 +40,21 @@ def test_a_node_that_enforced_a_crl_does_not_start_without_one(tmp_path: Path) -
             check_crl(state, None, None)
     finally:
         state.close()
+
+
+def test_a_config_path_may_start_at_home_and_listen_names_a_real_port(tmp_path: Path) -> None:
+    """Review (2026-12-04): ``~/x`` made a folder named ``~`` beside the config; port 0
+    bound a random port no peer knew."""
+    from gateway.config import parse
+
+    for name in ("ca.pem", "node.pem", "node.key", "membership.json"):
+        (tmp_path / name).write_text("x")
+    raw: dict = {
+        "node": {"id": "anhui", "listen": "127.0.0.1:7000", "data_dir": "~/fedgate-anhui"},
+        "tls": {"ca": "ca.pem", "cert": "node.pem", "key": "node.key"},
+        "federation": {"membership": "membership.json"},
+    }
+    assert parse(raw, base=tmp_path).data_dir == Path("~/fedgate-anhui").expanduser().resolve()
+    raw["node"]["listen"] = "127.0.0.1:0"
+    with pytest.raises(ConfigError, match="names port 0"):
+        parse(raw, base=tmp_path)
