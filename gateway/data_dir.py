@@ -17,10 +17,16 @@ from gateway.state import State
 LOCK_FILE = "node.lock"
 
 
+def make(data_dir: Path) -> None:
+    """Create ``data_dir`` if missing, readable by the node's user alone (state, audit,
+    logs); a folder that exists keeps the mode its operator gave it."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def hold(data_dir: Path) -> int:
     """Create ``data_dir`` if missing and lock it for this process; returns the lock's
     descriptor (close it to let go). Raises ConfigError if another process holds it."""
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # state, audit, logs: the node's
+    make(data_dir)
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

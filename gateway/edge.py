@@ -302,16 +302,19 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         method: str,
         exc: FedgateError,
         caller: Identity | None = None,
+        at_door: bool = False,
     ) -> None:
+        """``at_door``: refused before any handler ran (no certificate, a revoked or
+        expired one, a node that is not a member, a role the method does not admit)."""
         note = ""
-        # A limit's refusals, and those of a certificate the node does not accept (revoked,
-        # expired: a client looping on one grew the append-only log ~1 KB a call; review,
-        # 2026-12-04), are recorded once per caller and kind a window, then counted.
-        if isinstance(exc, LimitExceeded) or exc.code is Code.UNAUTHENTICATED:
+        # A limit's refusals, and those at the door (a client looping on one grew the
+        # append-only log ~1 KB a call; review, 2026-12-04), are recorded once per caller
+        # and kind a window, then counted.
+        if isinstance(exc, LimitExceeded) or at_door:
             if isinstance(exc, LimitExceeded):
                 who, kind = exc.caller, exc.limit
             else:
-                who, kind = str(caller or "-"), "certificate"
+                who, kind = str(caller or "-"), f"door:{exc.code.name}"
             quiet = self.limiter.refusals.note(who, kind)
             if quiet is None:  # reported already in this window: counted, not recorded
                 _abort(context, exc)
@@ -382,7 +385,9 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             except FedgateError as exc:
                 stream.end(exc)
         for caller, limit, quiet in self.limiter.sweep():
-            code = "UNAUTHENTICATED" if limit == "certificate" else "RESOURCE_EXHAUSTED"
+            code = "RESOURCE_EXHAUSTED"
+            if limit.startswith("door:"):  # see _refuse
+                code, limit = limit.removeprefix("door:"), "door"
             log.warning(
                 "refused caller=%s code=%s limit=%s: %d more refused like this in the last %g s",
                 log_field(caller, 200),
@@ -403,9 +408,11 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             caller: Identity | None = None
             stream: OpenStream | None = None
             result: Any = None
+            admitted = False
             try:
                 caller = self._auth.identify(context)
                 self._auth.authorize(caller, method)
+                admitted = True
                 # Before the handler runs: a stream over a limit never takes a thread
                 # for longer than this refusal.
                 stream = self._open_stream(caller, method, context)
@@ -418,7 +425,7 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                 if stream is not None:
                     self._close_stream(stream)
                 self._metrics.requests.labels(method, exc.code.name).inc()
-                self._refuse(context, method, exc, caller)
+                self._refuse(context, method, exc, caller, at_door=not admitted)
             except Exception as exc:
                 if stream is not None:
                     self._close_stream(stream)
@@ -482,9 +489,11 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             failure: FedgateError | None = None
             caller: Identity | None = None
             ticket: Ticket | None = None
+            admitted = False
             try:
                 caller = self._auth.identify(context)
                 self._auth.authorize(caller, method)
+                admitted = True
                 ticket = self.limiter.admit_call(str(caller), method, node=caller.role == "node")
                 return behavior(decode(request), CallContext(context, caller))
             except FedgateError as exc:  # a peer's status arrives typed from the transport
@@ -497,6 +506,6 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                     ticket.release()
                 self._metrics.requests.labels(method, code.name).inc()
                 self._metrics.latency.labels(method).observe(time.perf_counter() - start)
-            self._refuse(context, method, failure, caller)
+            self._refuse(context, method, failure, caller, at_door=not admitted)
 
         return run

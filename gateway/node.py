@@ -121,6 +121,12 @@ def check_node_identity(config: NodeConfig, membership: Membership) -> tuple[Ide
         raise ConfigError(f"tls.cert: {config.cert} is not signed by the CA in {config.ca}")
     ident = identity_of(cert)
     key = load_key(config.key)
+    mode = config.key.stat().st_mode & 0o777
+    if mode & 0o077:  # as ssh does: a key others can read is no longer only this node's
+        raise ConfigError(
+            f"tls.key: {config.key} can be read by other users (mode {mode:04o}); "
+            f"make it the node's user's alone: chmod 600 {config.key}"
+        )
     if _spki(key.public_key()) != _spki(cert.public_key()):
         raise ConfigError(f"tls.key: {config.key} is not the private key of {config.cert}")
     if ident.role != "node":
@@ -477,18 +483,6 @@ class Node:
 
     def start(self) -> None:
         auth = Authenticator(self.revocations, self.membership)
-        self.audit.append(
-            {
-                "kind": "node.started",
-                "time": utc(),
-                "node": self.identity.id,
-                "cert_serial": self.identity.serial,
-                "membership_serial": self.membership().serial,
-                "address": self.config.listen,
-            }
-        )
-        crl = CrlWatch(self.revocations, self.state)
-        crl.start()  # audits the CRL in force, then each one taken or refused
         # Limits (gateway/limits.py): per caller at the edge, before a handler runs; and
         # gRPC's own cap on calls running or waiting for a thread, beyond which a call is
         # refused RESOURCE_EXHAUSTED rather than queued without bound.
@@ -523,6 +517,20 @@ class Node:
             raise ConfigError(f"node.listen: cannot bind {self.config.listen}: {exc}") from None
         if port == 0:
             raise ConfigError(f"node.listen: cannot bind {self.config.listen} (address in use?)")
+        # Once the port is ours, before any call is served (a start that failed to bind
+        # wrote this entry before: review, 2026-12-04).
+        self.audit.append(
+            {
+                "kind": "node.started",
+                "time": utc(),
+                "node": self.identity.id,
+                "cert_serial": self.identity.serial,
+                "membership_serial": self.membership().serial,
+                "address": self.config.listen,
+            }
+        )
+        crl = CrlWatch(self.revocations, self.state)
+        crl.start()  # audits the CRL in force, then each one taken or refused
         self._may_ready = True  # before serving: a grant written from now on readies it
         server.start()
         self._server = server
@@ -618,7 +626,7 @@ def setup_logging(
     written twice. Start-up failures reach stderr either way: ``node start`` prints them
     (``fedgate: error: ...``), as it does a traceback.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir_mod.make(data_dir)  # the first to make it (review: it was made 0755 here)
     fmt = logging.Formatter(
         f"%(asctime)s %(levelname)s %(name)s node={node_id} %(message)s", "%Y-%m-%dT%H:%M:%S"
     )

@@ -433,3 +433,78 @@ def test_a_node_loads_flower_only_once_it_holds_a_train_grant(tmp_path: Path) ->
         assert readied() == before
     finally:
         assert stop_nodes([proc]) == {"anhui": 0}
+
+
+def _own_data_dir(fed: Federation, tmp_path: Path, node: str, data_dir: Path) -> Path:
+    line = f"data_dir = {json.dumps(str(fed.node_dir(node)))}"
+    return edited_config(fed, tmp_path, node, line, f"data_dir = {json.dumps(str(data_dir))}")
+
+
+def _audit_kinds(data_dir: Path) -> list[str]:
+    import sqlite3
+
+    uri = (data_dir / "state.sqlite3").as_uri() + "?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        return [r[0] for r in db.execute("SELECT kind FROM audit ORDER BY seq")]
+
+
+def test_a_key_others_can_read_is_refused(fed: Federation, tmp_path: Path) -> None:
+    """Review (2026-12-04): the key's file mode was not checked (ssh refuses such a key)."""
+    key = tmp_path / "node.key"
+    key.write_bytes((fed.node_dir("anhui") / "tls" / "node.key").read_bytes())
+    key.chmod(0o644)
+    path = edited_config(
+        fed, tmp_path, "anhui", str(fed.node_dir("anhui") / "tls" / "node.key"), str(key)
+    )
+    err = refused(path)
+    assert f"tls.key: {key} can be read by other users (mode 0644)" in err
+    assert f"chmod 600 {key}" in err
+    key.chmod(0o600)  # the same key, the node's alone: no longer this refusal
+    proc = start_node("anhui", path, tmp_path / "anhui.log")
+    try:
+        profile = Profile.load(fed.operator_profile("anhui"))
+        wait_serving([proc], {"anhui": fed.node("anhui").listen}, profile, timeout=30)
+    finally:
+        assert stop_nodes([proc]) == {"anhui": 0}
+
+
+def test_a_start_that_cannot_bind_records_no_start(fed: Federation, tmp_path: Path) -> None:
+    """Review (2026-12-04): ``node.started`` was written before the port was bound. The new
+    data folder the node made is its user's alone (it was made 0755 by the logging)."""
+    data_dir = tmp_path / "fresh" / "shanghai"
+    path = _own_data_dir(fed, tmp_path, "shanghai", data_dir)
+    host, port = fed.node("shanghai").listen.rsplit(":", 1)
+    with socket.socket() as taken:
+        taken.bind((host, int(port)))
+        taken.listen(1)
+        err = refused(path)
+    assert "node.listen: cannot bind" in err
+    assert "node.started" not in _audit_kinds(data_dir)
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    proc = start_node("shanghai", path, tmp_path / "shanghai.log")  # the port is free again
+    try:
+        profile = Profile.load(fed.operator_profile("shanghai"))
+        wait_serving([proc], {"shanghai": fed.node("shanghai").listen}, profile, timeout=30)
+        assert _audit_kinds(data_dir).count("node.started") == 1
+    finally:
+        assert stop_nodes([proc]) == {"shanghai": 0}
+
+
+def test_sighup_stops_a_node_gracefully(fed: Federation, tmp_path: Path) -> None:
+    """An ssh session closing on a node started by hand sends SIGHUP: the node stops as on
+    SIGTERM (final audit entries, exit 0), not killed mid-write."""
+    import signal
+
+    data_dir = tmp_path / "hup"
+    path = _own_data_dir(fed, tmp_path, "hefei", data_dir)
+    proc = start_node("hefei", path, tmp_path / "hefei.log")
+    try:
+        profile = Profile.load(fed.operator_profile("hefei"))
+        wait_serving([proc], {"hefei": fed.node("hefei").listen}, profile, timeout=30)
+        proc.process.send_signal(signal.SIGHUP)
+        assert proc.process.wait(timeout=30) == 0
+    finally:
+        stop_nodes([proc])
+    assert _audit_kinds(data_dir)[-1] == "node.stopping"
+    assert "stopped node=hefei" in (data_dir / "node.log").read_text()
+    assert not (data_dir / "node.pid").exists()

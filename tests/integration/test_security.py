@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -143,6 +144,36 @@ def test_node_not_in_membership_is_refused(federation: RunningFederation, tmp_pa
     assert "'rogue' is not in the federation membership" in err.details()
     log = wait_for_log(lambda: federation.node_log("wuhu"), "node:rogue")
     assert "PERMISSION_DENIED" in log
+
+
+def test_refusals_at_the_door_are_audited_once_a_minute(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    """A client looping on a method its role may not call, or a node that is not a member,
+    adds one audit entry (then counts), not one per call: each was ~1 KB of append-only
+    log (review, 2026-12-04). A refusal inside a handler is still audited every time."""
+    analyst_cert, analyst_key = federation.issue(tmp_path, "analyst", "looper@anhui", "Anhui Data")
+    rogue_cert, rogue_key = federation.issue(tmp_path, "node", "rogue2", "Rogue Bureau")
+    n = federation.fed.node("wuhu")
+    for cert, key, who, code in (
+        (analyst_cert, analyst_key, "looper@anhui", grpc.StatusCode.PERMISSION_DENIED),
+        (rogue_cert, rogue_key, "node:rogue2", grpc.StatusCode.PERMISSION_DENIED),
+    ):
+        ca = federation.fed.ca_cert
+        with secure_channel(n.listen, "wuhu", ca=ca, cert=cert, key=key) as ch:
+            stub = peer_pb2_grpc.PeerStub(ch)
+            for _ in range(20):
+                err = rpc_error(partial(stub.PeerCatalog, common_pb2.CatalogRequest(), timeout=5))
+                assert err.code() == code
+        mine = [e for e in federation.audit("wuhu", "rpc.refused") if who in e["caller"]]
+        assert len(mine) == 1, mine
+    # Inside a handler (a grant refusal) every refusal is still its own entry.
+    with federation.client("li.wei@shanghai") as c:
+        before = len(federation.audit("shanghai", "rpc.refused"))
+        for _ in range(2):
+            with pytest.raises(ClientError):
+                c.query("SELECT no_such_column FROM no_such_dataset")
+    assert len(federation.audit("shanghai", "rpc.refused")) == before + 2
 
 
 def test_member_node_may_call_peer_rpc(federation: RunningFederation) -> None:

@@ -192,3 +192,19 @@ def test_a_node_cannot_ask_for_another_nodes_tls_name_or_a_wildcard(ca: Path, ho
     _, own = identity.make_csr("node", "hefei", "Hefei", ["hefei.node.fedgate", "gw.hefei.gov"])
     cert = x509.load_pem_x509_certificate(identity.sign_csr(ca, own))
     assert identity.host_names(cert) == ["hefei.node.fedgate", "gw.hefei.gov"]
+
+
+def test_an_encrypted_key_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    """Review (2026-12-04): a passphrase-protected key ended in a traceback (TypeError)."""
+    key = identity.new_key()
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase"),
+    )
+    path = tmp_path / "node.key"
+    path.write_bytes(encrypted)
+    with pytest.raises(InvalidArgument, match="is encrypted with a passphrase"):
+        identity.load_key(path)
+    path.write_bytes(identity.key_pem(key))  # the same key unencrypted loads
+    assert identity.load_key(path).private_numbers() == key.private_numbers()
