@@ -52,6 +52,9 @@ class MembershipSource:
         self._keys = ca_keys(bundle)
         self._lock = threading.Lock()
         self.on_event: Callable[[dict], None] = lambda _event: None  # set once audit exists
+        # Why a newer document does not fit the running node (None: it fits); set by the
+        # node once it knows itself.
+        self.misfit: Callable[[Membership, Membership], str | None] = lambda _old, _new: None
         self._stamp = self._stat()
         try:
             self._current = verify(path.read_bytes(), self._keys)
@@ -77,6 +80,9 @@ class MembershipSource:
                             f"serial {new.serial} is not newer than {self._current.serial} "
                             "(a replayed or unchanged document)"
                         )
+                    misfit = self.misfit(self._current, new)
+                    if misfit is not None:
+                        raise MembershipError(misfit)
                     self._current = new
                     log.info("membership reloaded serial=%s", new.serial)
                     self.on_event(

@@ -208,6 +208,7 @@ class Node:
         check_crl(self.state, config.crl, self.revocations.mark)  # never an older CRL
         self.audit = AuditLog(self.state, node_id, key)
         self.membership.on_event = self._membership_event
+        self.membership.misfit = self._membership_misfit
         self.witness = Witness(node_id, self.state, self.audit, key, self.cert_pem)
         self.access = AccessRequests(node_id, self.state, self.catalog, self.grants)
         signer = Signer(key, self.cert_pem)
@@ -472,6 +473,28 @@ class Node:
                 "reason": cut(exc.message),
             }
         )
+
+    def _membership_misfit(self, old: Membership, new: Membership) -> str | None:
+        """A running node cannot follow a document that renames its federation, drops it
+        or moves it: it keeps the last good one and says so (review, 2026-12-04: such a
+        reload was taken with an INFO line, and the next restart refused it)."""
+        me = new.get(self.identity.id)
+        if new.federation != old.federation:
+            return (
+                f"serial {new.serial} renames the federation {old.federation!r} to "
+                f"{new.federation!r}: a running node does not change federation"
+            )
+        if me is None:
+            return (
+                f"serial {new.serial} no longer lists this node ({self.identity.id!r}): "
+                "stop it (its peers refuse it under the new document)"
+            )
+        if me.address != self.config.listen:
+            return (
+                f"serial {new.serial} moves this node to {me.address!r}: set node.listen to "
+                "it and restart the node"
+            )
+        return None
 
     def _membership_event(self, event: dict) -> None:
         with self.state.transaction() as db:  # the entry and the serial kept, together

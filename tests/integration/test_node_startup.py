@@ -508,3 +508,58 @@ def test_sighup_stops_a_node_gracefully(fed: Federation, tmp_path: Path) -> None
     assert _audit_kinds(data_dir)[-1] == "node.stopping"
     assert "stopped node=hefei" in (data_dir / "node.log").read_text()
     assert not (data_dir / "node.pid").exists()
+
+
+def test_a_document_that_drops_moves_or_renames_a_running_node_is_refused(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """Review (2026-12-04): such a reload was taken with an INFO line (and the next start
+    refused it). Now the node keeps the last good document, logs and audits why; a newer
+    document that fits is then taken."""
+    import dataclasses
+
+    from federation import membership as m
+
+    doc = m.verify(
+        fed.membership_path.read_bytes(),
+        [c.public_key() for c in identity.load_bundle(fed.ca_cert)],
+    )
+    key = identity.load_key(fed.ca_dir / identity.CA_KEY)
+    live = tmp_path / "membership.json"
+    live.write_bytes(fed.membership_path.read_bytes())  # serial 1
+    data_dir = tmp_path / "wuhu"
+    config = _own_data_dir(fed, tmp_path, "wuhu", data_dir)
+    text = config.read_text().replace(str(fed.membership_path), str(live))
+    config.write_text(text)
+    others = tuple(x for x in doc.members if x.id != "wuhu")
+    wuhu = doc.get("wuhu")
+    assert wuhu is not None
+    moved = dataclasses.replace(wuhu, address="127.0.0.1:1")
+    cases = [
+        (dataclasses.replace(doc, serial=2, members=others), "no longer lists this node"),
+        (dataclasses.replace(doc, serial=3, members=(*others, moved)), "moves this node to"),
+        (dataclasses.replace(doc, serial=4, federation="elsewhere"), "renames the federation"),
+    ]
+    proc = start_node("wuhu", config, tmp_path / "wuhu.log")
+    try:
+        profile = Profile.load(fed.operator_profile("wuhu"))
+        wait_serving([proc], {"wuhu": fed.node("wuhu").listen}, profile, timeout=30)
+        for document, why in cases:
+            live.write_bytes(m.sign(document, key))
+            with Client(profile, timeout=10) as c:
+                assert c.whoami().node_id == "wuhu"  # served, on the last good document
+            assert _log_says(data_dir / "node.log", why, within=10), why
+        live.write_bytes(m.sign(dataclasses.replace(doc, serial=5), key))  # fits
+        with Client(profile, timeout=10) as c:
+            c.whoami()
+        assert _log_says(data_dir / "node.log", "membership reloaded serial=5", within=10)
+    finally:
+        assert stop_nodes([proc]) == {"wuhu": 0}
+    import sqlite3
+
+    uri = (data_dir / "state.sqlite3").as_uri() + "?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        bodies = [json.loads(r[0]) for r in db.execute("SELECT body FROM audit ORDER BY seq")]
+    refused = [b["reason"] for b in bodies if b["kind"] == "membership.refused"]
+    assert [why in r for r, (_d, why) in zip(refused, cases, strict=True)] == [True] * 3
+    assert [b["serial"] for b in bodies if b["kind"] == "membership.reloaded"] == [5]
