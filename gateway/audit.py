@@ -157,6 +157,14 @@ class AuditLog:
             ).fetchall()
         return [body_digest(r[0]) for r in rows]
 
+    def grew_since(self, after: int, *, ignoring: str) -> bool:
+        """Whether an entry of another kind than ``ignoring`` follows entry ``after``."""
+        with self._state.transaction() as db:
+            row = db.execute(
+                "SELECT 1 FROM audit WHERE seq > ? AND kind != ? LIMIT 1", (after, ignoring)
+            ).fetchone()
+        return row is not None
+
     # --- reading ---------------------------------------------------------------------------
 
     def entries(self, after: int = 0, limit: int = 100_000) -> list[Entry]:

@@ -75,8 +75,10 @@ def build(
     since: str,
     until: str,
     hidden: frozenset[str] | set[str] = frozenset(),
+    held: frozenset[str] | set[str] = frozenset(),
 ) -> DisclosureReport:
-    """``hidden``: datasets (L4) whose very name is not disclosed."""
+    """``hidden``: datasets (L4) whose very name is not disclosed; ``held``: the datasets
+    the node holds now (its catalog)."""
     now = utc()
     disclosed = tuple(
         DisclosedGrant(
@@ -98,7 +100,9 @@ def build(
     usage: dict[tuple[str, str], dict[str, float]] = {}
     # Only datasets this node holds or held: a refusal names whatever the caller asked for,
     # and any analyst could otherwise plant rows in the public report (review, 2026-12-04).
-    known = {g.dataset for g in grants.list()}
+    # A name is judged when its entry is met, so the table holds known datasets only: a
+    # caller planting names in refusals costs a report nothing (review, 2026-12-04).
+    known = {g.dataset for g in grants.list()} | set(held)
     after = 0
     while True:
         batch = audit.entries(after, 20_000)
@@ -114,7 +118,7 @@ def build(
                 continue
             if kind == "release":  # released from: held here
                 known.add(str(body.get("dataset", "")))
-            if body.get("dataset") in hidden:
+            if body.get("dataset") in hidden or body.get("dataset") not in known:
                 continue
             t = body.get("time", "")
             if (since and t < since) or (until and t > until):
@@ -145,7 +149,6 @@ def build(
                 epsilon_spent=u["eps"],
             )
             for (dataset, org_name), u in sorted(usage.items())
-            if dataset in known
         ),
     )
 

@@ -47,6 +47,10 @@ RATED: dict[str, str] = {
     "Train": "/fedgate.v1.Gateway/Train",
     "TrainStep": "/fedgate.v1.Peer/TrainStep",
     "ApproveApp": "/fedgate.v1.Gateway/ApproveApp",
+    "Witness": "/fedgate.v1.Peer/Witness",
+    "WitnessNow": "/fedgate.v1.Gateway/WitnessNow",
+    "Disclosure": "/fedgate.v1.Gateway/Disclosure",
+    "PeerDisclosure": "/fedgate.v1.Peer/PeerDisclosure",
 }
 _RATED_NAME = {method: name for name, method in RATED.items()}
 
@@ -96,6 +100,13 @@ DEFAULT_RATES: Mapping[str, Rate] = {
     "TrainStep": Rate(200.0, 1000),
     # An approval writes up to 2 MiB of files durably; people approve a few apps a day.
     "ApproveApp": Rate(2.0, 20),
+    # A round is one call per peer (a peer catching up on a long log: a few more); each
+    # refused head is an entry in the witness's append-only log.
+    "Witness": Rate(20.0, 200),
+    "WitnessNow": Rate(1.0, 10),  # a round to every peer, asked by an operator
+    # A report reads the whole audit log.
+    "Disclosure": Rate(1.0, 20),
+    "PeerDisclosure": Rate(2.0, 20),
 }
 
 

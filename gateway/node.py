@@ -429,15 +429,22 @@ class Node:
     def disclosure(self, since: str, until: str) -> DisclosureReport:
         """This node's public report; L4 datasets are left out, names and all."""
         since, until = parse_time(since, "since"), parse_time(until, "until")
-        core = {e.descriptor.name for e in self.catalog.entries() if e.descriptor.level == "L4"}
+        entries = self.catalog.entries()
+        core = {e.descriptor.name for e in entries if e.descriptor.level == "L4"}
+        held = {e.descriptor.name for e in entries}
         return disclosure_mod.build(
-            self.identity.id, self.identity.org, self.grants, self.audit, since, until, core
+            self.identity.id, self.identity.org, self.grants, self.audit, since, until, core, held
         )
 
-    def witness_round(self) -> WitnessRound:
-        """Send this node's signed head to every peer; keep their countersignatures."""
+    def witness_round(self, *, skip_idle: bool = False) -> WitnessRound:
+        """Send this node's signed head to every peer; keep their countersignatures
+        (``skip_idle``: see ``witnessing.COUNTERSIGNED``)."""
         return witness_round(
-            self.witness, self.audit, self.transport, self.config.peer_timeout_seconds
+            self.witness,
+            self.audit,
+            self.transport,
+            self.config.peer_timeout_seconds,
+            skip_idle=skip_idle,
         )
 
     def deadline(self, context: CallContext) -> float:
@@ -603,7 +610,7 @@ class Node:
 
     def _witness_job(self) -> None:
         """Peer witnessing in its own thread: slow peers never delay checkpoints."""
-        for failure in self.witness_round().errors:
+        for failure in self.witness_round(skip_idle=True).errors:
             log.warning("witnessing: %s", failure)
 
     def stop(self, grace: float = 5.0) -> None:

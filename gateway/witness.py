@@ -160,6 +160,13 @@ class Witness:
             raise FailedPrecondition(
                 f"last witnessed size is {size}", details={LAST_SIZE: str(size)}
             )
+        if head.size == size and head.head == chain and not req.digests:
+            # The head we countersigned already: its countersignature again, and no new
+            # entry (a peer looping on it grew this log an entry a call; review 2026-12-04).
+            again = self._countersigned(caller, size)
+            own = x509.load_pem_x509_certificate(self.cert_pem)  # a renewed key signs anew
+            if again is not None and verify_countersignature(again, own):
+                return again
         if head.size < size or head.size != size + len(req.digests):
             self._fork(caller, head, f"size {head.size} does not extend {size}")
         for offset, digest in enumerate(req.digests, start=size + 1):
@@ -194,6 +201,24 @@ class Witness:
             head=head.head,
             time=now,
             countersignature=countersig,
+            witness_cert=self.cert_pem.decode(),
+        )
+
+    def _countersigned(self, node: str, size: int) -> WitnessedHead | None:
+        with self.state.transaction() as db:
+            row = db.execute(
+                "SELECT hash, time, countersignature FROM witnessed WHERE node = ? AND size = ?",
+                (node, size),
+            ).fetchone()
+        if row is None:
+            return None
+        return WitnessedHead(
+            witness=self.node_id,
+            node=node,
+            size=size,
+            head=str(row[0]),
+            time=str(row[1]),
+            countersignature=str(row[2]),
             witness_cert=self.cert_pem.decode(),
         )
 
@@ -270,6 +295,26 @@ class Witness:
                 "SELECT MAX(size) FROM witness_receipts WHERE witness = ?", (peer,)
             ).fetchone()
         return int(row[0] or 0)
+
+    def latest_receipt(self, peer: str) -> WitnessedHead | None:
+        """The newest countersignature ``peer`` gave this node."""
+        with self.state.transaction() as db:
+            row = db.execute(
+                "SELECT body FROM witness_receipts WHERE witness = ? ORDER BY size DESC LIMIT 1",
+                (peer,),
+            ).fetchone()
+        if row is None:
+            return None
+        d = json.loads(row[0])
+        return WitnessedHead(
+            witness=d["witness"],
+            node=d["node"],
+            size=int(d["size"]),
+            head=d["head"],
+            time=d["time"],
+            countersignature=d["countersignature"],
+            witness_cert=d["cert"],
+        )
 
     def keep(self, w: WitnessedHead) -> None:
         with self.state.transaction() as db:

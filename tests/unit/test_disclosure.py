@@ -187,3 +187,19 @@ def test_a_purpose_cannot_rewrite_the_markdown_report() -> None:
     assert "\n" not in cell and "<!--" not in cell and "&lt;\\!--" in cell
     linked = markdown_cell("see ![x](https://t.example/p.png) or [official](https://e.example)")
     assert "![" not in linked and "](" not in linked  # no image, no link of the writer's
+
+
+def test_refusals_count_for_held_datasets_only(parts: Parts) -> None:
+    """Refusals name whatever the caller asked for: names a caller planted are not in the
+    report (nor held while it is built); a dataset the node holds without any grant is."""
+    for i in range(300):
+        parts.audit.append(
+            {"kind": "psi.refused", "time": "2026-03-01T00:00:00Z", "dataset": f"planted{i}"}
+        )
+    parts.audit.append(
+        {"kind": "query.refused", "time": "2026-03-01T00:00:00Z", "dataset": "ungranted"}
+    )
+    r = disclosure.build("wuhu", "W", parts.grants, parts.audit, "", "", set(), {"ungranted"})
+    assert [(u.dataset, u.refusals) for u in r.usage] == [("ungranted", 1)]
+    r = disclosure.build("wuhu", "W", parts.grants, parts.audit, "", "", set())
+    assert r.usage == ()

@@ -170,3 +170,61 @@ def test_a_round_keeps_countersignatures_and_reports_each_failed_peer(pair: Pair
     response = serde.witness_now_response(result)
     assert response.countersigned[0].size == _latest(a)
     assert list(response.errors) == ["gamma: UNAVAILABLE: failed to connect to all addresses"]
+
+
+# --- an idle federation rests (review, 2026-12-04) ----------------------------------------
+
+
+def _kinds(w: Witness) -> list[str]:
+    return [e.data["kind"] for e in w.audit.entries()]
+
+
+def test_the_same_head_again_is_answered_without_a_new_entry(pair: Pair) -> None:
+    a, a_cert, b = pair
+    _grow(a, 3, "2026-01-01T00:00:00Z")
+    sent: list[int] = []
+    first = witness_peer(a, a.audit, "beta", _recording(b, a_cert, sent))
+    again = witness_peer(a, a.audit, "beta", _recording(b, a_cert, sent))
+    assert first is not None and again == first  # the stored countersignature
+    assert _kinds(b).count("witness.countersigned") == 1
+    _grow(a, 1, "2026-01-01T00:00:01Z")  # news: countersigned anew
+    newer = witness_peer(a, a.audit, "beta", _recording(b, a_cert, sent))
+    assert newer is not None and newer.size == first.size + 1
+    assert _kinds(b).count("witness.countersigned") == 2
+
+
+def test_background_rounds_leave_a_peer_be_while_only_countersignatures_were_added(
+    tmp_path: Path,
+) -> None:
+    """Two nodes witnessing each other: each countersignature is an entry in the witness's
+    log. Without the rule, every round gave each node news for the other (a ping-pong that
+    never ends); with it, after one exchange neither sends anything."""
+    identity.init_ca(tmp_path / "ca")
+    a, a_cert = _node(tmp_path, tmp_path / "ca", "alpha")
+    b, b_cert = _node(tmp_path, tmp_path / "ca", "beta")
+    _grow(a, 2, "2026-01-01T00:00:00Z")
+    _grow(b, 2, "2026-01-01T00:00:00Z")
+    calls = {"alpha": 0, "beta": 0}
+
+    def to(witness: Witness, me: str, cert: x509.Certificate) -> Send:
+        def send(req: WitnessRequest) -> WitnessedHead:
+            calls[me] += 1
+            return witness.countersign(me, cert, req)
+
+        return send
+
+    for _round in range(5):
+        a.audit.checkpoint("2026-01-01T00:00:02Z")
+        b.audit.checkpoint("2026-01-01T00:00:02Z")
+        assert witness_peer(a, a.audit, "beta", to(b, "alpha", a_cert), skip_idle=True)
+        assert witness_peer(b, b.audit, "alpha", to(a, "beta", b_cert), skip_idle=True)
+    assert calls == {"alpha": 1, "beta": 1}
+    assert _kinds(a).count("witness.countersigned") == 1
+    assert _kinds(b).count("witness.countersigned") == 1
+    # Asked for (skip_idle off, `fedgate audit witness`), the countersignatures are witnessed.
+    w = witness_peer(a, a.audit, "beta", to(b, "alpha", a_cert))
+    assert w is not None and w.size == _latest(a)
+    # And an entry of another kind is news for the background rounds again.
+    _grow(b, 1, "2026-01-01T00:00:03Z")
+    assert witness_peer(b, b.audit, "alpha", to(a, "beta", b_cert), skip_idle=True)
+    assert calls["beta"] == 2
