@@ -407,11 +407,13 @@ def owner_report_to_proto(r: OwnerReport) -> common_pb2.OwnerResult:
 
 
 # What a report from a peer may hold: a reason as long as a status message, a receipt (about
-# 1.5 KB) well under this; more is cut (a cut receipt no longer parses, and the home names
+# 1.5 KB; at most ~6 KB with a 500-character purpose in CJK, escaped, and a certificate's
+# names) well under this; more is cut (a cut receipt no longer parses, and the home names
 # its owner under ``bad_receipts``). A 4 MB reason went whole into the home's audit log on
-# every query (review, 2026-12-04).
+# every query (review, 2026-12-04); the home keeps every receipt, so an owner padding its
+# own could grow that table 40 times faster at 64 KiB (review, later that day).
 REPORT_REASON_CHARS = 1000
-REPORT_RECEIPT_CHARS = 64 * 1024
+REPORT_RECEIPT_CHARS = 16 * 1024
 
 
 def owner_report_from_proto(msg: common_pb2.OwnerResult) -> OwnerReport:

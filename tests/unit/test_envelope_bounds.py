@@ -55,3 +55,34 @@ def test_an_owners_report_is_bounded_when_decoded() -> None:
     assert report.error is not None and len(report.error.reason) < REPORT_REASON_CHARS + 50
     assert len(report.receipt) == REPORT_RECEIPT_CHARS
     assert len(report.node_id) < MAX_ENVELOPE_NAME + 50
+
+
+def test_the_largest_honest_receipt_fits_its_bound(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The bound on a report's receipt (lowered from 64 KiB) leaves room for the longest
+    receipt an honest owner signs: a 500-character CJK purpose, escaped, names at their
+    bounds and a certificate with 64-character CJK names."""
+    from federation.envelope import MAX_PURPOSE_CHARS
+    from gateway import identity, receipts
+    from gateway.serde import REPORT_RECEIPT_CHARS
+
+    identity.init_ca(tmp_path / "ca")
+    key_pem, csr = identity.make_csr("node", "n" * 63, "机" * 64, ["127.0.0.1"])
+    cert = identity.sign_csr(tmp_path / "ca", csr)
+    identity.write_private(tmp_path / "k.key", key_pem)
+    name = "d" * MAX_ENVELOPE_NAME
+    body = {
+        "kind": "release",
+        "time": "2026-12-04T00:00:00Z",
+        "purpose": "统" * MAX_PURPOSE_CHARS,
+        "requester": "analyst:" + "户" * 64,
+        "requester_org": "机" * 64,
+        **{k: name for k in ("grant_id", "request_id", "owner", "home_node", "dataset")},
+        **{k: name for k in ("peer", "peer_dataset", "plan_digest", "task", "step")},
+        "operation": "query",
+        "result_digest": "0" * 64,
+        "epsilon": 1.0,
+        "audit_seq": 10**12,
+        "audit_hash": "0" * 64,
+    }
+    text = receipts.sign(body, identity.load_key(tmp_path / "k.key"), cert).to_json()
+    assert len(text) < REPORT_RECEIPT_CHARS, len(text)
