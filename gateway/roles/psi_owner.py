@@ -75,6 +75,7 @@ Progress = Callable[[str, float], None]  # a stage and the fraction of it done
 TAG_BYTES = 16
 MAX_CIPHERTEXT_BYTES = 1 << 30  # a value owner's ciphertexts the matcher holds at once
 ABORT_SECONDS = 2.0  # how long a refusing side waits for the peer to take its reason
+CANCELLED = Error(Code.CANCELLED, "the session was cancelled")
 OUT_FRAMES = 8  # frames waiting to be sent, per session
 KEY_SESSIONS = 100  # a value owner's Paillier key serves this many sessions, then a new one
 
@@ -439,22 +440,28 @@ class PsiOwner:
                     events.put(answer, timeout=0.5)
                     return
                 except queue.Full:
-                    if time.monotonic() > env.deadline:
+                    if stop.is_set() or time.monotonic() > env.deadline:
                         return
 
         worker = threading.Thread(target=work, name=f"psi-{env.request_id[:8]}", daemon=True)
         worker.start()
-        while True:
-            left = env.deadline + 5.0 - time.monotonic()
-            try:
-                event = events.get(timeout=max(0.01, left))
-            except queue.Empty:
-                raise DeadlineExceeded("the PSI session's deadline passed") from None
-            if isinstance(event, BaseException):
-                raise event
-            yield event
-            if isinstance(event, f.PsiAnswer):
-                return
+        try:
+            while True:
+                left = env.deadline + 5.0 - time.monotonic()
+                try:
+                    event = events.get(timeout=max(0.01, left))
+                except queue.Empty:
+                    raise DeadlineExceeded("the PSI session's deadline passed") from None
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if isinstance(event, f.PsiAnswer):
+                    return
+        finally:
+            # However this ends (the answer, an error, the caller gone and this generator
+            # closed), the session's worker stops at its next frame: a cancelled session
+            # kept its rows, points and ciphertexts until its deadline (review, 2026-12-04).
+            stop.set()
 
     def _matched(
         self,
@@ -636,7 +643,7 @@ class _MatcherSession(_Session):
 
     def check_wanted(self) -> None:
         if self.stop.is_set():
-            raise FedgateError.of(Error(Code.CANCELLED, "the session was cancelled"))
+            raise FedgateError.of(CANCELLED)
 
     def _run(self, decision: Decision, deadline: float) -> Protected:
         o, env, plan = self.o, self.env, self.plan
@@ -661,6 +668,9 @@ class _MatcherSession(_Session):
                 for seq, (a, b) in enumerate(chunks(n, max_batch)):
                     if outbox.aborted is not None:
                         yield outbox.aborted
+                        return
+                    if self.stop.is_set():  # no more of our set for a session not wanted
+                        yield f.Release(OwnerReport(o.node_id, error=CANCELLED))
                         return
                     pts = group.blind(group.hash_to_points(label, batch(rows.items, a, b)), alpha)
                     sealed = b""
@@ -744,6 +754,7 @@ class _MatcherSession(_Session):
             )
             mine = Inbound(n, limits, "our set, reblinded by the other owner")
             while done != {f.OWN, f.REBLINDED}:
+                self.check_wanted()
                 frame = _next(frames, "the end of its sets")
                 if isinstance(frame, f.Points) and frame.kind == f.OWN and f.OWN not in done:
                     theirs.add(frame.seq, frame.points)

@@ -514,6 +514,45 @@ def test_a_peer_that_goes_silent_times_out_on_both_sides(federation: RunningFede
     assert not answer.suppressed and answer.intersection == fresh.truth()
 
 
+def test_a_cancelled_session_stops_at_the_matcher_at_its_next_frame(
+    federation: RunningFederation,
+) -> None:
+    """The analyst goes away (Ctrl-C in the CLI) once the exchange is under way: the
+    matcher stops at its next frame, not after matching the whole sets (review,
+    2026-12-04: the exchange never looked at ``stop``, so a cancelled session kept its rows,
+    points and ciphertexts to its end). The same session run through, in the same test, is
+    the yardstick: the refusal comes in well under what the rest of the session takes."""
+    n = 40_000
+    p = make_pair(federation, "cancelled", n_left=n, n_right=n, overlap=n // 2)
+    t0 = time.monotonic()
+    answer = psi(federation, p.left, p.right, timeout=120)
+    whole = time.monotonic() - t0
+    assert answer.intersection == p.truth()
+    before = federation.releases()
+
+    class Gone(Exception):
+        pass
+
+    left_at: list[float] = []
+
+    def leave(event: f.Progress) -> None:
+        if event.stage == "received":
+            left_at.append(time.monotonic())
+            raise Gone  # as KeyboardInterrupt out of the CLI's progress display
+
+    def refused_at() -> list[dict]:
+        return [e for e in federation.audit(LEFT, "psi.refused") if e.get("dataset") == p.left]
+
+    with pytest.raises(Gone):
+        psi(federation, p.left, p.right, on_progress=leave, timeout=120)
+    (mine,) = eventually(refused_at, seconds=60)
+    took = time.monotonic() - left_at[0]
+    assert mine["code"] == "CANCELLED", mine
+    assert took < 0.5 * whole, (took, whole)
+    assert not released(federation, mine["request_id"])
+    assert federation.releases() == before
+
+
 # --- 4. an analyst of another organisation --------------------------------------------------
 
 
