@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from gateway.training.transfers import MAX_MESSAGE_BYTES
 # ~1.5 KB each: 1 000 rounds of SecAgg+ over 40 owners is ~300 MB); far beyond, a home is
 # misbehaving.
 MAX_RUN_REPORT_BYTES = 1 << 30
+MAX_PAGES = 100_000  # of a paged list (witnessed heads: 10^8 of them)
 
 
 class ClientError(Exception):
@@ -346,9 +347,16 @@ class Client:
     def witness_now(self) -> gateway_pb2.WitnessNowResponse:
         return self._call("WitnessNow", serde.witness_now_request())
 
-    def witnessed_heads(self, node: str) -> list[common_pb2.WitnessedHead]:
-        req = serde.witnessed_heads_request(node)
-        return list(self._call("WitnessedHeads", req).heads)
+    def witnessed_heads(self, node: str) -> Iterator[common_pb2.WitnessedHead]:
+        """Every head of ``node`` your node countersigned, by size, a page per call."""
+        after = 0
+        for _page in range(MAX_PAGES):
+            req = serde.witnessed_heads_request(node, after)
+            heads = [h for h in self._call("WitnessedHeads", req).heads if h.size > after]
+            if not heads:  # the end (a node that does not page: its one page, not twice)
+                return
+            yield from heads
+            after = heads[-1].size
 
     def submit_access_request(self, req: AccessRequest) -> AccessRequest:
         """Ask a data owner for access; your home node fills in who you are."""

@@ -77,6 +77,12 @@ class Aborted(FedgateError):
     code = Code.ABORTED
 
 
+class Cancelled(FedgateError):
+    """Whoever asked is gone (Ctrl-C, a cancelled run or session): the work stops."""
+
+    code = Code.CANCELLED
+
+
 class Unavailable(FedgateError):
     code = Code.UNAVAILABLE
 

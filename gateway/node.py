@@ -42,6 +42,7 @@ from gateway.disclosure import DisclosureReport
 from gateway.edge import STREAM_CHECK_SECONDS, Authenticator, CallContext, EdgeInterceptor
 from gateway.engine import Engine
 from gateway.errors import (
+    Cancelled,
     ConfigError,
     FedgateError,
     InvalidArgument,
@@ -352,14 +353,22 @@ class Node:
             self._ready_training()
 
     def train_step(
-        self, member: Member, env: Envelope, message: bytes
+        self,
+        member: Member,
+        env: Envelope,
+        message: bytes,
+        stop: threading.Event | None = None,
     ) -> tuple[bytes, OwnerReport]:
         """One message of a training run at one owner: this node in-process, any other
-        over the transport (``Peer/TrainStep``)."""
+        over the transport (``Peer/TrainStep``). A cancelled run (``stop`` set) sends and
+        fetches no further piece (review, 2026-12-04: a 50 MB model went on in pieces for
+        a run nobody waited for)."""
         if member.id == self.identity.id:
             return self.train_owner.step(env, message)
 
         def call(piece: Piece) -> Answer:
+            if stop is not None and stop.is_set():
+                raise Cancelled("the run was cancelled")
             req = serde.train_step_request(env, piece)
             resp = self.transport.call(member, "TrainStep", req, deadline=env.deadline)
             return serde.train_step_answer(resp)

@@ -567,8 +567,8 @@ def witness_now_request() -> gateway_pb2.WitnessNowRequest:
     return gateway_pb2.WitnessNowRequest()
 
 
-def witnessed_heads_request(node: str) -> gateway_pb2.WitnessedHeadsRequest:
-    return gateway_pb2.WitnessedHeadsRequest(node=node)
+def witnessed_heads_request(node: str, after: int = 0) -> gateway_pb2.WitnessedHeadsRequest:
+    return gateway_pb2.WitnessedHeadsRequest(node=node, after_size=after)
 
 
 def list_access_requests_request(state: str) -> gateway_pb2.ListAccessRequestsRequest:

@@ -120,6 +120,9 @@ def witnessed_dict(w: WitnessedHead) -> dict[str, Any]:
     }
 
 
+HEADS_PAGE = 1000  # heads a WitnessedHeads reply holds (~1.2 KB each)
+
+
 @dataclass
 class Witness:
     """This node in the role of witness for its peers, and as the one being witnessed."""
@@ -238,12 +241,16 @@ class Witness:
         )
         raise FailedPrecondition(f"log of {caller} did not only grow: {why}")
 
-    def heads_of(self, node: str) -> list[WitnessedHead]:
+    def heads_of(self, node: str, after: int = 0, limit: int = HEADS_PAGE) -> list[WitnessedHead]:
+        """A page of the heads of ``node`` this node countersigned, by size: one reply held
+        them all, and a busy federation's passed the message limit within days (review,
+        2026-12-04)."""
+        limit = HEADS_PAGE if limit <= 0 else min(limit, HEADS_PAGE)
         with self.state.transaction() as db:
             rows = db.execute(
                 "SELECT size, hash, time, countersignature FROM witnessed WHERE node = ? "
-                "ORDER BY size",
-                (node,),
+                "AND size > ? ORDER BY size LIMIT ?",
+                (node, after, limit),
             ).fetchall()
         cert = self.cert_pem.decode()
         return [

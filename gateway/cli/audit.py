@@ -117,18 +117,24 @@ def cmd_audit_witnesses(args: argparse.Namespace) -> int:
     from gateway.witness import witnessed_dict
 
     out = writable_file(args.out, "--out")
-    with Client(profile(args)) as c:
-        heads = c.witnessed_heads(args.node)
-    if not heads:  # a typo, or a node never witnessed here: no file that would pass as one
-        print(
-            f"no heads of {args.node!r} witnessed by {c.profile.node}: nothing written "
-            "(is it a member's node id? has a witnessing round run?)",
-            file=sys.stderr,
-        )
-        return 1
-    lines = ["W\t" + canonical(witnessed_dict(witnessed_head_from_proto(w))) + "\n" for w in heads]
-    out.write_text("".join(lines))
-    print(f"{len(heads)} heads of {args.node} witnessed by {c.profile.node}: {args.out}")
+    part = out.with_name(out.name + ".part")  # the file appears whole, or not at all
+    count = 0
+    try:
+        with Client(profile(args)) as c, part.open("w") as fh:
+            for w in c.witnessed_heads(args.node):  # a page at a time, never all in memory
+                fh.write("W\t" + canonical(witnessed_dict(witnessed_head_from_proto(w))) + "\n")
+                count += 1
+        if not count:  # a typo, or a node never witnessed here: no file that would pass
+            print(
+                f"no heads of {args.node!r} witnessed by {c.profile.node}: nothing written "
+                "(is it a member's node id? has a witnessing round run?)",
+                file=sys.stderr,
+            )
+            return 1
+        part.replace(out)
+    finally:
+        part.unlink(missing_ok=True)
+    print(f"{count} heads of {args.node} witnessed by {c.profile.node}: {args.out}")
     return 0
 
 

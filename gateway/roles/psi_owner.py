@@ -46,6 +46,7 @@ from gateway.catalog import Catalog, CatalogEntry
 from gateway.column_types import DECIMAL, FLOAT, INT, parse_type
 from gateway.engine import Engine
 from gateway.errors import (
+    Cancelled,
     DeadlineExceeded,
     FailedPrecondition,
     FedgateError,
@@ -75,7 +76,7 @@ Progress = Callable[[str, float], None]  # a stage and the fraction of it done
 TAG_BYTES = 16
 MAX_CIPHERTEXT_BYTES = 1 << 30  # a value owner's ciphertexts the matcher holds at once
 ABORT_SECONDS = 2.0  # how long a refusing side waits for the peer to take its reason
-CANCELLED = Error(Code.CANCELLED, "the session was cancelled")
+CANCELLED = "the session was cancelled"
 OUT_FRAMES = 8  # frames waiting to be sent, per session
 KEY_SESSIONS = 100  # a value owner's Paillier key serves this many sessions, then a new one
 
@@ -643,7 +644,7 @@ class _MatcherSession(_Session):
 
     def check_wanted(self) -> None:
         if self.stop.is_set():
-            raise FedgateError.of(CANCELLED)
+            raise Cancelled(CANCELLED)
 
     def _run(self, decision: Decision, deadline: float) -> Protected:
         o, env, plan = self.o, self.env, self.plan
@@ -670,7 +671,7 @@ class _MatcherSession(_Session):
                         yield outbox.aborted
                         return
                     if self.stop.is_set():  # no more of our set for a session not wanted
-                        yield f.Release(OwnerReport(o.node_id, error=CANCELLED))
+                        yield f.Release(OwnerReport(o.node_id, error=Cancelled(CANCELLED).error))
                         return
                     pts = group.blind(group.hash_to_points(label, batch(rows.items, a, b)), alpha)
                     sealed = b""

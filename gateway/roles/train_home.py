@@ -29,6 +29,7 @@ from federation.reports import OwnerReport
 from federation.training.config import SECAGG_MIN_NODES
 from gateway.clock import utc
 from gateway.errors import (
+    Cancelled,
     DeadlineExceeded,
     FedgateError,
     InvalidArgument,
@@ -46,7 +47,9 @@ from gateway.training.spec import TrainSpec
 
 log = logging.getLogger("fedgate.home")
 
-AskStep = Callable[[Member, Envelope, bytes], tuple[bytes, OwnerReport]]
+# A message to one owner and its reply; the event, once set (the run was cancelled), stops
+# a message sent in pieces before its next piece.
+AskStep = Callable[[Member, Envelope, bytes, threading.Event | None], tuple[bytes, OwnerReport]]
 FIRST_NODE_ID = 1001  # Flower node ids of the run's owners, in the order of their names
 ROUND_SECONDS = 300.0  # the longest one exchange waits for its replies (a run: 590 s)
 POLL_SECONDS = 0.2
@@ -341,7 +344,7 @@ class TrainHome:
         try:
             while True:
                 if stop is not None and stop.is_set():
-                    raise FedgateError.of(Error(Code.CANCELLED, CANCELLED))
+                    raise Cancelled(CANCELLED)
                 if time.monotonic() >= deadline:
                     raise DeadlineExceeded("the run's deadline passed")
                 if not mine.poll(POLL_SECONDS):
@@ -354,7 +357,7 @@ class TrainHome:
                 if msg[0] == "exchange":
                     replies = self._exchange(msg[1], msg[2], env, by_id, reports, pool, stop)
                     if replies is None:  # cancelled during the exchange
-                        raise FedgateError.of(Error(Code.CANCELLED, CANCELLED))
+                        raise Cancelled(CANCELLED)
                     mine.send(("replies", replies))
                 elif msg[0] == "round":
                     r = msg[1]
@@ -406,7 +409,7 @@ class TrainHome:
             if member is None:
                 return None
             try:
-                reply, report = self.ask_step(member, call_env, data)
+                reply, report = self.ask_step(member, call_env, data, stop)
             except FedgateError as exc:
                 reports.add(OwnerReport(member.id, error=exc.error))
                 log.warning(

@@ -183,7 +183,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     def WitnessedHeads(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)
-        return serde.witnessed_heads_response(self.node.witness.heads_of(request.node))
+        heads = self.node.witness.heads_of(request.node, request.after_size, request.limit)
+        return serde.witnessed_heads_response(heads)
 
     # --- access requests and disclosure -----------------------------------------------------
 

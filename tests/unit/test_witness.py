@@ -115,3 +115,22 @@ def test_records_cross_the_wire_unchanged(pair: tuple[Witness, x509.Certificate,
     assert verify_countersignature(w, beta_cert)
     forged = dataclasses.replace(w, size=w.size + 1)
     assert not verify_countersignature(witnessed_dict(forged), beta_cert)
+
+
+def test_heads_are_read_a_page_at_a_time(pair) -> None:  # type: ignore[no-untyped-def]
+    """Review (2026-12-04): one reply held every head, past the message limit within days."""
+    from gateway.witness import HEADS_PAGE
+
+    a, a_cert, b = pair
+    a.audit.append_many([{"kind": "x", "i": i} for i in range(25)])
+    a.audit.checkpoint("2026-01-01T00:00:00Z")
+    _round(a, a_cert, b, limit=5)
+    assert [w.size for w in b.heads_of("alpha")] == [5, 10, 15, 20, 25]
+    assert [w.size for w in b.heads_of("alpha", after=10, limit=2)] == [15, 20]
+    assert [w.size for w in b.heads_of("alpha", after=25)] == []
+    assert len(b.heads_of("alpha", limit=HEADS_PAGE * 10)) == 5  # capped at the page, not more
+    assert all(verify_countersignature(w, b_cert(b)) for w in b.heads_of("alpha", after=20))
+
+
+def b_cert(b: Witness) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(b.cert_pem)

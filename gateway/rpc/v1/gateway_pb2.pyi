@@ -54,10 +54,14 @@ class WitnessNowResponse(_message.Message):
     def __init__(self, countersigned: _Optional[_Iterable[_Union[_common_pb2.WitnessedHead, _Mapping]]] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WitnessedHeadsRequest(_message.Message):
-    __slots__ = ("node",)
+    __slots__ = ("node", "after_size", "limit")
     NODE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
     node: str
-    def __init__(self, node: _Optional[str] = ...) -> None: ...
+    after_size: int
+    limit: int
+    def __init__(self, node: _Optional[str] = ..., after_size: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class WitnessedHeadsResponse(_message.Message):
     __slots__ = ("heads",)
