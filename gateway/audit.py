@@ -18,7 +18,7 @@ import base64
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
@@ -183,7 +183,7 @@ class AuditLog:
             ).fetchall()
         return [Entry(*r) for r in rows]
 
-    def export_lines(self, cert_pem: bytes, witnessed: list[dict], now: str) -> Iterator[str]:
+    def export_lines(self, cert_pem: bytes, witnessed: Iterable[dict], now: str) -> Iterator[str]:
         """The export file, line by line: header, entries, signed heads, countersignatures."""
         final = self.checkpoint(now, force=True)
         assert final is not None
@@ -204,12 +204,21 @@ class AuditLog:
                     break
                 yield f"E\t{e.seq}\t{e.hash}\t{e.body}\n"
             after = batch[-1].seq
-        with self._state.transaction() as db:
-            heads = db.execute(
-                "SELECT size, hash, time, signature FROM audit_heads WHERE size <= ? ORDER BY size",
-                (final.size,),
-            ).fetchall()
-        for size, head, time, sig in heads:
-            yield f"H\t{size}\t{head}\t{time}\t{sig}\n"
-        for w in witnessed:
-            yield "W\t" + canonical(w) + "\n"
+        # Heads a batch at a time, as the entries: a node signs up to one a second, and an
+        # export held them all in memory (review, 2026-12-04).
+        after = -1
+        while True:
+            with self._state.transaction() as db:
+                heads = db.execute(
+                    "SELECT size, hash, time, signature FROM audit_heads "
+                    "WHERE size > ? AND size <= ? ORDER BY size LIMIT 50000",
+                    (after, final.size),
+                ).fetchall()
+            if not heads:
+                break
+            for size, head, time, sig in heads:
+                yield f"H\t{size}\t{head}\t{time}\t{sig}\n"
+            after = heads[-1][0]
+        for w in witnessed:  # read lazily: not those a round kept after the final head
+            if int(w.get("size", 0)) <= final.size:
+                yield "W\t" + canonical(w) + "\n"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -330,7 +330,18 @@ class Witness:
                 (w.witness, w.size, json.dumps(witnessed_dict(w))),
             )
 
-    def receipts(self) -> list[dict[str, Any]]:
-        with self.state.transaction() as db:
-            rows = db.execute("SELECT body FROM witness_receipts ORDER BY size, witness").fetchall()
-        return [json.loads(r[0]) for r in rows]
+    def receipts(self, batch: int = 10_000) -> Iterator[dict[str, Any]]:
+        """Every countersignature peers gave this node, by size, read a batch at a time."""
+        size, witness = -1, ""
+        while True:
+            with self.state.transaction() as db:
+                rows = db.execute(
+                    "SELECT size, witness, body FROM witness_receipts "
+                    "WHERE (size, witness) > (?, ?) ORDER BY size, witness LIMIT ?",
+                    (size, witness, batch),
+                ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield json.loads(r[2])
+            size, witness = rows[-1][0], rows[-1][1]

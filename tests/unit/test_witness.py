@@ -134,3 +134,16 @@ def test_heads_are_read_a_page_at_a_time(pair) -> None:  # type: ignore[no-untyp
 
 def b_cert(b: Witness) -> x509.Certificate:
     return x509.load_pem_x509_certificate(b.cert_pem)
+
+
+def test_receipts_are_read_in_batches_in_order(pair) -> None:  # type: ignore[no-untyped-def]
+    a, a_cert, b = pair
+    c, _ = _node(a.state.path.parent, a.state.path.parent / "ca", "gamma")
+    a.audit.append_many([{"kind": "x", "i": i} for i in range(12)])
+    a.audit.checkpoint("2026-01-01T00:00:00Z")
+    _round(a, a_cert, b, limit=3)
+    req = a.request_for("gamma", 0)
+    a.keep(c.countersign("alpha", a_cert, req))
+    whole = [(r["size"], r["witness"]) for r in a.receipts()]
+    assert whole == sorted(whole) and len(whole) == 5
+    assert [(r["size"], r["witness"]) for r in a.receipts(batch=2)] == whole

@@ -166,7 +166,7 @@ def test_a_round_keeps_countersignatures_and_reports_each_failed_peer(pair: Pair
     assert [str(e) for e in result.errors] == [
         "gamma: UNAVAILABLE: failed to connect to all addresses"
     ]
-    assert a.receipts()[-1]["size"] == _latest(a)
+    assert list(a.receipts())[-1]["size"] == _latest(a)
     response = serde.witness_now_response(result)
     assert response.countersigned[0].size == _latest(a)
     assert list(response.errors) == ["gamma: UNAVAILABLE: failed to connect to all addresses"]
