@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 MAX_PURPOSE_CHARS = 500  # a purpose is a sentence; it is signed, logged and audited
+# How old a signed envelope an owner still takes: past the longest request (a training
+# run or PSI session, 590 s) with room for clocks some minutes apart.
+MAX_AGE_SECONDS = 3600
+CLOCK_SKEW_SECONDS = 300  # an envelope signed this far in the owner's future is taken
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class Envelope:
     path: tuple[str, ...] = ()  # nodes the request went through (loop guard)
     home_cert: str = ""  # PEM of the home node that signed
     signature: str = ""  # base64 ECDSA by the home node over ``vouched()``
+    # When the home signed it (UTC, RFC 3339), signed with it: owners refuse an envelope
+    # older than ``MAX_AGE_SECONDS`` and so need remember released requests only that long.
+    issued_at: str = ""
     # Monotonic clock of the process holding the envelope; never travels (gRPC carries
     # the remaining time as the call's own deadline).
     deadline: float = field(default=0.0, compare=False)
@@ -58,6 +65,8 @@ class Envelope:
             fields["operation"] = self.operation
         if self.check:
             fields["check"] = True
+        if self.issued_at:
+            fields["issued_at"] = self.issued_at
         return fields
 
     def signed(self, signature: str, home_cert: str) -> Envelope:

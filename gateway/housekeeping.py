@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from federation.envelope import CLOCK_SKEW_SECONDS, MAX_AGE_SECONDS
 from gateway.audit import AuditLog
 from gateway.clock import now, utc
 from gateway.errors import ConfigError
@@ -132,18 +134,30 @@ class CrlWatch:
             log.warning("the CRL expires at %s UTC: re-issue it with `fedgate ca crl`", nxt)
 
 
+PRUNE_SECONDS = 60.0
+# A released request is remembered while its envelope could still be taken: its age limit
+# and the clock skew owners allow on both sides.
+REMEMBER_SECONDS = MAX_AGE_SECONDS + 2 * CLOCK_SKEW_SECONDS
+
+
 def housekeeping(
     crl: CrlWatch, grants: GrantStore, audit: AuditLog, stderr_bytes: int
 ) -> Callable[[], None]:
     """Checkpoints (signed heads), expired-grant entries and the stderr cap, on their own
     clock."""
 
+    pruned = -math.inf
+
     def job() -> None:
+        nonlocal pruned
         cap_stderr(stderr_bytes)  # first: it never raises, the others may (a full disk)
         crl()
         stamp = utc()
         grants.log_expired(stamp)
         audit.checkpoint(stamp)
+        if time.monotonic() - pruned >= PRUNE_SECONDS:
+            grants.forget_released(utc(now() - dt.timedelta(seconds=REMEMBER_SECONDS)))
+            pruned = time.monotonic()
 
     return job
 

@@ -311,6 +311,7 @@ def envelope_to_proto(env: Envelope, operation: str = "query") -> peer_pb2.Parti
         path=list(env.path),
         home_cert=env.home_cert,
         home_signature=env.signature,
+        issued_at=env.issued_at,
     )
 
 
@@ -336,6 +337,8 @@ def envelope_from_proto(
     for what, text in names.items():
         if len(text) > MAX_ENVELOPE_NAME:
             raise InvalidArgument(f"an envelope's {what} is longer than {MAX_ENVELOPE_NAME}")
+    if len(msg.issued_at) > MAX_ENVELOPE_NAME:
+        raise InvalidArgument(f"an envelope's signing time is longer than {MAX_ENVELOPE_NAME}")
     if len(msg.path) > MAX_PATH_HOPS or any(len(p) > MAX_ENVELOPE_NAME for p in msg.path):
         raise InvalidArgument(f"an envelope's path is longer than {MAX_PATH_HOPS} node ids")
     check_purpose(msg.purpose)
@@ -352,6 +355,7 @@ def envelope_from_proto(
         path=tuple(msg.path),
         home_cert=msg.home_cert,
         signature=msg.home_signature,
+        issued_at=msg.issued_at,
         deadline=deadline,
     )
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc  # noqa: E402
 
+from gateway.clock import utc  # noqa: E402
 from gateway.demo.provision import provision  # noqa: E402
 from gateway.rpc.v1 import peer_pb2, peer_pb2_grpc  # noqa: E402
 
@@ -71,6 +72,7 @@ CLIENT = """
 import queue, sys, time, uuid
 sys.path.insert(0, {root!r})
 from pathlib import Path
+from gateway.clock import utc
 from gateway.rpc.v1 import peer_pb2, peer_pb2_grpc
 from gateway.tls import secure_channel
 ch = secure_channel(
@@ -95,6 +97,7 @@ else:
         req = peer_pb2.PartialRequest()
         req.CopyFrom(template)
         req.request_id = uuid.uuid4().hex
+        req.issued_at = utc()
         resp = stub.Execute(req, timeout=5)
         assert mode == "echo" or resp.owners[0].ok, resp
 for _ in range(100):
@@ -240,6 +243,7 @@ def bench_release(calls: int) -> tuple[float, float]:
                 req = peer_pb2.PartialRequest()
                 req.CopyFrom(template)
                 req.request_id = uuid.uuid4().hex
+                req.issued_at = utc()
                 # What the Peer/Execute servicer does, without the network.
                 env = serde.envelope_from_proto(req, time.monotonic() + 10)
                 node.vouching.check("home", env)

@@ -116,6 +116,12 @@ class GrantStore:
             )
         return self.get(grant_id)
 
+    def forget_released(self, before: str) -> int:
+        """Forget the requests released before ``before``: an envelope that old is refused
+        for its age (``vouching.check_fresh``), so its replay needs no row to be refused."""
+        with self._state.transaction() as db:
+            return db.execute("DELETE FROM released_requests WHERE at < ?", (before,)).rowcount
+
     def log_expired(self, now: str) -> int:
         """Write one audit entry per grant that expired since the last sweep."""
         count = 0

@@ -7,14 +7,17 @@ home's signature intact: a relay can neither change nor invent what the home vou
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
+from dataclasses import replace
 
 from cryptography import x509
 
-from federation.envelope import Envelope, Requester
+from federation.envelope import CLOCK_SKEW_SECONDS, MAX_AGE_SECONDS, Envelope, Requester
 from federation.membership import Member, Membership
 from gateway import receipts
-from gateway.errors import InvalidArgument, NotFound, PermissionDenied
+from gateway.clock import now, utc
+from gateway.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from gateway.receipts import Signer
 from gateway.text import check_purpose
 
@@ -35,7 +38,8 @@ class Vouching:
         self._ca_bundle = ca_bundle
 
     def sign(self, env: Envelope) -> Envelope:
-        """The home signs what it vouches for before the request leaves it."""
+        """The home signs what it vouches for, and when, before the request leaves it."""
+        env = replace(env, issued_at=utc())
         signed = self._signer.sign(env.vouched())
         return env.signed(signed.signature, signed.cert_pem)
 
@@ -77,6 +81,7 @@ class Vouching:
                 f"node {caller_node!r} may not forward a request of home node {env.home_node!r}"
             )
         r = _vouched_requester(env, home, "query")
+        check_fresh(env)
         if self.node_id in env.path:
             raise InvalidArgument(f"request loop through {self.node_id}")
         if caller_node != env.home_node:  # relayed: the home's own signature must vouch
@@ -95,6 +100,7 @@ class Vouching:
         if home is None:
             raise PermissionDenied(f"home node {env.home_node!r} is not a member")
         r = _vouched_requester(env, home, "run PSI")
+        check_fresh(env)
         self._signed_by_home(env, "session")
         return r
 
@@ -107,6 +113,31 @@ class Vouching:
             raise PermissionDenied(
                 f"{what} not vouched for by home node {env.home_node}: {exc.message}"
             ) from None
+
+
+def check_fresh(env: Envelope, at: dt.datetime | None = None) -> None:
+    """Refuse an envelope its home signed more than ``MAX_AGE_SECONDS`` ago (or further
+    in this node's future than clocks drift apart): a replay of an old one would otherwise
+    need every released request remembered for ever (review, 2026-12-04)."""
+    if not env.issued_at:
+        raise PermissionDenied("the request carries no time its home node signed it at")
+    try:
+        signed = dt.datetime.fromisoformat(env.issued_at.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument("the request's signing time is not an RFC 3339 time") from None
+    if signed.tzinfo is None:
+        raise InvalidArgument("the request's signing time has no time zone")
+    age = ((at or now()) - signed).total_seconds()
+    if age > MAX_AGE_SECONDS:
+        raise FailedPrecondition(
+            f"request {env.request_id} was signed by {env.home_node} at {utc(signed)}, more "
+            f"than {MAX_AGE_SECONDS // 60} minutes ago: a stale or replayed request is refused"
+        )
+    if age < -CLOCK_SKEW_SECONDS:
+        raise FailedPrecondition(
+            f"request {env.request_id} was signed by {env.home_node} at {utc(signed)}, in this "
+            "node's future: are the two nodes' clocks set right?"
+        )
 
 
 def _vouched_requester(env: Envelope, home: Member, verb: str) -> Requester:

@@ -228,7 +228,7 @@ def test_psi_without_a_psi_grant_is_refused_and_logged(federation: RunningFedera
         psi(federation, "psi_ng_l", "psi_ng_r")
     assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
     assert "psi_ng_r" in str(err.value)
-    refused = [e for e in federation.audit(RIGHT, "psi.refused") if e["dataset"] == "psi_ng_r"]
+    refused = [e for e in federation.audit(RIGHT, "psi.refused") if e.get("dataset") == "psi_ng_r"]
     assert refused and refused[-1]["code"] == "PERMISSION_DENIED"
     assert federation.releases() == before
 
@@ -260,7 +260,7 @@ def test_either_owner_without_psi_or_join_key_refuses_and_logs(
         assert dataset in str(err.value)
     else:  # the grant is found; the column's control is what it lacks
         assert "needs the join_key control (allowed: filter)" in str(err.value)
-    refused = [e for e in federation.audit(refuser, "psi.refused") if e["dataset"] == dataset]
+    refused = [e for e in federation.audit(refuser, "psi.refused") if e.get("dataset") == dataset]
     assert refused and refused[-1]["code"] == "PERMISSION_DENIED"
     assert federation.releases() == before
 

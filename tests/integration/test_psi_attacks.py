@@ -142,6 +142,7 @@ def sign_as(fed: RunningFederation, node: str, env: Envelope) -> Envelope:
     """``env`` signed with ``node``'s key, as ``Vouching.sign`` signs at a home."""
     tls = fed.fed.node_dir(node) / "tls"
     signer = Signer(load_key(tls / "node.key"), (tls / "node.pem").read_bytes())
+    env = dataclasses.replace(env, issued_at=env.issued_at or utc())
     signed = signer.sign(env.vouched())
     return env.signed(signed.signature, signed.cert_pem)
 

@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 from gateway.client import ClientError
+from gateway.clock import utc
 from gateway.rpc.v1 import common_pb2, peer_pb2, peer_pb2_grpc
 from tests.conftest import RunningFederation
 
@@ -700,6 +701,7 @@ def test_owner_revalidates_sql_sent_by_a_member_node(federation: RunningFederati
                 request_id=f"direct-{_id}",
                 sql=sql,
                 home_node="anhui",
+                issued_at=utc(),
                 requester=common_pb2.Requester(
                     role="analyst", id="zhang.min@anhui", org=profile_org
                 ),
@@ -726,6 +728,7 @@ def test_home_may_not_vouch_for_another_orgs_user(federation: RunningFederation)
             request_id="forged",
             sql=f"SELECT COUNT(*) FROM {ER}",
             home_node="anhui",
+            issued_at=utc(),
             requester=common_pb2.Requester(
                 role="analyst", id="li.wei@shanghai", org=federation.fed.node("shanghai").org
             ),
@@ -895,7 +898,8 @@ def _execute_as(federation: RunningFederation, via: str, target: str, **fields):
         federation.peer_channel(via, target) as ch,
         pytest.raises(grpc.RpcError) as info,
     ):
-        peer_pb2_grpc.PeerStub(ch).Execute(peer_pb2.PartialRequest(**fields), timeout=10)
+        req = peer_pb2.PartialRequest(issued_at=utc(), **fields)
+        peer_pb2_grpc.PeerStub(ch).Execute(req, timeout=10)
     return info.value
 
 
@@ -933,6 +937,7 @@ def test_user_grant_is_bound_to_the_users_organisation(federation: RunningFedera
                 request_id="borrowed-user",
                 sql="SELECT city, COUNT(*) FROM er_bound GROUP BY city",
                 home_node="jiangsu",
+                issued_at=utc(),
                 requester=common_pb2.Requester(
                     role="analyst", id="li.wei@shanghai", org=jiangsu_org
                 ),
@@ -1139,6 +1144,50 @@ def test_a_relay_replaying_a_homes_envelope_gets_no_second_release(
     refused = federation.audit("hefei", "query.refused")
     assert len(mine) == 1
     assert len([e for e in refused if e["request_id"] == env.request_id]) == 2
+
+
+def test_a_stale_or_retimed_envelope_is_refused(federation: RunningFederation) -> None:
+    """The home signs when it signed: an owner refuses an envelope older than an hour, so
+    it need remember released requests only that long (``released_requests`` was never
+    pruned), and a relay cannot make an old envelope look new (the time is signed)."""
+    import dataclasses
+    import datetime as dt
+    import uuid
+
+    from federation.envelope import Envelope, Requester
+    from gateway.clock import now, utc
+    from gateway.serde import envelope_to_proto
+    from tests.integration.test_psi_attacks import sign_as
+
+    org = federation.fed.node("shanghai").org
+    env = Envelope(
+        request_id=uuid.uuid4().hex,
+        requester=Requester("analyst", "li.wei@shanghai", org),
+        home_node="shanghai",
+        operation="query",
+        body="SELECT city, COUNT(*) AS n FROM enterprise_registry GROUP BY city",
+        path=("shanghai", "anhui"),
+        issued_at=utc(now() - dt.timedelta(hours=2)),
+    )
+    stale = sign_as(federation, "shanghai", env)
+    retimed = dataclasses.replace(stale, issued_at=utc())  # fresh, but not what was signed
+    before = len(federation.audit("hefei", "release"))
+    errors = []
+    with federation.peer_channel("anhui", "hefei") as ch:
+        stub = peer_pb2_grpc.PeerStub(ch)
+        for signed in (stale, retimed):
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Execute(envelope_to_proto(signed), timeout=10)
+            errors.append(info.value)
+    assert errors[0].code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "more than 60 minutes ago: a stale or replayed request is refused" in (
+        errors[0].details() or ""
+    )
+    assert errors[1].code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not vouched for by home node shanghai" in (errors[1].details() or "")
+    refused = [e for e in federation.audit("hefei", "rpc.refused") if env.request_id in e["reason"]]
+    assert [e["code"] for e in refused] == ["FAILED_PRECONDITION"]
+    assert len(federation.audit("hefei", "release")) == before
 
 
 def test_an_answer_with_a_null_column_reaches_the_analyst(federation: RunningFederation) -> None:

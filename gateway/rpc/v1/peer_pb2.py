@@ -26,7 +26,7 @@ from . import common_pb2 as fedgate_dot_v1_dot_common__pb2
 from . import gateway_pb2 as fedgate_dot_v1_dot_gateway__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64gate/v1/peer.proto\x12\nfedgate.v1\x1a\x17\x66\x65\x64gate/v1/common.proto\x1a\x18\x66\x65\x64gate/v1/gateway.proto\"Z\n\x0eWitnessRequest\x12$\n\x04head\x18\x01 \x01(\x0b\x32\x16.fedgate.v1.SignedHead\x12\x11\n\tfrom_size\x18\x02 \x01(\x03\x12\x0f\n\x07\x64igests\x18\x03 \x03(\t\"\xf2\x01\n\x0ePartialRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sql\x18\x02 \x01(\t\x12(\n\trequester\x18\x03 \x01(\x0b\x32\x15.fedgate.v1.Requester\x12\x11\n\thome_node\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x18\n\x10include_children\x18\x06 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x12\x0c\n\x04path\x18\x08 \x03(\t\x12\x11\n\thome_cert\x18\t \x01(\t\x12\x16\n\x0ehome_signature\x18\n \x01(\t\x12\r\n\x05\x63heck\x18\x0b \x01(\x08\"q\n\x0fPartialResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tpublished\x18\x02 \x01(\x08\x12\x11\n\tarrow_ipc\x18\x03 \x01(\x0c\x12\'\n\x06owners\x18\x04 \x03(\x0b\x32\x17.fedgate.v1.OwnerResult\"{\n\x16\x46orwardedStatusRequest\x12\x37\n\x07request\x18\x01 \x01(\x0b\x32&.fedgate.v1.AccessRequestStatusRequest\x12(\n\trequester\x18\x02 \x01(\x0b\x32\x15.fedgate.v1.Requester\"=\n\rPsiRunRequest\x12,\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1a.fedgate.v1.PartialRequest\"\xa9\x02\n\x08PsiFrame\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.fedgate.v1.PsiHelloH\x00\x12\'\n\x06points\x18\x02 \x01(\x0b\x32\x15.fedgate.v1.PsiPointsH\x00\x12#\n\x04\x64one\x18\x03 \x01(\x0b\x32\x13.fedgate.v1.PsiDoneH\x00\x12%\n\x05tally\x18\x04 \x01(\x0b\x32\x14.fedgate.v1.PsiTallyH\x00\x12*\n\x07release\x18\x05 \x01(\x0b\x32\x17.fedgate.v1.OwnerResultH\x00\x12#\n\x04sums\x18\x06 \x01(\x0b\x32\x13.fedgate.v1.PsiSumsH\x00\x12\'\n\x06opened\x18\x07 \x01(\x0b\x32\x15.fedgate.v1.PsiOpenedH\x00\x42\x07\n\x05\x66rame\"\xc8\x01\n\x08PsiHello\x12,\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1a.fedgate.v1.PartialRequest\x12\x10\n\x08set_size\x18\x02 \x01(\x03\x12\x16\n\x0emin_group_size\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\x11\n\tmax_batch\x18\x05 \x01(\x03\x12\x14\n\x0cpaillier_key\x18\x06 \x01(\x0c\x12\x13\n\x0bvalue_kinds\x18\n \x03(\t\x12\x0f\n\x07\x65psilon\x18\x08 \x01(\x01J\x04\x08\x07\x10\x08\"T\n\tPsiPoints\x12\x0c\n\x04kind\x18\x01 \x01(\x05\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0e\n\x06points\x18\x03 \x01(\x0c\x12\x0c\n\x04tags\x18\x04 \x01(\x0c\x12\x0e\n\x06values\x18\x05 \x01(\x0c\"\x17\n\x07PsiDone\x12\x0c\n\x04kind\x18\x01 \x01(\x05\"M\n\x08PsiTally\x12\x14\n\x0cintersection\x18\x01 \x01(\x03\x12\x16\n\x0emin_group_size\x18\x02 \x01(\x03\x12\x13\n\x0bgroup_sizes\x18\x03 \x03(\x03\".\n\x07PsiSums\x12\x13\n\x0b\x63iphertexts\x18\x01 \x03(\x0c\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x03\"\x1b\n\tPsiOpened\x12\x0e\n\x06values\x18\x01 \x03(\x0c\"\x91\x01\n\x10TrainStepRequest\x12,\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1a.fedgate.v1.PartialRequest\x12\x0f\n\x07message\x18\x02 \x01(\x0c\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\r\n\x05\x66\x65tch\x18\x05 \x01(\x03\x12\x10\n\x08transfer\x18\x06 \x01(\t\"k\n\x11TrainStepResponse\x12\x0f\n\x07message\x18\x01 \x01(\x0c\x12&\n\x05owner\x18\x02 \x01(\x0b\x32\x17.fedgate.v1.OwnerResult\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x32\x94\x05\n\x04Peer\x12\x46\n\x0bPeerCatalog\x12\x1a.fedgate.v1.CatalogRequest\x1a\x1b.fedgate.v1.CatalogResponse\x12\x42\n\x07\x45xecute\x12\x1a.fedgate.v1.PartialRequest\x1a\x1b.fedgate.v1.PartialResponse\x12@\n\x07Witness\x12\x1a.fedgate.v1.WitnessRequest\x1a\x19.fedgate.v1.WitnessedHead\x12L\n\x14\x46orwardAccessRequest\x12\x19.fedgate.v1.AccessRequest\x1a\x19.fedgate.v1.AccessRequest\x12[\n\x1a\x46orwardAccessRequestStatus\x12\".fedgate.v1.ForwardedStatusRequest\x1a\x19.fedgate.v1.AccessRequest\x12M\n\x0ePeerDisclosure\x12\x1d.fedgate.v1.DisclosureRequest\x1a\x1c.fedgate.v1.DisclosureReport\x12;\n\x06PsiRun\x12\x19.fedgate.v1.PsiRunRequest\x1a\x14.fedgate.v1.PsiEvent0\x01\x12=\n\x0bPsiExchange\x12\x14.fedgate.v1.PsiFrame\x1a\x14.fedgate.v1.PsiFrame(\x01\x30\x01\x12H\n\tTrainStep\x12\x1c.fedgate.v1.TrainStepRequest\x1a\x1d.fedgate.v1.TrainStepResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64gate/v1/peer.proto\x12\nfedgate.v1\x1a\x17\x66\x65\x64gate/v1/common.proto\x1a\x18\x66\x65\x64gate/v1/gateway.proto\"Z\n\x0eWitnessRequest\x12$\n\x04head\x18\x01 \x01(\x0b\x32\x16.fedgate.v1.SignedHead\x12\x11\n\tfrom_size\x18\x02 \x01(\x03\x12\x0f\n\x07\x64igests\x18\x03 \x03(\t\"\x85\x02\n\x0ePartialRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03sql\x18\x02 \x01(\t\x12(\n\trequester\x18\x03 \x01(\x0b\x32\x15.fedgate.v1.Requester\x12\x11\n\thome_node\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x18\n\x10include_children\x18\x06 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x12\x0c\n\x04path\x18\x08 \x03(\t\x12\x11\n\thome_cert\x18\t \x01(\t\x12\x16\n\x0ehome_signature\x18\n \x01(\t\x12\r\n\x05\x63heck\x18\x0b \x01(\x08\x12\x11\n\tissued_at\x18\x0c \x01(\t\"q\n\x0fPartialResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tpublished\x18\x02 \x01(\x08\x12\x11\n\tarrow_ipc\x18\x03 \x01(\x0c\x12\'\n\x06owners\x18\x04 \x03(\x0b\x32\x17.fedgate.v1.OwnerResult\"{\n\x16\x46orwardedStatusRequest\x12\x37\n\x07request\x18\x01 \x01(\x0b\x32&.fedgate.v1.AccessRequestStatusRequest\x12(\n\trequester\x18\x02 \x01(\x0b\x32\x15.fedgate.v1.Requester\"=\n\rPsiRunRequest\x12,\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1a.fedgate.v1.PartialRequest\"\xa9\x02\n\x08PsiFrame\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.fedgate.v1.PsiHelloH\x00\x12\'\n\x06points\x18\x02 \x01(\x0b\x32\x15.fedgate.v1.PsiPointsH\x00\x12#\n\x04\x64one\x18\x03 \x01(\x0b\x32\x13.fedgate.v1.PsiDoneH\x00\x12%\n\x05tally\x18\x04 \x01(\x0b\x32\x14.fedgate.v1.PsiTallyH\x00\x12*\n\x07release\x18\x05 \x01(\x0b\x32\x17.fedgate.v1.OwnerResultH\x00\x12#\n\x04sums\x18\x06 \x01(\x0b\x32\x13.fedgate.v1.PsiSumsH\x00\x12\'\n\x06opened\x18\x07 \x01(\x0b\x32\x15.fedgate.v1.PsiOpenedH\x00\x42\x07\n\x05\x66rame\"\xc8\x01\n\x08PsiHello\x12,\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1a.fedgate.v1.PartialRequest\x12\x10\n\x08set_size\x18\x02 \x01(\x03\x12\x16\n\x0emin_group_size\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\x11\n\tmax_batch\x18\x05 \x01(\x03\x12\x14\n\x0cpaillier_key\x18\x06 \x01(\x0c\x12\x13\n\x0bvalue_kinds\x18\n \x03(\t\x12\x0f\n\x07\x65psilon\x18\x08 \x01(\x01J\x04\x08\x07\x10\x08\"T\n\tPsiPoints\x12\x0c\n\x04kind\x18\x01 \x01(\x05\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0e\n\x06points\x18\x03 \x01(\x0c\x12\x0c\n\x04tags\x18\x04 \x01(\x0c\x12\x0e\n\x06values\x18\x05 \x01(\x0c\"\x17\n\x07PsiDone\x12\x0c\n\x04kind\x18\x01 \x01(\x05\"M\n\x08PsiTally\x12\x14\n\x0cintersection\x18\x01 \x01(\x03\x12\x16\n\x0emin_group_size\x18\x02 \x01(\x03\x12\x13\n\x0bgroup_sizes\x18\x03 \x03(\x03\".\n\x07PsiSums\x12\x13\n\x0b\x63iphertexts\x18\x01 \x03(\x0c\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x03\"\x1b\n\tPsiOpened\x12\x0e\n\x06values\x18\x01 \x03(\x0c\"\x91\x01\n\x10TrainStepRequest\x12,\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1a.fedgate.v1.PartialRequest\x12\x0f\n\x07message\x18\x02 \x01(\x0c\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\r\n\x05\x66\x65tch\x18\x05 \x01(\x03\x12\x10\n\x08transfer\x18\x06 \x01(\t\"k\n\x11TrainStepResponse\x12\x0f\n\x07message\x18\x01 \x01(\x0c\x12&\n\x05owner\x18\x02 \x01(\x0b\x32\x17.fedgate.v1.OwnerResult\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x32\x94\x05\n\x04Peer\x12\x46\n\x0bPeerCatalog\x12\x1a.fedgate.v1.CatalogRequest\x1a\x1b.fedgate.v1.CatalogResponse\x12\x42\n\x07\x45xecute\x12\x1a.fedgate.v1.PartialRequest\x1a\x1b.fedgate.v1.PartialResponse\x12@\n\x07Witness\x12\x1a.fedgate.v1.WitnessRequest\x1a\x19.fedgate.v1.WitnessedHead\x12L\n\x14\x46orwardAccessRequest\x12\x19.fedgate.v1.AccessRequest\x1a\x19.fedgate.v1.AccessRequest\x12[\n\x1a\x46orwardAccessRequestStatus\x12\".fedgate.v1.ForwardedStatusRequest\x1a\x19.fedgate.v1.AccessRequest\x12M\n\x0ePeerDisclosure\x12\x1d.fedgate.v1.DisclosureRequest\x1a\x1c.fedgate.v1.DisclosureReport\x12;\n\x06PsiRun\x12\x19.fedgate.v1.PsiRunRequest\x1a\x14.fedgate.v1.PsiEvent0\x01\x12=\n\x0bPsiExchange\x12\x14.fedgate.v1.PsiFrame\x1a\x14.fedgate.v1.PsiFrame(\x01\x30\x01\x12H\n\tTrainStep\x12\x1c.fedgate.v1.TrainStepRequest\x1a\x1d.fedgate.v1.TrainStepResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,31 +36,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WITNESSREQUEST']._serialized_start=88
   _globals['_WITNESSREQUEST']._serialized_end=178
   _globals['_PARTIALREQUEST']._serialized_start=181
-  _globals['_PARTIALREQUEST']._serialized_end=423
-  _globals['_PARTIALRESPONSE']._serialized_start=425
-  _globals['_PARTIALRESPONSE']._serialized_end=538
-  _globals['_FORWARDEDSTATUSREQUEST']._serialized_start=540
-  _globals['_FORWARDEDSTATUSREQUEST']._serialized_end=663
-  _globals['_PSIRUNREQUEST']._serialized_start=665
-  _globals['_PSIRUNREQUEST']._serialized_end=726
-  _globals['_PSIFRAME']._serialized_start=729
-  _globals['_PSIFRAME']._serialized_end=1026
-  _globals['_PSIHELLO']._serialized_start=1029
-  _globals['_PSIHELLO']._serialized_end=1229
-  _globals['_PSIPOINTS']._serialized_start=1231
-  _globals['_PSIPOINTS']._serialized_end=1315
-  _globals['_PSIDONE']._serialized_start=1317
-  _globals['_PSIDONE']._serialized_end=1340
-  _globals['_PSITALLY']._serialized_start=1342
-  _globals['_PSITALLY']._serialized_end=1419
-  _globals['_PSISUMS']._serialized_start=1421
-  _globals['_PSISUMS']._serialized_end=1467
-  _globals['_PSIOPENED']._serialized_start=1469
-  _globals['_PSIOPENED']._serialized_end=1496
-  _globals['_TRAINSTEPREQUEST']._serialized_start=1499
-  _globals['_TRAINSTEPREQUEST']._serialized_end=1644
-  _globals['_TRAINSTEPRESPONSE']._serialized_start=1646
-  _globals['_TRAINSTEPRESPONSE']._serialized_end=1753
-  _globals['_PEER']._serialized_start=1756
-  _globals['_PEER']._serialized_end=2416
+  _globals['_PARTIALREQUEST']._serialized_end=442
+  _globals['_PARTIALRESPONSE']._serialized_start=444
+  _globals['_PARTIALRESPONSE']._serialized_end=557
+  _globals['_FORWARDEDSTATUSREQUEST']._serialized_start=559
+  _globals['_FORWARDEDSTATUSREQUEST']._serialized_end=682
+  _globals['_PSIRUNREQUEST']._serialized_start=684
+  _globals['_PSIRUNREQUEST']._serialized_end=745
+  _globals['_PSIFRAME']._serialized_start=748
+  _globals['_PSIFRAME']._serialized_end=1045
+  _globals['_PSIHELLO']._serialized_start=1048
+  _globals['_PSIHELLO']._serialized_end=1248
+  _globals['_PSIPOINTS']._serialized_start=1250
+  _globals['_PSIPOINTS']._serialized_end=1334
+  _globals['_PSIDONE']._serialized_start=1336
+  _globals['_PSIDONE']._serialized_end=1359
+  _globals['_PSITALLY']._serialized_start=1361
+  _globals['_PSITALLY']._serialized_end=1438
+  _globals['_PSISUMS']._serialized_start=1440
+  _globals['_PSISUMS']._serialized_end=1486
+  _globals['_PSIOPENED']._serialized_start=1488
+  _globals['_PSIOPENED']._serialized_end=1515
+  _globals['_TRAINSTEPREQUEST']._serialized_start=1518
+  _globals['_TRAINSTEPREQUEST']._serialized_end=1663
+  _globals['_TRAINSTEPRESPONSE']._serialized_start=1665
+  _globals['_TRAINSTEPRESPONSE']._serialized_end=1772
+  _globals['_PEER']._serialized_start=1775
+  _globals['_PEER']._serialized_end=2435
 # @@protoc_insertion_point(module_scope)

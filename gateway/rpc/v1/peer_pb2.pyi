@@ -19,7 +19,7 @@ class WitnessRequest(_message.Message):
     def __init__(self, head: _Optional[_Union[_common_pb2.SignedHead, _Mapping]] = ..., from_size: _Optional[int] = ..., digests: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PartialRequest(_message.Message):
-    __slots__ = ("request_id", "sql", "requester", "home_node", "purpose", "include_children", "explain", "path", "home_cert", "home_signature", "check")
+    __slots__ = ("request_id", "sql", "requester", "home_node", "purpose", "include_children", "explain", "path", "home_cert", "home_signature", "check", "issued_at")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SQL_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class PartialRequest(_message.Message):
     HOME_CERT_FIELD_NUMBER: _ClassVar[int]
     HOME_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     CHECK_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     sql: str
     requester: _common_pb2.Requester
@@ -42,7 +43,8 @@ class PartialRequest(_message.Message):
     home_cert: str
     home_signature: str
     check: bool
-    def __init__(self, request_id: _Optional[str] = ..., sql: _Optional[str] = ..., requester: _Optional[_Union[_common_pb2.Requester, _Mapping]] = ..., home_node: _Optional[str] = ..., purpose: _Optional[str] = ..., include_children: _Optional[bool] = ..., explain: _Optional[bool] = ..., path: _Optional[_Iterable[str]] = ..., home_cert: _Optional[str] = ..., home_signature: _Optional[str] = ..., check: _Optional[bool] = ...) -> None: ...
+    issued_at: str
+    def __init__(self, request_id: _Optional[str] = ..., sql: _Optional[str] = ..., requester: _Optional[_Union[_common_pb2.Requester, _Mapping]] = ..., home_node: _Optional[str] = ..., purpose: _Optional[str] = ..., include_children: _Optional[bool] = ..., explain: _Optional[bool] = ..., path: _Optional[_Iterable[str]] = ..., home_cert: _Optional[str] = ..., home_signature: _Optional[str] = ..., check: _Optional[bool] = ..., issued_at: _Optional[str] = ...) -> None: ...
 
 class PartialResponse(_message.Message):
     __slots__ = ("node_id", "published", "arrow_ipc", "owners")
