@@ -90,12 +90,14 @@ class Watchdog:
     """One thread that interrupts queries past their deadline (no thread per query).
 
     Finished queries are only dropped from ``_live``; their heap items are discarded
-    lazily, and the thread is woken only when a new deadline is the earliest."""
+    lazily (and the heap rebuilt once they outnumber the live ones, so it holds no more
+    than twice the queries running, whatever their deadlines), and the thread is woken
+    only when a new deadline is the earliest."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int]] = []
-        self._live: dict[int, Any] = {}
+        self._live: dict[int, tuple[float, Any]] = {}
         self._next = 0
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -110,7 +112,7 @@ class Watchdog:
             self._next += 1
             earliest = not self._heap or deadline < self._heap[0][0]
             heapq.heappush(self._heap, (deadline, self._next))
-            self._live[self._next] = cursor
+            self._live[self._next] = (deadline, cursor)
             if earliest:
                 self._cond.notify()
             return self._next
@@ -118,6 +120,14 @@ class Watchdog:
     def release(self, token: int) -> None:
         with self._cond:
             self._live.pop(token, None)
+            if len(self._heap) > 2 * len(self._live) + 64:
+                self._heap = [(d, t) for t, (d, _c) in self._live.items()]
+                heapq.heapify(self._heap)
+
+    def held(self) -> int:
+        """Heap items held (tests: bounded by the queries running)."""
+        with self._cond:
+            return len(self._heap)
 
     def stop(self) -> None:
         with self._cond:
@@ -143,7 +153,7 @@ class Watchdog:
                     self._cond.wait(wait)
                     continue
                 heapq.heappop(self._heap)
-                cursor = self._live.pop(token)
+                _deadline, cursor = self._live.pop(token)
             try:
                 cursor.interrupt()
             except Exception:  # noqa: BLE001 - the query finished and closed its cursor

@@ -517,6 +517,10 @@ class Node:
             AuditLog.append_in(db, {"time": utc(), **event})
             if event["kind"] == "membership.reloaded":
                 remember_serial(db, event["serial"])
+        if event["kind"] == "membership.reloaded":
+            # Channels of members that left or moved close now, not at the next peer probe
+            # (with peer_probe_seconds = 0 they stayed open until the node stopped).
+            self.transport.prune()
 
     # --- life cycle -----------------------------------------------------------------------
 

@@ -164,3 +164,30 @@ def test_closing_stops_the_watchdog() -> None:
     assert thread is not None and thread.is_alive()
     engine.close()
     assert not thread.is_alive()
+
+
+def test_the_watchdog_holds_no_more_than_twice_the_queries_running() -> None:
+    """Review (2026-12-04): finished queries' deadlines stayed in its heap until they
+    passed (a minute at the most), so it grew with the query rate, not what runs."""
+    from gateway.engine import Watchdog
+
+    class Cursor:
+        interrupted = 0
+
+        def interrupt(self) -> None:
+            Cursor.interrupted += 1
+
+    dog = Watchdog()
+    try:
+        running = [dog.watch(time.monotonic() + 3600, Cursor()) for _ in range(10)]
+        for _ in range(5000):  # short queries, each done long before its deadline
+            dog.release(dog.watch(time.monotonic() + 60, Cursor()))
+        assert dog.held() <= 2 * len(running) + 64 + 1
+        late = dog.watch(time.monotonic() + 0.05, Cursor())  # still watched after rebuilds
+        deadline = time.monotonic() + 5
+        while Cursor.interrupted == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert Cursor.interrupted == 1
+        dog.release(late)
+    finally:
+        dog.stop()
