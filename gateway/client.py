@@ -357,6 +357,10 @@ class Client:
                 return
             yield from heads
             after = heads[-1].size
+        raise ClientError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"more than {MAX_PAGES} pages of witnessed heads: the list was not read whole",
+        )
 
     def submit_access_request(self, req: AccessRequest) -> AccessRequest:
         """Ask a data owner for access; your home node fills in who you are."""

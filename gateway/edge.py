@@ -255,7 +255,7 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         self,
         auth: Authenticator,
         metrics: NodeMetrics,
-        on_refusal: Callable[[str, Identity | None, FedgateError], None] = lambda *a: None,
+        on_refusal: Callable[[str, Identity | str | None, FedgateError], None] = lambda *a: None,
         limiter: Limiter | None = None,
     ) -> None:
         self._auth = auth
@@ -314,7 +314,9 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             if isinstance(exc, LimitExceeded):
                 who, kind = exc.caller, exc.limit
             else:
-                who, kind = str(caller or "-"), f"door:{exc.code.name}"
+                # Per method too: a refusal of one method must not hide probes of others
+                # (bounded: the methods of POLICY).
+                who, kind = str(caller or "-"), f"door:{exc.code.name}:{method}"
             quiet = self.limiter.refusals.note(who, kind)
             if quiet is None:  # reported already in this window: counted, not recorded
                 _abort(context, exc)
@@ -384,17 +386,27 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                 self._auth.authorize(stream.caller, stream.method)
             except FedgateError as exc:
                 stream.end(exc)
+        window = self.limiter.refusals.window
         for caller, limit, quiet in self.limiter.sweep():
             code = "RESOURCE_EXHAUSTED"
-            if limit.startswith("door:"):  # see _refuse
-                code, limit = limit.removeprefix("door:"), "door"
+            if limit.startswith("door:"):  # see _refuse: the count goes to the audit log too
+                _door, code, method = limit.split(":", 2)
+                limit = "door"
+                told = Error(
+                    Code.named(code, Code.PERMISSION_DENIED),
+                    f"{quiet} more refused like this in the last {window:g} s",
+                )
+                try:
+                    self._on_refusal(method, caller, FedgateError.of(told))
+                except Exception:  # noqa: BLE001 - logged below either way
+                    log.warning("could not record a count of refusals in the audit log")
             log.warning(
                 "refused caller=%s code=%s limit=%s: %d more refused like this in the last %g s",
                 log_field(caller, 200),
                 code,
                 limit,
                 quiet,
-                self.limiter.refusals.window,
+                window,
             )
 
     def _guarded(

@@ -55,6 +55,9 @@ class MembershipSource:
         # Why a newer document does not fit the running node (None: it fits); set by the
         # node once it knows itself.
         self.misfit: Callable[[Membership, Membership], str | None] = lambda _old, _new: None
+        # Called with a document just taken, after the lock is let go (it may call this
+        # source again: under the lock that would wait on itself for ever).
+        self.after_reload: Callable[[Membership], None] = lambda _new: None
         self._stamp = self._stat()
         try:
             self._current = verify(path.read_bytes(), self._keys)
@@ -70,29 +73,44 @@ class MembershipSource:
             stamp = self._stat()
         except FileNotFoundError:
             return self._current
-        if stamp != self._stamp:
-            with self._lock:
-                self._stamp = stamp
-                try:
-                    new = verify(self._path.read_bytes(), self._keys)
-                    if new.serial <= self._current.serial:
-                        raise MembershipError(
-                            f"serial {new.serial} is not newer than {self._current.serial} "
-                            "(a replayed or unchanged document)"
-                        )
-                    misfit = self.misfit(self._current, new)
-                    if misfit is not None:
-                        raise MembershipError(misfit)
-                    self._current = new
-                    log.info("membership reloaded serial=%s", new.serial)
-                    self.on_event(
-                        {
-                            "kind": "membership.reloaded",
-                            "serial": new.serial,
-                            "members": [m.id for m in new.members],
-                        }
+        if stamp == self._stamp:
+            return self._current
+        taken: Membership | None = None
+        with self._lock:
+            if stamp == self._stamp:  # another caller took this change while we waited
+                return self._current
+            self._stamp = stamp
+            try:
+                new = verify(self._path.read_bytes(), self._keys)
+                if new.serial <= self._current.serial:
+                    raise MembershipError(
+                        f"serial {new.serial} is not newer than {self._current.serial} "
+                        "(a replayed or unchanged document)"
                     )
-                except MembershipError as exc:
-                    log.error("membership file changed but was refused: %s", exc)
-                    self.on_event({"kind": "membership.refused", "reason": str(exc)})
+                # A document that no longer fits this node (drops it, moves it, renames the
+                # federation) is taken all the same: it may drop a member the federation
+                # no longer trusts, whom the last document would still let in. The node
+                # says so loudly; its next start refuses the document (review, 2026-12-04).
+                misfit = self.misfit(self._current, new)
+                self._current = taken = new
+                event = {
+                    "kind": "membership.reloaded",
+                    "serial": new.serial,
+                    "members": [m.id for m in new.members],
+                }
+                if misfit is None:
+                    log.info("membership reloaded serial=%s", new.serial)
+                else:
+                    event["misfit"] = misfit
+                    log.error(
+                        "membership reloaded serial=%s, but it no longer fits this node: %s",
+                        new.serial,
+                        misfit,
+                    )
+                self.on_event(event)
+            except MembershipError as exc:
+                log.error("membership file changed but was refused: %s", exc)
+                self.on_event({"kind": "membership.refused", "reason": str(exc)})
+        if taken is not None:
+            self.after_reload(taken)
         return self._current

@@ -210,6 +210,9 @@ class Node:
         self.audit = AuditLog(self.state, node_id, key)
         self.membership.on_event = self._membership_event
         self.membership.misfit = self._membership_misfit
+        # Channels of members that left or moved close as a document is taken, not only at
+        # the next peer probe (with peer_probe_seconds = 0 they stayed open until the end).
+        self.membership.after_reload = lambda _new: self.transport.prune()
         self.witness = Witness(node_id, self.state, self.audit, key, self.cert_pem)
         self.access = AccessRequests(node_id, self.state, self.catalog, self.grants)
         signer = Signer(key, self.cert_pem)
@@ -478,7 +481,7 @@ class Node:
         except Unauthenticated:
             return False
 
-    def record_refusal(self, method: str, caller: Identity | None, exc: FedgateError) -> None:
+    def record_refusal(self, method: str, caller: Identity | str | None, exc: FedgateError) -> None:
         self.audit.append(
             {
                 "kind": "rpc.refused",
@@ -491,9 +494,9 @@ class Node:
         )
 
     def _membership_misfit(self, old: Membership, new: Membership) -> str | None:
-        """A running node cannot follow a document that renames its federation, drops it
-        or moves it: it keeps the last good one and says so (review, 2026-12-04: such a
-        reload was taken with an INFO line, and the next restart refused it)."""
+        """Why a running node cannot follow a document (it renames the federation, drops
+        this node or moves it), for the ERROR line and audit entry of its reload (review,
+        2026-12-04: such a reload was taken with an INFO line)."""
         me = new.get(self.identity.id)
         if new.federation != old.federation:
             return (
@@ -517,10 +520,6 @@ class Node:
             AuditLog.append_in(db, {"time": utc(), **event})
             if event["kind"] == "membership.reloaded":
                 remember_serial(db, event["serial"])
-        if event["kind"] == "membership.reloaded":
-            # Channels of members that left or moved close now, not at the next peer probe
-            # (with peer_probe_seconds = 0 they stayed open until the node stopped).
-            self.transport.prune()
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -560,7 +559,14 @@ class Node:
             raise ConfigError(f"node.listen: cannot bind {self.config.listen}: {exc}") from None
         if port == 0:
             raise ConfigError(f"node.listen: cannot bind {self.config.listen} (address in use?)")
-        # Once the port is ours, before any call is served (a start that failed to bind
+        if self.config.metrics_listen:
+            try:
+                self._metrics_server = self.metrics.serve(self.config.metrics_listen)
+            except OSError as exc:
+                raise ConfigError(
+                    f"metrics.listen: cannot bind {self.config.metrics_listen}: {exc}"
+                ) from None
+        # Once both ports are ours, before any call is served (a start that failed to bind
         # wrote this entry before: review, 2026-12-04).
         self.audit.append(
             {
@@ -577,14 +583,6 @@ class Node:
         self._may_ready = True  # before serving: a grant written from now on readies it
         server.start()
         self._server = server
-        if self.config.metrics_listen:
-            try:
-                self._metrics_server = self.metrics.serve(self.config.metrics_listen)
-            except OSError as exc:
-                server.stop(0)
-                raise ConfigError(
-                    f"metrics.listen: cannot bind {self.config.metrics_listen}: {exc}"
-                ) from None
         for name in ["", *names[:3]]:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.config.warm_worker:  # the first training run then forks in milliseconds

@@ -26,7 +26,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from federation.canonical import canonical
 from gateway.audit import GENESIS, AuditLog, Head, head_message, link, sign_head
 from gateway.clock import utc
-from gateway.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from gateway.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+from gateway.identity import identity_of
 from gateway.state import State
 
 log = logging.getLogger("fedgate.witness")
@@ -120,6 +127,7 @@ def witnessed_dict(w: WitnessedHead) -> dict[str, Any]:
     }
 
 
+COUNTERSIGNED = "witness.countersigned"  # the witness's audit entry for each head
 HEADS_PAGE = 1000  # heads a WitnessedHeads reply holds (~1.2 KB each)
 
 
@@ -190,7 +198,7 @@ class Witness:
             AuditLog.append_in(
                 db,
                 {
-                    "kind": "witness.countersigned",
+                    "kind": COUNTERSIGNED,
                     "time": now,
                     "node": caller,
                     "size": head.size,
@@ -208,22 +216,8 @@ class Witness:
         )
 
     def _countersigned(self, node: str, size: int) -> WitnessedHead | None:
-        with self.state.transaction() as db:
-            row = db.execute(
-                "SELECT hash, time, countersignature FROM witnessed WHERE node = ? AND size = ?",
-                (node, size),
-            ).fetchone()
-        if row is None:
-            return None
-        return WitnessedHead(
-            witness=self.node_id,
-            node=node,
-            size=size,
-            head=str(row[0]),
-            time=str(row[1]),
-            countersignature=str(row[2]),
-            witness_cert=self.cert_pem.decode(),
-        )
+        found = self.heads_of(node, after=size - 1, limit=1)
+        return found[0] if found and found[0].size == size else None
 
     def _fork(self, caller: str, head: SignedHead, why: str) -> None:
         self.audit.append(
@@ -297,11 +291,23 @@ class Witness:
         )
 
     def last_countersigned(self, peer: str) -> int:
-        with self.state.transaction() as db:
-            row = db.execute(
-                "SELECT MAX(size) FROM witness_receipts WHERE witness = ?", (peer,)
-            ).fetchone()
-        return int(row[0] or 0)
+        last = self.latest_receipt(peer)
+        return last.size if last is not None else 0
+
+    def check_answer(self, peer: str, req: WitnessRequest, w: WitnessedHead) -> None:
+        """A peer's answer is kept only if it is that peer's countersignature of the very
+        head it was sent: a peer naming another witness, or a size past this log, would
+        else have the background rounds skip that witness for ever (review, 2026-12-04)."""
+        sent = req.head
+        if (w.witness, w.node, w.size, w.head) != (peer, self.node_id, sent.size, sent.head):
+            raise Unavailable(f"{peer} answered with a countersignature of another head")
+        try:
+            cert = x509.load_pem_x509_certificate(w.witness_cert.encode())
+            who = identity_of(cert)
+        except (ValueError, Unauthenticated):
+            raise Unavailable(f"{peer} answered with a certificate that is no node's") from None
+        if (who.role, who.id) != ("node", peer) or not verify_countersignature(w, cert):
+            raise Unavailable(f"{peer} answered with a countersignature that does not verify")
 
     def latest_receipt(self, peer: str) -> WitnessedHead | None:
         """The newest countersignature ``peer`` gave this node."""

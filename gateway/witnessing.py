@@ -19,15 +19,15 @@ from gateway.audit import AuditLog
 from gateway.clock import utc
 from gateway.errors import FedgateError
 from gateway.transport import Transport
-from gateway.witness import LAST_SIZE, Witness, WitnessedHead, WitnessRequest
+from gateway.witness import COUNTERSIGNED, LAST_SIZE, Witness, WitnessedHead, WitnessRequest
 
 MAX_STEPS = 1000  # per peer and round: 1000 x 40 000 entries
-# A witness's countersignature is an entry in its own log. Were such entries witnessed in
-# turn, an idle federation would never rest (each round's countersignatures the next
-# round's news: ~30 MB a node a day at the defaults; review, 2026-12-04). The background
-# rounds leave a peer be while this node's log grew only by them; they are witnessed with
-# the next entry of any other kind, or by a round asked for (`fedgate audit witness`).
-COUNTERSIGNED = "witness.countersigned"
+# A witness's countersignature is an entry in its own log (``COUNTERSIGNED``). Were such
+# entries witnessed in turn, an idle federation would never rest (each round's
+# countersignatures the next round's news: ~30 MB a node a day at the defaults; review,
+# 2026-12-04). The background rounds leave a peer be while this node's log grew only by
+# them; they are witnessed with the next entry of any other kind, or by a round asked for
+# (`fedgate audit witness`).
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,11 @@ def witness_peer(
     not asked; its last countersignature is the answer."""
     if skip_idle:
         last = witness.latest_receipt(peer)
-        if last is not None and not audit.grew_since(last.size, ignoring=COUNTERSIGNED):
+        if (
+            last is not None
+            and audit.hash_at(last.size) == last.head  # of this log as it is
+            and not audit.grew_since(last.size, ignoring=COUNTERSIGNED)
+        ):
             return last
     seen: int | None = None
     for _step in range(MAX_STEPS):
@@ -80,6 +84,7 @@ def witness_peer(
             if seen is None:
                 raise
             continue
+        witness.check_answer(peer, req, w)  # before it is kept (and trusted by the skip)
         witness.keep(w)
         seen = w.size
         latest = audit.latest_head()

@@ -29,6 +29,7 @@ from gateway.edge import Authenticator, EdgeInterceptor
 from gateway.errors import FedgateError
 from gateway.health import SERVING, NodeHealth
 from gateway.identity import Identity
+from gateway.limits import Limiter, LimitSettings
 from gateway.metrics import NodeMetrics
 from gateway.tls import secure_channel, server_credentials
 
@@ -58,6 +59,7 @@ class Served:
     edge: EdgeInterceptor
     health: NodeHealth
     refusals: list[tuple[str, FedgateError]]
+    clock: Clock
 
 
 @pytest.fixture
@@ -73,10 +75,12 @@ def served(tmp_path: Path) -> Iterator[Served]:
     )
     refusals: list[tuple[str, FedgateError]] = []
 
-    def record(method: str, caller: Identity | None, exc: FedgateError) -> None:
+    def record(method: str, caller: Identity | str | None, exc: FedgateError) -> None:
         refusals.append((method, exc))
 
-    edge = EdgeInterceptor(Authenticator(crl, lambda: members), NodeMetrics(), record)
+    clock = Clock()
+    limiter = Limiter(LimitSettings(), clock)
+    edge = EdgeInterceptor(Authenticator(crl, lambda: members), NodeMetrics(), record, limiter)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[edge])
     health = NodeHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -84,8 +88,15 @@ def served(tmp_path: Path) -> Iterator[Served]:
         "Psi": grpc.unary_stream_rpc_method_handler(_fails_at_once),
         "Train": grpc.unary_stream_rpc_method_handler(_fails_midway),
     }
+    peer_handlers = {  # node-to-node methods: an analyst is refused at the door
+        name: grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
+        for name in ("PeerCatalog", "PeerDisclosure")
+    }
     server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("fedgate.v1.Gateway", handlers),)
+        (
+            grpc.method_handlers_generic_handler("fedgate.v1.Gateway", handlers),
+            grpc.method_handlers_generic_handler("fedgate.v1.Peer", peer_handlers),
+        )
     )
     creds = server_credentials(ca / identity.CA_CERT, node_cert, tmp_path / "anhui.key")
     port = server.add_secure_port("127.0.0.1:0", creds)
@@ -100,10 +111,18 @@ def served(tmp_path: Path) -> Iterator[Served]:
         key=tmp_path / "li.wei@shanghai.key",
     )
     try:
-        yield Served(channel, edge, health, refusals)
+        yield Served(channel, edge, health, refusals, clock)
     finally:
         channel.close()
         server.stop(0).wait(5)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _error(call: Callable[[], Any]) -> grpc.RpcError:
@@ -156,3 +175,28 @@ def test_watch_and_check_of_an_unknown_service_are_not_found_and_keep_nothing(
     watch.cancel()
     checked = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
     assert checked.status == SERVING
+
+
+def test_refusals_at_the_door_are_recorded_once_per_method_and_then_counted(
+    served: Served,
+) -> None:
+    """Review (2026-12-04): keyed by caller and code only, one recorded refusal hid an
+    analyst's probes of every other method in that minute, and the count of the ones kept
+    quiet reached only node.log. Now each method is recorded once a window, and the count
+    goes to the audit log when the window ends."""
+    catalog = served.channel.unary_unary("/fedgate.v1.Peer/PeerCatalog")
+    disclosure = served.channel.unary_unary("/fedgate.v1.Peer/PeerDisclosure")
+    for _ in range(5):
+        assert _error(lambda: catalog(b"", timeout=10)).code() == grpc.StatusCode.PERMISSION_DENIED
+    assert _error(lambda: disclosure(b"", timeout=10)).code() == grpc.StatusCode.PERMISSION_DENIED
+    recorded = [(m.rsplit("/", 1)[-1], e.code.name) for m, e in served.refusals]
+    assert recorded == [
+        ("PeerCatalog", "PERMISSION_DENIED"),
+        ("PeerDisclosure", "PERMISSION_DENIED"),
+    ]
+    served.clock.now += 61  # the window ends: the sweep records what it kept quiet
+    served.edge.check_streams()
+    method, counted = served.refusals[-1]
+    assert method == "/fedgate.v1.Peer/PeerCatalog" and counted.code.name == "PERMISSION_DENIED"
+    assert counted.message == "4 more refused like this in the last 60 s"
+    assert len(served.refusals) == 3

@@ -481,6 +481,16 @@ def test_a_start_that_cannot_bind_records_no_start(fed: Federation, tmp_path: Pa
     assert "node.listen: cannot bind" in err
     assert "node.started" not in _audit_kinds(data_dir)
     assert data_dir.stat().st_mode & 0o777 == 0o700
+    import tomllib
+
+    metrics = tomllib.loads(path.read_text())["metrics"]["listen"]
+    m_host, m_port = metrics.rsplit(":", 1)
+    with socket.socket() as taken:  # the metrics port: no start either
+        taken.bind((m_host, int(m_port)))
+        taken.listen(1)
+        err = refused(path)
+    assert "metrics.listen: cannot bind" in err
+    assert "node.started" not in _audit_kinds(data_dir)
     proc = start_node("shanghai", path, tmp_path / "shanghai.log")  # the port is free again
     try:
         profile = Profile.load(fed.operator_profile("shanghai"))
@@ -510,15 +520,17 @@ def test_sighup_stops_a_node_gracefully(fed: Federation, tmp_path: Path) -> None
     assert not (data_dir / "node.pid").exists()
 
 
-def test_a_document_that_drops_moves_or_renames_a_running_node_is_refused(
+def test_a_document_that_drops_moves_or_renames_a_running_node_is_taken_and_flagged(
     fed: Federation, tmp_path: Path
 ) -> None:
-    """Review (2026-12-04): such a reload was taken with an INFO line (and the next start
-    refused it). Now the node keeps the last good document, logs and audits why; a newer
-    document that fits is then taken."""
+    """Review (2026-12-04): such a reload was taken with an INFO line. Refusing it kept a
+    member the new document dropped (a compromised one) trusted until a restart, so it is
+    taken, and the node logs an ERROR and audits why it no longer fits."""
     import dataclasses
 
     from federation import membership as m
+    from gateway.rpc.v1 import common_pb2, peer_pb2_grpc
+    from gateway.tls import secure_channel
 
     doc = m.verify(
         fed.membership_path.read_bytes(),
@@ -529,37 +541,55 @@ def test_a_document_that_drops_moves_or_renames_a_running_node_is_refused(
     live.write_bytes(fed.membership_path.read_bytes())  # serial 1
     data_dir = tmp_path / "wuhu"
     config = _own_data_dir(fed, tmp_path, "wuhu", data_dir)
-    text = config.read_text().replace(str(fed.membership_path), str(live))
-    config.write_text(text)
-    others = tuple(x for x in doc.members if x.id != "wuhu")
+    config.write_text(config.read_text().replace(str(fed.membership_path), str(live)))
     wuhu = doc.get("wuhu")
     assert wuhu is not None
     moved = dataclasses.replace(wuhu, address="127.0.0.1:1")
+    without_hefei = tuple(x for x in doc.members if x.id not in ("wuhu", "hefei"))
     cases = [
-        (dataclasses.replace(doc, serial=2, members=others), "no longer lists this node"),
-        (dataclasses.replace(doc, serial=3, members=(*others, moved)), "moves this node to"),
-        (dataclasses.replace(doc, serial=4, federation="elsewhere"), "renames the federation"),
+        (dataclasses.replace(doc, serial=2, federation="elsewhere"), "renames the federation"),
+        (dataclasses.replace(doc, serial=3, members=(*without_hefei, moved)), "moves this node"),
+        (dataclasses.replace(doc, serial=4, members=without_hefei), "no longer lists this node"),
     ]
+    hefei_tls = fed.node_dir("hefei") / "tls"
+
+    def as_hefei() -> grpc.StatusCode:
+        with secure_channel(
+            fed.node("wuhu").listen,
+            "wuhu",
+            ca=fed.ca_cert,
+            cert=hefei_tls / "node.pem",
+            key=hefei_tls / "node.key",
+        ) as ch:
+            try:
+                peer_pb2_grpc.PeerStub(ch).PeerCatalog(common_pb2.CatalogRequest(), timeout=5)
+            except grpc.RpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
     proc = start_node("wuhu", config, tmp_path / "wuhu.log")
     try:
         profile = Profile.load(fed.operator_profile("wuhu"))
         wait_serving([proc], {"wuhu": fed.node("wuhu").listen}, profile, timeout=30)
+        assert as_hefei() == grpc.StatusCode.OK
         for document, why in cases:
             live.write_bytes(m.sign(document, key))
             with Client(profile, timeout=10) as c:
-                assert c.whoami().node_id == "wuhu"  # served, on the last good document
+                assert c.whoami().node_id == "wuhu"
             assert _log_says(data_dir / "node.log", why, within=10), why
-        live.write_bytes(m.sign(dataclasses.replace(doc, serial=5), key))  # fits
-        with Client(profile, timeout=10) as c:
-            c.whoami()
-        assert _log_says(data_dir / "node.log", "membership reloaded serial=5", within=10)
+            if document.get("hefei") is None:  # a member dropped is refused at once
+                assert as_hefei() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         assert stop_nodes([proc]) == {"wuhu": 0}
+    log = (data_dir / "node.log").read_text()
+    assert "ERROR" in log and "membership reloaded serial=4, but it no longer fits" in log
     import sqlite3
 
     uri = (data_dir / "state.sqlite3").as_uri() + "?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
         bodies = [json.loads(r[0]) for r in db.execute("SELECT body FROM audit ORDER BY seq")]
-    refused = [b["reason"] for b in bodies if b["kind"] == "membership.refused"]
-    assert [why in r for r, (_d, why) in zip(refused, cases, strict=True)] == [True] * 3
-    assert [b["serial"] for b in bodies if b["kind"] == "membership.reloaded"] == [5]
+    reloaded = [b for b in bodies if b["kind"] == "membership.reloaded"]
+    assert [b["serial"] for b in reloaded] == [2, 3, 4]
+    assert [why in b["misfit"] for b, (_d, why) in zip(reloaded, cases, strict=True)] == [True] * 3
+    # The next start refuses the document it took: this node is no member of it.
+    assert "node.id 'wuhu' is not in the federation membership document" in refused(config)

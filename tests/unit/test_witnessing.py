@@ -7,6 +7,7 @@ that carries a peer's answer or typed error (code, message, details) as gRPC wou
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,31 @@ def test_background_rounds_leave_a_peer_be_while_only_countersignatures_were_add
     _grow(b, 1, "2026-01-01T00:00:03Z")
     assert witness_peer(b, b.audit, "alpha", to(a, "beta", b_cert), skip_idle=True)
     assert calls["beta"] == 2
+
+
+def test_an_answer_that_is_not_the_peers_countersignature_of_the_head_is_not_kept(
+    pair: Pair,
+) -> None:
+    """Review (2026-12-04): a peer answering with a receipt of a huge size (or in another
+    witness's name) was kept, and the background rounds then skipped that witness for
+    ever. Now only the peer's own, verifying countersignature of the head sent is kept."""
+    a, a_cert, b = pair
+    _grow(a, 3, "2026-01-01T00:00:00Z")
+    honest = _recording(b, a_cert, [])
+    forgeries = {
+        "a size past this log": lambda w: dataclasses.replace(w, size=2**62),
+        "another witness's name": lambda w: dataclasses.replace(w, witness="gamma"),
+        "a signature of another time": lambda w: dataclasses.replace(w, time="2030-01-01"),
+        "another head": lambda w: dataclasses.replace(w, head="0" * 64),
+    }
+    for why, forge in forgeries.items():
+
+        def lying(req: WitnessRequest, forge=forge) -> WitnessedHead:  # type: ignore[no-untyped-def]
+            return forge(honest(req))
+
+        with pytest.raises(Unavailable, match="beta answered with a countersignature"):
+            witness_peer(a, a.audit, "beta", lying, skip_idle=True)
+        assert a.latest_receipt("beta") is None, why
+    asked: list[int] = []
+    assert witness_peer(a, a.audit, "beta", _recording(b, a_cert, asked), skip_idle=True)
+    assert asked  # not skipped: the honest answer is asked for and kept
