@@ -546,10 +546,11 @@ def test_a_document_that_drops_moves_or_renames_a_running_node_is_taken_and_flag
     assert wuhu is not None
     moved = dataclasses.replace(wuhu, address="127.0.0.1:1")
     without_hefei = tuple(x for x in doc.members if x.id not in ("wuhu", "hefei"))
+    renamed = dataclasses.replace(doc, federation="elsewhere")  # each case on the one before
     cases = [
-        (dataclasses.replace(doc, serial=2, federation="elsewhere"), "renames the federation"),
-        (dataclasses.replace(doc, serial=3, members=(*without_hefei, moved)), "moves this node"),
-        (dataclasses.replace(doc, serial=4, members=without_hefei), "no longer lists this node"),
+        (dataclasses.replace(renamed, serial=2), "renames the federation"),
+        (dataclasses.replace(renamed, serial=3, members=(*without_hefei, moved)), "moves this"),
+        (dataclasses.replace(renamed, serial=4, members=without_hefei), "no longer lists this"),
     ]
     hefei_tls = fed.node_dir("hefei") / "tls"
 
