@@ -7,6 +7,7 @@ has used, so that a replayed older document is refused, also across restarts.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -77,11 +78,19 @@ class MembershipSource:
             return self._current
         taken: Membership | None = None
         with self._lock:
+            # The file as it is now, read with the stamp of what was read: a stamp taken
+            # before the lock could be older than one another caller took meanwhile.
+            try:
+                with self._path.open("rb") as fh:
+                    st = os.fstat(fh.fileno())
+                    stamp, data = (st.st_mtime_ns, st.st_size), fh.read()
+            except FileNotFoundError:
+                return self._current
             if stamp == self._stamp:  # another caller took this change while we waited
                 return self._current
-            self._stamp = stamp
+            before, self._stamp = self._stamp, stamp
             try:
-                new = verify(self._path.read_bytes(), self._keys)
+                new = verify(data, self._keys)
                 if new.serial <= self._current.serial:
                     raise MembershipError(
                         f"serial {new.serial} is not newer than {self._current.serial} "
@@ -90,24 +99,30 @@ class MembershipSource:
                 # A document that no longer fits this node (drops it, moves it, renames the
                 # federation) is taken all the same: it may drop a member the federation
                 # no longer trusts, whom the last document would still let in. The node
-                # says so loudly; its next start refuses the document (review, 2026-12-04).
+                # says so loudly (review, 2026-12-04); the next start of a node it drops
+                # or moves refuses it.
                 misfit = self.misfit(self._current, new)
-                self._current = taken = new
                 event = {
                     "kind": "membership.reloaded",
                     "serial": new.serial,
                     "members": [m.id for m in new.members],
                 }
+                if misfit is not None:
+                    event["misfit"] = misfit
+                try:
+                    self.on_event(event)  # recorded first: in force only once recorded
+                except Exception:
+                    self._stamp = before  # the next call tries again
+                    raise
+                self._current = taken = new
                 if misfit is None:
                     log.info("membership reloaded serial=%s", new.serial)
                 else:
-                    event["misfit"] = misfit
                     log.error(
                         "membership reloaded serial=%s, but it no longer fits this node: %s",
                         new.serial,
                         misfit,
                     )
-                self.on_event(event)
             except MembershipError as exc:
                 log.error("membership file changed but was refused: %s", exc)
                 self.on_event({"kind": "membership.refused", "reason": str(exc)})

@@ -213,7 +213,7 @@ class Node:
         # Channels of members that left or moved close as a document is taken, not only at
         # the next peer probe (with peer_probe_seconds = 0 they stayed open until the end).
         self.membership.after_reload = lambda _new: self.transport.prune()
-        self.witness = Witness(node_id, self.state, self.audit, key, self.cert_pem)
+        self.witness = Witness(node_id, self.state, self.audit, key, self.cert_pem, bundle)
         self.access = AccessRequests(node_id, self.state, self.catalog, self.grants)
         signer = Signer(key, self.cert_pem)
         self.vouching = Vouching(node_id, self.membership, signer, bundle)

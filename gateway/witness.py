@@ -33,7 +33,7 @@ from gateway.errors import (
     Unauthenticated,
     Unavailable,
 )
-from gateway.identity import identity_of
+from gateway.identity import identity_of, verify_signed_by
 from gateway.state import State
 
 log = logging.getLogger("fedgate.witness")
@@ -88,7 +88,12 @@ def countersign_message(witness: str, node: str, size: int, head: str, time: str
     ).encode()
 
 
-def _verify(key: ec.EllipticCurvePublicKey, signature: str, message: bytes) -> bool:
+def _verify(cert: x509.Certificate, signature: str, message: bytes) -> bool:
+    """False for a bad signature, and for a certificate whose key is no EC key (a peer's
+    RSA certificate asserted here, and ended the round for every peer after it)."""
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
     try:
         key.verify(base64.b64decode(signature), message, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
@@ -96,22 +101,16 @@ def _verify(key: ec.EllipticCurvePublicKey, signature: str, message: bytes) -> b
     return True
 
 
-def _ec_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
-    key = cert.public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    return key
-
-
 def verify_head(head: SignedHead, cert: x509.Certificate) -> bool:
     message = head_message(head.node, head.size, head.head, head.time)
-    return _verify(_ec_key(cert), head.signature, message)
+    return _verify(cert, head.signature, message)
 
 
 def verify_countersignature(w: WitnessedHead | Mapping[str, Any], cert: x509.Certificate) -> bool:
     """Whether ``cert`` signed the head; ``w`` as a record or as an export's W line reads."""
     d = witnessed_dict(w) if isinstance(w, WitnessedHead) else w
     msg = countersign_message(d["witness"], d["node"], d["size"], d["head"], d["time"])
-    return _verify(_ec_key(cert), d["countersignature"], msg)
+    return _verify(cert, d["countersignature"], msg)
 
 
 def witnessed_dict(w: WitnessedHead) -> dict[str, Any]:
@@ -140,6 +139,7 @@ class Witness:
     audit: AuditLog
     key: ec.EllipticCurvePrivateKey
     cert_pem: bytes
+    bundle: list[x509.Certificate]  # the federation CA(s): a witness's certificate is theirs
 
     # --- as witness ---------------------------------------------------------------------
 
@@ -306,7 +306,11 @@ class Witness:
             who = identity_of(cert)
         except (ValueError, Unauthenticated):
             raise Unavailable(f"{peer} answered with a certificate that is no node's") from None
-        if (who.role, who.id) != ("node", peer) or not verify_countersignature(w, cert):
+        if (
+            (who.role, who.id) != ("node", peer)
+            or not verify_signed_by(cert, self.bundle)  # not a certificate it made itself
+            or not verify_countersignature(w, cert)
+        ):
             raise Unavailable(f"{peer} answered with a countersignature that does not verify")
 
     def latest_receipt(self, peer: str) -> WitnessedHead | None:

@@ -9,6 +9,7 @@ round's result, never raised: one slow or broken peer does not stop the others.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from gateway.errors import FedgateError
 from gateway.transport import Transport
 from gateway.witness import COUNTERSIGNED, LAST_SIZE, Witness, WitnessedHead, WitnessRequest
 
+log = logging.getLogger("fedgate.witness")
 MAX_STEPS = 1000  # per peer and round: 1000 x 40 000 entries
 # A witness's countersignature is an entry in its own log (``COUNTERSIGNED``). Were such
 # entries witnessed in turn, an idle federation would never rest (each round's
@@ -111,6 +113,10 @@ def witness_round(
             w = witness_peer(witness, audit, member.id, send, skip_idle=skip_idle)
         except FedgateError as exc:
             errors.append(PeerFailure(member.id, exc.error))
+            continue
+        except Exception as exc:  # one peer's odd answer must not end the round for all
+            log.exception("witnessing %s failed", member.id)
+            errors.append(PeerFailure(member.id, Error(Code.INTERNAL, type(exc).__name__)))
             continue
         if w is not None:
             heads.append(w)

@@ -40,7 +40,6 @@ from gateway.errors import (
     FedgateError,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     Unavailable,
     error_of,
 )
@@ -143,11 +142,7 @@ class Home:
         return [m for m in members.members if not m.parent]
 
     def query(self, ask: QueryAsk, caller: Requester, deadline: float) -> QueryAnswer:
-        home = self.membership().get(self.node_id)
-        if home is not None and caller.org != home.org:
-            raise PermissionDenied(
-                f"{self.node_id} is not the home node of {caller.org!r}: connect to your own"
-            )
+        self.vouching.check_own_user(caller)
         check_purpose(ask.purpose)
         plan = plan_or_refuse(ask.sql)
         if plan.node and ask.nodes:

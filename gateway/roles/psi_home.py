@@ -30,7 +30,6 @@ from gateway.errors import (
     FedgateError,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
 )
 from gateway.limits import cut
 from gateway.planning import join_or_refuse
@@ -163,11 +162,7 @@ class PsiHome:
         stop: threading.Event | None,
     ) -> Iterator[f.Event]:
         members = self.membership()
-        home = members.get(self.node_id)
-        if home is not None and caller.org != home.org:
-            raise PermissionDenied(
-                f"{self.node_id} is not the home node of {caller.org!r}: connect to your own"
-            )
+        self.vouching.check_own_user(caller)
         check_purpose(purpose)
         for side in plan.sides:
             if members.get(side.node) is None:

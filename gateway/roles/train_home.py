@@ -34,7 +34,6 @@ from gateway.errors import (
     FedgateError,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     Unavailable,
 )
 from gateway.limits import cut
@@ -273,11 +272,7 @@ class TrainHome:
 
     def _owners(self, ask: TrainAsk, caller: Requester, deadline: float) -> list[Member]:
         members = self.membership()
-        home = members.get(self.node_id)
-        if home is not None and caller.org != home.org:
-            raise PermissionDenied(
-                f"{self.node_id} is not the home node of {caller.org!r}: connect to your own"
-            )
+        self.vouching.check_own_user(caller)
         check_purpose(ask.purpose)
         names = ask.nodes
         if not names:

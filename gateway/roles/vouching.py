@@ -37,6 +37,19 @@ class Vouching:
         self._signer = signer
         self._ca_bundle = ca_bundle
 
+    def check_own_user(self, caller: Requester) -> None:
+        """At a home: it vouches only for users of its own organisation, and only while
+        it is a member (a document that dropped it, taken at runtime, leaves it none)."""
+        home = self._membership().get(self.node_id)
+        if home is None:
+            raise PermissionDenied(
+                f"{self.node_id} is not in the federation membership: it vouches for no one"
+            )
+        if caller.org != home.org:
+            raise PermissionDenied(
+                f"{self.node_id} is not the home node of {caller.org!r}: connect to your own"
+            )
+
     def sign(self, env: Envelope) -> Envelope:
         """The home signs what it vouches for, and when, before the request leaves it."""
         env = replace(env, issued_at=utc())

@@ -580,6 +580,10 @@ def test_a_document_that_drops_moves_or_renames_a_running_node_is_taken_and_flag
             assert _log_says(data_dir / "node.log", why, within=10), why
             if document.get("hefei") is None:  # a member dropped is refused at once
                 assert as_hefei() == grpc.StatusCode.PERMISSION_DENIED
+        with Client(profile, timeout=10) as c, pytest.raises(ClientError) as err:
+            c.query("SELECT COUNT(*) FROM air_quality")  # dropped: it vouches for no one
+        assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert "wuhu is not in the federation membership: it vouches for no one" in str(err.value)
     finally:
         assert stop_nodes([proc]) == {"wuhu": 0}
     log = (data_dir / "node.log").read_text()

@@ -41,7 +41,9 @@ def _node(root: Path, ca: Path, node_id: str) -> tuple[Witness, x509.Certificate
     key = identity.load_key(root / f"{node_id}.key")
     state = State(root / f"{node_id}.sqlite3")
     log = AuditLog(state, node_id, key)
-    return Witness(node_id, state, log, key, cert_pem), x509.load_pem_x509_certificate(cert_pem)
+    bundle = identity.load_bundle(ca / identity.CA_CERT)
+    witness = Witness(node_id, state, log, key, cert_pem, bundle)
+    return witness, x509.load_pem_x509_certificate(cert_pem)
 
 
 @pytest.fixture()
@@ -257,3 +259,45 @@ def test_an_answer_that_is_not_the_peers_countersignature_of_the_head_is_not_kep
     asked: list[int] = []
     assert witness_peer(a, a.audit, "beta", _recording(b, a_cert, asked), skip_idle=True)
     assert asked  # not skipped: the honest answer is asked for and kept
+
+
+def test_a_countersignature_by_a_certificate_of_another_ca_is_not_kept(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """Review (2026-12-04): a peer could answer with a certificate it made itself, naming
+    itself; kept, the idle skip trusted it. Now the certificate must be the federation's."""
+    a, a_cert, _b = pair
+    identity.init_ca(tmp_path / "other")
+    rogue, _ = _node(tmp_path / "rogue", tmp_path / "other", "beta")
+    _grow(a, 3, "2026-01-01T00:00:00Z")
+    with pytest.raises(Unavailable, match="does not verify"):
+        witness_peer(a, a.audit, "beta", lambda req: rogue.countersign("alpha", a_cert, req))
+    assert a.latest_receipt("beta") is None
+
+
+def test_a_certificate_without_an_ec_key_verifies_nothing(tmp_path: Path) -> None:
+    """Review (2026-12-04): an RSA certificate asserted in the check, and the error ended
+    the witnessing round for every peer after that one."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    from gateway.witness import SignedHead, verify_head
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "beta")])
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    head = SignedHead(node="beta", size=1, head="0" * 64, time="2026-01-01", signature="AA==")
+    assert verify_head(head, cert) is False
