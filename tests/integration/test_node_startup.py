@@ -151,6 +151,21 @@ def test_tampered_membership_at_runtime_is_refused_and_old_kept(
     assert codes == {"hefei": 0}
 
 
+def _live_membership(fed: Federation, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The federation's document, the CA key to sign newer ones, and a copy (serial 1) a
+    node's config can point at and a test can replace while the node runs."""
+    from federation import membership as m
+
+    doc = m.verify(
+        fed.membership_path.read_bytes(),
+        [c.public_key() for c in identity.load_bundle(fed.ca_cert)],
+    )
+    key = identity.load_key(fed.ca_dir / identity.CA_KEY)
+    live = tmp_path / "membership.json"
+    live.write_bytes(fed.membership_path.read_bytes())
+    return doc, key, live
+
+
 def test_a_serial_taken_at_runtime_is_the_floor_after_a_restart(
     fed: Federation, tmp_path: Path
 ) -> None:
@@ -161,13 +176,7 @@ def test_a_serial_taken_at_runtime_is_the_floor_after_a_restart(
 
     from federation import membership as m
 
-    doc = m.verify(
-        fed.membership_path.read_bytes(),
-        [c.public_key() for c in identity.load_bundle(fed.ca_cert)],
-    )
-    key = identity.load_key(fed.ca_dir / identity.CA_KEY)
-    live = tmp_path / "membership.json"
-    live.write_bytes(fed.membership_path.read_bytes())  # serial 1
+    doc, key, live = _live_membership(fed, tmp_path)
     path = edited_config(fed, tmp_path, "zhejiang", str(fed.membership_path), str(live))
     log = fed.node_dir("zhejiang") / "node.log"
 
@@ -532,13 +541,7 @@ def test_a_document_that_drops_moves_or_renames_a_running_node_is_taken_and_flag
     from gateway.rpc.v1 import common_pb2, peer_pb2_grpc
     from gateway.tls import secure_channel
 
-    doc = m.verify(
-        fed.membership_path.read_bytes(),
-        [c.public_key() for c in identity.load_bundle(fed.ca_cert)],
-    )
-    key = identity.load_key(fed.ca_dir / identity.CA_KEY)
-    live = tmp_path / "membership.json"
-    live.write_bytes(fed.membership_path.read_bytes())  # serial 1
+    doc, key, live = _live_membership(fed, tmp_path)
     data_dir = tmp_path / "wuhu"
     config = _own_data_dir(fed, tmp_path, "wuhu", data_dir)
     config.write_text(config.read_text().replace(str(fed.membership_path), str(live)))

@@ -1107,6 +1107,23 @@ def test_the_k_oracle_through_filter_values_is_refused_on_l2(
     )
 
 
+def _relayed_envelope(federation: RunningFederation, issued_at: str = ""):  # type: ignore[no-untyped-def]
+    """A query of Shanghai's analyst as Shanghai would send it through Anhui (unsigned)."""
+    import uuid
+
+    from federation.envelope import Envelope, Requester
+
+    return Envelope(
+        request_id=uuid.uuid4().hex,
+        requester=Requester("analyst", "li.wei@shanghai", federation.fed.node("shanghai").org),
+        home_node="shanghai",
+        operation="query",
+        body="SELECT city, COUNT(*) AS n FROM enterprise_registry GROUP BY city",
+        path=("shanghai", "anhui"),
+        issued_at=issued_at,
+    )
+
+
 def test_a_relay_replaying_a_homes_envelope_gets_no_second_release(
     federation: RunningFederation,
 ) -> None:
@@ -1114,21 +1131,10 @@ def test_a_relay_replaying_a_homes_envelope_gets_no_second_release(
     city again and again; each time the city released and spent (6 releases, 3.0 epsilon
     for one request). Now an owner releases a query once per home and request id: the
     replay is refused, audited, nothing released, nothing spent."""
-    import uuid
-
-    from federation.envelope import Envelope, Requester
     from gateway.serde import envelope_to_proto, partial_answer_from_proto
     from tests.integration.test_psi_attacks import sign_as
 
-    org = federation.fed.node("shanghai").org
-    env = Envelope(
-        request_id=uuid.uuid4().hex,
-        requester=Requester("analyst", "li.wei@shanghai", org),
-        home_node="shanghai",
-        operation="query",
-        body="SELECT city, COUNT(*) AS n FROM enterprise_registry GROUP BY city",
-        path=("shanghai", "anhui"),
-    )
+    env = _relayed_envelope(federation)
     signed = sign_as(federation, "shanghai", env)
     answers = []
     with federation.peer_channel("anhui", "hefei") as ch:
@@ -1152,23 +1158,12 @@ def test_a_stale_or_retimed_envelope_is_refused(federation: RunningFederation) -
     pruned), and a relay cannot make an old envelope look new (the time is signed)."""
     import dataclasses
     import datetime as dt
-    import uuid
 
-    from federation.envelope import Envelope, Requester
-    from gateway.clock import now, utc
+    from gateway.clock import now
     from gateway.serde import envelope_to_proto
     from tests.integration.test_psi_attacks import sign_as
 
-    org = federation.fed.node("shanghai").org
-    env = Envelope(
-        request_id=uuid.uuid4().hex,
-        requester=Requester("analyst", "li.wei@shanghai", org),
-        home_node="shanghai",
-        operation="query",
-        body="SELECT city, COUNT(*) AS n FROM enterprise_registry GROUP BY city",
-        path=("shanghai", "anhui"),
-        issued_at=utc(now() - dt.timedelta(hours=2)),
-    )
+    env = _relayed_envelope(federation, issued_at=utc(now() - dt.timedelta(hours=2)))
     stale = sign_as(federation, "shanghai", env)
     retimed = dataclasses.replace(stale, issued_at=utc())  # fresh, but not what was signed
     before = len(federation.audit("hefei", "release"))
