@@ -120,6 +120,10 @@ class AppHost:
             "FLWR_HOME": self._home.name,
             "FLWR_TELEMETRY_ENABLED": "0",
             "FLWR_DISABLE_UPDATE_CHECK": "1",
+            # numpy's BLAS starts worker threads as it loads, before the sandbox is
+            # applied, and Landlock and seccomp bind only the thread that applies them
+            # (and those it starts later): a BLAS thread ran free (review, 2026-12-04).
+            **dict.fromkeys(_THREAD_VARS, "1"),
         }
         args = [str(app_dir), str(limits.memory_mb), str(limits.cpu_seconds)]
         self.proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
@@ -222,6 +226,16 @@ def _log_lines(stream: IO[bytes] | None) -> None:
                 log.info("app: %s", piece.decode("utf-8", "replace").rstrip())
 
 
+# Libraries' thread pools, one thread each in the app's process (see AppHost).
+_THREAD_VARS = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
 # --- the child ----------------------------------------------------------------------------
 
 
@@ -257,6 +271,12 @@ def child(argv: list[str]) -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the app's prints go to the log
     _limit(memory_mb, cpu_seconds)
+    threads = len(os.listdir("/proc/self/task"))
+    if threads != 1:  # a thread that exists now would not be bound by what follows
+        print(
+            f"fedgate app sandbox: {threads} threads before the sandbox, stopping", file=sys.stderr
+        )
+        return EXIT_NOT_ISOLATED
     from gateway.training import landlock, seccomp
 
     readable = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), app_dir}

@@ -3,9 +3,12 @@
 An approved app's process has no IP network (``training.netns``) and Landlock limits
 its files, but a pathname unix socket is reached by ``connect``, which Landlock does
 not check: ``/dev/log``, a resolver's or a container engine's socket would carry what
-the app read. With this filter ``socket(AF_UNIX, ...)`` and io_uring fail with
-``EACCES``, a syscall of another ABI kills the process (pipes, ``socketpair`` and a fork
-``multiprocessing`` pool still work; the forkserver start method does not). A classic
+the app read. With this filter ``socket(AF_UNIX, ...)``, a ``socketpair`` of any type
+but ``SOCK_STREAM`` (a datagram pair's ``sendto`` names a path: review, 2026-12-04) and
+io_uring fail with ``EACCES``, a syscall of another ABI kills the process (pipes, a
+stream ``socketpair`` and a fork ``multiprocessing`` pool still work; the forkserver
+start method does not). It binds the calling thread and the threads and processes it
+starts later, not threads that exist already: install it while the process has one. A classic
 BPF program through ``ctypes`` (``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)``) for
 x86-64 and arm64; elsewhere ``restrict`` says it did nothing. It needs ``no_new_privs``,
 which it sets.
@@ -23,9 +26,10 @@ _RET_ALLOW, _RET_ERRNO, _RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
 _LD_ABS, _JEQ, _JGE, _RET = 0x20, 0x15, 0x35, 0x06
 _X32 = 0x40000000  # x86-64's x32 syscall numbers start here
 _IO_URING = (425, 426, 427)  # io_uring_setup, _enter, _register (x86-64 and arm64 alike)
-_AF_UNIX = 1
-# machine -> (AUDIT_ARCH_*, the socket syscall's number)
-_ARCHES = {"x86_64": (0xC000003E, 41), "aarch64": (0xC00000B7, 198)}
+_AF_UNIX, _SOCK_STREAM, _SOCK_TYPE_MASK = 1, 1, 0xF
+_AND = 0x54  # BPF_ALU|BPF_AND|BPF_K
+# machine -> (AUDIT_ARCH_*, the socket and socketpair syscalls' numbers)
+_ARCHES = {"x86_64": (0xC000003E, 41, 53), "aarch64": (0xC00000B7, 198, 199)}
 
 
 class _Insn(ctypes.Structure):
@@ -41,24 +45,31 @@ class _Prog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_Insn))]
 
 
-def _program(arch: int, socket_nr: int) -> list[tuple[int, int, int, int]]:
-    """seccomp_data: nr at 0, arch at 4, args[0] (low half, little-endian) at 16. Another
-    ABI (i386's ``int 0x80`` on x86-64) kills the process; x32 numbers and io_uring (which
-    makes sockets without ``socket``) are refused; ``socket(AF_UNIX, ...)`` is refused."""
+def _program(arch: int, socket_nr: int, socketpair_nr: int) -> list[tuple[int, int, int, int]]:
+    """seccomp_data: nr at 0, arch at 4, args[0] at 16 and args[1] at 24 (low halves,
+    little-endian). Another ABI (i386's ``int 0x80`` on x86-64) kills the process; x32
+    numbers and io_uring (which makes sockets without ``socket``) are refused;
+    ``socket(AF_UNIX, ...)`` is refused, and ``socketpair`` of a type but SOCK_STREAM.
+    Jumps are relative: the next instruction is 0."""
+    refuse, allow = 15, 16  # the indices of the two RETs at the end
     return [
-        (_LD_ABS, 0, 0, 4),
-        (_JEQ, 1, 0, arch),
-        (_RET, 0, 0, _RET_KILL),
-        (_LD_ABS, 0, 0, 0),
-        (_JGE, 6, 0, _X32),
-        (_JEQ, 5, 0, _IO_URING[0]),
-        (_JEQ, 4, 0, _IO_URING[1]),
-        (_JEQ, 3, 0, _IO_URING[2]),
-        (_JEQ, 0, 3, socket_nr),
-        (_LD_ABS, 0, 0, 16),
-        (_JEQ, 0, 1, _AF_UNIX),
-        (_RET, 0, 0, _RET_ERRNO | errno.EACCES),
-        (_RET, 0, 0, _RET_ALLOW),
+        (_LD_ABS, 0, 0, 4),  # 0
+        (_JEQ, 1, 0, arch),  # 1
+        (_RET, 0, 0, _RET_KILL),  # 2
+        (_LD_ABS, 0, 0, 0),  # 3
+        (_JGE, refuse - 5, 0, _X32),  # 4
+        (_JEQ, refuse - 6, 0, _IO_URING[0]),  # 5
+        (_JEQ, refuse - 7, 0, _IO_URING[1]),  # 6
+        (_JEQ, refuse - 8, 0, _IO_URING[2]),  # 7
+        (_JEQ, 10 - 9, 0, socket_nr),  # 8: to 10
+        (_JEQ, 12 - 10, allow - 10, socketpair_nr),  # 9: to 12, else allowed
+        (_LD_ABS, 0, 0, 16),  # 10: socket's domain
+        (_JEQ, refuse - 12, allow - 12, _AF_UNIX),  # 11
+        (_LD_ABS, 0, 0, 24),  # 12: socketpair's type, less SOCK_CLOEXEC/SOCK_NONBLOCK
+        (_AND, 0, 0, _SOCK_TYPE_MASK),  # 13
+        (_JEQ, allow - 15, refuse - 15, _SOCK_STREAM),  # 14
+        (_RET, 0, 0, _RET_ERRNO | errno.EACCES),  # 15: refuse
+        (_RET, 0, 0, _RET_ALLOW),  # 16: allow
     ]
 
 
