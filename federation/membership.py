@@ -56,7 +56,7 @@ class Membership:
         """The node and every member below it: whom its answer may speak for."""
         found = {node_id}
         frontier = [node_id]
-        while frontier:  # the tree is finite and parents are members: no cycle survives
+        while frontier:  # parents are members and form no cycle (``check``)
             below = [m.id for m in self.members if m.parent in frontier and m.id not in found]
             found.update(below)
             frontier = below
@@ -122,6 +122,15 @@ def check(membership: Membership) -> Membership:
             raise MembershipError(f"member {m.id!r}: address {m.address!r} is not host:port")
         if int(port) > 65535:
             raise MembershipError(f"member {m.id!r}: port {port} is over 65535")
+    parents = {m.id: m.parent for m in membership.members}
+    for m in membership.members:  # every chain of parents ends at a top-level member
+        seen = {m.id}
+        up = m.parent
+        while up:
+            if up in seen:
+                raise MembershipError(f"member {m.id!r}: its parents form a cycle through {up!r}")
+            seen.add(up)
+            up = parents.get(up, "")
     return membership
 
 
@@ -148,7 +157,10 @@ def verify(data: bytes, ca_keys: list[ec.EllipticCurvePublicKey]) -> Membership:
         raise MembershipError(f"membership document is malformed: {exc}") from None
     if algorithm != ALGORITHM:
         raise MembershipError(f"membership signature algorithm {algorithm!r} is not supported")
-    payload = canonical(document).encode()
+    try:
+        payload = canonical(document).encode()
+    except (UnicodeEncodeError, TypeError, ValueError) as exc:  # a lone surrogate, say
+        raise MembershipError(f"membership document is malformed: {exc}") from None
     for key in ca_keys:
         try:
             key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -36,6 +37,10 @@ log = logging.getLogger("fedgate.node")
 ROLES = ("node", "operator", "analyst")
 NODE_DNS_SUFFIX = ".node.fedgate"
 _URN_PREFIX = "urn:fedgate:"
+# An id goes into the URN percent-encoded beyond printable ASCII (a URI is ASCII: a user id
+# in Chinese made ``ca sign`` fail with a traceback; review, 2026-12-04); ``identity_of``
+# decodes it. ``%`` itself is encoded, so the two are inverse for every id.
+_URN_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 CA_KEY = "ca.key"
 CA_CERT = "ca.pem"
 CA_CRL = "crl.pem"
@@ -139,6 +144,16 @@ def check_name(value: str, what: str, *, common_name: bool = False) -> None:
         raise InvalidArgument(f"{what} must be 1 to {MAX_NAME} {unit}")
 
 
+def _subject(role: str, subject_id: str, org: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, subject_id),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+        ]
+    )
+
+
 def check_subject(role: str, subject_id: str, org: str) -> None:
     if role not in ROLES:
         if not role:  # a CSR made by other tools carries no fedgate role
@@ -166,6 +181,14 @@ def check_subject(role: str, subject_id: str, org: str) -> None:
 def init_ca(ca_dir: Path, name: str = "Yangtze Delta Federation CA", days: int = 3650) -> Path:
     """Create the federation root: key, self-signed certificate and an empty CRL."""
     check_name(name, "the CA's name", common_name=True)
+    # Any of its files, not only the key: a CA whose key went offline, as advised, would
+    # else be made anew over its certificate and revocations (review, 2026-12-04).
+    for existing in (CA_KEY, CA_CERT, CA_REVOKED, CA_CRL, CA_CRL_NUMBER):
+        if (ca_dir / existing).exists():
+            raise InvalidArgument(
+                f"{ca_dir / existing} already exists: {ca_dir} holds a CA; refusing to "
+                "make another over it"
+            )
     key = new_key()
     subject = x509.Name(
         [
@@ -213,14 +236,7 @@ def make_csr(
     """Return (private key PEM, CSR PEM). The key stays with the caller."""
     check_subject(role, subject_id, org)
     key = new_key()
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, subject_id),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
-        ]
-    )
-    builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(_subject(role, subject_id, org))
     if hosts:
         sans = [_host_name(h) for h in hosts]
         for n in sans:  # the CA checks again; said here, where the operator can fix it
@@ -297,7 +313,7 @@ def sign_csr(
     org = _name_attr(csr.subject, NameOID.ORGANIZATION_NAME)
     check_subject(role, subject_id, org)
     names: list[x509.GeneralName] = [
-        x509.UniformResourceIdentifier(_URN_PREFIX + f"{role}:{subject_id}")
+        x509.UniformResourceIdentifier(_URN_PREFIX + f"{role}:{quote(subject_id, safe=_URN_SAFE)}")
     ]
     if role == "node":
         names.append(x509.DNSName(subject_id + NODE_DNS_SUFFIX))
@@ -320,7 +336,8 @@ def sign_csr(
     end = not_after or now + dt.timedelta(days=days)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(csr.subject)
+        .subject_name(_subject(role, subject_id, org))  # only what was checked (review:
+        # every attribute of the CSR was copied, a second CN and O among them)
         .issuer_name(ca_cert.subject)
         .public_key(csr.public_key())
         .serial_number(x509.random_serial_number())
@@ -442,7 +459,11 @@ def identity_of(cert: x509.Certificate) -> Identity:
     urns = [u[len(_URN_PREFIX) :] for u in uris if u.startswith(_URN_PREFIX)]
     if len(urns) != 1:
         raise Unauthenticated("certificate carries no fedgate identity")
-    role, _, subject_id = urns[0].partition(":")
+    role, _, encoded = urns[0].partition(":")
+    try:
+        subject_id = unquote(encoded, errors="strict")
+    except UnicodeDecodeError:
+        raise Unauthenticated("certificate carries an id that is not UTF-8") from None
     if role not in ROLES or not subject_id:
         raise Unauthenticated(f"certificate carries an unknown role {role!r}")
     return Identity(
@@ -516,6 +537,9 @@ def crl_older_reason(new: CrlMark, seen: CrlMark) -> str:
                 f"CRL number {new.number} is the number of the CRL this node has, but its "
                 "contents differ"
             )
+        # A higher number wins whatever its this-update says: a CA host whose clock ran
+        # fast once would else have every node refuse its next CRLs (review, 2026-12-04).
+        return ""
     if new.this_update < seen.this_update or (
         new.number is None and new.this_update == seen.this_update
     ):

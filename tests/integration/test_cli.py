@@ -43,6 +43,13 @@ def test_ca_csr_sign_show_revoke(tmp_path: Path) -> None:
     assert "role:    node" in r.stdout and "id:      anhui" in r.stdout
     r = run_fedgate("ca", "revoke", "--dir", str(ca), "--cert", str(node / "anhui.pem"))
     assert r.returncode == 0 and "revoked serial" in r.stdout
+    # Review (2026-12-04): a CSR named ca.csr in the CA folder overwrote the CA's
+    # certificate with its own (the default --out is the CSR's name with .pem).
+    (ca / "ca.csr").write_bytes((node / "anhui.csr").read_bytes())
+    before = (ca / "ca.pem").read_bytes()
+    r = run_fedgate("ca", "sign", str(ca / "ca.csr"), "--dir", str(ca))
+    assert r.returncode == 2 and "would overwrite the CSR or a CA file" in r.stderr, r.stderr
+    assert (ca / "ca.pem").read_bytes() == before
 
 
 def test_errors_are_one_line_not_tracebacks(tmp_path: Path) -> None:

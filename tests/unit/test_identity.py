@@ -208,3 +208,47 @@ def test_an_encrypted_key_is_refused_with_a_clear_message(tmp_path: Path) -> Non
         identity.load_key(path)
     path.write_bytes(identity.key_pem(key))  # the same key unencrypted loads
     assert identity.load_key(path).private_numbers() == key.private_numbers()
+
+
+def test_the_certificate_holds_only_the_checked_subject(ca: Path) -> None:
+    """Review (2026-12-04): every attribute of the CSR was copied, so a hefei CSR with a
+    second CN and O read as jiangsu's to tools that take the last CN."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = identity.new_key()
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "hefei"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Hefei"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "node"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "jiangsu.node.fedgate"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Jiangsu"),
+        ]
+    )
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    cert = x509.load_pem_x509_certificate(
+        identity.sign_csr(ca, csr.public_bytes(serialization.Encoding.PEM))
+    )
+    assert cert.subject.rfc4514_string() == "OU=node,O=Hefei,CN=hefei"
+
+
+def test_a_user_id_beyond_ascii_is_signed_and_read_back(ca: Path) -> None:
+    """Review (2026-12-04): a URI is ASCII, so `ca sign` of 张敏@anhui ended in a
+    traceback. The id goes into the URN percent-encoded and comes back whole; a `%` in
+    an id stays a `%`."""
+    for who in ("张敏@anhui", "a%41b@x", "li.wei@shanghai"):
+        _key, csr = identity.make_csr("analyst", who, "安徽省数据资源局")
+        cert = x509.load_pem_x509_certificate(identity.sign_csr(ca, csr))
+        assert identity.identity_of(cert).id == who
+
+
+def test_a_ca_folder_with_any_ca_file_is_not_made_anew(tmp_path: Path) -> None:
+    """Review (2026-12-04): with its key moved offline, as advised, `ca init` made a new
+    CA over the old certificate and emptied its revocations."""
+    identity.init_ca(tmp_path / "ca")
+    (tmp_path / "ca" / identity.CA_KEY).unlink()  # the key kept offline
+    revoked = (tmp_path / "ca" / identity.CA_REVOKED).read_text()
+    with pytest.raises(InvalidArgument, match="ca.pem already exists"):
+        identity.init_ca(tmp_path / "ca")
+    assert (tmp_path / "ca" / identity.CA_REVOKED).read_text() == revoked

@@ -84,6 +84,16 @@ def test_malformed_document(keys) -> None:
         ((Member("x", "X", "127.0.0.1:\u00b2", "province"),), "host:port"),
         ((Member("x", "X", "127.0.0.1:70000", "province"),), "port 70000 is over 65535"),
         ((Member("x", "X", "127.0.0.1:" + "9" * 5000, "province"),), "host:port"),
+        # Review (2026-12-04): cycles of parents were accepted, and a home's walk up a
+        # member's parents looped for ever.
+        ((Member("x", "X", "127.0.0.1:1", "province", parent="x"),), "cycle through 'x'"),
+        (
+            (
+                Member("a", "A", "127.0.0.1:1", "province", parent="b"),
+                Member("b", "B", "127.0.0.1:2", "province", parent="a"),
+            ),
+            "its parents form a cycle",
+        ),
     ],
 )
 def test_inconsistent_documents_are_refused(members, message) -> None:

@@ -229,3 +229,17 @@ def test_node_log_rotates_and_is_written_once(tmp_path: Path) -> None:
     sizes = {p.name: p.stat().st_size for p in tmp_path.glob("node.log*")}
     assert set(sizes) == {"node.log", "node.log.1", "node.log.2"}
     assert all(size <= 64 * 1024 for size in sizes.values())
+
+
+def test_a_higher_number_wins_over_an_earlier_this_update() -> None:
+    """Review (2026-12-04): a CA host whose clock ran fast once wrote CRL 1 with a late
+    this-update; CRL 2, written after the clock was set right, was refused by every
+    running node (while a restart took it). Numbered CRLs are ordered by number."""
+    late = dt.datetime(2026, 12, 10, tzinfo=dt.UTC)
+    seen = identity.CrlMark(1, late, "aa" * 32)
+    newer = identity.CrlMark(2, late - dt.timedelta(days=2), "bb" * 32)
+    assert identity.crl_older_reason(newer, seen) == ""
+    older = identity.CrlMark(1, late + dt.timedelta(days=1), "cc" * 32)
+    assert "CRL number 1 is the number" in identity.crl_older_reason(older, seen)
+    unnumbered = identity.CrlMark(None, late - dt.timedelta(days=1), "dd" * 32)
+    assert identity.crl_older_reason(unnumbered, identity.CrlMark(None, late, "aa" * 32))
