@@ -276,11 +276,16 @@ class TrainOwner:
         def compute(decision: Decision, deadline: float) -> Protected:
             return self._compute(spec, entry, decision, deadline, env, msg, step)
 
-        released = self.pipeline.run(
-            TrainRelease(spec, step, entry, self.grants, compute),
-            env,
-            max_payload_bytes=MAX_MESSAGE_BYTES,
-        )
+        try:
+            released = self.pipeline.run(
+                TrainRelease(spec, step, entry, self.grants, compute),
+                env,
+                max_payload_bytes=MAX_MESSAGE_BYTES,
+            )
+        except FedgateError:
+            if is_app_task(spec.task):  # its process holds the rows: it goes with a refusal
+                self._forget(env)  # (a revoked grant or app, a message out of order)
+            raise
         assert isinstance(released, Released)  # dry runs are refused in ``_read``
         report = OwnerReport(
             self.node_id,
@@ -315,6 +320,8 @@ class TrainOwner:
             step = self._step(spec, msg)
         except FedgateError as exc:
             self.pipeline.refused("train", env, subject, exc)
+            if subject and is_app_task(subject["task"]):
+                self._forget(env)  # an app no longer approved: its process goes at once
             raise
         return spec, entry, msg, step
 

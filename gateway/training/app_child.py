@@ -9,13 +9,22 @@ the process out of every IP network, and only then hands over to
 
 from __future__ import annotations
 
+import os
 import sys
 
 EXIT_NOT_ISOLATED = 3
+_PR_SET_PDEATHSIG = 1
 
 
 def main(argv: list[str]) -> int:
+    import ctypes
+    import signal
+
     from gateway.training import netns
+
+    # The app's process dies with the node's thread that started it, whatever the app
+    # does to the pipes (an app that held its exit with a thread outlived the node).
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
     try:
         applied = netns.isolate()
@@ -29,4 +38,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)  # now: a thread the app left running does not hold the process

@@ -182,7 +182,7 @@ class AppHost:
             return ResourceExhausted("the app went over its CPU time limit; it was stopped")
         if code == EXIT_NOT_ISOLATED:
             return FailedPrecondition(
-                "this node cannot sandbox an app's process (a user and network namespace, "
+                "this node cannot sandbox an app's process (a user and network namespace, one thread, "
                 "its seccomp filter: see the node's log); no app runs here until it can"
             )
         return Aborted("the app's process ended")
@@ -194,9 +194,11 @@ class AppHost:
             return self._close()
 
     def _kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        """The whole process group, also once its leader has ended: processes the app
+        forked would else live on with its rows (review, 2026-12-04). The group's id is
+        not given to another process while any member lives."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
     def _close(self) -> int | None:
         """Under ``_lock``: no call is reading the pipes that are closed here."""

@@ -414,8 +414,10 @@ def _isolates() -> bool:
         "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'rows', ('127.0.0.1', UDP))",
         # a pathname unix socket (as /dev/log or a resolver's): not network, not Landlock's
         "socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'rows', UNIX)",
+        # a datagram pair's sendto names a path too (review, 2026-12-04)
+        "socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)[0].sendto(b'rows', UNIX)",
     ],
-    ids=["tcp", "udp", "setns-then-udp", "unix-socket"],
+    ids=["tcp", "udp", "setns-then-udp", "unix-socket", "datagram-pair"],
 )
 @pytest.mark.skipif(not _isolates(), reason="no network namespace for a process here")
 def test_an_approved_app_has_no_network(
@@ -452,6 +454,23 @@ def test_an_approved_app_has_no_network(
             with pytest.raises(TimeoutError):
                 sock.recvfrom(64)  # nothing came
     assert federation.procs[node].process.poll() is None
+
+
+@pytest.mark.skipif(not _isolates(), reason="no network namespace for a process here")
+def test_an_apps_process_has_one_thread_the_sandbox_binds(
+    federation: RunningFederation, granted: dict[str, pa.Table], tmp_path: Path
+) -> None:
+    """Landlock and seccomp bind the thread that applies them and those it starts later:
+    numpy's BLAS started a worker thread as it loaded, before the sandbox, and an app
+    could run code on it unbound (review, 2026-12-04). Now the app's process has one
+    thread when the sandbox is applied (the app says so by the error it raises)."""
+    # /proc's task folder has two links and one per thread (stat is not Landlock's)
+    attempt = "raise (ValueError if os.stat('/proc/self/task').st_nlink == 3 else KeyError)()"
+    source = APP.replace(_AT_TRAIN, f"    {attempt}\n" + _AT_TRAIN).replace(
+        "import numpy as np\n", "import os\n\nimport numpy as np\n"
+    )
+    err = _refused(federation, tmp_path / "threads", source)
+    assert "the app failed (ValueError)" in str(err), err
 
 
 INIT_LOOKS_FOR_ROWS = APP.replace(
