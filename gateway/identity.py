@@ -15,6 +15,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ log = logging.getLogger("fedgate.node")
 ROLES = ("node", "operator", "analyst")
 NODE_DNS_SUFFIX = ".node.fedgate"
 _URN_PREFIX = "urn:fedgate:"
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")  # LDH (and _)
 # An id goes into the URN percent-encoded beyond printable ASCII (a URI is ASCII: a user id
 # in Chinese made ``ca sign`` fail with a traceback; review, 2026-12-04); ``identity_of``
 # decodes it. ``%`` itself is encoded, so the two are inverse for every id.
@@ -286,6 +288,11 @@ def check_dns_name(name: str, node_id: str) -> None:
     as jiangsu) nor a wildcard (review, 2026-12-04)."""
     if "*" in name:
         raise InvalidArgument(f"the CSR asks for the wildcard name {name!r}: name each host")
+    labels = name.rstrip(".").split(".")
+    if len(name) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        # letters, digits and inner hyphens only: a NUL or an escape in a name hid it from
+        # the keeper reading what `ca sign` printed (review, 2026-12-04)
+        raise InvalidArgument(f"the CSR asks for {name!r}, which is not a DNS host name")
     lowered = name.lower().rstrip(".")
     if lowered.endswith(NODE_DNS_SUFFIX) and lowered != node_id.lower() + NODE_DNS_SUFFIX:
         raise InvalidArgument(f"the CSR asks for {name!r}, another node's TLS name")
@@ -327,6 +334,8 @@ def sign_csr(
                 if n.value != subject_id + NODE_DNS_SUFFIX:
                     names.append(n)
             elif isinstance(n, x509.IPAddress):
+                if not isinstance(n.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+                    raise InvalidArgument(f"the CSR asks for the network {n.value}: name hosts")
                 names.append(n)
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
     if role == "node":

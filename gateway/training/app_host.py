@@ -182,8 +182,9 @@ class AppHost:
             return ResourceExhausted("the app went over its CPU time limit; it was stopped")
         if code == EXIT_NOT_ISOLATED:
             return FailedPrecondition(
-                "this node cannot sandbox an app's process (a user and network namespace, one thread, "
-                "its seccomp filter: see the node's log); no app runs here until it can"
+                "this node cannot sandbox an app's process (a user and network namespace, "
+                "one thread, its seccomp filter: see the node's log); no app runs here until it "
+                "can"
             )
         return Aborted("the app's process ended")
 

@@ -164,14 +164,25 @@ def test_a_ca_file_that_is_not_pem_is_one_plain_line(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("host", ["jiangsu.node.fedgate", "*.node.fedgate", "*.example.org"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "jiangsu.node.fedgate",
+        "*.node.fedgate",
+        "*.example.org",
+        "jiangsu.node.fedgate\x00x",  # review (2026-12-04): printed raw, it hid the name
+        "evil.example\x1b[2K\r",
+        "-lead.example",
+        "a..b",
+    ],
+)
 def test_a_node_cannot_ask_for_another_nodes_tls_name_or_a_wildcard(ca: Path, host: str) -> None:
     """Review (2026-12-04): hefei's CSR asking for jiangsu.node.fedgate was signed, and a
     server with that certificate passed a client's check for jiangsu (or any node)."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import NameOID
 
-    with pytest.raises(InvalidArgument, match="wildcard|another node"):
+    with pytest.raises(InvalidArgument, match="wildcard|another node|not a DNS host name"):
         identity.make_csr("node", "hefei", "Hefei", ["127.0.0.1", host])
     key = identity.new_key()  # a CSR made by other tools: the CA refuses it too
     subject = x509.Name(
@@ -187,7 +198,7 @@ def test_a_node_cannot_ask_for_another_nodes_tls_name_or_a_wildcard(ca: Path, ho
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    with pytest.raises(InvalidArgument, match="wildcard|another node"):
+    with pytest.raises(InvalidArgument, match="wildcard|another node|not a DNS host name"):
         identity.sign_csr(ca, csr.public_bytes(serialization.Encoding.PEM))
     _, own = identity.make_csr("node", "hefei", "Hefei", ["hefei.node.fedgate", "gw.hefei.gov"])
     cert = x509.load_pem_x509_certificate(identity.sign_csr(ca, own))
@@ -252,3 +263,29 @@ def test_a_ca_folder_with_any_ca_file_is_not_made_anew(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="ca.pem already exists"):
         identity.init_ca(tmp_path / "ca")
     assert (tmp_path / "ca" / identity.CA_REVOKED).read_text() == revoked
+
+
+def test_a_node_csr_asking_for_an_ip_network_is_refused(ca: Path) -> None:
+    """Review (2026-12-04): an IP SAN of 0.0.0.0/0 was signed."""
+    import ipaddress
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = identity.new_key()
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "hefei"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Hefei"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "node"),
+        ]
+    )
+    net = x509.IPAddress(ipaddress.ip_network("0.0.0.0/0"))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .add_extension(x509.SubjectAlternativeName([net]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    with pytest.raises(InvalidArgument, match="network 0.0.0.0/0"):
+        identity.sign_csr(ca, csr.public_bytes(serialization.Encoding.PEM))
