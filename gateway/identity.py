@@ -473,6 +473,8 @@ def identity_of(cert: x509.Certificate) -> Identity:
         subject_id = unquote(encoded, errors="strict")
     except UnicodeDecodeError:
         raise Unauthenticated("certificate carries an id that is not UTF-8") from None
+    if quote(subject_id, safe=_URN_SAFE) != encoded:  # one spelling per id, as the CA writes
+        raise Unauthenticated("certificate carries an id not written as fedgate's CA writes it")
     if role not in ROLES or not subject_id:
         raise Unauthenticated(f"certificate carries an unknown role {role!r}")
     return Identity(
@@ -528,8 +530,9 @@ class CrlMark:
 def crl_older_reason(new: CrlMark, seen: CrlMark) -> str:
     """Why ``new`` may not replace ``seen``, the newest CRL a node has taken ("" if it may).
 
-    Higher CRL numbers win; the same number with other contents, a missing number after a
-    numbered CRL, or an earlier this-update are refused (a replayed or forged CRL).
+    Higher CRL numbers win, whatever their this-update; the same number with other
+    contents or a missing number after a numbered CRL are refused (a replayed or forged
+    CRL), and between CRLs without numbers an earlier this-update.
     """
     if new.digest == seen.digest:
         return ""

@@ -284,7 +284,7 @@ class TrainOwner:
             )
         except FedgateError:
             if is_app_task(spec.task):  # its process holds the rows: it goes with a refusal
-                self._forget(env)  # (a revoked grant or app, a message out of order)
+                self._let_rows_go(env)  # (a revoked grant or app, a message out of order)
             raise
         assert isinstance(released, Released)  # dry runs are refused in ``_read``
         report = OwnerReport(
@@ -321,7 +321,7 @@ class TrainOwner:
         except FedgateError as exc:
             self.pipeline.refused("train", env, subject, exc)
             if subject and is_app_task(subject["task"]):
-                self._forget(env)  # an app no longer approved: its process goes at once
+                self._let_rows_go(env)  # an app no longer approved: its process goes now
             raise
         return spec, entry, msg, step
 
@@ -381,6 +381,17 @@ class TrainOwner:
         for old in evicted:  # outside the lock: stopping an app waits for its process
             old.close()
         return run
+
+    def _let_rows_go(self, env: Envelope) -> None:
+        """Stop the run's app process and drop its rows, keeping what orders the run's
+        messages (forgetting the run would let its messages be asked anew: review,
+        2026-12-04); the next message reads the rows again if it is answered."""
+        with self._lock:
+            run = self._runs.get(run_key(env))
+        if run is not None:
+            with run.lock:
+                run.stop_app()
+                run.rows, run.grant_id = None, ""
 
     def _forget(self, env: Envelope) -> None:
         with self._lock:

@@ -9,6 +9,7 @@ the process out of every IP network, and only then hands over to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -38,7 +39,15 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    code = main(sys.argv[1:])
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(code)  # now: a thread the app left running does not hold the process
+    code = 1
+    try:
+        code = main(sys.argv[1:])
+    except BaseException:  # noqa: BLE001 - said in the log; the process ends either way
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # nothing more can be said
+                stream.flush()
+        os._exit(code)  # now: a thread the app left running does not hold the process

@@ -175,9 +175,9 @@ class AppHost:
             raise Aborted(f"the app failed ({name if name in KNOWN_ERRORS else 'Exception'})")
 
     def _ended(self) -> FedgateError:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=2)  # it closed its end: let it finish before any kill
-        code = self._close()
+        with contextlib.suppress(ChildProcessError, OSError):  # let it finish, not reaped:
+            os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)  # its group stays
+        code = self._close()  # the group killed (what it forked), then it is reaped
         if code == -signal.SIGXCPU:
             return ResourceExhausted("the app went over its CPU time limit; it was stopped")
         if code == EXIT_NOT_ISOLATED:
@@ -195,11 +195,13 @@ class AppHost:
             return self._close()
 
     def _kill(self) -> None:
-        """The whole process group, also once its leader has ended: processes the app
-        forked would else live on with its rows (review, 2026-12-04). The group's id is
-        not given to another process while any member lives."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        """The whole process group, also once its leader has ended (not yet reaped, its
+        id is still the group's): processes the app forked would else live on with its
+        rows (review, 2026-12-04). Never after the leader is reaped: its id may be
+        another group's by then."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
     def _close(self) -> int | None:
         """Under ``_lock``: no call is reading the pipes that are closed here."""

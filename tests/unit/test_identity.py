@@ -289,3 +289,31 @@ def test_a_node_csr_asking_for_an_ip_network_is_refused(ca: Path) -> None:
     )
     with pytest.raises(InvalidArgument, match="network 0.0.0.0/0"):
         identity.sign_csr(ca, csr.public_bytes(serialization.Encoding.PEM))
+
+
+def test_an_id_spelled_otherwise_than_the_ca_writes_is_refused(ca: Path) -> None:
+    """Review (2026-12-04): a URN written raw by an older CA (``%61lice@hefei``) decoded
+    to another id (``alice@hefei``) than the keeper saw and signed."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = identity.new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "%61lice@hefei")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        .not_valid_after(dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier("urn:fedgate:analyst:%61lice@hefei")]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    with pytest.raises(Unauthenticated, match="not written as fedgate's CA writes it"):
+        identity.identity_of(cert)
