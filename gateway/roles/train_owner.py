@@ -13,6 +13,7 @@ so a home cannot ask the same rows the same question twice.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -584,7 +585,7 @@ class TrainOwner:
                 raise Aborted(msg_) from None
             if reply.has_error() or not reply.has_content():
                 raise Aborted("the app answered with an error")
-            content = check_app_reply(msg, reply.content)
+            content = check_app_reply(msg, reply.content, len(run.rows[1]))
         except FedgateError as exc:
             run.stop_app()  # a step this owner refused goes no further here: nor does its app
             # what the app's own run on the rows can end in (not, say, a node that cannot
@@ -772,22 +773,33 @@ def _unchanged(msg: Message) -> RecordDict:
     return RecordDict({ARRAYS: sent, METRICS: MetricRecord({NUM_EXAMPLES: 1})})
 
 
-def check_app_reply(msg: Message, content: RecordDict) -> RecordDict:
+def check_app_reply(msg: Message, content: RecordDict, n_rows: int) -> RecordDict:
     """What a custom app may send out: for ``train`` the received model's arrays (same
-    names, shapes, finite) and ``APP_METRICS`` (single numbers, ``num-examples`` among
-    them); for ``evaluate`` those metrics only. Anything else (another array, a config
-    record, text, a list) could carry rows, and is refused."""
+    names, shapes, finite) and ``APP_METRICS`` (single finite numbers, ``num-examples``
+    among them, at most the ``n_rows`` it holds: it weighs the update and goes into the
+    receipt); for ``evaluate`` those metrics only. Anything else (another array, a config
+    record, text, a list, NaN with its payload bits) could carry rows, and is refused."""
     if msg.metadata.message_type == INIT_MESSAGE:
         return _checked_init(content)
     metrics = content.metric_records.get(METRICS)
     if content.config_records or set(content.metric_records) != {METRICS} or metrics is None:
         raise Aborted("the app's reply holds more than metrics")
     examples = metrics.get(NUM_EXAMPLES)
-    if not isinstance(examples, int) or examples < 0:
-        raise Aborted(f"the app's reply has no {NUM_EXAMPLES!r}")
+    if type(examples) is not int or not 0 <= examples <= n_rows:
+        raise Aborted(f"the app's reply has no {NUM_EXAMPLES!r} of the rows it holds")
     for key, value in metrics.items():  # a few named numbers: no list, no name to spell rows
-        if key not in APP_METRICS or not isinstance(value, int | float):
-            raise Aborted(f"an app's metrics are numbers named {', '.join(sorted(APP_METRICS))}")
+        if (
+            key not in APP_METRICS
+            or not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+        ):
+            raise Aborted(
+                f"an app's metrics are finite numbers named {', '.join(sorted(APP_METRICS))}"
+            )
+    accuracy = metrics.get("eval_acc", 0.0)
+    if isinstance(accuracy, int | float) and not 0.0 <= accuracy <= 1.0:
+        raise Aborted("an app's eval_acc is a share, between 0 and 1")
     if msg.metadata.message_type != "train":
         if content.array_records:
             raise Aborted("the app's evaluation holds arrays")

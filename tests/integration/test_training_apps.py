@@ -102,6 +102,12 @@ VARIANTS = {
     ),
     # sends the rows as a metric
     "chatty": APP.replace('"train_loss": loss})', '"train_loss": loss, "rows": X[:, 0].tolist()})'),
+    # a NaN whose payload bits could carry a row's value (review, 2026-12-04)
+    "nan": APP.replace('"train_loss": loss})', '"train_loss": float("nan")})'),
+    # weighs its update by more rows than it holds (the receipt's examples too)
+    "inflated": APP.replace(
+        '{"num-examples": len(y), "train_loss"', '{"num-examples": 10**9, "train_loss"'
+    ),
     # raises with row values in its message
     "raises": APP.replace(
         _AT_TRAIN, "    raise RuntimeError(str(app_rows(context)[0][:3]))\n    arrays"
@@ -239,7 +245,9 @@ def test_an_app_not_approved_at_an_owner_is_refused_there(
     ("name", "says"),
     [
         ("leaks", "not the received one's shape"),
-        ("chatty", "an app's metrics are numbers named"),
+        ("chatty", "an app's metrics are finite numbers named"),
+        ("nan", "an app's metrics are finite numbers named"),
+        ("inflated", "has no 'num-examples' of the rows it holds"),
         ("raises", "the app failed (RuntimeError)"),
         ("greedy", "memory limit"),
     ],
