@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import identity
 from gateway.errors import InvalidArgument, Unauthenticated
@@ -317,3 +318,52 @@ def test_an_id_spelled_otherwise_than_the_ca_writes_is_refused(ca: Path) -> None
     )
     with pytest.raises(Unauthenticated, match="not written as fedgate's CA writes it"):
         identity.identity_of(cert)
+
+
+def test_a_csr_with_a_key_other_than_p256_is_refused(ca: Path) -> None:
+    """Review (2026-12-04): any key was signed; receipts and heads are checked as P-256."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "a@b"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "B"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "analyst"),
+        ]
+    )
+    for key in (rsa.generate_private_key(65537, 2048), ec.generate_private_key(ec.SECP384R1())):
+        csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+        with pytest.raises(InvalidArgument, match="not EC P-256"):
+            identity.sign_csr(ca, csr.public_bytes(serialization.Encoding.PEM))
+
+
+def test_a_bundle_holding_a_leaf_certificate_is_refused(ca: Path, tmp_path: Path) -> None:
+    """Review (2026-12-04): a node's certificate pasted into tls.ca (a "chain") let that
+    node's key sign CRLs and membership documents as a CA."""
+    _key, csr = identity.make_csr("node", "hefei", "Hefei", ["127.0.0.1"])
+    leaf = identity.sign_csr(ca, csr)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes((ca / identity.CA_CERT).read_bytes() + leaf)
+    with pytest.raises(InvalidArgument, match="which is not a CA certificate"):
+        identity.load_bundle(bundle)
+    assert len(identity.load_bundle(ca / identity.CA_CERT)) == 1
+
+
+def test_revocations_at_once_each_keep_their_serial_and_number(ca: Path) -> None:
+    """Review (2026-12-04): two `ca revoke` at once read the list, and the second write
+    lost the first's serial; they could also write two CRLs of one number."""
+    import threading
+
+    start = identity.crl_number(x509.load_pem_x509_crl((ca / identity.CA_CRL).read_bytes()))
+    serials = [1000 + i for i in range(8)]
+    threads = [threading.Thread(target=identity.revoke, args=(ca, s)) for s in serials]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    crl = x509.load_pem_x509_crl((ca / identity.CA_CRL).read_bytes())
+    assert sorted(r.serial_number for r in crl) == serials
+    assert identity.crl_number(crl) == start + len(serials)
+    assert not [p.name for p in ca.iterdir() if p.name.endswith(".tmp") or ".crl.pem." in p.name]
