@@ -13,6 +13,7 @@ so a home cannot ask the same rows the same question twice.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import threading
 import time
@@ -101,6 +102,8 @@ SECAGG_AFTER = {
     "train": "secagg.share_keys",
     "secagg.unmask": "train",
 }
+
+log = logging.getLogger("fedgate.owner")
 
 
 def last_step(spec: TrainSpec) -> str:
@@ -585,6 +588,10 @@ class TrainOwner:
                 raise Aborted(msg_) from None
             if reply.has_error() or not reply.has_content():
                 raise Aborted("the app answered with an error")
+            if spec.dp_clip > 0 and METRICS in reply.content.metric_records:
+                # under DP its metrics are replaced when protected: none of its numbers is
+                # released, so none may cost the update (review, 2026-12-04)
+                reply.content.metric_records[METRICS] = MetricRecord({NUM_EXAMPLES: 1})
             content = check_app_reply(msg, reply.content, len(run.rows[1]))
         except FedgateError as exc:
             run.stop_app()  # a step this owner refused goes no further here: nor does its app
@@ -593,6 +600,9 @@ class TrainOwner:
             rows_may_decide = isinstance(exc, Aborted | ResourceExhausted | DeadlineExceeded)
             if not (stay and rows_may_decide and msg.metadata.message_type == "train"):
                 raise
+            log.info(  # the owner's own log: the operator sees why it trained nothing
+                "train app step answered unchanged under DP: %s", exc.code.name
+            )
             content = _unchanged(msg)
         finally:
             if host is not run.host:

@@ -175,8 +175,14 @@ class AppHost:
             raise Aborted(f"the app failed ({name if name in KNOWN_ERRORS else 'Exception'})")
 
     def _ended(self) -> FedgateError:
-        with contextlib.suppress(ChildProcessError, OSError):  # let it finish, not reaped:
-            os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)  # its group stays
+        # Let it finish, for 2 s at most (an end of its pipe is not always its end: a frame
+        # over MAX_FRAME is refused while it still writes), and leave it unreaped, so that
+        # its id is still its group's when the group is killed.
+        end = time.monotonic() + 2
+        with contextlib.suppress(ChildProcessError, OSError):
+            flags = os.WEXITED | os.WNOWAIT | os.WNOHANG
+            while not os.waitid(os.P_PID, self.proc.pid, flags) and time.monotonic() < end:
+                time.sleep(0.02)
         code = self._close()  # the group killed (what it forked), then it is reaped
         if code == -signal.SIGXCPU:
             return ResourceExhausted("the app went over its CPU time limit; it was stopped")

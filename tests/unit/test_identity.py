@@ -367,3 +367,14 @@ def test_revocations_at_once_each_keep_their_serial_and_number(ca: Path) -> None
     assert sorted(r.serial_number for r in crl) == serials
     assert identity.crl_number(crl) == start + len(serials)
     assert not [p.name for p in ca.iterdir() if p.name.endswith(".tmp") or ".crl.pem." in p.name]
+
+
+def test_a_folder_that_is_no_ca_gets_the_key_message_and_no_lock_file(tmp_path: Path) -> None:
+    """Review (2026-12-04): the lock file was opened first, so `ca crl --dir typo` said
+    `typo/.lock: No such file or directory`, and a folder that is no CA's got a lock."""
+    for folder in (tmp_path / "typo", tmp_path):
+        with pytest.raises(InvalidArgument, match=r"key file .*ca.key does not exist"):
+            identity.write_crl(folder)
+        with pytest.raises(InvalidArgument, match=r"key file .*ca.key does not exist"):
+            identity.revoke(folder, 5)
+    assert not (tmp_path / identity.CA_LOCK).exists()
