@@ -405,13 +405,18 @@ def _revoked(ca_dir: Path) -> list[int]:
     return revoked
 
 
+def _check_ca(ca_dir: Path) -> None:
+    """Before the lock of a folder written to: no lock file is left in one that is no
+    CA's (a typo), and the message is the missing key's."""
+    if not (ca_dir / CA_KEY).exists():
+        raise InvalidArgument(f"key file {ca_dir / CA_KEY} does not exist")
+
+
 @contextlib.contextmanager
 def _ca_lock(ca_dir: Path) -> Iterator[None]:
     """One writer of a CA folder at a time: two `ca revoke` at once lost one serial, and
     could write two CRLs of one number (review, 2026-12-04). The kernel's lock, released
     however the process ends."""
-    if not ca_dir.is_dir():  # said as before: no lock file left in a folder that is no CA's
-        raise InvalidArgument(f"key file {ca_dir / CA_KEY} does not exist")
     fd = os.open(ca_dir / CA_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -424,8 +429,7 @@ def revoke(ca_dir: Path, serial: int) -> Path:
     """Add a serial to the CA's revocation list and re-issue the CRL."""
     if not 0 < serial < MAX_SERIAL:
         raise InvalidArgument(f"serial {serial:x} is not a certificate serial (1 to 2^159 - 1)")
-    if not (ca_dir / CA_KEY).exists():  # before the lock: no lock file in a wrong folder
-        raise InvalidArgument(f"key file {ca_dir / CA_KEY} does not exist")
+    _check_ca(ca_dir)
     with _ca_lock(ca_dir):
         revoked = _revoked(ca_dir)
         if serial not in revoked:
@@ -440,8 +444,7 @@ def write_crl(ca_dir: Path, next_update_days: int = 7) -> Path:
     The last number used is kept in ``<ca_dir>/crl_number`` (and is never below the number
     of the CRL already in the folder), so each CRL this CA writes has a higher number.
     """
-    if not (ca_dir / CA_KEY).exists():  # before the lock: no lock file in a wrong folder
-        raise InvalidArgument(f"key file {ca_dir / CA_KEY} does not exist")
+    _check_ca(ca_dir)
     with _ca_lock(ca_dir):
         return _write_crl(ca_dir, next_update_days)
 

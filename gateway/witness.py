@@ -12,6 +12,7 @@ The records here are plain dataclasses; ``gateway.serde`` turns them into wire m
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -175,9 +176,8 @@ class Witness:
             # The head we countersigned already: its countersignature again, and no new
             # entry (a peer looping on it grew this log an entry a call; review 2026-12-04).
             again = self._countersigned(caller, size)
-            own = x509.load_pem_x509_certificate(self.cert_pem)  # a renewed key signs anew
-            if again is not None and verify_countersignature(again, own):
-                return again
+            if again is not None and verify_countersignature(again, self._own_cert):
+                return again  # (a renewed key signs anew)
         if head.size < size or head.size != size + len(req.digests):
             self._fork(caller, head, f"size {head.size} does not extend {size}")
         for offset, digest in enumerate(req.digests, start=size + 1):
@@ -214,6 +214,10 @@ class Witness:
             countersignature=countersig,
             witness_cert=self.cert_pem.decode(),
         )
+
+    @functools.cached_property
+    def _own_cert(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.cert_pem)
 
     def _countersigned(self, node: str, size: int) -> WitnessedHead | None:
         found = self.heads_of(node, after=size - 1, limit=1)

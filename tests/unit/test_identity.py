@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import identity
 from gateway.errors import InvalidArgument, Unauthenticated
+from tests import x509_made as made
 
 
 @pytest.fixture()
@@ -180,27 +181,11 @@ def test_a_ca_file_that_is_not_pem_is_one_plain_line(tmp_path: Path) -> None:
 def test_a_node_cannot_ask_for_another_nodes_tls_name_or_a_wildcard(ca: Path, host: str) -> None:
     """Review (2026-12-04): hefei's CSR asking for jiangsu.node.fedgate was signed, and a
     server with that certificate passed a client's check for jiangsu (or any node)."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-
     with pytest.raises(InvalidArgument, match="wildcard|another node|not a DNS host name"):
         identity.make_csr("node", "hefei", "Hefei", ["127.0.0.1", host])
-    key = identity.new_key()  # a CSR made by other tools: the CA refuses it too
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "hefei"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Hefei"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "node"),
-        ]
-    )
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(subject)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    csr = made.csr_pem(sans=[x509.DNSName(host)])  # by other tools: the CA refuses it too
     with pytest.raises(InvalidArgument, match="wildcard|another node|not a DNS host name"):
-        identity.sign_csr(ca, csr.public_bytes(serialization.Encoding.PEM))
+        identity.sign_csr(ca, csr)
     _, own = identity.make_csr("node", "hefei", "Hefei", ["hefei.node.fedgate", "gw.hefei.gov"])
     cert = x509.load_pem_x509_certificate(identity.sign_csr(ca, own))
     assert identity.host_names(cert) == ["hefei.node.fedgate", "gw.hefei.gov"]
@@ -225,22 +210,9 @@ def test_an_encrypted_key_is_refused_with_a_clear_message(tmp_path: Path) -> Non
 def test_the_certificate_holds_only_the_checked_subject(ca: Path) -> None:
     """Review (2026-12-04): every attribute of the CSR was copied, so a hefei CSR with a
     second CN and O read as jiangsu's to tools that take the last CN."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-
-    key = identity.new_key()
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "hefei"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Hefei"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "node"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "jiangsu.node.fedgate"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Jiangsu"),
-        ]
-    )
-    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    extra = (("CN", "jiangsu.node.fedgate"), ("O", "Jiangsu"))
     cert = x509.load_pem_x509_certificate(
-        identity.sign_csr(ca, csr.public_bytes(serialization.Encoding.PEM))
+        identity.sign_csr(ca, made.csr_pem((*made.HEFEI_NODE, *extra)))
     )
     assert cert.subject.rfc4514_string() == "OU=node,O=Hefei,CN=hefei"
 
@@ -270,73 +242,28 @@ def test_a_node_csr_asking_for_an_ip_network_is_refused(ca: Path) -> None:
     """Review (2026-12-04): an IP SAN of 0.0.0.0/0 was signed."""
     import ipaddress
 
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-
-    key = identity.new_key()
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "hefei"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Hefei"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "node"),
-        ]
-    )
-    net = x509.IPAddress(ipaddress.ip_network("0.0.0.0/0"))
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(subject)
-        .add_extension(x509.SubjectAlternativeName([net]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    csr = made.csr_pem(sans=[x509.IPAddress(ipaddress.ip_network("0.0.0.0/0"))])
     with pytest.raises(InvalidArgument, match="network 0.0.0.0/0"):
-        identity.sign_csr(ca, csr.public_bytes(serialization.Encoding.PEM))
+        identity.sign_csr(ca, csr)
 
 
 def test_an_id_spelled_otherwise_than_the_ca_writes_is_refused(ca: Path) -> None:
     """Review (2026-12-04): a URN written raw by an older CA (``%61lice@hefei``) decoded
     to another id (``alice@hefei``) than the keeper saw and signed."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-
-    key = identity.new_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "%61lice@hefei")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-        .not_valid_after(dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier("urn:fedgate:analyst:%61lice@hefei")]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
+    urn = x509.UniformResourceIdentifier("urn:fedgate:analyst:%61lice@hefei")
+    cert = made.self_signed("%61lice@hefei", identity.new_key(), [urn])
     with pytest.raises(Unauthenticated, match="not written as fedgate's CA writes it"):
         identity.identity_of(cert)
 
 
 def test_a_csr_with_a_key_other_than_p256_is_refused(ca: Path) -> None:
     """Review (2026-12-04): any key was signed; receipts and heads are checked as P-256."""
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
 
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "a@b"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "B"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "analyst"),
-        ]
-    )
+    analyst = (("CN", "a@b"), ("O", "B"), ("OU", "analyst"))
     for key in (rsa.generate_private_key(65537, 2048), ec.generate_private_key(ec.SECP384R1())):
-        csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
         with pytest.raises(InvalidArgument, match="not EC P-256"):
-            identity.sign_csr(ca, csr.public_bytes(serialization.Encoding.PEM))
+            identity.sign_csr(ca, made.csr_pem(analyst, key=key))
 
 
 def test_a_bundle_holding_a_leaf_certificate_is_refused(ca: Path, tmp_path: Path) -> None:

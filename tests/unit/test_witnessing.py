@@ -278,26 +278,11 @@ def test_a_countersignature_by_a_certificate_of_another_ca_is_not_kept(
 def test_a_certificate_without_an_ec_key_verifies_nothing(tmp_path: Path) -> None:
     """Review (2026-12-04): an RSA certificate asserted in the check, and the error ended
     the witnessing round for every peer after that one."""
-    import datetime as dt
-
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
 
     from gateway.witness import SignedHead, verify_head
+    from tests import x509_made as made
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "beta")])
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert = made.self_signed("beta", rsa.generate_private_key(public_exponent=65537, key_size=2048))
     head = SignedHead(node="beta", size=1, head="0" * 64, time="2026-01-01", signature="AA==")
     assert verify_head(head, cert) is False
