@@ -20,6 +20,7 @@ from federation.canonical import canonical
 
 LEVELS = ("ministry", "province", "city")
 ALGORITHM = "ecdsa-p256-sha256"
+MAX_SERIAL = 2**63 - 1  # a serial fits every store that keeps it (SQLite's INTEGER)
 
 
 class MembershipError(ValueError):
@@ -96,6 +97,8 @@ def _check_types(membership: Membership) -> None:
         raise MembershipError("the federation name and the issue time must be strings")
     if not isinstance(membership.serial, int) or isinstance(membership.serial, bool):
         raise MembershipError("the serial must be an integer")
+    if not 1 <= membership.serial <= MAX_SERIAL:
+        raise MembershipError(f"the serial must be between 1 and {MAX_SERIAL}")
     for m in membership.members:
         for name in ("id", "org", "address", "level", "parent", "name"):
             value = getattr(m, name)

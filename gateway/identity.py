@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from federation import membership
 from gateway import clock
 from gateway.descriptor import check_identifier
 from gateway.errors import InvalidArgument, Unauthenticated
@@ -51,6 +52,8 @@ CA_CRL = "crl.pem"
 CA_REVOKED = "revoked.json"
 CA_CRL_NUMBER = "crl_number"  # the last CRL number this CA used
 CA_LOCK = ".lock"  # held while the CA folder is written
+CA_MEMBERSHIP_SERIAL = "membership_serial"  # the highest membership serial this CA signed
+CA_FILES = (CA_KEY, CA_CERT, CA_CRL, CA_REVOKED, CA_CRL_NUMBER, CA_LOCK, CA_MEMBERSHIP_SERIAL)
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,7 @@ def init_ca(ca_dir: Path, name: str = "Yangtze Delta Federation CA", days: int =
     check_name(name, "the CA's name", common_name=True)
     # Any of its files, not only the key: a CA whose key went offline, as advised, would
     # else be made anew over its certificate and revocations (review, 2026-12-04).
-    for existing in (CA_KEY, CA_CERT, CA_REVOKED, CA_CRL, CA_CRL_NUMBER):
+    for existing in (CA_KEY, CA_CERT, CA_REVOKED, CA_CRL, CA_CRL_NUMBER, CA_MEMBERSHIP_SERIAL):
         if (ca_dir / existing).exists():
             raise InvalidArgument(
                 f"{ca_dir / existing} already exists: {ca_dir} holds a CA; refusing to "
@@ -509,6 +512,67 @@ def _next_crl_number(ca_dir: Path) -> int:
     except (FileNotFoundError, ValueError):
         current = None
     return max(last, current or 0) + 1
+
+
+def check_output(ca_dir: Path, out: Path, *inputs: Path) -> None:
+    """An output path that would overwrite an input or a file of the CA folder is refused
+    (a CSR named ca.csr in the CA folder would else have replaced the CA's certificate)."""
+    target = out.resolve()  # through a symlink too
+    if any(target == x.resolve() for x in inputs) or (
+        target.parent == ca_dir.resolve() and target.name in CA_FILES
+    ):
+        raise InvalidArgument(f"{out} would overwrite an input or a CA file: name another")
+
+
+def sign_membership(
+    ca_dir: Path,
+    federation: str,
+    members: tuple[membership.Member, ...],
+    serial: int | None,
+    out: Path,
+) -> membership.Membership:
+    """Sign the membership document with a serial above every one this CA signed before.
+
+    A node keeps the highest serial it started with and takes an equal one again, so two
+    documents signed with one serial could be swapped at a restart (review, 2026-12-04).
+    Without ``serial`` the next one is taken. The serial is kept before the document is
+    written: a serial is never used twice, even if the write fails.
+    """
+    _check_ca(ca_dir)
+    with _ca_lock(ca_dir):
+        last = _last_membership_serial(ca_dir)
+        if serial is None:
+            serial = last + 1
+        elif serial <= last:
+            raise InvalidArgument(
+                f"serial {serial} is not above {last}, the last this CA signed: nodes that "
+                f"took {last} would refuse it (or a restart could swap two documents of one "
+                f"serial); use serial {last + 1}, or leave the serial out to take it"
+            )
+        doc = membership.Membership(
+            federation=federation,
+            serial=serial,
+            issued_at=membership.now_rfc3339(),
+            members=members,
+        )
+        try:
+            signed = membership.sign(doc, load_key(ca_dir / CA_KEY))
+        except membership.MembershipError as exc:
+            raise InvalidArgument(str(exc)) from None
+        _replace(ca_dir / CA_MEMBERSHIP_SERIAL, f"{serial}\n".encode())
+        _replace(out, signed)
+    return doc
+
+
+def _last_membership_serial(ca_dir: Path) -> int:
+    kept = ca_dir / CA_MEMBERSHIP_SERIAL
+    try:
+        text = kept.read_text().strip()
+    except FileNotFoundError:
+        return 0  # a CA folder from before the floor was kept, or one that never signed
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidArgument(f"{kept} does not hold a membership serial")
+    return int(text)
 
 
 def crl_number(crl: x509.CertificateRevocationList) -> int | None:

@@ -21,19 +21,17 @@ def cmd_membership_sign(args: argparse.Namespace) -> int:
     try:
         raw = tomllib.loads(Path(args.input).read_text(encoding="utf-8"))
         members = tuple(m.member_from(x, i) for i, x in enumerate(raw["members"]))
-        doc = m.Membership(
-            federation=raw["federation"],
-            serial=int(raw.get("serial", 1)),
-            issued_at=m.now_rfc3339(),
-            members=members,
-        )
+        federation, serial = raw["federation"], raw.get("serial")
     except FileNotFoundError:
         raise FedgateError(f"{args.input} does not exist") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise FedgateError(f"{args.input}: bad membership input: {exc}") from None
-    key = identity.load_key(Path(args.ca_dir) / identity.CA_KEY)
-    Path(args.out).write_bytes(m.sign(doc, key))
-    print(f"membership of {len(members)} members, serial {doc.serial}, signed: {args.out}")
+    if serial is not None and (type(serial) is not int or serial < 1):
+        raise FedgateError(f"{args.input}: serial must be a whole number of at least 1")
+    ca_dir, out = Path(args.ca_dir), Path(args.out)
+    identity.check_output(ca_dir, out, Path(args.input))
+    doc = identity.sign_membership(ca_dir, federation, members, serial, out)
+    print(f"membership of {len(members)} members, serial {doc.serial}, signed: {out}")
     return 0
 
 

@@ -26,13 +26,7 @@ def cmd_ca_sign(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         raise FedgateError(f"CSR file {csr} does not exist") from None
     out = Path(args.out) if args.out else csr.with_suffix(".pem")
-    ca_files = {identity.CA_KEY, identity.CA_CERT, identity.CA_CRL, identity.CA_REVOKED}
-    ca_files.add(identity.CA_CRL_NUMBER)
-    target = out.resolve()  # through a symlink too
-    if target == csr.resolve() or (
-        target.parent == Path(args.dir).resolve() and target.name in ca_files
-    ):  # a CSR named ca.csr in the CA folder would else overwrite the CA's certificate
-        raise FedgateError(f"--out {out} would overwrite the CSR or a CA file: name another")
+    identity.check_output(Path(args.dir), out, csr)
     pem = identity.sign_csr(Path(args.dir), csr_pem, days=args.days)
     out.write_bytes(pem)
     cert = identity.load_cert(out)

@@ -296,14 +296,7 @@ def provision(
         cert, key = _issue(fed.ca_dir, workdir / "users" / user, "user", "analyst", user, node.org)
         _write_profile(fed.profile_path(user), node, fed.ca_cert, cert, key)
     progress(f"{len(analysts)} analyst certificates issued")
-    doc = Membership(
-        federation=name,
-        serial=1,
-        issued_at=membership_mod.now_rfc3339(),
-        members=members,
-    )
-    ca_key = identity.load_key(fed.ca_dir / identity.CA_KEY)
-    fed.membership_path.write_bytes(membership_mod.sign(doc, ca_key))
+    identity.sign_membership(fed.ca_dir, name, members, 1, fed.membership_path)
     progress(f"membership document of {len(nodes)} members signed by the CA")
     for n in nodes:
         path = fed.config_path(n.id)

@@ -48,8 +48,54 @@ def test_ca_csr_sign_show_revoke(tmp_path: Path) -> None:
     (ca / "ca.csr").write_bytes((node / "anhui.csr").read_bytes())
     before = (ca / "ca.pem").read_bytes()
     r = run_fedgate("ca", "sign", str(ca / "ca.csr"), "--dir", str(ca))
-    assert r.returncode == 2 and "would overwrite the CSR or a CA file" in r.stderr, r.stderr
+    assert r.returncode == 2 and "would overwrite an input or a CA file" in r.stderr, r.stderr
     assert (ca / "ca.pem").read_bytes() == before
+
+
+def _members_toml(serial: int | None) -> str:
+    head = 'federation = "yangtze-delta"\n' + ("" if serial is None else f"serial = {serial}\n")
+    return head + (
+        '[[members]]\nid = "anhui"\norg = "Anhui Data"\naddress = "127.0.0.1:47105"\n'
+        'level = "province"\n'
+    )
+
+
+def test_membership_sign_never_signs_a_serial_twice(tmp_path: Path) -> None:
+    # Review (2026-12-04): the CA kept no serial floor, so two documents signed with one
+    # serial could be swapped at a node's restart (a node takes an equal serial again).
+    ca, toml, out = tmp_path / "ca", tmp_path / "members.toml", tmp_path / "membership.json"
+    assert run_fedgate("ca", "init", "--dir", str(ca)).returncode == 0
+
+    def sign(serial: int | None) -> subprocess.CompletedProcess:
+        toml.write_text(_members_toml(serial))
+        return run_fedgate(
+            "membership", "sign", "--input", str(toml), "--ca-dir", str(ca), "--out", str(out)
+        )
+
+    r = sign(3)
+    assert r.returncode == 0 and "serial 3, signed" in r.stdout, r.stderr
+    first = out.read_bytes()
+    for again in (3, 2):  # the same serial, or an older one: refused, the document kept
+        r = sign(again)
+        assert r.returncode == 2 and f"serial {again} is not above 3" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and out.read_bytes() == first
+    r = sign(None)  # no serial: the next one
+    assert r.returncode == 0 and "serial 4, signed" in r.stdout, r.stderr
+    shown = run_fedgate("membership", "show", str(out), "--ca", str(ca / "ca.pem"))
+    assert shown.returncode == 0 and "serial 4" in shown.stdout, shown.stderr
+    for bad in ("0", "true", '"5"'):
+        toml.write_text(_members_toml(None).replace("\n", f"\nserial = {bad}\n", 1))
+        r = run_fedgate(
+            "membership", "sign", "--input", str(toml), "--ca-dir", str(ca), "--out", str(out)
+        )
+        assert r.returncode == 2 and "serial must be a whole number" in r.stderr, r.stderr
+    r = sign(2**63)  # past what a node's store keeps
+    assert r.returncode == 2 and "serial must be between 1 and" in r.stderr, r.stderr
+    r = run_fedgate(  # the document over a CA file
+        "membership", "sign", "--input", str(toml), "--ca-dir", str(ca), "--out", str(ca / "ca.pem")
+    )
+    assert r.returncode == 2 and "would overwrite an input or a CA file" in r.stderr, r.stderr
+    assert (ca / identity.CA_MEMBERSHIP_SERIAL).read_text() == "4\n"
 
 
 def test_errors_are_one_line_not_tracebacks(tmp_path: Path) -> None:
