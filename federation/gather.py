@@ -5,7 +5,10 @@ report is kept (answered, refused or silent), and every partial is checked again
 plan before it is merged, so one malformed partial fails only its own owner. An answer
 may speak only for the member asked and the members below it (``speaks_for``), each
 once: a member that reports for any other node (a sibling's refusal, a receipt under
-another's name) fails as a whole, its partial unmerged.
+another's name) fails as a whole, its partial unmerged. Given ``receipt_problem``, a
+partial counts only with a receipt that holds for every owner that released into it (a
+revoked owner's answer is not merged: the door checks only callers, not the nodes a home
+calls).
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ def gather(
     outcomes: Sequence[Outcome[TargetT, PartialAnswer]],
     via: str = "",
     speaks_for: Callable[[str], Collection[str]] | None = None,
+    receipt_problem: Callable[[str, str], str] | None = None,
 ) -> Gathered:
+    """``receipt_problem(node_id, receipt)``: why a released partial's receipt does not
+    hold ("" when it does)."""
     found = Gathered()
     seen: set[str] = set()
     for out in outcomes:
@@ -59,6 +65,8 @@ def gather(
             continue
         found.published = True
         stray = _stray(out.target.id, answer, seen, speaks_for)
+        if not stray and receipt_problem is not None and answer.payload:
+            stray = _bad_receipt(out.target.id, answer, receipt_problem)
         if stray:
             bad = Error(Code.FAILED_PRECONDITION, stray)
             found.owners.append(OwnerReport(node_id=out.target.id, error=bad, via=via))
@@ -78,6 +86,19 @@ def gather(
             found.tables.append(table)
             found.payloads.append(answer.payload)
     return found
+
+
+def _bad_receipt(
+    target: str, answer: PartialAnswer, receipt_problem: Callable[[str, str], str]
+) -> str:
+    """Why a partial's receipts do not hold ("" when they do)."""
+    for r in answer.owners:
+        if not r.ok:
+            continue
+        problem = receipt_problem(r.node_id, r.receipt) if r.receipt else "none was sent"
+        if problem:
+            return f"{target} sent a partial without a valid receipt of {r.node_id}: {problem}"
+    return ""
 
 
 def _stray(

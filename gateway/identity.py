@@ -586,6 +586,27 @@ def crl_number(crl: x509.CertificateRevocationList) -> int | None:
 # --- reading identities ---------------------------------------------------------------
 
 
+def not_in_force(cert: x509.Certificate, revocations: RevocationList | None) -> str:
+    """Why a certificate that signs something now is not in force ("" when it is): what a
+    node takes from a peer now (a receipt, a relayed request, a SecAgg+ key) needs its
+    signer's certificate unexpired and unrevoked, as the door checks a caller's. (The door
+    sees only callers: a revoked owner could still answer a home that called it.) Kept
+    evidence checked later, offline, does not use this: it was in force when signed."""
+    serial = format(cert.serial_number, "x")
+    now = clock.now()
+    if cert.not_valid_after_utc <= now:
+        return f"certificate {serial} expired at {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    if cert.not_valid_before_utc > now + dt.timedelta(minutes=5):  # clocks may differ
+        return f"certificate {serial} is valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+    if revocations is not None:
+        try:
+            if revocations.is_revoked(serial):
+                return f"certificate {serial} has been revoked"
+        except Unauthenticated as exc:  # an expired CRL: nothing is known to be in force
+            return exc.message
+    return ""
+
+
 def identity_of(cert: x509.Certificate) -> Identity:
     """The identity a certificate states, from the URI SAN the CA wrote."""
     try:

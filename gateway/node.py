@@ -8,6 +8,7 @@ the roles (``gateway.roles``) that this module wires together.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -59,6 +60,7 @@ from gateway.identity import (
     load_bundle,
     load_cert,
     load_key,
+    not_in_force,
     verify_signed_by,
 )
 from gateway.limits import Limiter, cut
@@ -216,8 +218,9 @@ class Node:
         self.witness = Witness(node_id, self.state, self.audit, key, self.cert_pem, bundle)
         self.access = AccessRequests(node_id, self.state, self.catalog, self.grants)
         signer = Signer(key, self.cert_pem)
-        self.vouching = Vouching(node_id, self.membership, signer, bundle)
-        self.receipts = ReceiptStore(self.state, ReceiptCheck(bundle))
+        in_force = functools.partial(not_in_force, revocations=self.revocations)
+        self.vouching = Vouching(node_id, self.membership, signer, bundle, in_force)
+        self.receipts = ReceiptStore(self.state, ReceiptCheck(bundle, in_force))
         pipeline = ReleasePipeline(
             node_id, self.grants, self.audit, signer, config.max_message_bytes
         )

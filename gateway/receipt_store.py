@@ -46,6 +46,11 @@ class ReceiptStore:
         # Group commit: concurrent answers share one fsync.
         self._state.group(work)
 
+    def problem(self, receipt: str, owner: str, request_id: str) -> str:
+        """Why ``receipt`` is not ``owner``'s release receipt for the request ("" when it
+        is): checked as a partial arrives, before it is merged."""
+        return self._check.problem(receipt, owner, request_id)
+
     def for_request(self, request_id: str) -> list[str]:
         with self._state.read() as db:
             rows = db.execute(

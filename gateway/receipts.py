@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -79,6 +80,9 @@ def sign(body: dict, key: ec.EllipticCurvePrivateKey, cert_pem: bytes) -> Receip
     return Receipt(body, base64.b64encode(signature).decode(), cert_pem.decode())
 
 
+InForce = Callable[[x509.Certificate], str]  # why a signer's certificate is not in force now
+
+
 def verify(receipt: Receipt, ca_bundle: list[x509.Certificate]) -> str:
     """Check that it is a release receipt, the signer's certificate and the signature;
     returns the signing node id. (A node signs other statements too: a SecAgg+ key, a
@@ -93,11 +97,15 @@ def is_release(body: dict) -> bool:
     return body.get("kind") == "release" and "audit_seq" in body and "audit_hash" in body
 
 
-def verify_statement(statement: Receipt, ca_bundle: list[x509.Certificate]) -> str:
+def verify_statement(
+    statement: Receipt, ca_bundle: list[x509.Certificate], in_force: InForce | None = None
+) -> str:
     """Any body a member node signed (a receipt, a SecAgg+ key or model statement);
     returns the signing node id."""
     body = statement.body
-    verify_signed(body, statement.signature, statement.cert_pem, ca_bundle, statement.owner)
+    verify_signed(
+        body, statement.signature, statement.cert_pem, ca_bundle, statement.owner, in_force
+    )
     return statement.owner
 
 
@@ -108,14 +116,26 @@ class ReceiptCheck:
     one ECDSA verification (~0.1 ms) rather than ~0.4 ms with the certificate's."""
 
     MAX_CERTS = 256
+    MAX_HELD = 1024  # receipts whose signature held: checked as they arrive and when kept
 
-    def __init__(self, ca_bundle: list[x509.Certificate]) -> None:
+    def __init__(self, ca_bundle: list[x509.Certificate], in_force: InForce | None = None) -> None:
         self._bundle = ca_bundle
-        self._keys: dict[str, tuple[str, ec.EllipticCurvePublicKey]] = {}
+        self._in_force = in_force
+        self._keys: dict[str, tuple[str, ec.EllipticCurvePublicKey, x509.Certificate]] = {}
+        self._held: dict[tuple[bytes, str, str], str] = {}  # -> the signer's cert PEM
         self._lock = threading.Lock()
 
     def problem(self, text: str, node_id: str, request_id: str) -> str:
         """Why it is not (""  when it is); ``node_id`` may be ``owner/n`` (a run's)."""
+        held = (hashlib.sha256(text.encode()).digest(), node_id, request_id)
+        with self._lock:
+            cert_pem = self._held.get(held)
+        if cert_pem is not None:  # its signature held a moment ago: is its signer still in force?
+            try:
+                self._key(cert_pem, node_id.partition("/")[0])
+            except InvalidArgument as exc:
+                return exc.message
+            return ""
         try:
             receipt = Receipt.from_json(text)
         except InvalidArgument as exc:
@@ -133,33 +153,56 @@ class ReceiptCheck:
             return exc.message
         if not signature_holds(key, body, receipt.signature):
             return "its signature does not verify"
+        with self._lock:
+            if len(self._held) >= self.MAX_HELD:
+                self._held.clear()
+            self._held[held] = receipt.cert_pem
         return ""
 
     def _key(self, cert_pem: str, owner: str) -> ec.EllipticCurvePublicKey:
         with self._lock:
             known = self._keys.get(cert_pem)
         if known is not None and known[0] == owner:
+            _check_in_force(known[2], self._in_force)  # every time: it may expire or be revoked
             return known[1]
-        key = node_key(cert_pem, self._bundle, owner)
+        cert = signer_cert(cert_pem, self._bundle, owner)
+        _check_in_force(cert, self._in_force)
+        key = _ec_key(cert)
         with self._lock:
             if len(self._keys) >= self.MAX_CERTS:
                 self._keys.clear()
-            self._keys[cert_pem] = (owner, key)
+            self._keys[cert_pem] = (owner, key, cert)
         return key
 
 
 def verify_signed(
-    body: dict, signature: str, cert_pem: str, ca_bundle: list[x509.Certificate], node_id: str
+    body: dict,
+    signature: str,
+    cert_pem: str,
+    ca_bundle: list[x509.Certificate],
+    node_id: str,
+    in_force: InForce | None = None,
 ) -> None:
-    """``body`` was signed by member node ``node_id``, whose certificate the CA issued."""
-    if not signature_holds(node_key(cert_pem, ca_bundle, node_id), body, signature):
+    """``body`` was signed by member node ``node_id``, whose certificate the CA issued
+    (and, given ``in_force``, that is in force now)."""
+    if not signature_holds(node_key(cert_pem, ca_bundle, node_id, in_force), body, signature):
         raise InvalidArgument("signature does not verify: the signed body was changed")
 
 
 def node_key(
-    cert_pem: str, ca_bundle: list[x509.Certificate], node_id: str
+    cert_pem: str,
+    ca_bundle: list[x509.Certificate],
+    node_id: str,
+    in_force: InForce | None = None,
 ) -> ec.EllipticCurvePublicKey:
     """The public key of member node ``node_id`` from a certificate the CA issued to it."""
+    cert = signer_cert(cert_pem, ca_bundle, node_id)
+    _check_in_force(cert, in_force)
+    return _ec_key(cert)
+
+
+def signer_cert(cert_pem: str, ca_bundle: list[x509.Certificate], node_id: str) -> x509.Certificate:
+    """Member node ``node_id``'s certificate, which the CA issued."""
     try:
         cert = x509.load_pem_x509_certificate(cert_pem.encode())
     except ValueError:
@@ -169,6 +212,16 @@ def node_key(
     signer = identity_of(cert)
     if signer.role != "node" or signer.id != node_id:
         raise InvalidArgument(f"signed for node {node_id!r} but by {signer}")
+    return cert
+
+
+def _check_in_force(cert: x509.Certificate, in_force: InForce | None) -> None:
+    problem = in_force(cert) if in_force is not None else ""
+    if problem:
+        raise InvalidArgument(f"signer {problem}")
+
+
+def _ec_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise InvalidArgument("signer certificate holds no EC key")

@@ -236,7 +236,12 @@ class Home:
             timeout=max(0.0, deadline - time.monotonic()),
             to_error=error_of,
         )
-        found = gather(plan, outcomes, speaks_for=self.membership().subtree)
+        found = gather(
+            plan,
+            outcomes,
+            speaks_for=self.membership().subtree,
+            receipt_problem=lambda node, text: self.receipts.problem(text, node, env.request_id),
+        )
         if not found.published:
             raise NotFound(f"no member publishes the dataset {plan.dataset!r}")
         return found

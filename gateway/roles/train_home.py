@@ -31,6 +31,7 @@ from gateway.clock import utc
 from gateway.errors import (
     Cancelled,
     DeadlineExceeded,
+    FailedPrecondition,
     FedgateError,
     InvalidArgument,
     NotFound,
@@ -405,6 +406,15 @@ class TrainHome:
                 return None
             try:
                 reply, report = self.ask_step(member, call_env, data, stop)
+                problem = (
+                    self.receipts.problem(report.receipt, member.id, env.request_id)
+                    if report.ok
+                    else ""
+                )
+                if problem:  # an update counts only with its owner's receipt in force
+                    raise FailedPrecondition(
+                        f"{member.id} answered without a valid receipt: {problem}"
+                    )
             except FedgateError as exc:
                 reports.add(OwnerReport(member.id, error=exc.error))
                 log.warning(

@@ -31,11 +31,13 @@ class Vouching:
         membership: Callable[[], Membership],
         signer: Signer,
         ca_bundle: list[x509.Certificate],
+        in_force: receipts.InForce | None = None,
     ) -> None:
         self.node_id = node_id
         self._membership = membership
         self._signer = signer
         self._ca_bundle = ca_bundle
+        self._in_force = in_force  # a member's signature counts only while its cert is
 
     def check_own_user(self, caller: Requester) -> None:
         """At a home: it vouches only for users of its own organisation, and only while
@@ -65,7 +67,7 @@ class Vouching:
         it says; refused when it is not a current member's, intact."""
         receipt = receipts.Receipt.from_json(text)
         try:
-            node = receipts.verify_statement(receipt, self._ca_bundle)
+            node = receipts.verify_statement(receipt, self._ca_bundle, self._in_force)
         except InvalidArgument as exc:
             raise PermissionDenied(f"a statement not signed by a member: {exc.message}") from None
         if self._membership().get(node) is None:
@@ -120,7 +122,12 @@ class Vouching:
     def _signed_by_home(self, env: Envelope, what: str) -> None:
         try:
             receipts.verify_signed(
-                env.vouched(), env.signature, env.home_cert, self._ca_bundle, env.home_node
+                env.vouched(),
+                env.signature,
+                env.home_cert,
+                self._ca_bundle,
+                env.home_node,
+                self._in_force,
             )
         except InvalidArgument as exc:
             raise PermissionDenied(

@@ -16,10 +16,11 @@ import pytest
 from cryptography import x509
 
 from gateway import identity
-from gateway.client import Profile
+from gateway.client import ClientError, Profile
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway.tls import secure_channel
 from tests.conftest import RunningFederation, run_fedgate
+from tests.integration.test_query_failures import COUNT_BY_CITY
 from tests.integration.test_security import rpc_error, wait_for_log, whoami_via
 
 pytestmark = pytest.mark.integration
@@ -119,6 +120,46 @@ def test_certificate_revoked_on_an_open_connection_is_refused(
     # now the first of a minute is, and the rest are counted.
     mine = [e for e in federation.audit("jiangsu", "rpc.refused") if "moved@jiangsu" in e["caller"]]
     assert len(mine) == 1
+
+
+def test_an_owner_answering_with_a_revoked_certificate_is_not_merged(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    """Review (2026-12-04): the door checks callers, not the nodes a home calls, so a home
+    merged the partial of an owner whose certificate the CA had revoked. Now a partial
+    counts only with a receipt whose signer's certificate is in force."""
+    tls = federation.fed.node_dir("jiangsu") / "tls"
+    kept = {name: (tls / name).read_bytes() for name in ("node.pem", "node.key")}
+    org = federation.fed.node("jiangsu").org
+    cert, key = federation.issue(tmp_path, "node", "jiangsu", org)
+    serial = format(identity.load_cert(cert).serial_number, "x")
+    with federation.stopped("jiangsu"):  # jiangsu comes back with a second certificate
+        (tls / "node.key").unlink()
+        identity.write_private(tls / "node.key", key.read_bytes())
+        (tls / "node.pem").write_bytes(cert.read_bytes())
+    try:
+        with federation.client("li.wei@shanghai") as c:
+            assert "jiangsu" in c.query(COUNT_BY_CITY).contributors
+            identity.revoke(federation.fed.ca_dir, int(serial, 16))
+            with pytest.raises(ClientError) as info:
+                c.query(COUNT_BY_CITY)
+            partial = c.query(COUNT_BY_CITY, allow_partial=True)
+    finally:
+        with federation.stopped("jiangsu"):
+            (tls / "node.key").unlink()
+            identity.write_private(tls / "node.key", kept["node.key"])
+            (tls / "node.pem").write_bytes(kept["node.pem"])
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert (
+        "owner jiangsu refused: jiangsu sent a partial without a valid receipt of jiangsu: "
+        f"signer certificate {serial} has been revoked"
+    ) in str(info.value)
+    assert partial.missing == ("jiangsu",) and "zhejiang" in partial.contributors
+    assert "Nanjing" not in {r["city"] for r in partial.table.to_pylist()}
+    failed = federation.audit("shanghai", "query.failed")[-1]
+    assert failed["owner"] == "jiangsu" and "has been revoked" in failed["reason"]
+    with federation.client("li.wei@shanghai") as c:  # its own certificate again
+        assert "jiangsu" in c.query(COUNT_BY_CITY).contributors
 
 
 def _log_bytes(federation: RunningFederation) -> int:

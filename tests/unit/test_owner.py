@@ -377,6 +377,47 @@ def test_an_owner_refuses_an_overlong_purpose_even_from_a_member_home(tmp_path: 
         owner.check("shanghai", long)
 
 
+def test_a_relayed_request_needs_its_homes_certificate_in_force(tmp_path: Path) -> None:
+    """Review (2026-12-04): a relayed request's home signature was checked against the
+    CA only, so a province could pass on what a home signed with a revoked key."""
+    from gateway.errors import PermissionDenied
+    from gateway.roles.vouching import Vouching
+
+    ca = tmp_path / "ca"
+    identity.init_ca(ca)
+    key_pem, csr = identity.make_csr("node", "shanghai", ORG, ["127.0.0.1"])
+    identity.write_private(tmp_path / "home.key", key_pem)
+    home_cert = identity.sign_csr(ca, csr)
+    signer = Signer(identity.load_key(tmp_path / "home.key"), home_cert)
+    members = Membership(
+        "test",
+        1,
+        "2026-01-01T00:00:00Z",
+        (
+            Member("shanghai", ORG, "127.0.0.1:1", "province"),
+            Member("anhui", "Anhui bureau", "127.0.0.1:2", "province"),
+            Member("hefei", "Hefei bureau", "127.0.0.1:3", "city", parent="anhui"),
+        ),
+    )
+    bundle = identity.load_bundle(ca / identity.CA_CERT)
+    crl = identity.RevocationList(ca / identity.CA_CRL, bundle)
+    crl.load()
+    home = Vouching("shanghai", lambda: members, signer, bundle)
+    city = Vouching(
+        "hefei", lambda: members, signer, bundle, lambda c: identity.not_in_force(c, crl)
+    )
+    signed = home.sign(_env())
+    assert city.check("anhui", signed) == ANALYST  # relayed by its parent, in force
+    serial = identity.identity_of_pem(home_cert).serial
+    identity.revoke(ca, int(serial, 16))
+    with pytest.raises(PermissionDenied) as info:
+        city.check("anhui", signed)
+    assert info.value.message == (
+        "relayed request not vouched for by home node shanghai: "
+        f"signer certificate {serial} has been revoked"
+    )
+
+
 def test_declared_categories_survive_a_restart(parts: Parts, tmp_path: Path) -> None:
     """The catalog keeps descriptors as JSON in its state; read back (a node's restart)
     a column's categories are a tuple again, so a descriptor stays hashable."""

@@ -4,7 +4,9 @@ for the request; anything else is named in the home's audit entry, not kept."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +48,37 @@ def test_a_signed_statement_that_is_no_release_is_no_receipt(parts: Parts) -> No
     check = ReceiptCheck(parts.bundle)
     assert check.problem(statement.to_json(), "anhui", "r") == "not a release receipt"
     assert json.loads(statement.to_json())["body"]["kind"] == "secagg.keys"
+
+
+def test_a_receipt_counts_only_while_its_signers_certificate_is_in_force(
+    parts: Parts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (2026-12-04): receipts and relayed requests were checked against the CA only.
+    The door checks callers, so a revoked owner could still answer a home that called it;
+    now what a node takes from a peer needs the signer's certificate in force."""
+    from gateway import clock, identity
+
+    _grant(parts, exact=True)
+    env = _env()
+    good = parts.owner.execute(env).owners[0].receipt
+    crl = identity.RevocationList(tmp_path / "ca" / identity.CA_CRL, parts.bundle)
+    crl.load()
+    check = ReceiptCheck(parts.bundle, lambda c: identity.not_in_force(c, crl))
+    assert check.problem(good, "anhui", env.request_id) == ""  # and its key is remembered
+    pem = receipts.Receipt.from_json(good).cert_pem
+    cert_serial = identity.identity_of_pem(pem.encode()).serial
+    identity.revoke(tmp_path / "ca", int(cert_serial, 16))
+    assert check.problem(good, "anhui", env.request_id) == (
+        f"signer certificate {cert_serial} has been revoked"
+    )
+    fresh = ReceiptCheck(parts.bundle, lambda c: identity.not_in_force(c, crl))
+    assert "has been revoked" in fresh.problem(good, "anhui", env.request_id)
+    # Expired: five years on (the CA signs for one), told before any question of the CRL.
+    later = clock.now() + dt.timedelta(days=5 * 365)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    unrevoked = ReceiptCheck(parts.bundle, lambda c: identity.not_in_force(c, None))
+    assert f"signer certificate {cert_serial} expired at" in unrevoked.problem(
+        good, "anhui", env.request_id
+    )
+    # Kept evidence checked offline is what it was when signed.
+    assert receipts.verify(receipts.Receipt.from_json(good), parts.bundle) == "anhui"
