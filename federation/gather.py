@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from federation.fanout import Outcome
 from federation.outcome import Code, Error
-from federation.partials import PartialError, check_partial, from_ipc
+from federation.partials import PartialError, check_partial, disagreeing, from_ipc
 from federation.reports import OwnerReport, PartialAnswer
 from federation.sql import QueryPlan
 
@@ -40,6 +40,8 @@ class Gathered:
     owners: list[OwnerReport] = field(default_factory=list)
     tables: list[pa.Table] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)  # the tables' bytes, same order
+    # Per table: the member that sent it and the span of ``owners`` its answer reported.
+    spans: list[tuple[str, int, int]] = field(default_factory=list)
     published: bool = False  # some member holds the dataset
 
 
@@ -72,6 +74,7 @@ def gather(
             found.owners.append(OwnerReport(node_id=out.target.id, error=bad, via=via))
             continue
         seen.update(r.node_id for r in answer.owners)
+        start = len(found.owners)
         for report in answer.owners:
             found.owners.append(
                 report if report.via or not via else dataclasses.replace(report, via=via)
@@ -79,13 +82,53 @@ def gather(
         if answer.payload:
             try:
                 table = check_partial(plan, from_ipc(answer.payload), out.target.id)
-            except (PartialError, pa.ArrowInvalid) as exc:
-                bad = Error(Code.FAILED_PRECONDITION, str(exc))
-                found.owners.append(OwnerReport(node_id=out.target.id, error=bad, via=via))
+            except PartialError as exc:
+                _unmerged(found, out.target.id, (start, len(found.owners)), str(exc), via)
                 continue
             found.tables.append(table)
             found.payloads.append(answer.payload)
+            found.spans.append((out.target.id, start, len(found.owners)))
+    _keep_agreeing(plan, found, via)
     return found
+
+
+def _keep_agreeing(plan: QueryPlan, found: Gathered, via: str) -> None:
+    """Only partials whose group keys, extremes and raw columns hold the kinds of values
+    most owners' do are merged: one owner's other declaration (a code as a string where
+    the others hold numbers) failed the whole query at the merge, naming no owner."""
+    if len(found.tables) < 2:
+        return
+    weights = [max(1, sum(1 for r in found.owners[a:b] if r.ok)) for _, a, b in found.spans]
+    reasons = disagreeing(plan, found.tables, weights)
+    if not any(reasons):
+        return
+    kept = Gathered(owners=found.owners, published=found.published)
+    for table, payload, span, reason in zip(
+        found.tables, found.payloads, found.spans, reasons, strict=True
+    ):
+        if reason:
+            target, a, b = span
+            _unmerged(found, target, (a, b), f"the partial from {target}: {reason}", via)
+            continue
+        kept.tables.append(table)
+        kept.payloads.append(payload)
+        kept.spans.append(span)
+    found.tables, found.payloads, found.spans = kept.tables, kept.payloads, kept.spans
+
+
+def _unmerged(found: Gathered, target: str, span: tuple[int, int], reason: str, via: str) -> None:
+    """A partial that is not merged: the owners that released into it are reported as
+    failed (their receipts kept: they did release), not as contributors."""
+    bad = Error(Code.FAILED_PRECONDITION, reason)
+    a, b = span
+    named = False
+    for i in range(a, b):
+        report = found.owners[i]
+        named = named or report.node_id == target
+        if report.ok:
+            found.owners[i] = dataclasses.replace(report, error=bad)
+    if not named:
+        found.owners.append(OwnerReport(node_id=target, error=bad, via=via))
 
 
 def _bad_receipt(

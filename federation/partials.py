@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from federation import dp_hist, sketches
 from federation.ipc_guard import IpcRefused, check_stream
 from federation.sql import (
+    COUNT_KINDS,
     MERGED_TABLE,
     ROWS,
     AggCall,
@@ -73,8 +74,17 @@ def check_partial(plan: QueryPlan, table: pa.Table, source: str) -> pa.Table:
         raise PartialError(f"the partial from {source} has a column of type {odd.type}")
     # MIN and MAX keep the column's own type; every other state is a number.
     states = {s.name: s.kind for s in state_columns(plan, dp=False) if s.kind not in _EXTREMES}
+    for name in value_columns(plan):
+        if value_class(table.schema.field(name).type) is None:
+            what = f"{_role(plan, name)} {name}"
+            raise PartialError(
+                f"the partial from {source} has {what} of type {table.schema.field(name).type}"
+            )
     for field in table.schema:
         kind = states.get(field.name)
+        if kind in COUNT_KINDS:
+            _check_counts(table.column(field.name), f"{source}'s {field.name}")
+            continue
         if kind in _SKETCHES:
             _check_sketches(table.column(field.name), kind, f"{source}'s {field.name}")
             continue
@@ -89,6 +99,81 @@ def check_partial(plan: QueryPlan, table: pa.Table, source: str) -> pa.Table:
 
 
 _SKETCHES = (Kind.HLL, Kind.KLL)  # binary states: one serialised sketch per group
+
+
+def _check_counts(column: pa.ChunkedArray, what: str) -> None:
+    """A count is a whole number of rows, also once noised (a float +inf count had made
+    the home's exact decimal average raise)."""
+    if not pa.types.is_int64(column.type):
+        raise PartialError(f"the partial from {what} is not a whole count")
+    if column.null_count or (len(column) and pc.min(column).as_py() < 0):
+        raise PartialError(f"the partial from {what} is not a count of rows")
+
+
+def value_columns(plan: QueryPlan) -> list[str]:
+    """The columns of a partial that carry the data's own values (group keys, MIN and MAX,
+    raw columns), not states: owners' partials merge only where their kinds agree."""
+    if plan.is_raw:
+        return list(plan.raw_columns)
+    extremes = [s.name for s in state_columns(plan, dp=False) if s.kind in _EXTREMES]
+    return [*plan.group_by, *extremes]
+
+
+def value_class(kind: pa.DataType) -> str | None:
+    """What kind of value a value column holds, as far as merging goes; None for a type
+    no owner's engine sends (a float16 or decimal256 key, a duration, a zone other than
+    UTC: every owner's engine runs in UTC)."""
+    if pa.types.is_integer(kind) or pa.types.is_float32(kind) or pa.types.is_float64(kind):
+        return "number"
+    if pa.types.is_decimal128(kind):
+        return "number"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "string"
+    if pa.types.is_boolean(kind):
+        return "bool"
+    if pa.types.is_date32(kind):
+        return "date"
+    if pa.types.is_timestamp(kind):
+        if kind.tz is None:
+            return "timestamp"
+        return "timestamp with time zone" if kind.tz in ("UTC", "+00:00") else None
+    return None
+
+
+def _role(plan: QueryPlan, name: str) -> str:
+    if plan.is_raw:
+        return "the column"
+    return "the group key" if name in plan.group_by else "the extreme"
+
+
+def disagreeing(plan: QueryPlan, tables: list[pa.Table], weights: list[int]) -> list[str]:
+    """Why each partial cannot be merged with the others ("" for those that can): the kinds
+    of its value columns differ from those of the partials of most owners (``weights``:
+    the owners behind each partial). Where no kind has most, every partial that differs
+    from another is refused: the home cannot tell whose declaration is wrong."""
+    names = value_columns(plan)
+    kinds = [tuple(value_class(t.schema.field(n).type) for n in names) for t in tables]
+    votes: dict[tuple, int] = {}
+    for kind, weight in zip(kinds, weights, strict=True):
+        votes[kind] = votes.get(kind, 0) + weight
+    if len(votes) < 2:
+        return [""] * len(tables)
+    best = max(votes.values())
+    leaders = [k for k, v in votes.items() if v == best]
+    major = leaders[0] if len(leaders) == 1 else None
+    out = []
+    for kind in kinds:
+        if kind == major:
+            out.append("")
+            continue
+        other = major or next(k for k in votes if k != kind)
+        i = next(i for i, (a, b) in enumerate(zip(kind, other, strict=True)) if a != b)
+        owners = votes[other]
+        out.append(
+            f"{_role(plan, names[i])} {names[i]} holds a {kind[i]} where the partials of "
+            f"{owners} other owner{'s' if owners != 1 else ''} hold a {other[i]}"
+        )
+    return out
 
 
 def _check_sketches(column: pa.ChunkedArray, kind: Kind, what: str) -> None:
@@ -110,8 +195,10 @@ def _stack(partials: list[pa.Table]) -> pa.Table:
     # Owners under DP send float sums where exact owners send integers: promote.
     try:
         return pa.concat_tables(_agreeing(partials), promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+    except pa.ArrowTypeError as exc:  # names the types
         raise PartialError(f"owners' partials do not agree on column types: {exc}") from None
+    except pa.ArrowInvalid:  # a cast's message may hold a value
+        raise PartialError("owners' partials do not agree on column types") from None
 
 
 def _agreeing(partials: list[pa.Table]) -> list[pa.Table]:
@@ -124,7 +211,13 @@ def _agreeing(partials: list[pa.Table]) -> list[pa.Table]:
     targets: dict[str, pa.DataType] = {}
     for name in partials[0].column_names:
         types = {p.schema.field(name).type for p in partials if name in p.column_names}
-        if len(types) < 2 or not any(pa.types.is_decimal(t) for t in types):
+        if len(types) < 2:
+            continue
+        if not any(pa.types.is_decimal(t) for t in types):
+            if any(pa.types.is_floating(t) for t in types) and any(
+                pa.types.is_integer(t) for t in types
+            ):  # an exact owner's integer sum past 2^53 beside a DP owner's float sum
+                targets[name] = pa.float64()
             continue
         if any(pa.types.is_floating(t) for t in types):
             targets[name] = pa.float64()
@@ -138,7 +231,8 @@ def _agreeing(partials: list[pa.Table]) -> list[pa.Table]:
         for name, target in targets.items():
             if name in p.column_names and p.schema.field(name).type != target:
                 i = p.column_names.index(name)
-                p = p.set_column(i, name, p.column(name).cast(target))
+                exact = not pa.types.is_floating(target)  # a decimal: refused, never rounded
+                p = p.set_column(i, name, p.column(name).cast(target, safe=exact))
         out.append(p)
     return out
 
@@ -153,6 +247,8 @@ def _group_ids(table: pa.Table, keys: tuple[str, ...]) -> tuple[np.ndarray, np.n
         column = table.column(key).combine_chunks()
         if pa.types.is_floating(column.type):
             column = pc.add(column, pa.scalar(0.0, column.type))  # -0.0 and 0.0: one group
+            nan = pa.scalar(float("nan"), column.type)
+            column = pc.if_else(pc.is_nan(column), nan, column)  # every NaN: one group
         encoded = pc.dictionary_encode(column, null_encoding="encode")
         codes.append(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
     # One int64 per row, in the lexicographic order of the key tuple: each next key is
@@ -474,9 +570,12 @@ def from_ipc(data: bytes) -> pa.Table:
         check_stream(buf)
     except IpcRefused as exc:
         raise PartialError(str(exc)) from None
-    with pa.ipc.open_stream(buf) as reader:
-        table = reader.read_all()
-    table.validate(full=True)
+    try:
+        with pa.ipc.open_stream(buf) as reader:
+            table = reader.read_all()
+        table.validate(full=True)
+    except (pa.ArrowException, OSError, ValueError) as exc:  # what flipped bytes raise
+        raise PartialError(f"a partial that does not decode ({type(exc).__name__})") from None
     # Every row of a table we send costs at least a bit of some column (``check_partial``
     # refuses the types whose rows cost nothing in a peer's partial).
     if table.num_rows > 8 * len(data) + 1024:

@@ -102,6 +102,9 @@ def _unconvertible(path: Path, field: pa.Field, actual: pa.DataType) -> str:
 
 
 def _check_names(declared: list[str], actual: list[str]) -> None:
+    twice = next((c for i, c in enumerate(actual) if c in actual[:i]), None)
+    if twice is not None:  # a header `x,x`: which of the two would be the declared one?
+        raise InvalidArgument(f"schema mismatch: the file has two columns named {twice!r}")
     missing = [c for c in declared if c not in actual]
     extra = [c for c in actual if c not in declared]
     if missing:
@@ -178,7 +181,7 @@ def check_file(desc: DatasetDescriptor, path: Path) -> QualityReport:
         for name in numeric:
             mm = pc.min_max(batch.column(name))
             bmin, bmax = mm["min"].as_py(), mm["max"].as_py()
-            if bmin is not None:
+            if bmin is not None and bmin == bmin and bmax == bmax:  # a batch all NaN: none
                 lo[name] = bmin if lo[name] is None else min(lo[name], bmin)
                 hi[name] = bmax if hi[name] is None else max(hi[name], bmax)
     digest = hashlib.sha256()

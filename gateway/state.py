@@ -266,10 +266,12 @@ class State:
                     if not batch:
                         self._leading = False
                         break
-                with self._lock:
-                    self._commit(batch)
-                for work in batch:
-                    work.event.set()
+                try:
+                    with self._lock:
+                        self._commit(batch)
+                finally:  # no caller of the batch waits for ever, whatever happened
+                    for work in batch:
+                        work.event.set()
             else:
                 with self._pending_lock:
                     if self._pending:
@@ -296,14 +298,17 @@ class State:
                     work.result = work.fn(db)
                     db.execute(f"RELEASE w{n}")
                 except BaseException as exc:  # noqa: BLE001 - handed back to its caller
+                    work.error = exc
+                    if not db.in_transaction:  # SQLite ended the whole transaction (a full
+                        raise  # disk, an I/O error): the batch fails with this very error
                     db.execute(f"ROLLBACK TO w{n}")
                     db.execute(f"RELEASE w{n}")
-                    work.error = exc
             db.execute("COMMIT")
             committed = True
         except BaseException as exc:
             if db.in_transaction:
-                db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # the batch's own error is the one
+                    db.execute("ROLLBACK")
             for work in batch:
                 work.error = work.error or exc
                 work.result = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Protocol
 
@@ -143,7 +144,14 @@ def check_buckets(
                     f"{b.column!r} has no known range, so a bucket of it cannot be shown to be "
                     "coarse: it needs the group_by control"
                 )
-            count = int((span[1] - span[0]) / b.width) + 1
+            many = (span[1] - span[0]) / b.width
+            if not math.isfinite(many):  # a width of 1e-320, a range of NaN (review)
+                raise PermissionDenied(
+                    f"a bucket of {b.column!r} of width {b.width!r} cannot be shown to be "
+                    f"coarse over its range: without the group_by control at most "
+                    f"{MAX_BUCKETS} buckets (use a wider bucket)"
+                )
+            count = int(many) + 1
         if count is not None and count > MAX_BUCKETS:
             raise PermissionDenied(
                 f"a bucket of {b.column!r} would make about {count} groups over its range; "

@@ -196,9 +196,16 @@ class Home:
             raise Unavailable("no owner contributed to the result")
         try:
             table, payload = self._answer(plan, found.tables, found.payloads, epsilon > 0)
-        except (FedgateError, PartialError) as exc:
-            # Owners have released: keep their receipts and record why no answer came.
-            reason = exc.message if isinstance(exc, FedgateError) else str(exc)
+        except (FedgateError, pa.ArrowException, ValueError, ArithmeticError, TypeError) as exc:
+            # Owners have released: keep their receipts and record why no answer came. An
+            # error of the merge's own libraries is named by its kind alone: its text may
+            # hold an owner's partial value.
+            if isinstance(exc, FedgateError):
+                reason = exc.message
+            elif isinstance(exc, PartialError):
+                reason = str(exc)
+            else:
+                reason = f"the merge failed ({type(exc).__name__})"
             failure = {"kind": "query.failed", "time": utc(), **facts}
             failure.update(code="INVALID_ARGUMENT", reason=reason)
             self._record(owners, failure)

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from federation.fanout import Outcome
 from federation.gather import gather
 from federation.membership import Member, Membership
 from federation.outcome import Code, Error
+from federation.partials import to_ipc
 from federation.reports import OwnerReport, PartialAnswer
 from federation.sql import parse
 
@@ -92,3 +95,58 @@ def test_a_relay_reporting_a_childs_failed_partial_keeps_its_siblings() -> None:
     assert [r.node_id for r in found.owners] == ["anhui", "hefei", "hefei", "wuhu"]
     twice = _answer("anhui", OwnerReport("hefei", receipt="{}"), OwnerReport("hefei"))
     assert "a second time" in gather(PLAN, [twice]).owners[0].error.reason  # type: ignore[union-attr]
+
+
+BY_G = parse("SELECT g, COUNT(*) AS n FROM t GROUP BY g")
+
+
+def _partial(target: str, keys: pa.Array, counts: pa.Array | None = None) -> Outcome:
+    counts = pa.array([1] * len(keys), pa.int64()) if counts is None else counts
+    payload = to_ipc(pa.table({"g": keys, "__n": counts}))
+    answer = PartialAnswer(target, True, payload, (OwnerReport(target, receipt="{}"),))
+    return Outcome(Target(target), answer, None, 0.0)
+
+
+def test_a_partial_whose_keys_hold_other_kinds_of_value_fails_only_its_owner() -> None:
+    """Review (2026-12-04): one owner that declared a code as a string where the others
+    hold numbers failed the whole query at the merge, naming no owner."""
+    numbers = pa.array([1, 2], pa.int64())
+    outcomes = [
+        _partial("shanghai", numbers),
+        _partial("anhui", pa.array(["1", "2"])),
+        _partial("jiangsu", pa.array([1.5, 2.0])),  # numbers too: merged as DOUBLE
+    ]
+    found = gather(BY_G, outcomes, speaks_for=MEMBERS.subtree)
+    assert len(found.tables) == 2 and [s[0] for s in found.spans] == ["shanghai", "jiangsu"]
+    assert [r.node_id for r in found.owners if r.ok] == ["shanghai", "jiangsu"]
+    anhui = [r for r in found.owners if r.node_id == "anhui"]
+    assert len(anhui) == 1 and anhui[0].receipt == "{}"  # failed, its release on record
+    assert anhui[0].error == Error(
+        Code.FAILED_PRECONDITION,
+        "the partial from anhui: the group key g holds a string where the partials of 2 "
+        "other owners hold a number",
+    )
+    tie = gather(BY_G, outcomes[:2], speaks_for=MEMBERS.subtree)  # one against one
+    assert not tie.tables and not any(r.ok for r in tie.owners)
+
+
+def test_a_partial_that_does_not_decode_or_holds_odd_types_fails_its_owner_once() -> None:
+    good = _partial("shanghai", pa.array([1], pa.int64()))
+    payload = bytearray(good.value.payload)  # type: ignore[union-attr]
+    payload[-40:-20] = b"\xff" * 20
+    flipped = Outcome(
+        Target("anhui"),
+        PartialAnswer("anhui", True, bytes(payload), (OwnerReport("anhui", receipt="{}"),)),
+        None,
+        0.0,
+    )
+    odd = [
+        _partial("wuhu", pa.array([1.0], pa.float16())),
+        _partial("hefei", pa.array([1], pa.int64()), pa.array([float("inf")], pa.float64())),
+    ]
+    found = gather(BY_G, [good, flipped, *odd], speaks_for=MEMBERS.subtree)
+    assert len(found.tables) == 1
+    reasons = {r.node_id: r.error.reason for r in found.owners if r.error is not None}
+    assert set(reasons) == {"anhui", "wuhu", "hefei"} and len(found.owners) == 4
+    assert "has the group key g of type halffloat" in reasons["wuhu"]
+    assert "hefei's __n is not a whole count" in reasons["hefei"]

@@ -142,6 +142,14 @@ def test_buckets_of_a_filter_column_must_be_coarse() -> None:
         decide([grant], daily)
     grouped = make_grant(columns={"staff": ("group_by",), "revenue": ("aggregate",)})
     assert decide([grouped], narrow).level == "L2"  # group_by: any bucket
+    # Review (2026-12-04): a width of 1e-320 overflowed int() (INTERNAL, unaudited), and a
+    # range of NaN raised ValueError; both are refused as not shown coarse.
+    tiny = Plan(uses, (Agg("sum", "revenue"),), buckets=(Bucket("staff", width=1e-320),))
+    for span in (ranges, {"staff": (float("nan"), 5.0)}):
+        with pytest.raises(PermissionDenied, match="cannot be shown to be coarse"):
+            decide_query(
+                [grant], tiny if span is ranges else wide, make_desc(), ANALYST, HOME, "", NOW, span
+            )
 
 
 def test_l3_needs_a_dp_grant() -> None:

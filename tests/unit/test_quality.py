@@ -183,3 +183,20 @@ def test_csv_is_parsed_into_the_declared_types(tmp_path: Path) -> None:
         p.write_text(text)
         with pytest.raises(InvalidArgument, match=words):
             check_file(_desc(p, "csv", price=declared), p)
+
+
+def test_a_file_with_two_columns_of_one_name_is_refused(tmp_path: Path) -> None:
+    """Review (2026-12-04): a header ``x,x`` ended in a KeyError."""
+    p = tmp_path / "a.csv"
+    p.write_text("x,x\n1,2\n")
+    with pytest.raises(InvalidArgument, match="two columns named 'x'"):
+        check_file(_desc(p, "csv", x="int64"), p)
+
+
+def test_a_float_range_is_measured_over_its_numbers_only(tmp_path: Path) -> None:
+    """Review (2026-12-04): a batch all NaN made the measured range NaN (and a bucket
+    check over it raised)."""
+    values = [float("nan")] * 70_000 + [1.5, 2.5]  # the first batch holds only NaN
+    pq.write_table(pa.table({"x": pa.array(values, pa.float64())}), tmp_path / "a.parquet")
+    q = check_file(_desc(tmp_path / "a.parquet", x="float64"), tmp_path / "a.parquet")
+    assert (q.columns[0].min, q.columns[0].max) == (1.5, 2.5)

@@ -1,0 +1,83 @@
+"""Group commit when SQLite ends the whole transaction (review, 2026-12-04): a full disk
+inside one caller's part of a batch came back as "no such savepoint" (INTERNAL) to every
+caller of the batch, and the node's health never heard that it could not record."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import CannotRecord
+from gateway.state import State
+
+
+def _full(db: sqlite3.Connection) -> None:
+    # What SQLite does on SQLITE_FULL or an I/O error in some statements: the whole
+    # transaction is rolled back, then the error raised.
+    db.execute("ROLLBACK")
+    error = sqlite3.OperationalError("database or disk is full")
+    error.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+    raise error
+
+
+def _fine(db: sqlite3.Connection) -> str:
+    db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('x', '1')")
+    return "ok"
+
+
+def test_a_batch_that_sqlite_rolled_back_whole_fails_as_cannot_record(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.sqlite3")
+    told: list[bool] = []
+    state.on_recording = told.append
+    results: dict[str, object] = {}
+
+    def run(name: str, fn) -> None:  # type: ignore[no-untyped-def]
+        try:
+            results[name] = state.group(fn)
+        except Exception as exc:  # noqa: BLE001 - what each caller got
+            results[name] = exc
+
+    state._lock.acquire()  # the first caller leads and waits: the next two form one batch
+    threads = [threading.Thread(target=run, args=("lead", _fine))]
+    threads[0].start()
+    time.sleep(0.2)
+    for name, fn in (("fine", _fine), ("full", _full)):
+        threads.append(threading.Thread(target=run, args=(name, fn)))
+        threads[-1].start()
+        time.sleep(0.1)
+    state._lock.release()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    assert results["lead"] == "ok"
+    for name in ("fine", "full"):  # nothing of the batch was recorded: both are told so
+        assert isinstance(results[name], CannotRecord), results[name]
+    assert told == [False]  # the node's health hears it cannot record
+    with state.read() as db:  # and the state is still usable
+        assert db.execute("SELECT value FROM meta WHERE key = 'x'").fetchone() == ("1",)
+    assert state.group(_fine) == "ok"
+    assert told == [False, True]
+    state.close()
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_a_caller_whose_part_fails_alone_leaves_the_others_recorded(
+    tmp_path: Path, first: bool
+) -> None:
+    state = State(tmp_path / "state.sqlite3")
+
+    def broken(db: sqlite3.Connection) -> None:
+        raise ValueError("its own bug")
+
+    out = []
+    for fn in (broken, _fine) if first else (_fine, broken):
+        try:
+            out.append(state.group(fn))
+        except ValueError as exc:
+            out.append(str(exc))
+    assert sorted(map(str, out)) == ["its own bug", "ok"]
+    state.close()
