@@ -13,6 +13,7 @@ from federation.training.tasks import TASKS
 from gateway.column_types import parse_type
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import FailedPrecondition, InvalidArgument
+from gateway.policy.budget import within_budget
 from gateway.policy.floors import FLOORS, effective_level
 from gateway.policy.model import CONTROLS, GRANTEE_KINDS, OPERATIONS, Grant
 from gateway.text import check_purpose, plain
@@ -35,6 +36,12 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
         plain(text, what)  # shown to operators and in the public report as written
     if grant.grantee_kind == "user" and not grant.grantee_org:
         raise InvalidArgument("a user grant names the user's organisation too (--user-org)")
+    if grant.grantee_kind != "user" and grant.grantee_org:  # stored and shown, never matched
+        raise InvalidArgument(
+            "only a user grant names the user's organisation (--user-org); a grant to "
+            f"a{'n' if grant.grantee_kind == 'org' else ''} {grant.grantee_kind} is matched "
+            "by its grantee alone"
+        )
     for name, value in (("dp_epsilon", grant.dp_epsilon), ("dp_budget", grant.dp_budget)):
         if not math.isfinite(value) or value < 0:
             raise InvalidArgument(f"{name} must be a finite number >= 0")
@@ -95,7 +102,7 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
     if grant.exact and grant.uses_dp:
         raise InvalidArgument("an exact grant has no noise: it cannot use DP as well")
     if grant.uses_dp:
-        if grant.dp_budget < grant.dp_epsilon:
+        if not within_budget(0.0, grant.dp_epsilon, grant.dp_budget):  # as spends count
             raise InvalidArgument("dp budget must be at least the per-query epsilon")
         for column, controls in grant.columns.items():
             if "aggregate" in controls:

@@ -34,6 +34,11 @@ def test_a_good_grant_passes_unchanged() -> None:
         ({"columns": {"nope": ("aggregate",)}}, "'nope' is not a column of firms"),
         ({"columns": {"region": ("peek",)}}, "controls must be some of"),
         ({"dp_epsilon": 1.0, "dp_budget": 0.5}, "dp budget must be at least"),
+        # Review (2026-12-04): a budget equal to epsilon past 1e-12 resolution was written
+        # but permitted nothing (spends charge up, budgets round down).
+        ({"dp_epsilon": 1.0000001e-6, "dp_budget": 1.0000001e-6}, "dp budget must be at least"),
+        # ... and an org grant's --user-org was stored and shown but never matched.
+        ({"grantee_kind": "org", "grantee_org": "Anhui"}, "only a user grant names the user's"),
         (
             {"valid_from": "2025-02-01", "expires": "2025-01-01"},
             r"expires \(2025-01-01\) must be after",
