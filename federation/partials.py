@@ -270,10 +270,16 @@ def floats(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _check_int_sum(column: pa.ChunkedArray, gid: np.ndarray, groups: int, name: str) -> None:
-    """Arrow's integer sums wrap on overflow: refuse a group whose 64-bit sum could (the
-    float sum is within far less than the margin of 2**62 left below the limit)."""
-    totals = np.bincount(gid, weights=np.abs(floats(column)), minlength=groups)
-    if totals.size and totals.max() >= 2.0**62:
+    """Arrow's integer sums wrap on overflow, which leaves a total that fits exact (the
+    arithmetic is modulo 2**64): refuse a group whose true total does not fit. Where the
+    magnitudes add up to under 2**62 (nearly always) no total can leave 64 bits; else the
+    totals are summed exactly (5e18 + 1, or 5e18 - 5e18, was refused by that bound alone)."""
+    magnitudes = np.bincount(gid, weights=np.abs(floats(column)), minlength=groups)
+    if not magnitudes.size or magnitudes.max() < 2.0**62:
+        return
+    exact = pa.table({"g": pa.array(gid, pa.int64()), "v": column.cast(pa.decimal128(38, 0))})
+    totals = exact.group_by("g", use_threads=False).aggregate([("v", "sum")]).column("v_sum")
+    if any(t is not None and not -(2**63) <= int(t) < 2**63 for t in totals.to_pylist()):
         raise PartialError(f"the merged {name} would overflow a 64-bit integer")
 
 

@@ -99,6 +99,18 @@ def test_large_integer_sums_are_exact_and_overflow_is_refused() -> None:
     huge = [_partial(g=["a"], __n=[1], __c_x=[1], __s_x=pa.array([2**62], pa.int64()))] * 2
     with pytest.raises(PartialError, match="overflow"):
         merge(plan, huge)
+    # Review (2026-12-04): a bound on the magnitudes refused totals that fit.
+    for sums, total in (((5 * 10**18, 1), 5 * 10**18 + 1), ((5 * 10**18, -(5 * 10**18)), 0)):
+        fits = [
+            _partial(g=["a"], __n=[1], __c_x=[1], __s_x=pa.array([v], pa.int64())) for v in sums
+        ]
+        assert merge(plan, fits).column("__s_x").to_pylist() == [total]
+    past = [
+        _partial(g=["a"], __n=[1], __c_x=[1], __s_x=pa.array([v], pa.int64()))
+        for v in (2**63 - 1, 1)
+    ]
+    with pytest.raises(PartialError, match="overflow"):
+        merge(plan, past)
 
 
 def test_partials_of_unexpected_types_are_refused_not_crashed_on() -> None:
