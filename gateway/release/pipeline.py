@@ -28,6 +28,7 @@ from gateway.limits import cut
 from gateway.policy.model import Decision, Grant
 from gateway.policy.store import GrantStore
 from gateway.receipts import Receipt, Signer
+from gateway.release.inflight import InFlight
 
 log = logging.getLogger("fedgate.owner")  # the owner's releases, as before the pipeline
 
@@ -162,6 +163,7 @@ class ReleasePipeline:
         self.audit = audit
         self.signer = signer
         self.max_payload_bytes = max_message_bytes - ENVELOPE_BYTES
+        self.inflight = InFlight(grants)
 
     def run(
         self, op: Operation[Any], env: Envelope, *, max_payload_bytes: int | None = None
@@ -173,16 +175,17 @@ class ReleasePipeline:
             decision = op.decide(env)
             if env.explain or env.check:  # decided: nothing computed, nothing spent
                 return op.explain(decision)
-            protected = op.protect(op.compute(decision, env.deadline), decision)
-            check_size(protected.payload, max_payload_bytes or self.max_payload_bytes)
-            check_deadline(env.deadline)
-            grant, entry = spend(
-                self.grants,
-                decision,
-                protected.epsilon,
-                lambda g: release_entry(self.node_id, env, op, protected, g),
-                (env.home_node, env.request_id) if op.once_per_request else None,
-            )
+            with self.inflight.hold(decision.grant, decision.epsilon):
+                protected = op.protect(op.compute(decision, env.deadline), decision)
+                check_size(protected.payload, max_payload_bytes or self.max_payload_bytes)
+                check_deadline(env.deadline)
+                grant, entry = spend(
+                    self.grants,
+                    decision,
+                    protected.epsilon,
+                    lambda g: release_entry(self.node_id, env, op, protected, g),
+                    (env.home_node, env.request_id) if op.once_per_request else None,
+                )
         except FedgateError as exc:
             self.refused(op.name, env, op.subject, exc)
             raise
