@@ -1,4 +1,5 @@
-"""The ``fedgate`` command, one module per command group; docs/cli.md documents each."""
+"""The ``fedgate`` command: command modules that each register their groups (`app.py`
+wires them); docs/cli.md documents each."""
 
 from gateway.cli.app import build_parser, main
 
