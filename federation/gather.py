@@ -67,8 +67,6 @@ def gather(
             continue
         found.published = True
         stray = _stray(out.target.id, answer, seen, speaks_for)
-        if not stray and receipt_problem is not None and answer.payload:
-            stray = _bad_receipt(out.target.id, answer, receipt_problem)
         if stray:
             bad = Error(Code.FAILED_PRECONDITION, stray)
             found.owners.append(OwnerReport(node_id=out.target.id, error=bad, via=via))
@@ -80,10 +78,15 @@ def gather(
                 report if report.via or not via else dataclasses.replace(report, via=via)
             )
         if answer.payload:
+            span = (start, len(found.owners))
+            why = _bad_receipt(out.target.id, answer, receipt_problem) if receipt_problem else ""
+            if why:  # not merged; the receipts that hold are kept with the others
+                _unmerged(found, out.target.id, span, why, via)
+                continue
             try:
                 table = check_partial(plan, from_ipc(answer.payload), out.target.id)
             except PartialError as exc:
-                _unmerged(found, out.target.id, (start, len(found.owners)), str(exc), via)
+                _unmerged(found, out.target.id, span, str(exc), via)
                 continue
             found.tables.append(table)
             found.payloads.append(answer.payload)

@@ -201,6 +201,10 @@ def _stack(partials: list[pa.Table]) -> pa.Table:
         raise PartialError("owners' partials do not agree on column types") from None
 
 
+# The states that add up (a sum, a sum of squares, M2): as DuckDB's SUM beside a DOUBLE.
+_ADDED = tuple(state_name(kind, "") for kind in (Kind.SUM, Kind.SQUARES, Kind.M2))
+
+
 def _agreeing(partials: list[pa.Table]) -> list[pa.Table]:
     """Partials whose decimal columns agree with the others' (Arrow's own promotion makes
     a decimal256 of two scales, and fails on a decimal beside a float): beside a float,
@@ -214,8 +218,10 @@ def _agreeing(partials: list[pa.Table]) -> list[pa.Table]:
         if len(types) < 2:
             continue
         if not any(pa.types.is_decimal(t) for t in types):
-            if any(pa.types.is_floating(t) for t in types) and any(
-                pa.types.is_integer(t) for t in types
+            if (
+                name.startswith(_ADDED)
+                and any(pa.types.is_floating(t) for t in types)
+                and any(pa.types.is_integer(t) for t in types)
             ):  # an exact owner's integer sum past 2^53 beside a DP owner's float sum
                 targets[name] = pa.float64()
             continue
@@ -231,7 +237,9 @@ def _agreeing(partials: list[pa.Table]) -> list[pa.Table]:
         for name, target in targets.items():
             if name in p.column_names and p.schema.field(name).type != target:
                 i = p.column_names.index(name)
-                exact = not pa.types.is_floating(target)  # a decimal: refused, never rounded
+                # Only a sum may round to a DOUBLE; a key or an extreme that would (2^53 + 1
+                # beside floats: two groups as one) is refused, as a decimal that no longer fits
+                exact = not (pa.types.is_floating(target) and name.startswith(_ADDED))
                 p = p.set_column(i, name, p.column(name).cast(target, safe=exact))
         out.append(p)
     return out

@@ -220,11 +220,12 @@ class Node:
         signer = Signer(key, self.cert_pem)
         in_force = functools.partial(not_in_force, revocations=self.revocations)
         self.vouching = Vouching(node_id, self.membership, signer, bundle, in_force)
-        self.receipts = ReceiptStore(self.state, ReceiptCheck(bundle, in_force))
+        receipt_check = ReceiptCheck(bundle, in_force)
+        self.receipts = ReceiptStore(self.state, receipt_check)
         pipeline = ReleasePipeline(
             node_id, self.grants, self.audit, signer, config.max_message_bytes
         )
-        relay = Relay(node_id, self.membership, self.ask_owner, self.relay_executor)
+        relay = Relay(node_id, self.membership, self.ask_owner, self.relay_executor, receipt_check)
         self.owner = Owner(node_id, self.catalog, self.grants, self.engine, pipeline, relay)
         self.home = Home(
             node_id,

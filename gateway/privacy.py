@@ -137,7 +137,11 @@ def add_noise(
         if not values or sens == 0:
             # Every value is 0: released as 0 whether rows had a value or not (a NULL
             # beside a 0 would tell which, at no noise).
-            columns[state.name] = pa.array(values, pa.float64())
+            whole = state.kind in COUNT_KINDS  # a count stays a whole count (check_partial)
+            columns[state.name] = pa.array(
+                [round(v) for v in values] if whole else values,
+                pa.int64() if whole else pa.float64(),
+            )
             spent += share
             continue
         if not math.isfinite(sens / share):  # never an OpenDP error from deep inside

@@ -125,14 +125,16 @@ class ReceiptCheck:
         self._held: dict[tuple[bytes, str, str], str] = {}  # -> the signer's cert PEM
         self._lock = threading.Lock()
 
-    def problem(self, text: str, node_id: str, request_id: str) -> str:
-        """Why it is not (""  when it is); ``node_id`` may be ``owner/n`` (a run's)."""
-        held = (hashlib.sha256(text.encode()).digest(), node_id, request_id)
+    def problem(self, text: str, node_id: str, request_id: str, *, live: bool = True) -> str:
+        """Why it is not (""  when it is); ``node_id`` may be ``owner/n`` (a run's).
+        ``live``: it arrives now, so its signer's certificate must be in force now; a
+        receipt kept as evidence (``live=False``) needs only to have been signed so."""
+        held = (hashlib.sha256(text.encode()).digest(), node_id.partition("/")[0], request_id)
         with self._lock:
             cert_pem = self._held.get(held)
         if cert_pem is not None:  # its signature held a moment ago: is its signer still in force?
             try:
-                self._key(cert_pem, node_id.partition("/")[0])
+                self._key(cert_pem, node_id.partition("/")[0], live)
             except InvalidArgument as exc:
                 return exc.message
             return ""
@@ -148,7 +150,7 @@ class ReceiptCheck:
         if body.get("request_id") != request_id:
             return "it names another request"
         try:
-            key = self._key(receipt.cert_pem, receipt.owner)
+            key = self._key(receipt.cert_pem, receipt.owner, live)
         except InvalidArgument as exc:
             return exc.message
         if not signature_holds(key, body, receipt.signature):
@@ -159,14 +161,15 @@ class ReceiptCheck:
             self._held[held] = receipt.cert_pem
         return ""
 
-    def _key(self, cert_pem: str, owner: str) -> ec.EllipticCurvePublicKey:
+    def _key(self, cert_pem: str, owner: str, live: bool) -> ec.EllipticCurvePublicKey:
+        in_force = self._in_force if live else None
         with self._lock:
             known = self._keys.get(cert_pem)
         if known is not None and known[0] == owner:
-            _check_in_force(known[2], self._in_force)  # every time: it may expire or be revoked
+            _check_in_force(known[2], in_force)  # every time: it may expire or be revoked
             return known[1]
         cert = signer_cert(cert_pem, self._bundle, owner)
-        _check_in_force(cert, self._in_force)
+        _check_in_force(cert, in_force)
         key = _ec_key(cert)
         with self._lock:
             if len(self._keys) >= self.MAX_CERTS:

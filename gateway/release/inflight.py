@@ -13,8 +13,9 @@ process (a restart ends every release in flight) and has one entry per grant in 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from gateway.errors import ResourceExhausted
 from gateway.policy.budget import add_epsilon, within_budget
@@ -26,37 +27,49 @@ class InFlight:
     def __init__(self, grants: GrantStore) -> None:
         self._grants = grants
         self._lock = threading.Lock()
-        self._held: dict[str, tuple[int, float]] = {}  # grant id -> (releases, epsilon)
+        self._held: dict[str, list[float]] = {}  # grant id -> each release's epsilon
 
     @contextlib.contextmanager
-    def hold(self, grant: Grant, epsilon: float) -> Iterator[None]:
+    def hold(self, grant: Grant, epsilon: float) -> Iterator[Callable[[], None]]:
         """Hold one use and ``epsilon`` of ``grant`` for the block (a release's compute
-        and spend), or refuse if that and the releases in flight would not fit."""
+        and spend), or refuse if that and the releases in flight would not fit. The block
+        gets a function that lets the hold go early: the spend calls it in its own
+        transaction, so that a committed use is never counted twice (spent and held)."""
         if not grant.max_uses and not grant.uses_dp:
-            yield
+            yield lambda: None
             return
         with self._lock:
             current = self._grants.get(grant.id)  # what is spent now, not at the decision
-            releases, held = self._held.get(grant.id, (0, 0.0))
-            if current.max_uses and current.uses + releases + 1 > current.max_uses:
+            held = self._held.get(grant.id, [])
+            if current.max_uses and current.uses + len(held) + 1 > current.max_uses:
                 raise ResourceExhausted(
                     f"grant {grant.id} has {current.max_uses - current.uses} use(s) left and "
-                    f"{releases} release(s) in progress hold them: try again when they end"
+                    f"{len(held)} release(s) in progress hold them: try again when they end"
                 )
-            spent = add_epsilon(current.epsilon_spent, held)
+            spent = functools.reduce(add_epsilon, held, current.epsilon_spent)
             if current.uses_dp and not within_budget(spent, epsilon, current.dp_budget):
                 raise ResourceExhausted(
-                    f"the privacy budget of grant {grant.id} left beside the {releases} "
+                    f"the privacy budget of grant {grant.id} left beside the {len(held)} "
                     "release(s) in progress does not hold this one: try again when they end"
                 )
-            self._held[grant.id] = (releases + 1, add_epsilon(held, epsilon))
-        try:
-            yield
-        finally:
+            self._held[grant.id] = [*held, epsilon]
+        gone = False
+
+        def let_go() -> None:
+            nonlocal gone
             with self._lock:
-                releases, held = self._held.pop(grant.id)
-                if releases > 1:  # what is left of the others' shares (on the same grid)
-                    self._held[grant.id] = (releases - 1, max(0.0, held - epsilon))
+                if gone:
+                    return
+                gone = True
+                rest = self._held.pop(grant.id)
+                rest.remove(epsilon)
+                if rest:
+                    self._held[grant.id] = rest
+
+        try:
+            yield let_go
+        finally:
+            let_go()
 
     def held(self) -> int:
         """Grants with a release in flight (the memory's size)."""

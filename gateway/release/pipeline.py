@@ -175,15 +175,20 @@ class ReleasePipeline:
             decision = op.decide(env)
             if env.explain or env.check:  # decided: nothing computed, nothing spent
                 return op.explain(decision)
-            with self.inflight.hold(decision.grant, decision.epsilon):
+            with self.inflight.hold(decision.grant, decision.epsilon) as let_go:
                 protected = op.protect(op.compute(decision, env.deadline), decision)
                 check_size(protected.payload, max_payload_bytes or self.max_payload_bytes)
                 check_deadline(env.deadline)
+
+                def record(g: Grant) -> dict[str, Any]:
+                    let_go()  # in the spend's transaction: the use is the grant's now
+                    return release_entry(self.node_id, env, op, protected, g)
+
                 grant, entry = spend(
                     self.grants,
                     decision,
                     protected.epsilon,
-                    lambda g: release_entry(self.node_id, env, op, protected, g),
+                    record,
                     (env.home_node, env.request_id) if op.once_per_request else None,
                 )
         except FedgateError as exc:

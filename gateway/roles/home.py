@@ -178,7 +178,8 @@ class Home:
         if failed and not ask.explain and (not ask.allow_partial or len(failed) == len(owners)):
             raise self._failed(owners, failed[0], facts, deadline)
         missing = tuple(o.node_id for o in failed)
-        epsilon = sum(o.epsilon for o in owners if o.ok and not ask.explain)
+        # what every owner that released spent, merged or not (its receipt says it did)
+        epsilon = sum(o.epsilon for o in owners if (o.ok or o.receipt) and not ask.explain)
         if not ask.explain and not failed:
             spends = epsilon > 0 or not all(o.no_spend for o in owners)
             self._no_spend.learn(spend_key, spends=spends)

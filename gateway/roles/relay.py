@@ -17,6 +17,7 @@ from federation.membership import Member, Membership
 from federation.reports import PartialAnswer
 from federation.sql import QueryPlan
 from gateway.errors import error_of
+from gateway.receipts import ReceiptCheck
 
 
 class Relay:
@@ -26,10 +27,14 @@ class Relay:
         membership: Callable[[], Membership],
         ask: Callable[[Member, Envelope], PartialAnswer],
         executor: Executor,
+        receipts: ReceiptCheck | None = None,
     ) -> None:
         self.node_id = node_id
         self._membership = membership
         self._ask = ask
+        # A child's partial counts only with its receipt in force (the door checks only
+        # callers): a revoked city is dropped here, not its whole province at the home.
+        self._receipts = receipts
         # Its own pool: waiting on the pool that runs the relay's own task could starve.
         self._executor = executor
 
@@ -46,4 +51,15 @@ class Relay:
             to_error=error_of,
         )
         members = self._membership()
-        return gather(plan, outcomes, via=self.node_id, speaks_for=members.subtree)
+        check = self._receipts
+        return gather(
+            plan,
+            outcomes,
+            via=self.node_id,
+            speaks_for=members.subtree,
+            receipt_problem=(
+                None
+                if check is None
+                else lambda node, text: check.problem(text, node, env.request_id)
+            ),
+        )

@@ -150,3 +150,22 @@ def test_a_partial_that_does_not_decode_or_holds_odd_types_fails_its_owner_once(
     assert set(reasons) == {"anhui", "wuhu", "hefei"} and len(found.owners) == 4
     assert "has the group key g of type halffloat" in reasons["wuhu"]
     assert "hefei's __n is not a whole count" in reasons["hefei"]
+
+
+def test_a_partial_without_a_valid_receipt_is_not_merged_and_its_receipts_are_kept() -> None:
+    """Review (2026-12-04): a relay merged a revoked city's partial and the home then
+    refused the province's whole answer without keeping its receipts; each side now drops
+    what does not hold as an unmerged partial, its owners missing, their receipts kept."""
+    outcomes = [_partial("hefei", pa.array([1], pa.int64())), _partial("wuhu", pa.array([2]))]
+
+    def problem(node: str, receipt: str) -> str:
+        return "signer certificate 5f has been revoked" if node == "wuhu" else ""
+
+    found = gather(BY_G, outcomes, via="anhui", speaks_for=MEMBERS.subtree, receipt_problem=problem)
+    assert [s[0] for s in found.spans] == ["hefei"]
+    wuhu = [r for r in found.owners if r.node_id == "wuhu"]
+    assert len(wuhu) == 1 and wuhu[0].receipt == "{}" and wuhu[0].error is not None
+    assert wuhu[0].error.reason == (
+        "wuhu sent a partial without a valid receipt of wuhu: signer certificate 5f has been "
+        "revoked"
+    )

@@ -57,3 +57,21 @@ def test_budget_held_in_flight_refuses_a_release_that_would_not_fit(store: Grant
     for _ in range(3):  # a grant of no limits holds nothing
         with inflight.hold(unlimited, 0.0), inflight.hold(unlimited, 0.0):
             assert inflight.held() == 0
+
+
+def test_a_spent_release_is_not_counted_twice(store: GrantStore) -> None:
+    """Review (2026-12-04): between the spend's commit and the end of its hold, a use was
+    counted as spent and as held, and a release that fitted was refused."""
+    grant = store.add(make_grant(id="", created_at=NOW, max_uses=2))
+    inflight = InFlight(store)
+    with inflight.hold(grant, 0.0) as let_go:
+        decision = Decision(store.get(grant.id), 5, 0.0, None, "L2")
+
+        def record(g: object) -> dict:
+            let_go()  # as the pipeline does, in the spend's transaction
+            return {"kind": "release", "grant_id": grant.id}
+
+        store.spend(decision, NOW, record)
+        with inflight.hold(grant, 0.0):  # one use spent, none held: the last one fits
+            assert store.get(grant.id).uses == 1
+    assert inflight.held() == 0

@@ -73,6 +73,10 @@ def test_a_receipt_counts_only_while_its_signers_certificate_is_in_force(
     )
     fresh = ReceiptCheck(parts.bundle, lambda c: identity.not_in_force(c, crl))
     assert "has been revoked" in fresh.problem(good, "anhui", env.request_id)
+    # Kept as evidence (it was checked in force as it arrived): a revocation since, or a
+    # CRL past its next update, drops no receipt of what the owner did release.
+    for checker in (check, fresh):
+        assert checker.problem(good, "anhui/3", env.request_id, live=False) == ""
     # Expired: five years on (the CA signs for one), told before any question of the CRL.
     later = clock.now() + dt.timedelta(days=5 * 365)
     monkeypatch.setattr(clock, "now", lambda: later)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,26 +34,7 @@ def test_a_batch_that_sqlite_rolled_back_whole_fails_as_cannot_record(tmp_path: 
     state = State(tmp_path / "state.sqlite3")
     told: list[bool] = []
     state.on_recording = told.append
-    results: dict[str, object] = {}
-
-    def run(name: str, fn) -> None:  # type: ignore[no-untyped-def]
-        try:
-            results[name] = state.group(fn)
-        except Exception as exc:  # noqa: BLE001 - what each caller got
-            results[name] = exc
-
-    state._lock.acquire()  # the first caller leads and waits: the next two form one batch
-    threads = [threading.Thread(target=run, args=("lead", _fine))]
-    threads[0].start()
-    time.sleep(0.2)
-    for name, fn in (("fine", _fine), ("full", _full)):
-        threads.append(threading.Thread(target=run, args=(name, fn)))
-        threads[-1].start()
-        time.sleep(0.1)
-    state._lock.release()
-    for t in threads:
-        t.join(10)
-    assert not any(t.is_alive() for t in threads)
+    results = _batched(state, {"fine": _fine, "full": _full})
     assert results["lead"] == "ok"
     for name in ("fine", "full"):  # nothing of the batch was recorded: both are told so
         assert isinstance(results[name], CannotRecord), results[name]
@@ -64,6 +46,31 @@ def test_a_batch_that_sqlite_rolled_back_whole_fails_as_cannot_record(tmp_path: 
     state.close()
 
 
+def _batched(state: State, fns: dict[str, Callable[[sqlite3.Connection], object]]) -> dict:
+    """Each of ``fns`` from its own thread, all but a first one in one batch."""
+    results: dict[str, object] = {}
+
+    def run(name: str, fn: Callable[[sqlite3.Connection], object]) -> None:
+        try:
+            results[name] = state.group(fn)
+        except Exception as exc:  # noqa: BLE001 - what each caller got
+            results[name] = exc
+
+    state._lock.acquire()  # the first caller leads and waits: the others form one batch
+    threads = [threading.Thread(target=run, args=("lead", _fine))]
+    threads[0].start()
+    time.sleep(0.2)
+    for name, fn in fns.items():
+        threads.append(threading.Thread(target=run, args=(name, fn)))
+        threads[-1].start()
+        time.sleep(0.1)
+    state._lock.release()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    return results
+
+
 @pytest.mark.parametrize("first", [True, False])
 def test_a_caller_whose_part_fails_alone_leaves_the_others_recorded(
     tmp_path: Path, first: bool
@@ -71,13 +78,14 @@ def test_a_caller_whose_part_fails_alone_leaves_the_others_recorded(
     state = State(tmp_path / "state.sqlite3")
 
     def broken(db: sqlite3.Connection) -> None:
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('y', 'half')")
         raise ValueError("its own bug")
 
-    out = []
-    for fn in (broken, _fine) if first else (_fine, broken):
-        try:
-            out.append(state.group(fn))
-        except ValueError as exc:
-            out.append(str(exc))
-    assert sorted(map(str, out)) == ["its own bug", "ok"]
+    order = ("broken", "fine") if first else ("fine", "broken")
+    fns = {"broken": broken, "fine": _fine}
+    results = _batched(state, {name: fns[name] for name in order})
+    assert results["fine"] == "ok" and str(results["broken"]) == "its own bug"
+    with state.read() as db:  # the broken part rolled back alone, the other committed
+        assert db.execute("SELECT value FROM meta WHERE key = 'x'").fetchone() == ("1",)
+        assert db.execute("SELECT value FROM meta WHERE key = 'y'").fetchone() is None
     state.close()
