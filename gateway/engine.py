@@ -12,6 +12,7 @@ values and the generated SQL. It is classified by type into a fixed message
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 import os
@@ -29,7 +30,7 @@ from gateway.cache import BoundedCache, entry_cost
 from gateway.catalog import CatalogEntry
 from gateway.config import DEFAULT_SPILL_BYTES
 from gateway.engine_errors import HOME, OWNER, EngineError, classify, loggable
-from gateway.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+from gateway.errors import DeadlineExceeded, FailedPrecondition, ResourceExhausted, Unavailable
 from gateway.quality import arrow_schema, csv_options
 
 log = logging.getLogger("fedgate.engine")
@@ -38,6 +39,7 @@ RESULT_CACHE_BYTES = 64 * 1024 * 1024  # exact results kept for repeated questio
 # ... and at most this many, whatever their bytes: each costs its SQL and ~4 KiB besides
 # (gateway/cache.py), so distinct one-row questions fill the count, not the bytes.
 RESULT_CACHE_ENTRIES = 4096
+REINTERRUPT_SECONDS = 0.05  # a query past its deadline is interrupted again this often
 
 _CONFIG = {
     "enable_external_access": False,
@@ -65,6 +67,39 @@ class _Result:
 
 def table_name(dataset: str) -> str:
     return f"ds_{dataset}"
+
+
+def data_version(entry: CatalogEntry) -> str:
+    """What a loaded table and a kept result are of: the file's sha256 and the declared
+    columns (the same file registered again with other types loads anew: review,
+    2026-12-04, a column registered as a string stayed VARCHAR once declared int64)."""
+    columns = repr([(c.name, c.type) for c in entry.descriptor.columns]).encode()
+    return f"{entry.quality.sha256}:{hashlib.sha256(columns).hexdigest()[:16]}"
+
+
+def check_unchanged(entry: CatalogEntry) -> os.stat_result:
+    """The dataset's file is the one registered (its sha256): a file rewritten in place
+    after registration would skip every registration check and be taken for the
+    registered data by the caches and the L2 noise (review, 2026-12-04). Returns its
+    stat, to see that the file did not change while it was read."""
+    path = Path(entry.descriptor.path)
+    try:
+        before = path.stat()
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise FailedPrecondition(
+            f"dataset {entry.descriptor.name}: its file cannot be read "
+            f"({type(exc).__name__}); the operator must check it"
+        ) from None
+    if digest.hexdigest() != entry.quality.sha256:
+        raise FailedPrecondition(
+            f"dataset {entry.descriptor.name}: its file changed since it was registered; "
+            "the operator must register it again (fedgate dataset register)"
+        )
+    return before
 
 
 def read_dataset(entry: CatalogEntry) -> pa.Table:
@@ -153,7 +188,11 @@ class Watchdog:
                     self._cond.wait(wait)
                     continue
                 heapq.heappop(self._heap)
-                _deadline, cursor = self._live.pop(token)
+                _deadline, cursor = self._live[token]
+                # Again a moment later until the query lets go: an interrupt that comes
+                # while DuckDB still parses and binds is lost (review, 2026-12-04: a
+                # query ran on for seconds past its deadline).
+                heapq.heappush(self._heap, (time.monotonic() + REINTERRUPT_SECONDS, token))
             try:
                 cursor.interrupt()
             except Exception:  # noqa: BLE001 - the query finished and closed its cursor
@@ -193,7 +232,7 @@ class Engine:
         self._conn: Any = None
         self._scratch_conn: Any = None
         self._duckdb: Any = None
-        self._loaded: dict[str, str] = {}  # dataset -> sha256 of the loaded file
+        self._loaded: dict[str, str] = {}  # dataset -> data_version of the loaded table
         self._results = BoundedCache(
             RESULT_CACHE_BYTES, max_entries=RESULT_CACHE_ENTRIES, per_entry=entry_cost
         )
@@ -221,24 +260,39 @@ class Engine:
     def ensure_loaded(self, entry: CatalogEntry) -> str:
         """Load (or reload after re-registration) a dataset; returns its table name."""
         name = entry.descriptor.name
-        sha = entry.quality.sha256
-        if self._loaded.get(name) == sha:
+        version = data_version(entry)
+        if self._loaded.get(name) == version:
             return table_name(name)
         db = self._db
         with self._lock:
-            if self._loaded.get(name) != sha:
-                data = read_dataset(entry)
+            if self._loaded.get(name) != version:
+                with self._results_lock:  # no result of the old table is kept meanwhile
+                    self._loads += 1
+                    self._loaded.pop(name, None)
+                before = check_unchanged(entry)
+                try:
+                    data = read_dataset(entry)
+                except Exception as exc:  # noqa: BLE001 - its text may hold a cell value
+                    log.warning("dataset %s did not load: %s", name, loggable(str(exc)))
+                    raise FailedPrecondition(
+                        f"dataset {name}: its file does not read as its declared types "
+                        f"({type(exc).__name__}); the operator must register it again"
+                    ) from None
+                if Path(entry.descriptor.path).stat() != before:
+                    raise Unavailable(f"dataset {name}: its file changed while it was read")
                 staging = f"__load_{name}"
                 db.register(staging, data)
                 try:
                     db.execute(
                         f"CREATE OR REPLACE TABLE {table_name(name)} AS SELECT * FROM {staging}"
                     )
+                except self._duckdb.Error as exc:
+                    raise self._failed(exc, OWNER, "") from None
                 finally:
                     db.unregister(staging)
                 with self._results_lock:
                     self._loads += 1
-                    self._loaded[name] = sha
+                    self._loaded[name] = version
         return table_name(name)
 
     def run(
@@ -309,8 +363,12 @@ class Engine:
         token = None
         try:
             if timeout is not None:
-                token = self._watchdog.watch(time.monotonic() + timeout, cursor)
-            return cursor.sql(sql).to_arrow_table()
+                deadline = time.monotonic() + timeout
+                token = self._watchdog.watch(deadline, cursor)
+            result = cursor.sql(sql).to_arrow_table()
+            if timeout is not None and time.monotonic() > deadline + REINTERRUPT_SECONDS:
+                raise DeadlineExceeded("the local engine ran out of time")
+            return result
         except self._duckdb.Error as exc:
             # Raised below, outside this block, so that DuckDB's exception is not even
             # the new one's __context__.
@@ -347,6 +405,8 @@ class Engine:
                 if self._scratch_conn is None:
                     # peers' partials are in memory already, bounded by the message size
                     config = {**_CONFIG, "temp_directory": "", "threads": 1}
+                    if "memory_limit" in self._settings:  # the node's limit, not DuckDB's 80 %
+                        config["memory_limit"] = self._settings["memory_limit"]
                     conn = self._duckdb.connect(":memory:", config=config)
                     _configure(conn)
                     self._scratch_conn = conn

@@ -7,9 +7,13 @@ metadata, and ``gateway.transport`` reads them back into the same ``Error``.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Mapping
 
 from federation.outcome import Code, Error
+
+log = logging.getLogger("fedgate.node")
 
 
 class FedgateError(Exception):
@@ -121,7 +125,11 @@ _BY_CODE: dict[Code, type[FedgateError]] = {
 
 
 def error_of(exc: BaseException) -> Error:
-    """Any exception as a structured error (the fan-out's mapping)."""
+    """Any exception as a structured error (the fan-out's mapping). An exception that is
+    not ours is named by its kind and a reference alone, its traceback logged: its text
+    may hold a cell value (a file that no longer reads as declared: review, 2026-12-04)."""
     if isinstance(exc, FedgateError):
         return exc.error
-    return Error(Code.INTERNAL, f"{type(exc).__name__}: {exc}")
+    ref = uuid.uuid4().hex[:12]
+    log.error("internal error ref=%s", ref, exc_info=exc)
+    return Error(Code.INTERNAL, f"internal error {type(exc).__name__} (reference {ref})")

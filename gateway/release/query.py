@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from federation import sketches
 from federation.envelope import Envelope
-from federation.outcome import Error
+from federation.outcome import Code, Error
 from federation.partials import to_ipc
 from federation.reports import Explanation
 from federation.sql import (
@@ -37,7 +37,7 @@ from gateway.catalog import CatalogEntry
 from gateway.clock import utc
 from gateway.column_types import exact_kind
 from gateway.descriptor import DatasetDescriptor
-from gateway.engine import Engine
+from gateway.engine import Engine, data_version
 from gateway.engine_errors import EngineError
 from gateway.errors import FedgateError, InvalidArgument, PermissionDenied
 from gateway.policy.model import Decision, Grant
@@ -46,6 +46,9 @@ from gateway.policy.store import GrantStore
 from gateway.release.pipeline import Protected
 
 SQL_CACHE_ENTRIES = 1024
+
+
+_UNCHECKED = Error(Code.UNKNOWN, "not checked yet")  # a marker, never raised
 
 
 class PlanCache:
@@ -89,9 +92,8 @@ class PlanCache:
 
     def _check(self, key: tuple[str, object], check: Callable[[], object]) -> None:
         """``check()`` once per key; a refusal is kept as its error and raised afresh."""
-        if key in self._checked:
-            outcome = self._checked[key]
-        else:
+        outcome = self._checked.get(key, _UNCHECKED)  # one lookup: another thread may clear
+        if outcome is _UNCHECKED:
             try:
                 check()
                 outcome = None
@@ -388,7 +390,7 @@ class QueryRelease:
             return self.engine.run(
                 sql,
                 timeout=deadline - time.monotonic(),
-                version=self.entry.quality.sha256,
+                version=data_version(self.entry),
                 request_id=self.request_id,
             )
         except EngineError as exc:  # a fixed message: say where, by the plan's columns
@@ -424,7 +426,7 @@ class QueryRelease:
                 protect = functools.partial(suppressed, k=k, plan=self.plan)
             released, payload = self.engine.derive(
                 computed.sql,
-                self.entry.quality.sha256,
+                data_version(self.entry),
                 computed.table,
                 tag,
                 protect,

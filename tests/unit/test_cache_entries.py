@@ -11,7 +11,7 @@ import pyarrow as pa
 from federation.partials import to_ipc
 from federation.sql import parse
 from gateway.cache import ENTRY_OVERHEAD_BYTES, BoundedCache, entry_cost
-from gateway.engine import RESULT_CACHE_ENTRIES, Engine
+from gateway.engine import RESULT_CACHE_ENTRIES, Engine, data_version
 from gateway.roles.home import ANSWER_CACHE_ENTRIES, Home
 from tests.unit.test_engine import _entry
 
@@ -47,7 +47,7 @@ def test_the_engine_keeps_at_most_its_count_of_results(tmp_path: Path) -> None:
     RESULT_CACHE_ENTRIES others came after it (it counted 8 bytes of 64 MiB before)."""
     engine = Engine(1)
     entry = _entry(tmp_path, "firms", list(range(100)))
-    version = entry.quality.sha256
+    version = data_version(entry)
     try:
         table = engine.ensure_loaded(entry)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -11,8 +12,13 @@ import pytest
 
 from gateway import descriptor
 from gateway.catalog import CatalogEntry
-from gateway.engine import Engine
-from gateway.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from gateway.engine import Engine, data_version
+from gateway.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+)
 from gateway.quality import check_file
 
 
@@ -78,7 +84,7 @@ def test_derived_values_are_kept_only_beside_the_very_cached_result(tmp_path: Pa
         return 10
 
     entry = _entry(tmp_path, "t", [1, 2, 3])
-    v1 = entry.quality.sha256
+    v1 = data_version(entry)
     try:
         sql = f"SELECT x FROM {engine.ensure_loaded(entry)}"
         raw = engine.run(sql, version=v1)
@@ -107,11 +113,11 @@ def test_a_result_read_after_a_reload_is_not_kept_under_the_old_version(
     try:
         sql = f"SELECT COUNT(*) AS n FROM {engine.ensure_loaded(old)}"
         engine.ensure_loaded(new)  # the reload, meanwhile
-        first = engine.run(sql, version=old.quality.sha256)
+        first = engine.run(sql, version=data_version(old))
         assert first.column("n").to_pylist() == [5]  # it did read the new data
-        assert engine.run(sql, version=old.quality.sha256) is not first  # not kept
-        kept = engine.run(sql, version=new.quality.sha256)
-        assert engine.run(sql, version=new.quality.sha256) is kept
+        assert engine.run(sql, version=data_version(old)) is not first  # not kept
+        kept = engine.run(sql, version=data_version(new))
+        assert engine.run(sql, version=data_version(new)) is kept
     finally:
         engine.close()
 
@@ -191,3 +197,73 @@ def test_the_watchdog_holds_no_more_than_twice_the_queries_running() -> None:
         dog.release(late)
     finally:
         dog.stop()
+
+
+@pytest.mark.parametrize("timeout", [0.0005, 0.002])
+def test_a_deadline_that_passes_while_the_query_is_planned_still_interrupts_it(
+    timeout: float,
+) -> None:
+    """Review (2026-12-04): an interrupt that came while DuckDB parsed and bound the query
+    was lost, and the query ran on for seconds (a cross join until killed)."""
+    engine = Engine()
+    try:
+        engine.run("SELECT 1", timeout=5)  # the watchdog thread and DuckDB started
+        for _ in range(5):
+            t0 = time.monotonic()
+            with pytest.raises(DeadlineExceeded):
+                engine.run(
+                    "SELECT COUNT(*) FROM range(1000000000) a, range(1000) b", timeout=timeout
+                )
+            assert time.monotonic() - t0 < 2
+    finally:
+        engine.close()
+
+
+def test_a_file_changed_since_registration_is_not_loaded(tmp_path: Path) -> None:
+    """Review (2026-12-04): a file rewritten in place after registration was loaded under
+    the registered sha256: its rows skipped every registration check, and the caches and
+    the L2 noise took it for the registered data (two answers gave an edit away)."""
+    engine = Engine(1)
+    entry = _entry(tmp_path, "t", [1, 2, 3])
+    pq.write_table(pa.table({"x": pa.array([7, 8, 9], pa.int64())}), entry.descriptor.path)
+    try:
+        with pytest.raises(FailedPrecondition, match="its file changed since it was registered"):
+            engine.ensure_loaded(entry)
+        again = dataclasses.replace(
+            entry, quality=check_file(entry.descriptor, Path(entry.descriptor.path))
+        )  # registered again: loads
+        table = engine.ensure_loaded(again)
+        assert engine.run(f"SELECT SUM(x) AS s FROM {table}").column("s").to_pylist() == [24]
+    finally:
+        engine.close()
+
+
+def test_a_file_registered_again_with_other_types_is_loaded_anew(tmp_path: Path) -> None:
+    """Review (2026-12-04): the loaded table and the kept results were keyed by the file's
+    sha256 alone, so a column once declared a string stayed VARCHAR once declared int64."""
+    path = tmp_path / "t.csv"
+    path.write_text("x\n9\n100\n")
+
+    def entry(kind: str) -> CatalogEntry:
+        desc = descriptor.DatasetDescriptor(
+            "t",
+            "t",
+            "t",
+            "t",
+            "L1",
+            "static",
+            str(path),
+            "csv",
+            (descriptor.ColumnSpec("x", kind),),
+        )
+        return CatalogEntry(desc, check_file(desc, path), "", "")
+
+    engine = Engine(1)
+    try:
+        as_text, as_number = entry("string"), entry("int64")
+        sql = f"SELECT MAX(x) AS m FROM {engine.ensure_loaded(as_text)}"
+        assert engine.run(sql, version=data_version(as_text)).column("m").to_pylist() == ["9"]
+        engine.ensure_loaded(as_number)
+        assert engine.run(sql, version=data_version(as_number)).column("m").to_pylist() == [100]
+    finally:
+        engine.close()
