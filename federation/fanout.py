@@ -58,11 +58,14 @@ def fan_out(
         if not fut.done():
             fut.cancel()
             elapsed = time.monotonic() - start
-            late = Error(Code.UNAVAILABLE, f"no answer within {timeout:g}s")
+            late = Error(Code.DEADLINE_EXCEEDED, f"no answer within {timeout:g}s")
             outcomes.append(Outcome(target, None, late, elapsed))
             continue
-        exc = fut.exception()
-        if exc is not None:
+        exc = fut.exception() if not fut.cancelled() else None
+        if fut.cancelled():  # a node that is stopping cancelled it: the call never ran
+            stopped = Error(Code.UNAVAILABLE, "not asked: this node is stopping")
+            outcomes.append(Outcome(target, None, stopped, 0.0))
+        elif exc is not None:
             outcomes.append(Outcome(target, None, to_error(exc), 0.0))
         else:
             value, seconds = fut.result()

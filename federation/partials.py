@@ -102,11 +102,12 @@ _SKETCHES = (Kind.HLL, Kind.KLL)  # binary states: one serialised sketch per gro
 
 
 def _check_counts(column: pa.ChunkedArray, what: str) -> None:
-    """A count is a whole number of rows, also once noised (a float +inf count had made
-    the home's exact decimal average raise)."""
+    """A count is a whole number of rows (or NULL, withheld), also once noised (a float
+    +inf count had made the home's exact decimal average raise)."""
     if not pa.types.is_int64(column.type):
         raise PartialError(f"the partial from {what} is not a whole count")
-    if column.null_count or (len(column) and pc.min(column).as_py() < 0):
+    least = pc.min(column).as_py()  # NULL: withheld under the L2 noise (a value's own count)
+    if least is not None and least < 0:
         raise PartialError(f"the partial from {what} is not a count of rows")
 
 

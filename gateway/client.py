@@ -36,7 +36,7 @@ from gateway.roles.home import QueryAsk
 from gateway.roles.psi_home import PsiAsk, PsiSideAsk
 from gateway.roles.train_home import ModelPiece, OwnerBatch, TrainAsk, TrainResult, TrainRound
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from gateway.status import STATUS, error_of_rpc
+from gateway.status import STATUS, answered_by_a_node, error_of_rpc
 from gateway.tls import secure_channel
 from gateway.training.apps import ApprovedApp
 from gateway.training.runs import RunStatus
@@ -145,6 +145,7 @@ def _explain(exc: grpc.RpcError) -> ClientError:
     lowered = details.lower()
     if (
         code == grpc.StatusCode.UNAVAILABLE
+        and not answered_by_a_node(exc)  # a node's answer is about its peers, not us
         and lowered.startswith(_OWN_CONNECTION)
         and any(hint in lowered for hint in _CERTIFICATE_HINTS)
     ):

@@ -148,16 +148,26 @@ def housekeeping(
 
     pruned = -math.inf
 
-    def job() -> None:
+    def prune() -> None:
         nonlocal pruned
-        cap_stderr(stderr_bytes)  # first: it never raises, the others may (a full disk)
-        crl()
-        stamp = utc()
-        grants.log_expired(stamp)
-        audit.checkpoint(stamp)
         if time.monotonic() - pruned >= PRUNE_SECONDS:
             grants.forget_released(utc(now() - dt.timedelta(seconds=REMEMBER_SECONDS)))
             pruned = time.monotonic()
+
+    steps: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("the CRL", crl),
+        ("expired grants", lambda: grants.log_expired(utc())),
+        ("the checkpoint", lambda: audit.checkpoint(utc())),
+        ("released requests", prune),
+    )
+
+    def job() -> None:
+        cap_stderr(stderr_bytes)  # first: it never raises, the others may (a full disk)
+        for what, step in steps:  # each on its own: one that fails stops no other
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - logged; the next round tries again
+                log.exception("housekeeping: %s failed this round", what)
 
     return job
 

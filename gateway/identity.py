@@ -757,6 +757,10 @@ class RevocationList:
             crl = x509.load_pem_x509_crl(self._path.read_bytes())
         except FileNotFoundError:
             raise InvalidArgument(f"CRL file {self._path} disappeared") from None
+        except OSError as exc:  # unreadable (its mode, an I/O error): judged like a bad one
+            raise InvalidArgument(
+                f"tls.crl: {self._path} cannot be read ({exc.strerror or type(exc).__name__})"
+            ) from None
         except ValueError as exc:
             raise InvalidArgument(f"tls.crl: {self._path} is not a PEM CRL: {exc}") from None
         if not any(crl.is_signature_valid(key) for key in ca_keys(self._bundle)):

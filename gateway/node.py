@@ -116,6 +116,13 @@ STATE_RECHECK_SECONDS = 5.0
 DEADLINE_RESERVE_MIN, DEADLINE_RESERVE_MAX = 0.05, 1.0  # seconds
 
 
+def reserved(remaining: float) -> float:
+    """The monotonic deadline for work of ``remaining`` seconds that must still answer:
+    5 % kept back (50 ms to 1 s) to merge, record and send after it."""
+    kept = min(DEADLINE_RESERVE_MAX, max(DEADLINE_RESERVE_MIN, remaining * 0.05))
+    return time.monotonic() + max(0.0, remaining - kept)
+
+
 def check_node_identity(config: NodeConfig, membership: Membership) -> tuple[Identity, Member]:
     """Refuse to start with a certificate or membership that does not fit this node."""
     bundle = load_bundle(config.ca)
@@ -279,7 +286,10 @@ class Node:
         """One owner's part of a request: this node's own owner in-process, any other
         over the transport. The home and the relay cannot tell the difference."""
         if member.id == self.identity.id:
-            return self.owner.execute(env)
+            # with the reserve a remote owner keeps (``deadline``): else its release could
+            # spend, audit and sign after the fan-out gave up on it (review, 2026-12-04)
+            own = dataclasses.replace(env, deadline=reserved(env.deadline - time.monotonic()))
+            return self.owner.execute(own)
         resp = self.transport.call(
             member, "Execute", serde.envelope_to_proto(env), deadline=env.deadline
         )
@@ -418,9 +428,7 @@ class Node:
         (under the edge's longest stream)."""
         remaining = context.time_remaining()
         remaining = PSI_DEFAULT_SECONDS if remaining is None else remaining
-        remaining = min(remaining, PSI_MAX_SECONDS)
-        kept = min(DEADLINE_RESERVE_MAX, max(DEADLINE_RESERVE_MIN, remaining * 0.05))
-        return time.monotonic() + max(0.0, remaining - kept)
+        return reserved(min(remaining, PSI_MAX_SECONDS))
 
     def publishers(self, dataset: str, timeout: float) -> tuple[list[str], list[str]]:
         """The members that list ``dataset`` as the federated catalog shows it to a member
@@ -473,9 +481,7 @@ class Node:
         remaining = context.time_remaining()
         if remaining is None:
             remaining = DEFAULT_QUERY_SECONDS
-        remaining = min(remaining, DEFAULT_QUERY_SECONDS)
-        kept = min(DEADLINE_RESERVE_MAX, max(DEADLINE_RESERVE_MIN, remaining * 0.05))
-        return time.monotonic() + max(0.0, remaining - kept)
+        return reserved(min(remaining, DEFAULT_QUERY_SECONDS))
 
     def _own_revoked(self) -> bool:
         """Whether the CRL lists this node's own certificate (an expired CRL says nothing
@@ -633,16 +639,18 @@ class Node:
             return
         self._stop.set()
         log.info("stopping node=%s", self.identity.id)
-        try:
-            self.audit.append({"kind": "node.stopping", "time": utc()})
-            self.audit.checkpoint(utc())
-        except Exception:
-            log.exception("could not write the final audit entries")
         self.health.enter_graceful_shutdown()
         if self._server is not None:
             self._server.stop(grace).wait(grace + 1)
         if self._rpc_pool is not None:
             self._rpc_pool.shutdown(wait=False, cancel_futures=True)
+        # After the calls in progress were given their grace: what they released comes
+        # before ``node.stopping`` and under the last signed head (review, 2026-12-04).
+        try:
+            self.audit.append({"kind": "node.stopping", "time": utc()})
+            self.audit.checkpoint(utc())
+        except Exception:
+            log.exception("could not write the final audit entries")
         if self._metrics_server is not None:
             self._metrics_server.stop()
         self.transport.close()

@@ -28,7 +28,7 @@ from grpc_health.v1 import health_pb2
 from federation.membership import Member
 from federation.outcome import Code, Error
 from gateway import serde
-from gateway.errors import FedgateError, Unavailable
+from gateway.errors import Cancelled, FedgateError, Unavailable
 from gateway.metrics import NodeMetrics
 from gateway.peers import Peers
 from gateway.status import answered_by_a_node, error_of_rpc
@@ -37,7 +37,8 @@ MIN_TIMEOUT = 0.01
 
 # A failure gRPC reports itself (no fedgate edge answered) with one of these codes means
 # the connection under the call went away: CANCELLED "Channel closed!", INTERNAL "Received
-# RST_STREAM", UNKNOWN "Stream removed". This node never cancels its own peer calls.
+# RST_STREAM", UNKNOWN "Stream removed". A stream this node cancels itself (``cancel``)
+# ends as ``Cancelled``.
 _CONNECTION_LOST = (Code.CANCELLED, Code.INTERNAL, Code.UNKNOWN)
 
 
@@ -51,6 +52,10 @@ def peer_error(member: Member, error: Error, *, answered: bool) -> Error:
     if not answered and error.code == Code.DEADLINE_EXCEEDED:
         reason = f"{member.id} did not finish before the request's deadline"
         return Error(Code.DEADLINE_EXCEEDED, reason, error.details)
+    if not answered and error.code == Code.UNAVAILABLE:
+        # gRPC's own text ("failed to connect ... Handshake read failed") names no node:
+        # passed on as it was, a user read it as their own certificate refused (review)
+        return Error(Code.UNAVAILABLE, f"could not reach {member.id}: {error.reason}")
     return error
 
 
@@ -143,6 +148,8 @@ class Transport:
                     yield from call
                     ok = True
                 except grpc.RpcError as exc:
+                    if cancel is not None and cancel.is_set():  # our own doing, not the peer's
+                        raise Cancelled(f"the call to {member.id} was cancelled") from None
                     error = peer_error(member, error_of_rpc(exc), answered=answered_by_a_node(exc))
                     if error.code == Code.UNAVAILABLE:
                         self._peers.reset(member, conn)

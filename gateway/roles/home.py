@@ -29,7 +29,7 @@ from federation.envelope import Envelope, Requester
 from federation.fanout import fan_out
 from federation.gather import Gathered, gather
 from federation.membership import Member, Membership
-from federation.outcome import Error
+from federation.outcome import Code, Error
 from federation.partials import PartialError, RunSql, answer, to_ipc
 from federation.reports import OwnerReport, PartialAnswer, QueryAnswer
 from federation.sql import QueryPlan
@@ -283,6 +283,12 @@ class Home:
             return DeadlineExceeded(
                 f"the query's deadline passed before owner {first.node_id} answered; "
                 "allow more time (--timeout)",
+                details=details,
+            )
+        if error.code is Code.DEADLINE_EXCEEDED:  # slow, not down: the status says so
+            return DeadlineExceeded(
+                f"owner {first.node_id} did not answer in time ({error.reason}); allow more "
+                "time (--timeout), or --allow-partial answers without it",
                 details=details,
             )
         if error.code.late:

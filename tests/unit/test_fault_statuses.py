@@ -28,6 +28,7 @@ from gateway.peers import Peers
 from gateway.roles.federated_catalog import clamp_timeout
 from gateway.rpc.v1 import gateway_pb2
 from gateway.state import State
+from gateway.status import ORIGIN
 from gateway.transport import peer_error
 from tests.unit.failed_call import FailedCall
 
@@ -240,8 +241,12 @@ def test_a_peers_own_failures_pass_unchanged() -> None:
         Error(Code.PERMISSION_DENIED, "no grant"),
     ):
         assert peer_error(MEMBER, error, answered=True) == error
+    # gRPC's own UNAVAILABLE names the peer it could not reach (review, 2026-12-04: its
+    # handshake text, passed on as it was, read as the user's certificate refused)
     down = Error(Code.UNAVAILABLE, "failed to connect to all addresses")
-    assert peer_error(MEMBER, down, answered=False) == down
+    assert peer_error(MEMBER, down, answered=False) == Error(
+        Code.UNAVAILABLE, "could not reach jiangsu: failed to connect to all addresses"
+    )
 
 
 def test_the_client_explains_only_its_own_handshake() -> None:
@@ -260,6 +265,9 @@ def test_the_client_explains_only_its_own_handshake() -> None:
     ):
         error = _explain(FailedCall(grpc.StatusCode.UNAVAILABLE, answered))
         assert str(error) == f"UNAVAILABLE: {answered}"
+    # a node's answer in the words of a handshake failure is about its peer, not us
+    forwarded = _explain(FailedCall(grpc.StatusCode.UNAVAILABLE, own, (ORIGIN,)))
+    assert str(forwarded) == f"UNAVAILABLE: {own}"
 
 
 # --- decoding, ranges, empty selects ----------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 import pyarrow as pa
+import pytest
 
+from federation.outcome import Code, Error
 from federation.partials import to_ipc
 from federation.sql import parse
 from gateway.engine import Engine
@@ -111,6 +113,49 @@ def test_a_new_question_skips_the_check_round_only_where_every_owner_said_nothin
         assert checks == []  # still known free until b's answer said otherwise
         home.query(QueryAsk("SELECT COUNT(*) FROM t WHERE x > 3"), analyst, deadline)
         assert sorted(checks) == ["a", "b", "home"]
+    finally:
+        pool.shutdown()
+        engine.close()
+
+
+def test_an_owner_out_of_time_is_deadline_exceeded_not_unavailable() -> None:
+    """Review (2026-12-04): an owner's own DEADLINE_EXCEEDED (it keeps a reserve of the
+    time, so it arrives before the home's deadline) was told as the owner being down."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from federation.envelope import Requester
+    from federation.membership import Member, Membership
+    from federation.reports import OwnerReport, PartialAnswer
+    from gateway.errors import DeadlineExceeded, Unavailable
+    from gateway.roles.home import QueryAsk
+
+    members = (
+        Member("home", "H", "127.0.0.1:1", "province"),
+        Member("slow", "S", "127.0.0.1:2", "province"),
+        Member("down", "D", "127.0.0.1:3", "province"),
+    )
+    membership = Membership("f", 1, "2026-01-01T00:00:00Z", members)
+    failing = {"slow": Code.DEADLINE_EXCEEDED}
+
+    def ask(member, env):  # type: ignore[no-untyped-def]
+        if member.id in failing:
+            error = Error(failing[member.id], "the local engine ran out of time")
+            return PartialAnswer(member.id, True, owners=(OwnerReport(member.id, error=error),))
+        return PartialAnswer(member.id, True, owners=(OwnerReport(member.id),))
+
+    engine = Engine(1)
+    pool = ThreadPoolExecutor(4)
+    fakes = (_Vouching(), ask, pool, _Receipts())
+    home = Home("home", lambda: membership, *fakes, engine.run_on_table)  # type: ignore[arg-type]
+    analyst = Requester("analyst", "li", "H")
+    try:
+        deadline = time.monotonic() + 60
+        with pytest.raises(DeadlineExceeded, match="owner slow did not answer in time"):
+            home.query(QueryAsk("SELECT COUNT(*) FROM t"), analyst, deadline)
+        failing.clear()
+        failing["down"] = Code.UNAVAILABLE
+        with pytest.raises(Unavailable, match="owner down is unavailable"):
+            home.query(QueryAsk("SELECT COUNT(*) FROM t"), analyst, deadline)
     finally:
         pool.shutdown()
         engine.close()

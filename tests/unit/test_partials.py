@@ -568,3 +568,18 @@ def test_nan_keys_of_any_bit_pattern_are_one_group() -> None:
     second = _partial(g=pa.array(other_nan, pa.float64()), __n=[1])
     merged = merge(plan, [first, second])
     assert merged.num_rows == 1 and merged.column("__n").to_pylist() == [2]
+
+
+def test_a_count_withheld_as_null_is_a_count_and_a_negative_one_is_not() -> None:
+    """Under the L2 noise a value's own row count may be withheld (NULL): that partial is
+    an owner's ordinary answer (the demo's first query, refused for a while on 2026-12-04);
+    a negative or a float count is not."""
+    plan = parse("SELECT g, AVG(x) AS a FROM t GROUP BY g")
+
+    def with_count(counts: pa.Array) -> pa.Table:
+        return _partial(g=["a"], __n=[9], __c_x=counts, __s_x=pa.array([1.0], pa.float64()))
+
+    assert check_partial(plan, with_count(pa.array([None], pa.int64())), "owner").num_rows == 1
+    for bad in (pa.array([-1], pa.int64()), pa.array([float("inf")], pa.float64())):
+        with pytest.raises(PartialError, match="count"):
+            check_partial(plan, with_count(bad), "rogue")

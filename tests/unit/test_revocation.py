@@ -243,3 +243,42 @@ def test_a_higher_number_wins_over_an_earlier_this_update() -> None:
     assert "CRL number 1 is the number" in identity.crl_older_reason(older, seen)
     unnumbered = identity.CrlMark(None, late - dt.timedelta(days=1), "dd" * 32)
     assert identity.crl_older_reason(unnumbered, identity.CrlMark(None, late, "aa" * 32))
+
+
+def test_an_unreadable_crl_keeps_the_last_good_list_and_housekeeping_goes_on(
+    ca: Path, tmp_path: Path
+) -> None:
+    """Review (2026-12-04): a CRL the node could not read (its mode, an I/O error) raised
+    on every call (INTERNAL, health checks too) and ended every housekeeping round before
+    its checkpoint; it is judged once like a bad file, the last good list kept."""
+    serial = _serial(ca)
+    identity.revoke(ca, serial)
+    crl, events = _revocations(ca)
+    path = ca / identity.CA_CRL
+    kept = path.read_bytes()
+    path.unlink()
+    path.mkdir()  # read_bytes() raises IsADirectoryError, an OSError (root reads mode 000)
+    try:
+        assert crl.is_revoked(format(serial, "x"))  # judged once: the list in force stays
+        assert crl.is_revoked(format(serial, "x"))
+        assert [e["kind"] for e in events] == ["crl.refused"]
+        assert "cannot be read" in events[0]["reason"]
+        state = State(tmp_path / "state.sqlite3")
+        from gateway.audit import AuditLog
+        from gateway.housekeeping import housekeeping
+        from gateway.policy import GrantStore
+
+        key_pem, _ = identity.make_csr("node", "anhui", "Org")
+        identity.write_private(tmp_path / "n.key", key_pem)
+        audit = AuditLog(state, "anhui", identity.load_key(tmp_path / "n.key"))
+
+        def broken_crl() -> None:
+            raise OSError("the CRL step failed")
+
+        housekeeping(broken_crl, GrantStore(state), audit, 0)()  # type: ignore[arg-type]
+        with state.read() as db:  # the checkpoint after the failed step was signed
+            assert db.execute("SELECT COUNT(*) FROM audit_heads").fetchone() == (1,)
+        state.close()
+    finally:
+        path.rmdir()
+        path.write_bytes(kept)
