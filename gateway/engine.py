@@ -29,8 +29,14 @@ import pyarrow as pa
 from gateway.cache import BoundedCache, entry_cost
 from gateway.catalog import CatalogEntry
 from gateway.config import DEFAULT_SPILL_BYTES
-from gateway.engine_errors import HOME, OWNER, EngineError, classify, loggable
-from gateway.errors import DeadlineExceeded, FailedPrecondition, ResourceExhausted, Unavailable
+from gateway.engine_errors import HOME, OWNER, EngineError, classify
+from gateway.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    ResourceExhausted,
+    Unavailable,
+    loggable,
+)
 from gateway.quality import arrow_schema, csv_options
 
 log = logging.getLogger("fedgate.engine")
@@ -77,14 +83,21 @@ def data_version(entry: CatalogEntry) -> str:
     return f"{entry.quality.sha256}:{hashlib.sha256(columns).hexdigest()[:16]}"
 
 
-def check_unchanged(entry: CatalogEntry) -> os.stat_result:
+def file_stamp(path: Path) -> tuple[int, ...]:
+    """What tells a file's bytes changed without reading them (an ``os.stat_result``
+    compares whole seconds and its access time: reading the file changed it)."""
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def check_unchanged(entry: CatalogEntry) -> tuple[int, ...]:
     """The dataset's file is the one registered (its sha256): a file rewritten in place
     after registration would skip every registration check and be taken for the
     registered data by the caches and the L2 noise (review, 2026-12-04). Returns its
     stat, to see that the file did not change while it was read."""
     path = Path(entry.descriptor.path)
     try:
-        before = path.stat()
+        before = file_stamp(path)
         digest = hashlib.sha256()
         with path.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -233,6 +246,8 @@ class Engine:
         self._scratch_conn: Any = None
         self._duckdb: Any = None
         self._loaded: dict[str, str] = {}  # dataset -> data_version of the loaded table
+        # dataset -> (data_version, file stamp, why) of a file refused as it stands
+        self._refused: dict[str, tuple[str, tuple[int, ...], str]] = {}
         self._results = BoundedCache(
             RESULT_CACHE_BYTES, max_entries=RESULT_CACHE_ENTRIES, per_entry=entry_cost
         )
@@ -266,20 +281,10 @@ class Engine:
         db = self._db
         with self._lock:
             if self._loaded.get(name) != version:
+                data = self._read_checked(entry, version)
                 with self._results_lock:  # no result of the old table is kept meanwhile
                     self._loads += 1
                     self._loaded.pop(name, None)
-                before = check_unchanged(entry)
-                try:
-                    data = read_dataset(entry)
-                except Exception as exc:  # noqa: BLE001 - its text may hold a cell value
-                    log.warning("dataset %s did not load: %s", name, loggable(str(exc)))
-                    raise FailedPrecondition(
-                        f"dataset {name}: its file does not read as its declared types "
-                        f"({type(exc).__name__}); the operator must register it again"
-                    ) from None
-                if Path(entry.descriptor.path).stat() != before:
-                    raise Unavailable(f"dataset {name}: its file changed while it was read")
                 staging = f"__load_{name}"
                 db.register(staging, data)
                 try:
@@ -294,6 +299,37 @@ class Engine:
                     self._loads += 1
                     self._loaded[name] = version
         return table_name(name)
+
+    def _read_checked(self, entry: CatalogEntry, version: str) -> pa.Table:
+        """The dataset's file, read only if it is the one registered. A refusal is kept
+        per file state, so that a refused file is not hashed again on every query."""
+        name, path = entry.descriptor.name, Path(entry.descriptor.path)
+        try:
+            stamp: tuple[int, ...] = file_stamp(path)
+        except OSError:
+            stamp = ()
+        refused = self._refused.get(name)
+        if refused is not None and refused[:2] == (version, stamp):
+            raise FailedPrecondition(refused[2])
+        try:
+            before = check_unchanged(entry)
+            try:
+                data = read_dataset(entry)
+            except Exception as exc:  # noqa: BLE001 - its text may hold a cell value
+                log.warning("dataset %s did not load: %s", name, loggable(str(exc)))
+                raise FailedPrecondition(
+                    f"dataset {name}: its file does not read as its declared types "
+                    f"({type(exc).__name__}); the operator must register it again"
+                ) from None
+        except FailedPrecondition as exc:
+            if len(self._refused) >= 1024:
+                self._refused.clear()
+            self._refused[name] = (version, stamp, exc.message)
+            raise
+        if file_stamp(path) != before:
+            raise Unavailable(f"dataset {name}: its file changed while it was read")
+        self._refused.pop(name, None)
+        return data
 
     def run(
         self,

@@ -17,8 +17,6 @@ from collections.abc import Iterable
 
 from gateway.errors import InvalidArgument
 
-MAX_LOGGED_CHARS = 2_000  # of DuckDB's text in the node's log line
-
 
 class Failure(enum.Enum):
     OVERFLOW = "overflow"  # OutOfRangeException: a value out of its type's range
@@ -105,11 +103,3 @@ class EngineError(InvalidArgument):
     def placed(self, place: str) -> EngineError:
         """The same failure, saying where it happened."""
         return EngineError(self.failure, who=self.who, place=place)
-
-
-def loggable(text: str) -> str:
-    """DuckDB's text for one log line: bounded, and ``repr``'d so that a value holding a
-    line break cannot forge another line."""
-    if len(text) > MAX_LOGGED_CHARS:
-        text = text[:MAX_LOGGED_CHARS] + f"... ({len(text)} characters)"
-    return repr(text)

@@ -8,12 +8,23 @@ metadata, and ``gateway.transport`` reads them back into the same ``Error``.
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
 from collections.abc import Mapping
 
 from federation.outcome import Code, Error
 
 log = logging.getLogger("fedgate.node")
+
+MAX_LOGGED_CHARS = 2_000  # of a library's own text in one log line
+
+
+def loggable(text: str) -> str:
+    """A library's own text (DuckDB's, an exception's) for one log line: bounded, and
+    ``repr``'d so that a value holding a line break cannot forge another line."""
+    if len(text) > MAX_LOGGED_CHARS:
+        text = text[:MAX_LOGGED_CHARS] + f"... ({len(text)} characters)"
+    return repr(text)
 
 
 class FedgateError(Exception):
@@ -131,5 +142,7 @@ def error_of(exc: BaseException) -> Error:
     if isinstance(exc, FedgateError):
         return exc.error
     ref = uuid.uuid4().hex[:12]
-    log.error("internal error ref=%s", ref, exc_info=exc)
+    frames = "".join(traceback.format_tb(exc.__traceback__))  # the place, not the text
+    text = loggable(str(exc))
+    log.error("internal error ref=%s %s: %s\n%s", ref, type(exc).__name__, text, frames)
     return Error(Code.INTERNAL, f"internal error {type(exc).__name__} (reference {ref})")

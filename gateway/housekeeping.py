@@ -22,7 +22,7 @@ from pathlib import Path
 from federation.envelope import CLOCK_SKEW_SECONDS, MAX_AGE_SECONDS
 from gateway.audit import AuditLog
 from gateway.clock import now, utc
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, loggable
 from gateway.identity import CrlMark, RevocationList
 from gateway.node_log import cap_stderr
 from gateway.policy.store import GrantStore
@@ -161,13 +161,21 @@ def housekeeping(
         ("released requests", prune),
     )
 
+    failing: dict[str, str] = {}  # step -> how it last failed: logged once, not per round
+
     def job() -> None:
         cap_stderr(stderr_bytes)  # first: it never raises, the others may (a full disk)
         for what, step in steps:  # each on its own: one that fails stops no other
             try:
                 step()
-            except Exception:  # noqa: BLE001 - logged; the next round tries again
-                log.exception("housekeeping: %s failed this round", what)
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                why = f"{type(exc).__name__}: {loggable(str(exc))}"
+                if failing.get(what) != why:  # a round a second: the log would fill up
+                    log.exception("housekeeping: %s failed (%s); tried again each round", what, why)
+                failing[what] = why
+            else:
+                if failing.pop(what, None) is not None:
+                    log.info("housekeeping: %s succeeds again", what)
 
     return job
 

@@ -708,7 +708,7 @@ def crl_older_reason(new: CrlMark, seen: CrlMark) -> str:
     return ""
 
 
-_MISSING = (-1, -1)  # the stamp of a CRL file that is not there
+_MISSING = (-1, -1, -1, -1)  # the stamp of a CRL file that is not there
 
 
 class RevocationList:
@@ -725,7 +725,7 @@ class RevocationList:
         self._path = path
         self._bundle = bundle
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None  # of the file last judged (taken or not)
+        self._stamp: tuple[int, int, int, int] | None = None  # of the file last judged
         self._serials: frozenset[int] = frozenset()
         self._next_update: dt.datetime | None = None
         self._mark: CrlMark | None = None
@@ -743,13 +743,15 @@ class RevocationList:
                 raise InvalidArgument(f"tls.crl: {self._path} does not exist")
             self._take(self._read(), stamp)
 
-    def _stat(self) -> tuple[int, int]:
+    def _stat(self) -> tuple[int, int, int, int]:
+        """What tells the file changed: its time and size, and its inode and change time
+        (a CRL once refused as unreadable is judged again after a chmod)."""
         assert self._path is not None
         try:
             st = self._path.stat()
         except FileNotFoundError:
             return _MISSING
-        return st.st_mtime_ns, st.st_size
+        return st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_ino
 
     def _read(self) -> x509.CertificateRevocationList:
         assert self._path is not None
@@ -767,7 +769,7 @@ class RevocationList:
             raise InvalidArgument(f"tls.crl: {self._path} is not signed by the federation CA")
         return crl
 
-    def _take(self, crl: x509.CertificateRevocationList, stamp: tuple[int, int]) -> bool:
+    def _take(self, crl: x509.CertificateRevocationList, stamp: tuple[int, int, int, int]) -> bool:
         """Put ``crl`` in force; False if it is the one already in force."""
         mark = CrlMark.of(crl)
         if self._mark is not None and mark.digest == self._mark.digest:

@@ -644,8 +644,9 @@ class Node:
             self._server.stop(grace).wait(grace + 1)
         if self._rpc_pool is not None:
             self._rpc_pool.shutdown(wait=False, cancel_futures=True)
-        # After the calls in progress were given their grace: what they released comes
-        # before ``node.stopping`` and under the last signed head (review, 2026-12-04).
+        # After the calls in progress were given their grace: what they released within
+        # it comes before ``node.stopping`` and under the last signed head (review,
+        # 2026-12-04). A call still running past the grace may still append after it.
         try:
             self.audit.append({"kind": "node.stopping", "time": utc()})
             self.audit.checkpoint(utc())

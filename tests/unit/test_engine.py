@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -265,5 +266,51 @@ def test_a_file_registered_again_with_other_types_is_loaded_anew(tmp_path: Path)
         assert engine.run(sql, version=data_version(as_text)).column("m").to_pylist() == ["9"]
         engine.ensure_loaded(as_number)
         assert engine.run(sql, version=data_version(as_number)).column("m").to_pylist() == [100]
+    finally:
+        engine.close()
+
+
+def test_a_file_read_since_its_registration_still_loads(tmp_path: Path) -> None:
+    """Review (2026-12-04): the file's stat was compared whole (access time and whole
+    seconds): the hash's own read moved a week-old access time, and the first query after
+    a restart was refused as "changed while it was read"."""
+    entry = _entry(tmp_path, "t", [1, 2, 3])
+    path = Path(entry.descriptor.path)
+    week_ago = time.time() - 7 * 86400
+    os.utime(path, (week_ago, path.stat().st_mtime))
+    engine = Engine(1)
+    try:
+        assert engine.ensure_loaded(entry) == "ds_t"
+    finally:
+        engine.close()
+
+
+def test_a_refused_file_is_refused_again_without_reading_it_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (2026-12-04): a refused file was hashed whole again on every query, under
+    the engine's lock (any analyst could keep it busy)."""
+    from gateway import engine as engine_mod
+
+    hashed: list[str] = []
+    real = engine_mod.check_unchanged
+
+    def counted(entry: CatalogEntry) -> tuple[int, ...]:  # a spy: the real check runs
+        hashed.append(entry.descriptor.name)
+        return real(entry)
+
+    monkeypatch.setattr(engine_mod, "check_unchanged", counted)
+    entry = _entry(tmp_path, "t", [1, 2, 3])
+    path = Path(entry.descriptor.path)
+    registered = path.read_bytes()
+    pq.write_table(pa.table({"x": pa.array([7, 8, 9], pa.int64())}), path)
+    engine = Engine(1)
+    try:
+        for _ in range(5):
+            with pytest.raises(FailedPrecondition, match="changed since it was registered"):
+                engine.ensure_loaded(entry)
+        assert hashed == ["t"]  # judged once for this state of the file
+        path.write_bytes(registered)  # put back: the file changed, judged afresh
+        assert engine.ensure_loaded(entry) == "ds_t" and hashed == ["t", "t"]
     finally:
         engine.close()

@@ -22,15 +22,19 @@ from gateway import clock, identity, typecheck
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.engine import Engine
 from gateway.engine_errors import (
-    MAX_LOGGED_CHARS,
     EngineError,
     Failure,
     classify,
     columns_phrase,
-    loggable,
     message,
 )
-from gateway.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from gateway.errors import (
+    MAX_LOGGED_CHARS,
+    DeadlineExceeded,
+    InvalidArgument,
+    ResourceExhausted,
+    loggable,
+)
 from tests.unit import test_owner
 
 parts = test_owner.parts  # the owner with real parts (fixture)

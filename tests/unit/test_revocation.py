@@ -282,3 +282,39 @@ def test_an_unreadable_crl_keeps_the_last_good_list_and_housekeeping_goes_on(
     finally:
         path.rmdir()
         path.write_bytes(kept)
+
+
+def test_a_housekeeping_step_that_keeps_failing_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review (2026-12-04): a round a second, each failing step's traceback would have
+    filled the node's log in hours on a full disk; it is logged when it starts failing
+    (or fails otherwise) and when it succeeds again."""
+    from gateway.audit import AuditLog
+    from gateway.housekeeping import housekeeping
+    from gateway.policy import GrantStore
+
+    state = State(tmp_path / "state.sqlite3")
+    key_pem, _ = identity.make_csr("node", "anhui", "Org")
+    identity.write_private(tmp_path / "n.key", key_pem)
+    audit = AuditLog(state, "anhui", identity.load_key(tmp_path / "n.key"))
+    failure = ["disk full"]
+
+    def crl() -> None:
+        if failure:
+            raise OSError(failure[0])
+
+    job = housekeeping(crl, GrantStore(state), audit, 0)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="fedgate.node"):
+        for _ in range(5):
+            job()
+        failure[0] = "I/O error"
+        job()
+        failure.clear()
+        job()
+        job()
+    lines = [r.getMessage() for r in caplog.records if "housekeeping" in r.getMessage()]
+    assert len(lines) == 3, lines
+    assert "the CRL failed (OSError: 'disk full')" in lines[0]
+    assert "'I/O error'" in lines[1] and lines[2] == "housekeeping: the CRL succeeds again"
+    state.close()
