@@ -94,6 +94,7 @@ class Transport:
         t0 = time.monotonic()
         if deadline is not None:
             timeout = max(MIN_TIMEOUT, deadline - t0)
+        answered = False
         try:
             with self._peers.connection(member) as conn:
                 stub_method: Callable[..., Any] = getattr(conn.peer, method)
@@ -103,8 +104,9 @@ class Transport:
                         timeout=self.default_timeout if timeout is None else timeout,
                     )
                 except grpc.RpcError as exc:
-                    error = peer_error(member, error_of_rpc(exc), answered=answered_by_a_node(exc))
-                    if error.code == Code.UNAVAILABLE:
+                    answered = answered_by_a_node(exc)
+                    error = peer_error(member, error_of_rpc(exc), answered=answered)
+                    if error.code == Code.UNAVAILABLE and not answered:
                         self._peers.reset(member, conn)  # calls still on it finish first
                     raise FedgateError.of(error) from None
                 except ValueError:  # grpc: "Cannot invoke RPC on closed channel!"
@@ -112,7 +114,9 @@ class Transport:
                         raise
                     raise Unavailable(f"the connection to {member.id} was closed") from None
         except FedgateError:
-            self.record(member.id, False, time.monotonic() - t0)
+            # a node's own refusal or failure says it is up (review, 2026-12-04: a
+            # PERMISSION_DENIED set fedgate_peer_up to 0)
+            self.record(member.id, answered, time.monotonic() - t0)
             raise
         self.record(member.id, True, time.monotonic() - t0)
         return resp
@@ -150,8 +154,9 @@ class Transport:
                 except grpc.RpcError as exc:
                     if cancel is not None and cancel.is_set():  # our own doing, not the peer's
                         raise Cancelled(f"the call to {member.id} was cancelled") from None
-                    error = peer_error(member, error_of_rpc(exc), answered=answered_by_a_node(exc))
-                    if error.code == Code.UNAVAILABLE:
+                    ok = answered_by_a_node(exc)  # it answered: up, whatever it said
+                    error = peer_error(member, error_of_rpc(exc), answered=ok)
+                    if error.code == Code.UNAVAILABLE and not ok:
                         self._peers.reset(member, conn)
                     raise FedgateError.of(error) from None
                 finally:
