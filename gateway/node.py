@@ -460,15 +460,18 @@ class Node:
             self.identity.id, self.identity.org, self.grants, self.audit, since, until, core, held
         )
 
-    def witness_round(self, *, skip_idle: bool = False) -> WitnessRound:
+    def witness_round(
+        self, *, skip_idle: bool = False, deadline: float | None = None
+    ) -> WitnessRound:
         """Send this node's signed head to every peer; keep their countersignatures
-        (``skip_idle``: see ``witnessing.COUNTERSIGNED``)."""
+        (``skip_idle``: see ``witnessing.COUNTERSIGNED``; ``deadline``: an operator's)."""
         return witness_round(
             self.witness,
             self.audit,
             self.transport,
             self.config.peer_timeout_seconds,
             skip_idle=skip_idle,
+            deadline=deadline,
         )
 
     def deadline(self, context: CallContext) -> float:

@@ -10,6 +10,7 @@ round's result, never raised: one slow or broken peer does not stop the others.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -102,13 +103,20 @@ def witness_round(
     timeout: float,
     *,
     skip_idle: bool = False,
+    deadline: float | None = None,
 ) -> WitnessRound:
-    """Send this node's signed head to every peer; keep their countersignatures."""
+    """Send this node's signed head to every peer; keep their countersignatures. With
+    ``deadline`` (an operator's ``WitnessNow``), no peer is asked past it (the round had
+    gone on, a peer after another, long after the caller gave up: review, 2026-12-04)."""
     audit.checkpoint(utc())
     heads: list[WitnessedHead] = []
     errors: list[PeerFailure] = []
     for member in transport.members():
-        send = _sender(transport, member, timeout)
+        if deadline is not None and time.monotonic() >= deadline:
+            late = Error(Code.DEADLINE_EXCEEDED, "not asked: the call's deadline passed")
+            errors.append(PeerFailure(member.id, late))
+            continue
+        send = _sender(transport, member, timeout, deadline)
         try:
             w = witness_peer(witness, audit, member.id, send, skip_idle=skip_idle)
         except FedgateError as exc:
@@ -123,10 +131,14 @@ def witness_round(
     return WitnessRound(tuple(heads), tuple(errors))
 
 
-def _sender(transport: Transport, member: Member, timeout: float) -> Send:
+def _sender(transport: Transport, member: Member, timeout: float, deadline: float | None) -> Send:
     def send(req: WitnessRequest) -> WitnessedHead:
+        ends = time.monotonic() + timeout
         resp = transport.call(
-            member, "Witness", serde.witness_request_to_proto(req), timeout=timeout
+            member,
+            "Witness",
+            serde.witness_request_to_proto(req),
+            deadline=ends if deadline is None else min(ends, deadline),
         )
         return serde.witnessed_head_from_proto(resp)
 

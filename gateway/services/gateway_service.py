@@ -179,7 +179,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     def WitnessNow(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)
-        return serde.witness_now_response(self.node.witness_round())
+        round_ = self.node.witness_round(deadline=self.node.deadline(context))
+        return serde.witness_now_response(round_)
 
     def WitnessedHeads(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)

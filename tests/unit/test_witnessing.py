@@ -8,6 +8,7 @@ that carries a peer's answer or typed error (code, message, details) as gRPC wou
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,7 @@ class InProcessTransport(Transport):
 
     def __init__(self, handlers: dict[str, Callable[[Any], Any]]) -> None:
         self.handlers = handlers
+        self.deadlines: list[float] = []
 
     def members(self) -> list[Member]:
         return [Member(id=p, org=p, address="", level="L1") for p in self.handlers]
@@ -135,7 +137,9 @@ class InProcessTransport(Transport):
         timeout: float | None = None,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> Any:
-        assert method == "Witness" and timeout == 1.5
+        assert method == "Witness" and timeout is None and deadline is not None
+        assert deadline - time.monotonic() <= 1.5  # the peer timeout, or the caller's
+        self.deadlines.append(deadline)
         try:
             return self.handlers[member.id](request)
         except FedgateError as exc:
@@ -173,6 +177,30 @@ def test_a_round_keeps_countersignatures_and_reports_each_failed_peer(pair: Pair
     response = serde.witness_now_response(result)
     assert response.countersigned[0].size == _latest(a)
     assert list(response.errors) == ["gamma: UNAVAILABLE: failed to connect to all addresses"]
+
+
+def test_an_operators_round_asks_no_peer_past_its_deadline(pair: Pair) -> None:
+    """Review (2026-12-04): WitnessNow asked peer after peer, each up to the peer timeout,
+    long after the operator's client had given up."""
+    a, a_cert, b = pair
+    _grow(a, 2, "2026-01-01T00:00:00Z")
+
+    def beta(msg: Any) -> Any:
+        req = serde.witness_request_from_proto(msg)
+        return serde.witnessed_head_to_proto(b.countersign("alpha", a_cert, req))
+
+    def slow(msg: Any) -> Any:
+        time.sleep(0.3)  # the caller's time runs out meanwhile
+        raise Unavailable("failed to connect to all addresses")
+
+    transport = InProcessTransport({"gamma": slow, "beta": beta})
+    ends = time.monotonic() + 0.2
+    result = witness_round(a, a.audit, transport, 1.5, deadline=ends)
+    assert transport.deadlines == [ends]  # gamma asked within the caller's time, beta not
+    assert [str(e) for e in result.errors] == [
+        "gamma: UNAVAILABLE: failed to connect to all addresses",
+        "beta: DEADLINE_EXCEEDED: not asked: the call's deadline passed",
+    ]
 
 
 # --- an idle federation rests (review, 2026-12-04) ----------------------------------------
