@@ -56,9 +56,11 @@ def fan_out(
     outcomes: list[Outcome[T, R]] = []
     for target, fut in zip(targets, futures, strict=True):
         if not fut.done():
-            fut.cancel()
             elapsed = time.monotonic() - start
-            late = Error(Code.DEADLINE_EXCEEDED, f"no answer within {timeout:g}s")
+            if fut.cancel():  # it never started: the pool was busy, the target never asked
+                late = Error(Code.UNAVAILABLE, "not asked: this node was too busy to call it")
+            else:
+                late = Error(Code.DEADLINE_EXCEEDED, f"no answer within {timeout:g}s")
             outcomes.append(Outcome(target, None, late, elapsed))
             continue
         exc = fut.exception() if not fut.cancelled() else None
