@@ -91,11 +91,11 @@ def gather(
             found.tables.append(table)
             found.payloads.append(answer.payload)
             found.spans.append((out.target.id, start, len(found.owners)))
-    _keep_agreeing(plan, found, via)
+    keep_agreeing(plan, found, via)
     return found
 
 
-def _keep_agreeing(plan: QueryPlan, found: Gathered, via: str) -> None:
+def keep_agreeing(plan: QueryPlan, found: Gathered, via: str) -> None:
     """Only partials whose group keys, extremes and raw columns hold the kinds of values
     most owners' do are merged: one owner's other declaration (a code as a string where
     the others hold numbers) failed the whole query at the merge, naming no owner."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from federation.envelope import Envelope
+from federation.gather import Gathered, keep_agreeing
 from federation.outcome import Code, Error
 from federation.partials import PartialError, merge, to_ipc
 from federation.reports import Explanation, OwnerReport, PartialAnswer
@@ -50,21 +51,27 @@ class Owner:
         if env.operation != "query":
             raise InvalidArgument(f"{env.operation!r} is not a query")
         plan = plan_or_refuse(env.body)
-        reports: list[OwnerReport] = []
-        tables: list[pa.Table] = []
-        published = False
+        found = Gathered()
         entry = self._published(plan, env)
         if entry is not None:
-            published = True
+            found.published = True
             report, table = self._own(plan, entry, env)
-            reports.append(report)
+            found.owners.append(report)
             if table is not None:
-                tables.append(table)
+                found.tables.append(table)
+                found.payloads.append(b"")  # its own: never sent, never cached by bytes
+                found.spans.append((self.node_id, 0, 1))
         if env.include_children:
             children = self.relay.ask_children(env, plan)
-            reports.extend(children.owners)
-            tables.extend(children.tables)
-            published = published or children.published
+            shift = len(found.owners)
+            found.owners.extend(children.owners)
+            found.tables.extend(children.tables)
+            found.payloads.extend(children.payloads)
+            found.spans.extend((t, a + shift, b + shift) for t, a, b in children.spans)
+            found.published = found.published or children.published
+            # its own partial and its cities' merge only where their kinds of value agree
+            keep_agreeing(plan, found, self.node_id)
+        reports, tables, published = found.owners, found.tables, found.published
         payload = b""
         if tables and not env.explain:
             try:
