@@ -55,13 +55,13 @@ def fan_out(
     wait(futures, timeout=timeout)
     outcomes: list[Outcome[T, R]] = []
     for target, fut in zip(targets, futures, strict=True):
-        if not fut.done():
-            elapsed = time.monotonic() - start
-            if fut.cancel():  # it never started: the pool was busy, the target never asked
-                late = Error(Code.UNAVAILABLE, "not asked: this node was too busy to call it")
-            else:
-                late = Error(Code.DEADLINE_EXCEEDED, f"no answer within {timeout:g}s")
-            outcomes.append(Outcome(target, None, late, elapsed))
+        if not fut.done() and fut.cancel():  # it never started: the pool was busy
+            busy = Error(Code.UNAVAILABLE, "not asked: this node was too busy to call it")
+            outcomes.append(Outcome(target, None, busy, time.monotonic() - start))
+            continue
+        if not fut.done():  # still running (an answer that came meanwhile is taken below)
+            late = Error(Code.DEADLINE_EXCEEDED, f"no answer within {timeout:g}s")
+            outcomes.append(Outcome(target, None, late, time.monotonic() - start))
             continue
         exc = fut.exception() if not fut.cancelled() else None
         if fut.cancelled():  # a node that is stopping cancelled it: the call never ran

@@ -51,9 +51,11 @@ def gather(
     via: str = "",
     speaks_for: Callable[[str], Collection[str]] | None = None,
     receipt_problem: Callable[[str, str], str] | None = None,
+    agree: bool = True,
 ) -> Gathered:
     """``receipt_problem(node_id, receipt)``: why a released partial's receipt does not
-    hold ("" when it does)."""
+    hold ("" when it does). ``agree``: keep only the partials whose kinds of value agree
+    (a relay does that once, over its own partial and its children's together)."""
     found = Gathered()
     seen: set[str] = set()
     for out in outcomes:
@@ -91,7 +93,8 @@ def gather(
             found.tables.append(table)
             found.payloads.append(answer.payload)
             found.spans.append((out.target.id, start, len(found.owners)))
-    keep_agreeing(plan, found, via)
+    if agree:
+        keep_agreeing(plan, found, via)
     return found
 
 

@@ -149,7 +149,9 @@ class Transport:
                         target=_cancel_on, args=(cancel, ended, call), daemon=True
                     ).start()
                 try:
-                    yield from call
+                    for response in call:
+                        ok = True  # it answered: up, also when the caller stops reading
+                        yield response
                     ok = True
                 except grpc.RpcError as exc:
                     if cancel is not None and cancel.is_set():  # our own doing, not the peer's

@@ -19,7 +19,7 @@ from federation.outcome import Code, Error
 from gateway import serde
 from gateway.audit import AuditLog
 from gateway.clock import utc
-from gateway.errors import FedgateError
+from gateway.errors import DeadlineExceeded, FedgateError
 from gateway.transport import Transport
 from gateway.witness import COUNTERSIGNED, LAST_SIZE, Witness, WitnessedHead, WitnessRequest
 
@@ -133,7 +133,11 @@ def witness_round(
 
 def _sender(transport: Transport, member: Member, timeout: float, deadline: float | None) -> Send:
     def send(req: WitnessRequest) -> WitnessedHead:
-        ends = time.monotonic() + timeout
+        now = time.monotonic()
+        ends = now + timeout
+        if deadline is not None and deadline - now < min(timeout, 0.5):
+            # no time to ask: said as such, not as a peer that did not finish
+            raise DeadlineExceeded("not asked: the call's deadline passed")
         resp = transport.call(
             member,
             "Witness",

@@ -62,4 +62,5 @@ class Relay:
                 if check is None
                 else lambda node, text: check.problem(text, node, env.request_id)
             ),
+            agree=False,  # the owner does it once, with the relay's own partial
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -313,3 +314,51 @@ def test_a_select_list_without_columns_or_aggregates_is_refused(sql: str, messag
 )
 def test_select_lists_that_name_something_pass(sql: str) -> None:
     parse(sql)
+
+
+def _gauge(metrics: Any, peer: str) -> float:
+    return metrics.registry.get_sample_value("fedgate_peer_up", {"peer": peer})
+
+
+def test_a_peer_that_answered_is_up_and_keeps_its_channel(peers: Peers) -> None:
+    """Review (2026-12-04): a live peer's refusal set fedgate_peer_up to 0 and reset its
+    channel; a status gRPC gave itself (no node answered) still does both."""
+    from gateway.errors import FedgateError
+    from gateway.metrics import NodeMetrics
+    from gateway.transport import Transport
+
+    metrics = NodeMetrics()
+    transport = Transport(peers, metrics, 1.0)
+    failures = [
+        (grpc.StatusCode.PERMISSION_DENIED, "no grant", (ORIGIN,), 1.0, False),
+        (grpc.StatusCode.UNAVAILABLE, "cannot record; nothing released", (ORIGIN,), 1.0, False),
+        (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses", (), 0.0, True),
+    ]
+    for code, details, trailing, up, reset in failures:
+        with peers.connection(MEMBER) as conn:
+
+            def execute(request: Any, timeout: float, _c=code, _d=details, _t=trailing) -> Any:
+                raise FailedCall(_c, _d, _t)
+
+            conn.peer = SimpleNamespace(Execute=execute)  # type: ignore[assignment]
+        with pytest.raises(FedgateError):
+            transport.call(MEMBER, "Execute", b"")
+        assert _gauge(metrics, "jiangsu") == up, details
+        assert conn.retired is reset, details
+
+    class Call:  # a response stream as gRPC's: iterable and cancellable
+        def __iter__(self) -> Any:
+            return iter(["progress", "answer"])
+
+        def cancel(self) -> None:
+            pass
+
+    def stream(request: Any, timeout: float) -> Any:
+        return Call()
+
+    with peers.connection(MEMBER) as conn:
+        conn.peer = SimpleNamespace(Run=stream)  # type: ignore[assignment]
+    responses = transport.stream(MEMBER, "Run", b"", deadline=time.monotonic() + 5)
+    assert next(responses) == "progress"
+    responses.close()  # the caller had what it wanted (a PSI answer before the trailer)
+    assert _gauge(metrics, "jiangsu") == 1.0
