@@ -334,6 +334,12 @@ class Sampler:
                     "first": now,
                     "cpu0": cpu if self._first else 0.0,
                 }
+            elif pid not in self.roots:
+                # a child first seen before its exec (still its parent's command line)
+                # takes the entry point it runs now (a run once missed flwr-serverapp)
+                again = label_of(pid, self.roots, self._parent_label(pid))
+                if again.startswith(("flower-", "flwr")):
+                    rec["label"] = again
             rec["peak"] = max(float(rec["peak"]), hwm / 1024)
             rec["cpu"], rec["last"] = cpu, now
             total += rss / 1024
