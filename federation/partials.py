@@ -106,9 +106,12 @@ def _check_counts(column: pa.ChunkedArray, what: str) -> None:
     +inf count had made the home's exact decimal average raise)."""
     if not pa.types.is_int64(column.type):
         raise PartialError(f"the partial from {what} is not a whole count")
-    least = pc.min(column).as_py()  # NULL: withheld under the L2 noise (a value's own count)
-    if least is not None and least < 0:
-        raise PartialError(f"the partial from {what} is not a count of rows")
+    for chunk in column.chunks:  # NULL: withheld under the L2 noise (a value's own count)
+        values = chunk.to_numpy(zero_copy_only=False) if chunk.null_count else chunk.to_numpy()
+        if chunk.null_count:
+            values = values[~np.isnan(values)]
+        if values.size and values.min() < 0:
+            raise PartialError(f"the partial from {what} is not a count of rows")
 
 
 def value_columns(plan: QueryPlan) -> list[str]:
