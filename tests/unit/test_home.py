@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
@@ -63,13 +65,27 @@ class _Receipts:
         return ""  # the receipts' own checks: tests/unit/test_receipt_store.py
 
 
+@contextlib.contextmanager
+def _home(membership: object, ask: object) -> Iterator[Home]:
+    """A home over fakes of its vouching and receipts, asking owners through ``ask``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = Engine(1)
+    pool = ThreadPoolExecutor(4)
+    fakes = (_Vouching(), ask, pool, _Receipts())
+    try:
+        yield Home("home", lambda: membership, *fakes, engine.run_on_table)  # type: ignore[arg-type]
+    finally:
+        pool.shutdown()
+        engine.close()
+
+
 def test_a_new_question_skips_the_check_round_only_where_every_owner_said_nothing_spends() -> None:
     """The check round (decide everywhere, release nowhere) guards budgets; it costs a
     round trip per question. Where every owner said in its last answer that no grant the
     requester could use on the dataset spends budget or uses, a new question on that
     dataset goes straight to the release; where one owner did not say so, every question
     is checked first."""
-    from concurrent.futures import ThreadPoolExecutor
 
     from federation.envelope import Requester
     from federation.membership import Member, Membership
@@ -93,12 +109,8 @@ def test_a_new_question_skips_the_check_round_only_where_every_owner_said_nothin
         report = OwnerReport(member.id, receipt="r", no_spend=says_free[member.id])
         return PartialAnswer(member.id, True, payload=payload, owners=(report,))
 
-    engine = Engine(1)
-    pool = ThreadPoolExecutor(4)
-    fakes = (_Vouching(), ask, pool, _Receipts())
-    home = Home("home", lambda: membership, *fakes, engine.run_on_table)  # type: ignore[arg-type]
     analyst = Requester("analyst", "li", "H")
-    try:
+    with _home(membership, ask) as home:
         deadline = time.monotonic() + 60
         home.query(QueryAsk("SELECT COUNT(*) FROM t"), analyst, deadline)
         assert sorted(checks) == ["a", "b", "home"]  # never seen: checked first
@@ -113,15 +125,11 @@ def test_a_new_question_skips_the_check_round_only_where_every_owner_said_nothin
         assert checks == []  # still known free until b's answer said otherwise
         home.query(QueryAsk("SELECT COUNT(*) FROM t WHERE x > 3"), analyst, deadline)
         assert sorted(checks) == ["a", "b", "home"]
-    finally:
-        pool.shutdown()
-        engine.close()
 
 
 def test_an_owner_out_of_time_is_deadline_exceeded_not_unavailable() -> None:
     """Review (2026-12-04): an owner's own DEADLINE_EXCEEDED (it keeps a reserve of the
     time, so it arrives before the home's deadline) was told as the owner being down."""
-    from concurrent.futures import ThreadPoolExecutor
 
     from federation.envelope import Requester
     from federation.membership import Member, Membership
@@ -143,12 +151,8 @@ def test_an_owner_out_of_time_is_deadline_exceeded_not_unavailable() -> None:
             return PartialAnswer(member.id, True, owners=(OwnerReport(member.id, error=error),))
         return PartialAnswer(member.id, True, owners=(OwnerReport(member.id),))
 
-    engine = Engine(1)
-    pool = ThreadPoolExecutor(4)
-    fakes = (_Vouching(), ask, pool, _Receipts())
-    home = Home("home", lambda: membership, *fakes, engine.run_on_table)  # type: ignore[arg-type]
     analyst = Requester("analyst", "li", "H")
-    try:
+    with _home(membership, ask) as home:
         deadline = time.monotonic() + 60
         with pytest.raises(DeadlineExceeded, match="owner slow did not answer in time"):
             home.query(QueryAsk("SELECT COUNT(*) FROM t"), analyst, deadline)
@@ -156,6 +160,3 @@ def test_an_owner_out_of_time_is_deadline_exceeded_not_unavailable() -> None:
         failing["down"] = Code.UNAVAILABLE
         with pytest.raises(Unavailable, match="owner down is unavailable"):
             home.query(QueryAsk("SELECT COUNT(*) FROM t"), analyst, deadline)
-    finally:
-        pool.shutdown()
-        engine.close()
