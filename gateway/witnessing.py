@@ -135,8 +135,8 @@ def _sender(transport: Transport, member: Member, timeout: float, deadline: floa
     def send(req: WitnessRequest) -> WitnessedHead:
         now = time.monotonic()
         ends = now + timeout
-        if deadline is not None and deadline - now < min(timeout, 0.5):
-            # no time to ask: said as such, not as a peer that did not finish
+        if deadline is not None and deadline <= now:
+            # no time left to ask: said as such, not as a peer that did not finish
             raise DeadlineExceeded("not asked: the call's deadline passed")
         resp = transport.call(
             member,

@@ -201,6 +201,10 @@ def test_an_operators_round_asks_no_peer_past_its_deadline(pair: Pair) -> None:
         "gamma: UNAVAILABLE: failed to connect to all addresses",
         "beta: DEADLINE_EXCEEDED: not asked: the call's deadline passed",
     ]
+    _grow(a, 1, "2026-01-01T00:00:01Z")  # a short call still asks a peer that answers at once
+    short = time.monotonic() + 0.3
+    quick = witness_round(a, a.audit, InProcessTransport({"beta": beta}), 1.5, deadline=short)
+    assert [h.witness for h in quick.heads] == ["beta"] and not quick.errors
 
 
 # --- an idle federation rests (review, 2026-12-04) ----------------------------------------
