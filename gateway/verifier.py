@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway import grant_replay
 from gateway.audit import FORMAT, GENESIS, head_message
 from gateway.errors import FedgateError
 from gateway.identity import Identity, identity_of, verify_signed_by
@@ -152,6 +153,7 @@ def verify(
         position.setdefault(seq, i)
     prev = GENESIS
     sha256 = hashlib.sha256
+    granted: list[tuple[int, str]] = []  # the grants' and releases' entries, replayed below
     for i, (seq, stored, body) in enumerate(entries):
         expected = i + 1
         if seq != expected:
@@ -178,6 +180,8 @@ def verify(
         start = body.find('"kind":"')
         kind = body[start + 8 : body.find('"', start + 8)] if start >= 0 else "?"
         kinds[kind] = kinds.get(kind, 0) + 1
+        if kind in grant_replay.KINDS:
+            granted.append((seq, body))
     expected = len(entries) + 1
     own = len(witnessed)  # the export's own W lines; the files' follow
     for n, raw in enumerate(extra_witnessed, start=1):
@@ -241,6 +245,10 @@ def verify(
                 f"on {w['time']} does not match this log"
             )
         covered[w["witness"]] = max(covered.get(w["witness"], 0), w["size"])
+    uncovered = grant_replay.violations(granted)
+    if uncovered:
+        more = f" (and {len(uncovered) - 1} more)" if len(uncovered) > 1 else ""
+        raise VerifyError(f"a release no grant covered: {uncovered[0]}{more}")
     matched = {(w["witness"], w["size"]) for w in witnessed if w["node"] == node}
     files = {(w["witness"], w["size"]) for w in witnessed[own:] if w["node"] == node}
     return Report(node, size, len(heads), len(matched), kinds, covered, len(files))
