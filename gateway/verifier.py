@@ -153,7 +153,7 @@ def verify(
         position.setdefault(seq, i)
     prev = GENESIS
     sha256 = hashlib.sha256
-    granted: list[tuple[int, str]] = []  # the grants' and releases' entries, replayed below
+    granted: list[tuple[int, str, str]] = []  # grants' and releases' entries, replayed below
     for i, (seq, stored, body) in enumerate(entries):
         expected = i + 1
         if seq != expected:
@@ -181,7 +181,7 @@ def verify(
         kind = body[start + 8 : body.find('"', start + 8)] if start >= 0 else "?"
         kinds[kind] = kinds.get(kind, 0) + 1
         if kind in grant_replay.KINDS:
-            granted.append((seq, body))
+            granted.append((seq, kind, body))
     expected = len(entries) + 1
     own = len(witnessed)  # the export's own W lines; the files' follow
     for n, raw in enumerate(extra_witnessed, start=1):

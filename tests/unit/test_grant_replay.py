@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import json
-
+from federation.canonical import canonical
 from gateway.grant_replay import violations
 
 
-def _log(*bodies: dict) -> list[tuple[int, str]]:
-    return [(i, json.dumps(b)) for i, b in enumerate(bodies, start=1)]
+def _log(*bodies: dict) -> list[tuple[int, str, str]]:
+    """As the verifier hands them over: each entry's number, kind and canonical body."""
+    return [(i, b["kind"], canonical(b)) for i, b in enumerate(bodies, start=1)]
 
 
 def _written(grant: str, **limits: object) -> dict:
