@@ -63,11 +63,10 @@ def fan_out(
             late = Error(Code.DEADLINE_EXCEEDED, f"no answer within {timeout:g}s")
             outcomes.append(Outcome(target, None, late, time.monotonic() - start))
             continue
-        exc = fut.exception() if not fut.cancelled() else None
         if fut.cancelled():  # a node that is stopping cancelled it: the call never ran
             stopped = Error(Code.UNAVAILABLE, "not asked: this node is stopping")
             outcomes.append(Outcome(target, None, stopped, 0.0))
-        elif exc is not None:
+        elif (exc := fut.exception()) is not None:
             outcomes.append(Outcome(target, None, to_error(exc), 0.0))
         else:
             value, seconds = fut.result()

@@ -108,18 +108,13 @@ def keep_agreeing(plan: QueryPlan, found: Gathered, via: str) -> None:
     reasons = disagreeing(plan, found.tables, weights)
     if not any(reasons):
         return
-    kept = Gathered(owners=found.owners, published=found.published)
-    for table, payload, span, reason in zip(
-        found.tables, found.payloads, found.spans, reasons, strict=True
-    ):
+    for (target, a, b), reason in zip(found.spans, reasons, strict=True):
         if reason:
-            target, a, b = span
             _unmerged(found, target, (a, b), f"the partial from {target}: {reason}", via)
-            continue
-        kept.tables.append(table)
-        kept.payloads.append(payload)
-        kept.spans.append(span)
-    found.tables, found.payloads, found.spans = kept.tables, kept.payloads, kept.spans
+    keep = [i for i, reason in enumerate(reasons) if not reason]
+    found.tables = [found.tables[i] for i in keep]
+    found.payloads = [found.payloads[i] for i in keep]
+    found.spans = [found.spans[i] for i in keep]
 
 
 def _unmerged(found: Gathered, target: str, span: tuple[int, int], reason: str, via: str) -> None:

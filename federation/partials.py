@@ -107,9 +107,7 @@ def _check_counts(column: pa.ChunkedArray, what: str) -> None:
     if not pa.types.is_int64(column.type):
         raise PartialError(f"the partial from {what} is not a whole count")
     for chunk in column.chunks:  # NULL: withheld under the L2 noise (a value's own count)
-        values = chunk.to_numpy(zero_copy_only=False) if chunk.null_count else chunk.to_numpy()
-        if chunk.null_count:
-            values = values[~np.isnan(values)]
+        values = (chunk.drop_null() if chunk.null_count else chunk).to_numpy()
         if values.size and values.min() < 0:
             raise PartialError(f"the partial from {what} is not a count of rows")
 

@@ -90,14 +90,12 @@ def file_stamp(path: Path) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def check_unchanged(entry: CatalogEntry) -> tuple[int, ...]:
+def check_unchanged(entry: CatalogEntry) -> None:
     """The dataset's file is the one registered (its sha256): a file rewritten in place
     after registration would skip every registration check and be taken for the
-    registered data by the caches and the L2 noise (review, 2026-12-04). Returns its
-    stat, to see that the file did not change while it was read."""
+    registered data by the caches and the L2 noise (review, 2026-12-04)."""
     path = Path(entry.descriptor.path)
     try:
-        before = file_stamp(path)
         digest = hashlib.sha256()
         with path.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -112,7 +110,6 @@ def check_unchanged(entry: CatalogEntry) -> tuple[int, ...]:
             f"dataset {entry.descriptor.name}: its file changed since it was registered; "
             "the operator must register it again (fedgate dataset register)"
         )
-    return before
 
 
 def read_dataset(entry: CatalogEntry) -> pa.Table:
@@ -312,7 +309,7 @@ class Engine:
         if refused is not None and refused[:2] == (version, stamp):
             raise FailedPrecondition(refused[2])
         try:
-            before = check_unchanged(entry)
+            check_unchanged(entry)
             try:
                 data = read_dataset(entry)
             except Exception as exc:  # noqa: BLE001 - its text may hold a cell value
@@ -326,7 +323,7 @@ class Engine:
                 self._refused.clear()
             self._refused[name] = (version, stamp, exc.message)
             raise
-        if file_stamp(path) != before:
+        if file_stamp(path) != stamp:  # the state it was judged and read in
             raise Unavailable(f"dataset {name}: its file changed while it was read")
         self._refused.pop(name, None)
         return data

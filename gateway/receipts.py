@@ -129,12 +129,13 @@ class ReceiptCheck:
         """Why it is not (""  when it is); ``node_id`` may be ``owner/n`` (a run's).
         ``live``: it arrives now, so its signer's certificate must be in force now; a
         receipt kept as evidence (``live=False``) needs only to have been signed so."""
-        held = (hashlib.sha256(text.encode()).digest(), node_id.partition("/")[0], request_id)
+        owner = node_id.partition("/")[0]
+        held = (hashlib.sha256(text.encode()).digest(), owner, request_id)
         with self._lock:
             cert_pem = self._held.get(held)
         if cert_pem is not None:  # its signature held a moment ago: is its signer still in force?
             try:
-                self._key(cert_pem, node_id.partition("/")[0], live)
+                self._key(cert_pem, owner, live)
             except InvalidArgument as exc:
                 return exc.message
             return ""
@@ -145,7 +146,7 @@ class ReceiptCheck:
         body = receipt.body
         if not is_release(body):
             return "not a release receipt"
-        if body.get("owner") != node_id.partition("/")[0]:
+        if body.get("owner") != owner:
             return "it names another owner"
         if body.get("request_id") != request_id:
             return "it names another request"
