@@ -49,7 +49,7 @@ from gateway.catalog import CatalogEntry  # noqa: E402
 from gateway.client import Client, ClientError, Profile  # noqa: E402
 from gateway.demo.launcher import NodeProcess, StopSignal, running  # noqa: E402
 from gateway.demo.provision import Federation, provision  # noqa: E402
-from gateway.engine import table_name  # noqa: E402
+from gateway.engine import arrow_result, table_name  # noqa: E402
 from gateway.policy.model import Grant  # noqa: E402
 from gateway.quality import QualityReport  # noqa: E402
 from gateway.release.query import PlanCache  # noqa: E402
@@ -240,7 +240,7 @@ def _bare_owner(path: str, table: str, inbox, start, done) -> None:  # type: ign
         start.wait(timeout=600)
         cpu = time.process_time()
         try:
-            con.sql(sql).to_arrow_table()
+            arrow_result(con, sql)  # as the owners run it
             done.put((time.perf_counter(), time.process_time() - cpu))
         except duckdb.Error as exc:
             done.put(f"{type(exc).__name__}: {exc}")

@@ -36,6 +36,7 @@ import grpc  # noqa: E402
 
 from gateway.clock import utc  # noqa: E402
 from gateway.demo.provision import provision  # noqa: E402
+from gateway.engine import arrow_result  # noqa: E402
 from gateway.rpc.v1 import peer_pb2, peer_pb2_grpc  # noqa: E402
 
 PAYLOAD = b"x" * 1500  # about the size of a small partial in Arrow IPC
@@ -208,10 +209,10 @@ def bench_duckdb(calls: int) -> None:
             "SELECT industry, COUNT(*), SUM(employees) FROM firms GROUP BY industry",
         ),
     ):
-        con.cursor().sql(sql).to_arrow_table()
+        arrow_result(con.cursor(), sql)
         c = time.process_time()
         for _ in range(calls):
-            con.cursor().sql(sql).to_arrow_table()
+            arrow_result(con.cursor(), sql)
         ms = (time.process_time() - c) / calls * 1e3
         print(f"DuckDB {duckdb.__version__} {label}: {ms:.3f} ms CPU per statement")
 

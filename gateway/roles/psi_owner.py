@@ -65,7 +65,7 @@ from gateway.privacy import laplace_noise
 from gateway.psi_sessions import PsiSessions, Session
 from gateway.release.pipeline import Protected, Released, ReleasePipeline
 from gateway.release.psi import PsiRelease
-from gateway.roles.psi_rows import MAX_SET, SideRows, batch, canonical
+from gateway.roles.psi_rows import MAX_SET, ROWS_BYTES, SideRows, batch, canonical
 from gateway.roles.vouching import Vouching
 
 log = logging.getLogger("fedgate.psi")
@@ -391,6 +391,7 @@ class PsiOwner:
             plan.side_sql(side, self.engine.ensure_loaded(entry)),
             timeout=max(0.01, deadline - time.monotonic()),
             request_id=request_id,
+            max_bytes=ROWS_BYTES,
         )
         grouped = side == plan.group_side
         rows = canonical(

@@ -27,6 +27,7 @@ from gateway.credit_code import LENGTH, valid_rows
 from gateway.errors import FailedPrecondition
 
 MAX_SET = 2_000_000  # identifiers per side and session
+ROWS_BYTES = 512 * 1024 * 1024  # what a side reads, duplicates and all, before deduplication
 
 
 def is_credit_code_column(name: str) -> bool:

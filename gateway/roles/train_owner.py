@@ -701,6 +701,7 @@ class TrainOwner:
             generate.sql(tree),
             timeout=max(0.01, deadline - time.monotonic()),
             request_id=request_id,
+            max_bytes=None,  # its LIMIT bounds the rows: MAX_CELLS
         )
         if got.num_rows > max_rows:
             raise FailedPrecondition(

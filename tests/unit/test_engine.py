@@ -14,6 +14,7 @@ import pytest
 from gateway import descriptor
 from gateway.catalog import CatalogEntry
 from gateway.engine import Engine, data_version
+from gateway.engine_errors import EngineError
 from gateway.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -162,6 +163,27 @@ def test_a_scan_spills_only_into_its_own_folder_and_only_so_much(
             engine.close()
     assert not (tmp_path / ".tmp").exists()
     assert not (tmp_path / "none").exists()
+
+
+def test_a_result_past_its_bound_is_refused_before_it_is_held_whole() -> None:
+    """An owner's exact result is read in batches: a GROUP BY of many groups (nearly all
+    to be suppressed) stops at ``result_bytes``, not after the whole table is in memory."""
+    engine = Engine(1, result_bytes=256 * 1024)
+    many = "SELECT i % 200000 AS g, COUNT(*) AS n FROM range(400000) t(i) GROUP BY g"
+    try:
+        with pytest.raises(ResourceExhausted, match=r"over 262,144 bytes before suppression"):
+            engine.run(many)
+        with pytest.raises(ResourceExhausted):
+            engine.run(many, max_bytes=1024)  # the caller's own bound
+        assert engine.run(many, max_bytes=None).num_rows == 200_000  # bounded by the SQL
+        few = engine.run("SELECT i % 3 AS g, COUNT(*) AS n FROM range(10) t(i) GROUP BY g")
+        assert sorted(few.column("n").to_pylist()) == [3, 3, 4]
+        # an engine error is still DuckDB's typed exception, classified, no value in it
+        with pytest.raises(EngineError) as failed:
+            engine.run("SELECT CAST('Shanghai' AS INTEGER) AS v")
+        assert "Shanghai" not in str(failed.value)
+    finally:
+        engine.close()
 
 
 def test_closing_stops_the_watchdog() -> None:
