@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway import identity  # noqa: E402
 from gateway.audit import AuditLog  # noqa: E402
+from gateway.policy.model import Grant, public_fields  # noqa: E402
 from gateway.state import State  # noqa: E402
 from gateway.verifier import verify  # noqa: E402
 
@@ -34,7 +35,11 @@ def body(i: int) -> dict:
         "time": "2026-11-25T12:00:00Z",
         "request_id": f"{i:032x}",
         "requester": "analyst:li.wei@shanghai",
+        "requester_org": "Shanghai Big Data Center",
         "home_node": "shanghai",
+        "owner": "bench",
+        "operation": "query",
+        "purpose": "monthly report",
         "dataset": "enterprise_registry",
         "grant_id": "g-1234abcd",
         "plan_digest": "a" * 64,
@@ -62,7 +67,18 @@ def main() -> int:
         state = State(root / "state.sqlite3")
         log = AuditLog(state, "bench", identity.load_key(root / "node.key"))
         # the grant the releases name (audit verify replays every release against it)
-        log.append({"kind": "grant.written", "grant_id": "g-1234abcd", "max_uses": 0})
+        grant = Grant(
+            id="g-1234abcd",
+            dataset="enterprise_registry",
+            grantee_kind="org",
+            grantee="Shanghai Big Data Center",
+            operations=("query",),
+            columns={"city": ("group_by",)},
+            min_group_size=5,
+        )
+        log.append(
+            {"kind": "grant.written", "time": "2026-11-25T11:00:00Z", **public_fields(grant)}
+        )
 
         t0 = time.perf_counter()
         for start in range(0, args.entries, args.batch):
