@@ -86,7 +86,12 @@ CREATE TABLE IF NOT EXISTS witnessed (  -- heads of other members this node coun
     time TEXT NOT NULL,
     signature TEXT NOT NULL,
     countersignature TEXT NOT NULL,
+    cert TEXT,                     -- digest of the certificate that countersigned (witness_certs)
     PRIMARY KEY (node, size)
+);
+CREATE TABLE IF NOT EXISTS witness_certs (  -- this node's certificates, by SHA-256 of the PEM
+    digest TEXT PRIMARY KEY,
+    pem TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS witness_receipts (  -- this node's heads, countersigned by others
     witness TEXT NOT NULL,

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import logging
+import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
@@ -89,6 +91,32 @@ def countersign_message(witness: str, node: str, size: int, head: str, time: str
     ).encode()
 
 
+_HEX = frozenset("0123456789abcdef")
+MAX_SIGNATURE_CHARS = 200  # base64 of a DER ECDSA signature: 96 for P-256, 140 for P-521
+MAX_TIME_CHARS = 40  # an RFC 3339 time
+
+
+def _is_digest(text: str) -> bool:
+    return len(text) == 64 and _HEX.issuperset(text)
+
+
+def check_shape(req: WitnessRequest) -> None:
+    """Refuse what no honest node sends before anything of it is checked, logged or kept:
+    a head or digest that is not a SHA-256 in hex, an oversized signature or time (a
+    member signed a 3 MB head, and every refusal stored it whole; review, 2026-12-04)."""
+    head = req.head
+    if not _is_digest(head.head):
+        raise InvalidArgument("the head must be a SHA-256 in lower-case hex")
+    if not 0 <= head.size < 2**63 or not 0 <= req.from_size < 2**63:
+        raise InvalidArgument("a log size must be between 0 and 2^63 - 1")
+    if len(head.signature) > MAX_SIGNATURE_CHARS or len(head.time) > MAX_TIME_CHARS:
+        raise InvalidArgument("the head's signature or time is longer than any node writes")
+    if len(req.digests) > MAX_DIGESTS:
+        raise InvalidArgument(f"at most {MAX_DIGESTS} digests per witness request")
+    if not all(_is_digest(d) for d in req.digests):
+        raise InvalidArgument("each digest must be a SHA-256 in lower-case hex")
+
+
 def _verify(cert: x509.Certificate, signature: str, message: bytes) -> bool:
     """False for a bad signature, and for a certificate whose key is no EC key (a peer's
     RSA certificate asserted here, and ended the round for every peer after it)."""
@@ -96,7 +124,9 @@ def _verify(cert: x509.Certificate, signature: str, message: bytes) -> bool:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         return False
     try:
-        key.verify(base64.b64decode(signature), message, ec.ECDSA(hashes.SHA256()))
+        # validate: b64decode skips characters outside the alphabet, so a padded
+        # signature verified and was kept, padding and all
+        key.verify(base64.b64decode(signature, validate=True), message, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -141,6 +171,23 @@ class Witness:
     key: ec.EllipticCurvePrivateKey
     cert_pem: bytes
     bundle: list[x509.Certificate]  # the federation CA(s): a witness's certificate is theirs
+    _countersigning: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    _cert_digest: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        """Each countersignature names the certificate that made it, so it is shown with
+        that one and not with a renewed one whose key cannot verify it (review,
+        2026-12-04: a renewal made every earlier head in the peers' files fail)."""
+        self._cert_digest = hashlib.sha256(self.cert_pem).hexdigest()
+        with self.state.transaction() as db:
+            columns = {r[1] for r in db.execute("PRAGMA table_info(witnessed)")}
+            if "cert" not in columns:  # a data folder from before the column
+                db.execute("ALTER TABLE witnessed ADD COLUMN cert TEXT")
+            db.execute(
+                "INSERT OR IGNORE INTO witness_certs (digest, pem) VALUES (?, ?)",
+                (self._cert_digest, self.cert_pem.decode()),
+            )
 
     # --- as witness ---------------------------------------------------------------------
 
@@ -163,10 +210,17 @@ class Witness:
         head = req.head
         if head.node != caller:
             raise PermissionDenied(f"node {caller} may not present the head of {head.node}")
+        check_shape(req)
         if not verify_head(head, caller_cert):
             raise InvalidArgument("the head's signature does not verify with the caller's key")
-        if len(req.digests) > MAX_DIGESTS:
-            raise InvalidArgument(f"at most {MAX_DIGESTS} digests per witness request")
+        # One countersignature at a time: two requests from one size, checked side by
+        # side, were both countersigned though they held different heads (review,
+        # 2026-12-04). The check and the write are one step under the lock.
+        with self._countersigning:
+            return self._countersign(caller, req)
+
+    def _countersign(self, caller: str, req: WitnessRequest) -> WitnessedHead:
+        head = req.head
         size, chain = self.last_seen(caller)
         if req.from_size != size:
             raise FailedPrecondition(
@@ -192,8 +246,8 @@ class Witness:
         countersig = base64.b64encode(sig).decode()
         with self.state.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO witnessed VALUES (?, ?, ?, ?, ?, ?)",
-                (caller, head.size, head.head, now, head.signature, countersig),
+                "INSERT OR REPLACE INTO witnessed VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (caller, head.size, head.head, now, head.signature, countersig, self._cert_digest),
             )
             AuditLog.append_in(
                 db,
@@ -246,11 +300,12 @@ class Witness:
         limit = HEADS_PAGE if limit <= 0 else min(limit, HEADS_PAGE)
         with self.state.transaction() as db:
             rows = db.execute(
-                "SELECT size, hash, time, countersignature FROM witnessed WHERE node = ? "
-                "AND size > ? ORDER BY size LIMIT ?",
+                "SELECT w.size, w.hash, w.time, w.countersignature, c.pem FROM witnessed w "
+                "LEFT JOIN witness_certs c ON c.digest = w.cert "
+                "WHERE w.node = ? AND w.size > ? ORDER BY w.size LIMIT ?",
                 (node, after, limit),
             ).fetchall()
-        cert = self.cert_pem.decode()
+        mine = self.cert_pem.decode()  # for heads countersigned before certificates were named
         return [
             WitnessedHead(
                 witness=self.node_id,
@@ -259,7 +314,7 @@ class Witness:
                 head=str(r[1]),
                 time=str(r[2]),
                 countersignature=str(r[3]),
-                witness_cert=cert,
+                witness_cert=str(r[4]) if r[4] else mine,
             )
             for r in rows
         ]

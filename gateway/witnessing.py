@@ -19,12 +19,13 @@ from federation.outcome import Code, Error
 from gateway import serde
 from gateway.audit import AuditLog
 from gateway.clock import utc
-from gateway.errors import DeadlineExceeded, FedgateError
+from gateway.errors import DeadlineExceeded, FailedPrecondition, FedgateError
 from gateway.transport import Transport
 from gateway.witness import COUNTERSIGNED, LAST_SIZE, Witness, WitnessedHead, WitnessRequest
 
 log = logging.getLogger("fedgate.witness")
 MAX_STEPS = 1000  # per peer and round: 1000 x 40 000 entries
+MAX_STALE = 3  # "I hold another size" answers a peer may give in one round
 # A witness's countersignature is an entry in its own log (``COUNTERSIGNED``). Were such
 # entries witnessed in turn, an idle federation would never rest (each round's
 # countersignatures the next round's news: ~30 MB a node a day at the defaults; review,
@@ -78,6 +79,7 @@ def witness_peer(
         ):
             return last
     seen: int | None = None
+    stale = 0
     for _step in range(MAX_STEPS):
         req = witness.request_for(peer, seen)
         try:
@@ -86,6 +88,15 @@ def witness_peer(
             seen = last_size(exc)
             if seen is None:
                 raise
+            stale += 1
+            # A size is news only once: a peer that answers the size it was just sent,
+            # or keeps answering sizes, had this node rebuild and hash up to 40 000
+            # entries a step, 1 000 steps a round (review, 2026-12-04).
+            if seen == req.from_size or stale > MAX_STALE:
+                raise FailedPrecondition(
+                    f"did not take this node's head: it holds size {seen} "
+                    f"after a request from size {req.from_size}"
+                ) from None
             continue
         witness.check_answer(peer, req, w)  # before it is kept (and trusted by the skip)
         witness.keep(w)
@@ -126,8 +137,11 @@ def witness_round(
             log.exception("witnessing %s failed", member.id)
             errors.append(PeerFailure(member.id, Error(Code.INTERNAL, type(exc).__name__)))
             continue
-        if w is not None:
-            heads.append(w)
+        if w is None:  # a peer that did not countersign is not a success
+            behind = Error(Code.DEADLINE_EXCEEDED, f"did not reach the head in {MAX_STEPS} steps")
+            errors.append(PeerFailure(member.id, behind))
+            continue
+        heads.append(w)
     return WitnessRound(tuple(heads), tuple(errors))
 
 

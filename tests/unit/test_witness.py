@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from cryptography import x509
 
 from gateway import identity, serde
-from gateway.audit import AuditLog
+from gateway.audit import AuditLog, sign_head
 from gateway.errors import FailedPrecondition
 from gateway.state import State
 from gateway.witness import Witness, verify_countersignature, verify_head, witnessed_dict
@@ -149,3 +150,145 @@ def test_receipts_are_read_in_batches_in_order(pair) -> None:  # type: ignore[no
     whole = [(r["size"], r["witness"]) for r in a.receipts()]
     assert whole == sorted(whole) and len(whole) == 5
     assert [(r["size"], r["witness"]) for r in a.receipts(batch=2)] == whole
+
+
+def test_a_head_no_node_writes_is_refused_before_it_is_kept(pair) -> None:  # type: ignore[no-untyped-def]
+    """Review (2026-12-04): a member signed a 3 MB head and each refusal stored it whole
+    in an audit entry; a signature padded with characters outside base64 verified and
+    was kept, padding and all."""
+    from gateway.errors import InvalidArgument
+    from gateway.witness import SignedHead, WitnessRequest, check_shape
+
+    a, a_cert, b = pair
+    a.audit.append_many([{"kind": "x", "i": i} for i in range(3)])
+    a.audit.checkpoint("2026-01-01T00:00:00Z")
+    good = a.request_for("beta")
+    check_shape(good)  # what an honest node sends passes
+    huge = dataclasses.replace(good.head, head="f" * 3_000_000)
+    signed_huge = dataclasses.replace(
+        huge, signature=sign_head(a.key, huge.node, huge.size, huge.head, huge.time)
+    )
+    padded = dataclasses.replace(good.head, signature=good.head.signature + "!" * 100_000)
+    before = len(b.audit.entries())
+    for head in (
+        signed_huge,
+        padded,
+        dataclasses.replace(good.head, head=good.head.head.upper()),
+        dataclasses.replace(good.head, time="x" * 1000),
+        dataclasses.replace(good.head, size=-1),
+    ):
+        with pytest.raises(InvalidArgument):
+            b.countersign("alpha", a_cert, dataclasses.replace(good, head=head))
+    with pytest.raises(InvalidArgument, match="each digest"):
+        b.countersign("alpha", a_cert, dataclasses.replace(good, digests=("zz",) * 3))
+    assert len(b.audit.entries()) == before  # nothing of them kept
+    assert isinstance(good.head, SignedHead) and isinstance(good, WitnessRequest)
+    assert b.countersign("alpha", a_cert, good).size == 3
+
+
+def test_two_forks_from_one_size_are_not_both_countersigned(
+    pair, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Review (2026-12-04): two requests from the same size, checked side by side, were
+    both countersigned although their heads differed (a fork the witness signed)."""
+    import threading
+
+    from gateway import witness as witness_module
+    from gateway.audit import link
+    from gateway.clock import utc
+
+    a, a_cert, b = pair
+    a.audit.append_many([{"kind": "x", "i": i} for i in range(2)])
+    a.audit.checkpoint("2026-01-01T00:00:00Z")
+    assert _round(a, a_cert, b, limit=10) == [2]
+    base = a.audit.latest_head()
+    assert base is not None
+
+    def fork(tag: str):  # type: ignore[no-untyped-def]
+        digest = f"{tag}" * 64
+        head_hash = link(3, base.hash, digest)
+        head = dataclasses.replace(a.request_for("beta", 2).head, size=3, head=head_hash)
+        head = dataclasses.replace(
+            head, signature=sign_head(a.key, head.node, head.size, head.head, head.time)
+        )
+        return dataclasses.replace(a.request_for("beta", 2), head=head, digests=(digest,))
+
+    forks = [fork("a"), fork("b")]
+    start = threading.Barrier(2)
+    checked = threading.Barrier(2, timeout=1.0)
+
+    def both_checked() -> str:  # each request waits here, after its checks, for the other
+        # broken: the other is not past its checks, it waits for this one
+        with contextlib.suppress(threading.BrokenBarrierError):
+            checked.wait()
+        return utc()
+
+    monkeypatch.setattr(witness_module, "utc", both_checked)
+    out: list[object] = []
+
+    def ask(req) -> None:  # type: ignore[no-untyped-def]
+        start.wait()
+        try:
+            out.append(b.countersign("alpha", a_cert, req))
+        except FailedPrecondition as exc:
+            out.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(r,)) for r in forks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    signed = [o for o in out if not isinstance(o, FailedPrecondition)]
+    assert len(out) == 2 and len(signed) == 1
+
+
+def test_a_renewed_witness_shows_each_head_with_the_certificate_that_signed_it(
+    pair, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Review (2026-12-04): heads were shown with the witness's current certificate, so a
+    renewal (a new key) made every earlier countersignature fail to verify."""
+    a, a_cert, b = pair
+    a.audit.append_many([{"kind": "x", "i": i} for i in range(3)])
+    a.audit.checkpoint("2026-01-01T00:00:00Z")
+    assert _round(a, a_cert, b, limit=10) == [3]
+    key_pem, csr = identity.make_csr("node", "beta", "beta bureau", ["127.0.0.1"])
+    identity.write_private(tmp_path / "beta-renewed.key", key_pem)
+    renewed = Witness(
+        "beta",
+        b.state,
+        b.audit,
+        identity.load_key(tmp_path / "beta-renewed.key"),
+        identity.sign_csr(tmp_path / "ca", csr),
+        b.bundle,
+    )
+    a.audit.append_many([{"kind": "x", "i": i} for i in range(2)])
+    a.audit.checkpoint("2026-01-01T00:00:01Z")
+    assert _round(a, a_cert, renewed, limit=10) == [5]
+    heads = renewed.heads_of("alpha")
+    assert [h.size for h in heads] == [3, 5]
+    assert heads[0].witness_cert == b.cert_pem.decode()
+    assert heads[1].witness_cert == renewed.cert_pem.decode()
+    for h in heads:
+        assert verify_countersignature(h, x509.load_pem_x509_certificate(h.witness_cert.encode()))
+
+
+def test_a_data_folder_from_before_named_certificates_still_reads(tmp_path: Path) -> None:
+    identity.init_ca(tmp_path / "ca")
+    state = State(tmp_path / "old.sqlite3")
+    with state.transaction() as db:  # the table as earlier versions made it, one head in it
+        db.execute("DROP TABLE witnessed")
+        db.execute(
+            "CREATE TABLE witnessed (node TEXT NOT NULL, size INTEGER NOT NULL, hash TEXT "
+            "NOT NULL, time TEXT NOT NULL, signature TEXT NOT NULL, countersignature TEXT "
+            "NOT NULL, PRIMARY KEY (node, size))"
+        )
+        db.execute("INSERT INTO witnessed VALUES ('alpha', 4, ?, 't', 's', 'c')", ("a" * 64,))
+    state.close()
+    reopened = State(tmp_path / "old.sqlite3")
+    key_pem, csr = identity.make_csr("node", "beta", "beta bureau", ["127.0.0.1"])
+    identity.write_private(tmp_path / "beta.key", key_pem)
+    key = identity.load_key(tmp_path / "beta.key")
+    cert = identity.sign_csr(tmp_path / "ca", csr)
+    w = Witness("beta", reopened, AuditLog(reopened, "beta", key), key, cert, [])
+    [old] = w.heads_of("alpha")
+    assert old.size == 4 and old.witness_cert == cert.decode()

@@ -318,3 +318,59 @@ def test_a_certificate_without_an_ec_key_verifies_nothing(tmp_path: Path) -> Non
     cert = made.self_signed("beta", rsa.generate_private_key(public_exponent=65537, key_size=2048))
     head = SignedHead(node="beta", size=1, head="0" * 64, time="2026-01-01", signature="AA==")
     assert verify_head(head, cert) is False
+
+
+def test_a_peer_that_keeps_answering_sizes_fails_after_a_few_requests(pair: Pair) -> None:
+    """Review (2026-12-04): a peer answering "I hold size 0" to every request had this node
+    rebuild and send up to 1 000 requests a round (each hashing up to 40 000 entries),
+    and the round then counted it as neither countersigned nor failed."""
+    a, a_cert, b = pair
+    _grow(a, 5, "2026-01-01T00:00:00Z")
+    witness_peer(a, a.audit, "beta", _recording(b, a_cert, []))  # beta holds size 5
+    _grow(a, 2, "2026-01-01T00:00:01Z")
+    asked: list[int] = []
+
+    def liar(msg: Any) -> Any:  # always "I hold size 0", whatever it was sent
+        asked.append(msg.from_size)
+        raise FailedPrecondition("last witnessed size is 0", details={"last_size": "0"})
+
+    def wanderer(msg: Any) -> Any:  # a new size each time, never a countersignature
+        asked.append(msg.from_size)
+        size = str(len(asked) % 3)
+        raise FailedPrecondition(f"last witnessed size is {size}", details={"last_size": size})
+
+    result = witness_round(a, a.audit, InProcessTransport({"beta": liar}), 1.5)
+    assert asked == [5, 0]  # from what it last countersigned, then from 0 once: no more
+    assert [e.peer for e in result.errors] == ["beta"] and result.heads == ()
+    assert result.errors[0].error.code == Code.FAILED_PRECONDITION
+    asked.clear()
+    result = witness_round(a, a.audit, InProcessTransport({"wanderer": wanderer}), 1.5)
+    assert len(asked) <= 4 and [e.peer for e in result.errors] == ["wanderer"]
+
+
+def test_a_peer_left_behind_after_the_last_step_is_a_failure_of_the_round(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway import witnessing
+
+    a, a_cert, b = pair
+    _grow(a, 9, "2026-01-01T00:00:00Z")
+    monkeypatch.setattr(witnessing, "MAX_STEPS", 1)
+    monkeypatch.setattr(witnessing.Witness, "request_for", _small_steps(a))
+
+    def beta(msg: Any) -> Any:
+        req = serde.witness_request_from_proto(msg)
+        return serde.witnessed_head_to_proto(b.countersign("alpha", a_cert, req))
+
+    result = witness_round(a, a.audit, InProcessTransport({"beta": beta}), 1.5)
+    assert result.heads == ()
+    assert [(e.peer, e.error.code) for e in result.errors] == [("beta", Code.DEADLINE_EXCEEDED)]
+
+
+def _small_steps(a: Witness) -> Callable[..., WitnessRequest]:
+    original = Witness.request_for
+
+    def request_for(self: Witness, peer: str, from_size: int | None = None, limit: int = 0):  # type: ignore[no-untyped-def]
+        return original(self, peer, from_size, limit=4)
+
+    return request_for
