@@ -240,6 +240,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_CLASSES = 1000  # federation.training.tasks.MAX_CLASSES (not imported: it loads numpy)
+
+
+def _classes(value: str) -> int:
+    """``--classes``: 2 to ``MAX_CLASSES``, or 0 (a custom app's regression); a number
+    past the wire's field once ended in a traceback from building the message."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if n != 0 and not 2 <= n <= MAX_CLASSES:
+        raise argparse.ArgumentTypeError(f"must be 0 or 2 to {MAX_CLASSES}, got {n}")
+    return n
+
+
 def register(sub: Subparsers) -> None:
     sp = add_command(
         sub,
@@ -267,9 +282,9 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--label", help="the label column")
     sp.add_argument(
         "--classes",
-        type=int,
+        type=_classes,
         default=2,
-        help="classification: classes 0..N-1 (a custom app's regression: 0)",
+        help="classification: classes 0..N-1, N 2 to 1000 (a custom app's regression: 0)",
     )
     sp.add_argument("--rounds", type=whole(1, INT32), default=10)
     sp.add_argument("--strategy", choices=STRATEGIES, default="fedavg")

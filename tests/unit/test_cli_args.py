@@ -40,6 +40,8 @@ def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["request", "approve", "ar-1", "--max-uses", "-1"], "must be 0 to 2147483647"),
         (["train", "--rounds", "99999999999"], "must be 1 to 2147483647"),
         (["train", "--seed", "99999999999999999999"], "must be 0 to 9223372036854775807"),
+        (["train", "--classes", "3000000000"], "must be 0 or 2 to 1000, got 3000000000"),
+        (["train", "--classes", "1"], "must be 0 or 2 to 1000, got 1"),
         (["query", "SELECT \udcff FROM x"], "sql is not UTF-8 text"),
         (["query", "SELECT 1", "--nodes", "a,,b"], "an empty node name"),
         (["query", "SELECT 1", "--purpose", "\udcff"], "--purpose is not UTF-8 text"),
