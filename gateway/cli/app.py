@@ -27,6 +27,7 @@ from gateway.cli import (
     request,
     train,
 )
+from gateway.cli.common import path
 from gateway.errors import FedgateError
 
 # In this order in `fedgate --help`.
@@ -66,24 +67,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# Arguments that travel in a message (paths do not: a non-UTF-8 file name is legal).
-_SENT = (
-    "sql", "purpose", "note", "left", "right", "left_where", "right_where", "features",
-    "label", "dataset", "nodes", "user", "org", "node", "user_org", "column", "name",
-)  # fmt: skip
+def _actions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[argparse.Action]:
+    """The arguments of the command that was parsed: the top level's, its command's and
+    (for a group) its action's."""
+    actions: list[argparse.Action] = []
+    while True:
+        actions.extend(parser._actions)
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None:
+            return actions
+        parser = sub.choices[getattr(args, sub.dest)]
 
 
-def _not_text(args: argparse.Namespace) -> str | None:
-    """The first sent argument that is not text: bytes that are not UTF-8 on the command
-    line arrive as lone surrogates, which no message can carry."""
-    for name in _SENT:
-        value = getattr(args, name, None)
+def _not_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """The first argument that is not text: bytes that are not UTF-8 on the command line
+    arrive as lone surrogates, which no message (and no terminal) can carry. Every
+    argument is held to it but a path (``type=path``): a file name may be any bytes."""
+    by_dest = {a.dest: a for a in _actions(parser, args)}
+    for dest, value in vars(args).items():
+        action = by_dest.get(dest)
+        if action is not None and action.type is path:
+            continue
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str):
                 try:
                     item.encode("utf-8")
                 except UnicodeEncodeError:
-                    return name if name == "sql" else "--" + name.replace("_", "-")
+                    if action is not None and action.option_strings:
+                        return action.option_strings[0]
+                    return dest
     return None
 
 
@@ -92,8 +104,9 @@ _SERVING = frozenset({"node", "demo"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    bad = _not_text(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    bad = _not_text(parser, args)
     if bad is not None:
         print(f"fedgate: error: {bad} is not UTF-8 text", file=sys.stderr)
         return 2

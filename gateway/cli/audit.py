@@ -12,6 +12,7 @@ from gateway.cli.common import (
     add_command,
     add_group,
     client_options,
+    path,
     profile,
     writable_file,
 )
@@ -144,14 +145,18 @@ def register(sub: Subparsers) -> None:
         audit, "export", "export your node's audit log for an auditor (operators)", cmd_audit_export
     )
     client_options(sp)
-    sp.add_argument("--out", required=True, help="file to write")
+    sp.add_argument("--out", type=path, required=True, help="file to write")
     sp = add_command(
         audit, "verify", "verify an exported log offline with the CA certificate", cmd_audit_verify
     )
-    sp.add_argument("file")
-    sp.add_argument("--ca", required=True, help="federation CA certificate")
+    sp.add_argument(
+        "file",
+        type=path,
+    )
+    sp.add_argument("--ca", type=path, required=True, help="federation CA certificate")
     sp.add_argument(
         "--witness",
+        type=path,
         action="append",
         default=[],
         help="heads witnessed by peers (from `fedgate audit witnesses`)",
@@ -171,4 +176,4 @@ def register(sub: Subparsers) -> None:
     )
     client_options(sp)
     sp.add_argument("--node", required=True, help="the node whose heads you witnessed")
-    sp.add_argument("--out", required=True)
+    sp.add_argument("--out", type=path, required=True)

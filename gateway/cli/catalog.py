@@ -10,6 +10,7 @@ from gateway.cli.common import (
     add_command,
     add_group,
     client_options,
+    path,
     print_message,
     profile,
     seconds,
@@ -93,5 +94,5 @@ def register(sub: Subparsers) -> None:
         ds, "register", "register files described by descriptors (operators)", cmd_dataset_register
     )
     client_options(sp)
-    sp.add_argument("descriptors", nargs="+", help="descriptor TOML files")
+    sp.add_argument("descriptors", type=path, nargs="+", help="descriptor TOML files")
     sp.add_argument("-v", "--verbose", action="store_true", help="print the quality report")

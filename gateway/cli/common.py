@@ -36,6 +36,13 @@ def add_group(parent: Subparsers, name: str, help_: str) -> Subparsers:
     )
 
 
+def path(value: str) -> str:
+    """The argparse type of an option or argument that names a file or folder: the value
+    as given. It marks what ``main`` does not hold to UTF-8 (a file name may be any bytes,
+    and is read or written here, never sent); every other text argument must be UTF-8."""
+    return value
+
+
 def scale_factor(value: str) -> float:
     """A positive, finite row-count factor, refused before anything is written."""
     try:
@@ -133,7 +140,7 @@ def writable_file(path: str, option: str) -> Path:
 
 
 def client_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--profile", help="client profile (default: $FEDGATE_PROFILE)")
+    sp.add_argument("--profile", type=path, help="client profile (default: $FEDGATE_PROFILE)")
 
 
 def profile(args: argparse.Namespace) -> Profile:

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.cli.common import Subparsers, add_command, add_group, client_options, profile
+from gateway.cli.common import Subparsers, add_command, add_group, client_options, path, profile
 from gateway.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -73,7 +73,9 @@ def register(sub: Subparsers) -> None:
         group, "approve", "store an app folder you reviewed; runs may then use it", cmd_app_approve
     )
     client_options(sp)
-    sp.add_argument("folder", help="the app's folder (client_app.py defining app and init)")
+    sp.add_argument(
+        "folder", type=path, help="the app's folder (client_app.py defining app and init)"
+    )
     sp.add_argument("--name", default="", help="a label (default: the folder's name)")
     sp = add_command(group, "list", "the apps your node approved", cmd_app_list)
     client_options(sp)
@@ -81,4 +83,7 @@ def register(sub: Subparsers) -> None:
     client_options(sp)
     sp.add_argument("digest")
     sp = add_command(group, "digest", "print an app folder's digest (no node)", cmd_app_digest)
-    sp.add_argument("folder")
+    sp.add_argument(
+        "folder",
+        type=path,
+    )

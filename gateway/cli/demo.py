@@ -6,7 +6,7 @@ import argparse
 import signal
 from pathlib import Path
 
-from gateway.cli.common import Subparsers, add_command, scale_factor
+from gateway.cli.common import Subparsers, add_command, path, scale_factor
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
@@ -43,13 +43,15 @@ def register(sub: Subparsers) -> None:
     sp = add_command(
         sub, "sample-data", "generate the sample datasets of every node", cmd_sample_data
     )
-    sp.add_argument("--out", required=True, help="folder; one sub-folder per node")
+    sp.add_argument("--out", type=path, required=True, help="folder; one sub-folder per node")
     sp.add_argument("--seed", type=int, default=20261125, help="(default: %(default)s)")
     sp.add_argument("--scale", type=scale_factor, default=1.0, help="row-count factor (default: 1)")
     sp.add_argument("--nodes", nargs="*", help="only these node ids")
 
     sp = add_command(sub, "demo", "run the Yangtze Delta demo federation", cmd_demo)
-    sp.add_argument("--workdir", help="where to put keys, data and logs (default: a temp dir)")
+    sp.add_argument(
+        "--workdir", type=path, help="where to put keys, data and logs (default: a temp dir)"
+    )
     sp.add_argument(
         "--scale", type=scale_factor, default=1.0, help="sample data row-count factor (default: 1)"
     )

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.cli.common import Subparsers, add_command, client_options, profile
+from gateway.cli.common import Subparsers, add_command, client_options, path, profile
 
 
 def cmd_disclosure(args: argparse.Namespace) -> int:
@@ -36,4 +36,4 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--format", choices=["md", "json", "html"], default="md")
     sp.add_argument("--since", default="", help="usage period start (ISO date)")
     sp.add_argument("--until", default="", help="usage period end (ISO date)")
-    sp.add_argument("--out", help="write to a file")
+    sp.add_argument("--out", type=path, help="write to a file")

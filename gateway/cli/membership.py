@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.cli.common import Subparsers, add_command, add_group, scale_factor
+from gateway.cli.common import Subparsers, add_command, add_group, path, scale_factor
 from gateway.errors import FedgateError
 
 # gateway.demo.provision.REGION_DIR, worked out here so that `fedgate --help` imports no more.
@@ -65,12 +65,17 @@ def register(sub: Subparsers) -> None:
     sp = add_command(
         mem, "sign", "sign a membership list (TOML) with the CA key", cmd_membership_sign
     )
-    sp.add_argument("--input", required=True, help="TOML: federation, serial, [[members]]")
-    sp.add_argument("--ca-dir", required=True)
-    sp.add_argument("--out", required=True)
+    sp.add_argument(
+        "--input", type=path, required=True, help="TOML: federation, serial, [[members]]"
+    )
+    sp.add_argument("--ca-dir", type=path, required=True)
+    sp.add_argument("--out", type=path, required=True)
     sp = add_command(mem, "show", "verify and print a membership document", cmd_membership_show)
-    sp.add_argument("file")
-    sp.add_argument("--ca", required=True, help="CA certificate (bundle)")
+    sp.add_argument(
+        "file",
+        type=path,
+    )
+    sp.add_argument("--ca", type=path, required=True, help="CA certificate (bundle)")
 
     fed = add_group(sub, "federation", "local federation set-up")
     sp = add_command(
@@ -78,11 +83,13 @@ def register(sub: Subparsers) -> None:
     )
     sp.add_argument(
         "--workdir",
+        type=path,
         default=str(DEFAULT_REGIONS.parent / ".fedgate"),
         help="where keys, certificates and data go (default: <repo>/.fedgate)",
     )
     sp.add_argument(
         "--regions",
+        type=path,
         default=str(DEFAULT_REGIONS),
         help="folder with federation.toml and <id>.toml (default: <repo>/region_configs)",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.cli.common import Subparsers, add_command, add_group
+from gateway.cli.common import Subparsers, add_command, add_group, path
 
 
 def cmd_node_start(args: argparse.Namespace) -> int:
@@ -19,4 +19,6 @@ def cmd_node_start(args: argparse.Namespace) -> int:
 def register(sub: Subparsers) -> None:
     node = add_group(sub, "node", "run a gateway node")
     sp = add_command(node, "start", "run one node until SIGTERM/Ctrl-C", cmd_node_start)
-    sp.add_argument("--config", required=True, help="node config (TOML, see docs/config.md)")
+    sp.add_argument(
+        "--config", type=path, required=True, help="node config (TOML, see docs/config.md)"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.cli.common import Subparsers, add_command, add_group, days
+from gateway.cli.common import Subparsers, add_command, add_group, days, path
 from gateway.errors import FedgateError
 
 
@@ -88,7 +88,7 @@ def register(sub: Subparsers) -> None:
     sp = add_command(
         ca, "init", "create a federation root CA (key, certificate, empty CRL)", cmd_ca_init
     )
-    sp.add_argument("--dir", required=True, help="CA folder (created)")
+    sp.add_argument("--dir", type=path, required=True, help="CA folder (created)")
     sp.add_argument(
         "--name",
         default="Yangtze Delta Federation CA",
@@ -98,19 +98,22 @@ def register(sub: Subparsers) -> None:
     sp = add_command(
         ca, "sign", "sign a CSR into a certificate carrying role, id and org", cmd_ca_sign
     )
-    sp.add_argument("csr")
-    sp.add_argument("--dir", required=True, help="CA folder")
+    sp.add_argument(
+        "csr",
+        type=path,
+    )
+    sp.add_argument("--dir", type=path, required=True, help="CA folder")
     sp.add_argument("--days", type=days, default=365, help="validity (default: %(default)s)")
-    sp.add_argument("--out", help="certificate file (default: CSR name with .pem)")
+    sp.add_argument("--out", type=path, help="certificate file (default: CSR name with .pem)")
     sp = add_command(ca, "revoke", "revoke a certificate and re-issue the CRL", cmd_ca_revoke)
-    sp.add_argument("--dir", required=True, help="CA folder")
+    sp.add_argument("--dir", type=path, required=True, help="CA folder")
     which = sp.add_mutually_exclusive_group(required=True)
-    which.add_argument("--cert", help="certificate file to revoke")
+    which.add_argument("--cert", type=path, help="certificate file to revoke")
     which.add_argument("--serial", help="serial number (hex) to revoke")
     sp = add_command(
         ca, "crl", "re-issue the CRL (nodes refuse callers once it expires)", cmd_ca_crl
     )
-    sp.add_argument("--dir", required=True, help="CA folder")
+    sp.add_argument("--dir", type=path, required=True, help="CA folder")
     sp.add_argument("--days", type=days, default=7, help="validity in days (default 7)")
 
     cert = add_group(sub, "cert", "keys and certificate requests")
@@ -129,7 +132,10 @@ def register(sub: Subparsers) -> None:
         default=[],
         help="node address (IP or DNS) for its server certificate; nodes only",
     )
-    sp.add_argument("--out-dir", default=".", help="folder for KEY and CSR")
+    sp.add_argument("--out-dir", type=path, default=".", help="folder for KEY and CSR")
     sp.add_argument("--name", help="file stem (default: the id)")
     sp = add_command(cert, "show", "print the identity a certificate carries", cmd_cert_show)
-    sp.add_argument("cert")
+    sp.add_argument(
+        "cert",
+        type=path,
+    )

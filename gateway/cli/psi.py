@@ -14,6 +14,7 @@ from gateway.cli.common import (
     add_command,
     client_options,
     file_name,
+    path,
     profile,
     seconds,
     writable_folder,
@@ -150,6 +151,8 @@ def register(sub: Subparsers) -> None:
         "--explain", action="store_true", help="dry run: each owner's decision, who learns what"
     )
     sp.add_argument("--format", choices=["text", "json"], default="text")
-    sp.add_argument("--receipts", help="write each owner's signed receipt into this folder")
+    sp.add_argument(
+        "--receipts", type=path, help="write each owner's signed receipt into this folder"
+    )
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.add_argument("--timeout", type=seconds, default=300.0, help="seconds (default 300)")

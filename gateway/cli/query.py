@@ -14,6 +14,7 @@ from gateway.cli.common import (
     add_command,
     client_options,
     file_name,
+    path,
     profile,
     seconds,
     writable_file,
@@ -174,7 +175,7 @@ def register(sub: Subparsers) -> None:
     client_options(sp)
     sp.add_argument("sql", help="SELECT ... FROM dataset | node.dataset (see docs/sql.md)")
     sp.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    sp.add_argument("--out", help="write the result to FILE.csv or FILE.parquet")
+    sp.add_argument("--out", type=path, help="write the result to FILE.csv or FILE.parquet")
     sp.add_argument(
         "--explain",
         action="store_true",
@@ -187,5 +188,7 @@ def register(sub: Subparsers) -> None:
     )
     sp.add_argument("--purpose", default="", help="purpose of use; grants may require one")
     sp.add_argument("--nodes", help="only these owners, comma-separated")
-    sp.add_argument("--receipts", help="write each owner's signed receipt into this folder")
+    sp.add_argument(
+        "--receipts", type=path, help="write each owner's signed receipt into this folder"
+    )
     sp.add_argument("--timeout", type=seconds, default=60.0, help="seconds (default 60)")

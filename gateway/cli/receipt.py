@@ -13,6 +13,7 @@ from gateway.cli.common import (
     add_group,
     client_options,
     file_name,
+    path,
     profile,
 )
 from gateway.errors import FedgateError
@@ -136,9 +137,9 @@ def register(sub: Subparsers) -> None:
     )
     client_options(sp)
     sp.add_argument("--request", required=True, help="request id")
-    sp.add_argument("--out", help="also write each receipt into this folder")
+    sp.add_argument("--out", type=path, help="also write each receipt into this folder")
     sp = add_command(
         receipt, "verify", "check a receipt's signature with the CA certificate", cmd_receipt_verify
     )
-    sp.add_argument("file", help="receipt JSON")
-    sp.add_argument("--ca", required=True, help="federation CA certificate")
+    sp.add_argument("file", type=path, help="receipt JSON")
+    sp.add_argument("--ca", type=path, required=True, help="federation CA certificate")

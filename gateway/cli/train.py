@@ -15,6 +15,7 @@ from gateway.cli.common import (
     add_command,
     client_options,
     file_name,
+    path,
     profile,
     seconds,
     whole,
@@ -273,6 +274,7 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--task", help="logreg | linreg | mlp | mlp_relu")
     sp.add_argument(
         "--app",
+        type=path,
         metavar="DIR",
         help="instead of --task: a custom app's folder, which every owner's operator "
         "approved (fedgate app approve); its init makes the initial model here",
@@ -316,6 +318,6 @@ def register(sub: Subparsers) -> None:
         help="SecAgg+: each owner masks its update, the home sees only their sum "
         "(fedavg or fedprox, at least 3 owners)",
     )
-    sp.add_argument("--out", help="folder for the model, metrics, receipts, plot")
+    sp.add_argument("--out", type=path, help="folder for the model, metrics, receipts, plot")
     sp.add_argument("--quiet", action="store_true", help="no per-round lines")
     sp.add_argument("--timeout", type=seconds, default=590.0, help="seconds (default 590)")

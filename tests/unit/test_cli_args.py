@@ -6,6 +6,8 @@ trained)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,12 +48,40 @@ def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["query", "SELECT 1", "--nodes", "a,,b"], "an empty node name"),
         (["query", "SELECT 1", "--purpose", "\udcff"], "--purpose is not UTF-8 text"),
         (["catalog", "--member-timeout", "nan"], "must be more than 0"),
+        # every argument that is not a path, not a hand-kept list of them (review,
+        # 2026-12-05: each of these was a UnicodeEncodeError traceback)
+        (["request", "status", "--owner", "\udcff", "ar-1"], "--owner is not UTF-8 text"),
+        (["grant", "revoke", "g-\udcff"], "id is not UTF-8 text"),
+        (["audit", "show", "--request", "\udcff"], "--request is not UTF-8 text"),
+        (
+            ["grant", "add", "--dataset", "d", "--org", "o", "--column", "c=filter",
+             "--expires", "\udcff"],
+            "--expires is not UTF-8 text",
+        ),
+        (["disclosure", "--since", "\udcff"], "--since is not UTF-8 text"),
+        (["train", "status", "\udcff"], "run is not UTF-8 text"),
+        (
+            ["cert", "request", "--role", "node", "--id", "x", "--org", "o", "--host", "\udcff"],
+            "--host is not UTF-8 text",
+        ),
     ],
 )  # fmt: skip
 def test_refused_before_anything_is_sent(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
     assert message in _refused(capsys, argv)
+
+
+def test_a_path_need_not_be_utf8(tmp_path: Path) -> None:
+    # a file name may be any bytes: it is opened here, never sent (a process of its own:
+    # its stderr escapes what is not UTF-8, as a terminal's does)
+    name = os.fsencode(tmp_path) + b"/\xff.pem"
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway", "cert", "show", name], capture_output=True, check=False
+    )
+    assert run.returncode == 2
+    assert b"not UTF-8" not in run.stderr and b"does not exist" in run.stderr
+    assert b"Traceback" not in run.stderr
 
 
 def test_an_output_path_that_cannot_be_written_is_refused_first(
