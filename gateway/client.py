@@ -37,7 +37,7 @@ from gateway.roles.psi_home import PsiAsk, PsiSideAsk
 from gateway.roles.train_home import ModelPiece, OwnerBatch, TrainAsk, TrainResult, TrainRound
 from gateway.rpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway.status import STATUS, answered_by_a_node, error_of_rpc
-from gateway.tls import secure_channel
+from gateway.tls import check_pair, secure_channel
 from gateway.training.apps import ApprovedApp
 from gateway.training.runs import RunStatus
 from gateway.training.transfers import MAX_MESSAGE_BYTES
@@ -97,13 +97,15 @@ class Profile:
             # gRPC would quietly dial port 443
             raise InvalidArgument(f"profile {path}: address {fields['address']!r} is not host:port")
         base = path.parent
-        return Profile(
+        profile = Profile(
             node=fields["node"],
             address=fields["address"],
             ca=(base / fields["ca"]).resolve(),
             cert=(base / fields["cert"]).resolve(),
             key=(base / fields["key"]).resolve(),
         )
+        check_pair(profile.cert, profile.key)  # as node start checks its own (tls.key)
+        return profile
 
     def dumps(self) -> str:
         """TOML that ``load`` reads back (quotes, backslashes, control characters)."""

@@ -102,11 +102,17 @@ def load_key(path: Path) -> ec.EllipticCurvePrivateKey:
     except TypeError:  # a passphrase-protected key (cryptography asks for the password)
         raise InvalidArgument(
             f"{path} is encrypted with a passphrase: fedgate needs the key unencrypted "
-            "(keep it readable by the node's user only)"
+            "(keep it readable by its user alone)"
         ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise InvalidArgument(f"{path}: only EC keys are supported")
     return key
+
+
+def is_key_of(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> bool:
+    """Whether ``key`` is the private key of ``cert`` (their public keys are one)."""
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
 
 
 def load_cert(path: Path) -> x509.Certificate:

@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -57,6 +55,7 @@ from gateway.identity import (
     Identity,
     RevocationList,
     identity_of,
+    is_key_of,
     load_bundle,
     load_cert,
     load_key,
@@ -137,7 +136,7 @@ def check_node_identity(config: NodeConfig, membership: Membership) -> tuple[Ide
             f"tls.key: {config.key} can be read by other users (mode {mode:04o}); "
             f"make it the node's user's alone: chmod 600 {config.key}"
         )
-    if _spki(key.public_key()) != _spki(cert.public_key()):
+    if not is_key_of(key, cert):
         raise ConfigError(f"tls.key: {config.key} is not the private key of {config.cert}")
     if ident.role != "node":
         raise ConfigError(f"tls.cert: {config.cert} is a {ident.role} certificate, not a node one")
@@ -160,10 +159,6 @@ def check_node_identity(config: NodeConfig, membership: Membership) -> tuple[Ide
             f"node.org {config.org!r} differs from the certificate's organisation {ident.org!r}"
         )
     return ident, me
-
-
-def _spki(key: PublicKeyTypes) -> bytes:
-    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def _may_train(grant: Grant, now: str) -> bool:

@@ -32,6 +32,20 @@ def _read(path: Path, what: str) -> bytes:
     return data
 
 
+def check_pair(cert: Path, key: Path) -> None:
+    """A client's certificate and key, checked before connecting: gRPC given a key that is
+    not the certificate's, or one under a passphrase, fails only in the handshake, which
+    the node then seems to have refused ("the node refused our certificate")."""
+    from gateway import identity
+    from gateway.errors import InvalidArgument
+
+    _read(cert, "certificate")
+    _read(key, "key")
+    private = identity.load_key(key)  # the passphrase check that node start makes
+    if not identity.is_key_of(private, identity.load_cert(cert)):
+        raise InvalidArgument(f"key file {key} is not the private key of {cert}")
+
+
 def server_credentials(ca: Path, cert: Path, key: Path) -> grpc.ServerCredentials:
     """Require a client certificate signed by the federation CA on every connection."""
     return grpc.ssl_server_credentials(

@@ -154,6 +154,43 @@ def test_a_profile_file_of_the_wrong_kind_is_named_before_connecting(
     secure_channel("127.0.0.1:1", "anhui", ca=cert, cert=cert, key=key).close()
 
 
+def test_a_profile_whose_key_is_not_its_certificates_is_refused_before_connecting(
+    ca: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review (2026-12-05): another key, or one under a passphrase, passed the local
+    checks and came back as "the TLS handshake failed: the node refused our certificate"
+    (docs/cli.md: cert and key are checked before connecting, as node start checks its own)."""
+    from gateway.cli.app import main
+    from gateway.client import Profile
+
+    key_pem, csr = identity.make_csr("analyst", "li.wei@shanghai", "Shanghai")
+    (tmp_path / "user.pem").write_bytes(identity.sign_csr(ca, csr))
+    key = tmp_path / "user.key"
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        f'node = "shanghai"\naddress = "127.0.0.1:1"\nca = "{ca / identity.CA_CERT}"\n'
+        'cert = "user.pem"\nkey = "user.key"\n'
+    )
+    key.write_bytes(key_pem)
+    assert Profile.load(profile).key == key
+    other = identity.new_key()
+    key.write_bytes(identity.key_pem(other))
+    with pytest.raises(InvalidArgument, match="key file .*user.key is not the private key of"):
+        Profile.load(profile)
+    assert main(["whoami", "--profile", str(profile)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fedgate: error: key file ") and err.count("\n") == 1
+    key.write_bytes(
+        other.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    with pytest.raises(InvalidArgument, match="user.key is encrypted with a passphrase"):
+        Profile.load(profile)
+
+
 def test_a_ca_file_that_is_not_pem_is_one_plain_line(tmp_path: Path) -> None:
     # the library's own text came through: "Unable to load PEM file. See https://...
     # MalformedFraming" (seen by an operator)
