@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 from gateway.cli.common import Subparsers, add_command, path, scale_factor
+from gateway.errors import InvalidArgument
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
@@ -22,8 +23,17 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo.provision import REGION_DIR, plan
     from gateway.demo.run import run_demo
 
+    # checked before anything is built: a typo once surfaced after the whole federation
+    # was provisioned, filled and started
+    _, members, _ = plan(REGION_DIR, free_ports=False)
+    ids = [m.id for m in members]
+    if args.home not in ids:
+        raise InvalidArgument(
+            f"--home {args.home!r} is not a member of the demo federation: one of {', '.join(ids)}"
+        )
     try:
         return run_demo(
             workdir=Path(args.workdir) if args.workdir else None,

@@ -114,3 +114,26 @@ def test_the_grpc_verbosity_a_client_command_sets_is_undone(
         monkeypatch.setenv("GRPC_VERBOSITY", before)
     assert main(["query", "SELECT 1", "--nodes", "a,,b"]) == 2
     assert os.environ.get("GRPC_VERBOSITY") == before
+
+
+def test_a_demo_home_that_is_no_member_is_refused_before_anything_is_built(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # review (2026-12-05): `--home Shanghai` surfaced after the 7 nodes were provisioned,
+    # filled with data and started (here nothing is started, whatever the check does)
+    import signal
+
+    from gateway.demo import run
+
+    def started(**_: object) -> int:
+        raise AssertionError("the demo was started")
+
+    monkeypatch.setattr(run, "run_demo", started)
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # cmd_demo's own, at its end
+    workdir = tmp_path / "demo"
+    err = _refused(capsys, ["demo", "--home", "Shanghai", "--workdir", str(workdir)])
+    assert err == (
+        "fedgate: error: --home 'Shanghai' is not a member of the demo federation: one of "
+        "miit, shanghai, jiangsu, zhejiang, anhui, hefei, wuhu\n"
+    )
+    assert not workdir.exists()
