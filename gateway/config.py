@@ -141,7 +141,10 @@ def _get(section: dict[str, Any], name: str, field: str, kind: type, default: An
 
 
 def _path(base: Path, section: dict[str, Any], name: str, field: str) -> Path:
-    value = _get(section, name, field, str)
+    return _resolved(base, _get(section, name, field, str), field)
+
+
+def _resolved(base: Path, value: str, field: str) -> Path:
     if not value or "\0" in value:
         raise ConfigError(f"{field} must be a path, got {value!r}")
     return (base / Path(value).expanduser()).resolve()  # "~/x" is the home's, not "./~"
@@ -250,7 +253,9 @@ def parse(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Nod
     roots_raw = _get(node, "dataset_roots", "node.dataset_roots", list, [])
     if not all(isinstance(r, str) for r in roots_raw):
         raise ConfigError("node.dataset_roots must be a list of paths")
-    roots = tuple((base / r).resolve() for r in roots_raw) or (data_dir / "datasets",)
+    roots = tuple(
+        _resolved(base, r, f"node.dataset_roots[{i}]") for i, r in enumerate(roots_raw)
+    ) or (data_dir / "datasets",)
     crl = _file(base, tls, "crl", "tls.crl", must_exist=True) if "crl" in tls else None
     return NodeConfig(
         id=node_id,

@@ -28,6 +28,17 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert cfg.workers == 16 and cfg.max_message_bytes == 4 * 1024 * 1024
 
 
+def test_dataset_roots_are_resolved_like_every_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # review (2026-12-05): "~/data" was <config folder>/~/data, not the home's
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    raw = _raw(tmp_path)
+    raw["node"]["dataset_roots"] = ["~/data", "rel/../x"]
+    cfg = parse(raw, base=tmp_path)
+    assert cfg.dataset_roots == (tmp_path / "home" / "data", tmp_path / "x")
+
+
 @pytest.mark.parametrize(
     "section, field, value, message",
     [
@@ -54,6 +65,11 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
         ("node", "audit_checkpoint_seconds", 0, r"checkpoint_seconds must be .* seconds in \["),
         ("node", "engine_spill_bytes", -1, "node.engine_spill_bytes"),
         ("node", "engine_memory_bytes", 1024, "node.engine_memory_bytes"),
+        # review (2026-12-05): a NUL was a ValueError traceback, an empty root the config's
+        # own folder
+        ("node", "dataset_roots", ["ok", "a\0b"], r"node.dataset_roots\[1\] must be a path"),
+        ("node", "dataset_roots", [""], r"node.dataset_roots\[0\] must be a path"),
+        ("node", "dataset_roots", "data", "node.dataset_roots must be a list"),
     ],
 )
 def test_bad_values_name_the_field(tmp_path: Path, section, field, value, message) -> None:
