@@ -43,14 +43,20 @@ def path(value: str) -> str:
     return value
 
 
+MAX_SCALE = 1000.0  # 20 million rows of a province's insurance data, ~ GBs in memory
+
+
 def scale_factor(value: str) -> float:
-    """A positive, finite row-count factor, refused before anything is written."""
+    """A positive row-count factor of at most ``MAX_SCALE``, refused before anything is
+    written (1e9 was a traceback from numpy, unable to allocate the rows)."""
     try:
         scale = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not math.isfinite(scale) or scale <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    if not (math.isfinite(scale) and 0 < scale <= MAX_SCALE):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of at most {MAX_SCALE:g}, got {value}"
+        )
     return scale
 
 

@@ -72,6 +72,30 @@ def test_refused_before_anything_is_sent(
     assert message in _refused(capsys, argv)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sample-data", "--out", "sd", "--scale", "1e9", "--nodes", "wuhu"],
+        ["demo", "--scale", "1001"],
+        ["federation", "init", "--scale", "1e9"],
+    ],
+)
+def test_a_scale_past_1000_is_refused_by_the_parser(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    # review (2026-12-05): sample-data --scale 1e9 was a traceback from numpy's allocation.
+    # Only parsed here: nothing is generated or started whatever the parser lets through.
+    from gateway.cli.app import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == 2
+    at = argv.index("--scale") + 1
+    err = capsys.readouterr().err
+    assert f"argument --scale: must be a positive number of at most 1000, got {argv[at]}" in err
+    assert build_parser().parse_args([*argv[:at], "1000", *argv[at + 1 :]]).scale == 1000.0
+
+
 def test_a_path_need_not_be_utf8(tmp_path: Path) -> None:
     # a file name may be any bytes: it is opened here, never sent (a process of its own:
     # its stderr escapes what is not UTF-8, as a terminal's does)
