@@ -20,12 +20,27 @@ def cmd_membership_sign(args: argparse.Namespace) -> int:
 
     try:
         raw = tomllib.loads(Path(args.input).read_text(encoding="utf-8"))
-        members = tuple(m.member_from(x, i) for i, x in enumerate(raw["members"]))
-        federation, serial = raw["federation"], raw.get("serial")
     except FileNotFoundError:
         raise FedgateError(f"{args.input} does not exist") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FedgateError(f"{args.input}: bad membership input: {exc}") from None
+    except UnicodeDecodeError:
+        raise FedgateError(f"{args.input} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise FedgateError(f"{args.input} is not valid TOML: {exc}") from None
+    # each part checked by name, as federation init does (a KeyError's repr, 'members',
+    # and "'int' object is not iterable" were all this said)
+    federation, listed, serial = raw.get("federation"), raw.get("members"), raw.get("serial")
+    if federation is None:
+        raise FedgateError(f"{args.input}: federation (the federation's name) is missing")
+    if not isinstance(federation, str) or not federation:
+        raise FedgateError(f"{args.input}: federation must be a non-empty string")
+    if listed is None or listed == []:
+        raise FedgateError(f"{args.input}: no [[members]]: list each member node in one")
+    if not isinstance(listed, list):
+        raise FedgateError(f"{args.input}: members must be [[members]] tables")
+    try:
+        members = tuple(m.member_from(x, i) for i, x in enumerate(listed))
+    except m.MembershipError as exc:
+        raise FedgateError(f"{args.input}: {exc}") from None
     if serial is not None and (type(serial) is not int or serial < 1):
         raise FedgateError(f"{args.input}: serial must be a whole number of at least 1")
     ca_dir, out = Path(args.ca_dir), Path(args.out)

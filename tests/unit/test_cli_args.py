@@ -161,3 +161,35 @@ def test_a_demo_home_that_is_no_member_is_refused_before_anything_is_built(
         "miit, shanghai, jiangsu, zhejiang, anhui, hefei, wuhu\n"
     )
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('federation = "x"\n', "no [[members]]: list each member node in one"),
+        ('federation = "x"\nmembers = 5\n', "members must be [[members]] tables"),
+        ('federation = "x"\nmembers = [5]\n', "member 1 is not a table of fields"),
+        ('[[members]]\nid = "a"\n', "federation (the federation's name) is missing"),
+        ('federation = 3\n[[members]]\nid = "a"\n', "federation must be a non-empty string"),
+        ('federation = "x"\n[[members]]\nid = "a"\n', "member 'a': the field 'org' is missing"),
+    ],
+)
+def test_membership_sign_names_what_its_input_lacks(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, message: str
+) -> None:
+    # review (2026-12-05): "bad membership input: 'members'" (a KeyError's repr) and
+    # "'int' object is not iterable"
+    given = tmp_path / "members.toml"
+    given.write_text(text)
+    out = tmp_path / "m.json"
+    argv = [
+        "membership",
+        "sign",
+        "--input",
+        str(given),
+        "--ca-dir",
+        str(tmp_path),
+        "--out",
+        str(out),
+    ]
+    assert _refused(capsys, argv) == f"fedgate: error: {given}: {message}\n"
