@@ -148,6 +148,16 @@ def _column(c: Any, index: int) -> ColumnSpec:
 
 def from_dict(data: dict, *, base_dir: Path | None = None) -> DatasetDescriptor:
     """Build from parsed TOML; a relative ``path`` is resolved against ``base_dir``."""
+    # named before anything is made of them: `path = 5` was "format '' must be one of ...",
+    # `columns = 5` "'int' object is not iterable"
+    if "path" in data and (not isinstance(data["path"], str) or not data["path"]):
+        raise InvalidArgument(
+            f"descriptor field 'path' must be a non-empty string, got {data['path']!r}"
+        )
+    if not isinstance(data.get("columns", []), list):
+        raise InvalidArgument(
+            f"descriptor field 'columns' must be [[columns]] tables, got {data['columns']!r}"
+        )
     try:
         columns = tuple(_column(c, i) for i, c in enumerate(data.get("columns", [])))
         path = str(data["path"])

@@ -139,6 +139,29 @@ def test_a_descriptor_column_of_the_wrong_shape_is_named(column: object, message
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("path", 5, "descriptor field 'path' must be a non-empty string, got 5"),
+        ("path", "", "descriptor field 'path' must be a non-empty string, got ''"),
+        ("columns", 5, "descriptor field 'columns' must be [[columns]] tables, got 5"),
+        ("columns", {"name": "a"}, "descriptor field 'columns' must be [[columns]] tables, got"),
+    ],
+)
+def test_a_descriptor_path_or_columns_of_the_wrong_type_is_named(
+    field: str, value: object, message: str
+) -> None:
+    # review (2026-12-05): `path = 5` was "format '' must be one of parquet, csv",
+    # `columns = 5` "'int' object is not iterable"
+    from gateway.descriptor import from_dict
+
+    data = {"name": "d", "path": "/x.csv", "level": "L1", "columns": []}
+    data[field] = value
+    with pytest.raises(InvalidArgument) as info:
+        from_dict(data)
+    assert info.value.message.startswith(message)
+
+
+@pytest.mark.parametrize(
     ("declared", "accepted", "refused"),
     [
         (
