@@ -89,8 +89,12 @@ def seconds(value: str) -> float:
 
 
 def seconds_or_zero(value: str) -> float:
-    """``seconds``, or 0 for "the default"."""
-    return 0.0 if value.strip() in ("0", "0.0") else seconds(value)
+    """``seconds``, or 0 for "the default" (as a number: "0.00", "0e0" and "-0" too)."""
+    try:
+        zero = float(value) == 0
+    except ValueError:
+        zero = False  # ``seconds`` names it
+    return 0.0 if zero else seconds(value)
 
 
 MAX_SECONDS = 86_400.0

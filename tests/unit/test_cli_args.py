@@ -193,3 +193,11 @@ def test_membership_sign_names_what_its_input_lacks(
         str(out),
     ]
     assert _refused(capsys, argv) == f"fedgate: error: {given}: {message}\n"
+
+
+@pytest.mark.parametrize("zero", ["0", "0.0", "0.00", "0e0", " 0 ", "-0"])
+def test_a_member_timeout_of_zero_in_any_spelling_is_the_nodes_default(zero: str) -> None:
+    # review (2026-12-05): "0.00" was refused, compared as a string
+    from gateway.cli.app import build_parser
+
+    assert build_parser().parse_args(["catalog", "--member-timeout", zero]).member_timeout == 0.0
