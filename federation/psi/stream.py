@@ -138,7 +138,7 @@ class Inbound:
         if self._received + count > self._declared:
             raise PsiError(
                 Code.INVALID_ARGUMENT,
-                f"{what}: batch {seq:,} brings more points than the {self._declared:,} declared",
+                f"{what}: a batch brings more points than were declared",
             )
         try:
             check_points(points, decode=self._transform is None)
@@ -162,7 +162,7 @@ class Inbound:
             self._closed = "was refused earlier"
             raise PsiError(
                 Code.INVALID_ARGUMENT,
-                f"{what}: {self._received:,} of the {self._declared:,} declared points arrived",
+                f"{what}: fewer points arrived than were declared",
             )
         rows = self._buf.reshape(self._declared, POINT_BYTES)
         if _distinct([rows]) != self._declared:

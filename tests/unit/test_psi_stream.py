@@ -118,14 +118,16 @@ def test_inbound_refuses_more_points_than_declared() -> None:
     inbound.add(0, points[: 8 * POINT_BYTES])
     err = _refused(inbound.add, 1, points[8 * POINT_BYTES :])
     assert err.code is Code.INVALID_ARGUMENT
-    assert err.reason == f"{WHAT}: batch 1 brings more points than the 10 declared"
+    # Neither the declared size nor the count so far: a reason reaches the peer, the
+    # home and the analyst (review, 2026-12-04: it named both).
+    assert err.reason == f"{WHAT}: a batch brings more points than were declared"
 
 
 def test_inbound_refuses_fewer_points_than_declared() -> None:
     inbound = _fed(_points(9), 10)
     err = _refused(inbound.finish)
     assert err.code is Code.INVALID_ARGUMENT
-    assert err.reason == f"{WHAT}: 9 of the 10 declared points arrived"
+    assert err.reason == f"{WHAT}: fewer points arrived than were declared"
 
 
 def test_inbound_refuses_duplicate_points() -> None:
