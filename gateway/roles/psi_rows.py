@@ -101,6 +101,15 @@ def _present(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def _check_size(distinct: int, dataset: str) -> None:
+    """The bound is on distinct identifiers, as docs/psi.md says: a side whose rows repeat
+    its keys was refused under it (the raw read is bounded by ``ROWS_BYTES``)."""
+    if distinct > MAX_SET:
+        raise FailedPrecondition(
+            f"more than {MAX_SET:,} identifiers of {dataset} pass the conditions: filter more"
+        )
+
+
 def canonical(
     table: pa.Table,
     key: str,
@@ -118,17 +127,14 @@ def canonical(
         ok &= _credit_codes_valid(text)
     rows = np.flatnonzero(ok)
     invalid = len(text) - len(rows)
-    if len(rows) > MAX_SET:
-        raise FailedPrecondition(
-            f"more than {MAX_SET:,} identifiers of {dataset} pass the conditions: filter more"
-        )
     kept_text = (
         pc.take(text, pa.array(rows)).cast(pa.binary()) if invalid else text.cast(pa.binary())
     )
+    distinct = pc.unique(kept_text)
+    _check_size(len(distinct), dataset)
     if not groups and not values and not unique:
-        items = pc.unique(kept_text)
-        return SideRows(items, invalid, set_digest(items))
-    if len(pc.unique(kept_text)) != len(kept_text):  # repeated keys: out, with every row
+        return SideRows(distinct, invalid, set_digest(distinct))
+    if len(distinct) != len(kept_text):  # repeated keys: out, with every row
         counts = pc.value_counts(kept_text)
         repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
         single = pc.invert(pc.is_in(kept_text, value_set=repeated)).to_numpy(zero_copy_only=False)

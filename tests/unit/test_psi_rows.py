@@ -9,6 +9,8 @@ import math
 import pyarrow as pa
 import pytest
 
+from gateway.errors import FailedPrecondition
+from gateway.roles import psi_rows
 from gateway.roles.psi_rows import canonical
 
 
@@ -39,3 +41,17 @@ def test_a_count_without_groups_counts_distinct_keys() -> None:
     table = pa.table({"k": ["a", "a", "b"]})
     rows = canonical(table, "k", unique=False, dataset="t")
     assert sorted(rows.items.to_pylist()) == [b"A", b"B"] and rows.invalid == 0
+
+
+@pytest.mark.parametrize("unique", [False, True])
+def test_the_size_limit_counts_distinct_identifiers(
+    unique: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/psi.md bounds a side at 2 000 000 *distinct* valid identifiers; the rows were
+    counted, repeats and all (review, 2026-12-04). Five stands for the limit here."""
+    monkeypatch.setattr(psi_rows, "MAX_SET", 5)
+    repeated = pa.table({"k": ["a", "a", "b", "b", "c", "c", "d"]})  # 7 rows, 4 keys
+    assert len(canonical(repeated, "k", unique=unique, dataset="t").items) == (1 if unique else 4)
+    too_many = pa.table({"k": ["a", "b", "c", "d", "e", "f"]})
+    with pytest.raises(FailedPrecondition, match="more than 5 identifiers of t pass"):
+        canonical(too_many, "k", unique=unique, dataset="t")
