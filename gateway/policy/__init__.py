@@ -19,7 +19,6 @@ from gateway.policy.model import (
     Grant,
     public_fields,
 )
-from gateway.policy.psi import decide_psi
 from gateway.policy.query import DP_AGGREGATES, AggregateUse, QueryUse, decide_query
 from gateway.policy.store import GrantStore
 from gateway.policy.train import decide_train
@@ -38,7 +37,6 @@ __all__ = [
     "GrantStore",
     "QueryUse",
     "add_epsilon",
-    "decide_psi",
     "decide_query",
     "decide_train",
     "effective_level",

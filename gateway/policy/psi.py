@@ -1,4 +1,4 @@
-"""Deciding a private set intersection (PSI) over one column at the owner."""
+"""Deciding one owner's side of a PSI session or join aggregate at the owner."""
 
 from __future__ import annotations
 
@@ -9,33 +9,6 @@ from gateway.descriptor import DatasetDescriptor
 from gateway.errors import PermissionDenied
 from gateway.policy.decide import check_columns, choose, dp_bounds, level_of
 from gateway.policy.model import Decision, Grant
-
-
-def decide_psi(
-    grants: Iterable[Grant],
-    desc: DatasetDescriptor,
-    column: str,
-    requester: Requester,
-    home_node: str,
-    purpose: str,
-    now: str,
-) -> Decision:
-    """Pick the grant that lets ``column`` be matched in a PSI session, or refuse.
-
-    The grant must allow the ``psi`` operation and name ``column`` as ``join_key``: the
-    identifiers are used only to match, never released. What is released is a cardinality,
-    held to k = max(grant, floor) like a group (under k it is suppressed). No noise is
-    planned for it, so the decision charges no epsilon; a grant whose budget is spent is
-    still refused, as for every operation. L4 columns or datasets are refused outright.
-    """
-    level, floor = level_of(desc, [column])
-    roles = {column: ("join_key",)}
-
-    def check(g: Grant) -> None:
-        check_columns(g, roles)
-
-    g = choose(grants, desc, "psi", requester, home_node, purpose, now, check)
-    return Decision(g, max(g.min_group_size, floor.min_group_size), 0.0, None, level)
 
 
 def decide_join_side(

@@ -1,4 +1,6 @@
-"""decide_psi: a PSI session over one column needs a psi grant with join_key on it."""
+"""decide_join_side: a PSI session's side needs a psi grant with join_key on its key.
+
+(It replaced ``decide_psi``, which was unused and weaker: no DP on L3, no epsilon.)"""
 
 from __future__ import annotations
 
@@ -8,15 +10,22 @@ import pytest
 
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import InvalidArgument, PermissionDenied, ResourceExhausted
-from gateway.policy import Decision, Grant, decide_psi
+from gateway.policy import Decision, Grant
+from gateway.policy.psi import decide_join_side
 from tests.unit.test_policy_decide import ANALYST, HOME, NOW, dp, make_desc, make_grant
 
 
 def decide(
     grants: list[Grant], column: str = "code", desc: DatasetDescriptor | None = None, **kw: Any
 ) -> Decision:
-    return decide_psi(
-        grants, desc or make_desc(), column, ANALYST, HOME, kw.get("purpose", ""), NOW
+    return decide_join_side(
+        grants,
+        desc or make_desc(),
+        {column: ("join_key",)},
+        ANALYST,
+        HOME,
+        kw.get("purpose", ""),
+        NOW,
     )
 
 
@@ -30,11 +39,13 @@ def test_join_key_grant_permits_with_k_of_grant_or_floor() -> None:
         "L2",
     )
     assert decide([make_grant(min_group_size=50)]).min_group_size == 50
-    assert decide([make_grant()], desc=make_desc("L3")).min_group_size == 10
+    assert decide([dp()], desc=make_desc("L3")).min_group_size == 10
 
 
-def test_dp_grant_still_charges_nothing_for_the_cardinality() -> None:
-    assert decide([dp()], desc=make_desc("L3")).epsilon == 0.0
+def test_l3_needs_a_dp_grant_whose_epsilon_is_charged() -> None:
+    with pytest.raises(PermissionDenied, match="L3 data needs a grant with differential privacy"):
+        decide([make_grant()], desc=make_desc("L3"))
+    assert decide([dp()], desc=make_desc("L3")).epsilon == dp().dp_epsilon > 0
 
 
 def test_wrong_operation_is_no_grant() -> None:
