@@ -6,12 +6,15 @@ refuses a session under a grant when, compared with an earlier session under the
 grant with the same peer, its own set changed (another digest) but by fewer than k
 identifiers in size, or the peer's declared set size changed by 1 to k - 1. Repeating
 the very same session (a new request with the same sets) is allowed; the same request
-twice (a replayed envelope) is not. Under DP only replays are refused: the noise bounds
-what a series of sessions tells, and a refusal by size would be an exact answer of its
-own. Without DP the size rule is a heuristic with a threshold an analyst can probe
-(docs/psi.md says how far it goes). A grant's ``max_uses`` bounds the number of sessions
-as for queries; this table remembers every session of a grant with a peer, up to
-``KEEP``, then refuses more (the `psi_sessions` table is owned by this module).
+twice (a replayed envelope) is not. When both owners' grants are DP grants only replays
+are refused: the noise bounds what a series of sessions tells, and a refusal by size
+would be an exact answer of its own. An owner under DP whose peer has none still refuses
+its own set's same-size or near change: only it can see one, and the peer without DP
+relies on that (its epsilon may be a noise of nothing). Without DP the size rule is a
+heuristic with a threshold an analyst can probe (docs/psi.md says how far it goes). A
+grant's ``max_uses`` bounds the number of sessions as for queries; this table remembers
+every session of a grant with a peer, up to ``KEEP``, then refuses more, with or without
+DP (memory stays bounded; the `psi_sessions` table is owned by this module).
 """
 
 from __future__ import annotations
@@ -45,12 +48,15 @@ class PsiSessions:
     def __init__(self, state: State) -> None:
         self._state = state
 
-    def admit(self, s: Session, k: int, role: str, invalid: int, *, dp: bool) -> None:
+    def admit(
+        self, s: Session, k: int, role: str, invalid: int, *, dp: bool, peer_dp: bool
+    ) -> None:
         """Refuse ``s`` if it was served before (a replayed envelope) or if it and an
         earlier session differ by fewer than ``k``; else remember it and write its set
         sizes to the audit log (never into a receipt: a receipt reaches the analyst, the
         sizes are this owner's to keep). One transaction: two sessions at once cannot
-        both pass against the same memory."""
+        both pass against the same memory. ``dp``: this owner's grant is a DP grant;
+        ``peer_dp``: the peer's hello declared an epsilon."""
         entry = {
             "kind": "psi.session",
             "time": utc(),
@@ -64,7 +70,7 @@ class PsiSessions:
         }
 
         def work(db: sqlite3.Connection) -> None:
-            _check(db, s, k, dp)
+            _check(db, s, k, dp, peer_dp)
             AuditLog.append_in(db, entry)
             db.execute(
                 "INSERT INTO psi_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -74,11 +80,15 @@ class PsiSessions:
         self._state.group(work)
 
 
-def _check(db: sqlite3.Connection, s: Session, k: int, dp: bool) -> None:
+def _check(db: sqlite3.Connection, s: Session, k: int, dp: bool, peer_dp: bool) -> None:
     """The refusals say which rule, never the sizes (they are the owners' to keep).
 
-    Under DP only a replay is refused: the noise bounds what a series of sessions tells,
-    and a refusal by size would itself be an exact, free answer (docs/psi.md)."""
+    With both grants under DP only a replay is refused: the noise bounds what a series of
+    sessions tells, and a refusal by size would itself be an exact, free answer. Under its
+    own DP, facing a peer without, an owner keeps its own-set rule: a same-size swap of one
+    identifier in its set is seen by no one else, and its own epsilon may be as large as
+    1 000 (review, 2026-12-04: such swaps read the peer's list). The peer-size rule is the
+    peer's own-set rule seen from here, and that peer applies it (docs/psi.md)."""
     seen = db.execute("SELECT 1 FROM psi_sessions WHERE session = ? LIMIT 1", (s.session,))
     if seen.fetchone():
         raise FailedPrecondition(
@@ -92,7 +102,7 @@ def _check(db: sqlite3.Connection, s: Session, k: int, dp: bool) -> None:
             f"grant {s.grant_id} has had {KEEP:,} PSI sessions with {s.peer}: the owner must "
             "write a new grant for more"
         )
-    if dp:
+    if dp and peer_dp:
         return
     rows = db.execute(
         "SELECT own_size, own_digest, peer_size FROM psi_sessions WHERE grant_id = ? AND peer = ?",
@@ -105,7 +115,7 @@ def _check(db: sqlite3.Connection, s: Session, k: int, dp: bool) -> None:
                 f"by fewer than k = {k} identifiers: refused as a differencing attack "
                 "(docs/psi.md)"
             )
-        if _too_close(peer_size, s.peer_size, k):
+        if not dp and _too_close(peer_size, s.peer_size, k):
             raise FailedPrecondition(
                 f"the other owner's set size changed by fewer than k = {k} since an earlier "
                 f"session under grant {s.grant_id}: refused as a differencing attack "

@@ -740,6 +740,7 @@ class _MatcherSession(_Session):
             "matcher",
             rows.invalid,
             dp=decision.epsilon > 0,
+            peer_dp=peer.epsilon > 0,
         )
         values: list[bytes] = []
         back_tags: list[bytes] = []
@@ -1027,7 +1028,14 @@ class _ResponderSession(_Session):
         check_exact(plan, decision, decision.epsilon)
         # Remembered before any point leaves: a session that stops after the matching must
         # not buy a second, differing one for free.
-        o.sessions.admit(session, k, "responder", rows.invalid, dp=decision.epsilon > 0)
+        o.sessions.admit(
+            session,
+            k,
+            "responder",
+            rows.invalid,
+            dp=decision.epsilon > 0,
+            peer_dp=self.hello.epsilon > 0,
+        )
         columns = value_columns(plan) if valued else ()
         desc = self.entry.descriptor
         declared = {spec.name: spec.type for spec in desc.columns}

@@ -726,3 +726,32 @@ def test_the_other_owner_audits_the_matchers_own_refusal(
     )
     assert entries[-1]["code"] == "FAILED_PRECONDITION"
     assert "differencing attack" in entries[-1]["reason"]
+
+
+def test_a_dp_matcher_refuses_a_swap_in_its_own_set_when_the_other_owner_has_no_dp(
+    federation: RunningFederation,
+) -> None:
+    """Review (2026-12-04): only the owner whose set changed sees a same-size swap; under
+    its own DP grant (epsilon 1 000, a noise of nothing) the matcher skipped the check,
+    and the other owner, without DP, saw the same size and went on: the two counts told
+    whether the swapped identifiers are on its list. The matcher keeps its own-set rule
+    when the other owner's hello declares no DP."""
+    p = make_pair(
+        federation, "dp_swap", n_left=40, n_right=40, overlap=30, left_special={1: 1, 2: 1},
+        psi_grants=False,
+    )  # fmt: skip
+    grant_psi(federation, LEFT, p.left, dp_epsilon=1000.0, dp_budget=100000.0)
+    grant_psi(federation, RIGHT, p.right)
+    assert psi(federation, p.left, p.right, left_where="part <> 1").intersection > 0
+    before = federation.releases()
+    with pytest.raises(ClientError) as err:
+        psi(federation, p.left, p.right, left_where="part <> 2")
+    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "this owner's set differs" in str(err.value)
+    (entry,) = [
+        e
+        for e in federation.audit(LEFT, "psi.refused")
+        if e.get("dataset") == p.left and "differencing attack" in e["reason"]
+    ]
+    assert not released(federation, entry["request_id"])
+    assert federation.releases() == before
