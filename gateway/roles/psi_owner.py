@@ -826,8 +826,11 @@ class _MatcherSession(_Session):
         tags: _Tags | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per row of the other owner's (shuffled) set: the group of ours it matched, or
-        -1; and the number of matches per group."""
-        n_groups = max(1, len(rows.groups))
+        -1; and the number of matches per group. Grouped here, an empty side has no group:
+        a phantom one, noised past k under DP, had its labels read where there were none
+        (review, 2026-12-04); an ungrouped join with sums counts in its one group 0."""
+        grouped = self.plan.group_side == self.side
+        n_groups = len(rows.groups) if grouped else max(1, len(rows.groups))
         a = np.frombuffer(mine, dtype="S32")
         gi = (
             tags.open(mine_tags, len(rows.groups))

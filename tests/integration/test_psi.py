@@ -476,3 +476,33 @@ def test_join_sums_a_column_of_the_left_side_too(federation: RunningFederation) 
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "grouped by the other side's columns" in str(err.value)
     assert federation.releases() == before
+
+
+def test_a_dp_grouped_join_with_no_rows_on_the_group_side_releases_no_group(
+    federation: RunningFederation,
+) -> None:
+    """Review (2026-12-04): with no rows on the matcher's (group) side, a phantom group 0
+    was noised, and whenever its noisy count passed k the other owner spent and signed,
+    then the matcher read the labels of a group it did not have: INTERNAL. An epsilon of
+    1e-6 passes k about every other session: a dozen sessions find it."""
+    rng = random.Random("empty-dp")
+    pool = codes(rng, 40)
+    lt = pa.table({"credit_code": pool[:30], "sector": ["C"] * 30})
+    register(
+        federation, LEFT, "edp_l", lt, JOIN_L_COLUMNS,
+        {"credit_code": "join_key", "sector": "group_by,filter"},
+        dp_epsilon=1e-6, dp_budget=1.0,
+    )  # fmt: skip
+    register(
+        federation, RIGHT, "edp_r", id_table(pool[10:], [0] * 30), ID_COLUMNS, ID_CONTROLS,
+        exact=True,
+    )  # fmt: skip
+    sql = (
+        "SELECT a.sector, COUNT(*) AS n FROM shanghai.edp_l a JOIN jiangsu.edp_r b "
+        "ON a.credit_code = b.credit_code WHERE a.sector = 'none' GROUP BY a.sector"
+    )
+    with federation.client(ANALYST) as c:
+        for _ in range(12):
+            result = c.query(sql)
+            assert result.table.num_rows == 0
+            assert len(result.receipts) == 2
