@@ -1029,8 +1029,12 @@ class _ResponderSession(_Session):
         epsilon = _dp_epsilon(decision.epsilon, self.hello.epsilon)
         # This owner's own protections follow its own grant, not the peer's epsilon.
         check_exact(plan, decision, decision.epsilon)
+        columns = value_columns(plan) if valued else ()
+        kinds, bounds, encoded = self._values(rows, columns, epsilon)
         # Remembered before any point leaves: a session that stops after the matching must
-        # not buy a second, differing one for free.
+        # not buy a second, differing one for free. After every refusal that does not
+        # depend on the peer's set: a session that could never run took up the grant's
+        # memory of sessions (review, 2026-12-04).
         o.sessions.admit(
             session,
             k,
@@ -1039,16 +1043,6 @@ class _ResponderSession(_Session):
             dp=decision.epsilon > 0,
             peer_dp=self.hello.epsilon > 0,
         )
-        columns = value_columns(plan) if valued else ()
-        desc = self.entry.descriptor
-        declared = {spec.name: spec.type for spec in desc.columns}
-        kinds = tuple(value_kind(declared[c]) for c in columns)
-        bounds = dp_bounds(desc) if epsilon > 0 else {}
-        if epsilon > 0 and any(c not in bounds for c in columns):
-            missing = next(c for c in columns if c not in bounds)
-            raise FailedPrecondition(
-                f"{missing!r} has no declared bounds, so its sums cannot be noised under DP"
-            )
         key = o._paillier() if valued else None
         ct = key.public.ciphertext_bytes if key is not None else 0
         room = o.pipeline.max_payload_bytes // (group.POINT_BYTES + len(columns) * ct)
@@ -1069,17 +1063,8 @@ class _ResponderSession(_Session):
         order = permutation(n)
         items = pc.take(rows.items, pa.array(order))
         order_list = order.tolist()
-        encoded: list[list[Any]] = [
-            Scale(kind_digits(kind)).encode_nullable(
-                clamped([rows.values[index][i] for i in order_list], bounds.get(c))
-            )
-            for index, (c, kind) in enumerate(zip(columns, kinds, strict=True))
-        ]
-        if any(abs(v) >> MAX_VALUE_BITS for col in encoded for v in col if v is not None):
-            raise FailedPrecondition(
-                "a value to sum is too large for the encrypted sums (over 2^130 units)"
-            )
-        encoded = [pack(col) for col in encoded]
+        packed = [pack([col[i] for i in order_list]) for col in encoded]
+        del encoded
         sender_error: list[BaseException] = []
         stop = threading.Event()
 
@@ -1092,7 +1077,7 @@ class _ResponderSession(_Session):
                     pts = group.blind(group.hash_to_points(label, batch(items, a, b)), beta)
                     vals = b""
                     if enc is not None:
-                        flat = [col[i] for i in range(a, b) for col in encoded]
+                        flat = [col[i] for i in range(a, b) for col in packed]
                         vals = enc.encrypt_to_bytes(flat)
                     self.outbox.put(f.Points(f.OWN, seq, bytes(pts), values=vals))
                 self.outbox.put(f.Done(f.OWN))
@@ -1139,6 +1124,31 @@ class _ResponderSession(_Session):
         ).encode()
         spent = epsilon if decision.epsilon > 0 else 0.0
         return Protected(payload, spent, facts, None)
+
+    def _values(
+        self, rows: SideRows, columns: tuple[str, ...], epsilon: float
+    ) -> tuple[tuple[str, ...], dict[str, tuple[float, float]], list[list[Any]]]:
+        """Each value column's kind, DP bounds and fixed-point values (in row order), or
+        the refusal that no peer's set could change: checked before the session is
+        admitted."""
+        desc = self.entry.descriptor
+        declared = {spec.name: spec.type for spec in desc.columns}
+        kinds = tuple(value_kind(declared[c]) for c in columns)
+        bounds = dp_bounds(desc) if epsilon > 0 else {}
+        missing = [c for c in columns if epsilon > 0 and c not in bounds]
+        if missing:
+            raise FailedPrecondition(
+                f"{missing[0]!r} has no declared bounds, so its sums cannot be noised under DP"
+            )
+        encoded: list[list[Any]] = [
+            Scale(kind_digits(kind)).encode_nullable(clamped(rows.values[index], bounds.get(c)))
+            for index, (c, kind) in enumerate(zip(columns, kinds, strict=True))
+        ]
+        if any(abs(v) >> MAX_VALUE_BITS for col in encoded for v in col if v is not None):
+            raise FailedPrecondition(
+                "a value to sum is too large for the encrypted sums (over 2^130 units)"
+            )
+        return kinds, bounds, encoded
 
     def _upload(self, declared: int, limits: Limits, beta: bytes) -> tuple[memoryview, bytes]:
         """The matcher's whole blinded set (and its opaque tags), checked and reblinded

@@ -506,3 +506,38 @@ def test_a_dp_grouped_join_with_no_rows_on_the_group_side_releases_no_group(
             result = c.query(sql)
             assert result.table.num_rows == 0
             assert len(result.receipts) == 2
+
+
+def test_a_value_owner_refuses_a_column_without_bounds_before_it_remembers_the_session(
+    federation: RunningFederation,
+) -> None:
+    """Review (2026-12-04): the value owner recorded a session (its ``psi.session`` entry
+    and one of the grant's 1 000 places) before refusing, every time, a DP sum over a
+    column with no declared bounds: sessions that could never run used up the grant."""
+    rng = random.Random("no-bounds")
+    pool = codes(rng, 40)
+    lt = pa.table({"credit_code": pool[:30], "sector": ["C"] * 30})
+    rt = pa.table({"credit_code": pool[10:], "amount": pa.array(list(range(30)), pa.int64())})
+    register(
+        federation, LEFT, "nb_l", lt, JOIN_L_COLUMNS,
+        {"credit_code": "join_key", "sector": "group_by"},
+        dp_epsilon=1.0, dp_budget=100.0,
+    )  # fmt: skip
+    register(
+        federation, RIGHT, "nb_r", rt,
+        (ColumnSpec("credit_code", "string"), ColumnSpec("amount", "int64")),
+        {"credit_code": "join_key", "amount": "aggregate"}, exact=True,
+    )  # fmt: skip
+    before = federation.releases()
+    with federation.client(ANALYST) as c, pytest.raises(ClientError) as err:
+        c.query(
+            "SELECT a.sector, SUM(b.amount) AS s FROM shanghai.nb_l a JOIN jiangsu.nb_r b "
+            "ON a.credit_code = b.credit_code GROUP BY a.sector"
+        )
+    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "'amount' has no declared bounds" in str(err.value)
+    (refused,) = [e for e in federation.audit(RIGHT, "psi.refused") if e.get("dataset") == "nb_r"]
+    assert "no declared bounds" in refused["reason"]
+    sessions = federation.audit(RIGHT, "psi.session")
+    assert not [e for e in sessions if e["request_id"] == refused["request_id"]]
+    assert federation.releases() == before
