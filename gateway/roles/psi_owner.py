@@ -1012,6 +1012,8 @@ class _ResponderSession(_Session):
         self.opened: f.Opened | None = None
         self.groups = 0
         self.failed: FedgateError | None = None
+        self.sender_error: list[BaseException] = []  # the thread sending our own set
+        self.stop = threading.Event()  # this side failed: the sender stops
 
     def _run(self, decision: Decision, deadline: float) -> Protected:
         o, env, plan = self.o, self.env, self.plan
@@ -1065,14 +1067,12 @@ class _ResponderSession(_Session):
         order_list = order.tolist()
         packed = [pack([col[i] for i in order_list]) for col in encoded]
         del encoded
-        sender_error: list[BaseException] = []
-        stop = threading.Event()
 
         def send_own() -> None:
             try:
                 enc = paillier.Encryptor(key.public, private=key) if key is not None else None
                 for seq, (a, b) in enumerate(chunks(n, max_batch)):
-                    if stop.is_set():  # the session failed: no more work for it
+                    if self.stop.is_set():  # the session failed: no more work for it
                         return
                     pts = group.blind(group.hash_to_points(label, batch(items, a, b)), beta)
                     vals = b""
@@ -1082,21 +1082,24 @@ class _ResponderSession(_Session):
                     self.outbox.put(f.Points(f.OWN, seq, bytes(pts), values=vals))
                 self.outbox.put(f.Done(f.OWN))
             except BaseException as exc:
-                sender_error.append(exc)
-                self.outbox.gone.set()
+                # This side's failure, not the peer's: stop here and let the main path
+                # say so (it was audited as "the other owner stopped the session").
+                if not isinstance(exc, FedgateError | PsiError):
+                    log.exception("PSI session %s: sending our set failed", env.request_id)
+                self.sender_error.append(exc)
+                self.stop.set()
 
         sender = threading.Thread(target=send_own, name="psi-own", daemon=True)
         sender.start()
         try:
             self._send_shuffled(*self._upload(m_size, limits, beta), max_batch)
         except BaseException:
-            stop.set()
+            self.stop.set()
+            self._check_sender()  # it failed first: the cause, whatever followed here
             raise
         finally:
             sender.join(timeout=max(0.0, deadline - time.monotonic()))
-        if sender_error:
-            err = sender_error[0]
-            raise err if isinstance(err, FedgateError) else Unavailable("the session failed")
+        self._check_sender()
         tally = _expect(self.frames, f.Tally, "its tally")
         if any(size < 0 for size in tally.group_sizes) or tally.intersection != (
             sum(tally.group_sizes) if tally.group_sizes else -1
@@ -1150,6 +1153,18 @@ class _ResponderSession(_Session):
             )
         return kinds, bounds, encoded
 
+    def _check_sender(self) -> None:
+        """The sender thread's own failure, typed, before any failure it caused here (a
+        bug of this owner's must not be audited as the peer's going away)."""
+        if not self.sender_error:
+            return
+        err = self.sender_error[0]
+        if isinstance(err, PsiError):
+            raise typed(err) from None
+        if isinstance(err, FedgateError):
+            raise err
+        raise FedgateError("internal error in the PSI session (see the node log)") from None
+
     def _upload(self, declared: int, limits: Limits, beta: bytes) -> tuple[memoryview, bytes]:
         """The matcher's whole blinded set (and its opaque tags), checked and reblinded
         batch by batch as it arrives: the multiplications overlap the matcher's own work
@@ -1165,6 +1180,7 @@ class _ResponderSession(_Session):
                 transform=lambda _, points: blind_inbound(pool, points, beta),
             )
             while True:
+                self._check_sender()
                 frame = _next(self.frames, "the end of its set")
                 if isinstance(frame, f.Points) and frame.kind == f.OWN:
                     inbound.add(frame.seq, frame.points)
