@@ -189,11 +189,12 @@ class PsiHome:
             "plan_digest": hashlib.sha256(plan.sql.encode()).hexdigest(),
         }
         done = False
+        released: list[tuple[str, str]] = []  # receipts of an answer not given: evidence
 
         def failed(code: str, reason: str) -> None:
             entry = {"kind": "psi.failed", "time": utc(), **facts}
             entry.update(code=code, reason=cut(reason))
-            self.receipts.keep(request_id, [], entry)
+            self.receipts.keep(request_id, released, entry)
 
         try:
             sides = {s.node for s in plan.sides}
@@ -201,6 +202,8 @@ class PsiHome:
                 if isinstance(event, f.PsiAnswer):
                     _check_answer(event, request_id, sides)
                     if not explain:
+                        released = [(o.node_id, o.receipt) for o in event.owners if o.receipt]
+                        self._check_receipts(event, plan)
                         self._keep(event, facts)
                     done = True
                     yield event
@@ -218,6 +221,26 @@ class PsiHome:
         finally:
             if not done:  # the analyst went away (the generator was closed)
                 failed("CANCELLED", "the analyst cancelled the session")
+
+    def _check_receipts(self, answer: f.PsiAnswer, plan: JoinPlan) -> None:
+        """Each side's release counts only with its own receipt for this request, signed
+        by a certificate in force now, as a query's partial (review, 2026-12-04: a
+        revoked owner's release reached the analyst, and a forged or missing receipt
+        only left a note in the audit entry)."""
+        reports = {o.node_id: o for o in answer.owners}
+        for side in plan.sides:
+            report = reports.get(side.node)
+            receipt = report.receipt if report is not None else ""
+            problem = (
+                self.receipts.problem(receipt, side.node, answer.request_id)
+                if receipt
+                else "none was sent"
+            )
+            if problem:
+                raise FailedPrecondition(
+                    f"owner {side.node} released without a valid receipt: {problem}",
+                    details={"owner": side.node, "request_id": answer.request_id},
+                )
 
     def _keep(self, answer: f.PsiAnswer, facts: dict) -> None:
         """(``answer`` names this request and only the two sides: ``_check_answer``.)"""

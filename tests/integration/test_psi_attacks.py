@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -35,7 +36,7 @@ from federation.psi import group
 from federation.psi.sodium import rbcl
 from federation.psi.stream import Limits
 from federation.sql.join import parse_join
-from gateway import serde
+from gateway import identity, serde
 from gateway.client import ClientError
 from gateway.clock import utc
 from gateway.identity import load_key
@@ -755,3 +756,43 @@ def test_a_dp_matcher_refuses_a_swap_in_its_own_set_when_the_other_owner_has_no_
     ]
     assert not released(federation, entry["request_id"])
     assert federation.releases() == before
+
+
+# --- 8. the receipts the home keeps ----------------------------------------------------------
+
+
+def test_a_release_signed_with_a_revoked_certificate_is_not_given_to_the_analyst(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    """Review (2026-12-04): the home kept a PSI answer's receipts as evidence only, never
+    checking that their signers are in force now, as it does for a query's partials: the
+    release of an owner whose certificate the CA revoked reached the analyst. Now the
+    answer is refused, naming the owner; both receipts stay with the home's psi.failed."""
+    p = make_pair(federation, "revoked_receipt")
+    tls = federation.fed.node_dir(RIGHT) / "tls"
+    kept = {name: (tls / name).read_bytes() for name in ("node.pem", "node.key")}
+    cert, key = federation.issue(tmp_path, "node", RIGHT, federation.fed.node(RIGHT).org)
+    serial = format(identity.load_cert(cert).serial_number, "x")
+    with federation.stopped(RIGHT):  # Jiangsu comes back with a second certificate
+        (tls / "node.key").unlink()
+        identity.write_private(tls / "node.key", key.read_bytes())
+        (tls / "node.pem").write_bytes(cert.read_bytes())
+    try:
+        assert psi(federation, p.left, p.right).intersection == p.truth()
+        identity.revoke(federation.fed.ca_dir, int(serial, 16))
+        with pytest.raises(ClientError) as err:
+            psi(federation, p.left, p.right)
+    finally:
+        with federation.stopped(RIGHT):
+            (tls / "node.key").unlink()
+            identity.write_private(tls / "node.key", kept["node.key"])
+            (tls / "node.pem").write_bytes(kept["node.pem"])
+    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    words = f"owner {RIGHT} released without a valid receipt: signer certificate {serial}"
+    assert words in str(err.value) and "has been revoked" in str(err.value)
+    failed = federation.audit(LEFT, "psi.failed")[-1]
+    assert failed["code"] == "FAILED_PRECONDITION" and words in failed["reason"]
+    answered = federation.audit(LEFT, "psi.answered")
+    assert not [e for e in answered if e["request_id"] == failed["request_id"]]
+    assert len(released(federation, failed["request_id"])) == 2  # the owners did release
+    assert psi(federation, p.left, p.right).intersection == p.truth()  # its own certificate

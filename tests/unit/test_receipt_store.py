@@ -86,3 +86,50 @@ def test_a_receipt_counts_only_while_its_signers_certificate_is_in_force(
     )
     # Kept evidence checked offline is what it was when signed.
     assert receipts.verify(receipts.Receipt.from_json(good), parts.bundle) == "anhui"
+
+
+def test_a_psi_answer_counts_only_with_each_sides_receipt_in_force(
+    parts: Parts, tmp_path: Path
+) -> None:
+    """Review (2026-12-04): the home of a PSI session kept the receipts as evidence only
+    (a forged one named under ``bad_receipts``, a missing one not at all, a revoked
+    signer's kept) and gave the answer to the analyst. Each side named in the plan now
+    needs its own receipt for the request, signed by a certificate in force."""
+    from federation.psi import frames as f
+    from federation.reports import OwnerReport
+    from gateway import identity
+    from gateway.errors import FailedPrecondition
+    from gateway.planning import join_or_refuse
+    from gateway.roles.psi_home import PsiHome
+
+    _grant(parts, exact=True)
+    env = _env()
+    good = parts.owner.execute(env).owners[0].receipt
+    body = json.loads(good)
+    body["body"]["groups_released"] = 99
+    forged = json.dumps(body)
+    plan = join_or_refuse("SELECT COUNT(*) AS n FROM anhui.l a JOIN miit.r b ON a.k = b.k")
+    crl = identity.RevocationList(tmp_path / "ca" / identity.CA_CRL, parts.bundle)
+    crl.load()
+    check = ReceiptCheck(parts.bundle, lambda c: identity.not_in_force(c, crl))
+    home = PsiHome("anhui", None, None, None, ReceiptStore(parts.state, check))  # type: ignore[arg-type]
+
+    def answer(*owners: OwnerReport) -> f.PsiAnswer:
+        return f.PsiAnswer(env.request_id, 12, False, 5, owners)
+
+    def refused(given: f.PsiAnswer) -> str:
+        with pytest.raises(FailedPrecondition) as err:
+            home._check_receipts(given, plan)
+        return err.value.message
+
+    assert refused(answer(OwnerReport("anhui", receipt=good), OwnerReport("miit"))) == (
+        "owner miit released without a valid receipt: none was sent"
+    )
+    assert refused(answer(OwnerReport("anhui", receipt=good))).startswith("owner miit")
+    assert refused(answer(OwnerReport("anhui", receipt=forged))) == (
+        "owner anhui released without a valid receipt: its signature does not verify"
+    )
+    assert refused(answer(OwnerReport("anhui", receipt=good), OwnerReport("miit", receipt=good)))
+    pem = receipts.Receipt.from_json(good).cert_pem
+    identity.revoke(tmp_path / "ca", int(identity.identity_of_pem(pem.encode()).serial, 16))
+    assert "has been revoked" in refused(answer(OwnerReport("anhui", receipt=good)))
