@@ -40,7 +40,9 @@ NOBODY = Requester(role="", id="", org="")
 
 
 MAX_PENDING_PER_REQUESTER = 20  # undecided requests one user may have at one owner
+MAX_PENDING_PER_ORG = 200  # ... one organisation (its home may vouch for any of its users)
 MAX_PENDING = 2000  # undecided requests an owner keeps in all
+PAGE_BYTES = 1024 * 1024  # requests a ListAccessRequests reply holds (their JSON), about
 # ... and each is small: a request's columns, controls and operations are names the owner
 # knows (kept once each), its purpose a sentence (MAX_PURPOSE_CHARS, as a query's).
 MAX_ASKED_COLUMNS = 1000  # column entries in one request, repeats included
@@ -201,6 +203,15 @@ def asked_operations(asked: Iterable[str]) -> tuple[str, ...]:
     return operations or ("query",)
 
 
+def _still_pending(db: sqlite3.Connection, request_id: str) -> None:
+    """Checked in the deciding transaction: a request read as pending before it may have
+    been decided by another operator call since (a denial overwrote an approval whose
+    grant stayed active; review, 2026-12-04)."""
+    row = db.execute("SELECT state FROM access_requests WHERE id = ?", (request_id,)).fetchone()
+    if row is None or row[0] != "pending":
+        raise FailedPrecondition(f"access request {request_id} was decided meanwhile")
+
+
 class AccessRequests:
     def __init__(self, node_id: str, state: State, catalog: Catalog, grants: GrantStore) -> None:
         self.node_id = node_id
@@ -217,16 +228,22 @@ class AccessRequests:
     def _check_room(self, db: sqlite3.Connection, requester: Requester) -> None:
         """Pending requests are bounded, per requester and in all: one analyst (or a
         fuzzer with an analyst's certificate) cannot fill the owner's store."""
-        mine, everyone = db.execute(
+        mine, ours, everyone = db.execute(
             "SELECT COUNT(*) FILTER (WHERE json_extract(body, '$.requester.id') = ? "
-            "AND json_extract(body, '$.requester.org') = ?), COUNT(*) "
+            "AND json_extract(body, '$.requester.org') = ?), "
+            "COUNT(*) FILTER (WHERE json_extract(body, '$.requester.org') = ?), COUNT(*) "
             "FROM access_requests WHERE state = 'pending'",
-            (requester.id, requester.org),
+            (requester.id, requester.org, requester.org),
         ).fetchone()
         if mine >= MAX_PENDING_PER_REQUESTER:
             raise ResourceExhausted(
                 f"{requester.id} already has {mine} pending access requests at {self.node_id}: "
                 "wait for decisions before asking again"
+            )
+        if ours >= MAX_PENDING_PER_ORG:  # one organisation cannot lock the others out
+            raise ResourceExhausted(
+                f"{requester.org} already has {ours} pending access requests at "
+                f"{self.node_id}: wait for decisions before asking again"
             )
         if everyone >= MAX_PENDING:
             raise ResourceExhausted(
@@ -303,13 +320,34 @@ class AccessRequests:
             raise PermissionDenied(f"access request {request_id} is not yours")
         return req
 
-    def list(self, state: str = "") -> list[AccessRequest]:
+    def page(self, state: str = "", after: int = 0) -> tuple[list[AccessRequest], int]:
+        """The requests (in ``state``; all if empty) after position ``after``, in the
+        order they came, about ``PAGE_BYTES`` of them; and the position to ask after
+        next (0: that was the last page). Decided requests are kept, so one reply of
+        them all outgrew the message limit (review, 2026-12-04)."""
+        out: list[AccessRequest] = []
+        held = last = 0
         with self.state.transaction() as db:
             rows = db.execute(
-                "SELECT body FROM access_requests WHERE (? = '' OR state = ?) ORDER BY rowid",
-                (state, state),
-            ).fetchall()
-        return [_from_json(r[0]) for r in rows]
+                "SELECT rowid, body FROM access_requests WHERE (? = '' OR state = ?) "
+                "AND rowid > ? ORDER BY rowid",
+                (state, state, after),
+            )
+            for rowid, body in rows:
+                if out and held + len(body) > PAGE_BYTES:
+                    return out, last
+                out.append(_from_json(body))
+                held += len(body)
+                last = int(rowid)
+        return out, 0
+
+    def list(self, state: str = "") -> list[AccessRequest]:
+        """Every request in ``state``, page by page (in process: tests, the CLI's pages)."""
+        out, after = self.page(state)
+        while after:
+            more, after = self.page(state, after)
+            out.extend(more)
+        return out
 
     def decide(self, d: AccessDecision, operator: Identity) -> AccessRequest:
         """``operator``: this node's own operator, as its certificate authenticated it."""
@@ -324,6 +362,7 @@ class AccessRequests:
         if not d.approve:
             req = dataclasses.replace(req, state="denied")
             with self.state.transaction() as db:
+                _still_pending(db, d.id)  # an approval may have come in meanwhile
                 self._save(db, req)
                 AuditLog.append_in(
                     db,
@@ -339,9 +378,7 @@ class AccessRequests:
             return req
         grant = self._grant_for(req, d, operator, now)
         with self.state.transaction() as db:  # grant, request state and entries: all or none
-            row = db.execute("SELECT state FROM access_requests WHERE id = ?", (req.id,)).fetchone()
-            if row[0] != "pending":
-                raise FailedPrecondition(f"access request {d.id} was decided meanwhile")
+            _still_pending(db, d.id)
             grant = self.grants.add_in(db, grant, actor=str(operator), via=req.id)
             req = dataclasses.replace(
                 req,

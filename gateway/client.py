@@ -375,9 +375,20 @@ class Client:
         return serde.access_request_from_proto(self._call("AccessRequestStatus", req))
 
     def list_access_requests(self, state: str = "") -> list[AccessRequest]:
-        req = serde.list_access_requests_request(state)
-        resp = self._call("ListAccessRequests", req)
-        return [serde.access_request_from_proto(r) for r in resp.requests]
+        """Every request for your node's datasets (in ``state``), a page per call."""
+        out: list[AccessRequest] = []
+        after = 0
+        for _page in range(MAX_PAGES):
+            req = serde.list_access_requests_request(state, after)
+            resp = self._call("ListAccessRequests", req)
+            out.extend(serde.access_request_from_proto(r) for r in resp.requests)
+            if resp.next <= after:  # the last page (or a node that does not page)
+                return out
+            after = resp.next
+        raise ClientError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"more than {MAX_PAGES} pages of access requests: the list was not read whole",
+        )
 
     def decide_access_request(self, decision: AccessDecision) -> AccessRequest:
         resp = self._call("DecideAccessRequest", serde.access_decision_to_proto(decision))

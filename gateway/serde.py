@@ -575,8 +575,10 @@ def witnessed_heads_request(node: str, after: int = 0) -> gateway_pb2.WitnessedH
     return gateway_pb2.WitnessedHeadsRequest(node=node, after_size=after)
 
 
-def list_access_requests_request(state: str) -> gateway_pb2.ListAccessRequestsRequest:
-    return gateway_pb2.ListAccessRequestsRequest(state=state)
+def list_access_requests_request(
+    state: str, after: int = 0
+) -> gateway_pb2.ListAccessRequestsRequest:
+    return gateway_pb2.ListAccessRequestsRequest(state=state, after=after)
 
 
 def disclosure_request(node: str, since: str, until: str) -> gateway_pb2.DisclosureRequest:
@@ -720,10 +722,10 @@ def access_request_from_proto(msg: common_pb2.AccessRequest) -> AccessRequest:
 
 
 def list_access_requests_response(
-    requests: Iterable[AccessRequest],
+    requests: Iterable[AccessRequest], next_after: int = 0
 ) -> gateway_pb2.ListAccessRequestsResponse:
     return gateway_pb2.ListAccessRequestsResponse(
-        requests=[access_request_to_proto(r) for r in requests]
+        requests=[access_request_to_proto(r) for r in requests], next=next_after
     )
 
 

@@ -202,7 +202,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     def ListAccessRequests(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)
-        return serde.list_access_requests_response(self.node.access.list(request.state))
+        if request.after < 0:
+            raise InvalidArgument("after must be 0 or the next of a previous reply")
+        found, next_after = self.node.access.page(request.state, request.after)
+        return serde.list_access_requests_response(found, next_after)
 
     def DecideAccessRequest(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)

@@ -296,3 +296,75 @@ def test_pending_requests_are_bounded_per_requester(parts: Parts) -> None:
     mine = parts.access.list("pending")[0]
     parts.access.decide(AccessDecision(id=mine.id, approve=False, note="no"), OPERATOR)
     parts.access.submit(ASK, ANALYST, "shanghai")
+
+
+def test_a_denial_racing_an_approval_does_not_overwrite_it(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (2026-12-04): a denial read the request as pending, an approval committed
+    its grant, then the denial saved the request as denied with the grant still active."""
+    from gateway import access as access_module
+
+    req = parts.access.submit(ASK, ANALYST, "shanghai")
+    real_utc = access_module.utc
+    approved: list[AccessRequest] = []
+    calls: list[int] = []
+
+    def approval_meanwhile() -> str:  # the denial's clock read, after it read the request
+        calls.append(1)
+        if len(calls) == 1:
+            approved.append(parts.access.decide(AccessDecision(req.id, True), OPERATOR))
+        return real_utc()
+
+    monkeypatch.setattr(access_module, "utc", approval_meanwhile)
+    with pytest.raises(FailedPrecondition, match="decided meanwhile"):
+        parts.access.decide(AccessDecision(req.id, False, "no"), OPERATOR)
+    stored = parts.access.get(req.id)
+    assert stored.state == "approved" and stored.grant_id == approved[0].grant_id
+    assert parts.grants.get(stored.grant_id).status(real_utc()) == "active"
+    kinds = [e["kind"] for e in _audit(parts.state)]
+    assert kinds.count("access.approved") == 1 and "access.denied" not in kinds
+
+
+def test_one_organisation_cannot_fill_the_owners_store(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (2026-12-04): the only caps were per user and in all, and a home vouches for
+    any user of its organisation: one node could lock every other organisation out."""
+    from gateway import access as access_module
+    from gateway.errors import ResourceExhausted
+
+    monkeypatch.setattr(access_module, "MAX_PENDING_PER_ORG", 5)
+    for i in range(5):
+        parts.access.submit(ASK, Requester("analyst", f"user{i}@shanghai", ORG), "shanghai")
+    with pytest.raises(ResourceExhausted, match=f"{ORG} already has 5 pending"):
+        parts.access.submit(ASK, Requester("analyst", "user9@shanghai", ORG), "shanghai")
+    other = Requester("analyst", "wang@jiangsu", "Jiangsu bureau")
+    assert parts.access.submit(ASK, other, "jiangsu").state == "pending"
+
+
+def test_requests_are_listed_a_page_at_a_time(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (2026-12-04): decided requests are kept, and one reply of them all outgrew
+    the message limit; a page holds about PAGE_BYTES of them."""
+    from gateway import access as access_module
+
+    made = [
+        parts.access.submit(ASK, Requester("analyst", f"user{i}@shanghai", ORG), "shanghai")
+        for i in range(7)
+    ]
+    one = len(_stored(parts.state, made[0].id))
+    monkeypatch.setattr(access_module, "PAGE_BYTES", one * 3)
+    pages: list[list[str]] = []
+    after = 0
+    for _ in range(10):
+        found, after = parts.access.page("", after)
+        pages.append([r.id for r in found])
+        if not after:
+            break
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [i for p in pages for i in p] == [r.id for r in made]
+    assert parts.access.list() == made and parts.access.list("denied") == []
+    listed = serde.list_access_requests_response(made[:2], 9)
+    assert listed.next == 9 and len(listed.requests) == 2

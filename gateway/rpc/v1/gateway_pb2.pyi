@@ -78,16 +78,20 @@ class AccessRequestStatusRequest(_message.Message):
     def __init__(self, owner: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
 
 class ListAccessRequestsRequest(_message.Message):
-    __slots__ = ("state",)
+    __slots__ = ("state", "after")
     STATE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
     state: str
-    def __init__(self, state: _Optional[str] = ...) -> None: ...
+    after: int
+    def __init__(self, state: _Optional[str] = ..., after: _Optional[int] = ...) -> None: ...
 
 class ListAccessRequestsResponse(_message.Message):
-    __slots__ = ("requests",)
+    __slots__ = ("requests", "next")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
     requests: _containers.RepeatedCompositeFieldContainer[_common_pb2.AccessRequest]
-    def __init__(self, requests: _Optional[_Iterable[_Union[_common_pb2.AccessRequest, _Mapping]]] = ...) -> None: ...
+    next: int
+    def __init__(self, requests: _Optional[_Iterable[_Union[_common_pb2.AccessRequest, _Mapping]]] = ..., next: _Optional[int] = ...) -> None: ...
 
 class DecideAccessRequestRequest(_message.Message):
     __slots__ = ("id", "approve", "note", "columns", "expires", "min_group_size", "dp_epsilon", "dp_budget", "max_uses")
