@@ -176,7 +176,7 @@ class AuditLog:
         return [Entry(*r) for r in rows]
 
     def for_request(self, request_id: str) -> list[Entry]:
-        with self._state.transaction() as db:
+        with self._state.read() as db:
             rows = db.execute(
                 "SELECT seq, hash, body FROM audit WHERE request_id = ? ORDER BY seq",
                 (request_id,),

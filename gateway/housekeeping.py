@@ -106,6 +106,7 @@ class CrlWatch:
     revocations: RevocationList
     state: State
     _warned: float = field(default=-CRL_WARN_EVERY)
+    _recorded: str = ""  # digest of the last CRL whose crl.loaded entry was written
 
     def start(self) -> None:
         """Audit the CRL in force, and from now on each CRL taken or refused."""
@@ -115,15 +116,23 @@ class CrlWatch:
         self.revocations.on_event = self.record
 
     def record(self, event: dict) -> None:
+        mark = self.revocations.mark
         with self.state.transaction() as db:  # the entry and the number kept, together
             AuditLog.append_in(db, {**event, "time": utc()})
-            mark = self.revocations.mark
             if event["kind"] == "crl.loaded" and mark is not None:
                 remember_crl(db, mark)
+        if event["kind"] == "crl.loaded" and mark is not None:
+            self._recorded = mark.digest
 
     def __call__(self) -> None:
         self._warn_expiry()
         self.revocations.refresh()
+        # A CRL taken while the state could not be written is in force (its revocations
+        # at once) but its entry and number were not kept, so a restart would have taken
+        # an older one back (review, 2026-12-04, night): written as soon as it can be.
+        mark = self.revocations.mark
+        if mark is not None and mark.digest != self._recorded:
+            self.record(self.revocations.loaded_event())
 
     def _warn_expiry(self) -> None:
         nxt = self.revocations.next_update

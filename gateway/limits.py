@@ -54,6 +54,22 @@ RATED: dict[str, str] = {
 }
 _RATED_NAME = {method: name for name, method in RATED.items()}
 
+
+def is_rated(method: str) -> bool:
+    return method in _RATED_NAME
+
+
+# Streams any certificate may open and hold idle for their whole life (health Watch,
+# reflection): they may take at most half the node's stream slots, so two users' idle
+# watches cannot lock out the streams that work (PSI between nodes, training, an
+# operator's export; review, 2026-12-04, night).
+MONITORING = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def is_monitoring(method: str) -> bool:
+    return method.startswith(MONITORING)
+
+
 # Answered from memory in microseconds, and what peers' probes need most when a node is
 # busy: not counted against a caller's calls in progress (gRPC's node-wide cap still holds).
 UNCOUNTED = frozenset({"/grpc.health.v1.Health/Check"})
@@ -276,6 +292,7 @@ class Limiter:
         self._calls: dict[str, int] = {}  # caller -> unary calls in progress
         self._streams: dict[str, int] = {}  # caller -> open streams
         self._open_streams = 0
+        self._open_monitoring = 0  # of them, monitoring streams (``MONITORING``)
         self._rates = {RATED[name]: rate for name, rate in settings.rates.items()}
         self._buckets = TokenBuckets(settings.callers, clock)
         self.refusals = RefusalReports(settings.callers, clock=clock)
@@ -323,9 +340,24 @@ class Limiter:
                     limit="streams",
                     caller=caller,
                 )
+            monitoring = is_monitoring(method)
+            if monitoring and self._open_monitoring >= self.monitoring_streams:
+                raise LimitExceeded(
+                    "too many open health and reflection streams on this node (at most "
+                    f"{self.monitoring_streams}); try again later",
+                    limit="streams",
+                    caller=caller,
+                )
             self._streams[caller] = held + 1
             self._open_streams += 1
-        return self._rated(Ticket(lambda: self._close_stream(caller)), caller, method)
+            self._open_monitoring += monitoring
+        ticket = Ticket(lambda: self._close_stream(caller, monitoring))
+        return self._rated(ticket, caller, method)
+
+    @property
+    def monitoring_streams(self) -> int:
+        """Half the node's stream slots (all of a node with only one)."""
+        return max(1, self.settings.streams // 2)
 
     def _rated(self, ticket: Ticket, caller: str, method: str) -> Ticket:
         """``ticket``, once the method's rate allows the call; given back if it does not."""
@@ -381,10 +413,11 @@ class Limiter:
         with self._lock:
             self._drop_one(counts, caller)
 
-    def _close_stream(self, caller: str) -> None:
+    def _close_stream(self, caller: str, monitoring: bool) -> None:
         with self._lock:
             self._drop_one(self._streams, caller)
             self._open_streams -= 1
+            self._open_monitoring -= monitoring
 
     @staticmethod
     def _drop_one(counts: dict[str, int], caller: str) -> None:

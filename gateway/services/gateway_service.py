@@ -14,6 +14,7 @@ from gateway.clock import utc
 from gateway.edge import CallContext
 from gateway.errors import InvalidArgument, PermissionDenied
 from gateway.identity import Identity
+from gateway.limits import RATED
 from gateway.roles.federated_catalog import clamp_timeout
 from gateway.rpc.v1 import gateway_pb2_grpc
 
@@ -63,16 +64,17 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         if is_join(request.sql):  # two owners' datasets: a join aggregate (docs/psi.md)
             if request.nodes:
                 raise InvalidArgument("a join names its two nodes in FROM; leave out --nodes")
-            stop = threading.Event()  # the analyst went away
-            context.add_callback(stop.set)
-            joined = self.node.psi_home.join(
-                request.sql,
-                requester(context.caller),
-                request.purpose,
-                request.explain,
-                self.node.stream_deadline(context),
-                stop,
-            )
+            with context.as_stream(RATED["Psi"]):  # a PSI session: Psi's rate and a slot
+                stop = threading.Event()  # the analyst went away, or the edge ended it
+                context.add_callback(stop.set)
+                joined = self.node.psi_home.join(
+                    request.sql,
+                    requester(context.caller),
+                    request.purpose,
+                    request.explain,
+                    self.node.stream_deadline(context),
+                    stop,
+                )
             return serde.query_answer_to_proto(joined)
         answer = self.node.home.query(
             serde.query_ask_from_proto(request),
@@ -168,6 +170,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     def AuditShow(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)
+        if not request.request_id:  # would be every entry without one, in one reply
+            raise InvalidArgument("name the request: audit show --request <id>")
         entries = self.node.audit.for_request(request.request_id)
         return serde.audit_show_response(
             [json.dumps({"seq": e.seq, "hash": e.hash, **e.data}, sort_keys=True) for e in entries]

@@ -181,6 +181,34 @@ def test_malformed_messages_are_invalid_argument_after_authentication(
     assert "Exception deserializing" not in federation.node_log("shanghai")
 
 
+def test_repeated_refusals_of_a_method_without_a_rate_are_one_entry_a_minute(
+    federation: RunningFederation,
+) -> None:
+    """Review (2026-12-04, night): bytes that are not the method's message, and a handler's
+    refusals of a method no rate bounds (Health/Check, AccessRequestStatus, ...), were an
+    audit entry each: any certificate grew a node's append-only log ~3 MB/s. Now the first
+    of a minute per caller, method and code is the entry, the rest are counted."""
+    garbage = b"\xff\xff\xff\xff"
+    before = len(federation.audit("jiangsu", "rpc.refused"))
+    with channel_as(federation, "li.wei@shanghai", "jiangsu") as ch:
+        check = ch.unary_unary("/grpc.health.v1.Health/Check")
+        for _ in range(40):
+            assert rpc_error(lambda: check(garbage, timeout=5)).code() == (
+                grpc.StatusCode.INVALID_ARGUMENT
+            )
+    with federation.client("li.wei@shanghai", node="jiangsu") as c:
+        for _ in range(40):
+            with pytest.raises(ClientError) as info:
+                c.access_request_status("jiangsu", "ar-00000000")
+            assert info.value.code == grpc.StatusCode.NOT_FOUND
+    new = federation.audit("jiangsu", "rpc.refused")[before:]
+    by_method = [e["method"] for e in new if "li.wei@shanghai" in e["caller"]]
+    assert by_method.count("/grpc.health.v1.Health/Check") == 1, new
+    assert by_method.count("/fedgate.v1.Gateway/AccessRequestStatus") == 1, new
+    log = federation.node_log("jiangsu")
+    assert log.count("method=/grpc.health.v1.Health/Check") >= 1  # node.log has them too
+
+
 def test_health_answers_every_service_and_list_is_unimplemented(
     federation: RunningFederation,
 ) -> None:

@@ -180,14 +180,18 @@ def test_the_node_caps_streams_over_all_callers(
     channels = [channel_as(fed, "wuhu", cert, key) for cert, key in certs]
     try:
         with cancelled_at_exit([]) as calls:
+            # Idle health watches may hold half the node's 4 slots (review, 2026-12-04,
+            # night: two users' watches locked out PSI between nodes and training); the
+            # cap over all stream kinds is tests/unit/test_limits.py's.
             for ch in channels[:2]:
-                for _ in range(2):
-                    call, first = watch(ch)
-                    calls.append(call)
-                    assert admitted(first), first
+                call, first = watch(ch)
+                calls.append(call)
+                assert admitted(first), first
             call, first = watch(channels[2])
             err = refused_for(first, "streams")
-            assert "too many open streams on this node (at most 4)" in err.details()  # type: ignore[attr-defined]
+            assert "too many open health and reflection streams on this node (at most 2)" in (
+                err.details()  # type: ignore[attr-defined]
+            )
             calls[0].cancel()  # type: ignore[attr-defined]
             deadline = time.monotonic() + 5
             while True:  # one slot back, for anybody

@@ -24,6 +24,7 @@ from gateway.status import details_metadata
 
 QUERY = RATED["Query"]
 WATCH = "/grpc.health.v1.Health/Watch"
+EXCHANGE = RATED["PsiExchange"]
 CATALOG = "/fedgate.v1.Gateway/Catalog"
 
 
@@ -62,20 +63,40 @@ def test_defaults_scale_with_the_workers() -> None:
 
 def test_streams_per_caller_then_per_node_and_slots_come_back() -> None:
     lim = limiter(streams_per_caller=2, streams=3)
-    a1, a2 = lim.open_stream("analyst:a", WATCH), lim.open_stream("analyst:a", WATCH)
-    err = refused(lambda: lim.open_stream("analyst:a", WATCH), "streams_per_caller")
+    a1, a2 = lim.open_stream("analyst:a", EXCHANGE), lim.open_stream("analyst:a", EXCHANGE)
+    err = refused(lambda: lim.open_stream("analyst:a", EXCHANGE), "streams_per_caller")
     assert str(err) == "too many open streams from analyst:a; close one (at most 2 per caller)"
-    b1 = lim.open_stream("analyst:b", WATCH)
-    err = refused(lambda: lim.open_stream("analyst:c", WATCH), "streams")
+    b1 = lim.open_stream("analyst:b", EXCHANGE)
+    err = refused(lambda: lim.open_stream("analyst:c", EXCHANGE), "streams")
     assert "too many open streams on this node (at most 3)" in str(err)
     assert lim.open_streams() == 3 and lim.open_streams("analyst:a") == 2
     a1.release()
     a1.release()  # once only
     assert lim.open_streams() == 2 and lim.open_streams("analyst:a") == 1
-    c1 = lim.open_stream("analyst:c", WATCH)
+    c1 = lim.open_stream("analyst:c", EXCHANGE)
     for t in (a2, b1, c1):
         t.release()
-    assert lim.open_streams() == 0 and lim.tracked() == 0  # no entry left behind
+    assert lim.open_streams() == 0 and lim.open_streams("analyst:a") == 0
+
+
+def test_idle_monitoring_streams_take_at_most_half_the_nodes_slots() -> None:
+    """Review (2026-12-04, night): two users' idle health watches filled the node's four
+    slots, and PSI between nodes, training and exports were refused."""
+    lim = limiter(streams_per_caller=2, streams=4)
+    watches = [lim.open_stream("analyst:a", WATCH), lim.open_stream("analyst:b", WATCH)]
+    err = refused(lambda: lim.open_stream("analyst:c", WATCH), "streams")
+    assert "too many open health and reflection streams on this node (at most 2)" in str(err)
+    reflect = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+    refused(lambda: lim.open_stream("analyst:c", reflect), "streams")
+    work = [lim.open_stream("node:jiangsu", EXCHANGE), lim.open_stream("node:anhui", EXCHANGE)]
+    assert lim.open_streams() == 4
+    watches[0].release()
+    again = lim.open_stream("analyst:c", WATCH)  # its slot came back
+    for t in (watches[1], again, *work):
+        t.release()
+    assert lim.open_streams() == 0
+    single = limiter(streams_per_caller=1, streams=1)
+    single.open_stream("analyst:a", WATCH).release()  # a node of one slot still watches
 
 
 def test_calls_in_progress_per_caller() -> None:
@@ -263,3 +284,41 @@ def test_config_sets_limits_and_rates(tmp_path: Path) -> None:
 def test_bad_limits_name_the_field(tmp_path: Path, limits: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse(_raw(tmp_path, limits), base=tmp_path)
+
+
+def test_a_unary_call_held_as_a_stream_takes_a_slot_and_ends_with_the_edges_reason() -> None:
+    """Review (2026-12-04, night): a join's PSI session ran up to ten minutes inside a unary
+    Query, checked once when it began; now it is held as a Psi stream (its rate, a slot,
+    the edge's per-second re-check)."""
+    import threading
+
+    from gateway.edge import CallContext, OpenStream
+    from gateway.errors import Cancelled, Unauthenticated
+    from gateway.identity import Identity
+
+    class GrpcContext:  # gRPC's server context: only what the edge uses here
+        def add_callback(self, _callback: Callable[[], None]) -> bool:
+            return True
+
+    lim = limiter(streams_per_caller=1, streams=2)
+    caller = Identity("analyst", "a@b", "Org", "1f", None)  # type: ignore[arg-type]
+    grpc_context: Any = GrpcContext()
+    held: list[OpenStream] = []
+
+    def hold(method: str) -> OpenStream:
+        held.append(OpenStream(lim.open_stream(str(caller), method), caller, method, grpc_context))
+        return held[-1]
+
+    call = CallContext(grpc_context, caller, hold=hold, let_go=lambda s: s.ticket.release())
+    psi = RATED["Psi"]
+    with call.as_stream(psi):
+        assert lim.open_streams(str(caller)) == 1
+        refused(lambda: lim.open_stream(str(caller), psi), "streams_per_caller")
+    assert lim.open_streams() == 0
+    with pytest.raises(Unauthenticated, match="revoked"), call.as_stream(psi):
+        stop = threading.Event()
+        call.add_callback(stop.set)
+        held[-1].end(Unauthenticated("certificate 1f of analyst:a@b has been revoked"))
+        assert stop.is_set()  # the session sees it at its next check ...
+        raise Cancelled("the session was cancelled")  # ... and stops
+    assert lim.open_streams() == 0

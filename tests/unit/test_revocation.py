@@ -318,3 +318,44 @@ def test_a_housekeeping_step_that_keeps_failing_is_logged_once(
     assert "the CRL failed (OSError: 'disk full')" in lines[0]
     assert "'I/O error'" in lines[1] and lines[2] == "housekeeping: the CRL succeeds again"
     state.close()
+
+
+def test_a_crl_taken_while_the_state_cannot_be_written_is_recorded_once_it_can(
+    ca: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (2026-12-04, night): the new list was in force, but its crl.loaded entry and
+    CRL number were never written after the write failed, so a restart took the older
+    CRL back and the serial was no longer revoked."""
+    from gateway.audit import AuditLog
+    from gateway.errors import CannotRecord
+
+    state = State(tmp_path / "state.sqlite3")
+    crl, _events = _revocations(ca)
+    first = crl.mark
+    check_crl(state, ca / identity.CA_CRL, first)
+    watch = CrlWatch(crl, state)
+    watch.start()
+    serial = _serial(ca)
+    identity.revoke(ca, serial)
+    real = AuditLog.append_in
+
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise CannotRecord()
+
+    monkeypatch.setattr(AuditLog, "append_in", disk_full)
+    with pytest.raises(CannotRecord):
+        watch()  # takes CRL 2: in force at once, but nothing can be written
+    assert crl.is_revoked(format(serial, "x")) and crl.mark is not None
+    assert crl.mark.number == 2
+    with pytest.raises(CannotRecord):
+        watch()  # the next round tries again (housekeeping logs it)
+    monkeypatch.setattr(AuditLog, "append_in", real)
+    watch()  # the disk has room again
+    watch()  # and only once
+    with state.read() as db:
+        kinds = [json.loads(r[0])["kind"] for r in db.execute("SELECT body FROM audit")]
+        kept = db.execute("SELECT value FROM meta WHERE key = 'crl_number'").fetchone()
+    assert kinds.count("crl.loaded") == 2 and kept == ("2",)
+    with pytest.raises(ConfigError, match="older than CRL number 2"):
+        check_crl(state, ca / identity.CA_CRL, first)  # a restart refuses the older one
+    state.close()

@@ -55,3 +55,31 @@ def test_a_status_no_node_gave_is_told_apart() -> None:
     ours = FailedCall(grpc.StatusCode.INTERNAL, "internal error", details_metadata({}))
     grpcs = FailedCall(grpc.StatusCode.INTERNAL, "Received RST_STREAM with error code 2", ())
     assert answered_by_a_node(ours) and not answered_by_a_node(grpcs)
+
+
+def test_only_a_generated_stub_is_unimplemented() -> None:
+    """Review (2026-12-04, night): pyarrow's ArrowNotImplementedError is a
+    NotImplementedError, so an Arrow failure inside a handler was answered UNIMPLEMENTED
+    "X is not implemented here" and its traceback never logged."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from federation.outcome import Code
+    from gateway.edge import untyped
+    from gateway.rpc.v1 import gateway_pb2, gateway_pb2_grpc
+
+    class Context:  # what the generated stub sets before it raises
+        def set_code(self, _code: object) -> None: ...
+
+        def set_details(self, _details: str) -> None: ...
+
+    try:
+        gateway_pb2_grpc.GatewayServicer().WhoAmI(gateway_pb2.WhoAmIRequest(), Context())
+    except NotImplementedError as exc:
+        stub = untyped("/fedgate.v1.Gateway/WhoAmI", None, exc)
+    assert stub.code == Code.UNIMPLEMENTED and stub.message == "WhoAmI is not implemented here"
+    try:
+        pc.sum(pa.array(["a", "b"]))
+    except NotImplementedError as exc:
+        arrow = untyped("/fedgate.v1.Gateway/Query", None, exc)
+    assert arrow.code == Code.INTERNAL and "internal error (reference" in arrow.message
