@@ -31,9 +31,11 @@ MAX_JUDGED = 4096  # (grant, what a release asked) pairs whose coverage is remem
 @dataclass
 class _Held:
     grant: Grant
-    # What a covered release's body holds, as canonical JSON pairs: each group needs one
-    # of its pairs. None: judged field by field (user grants, grants with a purpose).
-    needles: tuple[tuple[str, ...], ...] | None
+    # What a covered release's body holds, as canonical JSON pairs: each of ``required``
+    # and one of ``either`` (empty: none needed). None: judged field by field (user
+    # grants, grants with a purpose).
+    required: tuple[str, ...] | None
+    either: tuple[str, ...] = ()
     uses: int = 0
     spent: float = 0.0
     revoked: bool = False
@@ -43,21 +45,29 @@ def _pair(key: str, value: str) -> str:
     return canonical({key: value})[1:-1]  # '"key":"value"', escaped as the log writes it
 
 
-def _needles(g: Grant) -> tuple[tuple[str, ...], ...] | None:
+def _held(g: Grant) -> _Held:
     """A quoted pair cannot occur inside a string value of canonical JSON (its quotes
     would be escaped there), so finding each in a body is finding the field's value."""
     if g.grantee_kind not in ("org", "node") or g.purpose:
-        return None
+        return _Held(g, None)
     who = "requester_org" if g.grantee_kind == "org" else "home_node"
-    return (
-        (_pair("dataset", g.dataset),),
-        tuple(_pair("operation", o) for o in g.operations),
-        (_pair(who, g.grantee),),
-    )
+    ops = tuple(_pair("operation", o) for o in g.operations)
+    required = (_pair("dataset", g.dataset), _pair(who, g.grantee))
+    if len(ops) == 1:
+        return _Held(g, (*required, *ops))
+    return _Held(g, required, ops)
 
 
 def _time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _is_time(text: str) -> bool:
+    try:
+        _time(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _grant(e: dict[str, object]) -> Grant:
@@ -101,8 +111,7 @@ def violations(entries: Iterable[tuple[int, str, str]]) -> list[str]:
         e = json.loads(body)
         grant_id = str(e.get("grant_id", ""))
         if kind == "grant.written":
-            grant = _grant(e)
-            grants[grant_id] = _Held(grant, _needles(grant))
+            grants[grant_id] = _held(_grant(e))
             continue
         held = grants.get(grant_id)
         if kind == "grant.revoked" and held is not None:
@@ -178,18 +187,14 @@ def _text(body: str, needle: str) -> str:
     return body[start : body.find('"', start)]
 
 
-def _holds(body: str, needles: tuple[tuple[str, ...], ...] | None) -> bool:
-    if needles is None:
+def _holds(body: str, held: _Held) -> bool:
+    required = held.required
+    if required is None:
         return False
-    for group in needles:
-        if group[0] in body:
-            continue
-        for needle in group[1:]:
-            if needle in body:
-                break
-        else:
+    for needle in required:
+        if needle not in body:
             return False
-    return True
+    return not held.either or any(n in body for n in held.either)
 
 
 def _uncovered(held: _Held, fields: tuple[str, ...]) -> str:
@@ -222,7 +227,7 @@ def _release(
         found.append(f"release {seq} names grant {grant_id!r}, never written at this node")
         return
     g = held.grant
-    if not _holds(body, held.needles):  # the common case costs a few substring tests
+    if not _holds(body, held):  # the common case costs a few substring tests
         fields = _strings(body)
         key = fields[:7]  # all but the time
         why = judged.get(key)
@@ -232,13 +237,19 @@ def _release(
             why = judged[key] = _uncovered(held, fields)
         if why:
             found.append(f"release {seq} under grant {grant_id} is {why}")
-    stamped = _text(body, _TIME)
     if held.revoked:
         found.append(f"release {seq} under grant {grant_id} after its revocation")
-    if g.valid_from and stamped < g.valid_from and _time(stamped) < _time(g.valid_from):
-        found.append(f"release {seq} under grant {grant_id} before it was valid")
-    if g.expires and stamped >= g.expires and _time(stamped) >= _time(g.expires) + SLACK:
-        found.append(f"release {seq} under grant {grant_id} after it expired")
+    if g.valid_from or g.expires:
+        # "time" is a release's last key in sorted order: found from the end
+        at = body.rfind(_TIME) + len(_TIME)
+        stamped = body[at : body.find('"', at)] if at >= len(_TIME) else ""
+        if not _is_time(stamped):
+            found.append(f"release {seq} under grant {grant_id} has no time of release")
+            stamped = g.valid_from or g.expires  # judged as at the edge of its period
+        if g.valid_from and stamped < g.valid_from and _time(stamped) < _time(g.valid_from):
+            found.append(f"release {seq} under grant {grant_id} before it was valid")
+        if g.expires and stamped >= g.expires and _time(stamped) >= _time(g.expires) + SLACK:
+            found.append(f"release {seq} under grant {grant_id} after it expired")
     held.uses += 1
     if g.max_uses and held.uses > g.max_uses:
         found.append(f"release {seq} under grant {grant_id} beyond its {g.max_uses} uses")
