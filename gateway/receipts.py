@@ -92,6 +92,18 @@ def verify(receipt: Receipt, ca_bundle: list[x509.Certificate]) -> str:
     return verify_statement(receipt, ca_bundle)
 
 
+def covers(body: dict, payload: bytes, operation: str) -> str:
+    """Why a release receipt's ``body`` is not the receipt of ``payload`` released for
+    ``operation`` ("" when it is): a signature that holds proves nothing of bytes the
+    body does not name (review, 2026-12-04: an owner sent its first receipt with every
+    later model update, and the home kept it as that update's evidence)."""
+    if body.get("operation") != operation:
+        return f"it is the receipt of another operation, not {operation}"
+    if body.get("result_digest") != digest(payload):
+        return "its result digest is not the digest of the reply it came with"
+    return ""
+
+
 def is_release(body: dict) -> bool:
     """A release receipt's body: a ``release`` entry with its place in the owner's log."""
     return body.get("kind") == "release" and "audit_seq" in body and "audit_hash" in body

@@ -39,6 +39,7 @@ from gateway.errors import (
 )
 from gateway.limits import cut
 from gateway.receipt_store import ReceiptStore
+from gateway.receipts import Receipt, covers
 from gateway.roles.vouching import Vouching
 from gateway.text import check_purpose, shown
 from gateway.training.job import Job, start
@@ -119,10 +120,20 @@ class _Reports:
 
     items: list[OwnerReport] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    used: set[tuple[str, object]] = field(default_factory=set)  # (owner, audit_seq) taken
 
     def add(self, report: OwnerReport) -> None:
         with self.lock:
             self.items.append(report)
+
+    def first_use(self, owner: str, audit_seq: object) -> bool:
+        """Whether this release (its place in the owner's log) backs no earlier reply of
+        the run: each message an owner answers is a release of its own."""
+        with self.lock:
+            if (owner, audit_seq) in self.used:
+                return False
+            self.used.add((owner, audit_seq))
+            return True
 
 
 def worker_context() -> multiprocessing.context.ForkServerContext:
@@ -406,11 +417,9 @@ class TrainHome:
                 return None
             try:
                 reply, report = self.ask_step(member, call_env, data, stop)
-                problem = (
-                    self.receipts.problem(report.receipt, member.id, env.request_id)
-                    if report.ok
-                    else ""
-                )
+                if report.error is not None:  # a refusal, whatever bytes came with it
+                    raise FedgateError.of(report.error)
+                problem = self._receipt_problem(member.id, env.request_id, reply, report, reports)
                 if problem:  # an update counts only with its owner's receipt in force
                     raise FailedPrecondition(
                         f"{member.id} answered without a valid receipt: {problem}"
@@ -438,6 +447,23 @@ class TrainHome:
             finished, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
             replies.extend(r for r in (f.result() for f in finished) if r is not None)
         return replies
+
+    def _receipt_problem(
+        self, owner: str, request_id: str, reply: bytes, report: OwnerReport, reports: _Reports
+    ) -> str:
+        """Why a reply is not backed by its receipt ("" when it is): the owner's release
+        receipt for the run, signed by a certificate in force, for a training release of
+        exactly these bytes, and not one that backed an earlier reply of the run."""
+        problem = self.receipts.problem(report.receipt, owner, request_id)
+        if problem:
+            return problem
+        body = Receipt.from_json(report.receipt).body  # parsed and verified just now
+        problem = covers(body, reply, "train")
+        if problem:
+            return problem
+        if not reports.first_use(owner, body["audit_seq"]):
+            return "it is the receipt of an earlier reply"
+        return ""
 
     def _keep(self, result: TrainResult, facts: dict) -> None:
         kept = _receipts(result.owners)
