@@ -134,6 +134,22 @@ def test_a_row_with_nan_or_infinity_is_missing_like_a_null(parts: Parts, tmp_pat
         assert X.shape == (len(xs) - 3, 1) and np.isfinite(X).all() and len(y) == len(X)
 
 
+def test_a_huge_integer_in_a_row_does_not_make_the_owner_refuse(
+    parts: Parts, tmp_path: Path
+) -> None:
+    """Review (2026-12-04): an int64 above 2**53 failed Arrow's safe cast before the DP
+    clamp ('not numeric'), so whether the owner answered told of that row."""
+    owner = _owner(parts, tmp_path / "apps")
+    xs = [1, 2, 3] * 8 + [2**53 + 1]
+    table = pa.table({"x": pa.array(xs, pa.int64()), "y": [True, False] * 12 + [True]})
+    cols = (ColumnSpec("x", "int64", lower=0.0, upper=10.0), ColumnSpec("y", "bool"))
+    entry = _register(parts, "bigint", table, cols)
+    for epsilon in (0.0, 1.0):
+        spec = _spec("bigint", ("x",), dp_clip=1.0 if epsilon else 0.0)
+        X, _, _ = owner._rows(spec, entry, _decision("bigint", epsilon), time.monotonic() + 30, "r")
+        assert X.shape == (len(xs), 1) and X[-1, 0] == float(2**53)
+
+
 def _children() -> set[int]:
     """This process's live children (by /proc: no psutil here)."""
     import os

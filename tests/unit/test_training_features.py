@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -100,3 +102,19 @@ def test_encode_refuses_missing_or_absent_numeric_columns() -> None:
         features.encode({"a": pa.array([1.0])}, ["b"])
     with pytest.raises(TrainingError, match="not numeric"):
         features.encode({"a": pa.array(["x"])}, ["a"])
+
+
+def test_encode_refuses_by_type_never_by_a_value() -> None:
+    """Review (2026-12-04): Arrow's safe cast refused an int64 above 2**53 ('not numeric')
+    and took the string '1.5': whether an owner answered, under DP too (encoding comes
+    before clamping), depended on one row's value. Integers and decimals are rounded to
+    float64; a string column is refused whatever it holds."""
+    big = 2**53 + 1
+    for values, kind in (([1, 2, big], pa.int64()), ([1, 2, 2**64 - 1], pa.uint64())):
+        X = features.encode({"x": pa.array(values, kind)}, ["x"])
+        np.testing.assert_array_equal(X[:, 0], np.array(values, dtype=np.float64))
+    dec = pa.array([decimal.Decimal("12345678901234567890.125")], pa.decimal128(38, 3))
+    assert features.encode({"x": dec}, ["x"])[0, 0] == pytest.approx(1.2345678901234567e19)
+    for strings in (["1.5", "2"], ["1.5", "x"]):
+        with pytest.raises(TrainingError, match="'x' is not numeric"):
+            features.encode({"x": pa.array(strings)}, ["x"])
