@@ -255,14 +255,29 @@ class TrainOwner:
 
     def _precheck(self, env: Envelope) -> None:
         """Before holding a message's pieces: the run names this owner, its dataset is
-        here, and a grant allows it now (decided again on the whole message)."""
-        spec = TrainSpec.parse(env.body)
-        entry = self._entry(spec)
+        here, and a grant allows it now (decided again on the whole message). A refusal
+        here is audited and lets the rows go, as one of ``_read``'s (review, 2026-12-04:
+        a grant revoked mid-run went unaudited, and a custom app kept the rows 900 s)."""
+        subject: dict[str, str] = {}
+        try:
+            spec = TrainSpec.parse(env.body)
+            subject = {"dataset": spec.dataset, "task": spec.task}
+            entry = self._entry(spec)
 
-        def never(decision: Decision, deadline: float) -> Protected:
-            raise AssertionError("a precheck computes nothing")
+            def never(decision: Decision, deadline: float) -> Protected:
+                raise AssertionError("a precheck computes nothing")
 
-        TrainRelease(spec, Step("train", 0), entry, self.grants, never).decide(env)
+            TrainRelease(spec, Step("train", 0), entry, self.grants, never).decide(env)
+        except FedgateError as exc:
+            self._refused(env, subject, exc)
+            raise
+
+    def _refused(self, env: Envelope, subject: dict[str, str], exc: FedgateError) -> None:
+        """A refusal before the pipeline ran: its audit entry; a custom app's process,
+        which holds the run's rows, goes with it."""
+        self.pipeline.refused("train", env, subject, exc)
+        if subject and is_app_task(subject["task"]):
+            self._let_rows_go(env)
 
     def _entry(self, spec: TrainSpec) -> CatalogEntry:
         """The run's dataset here, in a run that names this owner (L4 is absent)."""
@@ -323,9 +338,7 @@ class TrainOwner:
                 raise InvalidArgument(f"a training run does not send {kind!r} messages")
             step = self._step(spec, msg)
         except FedgateError as exc:
-            self.pipeline.refused("train", env, subject, exc)
-            if subject and is_app_task(subject["task"]):
-                self._let_rows_go(env)  # an app no longer approved: its process goes now
+            self._refused(env, subject, exc)  # an app no longer approved: its process goes
             raise
         return spec, entry, msg, step
 

@@ -348,6 +348,12 @@ def test_pieces_of_a_run_that_does_not_name_the_owner_are_not_held(
         peer_pb2_grpc.PeerStub(ch).TrainStep(serde.train_step_request(env, piece), timeout=30)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "does not name jiangsu" in (err.value.details() or "")
+    # audited as any refusal of a message (review, 2026-12-04: a first piece's was not)
+    entries = [
+        e for e in federation.audit(OWNER, "train.refused") if e["request_id"] == env.request_id
+    ]
+    assert [e["code"] for e in entries] == ["PERMISSION_DENIED"]
+    assert entries[0]["dataset"] == SPEC.dataset
 
 
 def train_message(spec: TrainSpec, round_: int, arrays: list, **changes: object) -> bytes:

@@ -20,12 +20,14 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from federation.envelope import Envelope, Requester
 from gateway import clock, identity
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
-from gateway.errors import Aborted
+from gateway.errors import Aborted, PermissionDenied
 from gateway.policy.model import Decision, Grant
 from gateway.roles.train_owner import RUNS_KEPT, TrainOwner, _dp_bounds
+from gateway.training.app_host import AppHost
 from gateway.training.apps import AppStore
 from gateway.training.grid import from_bytes, to_bytes
 from gateway.training.spec import TrainSpec
+from gateway.training.transfers import Piece
 from tests.integration.test_training_apps import APP
 from tests.unit.test_owner import Parts
 from tests.unit.training_grid import server_identity
@@ -211,4 +213,38 @@ def test_a_run_dropped_while_its_app_starts_leaves_no_process(
     while _children() - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _children() - before
+    owner.close()
+
+
+def test_a_first_piece_refused_is_audited_and_stops_the_runs_app(
+    parts: Parts, approved_app: tuple[Path, str]
+) -> None:
+    """Review (2026-12-04): the refusal of a message's first piece (the grant revoked,
+    expired or used up since the last round) was neither audited as ``train.refused`` nor
+    let the app process go, which kept the run's rows up to its 900 s."""
+    apps, digest = approved_app
+    owner = _owner(parts, apps)
+    table = pa.table({"x": [float(i) for i in range(20)], "y": [i % 2 == 0 for i in range(20)]})
+    _register(parts, "nogrant", table, (ColumnSpec("x", "float64"), ColumnSpec("y", "bool")))
+    spec = _spec("nogrant", ("x",), task=f"app:{digest}", rounds=3)
+    env = Envelope(uuid.uuid4().hex, ANALYST, "home", "train", body=spec.body())
+    with server_identity():
+        msg = from_bytes(to_bytes(Message(RecordDict(), 1001, "train")))
+    before = _children()
+    run = owner._run(env, msg)  # a run under way: its rows in its app's process
+    rng = np.random.default_rng(0)
+    run.rows = (rng.normal(size=(20, 1)), (rng.random(20) > 0.5).astype(float))
+    run.host = AppHost(apps / digest / "files", *run.rows, owner.app_limits)
+    assert _children() - before
+    with pytest.raises(PermissionDenied):  # no grant (as one revoked since) allows it
+        owner.receive("home", env, Piece(b"x" * 1024, "t1", total=1 << 20, offset=0))
+    assert run.host is None and run.rows is None
+    deadline = time.monotonic() + 10
+    while _children() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _children() - before
+    refused = [e.data for e in parts.audit.entries() if e.data["kind"] == "train.refused"]
+    assert [(e["request_id"], e["code"], e["task"]) for e in refused] == [
+        (env.request_id, "PERMISSION_DENIED", spec.task)
+    ]
     owner.close()
