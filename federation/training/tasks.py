@@ -36,6 +36,11 @@ Head = Literal["binary", "softmax", "mse"]
 MAX_CLASSES = 1000
 MAX_HIDDEN = 1024
 MAX_EPOCHS = 1000
+# Per-row values (scores, hidden activations) one pass holds per array: a step over more
+# rows goes in chunks of rows. Unchunked, a softmax over 1 000 classes held several
+# rows x classes arrays: ~224 GiB for the 10 M rows of one feature an owner loads
+# (review, 2026-12-04); now each is at most 8 MB, whatever the rows.
+STEP_CELLS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,21 @@ class Task(ABC):
         return Batch(Xf, yf, weight)
 
     def loss_and_grads(self, arrays: Arrays, batch: Batch) -> tuple[float, Arrays]:
-        """Mean loss over the rows (weighted by class weight) and its gradients."""
+        """Mean loss over the rows (weighted by class weight) and its gradients: each
+        chunk's mean weighted by its share of the rows (both are linear in them)."""
+        n = batch.X.shape[0]
+        if n <= _chunk_rows(arrays):
+            return self._loss_and_grads(arrays, batch)
+        loss, grads = 0.0, [np.zeros_like(a) for a in arrays]
+        for part in _chunks(batch, arrays):
+            share = part.X.shape[0] / n
+            part_loss, part_grads = self._loss_and_grads(arrays, part)
+            loss += share * part_loss
+            for total, g in zip(grads, part_grads, strict=True):
+                total += share * g
+        return loss, grads
+
+    def _loss_and_grads(self, arrays: Arrays, batch: Batch) -> tuple[float, Arrays]:
         z, hidden = self._forward(arrays, batch.X)
         loss, dz = _head(self.head(arrays), z, batch.y, batch.weight)
         return loss, self._backward(arrays, batch.X, hidden, dz)
@@ -232,17 +251,27 @@ class Task(ABC):
         """Mean loss on the rows, and accuracy (None for regression). No class weights."""
         w = self.check(list(arrays))
         data = self.batch(w, X, y)
-        z, _ = self._forward(w, data.X)
-        loss, _ = _head(self.head(w), z, data.y, None)
-        if not self.classification:
-            return loss, None
-        return loss, float(np.mean(_classes(z) == data.y))
+        n = data.X.shape[0]
+        loss, right = 0.0, 0
+        for part in _chunks(data, w):
+            z, _ = self._forward(w, part.X)
+            part_loss, _ = _head(self.head(w), z, part.y, None)
+            loss += part.X.shape[0] / n * part_loss
+            if self.classification:
+                right += int(np.count_nonzero(_classes(z) == part.y))
+        return loss, (right / n if self.classification else None)
 
     def predict(self, arrays: Sequence[NDArray[Any]], X: NDArray[np.generic]) -> FloatArray:
         """Class indices (classification) or predicted targets (n, m) (regression)."""
         w = self.check(list(arrays))
-        z, _ = self._forward(w, np.asarray(X, dtype=np.float64))
-        return _classes(z) if self.classification else z
+        Xf = np.asarray(X, dtype=np.float64)
+        step = _chunk_rows(w)
+
+        def each(z: FloatArray) -> FloatArray:
+            return _classes(z) if self.classification else z
+
+        out = [each(self._forward(w, Xf[lo : lo + step])[0]) for lo in range(0, len(Xf), step)]
+        return np.concatenate(out) if out else each(self._forward(w, Xf)[0])
 
 
 class _Linear(Task):
@@ -383,6 +412,25 @@ def _classes(z: FloatArray) -> FloatArray:
     if z.shape[1] == 1:
         return (z[:, 0] > 0).astype(np.float64)
     return z.argmax(axis=1).astype(np.float64)
+
+
+def _chunk_rows(arrays: Arrays) -> int:
+    """Rows per pass: each layer's activations (a value per row and bias entry) stay
+    within ``STEP_CELLS``."""
+    width = sum(int(a.shape[0]) for a in arrays if a.ndim == 1)
+    return max(1, STEP_CELLS // max(1, width))
+
+
+def _chunks(data: Batch, arrays: Arrays) -> list[Batch]:
+    """The rows in consecutive chunks of ``_chunk_rows`` (views: nothing is copied)."""
+    step, n = _chunk_rows(arrays), data.X.shape[0]
+    w = data.weight
+    return [
+        Batch(
+            data.X[lo : lo + step], data.y[lo : lo + step], None if w is None else w[lo : lo + step]
+        )
+        for lo in range(0, n, step)
+    ]
 
 
 def _rows(data: Batch, idx: NDArray[np.intp]) -> Batch:

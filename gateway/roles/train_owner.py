@@ -94,7 +94,9 @@ from gateway.training.spec import TrainSpec
 from gateway.training.transfers import MAX_MESSAGE_BYTES, PIECE_BYTES, Answer, Piece, Transfers
 
 RUNS_KEPT = 4  # runs whose rows and Context an owner keeps between messages
-MAX_CELLS = 20_000_000  # rows x (features + label) one run may hold (160 MB of float64)
+# rows x (inputs + label) one run may hold (160 MB of float64); what a training step holds
+# per row and output on top (scores, hidden units) goes in chunks (tasks.STEP_CELLS)
+MAX_CELLS = 20_000_000
 KINDS = ("train", "evaluate", STATS_MESSAGE, INIT_MESSAGE)
 # A SecAgg+ round's steps after its setup, each after the one named
 SECAGG_AFTER = {
@@ -718,7 +720,8 @@ class TrainOwner:
         )
         if got.num_rows > max_rows:
             raise FailedPrecondition(
-                f"more than {max_rows:,} rows of {width} inputs: a run takes fewer"
+                f"more than {max_rows:,} rows of {width} inputs: a run holds at most "
+                f"{MAX_CELLS:,} values of its rows in memory, so it takes fewer"
             )
         limit = decision.grant.max_examples
         if limit and got.num_rows > limit:  # the same rows every round of the run

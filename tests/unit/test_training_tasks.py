@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from federation.outcome import Code
+from federation.training import tasks
 from federation.training.errors import TrainingError
 from federation.training.tasks import MLP, TASKS, Task
 
@@ -184,3 +185,49 @@ def test_a_run_that_must_not_refuse_stays_where_it_started_when_it_diverges() ->
         start, X, y, epochs=5, lr=0.01, batch_size=0, seed=0, stay_if_diverged=True
     )
     assert math.isfinite(calm_loss) and not np.array_equal(calm[0], start[0])
+
+
+def test_a_step_over_many_rows_holds_its_scores_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review (2026-12-04): the owner bounds rows x inputs, but a softmax over 1 000
+    classes held several rows x classes float64 arrays at once (~224 GiB for the 10 M
+    rows of one feature it allows). A step now goes in chunks of rows: one epoch over
+    20 000 rows x 1 000 classes (160 MB an array unchunked) peaks under a third of one
+    such array, and the chunks' result is the single pass's."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n, k = 20_000, 1000
+    X, y = rng.normal(size=(n, 1)), rng.integers(0, k, size=n).astype(np.float64)
+    task = tasks.task_named("logreg")
+    start = task.init(1, k, 0)
+    tracemalloc.start()
+    try:
+        task.fit(start, X, y, epochs=1, lr=0.1, batch_size=0, seed=0)
+        task.evaluate(start, X, y)
+        task.predict(start, X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 48 << 20  # a few chunks' arrays of 8 MB (unchunked: ~3 x 160 MB)
+    X, y = X[:3000], y[:3000]  # three chunks against one pass
+    chunked, loss = task.fit(start, X, y, epochs=1, lr=0.1, batch_size=0, seed=0)
+    ev_loss, acc = task.evaluate(chunked, X, y)
+    predicted = task.predict(chunked, X)
+    monkeypatch.setattr(tasks, "STEP_CELLS", 3000 * (k + 1))
+    whole, whole_loss = task.fit(start, X, y, epochs=1, lr=0.1, batch_size=0, seed=0)
+    for a, b in zip(chunked, whole, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    assert loss == pytest.approx(whole_loss, rel=1e-12)
+    assert (ev_loss, acc) == pytest.approx(task.evaluate(whole, X, y), rel=1e-12)
+    np.testing.assert_array_equal(predicted, task.predict(whole, X))
+    # the mlp's hidden layer and a regression's targets the same way
+    monkeypatch.setattr(tasks, "STEP_CELLS", 64)
+    for name, target, outputs in (("mlp", y % 3, 3), ("linreg", X[:, 0] * 2.0, 1)):
+        t = tasks.task_named(name)
+        w0 = t.init(1, outputs, 0)
+        small = t.fit(w0, X[:500], target[:500], epochs=2, lr=0.1, batch_size=0, seed=0)
+        monkeypatch.setattr(tasks, "STEP_CELLS", 1 << 30)
+        big = t.fit(w0, X[:500], target[:500], epochs=2, lr=0.1, batch_size=0, seed=0)
+        monkeypatch.setattr(tasks, "STEP_CELLS", 64)
+        for a, b in zip(small[0], big[0], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
