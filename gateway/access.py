@@ -221,7 +221,9 @@ class AccessRequests:
 
     def _save(self, db: sqlite3.Connection, req: AccessRequest) -> None:
         db.execute(
-            "INSERT OR REPLACE INTO access_requests VALUES (?, ?, ?)",
+            # an upsert, not REPLACE: a decided request keeps its place in the list
+            "INSERT INTO access_requests (id, body, state) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET body = excluded.body, state = excluded.state",
             (req.id, _to_json(req), req.state),
         )
 

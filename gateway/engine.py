@@ -19,7 +19,6 @@ import os
 import shutil
 import threading
 import time
-import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,13 +51,6 @@ REINTERRUPT_SECONDS = 0.05  # a query past its deadline is interrupted again thi
 # them to be suppressed) cannot hold an unbounded table outside DuckDB's memory_limit.
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 BATCH_ROWS = 65_536
-
-# The DB-API path ``arrow_result`` takes warns that it copies the rows once: that copy,
-# inside DuckDB, is what we want (the statement runs to its end, or fails with DuckDB's
-# own exception, before a batch is read).
-warnings.filterwarnings(
-    "ignore", "Arrow output on a DB-API result", UserWarning, r"gateway\.engine"
-)
 
 _CONFIG = {
     "enable_external_access": False,
@@ -234,12 +226,12 @@ def arrow_result(cursor: Any, sql: str, max_bytes: int | None = MAX_RESULT_BYTES
     """The rows of one statement as an Arrow table, read in batches up to ``max_bytes``
     (None: the statement bounds its own rows, e.g. with a LIMIT).
 
-    ``execute`` binds the statement once (``cursor.sql(...)`` binds it twice, for the lazy
-    relation and for its run: ~0.2 ms of a small aggregate's 1.2 ms) and runs it to its
-    end inside DuckDB before the reader exists, so a failure is DuckDB's own typed
-    exception, classified like any other, not an Arrow ``OSError`` in mid-stream."""
-    cursor.execute(sql)
-    reader = cursor.to_arrow_reader(BATCH_ROWS)
+    Through the relation's reader, which streams: DuckDB's DB-API path (``execute``)
+    copies the whole result into this process before its first batch, outside DuckDB's
+    ``memory_limit`` (review, 2026-12-04, night). A failure before the first batch (an
+    aggregate's, a bind error) is DuckDB's own typed exception; one while rows stream
+    (a scan's) comes as Arrow's ``OSError``, which the engine names by kind only."""
+    reader = cursor.sql(sql).to_arrow_reader(BATCH_ROWS)
     batches = []
     held = 0
     try:

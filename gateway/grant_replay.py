@@ -111,6 +111,9 @@ def violations(entries: Iterable[tuple[int, str, str]]) -> list[str]:
         e = json.loads(body)
         grant_id = str(e.get("grant_id", ""))
         if kind == "grant.written":
+            if grant_id in grants:  # a node never reuses an id: a second one is forged
+                found.append(f"grant {grant_id} is written again at entry {seq}")
+                continue  # judged by the first: a rewrite must not reset uses and budget
             grants[grant_id] = _held(_grant(e))
             continue
         held = grants.get(grant_id)

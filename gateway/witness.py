@@ -182,8 +182,11 @@ class Witness:
         self._cert_digest = hashlib.sha256(self.cert_pem).hexdigest()
         with self.state.transaction() as db:
             columns = {r[1] for r in db.execute("PRAGMA table_info(witnessed)")}
-            if "cert" not in columns:  # a data folder from before the column
+            if "cert" not in columns:  # a data folder from before the column: its heads
+                # were countersigned with the certificate the node holds now (unless it
+                # was renewed before this version, which nothing here can tell)
                 db.execute("ALTER TABLE witnessed ADD COLUMN cert TEXT")
+                db.execute("UPDATE witnessed SET cert = ?", (self._cert_digest,))
             db.execute(
                 "INSERT OR IGNORE INTO witness_certs (digest, pem) VALUES (?, ?)",
                 (self._cert_digest, self.cert_pem.decode()),
@@ -246,7 +249,8 @@ class Witness:
         countersig = base64.b64encode(sig).decode()
         with self.state.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO witnessed VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO witnessed (node, size, hash, time, signature, "
+                "countersignature, cert) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (caller, head.size, head.head, now, head.signature, countersig, self._cert_digest),
             )
             AuditLog.append_in(

@@ -75,6 +75,7 @@ def main() -> int:
             operations=("query",),
             columns={"city": ("group_by",)},
             min_group_size=5,
+            valid_from="2026-11-25T11:00:00Z",  # every grant an operator writes has one
         )
         log.append(
             {"kind": "grant.written", "time": "2026-11-25T11:00:00Z", **public_fields(grant)}

@@ -368,3 +368,22 @@ def test_requests_are_listed_a_page_at_a_time(
     assert parts.access.list() == made and parts.access.list("denied") == []
     listed = serde.list_access_requests_response(made[:2], 9)
     assert listed.next == 9 and len(listed.requests) == 2
+
+
+def test_a_request_decided_while_the_list_is_read_keeps_its_place(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (2026-12-04, night): saving a decision replaced the row, which moved it to
+    the end: a list read page by page meanwhile showed it twice."""
+    from gateway import access as access_module
+
+    made = [
+        parts.access.submit(ASK, Requester("analyst", f"user{i}@shanghai", ORG), "shanghai")
+        for i in range(6)
+    ]
+    monkeypatch.setattr(access_module, "PAGE_BYTES", len(_stored(parts.state, made[0].id)) * 3)
+    first, after = parts.access.page("", 0)
+    parts.access.decide(AccessDecision(first[0].id, False, "no"), OPERATOR)
+    rest, _ = parts.access.page("", after)
+    assert [r.id for r in first + rest] == [r.id for r in made]  # each once, in order
+    assert [r.id for r in parts.access.list()] == [r.id for r in made]

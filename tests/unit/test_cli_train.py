@@ -45,3 +45,11 @@ def test_dp_takes_a_clip_or_a_noise_multiplier_and_a_clip() -> None:
     for bad in ("a", "1,2,3", "1;2"):
         with pytest.raises(argparse.ArgumentTypeError):
             _dp(bad)
+
+
+def test_the_command_lines_class_limit_is_the_tasks() -> None:
+    """The CLI keeps its own copy so that parsing arguments does not load numpy."""
+    from federation.training.tasks import MAX_CLASSES
+    from gateway.cli import train
+
+    assert train.MAX_CLASSES == MAX_CLASSES

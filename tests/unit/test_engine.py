@@ -186,6 +186,41 @@ def test_a_result_past_its_bound_is_refused_before_it_is_held_whole() -> None:
         engine.close()
 
 
+_PEAK = """
+import resource, sys
+sys.path.insert(0, {root!r})
+from gateway.engine import Engine, ResultTooLarge
+engine = Engine(1, result_bytes=1024 * 1024)
+engine.run("SELECT 1")  # DuckDB imported and opened: the baseline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    engine.run("SELECT i, i * 2 AS j, repeat('x', 40) AS s FROM range(3000000) t(i)")
+except ResultTooLarge:
+    pass
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_a_result_past_its_bound_never_takes_its_size_in_memory() -> None:
+    """Review (2026-12-04, night): the bound was checked after DuckDB's DB-API path had
+    copied the whole result into the process (a 256 MB result raised the peak by
+    264 MB). A fresh process, so its peak is this query's alone: the ~200 MB result
+    stops at the bound, a batch or two past 1 MiB."""
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK.format(root=root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    grew_mb = int(out.stdout.strip())
+    assert grew_mb < 60, f"the peak grew {grew_mb} MB while refusing a ~200 MB result"
+
+
 def test_closing_stops_the_watchdog() -> None:
     engine = Engine(1)
     engine.run("SELECT 1", timeout=5)  # starts the watchdog thread

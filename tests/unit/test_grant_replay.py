@@ -153,3 +153,19 @@ def test_fields_with_escaped_characters_are_read_whole() -> None:
     assert violations(log) == []
     log = _log(_written("g", purpose=quoted), _release("g", purpose="a plain one"))
     assert violations(log) == ["release 2 under grant g is for another purpose than the grant's"]
+
+
+def test_a_grant_written_again_is_named_and_resets_nothing() -> None:
+    """Review (2026-12-04, night): a node never writes one grant id twice (it is the
+    grants table's key), but the replay took a second grant.written as a fresh grant:
+    uses and budget went back to 0."""
+    log = _log(
+        _written("g", max_uses=1),
+        _release("g"),
+        _written("g", max_uses=1),
+        _release("g"),
+    )
+    assert violations(log) == [
+        "grant g is written again at entry 3",
+        "release 4 under grant g beyond its 1 uses",
+    ]

@@ -292,3 +292,11 @@ def test_a_data_folder_from_before_named_certificates_still_reads(tmp_path: Path
     w = Witness("beta", reopened, AuditLog(reopened, "beta", key), key, cert, [])
     [old] = w.heads_of("alpha")
     assert old.size == 4 and old.witness_cert == cert.decode()
+    # Renewed after the upgrade: the old head is still shown with the certificate that
+    # countersigned it (review, 2026-12-04, night: NULL rows took the current one).
+    key2_pem, csr2 = identity.make_csr("node", "beta", "beta bureau", ["127.0.0.1"])
+    identity.write_private(tmp_path / "beta2.key", key2_pem)
+    key2 = identity.load_key(tmp_path / "beta2.key")
+    renewed = Witness("beta", reopened, w.audit, key2, identity.sign_csr(tmp_path / "ca", csr2), [])
+    [still] = renewed.heads_of("alpha")
+    assert still.witness_cert == cert.decode()
