@@ -12,9 +12,9 @@ owner's secret) rather than from a random source:
   seeded by the rows that test alone matches in the whole dataset. It is the same in
   both halves of a difference built around the same isolating test, so a difference
   keeps it however many different backgrounds the attacker pairs it with;
-* with a WHERE, a *meaning layer* seeded by the WHERE's logic over its leaves' rows
-  (``meaning``): equal rows reached by different logic draw apart, so equal answers say
-  nothing;
+* with a WHERE or a CASE key, a *meaning layer* seeded by their logic over their
+  leaves' rows (``meaning``): equal rows reached by different logic draw apart, so equal
+  answers say nothing;
 * for a sum, a *top layer* seeded by which row contributes the most to it: every
   question in which the same entity dominates a sum carries the same draw, so
   averaging over many backgrounds cannot take away the noise that hides it.
@@ -131,7 +131,7 @@ def add_sticky_noise(
         # cannot cancel between two states of one answer.
         leaves = state_leaves(plan, state.column, by_leaf)
         shared = sum(gaussian(key, version, label, "leaf", leaf) for leaf in leaves)
-        if means:  # one layer for what the WHERE means: fresh for another condition
+        if means:  # one layer for what the conditions mean: fresh for another logic
             shared += gaussian(key, version, label, "meaning", means)
         fps = table.column(hidden_name("fingerprint", state.column)).to_pylist()
         layers = [gaussian(key, version, label, "rows", _fp(fp)) + shared for fp in fps]
@@ -165,12 +165,24 @@ def leaf_map(plan: QueryPlan, fingerprints: Sequence[object]) -> dict[str, str]:
 
 
 def meaning(plan: QueryPlan, by_leaf: dict[str, str]) -> str:
-    """The WHERE's logic over its leaves' rows (``conditions.canonical``): the same for
-    spellings of one condition, different for two that select the same rows by
-    different logic (``X OR (v AND t)`` and ``X AND NOT (v AND t)`` when v does not
-    hold), whose answers would otherwise be equal exactly then. Empty without a WHERE."""
+    """The logic that chooses the rows, over its leaves' rows (``conditions.canonical``):
+    the WHERE's, and each CASE key's conditions in order (a key's groups are chosen as a
+    WHERE chooses rows: ``CASE WHEN X OR (v AND t)`` and ``CASE WHEN X AND NOT (v AND
+    t)`` made the same groups, and equal answers, exactly when t failed; review,
+    2026-12-04, night). The same for spellings of one condition, different for two that
+    select the same rows by different logic. Empty without a WHERE or a CASE key."""
+    parts = []
     where = plan.scan.where
-    return "" if where is None else conditions.canonical(where, by_leaf)
+    if where is not None:
+        parts.append(conditions.canonical(where, by_leaf))
+    keys = plan.aggregate.keys if plan.aggregate is not None else ()
+    cases = [
+        "case(" + ",".join(conditions.canonical(c, by_leaf) for c in k.conditions) + ")"
+        for k in keys
+        if k.conditions
+    ]
+    parts += sorted(cases)  # the order of GROUP BY is not a new question
+    return "|".join(parts)
 
 
 def state_leaves(plan: QueryPlan, value: str | None, by_leaf: dict[str, str]) -> list[str]:

@@ -469,6 +469,48 @@ def test_equal_rows_by_different_means_are_not_equal_answers(parts: Parts) -> No
         ), bound
 
 
+def test_logic_hidden_in_one_test_or_in_a_case_key_draws_its_own_noise(parts: Parts) -> None:
+    """Review (2026-12-04, night): a single test can hold logic of its own (a CASE, or
+    arithmetic), and a CASE key chooses groups as a WHERE chooses rows; named by their
+    rows alone, "X" and "one test holding X OR (v AND t)" drew the same noise exactly
+    when t failed, and equal answers read an employee count in 17 queries."""
+    _grant(
+        parts,
+        columns={
+            "city": ("filter", "group_by"),
+            "employees": ("filter",),
+            "revenue": ("aggregate",),
+        },
+    )
+
+    def answer(sql: str) -> list[object]:
+        payload = parts.owner.execute(_env(sql)).payload
+        return from_ipc(payload).column("__s_revenue").to_pylist()
+
+    def where(condition: str) -> list[object]:
+        return answer(f"SELECT SUM(revenue) AS r FROM firms WHERE {condition}")
+
+    test = "city = 'wuhu' AND employees <= 20"  # never holds: the same rows as hefei's
+    plain = where("city = 'hefei'")
+    assert plain[0] is not None
+    assert where(f"CASE WHEN city = 'hefei' OR ({test}) THEN 1 ELSE 0 END = 1") != plain
+    ten_up = where("employees >= 10")  # 38 rows: over any threshold's draw
+    assert ten_up and ten_up[0] is not None
+    assert where("LEAST(GREATEST(employees - 9, 0), 1) >= 1") != ten_up
+    assert where("10 <= employees") == ten_up  # plain spellings still draw alike
+
+    def by_case(logic: str) -> list[object]:
+        return answer(
+            f"SELECT CASE WHEN {logic} THEN 1 ELSE 0 END AS g, SUM(revenue) AS r "
+            "FROM firms GROUP BY g ORDER BY g"
+        )
+
+    either = by_case(f"city = 'hefei' OR ({test})")
+    neither = by_case(f"city = 'hefei' AND NOT ({test})")
+    assert either and neither and either != neither  # group 1: hefei's 40 rows in both
+    assert by_case(f"city = 'hefei' OR ({test})") == either  # sticky
+
+
 def test_a_relay_merges_its_cities_only_where_their_kinds_of_value_agree(parts: Parts) -> None:
     """Review (2026-12-04): a relay whose own partial's keys were of another kind than its
     cities' failed as a whole (its own release and every city's lost); now the partials of
