@@ -83,11 +83,28 @@ class _Values:
     inside is clamped to its declared bounds, and the expression to the interval they
     imply (``intervals``)."""
 
-    def __init__(self, step: AggregateStep, clamp: dict[str, tuple[float, float]] | None):
+    def __init__(
+        self,
+        step: AggregateStep,
+        clamp: dict[str, tuple[float, float]] | None,
+        finite: frozenset[str] = frozenset(),
+    ):
         self.step = step
         self.clamp = clamp
+        self.finite = finite
 
     def __call__(self, name: str, *, clamped: bool = True) -> exp.Expr:
+        tree = self._value(name, clamped)
+        if name not in self.finite:
+            return tree
+        # Under the L2 noise a NaN or infinite row would make the exact sum NaN, and a
+        # sum that is not a number is withheld: whether one row of the group is NaN was
+        # an exact bit past the noise (review, 2026-12-04, night). Such a row is simply
+        # not a value here (not summed, not counted, in no fingerprint).
+        is_finite = exp.func("isfinite", tree.copy())
+        return exp.Case(ifs=[exp.If(this=is_finite, true=tree)])
+
+    def _value(self, name: str, clamped: bool) -> exp.Expr:
         value = self.step.value_of.get(name)
         if value is None:
             bounds = self.clamp.get(name) if self.clamp is not None and clamped else None
@@ -145,6 +162,8 @@ def _state(
         return exp.Filter(this=exp.func("list", values(column)), expression=exp.Where(this=present))
     raise ValueError(f"no SQL for the state {state.kind}")
 
+
+_SUMMED = (Kind.SUM, Kind.SQUARES, Kind.M2)
 
 # Substring: a group key's positions are checked (rules.MAX_SUBSTR), but DuckDB raises on
 # some (a length past 2^32): never let one fail on a row.
@@ -249,7 +268,9 @@ def partial_tree(
     else:
         ints, exact = set(integer_columns), set(decimals)
         states = step.states if clamp is None else step.dp_states
-        values = _Values(step, clamp)
+        summed = {s.column for s in states if s.kind in _SUMMED and s.column is not None}
+        floats = frozenset(summed - ints - exact) if hidden and clamp is None else frozenset()
+        values = _Values(step, clamp, floats)
         wide = frozenset(whole)
         items = [_key(step, g, wide) for g in step.group_by]
         items += [

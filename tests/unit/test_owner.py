@@ -5,6 +5,7 @@ children here, so its relay never calls out."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -509,6 +510,29 @@ def test_logic_hidden_in_one_test_or_in_a_case_key_draws_its_own_noise(parts: Pa
     neither = by_case(f"city = 'hefei' AND NOT ({test})")
     assert either and neither and either != neither  # group 1: hefei's 40 rows in both
     assert by_case(f"city = 'hefei' OR ({test})") == either  # sticky
+
+
+def test_a_nan_row_is_no_value_under_the_l2_noise(parts: Parts) -> None:
+    """Review (2026-12-04, night): a NaN made the exact sum NaN, and a sum that is not a
+    number was withheld: whether one row of the group was NaN was an exact bit past the
+    noise. Now a row whose value is not finite is not a value (not summed, not counted)."""
+    cities = ["hefei"] * 40 + ["bengbu"] * 2
+    revenue = [float(i * 10) for i in range(40)] + [float("nan"), 5.0]
+    pq.write_table(
+        pa.table({"city": cities, "revenue": revenue, "employees": list(range(42))}),
+        parts.data / "nan.parquet",
+    )
+    operator = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
+    parts.catalog.register(
+        _descriptor(parts.data / "nan.parquet"), by=operator, when="2026-01-02T00:00:00Z"
+    )
+    _grant(parts, columns={"city": ("filter",), "revenue": ("aggregate",)})
+    sql = (
+        "SELECT SUM(revenue) AS r, COUNT(revenue) AS n FROM firms WHERE city IN ('hefei', 'bengbu')"
+    )
+    got = from_ipc(parts.owner.execute(_env(sql)).payload).to_pylist()[0]
+    assert got["__s_revenue"] is not None and math.isfinite(got["__s_revenue"])
+    assert abs(got["__s_revenue"] - 7805.0) < 0.25 * 390 * 6  # the finite rows, noised
 
 
 def test_a_relay_merges_its_cities_only_where_their_kinds_of_value_agree(parts: Parts) -> None:
