@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from federation.canonical import canonical
 from federation.envelope import Requester
@@ -36,6 +36,8 @@ class _Held:
     # grants, grants with a purpose).
     required: tuple[str, ...] | None
     either: tuple[str, ...] = ()
+    opening: str | None = None  # how a release of the dataset charging no epsilon begins
+    pending: list[tuple[int, str]] = field(default_factory=list)  # releases to judge
     uses: int = 0
     spent: float = 0.0
     revoked: bool = False
@@ -52,22 +54,15 @@ def _held(g: Grant) -> _Held:
         return _Held(g, None)
     who = "requester_org" if g.grantee_kind == "org" else "home_node"
     ops = tuple(_pair("operation", o) for o in g.operations)
-    required = (_pair("dataset", g.dataset), _pair(who, g.grantee))
+    required = (_pair("dataset", g.dataset), _pair(who, g.grantee))  # the dataset first
+    opening = "\n{" + required[0] + "," + _NO_EPSILON
     if len(ops) == 1:
-        return _Held(g, (*required, *ops))
-    return _Held(g, required, ops)
+        return _Held(g, (*required, *ops), opening=opening)
+    return _Held(g, required, ops, opening=opening)
 
 
 def _time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _is_time(text: str) -> bool:
-    try:
-        _time(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _grant(e: dict[str, object]) -> Grant:
@@ -103,7 +98,7 @@ def violations(entries: Iterable[tuple[int, str, str]]) -> list[str]:
     Returns what no grant covered, each naming the entry (empty when all is covered)."""
     grants: dict[str, _Held] = {}
     judged: dict[tuple[str, ...], str] = {}
-    found: list[str] = []
+    found: list[tuple[int, int, str]] = []  # (entry, 0 for what it asked / 1 for limits, text)
     for seq, kind, body in entries:
         if kind == "release":  # most of a log's entries: read without a parser
             _release(seq, body, grants, judged, found)
@@ -112,14 +107,54 @@ def violations(entries: Iterable[tuple[int, str, str]]) -> list[str]:
         grant_id = str(e.get("grant_id", ""))
         if kind == "grant.written":
             if grant_id in grants:  # a node never reuses an id: a second one is forged
-                found.append(f"grant {grant_id} is written again at entry {seq}")
+                found.append((seq, 0, f"grant {grant_id} is written again at entry {seq}"))
                 continue  # judged by the first: a rewrite must not reset uses and budget
             grants[grant_id] = _held(_grant(e))
             continue
         held = grants.get(grant_id)
         if kind == "grant.revoked" and held is not None:
+            _judge(held, judged, found)  # the releases before it were not after it
             held.revoked = True
-    return found
+    for held in grants.values():
+        _judge(held, judged, found)
+    return [text for _seq, _rank, text in sorted(found, key=lambda f: (f[0], f[1]))]
+
+
+def _judge(held: _Held, judged: dict[tuple[str, ...], str], found: list) -> None:
+    """Judge the releases kept for ``held``, in their order, a chunk at once: what each
+    asked, when it was stamped, the grant's uses and budget. The common case is decided
+    in C over the joined bodies: a pair of canonical JSON occurs at most once in a body
+    (its key once; never inside a string, whose quotes are escaped), so a pair found as
+    many times as there are bodies is in each of them. Anything else is judged release
+    by release (``_one``)."""
+    pending, held.pending = held.pending, []
+    if not pending:
+        return
+    g = held.grant
+    n = len(pending)
+    joined = "\n" + "\n".join(body for _seq, body in pending)
+    # A release's first key is its dataset and the next its epsilon (sorted keys): one
+    # count finds both, the common "of this dataset, no epsilon charged".
+    plain = held.opening is not None and joined.count(held.opening) == n
+    asked = held.required is not None and (
+        all(joined.count(p) == n for p in held.required[1 if plain else 0 :])
+        and (not held.either or sum(joined.count(p) for p in held.either) == n)
+    )
+    timely = True
+    if g.valid_from or g.expires:
+        # "time" is a release's last key (sorted), its value the fixed width of utc():
+        # read at the end of each body; a body not ending so reads "" and is judged alone
+        times = [b[-22:-2] if b[-30:-22] == _TIME else "" for _seq, b in pending]
+        timely = (not g.valid_from or min(times) >= g.valid_from) and (
+            not g.expires or max(times) < g.expires
+        )
+    free = plain or joined.count(_NO_EPSILON) == n  # no release charged an epsilon
+    within = not g.max_uses or held.uses + n <= g.max_uses
+    if asked and timely and free and within and not held.revoked:
+        held.uses += n
+        return
+    for seq, body in pending:
+        _one(held, seq, body, judged, found, asked=asked, timely=timely)
 
 
 _EPSILON = '"epsilon":'
@@ -217,20 +252,43 @@ def _uncovered(held: _Held, fields: tuple[str, ...]) -> str:
     return ""
 
 
+JUDGE_EVERY = 4096  # releases of one grant judged together (``_judge``)
+_NO_EPSILON = '"epsilon":0.0,'  # canonical JSON of a release that charged none
+
+
 def _release(
     seq: int,
     body: str,
     grants: dict[str, _Held],
     judged: dict[tuple[str, ...], str],
-    found: list[str],
+    found: list[tuple[int, int, str]],
 ) -> None:
-    grant_id = _text(body, _GRANT)
+    start = body.find(_GRANT) + len(_GRANT)  # _text, inlined: once a release
+    grant_id = body[start : body.find('"', start)] if start >= len(_GRANT) else ""
     held = grants.get(grant_id)
     if held is None:
-        found.append(f"release {seq} names grant {grant_id!r}, never written at this node")
+        never = f"release {seq} names grant {grant_id!r}, never written at this node"
+        found.append((seq, 0, never))
         return
+    held.pending.append((seq, body))
+    if len(held.pending) >= JUDGE_EVERY:
+        _judge(held, judged, found)
+
+
+def _one(
+    held: _Held,
+    seq: int,
+    body: str,
+    judged: dict[tuple[str, ...], str],
+    found: list[tuple[int, int, str]],
+    *,
+    asked: bool,
+    timely: bool,
+) -> None:
+    """One release, in the log's order (``asked``, ``timely``: its chunk passed those)."""
     g = held.grant
-    if not _holds(body, held):  # the common case costs a few substring tests
+    head = f"release {seq} under grant {g.id}"
+    if not asked and not _holds(body, held):
         fields = _strings(body)
         key = fields[:7]  # all but the time
         why = judged.get(key)
@@ -239,27 +297,36 @@ def _release(
                 judged.clear()
             why = judged[key] = _uncovered(held, fields)
         if why:
-            found.append(f"release {seq} under grant {grant_id} is {why}")
+            found.append((seq, 0, f"{head} is {why}"))
     if held.revoked:
-        found.append(f"release {seq} under grant {grant_id} after its revocation")
-    if g.valid_from or g.expires:
-        # "time" is a release's last key in sorted order: found from the end
+        found.append((seq, 1, f"{head} after its revocation"))
+    if not timely:
         at = body.rfind(_TIME) + len(_TIME)
         stamped = body[at : body.find('"', at)] if at >= len(_TIME) else ""
-        if not _is_time(stamped):
-            found.append(f"release {seq} under grant {grant_id} has no time of release")
-            stamped = g.valid_from or g.expires  # judged as at the edge of its period
-        if g.valid_from and stamped < g.valid_from and _time(stamped) < _time(g.valid_from):
-            found.append(f"release {seq} under grant {grant_id} before it was valid")
-        if g.expires and stamped >= g.expires and _time(stamped) >= _time(g.expires) + SLACK:
-            found.append(f"release {seq} under grant {grant_id} after it expired")
+        for problem in _period(stamped, g):
+            found.append((seq, 1, f"{head} {problem}"))
     held.uses += 1
     if g.max_uses and held.uses > g.max_uses:
-        found.append(f"release {seq} under grant {grant_id} beyond its {g.max_uses} uses")
+        found.append((seq, 1, f"{head} beyond its {g.max_uses} uses"))
     epsilon = _epsilon(body)
     if not (math.isfinite(epsilon) and epsilon >= 0):
-        found.append(f"release {seq} under grant {grant_id} charged an epsilon of {epsilon}")
+        found.append((seq, 1, f"{head} charged an epsilon of {epsilon}"))
     elif epsilon:
         if not within_budget(held.spent, epsilon, g.dp_budget):
-            found.append(f"release {seq} under grant {grant_id} beyond its DP budget")
+            found.append((seq, 1, f"{head} beyond its DP budget"))
         held.spent = add_epsilon(held.spent, epsilon)
+
+
+def _period(stamped: str, g: Grant) -> list[str]:
+    """What is wrong with a release stamped ``stamped`` under a grant with a period (its
+    times compared as instants: the cheap comparison of the text only picked it out)."""
+    try:
+        at = _time(stamped)
+    except ValueError:
+        return ["has no time of release"]
+    out = []
+    if g.valid_from and at < _time(g.valid_from):
+        out.append("before it was valid")
+    if g.expires and at >= _time(g.expires) + SLACK:
+        out.append("after it expired")
+    return out

@@ -136,9 +136,11 @@ def verify(
         tag = line[:2]
         if tag == "E\t":
             parts = line.split("\t", 3)
-            if len(parts) != 4 or not _whole(parts[1]):
+            number = parts[1] if len(parts) == 4 else ""
+            # _whole(number), inlined: this runs once an entry
+            if not (0 < len(number) <= 20 and number.isascii() and number.isdigit()):
                 raise VerifyError(f"line {lineno} is not an entry")
-            entries.append((int(parts[1]), parts[2], parts[3]))
+            entries.append((int(number), parts[2], parts[3]))
         elif tag == "H\t":
             fields = line.split("\t")[1:]
             if len(fields) != 4 or not _whole(fields[0]):
@@ -148,15 +150,16 @@ def verify(
             witnessed.append(_witness_line(line, f"line {lineno}"))
         elif line:
             raise VerifyError(f"line {lineno} is not an entry, head or witness line")
-    position: dict[int, int] = {}
-    for i, (seq, _h, _b) in enumerate(entries):
-        position.setdefault(seq, i)
     prev = GENESIS
     sha256 = hashlib.sha256
     granted: list[tuple[int, str, str]] = []  # grants' and releases' entries, replayed below
+    replayed, kinds_get = grant_replay.KINDS, kinds.get  # looked up once, not per entry
     for i, (seq, stored, body) in enumerate(entries):
         expected = i + 1
-        if seq != expected:
+        if seq != expected:  # the log is not 1, 2, 3 ...: say how (read once, here)
+            position: dict[int, int] = {}
+            for j, (other, _h, _b) in enumerate(entries):
+                position.setdefault(other, j)
             if position[seq] != i:
                 raise VerifyError(
                     f"entry {seq} appears again at position {expected}: an entry was inserted"
@@ -179,8 +182,8 @@ def verify(
         prev = chain[seq] = computed
         start = body.find('"kind":"')
         kind = body[start + 8 : body.find('"', start + 8)] if start >= 0 else "?"
-        kinds[kind] = kinds.get(kind, 0) + 1
-        if kind in grant_replay.KINDS:
+        kinds[kind] = kinds_get(kind, 0) + 1
+        if kind in replayed:
             granted.append((seq, kind, body))
     expected = len(entries) + 1
     own = len(witnessed)  # the export's own W lines; the files' follow

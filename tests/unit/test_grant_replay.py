@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from federation.canonical import canonical
 from gateway.grant_replay import violations
 
@@ -169,3 +171,33 @@ def test_a_grant_written_again_is_named_and_resets_nothing() -> None:
         "grant g is written again at entry 3",
         "release 4 under grant g beyond its 1 uses",
     ]
+
+
+def test_chunks_judged_together_name_the_same_releases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The common case is judged a chunk of releases at once (counts over the joined
+    bodies); a chunk holding any other release is judged release by release, in order."""
+    from gateway import grant_replay
+
+    log = _log(
+        _written("g", max_uses=9, dp_budget=1.0, valid_from="2026-12-01T00:00:00Z"),
+        *[_release("g") for _ in range(4)],
+        _release("g", dataset="secret"),
+        _release("g", 0.6),
+        _release("g", 0.6),
+        _release("g", time="2026-11-01T00:00:00Z"),
+        {"kind": "grant.revoked", "grant_id": "g"},
+        _release("g"),
+        _release("g"),
+    )
+    whole = violations(log)
+    assert whole == [
+        "release 6 under grant g is of dataset 'secret', not the grant's 'firms'",
+        "release 8 under grant g beyond its DP budget",
+        "release 9 under grant g before it was valid",
+        "release 11 under grant g after its revocation",
+        "release 12 under grant g after its revocation",
+        "release 12 under grant g beyond its 9 uses",
+    ]
+    for every in (1, 2, 3, 5):
+        monkeypatch.setattr(grant_replay, "JUDGE_EVERY", every)
+        assert violations(log) == whole, every
