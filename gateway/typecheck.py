@@ -333,6 +333,31 @@ def _common_type(numbers: list[Value]) -> tuple[str, int, int, int]:
     return DECIMAL, 0, precision, scale
 
 
+def _decimal_common(values: list[Value]) -> None:
+    """Refuse numbers DuckDB must bring to one DECIMAL (to compare them, or for COALESCE,
+    LEAST, GREATEST, CASE) when that decimal cannot hold every value of a column's type:
+    it keeps the most digits after the point, and a value with more digits before it
+    than are left of 38 fails to convert ("Could not cast value ... to DECIMAL(38,37)")
+    only where such a row is reached. Judged from the types (integers as decimals of
+    their width), not the bounds: the data may pass its declared bounds, and a
+    comparison is not run under TRY (``federation.sql.generate``)."""
+    numbers = [v for v in values if v.kind == NUMBER]
+    if not any(v.number == DECIMAL for v in numbers):
+        return
+    if any(v.number not in (INT, DECIMAL) for v in numbers):
+        return  # a DOUBLE (or a type not known here): compared as DOUBLEs
+    scale = max(_digits(v)[1] for v in numbers)
+    for v in numbers:
+        precision, own = _digits(v)
+        if v.refs and scale + precision - own > ct.MAX_PRECISION:
+            what = v.name.removeprefix("the expression over ")
+            raise InvalidArgument(
+                f"{what} is brought to a decimal with {scale} digits after the point, which "
+                "cannot hold every value of its type: cast the other decimal to fewer digits "
+                "after the point, or to DOUBLE"
+            )
+
+
 def _within(operands: Iterable[Value]) -> str:
     """For which values a refused overflow can happen."""
     operands = list(operands)
@@ -474,6 +499,7 @@ class Checker:
     def _compare(self, a: Value, b: Value) -> None:
         if not _fits(a, b):
             raise _mismatch(a, b)
+        _decimal_common([a, b])
 
     def _arithmetic(self, node: exp.Expr) -> Value:
         operands = [self.value(child) for child in node.iter_expressions()]
@@ -627,10 +653,49 @@ class Checker:
             self._overflow(out, [v])  # ABS of an integer type's smallest value overflows
             return out
         digits = _round_digits(node.args.get("decimals"))
+        if out.number == INT and digits < 0:
+            return self._rounded_int(out, v, -digits)
         if out.number == DECIMAL and digits < out.scale:
             scale = max(digits, 0)
-            return replace(out, scale=scale, magnitude=out.magnitude + 10.0**-digits)
+            # DuckDB's type: DECIMAL(p, d) from DECIMAL(p, s); from DECIMAL(p, 0), one
+            # more digit (at most 38) unless the step passes every value (then 0)
+            precision = out.precision
+            if out.scale == 0 and -digits <= out.precision:
+                precision = min(precision + 1, ct.MAX_PRECISION)
+            rounded = replace(
+                out, precision=precision, scale=scale, magnitude=out.magnitude + 10.0**-digits
+            )
+            if out.scale == 0 and rounded.refs:
+                # ROUND(DECIMAL(38, 0), -1) of 10^38 - 1 raises ("Overflow in ROUND")
+                step = 10 ** min(-digits, 400)
+                top = (int(min(out.magnitude, 1e300)) + step // 2) // step * step
+                if top >= 10**precision:
+                    raise InvalidArgument(
+                        f"ROUND of {out.name.removeprefix('the expression over ')} can exceed "
+                        f"DECIMAL({precision},0) for {_within([v])}: round to fewer digits "
+                        "or cast it to DOUBLE first"
+                    )
+            return rounded
         return out
+
+    @staticmethod
+    def _rounded_int(out: Value, v: Value, places: int) -> Value:
+        """ROUND(integer, -places): the nearest multiple of 10^places (half away from 0),
+        in the integer's own type; DuckDB raises "Overflow in ROUND of integer" when that
+        multiple leaves it (an int8 of 125 to 127 rounded to tens): whether it does would
+        say whether such a row passed the conditions. Refused from the bounds; the
+        magnitude after it is that of the largest multiple."""
+        limit = INT_MAX.get(out.bits, INT64_MAX)
+        step = 10 ** min(places, 60)
+        top = (int(min(out.magnitude, float(2**130))) + step // 2) // step * step
+        if top > limit and out.refs:
+            what = out.name.removeprefix("the expression over ")
+            raise InvalidArgument(
+                f"ROUND of {what} to a multiple of 10^{places} can exceed "
+                f"{_INT_NOUN.get(out.bits, 'a 64-bit')} integer for {_within([v])}: cast it "
+                "to a wider integer first"
+            )
+        return replace(out, magnitude=float(top))
 
     def _common(self, values: list[Value]) -> Value:
         """The value of COALESCE, LEAST, GREATEST or CASE: its operands must fit one
@@ -647,6 +712,7 @@ class Checker:
         kinds = {v.kind for v in present} - {TEXT}
         if kinds == {NUMBER}:
             numbers = [v for v in present if v.kind == NUMBER]
+            _decimal_common(numbers)
             number, bits, precision, scale = _common_type(numbers)
             return Value(
                 NUMBER,

@@ -166,14 +166,33 @@ def _state(
 _SUMMED = (Kind.SUM, Kind.SQUARES, Kind.M2)
 
 # Substring: a group key's positions are checked (rules.MAX_SUBSTR), but DuckDB raises on
-# some (a length past 2^32): never let one fail on a row.
-_COMPUTED = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Cast, exp.Abs, exp.Substring)
+# some (a length past 2^32): never let one fail on a row. ROUND raises when the rounded
+# integer leaves its type (an int8 of 125 rounded to tens), COALESCE, LEAST and GREATEST
+# when an operand does not convert to their common type, date_trunc on a date past the
+# timestamp range: the owner's type check refuses these within the declared bounds, and
+# TRY covers the data beyond them.
+_COMPUTED = (
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.Neg,
+    exp.Cast,
+    exp.Abs,
+    exp.Round,
+    exp.Coalesce,
+    exp.Least,
+    exp.Greatest,
+    exp.Substring,
+    exp.DateTrunc,
+    exp.TimestampTrunc,
+)
 
 
 def _may_fail(condition: exp.Expr) -> bool:
     """Whether evaluating ``condition`` (or a value, a group key) on a row can fail:
-    arithmetic, a cast or a substring over a column (an overflow, a division by zero, a
-    conversion, a position out of range). A plain comparison of a column with a literal
+    arithmetic, a cast, a function (``_COMPUTED``) over a column (an overflow, a
+    conversion, a position or a date out of range). A plain comparison of a column with a literal
     of its type cannot: the owner checked the types before (typecheck), and such
     conditions stay as they are, at no cost."""
     for node in condition.find_all(*_COMPUTED):
