@@ -260,6 +260,26 @@ def test_l2_noise_leaves_min_max_and_empty_columns_as_they_are(parts: Parts) -> 
         assert (rows["wuhu"]["__min_employees"], rows["wuhu"]["__max_employees"]) == (40, 45)
 
 
+def test_a_bucket_is_judged_over_the_data_beyond_its_declared_bounds(parts: Parts) -> None:
+    """Declared bounds are clamping bounds nobody checks against the data: employees
+    declared [0, 10] hold values to 47, so ``floor(employees / 0.045)`` makes over 1 000
+    buckets of a filter-only column (about 223 over the declared bounds alone); refused.
+    Over bounds that hold the data the check is as before."""
+    for name, upper in (("firms_narrow", 10.0), ("firms_wide", 40.0)):
+        columns = tuple(
+            dataclasses.replace(c, upper=upper) if c.name == "employees" else c
+            for c in _descriptor(parts.data / "firms.parquet").columns
+        )
+        _register(parts, name, columns=columns)
+        _grant(parts, dataset=name, columns={"employees": ("filter",)}, exact=True)
+    sql = "SELECT floor(employees / {}) AS b, COUNT(*) AS n FROM {} GROUP BY b"
+    refused = parts.owner.execute(_env(sql.format(0.045, "firms_narrow"))).owners[0]
+    assert not refused.ok and "about 1045 groups" in str(refused.error), refused.error
+    # 47 / 0.05 + 1 = 941 buckets over the data (40 / 0.05 + 1 = 801 over the bounds)
+    allowed = parts.owner.execute(_env(sql.format(0.05, "firms_wide"))).owners[0]
+    assert allowed.ok, allowed.error
+
+
 def test_too_many_tests_in_a_condition_are_refused_before_anything_runs(parts: Parts) -> None:
     grant = _grant(parts, columns={"city": ("filter",), "revenue": ("aggregate",)})
     names = ", ".join(f"'c{i}'" for i in range(70))
