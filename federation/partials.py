@@ -220,11 +220,10 @@ def _agreeing(partials: list[pa.Table]) -> list[pa.Table]:
         if len(types) < 2:
             continue
         if not any(pa.types.is_decimal(t) for t in types):
-            if (
-                name.startswith(_ADDED)
-                and any(pa.types.is_floating(t) for t in types)
-                and any(pa.types.is_integer(t) for t in types)
-            ):  # an exact owner's integer sum past 2^53 beside a DP owner's float sum
+            if any(pa.types.is_floating(t) for t in types) and any(
+                pa.types.is_integer(t) for t in types
+            ):  # an exact owner's integer sum past 2^53 beside a DP owner's float sum; a key
+                # or an extreme as float64 only where exact (_as_float)
                 targets[name] = pa.float64()
             continue
         if any(pa.types.is_floating(t) for t in types):
@@ -241,10 +240,36 @@ def _agreeing(partials: list[pa.Table]) -> list[pa.Table]:
                 i = p.column_names.index(name)
                 # Only a sum may round to a DOUBLE; a key or an extreme that would (2^53 + 1
                 # beside floats: two groups as one) is refused, as a decimal that no longer fits
-                exact = not (pa.types.is_floating(target) and name.startswith(_ADDED))
-                p = p.set_column(i, name, p.column(name).cast(target, safe=exact))
+                column = p.column(name)
+                if pa.types.is_floating(target) and name.startswith(_ADDED):
+                    column = column.cast(target, safe=False)
+                elif pa.types.is_floating(target):
+                    column = _as_float(column, name)
+                else:
+                    column = column.cast(target, safe=True)
+                p = p.set_column(i, name, column)
         out.append(p)
     return out
+
+
+def _as_float(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    """A key or an extreme of integers or decimals as float64 beside another owner's
+    floats, only where every value survives: Arrow's cast of a decimal to a float does not
+    check (0.1 and 0.1000000000000000001 as decimal(38,20), or 2^53 and 2^53 + 1, became
+    one float and their groups one group); the message names no value."""
+    as_float = column.cast(pa.float64(), safe=False)
+    try:
+        back = as_float.cast(column.type, safe=False)
+        same = pc.all(pc.or_kleene(pc.equal(back, column), pc.is_null(column))).as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        same = False
+    if same is False:
+        raise PartialError(
+            f"owners' partials do not agree on column types: {name} holds floats at one "
+            "owner and integers or decimals at another that a float cannot hold exactly (two "
+            "groups would become one): the owners must declare the column with one type"
+        )
+    return as_float
 
 
 def _group_ids(table: pa.Table, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

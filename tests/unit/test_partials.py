@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -229,7 +231,6 @@ def test_owners_with_no_groups_at_all_merge_to_no_rows() -> None:
 
 import datetime as dt  # noqa: E402
 import random  # noqa: E402
-from decimal import Decimal  # noqa: E402
 
 from federation.partials import decimal_means  # noqa: E402
 
@@ -583,3 +584,34 @@ def test_a_count_withheld_as_null_is_a_count_and_a_negative_one_is_not() -> None
     for bad in (pa.array([-1], pa.int64()), pa.array([float("inf")], pa.float64())):
         with pytest.raises(PartialError, match="count"):
             check_partial(plan, with_count(bad), "rogue")
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        pa.array([2**53, 2**53 + 1], pa.int64()),
+        pa.array([Decimal(2**53), Decimal(2**53 + 1)], pa.decimal128(38, 0)),
+        pa.array([Decimal("0.1"), Decimal("0.1000000000000000001")], pa.decimal128(38, 20)),
+    ],
+    ids=["int64", "decimal-whole", "decimal-fraction"],
+)
+def test_keys_a_float_cannot_hold_are_refused_beside_another_owners_floats(
+    keys: pa.Array,
+) -> None:
+    """Two groups of one owner must not become one beside another owner's float keys (a
+    decimal cast to float64 was not checked: their counts were added under one key)."""
+    plan = parse("SELECT g, COUNT(*) AS n FROM t GROUP BY g")
+    exact = _partial(g=keys, __n=pa.array([10, 10], pa.int64()))
+    floats = _partial(g=pa.array([1.5], pa.float64()), __n=pa.array([10], pa.int64()))
+    for order in ([exact, floats], [floats, exact]):
+        with pytest.raises(PartialError, match="a float cannot hold exactly") as caught:
+            merge(plan, order)
+        assert "9007199254740993" not in str(caught.value)
+    # keys a float holds exactly merge as before
+    small = _partial(g=pa.array([3, None], pa.int64()), __n=pa.array([10, 10], pa.int64()))
+    got = merge(plan, [small, floats]).to_pylist()
+    assert sorted(got, key=lambda r: (r["g"] is None, r["g"] or 0)) == [
+        {"g": 1.5, "__n": 10},
+        {"g": 3.0, "__n": 10},
+        {"g": None, "__n": 10},
+    ]
