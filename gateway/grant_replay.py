@@ -145,8 +145,10 @@ def _judge(held: _Held, judged: dict[tuple[str, ...], str], found: list) -> None
         # "time" is a release's last key (sorted), its value the fixed width of utc():
         # read at the end of each body; a body not ending so reads "" and is judged alone
         times = [b[-22:-2] if b[-30:-22] == _TIME else "" for _seq, b in pending]
-        timely = (not g.valid_from or min(times) >= g.valid_from) and (
-            not g.expires or max(times) < g.expires
+        timely = (
+            "" not in times  # a body whose time is not at its end (a training release's)
+            and (not g.valid_from or min(times) >= g.valid_from)
+            and (not g.expires or max(times) < g.expires)
         )
     free = plain or joined.count(_NO_EPSILON) == n  # no release charged an epsilon
     within = not g.max_uses or held.uses + n <= g.max_uses

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlglot import exp
 
 from federation.partials import floats
 from federation.sql import (
@@ -131,8 +132,9 @@ def add_sticky_noise(
         # cannot cancel between two states of one answer.
         leaves = state_leaves(plan, state.column, by_leaf)
         shared = sum(gaussian(key, version, label, "leaf", leaf) for leaf in leaves)
-        if means:  # one layer for what the conditions mean: fresh for another logic
-            shared += gaussian(key, version, label, "meaning", means)
+        own = value_meaning(plan, state.column, by_leaf)
+        if means or own:  # one layer for what the conditions mean: fresh for another logic
+            shared += gaussian(key, version, label, "meaning", f"{means}|{own}" if own else means)
         fps = table.column(hidden_name("fingerprint", state.column)).to_pylist()
         layers = [gaussian(key, version, label, "rows", _fp(fp)) + shared for fp in fps]
         if state.kind is not Kind.ROWS and state.kind is not Kind.COUNT:
@@ -176,13 +178,27 @@ def meaning(plan: QueryPlan, by_leaf: dict[str, str]) -> str:
     if where is not None:
         parts.append(conditions.canonical(where, by_leaf))
     keys = plan.aggregate.keys if plan.aggregate is not None else ()
-    cases = [
-        "case(" + ",".join(conditions.canonical(c, by_leaf) for c in k.conditions) + ")"
-        for k in keys
-        if k.conditions
-    ]
+    # each key's conditions with the key as written: its THEN labels choose the groups
+    # too (the same conditions mapped to other labels made equal answers; review,
+    # 2026-12-04, night)
+    cases = [f"{_logic(k.conditions, by_leaf)}~{k.text}" for k in keys if k.conditions]
     parts += sorted(cases)  # the order of GROUP BY is not a new question
     return "|".join(parts)
+
+
+def _logic(tests: Sequence[exp.Expr], by_leaf: dict[str, str]) -> str:
+    return "case(" + ",".join(conditions.canonical(c, by_leaf) for c in tests) + ")"
+
+
+def value_meaning(plan: QueryPlan, value: str | None, by_leaf: dict[str, str]) -> str:
+    """A value's own conditions (``SUM(CASE WHEN ... THEN x END)``, ``FILTER (WHERE
+    ...)``) choose its rows as a WHERE does: their logic, with the value as written, is
+    part of that state's meaning layer ("" for a value without conditions)."""
+    step = plan.aggregate
+    held = step.value_of.get(value or "") if step is not None else None
+    if held is None or not held.conditions:
+        return ""
+    return f"{_logic(held.conditions, by_leaf)}~{held.text}"
 
 
 def state_leaves(plan: QueryPlan, value: str | None, by_leaf: dict[str, str]) -> list[str]:

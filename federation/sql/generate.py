@@ -163,8 +163,6 @@ def _state(
     raise ValueError(f"no SQL for the state {state.kind}")
 
 
-_SUMMED = (Kind.SUM, Kind.SQUARES, Kind.M2)
-
 # Substring: a group key's positions are checked (rules.MAX_SUBSTR), but DuckDB raises on
 # some (a length past 2^32): never let one fail on a row. ROUND raises when the rounded
 # integer leaves its type (an int8 of 125 rounded to tens), COALESCE, LEAST and GREATEST
@@ -260,6 +258,7 @@ def partial_tree(
     clamp: dict[str, tuple[float, float]] | None = None,
     hidden: bool = False,
     whole: Iterable[str] = (),
+    floats: Iterable[str] = (),
 ) -> exp.Select:
     """The owner's query over its ``table``: the scan step, then (unless raw) the
     aggregate step's states per group. See ``partial_query``."""
@@ -287,9 +286,7 @@ def partial_tree(
     else:
         ints, exact = set(integer_columns), set(decimals)
         states = step.states if clamp is None else step.dp_states
-        summed = {s.column for s in states if s.kind in _SUMMED and s.column is not None}
-        floats = frozenset(summed - ints - exact) if hidden and clamp is None else frozenset()
-        values = _Values(step, clamp, floats)
+        values = _Values(step, clamp, frozenset(floats))
         wide = frozenset(whole)
         items = [_key(step, g, wide) for g in step.group_by]
         items += [
@@ -386,6 +383,7 @@ def partial_query(
     clamp: dict[str, tuple[float, float]] | None = None,
     hidden: bool = False,
     whole: Iterable[str] = (),
+    floats: Iterable[str] = (),
 ) -> str:
     """The owner's SQL, generated from the validated plan (its WHERE from the tree).
 
@@ -395,7 +393,11 @@ def partial_query(
     adding noise. Sums of ``integer_columns`` stay exact integers and those of
     ``decimals`` exact decimals (without DP); both name values (a column, or an
     expression's ``value_name``). With ``hidden`` the ``states.hidden_columns`` follow, for
-    the owner's L2 noise. ``whole`` names the dataset's integer columns.
+    the owner's L2 noise. ``whole`` names the dataset's integer columns. A value of
+    ``floats`` that is not finite is no value (NULL) wherever a state reads it: under the
+    L2 noise a NaN row made the exact sum NaN, withheld, and any aggregate that counted
+    it apart from one that did not told whether the group held one (review, 2026-12-04,
+    night).
     """
     tree = partial_tree(
         plan,
@@ -405,6 +407,7 @@ def partial_query(
         clamp=clamp,
         hidden=hidden,
         whole=whole,
+        floats=floats,
     )
     return sql(tree)
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
+from sqlglot import exp
 
 from federation import sketches
 from federation.envelope import Envelope
@@ -130,6 +131,7 @@ class PlanCache:
                 clamp=clamp,
                 hidden=hidden,
                 whole=whole,
+                floats=float_values(plan, entry.descriptor) if hidden and clamp is None else (),
             )
             self._keep(key, sql)
         return sql
@@ -169,6 +171,26 @@ def exact_values(plan: QueryPlan, desc: DatasetDescriptor) -> tuple[list[str], l
         if target is not None and name not in target:
             target.append(name)
     return ints, decimals
+
+
+def float_values(plan: QueryPlan, desc: DatasetDescriptor) -> list[str]:
+    """The values (columns or expressions, by value name) any state reads that are
+    floating point: under the L2 noise a NaN or infinite one is no value at all
+    (``generate.partial_query``'s ``floats``), whatever the aggregate."""
+    step = plan.aggregate
+    if step is None:
+        return []
+    out: list[str] = []
+    for name in dict.fromkeys(s.column for s in step.states if s.column is not None):
+        value = step.value_of.get(name)
+        tree = value.tree if value is not None else exp.column(name, quoted=True)
+        try:
+            kind = typecheck.value_kind(tree, desc)
+        except FedgateError:  # refused elsewhere with its reason
+            continue
+        if kind.number == typecheck.FLOAT:
+            out.append(name)
+    return out
 
 
 def ranges(entry: CatalogEntry) -> dict[str, tuple[float, float]]:

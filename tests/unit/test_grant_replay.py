@@ -201,3 +201,15 @@ def test_chunks_judged_together_name_the_same_releases(monkeypatch: pytest.Monke
     for every in (1, 2, 3, 5):
         monkeypatch.setattr(grant_replay, "JUDGE_EVERY", every)
         assert violations(log) == whole, every
+
+
+def test_a_body_whose_time_is_not_its_last_key_is_judged_alone() -> None:
+    """A second review: a training release has keys after "time" (``update_norm``), so
+    its time is not at the end of its body; a grant with ``expires`` only then let such
+    a release past its expiry through the chunk's check."""
+    log = _log(
+        _written("g", expires="2026-12-05T00:00:00Z"),
+        _release("g", time="2027-06-01T00:00:00Z", update_norm=1.5),
+        _release("g", time="2026-12-01T00:00:00Z", update_norm=1.5),
+    )
+    assert violations(log) == ["release 2 under grant g after it expired"]

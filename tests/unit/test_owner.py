@@ -531,6 +531,47 @@ def test_logic_hidden_in_one_test_or_in_a_case_key_draws_its_own_noise(parts: Pa
     assert either and neither and either != neither  # group 1: hefei's 40 rows in both
     assert by_case(f"city = 'hefei' OR ({test})") == either  # sticky
 
+    # The same conditions mapped to other labels choose other groups: a second review
+    # read t from a key whose one THEN label changed (1 or 0 for the rows of t).
+    def labelled(label: int) -> list[object]:
+        return answer(
+            f"SELECT CASE WHEN city = 'hefei' THEN 1 WHEN {test} THEN {label} ELSE 0 END "
+            "AS g, SUM(revenue) AS r FROM firms GROUP BY g ORDER BY g"
+        )
+
+    assert labelled(1) and labelled(0) and labelled(1) != labelled(0)
+
+
+def test_a_values_own_condition_draws_its_own_meaning(parts: Parts) -> None:
+    """Review (2026-12-04, night): a value's CASE or FILTER chooses its rows as a WHERE
+    does; ``SUM(CASE WHEN X OR (v AND t) ...)`` and its AND NOT twin were equal exactly
+    when t failed."""
+    _grant(
+        parts,
+        columns={
+            "city": ("filter", "group_by"),
+            "employees": ("filter", "group_by"),
+            "revenue": ("aggregate",),
+        },
+    )
+    test = "city = 'wuhu' AND employees <= 20"  # never holds
+
+    def value(sql: str) -> list[object]:
+        table = from_ipc(parts.owner.execute(_env(sql)).payload)
+        return [table.column(c).to_pylist() for c in table.column_names if c.startswith("__s")]
+
+    either = value(f"SELECT SUM(CASE WHEN city = 'hefei' OR ({test}) THEN revenue END) FROM firms")
+    neither = value(
+        f"SELECT SUM(CASE WHEN city = 'hefei' AND NOT ({test}) THEN revenue END) FROM firms"
+    )
+    assert either and neither and either != neither
+    counted = value(
+        f"SELECT SUM(revenue) FILTER (WHERE city = 'hefei' OR ({test})) AS r FROM firms"
+    )
+    assert counted and counted != value(
+        f"SELECT SUM(revenue) FILTER (WHERE city = 'hefei' AND NOT ({test})) AS r FROM firms"
+    )
+
 
 def test_a_nan_row_is_no_value_under_the_l2_noise(parts: Parts) -> None:
     """Review (2026-12-04, night): a NaN made the exact sum NaN, and a sum that is not a
@@ -553,6 +594,14 @@ def test_a_nan_row_is_no_value_under_the_l2_noise(parts: Parts) -> None:
     got = from_ipc(parts.owner.execute(_env(sql)).payload).to_pylist()[0]
     assert got["__s_revenue"] is not None and math.isfinite(got["__s_revenue"])
     assert abs(got["__s_revenue"] - 7805.0) < 0.25 * 390 * 6  # the finite rows, noised
+    # Counted the same with or without a sum beside it (a second review: COUNT alone
+    # counted the NaN row, COUNT beside SUM did not, and equal answers said "no NaN").
+    where = "FROM firms WHERE city IN ('hefei', 'bengbu')"
+    alone = from_ipc(parts.owner.execute(_env(f"SELECT COUNT(revenue) AS n {where}")).payload)
+    beside = from_ipc(
+        parts.owner.execute(_env(f"SELECT COUNT(revenue) AS n, SUM(revenue) AS r {where}")).payload
+    )
+    assert alone.column("__c_revenue").to_pylist() == beside.column("__c_revenue").to_pylist()
 
 
 def test_a_relay_merges_its_cities_only_where_their_kinds_of_value_agree(parts: Parts) -> None:
