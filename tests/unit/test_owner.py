@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -22,35 +21,23 @@ from federation.envelope import Envelope, Requester
 from federation.membership import Member, Membership
 from federation.outcome import Code
 from federation.partials import from_ipc
-from gateway import clock, identity, receipts
+from gateway import identity, receipts
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
-from gateway.engine import Engine
 from gateway.errors import DeadlineExceeded, ResourceExhausted
 from gateway.policy.model import Grant
-from gateway.policy.store import GrantStore
 from gateway.receipts import Signer
 from gateway.release import pipeline
-from gateway.release.pipeline import ReleasePipeline
-from gateway.roles.owner import Owner
 from gateway.roles.relay import Relay
-from gateway.state import State
+from tests.unit.owner_parts import OPERATOR, OwnerParts, owner_parts
 
 ORG = "Shanghai Big Data Center"
 ANALYST = Requester("analyst", "li.wei@shanghai", ORG)
 SQL = "SELECT city, COUNT(*) AS n, SUM(revenue) AS r FROM firms GROUP BY city"
 
 
-@dataclass
-class Parts:
-    owner: Owner
-    grants: GrantStore
-    audit: AuditLog
-    state: State
-    data: Path
-    bundle: list
-    catalog: Catalog
+Parts = OwnerParts
 
 
 def _firms(path: Path) -> None:
@@ -87,43 +74,12 @@ def _descriptor(path: Path, level: str = "L2") -> DatasetDescriptor:
 
 @pytest.fixture()
 def parts(tmp_path: Path) -> Iterator[Parts]:
-    ca = tmp_path / "ca"
-    identity.init_ca(ca)
-    key_pem, csr = identity.make_csr("node", "anhui", "Anhui bureau", ["127.0.0.1"])
-    identity.write_private(tmp_path / "anhui.key", key_pem)
-    cert_pem = identity.sign_csr(ca, csr)
-    key = identity.load_key(tmp_path / "anhui.key")
-    bundle = identity.load_bundle(ca / identity.CA_CERT)
-    data = tmp_path / "data"
-    data.mkdir()
-    _firms(data / "firms.parquet")
-    state = State(tmp_path / "state.sqlite3")
-    catalog = Catalog(state, (data,), "Anhui bureau")
-    operator = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
-    catalog.register(_descriptor(data / "firms.parquet"), by=operator, when="2026-01-01T00:00:00Z")
-    grants = GrantStore(state)
-    audit = AuditLog(state, "anhui", key)
-    engine = Engine(1)
-    members = Membership(
-        "test",
-        1,
-        "2026-01-01T00:00:00Z",
-        (Member("anhui", "Anhui bureau", "127.0.0.1:1", "province"),),
-    )
-    with ThreadPoolExecutor(2) as pool:
-        relay = Relay("anhui", lambda: members, _no_call, pool)
-        signer = Signer(key, cert_pem)
-        release = ReleasePipeline("anhui", grants, audit, signer, 4 * 1024 * 1024)
-        owner = Owner("anhui", catalog, grants, engine, release, relay)
-        try:
-            yield Parts(owner, grants, audit, state, data, bundle, catalog)
-        finally:
-            engine.close()
-            state.close()
-
-
-def _no_call(member: Member, env: Envelope) -> object:
-    raise AssertionError(f"the owner has no children, yet called {member.id}")
+    with owner_parts(tmp_path) as made:
+        _firms(made.data / "firms.parquet")
+        made.catalog.register(
+            _descriptor(made.data / "firms.parquet"), by=OPERATOR, when="2026-01-01T00:00:00Z"
+        )
+        yield made
 
 
 def _grant(parts: Parts, **overrides: object) -> Grant:
@@ -220,7 +176,7 @@ def test_an_l2_total_of_no_rows_is_withheld_like_one_of_a_few(parts: Parts) -> N
 def _register(parts: Parts, name: str, **changes: object) -> None:
     """Another name for the firms file, its descriptor changed as asked."""
     desc = dataclasses.replace(_descriptor(parts.data / "firms.parquet"), name=name, **changes)
-    operator = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
+    operator = OPERATOR
     parts.catalog.register(desc, by=operator, when="2026-01-01T00:00:00Z")
 
 
@@ -335,7 +291,7 @@ def test_a_used_up_grant_stops_the_second_release(parts: Parts) -> None:
 
 
 def test_core_data_is_not_published(parts: Parts) -> None:
-    operator = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
+    operator = OPERATOR
     core = _descriptor(parts.data / "firms.parquet", level="L4")
     parts.catalog.register(core, by=operator, when="2026-01-01T00:00:00Z")
     answer = parts.owner.execute(_env("SELECT COUNT(*) FROM core_firms"))
@@ -583,7 +539,7 @@ def test_a_nan_row_is_no_value_under_the_l2_noise(parts: Parts) -> None:
         pa.table({"city": cities, "revenue": revenue, "employees": list(range(42))}),
         parts.data / "nan.parquet",
     )
-    operator = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
+    operator = OPERATOR
     parts.catalog.register(
         _descriptor(parts.data / "nan.parquet"), by=operator, when="2026-01-02T00:00:00Z"
     )

@@ -16,7 +16,6 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,23 +25,16 @@ import pytest
 from sqlglot import exp, parse_one
 
 from federation.envelope import Envelope, Requester
-from federation.membership import Member, Membership
 from federation.partials import from_ipc
 from federation.sql import parse, partial_query
 from federation.sql.plan import Bucket
-from gateway import clock, identity, typecheck
-from gateway.audit import AuditLog
-from gateway.catalog import Catalog
+from gateway import typecheck
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
-from gateway.engine import Engine
 from gateway.errors import InvalidArgument
 from gateway.policy.model import Grant
 from gateway.policy.store import GrantStore
-from gateway.receipts import Signer
-from gateway.release.pipeline import ReleasePipeline
 from gateway.roles.owner import Owner
-from gateway.roles.relay import Relay
-from gateway.state import State
+from tests.unit.owner_parts import OPERATOR, owner_parts
 
 ORG = "Shanghai Big Data Center"
 ANALYST = Requester("analyst", "li.wei@shanghai", ORG)
@@ -104,67 +96,36 @@ def _write(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    tmp = tmp_path_factory.mktemp("review")
-    ca = tmp / "ca"
-    identity.init_ca(ca)
-    key_pem, csr = identity.make_csr("node", "anhui", "Anhui bureau", ["127.0.0.1"])
-    identity.write_private(tmp / "anhui.key", key_pem)
-    cert_pem = identity.sign_csr(ca, csr)
-    key = identity.load_key(tmp / "anhui.key")
-    data = tmp / "data"
-    data.mkdir()
-    _write(data / "firms.parquet")
-    state = State(tmp / "state.sqlite3")
-    catalog = Catalog(state, (data,), "Anhui bureau")
-    operator = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
-    grants = GrantStore(state)
-    base = DatasetDescriptor(
-        name="fx",
-        title="Firms",
-        description="test firms",
-        department="test",
-        level="L2",
-        update_frequency="static",
-        path=str(data / "firms.parquet"),
-        format="parquet",
-        columns=COLUMNS,
-    )
-    for name, (level, extra) in DATASETS.items():
-        desc = dataclasses.replace(base, name=name, level=level)
-        catalog.register(desc, by=operator, when="2026-01-01T00:00:00Z")
-        fields: dict = {
-            "id": "",
-            "dataset": name,
-            "grantee_kind": "org",
-            "grantee": ORG,
-            "operations": ("query",),
-            "columns": dict(GRANTED),
-            "min_group_size": 5,
-            "valid_from": "2020-01-01T00:00:00Z",
-            "created_at": "2020-01-01T00:00:00Z",
-        }
-        fields.update(extra)
-        grants.add(Grant(**fields))
-    audit = AuditLog(state, "anhui", key)
-    engine = Engine(1)
-    members = Membership(
-        "test",
-        1,
-        "2026-01-01T00:00:00Z",
-        (Member("anhui", "Anhui bureau", "127.0.0.1:1", "province"),),
-    )
-    with ThreadPoolExecutor(2) as pool:
-        relay = Relay("anhui", lambda: members, _no_call, pool)
-        release = ReleasePipeline("anhui", grants, audit, Signer(key, cert_pem), 4 << 20)
-        try:
-            yield Node(Owner("anhui", catalog, grants, engine, release, relay), grants)
-        finally:
-            engine.close()
-            state.close()
-
-
-def _no_call(member: Member, env: Envelope) -> object:
-    raise AssertionError(f"the owner has no children, yet called {member.id}")
+    with owner_parts(tmp_path_factory.mktemp("review")) as parts:
+        _write(parts.data / "firms.parquet")
+        base = DatasetDescriptor(
+            name="fx",
+            title="Firms",
+            description="test firms",
+            department="test",
+            level="L2",
+            update_frequency="static",
+            path=str(parts.data / "firms.parquet"),
+            format="parquet",
+            columns=COLUMNS,
+        )
+        for name, (level, extra) in DATASETS.items():
+            desc = dataclasses.replace(base, name=name, level=level)
+            parts.catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
+            fields: dict = {
+                "id": "",
+                "dataset": name,
+                "grantee_kind": "org",
+                "grantee": ORG,
+                "operations": ("query",),
+                "columns": dict(GRANTED),
+                "min_group_size": 5,
+                "valid_from": "2020-01-01T00:00:00Z",
+                "created_at": "2020-01-01T00:00:00Z",
+            }
+            fields.update(extra)
+            parts.grants.add(Grant(**fields))
+        yield Node(parts.owner, parts.grants)
 
 
 def _ask(node: Node, sql: str) -> tuple[bool, str, list[dict]]:

@@ -18,7 +18,6 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -28,20 +27,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from federation.envelope import Envelope, Requester
-from federation.membership import Member, Membership
 from federation.partials import from_ipc
-from gateway import clock, identity
-from gateway.audit import AuditLog
-from gateway.catalog import Catalog
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.engine import Engine
 from gateway.policy.model import Grant
-from gateway.policy.store import GrantStore
-from gateway.receipts import Signer
-from gateway.release.pipeline import ReleasePipeline
 from gateway.roles.owner import Owner
-from gateway.roles.relay import Relay
 from gateway.state import State
+from tests.unit.owner_parts import OPERATOR, owner_parts
 
 ORG = "Shanghai Big Data Center"
 ANALYST = Requester("analyst", "li.wei@shanghai", ORG)
@@ -147,53 +139,28 @@ def _descriptor(path: Path, name: str, *, wide: bool) -> DatasetDescriptor:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    tmp = tmp_path_factory.mktemp("row_errors")
-    ca = tmp / "ca"
-    identity.init_ca(ca)
-    key_pem, csr = identity.make_csr("node", "anhui", "Anhui bureau", ["127.0.0.1"])
-    identity.write_private(tmp / "anhui.key", key_pem)
-    cert_pem = identity.sign_csr(ca, csr)
-    key = identity.load_key(tmp / "anhui.key")
-    data = tmp / "data"
-    data.mkdir()
-    pq.write_table(_table(), data / "t.parquet")
-    state = State(tmp / "state.sqlite3")
-    catalog = Catalog(state, (data,), "Anhui bureau")
-    grants = GrantStore(state)
-    operator = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
-    columns = {"tag": ("filter",), "d": ("filter", "group_by")}
-    columns |= {c: ("filter", "group_by") for c in _COLUMNS}
-    for name, grant in DATASETS.items():
-        desc = _descriptor(data / "t.parquet", name, wide=name.startswith("wide"))
-        if grant:
-            desc = dataclasses.replace(desc, level="L3")
-        catalog.register(desc, by=operator, when="2026-01-01T00:00:00Z")
-        fields: dict = {
-            "id": "",
-            "dataset": name,
-            "grantee_kind": "org",
-            "grantee": ORG,
-            "operations": ("query",),
-            "columns": columns,
-            "min_group_size": 5,
-            "valid_from": "2020-01-01T00:00:00Z",
-            "created_at": "2020-01-01T00:00:00Z",
-        }
-        grants.add(Grant(**(fields | grant)))
-    engine = Engine(1)
-    members = Membership(
-        "test", 1, "2026-01-01T00:00:00Z", (Member("anhui", "Anhui bureau", "127.0.0.1:1", "p"),)
-    )
-    with ThreadPoolExecutor(2) as pool:
-        relay = Relay("anhui", lambda: members, lambda m, e: None, pool)
-        release = ReleasePipeline(
-            "anhui", grants, AuditLog(state, "anhui", key), Signer(key, cert_pem), 1 << 22
-        )
-        try:
-            yield Node(Owner("anhui", catalog, grants, engine, release, relay), engine, state)
-        finally:
-            engine.close()
-            state.close()
+    with owner_parts(tmp_path_factory.mktemp("row_errors"), 1 << 22) as parts:
+        pq.write_table(_table(), parts.data / "t.parquet")
+        columns = {"tag": ("filter",), "d": ("filter", "group_by")}
+        columns |= {c: ("filter", "group_by") for c in _COLUMNS}
+        for name, grant in DATASETS.items():
+            desc = _descriptor(parts.data / "t.parquet", name, wide=name.startswith("wide"))
+            if grant:
+                desc = dataclasses.replace(desc, level="L3")
+            parts.catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
+            fields: dict = {
+                "id": "",
+                "dataset": name,
+                "grantee_kind": "org",
+                "grantee": ORG,
+                "operations": ("query",),
+                "columns": columns,
+                "min_group_size": 5,
+                "valid_from": "2020-01-01T00:00:00Z",
+                "created_at": "2020-01-01T00:00:00Z",
+            }
+            parts.grants.add(Grant(**(fields | grant)))
+        yield Node(parts.owner, parts.engine, parts.state)
 
 
 def _ask(node: Node, sql: str) -> str:
