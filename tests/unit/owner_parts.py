@@ -17,6 +17,7 @@ from gateway import clock, identity
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog
 from gateway.engine import Engine
+from gateway.policy.model import Grant
 from gateway.policy.store import GrantStore
 from gateway.receipts import Signer
 from gateway.release.pipeline import ReleasePipeline
@@ -72,3 +73,19 @@ def owner_parts(tmp: Path, max_message_bytes: int = 4 * 1024 * 1024) -> Iterator
         finally:
             engine.close()
             state.close()
+
+
+def org_grant(dataset: str, org: str, columns: dict, **fields: object) -> Grant:
+    """A query grant to the organisation ``org`` (``fields`` override the rest)."""
+    base: dict = {
+        "id": "",
+        "dataset": dataset,
+        "grantee_kind": "org",
+        "grantee": org,
+        "operations": ("query",),
+        "columns": columns,
+        "min_group_size": 5,
+        "valid_from": "2020-01-01T00:00:00Z",
+        "created_at": "2020-01-01T00:00:00Z",
+    }
+    return Grant(**(base | fields))

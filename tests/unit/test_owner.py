@@ -30,7 +30,7 @@ from gateway.policy.model import Grant
 from gateway.receipts import Signer
 from gateway.release import pipeline
 from gateway.roles.relay import Relay
-from tests.unit.owner_parts import OPERATOR, OwnerParts, owner_parts
+from tests.unit.owner_parts import OPERATOR, OwnerParts, org_grant, owner_parts
 
 ORG = "Shanghai Big Data Center"
 ANALYST = Requester("analyst", "li.wei@shanghai", ORG)
@@ -84,18 +84,11 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
 
 def _grant(parts: Parts, **overrides: object) -> Grant:
     fields: dict = {
-        "id": "",
         "dataset": "firms",
-        "grantee_kind": "org",
-        "grantee": ORG,
-        "operations": ("query",),
         "columns": {"city": ("group_by",), "revenue": ("aggregate",)},
-        "min_group_size": 5,
-        "valid_from": "2020-01-01T00:00:00Z",
-        "created_at": "2020-01-01T00:00:00Z",
     }
-    fields.update(overrides)
-    return parts.grants.add(Grant(**fields))
+    fields |= overrides
+    return parts.grants.add(org_grant(fields.pop("dataset"), ORG, fields.pop("columns"), **fields))
 
 
 def _env(sql: str = SQL, *, explain: bool = False, seconds: float = 10.0) -> Envelope:

@@ -31,10 +31,9 @@ from federation.sql.plan import Bucket
 from gateway import typecheck
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.errors import InvalidArgument
-from gateway.policy.model import Grant
 from gateway.policy.store import GrantStore
 from gateway.roles.owner import Owner
-from tests.unit.owner_parts import OPERATOR, owner_parts
+from tests.unit.owner_parts import OPERATOR, org_grant, owner_parts
 
 ORG = "Shanghai Big Data Center"
 ANALYST = Requester("analyst", "li.wei@shanghai", ORG)
@@ -112,19 +111,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         for name, (level, extra) in DATASETS.items():
             desc = dataclasses.replace(base, name=name, level=level)
             parts.catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
-            fields: dict = {
-                "id": "",
-                "dataset": name,
-                "grantee_kind": "org",
-                "grantee": ORG,
-                "operations": ("query",),
-                "columns": dict(GRANTED),
-                "min_group_size": 5,
-                "valid_from": "2020-01-01T00:00:00Z",
-                "created_at": "2020-01-01T00:00:00Z",
-            }
-            fields.update(extra)
-            parts.grants.add(Grant(**fields))
+            parts.grants.add(org_grant(name, ORG, dict(GRANTED), **extra))
         yield Node(parts.owner, parts.grants)
 
 

@@ -30,10 +30,9 @@ from federation.envelope import Envelope, Requester
 from federation.partials import from_ipc
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.engine import Engine
-from gateway.policy.model import Grant
 from gateway.roles.owner import Owner
 from gateway.state import State
-from tests.unit.owner_parts import OPERATOR, owner_parts
+from tests.unit.owner_parts import OPERATOR, org_grant, owner_parts
 
 ORG = "Shanghai Big Data Center"
 ANALYST = Requester("analyst", "li.wei@shanghai", ORG)
@@ -148,18 +147,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
             if grant:
                 desc = dataclasses.replace(desc, level="L3")
             parts.catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
-            fields: dict = {
-                "id": "",
-                "dataset": name,
-                "grantee_kind": "org",
-                "grantee": ORG,
-                "operations": ("query",),
-                "columns": columns,
-                "min_group_size": 5,
-                "valid_from": "2020-01-01T00:00:00Z",
-                "created_at": "2020-01-01T00:00:00Z",
-            }
-            parts.grants.add(Grant(**(fields | grant)))
+            parts.grants.add(org_grant(name, ORG, columns, **grant))
         yield Node(parts.owner, parts.engine, parts.state)
 
 
