@@ -5,9 +5,18 @@ recomputes it byte for byte, so every signer and hasher uses this one function."
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 
 def canonical(body: Mapping[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def is_digest(text: str) -> bool:
+    """A SHA-256 as the hashed and chained records write it: 64 lower-case hex digits."""
+    return bool(_DIGEST.fullmatch(text))

@@ -322,9 +322,11 @@ class AccessRequests:
             raise PermissionDenied(f"access request {request_id} is not yours")
         return req
 
-    def page(self, state: str = "", after: int = 0) -> tuple[list[AccessRequest], int]:
+    def page(
+        self, state: str = "", after: int = 0, max_bytes: int = PAGE_BYTES
+    ) -> tuple[list[AccessRequest], int]:
         """The requests (in ``state``; all if empty) after position ``after``, in the
-        order they came, about ``PAGE_BYTES`` of them; and the position to ask after
+        order they came, about ``max_bytes`` of them; and the position to ask after
         next (0: that was the last page). Decided requests are kept, so one reply of
         them all outgrew the message limit (review, 2026-12-04)."""
         out: list[AccessRequest] = []
@@ -336,7 +338,7 @@ class AccessRequests:
                 (state, state, after),
             )
             for rowid, body in rows:
-                if out and held + len(body) > PAGE_BYTES:
+                if out and held + len(body) > max_bytes:
                     return out, last
                 out.append(_from_json(body))
                 held += len(body)

@@ -218,15 +218,6 @@ def _epsilon(body: str) -> float:
 _GRANT, _TIME = '"grant_id":"', '"time":"'
 
 
-def _text(body: str, needle: str) -> str:
-    """A string field holding no quote (ids, times), read without parsing the body."""
-    start = body.find(needle)
-    if start < 0:
-        return ""
-    start += len(needle)
-    return body[start : body.find('"', start)]
-
-
 def _holds(body: str, held: _Held) -> bool:
     required = held.required
     if required is None:

@@ -107,6 +107,9 @@ class CrlWatch:
     state: State
     _warned: float = field(default=-CRL_WARN_EVERY)
     _recorded: str = ""  # digest of the last CRL whose crl.loaded entry was written
+    # one writer at a time: a call's reload and a housekeeping round could both see the
+    # new CRL unrecorded and write two entries for it
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def start(self) -> None:
         """Audit the CRL in force, and from now on each CRL taken or refused."""
@@ -116,13 +119,17 @@ class CrlWatch:
         self.revocations.on_event = self.record
 
     def record(self, event: dict) -> None:
-        mark = self.revocations.mark
-        with self.state.transaction() as db:  # the entry and the number kept, together
-            AuditLog.append_in(db, {**event, "time": utc()})
-            if event["kind"] == "crl.loaded" and mark is not None:
-                remember_crl(db, mark)
-        if event["kind"] == "crl.loaded" and mark is not None:
-            self._recorded = mark.digest
+        with self._lock:
+            mark = self.revocations.mark
+            loaded = event["kind"] == "crl.loaded" and mark is not None
+            if loaded and mark is not None and mark.digest == self._recorded:
+                return  # written already (by the other path)
+            with self.state.transaction() as db:  # the entry and the number kept, together
+                AuditLog.append_in(db, {**event, "time": utc()})
+                if loaded and mark is not None:
+                    remember_crl(db, mark)
+            if loaded and mark is not None:
+                self._recorded = mark.digest
 
     def __call__(self) -> None:
         self._warn_expiry()
@@ -132,7 +139,7 @@ class CrlWatch:
         # an older one back (review, 2026-12-04, night): written as soon as it can be.
         mark = self.revocations.mark
         if mark is not None and mark.digest != self._recorded:
-            self.record(self.revocations.loaded_event())
+            self.record(self.revocations.loaded_event())  # record re-checks, under its lock
 
     def _warn_expiry(self) -> None:
         nxt = self.revocations.next_update

@@ -171,8 +171,9 @@ def meaning(plan: QueryPlan, by_leaf: dict[str, str]) -> str:
     the WHERE's, and each CASE key's conditions in order (a key's groups are chosen as a
     WHERE chooses rows: ``CASE WHEN X OR (v AND t)`` and ``CASE WHEN X AND NOT (v AND
     t)`` made the same groups, and equal answers, exactly when t failed; review,
-    2026-12-04, night). The same for spellings of one condition, different for two that
-    select the same rows by different logic. Empty without a WHERE or a CASE key."""
+    2026-12-04, night). The same for spellings of one WHERE (a CASE key enters with its
+    text, so its spellings draw apart in this one layer), different for two conditions
+    that select the same rows by different logic. Empty without a WHERE or a CASE key."""
     parts = []
     where = plan.scan.where
     if where is not None:

@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from federation.canonical import canonical
+from federation.canonical import canonical, is_digest
 from gateway.audit import GENESIS, AuditLog, Head, head_message, link, sign_head
 from gateway.clock import utc
 from gateway.errors import (
@@ -91,13 +91,8 @@ def countersign_message(witness: str, node: str, size: int, head: str, time: str
     ).encode()
 
 
-_HEX = frozenset("0123456789abcdef")
 MAX_SIGNATURE_CHARS = 200  # base64 of a DER ECDSA signature: 96 for P-256, 140 for P-521
 MAX_TIME_CHARS = 40  # an RFC 3339 time
-
-
-def _is_digest(text: str) -> bool:
-    return len(text) == 64 and _HEX.issuperset(text)
 
 
 def check_shape(req: WitnessRequest) -> None:
@@ -105,7 +100,7 @@ def check_shape(req: WitnessRequest) -> None:
     a head or digest that is not a SHA-256 in hex, an oversized signature or time (a
     member signed a 3 MB head, and every refusal stored it whole; review, 2026-12-04)."""
     head = req.head
-    if not _is_digest(head.head):
+    if not is_digest(head.head):
         raise InvalidArgument("the head must be a SHA-256 in lower-case hex")
     if not 0 <= head.size < 2**63 or not 0 <= req.from_size < 2**63:
         raise InvalidArgument("a log size must be between 0 and 2^63 - 1")
@@ -113,7 +108,7 @@ def check_shape(req: WitnessRequest) -> None:
         raise InvalidArgument("the head's signature or time is longer than any node writes")
     if len(req.digests) > MAX_DIGESTS:
         raise InvalidArgument(f"at most {MAX_DIGESTS} digests per witness request")
-    if not all(_is_digest(d) for d in req.digests):
+    if not all(is_digest(d) for d in req.digests):
         raise InvalidArgument("each digest must be a SHA-256 in lower-case hex")
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from federation.canonical import is_digest
 from federation.training.errors import invalid
 
 if TYPE_CHECKING:  # an annotation only: the client and the CLI load no Flower
@@ -37,7 +38,6 @@ MAX_FILES = 64
 MAX_BYTES = 2 * 1024 * 1024  # all files together
 PREFIX = "app:"
 ROWS = "fedgate.rows"  # the ArrayRecord in ``context.state`` holding X and y
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
@@ -112,11 +112,11 @@ def task_of(digest: str) -> str:
 
 
 def valid_digest(digest: str) -> bool:
-    return bool(_DIGEST.fullmatch(digest))
+    return is_digest(digest)
 
 
 def is_app_task(task: str) -> bool:
-    return task.startswith(PREFIX) and bool(_DIGEST.fullmatch(task[len(PREFIX) :]))
+    return task.startswith(PREFIX) and is_digest(task[len(PREFIX) :])
 
 
 def digest_of(task: str) -> str:

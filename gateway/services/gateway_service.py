@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from federation.envelope import Requester
 from federation.sql.join import is_join
 from gateway import serde
+from gateway.access import PAGE_BYTES
 from gateway.clock import utc
 from gateway.edge import CallContext
 from gateway.errors import InvalidArgument, PermissionDenied
@@ -208,7 +209,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         self._own_operator(context.caller)
         if request.after < 0:
             raise InvalidArgument("after must be 0 or the next of a previous reply")
-        found, next_after = self.node.access.page(request.state, request.after)
+        room = min(PAGE_BYTES, self.node.config.max_message_bytes // 2)  # the reply's limit
+        found, next_after = self.node.access.page(request.state, request.after, room)
         return serde.list_access_requests_response(found, next_after)
 
     def DecideAccessRequest(self, request: Any, context: CallContext) -> Any:  # noqa: N802

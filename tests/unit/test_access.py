@@ -343,23 +343,19 @@ def test_one_organisation_cannot_fill_the_owners_store(
     assert parts.access.submit(ASK, other, "jiangsu").state == "pending"
 
 
-def test_requests_are_listed_a_page_at_a_time(
-    parts: Parts, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_requests_are_listed_a_page_at_a_time(parts: Parts) -> None:
     """Review (2026-12-04): decided requests are kept, and one reply of them all outgrew
-    the message limit; a page holds about PAGE_BYTES of them."""
-    from gateway import access as access_module
-
+    the message limit; a page holds about ``max_bytes`` of them (the node's servicer
+    gives the smaller of PAGE_BYTES and half its message limit)."""
     made = [
         parts.access.submit(ASK, Requester("analyst", f"user{i}@shanghai", ORG), "shanghai")
         for i in range(7)
     ]
     one = len(_stored(parts.state, made[0].id))
-    monkeypatch.setattr(access_module, "PAGE_BYTES", one * 3)
     pages: list[list[str]] = []
     after = 0
     for _ in range(10):
-        found, after = parts.access.page("", after)
+        found, after = parts.access.page("", after, one * 3)
         pages.append([r.id for r in found])
         if not after:
             break
@@ -370,20 +366,16 @@ def test_requests_are_listed_a_page_at_a_time(
     assert listed.next == 9 and len(listed.requests) == 2
 
 
-def test_a_request_decided_while_the_list_is_read_keeps_its_place(
-    parts: Parts, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_request_decided_while_the_list_is_read_keeps_its_place(parts: Parts) -> None:
     """Review (2026-12-04, night): saving a decision replaced the row, which moved it to
     the end: a list read page by page meanwhile showed it twice."""
-    from gateway import access as access_module
-
     made = [
         parts.access.submit(ASK, Requester("analyst", f"user{i}@shanghai", ORG), "shanghai")
         for i in range(6)
     ]
-    monkeypatch.setattr(access_module, "PAGE_BYTES", len(_stored(parts.state, made[0].id)) * 3)
-    first, after = parts.access.page("", 0)
+    room = len(_stored(parts.state, made[0].id)) * 3
+    first, after = parts.access.page("", 0, room)
     parts.access.decide(AccessDecision(first[0].id, False, "no"), OPERATOR)
-    rest, _ = parts.access.page("", after)
+    rest, _ = parts.access.page("", after, room)
     assert [r.id for r in first + rest] == [r.id for r in made]  # each once, in order
     assert [r.id for r in parts.access.list()] == [r.id for r in made]
