@@ -126,7 +126,7 @@ class _Reports:
         with self.lock:
             self.items.append(report)
 
-    def first_use(self, owner: str, audit_seq: object) -> bool:
+    def first_use(self, owner: str, audit_seq: int) -> bool:
         """Whether this release (its place in the owner's log) backs no earlier reply of
         the run: each message an owner answers is a release of its own."""
         with self.lock:
@@ -461,7 +461,10 @@ class TrainHome:
         problem = covers(body, reply, "train")
         if problem:
             return problem
-        if not reports.first_use(owner, body["audit_seq"]):
+        seq = body.get("audit_seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):  # a signed body of odd types
+            return "its receipt names no place in the owner's log"
+        if not reports.first_use(owner, seq):
             return "it is the receipt of an earlier reply"
         return ""
 

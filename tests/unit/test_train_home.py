@@ -167,3 +167,19 @@ def test_a_receipt_counts_only_for_the_reply_it_names(run: _Run) -> None:
         "it is the receipt of an earlier reply",
         "it is the receipt of another operation, not train",
     ]
+
+
+def test_a_receipt_of_odd_types_fails_its_owner_not_the_run(run: _Run) -> None:
+    """A final review: an owner whose certificate is in force could sign a release
+    receipt whose audit_seq was a list; hashing it raised a TypeError that ended the
+    whole run INTERNAL instead of that owner's answer."""
+    from gateway.receipts import Receipt
+
+    body = dict(Receipt.from_json(run.report.receipt).body)
+    body["audit_seq"] = [1]
+    odd = run.parts.owner.pipeline.signer.sign(body).to_json()
+    reports = _Reports()
+    assert _exchange(run, reports, (run.reply, replace(run.report, receipt=odd))) == []
+    said = "anhui answered without a valid receipt: "
+    reasons = [r.error.reason.removeprefix(said) for r in reports.items if r.error is not None]
+    assert reasons == ["its receipt names no place in the owner's log"]
