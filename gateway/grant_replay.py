@@ -36,7 +36,6 @@ class _Held:
     # grants, grants with a purpose).
     required: tuple[str, ...] | None
     either: tuple[str, ...] = ()
-    opening: str | None = None  # how a release of the dataset charging no epsilon begins
     pending: list[tuple[int, str]] = field(default_factory=list)  # releases to judge
     uses: int = 0
     spent: float = 0.0
@@ -55,10 +54,9 @@ def _held(g: Grant) -> _Held:
     who = "requester_org" if g.grantee_kind == "org" else "home_node"
     ops = tuple(_pair("operation", o) for o in g.operations)
     required = (_pair("dataset", g.dataset), _pair(who, g.grantee))  # the dataset first
-    opening = "\n{" + required[0] + "," + _NO_EPSILON
     if len(ops) == 1:
-        return _Held(g, (*required, *ops), opening=opening)
-    return _Held(g, required, ops, opening=opening)
+        return _Held(g, (*required, *ops))
+    return _Held(g, required, ops)
 
 
 def _time(text: str) -> dt.datetime:
@@ -135,9 +133,10 @@ def _judge(held: _Held, judged: dict[tuple[str, ...], str], found: list) -> None
     joined = "\n" + "\n".join(body for _seq, body in pending)
     # A release's first key is its dataset and the next its epsilon (sorted keys): one
     # count finds both, the common "of this dataset, no epsilon charged".
-    plain = held.opening is not None and joined.count(held.opening) == n
-    asked = held.required is not None and (
-        all(joined.count(p) == n for p in held.required[1 if plain else 0 :])
+    required = held.required
+    plain = required is not None and joined.count(f"\n{{{required[0]},{_NO_EPSILON}") == n
+    asked = required is not None and (
+        all(joined.count(p) == n for p in required[1 if plain else 0 :])
         and (not held.either or sum(joined.count(p) for p in held.either) == n)
     )
     timely = True

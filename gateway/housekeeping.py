@@ -120,15 +120,14 @@ class CrlWatch:
 
     def record(self, event: dict) -> None:
         with self._lock:
-            mark = self.revocations.mark
-            loaded = event["kind"] == "crl.loaded" and mark is not None
-            if loaded and mark is not None and mark.digest == self._recorded:
+            mark = self.revocations.mark if event["kind"] == "crl.loaded" else None
+            if mark is not None and mark.digest == self._recorded:
                 return  # written already (by the other path)
             with self.state.transaction() as db:  # the entry and the number kept, together
                 AuditLog.append_in(db, {**event, "time": utc()})
-                if loaded and mark is not None:
+                if mark is not None:
                     remember_crl(db, mark)
-            if loaded and mark is not None:
+            if mark is not None:
                 self._recorded = mark.digest
 
     def __call__(self) -> None:
