@@ -8,7 +8,8 @@ once: a member that reports for any other node (a sibling's refusal, a receipt u
 another's name) fails as a whole, its partial unmerged. Given ``receipt_problem``, a
 partial counts only with a receipt that holds for every owner that released into it (a
 revoked owner's answer is not merged: the door checks only callers, not the nodes a home
-calls).
+calls); where one owner alone released into it, its receipt must be the receipt of
+exactly the partial's bytes (a relay's merge of several is in no one receipt).
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ def gather(
     outcomes: Sequence[Outcome[TargetT, PartialAnswer]],
     via: str = "",
     speaks_for: Callable[[str], Collection[str]] | None = None,
-    receipt_problem: Callable[[str, str], str] | None = None,
+    receipt_problem: Callable[[str, str, bytes | None], str] | None = None,
     agree: bool = True,
 ) -> Gathered:
-    """``receipt_problem(node_id, receipt)``: why a released partial's receipt does not
-    hold ("" when it does). ``agree``: keep only the partials whose kinds of value agree
-    (a relay does that once, over its own partial and its children's together)."""
+    """``receipt_problem(node_id, receipt, payload)``: why a released partial's receipt
+    does not hold ("" when it does); ``payload``: the bytes it must be the receipt of, or
+    None (a merge of several owners' releases). ``agree``: keep only the partials whose
+    kinds of value agree (a relay does that once, over its own partial and its children's
+    together)."""
     found = Gathered()
     seen: set[str] = set()
     for out in outcomes:
@@ -133,13 +136,13 @@ def _unmerged(found: Gathered, target: str, span: tuple[int, int], reason: str, 
 
 
 def _bad_receipt(
-    target: str, answer: PartialAnswer, receipt_problem: Callable[[str, str], str]
+    target: str, answer: PartialAnswer, receipt_problem: Callable[[str, str, bytes | None], str]
 ) -> str:
     """Why a partial's receipts do not hold ("" when they do)."""
-    for r in answer.owners:
-        if not r.ok:
-            continue
-        problem = receipt_problem(r.node_id, r.receipt) if r.receipt else "none was sent"
+    released = [r for r in answer.owners if r.ok]
+    alone = answer.payload if len(released) == 1 else None  # its bytes are that release's
+    for r in released:
+        problem = receipt_problem(r.node_id, r.receipt, alone) if r.receipt else "none was sent"
         if problem:
             return f"{target} sent a partial without a valid receipt of {r.node_id}: {problem}"
     return ""

@@ -50,10 +50,17 @@ class ReceiptStore:
         # Group commit: concurrent answers share one fsync.
         self._state.group(work)
 
-    def problem(self, receipt: str, owner: str, request_id: str) -> str:
+    def problem(
+        self,
+        receipt: str,
+        owner: str,
+        request_id: str,
+        covering: tuple[bytes, str] | None = None,
+    ) -> str:
         """Why ``receipt`` is not ``owner``'s release receipt for the request ("" when it
-        is): checked as a partial arrives, before it is merged."""
-        return self._check.problem(receipt, owner, request_id)
+        is): checked as a release arrives, before it is used (``covering``: the bytes and
+        operation it must be the receipt of)."""
+        return self._check.problem(receipt, owner, request_id, covering=covering)
 
     def for_request(self, request_id: str) -> list[str]:
         with self._state.read() as db:

@@ -137,10 +137,20 @@ class ReceiptCheck:
         self._held: dict[tuple[bytes, str, str], str] = {}  # -> the signer's cert PEM
         self._lock = threading.Lock()
 
-    def problem(self, text: str, node_id: str, request_id: str, *, live: bool = True) -> str:
+    def problem(
+        self,
+        text: str,
+        node_id: str,
+        request_id: str,
+        *,
+        live: bool = True,
+        covering: tuple[bytes, str] | None = None,
+    ) -> str:
         """Why it is not (""  when it is); ``node_id`` may be ``owner/n`` (a run's).
         ``live``: it arrives now, so its signer's certificate must be in force now; a
-        receipt kept as evidence (``live=False``) needs only to have been signed so."""
+        receipt kept as evidence (``live=False``) needs only to have been signed so.
+        ``covering``: the (bytes, operation) it came with, which it must be the receipt
+        of (``covers``)."""
         owner = node_id.partition("/")[0]
         held = (hashlib.sha256(text.encode()).digest(), owner, request_id)
         with self._lock:
@@ -150,7 +160,7 @@ class ReceiptCheck:
                 self._key(cert_pem, owner, live)
             except InvalidArgument as exc:
                 return exc.message
-            return ""
+            return covers(Receipt.from_json(text).body, *covering) if covering else ""
         try:
             receipt = Receipt.from_json(text)
         except InvalidArgument as exc:
@@ -172,7 +182,7 @@ class ReceiptCheck:
             if len(self._held) >= self.MAX_HELD:
                 self._held.clear()
             self._held[held] = receipt.cert_pem
-        return ""
+        return covers(body, *covering) if covering else ""
 
     def _key(self, cert_pem: str, owner: str, live: bool) -> ec.EllipticCurvePublicKey:
         in_force = self._in_force if live else None

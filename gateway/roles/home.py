@@ -248,7 +248,9 @@ class Home:
             plan,
             outcomes,
             speaks_for=self.membership().subtree,
-            receipt_problem=lambda node, text: self.receipts.problem(text, node, env.request_id),
+            receipt_problem=lambda node, text, payload: self.receipts.problem(
+                text, node, env.request_id, None if payload is None else (payload, "query")
+            ),
         )
         if not found.published:
             raise NotFound(f"no member publishes the dataset {plan.dataset!r}")

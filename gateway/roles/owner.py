@@ -55,11 +55,11 @@ class Owner:
         entry = self._published(plan, env)
         if entry is not None:
             found.published = True
-            report, table = self._own(plan, entry, env)
+            report, table, released = self._own(plan, entry, env)
             found.owners.append(report)
             if table is not None:
                 found.tables.append(table)
-                found.payloads.append(b"")  # its own: never sent, never cached by bytes
+                found.payloads.append(released)
                 found.spans.append((self.node_id, 0, 1))
         if env.include_children:
             children = self.relay.ask_children(env, plan)
@@ -74,8 +74,10 @@ class Owner:
         reports, tables, published = found.owners, found.tables, found.published
         payload = b""
         if tables and not env.explain:
+            if len(tables) == 1:  # one release: its very bytes, which its receipt names
+                return PartialAnswer(self.node_id, published, found.payloads[0], tuple(reports))
             try:
-                merged = merge(plan, tables) if len(tables) > 1 else tables[0]
+                merged = merge(plan, tables)
             except PartialError as exc:  # the releases stand; the merged partial does not
                 bad = Error(Code.FAILED_PRECONDITION, str(exc))
                 reports.append(OwnerReport(node_id=self.node_id, error=bad, via=self.node_id))
@@ -94,26 +96,35 @@ class Owner:
 
     def _own(
         self, plan: QueryPlan, entry: CatalogEntry, env: Envelope
-    ) -> tuple[OwnerReport, pa.Table | None]:
+    ) -> tuple[OwnerReport, pa.Table | None, bytes]:
+        """Its own release: the report, the table and the bytes released (the receipt's)."""
         op = QueryRelease(plan, entry, self.grants, self.engine, self.sql_cache, self.noise_key)
         try:
             out = self.pipeline.run(op, env)
         except FedgateError as exc:  # audited by the pipeline
-            return OwnerReport(node_id=self.node_id, error=exc.error), None
+            return OwnerReport(node_id=self.node_id, error=exc.error), None, b""
         if isinstance(out, Explanation):
-            return OwnerReport(
-                node_id=self.node_id,
-                grant_id=out.grant_id,
-                epsilon=out.epsilon,
-                explanation=out,
-            ), None
+            return (
+                OwnerReport(
+                    node_id=self.node_id,
+                    grant_id=out.grant_id,
+                    epsilon=out.epsilon,
+                    explanation=out,
+                ),
+                None,
+                b"",
+            )
         p = out.protected
-        return OwnerReport(
-            node_id=self.node_id,
-            groups_released=int(p.facts["groups_released"]),
-            l2_noise=bool(p.facts["l2_noise"]),
-            epsilon=p.epsilon,
-            grant_id=out.grant.id,
-            receipt=out.receipt.to_json(),
-            no_spend=out.no_spend,
-        ), p.value
+        return (
+            OwnerReport(
+                node_id=self.node_id,
+                groups_released=int(p.facts["groups_released"]),
+                l2_noise=bool(p.facts["l2_noise"]),
+                epsilon=p.epsilon,
+                grant_id=out.grant.id,
+                receipt=out.receipt.to_json(),
+                no_spend=out.no_spend,
+            ),
+            p.value,
+            p.payload,
+        )

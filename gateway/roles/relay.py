@@ -60,7 +60,12 @@ class Relay:
             receipt_problem=(
                 None
                 if check is None
-                else lambda node, text: check.problem(text, node, env.request_id)
+                else lambda node, text, payload: check.problem(
+                    text,
+                    node,
+                    env.request_id,
+                    covering=None if payload is None else (payload, "query"),
+                )
             ),
             agree=False,  # the owner does it once, with the relay's own partial
         )

@@ -39,7 +39,7 @@ from gateway.errors import (
 )
 from gateway.limits import cut
 from gateway.receipt_store import ReceiptStore
-from gateway.receipts import Receipt, covers
+from gateway.receipts import Receipt
 from gateway.roles.vouching import Vouching
 from gateway.text import check_purpose, shown
 from gateway.training.job import Job, start
@@ -454,13 +454,10 @@ class TrainHome:
         """Why a reply is not backed by its receipt ("" when it is): the owner's release
         receipt for the run, signed by a certificate in force, for a training release of
         exactly these bytes, and not one that backed an earlier reply of the run."""
-        problem = self.receipts.problem(report.receipt, owner, request_id)
+        problem = self.receipts.problem(report.receipt, owner, request_id, (reply, "train"))
         if problem:
             return problem
         body = Receipt.from_json(report.receipt).body  # parsed and verified just now
-        problem = covers(body, reply, "train")
-        if problem:
-            return problem
         seq = body.get("audit_seq")
         if not isinstance(seq, int) or isinstance(seq, bool):  # a signed body of odd types
             return "its receipt names no place in the owner's log"

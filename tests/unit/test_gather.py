@@ -158,7 +158,7 @@ def test_a_partial_without_a_valid_receipt_is_not_merged_and_its_receipts_are_ke
     what does not hold as an unmerged partial, its owners missing, their receipts kept."""
     outcomes = [_partial("hefei", pa.array([1], pa.int64())), _partial("wuhu", pa.array([2]))]
 
-    def problem(node: str, receipt: str) -> str:
+    def problem(node: str, receipt: str, payload: bytes | None) -> str:
         return "signer certificate 5f has been revoked" if node == "wuhu" else ""
 
     found = gather(BY_G, outcomes, via="anhui", speaks_for=MEMBERS.subtree, receipt_problem=problem)
@@ -169,3 +169,33 @@ def test_a_partial_without_a_valid_receipt_is_not_merged_and_its_receipts_are_ke
         "wuhu sent a partial without a valid receipt of wuhu: signer certificate 5f has been "
         "revoked"
     )
+
+
+def test_a_lone_release_is_checked_against_its_bytes_and_a_merge_of_several_is_not() -> None:
+    """Review (2026-12-04): a query partial's receipt was checked for its signer but not
+    tied to the bytes it came with (a training reply's was). Where one owner alone
+    released into a partial, its bytes must be that release's; a relay's merge of several
+    owners' releases is in no one receipt."""
+    lone = _partial("hefei", pa.array([1], pa.int64()))
+    merged = Outcome(
+        Target("anhui"),
+        PartialAnswer(
+            "anhui",
+            True,
+            lone.value.payload if lone.value else b"",
+            (OwnerReport("anhui", receipt="{a}"), OwnerReport("hefei", receipt="{h}")),
+        ),
+        None,
+        0.0,
+    )
+    seen: list[tuple[str, bytes | None]] = []
+
+    def problem(node: str, receipt: str, payload: bytes | None) -> str:
+        seen.append((node, payload))
+        return ""
+
+    gather(BY_G, [lone], speaks_for=MEMBERS.subtree, receipt_problem=problem)
+    assert lone.value is not None and seen == [("hefei", lone.value.payload)]
+    seen.clear()
+    gather(BY_G, [merged], speaks_for=MEMBERS.subtree, receipt_problem=problem)
+    assert seen == [("anhui", None), ("hefei", None)]

@@ -8,13 +8,20 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from federation.fanout import Outcome
+from federation.gather import gather
+from federation.outcome import Code
+from federation.partials import from_ipc, to_ipc
+from federation.reports import PartialAnswer
+from federation.sql import parse
 from gateway import receipts
 from gateway.errors import InvalidArgument
 from gateway.receipt_store import ReceiptStore
 from gateway.receipts import ReceiptCheck
-from tests.unit.test_owner import Parts, _env, _grant
+from tests.unit.test_owner import SQL, Parts, _env, _grant
 
 
 def test_a_home_keeps_only_each_owners_receipt_for_the_request(parts: Parts) -> None:
@@ -133,3 +140,50 @@ def test_a_psi_answer_counts_only_with_each_sides_receipt_in_force(
     pem = receipts.Receipt.from_json(good).cert_pem
     identity.revoke(tmp_path / "ca", int(identity.identity_of_pem(pem.encode()).serial, 16))
     assert "has been revoked" in refused(answer(OwnerReport("anhui", receipt=good)))
+
+
+def test_a_partial_counts_only_with_the_receipt_of_its_very_bytes(parts: Parts) -> None:
+    """Review (2026-12-04): a query partial's receipt was checked for its signer, owner and
+    request but not tied to the bytes it came with, so an owner (or anyone between) could
+    send other numbers beside a receipt of what it released. The home's and a relay's
+    check (``gather`` with ``ReceiptCheck``) now merges a lone release only if the receipt
+    names the digest of exactly its bytes."""
+    _grant(parts, exact=True)
+    env = _env()
+    answer = parts.owner.execute(env)
+    assert answer.payload and answer.owners[0].ok
+    table = from_ipc(answer.payload)
+    i = next(i for i, f in enumerate(table.schema) if pa.types.is_integer(f.type))
+    counts = pa.array([v + 1 for v in table.column(i).to_pylist()], table.schema.field(i).type)
+    other = to_ipc(table.set_column(i, table.schema.field(i), counts))  # a valid partial
+    check = ReceiptCheck(parts.bundle)
+
+    def problem(node: str, receipt: str, payload: bytes | None) -> str:
+        covering = None if payload is None else (payload, "query")
+        return check.problem(receipt, node, env.request_id, covering=covering)
+
+    plan = parse(SQL)
+    for _ in range(2):  # the second time its signature is remembered: still tied to bytes
+        kept = gather(plan, [_outcome(answer)], receipt_problem=problem)
+        assert len(kept.tables) == 1 and kept.owners[0].ok
+        forged = dataclasses.replace(answer, payload=other)
+        dropped = gather(plan, [_outcome(forged)], receipt_problem=problem)
+        assert not dropped.tables
+        error = dropped.owners[0].error
+        assert error is not None and error.code is Code.FAILED_PRECONDITION
+        assert error.reason == (
+            "anhui sent a partial without a valid receipt of anhui: its result digest is not "
+            "the digest of the reply it came with"
+        )
+    train = check.problem(
+        answer.owners[0].receipt, "anhui", env.request_id, covering=(answer.payload, "train")
+    )
+    assert train == "it is the receipt of another operation, not train"
+
+
+def _outcome(answer: PartialAnswer) -> Outcome:
+    @dataclasses.dataclass(frozen=True)
+    class Target:
+        id: str
+
+    return Outcome(Target(answer.node_id), answer, None, 0.0)
