@@ -34,6 +34,7 @@ from gateway.errors import (
 from gateway.limits import cut
 from gateway.planning import join_or_refuse
 from gateway.receipt_store import ReceiptStore
+from gateway.receipts import Receipt
 from gateway.roles.vouching import Vouching
 from gateway.text import check_purpose
 
@@ -228,14 +229,22 @@ class PsiHome:
         revoked owner's release reached the analyst, and a forged or missing receipt
         only left a note in the audit entry)."""
         reports = {o.node_id: o for o in answer.owners}
+        matcher = plan.sides[plan.matcher].node
         for side in plan.sides:
             report = reports.get(side.node)
             receipt = report.receipt if report is not None else ""
+            # The matcher released the answer itself: its receipt names those very bytes
+            # and, without groups, that very count (review, 2026-12-04: tied to neither).
+            covering = (answer.payload, "psi") if side.node == matcher else None
             problem = (
-                self.receipts.problem(receipt, side.node, answer.request_id)
+                self.receipts.problem(receipt, side.node, answer.request_id, covering)
                 if receipt
                 else "none was sent"
             )
+            if not problem and covering:
+                said = Receipt.from_json(receipt).body.get("intersection", answer.intersection)
+                if said != answer.intersection:
+                    problem = "it names another intersection than the one answered"
             if problem:
                 raise FailedPrecondition(
                     f"owner {side.node} released without a valid receipt: {problem}",
