@@ -123,16 +123,22 @@ def keep_agreeing(plan: QueryPlan, found: Gathered, via: str) -> None:
 def _unmerged(found: Gathered, target: str, span: tuple[int, int], reason: str, via: str) -> None:
     """A partial that is not merged: the owners that released into it are reported as
     failed (their receipts kept: they did release), not as contributors."""
-    bad = Error(Code.FAILED_PRECONDITION, reason)
     a, b = span
-    named = False
-    for i in range(a, b):
-        report = found.owners[i]
-        named = named or report.node_id == target
-        if report.ok:
-            found.owners[i] = dataclasses.replace(report, error=bad)
-    if not named:
-        found.owners.append(OwnerReport(node_id=target, error=bad, via=via))
+    found.owners[a:b] = not_merged(
+        found.owners[a:b], target, Error(Code.FAILED_PRECONDITION, reason), via
+    )
+
+
+def not_merged(
+    reports: Sequence[OwnerReport], target: str, error: Error, via: str
+) -> list[OwnerReport]:
+    """``reports`` of a partial that goes nowhere: each owner that released into it
+    failed with ``error``, its receipt kept (it did release); ``target``, whose partial
+    it was, named among them."""
+    out = [dataclasses.replace(r, error=error) if r.ok else r for r in reports]
+    if not any(r.node_id == target for r in out):
+        out.append(OwnerReport(node_id=target, error=error, via=via))
+    return out
 
 
 def _bad_receipt(

@@ -237,6 +237,7 @@ class Node:
             self.executor,
             self.receipts,
             self.engine.run_on_table,
+            pipeline.max_payload_bytes,
         )
         self.psi = PsiOwner(
             node_id,

@@ -83,10 +83,10 @@ class Operation(Protocol[C]):
 # --- the steps the pipeline owns, each testable on its own --------------------------------
 
 
-def check_size(payload: bytes, limit: int) -> None:
+def check_size(payload: bytes, limit: int, what: str = "the partial result") -> None:
     if len(payload) > limit:
         raise ResourceExhausted(
-            f"the partial result is {len(payload):,} bytes, over the {limit:,}"
+            f"{what} is {len(payload):,} bytes, over the {limit:,}"
             "-byte message limit: filter more or group by coarser columns"
         )
 

@@ -40,12 +40,14 @@ from gateway.errors import (
     FedgateError,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     Unavailable,
     error_of,
 )
 from gateway.limits import cut
 from gateway.planning import plan_or_refuse
 from gateway.receipt_store import ReceiptStore
+from gateway.release.pipeline import check_size
 from gateway.roles.vouching import Vouching
 from gateway.text import check_purpose
 
@@ -102,8 +104,10 @@ class Home:
         executor: Executor,
         receipts: ReceiptStore,
         run_sql: RunSql,
+        max_payload_bytes: int,
     ) -> None:
         self.node_id = node_id
+        self.max_payload_bytes = max_payload_bytes  # what one answer may carry
         self.membership = membership
         self.vouching = vouching
         self.ask = ask
@@ -197,6 +201,13 @@ class Home:
             raise Unavailable("no owner contributed to the result")
         try:
             table, payload = self._answer(plan, found.tables, found.payloads, epsilon > 0)
+            # over it, gRPC's send would fail after the answer was recorded as given
+            check_size(payload, self.max_payload_bytes, "the answer")
+        except ResourceExhausted as exc:
+            failure = {"kind": "query.failed", "time": utc(), **facts}
+            failure.update(code=exc.code.name, reason=exc.message)
+            self._record(owners, failure)
+            raise
         except (FedgateError, pa.ArrowException, ValueError, ArithmeticError, TypeError) as exc:
             # Owners have released: keep their receipts and record why no answer came. An
             # error of the merge's own libraries is named by its kind alone: its text may

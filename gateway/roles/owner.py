@@ -11,17 +11,17 @@ from __future__ import annotations
 import pyarrow as pa
 
 from federation.envelope import Envelope
-from federation.gather import Gathered, keep_agreeing
+from federation.gather import Gathered, keep_agreeing, not_merged
 from federation.outcome import Code, Error
 from federation.partials import PartialError, merge, to_ipc
 from federation.reports import Explanation, OwnerReport, PartialAnswer
 from federation.sql import QueryPlan
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
-from gateway.errors import FedgateError, InvalidArgument, NotFound
+from gateway.errors import FedgateError, InvalidArgument, NotFound, ResourceExhausted
 from gateway.planning import plan_or_refuse
 from gateway.policy.store import GrantStore
-from gateway.release.pipeline import ReleasePipeline
+from gateway.release.pipeline import ReleasePipeline, check_size
 from gateway.release.query import PlanCache, QueryRelease, query_subject
 from gateway.roles.relay import Relay
 from gateway.sticky_noise import noise_key
@@ -77,12 +77,20 @@ class Owner:
             if len(tables) == 1:  # one release: its very bytes, which its receipt names
                 return PartialAnswer(self.node_id, published, found.payloads[0], tuple(reports))
             try:
-                merged = merge(plan, tables)
-            except PartialError as exc:  # the releases stand; the merged partial does not
-                bad = Error(Code.FAILED_PRECONDITION, str(exc))
-                reports.append(OwnerReport(node_id=self.node_id, error=bad, via=self.node_id))
-                return PartialAnswer(self.node_id, published, b"", tuple(reports))
-            payload = to_ipc(merged)
+                payload = to_ipc(merge(plan, tables))
+                limit = self.pipeline.max_payload_bytes
+                check_size(payload, limit, "the relay's merge of its cities' partials")
+            except (PartialError, ResourceExhausted) as exc:
+                # The releases stand, the merged partial does not: none of them contributes
+                # (review, 2026-12-05: they were still counted as contributors, and a merge
+                # over the message limit failed at gRPC's send, their receipts lost).
+                why = (
+                    exc.error
+                    if isinstance(exc, FedgateError)
+                    else Error(Code.FAILED_PRECONDITION, str(exc))
+                )
+                failed = not_merged(reports, self.node_id, why, self.node_id)
+                return PartialAnswer(self.node_id, published, b"", tuple(failed))
         return PartialAnswer(self.node_id, published, payload, tuple(reports))
 
     def _published(self, plan: QueryPlan, env: Envelope) -> CatalogEntry | None:

@@ -67,7 +67,7 @@ def test_the_engine_keeps_at_most_its_count_of_results(tmp_path: Path) -> None:
 
 def test_the_home_keeps_at_most_its_count_of_answers() -> None:
     engine = Engine(1)
-    home = Home("home", None, None, None, None, None, engine.run_on_table)  # type: ignore[arg-type]
+    home = Home("home", None, None, None, None, None, engine.run_on_table, 1 << 22)  # type: ignore[arg-type]
     plan = parse("SELECT g, SUM(x) AS s FROM t GROUP BY g")
 
     def partial(total: int) -> pa.Table:

@@ -25,7 +25,7 @@ def _partial(keys: list[str], sums: list[int]) -> pa.Table:
 def test_an_answer_is_kept_per_plan_and_partial_bytes_and_never_when_noisy() -> None:
     engine = Engine(1)
     # Only the engine's empty scratch database is used by the merge (HAVING and the like).
-    home = Home("home", None, None, None, None, None, engine.run_on_table)  # type: ignore[arg-type]
+    home = Home("home", None, None, None, None, None, engine.run_on_table, 1 << 22)  # type: ignore[arg-type]
     plan = parse("SELECT g, SUM(x) AS s FROM t GROUP BY g ORDER BY g")
     a, b = _partial(["p", "q"], [1, 2]), _partial(["p"], [10])
     pa_, pb_ = to_ipc(a), to_ipc(b)
@@ -58,15 +58,18 @@ class _Vouching:
 
 
 class _Receipts:
+    def __init__(self) -> None:
+        self.kept: list[tuple[list, dict]] = []
+
     def keep(self, request_id, kept, entry) -> None:  # type: ignore[no-untyped-def]
-        pass
+        self.kept.append((kept, entry))
 
     def problem(self, receipt: str, owner: str, request_id: str, covering: object = None) -> str:
         return ""  # the receipts' own checks: tests/unit/test_receipt_store.py
 
 
 @contextlib.contextmanager
-def _home(membership: object, ask: object) -> Iterator[Home]:
+def _home(membership: object, ask: object, limit: int = 1 << 22) -> Iterator[Home]:
     """A home over fakes of its vouching and receipts, asking owners through ``ask``."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -74,7 +77,7 @@ def _home(membership: object, ask: object) -> Iterator[Home]:
     pool = ThreadPoolExecutor(4)
     fakes = (_Vouching(), ask, pool, _Receipts())
     try:
-        yield Home("home", lambda: membership, *fakes, engine.run_on_table)  # type: ignore[arg-type]
+        yield Home("home", lambda: membership, *fakes, engine.run_on_table, limit)  # type: ignore[arg-type]
     finally:
         pool.shutdown()
         engine.close()
@@ -160,3 +163,36 @@ def test_an_owner_out_of_time_is_deadline_exceeded_not_unavailable() -> None:
         failing["down"] = Code.UNAVAILABLE
         with pytest.raises(Unavailable, match="owner down is unavailable"):
             home.query(QueryAsk("SELECT COUNT(*) FROM t"), analyst, deadline)
+
+
+def test_an_answer_over_the_message_limit_is_refused_and_the_releases_kept() -> None:
+    """Review (2026-12-05): each owner's partial fits its message, but the union of their
+    groups need not; the answer failed at gRPC's send after being recorded as given. Now
+    it is RESOURCE_EXHAUSTED, recorded as failed with every owner's receipt."""
+    from federation.envelope import Requester
+    from federation.membership import Member, Membership
+    from federation.reports import OwnerReport, PartialAnswer
+    from gateway.errors import ResourceExhausted
+    from gateway.roles.home import QueryAsk
+
+    members = tuple(Member(n, n, f"127.0.0.{i + 1}:1", "province") for i, n in enumerate("ab"))
+    limit = 64 * 1024
+
+    def ask(member, env):  # type: ignore[no-untyped-def]
+        keys = [f"{member.id}-{i:05d}" for i in range(2500)]  # each its own groups
+        payload = to_ipc(pa.table({"g": keys, "__n": pa.array([9] * len(keys), pa.int64())}))
+        assert len(payload) < limit
+        report = OwnerReport(member.id, receipt=f"receipt of {member.id}", no_spend=True)
+        return PartialAnswer(member.id, True, payload=payload, owners=(report,))
+
+    analyst = Requester("analyst", "li", "a")
+    with _home(Membership("f", 1, "2026-01-01T00:00:00Z", members), ask, limit) as home:
+        with pytest.raises(ResourceExhausted, match="the answer is .* bytes, over the 65,536"):
+            home.query(
+                QueryAsk("SELECT g, COUNT(*) AS n FROM t GROUP BY g", allow_partial=True),
+                analyst,
+                time.monotonic() + 60,
+            )
+        kept, entry = home.receipts.kept[-1]  # type: ignore[attr-defined]
+    assert entry["kind"] == "query.failed" and entry["code"] == "RESOURCE_EXHAUSTED"
+    assert sorted(kept) == [("a", "receipt of a"), ("b", "receipt of b")]
