@@ -187,14 +187,25 @@ _COMPUTED = (
 )
 
 
+_TIMESTAMPS = frozenset(
+    {exp.DType.TIMESTAMP, exp.DType.TIMESTAMPTZ, exp.DType.TIMESTAMPNTZ, exp.DType.DATETIME}
+)
+
+
 def _may_fail(condition: exp.Expr) -> bool:
     """Whether evaluating ``condition`` (or a value, a group key) on a row can fail:
     arithmetic, a cast, a function (``_COMPUTED``) over a column (an overflow, a
-    conversion, a position or a date out of range). A plain comparison of a column with a literal
-    of its type cannot: the owner checked the types before (typecheck), and such
-    conditions stay as they are, at no cost."""
+    conversion, a position or a date out of range), or a timestamp literal beside a
+    column (a DATE column is cast to a timestamp to be compared with it: past year
+    294 247 that fails). A plain comparison of a column with a literal of its type
+    cannot: the owner checked the types before (typecheck), and such conditions stay as
+    they are, at no cost."""
+    if next(condition.find_all(exp.Column), None) is None:
+        return False
     for node in condition.find_all(*_COMPUTED):
         if next(node.find_all(exp.Column), None) is not None:
+            return True
+        if isinstance(node, exp.Cast) and node.to.this in _TIMESTAMPS:
             return True
     return False
 

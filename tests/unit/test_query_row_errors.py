@@ -80,6 +80,9 @@ TESTS = [
     "i64 = CAST(0.5 AS DECIMAL(38,37))",
     "d + 1 > DATE '2000-01-01'",
     "CAST(d AS TIMESTAMP) > TIMESTAMP '2000-01-01 00:00:00'",
+    "d > TIMESTAMP '2000-01-01 00:00:00'",  # the DATE is cast: past year 294 247 it fails
+    "d BETWEEN TIMESTAMP '1999-01-01 00:00:00' AND TIMESTAMP '3000-01-01 00:00:00'",
+    "d IN (TIMESTAMP '2000-01-01 00:00:00')",
 ]
 # Group keys over the victim's values (``SELECT key AS g, COUNT(*) ... GROUP BY g``).
 KEYS = [
@@ -90,6 +93,7 @@ KEYS = [
     "floor(i64 / 2)",
     "width_bucket(i64, 0, 100, 10)",
     "width_bucket(fnan, 0, 100, 10)",
+    "CASE WHEN d IN (TIMESTAMP '2000-01-01 00:00:00') THEN 'y' ELSE 'n' END",
 ]
 
 
