@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,14 @@ class Catalog:
         self._state = state
         self._roots = tuple(r.resolve() for r in roots)
         self._node_org = node_org
-        self._entries: list[CatalogEntry] | None = None  # this process is the only writer
+        # The table's rows as last loaded; this process is the only writer. A load that
+        # began before a registration must not be kept after it (review, 2026-12-05: a
+        # new dataset stayed unseen, a dataset moved to L4 stayed listed), so each
+        # registration moves the generation on and a load is kept only if none came
+        # since it began.
+        self._lock = threading.Lock()
+        self._entries: list[CatalogEntry] | None = None
+        self._generation = 0
 
     def register(
         self, desc: DatasetDescriptor, *, by: Identity, when: str
@@ -72,13 +80,21 @@ class Catalog:
                     str(by),
                 ),
             )
-        self._entries = None
+        with self._lock:
+            self._generation += 1
+            self._entries = None
         return CatalogEntry(desc, quality, registered_at, when), old is not None
 
     def entries(self) -> list[CatalogEntry]:
-        if self._entries is None:
-            self._entries = self._load()
-        return list(self._entries)
+        with self._lock:
+            if self._entries is not None:
+                return list(self._entries)
+            generation = self._generation
+        loaded = self._load()
+        with self._lock:
+            if self._generation == generation:  # no registration since the load began
+                self._entries = loaded
+        return list(loaded)
 
     def get(self, name: str) -> CatalogEntry | None:
         return next((e for e in self.entries() if e.descriptor.name == name), None)

@@ -1,0 +1,78 @@
+"""The catalog under concurrent registration: what a registration changes is what every
+later read sees."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway import clock, identity
+from gateway.catalog import Catalog, CatalogEntry
+from tests.unit.owner_parts import OPERATOR, OwnerParts, owner_parts
+from tests.unit.test_owner import _descriptor, _firms
+
+WHEN = "2026-01-01T00:00:00Z"
+ANALYST = identity.Identity("analyst", "li.wei@shanghai", "Shanghai", "2", clock.now())
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[OwnerParts]:
+    with owner_parts(tmp_path) as made:
+        _firms(made.data / "firms.parquet")
+        yield made
+
+
+def _held_load(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Start a reader whose load of the table has read the rows but not yet kept them;
+    return what lets that load finish."""
+    loaded, go = threading.Event(), threading.Event()
+    real_load = catalog._load
+
+    def slow_load() -> list[CatalogEntry]:
+        out = real_load()
+        if not loaded.is_set():
+            loaded.set()
+            go.wait(5)
+        return out
+
+    monkeypatch.setattr(catalog, "_load", slow_load)
+    reader = threading.Thread(target=catalog.entries)
+    reader.start()
+    assert loaded.wait(5)
+
+    def finish() -> None:
+        go.set()
+        reader.join()
+
+    return finish
+
+
+def test_a_registration_during_a_catalog_load_is_not_lost(
+    parts: OwnerParts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (2026-12-05): ``entries()`` kept what it loaded even when a registration
+    came in meanwhile, so the new dataset stayed unseen until the next registration or a
+    restart."""
+    finish = _held_load(parts.catalog, monkeypatch)
+    parts.catalog.register(_descriptor(parts.data / "firms.parquet"), by=OPERATOR, when=WHEN)
+    finish()
+    assert parts.catalog.get("firms") is not None
+
+
+def test_a_dataset_moved_to_l4_during_a_catalog_load_is_not_listed(
+    parts: OwnerParts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (2026-12-05): the same race kept a dataset reclassified to L4 listed (and
+    served) under its old descriptor."""
+    desc = _descriptor(parts.data / "firms.parquet")
+    parts.catalog.register(desc, by=OPERATOR, when=WHEN)
+    finish = _held_load(parts.catalog, monkeypatch)
+    parts.catalog.register(dataclasses.replace(desc, level="L4"), by=OPERATOR, when=WHEN)
+    finish()
+    assert parts.catalog.visible_to(ANALYST) == []
+    entry = parts.catalog.get("firms")
+    assert entry is not None and entry.descriptor.level == "L4"
