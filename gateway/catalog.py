@@ -4,6 +4,8 @@ It owns the ``datasets`` table of the node's state.
 
 Visibility follows classification: L4 (core) datasets are listed only to the node's own
 operators; everything else is listed to any authenticated member, analyst or node.
+
+A registration and its ``dataset.registered`` audit entry are one transaction.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway import descriptor as descriptor_mod
+from gateway.audit import AuditLog
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import InvalidArgument
 from gateway.identity import Identity
@@ -34,6 +37,22 @@ def _under(path: Path, roots: tuple[Path, ...]) -> bool:
     return any(path.is_relative_to(root) for root in roots)
 
 
+def _registered(
+    desc: DatasetDescriptor, quality: QualityReport, by: Identity, when: str, replaced: bool
+) -> dict:
+    """The audit entry of a registration (docs/audit.md)."""
+    return {
+        "kind": "dataset.registered",
+        "time": when,
+        "actor": str(by),
+        "dataset": desc.name,
+        "level": desc.level,
+        "rows": quality.rows,
+        "sha256": quality.sha256,
+        "replaced": replaced,
+    }
+
+
 class Catalog:
     def __init__(self, state: State, roots: tuple[Path, ...], node_org: str) -> None:
         self._state = state
@@ -51,7 +70,8 @@ class Catalog:
     def register(
         self, desc: DatasetDescriptor, *, by: Identity, when: str
     ) -> tuple[CatalogEntry, bool]:
-        """Check the file against its declaration, measure it, and record it durably."""
+        """Check the file against its declaration, measure it, and record it durably,
+        with its ``dataset.registered`` audit entry in the same transaction."""
         desc = descriptor_mod.validate(desc)
         path = Path(desc.path)
         if not path.is_absolute():
@@ -80,6 +100,7 @@ class Catalog:
                     str(by),
                 ),
             )
+            AuditLog.append_in(db, _registered(desc, quality, by, when, old is not None))
         with self._lock:
             self._generation += 1
             self._entries = None

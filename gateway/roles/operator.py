@@ -1,8 +1,8 @@
 """What a node's own operators do to it: register datasets, write and revoke grants,
 approve and revoke custom training apps.
 
-Every change is audited (the grant store writes its entries in the grant's own
-transaction) and logged.
+Every change is audited (the catalog and the grant store write their entries in the
+change's own transaction) and logged.
 """
 
 from __future__ import annotations
@@ -46,20 +46,9 @@ class Operator:
     def register_dataset(
         self, desc: DatasetDescriptor, caller: Identity
     ) -> tuple[CatalogEntry, bool]:
+        # the catalog writes the dataset.registered entry in the registration's transaction
         entry, replaced = self._catalog.register(desc, by=caller, when=utc())
         self._metrics.datasets.set(len(self._catalog.entries()))
-        self._audit.append(
-            {
-                "kind": "dataset.registered",
-                "time": utc(),
-                "actor": str(caller),
-                "dataset": desc.name,
-                "level": desc.level,
-                "rows": entry.quality.rows,
-                "sha256": entry.quality.sha256,
-                "replaced": replaced,
-            }
-        )
         log.info(
             "dataset registered name=%s level=%s rows=%d by=%s replaced=%s",
             desc.name,
