@@ -25,6 +25,7 @@ from gateway.audit import AuditLog
 from gateway.catalog import Catalog
 from gateway.clock import parse_time, utc
 from gateway.errors import (
+    Aborted,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -47,6 +48,11 @@ PAGE_BYTES = 1024 * 1024  # requests a ListAccessRequests reply holds (their JSO
 # knows (kept once each), its purpose a sentence (MAX_PURPOSE_CHARS, as a query's).
 MAX_ASKED_COLUMNS = 1000  # column entries in one request, repeats included
 MAX_NAME_CHARS = 63  # a column name (descriptor.check_identifier's limit)
+# An id is 128 random bits (was 32: two requests could draw one id, and the second
+# overwrote the first, approved or not; review, 2026-12-05), and a new request is
+# inserted, never upserted: an id drawn twice is drawn again, a few times at most.
+ID_BYTES = 16
+ID_DRAWS = 3
 
 
 @dataclass(frozen=True)
@@ -219,7 +225,23 @@ class AccessRequests:
         self.catalog = catalog
         self.grants = grants
 
+    def _insert_new(self, db: sqlite3.Connection, req: AccessRequest) -> AccessRequest:
+        """Store a new request under a fresh id (in the caller's transaction); never over
+        another request."""
+        for _ in range(ID_DRAWS):
+            new = dataclasses.replace(req, id="ar-" + secrets.token_hex(ID_BYTES))
+            try:
+                db.execute(
+                    "INSERT INTO access_requests (id, body, state) VALUES (?, ?, ?)",
+                    (new.id, _to_json(new), new.state),
+                )
+            except sqlite3.IntegrityError:  # only this statement is undone
+                continue
+            return new
+        raise Aborted("could not draw a new access request id: submit the request again")
+
     def _save(self, db: sqlite3.Connection, req: AccessRequest) -> None:
+        """Store a decision over its pending request."""
         db.execute(
             # an upsert, not REPLACE: a decided request keeps its place in the list
             "INSERT INTO access_requests (id, body, state) VALUES (?, ?, ?) "
@@ -265,7 +287,6 @@ class AccessRequests:
         check_purpose(req.purpose)
         # Only what an analyst may ask: the decision fields are the operator's to fill in.
         stored = AccessRequest(
-            id="ar-" + secrets.token_hex(4),
             owner=self.node_id,
             dataset=req.dataset,
             requester=requester,
@@ -289,7 +310,7 @@ class AccessRequests:
             )
         with self.state.transaction() as db:
             self._check_room(db, requester)
-            self._save(db, stored)
+            stored = self._insert_new(db, stored)
             AuditLog.append_in(
                 db,
                 {
