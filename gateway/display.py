@@ -43,8 +43,9 @@ def federated_catalog_table(resp: gateway_pb2.FederatedCatalogResponse) -> str:
         if not m.reachable:
             rows.append([where, "UNREACHABLE", "", "", "", m.error[:60]])
             continue
-        if not m.datasets:
-            rows.append([where, "(no datasets)", "", "", "", ""])
+        if not m.datasets:  # none, or left out of a too large answer (then an error)
+            shown = "(not listed)" if m.error else "(no datasets)"
+            rows.append([where, shown, "", "", "", m.error[:60]])
         for d in m.datasets:
             schema = ", ".join(f"{c.name}:{c.type}" for c in d.columns)
             if len(schema) > 60:

@@ -263,7 +263,9 @@ class Node:
         self.operator = Operator(
             node_id, self.catalog, self.grants, self.audit, self.metrics, self.apps
         )
-        self.federated_catalog = FederatedCatalog(self.transport, self.executor)
+        self.federated_catalog = FederatedCatalog(
+            self.transport, self.executor, config.max_message_bytes
+        )
         self.forwarding = Forwarding(
             node_id, self.membership, self.transport, self.access, self.audit, self.disclosure
         )

@@ -51,7 +51,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             request.timeout_seconds, node.config.peer_timeout_seconds, context.time_remaining
         )
         own = node.catalog_response(context.caller, request.name_contains)
-        listings = node.federated_catalog.peers(request.name_contains, timeout)
+        listings = node.federated_catalog.answer(request.name_contains, timeout, own.ByteSize())
         return serde.federated_catalog_response(node.identity, node.member, own, listings)
 
     def RegisterDataset(self, request: Any, context: CallContext) -> Any:  # noqa: N802
