@@ -15,7 +15,14 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from gateway.audit import AuditLog, Entry
-from gateway.errors import FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted
+from gateway.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from gateway.policy.budget import add_epsilon, within_budget
 from gateway.policy.model import Decision, Grant, public_fields
 from gateway.state import State
@@ -50,7 +57,9 @@ class GrantStore:
         self, db: sqlite3.Connection, grant: Grant, *, actor: str = "", via: str = ""
     ) -> Grant:
         """Write a grant and its audit entry inside the caller's transaction."""
-        grant = replace(grant, id=grant.id or "g-" + secrets.token_hex(4))
+        grant = replace(grant, id=grant.id or _free_id(db))
+        if db.execute("SELECT 1 FROM grants WHERE id = ?", (grant.id,)).fetchone():
+            raise AlreadyExists(f"grant {grant.id} exists: a grant is never replaced")
         body = asdict(grant)
         for k in ("uses", "epsilon_spent", "revoked_at"):
             body.pop(k)
@@ -200,3 +209,13 @@ class GrantStore:
 
         # Group commit: concurrent releases share one fsync; each is its own savepoint.
         return self._state.group(work)
+
+
+def _free_id(db: sqlite3.Connection, tries: int = 8) -> str:
+    """A grant id no grant has (32 random bits: short enough to type; drawn again where
+    one is taken, which the caller's transaction keeps so until it writes)."""
+    for _ in range(tries):
+        candidate = "g-" + secrets.token_hex(4)
+        if not db.execute("SELECT 1 FROM grants WHERE id = ?", (candidate,)).fetchone():
+            return candidate
+    raise Aborted("could not draw a new grant id: write the grant again")

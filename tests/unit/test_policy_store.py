@@ -96,3 +96,24 @@ def test_spend_rechecks_the_grant_at_release(state: State) -> None:
     gone = Decision(dataclasses.replace(g, id="g-gone"), 5, 0.0, None, "L2")
     with pytest.raises(PermissionDenied, match="g-gone no longer exists"):
         store.spend(gone, NOW, release)
+
+
+def test_a_grant_id_drawn_twice_is_drawn_again_and_a_given_one_never_replaces(
+    state: State, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (2026-12-05): grant ids are 32 random bits and a second draw of a taken id
+    failed the INSERT as INTERNAL (an access request's approval with it); an id given
+    that a grant already has failed the same way."""
+    from gateway.errors import AlreadyExists
+    from gateway.policy import store as store_module
+
+    store = GrantStore(state)
+    draws = iter(["00000000", "00000000", "00000001"])
+    monkeypatch.setattr(store_module.secrets, "token_hex", lambda n: next(draws))
+    first = store.add(make_grant(id="", created_at=NOW))
+    second = store.add(make_grant(id="", created_at=NOW))
+    assert (first.id, second.id) == ("g-00000000", "g-00000001")
+    with pytest.raises(AlreadyExists, match="grant g-00000000 exists"):
+        store.add(make_grant(id="g-00000000", created_at=NOW, grantee="someone else"))
+    assert store.get(first.id) == first
+    assert [e["grant_id"] for e in audit(state)] == [first.id, second.id]
