@@ -134,10 +134,10 @@ def not_merged(
 ) -> list[OwnerReport]:
     """``reports`` of a partial that goes nowhere: each owner that released into it
     failed with ``error``, its receipt kept (it did release); ``target``, whose partial
-    it was, named among them."""
+    it was, named among them (first: the one a status names)."""
     out = [dataclasses.replace(r, error=error) if r.ok else r for r in reports]
     if not any(r.node_id == target for r in out):
-        out.append(OwnerReport(node_id=target, error=error, via=via))
+        out.insert(0, OwnerReport(node_id=target, error=error, via=via))
     return out
 
 

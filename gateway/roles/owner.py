@@ -74,12 +74,15 @@ class Owner:
         reports, tables, published = found.owners, found.tables, found.published
         payload = b""
         if tables and not env.explain:
-            if len(tables) == 1:  # one release: its very bytes, which its receipt names
-                return PartialAnswer(self.node_id, published, found.payloads[0], tuple(reports))
+            # Sent on unless this node is the query's home, asking itself: then the home
+            # merges further and checks its own answer (a LIMIT may make it small).
+            sent = env.home_node != self.node_id or bool(env.path)
             try:
-                payload = to_ipc(merge(plan, tables))
-                limit = self.pipeline.max_payload_bytes
-                check_size(payload, limit, "the relay's merge of its cities' partials")
+                # one release goes on as its very bytes, which its receipt names
+                payload = found.payloads[0] if len(tables) == 1 else to_ipc(merge(plan, tables))
+                if sent:
+                    limit = self.pipeline.max_payload_bytes
+                    check_size(payload, limit, "the relay's partial of its own and its cities'")
             except (PartialError, ResourceExhausted) as exc:
                 # The releases stand, the merged partial does not: none of them contributes
                 # (review, 2026-12-05: they were still counted as contributors, and a merge

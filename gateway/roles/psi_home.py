@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from federation.envelope import Envelope, Requester
 from federation.membership import Member, Membership
+from federation.partials import PartialError, from_ipc
 from federation.psi import frames as f
 from federation.reports import QueryAnswer
 from federation.sql import MAX_SQL_CHARS
@@ -242,7 +243,7 @@ class PsiHome:
                 else "none was sent"
             )
             if not problem and covering:
-                said = Receipt.from_json(receipt).body.get("intersection", answer.intersection)
+                said = Receipt.from_json(receipt).body.get("intersection", _total(answer, plan))
                 if said != answer.intersection:
                     problem = "it names another intersection than the one answered"
             if problem:
@@ -279,3 +280,17 @@ def _check_answer(answer: f.PsiAnswer, request_id: str, sides: set[str]) -> None
     named = [o.node_id for o in answer.owners]
     if not set(named) <= sides or len(named) != len(set(named)):
         raise FailedPrecondition("the matching owner reported for nodes outside the session")
+
+
+def _total(answer: f.PsiAnswer, plan: JoinPlan) -> int:
+    """The intersection a grouped answer's table holds: the total of its groups' counts
+    (-1 without a group), which its receipt does not name but its bytes do. Without a
+    count in the table, the one answered (nothing to hold it to)."""
+    counts = [a.name for a in plan.aggregates if a.func == "count"]
+    if not counts or not answer.payload:
+        return answer.intersection
+    try:
+        column = from_ipc(answer.payload).column(counts[0]).to_pylist()
+    except (PartialError, KeyError):
+        return -2  # no table of this plan: no intersection it could name
+    return sum(int(c) for c in column if c is not None) if column else -1

@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from federation.partials import to_ipc
 from federation.psi import frames as f
 from federation.reports import OwnerReport
 from gateway import identity
@@ -31,7 +33,11 @@ def _signer(ca: Path, tmp: Path, node: str) -> Signer:
 
 
 def _receipt(signer: Signer, node: str, payload: bytes, **facts: object) -> str:
-    body = {
+    return signer.sign(_body(node, payload, **facts)).to_json()
+
+
+def _body(node: str, payload: bytes, **facts: object) -> dict:
+    return {
         "kind": "release",
         "owner": node,
         "request_id": REQUEST,
@@ -41,7 +47,6 @@ def _receipt(signer: Signer, node: str, payload: bytes, **facts: object) -> str:
         "audit_hash": "0" * 64,
         **facts,
     }
-    return signer.sign(body).to_json()
 
 
 @pytest.fixture
@@ -81,3 +86,27 @@ def test_the_matchers_receipt_names_the_answers_bytes_and_count(
     with pytest.raises(FailedPrecondition) as other_count:
         home._check_receipts(_answer(signers, TABLE, 13, 12), plan)
     assert "it names another intersection than the one answered" in str(other_count.value)
+
+
+def test_a_grouped_answers_intersection_is_the_total_of_its_tables_counts(
+    parts: tuple[PsiHome, dict[str, Signer]],
+) -> None:
+    """With groups the receipt names the table's bytes but no count: the answer's
+    intersection (written into the home's psi.answered) must be what those bytes hold."""
+    home, signers = parts
+    plan = join_or_refuse(
+        "SELECT a.sector, COUNT(*) AS n FROM anhui.a a JOIN jiangsu.b b "
+        "ON a.code = b.code GROUP BY a.sector"
+    )
+    table = to_ipc(pa.table({"sector": ["x", "y"], "n": pa.array([12, 30], pa.int64())}))
+
+    def answer(intersection: int) -> f.PsiAnswer:
+        matcher = signers["anhui"].sign(_body("anhui", table)).to_json()
+        other = signers["jiangsu"].sign(_body("jiangsu", b"sums")).to_json()
+        owners = (OwnerReport("anhui", receipt=matcher), OwnerReport("jiangsu", receipt=other))
+        return f.PsiAnswer(REQUEST, intersection, False, 5, owners, payload=table)
+
+    assert plan.sides[plan.matcher].node == "anhui"
+    home._check_receipts(answer(42), plan)
+    with pytest.raises(FailedPrecondition, match="another intersection than the one answered"):
+        home._check_receipts(answer(43), plan)

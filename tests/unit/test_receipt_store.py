@@ -109,9 +109,12 @@ def test_a_psi_answer_counts_only_with_each_sides_receipt_in_force(
     from gateway.planning import join_or_refuse
     from gateway.roles.psi_home import PsiHome
 
-    _grant(parts, exact=True)
     env = _env()
-    good = parts.owner.execute(env).owners[0].receipt
+    # the matcher's own release receipt, of the answer it gives (no table here)
+    release = {"kind": "release", "owner": "anhui", "request_id": env.request_id}
+    release |= {"operation": "psi", "result_digest": receipts.digest(b"")}
+    release |= {"audit_seq": 3, "audit_hash": "0" * 64}
+    good = parts.owner.pipeline.signer.sign(release).to_json()
     body = json.loads(good)
     body["body"]["groups_released"] = 99
     forged = json.dumps(body)
