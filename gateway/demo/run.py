@@ -165,7 +165,7 @@ def run_demo(
             say(f"[5/8] federated catalog through {home}, as {profile_path.stem}:")
             with Client(Profile.load(profile_path)) as client:
                 say(federated_catalog_table(client.federated_catalog()))
-            grants = write_sample_grants(fed)
+            grants = write_sample_grants(fed, home)
             say(f"[6/8] each owner's operator wrote its grants ({len(grants)} in all)")
             say(f"[7/8] federated queries through {home}, as {profile_path.stem}:")
             unexpected = []

@@ -118,9 +118,19 @@ def ministry_grant(grantee_org: str) -> Grant:
     )
 
 
-def write_sample_grants(fed: Federation) -> list[common_pb2.Grant]:
-    """Every operator grants every analyst's organisation its sample datasets."""
-    orgs = sorted({fed.node(home).org for _user, home in fed.analysts})
+def grantee_orgs(fed: Federation, home: str | None = None) -> list[str]:
+    """The organisations the sample grants are for: every analyst's, and ``home``'s.
+
+    The demo runs as ``home``'s analyst, else as its operator: without a grant to that
+    node's organisation every answer it expects would be refused.
+    """
+    homes = [h for _user, h in fed.analysts] + ([home] if home else [])
+    return sorted({fed.node(h).org for h in homes})
+
+
+def write_sample_grants(fed: Federation, home: str | None = None) -> list[common_pb2.Grant]:
+    """Every operator grants each of ``grantee_orgs`` its sample datasets."""
+    orgs = grantee_orgs(fed, home)
     written = []
     for node in fed.nodes:
         with Client(Profile.load(fed.operator_profile(node.id))) as ops:

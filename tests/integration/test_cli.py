@@ -170,6 +170,19 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "industry_section  enterprises" in join and "signed receipts: 2" in join, join
 
 
+def test_demo_from_a_home_without_an_analyst(tmp_path: Path) -> None:
+    # review (2026-12-05): from any home but shanghai and anhui (those of the analysts)
+    # every expected answer was refused: the demo, run as the home's operator, had no grant
+    workdir = tmp_path / "demo"
+    r = run_fedgate("demo", "--workdir", str(workdir), "--scale", "0.02", "--home", "wuhu",
+                    timeout=180)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "federated queries through wuhu, as ops@wuhu" in r.stdout
+    refused = [line for line in r.stdout.splitlines() if "REFUSED" in line]
+    assert len(refused) == 2, refused  # exactly the two showcases meant to be refused
+    assert "federated accuracy" in r.stdout and "demo finished" in r.stdout
+
+
 def test_demo_keep_stops_every_node_on_ctrl_c(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     proc = subprocess.Popen(
