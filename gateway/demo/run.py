@@ -184,9 +184,7 @@ def run_demo(
                 if not ok:
                     unexpected.append("overlap")
                 say("")
-                text, ok = run_training(client, written)
-                say(text)
-                if not ok:
+                if not run_training(client, written, say):  # round by round, as they end
                     unexpected.append("training")
             say("")
             say("[8/8] traceability: every owner's signed audit log, witnessed by its peers")

@@ -9,8 +9,9 @@ federated model comes.
 from __future__ import annotations
 
 import io
+import queue
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from federation.training import features
 from federation.training.tasks import task_named
-from gateway.client import Client, ClientError
+from gateway.client import Client, ClientError, TrainRun
 from gateway.roles.train_home import TrainAsk, TrainResult, TrainRound
 from gateway.training.spec import TrainSpec
 
@@ -27,6 +28,9 @@ OWNERS = ("anhui", "jiangsu", "shanghai", "zhejiang")
 FEATURES = ("employees", "revenue", "registered_capital")
 LABEL = "high_tech"
 ROUNDS, LR, EPOCHS, SEED = 10, 0.5, 5, 7
+# The run's deadline at the home, and so how long the demo waits for it: the client's
+# default (30 s) would end a slower run long before (the call's deadline is what ends it).
+TRAIN_SECONDS = 300.0
 
 
 def _pooled(written: Mapping[str, Sequence[Path]]) -> tuple[np.ndarray, np.ndarray]:
@@ -57,15 +61,17 @@ class Comparison:
     pooled: float  # the same task trained on the pooled rows
 
 
-def train_and_compare(
-    client: Client, written: Mapping[str, Sequence[Path]], on_round: Callable[[TrainRound], None]
-) -> Comparison:
+def start(client: Client, on_round: Callable[[TrainRound], None]) -> TrainRun:
+    """The demo's run, begun; ``on_round`` sees each round as it ends (on the run's thread)."""
     spec = TrainSpec(
         task="logreg", dataset="enterprise_registry", features=FEATURES, label=LABEL,
         rounds=ROUNDS, seed=SEED, learning_rate=LR, local_epochs=EPOCHS, n_classes=2,
     )  # fmt: skip
-    ask = TrainAsk(spec, OWNERS)
-    result = client.train(ask, on_round=on_round).result(timeout=300)
+    return client.train(TrainAsk(spec, OWNERS), timeout=TRAIN_SECONDS, on_round=on_round)
+
+
+def compare(result: TrainResult, written: Mapping[str, Sequence[Path]]) -> Comparison:
+    """The federated model next to the same task trained on the pooled rows."""
     with np.load(io.BytesIO(result.model_npz)) as z:
         weights = [z[f"w{i}"] for i in range(len(z.files) - 2)]
         mean, std = z["mean"], z["std"]
@@ -79,32 +85,62 @@ def train_and_compare(
     return Comparison(result, accuracy(weights, Xs, y), accuracy(pooled, Xs, y))
 
 
-def run_training(client: Client, written: Mapping[str, Sequence[Path]]) -> tuple[str, bool]:
-    """The run's per-round lines and the comparison with pooled training."""
+def train_and_compare(
+    client: Client, written: Mapping[str, Sequence[Path]], on_round: Callable[[TrainRound], None]
+) -> Comparison:
+    # past the run's own deadline, which ends it with DEADLINE_EXCEEDED first
+    result = start(client, on_round).result(timeout=TRAIN_SECONDS + 30)
+    return compare(result, written)
+
+
+def round_line(r: TrainRound) -> str:
+    return (
+        f"   round {r.round:>2}/{r.rounds}: {r.answered} owners, train loss "
+        f"{r.train_loss:.4f}, accuracy {r.eval_accuracy:.4f} ({r.elapsed:.1f} s)"
+    )
+
+
+def _as_they_end(run: TrainRun, ended: queue.SimpleQueue[TrainRound]) -> Iterator[TrainRound]:
+    """The run's rounds, handed over from its thread, until it is done: they are printed
+    here, on the thread that a stop interrupts, not on the run's (where it would kill the
+    reader and lose the result)."""
+    while not (run.done and ended.empty()):  # done is set after the last round is put
+        try:
+            r = ended.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        yield r
+
+
+def run_training(
+    client: Client, written: Mapping[str, Sequence[Path]], say: Callable[[str], None]
+) -> bool:
+    """Say the run's command, then each round as it ends, then the comparison with pooled
+    training; whether the run went through."""
     cmd = (
         f"   fedgate train --task logreg --dataset enterprise_registry --features "
         f"{','.join(FEATURES)} --label {LABEL} --rounds {ROUNDS} --lr {LR} --epochs {EPOCHS} "
         f"--seed {SEED} --nodes {','.join(OWNERS)} --out run/"
     )
-    head = f"-- Which enterprises are high-tech, learned across {len(OWNERS)} provinces\n{cmd}"
-    lines: list[str] = []
-
-    def show(r: TrainRound) -> None:
-        lines.append(
-            f"   round {r.round:>2}/{r.rounds}: {r.answered} owners, train loss "
-            f"{r.train_loss:.4f}, accuracy {r.eval_accuracy:.4f} ({r.elapsed:.1f} s)"
-        )
-
+    say(f"-- Which enterprises are high-tech, learned across {len(OWNERS)} provinces\n{cmd}")
     t0 = time.monotonic()
+    ended: queue.SimpleQueue[TrainRound] = queue.SimpleQueue()
+    run = start(client, ended.put)
     try:
-        c = train_and_compare(client, written, show)
+        for r in _as_they_end(run, ended):
+            say(round_line(r))
+        c = compare(run.result(), written)
     except ClientError as exc:
-        return f"{head}\n   FAILED: {exc}", False
+        say(f"   FAILED: {exc}")
+        return False
+    except BaseException:  # a stop: the home ends the run at every node
+        run.cancel()
+        raise
     receipts = sum(1 for o in c.result.owners if o.receipt)
-    lines.append(
+    say(
         f"   federated accuracy {c.federated:.4f} on all rows; pooled training reaches "
         f"{c.pooled:.4f} (difference {100 * abs(c.federated - c.pooled):.2f} points); "
         f"only model updates left the owners; {receipts} signed receipts; "
         f"{time.monotonic() - t0:.1f} s"
     )
-    return "\n".join([head, *lines]), True
+    return True
