@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gateway.client import Client, ClientError, Profile
 from gateway.demo import sample_data
-from gateway.demo.launcher import StopSignal, running
+from gateway.demo.launcher import NodeProcess, StopSignal, running
 from gateway.demo.provision import REGION_DIR, Federation, provision
 from gateway.demo.showcase import SHOWCASES, Showcase, write_sample_grants
 from gateway.demo.training import run_training
@@ -129,6 +129,51 @@ def _checking(stop: StopSignal, say: Callable[[str], None]) -> Callable[[str], N
     return checked
 
 
+def exited(proc: NodeProcess) -> str:
+    """What ended a kept federation early: which node, its exit code."""
+    return f"node {proc.node_id} exited with code {proc.process.returncode}"
+
+
+def keep_running(
+    fed: Federation,
+    procs: list[NodeProcess],
+    profile_path: Path,
+    stop: StopSignal,
+    say: Callable[[str], None],
+    made_tmp: bool,
+) -> str:
+    """Say how to reach the federation, then wait for Ctrl-C. Returns "" then, or which
+    node exited meanwhile, its end of log said first (before a folder made is removed)."""
+    stop.check()  # a stop asked before the prompt is not the keep's end
+    ended = ""
+    # Everything after the prompt is inside the handler, so Ctrl-C at any moment means
+    # "stop the federation", never an error.
+    with contextlib.suppress(KeyboardInterrupt):
+        say("")
+        say("The federation keeps running. In another terminal:")
+        venv = Path(sys.prefix) / "bin" / "activate"
+        say(f"  source {venv}   # puts fedgate on the PATH")
+        say(f"  export FEDGATE_PROFILE={profile_path}")
+        say("  fedgate catalog           # federated catalog")
+        say('  fedgate query "SELECT city, COUNT(*) FROM enterprise_registry GROUP BY city"')
+        say("  fedgate whoami")
+        say(f"Profiles (operators and analysts): {fed.workdir / 'profiles'}")
+        say(f"Federation CA certificate: {fed.ca_cert}")
+        say(f"Node logs: {fed.workdir / 'nodes'}/<id>/node.log")
+        removed = f" and remove {fed.workdir}, which the demo made" if made_tmp else ""
+        say(f"Press Ctrl-C to stop every node{removed}.")
+        while not stop.asked:
+            gone = next((p for p in procs if not p.alive()), None)
+            if gone is not None:
+                ended = exited(gone)
+                say(f"{ended}; the end of {gone.log_path}:")
+                say("\n".join("  " + line for line in gone.log_tail().splitlines()))
+                break
+            time.sleep(0.5)
+    stop.asked = False  # Ctrl-C is how a kept federation is meant to end
+    return ended
+
+
 def run_demo(
     *,
     workdir: Path | None,
@@ -189,38 +234,19 @@ def run_demo(
             say("")
             say("[8/8] traceability: every owner's signed audit log, witnessed by its peers")
             say(audit_summary(fed))
-            if keep:
-                stop.check()  # a stop asked before the prompt is not the keep's end
-                # Everything after the prompt is inside the handler, so Ctrl-C at any
-                # moment means "stop the federation", never an error.
-                with contextlib.suppress(KeyboardInterrupt):
-                    say("")
-                    say("The federation keeps running. In another terminal:")
-                    venv = Path(sys.prefix) / "bin" / "activate"
-                    say(f"  source {venv}   # puts fedgate on the PATH")
-                    say(f"  export FEDGATE_PROFILE={profile_path}")
-                    say("  fedgate catalog           # federated catalog")
-                    say(
-                        '  fedgate query "SELECT city, COUNT(*) FROM enterprise_registry '
-                        'GROUP BY city"'
-                    )
-                    say("  fedgate whoami")
-                    say(f"Profiles (operators and analysts): {fed.workdir / 'profiles'}")
-                    say(f"Federation CA certificate: {fed.ca_cert}")
-                    say(f"Node logs: {fed.workdir / 'nodes'}/<id>/node.log")
-                    say("Press Ctrl-C to stop every node.")
-                    while not stop.asked and all(p.alive() for p in procs):
-                        time.sleep(0.5)
-                stop.asked = False  # Ctrl-C is how a kept federation is meant to end
+            ended = keep_running(fed, procs, profile_path, stop, say, made_tmp) if keep else ""
             say("stopping all nodes")
     except KeyboardInterrupt:
         tell("interrupted: every node was stopped")
         return 130
-    finally:
-        if made_tmp and not keep:
+    finally:  # a folder the demo made holds every key: never left behind, --keep or not
+        if made_tmp:
             shutil.rmtree(workdir, ignore_errors=True)
+    if ended:
+        tell(f"demo FAILED: {ended} while the federation was kept")
     if unexpected:
         tell("demo FAILED: not as expected: " + "; ".join(unexpected))
+    if ended or unexpected:
         return 1
     tell(f"demo finished in {time.monotonic() - t0:.1f}s")
     return 0
