@@ -164,14 +164,19 @@ def profile(args: argparse.Namespace) -> Profile:
 
 def column_controls(specs: list[str]) -> list[tuple[str, tuple[str, ...]]]:
     """``--column name=control[,control]`` options, as grants and access requests take them:
-    (column, controls) pairs in the order given."""
-    out = []
+    (column, controls) pairs in the order given. A column given twice gets the controls of
+    both (``city=group_by`` and ``city=filter`` are ``city=group_by,filter``): the later
+    one must not silently replace the earlier."""
+    merged: dict[str, list[str]] = {}
     for spec in specs:
         name, sep, controls = spec.partition("=")
         if not sep or not controls:
             raise FedgateError(f"--column {spec!r} must look like name=control[,control]")
-        out.append((name, tuple(controls.split(","))))
-    return out
+        have = merged.setdefault(name, [])
+        for control in controls.split(","):
+            if control not in have:
+                have.append(control)
+    return [(name, tuple(controls)) for name, controls in merged.items()]
 
 
 def print_message(msg: Message) -> None:
