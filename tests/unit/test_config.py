@@ -233,3 +233,23 @@ def test_a_profile_with_wrong_fields_is_named(tmp_path: Path, text: str, message
     path.write_bytes(b'node = "\xff"\n')
     with pytest.raises(InvalidArgument, match="not a TOML text file"):
         Profile.load(path)
+
+
+def test_the_profile_refusals_are_those_cli_md_quotes(tmp_path: Path) -> None:
+    # review (2026-12-05): cli.md quoted "not a profile (not a TOML text file)" for text
+    # that is not TOML, where the client says "is not valid TOML: ..."
+    from gateway.client import Profile
+    from gateway.errors import InvalidArgument
+
+    doc = " ".join((Path(__file__).parents[2] / "docs" / "cli.md").read_text().split())
+    bad = tmp_path / "p.toml"
+    for content in (b'node = "a"\naddress = \n', b'node = "\xff"\n', None):
+        if content is None:
+            bad.unlink()
+            bad.mkdir()  # a folder
+        else:
+            bad.write_bytes(content)
+        with pytest.raises(InvalidArgument) as refused:
+            Profile.load(bad)
+        said = str(refused.value).replace(str(bad), "X")
+        assert f"`{said.partition(': ')[0]}" in doc  # tomllib's own words may change
