@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from gateway.cli.common import Subparsers, add_command, client_options, path, profile
+from gateway.cli.common import (
+    Subparsers,
+    add_command,
+    client_options,
+    path,
+    profile,
+    writable_file,
+)
 
 
 def cmd_disclosure(args: argparse.Namespace) -> int:
     from gateway import disclosure, serde
     from gateway.client import Client
 
+    out = writable_file(args.out, "--out") if args.out else None  # before asking any node
     with Client(profile(args)) as c:
         report = serde.disclosure_report_from_proto(c.disclosure(args.node, args.since, args.until))
     render = {"md": disclosure.to_markdown, "json": disclosure.to_json, "html": disclosure.to_html}[
         args.format
     ]
     text = render(report)
-    if args.out:
-        Path(args.out).write_text(text)
+    if out is not None:
+        out.write_text(text)
         print(f"disclosure report of {report.node} written to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

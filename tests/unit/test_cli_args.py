@@ -124,6 +124,9 @@ def test_an_output_path_that_cannot_be_written_is_refused_first(
         "--label", "y", "--nodes", "x", "--out", str(a_file),
     ]  # fmt: skip
     assert f"--out {a_file} is a file, not a folder" in _refused(capsys, run)
+    # review (2026-12-05): the report was asked for first, the path refused after
+    report = ["disclosure", *no_profile, "--out", str(tmp_path / "nope" / "x.md")]
+    assert "no folder" in _refused(capsys, report)
 
 
 @pytest.mark.parametrize("before", [None, "", "info"])
