@@ -60,9 +60,8 @@ class AppBundle:
 
 
 def bundle(files: list[tuple[str, bytes]]) -> AppBundle:
-    """Files checked (names, kinds, counts, sizes, the entry module) and put in order."""
-    if not files:
-        raise invalid("an app has no files")
+    """Files checked (names, kinds, counts, sizes, the entry module) and put in order.
+    None at all is refused as any folder without the entry module is: by naming it."""
     if len(files) > MAX_FILES:
         raise invalid(f"an app has at most {MAX_FILES} files")
     seen: set[str] = set()

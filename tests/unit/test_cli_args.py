@@ -204,3 +204,15 @@ def test_a_member_timeout_of_zero_in_any_spelling_is_the_nodes_default(zero: str
     from gateway.cli.app import build_parser
 
     assert build_parser().parse_args(["catalog", "--member-timeout", zero]).member_timeout == 0.0
+
+
+@pytest.mark.parametrize("files", [{}, {"README.txt": "an app, one day"}, {"model.py": "x = 1"}])
+def test_app_digest_of_a_folder_without_client_app_names_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, files: dict[str, str]
+) -> None:
+    # review (2026-12-05): an empty folder was "an app has no files" where cli.md promises
+    # a refusal naming the missing client_app.py
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    err = _refused(capsys, ["app", "digest", str(tmp_path)])
+    assert err == "fedgate: error: an app needs client_app.py (defining app and init)\n"
