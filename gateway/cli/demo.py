@@ -60,11 +60,18 @@ def register(sub: Subparsers) -> None:
 
     sp = add_command(sub, "demo", "run the Yangtze Delta demo federation", cmd_demo)
     sp.add_argument(
-        "--workdir", type=path, help="where to put keys, data and logs (default: a temp dir)"
+        "--workdir",
+        type=path,
+        help="where to put keys, data and logs, kept after (default: a temporary folder, "
+        "removed at the end, with --keep too)",
     )
     sp.add_argument(
         "--scale", type=scale_factor, default=1.0, help="sample data row-count factor (default: 1)"
     )
     sp.add_argument("--seed", type=int, default=20261125)
     sp.add_argument("--keep", action="store_true", help="leave the nodes running")
-    sp.add_argument("--home", default="shanghai", help="home node for the showcase")
+    sp.add_argument(
+        "--home",
+        default="shanghai",
+        help="home node for the showcase: any member (default: %(default)s)",
+    )
