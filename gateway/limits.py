@@ -426,3 +426,13 @@ class Limiter:
             counts[caller] = left
         else:
             counts.pop(caller, None)
+
+
+def check_size(payload: bytes, limit: int, what: str = "the partial result") -> None:
+    """What one message would carry, refused over ``limit`` before gRPC's send fails
+    (after the releases in it were recorded)."""
+    if len(payload) > limit:
+        raise ResourceExhausted(
+            f"{what} is {len(payload):,} bytes, over the {limit:,}"
+            "-byte message limit: filter more or group by coarser columns"
+        )

@@ -47,10 +47,13 @@ _INDUSTRIES: dict[str, tuple[str, ...]] = {
     "K70": ("Real Estate Development", "Property", "Real Estate"),
     "M73": ("Biotechnology", "Technology Development", "Scientific Instruments"),
 }
-_INDUSTRY_CODES = tuple(_INDUSTRIES)
+INDUSTRY_CODES = tuple(_INDUSTRIES)  # the registry's declared categories
+# Certified high-tech shares by industry: mostly industry, a little size, so that the
+# demo's classifier (industry one-hot, size, revenue) has something to learn beyond the
+# majority class (with shares of 0.05-0.5 it learned only "not high-tech").
 _HIGH_TECH_P = {
-    "C17": 0.05, "C26": 0.2, "C35": 0.3, "C36": 0.2, "C38": 0.3, "C39": 0.45,
-    "F51": 0.02, "G54": 0.01, "I64": 0.35, "I65": 0.4, "K70": 0.0, "M73": 0.5,
+    "C17": 0.03, "C26": 0.3, "C35": 0.5, "C36": 0.35, "C38": 0.55, "C39": 0.8,
+    "F51": 0.02, "G54": 0.01, "I64": 0.65, "I65": 0.75, "K70": 0.0, "M73": 0.85,
 }  # fmt: skip
 # Revenue per employee (10k CNY, median): trade and real estate turn over more per head.
 _PRODUCTIVITY = {
@@ -84,9 +87,9 @@ class _Region:
 def _weights(spec: str) -> dict[str, float]:
     """'C39:3 I65:1.5' -> a weight for every industry (unlisted ones get a small default)."""
     given = {code: float(w) for code, w in (item.split(":") for item in spec.split())}
-    if set(given) - set(_INDUSTRY_CODES):
+    if set(given) - set(INDUSTRY_CODES):
         raise ValueError(f"unknown industry in {spec!r}")
-    return {code: given.get(code, 0.2) for code in _INDUSTRY_CODES}
+    return {code: given.get(code, 0.2) for code in INDUSTRY_CODES}
 
 
 def _pairs(spec: str) -> tuple[tuple[str, str], ...]:
@@ -347,7 +350,7 @@ def _make_registry(rng: np.random.Generator, region: _Region, n: int) -> _Regist
     div_idx = rng.choice(len(div_codes), size=n, p=np.array(div_w) / sum(div_w))
     division = np.asarray(div_codes)[div_idx]
     city = np.asarray(cities)[div_idx]
-    industry = _pick(rng, _INDUSTRY_CODES, [region.industry_weights[c] for c in _INDUSTRY_CODES], n)
+    industry = _pick(rng, INDUSTRY_CODES, [region.industry_weights[c] for c in INDUSTRY_CODES], n)
 
     # Recent founding years dominate (the registry keeps growing); nothing before 1980.
     founding = np.where(
@@ -367,7 +370,7 @@ def _make_registry(rng: np.random.Generator, region: _Region, n: int) -> _Regist
     productivity = np.array([_PRODUCTIVITY[c] for c in industry]) * np.exp(rng.normal(0, 0.6, n))
     revenue = np.round(np.clip(employees * productivity, 0.0, 10_000_000.0), 2)
 
-    p_tech = np.array([_HIGH_TECH_P[c] for c in industry]) * np.where(employees >= 50, 1.4, 0.9)
+    p_tech = np.array([_HIGH_TECH_P[c] for c in industry]) * np.where(employees >= 50, 1.15, 0.9)
     high_tech = rng.random(n) < p_tech
 
     names = _names(rng, city, industry, employees >= 2000)
@@ -408,8 +411,9 @@ def _col(
     level: str = "",
     lower: float | None = None,
     upper: float | None = None,
+    categories: tuple[str, ...] = (),
 ) -> ColumnSpec:
-    return ColumnSpec(name, type_, level, description, lower, upper)
+    return ColumnSpec(name, type_, level, description, lower, upper, categories=categories)
 
 
 _ARROW_TYPES = {
@@ -458,7 +462,12 @@ def _descriptor(
 _REGISTRY_COLUMNS = (
     _col("credit_code", "string", "Unified Social Credit Code (GB 32100)", level="L2"),
     _col("enterprise_name", "string", "Registered name of the enterprise", level="L2"),
-    _col("industry_code", "string", "GB/T 4754-2017 section letter + 2-digit division"),
+    _col(  # declared: a model may take it one-hot (docs/training.md)
+        "industry_code",
+        "string",
+        "GB/T 4754-2017 section letter + 2-digit division",
+        categories=INDUSTRY_CODES,
+    ),
     _col("industry_section", "string", "GB/T 4754-2017 section letter"),
     _col("city", "string", "City of registration"),
     _col("division_code", "string", "GB/T 2260 administrative division code"),

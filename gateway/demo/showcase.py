@@ -177,7 +177,9 @@ SHOWCASES = (
     Showcase(
         "Revenue of Anhui's enterprises on the ministry's list, by industry section (a join "
         "across two owners: keys matched by ECDH, sums under Paillier; the ministry's list is "
-        "L3, so counts and sums carry DP noise of scale bound/epsilon; docs/psi.md)",
+        "L3, so counts and sums carry DP noise of scale bound/epsilon: each sum here about "
+        "3x10^7, revenue's declared bound 10^7 over a third of epsilon 1, so a sum smaller "
+        "than that, negative ones too, is noise; docs/psi.md)",
         "SELECT m.industry_section, COUNT(*) AS enterprises, SUM(r.revenue) AS revenue "
         "FROM anhui.enterprise_registry r JOIN miit.industry_enterprises m "
         "ON r.credit_code = m.credit_code GROUP BY m.industry_section "

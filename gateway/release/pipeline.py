@@ -23,8 +23,8 @@ from federation.reports import Explanation
 from gateway import receipts
 from gateway.audit import AuditLog, Entry
 from gateway.clock import utc
-from gateway.errors import DeadlineExceeded, FedgateError, ResourceExhausted
-from gateway.limits import cut
+from gateway.errors import DeadlineExceeded, FedgateError
+from gateway.limits import check_size, cut
 from gateway.policy.model import Decision, Grant
 from gateway.policy.store import GrantStore
 from gateway.receipts import Receipt, Signer
@@ -81,14 +81,6 @@ class Operation(Protocol[C]):
 
 
 # --- the steps the pipeline owns, each testable on its own --------------------------------
-
-
-def check_size(payload: bytes, limit: int, what: str = "the partial result") -> None:
-    if len(payload) > limit:
-        raise ResourceExhausted(
-            f"{what} is {len(payload):,} bytes, over the {limit:,}"
-            "-byte message limit: filter more or group by coarser columns"
-        )
 
 
 def check_deadline(deadline: float) -> None:

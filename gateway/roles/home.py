@@ -44,10 +44,9 @@ from gateway.errors import (
     Unavailable,
     error_of,
 )
-from gateway.limits import cut
+from gateway.limits import check_size, cut
 from gateway.planning import plan_or_refuse
 from gateway.receipt_store import ReceiptStore
-from gateway.release.pipeline import check_size
 from gateway.roles.vouching import Vouching
 from gateway.text import check_purpose
 

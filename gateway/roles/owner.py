@@ -19,9 +19,10 @@ from federation.sql import QueryPlan
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.engine import Engine
 from gateway.errors import FedgateError, InvalidArgument, NotFound, ResourceExhausted
+from gateway.limits import check_size
 from gateway.planning import plan_or_refuse
 from gateway.policy.store import GrantStore
-from gateway.release.pipeline import ReleasePipeline, check_size
+from gateway.release.pipeline import ReleasePipeline
 from gateway.release.query import PlanCache, QueryRelease, query_subject
 from gateway.roles.relay import Relay
 from gateway.sticky_noise import noise_key

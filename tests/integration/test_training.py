@@ -217,6 +217,9 @@ def test_sample_data_parity_with_pooled_training(federation: RunningFederation) 
         got = train_and_compare(c, federation.written, lambda r: seen.append(r.round))
     assert seen == list(range(1, DEMO_ROUNDS + 1))
     assert abs(got.federated - got.pooled) <= 0.01, (got.federated, got.pooled)
+    # it learned something: the sample data's high-tech share depends on the industry
+    # (review, 2026-12-05: both models only ever answered "not high-tech")
+    assert got.federated > got.majority + 0.05, (got.federated, got.majority)
     assert {o.node_id for o in got.result.owners} == set(PROVINCES)
 
 

@@ -21,7 +21,7 @@ from federation.envelope import Envelope, Requester
 from federation.membership import Member, Membership
 from federation.outcome import Code
 from federation.partials import from_ipc
-from gateway import identity, receipts
+from gateway import identity, limits, receipts
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
@@ -297,9 +297,9 @@ def test_core_data_is_not_published(parts: Parts) -> None:
 
 
 def test_check_size_refuses_an_oversized_payload() -> None:
-    pipeline.check_size(b"x" * 10, 10)
+    limits.check_size(b"x" * 10, 10)
     with pytest.raises(ResourceExhausted, match="11 bytes, over the 10-byte"):
-        pipeline.check_size(b"x" * 11, 10)
+        limits.check_size(b"x" * 11, 10)
 
 
 def test_check_deadline_refuses_a_late_release() -> None:
