@@ -45,7 +45,7 @@ def federated_catalog_table(resp: gateway_pb2.FederatedCatalogResponse) -> str:
             continue
         if not m.datasets:  # none, or left out of a too large answer (then an error)
             shown = "(not listed)" if m.error else "(no datasets)"
-            rows.append([where, shown, "", "", "", m.error[:60]])
+            rows.append([where, shown, "", "", "", m.error[:90]])  # (N bytes of datasets) too
         for d in m.datasets:
             schema = ", ".join(f"{c.name}:{c.type}" for c in d.columns)
             if len(schema) > 60:

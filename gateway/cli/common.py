@@ -164,19 +164,22 @@ def profile(args: argparse.Namespace) -> Profile:
 
 def column_controls(specs: list[str]) -> list[tuple[str, tuple[str, ...]]]:
     """``--column name=control[,control]`` options, as grants and access requests take them:
-    (column, controls) pairs in the order given. A column given twice gets the controls of
-    both (``city=group_by`` and ``city=filter`` are ``city=group_by,filter``): the later
-    one must not silently replace the earlier."""
-    merged: dict[str, list[str]] = {}
+    (column, controls) pairs in the order given. A column given twice is refused: the later
+    one silently replaced the earlier, and taking both would grant more than an operator
+    who repeated it to correct the first meant (review, 2026-12-05); the server refuses a
+    repeated column in an approval likewise."""
+    out: dict[str, tuple[str, ...]] = {}
     for spec in specs:
         name, sep, controls = spec.partition("=")
         if not sep or not controls:
             raise FedgateError(f"--column {spec!r} must look like name=control[,control]")
-        have = merged.setdefault(name, [])
-        for control in controls.split(","):
-            if control not in have:
-                have.append(control)
-    return [(name, tuple(controls)) for name, controls in merged.items()]
+        if name in out:
+            raise FedgateError(
+                f"--column {name!r} is given twice: give all its controls once, "
+                f"comma-separated ({name}=group_by,filter)"
+            )
+        out[name] = tuple(controls.split(","))
+    return list(out.items())
 
 
 def print_message(msg: Message) -> None:

@@ -170,7 +170,9 @@ def keep_running(
                 say("\n".join("  " + line for line in gone.log_tail().splitlines()))
                 break
             time.sleep(0.5)
-    stop.asked = False  # Ctrl-C is how a kept federation is meant to end
+    # Ctrl-C is how a kept federation is meant to end: it stays asked, so a second one
+    # is not raised into the nodes' stop or the removal of the folder (review,
+    # 2026-12-05: it cut the removal short and left the keys on disk)
     return ended
 
 
@@ -234,8 +236,12 @@ def run_demo(
             say("")
             say("[8/8] traceability: every owner's signed audit log, witnessed by its peers")
             say(audit_summary(fed))
-            ended = keep_running(fed, procs, profile_path, stop, say, made_tmp) if keep else ""
-            say("stopping all nodes")
+            if keep:
+                ended = keep_running(fed, procs, profile_path, stop, say, made_tmp)
+                tell("stopping all nodes")  # unchecked: a stop ends a kept federation
+            else:
+                ended = ""
+                say("stopping all nodes")
     except KeyboardInterrupt:
         tell("interrupted: every node was stopped")
         return 130

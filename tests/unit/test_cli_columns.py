@@ -1,5 +1,5 @@
-"""``--column`` of grants and access requests: a column given twice gets the controls of
-both, in grant add, request submit and request approve alike."""
+"""``--column`` of grants and access requests: a column given twice is refused, in grant
+add, request submit and request approve alike."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 from gateway.cli.app import main
 from gateway.cli.common import column_controls
+from gateway.errors import FedgateError
 
 
 class _Sent(Exception):
@@ -45,29 +46,27 @@ def _sent(argv: list[str]) -> object:
     return caught.value.args[0]
 
 
-def test_a_repeated_column_gets_the_controls_of_both() -> None:
-    got = column_controls(
-        ["city=group_by", "revenue=aggregate", "city=filter,group_by", "city=raw"]
-    )
-    assert got == [("city", ("group_by", "filter", "raw")), ("revenue", ("aggregate",))]
+def test_a_repeated_column_is_refused() -> None:
+    with pytest.raises(FedgateError, match="--column 'city' is given twice"):
+        column_controls(["city=group_by", "revenue=aggregate", "city=filter"])
+    got = column_controls(["city=group_by,filter", "revenue=aggregate"])
+    assert got == [("city", ("group_by", "filter")), ("revenue", ("aggregate",))]
 
 
-def test_grant_add_merges_a_repeated_column(sent: None) -> None:
-    # review (2026-12-05): `--column city=group_by --column city=filter` kept only filter
-    argv = ["grant", "add", "--dataset", "d", "--org", "o"]
-    g = _sent([*argv, "--column", "city=group_by", "--column", "city=filter"])
-    assert g.columns == {"city": ("group_by", "filter")}  # type: ignore[attr-defined]
-
-
-def test_request_submit_and_approve_merge_a_repeated_column(sent: None) -> None:
-    from gateway.access import ColumnControls
-
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["grant", "add", "--dataset", "d", "--org", "o"],
+        ["request", "submit", "--dataset", "jiangsu.d", "--purpose", "p"],
+        ["request", "approve", "ar-1"],
+    ],
+)
+def test_grant_add_and_requests_refuse_a_repeated_column(
+    sent: None, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review (2026-12-05): `--column city=group_by --column city=filter` kept only the
+    last; taking both grants more than an operator who repeated one to correct it meant.
+    Refused before anything is sent (exit 2)."""
     cols = ["--column", "city=group_by", "--column", "revenue=aggregate", "--column", "city=filter"]
-    want = (
-        ColumnControls("city", ("group_by", "filter")),
-        ColumnControls("revenue", ("aggregate",)),
-    )
-    ask = _sent(["request", "submit", "--dataset", "jiangsu.d", "--purpose", "p", *cols])
-    assert ask.columns == want  # type: ignore[attr-defined]
-    decision = _sent(["request", "approve", "ar-1", *cols])
-    assert decision.columns == want  # type: ignore[attr-defined]
+    assert main([*argv, *cols]) == 2
+    assert "--column 'city' is given twice" in capsys.readouterr().err

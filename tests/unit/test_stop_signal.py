@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from gateway.demo.launcher import StopSignal, deferred_stops
-from gateway.demo.run import _checking
+from gateway.demo.run import _checking, keep_running
 
 
 @pytest.fixture
@@ -77,3 +79,31 @@ def test_a_stop_waits_for_the_end_of_a_deferred_block(handlers: None) -> None:
         time.sleep(0.05)  # the recording handler runs here, and raises nothing
         done.append("the block ran to its end")
     assert done == ["the block ran to its end"]
+
+
+def test_after_the_keeps_ctrl_c_a_second_stop_is_not_raised_into_the_cleanup(
+    handlers: None, tmp_path: Path
+) -> None:
+    """Review (2026-12-05): the keep reset the stop after its Ctrl-C, so a second Ctrl-C or
+    SIGTERM while the nodes stopped or the demo's folder (every key) was being removed
+    was raised there: the removal stopped halfway and the keys stayed on disk."""
+    stop = StopSignal().install()
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        ended = keep_running(
+            _Federation(tmp_path), [], tmp_path / "p.toml", stop, lambda _: None, True
+        )
+    finally:
+        timer.cancel()
+    assert ended == "" and stop.asked
+    os.kill(os.getpid(), signal.SIGTERM)  # during the cleanup: nothing raised
+    time.sleep(0.05)
+
+
+class _Federation:
+    """What the keep's prompt reads of a federation (folders and the CA's path)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.ca_cert = workdir / "ca.pem"
