@@ -126,7 +126,10 @@ def _get(section: dict[str, Any], name: str, field: str, kind: type, default: An
         return default
     value = section[name]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # TOML integers have no bound; floats end near 1e308
+            raise ConfigError(f"{field} must be a number, got one too large") from None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         names = {
             int: "an integer",
@@ -147,7 +150,11 @@ def _path(base: Path, section: dict[str, Any], name: str, field: str) -> Path:
 def _resolved(base: Path, value: str, field: str) -> Path:
     if not value or "\0" in value:
         raise ConfigError(f"{field} must be a path, got {value!r}")
-    return (base / Path(value).expanduser()).resolve()  # "~/x" is the home's, not "./~"
+    try:
+        home = Path(value).expanduser()  # "~/x" is the home's, not "./~"
+    except RuntimeError:  # "~user/x" of no such user, or no home known
+        raise ConfigError(f"{field}: {value!r} names a home folder that does not exist") from None
+    return (base / home).resolve()
 
 
 def _file(base: Path, section: dict[str, Any], name: str, field: str, must_exist: bool) -> Path:

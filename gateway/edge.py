@@ -436,6 +436,8 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                 self._auth.authorize(stream.caller, stream.method)
             except FedgateError as exc:
                 stream.end(exc)
+            except Exception:  # one stream's check never stops the sweep of the others
+                log.exception("checking stream %s of %s", stream.method, stream.caller)
         window = self.limiter.refusals.window
         audited = 0
         for caller, limit, quiet in self.limiter.sweep():

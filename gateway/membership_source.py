@@ -59,21 +59,26 @@ class MembershipSource:
         # Called with a document just taken, after the lock is let go (it may call this
         # source again: under the lock that would wait on itself for ever).
         self.after_reload: Callable[[Membership], None] = lambda _new: None
-        self._stamp = self._stat()
+        self._unreadable = ""  # why the file could not be read last time ("" : it could)
         try:
+            self._stamp = self._stat()
             self._current = verify(path.read_bytes(), self._keys)
         except MembershipError as exc:
             raise ConfigError(f"federation.membership: {path}: {exc}") from None
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise ConfigError(f"federation.membership: {path} cannot be read ({why})") from None
 
-    def _stat(self) -> tuple[int, int]:
-        st = self._path.stat()
-        return st.st_mtime_ns, st.st_size
+    def _stat(self) -> tuple[int, ...]:
+        return _stamp(self._path.stat())
 
     def __call__(self) -> Membership:
         try:
             stamp = self._stat()
         except FileNotFoundError:
             return self._current
+        except OSError as exc:
+            return self._kept(exc)
         if stamp == self._stamp:
             return self._current
         taken: Membership | None = None
@@ -82,10 +87,12 @@ class MembershipSource:
             # before the lock could be older than one another caller took meanwhile.
             try:
                 with self._path.open("rb") as fh:
-                    st = os.fstat(fh.fileno())
-                    stamp, data = (st.st_mtime_ns, st.st_size), fh.read()
+                    stamp, data = _stamp(os.fstat(fh.fileno())), fh.read()
             except FileNotFoundError:
                 return self._current
+            except OSError as exc:
+                return self._kept(exc)
+            self._unreadable = ""
             if stamp == self._stamp:  # another caller took this change while we waited
                 return self._current
             before, self._stamp = self._stamp, stamp
@@ -129,3 +136,20 @@ class MembershipSource:
         if taken is not None:
             self.after_reload(taken)
         return self._current
+
+    def _kept(self, exc: OSError) -> Membership:
+        """The last good document, when the file cannot be read (permissions, a folder in
+        its place): refused like a document that does not verify, said once per cause
+        (review, 2026-12-05: every call to the node failed INTERNAL, and the edge's sweep
+        of open streams stopped at the first)."""
+        why = f"the file cannot be read ({exc.strerror or type(exc).__name__})"
+        if why != self._unreadable:
+            self._unreadable = why
+            log.error("membership file refused, the last good document kept: %s", why)
+            self.on_event({"kind": "membership.refused", "reason": why})
+        return self._current
+
+
+def _stamp(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when the file is replaced, rewritten, or its permissions change."""
+    return st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns

@@ -416,7 +416,12 @@ class TrainHome:
             if member is None:
                 return None
             try:
-                reply, report = self.ask_step(member, call_env, data, stop)
+                # as the federation's document says now: a member it dropped mid-run gets
+                # no further model and gives no further update (review, 2026-12-05)
+                current = self.membership().get(member.id)
+                if current is None:
+                    raise FailedPrecondition(f"{member.id} is no longer a member of the federation")
+                reply, report = self.ask_step(current, call_env, data, stop)
                 if report.error is not None:  # a refusal, whatever bytes came with it
                     raise FedgateError.of(report.error)
                 problem = self._receipt_problem(member.id, env.request_id, reply, report, reports)

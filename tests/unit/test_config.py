@@ -45,6 +45,9 @@ def test_dataset_roots_are_resolved_like_every_path(
         ("node", "id", "Bad Id", "node.id"),
         ("node", "listen", "nowhere", "node.listen"),
         ("node", "workers", 0, "node.workers"),
+        # review (2026-12-05): both raised past the field's check, a traceback at start
+        ("node", "data_dir", "~nosuchuser_fedgate/data", "node.data_dir: .* home folder"),
+        ("node", "peer_timeout_seconds", 10**400, "node.peer_timeout_seconds must be a number"),
         ("node", "workers", "8", "node.workers must be an integer"),
         ("node", "max_message_bytes", 10, "node.max_message_bytes"),
         ("node", "peer_timeout_seconds", -1, "node.peer_timeout_seconds"),

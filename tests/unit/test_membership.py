@@ -124,3 +124,30 @@ def test_a_member_table_is_read_naming_the_member_and_field(raw: object, message
     assert str(info.value) == message
     good = {"id": "a", "org": "o", "address": "h:1", "level": "province"}
     assert member_from(good, 0) == Member("a", "o", "h:1", "province")
+
+
+def test_an_unreadable_membership_file_keeps_the_last_good_document(tmp_path: Path) -> None:
+    """Review (2026-12-05): a membership file that cannot be read (a folder in its place,
+    a copy the node's user may not read) raised OSError at every call, so every RPC to the
+    node failed INTERNAL. It is refused like a document that does not verify: the last
+    good one is kept, the refusal said once per cause; a readable newer one is taken."""
+    from gateway.membership_source import MembershipSource
+
+    identity.init_ca(tmp_path / "ca")
+    key = identity.load_key(tmp_path / "ca" / identity.CA_KEY)
+    bundle = identity.load_bundle(tmp_path / "ca" / identity.CA_CERT)
+    path = tmp_path / "membership.json"
+    path.write_bytes(sign(_doc(PROVINCE), key))
+    source = MembershipSource(path, bundle)
+    events: list[dict] = []
+    source.on_event = events.append
+    path.unlink()
+    path.mkdir()  # as a document the node's user may not read: open() fails
+    for _ in range(3):
+        assert source().serial == 1
+    assert [e["kind"] for e in events] == ["membership.refused"]
+    assert "cannot be read" in events[0]["reason"]
+    path.rmdir()
+    path.write_bytes(sign(Membership("test", 2, "2026-01-01T00:00:00Z", (PROVINCE, CITY)), key))
+    assert source().serial == 2
+    assert events[-1]["kind"] == "membership.reloaded"

@@ -14,7 +14,7 @@ import pytest
 from flwr.app import Message, RecordDict
 
 from federation.envelope import Envelope
-from federation.membership import Member
+from federation.membership import Member, Membership
 from federation.outcome import Code, Error
 from federation.reports import OwnerReport
 from federation.training.client_app import CONFIG, STATS_MESSAGE
@@ -110,8 +110,15 @@ def run(parts: Parts, tmp_path: Path) -> _Run:
 
     store = ReceiptStore(parts.state, ReceiptCheck(parts.bundle))
     unused: Any = None
-    home = TrainHome("shanghai", unused, unused, ask_step, store, unused)
+    home = TrainHome("shanghai", lambda: _members(OWNER_ID), unused, ask_step, store, unused)
     return _Run(home, env, stats, reply, report, parts, answers)
+
+
+def _members(*ids: str) -> Membership:
+    """The federation's document: the home and the owners named."""
+    home = Member("shanghai", "SH", "127.0.0.1:2", "province")
+    owners = (Member(i, "Anhui bureau", "127.0.0.1:1", "province") for i in ids)
+    return Membership("t", 1, "2026-01-01T00:00:00Z", (home, *owners))
 
 
 def _exchange(r: _Run, reports: _Reports, *answers: tuple[bytes, OwnerReport]) -> list:
@@ -183,3 +190,17 @@ def test_a_receipt_of_odd_types_fails_its_owner_not_the_run(run: _Run) -> None:
     said = "anhui answered without a valid receipt: "
     reasons = [r.error.reason.removeprefix(said) for r in reports.items if r.error is not None]
     assert reasons == ["its receipt names no place in the owner's log"]
+
+
+def test_an_owner_dropped_from_the_membership_mid_run_is_not_asked_again(run: _Run) -> None:
+    """Review (2026-12-05): the members of a run were fixed when it started, so an owner
+    the federation dropped (the way to stop trusting a member) kept receiving each
+    round's model and having its updates averaged in until the run ended."""
+    reports = _Reports()
+    assert _exchange(run, reports, (run.reply, run.report)) == [(FIRST_NODE_ID, run.reply)]
+    run.home.membership = lambda: _members()  # the next document drops it
+    assert _exchange(run, reports, (run.reply, run.report)) == []
+    assert run.answers == [(run.reply, run.report)]  # never asked
+    error = reports.items[-1].error
+    assert error is not None and error.code is Code.FAILED_PRECONDITION
+    assert error.reason == f"{OWNER_ID} is no longer a member of the federation"
