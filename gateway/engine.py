@@ -265,7 +265,7 @@ class Engine:
         result_bytes: int = MAX_RESULT_BYTES,
     ) -> None:
         self._threads = threads or os.cpu_count() or 1
-        self._result_bytes = result_bytes
+        self.result_bytes = result_bytes  # the most one statement's result may hold
         self._settings: dict[str, str | bool | int | float | list[str]] = {"temp_directory": ""}
         if spill_dir is not None and spill_bytes > 0:
             shutil.rmtree(spill_dir, ignore_errors=True)
@@ -393,7 +393,7 @@ class Engine:
             if hit is not None:
                 return hit.table
         loads = self._loads
-        bound = self._result_bytes if max_bytes == 0 else max_bytes
+        bound = self.result_bytes if max_bytes == 0 else max_bytes
         result = self._execute(sql, timeout, request_id, bound)
         if version:
             with self._results_lock:

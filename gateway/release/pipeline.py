@@ -23,7 +23,7 @@ from federation.reports import Explanation
 from gateway import receipts
 from gateway.audit import AuditLog, Entry
 from gateway.clock import utc
-from gateway.errors import DeadlineExceeded, FedgateError
+from gateway.errors import DeadlineExceeded, FedgateError, ResourceExhausted
 from gateway.limits import check_size, cut
 from gateway.policy.model import Decision, Grant
 from gateway.policy.store import GrantStore
@@ -169,20 +169,18 @@ class ReleasePipeline:
                 return op.explain(decision)
             with self.inflight.hold(decision.grant, decision.epsilon) as let_go:
                 protected = op.protect(op.compute(decision, env.deadline), decision)
-                check_size(protected.payload, max_payload_bytes or self.max_payload_bytes)
+                once = (env.home_node, env.request_id) if op.once_per_request else None
+                limit = max_payload_bytes or self.max_payload_bytes
+                if protected.epsilon > 0 and len(protected.payload) > limit:
+                    self._withheld(op, env, decision, protected, let_go, once)
+                check_size(protected.payload, limit)
                 check_deadline(env.deadline)
 
                 def record(g: Grant) -> dict[str, Any]:
                     let_go()  # in the spend's transaction: the use is the grant's now
                     return release_entry(self.node_id, env, op, protected, g)
 
-                grant, entry = spend(
-                    self.grants,
-                    decision,
-                    protected.epsilon,
-                    record,
-                    (env.home_node, env.request_id) if op.once_per_request else None,
-                )
+                grant, entry = spend(self.grants, decision, protected.epsilon, record, once)
         except FedgateError as exc:
             self.refused(op.name, env, op.subject, exc)
             raise
@@ -199,6 +197,33 @@ class ReleasePipeline:
             protected.epsilon,
         )
         return Released(grant, entry, receipt, protected, decision.no_spend)
+
+    def _withheld(
+        self,
+        op: Operation[Any],
+        env: Envelope,
+        decision: Decision,
+        protected: Protected,
+        let_go: Callable[[], None],
+        once: tuple[str, str] | None,
+    ) -> None:
+        """A noised result too large to send: whether it fits, and its size, are read from
+        the noise just drawn, so telling either is a release of it. Its epsilon is spent
+        (a ``release`` entry of nothing sent, ``withheld``) and the refusal names no size
+        (review, 2026-12-05: free refusals with the exact byte count were fresh samples of
+        the noisy group count, as many as asked)."""
+        why = "over the message limit"
+        withheld = Protected(b"", protected.epsilon, {**protected.facts, "withheld": why})
+
+        def record(g: Grant) -> dict[str, Any]:
+            let_go()
+            return release_entry(self.node_id, env, op, withheld, g)
+
+        spend(self.grants, decision, protected.epsilon, record, once)
+        raise ResourceExhausted(
+            "the noised result is over the message limit (its privacy budget is spent: the "
+            "noise was drawn): filter more or group by coarser columns"
+        )
 
     def refused(
         self, operation: str, env: Envelope, subject: Mapping[str, str], exc: FedgateError

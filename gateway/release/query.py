@@ -40,13 +40,15 @@ from gateway.column_types import exact_kind
 from gateway.descriptor import DatasetDescriptor
 from gateway.engine import Engine, data_version
 from gateway.engine_errors import EngineError
-from gateway.errors import FedgateError, InvalidArgument, PermissionDenied
+from gateway.errors import FedgateError, InvalidArgument, PermissionDenied, ResourceExhausted
 from gateway.policy.model import Decision, Grant
 from gateway.policy.query import decide_query
 from gateway.policy.store import GrantStore
 from gateway.release.pipeline import Protected
 
 SQL_CACHE_ENTRIES = 1024
+# what one matched value of a DP quantile takes in the engine's result (a decimal's 16)
+VALUE_BYTES = 16
 
 
 _UNCHECKED = Error(Code.UNKNOWN, "not checked yet")  # a marker, never raised
@@ -401,6 +403,8 @@ class QueryRelease:
         )
 
     def compute(self, decision: Decision, deadline: float) -> Computed:
+        if decision.epsilon > 0:
+            self._check_value_lists()
         table_name = self.engine.ensure_loaded(self.entry)
         sticky = decision.sticky_noise
         sql = self.sql_cache.get(self.plan, table_name, self.entry, decision.clamp, sticky)
@@ -410,6 +414,22 @@ class QueryRelease:
             if leaf_sql is not None:
                 leaves = tuple(self._run(leaf_sql, deadline).to_pylist()[0].values())
         return Computed(sql, self._run(sql, deadline), leaves)
+
+    def _check_value_lists(self) -> None:
+        """A DP quantile reads every matched value before its noisy histogram: past what
+        the engine reads at once the statement would be refused, and whether it is
+        would tell how many rows matched, exactly, for free (review, 2026-12-05: a row's
+        value read in four questions). Refused before anything runs, by the dataset's
+        public row count and the plan alone."""
+        step = self.plan.aggregate
+        lists = sum(1 for s in step.dp_states if s.kind is Kind.QHIST) if step else 0
+        rows = self.entry.quality.rows
+        if lists and rows * lists * VALUE_BYTES > self.engine.result_bytes:
+            raise ResourceExhausted(
+                f"{lists} DP quantile(s) over the {rows:,} rows of {self.entry.descriptor.name} "
+                "could read more values than the owner reads at once: ask fewer quantiles "
+                "in one query"
+            )
 
     def _run(self, sql: str, deadline: float) -> pa.Table:
         try:

@@ -1,0 +1,105 @@
+"""A noised result too large to send (review, 2026-12-05): the refusal came after the
+noise was drawn and before the spend, with the exact byte count in its message, so each
+free refusal was a fresh sample of the noisy group count, as many as asked. Now its
+epsilon is spent (a release entry of nothing sent, ``withheld``) and no size is told."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from federation.envelope import Envelope, Requester
+from federation.outcome import Code
+from gateway.descriptor import ColumnSpec, DatasetDescriptor
+from gateway.grant_replay import violations
+from tests.unit.owner_parts import OPERATOR, org_grant, owner_parts
+
+ORG = "Shanghai Big Data Center"
+ANALYST = Requester("analyst", "li.wei@shanghai", ORG)
+
+
+def test_a_noised_result_over_the_limit_spends_its_epsilon_and_tells_no_size(
+    tmp_path: Path,
+) -> None:
+    with owner_parts(tmp_path, 64 * 1024 + 2000) as parts:  # a 2 000-byte payload limit
+        path = parts.data / "t.parquet"
+        pq.write_table(pa.table({"g": [f"g{i // 10:04d}" for i in range(3000)]}), path)
+        desc = DatasetDescriptor(
+            "t", "T", "groups", "test", "L3", "static", str(path), "parquet",
+            (ColumnSpec("g", "string"),),
+        )  # fmt: skip
+        parts.catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
+        grant = parts.grants.add(
+            org_grant(
+                "t", ORG, {"g": ("group_by",)}, dp_epsilon=0.5, dp_budget=3.0, min_group_size=5
+            )
+        )
+        reasons = []
+        for _ in range(3):
+            env = Envelope(
+                f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query",
+                body="SELECT g, COUNT(*) AS n FROM t GROUP BY g", deadline=time.monotonic() + 20,
+            )  # fmt: skip
+            answer = parts.owner.execute(env)
+            (report,) = answer.owners
+            assert report.error is not None and report.error.code is Code.RESOURCE_EXHAUSTED
+            reasons.append(report.error.reason)
+            assert answer.payload == b""
+        assert parts.grants.get(grant.id).epsilon_spent == pytest.approx(1.5)
+        entries = list(parts.audit.entries())
+        withheld = [e.data for e in entries if e.data["kind"] == "release"]
+    # an auditor's replay of the grant finds each withheld release within it
+    assert violations((e.seq, e.data["kind"], e.body) for e in entries) == []
+    assert len(withheld) == 3 and all(e["withheld"] == "over the message limit" for e in withheld)
+    assert len(set(reasons)) == 1 and not any(c.isdigit() for c in reasons[0])  # no size
+
+
+def test_dp_quantiles_that_could_outgrow_the_engines_result_are_refused_by_the_plan(
+    tmp_path: Path,
+) -> None:
+    """Review (2026-12-05): a DP quantile reads every matched value; past the engine's
+    result limit the statement was refused before any noise or spend, and whether it was
+    told the exact number of matched rows for free (one row's value, in four questions).
+    Now the plan and the dataset's public row count decide, before anything runs: the
+    same answer whatever the WHERE clause."""
+    with owner_parts(tmp_path) as parts:
+        parts.owner.engine.result_bytes = 64 * 1024  # ~4 000 values, for a small table
+        path = parts.data / "q.parquet"
+        rows = 2000
+        pq.write_table(
+            pa.table({"g": list(range(rows)), "w": [i % 100 for i in range(rows)]}), path
+        )
+        cols = (
+            ColumnSpec("g", "int64", lower=0, upper=rows),
+            ColumnSpec("w", "int64", lower=0, upper=100),
+        )
+        desc = DatasetDescriptor(
+            "q", "Q", "values", "test", "L3", "static", str(path), "parquet", cols
+        )
+        parts.catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
+        parts.grants.add(
+            org_grant(
+                "q", ORG, {"g": ("filter",), "w": ("aggregate", "extremes")},
+                dp_epsilon=0.5, dp_budget=100.0, min_group_size=5,
+            )
+        )  # fmt: skip
+
+        def ask(sql: str) -> tuple[Code | None, str]:
+            env = Envelope(
+                f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query", body=sql,
+                deadline=time.monotonic() + 20,
+            )  # fmt: skip
+            (report,) = parts.owner.execute(env).owners
+            return (report.error.code, report.error.reason) if report.error else (None, "")
+
+        one = ask("SELECT median(w) AS m FROM q WHERE g < 10")
+        assert one[0] is None  # 2 000 rows x 1 list x 16 bytes fit
+        three = "SELECT median(w) AS a, median(w + 1) AS b, median(w + 2) AS c FROM q"
+        few, all_rows = ask(f"{three} WHERE g < 10"), ask(f"{three} WHERE g >= 0")
+        assert few == all_rows  # the same refusal however many rows match
+        assert few[0] is Code.RESOURCE_EXHAUSTED and "ask fewer quantiles" in few[1]
