@@ -83,6 +83,11 @@ def _check_counts(counts: np.ndarray) -> None:
         raise HistError("a histogram count is out of range")
 
 
+def state_bytes(bins: int = DEFAULT_BINS) -> int:
+    """The size of one histogram state: fixed by its bins, whatever its counts."""
+    return _HEADER.size + 8 * bins
+
+
 def encode(lower: float, upper: float, counts: np.ndarray) -> bytes:
     check_bounds(lower, upper, len(counts))
     counts = np.asarray(counts, dtype=np.int64)

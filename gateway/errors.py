@@ -78,6 +78,11 @@ class ResourceExhausted(FedgateError):
     code = Code.RESOURCE_EXHAUSTED
 
 
+class NoisedTooLarge(ResourceExhausted):
+    """A release too large to send, known only once its noise was drawn: whether it fits
+    is read from that noise, so its epsilon is spent all the same (the release pipeline)."""
+
+
 class DeadlineExceeded(FedgateError):
     code = Code.DEADLINE_EXCEEDED
 

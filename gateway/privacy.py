@@ -21,7 +21,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from federation.dp_hist import state_bytes
 from federation.dp_lib import laplace_within, opendp
 from federation.partials import squares_to_m2
 from federation.sql import (
@@ -34,7 +36,7 @@ from federation.sql import (
     state_columns,
 )
 from gateway.dp_quantiles import noisy_histograms
-from gateway.errors import FailedPrecondition, InvalidArgument
+from gateway.errors import FailedPrecondition, InvalidArgument, NoisedTooLarge
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ def add_noise(
     epsilon: float,
     k: int,
     clamp: dict[str, tuple[float, float]],
+    max_bytes: int | None = None,
 ) -> Released:
     """Add Laplace noise to every state column, split epsilon evenly, then threshold.
 
@@ -112,6 +115,10 @@ def add_noise(
     dp=True)`` after the group keys). Each row of the dataset falls in one group, so
     within one state column the groups compose in parallel; the state columns compose
     sequentially. Variance leaves as M2 (``squares_to_m2``), never as a sum of squares.
+    A quantile's noisy histograms are drawn for the groups the noisy row count keeps
+    only (the others are never released: the same release, for their cost alone); when
+    those would not fit ``max_bytes`` (a histogram's size is fixed by its bins), the noise
+    drawn so far decides it and ``NoisedTooLarge`` says so, its epsilon to be spent.
     """
     dp = opendp()
     states = state_columns(plan, dp=True)
@@ -123,13 +130,10 @@ def add_noise(
     spent = 0.0
     columns: dict[str, pa.Array | pa.ChunkedArray] = {c: table.column(c) for c in plan.group_by}
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float)
+    quantiles = [s for s in states if s.kind is Kind.QHIST]
     for state in states:
         columns[state.name] = table.column(state.name)
-        if state.kind is Kind.QHIST:  # quantiles: a noisy histogram over the bounds
-            lo, hi = plan.bounds_of(state.column or "", clamp) or (0.0, 0.0)
-            hist = noisy_histograms(table.column(state.name), lower=lo, upper=hi, epsilon=share)
-            columns[state.name] = hist.states
-            spent += hist.epsilon
+        if state.kind is Kind.QHIST:  # drawn below, for the groups kept
             continue
         sens = _sensitivity(state, clamp, plan)
         # A decimal sum too (Decimal -> float): noised and released as float64.
@@ -156,9 +160,27 @@ def add_noise(
             columns[state.name] = pa.array([max(0, round(v)) for v in noisy], pa.int64())
         else:
             columns[state.name] = pa.array(noisy, pa.float64())
+    keep = pa.array(columns[ROWS].to_numpy() >= k)
+    if quantiles:
+        kept_rows = int(pc.sum(keep).as_py() or 0)
+        if max_bytes is not None and kept_rows * len(quantiles) * state_bytes() > max_bytes:
+            raise NoisedTooLarge("the noised quantiles are over the message limit")
+        for state in quantiles:  # quantiles: a noisy histogram over the bounds
+            lo, hi = plan.bounds_of(state.column or "", clamp) or (0.0, 0.0)
+            values = table.column(state.name).filter(keep)
+            hist = noisy_histograms(values, lower=lo, upper=hi, epsilon=share)
+            filled = pa.nulls(table.num_rows, pa.binary()).to_pylist()
+            for i, one in zip(_kept_at(keep), hist.states.to_pylist(), strict=True):
+                filled[i] = one
+            columns[state.name] = pa.array(filled, pa.binary())
+            spent += hist.epsilon
     released = squares_to_m2(plan, pa.table(columns))
-    kept = released.filter(pa.array(released.column(ROWS).to_numpy() >= k))
+    kept = released.filter(keep)
     return Released(kept, released.num_rows - kept.num_rows, spent)
+
+
+def _kept_at(keep: pa.Array) -> list[int]:
+    return [i for i, k in enumerate(keep.to_pylist()) if k]
 
 
 def laplace_noise(n: int, sensitivity: float, epsilon: float) -> tuple[list[float], float]:

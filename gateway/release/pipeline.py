@@ -23,7 +23,7 @@ from federation.reports import Explanation
 from gateway import receipts
 from gateway.audit import AuditLog, Entry
 from gateway.clock import utc
-from gateway.errors import DeadlineExceeded, FedgateError, ResourceExhausted
+from gateway.errors import DeadlineExceeded, FedgateError, NoisedTooLarge, ResourceExhausted
 from gateway.limits import check_size, cut
 from gateway.policy.model import Decision, Grant
 from gateway.policy.store import GrantStore
@@ -168,8 +168,14 @@ class ReleasePipeline:
             if env.explain or env.check:  # decided: nothing computed, nothing spent
                 return op.explain(decision)
             with self.inflight.hold(decision.grant, decision.epsilon) as let_go:
-                protected = op.protect(op.compute(decision, env.deadline), decision)
                 once = (env.home_node, env.request_id) if op.once_per_request else None
+                computed = op.compute(decision, env.deadline)
+                try:
+                    protected = op.protect(computed, decision)
+                except NoisedTooLarge:  # read from the noise drawn: spent all the same
+                    self._withheld(
+                        op, env, decision, Protected(b"", decision.epsilon), let_go, once
+                    )
                 limit = max_payload_bytes or self.max_payload_bytes
                 if protected.epsilon > 0 and len(protected.payload) > limit:
                     self._withheld(op, env, decision, protected, let_go, once)

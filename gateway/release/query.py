@@ -361,8 +361,10 @@ class QueryRelease:
         engine: Engine,
         sql_cache: PlanCache,
         noise_key: bytes,
+        max_bytes: int | None = None,
     ) -> None:
         self.plan = plan
+        self.max_bytes = max_bytes  # what one partial may carry (its noised quantiles)
         self.noise_key = noise_key
         self.entry = entry
         self.grants = grants
@@ -450,6 +452,7 @@ class QueryRelease:
                 epsilon=decision.epsilon,
                 k=decision.min_group_size,
                 clamp=decision.clamp or {},
+                max_bytes=self.max_bytes,
             )
             payload = to_ipc(released.table)
         else:  # deterministic: computed once per cached exact result

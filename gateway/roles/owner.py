@@ -110,7 +110,15 @@ class Owner:
         self, plan: QueryPlan, entry: CatalogEntry, env: Envelope
     ) -> tuple[OwnerReport, pa.Table | None, bytes]:
         """Its own release: the report, the table and the bytes released (the receipt's)."""
-        op = QueryRelease(plan, entry, self.grants, self.engine, self.sql_cache, self.noise_key)
+        op = QueryRelease(
+            plan,
+            entry,
+            self.grants,
+            self.engine,
+            self.sql_cache,
+            self.noise_key,
+            self.pipeline.max_payload_bytes,
+        )
         try:
             out = self.pipeline.run(op, env)
         except FedgateError as exc:  # audited by the pipeline

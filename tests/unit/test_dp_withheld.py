@@ -15,7 +15,10 @@ import pytest
 
 from federation.envelope import Envelope, Requester
 from federation.outcome import Code
+from federation.sql import Kind, parse, state_columns
+from gateway import privacy
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
+from gateway.errors import NoisedTooLarge
 from gateway.grant_replay import violations
 from tests.unit.owner_parts import OPERATOR, org_grant, owner_parts
 
@@ -103,3 +106,71 @@ def test_dp_quantiles_that_could_outgrow_the_engines_result_are_refused_by_the_p
         few, all_rows = ask(f"{three} WHERE g < 10"), ask(f"{three} WHERE g >= 0")
         assert few == all_rows  # the same refusal however many rows match
         assert few[0] is Code.RESOURCE_EXHAUSTED and "ask fewer quantiles" in few[1]
+
+
+def test_dp_quantiles_of_more_groups_than_fit_are_withheld_before_their_histograms(
+    tmp_path: Path,
+) -> None:
+    """Review (2026-12-05): a DP quantile over 20 000 groups drew every group's noisy
+    histogram (21 s, +280 MB) before the partial was refused for its size, spending
+    nothing. Histograms are drawn for the groups the noisy row count keeps only, and
+    when those cannot fit (a histogram's size is fixed by its bins) the release is
+    withheld first, its epsilon spent."""
+    with owner_parts(tmp_path, 64 * 1024 + 100 * 1024) as parts:  # 100 KiB of payload
+        path = parts.data / "h.parquet"
+        groups, per = 2000, 6
+        table = pa.table(
+            {
+                "g": [i // per for i in range(groups * per)],
+                "w": [i % 50 for i in range(groups * per)],
+            }
+        )
+        pq.write_table(table, path)
+        cols = (
+            ColumnSpec("g", "int64", lower=0, upper=groups),
+            ColumnSpec("w", "int64", lower=0, upper=100),
+        )
+        desc = DatasetDescriptor(
+            "h", "H", "groups", "test", "L3", "static", str(path), "parquet", cols
+        )
+        parts.catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
+        grant = parts.grants.add(
+            org_grant(
+                "h", ORG, {"g": ("group_by", "filter"), "w": ("aggregate", "extremes")},
+                dp_epsilon=0.5, dp_budget=100.0, min_group_size=5,
+            )
+        )  # fmt: skip
+        env = Envelope(
+            f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query",
+            body="SELECT g, median(w) AS m FROM h GROUP BY g", deadline=time.monotonic() + 60,
+        )  # fmt: skip
+        (report,) = parts.owner.execute(env).owners
+        assert report.error is not None and report.error.code is Code.RESOURCE_EXHAUSTED
+        assert "noised result is over the message limit" in report.error.reason
+        assert parts.grants.get(grant.id).epsilon_spent == pytest.approx(0.5)
+        # a few groups fit, and their medians come back
+        small = Envelope(
+            f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query",
+            body="SELECT g, median(w) AS m FROM h WHERE g < 20 GROUP BY g",
+            deadline=time.monotonic() + 60,
+        )  # fmt: skip
+        answer = parts.owner.execute(small)
+        assert answer.owners[0].ok and answer.payload
+
+
+def test_add_noise_says_when_noised_quantiles_cannot_fit() -> None:
+    plan = parse("SELECT g, median(w) AS m FROM t GROUP BY g")
+    rows = 300
+    values = pa.array([[float(i % 7)] * 12 for i in range(rows)], pa.list_(pa.float64()))
+    states = {s.name: s for s in state_columns(plan, dp=True)}
+    data = {"g": pa.array(range(rows))}
+    for name, s in states.items():
+        data[name] = values if s.kind is Kind.QHIST else pa.array([12.0] * rows)
+    with pytest.raises(NoisedTooLarge):
+        privacy.add_noise(
+            pa.table(data), plan, epsilon=1.0, k=5, clamp={"w": (0.0, 10.0)}, max_bytes=10_000
+        )
+    released = privacy.add_noise(
+        pa.table(data), plan, epsilon=1.0, k=5, clamp={"w": (0.0, 10.0)}, max_bytes=None
+    )
+    assert released.table.num_rows > 0 and released.epsilon <= 1.0
