@@ -126,8 +126,8 @@ def build(
             key = (body.get("dataset", ""), body.get("requester_org", ""))
             u = usage.setdefault(key, {"requests": 0, "releases": 0, "refusals": 0, "eps": 0.0})
             u["requests"] += 1
-            if kind == "release":
-                u["releases"] += 1
+            if kind == "release":  # a withheld one is refused, and its noise spent
+                u["releases" if not body.get("withheld") else "refusals"] += 1
                 u["eps"] += float(body.get("epsilon", 0.0))
             else:
                 u["refusals"] += 1

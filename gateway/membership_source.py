@@ -6,6 +6,7 @@ has used, so that a replayed older document is refused, also across restarts.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sqlite3
@@ -60,9 +61,12 @@ class MembershipSource:
         # source again: under the lock that would wait on itself for ever).
         self.after_reload: Callable[[Membership], None] = lambda _new: None
         self._unreadable = ""  # why the file could not be read last time ("" : it could)
+        self._said = threading.Lock()  # around _unreadable: one event per cause
         try:
             self._stamp = self._stat()
-            self._current = verify(path.read_bytes(), self._keys)
+            data = path.read_bytes()
+            self._current = verify(data, self._keys)
+            self._digest = hashlib.sha256(data).digest()  # of the document in force
         except MembershipError as exc:
             raise ConfigError(f"federation.membership: {path}: {exc}") from None
         except OSError as exc:
@@ -92,8 +96,14 @@ class MembershipSource:
                 return self._current
             except OSError as exc:
                 return self._kept(exc)
-            self._unreadable = ""
+            with self._said:
+                self._unreadable = ""
             if stamp == self._stamp:  # another caller took this change while we waited
+                return self._current
+            if hashlib.sha256(data).digest() == self._digest:
+                # the same document (its permissions restored, copied over itself): no
+                # change, and no refusal of a "replayed" one (review, 2026-12-05)
+                self._stamp = stamp
                 return self._current
             before, self._stamp = self._stamp, stamp
             try:
@@ -122,6 +132,7 @@ class MembershipSource:
                     self._stamp = before  # the next call tries again
                     raise
                 self._current = taken = new
+                self._digest = hashlib.sha256(data).digest()
                 if misfit is None:
                     log.info("membership reloaded serial=%s", new.serial)
                 else:
@@ -143,8 +154,9 @@ class MembershipSource:
         (review, 2026-12-05: every call to the node failed INTERNAL, and the edge's sweep
         of open streams stopped at the first)."""
         why = f"the file cannot be read ({exc.strerror or type(exc).__name__})"
-        if why != self._unreadable:
-            self._unreadable = why
+        with self._said:
+            first, self._unreadable = why != self._unreadable, why
+        if first:
             log.error("membership file refused, the last good document kept: %s", why)
             self.on_event({"kind": "membership.refused", "reason": why})
         return self._current

@@ -141,6 +141,36 @@ def sign(signer: Signer, entry: Entry) -> Receipt:
     return signer.sign({**entry.data, "audit_seq": entry.seq, "audit_hash": entry.hash})
 
 
+class Withheld(FedgateError):
+    """A noised release that does not go: recorded as a ``release`` entry, ``withheld``."""
+
+    why = ""  # the entry's ``withheld``
+
+
+class TooLarge(Withheld, ResourceExhausted):
+    """Over the message limit once noised."""
+
+    why = "over the message limit"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the noised result is over the message limit (its privacy budget is spent: the "
+            "noise was drawn): ask for less"
+        )
+
+
+class Late(Withheld, DeadlineExceeded):
+    """Past the deadline once noised."""
+
+    why = "past the deadline"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the query's deadline passed once the result was noised (its privacy budget is "
+            "spent: the noise was drawn)"
+        )
+
+
 class ReleasePipeline:
     def __init__(
         self,
@@ -169,16 +199,17 @@ class ReleasePipeline:
                 return op.explain(decision)
             with self.inflight.hold(decision.grant, decision.epsilon) as let_go:
                 once = (env.home_node, env.request_id) if op.once_per_request else None
-                computed = op.compute(decision, env.deadline)
                 try:
-                    protected = op.protect(computed, decision)
+                    protected = op.protect(op.compute(decision, env.deadline), decision)
                 except NoisedTooLarge:  # read from the noise drawn: spent all the same
-                    self._withheld(
-                        op, env, decision, Protected(b"", decision.epsilon), let_go, once
-                    )
+                    self._withheld(op, env, decision, decision.epsilon, TooLarge(), let_go, once)
                 limit = max_payload_bytes or self.max_payload_bytes
-                if protected.epsilon > 0 and len(protected.payload) > limit:
-                    self._withheld(op, env, decision, protected, let_go, once)
+                spent = protected.epsilon
+                if spent > 0:  # whatever ends it now is read from its noise too
+                    if len(protected.payload) > limit:
+                        self._withheld(op, env, decision, spent, TooLarge(), let_go, once)
+                    if time.monotonic() >= env.deadline:
+                        self._withheld(op, env, decision, spent, Late(), let_go, once)
                 check_size(protected.payload, limit)
                 check_deadline(env.deadline)
 
@@ -188,7 +219,8 @@ class ReleasePipeline:
 
                 grant, entry = spend(self.grants, decision, protected.epsilon, record, once)
         except FedgateError as exc:
-            self.refused(op.name, env, op.subject, exc)
+            if not isinstance(exc, Withheld):  # a withheld release is its own entry
+                self.refused(op.name, env, op.subject, exc)
             raise
         receipt = sign(self.signer, entry)
         log.info(
@@ -209,27 +241,35 @@ class ReleasePipeline:
         op: Operation[Any],
         env: Envelope,
         decision: Decision,
-        protected: Protected,
+        epsilon: float,
+        why: Withheld,
         let_go: Callable[[], None],
         once: tuple[str, str] | None,
     ) -> None:
-        """A noised result too large to send: whether it fits, and its size, are read from
-        the noise just drawn, so telling either is a release of it. Its epsilon is spent
-        (a ``release`` entry of nothing sent, ``withheld``) and the refusal names no size
-        (review, 2026-12-05: free refusals with the exact byte count were fresh samples of
-        the noisy group count, as many as asked)."""
-        why = "over the message limit"
-        withheld = Protected(b"", protected.epsilon, {**protected.facts, "withheld": why})
+        """A noised result that cannot go (too large, or too late once noised): whether it
+        can, and its size, are read from the noise just drawn, so telling either is a
+        release of it. Its epsilon is spent, in a ``release`` entry of nothing sent with
+        ``withheld`` (the request's one entry), and the refusal names no size (review,
+        2026-12-05: free refusals with the exact byte count were fresh samples of the
+        noisy group count, as many as asked)."""
+        withheld = Protected(b"", epsilon, {"withheld": why.why})
 
         def record(g: Grant) -> dict[str, Any]:
             let_go()
             return release_entry(self.node_id, env, op, withheld, g)
 
-        spend(self.grants, decision, protected.epsilon, record, once)
-        raise ResourceExhausted(
-            "the noised result is over the message limit (its privacy budget is spent: the "
-            "noise was drawn): filter more or group by coarser columns"
+        spend(self.grants, decision, epsilon, record, once)
+        log.warning(
+            "withheld %s request=%s requester=%s home=%s %s epsilon=%g: %s",
+            op.name,
+            env.request_id,
+            env.requester,
+            env.home_node,
+            _pairs(op.subject),
+            epsilon,
+            why.message,
         )
+        raise why
 
     def refused(
         self, operation: str, env: Envelope, subject: Mapping[str, str], exc: FedgateError

@@ -47,8 +47,6 @@ from gateway.policy.store import GrantStore
 from gateway.release.pipeline import Protected
 
 SQL_CACHE_ENTRIES = 1024
-# what one matched value of a DP quantile takes in the engine's result (a decimal's 16)
-VALUE_BYTES = 16
 
 
 _UNCHECKED = Error(Code.UNKNOWN, "not checked yet")  # a marker, never raised
@@ -425,12 +423,17 @@ class QueryRelease:
         public row count and the plan alone."""
         step = self.plan.aggregate
         lists = sum(1 for s in step.dp_states if s.kind is Kind.QHIST) if step else 0
-        rows = self.entry.quality.rows
-        if lists and rows * lists * VALUE_BYTES > self.engine.result_bytes:
+        if not lists:
+            return
+        desc, rows = self.entry.descriptor, self.entry.quality.rows
+        wide = any(c.type.startswith("decimal") for c in desc.columns)
+        most = self.engine.result_bytes // ((16 if wide else 8) * lists)  # values at once
+        if rows > most:
+            fewer = "ask fewer quantiles in one query, or " if lists > 1 else ""
             raise ResourceExhausted(
-                f"{lists} DP quantile(s) over the {rows:,} rows of {self.entry.descriptor.name} "
-                "could read more values than the owner reads at once: ask fewer quantiles "
-                "in one query"
+                f"{lists} DP quantile(s) over the {rows:,} rows of {desc.name}: a DP "
+                f"quantile reads every matched value, and this owner reads at most "
+                f"{most:,} of them at once: {fewer}ask it of a smaller dataset"
             )
 
     def _run(self, sql: str, deadline: float) -> pa.Table:

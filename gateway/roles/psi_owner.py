@@ -51,6 +51,7 @@ from gateway.errors import (
     FailedPrecondition,
     FedgateError,
     InvalidArgument,
+    NoisedTooLarge,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
@@ -880,7 +881,10 @@ class _MatcherSession(_Session):
         keep = [g for g in present if shown[g] >= k]
         cells = len(keep) * ncols * (pk.ciphertext_bytes if pk is not None else 0)
         if cells > self.o.pipeline.max_payload_bytes:
-            raise ResourceExhausted(
+            # which groups are kept is read from the noise under DP: spent all the same
+            # (the release pipeline), not a free sample of it (review, 2026-12-05)
+            too_large = NoisedTooLarge if epsilon > 0 else ResourceExhausted
+            raise too_large(
                 "the sums of the released groups do not fit one message: group by coarser columns"
             )
         total = sum(shown[g] for g in keep) if keep else -1

@@ -16,10 +16,12 @@ import pytest
 from federation.envelope import Envelope, Requester
 from federation.outcome import Code
 from federation.sql import Kind, parse, state_columns
-from gateway import privacy
+from gateway import disclosure, privacy
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
-from gateway.errors import NoisedTooLarge
+from gateway.errors import DeadlineExceeded, NoisedTooLarge
 from gateway.grant_replay import violations
+from gateway.policy.model import Decision, Grant
+from gateway.release.pipeline import Protected
 from tests.unit.owner_parts import OPERATOR, org_grant, owner_parts
 
 ORG = "Shanghai Big Data Center"
@@ -56,8 +58,14 @@ def test_a_noised_result_over_the_limit_spends_its_epsilon_and_tells_no_size(
         assert parts.grants.get(grant.id).epsilon_spent == pytest.approx(1.5)
         entries = list(parts.audit.entries())
         withheld = [e.data for e in entries if e.data["kind"] == "release"]
+        report = disclosure.build("anhui", "A", parts.grants, parts.audit, "", "", set())
     # an auditor's replay of the grant finds each withheld release within it
     assert violations((e.seq, e.data["kind"], e.body) for e in entries) == []
+    # one entry a request, no other: the disclosure report counts three refused requests
+    # and their spend (it counted each twice, as a release and a refusal)
+    assert not [e for e in entries if e.data["kind"] == "query.refused"]
+    assert [(u.requests, u.releases, u.refusals) for u in report.usage] == [(3, 0, 3)]
+    assert report.usage[0].epsilon_spent == pytest.approx(1.5)
     assert len(withheld) == 3 and all(e["withheld"] == "over the message limit" for e in withheld)
     assert len(set(reasons)) == 1 and not any(c.isdigit() for c in reasons[0])  # no size
 
@@ -71,7 +79,7 @@ def test_dp_quantiles_that_could_outgrow_the_engines_result_are_refused_by_the_p
     Now the plan and the dataset's public row count decide, before anything runs: the
     same answer whatever the WHERE clause."""
     with owner_parts(tmp_path) as parts:
-        parts.owner.engine.result_bytes = 64 * 1024  # ~4 000 values, for a small table
+        parts.owner.engine.result_bytes = 32 * 1024  # 4 096 values at once, for a small table
         path = parts.data / "q.parquet"
         rows = 2000
         pq.write_table(
@@ -174,3 +182,42 @@ def test_add_noise_says_when_noised_quantiles_cannot_fit() -> None:
         pa.table(data), plan, epsilon=1.0, k=5, clamp={"w": (0.0, 10.0)}, max_bytes=None
     )
     assert released.table.num_rows > 0 and released.epsilon <= 1.0
+
+
+class _Slow:
+    """A release whose protect step outlasts the deadline once its noise is drawn: the
+    real pipeline, a DP grant of the store, an operation as small as one can be."""
+
+    name, once_per_request, subject = "query", True, {"dataset": "t"}
+
+    def __init__(self, grant: Grant, seconds: float) -> None:
+        self.grant, self.seconds = grant, seconds
+
+    def decide(self, env: Envelope) -> Decision:
+        return Decision(self.grant, 5, self.grant.dp_epsilon, {}, "L3")
+
+    def explain(self, decision: Decision) -> object:
+        raise AssertionError("not a dry run")
+
+    def compute(self, decision: Decision, deadline: float) -> None:
+        return None
+
+    def protect(self, computed: None, decision: Decision) -> Protected:
+        time.sleep(self.seconds)  # the noise is drawn here
+        return Protected(b"noised", decision.epsilon)
+
+
+def test_a_noised_result_past_its_deadline_spends_its_epsilon(tmp_path: Path) -> None:
+    """Review (2026-12-05): past the deadline once noised, the refusal was free; how long
+    the protect step took could depend on the noise (the groups it keeps)."""
+    with owner_parts(tmp_path) as parts:
+        grant = parts.grants.add(org_grant("t", ORG, {}, dp_epsilon=0.5, dp_budget=3.0))
+        env = Envelope(
+            f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query", body="",
+            deadline=time.monotonic() + 0.2,
+        )  # fmt: skip
+        with pytest.raises(DeadlineExceeded, match="noised"):
+            parts.owner.pipeline.run(_Slow(grant, 0.4), env)
+        assert parts.grants.get(grant.id).epsilon_spent == pytest.approx(0.5)
+        (entry,) = [e.data for e in parts.audit.entries() if e.data["kind"] == "release"]
+    assert entry["withheld"] == "past the deadline"

@@ -141,6 +141,13 @@ def test_an_unreadable_membership_file_keeps_the_last_good_document(tmp_path: Pa
     source = MembershipSource(path, bundle)
     events: list[dict] = []
     source.on_event = events.append
+    # the same document, its permissions changed or copied over itself: nothing to say
+    # (a new stamp refused it as "replayed", review 2026-12-05)
+    path.chmod(0o640)
+    same = tmp_path / "same.json"
+    same.write_bytes(path.read_bytes())
+    same.replace(path)
+    assert source().serial == 1 and events == []
     path.unlink()
     path.mkdir()  # as a document the node's user may not read: open() fails
     for _ in range(3):
