@@ -80,7 +80,12 @@ class ResourceExhausted(FedgateError):
 
 class NoisedTooLarge(ResourceExhausted):
     """A release too large to send, known only once its noise was drawn: whether it fits
-    is read from that noise, so its epsilon is spent all the same (the release pipeline)."""
+    is read from that noise, so its epsilon is spent all the same (the release pipeline).
+    ``epsilon``: what the noise drawn charges (None: the decision's)."""
+
+    def __init__(self, message: str = "", *, epsilon: float | None = None) -> None:
+        super().__init__(message)
+        self.epsilon = epsilon
 
 
 class DeadlineExceeded(FedgateError):

@@ -83,9 +83,9 @@ class Operation(Protocol[C]):
 # --- the steps the pipeline owns, each testable on its own --------------------------------
 
 
-def check_deadline(deadline: float) -> None:
+def check_deadline(deadline: float, now: float | None = None) -> None:
     """Nobody is waiting for a release past its deadline: do not spend on it."""
-    if time.monotonic() >= deadline:
+    if (time.monotonic() if now is None else now) >= deadline:
         raise DeadlineExceeded("the query's deadline passed before the release")
 
 
@@ -199,19 +199,22 @@ class ReleasePipeline:
                 return op.explain(decision)
             with self.inflight.hold(decision.grant, decision.epsilon) as let_go:
                 once = (env.home_node, env.request_id) if op.once_per_request else None
+                computed = op.compute(decision, env.deadline)
+                check_deadline(env.deadline)  # free: no noise drawn yet
                 try:
-                    protected = op.protect(op.compute(decision, env.deadline), decision)
-                except NoisedTooLarge:  # read from the noise drawn: spent all the same
-                    self._withheld(op, env, decision, decision.epsilon, TooLarge(), let_go, once)
+                    protected = op.protect(computed, decision)
+                except NoisedTooLarge as big:  # read from the noise drawn: spent all the same
+                    drawn = decision.epsilon if big.epsilon is None else big.epsilon
+                    self._withheld(op, env, decision, drawn, TooLarge(), let_go, once)
                 limit = max_payload_bytes or self.max_payload_bytes
-                spent = protected.epsilon
+                spent, now = protected.epsilon, time.monotonic()  # one reading of the clock
                 if spent > 0:  # whatever ends it now is read from its noise too
                     if len(protected.payload) > limit:
                         self._withheld(op, env, decision, spent, TooLarge(), let_go, once)
-                    if time.monotonic() >= env.deadline:
+                    if now >= env.deadline:
                         self._withheld(op, env, decision, spent, Late(), let_go, once)
                 check_size(protected.payload, limit)
-                check_deadline(env.deadline)
+                check_deadline(env.deadline, now)
 
                 def record(g: Grant) -> dict[str, Any]:
                     let_go()  # in the spend's transaction: the use is the grant's now

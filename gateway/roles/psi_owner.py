@@ -883,10 +883,12 @@ class _MatcherSession(_Session):
         if cells > self.o.pipeline.max_payload_bytes:
             # which groups are kept is read from the noise under DP: spent all the same
             # (the release pipeline), not a free sample of it (review, 2026-12-05)
-            too_large = NoisedTooLarge if epsilon > 0 else ResourceExhausted
-            raise too_large(
+            too_large = (
                 "the sums of the released groups do not fit one message: group by coarser columns"
             )
+            if decision.epsilon > 0:  # charged as a release would be (below)
+                raise NoisedTooLarge(too_large, epsilon=epsilon)
+            raise ResourceExhausted(too_large)
         total = sum(shown[g] for g in keep) if keep else -1
         self.check_wanted()  # the other owner releases once it has the tally
         outbox.put(f.Tally(total, decision.min_group_size, tuple(shown[g] for g in keep)))
