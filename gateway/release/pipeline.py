@@ -68,6 +68,11 @@ class Operation(Protocol[C]):
         """Whether this node releases at most once per (home node, request id)."""
 
     @property
+    def noises_in_compute(self) -> bool:
+        """Whether its compute step already draws noise (a PSI session's counts, a
+        training update): then no refusal after compute is free."""
+
+    @property
     def subject(self) -> Mapping[str, str]:
         """What was asked, for the audit entries (dataset, plan digest, ...)."""
 
@@ -199,9 +204,10 @@ class ReleasePipeline:
                 return op.explain(decision)
             with self.inflight.hold(decision.grant, decision.epsilon) as let_go:
                 once = (env.home_node, env.request_id) if op.once_per_request else None
-                computed = op.compute(decision, env.deadline)
-                check_deadline(env.deadline)  # free: no noise drawn yet
                 try:
+                    computed = op.compute(decision, env.deadline)
+                    if not op.noises_in_compute:
+                        check_deadline(env.deadline)  # free: no noise drawn yet
                     protected = op.protect(computed, decision)
                 except NoisedTooLarge as big:  # read from the noise drawn: spent all the same
                     drawn = decision.epsilon if big.epsilon is None else big.epsilon

@@ -39,6 +39,7 @@ def side_roles(plan: JoinPlan, side: int) -> dict[str, tuple[str, ...]]:
 class PsiRelease:
     name = "psi"
     once_per_request = False  # replays are refused at admission (psi_sessions)
+    noises_in_compute = True  # the matcher's counts are noised as it matches
 
     def __init__(
         self,

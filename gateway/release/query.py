@@ -350,6 +350,7 @@ class QueryRelease:
 
     name = "query"
     once_per_request = True  # one release per request: a replayed envelope is refused
+    noises_in_compute = False  # the noise is drawn in protect
 
     def __init__(
         self,

@@ -33,6 +33,7 @@ class Step:
 class TrainRelease:
     name = "train"
     once_per_request = False  # one release per message of a run (check_order)
+    noises_in_compute = True  # an update is clipped and noised as it is trained
 
     def __init__(
         self,

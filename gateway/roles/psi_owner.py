@@ -879,7 +879,10 @@ class _MatcherSession(_Session):
             noise, _ = laplace_noise(len(present), 1.0, share)
             shown = {g: max(0, round(counts[g] + e)) for g, e in zip(present, noise, strict=True)}
         keep = [g for g in present if shown[g] >= k]
-        cells = len(keep) * ncols * (pk.ciphertext_bytes if pk is not None else 0)
+        # what the other owner's release of them takes, its opened sums written out in
+        # decimal (~1.2 bytes a ciphertext byte): twice a ciphertext a cell bounds it, so
+        # its own size check never refuses what this one let through (review, 2026-12-05)
+        cells = len(keep) * ncols * 2 * (pk.ciphertext_bytes if pk is not None else 0)
         if cells > self.o.pipeline.max_payload_bytes:
             # which groups are kept is read from the noise under DP: spent all the same
             # (the release pipeline), not a free sample of it (review, 2026-12-05)

@@ -18,7 +18,7 @@ from federation.outcome import Code
 from federation.sql import Kind, parse, state_columns
 from gateway import disclosure, privacy
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
-from gateway.errors import DeadlineExceeded, NoisedTooLarge
+from gateway.errors import DeadlineExceeded, NoisedTooLarge, ResourceExhausted
 from gateway.grant_replay import violations
 from gateway.policy.model import Decision, Grant
 from gateway.release.pipeline import Protected
@@ -189,6 +189,7 @@ class _Slow:
     real pipeline, a DP grant of the store, an operation as small as one can be."""
 
     name, once_per_request, subject = "query", True, {"dataset": "t"}
+    noises_in_compute = False
 
     def __init__(self, grant: Grant, seconds: float) -> None:
         self.grant, self.seconds = grant, seconds
@@ -221,3 +222,57 @@ def test_a_noised_result_past_its_deadline_spends_its_epsilon(tmp_path: Path) ->
         assert parts.grants.get(grant.id).epsilon_spent == pytest.approx(0.5)
         (entry,) = [e.data for e in parts.audit.entries() if e.data["kind"] == "release"]
     assert entry["withheld"] == "past the deadline"
+
+
+class _NoisedInCompute(_Slow):
+    """As a PSI session or a training step: the noise is drawn while computing."""
+
+    noises_in_compute = True
+
+    def compute(self, decision: Decision, deadline: float) -> Protected:  # type: ignore[override]
+        time.sleep(self.seconds)  # the noise is drawn here
+        return Protected(b"noised", decision.epsilon)
+
+    def protect(self, computed: Protected, decision: Decision) -> Protected:  # type: ignore[override]
+        return computed
+
+
+def test_noise_drawn_in_compute_is_spent_when_the_deadline_passes_after_it(
+    tmp_path: Path,
+) -> None:
+    """Review (2026-12-05): PSI and training draw their noise in compute, and the
+    deadline check after compute was free for them: whether a DP app step finished in
+    time (which its rows can decide) reached the home free, as often as asked."""
+    with owner_parts(tmp_path) as parts:
+        grant = parts.grants.add(org_grant("t", ORG, {}, dp_epsilon=0.5, dp_budget=3.0))
+        env = Envelope(
+            f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query", body="",
+            deadline=time.monotonic() + 0.2,
+        )  # fmt: skip
+        with pytest.raises(DeadlineExceeded, match="noised"):
+            parts.owner.pipeline.run(_NoisedInCompute(grant, 0.4), env)
+        assert parts.grants.get(grant.id).epsilon_spent == pytest.approx(0.5)
+
+
+class _TooManyGroups(_NoisedInCompute):
+    """As a DP join whose kept groups' sums cannot fit: known once its counts are noised."""
+
+    def compute(self, decision: Decision, deadline: float) -> Protected:  # type: ignore[override]
+        raise NoisedTooLarge("the sums do not fit", epsilon=0.3)
+
+
+def test_noise_drawn_in_compute_that_cannot_fit_is_withheld_with_what_it_drew(
+    tmp_path: Path,
+) -> None:
+    """Review (2026-12-05): a DP join's NoisedTooLarge from its compute step was caught
+    only around protect, so the session ended a free refusal; it charges what its noise
+    was drawn with (the session's epsilon), not the grant's."""
+    with owner_parts(tmp_path) as parts:
+        grant = parts.grants.add(org_grant("t", ORG, {}, dp_epsilon=0.5, dp_budget=3.0))
+        env = Envelope(
+            f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query", body="",
+            deadline=time.monotonic() + 5,
+        )  # fmt: skip
+        with pytest.raises(ResourceExhausted, match="noised result is over the message limit"):
+            parts.owner.pipeline.run(_TooManyGroups(grant, 0.0), env)
+        assert parts.grants.get(grant.id).epsilon_spent == pytest.approx(0.3)
