@@ -21,7 +21,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from federation.dp_hist import state_bytes
 from federation.dp_lib import laplace_within, opendp
@@ -160,27 +159,17 @@ def add_noise(
             columns[state.name] = pa.array([max(0, round(v)) for v in noisy], pa.int64())
         else:
             columns[state.name] = pa.array(noisy, pa.float64())
-    keep = pa.array(columns[ROWS].to_numpy() >= k)
-    if quantiles:
-        kept_rows = int(pc.sum(keep).as_py() or 0)
-        if max_bytes is not None and kept_rows * len(quantiles) * state_bytes() > max_bytes:
-            raise NoisedTooLarge("the noised quantiles are over the message limit")
-        for state in quantiles:  # quantiles: a noisy histogram over the bounds
-            lo, hi = plan.bounds_of(state.column or "", clamp) or (0.0, 0.0)
-            values = table.column(state.name).filter(keep)
-            hist = noisy_histograms(values, lower=lo, upper=hi, epsilon=share)
-            filled = pa.nulls(table.num_rows, pa.binary()).to_pylist()
-            for i, one in zip(_kept_at(keep), hist.states.to_pylist(), strict=True):
-                filled[i] = one
-            columns[state.name] = pa.array(filled, pa.binary())
-            spent += hist.epsilon
-    released = squares_to_m2(plan, pa.table(columns))
-    kept = released.filter(keep)
-    return Released(kept, released.num_rows - kept.num_rows, spent)
-
-
-def _kept_at(keep: pa.Array) -> list[int]:
-    return [i for i, k in enumerate(keep.to_pylist()) if k]
+    kept = pa.table(columns).filter(pa.array(columns[ROWS].to_numpy() >= k))
+    fits = max_bytes is None or kept.num_rows * len(quantiles) * state_bytes() <= max_bytes
+    if not fits:  # a histogram's size is fixed by its bins: known before any is drawn
+        raise NoisedTooLarge("the noised quantiles are over the message limit")
+    for state in quantiles:  # quantiles: a noisy histogram over the bounds
+        lo, hi = plan.bounds_of(state.column or "", clamp) or (0.0, 0.0)
+        hist = noisy_histograms(kept.column(state.name), lower=lo, upper=hi, epsilon=share)
+        at = kept.schema.get_field_index(state.name)
+        kept = kept.set_column(at, state.name, hist.states)
+        spent += hist.epsilon
+    return Released(squares_to_m2(plan, kept), table.num_rows - kept.num_rows, spent)
 
 
 def laplace_noise(n: int, sensitivity: float, epsilon: float) -> tuple[list[float], float]:

@@ -28,6 +28,14 @@ ORG = "Shanghai Big Data Center"
 ANALYST = Requester("analyst", "li.wei@shanghai", ORG)
 
 
+def _env(sql: str, seconds: float) -> Envelope:
+    """A query of the analyst's through the home node, for ``seconds``."""
+    return Envelope(
+        f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query", body=sql,
+        deadline=time.monotonic() + seconds,
+    )  # fmt: skip
+
+
 def test_a_noised_result_over_the_limit_spends_its_epsilon_and_tells_no_size(
     tmp_path: Path,
 ) -> None:
@@ -46,10 +54,7 @@ def test_a_noised_result_over_the_limit_spends_its_epsilon_and_tells_no_size(
         )
         reasons = []
         for _ in range(3):
-            env = Envelope(
-                f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query",
-                body="SELECT g, COUNT(*) AS n FROM t GROUP BY g", deadline=time.monotonic() + 20,
-            )  # fmt: skip
+            env = _env("SELECT g, COUNT(*) AS n FROM t GROUP BY g", 20)
             answer = parts.owner.execute(env)
             (report,) = answer.owners
             assert report.error is not None and report.error.code is Code.RESOURCE_EXHAUSTED
@@ -101,10 +106,7 @@ def test_dp_quantiles_that_could_outgrow_the_engines_result_are_refused_by_the_p
         )  # fmt: skip
 
         def ask(sql: str) -> tuple[Code | None, str]:
-            env = Envelope(
-                f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query", body=sql,
-                deadline=time.monotonic() + 20,
-            )  # fmt: skip
+            env = _env(sql, 20)
             (report,) = parts.owner.execute(env).owners
             return (report.error.code, report.error.reason) if report.error else (None, "")
 
@@ -148,20 +150,13 @@ def test_dp_quantiles_of_more_groups_than_fit_are_withheld_before_their_histogra
                 dp_epsilon=0.5, dp_budget=100.0, min_group_size=5,
             )
         )  # fmt: skip
-        env = Envelope(
-            f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query",
-            body="SELECT g, median(w) AS m FROM h GROUP BY g", deadline=time.monotonic() + 60,
-        )  # fmt: skip
+        env = _env("SELECT g, median(w) AS m FROM h GROUP BY g", 60)
         (report,) = parts.owner.execute(env).owners
         assert report.error is not None and report.error.code is Code.RESOURCE_EXHAUSTED
         assert "noised result is over the message limit" in report.error.reason
         assert parts.grants.get(grant.id).epsilon_spent == pytest.approx(0.5)
         # a few groups fit, and their medians come back
-        small = Envelope(
-            f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query",
-            body="SELECT g, median(w) AS m FROM h WHERE g < 20 GROUP BY g",
-            deadline=time.monotonic() + 60,
-        )  # fmt: skip
+        small = _env("SELECT g, median(w) AS m FROM h WHERE g < 20 GROUP BY g", 60)
         answer = parts.owner.execute(small)
         assert answer.owners[0].ok and answer.payload
 
@@ -213,10 +208,7 @@ def test_a_noised_result_past_its_deadline_spends_its_epsilon(tmp_path: Path) ->
     the protect step took could depend on the noise (the groups it keeps)."""
     with owner_parts(tmp_path) as parts:
         grant = parts.grants.add(org_grant("t", ORG, {}, dp_epsilon=0.5, dp_budget=3.0))
-        env = Envelope(
-            f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query", body="",
-            deadline=time.monotonic() + 0.2,
-        )  # fmt: skip
+        env = _env("", 0.2)
         with pytest.raises(DeadlineExceeded, match="noised"):
             parts.owner.pipeline.run(_Slow(grant, 0.4), env)
         assert parts.grants.get(grant.id).epsilon_spent == pytest.approx(0.5)
@@ -245,10 +237,7 @@ def test_noise_drawn_in_compute_is_spent_when_the_deadline_passes_after_it(
     time (which its rows can decide) reached the home free, as often as asked."""
     with owner_parts(tmp_path) as parts:
         grant = parts.grants.add(org_grant("t", ORG, {}, dp_epsilon=0.5, dp_budget=3.0))
-        env = Envelope(
-            f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query", body="",
-            deadline=time.monotonic() + 0.2,
-        )  # fmt: skip
+        env = _env("", 0.2)
         with pytest.raises(DeadlineExceeded, match="noised"):
             parts.owner.pipeline.run(_NoisedInCompute(grant, 0.4), env)
         assert parts.grants.get(grant.id).epsilon_spent == pytest.approx(0.5)
@@ -269,10 +258,7 @@ def test_noise_drawn_in_compute_that_cannot_fit_is_withheld_with_what_it_drew(
     was drawn with (the session's epsilon), not the grant's."""
     with owner_parts(tmp_path) as parts:
         grant = parts.grants.add(org_grant("t", ORG, {}, dp_epsilon=0.5, dp_budget=3.0))
-        env = Envelope(
-            f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query", body="",
-            deadline=time.monotonic() + 5,
-        )  # fmt: skip
+        env = _env("", 5)
         with pytest.raises(ResourceExhausted, match="noised result is over the message limit"):
             parts.owner.pipeline.run(_TooManyGroups(grant, 0.0), env)
         assert parts.grants.get(grant.id).epsilon_spent == pytest.approx(0.3)
