@@ -25,6 +25,7 @@ from gateway.descriptor import ColumnSpec
 from gateway.roles.train_home import TrainAsk, TrainResult
 from gateway.training.spec import TrainSpec
 from tests.conftest import RunningFederation, run_fedgate
+from tests.integration.rate import within_rate
 from tests.integration.test_psi import register
 
 pytestmark = pytest.mark.integration
@@ -75,8 +76,11 @@ def ask(**changes: object) -> TrainAsk:
 
 
 def train(fed: RunningFederation, **changes: object) -> TrainResult:
-    with fed.client(ANALYST) as c:
-        return c.train(ask(**changes)).result(timeout=300)
+    def run() -> TrainResult:
+        with fed.client(ANALYST) as c:
+            return c.train(ask(**changes)).result(timeout=300)
+
+    return within_rate(run)
 
 
 def model(result: TrainResult) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:

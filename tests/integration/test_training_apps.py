@@ -27,6 +27,7 @@ from gateway.roles.train_home import TrainAsk, TrainResult
 from gateway.training import landlock
 from gateway.training.spec import TrainSpec
 from tests.conftest import RunningFederation, run_fedgate
+from tests.integration.rate import within_rate
 from tests.integration.test_psi import register
 from tests.integration.test_training import ANALYST, COLUMNS, CONTROLS, FEATURES, OWNERS, rows
 
@@ -176,8 +177,12 @@ def train(
         task=task_of(digest(apps, name)), dataset="app_rows", features=FEATURES, label="y",
         rounds=rounds, seed=7, learning_rate=0.5, local_epochs=5, n_classes=2,
     )  # fmt: skip
-    with fed.client(ANALYST) as c:
-        return c.train(TrainAsk(spec, OWNERS), timeout=timeout).result(timeout=timeout + 10)
+
+    def run() -> TrainResult:
+        with fed.client(ANALYST) as c:
+            return c.train(TrainAsk(spec, OWNERS), timeout=timeout).result(timeout=timeout + 10)
+
+    return within_rate(run)
 
 
 def test_an_approved_app_trains_in_its_own_process(
