@@ -16,11 +16,11 @@ exact modulo ``modulus_range``, so the only error is the quantisation step
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.server import LegacyContext, ServerConfig, SimpleClientManager
 from flwr.server.compat.grid_client_proxy import GridClientProxy
 from flwr.server.strategy import FedAvg as LegacyFedAvg
@@ -36,15 +36,25 @@ from federation.outcome import Code
 from federation.training.client_app import (
     KEY_STATEMENT,
     KEY_STATEMENTS,
+    METRICS,
     MODEL_STATEMENT,
     MODEL_STATEMENTS,
     stage_of,
 )
+from federation.training.client_app import NUM_EXAMPLES as NUM
 from federation.training.config import SECAGG_MIN_NODES as MIN_NODES
 from federation.training.config import SECAGG_STRATEGIES as STRATEGIES
 from federation.training.config import SERVER_ROUND
 from federation.training.errors import TooFewNodes, TrainingError, invalid
-from federation.training.server import Metrics, RoundReport, TrainingResult
+from federation.training.server import (
+    Metrics,
+    RoundReport,
+    TrainingResult,
+    eval_limits,
+    examples_ok,
+)
+
+FITRES_EXAMPLES = "fitres.num_examples"  # where a legacy FitRes keeps its example count
 
 
 @dataclass(frozen=True)
@@ -76,10 +86,17 @@ def run_secagg(
     min_nodes: int = 2,
     evaluate: bool = True,
     proximal_mu: float = 0.1,
+    examples: Mapping[int, int] | None = None,
     timeout: float = 3600.0,
 ) -> TrainingResult:
     """``rounds`` rounds of SecAgg+ over every node of ``grid`` (at least ``min_nodes``,
-    and at least 3: with two, each learns the other's update from the sum)."""
+    and at least 3: with two, each learns the other's update from the sum).
+
+    ``examples`` (``server.weight_limits``) bounds the example count each node may give
+    beside its masked update and in its evaluation, as in ``server.run``: a reply
+    claiming more (or not a whole number) counts as that node missing the stage. The
+    weight inside the masked vector is bounded only by ``settings.max_weight``'s
+    quantisation, which each owner applies to itself."""
     if strategy not in STRATEGIES:
         raise invalid(
             f"--secagg needs a strategy that averages a weighted sum ({', '.join(STRATEGIES)}),"
@@ -88,7 +105,8 @@ def run_secagg(
     if rounds < 1:
         raise invalid("a run has at least one round")
     min_nodes = max(min_nodes, MIN_NODES)
-    watched = _Watched(grid)
+    limits = None if examples is None else (dict(examples), eval_limits(examples, config))
+    watched = _Watched(grid, limits)
     legacy = _legacy_strategy(strategy, config, min_nodes, proximal_mu)
     manager = SimpleClientManager()
     ctx = LegacyContext(
@@ -214,8 +232,11 @@ def _register(grid: _Watched, manager: SimpleClientManager, min_nodes: int, r: i
 class _Watched(Grid):
     """Delegates to a Grid; notes who was asked and who answered each stage of a round."""
 
-    def __init__(self, inner: Grid) -> None:
+    def __init__(
+        self, inner: Grid, limits: tuple[dict[int, int], dict[int, int]] | None = None
+    ) -> None:
         self.inner = inner
+        self.limits = limits  # the most examples each node may claim: (train, evaluate)
         self.known: tuple[int, ...] = ()
         self.asked: dict[str, tuple[int, ...]] = {}
         self.answered: dict[str, tuple[int, ...]] = {}
@@ -275,7 +296,11 @@ class _Watched(Grid):
                 m.content.config_records[name] = ConfigRecord(
                     {str(n): s for n, s in statements.items()}
                 )
-        replies = list(self.inner.send_and_receive(out, timeout=timeout))
+        replies = [
+            r
+            for r in self.inner.send_and_receive(out, timeout=timeout)
+            if r.has_error() or self._usable(stage, r)
+        ]
         keep = {"secagg.setup": (KEY_STATEMENT, self.statements)}
         keep["train"] = (MODEL_STATEMENT, self.models)
         if stage in keep:
@@ -290,3 +315,19 @@ class _Watched(Grid):
         self.answered[stage] = ok
         self.failed.update(n for n in asked if n not in ok)
         return replies
+
+    def _usable(self, stage: str, reply: Message) -> bool:
+        """A reply the workflow may use; one that fails here is left out, so that Flower
+        sees its node as dropped (its masks rebuilt from the others' shares)."""
+        if stage not in ("train", "evaluate"):
+            return True
+        if not reply.has_content():
+            return False
+        name, key = (FITRES_EXAMPLES, "num_examples") if stage == "train" else (METRICS, NUM)
+        record: MetricRecord | None = reply.content.metric_records.get(name)
+        node = reply.metadata.src_node_id
+        limits = None if self.limits is None else self.limits[stage != "train"]
+        if limits is not None and node not in limits:
+            return False
+        limit = None if limits is None else limits[node]
+        return record is not None and examples_ok(record.get(key), limit)

@@ -18,9 +18,10 @@ standardisation that goes into the training config.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -190,6 +191,7 @@ def run(
     *,
     evaluate_config: ConfigRecord | None = None,
     min_nodes: int | None = None,
+    examples: Mapping[int, int] | None = None,
     timeout: float = 3600.0,
 ) -> TrainingResult:
     """Train for ``rounds`` rounds with ``strategy.start`` over ``grid``.
@@ -198,11 +200,19 @@ def run(
     every evaluate message: the owners need the task and standardisation there too).
     ``min_nodes`` (the fewest nodes connected and answering each round before the run
     stops with ``TooFewNodes``) defaults to the strategy's own minimums.
+
+    ``examples`` (``weight_limits``) holds the most examples each node may weigh a train
+    reply with (and, through ``config``'s held-out share, an evaluate reply): a reply
+    claiming more, or a node it does not name, counts as that node failing the round.
+    Without it a weight must still be a finite whole number of at least one.
     """
     if rounds < 1:
         raise invalid("a run has at least one round")
     start = initial if isinstance(initial, ArrayRecord) else ArrayRecord(list(initial))
-    observed = _Observed(strategy, rounds, min_nodes or _min_nodes(strategy), on_round)
+    limits = None
+    if examples is not None:
+        limits = (dict(examples), eval_limits(examples, evaluate_config or config))
+    observed = _Observed(strategy, rounds, min_nodes or _min_nodes(strategy), on_round, limits)
     observed.check_available(grid, 0)
     try:
         result = observed.start(
@@ -226,6 +236,26 @@ class FederatedStats:
     count: int
     nodes: tuple[int, ...]
     names: tuple[str, ...] = ()  # the model's inputs as the owners encode them
+    counts: Mapping[int, int] = field(default_factory=dict)  # each node's own row count
+
+
+def weight_limits(stats: FederatedStats, *, dp: bool) -> dict[int, int]:
+    """The most examples each owner may weigh its replies with: the row count it declared
+    in its own statistics reply, or exactly 1 under DP (where every owner reports 1).
+    Each owner's claim weighs the global model, so one claiming 10**15 would otherwise
+    make it that owner's update alone (review, 2026-12-06)."""
+    return {node: 1 if dp else count for node, count in stats.counts.items()}
+
+
+def eval_limits(examples: Mapping[int, int], config: ConfigRecord) -> dict[int, int]:
+    """The most evaluation rows each owner can hold, given the most training rows: all of
+    them, or under the config's held-out share h (``int(h n)`` of its n rows, the rest
+    training) at most h / (1 - h) times its training rows."""
+    holdout = config.get("holdout", 0.0)
+    h = float(holdout) if isinstance(holdout, int | float) else 0.0
+    if h <= 0 or h >= 1:
+        return dict(examples)
+    return {n: max(c, math.ceil(c * h / (1 - h))) for n, c in examples.items()}
 
 
 def app_initial(
@@ -265,7 +295,8 @@ def federated_stats(
             + "; ".join(", ".join(n) or "-" for n in sorted(names))[:400],
         )
     mean, std = features.combine(parts)
-    return FederatedStats(mean, std, sum(s.count for s in parts), answered, names.pop())
+    counts = {node: s.count for node, s in zip(answered, parts, strict=True)}
+    return FederatedStats(mean, std, sum(s.count for s in parts), answered, names.pop(), counts)
 
 
 def _usable_stats(reply: Message) -> features.Stats | None:
@@ -280,12 +311,24 @@ def _usable_stats(reply: Message) -> features.Stats | None:
     return stats if stats.count >= 1 else None
 
 
-def _weighted(reply: Message) -> bool:
-    """A train reply with a weight of at least one example: with 0, FedAvg's global model
-    is exactly the other owners' updates (review, 2026-12-04)."""
+def _weighted(reply: Message, limit: int | None = None) -> bool:
+    """A reply whose ``num-examples`` is a weight its owner may claim (``examples_ok``)."""
+    if not reply.has_content():
+        return False
     metrics = reply.content.metric_records.get(METRICS)
-    examples = metrics.get(NUM_EXAMPLES) if metrics is not None else None
-    return isinstance(examples, int | float) and examples >= 1
+    return examples_ok(metrics.get(NUM_EXAMPLES) if metrics is not None else None, limit)
+
+
+def examples_ok(examples: object, limit: int | None) -> bool:
+    """A weight that is a whole number of examples, at least one (with 0, FedAvg's global
+    model is exactly the other owners' updates: review, 2026-12-04) and at most ``limit``,
+    what the owner declared (one claiming 10**15 made the global model its own update, and
+    inf made it NaN: review, 2026-12-06). ``None``: no bound declared."""
+    if isinstance(examples, bool) or not isinstance(examples, int | float):
+        return False
+    if isinstance(examples, float) and not (math.isfinite(examples) and examples.is_integer()):
+        return False
+    return examples >= 1 and (limit is None or examples <= limit)
 
 
 class _Observed(Strategy):
@@ -297,8 +340,10 @@ class _Observed(Strategy):
         rounds: int,
         min_nodes: int,
         on_round: Callable[[RoundReport], None] | None,
+        limits: tuple[dict[int, int], dict[int, int]] | None = None,
     ) -> None:
         self.inner = inner
+        self.limits = limits  # (train, evaluate): the most examples per node
         self.rounds = rounds
         self.min_nodes = min_nodes
         self.on_round = on_round
@@ -373,17 +418,22 @@ class _Observed(Strategy):
         self.inner.summary()
 
     def _answered(self, stage: str, server_round: int, replies: Iterable[Message]) -> list[Message]:
-        """Replies in node order (a train reply without a weight dropped, as missing); the
-        run stops if fewer than the minimum succeeded."""
-        ordered = _by_node(replies)
-        if stage == "train":
-            ordered = [m for m in ordered if m.has_error() or _weighted(m)]
+        """Replies in node order, a reply whose weight is not its owner's to claim dropped
+        (as missing); the run stops if fewer than the minimum succeeded."""
+        ordered = [m for m in _by_node(replies) if m.has_error() or self._usable(stage, m)]
         ok = {m.metadata.src_node_id for m in ordered if not m.has_error()}
         missing = tuple(n for n in self._asked if n not in ok)
         self._failed.update(missing)
         if self._asked and len(ok) < self.min_nodes:
             raise TooFewNodes(stage, server_round, len(ok), self.min_nodes, missing)
         return ordered
+
+    def _usable(self, stage: str, reply: Message) -> bool:
+        node = reply.metadata.src_node_id
+        if self.limits is None:
+            return _weighted(reply, None)
+        limits = self.limits[0] if stage == "train" else self.limits[1]
+        return node in limits and _weighted(reply, limits[node])
 
 
 def _by_node(replies: Iterable[Message]) -> list[Message]:

@@ -99,6 +99,8 @@ def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
         width = len(stats.mean)  # a categorical feature is one input per declared value
         initial = server.initial_arrays(spec.task, width, n_outputs, spec.seed)
     evaluate = spec.dp_clip == 0  # an owner under DP answers no evaluation
+    # no owner's reply weighs more than the rows it declared (1 each under DP)
+    examples = server.weight_limits(stats, dp=spec.dp_clip > 0)
     privacy: tuple[float, float] | None = None  # Flower's central DP: (epsilon, delta)
     if spec.secagg:
         # Under DP every update weighs 1; otherwise no owner weighs more than all rows.
@@ -113,6 +115,7 @@ def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
             settings=secagg.SecAggSettings(max_weight=weight),
             min_nodes=job.min_nodes,
             evaluate=evaluate,
+            examples=examples,
             timeout=job.timeout,
         )
     else:
@@ -131,6 +134,7 @@ def run(job: Job, exchange: Exchange, report: Any) -> dict[str, Any]:
             config.to_record(),
             lambda r: report(round_summary(r)),
             min_nodes=job.min_nodes,
+            examples=examples,
             timeout=job.timeout,
         )
         privacy = server.privacy_spent(strategy)

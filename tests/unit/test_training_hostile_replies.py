@@ -1,0 +1,197 @@
+"""What one owner's reply may do to a run at the home (``gateway.training.worker.run``
+over the gateway's Grid, the owners Flower ClientApps in process, every message carried
+as Flower's bytes): a reply that is not its owner's to give counts as that owner failing
+the round, named; it never decides the global model, nor ends the run for all.
+
+Review (2026-12-06): one owner claiming ``num-examples`` 10**15 (or inf) beside weights
+of 42 made the global model exactly 42s with an accuracy of ~1.0, which the home then
+sent to the honest owners.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from federation.training import client_app
+from federation.training.client_app import ARRAYS, METRICS, NUM_EXAMPLES
+from federation.training.errors import TooFewNodes
+from gateway.training import worker
+from gateway.training.job import Job
+from gateway.training.spec import TrainSpec
+from tests.unit.training_grid import RUN_ID, LocalGrid, server_identity
+
+NODES = (11, 12, 13)
+HOSTILE = 13
+SPEC = TrainSpec(
+    task="logreg", dataset="d", features=("a", "b", "c"), label="y", rounds=2,
+    n_classes=2, seed=1, learning_rate=0.1,
+)  # fmt: skip
+
+Rewrite = Callable[[str, RecordDict], None]  # (message type, the honest reply's content)
+
+
+@pytest.fixture(autouse=True)
+def _home_identity() -> Iterator[None]:
+    with server_identity():
+        yield
+
+
+def _rows(node: int, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(node)
+    X = rng.normal(size=(n, 3)) * [1.0, 5.0, 0.5] + [0.0, 10.0, -1.0]
+    y = (X @ [1.0, 0.2, -2.0] + rng.logistic(size=n) > 0).astype(np.float64)
+    return X, y
+
+
+def _unit_weight(received: RecordDict, reply: RecordDict) -> RecordDict:
+    """What an owner's release does to an update under DP: weight one."""
+    reply[METRICS] = MetricRecord({NUM_EXAMPLES: 1})
+    return reply
+
+
+def _owner(node: int, rewrite: Rewrite | None = None, *, dp: bool = False) -> ClientApp:
+    """The built-in ClientApp on ``node``'s rows; ``rewrite`` changes what it answers."""
+    X, y = _rows(node)
+
+    def load(_: ConfigRecord) -> tuple[np.ndarray, np.ndarray]:
+        return X, y
+
+    honest = client_app.make_client_app(load, protect=_unit_weight if dp else None)
+    if rewrite is None:
+        return honest
+    app = ClientApp()
+
+    def answer(msg: Message, context: Context) -> Message:
+        reply = honest(msg, context)
+        rewrite(msg.metadata.message_type, reply.content)
+        return Message(reply.content, reply_to=msg)
+
+    app.train()(answer)
+    app.evaluate()(answer)
+    app.query("stats")(answer)
+    return app
+
+
+def _run(
+    rewrite: Rewrite, *, spec: TrainSpec = SPEC, min_nodes: int = 2
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    dp = spec.dp_clip > 0
+    grid = LocalGrid({n: _owner(n, rewrite if n == HOSTILE else None, dp=dp) for n in NODES})
+    rounds: list[dict[str, Any]] = []
+    job = Job(RUN_ID, spec, NODES, min_nodes, 60.0)
+    return worker.run(job, grid._deliver_here, rounds.append), rounds
+
+
+def _model(result: dict[str, Any]) -> list[np.ndarray]:
+    z = np.load(io.BytesIO(result["model"]))
+    return [z[f"w{i}"] for i in range(len(z.files) - 2)]
+
+
+def _claims(examples: float, stage: str = "train") -> Rewrite:
+    """Weights of 42 (train) or an accuracy of 1 (evaluate), claimed over ``examples``."""
+
+    def rewrite(kind: str, content: RecordDict) -> None:
+        if kind != stage:
+            return
+        if kind == "train":
+            sent = content.array_records[ARRAYS]
+            content[ARRAYS] = ArrayRecord(
+                {k: Array(np.full(a.numpy().shape, 42.0)) for k, a in sent.items()}
+            )
+        metrics = dict(content.metric_records[METRICS])
+        metrics[NUM_EXAMPLES] = examples
+        if kind == "evaluate":
+            metrics["eval_acc"], metrics["eval_loss"] = 1.0, 0.0
+        content[METRICS] = MetricRecord(metrics)
+
+    return rewrite
+
+
+DECLARED = 200  # each owner's rows, as its statistics reply counts them
+
+
+@pytest.mark.parametrize(
+    "examples", [10**15, float("inf"), DECLARED + 1, 2.5, 0], ids=["1e15", "inf", "n+1", "2.5", "0"]
+)
+def test_a_train_weight_above_what_the_owner_declared_fails_that_owner(examples: float) -> None:
+    result, rounds = _run(_claims(examples))
+    assert [r["failed"] for r in rounds] == [[HOSTILE], [HOSTILE]]
+    assert [r["answered"] for r in rounds] == [2, 2]
+    model = _model(result)
+    assert all(np.isfinite(a).all() for a in model)
+    assert not any(np.allclose(a, 42.0) for a in model)
+    assert rounds[-1]["eval_accuracy"] < 0.99
+
+
+def test_a_weight_it_may_claim_is_used() -> None:
+    """The owner's own count (what its statistics said) is a weight it may give."""
+    _, rounds = _run(_claims(DECLARED))
+    assert [r["failed"] for r in rounds] == [[], []]
+    assert [r["answered"] for r in rounds] == [3, 3]
+
+
+def test_below_the_minimum_the_run_stops_naming_the_owner() -> None:
+    with pytest.raises(TooFewNodes) as info:
+        _run(_claims(10**15), min_nodes=3)
+    assert info.value.missing == (HOSTILE,) and info.value.stage == "train"
+
+
+@pytest.mark.parametrize("examples", [10**15, float("inf")], ids=["1e15", "inf"])
+def test_an_evaluation_weight_above_the_owners_rows_fails_that_owner(examples: float) -> None:
+    """FedAvg weighs the evaluation metrics by num-examples too: one owner's accuracy of 1
+    over 10**15 rows was the run's reported accuracy."""
+    _, rounds = _run(_claims(examples, "evaluate"))
+    assert [r["failed"] for r in rounds] == [[HOSTILE], [HOSTILE]]
+    assert all(np.isfinite(r["eval_accuracy"]) and r["eval_accuracy"] < 0.99 for r in rounds)
+
+
+def test_under_dp_every_owner_weighs_exactly_one() -> None:
+    """Under DP each owner reports 1 (a row count would be one more release); one that
+    claims its real count, or more, would outweigh every other owner."""
+    spec = TrainSpec(**{**SPEC.__dict__, "dp_clip": 1.0})
+    _, rounds = _run(_claims(2), spec=spec)
+    assert [r["failed"] for r in rounds] == [[HOSTILE], [HOSTILE]]
+    _, rounds = _run(_claims(1), spec=spec)
+    assert [r["failed"] for r in rounds] == [[], []]
+
+
+SECAGG_NODES = (11, 12, 13, 14)
+
+
+def _secagg_owner(node: int, examples: int | None = None) -> ClientApp:
+    """The built-in SecAgg+ ClientApp; with ``examples`` it claims that weight (beside its
+    masked update, and inside it: Flower scales by it before masking)."""
+    X, y = _rows(node)
+
+    def load(_: ConfigRecord) -> tuple[np.ndarray, np.ndarray]:
+        return X, y
+
+    def claim(received: RecordDict, reply: RecordDict) -> RecordDict:
+        if examples is not None:
+            reply[METRICS] = MetricRecord({**dict(reply[METRICS]), NUM_EXAMPLES: examples})
+        return reply
+
+    return client_app.make_client_app(load, secagg=True, protect=claim)
+
+
+@pytest.mark.parametrize("examples", [10**15, DECLARED + 1])
+def test_under_secagg_a_weight_above_what_the_owner_declared_fails_that_owner(
+    examples: int,
+) -> None:
+    """Under SecAgg+ the example count beside a masked update weighs the training loss
+    (and, in Flower's legacy FedAvg, the model: inf made it NaN); the weight inside the
+    masked vector is bounded by max_weight only as far as the owner quantises it."""
+    spec = TrainSpec(**{**SPEC.__dict__, "secagg": True, "rounds": 1})
+    apps = {n: _secagg_owner(n, examples if n == HOSTILE else None) for n in SECAGG_NODES}
+    rounds: list[dict[str, Any]] = []
+    job = Job(RUN_ID, spec, SECAGG_NODES, 3, 60.0)
+    result = worker.run(job, LocalGrid(apps)._deliver_here, rounds.append)
+    assert [r["failed"] for r in rounds] == [[HOSTILE]]
+    assert all(np.isfinite(a).all() and np.abs(a).max() < 10 for a in _model(result))
