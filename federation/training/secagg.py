@@ -20,7 +20,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.common import bytes_to_ndarray
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
+from flwr.compat.common import recorddict_compat as compat
 from flwr.server import LegacyContext, ServerConfig, SimpleClientManager
 from flwr.server.compat.grid_client_proxy import GridClientProxy
 from flwr.server.strategy import FedAvg as LegacyFedAvg
@@ -49,9 +53,11 @@ from federation.training.errors import TooFewNodes, TrainingError, invalid
 from federation.training.server import (
     Metrics,
     RoundReport,
+    Shapes,
     TrainingResult,
     eval_limits,
     examples_ok,
+    shapes_of,
 )
 
 FITRES_EXAMPLES = "fitres.num_examples"  # where a legacy FitRes keeps its example count
@@ -138,7 +144,7 @@ def run_secagg(
             {WorkflowKey.CURRENT_ROUND: server_round}
         )
         ctx.state.array_records[MAIN_PARAMS_RECORD] = current
-        watched.start_round()
+        watched.start_round(shapes_of(current), settings.modulus_range)
         workflow(watched, ctx)
         watched.check(server_round, min_nodes)
         updated = ctx.state.array_records[MAIN_PARAMS_RECORD]
@@ -237,6 +243,8 @@ class _Watched(Grid):
     ) -> None:
         self.inner = inner
         self.limits = limits  # the most examples each node may claim: (train, evaluate)
+        self.model: Shapes = ()  # the round's model, which each masked vector must fit
+        self.modulus = 0
         self.known: tuple[int, ...] = ()
         self.asked: dict[str, tuple[int, ...]] = {}
         self.answered: dict[str, tuple[int, ...]] = {}
@@ -244,7 +252,10 @@ class _Watched(Grid):
         self.statements: dict[int, str] = {}  # each owner's signed keys, from its setup
         self.models: dict[int, str] = {}  # each owner's signed model digest, from its train
 
-    def start_round(self) -> None:
+    def start_round(self, model: Shapes = (), modulus: int = 0) -> None:
+        """A new round, whose masked vectors must be of ``model`` (its names and shapes)
+        with integers below ``modulus``."""
+        self.model, self.modulus = model, modulus
         self.asked, self.answered, self.failed = {}, {}, set()
         self.statements, self.models = {}, {}
 
@@ -323,6 +334,8 @@ class _Watched(Grid):
             return True
         if not reply.has_content():
             return False
+        if stage == "train" and not self._masked_ok(reply.content):
+            return False
         name, key = (FITRES_EXAMPLES, "num_examples") if stage == "train" else (METRICS, NUM)
         record: MetricRecord | None = reply.content.metric_records.get(name)
         node = reply.metadata.src_node_id
@@ -331,3 +344,29 @@ class _Watched(Grid):
             return False
         limit = None if limits is None else limits[node]
         return record is not None and examples_ok(record.get(key), limit)
+
+    def _masked_ok(self, content: RecordDict) -> bool:
+        """A masked training reply Flower's workflow can use: a FitRes it reads, and one
+        masked vector per array of the round's model (after the weight's), integers below
+        the modulus, each of its array's shape. The workflow adds the vectors up as they
+        come: one of another shape ended the run INTERNAL, or broadcast into the sum
+        unseen (review, 2026-12-06)."""
+        try:
+            compat.recorddict_to_fitres(content, keep_input=True)
+        except Exception:  # a record missing or of another kind: Flower would raise
+            return False
+        configs = content.config_records.get(RECORD_KEY_CONFIGS)
+        masked = configs.get(Key.MASKED_PARAMETERS) if configs is not None else None
+        shapes = [(1,), *(shape for _, shape in self.model)]
+        if not isinstance(masked, list) or len(masked) != len(shapes):
+            return False
+        for data, shape in zip(masked, shapes, strict=True):
+            try:
+                a = bytes_to_ndarray(data) if isinstance(data, bytes) else None
+            except Exception:  # not an array numpy reads
+                return False
+            if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype.kind not in "iu":
+                return False
+            if a.size and (int(a.min()) < 0 or int(a.max()) >= self.modulus):
+                return False
+        return True

@@ -331,6 +331,33 @@ def examples_ok(examples: object, limit: int | None) -> bool:
     return examples >= 1 and (limit is None or examples <= limit)
 
 
+Shapes = tuple[tuple[str, tuple[int, ...]], ...]  # a model's array names and shapes, in order
+
+
+def shapes_of(arrays: ArrayRecord) -> Shapes:
+    """The names and shapes of the model a round sends (ours: its metadata is trusted)."""
+    return tuple((k, tuple(int(d) for d in a.shape)) for k, a in arrays.items())
+
+
+def same_model(record: ArrayRecord | None, sent: Shapes) -> bool:
+    """Whether a reply's arrays are a model of the one sent: the same names in the same
+    order, each of the same shape, of floats, finite. Flower's own check compares names
+    only: a (5, 7) array ended the run INTERNAL as numpy could not broadcast it, and a
+    () one broadcast into the average unseen (review, 2026-12-06)."""
+    if record is None or [k for k, _ in sent] != list(record.keys()):
+        return False
+    for key, shape in sent:
+        try:
+            a = record[key].numpy()
+        except Exception:  # not an array numpy reads (an archive, a pickle, garbage)
+            return False
+        if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype.kind != "f":
+            return False
+        if not np.isfinite(a).all():
+            return False
+    return True
+
+
 class _Observed(Strategy):
     """Delegates to a Flower strategy; orders replies, enforces the minimum, reports."""
 
@@ -355,6 +382,7 @@ class _Observed(Strategy):
         self._train_metrics: Metrics = {}
         self._failed: set[int] = set()
         self._arrays: ArrayRecord | None = None
+        self._sent: Shapes = ()  # the model this round's train messages carried
 
     def check_available(self, grid: Grid, server_round: int) -> None:
         """Refuse to sample below the minimum (Flower would wait for nodes forever)."""
@@ -372,6 +400,7 @@ class _Observed(Strategy):
         self._failed = set()
         messages = list(self.inner.configure_train(server_round, arrays, config, grid))
         self._asked = tuple(sorted(m.metadata.dst_node_id for m in messages))
+        self._sent = shapes_of(arrays)
         return messages
 
     def aggregate_train(
@@ -418,8 +447,9 @@ class _Observed(Strategy):
         self.inner.summary()
 
     def _answered(self, stage: str, server_round: int, replies: Iterable[Message]) -> list[Message]:
-        """Replies in node order, a reply whose weight is not its owner's to claim dropped
-        (as missing); the run stops if fewer than the minimum succeeded."""
+        """Replies in node order, a reply the strategy may not use dropped (as missing): a
+        weight not its owner's to claim, a train reply that is no model of the one sent;
+        the run stops if fewer than the minimum succeeded."""
         ordered = [m for m in _by_node(replies) if m.has_error() or self._usable(stage, m)]
         ok = {m.metadata.src_node_id for m in ordered if not m.has_error()}
         missing = tuple(n for n in self._asked if n not in ok)
@@ -429,6 +459,12 @@ class _Observed(Strategy):
         return ordered
 
     def _usable(self, stage: str, reply: Message) -> bool:
+        if not reply.has_content() or len(reply.content.metric_records) != 1:
+            return False  # Flower's consistency check would abort the round for everyone
+        if stage == "train":
+            records = reply.content.array_records
+            if len(records) != 1 or not same_model(records.get(ARRAYS), self._sent):
+                return False
         node = reply.metadata.src_node_id
         if self.limits is None:
             return _weighted(reply, None)

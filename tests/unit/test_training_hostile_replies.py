@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common import bytes_to_ndarray, ndarray_to_bytes
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
 from federation.training import client_app
 from federation.training.client_app import ARRAYS, METRICS, NUM_EXAMPLES
@@ -195,3 +198,123 @@ def test_under_secagg_a_weight_above_what_the_owner_declared_fails_that_owner(
     result = worker.run(job, LocalGrid(apps)._deliver_here, rounds.append)
     assert [r["failed"] for r in rounds] == [[HOSTILE]]
     assert all(np.isfinite(a).all() and np.abs(a).max() < 10 for a in _model(result))
+
+
+# --- a reply's model must be a model of the one sent (review, 2026-12-06) ----------------
+# A (5, 7) array ended the run INTERNAL ("operands could not be broadcast"), naming no
+# owner; a () one was broadcast into the average unseen.
+
+
+def _reshaped(how: str) -> Rewrite:
+    def rewrite(kind: str, content: RecordDict) -> None:
+        if kind != "train":
+            return
+        sent = content.array_records[ARRAYS]
+        arrays = {k: a.numpy() for k, a in sent.items()}
+        first = next(iter(arrays))
+        if how == "(5,7)":
+            arrays[first] = np.zeros((5, 7))
+        elif how == "()":
+            arrays[first] = np.array(3.0)
+        elif how == "key":
+            arrays["another"] = arrays.pop(first)
+        elif how == "order":
+            arrays = dict(reversed(arrays.items()))
+        elif how == "int":
+            arrays[first] = arrays[first].astype(np.int64)
+        elif how == "nan":
+            arrays[first] = np.full(arrays[first].shape, np.nan)
+        elif how == "npz":  # np.load reads it as an archive, not an array
+            out = io.BytesIO()
+            np.savez(out, x=arrays[first])
+            data = out.getvalue()
+            content[ARRAYS] = ArrayRecord(
+                {
+                    k: Array("float64", tuple(a.shape), "numpy.ndarray", data)
+                    for k, a in arrays.items()
+                }
+            )
+            return
+        elif how == "two records":
+            content["more"] = ArrayRecord({k: Array(a) for k, a in arrays.items()})
+        content[ARRAYS] = ArrayRecord({k: Array(np.asarray(a)) for k, a in arrays.items()})
+
+    return rewrite
+
+
+MALFORMED = ["(5,7)", "()", "key", "order", "int", "nan", "npz", "two records"]
+
+
+@pytest.mark.parametrize("how", MALFORMED)
+def test_a_train_reply_of_another_model_fails_that_owner(how: str) -> None:
+    result, rounds = _run(_reshaped(how))
+    assert [r["failed"] for r in rounds] == [[HOSTILE], [HOSTILE]]
+    assert [r["answered"] for r in rounds] == [2, 2]
+    honest, _ = _run(_claims(DECLARED, "none"))  # the run without the owner's reply
+    model = _model(result)
+    assert [a.shape for a in model] == [a.shape for a in _model(honest)]
+    assert all(np.isfinite(a).all() for a in model)
+
+
+@pytest.mark.parametrize("how", MALFORMED)
+def test_below_the_minimum_a_malformed_model_stops_the_run_naming_its_owner(how: str) -> None:
+    with pytest.raises(TooFewNodes) as info:
+        _run(_reshaped(how), min_nodes=3)
+    assert info.value.missing == (HOSTILE,) and info.value.stage == "train"
+
+
+def _masking(how: str) -> Callable[[ClientApp], ClientApp]:
+    """A SecAgg+ owner whose masked vectors are tampered with ``how``."""
+
+    def wrap(honest: ClientApp) -> ClientApp:
+        app = ClientApp()
+
+        @app.train()
+        def train(msg: Message, context: Context) -> Message:
+            reply = honest(msg, context)
+            configs = reply.content.config_records.get(RECORD_KEY_CONFIGS)
+            masked = configs.get(Key.MASKED_PARAMETERS) if configs is not None else None
+            if isinstance(masked, list):
+                vectors = [bytes_to_ndarray(b) for b in masked]
+                if how == "(5,7)":
+                    vectors[1] = np.zeros((5, 7), dtype=vectors[1].dtype)
+                elif how == "()":
+                    vectors[1] = np.array(3, dtype=vectors[1].dtype)
+                elif how == "fewer":
+                    vectors.pop()
+                elif how == "float":
+                    vectors[1] = vectors[1].astype(np.float64)
+                elif how == "modulus":
+                    vectors[1] = vectors[1] + 2**40
+                assert configs is not None
+                configs[Key.MASKED_PARAMETERS] = [ndarray_to_bytes(v) for v in vectors]
+            return Message(reply.content, reply_to=msg)
+
+        @app.evaluate()
+        def evaluate(msg: Message, context: Context) -> Message:
+            return Message(honest(msg, context).content, reply_to=msg)
+
+        @app.query("stats")
+        def stats(msg: Message, context: Context) -> Message:
+            return Message(honest(msg, context).content, reply_to=msg)
+
+        return app
+
+    return wrap
+
+
+@pytest.mark.parametrize("how", ["(5,7)", "()", "fewer", "float", "modulus"])
+def test_under_secagg_a_masked_vector_of_another_model_fails_that_owner(how: str) -> None:
+    spec = TrainSpec(**{**SPEC.__dict__, "secagg": True, "rounds": 1})
+    apps = {n: _secagg_owner(n) for n in SECAGG_NODES}
+    apps[HOSTILE] = _masking(how)(apps[HOSTILE])
+    rounds: list[dict[str, Any]] = []
+    job = Job(RUN_ID, spec, SECAGG_NODES, 3, 60.0)
+    result = worker.run(job, LocalGrid(apps)._deliver_here, rounds.append)
+    assert [r["failed"] for r in rounds] == [[HOSTILE]]
+    model = _model(result)
+    assert [a.shape for a in model] == [(3, 1), (1,)] and all(np.isfinite(a).all() for a in model)
+    assert all(np.abs(a).max() < 10 for a in model)
+    with pytest.raises(TooFewNodes) as info:  # and below the minimum, named
+        worker.run(replace(job, min_nodes=4), LocalGrid(apps)._deliver_here, rounds.append)
+    assert info.value.missing == (HOSTILE,)
