@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -130,6 +130,8 @@ class _Run:
     secagg: SecAggRound = field(default_factory=SecAggRound)
     names: tuple[str, ...] = ()  # the model's inputs (one-hot columns as name=value)
     closed: bool = False  # dropped: no app process may start for it again
+    home: str = ""  # the run's home node: when runs must go, the busiest home's go first
+    touched: float = field(default_factory=time.monotonic)  # its last message answered
 
     def close(self) -> None:
         """Drop the run and stop its app, also from another thread while it answers
@@ -221,14 +223,16 @@ class TrainOwner:
         self.grants = grants
         self.engine = engine
         self.pipeline = pipeline
-        self._runs: OrderedDict[str, _Run] = OrderedDict()
+        self._runs: OrderedDict[str, _Run] = OrderedDict()  # least recently active first
+        self._starting: dict[str, _Run] = {}  # runs whose first message is being answered
         self._lock = threading.Lock()
 
     def close(self) -> None:
         """Stop every run's app process (the node is stopping)."""
         with self._lock:
-            runs = list(self._runs.values())
+            runs = [*self._runs.values(), *self._starting.values()]
             self._runs.clear()
+            self._starting.clear()
         for run in runs:
             run.close()
 
@@ -379,12 +383,13 @@ class TrainOwner:
             raise InvalidArgument("a SecAgg+ round whose settings name another round")
         return step
 
-    def _run(self, env: Envelope, msg: Message) -> _Run:
-        """The run's state, created once its first message was decided."""
+    def _open(self, env: Envelope, msg: Message) -> _Run:
+        """The run's state: the one kept, or one whose first message another call is
+        answering, else a new one (kept only once its first message was answered, by
+        ``_keep``; until then it counts for no bound and pushes no other run out)."""
         key = run_key(env)
-        evicted: list[_Run] = []
         with self._lock:
-            run = self._runs.get(key)
+            run = self._runs.get(key) or self._starting.get(key)
             if run is None:
                 ctx = Context(
                     run_id=msg.metadata.run_id,
@@ -393,13 +398,39 @@ class TrainOwner:
                     state=RecordDict(),
                     run_config={},
                 )
-                run = self._runs[key] = _Run(ctx)
-                while len(self._runs) > RUNS_KEPT:
-                    evicted.append(self._runs.popitem(last=False)[1])
-            self._runs.move_to_end(key)
+                run = self._starting[key] = _Run(ctx, home=env.home_node)
+            return run
+
+    def _keep(self, key: str, run: _Run) -> None:
+        """A message of the run was answered: it is kept (the most recently active), and
+        if that makes more than ``RUNS_KEPT``, runs of the home holding the most go, its
+        least recently active first (a home's runs push out its own before any other's;
+        among homes holding as many, the least recently active run goes)."""
+        evicted: list[_Run] = []
+        with self._lock:
+            if self._starting.get(key) is run:
+                del self._starting[key]
+            if self._runs.setdefault(key, run) is run:
+                self._runs.move_to_end(key)
+            while len(self._runs) > RUNS_KEPT:
+                evicted.append(self._runs.pop(self._victim(key)))
         for old in evicted:  # outside the lock: stopping an app waits for its process
             old.close()
-        return run
+
+    def _victim(self, keep: str) -> str:
+        """The run to push out (not ``keep``): the least recently active of the home that
+        holds the most runs here."""
+        held = Counter(r.home for r in self._runs.values())
+        most = max(held.values())
+        return next(k for k, r in self._runs.items() if k != keep and held[r.home] == most)
+
+    def _abandon(self, key: str, run: _Run) -> None:
+        """The first message of a run not kept yet was refused: nothing of it stays."""
+        with self._lock:
+            if self._starting.get(key) is not run or run.asked:
+                return
+            del self._starting[key]
+        run.close()
 
     def _let_rows_go(self, env: Envelope) -> None:
         """Stop the run's app process and drop its rows, keeping what orders the run's
@@ -414,7 +445,8 @@ class TrainOwner:
 
     def _forget(self, env: Envelope) -> None:
         with self._lock:
-            run = self._runs.pop(run_key(env), None)
+            key = run_key(env)
+            run = self._runs.pop(key, None) or self._starting.pop(key, None)
         if run is not None:
             run.close()
 
@@ -428,89 +460,121 @@ class TrainOwner:
         msg: Message,
         step: Step,
     ) -> Protected:
-        run = self._run(env, msg)
+        """The run's answer to the message, on the run's state. A run is kept once one of
+        its messages was answered: a message refused (out of order, to another node id,
+        anything the rows or the app refuse) leaves nothing of a run not kept yet and
+        pushes no other run out (review, 2026-12-06: refused first messages of new runs,
+        free for their home, evicted other homes' runs, whose rounds could then be asked
+        again)."""
+        key, last = run_key(env), step.kind == last_step(spec) and step.round == spec.rounds
         facts: dict[str, Any] = {}
-        with run.lock:
-            if msg.metadata.dst_node_id != run.context.node_id:
-                raise InvalidArgument("a run's messages go to one node id at this owner")
-            check_order(run, step, spec.rounds, secagg=spec.secagg)
-            if spec.secagg and (step.kind.startswith("secagg.") or step.kind == "train"):
-                configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
-                least = max(SECAGG_MIN_NODES, spec.min_nodes or len(spec.nodes))
-                check_stage(step.kind, configs, run.context.node_id, run.secagg, least)
-                if step.kind == "secagg.share_keys" and configs is not None:
-                    self._check_keys(spec, env, step, run, configs, msg)
-                if step.kind == "train":  # what it masks its update of, for the others
-                    arrays = msg.content.array_records.get(LEGACY_ARRAYS)
-                    given = msg.content.config_records.get(LEGACY_CONFIG)
-                    run.secagg.model = (
-                        round_digest(run.secagg.setup, arrays, given) if arrays else ""
+        answered: tuple[Message, list[float]] | None = None
+        while answered is None:
+            run = self._open(env, msg)
+            with run.lock:
+                if run.closed:  # dropped while this call waited for it: look again
+                    continue
+                try:
+                    answered = self._answer_run(
+                        spec, entry, decision, deadline, env, msg, step, run, facts
                     )
-                if step.kind == "secagg.unmask":  # only if every owner got that model too
-                    check_same_model(
-                        msg.content.config_records.get(MODEL_STATEMENTS),
-                        run.secagg,
-                        run_key(env),
-                        step.round,
-                        self.vouching.member_statement,
-                    )
-            if decision.epsilon > 0 and step.kind == "evaluate":
-                raise FailedPrecondition(
-                    "under differential privacy an owner answers no evaluation (a loss over "
-                    "its rows would be one more exact release)"
-                )
-            bounds = _dp_bounds(spec, entry, decision) if decision.epsilon > 0 else None
-            if run.rows is None or run.grant_id != decision.grant.id:
-                run.stop_app()  # an app process holds the rows of the grant it started under
-                X, y, run.names = self._rows(spec, entry, decision, deadline, env.request_id)
-                run.rows = (X if bounds is None else dp.clamp_rows(X, bounds), y)
-                run.grant_id = decision.grant.id
-            rows = run.rows
-            if bounds is not None:  # nothing the rows decide may refuse the message
-                settings = msg.content.config_records
-                dp.bound_standardisation(
-                    [settings[k] for k in (CONFIG, LEGACY_CONFIG) if k in settings], bounds
-                )
-            spent: list[float] = []
-            protect = self._protect(spec, decision, facts, spent)
-            if bounds is not None and step.kind == STATS_MESSAGE:
-                reply, epsilon = self._dp_stats(bounds, decision, msg, rows[0])
-                spent.append(epsilon)
-            elif is_app_task(spec.task) and step.kind != STATS_MESSAGE:
-                reply = self._app_answer(spec, run, msg, deadline, protect, stay=spec.dp_clip > 0)
-            else:
-                reply = self._answer(
-                    msg, run.context, rows, spec.secagg, protect, stay_if_diverged=spec.dp_clip > 0
-                )
-            if step.kind == "secagg.setup":  # its keys, signed: no home can pass off others
-                keys = reply.content.config_records[RECORD_KEY_CONFIGS]
-                pk1, pk2 = keys[Key.PUBLIC_KEY_1], keys[Key.PUBLIC_KEY_2]
-                assert isinstance(pk1, bytes) and isinstance(pk2, bytes)
-                body = key_statement(run_key(env), step.round, run.context.node_id, pk1, pk2)
-                reply.content.config_records[KEY_STATEMENT] = ConfigRecord(
-                    {"statement": self.vouching.state(body)}
-                )
-            if spec.secagg and step.kind == "train" and run.secagg.model:
-                body = model_statement(
-                    run_key(env), step.round, run.context.node_id, run.secagg.model
-                )
-                reply.content.config_records[MODEL_STATEMENT] = ConfigRecord(
-                    {"statement": self.vouching.state(body)}
-                )
-            if step.kind == STATS_MESSAGE:  # the model's inputs, for the home to agree on
-                reply.content.config_records[STATS_FEATURES] = ConfigRecord(
-                    {"names": list(run.names)}
-                )
-            run.asked.add((step.kind, step.round))
-            if step.kind == "train":
-                run.last_train = step.round
-        if step.kind == last_step(spec) and step.round == spec.rounds:
+                except BaseException:
+                    self._abandon(key, run)
+                    raise
+                run.touched = time.monotonic()
+                if not last:
+                    self._keep(key, run)
+        reply, spent = answered
+        if last:
             self._forget(env)  # the run's last message: its rows are not kept
         if step.kind == "evaluate" and METRICS in reply.content.metric_records:
             examples = reply.content.metric_records[METRICS].get(NUM_EXAMPLES)
             if isinstance(examples, int | float):
                 facts["examples"] = int(examples)
         return Protected(to_bytes(reply), sum(spent), facts)
+
+    def _answer_run(
+        self,
+        spec: TrainSpec,
+        entry: CatalogEntry,
+        decision: Decision,
+        deadline: float,
+        env: Envelope,
+        msg: Message,
+        step: Step,
+        run: _Run,
+        facts: dict[str, Any],
+    ) -> tuple[Message, list[float]]:
+        """The reply and the epsilons it spends, under the run's lock: the message in
+        order, on the run's rows (read under the decision's grant), marked answered."""
+        if msg.metadata.dst_node_id != run.context.node_id:
+            raise InvalidArgument("a run's messages go to one node id at this owner")
+        check_order(run, step, spec.rounds, secagg=spec.secagg)
+        if spec.secagg and (step.kind.startswith("secagg.") or step.kind == "train"):
+            configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
+            least = max(SECAGG_MIN_NODES, spec.min_nodes or len(spec.nodes))
+            check_stage(step.kind, configs, run.context.node_id, run.secagg, least)
+            if step.kind == "secagg.share_keys" and configs is not None:
+                self._check_keys(spec, env, step, run, configs, msg)
+            if step.kind == "train":  # what it masks its update of, for the others
+                arrays = msg.content.array_records.get(LEGACY_ARRAYS)
+                given = msg.content.config_records.get(LEGACY_CONFIG)
+                run.secagg.model = round_digest(run.secagg.setup, arrays, given) if arrays else ""
+            if step.kind == "secagg.unmask":  # only if every owner got that model too
+                check_same_model(
+                    msg.content.config_records.get(MODEL_STATEMENTS),
+                    run.secagg,
+                    run_key(env),
+                    step.round,
+                    self.vouching.member_statement,
+                )
+        if decision.epsilon > 0 and step.kind == "evaluate":
+            raise FailedPrecondition(
+                "under differential privacy an owner answers no evaluation (a loss over "
+                "its rows would be one more exact release)"
+            )
+        bounds = _dp_bounds(spec, entry, decision) if decision.epsilon > 0 else None
+        if run.rows is None or run.grant_id != decision.grant.id:
+            run.stop_app()  # an app process holds the rows of the grant it started under
+            X, y, run.names = self._rows(spec, entry, decision, deadline, env.request_id)
+            run.rows = (X if bounds is None else dp.clamp_rows(X, bounds), y)
+            run.grant_id = decision.grant.id
+        rows = run.rows
+        if bounds is not None:  # nothing the rows decide may refuse the message
+            settings = msg.content.config_records
+            dp.bound_standardisation(
+                [settings[k] for k in (CONFIG, LEGACY_CONFIG) if k in settings], bounds
+            )
+        spent: list[float] = []
+        protect = self._protect(spec, decision, facts, spent)
+        if bounds is not None and step.kind == STATS_MESSAGE:
+            reply, epsilon = self._dp_stats(bounds, decision, msg, rows[0])
+            spent.append(epsilon)
+        elif is_app_task(spec.task) and step.kind != STATS_MESSAGE:
+            reply = self._app_answer(spec, run, msg, deadline, protect, stay=spec.dp_clip > 0)
+        else:
+            reply = self._answer(
+                msg, run.context, rows, spec.secagg, protect, stay_if_diverged=spec.dp_clip > 0
+            )
+        if step.kind == "secagg.setup":  # its keys, signed: no home can pass off others
+            keys = reply.content.config_records[RECORD_KEY_CONFIGS]
+            pk1, pk2 = keys[Key.PUBLIC_KEY_1], keys[Key.PUBLIC_KEY_2]
+            assert isinstance(pk1, bytes) and isinstance(pk2, bytes)
+            body = key_statement(run_key(env), step.round, run.context.node_id, pk1, pk2)
+            reply.content.config_records[KEY_STATEMENT] = ConfigRecord(
+                {"statement": self.vouching.state(body)}
+            )
+        if spec.secagg and step.kind == "train" and run.secagg.model:
+            body = model_statement(run_key(env), step.round, run.context.node_id, run.secagg.model)
+            reply.content.config_records[MODEL_STATEMENT] = ConfigRecord(
+                {"statement": self.vouching.state(body)}
+            )
+        if step.kind == STATS_MESSAGE:  # the model's inputs, for the home to agree on
+            reply.content.config_records[STATS_FEATURES] = ConfigRecord({"names": list(run.names)})
+        run.asked.add((step.kind, step.round))
+        if step.kind == "train":
+            run.last_train = step.round
+        return reply, spent
 
     @staticmethod
     def _answer(

@@ -495,3 +495,55 @@ def step_at(fed: RunningFederation, env: Envelope, data: bytes, owner: str) -> A
     with fed.peer_channel(HOME, owner) as ch:
         req = serde.train_step_request(env, Piece(data, uuid.uuid4().hex))
         return peer_pb2_grpc.PeerStub(ch).TrainStep(req, timeout=30)
+
+
+def model_message(kind: str, spec: TrainSpec, round_: int) -> bytes:
+    """A ``train`` or ``evaluate`` message carrying a zero model of the run's task."""
+    record = train_config(spec).to_record()
+    record[SERVER_ROUND] = round_
+    model = ArrayRecord([np.zeros((len(FEATURES), 1)), np.zeros(1)])
+    with server_identity():
+        return to_bytes(Message(RecordDict({CONFIG: record, ARRAYS: model}), FIRST_NODE_ID, kind))
+
+
+def test_another_homes_refused_messages_push_no_run_out(federation: RunningFederation) -> None:
+    """Review (2026-12-06): an owner made a run's entry before it checked the message's
+    order, and a new entry pushed the oldest run out (``RUNS_KEPT``). Another home with a
+    train grant of its own here sent ``RUNS_KEPT`` evaluate messages of new runs, each
+    refused for free, and pushed out a run under way: its next round was refused as out
+    of order, and its round 1 could be asked again. A refused message now keeps nothing."""
+    from gateway.roles.train_owner import RUNS_KEPT
+
+    other = "zhejiang"
+    register(
+        federation, OWNER, "train_rows_b", rows(41, 200), COLUMNS, CONTROLS,
+        operations=("train",), train_tasks=("logreg",), max_rounds=5, exact=True,
+    )  # fmt: skip
+    federation.grant(
+        OWNER, dataset="train_rows_b", grantee_kind="org", grantee=federation.fed.node(other).org,
+        operations=("train",), columns=CONTROLS, exact=True, min_group_size=10,
+        train_tasks=("logreg",), max_rounds=5,
+    )  # fmt: skip
+    env = envelope(federation)  # the run under way, from Shanghai
+    step(federation, env, message(STATS_MESSAGE))
+    step(federation, env, model_message("train", SPEC, 1))
+    spec_b = replace(SPEC, dataset="train_rows_b")
+    for _ in range(RUNS_KEPT):
+        env_b = Envelope(
+            request_id=uuid.uuid4().hex,
+            requester=Requester("analyst", f"mallory@{other}", federation.fed.node(other).org),
+            home_node=other,
+            operation="train",
+            body=spec_b.body(),
+        )
+        err = refused(
+            federation, sign_as(federation, other, env_b), model_message("evaluate", spec_b, 1),
+            caller=other,
+        )  # fmt: skip
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+        assert "before its training" in (err.details() or "")
+    step(federation, env, model_message("evaluate", SPEC, 1))  # the run is still kept
+    again = refused(federation, env, model_message("train", SPEC, 1))
+    assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "already answered" in (again.details() or "")
+    step(federation, env, model_message("train", SPEC, 2))

@@ -22,7 +22,7 @@ from gateway import clock, identity
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.errors import Aborted, PermissionDenied
 from gateway.policy.model import Decision, Grant
-from gateway.roles.train_owner import RUNS_KEPT, TrainOwner, _dp_bounds
+from gateway.roles.train_owner import RUNS_KEPT, TrainOwner, _dp_bounds, _Run, run_key
 from gateway.training.app_host import AppHost
 from gateway.training.apps import AppStore
 from gateway.training.grid import from_bytes, to_bytes
@@ -48,6 +48,13 @@ def _owner(parts: Parts, apps: Path) -> TrainOwner:
         AppStore(apps),
         vouching=None,  # type: ignore[arg-type]
     )
+
+
+def _kept(owner: TrainOwner, env: Envelope, msg: Message) -> _Run:
+    """The run of ``env`` kept at ``owner``, as once its first message was answered."""
+    run = owner._open(env, msg)
+    owner._keep(run_key(env), run)
+    return run
 
 
 def _register(parts: Parts, name: str, table: pa.Table, columns: tuple[ColumnSpec, ...]) -> Any:
@@ -200,11 +207,11 @@ def test_a_run_dropped_while_its_app_starts_leaves_no_process(
         )
         msg = from_bytes(to_bytes(Message(content, 1001, "train")))
     before = _children()
-    run = owner._run(env(), msg)
+    run = _kept(owner, env(), msg)
     rng = np.random.default_rng(0)
     run.rows = (rng.normal(size=(50, 2)), (rng.random(50) > 0.5).astype(float))
     for _ in range(RUNS_KEPT):  # newer runs' first messages drop it
-        owner._run(env(), msg)
+        _kept(owner, env(), msg)
     assert run.closed and run not in owner._runs.values()
     with pytest.raises(Aborted, match="dropped"):
         owner._app_answer(spec, run, msg, time.monotonic() + 60, lambda a, b: b)
@@ -231,7 +238,7 @@ def test_a_first_piece_refused_is_audited_and_stops_the_runs_app(
     with server_identity():
         msg = from_bytes(to_bytes(Message(RecordDict(), 1001, "train")))
     before = _children()
-    run = owner._run(env, msg)  # a run under way: its rows in its app's process
+    run = _kept(owner, env, msg)  # a run under way: its rows in its app's process
     rng = np.random.default_rng(0)
     run.rows = (rng.normal(size=(20, 1)), (rng.random(20) > 0.5).astype(float))
     run.host = AppHost(apps / digest / "files", *run.rows, owner.app_limits)
@@ -247,4 +254,24 @@ def test_a_first_piece_refused_is_audited_and_stops_the_runs_app(
     assert [(e["request_id"], e["code"], e["task"]) for e in refused] == [
         (env.request_id, "PERMISSION_DENIED", spec.task)
     ]
+    owner.close()
+
+
+def test_a_homes_new_runs_push_out_its_own_before_anothers(parts: Parts, tmp_path: Path) -> None:
+    """Review (2026-12-06): runs from every home shared ``RUNS_KEPT`` places, least
+    recently active out first, so a home starting runs in a loop pushed out the runs of
+    the others. Now the home holding the most runs loses its own least recently active."""
+    owner = _owner(parts, tmp_path / "apps")
+    spec = _spec("d", ("a", "b"), rounds=3)
+
+    def env(home: str) -> Envelope:
+        return Envelope(uuid.uuid4().hex, ANALYST, home, "train", body=spec.body())
+
+    with server_identity():
+        msg = from_bytes(to_bytes(Message(RecordDict(), 1001, "train")))
+    theirs = _kept(owner, env("jiangsu"), msg)
+    mine = [_kept(owner, env("zhejiang"), msg) for _ in range(3 * RUNS_KEPT)]
+    assert theirs in owner._runs.values() and not theirs.closed
+    assert list(owner._runs.values())[1:] == mine[-(RUNS_KEPT - 1) :]
+    assert all(run.closed for run in mine[: -(RUNS_KEPT - 1)])
     owner.close()
