@@ -156,10 +156,14 @@ REMEMBER_SECONDS = MAX_AGE_SECONDS + 2 * CLOCK_SKEW_SECONDS
 
 
 def housekeeping(
-    crl: CrlWatch, grants: GrantStore, audit: AuditLog, stderr_bytes: int
+    crl: CrlWatch,
+    grants: GrantStore,
+    audit: AuditLog,
+    stderr_bytes: int,
+    training: Callable[[], None] = lambda: None,
 ) -> Callable[[], None]:
-    """Checkpoints (signed heads), expired-grant entries and the stderr cap, on their own
-    clock."""
+    """Checkpoints (signed heads), expired-grant entries, the stderr cap and ``training``
+    (the training owner's sweep of idle runs and unfinished pieces), on their own clock."""
 
     pruned = -math.inf
 
@@ -174,6 +178,7 @@ def housekeeping(
         ("expired grants", lambda: grants.log_expired(utc())),
         ("the checkpoint", lambda: audit.checkpoint(utc())),
         ("released requests", prune),
+        ("idle training runs", training),
     )
 
     failing: dict[str, str] = {}  # step -> how it last failed: logged once, not per round

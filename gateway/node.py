@@ -609,7 +609,9 @@ class Node:
         every(
             self._stop,
             self.config.audit_checkpoint_seconds,
-            housekeeping(crl, self.grants, self.audit, self.config.log_max_bytes),
+            housekeeping(
+                crl, self.grants, self.audit, self.config.log_max_bytes, self._sweep_training
+            ),
             "housekeeping",
         )
         # After a refused write, a small write every few seconds (until one succeeds).
@@ -629,6 +631,13 @@ class Node:
             self.config.listen,
             self.member.level,
         )
+
+    def _sweep_training(self) -> None:
+        """Idle training runs and pieces held past their time dropped at this owner (a
+        node that never trained has no training owner: none is made for this)."""
+        owner = self._train_owner
+        if owner is not None:
+            owner.sweep()
 
     def _witness_job(self) -> None:
         """Peer witnessing in its own thread: slow peers never delay checkpoints."""

@@ -74,6 +74,7 @@ from gateway.policy.model import Decision
 from gateway.policy.store import GrantStore
 from gateway.release.pipeline import Protected, Released, ReleasePipeline
 from gateway.release.train import Step, TrainRelease
+from gateway.roles.train_home import ROUND_SECONDS
 from gateway.roles.vouching import Vouching
 from gateway.training import dp
 from gateway.training.app_host import AppHost, AppLimits
@@ -94,6 +95,10 @@ from gateway.training.spec import TrainSpec
 from gateway.training.transfers import MAX_MESSAGE_BYTES, PIECE_BYTES, Answer, Piece, Transfers
 
 RUNS_KEPT = 4  # runs whose rows and Context an owner keeps between messages
+# A run with no message answered this long is dropped (rows, Context, app process): one
+# cancelled, failed at another owner or refused sends none again. A live run cannot get
+# there: an exchange waits at most ROUND_SECONDS for its replies, a run lasts 590 s.
+IDLE_SECONDS = 2 * ROUND_SECONDS
 # rows x (inputs + label) one run may hold (160 MB of float64); what a training step holds
 # per row and output on top (scores, hidden units) goes in chunks (tasks.STEP_CELLS)
 MAX_CELLS = 20_000_000
@@ -230,11 +235,32 @@ class TrainOwner:
     def close(self) -> None:
         """Stop every run's app process (the node is stopping)."""
         with self._lock:
-            runs = [*self._runs.values(), *self._starting.values()]
+            runs = [self._closed(r) for r in (*self._runs.values(), *self._starting.values())]
             self._runs.clear()
             self._starting.clear()
         for run in runs:
             run.close()
+
+    def sweep(self, now: float | None = None) -> None:
+        """Drop the runs no message reached for ``IDLE_SECONDS`` (their rows, Context and
+        app process). The node's housekeeping calls it: a run cancelled at its home,
+        failed at another owner or refused here sends no last message, and its rows
+        stayed until newer runs pushed them out or the node stopped (review, 2026-12-06)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            idle = [k for k, r in self._runs.items() if now - r.touched > IDLE_SECONDS]
+            dropped = [self._closed(self._runs.pop(k)) for k in idle]
+        for run in dropped:  # outside the lock: stopping an app waits for its process
+            run.close()
+        if dropped:
+            log.info("dropped %d training run(s) idle for %.0f s", len(dropped), IDLE_SECONDS)
+
+    @staticmethod
+    def _closed(run: _Run) -> _Run:
+        """Marked dropped (under the owner's lock, so that ``_keep`` cannot keep it
+        again); the caller stops its app outside the lock."""
+        run.closed = True
+        return run
 
     def receive(self, caller: str, env: Envelope, piece: Piece) -> Answer:
         """One ``Peer/TrainStep`` call: a whole message, one of its pieces (answered once
@@ -279,11 +305,10 @@ class TrainOwner:
             raise
 
     def _refused(self, env: Envelope, subject: dict[str, str], exc: FedgateError) -> None:
-        """A refusal before the pipeline ran: its audit entry; a custom app's process,
-        which holds the run's rows, goes with it."""
+        """A refusal before the pipeline ran: its audit entry; the run's rows (and a
+        custom app's process, which holds them) go with it."""
         self.pipeline.refused("train", env, subject, exc)
-        if subject and is_app_task(subject["task"]):
-            self._let_rows_go(env)
+        self._let_rows_go(env)
 
     def _entry(self, spec: TrainSpec) -> CatalogEntry:
         """The run's dataset here, in a run that names this owner (L4 is absent)."""
@@ -307,9 +332,8 @@ class TrainOwner:
                 env,
                 max_payload_bytes=MAX_MESSAGE_BYTES,
             )
-        except FedgateError:
-            if is_app_task(spec.task):  # its process holds the rows: it goes with a refusal
-                self._let_rows_go(env)  # (a revoked grant or app, a message out of order)
+        except FedgateError:  # the rows (and an app's process) go with a refusal (a
+            self._let_rows_go(env)  # revoked grant or app, a message out of order ...)
             raise
         assert isinstance(released, Released)  # dry runs are refused in ``_read``
         report = OwnerReport(
@@ -410,10 +434,12 @@ class TrainOwner:
         with self._lock:
             if self._starting.get(key) is run:
                 del self._starting[key]
+            if run.closed:  # dropped while it answered (pushed out, idle, the node stops)
+                return
             if self._runs.setdefault(key, run) is run:
                 self._runs.move_to_end(key)
             while len(self._runs) > RUNS_KEPT:
-                evicted.append(self._runs.pop(self._victim(key)))
+                evicted.append(self._closed(self._runs.pop(self._victim(key))))
         for old in evicted:  # outside the lock: stopping an app waits for its process
             old.close()
 
@@ -430,6 +456,7 @@ class TrainOwner:
             if self._starting.get(key) is not run or run.asked:
                 return
             del self._starting[key]
+            self._closed(run)
         run.close()
 
     def _let_rows_go(self, env: Envelope) -> None:
@@ -447,6 +474,8 @@ class TrainOwner:
         with self._lock:
             key = run_key(env)
             run = self._runs.pop(key, None) or self._starting.pop(key, None)
+            if run is not None:
+                self._closed(run)
         if run is not None:
             run.close()
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -18,17 +19,29 @@ import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 
 from federation.envelope import Envelope, Requester
+from federation.training.client_app import CONFIG, STATS_MESSAGE
+from federation.training.config import SERVER_ROUND
 from gateway import clock, identity
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.errors import Aborted, PermissionDenied
+from gateway.housekeeping import housekeeping
 from gateway.policy.model import Decision, Grant
-from gateway.roles.train_owner import RUNS_KEPT, TrainOwner, _dp_bounds, _Run, run_key
+from gateway.roles.train_owner import (
+    IDLE_SECONDS,
+    RUNS_KEPT,
+    TrainOwner,
+    _dp_bounds,
+    _Run,
+    run_key,
+)
 from gateway.training.app_host import AppHost
 from gateway.training.apps import AppStore
 from gateway.training.grid import from_bytes, to_bytes
+from gateway.training.settings import train_config
 from gateway.training.spec import TrainSpec
 from gateway.training.transfers import Piece
 from tests.integration.test_training_apps import APP
+from tests.unit.owner_parts import org_grant
 from tests.unit.test_owner import Parts
 from tests.unit.training_grid import server_identity
 
@@ -274,4 +287,87 @@ def test_a_homes_new_runs_push_out_its_own_before_anothers(parts: Parts, tmp_pat
     assert theirs in owner._runs.values() and not theirs.closed
     assert list(owner._runs.values())[1:] == mine[-(RUNS_KEPT - 1) :]
     assert all(run.closed for run in mine[: -(RUNS_KEPT - 1)])
+    owner.close()
+
+
+def _stats(spec: TrainSpec) -> bytes:
+    record = train_config(spec).to_record()
+    record[SERVER_ROUND] = 0
+    with server_identity():
+        return to_bytes(Message(RecordDict({CONFIG: record}), 1001, STATS_MESSAGE))
+
+
+def _granted_run(parts: Parts, owner: TrainOwner) -> tuple[TrainSpec, Envelope, Grant]:
+    """A built-in run whose statistics this owner answered: its rows are kept."""
+    table = pa.table({"x": [float(i) for i in range(40)], "y": [i % 3 == 0 for i in range(40)]})
+    path = parts.data / "kept.parquet"
+    pq.write_table(table, path)
+    cols = (ColumnSpec("x", "float64", lower=0.0, upper=100.0), ColumnSpec("y", "bool"))
+    desc = DatasetDescriptor(
+        "kept", "kept", "test", "test", "L2", "static", str(path), "parquet", cols
+    )
+    operator = identity.Identity("operator", "op@anhui", "Anhui bureau", "1", clock.now())
+    parts.catalog.register(desc, by=operator, when="2026-01-01T00:00:00Z")
+    grant = parts.grants.add(
+        org_grant(
+            "kept", ANALYST.org, {"x": ("aggregate",), "y": ("aggregate",)},
+            operations=("train",), exact=True, train_tasks=("logreg",), max_rounds=5,
+        )
+    )  # fmt: skip
+    spec = _spec("kept", ("x",), rounds=3)
+    env = Envelope(uuid.uuid4().hex, ANALYST, "home", "train", body=spec.body())
+    owner.step(dataclasses.replace(env, deadline=time.monotonic() + 30), _stats(spec))
+    assert owner._runs[run_key(env)].rows is not None
+    return spec, env, grant
+
+
+def test_a_refused_step_lets_a_built_in_runs_rows_go(parts: Parts, tmp_path: Path) -> None:
+    """Review (2026-12-06): only a custom app's run let its rows go with a refusal; a
+    built-in run revoked mid-run kept its rows until newer runs pushed it out. The order
+    of the run is kept: its statistics stay answered."""
+    owner = _owner(parts, tmp_path / "apps")
+    spec, env, grant = _granted_run(parts, owner)
+    parts.grants.revoke(grant.id, "2026-01-02T00:00:00Z")
+    with pytest.raises(PermissionDenied):
+        owner.step(dataclasses.replace(env, deadline=time.monotonic() + 30), _stats(spec))
+    run = owner._runs[run_key(env)]
+    assert run.rows is None and (STATS_MESSAGE, 0) in run.asked
+    owner.close()
+
+
+def test_the_sweep_drops_idle_runs_and_their_app_processes(
+    parts: Parts, approved_app: tuple[Path, str]
+) -> None:
+    """Review (2026-12-06): a run cancelled at its home, failed at another owner or
+    refused sends no last message, and its rows and app process stayed with no time
+    limit. The node's housekeeping sweeps: a run idle past ``IDLE_SECONDS`` goes, and
+    its process with it; a run less idle stays."""
+    apps, digest = approved_app
+    owner = _owner(parts, apps)
+    _, env, _ = _granted_run(parts, owner)
+    spec = _spec("d", ("a", "b"), task=f"app:{digest}", rounds=3)
+    app_env = Envelope(uuid.uuid4().hex, ANALYST, "home", "train", body=spec.body())
+    with server_identity():
+        msg = from_bytes(to_bytes(Message(RecordDict(), 1001, "train")))
+    before = _children()
+    run = _kept(owner, app_env, msg)
+    rng = np.random.default_rng(0)
+    run.rows = (rng.normal(size=(20, 2)), (rng.random(20) > 0.5).astype(float))
+    run.host = AppHost(apps / digest / "files", *run.rows, owner.app_limits)
+    assert _children() - before
+    now = [time.monotonic()]
+
+    def sweep() -> None:  # the owner's sweep, on the test's clock
+        owner.sweep(now[0])
+
+    job = housekeeping(lambda: None, parts.grants, parts.audit, 0, sweep)  # type: ignore[arg-type]
+    job()  # neither run is idle yet
+    assert len(owner._runs) == 2
+    now[0] += IDLE_SECONDS + 1
+    job()
+    assert not owner._runs and run.closed and run.host is None
+    deadline = time.monotonic() + 10
+    while _children() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _children() - before
     owner.close()
