@@ -243,9 +243,10 @@ class TrainOwner:
 
     def sweep(self, now: float | None = None) -> None:
         """Drop the runs no message reached for ``IDLE_SECONDS`` (their rows, Context and
-        app process). The node's housekeeping calls it: a run cancelled at its home,
-        failed at another owner or refused here sends no last message, and its rows
-        stayed until newer runs pushed them out or the node stopped (review, 2026-12-06)."""
+        app process) and the pieces held past their time (``Transfers.sweep``). The node's
+        housekeeping calls it: a run cancelled at its home, failed at another owner or
+        refused here sends no last message, and its rows stayed until newer runs pushed
+        them out or the node stopped (review, 2026-12-06)."""
         now = time.monotonic() if now is None else now
         with self._lock:
             idle = [k for k, r in self._runs.items() if now - r.touched > IDLE_SECONDS]
@@ -254,6 +255,7 @@ class TrainOwner:
             run.close()
         if dropped:
             log.info("dropped %d training run(s) idle for %.0f s", len(dropped), IDLE_SECONDS)
+        self.transfers.sweep(now)
 
     @staticmethod
     def _closed(run: _Run) -> _Run:

@@ -93,6 +93,14 @@ class Transfers:
         for key in [k for k, h in self._held.items() if now - h.touched > TTL_SECONDS]:
             del self._held[key]
 
+    def sweep(self, now: float | None = None) -> None:
+        """Drop what was left longer than ``TTL_SECONDS`` (an upload its home gave up on,
+        a reply never fetched). The node's housekeeping calls it: put, hold_reply and fetch
+        sweep too, but without a training call up to ``MAX_HELD_BYTES`` stayed held
+        indefinitely (review, 2026-12-06)."""
+        with self._lock:
+            self._sweep(time.monotonic() if now is None else now)
+
     def put(self, key: Key, total: int, offset: int, piece: bytes) -> bytes | None:
         """Add the piece at ``offset`` of a message of ``total`` bytes; the message once
         whole (and then forgotten), else None."""

@@ -340,8 +340,9 @@ def test_the_sweep_drops_idle_runs_and_their_app_processes(
 ) -> None:
     """Review (2026-12-06): a run cancelled at its home, failed at another owner or
     refused sends no last message, and its rows and app process stayed with no time
-    limit. The node's housekeeping sweeps: a run idle past ``IDLE_SECONDS`` goes, and
-    its process with it; a run less idle stays."""
+    limit; an unfinished upload stayed until the next training call. The node's
+    housekeeping sweeps: a run idle past ``IDLE_SECONDS`` goes, and its process with it,
+    and so do pieces held past their time; what is less idle stays."""
     apps, digest = approved_app
     owner = _owner(parts, apps)
     _, env, _ = _granted_run(parts, owner)
@@ -361,11 +362,13 @@ def test_the_sweep_drops_idle_runs_and_their_app_processes(
         owner.sweep(now[0])
 
     job = housekeeping(lambda: None, parts.grants, parts.audit, 0, sweep)  # type: ignore[arg-type]
-    job()  # neither run is idle yet
-    assert len(owner._runs) == 2
+    owner.transfers.put(("home", app_env.request_id, "t"), 1 << 20, 0, b"u" * 1024)
+    job()  # neither run is idle yet, nor the upload
+    assert len(owner._runs) == 2 and owner.transfers._bytes() == 1024
     now[0] += IDLE_SECONDS + 1
     job()
     assert not owner._runs and run.closed and run.host is None
+    assert owner.transfers._bytes() == 0  # an upload left unfinished goes with the sweep too
     deadline = time.monotonic() + 10
     while _children() - before and time.monotonic() < deadline:
         time.sleep(0.05)

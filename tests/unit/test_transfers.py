@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from federation.reports import OwnerReport
@@ -112,3 +114,19 @@ def test_a_refused_piece_leaves_nothing_held(monkeypatch: pytest.MonkeyPatch) ->
             t.put(("home", "run", str(i)), 1000, 0, b"a" * 200)
     assert not t._held
     assert t.put(("home", "run", "small"), 50, 0, b"a" * 50) == b"a" * 50
+
+
+def test_the_sweep_drops_what_was_left_past_its_time() -> None:
+    """Review (2026-12-06): the time limit was enforced only inside the next training
+    call, so up to ``MAX_HELD_BYTES`` of unfinished uploads stayed held with no call. The
+    node's housekeeping sweeps: nothing younger than ``TTL_SECONDS`` goes, then all."""
+    t = Transfers()
+    for i in range(transfers.MAX_PER_CALLER - 1):
+        t.put((f"home{i % 2}", "run", str(i)), 3 * PIECE_BYTES, 0, b"u" * PIECE_BYTES)
+    t.hold_reply(("home0", "run", "reply"), b"r" * (PIECE_BYTES + 1), REPORT)
+    held = t._bytes()
+    assert held >= transfers.MAX_PER_CALLER * PIECE_BYTES
+    t.sweep()
+    assert t._bytes() == held
+    t.sweep(time.monotonic() + transfers.TTL_SECONDS + 1)
+    assert t._bytes() == 0 and not t._held
