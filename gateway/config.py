@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.descriptor import check_identifier
 from gateway.errors import ConfigError, InvalidArgument
-from gateway.limits import RATED, LimitSettings, Rate
+from gateway.limits import RATED, LimitSettings, Rate, streams_per_node
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
@@ -49,6 +49,7 @@ _KNOWN = {
     "training": {"warm_worker"},
     "limits": {
         "streams_per_caller",
+        "streams_per_node",
         "streams",
         "calls_per_caller",
         "calls_per_node",
@@ -323,8 +324,11 @@ def _limits(section: dict[str, Any], workers: int) -> LimitSettings:
         if not 1 <= burst <= 1_000_000:
             raise ConfigError(f"{where}.burst must be between 1 and 1000000")
         rates[name] = Rate(per_second, burst)
+    per_caller = number("streams_per_caller", int, 1, streams, min(2, streams))
+    per_node = streams_per_node(streams, per_caller)
     return LimitSettings(
-        streams_per_caller=number("streams_per_caller", int, 1, streams, min(2, streams)),
+        streams_per_caller=per_caller,
+        streams_per_node=number("streams_per_node", int, 1, streams, per_node),
         streams=streams,
         calls_per_caller=number("calls_per_caller", int, 1, workers, default.calls_per_caller),
         calls_per_node=number("calls_per_node", int, 1, workers, default.calls_per_node),

@@ -396,7 +396,8 @@ class EdgeInterceptor(grpc.ServerInterceptor):
     def _open_stream(
         self, caller: Identity, method: str, context: grpc.ServicerContext
     ) -> OpenStream:
-        stream = OpenStream(self.limiter.open_stream(str(caller), method), caller, method, context)
+        ticket = self.limiter.open_stream(str(caller), method, node=caller.role == "node")
+        stream = OpenStream(ticket, caller, method, context)
         with self._streams_lock:
             self._streams.add(stream)
         return stream

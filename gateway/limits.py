@@ -7,7 +7,10 @@ module before a handler runs and says when the call or stream ended; what is ove
 is refused with ``RESOURCE_EXHAUSTED`` (``LimitExceeded``) at once, holding a thread only
 for the refusal. A caller is the certificate's ``role:id``.
 
-- **Streams**: at most ``streams_per_caller`` open per caller and ``streams`` on the node.
+- **Streams**: at most ``streams_per_caller`` open per user, ``streams_per_node`` per member
+  node (which carries all of its users' PSI sessions and joins), and ``streams`` on the
+  node; of them, health and reflection streams (``MONITORING``) take at most half the
+  node's slots, and one caller less than all of those (``monitoring_per_caller``).
 - **Calls**: at most ``calls_per_caller`` unary calls in progress per user, and
   ``calls_per_node`` per member node (which carries all of its users' queries and its own
   background calls); health checks, answered from memory, are not counted.
@@ -131,6 +134,7 @@ class LimitSettings:
     """What ``[limits]`` of a node's config says; ``for_workers`` gives the defaults."""
 
     streams_per_caller: int = 2
+    streams_per_node: int = 3
     streams: int = 4
     calls_per_caller: int = 8
     calls_per_node: int = 12
@@ -141,18 +145,30 @@ class LimitSettings:
 
     @staticmethod
     def for_workers(workers: int) -> LimitSettings:
-        """Defaults for a pool of ``workers`` threads (16: streams 4, calls per user 8, per
-        node 12, calls 64). Streams take at most a quarter of the threads and one user
-        half, so that even then a quarter is left for everybody else; a member node,
-        which carries all of its users' queries, may take three quarters of them."""
+        """Defaults for a pool of ``workers`` threads (16: streams 4, streams per user 2, per
+        node 3, calls per user 8, per node 12, calls 64). Streams take at most a quarter of
+        the threads and one user half, so that even then a quarter is left for everybody
+        else; a member node, which carries all of its users' queries, PSI sessions and
+        joins, may take three quarters of them (and more than one user may hold)."""
         streams = max(1, workers // 4)
         return LimitSettings(
             streams_per_caller=min(2, streams),
+            streams_per_node=streams_per_node(streams, min(2, streams)),
             streams=streams,
             calls_per_caller=max(1, workers // 2),
             calls_per_node=max(1, workers * 3 // 4),
             calls=workers * 4,
         )
+
+
+def streams_per_node(streams: int, streams_per_caller: int) -> int:
+    """A member node's default share of ``streams``: three quarters of them (as for calls),
+    and never less than one user's. A home node is one caller at each owner for every PSI
+    session and join its users run, and the home lets each of its users hold
+    ``streams_per_caller`` of them: with the user's share alone, one analyst's two
+    sessions took all of its home's slots at the owner for up to 590 s (review,
+    2026-12-05)."""
+    return min(streams, max(streams_per_caller, streams * 3 // 4))
 
 
 class LimitExceeded(ResourceExhausted):
@@ -291,6 +307,7 @@ class Limiter:
         self._lock = threading.Lock()
         self._calls: dict[str, int] = {}  # caller -> unary calls in progress
         self._streams: dict[str, int] = {}  # caller -> open streams
+        self._monitoring: dict[str, int] = {}  # caller -> of them, monitoring streams
         self._open_streams = 0
         self._open_monitoring = 0  # of them, monitoring streams (``MONITORING``)
         self._rates = {RATED[name]: rate for name, rate in settings.rates.items()}
@@ -322,14 +339,29 @@ class Limiter:
         ticket = Ticket(lambda: self._give_back(self._calls, caller)) if counted else Ticket()
         return self._rated(ticket, caller, method)
 
-    def open_stream(self, caller: str, method: str) -> Ticket:
-        """A streaming call may open; raises ``LimitExceeded`` when it may not."""
+    def open_stream(self, caller: str, method: str, *, node: bool = False) -> Ticket:
+        """A streaming call of a user (or of a member ``node``) may open; raises
+        ``LimitExceeded`` when it may not."""
+        limit, name = (
+            (self.settings.streams_per_node, "streams_per_node")
+            if node
+            else (self.settings.streams_per_caller, "streams_per_caller")
+        )
+        monitoring = is_monitoring(method)
         with self._lock:
             held = self._streams.get(caller, 0)
-            if held >= self.settings.streams_per_caller:
+            if held >= limit:
                 raise LimitExceeded(
                     f"too many open streams from {caller}; close one (at most "
-                    f"{self.settings.streams_per_caller} per caller)",
+                    f"{limit} per {'node' if node else 'caller'})",
+                    limit=name,
+                    caller=caller,
+                )
+            watching = self._monitoring.get(caller, 0)
+            if monitoring and watching >= self.monitoring_per_caller:
+                raise LimitExceeded(
+                    f"too many open health and reflection streams from {caller}; close one "
+                    f"(at most {self.monitoring_per_caller} per caller)",
                     limit="streams_per_caller",
                     caller=caller,
                 )
@@ -340,7 +372,6 @@ class Limiter:
                     limit="streams",
                     caller=caller,
                 )
-            monitoring = is_monitoring(method)
             if monitoring and self._open_monitoring >= self.monitoring_streams:
                 raise LimitExceeded(
                     "too many open health and reflection streams on this node (at most "
@@ -349,6 +380,8 @@ class Limiter:
                     caller=caller,
                 )
             self._streams[caller] = held + 1
+            if monitoring:
+                self._monitoring[caller] = watching + 1
             self._open_streams += 1
             self._open_monitoring += monitoring
         ticket = Ticket(lambda: self._close_stream(caller, monitoring))
@@ -358,6 +391,13 @@ class Limiter:
     def monitoring_streams(self) -> int:
         """Half the node's stream slots (all of a node with only one)."""
         return max(1, self.settings.streams // 2)
+
+    @property
+    def monitoring_per_caller(self) -> int:
+        """Half of ``monitoring_streams`` (one of a node with one or two): with a caller's
+        whole stream share (2 of 2), one certificate's two idle ``Watch`` streams
+        refused every other caller's ``Watch`` and reflection (review, 2026-12-05)."""
+        return max(1, self.monitoring_streams // 2)
 
     def _rated(self, ticket: Ticket, caller: str, method: str) -> Ticket:
         """``ticket``, once the method's rate allows the call; given back if it does not."""
@@ -387,7 +427,7 @@ class Limiter:
     def tracked(self) -> int:
         """Entries held in all: callers with something in progress, buckets, reports."""
         with self._lock:
-            held = len(self._calls) + len(self._streams)
+            held = len(self._calls) + len(self._streams) + len(self._monitoring)
         return held + len(self._buckets) + len(self.refusals)
 
     # --- inside ---------------------------------------------------------------------------
@@ -416,6 +456,8 @@ class Limiter:
     def _close_stream(self, caller: str, monitoring: bool) -> None:
         with self._lock:
             self._drop_one(self._streams, caller)
+            if monitoring:
+                self._drop_one(self._monitoring, caller)
             self._open_streams -= 1
             self._open_monitoring -= monitoring
 

@@ -51,12 +51,12 @@ def refused(call: Callable[[], object], limit: str) -> LimitExceeded:
 def test_defaults_scale_with_the_workers() -> None:
     s = LimitSettings.for_workers(16)
     assert (s.streams_per_caller, s.streams, s.calls_per_caller, s.calls) == (2, 4, 8, 64)
-    assert s.calls_per_node == 12
+    assert s.calls_per_node == 12 and s.streams_per_node == 3
     assert s.stream_max_seconds == 600 and s.callers == 10_000
     assert dict(s.rates) == dict(DEFAULT_RATES)
     tiny = LimitSettings.for_workers(2)
     assert (tiny.streams_per_caller, tiny.streams, tiny.calls_per_caller) == (1, 1, 1)
-    assert tiny.calls_per_node == 1
+    assert tiny.calls_per_node == tiny.streams_per_node == 1
     # a caller at its most, and every stream slot taken, leave a quarter of the threads
     assert s.calls_per_caller + s.streams <= 16 - 16 // 4
 
@@ -97,6 +97,55 @@ def test_idle_monitoring_streams_take_at_most_half_the_nodes_slots() -> None:
     assert lim.open_streams() == 0
     single = limiter(streams_per_caller=1, streams=1)
     single.open_stream("analyst:a", WATCH).release()  # a node of one slot still watches
+
+
+def test_a_member_node_may_hold_more_streams_than_one_user() -> None:
+    """Review (2026-12-05): an owner counted a home's PsiRun streams (and a matcher's
+    PsiExchange streams) against one caller, ``node:H``, at the user's 2: one analyst's
+    two PSI sessions (or joins) took all of its home's slots at the owner for up to 590 s,
+    and every other analyst of H was refused. A member node now has a share larger than
+    the one its home lets each user hold."""
+    lim = Limiter(LimitSettings.for_workers(16))
+    run = RATED["PsiRun"]
+    users = lim.settings.streams_per_caller
+    held = [lim.open_stream("node:home", run, node=True) for _ in range(users)]
+    held.append(lim.open_stream("node:home", run, node=True))  # another user's session
+    err = refused(lambda: lim.open_stream("node:home", run, node=True), "streams_per_node")
+    assert str(err) == "too many open streams from node:home; close one (at most 3 per node)"
+    assert lim.open_streams("node:home") == 3 > users
+    held.append(lim.open_stream("node:other", run, node=True))  # the last slot: another home
+    for t in held:
+        t.release()
+    # a user still has the user's share
+    mine = [lim.open_stream("analyst:a", run) for _ in range(users)]
+    refused(lambda: lim.open_stream("analyst:a", run), "streams_per_caller")
+    for t in mine:
+        t.release()
+    assert lim.open_streams() == 0 and lim.open_streams("analyst:a") == 0
+
+
+def test_one_callers_watch_streams_do_not_refuse_anothers() -> None:
+    """Review (2026-12-05): the monitoring pool (half the node's slots, 2) equalled one
+    caller's stream share, so one certificate's two idle Watch streams refused every
+    other caller's Watch and reflection. A caller now holds less than the pool."""
+    lim = Limiter(LimitSettings.for_workers(16))
+    assert lim.monitoring_per_caller < lim.monitoring_streams
+    mine = lim.open_stream("analyst:a", WATCH)
+    err = refused(lambda: lim.open_stream("analyst:a", WATCH), "streams_per_caller")
+    assert str(err) == (
+        "too many open health and reflection streams from analyst:a; close one (at most 1 "
+        "per caller)"
+    )
+    reflect = "/grpc.reflection.v1/ServerReflection/ServerReflectionInfo"
+    refused(lambda: lim.open_stream("analyst:a", reflect), "streams_per_caller")
+    theirs = lim.open_stream("analyst:b", reflect)  # another caller is not refused
+    work = lim.open_stream("analyst:a", EXCHANGE)  # nor the first caller's other streams
+    assert lim.open_streams("analyst:a") == 2
+    for t in (mine, theirs, work):
+        t.release()
+    again = lim.open_stream("analyst:a", WATCH)  # its slot came back
+    again.release()
+    assert lim.open_streams() == 0 and lim.open_streams("analyst:a") == 0
 
 
 def test_calls_in_progress_per_caller() -> None:
@@ -226,7 +275,7 @@ def test_config_defaults_follow_the_workers(tmp_path: Path) -> None:
     assert parse(_raw(tmp_path), base=tmp_path).limits == LimitSettings.for_workers(16)
     cfg = parse(_raw(tmp_path, workers=32), base=tmp_path)
     assert (cfg.limits.streams, cfg.limits.calls_per_caller, cfg.limits.calls) == (8, 16, 128)
-    assert cfg.limits.calls_per_node == 24
+    assert cfg.limits.calls_per_node == 24 and cfg.limits.streams_per_node == 6
     assert parse(_raw(tmp_path, workers=2), base=tmp_path).limits.streams_per_caller == 1
     # one worker, or streams that could hold them all, would let one idle stream freeze it
     with pytest.raises(ConfigError, match="node.workers must be between 2 and 256"):
@@ -240,6 +289,7 @@ def test_config_sets_limits_and_rates(tmp_path: Path) -> None:
         tmp_path,
         {
             "streams_per_caller": 1,
+            "streams_per_node": 2,
             "streams": 2,
             "calls_per_caller": 3,
             "calls_per_node": 5,
@@ -252,6 +302,10 @@ def test_config_sets_limits_and_rates(tmp_path: Path) -> None:
     lim = parse(raw, base=tmp_path).limits
     assert (lim.streams_per_caller, lim.streams, lim.calls_per_caller, lim.calls) == (1, 2, 3, 40)
     assert lim.stream_max_seconds == 5.0 and lim.callers == 500 and lim.calls_per_node == 5
+    assert lim.streams_per_node == 2
+    # left out, it follows the streams given: three quarters, at least a user's share
+    assert parse(_raw(tmp_path, {"streams": 8}), base=tmp_path).limits.streams_per_node == 6
+    assert parse(_raw(tmp_path, {"streams": 2}), base=tmp_path).limits.streams_per_node == 2
     assert lim.rates["Query"] == Rate(0.5, 2)
     assert lim.rates["Execute"] == Rate(DEFAULT_RATES["Execute"].per_second, 7)
     assert lim.rates["AuditExport"] == DEFAULT_RATES["AuditExport"]
@@ -262,6 +316,7 @@ def test_config_sets_limits_and_rates(tmp_path: Path) -> None:
     [
         ({"streams": 0}, "limits.streams must be between 1 and 15"),
         ({"streams": 2, "streams_per_caller": 3}, "limits.streams_per_caller must be between"),
+        ({"streams": 2, "streams_per_node": 3}, "limits.streams_per_node must be between 1 and 2"),
         ({"calls_per_caller": 17}, "limits.calls_per_caller must be between 1 and 16"),
         ({"calls_per_node": 0}, "limits.calls_per_node must be between 1 and 16"),
         ({"calls": 8}, "limits.calls must be between 16 and"),
