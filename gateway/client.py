@@ -344,8 +344,21 @@ class Client:
         return list(self._call("AuditShow", req).entries)
 
     def receipts(self, request_id: str) -> list[str]:
-        req = serde.receipts_request(request_id)
-        return list(self._call("Receipts", req).receipts)
+        """Every receipt your node keeps for the request, in the order kept, a page per
+        call (a long training run keeps thousands: one reply of them all outgrew the
+        message limit)."""
+        out: list[str] = []
+        after = 0
+        for _page in range(MAX_PAGES):
+            resp = self._call("Receipts", serde.receipts_request(request_id, after))
+            out.extend(resp.receipts)
+            if resp.next <= after:  # the last page (or a node that does not page)
+                return out
+            after = resp.next
+        raise ClientError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"more than {MAX_PAGES} pages of receipts: the list was not read whole",
+        )
 
     def witness_now(self) -> gateway_pb2.WitnessNowResponse:
         return self._call("WitnessNow", serde.witness_now_request())

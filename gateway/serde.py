@@ -279,8 +279,8 @@ def audit_show_response(entries: list[str]) -> gateway_pb2.AuditShowResponse:
     return gateway_pb2.AuditShowResponse(entries=entries)
 
 
-def receipts_response(receipts: list[str]) -> gateway_pb2.ReceiptsResponse:
-    return gateway_pb2.ReceiptsResponse(receipts=receipts)
+def receipts_response(receipts: list[str], next_after: int = 0) -> gateway_pb2.ReceiptsResponse:
+    return gateway_pb2.ReceiptsResponse(receipts=receipts, next=next_after)
 
 
 # --- requests between nodes --------------------------------------------------------------
@@ -563,8 +563,8 @@ def audit_show_request(request_id: str) -> gateway_pb2.AuditShowRequest:
     return gateway_pb2.AuditShowRequest(request_id=request_id)
 
 
-def receipts_request(request_id: str) -> gateway_pb2.ReceiptsRequest:
-    return gateway_pb2.ReceiptsRequest(request_id=request_id)
+def receipts_request(request_id: str, after: int = 0) -> gateway_pb2.ReceiptsRequest:
+    return gateway_pb2.ReceiptsRequest(request_id=request_id, after=after)
 
 
 def witness_now_request() -> gateway_pb2.WitnessNowRequest:

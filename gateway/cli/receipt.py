@@ -97,6 +97,7 @@ def cmd_receipt_list(args: argparse.Namespace) -> int:
             bad += 1
             continue
         kept.append(r)
+    kept.sort(key=lambda r: r.owner)  # grouped by owner, each in the order kept (stable)
     folder = Path(args.out) if args.out else None
     if folder:
         folder.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from gateway.edge import CallContext
 from gateway.errors import InvalidArgument, PermissionDenied
 from gateway.identity import Identity
 from gateway.limits import RATED
+from gateway.receipt_store import PAGE_BYTES as RECEIPTS_PAGE_BYTES
 from gateway.roles.federated_catalog import clamp_timeout
 from gateway.rpc.v1 import gateway_pb2_grpc
 
@@ -180,7 +181,11 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     def Receipts(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)
-        return serde.receipts_response(self.node.receipts.for_request(request.request_id))
+        if request.after < 0:
+            raise InvalidArgument("after must be 0 or the next of a previous reply")
+        room = min(RECEIPTS_PAGE_BYTES, self.node.config.max_message_bytes // 2)  # the limit
+        found, next_after = self.node.receipts.page(request.request_id, request.after, room)
+        return serde.receipts_response(found, next_after)
 
     def WitnessNow(self, request: Any, context: CallContext) -> Any:  # noqa: N802
         self._own_operator(context.caller)

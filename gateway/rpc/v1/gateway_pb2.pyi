@@ -30,16 +30,20 @@ class AuditShowResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReceiptsRequest(_message.Message):
-    __slots__ = ("request_id",)
+    __slots__ = ("request_id", "after")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
     request_id: str
-    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+    after: int
+    def __init__(self, request_id: _Optional[str] = ..., after: _Optional[int] = ...) -> None: ...
 
 class ReceiptsResponse(_message.Message):
-    __slots__ = ("receipts",)
+    __slots__ = ("receipts", "next")
     RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
     receipts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, receipts: _Optional[_Iterable[str]] = ...) -> None: ...
+    next: int
+    def __init__(self, receipts: _Optional[_Iterable[str]] = ..., next: _Optional[int] = ...) -> None: ...
 
 class WitnessNowRequest(_message.Message):
     __slots__ = ()
