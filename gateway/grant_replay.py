@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from federation.canonical import canonical
 from federation.envelope import Requester
+from gateway.clock import utc
 from gateway.policy.budget import add_epsilon, within_budget
 from gateway.policy.decide import matches, purpose_matches
 from gateway.policy.model import Grant
@@ -37,6 +38,8 @@ class _Held:
     required: tuple[str, ...] | None
     either: tuple[str, ...] = ()
     pending: list[tuple[int, str]] = field(default_factory=list)  # releases to judge
+    start: dt.datetime | None = None  # the grant's valid_from and expires as instants
+    end: dt.datetime | None = None
     uses: int = 0
     spent: float = 0.0
     revoked: bool = False
@@ -59,36 +62,98 @@ def _held(g: Grant) -> _Held:
     return _Held(g, required, ops)
 
 
+class Malformed(Exception):
+    """An entry the replay reads cannot be read as the node writes it: not a JSON
+    object, or a field of another type or form (the message names the entry and field).
+    The verifier reports it as its own typed error, never a traceback."""
+
+
 def _time(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """A time as the node writes it (``clock.utc``): timezone-aware; ValueError otherwise
+    (a time without a zone cannot be compared with one that has it)."""
+    at = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if at.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return at
 
 
-def _grant(e: dict[str, object]) -> Grant:
-    """The grant as its ``grant.written`` entry states it (``policy.model.public_fields``)."""
+def _object(seq: int, kind: str, body: str) -> dict[str, object]:
+    try:
+        e = json.loads(body)
+    except ValueError:  # also an integer of over 4 300 digits
+        raise Malformed(f"entry {seq} ({kind}) cannot be read: its body is not JSON") from None
+    if not isinstance(e, dict):
+        raise Malformed(f"entry {seq} ({kind}) cannot be read: its body is not a JSON object")
+    return e
+
+
+_MAX_USES = 2**63 - 1  # the largest count the node's state can hold
+
+
+def _grant(seq: int, e: dict[str, object]) -> tuple[Grant, dt.datetime | None, dt.datetime | None]:
+    """The grant as its ``grant.written`` entry states it (``policy.model.public_fields``),
+    with its period as instants. A field the node would never have written so -- a count
+    that is not a whole number from 0, a budget that is not a finite number from 0, a time
+    not in the node's form (``clock.utc``), text or a list of another type -- raises
+    Malformed naming the entry and the field (review, 2026-12-05: "max_uses": 1e999 or
+    "valid_from": "garbage" stopped ``audit verify`` with a traceback). A field left out
+    takes the grant's default, as before."""
+
+    def bad(key: str, what: str) -> Malformed:
+        shown = json.dumps(e[key])  # as the log has it, shortened
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return Malformed(f"grant.written {seq} has {key} {shown}, not {what}")
 
     def text(key: str) -> str:
-        return str(e.get(key) or "")
+        v = e.get(key, "")
+        if not isinstance(v, str):
+            raise bad(key, "text")
+        return v
 
-    def number(key: str) -> float:
-        v = e.get(key)
-        return float(v) if isinstance(v, int | float) else 0.0
+    def when(key: str) -> tuple[str, dt.datetime | None]:
+        v = text(key)
+        if not v:
+            return "", None
+        try:
+            at = _time(v)
+            same = utc(at) == v  # the node writes one form: the replay compares text too
+        except (ValueError, OverflowError):  # no time; out of range once in UTC
+            same = False
+        if not same:
+            raise bad(key, "a time (UTC, as 2026-12-04T10:00:00Z)")
+        return v, at
 
-    ops = e.get("operations")
-    return Grant(
+    uses = e.get("max_uses", 0)
+    if isinstance(uses, bool) or not isinstance(uses, int) or not 0 <= uses <= _MAX_USES:
+        raise bad("max_uses", "a whole number of uses from 0")
+    budget = e.get("dp_budget", 0.0)
+    try:  # not a bool; inf and nan (JSON allows them); an int too large for a float
+        spend = math.nan if isinstance(budget, bool) else float(budget)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        spend = math.nan
+    if not isinstance(budget, int | float) or not (math.isfinite(spend) and spend >= 0):
+        raise bad("dp_budget", "a finite number from 0")
+    ops = e.get("operations", [])
+    if not isinstance(ops, list) or not all(isinstance(o, str) for o in ops):
+        raise bad("operations", "a list of operations")
+    valid_from, start = when("valid_from")
+    expires, end = when("expires")
+    grant = Grant(
         id=text("grant_id"),
         dataset=text("dataset"),
         grantee_kind=text("grantee_kind"),
         grantee=text("grantee"),
         grantee_org=text("grantee_org"),
-        operations=tuple(str(o) for o in ops) if isinstance(ops, list) else (),
+        operations=tuple(ops),
         columns={},
         min_group_size=0,
         purpose=text("purpose"),
-        valid_from=text("valid_from"),
-        expires=text("expires"),
-        max_uses=int(number("max_uses")),
-        dp_budget=number("dp_budget"),
+        valid_from=valid_from,
+        expires=expires,
+        max_uses=uses,
+        dp_budget=spend,
     )
+    return grant, start, end
 
 
 def violations(entries: Iterable[tuple[int, str, str]]) -> list[str]:
@@ -101,13 +166,17 @@ def violations(entries: Iterable[tuple[int, str, str]]) -> list[str]:
         if kind == "release":  # most of a log's entries: read without a parser
             _release(seq, body, grants, judged, found)
             continue
-        e = json.loads(body)
-        grant_id = str(e.get("grant_id", ""))
+        e = _object(seq, kind, body)
+        grant_id = e.get("grant_id", "")
+        if not isinstance(grant_id, str):
+            raise Malformed(f"{kind} {seq} has grant_id {json.dumps(grant_id)[:40]}, not text")
         if kind == "grant.written":
             if grant_id in grants:  # a node never reuses an id: a second one is forged
                 found.append((seq, 0, f"grant {grant_id} is written again at entry {seq}"))
                 continue  # judged by the first: a rewrite must not reset uses and budget
-            grants[grant_id] = _held(_grant(e))
+            grant, start, end = _grant(seq, e)
+            written = grants[grant_id] = _held(grant)
+            written.start, written.end = start, end
             continue
         held = grants.get(grant_id)
         if kind == "grant.revoked" and held is not None:
@@ -176,7 +245,7 @@ _FIELDS = (
 _NEEDLES = tuple(f'"{name}":"' for name in _FIELDS)
 
 
-def _strings(body: str) -> tuple[str, ...]:
+def _strings(seq: int, body: str) -> tuple[str, ...]:
     """The release's ``_FIELDS`` from its canonical JSON (sorted keys, no spaces), each
     looked for after the one before; a body whose fields hold an escaped character, or
     are not where canonical JSON puts them, is parsed whole."""
@@ -185,18 +254,18 @@ def _strings(body: str) -> tuple[str, ...]:
     for needle in _NEEDLES:
         start = body.find(needle, at)
         if start < 0:
-            return _parsed(body)
+            return _parsed(seq, body)
         start += len(needle)
         at = body.find('"', start)
         value = body[start:at]
         if "\\" in value:
-            return _parsed(body)
+            return _parsed(seq, body)
         out.append(value)
     return tuple(out)
 
 
-def _parsed(body: str) -> tuple[str, ...]:
-    e = json.loads(body)
+def _parsed(seq: int, body: str) -> tuple[str, ...]:
+    e = _object(seq, "release", body)
     return tuple(str(e.get(name, "")) for name in _FIELDS)
 
 
@@ -281,7 +350,7 @@ def _one(
     g = held.grant
     head = f"release {seq} under grant {g.id}"
     if not asked and not _holds(body, held):
-        fields = _strings(body)
+        fields = _strings(seq, body)
         key = fields[:7]  # all but the time
         why = judged.get(key)
         if why is None:
@@ -295,7 +364,7 @@ def _one(
     if not timely:
         at = body.rfind(_TIME) + len(_TIME)
         stamped = body[at : body.find('"', at)] if at >= len(_TIME) else ""
-        for problem in _period(stamped, g):
+        for problem in _period(stamped, held):
             found.append((seq, 1, f"{head} {problem}"))
     held.uses += 1
     if g.max_uses and held.uses > g.max_uses:
@@ -309,16 +378,17 @@ def _one(
         held.spent = add_epsilon(held.spent, epsilon)
 
 
-def _period(stamped: str, g: Grant) -> list[str]:
+def _period(stamped: str, held: _Held) -> list[str]:
     """What is wrong with a release stamped ``stamped`` under a grant with a period (its
-    times compared as instants: the cheap comparison of the text only picked it out)."""
+    times compared as instants: the cheap comparison of the text only picked it out).
+    The slack is compared as a difference: ``expires`` + 5 s overflows in year 9999."""
     try:
         at = _time(stamped)
-    except ValueError:
+    except ValueError:  # also a time without a zone
         return ["has no time of release"]
     out = []
-    if g.valid_from and at < _time(g.valid_from):
+    if held.start is not None and at < held.start:
         out.append("before it was valid")
-    if g.expires and at >= _time(g.expires) + SLACK:
+    if held.end is not None and at - held.end >= SLACK:
         out.append("after it expired")
     return out

@@ -248,7 +248,10 @@ def verify(
                 f"on {w['time']} does not match this log"
             )
         covered[w["witness"]] = max(covered.get(w["witness"], 0), w["size"])
-    uncovered = grant_replay.violations(granted)
+    try:
+        uncovered = grant_replay.violations(granted)
+    except grant_replay.Malformed as exc:  # a signed entry the node never wrote so
+        raise VerifyError(f"cannot replay the grants: {exc}") from None
     if uncovered:
         more = f" (and {len(uncovered) - 1} more)" if len(uncovered) > 1 else ""
         raise VerifyError(f"a release no grant covered: {uncovered[0]}{more}")

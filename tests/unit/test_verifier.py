@@ -1,0 +1,163 @@
+"""``audit verify`` on logs signed with a real node key: a signed entry the node would
+never have written is a named failure, not a traceback (review, 2026-12-05)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from federation.canonical import canonical
+from gateway import identity
+from gateway.audit import FORMAT, GENESIS, body_digest, link, sign_head
+from gateway.verifier import VerifyError, verify
+from tests.conftest import run_fedgate
+
+NODE = "anhui"
+ORG = "Shanghai Big Data Center"
+TIME = "2026-12-04T10:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A federation CA and the node's key and certificate, made as the node makes them."""
+    root = tmp_path_factory.mktemp("pki")
+    identity.init_ca(root / "ca")
+    key_pem, csr = identity.make_csr("node", NODE, "Anhui Data Bureau", ["127.0.0.1"])
+    identity.write_private(root / "node.key", key_pem)
+    (root / "node.pem").write_bytes(identity.sign_csr(root / "ca", csr))
+    return root
+
+
+def _signed(pki: Path, bodies: list[str]) -> list[str]:
+    """An export of ``bodies`` (texts, as a node's log may hold them), chained and signed
+    with the node's key, ending as an export does: its ``audit.exported`` entry and the
+    head signed for it."""
+    key = identity.load_key(pki / "node.key")
+    bodies = [*bodies, canonical({"kind": "audit.exported", "time": TIME, "actor": "o"})]
+    header = {"format": FORMAT, "node": NODE, "cert": (pki / "node.pem").read_text()}
+    lines = ["F\t" + canonical({**header, "exported_at": TIME})]
+    prev = GENESIS
+    for seq, body in enumerate(bodies, start=1):
+        prev = link(seq, prev, body_digest(body))
+        lines.append(f"E\t{seq}\t{prev}\t{body}")
+    size = len(bodies)
+    lines.append(f"H\t{size}\t{prev}\t{TIME}\t{sign_head(key, NODE, size, prev, TIME)}")
+    return lines
+
+
+def _written(**fields: object) -> dict:
+    """A ``grant.written`` entry as the node writes it (``policy.model.public_fields``)."""
+    return {
+        "kind": "grant.written",
+        "time": "2026-12-01T00:00:00Z",
+        "grant_id": "g-1",
+        "dataset": "firms",
+        "grantee_kind": "org",
+        "grantee": ORG,
+        "grantee_org": "",
+        "operations": ["query"],
+        "purpose": "",
+        "valid_from": "2026-12-01T00:00:00Z",
+        "expires": "",
+        "max_uses": 0,
+        "dp_budget": 0.0,
+        **fields,
+    }
+
+
+RELEASE = canonical(
+    {
+        "kind": "release",
+        "grant_id": "g-1",
+        "epsilon": 0.0,
+        "time": TIME,
+        "dataset": "firms",
+        "operation": "query",
+        "requester": "analyst:li.wei@shanghai",
+        "requester_org": ORG,
+        "home_node": "shanghai",
+        "purpose": "",
+        "owner": NODE,
+        "request_id": "r-1",
+        "result_digest": "0" * 64,
+    }
+)
+
+
+def _grant_text(**fields: object) -> str:
+    """A grant entry with ``fields`` set as raw JSON text (1e999, NaN, a huge integer)."""
+    body = canonical(_written(**{k: f"@{k}@" for k in fields}))
+    for k, v in fields.items():
+        body = body.replace(f'"@{k}@"', str(v))
+    return body
+
+
+MALFORMED = [
+    # (the log's bodies, what the failure names); each was a traceback before
+    ([_grant_text(max_uses="1e999"), RELEASE], "grant.written 1 has max_uses Infinity"),
+    ([canonical(_written(valid_from="garbage")), RELEASE], "grant.written 1 has valid_from"),
+    ([_grant_text(max_uses="NaN"), RELEASE], "grant.written 1 has max_uses NaN"),
+    ([_grant_text(dp_budget="1e999"), RELEASE], "grant.written 1 has dp_budget Infinity"),
+    ([_grant_text(dp_budget="NaN"), RELEASE], "grant.written 1 has dp_budget NaN"),
+    ([_grant_text(dp_budget="1" + "0" * 400), RELEASE], "grant.written 1 has dp_budget 1000"),
+    ([_grant_text(max_uses="1" + "0" * 5000), RELEASE], "entry 1 (grant.written) cannot be read"),
+    # a naive time: compared with the release's aware one, a TypeError
+    ([canonical(_written(valid_from="2026-12-01T00:00:00")), RELEASE], "has valid_from"),
+    ([canonical(_written(expires="2026-12-31")), RELEASE], "has expires"),
+    ([canonical(_written(expires=5)), RELEASE], "grant.written 1 has expires 5, not text"),
+    # read as another grant than the node's: no limit at all, or a limit of -1 uses
+    ([canonical(_written(max_uses="5")), RELEASE], 'has max_uses "5", not a whole number'),
+    ([canonical(_written(max_uses=True)), RELEASE], "has max_uses true, not a whole number"),
+    ([canonical(_written(max_uses=-1)), RELEASE], "has max_uses -1, not a whole number"),
+    ([canonical(_written(max_uses=2.5)), RELEASE], "has max_uses 2.5, not a whole number"),
+    ([canonical(_written(dp_budget=-1.0)), RELEASE], "has dp_budget -1.0, not a finite"),
+    ([canonical(_written(operations="query")), RELEASE], 'has operations "query", not a list'),
+    ([canonical(_written(grant_id=5)), RELEASE], "grant.written 1 has grant_id 5, not text"),
+    (['[{"kind":"grant.written"}]', RELEASE], "entry 1 (grant.written) cannot be read"),
+    ([canonical(_written()), '{"kind":"grant.revoked"'], "entry 2 (grant.revoked) cannot be"),
+    # a release the replay must read whole (fields missing) that is not JSON
+    ([canonical(_written()), '{"grant_id":"g-1","kind":"release"'], "entry 2 (release)"),
+]
+
+
+@pytest.mark.parametrize("bodies, named", MALFORMED)
+def test_a_malformed_signed_grant_or_release_is_named(
+    pki: Path, tmp_path: Path, bodies: list[str], named: str
+) -> None:
+    lines = _signed(pki, bodies)
+    bundle = identity.load_bundle(pki / "ca" / identity.CA_CERT)
+    with pytest.raises(VerifyError, match="cannot replay the grants") as info:
+        verify(lines, bundle)
+    assert named in str(info.value)
+    path = tmp_path / "export.log"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ca = str(pki / "ca" / identity.CA_CERT)
+    result = run_fedgate("audit", "verify", str(path), "--ca", ca)
+    assert (result.returncode, "Traceback" in result.stderr) == (1, False), result.stderr
+    assert result.stderr.startswith("FAILED: cannot replay the grants: ") and named in result.stderr
+
+
+NOT_MALFORMED = [
+    # the same fields in the forms the node writes verify (or name the release, not a crash)
+    ([canonical(_written(max_uses=1, dp_budget=1e308)), RELEASE], ""),
+    # expires in year 9999: its 5 s of slack overflowed datetime
+    (
+        [canonical(_written(valid_from="2026-12-05T00:00:00Z", expires="9999-12-31T23:59:59Z"))]
+        + [RELEASE],
+        "release 2 under grant g-1 before it was valid",
+    ),
+    # a release stamped without a zone: no time of release (it was a TypeError)
+    ([canonical(_written()), RELEASE.replace(TIME, TIME[:-1])], "has no time of release"),
+]
+
+
+@pytest.mark.parametrize("bodies, named", NOT_MALFORMED)
+def test_fields_the_node_writes_are_replayed(pki: Path, bodies: list[str], named: str) -> None:
+    bundle = identity.load_bundle(pki / "ca" / identity.CA_CERT)
+    if not named:
+        assert verify(_signed(pki, bodies), bundle).kinds["release"] == 1
+        return
+    with pytest.raises(VerifyError, match="a release no grant covered") as info:
+        verify(_signed(pki, bodies), bundle)
+    assert named in str(info.value)
