@@ -183,10 +183,31 @@ class AuditLog:
             ).fetchall()
         return [Entry(*r) for r in rows]
 
-    def export_lines(self, cert_pem: bytes, witnessed: Iterable[dict], now: str) -> Iterator[str]:
-        """The export file, line by line: header, entries, signed heads, countersignatures."""
-        final = self.checkpoint(now, force=True)
-        assert final is not None
+    def export_lines(
+        self, cert_pem: bytes, witnessed: Iterable[dict], now: str, actor: str
+    ) -> Iterator[str]:
+        """Write the export's ``audit.exported`` entry (by ``actor``) and sign the head at
+        exactly it, in one transaction, then return the export file line by line: header,
+        entries, signed heads, countersignatures. The entry and its head are written here,
+        not when the lines are first read.
+
+        So an export ends with its own ``audit.exported`` entry and the head signed at it,
+        which the verifier requires: a file cut back to an earlier checkpoint (its last
+        entries and final head removed) no longer verifies. The entry used to be appended
+        on its own and the head signed after, so entries appended in between followed it
+        (review, 2026-12-05)."""
+        with self._state.transaction() as db:
+            entry = self.append_in(db, {"kind": "audit.exported", "time": now, "actor": actor})
+            sig = sign_head(self._key, self.node_id, entry.seq, entry.hash, now)
+            db.execute(
+                "INSERT OR REPLACE INTO audit_heads VALUES (?, ?, ?, ?)",
+                (entry.seq, entry.hash, now, sig),
+            )
+        return self._lines(cert_pem, witnessed, now, Head(entry.seq, entry.hash, now, sig))
+
+    def _lines(
+        self, cert_pem: bytes, witnessed: Iterable[dict], now: str, final: Head
+    ) -> Iterator[str]:
         header = {
             "format": FORMAT,
             "node": self.node_id,

@@ -4,7 +4,9 @@ Checks, in order: the exporting node's certificate was issued by the CA; entries
 numbered 1, 2, 3 ... and each hash is the chain step over its body (this names the
 first entry that was modified, deleted, reordered or inserted); every signed head
 verifies with the node's key and matches the chain at its size (a truncated tail or a
-rewritten chain shows here); and every witnessed head -- countersigned by another member
+rewritten chain shows here); the last head covers every entry and the last entry is the
+export's own ``audit.exported`` (a file cut back to an earlier checkpoint shows here); and
+every witnessed head -- countersigned by another member
 -- matches the chain, which shows a history rewritten after it was witnessed.
 """
 
@@ -80,6 +82,16 @@ def _whole(text: str) -> bool:
     """A count as written: ASCII digits ("²".isdigit() is True, and int() refuses it),
     at most 20 (int() refuses strings of over 4 300 digits)."""
     return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+
+
+def _kind(body: str) -> str:
+    """An entry's kind, read from its parsed body ("?" when it has none)."""
+    try:
+        e = json.loads(body)
+    except ValueError:
+        return "?"
+    kind = e.get("kind") if isinstance(e, dict) else None
+    return kind if isinstance(kind, str) else "?"
 
 
 def _identity(cert: x509.Certificate, what: str) -> Identity:
@@ -220,6 +232,17 @@ def verify(
     last = max(int(h[0]) for h in heads)
     if last != size:
         raise VerifyError(f"entries after {last} are not covered by a signed head")
+    # The node writes its audit.exported entry and signs the head at exactly it in one
+    # transaction (AuditLog.export_lines): an export ends with both. A file cut back to
+    # an earlier checkpoint -- its last entries and final head removed -- passed the
+    # checks above (review, 2026-12-05).
+    final = _kind(entries[-1][2]) if entries else ""
+    if final != "audit.exported":
+        was = f"entry {size} is {final!r}" if entries else "it has no entries"
+        raise VerifyError(
+            f"export incomplete: it does not end with its own audit.exported entry ({was}): "
+            "its last entries and final signed head were cut off"
+        )
     covered: dict[str, int] = {}
     for w in witnessed:
         wcert = _cert(w["cert"], bundle, f"witness {w.get('witness')}")

@@ -122,10 +122,10 @@ def main() -> int:
         export = root / "export.log"
         t0 = time.perf_counter()
         with export.open("w") as fh:
-            fh.writelines(log.export_lines((root / "node.pem").read_bytes(), [], "now"))
+            fh.writelines(log.export_lines((root / "node.pem").read_bytes(), [], "now", "bench"))
         print(f"export: {time.perf_counter() - t0:.2f} s, {export.stat().st_size / 1e6:.0f} MB")
         bundle = identity.load_bundle(root / "ca" / "ca.pem")
-        total = 1 + args.entries + args.single + n  # and the grant
+        total = 1 + args.entries + args.single + n + 1  # and the grant, and the export's
         t0 = time.perf_counter()
         with export.open() as fh:
             report = verify(fh, bundle)

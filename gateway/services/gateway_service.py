@@ -157,8 +157,11 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     def AuditExport(self, request: Any, context: CallContext) -> Iterator[Any]:  # noqa: N802
         node = self.node
         self._own_operator(context.caller)
-        node.audit.append({"kind": "audit.exported", "time": utc(), "actor": str(context.caller)})
-        lines = node.audit.export_lines(node.cert_pem, node.witness.receipts(), utc())
+        # its audit.exported entry and the head signed at it, in one transaction: the
+        # export ends with them (what ``audit verify`` requires)
+        lines = node.audit.export_lines(
+            node.cert_pem, node.witness.receipts(), utc(), str(context.caller)
+        )
         chunk: list[str] = []
         size = 0
         for line in lines:

@@ -49,8 +49,14 @@ def test_export_verifies_with_the_ca_alone(federation: RunningFederation, export
     result = run_fedgate("audit", "verify", str(exported), "--ca", str(federation.fed.ca_cert))
     assert result.returncode == 0, result.stderr
     assert "chain intact" in result.stdout and "release" in result.stdout
-    report = _verify(federation, exported.read_text().splitlines(keepends=True))
+    lines = exported.read_text().splitlines(keepends=True)
+    report = _verify(federation, lines)
     assert report.node == "hefei" and report.kinds["release"] >= 5
+    # it ends with its own audit.exported entry and the head signed at exactly it
+    last = lines[_entries(lines)[-1]].split("\t")
+    assert '"kind":"audit.exported"' in last[3] and last[1] == str(report.entries)
+    heads = [x.split("\t")[1] for x in lines if x.startswith("H\t")]
+    assert heads[-1] == str(report.entries)
     assert report.witnessed >= 6  # every peer countersigned
     assert {"node.started", "crl.loaded", "dataset.registered", "grant.written"} <= set(
         report.kinds
@@ -65,6 +71,9 @@ def test_export_verifies_with_the_ca_alone(federation: RunningFederation, export
         ("reorder", "entry {m} appears after entry {n}"),
         ("insert", "was inserted"),
         ("truncate", "log truncated"),
+        # its last entries and final head cut back to an earlier checkpoint (review,
+        # 2026-12-05: that verified)
+        ("cut", "export incomplete: it does not end with its own audit.exported entry"),
     ],
 )
 def test_tampering_is_caught_and_named(
@@ -87,6 +96,10 @@ def test_tampering_is_caught_and_named(
     elif tamper == "truncate":
         last = idx[-3]
         lines = lines[:last] + [x for x in lines[last:] if not x.startswith("E\t")]
+    elif tamper == "cut":
+        sizes = sorted(int(x.split("\t")[1]) for x in lines if x.startswith("H\t"))
+        keep = sizes[-2]  # the checkpoint before the export's own head
+        lines = [x for x in lines if x[:2] not in ("E\t", "H\t") or int(x.split("\t")[1]) <= keep]
     path = tmp_path / "tampered.log"
     path.write_text("".join(lines))
     result = run_fedgate("audit", "verify", str(path), "--ca", str(federation.fed.ca_cert))

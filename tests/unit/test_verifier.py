@@ -3,13 +3,16 @@ never have written is a named failure, not a traceback (review, 2026-12-05)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from federation.canonical import canonical
 from gateway import identity
-from gateway.audit import FORMAT, GENESIS, body_digest, link, sign_head
+from gateway.audit import FORMAT, GENESIS, AuditLog, body_digest, link, sign_head
+from gateway.state import State
 from gateway.verifier import VerifyError, verify
 from tests.conftest import run_fedgate
 
@@ -161,3 +164,57 @@ def test_fields_the_node_writes_are_replayed(pki: Path, bodies: list[str], named
     with pytest.raises(VerifyError, match="a release no grant covered") as info:
         verify(_signed(pki, bodies), bundle)
     assert named in str(info.value)
+
+
+# --- an export ends with its own audit.exported entry and the head signed at it -------------
+
+
+@pytest.fixture()
+def log(pki: Path, tmp_path: Path) -> Iterator[AuditLog]:
+    """The node's real audit log (its state file, its key), with a few entries and a
+    checkpoint at the last of them: a head the export's own follows at once."""
+    state = State(tmp_path / "state.sqlite3")
+    log = AuditLog(state, NODE, identity.load_key(pki / "node.key"))
+    log.append({"kind": "node.started", "time": TIME, "node": NODE})
+    log.append(_written())
+    log.append(json.loads(RELEASE))
+    assert log.checkpoint(TIME) is not None  # a head at size 3
+    yield log
+    state.close()
+
+
+def test_an_export_cut_back_to_an_earlier_head_is_named(
+    pki: Path, tmp_path: Path, log: AuditLog
+) -> None:
+    """Review, 2026-12-05: with a checkpoint at N-1, removing entry N (the export's own
+    audit.exported) and the head at N left a file that verified."""
+    lines = list(log.export_lines((pki / "node.pem").read_bytes(), [], TIME, "operator:o"))
+    entries = [x for x in lines if x.startswith("E\t")]
+    heads = [x for x in lines if x.startswith("H\t")]
+    assert '"kind":"audit.exported"' in entries[-1] and heads[-1].split("\t")[1] == "4"
+    bundle = identity.load_bundle(pki / "ca" / identity.CA_CERT)
+    assert verify(lines, bundle).entries == 4  # intact, it verifies
+    cut = [x for x in lines if x not in (entries[-1], heads[-1])]
+    assert [x.split("\t")[1] for x in cut if x[:2] in ("E\t", "H\t")] == ["1", "2", "3", "3"]
+    with pytest.raises(VerifyError, match="export incomplete") as info:
+        verify(cut, bundle)
+    assert "(entry 3 is 'release')" in str(info.value)
+    ca = str(pki / "ca" / identity.CA_CERT)
+    for name, text in (("intact.log", lines), ("cut.log", cut)):
+        (tmp_path / name).write_text("".join(text), encoding="utf-8")
+    assert run_fedgate("audit", "verify", str(tmp_path / "intact.log"), "--ca", ca).returncode == 0
+    result = run_fedgate("audit", "verify", str(tmp_path / "cut.log"), "--ca", ca)
+    assert (result.returncode, "Traceback" in result.stderr) == (1, False), result.stderr
+    assert result.stderr.startswith("FAILED: export incomplete: it does not end with its own")
+
+
+def test_the_export_entry_and_its_head_are_written_at_once(pki: Path, log: AuditLog) -> None:
+    """An entry appended after the export began (here: before its lines are read) is
+    not in it: the export's entry and head were written together when it began; they
+    used to be two transactions, with other entries able to come between them."""
+    lines = log.export_lines((pki / "node.pem").read_bytes(), [], TIME, "operator:o")
+    log.append({"kind": "rpc.refused", "time": TIME, "method": "m", "caller": "-"})
+    lines = list(lines)
+    assert [x.split("\t")[1] for x in lines if x[:2] in ("E\t", "H\t")][-3:] == ["4", "3", "4"]
+    report = verify(lines, identity.load_bundle(pki / "ca" / identity.CA_CERT))
+    assert report.entries == 4 and report.kinds["audit.exported"] == 1
