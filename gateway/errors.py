@@ -88,6 +88,19 @@ class NoisedTooLarge(ResourceExhausted):
         self.epsilon = epsilon
 
 
+class NoiseSent(FedgateError):
+    """A release that ended after noise this owner drew had left it (a PSI matcher's noisy
+    tally, sent to the other owner): whatever ended it (``cause``, whose status it keeps),
+    that noise is out, so ``epsilon`` is spent all the same (the release pipeline withholds
+    the release, as a ``NoisedTooLarge``), never a free refusal."""
+
+    def __init__(self, cause: FedgateError, *, epsilon: float) -> None:
+        super().__init__(cause.message, details=cause.details)
+        self.code = cause.code
+        self.cause = cause
+        self.epsilon = epsilon
+
+
 class DeadlineExceeded(FedgateError):
     code = Code.DEADLINE_EXCEEDED
 

@@ -23,7 +23,13 @@ from federation.reports import Explanation
 from gateway import receipts
 from gateway.audit import AuditLog, Entry
 from gateway.clock import utc
-from gateway.errors import DeadlineExceeded, FedgateError, NoisedTooLarge, ResourceExhausted
+from gateway.errors import (
+    DeadlineExceeded,
+    FedgateError,
+    NoisedTooLarge,
+    NoiseSent,
+    ResourceExhausted,
+)
 from gateway.limits import check_size, cut
 from gateway.policy.model import Decision, Grant
 from gateway.policy.store import GrantStore
@@ -176,6 +182,19 @@ class Late(Withheld, DeadlineExceeded):
         )
 
 
+class Ended(Withheld):
+    """Ended (by whatever, its cause's status and reason) once its noise had left."""
+
+    why = "ended once its noise was sent"
+
+    def __init__(self, cause: FedgateError) -> None:
+        super().__init__(
+            f"{cause.message} (its privacy budget is spent: its noise had left this node)",
+            details=cause.details,
+        )
+        self.code = cause.code
+
+
 class ReleasePipeline:
     def __init__(
         self,
@@ -212,6 +231,8 @@ class ReleasePipeline:
                 except NoisedTooLarge as big:  # read from the noise drawn: spent all the same
                     drawn = decision.epsilon if big.epsilon is None else big.epsilon
                     self._withheld(op, env, decision, drawn, TooLarge(), let_go, once)
+                except NoiseSent as out:  # its noise left before it ended: spent all the same
+                    self._withheld(op, env, decision, out.epsilon, Ended(out.cause), let_go, once)
                 limit = max_payload_bytes or self.max_payload_bytes
                 spent, now = protected.epsilon, time.monotonic()  # one reading of the clock
                 if spent > 0:  # whatever ends it now is read from its noise too
@@ -255,12 +276,13 @@ class ReleasePipeline:
         let_go: Callable[[], None],
         once: tuple[str, str] | None,
     ) -> None:
-        """A noised result that cannot go (too large, or too late once noised): whether it
-        can, and its size, are read from the noise just drawn, so telling either is a
-        release of it. Its epsilon is spent, in a ``release`` entry of nothing sent with
-        ``withheld`` (the request's one entry), and the refusal names no size (review,
-        2026-12-05: free refusals with the exact byte count were fresh samples of the
-        noisy group count, as many as asked)."""
+        """A noised result that cannot go (too large, or too late once noised; or a session
+        that ended once its noise had left this owner): whether it can, and its size, are
+        read from the noise just drawn, so telling either is a release of it. Its epsilon
+        is spent, in a ``release`` entry of nothing sent with ``withheld`` (the request's
+        one entry), and the refusal names no size (review, 2026-12-05: free refusals with
+        the exact byte count were fresh samples of the noisy group count, as many as
+        asked)."""
         withheld = Protected(b"", epsilon, {"withheld": why.why})
 
         def record(g: Grant) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from gateway.errors import (
     FedgateError,
     InvalidArgument,
     NoisedTooLarge,
+    NoiseSent,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
@@ -613,8 +614,22 @@ class _Session:
     is typed (and so audited as a refusal), never a traceback to the peer."""
 
     env: Envelope
+    # The epsilon of noise this side drew that has left it (the matcher's tally): from
+    # then on, however the session ends, that epsilon is spent (review, 2026-12-06: a
+    # peer that refused after each tally collected fresh noisy counts for free).
+    noise_out = 0.0
 
     def run(self, decision: Decision, deadline: float) -> Protected:
+        try:
+            return self._typed_run(decision, deadline)
+        except NoiseSent:
+            raise
+        except FedgateError as exc:
+            if self.noise_out > 0:
+                raise NoiseSent(exc, epsilon=self.noise_out) from exc
+            raise
+
+    def _typed_run(self, decision: Decision, deadline: float) -> Protected:
         try:
             return self._run(decision, deadline)
         except PsiError as exc:
@@ -895,6 +910,8 @@ class _MatcherSession(_Session):
         total = sum(shown[g] for g in keep) if keep else -1
         self.check_wanted()  # the other owner releases once it has the tally
         outbox.put(f.Tally(total, decision.min_group_size, tuple(shown[g] for g in keep)))
+        if epsilon > 0 and decision.epsilon > 0:  # our noise is out: no end is free now
+            self.noise_out = epsilon
         opened: list[list[tuple[int, int]]] = []
         if pk is not None and keep and group_of is not None:
             opened = self._open_sums(
