@@ -889,21 +889,28 @@ class _MatcherSession(_Session):
         present = [
             g for g in range(len(counts)) if counts[g] > 0 or group_of is None or epsilon > 0
         ]
+        # what the other owner's release of the sums takes, its opened sums written out
+        # in decimal (~1.2 bytes a ciphertext byte): twice a ciphertext a cell bounds it,
+        # so its own size check never refuses what this one let through (review,
+        # 2026-12-05)
+        cell = ncols * 2 * (pk.ciphertext_bytes if pk is not None else 0)
+        limit = self.o.pipeline.max_payload_bytes
+        too_large = (
+            "the sums of the released groups do not fit one message: group by coarser columns"
+        )
+        if epsilon > 0 and decision.epsilon <= 0 and len(present) * cell > limit:
+            # The other owner's DP alone: its epsilon never reaches its budget unless it
+            # releases, so the refusal may not read the noise; judged on every group
+            # noised (each may pass k), before any is drawn (review, 2026-12-06).
+            raise ResourceExhausted(too_large)
         shown = {g: int(counts[g]) for g in present}
         if epsilon > 0 and present:
             noise, _ = laplace_noise(len(present), 1.0, share)
             shown = {g: max(0, round(counts[g] + e)) for g, e in zip(present, noise, strict=True)}
         keep = [g for g in present if shown[g] >= k]
-        # what the other owner's release of them takes, its opened sums written out in
-        # decimal (~1.2 bytes a ciphertext byte): twice a ciphertext a cell bounds it, so
-        # its own size check never refuses what this one let through (review, 2026-12-05)
-        cells = len(keep) * ncols * 2 * (pk.ciphertext_bytes if pk is not None else 0)
-        if cells > self.o.pipeline.max_payload_bytes:
+        if len(keep) * cell > limit:
             # which groups are kept is read from the noise under DP: spent all the same
             # (the release pipeline), not a free sample of it (review, 2026-12-05)
-            too_large = (
-                "the sums of the released groups do not fit one message: group by coarser columns"
-            )
             if decision.epsilon > 0:  # charged as a release would be (below)
                 raise NoisedTooLarge(too_large, epsilon=epsilon)
             raise ResourceExhausted(too_large)

@@ -1,0 +1,75 @@
+"""The matcher's part of a join with sums, called on its own (no network, no node)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+from typing import Any
+
+import numpy as np
+import pytest
+
+from federation.envelope import Envelope, Requester
+from federation.psi import frames as f
+from federation.psi import paillier
+from gateway.errors import NoisedTooLarge, ResourceExhausted
+from gateway.planning import join_or_refuse
+from gateway.roles import psi_owner as po
+
+SQL = "SELECT l.g, SUM(r.v) AS s FROM anhui.l l JOIN jiangsu.r r ON l.id = r.id GROUP BY l.g"
+
+
+@pytest.fixture(scope="module")
+def key() -> paillier.PrivateKey:
+    return paillier.PrivateKey.generate()
+
+
+def _session(max_payload_bytes: int = 4 << 20) -> po._MatcherSession:
+    plan = join_or_refuse(SQL)
+    env = Envelope(
+        "req1", Requester("analyst", "x", "org"), "shanghai", "psi", plan.sql,
+        deadline=time.monotonic() + 60,
+    )  # fmt: skip
+    owner = types.SimpleNamespace(
+        pipeline=types.SimpleNamespace(max_payload_bytes=max_payload_bytes)
+    )
+    return po._MatcherSession(
+        owner,
+        env,
+        plan,
+        0,
+        None,
+        lambda *_: None,
+        threading.Event(),  # type: ignore[arg-type]
+    )
+
+
+class _Outbox:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def put(self, frame: Any) -> None:
+        self.sent.append(frame)
+
+
+def test_peer_dp_alone_refuses_sums_that_cannot_fit_before_any_noise(
+    key: paillier.PrivateKey,
+) -> None:
+    """Review (2026-12-06): when only the other owner wants DP, the matcher noised its
+    counts with the other owner's epsilon and then refused, for free, a join whose kept
+    groups' sums could not fit: which groups pass k is read from that noise, and no
+    owner was charged for it. Now the refusal is judged on every group noised (each may
+    pass k), before any noise is drawn: the same whatever the counts."""
+    session = _session(max_payload_bytes=1 << 20)
+    groups = 3000  # x 1 column x 2 x 512 bytes: 3 MB, over the 1 MB payload
+    decision = types.SimpleNamespace(epsilon=0.0, min_group_size=10, grant=None)
+    peer = f.Hello(10, 1, 4096, epsilon=1.0, value_kinds=("int",))
+    outbox = _Outbox()
+    with pytest.raises(ResourceExhausted) as err:
+        session._release(
+            decision, None, peer, 10**6, np.zeros(groups, dtype=np.int64),  # type: ignore[arg-type]
+            np.full(10, -1), [], key.public, 1, iter([]), outbox,  # type: ignore[arg-type]
+        )  # fmt: skip
+    assert not isinstance(err.value, NoisedTooLarge)  # nothing of this owner's to charge
+    assert outbox.sent == []  # no tally: nothing drawn left
