@@ -952,12 +952,27 @@ class _MatcherSession(_Session):
         product of the matched rows' ciphertexts, masked, opened by the value owner
         (with its noise), unmasked here."""
         ct = pk.ciphertext_bytes
-        # The ciphertexts stay in the batches they came in (no second copy of them all).
-        starts = np.cumsum([0] + [len(v) // (ncols * ct) for v in values])
-        rows_in = np.flatnonzero(np.isin(group_of, keep))
-        batch_of = (np.searchsorted(starts, rows_in, side="right") - 1).tolist()
-        offsets = (rows_in - starts[batch_of]).tolist() if len(rows_in) else []
-        names: list[str | None] = [str(int(group_of[i])) for i in rows_in.tolist()]
+        # Summed batch by batch as they came, each let go once summed: the peak is the
+        # received batches and one batch's working set. A copy of every matched row's
+        # ciphertexts (and their ints) beside the batches took about 3 x the 1 GiB a
+        # session may hold (review, 2026-12-06).
+        products: list[dict[str, int]] = [{} for _ in range(ncols)]
+        start = 0
+        for b, held in enumerate(values):
+            size = len(held) // (ncols * ct)
+            local = group_of[start : start + size]
+            start += size
+            hit = np.flatnonzero(np.isin(local, keep)).tolist()
+            if hit:
+                names: list[str | None] = [str(int(local[i])) for i in hit]
+                view = memoryview(held)
+                for j in range(ncols):
+                    cts = b"".join(
+                        view[(i * ncols + j) * ct : (i * ncols + j + 1) * ct] for i in hit
+                    )
+                    accumulate(pk, names, paillier.ciphertexts_from_bytes(pk, cts), products[j])
+                del view
+            values[b] = b""
         enc = paillier.Encryptor(pk)
         masked: list[bytes] = []
         masks: list[dict[str, int]] = []
@@ -966,13 +981,7 @@ class _MatcherSession(_Session):
         # length, under DP too (review, 2026-12-04).
         terms = dict.fromkeys((str(g) for g in keep), MAX_SET)
         for j in range(ncols):
-            cts = b"".join(
-                values[b][(i * ncols + j) * ct : (i * ncols + j + 1) * ct]
-                for b, i in zip(batch_of, offsets, strict=True)
-            )
-            products: dict[str, int] = {}
-            accumulate(pk, names, paillier.ciphertexts_from_bytes(pk, cts), products)
-            sums = {str(g): products.get(str(g), 1) for g in keep}
+            sums = {str(g): products[j].get(str(g), 1) for g in keep}
             hidden, mask = mask_sums(enc, sums, PACKED_BITS, terms)
             masks.append(mask)
             masked.extend(hidden[str(g)].to_bytes(ct, "big") for g in keep)
