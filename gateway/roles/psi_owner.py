@@ -37,7 +37,16 @@ from federation.partials import to_ipc
 from federation.psi import frames as f
 from federation.psi import group, paillier
 from federation.psi.errors import PsiError
-from federation.psi.join_sums import COUNT_BITS, Scale, accumulate, mask_sums, pack, unmask, unpack
+from federation.psi.join_sums import (
+    COUNT_BITS,
+    MAX_DIGITS,
+    Scale,
+    accumulate,
+    mask_sums,
+    pack,
+    unmask,
+    unpack,
+)
 from federation.psi.progress import StageProgress
 from federation.psi.stream import Inbound, Limits, intersection_size, permutation
 from federation.reports import Explanation, OwnerReport
@@ -58,6 +67,7 @@ from gateway.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from gateway.limits import cut
 from gateway.planning import join_or_refuse
 from gateway.policy.decide import dp_bounds
 from gateway.policy.model import Decision
@@ -108,11 +118,27 @@ def value_kind(declared: str) -> str:
     raise InvalidArgument(f"a column of type {declared} cannot be summed")
 
 
-def _known_kind(kind: str) -> bool:
-    try:
-        return kind in ("int", "float") or parse_type(kind).family == DECIMAL
-    except FedgateError:
-        return False
+def check_kinds(kinds: tuple[str, ...], ncols: int) -> None:
+    """The value owner's kinds, checked in its hello: one per value column, each one this
+    node can read its sums back as (a decimal's scale at most ``MAX_DIGITS``), so that
+    no sum is refused only after the value owner has spent and signed (review,
+    2026-12-06: ``decimal(38,30)`` passed and failed in ``_table``)."""
+    if len(kinds) != ncols:
+        raise InvalidArgument("the value owner did not say how its sums are written")
+    for kind in kinds:
+        if kind in ("int", "float"):
+            continue
+        try:
+            t = parse_type(kind)
+        except FedgateError:
+            t = None
+        if t is None or t.family != DECIMAL:
+            raise InvalidArgument(f"the value owner writes its sums as {cut(kind, 60)!r}: no kind")
+        if not 0 <= t.scale <= MAX_DIGITS:
+            raise InvalidArgument(
+                f"the value owner writes its sums as {t.name}: a scale of at most "
+                f"{MAX_DIGITS} digits is read back"
+            )
 
 
 def kind_digits(kind: str) -> int:
@@ -276,10 +302,38 @@ def _expect(it: Iterator[f.Frame], kind: type, what: str) -> Any:
 
 
 def _column(values: list[Any]) -> pa.Array:
-    """Sums as a column; an integer sum beyond int64 as decimal(38, 0), exactly."""
+    """Sums as a column; an integer sum beyond int64 as decimal(38, 0), exactly, and
+    beyond 38 digits as decimal(76, 0) (``_check_opened`` bounds them well within)."""
     if any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in values):
-        return pa.array([None if v is None else Decimal(v) for v in values], pa.decimal128(38, 0))
+        wide = any(isinstance(v, int) and abs(v) >= 10**38 for v in values)
+        t = pa.decimal256(76, 0) if wide else pa.decimal128(38, 0)
+        return pa.array([None if v is None else Decimal(v) for v in values], t)
     return pa.array(values)
+
+
+NOISE_TAILS = 64  # a Laplace draw beyond 64 scales: e^-64, about 1.6e-28
+
+
+def _check_opened(
+    opened: list[list[tuple[int, int]]], rows: list[int], epsilon: float, ncols: int
+) -> None:
+    """Each opened (sum, rows with a value) within what the group's matched rows can add
+    up to: each packed value under 2^130 units (the value owner refuses more), plus,
+    under DP, the value owner's noise up to ``NOISE_TAILS`` of its largest scale (its
+    bounds' sensitivity is at most 2^130 units). A sum beyond it (a value owner opening
+    something else: ~600 digits made Arrow fail, INTERNAL) is refused (review,
+    2026-12-06)."""
+    share = epsilon / (1 + 2 * ncols) if epsilon > 0 else 0.0
+    slack_rows = int(NOISE_TAILS / share) + 1 if share else 0
+    slack_value = slack_rows << MAX_VALUE_BITS
+    for column in opened:
+        for (total, count), n in zip(column, rows, strict=True):
+            if abs(total) > (n << MAX_VALUE_BITS) + slack_value or not (
+                -slack_rows <= count <= n + slack_rows
+            ):
+                raise InvalidArgument(
+                    "the other owner opened a sum beyond what the group's rows can add up to"
+                )
 
 
 def _check_hello(h: f.Hello, limits: Limits) -> None:
@@ -736,10 +790,8 @@ class _MatcherSession(_Session):
         valued = plan.value_side is not None
         ncols = len(value_columns(plan))
         pk = paillier.PublicKey.from_bytes(peer.paillier_key) if valued else None
-        if valued and (
-            len(peer.value_kinds) != ncols or not all(map(_known_kind, peer.value_kinds))
-        ):
-            raise InvalidArgument("the value owner did not say how its sums are written")
+        if valued:
+            check_kinds(peer.value_kinds, ncols)
         ct = pk.ciphertext_bytes if pk is not None else 0
         if peer.set_size * ncols * ct > MAX_CIPHERTEXT_BYTES:
             raise ResourceExhausted(
@@ -922,7 +974,7 @@ class _MatcherSession(_Session):
         opened: list[list[tuple[int, int]]] = []
         if pk is not None and keep and group_of is not None:
             opened = self._open_sums(
-                pk, ncols, values, group_of, keep, counts, shown, frames, outbox
+                pk, ncols, values, group_of, keep, counts, shown, frames, outbox, epsilon
             )
         outbox.put(None)
         peer_report = self._finish(frames)
@@ -947,10 +999,12 @@ class _MatcherSession(_Session):
         shown: dict[int, int],
         frames: Iterator[f.Frame],
         outbox: _Outbox,
+        epsilon: float = 0.0,
     ) -> list[list[tuple[int, int]]]:
         """Per value column and released group: (sum, rows with a value), from the
         product of the matched rows' ciphertexts, masked, opened by the value owner
-        (with its noise), unmasked here."""
+        (with its noise under ``epsilon``), unmasked here, and each checked against what
+        the group's rows can add up to."""
         ct = pk.ciphertext_bytes
         # Summed batch by batch as they came, each let go once summed: the peak is the
         # received batches and one batch's working set. A copy of every matched row's
@@ -994,6 +1048,7 @@ class _MatcherSession(_Session):
             part = opened.values[j * len(keep) : (j + 1) * len(keep)]
             got = unmask({str(g): v for g, v in zip(keep, part, strict=True)}, masks[j], pk.n)
             out.append([unpack(got[str(g)]) for g in keep])
+        _check_opened(out, [int(counts[g]) for g in keep], epsilon, ncols)
         return out
 
     def _table(

@@ -10,13 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from federation.envelope import Envelope, Requester
 from federation.psi import frames as f
 from federation.psi import paillier
 from federation.psi.join_sums import pack
-from gateway.errors import NoisedTooLarge, ResourceExhausted
+from federation.psi.stream import Limits
+from gateway.errors import InvalidArgument, NoisedTooLarge, ResourceExhausted
 from gateway.planning import join_or_refuse
 from gateway.roles import psi_owner as po
 
@@ -127,3 +129,74 @@ def test_the_matched_ciphertexts_are_summed_batch_by_batch(key: paillier.Private
     ]
     assert opened == [want]
     assert peak <= 1.3 * received, f"peak {peak / received:.2f} x the received ciphertexts"
+
+
+def test_a_scale_the_matcher_cannot_read_back_is_refused_in_the_hello(
+    key: paillier.PrivateKey,
+) -> None:
+    """Review (2026-12-06): a hello with ``decimal(38,30)`` passed, and the session failed
+    only when the table was built, after the value owner had spent and signed."""
+    session = _session()
+    session.o.settings = po.Settings(Limits())  # type: ignore[attr-defined]
+    peer = f.Hello(10, 1, 4096, paillier_key=key.public.to_bytes(), value_kinds=("decimal(38,30)",))
+    decision = types.SimpleNamespace(epsilon=0.0, min_group_size=5, grant=None, level="L1")
+    rows = types.SimpleNamespace(items=[])
+    with pytest.raises(InvalidArgument, match=r"decimal\(38,30\).*scale of at most 18"):
+        session._exchange(decision, rows, b"", None, iter([peer]), _Outbox())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 1.0])
+def test_an_opened_sum_beyond_what_its_rows_can_add_up_to_is_refused(
+    key: paillier.PrivateKey, epsilon: float
+) -> None:
+    """Review (2026-12-06): an opened value that unmasked to a ~600-digit sum reached
+    Arrow (decimal128(38, 0)) and failed there, INTERNAL. Each unpacked sum is now
+    bounded by its group's matched rows (and the noise's tail under DP)."""
+    enc = paillier.Encryptor(key.public, private=key)
+    batch = enc.encrypt_to_bytes(pack([5] * 20))
+    group_of = np.zeros(20, dtype=np.int64)
+    counts = np.array([20])
+    outbox = _Outbox()
+    honest = [True]
+
+    def frames() -> Iterator[f.Frame]:
+        (sums,) = [s for s in outbox.sent if isinstance(s, f.Sums)]
+        if honest[0]:
+            yield f.Opened(tuple(key.decrypt(int.from_bytes(c, "big")) for c in sums.ciphertexts))
+        else:
+            yield f.Opened((key.public.n // 3,))  # whatever it likes: ~600 digits unmasked
+
+    noise = (epsilon,) if epsilon else ()  # the default: no DP
+    session = _session()
+    got = session._open_sums(
+        key.public,
+        1,
+        [batch],
+        group_of,
+        [0],
+        counts,
+        {0: 20},
+        frames(),
+        outbox,
+        *noise,  # type: ignore[arg-type]
+    )
+    assert got == [[(100, 20)]]
+    honest[0], outbox.sent = False, []
+    with pytest.raises(InvalidArgument, match="beyond what the group's rows can add up to"):
+        session._open_sums(
+            key.public,
+            1,
+            [batch],
+            group_of,
+            [0],
+            counts,
+            {0: 20},
+            frames(),
+            outbox,
+            *noise,  # type: ignore[arg-type]
+        )
+
+
+def test_an_integer_sum_beyond_38_digits_is_a_wider_decimal_not_an_error() -> None:
+    column = po._column([10**45, 5, None])
+    assert column.type == pa.decimal256(76, 0) and column[0].as_py() == 10**45
