@@ -39,6 +39,15 @@ class Code(enum.Enum):
         """The code of a wire status name; ``default`` for an empty or unknown name."""
         return Code.__members__.get(name, default)
 
+    @staticmethod
+    def failed(name: str, default: Code) -> Code:
+        """The code of a failure read from the wire (a peer's refusal, a failed call):
+        ``default`` for an empty or unknown name, and for ``OK``, which no failure can
+        be (a refusal saying OK reached the home as UNKNOWN with no message; review,
+        2026-12-06): see ``failure``."""
+        code = Code.named(name, default)
+        return default if code is Code.OK else code
+
     @property
     def late(self) -> bool:
         """No answer in time: the peer is down, slow, or the caller's time ran out."""
@@ -53,3 +62,11 @@ class Error:
 
     def __str__(self) -> str:
         return f"{self.code.name}: {self.reason}"
+
+
+def failure(name: str, reason: str, default: Code) -> Error:
+    """A failure read from the wire as a structured error (``Code.failed``); one whose
+    code says OK is itself malformed, and its reason says so."""
+    if Code.named(name, default) is Code.OK:
+        reason = f"a malformed refusal (its status is OK, which no refusal can be): {reason}"
+    return Error(Code.failed(name, default), reason)

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2
 
 from federation.envelope import Envelope, Requester
 from federation.membership import Member
-from federation.outcome import Code, Error
+from federation.outcome import Code, failure
 from federation.psi import frames as psi
 from federation.reports import Explanation, OwnerReport, PartialAnswer, QueryAnswer
 from federation.training import app_bundle
@@ -424,7 +424,7 @@ def owner_report_from_proto(msg: common_pb2.OwnerResult) -> OwnerReport:
     error = None
     if not msg.ok:
         reason = cut(msg.error, REPORT_REASON_CHARS)
-        error = Error(Code.named(msg.error_code, Code.UNAVAILABLE), reason)
+        error = failure(msg.error_code, reason, Code.UNAVAILABLE)
     return OwnerReport(
         node_id=cut(msg.node_id, MAX_ENVELOPE_NAME),
         error=error,

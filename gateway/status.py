@@ -52,7 +52,7 @@ def answered_by_a_node(exc: grpc.RpcError) -> bool:
 def error_of_rpc(exc: grpc.RpcError) -> Error:
     """A failed call's status as a structured error, with the details it carried."""
     call: Any = exc  # a grpc.Call as well: code(), details(), trailing_metadata()
-    code = Code.named(call.code().name, Code.UNKNOWN)
+    code = Code.failed(call.code().name, Code.UNKNOWN)
     details: dict[str, str] = {}
     for key, value in call.trailing_metadata() or ():
         if key.startswith(DETAIL_PREFIX) and isinstance(value, str):
