@@ -44,7 +44,7 @@ class Code(enum.Enum):
         """The code of a failure read from the wire (a peer's refusal, a failed call):
         ``default`` for an empty or unknown name, and for ``OK``, which no failure can
         be (a refusal saying OK reached the home as UNKNOWN with no message; review,
-        2026-12-06): see ``failure``."""
+        2026-12-05): see ``failure``."""
         code = Code.named(name, default)
         return default if code is Code.OK else code
 

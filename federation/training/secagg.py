@@ -350,7 +350,7 @@ class _Watched(Grid):
         masked vector per array of the round's model (after the weight's), integers below
         the modulus, each of its array's shape. The workflow adds the vectors up as they
         come: one of another shape ended the run INTERNAL, or broadcast into the sum
-        unseen (review, 2026-12-06)."""
+        unseen (review, 2026-12-05)."""
         try:
             compat.recorddict_to_fitres(content, keep_input=True)
         except Exception:  # a record missing or of another kind: Flower would raise

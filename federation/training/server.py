@@ -243,7 +243,7 @@ def weight_limits(stats: FederatedStats, *, dp: bool) -> dict[int, int]:
     """The most examples each owner may weigh its replies with: the row count it declared
     in its own statistics reply, or exactly 1 under DP (where every owner reports 1).
     Each owner's claim weighs the global model, so one claiming 10**15 would otherwise
-    make it that owner's update alone (review, 2026-12-06)."""
+    make it that owner's update alone (review, 2026-12-05)."""
     return {node: 1 if dp else count for node, count in stats.counts.items()}
 
 
@@ -323,7 +323,7 @@ def examples_ok(examples: object, limit: int | None) -> bool:
     """A weight that is a whole number of examples, at least one (with 0, FedAvg's global
     model is exactly the other owners' updates: review, 2026-12-04) and at most ``limit``,
     what the owner declared (one claiming 10**15 made the global model its own update, and
-    inf made it NaN: review, 2026-12-06). ``None``: no bound declared."""
+    inf made it NaN: review, 2026-12-05). ``None``: no bound declared."""
     if isinstance(examples, bool) or not isinstance(examples, int | float):
         return False
     if isinstance(examples, float) and not (math.isfinite(examples) and examples.is_integer()):
@@ -343,7 +343,7 @@ def same_model(record: ArrayRecord | None, sent: Shapes) -> bool:
     """Whether a reply's arrays are a model of the one sent: the same names in the same
     order, each of the same shape, of floats, finite. Flower's own check compares names
     only: a (5, 7) array ended the run INTERNAL as numpy could not broadcast it, and a
-    () one broadcast into the average unseen (review, 2026-12-06)."""
+    () one broadcast into the average unseen (review, 2026-12-05)."""
     if record is None or [k for k, _ in sent] != list(record.keys()):
         return False
     for key, shape in sent:

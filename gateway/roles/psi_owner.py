@@ -122,7 +122,7 @@ def check_kinds(kinds: tuple[str, ...], ncols: int) -> None:
     """The value owner's kinds, checked in its hello: one per value column, each one this
     node can read its sums back as (a decimal's scale at most ``MAX_DIGITS``), so that
     no sum is refused only after the value owner has spent and signed (review,
-    2026-12-06: ``decimal(38,30)`` passed and failed in ``_table``)."""
+    2026-12-05: ``decimal(38,30)`` passed and failed in ``_table``)."""
     if len(kinds) != ncols:
         raise InvalidArgument("the value owner did not say how its sums are written")
     for kind in kinds:
@@ -322,7 +322,7 @@ def _check_opened(
     under DP, the value owner's noise up to ``NOISE_TAILS`` of its largest scale (its
     bounds' sensitivity is at most 2^130 units). A sum beyond it (a value owner opening
     something else: ~600 digits made Arrow fail, INTERNAL) is refused (review,
-    2026-12-06)."""
+    2026-12-05)."""
     share = epsilon / (1 + 2 * ncols) if epsilon > 0 else 0.0
     slack_rows = int(NOISE_TAILS / share) + 1 if share else 0
     slack_value = slack_rows << MAX_VALUE_BITS
@@ -669,7 +669,7 @@ class _Session:
 
     env: Envelope
     # The epsilon of noise this side drew that has left it (the matcher's tally): from
-    # then on, however the session ends, that epsilon is spent (review, 2026-12-06: a
+    # then on, however the session ends, that epsilon is spent (review, 2026-12-05: a
     # peer that refused after each tally collected fresh noisy counts for free).
     noise_out = 0.0
 
@@ -953,7 +953,7 @@ class _MatcherSession(_Session):
         if epsilon > 0 and decision.epsilon <= 0 and len(present) * cell > limit:
             # The other owner's DP alone: its epsilon never reaches its budget unless it
             # releases, so the refusal may not read the noise; judged on every group
-            # noised (each may pass k), before any is drawn (review, 2026-12-06).
+            # noised (each may pass k), before any is drawn (review, 2026-12-05).
             raise ResourceExhausted(too_large)
         shown = {g: int(counts[g]) for g in present}
         if epsilon > 0 and present:
@@ -1009,7 +1009,7 @@ class _MatcherSession(_Session):
         # Summed batch by batch as they came, each let go once summed: the peak is the
         # received batches and one batch's working set. A copy of every matched row's
         # ciphertexts (and their ints) beside the batches took about 3 x the 1 GiB a
-        # session may hold (review, 2026-12-06).
+        # session may hold (review, 2026-12-05).
         products: list[dict[str, int]] = [{} for _ in range(ncols)]
         start = 0
         for b, held in enumerate(values):

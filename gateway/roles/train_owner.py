@@ -246,7 +246,7 @@ class TrainOwner:
         app process) and the pieces held past their time (``Transfers.sweep``). The node's
         housekeeping calls it: a run cancelled at its home, failed at another owner or
         refused here sends no last message, and its rows stayed until newer runs pushed
-        them out or the node stopped (review, 2026-12-06)."""
+        them out or the node stopped (review, 2026-12-05)."""
         now = time.monotonic() if now is None else now
         with self._lock:
             idle = [k for k, r in self._runs.items() if now - r.touched > IDLE_SECONDS]
@@ -494,7 +494,7 @@ class TrainOwner:
         """The run's answer to the message, on the run's state. A run is kept once one of
         its messages was answered: a message refused (out of order, to another node id,
         anything the rows or the app refuse) leaves nothing of a run not kept yet and
-        pushes no other run out (review, 2026-12-06: refused first messages of new runs,
+        pushes no other run out (review, 2026-12-05: refused first messages of new runs,
         free for their home, evicted other homes' runs, whose rounds could then be asked
         again)."""
         key, last = run_key(env), step.kind == last_step(spec) and step.round == spec.rounds

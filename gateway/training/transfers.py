@@ -97,7 +97,7 @@ class Transfers:
         """Drop what was left longer than ``TTL_SECONDS`` (an upload its home gave up on,
         a reply never fetched). The node's housekeeping calls it: put, hold_reply and fetch
         sweep too, but without a training call up to ``MAX_HELD_BYTES`` stayed held
-        indefinitely (review, 2026-12-06)."""
+        indefinitely (review, 2026-12-05)."""
         with self._lock:
             self._sweep(time.monotonic() if now is None else now)
 

@@ -507,7 +507,7 @@ def model_message(kind: str, spec: TrainSpec, round_: int) -> bytes:
 
 
 def test_another_homes_refused_messages_push_no_run_out(federation: RunningFederation) -> None:
-    """Review (2026-12-06): an owner made a run's entry before it checked the message's
+    """Review (2026-12-05): an owner made a run's entry before it checked the message's
     order, and a new entry pushed the oldest run out (``RUNS_KEPT``). Another home with a
     train grant of its own here sent ``RUNS_KEPT`` evaluate messages of new runs, each
     refused for free, and pushed out a run under way: its next round was refused as out

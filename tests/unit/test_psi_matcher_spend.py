@@ -1,5 +1,5 @@
 """The matcher's noisy tally leaves it for the other owner before the matcher releases
-(review, 2026-12-06): a session that then ended (the other owner refusing, or hanging up,
+(review, 2026-12-05): a session that then ended (the other owner refusing, or hanging up,
 after each tally) was a free ``psi.refused``, so the other owner collected fresh noisy
 counts of the matcher's under a DP grant of budget 3 with ε = 1 as often as it liked
 (49, 50, 52, 51, 50; epsilon_spent 0). Now every end after the tally is a ``release``

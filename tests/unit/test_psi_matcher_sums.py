@@ -61,7 +61,7 @@ class _Outbox:
 def test_peer_dp_alone_refuses_sums_that_cannot_fit_before_any_noise(
     key: paillier.PrivateKey,
 ) -> None:
-    """Review (2026-12-06): when only the other owner wants DP, the matcher noised its
+    """Review (2026-12-05): when only the other owner wants DP, the matcher noised its
     counts with the other owner's epsilon and then refused, for free, a join whose kept
     groups' sums could not fit: which groups pass k is read from that noise, and no
     owner was charged for it. Now the refusal is judged on every group noised (each may
@@ -81,7 +81,7 @@ def test_peer_dp_alone_refuses_sums_that_cannot_fit_before_any_noise(
 
 
 def test_the_matched_ciphertexts_are_summed_batch_by_batch(key: paillier.PrivateKey) -> None:
-    """Review (2026-12-06): for each value column the matcher joined every matched row's
+    """Review (2026-12-05): for each value column the matcher joined every matched row's
     ciphertext into one new bytes object and then a list of ints, beside the received
     batches: about 3 x the documented 1 GiB a session. Now each received batch is
     summed on its own: the peak is the received bytes and a batch's working set."""
@@ -134,7 +134,7 @@ def test_the_matched_ciphertexts_are_summed_batch_by_batch(key: paillier.Private
 def test_a_scale_the_matcher_cannot_read_back_is_refused_in_the_hello(
     key: paillier.PrivateKey,
 ) -> None:
-    """Review (2026-12-06): a hello with ``decimal(38,30)`` passed, and the session failed
+    """Review (2026-12-05): a hello with ``decimal(38,30)`` passed, and the session failed
     only when the table was built, after the value owner had spent and signed."""
     session = _session()
     session.o.settings = po.Settings(Limits())  # type: ignore[attr-defined]
@@ -149,7 +149,7 @@ def test_a_scale_the_matcher_cannot_read_back_is_refused_in_the_hello(
 def test_an_opened_sum_beyond_what_its_rows_can_add_up_to_is_refused(
     key: paillier.PrivateKey, epsilon: float
 ) -> None:
-    """Review (2026-12-06): an opened value that unmasked to a ~600-digit sum reached
+    """Review (2026-12-05): an opened value that unmasked to a ~600-digit sum reached
     Arrow (decimal128(38, 0)) and failed there, INTERNAL. Each unpacked sum is now
     bounded by its group's matched rows (and the noise's tail under DP)."""
     enc = paillier.Encryptor(key.public, private=key)

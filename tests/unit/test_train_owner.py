@@ -271,7 +271,7 @@ def test_a_first_piece_refused_is_audited_and_stops_the_runs_app(
 
 
 def test_a_homes_new_runs_push_out_its_own_before_anothers(parts: Parts, tmp_path: Path) -> None:
-    """Review (2026-12-06): runs from every home shared ``RUNS_KEPT`` places, least
+    """Review (2026-12-05): runs from every home shared ``RUNS_KEPT`` places, least
     recently active out first, so a home starting runs in a loop pushed out the runs of
     the others. Now the home holding the most runs loses its own least recently active."""
     owner = _owner(parts, tmp_path / "apps")
@@ -322,7 +322,7 @@ def _granted_run(parts: Parts, owner: TrainOwner) -> tuple[TrainSpec, Envelope, 
 
 
 def test_a_refused_step_lets_a_built_in_runs_rows_go(parts: Parts, tmp_path: Path) -> None:
-    """Review (2026-12-06): only a custom app's run let its rows go with a refusal; a
+    """Review (2026-12-05): only a custom app's run let its rows go with a refusal; a
     built-in run revoked mid-run kept its rows until newer runs pushed it out. The order
     of the run is kept: its statistics stay answered."""
     owner = _owner(parts, tmp_path / "apps")
@@ -338,7 +338,7 @@ def test_a_refused_step_lets_a_built_in_runs_rows_go(parts: Parts, tmp_path: Pat
 def test_the_sweep_drops_idle_runs_and_their_app_processes(
     parts: Parts, approved_app: tuple[Path, str]
 ) -> None:
-    """Review (2026-12-06): a run cancelled at its home, failed at another owner or
+    """Review (2026-12-05): a run cancelled at its home, failed at another owner or
     refused sends no last message, and its rows and app process stayed with no time
     limit; an unfinished upload stayed until the next training call. The node's
     housekeeping sweeps: a run idle past ``IDLE_SECONDS`` goes, and its process with it,

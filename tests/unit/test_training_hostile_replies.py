@@ -3,7 +3,7 @@ over the gateway's Grid, the owners Flower ClientApps in process, every message 
 as Flower's bytes): a reply that is not its owner's to give counts as that owner failing
 the round, named; it never decides the global model, nor ends the run for all.
 
-Review (2026-12-06): one owner claiming ``num-examples`` 10**15 (or inf) beside weights
+Review (2026-12-05): one owner claiming ``num-examples`` 10**15 (or inf) beside weights
 of 42 made the global model exactly 42s with an accuracy of ~1.0, which the home then
 sent to the honest owners.
 """
@@ -200,7 +200,7 @@ def test_under_secagg_a_weight_above_what_the_owner_declared_fails_that_owner(
     assert all(np.isfinite(a).all() and np.abs(a).max() < 10 for a in _model(result))
 
 
-# --- a reply's model must be a model of the one sent (review, 2026-12-06) ----------------
+# --- a reply's model must be a model of the one sent (review, 2026-12-05) ----------------
 # A (5, 7) array ended the run INTERNAL ("operands could not be broadcast"), naming no
 # owner; a () one was broadcast into the average unseen.
 

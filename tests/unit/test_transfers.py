@@ -117,7 +117,7 @@ def test_a_refused_piece_leaves_nothing_held(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_the_sweep_drops_what_was_left_past_its_time() -> None:
-    """Review (2026-12-06): the time limit was enforced only inside the next training
+    """Review (2026-12-05): the time limit was enforced only inside the next training
     call, so up to ``MAX_HELD_BYTES`` of unfinished uploads stayed held with no call. The
     node's housekeeping sweeps: nothing younger than ``TTL_SECONDS`` goes, then all."""
     t = Transfers()

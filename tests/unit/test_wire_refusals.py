@@ -1,4 +1,4 @@
-"""A refusal read from the wire whose status says OK (review, 2026-12-06): a peer's
+"""A refusal read from the wire whose status says OK (review, 2026-12-05): a peer's
 Release with ok=false and error_code "OK" became FedgateError(code OK), audited as
 ``psi.refused code=OK``, and the edge's abort with StatusCode.OK reached the home as
 UNKNOWN with no message. Such a refusal is itself malformed: it is read as one."""
