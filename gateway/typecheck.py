@@ -10,7 +10,10 @@ column and never a value:
 - a comparison, ``IN`` or ``BETWEEN`` of a string with a number, a boolean or a date, a
   number with a string that is not a number or with a date, a date (or a timestamp) with
   a string that is not a date or with a number, a boolean with a string that is not a
-  truth value;
+  truth value; a string that reads as the column's kind but does not convert to its type
+  exactly and within its range (``_converts``: ``age = '300'`` of an int8, a decimal
+  with too many digits, ``'2025-01-01 25:00:00'``), which DuckDB would fail on only
+  once a row reaches it;
 - arithmetic on a string, a boolean or a timestamp (a date takes only ``date ± whole
   days`` and ``date - date``); a string literal in arithmetic with a decimal (DuckDB
   cannot choose a type for it); a string, a date or a timestamp used as a condition;
@@ -45,6 +48,7 @@ or a DOUBLE; ``exact_sum_type`` gives the SUM's type itself.
 from __future__ import annotations
 
 import datetime
+import decimal
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -96,6 +100,17 @@ _NUMERIC = re.compile(r"\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s
 _DECIMAL_LITERAL = re.compile(r"([0-9]*)\.([0-9]*)")
 _DATE_LIKE = re.compile(r"\s*(-?)([0-9]+)[-/.]([0-9]+)[-/.]([0-9]+)")
 _DATE_WORDS = {"infinity", "-infinity", "epoch"}
+# What a date or timestamp literal must be, whole, to be compared with or cast to one: the
+# date (years 0 to 9999, one separator throughout), then maybe a time (hours and minutes,
+# maybe seconds and a fraction) and a UTC offset right after it. DuckDB reads each of
+# these for a DATE, a TIMESTAMP and a TIMESTAMPTZ alike; what it reads beyond them (years
+# past 9999, BC, a space before the offset) is refused here, since a literal it cannot
+# convert fails only once a row reaches it.
+_DATE_TEXT = re.compile(
+    r"\s*([0-9]{1,4})([-/])([0-9]{1,2})\2([0-9]{1,2})"
+    r"(?:[ T]([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:\.[0-9]{0,9})?)?"
+    r"(?:Z|[+-]([0-9]{2})(?::?([0-9]{2}))?)?)?\s*"
+)
 _TRUTH = {"true", "false", "t", "f", "yes", "no", "y", "n", "1", "0"}
 # The aggregates whose states hold a SUM of the value (AVG, VAR_*, STDDEV_* too).
 _SUMMED = {"sum", "avg", "var_samp", "var_pop", "stddev_samp", "stddev_pop"}
@@ -216,6 +231,55 @@ def _is_date(text: str) -> bool:
     return True
 
 
+def _converts(text: str, target: Value) -> str:
+    """Why the string literal ``text``, which reads as ``target``'s kind (``_text_fits``),
+    does not convert to ``target``'s type exactly and within its range ("" if it does):
+    an integer must be a whole number the type holds, a DECIMAL(p, s) a number of at
+    most p - s digits before the point and s after it, a date or a timestamp the whole
+    of ``_DATE_TEXT`` with a real day and time. DuckDB converts such a literal only when
+    a row reaches it, and its error would tell that one did (the WHERE's other tests
+    passed): refused here instead, and run under TRY in any case
+    (``federation.sql.generate``)."""
+    if target.kind == NUMBER and target.number in (INT, DECIMAL):
+        try:
+            number = decimal.Decimal(text.strip())
+        except decimal.InvalidOperation:
+            return "is not a number"
+        if target.number == INT:
+            top = INT_MAX[target.bits] if target.bits in INT_MAX else INT_MAX[64]
+            if not -top - 1 <= number <= top:
+                return f"is not a whole number from {-top - 1} to {top}"
+            if number != number.to_integral_value():
+                return "is not a whole number"
+            return ""
+        digits = target.precision - target.scale
+        if abs(number) >= decimal.Decimal(10) ** digits:
+            return f"has more than {digits} digit(s) before the point"
+        step = decimal.Decimal(1).scaleb(-target.scale)
+        exact = number.quantize(step, rounding=decimal.ROUND_DOWN, context=_WIDE)
+        if number != exact:
+            return f"has more than {target.scale} digit(s) after the point"
+        return ""
+    if target.kind in (DATE, TIMESTAMP):
+        if text.strip().lower() in _DATE_WORDS:
+            return ""
+        m = _DATE_TEXT.fullmatch(text)
+        if m is None:
+            return "is not written 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'"
+        year, _, month, day, hour, minute, second, zone_h, zone_m = m.groups()
+        try:
+            datetime.date(max(int(year), 1), int(month), int(day))
+        except ValueError:
+            return "is not a day of the calendar"
+        parts = [(hour, 23), (minute, 59), (second, 59), (zone_h, 23), (zone_m, 59)]
+        if any(part is not None and int(part) > top for part, top in parts):
+            return "is not a time of day"
+    return ""
+
+
+_WIDE = decimal.Context(prec=100)  # room for any DECIMAL(38, s) a literal is brought to
+
+
 def _fits(a: Value, b: Value) -> bool:
     kinds = {a.kind, b.kind}
     if kinds & {NULL, UNKNOWN} or kinds == {TEXT}:
@@ -247,6 +311,35 @@ def _mismatch(a: Value, b: Value) -> InvalidArgument:
             f"a string literal is compared with {_NOUN[other.kind]} it does not convert to"
         )
     return InvalidArgument(f"{_NOUN[a.kind]} is compared with {_NOUN[b.kind]}")
+
+
+def _exactly(text: str, target: Value, cast: bool = False) -> None:
+    """Refuse the string literal ``text`` where it does not convert to ``target``'s type
+    exactly (``_converts``), quoting it (the user's own words, never a cell)."""
+    why = _converts(text, target)
+    if not why:
+        return
+    literal = f"the string {_quoted(text)} {why}"
+    if cast:
+        raise InvalidArgument(f"a string cast to {_type_noun(target)}: {literal}")
+    what = target.name or "a value"
+    raise InvalidArgument(
+        f"{what} is {_type_noun(target)}: {literal}, so it does not convert to it exactly"
+    )
+
+
+def _type_noun(v: Value) -> str:
+    if v.number == INT and v.bits in _INT_NOUN:
+        return f"{_INT_NOUN[v.bits]} integer"
+    if v.number == DECIMAL:
+        return f"a DECIMAL({v.precision},{v.scale})"
+    return _NOUN.get(v.kind, "a value")
+
+
+def _quoted(text: str, most: int = 40) -> str:
+    """A literal as the user wrote it, in quotes, cut at ``most`` characters."""
+    cut = text if len(text) <= most else text[:most] + "..."
+    return "'" + cut.replace("'", "''") + "'"
 
 
 def _number_literal(text: str) -> Value:
@@ -499,6 +592,9 @@ class Checker:
     def _compare(self, a: Value, b: Value) -> None:
         if not _fits(a, b):
             raise _mismatch(a, b)
+        if TEXT in (a.kind, b.kind) and a.kind != b.kind:
+            literal, target = (a, b) if a.kind == TEXT else (b, a)
+            _exactly(literal.text, target)
         _decimal_common([a, b])
 
     def _arithmetic(self, node: exp.Expr) -> Value:
@@ -750,6 +846,7 @@ class Checker:
                 raise InvalidArgument(
                     f"a string cast to {_NOUN[target.kind]} is not {_NOUN[target.kind]}"
                 )
+            _exactly(text, target, cast=True)
             if target.kind == NUMBER:
                 size = abs(float(text))
                 return replace(target, magnitude=size)
@@ -871,6 +968,13 @@ def _columns(
     specs = desc.columns if isinstance(desc, DatasetDescriptor) else desc
     seen = ranges or {}
     return {c.name: _column(c, seen.get(c.name)) for c in specs}
+
+
+def column_families(desc: DatasetDescriptor) -> dict[str, str]:
+    """Each declared column's family ("string", "date", "timestamp", "int", ...) by its
+    lower-cased name, for the generated SQL: a comparison that converts a string literal
+    (or a date to a timestamp) runs under TRY there (``generate.Types``)."""
+    return {c.name.lower(): parse_type(c.type).family for c in desc.columns}
 
 
 def value_kind(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from sqlglot import exp
 from sqlglot.generator import Generator
@@ -88,10 +88,12 @@ class _Values:
         step: AggregateStep,
         clamp: dict[str, tuple[float, float]] | None,
         finite: frozenset[str] = frozenset(),
+        types: Types | None = None,
     ):
         self.step = step
         self.clamp = clamp
         self.finite = finite
+        self.types = types
 
     def __call__(self, name: str, *, clamped: bool = True) -> exp.Expr:
         tree = self._value(name, clamped)
@@ -111,13 +113,13 @@ class _Values:
             return _clamped(functools.partial(_column, name), bounds)
         if self.clamp is None or not clamped:
             tree = rebuilt(value.tree)
-            return exp.Try(this=tree) if _may_fail(tree) else tree
+            return exp.Try(this=tree) if _may_fail(tree, self.types) else tree
         from federation.sql.intervals import clamped_value  # noqa: PLC0415
 
         # Each column used as a value clamped to its bounds (conditions are left as a
         # WHERE is), then the whole to the interval they imply (QueryPlan.bounds_of).
         tree, _ = clamped_value(value.tree, self.clamp)
-        return exp.Try(this=tree) if _may_fail(value.tree) else tree
+        return exp.Try(this=tree) if _may_fail(value.tree, self.types) else tree
 
 
 def _state(
@@ -192,14 +194,105 @@ _TIMESTAMPS = frozenset(
 )
 
 
-def _may_fail(condition: exp.Expr) -> bool:
+# The comparisons whose operands DuckDB brings to one type: a string literal among them is
+# converted to the other operand's type (``_partner``).
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+
+# A column's family by its lower-cased name ("string", "date", "timestamp", "int", ...: the
+# declared types' families, ``gateway.column_types``); None where the types are not known,
+# and then every conversion is taken to be able to fail.
+Types = Mapping[str, str]
+
+
+def _partner(node: exp.Expr) -> exp.Expr | None:
+    """The operand a string ``node`` is compared with (and so converted to the type of):
+    the other side of a comparison, the subject of IN, BETWEEN or a simple CASE; None
+    where it is not compared with anything (a CASE's label, a function's argument)."""
+    parent = node.parent
+    while isinstance(parent, exp.Paren):
+        node, parent = parent, parent.parent
+    if isinstance(parent, _COMPARISONS):
+        partner = parent.expression if node is parent.this else parent.this
+    elif isinstance(parent, exp.In | exp.Between) and node is not parent.this:
+        partner = parent.this
+    elif isinstance(parent, exp.If) and node is parent.this and isinstance(parent.parent, exp.Case):
+        partner = parent.parent.this  # CASE x WHEN 'a' THEN ...: None for a searched CASE
+    else:
+        return None
+    while isinstance(partner, exp.Paren):
+        partner = partner.this
+    return partner
+
+
+def _is_label(node: exp.Expr) -> bool:
+    """A result of a CASE whose results are all string literals (or NULL) and which
+    nothing compares or computes with: a group key's or a value's labels, converted to
+    nothing."""
+    parent = node.parent
+    if isinstance(parent, exp.If) and node is parent.args.get("true"):
+        case = parent.parent
+    elif isinstance(parent, exp.Case) and node is parent.args.get("default"):
+        case = parent
+    else:
+        return False
+    if not isinstance(case, exp.Case):
+        return False
+    results = [i.args.get("true") for i in case.args.get("ifs") or ()]
+    results.append(case.args.get("default"))
+    if not all(r is None or isinstance(r, exp.Null) or _is_string(r) for r in results):
+        return False
+    outer = case.parent
+    while isinstance(outer, exp.Paren):
+        outer = outer.parent
+    return not isinstance(outer, (*_COMPARISONS, exp.In, exp.Between, exp.If, exp.Case, *_COMPUTED))
+
+
+_STRING_TYPES = frozenset({exp.DType.VARCHAR, exp.DType.TEXT, exp.DType.CHAR})
+
+
+def _is_string(node: exp.Expr | None) -> bool:
+    """A string literal, or one cast to a string."""
+    while isinstance(node, exp.Cast) and node.to.this in _STRING_TYPES:
+        node = node.this
+    return isinstance(node, exp.Literal) and node.is_string
+
+
+def _converted(literal: exp.Literal, types: Types | None) -> bool:
+    """Whether DuckDB may have to convert the string ``literal`` to another type on a row:
+    compared with anything but a string column (or another string literal), or cast to
+    another type (a typed literal, ``DATE '...'``, is a cast). Such a conversion that
+    fails is an error only once a row reaches it (DuckDB leaves a constant it cannot fold
+    to run time)."""
+    node: exp.Expr = literal
+    while isinstance(node.parent, exp.Cast) and node.parent.to.this in _STRING_TYPES:
+        node = node.parent  # still a string
+    if isinstance(node.parent, exp.Cast):
+        return True
+    if _is_label(node):
+        return False
+    partner = _partner(node)
+    if partner is None:
+        return True
+    if _is_string(partner):
+        return False
+    if isinstance(partner, exp.Column) and types is not None:
+        return types.get(partner.name.lower()) != "string"
+    return True
+
+
+def _may_fail(condition: exp.Expr, types: Types | None = None) -> bool:
     """Whether evaluating ``condition`` (or a value, a group key) on a row can fail:
     arithmetic, a cast, a function (``_COMPUTED``) over a column (an overflow, a
-    conversion, a position or a date out of range), or a timestamp literal beside a
-    column (a DATE column is cast to a timestamp to be compared with it: past year
-    294 247 that fails). A plain comparison of a column with a literal of its type
-    cannot: the owner checked the types before (typecheck), and such conditions stay as
-    they are, at no cost."""
+    conversion, a position or a date out of range); a timestamp literal beside a column
+    (a DATE column is cast to a timestamp to be compared with it: past year 294 247 that
+    fails); a string literal that DuckDB
+    converts to another type (``'300'`` against an int8 column, ``DATE '...'``,
+    ``'2025-01-01 25:00:00'`` against a timestamp), which fails only once a row reaches
+    it, however the owner's type check judged the literal. A plain comparison of a column
+    with a literal of its own type (a number, or a string against a string column)
+    cannot, and such conditions stay as they are, at no cost. ``types`` names the
+    columns' families (``Types``); without it every string literal beside a column is
+    taken to be able to fail."""
     if next(condition.find_all(exp.Column), None) is None:
         return False
     for node in condition.find_all(*_COMPUTED):
@@ -207,7 +300,10 @@ def _may_fail(condition: exp.Expr) -> bool:
             return True
         if isinstance(node, exp.Cast) and node.to.this in _TIMESTAMPS:
             return True
-    return False
+    return any(
+        literal.is_string and _converted(literal, types)
+        for literal in condition.find_all(exp.Literal)
+    )
 
 
 def _fingerprint(where: exp.Expr | None = None) -> exp.Expr:
@@ -246,16 +342,17 @@ def _hidden(column: Hidden, values: _Values) -> exp.Expr:
     return _cast(exp.Max(this=values(column.column or "")), _DOUBLE)
 
 
-def leaf_query(plan: QueryPlan, table: str) -> str | None:
+def leaf_query(plan: QueryPlan, table: str, types: Types | None = None) -> str | None:
     """Per leaf of the WHERE condition (``conditions.leaves``), the fingerprint of the
-    rows it matches in the whole ``table``; None without a condition."""
+    rows it matches in the whole ``table``; None without a condition. ``types``: the
+    columns' families (``Types``), as for ``partial_query``."""
     found = leaves(*plan.conditions)
     if not found:
         return None
     items = []
     for i, leaf in enumerate(found):
         test = rebuilt(leaf)  # a leaf may be the shared plan's own node: never re-parent it
-        test = exp.Try(this=test) if _may_fail(test) else test
+        test = exp.Try(this=test) if _may_fail(test, types) else test
         items.append(exp.alias_(_fingerprint(test), f"__leaf{i}", quoted=True, copy=False))
     return sql(exp.Select(expressions=items, from_=exp.From(this=exp.table_(table, quoted=True))))
 
@@ -270,6 +367,7 @@ def partial_tree(
     hidden: bool = False,
     whole: Iterable[str] = (),
     floats: Iterable[str] = (),
+    types: Types | None = None,
 ) -> exp.Select:
     """The owner's query over its ``table``: the scan step, then (unless raw) the
     aggregate step's states per group. See ``partial_query``."""
@@ -279,7 +377,7 @@ def partial_tree(
     clauses: dict[str, exp.Expr] = {"from_": exp.From(this=exp.table_(table, quoted=True))}
     if scan.where is not None:
         condition = rebuilt(scan.where)
-        if _may_fail(condition):
+        if _may_fail(condition, types):
             # An error on some row would tell whether such a row exists (a one-bit answer
             # past k and DP): under TRY a row whose condition fails is simply not matched,
             # and the count that changes goes through the owner's disclosure control.
@@ -297,9 +395,9 @@ def partial_tree(
     else:
         ints, exact = set(integer_columns), set(decimals)
         states = step.states if clamp is None else step.dp_states
-        values = _Values(step, clamp, frozenset(floats))
+        values = _Values(step, clamp, frozenset(floats), types)
         wide = frozenset(whole)
-        items = [_key(step, g, wide) for g in step.group_by]
+        items = [_key(step, g, wide, types) for g in step.group_by]
         items += [
             exp.alias_(_state(s, ints, exact, values, hidden), s.name, quoted=True, copy=False)
             for s in states
@@ -372,7 +470,9 @@ def _width_bucket(node: exp.Expr, whole: frozenset[str]) -> exp.Expr:
     )
 
 
-def _key(step: AggregateStep, name: str, whole: frozenset[str]) -> exp.Expr:
+def _key(
+    step: AggregateStep, name: str, whole: frozenset[str], types: Types | None = None
+) -> exp.Expr:
     """A group key of the owner's query: a column, or an expression named as the key
     (``whole``: the dataset's integer columns)."""
     key = step.value_of.get(name)
@@ -381,7 +481,7 @@ def _key(step: AggregateStep, name: str, whole: frozenset[str]) -> exp.Expr:
     tree = rebuilt(key.tree)
     if tree.find(exp.WidthBucket) is not None:
         tree = tree.transform(lambda node: _width_bucket(node, whole), copy=False)
-    tree = exp.Try(this=tree) if _may_fail(tree) else tree
+    tree = exp.Try(this=tree) if _may_fail(tree, types) else tree
     return exp.alias_(tree, name, quoted=True, copy=False)
 
 
@@ -395,6 +495,7 @@ def partial_query(
     hidden: bool = False,
     whole: Iterable[str] = (),
     floats: Iterable[str] = (),
+    types: Types | None = None,
 ) -> str:
     """The owner's SQL, generated from the validated plan (its WHERE from the tree).
 
@@ -408,7 +509,9 @@ def partial_query(
     ``floats`` that is not finite is no value (NULL) wherever a state reads it: under the
     L2 noise a NaN row made the exact sum NaN, withheld, and any aggregate that counted
     it apart from one that did not told whether the group held one (review, 2026-12-04,
-    night).
+    night). ``types`` names each column's family by its lower-cased name (``Types``:
+    which comparisons convert a string literal, which mix a date with a timestamp);
+    without it every such comparison runs under TRY.
     """
     tree = partial_tree(
         plan,
@@ -419,6 +522,7 @@ def partial_query(
         hidden=hidden,
         whole=whole,
         floats=floats,
+        types=types,
     )
     return sql(tree)
 

@@ -27,6 +27,7 @@ validated trees (``JoinPlan.side_sql``).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,18 +91,19 @@ class JoinPlan:
             return 1 - self.value_side
         return 0
 
-    def side_sql(self, i: int, table: str) -> str:
+    def side_sql(self, i: int, table: str, types: Mapping[str, str] | None = None) -> str:
         """The SQL the owner of side ``i`` runs over its engine's ``table`` to read the rows
         it matches: the key, its group columns, its value columns (each once, by name),
         for the rows passing its conditions and holding a key (a NULL key matches nothing
         in an inner join). Generated from the validated condition's tree, as
         ``generate.partial_tree`` generates an owner's query (the same quoting, the same
-        TRY around conditions that can fail)."""
+        TRY around conditions that can fail; ``types``: the columns' families by
+        lower-cased name, ``generate.Types``)."""
         side = self.sides[i]
         names = dict.fromkeys((side.key, *side.group_columns, *side.value_columns))
         items: list[exp.Expr] = [exp.column(n, quoted=True) for n in names]
         if side.filter_sql:
-            tree = generate.partial_tree(parse(side.filter_sql), table)
+            tree = generate.partial_tree(parse(side.filter_sql), table, types=types)
         else:
             tree = exp.Select(from_=exp.From(this=exp.table_(table, quoted=True)))
         tree.set("expressions", items)

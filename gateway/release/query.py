@@ -132,16 +132,17 @@ class PlanCache:
                 hidden=hidden,
                 whole=whole,
                 floats=float_values(plan, entry.descriptor) if hidden and clamp is None else (),
+                types=typecheck.column_families(entry.descriptor),
             )
             self._keep(key, sql)
         return sql
 
-    def leaves(self, plan: QueryPlan, table: str) -> str | None:
+    def leaves(self, plan: QueryPlan, table: str, entry: CatalogEntry) -> str | None:
         """The SQL of the WHERE condition's leaf fingerprints (``leaf_query``)."""
-        key = (plan.sql, table, "leaves")
+        key = (plan.sql, table, "leaves", entry.descriptor.columns)
         sql = self._sql.get(key)
         if sql is None:
-            sql = leaf_query(plan, table) or ""
+            sql = leaf_query(plan, table, typecheck.column_families(entry.descriptor)) or ""
             self._keep(key, sql)
         return sql or None
 
@@ -411,7 +412,7 @@ class QueryRelease:
         sql = self.sql_cache.get(self.plan, table_name, self.entry, decision.clamp, sticky)
         leaves: tuple[object, ...] = ()
         if sticky:
-            leaf_sql = self.sql_cache.leaves(self.plan, table_name)
+            leaf_sql = self.sql_cache.leaves(self.plan, table_name, self.entry)
             if leaf_sql is not None:
                 leaves = tuple(self._run(leaf_sql, deadline).to_pylist()[0].values())
         return Computed(sql, self._run(sql, deadline), leaves)

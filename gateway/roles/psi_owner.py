@@ -51,6 +51,7 @@ from federation.psi.progress import StageProgress
 from federation.psi.stream import Inbound, Limits, intersection_size, permutation
 from federation.reports import Explanation, OwnerReport
 from federation.sql.join import JoinPlan
+from gateway import typecheck
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.column_types import DECIMAL, FLOAT, INT, parse_type
 from gateway.engine import Engine
@@ -444,7 +445,9 @@ class PsiOwner:
     ) -> SideRows:
         s = plan.sides[side]
         table = self.engine.run(
-            plan.side_sql(side, self.engine.ensure_loaded(entry)),
+            plan.side_sql(
+                side, self.engine.ensure_loaded(entry), typecheck.column_families(entry.descriptor)
+            ),
             timeout=max(0.01, deadline - time.monotonic()),
             request_id=request_id,
             max_bytes=ROWS_BYTES,
