@@ -120,7 +120,8 @@ def check_buckets(
 ) -> None:
     """A bucket of a column the grant lets the analyst filter on but not group by must be
     coarser than the range filters already allowed: at most MAX_BUCKETS groups over the
-    column's range (``ranges``: from the registration's statistics or declared bounds),
+    column's range (``ranges``: the declared bounds, on L1 columns with the registration's
+    measured minimum and maximum: ``gateway.release.query.ranges``),
     and dates by year, quarter or month. And in one group key only: each key is judged
     alone, and several coarse keys of one column (``CASE WHEN x < 2000 ...``, ``x <
     2001``...; ``width_bucket``s with shifted bounds) together make a fine bucket."""
@@ -141,8 +142,9 @@ def check_buckets(
             span = ranges.get(b.column)
             if span is None:
                 raise PermissionDenied(
-                    f"{b.column!r} has no known range, so a bucket of it cannot be shown to be "
-                    "coarse: it needs the group_by control"
+                    f"{b.column!r} has no declared bounds (beyond L1 only declared bounds "
+                    "count), so a bucket of it cannot be shown to be coarse: it needs the "
+                    "group_by control, or the owner must declare its bounds"
                 )
             many = (span[1] - span[0]) / b.width
             if not math.isfinite(many):  # a width of 1e-320, a range of NaN (review)

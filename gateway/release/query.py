@@ -195,16 +195,23 @@ def float_values(plan: QueryPlan, desc: DatasetDescriptor) -> list[str]:
 
 
 def ranges(entry: CatalogEntry) -> dict[str, tuple[float, float]]:
-    """Each numeric column's range, for the bucket check: the hull of the declared bounds
-    and the registration's measured minimum and maximum. Declared bounds are clamping
-    bounds for DP, which nothing checks against the data: ``employees`` declared [0,
-    1000] and holding values to 5118 made ``floor(employees / 2)`` look like 500 buckets
-    where it makes 2 560."""
+    """Each numeric column's range, for the bucket check. On an L1 column: the hull of the
+    declared bounds and the registration's measured minimum and maximum (declared bounds
+    are clamping bounds for DP, which nothing checks against the data: ``employees``
+    declared [0, 1000] and holding values to 5118 made ``floor(employees / 2)`` look like
+    500 buckets where it makes 2 560), both public there. Beyond L1 the declared bounds
+    alone: the measured minimum and maximum are never shown to analysts there, and a
+    bucket's refusal ("about 5115001 groups" for ``floor(staff / 0.001)``) told the
+    measured span to the bucket's width, through --explain and under DP, for nothing
+    (review, 2026-12-05); a column without declared bounds has no range there."""
+    desc = entry.descriptor
+    public = {c.name for c in desc.columns if desc.column_level(c.name) == "L1"}
     out: dict[str, tuple[float, float]] = {}
     for q in entry.quality.columns:
-        if q.min is not None and q.max is not None:
-            out[q.name] = (float(q.min), float(q.max))
-    for c in entry.descriptor.columns:
+        if q.min is None or q.max is None or q.name not in public:
+            continue
+        out[q.name] = (float(q.min), float(q.max))
+    for c in desc.columns:
         if c.lower is not None and c.upper is not None:
             low, high = out.get(c.name, (c.lower, c.upper))
             out[c.name] = (min(low, c.lower), max(high, c.upper))

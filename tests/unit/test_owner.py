@@ -209,17 +209,20 @@ def test_l2_noise_leaves_min_max_and_empty_columns_as_they_are(parts: Parts) -> 
         assert (rows["wuhu"]["__min_employees"], rows["wuhu"]["__max_employees"]) == (40, 45)
 
 
-def test_a_bucket_is_judged_over_the_data_beyond_its_declared_bounds(parts: Parts) -> None:
+def test_a_bucket_is_judged_over_the_data_beyond_its_declared_bounds_on_l1(
+    parts: Parts,
+) -> None:
     """Declared bounds are clamping bounds nobody checks against the data: employees
     declared [0, 10] hold values to 47, so ``floor(employees / 0.045)`` makes over 1 000
-    buckets of a filter-only column (about 223 over the declared bounds alone); refused.
-    Over bounds that hold the data the check is as before."""
+    buckets of a filter-only column (about 223 over the declared bounds alone); on L1,
+    where the measured range is public, refused. Over bounds that hold the data the check
+    is as before."""
     for name, upper in (("firms_narrow", 10.0), ("firms_wide", 40.0)):
         columns = tuple(
             dataclasses.replace(c, upper=upper) if c.name == "employees" else c
             for c in _descriptor(parts.data / "firms.parquet").columns
         )
-        _register(parts, name, columns=columns)
+        _register(parts, name, columns=columns, level="L1")
         _grant(parts, dataset=name, columns={"employees": ("filter",)}, exact=True)
     sql = "SELECT floor(employees / {}) AS b, COUNT(*) AS n FROM {} GROUP BY b"
     refused = parts.owner.execute(_env(sql.format(0.045, "firms_narrow"))).owners[0]
@@ -227,6 +230,57 @@ def test_a_bucket_is_judged_over_the_data_beyond_its_declared_bounds(parts: Part
     # 47 / 0.05 + 1 = 941 buckets over the data (40 / 0.05 + 1 = 801 over the bounds)
     allowed = parts.owner.execute(_env(sql.format(0.05, "firms_wide"))).owners[0]
     assert allowed.ok, allowed.error
+
+
+@pytest.mark.parametrize("level", ["L2", "L3"])
+def test_a_bucket_refusal_beyond_l1_says_nothing_of_the_measured_range(
+    parts: Parts, level: str
+) -> None:
+    """Beyond L1 the measured minimum and maximum are never shown: ``floor(staff /
+    0.001)`` was refused with "about 5115001 groups", the measured span (3 to 5118) to
+    the bucket's width, through --explain and under DP, for nothing (review, 2026-12-05).
+    Two files of different measured ranges, one declaration: the same answers, from the
+    declared bounds alone; a column without them has no range beyond L1."""
+    outcomes = []
+    for name, staff in (("small", [3, 5118]), ("large", [-40, 90000])):
+        rows = [staff[i % 2] for i in range(40)]
+        pq.write_table(
+            pa.table({"city": ["hefei"] * 40, "staff": pa.array(rows, pa.int64())}),
+            parts.data / f"{name}.parquet",
+        )
+        for bounded in (True, False):
+            dataset = f"{name}_{'bounded' if bounded else 'free'}"
+            spec = ColumnSpec("staff", "int64", lower=0.0, upper=5000.0)
+            if not bounded:
+                spec = ColumnSpec("staff", "int64")
+            desc = dataclasses.replace(
+                _descriptor(parts.data / f"{name}.parquet"),
+                name=dataset,
+                level=level,
+                columns=(ColumnSpec("city", "string"), spec),
+            )
+            parts.catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
+            dp = {"dp_epsilon": 0.5, "dp_budget": 1e9, "min_group_size": 10}
+            _grant(
+                parts,
+                dataset=dataset,
+                columns={"staff": ("filter",)},
+                **(dp if level == "L3" else {"exact": True}),
+            )
+        seen = []
+        for bounded in ("bounded", "free"):
+            for width in (0.001, 1, 5, 50):
+                sql = (
+                    f"SELECT floor(staff / {width}) AS b, COUNT(*) FROM {name}_{bounded} GROUP BY b"
+                )
+                for explain in (True, False):
+                    report = parts.owner.execute(_env(sql, explain=explain)).owners[0]
+                    seen.append((report.ok, str(report.error)))
+        outcomes.append(seen)
+    assert outcomes[0] == outcomes[1]
+    assert "about 5000001 groups" in outcomes[0][0][1]  # the declared [0, 5000]
+    assert "no declared bounds" in outcomes[0][8][1]  # no range without them beyond L1
+    assert outcomes[0][6][0]  # width 50 over [0, 5000]: 101 buckets, allowed
 
 
 def test_too_many_tests_in_a_condition_are_refused_before_anything_runs(parts: Parts) -> None:

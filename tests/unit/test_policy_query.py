@@ -135,7 +135,7 @@ def test_buckets_of_a_filter_column_must_be_coarse() -> None:
     narrow = Plan(uses, (Agg("sum", "revenue"),), buckets=(Bucket("staff", width=1.0),))
     with pytest.raises(PermissionDenied, match="about 5001 groups"):
         decide_query([grant], narrow, make_desc(), ANALYST, HOME, "", NOW, ranges)
-    with pytest.raises(PermissionDenied, match="no known range"):
+    with pytest.raises(PermissionDenied, match="no declared bounds"):
         decide_query([grant], narrow, make_desc(), ANALYST, HOME, "", NOW, {})
     daily = Plan(uses, (Agg("sum", "revenue"),), buckets=(Bucket("staff", unit="day"),))
     with pytest.raises(PermissionDenied, match="by day is as fine as the column"):
