@@ -412,9 +412,9 @@ class QueryRelease:
         )
 
     def compute(self, decision: Decision, deadline: float) -> Computed:
-        if decision.epsilon > 0:
-            self._check_value_lists()
         table_name = self.engine.ensure_loaded(self.entry)
+        if decision.epsilon > 0 or decision.sticky_noise:
+            self._check_value_lists(decision.epsilon > 0, table_name, deadline)
         sticky = decision.sticky_noise
         sql = self.sql_cache.get(self.plan, table_name, self.entry, decision.clamp, sticky)
         leaves: tuple[object, ...] = ()
@@ -424,28 +424,68 @@ class QueryRelease:
                 leaves = tuple(self._run(leaf_sql, deadline).to_pylist()[0].values())
         return Computed(sql, self._run(sql, deadline), leaves)
 
-    def _check_value_lists(self) -> None:
-        """A DP quantile reads every matched value before its noisy histogram: past what
-        the engine reads at once the statement would be refused, and whether it is
-        would tell how many rows matched, exactly, for free (review, 2026-12-05: a row's
-        value read in four questions). Refused before anything runs, by the dataset's
-        public row count and the plan alone."""
+    def _check_value_lists(self, dp: bool, table: str, deadline: float) -> None:
+        """A DP quantile, and a sketch (``approx_count_distinct``, a quantile) under the L2
+        noise, reads every matched value before the owner protects it: past what the
+        engine reads at once the statement would be refused, and whether it is would
+        tell how many rows matched, exactly, for free (review, 2026-12-05: a row's value
+        read in four questions; again under the L2 noise, by ``WHERE id < T OR (id =
+        150000 AND salary < 5000)``). Refused before anything runs, by the dataset's
+        public row count, the plan, and for strings the bytes of the whole column: never
+        by the rows a query matches. Where nothing is protected (L1, an exact grant) the
+        matched count is in the answer anyway, and the engine's own cap stands."""
         step = self.plan.aggregate
-        lists = sum(1 for s in step.dp_states if s.kind is Kind.QHIST) if step else 0
+        if step is None:
+            return
+        listed = (Kind.QHIST,) if dp else (Kind.HLL, Kind.KLL)
+        lists = [s for s in (step.dp_states if dp else step.states) if s.kind in listed]
         if not lists:
             return
         desc, rows = self.entry.descriptor, self.entry.quality.rows
         wide = any(c.type.startswith("decimal") for c in desc.columns)
         # a value's bytes in the engine's reckoning, with its validity bit, offsets and
         # the count beside it (8 bytes alone left a 1.6 % band where it told, review)
-        most = self.engine.result_bytes // ((24 if wide else 16) * lists)  # values at once
-        if rows > most:
-            fewer = "ask fewer quantiles in one query, or " if lists > 1 else ""
+        each = 24 if wide else 16
+        need = sum(rows * each + self._string_bytes(s.column, table, deadline) for s in lists)
+        if need > self.engine.result_bytes:
+            most = self.engine.result_bytes // (each * len(lists))  # values at once
+            what = "DP quantile(s)" if dp else "distinct count(s) or quantile(s)"
+            noun = "quantiles" if dp else "of them"
+            fewer = f"ask fewer {noun} in one query, or " if len(lists) > 1 else ""
             raise ResourceExhausted(
-                f"{lists} DP quantile(s) over the {rows:,} rows of {desc.name}: a DP "
-                f"quantile reads every matched value, and this owner reads at most "
-                f"{most:,} of them at once: {fewer}ask it of a smaller dataset"
+                f"{len(lists)} {what} over the {rows:,} rows of {desc.name}: each reads "
+                f"every matched value, and this owner reads at most {most:,} of them at "
+                f"once: {fewer}ask it of a smaller dataset"
             )
+
+    def _string_bytes(self, value: str | None, table: str, deadline: float) -> int:
+        """The bytes of a string value over the whole table (0 for any other value): the
+        most a list of its matched values can hold beyond the per-value overhead. A
+        string computed by an expression has no such bound here: refused."""
+        step = self.plan.aggregate
+        if value is None or step is None:
+            return 0
+        computed = step.value_of.get(value)
+        tree = computed.tree if computed is not None else exp.column(value, quoted=True)
+        try:
+            kind = typecheck.value_kind(tree, self.entry.descriptor)
+        except FedgateError:  # refused elsewhere with its reason
+            return 0
+        if kind.kind != typecheck.STRING:
+            return 0
+        if computed is not None:
+            raise ResourceExhausted(
+                f"{computed.text}: a sketch of a computed string cannot be bounded before "
+                "it runs; sketch a string column"
+            )
+        length = exp.func("strlen", exp.column(value, quoted=True))
+        total = exp.func("coalesce", exp.Sum(this=length), exp.Literal.number(0))
+        select = exp.Select(
+            expressions=[exp.alias_(total, "b", quoted=True)],
+            from_=exp.From(this=exp.table_(table, quoted=True)),
+        )
+        result = self._run(select.sql(dialect="duckdb"), deadline)
+        return int(result.column(0)[0].as_py())
 
     def _run(self, sql: str, deadline: float) -> pa.Table:
         try:

@@ -118,6 +118,62 @@ def test_dp_quantiles_that_could_outgrow_the_engines_result_are_refused_by_the_p
         assert few[0] is Code.RESOURCE_EXHAUSTED and "ask fewer quantiles" in few[1]
 
 
+def test_sketches_under_the_l2_noise_are_refused_by_the_plan_not_the_matched_rows(
+    tmp_path: Path,
+) -> None:
+    """Review (2026-12-05): the bound above ran under DP only. Under the L2 noise a
+    median or approx_count_distinct reads every matched value too, and the engine's
+    result limit refused it exactly when the matched values passed it: ``WHERE id < T``
+    found T, then ``... OR (id = victim AND salary < 5000)`` was refused iff the victim
+    matched. Now any protected answer is bounded before it runs by the dataset's row
+    count (and a string column's bytes over the whole table): the same outcome whatever
+    the WHERE clause; a sketch that fits is answered."""
+    with owner_parts(tmp_path) as parts:
+        parts.owner.engine.result_bytes = 32 * 1024  # 2 048 values of 16 bytes at once
+        for name, rows, tag in (("big", 8000, "t"), ("small", 1000, "t"), ("text", 1000, "x" * 40)):
+            path = parts.data / f"{name}.parquet"
+            table = pa.table(
+                {
+                    "g": list(range(rows)),
+                    "w": [i % 100 for i in range(rows)],
+                    "s": [f"{tag}{i}" for i in range(rows)],
+                }
+            )
+            pq.write_table(table, path)
+            cols = (
+                ColumnSpec("g", "int64", lower=0, upper=rows),
+                ColumnSpec("w", "int64", lower=0, upper=100),
+                ColumnSpec("s", "string"),
+            )
+            desc = DatasetDescriptor(
+                name, "Q", "values", "test", "L2", "static", str(path), "parquet", cols
+            )
+            parts.catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
+            columns = {
+                "g": ("filter",),
+                "w": ("aggregate", "extremes"),
+                "s": ("aggregate", "extremes"),
+            }
+            parts.grants.add(org_grant(name, ORG, columns, min_group_size=5))
+
+        def ask(sql: str) -> tuple[Code | None, str]:
+            (report,) = parts.owner.execute(_env(sql, 20)).owners
+            return (report.error.code, report.error.reason) if report.error else (None, "")
+
+        for sql in (
+            "SELECT median(w) AS m FROM big",
+            "SELECT approx_count_distinct(w) AS d FROM big",
+            "SELECT approx_count_distinct(s) AS d FROM text",
+        ):
+            few = ask(f"{sql} WHERE g < 10 OR (g = 999 AND g < 5000)")
+            every = ask(f"{sql} WHERE g >= 0")
+            assert few == every, sql  # the same refusal however many rows match
+            assert few[0] is Code.RESOURCE_EXHAUSTED and "reads every matched value" in few[1]
+        # 1 000 rows x 16 bytes (and 4 KB of strings) fit: answered, under the noise
+        assert ask("SELECT median(w) AS m FROM small WHERE g >= 0")[0] is None
+        assert ask("SELECT approx_count_distinct(s) AS d FROM small")[0] is None
+
+
 def test_dp_quantiles_of_more_groups_than_fit_are_withheld_before_their_histograms(
     tmp_path: Path,
 ) -> None:
