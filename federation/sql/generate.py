@@ -280,19 +280,31 @@ def _converted(literal: exp.Literal, types: Types | None) -> bool:
     return True
 
 
+def _mixes_dates(condition: exp.Expr, types: Types | None) -> bool:
+    """Whether a DATE column meets a TIMESTAMP column in ``condition`` (compared, or in
+    one COALESCE, LEAST, GREATEST or CASE): DuckDB casts the date to a timestamp, which
+    fails past year 294 247. Without the types, any two columns might."""
+    names = {c.name.lower() for c in condition.find_all(exp.Column)}
+    if types is None:
+        return len(names) > 1
+    families = {types.get(n) for n in names}
+    return "date" in families and "timestamp" in families
+
+
 def _may_fail(condition: exp.Expr, types: Types | None = None) -> bool:
     """Whether evaluating ``condition`` (or a value, a group key) on a row can fail:
     arithmetic, a cast, a function (``_COMPUTED``) over a column (an overflow, a
     conversion, a position or a date out of range); a timestamp literal beside a column
     (a DATE column is cast to a timestamp to be compared with it: past year 294 247 that
-    fails); a string literal that DuckDB
+    fails), or a DATE column beside a TIMESTAMP column (``d < ts``: the same cast); a
+    string literal that DuckDB
     converts to another type (``'300'`` against an int8 column, ``DATE '...'``,
     ``'2025-01-01 25:00:00'`` against a timestamp), which fails only once a row reaches
     it, however the owner's type check judged the literal. A plain comparison of a column
     with a literal of its own type (a number, or a string against a string column)
     cannot, and such conditions stay as they are, at no cost. ``types`` names the
-    columns' families (``Types``); without it every string literal beside a column is
-    taken to be able to fail."""
+    columns' families (``Types``); without it every string literal beside a column, and
+    any two columns together, are taken to be able to fail."""
     if next(condition.find_all(exp.Column), None) is None:
         return False
     for node in condition.find_all(*_COMPUTED):
@@ -300,10 +312,12 @@ def _may_fail(condition: exp.Expr, types: Types | None = None) -> bool:
             return True
         if isinstance(node, exp.Cast) and node.to.this in _TIMESTAMPS:
             return True
-    return any(
+    if any(
         literal.is_string and _converted(literal, types)
         for literal in condition.find_all(exp.Literal)
-    )
+    ):
+        return True
+    return _mixes_dates(condition, types)
 
 
 def _fingerprint(where: exp.Expr | None = None) -> exp.Expr:

@@ -159,7 +159,7 @@ def test_the_owners_where_is_built_from_the_plans_tree_not_shared_with_it() -> N
     where = plan.scan.where
     assert where is not None
     before = where.sql()
-    tree = partial_tree(plan, "data")
+    tree = partial_tree(plan, "data", types={"a": "int", "b": "int"})
     owner_where = tree.args["where"].this
     assert owner_where == where and owner_where is not where
     assert not any(a is b for a in owner_where.walk() for b in where.walk())
@@ -193,6 +193,33 @@ def test_a_where_that_can_fail_on_a_row_runs_under_try() -> None:
     assert "WHERE TRY(a * 3 > 5 AND b = 'x')" in partial_query(computed, "ds_t", types=types)
     # without the columns' types, a string literal might be converted: under TRY
     assert "WHERE TRY(a > -5 AND b = 'x')" in partial_query(plain, "ds_t")
+
+
+def test_a_date_beside_a_timestamp_runs_under_try() -> None:
+    """A DATE column compared with a TIMESTAMP column is cast to a timestamp, which fails
+    past year 294 247: ``WHERE id = 17 AND d < ts`` raised only when row 17 held such a
+    date (review, 2026-12-05). In the WHERE, a FILTER and a CASE value: under TRY, and
+    the row whose date does not convert is simply not matched."""
+    types = {"id": "int", "d": "date", "ts": "timestamp"}
+    last_day = 2**31 - 2  # DuckDB's last DATE, in 5881580
+    table = pa.table(
+        {
+            "id": pa.array([16, 17], pa.int64()),
+            "d": pa.array([0, last_day], pa.int32()).cast(pa.date32()),
+            "ts": pa.array([10**15, 10**15], pa.timestamp("us")),
+        }
+    )
+    for sql in (
+        "SELECT COUNT(*) FROM t WHERE id = {who} AND d < ts",
+        "SELECT COUNT(*) FILTER (WHERE id = {who} AND d < ts) FROM t",
+        "SELECT SUM(CASE WHEN id = {who} AND d >= ts THEN 1 END) FROM t",
+    ):
+        answers = []
+        for who in (17, 18):
+            generated = partial_query(parse(sql.format(who=who)), "data", types=types)
+            assert "TRY(" in generated, generated
+            answers.append(_rows(generated, table))
+        assert answers[0] == answers[1], sql  # row 17's date fails: not matched
 
 
 def test_clamping_under_dp_keeps_a_missing_value_missing() -> None:
