@@ -32,6 +32,7 @@ from typing import Literal, NamedTuple
 from sqlglot import exp
 
 from federation.sql.dialect import DUCKDB
+from federation.sql.plan import column_name
 from federation.sql.trees import rebuilt
 
 _Type = exp.DataType.Type
@@ -189,7 +190,7 @@ def _literal(node: exp.Literal) -> _Values:
 
 
 def _column(node: exp.Column, scope: _Scope) -> _Values:
-    name = node.name
+    name = column_name(node)
     if name not in scope.bounds:
         raise Unbounded(
             f"column {name} has no declared bounds (lower and upper) under this DP grant: "
@@ -496,7 +497,7 @@ def _over_clamped(node: exp.Expr, bounds: Mapping[str, tuple[float, float]]) -> 
     columns of a CASE's conditions (and a simple CASE's operand) are left as they are, as
     in a WHERE: they only choose a branch and need no bounds."""
     if isinstance(node, exp.Column):
-        lo, hi = bounds[node.name]
+        lo, hi = bounds[column_name(node)]
         return clamp_tree(node, Interval(float(lo), float(hi)))
     if isinstance(node, exp.Case):
         operand = node.args.get("this")

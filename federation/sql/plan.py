@@ -49,6 +49,17 @@ def key_name(index: int) -> str:
     return f"__g{index}"
 
 
+def column_name(col: exp.Column) -> str:
+    """A column's name as the plan, the grants and the declarations spell it: identifiers
+    ignore case, and declared names are lower case (``rules.Context.column``)."""
+    return col.name.lower()
+
+
+def columns_in(tree: exp.Expr) -> tuple[str, ...]:
+    """The columns ``tree`` reads (``column_name``), each once, sorted."""
+    return tuple(sorted({column_name(c) for c in tree.find_all(exp.Column)}))
+
+
 @dataclass(frozen=True)
 class AggCall:
     func: str  # one of rules.AGGREGATES' values
@@ -377,9 +388,7 @@ class QueryPlan:
         """The columns tested inside a value's own condition (FILTER, CASE WHEN)."""
         step = self.aggregate
         values = step.values if step is not None else ()
-        return frozenset(
-            col.name for v in values for c in v.conditions for col in c.find_all(exp.Column)
-        )
+        return frozenset(col for v in values for c in v.conditions for col in columns_in(c))
 
     @property
     def limit(self) -> int | None:

@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from federation.sql import generate, wording
-from federation.sql.plan import AggCall, Bucket, Value, agg_column, key_name, value_name
+from federation.sql.plan import (
+    AggCall,
+    Bucket,
+    Value,
+    agg_column,
+    columns_in,
+    key_name,
+    value_name,
+)
 
 MAX_DEPTH = 40
 MAX_NODES = 1_500
@@ -381,10 +389,6 @@ def _conditions_in(tree: exp.Expr) -> tuple[exp.Expr, ...]:
     return tuple(found)
 
 
-def _columns_in(tree: exp.Expr) -> tuple[str, ...]:
-    return tuple(sorted({c.name.lower() for c in tree.find_all(exp.Column)}))
-
-
 def _value_columns(tree: exp.Expr) -> tuple[str, ...]:
     """The columns whose values a value can take (not those only in its conditions)."""
     found: set[str] = set()
@@ -505,7 +509,7 @@ def _aggregate(ctx: Context, node: exp.Expr) -> str:
             # id = 17 THEN 1 ELSE 0 END) would answer a test on one entity exactly).
             if not columns:
                 raise QueryError(f"{said} of a constant shows nothing but the test; name a column")
-            columns = _columns_in(arg)
+            columns = columns_in(arg)
             if func in EXTREMES:
                 for column in columns:
                     ctx.use(column, "extremes")
@@ -761,7 +765,7 @@ def _case_key(ctx: Context, node: exp.Case) -> None:
     if subject is not None:
         _scalar(ctx, subject, "bucket")
         if not isinstance(subject, exp.Column):  # CASE x * 1000 WHEN ...: no width to judge
-            for column in _columns_in(subject):
+            for column in columns_in(subject):
                 ctx.use(column, "group_by")
     branches = node.args.get("ifs") or []
     for branch in branches:
@@ -770,14 +774,14 @@ def _case_key(ctx: Context, node: exp.Case) -> None:
         else:
             _literal(branch.this)
             value = _number(branch.this)
-            for column in _columns_in(subject):
+            for column in columns_in(subject):
                 if value is None:  # a string or a date: a mapping of single values
                     ctx.use(column, "group_by")
                 numbers.setdefault(column, set()).update([] if value is None else [value])
         _literal(branch.args["true"], " (a CASE group key maps to literals)")
     if node.args.get("default") is not None:
         _literal(node.args["default"], " (a CASE group key maps to literals)")
-    for column in _columns_in(node):
+    for column in columns_in(node):
         ordered = sorted(numbers.get(column, ()))
         if len(ordered) >= 2:
             width = min(b - a for a, b in zip(ordered, ordered[1:], strict=False))
@@ -836,7 +840,7 @@ def _group_key(ctx: Context, node: exp.Expr) -> str:
         name=key_name(len(ctx.keys)),
         tree=node,
         text=text,
-        columns=_columns_in(node),
+        columns=columns_in(node),
         conditions=_conditions_in(node),
     )
     ctx.keys.append(key)

@@ -283,6 +283,41 @@ def test_a_bucket_refusal_beyond_l1_says_nothing_of_the_measured_range(
     assert outcomes[0][6][0]  # width 50 over [0, 5000]: 101 buckets, allowed
 
 
+@pytest.mark.parametrize(
+    ("sql", "grant"),
+    [
+        (  # L2 noise: a value's condition tests a group_by column, however it is spelled
+            "SELECT city, COUNT(*) FILTER (WHERE {employees} > 5) AS n FROM firms GROUP BY city",
+            {"columns": {"city": ("group_by",), "employees": ("group_by", "filter")}},
+        ),
+        (  # DP: the expression's interval from the column's declared bounds
+            "SELECT SUM({revenue} * 2) AS s FROM firms",
+            {
+                "columns": {"revenue": ("aggregate",)},
+                "dp_epsilon": 0.5,
+                "dp_budget": 100.0,
+                "min_group_size": 10,
+            },
+        ),
+    ],
+)
+def test_a_columns_spelling_does_not_change_the_decision(
+    parts: Parts, sql: str, grant: dict
+) -> None:
+    """Identifiers ignore case: ``Staff`` is ``staff``. The L2 noise's check of a value's
+    condition and the DP interval of an expression keyed columns by the name as written,
+    so ``COUNT(*) FILTER (WHERE Staff > 5)`` was refused under L2 though staff had
+    group_by, and ``SUM(Revenue * 2)`` under DP with "column Revenue has no declared
+    bounds" (review, 2026-12-05)."""
+    _grant(parts, **grant)
+    outcomes = []
+    for spelling in ({"employees": "employees", "revenue": "revenue"},
+                     {"employees": "Employees", "revenue": "REVENUE"}):  # fmt: skip
+        report = parts.owner.execute(_env(sql.format(**spelling))).owners[0]
+        outcomes.append((report.ok, report.error))
+    assert outcomes[0] == outcomes[1] and outcomes[0][0], outcomes
+
+
 def test_too_many_tests_in_a_condition_are_refused_before_anything_runs(parts: Parts) -> None:
     grant = _grant(parts, columns={"city": ("filter",), "revenue": ("aggregate",)})
     names = ", ".join(f"'c{i}'" for i in range(70))
