@@ -57,6 +57,7 @@ from typing import NamedTuple
 from sqlglot import exp
 
 from federation.sql import AggCall, QueryPlan, agg_column
+from federation.sql.generate import Typed
 from gateway import column_types as ct
 from gateway.column_types import ExactKind, SumType, parse_type
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
@@ -970,11 +971,16 @@ def _columns(
     return {c.name: _column(c, seen.get(c.name)) for c in specs}
 
 
-def column_families(desc: DatasetDescriptor) -> dict[str, str]:
-    """Each declared column's family ("string", "date", "timestamp", "int", ...) by its
-    lower-cased name, for the generated SQL: a comparison that converts a string literal
-    (or a date to a timestamp) runs under TRY there (``generate.Types``)."""
-    return {c.name.lower(): parse_type(c.type).family for c in desc.columns}
+def column_families(desc: DatasetDescriptor) -> dict[str, str | Typed]:
+    """Each declared column's family ("string", "date", "timestamp", "int", ...) and its
+    engine type by its lower-cased name, for the generated SQL (``generate.Types``): a
+    string literal a comparison converts is pinned to the column's type there, and what
+    can still fail on a row (a date against a timestamp) runs under TRY."""
+    out: dict[str, str | Typed] = {}
+    for c in desc.columns:
+        t = parse_type(c.type)
+        out[c.name.lower()] = Typed(t.family, t.duckdb)
+    return out
 
 
 def value_kind(

@@ -27,7 +27,6 @@ validated trees (``JoinPlan.side_sql``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +90,7 @@ class JoinPlan:
             return 1 - self.value_side
         return 0
 
-    def side_sql(self, i: int, table: str, types: Mapping[str, str] | None = None) -> str:
+    def side_sql(self, i: int, table: str, types: generate.Types | None = None) -> str:
         """The SQL the owner of side ``i`` runs over its engine's ``table`` to read the rows
         it matches: the key, its group columns, its value columns (each once, by name),
         for the rows passing its conditions and holding a key (a NULL key matches nothing

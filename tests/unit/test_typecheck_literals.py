@@ -27,6 +27,7 @@ import pytest
 
 from federation.envelope import Envelope, Requester
 from federation.sql import parse, partial_query
+from federation.sql.generate import Typed
 from federation.sql.join import parse_join
 from gateway import typecheck
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
@@ -131,7 +132,7 @@ def test_the_owners_sql_fails_on_no_row_for_a_literal_that_does_not_convert(
             assert present == absent, (sql, present, absent)
 
 
-def test_a_join_sides_filter_converting_a_literal_runs_under_try(
+def test_a_join_sides_filter_converting_a_literal_is_pinned(
     db: duckdb.DuckDBPyConnection,
 ) -> None:
     join = (
@@ -140,7 +141,7 @@ def test_a_join_sides_filter_converting_a_literal_runs_under_try(
     )
     for who in (17, -17):
         sql = parse_join(join.format(who=who)).side_sql(0, "people", _types())
-        assert "TRY(" in sql
+        assert "TRY_CAST('300' AS TINYINT)" in sql  # NULL whatever row: no error to tell
         assert not _run(db, sql).startswith("error")
 
 
@@ -155,6 +156,33 @@ def test_plain_comparisons_of_their_own_type_stay_as_they_are() -> None:
         "SELECT CASE WHEN age < 30 THEN 'young' ELSE 'old' END AS g, COUNT(*) FROM t GROUP BY g"
     )
     assert "TRY(" not in partial_query(keyed, "people", types=_types())
+
+
+def test_a_date_range_is_pinned_and_still_filters_the_scan(
+    db: duckdb.DuckDBPyConnection,
+) -> None:
+    """A string or DATE literal against a DATE column is converted once, by TRY_CAST to
+    the column's own type: no error whatever the literal, and no TRY around the condition,
+    which made DuckDB read a date range row by row (2 to 4 times slower) instead of
+    filtering the scan by it."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS events AS "
+        "SELECT DATE '2024-01-01' + i::INTEGER AS day FROM range(50) r(i)"
+    )
+    types = {"day": Typed("date", "DATE")}
+    plan = parse(
+        "SELECT COUNT(*) FROM events WHERE day >= DATE '2024-01-10' AND day < '2024-01-20'"
+    )
+    sql = partial_query(plan, "events", types=types)
+    assert "TRY(" not in sql
+    assert "TRY_CAST('2024-01-10' AS DATE)" in sql and "TRY_CAST('2024-01-20' AS DATE)" in sql
+    assert db.execute(sql).fetchall() == [(10,)]
+    explained = "".join(str(r) for r in db.execute("EXPLAIN " + sql).fetchall())
+    assert "Filters:" in explained  # pushed into the scan
+    bad = parse(
+        "SELECT COUNT(*) FROM events WHERE day >= DATE '2024-01-10' AND day < '9999999-01-01'"
+    )
+    assert db.execute(partial_query(bad, "events", types=types)).fetchall() == [(0,)]
 
 
 # --- the type check --------------------------------------------------------------------
