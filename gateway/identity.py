@@ -63,6 +63,10 @@ class Identity:
     org: str
     serial: str  # hex
     not_after: dt.datetime
+    # Who issued it: serials are unique per CA only, so revocation is looked up in the
+    # CRL of this issuer (``RevocationList``). "" (an identity made by hand): every CA's.
+    issuer: str = ""  # the issuer's name, RFC 4514
+    issuer_key: str = ""  # the authority key identifier (hex), "" without one
 
     def __str__(self) -> str:
         return f"{self.role}:{self.id}"
@@ -606,7 +610,7 @@ def not_in_force(cert: x509.Certificate, revocations: RevocationList | None) -> 
         return f"certificate {serial} is valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
     if revocations is not None:
         try:
-            if revocations.is_revoked(serial):
+            if revocations.is_revoked(serial, *issuer_of(cert)):
                 return f"certificate {serial} has been revoked"
         except Unauthenticated as exc:  # an expired CRL: nothing is known to be in force
             return exc.message
@@ -632,13 +636,34 @@ def identity_of(cert: x509.Certificate) -> Identity:
         raise Unauthenticated("certificate carries an id not written as fedgate's CA writes it")
     if role not in ROLES or not subject_id:
         raise Unauthenticated(f"certificate carries an unknown role {role!r}")
+    issuer, issuer_key = issuer_of(cert)
     return Identity(
         role=role,
         id=subject_id,
         org=_name_attr(cert.subject, NameOID.ORGANIZATION_NAME),
         serial=format(cert.serial_number, "x"),
         not_after=cert.not_valid_after_utc,
+        issuer=issuer,
+        issuer_key=issuer_key,
     )
+
+
+def issuer_of(cert: x509.Certificate) -> tuple[str, str]:
+    """The certificate's issuer name (RFC 4514) and authority key identifier (hex, ""
+    without one): which CA's CRL may revoke it."""
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        key = aki.key_identifier.hex() if aki.key_identifier else ""
+    except x509.ExtensionNotFound:
+        key = ""
+    return cert.issuer.rfc4514_string(), key
+
+
+def key_id(cert: x509.Certificate) -> str:
+    """A CA's key identifier (hex SHA-1 of its public key, RFC 5280's method 1, as
+    ``sign_csr`` writes it into the authority key identifier): a CA's certificates
+    renewed with one key are one issuer."""
+    return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest.hex()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -715,39 +740,109 @@ def crl_older_reason(new: CrlMark, seen: CrlMark) -> str:
 
 
 _MISSING = (-1, -1, -1, -1)  # the stamp of a CRL file that is not there
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class CrlIssuer:
+    """A CA of the ``tls.ca`` bundle as the issuer of one CRL: its certificates of one key
+    (a CA certificate renewed with its key is the same issuer)."""
+
+    key_id: str  # ``key_id`` of its key: names it in the node's state
+    label: str  # its common name (else its whole name), for messages and the audit
+    names: frozenset[str]  # the subjects of its certificates (RFC 4514)
+    public_key: ec.EllipticCurvePublicKey
+
+
+def crl_issuers(bundle: list[x509.Certificate]) -> list[CrlIssuer]:
+    """The issuers of a CA bundle, in its order."""
+    found: dict[str, CrlIssuer] = {}
+    for cert, key in zip(bundle, ca_keys(bundle), strict=True):
+        kid = key_id(cert)
+        name = cert.subject.rfc4514_string()
+        label = _name_attr(cert.subject, NameOID.COMMON_NAME) or name
+        seen = found.get(kid)
+        names = seen.names | {name} if seen else frozenset({name})
+        found[kid] = CrlIssuer(kid, seen.label if seen else label, names, key)
+    return list(found.values())
+
+
+@dataclass(frozen=True)
+class _InForce:
+    """One CA's CRL in force."""
+
+    mark: CrlMark
+    serials: frozenset[int]
+    next_update: dt.datetime | None
 
 
 class RevocationList:
-    """The CA's CRL, re-read whenever the file changes, so revocation needs no restart.
+    """The CAs' CRLs, re-read whenever the file changes, so revocation needs no restart.
 
-    It fails closed: a CRL that disappears, stops parsing, is not the CA's or is older
-    than the newest one taken (by CRL number and this-update) leaves the last good list
-    in force; each such file is logged once (ERROR) and reported through ``on_event``
-    (audited as ``crl.refused``). A CRL past its next-update time refuses every caller
-    until the CA re-issues it (`fedgate ca crl`).
+    ``tls.crl`` holds one CRL for each CA of ``tls.ca`` (concatenated PEM). Each is
+    verified against its own issuer in the bundle (name and signature) and ordered
+    against that issuer's CRL in force alone; a certificate is looked up in the CRL of
+    its own issuer (serials are unique per CA only). A file whose CRL is of a CA not in
+    the bundle, holds two CRLs of one CA, or lacks one CA's CRL, is refused at start-up.
+
+    It fails closed: a CRL that disappears, stops parsing, is not a CA's of the bundle
+    or is older than the newest one taken of its CA (by CRL number and this-update)
+    leaves that CA's last good list in force (a file that cannot be read as a whole:
+    every CA's), while the other CAs' newer CRLs in the file are taken; each such file is
+    logged once (ERROR) and reported through ``on_event`` (audited as ``crl.refused``).
+    A CRL past its next-update time refuses every certificate of its CA until the CA
+    re-issues it (`fedgate ca crl`).
     """
 
     def __init__(self, path: Path | None, bundle: list[x509.Certificate]) -> None:
         self._path = path
         self._bundle = bundle
+        self._issuers: list[CrlIssuer] | None = None
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int, int] | None = None  # of the file last judged
-        self._serials: frozenset[int] = frozenset()
-        self._next_update: dt.datetime | None = None
-        self._mark: CrlMark | None = None
-        self.problem = ""  # why the current file is not the list in force ("" if it is)
+        self._lists: dict[str, _InForce] = {}  # by issuer key id; replaced, never changed
+        self.first = ""  # key id of the issuer of the file's first CRL at start-up
+        self.problem = ""  # why the current file is not all in force ("" if it is)
         # Told of each CRL taken (crl.loaded) or refused (crl.refused) after start-up.
         self.on_event: Callable[[dict], None] = lambda _event: None
 
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def issuers(self) -> list[CrlIssuer]:
+        if self._issuers is None:
+            self._issuers = crl_issuers(self._bundle)
+        return self._issuers
+
+    def _issuer(self, kid: str) -> CrlIssuer:
+        return next(i for i in self.issuers if i.key_id == kid)
+
+    def of(self, kid: str) -> str:
+        """``the CRL of CA '<name>': `` before a reason about one CA's CRL ("" with one CA,
+        whose messages are as they were)."""
+        if len(self.issuers) == 1:
+            return ""
+        return f"the CRL of CA {self._issuer(kid).label!r}: "
+
+    def _the_crl(self, kid: str) -> str:
+        if len(self.issuers) == 1:
+            return "the CRL"
+        return f"the CRL of CA {self._issuer(kid).label!r}"
+
     def load(self) -> None:
-        """Read the CRL now; raises InvalidArgument (start-up) if it is unusable."""
+        """Read the CRLs now; raises InvalidArgument (start-up) if the file is unusable."""
         if self._path is None:
             return
         with self._lock:
             stamp = self._stat()
             if stamp == _MISSING:
                 raise InvalidArgument(f"tls.crl: {self._path} does not exist")
-            self._take(self._read(), stamp)
+            crls = self._read()
+            self._check_complete(crls)
+            self.first = next(iter(crls))
+            self._take(crls, stamp)
 
     def _stat(self) -> tuple[int, int, int, int]:
         """What tells the file changed: its time and size, and its inode and change time
@@ -759,33 +854,88 @@ class RevocationList:
             return _MISSING
         return st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_ino
 
-    def _read(self) -> x509.CertificateRevocationList:
+    def _read(self) -> dict[str, x509.CertificateRevocationList]:
+        """The file's CRLs by issuer key id, in the file's order; each verified against
+        its own issuer in the bundle, at most one per issuer."""
         assert self._path is not None
         try:
-            crl = x509.load_pem_x509_crl(self._path.read_bytes())
+            data = self._path.read_bytes()
         except FileNotFoundError:
             raise InvalidArgument(f"CRL file {self._path} disappeared") from None
         except OSError as exc:  # unreadable (its mode, an I/O error): judged like a bad one
             raise InvalidArgument(
                 f"tls.crl: {self._path} cannot be read ({exc.strerror or type(exc).__name__})"
             ) from None
-        except ValueError as exc:
-            raise InvalidArgument(f"tls.crl: {self._path} is not a PEM CRL: {exc}") from None
-        if not any(crl.is_signature_valid(key) for key in ca_keys(self._bundle)):
-            raise InvalidArgument(f"tls.crl: {self._path} is not signed by the federation CA")
-        return crl
+        crls: dict[str, x509.CertificateRevocationList] = {}
+        for block in _PEM_BLOCK.finditer(data):
+            if block.group(1) != b"X509 CRL":
+                raise InvalidArgument(
+                    f"tls.crl: {self._path} holds a {block.group(1).decode()} block: only "
+                    "CRLs (-----BEGIN X509 CRL----- blocks) belong in it"
+                )
+            try:
+                crl = x509.load_pem_x509_crl(block.group(0))
+            except ValueError as exc:
+                raise InvalidArgument(f"tls.crl: {self._path} is not a PEM CRL: {exc}") from None
+            issuer = self._issuer_of(crl)
+            if issuer.key_id in crls:
+                raise InvalidArgument(
+                    f"tls.crl: {self._path} holds two CRLs of CA {issuer.label!r}: keep "
+                    "only its newest"
+                )
+            crls[issuer.key_id] = crl
+        if not crls:
+            raise InvalidArgument(
+                f"tls.crl: {self._path} is not a PEM CRL: it holds no -----BEGIN X509 CRL----- "
+                "block"
+            )
+        return crls
 
-    def _take(self, crl: x509.CertificateRevocationList, stamp: tuple[int, int, int, int]) -> bool:
-        """Put ``crl`` in force; False if it is the one already in force."""
-        mark = CrlMark.of(crl)
-        if self._mark is not None and mark.digest == self._mark.digest:
-            self._stamp = stamp
-            return False
-        self._serials = frozenset(r.serial_number for r in crl)
-        self._next_update = crl.next_update_utc
-        self._mark = mark
-        self._stamp = stamp  # last: a caller that sees the new stamp sees the new list
-        return True
+    def _issuer_of(self, crl: x509.CertificateRevocationList) -> CrlIssuer:
+        """The CA of the bundle that issued ``crl``: its name, and its signature."""
+        name = crl.issuer.rfc4514_string()
+        for issuer in self.issuers:
+            if name in issuer.names and crl.is_signature_valid(issuer.public_key):
+                return issuer
+        if len(self.issuers) == 1:
+            raise InvalidArgument(f"tls.crl: {self._path} is not signed by the federation CA")
+        raise InvalidArgument(
+            f"tls.crl: {self._path} is not signed by the federation CA: its CRL of {name!r} "
+            "was issued by no CA in tls.ca (name and signature)"
+        )
+
+    def _missing(self, crls: dict[str, x509.CertificateRevocationList]) -> list[CrlIssuer]:
+        return [i for i in self.issuers if i.key_id not in crls]
+
+    def _no_crl_of(self, issuer: CrlIssuer) -> str:
+        return (
+            f"tls.crl: {self._path} holds no CRL of CA {issuer.label!r}, which tls.ca trusts: "
+            "put each CA's CRL (its <ca dir>/crl.pem) in the file"
+        )
+
+    def _check_complete(self, crls: dict[str, x509.CertificateRevocationList]) -> None:
+        missing = self._missing(crls)
+        if missing:  # its revoked certificates would pass unseen
+            raise InvalidArgument(self._no_crl_of(missing[0]))
+
+    def _take(
+        self, crls: dict[str, x509.CertificateRevocationList], stamp: tuple[int, int, int, int]
+    ) -> list[str]:
+        """Put ``crls`` in force, each for its issuer; the issuers whose CRL changed."""
+        lists = dict(self._lists)
+        taken = []
+        for kid, crl in crls.items():
+            mark = CrlMark.of(crl)
+            old = lists.get(kid)
+            if old is not None and old.mark.digest == mark.digest:
+                continue
+            lists[kid] = _InForce(
+                mark, frozenset(r.serial_number for r in crl), crl.next_update_utc
+            )
+            taken.append(kid)
+        self._lists = lists
+        self._stamp = stamp  # last: a caller that sees the new stamp sees the new lists
+        return taken
 
     def _reload(self) -> None:
         if self._path is None or self._stat() == self._stamp:
@@ -794,29 +944,47 @@ class RevocationList:
             stamp = self._stat()
             if stamp == self._stamp:
                 return
-            if self._mark is None:  # nothing in force yet: fail closed, every call
+            if not self._lists:  # nothing in force yet: fail closed, every call
                 try:
-                    self._take(self._read(), stamp)
+                    crls = self._read()
+                    self._check_complete(crls)
                 except InvalidArgument as exc:
                     raise Unauthenticated(exc.message) from None
+                self._take(crls, stamp)
                 return
+            refused: list[tuple[str, list[str]]] = []  # (reason, issuers whose list stays)
             try:
                 if stamp == _MISSING:
                     raise InvalidArgument(f"CRL file {self._path} disappeared")
-                crl = self._read()
-                why = crl_older_reason(CrlMark.of(crl), self._mark)
-                if why:
-                    raise InvalidArgument(f"tls.crl: {self._path}: {why}")
-            except InvalidArgument as exc:
-                self._stamp = stamp  # judged once per change of the file
-                self.problem = exc.message
-                log.error("CRL not reloaded, last good list kept: %s", exc.message)
-                self._tell({"kind": "crl.refused", "reason": exc.message, "kept": self._seen()})
-                return
-            self.problem = ""
-            if self._take(crl, stamp):
-                log.info("CRL loaded %s revoked=%d", self._mark, len(self._serials))
-                self._tell(self.loaded_event())
+                crls = self._read()
+            except InvalidArgument as exc:  # the whole file: every CA's list stays
+                crls = {}
+                refused.append((exc.message, list(self._lists)))
+            else:
+                for issuer in self.issuers:
+                    kid = issuer.key_id
+                    old = self._lists.get(kid)
+                    if old is None:
+                        continue
+                    if kid not in crls:  # dropping a CA's CRL must not lift its revocations
+                        refused.append((self._no_crl_of(issuer), [kid]))
+                        continue
+                    why = crl_older_reason(CrlMark.of(crls[kid]), old.mark)
+                    if why:
+                        refused.append((f"tls.crl: {self._path}: {self.of(kid)}{why}", [kid]))
+                        del crls[kid]
+            taken = self._take(crls, stamp)  # also judged once per change of the file
+            self.problem = "; ".join(reason for reason, _kids in refused)
+            for reason, kids in refused:
+                log.error("CRL not reloaded, last good list kept: %s", reason)
+                for kid in kids:
+                    self._tell({"kind": "crl.refused", "reason": reason, "kept": self._seen(kid)})
+            for kid in taken:
+                in_force = self._lists[kid]
+                log.info(
+                    "CRL loaded %s%s revoked=%d", self.of(kid), in_force.mark, len(in_force.serials)
+                )
+                self._tell(self.loaded_event(kid))
 
     def _tell(self, event: dict) -> None:
         try:
@@ -824,41 +992,81 @@ class RevocationList:
         except Exception:  # the list in force stands even if the event cannot be recorded
             log.exception("could not record the CRL event %s", event.get("kind"))
 
-    def _seen(self) -> dict:
-        mark = self._mark
-        if mark is None:
+    def _seen(self, kid: str) -> dict:
+        in_force = self._lists.get(kid)
+        if in_force is None:
             return {}
-        return {"number": mark.number, "this_update": mark.this_update.isoformat()}
+        mark = in_force.mark
+        return {
+            "issuer": self._issuer(kid).label,
+            "issuer_key": kid,
+            "number": mark.number,
+            "this_update": mark.this_update.isoformat(),
+        }
 
-    def loaded_event(self) -> dict:
-        """The ``crl.loaded`` entry for the list in force."""
-        nxt = self._next_update
+    def loaded_event(self, kid: str) -> dict:
+        """The ``crl.loaded`` entry for the CRL in force of issuer ``kid``."""
+        in_force = self._lists[kid]
+        nxt = in_force.next_update
         return {
             "kind": "crl.loaded",
-            **self._seen(),
-            "revoked": len(self._serials),
+            **self._seen(kid),
+            "revoked": len(in_force.serials),
             "next_update": nxt.isoformat() if nxt else "",
         }
 
+    def loaded_events(self) -> list[dict]:
+        """A ``crl.loaded`` entry for each CA's CRL in force."""
+        return [self.loaded_event(kid) for kid in self._lists]
+
     @property
-    def mark(self) -> CrlMark | None:
-        """The CRL in force (None without ``tls.crl``)."""
-        return self._mark
+    def marks(self) -> dict[str, CrlMark]:
+        """The CRLs in force by issuer key id (empty without ``tls.crl``)."""
+        return {kid: in_force.mark for kid, in_force in self._lists.items()}
 
     @property
     def next_update(self) -> dt.datetime | None:
-        return self._next_update
+        """The earliest next-update time of the CRLs in force."""
+        times = [i.next_update for i in self._lists.values() if i.next_update is not None]
+        return min(times, default=None)
+
+    def expiries(self) -> list[tuple[str, dt.datetime]]:
+        """Each CRL in force with a next-update time: ("the CRL [of CA ...]", the time)."""
+        return [
+            (self._the_crl(kid), i.next_update)
+            for kid, i in self._lists.items()
+            if i.next_update is not None
+        ]
 
     def refresh(self) -> None:
         """Take a changed CRL file now (housekeeping: also when no call comes)."""
         with contextlib.suppress(Unauthenticated):
             self._reload()
 
-    def is_revoked(self, serial_hex: str) -> bool:
+    def is_revoked(self, serial_hex: str, issuer: str = "", issuer_key: str = "") -> bool:
+        """Whether the CRL of the certificate's issuer (its name and authority key id, as
+        ``issuer_of`` reads them) lists the serial. Without an issuer, every CA's CRL is
+        asked (fails closed); likewise among CAs of one name when the key id tells none."""
         self._reload()
-        if self._next_update is not None and clock.now() > self._next_update:
-            raise Unauthenticated(
-                f"the CRL expired at {self._next_update:%Y-%m-%d %H:%M} UTC; "
-                "the CA must re-issue it (fedgate ca crl)"
-            )
-        return int(serial_hex, 16) in self._serials
+        if self._path is None:
+            return False
+        candidates = [i for i in self.issuers if not issuer or issuer in i.names]
+        if len(candidates) > 1 and issuer_key:
+            candidates = [i for i in candidates if i.key_id == issuer_key] or candidates
+        if not candidates:
+            raise Unauthenticated(f"certificate {serial_hex} was issued by no CA in tls.ca")
+        lists = self._lists
+        serial = int(serial_hex, 16)
+        revoked = False
+        for candidate in candidates:
+            in_force = lists.get(candidate.key_id)
+            if in_force is None:  # not in force yet (start-up takes every CA's)
+                raise Unauthenticated(f"no CRL of CA {candidate.label!r} is in force")
+            nxt = in_force.next_update
+            if nxt is not None and clock.now() > nxt:
+                raise Unauthenticated(
+                    f"{self._the_crl(candidate.key_id)} expired at {nxt:%Y-%m-%d %H:%M} UTC; "
+                    "the CA must re-issue it (fedgate ca crl)"
+                )
+            revoked = revoked or serial in in_force.serials
+        return revoked

@@ -210,7 +210,7 @@ class Node:
         self.cert_pem = config.cert.read_bytes()
         data_dir_mod.claim(self.state, node_id)  # never another node's state
         check_serial(self.state, self.membership().serial)
-        check_crl(self.state, config.crl, self.revocations.mark)  # never an older CRL
+        check_crl(self.state, self.revocations)  # never an older CRL of a CA
         self.audit = AuditLog(self.state, node_id, key)
         self.membership.on_event = self._membership_event
         self.membership.misfit = self._membership_misfit
@@ -488,7 +488,8 @@ class Node:
         """Whether the CRL lists this node's own certificate (an expired CRL says nothing
         here: the node starts and refuses every call until the CA re-issues it)."""
         try:
-            return self.revocations.is_revoked(self.identity.serial)
+            ident = self.identity
+            return self.revocations.is_revoked(ident.serial, ident.issuer, ident.issuer_key)
         except Unauthenticated:
             return False
 

@@ -4,15 +4,14 @@ without ``tls.crl`` re-admitted every revoked certificate)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
 
-from gateway import data_dir
+from gateway import data_dir, identity
 from gateway.errors import ConfigError
 from gateway.housekeeping import check_crl
-from gateway.identity import CrlMark
+from gateway.identity import RevocationList
 from gateway.state import State
 
 
@@ -31,13 +30,17 @@ def test_a_data_folder_belongs_to_the_first_node_that_used_it(tmp_path: Path) ->
 
 def test_a_node_that_enforced_a_crl_does_not_start_without_one(tmp_path: Path) -> None:
     state = State(tmp_path / "state.sqlite3")
+    ca = tmp_path / "ca"
+    identity.init_ca(ca)
+    identity.write_crl(ca)  # CRL number 2
+    bundle = identity.load_bundle(ca / identity.CA_CERT)
     try:
-        check_crl(state, None, None)  # never had one: fine
-        check_crl(
-            state, tmp_path / "crl.pem", CrlMark(2, dt.datetime(2026, 12, 1, tzinfo=dt.UTC), "d")
-        )
+        check_crl(state, RevocationList(None, bundle))  # never had one: fine
+        with_crl = RevocationList(ca / identity.CA_CRL, bundle)
+        with_crl.load()
+        check_crl(state, with_crl)
         with pytest.raises(ConfigError, match="enforced CRL number 2; without tls.crl"):
-            check_crl(state, None, None)
+            check_crl(state, RevocationList(None, bundle))
     finally:
         state.close()
 
