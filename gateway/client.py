@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pyarrow as pa
@@ -46,6 +46,7 @@ from gateway.training.transfers import MAX_MESSAGE_BYTES
 # ~1.5 KB each: 1 000 rounds of SecAgg+ over 40 owners is ~300 MB); far beyond, a home is
 # misbehaving.
 MAX_RUN_REPORT_BYTES = 1 << 30
+T = TypeVar("T")
 MAX_PAGES = 100_000  # of a paged list (witnessed heads: 10^8 of them)
 
 
@@ -347,18 +348,12 @@ class Client:
         """Every receipt your node keeps for the request, in the order kept, a page per
         call (a long training run keeps thousands: one reply of them all outgrew the
         message limit)."""
-        out: list[str] = []
-        after = 0
-        for _page in range(MAX_PAGES):
+
+        def page(after: int) -> tuple[list[str], int]:
             resp = self._call("Receipts", serde.receipts_request(request_id, after))
-            out.extend(resp.receipts)
-            if resp.next <= after:  # the last page (or a node that does not page)
-                return out
-            after = resp.next
-        raise ClientError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"more than {MAX_PAGES} pages of receipts: the list was not read whole",
-        )
+            return list(resp.receipts), resp.next
+
+        return _paged(page, "receipts")
 
     def witness_now(self) -> gateway_pb2.WitnessNowResponse:
         return self._call("WitnessNow", serde.witness_now_request())
@@ -389,19 +384,13 @@ class Client:
 
     def list_access_requests(self, state: str = "") -> list[AccessRequest]:
         """Every request for your node's datasets (in ``state``), a page per call."""
-        out: list[AccessRequest] = []
-        after = 0
-        for _page in range(MAX_PAGES):
+
+        def page(after: int) -> tuple[list[AccessRequest], int]:
             req = serde.list_access_requests_request(state, after)
             resp = self._call("ListAccessRequests", req)
-            out.extend(serde.access_request_from_proto(r) for r in resp.requests)
-            if resp.next <= after:  # the last page (or a node that does not page)
-                return out
-            after = resp.next
-        raise ClientError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"more than {MAX_PAGES} pages of access requests: the list was not read whole",
-        )
+            return [serde.access_request_from_proto(r) for r in resp.requests], resp.next
+
+        return _paged(page, "access requests")
 
     def decide_access_request(self, decision: AccessDecision) -> AccessRequest:
         resp = self._call("DecideAccessRequest", serde.access_decision_to_proto(decision))
@@ -502,3 +491,21 @@ class TrainRun:
             raise self._error
         assert self._result is not None
         return self._result
+
+
+def _paged(page: Callable[[int], tuple[list[T], int]], what: str) -> list[T]:
+    """Every item of a paged list: ``page(after)`` gives a page and the position to ask
+    after next, which a last page (or a node that does not page) leaves at or before
+    ``after``; at most ``MAX_PAGES`` calls."""
+    out: list[T] = []
+    after = 0
+    for _ in range(MAX_PAGES):
+        items, following = page(after)
+        out.extend(items)
+        if following <= after:
+            return out
+        after = following
+    raise ClientError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"more than {MAX_PAGES} pages of {what}: the list was not read whole",
+    )
