@@ -875,6 +875,12 @@ class RevocationList:
                 )
             try:
                 crl = x509.load_pem_x509_crl(block.group(0))
+                # cryptography reads a CRL's names, extensions and entries lazily: all of
+                # them now, so that none fails later, in a caller's check (review,
+                # 2026-12-05: an undecodable issuer name made every call INTERNAL)
+                crl.issuer.rfc4514_string()
+                CrlMark.of(crl)
+                _ = crl.next_update_utc, [r.serial_number for r in crl]
             except ValueError as exc:
                 raise InvalidArgument(f"tls.crl: {self._path} is not a PEM CRL: {exc}") from None
             issuer = self._issuer_of(crl)

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # owner and message (3 owners x 500 rounds: ~3 000 receipts of ~1.6 KB, 4.95 MB), and one
 # reply of them all outgrew the message limit after the edge had counted the call OK.
 PAGE_BYTES = 1024 * 1024
+FRAMING_BYTES = 8  # a repeated string's tag and length on the wire, at most
 
 
 class ReceiptStore:
@@ -82,10 +83,14 @@ class ReceiptStore:
                 (request_id, after),
             )
             for rowid, receipt in rows:
-                if out and held + len(receipt) > max_bytes:
+                # its bytes on the wire, not its characters: an owner's receipt is kept as
+                # it was sent, and one padded with non-ASCII text made a page twice the
+                # limit, which no retry got past (review, 2026-12-05)
+                size = len(receipt.encode()) + FRAMING_BYTES
+                if out and held + size > max_bytes:
                     return out, last
                 out.append(receipt)
-                held += len(receipt)
+                held += size
                 last = int(rowid)
         if not out and not after:
             raise NotFound(f"no receipts kept for request {request_id!r}")

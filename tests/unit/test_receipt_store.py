@@ -190,3 +190,26 @@ def _outcome(answer: PartialAnswer) -> Outcome:
         id: str
 
     return Outcome(Target(answer.node_id), answer, None, 0.0)
+
+
+def test_a_page_of_receipts_is_bounded_in_bytes_not_characters(parts: Parts) -> None:
+    """Review (2026-12-05): a receipt is kept as its owner sent it, and the page counted
+    characters: receipts padded with non-ASCII text made a page twice its byte limit."""
+    store = ReceiptStore(parts.state, ReceiptCheck(parts.bundle))
+    padded = json.dumps({"pad": "\u6c5f" * 1000}, ensure_ascii=False)  # 3 bytes a character
+    with parts.state.transaction() as db:
+        for i in range(30):
+            db.execute(
+                "INSERT INTO receipts VALUES ('r-1', ?, ?, '2026-12-05T00:00:00Z')",
+                (f"owner{i}", padded),
+            )
+    limit = 10_000
+    seen: list[str] = []
+    page, after = store.page("r-1", 0, limit)
+    while True:
+        assert sum(len(r.encode()) + 8 for r in page) <= limit or len(page) == 1
+        seen.extend(page)
+        if not after:
+            break
+        page, after = store.page("r-1", after, limit)
+    assert len(seen) == 30

@@ -5,6 +5,7 @@ second CA's CRL alone was refused as a replay whenever its number was below the 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 
 from federation.membership import Membership
 from gateway import identity
@@ -252,3 +253,35 @@ def test_crl_watch_records_each_cas_crl(two: tuple[Path, Path], tmp_path: Path) 
         f"crl_number:{identity.key_id(c)}": n for c, n in zip(_bundle(a, b), "12", strict=True)
     }
     state.close()
+
+
+def _garbled_issuer(ca: Path) -> bytes:
+    """``ca``'s CRL with bytes of its issuer's name that no UTF-8 decodes (its signature
+    broken too, but cryptography reads the name first, and lazily)."""
+    der = x509.load_pem_x509_crl((ca / identity.CA_CRL).read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    assert b"Jiangsu" in der
+    garbled = x509.load_der_x509_crl(der.replace(b"Jiangsu", b"\xff" * 7, 1))
+    return (
+        b"-----BEGIN X509 CRL-----\n"
+        + base64.encodebytes(garbled.public_bytes(serialization.Encoding.DER))
+        + b"-----END X509 CRL-----\n"
+    )
+
+
+def test_a_crl_whose_issuer_name_cannot_be_read_is_refused_not_a_crash(
+    two: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Review (2026-12-05): an undecodable issuer name raised ValueError (read lazily by
+    cryptography): a traceback at start-up, and INTERNAL for every call once the file
+    changed. Now the file is refused (at start-up) or kept out (at run time), named."""
+    a, b = two
+    bad = _pems(a) + _garbled_issuer(b)
+    with pytest.raises(InvalidArgument, match="is not a PEM CRL"):
+        _loaded(tmp_path / "start.pem", bad, a, b)
+    path = tmp_path / "crl.pem"
+    auth = Authenticator(_loaded(path, _pems(a, b), a, b), lambda: MEMBERS)
+    kept = _cert(a, "y@a")
+    _write(path, bad)
+    assert _refused(auth, kept) == ""  # the last good lists stay in force
