@@ -312,7 +312,7 @@ def _mixes_dates(condition: exp.Expr, types: Types | None) -> bool:
     return "date" in families and "timestamp" in families
 
 
-_DATE_FAMILIES = {exp.DType.DATE: "date", **dict.fromkeys(_TIMESTAMPS, "timestamp")}
+_DATE_TYPES = frozenset({exp.DType.DATE, *_TIMESTAMPS})
 
 
 def _pinned(tree: exp.Expr, types: Types | None) -> exp.Expr:
@@ -329,13 +329,15 @@ def _pinned(tree: exp.Expr, types: Types | None) -> exp.Expr:
     def pin(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.TryCast) or not isinstance(node, exp.Literal | exp.Cast):
             return node
-        if isinstance(node, exp.Cast):  # a typed literal: CAST('...' AS DATE)
-            literal = node.this
-            family = _DATE_FAMILIES.get(node.to.this)
-            if not isinstance(literal, exp.Literal) or not literal.is_string or family is None:
+        typed = None  # a typed literal's own type: CAST('...' AS DATE)
+        if isinstance(node, exp.Cast):
+            literal, typed = node.this, node.to.this
+            if not isinstance(literal, exp.Literal) or not literal.is_string:
+                return node
+            if node.to.this not in _DATE_TYPES:
                 return node
         else:
-            literal, family = node, None
+            literal = node
             if not node.is_string or isinstance(node.parent, exp.Cast):
                 return node
             if not _converted(node, types):
@@ -344,9 +346,14 @@ def _pinned(tree: exp.Expr, types: Types | None) -> exp.Expr:
         if not isinstance(partner, exp.Column):
             return node
         engine = _engine(types, partner.name)
-        if engine is None or (family is not None and _family(types, partner.name) != family):
+        # a typed literal only to its very own type: TIMESTAMP '... +08' is read without
+        # its offset, as TIMESTAMPTZ it is not (review, 2026-12-05: answers changed)
+        if engine is None:
             return node
-        return exp.TryCast(this=literal.copy(), to=exp.DataType.build(engine, dialect=DUCKDB))
+        to = exp.DataType.build(engine, dialect=DUCKDB)
+        if typed is not None and typed != to.this:
+            return node
+        return exp.TryCast(this=literal.copy(), to=to)
 
     return tree.transform(pin, copy=False)
 
@@ -378,7 +385,8 @@ def _may_fail(condition: exp.Expr, types: Types | None = None) -> bool:
     for node in condition.find_all(*_COMPUTED):
         if next(node.find_all(exp.Column), None) is not None:
             return True
-        if isinstance(node, exp.Cast) and node.to.this in _TIMESTAMPS:
+        pinned = isinstance(node, exp.TryCast)  # beside a column of its very type
+        if isinstance(node, exp.Cast) and node.to.this in _TIMESTAMPS and not pinned:
             return True
     if any(
         literal.is_string and _converted(literal, types)

@@ -292,3 +292,35 @@ def test_the_reviewers_existence_test_gets_one_answer_under_dp(owner: Owner, tes
     code, reason = present
     assert code == "INVALID_ARGUMENT", present
     assert "does not convert" in reason or "a string cast to" in reason, reason
+
+
+def test_pinning_keeps_the_answers_of_timestamp_literals_with_an_offset(
+    db: duckdb.DuckDBPyConnection,
+) -> None:
+    """Review (2026-12-05): a typed literal pinned to a column of another timestamp type
+    changed answers (TIMESTAMP '... +08' is read without its offset, as TIMESTAMPTZ it is
+    not); and a pinned timestamp literal still put its condition under TRY."""
+    db.execute("SET TimeZone = 'UTC'")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS hours AS SELECT "
+        "TIMESTAMPTZ '2001-09-09 00:00:00+00' + to_hours(i::INTEGER) AS tz, "
+        "TIMESTAMP '2001-09-09 00:00:00' + to_hours(i::INTEGER) AS ts FROM range(48) r(i)"
+    )
+    types = {
+        "tz": Typed("timestamp", "TIMESTAMP WITH TIME ZONE"),
+        "ts": Typed("timestamp", "TIMESTAMP"),
+    }
+    for sql in (
+        "SELECT COUNT(*) FROM hours WHERE tz > TIMESTAMP '2001-09-09 10:00:00+08'",
+        "SELECT COUNT(*) FROM hours WHERE ts > TIMESTAMPTZ '2001-09-09 10:00:00+08'",
+        "SELECT COUNT(*) FROM hours WHERE tz BETWEEN TIMESTAMP '2001-09-09 10:00:00+08' "
+        "AND TIMESTAMPTZ '2001-09-10 01:00:00+08'",
+        "SELECT COUNT(*) FROM hours WHERE tz >= '2001-09-09 10:00+08'",
+        "SELECT COUNT(*) FROM hours WHERE tz >= TIMESTAMPTZ '2001-09-09 10:00+08'",
+    ):
+        generated = partial_query(parse(sql), "hours", types=types)
+        assert db.execute(generated).fetchall() == db.execute(sql).fetchall(), generated
+    ranged = parse("SELECT COUNT(*) FROM hours WHERE ts >= '2001-09-09' AND ts < '2001-09-10'")
+    generated = partial_query(ranged, "hours", types=types)
+    assert "TRY(" not in generated and "TRY_CAST('2001-09-09' AS TIMESTAMP)" in generated
+    assert db.execute(generated).fetchall() == [(24,)]
