@@ -11,6 +11,7 @@ operation, grantee or purpose than the grant's, beyond its ``max_uses`` or beyon
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -127,11 +128,11 @@ def _grant(seq: int, e: dict[str, object]) -> tuple[Grant, dt.datetime | None, d
     if isinstance(uses, bool) or not isinstance(uses, int) or not 0 <= uses <= _MAX_USES:
         raise bad("max_uses", "a whole number of uses from 0")
     budget = e.get("dp_budget", 0.0)
-    try:  # not a bool; inf and nan (JSON allows them); an int too large for a float
-        spend = math.nan if isinstance(budget, bool) else float(budget)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        spend = math.nan
-    if not isinstance(budget, int | float) or not (math.isfinite(spend) and spend >= 0):
+    spend = math.nan  # not a number, a bool; inf and nan (JSON allows them)
+    if isinstance(budget, int | float) and not isinstance(budget, bool):
+        with contextlib.suppress(OverflowError):  # an int too large for a float
+            spend = float(budget)
+    if not (math.isfinite(spend) and spend >= 0):
         raise bad("dp_budget", "a finite number from 0")
     ops = e.get("operations", [])
     if not isinstance(ops, list) or not all(isinstance(o, str) for o in ops):

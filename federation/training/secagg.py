@@ -57,6 +57,8 @@ from federation.training.server import (
     TrainingResult,
     eval_limits,
     examples_ok,
+    metrics_ok,
+    same_names,
     shapes_of,
 )
 
@@ -312,6 +314,8 @@ class _Watched(Grid):
             for r in self.inner.send_and_receive(out, timeout=timeout)
             if r.has_error() or self._usable(stage, r)
         ]
+        if stage == "evaluate":  # Flower's FedAvg aggregates these, as without SecAgg+
+            replies = same_names(replies)
         keep = {"secagg.setup": (KEY_STATEMENT, self.statements)}
         keep["train"] = (MODEL_STATEMENT, self.models)
         if stage in keep:
@@ -335,6 +339,8 @@ class _Watched(Grid):
         if not reply.has_content():
             return False
         if stage == "train" and not self._masked_ok(reply.content):
+            return False
+        if stage == "evaluate" and not metrics_ok(reply.content):
             return False
         name, key = (FITRES_EXAMPLES, "num_examples") if stage == "train" else (METRICS, NUM)
         record: MetricRecord | None = reply.content.metric_records.get(name)

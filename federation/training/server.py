@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -331,6 +332,35 @@ def examples_ok(examples: object, limit: int | None) -> bool:
     return examples >= 1 and (limit is None or examples <= limit)
 
 
+def metrics_ok(content: RecordDict) -> bool:
+    """One metric record, ``METRICS``, of single finite numbers: Flower's aggregation read
+    a list as a number (a TypeError: the run ended INTERNAL) and a second record aborted
+    the round for every owner (review, 2026-12-05)."""
+    if set(content.metric_records) != {METRICS}:
+        return False
+    return all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for v in content.metric_records[METRICS].values()
+    )
+
+
+def same_names(replies: list[Message]) -> list[Message]:
+    """The replies (each ``metrics_ok``) whose metric names are those most of them have
+    (in a tie, the first node's): Flower aborts the round for everyone when the names
+    differ, which one owner adding or leaving out a metric did (review, 2026-12-05)."""
+    answered = [m for m in replies if not m.has_error()]
+    if not answered:
+        return replies
+
+    def names(m: Message) -> frozenset[str]:
+        return frozenset(m.content.metric_records[METRICS].keys())
+
+    counts = Counter(names(m) for m in answered)
+    most = max(counts.values())
+    chosen = next(n for n in map(names, answered) if counts[n] == most)
+    return [m for m in replies if m.has_error() or names(m) == chosen]
+
+
 Shapes = tuple[tuple[str, tuple[int, ...]], ...]  # a model's array names and shapes, in order
 
 
@@ -451,6 +481,7 @@ class _Observed(Strategy):
         weight not its owner's to claim, a train reply that is no model of the one sent;
         the run stops if fewer than the minimum succeeded."""
         ordered = [m for m in _by_node(replies) if m.has_error() or self._usable(stage, m)]
+        ordered = same_names(ordered)
         ok = {m.metadata.src_node_id for m in ordered if not m.has_error()}
         missing = tuple(n for n in self._asked if n not in ok)
         self._failed.update(missing)
@@ -459,7 +490,7 @@ class _Observed(Strategy):
         return ordered
 
     def _usable(self, stage: str, reply: Message) -> bool:
-        if not reply.has_content() or len(reply.content.metric_records) != 1:
+        if not reply.has_content() or not metrics_ok(reply.content):
             return False  # Flower's consistency check would abort the round for everyone
         if stage == "train":
             records = reply.content.array_records

@@ -318,3 +318,34 @@ def test_under_secagg_a_masked_vector_of_another_model_fails_that_owner(how: str
     with pytest.raises(TooFewNodes) as info:  # and below the minimum, named
         worker.run(replace(job, min_nodes=4), LocalGrid(apps)._deliver_here, rounds.append)
     assert info.value.missing == (HOSTILE,)
+
+
+# --- a reply's metrics must be what Flower can aggregate (review, 2026-12-05) ------------
+
+
+def _metrics(how: str) -> Rewrite:
+    def rewrite(kind: str, content: RecordDict) -> None:
+        if kind not in ("train", "evaluate"):
+            return
+        metrics = dict(content.metric_records[METRICS])
+        loss = "train_loss" if kind == "train" else "eval_loss"
+        if how == "list":
+            metrics[loss] = [1.0, 2.0]
+        elif how == "extra":
+            metrics["zzz"] = 1.0
+        elif how == "missing":
+            del metrics[loss]
+        elif how == "second record":
+            content["more"] = MetricRecord({"x": 1.0})
+        content[METRICS] = MetricRecord(metrics)
+
+    return rewrite
+
+
+@pytest.mark.parametrize("how", ["list", "extra", "missing", "second record"])
+def test_a_reply_whose_metrics_flower_cannot_aggregate_fails_that_owner(how: str) -> None:
+    """A loss sent as a list ended the run INTERNAL (Flower's aggregation multiplied it);
+    a metric more or less, or a second metric record, aborted the round for everyone."""
+    result, rounds = _run(_metrics(how))
+    assert [r["failed"] for r in rounds] == [[HOSTILE], [HOSTILE]]
+    assert all(np.isfinite(a).all() for a in _model(result))
