@@ -881,7 +881,8 @@ class RevocationList:
                 crl.issuer.rfc4514_string()
                 CrlMark.of(crl)
                 _ = crl.next_update_utc, [r.serial_number for r in crl]
-            except ValueError as exc:
+            except Exception as exc:  # noqa: BLE001 - any part it cannot read (ValueError,
+                # x509.DuplicateExtension ...): the file is bad input, named
                 raise InvalidArgument(f"tls.crl: {self._path} is not a PEM CRL: {exc}") from None
             issuer = self._issuer_of(crl)
             if issuer.key_id in crls:

@@ -285,7 +285,7 @@ def _converted(literal: exp.Literal, types: Types | None) -> bool:
     node: exp.Expr = literal
     while isinstance(node.parent, exp.Cast) and node.parent.to.this in _STRING_TYPES:
         node = node.parent  # still a string
-    if isinstance(node.parent, exp.TryCast):
+    if isinstance(node.parent, exp.TryCast) and node.parent.meta.get(PINNED, False):
         return False  # pinned (``_pinned``): a literal that does not convert is NULL
     if isinstance(node.parent, exp.Cast):
         return True
@@ -313,6 +313,9 @@ def _mixes_dates(condition: exp.Expr, types: Types | None) -> bool:
 
 
 _DATE_TYPES = frozenset({exp.DType.DATE, *_TIMESTAMPS})
+# Marks the TRY_CASTs ``_pinned`` made (node.meta): one the analyst wrote is no pin (review,
+# 2026-12-05: ``day IN (TRY_CAST('...' AS TIMESTAMP))`` of a DATE column ran outside TRY).
+PINNED = "fedgate_pinned"
 
 
 def _pinned(tree: exp.Expr, types: Types | None) -> exp.Expr:
@@ -353,7 +356,9 @@ def _pinned(tree: exp.Expr, types: Types | None) -> exp.Expr:
         to = exp.DataType.build(engine, dialect=DUCKDB)
         if typed is not None and typed != to.this:
             return node
-        return exp.TryCast(this=literal.copy(), to=to)
+        pinned = exp.TryCast(this=literal.copy(), to=to)
+        pinned.meta[PINNED] = True  # ours: not a TRY_CAST the analyst wrote
+        return pinned
 
     return tree.transform(pin, copy=False)
 
@@ -385,7 +390,7 @@ def _may_fail(condition: exp.Expr, types: Types | None = None) -> bool:
     for node in condition.find_all(*_COMPUTED):
         if next(node.find_all(exp.Column), None) is not None:
             return True
-        pinned = isinstance(node, exp.TryCast)  # beside a column of its very type
+        pinned = node.meta.get(PINNED, False)  # beside a column of its very type
         if isinstance(node, exp.Cast) and node.to.this in _TIMESTAMPS and not pinned:
             return True
     if any(

@@ -55,10 +55,10 @@ from federation.training.server import (
     RoundReport,
     Shapes,
     TrainingResult,
+    common_names,
     eval_limits,
     examples_ok,
     metrics_ok,
-    same_names,
     shapes_of,
 )
 
@@ -315,7 +315,7 @@ class _Watched(Grid):
             if r.has_error() or self._usable(stage, r)
         ]
         if stage == "evaluate":  # Flower's FedAvg aggregates these, as without SecAgg+
-            replies = same_names(replies)
+            replies = common_names(replies)
         keep = {"secagg.setup": (KEY_STATEMENT, self.statements)}
         keep["train"] = (MODEL_STATEMENT, self.models)
         if stage in keep:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -344,21 +343,22 @@ def metrics_ok(content: RecordDict) -> bool:
     )
 
 
-def same_names(replies: list[Message]) -> list[Message]:
-    """The replies (each ``metrics_ok``) whose metric names are those most of them have
-    (in a tie, the first node's): Flower aborts the round for everyone when the names
-    differ, which one owner adding or leaving out a metric did (review, 2026-12-05)."""
+def common_names(replies: list[Message]) -> list[Message]:
+    """The replies (each ``metrics_ok``), each answered one's metrics cut to the names all
+    of them have (``num-examples`` among them: each reply's weight was checked): Flower
+    aborts the round for everyone when the names differ, which one owner adding or
+    leaving out a metric did (review, 2026-12-05). Choosing the names most replies have
+    let a hostile owner win a tie (of two, by its node id or by answering first)."""
     answered = [m for m in replies if not m.has_error()]
     if not answered:
         return replies
-
-    def names(m: Message) -> frozenset[str]:
-        return frozenset(m.content.metric_records[METRICS].keys())
-
-    counts = Counter(names(m) for m in answered)
-    most = max(counts.values())
-    chosen = next(n for n in map(names, answered) if counts[n] == most)
-    return [m for m in replies if m.has_error() or names(m) == chosen]
+    names = [frozenset(m.content.metric_records[METRICS].keys()) for m in answered]
+    common = frozenset.intersection(*names)
+    for m, has in zip(answered, names, strict=True):
+        if has != common:
+            record = m.content.metric_records[METRICS]
+            m.content[METRICS] = MetricRecord({k: v for k, v in record.items() if k in common})
+    return replies
 
 
 Shapes = tuple[tuple[str, tuple[int, ...]], ...]  # a model's array names and shapes, in order
@@ -481,7 +481,7 @@ class _Observed(Strategy):
         weight not its owner's to claim, a train reply that is no model of the one sent;
         the run stops if fewer than the minimum succeeded."""
         ordered = [m for m in _by_node(replies) if m.has_error() or self._usable(stage, m)]
-        ordered = same_names(ordered)
+        ordered = common_names(ordered)
         ok = {m.metadata.src_node_id for m in ordered if not m.has_error()}
         missing = tuple(n for n in self._asked if n not in ok)
         self._failed.update(missing)

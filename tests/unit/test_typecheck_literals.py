@@ -324,3 +324,15 @@ def test_pinning_keeps_the_answers_of_timestamp_literals_with_an_offset(
     generated = partial_query(ranged, "hours", types=types)
     assert "TRY(" not in generated and "TRY_CAST('2001-09-09' AS TIMESTAMP)" in generated
     assert db.execute(generated).fetchall() == [(24,)]
+
+
+def test_a_try_cast_the_analyst_wrote_is_no_pin() -> None:
+    """Review (2026-12-05): every TRY_CAST counted as one the owner had pinned to a column
+    of its type, so ``day IN (TRY_CAST('...' AS TIMESTAMP))`` of a DATE column ran outside
+    TRY, and casting a date past year 294 247 to a timestamp failed on that row only."""
+    types = {"day": Typed("date", "DATE"), "id": Typed("int", "BIGINT")}
+    for sql in (
+        "SELECT COUNT(*) FROM t WHERE id = 17 AND day IN (TRY_CAST('2025-01-01' AS TIMESTAMP))",
+        "SELECT COUNT(*) FROM t WHERE id = 17 AND day < TRY_CAST('2025-01-01' AS TIMESTAMPTZ)",
+    ):
+        assert "WHERE TRY(" in partial_query(parse(sql), "t", types=types), sql
