@@ -83,6 +83,17 @@ STAGES = {
 _HOLDOUT_STREAM = 0x686F6C64  # keeps the holdout draw apart from the per-round seeds
 
 
+# The float types a model may travel in: a wider one (float128) holds values that are
+# finite in it and inf once taken to float64, where DP's clip made them NaN at the
+# positions an app chose, past the noise (review, 2026-12-05).
+FLOATS = frozenset({np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)})
+
+
+def plain_floats(a: np.ndarray) -> bool:
+    """An array of float16/32/64, every value finite."""
+    return a.dtype in FLOATS and bool(np.isfinite(a).all())
+
+
 def make_client_app(
     load: Loader,
     *,
@@ -234,7 +245,7 @@ def read_stats(content: RecordDict) -> features.Stats:
         raise invalid("a stats reply's count is not a non-negative integer")
     shift, total, sumsq = (_decode(rec[k]) for k in moments)
     if shift.ndim != 1 or any(
-        a.shape != shift.shape or a.dtype.kind != "f" for a in (shift, total, sumsq)
+        a.shape != shift.shape or a.dtype not in FLOATS for a in (shift, total, sumsq)
     ):
         raise invalid("a stats reply's moments are not one number per feature")
     if not all(np.isfinite(a).all() for a in (shift, total, sumsq)) or (sumsq < 0).any():

@@ -53,6 +53,7 @@ from federation.training.client_app import (
     STATS_MESSAGE,
     Protect,
     make_client_app,
+    plain_floats,
     stage_of,
 )
 from federation.training.config import SECAGG_MIN_NODES, classifies, server_round
@@ -944,7 +945,7 @@ def check_app_reply(msg: Message, content: RecordDict, n_rows: int) -> RecordDic
             a = got[k].numpy()
         except Exception:
             raise Aborted("the app's model cannot be read") from None
-        if a.shape != tuple(sent[k].shape) or a.dtype.kind != "f" or not np.isfinite(a).all():
+        if a.shape != tuple(sent[k].shape) or not plain_floats(a):
             raise Aborted("the app's model is not the received one's shape")
     return content
 
@@ -962,6 +963,6 @@ def _checked_init(content: RecordDict) -> RecordDict:
             a = rec[k].numpy()
         except Exception:
             raise Aborted("the app's model cannot be read") from None
-        if a.dtype.kind != "f" or not np.isfinite(a).all():
+        if not plain_floats(a):
             raise Aborted("the app's initial model holds values that are not floats")
     return content

@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from federation.envelope import Envelope, Requester
-from federation.training.client_app import CONFIG, STATS_MESSAGE
+from federation.training.client_app import ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, STATS_MESSAGE
 from federation.training.config import SERVER_ROUND
 from gateway import clock, identity
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
@@ -32,6 +32,7 @@ from gateway.roles.train_owner import (
     TrainOwner,
     _dp_bounds,
     _Run,
+    check_app_reply,
     run_key,
 )
 from gateway.training.app_host import AppHost
@@ -374,3 +375,27 @@ def test_the_sweep_drops_idle_runs_and_their_app_processes(
         time.sleep(0.05)
     assert not _children() - before
     owner.close()
+
+
+def test_an_apps_model_in_a_float_wider_than_float64_is_refused() -> None:
+    """Review (2026-12-05): ``dtype.kind == "f"`` let float128 through; its 1e400 is finite
+    there and inf once taken to float64, where DP's clip made it NaN at the positions the
+    app chose, past the noise. Only float16/32/64 of finite values may leave."""
+    sent = RecordDict({ARRAYS: ArrayRecord({"w": Array(np.zeros(8))})})
+    with server_identity():
+        msg = Message(sent, dst_node_id=1, message_type="train")
+    wide = np.zeros(8, dtype=np.longdouble)
+    wide[[1, 5]] = np.longdouble("1e400")
+    for values, allowed in (
+        (np.ones(8), True),
+        (np.ones(8, dtype=np.float32), True),
+        (wide, False),
+    ):
+        reply = RecordDict(
+            {ARRAYS: ArrayRecord({"w": Array(values)}), METRICS: MetricRecord({NUM_EXAMPLES: 4})}
+        )
+        if allowed:
+            check_app_reply(msg, reply, 10)
+        else:
+            with pytest.raises(Aborted, match="shape"):
+                check_app_reply(msg, reply, 10)
