@@ -5,7 +5,7 @@ as a child process (``AppHost``), hands it the run's granted rows once, then eac
 message as bytes, and reads back each reply. The child sets its own limits before it
 imports the app: address space, CPU seconds, no file growth (``RLIMIT_FSIZE`` 0), no
 core dumps, no IP network (``training.netns``, set first by ``training.app_child``:
-a user and network namespace of its own), and (``training.landlock``) reads only of
+a user, network and IPC namespace of its own), and (``training.landlock``) reads only of
 Python, fedgate's packages and the app's own files, no file writes, no TCP, and
 (``training.seccomp``) no unix sockets; it runs in
 a session of its own with a cleaned environment (Flower offline, its home in a temporary
@@ -188,7 +188,7 @@ class AppHost:
             return ResourceExhausted("the app went over its CPU time limit; it was stopped")
         if code == EXIT_NOT_ISOLATED:
             return FailedPrecondition(
-                "this node cannot sandbox an app's process (a user and network namespace, "
+                "this node cannot sandbox an app's process (a user, network and IPC namespace, "
                 "one thread, its seccomp filter: see the node's log); no app runs here until it "
                 "can"
             )

@@ -1,4 +1,4 @@
-"""A user and network namespace of its own: a process gives up every IP network.
+"""A user, network and IPC namespace of its own: a process gives up every IP network.
 
 Landlock (``training.landlock``) covers TCP only; an approved app's process could still
 send UDP datagrams (to the node's own DNS, to anything it can route to). In a new network
@@ -10,6 +10,10 @@ CAP_SYS_ADMIN of the first user namespace could ``setns`` back into the node's n
 the app's process (``training.app_child``), before numpy or Flower are imported, and the
 process stops if it fails (``EXIT_NOT_ISOLATED``). Pathname unix sockets (``/dev/log``,
 a resolver's socket) are file-system objects, not network: this does not close them.
+An IPC namespace of its own too: SysV shared memory, semaphores and message queues are
+else the host's and outlive a process, and an app process holding rows left them in a
+segment a later app process (an ``init`` given no rows) read (review, 2026-12-05); in its
+own namespace a process sees no other's objects, and its own go with it.
 Through ``ctypes``: Python 3.11 has no ``os.unshare``.
 """
 
@@ -20,6 +24,8 @@ import os
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC = 0x08000000
+_FLAGS = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC
 
 
 def _unshare(flags: int) -> int:
@@ -29,15 +35,15 @@ def _unshare(flags: int) -> int:
 
 
 def isolate() -> str:
-    """Move this process into a user and network namespace of its own, keeping its ids
+    """Move this process into a user, network and IPC namespace of its own, keeping its ids
     inside; what was applied. Raises OSError where the kernel refuses (the caller stops)."""
     uid, gid = os.getuid(), os.getgid()
-    err = _unshare(CLONE_NEWUSER | CLONE_NEWNET)
+    err = _unshare(_FLAGS)
     if err:
-        raise OSError(err, f"unshare(CLONE_NEWUSER | CLONE_NEWNET) failed: {os.strerror(err)}")
+        raise OSError(err, f"unshare(NEWUSER | NEWNET | NEWIPC) failed: {os.strerror(err)}")
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1")):
         with open(f"/proc/self/{name}", "w") as f:
             f.write(text)
     with open("/proc/self/gid_map", "w") as f:
         f.write(f"{gid} {gid} 1")
-    return "a user and network namespace of its own: no IP network"
+    return "a user, network and IPC namespace of its own: no IP network, no host IPC"

@@ -1,0 +1,115 @@
+"""An approved app's full sandbox (``AppHost``'s child process), probed from inside:
+each probe app's ``app`` raises ``ValueError`` where the sandbox held, ``KeyError``
+where it did not (the host says only the exception's type)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import Message, RecordDict
+
+from gateway.errors import Aborted
+from gateway.training.app_host import AppHost, AppLimits
+from gateway.training.grid import from_bytes, to_bytes
+from tests.unit.training_grid import server_identity
+
+
+def _isolates() -> bool:
+    probe = subprocess.run(  # noqa: S603 - our own module
+        [sys.executable, "-c", "from gateway.training import netns; print(netns.isolate())"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return "no IP network" in probe.stdout
+
+
+pytestmark = pytest.mark.skipif(not _isolates(), reason="no user namespace for a process here")
+
+
+@pytest.fixture(scope="module")
+def message() -> bytes:
+    with server_identity():
+        return to_bytes(from_bytes(to_bytes(Message(RecordDict(), 1001, "train"))))
+
+
+@pytest.fixture()
+def hosts() -> Iterator[list[AppHost]]:
+    started: list[AppHost] = []
+    yield started
+    for host in started:
+        host.close()
+
+
+def _host(
+    hosts: list[AppHost],
+    folder: Path,
+    source: str,
+    limits: AppLimits = AppLimits(),  # noqa: B008 - frozen
+) -> AppHost:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "client_app.py").write_text(textwrap.dedent(source))
+    rows = np.arange(6, dtype=np.float64).reshape(3, 2)
+    host = AppHost(folder, rows, np.zeros(3), limits)
+    hosts.append(host)
+    return host
+
+
+def _probe(hosts: list[AppHost], folder: Path, body: str, message: bytes, prelude: str = "") -> str:
+    """What the host says of the probe: its ``app`` runs ``body`` (after ``prelude``, at
+    the module's top), and raises ``ValueError`` where the sandbox held."""
+    source = "import ctypes, errno, os, socket\n" + textwrap.dedent(prelude)
+    source += "\n\ndef app(msg, context):\n" + textwrap.indent(textwrap.dedent(body), "    ")
+    with pytest.raises(Aborted) as err:
+        _host(hosts, folder, source).call(message, 60)
+    return str(err.value)
+
+
+_SHM = """\
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+KEY = 0x6665_6467  # fixed: the second process looks for the first's segment by it
+"""
+
+
+def test_an_app_process_has_an_ipc_namespace_of_its_own(
+    hosts: list[AppHost], tmp_path: Path, message: bytes
+) -> None:
+    """Review finding: SysV shared memory is the host's, and outlives a process: an app
+    process holding rows left them in a segment, and a later ``init`` process (given no
+    rows) read them. Now each app process has an IPC namespace of its own (gone with it):
+    the second finds no segment, and the node's namespace gets none."""
+    writes = """
+        shm = libc.shmget(KEY, 4096, 0o1600)  # IPC_CREAT, owner's read and write
+        if shm < 0:
+            raise OSError(ctypes.get_errno(), "shmget")
+        addr = libc.shmat(shm, None, 0)
+        ctypes.memmove(addr, b"ROWS", 4)
+        raise ValueError
+    """
+    reads = """
+        shm = libc.shmget(KEY, 0, 0)
+        if shm >= 0:
+            raise KeyError(ctypes.string_at(libc.shmat(shm, None, 0), 4))
+        raise ValueError
+    """
+    try:
+        assert "(ValueError)" in _probe(hosts, tmp_path / "a", writes, message, _SHM)
+        assert "(ValueError)" in _probe(hosts, tmp_path / "b", reads, message, _SHM)
+        time.sleep(0.2)
+        assert (
+            "0x66656467"
+            not in subprocess.run(
+                ["ipcs", "-m"],
+                capture_output=True,
+                text=True,
+                check=True,  # noqa: S607
+            ).stdout.lower()
+        )
+    finally:  # where the namespace was shared: the segment goes
+        subprocess.run(["ipcrm", "-M", str(0x66656467)], capture_output=True)  # noqa: S607
