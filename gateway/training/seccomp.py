@@ -1,9 +1,11 @@
-"""A seccomp filter: a process may no longer make unix sockets, for itself and its children.
+"""A seccomp filter: a process may make only IP and netlink sockets, for itself and its children.
 
 An approved app's process has no IP network (``training.netns``) and Landlock limits
 its files, but a pathname unix socket is reached by ``connect``, which Landlock does
 not check: ``/dev/log``, a resolver's or a container engine's socket would carry what
-the app read. With this filter ``socket(AF_UNIX, ...)``, a ``socketpair`` of any type
+the app read; nor does a network namespace hold ``AF_VSOCK`` (the hypervisor and its
+other guests). With this filter ``socket`` of any family but ``AF_INET``, ``AF_INET6``
+and ``AF_NETLINK`` (so ``AF_UNIX``, ``AF_VSOCK``, ``AF_PACKET``, ...), a ``socketpair`` of any type
 but ``SOCK_STREAM`` (a datagram pair's ``sendto`` names a path: review, 2026-12-04) and
 io_uring fail with ``EACCES``, a syscall of another ABI kills the process (pipes, a
 stream ``socketpair`` and a fork ``multiprocessing`` pool still work; the forkserver
@@ -26,7 +28,10 @@ _RET_ALLOW, _RET_ERRNO, _RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
 _LD_ABS, _JEQ, _JGE, _RET = 0x20, 0x15, 0x35, 0x06
 _X32 = 0x40000000  # x86-64's x32 syscall numbers start here
 _IO_URING = (425, 426, 427)  # io_uring_setup, _enter, _register (x86-64 and arm64 alike)
-_AF_UNIX, _SOCK_STREAM, _SOCK_TYPE_MASK = 1, 1, 0xF
+_SOCK_STREAM, _SOCK_TYPE_MASK = 1, 0xF
+# AF_INET, AF_INET6, AF_NETLINK: the only families socket() may make (the network
+# namespace holds the first two; netlink speaks to this process's own kernel objects)
+_FAMILIES = (2, 10, 16)
 _AND = 0x54  # BPF_ALU|BPF_AND|BPF_K
 # machine -> (AUDIT_ARCH_*, the socket and socketpair syscalls' numbers)
 _ARCHES = {"x86_64": (0xC000003E, 41, 53), "aarch64": (0xC00000B7, 198, 199)}
@@ -45,32 +50,49 @@ class _Prog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_Insn))]
 
 
+_Step = tuple[int, "int | str", "int | str", int]
+
+
+def _assemble(steps: list[tuple[str | None, _Step]]) -> list[tuple[int, int, int, int]]:
+    """Labelled steps to BPF: a jump to a label becomes its relative offset (the next
+    instruction is 0); a jump given as a number stays as it is."""
+    at = {label: i for i, (label, _) in enumerate(steps) if label}
+    out = []
+    for i, (_, (code, jt, jf, k)) in enumerate(steps):
+        jt_, jf_ = (at[j] - i - 1 if isinstance(j, str) else j for j in (jt, jf))
+        assert 0 <= jt_ < 256 and 0 <= jf_ < 256, (i, jt, jf)
+        out.append((code, jt_, jf_, k))
+    return out
+
+
 def _program(arch: int, socket_nr: int, socketpair_nr: int) -> list[tuple[int, int, int, int]]:
     """seccomp_data: nr at 0, arch at 4, args[0] at 16 and args[1] at 24 (low halves,
     little-endian). Another ABI (i386's ``int 0x80`` on x86-64) kills the process; x32
     numbers and io_uring (which makes sockets without ``socket``) are refused;
-    ``socket(AF_UNIX, ...)`` is refused, and ``socketpair`` of a type but SOCK_STREAM.
-    Jumps are relative: the next instruction is 0."""
-    refuse, allow = 15, 16  # the indices of the two RETs at the end
-    return [
-        (_LD_ABS, 0, 0, 4),  # 0
-        (_JEQ, 1, 0, arch),  # 1
-        (_RET, 0, 0, _RET_KILL),  # 2
-        (_LD_ABS, 0, 0, 0),  # 3
-        (_JGE, refuse - 5, 0, _X32),  # 4
-        (_JEQ, refuse - 6, 0, _IO_URING[0]),  # 5
-        (_JEQ, refuse - 7, 0, _IO_URING[1]),  # 6
-        (_JEQ, refuse - 8, 0, _IO_URING[2]),  # 7
-        (_JEQ, 10 - 9, 0, socket_nr),  # 8: to 10
-        (_JEQ, 12 - 10, allow - 10, socketpair_nr),  # 9: to 12, else allowed
-        (_LD_ABS, 0, 0, 16),  # 10: socket's domain
-        (_JEQ, refuse - 12, allow - 12, _AF_UNIX),  # 11
-        (_LD_ABS, 0, 0, 24),  # 12: socketpair's type, less SOCK_CLOEXEC/SOCK_NONBLOCK
-        (_AND, 0, 0, _SOCK_TYPE_MASK),  # 13
-        (_JEQ, allow - 15, refuse - 15, _SOCK_STREAM),  # 14
-        (_RET, 0, 0, _RET_ERRNO | errno.EACCES),  # 15: refuse
-        (_RET, 0, 0, _RET_ALLOW),  # 16: allow
+    ``socket`` of any family but AF_INET, AF_INET6 and AF_NETLINK is refused (AF_UNIX
+    reaches pathname sockets; AF_VSOCK reaches the hypervisor and its other guests, and
+    no network namespace holds it: review, 2026-12-05), and ``socketpair`` of a type but
+    SOCK_STREAM."""
+    steps: list[tuple[str | None, _Step]] = [
+        (None, (_LD_ABS, 0, 0, 4)),
+        (None, (_JEQ, 1, 0, arch)),
+        (None, (_RET, 0, 0, _RET_KILL)),
+        (None, (_LD_ABS, 0, 0, 0)),
+        (None, (_JGE, "refuse", 0, _X32)),
+        *((None, (_JEQ, "refuse", 0, nr)) for nr in _IO_URING),
+        (None, (_JEQ, "socket", 0, socket_nr)),
+        (None, (_JEQ, "socketpair", "allow", socketpair_nr)),
+        ("socket", (_LD_ABS, 0, 0, 16)),  # socket's domain
+        *((None, (_JEQ, "allow", 0, family)) for family in _FAMILIES[:-1]),
+        (None, (_JEQ, "allow", "refuse", _FAMILIES[-1])),
+        # socketpair's type, less SOCK_CLOEXEC/SOCK_NONBLOCK
+        ("socketpair", (_LD_ABS, 0, 0, 24)),
+        (None, (_AND, 0, 0, _SOCK_TYPE_MASK)),
+        (None, (_JEQ, "allow", "refuse", _SOCK_STREAM)),
+        ("refuse", (_RET, 0, 0, _RET_ERRNO | errno.EACCES)),
+        ("allow", (_RET, 0, 0, _RET_ALLOW)),
     ]
+    return _assemble(steps)
 
 
 def supported() -> bool:
@@ -79,16 +101,16 @@ def supported() -> bool:
 
 
 def restrict() -> str:
-    """Refuse ``socket(AF_UNIX, ...)`` from now on; what was applied, or why not."""
+    """Refuse sockets but IP and netlink ones from now on; what was applied, or why not."""
     arch = _ARCHES.get(platform.machine())
     if arch is None:
-        return f"unix sockets not restricted: no filter for {platform.machine()}"
+        return f"sockets not restricted: no filter for {platform.machine()}"
     insns = _program(*arch)
     array = (_Insn * len(insns))(*(_Insn(*i) for i in insns))
     prog = _Prog(len(insns), ctypes.cast(array, ctypes.POINTER(_Insn)))
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        return "unix sockets not restricted: prctl(NO_NEW_PRIVS) failed"
+        return "sockets not restricted: prctl(NO_NEW_PRIVS) failed"
     if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
-        return f"unix sockets not restricted: seccomp failed (errno {ctypes.get_errno()})"
-    return "seccomp: no unix sockets"
+        return f"sockets not restricted: seccomp failed (errno {ctypes.get_errno()})"
+    return "seccomp: no sockets but IP and netlink"

@@ -113,3 +113,16 @@ def test_an_app_process_has_an_ipc_namespace_of_its_own(
         )
     finally:  # where the namespace was shared: the segment goes
         subprocess.run(["ipcrm", "-M", str(0x66656467)], capture_output=True)  # noqa: S607
+
+
+def test_an_app_makes_no_vsock_socket(hosts: list[AppHost], tmp_path: Path, message: bytes) -> None:
+    """Review finding: AF_VSOCK (to the hypervisor and its other guests) is not network
+    a namespace holds, and the filter refused only AF_UNIX. Now it is refused."""
+    body = """
+        try:
+            socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM).close()
+        except PermissionError:
+            raise ValueError from None
+        raise KeyError
+    """
+    assert "(ValueError)" in _probe(hosts, tmp_path, body, message)

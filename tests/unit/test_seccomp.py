@@ -63,3 +63,23 @@ def test_a_syscall_of_another_abi_kills_the_process() -> None:
     )
     assert proc.returncode == -signal.SIGSYS, (proc.returncode, proc.stdout, proc.stderr)
     assert "returned" not in proc.stdout
+
+
+def test_only_ip_and_netlink_sockets_are_made() -> None:
+    """Review finding: only AF_UNIX was refused, and AF_VSOCK (the hypervisor and its
+    other guests: no network namespace holds it) was made. Now socket() makes AF_INET,
+    AF_INET6 and AF_NETLINK only."""
+    proc = _run(
+        "import socket\n"
+        "for family in (socket.AF_VSOCK, socket.AF_PACKET, 9999):\n"
+        "    try:\n"
+        "        socket.socket(family, socket.SOCK_STREAM if family != socket.AF_PACKET\n"
+        "                      else socket.SOCK_RAW)\n"
+        "        raise SystemExit(f'a socket of family {family} was made')\n"
+        "    except PermissionError:\n"
+        "        pass\n"
+        "socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close()\n"
+        "socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE).close()\n"
+        "print('ok')\n"
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
