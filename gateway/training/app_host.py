@@ -7,7 +7,8 @@ imports the app: address space, CPU seconds, no file growth (``RLIMIT_FSIZE`` 0)
 core dumps, no IP network (``training.netns``, set first by ``training.app_child``:
 a user, network and IPC namespace of its own), and (``training.landlock``) reads only of
 Python, fedgate's packages and the app's own files, no file writes, no TCP, and
-(``training.seccomp``) no sockets but IP and netlink ones; it runs in
+(``training.seccomp``) no sockets but IP and netlink ones, no changes to a file's mode,
+owner, times or xattrs; it runs in
 a session of its own with a cleaned environment (Flower offline, its home in a temporary
 folder) and is killed with the run. Frames on its stdin and stdout are an 8-byte length
 and the bytes; the app's own prints go to stderr (the node's log). A failure reaches the

@@ -5,7 +5,9 @@ its files, but a pathname unix socket is reached by ``connect``, which Landlock 
 not check: ``/dev/log``, a resolver's or a container engine's socket would carry what
 the app read; nor does a network namespace hold ``AF_VSOCK`` (the hypervisor and its
 other guests). With this filter ``socket`` of any family but ``AF_INET``, ``AF_INET6``
-and ``AF_NETLINK`` (so ``AF_UNIX``, ``AF_VSOCK``, ``AF_PACKET``, ...), a ``socketpair`` of any type
+and ``AF_NETLINK`` (so ``AF_UNIX``, ``AF_VSOCK``, ``AF_PACKET``, ...), the ``chmod``,
+``chown``, ``utime`` and ``setxattr``/``removexattr`` families (a file's metadata, which
+Landlock does not check), a ``socketpair`` of any type
 but ``SOCK_STREAM`` (a datagram pair's ``sendto`` names a path: review, 2026-12-04) and
 io_uring fail with ``EACCES``, a syscall of another ABI kills the process (pipes, a
 stream ``socketpair`` and a fork ``multiprocessing`` pool still work; the forkserver
@@ -35,6 +37,18 @@ _FAMILIES = (2, 10, 16)
 _AND = 0x54  # BPF_ALU|BPF_AND|BPF_K
 # machine -> (AUDIT_ARCH_*, the socket and socketpair syscalls' numbers)
 _ARCHES = {"x86_64": (0xC000003E, 41, 53), "aarch64": (0xC00000B7, 198, 199)}
+# Syscalls that change a file's metadata by path or fd, which Landlock does not check
+# (review, 2026-12-05: an app set node.key's mode, a readable file's times and an xattr):
+# refused. x86-64: chmod, fchmod, chown, fchown, lchown, utime, utimes, setxattr,
+# lsetxattr, fsetxattr, removexattr, lremovexattr, fremovexattr, fchownat, futimesat,
+# fchmodat, utimensat; both: fchmodat2, setxattrat, removexattrat (Linux 6.6, 6.13).
+_METADATA = {
+    "x86_64": (90, 91, 92, 93, 94, 132, 235, 188, 189, 190, 197, 198, 199, 260, 261, 268, 280),
+    # setxattr, lsetxattr, fsetxattr, removexattr, lremovexattr, fremovexattr, fchmod,
+    # fchmodat, fchownat, fchown, utimensat (arm64 has no chmod, chown, utime, ...)
+    "aarch64": (5, 6, 7, 14, 15, 16, 52, 53, 54, 55, 88),
+}
+_METADATA_BOTH = (452, 463, 466)
 
 
 class _Insn(ctypes.Structure):
@@ -65,21 +79,23 @@ def _assemble(steps: list[tuple[str | None, _Step]]) -> list[tuple[int, int, int
     return out
 
 
-def _program(arch: int, socket_nr: int, socketpair_nr: int) -> list[tuple[int, int, int, int]]:
+def _program(
+    arch: int, socket_nr: int, socketpair_nr: int, refused: tuple[int, ...] = ()
+) -> list[tuple[int, int, int, int]]:
     """seccomp_data: nr at 0, arch at 4, args[0] at 16 and args[1] at 24 (low halves,
     little-endian). Another ABI (i386's ``int 0x80`` on x86-64) kills the process; x32
     numbers and io_uring (which makes sockets without ``socket``) are refused;
     ``socket`` of any family but AF_INET, AF_INET6 and AF_NETLINK is refused (AF_UNIX
     reaches pathname sockets; AF_VSOCK reaches the hypervisor and its other guests, and
     no network namespace holds it: review, 2026-12-05), and ``socketpair`` of a type but
-    SOCK_STREAM."""
+    SOCK_STREAM; the syscalls in ``refused`` (``_METADATA``) are refused."""
     steps: list[tuple[str | None, _Step]] = [
         (None, (_LD_ABS, 0, 0, 4)),
         (None, (_JEQ, 1, 0, arch)),
         (None, (_RET, 0, 0, _RET_KILL)),
         (None, (_LD_ABS, 0, 0, 0)),
         (None, (_JGE, "refuse", 0, _X32)),
-        *((None, (_JEQ, "refuse", 0, nr)) for nr in _IO_URING),
+        *((None, (_JEQ, "refuse", 0, nr)) for nr in (*_IO_URING, *refused)),
         (None, (_JEQ, "socket", 0, socket_nr)),
         (None, (_JEQ, "socketpair", "allow", socketpair_nr)),
         ("socket", (_LD_ABS, 0, 0, 16)),  # socket's domain
@@ -105,7 +121,7 @@ def restrict() -> str:
     arch = _ARCHES.get(platform.machine())
     if arch is None:
         return f"sockets not restricted: no filter for {platform.machine()}"
-    insns = _program(*arch)
+    insns = _program(*arch, _METADATA[platform.machine()] + _METADATA_BOTH)
     array = (_Insn * len(insns))(*(_Insn(*i) for i in insns))
     prog = _Prog(len(insns), ctypes.cast(array, ctypes.POINTER(_Insn)))
     libc = ctypes.CDLL(None, use_errno=True)
@@ -113,4 +129,4 @@ def restrict() -> str:
         return "sockets not restricted: prctl(NO_NEW_PRIVS) failed"
     if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
         return f"sockets not restricted: seccomp failed (errno {ctypes.get_errno()})"
-    return "seccomp: no sockets but IP and netlink"
+    return "seccomp: no sockets but IP and netlink, no chmod, chown, utime or xattr changes"

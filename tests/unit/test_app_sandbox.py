@@ -4,6 +4,7 @@ where it did not (the host says only the exception's type)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -126,3 +127,48 @@ def test_an_app_makes_no_vsock_socket(hosts: list[AppHost], tmp_path: Path, mess
         raise KeyError
     """
     assert "(ValueError)" in _probe(hosts, tmp_path, body, message)
+
+
+def test_an_app_changes_no_files_metadata(
+    hosts: list[AppHost], tmp_path: Path, message: bytes
+) -> None:
+    """Review finding: Landlock does not check chmod, chown, utime or xattrs, and an app
+    set the mode of a file outside its folder (the node's key), its times and an xattr.
+    Now the seccomp filter refuses them all, by path and by fd, and the file is as it was."""
+    from gateway.training import app_host
+
+    target = app_host._ROOT / "federation" / f".sandbox-probe-{os.getpid()}"
+    target.write_bytes(b"x")
+    target.chmod(0o644)
+    os.utime(target, (1_000_000, 1_000_000))
+    body = f"""
+        path, fd = {str(target)!r}, os.open({str(target)!r}, os.O_RDONLY)
+        attempts = {{
+            "chmod": lambda: os.chmod(path, 0o4755),
+            "fchmod": lambda: os.fchmod(fd, 0o4755),
+            "chown": lambda: os.chown(path, os.getuid(), os.getgid()),
+            "fchown": lambda: os.fchown(fd, os.getuid(), os.getgid()),
+            "lchown": lambda: os.lchown(path, os.getuid(), os.getgid()),
+            "utime": lambda: os.utime(path, (5, 5)),
+            "futime": lambda: os.utime(fd, (5, 5)),
+            "setxattr": lambda: os.setxattr(path, "user.leak", b"rows"),
+            "fsetxattr": lambda: os.setxattr(fd, "user.leak", b"rows"),
+            "removexattr": lambda: os.removexattr(path, "user.leak"),
+        }}
+        for name, attempt in attempts.items():
+            try:
+                attempt()
+            except PermissionError:
+                continue
+            except OSError:  # unsupported here, not refused: the filter did not hold
+                pass
+            raise KeyError(name)
+        raise ValueError
+    """
+    try:
+        said = _probe(hosts, tmp_path, body, message)
+        stat = target.stat()
+        assert "(ValueError)" in said and stat.st_mode & 0o7777 == 0o644, (said, stat)
+        assert stat.st_mtime == 1_000_000 and not os.listxattr(target)
+    finally:
+        target.unlink()

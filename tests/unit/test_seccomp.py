@@ -6,6 +6,7 @@ import platform
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,32 @@ def test_only_ip_and_netlink_sockets_are_made() -> None:
         "print('ok')\n"
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_a_files_metadata_is_not_changed(tmp_path: Path) -> None:
+    """Review finding: chmod, chown, utime and xattrs, which Landlock does not check,
+    worked on a file the app could read. The filter refuses them (EACCES)."""
+    target = tmp_path / "f"
+    target.write_bytes(b"x")
+    target.chmod(0o644)
+    proc = _run(
+        "import os\n"
+        f"path = {str(target)!r}\n"
+        "fd = os.open(path, os.O_RDONLY)\n"
+        "for name, attempt in {\n"
+        "    'chmod': lambda: os.chmod(path, 0o4755), 'fchmod': lambda: os.fchmod(fd, 0o755),\n"
+        "    'chmodat': lambda: os.chmod(path, 0o755, dir_fd=os.open('/', os.O_RDONLY)),\n"
+        "    'chown': lambda: os.chown(path, -1, -1), 'fchown': lambda: os.fchown(fd, -1, -1),\n"
+        "    'utime': lambda: os.utime(path, (5, 5)), 'futime': lambda: os.utime(fd, (5, 5)),\n"
+        "    'setxattr': lambda: os.setxattr(path, 'user.leak', b'rows'),\n"
+        "    'removexattr': lambda: os.removexattr(path, 'user.leak'),\n"
+        "}.items():\n"
+        "    try:\n"
+        "        attempt()\n"
+        "        raise SystemExit(f'{name} worked')\n"
+        "    except PermissionError:\n"
+        "        pass\n"
+        "print('ok')\n"
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.stdout, proc.stderr)
+    assert target.stat().st_mode & 0o7777 == 0o644
