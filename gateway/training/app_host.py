@@ -63,6 +63,11 @@ MAX_LOG_LINES = 1000  # of one app process's output kept in the node's log
 MAX_LOG_LINE = 1000
 log = logging.getLogger("fedgate.app")
 MAX_FRAME = 256 * 1024 * 1024
+# RLIMIT_CPU's hard limit past its soft one: at the soft limit the kernel sends SIGXCPU
+# (the owner's RESOURCE_EXHAUSTED), at the hard one SIGKILL; with both equal only the
+# SIGKILL came, and a busy app ended "ABORTED" (review, 2026-12-05). An app that
+# catches SIGXCPU is killed this much later.
+CPU_GRACE_SECONDS = 5
 _ROOT = Path(__file__).resolve().parents[2]  # the folder holding gateway/ and federation/
 
 
@@ -256,7 +261,7 @@ def _limit(memory_mb: int, cpu_seconds: int) -> None:
 
     mem = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + CPU_GRACE_SECONDS))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write then fails, the process lives

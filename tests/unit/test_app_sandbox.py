@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from flwr.app import Message, RecordDict
 
-from gateway.errors import Aborted
+from gateway.errors import Aborted, ResourceExhausted
 from gateway.training.app_host import AppHost, AppLimits
 from gateway.training.grid import from_bytes, to_bytes
 from tests.unit.training_grid import server_identity
@@ -172,3 +172,17 @@ def test_an_app_changes_no_files_metadata(
         assert stat.st_mtime == 1_000_000 and not os.listxattr(target)
     finally:
         target.unlink()
+
+
+def test_an_app_over_its_cpu_time_is_resource_exhausted(
+    hosts: list[AppHost], tmp_path: Path, message: bytes
+) -> None:
+    """Review finding: with RLIMIT_CPU's soft and hard limits equal the kernel sent
+    SIGKILL, never SIGXCPU, and a busy app ended ``ABORTED: the app's process ended``.
+    Now its soft limit comes first: ``RESOURCE_EXHAUSTED``."""
+    source = "def app(msg, context):\n    while True:\n        pass\n"
+    host = _host(hosts, tmp_path, source, AppLimits(cpu_seconds=2))
+    started = time.monotonic()
+    with pytest.raises(ResourceExhausted, match="CPU time"):
+        host.call(message, 60)
+    assert time.monotonic() - started < 30
