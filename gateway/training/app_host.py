@@ -82,6 +82,23 @@ def _write(out: IO[bytes], payload: bytes) -> None:
     out.flush()
 
 
+def _write_by(fd: int, payload: bytes, deadline: float | None) -> None:
+    """A frame to a non-blocking pipe, by ``deadline`` (``TimeoutError`` after): an app
+    that does not read (asleep at import, its read blocked) held a message over the pipe's
+    64 KiB past its call's timeout (review, 2026-12-05)."""
+    view = memoryview(len(payload).to_bytes(8, "big") + payload)
+    while view:
+        wait = None if deadline is None else deadline - time.monotonic()
+        if wait is not None and (wait <= 0 or not select.select([], [fd], [], wait)[1]):
+            raise TimeoutError
+        if wait is None:
+            select.select([], [fd], [])
+        try:
+            view = view[os.write(fd, view[: 1 << 20]) :]
+        except BlockingIOError:
+            continue
+
+
 def _read(fd: int, n: int, deadline: float | None) -> bytes:
     chunks, left = [], n
     while left:
@@ -150,11 +167,16 @@ class AppHost:
         np.savez(buf, X=X, y=y)
         self._send(buf.getvalue())
 
-    def _send(self, payload: bytes) -> None:
+    def _send(self, payload: bytes, deadline: float | None = None) -> None:
         if self._closed or self.proc.stdin is None:
             raise Aborted("the app's process was stopped")
         try:
-            _write(self.proc.stdin, payload)
+            fd = self.proc.stdin.fileno()
+            os.set_blocking(fd, False)
+            _write_by(fd, payload, deadline)
+        except TimeoutError:
+            self._close()
+            raise DeadlineExceeded("the app did not answer in time; it was stopped") from None
         except (OSError, ValueError):
             raise self._ended() from None
 
@@ -162,10 +184,11 @@ class AppHost:
         """The app's reply to one message, or a typed error (the process is then gone).
         One call at a time; ``close`` from another thread ends a call in progress."""
         with self._lock:
-            self._send(message)
+            deadline = time.monotonic() + max(timeout, 0.01)
+            self._send(message, deadline)  # by the call's deadline too: the app may not read
             assert self.proc.stdout is not None
             try:
-                frame = _frame(self.proc.stdout.fileno(), time.monotonic() + max(timeout, 0.01))
+                frame = _frame(self.proc.stdout.fileno(), deadline)
             except TimeoutError:
                 self._close()
                 raise DeadlineExceeded("the app did not answer in time; it was stopped") from None

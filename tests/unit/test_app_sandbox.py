@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from flwr.app import Message, RecordDict
 
-from gateway.errors import Aborted, ResourceExhausted
+from gateway.errors import Aborted, DeadlineExceeded, ResourceExhausted
 from gateway.training.app_host import AppHost, AppLimits
 from gateway.training.grid import from_bytes, to_bytes
 from tests.unit.training_grid import server_identity
@@ -186,3 +186,17 @@ def test_an_app_over_its_cpu_time_is_resource_exhausted(
     with pytest.raises(ResourceExhausted, match="CPU time"):
         host.call(message, 60)
     assert time.monotonic() - started < 30
+
+
+def test_a_message_to_an_app_that_does_not_read_keeps_the_calls_deadline(
+    hosts: list[AppHost], tmp_path: Path, message: bytes
+) -> None:
+    """Review finding: the host wrote a message with no deadline: to an app asleep at
+    import, a message over the pipe's 64 KiB blocked past the call's timeout (2 s
+    returned after 20 s). Now the write keeps the call's deadline, and the app stops."""
+    host = _host(hosts, tmp_path, "import time\n\ntime.sleep(30)\n")
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        host.call(message + b"\0" * (1 << 20), 2)
+    assert time.monotonic() - started < 8
+    assert host.proc.poll() is not None
