@@ -82,6 +82,15 @@ def _write(out: IO[bytes], payload: bytes) -> None:
     out.flush()
 
 
+def _ready(fd: int, events: int, wait: float | None) -> bool:
+    """Whether ``fd`` is ready for ``events`` within ``wait`` seconds (None: however long).
+    ``poll``, not ``select``: select refuses an fd from 1024 up, which a busy node's pipe
+    may be (review, 2026-12-05: an app then failed to start, "the app's process ended")."""
+    poller = select.poll()
+    poller.register(fd, events)
+    return bool(poller.poll(None if wait is None else max(0, int(wait * 1000) + 1)))
+
+
 def _write_by(fd: int, payload: bytes, deadline: float | None) -> None:
     """A frame to a non-blocking pipe, by ``deadline`` (``TimeoutError`` after): an app
     that does not read (asleep at import, its read blocked) held a message over the pipe's
@@ -89,10 +98,10 @@ def _write_by(fd: int, payload: bytes, deadline: float | None) -> None:
     view = memoryview(len(payload).to_bytes(8, "big") + payload)
     while view:
         wait = None if deadline is None else deadline - time.monotonic()
-        if wait is not None and (wait <= 0 or not select.select([], [fd], [], wait)[1]):
+        if wait is not None and wait <= 0:
             raise TimeoutError
-        if wait is None:
-            select.select([], [fd], [])
+        if not _ready(fd, select.POLLOUT, wait):
+            raise TimeoutError
         try:
             view = view[os.write(fd, view[: 1 << 20]) :]
         except BlockingIOError:
@@ -104,7 +113,7 @@ def _read(fd: int, n: int, deadline: float | None) -> bytes:
     while left:
         if deadline is not None:
             wait = deadline - time.monotonic()
-            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+            if wait <= 0 or not _ready(fd, select.POLLIN, wait):
                 raise TimeoutError
         try:
             got = os.read(fd, min(left, 1 << 20))

@@ -37,6 +37,12 @@ _FAMILIES = (2, 10, 16)
 _AND = 0x54  # BPF_ALU|BPF_AND|BPF_K
 # machine -> (AUDIT_ARCH_*, the socket and socketpair syscalls' numbers)
 _ARCHES = {"x86_64": (0xC000003E, 41, 53), "aarch64": (0xC00000B7, 198, 199)}
+_IOCTL = {"x86_64": 16, "aarch64": 29}
+# ioctl commands that change a file's flags or extended attributes, which Landlock does not
+# check outside device files (review, 2026-12-05: an app set a readable file's flags, a
+# trace a later init process could read): FS_IOC_SETFLAGS, FS_IOC32_SETFLAGS,
+# FS_IOC_FSSETXATTR.
+_IOCTL_REFUSED = (0x40086602, 0x40046602, 0x401C5820)
 # Syscalls that change a file's metadata by path or fd, which Landlock does not check
 # (review, 2026-12-05: an app set node.key's mode, a readable file's times and an xattr):
 # refused. x86-64: chmod, fchmod, chown, fchown, lchown, utime, utimes, setxattr,
@@ -74,13 +80,18 @@ def _assemble(steps: list[tuple[str | None, _Step]]) -> list[tuple[int, int, int
     out = []
     for i, (_, (code, jt, jf, k)) in enumerate(steps):
         jt_, jf_ = (at[j] - i - 1 if isinstance(j, str) else j for j in (jt, jf))
-        assert 0 <= jt_ < 256 and 0 <= jf_ < 256, (i, jt, jf)
+        if not (0 <= jt_ < 256 and 0 <= jf_ < 256):  # BPF's jt/jf are 8 bits
+            raise ValueError(f"seccomp: step {i} jumps too far ({jt}, {jf})")
         out.append((code, jt_, jf_, k))
     return out
 
 
 def _program(
-    arch: int, socket_nr: int, socketpair_nr: int, refused: tuple[int, ...] = ()
+    arch: int,
+    socket_nr: int,
+    socketpair_nr: int,
+    refused: tuple[int, ...] = (),
+    ioctl_nr: int | None = None,
 ) -> list[tuple[int, int, int, int]]:
     """seccomp_data: nr at 0, arch at 4, args[0] at 16 and args[1] at 24 (low halves,
     little-endian). Another ABI (i386's ``int 0x80`` on x86-64) kills the process; x32
@@ -88,7 +99,17 @@ def _program(
     ``socket`` of any family but AF_INET, AF_INET6 and AF_NETLINK is refused (AF_UNIX
     reaches pathname sockets; AF_VSOCK reaches the hypervisor and its other guests, and
     no network namespace holds it: review, 2026-12-05), and ``socketpair`` of a type but
-    SOCK_STREAM; the syscalls in ``refused`` (``_METADATA``) are refused."""
+    SOCK_STREAM; the syscalls in ``refused`` (``_METADATA``) are refused, and ``ioctl``
+    (``ioctl_nr``) with a command of ``_IOCTL_REFUSED``."""
+    ioctl: list[tuple[str | None, _Step]] = []  # the jump to the command's check
+    commands: list[tuple[str | None, _Step]] = []  # the check
+    if ioctl_nr is not None:
+        ioctl = [(None, (_JEQ, "ioctl", 0, ioctl_nr))]
+        commands = [
+            ("ioctl", (_LD_ABS, 0, 0, 24)),  # ioctl's command (an unsigned int)
+            *((None, (_JEQ, "refuse", 0, cmd)) for cmd in _IOCTL_REFUSED[:-1]),
+            (None, (_JEQ, "refuse", "allow", _IOCTL_REFUSED[-1])),
+        ]
     steps: list[tuple[str | None, _Step]] = [
         (None, (_LD_ABS, 0, 0, 4)),
         (None, (_JEQ, 1, 0, arch)),
@@ -96,6 +117,7 @@ def _program(
         (None, (_LD_ABS, 0, 0, 0)),
         (None, (_JGE, "refuse", 0, _X32)),
         *((None, (_JEQ, "refuse", 0, nr)) for nr in (*_IO_URING, *refused)),
+        *ioctl,
         (None, (_JEQ, "socket", 0, socket_nr)),
         (None, (_JEQ, "socketpair", "allow", socketpair_nr)),
         ("socket", (_LD_ABS, 0, 0, 16)),  # socket's domain
@@ -105,6 +127,7 @@ def _program(
         ("socketpair", (_LD_ABS, 0, 0, 24)),
         (None, (_AND, 0, 0, _SOCK_TYPE_MASK)),
         (None, (_JEQ, "allow", "refuse", _SOCK_STREAM)),
+        *commands,
         ("refuse", (_RET, 0, 0, _RET_ERRNO | errno.EACCES)),
         ("allow", (_RET, 0, 0, _RET_ALLOW)),
     ]
@@ -121,7 +144,8 @@ def restrict() -> str:
     arch = _ARCHES.get(platform.machine())
     if arch is None:
         return f"sockets not restricted: no filter for {platform.machine()}"
-    insns = _program(*arch, _METADATA[platform.machine()] + _METADATA_BOTH)
+    machine = platform.machine()
+    insns = _program(*arch, _METADATA[machine] + _METADATA_BOTH, _IOCTL[machine])
     array = (_Insn * len(insns))(*(_Insn(*i) for i in insns))
     prog = _Prog(len(insns), ctypes.cast(array, ctypes.POINTER(_Insn)))
     libc = ctypes.CDLL(None, use_errno=True)
@@ -129,4 +153,6 @@ def restrict() -> str:
         return "sockets not restricted: prctl(NO_NEW_PRIVS) failed"
     if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
         return f"sockets not restricted: seccomp failed (errno {ctypes.get_errno()})"
-    return "seccomp: no sockets but IP and netlink, no chmod, chown, utime or xattr changes"
+    return (
+        "seccomp: no sockets but IP and netlink, no chmod, chown, utime, xattr or file flag changes"
+    )

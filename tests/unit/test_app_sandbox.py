@@ -200,3 +200,18 @@ def test_a_message_to_an_app_that_does_not_read_keeps_the_calls_deadline(
         host.call(message + b"\0" * (1 << 20), 2)
     assert time.monotonic() - started < 8
     assert host.proc.poll() is not None
+
+
+def test_an_app_starts_and_answers_when_its_pipes_are_past_fd_1024(
+    hosts: list[AppHost], tmp_path: Path, message: bytes
+) -> None:
+    """Review (2026-12-05): the pipes were waited on with ``select``, which refuses an fd
+    from 1024 up: on a node holding many files an app failed to start, reported as "the
+    app's process ended". ``poll`` has no such bound."""
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        host = _host(hosts, tmp_path, "def app(msg, context):\n    return msg\n")
+        assert host.call(message, 30)  # it started, and answered
+    finally:
+        for fd in held:
+            os.close(fd)

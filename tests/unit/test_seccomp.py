@@ -113,3 +113,25 @@ def test_a_files_metadata_is_not_changed(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.stdout, proc.stderr)
     assert target.stat().st_mode & 0o7777 == 0o644
+
+
+def test_a_files_flags_are_not_changed_by_ioctl(tmp_path: Path) -> None:
+    """Review (2026-12-05): ``ioctl(FS_IOC_SETFLAGS)`` on a file opened for reading set its
+    flags (nodump ...), which Landlock does not check outside device files: a trace a row-
+    holding process could leave for a later one. Refused (EACCES); other ioctls work."""
+    target = tmp_path / "f"
+    target.write_bytes(b"x")
+    proc = _run(
+        "import fcntl, os, struct, termios\n"
+        f"fd = os.open({str(target)!r}, os.O_RDONLY)\n"
+        "for cmd in (0x40086602, 0x40046602, 0x401C5820):\n"
+        "    try:\n"
+        "        fcntl.ioctl(fd, cmd, struct.pack('q', 0x40) + bytes(24))\n"
+        "        raise SystemExit(f'{cmd:#x} worked')\n"
+        "    except PermissionError:\n"
+        "        pass\n"
+        "r, w = os.pipe()\n"
+        "fcntl.ioctl(r, termios.FIONREAD, struct.pack('i', 0))  # any other ioctl works\n"
+        "print('ok')\n"
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.stdout, proc.stderr)
