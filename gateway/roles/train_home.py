@@ -44,7 +44,7 @@ from gateway.roles.vouching import Vouching
 from gateway.text import check_purpose, shown
 from gateway.training.job import Job, start
 from gateway.training.runs import Runs
-from gateway.training.spec import TrainSpec
+from gateway.training.spec import ROUND_SECONDS, TrainSpec
 
 log = logging.getLogger("fedgate.home")
 
@@ -52,7 +52,6 @@ log = logging.getLogger("fedgate.home")
 # a message sent in pieces before its next piece.
 AskStep = Callable[[Member, Envelope, bytes, threading.Event | None], tuple[bytes, OwnerReport]]
 FIRST_NODE_ID = 1001  # Flower node ids of the run's owners, in the order of their names
-ROUND_SECONDS = 300.0  # the longest one exchange waits for its replies (a run: 590 s)
 POLL_SECONDS = 0.2
 CANCELLED = "the analyst cancelled the run"
 PUBLISHERS_TIMEOUT = 10.0  # the longest the home asks who lists a run's dataset

@@ -75,7 +75,6 @@ from gateway.policy.model import Decision
 from gateway.policy.store import GrantStore
 from gateway.release.pipeline import Protected, Released, ReleasePipeline
 from gateway.release.train import Step, TrainRelease
-from gateway.roles.train_home import ROUND_SECONDS
 from gateway.roles.vouching import Vouching
 from gateway.training import dp
 from gateway.training.app_host import AppHost, AppLimits
@@ -92,7 +91,7 @@ from gateway.training.secagg_guard import (
     stage_round,
 )
 from gateway.training.settings import bound_record
-from gateway.training.spec import TrainSpec
+from gateway.training.spec import ROUND_SECONDS, TrainSpec
 from gateway.training.transfers import MAX_MESSAGE_BYTES, PIECE_BYTES, Answer, Piece, Transfers
 
 RUNS_KEPT = 4  # runs whose rows and Context an owner keeps between messages

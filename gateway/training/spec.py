@@ -17,6 +17,9 @@ from federation.training.tasks import MAX_CLASSES, TASKS
 from gateway.errors import InvalidArgument
 
 MAX_ROUNDS = 1000
+# the longest one exchange of a run waits for its replies (a whole run: 590 s): the home
+# bounds each exchange by it, an owner drops a run idle twice as long
+ROUND_SECONDS = 300.0
 MAX_FEATURES = 256
 MAX_EPOCHS = 100  # local epochs a message may ask (the tasks themselves allow more)
 MAX_NAME_CHARS = 128  # a dataset, column or member name: an audit entry quotes them
