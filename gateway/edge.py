@@ -218,8 +218,9 @@ class Authenticator:
         before the certificate was revoked, or before it expired, is refused from then on.
         (A CRL refused on reload is logged once by ``RevocationList``; the last good list
         stays in force.)"""
-        if self.revocations.is_revoked(caller.serial, caller.issuer, caller.issuer_key):
-            raise Unauthenticated(f"certificate {caller.serial} of {caller} has been revoked")
+        why = self.revocations.revocation(caller.serial, caller.issuer, caller.issuer_key)
+        if why:
+            raise Unauthenticated(f"certificate {caller.serial} of {caller} {why}")
         if caller.not_after <= clock.now():
             raise Unauthenticated(
                 f"certificate {caller.serial} of {caller} expired at "

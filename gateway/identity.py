@@ -610,8 +610,9 @@ def not_in_force(cert: x509.Certificate, revocations: RevocationList | None) -> 
         return f"certificate {serial} is valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
     if revocations is not None:
         try:
-            if revocations.is_revoked(serial, *issuer_of(cert)):
-                return f"certificate {serial} has been revoked"
+            why = revocations.revocation(serial, *issuer_of(cert))
+            if why:
+                return f"certificate {serial} {why}"
         except Unauthenticated as exc:  # an expired CRL: nothing is known to be in force
             return exc.message
     return ""
@@ -752,18 +753,27 @@ class CrlIssuer:
     label: str  # its common name (else its whole name), for messages and the audit
     names: frozenset[str]  # the subjects of its certificates (RFC 4514)
     public_key: ec.EllipticCurvePublicKey
+    # Its certificates that another CA of the bundle issued (an intermediate CA): (serial,
+    # issuer name, issuer key id), each revocable by that CA's CRL.
+    issued: tuple[tuple[int, str, str], ...] = ()
 
 
 def crl_issuers(bundle: list[x509.Certificate]) -> list[CrlIssuer]:
     """The issuers of a CA bundle, in its order."""
     found: dict[str, CrlIssuer] = {}
+    subjects = {cert.subject.rfc4514_string() for cert in bundle}
     for cert, key in zip(bundle, ca_keys(bundle), strict=True):
         kid = key_id(cert)
         name = cert.subject.rfc4514_string()
         label = _name_attr(cert.subject, NameOID.COMMON_NAME) or name
+        parent, parent_key = issuer_of(cert)
+        by_other = parent in subjects and (parent != name or parent_key not in ("", kid))
+        issued = ((cert.serial_number, parent, parent_key),) if by_other else ()
         seen = found.get(kid)
-        names = seen.names | {name} if seen else frozenset({name})
-        found[kid] = CrlIssuer(kid, seen.label if seen else label, names, key)
+        if seen is not None:
+            found[kid] = CrlIssuer(kid, seen.label, seen.names | {name}, key, seen.issued + issued)
+        else:
+            found[kid] = CrlIssuer(kid, label, frozenset({name}), key, issued)
     return list(found.values())
 
 
@@ -1051,29 +1061,65 @@ class RevocationList:
             self._reload()
 
     def is_revoked(self, serial_hex: str, issuer: str = "", issuer_key: str = "") -> bool:
-        """Whether the CRL of the certificate's issuer (its name and authority key id, as
-        ``issuer_of`` reads them) lists the serial. Without an issuer, every CA's CRL is
-        asked (fails closed); likewise among CAs of one name when the key id tells none."""
+        return bool(self.revocation(serial_hex, issuer, issuer_key))
+
+    def revocation(self, serial_hex: str, issuer: str = "", issuer_key: str = "") -> str:
+        """Why the certificate is revoked ("" if it is not): the CRL of its issuer (its
+        name and authority key id, as ``issuer_of`` reads them) lists the serial, or a CA
+        of the bundle revoked that issuer itself (an intermediate CA listed in ``tls.ca``:
+        each link up to the bundle's roots, as an X.509 path check would). Without an
+        issuer, every CA's CRL is asked (fails closed); likewise among CAs of one name
+        when the key id tells none."""
         self._reload()
         if self._path is None:
-            return False
+            return ""
+        lists = self._lists
+        if self._listed((int(serial_hex, 16), issuer, issuer_key), lists):
+            return "has been revoked"
+        ca = self._revoked_ca(issuer, issuer_key, lists, len(self.issuers))
+        return f"is under {ca}, which its own CA revoked" if ca else ""
+
+    def _revoked_ca(
+        self, issuer: str, issuer_key: str, lists: dict[str, _InForce], links: int
+    ) -> str:
+        """The CA above a certificate of ``issuer`` that its own issuer revoked ("" if
+        none). Fails closed: a CA key any of whose certificates was revoked is revoked."""
+        if links == 0:  # no chain is longer than the bundle (a loop of CAs ends here)
+            return ""
+        for candidate in self._candidates("", issuer, issuer_key):
+            for cert in candidate.issued:
+                if self._listed(cert, lists):
+                    return f"CA {candidate.label!r} (certificate {cert[0]:x})"
+                above = self._revoked_ca(cert[1], cert[2], lists, links - 1)
+                if above:
+                    return above
+        return ""
+
+    def _listed(self, cert: tuple[int, str, str], lists: dict[str, _InForce]) -> bool:
+        """Whether the CRL of the issuer of ``cert`` (serial, issuer, issuer key id)
+        lists it; every candidate issuer's CRL must be in force."""
+        serial, issuer, issuer_key = cert
+        in_force = [
+            self._in_force(c, lists) for c in self._candidates(f"{serial:x}", issuer, issuer_key)
+        ]
+        return any(serial in i.serials for i in in_force)
+
+    def _candidates(self, serial_hex: str, issuer: str, issuer_key: str) -> list[CrlIssuer]:
         candidates = [i for i in self.issuers if not issuer or issuer in i.names]
         if len(candidates) > 1 and issuer_key:
             candidates = [i for i in candidates if i.key_id == issuer_key] or candidates
         if not candidates:
             raise Unauthenticated(f"certificate {serial_hex} was issued by no CA in tls.ca")
-        lists = self._lists
-        serial = int(serial_hex, 16)
-        revoked = False
-        for candidate in candidates:
-            in_force = lists.get(candidate.key_id)
-            if in_force is None:  # not in force yet (start-up takes every CA's)
-                raise Unauthenticated(f"no CRL of CA {candidate.label!r} is in force")
-            nxt = in_force.next_update
-            if nxt is not None and clock.now() > nxt:
-                raise Unauthenticated(
-                    f"{self._the_crl(candidate.key_id)} expired at {nxt:%Y-%m-%d %H:%M} UTC; "
-                    "the CA must re-issue it (fedgate ca crl)"
-                )
-            revoked = revoked or serial in in_force.serials
-        return revoked
+        return candidates
+
+    def _in_force(self, candidate: CrlIssuer, lists: dict[str, _InForce]) -> _InForce:
+        in_force = lists.get(candidate.key_id)
+        if in_force is None:  # not in force yet (start-up takes every CA's)
+            raise Unauthenticated(f"no CRL of CA {candidate.label!r} is in force")
+        nxt = in_force.next_update
+        if nxt is not None and clock.now() > nxt:
+            raise Unauthenticated(
+                f"{self._the_crl(candidate.key_id)} expired at {nxt:%Y-%m-%d %H:%M} UTC; "
+                "the CA must re-issue it (fedgate ca crl)"
+            )
+        return in_force
