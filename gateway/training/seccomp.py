@@ -7,7 +7,8 @@ the app read; nor does a network namespace hold ``AF_VSOCK`` (the hypervisor and
 other guests). With this filter ``socket`` of any family but ``AF_INET``, ``AF_INET6``
 and ``AF_NETLINK`` (so ``AF_UNIX``, ``AF_VSOCK``, ``AF_PACKET``, ...), the ``chmod``,
 ``chown``, ``utime`` and ``setxattr``/``removexattr`` families (a file's metadata, which
-Landlock does not check), a ``socketpair`` of any type
+Landlock does not check), ``setsid`` and ``setpgid`` (what the app forks stays in the
+group its host kills), a ``socketpair`` of any type
 but ``SOCK_STREAM`` (a datagram pair's ``sendto`` names a path: review, 2026-12-04) and
 io_uring fail with ``EACCES``, a syscall of another ABI kills the process (pipes, a
 stream ``socketpair`` and a fork ``multiprocessing`` pool still work; the forkserver
@@ -55,6 +56,10 @@ _METADATA = {
     "aarch64": (5, 6, 7, 14, 15, 16, 52, 53, 54, 55, 88),
 }
 _METADATA_BOTH = (452, 463, 466)
+# setpgid and setsid: a process the app forks stays in the app's process group, which the
+# host kills whole at the end (review, 2026-12-05: a forked child that called setsid()
+# left the group and lived on with the rows, past the app's end).
+_GROUP = {"x86_64": (109, 112), "aarch64": (154, 157)}
 
 
 class _Insn(ctypes.Structure):
@@ -145,7 +150,8 @@ def restrict() -> str:
     if arch is None:
         return f"sockets not restricted: no filter for {platform.machine()}"
     machine = platform.machine()
-    insns = _program(*arch, _METADATA[machine] + _METADATA_BOTH, _IOCTL[machine])
+    refused = _METADATA[machine] + _METADATA_BOTH + _GROUP[machine]
+    insns = _program(*arch, refused, _IOCTL[machine])
     array = (_Insn * len(insns))(*(_Insn(*i) for i in insns))
     prog = _Prog(len(insns), ctypes.cast(array, ctypes.POINTER(_Insn)))
     libc = ctypes.CDLL(None, use_errno=True)
@@ -154,5 +160,6 @@ def restrict() -> str:
     if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
         return f"sockets not restricted: seccomp failed (errno {ctypes.get_errno()})"
     return (
-        "seccomp: no sockets but IP and netlink, no chmod, chown, utime, xattr or file flag changes"
+        "seccomp: no sockets but IP and netlink, no chmod, chown, utime, xattr or file flag "
+        "changes, no leaving the process group"
     )

@@ -174,6 +174,30 @@ def test_an_app_changes_no_files_metadata(
         target.unlink()
 
 
+def test_what_an_app_forks_stays_in_its_process_group(
+    hosts: list[AppHost], tmp_path: Path, message: bytes
+) -> None:
+    """Review (2026-12-05): a process the app forked could call ``setsid()``, leave the
+    group the host kills whole at the end, and live on with the rows. Now the filter
+    refuses ``setsid`` and ``setpgid`` there (the fork itself still works)."""
+    body = """
+        pid = os.fork()
+        if pid == 0:
+            for attempt in (os.setsid, lambda: os.setpgid(0, 0)):
+                try:
+                    attempt()
+                    os._exit(1)
+                except PermissionError:
+                    pass
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            raise ValueError
+        raise KeyError
+    """
+    assert "(ValueError)" in _probe(hosts, tmp_path, body, message)
+
+
 def test_an_app_over_its_cpu_time_is_resource_exhausted(
     hosts: list[AppHost], tmp_path: Path, message: bytes
 ) -> None:

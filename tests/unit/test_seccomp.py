@@ -135,3 +135,26 @@ def test_a_files_flags_are_not_changed_by_ioctl(tmp_path: Path) -> None:
         "print('ok')\n"
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.stdout, proc.stderr)
+
+
+def test_no_process_leaves_the_group(tmp_path: Path) -> None:
+    """Review (2026-12-05): a process the app forked called ``setsid()`` and left the
+    process group its host kills at the end, living on with the rows. ``setsid`` and
+    ``setpgid`` are refused (EACCES); ``fork`` still works, and its child stays."""
+    proc = _run(
+        "import os\n"
+        "pgrp = os.getpgrp()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    code = 0\n"
+        "    for name, attempt in (('setsid', os.setsid), ('setpgid', lambda: os.setpgid(0, 0))):\n"
+        "        try:\n"
+        "            attempt()\n"
+        "            code = 1\n"
+        "        except PermissionError:\n"
+        "            pass\n"
+        "    os._exit(code if os.getpgrp() == pgrp else 2)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print('child', os.waitstatus_to_exitcode(status))\n"
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "child 0", (proc.stdout, proc.stderr)
