@@ -58,6 +58,8 @@ class Hist(NamedTuple):
 def check_bounds(lower: float, upper: float, bins: int) -> None:
     if not (math.isfinite(lower) and math.isfinite(upper) and lower < upper):
         raise HistError("a DP quantile needs finite declared bounds, lower below upper")
+    if not math.isfinite(upper - lower):  # its bins' arithmetic would overflow on a row
+        raise HistError("a DP quantile's bounds are wider apart than a double holds")
     if not 1 <= bins <= MAX_BINS:
         raise HistError(f"a DP quantile's histogram has 1 to {MAX_BINS} bins")
 

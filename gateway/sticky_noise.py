@@ -61,6 +61,7 @@ THRESHOLD_SPREAD = 30  # a group is released from k + a draw uniform over 0..thi
 SUM_SCALE = 0.25  # a sum's layer SD, per unit of the group's largest magnitude
 COUNT_SCALE = 0.7  # a count's layer SD
 
+_COUNT = "count"  # the label of every count's layers
 _NOISED = (Kind.ROWS, Kind.COUNT, Kind.SUM, Kind.M2)  # MIN and MAX are L1 only: as they are
 
 
@@ -87,12 +88,14 @@ def _fp(value: object) -> str:
 def _label(state: StateColumn, plan: QueryPlan) -> str:
     """What a layer is drawn for: every count of the same rows gets the same noise, and
     every sum of values read from the same columns (``SUM(x)``, ``SUM(x * 1)``,
-    ``SUM(x + 0)``): rewriting an expression draws nothing new to average away."""
+    ``SUM(x + 0)``): rewriting an expression draws nothing new to average away. A value
+    that reads no column (``SUM(1)``, ``SUM(2)``) counts rows: it draws ``COUNT(*)``'s
+    layers (review, 2026-12-05: its own draws were a second sample of every count)."""
     if state.kind in COUNT_KINDS:
-        return "count"
+        return _COUNT
     step = plan.aggregate
     columns = step.columns_of(state.column or "") if step is not None else ()
-    return f"{state.kind.value}:{','.join(columns)}"
+    return f"{state.kind.value}:{','.join(columns)}" if columns else _COUNT
 
 
 def add_sticky_noise(
@@ -143,8 +146,7 @@ def add_sticky_noise(
                 z + gaussian(key, version, label, "top", _fp(t))
                 for z, t in zip(layers, tops, strict=True)
             ]
-        constant = label.endswith(":")  # a value that reads no column: a count
-        per_unit = COUNT_SCALE if constant else SUM_SCALE
+        per_unit = COUNT_SCALE if label == _COUNT else SUM_SCALE  # a constant's sum counts
         noise = np.array(layers, dtype=np.float64)
         whole = state.column in integer_sums
         columns[name] = _noised(table, state, noise, per_unit, whole_sum=whole)

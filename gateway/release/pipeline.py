@@ -11,6 +11,7 @@ Every refusal on the way is an audit entry too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -195,6 +196,21 @@ class Ended(Withheld):
         self.code = cause.code
 
 
+class Broke(Withheld):
+    """Failed by a fault of this node (not a typed refusal) under DP, once noise may have
+    been drawn: whether it fails may be read from the data (review, 2026-12-05: a DP
+    quantile whose bins overflowed on one row's value crashed after its noise, for free,
+    an exact bit of that value), so its epsilon is spent all the same."""
+
+    why = "failed once noised"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "internal error, see the node log (its privacy budget is spent: noise may have "
+            "been drawn)"
+        )
+
+
 class ReleasePipeline:
     def __init__(
         self,
@@ -233,6 +249,13 @@ class ReleasePipeline:
                     self._withheld(op, env, decision, drawn, TooLarge(), let_go, once)
                 except NoiseSent as out:  # its noise left before it ended: spent all the same
                     self._withheld(op, env, decision, out.epsilon, Ended(out.cause), let_go, once)
+                except FedgateError:
+                    raise
+                except Exception:
+                    if decision.epsilon <= 0:
+                        raise
+                    log.exception("release %s failed once noise may have been drawn", op.name)
+                    self._withheld(op, env, decision, decision.epsilon, Broke(), let_go, once)
                 limit = max_payload_bytes or self.max_payload_bytes
                 spent, now = protected.epsilon, time.monotonic()  # one reading of the clock
                 if spent > 0:  # whatever ends it now is read from its noise too
@@ -251,6 +274,11 @@ class ReleasePipeline:
         except FedgateError as exc:
             if not isinstance(exc, Withheld):  # a withheld release is its own entry
                 self.refused(op.name, env, op.subject, exc)
+            raise
+        except Exception:  # a fault, not a refusal: audited too (the edge logs it)
+            with contextlib.suppress(Exception):  # the fault's own status goes out whatever
+                fault = FedgateError("internal error, see the node log")
+                self.refused(op.name, env, op.subject, fault)
             raise
         receipt = sign(self.signer, entry)
         log.info(

@@ -11,6 +11,7 @@ error says what went wrong and over which columns, never a value (``gateway.engi
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -273,9 +274,14 @@ def bounded(plan: QueryPlan, clamp: dict[str, tuple[float, float]]) -> None:
         if call.column is None or call.func == "count":
             continue
         try:
-            plan.bounds_of(call.column, clamp)
+            bounds = plan.bounds_of(call.column, clamp)
         except Unbounded as exc:
             raise InvalidArgument(f"{call.label} under DP: {exc}") from None
+        if bounds is not None and not math.isfinite(bounds[1] - bounds[0]):
+            raise InvalidArgument(  # review, 2026-12-05: a quantile's bins overflowed
+                f"{call.label} under DP: its values range from {bounds[0]:g} to "
+                f"{bounds[1]:g}, wider apart than a double holds; declare narrower bounds"
+            )
 
 
 def _few_leaves(plan: QueryPlan) -> None:

@@ -143,6 +143,25 @@ def test_rewriting_a_value_draws_no_new_noise_and_a_case_condition_gets_its_leav
     assert noised(case, "__s___v0", ("leaf-1",)) != noised(case, "__s___v0", ("leaf-2",))
 
 
+def test_a_sum_of_a_constant_draws_the_counts_noise() -> None:
+    """Review (2026-12-05): ``SUM(1)`` was labelled apart from ``COUNT(*)`` and drew
+    layers of its own, a second independent sample of every count (averaging the two cut
+    each layer's SD by a square root of two). Now a value that reads no column draws the
+    count's layers: across 400 groups their errors move together."""
+    groups = 400
+    table = pa.table({"g": [f"g{i % groups:03d}" for i in range(groups * 100)]})
+    raw, plan = _partial("SELECT g, COUNT(*), SUM(1), SUM(2) FROM t GROUP BY g", table)
+    out = sticky_noise.add_sticky_noise(raw, plan, key=KEY, version="x", leaf_fingerprints=())
+    names = out.column_names
+    counts = np.array(out.column("__n").to_pylist(), dtype=float) - 100
+    sums = [np.array(out.column(n).to_pylist(), dtype=float) for n in names if "__s_" in n]
+    assert len(sums) == 2
+    one, two = sums[0] - 100, sums[1] - 200
+    assert np.std(counts) > 0.3  # noised at all
+    assert np.corrcoef(counts, one)[0, 1] > 0.5, np.corrcoef(counts, one)
+    assert np.corrcoef(one, two)[0, 1] > 0.9  # SUM(2) is SUM(1)'s draw, scaled
+
+
 def test_values_the_noise_cannot_protect_are_refused_on_l2() -> None:
     """The noise is seeded by rows and columns, not by values: SUM(x) and SUM(CASE WHEN
     id = 17 THEN 0 ELSE x END) would draw the same noise and differ by exactly one
