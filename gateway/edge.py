@@ -30,6 +30,7 @@ from gateway.errors import (
     FedgateError,
     InvalidArgument,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -305,8 +306,10 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         metrics: NodeMetrics,
         on_refusal: Callable[[str, Identity | str | None, FedgateError], None] = lambda *a: None,
         limiter: Limiter | None = None,
+        max_message_bytes: int | None = None,
     ) -> None:
         self._auth = auth
+        self._max_reply = max_message_bytes  # a unary reply over it is refused, counted
         self._metrics = metrics
         self._on_refusal = on_refusal
         self.limiter = limiter or Limiter(LimitSettings())
@@ -328,10 +331,10 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         # INTERNAL "Exception deserializing request!" and log a traceback for each).
         decode = request_decoder(handler.request_deserializer)
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, handler.unary_unary, decode),
+            return grpc.unary_unary_rpc_method_handler(  # the reply leaves as our bytes
+                self._unary(method, handler.unary_unary, decode, handler.response_serializer),
                 request_deserializer=None,
-                response_serializer=handler.response_serializer,
+                response_serializer=None,
             )
         # Streaming methods (health Watch, reflection, audit export): authenticate, take a
         # stream slot, decode, then pass through.
@@ -555,7 +558,13 @@ class EdgeInterceptor(grpc.ServerInterceptor):
 
     # --- unary calls ----------------------------------------------------------------------
 
-    def _unary(self, method: str, behavior: Callable, decode: Callable[[bytes], Any]) -> Callable:
+    def _unary(
+        self,
+        method: str,
+        behavior: Callable,
+        decode: Callable[[bytes], Any],
+        serialize: Callable[[Any], bytes] | None,
+    ) -> Callable:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             code = Code.OK
@@ -575,7 +584,17 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                     hold=lambda m: self._open_stream(caller, m, context),
                     let_go=self._close_stream,
                 )
-                return behavior(message, call)
+                reply = behavior(message, call)
+                # Serialised here, not by gRPC after we return: a reply over the message
+                # limit is refused, logged and counted as such, never counted OK and then
+                # failed unseen by gRPC (review, 2026-12-05).
+                data = serialize(reply) if serialize is not None else reply
+                if self._max_reply is not None and len(data) > self._max_reply:
+                    raise ResourceExhausted(
+                        f"the answer is over this node's message limit "
+                        f"({self._max_reply} bytes): ask for less"
+                    )
+                return data
             except FedgateError as exc:  # a peer's status arrives typed from the transport
                 code, failure = exc.code, exc
             except Exception as exc:

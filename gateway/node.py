@@ -541,7 +541,13 @@ class Node:
         # gRPC's own cap on calls running or waiting for a thread, beyond which a call is
         # refused RESOURCE_EXHAUSTED rather than queued without bound.
         limits = self.config.limits
-        edge = EdgeInterceptor(auth, self.metrics, self.record_refusal, Limiter(limits))
+        edge = EdgeInterceptor(
+            auth,
+            self.metrics,
+            self.record_refusal,
+            Limiter(limits),
+            max_message_bytes=self.config.max_message_bytes,
+        )
         # gRPC's server.stop() does not shut its pool down: stop() does (self._rpc_pool).
         self._rpc_pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="rpc")
         server = grpc.server(

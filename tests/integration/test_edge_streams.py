@@ -34,6 +34,7 @@ from gateway.metrics import NodeMetrics
 from gateway.tls import secure_channel, server_credentials
 
 SECRET = "secret-detail-of-the-exception"
+MAX_MESSAGE = 64 * 1024
 WATCHES = 200
 
 
@@ -80,13 +81,23 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
     clock = Clock()
     limiter = Limiter(LimitSettings(), clock)
-    edge = EdgeInterceptor(Authenticator(crl, lambda: members), NodeMetrics(), record, limiter)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[edge])
+    edge = EdgeInterceptor(
+        Authenticator(crl, lambda: members), NodeMetrics(), record, limiter, MAX_MESSAGE
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4),
+        interceptors=[edge],
+        options=[("grpc.max_send_message_length", MAX_MESSAGE)],
+    )
     health = NodeHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     handlers = {
         "Psi": grpc.unary_stream_rpc_method_handler(_fails_at_once),
         "Train": grpc.unary_stream_rpc_method_handler(_fails_midway),
+        # a unary answer of as many bytes as the request asks
+        "Catalog": grpc.unary_unary_rpc_method_handler(
+            lambda request, context: "x" * int(request), response_serializer=str.encode
+        ),
     }
     peer_handlers = {  # node-to-node methods: an analyst is refused at the door
         name: grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
@@ -200,3 +211,17 @@ def test_refusals_at_the_door_are_recorded_once_per_method_and_then_counted(
     assert method == "/fedgate.v1.Peer/PeerCatalog" and counted.code.name == "PERMISSION_DENIED"
     assert counted.message == "4 more refused like this in the last 60 s"
     assert len(served.refusals) == 3
+
+
+def test_a_unary_answer_over_the_message_limit_is_refused_and_recorded(served: Served) -> None:
+    """Review (2026-12-05): the edge counted a call OK before gRPC serialised its answer,
+    so an answer over the message limit failed unlogged and unrecorded. The edge now
+    serialises it itself: RESOURCE_EXHAUSTED, recorded as a refusal, no answer sent."""
+    catalog = served.channel.unary_unary("/fedgate.v1.Gateway/Catalog")
+    assert catalog(b"1000", timeout=10) == b"x" * 1000  # within the limit: as it was
+    err = _error(lambda: catalog(str(MAX_MESSAGE + 1).encode(), timeout=10))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "over this node's message limit" in (err.details() or "")
+    assert [(m.rsplit("/", 1)[-1], e.code.name) for m, e in served.refusals] == [
+        ("Catalog", "RESOURCE_EXHAUSTED")
+    ]
