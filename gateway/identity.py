@@ -402,11 +402,19 @@ MAX_SERIAL = 2**159  # RFC 5280: positive, at most 20 octets
 
 
 def _revoked(ca_dir: Path) -> list[int]:
-    """The serials this CA revoked (``revoked.json``); a clear error if the file is not
-    what this CA writes."""
+    """The serials this CA revoked: ``revoked.json``'s and its current CRL's (review,
+    2026-12-05: a folder restored without ``revoked.json`` re-issued an empty CRL of a
+    higher number, which nodes take, and every revocation was lifted; a serial the CRL
+    lists is never dropped). A clear error if a file is not what this CA writes."""
+    listed = _listed_in_crl(ca_dir)
     path = ca_dir / CA_REVOKED
     if not path.exists():
-        return []
+        if listed is None:
+            raise InvalidArgument(
+                f"{path} is missing and {ca_dir / CA_CRL} cannot be read: restore "
+                f"{CA_REVOKED} (or the last {CA_CRL}) before writing a CRL"
+            )
+        return sorted(listed)
     try:
         revoked = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError):
@@ -415,7 +423,19 @@ def _revoked(ca_dir: Path) -> list[int]:
         type(n) is int and 0 < n < MAX_SERIAL for n in revoked
     ):
         raise InvalidArgument(f"{path} is not a list of positive serial numbers")
-    return revoked
+    return sorted(set(revoked) | (listed or set()))
+
+
+def _listed_in_crl(ca_dir: Path) -> set[int] | None:
+    """The serials the CA folder's current CRL lists (empty without one; None if it cannot
+    be read)."""
+    try:
+        crl = x509.load_pem_x509_crl((ca_dir / CA_CRL).read_bytes())
+        return {r.serial_number for r in crl}
+    except FileNotFoundError:
+        return set()
+    except Exception:  # noqa: BLE001 - anything cryptography cannot read: not a CRL
+        return None
 
 
 def _check_ca(ca_dir: Path) -> None:
@@ -775,6 +795,22 @@ def crl_issuers(bundle: list[x509.Certificate]) -> list[CrlIssuer]:
         else:
             found[kid] = CrlIssuer(kid, label, frozenset({name}), key, issued)
     return list(found.values())
+
+
+def membership_keys(bundle: list[x509.Certificate]) -> list[ec.EllipticCurvePublicKey]:
+    """The keys that may sign the membership document: each root of the bundle (a CA no
+    other CA of the bundle issued: an intermediate can be revoked by its root, and once
+    revoked must not move members' addresses; review, 2026-12-05) whose certificate is in
+    force now (an expired CA vouches for nothing)."""
+    issued = {i.key_id for i in crl_issuers(bundle) if i.issued}
+    now = clock.now()
+    return [
+        key
+        for cert, key in zip(bundle, ca_keys(bundle), strict=True)
+        if key_id(cert) not in issued
+        and cert.not_valid_before_utc <= now + dt.timedelta(minutes=5)  # clocks may differ
+        and now < cert.not_valid_after_utc
+    ]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from cryptography import x509
 
 from federation.membership import Membership, MembershipError, verify
 from gateway.errors import ConfigError
-from gateway.identity import ca_keys
+from gateway.identity import membership_keys
 from gateway.state import State
 
 log = logging.getLogger("fedgate.node")
@@ -51,7 +51,7 @@ class MembershipSource:
 
     def __init__(self, path: Path, bundle: list[x509.Certificate]) -> None:
         self._path = path
-        self._keys = ca_keys(bundle)
+        self._bundle = bundle
         self._lock = threading.Lock()
         self.on_event: Callable[[dict], None] = lambda _event: None  # set once audit exists
         # Why a newer document does not fit the running node (None: it fits); set by the
@@ -65,7 +65,7 @@ class MembershipSource:
         try:
             self._stamp = self._stat()
             data = path.read_bytes()
-            self._current = verify(data, self._keys)
+            self._current = verify(data, membership_keys(self._bundle))
             self._digest = hashlib.sha256(data).digest()  # of the document in force
         except MembershipError as exc:
             raise ConfigError(f"federation.membership: {path}: {exc}") from None
@@ -107,7 +107,7 @@ class MembershipSource:
                 return self._current
             before, self._stamp = self._stamp, stamp
             try:
-                new = verify(data, self._keys)
+                new = verify(data, membership_keys(self._bundle))
                 if new.serial <= self._current.serial:
                     raise MembershipError(
                         f"serial {new.serial} is not newer than {self._current.serial} "

@@ -55,7 +55,7 @@ def cmd_membership_show(args: argparse.Namespace) -> int:
     from gateway import display, identity
 
     bundle = identity.load_bundle(Path(args.ca))
-    doc = m.verify(Path(args.file).read_bytes(), identity.ca_keys(bundle))
+    doc = m.verify(Path(args.file).read_bytes(), identity.membership_keys(bundle))
     print(f"federation {doc.federation}, serial {doc.serial}, issued {doc.issued_at}: signature OK")
     rows = [[x.id, x.name, x.level, x.parent, x.address, x.org] for x in doc.members]
     print(display.table(["id", "name", "level", "parent", "address", "org"], rows))

@@ -42,7 +42,16 @@ def cmd_ca_revoke(args: argparse.Namespace) -> int:
     from gateway import identity
 
     if args.cert:
-        serial = identity.load_cert(Path(args.cert)).serial_number
+        cert = identity.load_cert(Path(args.cert))
+        ca_cert = identity.load_cert(Path(args.dir) / identity.CA_CERT)
+        if not identity.verify_signed_by(cert, [ca_cert]):
+            # nodes look a certificate up in its own issuer's CRL only: listing it here
+            # would revoke nothing (review, 2026-12-05: it said "revoked" all the same)
+            raise FedgateError(
+                f"{args.cert} was issued by {cert.issuer.rfc4514_string()!r}, not by this CA "
+                f"({ca_cert.subject.rfc4514_string()!r}): revoke it with that CA's folder"
+            )
+        serial = cert.serial_number
     else:
         try:
             serial = int(args.serial, 16)
