@@ -28,6 +28,7 @@ from gateway.disclosure import DisclosedGrant, DisclosedUsage, DisclosureReport
 from gateway.errors import InvalidArgument
 from gateway.identity import Identity
 from gateway.limits import cut
+from gateway.policy.floors import FLOORS
 from gateway.policy.model import Grant
 from gateway.roles.home import QueryAsk
 from gateway.roles.psi_home import PsiAsk, PsiSideAsk
@@ -71,12 +72,18 @@ def entry_to_proto(
     entry: CatalogEntry, node_id: str, *, show_extremes: bool = False
 ) -> common_pb2.DatasetInfo:
     """A catalog entry. Min/max can single out one record (the largest employer, the
-    highest wage), so they are shown only for L1 columns, or to the node's own operators."""
+    highest wage), so they are shown only for L1 columns, or to the node's own operators.
+    A column whose level needs DP (L3) or lets nothing leave (L4) has no statistic shown
+    but to them: its exact null rate is a count of its own, released to every caller with
+    no noise (review, 2026-12-05), so such a column has no entry in the quality report."""
     d, q = entry.descriptor, entry.quality
     quality = common_pb2.QualityReport(rows=q.rows, file_bytes=q.file_bytes, sha256=q.sha256)
     for c in q.columns:
+        level = d.column_level(c.name)
+        if not show_extremes and FLOORS[level].dp_required:
+            continue
         cq = quality.columns.add(name=c.name, null_rate=c.null_rate)
-        if not (show_extremes or d.column_level(c.name) == "L1"):
+        if not (show_extremes or level == "L1"):
             continue
         if c.min is not None:
             cq.min = c.min

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from functools import partial
@@ -250,6 +251,42 @@ def test_analyst_sees_no_min_max_of_protected_columns(federation: RunningFederat
     air = {q.name: q for q in datasets["air_quality"].quality.columns}
     assert not er["employees"].HasField("max") and er["employees"].null_rate >= 0
     assert air["aqi"].HasField("max")
+
+
+def test_only_the_owners_operators_see_statistics_of_l3_and_l4_columns(
+    federation: RunningFederation,
+) -> None:
+    """Review (2026-12-05): the exact null rate of every column went to every caller, an
+    L4 column's (nothing of it may leave the node) and an L3 column's (its other
+    statistics need DP) too. Such columns have no quality entry but for the owner's own
+    operators; the schema still names them, and L1/L2 columns keep their null rate."""
+    from gateway import descriptor
+
+    src = descriptor.load(
+        next(p for p in federation.written["shanghai"] if p.stem == "enterprise_registry")
+    )
+    levels = {"revenue": "L4", "employees": "L3"}
+    columns = tuple(dataclasses.replace(c, level=levels.get(c.name, c.level)) for c in src.columns)
+    federation.register_copy("shanghai", "enterprise_registry", "registry_levels", columns=columns)
+
+    def quality(d: common_pb2.DatasetInfo) -> dict[str, common_pb2.ColumnQuality]:
+        return {q.name: q for q in d.quality.columns}
+
+    with federation.client("li.wei@shanghai") as c:
+        own = {d.name: d for d in c.catalog().datasets}
+        federated = c.federated_catalog("social_insurance")
+    mixed = own["registry_levels"]
+    assert {"revenue", "employees"} <= {col.name for col in mixed.columns}
+    assert {"revenue", "employees"}.isdisjoint(quality(mixed))
+    assert "city" in quality(mixed) and not quality(mixed)["city"].HasField("max")
+    assert own["social_insurance"].quality.rows > 0  # L3, its person_id L4: no column's
+    assert not own["social_insurance"].quality.columns
+    peers = [d for m in federated.members if m.node_id != "shanghai" for d in m.datasets]
+    assert peers and all(not d.quality.columns for d in peers)
+    with federation.client("ops@shanghai") as c:
+        mine = {d.name: d for d in c.catalog().datasets}
+    assert quality(mine["registry_levels"])["revenue"].HasField("max")
+    assert "person_id" in quality(mine["social_insurance"])
 
 
 def test_operator_of_another_node_may_not_register(federation: RunningFederation) -> None:
