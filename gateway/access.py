@@ -96,6 +96,8 @@ class AccessDecision:
     dp_epsilon: float = 0.0
     dp_budget: float = 0.0
     max_uses: int = 0
+    train_tasks: tuple[str, ...] = ()  # a request that asks to train: required
+    max_rounds: int = 0
 
 
 # --- stored form ------------------------------------------------------------------------
@@ -430,6 +432,12 @@ class AccessRequests:
     def _grant_for(
         self, req: AccessRequest, d: AccessDecision, operator: Identity, now: str
     ) -> Grant:
+        entry = self.catalog.get(req.dataset)
+        if entry is None:  # no way to remove one today; a crash here was INTERNAL
+            raise FailedPrecondition(
+                f"dataset {req.dataset!r} is no longer registered at {self.node_id}: deny the "
+                "request"
+            )
         asked = {c.column: set(c.controls) for c in req.columns}
         columns = asked
         if d.columns:  # narrowing: a subset of columns, each with a subset of controls
@@ -448,8 +456,21 @@ class AccessRequests:
                         f"approval may only narrow the request: {name!r} was not asked as "
                         f"{', '.join(sorted(controls - asked.get(name, set())))}"
                     )
-        entry = self.catalog.get(req.dataset)
-        assert entry is not None
+        # A re-registration may have dropped a column asked for (review, 2026-12-05: a
+        # KeyError from the level lookup, INTERNAL); the operator is told which.
+        declared = {c.name for c in entry.descriptor.columns}
+        gone = next((name for name in columns if name not in declared), None)
+        if gone is not None:
+            raise InvalidArgument(
+                f"column {gone!r} is no longer a column of {req.dataset}: narrow the approval "
+                "(--column) or deny"
+            )
+        if "train" in req.operations and not d.train_tasks:
+            # a train grant without tasks allows none (decide_train refuses every run)
+            raise InvalidArgument(
+                "the request asks to train: name the tasks the grant allows with "
+                "--train-tasks (logreg,...)"
+            )
         level = policy.effective_level(entry.descriptor, list(columns))
         floor = FLOORS[level]
         expires = parse_time(d.expires, "expires") or req.expires
@@ -470,6 +491,8 @@ class AccessRequests:
             valid_from=req.valid_from or now,
             expires=expires,
             max_uses=d.max_uses,
+            train_tasks=tuple(d.train_tasks),
+            max_rounds=d.max_rounds,
             created_by=str(operator),
             created_at=now,
         )

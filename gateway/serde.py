@@ -747,6 +747,8 @@ def access_decision_to_proto(d: AccessDecision) -> gateway_pb2.DecideAccessReque
         dp_epsilon=d.dp_epsilon,
         dp_budget=d.dp_budget,
         max_uses=d.max_uses,
+        train_tasks=list(d.train_tasks),
+        max_rounds=d.max_rounds,
     )
 
 
@@ -761,6 +763,8 @@ def access_decision_from_proto(msg: gateway_pb2.DecideAccessRequestRequest) -> A
         dp_epsilon=msg.dp_epsilon,
         dp_budget=msg.dp_budget,
         max_uses=msg.max_uses,
+        train_tasks=tuple(msg.train_tasks),
+        max_rounds=msg.max_rounds,
     )
 
 

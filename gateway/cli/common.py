@@ -182,6 +182,25 @@ def column_controls(specs: list[str]) -> list[tuple[str, tuple[str, ...]]]:
     return list(out.items())
 
 
+def train_tasks(value: str) -> tuple[str, ...]:
+    """``--train-tasks a,b`` (``grant add``, ``request approve``): the tasks named, in
+    order; the owner checks each is a built-in task (or an approved app's)."""
+    return tuple(t for t in value.split(",") if t)
+
+
+def add_train_limits(sp: argparse.ArgumentParser) -> None:
+    """``--train-tasks`` and ``--max-rounds``, as a grant and an approval take them."""
+    sp.add_argument(
+        "--train-tasks",
+        type=train_tasks,
+        default=(),
+        help="ops train: the tasks allowed (logreg,..., or app:<digest> of an approved app)",
+    )
+    sp.add_argument(
+        "--max-rounds", type=whole(0, INT32), default=0, help="ops train: rounds a run (0: any)"
+    )
+
+
 def print_message(msg: Message) -> None:
     """A reply as indented JSON with the proto's own field names."""
     from google.protobuf import json_format

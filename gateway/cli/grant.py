@@ -10,6 +10,7 @@ from gateway.cli.common import (
     Subparsers,
     add_command,
     add_group,
+    add_train_limits,
     client_options,
     column_controls,
     profile,
@@ -82,7 +83,7 @@ def cmd_grant_add(args: argparse.Namespace) -> int:
         max_uses=args.max_uses,
         grantee_org=args.user_org,
         exact=args.exact,
-        train_tasks=tuple(t for t in args.train_tasks.split(",") if t),
+        train_tasks=args.train_tasks,
         max_rounds=args.max_rounds,
         max_examples=args.max_examples,
     )
@@ -143,14 +144,7 @@ def register(sub: Subparsers) -> None:
         "training on L2 data without DP (shown in the disclosure report; see "
         "docs/security.md)",
     )
-    sp.add_argument(
-        "--train-tasks",
-        default="",
-        help="ops train: the tasks allowed (logreg,..., or app:<digest> of an approved app)",
-    )
-    sp.add_argument(
-        "--max-rounds", type=whole(0, INT32), default=0, help="ops train: rounds a run (0: any)"
-    )
+    add_train_limits(sp)
     sp.add_argument(
         "--max-examples",
         type=whole(0, INT32),

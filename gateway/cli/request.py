@@ -10,6 +10,7 @@ from gateway.cli.common import (
     Subparsers,
     add_command,
     add_group,
+    add_train_limits,
     client_options,
     column_controls,
     profile,
@@ -122,6 +123,8 @@ def cmd_request_decide(args: argparse.Namespace) -> int:
             dp_epsilon=args.dp_epsilon,
             dp_budget=args.dp_budget,
             max_uses=args.max_uses,
+            train_tasks=args.train_tasks,
+            max_rounds=args.max_rounds,
         )
     else:
         decision = AccessDecision(id=args.id, approve=False, note=args.note)
@@ -173,6 +176,7 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--dp-epsilon", type=float, default=0.0)
     sp.add_argument("--dp-budget", type=float, default=0.0)
     sp.add_argument("--max-uses", type=whole(0, INT32), default=0)
+    add_train_limits(sp)  # required when the request asks to train: a grant's tasks
     sp = add_command(req, "deny", "deny an access request", cmd_request_decide)
     client_options(sp)
     sp.add_argument("id")

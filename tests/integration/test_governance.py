@@ -89,6 +89,36 @@ def test_access_request_approved_writes_a_grant(federation: RunningFederation) -
     assert _audit_kinds(federation, "anhui", request_id) == ["access.forwarded"]
 
 
+def test_a_train_request_is_approved_with_its_tasks_by_the_cli(
+    federation: RunningFederation,
+) -> None:
+    """Review (2026-12-05): an approved train request wrote a grant with no tasks, which
+    could never train; `request approve` now names them (--train-tasks, --max-rounds), and
+    approving without them is refused naming the flag."""
+    federation.register_copy("jiangsu", "enterprise_registry", "er_train_asked")
+    analyst = str(federation.fed.profile_path("zhang.min@anhui"))
+    submitted = run_fedgate(
+        "request", "submit", "--profile", analyst, "--dataset", "jiangsu.er_train_asked",
+        "--column", "employees=aggregate", "--column", "revenue=aggregate",
+        "--ops", "train", "--purpose", "revenue model",
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    request_id = submitted.stdout.splitlines()[2].split()[0]
+    ops = str(federation.fed.operator_profile("jiangsu"))
+    bare = run_fedgate("request", "approve", request_id, "--profile", ops)
+    assert bare.returncode == 1 and "INVALID_ARGUMENT" in bare.stderr, bare.stderr
+    assert "--train-tasks" in bare.stderr
+    approved = run_fedgate(
+        "request", "approve", request_id, "--profile", ops, "--train-tasks", "logreg,linreg",
+        "--max-rounds", "12", "--dp-epsilon", "1", "--dp-budget", "10",
+    )  # fmt: skip
+    assert approved.returncode == 0, approved.stderr
+    with federation.client("ops@jiangsu") as c:
+        (grant,) = c.list_grants("er_train_asked")
+    assert list(grant.operations) == ["train"] and list(grant.train_tasks) == ["logreg", "linreg"]
+    assert grant.max_rounds == 12
+
+
 def test_access_request_denied_keeps_the_query_refused(federation: RunningFederation) -> None:
     federation.register_copy("jiangsu", "enterprise_registry", "er_denied")
     with federation.client("zhang.min@anhui") as c:

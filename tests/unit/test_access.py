@@ -43,6 +43,8 @@ class Parts:
     access: AccessRequests
     grants: GrantStore
     state: State
+    catalog: Catalog
+    data: Path  # the dataset root
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
         catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
     grants = GrantStore(state)
     try:
-        yield Parts(AccessRequests("anhui", state, catalog, grants), grants, state)
+        yield Parts(AccessRequests("anhui", state, catalog, grants), grants, state, catalog, data)
     finally:
         state.close()
 
@@ -221,6 +223,63 @@ def test_approval_may_not_widen_the_request(parts: Parts) -> None:
     assert parts.access.get(req.id) == req and parts.grants.list() == []
 
 
+def test_approving_a_train_request_names_the_tasks_the_grant_allows(parts: Parts) -> None:
+    """Review (2026-12-05): approval wrote a train grant without tasks, which
+    ``decide_train`` refuses for every task: the approval now names them (and the rounds),
+    checked as a grant's are."""
+    req = parts.access.submit(replace(ASK, operations=("query", "train")), ANALYST, "shanghai")
+    with pytest.raises(InvalidArgument, match="asks to train: .* with --train-tasks"):
+        parts.access.decide(AccessDecision(req.id, True), OPERATOR)
+    unknown = AccessDecision(req.id, True, train_tasks=("logreg", "peek"))
+    with pytest.raises(InvalidArgument, match="unknown training task 'peek'"):
+        parts.access.decide(unknown, OPERATOR)
+    with pytest.raises(InvalidArgument, match="max rounds"):
+        parts.access.decide(replace(unknown, train_tasks=("logreg",), max_rounds=-1), OPERATOR)
+    assert parts.access.get(req.id) == req and parts.grants.list() == []
+    ok = AccessDecision(req.id, True, train_tasks=("logreg", "mlp"), max_rounds=20)
+    grant = parts.grants.get(parts.access.decide(ok, OPERATOR).grant_id)
+    assert grant.operations == ("query", "train")
+    assert grant.train_tasks == ("logreg", "mlp") and grant.max_rounds == 20
+    query_only = parts.access.submit(ASK, ANALYST, "shanghai")  # tasks without train
+    with pytest.raises(InvalidArgument, match="train tasks are for grants with the train"):
+        parts.access.decide(AccessDecision(query_only.id, True, train_tasks=("logreg",)), OPERATOR)
+
+
+def test_approval_after_a_column_or_the_dataset_went_names_what_went(parts: Parts) -> None:
+    """Review (2026-12-05): a request for a column a re-registration dropped failed the
+    approval with INTERNAL (a KeyError from the level lookup); a dataset gone was an
+    ``assert``."""
+    req = parts.access.submit(ASK, ANALYST, "shanghai")
+    pq.write_table(pa.table({"city": ["hefei"] * 6}), parts.data / "firms_city.parquet")
+    desc = parts.catalog.get("firms")
+    assert desc is not None
+    parts.catalog.register(
+        replace(
+            desc.descriptor,
+            path=str(parts.data / "firms_city.parquet"),
+            columns=desc.descriptor.columns[:1],
+        ),
+        by=OPERATOR,
+        when="2026-02-01T00:00:00Z",
+    )
+    message = "column 'revenue' is no longer a column of firms: narrow the approval"
+    with pytest.raises(InvalidArgument, match=message):
+        parts.access.decide(AccessDecision(req.id, True), OPERATOR)
+    assert parts.access.get(req.id).state == "pending" and parts.grants.list() == []
+    narrowed = AccessDecision(req.id, True, columns=(ColumnControls("city", ("group_by",)),))
+    assert parts.access.decide(narrowed, OPERATOR).state == "approved"
+
+    other = parts.access.submit(replace(ASK, columns=ASK.columns[:1]), ANALYST, "shanghai")
+    with parts.state.transaction() as db:  # no call removes a dataset; a row gone by hand
+        db.execute("DELETE FROM datasets WHERE name = 'firms'")
+    access = AccessRequests(
+        "anhui", parts.state, Catalog(parts.state, (parts.data,), ""), parts.grants
+    )
+    with pytest.raises(FailedPrecondition, match="'firms' is no longer registered at anhui"):
+        access.decide(AccessDecision(other.id, True), OPERATOR)
+    assert access.get(other.id).state == "pending"
+
+
 def test_denial_keeps_the_note_and_writes_no_grant(parts: Parts) -> None:
     req = parts.access.submit(ASK, ANALYST, "shanghai")
     denied = parts.access.decide(AccessDecision(req.id, False, "names are L2"), OPERATOR)
@@ -260,8 +319,9 @@ def test_wire_round_trips() -> None:
     req = replace(ASK, id="ar-1", requester=ANALYST, operations=("query",), state="pending")
     assert serde.access_request_from_proto(serde.access_request_to_proto(req)) == req
     decision = AccessDecision(
-        "ar-1", True, "n", ASK.columns, "2030-01-01", 7, dp_epsilon=0.5, dp_budget=4.0, max_uses=2
-    )
+        "ar-1", True, "n", ASK.columns, "2030-01-01", 7, dp_epsilon=0.5, dp_budget=4.0,
+        max_uses=2, train_tasks=("logreg", "mlp"), max_rounds=9,
+    )  # fmt: skip
     assert serde.access_decision_from_proto(serde.access_decision_to_proto(decision)) == decision
     listed = serde.list_access_requests_response([req, req])
     assert [serde.access_request_from_proto(m) for m in listed.requests] == [req, req]

@@ -40,6 +40,7 @@ def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
             "must be 1 to 2147483647",
         ),
         (["request", "approve", "ar-1", "--max-uses", "-1"], "must be 0 to 2147483647"),
+        (["request", "approve", "ar-1", "--max-rounds", "-1"], "must be 0 to 2147483647"),
         (["train", "--rounds", "99999999999"], "must be 1 to 2147483647"),
         (["train", "--seed", "99999999999999999999"], "must be 0 to 9223372036854775807"),
         (["train", "--classes", "3000000000"], "must be 0 or 2 to 1000, got 3000000000"),

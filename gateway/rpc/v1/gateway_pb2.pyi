@@ -98,7 +98,7 @@ class ListAccessRequestsResponse(_message.Message):
     def __init__(self, requests: _Optional[_Iterable[_Union[_common_pb2.AccessRequest, _Mapping]]] = ..., next: _Optional[int] = ...) -> None: ...
 
 class DecideAccessRequestRequest(_message.Message):
-    __slots__ = ("id", "approve", "note", "columns", "expires", "min_group_size", "dp_epsilon", "dp_budget", "max_uses")
+    __slots__ = ("id", "approve", "note", "columns", "expires", "min_group_size", "dp_epsilon", "dp_budget", "max_uses", "train_tasks", "max_rounds")
     ID_FIELD_NUMBER: _ClassVar[int]
     APPROVE_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,8 @@ class DecideAccessRequestRequest(_message.Message):
     DP_EPSILON_FIELD_NUMBER: _ClassVar[int]
     DP_BUDGET_FIELD_NUMBER: _ClassVar[int]
     MAX_USES_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_TASKS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROUNDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     approve: bool
     note: str
@@ -117,7 +119,9 @@ class DecideAccessRequestRequest(_message.Message):
     dp_epsilon: float
     dp_budget: float
     max_uses: int
-    def __init__(self, id: _Optional[str] = ..., approve: _Optional[bool] = ..., note: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ColumnControls, _Mapping]]] = ..., expires: _Optional[str] = ..., min_group_size: _Optional[int] = ..., dp_epsilon: _Optional[float] = ..., dp_budget: _Optional[float] = ..., max_uses: _Optional[int] = ...) -> None: ...
+    train_tasks: _containers.RepeatedScalarFieldContainer[str]
+    max_rounds: int
+    def __init__(self, id: _Optional[str] = ..., approve: _Optional[bool] = ..., note: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.ColumnControls, _Mapping]]] = ..., expires: _Optional[str] = ..., min_group_size: _Optional[int] = ..., dp_epsilon: _Optional[float] = ..., dp_budget: _Optional[float] = ..., max_uses: _Optional[int] = ..., train_tasks: _Optional[_Iterable[str]] = ..., max_rounds: _Optional[int] = ...) -> None: ...
 
 class DisclosureRequest(_message.Message):
     __slots__ = ("node", "since", "until")
