@@ -268,11 +268,14 @@ def to_markdown(r: DisclosureReport) -> str:
         out += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows]
         return out
 
-    period = f"{r.since or 'the start'} to {r.until or r.generated_at}"
+    # The header's fields come from the node reported on, a peer: escaped as cells are
+    # (review, 2026-12-05: a peer's terminal escapes reached the reader's terminal).
+    org, node, generated = (markdown_cell(x) for x in (r.org, r.node, r.generated_at))
+    period = f"{markdown_cell(r.since) or 'the start'} to {markdown_cell(r.until) or generated}"
     lines = [
-        f"# Data-sharing disclosure: {r.org} (node {r.node})",
+        f"# Data-sharing disclosure: {org} (node {node})",
         "",
-        f"Generated {r.generated_at}. Usage period: {period}.",
+        f"Generated {generated}. Usage period: {period}.",
         "",
         "## Grants",
         "",

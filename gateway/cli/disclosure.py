@@ -18,6 +18,7 @@ from gateway.cli.common import (
 def cmd_disclosure(args: argparse.Namespace) -> int:
     from gateway import disclosure, serde
     from gateway.client import Client
+    from gateway.text import shown
 
     out = writable_file(args.out, "--out") if args.out else None  # before asking any node
     with Client(profile(args)) as c:
@@ -28,7 +29,7 @@ def cmd_disclosure(args: argparse.Namespace) -> int:
     text = render(report)
     if out is not None:
         out.write_text(text)
-        print(f"disclosure report of {report.node} written to {args.out}", file=sys.stderr)
+        print(f"disclosure report of {shown(report.node)} written to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

@@ -17,7 +17,8 @@ from gateway.access import AccessRequest, AccessRequests
 from gateway.audit import AuditLog
 from gateway.clock import utc
 from gateway.disclosure import DisclosureReport
-from gateway.errors import NotFound
+from gateway.errors import FailedPrecondition, NotFound
+from gateway.limits import cut
 from gateway.transport import Transport
 
 
@@ -80,6 +81,9 @@ class Forwarding:
         if target.id == self.node_id:
             return self._disclosure(since, until)
         asked = serde.disclosure_request(target.id, since, until)
-        return serde.disclosure_report_from_proto(
+        report = serde.disclosure_report_from_proto(
             self._transport.call(target, "PeerDisclosure", asked)
         )
+        if report.node != target.id:  # a member reports for itself only (as its catalog)
+            raise FailedPrecondition(f"member {target.id!r} answered as {cut(report.node)!r}")
+        return report

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format
 
+from federation.membership import Member, Membership
 from gateway import disclosure, identity, serde
 from gateway.audit import AuditLog
 from gateway.disclosure import DisclosedGrant, DisclosedUsage, DisclosureReport
@@ -203,3 +204,94 @@ def test_refusals_count_for_held_datasets_only(parts: Parts) -> None:
     assert [(u.dataset, u.refusals) for u in r.usage] == [("ungranted", 1)]
     r = disclosure.build("wuhu", "W", parts.grants, parts.audit, "", "", set())
     assert r.usage == ()
+
+
+# A peer's own words in a report's header: a terminal escape that clears the screen and
+# retitles the window, a bidi override, a line break that starts a heading of its own.
+HOSTILE = "Wuhu\x1b[2J\x1b]0;owned\x07 \u202ebureau\r\n# Notice"
+
+
+def test_the_markdown_header_escapes_what_a_peer_wrote() -> None:
+    """Review (2026-12-05): the table cells were escaped, the header (org, node, times)
+    went out as the peer sent it, to the reader's terminal."""
+    r = DisclosureReport(
+        node=HOSTILE, org=HOSTILE, generated_at=HOSTILE, since=HOSTILE, until=HOSTILE
+    )
+    md = disclosure.to_markdown(r)
+    assert not any(c in md for c in "\x1b\x07\r\u202e")
+    lines = md.splitlines()
+    assert lines[0].startswith(r"# Data-sharing disclosure: Wuhu\\u001b\[2J")
+    assert lines[1] == "" and lines[2].startswith(r"Generated Wuhu\\u001b")
+    assert [x for x in lines if x.startswith("#")] == [lines[0], "## Grants", "## Usage"]
+
+
+class _Transport:
+    """A member's PeerDisclosure answer, as it chose to write it."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    def call(self, member: Member, method: str, request: object, **_: object) -> object:
+        assert method == "PeerDisclosure"
+        return serde.disclosure_report_to_proto(
+            DisclosureReport(node=self.node, org="o", generated_at="", since="", until="")
+        )
+
+
+def _forwarding(answered: str):  # type: ignore[no-untyped-def]
+    """A home (anhui) whose member wuhu answers PeerDisclosure as ``answered``."""
+    from gateway.roles.forwarding import Forwarding
+
+    members = tuple(Member(m, m.upper(), "127.0.0.1:1", "province") for m in ("anhui", "wuhu"))
+    return Forwarding(
+        "anhui",
+        lambda: Membership("f", 1, "2026-01-01T00:00:00Z", members),
+        _Transport(answered),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]  # access requests: not used here
+        None,  # type: ignore[arg-type]  # the audit log: not used here
+        lambda since, until: pytest.fail("not this node's report"),
+    )
+
+
+@pytest.mark.parametrize("answered", ["jiangsu", "x" * 5000])
+def test_the_home_passes_on_a_members_report_only_of_that_member(answered: str) -> None:
+    """Review (2026-12-05): the home passed on whatever report the member asked sent, in
+    another member's name too (the federated catalog refuses it: "answered as")."""
+    from gateway.errors import FailedPrecondition
+
+    with pytest.raises(
+        FailedPrecondition, match=r"member 'wuhu' answered as '(jiangsu|x+\.\.\.\[cut)"
+    ):
+        _forwarding(answered).disclosure("wuhu", "", "")
+    assert _forwarding("wuhu").disclosure("wuhu", "", "").node == "wuhu"
+
+
+def test_the_cli_names_the_reported_node_escaped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--out``'s line on stderr names the node the report says it is, a peer's text."""
+    import gateway.client
+    from gateway.cli import disclosure as cli_disclosure
+    from gateway.cli.app import main
+
+    class Client:
+        def __init__(self, *_: object, **__: object) -> None:
+            pass
+
+        def __enter__(self) -> Client:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+        def disclosure(self, *_: object) -> object:
+            return serde.disclosure_report_to_proto(
+                DisclosureReport(node=HOSTILE, org="o", generated_at="", since="", until="")
+            )
+
+    monkeypatch.setattr(gateway.client, "Client", Client)
+    monkeypatch.setattr(cli_disclosure, "profile", lambda _args: None)
+    assert main(["disclosure", "--node", "wuhu", "--out", str(tmp_path / "r.md")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("disclosure report of Wuhu\\u001b[2J") and err.count("\n") == 1
+    assert not any(c in err for c in "\x1b\x07\r\u202e")
