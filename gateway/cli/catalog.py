@@ -18,6 +18,15 @@ from gateway.cli.common import (
 )
 
 
+def member_timeout(value: str) -> float:
+    """``--member-timeout``: 0 for the node's default, else seconds up to the most a home
+    node waits for a member (``MAX_MEMBER_TIMEOUT``, 600): up to 86400 was let through and
+    refused by the node with INVALID_ARGUMENT (review, 2026-12-05)."""
+    from gateway.roles.federated_catalog import MAX_MEMBER_TIMEOUT
+
+    return seconds_or_zero(value, MAX_MEMBER_TIMEOUT)
+
+
 def cmd_whoami(args: argparse.Namespace) -> int:
     from gateway.client import Client
 
@@ -84,9 +93,9 @@ def register(sub: Subparsers) -> None:
     sp.add_argument("--timeout", type=seconds, default=30.0, help="whole request, seconds")
     sp.add_argument(
         "--member-timeout",
-        type=seconds_or_zero,
+        type=member_timeout,
         default=0.0,
-        help="per member, seconds (default: the node's)",
+        help="per member, seconds, at most 600 (default: the node's)",
     )
 
     ds = add_group(sub, "dataset", "datasets of your node")

@@ -76,25 +76,26 @@ def whole(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def seconds(value: str) -> float:
-    """An argparse type for a timeout: positive and finite (at most a day); 0, a
-    negative number, inf or NaN were sent on and came back DEADLINE_EXCEEDED at once."""
+def seconds(value: str, most: float | None = None) -> float:
+    """An argparse type for a timeout: positive and finite (at most a day, or ``most``); 0,
+    a negative number, inf or NaN were sent on and came back DEADLINE_EXCEEDED at once."""
+    most = MAX_SECONDS if most is None else most
     try:
         n = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
-    if not (math.isfinite(n) and 0 < n <= MAX_SECONDS):
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_SECONDS:g} seconds")
+    if not (math.isfinite(n) and 0 < n <= most):
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {most:g} seconds")
     return n
 
 
-def seconds_or_zero(value: str) -> float:
+def seconds_or_zero(value: str, most: float | None = None) -> float:
     """``seconds``, or 0 for "the default" (as a number: "0.00", "0e0" and "-0" too)."""
     try:
         zero = float(value) == 0
     except ValueError:
         zero = False  # ``seconds`` names it
-    return 0.0 if zero else seconds(value)
+    return 0.0 if zero else seconds(value, most)
 
 
 MAX_SECONDS = 86_400.0

@@ -49,6 +49,12 @@ def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["query", "SELECT 1", "--nodes", "a,,b"], "an empty node name"),
         (["query", "SELECT 1", "--purpose", "\udcff"], "--purpose is not UTF-8 text"),
         (["catalog", "--member-timeout", "nan"], "must be more than 0"),
+        # review (2026-12-05): up to 86400 was let through; the home node refuses past 600
+        (
+            ["catalog", "--member-timeout", "601"],
+            "--member-timeout: must be more than 0 and at most 600 seconds",
+        ),
+        (["catalog", "--member-timeout", "86400"], "at most 600 seconds"),
         # every argument that is not a path, not a hand-kept list of them (review,
         # 2026-12-05: each of these was a UnicodeEncodeError traceback)
         (["request", "status", "--owner", "\udcff", "ar-1"], "--owner is not UTF-8 text"),
@@ -205,6 +211,14 @@ def test_a_member_timeout_of_zero_in_any_spelling_is_the_nodes_default(zero: str
     from gateway.cli.app import build_parser
 
     assert build_parser().parse_args(["catalog", "--member-timeout", zero]).member_timeout == 0.0
+
+
+def test_a_member_timeout_reaches_the_nodes_own_limit() -> None:
+    from gateway.cli.app import build_parser
+    from gateway.roles.federated_catalog import MAX_MEMBER_TIMEOUT
+
+    parsed = build_parser().parse_args(["catalog", "--member-timeout", "600"])
+    assert parsed.member_timeout == MAX_MEMBER_TIMEOUT == 600
 
 
 @pytest.mark.parametrize("files", [{}, {"README.txt": "an app, one day"}, {"model.py": "x = 1"}])
