@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.access import AccessDecision
 from gateway.cli.app import main
 from gateway.cli.common import column_controls
 from gateway.errors import FedgateError
+from gateway.policy.model import Grant
 
 
 class _Sent(Exception):
@@ -70,3 +72,16 @@ def test_grant_add_and_requests_refuse_a_repeated_column(
     cols = ["--column", "city=group_by", "--column", "revenue=aggregate", "--column", "city=filter"]
     assert main([*argv, *cols]) == 2
     assert "--column 'city' is given twice" in capsys.readouterr().err
+
+
+def test_grant_add_and_request_approve_read_train_tasks_alike(sent: None) -> None:
+    """`request approve` takes `--train-tasks` and `--max-rounds` as `grant add` does (an
+    approved train request wrote a grant allowing no task: review, 2026-12-05)."""
+    flags = ["--train-tasks", "logreg,,mlp", "--max-rounds", "20"]
+    grant = _sent(
+        ["grant", "add", "--dataset", "d", "--org", "o", "--column", "x=aggregate", *flags]
+    )
+    decision = _sent(["request", "approve", "ar-1", *flags])
+    assert isinstance(grant, Grant) and isinstance(decision, AccessDecision)
+    for what in (grant, decision):
+        assert what.train_tasks == ("logreg", "mlp") and what.max_rounds == 20
