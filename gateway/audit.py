@@ -62,6 +62,11 @@ class Entry:
         return json.loads(self.body)
 
 
+def cert_digest(cert_pem: bytes) -> str:
+    """How a head names the certificate of the key that signed it: SHA-256 of the PEM."""
+    return hashlib.sha256(cert_pem).hexdigest()
+
+
 @dataclass(frozen=True)
 class Head:
     size: int
@@ -71,10 +76,30 @@ class Head:
 
 
 class AuditLog:
-    def __init__(self, state: State, node_id: str, key: ec.EllipticCurvePrivateKey) -> None:
+    def __init__(
+        self, state: State, node_id: str, key: ec.EllipticCurvePrivateKey, cert_pem: bytes
+    ) -> None:
+        """``cert_pem`` is the certificate of ``key``. Each signed head names it (its digest,
+        the certificate kept once in ``audit_certs``), so an export shows every head with
+        the certificate that signed it: after a renewal with a new key, the heads signed
+        before no longer verified with the one certificate of the export's header
+        (review, 2026-12-06)."""
         self._state = state
         self.node_id = node_id
         self._key = key
+        self.cert_pem = cert_pem
+        self._cert = cert_digest(cert_pem)
+        with state.transaction() as db:
+            columns = {r[1] for r in db.execute("PRAGMA table_info(audit_heads)")}
+            if "cert" not in columns:  # a data folder from before the column: its heads
+                # were signed with the key of the certificate the node holds now (unless it
+                # was renewed before this version, which nothing here can tell)
+                db.execute("ALTER TABLE audit_heads ADD COLUMN cert TEXT")
+                db.execute("UPDATE audit_heads SET cert = ?", (self._cert,))
+            db.execute(
+                "INSERT OR IGNORE INTO audit_certs (digest, pem) VALUES (?, ?)",
+                (self._cert, cert_pem.decode()),
+            )
 
     # --- writing ----------------------------------------------------------------------
 
@@ -129,11 +154,18 @@ class AuditLog:
             last = db.execute("SELECT MAX(size) FROM audit_heads").fetchone()[0]
             if last == size and not force:
                 return None
-            sig = sign_head(self._key, self.node_id, size, head, now)
-            db.execute(
-                "INSERT OR REPLACE INTO audit_heads VALUES (?, ?, ?, ?)", (size, head, now, sig)
-            )
+            sig = self._sign_in(db, size, head, now)
         return Head(size, head, now, sig)
+
+    def _sign_in(self, db: sqlite3.Connection, size: int, head: str, now: str) -> str:
+        """Sign the head at ``size`` and keep it, naming this node's certificate."""
+        sig = sign_head(self._key, self.node_id, size, head, now)
+        db.execute(
+            "INSERT OR REPLACE INTO audit_heads (size, hash, time, signature, cert) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (size, head, now, sig, self._cert),
+        )
+        return sig
 
     def latest_head(self) -> Head | None:
         with self._state.transaction() as db:
@@ -183,9 +215,7 @@ class AuditLog:
             ).fetchall()
         return [Entry(*r) for r in rows]
 
-    def export_lines(
-        self, cert_pem: bytes, witnessed: Iterable[dict], now: str, actor: str
-    ) -> Iterator[str]:
+    def export_lines(self, witnessed: Iterable[dict], now: str, actor: str) -> Iterator[str]:
         """Write the export's ``audit.exported`` entry (by ``actor``) and sign the head at
         exactly it, in one transaction, then return the export file line by line: header,
         entries, signed heads, countersignatures. The entry and its head are written here,
@@ -198,20 +228,14 @@ class AuditLog:
         (review, 2026-12-05)."""
         with self._state.transaction() as db:
             entry = self.append_in(db, {"kind": "audit.exported", "time": now, "actor": actor})
-            sig = sign_head(self._key, self.node_id, entry.seq, entry.hash, now)
-            db.execute(
-                "INSERT OR REPLACE INTO audit_heads VALUES (?, ?, ?, ?)",
-                (entry.seq, entry.hash, now, sig),
-            )
-        return self._lines(cert_pem, witnessed, now, Head(entry.seq, entry.hash, now, sig))
+            sig = self._sign_in(db, entry.seq, entry.hash, now)
+        return self._lines(witnessed, now, Head(entry.seq, entry.hash, now, sig))
 
-    def _lines(
-        self, cert_pem: bytes, witnessed: Iterable[dict], now: str, final: Head
-    ) -> Iterator[str]:
+    def _lines(self, witnessed: Iterable[dict], now: str, final: Head) -> Iterator[str]:
         header = {
             "format": FORMAT,
             "node": self.node_id,
-            "cert": cert_pem.decode(),
+            "cert": self.cert_pem.decode(),
             "exported_at": now,
         }
         yield "F\t" + canonical(header) + "\n"
@@ -225,20 +249,30 @@ class AuditLog:
                     break
                 yield f"E\t{e.seq}\t{e.hash}\t{e.body}\n"
             after = batch[-1].seq
+        # The certificates whose keys signed the heads, each once (a node holds a few in
+        # its life): each H line names its own by digest.
+        with self._state.transaction() as db:
+            certs = db.execute(
+                "SELECT pem FROM audit_certs WHERE digest IN "
+                "(SELECT DISTINCT cert FROM audit_heads WHERE size <= ?) ORDER BY digest",
+                (final.size,),
+            ).fetchall()
+        for (pem,) in certs:
+            yield "C\t" + canonical({"cert": pem}) + "\n"
         # Heads a batch at a time, as the entries: a node signs up to one a second, and an
         # export held them all in memory (review, 2026-12-04).
         after = -1
         while True:
             with self._state.transaction() as db:
                 heads = db.execute(
-                    "SELECT size, hash, time, signature FROM audit_heads "
+                    "SELECT size, hash, time, signature, cert FROM audit_heads "
                     "WHERE size > ? AND size <= ? ORDER BY size LIMIT 50000",
                     (after, final.size),
                 ).fetchall()
             if not heads:
                 break
-            for size, head, time, sig in heads:
-                yield f"H\t{size}\t{head}\t{time}\t{sig}\n"
+            for size, head, time, sig, cert in heads:
+                yield f"H\t{size}\t{head}\t{time}\t{sig}\t{cert}\n"
             after = heads[-1][0]
         for w in witnessed:  # read lazily: not those a round kept after the final head
             if int(w.get("size", 0)) <= final.size:

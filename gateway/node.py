@@ -211,7 +211,7 @@ class Node:
         data_dir_mod.claim(self.state, node_id)  # never another node's state
         check_serial(self.state, self.membership().serial)
         check_crl(self.state, self.revocations)  # never an older CRL of a CA
-        self.audit = AuditLog(self.state, node_id, key)
+        self.audit = AuditLog(self.state, node_id, key, self.cert_pem)
         self.membership.on_event = self._membership_event
         self.membership.misfit = self._membership_misfit
         # Channels of members that left or moved close as a document is taken, not only at

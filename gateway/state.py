@@ -77,7 +77,12 @@ CREATE TABLE IF NOT EXISTS audit_heads (
     size INTEGER PRIMARY KEY,
     hash TEXT NOT NULL,
     time TEXT NOT NULL,
-    signature TEXT NOT NULL
+    signature TEXT NOT NULL,
+    cert TEXT                      -- digest of the certificate whose key signed (audit_certs)
+);
+CREATE TABLE IF NOT EXISTS audit_certs (  -- this node's certificates, by SHA-256 of the PEM
+    digest TEXT PRIMARY KEY,
+    pem TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS witnessed (  -- heads of other members this node countersigned
     node TEXT NOT NULL,

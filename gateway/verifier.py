@@ -3,7 +3,8 @@
 Checks, in order: the exporting node's certificate was issued by the CA; entries are
 numbered 1, 2, 3 ... and each hash is the chain step over its body (this names the
 first entry that was modified, deleted, reordered or inserted); every signed head
-verifies with the node's key and matches the chain at its size (a truncated tail or a
+verifies with the key of the certificate it names (CA-issued, of the same node: a node
+renews its key) and matches the chain at its size (a truncated tail or a
 rewritten chain shows here); the last head covers every entry and the last entry is the
 export's own ``audit.exported`` (a file cut back to an earlier checkpoint shows here); and
 every witnessed head -- countersigned by another member
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import grant_replay
-from gateway.audit import FORMAT, GENESIS, head_message
+from gateway.audit import FORMAT, GENESIS, cert_digest, head_message
 from gateway.errors import FedgateError
 from gateway.identity import Identity, identity_of, verify_signed_by
 from gateway.witness import verify_countersignature
@@ -111,6 +112,39 @@ def _cert(pem: str, bundle: list[x509.Certificate], what: str) -> x509.Certifica
     return cert
 
 
+def _certificate_line(line: str, where: str) -> str:
+    try:
+        c = json.loads(line[2:])
+    except ValueError:
+        raise VerifyError(f"{where} is not a certificate (not JSON)") from None
+    if not _typed(c, {"cert": str}):
+        raise VerifyError(f"{where} is not a certificate (missing fields or of a wrong type)")
+    return str(c["cert"])
+
+
+def _head_key(
+    certs: Mapping[str, str],
+    digest: str,
+    node: str,
+    bundle: list[x509.Certificate],
+    size: int,
+) -> ec.EllipticCurvePublicKey:
+    """The key of the certificate a head names: one in the export, issued by the CA, the
+    node certificate of the exported node itself."""
+    what = f"signed head at size {size}"
+    pem = certs.get(digest)
+    if pem is None:
+        raise VerifyError(f"{what} names a certificate the export does not hold")
+    cert = _cert(pem, bundle, what)
+    signer = _identity(cert, what)
+    if signer.role != "node" or signer.id != node:
+        raise VerifyError(f"{what} is signed by {signer}, not by node {node}")
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise VerifyError(f"{what} does not verify with the node key")
+    return key
+
+
 def verify(
     lines: Iterable[str], bundle: list[x509.Certificate], extra_witnessed: Iterable[str] = ()
 ) -> Report:
@@ -135,8 +169,12 @@ def verify(
     signer = _identity(cert, "exporting node")
     if signer.role != "node" or signer.id != node:
         raise VerifyError(f"header says node {node!r} but the certificate is {signer}")
-    key = cert.public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
+    # The certificates that signed heads, by digest (C lines; the header's among them): an
+    # H line names its own, so a head signed before the node renewed its key verifies
+    # with the key it was signed with. An H line naming none (an export from before
+    # certificates were named) is the header's.
+    certs: dict[str, str] = {cert_digest(header["cert"].encode()): header["cert"]}
+    keys: dict[str, ec.EllipticCurvePublicKey] = {}
 
     chain: dict[int, str] = {0: GENESIS}
     kinds: dict[str, int] = {}
@@ -155,13 +193,16 @@ def verify(
             entries.append((int(number), parts[2], parts[3]))
         elif tag == "H\t":
             fields = line.split("\t")[1:]
-            if len(fields) != 4 or not _whole(fields[0]):
+            if len(fields) not in (4, 5) or not _whole(fields[0]):
                 raise VerifyError(f"line {lineno} is not a signed head")
             heads.append(fields)
+        elif tag == "C\t":
+            pem = _certificate_line(line, f"line {lineno}")
+            certs[cert_digest(pem.encode())] = pem
         elif tag == "W\t":
             witnessed.append(_witness_line(line, f"line {lineno}"))
         elif line:
-            raise VerifyError(f"line {lineno} is not an entry, head or witness line")
+            raise VerifyError(f"line {lineno} is not an entry, certificate, head or witness line")
     prev = GENESIS
     sha256 = hashlib.sha256
     granted: list[tuple[int, str, str]] = []  # grants' and releases' entries, replayed below
@@ -207,8 +248,13 @@ def verify(
     size = expected - 1
     if not heads:
         raise VerifyError("no signed head: the export is incomplete")
+    header_digest = cert_digest(header["cert"].encode())
     for fields in heads:
         h_size, h_hash, h_time, h_sig = int(fields[0]), fields[1], fields[2], fields[3]
+        signed_by = fields[4] if len(fields) == 5 else header_digest
+        key = keys.get(signed_by)
+        if key is None:
+            key = keys[signed_by] = _head_key(certs, signed_by, node, bundle, h_size)
         try:
             key.verify(
                 base64.b64decode(h_sig),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import json
 import logging
 import threading
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from federation.canonical import canonical, is_digest
-from gateway.audit import GENESIS, AuditLog, Head, head_message, link, sign_head
+from gateway.audit import GENESIS, AuditLog, Head, cert_digest, head_message, link, sign_head
 from gateway.clock import utc
 from gateway.errors import (
     FailedPrecondition,
@@ -174,7 +173,7 @@ class Witness:
         """Each countersignature names the certificate that made it, so it is shown with
         that one and not with a renewed one whose key cannot verify it (review,
         2026-12-04: a renewal made every earlier head in the peers' files fail)."""
-        self._cert_digest = hashlib.sha256(self.cert_pem).hexdigest()
+        self._cert_digest = cert_digest(self.cert_pem)
         with self.state.transaction() as db:
             columns = {r[1] for r in db.execute("PRAGMA table_info(witnessed)")}
             if "cert" not in columns:  # a data folder from before the column: its heads

@@ -65,7 +65,9 @@ def main() -> int:
         (root / "node.pem").write_bytes(identity.sign_csr(root / "ca", csr))
         identity.write_private(root / "node.key", key_pem)
         state = State(root / "state.sqlite3")
-        log = AuditLog(state, "bench", identity.load_key(root / "node.key"))
+        log = AuditLog(
+            state, "bench", identity.load_key(root / "node.key"), (root / "node.pem").read_bytes()
+        )
         # the grant the releases name (audit verify replays every release against it)
         grant = Grant(
             id="g-1234abcd",
@@ -122,7 +124,7 @@ def main() -> int:
         export = root / "export.log"
         t0 = time.perf_counter()
         with export.open("w") as fh:
-            fh.writelines(log.export_lines((root / "node.pem").read_bytes(), [], "now", "bench"))
+            fh.writelines(log.export_lines([], "now", "bench"))
         print(f"export: {time.perf_counter() - t0:.2f} s, {export.stat().st_size / 1e6:.0f} MB")
         bundle = identity.load_bundle(root / "ca" / "ca.pem")
         total = 1 + args.entries + args.single + n + 1  # and the grant, and the export's

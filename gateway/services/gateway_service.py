@@ -159,9 +159,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         self._own_operator(context.caller)
         # its audit.exported entry and the head signed at it, in one transaction: the
         # export ends with them (what ``audit verify`` requires)
-        lines = node.audit.export_lines(
-            node.cert_pem, node.witness.receipts(), utc(), str(context.caller)
-        )
+        lines = node.audit.export_lines(node.witness.receipts(), utc(), str(context.caller))
         chunk: list[str] = []
         size = 0
         for line in lines:

@@ -170,9 +170,9 @@ def test_rewritten_history_is_caught_by_witnessed_heads(
             chain[int(seq)] = prev
             out.append(f"E\t{seq}\t{prev}\t{body}\n")
         elif line.startswith("H\t"):
-            _, size, _h, time, _sig = line.rstrip("\n").split("\t")
+            _, size, _h, time, _sig, cert = line.rstrip("\n").split("\t")
             sig = sign_head(key, "hefei", int(size), chain[int(size)], time)
-            out.append(f"H\t{size}\t{chain[int(size)]}\t{time}\t{sig}\n")
+            out.append(f"H\t{size}\t{chain[int(size)]}\t{time}\t{sig}\t{cert}\n")
         elif line.startswith("W\t"):
             witnessed.append(line)  # the node drops the countersignatures it got
         else:

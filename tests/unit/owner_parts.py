@@ -58,7 +58,7 @@ def owner_parts(tmp: Path, max_message_bytes: int = 4 * 1024 * 1024) -> Iterator
     state = State(tmp / "state.sqlite3")
     catalog = Catalog(state, (data,), ORG)
     grants = GrantStore(state)
-    audit = AuditLog(state, "anhui", key)
+    audit = AuditLog(state, "anhui", key, cert_pem)
     engine = Engine(1)
     members = Membership(
         "test", 1, "2026-01-01T00:00:00Z", (Member("anhui", ORG, "127.0.0.1:1", "province"),)

@@ -29,7 +29,7 @@ class Parts:
 def parts(tmp_path: Path) -> Iterator[Parts]:
     state = State(tmp_path / "state.sqlite3")
     try:
-        yield Parts(GrantStore(state), AuditLog(state, "wuhu", identity.new_key()))
+        yield Parts(GrantStore(state), AuditLog(state, "wuhu", identity.new_key(), b""))
     finally:
         state.close()
 

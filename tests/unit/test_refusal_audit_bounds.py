@@ -27,7 +27,7 @@ HUGE = "d" * 1_000_000  # a name the caller chose, as a 1 MB training dataset na
 def parts(tmp_path: Path) -> Iterator[tuple[ReleasePipeline, State]]:
     state = State(tmp_path / "state.sqlite3")
     key = identity.new_key()
-    audit = AuditLog(state, "anhui", key)
+    audit = AuditLog(state, "anhui", key, b"")
     try:
         yield ReleasePipeline("anhui", GrantStore(state), audit, Signer(key, b""), 4 << 20), state
     finally:

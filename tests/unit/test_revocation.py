@@ -278,7 +278,7 @@ def test_an_unreadable_crl_keeps_the_last_good_list_and_housekeeping_goes_on(
 
         key_pem, _ = identity.make_csr("node", "anhui", "Org")
         identity.write_private(tmp_path / "n.key", key_pem)
-        audit = AuditLog(state, "anhui", identity.load_key(tmp_path / "n.key"))
+        audit = AuditLog(state, "anhui", identity.load_key(tmp_path / "n.key"), b"")
 
         def broken_crl() -> None:
             raise OSError("the CRL step failed")
@@ -305,7 +305,7 @@ def test_a_housekeeping_step_that_keeps_failing_is_logged_once(
     state = State(tmp_path / "state.sqlite3")
     key_pem, _ = identity.make_csr("node", "anhui", "Org")
     identity.write_private(tmp_path / "n.key", key_pem)
-    audit = AuditLog(state, "anhui", identity.load_key(tmp_path / "n.key"))
+    audit = AuditLog(state, "anhui", identity.load_key(tmp_path / "n.key"), b"")
     failure = ["disk full"]
 
     def crl() -> None:

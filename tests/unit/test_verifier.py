@@ -174,7 +174,9 @@ def log(pki: Path, tmp_path: Path) -> Iterator[AuditLog]:
     """The node's real audit log (its state file, its key), with a few entries and a
     checkpoint at the last of them: a head the export's own follows at once."""
     state = State(tmp_path / "state.sqlite3")
-    log = AuditLog(state, NODE, identity.load_key(pki / "node.key"))
+    log = AuditLog(
+        state, NODE, identity.load_key(pki / "node.key"), (pki / "node.pem").read_bytes()
+    )
     log.append({"kind": "node.started", "time": TIME, "node": NODE})
     log.append(_written())
     log.append(json.loads(RELEASE))
@@ -188,7 +190,7 @@ def test_an_export_cut_back_to_an_earlier_head_is_named(
 ) -> None:
     """Review, 2026-12-05: with a checkpoint at N-1, removing entry N (the export's own
     audit.exported) and the head at N left a file that verified."""
-    lines = list(log.export_lines((pki / "node.pem").read_bytes(), [], TIME, "operator:o"))
+    lines = list(log.export_lines([], TIME, "operator:o"))
     entries = [x for x in lines if x.startswith("E\t")]
     heads = [x for x in lines if x.startswith("H\t")]
     assert '"kind":"audit.exported"' in entries[-1] and heads[-1].split("\t")[1] == "4"
@@ -212,9 +214,91 @@ def test_the_export_entry_and_its_head_are_written_at_once(pki: Path, log: Audit
     """An entry appended after the export began (here: before its lines are read) is
     not in it: the export's entry and head were written together when it began; they
     used to be two transactions, with other entries able to come between them."""
-    lines = log.export_lines((pki / "node.pem").read_bytes(), [], TIME, "operator:o")
+    lines = log.export_lines([], TIME, "operator:o")
     log.append({"kind": "rpc.refused", "time": TIME, "method": "m", "caller": "-"})
     lines = list(lines)
     assert [x.split("\t")[1] for x in lines if x[:2] in ("E\t", "H\t")][-3:] == ["4", "3", "4"]
     report = verify(lines, identity.load_bundle(pki / "ca" / identity.CA_CERT))
     assert report.entries == 4 and report.kinds["audit.exported"] == 1
+
+
+# --- a node that renewed its key: each head with the certificate that signed it -------------
+
+
+def _node_cert(pki: Path, tmp_path: Path, node: str, name: str) -> tuple[Path, bytes]:
+    """A new key and its CA-issued certificate for ``node``, made as a renewal makes them
+    (a new CSR)."""
+    key_pem, csr = identity.make_csr("node", node, f"{node} bureau", ["127.0.0.1"])
+    identity.write_private(tmp_path / f"{name}.key", key_pem)
+    return tmp_path / f"{name}.key", identity.sign_csr(pki / "ca", csr)
+
+
+def _renewed_log(pki: Path, tmp_path: Path, state: State, first: AuditLog) -> AuditLog:
+    """``first``'s node with a renewed key and certificate, on the same state, a head
+    signed with each."""
+    first.append({"kind": "node.started", "time": TIME, "node": NODE})
+    assert first.checkpoint(TIME) is not None
+    key, pem = _node_cert(pki, tmp_path, NODE, "renewed")
+    second = AuditLog(state, NODE, identity.load_key(key), pem)
+    second.append({"kind": "node.started", "time": TIME, "node": NODE})
+    assert second.checkpoint(TIME) is not None
+    return second
+
+
+def test_an_export_verifies_after_the_node_renewed_its_key(pki: Path, tmp_path: Path) -> None:
+    """Review (2026-12-06): a head was checked against the export's one certificate, so
+    after a renewal with a new key every export failed at the first head signed before."""
+    state = State(tmp_path / "state.sqlite3")
+    first = AuditLog(
+        state, NODE, identity.load_key(pki / "node.key"), (pki / "node.pem").read_bytes()
+    )
+    lines = list(_renewed_log(pki, tmp_path, state, first).export_lines([], TIME, "operator:o"))
+    bundle = identity.load_bundle(pki / "ca" / identity.CA_CERT)
+    report = verify(lines, bundle)
+    assert (report.entries, report.heads) == (3, 3)
+    assert len([x for x in lines if x.startswith("C\t")]) == 2  # each certificate once
+    path = tmp_path / "export.log"
+    path.write_text("".join(lines), encoding="utf-8")
+    ca = str(pki / "ca" / identity.CA_CERT)
+    assert run_fedgate("audit", "verify", str(path), "--ca", ca).returncode == 0
+    state.close()
+
+
+def test_a_head_signed_with_another_nodes_certificate_fails(pki: Path, tmp_path: Path) -> None:
+    state = State(tmp_path / "state.sqlite3")
+    key, pem = _node_cert(pki, tmp_path, "wuhu", "wuhu")  # CA-issued, but wuhu's
+    other = AuditLog(state, NODE, identity.load_key(key), pem)
+    lines = list(_renewed_log(pki, tmp_path, state, other).export_lines([], TIME, "operator:o"))
+    with pytest.raises(VerifyError, match="signed head at size 1 is signed by node:wuhu"):
+        verify(lines, identity.load_bundle(pki / "ca" / identity.CA_CERT))
+    state.close()
+
+
+def test_heads_from_before_certificates_were_named_take_the_one_held_at_the_upgrade(
+    pki: Path, tmp_path: Path
+) -> None:
+    """A state an earlier version wrote (its heads without a certificate) names, on
+    upgrade, the certificate the node holds then; a renewal after it keeps them apart."""
+    state = State(tmp_path / "state.sqlite3")
+    key, pem = identity.load_key(pki / "node.key"), (pki / "node.pem").read_bytes()
+    AuditLog(state, NODE, key, pem).append({"kind": "node.started", "time": TIME})
+    with state.transaction() as db:  # the table as earlier versions made it, one head in it
+        db.execute("DROP TABLE audit_heads")
+        db.execute(
+            "CREATE TABLE audit_heads (size INTEGER PRIMARY KEY, hash TEXT NOT NULL, "
+            "time TEXT NOT NULL, signature TEXT NOT NULL)"
+        )
+        head = db.execute("SELECT hash FROM audit WHERE seq = 1").fetchone()[0]
+        db.execute(
+            "INSERT INTO audit_heads VALUES (1, ?, ?, ?)",
+            (head, TIME, sign_head(key, NODE, 1, head, TIME)),
+        )
+    state.close()
+    reopened = State(tmp_path / "state.sqlite3")
+    AuditLog(reopened, NODE, key, pem)  # the upgrade: the node as it starts again
+    renewed_key, renewed_pem = _node_cert(pki, tmp_path, NODE, "renewed")
+    renewed = AuditLog(reopened, NODE, identity.load_key(renewed_key), renewed_pem)
+    lines = list(renewed.export_lines([], TIME, "operator:o"))
+    report = verify(lines, identity.load_bundle(pki / "ca" / identity.CA_CERT))
+    assert (report.entries, report.heads) == (2, 2)
+    reopened.close()

@@ -22,7 +22,7 @@ def _node(root: Path, ca: Path, node_id: str) -> tuple[Witness, x509.Certificate
     cert_pem = identity.sign_csr(ca, csr)
     key = identity.load_key(root / f"{node_id}.key")
     state = State(root / f"{node_id}.sqlite3")
-    log = AuditLog(state, node_id, key)
+    log = AuditLog(state, node_id, key, cert_pem)
     bundle = identity.load_bundle(ca / identity.CA_CERT)
     witness = Witness(node_id, state, log, key, cert_pem, bundle)
     return witness, x509.load_pem_x509_certificate(cert_pem)
@@ -289,7 +289,7 @@ def test_a_data_folder_from_before_named_certificates_still_reads(tmp_path: Path
     identity.write_private(tmp_path / "beta.key", key_pem)
     key = identity.load_key(tmp_path / "beta.key")
     cert = identity.sign_csr(tmp_path / "ca", csr)
-    w = Witness("beta", reopened, AuditLog(reopened, "beta", key), key, cert, [])
+    w = Witness("beta", reopened, AuditLog(reopened, "beta", key, cert), key, cert, [])
     [old] = w.heads_of("alpha")
     assert old.size == 4 and old.witness_cert == cert.decode()
     # Renewed after the upgrade: the old head is still shown with the certificate that

@@ -41,7 +41,7 @@ def _node(root: Path, ca: Path, node_id: str) -> tuple[Witness, x509.Certificate
     cert_pem = identity.sign_csr(ca, csr)
     key = identity.load_key(root / f"{node_id}.key")
     state = State(root / f"{node_id}.sqlite3")
-    log = AuditLog(state, node_id, key)
+    log = AuditLog(state, node_id, key, cert_pem)
     bundle = identity.load_bundle(ca / identity.CA_CERT)
     witness = Witness(node_id, state, log, key, cert_pem, bundle)
     return witness, x509.load_pem_x509_certificate(cert_pem)
