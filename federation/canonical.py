@@ -14,6 +14,18 @@ def canonical(body: Mapping[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def loads(text: str | bytes) -> Any:
+    """``json.loads`` for text from outside (a peer's receipt, an export, a file): text
+    nested deeper than Python's recursion limit is a ValueError, as any other text that is
+    not JSON. ~2 000 levels of ``[`` raised RecursionError, which callers catching
+    ValueError let through: a 6 KB receipt failed a whole query INTERNAL (review,
+    2026-12-06)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("not JSON: nested too deeply") from None
+
+
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 

@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from federation.canonical import canonical
+from federation.canonical import canonical, loads
 from federation.envelope import Requester
 from gateway.clock import utc
 from gateway.policy.budget import add_epsilon, within_budget
@@ -80,7 +80,7 @@ def _time(text: str) -> dt.datetime:
 
 def _object(seq: int, kind: str, body: str) -> dict[str, object]:
     try:
-        e = json.loads(body)
+        e = loads(body)
     except ValueError:  # also an integer of over 4 300 digits
         raise Malformed(f"entry {seq} ({kind}) cannot be read: its body is not JSON") from None
     if not isinstance(e, dict):

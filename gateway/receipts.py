@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from federation.canonical import canonical
+from federation.canonical import canonical, loads
 from gateway.errors import InvalidArgument
 from gateway.identity import identity_of, verify_signed_by
 
@@ -42,7 +42,7 @@ class Receipt:
     @staticmethod
     def from_json(text: str | bytes) -> Receipt:
         try:
-            data = json.loads(text)
+            data = loads(text)
         except ValueError:
             raise InvalidArgument("not a fedgate receipt: not JSON") from None
         if not isinstance(data, dict):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from federation.canonical import loads
 from gateway import grant_replay
 from gateway.audit import FORMAT, GENESIS, cert_digest, head_message
 from gateway.errors import FedgateError
@@ -71,7 +71,7 @@ def _typed(value: object, fields: Mapping[str, type]) -> bool:
 
 def _witness_line(line: str, where: str) -> dict:
     try:
-        w = json.loads(line[2:])
+        w = loads(line[2:])
     except ValueError:
         raise VerifyError(f"{where} is not a witnessed head (not JSON)") from None
     if not _typed(w, _WITNESS_FIELDS):
@@ -88,7 +88,7 @@ def _whole(text: str) -> bool:
 def _kind(body: str) -> str:
     """An entry's kind, read from its parsed body ("?" when it has none)."""
     try:
-        e = json.loads(body)
+        e = loads(body)
     except ValueError:
         return "?"
     kind = e.get("kind") if isinstance(e, dict) else None
@@ -114,7 +114,7 @@ def _cert(pem: str, bundle: list[x509.Certificate], what: str) -> x509.Certifica
 
 def _certificate_line(line: str, where: str) -> str:
     try:
-        c = json.loads(line[2:])
+        c = loads(line[2:])
     except ValueError:
         raise VerifyError(f"{where} is not a certificate (not JSON)") from None
     if not _typed(c, {"cert": str}):
@@ -156,7 +156,7 @@ def verify(
     if not first.startswith("F\t"):
         raise VerifyError("not a fedgate audit export (no header line)")
     try:
-        header = json.loads(first[2:])
+        header = loads(first[2:])
     except ValueError:
         raise VerifyError("header line is not JSON") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:

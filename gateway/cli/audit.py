@@ -79,8 +79,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def _head_node(line: str) -> str:
     """The node a witness line's head is of ("" when it cannot be read: verify says why)."""
+    from federation.canonical import loads
+
     try:
-        node = json.loads(line[2:]).get("node", "")
+        node = loads(line[2:]).get("node", "")
     except (ValueError, AttributeError):
         return ""
     return node if isinstance(node, str) else ""

@@ -6,22 +6,28 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
+from federation.envelope import Envelope
 from federation.fanout import Outcome
 from federation.gather import gather
+from federation.membership import Member, Membership
 from federation.outcome import Code
 from federation.partials import from_ipc, to_ipc
-from federation.reports import PartialAnswer
+from federation.reports import OwnerReport, PartialAnswer
 from federation.sql import parse
 from gateway import receipts
-from gateway.errors import InvalidArgument
+from gateway.errors import FailedPrecondition, InvalidArgument
 from gateway.receipt_store import ReceiptStore
 from gateway.receipts import ReceiptCheck
-from tests.unit.test_owner import SQL, Parts, _env, _grant
+from gateway.roles.home import Home, QueryAsk
+from tests.unit.test_home import _Vouching
+from tests.unit.test_owner import ANALYST, SQL, Parts, _env, _grant
 
 
 def test_a_home_keeps_only_each_owners_receipt_for_the_request(parts: Parts) -> None:
@@ -213,3 +219,57 @@ def test_a_page_of_receipts_is_bounded_in_bytes_not_characters(parts: Parts) -> 
             break
         page, after = store.page("r-1", after, limit)
     assert len(seen) == 30
+
+
+DEEP = "[" * 2000 + "]" * 2000  # ~4 KB of JSON nested past Python's recursion limit
+
+
+@pytest.mark.parametrize("allow_partial", [True, False])
+def test_a_receipt_nested_too_deep_fails_its_owner_not_the_query(
+    parts: Parts, allow_partial: bool
+) -> None:
+    """Review (2026-12-06): an owner's receipt of ~2 000 levels of "[" raised RecursionError
+    out of the home's receipt check, where only bad JSON was caught: the query failed
+    INTERNAL, also with --allow-partial, and the home wrote no entry for it. It is now a
+    receipt that is not JSON: its owner fails, the others answer, the entry is written."""
+    _grant(parts, exact=True)
+    members = Membership(
+        "f",
+        1,
+        "2026-01-01T00:00:00Z",
+        tuple(Member(m, m, "127.0.0.1:1", "province") for m in ("anhui", "evil")),
+    )
+
+    def ask(member: Member, env: Envelope) -> PartialAnswer:
+        if member.id == "anhui":
+            return parts.owner.execute(env)
+        if env.check:  # the check round: evil would answer
+            return PartialAnswer("evil", True, owners=(OwnerReport("evil"),))
+        # a partial that fits the plan (anhui's own, of another request), its receipt deep
+        bytes_ = parts.owner.execute(dataclasses.replace(env, request_id="r-evil")).payload
+        return PartialAnswer(
+            "evil", True, payload=bytes_, owners=(OwnerReport("evil", receipt=DEEP),)
+        )
+
+    store = ReceiptStore(parts.state, ReceiptCheck(parts.bundle))
+    with ThreadPoolExecutor(2) as pool:
+        home = Home(
+            "shanghai",
+            lambda: members,
+            _Vouching(),  # type: ignore[arg-type]
+            ask,
+            pool,
+            store,
+            parts.engine.run_on_table,
+            1 << 22,
+        )
+        ask_ = QueryAsk(SQL, allow_partial=allow_partial)
+        if allow_partial:
+            answer = home.query(ask_, ANALYST, time.monotonic() + 30)
+            assert answer.missing == ("evil",) and answer.payload
+        else:
+            with pytest.raises(FailedPrecondition, match="receipt of evil: not a fedgate rec"):
+                home.query(ask_, ANALYST, time.monotonic() + 30)
+    entry = parts.audit.entries()[-1].data
+    assert entry["kind"] == ("query.answered" if allow_partial else "query.failed")
+    assert entry["bad_receipts"] == {"evil": "not a fedgate receipt: not JSON"}

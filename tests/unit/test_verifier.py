@@ -121,6 +121,8 @@ MALFORMED = [
     ([canonical(_written()), '{"kind":"grant.revoked"'], "entry 2 (grant.revoked) cannot be"),
     # a release the replay must read whole (fields missing) that is not JSON
     ([canonical(_written()), '{"grant_id":"g-1","kind":"release"'], "entry 2 (release)"),
+    # nested past Python's recursion limit: RecursionError, where bad JSON was caught
+    (['{"kind":"grant.written","x":' + "[" * 2000 + "]" * 2000 + "}", RELEASE], "entry 1"),
 ]
 
 
@@ -302,3 +304,44 @@ def test_heads_from_before_certificates_were_named_take_the_one_held_at_the_upgr
     report = verify(lines, identity.load_bundle(pki / "ca" / identity.CA_CERT))
     assert (report.entries, report.heads) == (2, 2)
     reopened.close()
+
+
+DEEP = "[" * 2000 + "]" * 2000  # ~4 KB of JSON nested past Python's recursion limit
+
+
+def test_json_nested_too_deep_is_named_as_bad_input_not_a_traceback(
+    pki: Path, tmp_path: Path
+) -> None:
+    """Review (2026-12-06): ~2 000 levels of "[" raised RecursionError where only bad JSON
+    (ValueError) was caught: ``audit verify`` and ``receipt verify`` ended in a traceback."""
+    ca = str(pki / "ca" / identity.CA_CERT)
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(DEEP)
+    got = run_fedgate("receipt", "verify", str(receipt), "--ca", ca)
+    assert (got.returncode, "Traceback" in got.stderr) == (2, False), got.stderr
+    assert "not a fedgate receipt: not JSON" in got.stderr
+    lines = [x + "\n" for x in _signed(pki, [])]
+    exports = {
+        "header line is not JSON": ["F\t" + DEEP + "\n", *lines[1:]],
+        "line 4 is not a witnessed head (not JSON)": [*lines, "W\t" + DEEP + "\n"],
+        "line 4 is not a certificate (not JSON)": [*lines, "C\t" + DEEP + "\n"],
+    }
+    for n, (says, text) in enumerate(exports.items()):
+        path = tmp_path / f"export-{n}.log"
+        path.write_text("".join(text), encoding="utf-8")
+        got = run_fedgate("audit", "verify", str(path), "--ca", ca)
+        assert (got.returncode, "Traceback" in got.stderr) == (1, False), got.stderr
+        assert got.stderr == f"FAILED: {says}\n"
+    (tmp_path / "intact.log").write_text("".join(lines), encoding="utf-8")
+    (tmp_path / "w.txt").write_text("W\t" + DEEP + "\n", encoding="utf-8")
+    got = run_fedgate(
+        "audit",
+        "verify",
+        str(tmp_path / "intact.log"),
+        "--ca",
+        ca,
+        "--witness",
+        str(tmp_path / "w.txt"),
+    )
+    assert (got.returncode, "Traceback" in got.stderr) == (1, False), got.stderr
+    assert got.stderr == "FAILED: witness file line 1 is not a witnessed head (not JSON)\n"
