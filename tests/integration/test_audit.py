@@ -305,6 +305,26 @@ def test_refusals_are_audited(federation: RunningFederation) -> None:
     assert '"kind":"query.refused"' in text and "may not be used as raw" in text
 
 
+def test_an_export_is_written_whole_or_not_at_all(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    """Review (2026-12-06): the export is written chunk by chunk as it streams, into
+    FILE.part renamed at the end: a refused or failed export leaves FILE as it was."""
+    out = tmp_path / "anhui.log"
+    ops = str(federation.fed.operator_profile("anhui"))
+    done = run_fedgate("audit", "export", "--profile", ops, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text(encoding="utf-8").split("\n")
+    entries = sum(1 for x in lines if x.startswith("E\t"))
+    assert done.stdout == f"{entries} audit entries of anhui exported to {out}\n"
+    assert _verify(federation, lines).entries == entries
+    analyst = str(federation.fed.profile_path("li.wei@shanghai"))
+    refused = run_fedgate("audit", "export", "--profile", analyst, "--out", str(out))
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr, refused.stderr
+    assert out.read_text(encoding="utf-8").split("\n") == lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["anhui.log"]
+
+
 def test_only_the_nodes_own_operators_export_its_log(federation: RunningFederation) -> None:
     import grpc
 

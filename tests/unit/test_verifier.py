@@ -345,3 +345,37 @@ def test_json_nested_too_deep_is_named_as_bad_input_not_a_traceback(
     )
     assert (got.returncode, "Traceback" in got.stderr) == (1, False), got.stderr
     assert got.stderr == "FAILED: witness file line 1 is not a witnessed head (not JSON)\n"
+
+
+# --- audit export writes each chunk as it comes ---------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 1 << 20])
+def test_an_export_is_written_chunk_by_chunk_and_its_entries_counted(
+    pki: Path, log: AuditLog, size: int
+) -> None:
+    """Review (2026-12-06): ``audit export`` joined every chunk in memory, then cut the
+    whole into lines to count the entries. Each chunk is now written as it comes (the
+    next asked for only then), the file the same bytes, every entry counted once wherever
+    the chunks cut a line."""
+    import inspect
+    import io
+
+    from gateway.cli.audit import write_export
+    from gateway.client import Client
+
+    assert inspect.isgeneratorfunction(Client.audit_export_chunks)  # chunks, not all of it
+    log.append({"kind": "x", "time": TIME, "text": "E\tE\t\nE\t"})  # escaped in its body
+    data = "".join(log.export_lines([], TIME, "operator:o")).encode()
+    fh = io.BytesIO()
+
+    def chunks() -> Iterator[bytes]:
+        for at in range(0, len(data), size):
+            assert fh.getvalue() == data[:at]  # every earlier chunk is written already
+            yield data[at : at + size]
+
+    assert write_export(chunks(), fh) == 5
+    assert fh.getvalue() == data
+    assert sum(1 for line in data.splitlines() if line.startswith(b"E\t")) == 5  # as before
+    report = verify(data.decode().split("\n"), identity.load_bundle(pki / "ca" / identity.CA_CERT))
+    assert report.entries == 5
