@@ -158,8 +158,8 @@ class GrantStore:
     def spend(
         self,
         decision: Decision,
-        now: str,
-        record: Callable[[Grant], dict[str, Any]],
+        clock: Callable[[], str],
+        record: Callable[[Grant, str], dict[str, Any]],
         once: tuple[str, str] | None = None,
     ) -> tuple[Grant, Entry]:
         """Re-check the grant, spend one use and its epsilon, and write the release's audit
@@ -169,10 +169,17 @@ class GrantStore:
         checked stops the release here. ``once`` (home node, request id): a request this
         node released before is refused, in the same transaction (a relay replaying a
         home's signed envelope would buy a fresh release, and fresh noise, each time).
+
+        ``clock`` is read in the transaction, and ``record`` gets the grant as spent and
+        that very time, which the entry is stamped with: the time was read before the
+        spend waited in the group commit, the entry stamped at it, so under contention a
+        release checked before its grant expired was logged after, which the auditor's
+        replay flags (review, 2026-12-06).
         """
         g = decision.grant
 
         def work(db: sqlite3.Connection) -> tuple[Grant, Entry]:
+            now = clock()
             if once is not None:
                 try:
                     db.execute("INSERT INTO released_requests VALUES (?, ?, ?)", (*once, now))
@@ -205,7 +212,7 @@ class GrantStore:
                 "UPDATE grants SET uses = uses + 1, epsilon_spent = ? WHERE id = ?", (total, g.id)
             )
             spent = replace(current, uses=current.uses + 1, epsilon_spent=total)
-            return spent, AuditLog.append_in(db, record(spent))
+            return spent, AuditLog.append_in(db, record(spent, now))
 
         # Group commit: concurrent releases share one fsync; each is its own savepoint.
         return self._state.group(work)

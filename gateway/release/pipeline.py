@@ -102,14 +102,15 @@ def check_deadline(deadline: float, now: float | None = None) -> None:
 
 
 def release_entry(
-    node_id: str, env: Envelope, op: Operation[Any], protected: Protected, grant: Grant
+    node_id: str, env: Envelope, op: Operation[Any], protected: Protected, grant: Grant, at: str
 ) -> dict[str, Any]:
-    """The audit entry of one release (its receipt signs this very body). What the
-    operation adds (its subject, its facts) may not replace what the pipeline writes."""
+    """The audit entry of one release (its receipt signs this very body), stamped ``at``:
+    the time the spend checked the grant. What the operation adds (its subject, its facts)
+    may not replace what the pipeline writes."""
     r = env.requester
     entry = {
         "kind": "release",
-        "time": utc(),
+        "time": at,
         "grant_id": grant.id,
         "request_id": env.request_id,
         "owner": node_id,
@@ -139,13 +140,14 @@ def spend(
     grants: GrantStore,
     decision: Decision,
     epsilon: float,
-    record: Callable[[Grant], dict[str, Any]],
+    record: Callable[[Grant, str], dict[str, Any]],
     once: tuple[str, str] | None = None,
 ) -> tuple[Grant, Entry]:
     """Re-check the grant, spend a use and ``epsilon`` (what OpenDP really charged) and
     write the release's audit entry: one durable transaction, all or nothing (``once``:
-    the request's home and id, refused if this node released it before)."""
-    return grants.spend(dataclasses.replace(decision, epsilon=epsilon), utc(), record, once)
+    the request's home and id, refused if this node released it before). The time is
+    read in that transaction: the grant is checked at the time the entry bears."""
+    return grants.spend(dataclasses.replace(decision, epsilon=epsilon), utc, record, once)
 
 
 def sign(signer: Signer, entry: Entry) -> Receipt:
@@ -266,9 +268,9 @@ class ReleasePipeline:
                 check_size(protected.payload, limit)
                 check_deadline(env.deadline, now)
 
-                def record(g: Grant) -> dict[str, Any]:
+                def record(g: Grant, at: str) -> dict[str, Any]:
                     let_go()  # in the spend's transaction: the use is the grant's now
-                    return release_entry(self.node_id, env, op, protected, g)
+                    return release_entry(self.node_id, env, op, protected, g, at)
 
                 grant, entry = spend(self.grants, decision, protected.epsilon, record, once)
         except FedgateError as exc:
@@ -313,9 +315,9 @@ class ReleasePipeline:
         asked)."""
         withheld = Protected(b"", epsilon, {"withheld": why.why})
 
-        def record(g: Grant) -> dict[str, Any]:
+        def record(g: Grant, at: str) -> dict[str, Any]:
             let_go()
-            return release_entry(self.node_id, env, op, withheld, g)
+            return release_entry(self.node_id, env, op, withheld, g, at)
 
         spend(self.grants, decision, epsilon, record, once)
         log.warning(

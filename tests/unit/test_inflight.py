@@ -27,7 +27,7 @@ def store(tmp_path: Path) -> Iterator[GrantStore]:
 def _spend(store: GrantStore, grant_id: str, epsilon: float) -> None:
     grant = store.get(grant_id)
     decision = Decision(grant, 5, epsilon, None, "L2")
-    store.spend(decision, NOW, lambda g: {"kind": "release", "grant_id": g.id})
+    store.spend(decision, lambda: NOW, lambda g, at: {"kind": "release", "grant_id": g.id})
 
 
 def test_uses_held_in_flight_refuse_a_release_that_would_not_fit(store: GrantStore) -> None:
@@ -67,11 +67,11 @@ def test_a_spent_release_is_not_counted_twice(store: GrantStore) -> None:
     with inflight.hold(grant, 0.0) as let_go:
         decision = Decision(store.get(grant.id), 5, 0.0, None, "L2")
 
-        def record(g: object) -> dict:
+        def record(g: object, at: str) -> dict:
             let_go()  # as the pipeline does, in the spend's transaction
             return {"kind": "release", "grant_id": grant.id}
 
-        store.spend(decision, NOW, record)
+        store.spend(decision, lambda: NOW, record)
         with inflight.hold(grant, 0.0):  # one use spent, none held: the last one fits
             assert store.get(grant.id).uses == 1
     assert inflight.held() == 0

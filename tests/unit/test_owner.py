@@ -5,6 +5,7 @@ children here, so its relay never calls out."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import time
 import uuid
@@ -691,3 +692,48 @@ def test_a_relay_merges_its_cities_only_where_their_kinds_of_value_agree(parts: 
     )
     cities = from_ipc(answer.payload).column("city").to_pylist()
     assert "chaohu" in cities and 1 not in cities
+
+
+def test_a_release_is_checked_at_the_time_it_is_stamped_with(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (2026-12-06): the spend re-checked the grant at a time read before it waited
+    in the group commit, and its entry was stamped at the commit: under contention a
+    release landed after its grant's ``expires``, and the auditor's replay flagged an
+    honest release. The grant expires here while the release waits behind another commit;
+    it is checked at the commit, at the time its entry would bear."""
+    import threading
+
+    from gateway import grant_replay
+    from gateway.clock import now, utc
+
+    expires = utc(now() + dt.timedelta(hours=1))
+    _grant(parts, exact=True, expires=expires)
+    clock = [utc()]  # the pipeline's clock: before the grant expires, then after
+    monkeypatch.setattr(pipeline, "utc", lambda: clock[0])
+    inside, go = threading.Event(), threading.Event()
+
+    def busy(db: object) -> None:  # another commit, long under way
+        inside.set()
+        go.wait(30)
+
+    holder = threading.Thread(target=parts.state.group, args=(busy,))
+    holder.start()
+    assert inside.wait(30)
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(parts.owner.execute, _env())
+        deadline = time.monotonic() + 30
+        while not parts.state._pending and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the release waits in the group commit
+        clock[0] = utc(now() + dt.timedelta(hours=2))
+        go.set()
+        report = answer.result(30).owners[0]
+    holder.join(30)
+    logged = [
+        (e.seq, e.data["kind"], e.body)
+        for e in parts.audit.entries()
+        if e.data["kind"] in grant_replay.KINDS
+    ]
+    assert grant_replay.violations(logged) == []  # what the auditor replays holds
+    assert report.error is not None and report.error.code == Code.PERMISSION_DENIED
+    assert "is expired (checked again at release)" in report.error.reason

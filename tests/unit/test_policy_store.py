@@ -60,8 +60,12 @@ def test_expiry_is_logged_once(state: State) -> None:
     assert audit(state)[-1]["grant_id"] == "g-old"
 
 
-def release(g: Grant) -> dict[str, Any]:
-    return {"kind": "release", "time": NOW, "grant_id": g.id, "uses": g.uses}
+def at_now() -> str:
+    return NOW
+
+
+def release(g: Grant, at: str) -> dict[str, Any]:
+    return {"kind": "release", "time": at, "grant_id": g.id, "uses": g.uses}
 
 
 def test_spend_counts_uses_and_epsilon_with_the_release_entry(state: State) -> None:
@@ -69,21 +73,21 @@ def test_spend_counts_uses_and_epsilon_with_the_release_entry(state: State) -> N
     g = store.add(dp(created_at=NOW, max_uses=10))
     decision = Decision(g, 5, 0.5, None, "L3")
     for n in range(1, 5):
-        spent, entry = store.spend(decision, NOW, release)
+        spent, entry = store.spend(decision, at_now, release)
         assert (spent.uses, spent.epsilon_spent) == (n, 0.5 * n)
         assert entry.data == {"kind": "release", "time": NOW, "grant_id": g.id, "uses": n}
     with pytest.raises(ResourceExhausted, match=r"budget of grant g-org is spent \(2 of 2\)"):
-        store.spend(decision, NOW, release)
+        store.spend(decision, at_now, release)
     assert store.get(g.id).uses == 4  # a refused spend changes nothing
 
 
 def test_spend_checks_the_charged_epsilon_not_the_grants(state: State) -> None:
     store = GrantStore(state)
     g = store.add(dp(created_at=NOW, epsilon_spent=0.0))
-    store.spend(Decision(g, 5, 0.5, None, "L3"), NOW, release)
-    store.spend(Decision(g, 5, 1.0, None, "L3"), NOW, release)  # 1.5 of 2.0
+    store.spend(Decision(g, 5, 0.5, None, "L3"), at_now, release)
+    store.spend(Decision(g, 5, 1.0, None, "L3"), at_now, release)  # 1.5 of 2.0
     with pytest.raises(ResourceExhausted):
-        store.spend(Decision(g, 5, 0.75, None, "L3"), NOW, release)
+        store.spend(Decision(g, 5, 0.75, None, "L3"), at_now, release)
 
 
 def test_spend_rechecks_the_grant_at_release(state: State) -> None:
@@ -92,10 +96,10 @@ def test_spend_rechecks_the_grant_at_release(state: State) -> None:
     decision = Decision(g, 5, 0.0, None, "L2")
     store.revoke(g.id, NOW)
     with pytest.raises(PermissionDenied, match="is revoked \\(checked again at release\\)"):
-        store.spend(decision, NOW, release)
+        store.spend(decision, at_now, release)
     gone = Decision(dataclasses.replace(g, id="g-gone"), 5, 0.0, None, "L2")
     with pytest.raises(PermissionDenied, match="g-gone no longer exists"):
-        store.spend(gone, NOW, release)
+        store.spend(gone, at_now, release)
 
 
 def test_a_grant_id_drawn_twice_is_drawn_again_and_a_given_one_never_replaces(
