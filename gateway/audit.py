@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from federation.canonical import canonical
-from gateway.state import State
+from gateway.state import State, name_certificate
 
 GENESIS = "0" * 64
 FORMAT = "fedgate-audit-v1"
@@ -62,11 +62,6 @@ class Entry:
         return json.loads(self.body)
 
 
-def cert_digest(cert_pem: bytes) -> str:
-    """How a head names the certificate of the key that signed it: SHA-256 of the PEM."""
-    return hashlib.sha256(cert_pem).hexdigest()
-
-
 @dataclass(frozen=True)
 class Head:
     size: int
@@ -88,18 +83,8 @@ class AuditLog:
         self.node_id = node_id
         self._key = key
         self.cert_pem = cert_pem
-        self._cert = cert_digest(cert_pem)
         with state.transaction() as db:
-            columns = {r[1] for r in db.execute("PRAGMA table_info(audit_heads)")}
-            if "cert" not in columns:  # a data folder from before the column: its heads
-                # were signed with the key of the certificate the node holds now (unless it
-                # was renewed before this version, which nothing here can tell)
-                db.execute("ALTER TABLE audit_heads ADD COLUMN cert TEXT")
-                db.execute("UPDATE audit_heads SET cert = ?", (self._cert,))
-            db.execute(
-                "INSERT OR IGNORE INTO audit_certs (digest, pem) VALUES (?, ?)",
-                (self._cert, cert_pem.decode()),
-            )
+            self._cert = name_certificate(db, "audit_heads", "audit_certs", cert_pem)
 
     # --- writing ----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ NOT_SERVING until a write succeeds again (``on_recording(True)``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import sqlite3
 import threading
@@ -135,6 +136,26 @@ CREATE TABLE IF NOT EXISTS psi_sessions (  -- gateway/psi_sessions.py: differenc
 CREATE INDEX IF NOT EXISTS psi_sessions_peer ON psi_sessions (grant_id, peer);
 CREATE INDEX IF NOT EXISTS psi_sessions_session ON psi_sessions (session);
 """
+
+
+def cert_digest(pem: bytes) -> str:
+    """How a row (and an export's H line) names a certificate: SHA-256 of its PEM."""
+    return hashlib.sha256(pem).hexdigest()
+
+
+def name_certificate(db: sqlite3.Connection, table: str, certs: str, pem: bytes) -> str:
+    """Rows of ``table`` name, in their column ``cert``, the digest of the certificate of
+    this node that signed them, the certificates kept once in ``certs`` (``audit_heads``
+    and ``audit_certs``, ``witnessed`` and ``witness_certs``). Keeps ``pem``, the one the
+    node holds now, and returns its digest. A table from before the column gets it, its
+    rows naming the certificate held at this upgrade (unless the node renewed before this
+    version, which nothing here can tell)."""
+    digest = cert_digest(pem)
+    if "cert" not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN cert TEXT")
+        db.execute(f"UPDATE {table} SET cert = ?", (digest,))
+    db.execute(f"INSERT OR IGNORE INTO {certs} (digest, pem) VALUES (?, ?)", (digest, pem.decode()))
+    return digest
 
 
 def cannot_write(exc: BaseException) -> bool:

@@ -25,9 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from federation.canonical import loads
 from gateway import grant_replay
-from gateway.audit import FORMAT, GENESIS, cert_digest, head_message
+from gateway.audit import FORMAT, GENESIS, head_message
 from gateway.errors import FedgateError
 from gateway.identity import Identity, identity_of, verify_signed_by
+from gateway.state import cert_digest
 from gateway.witness import verify_countersignature
 
 

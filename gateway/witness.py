@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from federation.canonical import canonical, is_digest
-from gateway.audit import GENESIS, AuditLog, Head, cert_digest, head_message, link, sign_head
+from gateway.audit import GENESIS, AuditLog, Head, head_message, link, sign_head
 from gateway.clock import utc
 from gateway.errors import (
     FailedPrecondition,
@@ -36,7 +36,7 @@ from gateway.errors import (
     Unavailable,
 )
 from gateway.identity import identity_of, verify_signed_by
-from gateway.state import State
+from gateway.state import State, name_certificate
 
 log = logging.getLogger("fedgate.witness")
 MAX_DIGESTS = 200_000
@@ -173,18 +173,8 @@ class Witness:
         """Each countersignature names the certificate that made it, so it is shown with
         that one and not with a renewed one whose key cannot verify it (review,
         2026-12-04: a renewal made every earlier head in the peers' files fail)."""
-        self._cert_digest = cert_digest(self.cert_pem)
         with self.state.transaction() as db:
-            columns = {r[1] for r in db.execute("PRAGMA table_info(witnessed)")}
-            if "cert" not in columns:  # a data folder from before the column: its heads
-                # were countersigned with the certificate the node holds now (unless it
-                # was renewed before this version, which nothing here can tell)
-                db.execute("ALTER TABLE witnessed ADD COLUMN cert TEXT")
-                db.execute("UPDATE witnessed SET cert = ?", (self._cert_digest,))
-            db.execute(
-                "INSERT OR IGNORE INTO witness_certs (digest, pem) VALUES (?, ?)",
-                (self._cert_digest, self.cert_pem.decode()),
-            )
+            self._cert_digest = name_certificate(db, "witnessed", "witness_certs", self.cert_pem)
 
     # --- as witness ---------------------------------------------------------------------
 
