@@ -193,9 +193,7 @@ def asked_columns(
     for c in asked:
         if len(c.column) > MAX_NAME_CHARS or c.column not in declared:
             raise InvalidArgument(f"column {c.column[:100]!r} is not a column of {dataset}")
-        bad = [x for x in c.controls if x not in policy.CONTROLS]
-        if bad:
-            raise InvalidArgument(f"column {c.column!r}: unknown control {bad[0][:100]!r}")
+        policy.check_controls(c.column, c.controls)
         merged.setdefault(c.column, {}).update(dict.fromkeys(c.controls))
     return tuple(ColumnControls(name, tuple(controls)) for name, controls in merged.items())
 

@@ -22,7 +22,7 @@ from gateway.policy.model import (
 from gateway.policy.query import DP_AGGREGATES, AggregateUse, QueryUse, decide_query
 from gateway.policy.store import GrantStore
 from gateway.policy.train import decide_train
-from gateway.policy.validate import validate
+from gateway.policy.validate import check_controls, validate
 
 __all__ = [
     "CONTROLS",
@@ -37,6 +37,7 @@ __all__ = [
     "GrantStore",
     "QueryUse",
     "add_epsilon",
+    "check_controls",
     "decide_query",
     "decide_train",
     "effective_level",

@@ -7,6 +7,7 @@ does not allow never exists; the per-request decision still checks the floors ag
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from federation.training.app_bundle import is_app_task
 from federation.training.tasks import TASKS
@@ -20,6 +21,17 @@ from gateway.text import check_purpose, plain
 
 # A DP grant's epsilon per release: below, the noise drowns every answer; above, there is none.
 MIN_EPSILON, MAX_EPSILON = 1e-6, 1e3
+
+
+def check_controls(column: str, controls: Iterable[str]) -> None:
+    """Refuse a control that is not one of ``CONTROLS``, naming it: the one wording of a
+    grant (``grant add``, an approval) and an access request alike."""
+    bad = next((c for c in controls if c not in CONTROLS), None)
+    if bad is not None:
+        raise InvalidArgument(
+            f"column {column[:100]!r}: unknown control {bad[:100]!r} "
+            f"(the controls: {', '.join(CONTROLS)})"
+        )
 
 
 def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
@@ -66,9 +78,11 @@ def validate(grant: Grant, desc: DatasetDescriptor) -> Grant:
     for column, controls in grant.columns.items():
         if column not in declared:
             raise InvalidArgument(f"column {column!r} is not a column of {desc.name}")
-        bad = [c for c in controls if c not in CONTROLS]
-        if bad or not controls:
-            raise InvalidArgument(f"column {column!r}: controls must be some of {CONTROLS}")
+        if not controls:
+            raise InvalidArgument(
+                f"column {column!r}: no control given (the controls: {', '.join(CONTROLS)})"
+            )
+        check_controls(column, controls)
     level = effective_level(desc, list(grant.columns))
     floor = FLOORS[level]
     if not floor.releasable:

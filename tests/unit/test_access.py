@@ -151,7 +151,10 @@ def test_submit_refuses_what_the_owner_cannot_take(parts: Parts) -> None:
         parts.access.submit(
             replace(ASK, columns=(ColumnControls("salary", ("aggregate",)),)), ANALYST, "x"
         )
-    with pytest.raises(InvalidArgument, match="unknown control"):
+    with pytest.raises(
+        InvalidArgument,
+        match=r"column 'city': unknown control 'peek' \(the controls: raw, group_by, ",
+    ):
         parts.access.submit(
             replace(ASK, columns=(ColumnControls("city", ("peek",)),)), ANALYST, "x"
         )

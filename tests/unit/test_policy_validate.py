@@ -32,7 +32,14 @@ def test_a_good_grant_passes_unchanged() -> None:
         ({"operations": ()}, "operations must be some of"),
         ({"columns": {}}, "at least one column"),
         ({"columns": {"nope": ("aggregate",)}}, "'nope' is not a column of firms"),
-        ({"columns": {"region": ("peek",)}}, "controls must be some of"),
+        # one wording with an access request's (review, 2026-12-06: a grant's named the
+        # controls as a Python tuple and not the bad one)
+        (
+            {"columns": {"region": ("group_by", "peek")}},
+            r"column 'region': unknown control 'peek' \(the controls: raw, group_by, "
+            r"aggregate, filter, extremes, join_key\)",
+        ),
+        ({"columns": {"region": ()}}, "column 'region': no control given"),
         ({"dp_epsilon": 1.0, "dp_budget": 0.5}, "dp budget must be at least"),
         # Review (2026-12-04): a budget equal to epsilon past 1e-12 resolution was written
         # but permitted nothing (spends charge up, budgets round down).
