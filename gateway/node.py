@@ -261,7 +261,7 @@ class Node:
             node_id, self.membership, self.vouching, self.train_step, self.receipts, self.publishers
         )
         self.operator = Operator(
-            node_id, self.catalog, self.grants, self.audit, self.metrics, self.apps
+            node_id, self.catalog, self.grants, self.audit, self.metrics, self.apps, self.membership
         )
         self.federated_catalog = FederatedCatalog(
             self.transport, self.executor, config.max_message_bytes

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
+from federation.membership import Membership
 from federation.training.app_bundle import AppBundle
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog, CatalogEntry
@@ -35,8 +37,10 @@ class Operator:
         audit: AuditLog,
         metrics: NodeMetrics,
         apps: AppStore,
+        membership: Callable[[], Membership],
     ) -> None:
         self.node_id = node_id
+        self._membership = membership
         self._apps = apps
         self._catalog = catalog
         self._grants = grants
@@ -63,6 +67,11 @@ class Operator:
         entry = self._catalog.get(grant.dataset)
         if entry is None:
             raise NotFound(f"no dataset {grant.dataset!r} at {self.node_id}")
+        # a node grantee is a member, as query, psi and train ask (review, 2026-12-06: a
+        # typo's grant, 'nanjing', was written and matched no node); one that leaves the
+        # federation later keeps its grant, which then matches no call
+        if grant.grantee_kind == "node" and self._membership().get(grant.grantee) is None:
+            raise NotFound(f"no member {grant.grantee[:100]!r} in the federation")
         now = utc()
         grant = dataclasses.replace(
             grant,

@@ -325,3 +325,19 @@ def test_an_exact_grant_is_written_by_the_cli_and_disclosed_as_such(
     assert sorted(bool(g.get("exact")) for g in grants) == [False, True]
     md = run_fedgate("disclosure", "--node", "hefei", "--format", "md", "--profile", profile)
     assert "opted out: exact answers" in md.stdout
+
+
+def test_a_grant_to_a_node_outside_the_federation_is_refused(
+    federation: RunningFederation,
+) -> None:
+    """``grant add --node`` names a member, as query, psi and train refuse an unknown node
+    (a typo's grant, 'nanjing', was written and matched no node)."""
+    ops = str(federation.fed.operator_profile("hefei"))
+    before = len(federation.audit("hefei", "grant.written"))
+    add = ("grant", "add", "--profile", ops, "--dataset", "enterprise_registry")
+    refused = run_fedgate(*add, "--node", "nanjing", "--column", "city=group_by")
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.strip() == "fedgate: NOT_FOUND: no member 'nanjing' in the federation"
+    written = run_fedgate(*add, "--node", "wuhu", "--column", "city=group_by")
+    assert written.returncode == 0, written.stderr
+    assert len(federation.audit("hefei", "grant.written")) == before + 1  # wuhu's alone

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from federation.membership import Membership
 from gateway import clock, identity
 from gateway.audit import AuditLog
 from gateway.catalog import Catalog, CatalogEntry
@@ -83,7 +84,15 @@ def test_a_dataset_moved_to_l4_during_a_catalog_load_is_not_listed(
 
 def _operator(parts: OwnerParts) -> Operator:
     metrics = types.SimpleNamespace(datasets=types.SimpleNamespace(set=lambda n: None))
-    return Operator("anhui", parts.catalog, parts.grants, parts.audit, metrics, None)  # type: ignore[arg-type]
+    return Operator(
+        "anhui",
+        parts.catalog,
+        parts.grants,
+        parts.audit,
+        metrics,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        lambda: Membership("test", 1, "2026-01-01T00:00:00Z", ()),
+    )
 
 
 def test_a_registration_is_not_durable_without_its_audit_entry(
