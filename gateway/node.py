@@ -451,6 +451,8 @@ class Node:
     def disclosure(self, since: str, until: str) -> DisclosureReport:
         """This node's public report; L4 datasets are left out, names and all."""
         since, until = parse_time(since, "since"), parse_time(until, "until")
+        if since and until and since > until:  # an empty period was a report of no usage
+            raise InvalidArgument(f"--since {since} is after --until {until}")
         entries = self.catalog.entries()
         core = {e.descriptor.name for e in entries if e.descriptor.level == "L4"}
         held = {e.descriptor.name for e in entries}

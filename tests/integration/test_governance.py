@@ -341,3 +341,17 @@ def test_a_grant_to_a_node_outside_the_federation_is_refused(
     written = run_fedgate(*add, "--node", "wuhu", "--column", "city=group_by")
     assert written.returncode == 0, written.stderr
     assert len(federation.audit("hefei", "grant.written")) == before + 1  # wuhu's alone
+
+
+def test_a_reversed_disclosure_period_is_refused(federation: RunningFederation) -> None:
+    """``--since`` after ``--until`` was answered with a report of no usage; the node
+    asked refuses it, its own report or a member's."""
+    profile = str(federation.fed.profile_path("zhang.min@anhui"))
+    period = ("--since", "2027-01-01", "--until", "2026-01-01")
+    for node in ((), ("--node", "wuhu")):
+        shown = run_fedgate("disclosure", *node, *period, "--profile", profile)
+        assert shown.returncode == 1, shown.stdout
+        assert shown.stderr.strip() == (
+            "fedgate: INVALID_ARGUMENT: --since 2027-01-01T00:00:00Z is after "
+            "--until 2026-01-01T00:00:00Z"
+        )
