@@ -137,12 +137,16 @@ _CERTIFICATE_HINTS = (
     "peer name",
     "socket closed",
 )
+# ... and what it says when the node's certificate does not name the profile's ``node``
+_NOT_THE_NODE = "hostname verification check failed"
 
 
-def _explain(exc: grpc.RpcError) -> ClientError:
+def _explain(exc: grpc.RpcError, profile: Profile | None = None) -> ClientError:
     """A failed call as a ``ClientError``. Only a failure of this client's own connection
     that says the handshake failed on a certificate is explained as one; anything a node
-    answered (which names the owner, the peer or the reason itself) is passed on as is."""
+    answered (which names the owner, the peer or the reason itself) is passed on as is.
+    With the ``profile`` called through, a failed name check says which node was expected
+    where (a profile naming another node read as our certificate refused)."""
     error = error_of_rpc(exc)
     code, details = STATUS[error.code], error.reason
     lowered = details.lower()
@@ -152,10 +156,18 @@ def _explain(exc: grpc.RpcError) -> ClientError:
         and lowered.startswith(_OWN_CONNECTION)
         and any(hint in lowered for hint in _CERTIFICATE_HINTS)
     ):
-        details = (
-            "the TLS handshake failed: the node refused our certificate (not signed by the "
-            f"federation CA, expired or missing) or is not the node we expected ({details})"
-        )
+        if profile is not None and _NOT_THE_NODE in lowered:
+            details = (
+                f"the TLS handshake failed: the node at {profile.address} is not "
+                f"{profile.node!r} (the profile's `node`), or its certificate does not name "
+                f"it ({details})"
+            )
+        else:
+            details = (
+                "the TLS handshake failed: the node refused our certificate (not signed by "
+                f"the federation CA, expired or missing) or is not the node we expected "
+                f"({details})"
+            )
     return ClientError(code, details, error.details)
 
 
@@ -208,7 +220,7 @@ class Client:
         try:
             return getattr(self._stub, method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
-            raise _explain(exc) from None
+            raise _explain(exc, self.profile) from None
 
     def whoami(self) -> gateway_pb2.WhoAmIResponse:
         return self._call("WhoAmI", serde.whoami_request())
@@ -277,7 +289,7 @@ class Client:
                 if on_progress is not None:
                     on_progress(event)
         except grpc.RpcError as exc:
-            raise _explain(exc) from None
+            raise _explain(exc, self.profile) from None
         raise ClientError(grpc.StatusCode.UNAVAILABLE, "the home ended the PSI session early")
 
     def train(
@@ -290,7 +302,7 @@ class Client:
         """Start a federated training run (docs/training.md); the handle shows its rounds
         as they end, cancels it, and waits for its result."""
         call = self._stub.Train(serde.train_request(ask), timeout=timeout or self.timeout)
-        return TrainRun(call, on_round)
+        return TrainRun(call, on_round, self.profile)
 
     def train_runs(self, run_id: str = "") -> list[RunStatus]:
         """Your training runs this home remembers (one, with ``run_id``)."""
@@ -433,8 +445,14 @@ class TrainRun:
     The run's stream is read on a thread of its own; cancelling ends the call, and the
     home stops the run at every node (nothing more is trained or released)."""
 
-    def __init__(self, call: Any, on_round: Callable[[TrainRound], None] | None) -> None:
+    def __init__(
+        self,
+        call: Any,
+        on_round: Callable[[TrainRound], None] | None,
+        profile: Profile | None = None,
+    ) -> None:
         self._call = call
+        self._profile = profile
         self._on_round = on_round
         self.rounds: list[TrainRound] = []
         self._result: TrainResult | None = None
@@ -480,7 +498,7 @@ class TrainRun:
                     grpc.StatusCode.UNAVAILABLE, "the home ended the run without a result"
                 )
         except grpc.RpcError as exc:
-            self._error = _explain(exc)
+            self._error = _explain(exc, self._profile)
         except ClientError as exc:
             self._error = exc
             self._call.cancel()

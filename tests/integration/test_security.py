@@ -193,6 +193,11 @@ def test_server_must_be_the_node_we_expect(federation: RunningFederation) -> Non
     with Client(wrong, timeout=5) as c, pytest.raises(ClientError) as info:
         c.whoami()
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
+    # said as such, not as our certificate refused (a newcomer's profile named another node)
+    assert info.value.args[0].startswith(
+        f"the TLS handshake failed: the node at {wrong.address} is not 'hefei' (the "
+        "profile's `node`), or its certificate does not name it ("
+    ), info.value
 
 
 def test_oversized_message_is_refused_by_the_node_and_it_survives(
