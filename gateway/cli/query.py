@@ -158,6 +158,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise FedgateError(f"--out {args.out}: the file name must end in .csv or .parquet")
     if args.out:
         writable_file(args.out, "--out")
+    if args.receipts and args.explain:  # was ignored: a dry run releases no receipt
+        raise FedgateError("--receipts is for an answered query, not with --explain")
     if args.receipts:
         writable_folder(args.receipts, "--receipts")
     with Client(profile(args), timeout=args.timeout) as c:

@@ -47,6 +47,11 @@ def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["train", "--classes", "1"], "must be 0 or 2 to 1000, got 1"),
         (["query", "SELECT \udcff FROM x"], "sql is not UTF-8 text"),
         (["query", "SELECT 1", "--nodes", "a,,b"], "an empty node name"),
+        # a dry run signs no receipt: --receipts was silently ignored
+        (
+            ["query", "SELECT 1", "--explain", "--receipts", "r"],
+            "fedgate: error: --receipts is for an answered query, not with --explain",
+        ),
         (["query", "SELECT 1", "--purpose", "\udcff"], "--purpose is not UTF-8 text"),
         (["catalog", "--member-timeout", "nan"], "must be more than 0"),
         # review (2026-12-05): up to 86400 was let through; the home node refuses past 600
