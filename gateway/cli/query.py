@@ -104,9 +104,20 @@ def _format_value(value: object) -> str:
     return "NULL" if value is None else str(value)
 
 
+def _missing_reasons(result: QueryResult) -> dict[str, dict[str, str]]:
+    """Why each missing owner is missing: its status and reason (the peer's own words, as
+    it or the relay it answered through sent them), and the relay, if any."""
+    reasons: dict[str, dict[str, str]] = {}
+    for o in result.owners:
+        if not o.ok and o.node_id in result.missing:
+            reasons[o.node_id] = {"code": o.error_code, "reason": o.error, "via": o.via}
+    return reasons
+
+
 def _print_result(result: QueryResult, args: argparse.Namespace) -> None:
     """The table on stdout (or in --out), what it is made of on stderr."""
     from gateway import display
+    from gateway.text import shown
 
     table = result.table
     if args.receipts:
@@ -129,6 +140,7 @@ def _print_result(result: QueryResult, args: argparse.Namespace) -> None:
             "request_id": result.request_id,
             "owners": result.contributors,
             "missing": list(result.missing),
+            "missing_reasons": _missing_reasons(result),
             "l2_noise": result.noised,
             "epsilon_spent": result.epsilon_spent,
         }
@@ -146,6 +158,13 @@ def _print_result(result: QueryResult, args: argparse.Namespace) -> None:
         )
         if result.missing:
             print(f"MISSING owners (partial result): {', '.join(result.missing)}", file=sys.stderr)
+            for node, why in _missing_reasons(result).items():
+                # every part as a peer sent it: shown escaped (a relay names its children)
+                via = f" (via {shown(why['via'])})" if why["via"] else ""
+                print(
+                    f"  {shown(node)}{via}: {shown(why['code'])}: {shown(why['reason'])}",
+                    file=sys.stderr,
+                )
 
 
 def cmd_query(args: argparse.Namespace) -> int:

@@ -172,6 +172,16 @@ def test_city_down_behind_the_relay(federation: RunningFederation) -> None:
         cli = run_fedgate("query", sql, "--profile", profile, "--allow-partial")
         assert cli.returncode == 0, cli.stderr
         assert "MISSING owners (partial result): hefei" in cli.stderr
+        # and why, each owner on a line of its own (it was the ids alone)
+        assert f"  hefei (via anhui): UNAVAILABLE: {hefei.error}\n" in cli.stderr
+        as_json = run_fedgate(
+            "query", sql, "--profile", profile, "--allow-partial", "--format", "json"
+        )
+        meta = json.loads(as_json.stdout)["meta"]
+        assert meta["missing"] == ["hefei"]  # its shape unchanged
+        assert meta["missing_reasons"] == {
+            "hefei": {"code": "UNAVAILABLE", "reason": hefei.error, "via": "anhui"}
+        }
         refused = run_fedgate("query", sql, "--profile", profile)
         assert refused.returncode == 1 and "UNAVAILABLE" in refused.stderr
         assert "hefei" in refused.stderr and "Traceback" not in refused.stderr
