@@ -160,6 +160,15 @@ def profile(args: argparse.Namespace) -> Profile:
     path = args.profile or os.environ.get("FEDGATE_PROFILE")
     if not path:
         raise FedgateError("no profile: pass --profile FILE or set FEDGATE_PROFILE")
+    if not Path(path).exists():  # say where profiles are (a newcomer's docs path was not)
+        from gateway.cli.membership import DEFAULT_REGIONS
+
+        raise FedgateError(
+            f"profile {path} does not exist: `fedgate demo --workdir DIR` writes the demo's "
+            "profiles to DIR/profiles (without --workdir, to a temporary folder it prints "
+            "and removes when it ends), `fedgate federation init` to <its --workdir>/profiles "
+            f"(by default {DEFAULT_REGIONS.parent / '.fedgate' / 'profiles'})"
+        )
     return Profile.load(Path(path))
 
 

@@ -47,6 +47,12 @@ def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["train", "--classes", "1"], "must be 0 or 2 to 1000, got 1"),
         (["query", "SELECT \udcff FROM x"], "sql is not UTF-8 text"),
         (["query", "SELECT 1", "--nodes", "a,,b"], "an empty node name"),
+        # where profiles are written: a newcomer's .fedgate/profiles/... was not there
+        (
+            ["whoami", "--profile", "no-such-folder/li.wei@shanghai.toml"],
+            "profile no-such-folder/li.wei@shanghai.toml does not exist: `fedgate demo "
+            "--workdir DIR` writes the demo's profiles to DIR/profiles",
+        ),
         # a dry run signs no receipt: --receipts was silently ignored
         (
             ["query", "SELECT 1", "--explain", "--receipts", "r"],
