@@ -19,7 +19,7 @@ def loads(text: str | bytes) -> Any:
     nested deeper than Python's recursion limit is a ValueError, as any other text that is
     not JSON. ~2 000 levels of ``[`` raised RecursionError, which callers catching
     ValueError let through: a 6 KB receipt failed a whole query INTERNAL (review,
-    2026-12-06)."""
+    2026-12-05)."""
     try:
         return json.loads(text)
     except RecursionError:

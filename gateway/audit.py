@@ -78,7 +78,7 @@ class AuditLog:
         the certificate kept once in ``audit_certs``), so an export shows every head with
         the certificate that signed it: after a renewal with a new key, the heads signed
         before no longer verified with the one certificate of the export's header
-        (review, 2026-12-06)."""
+        (review, 2026-12-05)."""
         self._state = state
         self.node_id = node_id
         self._key = key

@@ -347,14 +347,14 @@ class Client:
 
     def audit_export_chunks(self) -> Iterator[bytes]:
         """Your node's export, chunk by chunk as the node streams it: a log of millions of
-        entries was joined whole in memory here (review, 2026-12-06). The call starts at
+        entries was joined whole in memory here (review, 2026-12-05). The call starts at
         the first chunk asked for; leaving the loop early cancels it."""
         chunks = self._stub.AuditExport(serde.audit_export_request(), timeout=600)
         try:
             for c in chunks:
                 yield c.data
         except grpc.RpcError as exc:
-            raise _explain(exc) from None
+            raise _explain(exc, self.profile) from None
         finally:
             chunks.cancel()  # a no-op once the stream ended
 

@@ -38,7 +38,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 def write_export(chunks: Iterable[bytes], fh: BinaryIO) -> int:
     """Write each chunk of an export as it comes, and count its entries (``E`` lines) as
     they pass: the whole export was held in memory, then cut into lines to count them
-    (review, 2026-12-06)."""
+    (review, 2026-12-05)."""
     entries, tail = 0, b"\n"  # the file's start is a line's
     for chunk in chunks:
         fh.write(chunk)

@@ -174,7 +174,7 @@ class GrantStore:
         that very time, which the entry is stamped with: the time was read before the
         spend waited in the group commit, the entry stamped at it, so under contention a
         release checked before its grant expired was logged after, which the auditor's
-        replay flags (review, 2026-12-06).
+        replay flags (review, 2026-12-05).
         """
         g = decision.grant
 

@@ -67,7 +67,7 @@ class Operator:
         entry = self._catalog.get(grant.dataset)
         if entry is None:
             raise NotFound(f"no dataset {grant.dataset!r} at {self.node_id}")
-        # a node grantee is a member, as query, psi and train ask (review, 2026-12-06: a
+        # a node grantee is a member, as query, psi and train ask (review, 2026-12-05: a
         # typo's grant, 'nanjing', was written and matched no node); one that leaves the
         # federation later keeps its grant, which then matches no call
         if grant.grantee_kind == "node" and self._membership().get(grant.grantee) is None:

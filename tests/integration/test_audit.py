@@ -308,7 +308,7 @@ def test_refusals_are_audited(federation: RunningFederation) -> None:
 def test_an_export_is_written_whole_or_not_at_all(
     federation: RunningFederation, tmp_path: Path
 ) -> None:
-    """Review (2026-12-06): the export is written chunk by chunk as it streams, into
+    """Review (2026-12-05): the export is written chunk by chunk as it streams, into
     FILE.part renamed at the end: a refused or failed export leaves FILE as it was."""
     out = tmp_path / "anhui.log"
     ops = str(federation.fed.operator_profile("anhui"))

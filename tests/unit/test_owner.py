@@ -697,7 +697,7 @@ def test_a_relay_merges_its_cities_only_where_their_kinds_of_value_agree(parts: 
 def test_a_release_is_checked_at_the_time_it_is_stamped_with(
     parts: Parts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Review (2026-12-06): the spend re-checked the grant at a time read before it waited
+    """Review (2026-12-05): the spend re-checked the grant at a time read before it waited
     in the group commit, and its entry was stamped at the commit: under contention a
     release landed after its grant's ``expires``, and the auditor's replay flagged an
     honest release. The grant expires here while the release waits behind another commit;

@@ -32,7 +32,7 @@ def test_a_good_grant_passes_unchanged() -> None:
         ({"operations": ()}, "operations must be some of"),
         ({"columns": {}}, "at least one column"),
         ({"columns": {"nope": ("aggregate",)}}, "'nope' is not a column of firms"),
-        # one wording with an access request's (review, 2026-12-06: a grant's named the
+        # one wording with an access request's (review, 2026-12-05: a grant's named the
         # controls as a Python tuple and not the bad one)
         (
             {"columns": {"region": ("group_by", "peek")}},

@@ -228,7 +228,7 @@ DEEP = "[" * 2000 + "]" * 2000  # ~4 KB of JSON nested past Python's recursion l
 def test_a_receipt_nested_too_deep_fails_its_owner_not_the_query(
     parts: Parts, allow_partial: bool
 ) -> None:
-    """Review (2026-12-06): an owner's receipt of ~2 000 levels of "[" raised RecursionError
+    """Review (2026-12-05): an owner's receipt of ~2 000 levels of "[" raised RecursionError
     out of the home's receipt check, where only bad JSON was caught: the query failed
     INTERNAL, also with --allow-partial, and the home wrote no entry for it. It is now a
     receipt that is not JSON: its owner fails, the others answer, the entry is written."""

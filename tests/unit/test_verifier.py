@@ -248,7 +248,7 @@ def _renewed_log(pki: Path, tmp_path: Path, state: State, first: AuditLog) -> Au
 
 
 def test_an_export_verifies_after_the_node_renewed_its_key(pki: Path, tmp_path: Path) -> None:
-    """Review (2026-12-06): a head was checked against the export's one certificate, so
+    """Review (2026-12-05): a head was checked against the export's one certificate, so
     after a renewal with a new key every export failed at the first head signed before."""
     state = State(tmp_path / "state.sqlite3")
     first = AuditLog(
@@ -312,7 +312,7 @@ DEEP = "[" * 2000 + "]" * 2000  # ~4 KB of JSON nested past Python's recursion l
 def test_json_nested_too_deep_is_named_as_bad_input_not_a_traceback(
     pki: Path, tmp_path: Path
 ) -> None:
-    """Review (2026-12-06): ~2 000 levels of "[" raised RecursionError where only bad JSON
+    """Review (2026-12-05): ~2 000 levels of "[" raised RecursionError where only bad JSON
     (ValueError) was caught: ``audit verify`` and ``receipt verify`` ended in a traceback."""
     ca = str(pki / "ca" / identity.CA_CERT)
     receipt = tmp_path / "receipt.json"
@@ -354,7 +354,7 @@ def test_json_nested_too_deep_is_named_as_bad_input_not_a_traceback(
 def test_an_export_is_written_chunk_by_chunk_and_its_entries_counted(
     pki: Path, log: AuditLog, size: int
 ) -> None:
-    """Review (2026-12-06): ``audit export`` joined every chunk in memory, then cut the
+    """Review (2026-12-05): ``audit export`` joined every chunk in memory, then cut the
     whole into lines to count the entries. Each chunk is now written as it comes (the
     next asked for only then), the file the same bytes, every entry counted once wherever
     the chunks cut a line."""
