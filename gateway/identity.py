@@ -408,10 +408,10 @@ def _revoked(ca_dir: Path) -> list[int]:
     lists is never dropped). A clear error if a file is not what this CA writes."""
     listed = _listed_in_crl(ca_dir)
     path = ca_dir / CA_REVOKED
-    if not path.exists():
+    if not path.exists():  # init_ca writes it first: lost, with what it listed
         if listed is None:
             raise InvalidArgument(
-                f"{path} is missing and {ca_dir / CA_CRL} cannot be read: restore "
+                f"{path} is missing and {ca_dir / CA_CRL} is missing or cannot be read: restore "
                 f"{CA_REVOKED} (or the last {CA_CRL}) before writing a CRL"
             )
         return sorted(listed)
@@ -427,14 +427,12 @@ def _revoked(ca_dir: Path) -> list[int]:
 
 
 def _listed_in_crl(ca_dir: Path) -> set[int] | None:
-    """The serials the CA folder's current CRL lists (empty without one; None if it cannot
+    """The serials the CA folder's current CRL lists (None if there is none or it cannot
     be read)."""
     try:
         crl = x509.load_pem_x509_crl((ca_dir / CA_CRL).read_bytes())
         return {r.serial_number for r in crl}
-    except FileNotFoundError:
-        return set()
-    except Exception:  # noqa: BLE001 - anything cryptography cannot read: not a CRL
+    except Exception:  # noqa: BLE001 - missing, or anything cryptography cannot read
         return None
 
 

@@ -182,6 +182,9 @@ def test_a_lost_revoked_list_lifts_no_revocation(tmp_path: Path) -> None:
     (ca / identity.CA_CRL).write_bytes(b"not a crl")
     with pytest.raises(InvalidArgument, match="restore revoked.json"):
         identity.write_crl(ca, 30)
+    (ca / identity.CA_CRL).unlink()  # nor when both are gone (diff review, 2026-12-05)
+    with pytest.raises(InvalidArgument, match="restore revoked.json"):
+        identity.revoke(ca, 0x1234)
 
 
 def test_ca_revoke_refuses_another_cas_certificate(
