@@ -24,13 +24,19 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     from gateway.client import Client
 
     out = writable_file(args.out, "--out")  # before the export writes its own entry
-    part = out.with_name(out.name + ".part")  # the file appears whole, or not at all
-    try:
-        with Client(profile(args)) as c, part.open("wb") as fh:
+    # through a symlink: its target gets the export, not the link (diff review, 2026-12-05)
+    target = writable_file(str(out.resolve()), "--out")
+    if target.exists() and not target.is_file():  # a pipe, /dev/stdout: written as it comes
+        with Client(profile(args)) as c, target.open("wb") as fh:
             entries = write_export(c.audit_export_chunks(), fh)
-        part.replace(out)
-    finally:
-        part.unlink(missing_ok=True)
+    else:
+        part = target.with_name(target.name + ".part")  # the file appears whole, or not at all
+        try:
+            with Client(profile(args)) as c, part.open("wb") as fh:
+                entries = write_export(c.audit_export_chunks(), fh)
+            part.replace(target)
+        finally:
+            part.unlink(missing_ok=True)
     print(f"{entries} audit entries of {c.profile.node} exported to {args.out}")
     return 0
 

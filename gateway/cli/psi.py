@@ -19,6 +19,7 @@ from gateway.cli.common import (
     seconds,
     writable_folder,
 )
+from gateway.errors import FedgateError
 
 if TYPE_CHECKING:
     from federation.psi.frames import Progress, PsiAnswer
@@ -112,6 +113,8 @@ def _print_explain(answer: PsiAnswer) -> int:
 def cmd_psi(args: argparse.Namespace) -> int:
     from gateway.client import Client
 
+    if args.receipts and args.explain:  # was ignored: a dry run releases no receipt
+        raise FedgateError("--receipts is for an answered session, not with --explain")
     if args.receipts:
         writable_folder(args.receipts, "--receipts")
     bar = ProgressBar(sys.stderr.isatty() and not args.quiet and not args.explain)

@@ -58,6 +58,10 @@ def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
             ["query", "SELECT 1", "--explain", "--receipts", "r"],
             "fedgate: error: --receipts is for an answered query, not with --explain",
         ),
+        (
+            ["psi", "--left", "a:d.c", "--right", "b:d.c", "--explain", "--receipts", "r"],
+            "fedgate: error: --receipts is for an answered session, not with --explain",
+        ),
         (["query", "SELECT 1", "--purpose", "\udcff"], "--purpose is not UTF-8 text"),
         (["catalog", "--member-timeout", "nan"], "must be more than 0"),
         # review (2026-12-05): up to 86400 was let through; the home node refuses past 600

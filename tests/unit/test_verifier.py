@@ -379,3 +379,69 @@ def test_an_export_is_written_chunk_by_chunk_and_its_entries_counted(
     assert sum(1 for line in data.splitlines() if line.startswith(b"E\t")) == 5  # as before
     report = verify(data.decode().split("\n"), identity.load_bundle(pki / "ca" / identity.CA_CERT))
     assert report.entries == 5
+
+
+class _Exporting:
+    """A client whose export streams ``chunks``, then fails if ``fails`` (the CLI's own
+    writing is what is tested here; the export itself is tested against real nodes)."""
+
+    def __init__(self, chunks: list[bytes], fails: bool) -> None:
+        self.chunks, self.fails = chunks, fails
+        self.profile = type("P", (), {"node": "anhui"})()
+
+    def __enter__(self) -> _Exporting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def audit_export_chunks(self) -> Iterator[bytes]:
+        from federation.outcome import Code
+        from gateway.client import ClientError
+
+        yield from self.chunks
+        if self.fails:
+            raise ClientError(Code.UNAVAILABLE, "the node went away")
+
+
+def _export(monkeypatch: pytest.MonkeyPatch, out: Path, client: _Exporting) -> int:
+    import argparse
+
+    from gateway import client as client_module
+    from gateway.cli import audit as cli_audit
+
+    monkeypatch.setattr(client_module, "Client", lambda _profile: client)
+    monkeypatch.setattr(cli_audit, "profile", lambda _args: None)
+    args = argparse.Namespace(out=str(out), profile=None)
+    return cli_audit.cmd_audit_export(args)
+
+
+def test_an_export_failing_midway_leaves_the_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Diff review (2026-12-05): a stream that fails after its first chunk leaves FILE as
+    it was and no FILE.part."""
+    from gateway.client import ClientError
+
+    out = tmp_path / "anhui.log"
+    out.write_bytes(b"the last export\n")
+    with pytest.raises(ClientError):
+        _export(monkeypatch, out, _Exporting([b"F\t{}\nE\t1\n"], fails=True))
+    assert out.read_bytes() == b"the last export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["anhui.log"]
+    assert _export(monkeypatch, out, _Exporting([b"F\t{}\n", b"E\t1\nE\t2\n"], False)) == 0
+    assert out.read_bytes() == b"F\t{}\nE\t1\nE\t2\n"
+
+
+def test_an_export_through_a_symlink_reaches_its_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Diff review (2026-12-05): the .part file renamed over --out replaced a symlink
+    itself, and its target never got the export."""
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "anhui.log"
+    link = tmp_path / "link.log"
+    link.symlink_to(target)
+    assert _export(monkeypatch, link, _Exporting([b"F\t{}\nE\t1\n"], fails=False)) == 0
+    assert link.is_symlink() and target.read_bytes() == b"F\t{}\nE\t1\n"
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["anhui.log"]
