@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gateway.client import Client, Profile  # noqa: E402
 from gateway.demo import sample_data  # noqa: E402
 from gateway.demo.launcher import (  # noqa: E402
+    NodeProcess,
+    StopSignal,
     start_node,
     stop_nodes,
     wait_serving,
@@ -54,6 +56,7 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=5, help="single-node starts to time")
     parser.add_argument("--scale", type=float, default=0.2, help="sample data scale")
     args = parser.parse_args()
+    StopSignal().install()  # a killed bench stops its nodes
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="fedgate-bench-") as tmp:
         fed = provision(Path(tmp), REGION_DIR, free_ports=True)
@@ -76,11 +79,12 @@ def main() -> int:
 
         # 2. all seven nodes at once
         t0 = time.monotonic()
-        procs = [
-            start_node(n.id, fed.config_path(n.id), fed.node_dir(n.id) / "stdout.log")
-            for n in fed.nodes
-        ]
+        procs: list[NodeProcess] = []
         try:
+            for n in fed.nodes:
+                procs.append(
+                    start_node(n.id, fed.config_path(n.id), fed.node_dir(n.id) / "stdout.log")
+                )
             ready = wait_serving(procs, addresses, profile, timeout=60)
             all_up = time.monotonic() - t0
             print(

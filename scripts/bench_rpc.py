@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import grpc  # noqa: E402
 
 from gateway.clock import utc  # noqa: E402
+from gateway.demo.launcher import StopSignal  # noqa: E402
 from gateway.demo.provision import provision  # noqa: E402
 from gateway.engine import arrow_result  # noqa: E402
 from gateway.rpc.v1 import peer_pb2, peer_pb2_grpc  # noqa: E402
@@ -294,6 +295,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
+    StopSignal().install()  # a killed bench stops the nodes of its release part
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     server_ms, client_ms = bench_rpc(args.calls)
     bench_duckdb(max(10, args.calls // 4))

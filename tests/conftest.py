@@ -36,6 +36,7 @@ from gateway.demo.run import register_sample_data
 from gateway.demo.showcase import write_sample_grants
 from gateway.policy.model import Grant
 from gateway.tls import secure_channel
+from tests import procs
 
 # Property tests: the same examples every run, and no per-example time limit (a shared
 # 2-core machine stalls an example now and then; a test's own settings still win). A
@@ -166,14 +167,15 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFede
     workdir = tmp_path_factory.mktemp("federation")
     fed = provision(workdir, REGION_DIR, free_ports=True)
     written = sample_data.generate(workdir / "data", scale=TEST_SCALE)
-    procs = [
-        start_node(n.id, fed.config_path(n.id), fed.node_dir(n.id) / "stdout.log")
-        for n in fed.nodes
-    ]
-    running = RunningFederation(fed, {p.node_id: p for p in procs}, written)
-    try:
+    running = RunningFederation(fed, {}, written)
+    try:  # a node that fails to start stops the ones started before it
+        for n in fed.nodes:
+            running.procs[n.id] = start_node(
+                n.id, fed.config_path(n.id), fed.node_dir(n.id) / "stdout.log"
+            )
         profile = Profile.load(fed.operator_profile(fed.nodes[0].id))
-        wait_serving(procs, {n.id: n.listen for n in fed.nodes}, profile, timeout=60)
+        started = list(running.procs.values())
+        wait_serving(started, {n.id: n.listen for n in fed.nodes}, profile, timeout=60)
         register_sample_data(fed, written, lambda _msg: None)
         write_sample_grants(fed)
         yield running
@@ -184,11 +186,6 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFede
 def run_fedgate(
     *args: str, timeout: float = 60, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
-    """Run the real ``fedgate`` command line in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-    )
+    """Run the real ``fedgate`` command line in a subprocess; past ``timeout`` it gets
+    SIGTERM first (``fedgate demo`` then stops the nodes it started) and the test fails."""
+    return procs.run([sys.executable, "-m", "gateway", *args], timeout=timeout, cwd=cwd)

@@ -3,22 +3,20 @@ cardinality against the exact one, the join against DuckDB); its timings are not
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
+from tests import procs
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
 
 def test_bench_psi_runs() -> None:
-    result = subprocess.run(
+    result = procs.run(
         [sys.executable, str(ROOT / "scripts" / "bench_psi.py"), "--rows", "2000"]
         + ["--skip-reference"],
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -41,11 +39,9 @@ def test_bench_psi_runs() -> None:
 
 def test_bench_psi_parts_pick_what_runs() -> None:
     """``--parts b`` measures the floor alone: no node is started, no set is matched."""
-    result = subprocess.run(
+    result = procs.run(
         [sys.executable, str(ROOT / "scripts" / "bench_psi.py"), "--rows", "1000"]
         + ["--parts", "b"],
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -21,7 +21,6 @@ deployment engine alone takes ~40 s for them (3 s polls, a process per message).
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import procs
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -38,24 +38,8 @@ BENCH = ROOT / "scripts" / "bench_training.py"
 
 def run_bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     """The benchmark as a process; past ``timeout`` it gets SIGTERM first, so that it
-    stops the node and Flower processes it started (SIGKILL would orphan them)."""
-    proc = subprocess.Popen(
-        [sys.executable, str(BENCH), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate(timeout=10)
-        pytest.fail(f"the benchmark did not finish in {timeout:g} s:\n{out}\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    stops the node and Flower processes it started (``tests.procs.run``)."""
+    return procs.run([sys.executable, str(BENCH), *args], timeout=timeout)
 
 
 def load(path: Path) -> dict[str, np.ndarray]:

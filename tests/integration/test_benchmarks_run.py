@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
+from tests import procs
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
 
 def test_bench_node_runs() -> None:
-    result = subprocess.run(
+    result = procs.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "bench_node.py"),
@@ -24,8 +24,6 @@ def test_bench_node_runs() -> None:
             "--scale",
             "0.02",
         ],
-        capture_output=True,
-        text=True,
         timeout=180,
     )
     assert result.returncode == 0, result.stderr
@@ -40,7 +38,7 @@ def test_bench_node_runs() -> None:
 
 
 def test_bench_query_runs() -> None:
-    result = subprocess.run(
+    result = procs.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "bench_query.py"),
@@ -54,8 +52,6 @@ def test_bench_query_runs() -> None:
             "1",
             *("--part", "small,large"),  # the analytic part has its own test below
         ],
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -73,15 +69,13 @@ def test_bench_query_runs() -> None:
 def test_bench_query_analytic_runs() -> None:
     """Part (c), issue 10's analytic workload: every statement gets a line, answered (with
     its floor and verdict) or refused by the nodes with their message."""
-    result = subprocess.run(
+    result = procs.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "bench_query.py"),
             *("--part", "analytic", "--rows", "20000"),
             *("--analytic-runs", "1", "--new-texts", "5"),
         ],
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -109,7 +103,7 @@ def test_bench_query_analytic_runs() -> None:
 
 
 def test_bench_audit_runs() -> None:
-    result = subprocess.run(
+    result = procs.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "bench_audit.py"),
@@ -120,8 +114,6 @@ def test_bench_audit_runs() -> None:
             "--single",
             "50",
         ],
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -129,10 +121,8 @@ def test_bench_audit_runs() -> None:
 
 
 def test_bench_rpc_runs() -> None:
-    result = subprocess.run(
+    result = procs.run(
         [sys.executable, str(ROOT / "scripts" / "bench_rpc.py"), "--calls", "50"],
-        capture_output=True,
-        text=True,
         timeout=180,
     )
     assert result.returncode == 0, result.stderr
@@ -149,7 +139,7 @@ def test_bench_rpc_runs() -> None:
 
 
 def test_bench_abuse_runs() -> None:
-    result = subprocess.run(
+    result = procs.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "bench_abuse.py"),
@@ -157,8 +147,6 @@ def test_bench_abuse_runs() -> None:
             *("--messages", "300"),
             *("--load-seconds", "2", "--clients", "2", "--kills", "1", "--settle", "1"),
         ],
-        capture_output=True,
-        text=True,
         timeout=420,
     )
     assert result.returncode == 0, result.stderr

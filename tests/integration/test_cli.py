@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway import identity
+from tests import procs
 from tests.conftest import ROOT, run_fedgate
 
 pytestmark = pytest.mark.integration
@@ -183,9 +184,9 @@ def test_demo_from_a_home_without_an_analyst(tmp_path: Path) -> None:
     assert "federated accuracy" in r.stdout and "demo finished" in r.stdout
 
 
-def _kept_demo(tmp_path: Path, *argv: str) -> tuple[subprocess.Popen[str], list[str]]:
+def _kept_demo(tmp_path: Path, *argv: str) -> tuple[subprocess.Popen[str], procs.Lines, list[str]]:
     """``demo --keep --scale 0.02`` with its temporary folders under ``tmp_path / "tmp"``,
-    read up to its prompt; its lines so far."""
+    read up to its prompt (at most 120 s, printing or not); its lines so far."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     proc = subprocess.Popen(
@@ -193,44 +194,52 @@ def _kept_demo(tmp_path: Path, *argv: str) -> tuple[subprocess.Popen[str], list[
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
         env={**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"},  # lines as printed
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    lines = []
-    for line in proc.stdout:  # type: ignore[union-attr]
-        lines.append(line)
-        if "Press Ctrl-C" in line or time.monotonic() > deadline:
-            break
-    return proc, lines
+    out = procs.Lines(proc.stdout)  # type: ignore[arg-type]
+    out.until(lambda line: "Press Ctrl-C" in line, seconds=120)
+    return proc, out, out.seen
 
 
 def _node_pids(workdir: Path) -> dict[str, int]:
     return {p.parent.name: int(p.read_text()) for p in workdir.glob("nodes/*/node.pid")}
 
 
-def _end(proc: subprocess.Popen[str], pids: dict[str, int]) -> None:
-    """Never leave the demo or its nodes behind, whatever the test found."""
+def _end(proc: subprocess.Popen[str], pids: dict[str, int], *workdirs: Path) -> None:
+    """Never leave the demo or its nodes behind, whatever the test found: those of
+    ``pids`` and any whose node.pid is in a ``workdirs`` (read now: a failure may have
+    come before the test read them)."""
     if proc.poll() is None:
         proc.kill()
         proc.wait(timeout=10)
-    for pid in pids.values():
-        with contextlib.suppress(ProcessLookupError):
+    left = dict(pids)
+    for workdir in workdirs:
+        with contextlib.suppress(OSError, ValueError):
+            left.update({f"{workdir}:{k}": v for k, v in _node_pids(workdir).items()})
+    for pid in set(left.values()):
+        try:  # a node still (its pid may have been given to another process since)
+            if b"gateway\0node\0start" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
             os.kill(pid, signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
 
 
 def test_demo_keep_stops_every_node_on_ctrl_c(tmp_path: Path) -> None:
     pids: dict[str, int] = {}
-    proc, lines = _kept_demo(tmp_path)
+    proc, out_lines, lines = _kept_demo(tmp_path)
     try:
+        made_now = list((tmp_path / "tmp").glob("fedgate-demo-*"))
+        pids = {n: p for m in made_now for n, p in _node_pids(m).items()}  # first: see finally
         assert any("FEDGATE_PROFILE" in x for x in lines), "".join(lines)
-        (made,) = (tmp_path / "tmp").glob("fedgate-demo-*")
-        pids = _node_pids(made)
+        (made,) = made_now
         assert len(pids) == 7
         assert (
             f"Press Ctrl-C to stop every node and remove {made}, which the demo made" in lines[-1]
         )
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        out = out_lines.rest(10)
     finally:
-        _end(proc, pids)
+        _end(proc, pids, *(tmp_path / "tmp").glob("fedgate-demo-*"))
     assert proc.returncode == 0, out
     for pid in pids.values():
         with pytest.raises(ProcessLookupError):
@@ -244,15 +253,16 @@ def test_a_node_that_exits_ends_a_kept_demo_as_a_failure(tmp_path: Path) -> None
     # review (2026-12-05): the keep ended, "demo finished", exit 0
     workdir = tmp_path / "demo"
     pids: dict[str, int] = {}
-    proc, lines = _kept_demo(tmp_path, "--workdir", str(workdir))
+    proc, out_lines, lines = _kept_demo(tmp_path, "--workdir", str(workdir))
     try:
         pids = _node_pids(workdir)
         assert len(pids) == 7, "".join(lines)
         assert lines[-1] == "Press Ctrl-C to stop every node.\n"
         os.kill(pids["wuhu"], signal.SIGKILL)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        out = out_lines.rest(10)
     finally:
-        _end(proc, pids)
+        _end(proc, pids, workdir)
     assert proc.returncode == 1, out
     log = workdir / "nodes" / "wuhu" / "stdout.log"
     assert f"node wuhu exited with code -9; the end of {log}:\n  fedgate node wuhu serving" in out
@@ -279,17 +289,14 @@ def test_demo_stopped_while_it_prepares_leaves_no_folder(tmp_path: Path) -> None
         env={**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"},  # lines as printed
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        for line in proc.stdout:  # type: ignore[union-attr]
-            if "generating sample data" in line or time.monotonic() > deadline:
-                break
+        out_lines = procs.Lines(proc.stdout)  # type: ignore[arg-type]
+        out_lines.until(lambda line: "generating sample data" in line, seconds=60)
         assert list(tmp.glob("fedgate-demo-*")), "the demo made no folder"
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        out = out_lines.rest(10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        _end(proc, {}, *tmp.glob("fedgate-demo-*"))
     assert proc.returncode == 130, out
     assert "every node was stopped" in out
     assert not list(tmp.glob("fedgate-demo-*"))
@@ -308,20 +315,19 @@ def test_a_second_sigterm_cannot_cut_the_shutdown_short(tmp_path: Path) -> None:
     pids: dict[str, int] = {}
     survivors: list[str] = []
     try:
-        deadline = time.monotonic() + 120
-        for line in proc.stdout:  # type: ignore[union-attr]
-            if "[4/8]" in line or time.monotonic() > deadline:
-                break
-        pids = {p.parent.name: int(p.read_text()) for p in workdir.glob("nodes/*/node.pid")}
-        assert len(pids) == 7, line
+        out_lines = procs.Lines(proc.stdout)  # type: ignore[arg-type]
+        line = out_lines.until(lambda line: "[4/8]" in line, seconds=120)
+        pids = _node_pids(workdir)
+        assert len(pids) == 7, line or "".join(out_lines.seen)
         os.kill(pids["wuhu"], signal.SIGSTOP)  # the SIGTERM it gets waits, pending
         proc.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         time.sleep(1.0)  # the shutdown is waiting for wuhu
         assert proc.poll() is None, "the demo did not wait for its frozen node"
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
         took = time.monotonic() - stopped_at
+        out = out_lines.rest(10)
         for node, pid in pids.items():
             try:
                 os.kill(pid, 0)
@@ -329,12 +335,7 @@ def test_a_second_sigterm_cannot_cut_the_shutdown_short(tmp_path: Path) -> None:
             except ProcessLookupError:
                 pass
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        for pid in pids.values():  # never leave the nodes behind
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _end(proc, pids, workdir)  # never leave the nodes behind
     assert proc.returncode == 130, out
     assert "every node was stopped" in out
     assert not survivors, f"{survivors} outlived the demo"
