@@ -52,6 +52,7 @@ def test_explain_names_owners_grants_roles_and_refusals(federation: RunningFeder
     }
     assert info.min_group_size == 5 and info.level == "L2" and owners["hefei"].via == "anhui"
     assert not resp.arrow_ipc and resp.epsilon_spent == 0
+    assert len(bad.owners) == 6 and {o.node_id for o in bad.owners} == set(owners)
     assert all(not o.ok and "may not be used as filter" in o.error for o in bad.owners)
 
 
