@@ -118,15 +118,18 @@ def test_a_stopped_owner_ends_the_query_at_its_deadline_naming_it(
     timeout = 17.0
 
     def timed(allow_partial: bool) -> tuple[float, QueryResult | ClientError]:
-        t0 = time.monotonic()
+        """The query alone is timed (its client is made before; the first call's TLS
+        handshake with the home is in it, a few ms)."""
         with federation.client("li.wei@shanghai") as c:
+            t0 = time.monotonic()
             try:
                 out: QueryResult | ClientError = c.query(
                     COUNT_BY_CITY, allow_partial=allow_partial, timeout=timeout
                 )
             except ClientError as exc:
                 out = exc
-        return time.monotonic() - t0, out
+            took = time.monotonic() - t0
+        return took, out
 
     os.kill(proc.pid, signal.SIGSTOP)
     try:
@@ -138,10 +141,12 @@ def test_a_stopped_owner_ends_the_query_at_its_deadline_naming_it(
     assert isinstance(error, ClientError), error
     assert error.code == grpc.StatusCode.DEADLINE_EXCEEDED, error
     assert "owner zhejiang" in str(error) and error.details.get("owner") == "zhejiang"
-    assert timeout - 2 <= seconds <= timeout + 1, seconds  # its deadline, not the probe's
+    # Its own deadline: not the probe's (15 s, and CANCELLED), nor the client's default
+    # of 20 s; the margin above is for a loaded 2-core machine.
+    assert timeout - 2 <= seconds <= timeout + 2, seconds
     seconds, answer = partial
     assert isinstance(answer, QueryResult), answer
-    assert answer.missing == ("zhejiang",) and seconds <= timeout + 1  # + the handshake
+    assert answer.missing == ("zhejiang",) and seconds <= timeout + 2
     with federation.client("li.wei@shanghai") as c:
         assert "zhejiang" in c.query(COUNT_BY_CITY, timeout=30).contributors
 

@@ -408,21 +408,34 @@ def test_a_node_loads_flower_only_once_it_holds_a_train_grant(tmp_path: Path) ->
     def readied() -> int:
         return log.read_text().count("training ready") if log.is_file() else 0
 
+    def stopped() -> int:
+        """Graceful stops so far. A stop waits for a load in progress, which says
+        "training ready" before it lets go (``Node.stop`` takes ``_train_owner_lock``):
+        no such line by a stop's "stopped node" is no load started before the stop."""
+        return log.read_text().count("stopped node=anhui") if log.is_file() else 0
+
     proc = start_node("anhui", config, tmp_path / "out1.log")
-    try:
+    try:  # a query grant: nothing may train
         wait_serving([proc], address, profile, timeout=30)
         with Client(profile) as ops:
             for path in written["anhui"]:
                 ops.register(path)
             ops.add_grant(query_grant)
-            assert not _log_says(log, "training ready", within=2.0)  # nothing may train
+    finally:
+        assert stop_nodes([proc]) == {"anhui": 0}
+    assert stopped() == 1 and readied() == 0
+
+    proc = start_node("anhui", config, tmp_path / "out2.log")
+    try:  # a train grant written: loaded at once
+        wait_serving([proc], address, profile, timeout=30)
+        with Client(profile) as ops:
             train_id = ops.add_grant(train_grant).id
         assert _log_says(log, "training ready", within=30.0)
     finally:
         assert stop_nodes([proc]) == {"anhui": 0}
 
     before = readied()
-    proc = start_node("anhui", config, tmp_path / "out2.log")
+    proc = start_node("anhui", config, tmp_path / "out3.log")
     try:  # a train grant is in force: loaded at start, with no run and no new grant
         wait_serving([proc], address, profile, timeout=30)
         deadline = time.monotonic() + 30
@@ -434,14 +447,16 @@ def test_a_node_loads_flower_only_once_it_holds_a_train_grant(tmp_path: Path) ->
     finally:
         assert stop_nodes([proc]) == {"anhui": 0}
 
-    before = readied()
-    proc = start_node("anhui", config, tmp_path / "out3.log")
+    before, stops = readied(), stopped()
+    proc = start_node("anhui", config, tmp_path / "out4.log")
     try:  # the train grant is revoked: nothing may train here any more
         wait_serving([proc], address, profile, timeout=30)
-        time.sleep(2.0)
-        assert readied() == before
+        with Client(profile) as ops:  # (and a round trip: a load would be under way)
+            revoked = {"train" in g.operations: bool(g.revoked_at) for g in ops.list_grants()}
+            assert revoked == {False: False, True: True}, revoked
     finally:
         assert stop_nodes([proc]) == {"anhui": 0}
+    assert stopped() == stops + 1 and readied() == before
 
 
 def _own_data_dir(fed: Federation, tmp_path: Path, node: str, data_dir: Path) -> Path:
