@@ -12,13 +12,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from federation.membership import Membership
 from gateway import clock, identity
 from gateway.edge import Authenticator
-from gateway.errors import InvalidArgument, Unauthenticated
-
-WHOAMI = "/fedgate.v1.Gateway/WhoAmI"
-MEMBERS = Membership("f", 1, "", ())
+from gateway.errors import InvalidArgument
+from tests.unit.test_revocation_per_ca import MEMBERS, _refused
 
 
 def _intermediate(parent: Path, folder: Path, name: str) -> x509.Certificate:
@@ -58,14 +55,6 @@ def _crl(path: Path, *cas: Path) -> identity.RevocationList:
     crl = identity.RevocationList(path, [identity.load_cert(c / identity.CA_CERT) for c in cas])
     crl.load()
     return crl
-
-
-def _refused(auth: Authenticator, cert: x509.Certificate) -> str:
-    try:
-        auth.authorize(identity.identity_of(cert), WHOAMI)
-    except Unauthenticated as exc:
-        return exc.message
-    return ""
 
 
 def test_a_revoked_intermediate_no_longer_vouches_for_its_leaves(tmp_path: Path) -> None:
