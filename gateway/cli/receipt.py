@@ -54,9 +54,13 @@ def released(body: dict[str, Any]) -> str:
     if op == "psi":
         what = f"{body.get('role')} with {body.get('peer')}.{body.get('peer_dataset')}"
         if "groups_released" in body:
-            what += f", {body['groups_released']} groups"
+            what += f", {_groups(body['groups_released'])}"
         return what
-    return f"{body.get('groups_released')} groups"
+    return _groups(body.get("groups_released"))
+
+
+def _groups(n: object) -> str:
+    return "1 group" if n == 1 else f"{n} groups"
 
 
 def receipt_files(request: str, kept: list[Receipt]) -> list[str]:

@@ -29,3 +29,13 @@ def test_a_closed_pipe_is_exit_0_without_a_message(tmp_path: Path, unbuffered: s
         os.close(writer)
     assert (proc.returncode, proc.stderr) == (0, "")
     assert (tmp_path / "a@o.csr").exists()  # the command did its work first
+
+
+def test_a_receipt_line_counts_its_groups_in_words() -> None:
+    """A plain PSI session's receipt read "1 groups" (a newcomer's walkthrough)."""
+    from gateway.cli.receipt import released
+
+    assert released({"operation": "query", "groups_released": 1}) == "1 group"
+    assert released({"operation": "query", "groups_released": 4}) == "4 groups"
+    psi = {"operation": "psi", "role": "matcher", "peer": "b", "peer_dataset": "d"}
+    assert released({**psi, "groups_released": 1}) == "matcher with b.d, 1 group"
