@@ -40,6 +40,20 @@ to ``Encryptor`` (4x slower). Keys use an admissible modulus as DJN require
 (``p = q = 3 mod 4``, ``gcd(p-1, q-1) = 2``): the group of elements of Jacobi symbol 1 is
 then cyclic, and ``-y^2`` a random element of it.
 
+Nor must the key owner's modulus be: masking hides which ciphertexts a sum holds only
+when ``x -> x^n`` is a bijection on Z_n*, that is when gcd(n, phi(n)) = 1. A modulus
+``n = r * s`` with a prime ``r`` dividing ``s - 1`` (or ``p^3``) passes every check a public
+key allows, and lets its owner tag one honest ciphertext with a class no masking removes
+and read, after the sums come back, whether that row matched (review, 2026-12-05). So a
+public key carries a proof that gcd(n, phi(n)) = 1, checked before any of its
+ciphertexts is used: Goldberg, Reyzin, Sagga and Baldimtsi, "Efficient noninteractive
+certification of RSA moduli and beyond" (ASIACRYPT 2019), the gcd protocol made
+non-interactive: ``n`` has no prime factor below ``PROOF_ALPHA``, and for
+``PROOF_ROUNDS`` values ``rho_i`` hashed from ``n`` the owner gives ``sigma_i`` with
+``sigma_i^n = rho_i mod n``. Were a prime ``r >= PROOF_ALPHA`` to divide gcd(n, phi(n)),
+at most one unit in ``r`` would be an n-th power, so each round passes with chance at
+most 1/``PROOF_ALPHA``: 2^-128 over the rounds.
+
 Where the key owner's ``hs`` must not be trusted: the matcher masks the sums it returns
 to the key owner. A dishonest key owner could publish an ``hs`` of small order, making
 ``hs^x`` guessable, and then strip the randomiser of a masked sum to learn which of its
@@ -51,13 +65,14 @@ short-exponent assumption - is what the matcher uses for masks (a few per sessio
 
 from __future__ import annotations
 
+import hashlib
 import math
 import operator
 import os
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import gmpy2  # no stubs, no py.typed
@@ -71,11 +86,25 @@ MIN_KEY_BITS = 2040  # a peer's public key below this is refused
 RANDOM_EXPONENT_BITS = 256  # 2 x 128: the short-exponent choice argued above
 WINDOW_BITS = 8  # one table per byte of the exponent
 
-_KEY_FORMAT = 1  # first byte of PublicKey.to_bytes
+_KEY_FORMAT = 2  # first byte of PublicKey.to_bytes (2: with the modulus's proof)
+PROOF_ALPHA = 1 << 16  # the modulus has no prime factor below this
+PROOF_ROUNDS = 8  # ceil(128 / log2(PROOF_ALPHA)): soundness 2^-128
+_PROOF_LABEL = b"fedgate paillier gcd(n, phi(n)) = 1 proof v1"
 _BATCH = 4096  # encrypt_many draws the random exponents of this many values at once
 _PRIME_TRIES = 10_000  # bound on next_prime draws for one key (about 10 are needed)
-# Product of the odd primes below 1000: a peer's modulus sharing one is not an RSA modulus.
-_SMALL_PRIMES = math.prod(p for p in range(3, 1000, 2) if gmpy2.is_prime(p))
+# Product of the odd primes below PROOF_ALPHA: a peer's modulus sharing one is refused.
+_SMALL_PRIMES = math.prod(p for p in range(3, PROOF_ALPHA, 2) if gmpy2.is_prime(p))
+
+
+def proof_challenges(n: int) -> list[int]:
+    """The values ``rho_i`` whose n-th roots prove gcd(n, phi(n)) = 1, hashed from ``n``
+    (128 bits past its width: close to uniform modulo ``n``)."""
+    width = (n.bit_length() + 7) // 8
+    body = _PROOF_LABEL + n.to_bytes(width, "big")
+    return [
+        int.from_bytes(hashlib.shake_256(body + i.to_bytes(4, "big")).digest(width + 16), "big") % n
+        for i in range(PROOF_ROUNDS)
+    ]
 
 
 @dataclass(frozen=True)
@@ -84,6 +113,8 @@ class PublicKey:
 
     n: int
     hs: int
+    # sigma_i with sigma_i^n = rho_i mod n for each of ``proof_challenges(n)``
+    proof: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     @cached_property
     def nsquare(self) -> int:
@@ -99,13 +130,17 @@ class PublicKey:
         return mpz(self.n), mpz(self.nsquare)
 
     def to_bytes(self) -> bytes:
-        """``[format 1][len(n) as 2 bytes][n][hs in 2*len(n) bytes]``, big-endian."""
+        """``[format 2][len(n) as 2 bytes][n][hs in 2*len(n) bytes][PROOF_ROUNDS sigma_i
+        in len(n) bytes each]``, big-endian."""
         width = (self.n.bit_length() + 7) // 8
+        if len(self.proof) != PROOF_ROUNDS:
+            raise PsiError(Code.INTERNAL, "a Paillier public key is sent with its proof")
         return (
             bytes([_KEY_FORMAT])
             + width.to_bytes(2, "big")
             + self.n.to_bytes(width, "big")
             + self.hs.to_bytes(2 * width, "big")
+            + b"".join(sigma.to_bytes(width, "big") for sigma in self.proof)
         )
 
     @staticmethod
@@ -114,10 +149,15 @@ class PublicKey:
         if len(b) < 3 or b[0] != _KEY_FORMAT:
             raise invalid("the Paillier public key is not in a format this node reads")
         width = int.from_bytes(b[1:3], "big")
-        if len(b) != 3 + 3 * width:
+        if len(b) != 3 + (3 + PROOF_ROUNDS) * width:
             raise invalid("the Paillier public key has the wrong length")
         n = int.from_bytes(b[3 : 3 + width], "big")
-        hs = int.from_bytes(b[3 + width :], "big")
+        hs = int.from_bytes(b[3 + width : 3 + 3 * width], "big")
+        at = 3 + 3 * width
+        proof = tuple(
+            int.from_bytes(b[at + i * width : at + (i + 1) * width], "big")
+            for i in range(PROOF_ROUNDS)
+        )
         if not MIN_KEY_BITS <= n.bit_length() <= max_bits or (n.bit_length() + 7) // 8 != width:
             raise invalid(
                 f"the Paillier modulus must have {MIN_KEY_BITS} to {max_bits} bits, "
@@ -133,7 +173,13 @@ class PublicKey:
             raise invalid("the Paillier modulus is not a product of two large primes")
         if not 1 < hs < n * n - 1 or gmpy2.gcd(mpz(hs), nz) != 1:
             raise invalid("the Paillier key's randomiser base is out of range")
-        return PublicKey(n, hs)
+        for rho, sigma in zip(proof_challenges(n), proof, strict=True):
+            if gmpy2.gcd(mpz(rho), nz) != 1 or gmpy2.powmod(mpz(sigma), nz, nz) != rho:
+                raise invalid(
+                    "the Paillier modulus's proof does not hold: gcd(n, phi(n)) = 1 is not "
+                    "shown, so masking would not hide which rows a sum holds"
+                )
+        return PublicKey(n, hs, proof)
 
 
 def _random_prime(bits: int) -> mpz:
@@ -180,7 +226,9 @@ class PrivateKey:
             y = _random_unit(n)
             h = n - y * y % n  # -y^2 mod n
             hs = int(self._crt_join(gmpy2.powmod(h, n, self._p2), gmpy2.powmod(h, n, self._q2)))
-        self.public = PublicKey(int(n), int(hs))
+        root = gmpy2.invert(n, (pz - 1) * (qz - 1))  # x -> x^root undoes x -> x^n on Z_n*
+        proof = tuple(int(gmpy2.powmod(mpz(rho), root, n)) for rho in proof_challenges(int(n)))
+        self.public = PublicKey(int(n), int(hs), proof)
 
     @staticmethod
     def generate(bits: int = KEY_BITS) -> PrivateKey:

@@ -14,6 +14,7 @@ from federation.outcome import Code
 from federation.psi.errors import PsiError
 from federation.psi.paillier import (
     KEY_BITS,
+    PROOF_ROUNDS,
     Encryptor,
     PrivateKey,
     PublicKey,
@@ -21,6 +22,7 @@ from federation.psi.paillier import (
     add_plain,
     ciphertexts_from_bytes,
     encrypt_classic,
+    proof_challenges,
     rerandomise,
     sum_ciphertexts,
 )
@@ -164,26 +166,44 @@ def test_decrypt_refuses_non_ciphertexts(sk: PrivateKey, pk: PublicKey) -> None:
 
 def test_public_key_bytes(pk: PublicKey) -> None:
     raw = pk.to_bytes()
-    assert len(raw) == 3 + 3 * 256
+    assert len(raw) == 3 + (3 + PROOF_ROUNDS) * 256
     assert PublicKey.from_bytes(raw) == pk
     with refused():
         PublicKey.from_bytes(raw[:-1])
     with refused():
-        PublicKey.from_bytes(b"\x02" + raw[1:])
+        PublicKey.from_bytes(b"\x01" + raw[1:])  # the format without the modulus's proof
     with refused():
         PublicKey.from_bytes(b"")
     with refused():
         PublicKey.from_bytes(raw, max_bits=2047)
 
 
-def _key_bytes(n: int, hs: int, width: int | None = None) -> bytes:
+def _key_bytes(
+    n: int, hs: int, width: int | None = None, proof: tuple[int, ...] | None = None
+) -> bytes:
+    """A key as a peer may send it; its proof the honest one's form (sigma_i = rho_i: a
+    modulus whose owner cannot take n-th roots has nothing better)."""
     width = width or (n.bit_length() + 7) // 8
+    if proof is None:
+        proof = tuple(rho % (1 << (8 * width)) for rho in proof_challenges(n))
     return (
-        b"\x01"
+        b"\x02"
         + width.to_bytes(2, "big")
         + n.to_bytes(width, "big")
         + hs.to_bytes(2 * width, "big")
+        + b"".join(sigma.to_bytes(width, "big") for sigma in proof)
     )
+
+
+def _tagging_modulus() -> int:
+    """``n = r * s`` with a prime ``r`` dividing ``s - 1``: gcd(n, phi(n)) = r, so a
+    ciphertext keeps an r-th power class mod s through any masking (review, 2026-12-05:
+    such a key passed every check and let its owner read which of its rows matched)."""
+    r = int(gmpy2.next_prime(secrets.randbits(64) | (1 << 63)))
+    while True:
+        s = ((secrets.randbits(1990) | (1 << 1989)) & ~1) * r + 1  # an even k: s odd
+        if gmpy2.is_prime(s):
+            return r * s
 
 
 def test_public_key_checks(sk: PrivateKey, pk: PublicKey) -> None:
@@ -201,6 +221,10 @@ def test_public_key_checks(sk: PrivateKey, pk: PublicKey) -> None:
         "hs n^2 - 1": (_key_bytes(n, n * n - 1), "randomiser base"),
         "hs not a unit": (_key_bytes(n, p * 3), "randomiser base"),
         "hs out of range": (_key_bytes(n, n * n + 5), "randomiser base"),
+        "factor below 2^16": (_key_bytes(65521 * ((n // 65521) | 1), hs), "two large primes"),
+        "gcd(n, phi(n)) = r": (_key_bytes(_tagging_modulus(), 4), "proof does not hold"),
+        "another key's proof": (_key_bytes(n, hs, proof=small.proof), "proof does not hold"),
+        "a proof of ones": (_key_bytes(n, hs, proof=(1,) * PROOF_ROUNDS), "proof does not hold"),
     }
     for name, (raw, why) in cases.items():
         with pytest.raises(PsiError) as info:
