@@ -76,7 +76,10 @@ class Catalog:
         path = Path(desc.path)
         if not path.is_absolute():
             raise InvalidArgument(f"dataset path {desc.path!r} must be absolute on the node")
-        path = path.resolve()
+        try:
+            path = path.resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop (review, 2026-12-05)
+            raise InvalidArgument(f"dataset path {desc.path!r} cannot be resolved: {exc}") from None
         if not _under(path, self._roots):
             roots = ", ".join(str(r) for r in self._roots)
             raise InvalidArgument(

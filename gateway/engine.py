@@ -29,6 +29,7 @@ import pyarrow as pa
 from gateway.cache import BoundedCache, entry_cost
 from gateway.catalog import CatalogEntry
 from gateway.config import DEFAULT_SPILL_BYTES
+from gateway.dataset_file import OpenFile, opened
 from gateway.engine_errors import HOME, OWNER, EngineError, classify
 from gateway.errors import (
     DeadlineExceeded,
@@ -88,51 +89,40 @@ def data_version(entry: CatalogEntry) -> str:
     return f"{entry.quality.sha256}:{hashlib.sha256(columns).hexdigest()[:16]}"
 
 
-def file_stamp(path: Path) -> tuple[int, ...]:
-    """What tells a file's bytes changed without reading them (an ``os.stat_result``
-    compares whole seconds and its access time: reading the file changed it)."""
-    st = path.stat()
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def check_unchanged(entry: CatalogEntry) -> None:
-    """The dataset's file is the one registered (its sha256): a file rewritten in place
-    after registration would skip every registration check and be taken for the
-    registered data by the caches and the L2 noise (review, 2026-12-04)."""
-    path = Path(entry.descriptor.path)
-    try:
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as exc:
+def check_unchanged(entry: CatalogEntry, f: OpenFile) -> None:
+    """The dataset's file is the one registered (its place and its sha256): a file
+    rewritten in place after registration would skip every registration check and be
+    taken for the registered data by the caches and the L2 noise (review, 2026-12-04); a
+    folder on its path replaced by a symlink would lead elsewhere (review, 2026-12-05)."""
+    name = entry.descriptor.name
+    if f.real != Path(entry.descriptor.path):
         raise FailedPrecondition(
-            f"dataset {entry.descriptor.name}: its file cannot be read "
-            f"({type(exc).__name__}); the operator must check it"
-        ) from None
-    if digest.hexdigest() != entry.quality.sha256:
+            f"dataset {name}: its path no longer leads to the file registered; the "
+            "operator must check it"
+        )
+    if f.sha256() != entry.quality.sha256:
         raise FailedPrecondition(
-            f"dataset {entry.descriptor.name}: its file changed since it was registered; "
+            f"dataset {name}: its file changed since it was registered; "
             "the operator must register it again (fedgate dataset register)"
         )
 
 
-def read_dataset(entry: CatalogEntry) -> pa.Table:
+def read_dataset(entry: CatalogEntry, source: str) -> pa.Table:
     """The dataset in its declared types (``column_types.ColumnType.arrow``), whatever
     lossless form the file holds them in (checked at registration): DuckDB then sees an
     int8 as TINYINT, a decimal(15,2) as DECIMAL(15,2), a dictionary-encoded string as
-    VARCHAR, a timestamp in microseconds, a zoned one in UTC."""
+    VARCHAR, a timestamp in microseconds, a zoned one in UTC. ``source`` names the file
+    to read (``OpenFile.path``: the one checked)."""
     desc = entry.descriptor
-    path = Path(desc.path)
     schema = arrow_schema(desc)
     if desc.format == "parquet":  # the readers load on first use (pyarrow.fs with them)
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path, columns=schema.names)
+        table = pq.read_table(source, columns=schema.names)
     else:
         import pyarrow.csv as pacsv
 
-        table = pacsv.read_csv(path, convert_options=csv_options(desc))
+        table = pacsv.read_csv(source, convert_options=csv_options(desc))
     return table.select(schema.names).cast(schema)
 
 
@@ -336,33 +326,32 @@ class Engine:
         return table_name(name)
 
     def _read_checked(self, entry: CatalogEntry, version: str) -> pa.Table:
-        """The dataset's file, read only if it is the one registered. A refusal is kept
-        per file state, so that a refused file is not hashed again on every query."""
-        name, path = entry.descriptor.name, Path(entry.descriptor.path)
-        try:
-            stamp: tuple[int, ...] = file_stamp(path)
-        except OSError:
-            stamp = ()
-        refused = self._refused.get(name)
-        if refused is not None and refused[:2] == (version, stamp):
-            raise FailedPrecondition(refused[2])
-        try:
-            check_unchanged(entry)
+        """The dataset's file, read only if it is the one registered, through one
+        descriptor (``dataset_file``). A refusal is kept per file state, so that a
+        refused file is not hashed again on every query."""
+        name = entry.descriptor.name
+        what = f"dataset {name}: its file"
+        with opened(Path(entry.descriptor.path), FailedPrecondition, what) as f:
+            refused = self._refused.get(name)
+            if refused is not None and refused[:2] == (version, f.stamp):
+                raise FailedPrecondition(refused[2])
             try:
-                data = read_dataset(entry)
-            except Exception as exc:  # noqa: BLE001 - its text may hold a cell value
-                log.warning("dataset %s did not load: %s", name, loggable(str(exc)))
-                raise FailedPrecondition(
-                    f"dataset {name}: its file does not read as its declared types "
-                    f"({type(exc).__name__}); the operator must register it again"
-                ) from None
-        except FailedPrecondition as exc:
-            if len(self._refused) >= 1024:
-                self._refused.clear()
-            self._refused[name] = (version, stamp, exc.message)
-            raise
-        if file_stamp(path) != stamp:  # the state it was judged and read in
-            raise Unavailable(f"dataset {name}: its file changed while it was read")
+                check_unchanged(entry, f)
+                try:
+                    data = read_dataset(entry, f.path)
+                except Exception as exc:  # noqa: BLE001 - its text may hold a cell value
+                    log.warning("dataset %s did not load: %s", name, loggable(str(exc)))
+                    raise FailedPrecondition(
+                        f"dataset {name}: its file does not read as its declared types "
+                        f"({type(exc).__name__}); the operator must register it again"
+                    ) from None
+            except FailedPrecondition as exc:
+                if len(self._refused) >= 1024:
+                    self._refused.clear()
+                self._refused[name] = (version, f.stamp, exc.message)
+                raise
+            if not f.unchanged():  # the state it was judged and read in
+                raise Unavailable(f"dataset {name}: its file changed while it was read")
         self._refused.pop(name, None)
         return data
 

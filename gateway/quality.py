@@ -12,7 +12,6 @@ convert (a timestamp finer than a microsecond) is refused here, not at the first
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -23,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gateway.column_types import parse_type, suggested
+from gateway.dataset_file import OpenFile, opened
 from gateway.descriptor import DatasetDescriptor
 from gateway.errors import InvalidArgument
 
@@ -113,11 +113,12 @@ def _check_names(declared: list[str], actual: list[str]) -> None:
         raise InvalidArgument(f"schema mismatch: file has undeclared column {extra[0]!r}")
 
 
-def _parquet_batches(desc: DatasetDescriptor, path: Path) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(desc: DatasetDescriptor, source: str, path: Path) -> Iterator[pa.RecordBatch]:
+    """``source`` is read; ``path`` names it in messages."""
     import pyarrow.parquet as pq  # file readers load on first use: idle nodes stay small
 
     try:
-        pfile = pq.ParquetFile(path)
+        pfile = pq.ParquetFile(source)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidArgument(f"{path.name} is not a readable Parquet file: {exc}") from None
     schema = pfile.schema_arrow
@@ -134,12 +135,24 @@ def _parquet_batches(desc: DatasetDescriptor, path: Path) -> Iterator[pa.RecordB
         raise InvalidArgument(f"{path.name} is corrupt: {exc}") from None
 
 
-def _csv_batches(desc: DatasetDescriptor, path: Path) -> Iterator[pa.RecordBatch]:
+MAX_HEADER_BYTES = 1 << 20  # a CSV header line longer is refused before it is read whole
+
+
+def _csv_batches(desc: DatasetDescriptor, source: str, path: Path) -> Iterator[pa.RecordBatch]:
+    """``source`` is read; ``path`` names it in messages."""
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), None)
+        with open(source, newline="", encoding="utf-8") as fh:
+            line = fh.readline(MAX_HEADER_BYTES)
+            if len(line) == MAX_HEADER_BYTES and not line.endswith("\n"):
+                raise InvalidArgument(  # a file of one endless line (review, 2026-12-05)
+                    f"{path.name}: its header line is longer than {MAX_HEADER_BYTES} "
+                    "characters, so not a CSV file's"
+                )
+            header = next(csv.reader([line]), None)
     except UnicodeDecodeError:
         raise InvalidArgument(f"{path.name} is not UTF-8 text, so not a CSV file") from None
+    except csv.Error as exc:
+        raise InvalidArgument(f"{path.name}: its header is not CSV ({exc})") from None
     if not header:
         raise InvalidArgument(f"{path.name} is empty: a CSV file needs a header row")
     _check_names([c.name for c in desc.columns], header)
@@ -147,7 +160,7 @@ def _csv_batches(desc: DatasetDescriptor, path: Path) -> Iterator[pa.RecordBatch
 
     try:
         reader = pacsv.open_csv(
-            path,
+            source,
             read_options=pacsv.ReadOptions(block_size=1 << 20),
             convert_options=csv_options(desc),
         )
@@ -165,10 +178,28 @@ def csv_options(desc: DatasetDescriptor) -> pacsv.ConvertOptions:
 
 
 def check_file(desc: DatasetDescriptor, path: Path) -> QualityReport:
-    """Stream the file, refuse a mismatch, and measure rows, null rates and min/max."""
-    if not path.is_file():
+    """Stream the file, refuse a mismatch, and measure rows, null rates and min/max; the
+    hash and size are of the very bytes checked (one descriptor: ``dataset_file``), and
+    the file must be at ``path`` itself (absolute, as the catalog resolved it)."""
+    if not path.exists():
         raise InvalidArgument(f"dataset file {path} does not exist")
-    batches = _parquet_batches(desc, path) if desc.format == "parquet" else _csv_batches(desc, path)
+    with opened(path, InvalidArgument, f"dataset file {path}") as f:
+        if f.real != path:  # a folder on its path replaced since it was resolved
+            raise InvalidArgument(
+                f"dataset file {path} is not where its path led when it was checked: "
+                "register it again"
+            )
+        report = _measure(desc, f, path)
+        if not f.unchanged():
+            raise InvalidArgument(
+                f"dataset file {path} changed while it was checked: register it again"
+            )
+        return report
+
+
+def _measure(desc: DatasetDescriptor, f: OpenFile, path: Path) -> QualityReport:
+    reader = _parquet_batches if desc.format == "parquet" else _csv_batches
+    batches = reader(desc, f.path, path)
     rows = 0
     nulls = {c.name: 0 for c in desc.columns}
     lo: dict[str, Number | None] = {c.name: None for c in desc.columns}
@@ -184,10 +215,6 @@ def check_file(desc: DatasetDescriptor, path: Path) -> QualityReport:
             if bmin is not None and bmin == bmin and bmax == bmax:  # a batch all NaN: none
                 lo[name] = bmin if lo[name] is None else min(lo[name], bmin)
                 hi[name] = bmax if hi[name] is None else max(hi[name], bmax)
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
     columns = tuple(
         ColumnQuality(
             name=c.name,
@@ -197,7 +224,7 @@ def check_file(desc: DatasetDescriptor, path: Path) -> QualityReport:
         )
         for c in desc.columns
     )
-    return QualityReport(rows, columns, path.stat().st_size, digest.hexdigest())
+    return QualityReport(rows, columns, f.size, f.sha256())
 
 
 def _float_or_none(value: Number | None) -> float | None:

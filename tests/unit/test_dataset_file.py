@@ -1,0 +1,136 @@
+"""A dataset's file is checked, hashed and read through one descriptor (review,
+2026-12-05): opened by name at each step, a file replaced between the check and the hash
+was pinned unchecked and served, a folder on its path swapped for a symlink led the
+registration and the engine outside the dataset roots, and a FIFO in the file's place
+held the engine's lock for ever. Each case is the swap made at the very step a race would
+hit it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gateway import quality
+from gateway.catalog import CatalogEntry
+from gateway.descriptor import ColumnSpec, DatasetDescriptor
+from gateway.engine import Engine
+from gateway.errors import FailedPrecondition, InvalidArgument
+
+
+def _desc(path: Path, fmt: str = "parquet") -> DatasetDescriptor:
+    return DatasetDescriptor(
+        "w", "W", "", "Dept", "L2", "daily", str(path), fmt, (ColumnSpec("wage", "int32"),)
+    )
+
+
+def _write(path: Path, values: list[int]) -> None:
+    pq.write_table(pa.table({"wage": pa.array(values, pa.int32())}), path)
+
+
+def test_a_file_replaced_after_its_check_is_not_pinned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "w.parquet"
+    _write(path, [10, 20, 30])
+    real = quality._measure
+
+    def then_replaced(desc, f, p):  # noqa: ANN001, ANN202 - the swap, right after the check
+        report = real(desc, f, p)
+        other = tmp_path / "other.parquet"
+        pq.write_table(pa.table({"wage": ["1000000"] * 5, "ssn": ["x"] * 5}), other)
+        os.replace(other, path)
+        return report
+
+    monkeypatch.setattr(quality, "_measure", then_replaced)
+    # the checked file, unlinked by the replace, is seen to change: nothing is pinned (the
+    # new file's hash was pinned with the old file's report, and the new file served)
+    with pytest.raises(InvalidArgument, match="changed while it was checked"):
+        quality.check_file(_desc(path), path)
+    monkeypatch.undo()
+    with pytest.raises(InvalidArgument, match="schema mismatch"):  # judged for itself
+        quality.check_file(_desc(path), path)
+
+
+def test_a_file_rewritten_in_place_during_its_check_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "w.parquet"
+    _write(path, [10, 20, 30])
+    real = quality._measure
+
+    def then_rewritten(desc, f, p):  # noqa: ANN001, ANN202
+        report = real(desc, f, p)
+        with open(path, "ab") as fh:  # the same inode, other bytes
+            fh.write(b"\0")
+        return report
+
+    monkeypatch.setattr(quality, "_measure", then_rewritten)
+    with pytest.raises(InvalidArgument, match="changed while it was checked"):
+        quality.check_file(_desc(path), path)
+
+
+def test_a_folder_swapped_for_a_symlink_leads_nowhere_outside(tmp_path: Path) -> None:
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    (data / "hr").mkdir(parents=True)
+    outside.mkdir()
+    path = data / "hr" / "w.parquet"
+    _write(path, [10, 20, 30])
+    _write(outside / "w.parquet", [7, 8, 9, 10])
+    entry = CatalogEntry(_desc(path), quality.check_file(_desc(path), path), "", "")
+    (data / "hr").rename(data / "hr.old")
+    (data / "hr").symlink_to(outside)  # the path now leads outside the data root
+    with pytest.raises(InvalidArgument, match="not where its path led"):
+        quality.check_file(_desc(path), path)
+    engine = Engine(1)
+    try:
+        with pytest.raises(FailedPrecondition, match="no longer leads to the file registered"):
+            engine.ensure_loaded(entry)
+    finally:
+        engine.close()
+
+
+def test_a_fifo_in_the_files_place_is_refused_without_blocking(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    _write(a, [1, 2, 3])
+    _write(b, [4, 5, 6])
+    entry_a = CatalogEntry(_desc(a), quality.check_file(_desc(a), a), "", "")
+    entry_b = CatalogEntry(_desc(b), quality.check_file(_desc(b), b), "", "")
+    a.unlink()
+    os.mkfifo(a)
+    engine = Engine(1)
+    done: list[str] = []
+
+    def load_both() -> None:
+        with pytest.raises(FailedPrecondition, match="not a regular file"):
+            engine.ensure_loaded(entry_a)
+        done.append(engine.ensure_loaded(entry_b))
+
+    try:
+        worker = threading.Thread(target=load_both, daemon=True)
+        worker.start()
+        worker.join(20)
+        if worker.is_alive():  # unblock it: open the FIFO for writing
+            fd = os.open(a, os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)
+            worker.join(5)
+            pytest.fail("a FIFO in a dataset's place blocked the engine")
+        assert done == ["ds_w"]
+        with pytest.raises(InvalidArgument, match="not a regular file"):
+            quality.check_file(_desc(a), a)
+    finally:
+        engine.close()
+
+
+def test_a_csv_of_one_endless_line_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "dump.csv"
+    path.write_text("x" * (quality.MAX_HEADER_BYTES + 10))
+    with pytest.raises(InvalidArgument, match="header line is longer than"):
+        quality.check_file(_desc(path, "csv"), path)
+    path.write_text('"wage\n')  # a quote left open: the csv module's own error, named
+    with pytest.raises(InvalidArgument):
+        quality.check_file(_desc(path, "csv"), path)
