@@ -29,6 +29,8 @@ class OpenFile:
     fd: int
     real: Path  # where the opened file is, whatever path led to it
     stamp: tuple[int, ...]  # of the file when opened
+    error: type[FedgateError]  # what a failure to read it raises
+    what: str  # how that failure names it
 
     @property
     def path(self) -> str:
@@ -41,14 +43,28 @@ class OpenFile:
 
     def sha256(self) -> str:
         digest, at = hashlib.sha256(), 0
-        while chunk := os.pread(self.fd, _CHUNK, at):
-            digest.update(chunk)
-            at += len(chunk)
+        try:
+            while chunk := os.pread(self.fd, _CHUNK, at):
+                digest.update(chunk)
+                at += len(chunk)
+        except OSError as exc:  # an I/O error of its disk: the file's, not ours
+            raise self.error(f"{self.what} cannot be read ({_why(exc)})") from None
         return digest.hexdigest()
 
     def unchanged(self) -> bool:
-        """Whether the file is as it was when opened (not rewritten in place meanwhile)."""
+        """Whether the file is as it was when opened: not rewritten, nor replaced or
+        relinked (its change time), meanwhile."""
         return stamp_of(os.fstat(self.fd)) == self.stamp
+
+    def unwritten(self) -> bool:
+        """Whether its bytes are as when opened (a write moves its size or modification
+        time; a chmod or a rename, which leave the bytes read, does not count)."""
+        st = os.fstat(self.fd)
+        return (st.st_size, st.st_mtime_ns) == (self.stamp[2], self.stamp[3])
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -59,11 +75,17 @@ def opened(path: Path, error: type[FedgateError], what: str) -> Iterator[OpenFil
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise error(f"{what} cannot be opened ({exc.strerror or type(exc).__name__})") from None
+        raise error(f"{what} cannot be opened ({_why(exc)})") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise error(f"{what} is not a regular file")
-        yield OpenFile(fd, Path(os.readlink(f"/proc/self/fd/{fd}")), stamp_of(st))
+        try:
+            real = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError as exc:  # no /proc (a sandbox without it): its place is unknown
+            raise error(
+                f"{what}: its place cannot be checked without /proc ({_why(exc)})"
+            ) from None
+        yield OpenFile(fd, real, stamp_of(st), error, what)
     finally:
         os.close(fd)

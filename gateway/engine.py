@@ -29,7 +29,7 @@ import pyarrow as pa
 from gateway.cache import BoundedCache, entry_cost
 from gateway.catalog import CatalogEntry
 from gateway.config import DEFAULT_SPILL_BYTES
-from gateway.dataset_file import OpenFile, opened
+from gateway.dataset_file import opened
 from gateway.engine_errors import HOME, OWNER, EngineError, classify
 from gateway.errors import (
     DeadlineExceeded,
@@ -89,18 +89,12 @@ def data_version(entry: CatalogEntry) -> str:
     return f"{entry.quality.sha256}:{hashlib.sha256(columns).hexdigest()[:16]}"
 
 
-def check_unchanged(entry: CatalogEntry, f: OpenFile) -> None:
-    """The dataset's file is the one registered (its place and its sha256): a file
-    rewritten in place after registration would skip every registration check and be
-    taken for the registered data by the caches and the L2 noise (review, 2026-12-04); a
-    folder on its path replaced by a symlink would lead elsewhere (review, 2026-12-05)."""
+def check_unchanged(entry: CatalogEntry, digest: str) -> None:
+    """The dataset's file is the one registered (its sha256): a file rewritten in place
+    after registration would skip every registration check and be taken for the
+    registered data by the caches and the L2 noise (review, 2026-12-04)."""
     name = entry.descriptor.name
-    if f.real != Path(entry.descriptor.path):
-        raise FailedPrecondition(
-            f"dataset {name}: its path no longer leads to the file registered; the "
-            "operator must check it"
-        )
-    if f.sha256() != entry.quality.sha256:
+    if digest != entry.quality.sha256:
         raise FailedPrecondition(
             f"dataset {name}: its file changed since it was registered; "
             "the operator must register it again (fedgate dataset register)"
@@ -332,11 +326,19 @@ class Engine:
         name = entry.descriptor.name
         what = f"dataset {name}: its file"
         with opened(Path(entry.descriptor.path), FailedPrecondition, what) as f:
+            # Its place first, never kept: a path put back is taken at once (diff review,
+            # 2026-12-05: a refusal kept by the file's stamp outlived the fix).
+            if f.real != Path(entry.descriptor.path):  # a folder on its path replaced
+                raise FailedPrecondition(
+                    f"dataset {name}: its path no longer leads to the file registered; the "
+                    "operator must check it"
+                )
             refused = self._refused.get(name)
             if refused is not None and refused[:2] == (version, f.stamp):
                 raise FailedPrecondition(refused[2])
+            digest = f.sha256()  # an I/O error is not kept: the next load reads again
             try:
-                check_unchanged(entry, f)
+                check_unchanged(entry, digest)
                 try:
                     data = read_dataset(entry, f.path)
                 except Exception as exc:  # noqa: BLE001 - its text may hold a cell value
@@ -350,7 +352,7 @@ class Engine:
                     self._refused.clear()
                 self._refused[name] = (version, f.stamp, exc.message)
                 raise
-            if not f.unchanged():  # the state it was judged and read in
+            if not f.unwritten():  # the bytes it was judged and read in
                 raise Unavailable(f"dataset {name}: its file changed while it was read")
         self._refused.pop(name, None)
         return data

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from gateway import engine as engine_mod
 from gateway import quality
 from gateway.catalog import CatalogEntry
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
@@ -134,3 +135,61 @@ def test_a_csv_of_one_endless_line_is_refused_unread(tmp_path: Path) -> None:
     path.write_text('"wage\n')  # a quote left open: the csv module's own error, named
     with pytest.raises(InvalidArgument):
         quality.check_file(_desc(path, "csv"), path)
+
+
+def test_a_path_put_back_is_taken_at_once(tmp_path: Path) -> None:
+    """Diff review (2026-12-05): the refusal of a path that led elsewhere was kept by
+    the file's own stamp, which a folder's rename does not move: the path put back was
+    refused until a restart."""
+    data = tmp_path / "data"
+    (data / "hr").mkdir(parents=True)
+    path = data / "hr" / "w.parquet"
+    _write(path, [10, 20, 30])
+    entry = CatalogEntry(_desc(path), quality.check_file(_desc(path), path), "", "")
+    engine = Engine(1)
+    try:
+        (data / "hr").rename(data / "hr2")
+        (data / "hr").symlink_to(data / "hr2")  # the same file, reached another way
+        with pytest.raises(FailedPrecondition, match="no longer leads"):
+            engine.ensure_loaded(entry)
+        (data / "hr").unlink()
+        (data / "hr2").rename(data / "hr")
+        assert engine.ensure_loaded(entry) == "ds_w"
+    finally:
+        engine.close()
+
+
+def test_an_io_error_and_a_chmod_while_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Diff review (2026-12-05): an I/O error while hashing was INTERNAL (it was
+    FAILED_PRECONDITION "cannot be read" before), and a chmod during a load, which leaves
+    the bytes read, failed it as "changed while it was read"."""
+    import errno
+
+    from gateway import dataset_file
+
+    path = tmp_path / "w.parquet"
+    _write(path, [10, 20, 30])
+    entry = CatalogEntry(_desc(path), quality.check_file(_desc(path), path), "", "")
+    engine = Engine(1)
+    try:
+
+        def eio(fd: int, n: int, at: int) -> bytes:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(dataset_file.os, "pread", eio)
+        with pytest.raises(FailedPrecondition, match="cannot be read"):
+            engine.ensure_loaded(entry)
+        monkeypatch.undo()
+        real = engine_mod.read_dataset
+
+        def read_then_chmod(e: CatalogEntry, source: str) -> pa.Table:
+            table = real(e, source)
+            path.chmod(0o640)
+            return table
+
+        monkeypatch.setattr(engine_mod, "read_dataset", read_then_chmod)
+        assert engine.ensure_loaded(entry) == "ds_w"
+    finally:
+        engine.close()

@@ -13,7 +13,6 @@ import pytest
 
 from gateway import descriptor
 from gateway.catalog import CatalogEntry
-from gateway.dataset_file import OpenFile
 from gateway.engine import Engine, data_version
 from gateway.engine_errors import EngineError
 from gateway.errors import (
@@ -353,9 +352,9 @@ def test_a_refused_file_is_refused_again_without_reading_it_until_it_changes(
     hashed: list[str] = []
     real = engine_mod.check_unchanged
 
-    def counted(entry: CatalogEntry, f: OpenFile) -> None:  # a spy: the real check runs
+    def counted(entry: CatalogEntry, digest: str) -> None:  # a spy: the real check runs
         hashed.append(entry.descriptor.name)
-        real(entry, f)
+        real(entry, digest)
 
     monkeypatch.setattr(engine_mod, "check_unchanged", counted)
     entry = _entry(tmp_path, "t", [1, 2, 3])
