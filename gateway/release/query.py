@@ -48,6 +48,10 @@ from gateway.policy.store import GrantStore
 from gateway.release.pipeline import Protected
 
 SQL_CACHE_ENTRIES = 1024
+# The characters of generated SQL kept: one question's SQL can be 140 KB (an expression
+# repeated under the L2 noise's hidden columns), so 1 024 entries could hold ~140 MB
+# (review, 2026-12-05).
+SQL_CACHE_CHARS = 16 * 1024 * 1024
 
 
 _UNCHECKED = Error(Code.UNKNOWN, "not checked yet")  # a marker, never raised
@@ -62,6 +66,7 @@ class PlanCache:
         self._limit = limit
         self._lock = threading.Lock()
         self._sql: dict[tuple[object, ...], str] = {}
+        self._sql_chars = 0
         self._checked: dict[tuple[str, object], Error | None] = {}
 
     def check_types(self, plan: QueryPlan, desc: DatasetDescriptor) -> None:
@@ -149,8 +154,11 @@ class PlanCache:
 
     def _keep(self, key: tuple[object, ...], sql: str) -> None:
         with self._lock:
-            if len(self._sql) >= self._limit:
+            if len(self._sql) >= self._limit or self._sql_chars + len(sql) > SQL_CACHE_CHARS:
                 self._sql.clear()
+                self._sql_chars = 0
+            if key not in self._sql:
+                self._sql_chars += len(sql)
             self._sql[key] = sql
 
 
