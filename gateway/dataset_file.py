@@ -56,12 +56,6 @@ class OpenFile:
         relinked (its change time), meanwhile."""
         return stamp_of(os.fstat(self.fd)) == self.stamp
 
-    def unwritten(self) -> bool:
-        """Whether its bytes are as when opened (a write moves its size or modification
-        time; a chmod or a rename, which leave the bytes read, does not count)."""
-        st = os.fstat(self.fd)
-        return (st.st_size, st.st_mtime_ns) == (self.stamp[2], self.stamp[3])
-
 
 def _why(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__

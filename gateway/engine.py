@@ -89,6 +89,10 @@ def data_version(entry: CatalogEntry) -> str:
     return f"{entry.quality.sha256}:{hashlib.sha256(columns).hexdigest()[:16]}"
 
 
+class _Transient(FailedPrecondition):
+    """A file that could not be read this time (an I/O error, no memory): not kept."""
+
+
 def check_unchanged(entry: CatalogEntry, digest: str) -> None:
     """The dataset's file is the one registered (its sha256): a file rewritten in place
     after registration would skip every registration check and be taken for the
@@ -341,18 +345,25 @@ class Engine:
                 check_unchanged(entry, digest)
                 try:
                     data = read_dataset(entry, f.path)
+                except (OSError, MemoryError) as exc:  # the disk's or this process's: the
+                    # next load reads again (not kept: review, 2026-12-05)
+                    raise _Transient(f"{what} cannot be read ({type(exc).__name__})") from None
                 except Exception as exc:  # noqa: BLE001 - its text may hold a cell value
                     log.warning("dataset %s did not load: %s", name, loggable(str(exc)))
                     raise FailedPrecondition(
                         f"dataset {name}: its file does not read as its declared types "
                         f"({type(exc).__name__}); the operator must register it again"
                     ) from None
+            except _Transient:
+                raise
             except FailedPrecondition as exc:
                 if len(self._refused) >= 1024:
                     self._refused.clear()
                 self._refused[name] = (version, f.stamp, exc.message)
                 raise
-            if not f.unwritten():  # the bytes it was judged and read in
+            # the file as it was hashed: not rewritten, nor relinked or its times reset
+            # (a write with its modification time put back moves its change time)
+            if not f.unchanged():
                 raise Unavailable(f"dataset {name}: its file changed while it was read")
         self._refused.pop(name, None)
         return data

@@ -157,8 +157,8 @@ class PlanCache:
             if len(self._sql) >= self._limit or self._sql_chars + len(sql) > SQL_CACHE_CHARS:
                 self._sql.clear()
                 self._sql_chars = 0
-            if key not in self._sql:
-                self._sql_chars += len(sql)
+            old = self._sql.get(key)
+            self._sql_chars += len(sql) - (len(old) if old is not None else 0)
             self._sql[key] = sql
 
 

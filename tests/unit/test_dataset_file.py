@@ -20,7 +20,7 @@ from gateway import quality
 from gateway.catalog import CatalogEntry
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.engine import Engine
-from gateway.errors import FailedPrecondition, InvalidArgument
+from gateway.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 
 def _desc(path: Path, fmt: str = "parquet") -> DatasetDescriptor:
@@ -190,6 +190,56 @@ def test_an_io_error_and_a_chmod_while_loading(
             return table
 
         monkeypatch.setattr(engine_mod, "read_dataset", read_then_chmod)
+        # its change time moved: refused this once (a write with its modification time
+        # put back moves it too), and read again at the next load
+        with pytest.raises(Unavailable, match="changed while it was read"):
+            engine.ensure_loaded(entry)
+        monkeypatch.undo()
         assert engine.ensure_loaded(entry) == "ds_w"
+    finally:
+        engine.close()
+
+
+def test_a_read_error_is_not_kept_and_a_rewrite_with_its_time_put_back_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Diff review (2026-12-05): an I/O error of the read was kept as a refusal by the
+    file's stamp (the healthy file was refused until a restart), and a file rewritten
+    during a load with its size and modification time put back was served."""
+    path = tmp_path / "w.parquet"
+    _write(path, [10, 20, 30])
+    entry = CatalogEntry(_desc(path), quality.check_file(_desc(path), path), "", "")
+    engine = Engine(1)
+    real = engine_mod.read_dataset
+    try:
+
+        def fails_once(e: CatalogEntry, source: str) -> pa.Table:
+            monkeypatch.setattr(engine_mod, "read_dataset", real)
+            raise pa.ArrowIOError("a passing I/O error")
+
+        monkeypatch.setattr(engine_mod, "read_dataset", fails_once)
+        with pytest.raises(FailedPrecondition, match="cannot be read"):
+            engine.ensure_loaded(entry)
+        assert engine.ensure_loaded(entry) == "ds_w"  # read again, not refused from memory
+
+        engine2 = Engine(1)
+        good = path.read_bytes()
+        st = path.stat()
+
+        def rewritten(e: CatalogEntry, source: str) -> pa.Table:
+            _write(tmp_path / "bad.parquet", [99, 20, 30])
+            bad = (tmp_path / "bad.parquet").read_bytes()
+            assert len(bad) == len(good)
+            with open(path, "r+b") as fh:  # in place: the same inode, the same size
+                fh.write(bad)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # its time put back
+            return real(e, source)
+
+        monkeypatch.setattr(engine_mod, "read_dataset", rewritten)
+        try:
+            with pytest.raises(Unavailable, match="changed while it was read"):
+                engine2.ensure_loaded(entry)
+        finally:
+            engine2.close()
     finally:
         engine.close()

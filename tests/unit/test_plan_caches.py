@@ -39,3 +39,6 @@ def test_the_owners_generated_sql_is_kept_within_its_characters() -> None:
         cache._keep(("q", i), text)
         assert cache._sql_chars <= query_release.SQL_CACHE_CHARS
     assert sum(len(v) for v in cache._sql.values()) == cache._sql_chars
+    cache._keep(("same",), "aaaa")
+    cache._keep(("same",), "a")  # a key kept again counts its new text only
+    assert sum(len(v) for v in cache._sql.values()) == cache._sql_chars
