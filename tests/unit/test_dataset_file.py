@@ -33,6 +33,12 @@ def _write(path: Path, values: list[int]) -> None:
     pq.write_table(pa.table({"wage": pa.array(values, pa.int32())}), path)
 
 
+def _registered(path: Path, values: list[int]) -> CatalogEntry:
+    """``path`` written with ``values`` and checked as a registration would."""
+    _write(path, values)
+    return CatalogEntry(_desc(path), quality.check_file(_desc(path), path), "", "")
+
+
 def test_a_file_replaced_after_its_check_is_not_pinned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -144,8 +150,7 @@ def test_a_path_put_back_is_taken_at_once(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "hr").mkdir(parents=True)
     path = data / "hr" / "w.parquet"
-    _write(path, [10, 20, 30])
-    entry = CatalogEntry(_desc(path), quality.check_file(_desc(path), path), "", "")
+    entry = _registered(path, [10, 20, 30])
     engine = Engine(1)
     try:
         (data / "hr").rename(data / "hr2")
@@ -163,15 +168,15 @@ def test_an_io_error_and_a_chmod_while_loading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Diff review (2026-12-05): an I/O error while hashing was INTERNAL (it was
-    FAILED_PRECONDITION "cannot be read" before), and a chmod during a load, which leaves
-    the bytes read, failed it as "changed while it was read"."""
+    FAILED_PRECONDITION "cannot be read" before); a chmod during a load fails that load
+    only (its change time moved, as a rewrite's with its time put back would), and the
+    next load reads the file again."""
     import errno
 
     from gateway import dataset_file
 
     path = tmp_path / "w.parquet"
-    _write(path, [10, 20, 30])
-    entry = CatalogEntry(_desc(path), quality.check_file(_desc(path), path), "", "")
+    entry = _registered(path, [10, 20, 30])
     engine = Engine(1)
     try:
 
@@ -207,8 +212,7 @@ def test_a_read_error_is_not_kept_and_a_rewrite_with_its_time_put_back_is_seen(
     file's stamp (the healthy file was refused until a restart), and a file rewritten
     during a load with its size and modification time put back was served."""
     path = tmp_path / "w.parquet"
-    _write(path, [10, 20, 30])
-    entry = CatalogEntry(_desc(path), quality.check_file(_desc(path), path), "", "")
+    entry = _registered(path, [10, 20, 30])
     engine = Engine(1)
     real = engine_mod.read_dataset
     try:
