@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar, cast
 
-from gateway.errors import CannotRecord
+from gateway.errors import CannotRecord, Unavailable
 
 log = logging.getLogger("fedgate.state")
 
@@ -187,6 +187,7 @@ class State:
         self._pending_lock = threading.Lock()
         self._pending: list[_Work] = []
         self._leading = False
+        self._closed = False  # set by close(): a write after it is refused, not jammed
         # Told False when a write fails for want of storage and True when one succeeds
         # again (transitions only, under the write lock): the node's health follows it.
         self.on_recording: Callable[[bool], None] = lambda ok: None
@@ -211,6 +212,7 @@ class State:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            self._check_open()
             db = self._db
             changes = db.total_changes
             try:
@@ -300,6 +302,9 @@ class State:
                 try:
                     with self._lock:
                         self._commit(batch)
+                except BaseException as exc:  # _commit hands errors back; this is ours
+                    self._fail_all(batch, exc)  # no caller waits for ever, nor leads
+                    raise
                 finally:  # no caller of the batch waits for ever, whatever happened
                     for work in batch:
                         work.event.set()
@@ -313,12 +318,29 @@ class State:
             raise item.error
         return cast(T, item.result)  # the value ``fn`` returned for this very item
 
+    def _fail_all(self, batch: list[_Work], exc: BaseException) -> None:
+        """Every caller of ``batch`` and every one waiting ends with ``exc``; the next
+        caller leads afresh (review, 2026-12-05: an error escaping the commit left the
+        role taken and every later caller waiting for ever: the node could not exit)."""
+        with self._pending_lock:
+            rest, self._pending = self._pending, []
+            self._leading = False
+        for work in [*batch, *rest]:
+            if not work.done:
+                work.error, work.result, work.done = work.error or exc, None, True
+            work.event.set()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the node is stopping: nothing more is recorded")
+
     def _commit(self, batch: list[_Work]) -> None:
         db = self._db
         alone = len(batch) == 1  # no savepoint: its failure rolls back the whole transaction
-        changes = db.total_changes
+        changes = db.total_changes if not self._closed else 0
         committed = False
         try:
+            self._check_open()  # a call that outlived the node's stop: refused, typed
             db.execute("BEGIN IMMEDIATE")
             for n, work in enumerate(batch):
                 if alone:
@@ -337,8 +359,8 @@ class State:
             db.execute("COMMIT")
             committed = True
         except BaseException as exc:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):  # the batch's own error is the one
+            with contextlib.suppress(sqlite3.Error):  # the batch's own error is the one (a
+                if db.in_transaction:  # closed connection raises here too)
                     db.execute("ROLLBACK")
             for work in batch:
                 work.error = work.error or exc
@@ -359,4 +381,5 @@ class State:
         with self._read_lock:
             self._reader.close()
         with self._lock:
+            self._closed = True
             self._db.close()

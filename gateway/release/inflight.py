@@ -33,8 +33,9 @@ class InFlight:
     def hold(self, grant: Grant, epsilon: float) -> Iterator[Callable[[], None]]:
         """Hold one use and ``epsilon`` of ``grant`` for the block (a release's compute
         and spend), or refuse if that and the releases in flight would not fit. The block
-        gets a function that lets the hold go early: the spend calls it in its own
-        transaction, so that a committed use is never counted twice (spent and held)."""
+        gets a function that lets the hold go early: the pipeline calls it as soon as the
+        spend is committed, so that a committed use is counted twice (spent and held) for
+        no longer than that, and an uncommitted one never goes uncounted."""
         if not grant.max_uses and not grant.uses_dp:
             yield lambda: None
             return

@@ -269,10 +269,14 @@ class ReleasePipeline:
                 check_deadline(env.deadline, now)
 
                 def record(g: Grant, at: str) -> dict[str, Any]:
-                    let_go()  # in the spend's transaction: the use is the grant's now
                     return release_entry(self.node_id, env, op, protected, g, at)
 
                 grant, entry = spend(self.grants, decision, protected.epsilon, record, once)
+                # Let go once the spend is committed, not in its transaction: until the
+                # commit no decision sees the use, and none must see it free (review,
+                # 2026-12-05: a release decided during the commit computed, or exchanged
+                # its points, before the spend refused it).
+                let_go()
         except FedgateError as exc:
             if not isinstance(exc, Withheld):  # a withheld release is its own entry
                 self.refused(op.name, env, op.subject, exc)
@@ -316,10 +320,10 @@ class ReleasePipeline:
         withheld = Protected(b"", epsilon, {"withheld": why.why})
 
         def record(g: Grant, at: str) -> dict[str, Any]:
-            let_go()
             return release_entry(self.node_id, env, op, withheld, g, at)
 
         spend(self.grants, decision, epsilon, record, once)
+        let_go()  # committed: see ``run``
         log.warning(
             "withheld %s request=%s requester=%s home=%s %s epsilon=%g: %s",
             op.name,

@@ -67,11 +67,59 @@ def test_a_spent_release_is_not_counted_twice(store: GrantStore) -> None:
     with inflight.hold(grant, 0.0) as let_go:
         decision = Decision(store.get(grant.id), 5, 0.0, None, "L2")
 
-        def record(g: object, at: str) -> dict:
-            let_go()  # as the pipeline does, in the spend's transaction
-            return {"kind": "release", "grant_id": grant.id}
-
-        store.spend(decision, lambda: NOW, record)
+        store.spend(decision, lambda: NOW, lambda g, at: {"kind": "release"})
+        let_go()  # as the pipeline does, once the spend is committed
         with inflight.hold(grant, 0.0):  # one use spent, none held: the last one fits
             assert store.get(grant.id).uses == 1
     assert inflight.held() == 0
+
+
+def test_a_use_being_committed_stays_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review (2026-12-05): the pipeline let the hold go inside the spend's transaction,
+    before its commit, while decisions read only committed uses: a release of a one-use
+    grant decided meanwhile was admitted (and computed, or exchanged its points) before
+    the spend refused it. Now the hold is let go once the spend is committed: a decision
+    made while the release entry is written (in the transaction) is refused."""
+    import time
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from federation.envelope import Envelope, Requester
+    from gateway.descriptor import ColumnSpec, DatasetDescriptor
+    from gateway.release import pipeline
+    from tests.unit.owner_parts import OPERATOR, org_grant, owner_parts
+
+    org = "Shanghai Big Data Center"
+    with owner_parts(tmp_path) as parts:
+        path = parts.data / "t.parquet"
+        pq.write_table(pa.table({"g": [f"g{i % 3}" for i in range(60)]}), path)
+        desc = DatasetDescriptor(
+            "t", "T", "groups", "test", "L1", "static", str(path), "parquet",
+            (ColumnSpec("g", "string"),),
+        )  # fmt: skip
+        parts.catalog.register(desc, by=OPERATOR, when="2026-01-01T00:00:00Z")
+        grant = parts.grants.add(org_grant("t", org, {"g": ("group_by",)}, max_uses=1))
+        admitted: list[bool] = []
+        real = pipeline.release_entry
+
+        def entry_meanwhile(*args: object) -> dict:
+            try:  # another release decided while this one is in its transaction
+                with parts.owner.pipeline.inflight.hold(parts.grants.get(grant.id), 0.0):
+                    admitted.append(True)
+            except ResourceExhausted:
+                admitted.append(False)
+            return real(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(pipeline, "release_entry", entry_meanwhile)
+        env = Envelope(
+            f"r-{uuid.uuid4().hex[:12]}", Requester("analyst", "li@shanghai", org),
+            "shanghai", "query", body="SELECT g, COUNT(*) AS n FROM t GROUP BY g",
+            deadline=time.monotonic() + 20,
+        )  # fmt: skip
+        (report,) = parts.owner.execute(env).owners
+        assert report.error is None
+        assert admitted == [False]
+        assert parts.owner.pipeline.inflight.held() == 0
+        assert parts.grants.get(grant.id).uses == 1

@@ -89,3 +89,29 @@ def test_a_caller_whose_part_fails_alone_leaves_the_others_recorded(
         assert db.execute("SELECT value FROM meta WHERE key = 'x'").fetchone() == ("1",)
         assert db.execute("SELECT value FROM meta WHERE key = 'y'").fetchone() is None
     state.close()
+
+
+def test_writes_after_close_are_refused_and_never_jam(tmp_path: Path) -> None:
+    """Review (2026-12-05): a call that outlived the node's stop wrote to the closed
+    state: its error escaped the group commit before any waiter was told, the committer's
+    role stayed taken, and every later writer waited for ever (the node could not exit
+    on SIGTERM). Now each is refused UNAVAILABLE at once, and nothing waits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway.errors import Unavailable
+
+    state = State(tmp_path / "s.db")
+    state.close()
+
+    def write(i: int) -> object:
+        try:
+            return state.group(lambda db: db.execute("SELECT 1").fetchone())
+        except Unavailable as exc:
+            return exc
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(write, i) for i in range(8)]
+        results = [f.result(timeout=10) for f in futures]  # none waits for ever
+    assert all(isinstance(r, Unavailable) for r in results), results
+    with pytest.raises(Unavailable, match="stopping"), state.transaction() as db:
+        db.execute("SELECT 1")
