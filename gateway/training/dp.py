@@ -111,8 +111,13 @@ def noisy_update(
 ) -> tuple[list[NDArray[np.float64]], float]:
     """``new`` with its change from ``old`` clipped to L1 ``clip`` and noised; the
     epsilon charged. ``epsilon`` 0 (an owner whose grant has no DP, in a run that asked
-    for it): clipped only, so that every owner's update counts alike."""
-    delta = np.concatenate([(n - o).ravel() for o, n in zip(old, new, strict=True)])
+    for it): clipped only, so that every owner's update counts alike. A change that is
+    not finite (a NaN, or new - old overflowing to infinity) is taken as no change, as a
+    round that diverges answers the model it got: clipped, it would be NaN past the noise."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        delta = np.concatenate([(n - o).ravel() for o, n in zip(old, new, strict=True)])
+    if not np.isfinite(delta).all():
+        delta = np.zeros_like(delta)
     norm = float(np.abs(delta).sum())
     if norm > clip:
         delta *= clip / norm

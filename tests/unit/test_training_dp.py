@@ -36,6 +36,17 @@ def test_the_noise_follows_epsilon() -> None:
     assert charged == pytest.approx(0.5, rel=1e-6)
 
 
+def test_a_change_that_overflows_is_taken_as_none_not_released_as_nan() -> None:
+    # -1e308 to 1e308 overflows to inf: clipped by clip / inf it was NaN past the noise.
+    old = [np.array([[-1e308], [0.0], [0.0]])]
+    new = [np.array([[1e308], [0.3], [0.2]])]
+    for epsilon in (0.5, 0.0):
+        out, _ = noisy_update(old, new, clip=1.0, epsilon=epsilon)
+        assert np.isfinite(out[0]).all()
+    out, _ = noisy_update(old, new, clip=1.0, epsilon=0.0)
+    np.testing.assert_array_equal(out[0], old[0])  # no change: the model it got
+
+
 def test_statistics_are_clamped_to_the_declared_bounds() -> None:
     X = np.array([[0.0, 5.0], [10.0, 5.0], [1e9, 5.0]])  # 1e9 is clamped to 10
     s, charged = noisy_stats(X, [(0.0, 10.0), (0.0, 10.0)], BIG)
