@@ -203,6 +203,22 @@ def check_order(run: _Run, step: Step, rounds: int, *, secagg: bool = False) -> 
         raise FailedPrecondition(f"{kind} of round {r} out of order")
 
 
+def _bottom_k(rows: NDArray[np.float64], limit: int, seed: int) -> NDArray[np.intp]:
+    """The indices of ``limit`` rows picked by their own values only: ordered by a seeded
+    random projection of each row, ties broken by the values themselves (a total order
+    on content), the first ``limit`` kept. One row added or removed then changes the
+    pick by at most one swap (the row in, the last one out), where a permutation of the
+    row count (or the row ids) swapped many rows: ``noisy_stats`` scales to a swap."""
+    weights = np.random.default_rng(seed).standard_normal((rows.shape[1],))
+    key = np.zeros(rows.shape[0])
+    with np.errstate(over="ignore", invalid="ignore"):  # an inf or NaN key sorts alike
+        for j, w in enumerate(weights):  # column by column: no row's key depends on another
+            key += rows[:, j] * w
+    order = np.lexsort((*rows.T[::-1], key))
+    picked: NDArray[np.intp] = order[:limit]
+    return picked
+
+
 class TrainOwner:
     """Answers ``Peer/TrainStep`` for this node's datasets (see the module docstring)."""
 
@@ -769,7 +785,9 @@ class TrainOwner:
     ) -> tuple[Message, float]:
         """The statistics under DP: noised moments about the declared bounds' midpoints
         (a one-hot column's are 0 and 1)."""
-        s, epsilon = dp.noisy_stats(X, bounds, decision.epsilon)
+        s, epsilon = dp.noisy_stats(
+            X, bounds, decision.epsilon, sampled=decision.grant.max_examples > 0
+        )
         arrays = ArrayRecord(
             {
                 "count": Array(np.array(s.count, dtype=np.int64)),
@@ -823,10 +841,7 @@ class TrainOwner:
                 f"{MAX_CELLS:,} values of its rows in memory, so it takes fewer"
             )
         limit = decision.grant.max_examples
-        if limit and got.num_rows > limit:  # the same rows every round of the run
-            rng = np.random.default_rng(spec.seed)
-            got = got.take(pa.array(np.sort(rng.permutation(got.num_rows)[:limit])))
-        if got.num_rows < decision.min_group_size:
+        if min(got.num_rows, limit or got.num_rows) < decision.min_group_size:
             raise FailedPrecondition(
                 f"fewer rows than the grant's minimum of {decision.min_group_size}: nothing "
                 "is trained on"
@@ -835,6 +850,10 @@ class TrainOwner:
             X = features.encode({c: got.column(c) for c in spec.features}, numeric, categorical)
         except TrainingError as exc:
             raise _typed(exc) from None
+        y = self._labels(spec, entry, got.column(spec.label))
+        if limit and got.num_rows > limit:  # the same rows every round of the run
+            keep = np.sort(_bottom_k(np.column_stack([X, y]), limit, spec.seed))
+            X, y = X[keep], y[keep]
         # Without DP a category held by fewer than k rows here is encoded as undeclared
         # (all zeros), as a query suppresses a group under k: its exact count would show in
         # the moments. Under DP the noise covers the counts, and blanking would not be
@@ -844,7 +863,7 @@ class TrainOwner:
             rare = (hot.sum(axis=0) > 0) & (hot.sum(axis=0) < decision.min_group_size)
             hot[:, rare] = 0.0
         names = (*numeric, *(f"{c}={v}" for c, vs in categorical.items() for v in vs))
-        return X, self._labels(spec, entry, got.column(spec.label)), names
+        return X, y, names
 
     def _labels(self, spec: TrainSpec, entry: CatalogEntry, label: Any) -> NDArray[np.float64]:
         """Targets of a regression; class indices 0..n-1 of a classification, whose

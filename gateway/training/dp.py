@@ -5,7 +5,8 @@ per release (as for a query), so no exact value of its rows leaves it:
 
 - the statistics: features clamped to their declared bounds, moments taken about the
   bounds' midpoints (public), and Laplace noise on the count, the sums and the sums of
-  squares, the epsilon split in three;
+  squares, the epsilon split in three (under a grant's ``max_examples`` the sums' noise
+  doubled: one row more or less swaps one row of the sample for another);
 - each round's update: the change to the model clipped to an L1 norm of ``clip`` (the
   run's ``--dp``), then Laplace noise of scale 2 clip / epsilon on every weight. The clip
   bounds what the owner's whole data can change, so the guarantee holds for each owner's
@@ -36,16 +37,26 @@ from gateway.privacy import laplace_noise
 
 
 def noisy_stats(
-    X: NDArray[np.float64], bounds: Sequence[tuple[float, float]], epsilon: float
+    X: NDArray[np.float64],
+    bounds: Sequence[tuple[float, float]],
+    epsilon: float,
+    *,
+    sampled: bool = False,
 ) -> tuple[features.Stats, float]:
-    """The moments an owner releases under DP, and the epsilon charged."""
+    """The moments an owner releases under DP, and the epsilon charged. ``sampled``: the
+    rows are a grant's ``max_examples`` pick, which one row more or less changes by a
+    swap at most (one row out, one in): the count does not move, a sum of squares moves
+    by at most one row's bound (both rows' lie in [0, half²]), but a sum by twice it, so
+    its noise is doubled. It is the grant's setting, not whether this table has more
+    rows than the limit: a scale that depended on the row count would tell of it."""
     lo = np.array([b[0] for b in bounds], dtype=np.float64)
     hi = np.array([b[1] for b in bounds], dtype=np.float64)
     mid, half = (lo + hi) / 2, (hi - lo) / 2
     dev = np.clip(X, lo, hi) - mid
     part = epsilon / 3
     count_noise, e1 = laplace_noise(1, 1.0, part)
-    sum_noise, e2 = laplace_noise(len(mid), float(half.sum()) or 1.0, part)
+    swap = 2.0 if sampled else 1.0
+    sum_noise, e2 = laplace_noise(len(mid), swap * float(half.sum()) or 1.0, part)
     sq_noise, e3 = laplace_noise(len(mid), float((half**2).sum()) or 1.0, part)
     count = max(1, round(X.shape[0] + count_noise[0]))
     total = dev.sum(axis=0) + np.array(sum_noise)

@@ -141,6 +141,44 @@ def test_under_dp_one_more_row_moves_the_moments_by_at_most_the_noised_bound(
     assert plain[:, 3].sum() == 0  # without DP its exact count would show: blanked
 
 
+def test_under_max_examples_one_more_row_swaps_at_most_one_row_of_the_sample(
+    parts: Parts, tmp_path: Path
+) -> None:
+    """Review (DP): the ``max_examples`` sample was a permutation of the row count kept in
+    row-id order, so one row more redrew the whole sample and moved the clamped sums by
+    many rows' bound, where ``noisy_stats`` scaled to one. Picked by the rows' own values,
+    one row more swaps at most one row: the sums move by at most twice one row's bound
+    (what the statistics' noise is scaled to under ``max_examples``)."""
+    owner = _owner(parts, tmp_path / "apps")
+    rng = np.random.default_rng(7)
+    xs = [float(v) for v in rng.uniform(0.0, 10.0, 200)]
+    ys = [bool(v) for v in rng.integers(0, 2, 200)]
+    cols = (ColumnSpec("x", "float64", lower=0.0, upper=10.0), ColumnSpec("y", "bool"))
+    limit = 3 * K
+    decision = dataclasses.replace(
+        _decision("x", 1.0),
+        grant=dataclasses.replace(_decision("x", 1.0).grant, max_examples=limit),
+    )
+    samples = []
+    for i, (x, y) in enumerate([([], []), ([9.9], [True]), ([0.1], [False])]):
+        name = f"sample{i}"
+        table = pa.table({"x": pa.array([*x, *xs], pa.float64()), "y": [*y, *ys]})
+        entry = _register(parts, name, table, cols)
+        spec = _spec(name, ("x",), dp_clip=1.0, seed=3)
+        X, y_, _ = owner._rows(spec, entry, decision, time.monotonic() + 30, "r")
+        assert X.shape == (limit, 1)
+        samples.append(np.column_stack([X, y_]))
+        again, _, _ = owner._rows(spec, entry, decision, time.monotonic() + 30, "r")
+        np.testing.assert_array_equal(again, X)  # the same rows every round
+    base = {tuple(r) for r in samples[0]}
+    half = 5.0
+    for other in samples[1:]:
+        assert len({tuple(r) for r in other} - base) <= 1  # at most one row in ...
+        assert len(base - {tuple(r) for r in other}) <= 1  # ... and one out
+        moved = abs((other[:, 0] - half).sum() - (samples[0][:, 0] - half).sum())
+        assert moved <= 2 * half + 1e-9
+
+
 def test_a_row_with_nan_or_infinity_is_missing_like_a_null(parts: Parts, tmp_path: Path) -> None:
     """A non-finite feature or label would refuse the run (telling that such a row is
     there) or pass into DP moments as NaN: the owner leaves the row out, as a NULL."""

@@ -57,6 +57,18 @@ def test_statistics_are_clamped_to_the_declared_bounds() -> None:
     assert charged <= BIG
 
 
+def test_under_max_examples_the_sums_noise_covers_a_swap() -> None:
+    """A ``max_examples`` sample changes by a swap (one row out, one in): a sum moves by
+    up to twice one row's bound, so its noise is twice as wide; the count's is not."""
+    X, bounds = np.zeros((10, 4000)), [(-1.0, 1.0)] * 4000
+    plain, _ = noisy_stats(X, bounds, epsilon=3.0)
+    sampled, charged = noisy_stats(X, bounds, epsilon=3.0, sampled=True)
+    # epsilon 1 for the sums: Laplace of scale 4000 (half of 1 per input) or twice that
+    assert 3500 < float(np.abs(plain.sum).mean()) < 4500
+    assert 7000 < float(np.abs(sampled.sum).mean()) < 9000
+    assert charged == pytest.approx(3.0, rel=1e-6)
+
+
 def test_rows_are_clamped_to_their_declared_bounds() -> None:
     X = np.array([[-5.0, 0.5], [3.0, 2.0], [0.0, -1.0]])
     got = clamp_rows(X, [(-1.0, 1.0), (0.0, 1.0)])
