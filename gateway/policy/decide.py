@@ -105,6 +105,7 @@ def choose(
     purpose: str,
     now: str,
     check: Check,
+    charge: float | None = None,
 ) -> Grant:
     """The first candidate that permits the request, or refuse with the first reason met.
 
@@ -121,7 +122,7 @@ def choose(
     refusals: list[tuple[type[FedgateError], str]] = []
     ended: list[str] = []
     for g in found:
-        status = g.status(now)
+        status = g.status(now, charge)
         if status == "budget spent":
             refusals.append((ResourceExhausted, f"the privacy budget of grant {g.id} is spent"))
         elif status in _ENDED:

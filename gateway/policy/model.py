@@ -53,8 +53,10 @@ class Grant:
     def uses_dp(self) -> bool:
         return self.dp_epsilon > 0
 
-    def status(self, now: str) -> str:
-        """The grant's state at ``now`` (RFC 3339): "active", or why it permits nothing."""
+    def status(self, now: str, charge: float | None = None) -> str:
+        """The grant's state at ``now`` (RFC 3339): "active", or why it permits nothing.
+        ``charge``: the epsilon the release asks room for (the grant's ``dp_epsilon``
+        unless told: a SecAgg+ stage that charges nothing needs no room)."""
         if self.revoked_at:
             return "revoked"
         if self.valid_from and now < self.valid_from:
@@ -63,7 +65,8 @@ class Grant:
             return "expired"
         if self.max_uses and self.uses >= self.max_uses:
             return "used up"
-        if self.uses_dp and not within_budget(self.epsilon_spent, self.dp_epsilon, self.dp_budget):
+        room = self.dp_epsilon if charge is None else charge
+        if self.uses_dp and not within_budget(self.epsilon_spent, room, self.dp_budget):
             return "budget spent"
         return "active"
 

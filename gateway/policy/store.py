@@ -192,7 +192,7 @@ class GrantStore:
             if row is None:
                 raise PermissionDenied(f"grant {g.id} no longer exists")
             current = _row_to_grant(row)
-            status = current.status(now)
+            status = current.status(now, decision.epsilon)  # room for what it charges
             if status == "budget spent":
                 raise ResourceExhausted(
                     f"the privacy budget of grant {g.id} is spent "

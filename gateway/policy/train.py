@@ -30,6 +30,7 @@ def decide_train(
     task: str,
     rounds: int,
     dp: bool = False,
+    charges: bool = True,
 ) -> Decision:
     """Pick the grant that lets the owner train on ``features`` and ``label``, or refuse.
 
@@ -47,7 +48,10 @@ def decide_train(
     The grant names the built-in tasks it allows (``train_tasks``) and the most rounds a
     run may have (``max_rounds``). Under a DP grant the run must ask for differential
     privacy (``dp``: it names a clipping bound); the owner then clips and noises what it
-    releases under its own epsilon (``gateway.training.dp``).
+    releases under its own epsilon (``gateway.training.dp``). A step that ``charges``
+    nothing (a SecAgg+ setup, key sharing or unmask) is decided with epsilon 0: it needs
+    no room in the budget and holds none in flight, so a run whose budget is exactly
+    what its releases charge ends.
     """
     if not features:
         raise InvalidArgument("a training run names at least one feature")
@@ -82,8 +86,10 @@ def decide_train(
                 "and noises what it releases, under its own epsilon)"
             )
 
-    g = choose(grants, desc, "train", requester, home_node, purpose, now, check)
+    g = choose(
+        grants, desc, "train", requester, home_node, purpose, now, check, None if charges else 0.0
+    )
     k = max(g.min_group_size, floor.min_group_size)
     if g.uses_dp:
-        return Decision(g, k, g.dp_epsilon, dp_bounds(desc), level)
+        return Decision(g, k, g.dp_epsilon if charges else 0.0, dp_bounds(desc), level)
     return Decision(g, k, 0.0, None, level)

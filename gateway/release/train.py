@@ -72,6 +72,7 @@ class TrainRelease:
             task=self.spec.task,
             rounds=self.spec.rounds,
             dp=self.spec.dp_clip > 0,
+            charges=not self.step.kind.startswith("secagg."),  # its keys, shares: no noise
         )
 
     def explain(self, decision: Decision) -> Explanation:

@@ -575,12 +575,13 @@ class TrainOwner:
                     step.round,
                     self.vouching.member_statement,
                 )
-        if decision.epsilon > 0 and step.kind == "evaluate":
+        if decision.grant.uses_dp and step.kind == "evaluate":
             raise FailedPrecondition(
                 "under differential privacy an owner answers no evaluation (a loss over "
                 "its rows would be one more exact release)"
             )
-        bounds = _dp_bounds(spec, entry, decision) if decision.epsilon > 0 else None
+        # the grant's DP, not the step's epsilon: a SecAgg+ stage charges 0 but is DP's
+        bounds = _dp_bounds(spec, entry, decision) if decision.grant.uses_dp else None
         if run.rows is None or run.grant_id != decision.grant.id:
             run.stop_app()  # an app process holds the rows of the grant it started under
             X, y, run.names = self._rows(spec, entry, decision, deadline, env.request_id)
@@ -858,7 +859,7 @@ class TrainOwner:
         # (all zeros), as a query suppresses a group under k: its exact count would show in
         # the moments. Under DP the noise covers the counts, and blanking would not be
         # covered by it: one more row lifting a category to k changes k - 1 rows' inputs.
-        if decision.epsilon == 0:
+        if not decision.grant.uses_dp:
             hot = X[:, len(numeric) :]
             rare = (hot.sum(axis=0) > 0) & (hot.sum(axis=0) < decision.min_group_size)
             hot[:, rare] = 0.0

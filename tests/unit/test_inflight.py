@@ -7,14 +7,22 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
+from federation.envelope import Envelope
+from federation.training.client_app import STATS_MESSAGE
+from gateway.catalog import CatalogEntry
 from gateway.errors import ResourceExhausted
 from gateway.policy import Decision, GrantStore
 from gateway.release.inflight import InFlight
+from gateway.release.pipeline import Protected
+from gateway.release.train import Step, TrainRelease
 from gateway.state import State
-from tests.unit.test_policy_decide import NOW, dp, make_grant
+from gateway.training.spec import TrainSpec
+from tests.unit.test_policy_decide import ANALYST, HOME, NOW, dp, make_desc, make_grant
 
 
 @pytest.fixture
@@ -123,3 +131,42 @@ def test_a_use_being_committed_stays_held(tmp_path: Path, monkeypatch: pytest.Mo
         assert admitted == [False]
         assert parts.owner.pipeline.inflight.held() == 0
         assert parts.grants.get(grant.id).uses == 1
+
+
+def _never(decision: Decision, deadline: float) -> Protected:
+    raise AssertionError("only decided")
+
+
+def test_a_secagg_run_with_a_budget_of_exactly_its_charges_ends(store: GrantStore) -> None:
+    """Review (DP): every SecAgg+ message is decided again, and its setup, key sharing and
+    unmask, which charge nothing, still needed a whole ``dp_epsilon`` of room: a run under
+    a budget of exactly (1 + R) x epsilon (the statistics and R rounds' updates) spent it
+    all and was refused at its last unmask. A step is decided with what it charges."""
+    rounds, epsilon = 2, 0.5
+    desc = make_desc("L2", revenue="L3")
+    grant = store.add(
+        dp(id="", created_at=NOW, train_tasks=("logreg",), dp_budget=(1 + rounds) * epsilon)
+    )
+    spec = TrainSpec(
+        task="logreg", dataset="firms", features=("industry", "revenue"), label="high_tech",
+        n_classes=2, nodes=("anhui",), rounds=rounds, dp_clip=1.0, secagg=True,
+    )  # fmt: skip
+    entry = cast(CatalogEntry, SimpleNamespace(descriptor=desc))
+    env = cast(Envelope, SimpleNamespace(requester=ANALYST, home_node=HOME, purpose=""))
+    inflight = InFlight(store)
+    steps = [Step(STATS_MESSAGE, 0)] + [
+        Step(kind, r)
+        for r in range(1, rounds + 1)
+        for kind in ("secagg.setup", "secagg.share_keys", "train", "secagg.unmask")
+    ]
+    held = []
+    for step in steps:
+        charge = epsilon if step.kind in (STATS_MESSAGE, "train") else 0.0  # what it spends
+        decision = TrainRelease(spec, step, entry, store, _never).decide(env)
+        with inflight.hold(decision.grant, decision.epsilon):
+            _spend(store, grant.id, charge)
+        held.append((decision.epsilon, charge))
+    assert all(h == c for h, c in held)  # each held in flight what it charges
+    assert store.get(grant.id).epsilon_spent == pytest.approx((1 + rounds) * epsilon)
+    with pytest.raises(ResourceExhausted):  # and nothing more that charges
+        TrainRelease(spec, Step("train", 3), entry, store, _never).decide(env)
