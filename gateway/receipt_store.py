@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from gateway.audit import AuditLog
 from gateway.clock import utc
@@ -62,11 +62,12 @@ class ReceiptStore:
         owner: str,
         request_id: str,
         covering: tuple[bytes, str] | None = None,
+        asked: Mapping[str, str] | None = None,
     ) -> str:
         """Why ``receipt`` is not ``owner``'s release receipt for the request ("" when it
         is): checked as a release arrives, before it is used (``covering``: the bytes and
-        operation it must be the receipt of)."""
-        return self._check.problem(receipt, owner, request_id, covering=covering)
+        operation it must be the receipt of; ``asked``: what it must name as asked)."""
+        return self._check.problem(receipt, owner, request_id, covering=covering, asked=asked)
 
     def page(
         self, request_id: str, after: int = 0, max_bytes: int = PAGE_BYTES

@@ -47,6 +47,7 @@ from gateway.errors import (
 from gateway.limits import check_size, cut
 from gateway.planning import plan_or_refuse
 from gateway.receipt_store import ReceiptStore
+from gateway.receipts import query_asked
 from gateway.roles.vouching import Vouching
 from gateway.text import check_purpose
 
@@ -196,8 +197,20 @@ class Home:
         )
         if ask.explain:
             return result
-        if not found.tables:
-            raise Unavailable("no owner contributed to the result")
+        if not found.tables:  # its entry and the receipts of any release kept, as a
+            # failure's (review, 2026-12-05: owners that spent were left unrecorded)
+            reason = "no owner contributed to the result"
+            self._record(
+                owners,
+                {
+                    "kind": "query.failed",
+                    "time": utc(),
+                    **facts,
+                    "code": "UNAVAILABLE",
+                    "reason": reason,
+                },
+            )
+            raise Unavailable(reason)
         try:
             table, payload = self._answer(plan, found.tables, found.payloads, epsilon > 0)
             # over it, gRPC's send would fail after the answer was recorded as given
@@ -259,7 +272,11 @@ class Home:
             outcomes,
             speaks_for=self.membership().subtree,
             receipt_problem=lambda node, text, payload: self.receipts.problem(
-                text, node, env.request_id, None if payload is None else (payload, "query")
+                text,
+                node,
+                env.request_id,
+                covering=None if payload is None else (payload, "query"),
+                asked=query_asked(env, plan),
             ),
         )
         if not found.published:

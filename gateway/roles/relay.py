@@ -17,7 +17,7 @@ from federation.membership import Member, Membership
 from federation.reports import PartialAnswer
 from federation.sql import QueryPlan
 from gateway.errors import error_of
-from gateway.receipts import ReceiptCheck
+from gateway.receipts import ReceiptCheck, query_asked
 
 
 class Relay:
@@ -65,6 +65,7 @@ class Relay:
                     node,
                     env.request_id,
                     covering=None if payload is None else (payload, "query"),
+                    asked=query_asked(env, plan),
                 )
             ),
             agree=False,  # the owner does it once, with the relay's own partial

@@ -64,7 +64,14 @@ class _Receipts:
     def keep(self, request_id, kept, entry) -> None:  # type: ignore[no-untyped-def]
         self.kept.append((kept, entry))
 
-    def problem(self, receipt: str, owner: str, request_id: str, covering: object = None) -> str:
+    def problem(
+        self,
+        receipt: str,
+        owner: str,
+        request_id: str,
+        covering: object = None,
+        asked: object = None,
+    ) -> str:
         return ""  # the receipts' own checks: tests/unit/test_receipt_store.py
 
 
@@ -195,4 +202,29 @@ def test_an_answer_over_the_message_limit_is_refused_and_the_releases_kept() -> 
             )
         kept, entry = home.receipts.kept[-1]  # type: ignore[attr-defined]
     assert entry["kind"] == "query.failed" and entry["code"] == "RESOURCE_EXHAUSTED"
+    assert sorted(kept) == [("a", "receipt of a"), ("b", "receipt of b")]
+
+
+def test_no_owner_contributing_is_recorded_with_the_receipts_kept() -> None:
+    """Review (2026-12-05): "no owner contributed to the result" was raised before any
+    record: no query.failed entry, and the receipts of owners that did release (and
+    spend) were dropped."""
+    from federation.envelope import Requester
+    from federation.membership import Member, Membership
+    from federation.reports import OwnerReport, PartialAnswer
+    from gateway.errors import Unavailable
+    from gateway.roles.home import QueryAsk
+
+    members = tuple(Member(n, n, f"127.0.0.{i + 1}:1", "province") for i, n in enumerate("ab"))
+
+    def ask(member, env):  # type: ignore[no-untyped-def]
+        report = OwnerReport(member.id, receipt=f"receipt of {member.id}", no_spend=True)
+        return PartialAnswer(member.id, True, owners=(report,))  # no partial behind it
+
+    analyst = Requester("analyst", "li", "a")
+    with _home(Membership("f", 1, "2026-01-01T00:00:00Z", members), ask) as home:
+        with pytest.raises(Unavailable, match="no owner contributed"):
+            home.query(QueryAsk("SELECT COUNT(*) FROM t"), analyst, time.monotonic() + 60)
+        kept, entry = home.receipts.kept[-1]  # type: ignore[attr-defined]
+    assert entry["kind"] == "query.failed" and entry["code"] == "UNAVAILABLE"
     assert sorted(kept) == [("a", "receipt of a"), ("b", "receipt of b")]

@@ -190,6 +190,37 @@ def test_a_partial_counts_only_with_the_receipt_of_its_very_bytes(parts: Parts) 
     assert train == "it is the receipt of another operation, not train"
 
 
+def test_a_receipt_must_name_the_request_as_the_home_asked_it(parts: Parts) -> None:
+    """Review (2026-12-05): the home checked a receipt's owner, request id, signature and
+    bytes, not what it released: a relay could have a city release a request of its own
+    (another requester, purpose or SQL) under the home's request id, and the home merged
+    it for its analyst. Now the receipt must name the home, requester, purpose, plan and
+    dataset the home asked."""
+    from gateway.receipts import query_asked
+
+    _grant(parts, exact=True)
+    env = _env()
+    answer = parts.owner.execute(env)
+    receipt = answer.owners[0].receipt
+    check = ReceiptCheck(parts.bundle)
+    plan = parse(SQL)
+    covering = (answer.payload, "query")
+    asked = query_asked(env, plan)
+    for _ in range(2):  # the second time its signature is remembered: still checked
+        assert check.problem(receipt, "anhui", env.request_id, covering=covering, asked=asked) == ""
+    other = dataclasses.replace(env, purpose="something else")
+    said = check.problem(
+        receipt, "anhui", env.request_id, covering=covering, asked=query_asked(other, plan)
+    )
+    assert said == "it names another purpose than the one asked"
+    wider = parse(SQL.replace("GROUP BY", "WHERE revenue > 0 GROUP BY"))
+    assert wider.digest != plan.digest
+    said = check.problem(
+        receipt, "anhui", env.request_id, covering=covering, asked=query_asked(env, wider)
+    )
+    assert said == "it names another plan digest than the one asked"
+
+
 def _outcome(answer: PartialAnswer) -> Outcome:
     @dataclasses.dataclass(frozen=True)
     class Target:
