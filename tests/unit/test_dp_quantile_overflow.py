@@ -7,8 +7,6 @@ drawn is withheld and spent like a release too large to send."""
 
 from __future__ import annotations
 
-import time
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,22 +14,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from federation import dp_hist
-from federation.envelope import Envelope, Requester
+from federation.envelope import Envelope
 from federation.outcome import Code
 from gateway.descriptor import ColumnSpec, DatasetDescriptor
 from gateway.grant_replay import violations
 from gateway.release import query as query_release
 from tests.unit.owner_parts import OPERATOR, org_grant, owner_parts
-
-ORG = "Shanghai Big Data Center"
-ANALYST = Requester("analyst", "li.wei@shanghai", ORG)
+from tests.unit.test_dp_withheld import ORG
+from tests.unit.test_dp_withheld import _env as _env_for
 
 
 def _env(sql: str) -> Envelope:
-    return Envelope(
-        f"r-{uuid.uuid4().hex[:12]}", ANALYST, "shanghai", "query", body=sql,
-        deadline=time.monotonic() + 20,
-    )  # fmt: skip
+    return _env_for(sql, 20)
 
 
 def _wages(parts) -> str:  # noqa: ANN001 - OwnerParts

@@ -88,18 +88,15 @@ def test_a_use_being_committed_stays_held(tmp_path: Path, monkeypatch: pytest.Mo
     grant decided meanwhile was admitted (and computed, or exchanged its points) before
     the spend refused it. Now the hold is let go once the spend is committed: a decision
     made while the release entry is written (in the transaction) is refused."""
-    import time
-    import uuid
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from federation.envelope import Envelope, Requester
     from gateway.descriptor import ColumnSpec, DatasetDescriptor
     from gateway.release import pipeline
     from tests.unit.owner_parts import OPERATOR, org_grant, owner_parts
+    from tests.unit.test_dp_withheld import ORG as org
+    from tests.unit.test_dp_withheld import _env
 
-    org = "Shanghai Big Data Center"
     with owner_parts(tmp_path) as parts:
         path = parts.data / "t.parquet"
         pq.write_table(pa.table({"g": [f"g{i % 3}" for i in range(60)]}), path)
@@ -121,11 +118,7 @@ def test_a_use_being_committed_stays_held(tmp_path: Path, monkeypatch: pytest.Mo
             return real(*args)  # type: ignore[arg-type]
 
         monkeypatch.setattr(pipeline, "release_entry", entry_meanwhile)
-        env = Envelope(
-            f"r-{uuid.uuid4().hex[:12]}", Requester("analyst", "li@shanghai", org),
-            "shanghai", "query", body="SELECT g, COUNT(*) AS n FROM t GROUP BY g",
-            deadline=time.monotonic() + 20,
-        )  # fmt: skip
+        env = _env("SELECT g, COUNT(*) AS n FROM t GROUP BY g", 20)
         (report,) = parts.owner.execute(env).owners
         assert report.error is None
         assert admitted == [False]
